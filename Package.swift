@@ -1,0 +1,94 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "UsageBilling",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "UsageBilling", targets: ["UsageBilling"]),
+        .library(name: "UsageBillingCurl", targets: ["UsageBillingCurl"]),
+        .library(name: "UsageBillingTesting", targets: ["UsageBillingTesting"]),
+        .library(name: "StripeUsage", targets: ["StripeUsage"]),
+        .executable(name: "usage-billing", targets: ["usage-billing"]),
+        .executable(name: "usage-billing-bench", targets: ["usage-billing-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // libcurl, from Debian's libcurl4-openssl-dev.
+        .systemLibrary(
+            name: "CCurl",
+            path: "Sources/CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // The core: events, sinks, outcomes, retry, rate limiting, batching, HTTP abstractions.
+        // No provider code and no curl here.
+        .target(name: "UsageBilling", path: "Sources/UsageBilling", swiftSettings: strict),
+        .target(
+            name: "UsageBillingCurl",
+            dependencies: ["UsageBilling", "CCurl"],
+            path: "Sources/UsageBillingCurl",
+            swiftSettings: strict
+        ),
+        // The conformance kit contributors depend on: fixtures, replay/recording clients,
+        // scenario catalogue and runner, test clock, loopback HTTP server.
+        .target(
+            name: "UsageBillingTesting",
+            dependencies: [
+                "UsageBilling",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Sources/UsageBillingTesting",
+            swiftSettings: strict
+        ),
+        // Providers: one folder each, module <Name>Usage.
+        .target(
+            name: "StripeUsage",
+            dependencies: ["UsageBilling"],
+            path: "Providers/Stripe/Sources",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "usage-billing",
+            dependencies: [
+                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "StripeUsage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/usage-billing",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "usage-billing-bench",
+            dependencies: ["UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "CCurl"],
+            path: "Benchmarks/Sources",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "UsageBillingTests",
+            dependencies: ["UsageBilling", "UsageBillingTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CurlTests",
+            dependencies: ["UsageBilling", "UsageBillingCurl", "UsageBillingTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ConformanceTests",
+            dependencies: ["UsageBilling", "UsageBillingTesting", "StripeUsage"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "StripeTests",
+            dependencies: ["UsageBilling", "UsageBillingTesting", "StripeUsage"],
+            swiftSettings: strict
+        ),
+    ]
+)

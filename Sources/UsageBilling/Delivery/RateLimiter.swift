@@ -1,0 +1,44 @@
+/// A token bucket: `rate` tokens per second refill up to `burst`; each request takes one.
+///
+/// `acquire()` waits (on the injected clock) until a token is free. Waiters are served in
+/// arrival order because each reserves its token before sleeping.
+public actor RateLimiter {
+    private let rate: Double
+    private let burst: Double
+    private let clock: any UsageClock
+    private var tokens: Double
+    private var lastRefill: Duration
+
+    /// A limiter for `limit`, starting full.
+    public init(_ limit: RateLimit, clock: any UsageClock = SystemClock()) {
+        self.rate = max(limit.requestsPerSecond, 0.000_001)
+        self.burst = Double(limit.burst)
+        self.clock = clock
+        self.tokens = Double(limit.burst)
+        self.lastRefill = clock.monotonicNow()
+    }
+
+    /// Takes `count` tokens, waiting as long as needed. Throws `CancellationError` if cancelled.
+    public func acquire(_ count: Int = 1) async throws {
+        refill()
+        tokens -= Double(count)  // reserve now, even into debt, so later callers queue behind
+        if tokens >= 0 { return }
+        let wait = -tokens / rate
+        try await clock.sleep(for: .seconds(wait))
+    }
+
+    /// Tokens available right now (may be negative while callers are queued).
+    public func available() -> Double {
+        refill()
+        return tokens
+    }
+
+    private func refill() {
+        let now = clock.monotonicNow()
+        let elapsed = (now - lastRefill).seconds
+        if elapsed > 0 {
+            tokens = min(burst, tokens + elapsed * rate)
+            lastRefill = now
+        }
+    }
+}

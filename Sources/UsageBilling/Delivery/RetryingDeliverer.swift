@@ -1,0 +1,74 @@
+import Foundation
+
+/// Delivers events to a sink in batches and retries what is retryable by a ``RetryPolicy``,
+/// resending the same events (same ids, so the same idempotency keys) until each is final or
+/// the policy gives up.
+///
+/// This is the in-memory driver (for scripts, the demo and the conformance suite). The durable
+/// path is the spool's delivery worker, which follows the same rules.
+public struct RetryingDeliverer: Sendable {
+    /// The result for one event.
+    public struct Report: Sendable, Hashable {
+        /// The event's id.
+        public var eventID: String
+        /// Every outcome it had, one per attempt, in order. The last is its final state.
+        public var history: [DeliveryOutcome]
+        /// The last outcome.
+        public var final: DeliveryOutcome { history.last ?? .possiblyDelivered }
+    }
+
+    public let sink: any UsageSink
+    public let policy: RetryPolicy
+    public let clock: any UsageClock
+    public let rateLimiter: RateLimiter?
+
+    public init(sink: any UsageSink, policy: RetryPolicy = .default, clock: any UsageClock = SystemClock()) {
+        self.sink = sink
+        self.policy = policy
+        self.clock = clock
+        self.rateLimiter = sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }
+    }
+
+    /// Delivers `events`; returns one report per event in input order. Throws only what the sink
+    /// throws (configuration errors) or `CancellationError`.
+    public func deliver(_ events: [UsageEvent]) async throws -> [Report] {
+        var rng = SystemRandomNumberGenerator()
+        return try await deliver(events, using: &rng)
+    }
+
+    /// ``deliver(_:)`` with a caller-supplied random generator for the jitter.
+    public func deliver<R: RandomNumberGenerator>(_ events: [UsageEvent], using rng: inout R) async throws -> [Report] {
+        var histories = [[DeliveryOutcome]](repeating: [], count: events.count)
+        var pending = Array(events.indices)
+        let started = clock.monotonicNow()
+        var attempts = 0
+        while !pending.isEmpty {
+            try Task.checkCancellation()
+            attempts += 1
+            var retryAfter: Duration?
+            for batch in Batcher.batches(pending, maxBatchSize: sink.capabilities.maxBatchSize) {
+                if let rateLimiter { try await rateLimiter.acquire() }
+                let outcomes = try await sink.deliver(batch.map { events[$0] })
+                guard outcomes.count == batch.count else {
+                    throw UsageBillingError(
+                        .unexpectedResponse,
+                        "sink \(sink.name) returned \(outcomes.count) outcomes for \(batch.count) events",
+                        fix: "this is a bug in the adapter; report it")
+                }
+                for (index, outcome) in zip(batch, outcomes) {
+                    histories[index].append(outcome)
+                    if case .retryable(_, let after?) = outcome {
+                        retryAfter = max(retryAfter ?? .zero, after)
+                    }
+                }
+            }
+            pending = pending.filter { !(histories[$0].last?.isFinal ?? true) }
+            guard !pending.isEmpty else { break }
+            let elapsed = clock.monotonicNow() - started
+            guard let wait = policy.delay(attemptsMade: attempts, elapsed: elapsed, retryAfter: retryAfter, using: &rng)
+            else { break }
+            try await clock.sleep(for: wait)
+        }
+        return events.indices.map { Report(eventID: events[$0].id, history: histories[$0]) }
+    }
+}

@@ -1,0 +1,82 @@
+/// The one error type of UsageBilling. Match on ``code``; read ``message`` and ``fix``.
+///
+/// Messages never contain secrets: adapters build them from provider error bodies and request
+/// ids, never from headers or credentials.
+public struct UsageBillingError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What kind of failure this is. Compare with `==` against the static members.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private enum Base: String, Sendable, Hashable {
+            case invalidInput = "invalid_input"
+            case configuration
+            case transport
+            case timeout
+            case cancelled
+            case unexpectedResponse = "unexpected_response"
+            case notFound = "not_found"
+            case rejected
+            case fixtureMismatch = "fixture_mismatch"
+        }
+
+        private let base: Base
+        private init(_ base: Base) { self.base = base }
+
+        /// Bad input from the caller: an event field, a config value, a query parameter.
+        public static let invalidInput = Code(.invalidInput)
+        /// The sink cannot work as configured: bad or missing credentials, missing permission.
+        public static let configuration = Code(.configuration)
+        /// The network failed (connect, reset, TLS). See ``UsageBillingError/mayHaveReachedServer``.
+        public static let transport = Code(.transport)
+        /// No complete answer in time. See ``UsageBillingError/mayHaveReachedServer``.
+        public static let timeout = Code(.timeout)
+        /// The caller's task was cancelled.
+        public static let cancelled = Code(.cancelled)
+        /// The provider answered something we cannot interpret.
+        public static let unexpectedResponse = Code(.unexpectedResponse)
+        /// The provider says the addressed object (meter, customer, ...) does not exist.
+        public static let notFound = Code(.notFound)
+        /// The provider refused the request permanently (a management call, not an event).
+        public static let rejected = Code(.rejected)
+        /// A replayed fixture did not match the request (tests only).
+        public static let fixtureMismatch = Code(.fixtureMismatch)
+
+        /// A label-safe name (`transport`, `invalid_input`, ...): low cardinality, no user data.
+        public var description: String { base.rawValue }
+    }
+
+    /// The kind of failure.
+    public let code: Code
+    /// What went wrong, in words.
+    public let message: String
+    /// What to do next, if we know.
+    public let fix: String?
+    /// The field or parameter at fault, if any.
+    public let field: String?
+    /// The provider's request id, if it answered.
+    public let providerRequestID: String?
+    /// For transport failures and timeouts: whether the request may have reached the server
+    /// (bytes were sent). `false` means it certainly did not and a retry is entirely safe.
+    public let mayHaveReachedServer: Bool
+
+    public init(
+        _ code: Code, _ message: String, fix: String? = nil, field: String? = nil,
+        providerRequestID: String? = nil, mayHaveReachedServer: Bool = false
+    ) {
+        self.code = code
+        self.message = message
+        self.fix = fix
+        self.field = field
+        self.providerRequestID = providerRequestID
+        self.mayHaveReachedServer = mayHaveReachedServer
+    }
+
+    /// A label-safe short description (the code), for metrics labels and log keys.
+    public var shortDescription: String { code.description }
+
+    public var description: String {
+        var text = "\(code): \(message)"
+        if let field { text += " (field: \(field))" }
+        if let fix { text += ". Fix: \(fix)" }
+        if let providerRequestID { text += " [request: \(providerRequestID)]" }
+        return text
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+
+/// Sends one HTTP request. Production uses `CurlHTTPClient`; tests use `ReplayHTTPClient` or a
+/// loopback server.
+///
+/// Implementations return every response they get, whatever its status (a 500 is a response, not
+/// an error), and throw ``UsageBillingError`` with code `.transport`, `.timeout` or `.cancelled`
+/// when no complete response arrived, setting `mayHaveReachedServer` when bytes were sent.
+public protocol HTTPClient: Sendable {
+    func send(_ request: HTTPRequest) async throws -> HTTPResponse
+}
+
+/// An HTTP method.
+public struct HTTPMethod: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue.uppercased() }
+    public static let get = HTTPMethod(rawValue: "GET")
+    public static let post = HTTPMethod(rawValue: "POST")
+    public static let put = HTTPMethod(rawValue: "PUT")
+    public static let patch = HTTPMethod(rawValue: "PATCH")
+    public static let delete = HTTPMethod(rawValue: "DELETE")
+    public var description: String { rawValue }
+
+    public init(from decoder: any Decoder) throws {
+        self.init(rawValue: try decoder.singleValueContainer().decode(String.self))
+    }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(rawValue)
+    }
+}
+
+/// An HTTP request.
+public struct HTTPRequest: Sendable, Hashable {
+    public var method: HTTPMethod
+    /// The absolute URL, query string included.
+    public var url: String
+    public var headers: HeaderFields
+    public var body: Data?
+    /// A total timeout for this request, overriding the client's default.
+    public var timeout: Duration?
+
+    public init(method: HTTPMethod, url: String, headers: HeaderFields = [:], body: Data? = nil, timeout: Duration? = nil) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.timeout = timeout
+    }
+}
+
+/// An HTTP response: status, all headers (in order, repeated names kept), body.
+public struct HTTPResponse: Sendable, Hashable {
+    public var status: Int
+    public var headers: HeaderFields
+    public var body: Data
+
+    public init(status: Int, headers: HeaderFields = [:], body: Data = Data()) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// The body as UTF-8 text (lossy), for messages.
+    public var bodyText: String { String(decoding: body, as: UTF8.self) }
+
+    /// The `Retry-After` header as a duration (delta-seconds or an HTTP date relative to `now`).
+    public func retryAfter(now: Date = Date()) -> Duration? {
+        headers["Retry-After"].flatMap { RetryAfter.parse($0, now: now) }
+    }
+}
+
+/// Ordered HTTP header fields with case-insensitive lookup.
+public struct HeaderFields: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral, CustomStringConvertible {
+    public private(set) var fields: [(name: String, value: String)]
+
+    public init(_ fields: [(name: String, value: String)] = []) { self.fields = fields }
+
+    public init(dictionaryLiteral elements: (String, String)...) {
+        self.fields = elements.map { (name: $0.0, value: $0.1) }
+    }
+
+    /// The first value for `name` (case-insensitive); setting replaces all values for it.
+    public subscript(name: String) -> String? {
+        get {
+            let lower = name.lowercased()
+            return fields.first { $0.name.lowercased() == lower }?.value
+        }
+        set {
+            let lower = name.lowercased()
+            fields.removeAll { $0.name.lowercased() == lower }
+            if let newValue { fields.append((name: name, value: newValue)) }
+        }
+    }
+
+    /// All values for `name`.
+    public func values(for name: String) -> [String] {
+        let lower = name.lowercased()
+        return fields.filter { $0.name.lowercased() == lower }.map(\.value)
+    }
+
+    /// Appends a field, keeping any existing ones of the same name.
+    public mutating func add(name: String, value: String) { fields.append((name: name, value: value)) }
+
+    public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> { fields.makeIterator() }
+
+    public static func == (lhs: HeaderFields, rhs: HeaderFields) -> Bool {
+        lhs.fields.elementsEqual(rhs.fields) { $0.name == $1.name && $0.value == $1.value }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for f in fields { hasher.combine(f.name); hasher.combine(f.value) }
+    }
+
+    /// Header names and values with credentials masked (safe to log).
+    public var description: String {
+        fields.map { "\($0.name): \(Redaction.isSensitiveHeader($0.name) ? Redaction.mask($0.value) : $0.value)" }
+            .joined(separator: "\n")
+    }
+}
+
+/// Parsing of the `Retry-After` header.
+public enum RetryAfter {
+    /// `"120"` → 120 s; an IMF-fixdate (`Wed, 21 Oct 2026 07:28:00 GMT`) → time from `now`
+    /// (zero if past). Anything else → `nil`.
+    public static func parse(_ value: String, now: Date = Date()) -> Duration? {
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        if let seconds = Double(trimmed), seconds >= 0, seconds.isFinite {
+            return .milliseconds(Int64((seconds * 1000).rounded()))
+        }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: trimmed) else { return nil }
+        return .milliseconds(Int64(max(0, date.timeIntervalSince(now)) * 1000))
+    }
+}

@@ -1,0 +1,45 @@
+/// A credential. Its `description` never shows the value, so it cannot leak through string
+/// interpolation into logs or errors; read ``Secret/exposedValue`` only where it goes on the wire.
+public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible,
+    ExpressibleByStringLiteral, Codable
+{
+    /// The raw value: for the request that needs it, nowhere else.
+    public let exposedValue: String
+
+    public init(_ value: String) { self.exposedValue = value }
+    public init(stringLiteral value: String) { self.exposedValue = value }
+    public init(from decoder: any Decoder) throws {
+        self.exposedValue = try decoder.singleValueContainer().decode(String.self)
+    }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(Redaction.mask(exposedValue))
+    }
+
+    /// A masked form such as `sk_test_…(redacted)`.
+    public var description: String { Redaction.mask(exposedValue) }
+    public var debugDescription: String { description }
+}
+
+/// Masking of credentials for logs, errors, fixtures and the spool.
+public enum Redaction {
+    /// Header names whose values are credentials.
+    public static let sensitiveHeaders: Set<String> = [
+        "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
+        "chargebee-api-key", "x-recurly-api-key",
+    ]
+
+    /// Whether a header carries a credential.
+    public static func isSensitiveHeader(_ name: String) -> Bool { sensitiveHeaders.contains(name.lowercased()) }
+
+    /// Keeps a recognisable prefix (`sk_test_`, `Bearer `, `Basic `) and hides the rest.
+    public static func mask(_ value: String) -> String {
+        for scheme in ["Bearer ", "Basic "] where value.hasPrefix(scheme) {
+            return scheme + mask(String(value.dropFirst(scheme.count)))
+        }
+        if let range = value.range(of: "_", options: .backwards), value.distance(from: value.startIndex, to: range.upperBound) <= 9 {
+            return String(value[..<range.upperBound]) + "REDACTED"
+        }
+        return "REDACTED"
+    }
+}

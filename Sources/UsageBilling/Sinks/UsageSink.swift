@@ -1,0 +1,82 @@
+/// A destination for usage events: one provider adapter, or a router fanning out to several.
+///
+/// Adapters validate locally what their provider would reject (rule 6: validate before
+/// sending) and map every provider answer to a per-event ``DeliveryOutcome``.
+public protocol UsageSink: Sendable {
+    /// A short, stable name for logs and metrics labels (e.g. `stripe`).
+    var name: String { get }
+    /// What the provider can take; the delivery worker batches and paces by it.
+    var capabilities: SinkCapabilities { get }
+    /// Delivers one batch (at most `capabilities.maxBatchSize` events) and returns exactly one
+    /// outcome per event, in the same order.
+    ///
+    /// Throws only when the whole sink is unusable, such as bad credentials or a missing
+    /// permission (a ``UsageBillingError`` with code `.configuration`), never for one bad event.
+    func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome]
+}
+
+/// What a sink can take, declared by each adapter.
+public struct SinkCapabilities: Sendable, Hashable {
+    /// The most events one `deliver` call (one provider request) may carry.
+    public var maxBatchSize: Int
+    /// How old or how far in the future an event's timestamp may be; `nil` means no limit.
+    public var acceptedWindow: AcceptedTimeWindow?
+    /// How the provider deduplicates repeated deliveries of the same event.
+    public var idempotency: IdempotencyKind
+    /// The provider's request rate limit, if known; the worker paces requests by it.
+    public var rateLimit: RateLimit?
+    /// Whether the provider bills quantities per period rather than raw events, so events must be
+    /// aggregated per (customer, meter, window) before delivery.
+    public var needsPreAggregation: Bool
+
+    public init(
+        maxBatchSize: Int,
+        acceptedWindow: AcceptedTimeWindow? = nil,
+        idempotency: IdempotencyKind,
+        rateLimit: RateLimit? = nil,
+        needsPreAggregation: Bool = false
+    ) {
+        self.maxBatchSize = max(1, maxBatchSize)
+        self.acceptedWindow = acceptedWindow
+        self.idempotency = idempotency
+        self.rateLimit = rateLimit
+        self.needsPreAggregation = needsPreAggregation
+    }
+}
+
+/// The timestamp range a provider accepts, relative to "now".
+public struct AcceptedTimeWindow: Sendable, Hashable {
+    /// The oldest accepted event is `now - maxAge`.
+    public var maxAge: Duration
+    /// The newest accepted event is `now + maxFutureSkew` (clock drift allowance).
+    public var maxFutureSkew: Duration
+
+    public init(maxAge: Duration, maxFutureSkew: Duration) {
+        self.maxAge = maxAge
+        self.maxFutureSkew = maxFutureSkew
+    }
+}
+
+/// How a provider deduplicates.
+public enum IdempotencyKind: Sendable, Hashable {
+    /// The provider drops a repeated event id itself, for at least `window` (nil: unknown/forever).
+    case providerDeduplicates(window: Duration?)
+    /// The provider does not dedupe, but the adapter can look up whether an id landed before
+    /// re-sending after an ambiguous failure.
+    case clientCheckBeforeRetry
+    /// No dedup at all: an ambiguous failure cannot be retried safely without a human.
+    case none
+}
+
+/// A request-rate limit as a token bucket: a sustained rate and a burst.
+public struct RateLimit: Sendable, Hashable {
+    /// Sustained requests per second.
+    public var requestsPerSecond: Double
+    /// How many requests may go at once after an idle period.
+    public var burst: Int
+
+    public init(requestsPerSecond: Double, burst: Int) {
+        self.requestsPerSecond = requestsPerSecond
+        self.burst = max(1, burst)
+    }
+}

@@ -1,0 +1,39 @@
+import Foundation
+import NIOConcurrencyHelpers
+import UsageBilling
+
+/// A clock for tests: time stands still until moved, and `sleep` does not wait but moves time
+/// forward by the requested amount and records it, so backoff and Retry-After can be asserted.
+public final class TestClock: UsageClock {
+    private let state: NIOLockedValueBox<(wall: Date, monotonic: Duration, sleeps: [Duration])>
+
+    /// A clock that reads `now`.
+    public init(now: Date = Date(timeIntervalSince1970: 1_764_072_000)) {
+        state = NIOLockedValueBox((wall: now, monotonic: .zero, sleeps: []))
+    }
+
+    public func now() -> Date { state.withLockedValue { $0.wall } }
+
+    public func monotonicNow() -> Duration { state.withLockedValue { $0.monotonic } }
+
+    /// Records `duration` and advances time by it, at once.
+    public func sleep(for duration: Duration) async throws {
+        try Task.checkCancellation()
+        state.withLockedValue {
+            $0.sleeps.append(duration)
+            $0.wall = $0.wall.addingTimeInterval(duration.seconds)
+            $0.monotonic += duration
+        }
+    }
+
+    /// Moves time forward without a sleep.
+    public func advance(by duration: Duration) {
+        state.withLockedValue {
+            $0.wall = $0.wall.addingTimeInterval(duration.seconds)
+            $0.monotonic += duration
+        }
+    }
+
+    /// Every sleep requested so far, in order.
+    public var sleeps: [Duration] { state.withLockedValue { $0.sleeps } }
+}
