@@ -382,7 +382,7 @@ final class CurlEngine: @unchecked Sendable {
             _ = ub_easy_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &connects)
             curl_multi_remove_handle(multi, easy)
             curl_easy_reset(easy)
-            if pool.count < 256 { pool.append(easy) } else { curl_easy_cleanup(easy) }
+            if pool.count < max(1, configuration.maxIdleConnections) { pool.append(easy) } else { curl_easy_cleanup(easy) }
             transfer.easy = nil
         }
         if let list = transfer.headerList {

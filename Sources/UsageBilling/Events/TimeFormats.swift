@@ -2,15 +2,9 @@ import Foundation
 
 /// RFC 3339 parsing and formatting, always in UTC with a `Z` suffix.
 public enum RFC3339 {
-    /// Formats `date` as `2026-11-25T12:03:00Z`, or with milliseconds (`...00.123Z`).
+    /// Formats `date` as `2026-11-25T12:03:00Z`, or with milliseconds (`2026-11-25T12:03:00.000Z`).
     public static func format(_ date: Date, fractional: Bool = false) -> String {
-        let style = Date.ISO8601FormatStyle(timeZone: .gmt)
-        if fractional {
-            let ms = Int((date.timeIntervalSince1970 * 1000).rounded(.down)) % 1000
-            if ms != 0 {
-                return date.formatted(style.year().month().day().time(includingFractionalSeconds: true))
-            }
-        }
+        let style = Date.ISO8601FormatStyle(includingFractionalSeconds: fractional, timeZone: .gmt)
         return date.formatted(style)
     }
 

@@ -34,7 +34,7 @@ public enum DeliveryOutcome: Sendable, Hashable {
 }
 
 /// Why an event was rejected, with the provider's own words where it gave any.
-public struct RejectionReason: Sendable, Hashable, CustomStringConvertible {
+public struct RejectionReason: Error, Sendable, Hashable, CustomStringConvertible {
     /// Where the rejection was decided.
     public enum Origin: String, Sendable, Hashable {
         /// Checked locally before sending; no request was made.
@@ -114,5 +114,23 @@ public struct RetryableReason: Sendable, Hashable, CustomStringConvertible {
         text += ": \(message)"
         if let providerRequestID { text += " [request: \(providerRequestID)]" }
         return text
+    }
+}
+
+extension DeliveryOutcome {
+    /// The outcome for events whose request failed without a response: `.possiblyDelivered`
+    /// when the request may have reached the provider (retry with the same keys), `.retryable`
+    /// when it certainly did not. `nil` for errors that are not transport failures (they must
+    /// propagate: configuration, cancellation, ...).
+    public static func forTransportFailure(_ error: any Error) -> DeliveryOutcome? {
+        guard let error = error as? UsageBillingError else { return nil }
+        switch error.code {
+        case .timeout, .transport:
+            if error.mayHaveReachedServer { return .possiblyDelivered }
+            return .retryable(RetryableReason(error.code == .timeout ? .timeout : .transport, message: error.message),
+                              retryAfter: nil)
+        default:
+            return nil
+        }
     }
 }

@@ -1,0 +1,304 @@
+import Foundation
+import UsageBilling
+
+/// Delivers usage events to Stripe Billing meters: v1 meter events, v2 meter events, or the v2
+/// high-throughput stream (see ``StripeMeteringAPI``).
+///
+/// - The event id is Stripe's `identifier` and, for single-event requests, also the
+///   `Idempotency-Key`; stream batches use a key derived from their event ids. Both are the same
+///   on every retry.
+/// - Checked locally, with no request: timestamp within 35 days back and 5 minutes ahead, value
+///   a whole number (unless `allow_fractional_values`) of at most 15 significant digits,
+///   `identifier` and `event_name` at most 100 characters, no property named like the customer or
+///   value key.
+/// - Stripe's reused-identifier answer is `.duplicate`; 409/429/5xx (and `Stripe-Should-Retry:
+///   true`) are retryable with `Retry-After`; 401/403 throw `.configuration`; other 4xx reject the
+///   event with Stripe's code, param, message and `Request-Id`.
+public struct StripeMeterEventSink: UsageSink {
+    public let name: String
+    public let settings: StripeSettings
+    private let client: any HTTPClient
+    private let clock: any UsageClock
+    private let session: StripeSessionCache
+
+    /// Events older than this are refused by Stripe.
+    public static let maxAge: Duration = .seconds(35 * 86_400)
+    /// Events further than this in the future are refused by Stripe.
+    public static let maxFutureSkew: Duration = .seconds(5 * 60)
+
+    /// - Throws: `.invalidInput` / `.configuration` naming the bad setting.
+    public init(settings: StripeSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(), name: String = "stripe") throws {
+        try settings.validate()
+        self.name = name
+        self.settings = settings
+        self.client = client
+        self.clock = clock
+        self.session = StripeSessionCache(settings: settings, client: client, clock: clock)
+    }
+
+    public var capabilities: SinkCapabilities {
+        // stripe.md §1.9: test mode counts toward the basic 25 ops/s limit; live v1 has its own
+        // 1,000 calls/s limiter; the stream takes 10,000 requests/s.
+        let rate: RateLimit
+        switch (settings.api, settings.isTestMode) {
+        case (_, true): rate = RateLimit(requestsPerSecond: 25, burst: 25)
+        case (.v2Stream, false): rate = RateLimit(requestsPerSecond: 10_000, burst: 1_000)
+        case (_, false): rate = RateLimit(requestsPerSecond: 1_000, burst: 100)
+        }
+        return SinkCapabilities(
+            maxBatchSize: settings.api == .v2Stream ? settings.streamBatchSize : 1,
+            acceptedWindow: AcceptedTimeWindow(maxAge: Self.maxAge, maxFutureSkew: Self.maxFutureSkew),
+            idempotency: .providerDeduplicates(window: .seconds(24 * 3600)),
+            rateLimit: rate)
+    }
+
+    public func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome] {
+        var outcomes = [DeliveryOutcome?](repeating: nil, count: batch.count)
+        var ready: [(index: Int, event: PreparedEvent)] = []
+        let now = clock.now()
+        for (index, event) in batch.enumerated() {
+            switch prepare(event, now: now) {
+            case .failure(let reason): outcomes[index] = .rejected(reason)
+            case .success(let prepared): ready.append((index, prepared))
+            }
+        }
+        switch settings.api {
+        case .v1, .v2:
+            for (index, event) in ready {
+                outcomes[index] = try await sendSingle(event)
+            }
+        case .v2Stream:
+            for chunk in Batcher.batches(ready, maxBatchSize: settings.streamBatchSize) {
+                let result = try await sendStream(chunk.map(\.event))
+                for item in chunk { outcomes[item.index] = result }
+            }
+        }
+        return outcomes.map { $0 ?? .possiblyDelivered }
+    }
+
+    // MARK: - Preparing
+
+    /// An event validated and mapped to Stripe's fields.
+    struct PreparedEvent: Sendable {
+        var identifier: String
+        var eventName: String
+        var payload: [(String, String)]
+        var timestamp: Date
+    }
+
+    /// The Stripe meter `event_name` for an event.
+    public func stripeEventName(for event: UsageEvent) -> String {
+        settings.eventNames[event.name] ?? settings.eventName ?? event.name
+    }
+
+    func prepare(_ event: UsageEvent, now: Date) -> Result<PreparedEvent, RejectionReason> {
+        let window = capabilities.acceptedWindow
+        if let reason = LocalValidation.checkTimestamp(event, window: window, now: now, provider: "Stripe") {
+            return .failure(reason)
+        }
+        if let reason = LocalValidation.checkLength(event.id, max: 100, field: "identifier") { return .failure(reason) }
+        let eventName = stripeEventName(for: event)
+        if let reason = LocalValidation.checkLength(eventName, max: 100, field: "event_name") { return .failure(reason) }
+        let customer = settings.customers[event.customer] ?? event.customer
+        if customer.isEmpty {
+            return .failure(.local("customer_missing", field: "customer", "the event has no customer; Stripe needs one in payload[\(settings.customerKey)]"))
+        }
+        let quantity = event.quantity
+        if quantity.isNaN {
+            return .failure(.local("value_invalid", field: "quantity", "quantity is not a number"))
+        }
+        if !settings.allowFractionalValues && !DecimalFormat.isWhole(quantity) {
+            return .failure(.local(
+                "value_not_whole", field: "quantity",
+                "Stripe meters take whole numbers; \(DecimalFormat.plain(quantity)) is fractional. Record a smaller unit (e.g. milliseconds, not seconds) or set allow_fractional_values: true"))
+        }
+        if DecimalFormat.significantDigits(quantity) > 15 {
+            return .failure(.local(
+                "value_too_many_digits", field: "quantity",
+                "Stripe rejects values with more than 15 significant digits; \(DecimalFormat.plain(quantity)) has \(DecimalFormat.significantDigits(quantity))"))
+        }
+        var payload: [(String, String)] = [(settings.customerKey, customer), (settings.valueKey, DecimalFormat.plain(quantity))]
+        for key in event.properties.keys.sorted() {
+            if key == settings.customerKey || key == settings.valueKey {
+                return .failure(.local(
+                    "property_conflicts_with_meter_key", field: "properties.\(key)",
+                    "property '\(key)' would overwrite the meter's \(key == settings.customerKey ? "customer" : "value") key; rename the property"))
+            }
+            if key.isEmpty {
+                return .failure(.local("property_name_empty", field: "properties", "a property has an empty name"))
+            }
+            payload.append((key, event.properties[key]?.description ?? ""))
+        }
+        return .success(PreparedEvent(identifier: event.id, eventName: eventName, payload: payload, timestamp: event.timestamp))
+    }
+
+    // MARK: - Sending
+
+    func commonHeaders(authorization: String, contentType: String) -> HeaderFields {
+        var headers: HeaderFields = [
+            "Authorization": "Bearer \(authorization)",
+            "Stripe-Version": settings.apiVersion,
+            "Content-Type": contentType,
+        ]
+        if let account = settings.stripeAccount { headers["Stripe-Account"] = account }
+        return headers
+    }
+
+    private func sendSingle(_ event: PreparedEvent) async throws -> DeliveryOutcome {
+        var headers: HeaderFields
+        let url: String
+        let body: Data
+        if settings.api == .v1 {
+            headers = commonHeaders(authorization: settings.secretKey.exposedValue, contentType: "application/x-www-form-urlencoded")
+            url = URLBuilder.url(base: settings.endpoint, path: "/v1/billing/meter_events")
+            var fields: [(String, String)] = [("event_name", event.eventName)]
+            fields += event.payload.map { ("payload[\($0.0)]", $0.1) }
+            fields.append(("identifier", event.identifier))
+            fields.append(("timestamp", String(Int(event.timestamp.timeIntervalSince1970.rounded(.down)))))
+            body = Data(FormEncoding.encode(fields).utf8)
+        } else {
+            headers = commonHeaders(authorization: settings.secretKey.exposedValue, contentType: "application/json")
+            url = URLBuilder.url(base: settings.endpoint, path: "/v2/billing/meter_events")
+            body = Self.jsonEvent(event).encoded()
+        }
+        headers["Idempotency-Key"] = event.identifier
+        let request = HTTPRequest(method: .post, url: url, headers: headers, body: body)
+        let response: HTTPResponse
+        do {
+            response = try await client.send(request)
+        } catch {
+            if let outcome = DeliveryOutcome.forTransportFailure(error) { return outcome }
+            throw error
+        }
+        switch StripeAnswer.classify(response, now: clock.now()) {
+        case .success: return .accepted
+        case .outcome(let outcome): return outcome
+        case .configuration(let error): throw error
+        case .sessionExpired:
+            throw UsageBillingError(.configuration, "Stripe answered session-expired to a secret-key request",
+                                    fix: "check that endpoint points at the Stripe API", providerRequestID: response.headers["Request-Id"])
+        }
+    }
+
+    static func jsonEvent(_ event: PreparedEvent) -> JSONValue {
+        .object([
+            "event_name": .string(event.eventName),
+            "identifier": .string(event.identifier),
+            "timestamp": .string(RFC3339.format(event.timestamp, fractional: true)),
+            "payload": .object(Dictionary(event.payload.map { ($0.0, JSONValue.string($0.1)) }, uniquingKeysWith: { $1 })),
+        ])
+    }
+
+    private func sendStream(_ events: [PreparedEvent]) async throws -> DeliveryOutcome {
+        let body = JSONValue.object(["events": .array(events.map(Self.jsonEvent))]).encoded()
+        let key = EventID.derived(from: ["stripe-meter-event-stream"] + events.map(\.identifier))
+        for attempt in 0..<2 {
+            let token: String
+            switch try await session.token() {
+            case .token(let value): token = value
+            case .outcome(let outcome): return outcome
+            }
+            var headers = commonHeaders(authorization: token, contentType: "application/json")
+            headers["Idempotency-Key"] = key
+            let request = HTTPRequest(
+                method: .post, url: URLBuilder.url(base: settings.meterEventsEndpoint, path: "/v2/billing/meter_event_stream"),
+                headers: headers, body: body)
+            let response: HTTPResponse
+            do {
+                response = try await client.send(request)
+            } catch {
+                if let outcome = DeliveryOutcome.forTransportFailure(error) { return outcome }
+                throw error
+            }
+            switch StripeAnswer.classify(response, now: clock.now()) {
+            case .success: return .accepted
+            case .outcome(let outcome): return outcome
+            case .configuration(let error): throw error
+            case .sessionExpired:
+                await session.invalidate(token)
+                if attempt == 1 {
+                    return .retryable(RetryableReason(.sessionExpired, httpStatus: 401,
+                                                      message: "the meter event session expired twice in a row",
+                                                      providerRequestID: response.headers["Request-Id"]), retryAfter: nil)
+                }
+            }
+        }
+        return .possiblyDelivered
+    }
+}
+
+/// Holds the v2 meter-event session token, creating one when there is none or it is within a
+/// minute of `expires_at`, and again after Stripe says it expired.
+actor StripeSessionCache {
+    enum Result { case token(String), outcome(DeliveryOutcome) }
+
+    private let settings: StripeSettings
+    private let client: any HTTPClient
+    private let clock: any UsageClock
+    private var current: (token: String, expiresAt: Date)?
+
+    /// Refresh this long before `expires_at`.
+    static let refreshMargin: TimeInterval = 60
+
+    init(settings: StripeSettings, client: any HTTPClient, clock: any UsageClock) {
+        self.settings = settings
+        self.client = client
+        self.clock = clock
+    }
+
+    func invalidate(_ token: String) {
+        if current?.token == token { current = nil }
+    }
+
+    func token() async throws -> Result {
+        if let current, clock.now().addingTimeInterval(Self.refreshMargin) < current.expiresAt {
+            return .token(current.token)
+        }
+        var headers: HeaderFields = [
+            "Authorization": "Bearer \(settings.secretKey.exposedValue)",
+            "Stripe-Version": settings.apiVersion,
+            "Content-Type": "application/json",
+            "Idempotency-Key": UUID().uuidString.lowercased(),
+        ]
+        if let account = settings.stripeAccount { headers["Stripe-Account"] = account }
+        let request = HTTPRequest(
+            method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/v2/billing/meter_event_session"),
+            headers: headers, body: Data("{}".utf8))
+        let response: HTTPResponse
+        do {
+            response = try await client.send(request)
+        } catch {
+            // Creating a session bills nothing, so any failure is simply retryable.
+            if let outcome = DeliveryOutcome.forTransportFailure(error) {
+                if outcome == .possiblyDelivered {
+                    return .outcome(.retryable(RetryableReason(.transport, message: "creating a meter event session failed"), retryAfter: nil))
+                }
+                return .outcome(outcome)
+            }
+            throw error
+        }
+        switch StripeAnswer.classify(response, now: clock.now()) {
+        case .success:
+            let body = JSONValue.parse(response.body)
+            guard let token = body?["authentication_token"]?.stringValue,
+                  let expires = body?["expires_at"]?.stringValue.flatMap(RFC3339.parse)
+            else {
+                throw UsageBillingError(.unexpectedResponse, "Stripe's meter event session has no authentication_token/expires_at",
+                                        fix: "check that endpoint points at the Stripe API",
+                                        providerRequestID: response.headers["Request-Id"])
+            }
+            current = (token, expires)
+            return .token(token)
+        case .outcome(.rejected(let reason)):
+            throw UsageBillingError(.configuration, "Stripe refused to create a meter event session: \(reason.message)",
+                                    fix: "check the account's access to the v2 meter event stream", providerRequestID: reason.providerRequestID)
+        case .outcome(let outcome):
+            return .outcome(outcome)
+        case .configuration(let error):
+            throw error
+        case .sessionExpired:
+            throw UsageBillingError(.configuration, "Stripe answered session-expired when creating a session",
+                                    fix: "check secret_key", providerRequestID: response.headers["Request-Id"])
+        }
+    }
+}

@@ -1,0 +1,221 @@
+import Foundation
+import Testing
+@testable import UsageBilling
+import UsageBillingTesting
+
+@Suite("Events and ids")
+struct EventTests {
+    @Test func uuidV7IdsAreWellFormedAndTimeOrdered() {
+        let earlier = EventID.generate(at: Date(timeIntervalSince1970: 1_764_000_000))
+        let later = EventID.generate(at: Date(timeIntervalSince1970: 1_764_000_000.002))
+        let pattern = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+        #expect(earlier.wholeMatch(of: pattern) != nil)
+        #expect(later.wholeMatch(of: pattern) != nil)
+        #expect(earlier < later)
+        #expect(EventID.generate() != EventID.generate())
+    }
+
+    @Test func derivedIdsAreDeterministicAndSeparatorSafe() {
+        let a = EventID.derived(from: ["stripe", "acme", "api", "2026-11-20T00:00:00Z"])
+        #expect(a == EventID.derived(from: ["stripe", "acme", "api", "2026-11-20T00:00:00Z"]))
+        #expect(a != EventID.derived(from: ["stripe", "acme", "api", "2026-11-21T00:00:00Z"]))
+        #expect(EventID.derived(from: ["a\u{1F}b", "c"]) != EventID.derived(from: ["a", "b\u{1F}c"]))
+        #expect(a.hasPrefix("ub_") && a.count == 35)
+    }
+
+    @Test func sha256MatchesKnownVectors() {
+        #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        let long = Array(String(repeating: "a", count: 1000).utf8)
+        #expect(SHA256.hex(long) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+    }
+
+    @Test func eventJSONKeepsDecimalPrecisionAndNamesBadFields() throws {
+        let json = #"{"id":"e1","name":"api","customer":"acme","timestamp":"2026-11-20T11:59:00.250Z","quantity":"0.1","properties":{"ok":true,"n":3,"s":"x"}}"#
+        let event = try JSONDecoder().decode(UsageEvent.self, from: Data(json.utf8))
+        #expect(event.quantity == Decimal(string: "0.1"))
+        #expect(event.properties == ["ok": .bool(true), "n": .number(3), "s": .string("x")])
+        #expect(abs(event.timestamp.timeIntervalSince1970 - 1_795_175_940.25) < 0.001)
+        let again = try JSONDecoder().decode(UsageEvent.self, from: JSONEncoder().encode(event))
+        #expect(again == event)
+
+        let bad = #"{"name":"api","customer":"acme","timestamp":"yesterday"}"#
+        #expect {
+            try JSONDecoder().decode(UsageEvent.self, from: Data(bad.utf8))
+        } throws: { error in
+            "\(error)".contains("timestamp") && "\(error)".contains("RFC 3339")
+        }
+        let nested = #"{"name":"api","customer":"acme","timestamp":"2026-11-20T11:59:00Z","properties":{"a":{"b":1}}}"#
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(UsageEvent.self, from: Data(nested.utf8)) }
+    }
+
+    @Test func decimalHelpers() {
+        #expect(DecimalFormat.plain(Decimal(string: "1500")!) == "1500")
+        #expect(DecimalFormat.plain(Decimal(string: "-0.25")!) == "-0.25")
+        #expect(DecimalFormat.isWhole(Decimal(string: "42")!))
+        #expect(!DecimalFormat.isWhole(Decimal(string: "42.5")!))
+        #expect(DecimalFormat.significantDigits(Decimal(string: "1500")!) == 2)
+        #expect(DecimalFormat.significantDigits(Decimal(string: "1500.25")!) == 6)
+        #expect(DecimalFormat.significantDigits(Decimal(string: "1234567890123456")!) == 16)
+    }
+}
+
+@Suite("Retry, rate limiting, batching")
+struct DeliveryTests {
+    @Test func retryCeilingsFollowTheDocumentedCurve() {
+        let policy = RetryPolicy()
+        let ceilings = (1...8).map { policy.ceiling(forRetry: $0).seconds }
+        #expect(ceilings == [0.5, 1, 2, 4, 8, 16, 30, 30])
+    }
+
+    @Test func retryDelaysAreFullJitterWithinTheCeiling() {
+        let policy = RetryPolicy()
+        var rng = SeededGenerator(seed: 7)
+        var seen: [Double] = []
+        for attempt in 1...6 {
+            for _ in 0..<50 {
+                let d = policy.delay(attemptsMade: attempt, elapsed: .zero, retryAfter: nil, using: &rng)
+                let s = d?.seconds ?? -1
+                #expect(s >= 0 && s <= policy.ceiling(forRetry: attempt).seconds)
+                seen.append(s)
+            }
+        }
+        // Full jitter spreads waits: some near zero, some near the ceiling.
+        #expect(seen.contains { $0 < 0.1 })
+        #expect(seen.contains { $0 > 10 })
+    }
+
+    @Test func retryAfterIsAFloorAndCapsStopRetrying() {
+        let policy = RetryPolicy(maxAttempts: 3, maxElapsed: .seconds(60))
+        var rng = SeededGenerator(seed: 1)
+        let d = policy.delay(attemptsMade: 1, elapsed: .zero, retryAfter: .seconds(45), using: &rng)
+        #expect(d == .seconds(45))
+        #expect(policy.delay(attemptsMade: 3, elapsed: .zero, retryAfter: nil, using: &rng) == nil)
+        #expect(policy.delay(attemptsMade: 1, elapsed: .seconds(30), retryAfter: .seconds(45), using: &rng) == nil)
+    }
+
+    @Test func retryAfterHeaderParsing() {
+        let now = Date(timeIntervalSince1970: 1_764_072_000)  // 2025-11-25T12:00:00Z
+        #expect(RetryAfter.parse("2", now: now) == .seconds(2))
+        #expect(RetryAfter.parse("0.5", now: now) == .milliseconds(500))
+        #expect(RetryAfter.parse("Tue, 25 Nov 2025 12:00:30 GMT", now: now) == .seconds(30))
+        #expect(RetryAfter.parse("soon", now: now) == nil)
+        #expect(RetryAfter.parse("-3", now: now) == nil)
+    }
+
+    @Test func tokenBucketWaitsOnTheInjectedClock() async throws {
+        let clock = TestClock()
+        let limiter = RateLimiter(RateLimit(requestsPerSecond: 2, burst: 2), clock: clock)
+        try await limiter.acquire()
+        try await limiter.acquire()
+        #expect(clock.sleeps.isEmpty)
+        try await limiter.acquire()
+        #expect(clock.sleeps == [.milliseconds(500)])
+        clock.advance(by: .seconds(10))
+        #expect(await limiter.available() == 2)
+    }
+
+    @Test func batcherSplitsInOrder() {
+        let batches = Batcher.batches(Array(0..<250), maxBatchSize: 100)
+        #expect(batches.map(\.count) == [100, 100, 50])
+        #expect(batches.flatMap { $0 } == Array(0..<250))
+        #expect(Batcher.batches([Int](), maxBatchSize: 10).isEmpty)
+        #expect(Batcher.batches([1, 2], maxBatchSize: 0).map(\.count) == [1, 1])
+    }
+
+    @Test func timestampWindowIsCheckedAtItsEdges() {
+        let now = Date(timeIntervalSince1970: 1_763_640_000)
+        let window = AcceptedTimeWindow(maxAge: .seconds(3600), maxFutureSkew: .seconds(300))
+        func check(_ offset: TimeInterval) -> String? {
+            let e = UsageEvent(name: "x", customer: "c", timestamp: now.addingTimeInterval(offset))
+            return LocalValidation.checkTimestamp(e, window: window, now: now, provider: "P")?.code
+        }
+        #expect(check(-3600) == nil)
+        #expect(check(-3601) == "timestamp_too_old")
+        #expect(check(300) == nil)
+        #expect(check(301) == "timestamp_in_future")
+    }
+
+    /// A sink that answers from a script, per attempt.
+    final class ScriptedSink: UsageSink, @unchecked Sendable {
+        let name = "scripted"
+        let capabilities = SinkCapabilities(maxBatchSize: 2, idempotency: .providerDeduplicates(window: nil))
+        private let lock = NSLock()
+        private var script: [DeliveryOutcome]
+        private(set) var batches: [[String]] = []
+        init(_ script: [DeliveryOutcome]) { self.script = script }
+        func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome] {
+            lock.withLock {
+                batches.append(batch.map(\.id))
+                return batch.map { _ in script.isEmpty ? .accepted : script.removeFirst() }
+            }
+        }
+    }
+
+    @Test func retryingDelivererResendsOnlyWhatIsRetryableWithTheSameIds() async throws {
+        let sink = ScriptedSink([.accepted, .retryable(RetryableReason(.rateLimited, message: "429"), retryAfter: .seconds(3)),
+                                 .possiblyDelivered])
+        let clock = TestClock()
+        let events = (1...3).map { UsageEvent(id: "e\($0)", name: "n", customer: "c") }
+        let reports = try await RetryingDeliverer(sink: sink, policy: RetryPolicy(maxAttempts: 4), clock: clock).deliver(events)
+        #expect(reports.map(\.final) == [.accepted, .accepted, .accepted])
+        #expect(reports.map { $0.history.count } == [1, 2, 2])
+        #expect(sink.batches == [["e1", "e2"], ["e3"], ["e2", "e3"]])
+        #expect(clock.sleeps.count == 1)
+        #expect(clock.sleeps.first.map { $0 >= .seconds(3) } == true)
+    }
+
+    @Test func retryingDelivererGivesUpAtTheAttemptCap() async throws {
+        let always = DeliveryOutcome.retryable(RetryableReason(.serverError, message: "500"), retryAfter: nil)
+        let sink = ScriptedSink(Array(repeating: always, count: 10))
+        let reports = try await RetryingDeliverer(sink: sink, policy: RetryPolicy(maxAttempts: 3), clock: TestClock())
+            .deliver([UsageEvent(id: "e", name: "n", customer: "c")])
+        #expect(reports.first?.history.count == 3)
+        #expect(reports.first?.final.isFinal == false)
+    }
+}
+
+@Suite("HTTP helpers and redaction")
+struct HTTPHelperTests {
+    @Test func formEncodingMatchesTheOfficialSDKCapture() {
+        // Captured from stripe-python 16.1.0 (see Providers/Stripe/Fixtures/compose_fixtures.py).
+        let fields = [("event_name", "api_requests"), ("payload[stripe_customer_id]", "cus_123"), ("payload[value]", "5"),
+                      ("payload[region]", "eu west"), ("identifier", "019a-1"), ("timestamp", "1763640000")]
+        #expect(FormEncoding.encode(fields)
+            == "event_name=api_requests&payload[stripe_customer_id]=cus_123&payload[value]=5&payload[region]=eu+west&identifier=019a-1&timestamp=1763640000")
+        let tricky = [("a[b]", "x&y=z+ü/?")]
+        let decoded = FormEncoding.decode(FormEncoding.encode(tricky))
+        #expect(decoded.count == 1 && decoded[0].0 == "a[b]" && decoded[0].1 == "x&y=z+ü/?")
+    }
+
+    @Test func headersAreCaseInsensitiveAndKeepRepeats() {
+        var h = HeaderFields([(name: "Set-Cookie", value: "a"), (name: "set-cookie", value: "b")])
+        #expect(h.values(for: "SET-COOKIE") == ["a", "b"])
+        h["Retry-After"] = "2"
+        #expect(h["retry-after"] == "2")
+        #expect(HTTPResponse(status: 429, headers: h).retryAfter() == .seconds(2))
+    }
+
+    @Test func secretsNeverPrint() {
+        let key = "sk_" + "live_" + String(repeating: "Ab3", count: 8)
+        let secret = Secret(key)
+        #expect(!"\(secret)".contains(key))
+        #expect("\(secret)" == "sk_live_REDACTED")
+        let headers: HeaderFields = ["Authorization": "Bearer \(key)", "Stripe-Version": "v"]
+        #expect(!headers.description.contains(key))
+        #expect(headers.description.contains("Bearer sk_live_REDACTED"))
+        let encoded = String(decoding: try! JSONEncoder().encode(secret), as: UTF8.self)
+        #expect(!encoded.contains(key))
+    }
+
+    @Test func errorCodesHaveLabelSafeDescriptions() {
+        let error = UsageBillingError(.transport, "reset", fix: "retry", mayHaveReachedServer: true)
+        #expect(error.shortDescription == "transport")
+        #expect(error.code == .transport && error.code != .timeout)
+        #expect(error.description.contains("Fix: retry"))
+        #expect(DeliveryOutcome.forTransportFailure(error) == .possiblyDelivered)
+        #expect(DeliveryOutcome.forTransportFailure(UsageBillingError(.transport, "refused")) ==
+            .retryable(RetryableReason(.transport, message: "refused"), retryAfter: nil))
+        #expect(DeliveryOutcome.forTransportFailure(UsageBillingError(.configuration, "bad key")) == nil)
+    }
+}

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Validates every recorded HTTP exchange in Providers/*/Fixtures against the provider's trimmed
+OpenAPI spec in ../shared/specs (or $USAGE_BILLING_SPECS).
+
+For each exchange: find the spec operation by method and path template (honouring
+operation-level `servers`, e.g. Stripe's meter-events host); validate the request body (form
+bodies are decoded into nested objects from their bracketed keys, and string values are coerced
+to the integer/number/boolean types the schema asks for, as the server does) and the response
+body against the response schema for its status (or `default`).
+
+Stripe quirks handled, both documented in shared/specs/PROVENANCE-stripe.md and stripe.md:
+- `oneOf` that lists specific v2 errors plus the generic `v2.error` can never match exactly one
+  branch, so `oneOf` is checked as `anyOf`;
+- `nullable` + `enum` (billing.meter.event_time_window): null is accepted.
+Exit status 1 with one line per problem; 0 with a count when everything validates.
+"""
+import copy, json, os, re, sys
+from urllib.parse import parse_qsl, urlsplit
+
+try:
+    import jsonschema
+except ImportError:
+    sys.exit("validate_fixtures: the Python package 'jsonschema' is missing; run: pip install jsonschema")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPECS = os.environ.get("USAGE_BILLING_SPECS") or os.path.join(os.path.dirname(ROOT), "shared", "specs")
+PROVIDER_SPECS = {"Stripe": ["stripe-metering.openapi.json"]}
+
+
+def to_jsonschema(node):
+    """OpenAPI 3.0 schema -> JSON Schema (nullable, oneOf-as-anyOf, drop x- keys)."""
+    if isinstance(node, list):
+        return [to_jsonschema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for k, v in node.items():
+        if k.startswith("x-") or k in ("nullable", "example", "discriminator", "readOnly", "writeOnly", "deprecated"):
+            continue
+        out["anyOf" if k == "oneOf" else k] = to_jsonschema(v)
+    if node.get("nullable"):
+        if "enum" in out:
+            out["enum"] = list(out["enum"]) + [None]
+        if "type" in out:
+            out["type"] = [out["type"], "null"]
+        elif "anyOf" in out or "$ref" in out or "allOf" in out:
+            out = {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+def load_spec(name):
+    with open(os.path.join(SPECS, name)) as f:
+        spec = json.load(f)
+    return spec
+
+
+def operations(spec):
+    default_servers = [s["url"].rstrip("/") for s in spec.get("servers", [])]
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            servers = [s["url"].rstrip("/") for s in op.get("servers", item.get("servers", []))] or default_servers
+            regex = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$"
+            yield method.upper(), re.compile(regex), servers, op, path
+
+
+def form_to_object(text):
+    obj = {}
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        parts = re.findall(r"[^\[\]]+", key)
+        cur = obj
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[parts[-1]] = value
+    return obj
+
+
+def coerce(value, schema, components):
+    if isinstance(schema, dict) and "$ref" in schema:
+        schema = components[schema["$ref"].split("/")[-1]]
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {k: coerce(v, props.get(k, extra if isinstance(extra, dict) else {}), components) for k, v in value.items()}
+    for branch in schema.get("anyOf", []) + schema.get("oneOf", []):
+        coerced = coerce(value, branch, components)
+        if coerced is not value:
+            return coerced
+    if isinstance(value, str):
+        t = schema.get("type")
+        try:
+            if t == "integer":
+                return int(value)
+            if t == "number":
+                return float(value)
+            if t == "boolean" and value in ("true", "false"):
+                return value == "true"
+        except ValueError:
+            return value
+    return value
+
+
+def validate(instance, schema, components, where):
+    wrapped = copy.deepcopy(to_jsonschema(schema))
+    wrapped["components"] = {"schemas": to_jsonschema(components)}
+    validator = jsonschema.Draft7Validator(wrapped)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.path))
+    return ["%s: %s at %s" % (where, e.message[:300], "/".join(map(str, e.path)) or "(root)") for e in errors]
+
+
+def check_exchange(ex, ops, components, where):
+    problems = []
+    req = ex["request"]
+    url = urlsplit(req["url"])
+    base = "%s://%s" % (url.scheme, url.netloc)
+    matches = [o for o in ops if o[0] == req["method"].upper() and o[1].match(url.path) and base in o[2]]
+    if not matches:
+        return ["%s: no spec operation for %s %s%s" % (where, req["method"], base, url.path)]
+    _, _, _, op, path = matches[0]
+    body_spec = op.get("requestBody", {}).get("content", {})
+    if "form" in req:
+        schema = body_spec.get("application/x-www-form-urlencoded", {}).get("schema")
+        if schema is None:
+            problems.append("%s: %s takes no form body" % (where, path))
+        else:
+            obj = coerce(form_to_object(req["form"]), schema, components)
+            problems += validate(obj, schema, components, where + " request")
+    elif "json" in req:
+        schema = body_spec.get("application/json", {}).get("schema")
+        if schema is None:
+            if req["json"] not in ({}, None):
+                problems.append("%s: %s takes no JSON body" % (where, path))
+        else:
+            problems += validate(req["json"], schema, components, where + " request")
+    if url.query:
+        params = {p["name"]: p for p in op.get("parameters", []) if p.get("in") == "query"}
+        for name, value in parse_qsl(url.query, keep_blank_values=True):
+            root = re.findall(r"[^\[\]]+", name)[0]
+            if root not in params:
+                problems.append("%s: query parameter %s is not in the spec" % (where, name))
+            else:
+                problems += validate(coerce(value, params[root].get("schema", {}), components),
+                                     params[root].get("schema", {}), components, where + " query " + name)
+    resp = ex.get("response")
+    if resp is not None and "json" in resp:
+        responses = op.get("responses", {})
+        spec_resp = responses.get(str(resp["status"])) or responses.get("default")
+        schema = (spec_resp or {}).get("content", {}).get("application/json", {}).get("schema")
+        if schema is None:
+            problems.append("%s: no response schema for status %s" % (where, resp["status"]))
+        else:
+            problems += validate(resp["json"], schema, components, where + " response %s" % resp["status"])
+    return problems
+
+
+def main():
+    problems, checked = [], 0
+    for provider, spec_names in PROVIDER_SPECS.items():
+        specs = [load_spec(n) for n in spec_names]
+        ops = [o for s in specs for o in operations(s)]
+        components = {}
+        for s in specs:
+            components.update(s.get("components", {}).get("schemas", {}))
+        fixture_dir = os.path.join(ROOT, "Providers", provider, "Fixtures")
+        for dirpath, _, files in os.walk(fixture_dir):
+            for name in sorted(files):
+                if not name.endswith(".json") or os.path.basename(dirpath) == "webhooks":
+                    continue
+                path = os.path.join(dirpath, name)
+                with open(path) as f:
+                    fixture = json.load(f)
+                for i, ex in enumerate(fixture.get("exchanges", [])):
+                    checked += 1
+                    problems += check_exchange(ex, ops, components, "%s exchange %d" % (os.path.relpath(path, ROOT), i + 1))
+        webhook_schemas = os.path.join(SPECS, "stripe-meter-error-events.schemas.json")
+        if provider == "Stripe" and os.path.exists(webhook_schemas):
+            schemas = json.load(open(webhook_schemas))["schemas"]
+            wdir = os.path.join(fixture_dir, "webhooks")
+            for name in sorted(os.listdir(wdir)) if os.path.isdir(wdir) else []:
+                event = json.load(open(os.path.join(wdir, name)))
+                checked += 1
+                problems += validate(event, schemas[event["type"]], components, "Providers/Stripe/Fixtures/webhooks/" + name)
+    for p in problems:
+        print(p)
+    print("validate_fixtures: %d exchanges checked against the specs, %d problems" % (checked, len(problems)))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
