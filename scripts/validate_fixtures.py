@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Validates every recorded HTTP exchange in Providers/*/Fixtures against the provider's trimmed
-OpenAPI spec in ../shared/specs (or $USAGE_BILLING_SPECS).
+"""Validates every recorded HTTP exchange in Providers/<Name>/Fixtures against that provider's
+trimmed official OpenAPI spec, vendored in Providers/<Name>/Spec (see PROVENANCE-*.md there).
 
 For each exchange: find the spec operation by method and path template (honouring
 operation-level `servers`, e.g. Stripe's meter-events host); validate the request body (form
@@ -8,7 +8,7 @@ bodies are decoded into nested objects from their bracketed keys, and string val
 to the integer/number/boolean types the schema asks for, as the server does) and the response
 body against the response schema for its status (or `default`).
 
-Stripe quirks handled, both documented in shared/specs/PROVENANCE-stripe.md and stripe.md:
+Stripe quirks handled, both documented in Providers/Stripe/Spec/PROVENANCE-stripe.md:
 - `oneOf` that lists specific v2 errors plus the generic `v2.error` can never match exactly one
   branch, so `oneOf` is checked as `anyOf`;
 - `nullable` + `enum` (billing.meter.event_time_window): null is accepted.
@@ -23,8 +23,9 @@ except ImportError:
     sys.exit("validate_fixtures: the Python package 'jsonschema' is missing; run: pip install jsonschema")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPECS = os.environ.get("USAGE_BILLING_SPECS") or os.path.join(os.path.dirname(ROOT), "shared", "specs")
+# Provider folder -> its spec files in Providers/<Name>/Spec. A new provider adds its line.
 PROVIDER_SPECS = {"Stripe": ["stripe-metering.openapi.json"]}
+WEBHOOK_SCHEMAS = {"Stripe": "stripe-meter-error-events.schemas.json"}
 
 
 def to_jsonschema(node):
@@ -48,8 +49,8 @@ def to_jsonschema(node):
     return out
 
 
-def load_spec(name):
-    with open(os.path.join(SPECS, name)) as f:
+def load_spec(provider, name):
+    with open(os.path.join(ROOT, "Providers", provider, "Spec", name)) as f:
         spec = json.load(f)
     return spec
 
@@ -159,7 +160,7 @@ def check_exchange(ex, ops, components, where):
 def main():
     problems, checked = [], 0
     for provider, spec_names in PROVIDER_SPECS.items():
-        specs = [load_spec(n) for n in spec_names]
+        specs = [load_spec(provider, n) for n in spec_names]
         ops = [o for s in specs for o in operations(s)]
         components = {}
         for s in specs:
@@ -175,14 +176,14 @@ def main():
                 for i, ex in enumerate(fixture.get("exchanges", [])):
                     checked += 1
                     problems += check_exchange(ex, ops, components, "%s exchange %d" % (os.path.relpath(path, ROOT), i + 1))
-        webhook_schemas = os.path.join(SPECS, "stripe-meter-error-events.schemas.json")
-        if provider == "Stripe" and os.path.exists(webhook_schemas):
+        webhook_schemas = os.path.join(ROOT, "Providers", provider, "Spec", WEBHOOK_SCHEMAS.get(provider, "-"))
+        if os.path.exists(webhook_schemas):
             schemas = json.load(open(webhook_schemas))["schemas"]
             wdir = os.path.join(fixture_dir, "webhooks")
             for name in sorted(os.listdir(wdir)) if os.path.isdir(wdir) else []:
                 event = json.load(open(os.path.join(wdir, name)))
                 checked += 1
-                problems += validate(event, schemas[event["type"]], components, "Providers/Stripe/Fixtures/webhooks/" + name)
+                problems += validate(event, schemas[event["type"]], components, "Providers/%s/Fixtures/webhooks/%s" % (provider, name))
     for p in problems:
         print(p)
     print("validate_fixtures: %d exchanges checked against the specs, %d problems" % (checked, len(problems)))

@@ -1,1 +1,166 @@
-print("x")
+// usage-billing-bench: HTTP client throughput against a loopback server, as a table and JSON.
+//
+//   swift run -c release usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH]
+//
+// Measures, in one run and against the same loopback server:
+//   1. CurlHTTPClient, sequential POSTs (one in flight)
+//   2. CurlHTTPClient, C concurrent POSTs (default 32 in flight)
+//   3. plain libcurl: curl_easy_perform in a loop on one reused easy handle (the ceiling for 1)
+// and prints requests/s for each, the ratios 1/3 and 2/3, and peak RSS. With --leak-check N it
+// also sends N more requests and reports RSS growth (flat RSS = no per-request leak).
+import CCurl
+import Foundation
+import UsageBilling
+import UsageBillingCurl
+import UsageBillingTesting
+
+struct Options {
+    var requests = 5_000
+    var concurrency = 32
+    var leakCheck = 0
+    var jsonPath: String?
+
+    init(_ args: [String]) throws {
+        var i = 1
+        func value() throws -> String {
+            i += 1
+            guard i < args.count else { throw UsageBillingError(.invalidInput, "\(args[i - 1]) needs a value", field: args[i - 1]) }
+            return args[i]
+        }
+        while i < args.count {
+            switch args[i] {
+            case "--requests": requests = Int(try value()) ?? requests
+            case "--concurrency": concurrency = Int(try value()) ?? concurrency
+            case "--leak-check": leakCheck = Int(try value()) ?? 0
+            case "--json": jsonPath = try value()
+            case "-h", "--help":
+                print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH]")
+                exit(0)
+            default:
+                throw UsageBillingError(.invalidInput, "unknown option \(args[i])", fix: "see --help", field: args[i])
+            }
+            i += 1
+        }
+    }
+}
+
+/// Peak and current resident set size from /proc/self/status, in KiB.
+func memory() -> (peak: Int, current: Int) {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return (0, 0) }
+    func field(_ name: String) -> Int {
+        text.split(separator: "\n").first { $0.hasPrefix(name) }?
+            .split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) } ?? 0
+    }
+    return (field("VmHWM:"), field("VmRSS:"))
+}
+
+let body = Data(#"event_name=api_requests&payload[stripe_customer_id]=cus_123&payload[value]=5&identifier=bench&timestamp=1795176000"#.utf8)
+let responseBody = Data(#"{"object":"billing.meter_event","livemode":false}"#.utf8)
+
+func request(_ base: String, _ i: Int) -> HTTPRequest {
+    HTTPRequest(method: .post, url: base + "/v1/billing/meter_events",
+                headers: ["Content-Type": "application/x-www-form-urlencoded", "Idempotency-Key": "bench-\(i)"], body: body)
+}
+
+func timed(_ work: () async throws -> Void) async rethrows -> Double {
+    let start = ContinuousClock.now
+    try await work()
+    return (ContinuousClock.now - start).seconds
+}
+
+/// curl_easy_perform in a loop on one easy handle: the raw libcurl ceiling.
+func plainCurl(url: String, count: Int) -> Double {
+    curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+    guard let easy = curl_easy_init() else { return 0 }
+    defer { curl_easy_cleanup(easy) }
+    let discard: ub_curl_data_callback = { _, size, count, _ in size * count }
+    var list: UnsafeMutablePointer<curl_slist>?
+    list = curl_slist_append(list, "Content-Type: application/x-www-form-urlencoded")
+    list = curl_slist_append(list, "Expect:")
+    defer { curl_slist_free_all(list) }
+    _ = ub_easy_setopt_string(easy, CURLOPT_URL, url)
+    _ = ub_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+    _ = ub_easy_setopt_callback(easy, CURLOPT_WRITEFUNCTION, discard)
+    _ = ub_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
+    _ = ub_easy_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
+    body.withUnsafeBytes { raw in
+        if let base = raw.baseAddress { _ = ub_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: base)) }
+    }
+    let start = ContinuousClock.now
+    for _ in 0..<count {
+        if curl_easy_perform(easy) != CURLE_OK { return 0 }
+    }
+    return (ContinuousClock.now - start).seconds
+}
+
+func run() async throws {
+    let options = try Options(CommandLine.arguments)
+    let server = try await LoopbackHTTPServer.start(threads: 1) { _ in
+        .respond(HTTPResponse(status: 200, headers: ["Content-Type": "application/json"], body: responseBody))
+    }
+    let client = try CurlHTTPClient()
+    let n = options.requests
+
+    // Warm-up (connection set-up, lazy initialisation).
+    for i in 0..<200 { _ = try await client.send(request(server.baseURL, i)) }
+    _ = plainCurl(url: server.baseURL + "/v1/billing/meter_events", count: 200)
+
+    let sequential = try await timed {
+        for i in 0..<n { _ = try await client.send(request(server.baseURL, i)) }
+    }
+    let concurrent = try await timed {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<n {
+                if i >= options.concurrency { try await group.next() }
+                group.addTask { _ = try await client.send(request(server.baseURL, i)) }
+            }
+            try await group.waitForAll()
+        }
+    }
+    let plain = plainCurl(url: server.baseURL + "/v1/billing/meter_events", count: n)
+
+    var leak: [String: Int] = [:]
+    if options.leakCheck > 0 {
+        let before = memory().current
+        for i in 0..<options.leakCheck { _ = try await client.send(request(server.baseURL, i)) }
+        let after = memory().current
+        leak = ["requests": options.leakCheck, "rss_before_kib": before, "rss_after_kib": after, "growth_kib": after - before]
+    }
+    let mem = memory()
+    client.shutdown()
+    await server.shutdown()
+
+    let rows: [(String, Double)] = [
+        ("CurlHTTPClient sequential (1 in flight)", Double(n) / sequential),
+        ("CurlHTTPClient concurrent (\(options.concurrency) in flight)", Double(n) / concurrent),
+        ("plain curl_easy_perform loop", plain > 0 ? Double(n) / plain : 0),
+    ]
+    let ceiling = rows[2].1
+    print("HTTP client throughput, \(n) loopback POSTs each (\(ProcessInfo.processInfo.activeProcessorCount) cores, server in-process)")
+    print("| measurement | requests/s | ratio to plain libcurl |")
+    print("|---|---:|---:|")
+    for (name, rate) in rows {
+        print("| \(name) | \(String(format: "%.0f", rate)) | \(ceiling > 0 ? String(format: "%.2f", rate / ceiling) : "n/a") |")
+    }
+    print("peak RSS: \(mem.peak / 1024) MiB")
+    if !leak.isEmpty {
+        print("leak check: \(leak["requests"] ?? 0) more requests, RSS \(leak["rss_before_kib"] ?? 0) KiB → \(leak["rss_after_kib"] ?? 0) KiB (growth \(leak["growth_kib"] ?? 0) KiB)")
+    }
+    if let path = options.jsonPath {
+        var json: [String: JSONValue] = [
+            "requests": .number(Double(n)), "concurrency": .number(Double(options.concurrency)),
+            "peak_rss_kib": .number(Double(mem.peak)),
+            "results": .array(rows.map { .object(["name": .string($0.0), "requests_per_second": .number($0.1.rounded())]) }),
+        ]
+        if !leak.isEmpty { json["leak_check"] = .object(leak.mapValues { .number(Double($0)) }) }
+        try JSONValue.object(json).encoded().write(to: URL(fileURLWithPath: path))
+        print("wrote \(path)")
+    }
+}
+
+do {
+    try await run()
+} catch {
+    FileHandle.standardError.write(Data("usage-billing-bench: \(error)\n".utf8))
+    exit(2)
+}
