@@ -162,21 +162,34 @@ public struct StripeMeterEventSink: UsageSink {
             body = Self.jsonEvent(event).encoded()
         }
         headers["Idempotency-Key"] = event.identifier
-        let request = HTTPRequest(method: .post, url: url, headers: headers, body: body)
+        switch try await post(HTTPRequest(method: .post, url: url, headers: headers, body: body)) {
+        case .done(let outcome): return outcome
+        case .sessionExpired(let requestID):
+            throw UsageBillingError(.configuration, "Stripe answered session-expired to a secret-key request",
+                                    fix: "check that endpoint points at the Stripe API", providerRequestID: requestID)
+        }
+    }
+
+    private enum Sent {
+        case done(DeliveryOutcome)
+        case sessionExpired(requestID: String?)
+    }
+
+    /// Sends one ingest request and reads Stripe's answer as an outcome for its events.
+    /// Throws only configuration errors and non-transport failures.
+    private func post(_ request: HTTPRequest) async throws -> Sent {
         let response: HTTPResponse
         do {
             response = try await client.send(request)
         } catch {
-            if let outcome = DeliveryOutcome.forTransportFailure(error) { return outcome }
+            if let outcome = DeliveryOutcome.forTransportFailure(error) { return .done(outcome) }
             throw error
         }
         switch StripeAnswer.classify(response, now: clock.now()) {
-        case .success: return .accepted
-        case .outcome(let outcome): return outcome
+        case .success: return .done(.accepted)
+        case .outcome(let outcome): return .done(outcome)
         case .configuration(let error): throw error
-        case .sessionExpired:
-            throw UsageBillingError(.configuration, "Stripe answered session-expired to a secret-key request",
-                                    fix: "check that endpoint points at the Stripe API", providerRequestID: response.headers["Request-Id"])
+        case .sessionExpired: return .sessionExpired(requestID: response.headers["Request-Id"])
         }
     }
 
@@ -203,23 +216,14 @@ public struct StripeMeterEventSink: UsageSink {
             let request = HTTPRequest(
                 method: .post, url: URLBuilder.url(base: settings.meterEventsEndpoint, path: "/v2/billing/meter_event_stream"),
                 headers: headers, body: body)
-            let response: HTTPResponse
-            do {
-                response = try await client.send(request)
-            } catch {
-                if let outcome = DeliveryOutcome.forTransportFailure(error) { return outcome }
-                throw error
-            }
-            switch StripeAnswer.classify(response, now: clock.now()) {
-            case .success: return .accepted
-            case .outcome(let outcome): return outcome
-            case .configuration(let error): throw error
-            case .sessionExpired:
+            switch try await post(request) {
+            case .done(let outcome): return outcome
+            case .sessionExpired(let requestID):
                 await session.invalidate(token)
                 if attempt == 1 {
                     return .retryable(RetryableReason(.sessionExpired, httpStatus: 401,
                                                       message: "the meter event session expired twice in a row",
-                                                      providerRequestID: response.headers["Request-Id"]), retryAfter: nil)
+                                                      providerRequestID: requestID), retryAfter: nil)
                 }
             }
         }
