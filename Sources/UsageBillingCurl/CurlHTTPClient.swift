@@ -34,6 +34,7 @@ public final class CurlHTTPClient: HTTPClient {
         /// A CA bundle path, if not the system default.
         public var caBundlePath: String?
 
+        /// Creates a value with the given settings; every parameter is described on its property.
         public init(
             connectTimeout: Duration = .seconds(10),
             timeout: Duration = .seconds(60),

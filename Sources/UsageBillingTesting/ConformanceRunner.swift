@@ -7,12 +7,18 @@ public struct ConformanceSubject: Sendable {
     /// Builds the sink for one fixture.
     public typealias SinkFactory = @Sendable (_ settings: JSONValue, _ client: any HTTPClient, _ clock: any UsageClock) throws -> any UsageSink
 
+    /// The provider's name, for messages.
     public var provider: String
+    /// The folder holding its fixture files (`Providers/<Name>/Fixtures`).
     public var fixturesDirectory: URL
+    /// Scenarios the provider cannot do, with the reason each is skipped.
     public var unsupported: [ConformanceScenario: String]
+    /// The retry policy the runner delivers with (jitter is seeded, waits are recorded).
     public var retryPolicy: RetryPolicy
+    /// Builds the sink for one fixture's settings.
     public var makeSink: SinkFactory
 
+    /// A subject for `provider` whose fixtures are in `fixturesDirectory`.
     public init(provider: String, fixturesDirectory: URL, unsupported: [ConformanceScenario: String] = [:],
                 retryPolicy: RetryPolicy = RetryPolicy(maxAttempts: 5), makeSink: @escaping SinkFactory) {
         self.provider = provider
@@ -41,6 +47,7 @@ public struct ConformanceSubject: Sendable {
 
 /// What one fixture run found.
 public struct ConformanceResult: Sendable {
+    /// The fixture's file name without `.json`.
     public var fixtureName: String
     /// Every broken expectation; empty means the fixture passed.
     public var failures: [String]
@@ -218,7 +225,9 @@ public enum ConformanceRunner {
 /// A deterministic random generator (SplitMix64), so jittered waits replay identically.
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var state: UInt64
+    /// A generator that yields the same sequence for the same seed.
     public init(seed: UInt64) { state = seed }
+    /// The next 64 random bits.
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state

@@ -34,7 +34,9 @@ public struct Fixture: Sendable, Codable {
     public var now: Date?
     /// Adapter settings, decoded by the provider's conformance subject.
     public var settings: JSONValue?
+    /// The input events, delivered in this order.
     public var events: [UsageEvent]
+    /// The HTTP exchanges the adapter must make, in order.
     public var exchanges: [FixtureExchange]
     /// Per event id, the outcome of each delivery attempt in order.
     public var expected: [String: [ExpectedOutcome]]
@@ -46,6 +48,7 @@ public struct Fixture: Sendable, Codable {
         case expectedError = "expected_error"
     }
 
+    /// Creates a value with the given settings; every parameter is described on its property.
     public init(scenario: String?, description: String, source: String? = nil, now: Date? = nil,
                 settings: JSONValue? = nil, events: [UsageEvent] = [], exchanges: [FixtureExchange],
                 expected: [String: [ExpectedOutcome]] = [:], expectedError: String? = nil) {
@@ -60,6 +63,7 @@ public struct Fixture: Sendable, Codable {
         self.expectedError = expectedError
     }
 
+    /// Creates a value with the given settings; every parameter is described on its property.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         scenario = try c.decodeIfPresent(String.self, forKey: .scenario)
@@ -113,12 +117,14 @@ public struct Fixture: Sendable, Codable {
 
 /// One request and what came back for it.
 public struct FixtureExchange: Sendable, Codable {
+    /// What the adapter must send.
     public var request: FixtureRequest
     /// The response, unless the exchange failed at the transport level.
     public var response: FixtureResponse?
     /// A transport failure instead of a response.
     public var failure: TransportFailure?
 
+    /// An exchange answered by `response`, or failing with `failure`.
     public init(request: FixtureRequest, response: FixtureResponse? = nil, failure: TransportFailure? = nil) {
         self.request = request
         self.response = response
@@ -150,8 +156,11 @@ public enum TransportFailure: String, Sendable, Codable, CaseIterable {
 
 /// A recorded request. Only the headers listed are compared (`"*"` means "present, any value").
 public struct FixtureRequest: Sendable, Codable {
+    /// The HTTP method (`POST`).
     public var method: String
+    /// The absolute URL; its query is compared as a multiset of fields.
     public var url: String
+    /// The headers that matter, compared case-insensitively by name.
     public var headers: [String: String]
     /// A form-encoded body, compared as a multiset of fields.
     public var form: String?
@@ -160,6 +169,7 @@ public struct FixtureRequest: Sendable, Codable {
     /// Any other body, compared as text.
     public var body: String?
 
+    /// A recorded request.
     public init(method: String, url: String, headers: [String: String] = [:], form: String? = nil,
                 json: JSONValue? = nil, body: String? = nil) {
         self.method = method
@@ -170,6 +180,7 @@ public struct FixtureRequest: Sendable, Codable {
         self.body = body
     }
 
+    /// Creates a value with the given settings; every parameter is described on its property.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         method = try c.decode(String.self, forKey: .method)
@@ -183,11 +194,16 @@ public struct FixtureRequest: Sendable, Codable {
 
 /// A recorded response. `json` for JSON bodies, `body` for anything else.
 public struct FixtureResponse: Sendable, Codable {
+    /// The HTTP status code.
     public var status: Int
+    /// The headers that matter, compared case-insensitively by name.
     public var headers: [String: String]
+    /// A JSON body.
     public var json: JSONValue?
+    /// A non-JSON body, as text.
     public var body: String?
 
+    /// A recorded response.
     public init(status: Int, headers: [String: String] = [:], json: JSONValue? = nil, body: String? = nil) {
         self.status = status
         self.headers = headers
@@ -195,6 +211,7 @@ public struct FixtureResponse: Sendable, Codable {
         self.body = body
     }
 
+    /// Creates a value with the given settings; every parameter is described on its property.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         status = try c.decode(Int.self, forKey: .status)
@@ -240,6 +257,7 @@ public struct ExpectedOutcome: Sendable, Codable, Hashable, CustomStringConverti
         case retryAfter = "retry_after"
     }
 
+    /// An expectation; fields left nil are not compared.
     public init(outcome: String, code: String? = nil, origin: String? = nil, field: String? = nil,
                 messageContains: String? = nil, kind: String? = nil, retryAfter: Double? = nil) {
         self.outcome = outcome

@@ -11,10 +11,13 @@ import UsageBilling
 public final class LoopbackHTTPServer: Sendable {
     /// A request as the server received it.
     public struct Request: Sendable {
+        /// The HTTP method (`POST`).
         public var method: String
         /// The request target: path and query, e.g. `/v1/billing/meters?limit=10`.
         public var target: String
+        /// The headers, in order, repeated names kept.
         public var headers: HeaderFields
+        /// The body bytes.
         public var body: Data
         /// Which connection (1-based, in accept order) carried the request.
         public var connectionNumber: Int

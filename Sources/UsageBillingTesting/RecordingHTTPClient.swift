@@ -19,6 +19,7 @@ public final class RecordingHTTPClient: HTTPClient {
         self.secrets = secrets.filter { !$0.isEmpty }
     }
 
+    /// Sends `request` (see the type's documentation for how it is answered).
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
         let fixtureRequest = redact(request)
         do {

@@ -10,11 +10,13 @@ public final class ReplayHTTPClient: HTTPClient {
     private let state: NIOLockedValueBox<(next: Int, received: [HTTPRequest], failures: [String])>
     private let exchanges: [FixtureExchange]
 
+    /// A client that answers with `exchanges`, in order.
     public init(_ exchanges: [FixtureExchange]) {
         self.exchanges = exchanges
         self.state = NIOLockedValueBox((next: 0, received: [], failures: []))
     }
 
+    /// Sends `request` (see the type's documentation for how it is answered).
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
         let (index, count) = state.withLockedValue { s -> (Int, Int) in
             s.received.append(request)

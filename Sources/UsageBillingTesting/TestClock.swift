@@ -12,8 +12,10 @@ public final class TestClock: UsageClock {
         state = NIOLockedValueBox((wall: now, monotonic: .zero, sleeps: []))
     }
 
+    /// The test's wall-clock time.
     public func now() -> Date { state.withLockedValue { $0.wall } }
 
+    /// Elapsed time since the clock was made, moved only by sleeps and `advance`.
     public func monotonicNow() -> Duration { state.withLockedValue { $0.monotonic } }
 
     /// Records `duration` and advances time by it, at once.

@@ -3,27 +3,42 @@ import UsageBilling
 
 /// A Stripe `billing.meter`. Enums are open strings (Stripe adds values).
 public struct StripeMeter: Sendable, Hashable, Decodable {
+    /// Which payload key holds the customer id.
     public struct CustomerMapping: Sendable, Hashable, Decodable {
+        /// The payload key.
         public var eventPayloadKey: String
+        /// The mapping or adjustment type (`by_id`, `cancel`), or the error type.
         public var type: String
         enum CodingKeys: String, CodingKey { case eventPayloadKey = "event_payload_key", type }
     }
+    /// Which payload key holds the value.
     public struct ValueSettings: Sendable, Hashable, Decodable {
+        /// The payload key.
         public var eventPayloadKey: String
         enum CodingKeys: String, CodingKey { case eventPayloadKey = "event_payload_key" }
     }
+    /// The meter's aggregation formula (`sum`, `count`, `last`).
     public struct Aggregation: Sendable, Hashable, Decodable { public var formula: String }
 
+    /// Stripe's id.
     public var id: String
+    /// The meter's display name.
     public var displayName: String
+    /// The meter event name.
     public var eventName: String
+    /// `active`/`inactive` for meters, `pending`/`complete` for adjustments.
     public var status: String
+    /// Where the customer id is in the payload.
     public var customerMapping: CustomerMapping
+    /// Where the value is in the payload.
     public var valueSettings: ValueSettings
+    /// How the meter aggregates.
     public var defaultAggregation: Aggregation
     /// `day`, `hour` or nil (raw).
     public var eventTimeWindow: String?
+    /// Whether this lives in live mode.
     public var livemode: Bool
+    /// Creation time, Unix seconds.
     public var created: Int
 
     enum CodingKeys: String, CodingKey {
@@ -35,7 +50,9 @@ public struct StripeMeter: Sendable, Hashable, Decodable {
 
 /// One `billing.meter_event_summary`: the aggregated value for a customer over [start, end).
 public struct StripeMeterEventSummary: Sendable, Hashable, Decodable {
+    /// Stripe's id.
     public var id: String
+    /// The meter's id.
     public var meter: String
     /// Aggregated value; Stripe sends a JSON number, possibly fractional.
     public var aggregatedValue: Double
@@ -43,6 +60,7 @@ public struct StripeMeterEventSummary: Sendable, Hashable, Decodable {
     public var startTime: Int
     /// Exclusive end, Unix seconds.
     public var endTime: Int
+    /// Whether this lives in live mode.
     public var livemode: Bool
 
     enum CodingKeys: String, CodingKey {
@@ -55,8 +73,11 @@ public struct StripeMeterEventSummary: Sendable, Hashable, Decodable {
 public struct StripeMeterEventAdjustment: Sendable, Hashable, Decodable {
     /// v2 adjustments have an id; v1 adjustments do not.
     public var id: String?
+    /// The meter event name.
     public var eventName: String
+    /// `active`/`inactive` for meters, `pending`/`complete` for adjustments.
     public var status: String
+    /// The mapping or adjustment type (`by_id`, `cancel`), or the error type.
     public var type: String
     enum CodingKeys: String, CodingKey { case id, status, type, eventName = "event_name" }
 }
@@ -70,9 +91,11 @@ public enum StripeSummaryWindow: String, Sendable, CaseIterable {
 /// reactivate), event summaries (paginated, with the window alignment checked before asking),
 /// and meter event adjustments (cancel by identifier).
 public struct StripeBillingClient: Sendable {
+    /// The settings in use (the secret prints masked).
     public let settings: StripeSettings
     private let client: any HTTPClient
 
+    /// A client; throws `.invalidInput`/`.configuration` naming a bad setting.
     public init(settings: StripeSettings, client: any HTTPClient) throws {
         try settings.validate()
         self.settings = settings

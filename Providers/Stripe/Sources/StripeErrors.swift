@@ -4,9 +4,13 @@ import UsageBilling
 /// Stripe's error body, v1 (`{"error":{"type","code","message","param"}}`) and v2
 /// (`{"error":{"type","code","message"}}`). Every field is optional and open.
 public struct StripeErrorBody: Sendable, Hashable {
+    /// The error `type` (`invalid_request_error`, `api_error`, ...).
     public var type: String?
+    /// The error `code`, if any.
     public var code: String?
+    /// Stripe's message.
     public var message: String?
+    /// The parameter at fault, if any.
     public var param: String?
 
     /// Parses `body`; an unparseable body gives all-nil fields.

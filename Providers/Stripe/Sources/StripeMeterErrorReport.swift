@@ -15,6 +15,7 @@ public struct StripeMeterErrorReport: Sendable, Hashable {
     public var meterID: String?
     /// The validation window the report covers.
     public var validationStart: Date?
+    /// The end of the validation window.
     public var validationEnd: Date?
     /// Rejections of identified events, in report order.
     public var rejections: [(identifier: String, reason: RejectionReason)]

@@ -15,7 +15,9 @@ import UsageBilling
 ///   true`) are retryable with `Retry-After`; 401/403 throw `.configuration`; other 4xx reject the
 ///   event with Stripe's code, param, message and `Request-Id`.
 public struct StripeMeterEventSink: UsageSink {
+    /// The sink's name for logs and metrics (`stripe` unless given).
     public let name: String
+    /// The settings in use (the secret prints masked).
     public let settings: StripeSettings
     private let client: any HTTPClient
     private let clock: any UsageClock
@@ -36,6 +38,7 @@ public struct StripeMeterEventSink: UsageSink {
         self.session = StripeSessionCache(settings: settings, client: client, clock: clock)
     }
 
+    /// One event per request (v1, v2) or up to `stream_batch_size` (stream); Stripe's 35-day/5-minute window; dedup by identifier for at least 24 h; the documented rate limit for the key's mode.
     public var capabilities: SinkCapabilities {
         // stripe.md §1.9: test mode counts toward the basic 25 ops/s limit; live v1 has its own
         // 1,000 calls/s limiter; the stream takes 10,000 requests/s.
@@ -52,6 +55,7 @@ public struct StripeMeterEventSink: UsageSink {
             rateLimit: rate)
     }
 
+    /// Validates each event, sends the valid ones, and returns one outcome per event in order.
     public func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome] {
         var outcomes = [DeliveryOutcome?](repeating: nil, count: batch.count)
         var ready: [(index: Int, event: PreparedEvent)] = []

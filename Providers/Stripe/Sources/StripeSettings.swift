@@ -47,6 +47,7 @@ public struct StripeSettings: Sendable, Codable {
     /// Events per stream request (1–100). Default 100.
     public var streamBatchSize: Int
 
+    /// Creates a value with the given settings; every parameter is described on its property.
     public init(
         secretKey: Secret, api: StripeMeteringAPI = .v1, endpoint: String = "https://api.stripe.com",
         meterEventsEndpoint: String = "https://meter-events.stripe.com", apiVersion: String = StripeSettings.pinnedAPIVersion,
@@ -76,6 +77,7 @@ public struct StripeSettings: Sendable, Codable {
         case allowFractionalValues = "allow_fractional_values", streamBatchSize = "stream_batch_size"
     }
 
+    /// Creates a value with the given settings; every parameter is described on its property.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = StripeSettings(secretKey: "")

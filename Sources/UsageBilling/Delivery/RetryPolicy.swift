@@ -23,6 +23,7 @@ public struct RetryPolicy: Sendable, Hashable {
     /// Cap on the time from the first attempt to the start of the last one.
     public var maxElapsed: Duration
 
+    /// Creates a value with the given settings; every parameter is described on its property.
     public init(
         baseDelay: Duration = .milliseconds(500),
         multiplier: Double = 2,

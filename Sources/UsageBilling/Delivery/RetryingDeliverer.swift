@@ -17,11 +17,16 @@ public struct RetryingDeliverer: Sendable {
         public var final: DeliveryOutcome { history.last ?? .possiblyDelivered }
     }
 
+    /// The sink events go to.
     public let sink: any UsageSink
+    /// When and how often to retry.
     public let policy: RetryPolicy
+    /// The clock retry waits and rate limiting read.
     public let clock: any UsageClock
+    /// Paces requests by the sink's declared rate limit, if it declares one.
     public let rateLimiter: RateLimiter?
 
+    /// A deliverer for `sink`, retrying by `policy` on `clock`.
     public init(sink: any UsageSink, policy: RetryPolicy = .default, clock: any UsageClock = SystemClock()) {
         self.sink = sink
         self.policy = policy

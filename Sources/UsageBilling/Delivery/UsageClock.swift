@@ -15,12 +15,16 @@ public protocol UsageClock: Sendable {
 public struct SystemClock: UsageClock {
     private static let origin = ContinuousClock.now
 
+    /// The system clock.
     public init() {}
 
+    /// `Date()`.
     public func now() -> Date { Date() }
 
+    /// Time on `ContinuousClock` since the process first read this clock.
     public func monotonicNow() -> Duration { ContinuousClock.now - Self.origin }
 
+    /// `Task.sleep(for:)`; throws `CancellationError` when cancelled.
     public func sleep(for duration: Duration) async throws {
         try await Task.sleep(for: duration)
     }

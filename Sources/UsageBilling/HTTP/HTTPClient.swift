@@ -12,15 +12,23 @@ public protocol HTTPClient: Sendable {
 
 /// An HTTP method.
 public struct HTTPMethod: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The method name, upper-case.
     public var rawValue: String
+    /// A method from its name (any case).
     public init(rawValue: String) { self.rawValue = rawValue.uppercased() }
+    /// `GET`.
     public static let get = HTTPMethod(rawValue: "GET")
+    /// `POST`.
     public static let post = HTTPMethod(rawValue: "POST")
+    /// `PUT`.
     public static let put = HTTPMethod(rawValue: "PUT")
+    /// `PATCH`.
     public static let patch = HTTPMethod(rawValue: "PATCH")
+    /// `DELETE`.
     public static let delete = HTTPMethod(rawValue: "DELETE")
     public var description: String { rawValue }
 
+    /// Creates a value with the given settings; every parameter is described on its property.
     public init(from decoder: any Decoder) throws {
         self.init(rawValue: try decoder.singleValueContainer().decode(String.self))
     }
@@ -32,14 +40,18 @@ public struct HTTPMethod: RawRepresentable, Sendable, Hashable, Codable, CustomS
 
 /// An HTTP request.
 public struct HTTPRequest: Sendable, Hashable {
+    /// The HTTP method.
     public var method: HTTPMethod
     /// The absolute URL, query string included.
     public var url: String
+    /// The headers, in order, repeated names kept.
     public var headers: HeaderFields
+    /// The body, if any.
     public var body: Data?
     /// A total timeout for this request, overriding the client's default.
     public var timeout: Duration?
 
+    /// A request.
     public init(method: HTTPMethod, url: String, headers: HeaderFields = [:], body: Data? = nil, timeout: Duration? = nil) {
         self.method = method
         self.url = url
@@ -51,10 +63,14 @@ public struct HTTPRequest: Sendable, Hashable {
 
 /// An HTTP response: status, all headers (in order, repeated names kept), body.
 public struct HTTPResponse: Sendable, Hashable {
+    /// The HTTP status code.
     public var status: Int
+    /// The headers, in order, repeated names kept.
     public var headers: HeaderFields
+    /// The body bytes.
     public var body: Data
 
+    /// A response.
     public init(status: Int, headers: HeaderFields = [:], body: Data = Data()) {
         self.status = status
         self.headers = headers
@@ -72,10 +88,13 @@ public struct HTTPResponse: Sendable, Hashable {
 
 /// Ordered HTTP header fields with case-insensitive lookup.
 public struct HeaderFields: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral, CustomStringConvertible {
+    /// The fields in order, as sent or received.
     public private(set) var fields: [(name: String, value: String)]
 
+    /// Header fields from ordered pairs.
     public init(_ fields: [(name: String, value: String)] = []) { self.fields = fields }
 
+    /// Header fields from a literal, in the literal's order.
     public init(dictionaryLiteral elements: (String, String)...) {
         self.fields = elements.map { (name: $0.0, value: $0.1) }
     }

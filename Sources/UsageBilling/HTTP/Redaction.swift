@@ -6,8 +6,11 @@ public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugSt
     /// The raw value: for the request that needs it, nowhere else.
     public let exposedValue: String
 
+    /// Wraps a credential.
     public init(_ value: String) { self.exposedValue = value }
+    /// Wraps a credential written as a literal (tests, placeholders).
     public init(stringLiteral value: String) { self.exposedValue = value }
+    /// Creates a value with the given settings; every parameter is described on its property.
     public init(from decoder: any Decoder) throws {
         self.exposedValue = try decoder.singleValueContainer().decode(String.self)
     }

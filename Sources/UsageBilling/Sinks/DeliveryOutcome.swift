@@ -56,6 +56,7 @@ public struct RejectionReason: Error, Sendable, Hashable, CustomStringConvertibl
     /// The HTTP status of the provider's answer, if any.
     public var httpStatus: Int?
 
+    /// Creates a value with the given settings; every parameter is described on its property.
     public init(
         code: String, message: String, field: String? = nil, origin: Origin,
         providerRequestID: String? = nil, httpStatus: Int? = nil
@@ -93,6 +94,7 @@ public struct RetryableReason: Sendable, Hashable, CustomStringConvertible {
         case sessionExpired = "session_expired"
     }
 
+    /// The kind of temporary failure.
     public var kind: Kind
     /// The HTTP status, if the provider answered.
     public var httpStatus: Int?
@@ -101,6 +103,7 @@ public struct RetryableReason: Sendable, Hashable, CustomStringConvertible {
     /// The provider's request id, if any.
     public var providerRequestID: String?
 
+    /// A retryable reason.
     public init(_ kind: Kind, httpStatus: Int? = nil, message: String, providerRequestID: String? = nil) {
         self.kind = kind
         self.httpStatus = httpStatus

@@ -29,6 +29,7 @@ public struct SinkCapabilities: Sendable, Hashable {
     /// aggregated per (customer, meter, window) before delivery.
     public var needsPreAggregation: Bool
 
+    /// Creates a value with the given settings; every parameter is described on its property.
     public init(
         maxBatchSize: Int,
         acceptedWindow: AcceptedTimeWindow? = nil,
@@ -51,6 +52,7 @@ public struct AcceptedTimeWindow: Sendable, Hashable {
     /// The newest accepted event is `now + maxFutureSkew` (clock drift allowance).
     public var maxFutureSkew: Duration
 
+    /// A window from `now - maxAge` to `now + maxFutureSkew`.
     public init(maxAge: Duration, maxFutureSkew: Duration) {
         self.maxAge = maxAge
         self.maxFutureSkew = maxFutureSkew
@@ -75,6 +77,7 @@ public struct RateLimit: Sendable, Hashable {
     /// How many requests may go at once after an idle period.
     public var burst: Int
 
+    /// A limit of `requestsPerSecond` sustained, `burst` at once.
     public init(requestsPerSecond: Double, burst: Int) {
         self.requestsPerSecond = requestsPerSecond
         self.burst = max(1, burst)
