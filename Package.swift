@@ -11,6 +11,9 @@ let package = Package(
         .library(name: "UsageBillingCurl", targets: ["UsageBillingCurl"]),
         .library(name: "UsageBillingTesting", targets: ["UsageBillingTesting"]),
         .library(name: "StripeUsage", targets: ["StripeUsage"]),
+        .library(name: "OrbUsage", targets: ["OrbUsage"]),
+        .library(name: "MetronomeUsage", targets: ["MetronomeUsage"]),
+        .library(name: "OpenMeterUsage", targets: ["OpenMeterUsage"]),
         .executable(name: "usage-billing", targets: ["usage-billing"]),
         .executable(name: "usage-billing-bench", targets: ["usage-billing-bench"]),
     ],
@@ -55,6 +58,9 @@ let package = Package(
             path: "Providers/Stripe/Sources",
             swiftSettings: strict
         ),
+        .target(name: "OrbUsage", dependencies: ["UsageBilling"], path: "Providers/Orb/Sources", swiftSettings: strict),
+        .target(name: "MetronomeUsage", dependencies: ["UsageBilling"], path: "Providers/Metronome/Sources", swiftSettings: strict),
+        .target(name: "OpenMeterUsage", dependencies: ["UsageBilling"], path: "Providers/OpenMeter/Sources", swiftSettings: strict),
         .executableTarget(
             name: "usage-billing",
             dependencies: [
@@ -82,12 +88,17 @@ let package = Package(
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "StripeUsage"],
+            dependencies: ["UsageBilling", "UsageBillingTesting", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "StripeTests",
             dependencies: ["UsageBilling", "UsageBillingTesting", "StripeUsage"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BatchProviderTests",
+            dependencies: ["UsageBilling", "UsageBillingTesting", "OrbUsage", "MetronomeUsage", "OpenMeterUsage"],
             swiftSettings: strict
         ),
     ]

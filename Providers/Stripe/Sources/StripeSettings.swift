@@ -98,23 +98,9 @@ public struct StripeSettings: Sendable, Codable {
 
     /// Decodes settings from a JSON object, naming the bad key in the error.
     public static func decode(_ json: JSONValue) throws -> StripeSettings {
-        if case .object(let object) = json {
-            let known = Set(CodingKeys.allCases.map(\.rawValue))
-            if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
-                throw UsageBillingError(.invalidInput, "unknown Stripe setting '\(unknown)'", fix:
-                    "use one of: \(known.sorted().joined(separator: ", "))", field: unknown)
-            }
-        }
-        do {
-            return try json.decode(StripeSettings.self)
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw UsageBillingError(.invalidInput, "Stripe setting '\(key.stringValue)' is missing",
-                                    fix: "add it, e.g. secret_key: ${STRIPE_SECRET_KEY}", field: key.stringValue)
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context) {
-            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw UsageBillingError(.invalidInput, "Stripe setting '\(field)' has the wrong type or value",
-                                    fix: "see Providers/Stripe/README.md for the accepted values", field: field)
-        }
+        try SettingsDecoding.decode(StripeSettings.self, from: json, provider: "Stripe",
+                                    knownKeys: Set(CodingKeys.allCases.map(\.rawValue)),
+                                    example: "{secret_key: ${STRIPE_SECRET_KEY}}")
     }
 
     /// Checks values that decode but cannot work.
@@ -123,12 +109,7 @@ public struct StripeSettings: Sendable, Codable {
             throw UsageBillingError(.configuration, "Stripe secret_key is empty", fix: "set it to an sk_… or rk_… key", field: "secret_key")
         }
         for (field, url) in [("endpoint", endpoint), ("meter_events_endpoint", meterEventsEndpoint)] {
-            guard let parsed = URLComponents(string: url), let scheme = parsed.scheme, ["http", "https"].contains(scheme),
-                  parsed.host?.isEmpty == false
-            else {
-                throw UsageBillingError(.invalidInput, "Stripe \(field) '\(url)' is not an http(s) URL",
-                                        fix: "write e.g. https://api.stripe.com", field: field)
-            }
+            try SettingsDecoding.checkURL(url, field: field, provider: "Stripe", example: "https://api.stripe.com")
         }
         if apiVersion.isEmpty {
             throw UsageBillingError(.invalidInput, "Stripe api_version is empty", fix: "omit it to use \(Self.pinnedAPIVersion)", field: "api_version")

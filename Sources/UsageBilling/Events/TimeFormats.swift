@@ -32,6 +32,14 @@ public enum DecimalFormat {
         return rounded == value
     }
 
+    /// `value` as a `Double` when that double prints back as the same decimal (so a JSON number
+    /// carries it exactly), else `nil`.
+    public static func exactDouble(_ value: Decimal) -> Double? {
+        let double = NSDecimalNumber(decimal: value).doubleValue
+        guard double.isFinite, let back = Decimal(string: "\(double)", locale: Locale(identifier: "en_US_POSIX")) else { return nil }
+        return back == value ? double : nil
+    }
+
     /// The number of significant digits in `value` (`1500` → 2, `1500.25` → 6, `0.001` → 1).
     public static func significantDigits(_ value: Decimal) -> Int {
         let text = plain(value).filter { $0.isNumber }

@@ -1,0 +1,198 @@
+import Foundation
+import UsageBilling
+
+/// Delivers usage events to Metronome's `POST /v1/ingest`: a bare JSON array of 1–100 events.
+///
+/// - event `id` → `transaction_id` (Metronome ignores a repeat within 34 days); `name` →
+///   `event_type`; `customer` → `customer_id` (a Metronome id or ingest alias).
+/// - Property values go as strings by default (decimal precision), the quantity under the
+///   mapped property (default `quantity`).
+/// - An empty 200 means every event was taken, duplicates included, so a repeat reads as
+///   `.accepted`. 429 and 5xx are retryable; the 429's `X-Metronome-Rate-Limit-Type`
+///   (`client`: the whole organisation, `customer`: one customer) is in the reason. Other 4xx
+///   reject the batch and are never retried; 401/403 throw `.configuration`.
+/// - No `Idempotency-Key` header: Metronome caches errors (even 500s) under it, and
+///   `transaction_id` already dedupes.
+/// - Checked locally: 34 days back, 24 hours ahead; `transaction_id` 1–128 characters.
+public struct MetronomeIngestSink: UsageSink {
+    public let name: String
+    /// The settings in use (the key prints masked).
+    public let settings: MetronomeSettings
+    private let client: any HTTPClient
+    private let clock: any UsageClock
+
+    /// Metronome's accepted window.
+    public static let window = AcceptedTimeWindow(maxAge: .seconds(34 * 86_400), maxFutureSkew: .seconds(24 * 3600))
+
+    /// A sink; throws `.invalidInput`/`.configuration` naming a bad setting.
+    public init(settings: MetronomeSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(), name: String = "metronome") throws {
+        try settings.validate()
+        self.name = name
+        self.settings = settings
+        self.client = client
+        self.clock = clock
+    }
+
+    /// Up to 100 events per request, 34 days back / 24 h ahead, dedup by `transaction_id` for 34 days.
+    public var capabilities: SinkCapabilities {
+        SinkCapabilities(
+            maxBatchSize: settings.maxBatchSize, acceptedWindow: Self.window,
+            idempotency: .providerDeduplicates(window: .seconds(34 * 86_400)),
+            rateLimit: RateLimit(requestsPerSecond: max(1, settings.eventsPerSecond / Double(settings.maxBatchSize)), burst: 10))
+    }
+
+    /// Validates, sends the valid events in one request, and returns one outcome per event in order.
+    public func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome] {
+        var outcomes = [DeliveryOutcome?](repeating: nil, count: batch.count)
+        var ready: [(Int, JSONValue)] = []
+        let now = clock.now()
+        for (index, event) in batch.enumerated() {
+            switch prepare(event, now: now) {
+            case .failure(let reason): outcomes[index] = .rejected(reason)
+            case .success(let json): ready.append((index, json))
+            }
+        }
+        for chunk in Batcher.batches(ready, maxBatchSize: settings.maxBatchSize) {
+            let outcome = try await send(chunk.map(\.1))
+            for (index, _) in chunk { outcomes[index] = outcome }
+        }
+        return outcomes.map { $0 ?? .possiblyDelivered }
+    }
+
+    func prepare(_ event: UsageEvent, now: Date) -> Result<JSONValue, RejectionReason> {
+        if let reason = LocalValidation.checkTimestamp(event, window: Self.window, now: now, provider: "Metronome") { return .failure(reason) }
+        if let reason = LocalValidation.checkLength(event.id, max: 128, field: "transaction_id") { return .failure(reason) }
+        let eventType = settings.mapping.providerEventName(for: event)
+        if eventType.isEmpty { return .failure(.local("event_type_missing", field: "name", "the event has no name (Metronome event_type)")) }
+        let customer = settings.mapping.providerCustomer(for: event)
+        if customer.isEmpty { return .failure(.local("customer_missing", field: "customer", "the event has no customer")) }
+        let properties: [String: UsageValue]
+        switch settings.mapping.properties(for: event) {
+        case .failure(let reason): return .failure(reason)
+        case .success(let p): properties = p
+        }
+        let json: [String: JSONValue]
+        switch PropertyEncoding.encode(properties, style: settings.propertiesAsStrings ? .allStrings : .typed,
+                                       quantityProperty: settings.mapping.quantityProperty, provider: "Metronome",
+                                       advice: "Set properties_as_strings: true (Metronome's advice) or round it") {
+        case .failure(let reason): return .failure(reason)
+        case .success(let encoded): json = encoded
+        }
+        return .success(.object([
+            "transaction_id": .string(event.id), "customer_id": .string(customer), "event_type": .string(eventType),
+            "timestamp": .string(RFC3339.format(event.timestamp)), "properties": .object(json),
+        ]))
+    }
+
+    private func send(_ events: [JSONValue]) async throws -> DeliveryOutcome {
+        let request = HTTPRequest(
+            method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/v1/ingest"),
+            headers: ["Authorization": "Bearer \(settings.apiKey.exposedValue)", "Content-Type": "application/json", "Accept": "*/*"],
+            body: JSONValue.array(events).encoded())
+        let response: HTTPResponse
+        switch try await client.sendForDelivery(request) {
+        case .failed(let outcome): return outcome
+        case .response(let r): response = r
+        }
+        let message = JSONValue.parse(response.body)?["message"]?.stringValue ?? "Metronome answered HTTP \(response.status)"
+        switch response.status {
+        case 200..<300:
+            return .accepted
+        case 401, 403:
+            throw UsageBillingError(.configuration, "Metronome refused the token (\(response.status): \(message))",
+                                    fix: response.status == 401 ? "check api_key" : "the token lacks ingest access; use a token with write access to usage",
+                                    field: "api_key")
+        case 429:
+            let type = response.headers["X-Metronome-Rate-Limit-Type"]?.lowercased()
+            let scope = switch type {
+            case "customer": "customer rate limit: only this customer's events are throttled"
+            case "client": "client rate limit: the organisation's limit for this endpoint"
+            default: "rate limited"
+            }
+            return .retryable(RetryableReason(.rateLimited, httpStatus: 429, message: "\(scope) (\(message))"),
+                              retryAfter: response.retryAfter(now: clock.now()))
+        case 500...:
+            return .retryable(RetryableReason(.serverError, httpStatus: response.status, message: message), retryAfter: response.retryAfter(now: clock.now()))
+        default:
+            // Metronome: never auto-retry a 4xx other than 429; it goes to dead letters.
+            return .rejected(RejectionReason(code: "http_\(response.status)", message: message, origin: .provider, httpStatus: response.status))
+        }
+    }
+}
+
+/// One window of `POST /v1/usage`.
+public struct MetronomeUsageRow: Sendable, Hashable, Decodable {
+    /// The Metronome customer id.
+    public var customerID: String
+    /// The billable metric's id.
+    public var billableMetricID: String
+    /// The billable metric's name.
+    public var billableMetricName: String
+    /// Window start (inclusive).
+    public var startTimestamp: String
+    /// Window end (exclusive).
+    public var endTimestamp: String
+    /// The aggregated value, or nil when there was no usage.
+    public var value: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case customerID = "customer_id", billableMetricID = "billable_metric_id", billableMetricName = "billable_metric_name"
+        case startTimestamp = "start_timestamp", endTimestamp = "end_timestamp", value
+    }
+}
+
+/// Metronome's usage read-back.
+public struct MetronomeClient: Sendable {
+    /// The settings in use.
+    public let settings: MetronomeSettings
+    private let client: any HTTPClient
+
+    /// A client; throws on unusable settings.
+    public init(settings: MetronomeSettings, client: any HTTPClient) throws {
+        try settings.validate()
+        self.settings = settings
+        self.client = client
+    }
+
+    /// Usage per customer and billable metric in `window` buckets over [start, end), all pages.
+    /// Both ends must be on UTC midnight and at least a day apart (checked before asking).
+    public func usage(start: Date, end: Date, window: String = "day", customerIDs: [String] = []) async throws -> [MetronomeUsageRow] {
+        for (field, date) in [("starting_on", start), ("ending_before", end)] where Int(date.timeIntervalSince1970) % 86_400 != 0 {
+            let aligned = Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 86_400).rounded(.down) * 86_400)
+            throw UsageBillingError(.invalidInput, "\(field) \(RFC3339.format(date)) is not on UTC midnight", fix: "use e.g. \(RFC3339.format(aligned))", field: field)
+        }
+        guard end.timeIntervalSince(start) >= 86_400 else {
+            throw UsageBillingError(.invalidInput, "ending_before must be at least one day after starting_on", field: "ending_before")
+        }
+        guard ["hour", "day", "none"].contains(window.lowercased()) else {
+            throw UsageBillingError(.invalidInput, "window_size '\(window)' is not hour, day or none", field: "window_size")
+        }
+        var body: [String: JSONValue] = [
+            "starting_on": .string(RFC3339.format(start)), "ending_before": .string(RFC3339.format(end)), "window_size": .string(window.lowercased()),
+        ]
+        if !customerIDs.isEmpty { body["customer_ids"] = .array(customerIDs.map(JSONValue.string)) }
+        struct Page: Decodable { var data: [MetronomeUsageRow]; var next_page: String? }
+        var rows: [MetronomeUsageRow] = []
+        var cursor: String?
+        for _ in 0..<10_000 {
+            let query = cursor.map { [("next_page", $0)] } ?? []
+            let request = HTTPRequest(
+                method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/v1/usage", query: query),
+                headers: ["Authorization": "Bearer \(settings.apiKey.exposedValue)", "Content-Type": "application/json", "Accept": "application/json"],
+                body: JSONValue.object(body).encoded())
+            let response = try await client.send(request)
+            guard response.status == 200 else {
+                let message = JSONValue.parse(response.body)?["message"]?.stringValue ?? "HTTP \(response.status)"
+                let code: UsageBillingError.Code = [401, 403].contains(response.status) ? .configuration : response.status == 429 || response.status >= 500 ? .transport : .rejected
+                throw UsageBillingError(code, "Metronome usage query failed: \(message)", fix: code == .configuration ? "check api_key" : nil)
+            }
+            guard let page = try? JSONDecoder().decode(Page.self, from: response.body) else {
+                throw UsageBillingError(.unexpectedResponse, "Metronome's usage answer does not decode", fix: "check endpoint")
+            }
+            rows += page.data
+            guard let next = page.next_page, !next.isEmpty else { return rows }
+            cursor = next
+        }
+        throw UsageBillingError(.unexpectedResponse, "Metronome kept returning next_page after 10,000 pages")
+    }
+}

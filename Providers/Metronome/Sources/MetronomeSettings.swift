@@ -1,0 +1,72 @@
+import Foundation
+import UsageBilling
+
+/// Settings of the Metronome sink (snake_case keys); only `api_key` is required.
+public struct MetronomeSettings: Sendable, Decodable {
+    /// A Metronome bearer token.
+    public var apiKey: Secret
+    /// Base URL, `https://api.metronome.com` by default.
+    public var endpoint: String
+    /// Events per ingest request, 1–100 (Metronome's limit). Default 100.
+    public var maxBatchSize: Int
+    /// Send property values as strings (Metronome's advice: it keeps arbitrary decimal
+    /// precision). Default `true`.
+    public var propertiesAsStrings: Bool
+    /// Events per second to pace at (Metronome's default ingest limit starts at 5,000 events/s).
+    public var eventsPerSecond: Double
+    /// Event type, quantity property (default `quantity`), extra properties, customer ids
+    /// (Metronome customer UUIDs or ingest aliases).
+    public var mapping: EventMapping
+
+    /// The keys these settings read.
+    public static let keys: Set<String> = EventMapping.keys.union(["api_key", "endpoint", "max_batch_size", "properties_as_strings", "events_per_second"])
+
+    private enum CodingKeys: String, CodingKey {
+        case apiKey = "api_key", endpoint, maxBatchSize = "max_batch_size", propertiesAsStrings = "properties_as_strings"
+        case eventsPerSecond = "events_per_second"
+    }
+
+    /// Settings with defaults for everything but the key.
+    public init(apiKey: Secret, endpoint: String = "https://api.metronome.com", maxBatchSize: Int = 100,
+                propertiesAsStrings: Bool = true, eventsPerSecond: Double = 5_000,
+                mapping: EventMapping = EventMapping(quantityProperty: "quantity")) {
+        self.apiKey = apiKey
+        self.endpoint = endpoint
+        self.maxBatchSize = maxBatchSize
+        self.propertiesAsStrings = propertiesAsStrings
+        self.eventsPerSecond = eventsPerSecond
+        self.mapping = mapping
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = MetronomeSettings(apiKey: "")
+        apiKey = try c.decode(Secret.self, forKey: .apiKey)
+        endpoint = try c.decodeIfPresent(String.self, forKey: .endpoint) ?? d.endpoint
+        maxBatchSize = try c.decodeIfPresent(Int.self, forKey: .maxBatchSize) ?? d.maxBatchSize
+        propertiesAsStrings = try c.decodeIfPresent(Bool.self, forKey: .propertiesAsStrings) ?? true
+        eventsPerSecond = try c.decodeIfPresent(Double.self, forKey: .eventsPerSecond) ?? d.eventsPerSecond
+        mapping = try EventMapping(from: decoder, defaultQuantityProperty: "quantity")
+    }
+
+    /// Decodes settings, naming any unknown, missing or mistyped key.
+    public static func decode(_ json: JSONValue) throws -> MetronomeSettings {
+        try SettingsDecoding.decode(MetronomeSettings.self, from: json, provider: "Metronome", knownKeys: keys,
+                                    example: "{api_key: ${METRONOME_BEARER_TOKEN}}")
+    }
+
+    /// Checks values that decode but cannot work.
+    public func validate() throws {
+        if apiKey.exposedValue.isEmpty {
+            throw UsageBillingError(.configuration, "Metronome api_key is empty", fix: "set it: api_key: ${METRONOME_BEARER_TOKEN}", field: "api_key")
+        }
+        try SettingsDecoding.checkURL(endpoint, field: "endpoint", provider: "Metronome", example: "https://api.metronome.com")
+        if !(1...100).contains(maxBatchSize) {
+            throw UsageBillingError(.invalidInput, "Metronome max_batch_size \(maxBatchSize) is out of range",
+                                    fix: "use 1 to 100 (Metronome takes at most 100 events per request)", field: "max_batch_size")
+        }
+        if eventsPerSecond <= 0 {
+            throw UsageBillingError(.invalidInput, "Metronome events_per_second must be positive", fix: "use 5000", field: "events_per_second")
+        }
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import UsageBilling
+
+/// Delivers usage events to OpenMeter's `POST /api/v1/events` as CloudEvents 1.0.
+///
+/// - `specversion: "1.0"`, `id` = event id, `source` = the configured stable source (OpenMeter
+///   dedupes by (source, id)), `type` = event name, `subject` = customer, `time`, and `data`
+///   with the properties and the quantity (as a decimal string under `value` by default).
+/// - One event is sent as `application/cloudevents+json`, several as
+///   `application/cloudevents-batch+json`, the Content-Type exactly (OpenMeter's v1 handler
+///   refuses any parameter such as `; charset=utf-8`).
+/// - 204 = accepted (a repeated (source, id) is dropped silently, so it reads as accepted).
+///   RFC 7807 problem bodies become rejections with their `detail`; 429 is retryable with
+///   `Retry-After`; 5xx retryable (earlier events of the batch may be in; dedup makes the
+///   resend safe); 401/403 throw `.configuration`.
+/// - OpenMeter applies no timestamp window at ingest and checks meter values asynchronously.
+public struct OpenMeterIngestSink: UsageSink {
+    public let name: String
+    /// The settings in use (the key prints masked).
+    public let settings: OpenMeterSettings
+    private let client: any HTTPClient
+    private let clock: any UsageClock
+
+    /// The content type of one event.
+    public static let singleContentType = "application/cloudevents+json"
+    /// The content type of a batch.
+    public static let batchContentType = "application/cloudevents-batch+json"
+
+    /// A sink; throws `.invalidInput`/`.configuration` naming a bad setting.
+    public init(settings: OpenMeterSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(), name: String = "openmeter") throws {
+        try settings.validate()
+        self.name = name
+        self.settings = settings
+        self.client = client
+        self.clock = clock
+    }
+
+    /// Up to `max_batch_size` events per request; no timestamp window; dedup by (source, id)
+    /// for 32 days on Cloud.
+    public var capabilities: SinkCapabilities {
+        SinkCapabilities(maxBatchSize: settings.maxBatchSize, acceptedWindow: nil,
+                         idempotency: .providerDeduplicates(window: .seconds(32 * 86_400)))
+    }
+
+    /// Validates, sends the valid events in one request, and returns one outcome per event in order.
+    public func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome] {
+        var outcomes = [DeliveryOutcome?](repeating: nil, count: batch.count)
+        var ready: [(Int, JSONValue)] = []
+        for (index, event) in batch.enumerated() {
+            switch prepare(event) {
+            case .failure(let reason): outcomes[index] = .rejected(reason)
+            case .success(let json): ready.append((index, json))
+            }
+        }
+        for chunk in Batcher.batches(ready, maxBatchSize: settings.maxBatchSize) {
+            let outcome = try await send(chunk.map(\.1))
+            for (index, _) in chunk { outcomes[index] = outcome }
+        }
+        return outcomes.map { $0 ?? .possiblyDelivered }
+    }
+
+    func prepare(_ event: UsageEvent) -> Result<JSONValue, RejectionReason> {
+        if event.id.isEmpty { return .failure(.local("id_missing", field: "id", "the event has no id")) }
+        let type = settings.mapping.providerEventName(for: event)
+        if type.isEmpty { return .failure(.local("type_missing", field: "name", "the event has no name (CloudEvents type)")) }
+        let subject = settings.mapping.providerCustomer(for: event)
+        if subject.isEmpty {
+            return .failure(.local("subject_missing", field: "customer", "OpenMeter requires a subject; the event has no customer"))
+        }
+        let properties: [String: UsageValue]
+        switch settings.mapping.properties(for: event) {
+        case .failure(let reason): return .failure(reason)
+        case .success(let p): properties = p
+        }
+        // Numbers as decimal strings: OpenMeter parses numeric strings for SUM/MAX/... meters,
+        // and a string keeps every digit.
+        let data: [String: JSONValue]
+        switch PropertyEncoding.encode(properties, style: .numbersAsStrings, quantityProperty: settings.mapping.quantityProperty,
+                                       provider: "OpenMeter", advice: "") {
+        case .failure(let reason): return .failure(reason)
+        case .success(let encoded): data = encoded
+        }
+        return .success(.object([
+            "specversion": .string("1.0"), "id": .string(event.id), "source": .string(settings.source),
+            "type": .string(type), "subject": .string(subject),
+            "time": .string(RFC3339.format(event.timestamp)), "data": .object(data),
+        ]))
+    }
+
+    private func send(_ events: [JSONValue]) async throws -> DeliveryOutcome {
+        let single = events.count == 1
+        var headers: HeaderFields = ["Content-Type": single ? Self.singleContentType : Self.batchContentType]
+        if let key = settings.apiKey { headers["Authorization"] = "Bearer \(key.exposedValue)" }
+        let body = single ? events[0].encoded() : JSONValue.array(events).encoded()
+        let request = HTTPRequest(method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/api/v1/events"),
+                                  headers: headers, body: body)
+        let response: HTTPResponse
+        switch try await client.sendForDelivery(request) {
+        case .failed(let outcome): return outcome
+        case .response(let r): response = r
+        }
+        let problem = JSONValue.parse(response.body)
+        let detail = problem?["detail"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? problem?["title"]?.stringValue ?? "OpenMeter answered HTTP \(response.status)"
+        let requestID = problem?["instance"]?.stringValue
+        switch response.status {
+        case 200..<300:
+            return .accepted
+        case 401, 403:
+            throw UsageBillingError(.configuration, "OpenMeter refused the token (\(response.status): \(detail))", fix: "check api_key",
+                                    field: "api_key", providerRequestID: requestID)
+        default:
+            if let retry = response.standardRetryableOutcome(now: clock.now(), message: detail, requestID: requestID) { return retry }
+            return .rejected(RejectionReason(code: "http_\(response.status)", message: detail, origin: .provider,
+                                             providerRequestID: requestID, httpStatus: response.status))
+        }
+    }
+}
+
+/// One row of a meter query.
+public struct OpenMeterQueryRow: Sendable, Hashable, Decodable {
+    /// The aggregated value.
+    public var value: Double
+    /// Window start.
+    public var windowStart: String
+    /// Window end.
+    public var windowEnd: String
+    /// The subject, when grouped or filtered by subject.
+    public var subject: String?
+}
+
+/// OpenMeter's meter query read-back.
+public struct OpenMeterClient: Sendable {
+    /// The settings in use.
+    public let settings: OpenMeterSettings
+    private let client: any HTTPClient
+
+    /// Window sizes a meter query takes.
+    public enum WindowSize: String, Sendable { case minute = "MINUTE", hour = "HOUR", day = "DAY", month = "MONTH" }
+
+    /// A client; throws on unusable settings.
+    public init(settings: OpenMeterSettings, client: any HTTPClient) throws {
+        try settings.validate()
+        self.settings = settings
+        self.client = client
+    }
+
+    /// `GET /api/v1/meters/{slug}/query` for [from, to], optionally per window and per subject.
+    public func query(meter: String, from: Date, to: Date, windowSize: WindowSize? = nil, subjects: [String] = []) async throws -> [OpenMeterQueryRow] {
+        guard meter.wholeMatch(of: /[a-z0-9]+(?:_[a-z0-9]+)*/) != nil || meter.count == 26 else {
+            throw UsageBillingError(.invalidInput, "'\(meter)' is not a meter slug or ULID", fix: "use the slug, e.g. api_requests", field: "meter")
+        }
+        guard from < to else { throw UsageBillingError(.invalidInput, "from must be before to", field: "from") }
+        var query = [("from", RFC3339.format(from)), ("to", RFC3339.format(to))]
+        if let windowSize { query.append(("windowSize", windowSize.rawValue)) }
+        query += subjects.map { ("subject", $0) }
+        var headers: HeaderFields = ["Accept": "application/json"]
+        if let key = settings.apiKey { headers["Authorization"] = "Bearer \(key.exposedValue)" }
+        let response = try await client.send(HTTPRequest(
+            method: .get, url: URLBuilder.url(base: settings.endpoint, path: "/api/v1/meters/\(URLBuilder.pathSegment(meter))/query", query: query),
+            headers: headers))
+        guard response.status == 200 else {
+            let detail = JSONValue.parse(response.body)?["detail"]?.stringValue ?? "HTTP \(response.status)"
+            let code: UsageBillingError.Code = switch response.status {
+            case 401, 403: .configuration
+            case 404: .notFound
+            case 429, 500...: .transport
+            default: .rejected
+            }
+            throw UsageBillingError(code, "OpenMeter meter query failed: \(detail)", fix: code == .notFound ? "check the meter slug" : nil)
+        }
+        struct Result: Decodable { var data: [OpenMeterQueryRow] }
+        guard let result = try? JSONDecoder().decode(Result.self, from: response.body) else {
+            throw UsageBillingError(.unexpectedResponse, "OpenMeter's meter query answer does not decode", fix: "check endpoint")
+        }
+        return result.data
+    }
+}

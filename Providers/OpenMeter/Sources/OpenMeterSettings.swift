@@ -1,0 +1,68 @@
+import Foundation
+import UsageBilling
+
+/// Settings of the OpenMeter sink (snake_case keys). `api_key` is required for OpenMeter Cloud
+/// and may be omitted for a self-hosted instance that has no auth.
+public struct OpenMeterSettings: Sendable, Decodable {
+    /// An OpenMeter Cloud API token (sent as `Authorization: Bearer`), or nil for self-hosted.
+    public var apiKey: Secret?
+    /// Base URL, `https://openmeter.cloud` by default.
+    public var endpoint: String
+    /// The CloudEvents `source`: keep it stable, since OpenMeter dedupes by (source, id).
+    public var source: String
+    /// Events per request. OpenMeter documents no limit; default 100.
+    public var maxBatchSize: Int
+    /// Event type, the `data` property carrying the quantity (default `value`), extra
+    /// properties, customer id → subject.
+    public var mapping: EventMapping
+
+    /// The keys these settings read.
+    public static let keys: Set<String> = EventMapping.keys.union(["api_key", "endpoint", "source", "max_batch_size"])
+
+    private enum CodingKeys: String, CodingKey {
+        case apiKey = "api_key", endpoint, source, maxBatchSize = "max_batch_size"
+    }
+
+    /// Settings with defaults.
+    public init(apiKey: Secret?, endpoint: String = "https://openmeter.cloud", source: String = "usage-billing",
+                maxBatchSize: Int = 100, mapping: EventMapping = EventMapping(quantityProperty: "value")) {
+        self.apiKey = apiKey
+        self.endpoint = endpoint
+        self.source = source
+        self.maxBatchSize = maxBatchSize
+        self.mapping = mapping
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = OpenMeterSettings(apiKey: nil)
+        apiKey = try c.decodeIfPresent(Secret.self, forKey: .apiKey)
+        endpoint = try c.decodeIfPresent(String.self, forKey: .endpoint) ?? d.endpoint
+        source = try c.decodeIfPresent(String.self, forKey: .source) ?? d.source
+        maxBatchSize = try c.decodeIfPresent(Int.self, forKey: .maxBatchSize) ?? d.maxBatchSize
+        mapping = try EventMapping(from: decoder, defaultQuantityProperty: "value")
+    }
+
+    /// Decodes settings, naming any unknown, missing or mistyped key.
+    public static func decode(_ json: JSONValue) throws -> OpenMeterSettings {
+        try SettingsDecoding.decode(OpenMeterSettings.self, from: json, provider: "OpenMeter", knownKeys: keys,
+                                    example: "{api_key: ${OPENMETER_TOKEN}, source: my-service}")
+    }
+
+    /// Checks values that decode but cannot work.
+    public func validate() throws {
+        try SettingsDecoding.checkURL(endpoint, field: "endpoint", provider: "OpenMeter", example: "https://openmeter.cloud")
+        if apiKey == nil, endpoint.contains("openmeter.cloud") {
+            throw UsageBillingError(.configuration, "OpenMeter Cloud needs an api_key", fix: "set api_key: ${OPENMETER_TOKEN}", field: "api_key")
+        }
+        if apiKey?.exposedValue.isEmpty == true {
+            throw UsageBillingError(.configuration, "OpenMeter api_key is empty", fix: "set api_key: ${OPENMETER_TOKEN} or omit it for self-hosted", field: "api_key")
+        }
+        if source.isEmpty {
+            throw UsageBillingError(.invalidInput, "OpenMeter source is empty", fix: "use a stable name such as your service's", field: "source")
+        }
+        if !(1...10_000).contains(maxBatchSize) {
+            throw UsageBillingError(.invalidInput, "OpenMeter max_batch_size \(maxBatchSize) is out of range", fix: "use 1 to 10000", field: "max_batch_size")
+        }
+    }
+}

@@ -1,0 +1,187 @@
+import Foundation
+import UsageBilling
+
+/// Orb's RFC 7807 error body: `{status, type, title, detail, validation_errors?}`.
+public struct OrbProblem: Sendable, Hashable {
+    /// The `type` URI (stable; switch on it).
+    public var type: String?
+    /// A short title.
+    public var title: String?
+    /// Details.
+    public var detail: String?
+    /// Per-event validation errors: idempotency key → messages.
+    public var validationErrors: [(key: String, messages: [String])]
+
+    /// Parses a response body; missing fields are nil/empty.
+    public init(_ body: Data) {
+        let json = JSONValue.parse(body)
+        type = json?["type"]?.stringValue
+        title = json?["title"]?.stringValue
+        detail = json?["detail"]?.stringValue
+        validationErrors = Self.perEvent(json?["validation_errors"]) + Self.perEvent(json?["validation_failed"])
+    }
+
+    /// Items `{idempotency_key, validation_errors: [string]}` of an array.
+    static func perEvent(_ value: JSONValue?) -> [(key: String, messages: [String])] {
+        (value?.arrayValue ?? []).compactMap { item in
+            guard let key = item["idempotency_key"]?.stringValue else { return nil }
+            let messages = (item["validation_errors"]?.arrayValue ?? []).compactMap(\.stringValue)
+            return (key, messages)
+        }
+    }
+
+    /// The part of `type` after `#` (e.g. `400-request-validation-errors`), a stable code.
+    public var code: String? { type?.split(separator: "#").last.map(String.init) }
+
+    /// `detail`, else `title`, else a fallback.
+    public func message(status: Int) -> String { detail ?? title ?? "Orb answered HTTP \(status)" }
+
+    public static func == (lhs: OrbProblem, rhs: OrbProblem) -> Bool {
+        lhs.type == rhs.type && lhs.title == rhs.title && lhs.detail == rhs.detail
+            && lhs.validationErrors.map(\.key) == rhs.validationErrors.map(\.key)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(type)
+        hasher.combine(detail)
+    }
+}
+
+/// An Orb backfill (events older than the grace period go into one).
+public struct OrbBackfill: Sendable, Hashable, Decodable {
+    /// The backfill id, passed to ingest as `backfill_id`.
+    public var id: String
+    /// `pending`, `reflected`, `pending_revert`, `reverted`.
+    public var status: String
+    /// How many events it holds.
+    public var eventsIngested: Int
+    enum CodingKeys: String, CodingKey { case id, status, eventsIngested = "events_ingested" }
+}
+
+/// One billable metric's usage windows from `GET /subscriptions/{id}/usage`.
+public struct OrbMetricUsage: Sendable, Hashable {
+    /// The billable metric's id.
+    public var metricID: String
+    /// Its name.
+    public var metricName: String
+    /// Quantity per window, in order.
+    public var windows: [(start: Date, end: Date, quantity: Double)]
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.metricID == rhs.metricID && lhs.windows.map(\.quantity) == rhs.windows.map(\.quantity)
+            && lhs.windows.map(\.start) == rhs.windows.map(\.start)
+    }
+    public func hash(into hasher: inout Hasher) { hasher.combine(metricID) }
+}
+
+/// An event as `POST /events/search` returns it.
+public struct OrbEvent: Sendable, Hashable {
+    /// The idempotency key.
+    public var id: String
+    /// The event name.
+    public var eventName: String
+    /// Whether it was deprecated (amended away).
+    public var deprecated: Bool
+    /// Its properties.
+    public var properties: JSONValue
+}
+
+/// Orb's read-back and backfill endpoints.
+public struct OrbClient: Sendable {
+    /// The settings in use.
+    public let settings: OrbSettings
+    private let client: any HTTPClient
+
+    /// A client; throws on unusable settings.
+    public init(settings: OrbSettings, client: any HTTPClient) throws {
+        try settings.validate()
+        self.settings = settings
+        self.client = client
+    }
+
+    /// Common headers for every Orb call.
+    func headers(idempotencyKey: String? = nil) -> HeaderFields {
+        var h: HeaderFields = [
+            "Authorization": "Bearer \(settings.apiKey.exposedValue)",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        ]
+        if let idempotencyKey { h["Idempotency-Key"] = idempotencyKey }
+        return h
+    }
+
+    /// Creates a backfill over [start, end) for an optional customer (`POST /events/backfills`).
+    public func createBackfill(start: Date, end: Date, externalCustomerID: String? = nil, customerID: String? = nil,
+                               idempotencyKey: String) async throws -> OrbBackfill {
+        var body: [String: JSONValue] = [
+            "timeframe_start": .string(RFC3339.format(start)), "timeframe_end": .string(RFC3339.format(end)),
+        ]
+        if let externalCustomerID { body["external_customer_id"] = .string(externalCustomerID) }
+        if let customerID { body["customer_id"] = .string(customerID) }
+        return try await call(.post, "/events/backfills", body: .object(body), idempotencyKey: idempotencyKey)
+    }
+
+    /// Closes a backfill so its events count (`POST /events/backfills/{id}/close`).
+    public func closeBackfill(id: String) async throws -> OrbBackfill {
+        try await call(.post, "/events/backfills/\(URLBuilder.pathSegment(id))/close", body: nil,
+                       idempotencyKey: EventID.derived(from: ["orb-close-backfill", id]))
+    }
+
+    /// Usage per billable metric over [start, end), per day (customer-local days) or for the whole range.
+    public func subscriptionUsage(subscriptionID: String, start: Date, end: Date, daily: Bool = true) async throws -> [OrbMetricUsage] {
+        guard start < end else {
+            throw UsageBillingError(.invalidInput, "timeframe_start must be before timeframe_end", field: "timeframe_start")
+        }
+        var query = [("timeframe_start", RFC3339.format(start)), ("timeframe_end", RFC3339.format(end)), ("view_mode", "periodic")]
+        if daily { query.append(("granularity", "day")) }
+        let json: JSONValue = try await call(.get, "/subscriptions/\(URLBuilder.pathSegment(subscriptionID))/usage", query: query, body: nil)
+        return (json["data"]?.arrayValue ?? []).map { item in
+            OrbMetricUsage(
+                metricID: item["billable_metric"]?["id"]?.stringValue ?? "",
+                metricName: item["billable_metric"]?["name"]?.stringValue ?? "",
+                windows: (item["usage"]?.arrayValue ?? []).compactMap { window in
+                    guard let s = window["timeframe_start"]?.stringValue.flatMap(RFC3339.parse),
+                          let e = window["timeframe_end"]?.stringValue.flatMap(RFC3339.parse) else { return nil }
+                    return (s, e, window["quantity"]?.numberValue ?? 0)
+                })
+        }
+    }
+
+    /// Finds events by idempotency key (`POST /events/search`), e.g. to check what landed.
+    public func searchEvents(ids: [String], start: Date? = nil, end: Date? = nil) async throws -> [OrbEvent] {
+        guard !ids.isEmpty else { return [] }
+        var body: [String: JSONValue] = ["event_ids": .array(ids.map(JSONValue.string))]
+        if let start { body["timeframe_start"] = .string(RFC3339.format(start)) }
+        if let end { body["timeframe_end"] = .string(RFC3339.format(end)) }
+        let json: JSONValue = try await call(.post, "/events/search", body: .object(body), idempotencyKey: nil)
+        return (json["data"]?.arrayValue ?? []).map {
+            OrbEvent(id: $0["id"]?.stringValue ?? "", eventName: $0["event_name"]?.stringValue ?? "",
+                     deprecated: $0["deprecated"]?.boolValue ?? false, properties: $0["properties"] ?? .object([:]))
+        }
+    }
+
+    func call<T: Decodable>(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: JSONValue?,
+                            idempotencyKey: String? = nil) async throws -> T {
+        var h = headers(idempotencyKey: idempotencyKey)
+        if body == nil { h["Content-Type"] = nil }
+        let request = HTTPRequest(method: method, url: URLBuilder.url(base: settings.endpoint, path: path, query: query),
+                                  headers: h, body: body?.encoded())
+        let response = try await client.send(request)
+        guard (200..<300).contains(response.status) else {
+            let problem = OrbProblem(response.body)
+            let text = "Orb answered \(response.status) to \(method) \(path): \(problem.message(status: response.status))"
+            switch response.status {
+            case 401, 403: throw UsageBillingError(.configuration, text, fix: "check api_key", field: "api_key")
+            case 404: throw UsageBillingError(.notFound, text, fix: "check the id")
+            case 408, 409, 429, 500...: throw UsageBillingError(.transport, text, fix: "retry later", mayHaveReachedServer: true)
+            default: throw UsageBillingError(.rejected, text)
+            }
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: response.body)
+        } catch {
+            throw UsageBillingError(.unexpectedResponse, "Orb's answer to \(method) \(path) does not decode: \(error)",
+                                    fix: "check that endpoint points at the Orb API")
+        }
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import UsageBilling
+
+/// Settings of the Orb sink. Decodes from a routing-config / fixture `settings` object
+/// (snake_case keys); only `api_key` is required.
+public struct OrbSettings: Sendable, Decodable {
+    /// Which Orb customer id field events carry.
+    public enum CustomerIDKind: String, Sendable, Decodable {
+        /// `external_customer_id`: your own alias; the customer need not exist yet.
+        case external
+        /// `customer_id`: Orb's generated id; the customer must exist.
+        case orb
+    }
+
+    /// An Orb API key (sent as `Authorization: Bearer`).
+    public var apiKey: Secret
+    /// Base URL, `https://api.withorb.com/v1` by default.
+    public var endpoint: String
+    /// Which customer id field to send. Default `external`.
+    public var customerIDKind: CustomerIDKind
+    /// Events per ingest request. Orb documents no maximum; default 500.
+    public var maxBatchSize: Int
+    /// The account's grace period: older events fail Orb's validation. Unset: not checked locally.
+    public var gracePeriodHours: Double?
+    /// Send events older than the grace period through a backfill (create, ingest with
+    /// `backfill_id`, close) instead of rejecting them.
+    public var backfill: Bool
+    /// Ingest requests per second to pace at (Orb: 100 live, 10 test mode, 2 trial).
+    public var requestsPerSecond: Double
+    /// Event name, quantity property (default `quantity`), extra properties, customer ids.
+    public var mapping: EventMapping
+
+    /// The keys these settings read.
+    public static let keys: Set<String> = EventMapping.keys.union([
+        "api_key", "endpoint", "customer_id_kind", "max_batch_size", "grace_period_hours", "backfill", "requests_per_second",
+    ])
+
+    private enum CodingKeys: String, CodingKey {
+        case apiKey = "api_key", endpoint, customerIDKind = "customer_id_kind", maxBatchSize = "max_batch_size"
+        case gracePeriodHours = "grace_period_hours", backfill, requestsPerSecond = "requests_per_second"
+    }
+
+    /// Settings with defaults for everything but the key.
+    public init(apiKey: Secret, endpoint: String = "https://api.withorb.com/v1", customerIDKind: CustomerIDKind = .external,
+                maxBatchSize: Int = 500, gracePeriodHours: Double? = nil, backfill: Bool = false, requestsPerSecond: Double = 100,
+                mapping: EventMapping = EventMapping(quantityProperty: "quantity")) {
+        self.apiKey = apiKey
+        self.endpoint = endpoint
+        self.customerIDKind = customerIDKind
+        self.maxBatchSize = maxBatchSize
+        self.gracePeriodHours = gracePeriodHours
+        self.backfill = backfill
+        self.requestsPerSecond = requestsPerSecond
+        self.mapping = mapping
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = OrbSettings(apiKey: "")
+        apiKey = try c.decode(Secret.self, forKey: .apiKey)
+        endpoint = try c.decodeIfPresent(String.self, forKey: .endpoint) ?? d.endpoint
+        customerIDKind = try c.decodeIfPresent(CustomerIDKind.self, forKey: .customerIDKind) ?? d.customerIDKind
+        maxBatchSize = try c.decodeIfPresent(Int.self, forKey: .maxBatchSize) ?? d.maxBatchSize
+        gracePeriodHours = try c.decodeIfPresent(Double.self, forKey: .gracePeriodHours)
+        backfill = try c.decodeIfPresent(Bool.self, forKey: .backfill) ?? false
+        requestsPerSecond = try c.decodeIfPresent(Double.self, forKey: .requestsPerSecond) ?? d.requestsPerSecond
+        mapping = try EventMapping(from: decoder, defaultQuantityProperty: "quantity")
+    }
+
+    /// Decodes settings, naming any unknown, missing or mistyped key.
+    public static func decode(_ json: JSONValue) throws -> OrbSettings {
+        try SettingsDecoding.decode(OrbSettings.self, from: json, provider: "Orb", knownKeys: keys,
+                                    example: "{api_key: ${ORB_API_KEY}}")
+    }
+
+    /// Checks values that decode but cannot work.
+    public func validate() throws {
+        if apiKey.exposedValue.isEmpty {
+            throw UsageBillingError(.configuration, "Orb api_key is empty", fix: "set it from the environment: api_key: ${ORB_API_KEY}", field: "api_key")
+        }
+        try SettingsDecoding.checkURL(endpoint, field: "endpoint", provider: "Orb", example: "https://api.withorb.com/v1")
+        if !(1...10_000).contains(maxBatchSize) {
+            throw UsageBillingError(.invalidInput, "Orb max_batch_size \(maxBatchSize) is out of range", fix: "use 1 to 10000 (500 is a good default)", field: "max_batch_size")
+        }
+        if let grace = gracePeriodHours, grace <= 0 {
+            throw UsageBillingError(.invalidInput, "Orb grace_period_hours must be positive", fix: "use your account's grace period, e.g. 12", field: "grace_period_hours")
+        }
+        if backfill && gracePeriodHours == nil {
+            throw UsageBillingError(.invalidInput, "Orb backfill needs grace_period_hours to know which events are old",
+                                    fix: "set grace_period_hours to your account's grace period", field: "grace_period_hours")
+        }
+        if requestsPerSecond <= 0 {
+            throw UsageBillingError(.invalidInput, "Orb requests_per_second must be positive", fix: "use 100 (live) or 10 (test mode)", field: "requests_per_second")
+        }
+    }
+}
