@@ -244,7 +244,7 @@ public struct ExpectedOutcome: Sendable, Codable, Hashable, CustomStringConverti
     public var origin: String?
     /// For `rejected`: the field at fault.
     public var field: String?
-    /// For `rejected`: a fragment the message must contain.
+    /// For `rejected` and `retryable`: a fragment the message must contain.
     public var messageContains: String?
     /// For `retryable`: the kind (`rate_limited`, `server_error`, `transport`, ...).
     public var kind: String?
@@ -284,6 +284,9 @@ public struct ExpectedOutcome: Sendable, Codable, Hashable, CustomStringConverti
             if reason.message.isEmpty { problems.append("rejection without a message") }
         case .retryable(let reason, let after):
             if let kind, reason.kind.rawValue != kind { problems.append("retry kind \(reason.kind.rawValue), expected \(kind)") }
+            if let messageContains, !reason.message.contains(messageContains) {
+                problems.append("retry message '\(reason.message)' lacks '\(messageContains)'")
+            }
             if outcome == "retryable" {
                 let actualSeconds = after?.seconds
                 if let retryAfter {

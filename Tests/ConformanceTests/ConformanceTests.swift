@@ -3,37 +3,67 @@ import Testing
 import UsageBilling
 import UsageBillingTesting
 
-@Suite("Conformance: Stripe")
-struct StripeConformanceTests {
-    @Test("catalogue scenario", arguments: ConformanceScenario.allCases)
-    func catalogue(_ scenario: ConformanceScenario) async throws {
-        if let reason = stripeSubject.unsupported[scenario] {
-            #expect(!reason.isEmpty, "an unsupported scenario needs a reason")
-            #expect(try stripeSubject.fixtures(for: scenario).isEmpty, "a fixture exists for a scenario declared unsupported")
-            try Test.cancel("stripe cannot: \(reason)")
-        }
-        let fixtures = try stripeSubject.fixtures(for: scenario)
-        #expect(!fixtures.isEmpty, "no fixture for \(scenario): record one or declare it unsupported with a reason")
+@Suite("Conformance catalogue")
+struct CatalogueTests {
+    @Test("catalogue scenario", arguments: catalogueCases(supported: true))
+    func catalogue(_ testCase: String) async throws {
+        let (subject, scenario) = try #require(resolve(testCase))
+        let fixtures = try subject.fixtures(for: scenario)
+        #expect(!fixtures.isEmpty, "\(subject.provider) has no fixture for \(scenario): record one or declare it unsupported with a reason")
         for (name, fixture) in fixtures {
             #expect(fixture.scenario == scenario.rawValue, "\(name).json says scenario \(fixture.scenario ?? "nil")")
-            let result = await ConformanceRunner.run(fixture, named: name, scenario: scenario, subject: stripeSubject)
-            #expect(result.failures.isEmpty, "\(name): \(result.failures.joined(separator: "\n"))")
+            let result = await ConformanceRunner.run(fixture, named: name, scenario: scenario, subject: subject)
+            #expect(result.failures.isEmpty, "\(subject.provider)/\(name): \(result.failures.joined(separator: "\n"))")
         }
     }
 
-    @Test("provider-specific fixture", arguments: try! providerSpecificFixtures(stripeSubject))
-    func providerSpecific(_ name: String) async throws {
-        let fixture = try Fixture.load(stripeSubject.fixturesDirectory.appending(path: name + ".json"))
+    /// A scenario a provider cannot do is skipped with its reason, printed, never silently; and
+    /// it has no fixture that would then go unrun.
+    @Test("catalogue scenario skipped with a reason", arguments: catalogueCases(supported: false))
+    func skipped(_ testCase: String) throws {
+        let (subject, scenario) = try #require(resolve(testCase))
+        let reason = subject.unsupported[scenario] ?? ""
+        #expect(reason.count > 20, "\(testCase): the reason must say why")
+        #expect(try subject.fixtures(for: scenario).isEmpty, "\(testCase) has a fixture but is declared unsupported")
+        print("SKIPPED \(testCase): \(reason)")
+    }
+
+    @Test("provider-specific fixture", arguments: providerSpecificFixtures())
+    func providerSpecific(_ path: String) async throws {
+        let parts = path.split(separator: "/").map(String.init)
+        let subject = try #require(findSubject(parts[0]))
+        let fixture = try Fixture.load(subject.fixturesDirectory.appending(path: parts[1] + ".json"))
         #expect(fixture.scenario == nil)
-        let result = await ConformanceRunner.run(fixture, named: name, scenario: nil, subject: stripeSubject)
-        #expect(result.failures.isEmpty, "\(name): \(result.failures.joined(separator: "\n"))")
+        let result = await ConformanceRunner.run(fixture, named: path, scenario: nil, subject: subject)
+        #expect(result.failures.isEmpty, "\(path): \(result.failures.joined(separator: "\n"))")
+    }
+
+    /// Every provider has at least one fixture of its own peculiarity.
+    @Test func everyProviderHasAProviderSpecificFixture() {
+        let providers = Set(providerSpecificFixtures().map { String($0.split(separator: "/")[0]) })
+        #expect(providers == Set(allSubjects.map(\.provider)))
     }
 }
 
-/// Fixture files whose names are not catalogue scenarios.
-func providerSpecificFixtures(_ subject: ConformanceSubject) throws -> [String] {
-    try subject.fixtureFiles().map { $0.deletingPathExtension().lastPathComponent }.filter { name in
-        !ConformanceScenario.allCases.contains { name == $0.rawValue || name.hasPrefix($0.rawValue + "--") }
+/// `Provider/scenario` for every pair the provider supports (or does not).
+func catalogueCases(supported: Bool) -> [String] {
+    allSubjects.flatMap { subject in
+        ConformanceScenario.allCases.filter { (subject.unsupported[$0] == nil) == supported }.map { "\(subject.provider)/\($0.rawValue)" }
+    }
+}
+
+func resolve(_ testCase: String) -> (ConformanceSubject, ConformanceScenario)? {
+    let parts = testCase.split(separator: "/").map(String.init)
+    guard parts.count == 2, let subject = findSubject(parts[0]), let scenario = ConformanceScenario(rawValue: parts[1]) else { return nil }
+    return (subject, scenario)
+}
+
+/// `Provider/name` of every fixture whose name is not a catalogue scenario.
+func providerSpecificFixtures() -> [String] {
+    allSubjects.flatMap { subject in
+        ((try? subject.fixtureFiles()) ?? []).map { $0.deletingPathExtension().lastPathComponent }.filter { name in
+            !ConformanceScenario.allCases.contains { name == $0.rawValue || name.hasPrefix($0.rawValue + "--") }
+        }.map { "\(subject.provider)/\($0)" }
     }
 }
 
@@ -76,6 +106,9 @@ struct RunnerSelfTests {
         #expect(ReplayHTTPClient.mismatches(reordered, json).isEmpty)
         let wrongKey = HTTPRequest(method: .post, url: "https://x.test/a?b=1&c=2", headers: ["Idempotency-Key": "other"], body: same.body)
         #expect(ReplayHTTPClient.mismatches(wrongKey, expected).contains { $0.contains("Idempotency-Key") })
+        let charset = FixtureRequest(method: "POST", url: "https://x.test/j", headers: ["Content-Type": "application/cloudevents+json"], json: .object([:]))
+        let withCharset = HTTPRequest(method: .post, url: "https://x.test/j", headers: ["Content-Type": "application/cloudevents+json; charset=utf-8"], body: Data("{}".utf8))
+        #expect(!ReplayHTTPClient.mismatches(withCharset, charset).isEmpty)
     }
 }
 

@@ -32,14 +32,16 @@ struct FixtureHygieneTests {
     }
 
     @Test func fixtureCredentialsArePlaceholders() throws {
-        for url in try stripeSubject.fixtureFiles() + apiFixtures() {
+        for url in try allSubjects.flatMap({ try $0.fixtureFiles() }) + apiFixtures() {
             let fixture = try Fixture.load(url)
             for exchange in fixture.exchanges {
                 if let auth = exchange.request.headers.first(where: { $0.key.lowercased() == "authorization" })?.value {
                     #expect(auth.contains("REDACTED"), "\(url.lastPathComponent) has a non-placeholder Authorization")
                 }
             }
-            if let key = fixture.settings?["secret_key"]?.stringValue { #expect(key.contains("REDACTED")) }
+            for field in ["secret_key", "api_key"] {
+                if let key = fixture.settings?[field]?.stringValue { #expect(key.contains("REDACTED"), "\(url.lastPathComponent): \(field)") }
+            }
         }
     }
 
