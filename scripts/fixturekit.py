@@ -54,3 +54,11 @@ class Writer:
         with open(os.path.join(self.folder, name + ".json"), "w") as f:
             json.dump(fixture, f, indent=2, sort_keys=True)
             f.write("\n")
+
+
+def write_api(folder, name, description, source, exchanges):
+    """An API fixture (exchanges only) under Fixtures/api/."""
+    os.makedirs(os.path.join(folder, "api"), exist_ok=True)
+    with open(os.path.join(folder, "api", name + ".json"), "w") as f:
+        json.dump({"description": description, "source": source, "exchanges": exchanges}, f, indent=2, sort_keys=True)
+        f.write("\n")

@@ -142,7 +142,7 @@ def find_operation(ops, method, base, path):
     return None
 
 
-def check_exchange(ex, ops, components, where, oas31=False, responses_components=None):
+def check_exchange(ex, ops, components, where, oas31=False, responses_components=None, parameter_components=None):
     problems = []
     req = ex["request"]
     url = urlsplit(req["url"])
@@ -173,14 +173,22 @@ def check_exchange(ex, ops, components, where, oas31=False, responses_components
         else:
             problems += check(req["json"], schema, components, where + " request")
     if url.query:
-        params = {p["name"]: p for p in op.get("parameters", []) if p.get("in") == "query"}
+        resolved = [(parameter_components or {}).get(p["$ref"].split("/")[-1], {}) if "$ref" in p else p for p in op.get("parameters", [])]
+        params = {p["name"]: p for p in resolved if p.get("in") == "query"}
         for name, value in parse_qsl(url.query, keep_blank_values=True):
             root = re.findall(r"[^\[\]]+", name)[0]
             if root not in params:
                 problems.append("%s: query parameter %s is not in the spec" % (where, name))
             else:
-                problems += check(coerce(value, params[root].get("schema", {}), components),
-                                     params[root].get("schema", {}), components, where + " query " + name)
+                schema = params[root].get("schema", {})
+                if isinstance(schema, dict) and "$ref" in schema:
+                    schema = components.get(schema["$ref"].split("/")[-1], schema)
+                if isinstance(schema, dict) and schema.get("type") == "array":
+                    # form style, explode: each occurrence is one item of the array
+                    instance = [coerce(value, schema.get("items", {}), components)]
+                else:
+                    instance = coerce(value, schema, components)
+                problems += check(instance, schema, components, where + " query " + name)
     resp = ex.get("response")
     if resp is not None and "json" in resp:
         responses = op.get("responses", {})
@@ -226,7 +234,8 @@ def main():
                         components = spec.get("components", {}).get("schemas", {})
                         result = check_exchange(ex, ops, components, where + " [%s]" % spec.get("info", {}).get("title", "spec"),
                                                 oas31=spec.get("openapi", "").startswith("3.1"),
-                                                responses_components=spec.get("components", {}).get("responses", {}))
+                                                responses_components=spec.get("components", {}).get("responses", {}),
+                                                parameter_components=spec.get("components", {}).get("parameters", {}))
                         if len(result) == 1 and "no spec operation" in result[0]:
                             continue
                         matched += 1

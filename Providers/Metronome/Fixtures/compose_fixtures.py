@@ -121,5 +121,22 @@ def main():
             "expected": {c["id"]: [{"outcome": "rejected", "code": "http_409", "origin": "provider"}]}})
 
 
+def api():
+    day = NOW_UNIX - 12 * 3600  # 2026-11-20T00:00:00Z
+    hdr = {"Authorization": "Bearer " + KEY, "Content-Type": "application/json", "Accept": "application/json"}
+    body = {"starting_on": iso(day - 2 * 86400), "ending_before": iso(day), "window_size": "day"}
+    row = lambda cust, start, value: {"customer_id": cust, "billable_metric_id": "5bb6c6a6-7a5c-4bf4-8a2d-0c3d4e5f6a7b",
+                                      "billable_metric_name": "API requests", "start_timestamp": iso(start), "end_timestamp": iso(start + 86400), "value": value}
+    write_api(W.folder, "usage_paginated", "POST /v1/usage, day windows, two pages via next_page", W.source, [
+        {"request": {"method": "POST", "url": BASE + "/v1/usage", "headers": hdr, "json": body},
+         "response": {"status": 200, "headers": {}, "json": {"data": [row("0e5b8609-d901-4992-b394-c3c2e3f37b1c", day - 2 * 86400, 120),
+                                                                    row("0e5b8609-d901-4992-b394-c3c2e3f37b1c", day - 86400, None)],
+                                                           "next_page": "cursor_page_2"}}},
+        {"request": {"method": "POST", "url": BASE + "/v1/usage?next_page=cursor_page_2", "headers": hdr, "json": body},
+         "response": {"status": 200, "headers": {}, "json": {"data": [row("6a37bb88-8538-48c5-b37b-a41c836328bd", day - 2 * 86400, 7.5)],
+                                                           "next_page": None}}}])
+
+
 if __name__ == "__main__":
     main()
+    api()

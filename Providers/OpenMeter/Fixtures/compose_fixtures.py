@@ -106,5 +106,20 @@ def main():
             "expected": {nosub["id"]: [{"outcome": "rejected", "code": "subject_missing", "origin": "local", "field": "customer"}]}})
 
 
+def api():
+    start = NOW_UNIX - 3 * 3600
+    rows = [{"value": v, "windowStart": iso(start + i * 3600), "windowEnd": iso(start + (i + 1) * 3600), "subject": "customer-acme", "groupBy": {}}
+            for i, v in enumerate([12, 0, 30.5])]
+    write_api(W.folder, "meter_query_hourly", "GET /api/v1/meters/{slug}/query per hour for one subject", W.source, [
+        {"request": {"method": "GET", "url": BASE + "/api/v1/meters/api_requests/query?from=%s&to=%s&windowSize=HOUR&subject=customer-acme"
+                     % (iso(start), iso(NOW_UNIX)), "headers": {"Authorization": "Bearer " + KEY, "Accept": "application/json"}},
+         "response": {"status": 200, "headers": {}, "json": {"from": iso(start), "to": iso(NOW_UNIX), "windowSize": "HOUR", "data": rows}}}])
+    write_api(W.folder, "meter_query_unknown_meter", "an unknown meter slug: 404 problem", W.source, [
+        {"request": {"method": "GET", "url": BASE + "/api/v1/meters/gpu_seconds/query?from=%s&to=%s" % (iso(start), iso(NOW_UNIX)),
+                     "headers": {"Authorization": "Bearer " + KEY, "Accept": "application/json"}},
+         "response": problem(404, "Not Found", "meter not found: gpu_seconds")}])
+
+
 if __name__ == "__main__":
     main()
+    api()

@@ -176,5 +176,24 @@ def main():
             "expected": {e["id"]: [{"outcome": "accepted"}] for e in four}})
 
 
+def api():
+    day = NOW_UNIX - 12 * 3600  # 2026-11-20T00:00:00Z
+    hdr = {"Authorization": "Bearer " + KEY, "Accept": "application/json"}
+    usage = {"data": [{"billable_metric": {"id": "bm_api_requests", "name": "API requests"}, "view_mode": "periodic",
+                       "usage": [{"quantity": 120, "timeframe_start": iso(day - 86400), "timeframe_end": iso(day)},
+                                 {"quantity": 35.5, "timeframe_start": iso(day), "timeframe_end": iso(day + 86400)}]}]}
+    write_api(W.folder, "subscription_usage_daily", "GET /subscriptions/{id}/usage per day, periodic", W.source, [
+        {"request": {"method": "GET", "url": BASE + "/subscriptions/sub_Q8x2Lm/usage?timeframe_start=%s&timeframe_end=%s&view_mode=periodic&granularity=day"
+                     % (iso(day - 86400), iso(day + 86400)), "headers": hdr},
+         "response": {"status": 200, "headers": {}, "json": usage}}])
+    found = {"data": [{"id": eid(1), "event_name": "api_request", "external_customer_id": "acme-external-1", "customer_id": "cus_Orb1",
+                       "deprecated": False, "properties": {"quantity": 5, "region": "eu-west"}, "timestamp": iso(NOW_UNIX - 60)}]}
+    write_api(W.folder, "events_search", "POST /events/search by idempotency keys", W.source, [
+        {"request": {"method": "POST", "url": BASE + "/events/search", "headers": dict(hdr, **{"Content-Type": "application/json"}),
+                     "json": {"event_ids": [eid(1), eid(2)]}},
+         "response": {"status": 200, "headers": {}, "json": found}}])
+
+
 if __name__ == "__main__":
     main()
+    api()
