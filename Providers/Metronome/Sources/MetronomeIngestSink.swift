@@ -62,25 +62,15 @@ public struct MetronomeIngestSink: UsageSink {
     func prepare(_ event: UsageEvent, now: Date) -> Result<JSONValue, RejectionReason> {
         if let reason = LocalValidation.checkTimestamp(event, window: Self.window, now: now, provider: "Metronome") { return .failure(reason) }
         if let reason = LocalValidation.checkLength(event.id, max: 128, field: "transaction_id") { return .failure(reason) }
-        let eventType = settings.mapping.providerEventName(for: event)
-        if eventType.isEmpty { return .failure(.local("event_type_missing", field: "name", "the event has no name (Metronome event_type)")) }
-        let customer = settings.mapping.providerCustomer(for: event)
-        if customer.isEmpty { return .failure(.local("customer_missing", field: "customer", "the event has no customer")) }
-        let properties: [String: UsageValue]
-        switch settings.mapping.properties(for: event) {
+        let mapped: EventMapping.Mapped
+        switch settings.mapping.map(event, style: settings.propertiesAsStrings ? .allStrings : .typed, provider: "Metronome",
+                                    advice: "Set properties_as_strings: true (Metronome's advice) or round it") {
         case .failure(let reason): return .failure(reason)
-        case .success(let p): properties = p
-        }
-        let json: [String: JSONValue]
-        switch PropertyEncoding.encode(properties, style: settings.propertiesAsStrings ? .allStrings : .typed,
-                                       quantityProperty: settings.mapping.quantityProperty, provider: "Metronome",
-                                       advice: "Set properties_as_strings: true (Metronome's advice) or round it") {
-        case .failure(let reason): return .failure(reason)
-        case .success(let encoded): json = encoded
+        case .success(let m): mapped = m
         }
         return .success(.object([
-            "transaction_id": .string(event.id), "customer_id": .string(customer), "event_type": .string(eventType),
-            "timestamp": .string(RFC3339.format(event.timestamp)), "properties": .object(json),
+            "transaction_id": .string(event.id), "customer_id": .string(mapped.customer), "event_type": .string(mapped.eventName),
+            "timestamp": .string(RFC3339.format(event.timestamp)), "properties": .object(mapped.properties),
         ]))
     }
 

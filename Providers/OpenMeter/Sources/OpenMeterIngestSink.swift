@@ -61,29 +61,20 @@ public struct OpenMeterIngestSink: UsageSink {
 
     func prepare(_ event: UsageEvent) -> Result<JSONValue, RejectionReason> {
         if event.id.isEmpty { return .failure(.local("id_missing", field: "id", "the event has no id")) }
-        let type = settings.mapping.providerEventName(for: event)
-        if type.isEmpty { return .failure(.local("type_missing", field: "name", "the event has no name (CloudEvents type)")) }
-        let subject = settings.mapping.providerCustomer(for: event)
-        if subject.isEmpty {
+        if settings.mapping.providerCustomer(for: event).isEmpty {
             return .failure(.local("subject_missing", field: "customer", "OpenMeter requires a subject; the event has no customer"))
-        }
-        let properties: [String: UsageValue]
-        switch settings.mapping.properties(for: event) {
-        case .failure(let reason): return .failure(reason)
-        case .success(let p): properties = p
         }
         // Numbers as decimal strings: OpenMeter parses numeric strings for SUM/MAX/... meters,
         // and a string keeps every digit.
-        let data: [String: JSONValue]
-        switch PropertyEncoding.encode(properties, style: .numbersAsStrings, quantityProperty: settings.mapping.quantityProperty,
-                                       provider: "OpenMeter", advice: "") {
+        let mapped: EventMapping.Mapped
+        switch settings.mapping.map(event, style: .numbersAsStrings, provider: "OpenMeter", advice: "") {
         case .failure(let reason): return .failure(reason)
-        case .success(let encoded): data = encoded
+        case .success(let m): mapped = m
         }
         return .success(.object([
             "specversion": .string("1.0"), "id": .string(event.id), "source": .string(settings.source),
-            "type": .string(type), "subject": .string(subject),
-            "time": .string(RFC3339.format(event.timestamp)), "data": .object(data),
+            "type": .string(mapped.eventName), "subject": .string(mapped.customer),
+            "time": .string(RFC3339.format(event.timestamp)), "data": .object(mapped.properties),
         ]))
     }
 

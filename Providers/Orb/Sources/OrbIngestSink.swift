@@ -97,26 +97,16 @@ public struct OrbIngestSink: UsageSink {
             return .failure(reason)
         }
         if let reason = LocalValidation.checkLength(event.id, max: 255, field: "idempotency_key") { return .failure(reason) }
-        let eventName = settings.mapping.providerEventName(for: event)
-        if eventName.isEmpty { return .failure(.local("event_name_missing", field: "name", "the event has no name")) }
-        let customer = settings.mapping.providerCustomer(for: event)
-        if customer.isEmpty { return .failure(.local("customer_missing", field: "customer", "the event has no customer")) }
-        let properties: [String: UsageValue]
-        switch settings.mapping.properties(for: event) {
+        let mapped: EventMapping.Mapped
+        switch settings.mapping.map(event, style: .typed, provider: "Orb", advice: "Round it or record a larger unit") {
         case .failure(let reason): return .failure(reason)
-        case .success(let p): properties = p
-        }
-        let json: [String: JSONValue]
-        switch PropertyEncoding.encode(properties, style: .typed, quantityProperty: settings.mapping.quantityProperty,
-                                       provider: "Orb", advice: "Round it or record a larger unit") {
-        case .failure(let reason): return .failure(reason)
-        case .success(let encoded): json = encoded
+        case .success(let m): mapped = m
         }
         var object: [String: JSONValue] = [
-            "event_name": .string(eventName), "idempotency_key": .string(event.id),
-            "timestamp": .string(RFC3339.format(event.timestamp)), "properties": .object(json),
+            "event_name": .string(mapped.eventName), "idempotency_key": .string(event.id),
+            "timestamp": .string(RFC3339.format(event.timestamp)), "properties": .object(mapped.properties),
         ]
-        object[settings.customerIDKind == .external ? "external_customer_id" : "customer_id"] = .string(customer)
+        object[settings.customerIDKind == .external ? "external_customer_id" : "customer_id"] = .string(mapped.customer)
         return .success((.object(object), isOld))
     }
 

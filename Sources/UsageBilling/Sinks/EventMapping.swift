@@ -72,4 +72,31 @@ public struct EventMapping: Sendable, Hashable, Decodable {
         all[quantityProperty] = .number(event.quantity)
         return .success(all)
     }
+
+    /// An event as a provider will see it.
+    public struct Mapped: Sendable, Hashable {
+        /// The provider event name.
+        public var eventName: String
+        /// The provider customer id.
+        public var customer: String
+        /// The JSON properties, quantity included.
+        public var properties: [String: JSONValue]
+    }
+
+    /// Maps `event` (name, customer, properties with the quantity, encoded in `style`), or a local
+    /// rejection: no name, no customer, a property clashing with the quantity, a value `style`
+    /// cannot carry. `provider` and `advice` go into the messages.
+    public func map(_ event: UsageEvent, style: PropertyEncoding.Style, provider: String, advice: String) -> Result<Mapped, RejectionReason> {
+        let name = providerEventName(for: event)
+        if name.isEmpty { return .failure(.local("event_name_missing", field: "name", "the event has no name; \(provider) needs one")) }
+        let customer = providerCustomer(for: event)
+        if customer.isEmpty { return .failure(.local("customer_missing", field: "customer", "the event has no customer; \(provider) needs one")) }
+        switch properties(for: event) {
+        case .failure(let reason):
+            return .failure(reason)
+        case .success(let properties):
+            return PropertyEncoding.encode(properties, style: style, quantityProperty: quantityProperty, provider: provider, advice: advice)
+                .map { Mapped(eventName: name, customer: customer, properties: $0) }
+        }
+    }
 }
