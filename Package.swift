@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "UsageBilling", targets: ["UsageBilling"]),
         .library(name: "UsageBillingCurl", targets: ["UsageBillingCurl"]),
         .library(name: "UsageBillingTesting", targets: ["UsageBillingTesting"]),
+        .library(name: "UsageRouting", targets: ["UsageRouting"]),
+        .library(name: "UsageBillingProviders", targets: ["UsageBillingProviders"]),
         .library(name: "StripeUsage", targets: ["StripeUsage"]),
         .library(name: "OrbUsage", targets: ["OrbUsage"]),
         .library(name: "MetronomeUsage", targets: ["MetronomeUsage"]),
@@ -20,6 +22,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // libcurl, from Debian's libcurl4-openssl-dev.
@@ -61,10 +64,24 @@ let package = Package(
         .target(name: "OrbUsage", dependencies: ["UsageBilling"], path: "Providers/Orb/Sources", swiftSettings: strict),
         .target(name: "MetronomeUsage", dependencies: ["UsageBilling"], path: "Providers/Metronome/Sources", swiftSettings: strict),
         .target(name: "OpenMeterUsage", dependencies: ["UsageBilling"], path: "Providers/OpenMeter/Sources", swiftSettings: strict),
+        // Routing config (YAML/JSON), the dual-write Router, the provider registry, import.
+        .target(
+            name: "UsageRouting",
+            dependencies: ["UsageBilling", .product(name: "Yams", package: "Yams")],
+            path: "Sources/UsageRouting",
+            swiftSettings: strict
+        ),
+        // The registry of every built-in provider: one line per provider.
+        .target(
+            name: "UsageBillingProviders",
+            dependencies: ["UsageBilling", "UsageRouting", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage"],
+            path: "Sources/UsageBillingProviders",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "usage-billing",
             dependencies: [
-                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "StripeUsage",
+                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "StripeUsage", "UsageRouting", "UsageBillingProviders",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/usage-billing",
@@ -72,7 +89,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "usage-billing-bench",
-            dependencies: ["UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "CCurl"],
+            dependencies: ["UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "CCurl", "UsageRouting", "UsageBillingProviders"],
             path: "Benchmarks/Sources",
             swiftSettings: strict
         ),
@@ -94,6 +111,16 @@ let package = Package(
         .testTarget(
             name: "StripeTests",
             dependencies: ["UsageBilling", "UsageBillingTesting", "StripeUsage"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "RoutingTests",
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CLITests",
+            dependencies: ["UsageBilling", "UsageBillingTesting", "usage-billing"],
             swiftSettings: strict
         ),
         .testTarget(

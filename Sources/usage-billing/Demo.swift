@@ -4,6 +4,7 @@ import StripeUsage
 import UsageBilling
 import UsageBillingCurl
 import UsageBillingTesting
+import UsageRouting
 
 /// `usage-billing demo`: the whole Stripe path against a local Stripe fake, end to end.
 struct Demo: AsyncParsableCommand {
@@ -27,10 +28,20 @@ struct Demo: AsyncParsableCommand {
     var noFaults = false
 
     func run() async throws {
-        let loaded: [UsageEvent]
+        var loaded: [UsageEvent] = []
         do {
-            loaded = try NDJSON.readEvents(at: events)
-        } catch {
+            let reader = try EventReader(path: events, format: .ndjson)
+            while case let batch = reader.next(max: 1_000), !batch.isEmpty {
+                for item in batch {
+                    switch item {
+                    case .success(let event): loaded.append(event)
+                    case .failure(let bad):
+                        print("error: \(events) \(bad)")
+                        throw ExitCode(ExitCodes.badInput)
+                    }
+                }
+            }
+        } catch let error as UsageBillingError {
             print("error: \(error)")
             throw ExitCode(ExitCodes.badInput)
         }
@@ -116,38 +127,6 @@ struct Demo: AsyncParsableCommand {
         for r in reports { counts[r.final.label, default: 0] += 1 }
         return ["accepted", "duplicate", "rejected", "retryable", "possibly_delivered"]
             .map { "\($0) \(counts[$0] ?? 0)" }.joined(separator: ", ")
-    }
-}
-
-/// Reading events from NDJSON, one JSON object per line.
-enum NDJSON {
-    static func readEvents(at path: String) throws -> [UsageEvent] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw UsageBillingError(.invalidInput, "cannot read \(path)", fix: "run from the repository root or pass --events PATH", field: "--events")
-        }
-        var events: [UsageEvent] = []
-        let decoder = JSONDecoder()
-        for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.isEmpty { continue }
-            do {
-                events.append(try decoder.decode(UsageEvent.self, from: Data(trimmed.utf8)))
-            } catch {
-                throw UsageBillingError(.invalidInput, "\(path) line \(number + 1): \(Self.describe(error))",
-                                        fix: "each line is one event: {\"name\",\"customer\",\"timestamp\",\"quantity\"}", field: "line \(number + 1)")
-            }
-        }
-        return events
-    }
-
-    static func describe(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.keyNotFound(let key, _): return "missing field '\(key.stringValue)'"
-        case DecodingError.dataCorrupted(let c), DecodingError.typeMismatch(_, let c):
-            let field = c.codingPath.map(\.stringValue).joined(separator: ".")
-            return (field.isEmpty ? "" : "field '\(field)': ") + c.debugDescription
-        default: return "\(error)"
-        }
     }
 }
 

@@ -23,9 +23,11 @@ struct UsageBillingCLI: AsyncParsableCommand {
 
             Examples:
               usage-billing demo
-              usage-billing demo --events examples/events.ndjson --no-faults
+              usage-billing config check examples/routing.yaml
+              usage-billing import examples/events.ndjson -c examples/routing.yaml --dry-run
+              usage-billing send -c examples/routing.yaml --name api_request --customer acme --quantity 150
             """,
         version: "0.1.0",
-        subcommands: [Demo.self]
+        subcommands: [Demo.self, ConfigCommand.self, Send.self, Import.self]
     )
 }

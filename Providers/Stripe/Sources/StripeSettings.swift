@@ -96,10 +96,13 @@ public struct StripeSettings: Sendable, Codable {
         streamBatchSize = try c.decodeIfPresent(Int.self, forKey: .streamBatchSize) ?? d.streamBatchSize
     }
 
+    /// The keys these settings read.
+    public static let keys = Set(CodingKeys.allCases.map(\.rawValue))
+
     /// Decodes settings from a JSON object, naming the bad key in the error.
     public static func decode(_ json: JSONValue) throws -> StripeSettings {
         try SettingsDecoding.decode(StripeSettings.self, from: json, provider: "Stripe",
-                                    knownKeys: Set(CodingKeys.allCases.map(\.rawValue)),
+                                    knownKeys: keys,
                                     example: "{secret_key: ${STRIPE_SECRET_KEY}}")
     }
 

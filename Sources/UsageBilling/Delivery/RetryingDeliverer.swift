@@ -27,11 +27,13 @@ public struct RetryingDeliverer: Sendable {
     public let rateLimiter: RateLimiter?
 
     /// A deliverer for `sink`, retrying by `policy` on `clock`.
-    public init(sink: any UsageSink, policy: RetryPolicy = .default, clock: any UsageClock = SystemClock()) {
+    /// - Parameter pace: whether to pace requests by the sink's declared rate limit (turn it off
+    ///   only when nothing real is on the other end, as in a dry run).
+    public init(sink: any UsageSink, policy: RetryPolicy = .default, clock: any UsageClock = SystemClock(), pace: Bool = true) {
         self.sink = sink
         self.policy = policy
         self.clock = clock
-        self.rateLimiter = sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }
+        self.rateLimiter = pace ? sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) } : nil
     }
 
     /// Delivers `events`; returns one report per event in input order. Throws only what the sink

@@ -1,0 +1,24 @@
+/// What the routing config needs to know about one kind of provider: its settings keys, which of
+/// them are secrets, and how to build its sink. Each provider folder declares one; one line in
+/// the provider registry makes it usable from a config file.
+public struct ProviderKind: Sendable {
+    /// Builds a sink from the provider's settings object.
+    public typealias SinkFactory = @Sendable (_ settings: JSONValue, _ client: any HTTPClient, _ clock: any UsageClock, _ name: String) throws -> any UsageSink
+
+    /// The `kind:` value in the config (`stripe`).
+    public let name: String
+    /// Every settings key the provider reads.
+    public let settingsKeys: Set<String>
+    /// The keys whose values are credentials (masked wherever settings are shown).
+    public let secretKeys: Set<String>
+    /// Builds the sink; throws `.invalidInput`/`.configuration` naming the bad key.
+    public let makeSink: SinkFactory
+
+    /// A provider kind.
+    public init(name: String, settingsKeys: Set<String>, secretKeys: Set<String>, makeSink: @escaping SinkFactory) {
+        self.name = name
+        self.settingsKeys = settingsKeys
+        self.secretKeys = secretKeys
+        self.makeSink = makeSink
+    }
+}

@@ -1,0 +1,15 @@
+import MetronomeUsage
+import OpenMeterUsage
+import OrbUsage
+import StripeUsage
+import UsageRouting
+
+extension ProviderRegistry {
+    /// Every built-in provider kind. Adding a provider adds one line here.
+    public static let standard = ProviderRegistry([
+        StripeMeterEventSink.kind,
+        OrbIngestSink.kind,
+        MetronomeIngestSink.kind,
+        OpenMeterIngestSink.kind,
+    ])
+}

@@ -1,0 +1,51 @@
+import Foundation
+
+/// An ``HTTPClient`` that sends nothing: it answers every request `200 {}` and keeps the first
+/// few requests, credentials masked, to show what would have gone out.
+public final class DryRunHTTPClient: HTTPClient, @unchecked Sendable {
+    private let lock = NSLock()
+    private let keep: Int
+    private let secrets: [String]
+    private var kept: [HTTPRequest] = []
+    private var count = 0
+
+    /// - Parameters:
+    ///   - keep: how many requests to keep for display.
+    ///   - secrets: values to mask wherever they appear.
+    public init(keep: Int, secrets: [String]) {
+        self.keep = keep
+        self.secrets = secrets.filter { $0.count >= 4 }.sorted { $0.count > $1.count }
+    }
+
+    public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        lock.withLock {
+            count += 1
+            if kept.count < keep { kept.append(request) }
+        }
+        return HTTPResponse(status: 200, headers: ["Content-Type": "application/json"], body: Data("{}".utf8))
+    }
+
+    /// Requests seen.
+    public var requestCount: Int { lock.withLock { count } }
+
+    /// The kept requests as text (method, URL, headers, body), every secret masked.
+    public func transcript() -> String {
+        lock.withLock { kept }.map { request in
+            var text = "\(request.method) \(request.url)\n\(request.headers.description)"
+            if let body = request.body, !body.isEmpty { text += "\n\n" + String(decoding: body, as: UTF8.self) }
+            return mask(text)
+        }.joined(separator: "\n\n")
+    }
+
+    /// `text` with every configured secret replaced by its masked form.
+    public func mask(_ text: String) -> String {
+        secrets.reduce(text) { $0.replacingOccurrences(of: $1, with: Redaction.mask($1)) }
+    }
+}
+
+extension RoutingConfig {
+    /// The values of every provider's secret settings (to mask in output).
+    public var secretValues: [String] {
+        providers.values.flatMap { p in p.kind.secretKeys.compactMap { p.settings[$0]?.stringValue } }
+    }
+}

@@ -1,0 +1,512 @@
+import Foundation
+
+/// A validated routing config: providers, routes (exact and glob event names, primary and
+/// shadows, time cutovers, customer cohorts), the customer-id table and the unrouted policy.
+///
+/// ```yaml
+/// version: 1
+/// providers:
+///   stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY} }
+///   orb:    { kind: orb, api_key: ${ORB_API_KEY} }
+/// routes:
+///   - events: ["api_request", "storage.*"]
+///     to: stripe
+///     shadow: orb
+///     until: 2026-12-01T00:00:00Z        # cutover: stripe before, orb from then on
+///     stripe: { event_name: api_calls }
+///   - events: ["api_request", "storage.*"]
+///     to: orb
+///     from: 2026-12-01T00:00:00Z
+///   - events: ["api_request"]
+///     customers: [acme]                  # a cohort already on orb
+///     to: orb
+/// customers: customers.csv               # customer,stripe,orb
+/// unrouted: reject                       # or dead-letter
+/// ```
+public struct RoutingConfig: Sendable {
+    /// A configured provider.
+    public struct Provider: Sendable {
+        /// Its name in the config (`stripe`).
+        public var name: String
+        /// Its kind.
+        public var kind: ProviderKind
+        /// Its settings object (without `kind`), environment variables substituted.
+        public var settings: [String: JSONValue]
+    }
+
+    /// One route.
+    public struct Route: Sendable {
+        /// 0-based position in `routes`.
+        public var index: Int
+        /// The event names it takes.
+        public var patterns: [EventPattern]
+        /// The primary provider.
+        public var primary: String
+        /// Shadow providers (dual-write; they never block the primary).
+        public var shadows: [String]
+        /// Active from this instant (inclusive).
+        public var from: Date?
+        /// Active until this instant (exclusive).
+        public var until: Date?
+        /// Only these customers, when set (a cohort override).
+        public var cohort: Set<String>?
+        /// Per-provider settings overrides for this route (event names, value keys, ...).
+        public var overrides: [String: [String: JSONValue]]
+
+        /// Whether the route takes `event`.
+        public func takes(_ event: UsageEvent) -> Bool {
+            patterns.contains { $0.matches(event.name) }
+                && from.map { event.timestamp >= $0 } ?? true
+                && until.map { event.timestamp < $0 } ?? true
+                && cohort.map { $0.contains(event.customer) } ?? true
+        }
+
+        /// How specific the route is for `name`: cohort routes first, then the most specific pattern.
+        func rank(for name: String) -> (Int, Int, Int) {
+            (cohort == nil ? 0 : 1, patterns.filter { $0.matches(name) }.map(\.specificity).max() ?? 0, -index)
+        }
+    }
+
+    /// What to do with an event no route takes.
+    public enum Unrouted: String, Sendable {
+        /// Refuse it (the caller sees a rejection).
+        case reject
+        /// Keep it as a dead letter to route later.
+        case deadLetter = "dead-letter"
+    }
+
+    /// Where one event goes.
+    public struct Decision: Sendable, Hashable {
+        /// The route that took it.
+        public var route: Int
+        /// The primary provider.
+        public var primary: String
+        /// Shadow providers.
+        public var shadows: [String]
+
+        /// A decision.
+        public init(route: Int, primary: String, shadows: [String]) {
+            self.route = route
+            self.primary = primary
+            self.shadows = shadows
+        }
+    }
+
+    /// The config file.
+    public var file: String
+    /// Providers by name.
+    public var providers: [String: Provider]
+    /// Routes, in file order.
+    public var routes: [Route]
+    /// Your customer id → provider name → that provider's customer id.
+    public var customers: [String: [String: String]]
+    /// The unrouted policy.
+    public var unrouted: Unrouted
+
+    /// The route an event takes, or `nil` when none does.
+    public func decide(_ event: UsageEvent) -> Decision? {
+        let matching = routes.filter { $0.takes(event) }
+        guard let best = matching.max(by: { $0.rank(for: event.name) < $1.rank(for: event.name) }) else { return nil }
+        return Decision(route: best.index, primary: best.primary, shadows: best.shadows)
+    }
+
+    /// The settings a provider's sink gets on `route`: its own settings, the route's overrides,
+    /// and its column of the customer table.
+    public func settings(for provider: String, route: Int?) -> JSONValue {
+        var merged = providers[provider]?.settings ?? [:]
+        if let route, let override = routes.first(where: { $0.index == route })?.overrides[provider] {
+            merged.merge(override) { _, new in new }
+        }
+        let column = customers.compactMapValues { $0[provider] }
+        if !column.isEmpty {
+            var table = merged["customers"].flatMap { value -> [String: JSONValue]? in
+                if case .object(let o) = value { return o } else { return nil }
+            } ?? [:]
+            for (ours, theirs) in column where table[ours] == nil { table[ours] = .string(theirs) }
+            merged["customers"] = .object(table)
+        }
+        return .object(merged)
+    }
+
+    /// The resolved routing table, secrets masked.
+    public func describe() -> String {
+        var lines = ["Providers:"]
+        for name in providers.keys.sorted() {
+            guard let p = providers[name] else { continue }
+            let settings = p.settings.keys.sorted().map { key -> String in
+                let value = p.settings[key] ?? .null
+                let shown = p.kind.secretKeys.contains(key) ? Redaction.mask(value.stringValue ?? "\(value)") : value.description
+                return "\(key)=\(shown)"
+            }
+            lines.append("  \(name) (\(p.kind.name)): \(settings.joined(separator: ", "))")
+        }
+        lines.append("Routes:")
+        for r in routes {
+            var text = "  [\(r.index)] \(r.patterns.map(\.text).joined(separator: ", ")) → \(r.primary)"
+            if !r.shadows.isEmpty { text += " + shadow \(r.shadows.joined(separator: ", "))" }
+            if r.from != nil || r.until != nil {
+                text += " during [\(r.from.map { RFC3339.format($0) } ?? "-∞"), \(r.until.map { RFC3339.format($0) } ?? "∞"))"
+            }
+            if let cohort = r.cohort { text += " for customers \(cohort.sorted().joined(separator: ", "))" }
+            if !r.overrides.isEmpty { text += " with \(r.overrides.keys.sorted().map { "\($0) settings" }.joined(separator: ", "))" }
+            lines.append(text)
+        }
+        lines.append("Customers mapped: \(customers.count)")
+        lines.append("Unrouted events: \(unrouted.rawValue)")
+        return lines.joined(separator: "\n")
+    }
+
+    // MARK: Loading
+
+    /// Loads and validates `path` (YAML or JSON).
+    /// - Throws: ``ConfigIssues`` listing every problem, each with line, key and fix.
+    public static func load(path: String, registry: ProviderRegistry,
+                            environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RoutingConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigIssues(issues: [ConfigIssue(file: path, line: nil, key: "", message: "cannot read the file", fix: "check the path")])
+        }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        return try parse(String(decoding: data, as: UTF8.self), file: path, directory: directory, registry: registry, environment: environment)
+    }
+
+    /// Parses and validates config text; `directory` resolves a relative customers CSV.
+    public static func parse(_ text: String, file: String, directory: String, registry: ProviderRegistry,
+                             environment: [String: String]) throws -> RoutingConfig {
+        var v = Validator(file: file, registry: registry)
+        let (document, parseIssues) = ConfigDocument.parse(text, file: file, environment: environment)
+        v.issues = parseIssues
+        guard let document else { throw ConfigIssues(issues: v.issues) }
+        v.lines = document.lines
+        let config = v.validate(document.root, directory: directory)
+        if let config, v.issues.isEmpty { return config }
+        throw ConfigIssues(issues: v.issues.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
+    }
+}
+
+/// Checks a parsed config, collecting every issue.
+private struct Validator {
+    let file: String
+    let registry: ProviderRegistry
+    var lines: [String: Int] = [:]
+    var issues: [ConfigIssue] = []
+
+    init(file: String, registry: ProviderRegistry) {
+        self.file = file
+        self.registry = registry
+    }
+
+    mutating func issue(_ key: String, _ message: String, _ fix: String) {
+        var path = key
+        var line = lines[path]
+        while line == nil, let cut = path.lastIndex(where: { $0 == "." || $0 == "[" }) {
+            path = String(path[..<cut])
+            line = lines[path]
+        }
+        issues.append(ConfigIssue(file: file, line: line, key: key, message: message, fix: fix))
+    }
+
+    static let topKeys: Set<String> = ["version", "providers", "routes", "customers", "unrouted"]
+    static let routeKeys: Set<String> = ["events", "to", "shadow", "from", "until", "customers"]
+
+    mutating func validate(_ root: JSONValue, directory: String) -> RoutingConfig? {
+        guard case .object(let top) = root else {
+            issue("", "the config must be a mapping of version, providers, routes", "start with `version: 1`")
+            return nil
+        }
+        for key in top.keys.sorted() where !Self.topKeys.contains(key) {
+            issue(key, "unknown key '\(key)'", "use only \(Self.topKeys.sorted().joined(separator: ", "))")
+        }
+        switch top["version"] {
+        case .number(1)?: break
+        case nil: issue("version", "version is missing", "add `version: 1`")
+        default: issue("version", "version \(top["version"]?.description ?? "") is not supported", "use `version: 1`")
+        }
+        let providers = validateProviders(top["providers"])
+        let customers = validateCustomers(top["customers"], providers: providers, directory: directory)
+        let routes = validateRoutes(top["routes"], providers: providers)
+        var unrouted = RoutingConfig.Unrouted.reject
+        if let value = top["unrouted"] {
+            if let text = value.stringValue, let policy = RoutingConfig.Unrouted(rawValue: text) {
+                unrouted = policy
+            } else {
+                issue("unrouted", "unrouted is \(value), not reject or dead-letter", "write `unrouted: reject` or `unrouted: dead-letter`")
+            }
+        }
+        let config = RoutingConfig(file: file, providers: providers, routes: routes, customers: customers, unrouted: unrouted)
+        if issues.isEmpty { checkSinks(config) }
+        return config
+    }
+
+    mutating func validateProviders(_ value: JSONValue?) -> [String: RoutingConfig.Provider] {
+        guard case .object(let object)? = value, !object.isEmpty else {
+            issue("providers", value == nil ? "providers is missing" : "providers must be a non-empty mapping",
+                  "add e.g. `providers: { stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY} } }`")
+            return [:]
+        }
+        var result: [String: RoutingConfig.Provider] = [:]
+        for name in object.keys.sorted() {
+            let key = "providers.\(name)"
+            guard case .object(var settings)? = object[name] else {
+                issue(key, "a provider must be a mapping with a kind", "write `\(name): { kind: \(registry.names.first ?? "stripe"), ... }`")
+                continue
+            }
+            guard let kindName = settings.removeValue(forKey: "kind")?.stringValue else {
+                issue(key, "provider '\(name)' has no kind", "add `kind:` with one of \(registry.names.joined(separator: ", "))")
+                continue
+            }
+            guard let kind = registry.kind(kindName) else {
+                issue("\(key).kind", "unknown provider kind '\(kindName)'", "use one of \(registry.names.joined(separator: ", "))")
+                continue
+            }
+            for setting in settings.keys.sorted() where !kind.settingsKeys.contains(setting) {
+                issue("\(key).\(setting)", "\(kindName) has no setting '\(setting)'", "use one of \(kind.settingsKeys.sorted().joined(separator: ", "))")
+            }
+            result[name] = RoutingConfig.Provider(name: name, kind: kind, settings: settings)
+        }
+        return result
+    }
+
+    mutating func validateCustomers(_ value: JSONValue?, providers: [String: RoutingConfig.Provider], directory: String) -> [String: [String: String]] {
+        switch value {
+        case nil:
+            return [:]
+        case .string(let path)?:
+            let full = path.hasPrefix("/") ? path : URL(fileURLWithPath: directory).appending(path: path).path
+            guard let data = FileManager.default.contents(atPath: full) else {
+                issue("customers", "cannot read the customer table \(path)", "put a CSV with a `customer` column and one column per provider next to the config")
+                return [:]
+            }
+            return parseCustomerCSV(String(decoding: data, as: UTF8.self), name: path, providers: providers)
+        case .object(let object)?:
+            var table: [String: [String: String]] = [:]
+            for (customer, ids) in object {
+                guard case .object(let perProvider) = ids else {
+                    issue("customers.\(customer)", "each customer maps provider names to ids", "write `\(customer): { stripe: cus_…, orb: … }`")
+                    continue
+                }
+                for (provider, id) in perProvider {
+                    if providers[provider] == nil { issue("customers.\(customer).\(provider)", "'\(provider)' is not a defined provider", "define it under providers or remove the column") }
+                    guard let id = id.stringValue, !id.isEmpty else {
+                        issue("customers.\(customer).\(provider)", "the id must be a non-empty string", "quote it")
+                        continue
+                    }
+                    table[customer, default: [:]][provider] = id
+                }
+            }
+            return table
+        default:
+            issue("customers", "customers must be a CSV path or a mapping", "write `customers: customers.csv`")
+            return [:]
+        }
+    }
+
+    mutating func parseCustomerCSV(_ text: String, name: String, providers: [String: RoutingConfig.Provider]) -> [String: [String: String]] {
+        let rows = CSV.rows(text)
+        guard let header = rows.first, header.first == "customer", header.count >= 2 else {
+            issue("customers", "\(name) must start with a header `customer,<provider>,…`", "e.g. `customer,stripe,orb`")
+            return [:]
+        }
+        for column in header.dropFirst() where providers[column] == nil {
+            issue("customers", "\(name) has a column '\(column)' that is not a defined provider", "rename it to one of \(providers.keys.sorted().joined(separator: ", "))")
+        }
+        var table: [String: [String: String]] = [:]
+        for (number, row) in rows.dropFirst().enumerated() where !(row.count == 1 && row[0].isEmpty) {
+            guard row.count == header.count, !row[0].isEmpty else {
+                issue("customers", "\(name) line \(number + 2) has \(row.count) fields, the header \(header.count)", "give every row the header's columns")
+                continue
+            }
+            for (column, id) in zip(header.dropFirst(), row.dropFirst()) where !id.isEmpty { table[row[0], default: [:]][column] = id }
+        }
+        return table
+    }
+
+    mutating func validateRoutes(_ value: JSONValue?, providers: [String: RoutingConfig.Provider]) -> [RoutingConfig.Route] {
+        guard case .array(let items)? = value, !items.isEmpty else {
+            issue("routes", value == nil ? "routes is missing" : "routes must be a non-empty list",
+                  "add e.g. `routes: [{ events: [\"api_request\"], to: \(providers.keys.sorted().first ?? "stripe") }]`")
+            return []
+        }
+        var routes: [RoutingConfig.Route] = []
+        let defined = providers.keys.sorted().joined(separator: ", ")
+        for (index, item) in items.enumerated() {
+            let key = "routes[\(index)]"
+            guard case .object(let r) = item else {
+                issue(key, "a route must be a mapping", "write `- { events: [...], to: ... }`")
+                continue
+            }
+            for field in r.keys.sorted() where !Self.routeKeys.contains(field) && providers[field] == nil {
+                issue("\(key).\(field)", "unknown route key '\(field)'", "use \(Self.routeKeys.sorted().joined(separator: ", ")), or a provider name for its settings on this route")
+            }
+            var patterns: [EventPattern] = []
+            let texts: [JSONValue] = r["events"]?.arrayValue ?? (r["events"]?.stringValue).map { [.string($0)] } ?? []
+            if texts.isEmpty { issue("\(key).events", "the route names no events", "add `events: [\"api_request\"]` (exact names or globs like `storage.*`)") }
+            for (i, t) in texts.enumerated() {
+                guard let text = t.stringValue else {
+                    issue("\(key).events[\(i)]", "an event pattern must be a string", "quote it")
+                    continue
+                }
+                if let problem = EventPattern.problem(in: text) {
+                    issue("\(key).events[\(i)]", problem, "use letters, digits, _ . - : / and the wildcards * and ?")
+                } else if let p = EventPattern(text) {
+                    patterns.append(p)
+                }
+            }
+            let primary = r["to"]?.stringValue ?? ""
+            if primary.isEmpty {
+                issue("\(key).to", "the route has no primary provider", "add `to:` with one of \(defined)")
+            } else if providers[primary] == nil {
+                issue("\(key).to", "'\(primary)' is not a defined provider", "define it under providers or use one of \(defined)")
+            }
+            var shadows: [String] = []
+            if let s = r["shadow"] {
+                let names = s.arrayValue?.compactMap(\.stringValue) ?? s.stringValue.map { [$0] } ?? []
+                for name in names {
+                    if providers[name] == nil {
+                        issue("\(key).shadow", "shadow '\(name)' is not a defined provider", "define it under providers or use one of \(defined)")
+                    } else if name == primary {
+                        issue("\(key).shadow", "'\(name)' is both primary and shadow", "a provider cannot shadow itself; remove it from shadow")
+                    } else {
+                        shadows.append(name)
+                    }
+                }
+            }
+            let from = time(r["from"], key: "\(key).from")
+            let until = time(r["until"], key: "\(key).until")
+            if let from, let until, from >= until {
+                issue("\(key).until", "until \(RFC3339.format(until)) is not after from \(RFC3339.format(from))", "swap them or fix one")
+            }
+            var cohort: Set<String>?
+            if let c = r["customers"] {
+                let list = c.arrayValue?.compactMap(\.stringValue) ?? []
+                if list.isEmpty { issue("\(key).customers", "a cohort must list at least one customer id", "write `customers: [acme, globex]`") }
+                cohort = Set(list)
+            }
+            var overrides: [String: [String: JSONValue]] = [:]
+            for (name, provider) in providers {
+                guard let value = r[name] else { continue }
+                guard case .object(let o) = value else {
+                    issue("\(key).\(name)", "per-provider route settings must be a mapping", "write `\(name): { event_name: … }`")
+                    continue
+                }
+                if name != primary && !shadows.contains(name) {
+                    issue("\(key).\(name)", "settings for '\(name)', which this route does not send to", "add it as `to` or `shadow`, or remove these settings")
+                }
+                for setting in o.keys.sorted() where !provider.kind.settingsKeys.contains(setting) {
+                    issue("\(key).\(name).\(setting)", "\(provider.kind.name) has no setting '\(setting)'", "use one of \(provider.kind.settingsKeys.sorted().joined(separator: ", "))")
+                }
+                overrides[name] = o
+            }
+            routes.append(RoutingConfig.Route(index: index, patterns: patterns, primary: primary, shadows: shadows, from: from, until: until,
+                                              cohort: cohort, overrides: overrides))
+        }
+        checkCutovers(routes)
+        return routes
+    }
+
+    mutating func time(_ value: JSONValue?, key: String) -> Date? {
+        guard let value else { return nil }
+        guard let text = value.stringValue, let date = RFC3339.parse(text) else {
+            issue(key, "'\(value)' is not an RFC 3339 time", "write e.g. 2026-12-01T00:00:00Z")
+            return nil
+        }
+        return date
+    }
+
+    /// Routes sharing an event pattern and cohort must not be active at the same instant, and a
+    /// cutover must hand over at one instant (no gap).
+    mutating func checkCutovers(_ routes: [RoutingConfig.Route]) {
+        for (i, a) in routes.enumerated() {
+            for b in routes[(i + 1)...] where a.cohort == b.cohort {
+                let shared = Set(a.patterns.map(\.text)).intersection(b.patterns.map(\.text))
+                guard let pattern = shared.sorted().first else { continue }
+                let start = max(a.from ?? .distantPast, b.from ?? .distantPast)
+                let end = min(a.until ?? .distantFuture, b.until ?? .distantFuture)
+                if start < end {
+                    issue("routes[\(b.index)]", "routes[\(a.index)] and routes[\(b.index)] both take '\(pattern)' from \(start == .distantPast ? "the start" : RFC3339.format(start))",
+                          "give them adjacent windows: `until: T` on one and `from: T` on the other (or a shadow for dual-write)")
+                } else if let until = a.until ?? b.until, let from = (a.until != nil ? b.from : a.from), until < from,
+                          Set(a.patterns.map(\.text)) == Set(b.patterns.map(\.text)) {
+                    issue("routes[\(b.index)]", "'\(pattern)' has no route between \(RFC3339.format(until)) and \(RFC3339.format(from))",
+                          "make the cutover one instant: the same time in `until` and `from`")
+                }
+            }
+        }
+    }
+
+    /// Builds every (route, provider) sink once, with a client that never sends, so bad or
+    /// missing settings surface now, naming the key.
+    mutating func checkSinks(_ config: RoutingConfig) {
+        struct NoNetwork: HTTPClient {
+            func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+                throw UsageBillingError(.transport, "config check sends nothing")
+            }
+        }
+        var checked = Set<String>()
+        let used = Set(config.routes.flatMap { [$0.primary] + $0.shadows })
+        for name in config.providers.keys.sorted() where !used.contains(name) {
+            guard let p = config.providers[name] else { continue }
+            do {
+                _ = try p.kind.makeSink(config.settings(for: name, route: nil), NoNetwork(), SystemClock(), name)
+            } catch let error as UsageBillingError {
+                issue(error.field.map { "providers.\(name).\($0)" } ?? "providers.\(name)", error.message, error.fix ?? "see Providers/\(p.kind.name)/README.md")
+            } catch {
+                issue("providers.\(name)", "\(error)", "see the provider's README")
+            }
+        }
+        for route in config.routes {
+            for provider in [route.primary] + route.shadows {
+                guard let p = config.providers[provider] else { continue }
+                let overrides = route.overrides[provider] != nil
+                let id = overrides ? "\(provider)@\(route.index)" : provider
+                guard checked.insert(id).inserted else { continue }
+                do {
+                    _ = try p.kind.makeSink(config.settings(for: provider, route: route.index), NoNetwork(), SystemClock(), provider)
+                } catch let error as UsageBillingError {
+                    let prefix = overrides ? "routes[\(route.index)].\(provider)" : "providers.\(provider)"
+                    issue(error.field.map { "\(prefix).\($0)" } ?? prefix, error.message, error.fix ?? "see Providers/\(p.kind.name)/README.md")
+                } catch {
+                    issue("providers.\(provider)", "\(error)", "see the provider's README")
+                }
+            }
+        }
+    }
+}
+
+/// A small CSV reader (RFC 4180 quotes, commas, CRLF).
+enum CSV {
+    static func rows(_ text: String) -> [[String]] {
+        var rows: [[String]] = []
+        var field = "", row: [String] = [], quoted = false
+        var iterator = text.makeIterator()
+        var pending: Character?
+        while let c = pending ?? iterator.next() {
+            pending = nil
+            if quoted {
+                if c == "\"" {
+                    if let next = iterator.next() {
+                        if next == "\"" { field.append("\"") } else { quoted = false; pending = next }
+                    } else { quoted = false }
+                } else {
+                    field.append(c)
+                }
+            } else if c == "\"" {
+                quoted = true
+            } else if c == "," {
+                row.append(field)
+                field = ""
+            } else if c == "\n" || c == "\r\n" {
+                row.append(field)
+                rows.append(row.map { $0.trimmingCharacters(in: .whitespaces) })
+                row = []
+                field = ""
+            } else if c != "\r" {
+                field.append(c)
+            }
+        }
+        if !field.isEmpty || !row.isEmpty {
+            row.append(field)
+            rows.append(row.map { $0.trimmingCharacters(in: .whitespaces) })
+        }
+        return rows
+    }
+}

@@ -1,0 +1,223 @@
+import ArgumentParser
+import Foundation
+import UsageBilling
+import UsageBillingCurl
+import UsageBillingProviders
+import UsageRouting
+
+/// Loads a config, printing every issue and exiting 2 when it is invalid.
+func loadConfig(_ path: String) throws -> RoutingConfig {
+    do {
+        return try RoutingConfig.load(path: path, registry: .standard)
+    } catch let issues as ConfigIssues {
+        for issue in issues.issues { printError("error: \(issue)") }
+        printError("\(issues.issues.count) problem(s) in \(path); nothing was sent.")
+        throw ExitCode(ExitCodes.badInput)
+    }
+}
+
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// The exit code for a summary: 2 bad input, 3 undelivered, 1 rejected, 0 ok.
+func summaryExitCode(_ summary: ImportSummary) -> Int32 {
+    if summary.badLines > 0 { return ExitCodes.badInput }
+    if summary.anyUndelivered { return ExitCodes.unreachable }
+    if summary.anyRejected { return ExitCodes.someRejected }
+    return ExitCodes.ok
+}
+
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config", abstract: "Work with routing config files.", subcommands: [ConfigCheck.self])
+}
+
+struct ConfigCheck: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Validate a routing config and print the resolved routing table, secrets masked.",
+        discussion: """
+            Every problem is listed with its file, line, key and fix; exit 2 if there is any.
+            Environment variables (${VAR}) must be set, since they are resolved and checked.
+
+            Examples:
+              usage-billing config check examples/routing.yaml
+              STRIPE_SECRET_KEY=sk_test_… usage-billing config check routing.yaml
+            """)
+
+    @Argument(help: "The routing config (YAML or JSON).")
+    var file: String
+
+    func run() async throws {
+        let config = try loadConfig(file)
+        print("\(file): OK")
+        print(config.describe())
+    }
+}
+
+/// Options shared by the commands that send.
+struct SendOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "The routing config (YAML or JSON).")
+    var config: String = "routing.yaml"
+
+    @Flag(help: "Send nothing: show the HTTP requests that would go out, secrets masked.")
+    var dryRun = false
+
+    @Option(help: "Attempts per event before giving up (retries use the same ids).")
+    var maxAttempts: Int = 6
+
+    func validate() throws {
+        guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
+    }
+}
+
+struct Send: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send one event built from flags.",
+        discussion: """
+            Examples:
+              usage-billing send -c examples/routing.yaml --name api_request --customer acme --quantity 150
+              usage-billing send -c examples/routing.yaml --name api_request --customer acme --property region=eu-west --dry-run
+            """)
+
+    @OptionGroup var options: SendOptions
+    @Option(help: "The event name.") var name: String
+    @Option(help: "Your customer id.") var customer: String
+    @Option(help: "The quantity (a decimal number).") var quantity: String = "1"
+    @Option(help: "When it happened, RFC 3339 (default: now).") var timestamp: String?
+    @Option(help: "The event id (default: a new UUIDv7). Reuse it to resend safely.") var id: String?
+    @Option(name: .customLong("property"), help: "A property as key=value (repeatable).") var properties: [String] = []
+
+    func run() async throws {
+        guard let q = Decimal(string: quantity, locale: Locale(identifier: "en_US_POSIX")), !q.isNaN else {
+            printError("error: --quantity '\(quantity)' is not a decimal number; write e.g. 150 or 0.25")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        var date = Date()
+        if let timestamp {
+            guard let parsed = RFC3339.parse(timestamp) else {
+                printError("error: --timestamp '\(timestamp)' is not RFC 3339; write e.g. 2026-11-25T12:03:00Z")
+                throw ExitCode(ExitCodes.badInput)
+            }
+            date = parsed
+        }
+        var props: [String: UsageValue] = [:]
+        for p in properties {
+            guard let eq = p.firstIndex(of: "="), eq != p.startIndex else {
+                printError("error: --property '\(p)' is not key=value")
+                throw ExitCode(ExitCodes.badInput)
+            }
+            props[String(p[..<eq])] = .string(String(p[p.index(after: eq)...]))
+        }
+        let event = UsageEvent(id: id ?? EventID.generate(), name: name, customer: customer, timestamp: date, quantity: q, properties: props)
+        let summary = try await deliver([event], options: options, showRequests: 20)
+        print(summary.describe())
+        throw ExitCode(summaryExitCode(summary))
+    }
+}
+
+struct Import: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send every event of an NDJSON or CSV file, streamed (constant memory).",
+        discussion: """
+            NDJSON: one event per line ({"id","name","customer","timestamp","quantity","properties"}).
+            CSV: a header with name, customer, timestamp and optionally id, quantity; other columns become properties.
+            Events keep their ids, so running the same import twice bills nothing twice.
+            Prints a summary per destination: accepted, duplicates, rejected by reason.
+
+            Examples:
+              usage-billing import examples/events.ndjson -c examples/routing.yaml --dry-run
+              usage-billing import usage.csv -c routing.yaml
+            """)
+
+    @OptionGroup var options: SendOptions
+    @Argument(help: "The events file (.ndjson or .csv).") var file: String
+    @Option(help: "ndjson or csv (default: from the file name).") var format: String?
+    @Option(help: "With --dry-run: how many requests to show.") var showRequests: Int = 3
+
+    func run() async throws {
+        var chosen: EventReader.Format?
+        if let format {
+            guard let f = EventReader.Format(rawValue: format) else {
+                printError("error: --format '\(format)' is not ndjson or csv")
+                throw ExitCode(ExitCodes.badInput)
+            }
+            chosen = f
+        }
+        let reader: EventReader
+        do {
+            reader = try EventReader(path: file, format: chosen)
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        let summary = try await deliver(reader: reader, options: options, showRequests: showRequests)
+        print(summary.describe())
+        throw ExitCode(summaryExitCode(summary))
+    }
+}
+
+/// Sends `events` through the config's router (or a dry run) and returns the summary.
+func deliver(_ events: [UsageEvent], options: SendOptions, showRequests: Int) async throws -> ImportSummary {
+    let path = FileManager.default.temporaryDirectory.appending(path: "usage-billing-send-\(UUID().uuidString).ndjson").path
+    let encoder = JSONEncoder()
+    let lines = try events.map { String(decoding: try encoder.encode($0), as: UTF8.self) }.joined(separator: "\n")
+    try Data(lines.utf8).write(to: URL(fileURLWithPath: path))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try await deliver(reader: try EventReader(path: path, format: .ndjson), options: options, showRequests: showRequests)
+}
+
+/// Streams `reader` through the config's router (or a dry run) and returns the summary.
+func deliver(reader: EventReader, options: SendOptions, showRequests: Int) async throws -> ImportSummary {
+    let config = try loadConfig(options.config)
+    let dry = options.dryRun ? DryRunHTTPClient(keep: showRequests, secrets: config.secretValues) : nil
+    var curl: CurlHTTPClient?
+    let client: any HTTPClient
+    if let dry {
+        client = dry
+    } else {
+        let real = try CurlHTTPClient()
+        curl = real
+        client = real
+    }
+    defer { curl?.shutdown() }
+    let router: Router
+    do {
+        router = try Router(config: config, client: client)
+    } catch {
+        printError("error: \(error)")
+        throw ExitCode(ExitCodes.badInput)
+    }
+    let importer = Importer(router: router, policy: RetryPolicy(maxAttempts: options.maxAttempts), pace: dry == nil)
+    let progress = Progress.forTerminal()
+    let summary = await importer.run(reader) { count in progress?.update(count) }
+    progress?.finish()
+    if let dry {
+        print("Dry run: \(dry.requestCount) request(s) would be sent; the first \(min(showRequests, dry.requestCount)):\n")
+        print(dry.transcript())
+        print("")
+    }
+    return summary
+}
+
+/// A one-line progress display on a terminal (stderr), at most every half second.
+final class Progress: @unchecked Sendable {
+    private let lock = NSLock()
+    private let started = ContinuousClock.now
+    private var last = ContinuousClock.now - .seconds(1)
+
+    static func forTerminal() -> Progress? { isatty(STDERR_FILENO) == 1 ? Progress() : nil }
+
+    func update(_ count: Int) {
+        lock.withLock {
+            let now = ContinuousClock.now
+            guard now - last >= .milliseconds(500) else { return }
+            last = now
+            let rate = Double(count) / max(0.001, (now - started).seconds)
+            FileHandle.standardError.write(Data("\r\(count) events (\(Int(rate))/s)   ".utf8))
+        }
+    }
+
+    func finish() { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import Testing
+import UsageBillingCurl
+import UsageBillingProviders
+import UsageBillingTesting
+import UsageRouting
+
+let env = ["STRIPE_KEY": "sk_test_REDACTED", "ORB_KEY": "orb_REDACTED", "OM_KEY": "om_REDACTED"]
+let providersYAML = """
+    version: 1
+    providers:
+      stripe: { kind: stripe, secret_key: ${STRIPE_KEY} }
+      orb: { kind: orb, api_key: ${ORB_KEY} }
+      openmeter: { kind: openmeter, api_key: ${OM_KEY} }
+    """
+
+func config(_ routes: String, extra: String = "") throws -> RoutingConfig {
+    try RoutingConfig.parse(providersYAML + "\nroutes:\n" + routes + "\n" + extra, file: "test.yaml", directory: "/tmp",
+                            registry: .standard, environment: env)
+}
+
+func event(_ name: String, _ customer: String = "acme", at: String = "2026-11-20T12:00:00Z") -> UsageEvent {
+    UsageEvent(id: "e-\(name)-\(customer)-\(at)", name: name, customer: customer, timestamp: RFC3339.parse(at) ?? Date(), quantity: 1)
+}
+
+@Suite("Routing decisions")
+struct RoutingDecisionTests {
+    @Test func exactBeatsGlobAndLongerGlobBeatsShorter() throws {
+        let c = try config("""
+              - { events: ["storage.*"], to: orb }
+              - { events: ["storage.gb_hours"], to: stripe }
+              - { events: ["*"], to: openmeter }
+              - { events: ["storage.g*"], to: openmeter }
+            """)
+        #expect(c.decide(event("storage.gb_hours"))?.primary == "stripe")
+        #expect(c.decide(event("storage.gets"))?.primary == "openmeter")
+        #expect(c.decide(event("storage.objects"))?.primary == "orb")
+        #expect(c.decide(event("api_request"))?.primary == "openmeter")
+    }
+
+    @Test func primaryAndShadows() throws {
+        let c = try config("  - { events: [api_request], to: stripe, shadow: [orb, openmeter] }")
+        let d = try #require(c.decide(event("api_request")))
+        #expect(d.primary == "stripe" && d.shadows == ["orb", "openmeter"])
+    }
+
+    @Test func cutoverSwitchesAtTheInstantWithNoOverlap() throws {
+        let c = try config("""
+              - { events: [api_request], to: stripe, until: "2026-12-01T00:00:00Z" }
+              - { events: [api_request], to: orb, from: "2026-12-01T00:00:00Z" }
+            """)
+        #expect(c.decide(event("api_request", at: "2026-11-30T23:59:59Z")) == RoutingConfig.Decision(route: 0, primary: "stripe", shadows: []))
+        #expect(c.decide(event("api_request", at: "2026-12-01T00:00:00Z")) == RoutingConfig.Decision(route: 1, primary: "orb", shadows: []))
+        // Sub-second: the instant before the cutover still goes to the old provider only.
+        let justBefore = UsageEvent(name: "api_request", customer: "c", timestamp: (RFC3339.parse("2026-12-01T00:00:00Z") ?? Date()).addingTimeInterval(-0.001))
+        #expect(c.decide(justBefore)?.primary == "stripe")
+    }
+
+    @Test func cohortOverridesWin() throws {
+        let c = try config("""
+              - { events: ["api_*"], to: stripe }
+              - { events: [api_request], to: openmeter }
+              - { events: ["api_*"], customers: [initech, hooli], to: orb }
+            """)
+        #expect(c.decide(event("api_request", "initech"))?.primary == "orb")
+        #expect(c.decide(event("api_request", "acme"))?.primary == "openmeter")
+        #expect(c.decide(event("api_other", "hooli"))?.primary == "orb")
+    }
+
+    @Test func unroutedEventsAreRejectedWithTheirPolicy() async throws {
+        let c = try config("  - { events: [api_request], to: stripe }", extra: "unrouted: dead-letter")
+        #expect(c.decide(event("gpu_seconds")) == nil)
+        #expect(c.unrouted == .deadLetter)
+        let router = try Router(config: c, client: ReplayHTTPClient([]))
+        let outcomes = try await router.deliver([event("gpu_seconds")])
+        guard case .rejected(let reason)? = outcomes.first else {
+            Issue.record("expected a rejection")
+            return
+        }
+        #expect(reason.code == "unrouted" && reason.message.contains("dead letter") && reason.message.contains("gpu_seconds"))
+    }
+
+    @Test func perRouteSettingsAndTheCustomerTableReachTheSink() throws {
+        let c = try config("  - { events: [api_request], to: stripe, stripe: { event_name: api_calls } }",
+                           extra: "customers: { acme: { stripe: cus_123, orb: acme-orb } }")
+        let settings = c.settings(for: "stripe", route: 0)
+        #expect(settings["event_name"] == .string("api_calls"))
+        #expect(settings["customers"]?["acme"] == .string("cus_123"))
+        #expect(c.settings(for: "orb", route: nil)["customers"]?["acme"] == .string("acme-orb"))
+    }
+
+    @Test func describeMasksSecrets() throws {
+        let key = "sk_" + "test_" + String(repeating: "Qz7", count: 9)
+        let c = try RoutingConfig.parse(providersYAML + "\nroutes:\n  - { events: [a], to: stripe }", file: "t.yaml", directory: "/tmp",
+                                        registry: .standard, environment: env.merging(["STRIPE_KEY": key]) { $1 })
+        #expect(!c.describe().contains(key))
+        #expect(c.describe().contains("secret_key=sk_test_REDACTED"))
+    }
+}
+
+@Suite("Router delivery")
+struct RouterDeliveryTests {
+    /// The primary answers at once; a shadow that hangs never delays it.
+    @Test func aFailingShadowNeverFailsOrDelaysThePrimary() async throws {
+        let server = try await LoopbackHTTPServer.start { request in
+            if request.path.hasPrefix("/v1/ingest") { return .hang }   // orb shadow: never answers
+            return .respond(.json(200, .object(["object": .string("billing.meter_event")])))
+        }
+        let c = try RoutingConfig.parse("""
+            version: 1
+            providers:
+              stripe: { kind: stripe, secret_key: sk_test_REDACTED, endpoint: "\(server.baseURL)" }
+              orb: { kind: orb, api_key: orb_REDACTED, endpoint: "\(server.baseURL)/v1" }
+            routes:
+              - { events: [api_request], to: stripe, shadow: orb }
+            """, file: "t.yaml", directory: "/tmp", registry: .standard, environment: [:])
+        let curl = try CurlHTTPClient(configuration: .init(timeout: .seconds(2)))
+        defer { curl.shutdown() }
+        let router = try Router(config: c, client: curl)
+        let started = ContinuousClock.now
+        let outcomes = try await router.deliver([event("api_request", at: RFC3339.format(Date().addingTimeInterval(-60)))])
+        #expect(outcomes == [.accepted])
+        #expect(ContinuousClock.now - started < .seconds(1))
+        let shadows = await router.drainShadows()
+        #expect(shadows.count == 1)
+        #expect(shadows.first?.role == .shadow)
+        #expect(shadows.first?.final == .possiblyDelivered)
+        await server.shutdown()
+    }
+
+    @Test func deliverEverywhereReportsEachDestination() async throws {
+        let c = try config("  - { events: [api_request], to: stripe, shadow: openmeter }")
+        let dry = DryRunHTTPClient(keep: 10, secrets: c.secretValues)
+        let router = try Router(config: c, client: dry)
+        let reports = await router.deliverEverywhere([event("api_request", at: RFC3339.format(Date()))], policy: .none, pace: false)
+        #expect(Set(reports.map { "\($0.lane?.provider ?? "-"):\($0.role.rawValue):\($0.final.label)" })
+            == ["stripe:primary:accepted", "openmeter:shadow:accepted"])
+        #expect(dry.requestCount == 2)
+        #expect(!dry.transcript().contains("om_REDACTED") || dry.transcript().contains("Bearer om_REDACTED"))
+    }
+}
