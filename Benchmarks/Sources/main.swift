@@ -1,6 +1,13 @@
-// usage-billing-bench: HTTP client throughput against a loopback server, as a table and JSON.
+// usage-billing-bench: HTTP client throughput against a loopback server, and import throughput
+// and memory, as tables and JSON.
 //
 //   swift run -c release usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH]
+//   swift run -c release usage-billing-bench --import N [--json PATH]
+//
+// --import N writes N NDJSON events to a temporary file and imports them through the example
+// routing config (examples/routing.yaml: Stripe primary + Orb shadow for api_request, OpenMeter
+// for storage_*) with a dry-run client, as `usage-billing import --dry-run` does, printing
+// events/s and peak RSS.
 //
 // Measures, in one run and against the same loopback server:
 //   1. CurlHTTPClient, sequential POSTs (one in flight)
@@ -13,12 +20,15 @@ import Foundation
 import UsageBilling
 import UsageBillingCurl
 import UsageBillingTesting
+import UsageBillingProviders
+import UsageRouting
 
 struct Options {
     var requests = 5_000
     var concurrency = 32
     var leakCheck = 0
     var jsonPath: String?
+    var importEvents = 0
 
     init(_ args: [String]) throws {
         var i = 1
@@ -33,8 +43,9 @@ struct Options {
             case "--concurrency": concurrency = Int(try value()) ?? concurrency
             case "--leak-check": leakCheck = Int(try value()) ?? 0
             case "--json": jsonPath = try value()
+            case "--import": importEvents = Int(try value()) ?? 0
             case "-h", "--help":
-                print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH]")
+                print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N [--json PATH]")
                 exit(0)
             default:
                 throw UsageBillingError(.invalidInput, "unknown option \(args[i])", fix: "see --help", field: args[i])
@@ -93,8 +104,60 @@ func plainCurl(url: String, count: Int) -> Double {
     return (ContinuousClock.now - start).seconds
 }
 
+/// Imports `count` generated events through the example routing config with a dry-run client.
+func importBenchmark(count: Int, jsonPath: String?) async throws {
+    let path = FileManager.default.temporaryDirectory.appending(path: "ub-bench-\(UUID().uuidString).ndjson").path
+    _ = FileManager.default.createFile(atPath: path, contents: nil)
+    guard let out = FileHandle(forWritingAtPath: path) else { throw UsageBillingError(.invalidInput, "cannot write \(path)") }
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let now = Date().timeIntervalSince1970
+    var chunk = ""
+    for i in 0..<count {
+        let name = i % 4 == 3 ? "storage_gb_hours" : "api_request"
+        let customer = ["acme", "globex", "initech"][i % 3]
+        let stamp = RFC3339.format(Date(timeIntervalSince1970: now - Double(count - i) * 0.5 - 60))
+        chunk += #"{"id":"bench-\#(i)","name":"\#(name)","customer":"\#(customer)","timestamp":"\#(stamp)","quantity":"\#(i % 50 + 1)","properties":{"region":"eu-west"}}"# + "\n"
+        if chunk.utf8.count > 1 << 20 { out.write(Data(chunk.utf8)); chunk = "" }
+    }
+    out.write(Data(chunk.utf8))
+    try out.close()
+    let fileMiB = ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) / (1 << 20)
+
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let config = try RoutingConfig.load(path: root.appending(path: "examples/routing.yaml").path, registry: .standard,
+                                        environment: ["STRIPE_SECRET_KEY": "sk_test_REDACTED", "ORB_API_KEY": "orb_REDACTED", "OPENMETER_TOKEN": "om_REDACTED"])
+    let dry = DryRunHTTPClient(keep: 0, secrets: config.secretValues)
+    let router = try Router(config: config, client: dry)
+    let before = memory()
+    let started = ContinuousClock.now
+    let summary = await Importer(router: router, policy: .none, pace: false).run(try EventReader(path: path, format: .ndjson))
+    let seconds = (ContinuousClock.now - started).seconds
+    let after = memory()
+    print("Import of \(summary.events) NDJSON events (\(fileMiB) MiB file), dry run through examples/routing.yaml, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+    print("| measurement | value |")
+    print("|---|---:|")
+    print("| events/s | \(String(format: "%.0f", Double(summary.events) / seconds)) |")
+    print("| requests that would be sent | \(dry.requestCount) |")
+    print("| wall time | \(String(format: "%.1f", seconds)) s |")
+    print("| RSS before import | \(before.current / 1024) MiB |")
+    print("| peak RSS | \(after.peak / 1024) MiB |")
+    print(summary.describe())
+    if let jsonPath {
+        try JSONValue.object([
+            "events": .number(Double(summary.events)), "events_per_second": .number((Double(summary.events) / seconds).rounded()),
+            "requests": .number(Double(dry.requestCount)), "peak_rss_kib": .number(Double(after.peak)),
+            "bad_lines": .number(Double(summary.badLines)),
+        ]).encoded().write(to: URL(fileURLWithPath: jsonPath))
+        print("wrote \(jsonPath)")
+    }
+}
+
 func run() async throws {
     let options = try Options(CommandLine.arguments)
+    if options.importEvents > 0 {
+        try await importBenchmark(count: options.importEvents, jsonPath: options.jsonPath)
+        return
+    }
     let server = try await LoopbackHTTPServer.start(threads: 1) { _ in
         .respond(HTTPResponse(status: 200, headers: ["Content-Type": "application/json"], body: responseBody))
     }

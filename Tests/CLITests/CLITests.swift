@@ -1,0 +1,142 @@
+import Foundation
+import Testing
+
+/// Runs the built `usage-billing` binary (built with the tests: this target depends on it).
+struct CLI {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static var binary: URL {
+        let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [here, here.deletingLastPathComponent()] {
+            let url = candidate.appending(path: "usage-billing")
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        return root.appending(path: ".build/debug/usage-billing")
+    }
+
+    /// A real-looking key built at run time (never committed), to prove it is never printed.
+    static let stripeKey = "sk_" + "test_" + String(repeating: "Vx4", count: 10)
+    static let orbKey = "orb_" + String(repeating: "k9Q", count: 10)
+    static let env = ["STRIPE_SECRET_KEY": stripeKey, "ORB_API_KEY": orbKey, "OPENMETER_TOKEN": "om_" + String(repeating: "t7", count: 12)]
+
+    struct Result { var status: Int32; var output: String }
+
+    static func run(_ args: [String], env extra: [String: String] = env) throws -> Result {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = args
+        process.currentDirectoryURL = root
+        process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+    }
+
+    static func temp(_ name: String, _ text: String) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appending(path: "ub-cli-\(UUID().uuidString)-\(name)")
+        try Data(text.utf8).write(to: url)
+        return url.path
+    }
+}
+
+@Suite("CLI (built binary)", .timeLimit(.minutes(2)))
+struct CLITests {
+    @Test func configCheckPrintsTheRoutingTableWithSecretsMasked() throws {
+        let r = try CLI.run(["config", "check", "examples/routing.yaml"])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("api_request → stripe + shadow orb"))
+        #expect(r.output.contains("storage_* → openmeter"))
+        #expect(!r.output.contains(CLI.stripeKey) && !r.output.contains(CLI.orbKey))
+        #expect(r.output.contains("sk_test_REDACTED"))
+    }
+
+    @Test func configCheckOnABadFileExits2NamingLineKeyAndFix() throws {
+        let path = try CLI.temp("bad.yaml", """
+            version: 1
+            providers:
+              stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY} }
+            routes:
+              - { events: [api_request], to: orb }
+            """)
+        let r = try CLI.run(["config", "check", path])
+        #expect(r.status == 2)
+        #expect(r.output.contains("\(path):5: routes[0].to: 'orb' is not a defined provider. Fix:"), "\(r.output)")
+    }
+
+    @Test func configCheckNamesAMissingEnvironmentVariable() throws {
+        let r = try CLI.run(["config", "check", "examples/routing.yaml"], env: ["STRIPE_SECRET_KEY": "", "ORB_API_KEY": "x", "OPENMETER_TOKEN": "y"])
+        #expect(r.status == 2)
+        #expect(r.output.contains("environment variable STRIPE_SECRET_KEY is not set"))
+    }
+
+    @Test func importDryRunShowsRequestsAndAGoodSummary() throws {
+        let r = try CLI.run(["import", "examples/events.ndjson", "-c", "examples/routing.yaml", "--dry-run", "--show-requests", "50"])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("Read 60 events."))
+        #expect(r.output.contains("stripe (route 0, primary): accepted 30"))
+        #expect(r.output.contains("openmeter (route 3, primary): accepted 15"))
+        #expect(r.output.contains("POST https://api.stripe.com/v1/billing/meter_events"))
+        #expect(r.output.contains("Authorization: Bearer sk_test_REDACTED"))
+        #expect(!r.output.contains(CLI.stripeKey) && !r.output.contains(CLI.orbKey))
+    }
+
+    @Test func badEventLinesExit2WithTheLineAndNothingSent() throws {
+        let path = try CLI.temp("events.ndjson", """
+            {"id":"a","name":"api_request","customer":"acme","timestamp":"2026-11-20T10:00:00Z","quantity":"1"}
+            {"id":"b","name":"api_request","customer":"acme","timestamp":"yesterday"}
+            {"id":"c","name":"api_request","timestamp":"2026-11-20T10:00:00Z"}
+            """)
+        let r = try CLI.run(["import", path, "-c", "examples/routing.yaml", "--dry-run"])
+        #expect(r.status == 2)
+        #expect(r.output.contains("line 2: field 'timestamp'"))
+        #expect(r.output.contains("line 3: missing field 'customer'"))
+    }
+
+    @Test func unroutedEventsExit1() throws {
+        let path = try CLI.temp("events.ndjson", #"{"id":"u1","name":"gpu_seconds","customer":"acme","timestamp":"2026-11-20T10:00:00Z"}"#)
+        let r = try CLI.run(["import", path, "-c", "examples/routing.yaml", "--dry-run"])
+        #expect(r.status == 1)
+        #expect(r.output.contains("unrouted: rejected: unrouted 1"))
+    }
+
+    @Test func sendOneEventDryRun() throws {
+        let r = try CLI.run(["send", "-c", "examples/routing.yaml", "--name", "api_request", "--customer", "acme",
+                             "--quantity", "150", "--id", "evt-cli-1", "--property", "region=eu-west", "--dry-run"])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("identifier=evt-cli-1"))
+        #expect(r.output.contains("payload[value]=150"))
+        #expect(r.output.contains("payload[stripe_customer_id]=cus_QrAcme0001"))
+        #expect(!r.output.contains(CLI.stripeKey))
+    }
+
+    @Test func badFlagsExit2() throws {
+        let r = try CLI.run(["send", "-c", "examples/routing.yaml", "--name", "api_request", "--customer", "acme", "--quantity", "lots"])
+        #expect(r.status == 2)
+        #expect(r.output.contains("--quantity 'lots' is not a decimal number"))
+    }
+
+    @Test func unreachableProviderExits3() throws {
+        let config = try CLI.temp("unreachable.yaml", """
+            version: 1
+            providers:
+              orb: { kind: orb, api_key: orb_REDACTED, endpoint: "http://127.0.0.1:9/v1" }
+            routes:
+              - { events: [api_request], to: orb }
+            """)
+        let r = try CLI.run(["send", "-c", config, "--name", "api_request", "--customer", "acme", "--max-attempts", "2"])
+        #expect(r.status == 3, "\(r.output)")
+        #expect(r.output.contains("orb (route 0, primary): retryable 1"))
+    }
+
+    @Test func everyCommandHasHelpWithExamples() throws {
+        for command in [["config", "check"], ["send"], ["import"], ["demo"]] {
+            let r = try CLI.run(command + ["--help"])
+            #expect(r.status == 0)
+            #expect(r.output.contains("Examples:"), "\(command)")
+        }
+    }
+}
