@@ -81,7 +81,8 @@ let package = Package(
         .executableTarget(
             name: "usage-billing",
             dependencies: [
-                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "StripeUsage", "UsageRouting", "UsageBillingProviders",
+                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders",
+                "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/usage-billing",
@@ -120,7 +121,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "usage-billing"],
+            dependencies: ["UsageBilling", "UsageBillingTesting", "StripeUsage", "usage-billing"],
             swiftSettings: strict
         ),
         .testTarget(

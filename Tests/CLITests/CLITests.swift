@@ -133,7 +133,7 @@ struct CLITests {
     }
 
     @Test func everyCommandHasHelpWithExamples() throws {
-        for command in [["config", "check"], ["send"], ["import"], ["demo"]] {
+        for command in [["config", "check"], ["send"], ["import"], ["demo"], ["meters", "list"], ["meters", "create"], ["summary"]] {
             let r = try CLI.run(command + ["--help"])
             #expect(r.status == 0)
             #expect(r.output.contains("Examples:"), "\(command)")
