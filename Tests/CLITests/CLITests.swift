@@ -21,7 +21,19 @@ struct CLI {
 
     struct Result { var status: Int32; var output: String }
 
-    static func run(_ args: [String], env extra: [String: String] = env) throws -> Result {
+    /// Runs the binary on a GCD thread, so waiting for it never blocks Swift's cooperative pool
+    /// (which other tests running in parallel need).
+    static func run(_ args: [String], env extra: [String: String] = env) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result_(catching: { try runBlocking(args, env: extra) }))
+            }
+        }
+    }
+
+    typealias Result_ = Swift.Result<Result, any Error>
+
+    static func runBlocking(_ args: [String], env extra: [String: String]) throws -> Result {
         let process = Process()
         process.executableURL = binary
         process.arguments = args
@@ -45,8 +57,8 @@ struct CLI {
 
 @Suite("CLI (built binary)", .timeLimit(.minutes(2)))
 struct CLITests {
-    @Test func configCheckPrintsTheRoutingTableWithSecretsMasked() throws {
-        let r = try CLI.run(["config", "check", "examples/routing.yaml"])
+    @Test func configCheckPrintsTheRoutingTableWithSecretsMasked() async throws {
+        let r = try await CLI.run(["config", "check", "examples/routing.yaml"])
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains("api_request → stripe + shadow orb"))
         #expect(r.output.contains("storage_* → openmeter"))
@@ -54,7 +66,7 @@ struct CLITests {
         #expect(r.output.contains("sk_test_REDACTED"))
     }
 
-    @Test func configCheckOnABadFileExits2NamingLineKeyAndFix() throws {
+    @Test func configCheckOnABadFileExits2NamingLineKeyAndFix() async throws {
         let path = try CLI.temp("bad.yaml", """
             version: 1
             providers:
@@ -62,19 +74,19 @@ struct CLITests {
             routes:
               - { events: [api_request], to: orb }
             """)
-        let r = try CLI.run(["config", "check", path])
+        let r = try await CLI.run(["config", "check", path])
         #expect(r.status == 2)
         #expect(r.output.contains("\(path):5: routes[0].to: 'orb' is not a defined provider. Fix:"), "\(r.output)")
     }
 
-    @Test func configCheckNamesAMissingEnvironmentVariable() throws {
-        let r = try CLI.run(["config", "check", "examples/routing.yaml"], env: ["STRIPE_SECRET_KEY": "", "ORB_API_KEY": "x", "OPENMETER_TOKEN": "y"])
+    @Test func configCheckNamesAMissingEnvironmentVariable() async throws {
+        let r = try await CLI.run(["config", "check", "examples/routing.yaml"], env: ["STRIPE_SECRET_KEY": "", "ORB_API_KEY": "x", "OPENMETER_TOKEN": "y"])
         #expect(r.status == 2)
         #expect(r.output.contains("environment variable STRIPE_SECRET_KEY is not set"))
     }
 
-    @Test func importDryRunShowsRequestsAndAGoodSummary() throws {
-        let r = try CLI.run(["import", "examples/events.ndjson", "-c", "examples/routing.yaml", "--dry-run", "--show-requests", "50"])
+    @Test func importDryRunShowsRequestsAndAGoodSummary() async throws {
+        let r = try await CLI.run(["import", "examples/events.ndjson", "-c", "examples/routing.yaml", "--dry-run", "--show-requests", "50"])
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains("Read 60 events."))
         #expect(r.output.contains("stripe (route 0, primary): accepted 30"))
@@ -84,27 +96,27 @@ struct CLITests {
         #expect(!r.output.contains(CLI.stripeKey) && !r.output.contains(CLI.orbKey))
     }
 
-    @Test func badEventLinesExit2WithTheLineAndNothingSent() throws {
+    @Test func badEventLinesExit2WithTheLineAndNothingSent() async throws {
         let path = try CLI.temp("events.ndjson", """
             {"id":"a","name":"api_request","customer":"acme","timestamp":"2026-11-20T10:00:00Z","quantity":"1"}
             {"id":"b","name":"api_request","customer":"acme","timestamp":"yesterday"}
             {"id":"c","name":"api_request","timestamp":"2026-11-20T10:00:00Z"}
             """)
-        let r = try CLI.run(["import", path, "-c", "examples/routing.yaml", "--dry-run"])
+        let r = try await CLI.run(["import", path, "-c", "examples/routing.yaml", "--dry-run"])
         #expect(r.status == 2)
         #expect(r.output.contains("line 2: field 'timestamp'"))
         #expect(r.output.contains("line 3: missing field 'customer'"))
     }
 
-    @Test func unroutedEventsExit1() throws {
+    @Test func unroutedEventsExit1() async throws {
         let path = try CLI.temp("events.ndjson", #"{"id":"u1","name":"gpu_seconds","customer":"acme","timestamp":"2026-11-20T10:00:00Z"}"#)
-        let r = try CLI.run(["import", path, "-c", "examples/routing.yaml", "--dry-run"])
+        let r = try await CLI.run(["import", path, "-c", "examples/routing.yaml", "--dry-run"])
         #expect(r.status == 1)
         #expect(r.output.contains("unrouted: rejected: unrouted 1"))
     }
 
-    @Test func sendOneEventDryRun() throws {
-        let r = try CLI.run(["send", "-c", "examples/routing.yaml", "--name", "api_request", "--customer", "acme",
+    @Test func sendOneEventDryRun() async throws {
+        let r = try await CLI.run(["send", "-c", "examples/routing.yaml", "--name", "api_request", "--customer", "acme",
                              "--quantity", "150", "--id", "evt-cli-1", "--property", "region=eu-west", "--dry-run"])
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains("identifier=evt-cli-1"))
@@ -113,13 +125,13 @@ struct CLITests {
         #expect(!r.output.contains(CLI.stripeKey))
     }
 
-    @Test func badFlagsExit2() throws {
-        let r = try CLI.run(["send", "-c", "examples/routing.yaml", "--name", "api_request", "--customer", "acme", "--quantity", "lots"])
+    @Test func badFlagsExit2() async throws {
+        let r = try await CLI.run(["send", "-c", "examples/routing.yaml", "--name", "api_request", "--customer", "acme", "--quantity", "lots"])
         #expect(r.status == 2)
         #expect(r.output.contains("--quantity 'lots' is not a decimal number"))
     }
 
-    @Test func unreachableProviderExits3() throws {
+    @Test func unreachableProviderExits3() async throws {
         let config = try CLI.temp("unreachable.yaml", """
             version: 1
             providers:
@@ -127,14 +139,14 @@ struct CLITests {
             routes:
               - { events: [api_request], to: orb }
             """)
-        let r = try CLI.run(["send", "-c", config, "--name", "api_request", "--customer", "acme", "--max-attempts", "2"])
+        let r = try await CLI.run(["send", "-c", config, "--name", "api_request", "--customer", "acme", "--max-attempts", "2"])
         #expect(r.status == 3, "\(r.output)")
         #expect(r.output.contains("orb (route 0, primary): retryable 1"))
     }
 
-    @Test func everyCommandHasHelpWithExamples() throws {
+    @Test func everyCommandHasHelpWithExamples() async throws {
         for command in [["config", "check"], ["send"], ["import"], ["demo"], ["meters", "list"], ["meters", "create"], ["summary"]] {
-            let r = try CLI.run(command + ["--help"])
+            let r = try await CLI.run(command + ["--help"])
             #expect(r.status == 0)
             #expect(r.output.contains("Examples:"), "\(command)")
         }

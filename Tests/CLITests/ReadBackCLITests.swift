@@ -23,17 +23,17 @@ struct ReadBackCLITests {
         let hour = (Date().timeIntervalSince1970 / 3600).rounded(.down) * 3600
         let stamp = RFC3339.format(Date(timeIntervalSince1970: hour + 60))
         for (id, quantity) in [("e1", "150"), ("e2", "25"), ("e1", "150")] {  // e1 twice: a duplicate, billed once
-            let r = try CLI.run(["send", "-c", config, "--name", "api_request", "--customer", "acme", "--quantity", quantity,
+            let r = try await CLI.run(["send", "-c", config, "--name", "api_request", "--customer", "acme", "--quantity", quantity,
                                  "--id", id, "--timestamp", stamp])
             #expect(r.status == 0, "\(r.output)")
         }
-        let meters = try CLI.run(["meters", "list", "-c", config, "--provider", "stripe", "--json"])
+        let meters = try await CLI.run(["meters", "list", "-c", config, "--provider", "stripe", "--json"])
         #expect(meters.status == 0, "\(meters.output)")
         let list = JSONValue.parse(Data(meters.output.utf8))?.arrayValue ?? []
         let meterID = try #require(list.first?["id"]?.stringValue)
         #expect(list.first?["event_name"] == .string("api_requests"))
 
-        let summary = try CLI.run(["summary", "-c", config, "--provider", "stripe", "--meter", meterID, "--customer", "cus_acme",
+        let summary = try await CLI.run(["summary", "-c", config, "--provider", "stripe", "--meter", meterID, "--customer", "cus_acme",
                                    "--from", RFC3339.format(Date(timeIntervalSince1970: hour)),
                                    "--to", RFC3339.format(Date(timeIntervalSince1970: hour + 3600)), "--json"])
         #expect(summary.status == 0, "\(summary.output)")
@@ -42,11 +42,11 @@ struct ReadBackCLITests {
         #expect(!summary.output.contains(CLI.stripeKey) && !meters.output.contains(CLI.stripeKey))
     }
 
-    @Test func summaryNeedsItsProviderSpecificFlags() throws {
-        let r = try CLI.run(["summary", "-c", "examples/routing.yaml", "--provider", "stripe", "--from", "2026-11-24T00:00:00Z", "--to", "2026-11-25T00:00:00Z"])
+    @Test func summaryNeedsItsProviderSpecificFlags() async throws {
+        let r = try await CLI.run(["summary", "-c", "examples/routing.yaml", "--provider", "stripe", "--from", "2026-11-24T00:00:00Z", "--to", "2026-11-25T00:00:00Z"])
         #expect(r.status == 2)
         #expect(r.output.contains("stripe needs --meter"))
-        let wrong = try CLI.run(["meters", "list", "-c", "examples/routing.yaml", "--provider", "nope"])
+        let wrong = try await CLI.run(["meters", "list", "-c", "examples/routing.yaml", "--provider", "nope"])
         #expect(wrong.status == 2 && wrong.output.contains("'nope' is not in"))
     }
 }

@@ -65,17 +65,27 @@ struct FixtureHygieneTests {
 
     /// Every recorded request and response body validates against the provider's trimmed
     /// OpenAPI spec (../shared/specs), checked by scripts/validate_fixtures.py.
-    @Test func fixturesValidateAgainstTheProviderSpecs() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repositoryRoot.appending(path: "scripts/validate_fixtures.py").path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)")
+    @Test func fixturesValidateAgainstTheProviderSpecs() async throws {
+        // The child process is waited for on a GCD thread, never on Swift's cooperative pool.
+        let (status, output) = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int32, String), any Error>) in
+            DispatchQueue.global().async {
+                do {
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                    process.arguments = ["python3", repositoryRoot.appending(path: "scripts/validate_fixtures.py").path]
+                    let pipe = Pipe()
+                    process.standardOutput = pipe
+                    process.standardError = pipe
+                    try process.run()
+                    let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    process.waitUntilExit()
+                    continuation.resume(returning: (process.terminationStatus, text))
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+        #expect(status == 0, "\(output)")
         #expect(output.contains(" 0 problems"), "\(output)")
     }
 
