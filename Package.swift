@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "UsageBillingTesting", targets: ["UsageBillingTesting"]),
         .library(name: "UsageRouting", targets: ["UsageRouting"]),
         .library(name: "UsageBillingProviders", targets: ["UsageBillingProviders"]),
+        .library(name: "UsageSpool", targets: ["UsageSpool"]),
         .library(name: "StripeUsage", targets: ["StripeUsage"]),
         .library(name: "OrbUsage", targets: ["OrbUsage"]),
         .library(name: "MetronomeUsage", targets: ["MetronomeUsage"]),
@@ -23,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // libcurl, from Debian's libcurl4-openssl-dev.
@@ -71,6 +73,13 @@ let package = Package(
             path: "Sources/UsageRouting",
             swiftSettings: strict
         ),
+        // The durable spool (SQLite via GRDB), the delivery worker and the pipeline.
+        .target(
+            name: "UsageSpool",
+            dependencies: ["UsageBilling", "UsageRouting", .product(name: "GRDB", package: "GRDB.swift")],
+            path: "Sources/UsageSpool",
+            swiftSettings: strict
+        ),
         // The registry of every built-in provider: one line per provider.
         .target(
             name: "UsageBillingProviders",
@@ -81,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "usage-billing",
             dependencies: [
-                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders",
+                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders", "UsageSpool",
                 "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -90,7 +99,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "usage-billing-bench",
-            dependencies: ["UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "CCurl", "UsageRouting", "UsageBillingProviders"],
+            dependencies: ["UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "CCurl", "UsageRouting", "UsageBillingProviders", "UsageSpool"],
             path: "Benchmarks/Sources",
             swiftSettings: strict
         ),
@@ -117,6 +126,11 @@ let package = Package(
         .testTarget(
             name: "RoutingTests",
             dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SpoolTests",
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders", "UsageSpool", "StripeUsage", "usage-billing"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -4,6 +4,7 @@ import UsageBilling
 import UsageBillingCurl
 import UsageBillingProviders
 import UsageRouting
+import UsageSpool
 
 /// Loads a config, printing every issue and exiting 2 when it is invalid.
 func loadConfig(_ path: String) throws -> RoutingConfig {
@@ -135,6 +136,7 @@ struct Import: AsyncParsableCommand {
     @Argument(help: "The events file (.ndjson or .csv).") var file: String
     @Option(help: "ndjson or csv (default: from the file name).") var format: String?
     @Option(help: "With --dry-run: how many requests to show.") var showRequests: Int = 3
+    @Option(help: "Record into this spool (durably) instead of sending; `usage-billing worker` delivers it.") var spool: String?
 
     func run() async throws {
         var chosen: EventReader.Format?
@@ -152,9 +154,41 @@ struct Import: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.badInput)
         }
+        if let spool {
+            try await record(reader: reader, config: options.config, spoolPath: spool)
+            return
+        }
         let summary = try await deliver(reader: reader, options: options, showRequests: showRequests)
         print(summary.describe())
         throw ExitCode(summaryExitCode(summary))
+    }
+
+    /// Records every event into the spool, 1,000 per transaction; exits 2 on bad lines (the
+    /// valid ones are recorded) or on unrouted events under `unrouted: reject`.
+    func record(reader: EventReader, config path: String, spoolPath: String) async throws {
+        let config = try loadConfig(path)
+        let spool = try openSpool(spoolPath)
+        let router = try Router(config: config, client: DryRunHTTPClient(keep: 0, secrets: []))
+        var recorded = 0, bad: [EventReader.BadLine] = []
+        while case let items = reader.next(max: 1_000), !items.isEmpty {
+            var events: [UsageEvent] = []
+            for item in items {
+                switch item {
+                case .success(let e): events.append(e)
+                case .failure(let b): bad.append(b)
+                }
+            }
+            do {
+                try await spool.record(try UsagePipeline.entries(events, router: router))
+            } catch {
+                printError("error: \(error)")
+                throw ExitCode(ExitCodes.badInput)
+            }
+            recorded += events.count
+        }
+        print("Recorded \(recorded) events in \(spoolPath)" + (bad.isEmpty ? "." : "; \(bad.count) bad lines:"))
+        for b in bad.prefix(10) { print("  bad \(b)") }
+        if !bad.isEmpty { throw ExitCode(ExitCodes.badInput) }
     }
 }
 

@@ -34,6 +34,10 @@ public actor StripeFake {
     /// Statistics: requests seen, distinct events accepted.
     public var stats: (requests: Int, accepted: Int) { (requestCount, identifiers.count) }
 
+    /// Every identifier recorded (each once), and how many events were recorded in total: equal
+    /// counts prove nothing was counted twice.
+    public var recorded: (identifiers: Set<String>, events: Int) { (identifiers, events.values.map(\.count).reduce(0, +)) }
+
     /// Answers one request.
     public func handle(method: String, target: String, headers: HeaderFields, body: Data) -> HTTPResponse {
         let path = String(target.split(separator: "?", maxSplits: 1).first ?? "")

@@ -1,0 +1,141 @@
+import Foundation
+import UsageBilling
+import UsageRouting
+
+/// Drains the spool: one loop per lane, each reading its due rows in order (up to the sink's
+/// batch size), pacing by the sink's rate limit, delivering, and marking every row delivered,
+/// duplicate, dead (with the reason) or due again later by the retry policy. Lanes never wait for
+/// each other, and since every mark is durable, a restarted worker resumes where it stopped
+/// (rows sent but not yet marked go again with the same ids; the provider dedupes them).
+public final class DeliveryWorker: Sendable {
+    let spool: Spool
+    let router: Router
+    let policy: RetryPolicy
+    let clock: any UsageClock
+    /// The longest a lane sleeps before looking for new rows.
+    let idlePoll: Duration
+
+    /// A worker for `spool`, delivering through `router`'s sinks.
+    public init(spool: Spool, router: Router, policy: RetryPolicy = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600)),
+                clock: any UsageClock = SystemClock(), idlePoll: Duration = .milliseconds(200)) {
+        self.spool = spool
+        self.router = router
+        self.policy = policy
+        self.clock = clock
+        self.idlePoll = idlePoll
+    }
+
+    /// Delivers until every queued row is final (`untilEmpty`) or until cancelled.
+    public func run(untilEmpty: Bool) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in router.lanes {
+                guard let sink = router.sink(for: lane) else { continue }
+                group.addTask { try await self.runLane(lane.description, sink: sink, untilEmpty: untilEmpty) }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func runLane(_ lane: String, sink: any UsageSink, untilEmpty: Bool) async throws {
+        let limiter = sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }
+        let batchSize = sink.capabilities.maxBatchSize
+        var rng = SystemRandomNumberGenerator()
+        while !Task.isCancelled {
+            let now = clock.now()
+            let due = try spool.due(lane: lane, limit: batchSize, now: now)
+            if due.isEmpty {
+                guard let next = try spool.nextDue(lane: lane) else {
+                    if untilEmpty { return }
+                    try await clock.sleep(for: idlePoll)
+                    continue
+                }
+                let wait = max(0.001, min(next.timeIntervalSince(now), idlePoll.seconds))
+                try await clock.sleep(for: .seconds(wait))
+                continue
+            }
+            if let limiter { try await limiter.acquire() }
+            let outcomes: [DeliveryOutcome]
+            do {
+                outcomes = try await sink.deliver(due.map(\.event))
+            } catch is CancellationError {
+                return
+            } catch {
+                // The whole sink is unusable (bad credentials, ...): keep the rows queued and try
+                // again later, so fixing the config loses nothing.
+                let at = clock.now().addingTimeInterval(min(60, policy.ceiling(forRetry: (due.first?.attempts ?? 0) + 1).seconds))
+                try await spool.mark(due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, now: clock.now())
+                continue
+            }
+            let marks: [(Int64, Spool.Mark)] = zip(due, outcomes).map { row, outcome in
+                (row.seq, mark(outcome, row: row, rng: &rng))
+            }
+            try await spool.mark(marks, now: clock.now())
+        }
+    }
+
+    private func mark(_ outcome: DeliveryOutcome, row: QueuedDelivery, rng: inout SystemRandomNumberGenerator) -> Spool.Mark {
+        let now = clock.now()
+        switch outcome {
+        case .accepted: return .delivered
+        case .duplicate: return .duplicate
+        case .rejected(let reason): return .dead(reason)
+        case .retryable(let reason, let after):
+            return retry(row: row, now: now, retryAfter: after, reason: reason.description, rng: &rng)
+        case .possiblyDelivered:
+            return retry(row: row, now: now, retryAfter: nil, reason: "possibly delivered; resending with the same id", rng: &rng)
+        }
+    }
+
+    private func retry(row: QueuedDelivery, now: Date, retryAfter: Duration?, reason: String, rng: inout SystemRandomNumberGenerator) -> Spool.Mark {
+        let elapsed = Duration.seconds(now.timeIntervalSince(row.firstAttemptAt ?? now))
+        guard let wait = policy.delay(attemptsMade: row.attempts + 1, elapsed: elapsed, retryAfter: retryAfter, using: &rng) else {
+            return .dead(RejectionReason(code: "gave_up", message: "still failing after \(row.attempts + 1) attempts: \(reason)", origin: .local))
+        }
+        return .retry(at: now.addingTimeInterval(wait.seconds), reason: reason)
+    }
+}
+
+/// Config → router → spool → worker, as one object: `record` returns once events are durable;
+/// `flush` waits until everything recorded so far is delivered or dead-lettered.
+public final class UsagePipeline: Sendable {
+    /// The spool.
+    public let spool: Spool
+    /// The router.
+    public let router: Router
+    /// The worker.
+    public let worker: DeliveryWorker
+
+    /// A pipeline over `config`, spooling to `spoolPath`, sending with `client`.
+    public init(config: RoutingConfig, spoolPath: String, client: any HTTPClient, durability: SpoolDurability = .normal,
+                policy: RetryPolicy = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600)), clock: any UsageClock = SystemClock()) throws {
+        spool = try Spool(path: spoolPath, durability: durability)
+        router = try Router(config: config, client: client, clock: clock)
+        worker = DeliveryWorker(spool: spool, router: router, policy: policy, clock: clock)
+    }
+
+    /// Records events durably, one row per destination. Under `unrouted: reject`, an event no
+    /// route takes makes the call throw `.invalidInput` before anything is written; under
+    /// `dead-letter` it is kept as a dead letter on the `unrouted` lane.
+    public func record(_ events: [UsageEvent]) async throws {
+        try await spool.record(try Self.entries(events, router: router))
+    }
+
+    /// The spool entries for `events`.
+    public static func entries(_ events: [UsageEvent], router: Router) throws -> [Spool.Entry] {
+        try events.map { event in
+            if let d = router.destinations(for: event) {
+                return Spool.Entry(event: event, lanes: ([d.primary] + d.shadows).map(\.description))
+            }
+            guard case .rejected(let reason) = router.unroutedRejection(event) else { return Spool.Entry(event: event, lanes: []) }
+            if router.config.unrouted == .reject {
+                throw UsageBillingError(.invalidInput, reason.message, fix: "add a route for '\(event.name)' or set unrouted: dead-letter", field: "name")
+            }
+            return Spool.Entry(event: event, lanes: [], deadLetter: ("unrouted", reason))
+        }
+    }
+
+    /// Delivers until every row recorded so far is final.
+    public func flush() async throws {
+        try await worker.run(untilEmpty: true)
+    }
+}

@@ -1,0 +1,331 @@
+import Foundation
+import GRDB
+import UsageBilling
+
+/// How hard the spool works to survive a crash.
+public enum SpoolDurability: String, Sendable, CaseIterable {
+    /// `synchronous=FULL`: every commit group is fsynced; survives power loss.
+    case full
+    /// `synchronous=NORMAL` in WAL mode: survives a process crash; a power cut may lose the last
+    /// commits before a checkpoint.
+    case normal
+}
+
+/// The state of one event at one destination lane.
+public enum DeliveryState: Int, Sendable, CaseIterable {
+    case queued = 0, delivered = 1, duplicate = 2, dead = 3
+}
+
+/// Per-lane counts for `status`.
+public struct LaneStatus: Sendable, Hashable {
+    public var lane: String
+    public var queued = 0
+    /// Queued rows that have been tried at least once (in flight or waiting to retry).
+    public var retrying = 0
+    public var delivered = 0
+    public var duplicates = 0
+    /// Dead letters by reason code.
+    public var dead: [String: Int] = [:]
+    /// When the oldest queued event was recorded.
+    public var oldestQueued: Date?
+}
+
+/// A dead letter: an event one lane gave up on, with the reason.
+public struct DeadLetter: Sendable, Hashable {
+    public var eventID: String
+    public var lane: String
+    public var code: String
+    public var message: String
+    public var attempts: Int
+}
+
+/// A row to deliver: the event and its attempt bookkeeping.
+public struct QueuedDelivery: Sendable {
+    public var seq: Int64
+    public var event: UsageEvent
+    public var attempts: Int
+    public var firstAttemptAt: Date?
+}
+
+/// The durable outbox: every recorded event with one row per destination lane, in SQLite (WAL).
+///
+/// `record` returns only once the rows are committed; concurrent `record` calls share one commit
+/// (group commit). An event id is recorded once forever: recording it again changes nothing, so
+/// a retried `record` never bills twice.
+public final class Spool: Sendable {
+    /// The file.
+    public let path: String
+    let pool: DatabasePool
+    private let committer: GroupCommitter
+
+    /// Opens (or creates) the spool at `path`, migrating its schema.
+    /// - Throws: `.invalidInput` when the file is not a SQLite database or is damaged, naming the
+    ///   file and what to do; the file is left untouched.
+    public init(path: String, durability: SpoolDurability = .normal) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
+            try db.execute(sql: "PRAGMA busy_timeout = 5000")
+        }
+        do {
+            let pool = try DatabasePool(path: path, configuration: configuration)
+            let problems = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
+            guard problems == ["ok"] else {
+                throw UsageBillingError(.invalidInput, "the spool \(path) is damaged: \(problems.prefix(3).joined(separator: "; "))",
+                                        fix: "stop the worker, copy the file aside, and recover it with `sqlite3 \(path) .recover`; nothing was deleted")
+            }
+            try Self.migrator.migrate(pool)
+            self.pool = pool
+        } catch let error as UsageBillingError {
+            throw error
+        } catch let error as DatabaseError {
+            throw UsageBillingError(.invalidInput, "the spool \(path) cannot be opened: \(error.message ?? "\(error.resultCode)")",
+                                    fix: "if it is damaged or not a spool, move it aside (nothing in it was deleted) and recover it with `sqlite3 FILE .recover`")
+        }
+        self.committer = GroupCommitter()
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE events (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    payload BLOB NOT NULL,
+                    recorded_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE deliveries (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    event_id TEXT NOT NULL REFERENCES events(id),
+                    lane TEXT NOT NULL,
+                    state INTEGER NOT NULL DEFAULT 0,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at REAL NOT NULL DEFAULT 0,
+                    first_attempt_at REAL,
+                    reason_code TEXT,
+                    reason_message TEXT,
+                    recorded_at REAL NOT NULL,
+                    updated_at REAL NOT NULL,
+                    UNIQUE (event_id, lane)
+                );
+                CREATE INDEX deliveries_by_lane ON deliveries (lane, state, next_attempt_at, seq);
+                """)
+        }
+        return m
+    }
+
+    /// One event to record and the lanes it goes to; `deadLetter` records it straight as dead on
+    /// a lane (an unrouted event kept under the `dead-letter` policy).
+    public struct Entry: Sendable {
+        public var event: UsageEvent
+        public var lanes: [String]
+        public var deadLetter: (lane: String, reason: RejectionReason)?
+
+        public init(event: UsageEvent, lanes: [String], deadLetter: (lane: String, reason: RejectionReason)? = nil) {
+            self.event = event
+            self.lanes = lanes
+            self.deadLetter = deadLetter
+        }
+    }
+
+    /// Records entries durably, one row per lane, all in one transaction (shared with concurrent
+    /// callers). Already-recorded ids are left as they are.
+    public func record(_ entries: [Entry], now: Date = Date()) async throws {
+        guard !entries.isEmpty else { return }
+        let encoder = JSONEncoder()
+        let rows = try entries.map { ($0, try encoder.encode($0.event)) }
+        try await committer.commit(pool: pool, rows: rows, now: now.timeIntervalSince1970)
+    }
+
+    /// Up to `limit` queued rows of `lane` due at `now`, oldest first.
+    public func due(lane: String, limit: Int, now: Date) throws -> [QueuedDelivery] {
+        try pool.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT d.seq, d.attempts, d.first_attempt_at, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id
+                WHERE d.lane = ? AND d.state = 0 AND d.next_attempt_at <= ? ORDER BY d.seq LIMIT ?
+                """, arguments: [lane, now.timeIntervalSince1970, limit])
+            let decoder = JSONDecoder()
+            return try rows.map { row in
+                let payload: Data = row["payload"]
+                return QueuedDelivery(seq: row["seq"], event: try decoder.decode(UsageEvent.self, from: payload),
+                                      attempts: row["attempts"], firstAttemptAt: (row["first_attempt_at"] as Double?).map(Date.init(timeIntervalSince1970:)))
+            }
+        }
+    }
+
+    /// When `lane`'s next queued row is due, or nil when none is queued.
+    public func nextDue(lane: String) throws -> Date? {
+        try pool.read { db in
+            try Double.fetchOne(db, sql: "SELECT MIN(next_attempt_at) FROM deliveries WHERE lane = ? AND state = 0", arguments: [lane])
+                .map(Date.init(timeIntervalSince1970:))
+        }
+    }
+
+    /// What became of a row.
+    public enum Mark: Sendable {
+        case delivered, duplicate
+        case dead(RejectionReason)
+        /// Still queued: try again at `at`.
+        case retry(at: Date, reason: String)
+    }
+
+    /// Records outcomes for rows (by `seq`) in one transaction.
+    public func mark(_ marks: [(seq: Int64, mark: Mark)], now: Date = Date()) async throws {
+        let t = now.timeIntervalSince1970
+        try await pool.write { db in
+            for (seq, mark) in marks {
+                switch mark {
+                case .delivered, .duplicate:
+                    try db.execute(sql: """
+                        UPDATE deliveries SET state = ?, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
+                        reason_code = NULL, reason_message = NULL, updated_at = ? WHERE seq = ?
+                        """, arguments: [mark.isDelivered ? DeliveryState.delivered.rawValue : DeliveryState.duplicate.rawValue, t, t, seq])
+                case .dead(let reason):
+                    try db.execute(sql: """
+                        UPDATE deliveries SET state = 3, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
+                        reason_code = ?, reason_message = ?, updated_at = ? WHERE seq = ?
+                        """, arguments: [t, reason.code, reason.description, t, seq])
+                case .retry(let at, let reason):
+                    try db.execute(sql: """
+                        UPDATE deliveries SET attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
+                        next_attempt_at = ?, reason_code = 'retrying', reason_message = ?, updated_at = ? WHERE seq = ?
+                        """, arguments: [t, at.timeIntervalSince1970, reason, t, seq])
+                }
+            }
+        }
+    }
+
+    /// Every lane that has rows.
+    public func lanes() throws -> [String] {
+        try pool.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT lane FROM deliveries ORDER BY lane") }
+    }
+
+    /// Counts per lane.
+    public func status() throws -> [LaneStatus] {
+        try pool.read { db in
+            var byLane: [String: LaneStatus] = [:]
+            for row in try Row.fetchAll(db, sql: """
+                SELECT lane, state, COALESCE(reason_code, ''), COUNT(*), MIN(recorded_at), SUM(attempts > 0) FROM deliveries GROUP BY lane, state, reason_code
+                """) {
+                let lane: String = row[0]
+                var s = byLane[lane] ?? LaneStatus(lane: lane)
+                let count: Int = row[3]
+                switch DeliveryState(rawValue: row[1]) {
+                case .queued?:
+                    s.queued += count
+                    s.retrying += (row[5] as Int?) ?? 0
+                    let oldest = Date(timeIntervalSince1970: row[4])
+                    s.oldestQueued = min(s.oldestQueued ?? oldest, oldest)
+                case .delivered?: s.delivered += count
+                case .duplicate?: s.duplicates += count
+                case .dead?: s.dead[row[2], default: 0] += count
+                case nil: break
+                }
+                byLane[lane] = s
+            }
+            return byLane.values.sorted { $0.lane < $1.lane }
+        }
+    }
+
+    /// Queued rows in total (optionally only those with `seq <= upTo`).
+    public func queuedCount(upTo seq: Int64? = nil) throws -> Int {
+        try pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE state = 0 AND seq <= ?", arguments: [seq ?? Int64.max]) ?? 0
+        }
+    }
+
+    /// The newest row's seq (0 when empty).
+    public func lastSeq() throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM deliveries") ?? 0 }
+    }
+
+    /// Dead letters, oldest first, optionally of one reason code.
+    public func deadLetters(reason: String? = nil, limit: Int = 100) throws -> [DeadLetter] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT event_id, lane, reason_code, reason_message, attempts FROM deliveries
+                WHERE state = 3 AND (? IS NULL OR reason_code = ?) ORDER BY seq LIMIT ?
+                """, arguments: [reason, reason, limit]).map {
+                DeadLetter(eventID: $0[0], lane: $0[1], code: $0[2] ?? "", message: $0[3] ?? "", attempts: $0[4])
+            }
+        }
+    }
+
+    /// Puts dead letters (of one reason, or all) back in the queue, due now. Returns how many.
+    @discardableResult
+    public func retryDeadLetters(reason: String? = nil, now: Date = Date()) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: """
+                UPDATE deliveries SET state = 0, attempts = 0, first_attempt_at = NULL, next_attempt_at = ?, updated_at = ?
+                WHERE state = 3 AND (? IS NULL OR reason_code = ?)
+                """, arguments: [now.timeIntervalSince1970, now.timeIntervalSince1970, reason, reason])
+            return db.changesCount
+        }
+    }
+
+    /// Deletes dead letters (of one reason, or all). Returns how many.
+    @discardableResult
+    public func purgeDeadLetters(reason: String? = nil) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM deliveries WHERE state = 3 AND (? IS NULL OR reason_code = ?)", arguments: [reason, reason])
+            return db.changesCount
+        }
+    }
+}
+
+extension Spool.Mark {
+    var isDelivered: Bool { if case .delivered = self { return true } else { return false } }
+}
+
+/// Merges concurrent `record` calls into one transaction: callers queue their rows, and one
+/// commit at a time writes everything queued so far.
+actor GroupCommitter {
+    private var pending: [(rows: [(Spool.Entry, Data)], now: Double, done: CheckedContinuation<Void, any Error>)] = []
+    private var committing = false
+
+    func commit(pool: DatabasePool, rows: [(Spool.Entry, Data)], now: Double) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            pending.append((rows, now, continuation))
+            if !committing {
+                committing = true
+                Task { await self.drain(pool) }
+            }
+        }
+    }
+
+    private func drain(_ pool: DatabasePool) async {
+        while !pending.isEmpty {
+            let group = pending
+            pending.removeAll(keepingCapacity: true)
+            do {
+                try await pool.write { db in
+                    let insertEvent = try db.cachedStatement(sql: "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)")
+                    let insertLane = try db.cachedStatement(sql: """
+                        INSERT OR IGNORE INTO deliveries (event_id, lane, state, recorded_at, updated_at, reason_code, reason_message)
+                        VALUES (?, ?, ?, ?, ?, ?, ?)
+                        """)
+                    for item in group {
+                        for (entry, payload) in item.rows {
+                            try insertEvent.execute(arguments: [entry.event.id, payload, item.now])
+                            guard db.changesCount > 0 else { continue }  // recorded before: leave it as it is
+                            for lane in entry.lanes {
+                                try insertLane.execute(arguments: [entry.event.id, lane, DeliveryState.queued.rawValue, item.now, item.now, nil, nil])
+                            }
+                            if let dead = entry.deadLetter {
+                                try insertLane.execute(arguments: [entry.event.id, dead.lane, DeliveryState.dead.rawValue, item.now, item.now,
+                                                                   dead.reason.code, dead.reason.description])
+                            }
+                        }
+                    }
+                }
+                for item in group { item.done.resume() }
+            } catch {
+                let wrapped = UsageBillingError(.unexpectedResponse, "the spool could not record: \(error)",
+                                                fix: "check disk space and permissions; the events were not recorded, so record them again")
+                for item in group { item.done.resume(throwing: wrapped) }
+            }
+        }
+        committing = false
+    }
+}

@@ -1,0 +1,175 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import UsageBilling
+import UsageBillingCurl
+import UsageRouting
+import UsageSpool
+
+/// Opens a spool, printing a clear error and exiting 2 when it is damaged or unreadable.
+func openSpool(_ path: String, durability: SpoolDurability = .normal) throws -> Spool {
+    do {
+        return try Spool(path: path, durability: durability)
+    } catch {
+        printError("error: \(error)")
+        throw ExitCode(ExitCodes.badInput)
+    }
+}
+
+struct SpoolOption: ParsableArguments {
+    @Option(help: "The spool file (SQLite).")
+    var spool: String = "usage-billing.spool"
+}
+
+struct Worker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Deliver what the spool holds: one lane per destination, retries with the same ids, dead letters with reasons.",
+        discussion: """
+            Runs until stopped (SIGTERM or SIGINT: the batches in flight finish and are marked, then it exits), or with
+            --until-empty until every queued event is delivered, a duplicate, or a dead letter.
+            Safe to kill at any point: what was marked stays marked, the rest is sent again with the same ids.
+
+            Examples:
+              usage-billing worker -c examples/routing.yaml --spool usage.spool
+              usage-billing worker -c examples/routing.yaml --spool usage.spool --until-empty
+            """)
+
+    @Option(name: .shortAndLong, help: "The routing config.") var config: String = "routing.yaml"
+    @OptionGroup var spoolOption: SpoolOption
+    @Flag(help: "Exit once nothing is queued.") var untilEmpty = false
+
+    func run() async throws {
+        let config = try loadConfig(config)
+        let spool = try openSpool(spoolOption.spool)
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let worker = DeliveryWorker(spool: spool, router: try Router(config: config, client: client))
+        let task = Task { try await worker.run(untilEmpty: untilEmpty) }
+        let signals = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber)
+            source.setEventHandler { task.cancel() }
+            source.resume()
+            return source
+        }
+        defer { signals.forEach { $0.cancel() } }
+        do {
+            try await task.value
+        } catch is CancellationError {
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(ExitCodes.unreachable)
+        }
+        print(describe(try spool.status()))
+    }
+}
+
+func describe(_ lanes: [LaneStatus]) -> String {
+    guard !lanes.isEmpty else { return "The spool is empty." }
+    let now = Date()
+    return lanes.map { s in
+        var parts = ["queued \(s.queued)", "retrying \(s.retrying)", "delivered \(s.delivered)", "duplicates \(s.duplicates)"]
+        let dead = s.dead.values.reduce(0, +)
+        parts.append("dead letters \(dead)" + (dead > 0 ? " (" + s.dead.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")" : ""))
+        if let oldest = s.oldestQueued { parts.append("oldest queued \(Int(now.timeIntervalSince(oldest))) s ago") }
+        return "\(s.lane): " + parts.joined(separator: ", ")
+    }.joined(separator: "\n")
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Per lane: queued, retrying, delivered, duplicates, dead letters by reason, oldest queued age.",
+        discussion: """
+            Examples:
+              usage-billing status --spool usage.spool
+              usage-billing status --spool usage.spool --json
+            """)
+    @OptionGroup var spoolOption: SpoolOption
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let lanes = try openSpool(spoolOption.spool).status()
+        if json {
+            print(JSONValue.array(lanes.map { s in
+                .object([
+                    "lane": .string(s.lane), "queued": .number(Double(s.queued)), "retrying": .number(Double(s.retrying)),
+                    "delivered": .number(Double(s.delivered)), "duplicates": .number(Double(s.duplicates)),
+                    "dead": .object(s.dead.mapValues { .number(Double($0)) }),
+                    "oldest_queued": s.oldestQueued.map { .string(RFC3339.format($0)) } ?? .null,
+                ])
+            }).description)
+        } else {
+            print(describe(lanes))
+        }
+    }
+}
+
+struct DLQ: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dlq", abstract: "Dead letters: list, retry, purge.", subcommands: [DLQList.self, DLQRetry.self, DLQPurge.self])
+}
+
+struct DLQList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List dead letters with their reasons.",
+        discussion: """
+            Examples:
+              usage-billing dlq list --spool usage.spool
+              usage-billing dlq list --spool usage.spool --reason timestamp_too_old
+            """)
+    @OptionGroup var spoolOption: SpoolOption
+    @Option(help: "Only this reason code.") var reason: String?
+    @Option(help: "At most this many.") var limit: Int = 100
+
+    func run() async throws {
+        let letters = try openSpool(spoolOption.spool).deadLetters(reason: reason, limit: limit)
+        if letters.isEmpty { print("No dead letters.") }
+        for l in letters { print("\(l.eventID)  \(l.lane)  \(l.code)  after \(l.attempts) attempt(s): \(l.message)") }
+    }
+}
+
+struct DLQRetry: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "retry", abstract: "Queue dead letters again (same ids, so nothing bills twice); the worker sends them.",
+        discussion: """
+            Examples:
+              usage-billing dlq retry --spool usage.spool
+              usage-billing dlq retry --spool usage.spool --reason rate_limited
+            """)
+    @OptionGroup var spoolOption: SpoolOption
+    @Option(help: "Only this reason code.") var reason: String?
+
+    func run() async throws {
+        let count = try await openSpool(spoolOption.spool).retryDeadLetters(reason: reason)
+        print("Queued \(count) dead letter(s) again.")
+    }
+}
+
+struct DLQPurge: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "purge", abstract: "Delete dead letters for good (asks first, or pass --yes).",
+        discussion: """
+            Examples:
+              usage-billing dlq purge --spool usage.spool --reason unrouted --yes
+            """)
+    @OptionGroup var spoolOption: SpoolOption
+    @Option(help: "Only this reason code.") var reason: String?
+    @Flag(help: "Do not ask.") var yes = false
+
+    func run() async throws {
+        let spool = try openSpool(spoolOption.spool)
+        let count = try spool.deadLetters(reason: reason, limit: Int.max).count
+        if !yes {
+            guard isatty(STDIN_FILENO) == 1 else {
+                printError("error: purging \(count) dead letter(s) needs confirmation; pass --yes")
+                throw ExitCode(ExitCodes.badInput)
+            }
+            print("Delete \(count) dead letter(s) for good? Type yes: ", terminator: "")
+            guard readLine() == "yes" else {
+                print("Nothing deleted.")
+                return
+            }
+        }
+        print("Deleted \(try await spool.purgeDeadLetters(reason: reason)) dead letter(s).")
+    }
+}
