@@ -3,6 +3,7 @@
 //
 //   swift run -c release usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH]
 //   swift run -c release usage-billing-bench --import N [--json PATH]
+//   swift run -c release usage-billing-bench --spool N [--json PATH]
 //
 // --import N writes N NDJSON events to a temporary file and imports them through the example
 // routing config (examples/routing.yaml: Stripe primary + Orb shadow for api_request, OpenMeter
@@ -22,6 +23,7 @@ import UsageBillingCurl
 import UsageBillingTesting
 import UsageBillingProviders
 import UsageRouting
+import UsageSpool
 
 struct Options {
     var requests = 5_000
@@ -29,6 +31,7 @@ struct Options {
     var leakCheck = 0
     var jsonPath: String?
     var importEvents = 0
+    var spoolEvents = 0
 
     init(_ args: [String]) throws {
         var i = 1
@@ -44,6 +47,7 @@ struct Options {
             case "--leak-check": leakCheck = Int(try value()) ?? 0
             case "--json": jsonPath = try value()
             case "--import": importEvents = Int(try value()) ?? 0
+            case "--spool": spoolEvents = Int(try value()) ?? 0
             case "-h", "--help":
                 print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N [--json PATH]")
                 exit(0)
@@ -152,8 +156,85 @@ func importBenchmark(count: Int, jsonPath: String?) async throws {
     }
 }
 
+/// `record` throughput (1 writer, 16 writers; normal and full durability) and end-to-end
+/// spool → worker → libcurl → loopback delivery through a batching sink (OpenMeter, 100 per request).
+func spoolBenchmark(count: Int, jsonPath: String?) async throws {
+    let dir = FileManager.default.temporaryDirectory.appending(path: "ub-spool-bench-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let now = Date()
+    func event(_ tag: String, _ i: Int) -> UsageEvent {
+        UsageEvent(id: "\(tag)-\(i)", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: Decimal(i % 9 + 1))
+    }
+    var rows: [(String, Double)] = []
+    for durability in SpoolDurability.allCases.reversed() {
+        for (writers, perCall) in [(1, 1), (16, 1), (16, 100)] {
+            let spool = try Spool(path: "\(dir)/\(durability.rawValue)-\(writers)-\(perCall).spool", durability: durability)
+            let total = writers == 1 ? min(count, 20_000) : count
+            let perWriter = total / writers
+            let tag = "\(durability)-\(writers)-\(perCall)"
+            let started = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for w in 0..<writers {
+                    group.addTask {
+                        var i = 0
+                        while i < perWriter {
+                            let n = min(perCall, perWriter - i)
+                            try await spool.record((0..<n).map { Spool.Entry(event: event(tag, w * perWriter + i + $0), lanes: ["openmeter#0"]) })
+                            i += n
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let rate = Double(perWriter * writers) / (ContinuousClock.now - started).seconds
+            rows.append(("record, \(durability.rawValue), \(writers) writer(s), \(perCall) event(s) per call", rate))
+        }
+    }
+
+    // End to end: spool → worker → curl → loopback server answering 204 (an OpenMeter stand-in).
+    let server = try await LoopbackHTTPServer.start(threads: 1) { _ in .respond(HTTPResponse(status: 204)) }
+    let config = try RoutingConfig.parse("""
+        version: 1
+        providers:
+          openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: 100 }
+        routes:
+          - { events: [api_request], to: openmeter }
+        """, file: "bench.yaml", directory: dir, registry: .standard, environment: [:])
+    let client = try CurlHTTPClient()
+    let pipeline = try UsagePipeline(config: config, spoolPath: "\(dir)/e2e.spool", client: client)
+    let e2e = count
+    try await pipeline.record((0..<e2e).map { event("e2e", $0) })
+    let started = ContinuousClock.now
+    try await pipeline.flush()
+    let seconds = (ContinuousClock.now - started).seconds
+    let requests = server.requestsReceived
+    client.shutdown()
+    await server.shutdown()
+    rows.append(("deliver spool → worker → curl → loopback (100 per request)", Double(e2e) / seconds))
+
+    let mem = memory()
+    print("Spool benchmark, \(count) events per concurrent case (\(ProcessInfo.processInfo.activeProcessorCount) cores)")
+    print("| measurement | events/s |")
+    print("|---|---:|")
+    for (name, rate) in rows { print("| \(name) | \(String(format: "%.0f", rate)) |") }
+    print("end to end: \(e2e) events in \(requests) requests, \(String(format: "%.0f", Double(requests) / seconds)) requests/s")
+    print("peak RSS: \(mem.peak / 1024) MiB")
+    if let jsonPath {
+        try JSONValue.object([
+            "events": .number(Double(count)), "peak_rss_kib": .number(Double(mem.peak)),
+            "results": .array(rows.map { .object(["name": .string($0.0), "events_per_second": .number($0.1.rounded())]) }),
+        ]).encoded().write(to: URL(fileURLWithPath: jsonPath))
+        print("wrote \(jsonPath)")
+    }
+}
+
 func run() async throws {
     let options = try Options(CommandLine.arguments)
+    if options.spoolEvents > 0 {
+        try await spoolBenchmark(count: options.spoolEvents, jsonPath: options.jsonPath)
+        return
+    }
     if options.importEvents > 0 {
         try await importBenchmark(count: options.importEvents, jsonPath: options.jsonPath)
         return

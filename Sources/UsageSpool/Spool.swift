@@ -83,7 +83,7 @@ public final class Spool: Sendable {
             throw UsageBillingError(.invalidInput, "the spool \(path) cannot be opened: \(error.message ?? "\(error.resultCode)")",
                                     fix: "if it is damaged or not a spool, move it aside (nothing in it was deleted) and recover it with `sqlite3 FILE .recover`")
         }
-        self.committer = GroupCommitter()
+        self.committer = GroupCommitter(pool: pool)
     }
 
     static var migrator: DatabaseMigrator {
@@ -112,6 +112,13 @@ public final class Spool: Sendable {
                 CREATE INDEX deliveries_by_lane ON deliveries (lane, state, next_attempt_at, seq);
                 """)
         }
+        m.registerMigration("v2: due rows in seq order") { db in
+            // The worker asks for a lane's queued rows in seq order; with this index SQLite walks
+            // them in order and stops after the batch, instead of sorting every due row.
+            // The older (lane, state, next_attempt_at, seq) index made SQLite sort every due row.
+            try db.execute(sql: "DROP INDEX deliveries_by_lane")
+            try db.execute(sql: "CREATE INDEX deliveries_queue ON deliveries (lane, state, seq)")
+        }
         return m
     }
 
@@ -135,7 +142,7 @@ public final class Spool: Sendable {
         guard !entries.isEmpty else { return }
         let encoder = JSONEncoder()
         let rows = try entries.map { ($0, try encoder.encode($0.event)) }
-        try await committer.commit(pool: pool, rows: rows, now: now.timeIntervalSince1970)
+        try await committer.commit(rows: rows, now: now.timeIntervalSince1970)
     }
 
     /// Up to `limit` queued rows of `lane` due at `now`, oldest first.
@@ -177,10 +184,10 @@ public final class Spool: Sendable {
             for (seq, mark) in marks {
                 switch mark {
                 case .delivered, .duplicate:
-                    try db.execute(sql: """
+                    try db.cachedStatement(sql: """
                         UPDATE deliveries SET state = ?, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
                         reason_code = NULL, reason_message = NULL, updated_at = ? WHERE seq = ?
-                        """, arguments: [mark.isDelivered ? DeliveryState.delivered.rawValue : DeliveryState.duplicate.rawValue, t, t, seq])
+                        """).execute(arguments: [mark.isDelivered ? DeliveryState.delivered.rawValue : DeliveryState.duplicate.rawValue, t, t, seq])
                 case .dead(let reason):
                     try db.execute(sql: """
                         UPDATE deliveries SET state = 3, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
@@ -278,47 +285,41 @@ extension Spool.Mark {
     var isDelivered: Bool { if case .delivered = self { return true } else { return false } }
 }
 
-/// Merges concurrent `record` calls into one transaction: callers queue their rows, and one
-/// commit at a time writes everything queued so far.
-actor GroupCommitter {
-    private var pending: [(rows: [(Spool.Entry, Data)], now: Double, done: CheckedContinuation<Void, any Error>)] = []
-    private var committing = false
+/// Merges concurrent `record` calls into one transaction: callers queue their rows, and a
+/// dedicated thread commits everything queued so far in one transaction (one fsync in `full`
+/// mode), then wakes those callers. Writing synchronously on its own thread keeps commits off
+/// Swift's cooperative pool and avoids a hop per call.
+final class GroupCommitter: @unchecked Sendable {
+    private typealias Item = (rows: [(Spool.Entry, Data)], now: Double, done: CheckedContinuation<Void, any Error>)
+    private let pool: DatabasePool
+    private let condition = NSCondition()
+    private var pending: [Item] = []
 
-    func commit(pool: DatabasePool, rows: [(Spool.Entry, Data)], now: Double) async throws {
+    init(pool: DatabasePool) {
+        self.pool = pool
+        let thread = Thread { [weak self] in self?.loop() }
+        thread.name = "usage-billing-spool-commit"
+        thread.start()
+    }
+
+    func commit(rows: [(Spool.Entry, Data)], now: Double) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            condition.lock()
             pending.append((rows, now, continuation))
-            if !committing {
-                committing = true
-                Task { await self.drain(pool) }
-            }
+            condition.signal()
+            condition.unlock()
         }
     }
 
-    private func drain(_ pool: DatabasePool) async {
-        while !pending.isEmpty {
+    private func loop() {
+        while true {
+            condition.lock()
+            while pending.isEmpty { _ = condition.wait(until: Date().addingTimeInterval(1)) }
             let group = pending
             pending.removeAll(keepingCapacity: true)
+            condition.unlock()
             do {
-                try await pool.write { db in
-                    let insertEvent = try db.cachedStatement(sql: "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)")
-                    let insertLane = try db.cachedStatement(sql: """
-                        INSERT OR IGNORE INTO deliveries (event_id, lane, state, recorded_at, updated_at, reason_code, reason_message)
-                        VALUES (?, ?, ?, ?, ?, ?, ?)
-                        """)
-                    for item in group {
-                        for (entry, payload) in item.rows {
-                            try insertEvent.execute(arguments: [entry.event.id, payload, item.now])
-                            guard db.changesCount > 0 else { continue }  // recorded before: leave it as it is
-                            for lane in entry.lanes {
-                                try insertLane.execute(arguments: [entry.event.id, lane, DeliveryState.queued.rawValue, item.now, item.now, nil, nil])
-                            }
-                            if let dead = entry.deadLetter {
-                                try insertLane.execute(arguments: [entry.event.id, dead.lane, DeliveryState.dead.rawValue, item.now, item.now,
-                                                                   dead.reason.code, dead.reason.description])
-                            }
-                        }
-                    }
-                }
+                try write(group)
                 for item in group { item.done.resume() }
             } catch {
                 let wrapped = UsageBillingError(.unexpectedResponse, "the spool could not record: \(error)",
@@ -326,6 +327,28 @@ actor GroupCommitter {
                 for item in group { item.done.resume(throwing: wrapped) }
             }
         }
-        committing = false
+    }
+
+    private func write(_ group: [Item]) throws {
+        try pool.write { db in
+            let insertEvent = try db.cachedStatement(sql: "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)")
+            let insertLane = try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO deliveries (event_id, lane, state, recorded_at, updated_at, reason_code, reason_message)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
+            for item in group {
+                for (entry, payload) in item.rows {
+                    try insertEvent.execute(arguments: [entry.event.id, payload, item.now])
+                    guard db.changesCount > 0 else { continue }  // recorded before: leave it as it is
+                    for lane in entry.lanes {
+                        try insertLane.execute(arguments: [entry.event.id, lane, DeliveryState.queued.rawValue, item.now, item.now, nil, nil])
+                    }
+                    if let dead = entry.deadLetter {
+                        try insertLane.execute(arguments: [entry.event.id, dead.lane, DeliveryState.dead.rawValue, item.now, item.now,
+                                                           dead.reason.code, dead.reason.description])
+                    }
+                }
+            }
+        }
     }
 }
