@@ -86,6 +86,14 @@ public final class Spool: Sendable {
         self.committer = GroupCommitter(pool: pool)
     }
 
+    deinit { committer.stop() }
+
+    /// Folds the write-ahead log into the database file (`PRAGMA wal_checkpoint(TRUNCATE)`),
+    /// e.g. before copying the file.
+    public func checkpoint() throws {
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+    }
+
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
@@ -294,10 +302,11 @@ final class GroupCommitter: @unchecked Sendable {
     private let pool: DatabasePool
     private let condition = NSCondition()
     private var pending: [Item] = []
+    private var stopped = false
 
     init(pool: DatabasePool) {
         self.pool = pool
-        let thread = Thread { [weak self] in self?.loop() }
+        let thread = Thread { [self] in self.loop() }
         thread.name = "usage-billing-spool-commit"
         thread.start()
     }
@@ -311,10 +320,22 @@ final class GroupCommitter: @unchecked Sendable {
         }
     }
 
+    /// Ends the commit thread once everything queued is written.
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.signal()
+        condition.unlock()
+    }
+
     private func loop() {
         while true {
             condition.lock()
-            while pending.isEmpty { _ = condition.wait(until: Date().addingTimeInterval(1)) }
+            while pending.isEmpty && !stopped { condition.wait() }
+            if pending.isEmpty && stopped {
+                condition.unlock()
+                return
+            }
             let group = pending
             pending.removeAll(keepingCapacity: true)
             condition.unlock()
