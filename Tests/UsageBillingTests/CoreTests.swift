@@ -219,3 +219,35 @@ struct HTTPHelperTests {
         #expect(DeliveryOutcome.forTransportFailure(UsageBillingError(.configuration, "bad key")) == nil)
     }
 }
+
+@Suite("RFC 3339")
+struct RFC3339Tests {
+    /// The hand-written formatter and parser agree with Foundation over a wide range of instants.
+    @Test func agreesWithFoundation() throws {
+        var rng = SeededGenerator(seed: 11)
+        let foundation = Date.ISO8601FormatStyle(timeZone: .gmt)
+        for _ in 0..<2_000 {
+            // Whole seconds plus an exact millisecond count, so the expected text is known exactly.
+            let seconds = Int64.random(in: -2_000_000_000...7_000_000_000, using: &rng)
+            let millis = Int64.random(in: 0...999, using: &rng)
+            let whole = Date(timeIntervalSince1970: Double(seconds))
+            let date = Date(timeIntervalSince1970: Double(seconds) + Double(millis) / 1000 + 0.0004)  // inside its millisecond
+            let expectedWhole = whole.formatted(foundation)
+            #expect(RFC3339.format(whole) == expectedWhole)
+            #expect(RFC3339.format(date, fractional: true) == String(expectedWhole.dropLast()) + String(format: ".%03dZ", millis))
+            #expect(RFC3339.parse(expectedWhole) == whole)
+            let back = try #require(RFC3339.parse(RFC3339.format(date, fractional: true)))
+            #expect(abs(back.timeIntervalSince1970 - date.timeIntervalSince1970) < 0.001)
+        }
+    }
+
+    @Test func parsesOffsetsAndRejectsNonsense() {
+        #expect(RFC3339.parse("2026-11-25T13:03:00+01:00")?.timeIntervalSince1970 == RFC3339.parse("2026-11-25T12:03:00Z")?.timeIntervalSince1970)
+        #expect(RFC3339.parse("2026-02-29T00:00:00Z") == nil)
+        #expect(RFC3339.parse("2024-02-29T00:00:00Z") != nil)
+        #expect(RFC3339.parse("2026-13-01T00:00:00Z") == nil)
+        #expect(RFC3339.parse("2026-11-25 12:03:00Z") == nil)
+        #expect(RFC3339.parse("yesterday") == nil)
+        #expect(RFC3339.parse("2026-11-25T12:03:00.5Z")?.timeIntervalSince1970 == 1_795_608_180.5)
+    }
+}

@@ -1,18 +1,110 @@
 import Foundation
 
 /// RFC 3339 parsing and formatting, always in UTC with a `Z` suffix.
+///
+/// Formatting and the common `YYYY-MM-DDTHH:MM:SS[.fff…]Z` form are done by hand (every event
+/// passes through here several times, and Foundation's format styles are slow); other offsets
+/// fall back to Foundation.
 public enum RFC3339 {
     /// Formats `date` as `2026-11-25T12:03:00Z`, or with milliseconds (`2026-11-25T12:03:00.000Z`).
     public static func format(_ date: Date, fractional: Bool = false) -> String {
-        let style = Date.ISO8601FormatStyle(includingFractionalSeconds: fractional, timeZone: .gmt)
-        return date.formatted(style)
+        let totalMillis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var seconds = totalMillis / 1000
+        var millis = totalMillis % 1000
+        if millis < 0 { millis += 1000; seconds -= 1 }
+        var days = seconds / 86_400
+        var secondOfDay = seconds % 86_400
+        if secondOfDay < 0 { secondOfDay += 86_400; days -= 1 }
+        let (y, m, d) = civil(fromDays: days)
+        var out = [UInt8]()
+        out.reserveCapacity(24)
+        func put(_ value: Int64, _ width: Int) {
+            var digits = [UInt8](repeating: 48, count: width)
+            var v = value
+            for i in stride(from: width - 1, through: 0, by: -1) { digits[i] = UInt8(48 + v % 10); v /= 10 }
+            out.append(contentsOf: digits)
+        }
+        put(y, 4); out.append(45); put(m, 2); out.append(45); put(d, 2); out.append(84)
+        put(secondOfDay / 3600, 2); out.append(58); put(secondOfDay / 60 % 60, 2); out.append(58); put(secondOfDay % 60, 2)
+        if fractional { out.append(46); put(millis, 3) }
+        out.append(90)
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Parses RFC 3339 with or without fractional seconds and with `Z` or a numeric offset.
     public static func parse(_ text: String) -> Date? {
+        switch parseUTC(text) {
+        case .date(let d): return d
+        case .invalid: return nil  // the right shape with an impossible value (Foundation would roll it over)
+        case .otherForm: break
+        }
         if let d = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return d }
         if let d = try? Date.ISO8601FormatStyle().parse(text) { return d }
         return nil
+    }
+
+    enum FastParse { case date(Date), invalid, otherForm }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.f…]Z` (also `t`/`z`), validated field by field.
+    static func parseUTC(_ text: String) -> FastParse {
+        let b = Array(text.utf8)
+        guard b.count >= 20, b[4] == 45, b[7] == 45, b[10] == 84 || b[10] == 116, b[13] == 58, b[16] == 58,
+              b[b.count - 1] == 90 || b[b.count - 1] == 122 else { return .otherForm }
+        func num(_ from: Int, _ count: Int) -> Int64? {
+            var v: Int64 = 0
+            for i in from..<(from + count) {
+                let c = b[i]
+                guard c >= 48 && c <= 57 else { return nil }
+                v = v * 10 + Int64(c - 48)
+            }
+            return v
+        }
+        guard let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2), let h = num(11, 2), let mi = num(14, 2), let s = num(17, 2),
+              (1...12).contains(mo), d >= 1, d <= daysIn(month: mo, year: y), h < 24, mi < 60, s < 61 else { return .invalid }
+        var fraction = 0.0
+        if b.count > 20 {
+            guard b[19] == 46, b.count > 21 else { return .invalid }
+            var scale = 0.1
+            for i in 20..<(b.count - 1) {
+                guard b[i] >= 48 && b[i] <= 57 else { return .invalid }
+                fraction += Double(b[i] - 48) * scale
+                scale /= 10
+            }
+        }
+        let days = days(fromCivil: y, mo, d)
+        return .date(Date(timeIntervalSince1970: Double(days * 86_400 + h * 3600 + mi * 60 + s) + fraction))
+    }
+
+    static func daysIn(month m: Int64, year y: Int64) -> Int64 {
+        switch m {
+        case 2: return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
+    static func days(fromCivil y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
+        let y = m <= 2 ? y0 - 1 : y0
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    /// The date for days since 1970-01-01.
+    static func civil(fromDays z0: Int64) -> (Int64, Int64, Int64) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let y = yoe + era * 400
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (m <= 2 ? y + 1 : y, m, d)
     }
 }
 
