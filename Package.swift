@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         // libcurl, from Debian's libcurl4-openssl-dev.
@@ -76,7 +78,10 @@ let package = Package(
         // The durable spool (SQLite via GRDB), the delivery worker and the pipeline.
         .target(
             name: "UsageSpool",
-            dependencies: ["UsageBilling", "UsageRouting", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "UsageBilling", "UsageRouting", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
+            ],
             path: "Sources/UsageSpool",
             swiftSettings: strict
         ),
@@ -130,7 +135,11 @@ let package = Package(
         ),
         .testTarget(
             name: "SpoolTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders", "UsageSpool", "StripeUsage", "usage-billing"],
+            dependencies: [
+                "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders", "UsageSpool", "StripeUsage",
+                "usage-billing", .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import Metrics
 import UsageBilling
 import UsageRouting
 
@@ -14,15 +16,32 @@ public final class DeliveryWorker: Sendable {
     let clock: any UsageClock
     /// The longest a lane sleeps before looking for new rows.
     let idlePoll: Duration
+    let logger: Logger
 
     /// A worker for `spool`, delivering through `router`'s sinks.
     public init(spool: Spool, router: Router, policy: RetryPolicy = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600)),
-                clock: any UsageClock = SystemClock(), idlePoll: Duration = .milliseconds(200)) {
+                clock: any UsageClock = SystemClock(), idlePoll: Duration = .milliseconds(200),
+                logger: Logger = Logger(label: "usage-billing.worker")) {
         self.spool = spool
         self.router = router
         self.policy = policy
         self.clock = clock
         self.idlePoll = idlePoll
+        self.logger = logger
+    }
+
+    /// Metrics, with the lane as a dimension (swift-metrics; no backend is bundled: bootstrap one,
+    /// e.g. swift-prometheus, in your process):
+    /// - `usage_billing_deliveries_total` (counter; dimensions `lane`, `outcome`: accepted,
+    ///   duplicate, rejected, retryable, possibly_delivered)
+    /// - `usage_billing_dead_letters_total` (counter; `lane`, `reason`)
+    /// - `usage_billing_queue_depth` (gauge; `lane`): queued rows, refreshed as the lane works
+    /// - `usage_billing_delivery_duration` (timer; `lane`): one `deliver` call to the provider
+    public enum MetricNames {
+        public static let deliveries = "usage_billing_deliveries_total"
+        public static let deadLetters = "usage_billing_dead_letters_total"
+        public static let queueDepth = "usage_billing_queue_depth"
+        public static let deliveryDuration = "usage_billing_delivery_duration"
     }
 
     /// Delivers until every queued row is final (`untilEmpty`) or until cancelled.
@@ -40,10 +59,16 @@ public final class DeliveryWorker: Sendable {
         let limiter = sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }
         let batchSize = sink.capabilities.maxBatchSize
         var rng = SystemRandomNumberGenerator()
+        let depth = Gauge(label: MetricNames.queueDepth, dimensions: [("lane", lane)])
+        let duration = Metrics.Timer(label: MetricNames.deliveryDuration, dimensions: [("lane", lane)])
+        var logger = self.logger
+        logger[metadataKey: "lane"] = "\(lane)"
+        var batches = 0
         while !Task.isCancelled {
             let now = clock.now()
             let due = try spool.due(lane: lane, limit: batchSize, now: now)
             if due.isEmpty {
+                depth.record(try spool.queuedCount(lane: lane))
                 guard let next = try spool.nextDue(lane: lane) else {
                     if untilEmpty { return }
                     try await clock.sleep(for: idlePoll)
@@ -55,11 +80,15 @@ public final class DeliveryWorker: Sendable {
             }
             if let limiter { try await limiter.acquire() }
             let outcomes: [DeliveryOutcome]
+            let started = ContinuousClock.now
             do {
                 outcomes = try await sink.deliver(due.map(\.event))
+                let elapsed = (ContinuousClock.now - started).components
+                duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
             } catch is CancellationError {
                 return
             } catch {
+                logger.error("the lane's sink failed; its events stay queued", metadata: ["error": "\(error)", "events": "\(due.count)"])
                 // The whole sink is unusable (bad credentials, ...): keep the rows queued and try
                 // again later, so fixing the config loses nothing.
                 let at = clock.now().addingTimeInterval(min(60, policy.ceiling(forRetry: (due.first?.attempts ?? 0) + 1).seconds))
@@ -70,6 +99,16 @@ public final class DeliveryWorker: Sendable {
                 (row.seq, mark(outcome, row: row, rng: &rng))
             }
             try await spool.mark(marks, now: clock.now())
+            for outcome in outcomes {
+                Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", outcome.label)]).increment()
+            }
+            for case (let row, .dead(let reason)) in zip(due, marks.map(\.1)) {
+                Counter(label: MetricNames.deadLetters, dimensions: [("lane", lane), ("reason", reason.code)]).increment()
+                logger.warning("dead letter", metadata: ["event": "\(row.event.id)", "reason": "\(reason.code)", "message": "\(reason.message)"])
+            }
+            batches += 1
+            if batches % 20 == 1 { depth.record(try spool.queuedCount(lane: lane)) }
+            logger.debug("delivered a batch", metadata: ["events": "\(due.count)"])
         }
     }
 

@@ -250,6 +250,11 @@ public final class Spool: Sendable {
         }
     }
 
+    /// Queued rows of one lane.
+    public func queuedCount(lane: String) throws -> Int {
+        try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE lane = ? AND state = 0", arguments: [lane]) ?? 0 }
+    }
+
     /// The newest row's seq (0 when empty).
     public func lastSeq() throws -> Int64 {
         try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM deliveries") ?? 0 }
