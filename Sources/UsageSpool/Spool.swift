@@ -185,27 +185,43 @@ public final class Spool: Sendable {
         case retry(at: Date, reason: String)
     }
 
-    /// Records outcomes for rows (by `seq`) in one transaction.
+    /// Records outcomes for rows (by `seq`) in one transaction: delivered and duplicate rows in
+    /// one statement each, dead and retried rows one by one (they are few).
     public func mark(_ marks: [(seq: Int64, mark: Mark)], now: Date = Date()) async throws {
         let t = now.timeIntervalSince1970
+        var delivered: [Int64] = [], duplicates: [Int64] = []
+        var others: [(Int64, Mark)] = []
+        for (seq, mark) in marks {
+            switch mark {
+            case .delivered: delivered.append(seq)
+            case .duplicate: duplicates.append(seq)
+            default: others.append((seq, mark))
+            }
+        }
+        let groups = [(DeliveryState.delivered, delivered), (.duplicate, duplicates)]
+        let rest = others
         try await pool.write { db in
-            for (seq, mark) in marks {
+            for (state, seqs) in groups where !seqs.isEmpty {
+                let list = seqs.map(String.init).joined(separator: ",")
+                try db.execute(sql: """
+                    UPDATE deliveries SET state = ?, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
+                    reason_code = NULL, reason_message = NULL, updated_at = ? WHERE seq IN (\(list))
+                    """, arguments: [state.rawValue, t, t])
+            }
+            for (seq, mark) in rest {
                 switch mark {
-                case .delivered, .duplicate:
-                    try db.cachedStatement(sql: """
-                        UPDATE deliveries SET state = ?, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
-                        reason_code = NULL, reason_message = NULL, updated_at = ? WHERE seq = ?
-                        """).execute(arguments: [mark.isDelivered ? DeliveryState.delivered.rawValue : DeliveryState.duplicate.rawValue, t, t, seq])
                 case .dead(let reason):
-                    try db.execute(sql: """
+                    try db.cachedStatement(sql: """
                         UPDATE deliveries SET state = 3, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
                         reason_code = ?, reason_message = ?, updated_at = ? WHERE seq = ?
-                        """, arguments: [t, reason.code, reason.description, t, seq])
+                        """).execute(arguments: [t, reason.code, reason.description, t, seq])
                 case .retry(let at, let reason):
-                    try db.execute(sql: """
+                    try db.cachedStatement(sql: """
                         UPDATE deliveries SET attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
                         next_attempt_at = ?, reason_code = 'retrying', reason_message = ?, updated_at = ? WHERE seq = ?
-                        """, arguments: [t, at.timeIntervalSince1970, reason, t, seq])
+                        """).execute(arguments: [t, at.timeIntervalSince1970, reason, t, seq])
+                case .delivered, .duplicate:
+                    break
                 }
             }
         }

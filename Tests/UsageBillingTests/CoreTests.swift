@@ -251,3 +251,20 @@ struct RFC3339Tests {
         #expect(RFC3339.parse("2026-11-25T12:03:00.5Z")?.timeIntervalSince1970 == 1_795_608_180.5)
     }
 }
+
+@Suite("JSONValue")
+struct JSONValueTests {
+    @Test func encodingRoundTripsAndIsCanonical() throws {
+        let value: JSONValue = .object([
+            "b": .array([.number(1), .number(0.1), .number(-2.5e-7), .number(1e21), .bool(true), .null]),
+            "a": .string("quote \" backslash \\ slash / newline \n tab \t bell \u{07} é 🚀"),
+            "c": .object(["z": .string(""), "y": .number(9_007_199_254_740_991)]),
+        ])
+        let data = value.encoded()
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(text.hasPrefix(#"{"a":"quote \" backslash \\ slash / newline \n tab \t bell \u0007 é 🚀","b":[1,0.1,"#))
+        #expect(try JSONDecoder().decode(JSONValue.self, from: data) == value)
+        #expect(try JSONSerialization.jsonObject(with: data) is [String: Any])
+        #expect(JSONValue.number(.nan).encoded() == Data("null".utf8))
+    }
+}
