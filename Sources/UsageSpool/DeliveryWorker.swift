@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Metrics
+import ServiceLifecycle
 import UsageBilling
 import UsageRouting
 
@@ -17,6 +18,7 @@ public final class DeliveryWorker: Sendable {
     /// The longest a lane sleeps before looking for new rows.
     let idlePoll: Duration
     let logger: Logger
+    private let stopFlag = StopFlag()
 
     /// A worker for `spool`, delivering through `router`'s sinks.
     public init(spool: Spool, router: Router, policy: RetryPolicy = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600)),
@@ -44,7 +46,15 @@ public final class DeliveryWorker: Sendable {
         public static let deliveryDuration = "usage_billing_delivery_duration"
     }
 
-    /// Delivers until every queued row is final (`untilEmpty`) or until cancelled.
+    /// Asks every lane to stop after marking the batch it is delivering (graceful shutdown).
+    public func stop() { stopFlag.set() }
+
+    /// Whether ``stop()`` was called.
+    public var isStopping: Bool { stopFlag.isSet }
+
+    /// Delivers until every queued row is final (`untilEmpty`), until ``stop()`` (each lane
+    /// finishes and marks its current batch), or until cancelled (a batch in flight is abandoned
+    /// unmarked and goes again next time, with the same ids).
     public func run(untilEmpty: Bool) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in router.lanes {
@@ -64,7 +74,7 @@ public final class DeliveryWorker: Sendable {
         var logger = self.logger
         logger[metadataKey: "lane"] = "\(lane)"
         var batches = 0
-        while !Task.isCancelled {
+        while !Task.isCancelled && !stopFlag.isSet {
             let now = clock.now()
             let due = try spool.due(lane: lane, limit: batchSize, now: now)
             if due.isEmpty {
@@ -176,5 +186,38 @@ public final class UsagePipeline: Sendable {
     /// Delivers until every row recorded so far is final.
     public func flush() async throws {
         try await worker.run(untilEmpty: true)
+    }
+}
+
+/// A flag set once, read from any lane.
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
+/// The delivery worker as a swift-service-lifecycle `Service`: run it in a `ServiceGroup` with
+/// SIGTERM as a graceful-shutdown signal, and on SIGTERM each lane finishes and marks the batch it
+/// is delivering, then the service returns.
+public struct DeliveryService: Service {
+    /// The worker.
+    public let worker: DeliveryWorker
+    /// Return once nothing is queued.
+    public let untilEmpty: Bool
+
+    /// A service running `worker`.
+    public init(worker: DeliveryWorker, untilEmpty: Bool = false) {
+        self.worker = worker
+        self.untilEmpty = untilEmpty
+    }
+
+    public func run() async throws {
+        let worker = self.worker
+        try await withGracefulShutdownHandler {
+            try await worker.run(untilEmpty: untilEmpty)
+        } onGracefulShutdown: {
+            worker.stop()
+        }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
-import Dispatch
 import Foundation
+import Logging
+import ServiceLifecycle
 import UsageBilling
 import UsageBillingCurl
 import UsageRouting
@@ -44,18 +45,13 @@ struct Worker: AsyncParsableCommand {
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         let worker = DeliveryWorker(spool: spool, router: try Router(config: config, client: client))
-        let task = Task { try await worker.run(untilEmpty: untilEmpty) }
-        let signals = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber)
-            source.setEventHandler { task.cancel() }
-            source.resume()
-            return source
-        }
-        defer { signals.forEach { $0.cancel() } }
+        // SIGTERM/SIGINT: graceful shutdown (each lane finishes and marks its batch, then stops).
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: DeliveryService(worker: worker, untilEmpty: untilEmpty), successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: Logger(label: "usage-billing.worker")))
         do {
-            try await task.value
-        } catch is CancellationError {
+            try await group.run()
         } catch {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.unreachable)

@@ -1,0 +1,45 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+import Testing
+import UsageBillingCurl
+import UsageBillingTesting
+import UsageRouting
+import UsageSpool
+
+@Suite("Graceful shutdown", .timeLimit(.minutes(1)))
+struct ShutdownTests {
+    /// Graceful shutdown while a batch is in flight: the batch completes and is marked, nothing
+    /// after it is started, and the rest stays queued for the next run.
+    @Test func theInFlightBatchFinishesAndIsMarked() async throws {
+        let inFlight = NIOLockedValueBox(0)
+        let server = try await LoopbackHTTPServer.start { _ in
+            inFlight.withLockedValue { $0 += 1 }
+            try? await Task.sleep(for: .milliseconds(600))
+            return .respond(HTTPResponse(status: 204))
+        }
+        let config = try routing("""
+            version: 1
+            providers:
+              openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: 10 }
+            routes:
+              - { events: [api_request], to: openmeter }
+            """)
+        let curl = try CurlHTTPClient()
+        defer { curl.shutdown() }
+        let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("shutdown.spool"), client: curl)
+        try await pipeline.record(events(30))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: DeliveryService(worker: pipeline.worker))], logger: Logger(label: "test")))
+        let running = Task { try await group.run() }
+        while inFlight.withLockedValue({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        let lane = try #require(try pipeline.spool.status().first)
+        #expect(inFlight.withLockedValue { $0 } == 1, "no new batch after the shutdown request")
+        #expect(lane.delivered == 10, "the in-flight batch was marked")
+        #expect(lane.queued == 20 && lane.retrying == 0, "the rest is untouched, queued for the next run")
+        await server.shutdown()
+    }
+}
