@@ -27,7 +27,8 @@ public final class EventReader {
 
     private let handle: FileHandle
     private let format: Format
-    private var buffer = Data()
+    private var buffer = [UInt8]()
+    private var cursor = 0
     private var atEnd = false
     private var lineNumber = 0
     private var header: [String]?
@@ -106,18 +107,21 @@ public final class EventReader {
 
     private func nextLine() -> String? {
         while true {
-            if let newline = buffer.firstIndex(of: 0x0A) {
-                let line = String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self)
-                buffer.removeSubrange(buffer.startIndex...newline)
+            if let newline = buffer[cursor...].firstIndex(of: 0x0A) {
+                let line = String(decoding: buffer[cursor..<newline], as: UTF8.self)
+                cursor = newline + 1
                 return line
             }
             if atEnd {
-                guard !buffer.isEmpty else { return nil }
-                defer { buffer.removeAll() }
-                return String(decoding: buffer, as: UTF8.self)
+                guard cursor < buffer.count else { return nil }
+                defer { buffer.removeAll(); cursor = 0 }
+                return String(decoding: buffer[cursor...], as: UTF8.self)
             }
+            // Drop what was read, then append the next chunk: one copy per chunk, not per line.
+            buffer.removeFirst(cursor)
+            cursor = 0
             let chunk = handle.readData(ofLength: 256 * 1024)
-            if chunk.isEmpty { atEnd = true } else { buffer.append(chunk) }
+            if chunk.isEmpty { atEnd = true } else { buffer.append(contentsOf: chunk) }
         }
     }
 

@@ -42,6 +42,8 @@ public final class Router: UsageSink, @unchecked Sendable {
     /// The config it routes by.
     public let config: RoutingConfig
     private let sinks: [Lane: any UsageSink]
+    /// One token bucket per lane, kept across calls so pacing holds over a long import.
+    private let limiters: [Lane: RateLimiter]
     private let clock: any UsageClock
     private let lock = NSLock()
     private var shadowTasks: [Task<Void, Never>] = []
@@ -60,6 +62,7 @@ public final class Router: UsageSink, @unchecked Sendable {
             }
         }
         self.sinks = sinks
+        self.limiters = sinks.compactMapValues { sink in sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) } }
     }
 
     /// The router takes any batch and splits it per destination.
@@ -167,12 +170,12 @@ public final class Router: UsageSink, @unchecked Sendable {
             work[d.primary, default: []].append((event, .primary))
             for lane in d.shadows { work[lane, default: []].append((event, .shadow)) }
         }
-        let sinks = self.sinks, clock = self.clock
+        let sinks = self.sinks, limiters = self.limiters, clock = self.clock
         await withTaskGroup(of: [DestinationReport].self) { group in
             for (lane, items) in work {
                 guard let sink = sinks[lane] else { continue }
                 group.addTask {
-                    let deliverer = RetryingDeliverer(sink: sink, policy: policy, clock: clock, pace: pace)
+                    let deliverer = RetryingDeliverer(sink: sink, policy: policy, clock: clock, pace: pace, rateLimiter: limiters[lane])
                     do {
                         let results = try await deliverer.deliver(items.map(\.0))
                         return zip(items, results).map { DestinationReport(eventID: $0.0.id, lane: lane, role: $0.1, history: $1.history) }

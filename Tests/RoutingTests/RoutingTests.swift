@@ -149,6 +149,22 @@ struct RouterDeliveryTests {
         await shadowServer.shutdown()
     }
 
+    /// The router keeps one token bucket per lane: a second batch waits for tokens instead of
+    /// getting a fresh burst (Stripe test keys: 25 requests/s, burst 25, one event per request).
+    @Test func pacingHoldsAcrossBatches() async throws {
+        let c = try config("  - { events: [api_request], to: stripe }")
+        let clock = TestClock(now: Date())
+        let router = try Router(config: c, client: DryRunHTTPClient(keep: 0, secrets: []), clock: clock)
+        func batch(_ tag: String) -> [UsageEvent] {
+            (0..<25).map { UsageEvent(id: "\(tag)-\($0)", name: "api_request", customer: "acme", timestamp: clock.now().addingTimeInterval(-60)) }
+        }
+        _ = await router.deliverEverywhere(batch("a"), policy: .none)
+        #expect(clock.sleeps.isEmpty, "the first 25 fit the burst")
+        _ = await router.deliverEverywhere(batch("b"), policy: .none)
+        let waited = clock.sleeps.reduce(Duration.zero, +)
+        #expect(waited >= .milliseconds(900), "the second batch waited \(waited) for tokens")
+    }
+
     @Test func deliverEverywhereReportsEachDestination() async throws {
         let c = try config("  - { events: [api_request], to: stripe, shadow: openmeter }")
         let dry = DryRunHTTPClient(keep: 10, secrets: c.secretValues)

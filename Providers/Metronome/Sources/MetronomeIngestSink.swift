@@ -43,20 +43,9 @@ public struct MetronomeIngestSink: UsageSink {
 
     /// Validates, sends the valid events in one request, and returns one outcome per event in order.
     public func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome] {
-        var outcomes = [DeliveryOutcome?](repeating: nil, count: batch.count)
-        var ready: [(Int, JSONValue)] = []
         let now = clock.now()
-        for (index, event) in batch.enumerated() {
-            switch prepare(event, now: now) {
-            case .failure(let reason): outcomes[index] = .rejected(reason)
-            case .success(let json): ready.append((index, json))
-            }
-        }
-        for chunk in Batcher.batches(ready, maxBatchSize: settings.maxBatchSize) {
-            let outcome = try await send(chunk.map(\.1))
-            for (index, _) in chunk { outcomes[index] = outcome }
-        }
-        return outcomes.map { $0 ?? .possiblyDelivered }
+        return try await PreparedDelivery.deliver(batch, maxPerRequest: settings.maxBatchSize,
+                                                  prepare: { prepare($0, now: now) }, send: send)
     }
 
     func prepare(_ event: UsageEvent, now: Date) -> Result<JSONValue, RejectionReason> {
@@ -173,8 +162,8 @@ public struct MetronomeClient: Sendable {
             let response = try await client.send(request)
             guard response.status == 200 else {
                 let message = JSONValue.parse(response.body)?["message"]?.stringValue ?? "HTTP \(response.status)"
-                let code: UsageBillingError.Code = [401, 403].contains(response.status) ? .configuration : response.status == 429 || response.status >= 500 ? .transport : .rejected
-                throw UsageBillingError(code, "Metronome usage query failed: \(message)", fix: code == .configuration ? "check api_key" : nil)
+                throw UsageBillingError.forFailedCall(status: response.status, message: "Metronome usage query failed (\(response.status)): \(message)",
+                                                      credentialField: "api_key")
             }
             guard let page = try? JSONDecoder().decode(Page.self, from: response.body) else {
                 throw UsageBillingError(.unexpectedResponse, "Metronome's usage answer does not decode", fix: "check endpoint")

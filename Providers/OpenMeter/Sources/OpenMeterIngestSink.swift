@@ -44,19 +44,7 @@ public struct OpenMeterIngestSink: UsageSink {
 
     /// Validates, sends the valid events in one request, and returns one outcome per event in order.
     public func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome] {
-        var outcomes = [DeliveryOutcome?](repeating: nil, count: batch.count)
-        var ready: [(Int, JSONValue)] = []
-        for (index, event) in batch.enumerated() {
-            switch prepare(event) {
-            case .failure(let reason): outcomes[index] = .rejected(reason)
-            case .success(let json): ready.append((index, json))
-            }
-        }
-        for chunk in Batcher.batches(ready, maxBatchSize: settings.maxBatchSize) {
-            let outcome = try await send(chunk.map(\.1))
-            for (index, _) in chunk { outcomes[index] = outcome }
-        }
-        return outcomes.map { $0 ?? .possiblyDelivered }
+        try await PreparedDelivery.deliver(batch, maxPerRequest: settings.maxBatchSize, prepare: prepare, send: send)
     }
 
     func prepare(_ event: UsageEvent) -> Result<JSONValue, RejectionReason> {
@@ -151,13 +139,8 @@ public struct OpenMeterClient: Sendable {
             headers: headers))
         guard response.status == 200 else {
             let detail = JSONValue.parse(response.body)?["detail"]?.stringValue ?? "HTTP \(response.status)"
-            let code: UsageBillingError.Code = switch response.status {
-            case 401, 403: .configuration
-            case 404: .notFound
-            case 429, 500...: .transport
-            default: .rejected
-            }
-            throw UsageBillingError(code, "OpenMeter meter query failed: \(detail)", fix: code == .notFound ? "check the meter slug" : nil)
+            throw UsageBillingError.forFailedCall(status: response.status, message: "OpenMeter meter query failed (\(response.status)): \(detail)",
+                                                  credentialField: "api_key", notFoundFix: "check the meter slug")
         }
         struct Result: Decodable { var data: [OpenMeterQueryRow] }
         guard let result = try? JSONDecoder().decode(Result.self, from: response.body) else {

@@ -170,12 +170,7 @@ public struct OrbClient: Sendable {
         guard (200..<300).contains(response.status) else {
             let problem = OrbProblem(response.body)
             let text = "Orb answered \(response.status) to \(method) \(path): \(problem.message(status: response.status))"
-            switch response.status {
-            case 401, 403: throw UsageBillingError(.configuration, text, fix: "check api_key", field: "api_key")
-            case 404: throw UsageBillingError(.notFound, text, fix: "check the id")
-            case 408, 409, 429, 500...: throw UsageBillingError(.transport, text, fix: "retry later", mayHaveReachedServer: true)
-            default: throw UsageBillingError(.rejected, text)
-            }
+            throw UsageBillingError.forFailedCall(status: response.status, message: text, credentialField: "api_key")
         }
         do {
             return try JSONDecoder().decode(T.self, from: response.body)

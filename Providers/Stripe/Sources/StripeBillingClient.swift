@@ -263,16 +263,9 @@ public struct StripeBillingClient: Sendable {
             let error = StripeErrorBody(response.body)
             let what = [error.code, error.message].compactMap { $0 }.joined(separator: ": ")
             let text = "Stripe answered \(response.status) to \(method) \(path)" + (what.isEmpty ? "" : " (\(what))")
-            switch response.status {
-            case 401, 403:
-                throw UsageBillingError(.configuration, text, fix: "check secret_key and its permissions", field: "secret_key", providerRequestID: requestID)
-            case 404:
-                throw UsageBillingError(.notFound, text, fix: "check the id; list meters with `usage-billing meters list`", field: error.param, providerRequestID: requestID)
-            case 409, 429, 500...:
-                throw UsageBillingError(.transport, text, fix: "retry later", providerRequestID: requestID, mayHaveReachedServer: true)
-            default:
-                throw UsageBillingError(.rejected, text, fix: error.param.map { "fix parameter \($0)" }, field: error.param, providerRequestID: requestID)
-            }
+            throw UsageBillingError.forFailedCall(
+                status: response.status, message: text, credentialField: "secret_key",
+                notFoundFix: "check the id; list meters with `usage-billing meters list`", field: error.param, providerRequestID: requestID)
         }
         do {
             return try JSONDecoder().decode(T.self, from: response.body)

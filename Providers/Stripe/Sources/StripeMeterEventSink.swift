@@ -57,27 +57,15 @@ public struct StripeMeterEventSink: UsageSink {
 
     /// Validates each event, sends the valid ones, and returns one outcome per event in order.
     public func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome] {
-        var outcomes = [DeliveryOutcome?](repeating: nil, count: batch.count)
-        var ready: [(index: Int, event: PreparedEvent)] = []
         let now = clock.now()
-        for (index, event) in batch.enumerated() {
-            switch prepare(event, now: now) {
-            case .failure(let reason): outcomes[index] = .rejected(reason)
-            case .success(let prepared): ready.append((index, prepared))
-            }
-        }
-        switch settings.api {
-        case .v1, .v2:
-            for (index, event) in ready {
-                outcomes[index] = try await sendSingle(event)
-            }
-        case .v2Stream:
-            for chunk in Batcher.batches(ready, maxBatchSize: settings.streamBatchSize) {
-                let result = try await sendStream(chunk.map(\.event))
-                for item in chunk { outcomes[item.index] = result }
-            }
-        }
-        return outcomes.map { $0 ?? .possiblyDelivered }
+        let stream = settings.api == .v2Stream
+        return try await PreparedDelivery.deliver(
+            batch, maxPerRequest: stream ? settings.streamBatchSize : 1, prepare: { prepare($0, now: now) },
+            send: { events in
+                if stream { return try await sendStream(events) }
+                guard let event = events.first else { return .possiblyDelivered }  // never empty
+                return try await sendSingle(event)
+            })
     }
 
     // MARK: - Preparing
@@ -183,11 +171,9 @@ public struct StripeMeterEventSink: UsageSink {
     /// Throws only configuration errors and non-transport failures.
     private func post(_ request: HTTPRequest) async throws -> Sent {
         let response: HTTPResponse
-        do {
-            response = try await client.send(request)
-        } catch {
-            if let outcome = DeliveryOutcome.forTransportFailure(error) { return .done(outcome) }
-            throw error
+        switch try await client.sendForDelivery(request) {
+        case .failed(let outcome): return .done(outcome)
+        case .response(let r): response = r
         }
         switch StripeAnswer.classify(response, now: clock.now()) {
         case .success: return .done(.accepted)

@@ -29,11 +29,14 @@ public struct RetryingDeliverer: Sendable {
     /// A deliverer for `sink`, retrying by `policy` on `clock`.
     /// - Parameter pace: whether to pace requests by the sink's declared rate limit (turn it off
     ///   only when nothing real is on the other end, as in a dry run).
-    public init(sink: any UsageSink, policy: RetryPolicy = .default, clock: any UsageClock = SystemClock(), pace: Bool = true) {
+    /// - Parameter rateLimiter: a limiter shared with other deliverers of the same sink (so its
+    ///   bucket is not refilled per deliverer); by default a new one from the sink's rate limit.
+    public init(sink: any UsageSink, policy: RetryPolicy = .default, clock: any UsageClock = SystemClock(), pace: Bool = true,
+                rateLimiter: RateLimiter? = nil) {
         self.sink = sink
         self.policy = policy
         self.clock = clock
-        self.rateLimiter = pace ? sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) } : nil
+        self.rateLimiter = pace ? (rateLimiter ?? sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }) : nil
     }
 
     /// Delivers `events`; returns one report per event in input order. Throws only what the sink

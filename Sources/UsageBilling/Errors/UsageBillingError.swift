@@ -81,3 +81,24 @@ public struct UsageBillingError: Error, Sendable, Hashable, CustomStringConverti
         return text
     }
 }
+
+extension UsageBillingError {
+    /// The error for a failed management or read-back call (not event delivery, whose answers
+    /// become per-event outcomes): 401/403 → `.configuration` (the credential, `credentialField`);
+    /// 404 → `.notFound`; 408/409/429/5xx → `.transport` that may have reached the server (retry
+    /// later); anything else → `.rejected`. `message` says what was asked and what came back.
+    public static func forFailedCall(status: Int, message: String, credentialField: String, notFoundFix: String = "check the id",
+                                     field: String? = nil, providerRequestID: String? = nil) -> UsageBillingError {
+        switch status {
+        case 401, 403:
+            return UsageBillingError(.configuration, message, fix: "check \(credentialField) and its permissions", field: credentialField,
+                                     providerRequestID: providerRequestID)
+        case 404:
+            return UsageBillingError(.notFound, message, fix: notFoundFix, field: field, providerRequestID: providerRequestID)
+        case 408, 409, 429, 500...:
+            return UsageBillingError(.transport, message, fix: "retry later", providerRequestID: providerRequestID, mayHaveReachedServer: true)
+        default:
+            return UsageBillingError(.rejected, message, fix: field.map { "fix \($0)" }, field: field, providerRequestID: providerRequestID)
+        }
+    }
+}

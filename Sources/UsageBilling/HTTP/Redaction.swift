@@ -29,7 +29,6 @@ public enum Redaction {
     /// Header names whose values are credentials.
     public static let sensitiveHeaders: Set<String> = [
         "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
-        "chargebee-api-key", "x-recurly-api-key",
     ]
 
     /// Whether a header carries a credential.

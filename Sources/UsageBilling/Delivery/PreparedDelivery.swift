@@ -1,0 +1,29 @@
+/// The delivery shape most adapters share: prepare each event (a local rejection, or its wire
+/// form), send the prepared ones in requests of at most `maxPerRequest`, and give each event the
+/// outcome of the request that carried it.
+public enum PreparedDelivery {
+    /// One outcome per event of `batch`, in order.
+    /// - Parameters:
+    ///   - prepare: validates and maps one event; a failure is a local rejection (no request).
+    ///   - send: sends one request (never empty) and returns the outcome for all its events;
+    ///     throws only when the whole sink is unusable.
+    public static func deliver<Prepared>(
+        _ batch: [UsageEvent], maxPerRequest: Int,
+        prepare: (UsageEvent) -> Result<Prepared, RejectionReason>,
+        send: ([Prepared]) async throws -> DeliveryOutcome
+    ) async throws -> [DeliveryOutcome] {
+        var outcomes = [DeliveryOutcome?](repeating: nil, count: batch.count)
+        var ready: [(index: Int, prepared: Prepared)] = []
+        for (index, event) in batch.enumerated() {
+            switch prepare(event) {
+            case .failure(let reason): outcomes[index] = .rejected(reason)
+            case .success(let prepared): ready.append((index, prepared))
+            }
+        }
+        for chunk in Batcher.batches(ready, maxBatchSize: maxPerRequest) {
+            let outcome = try await send(chunk.map(\.prepared))
+            for item in chunk { outcomes[item.index] = outcome }
+        }
+        return outcomes.map { $0 ?? .possiblyDelivered }
+    }
+}
