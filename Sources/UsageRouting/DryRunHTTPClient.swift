@@ -44,8 +44,11 @@ public final class DryRunHTTPClient: HTTPClient, @unchecked Sendable {
 }
 
 extension RoutingConfig {
-    /// The values of every provider's secret settings (to mask in output).
+    /// The values of every provider's secret settings and of every setting taken from the
+    /// environment (to mask in output).
     public var secretValues: [String] {
-        providers.values.flatMap { p in p.kind.secretKeys.compactMap { p.settings[$0]?.stringValue } }
+        providers.values.flatMap { p in
+            p.settings.keys.filter { isMasked(provider: p.name, key: $0) }.compactMap { p.settings[$0]?.stringValue }
+        }
     }
 }

@@ -102,6 +102,13 @@ public struct RoutingConfig: Sendable {
     public var customers: [String: [String: String]]
     /// The unrouted policy.
     public var unrouted: Unrouted
+    /// Key paths whose values came from environment variables; shown masked like secrets.
+    public var environmentKeys: Set<String> = []
+
+    /// Whether a provider setting is shown masked: a declared secret, or a value from the environment.
+    public func isMasked(provider: String, key: String) -> Bool {
+        (providers[provider]?.kind.secretKeys.contains(key) ?? false) || environmentKeys.contains("providers.\(provider).\(key)")
+    }
 
     /// The route an event takes, or `nil` when none does.
     public func decide(_ event: UsageEvent) -> Decision? {
@@ -135,7 +142,7 @@ public struct RoutingConfig: Sendable {
             guard let p = providers[name] else { continue }
             let settings = p.settings.keys.sorted().map { key -> String in
                 let value = p.settings[key] ?? .null
-                let shown = p.kind.secretKeys.contains(key) ? Redaction.mask(value.stringValue ?? "\(value)") : value.description
+                let shown = isMasked(provider: name, key: key) ? Redaction.mask(value.stringValue ?? "\(value)") : value.description
                 return "\(key)=\(shown)"
             }
             lines.append("  \(name) (\(p.kind.name)): \(settings.joined(separator: ", "))")
@@ -178,7 +185,10 @@ public struct RoutingConfig: Sendable {
         guard let document else { throw ConfigIssues(issues: v.issues) }
         v.lines = document.lines
         let config = v.validate(document.root, directory: directory)
-        if let config, v.issues.isEmpty { return config }
+        if var config, v.issues.isEmpty {
+            config.environmentKeys = document.fromEnvironment
+            return config
+        }
         throw ConfigIssues(issues: v.issues.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
     }
 }

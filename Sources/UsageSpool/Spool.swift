@@ -227,11 +227,6 @@ public final class Spool: Sendable {
         }
     }
 
-    /// Every lane that has rows.
-    public func lanes() throws -> [String] {
-        try pool.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT lane FROM deliveries ORDER BY lane") }
-    }
-
     /// Counts per lane.
     public func status() throws -> [LaneStatus] {
         try pool.read { db in
@@ -259,21 +254,14 @@ public final class Spool: Sendable {
         }
     }
 
-    /// Queued rows in total (optionally only those with `seq <= upTo`).
-    public func queuedCount(upTo seq: Int64? = nil) throws -> Int {
-        try pool.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE state = 0 AND seq <= ?", arguments: [seq ?? Int64.max]) ?? 0
-        }
+    /// Queued rows in total.
+    public func queuedCount() throws -> Int {
+        try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE state = 0") ?? 0 }
     }
 
     /// Queued rows of one lane.
     public func queuedCount(lane: String) throws -> Int {
         try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE lane = ? AND state = 0", arguments: [lane]) ?? 0 }
-    }
-
-    /// The newest row's seq (0 when empty).
-    public func lastSeq() throws -> Int64 {
-        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM deliveries") ?? 0 }
     }
 
     /// Dead letters, oldest first, optionally of one reason code.

@@ -107,6 +107,15 @@ struct RoutingDecisionTests {
         }
     }
 
+    @Test func valuesFromTheEnvironmentAreMaskedWhateverTheKey() throws {
+        let source = "tenant-" + String(repeating: "Zz9", count: 8)
+        let c = try RoutingConfig.parse(providersYAML.replacingOccurrences(of: "api_key: ${OM_KEY} }", with: "api_key: ${OM_KEY}, source: ${OM_SOURCE} }")
+                                        + "\nroutes:\n  - { events: [a], to: openmeter }", file: "t.yaml", directory: "/tmp",
+                                        registry: .standard, environment: env.merging(["OM_SOURCE": source]) { $1 })
+        #expect(!c.describe().contains(source))
+        #expect(c.secretValues.contains(source))
+    }
+
     @Test func describeMasksSecrets() throws {
         let key = "sk_" + "test_" + String(repeating: "Qz7", count: 9)
         let c = try RoutingConfig.parse(providersYAML + "\nroutes:\n  - { events: [a], to: stripe }", file: "t.yaml", directory: "/tmp",
