@@ -17,6 +17,9 @@ let package = Package(
         .library(name: "OrbUsage", targets: ["OrbUsage"]),
         .library(name: "MetronomeUsage", targets: ["MetronomeUsage"]),
         .library(name: "OpenMeterUsage", targets: ["OpenMeterUsage"]),
+        .library(name: "ChargebeeUsage", targets: ["ChargebeeUsage"]),
+        .library(name: "RecurlyUsage", targets: ["RecurlyUsage"]),
+        .library(name: "PaddleUsage", targets: ["PaddleUsage"]),
         .executable(name: "usage-billing", targets: ["usage-billing"]),
         .executable(name: "usage-billing-bench", targets: ["usage-billing-bench"]),
     ],
@@ -69,6 +72,9 @@ let package = Package(
         .target(name: "OrbUsage", dependencies: ["UsageBilling"], path: "Providers/Orb/Sources", swiftSettings: strict),
         .target(name: "MetronomeUsage", dependencies: ["UsageBilling"], path: "Providers/Metronome/Sources", swiftSettings: strict),
         .target(name: "OpenMeterUsage", dependencies: ["UsageBilling"], path: "Providers/OpenMeter/Sources", swiftSettings: strict),
+        .target(name: "ChargebeeUsage", dependencies: ["UsageBilling"], path: "Providers/Chargebee/Sources", swiftSettings: strict),
+        .target(name: "RecurlyUsage", dependencies: ["UsageBilling"], path: "Providers/Recurly/Sources", swiftSettings: strict),
+        .target(name: "PaddleUsage", dependencies: ["UsageBilling"], path: "Providers/Paddle/Sources", swiftSettings: strict),
         // Routing config (YAML/JSON), the dual-write Router, the provider registry, import.
         .target(
             name: "UsageRouting",
@@ -90,7 +96,7 @@ let package = Package(
         // The registry of every built-in provider: one line per provider.
         .target(
             name: "UsageBillingProviders",
-            dependencies: ["UsageBilling", "UsageRouting", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage"],
+            dependencies: ["UsageBilling", "UsageRouting", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage", "ChargebeeUsage", "RecurlyUsage", "PaddleUsage"],
             path: "Sources/UsageBillingProviders",
             swiftSettings: strict
         ),
@@ -98,7 +104,7 @@ let package = Package(
             name: "usage-billing",
             dependencies: [
                 "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders", "UsageSpool",
-                "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage",
+                "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage", "ChargebeeUsage", "RecurlyUsage", "PaddleUsage",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -123,7 +129,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage"],
+            dependencies: ["UsageBilling", "UsageBillingTesting", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage", "ChargebeeUsage", "RecurlyUsage", "PaddleUsage"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -153,7 +159,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BatchProviderTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "OrbUsage", "MetronomeUsage", "OpenMeterUsage"],
+            dependencies: ["UsageBilling", "UsageBillingTesting", "OrbUsage", "MetronomeUsage", "OpenMeterUsage", "ChargebeeUsage", "RecurlyUsage", "PaddleUsage"],
             swiftSettings: strict
         ),
     ]

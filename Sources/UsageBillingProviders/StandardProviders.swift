@@ -1,6 +1,9 @@
+import ChargebeeUsage
 import MetronomeUsage
 import OpenMeterUsage
 import OrbUsage
+import PaddleUsage
+import RecurlyUsage
 import StripeUsage
 import UsageRouting
 
@@ -11,5 +14,8 @@ extension ProviderRegistry {
         OrbIngestSink.kind,
         MetronomeIngestSink.kind,
         OpenMeterIngestSink.kind,
+        ChargebeeSink.kind,
+        RecurlySink.kind,
+        PaddleSink.kind,
     ])
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A credential. Its `description` never shows the value, so it cannot leak through string
 /// interpolation into logs or errors; read ``Secret/exposedValue`` only where it goes on the wire.
 public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible,
@@ -43,5 +45,13 @@ public enum Redaction {
             return String(value[..<range.upperBound]) + "REDACTED"
         }
         return "REDACTED"
+    }
+}
+
+extension Secret {
+    /// `Basic base64(value:)`: HTTP basic auth with this key as the user name and an empty
+    /// password, as Chargebee and Recurly expect.
+    public var basicAuthorization: String {
+        "Basic " + Data((exposedValue + ":").utf8).base64EncodedString()
     }
 }

@@ -13,6 +13,19 @@ public protocol UsageSink: Sendable {
     /// Throws only when the whole sink is unusable, such as bad credentials or a missing
     /// permission (a ``UsageBillingError`` with code `.configuration`), never for one bad event.
     func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome]
+
+    /// Delivers one batch in which the events whose ids are in `retrying` may already have
+    /// reached the provider (an earlier attempt failed or ended ambiguous, or the process died
+    /// during one). A provider without idempotency (``IdempotencyKind/clientCheckBeforeRetry``)
+    /// looks those up before sending them again; the default ignores `retrying`.
+    func deliver(_ batch: [UsageEvent], retrying: Set<String>) async throws -> [DeliveryOutcome]
+}
+
+extension UsageSink {
+    /// Delivers, ignoring `retrying`: right for providers that dedupe by the event id themselves.
+    public func deliver(_ batch: [UsageEvent], retrying: Set<String>) async throws -> [DeliveryOutcome] {
+        try await deliver(batch)
+    }
 }
 
 /// What a sink can take, declared by each adapter.
@@ -25,9 +38,12 @@ public struct SinkCapabilities: Sendable, Hashable {
     public var idempotency: IdempotencyKind
     /// The provider's request rate limit, if known; the worker paces requests by it.
     public var rateLimit: RateLimit?
-    /// Whether the provider bills quantities per period rather than raw events, so events must be
-    /// aggregated per (customer, meter, window) before delivery.
-    public var needsPreAggregation: Bool
+    /// For providers that bill quantities per period rather than raw events: how events are
+    /// aggregated per (customer, meter, window) before delivery. The spool and the router fold
+    /// raw events with a ``WindowAggregator`` and hand the sink only the emitted records.
+    public var aggregation: AggregationSpec?
+    /// Whether events must be aggregated before delivery.
+    public var needsPreAggregation: Bool { aggregation != nil }
 
     /// Creates a value with the given settings; every parameter is described on its property.
     public init(
@@ -35,13 +51,13 @@ public struct SinkCapabilities: Sendable, Hashable {
         acceptedWindow: AcceptedTimeWindow? = nil,
         idempotency: IdempotencyKind,
         rateLimit: RateLimit? = nil,
-        needsPreAggregation: Bool = false
+        aggregation: AggregationSpec? = nil
     ) {
         self.maxBatchSize = max(1, maxBatchSize)
         self.acceptedWindow = acceptedWindow
         self.idempotency = idempotency
         self.rateLimit = rateLimit
-        self.needsPreAggregation = needsPreAggregation
+        self.aggregation = aggregation
     }
 }
 

@@ -1,0 +1,72 @@
+import Foundation
+import UsageBilling
+
+/// One record of `GET /api/v2/usages`.
+public struct ChargebeeUsage: Sendable, Hashable, Decodable {
+    public var id: String?
+    public var subscriptionID: String
+    public var itemPriceID: String
+    /// A decimal string.
+    public var quantity: String
+    /// Unix seconds.
+    public var usageDate: Int64
+    public var invoiceID: String?
+    public var note: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, subscriptionID = "subscription_id", itemPriceID = "item_price_id", quantity, usageDate = "usage_date"
+        case invoiceID = "invoice_id", note
+    }
+
+    /// The quantity as a decimal.
+    public var decimalQuantity: Decimal? { Decimal(string: quantity, locale: Locale(identifier: "en_US_POSIX")) }
+}
+
+/// Chargebee's usage read-back: `GET /api/v2/usages` with filters, following `next_offset`.
+public struct ChargebeeClient: Sendable {
+    /// The settings in use.
+    public let settings: ChargebeeSettings
+    private let client: any HTTPClient
+
+    /// A client; throws on unusable settings.
+    public init(settings: ChargebeeSettings, client: any HTTPClient) throws {
+        var checked = settings
+        if checked.mode == .usages && checked.itemPriceID == nil && checked.itemPrices.isEmpty { checked.mode = .usageEvents }
+        try checked.validate()
+        self.settings = settings
+        self.client = client
+    }
+
+    /// Usages with `usage_date` in [from, to] (inclusive, Chargebee's `between`), optionally of one
+    /// subscription and item price, oldest first, every page.
+    public func usages(from: Date, to: Date, subscriptionID: String? = nil, itemPriceID: String? = nil, pageSize: Int = 100) async throws -> [ChargebeeUsage] {
+        var query: [(String, String)] = [
+            ("limit", String(min(100, max(1, pageSize)))),
+            ("usage_date[between]", "[\(Int64(from.timeIntervalSince1970)),\(Int64(to.timeIntervalSince1970))]"),
+            ("sort_by[asc]", "usage_date"),
+        ]
+        if let subscriptionID { query.append(("subscription_id[is]", subscriptionID)) }
+        if let itemPriceID { query.append(("item_price_id[is]", itemPriceID)) }
+        struct Entry: Decodable { var usage: ChargebeeUsage }
+        struct Page: Decodable { var list: [Entry]; var next_offset: String? }
+        var all: [ChargebeeUsage] = []
+        var offset: String?
+        for _ in 0..<10_000 {
+            let request = HTTPRequest(method: .get, url: URLBuilder.url(base: settings.endpoint, path: "/api/v2/usages", query: query + (offset.map { [("offset", $0)] } ?? [])),
+                                      headers: ["Authorization": settings.apiKey.basicAuthorization, "Accept": "application/json"])
+            let response = try await client.send(request)
+            guard response.status == 200 else {
+                let error = ChargebeeError(response)
+                throw UsageBillingError.forFailedCall(status: response.status, message: "Chargebee usage list failed (\(response.status)): \(error.describe)",
+                                                      credentialField: "api_key", notFoundFix: "check site and the subscription id", field: error.param)
+            }
+            guard let page = try? JSONDecoder().decode(Page.self, from: response.body) else {
+                throw UsageBillingError(.unexpectedResponse, "Chargebee's usage list does not decode", fix: "check endpoint")
+            }
+            all += page.list.map(\.usage)
+            guard let next = page.next_offset, !next.isEmpty else { return all }
+            offset = next
+        }
+        throw UsageBillingError(.unexpectedResponse, "Chargebee kept returning next_offset after 10,000 pages")
+    }
+}
