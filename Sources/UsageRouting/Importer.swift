@@ -16,10 +16,17 @@ public struct ImportSummary: Sendable {
     /// Whether any event was still retryable or possibly delivered when retries ran out.
     public var anyUndelivered: Bool { counts.values.contains { $0.keys.contains { $0 == "retryable" || $0 == "possibly_delivered" } } }
 
-    mutating func add(_ report: DestinationReport) {
-        let lane = report.lane.map { "\($0.provider) (route \($0.route), \(report.role.rawValue))" } ?? "unrouted"
+    mutating func add(_ report: DestinationReport, record: Bool = false) {
+        var lane = report.lane.map { "\($0.provider) (route \($0.route), \(report.role.rawValue))" } ?? "unrouted"
+        if record { lane += " window records" }
         let key: String
-        if case .rejected(let reason) = report.final { key = "rejected: \(reason.code)" } else { key = report.final.label }
+        if report.aggregated {
+            key = "aggregated"
+        } else if case .rejected(let reason) = report.final {
+            key = "rejected: \(reason.code)"
+        } else {
+            key = report.final.label
+        }
         counts[lane, default: [:]][key, default: 0] += 1
     }
 
@@ -75,6 +82,7 @@ public struct Importer: Sendable {
             for report in await router.deliverEverywhere(events, policy: policy, pace: pace) { summary.add(report) }
             progress?(summary.events)
         }
+        for report in await router.flushAggregates(policy: policy, pace: pace) { summary.add(report, record: true) }
         return summary
     }
 }

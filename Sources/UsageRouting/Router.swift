@@ -30,6 +30,18 @@ public struct DestinationReport: Sendable, Hashable {
     public var role: Role
     /// Every outcome, one per attempt; the last is final for this run.
     public var history: [DeliveryOutcome]
+    /// Whether the event was folded into an aggregation window (its lane bills per window); the
+    /// window's record is reported separately by ``Router/flushAggregates(policy:pace:)``.
+    public var aggregated = false
+
+    /// A report.
+    public init(eventID: String, lane: Lane?, role: Role, history: [DeliveryOutcome], aggregated: Bool = false) {
+        self.eventID = eventID
+        self.lane = lane
+        self.role = role
+        self.history = history
+        self.aggregated = aggregated
+    }
 
     /// The last outcome.
     public var final: DeliveryOutcome { history.last ?? .possiblyDelivered }
@@ -48,6 +60,8 @@ public final class Router: UsageSink, @unchecked Sendable {
     private let lock = NSLock()
     private var shadowTasks: [Task<Void, Never>] = []
     private var shadowReports: [DestinationReport] = []
+    /// Open windows of the lanes whose sinks bill per window, for paths without a spool.
+    private var aggregators: [Lane: WindowAggregator] = [:]
 
     /// Builds a sink for every lane of `config`, all sharing `client`.
     public init(config: RoutingConfig, client: any HTTPClient, clock: any UsageClock = SystemClock()) throws {
@@ -108,6 +122,10 @@ public final class Router: UsageSink, @unchecked Sendable {
                 guard let sink = sinks[lane] else { continue }
                 group.addTask {
                     var result: [(Int, DeliveryOutcome)] = []
+                    if sink.capabilities.aggregation != nil {
+                        let outcomes = try await self.deliverAggregated(indices.map { batch[$0] }, lane: lane, sink: sink)
+                        return Array(zip(indices, outcomes))
+                    }
                     for chunk in Batcher.batches(indices, maxBatchSize: sink.capabilities.maxBatchSize) {
                         result += zip(chunk, try await sink.deliver(chunk.map { batch[$0] })).map { ($0, $1) }
                     }
@@ -171,6 +189,11 @@ public final class Router: UsageSink, @unchecked Sendable {
             for lane in d.shadows { work[lane, default: []].append((event, .shadow)) }
         }
         let sinks = self.sinks, limiters = self.limiters, clock = self.clock
+        for (lane, items) in work where sinks[lane]?.capabilities.aggregation != nil {
+            fold(items.map(\.0), lane: lane)
+            reports += items.map { DestinationReport(eventID: $0.0.id, lane: lane, role: $0.1, history: [], aggregated: true) }
+            work[lane] = nil
+        }
         await withTaskGroup(of: [DestinationReport].self) { group in
             for (lane, items) in work {
                 guard let sink = sinks[lane] else { continue }
@@ -188,5 +211,79 @@ public final class Router: UsageSink, @unchecked Sendable {
             for await part in group { reports += part }
         }
         return reports
+    }
+
+    // MARK: Aggregation without a spool
+
+    /// Folds events into `lane`'s open windows (kept for the router's lifetime).
+    private func fold(_ events: [UsageEvent], lane: Lane) {
+        guard let spec = sinks[lane]?.capabilities.aggregation else { return }
+        lock.withLock {
+            var aggregator = aggregators[lane] ?? WindowAggregator(spec: spec, namespace: lane.description)
+            for event in events { aggregator.add(event) }
+            aggregators[lane] = aggregator
+        }
+    }
+
+    /// Emits the records of every window with new events (open or not) and delivers them, each
+    /// lane through its own ``RetryingDeliverer``. Call it once the input is read (``Importer``
+    /// does): without a spool, windows live only as long as this router, so a window is billed
+    /// once per run; use the spool to keep windows across runs.
+    public func flushAggregates(policy: RetryPolicy, pace: Bool = true) async -> [DestinationReport] {
+        let records: [Lane: [UsageEvent]] = lock.withLock {
+            var out: [Lane: [UsageEvent]] = [:]
+            for lane in aggregators.keys {
+                guard var aggregator = aggregators[lane] else { continue }
+                let emitted = aggregator.flush()
+                aggregators[lane] = aggregator
+                if !emitted.isEmpty { out[lane] = emitted }
+            }
+            return out
+        }
+        let sinks = self.sinks, limiters = self.limiters, clock = self.clock
+        let role: (Lane) -> DestinationReport.Role = { lane in self.config.routes.first { $0.index == lane.route }?.primary == lane.provider ? .primary : .shadow }
+        var reports: [DestinationReport] = []
+        await withTaskGroup(of: [DestinationReport].self) { group in
+            for (lane, events) in records {
+                guard let sink = sinks[lane] else { continue }
+                let laneRole = role(lane)
+                group.addTask {
+                    let deliverer = RetryingDeliverer(sink: sink, policy: policy, clock: clock, pace: pace, rateLimiter: limiters[lane])
+                    do {
+                        return try await deliverer.deliver(events).map { DestinationReport(eventID: $0.eventID, lane: lane, role: laneRole, history: $0.history) }
+                    } catch {
+                        let reason = RejectionReason(code: (error as? UsageBillingError)?.shortDescription ?? "error", message: "\(error)", origin: .local)
+                        return events.map { DestinationReport(eventID: $0.id, lane: lane, role: laneRole, history: [.rejected(reason)]) }
+                    }
+                }
+            }
+            for await part in group { reports += part }
+        }
+        return reports
+    }
+
+    /// The primary path for a lane that bills per window: fold, emit the touched windows, send
+    /// each record once; every event gets its window's outcome (`.accepted` when its window's
+    /// value did not change).
+    private func deliverAggregated(_ events: [UsageEvent], lane: Lane, sink: any UsageSink) async throws -> [DeliveryOutcome] {
+        guard let spec = sink.capabilities.aggregation else { return try await sink.deliver(events) }
+        let records: [UsageEvent] = lock.withLock {
+            var aggregator = aggregators[lane] ?? WindowAggregator(spec: spec, namespace: lane.description)
+            for event in events { aggregator.add(event) }
+            let emitted = aggregator.flush()
+            aggregators[lane] = aggregator
+            return emitted
+        }
+        var byWindow: [String: DeliveryOutcome] = [:]
+        for chunk in Batcher.batches(records, maxBatchSize: sink.capabilities.maxBatchSize) {
+            for (record, outcome) in zip(chunk, try await sink.deliver(chunk)) {
+                byWindow["\(record.customer)\u{1F}\(record.name)\u{1F}\(AggregateInfo(record).windowStart.timeIntervalSince1970)"] = outcome
+            }
+        }
+        let aggregator = WindowAggregator(spec: spec, namespace: lane.description)
+        return events.map { event in
+            let start = Double(aggregator.key(for: event).0.start)
+            return byWindow["\(event.customer)\u{1F}\(event.name)\u{1F}\(start)"] ?? .accepted
+        }
     }
 }

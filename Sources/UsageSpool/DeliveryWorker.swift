@@ -52,19 +52,25 @@ public final class DeliveryWorker: Sendable {
     /// Delivers until every queued row is final (`untilEmpty`), until ``stop()`` (each lane
     /// finishes and marks its current batch), or until cancelled (a batch in flight is abandoned
     /// unmarked and goes again next time, with the same ids).
-    public func run(untilEmpty: Bool) async throws {
+    ///
+    /// Lanes whose sink bills per window fold raw rows into the spool's windows and deliver a
+    /// record per window once it ends plus the grace period; `closeOpenWindows` emits every
+    /// window with new events at once (an explicit flush).
+    public func run(untilEmpty: Bool, closeOpenWindows: Bool = false) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in router.lanes {
                 guard let sink = router.sink(for: lane) else { continue }
-                group.addTask { try await self.runLane(lane.description, sink: sink, untilEmpty: untilEmpty) }
+                group.addTask { try await self.runLane(lane.description, sink: sink, untilEmpty: untilEmpty, closeAll: closeOpenWindows) }
             }
             try await group.waitForAll()
         }
     }
 
-    private func runLane(_ lane: String, sink: any UsageSink, untilEmpty: Bool) async throws {
+    private func runLane(_ lane: String, sink: any UsageSink, untilEmpty: Bool, closeAll: Bool) async throws {
         let limiter = sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }
         let batchSize = sink.capabilities.maxBatchSize
+        let spec = sink.capabilities.aggregation
+        let checksBeforeRetry = sink.capabilities.idempotency == .clientCheckBeforeRetry
         var rng = SystemRandomNumberGenerator()
         let depth = Gauge(label: MetricNames.queueDepth, dimensions: [("lane", lane)])
         let duration = Metrics.Timer(label: MetricNames.deliveryDuration, dimensions: [("lane", lane)])
@@ -73,7 +79,18 @@ public final class DeliveryWorker: Sendable {
         var batches = 0
         while !Task.isCancelled && !stopFlag.isSet {
             let now = clock.now()
-            let due = try spool.due(lane: lane, limit: batchSize, now: now)
+            if let spec {
+                let raw = try spool.due(lane: lane, limit: 1_000, now: now, windowRecords: false)
+                if !raw.isEmpty {
+                    try await spool.fold(raw, lane: lane, spec: spec, now: now)
+                    continue
+                }
+                if let end = try spool.nextWindowEnd(lane: lane), closeAll || end.timeIntervalSince(now) + spec.grace.seconds <= 0 {
+                    let queued = try await spool.closeWindows(lane: lane, spec: spec, now: now, all: closeAll)
+                    if queued > 0 { logger.debug("window records queued", metadata: ["records": "\(queued)"]) }
+                }
+            }
+            let due = try spool.due(lane: lane, limit: batchSize, now: now, windowRecords: spec == nil ? nil : true)
             if due.isEmpty {
                 depth.record(try spool.queuedCount(lane: lane))
                 guard let next = try spool.nextDue(lane: lane) else {
@@ -89,7 +106,11 @@ public final class DeliveryWorker: Sendable {
             let outcomes: [DeliveryOutcome]
             let started = ContinuousClock.now
             do {
-                outcomes = try await sink.deliver(due.map(\.event))
+                // Rows that may already be at the provider (tried before, or a send was starting
+                // when the process died); a provider without idempotency looks them up first.
+                let retrying = Set(due.filter { $0.firstAttemptAt != nil }.map(\.event.id))
+                if checksBeforeRetry { try await spool.markSending(due.map(\.seq), now: clock.now()) }
+                outcomes = try await sink.deliver(due.map(\.event), retrying: retrying)
                 let elapsed = (ContinuousClock.now - started).components
                 duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
             } catch is CancellationError {
@@ -180,9 +201,11 @@ public final class UsagePipeline: Sendable {
         }
     }
 
-    /// Delivers until every row recorded so far is final.
-    public func flush() async throws {
-        try await worker.run(untilEmpty: true)
+    /// Delivers until every row recorded so far is final. Lanes that bill per window emit every
+    /// window with new events first (`closingOpenWindows`, default), so everything recorded is
+    /// billed; events arriving later for the same window go out as the window's next revision.
+    public func flush(closingOpenWindows: Bool = true) async throws {
+        try await worker.run(untilEmpty: true, closeOpenWindows: closingOpenWindows)
     }
 }
 
@@ -202,17 +225,20 @@ public struct DeliveryService: Service {
     public let worker: DeliveryWorker
     /// Return once nothing is queued.
     public let untilEmpty: Bool
+    /// Emit aggregation windows with new events at once (see ``DeliveryWorker/run(untilEmpty:closeOpenWindows:)``).
+    public let closeOpenWindows: Bool
 
     /// A service running `worker`.
-    public init(worker: DeliveryWorker, untilEmpty: Bool = false) {
+    public init(worker: DeliveryWorker, untilEmpty: Bool = false, closeOpenWindows: Bool = false) {
         self.worker = worker
         self.untilEmpty = untilEmpty
+        self.closeOpenWindows = closeOpenWindows
     }
 
     public func run() async throws {
-        let worker = self.worker
+        let worker = self.worker, untilEmpty = self.untilEmpty, closeOpenWindows = self.closeOpenWindows
         try await withGracefulShutdownHandler {
-            try await worker.run(untilEmpty: untilEmpty)
+            try await worker.run(untilEmpty: untilEmpty, closeOpenWindows: closeOpenWindows)
         } onGracefulShutdown: {
             worker.stop()
         }

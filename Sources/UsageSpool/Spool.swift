@@ -14,6 +14,9 @@ public enum SpoolDurability: String, Sendable, CaseIterable {
 /// The state of one event at one destination lane.
 public enum DeliveryState: Int, Sendable, CaseIterable {
     case queued = 0, delivered = 1, duplicate = 2, dead = 3
+    /// A raw event folded into an aggregation window of its lane; the window's record (a row of
+    /// its own) carries it to the provider.
+    case aggregated = 4
 }
 
 /// Per-lane counts for `status`.
@@ -24,6 +27,10 @@ public struct LaneStatus: Sendable, Hashable {
     public var retrying = 0
     public var delivered = 0
     public var duplicates = 0
+    /// Raw events folded into aggregation windows (lanes that bill per window).
+    public var aggregated = 0
+    /// Windows with events not yet emitted as a record (open, or waiting out the grace period).
+    public var openWindows = 0
     /// Dead letters by reason code.
     public var dead: [String: Int] = [:]
     /// When the oldest queued event was recorded.
@@ -44,7 +51,11 @@ public struct QueuedDelivery: Sendable {
     public var seq: Int64
     public var event: UsageEvent
     public var attempts: Int
+    /// Set once a send may have started (for providers without idempotency it is set durably
+    /// before the request), so a row with it may already be at the provider.
     public var firstAttemptAt: Date?
+    /// Whether the row is an aggregation window's record rather than a raw event.
+    public var isWindowRecord: Bool = false
 }
 
 /// The durable outbox: every recorded event with one row per destination lane, in SQLite (WAL).
@@ -127,6 +138,24 @@ public final class Spool: Sendable {
             try db.execute(sql: "DROP INDEX deliveries_by_lane")
             try db.execute(sql: "CREATE INDEX deliveries_queue ON deliveries (lane, state, seq)")
         }
+        m.registerMigration("v3: aggregation windows") { db in
+            // Lanes whose provider bills per window fold raw rows (state 4) into `windows`; a
+            // closed window becomes an event of its own with a row marked `window_record`.
+            try db.execute(sql: """
+                ALTER TABLE deliveries ADD COLUMN window_record INTEGER NOT NULL DEFAULT 0;
+                CREATE TABLE windows (
+                    lane TEXT NOT NULL,
+                    customer TEXT NOT NULL,
+                    meter TEXT NOT NULL,
+                    start INTEGER NOT NULL,
+                    window_end INTEGER NOT NULL,
+                    dirty INTEGER NOT NULL,
+                    state BLOB NOT NULL,
+                    PRIMARY KEY (lane, customer, meter, start)
+                ) WITHOUT ROWID;
+                CREATE INDEX windows_dirty ON windows (lane, dirty, window_end);
+                """)
+        }
         return m
     }
 
@@ -153,19 +182,118 @@ public final class Spool: Sendable {
         try await committer.commit(rows: rows, now: now.timeIntervalSince1970)
     }
 
-    /// Up to `limit` queued rows of `lane` due at `now`, oldest first.
-    public func due(lane: String, limit: Int, now: Date) throws -> [QueuedDelivery] {
+    /// Up to `limit` queued rows of `lane` due at `now`, oldest first; `windowRecords` picks
+    /// only raw events (`false`) or only window records (`true`), nil both.
+    public func due(lane: String, limit: Int, now: Date, windowRecords: Bool? = nil) throws -> [QueuedDelivery] {
         try pool.read { db in
+            let filter = windowRecords.map { " AND d.window_record = \($0 ? 1 : 0)" } ?? ""
             let rows = try Row.fetchAll(db, sql: """
-                SELECT d.seq, d.attempts, d.first_attempt_at, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id
-                WHERE d.lane = ? AND d.state = 0 AND d.next_attempt_at <= ? ORDER BY d.seq LIMIT ?
+                SELECT d.seq, d.attempts, d.first_attempt_at, d.window_record, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id
+                WHERE d.lane = ? AND d.state = 0 AND d.next_attempt_at <= ?\(filter) ORDER BY d.seq LIMIT ?
                 """, arguments: [lane, now.timeIntervalSince1970, limit])
             let decoder = JSONDecoder()
             return try rows.map { row in
                 let payload: Data = row["payload"]
                 return QueuedDelivery(seq: row["seq"], event: try decoder.decode(UsageEvent.self, from: payload),
-                                      attempts: row["attempts"], firstAttemptAt: (row["first_attempt_at"] as Double?).map(Date.init(timeIntervalSince1970:)))
+                                      attempts: row["attempts"], firstAttemptAt: (row["first_attempt_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                                      isWindowRecord: (row["window_record"] as Int) == 1)
             }
+        }
+    }
+
+    /// Durably notes that a send of these rows is starting (sets `first_attempt_at`), so after a
+    /// crash mid-request they are known to be possibly at the provider. Used for providers that
+    /// cannot dedupe and must look an event up before sending it again.
+    public func markSending(_ seqs: [Int64], now: Date = Date()) async throws {
+        guard !seqs.isEmpty else { return }
+        let list = seqs.map(String.init).joined(separator: ",")
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE deliveries SET first_attempt_at = COALESCE(first_attempt_at, ?) WHERE seq IN (\(list))",
+                           arguments: [now.timeIntervalSince1970])
+        }
+    }
+
+    // MARK: Aggregation windows
+
+    /// Folds raw rows of `lane` into its windows and marks them `aggregated`, in one transaction,
+    /// so a crash either folds a row once or not at all.
+    public func fold(_ rows: [QueuedDelivery], lane: String, spec: AggregationSpec, now: Date = Date()) async throws {
+        guard !rows.isEmpty else { return }
+        let aggregator = WindowAggregator(spec: spec, namespace: lane)
+        try await pool.write { db in
+            var touched: [WindowKey: WindowState] = [:]
+            let encoder = JSONEncoder(), decoder = JSONDecoder()
+            for row in rows {
+                let (key, end) = aggregator.key(for: row.event)
+                var state: WindowState
+                if let known = touched[key] {
+                    state = known
+                } else if let data = try Data.fetchOne(db, sql: "SELECT state FROM windows WHERE lane = ? AND customer = ? AND meter = ? AND start = ?",
+                                                         arguments: [lane, key.customer, key.meter, key.start]) {
+                    state = try decoder.decode(WindowState.self, from: data)
+                } else {
+                    state = WindowState(end: end)
+                }
+                WindowAggregator.fold(row.event, into: &state, formula: spec.formula)
+                touched[key] = state
+            }
+            for (key, state) in touched {
+                try db.execute(sql: "INSERT OR REPLACE INTO windows (lane, customer, meter, start, window_end, dirty, state) VALUES (?, ?, ?, ?, ?, 1, ?)",
+                               arguments: [lane, key.customer, key.meter, key.start, state.end, try encoder.encode(state)])
+            }
+            let list = rows.map { String($0.seq) }.joined(separator: ",")
+            try db.execute(sql: "UPDATE deliveries SET state = 4, updated_at = ? WHERE seq IN (\(list)) AND state = 0", arguments: [now.timeIntervalSince1970])
+        }
+    }
+
+    /// Emits a record for every window of `lane` with new events whose end plus the grace period
+    /// has passed (or every such window, `all`): the record is recorded as an event with a queued
+    /// row of its own, and the window's emitted revision is saved, in one transaction. Returns
+    /// how many records were queued.
+    @discardableResult
+    public func closeWindows(lane: String, spec: AggregationSpec, now: Date, all: Bool = false) async throws -> Int {
+        let limit = all ? Int64.max : Int64((now.timeIntervalSince1970 - spec.grace.seconds).rounded(.down))
+        return try await pool.write { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT customer, meter, start, state FROM windows WHERE lane = ? AND dirty = 1 AND window_end <= ? ORDER BY start, customer, meter
+                """, arguments: [lane, limit])
+            let encoder = JSONEncoder(), decoder = JSONDecoder()
+            let t = now.timeIntervalSince1970
+            var queued = 0
+            for row in rows {
+                let key = WindowKey(customer: row[0], meter: row[1], start: row[2])
+                var state = try decoder.decode(WindowState.self, from: row[3] as Data)
+                if let record = WindowAggregator.record(for: key, state: &state, spec: spec, namespace: lane) {
+                    try db.execute(sql: "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)",
+                                   arguments: [record.id, try encoder.encode(record), t])
+                    try db.execute(sql: """
+                        INSERT OR IGNORE INTO deliveries (event_id, lane, state, recorded_at, updated_at, window_record) VALUES (?, ?, 0, ?, ?, 1)
+                        """, arguments: [record.id, lane, t, t])
+                    queued += db.changesCount
+                }
+                try db.execute(sql: "UPDATE windows SET dirty = 0, state = ? WHERE lane = ? AND customer = ? AND meter = ? AND start = ?",
+                               arguments: [try encoder.encode(state), lane, key.customer, key.meter, key.start])
+            }
+            return queued
+        }
+    }
+
+    /// The windows of `lane` (open and emitted), oldest first.
+    public func windows(lane: String) throws -> [(key: WindowKey, state: WindowState)] {
+        try pool.read { db in
+            let decoder = JSONDecoder()
+            return try Row.fetchAll(db, sql: "SELECT customer, meter, start, state FROM windows WHERE lane = ? ORDER BY start, customer, meter",
+                                    arguments: [lane]).map { row in
+                (WindowKey(customer: row[0], meter: row[1], start: row[2]), try decoder.decode(WindowState.self, from: row[3] as Data))
+            }
+        }
+    }
+
+    /// When `lane`'s earliest window with new events ends, or nil when none has any.
+    public func nextWindowEnd(lane: String) throws -> Date? {
+        try pool.read { db in
+            try Int64.fetchOne(db, sql: "SELECT MIN(window_end) FROM windows WHERE lane = ? AND dirty = 1", arguments: [lane])
+                .map { Date(timeIntervalSince1970: TimeInterval($0)) }
         }
     }
 
@@ -246,8 +374,15 @@ public final class Spool: Sendable {
                 case .delivered?: s.delivered += count
                 case .duplicate?: s.duplicates += count
                 case .dead?: s.dead[row[2], default: 0] += count
+                case .aggregated?: s.aggregated += count
                 case nil: break
                 }
+                byLane[lane] = s
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT lane, COUNT(*) FROM windows WHERE dirty = 1 GROUP BY lane") {
+                let lane: String = row[0]
+                var s = byLane[lane] ?? LaneStatus(lane: lane)
+                s.openWindows = row[1]
                 byLane[lane] = s
             }
             return byLane.values.sorted { $0.lane < $1.lane }

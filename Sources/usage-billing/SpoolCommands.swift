@@ -38,6 +38,8 @@ struct Worker: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "The routing config.") var config: String = "routing.yaml"
     @OptionGroup var spoolOption: SpoolOption
     @Flag(help: "Exit once nothing is queued.") var untilEmpty = false
+    @Flag(help: "Emit every aggregation window with new events now, without waiting for it to end (lanes that bill per window).")
+    var closeWindows = false
 
     func run() async throws {
         let config = try loadConfig(config)
@@ -47,7 +49,7 @@ struct Worker: AsyncParsableCommand {
         let worker = DeliveryWorker(spool: spool, router: try Router(config: config, client: client))
         // SIGTERM/SIGINT: graceful shutdown (each lane finishes and marks its batch, then stops).
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: DeliveryService(worker: worker, untilEmpty: untilEmpty), successTerminationBehavior: .gracefullyShutdownGroup)],
+            services: [.init(service: DeliveryService(worker: worker, untilEmpty: untilEmpty, closeOpenWindows: closeWindows), successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: Logger(label: "usage-billing.worker")))
         do {
@@ -67,6 +69,7 @@ func describe(_ lanes: [LaneStatus]) -> String {
         var parts = ["queued \(s.queued)", "retrying \(s.retrying)", "delivered \(s.delivered)", "duplicates \(s.duplicates)"]
         let dead = s.dead.values.reduce(0, +)
         parts.append("dead letters \(dead)" + (dead > 0 ? " (" + s.dead.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")" : ""))
+        if s.aggregated > 0 || s.openWindows > 0 { parts.append("aggregated \(s.aggregated) into windows, \(s.openWindows) with events not yet billed") }
         if let oldest = s.oldestQueued { parts.append("oldest queued \(Int(now.timeIntervalSince(oldest))) s ago") }
         return "\(s.lane): " + parts.joined(separator: ", ")
     }.joined(separator: "\n")
@@ -90,6 +93,7 @@ struct Status: AsyncParsableCommand {
                 .object([
                     "lane": .string(s.lane), "queued": .number(Double(s.queued)), "retrying": .number(Double(s.retrying)),
                     "delivered": .number(Double(s.delivered)), "duplicates": .number(Double(s.duplicates)),
+                    "aggregated": .number(Double(s.aggregated)), "open_windows": .number(Double(s.openWindows)),
                     "dead": .object(s.dead.mapValues { .number(Double($0)) }),
                     "oldest_queued": s.oldestQueued.map { .string(RFC3339.format($0)) } ?? .null,
                 ])
