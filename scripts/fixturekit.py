@@ -62,3 +62,12 @@ def write_api(folder, name, description, source, exchanges):
     with open(os.path.join(folder, "api", name + ".json"), "w") as f:
         json.dump({"description": description, "source": source, "exchanges": exchanges}, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def window_record(namespace, customer, meter, start, end, qty, events=1, revision=0, total=None):
+    """A window record as WindowAggregator emits it: id derived from (lane, customer, meter,
+    window start[, rN]), timestamp = window start, the window facts as ub_* properties."""
+    parts = [namespace, customer, meter, str(start)] + (["r%d" % revision] if revision else [])
+    return {"id": derived_id(parts), "name": meter, "customer": customer, "timestamp": iso(start), "quantity": qty,
+            "properties": {"ub_window_start": iso(start), "ub_window_end": iso(end), "ub_revision": revision,
+                           "ub_events": events, "ub_window_total": number(total if total is not None else qty)}}

@@ -1,7 +1,10 @@
 import Foundation
+import ChargebeeUsage
 import MetronomeUsage
 import OpenMeterUsage
 import OrbUsage
+import PaddleUsage
+import RecurlyUsage
 import StripeUsage
 import UsageBilling
 import UsageBillingTesting
@@ -52,7 +55,35 @@ let openMeterSubject = ConformanceSubject(
     try OpenMeterIngestSink(settings: OpenMeterSettings.decode(settings), client: client, clock: clock)
 }
 
+/// Chargebee runs the catalogue in both modes: usages (window records) for most scenarios, usage
+/// events for the batch, partial-failure and timestamp-window ones.
+let chargebeeSubject = ConformanceSubject(provider: "Chargebee", fixturesDirectory: fixtures("Chargebee")) { settings, client, clock in
+    try ChargebeeSink(settings: ChargebeeSettings.decode(settings), client: client, clock: clock)
+}
+
+let recurlySubject = ConformanceSubject(
+    provider: "Recurly", fixturesDirectory: fixtures("Recurly"),
+    unsupported: [
+        .partialBatchFailure: "Recurly takes one usage record per request, so there is no batch to fail in part",
+        .tooOldTimestampRejectedLocally: "Recurly takes any usage_timestamp; the subscription's billing period decides where it lands",
+        .futureTimestampRejectedLocally: "Recurly takes any usage_timestamp; the subscription's billing period decides where it lands",
+    ]
+) { settings, client, clock in
+    try RecurlySink(settings: RecurlySettings.decode(settings), client: client, clock: clock)
+}
+
+let paddleSubject = ConformanceSubject(
+    provider: "Paddle", fixturesDirectory: fixtures("Paddle"),
+    unsupported: [
+        .partialBatchFailure: "Paddle takes one charge per request (one item), so there is no batch to fail in part",
+        .tooOldTimestampRejectedLocally: "a Paddle charge carries no usage time; it is billed with the next renewal or at once",
+        .futureTimestampRejectedLocally: "a Paddle charge carries no usage time; it is billed with the next renewal or at once",
+    ]
+) { settings, client, clock in
+    try PaddleSink(settings: PaddleSettings.decode(settings), client: client, clock: clock)
+}
+
 /// Every conformance subject; a new provider adds its line here.
-let allSubjects: [ConformanceSubject] = [stripeSubject, orbSubject, metronomeSubject, openMeterSubject]
+let allSubjects: [ConformanceSubject] = [stripeSubject, orbSubject, metronomeSubject, openMeterSubject, chargebeeSubject, recurlySubject, paddleSubject]
 
 func findSubject(_ provider: String) -> ConformanceSubject? { allSubjects.first { $0.provider == provider } }

@@ -58,7 +58,7 @@ public struct RetryingDeliverer: Sendable {
             var retryAfter: Duration?
             for batch in Batcher.batches(pending, maxBatchSize: sink.capabilities.maxBatchSize) {
                 if let rateLimiter { try await rateLimiter.acquire() }
-                let retrying = Set(batch.filter { !histories[$0].isEmpty }.map { events[$0].id })
+                let retrying = Set(batch.filter { histories[$0].contains(where: \.mayHaveReachedProvider) }.map { events[$0].id })
                 let outcomes = try await sink.deliver(batch.map { events[$0] }, retrying: retrying)
                 guard outcomes.count == batch.count else {
                     throw UsageBillingError(

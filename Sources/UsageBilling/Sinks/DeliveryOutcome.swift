@@ -137,3 +137,16 @@ extension DeliveryOutcome {
         }
     }
 }
+
+extension DeliveryOutcome {
+    /// Whether the attempt that ended so may have been applied by the provider: a timeout or
+    /// broken connection after sending, or a server error (the provider may have applied the
+    /// request before failing). A 429 or a conflict was refused before it was applied.
+    public var mayHaveReachedProvider: Bool {
+        switch self {
+        case .possiblyDelivered: true
+        case .retryable(let reason, _): [.serverError, .timeout, .transport].contains(reason.kind)
+        default: false
+        }
+    }
+}
