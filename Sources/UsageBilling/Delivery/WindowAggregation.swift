@@ -119,8 +119,15 @@ public struct AggregationSpec: Sendable, Hashable, Decodable {
     private enum CodingKeys: String, CodingKey { case window, formula, grace, report, anchor }
 
     public init(from decoder: any Decoder) throws {
+        struct AnyKey: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+        let all = try decoder.container(keyedBy: AnyKey.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        if let unknown = c.allKeys.first(where: { !Self.keys.contains($0.stringValue) }) {
+        if let unknown = all.allKeys.sorted(by: { $0.stringValue < $1.stringValue }).first(where: { !Self.keys.contains($0.stringValue) }) {
             throw UsageBillingError(.invalidInput, "unknown aggregate setting '\(unknown.stringValue)'",
                                     fix: "use window, formula, grace, report, anchor", field: "aggregate.\(unknown.stringValue)")
         }
