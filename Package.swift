@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "UsageRouting", targets: ["UsageRouting"]),
         .library(name: "UsageBillingProviders", targets: ["UsageBillingProviders"]),
         .library(name: "UsageSpool", targets: ["UsageSpool"]),
+        .library(name: "UsageEmulator", targets: ["UsageEmulator"]),
         .library(name: "StripeUsage", targets: ["StripeUsage"]),
         .library(name: "OrbUsage", targets: ["OrbUsage"]),
         .library(name: "MetronomeUsage", targets: ["MetronomeUsage"]),
@@ -91,6 +92,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/UsageSpool",
+            swiftSettings: strict
+        ),
+        // A local emulator of every provider (SwiftNIO, loopback) with fault injection.
+        .target(
+            name: "UsageEmulator",
+            dependencies: ["UsageBilling", "UsageBillingTesting", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            path: "Sources/UsageEmulator",
             swiftSettings: strict
         ),
         // The registry of every built-in provider: one line per provider.

@@ -59,8 +59,8 @@ public final class LoopbackHTTPServer: Sendable {
     /// Requests received so far.
     public var requestsReceived: Int { counters.withLockedValue { $0.requests } }
 
-    /// Starts a server on an ephemeral loopback port.
-    public static func start(threads: Int = 1, handler: @escaping Handler) async throws -> LoopbackHTTPServer {
+    /// Starts a server on 127.0.0.1, on `port` (0: an ephemeral port).
+    public static func start(port requestedPort: Int = 0, threads: Int = 1, handler: @escaping Handler) async throws -> LoopbackHTTPServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         let counters = NIOLockedValueBox((connections: 0, requests: 0))
         do {
@@ -79,7 +79,7 @@ public final class LoopbackHTTPServer: Sendable {
                             RequestHandler(connectionNumber: number, handler: handler, counters: counters))
                     }
                 }
-                .bind(host: "127.0.0.1", port: 0).get()
+                .bind(host: "127.0.0.1", port: requestedPort).get()
             let port = channel.localAddress?.port ?? 0
             return LoopbackHTTPServer(group: group, channel: channel, counters: counters, port: port)
         } catch {

@@ -1,0 +1,334 @@
+import Foundation
+import UsageBilling
+
+/// Stripe v1 meter events, meters and event summaries. Dedup as Stripe: a repeated
+/// `Idempotency-Key` replays the first answer (`Idempotent-Replayed: true`); a repeated
+/// `identifier` under another key is refused with "An event already exists with identifier".
+/// Every event name gets a meter (`mtr_emu_<event name>`) the first time it is seen.
+final class StripeEmulation: EmulatedProvider {
+    let prefix = "stripe"
+    private let now: @Sendable () -> Date
+    private struct State { var usage: [AcceptedUsage] = []; var identifiers: Set<String> = []; var replies: [String: HTTPResponse] = [:]; var meters: [String] = [] }
+    private let state = Locked(State())
+
+    init(now: @escaping @Sendable () -> Date) { self.now = now }
+
+    func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
+
+    func injected(status: Int, retryAfter: Bool) -> HTTPResponse {
+        status == 429
+            ? error(429, "invalid_request_error", "rate_limit", "Request rate limit exceeded.", headers: retryAfter ? ["Retry-After": "1"] : [:])
+            : error(status, "api_error", nil, "An unknown error occurred")
+    }
+
+    private func error(_ status: Int, _ type: String, _ code: String?, _ message: String, param: String? = nil, headers: HeaderFields = [:]) -> HTTPResponse {
+        var e: [String: JSONValue] = ["type": .string(type), "message": .string(message)]
+        if let code { e["code"] = .string(code) }
+        if let param { e["param"] = .string(param) }
+        return Reply.json(status, .object(["error": .object(e)]), headers: headers)
+    }
+
+    func handle(_ r: EmulatedRequest) async -> HTTPResponse {
+        guard let auth = r.headers["Authorization"], auth.hasPrefix("Bearer sk_") || auth.hasPrefix("Bearer rk_") else {
+            return error(401, "invalid_request_error", nil, "You did not provide an API key.")
+        }
+        switch (r.method, r.path) {
+        case ("POST", "/v1/billing/meter_events"): return meterEvent(r)
+        case ("GET", "/v1/billing/meters"):
+            let data = state.with { $0.meters }.map(meter)
+            return Reply.json(200, .object(["object": .string("list"), "data": .array(data), "has_more": .bool(false), "url": .string("/v1/billing/meters")]))
+        case ("GET", _) where r.path.hasPrefix("/v1/billing/meters/") && r.path.hasSuffix("/event_summaries"):
+            return summaries(meterID: String(r.path.dropFirst("/v1/billing/meters/".count).dropLast("/event_summaries".count)), r)
+        default:
+            return error(404, "invalid_request_error", "resource_missing", "Unrecognized request URL (\(r.method): \(r.path)).")
+        }
+    }
+
+    private func meterEvent(_ r: EmulatedRequest) -> HTTPResponse {
+        let f = r.form
+        let key = r.headers["Idempotency-Key"]
+        if let key, let replay = state.with({ $0.replies[key] }) {
+            var h = replay.headers
+            h["Idempotent-Replayed"] = "true"
+            return HTTPResponse(status: replay.status, headers: h, body: replay.body)
+        }
+        guard let name = f["event_name"], !name.isEmpty else {
+            return error(400, "invalid_request_error", "parameter_missing", "Missing required param: event_name.", param: "event_name")
+        }
+        guard let customer = f["payload[stripe_customer_id]"], let value = f["payload[value]"].flatMap({ Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX")) }) else {
+            return error(400, "invalid_request_error", "parameter_missing", "Missing required param: payload[stripe_customer_id] or payload[value].", param: "payload")
+        }
+        let identifier = f["identifier"] ?? UUID().uuidString
+        let timestamp = f["timestamp"].flatMap(Double.init) ?? now().timeIntervalSince1970
+        let response: HTTPResponse = state.with { s in
+            if s.identifiers.contains(identifier) {
+                return error(400, "invalid_request_error", nil, "An event already exists with identifier \(identifier).", headers: ["Stripe-Should-Retry": "false"])
+            }
+            s.identifiers.insert(identifier)
+            if !s.meters.contains(name) { s.meters.append(name) }
+            s.usage.append(AcceptedUsage(customer: customer, meter: name, timestamp: Date(timeIntervalSince1970: timestamp), quantity: value, key: identifier))
+            return Reply.json(200, .object([
+                "object": .string("billing.meter_event"), "created": .number(now().timeIntervalSince1970.rounded(.down)), "event_name": .string(name),
+                "identifier": .string(identifier), "livemode": .bool(false),
+                "payload": .object(["stripe_customer_id": .string(customer), "value": .string(DecimalFormat.plain(value))]),
+                "timestamp": .number(timestamp.rounded(.down)),
+            ]))
+        }
+        if let key { state.with { $0.replies[key] = response } }
+        return response
+    }
+
+    private func meter(_ name: String) -> JSONValue {
+        .object([
+            "id": .string("mtr_emu_\(name)"), "object": .string("billing.meter"), "created": .number(0), "updated": .number(0),
+            "customer_mapping": .object(["event_payload_key": .string("stripe_customer_id"), "type": .string("by_id")]),
+            "default_aggregation": .object(["formula": .string("sum")]), "display_name": .string(name), "event_name": .string(name),
+            "event_time_window": .null, "livemode": .bool(false), "status": .string("active"), "status_transitions": .object(["deactivated_at": .null]),
+            "value_settings": .object(["event_payload_key": .string("value")]),
+        ])
+    }
+
+    private func summaries(meterID: String, _ r: EmulatedRequest) -> HTTPResponse {
+        let name = String(meterID.dropFirst("mtr_emu_".count))
+        guard meterID.hasPrefix("mtr_emu_"), state.with({ $0.meters.contains(name) }) else {
+            return error(404, "invalid_request_error", "resource_missing", "No such billing meter: '\(meterID)'", param: "id")
+        }
+        guard let customer = r.query("customer"), let start = r.query("start_time").flatMap(Int.init), let end = r.query("end_time").flatMap(Int.init) else {
+            return error(400, "invalid_request_error", "parameter_missing", "Missing required param: customer, start_time or end_time.")
+        }
+        let step: Int? = switch r.query("value_grouping_window") { case "hour": 3600; case "day": 86_400; default: nil }
+        var buckets: [(Int, Int)] = []
+        if let step { var s = start; while s < end { buckets.append((s, min(s + step, end))); s += step } } else { buckets = [(start, end)] }
+        let mine = state.with { $0.usage }.filter { $0.meter == name && $0.customer == customer }
+        let data: [JSONValue] = buckets.reversed().map { b in
+            let total = mine.filter { Int($0.timestamp.timeIntervalSince1970) >= b.0 && Int($0.timestamp.timeIntervalSince1970) < b.1 }.reduce(Decimal(0)) { $0 + $1.quantity }
+            return .object(["id": .string("mtrusg_emu_\(b.0)"), "object": .string("billing.meter_event_summary"), "aggregated_value": Reply.number(total),
+                            "start_time": .number(Double(b.0)), "end_time": .number(Double(b.1)), "livemode": .bool(false), "meter": .string(meterID)])
+        }
+        return Reply.json(200, .object(["object": .string("list"), "data": .array(data), "has_more": .bool(false),
+                                        "url": .string("/v1/billing/meters/\(meterID)/event_summaries")]))
+    }
+}
+
+/// Orb `POST /v1/ingest` (dedup by `idempotency_key`, silently: a repeat answers the same 200)
+/// and `GET /v1/subscriptions/{id}/usage` (a customer's subscription id is its external customer
+/// id here; one billable metric per event name, summing `properties.quantity`).
+final class OrbEmulation: EmulatedProvider {
+    let prefix = "orb"
+    private struct State { var usage: [AcceptedUsage] = []; var keys: Set<String> = [] }
+    private let state = Locked(State())
+
+    func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
+
+    func injected(status: Int, retryAfter: Bool) -> HTTPResponse {
+        let title = status == 429 ? "Too many requests" : "Internal server error"
+        return Reply.json(status, .object(["type": .string("https://docs.withorb.com/reference/error-responses#\(status)"), "status": .number(Double(status)),
+                                           "title": .string(title)]), headers: status == 429 && retryAfter ? ["Retry-After": "1"] : [:])
+    }
+
+    func handle(_ r: EmulatedRequest) async -> HTTPResponse {
+        guard r.headers["Authorization"]?.hasPrefix("Bearer ") == true else {
+            return Reply.json(401, .object(["type": .string("https://docs.withorb.com/reference/error-responses#401-authentication-error"), "status": .number(401),
+                                            "title": .string("Authentication error"), "detail": .string("Missing or invalid API key")]))
+        }
+        if r.method == "POST" && r.path == "/v1/ingest" { return ingest(r) }
+        if r.method == "GET", r.path.hasPrefix("/v1/subscriptions/"), r.path.hasSuffix("/usage") {
+            return usage(subscription: String(r.path.dropFirst("/v1/subscriptions/".count).dropLast("/usage".count)).removingPercentEncoding ?? "", r)
+        }
+        return Reply.json(404, .object(["status": .number(404), "title": .string("Not found"), "type": .string("https://docs.withorb.com/reference/error-responses#404-not-found")]))
+    }
+
+    private func ingest(_ r: EmulatedRequest) -> HTTPResponse {
+        guard let events = r.json?["events"]?.arrayValue else {
+            return Reply.json(400, .object(["status": .number(400), "title": .string("Request validation error"), "type": .string("https://docs.withorb.com/reference/error-responses#400-request-validation-errors"),
+                                            "validation_errors": .array([.object(["loc": .array([.string("body"), .string("events")]), "msg": .string("field required")])])]))
+        }
+        var failed: [JSONValue] = []
+        state.with { s in
+            for e in events {
+                guard let key = e["idempotency_key"]?.stringValue, let name = e["event_name"]?.stringValue,
+                      let customer = e["external_customer_id"]?.stringValue ?? e["customer_id"]?.stringValue,
+                      let ts = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) else {
+                    failed.append(.object(["idempotency_key": e["idempotency_key"] ?? .null, "validation_errors": .array([.string("event is missing a required field")])]))
+                    continue
+                }
+                guard s.keys.insert(key).inserted else { continue }  // silent dedup
+                let quantity = Reply.decimal(e["properties"]?["quantity"]) ?? 0
+                s.usage.append(AcceptedUsage(customer: customer, meter: name, timestamp: ts, quantity: quantity, key: key))
+            }
+        }
+        return Reply.json(200, .object(["validation_failed": .array(failed)]))
+    }
+
+    private func usage(subscription: String, _ r: EmulatedRequest) -> HTTPResponse {
+        guard let start = r.query("timeframe_start").flatMap(RFC3339.parse), let end = r.query("timeframe_end").flatMap(RFC3339.parse), start < end else {
+            return Reply.json(400, .object(["status": .number(400), "title": .string("Request validation error"), "type": .string("https://docs.withorb.com/reference/error-responses#400-request-validation-errors")]))
+        }
+        let step: TimeInterval? = r.query("granularity") == "day" ? 86_400 : nil
+        let mine = state.with { $0.usage }.filter { $0.customer == subscription }
+        let metrics = Set(mine.map(\.meter)).sorted()
+        let data: [JSONValue] = metrics.map { metric in
+            var windows: [(Date, Date)] = []
+            if let step {
+                var s = Date(timeIntervalSince1970: (start.timeIntervalSince1970 / step).rounded(.down) * step)
+                while s < end { windows.append((max(s, start), min(s.addingTimeInterval(step), end))); s = s.addingTimeInterval(step) }
+            } else {
+                windows = [(start, end)]
+            }
+            let usage: [JSONValue] = windows.map { w in
+                let q = mine.filter { $0.meter == metric && $0.timestamp >= w.0 && $0.timestamp < w.1 }.reduce(Decimal(0)) { $0 + $1.quantity }
+                return .object(["quantity": Reply.number(q), "timeframe_start": .string(RFC3339.format(w.0)), "timeframe_end": .string(RFC3339.format(w.1))])
+            }
+            return .object(["billable_metric": .object(["id": .string("bm_\(metric)"), "name": .string(metric)]), "usage": .array(usage), "view_mode": .string("periodic")])
+        }
+        return Reply.json(200, .object(["data": .array(data)]))
+    }
+}
+
+/// Metronome `POST /v1/ingest` (a bare array; dedup by `transaction_id` for 34 days, silently)
+/// and `POST /v1/usage` (per customer and billable metric = event type, summing the event
+/// type's value property, in day or hour windows).
+final class MetronomeEmulation: EmulatedProvider {
+    let prefix = "metronome"
+    private let valueProperties: [String: String]
+    private struct State { var usage: [AcceptedUsage] = []; var keys: Set<String> = [] }
+    private let state = Locked(State())
+
+    init(valueProperties: [String: String]) { self.valueProperties = valueProperties }
+
+    func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
+
+    func injected(status: Int, retryAfter: Bool) -> HTTPResponse {
+        var h: HeaderFields = status == 429 ? ["X-Metronome-Rate-Limit-Type": "client"] : [:]
+        if status == 429 && retryAfter { h["Retry-After"] = "1" }
+        return Reply.json(status, .object(["message": .string(status == 429 ? "Too many requests" : "Internal server error")]), headers: h)
+    }
+
+    func handle(_ r: EmulatedRequest) async -> HTTPResponse {
+        guard r.headers["Authorization"]?.hasPrefix("Bearer ") == true else { return Reply.json(401, .object(["message": .string("Unauthorized")])) }
+        switch (r.method, r.path) {
+        case ("POST", "/v1/ingest"):
+            guard let events = r.json?.arrayValue, (1...100).contains(events.count) else {
+                return Reply.json(400, .object(["message": .string("body must be an array of 1 to 100 events")]))
+            }
+            for (i, e) in events.enumerated() {
+                guard e["transaction_id"]?.stringValue != nil, e["customer_id"]?.stringValue != nil, e["event_type"]?.stringValue != nil,
+                      e["timestamp"]?.stringValue.flatMap(RFC3339.parse) != nil else {
+                    return Reply.json(400, .object(["message": .string("body/\(i) must have transaction_id, customer_id, event_type and an RFC 3339 timestamp")]))
+                }
+            }
+            state.with { s in
+                for e in events {
+                    guard let key = e["transaction_id"]?.stringValue, s.keys.insert(key).inserted else { continue }
+                    let type = e["event_type"]?.stringValue ?? ""
+                    s.usage.append(AcceptedUsage(customer: e["customer_id"]?.stringValue ?? "", meter: type,
+                                                 timestamp: e["timestamp"]?.stringValue.flatMap(RFC3339.parse) ?? Date(),
+                                                 quantity: Reply.decimal(e["properties"]?[valueProperties[type] ?? "quantity"]) ?? 0, key: key))
+                }
+            }
+            return Reply.empty(200)
+        case ("POST", "/v1/usage"):
+            let body = r.json
+            guard let start = body?["starting_on"]?.stringValue.flatMap(RFC3339.parse), let end = body?["ending_before"]?.stringValue.flatMap(RFC3339.parse) else {
+                return Reply.json(400, .object(["message": .string("starting_on and ending_before are required")]))
+            }
+            let step: TimeInterval = body?["window_size"]?.stringValue == "hour" ? 3600 : 86_400
+            let customers = body?["customer_ids"]?.arrayValue?.compactMap(\.stringValue)
+            let usage = state.with { $0.usage }.filter { customers == nil || customers?.contains($0.customer) == true }
+            var rows: [JSONValue] = []
+            for customer in Set(usage.map(\.customer)).sorted() {
+                for metric in Set(usage.filter { $0.customer == customer }.map(\.meter)).sorted() {
+                    var s = start
+                    while s < end {
+                        let e = s.addingTimeInterval(step)
+                        let items = usage.filter { $0.customer == customer && $0.meter == metric && $0.timestamp >= s && $0.timestamp < e }
+                        rows.append(.object(["customer_id": .string(customer), "billable_metric_id": .string("bm_\(metric)"), "billable_metric_name": .string(metric),
+                                             "start_timestamp": .string(RFC3339.format(s)), "end_timestamp": .string(RFC3339.format(e)),
+                                             "value": items.isEmpty ? .null : Reply.number(items.reduce(Decimal(0)) { $0 + $1.quantity })]))
+                        s = e
+                    }
+                }
+            }
+            return Reply.json(200, .object(["data": .array(rows), "next_page": .null]))
+        default:
+            return Reply.json(404, .object(["message": .string("Not found")]))
+        }
+    }
+}
+
+/// OpenMeter `POST /api/v1/events` (CloudEvents, single or batch; dedup by (source, id),
+/// silently; 204) and `GET /api/v1/meters/{slug}/query` (meter slug = event type, summing the
+/// type's value property, default `value`).
+final class OpenMeterEmulation: EmulatedProvider {
+    let prefix = "openmeter"
+    private let valueProperties: [String: String]
+    private struct State { var usage: [AcceptedUsage] = []; var keys: Set<String> = [] }
+    private let state = Locked(State())
+
+    init(valueProperties: [String: String]) { self.valueProperties = valueProperties }
+
+    func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
+
+    private func problem(_ status: Int, _ title: String, _ detail: String, headers: HeaderFields = [:]) -> HTTPResponse {
+        var h = headers
+        h["Content-Type"] = "application/problem+json"
+        return HTTPResponse(status: status, headers: h, body: JSONValue.object([
+            "type": .string("about:blank"), "title": .string(title), "status": .number(Double(status)), "detail": .string(detail),
+        ]).encoded())
+    }
+
+    func injected(status: Int, retryAfter: Bool) -> HTTPResponse {
+        problem(status, status == 429 ? "Too Many Requests" : "Internal Server Error", "injected by the emulator",
+                headers: status == 429 && retryAfter ? ["Retry-After": "1"] : [:])
+    }
+
+    func handle(_ r: EmulatedRequest) async -> HTTPResponse {
+        switch (r.method, r.path) {
+        case ("POST", "/api/v1/events"):
+            let type = r.headers["Content-Type"] ?? ""
+            let events: [JSONValue]
+            if type.hasPrefix("application/cloudevents-batch+json"), let list = r.json?.arrayValue {
+                events = list
+            } else if type.hasPrefix("application/cloudevents+json"), let one = r.json {
+                events = [one]
+            } else {
+                return problem(400, "Bad Request", "Content-Type must be application/cloudevents+json or application/cloudevents-batch+json")
+            }
+            for e in events where e["id"]?.stringValue == nil || e["source"]?.stringValue == nil || e["type"]?.stringValue == nil || e["subject"]?.stringValue == nil {
+                return problem(400, "Bad Request", "every event needs id, source, type and subject")
+            }
+            state.with { s in
+                for e in events {
+                    let key = (e["source"]?.stringValue ?? "") + "\u{1F}" + (e["id"]?.stringValue ?? "")
+                    guard s.keys.insert(key).inserted else { continue }
+                    let type = e["type"]?.stringValue ?? ""
+                    s.usage.append(AcceptedUsage(customer: e["subject"]?.stringValue ?? "", meter: type,
+                                                 timestamp: e["time"]?.stringValue.flatMap(RFC3339.parse) ?? Date(),
+                                                 quantity: Reply.decimal(e["data"]?[valueProperties[type] ?? "value"]) ?? 0, key: e["id"]?.stringValue))
+                }
+            }
+            return Reply.empty(204)
+        case ("GET", _) where r.path.hasPrefix("/api/v1/meters/") && r.path.hasSuffix("/query"):
+            let slug = String(r.path.dropFirst("/api/v1/meters/".count).dropLast("/query".count))
+            guard let from = r.query("from").flatMap(RFC3339.parse), let to = r.query("to").flatMap(RFC3339.parse) else {
+                return problem(400, "Bad Request", "from and to are required")
+            }
+            let subjects = r.queryAll("subject")
+            let usage = state.with { $0.usage }.filter { $0.meter == slug && (subjects.isEmpty || subjects.contains($0.customer)) }
+            let step: TimeInterval? = switch r.query("windowSize") { case "HOUR": 3600; case "DAY": 86_400; case "MINUTE": 60; default: nil }
+            var rows: [JSONValue] = []
+            for subject in (subjects.isEmpty ? Set(usage.map(\.customer)).sorted() : subjects) {
+                var windows: [(Date, Date)] = []
+                if let step { var s = from; while s < to { windows.append((s, min(s.addingTimeInterval(step), to))); s = s.addingTimeInterval(step) } } else { windows = [(from, to)] }
+                for w in windows {
+                    let v = usage.filter { $0.customer == subject && $0.timestamp >= w.0 && $0.timestamp < w.1 }.reduce(Decimal(0)) { $0 + $1.quantity }
+                    rows.append(.object(["subject": .string(subject), "value": Reply.number(v), "windowStart": .string(RFC3339.format(w.0)),
+                                         "windowEnd": .string(RFC3339.format(w.1)), "groupBy": .object([:])]))
+                }
+            }
+            return Reply.json(200, .object(["data": .array(rows), "from": .string(RFC3339.format(from)), "to": .string(RFC3339.format(to))]))
+        default:
+            return problem(404, "Not Found", "no route for \(r.method) \(r.path)")
+        }
+    }
+}

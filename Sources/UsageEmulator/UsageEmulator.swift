@@ -1,0 +1,210 @@
+import Foundation
+import NIOConcurrencyHelpers
+import UsageBilling
+import UsageBillingTesting
+
+/// One request as a provider emulation sees it: the path below the provider's prefix.
+public struct EmulatedRequest: Sendable {
+    public var method: String
+    public var path: String
+    public var query: [(String, String)]
+    public var headers: HeaderFields
+    public var body: Data
+
+    /// The first value of a query parameter.
+    public func query(_ name: String) -> String? { query.first { $0.0 == name }?.1 }
+    /// Every value of a query parameter.
+    public func queryAll(_ name: String) -> [String] { query.filter { $0.0 == name }.map(\.1) }
+    /// The body as JSON.
+    public var json: JSONValue? { JSONValue.parse(body) }
+    /// The body as form fields.
+    public var form: [String: String] { Dictionary(FormEncoding.decode(String(decoding: body, as: UTF8.self)), uniquingKeysWith: { $1 }) }
+}
+
+/// Usage a provider accepted, as the emulator's own ledger keeps it (read-back endpoints answer
+/// from it, aggregated the way each provider does).
+public struct AcceptedUsage: Sendable, Hashable {
+    /// The provider's customer (or subscription) id.
+    public var customer: String
+    /// The provider's meter: event name, item price, add-on or price id.
+    public var meter: String
+    public var timestamp: Date
+    public var quantity: Decimal
+    /// The provider's dedup key, when it has one.
+    public var key: String?
+}
+
+/// One provider's emulation.
+protocol EmulatedProvider: Sendable {
+    /// The path prefix (`stripe`, `orb`, ...).
+    var prefix: String { get }
+    /// Answers a request that got through fault injection.
+    func handle(_ request: EmulatedRequest) async -> HTTPResponse
+    /// The provider's own body for an injected failure.
+    func injected(status: Int, retryAfter: Bool) -> HTTPResponse
+    /// Everything accepted so far.
+    func accepted() async -> [AcceptedUsage]
+}
+
+/// A local emulator of the seven providers' ingest, read-back and meter endpoints, on loopback
+/// (SwiftNIO), with per-provider fault injection. Each provider lives under its own prefix:
+/// `/stripe`, `/orb/v1`, `/metronome`, `/openmeter`, `/chargebee`, `/chargebee-ingest`,
+/// `/recurly`, `/paddle`; ``endpoints`` gives the settings that point each adapter at it.
+public final class UsageEmulator: Sendable {
+    /// The providers the emulator speaks, by routing-config kind.
+    public static let kinds = ["stripe", "orb", "metronome", "openmeter", "chargebee", "recurly", "paddle"]
+
+    let server: LoopbackHTTPServer
+    private let providers: [String: any EmulatedProvider]
+    private let state: NIOLockedValueBox<(faults: [String: FaultPlan], rng: [String: SeededGenerator], injected: [String: [String: Int]], requests: [String: Int])>
+    let seed: UInt64
+
+    /// The base URL, e.g. `http://127.0.0.1:12111`.
+    public var baseURL: String { server.baseURL }
+    /// The port.
+    public var port: Int { server.port }
+
+    /// Starts the emulator on 127.0.0.1:`port` (0: any free port).
+    /// - Parameters:
+    ///   - faults: per provider kind, what to inject into its write requests.
+    ///   - seed: the fault dice; the same seed and request order fail the same way.
+    ///   - meterValueProperties: per event name, the property OpenMeter and Metronome meters sum
+    ///     (default `quantity`, and `value` for OpenMeter).
+    ///   - now: the emulator's clock (Chargebee's 12-hour window is checked against it).
+    public static func start(port: Int = 0, faults: [String: FaultPlan] = [:], seed: UInt64 = 1,
+                             meterValueProperties: [String: String] = [:], now: @escaping @Sendable () -> Date = { Date() }) async throws -> UsageEmulator {
+        let list: [any EmulatedProvider] = [
+            StripeEmulation(now: now), OrbEmulation(), MetronomeEmulation(valueProperties: meterValueProperties),
+            OpenMeterEmulation(valueProperties: meterValueProperties), ChargebeeEmulation(now: now), ChargebeeIngestEmulation(now: now),
+            RecurlyEmulation(), PaddleEmulation(),
+        ]
+        let providers = Dictionary(uniqueKeysWithValues: list.map { ($0.prefix, $0) })
+        let box = Box()
+        let server = try await LoopbackHTTPServer.start(port: port, threads: 2) { request in await box.emulator?.route(request) ?? .close }
+        let emulator = UsageEmulator(server: server, providers: providers, faults: faults, seed: seed)
+        box.emulator = emulator
+        return emulator
+    }
+
+    private final class Box: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value: UsageEmulator?
+        var emulator: UsageEmulator? {
+            get { lock.withLock { value } }
+            set { lock.withLock { value = newValue } }
+        }
+    }
+
+    private init(server: LoopbackHTTPServer, providers: [String: any EmulatedProvider], faults: [String: FaultPlan], seed: UInt64) {
+        self.server = server
+        self.providers = providers
+        self.seed = seed
+        var rngs: [String: SeededGenerator] = [:]
+        for (i, prefix) in providers.keys.sorted().enumerated() { rngs[prefix] = SeededGenerator(seed: seed &+ UInt64(i) &* 0x9E37_79B9) }
+        state = NIOLockedValueBox((faults: [:], rng: rngs, injected: [:], requests: [:]))
+        for (kind, plan) in faults { setFaults(kind, plan) }
+    }
+
+    /// Stops the server.
+    public func shutdown() async { await server.shutdown() }
+
+    /// Replaces a provider's fault plan at run time (`chargebee` covers both its hosts).
+    public func setFaults(_ kind: String, _ plan: FaultPlan) {
+        state.withLockedValue { s in
+            for prefix in Self.prefixes(of: kind) { s.faults[prefix] = plan }
+        }
+    }
+
+    static func prefixes(of kind: String) -> [String] {
+        switch kind {
+        case "chargebee": ["chargebee", "chargebee-ingest"]
+        case "orb": ["orb"]
+        default: [kind]
+        }
+    }
+
+    /// Settings that point each adapter at the emulator (merge them into a provider's settings).
+    public var endpoints: [String: [String: String]] {
+        let b = baseURL
+        return [
+            "stripe": ["endpoint": "\(b)/stripe"], "orb": ["endpoint": "\(b)/orb/v1"], "metronome": ["endpoint": "\(b)/metronome"],
+            "openmeter": ["endpoint": "\(b)/openmeter"],
+            "chargebee": ["endpoint": "\(b)/chargebee", "ingest_endpoint": "\(b)/chargebee-ingest"],
+            "recurly": ["endpoint": "\(b)/recurly"], "paddle": ["endpoint": "\(b)/paddle"],
+        ]
+    }
+
+    /// What a provider kind accepted (both Chargebee hosts for `chargebee`).
+    public func accepted(_ kind: String) async -> [AcceptedUsage] {
+        var all: [AcceptedUsage] = []
+        for prefix in Self.prefixes(of: kind) { all += await providers[prefix]?.accepted() ?? [] }
+        return all
+    }
+
+    /// Per provider prefix: requests seen and failures injected by kind.
+    public var statistics: (requests: [String: Int], injected: [String: [String: Int]]) {
+        state.withLockedValue { ($0.requests, $0.injected) }
+    }
+
+    func route(_ request: LoopbackHTTPServer.Request) async -> LoopbackHTTPServer.Action {
+        let parts = request.path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true)
+        guard let first = parts.first, let provider = providers[String(first)] else {
+            return .respond(Reply.json(404, .object(["error": .string("no emulated provider at \(request.path); use one of /\(providers.keys.sorted().joined(separator: ", /"))")])))
+        }
+        let prefix = String(first)
+        let inner = EmulatedRequest(method: request.method, path: "/" + (parts.count > 1 ? String(parts[1]) : ""), query: request.query,
+                                    headers: request.headers, body: request.body)
+        let isWrite = request.method != "GET" && request.method != "HEAD"
+            && !(prefix == "metronome" && inner.path == "/v1/usage")  // Metronome's read-back is a POST
+        let (decision, delay): (FaultPlan.Decision, Duration?) = state.withLockedValue { s in
+            s.requests[prefix, default: 0] += 1
+            guard isWrite, let plan = s.faults[prefix], plan.failureRate > 0 || plan.delayRate > 0 else { return (.pass, nil) }
+            var rng = s.rng[prefix] ?? SeededGenerator(seed: 1)
+            let roll = Double(rng.next() % 1_000_000) / 1_000_000
+            let delayRoll = Double(rng.next() % 1_000_000) / 1_000_000
+            s.rng[prefix] = rng
+            let d = plan.decide(roll)
+            if d != .pass { s.injected[prefix, default: [:]]["\(d)", default: 0] += 1 }
+            return (d, delayRoll < plan.delayRate ? plan.delay : nil)
+        }
+        if let delay { try? await Task.sleep(for: delay) }
+        switch decision {
+        case .pass: return .respond(await provider.handle(inner))
+        case .rateLimited(let retryAfter): return .respond(provider.injected(status: 429, retryAfter: retryAfter))
+        case .serverError(let status): return .respond(provider.injected(status: status, retryAfter: false))
+        case .reset: return .reset
+        case .timeoutAfterAccept:
+            _ = await provider.handle(inner)
+            return .hang
+        }
+    }
+}
+
+/// Shared answers.
+enum Reply {
+    static func json(_ status: Int, _ body: JSONValue, headers: HeaderFields = [:]) -> HTTPResponse {
+        var h = headers
+        h["Content-Type"] = "application/json"
+        return HTTPResponse(status: status, headers: h, body: body.encoded())
+    }
+
+    static func empty(_ status: Int) -> HTTPResponse { HTTPResponse(status: status) }
+
+    static func decimal(_ value: JSONValue?) -> Decimal? {
+        switch value {
+        case .number(let n)?: return Decimal(string: "\(n)", locale: Locale(identifier: "en_US_POSIX"))
+        case .string(let s)?: return Decimal(string: s, locale: Locale(identifier: "en_US_POSIX"))
+        default: return nil
+        }
+    }
+
+    static func number(_ d: Decimal) -> JSONValue { .number(NSDecimalNumber(decimal: d).doubleValue) }
+}
+
+/// A lock-protected value for the provider emulations.
+final class Locked<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func with<T>(_ body: (inout Value) -> T) -> T { lock.withLock { body(&value) } }
+}
