@@ -111,9 +111,10 @@ let package = Package(
         .executableTarget(
             name: "usage-billing",
             dependencies: [
-                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders", "UsageSpool",
+                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders", "UsageSpool", "UsageEmulator",
                 "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage", "ChargebeeUsage", "RecurlyUsage", "PaddleUsage",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/usage-billing",
@@ -158,6 +159,11 @@ let package = Package(
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EmulatorTests",
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "UsageRouting", "UsageBillingProviders", "UsageSpool"],
             swiftSettings: strict
         ),
         .testTarget(

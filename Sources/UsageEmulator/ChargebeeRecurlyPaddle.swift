@@ -163,7 +163,7 @@ final class ChargebeeIngestEmulation: EmulatedProvider {
 /// `usage_timestamp`, ascending, `has_more`/`next` paging at `limit`.
 final class RecurlyEmulation: EmulatedProvider {
     let prefix = "recurly"
-    private struct Record { var id: String; var subscription: String; var addOn: String; var amount: Decimal; var tag: String?; var at: Date; var recorded: String? }
+    private struct Record { var id: String; var subscription: String; var addOn: String; var amount: Decimal; var tag: String?; var at: Date; var recorded: String?; var created = Date() }
     private let state = Locked([Record]())
 
     func accepted() async -> [AcceptedUsage] {
@@ -183,7 +183,9 @@ final class RecurlyEmulation: EmulatedProvider {
 
     private func json(_ r: Record) -> JSONValue {
         var o: [String: JSONValue] = ["id": .string(r.id), "object": .string("usage"), "amount": Reply.number(r.amount), "usage_type": .string("price"),
-                                      "tier_type": .string("flat"), "usage_timestamp": .string(RFC3339.format(r.at))]
+                                      "tier_type": .string("flat"), "tiers": .array([]), "measured_unit_id": .string("emu_unit"),
+                                      "unit_amount": .number(0.01), "unit_amount_decimal": .string("0.01"), "usage_timestamp": .string(RFC3339.format(r.at)),
+                                      "created_at": .string(RFC3339.format(r.created)), "updated_at": .string(RFC3339.format(r.created))]
         if let tag = r.tag { o["merchant_tag"] = .string(tag) }
         if let recorded = r.recorded { o["recording_timestamp"] = .string(recorded) }
         return .object(o)

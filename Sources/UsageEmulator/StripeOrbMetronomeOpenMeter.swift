@@ -34,6 +34,15 @@ final class StripeEmulation: EmulatedProvider {
         }
         switch (r.method, r.path) {
         case ("POST", "/v1/billing/meter_events"): return meterEvent(r)
+        case ("POST", "/v1/billing/meters"):
+            let f = r.form
+            guard let name = f["event_name"], !name.isEmpty, let display = f["display_name"], !display.isEmpty else {
+                return error(400, "invalid_request_error", "parameter_missing", "Missing required param: display_name or event_name.", param: "event_name")
+            }
+            guard state.with({ s in s.meters.contains(name) ? false : { s.meters.append(name); return true }() }) else {
+                return error(400, "invalid_request_error", nil, "An active meter with event_name \(name) already exists.", param: "event_name")
+            }
+            return Reply.json(200, meter(name))
         case ("GET", "/v1/billing/meters"):
             let data = state.with { $0.meters }.map(meter)
             return Reply.json(200, .object(["object": .string("list"), "data": .array(data), "has_more": .bool(false), "url": .string("/v1/billing/meters")]))
@@ -326,7 +335,9 @@ final class OpenMeterEmulation: EmulatedProvider {
                                          "windowEnd": .string(RFC3339.format(w.1)), "groupBy": .object([:])]))
                 }
             }
-            return Reply.json(200, .object(["data": .array(rows), "from": .string(RFC3339.format(from)), "to": .string(RFC3339.format(to))]))
+            var result: [String: JSONValue] = ["data": .array(rows), "from": .string(RFC3339.format(from)), "to": .string(RFC3339.format(to))]
+            if let size = r.query("windowSize") { result["windowSize"] = .string(size) }
+            return Reply.json(200, .object(result))
         default:
             return problem(404, "Not Found", "no route for \(r.method) \(r.path)")
         }

@@ -1,33 +1,159 @@
 import ArgumentParser
 import Foundation
-import StripeUsage
 import UsageBilling
 import UsageBillingCurl
-import UsageBillingTesting
+import UsageEmulator
 import UsageRouting
+import UsageSpool
 
-/// `usage-billing demo`: the whole Stripe path against a local Stripe fake, end to end.
+/// `usage-billing demo`: the whole pipeline — routing config, spool, worker, libcurl — against
+/// the built-in emulator of all seven providers, then each provider's totals read back through
+/// its own API and compared with what was recorded.
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Send example events to a local Stripe fake through libcurl, then check the totals Stripe reports back.",
+        abstract: "Run examples/routing.yaml against the built-in provider emulator and check every provider's totals.",
         discussion: """
-            Starts a Stripe fake on 127.0.0.1 (no account, no network), delivers the example events through the
-            Stripe adapter and CurlHTTPClient with retries (the fake answers some requests with 429 and 500 to show
-            them), sends everything a second time to show that nothing is billed twice, and reads the totals back
-            through Stripe's event summaries. Exits 0 only if every total agrees with what was recorded.
+            Starts the emulator of Stripe, Orb, Metronome, OpenMeter, Chargebee, Recurly and Paddle on 127.0.0.1 (no
+            account, no network), loads the routing config with placeholder keys and the emulator's endpoints, records the
+            example events into a spool, records them all again (as a retrying client would: nothing may be billed twice),
+            and drains the spool with the delivery worker while the emulator injects 429s, 5xx, resets and lost responses.
+            Then it reads each provider's totals back through that provider's own read-back API and prints them beside
+            what was recorded, per provider, customer and meter. Exits 0 only if they all agree.
 
             Examples:
               usage-billing demo
-              usage-billing demo --events my-events.ndjson --no-faults
+              usage-billing demo --faults 0 --seed 7
+              usage-billing demo -c my-routing.yaml --events my-events.ndjson
             """)
 
-    @Option(help: "NDJSON file of events ({id, name, customer, timestamp, quantity, properties}).")
-    var events: String = "examples/events.ndjson"
-
-    @Flag(help: "Do not inject 429/500 answers.")
-    var noFaults = false
+    @Option(name: .shortAndLong, help: "The routing config.") var config: String = "examples/routing.yaml"
+    @Option(help: "NDJSON file of events ({id, name, customer, timestamp, quantity, properties}).") var events: String = "examples/events.ndjson"
+    @Option(help: "Share of write requests that fail (0…0.5), spread over 429, 5xx, resets and lost responses.") var faults: Double = 0.15
+    @Option(help: "Seed for the injected faults (the same seed fails the same requests).") var seed: UInt64 = 42
 
     func run() async throws {
+        guard (0...0.5).contains(faults) else {
+            printError("error: --faults \(faults) is out of range. Fix: use 0 to 0.5")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        let loaded = try loadEvents()
+        guard let latest = loaded.map(\.timestamp).max() else {
+            printError("error: \(events) holds no events; add one JSON event per line")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        // Providers take recent events (Stripe: 35 days): move the example day to today, by whole days.
+        let shiftDays = (Date().addingTimeInterval(-3 * 3600).timeIntervalSince(latest) / 86_400).rounded(.down)
+        let recorded = loaded.map { event -> UsageEvent in
+            var e = event
+            e.timestamp = event.timestamp.addingTimeInterval(shiftDays * 86_400)
+            return e
+        }
+
+        // The config, with placeholder keys for every ${VAR} it names.
+        guard let text = FileManager.default.contents(atPath: config).map({ String(decoding: $0, as: UTF8.self) }) else {
+            printError("error: cannot read \(config). Fix: run from the repository root or pass -c")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        var environment: [String: String] = [:]
+        for match in text.matches(of: /\$\{([A-Z0-9_]+)\}/) { environment[String(match.1)] = Self.placeholder(for: String(match.1)) }
+        var routing: RoutingConfig
+        do {
+            routing = try RoutingConfig.parse(text, file: config, directory: URL(fileURLWithPath: config).deletingLastPathComponent().path,
+                                              registry: .standard, environment: environment)
+        } catch let issues as ConfigIssues {
+            for issue in issues.issues { printError("error: \(issue)") }
+            throw ExitCode(ExitCodes.badInput)
+        }
+
+        // OpenMeter and Metronome meters sum the property each route puts the quantity in.
+        var valueProperties: [String: String] = [:]
+        for event in recorded {
+            guard let d = routing.decide(event) else { continue }
+            for provider in [d.primary] + d.shadows {
+                guard let kind = routing.providers[provider]?.kind.name, ["openmeter", "metronome"].contains(kind) else { continue }
+                let settings = routing.settings(for: provider, route: d.route)
+                let names = providerNames(for: event, kind: kind, settings: settings)
+                valueProperties[names.meter] = settings["quantity_property"]?.stringValue ?? (kind == "openmeter" ? "value" : "quantity")
+            }
+        }
+        let plans = Dictionary(uniqueKeysWithValues: UsageEmulator.kinds.map { ($0, FaultPlan.mixed(faults, timeouts: faults > 0 ? 0.02 : 0)) })
+        let emulator = try await UsageEmulator.start(faults: plans, seed: seed, meterValueProperties: valueProperties)
+        for (name, provider) in routing.providers {
+            for (key, value) in emulator.endpoints[provider.kind.name] ?? [:] { routing.providers[name]?.settings[key] = .string(value) }
+        }
+
+        print("UsageBilling demo: \(config) → the built-in emulator at \(emulator.baseURL)")
+        print("Providers: " + routing.providers.keys.sorted().map { "\($0) (\(routing.providers[$0]?.kind.name ?? "?"))" }.joined(separator: ", "))
+        print("Loaded \(recorded.count) events from \(events), moved \(Int(shiftDays)) day(s) later so every provider takes them.")
+        if faults > 0 { print("The emulator fails \(Int(faults * 100))% of write requests (429, 500/503, resets, lost responses; seed \(seed)).") }
+
+        let directory = FileManager.default.temporaryDirectory.appending(path: "usage-billing-demo-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let client = try CurlHTTPClient(configuration: .init(timeout: .seconds(1)))
+        defer { client.shutdown() }
+        let pipeline = try UsagePipeline(config: routing, spoolPath: directory.appending(path: "demo.spool").path, client: client,
+                                         policy: RetryPolicy(baseDelay: .milliseconds(20), maxDelay: .milliseconds(500), maxAttempts: 30))
+        let started = ContinuousClock.now
+        try await pipeline.record(recorded)
+        try await pipeline.record(recorded)  // again, as a client retrying its record call would: a no-op
+        try await pipeline.flush()
+        let elapsed = ContinuousClock.now - started
+        print("\nSpool drained in \(String(format: "%.2f", elapsed.seconds)) s:")
+        print(describe(try pipeline.spool.status()).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        let stats = emulator.statistics
+        let injected = stats.injected.values.flatMap(\.values).reduce(0, +)
+        print("The emulator answered \(stats.requests.values.reduce(0, +)) requests (" + stats.requests.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ") and injected \(injected) failures.")
+
+        // What each provider should bill, from the events and the routing decisions.
+        var expected: [TotalsKey: Decimal] = [:]
+        for event in recorded {
+            guard let d = routing.decide(event) else { continue }
+            for provider in [d.primary] + d.shadows {
+                guard let kind = routing.providers[provider]?.kind.name else { continue }
+                let names = providerNames(for: event, kind: kind, settings: routing.settings(for: provider, route: d.route))
+                expected[TotalsKey(provider: provider, customer: names.customer, meter: names.meter), default: 0] += event.quantity
+            }
+        }
+        // What each provider reports through its own read-back API.
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
+        let earliest = recorded.map(\.timestamp).min() ?? Date()
+        let from = calendar.date(from: calendar.dateComponents([.year, .month], from: earliest)) ?? earliest
+        let to = Date(timeIntervalSince1970: ((recorded.map(\.timestamp).max() ?? Date()).timeIntervalSince1970 / 86_400).rounded(.down) * 86_400 + 86_400)
+        var reported: [TotalsKey: Decimal] = [:]
+        for provider in Set(expected.keys.map(\.provider)).sorted() {
+            guard let p = routing.providers[provider] else { continue }
+            let keys = expected.keys.filter { $0.provider == provider }
+            do {
+                let totals = try await reportedTotals(provider: provider, kind: p.kind.name, settings: .object(p.settings).merging(customersOf: routing, provider: provider),
+                                                      keys: Array(keys), from: from, to: to, client: client)
+                reported.merge(totals) { $1 }
+            } catch {
+                printError("error: reading \(provider) back failed: \(error)")
+            }
+        }
+        await emulator.shutdown()
+
+        print("\n  \("provider".pad(10)) \("customer".pad(38)) \("meter".pad(30)) \("recorded".leftPad(10)) \("reported".leftPad(10))  agree")
+        var mismatches = 0
+        for key in Set(expected.keys).union(reported.keys).sorted() {
+            let want = expected[key] ?? 0, got = reported[key] ?? 0
+            let agree = want == got
+            if !agree { mismatches += 1 }
+            print("  \(key.provider.pad(10)) \(key.customer.pad(38)) \(key.meter.pad(30)) \(DecimalFormat.plain(want).leftPad(10)) \(DecimalFormat.plain(got).leftPad(10))  \(agree ? "yes" : "NO")")
+        }
+        let lanes = try pipeline.spool.status()
+        let dead = lanes.map { $0.dead.values.reduce(0, +) }.reduce(0, +)
+        let queued = lanes.map(\.queued).reduce(0, +)
+        if mismatches > 0 || dead > 0 || queued > 0 {
+            print("\nFAILED: \(mismatches) total(s) disagree, \(dead) dead letter(s), \(queued) still queued.")
+            throw ExitCode(ExitCodes.someRejected)
+        }
+        print("\nOK: every provider reports exactly what was recorded (\(expected.count) totals), through \(injected) injected failures, and nothing was billed twice.")
+    }
+
+    private func loadEvents() throws -> [UsageEvent] {
         var loaded: [UsageEvent] = []
         do {
             let reader = try EventReader(path: events, format: .ndjson)
@@ -36,100 +162,38 @@ struct Demo: AsyncParsableCommand {
                     switch item {
                     case .success(let event): loaded.append(event)
                     case .failure(let bad):
-                        print("error: \(events) \(bad)")
+                        printError("error: \(events) \(bad)")
                         throw ExitCode(ExitCodes.badInput)
                     }
                 }
             }
         } catch let error as UsageBillingError {
-            print("error: \(error)")
+            printError("error: \(error)")
             throw ExitCode(ExitCodes.badInput)
         }
-        guard let latest = loaded.map(\.timestamp).max(), let earliest = loaded.map(\.timestamp).min() else {
-            print("error: \(events) holds no events; add one JSON event per line")
-            throw ExitCode(ExitCodes.badInput)
-        }
-        // Stripe accepts events up to 35 days old: move the example day to today, by whole hours.
-        let shiftHours = ((Date().addingTimeInterval(-600).timeIntervalSince(latest)) / 3600).rounded(.down)
-        let shift = shiftHours * 3600
-        let recorded = loaded.map { event -> UsageEvent in
-            var e = event
-            e.timestamp = event.timestamp.addingTimeInterval(shift)
-            return e
-        }
-
-        let meterNames = Array(Set(recorded.map(\.name))).sorted()
-        let faults: [Int: StripeFake.Fault] = noFaults ? [:] : [3: .rateLimited(retryAfterSeconds: 1), 7: .serverError, 11: .rateLimited(retryAfterSeconds: nil)]
-        let fake = StripeFake(meters: meterNames, faults: faults)
-        let server = try await LoopbackHTTPServer.start { request in
-            .respond(await fake.handle(method: request.method, target: request.target, headers: request.headers, body: request.body))
-        }
-        let client = try CurlHTTPClient()
-        defer { client.shutdown() }
-        let customers = Dictionary(uniqueKeysWithValues: Set(recorded.map(\.customer)).map { ($0, "cus_\($0)") })
-        let settings = StripeSettings(secretKey: "sk_test_emulator", endpoint: server.baseURL, customers: customers)
-        let sink = try StripeMeterEventSink(settings: settings, client: client)
-        let deliverer = RetryingDeliverer(sink: sink, policy: RetryPolicy(baseDelay: .milliseconds(100), maxAttempts: 6))
-
-        print("UsageBilling demo: Stripe meter events (v1) → local Stripe fake at \(server.baseURL)")
-        print("  (a stand-in for the provider emulator, which will cover all seven providers)")
-        print("Loaded \(recorded.count) events from \(events); moved \(Int(shiftHours)) h later so they fall in Stripe's 35-day window.")
-        if !faults.isEmpty { print("The fake answers requests \(faults.keys.sorted().map(String.init).joined(separator: ", ")) with 429/500 to show retries.") }
-
-        let started = ContinuousClock.now
-        let first: [RetryingDeliverer.Report]
-        do {
-            first = try await deliverer.deliver(recorded)
-        } catch let error as UsageBillingError {
-            print("error: \(error)")
-            await server.shutdown()
-            throw ExitCode(error.code == .configuration || error.code == .invalidInput ? ExitCodes.badInput : ExitCodes.unreachable)
-        }
-        let elapsed = ContinuousClock.now - started
-        print("\nFirst pass:  \(Self.summary(first)); \(first.filter { $0.history.count > 1 }.count) event(s) needed a retry; \(String(format: "%.2f", elapsed.seconds)) s")
-        let second = try await deliverer.deliver(recorded)
-        print("Second pass (same events again, as after a crash): \(Self.summary(second))")
-
-        // Read back through Stripe's own API.
-        let stripe = try StripeBillingClient(settings: settings, client: client)
-        let meters = try await stripe.listMeters()
-        let start = Date(timeIntervalSince1970: (earliest.addingTimeInterval(shift).timeIntervalSince1970 / 3600).rounded(.down) * 3600)
-        let end = Date(timeIntervalSince1970: ((latest.addingTimeInterval(shift).timeIntervalSince1970 + 1) / 3600).rounded(.up) * 3600)
-        var mismatches = 0
-        print("\n  \("meter".padding(toLength: 18, withPad: " ", startingAt: 0)) \("customer".padding(toLength: 10, withPad: " ", startingAt: 0)) \("recorded".leftPad(10)) \("stripe reports".leftPad(15))  agree")
-        let accepted = Set(zip(recorded, first).filter { $0.1.final == .accepted || $0.1.final == .duplicate }.map { $0.0.id })
-        for name in meterNames {
-            guard let meter = meters.first(where: { $0.eventName == name }) else { continue }
-            for customer in customers.keys.sorted() {
-                let mine = recorded.filter { $0.name == name && $0.customer == customer && accepted.contains($0.id) }
-                let local = mine.reduce(Decimal(0)) { $0 + $1.quantity }
-                let summaries = try await stripe.eventSummaries(meterID: meter.id, customer: customers[customer] ?? customer,
-                                                                start: start, end: end, window: .hour)
-                let remote = summaries.reduce(0.0) { $0 + $1.aggregatedValue }
-                let agree = abs(NSDecimalNumber(decimal: local).doubleValue - remote) < 1e-9
-                if !agree { mismatches += 1 }
-                print("  \(name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(customer.padding(toLength: 10, withPad: " ", startingAt: 0)) \(DecimalFormat.plain(local).leftPad(10)) \(String(format: "%g", remote).leftPad(15))  \(agree ? "yes" : "NO")")
-            }
-        }
-        let stats = await fake.stats
-        print("\nThe fake saw \(stats.requests) meter-event requests and kept \(stats.accepted) distinct events.")
-        await server.shutdown()
-        let rejected = first.filter { if case .rejected = $0.final { return true } else { return false } }
-        if mismatches > 0 || rejected.count > 0 || stats.accepted != recorded.count {
-            print("FAILED: \(mismatches) total(s) disagree, \(rejected.count) event(s) rejected.")
-            throw ExitCode(ExitCodes.someRejected)
-        }
-        print("OK: every total Stripe reports matches what was recorded, and nothing was billed twice.")
+        return loaded
     }
 
-    static func summary(_ reports: [RetryingDeliverer.Report]) -> String {
-        var counts: [String: Int] = [:]
-        for r in reports { counts[r.final.label, default: 0] += 1 }
-        return ["accepted", "duplicate", "rejected", "retryable", "possibly_delivered"]
-            .map { "\($0) \(counts[$0] ?? 0)" }.joined(separator: ", ")
+    /// A placeholder key each adapter accepts (never a real one).
+    static func placeholder(for variable: String) -> String {
+        switch variable {
+        case let v where v.contains("STRIPE"): "sk_test_REDACTED_demo"
+        case let v where v.contains("PADDLE"): "pdl_sdbx_apikey_REDACTED_demo"
+        default: "REDACTED_demo"
+        }
+    }
+}
+
+extension JSONValue {
+    /// Provider settings with the config's customer table merged in (as the router does).
+    func merging(customersOf routing: RoutingConfig, provider: String) -> JSONValue {
+        guard case .object(var o) = self, case .object(let merged) = routing.settings(for: provider, route: nil) else { return self }
+        if let customers = merged["customers"] { o["customers"] = customers }
+        return .object(o)
     }
 }
 
 extension String {
+    func pad(_ n: Int) -> String { count >= n ? self : padding(toLength: n, withPad: " ", startingAt: 0) }
     func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }

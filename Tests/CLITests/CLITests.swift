@@ -17,7 +17,9 @@ struct CLI {
     /// A real-looking key built at run time (never committed), to prove it is never printed.
     static let stripeKey = "sk_" + "test_" + String(repeating: "Vx4", count: 10)
     static let orbKey = "orb_" + String(repeating: "k9Q", count: 10)
-    static let env = ["STRIPE_SECRET_KEY": stripeKey, "ORB_API_KEY": orbKey, "OPENMETER_TOKEN": "om_" + String(repeating: "t7", count: 12)]
+    static let env = ["STRIPE_SECRET_KEY": stripeKey, "ORB_API_KEY": orbKey, "OPENMETER_TOKEN": "om_" + String(repeating: "t7", count: 12),
+                      "METRONOME_BEARER_TOKEN": "mt_" + String(repeating: "p3", count: 12), "CHARGEBEE_API_KEY": "test_" + String(repeating: "cB", count: 12),
+                      "RECURLY_API_KEY": String(repeating: "r5", count: 16), "PADDLE_API_KEY": "pdl_sdbx_apikey_" + String(repeating: "z8", count: 12)]
 
     struct Result { var status: Int32; var output: String }
 
@@ -80,7 +82,7 @@ struct CLITests {
     }
 
     @Test func configCheckNamesAMissingEnvironmentVariable() async throws {
-        let r = try await CLI.run(["config", "check", "examples/routing.yaml"], env: ["STRIPE_SECRET_KEY": "", "ORB_API_KEY": "x", "OPENMETER_TOKEN": "y"])
+        let r = try await CLI.run(["config", "check", "examples/routing.yaml"], env: CLI.env.merging(["STRIPE_SECRET_KEY": ""]) { $1 })
         #expect(r.status == 2)
         #expect(r.output.contains("environment variable STRIPE_SECRET_KEY is not set"))
     }
@@ -88,9 +90,11 @@ struct CLITests {
     @Test func importDryRunShowsRequestsAndAGoodSummary() async throws {
         let r = try await CLI.run(["import", "examples/events.ndjson", "-c", "examples/routing.yaml", "--dry-run", "--show-requests", "50"])
         #expect(r.status == 0, "\(r.output)")
-        #expect(r.output.contains("Read 60 events."))
+        #expect(r.output.contains("Read 93 events."))
         #expect(r.output.contains("stripe (route 0, primary): accepted 30"))
         #expect(r.output.contains("openmeter (route 3, primary): accepted 15"))
+        #expect(r.output.contains("chargebee (route 4, primary): aggregated 17"), "\(r.output)")
+        #expect(r.output.contains("chargebee (route 4, primary) window records: accepted"))
         #expect(r.output.contains("POST https://api.stripe.com/v1/billing/meter_events"))
         #expect(r.output.contains("Authorization: Bearer sk_test_REDACTED"))
         #expect(!r.output.contains(CLI.stripeKey) && !r.output.contains(CLI.orbKey))
@@ -109,7 +113,7 @@ struct CLITests {
     }
 
     @Test func unroutedEventsExit1() async throws {
-        let path = try CLI.temp("events.ndjson", #"{"id":"u1","name":"gpu_seconds","customer":"acme","timestamp":"2026-11-20T10:00:00Z"}"#)
+        let path = try CLI.temp("events.ndjson", #"{"id":"u1","name":"fax_pages","customer":"acme","timestamp":"2026-11-20T10:00:00Z"}"#)
         let r = try await CLI.run(["import", path, "-c", "examples/routing.yaml", "--dry-run"])
         #expect(r.status == 1)
         #expect(r.output.contains("unrouted: rejected: unrouted 1"))

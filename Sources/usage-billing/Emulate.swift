@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import UsageBilling
+import Logging
+import ServiceLifecycle
+import UsageEmulator
+
+/// `usage-billing emulate`: the provider emulator as a long-running local server.
+struct Emulate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the emulator of all seven providers on 127.0.0.1, with optional fault injection.",
+        discussion: """
+            Each provider lives under its own prefix; point a provider's `endpoint` setting at it (the command prints
+            the settings to use). Faults apply to write requests and are seeded, so a failing run can be replayed.
+            Stop with Ctrl-C.
+
+            --faults takes PROVIDER:SPEC, repeatable, or all:SPEC; SPEC is kind=rate,... with kind one of
+            429, 429-bare, 500, 503, reset, timeout (applied, then no answer), and delay=50ms@0.2.
+
+            Examples:
+              usage-billing emulate --port 12111
+              usage-billing emulate --faults all:429=0.05,500=0.05 --faults recurly:timeout=0.1 --seed 7
+            """)
+
+    @Option(help: "Port on 127.0.0.1 (0: any free port).") var port: Int = 12111
+    @Option(help: "PROVIDER:SPEC fault plan; repeatable (see above).") var faults: [String] = []
+    @Option(help: "Seed for the fault dice.") var seed: UInt64 = 1
+
+    func run() async throws {
+        var plans: [String: FaultPlan] = [:]
+        for entry in faults {
+            let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
+            guard parts.count == 2, parts[0] == "all" || UsageEmulator.kinds.contains(parts[0]) else {
+                printError("error: --faults '\(entry)' must be PROVIDER:SPEC with PROVIDER one of all, \(UsageEmulator.kinds.joined(separator: ", "))")
+                throw ExitCode(ExitCodes.badInput)
+            }
+            do {
+                let plan = try FaultPlan.parse(parts[1])
+                for kind in parts[0] == "all" ? UsageEmulator.kinds : [parts[0]] { plans[kind] = plan }
+            } catch {
+                printError("error: \(error)")
+                throw ExitCode(ExitCodes.badInput)
+            }
+        }
+        let emulator: UsageEmulator
+        do {
+            emulator = try await UsageEmulator.start(port: port, faults: plans, seed: seed)
+        } catch {
+            printError("error: cannot listen on 127.0.0.1:\(port): \(error). Fix: pick another --port (0 picks a free one)")
+            throw ExitCode(ExitCodes.unreachable)
+        }
+        print("Emulating \(UsageEmulator.kinds.joined(separator: ", ")) at \(emulator.baseURL). Settings for your routing config:")
+        for kind in UsageEmulator.kinds {
+            let settings = (emulator.endpoints[kind] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+            let plan = plans[kind].map { $0.failureRate > 0 || $0.delayRate > 0 ? "  (faults: \(Int(($0.failureRate * 100).rounded()))% of writes)" : "" } ?? ""
+            print("  \(kind): { \(settings) }\(plan)")
+        }
+        print("Any API key is accepted (Stripe's must start with sk_ or rk_). Ctrl-C stops.")
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: EmulatorService(emulator: emulator))], gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: Logger(label: "usage-billing.emulate")))
+        try await group.run()
+    }
+}
+
+/// Keeps the emulator up until SIGINT/SIGTERM.
+struct EmulatorService: Service {
+    let emulator: UsageEmulator
+    func run() async throws {
+        try? await gracefulShutdown()
+        await emulator.shutdown()
+    }
+}
