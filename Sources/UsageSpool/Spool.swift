@@ -75,19 +75,12 @@ public final class Spool: Sendable {
     public init(path: String, durability: SpoolDurability = .normal) throws {
         self.path = path
         var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
-            try db.execute(sql: "PRAGMA busy_timeout = 5000")
         }
         do {
-            let pool = try DatabasePool(path: path, configuration: configuration)
-            let problems = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
-            guard problems == ["ok"] else {
-                throw UsageBillingError(.invalidInput, "the spool \(path) is damaged: \(problems.prefix(3).joined(separator: "; "))",
-                                        fix: "stop the worker, copy the file aside, and recover it with `sqlite3 \(path) .recover`; nothing was deleted")
-            }
-            try Self.migrator.migrate(pool)
-            self.pool = pool
+            self.pool = try Self.open(path: path, configuration: configuration)
         } catch let error as UsageBillingError {
             throw error
         } catch let error as DatabaseError {
@@ -98,6 +91,28 @@ public final class Spool: Sendable {
     }
 
     deinit { committer.stop() }
+
+    /// Opens the pool, checks and migrates it, waiting (up to 5 s, in bounded steps) while another process or a spool
+    /// being closed holds the file locked: SQLite does not always call the busy handler while a
+    /// closing connection folds its write-ahead log.
+    private static func open(path: String, configuration: Configuration) throws -> DatabasePool {
+        var attempt = 0
+        while true {
+            do {
+                let pool = try DatabasePool(path: path, configuration: configuration)
+                let problems = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
+                guard problems == ["ok"] else {
+                    throw UsageBillingError(.invalidInput, "the spool \(path) is damaged: \(problems.prefix(3).joined(separator: "; "))",
+                                            fix: "stop the worker, copy the file aside, and recover it with `sqlite3 \(path) .recover`; nothing was deleted")
+                }
+                try migrator.migrate(pool)
+                return pool
+            } catch let error as DatabaseError where (error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED) && attempt < 50 {
+                attempt += 1
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+        }
+    }
 
     /// Folds the write-ahead log into the database file (`PRAGMA wal_checkpoint(TRUNCATE)`),
     /// e.g. before copying the file.

@@ -112,8 +112,12 @@ struct BadConfigTests {
     @Test func theExampleConfigLoadsWithItsCustomerTable() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let c = try RoutingConfig.load(path: root.appending(path: "examples/routing.yaml").path, registry: .standard,
-                                       environment: ["STRIPE_SECRET_KEY": "sk_test_REDACTED", "ORB_API_KEY": "orb_REDACTED", "OPENMETER_TOKEN": "om_REDACTED"])
+                                       environment: ["STRIPE_SECRET_KEY": "sk_test_REDACTED", "ORB_API_KEY": "orb_REDACTED", "OPENMETER_TOKEN": "om_REDACTED",
+                                                     "METRONOME_BEARER_TOKEN": "REDACTED", "CHARGEBEE_API_KEY": "REDACTED", "RECURLY_API_KEY": "REDACTED",
+                                                     "PADDLE_API_KEY": "pdl_sdbx_apikey_REDACTED"])
         #expect(c.customers["acme"]?["stripe"] == "cus_QrAcme0001")
+        #expect(c.customers["acme"]?["paddle"] == "sub_01hv8y5ehszzq0yv20ttx3166y")
+        #expect(c.decide(UsageEvent(name: "seats", customer: "acme")).map { [$0.primary] + $0.shadows } == ["chargebee", "recurly"])
         #expect(c.decide(UsageEvent(name: "storage_gb_hours", customer: "acme"))?.primary == "openmeter")
     }
 }

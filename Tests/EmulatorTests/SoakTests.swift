@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+import UsageBilling
+import UsageBillingCurl
+import UsageBillingProviders
+import UsageBillingTesting
+import UsageEmulator
+import UsageRouting
+import UsageSpool
+
+/// The soak config: every provider on its own event, all pointed at the emulator.
+func soakConfig(_ emulator: UsageEmulator) throws -> RoutingConfig {
+    let e = emulator.endpoints
+    func at(_ kind: String) -> String { (e[kind] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \"\($0.value)\"" }.joined(separator: ", ") }
+    return try RoutingConfig.parse("""
+        version: 1
+        providers:
+          stripe: { kind: stripe, secret_key: sk_live_REDACTED, \(at("stripe")) }
+          orb: { kind: orb, api_key: orb_REDACTED, requests_per_second: 1000, \(at("orb")) }
+          metronome: { kind: metronome, api_key: metronome_REDACTED, events_per_second: 1000000, \(at("metronome")) }
+          openmeter: { kind: openmeter, api_key: om_REDACTED, \(at("openmeter")) }
+          chargebee: { kind: chargebee, api_key: cb_REDACTED, site: acme-test, item_price_id: seats-USD, requests_per_minute: 60000, \(at("chargebee")) }
+          recurly: { kind: recurly, api_key: recurly_REDACTED, add_on_id: code-seats, requests_per_minute: 60000, \(at("recurly")) }
+          paddle: { kind: paddle, api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01soak, max_quantity: 999999999, requests_per_minute: 60000, \(at("paddle")) }
+        routes:
+          - { events: [api_request], to: stripe }
+          - { events: [tokens], to: orb, shadow: metronome }
+          - { events: [storage], to: openmeter }
+          - { events: [seats], to: chargebee, shadow: recurly }
+          - { events: [tickets], to: paddle }
+        """, file: "soak.yaml", directory: "/tmp", registry: .standard, environment: [:])
+}
+
+@Suite("Soak: 100,000 events, every provider, 20% faults", .timeLimit(.minutes(5)))
+struct SoakTests {
+    @Test func exactTotalsThroughInjectedFaults() async throws {
+        let n = 100_000
+        let emulator = try await UsageEmulator.start(faults: Dictionary(uniqueKeysWithValues: UsageEmulator.kinds.map { ($0, FaultPlan.mixed(0.2, timeouts: 0.002)) }),
+                                                     seed: 2026, meterValueProperties: ["storage": "value"])
+        let config = try soakConfig(emulator)
+        let client = try CurlHTTPClient(configuration: .init(timeout: .milliseconds(250)))
+        defer { client.shutdown() }
+        let path = FileManager.default.temporaryDirectory.appending(path: "ub-soak-\(UUID().uuidString).spool").path
+        let pipeline = try UsagePipeline(config: config, spoolPath: path, client: client,
+                                         policy: RetryPolicy(baseDelay: .milliseconds(2), maxDelay: .milliseconds(50), maxAttempts: 60))
+        // Stripe takes one event per request, so it gets the smallest share.
+        let names = ["api_request": 5, "tokens": 30, "storage": 30, "seats": 20, "tickets": 15]
+        let schedule = names.sorted { $0.key < $1.key }.flatMap { Array(repeating: $0.key, count: $0.value) }
+        let customers = ["acme", "globex", "initech", "umbrella"]
+        let now = Date()
+        var events: [UsageEvent] = []
+        events.reserveCapacity(n)
+        for i in 0..<n {
+            let name: String = schedule[i % schedule.count]
+            let customer: String = customers[(i / schedule.count) % customers.count]
+            let at: Date = now.addingTimeInterval(-Double(n - i) / 100 - 120)
+            events.append(UsageEvent(id: "soak-\(i)", name: name, customer: customer, timestamp: at, quantity: Decimal(i % 7 + 1)))
+        }
+        for chunk in stride(from: 0, to: n, by: 5_000) { try await pipeline.record(Array(events[chunk..<min(n, chunk + 5_000)])) }
+        let started = ContinuousClock.now
+        try await pipeline.flush()
+        let elapsed = ContinuousClock.now - started
+
+        // Expected per provider and customer, from the routing decisions.
+        var expected: [String: [String: Decimal]] = [:]
+        for event in events {
+            guard let d = config.decide(event) else { continue }
+            for provider in [d.primary] + d.shadows { expected[provider, default: [:]][event.customer, default: 0] += event.quantity }
+        }
+        var lines: [String] = []
+        for kind in UsageEmulator.kinds {
+            let accepted = await emulator.accepted(kind)
+            var got: [String: Decimal] = [:]
+            for usage in accepted { got[usage.customer, default: 0] += usage.quantity }
+            #expect(got == (expected[kind] ?? [:]), "\(kind): the provider holds \(got), recorded \(expected[kind] ?? [:])")
+            let keys = accepted.compactMap(\.key)
+            #expect(Set(keys).count == keys.count, "\(kind): a key was counted twice")
+            lines.append("\(kind) \(accepted.count) records")
+        }
+        let status = try pipeline.spool.status()
+        #expect(status.allSatisfy { $0.queued == 0 && $0.dead.isEmpty && $0.openWindows == 0 }, "\(status)")
+        let stats = emulator.statistics
+        let injected = stats.injected.values.flatMap(\.values).reduce(0, +)
+        #expect(injected > 1_000, "faults were injected")
+        print("SOAK n=\(n) drained in \(String(format: "%.1f", elapsed.seconds)) s; requests \(stats.requests.values.reduce(0, +)), injected failures \(injected); " + lines.joined(separator: ", "))
+        await emulator.shutdown()
+    }
+}
