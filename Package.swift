@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "UsageBillingProviders", targets: ["UsageBillingProviders"]),
         .library(name: "UsageSpool", targets: ["UsageSpool"]),
         .library(name: "UsageEmulator", targets: ["UsageEmulator"]),
+        .library(name: "UsageReconciliation", targets: ["UsageReconciliation"]),
         .library(name: "StripeUsage", targets: ["StripeUsage"]),
         .library(name: "OrbUsage", targets: ["OrbUsage"]),
         .library(name: "MetronomeUsage", targets: ["MetronomeUsage"]),
@@ -94,6 +95,13 @@ let package = Package(
             path: "Sources/UsageSpool",
             swiftSettings: strict
         ),
+        // Reconciliation: the spool's ledger against each provider's read-back.
+        .target(
+            name: "UsageReconciliation",
+            dependencies: ["UsageBilling", "UsageRouting", "UsageSpool"],
+            path: "Sources/UsageReconciliation",
+            swiftSettings: strict
+        ),
         // A local emulator of every provider (SwiftNIO, loopback) with fault injection.
         .target(
             name: "UsageEmulator",
@@ -112,7 +120,7 @@ let package = Package(
             name: "usage-billing",
             dependencies: [
                 "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders", "UsageSpool", "UsageEmulator",
-                "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage", "ChargebeeUsage", "RecurlyUsage", "PaddleUsage",
+                "UsageReconciliation", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage", "ChargebeeUsage", "RecurlyUsage", "PaddleUsage",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -163,7 +171,8 @@ let package = Package(
         ),
         .testTarget(
             name: "EmulatorTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "UsageRouting", "UsageBillingProviders", "UsageSpool"],
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "UsageRouting", "UsageBillingProviders", "UsageSpool",
+                           "UsageReconciliation"],
             swiftSettings: strict
         ),
         .testTarget(

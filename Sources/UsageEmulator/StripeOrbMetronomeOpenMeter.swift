@@ -126,6 +126,10 @@ final class OrbEmulation: EmulatedProvider {
     let prefix = "orb"
     private struct State { var usage: [AcceptedUsage] = []; var keys: Set<String> = [] }
     private let state = Locked(State())
+    /// Per external customer id, the IANA time zone Orb cuts its days in (default UTC).
+    private let timeZones: [String: String]
+
+    init(timeZones: [String: String] = [:]) { self.timeZones = timeZones }
 
     func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
 
@@ -141,6 +145,11 @@ final class OrbEmulation: EmulatedProvider {
                                             "title": .string("Authentication error"), "detail": .string("Missing or invalid API key")]))
         }
         if r.method == "POST" && r.path == "/v1/ingest" { return ingest(r) }
+        if r.method == "GET", r.path.hasPrefix("/v1/customers/external_customer_id/") {
+            let external = String(r.path.dropFirst("/v1/customers/external_customer_id/".count)).removingPercentEncoding ?? ""
+            return Reply.json(200, .object(["id": .string("cus_emu_" + external), "external_customer_id": .string(external),
+                                            "timezone": .string(timeZones[external] ?? "Etc/UTC"), "currency": .string("USD")]))
+        }
         if r.method == "GET", r.path.hasPrefix("/v1/subscriptions/"), r.path.hasSuffix("/usage") {
             return usage(subscription: String(r.path.dropFirst("/v1/subscriptions/".count).dropLast("/usage".count)).removingPercentEncoding ?? "", r)
         }
@@ -173,14 +182,21 @@ final class OrbEmulation: EmulatedProvider {
         guard let start = r.query("timeframe_start").flatMap(RFC3339.parse), let end = r.query("timeframe_end").flatMap(RFC3339.parse), start < end else {
             return Reply.json(400, .object(["status": .number(400), "title": .string("Request validation error"), "type": .string("https://docs.withorb.com/reference/error-responses#400-request-validation-errors")]))
         }
-        let step: TimeInterval? = r.query("granularity") == "day" ? 86_400 : nil
+        let daily = r.query("granularity") == "day"
         let mine = state.with { $0.usage }.filter { $0.customer == subscription }
         let metrics = Set(mine.map(\.meter)).sorted()
+        // Days are the customer's own (its time zone), as Orb cuts them.
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: timeZones[subscription] ?? "UTC") ?? calendar.timeZone
         let data: [JSONValue] = metrics.map { metric in
             var windows: [(Date, Date)] = []
-            if let step {
-                var s = Date(timeIntervalSince1970: (start.timeIntervalSince1970 / step).rounded(.down) * step)
-                while s < end { windows.append((max(s, start), min(s.addingTimeInterval(step), end))); s = s.addingTimeInterval(step) }
+            if daily {
+                var s = calendar.startOfDay(for: start)
+                while s < end {
+                    let next = calendar.date(byAdding: .day, value: 1, to: s) ?? s.addingTimeInterval(86_400)
+                    windows.append((max(s, start), min(next, end)))
+                    s = next
+                }
             } else {
                 windows = [(start, end)]
             }

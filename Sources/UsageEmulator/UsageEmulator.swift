@@ -70,11 +70,14 @@ public final class UsageEmulator: Sendable {
     ///   - seed: the fault dice; the same seed and request order fail the same way.
     ///   - meterValueProperties: per event name, the property OpenMeter and Metronome meters sum
     ///     (default `quantity`, and `value` for OpenMeter).
+    ///   - orbTimeZones: per Orb external customer id, the IANA time zone Orb cuts its days in
+    ///     (default UTC).
     ///   - now: the emulator's clock (Chargebee's 12-hour window is checked against it).
     public static func start(port: Int = 0, faults: [String: FaultPlan] = [:], seed: UInt64 = 1,
-                             meterValueProperties: [String: String] = [:], now: @escaping @Sendable () -> Date = { Date() }) async throws -> UsageEmulator {
+                             meterValueProperties: [String: String] = [:], orbTimeZones: [String: String] = [:],
+                             now: @escaping @Sendable () -> Date = { Date() }) async throws -> UsageEmulator {
         let list: [any EmulatedProvider] = [
-            StripeEmulation(now: now), OrbEmulation(), MetronomeEmulation(valueProperties: meterValueProperties),
+            StripeEmulation(now: now), OrbEmulation(timeZones: orbTimeZones), MetronomeEmulation(valueProperties: meterValueProperties),
             OpenMeterEmulation(valueProperties: meterValueProperties), ChargebeeEmulation(now: now), ChargebeeIngestEmulation(now: now),
             RecurlyEmulation(), PaddleEmulation(),
         ]

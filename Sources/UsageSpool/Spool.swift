@@ -216,6 +216,27 @@ public final class Spool: Sendable {
         }
     }
 
+    /// Every event recorded for `lane` (not window records), with its state there: the ledger
+    /// a reconciliation compares a provider with. `visit` is called once per row, in seq order.
+    public func ledger(lane: String, _ visit: (UsageEvent, DeliveryState) throws -> Void) throws {
+        try pool.read { db in
+            let decoder = JSONDecoder()
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT d.state, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id
+                WHERE d.lane = ? AND d.window_record = 0 ORDER BY d.seq
+                """, arguments: [lane])
+            while let row = try rows.next() {
+                guard let state = DeliveryState(rawValue: row[0]) else { continue }
+                try visit(try decoder.decode(UsageEvent.self, from: row[1] as Data), state)
+            }
+        }
+    }
+
+    /// The lanes that have rows, sorted.
+    public func lanes() throws -> [String] {
+        try pool.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT lane FROM deliveries ORDER BY lane") }
+    }
+
     /// Durably notes that a send of these rows is starting (sets `first_attempt_at`), so after a
     /// crash mid-request they are known to be possibly at the provider. Used for providers that
     /// cannot dedupe and must look an event up before sending it again.

@@ -3,6 +3,7 @@ import Foundation
 import UsageBilling
 import UsageBillingCurl
 import UsageEmulator
+import UsageReconciliation
 import UsageRouting
 import UsageSpool
 
@@ -65,15 +66,17 @@ struct Demo: AsyncParsableCommand {
             throw ExitCode(ExitCodes.badInput)
         }
 
+        let client = try CurlHTTPClient(configuration: .init(timeout: .seconds(1)))
+        defer { client.shutdown() }
         // OpenMeter and Metronome meters sum the property each route puts the quantity in.
         var valueProperties: [String: String] = [:]
         for event in recorded {
             guard let d = routing.decide(event) else { continue }
             for provider in [d.primary] + d.shadows {
-                guard let kind = routing.providers[provider]?.kind.name, ["openmeter", "metronome"].contains(kind) else { continue }
+                guard let kind = routing.providers[provider]?.kind, ["openmeter", "metronome"].contains(kind.name) else { continue }
                 let settings = routing.settings(for: provider, route: d.route)
-                let names = providerNames(for: event, kind: kind, settings: settings)
-                valueProperties[names.meter] = settings["quantity_property"]?.stringValue ?? (kind == "openmeter" ? "value" : "quantity")
+                guard let meter = try kind.makeReadBack?(settings, client)?.names(for: event).meter else { continue }
+                valueProperties[meter] = settings["quantity_property"]?.stringValue ?? (kind.name == "openmeter" ? "value" : "quantity")
             }
         }
         let plans = Dictionary(uniqueKeysWithValues: UsageEmulator.kinds.map { ($0, FaultPlan.mixed(faults, timeouts: faults > 0 ? 0.02 : 0)) })
@@ -90,8 +93,6 @@ struct Demo: AsyncParsableCommand {
         let directory = FileManager.default.temporaryDirectory.appending(path: "usage-billing-demo-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let client = try CurlHTTPClient(configuration: .init(timeout: .seconds(1)))
-        defer { client.shutdown() }
         let pipeline = try UsagePipeline(config: routing, spoolPath: directory.appending(path: "demo.spool").path, client: client,
                                          policy: RetryPolicy(baseDelay: .milliseconds(20), maxDelay: .milliseconds(500), maxAttempts: 30))
         let started = ContinuousClock.now
@@ -105,52 +106,40 @@ struct Demo: AsyncParsableCommand {
         let injected = stats.injected.values.flatMap(\.values).reduce(0, +)
         print("The emulator answered \(stats.requests.values.reduce(0, +)) requests (" + stats.requests.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ") and injected \(injected) failures.")
 
-        // What each provider should bill, from the events and the routing decisions.
-        var expected: [TotalsKey: Decimal] = [:]
+        // What each provider should bill, from the events and the routing decisions: the spool's
+        // ledger must hold exactly this.
+        var expected: [String: Decimal] = [:]
         for event in recorded {
             guard let d = routing.decide(event) else { continue }
-            for provider in [d.primary] + d.shadows {
-                guard let kind = routing.providers[provider]?.kind.name else { continue }
-                let names = providerNames(for: event, kind: kind, settings: routing.settings(for: provider, route: d.route))
-                expected[TotalsKey(provider: provider, customer: names.customer, meter: names.meter), default: 0] += event.quantity
-            }
+            for provider in [d.primary] + d.shadows { expected[provider, default: 0] += event.quantity }
         }
-        // What each provider reports through its own read-back API.
+        // The spool's ledger against what each provider reports through its own read-back API.
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
         let earliest = recorded.map(\.timestamp).min() ?? Date()
-        let from = calendar.date(from: calendar.dateComponents([.year, .month], from: earliest)) ?? earliest
-        let to = Date(timeIntervalSince1970: ((recorded.map(\.timestamp).max() ?? Date()).timeIntervalSince1970 / 86_400).rounded(.down) * 86_400 + 86_400)
-        var reported: [TotalsKey: Decimal] = [:]
-        for provider in Set(expected.keys.map(\.provider)).sorted() {
-            guard let p = routing.providers[provider] else { continue }
-            let keys = expected.keys.filter { $0.provider == provider }
-            do {
-                let totals = try await reportedTotals(provider: provider, kind: p.kind.name, settings: .object(p.settings).merging(customersOf: routing, provider: provider),
-                                                      keys: Array(keys), from: from, to: to, client: client)
-                reported.merge(totals) { $1 }
-            } catch {
-                printError("error: reading \(provider) back failed: \(error)")
-            }
-        }
+        let last = recorded.map(\.timestamp).max() ?? Date()
+        let from = calendar.dateInterval(of: .month, for: earliest)?.start ?? earliest
+        let to = calendar.dateInterval(of: .day, for: last)?.end ?? last
+        let report = try await Reconciler(config: routing, spool: pipeline.spool, client: client)
+            .run(ReconcileOptions(from: from, to: to, granularity: .day))
         await emulator.shutdown()
 
-        print("\n  \("provider".pad(10)) \("customer".pad(38)) \("meter".pad(30)) \("recorded".leftPad(10)) \("reported".leftPad(10))  agree")
-        var mismatches = 0
-        for key in Set(expected.keys).union(reported.keys).sorted() {
-            let want = expected[key] ?? 0, got = reported[key] ?? 0
-            let agree = want == got
-            if !agree { mismatches += 1 }
-            print("  \(key.provider.pad(10)) \(key.customer.pad(38)) \(key.meter.pad(30)) \(DecimalFormat.plain(want).leftPad(10)) \(DecimalFormat.plain(got).leftPad(10))  \(agree ? "yes" : "NO")")
+        print("\nRecorded (spool ledger) against reported (each provider's read-back API), per provider customer, meter and UTC day:")
+        print(report.table().split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        var inLedger: [String: Decimal] = [:]
+        for row in report.rows { inLedger[row.provider, default: 0] += row.recorded }
+        let lost = expected.filter { inLedger[$0.key, default: 0] != $0.value }
+        for (provider, total) in lost.sorted(by: { $0.key < $1.key }) {
+            print("  \(provider): the events route \(DecimalFormat.plain(total)) to it, the spool's ledger holds \(DecimalFormat.plain(inLedger[provider, default: 0]))")
         }
         let lanes = try pipeline.spool.status()
         let dead = lanes.map { $0.dead.values.reduce(0, +) }.reduce(0, +)
         let queued = lanes.map(\.queued).reduce(0, +)
-        if mismatches > 0 || dead > 0 || queued > 0 {
-            print("\nFAILED: \(mismatches) total(s) disagree, \(dead) dead letter(s), \(queued) still queued.")
+        if !report.isClean || !lost.isEmpty || dead > 0 || queued > 0 {
+            print("\nFAILED: \(report.mismatches.count) total(s) disagree, \(lost.count) provider ledger(s) differ from the events, \(dead) dead letter(s), \(queued) still queued.")
             throw ExitCode(ExitCodes.someRejected)
         }
-        print("\nOK: every provider reports exactly what was recorded (\(expected.count) totals), through \(injected) injected failures, and nothing was billed twice.")
+        print("\nOK: every provider reports exactly what was recorded (\(report.rows.count) totals), through \(injected) injected failures, and nothing was billed twice.")
     }
 
     private func loadEvents() throws -> [UsageEvent] {
@@ -182,18 +171,4 @@ struct Demo: AsyncParsableCommand {
         default: "REDACTED_demo"
         }
     }
-}
-
-extension JSONValue {
-    /// Provider settings with the config's customer table merged in (as the router does).
-    func merging(customersOf routing: RoutingConfig, provider: String) -> JSONValue {
-        guard case .object(var o) = self, case .object(let merged) = routing.settings(for: provider, route: nil) else { return self }
-        if let customers = merged["customers"] { o["customers"] = customers }
-        return .object(o)
-    }
-}
-
-extension String {
-    func pad(_ n: Int) -> String { count >= n ? self : padding(toLength: n, withPad: " ", startingAt: 0) }
-    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }

@@ -1,8 +1,44 @@
+import Foundation
 import UsageBilling
 
 extension MetronomeIngestSink {
-    /// The `metronome` provider kind for the routing config.
-    public static let kind = ProviderKind(name: "metronome", settingsKeys: MetronomeSettings.keys, secretKeys: ["api_key"]) { settings, client, clock, name in
+    /// The routing-config kind `metronome`.
+    public static let kind = ProviderKind(name: "metronome", settingsKeys: MetronomeSettings.keys, secretKeys: ["api_key"], makeSink: { settings, client, clock, name in
         try MetronomeIngestSink(settings: MetronomeSettings.decode(settings), client: client, clock: clock, name: name)
+    }, makeReadBack: { settings, client in
+        try MetronomeReadBack(settings: MetronomeSettings.decode(settings), client: client)
+    })
+}
+
+/// Metronome's read-back for reconciliation: `POST /v1/usage` per customer, in UTC hour or day
+/// windows (Metronome aligns to UTC midnight), every page. The meter is the billable metric's
+/// name, which must equal the event type the sink sends (set `event_names` if it does not).
+public struct MetronomeReadBack: UsageReadBack {
+    let settings: MetronomeSettings
+    let client: MetronomeClient
+
+    /// A read-back over `settings`.
+    public init(settings: MetronomeSettings, client: any HTTPClient) throws {
+        self.settings = settings
+        self.client = try MetronomeClient(settings: settings, client: client)
+    }
+
+    public func names(for event: UsageEvent) -> ProviderNames {
+        ProviderNames(customer: settings.mapping.providerCustomer(for: event), meter: settings.mapping.providerEventName(for: event))
+    }
+
+    public var requestsPerSecond: Double { 10 }
+
+    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage] {
+        // Metronome asks for whole UTC days (at least one), even for hour windows: widen, then keep [from, to).
+        let day = 86_400.0
+        let start = Date(timeIntervalSince1970: (from.timeIntervalSince1970 / day).rounded(.down) * day)
+        let end = max(start.addingTimeInterval(day), Date(timeIntervalSince1970: (to.timeIntervalSince1970 / day).rounded(.up) * day))
+        return try await client.usage(start: start, end: end, window: granularity.rawValue, customerIDs: [customer])
+            .filter { $0.customerID == customer && (meters.isEmpty || meters.contains($0.billableMetricName)) }
+            .compactMap { row in
+                guard let start = RFC3339.parse(row.startTimestamp), let end = RFC3339.parse(row.endTimestamp), start >= from, start < to else { return nil }
+                return ReportedUsage(customer: customer, meter: row.billableMetricName, start: start, end: end, value: Decimal(reported: row.value ?? 0))
+            }
     }
 }

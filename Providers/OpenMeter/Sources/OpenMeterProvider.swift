@@ -1,8 +1,42 @@
+import Foundation
 import UsageBilling
 
 extension OpenMeterIngestSink {
-    /// The `openmeter` provider kind for the routing config.
-    public static let kind = ProviderKind(name: "openmeter", settingsKeys: OpenMeterSettings.keys, secretKeys: ["api_key"]) { settings, client, clock, name in
+    /// The routing-config kind `openmeter`.
+    public static let kind = ProviderKind(name: "openmeter", settingsKeys: OpenMeterSettings.keys, secretKeys: ["api_key"], makeSink: { settings, client, clock, name in
         try OpenMeterIngestSink(settings: OpenMeterSettings.decode(settings), client: client, clock: clock, name: name)
+    }, makeReadBack: { settings, client in
+        try OpenMeterReadBack(settings: OpenMeterSettings.decode(settings), client: client)
+    })
+}
+
+/// OpenMeter's read-back for reconciliation: the meter query per meter slug and subject, in UTC
+/// `HOUR` or `DAY` windows. The meter slug is the event type the sink sends.
+public struct OpenMeterReadBack: UsageReadBack {
+    let settings: OpenMeterSettings
+    let client: OpenMeterClient
+
+    /// A read-back over `settings`.
+    public init(settings: OpenMeterSettings, client: any HTTPClient) throws {
+        self.settings = settings
+        self.client = try OpenMeterClient(settings: settings, client: client)
+    }
+
+    public func names(for event: UsageEvent) -> ProviderNames {
+        ProviderNames(customer: settings.mapping.providerCustomer(for: event), meter: settings.mapping.providerEventName(for: event))
+    }
+
+    public var requestsPerSecond: Double { 10 }
+
+    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage] {
+        var out: [ReportedUsage] = []
+        for meter in meters {
+            for row in try await client.query(meter: meter, from: from, to: to, windowSize: granularity == .hour ? .hour : .day, subjects: [customer])
+            where row.subject == nil || row.subject == customer {
+                guard let start = RFC3339.parse(row.windowStart), let end = RFC3339.parse(row.windowEnd) else { continue }
+                out.append(ReportedUsage(customer: customer, meter: meter, start: start, end: end, value: Decimal(reported: row.value)))
+            }
+        }
+        return out
     }
 }

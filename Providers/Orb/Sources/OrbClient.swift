@@ -127,6 +127,19 @@ public struct OrbClient: Sendable {
                        idempotencyKey: EventID.derived(from: ["orb-close-backfill", id]))
     }
 
+    /// The time zone Orb cuts a customer's days in (`GET /customers/external_customer_id/{id}`,
+    /// field `timezone`); UTC when Orb names none.
+    public func customerTimeZone(externalCustomerID: String) async throws -> TimeZone {
+        struct Customer: Decodable { var timezone: String? }
+        let customer: Customer = try await call(.get, "/customers/external_customer_id/\(URLBuilder.pathSegment(externalCustomerID))", body: nil)
+        guard let name = customer.timezone else { return TimeZone(identifier: "UTC") ?? .current }
+        guard let zone = TimeZone(identifier: name) else {
+            throw UsageBillingError(.unexpectedResponse, "Orb names the time zone '\(name)' for customer \(externalCustomerID), which this system does not know",
+                                    fix: "install the tz database (Debian package tzdata)")
+        }
+        return zone
+    }
+
     /// Usage per billable metric over [start, end), per day (customer-local days) or for the whole range.
     public func subscriptionUsage(subscriptionID: String, start: Date, end: Date, daily: Bool = true) async throws -> [OrbMetricUsage] {
         guard start < end else {

@@ -1,8 +1,47 @@
+import Foundation
 import UsageBilling
 
 extension OrbIngestSink {
-    /// The `orb` provider kind for the routing config.
-    public static let kind = ProviderKind(name: "orb", settingsKeys: OrbSettings.keys, secretKeys: ["api_key"]) { settings, client, clock, name in
+    /// The routing-config kind `orb`.
+    public static let kind = ProviderKind(name: "orb", settingsKeys: OrbSettings.keys, secretKeys: ["api_key"], makeSink: { settings, client, clock, name in
         try OrbIngestSink(settings: OrbSettings.decode(settings), client: client, clock: clock, name: name)
+    }, makeReadBack: { settings, client in
+        try OrbReadBack(settings: OrbSettings.decode(settings), client: client)
+    })
+}
+
+/// Orb's read-back for reconciliation: subscription usage per billable metric, in the customer's
+/// own days (Orb cuts days in the customer's `timezone`). The subscription id is the provider
+/// customer id (the external customer id), as the emulator has it; Orb reports per day only.
+public struct OrbReadBack: UsageReadBack {
+    let settings: OrbSettings
+    let client: OrbClient
+
+    /// A read-back over `settings`.
+    public init(settings: OrbSettings, client: any HTTPClient) throws {
+        self.settings = settings
+        self.client = try OrbClient(settings: settings, client: client)
+    }
+
+    public func names(for event: UsageEvent) -> ProviderNames {
+        ProviderNames(customer: settings.mapping.providerCustomer(for: event), meter: settings.mapping.providerEventName(for: event))
+    }
+
+    /// Orb's documented limit for most endpoints is far above this; read-back stays gentle.
+    public var requestsPerSecond: Double { 10 }
+
+    public func windowing(customer: String) async throws -> ReadBackWindowing {
+        .aligned(try await client.customerTimeZone(externalCustomerID: customer))
+    }
+
+    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage] {
+        guard granularity == .day else {
+            throw UsageBillingError(.invalidInput, "Orb reports subscription usage per day, not per hour", fix: "reconcile Orb with --window day", field: "window")
+        }
+        return try await client.subscriptionUsage(subscriptionID: customer, start: from, end: to, daily: true)
+            .filter { meters.isEmpty || meters.contains($0.metricName) }
+            .flatMap { metric in
+                metric.windows.map { ReportedUsage(customer: customer, meter: metric.metricName, start: $0.start, end: $0.end, value: Decimal(reported: $0.quantity)) }
+            }
     }
 }

@@ -1,8 +1,52 @@
+import Foundation
 import UsageBilling
 
 extension StripeMeterEventSink {
-    /// The `stripe` provider kind for the routing config.
-    public static let kind = ProviderKind(name: "stripe", settingsKeys: StripeSettings.keys, secretKeys: ["secret_key"]) { settings, client, clock, name in
+    /// The routing-config kind `stripe`.
+    public static let kind = ProviderKind(name: "stripe", settingsKeys: StripeSettings.keys, secretKeys: ["secret_key"], makeSink: { settings, client, clock, name in
         try StripeMeterEventSink(settings: StripeSettings.decode(settings), client: client, clock: clock, name: name)
+    }, makeReadBack: { settings, client in
+        try StripeReadBack(settings: StripeSettings.decode(settings), client: client)
+    })
+}
+
+/// Stripe's read-back for reconciliation: the meter's event summaries per customer, grouped in
+/// `hour` or `day` windows (Stripe aligns both to UTC), every page. The meter is found by its
+/// `event_name`.
+public struct StripeReadBack: UsageReadBack {
+    let settings: StripeSettings
+    let client: StripeBillingClient
+    let sink: StripeMeterEventSink
+
+    /// A read-back over `settings`.
+    public init(settings: StripeSettings, client: any HTTPClient) throws {
+        self.settings = settings
+        self.client = try StripeBillingClient(settings: settings, client: client)
+        self.sink = try StripeMeterEventSink(settings: settings, client: client)
+    }
+
+    public func names(for event: UsageEvent) -> ProviderNames {
+        ProviderNames(customer: settings.customers[event.customer] ?? event.customer,
+                      meter: sink.stripeEventName(for: event))
+    }
+
+    /// Stripe's sandbox allows 25 requests/s; read-back stays under it.
+    public var requestsPerSecond: Double { 20 }
+
+    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage] {
+        let known = try await client.listMeters()
+        var out: [ReportedUsage] = []
+        for name in meters {
+            guard let meter = known.first(where: { $0.eventName == name }) else {
+                throw UsageBillingError(.configuration, "Stripe has no meter for event_name '\(name)'",
+                                        fix: "create it (usage-billing meters create) or fix event_name in the route", field: "event_name")
+            }
+            let window: StripeSummaryWindow = granularity == .hour ? .hour : .day
+            for row in try await client.eventSummaries(meterID: meter.id, customer: customer, start: from, end: to, window: window) {
+                out.append(ReportedUsage(customer: customer, meter: name, start: Date(timeIntervalSince1970: TimeInterval(row.startTime)),
+                                         end: Date(timeIntervalSince1970: TimeInterval(row.endTime)), value: Decimal(reported: row.aggregatedValue)))
+            }
+        }
+        return out
     }
 }

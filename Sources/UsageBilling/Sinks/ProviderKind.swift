@@ -13,12 +13,18 @@ public struct ProviderKind: Sendable {
     public let secretKeys: Set<String>
     /// Builds the sink; throws `.invalidInput`/`.configuration` naming the bad key.
     public let makeSink: SinkFactory
+    /// Builds the provider's read-back (for reconciliation), or nil when the provider has none.
+    public typealias ReadBackFactory = @Sendable (_ settings: JSONValue, _ client: any HTTPClient) throws -> (any UsageReadBack)?
+    /// Builds the read-back; nil when the provider cannot report totals at all.
+    public let makeReadBack: ReadBackFactory?
 
     /// A provider kind.
-    public init(name: String, settingsKeys: Set<String>, secretKeys: Set<String>, makeSink: @escaping SinkFactory) {
+    public init(name: String, settingsKeys: Set<String>, secretKeys: Set<String>, makeSink: @escaping SinkFactory,
+                makeReadBack: ReadBackFactory? = nil) {
         self.name = name
         self.settingsKeys = settingsKeys
         self.secretKeys = secretKeys
         self.makeSink = makeSink
+        self.makeReadBack = makeReadBack
     }
 }

@@ -1,0 +1,66 @@
+import Foundation
+import UsageBilling
+
+extension ReconcileReport {
+    /// A plain-text table: one line per row, mismatches first, then the mapping problems and a
+    /// one-line verdict.
+    public func table() -> String {
+        let header = ["status", "provider", "customers", "provider customer", "meter", "window start", "recorded", "reported", "difference", "note"]
+        let lines = rows.map { r in
+            [r.status.rawValue, r.provider, r.customers.joined(separator: ","), r.providerCustomer, r.meter, RFC3339.format(r.start),
+             DecimalFormat.plain(r.recorded), r.reported.map(DecimalFormat.plain) ?? "-", r.difference.map(Self.signed) ?? "-", r.note]
+        }
+        var widths = header.map(\.count)
+        for line in lines { for (i, cell) in line.enumerated() where i < header.count - 1 { widths[i] = max(widths[i], cell.count) } }
+        func render(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in
+                let rightAligned = (6...8).contains(i)
+                guard i < cells.count - 1 else { return cell }
+                let pad = String(repeating: " ", count: max(0, widths[i] - cell.count))
+                return rightAligned ? pad + cell : cell + pad
+            }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }
+        var out = ([render(header)] + lines.map(render)).joined(separator: "\n")
+        for problem in mappingProblems { out += "\nmapping: " + problem }
+        out += "\n" + verdict
+        return out
+    }
+
+    /// One line: how many rows match, mismatch, are pending or unreadable.
+    public var verdict: String {
+        let counts = Dictionary(grouping: rows, by: \.status).mapValues(\.count)
+        let parts = ReconcileRow.Status.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }
+        return (isClean ? "OK: " : "MISMATCH: ") + parts.joined(separator: ", ") + (mappingProblems.isEmpty ? "" : ", \(mappingProblems.count) mapping problem(s)")
+    }
+
+    /// The report as JSON: `{rows: [...], mapping_problems: [...], clean: Bool}`.
+    public func json() -> Data {
+        JSONValue.object([
+            "clean": .bool(isClean),
+            "mapping_problems": .array(mappingProblems.map(JSONValue.string)),
+            "rows": .array(rows.map { r in
+                .object([
+                    "status": .string(r.status.rawValue), "provider": .string(r.provider), "customers": .array(r.customers.map(JSONValue.string)),
+                    "provider_customer": .string(r.providerCustomer), "meter": .string(r.meter),
+                    "window_start": .string(RFC3339.format(r.start)), "window_end": .string(RFC3339.format(r.end)),
+                    "recorded": .string(DecimalFormat.plain(r.recorded)), "queued": .number(Double(r.queued)),
+                    "reported": r.reported.map { .string(DecimalFormat.plain($0)) } ?? .null,
+                    "difference": r.difference.map { .string(DecimalFormat.plain($0)) } ?? .null, "note": .string(r.note),
+                ])
+            }),
+        ]).encoded()
+    }
+
+    /// The rows as CSV (RFC 4180 quoting), with a header line.
+    public func csv() -> String {
+        func quote(_ s: String) -> String { s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
+        let header = "status,provider,customers,provider_customer,meter,window_start,window_end,recorded,queued,reported,difference,note"
+        return ([header] + rows.map { r in
+            [r.status.rawValue, r.provider, r.customers.joined(separator: " "), r.providerCustomer, r.meter, RFC3339.format(r.start), RFC3339.format(r.end),
+             DecimalFormat.plain(r.recorded), String(r.queued), r.reported.map(DecimalFormat.plain) ?? "", r.difference.map(DecimalFormat.plain) ?? "", r.note]
+                .map(quote).joined(separator: ",")
+        }).joined(separator: "\n") + "\n"
+    }
+
+    static func signed(_ d: Decimal) -> String { d > 0 ? "+" + DecimalFormat.plain(d) : DecimalFormat.plain(d) }
+}
