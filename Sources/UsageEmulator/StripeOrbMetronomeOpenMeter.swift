@@ -114,7 +114,11 @@ final class StripeEmulation: EmulatedProvider {
             return .object(["id": .string("mtrusg_emu_\(b.0)"), "object": .string("billing.meter_event_summary"), "aggregated_value": Reply.number(total),
                             "start_time": .number(Double(b.0)), "end_time": .number(Double(b.1)), "livemode": .bool(false), "meter": .string(meterID)])
         }
-        return Reply.json(200, .object(["object": .string("list"), "data": .array(data), "has_more": .bool(false),
+        // Pages as Stripe's lists do: newest first, `limit` (default 10) per page, `starting_after` an id.
+        let limit = r.query("limit").flatMap(Int.init).map { min(100, max(1, $0)) } ?? 10
+        let after = r.query("starting_after").flatMap { id in data.firstIndex { $0["id"]?.stringValue == id } }.map { $0 + 1 } ?? 0
+        let page = Array(data.dropFirst(after).prefix(limit))
+        return Reply.json(200, .object(["object": .string("list"), "data": .array(page), "has_more": .bool(after + page.count < data.count),
                                         "url": .string("/v1/billing/meters/\(meterID)/event_summaries")]))
     }
 }
@@ -274,7 +278,12 @@ final class MetronomeEmulation: EmulatedProvider {
                     }
                 }
             }
-            return Reply.json(200, .object(["data": .array(rows), "next_page": .null]))
+            // Pages of `limit` rows (default 100) with an opaque `next_page` cursor, as Metronome's.
+            let limit = r.query("limit").flatMap(Int.init).map { min(100, max(1, $0)) } ?? 100
+            let offset = r.query("next_page").flatMap { Int($0.dropFirst("emu-".count)) } ?? 0
+            let page = Array(rows.dropFirst(offset).prefix(limit))
+            let next: JSONValue = offset + page.count < rows.count ? .string("emu-\(offset + page.count)") : .null
+            return Reply.json(200, .object(["data": .array(page), "next_page": next]))
         default:
             return Reply.json(404, .object(["message": .string("Not found")]))
         }

@@ -17,8 +17,9 @@ public struct ReconcileOptions: Sendable {
     public var customers: [String]?
     /// A difference up to this (absolute) still counts as a match.
     public var tolerance: Decimal
-    /// Windows that ended less than this long ago are `pending`, not `mismatch`, when they
-    /// disagree: providers index usage with some delay.
+    /// Windows that ended less than this long ago (or have not ended) are `pending`, not
+    /// `mismatch`, when they disagree: providers index usage with some delay. Zero compares
+    /// every window as it stands now.
     public var settle: Duration
     /// The time the `settle` delay is measured from.
     public var now: Date
@@ -207,8 +208,9 @@ public struct Reconciler: Sendable {
                     tallies[Bucket(names: e.0, start: options.from)] = tally
                     continue
                 }
-                // A lane that bills per window stores each window's value at the window's start.
-                let at = e.aggregation.map { $0.window.bounds(containing: e.at).start } ?? e.at
+                // A lane that bills per window stores each window's value at the window's start
+                // (a provider without windows counts every event recorded in the range).
+                let at = grid.0 == .wholeRange ? e.at : e.aggregation.map { $0.window.bounds(containing: e.at).start } ?? e.at
                 guard at >= grid.from, at < grid.to else { continue }
                 let window = Self.window(containing: at, grid.0, options, range: (grid.from, grid.to))
                 let bucket = Bucket(names: e.0, start: window.start)
@@ -256,6 +258,7 @@ public struct Reconciler: Sendable {
                 }
             }
 
+            let settling = options.settle > .zero
             let settled = options.now.addingTimeInterval(-options.settle.seconds)
             for (bucket, tally) in tallies {
                 let id = bucket.names.customer
@@ -270,7 +273,7 @@ public struct Reconciler: Sendable {
                     notes.append(why)
                 } else if let got = value, abs(got - tally.recorded) <= options.tolerance {
                     status = .match
-                } else if tally.end > settled {
+                } else if settling && tally.end > settled {
                     status = .pending
                     notes.append("window younger than the settle delay")
                 } else {

@@ -149,7 +149,7 @@ struct CLITests {
     }
 
     @Test func everyCommandHasHelpWithExamples() async throws {
-        for command in [["config", "check"], ["send"], ["import"], ["demo"], ["meters", "list"], ["meters", "create"], ["summary"]] {
+        for command in [["config", "check"], ["send"], ["import"], ["demo"], ["meters", "list"], ["meters", "create"], ["summary"], ["reconcile"]] {
             let r = try await CLI.run(command + ["--help"])
             #expect(r.status == 0)
             #expect(r.output.contains("Examples:"), "\(command)")

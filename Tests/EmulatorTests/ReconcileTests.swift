@@ -1,0 +1,268 @@
+import Foundation
+import Testing
+import UsageBilling
+import UsageBillingCurl
+import UsageBillingProviders
+import UsageBillingTesting
+import UsageEmulator
+@testable import UsageReconciliation
+import UsageRouting
+import UsageSpool
+
+private func spoolPath(_ tag: String) -> String {
+    FileManager.default.temporaryDirectory.appending(path: "ub-reconcile-\(tag)-\(UUID().uuidString).spool").path
+}
+
+private func utcDay(_ date: Date) -> Date { Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 86_400).rounded(.down) * 86_400) }
+
+/// A config of every provider on the emulator, with `routes`; `extra` adds YAML keys per provider.
+private func config(_ emulator: UsageEmulator, routes: String, extra: [String: String] = [:]) throws -> RoutingConfig {
+    let e = emulator.endpoints
+    func at(_ kind: String) -> String {
+        ((e[kind] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \"\($0.value)\"" } + [extra[kind]].compactMap { $0 }).joined(separator: ", ")
+    }
+    return try RoutingConfig.parse("""
+        version: 1
+        providers:
+          stripe: { kind: stripe, secret_key: sk_test_REDACTED, \(at("stripe")) }
+          orb: { kind: orb, api_key: orb_REDACTED, requests_per_second: 1000, \(at("orb")) }
+          metronome: { kind: metronome, api_key: metronome_REDACTED, events_per_second: 1000000, \(at("metronome")) }
+          openmeter: { kind: openmeter, api_key: om_REDACTED, \(at("openmeter")) }
+          chargebee: { kind: chargebee, api_key: cb_REDACTED, site: acme-test, item_price_id: seats-USD, requests_per_minute: 60000, aggregate: { window: 1h, grace: 1m }, \(at("chargebee")) }
+          recurly: { kind: recurly, api_key: recurly_REDACTED, add_on_id: code-seats, requests_per_minute: 60000, aggregate: { window: 1h, grace: 1m }, \(at("recurly")) }
+          paddle: { kind: paddle, api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01rec, max_quantity: 999999999, requests_per_minute: 60000, \(at("paddle")) }
+        routes:
+        \(routes)
+        """, file: "reconcile.yaml", directory: "/tmp", registry: .standard, environment: [:])
+}
+
+private let quick = RetryPolicy(baseDelay: .milliseconds(2), maxDelay: .milliseconds(40), maxAttempts: 100_000, maxElapsed: .seconds(120))
+
+@Suite("Reconciliation against the emulator", .timeLimit(.minutes(3)))
+struct ReconcileTests {
+    /// Dual-write 10,000 events to Orb and Metronome; Metronome fails every write for a while:
+    /// reconcile shows its lane behind (mismatches naming the queued events) while Orb matches,
+    /// then, once Metronome is back and the lane caught up, no mismatch at all.
+    @Test func dualWriteLagShowsThenClears() async throws {
+        let emulator = try await UsageEmulator.start(faults: ["orb": .mixed(0.1, timeouts: 0)], seed: 8)
+        let routing = try config(emulator, routes: "  - { events: [tokens], to: orb, shadow: metronome }")
+        let client = try CurlHTTPClient(configuration: .init(timeout: .milliseconds(500)))
+        defer { client.shutdown() }
+        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("lag"), client: client, policy: quick)
+        let now = Date()
+        let customers = ["acme", "globex", "initech", "umbrella"]
+        let events = (0..<10_000).map { i in
+            UsageEvent(id: "rec-\(i)", name: "tokens", customer: customers[i % 4], timestamp: now.addingTimeInterval(-Double(i) * 10 - 60), quantity: Decimal(i % 5 + 1))
+        }
+        try await pipeline.record(events)
+        var outage = FaultPlan()
+        outage.unavailable = 1
+        emulator.setFaults("metronome", outage)
+        let delivery = Task { try await pipeline.flush() }
+        for _ in 0..<400 where try pipeline.spool.queuedCount(lane: "orb#0") > 0 { try await Task.sleep(for: .milliseconds(25)) }
+        #expect(try pipeline.spool.queuedCount(lane: "orb#0") == 0, "orb delivered while metronome was down")
+
+        let options = ReconcileOptions(from: now.addingTimeInterval(-200_000), to: now, granularity: .day)
+        let reconciler = try Reconciler(config: routing, spool: pipeline.spool, client: client)
+        let during = try await reconciler.run(options)
+        let lagging = during.mismatches
+        #expect(!lagging.isEmpty)
+        #expect(lagging.allSatisfy { $0.provider == "metronome" && $0.queued > 0 && $0.note.contains("lane behind") }, "\(lagging)")
+        #expect(during.rows.filter { $0.provider == "orb" }.allSatisfy { $0.status == .match })
+        #expect(!during.isClean)
+
+        emulator.setFaults("metronome", FaultPlan())
+        try await delivery.value
+        let after = try await reconciler.run(options)
+        #expect(after.mismatches.isEmpty, "\(after.table())")
+        #expect(after.isClean)
+        let total = events.reduce(Decimal(0)) { $0 + $1.quantity }
+        for provider in ["orb", "metronome"] {
+            #expect(after.rows.filter { $0.provider == provider }.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) } == total, "\(provider) reports every event once")
+        }
+        print("reconcile: \(lagging.count) metronome window(s) behind during the outage, then \(after.verdict)")
+        await emulator.shutdown()
+    }
+
+    /// globex mapped to acme's Orb id: both are billed on one Orb customer. Reconcile names it.
+    @Test func aCustomerMappedToAnotherCustomersIdIsNamed() async throws {
+        let emulator = try await UsageEmulator.start()
+        let routing = try config(emulator, routes: "  - { events: [tokens], to: orb, shadow: stripe }",
+                                 extra: ["orb": "customers: { acme: orb-acme, globex: orb-acme }", "stripe": "customers: { acme: cus_A, globex: cus_G }"])
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("mapping"), client: client, policy: quick)
+        let now = Date()
+        try await pipeline.record((0..<20).map { UsageEvent(id: "m-\($0)", name: "tokens", customer: $0 % 2 == 0 ? "acme" : "globex",
+                                                             timestamp: now.addingTimeInterval(-Double($0) - 60), quantity: 2) })
+        try await pipeline.flush()
+        let report = try await Reconciler(config: routing, spool: pipeline.spool, client: client)
+            .run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now))
+        #expect(!report.isClean)
+        #expect(report.mappingProblems.count == 1)
+        let problem = try #require(report.mappingProblems.first)
+        #expect(problem.contains("acme") && problem.contains("globex") && problem.contains("orb-acme") && problem.contains("orb"), "\(problem)")
+        #expect(report.rows.contains { $0.provider == "orb" && $0.customers == ["acme", "globex"] && $0.note.contains("several customers map here") })
+        #expect(report.rows.filter { $0.provider == "stripe" }.allSatisfy { $0.status == .match && $0.customers.count == 1 })
+        #expect(report.table().contains("mapping: orb: your customers acme and globex"))
+        await emulator.shutdown()
+    }
+
+    /// Events went out under a wrong table (globex → acme's id); the table is fixed before the
+    /// reconcile: globex's id is short by exactly what acme's has too much.
+    @Test func deliveredUnderAWrongTableShowsBothSides() async throws {
+        let emulator = try await UsageEmulator.start()
+        let routes = "  - { events: [tokens], to: orb }"
+        let wrong = try config(emulator, routes: routes, extra: ["orb": "customers: { acme: orb-acme, globex: orb-acme }"])
+        let right = try config(emulator, routes: routes, extra: ["orb": "customers: { acme: orb-acme, globex: orb-globex }"])
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let path = spoolPath("wrong")
+        let now = Date()
+        do {
+            let pipeline = try UsagePipeline(config: wrong, spoolPath: path, client: client, policy: quick)
+            try await pipeline.record([UsageEvent(id: "a", name: "tokens", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 5),
+                                       UsageEvent(id: "g", name: "tokens", customer: "globex", timestamp: now.addingTimeInterval(-60), quantity: 7)])
+            try await pipeline.flush()
+        }
+        let report = try await Reconciler(config: right, spool: try Spool(path: path), client: client)
+            .run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now))
+        let byID = Dictionary(uniqueKeysWithValues: report.mismatches.map { ($0.providerCustomer, $0) })
+        #expect(byID["orb-globex"]?.reported == 0 && byID["orb-globex"]?.recorded == 7 && byID["orb-globex"]?.customers == ["globex"])
+        #expect(byID["orb-acme"]?.difference == 7 && byID["orb-acme"]?.note.contains("7 more than recorded") == true)
+        await emulator.shutdown()
+    }
+
+    /// Orb cuts days in the customer's time zone: an event at 03:00Z belongs to the previous day
+    /// in New York; Stripe cuts the same event into the UTC day. Both reconcile.
+    @Test func orbDaysAreTheCustomersOwn() async throws {
+        let emulator = try await UsageEmulator.start(orbTimeZones: ["acme": "America/New_York"])
+        let routing = try config(emulator, routes: "  - { events: [tokens], to: orb, shadow: stripe }")
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("tz"), client: client, policy: quick)
+        let today = utcDay(Date().addingTimeInterval(-86_400))
+        let early = today.addingTimeInterval(3 * 3600)    // 03:00Z: the evening before in New York
+        let late = today.addingTimeInterval(15 * 3600)    // 15:00Z: the same day in both
+        try await pipeline.record([UsageEvent(id: "e", name: "tokens", customer: "acme", timestamp: early, quantity: 4),
+                                   UsageEvent(id: "l", name: "tokens", customer: "acme", timestamp: late, quantity: 6)])
+        try await pipeline.flush()
+        let report = try await Reconciler(config: routing, spool: pipeline.spool, client: client)
+            .run(ReconcileOptions(from: today, to: today.addingTimeInterval(86_400)))
+        #expect(report.isClean, "\(report.mismatches)")
+        let orb = report.rows.filter { $0.provider == "orb" }.sorted { $0.start < $1.start }
+        // The range widened to New York days: the day before (holding 4) and the day itself (holding 6).
+        #expect(orb.map(\.recorded) == [4, 6], "\(orb)")
+        #expect(orb.first.map { Int($0.start.timeIntervalSince(today)) } == -86_400 + 5 * 3600)
+        let stripe = report.rows.filter { $0.provider == "stripe" }
+        #expect(stripe.map(\.recorded) == [10] && stripe.first?.start == today)
+        await emulator.shutdown()
+    }
+
+    /// Hour windows over nine days (216 per provider customer) for every windowed provider: each
+    /// read-back pages through (Stripe summaries and Metronome rows 100 a page, Chargebee usages
+    /// 100, Recurly records 200), and every hour agrees; Paddle has no windows, so one total.
+    @Test func hourWindowsAcrossPagesForEveryProvider() async throws {
+        let emulator = try await UsageEmulator.start(meterValueProperties: ["storage": "value"])
+        let routing = try config(emulator, routes: """
+              - { events: [api_request], to: stripe, shadow: openmeter }
+              - { events: [tokens], to: metronome }
+              - { events: [seats], to: chargebee, shadow: recurly }
+              - { events: [tickets], to: paddle }
+            """)
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("hours"), client: client, policy: quick)
+        let hours = 9 * 24
+        let start = utcDay(Date().addingTimeInterval(-10 * 86_400))
+        var events: [UsageEvent] = []
+        for hour in 0..<hours {
+            for name in ["api_request", "tokens", "seats", "tickets"] {
+                events.append(UsageEvent(id: "\(name)-\(hour)", name: name, customer: "acme", timestamp: start.addingTimeInterval(Double(hour) * 3600 + 120),
+                                         quantity: Decimal(hour % 4 + 1)))
+            }
+        }
+        try await pipeline.record(events)
+        try await pipeline.flush()
+        let reads = RecordingHTTPClient(wrapping: client)
+        let report = try await Reconciler(config: routing, spool: pipeline.spool, client: reads)
+            .run(ReconcileOptions(from: start, to: start.addingTimeInterval(Double(hours) * 3600), granularity: .hour))
+        #expect(report.isClean, "\(report.mismatches)")
+        let perProvider = Dictionary(grouping: report.rows, by: \.provider).mapValues(\.count)
+        for provider in ["stripe", "openmeter", "metronome", "chargebee", "recurly"] { #expect(perProvider[provider] == hours, "\(provider): \(perProvider[provider] ?? 0) rows") }
+        #expect(perProvider["paddle"] == 1)
+        let total = events.filter { $0.name == "api_request" }.reduce(Decimal(0)) { $0 + $1.quantity }
+        #expect(report.rows.filter { $0.provider == "stripe" }.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) } == total)
+        // Every paginated read-back asked for a second page.
+        let urls = reads.exchanges.map(\.request.url)
+        for (provider, marker) in [("stripe", "starting_after="), ("metronome", "next_page="), ("chargebee", "offset="), ("recurly", "cursor=")] {
+            #expect(urls.contains { $0.contains("/\(provider)/") && $0.contains(marker) }, "\(provider) read a second page")
+        }
+        await emulator.shutdown()
+    }
+
+    /// A disagreeing window younger than the settle delay is pending; within the tolerance it
+    /// matches; an unknown provider name is bad input.
+    @Test func settleToleranceAndBadOptions() async throws {
+        let emulator = try await UsageEmulator.start()
+        let routing = try config(emulator, routes: "  - { events: [tokens], to: orb }")
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("settle"), client: client, policy: quick)
+        let now = Date()
+        try await pipeline.record([UsageEvent(id: "s", name: "tokens", customer: "acme", timestamp: now.addingTimeInterval(-30), quantity: 3)])
+        // Recorded, not delivered: Orb reports 0 for a window that is still open.
+        let reconciler = try Reconciler(config: routing, spool: pipeline.spool, client: client)
+        let fresh = try await reconciler.run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now, settle: .seconds(2 * 86_400)))
+        #expect(fresh.rows.map(\.status) == [.pending] && fresh.isClean)
+        let strict = try await reconciler.run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now, now: now.addingTimeInterval(3 * 86_400)))
+        #expect(strict.rows.map(\.status) == [.mismatch])
+        let lenient = try await reconciler.run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now, tolerance: 3, now: now.addingTimeInterval(3 * 86_400)))
+        #expect(lenient.rows.map(\.status) == [.match])
+        await #expect { _ = try await reconciler.run(ReconcileOptions(from: now, to: now, providers: ["nope"])) } throws: {
+            ($0 as? UsageBillingError)?.code == .invalidInput
+        }
+        await #expect { _ = try await reconciler.run(ReconcileOptions(from: now.addingTimeInterval(-60), to: now, providers: ["nope"])) } throws: {
+            ($0 as? UsageBillingError)?.field == "providers"
+        }
+        await emulator.shutdown()
+    }
+}
+
+@Suite("Reconciliation windows")
+struct ReconcileWindowTests {
+    private let utc = ReadBackWindowing.aligned(TimeZone(identifier: "UTC") ?? .current)
+    private let newYork = ReadBackWindowing.aligned(TimeZone(identifier: "America/New_York") ?? .current)
+    private func at(_ text: String) throws -> Date { try #require(RFC3339.parse(text)) }
+
+    /// A range off the grid is widened to whole windows: down at the start, up at the end.
+    @Test(arguments: [
+        (ReadBackGranularity.day, "2026-11-20T10:30:00Z", "2026-11-21T00:00:00Z", "2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z"),
+        (.day, "2026-11-20T10:30:00Z", "2026-11-21T00:00:01Z", "2026-11-20T00:00:00Z", "2026-11-22T00:00:00Z"),
+        (.hour, "2026-11-20T10:30:00Z", "2026-11-20T12:15:00Z", "2026-11-20T10:00:00Z", "2026-11-20T13:00:00Z"),
+        (.hour, "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z"),
+    ])
+    func utcRangesWidenToWholeWindows(_ granularity: ReadBackGranularity, _ from: String, _ to: String, _ start: String, _ end: String) throws {
+        let (s, e) = Reconciler.grid(utc, ReconcileOptions(from: try at(from), to: try at(to), granularity: granularity))
+        #expect(RFC3339.format(s) == start && RFC3339.format(e) == end)
+    }
+
+    /// New York's day of the DST change (2026-11-01) lasts 25 hours; the next one starts at 05:00Z.
+    @Test func customerLocalDaysFollowDaylightSaving() throws {
+        let options = ReconcileOptions(from: try at("2026-11-01T12:00:00Z"), to: try at("2026-11-02T12:00:00Z"))
+        let (s, e) = Reconciler.grid(newYork, options)
+        #expect(RFC3339.format(s) == "2026-11-01T04:00:00Z" && RFC3339.format(e) == "2026-11-03T05:00:00Z")
+        let change = Reconciler.window(containing: try at("2026-11-01T12:00:00Z"), newYork, options, range: (s, e))
+        #expect(change.duration == 25 * 3600)
+        let evening = Reconciler.window(containing: try at("2026-11-02T03:00:00Z"), newYork, options, range: (s, e))
+        #expect(RFC3339.format(evening.start) == "2026-11-01T04:00:00Z", "03:00Z on the 2nd is still the 1st in New York")
+    }
+
+    /// Without windows (Paddle), the whole range is one window.
+    @Test func wholeRangeIsOneWindow() throws {
+        let options = ReconcileOptions(from: try at("2026-11-20T10:30:00Z"), to: try at("2026-11-25T00:00:00Z"))
+        let (s, e) = Reconciler.grid(.wholeRange, options)
+        #expect(s == options.from && e == options.to)
+        #expect(Reconciler.window(containing: try at("2026-11-22T00:00:00Z"), .wholeRange, options, range: (s, e)) == DateInterval(start: s, end: e))
+    }
+}
