@@ -130,7 +130,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "usage-billing-bench",
-            dependencies: ["UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "CCurl", "UsageRouting", "UsageBillingProviders", "UsageSpool"],
+            dependencies: ["UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "CCurl", "UsageRouting", "UsageBillingProviders", "UsageSpool", "UsageEmulator"],
             path: "Benchmarks/Sources",
             swiftSettings: strict
         ),

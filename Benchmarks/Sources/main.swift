@@ -4,6 +4,7 @@
 //   swift run -c release usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH]
 //   swift run -c release usage-billing-bench --import N [--json PATH]
 //   swift run -c release usage-billing-bench --spool N [--json PATH]
+//   swift run -c release usage-billing-bench --adapters N [--stripe-events N] [--python M] [--json PATH]
 //
 // --import N writes N NDJSON events to a temporary file and imports them through the example
 // routing config (examples/routing.yaml: Stripe primary + Orb shadow for api_request, OpenMeter
@@ -32,6 +33,9 @@ struct Options {
     var jsonPath: String?
     var importEvents = 0
     var spoolEvents = 0
+    var adapterEvents = 0
+    var stripeEvents = 10_000
+    var pythonEvents = 0
 
     init(_ args: [String]) throws {
         var i = 1
@@ -48,8 +52,11 @@ struct Options {
             case "--json": jsonPath = try value()
             case "--import": importEvents = Int(try value()) ?? 0
             case "--spool": spoolEvents = Int(try value()) ?? 0
+            case "--adapters": adapterEvents = Int(try value()) ?? 0
+            case "--stripe-events": stripeEvents = Int(try value()) ?? stripeEvents
+            case "--python": pythonEvents = Int(try value()) ?? 0
             case "-h", "--help":
-                print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N [--json PATH]")
+                print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N | --spool N | --adapters N [--stripe-events N] [--python M] [--json PATH]")
                 exit(0)
             default:
                 throw UsageBillingError(.invalidInput, "unknown option \(args[i])", fix: "see --help", field: args[i])
@@ -231,6 +238,10 @@ func spoolBenchmark(count: Int, jsonPath: String?) async throws {
 
 func run() async throws {
     let options = try Options(CommandLine.arguments)
+    if options.adapterEvents > 0 {
+        try await adaptersBenchmark(count: options.adapterEvents, stripeCount: options.stripeEvents, pythonEvents: options.pythonEvents, jsonPath: options.jsonPath)
+        return
+    }
     if options.spoolEvents > 0 {
         try await spoolBenchmark(count: options.spoolEvents, jsonPath: options.jsonPath)
         return

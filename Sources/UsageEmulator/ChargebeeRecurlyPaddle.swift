@@ -163,7 +163,7 @@ final class ChargebeeIngestEmulation: EmulatedProvider {
 /// `usage_timestamp`, ascending, `has_more`/`next` paging at `limit`.
 final class RecurlyEmulation: EmulatedProvider {
     let prefix = "recurly"
-    private struct Record { var id: String; var subscription: String; var addOn: String; var amount: Decimal; var tag: String?; var at: Date; var recorded: String?; var created = Date() }
+    private struct Record { var id: String; var subscription: String; var addOn: String; var amount: Decimal; var tag: String?; var at: Date; var recorded: Date?; var created = Date() }
     private let state = Locked([Record]())
 
     func accepted() async -> [AcceptedUsage] {
@@ -187,7 +187,7 @@ final class RecurlyEmulation: EmulatedProvider {
                                       "unit_amount": .number(0.01), "unit_amount_decimal": .string("0.01"), "usage_timestamp": .string(RFC3339.format(r.at)),
                                       "created_at": .string(RFC3339.format(r.created)), "updated_at": .string(RFC3339.format(r.created))]
         if let tag = r.tag { o["merchant_tag"] = .string(tag) }
-        if let recorded = r.recorded { o["recording_timestamp"] = .string(recorded) }
+        if let recorded = r.recorded { o["recording_timestamp"] = .string(RFC3339.format(recorded)) }  // Recurly answers whole seconds, Z
         return .object(o)
     }
 
@@ -210,7 +210,7 @@ final class RecurlyEmulation: EmulatedProvider {
             let at = body?["usage_timestamp"]?.stringValue.flatMap(RFC3339.parse) ?? Date()
             let record: Record = state.with { s in
                 let rec = Record(id: String(format: "emu%09d", s.count + 1), subscription: subscription, addOn: addOn, amount: amount,
-                                 tag: body?["merchant_tag"]?.stringValue, at: at, recorded: body?["recording_timestamp"]?.stringValue)
+                                 tag: body?["merchant_tag"]?.stringValue, at: at, recorded: body?["recording_timestamp"]?.stringValue.flatMap(RFC3339.parse))
                 s.append(rec)
                 return rec
             }

@@ -192,8 +192,7 @@ public final class Spool: Sendable {
     /// callers). Already-recorded ids are left as they are.
     public func record(_ entries: [Entry], now: Date = Date()) async throws {
         guard !entries.isEmpty else { return }
-        let encoder = JSONEncoder()
-        let rows = try entries.map { ($0, try encoder.encode($0.event)) }
+        let rows = entries.map { ($0, PayloadCodec.encode($0.event)) }
         try await committer.commit(rows: rows, now: now.timeIntervalSince1970)
     }
 
@@ -206,10 +205,9 @@ public final class Spool: Sendable {
                 SELECT d.seq, d.attempts, d.first_attempt_at, d.window_record, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id
                 WHERE d.lane = ? AND d.state = 0 AND d.next_attempt_at <= ?\(filter) ORDER BY d.seq LIMIT ?
                 """, arguments: [lane, now.timeIntervalSince1970, limit])
-            let decoder = JSONDecoder()
             return try rows.map { row in
                 let payload: Data = row["payload"]
-                return QueuedDelivery(seq: row["seq"], event: try decoder.decode(UsageEvent.self, from: payload),
+                return QueuedDelivery(seq: row["seq"], event: try PayloadCodec.decode(payload),
                                       attempts: row["attempts"], firstAttemptAt: (row["first_attempt_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
                                       isWindowRecord: (row["window_record"] as Int) == 1)
             }
@@ -220,14 +218,13 @@ public final class Spool: Sendable {
     /// a reconciliation compares a provider with. `visit` is called once per row, in seq order.
     public func ledger(lane: String, _ visit: (UsageEvent, DeliveryState) throws -> Void) throws {
         try pool.read { db in
-            let decoder = JSONDecoder()
             let rows = try Row.fetchCursor(db, sql: """
                 SELECT d.state, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id
                 WHERE d.lane = ? AND d.window_record = 0 ORDER BY d.seq
                 """, arguments: [lane])
             while let row = try rows.next() {
                 guard let state = DeliveryState(rawValue: row[0]) else { continue }
-                try visit(try decoder.decode(UsageEvent.self, from: row[1] as Data), state)
+                try visit(try PayloadCodec.decode(row[1] as Data), state)
             }
         }
     }
@@ -301,7 +298,7 @@ public final class Spool: Sendable {
                 var state = try decoder.decode(WindowState.self, from: row[3] as Data)
                 if let record = WindowAggregator.record(for: key, state: &state, spec: spec, namespace: lane) {
                     try db.execute(sql: "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)",
-                                   arguments: [record.id, try encoder.encode(record), t])
+                                   arguments: [record.id, PayloadCodec.encode(record), t])
                     try db.execute(sql: """
                         INSERT OR IGNORE INTO deliveries (event_id, lane, state, recorded_at, updated_at, window_record) VALUES (?, ?, 0, ?, ?, 1)
                         """, arguments: [record.id, lane, t, t])

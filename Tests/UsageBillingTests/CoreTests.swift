@@ -268,3 +268,54 @@ struct JSONValueTests {
         #expect(JSONValue.number(.nan).encoded() == Data("null".utf8))
     }
 }
+
+@Suite("JSON parser")
+struct JSONParserTests {
+    /// The old reading (JSONDecoder over JSONValue), kept here as the reference.
+    static func reference(_ data: Data) -> JSONValue? { try? JSONDecoder().decode(JSONValue.self, from: data) }
+
+    /// Every fixture and spec file of the repository parses to the same value as JSONDecoder's.
+    @Test func agreesWithJSONDecoderOnEveryFixture() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        var checked = 0
+        for folder in ["Providers", "Benchmarks/results"] {
+            guard let e = FileManager.default.enumerator(at: root.appending(path: folder), includingPropertiesForKeys: nil) else { continue }
+            for case let url as URL in e where url.pathExtension == "json" {
+                let data = try Data(contentsOf: url)
+                #expect(JSONValue.parse(data) == Self.reference(data), "\(url.lastPathComponent)")
+                checked += 1
+            }
+        }
+        #expect(checked > 100)
+    }
+
+    @Test(arguments: [
+        #"{"a":[1,-2.5,3e2,0.0001,-0,true,false,null],"b":{"c":"d\u00e9\ud83d\ude00\n\t\"\\\/"},"":""}"#,
+        #"  [ ]  "#, #"{}"#, #""plain""#, "123", "-0.5E-3", #"["é", "顧客"]"#, #"{"dup":1,"dup":2}"#,
+    ])
+    func parsesValidJSON(_ text: String) {
+        let data = Data(text.utf8)
+        #expect(JSONValue.parse(data) != nil)
+        #expect(JSONValue.parse(data) == Self.reference(data))
+    }
+
+    @Test(arguments: [
+        "", "{", "[1,]", "{\"a\":1,}", "01", "1.", ".5", "+1", "1e", "tru", "nul", "\"unterminated", "\"bad \\x escape\"",
+        "\"\\ud800\"", "\"\\udc00\"", "[1] [2]", "{\"a\" 1}", "\"tab\there\"", "1e999", "NaN", "{'a':1}",
+    ])
+    func rejectsInvalidJSON(_ text: String) {
+        #expect(JSONValue.parse(Data(text.utf8)) == nil, "\(text)")
+    }
+
+    @Test func deepNestingIsRefusedNotACrash() {
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        #expect(JSONValue.parse(Data(deep.utf8)) == nil)
+        let fine = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        #expect(JSONValue.parse(Data(fine.utf8)) != nil)
+    }
+
+    @Test func roundTripsThroughTheSerializer() {
+        let value: JSONValue = .object(["s": .string("a\"b\\c\u{1}é😀"), "n": .number(12.5), "a": .array([.null, .bool(true), .number(-3)]), "o": .object([:])])
+        #expect(JSONValue.parse(value.encoded()) == value)
+    }
+}

@@ -34,10 +34,10 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
         }
     }
 
-    /// Parses `data` as JSON, or `nil` if it is not JSON.
+    /// Parses `data` as JSON (strict RFC 8259, one value), or `nil` if it is not JSON.
     public static func parse(_ data: Data) -> JSONValue? {
         guard !data.isEmpty else { return nil }
-        return try? JSONDecoder().decode(JSONValue.self, from: data)
+        return JSONParser.parse(data)
     }
 
     /// Canonical bytes: sorted keys, no whitespace, no escaped slashes. Written by hand: every

@@ -1,0 +1,164 @@
+import CCurl
+import Foundation
+import UsageBilling
+import UsageBillingCurl
+import UsageBillingProviders
+import UsageEmulator
+import UsageRouting
+import UsageSpool
+
+/// One adapter's end-to-end run: spool → worker → curl → emulator.
+struct AdapterRun {
+    var kind: String
+    var events: Int
+    var requests: Int
+    var recordSeconds: Double
+    var deliverSeconds: Double
+    var sdkEventsPerSecond: Double?
+    var totalsAgree: Bool
+    var eventsPerSecond: Double { Double(events) / deliverSeconds }
+    var requestsPerSecond: Double { Double(requests) / deliverSeconds }
+}
+
+/// `curl_easy_perform` in a loop on one reused handle, POSTing Stripe v1 meter events (a new
+/// identifier each) to the emulator: the raw libcurl ceiling for one request at a time.
+func plainCurlStripe(base: String, count: Int) -> Double {
+    curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+    guard let easy = curl_easy_init() else { return 0 }
+    defer { curl_easy_cleanup(easy) }
+    let discard: ub_curl_data_callback = { _, size, count, _ in size * count }
+    var list: UnsafeMutablePointer<curl_slist>?
+    for header in ["Content-Type: application/x-www-form-urlencoded", "Authorization: Bearer sk_test_REDACTED", "Expect:"] {
+        list = curl_slist_append(list, header)
+    }
+    defer { curl_slist_free_all(list) }
+    _ = ub_easy_setopt_string(easy, CURLOPT_URL, base + "/stripe/v1/billing/meter_events")
+    _ = ub_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+    _ = ub_easy_setopt_callback(easy, CURLOPT_WRITEFUNCTION, discard)
+    _ = ub_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
+    let stamp = Int(Date().timeIntervalSince1970) - 60
+    let started = ContinuousClock.now
+    for i in 0..<count {
+        let form = "event_name=bench_raw&payload%5Bstripe_customer_id%5D=cus_raw&payload%5Bvalue%5D=\(i % 9 + 1)&identifier=raw-\(i)&timestamp=\(stamp)"
+        _ = ub_easy_setopt_string(easy, CURLOPT_COPYPOSTFIELDS, form)
+        if curl_easy_perform(easy) != CURLE_OK { return 0 }
+    }
+    return (ContinuousClock.now - started).seconds
+}
+
+/// The official Python SDK of `kind` sending `count` events, one call each, to the emulator.
+func pythonSDK(kind: String, base: String, count: Int) -> Double? {
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appending(path: "python/sdk_bench.py").path
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", script, kind, base, String(count)]
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = FileHandle.nullDevice
+    do { try process.run() } catch { return nil }
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        print("  (\(kind): the Python SDK run failed; install the SDKs: pip install stripe orb-billing metronome-sdk openmeter==1.0.0b236 chargebee recurly paddle-python-sdk)")
+        return nil
+    }
+    return JSONValue.parse(data)?["events_per_second"]?.numberValue
+}
+
+/// For each adapter: N events recorded into a fresh spool and delivered by the worker through
+/// curl to the in-process emulator; the raw libcurl rate against the same emulator as ceiling;
+/// optionally the official Python SDK sending `pythonEvents` events one call at a time.
+func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, jsonPath: String?) async throws {
+    let dir = FileManager.default.temporaryDirectory.appending(path: "ub-adapters-bench-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let emulator = try await UsageEmulator.start()
+    let base = emulator.baseURL
+    _ = plainCurlStripe(base: base, count: 200)  // warm-up
+    let rawCount = max(2_000, stripeCount)
+    let raw = Double(rawCount) / plainCurlStripe(base: base, count: rawCount)
+
+    let client = try CurlHTTPClient()
+    defer { client.shutdown() }
+    var runs: [AdapterRun] = []
+    let settings: [String: String] = [
+        "stripe": "secret_key: sk_test_REDACTED", "orb": "api_key: orb_REDACTED, requests_per_second: 100000",
+        "metronome": "api_key: metronome_REDACTED, events_per_second: 100000000", "openmeter": "api_key: om_REDACTED",
+        "chargebee": "api_key: cb_REDACTED, site: acme-test, item_price_id: seats-USD, requests_per_minute: 6000000",
+        "recurly": "api_key: recurly_REDACTED, add_on_id: code-seats, requests_per_minute: 6000000",
+        "paddle": "api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01bench, max_quantity: 999999999, requests_per_minute: 6000000",
+    ]
+    let customers = ["acme", "globex", "initech", "umbrella"]
+    for kind in UsageEmulator.kinds {
+        let n = kind == "stripe" ? stripeCount : count
+        let endpoint = (emulator.endpoints[kind] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \"\($0.value)\"" }.joined(separator: ", ")
+        let config = try RoutingConfig.parse("""
+            version: 1
+            providers:
+              \(kind): { kind: \(kind), \(settings[kind] ?? ""), \(endpoint) }
+            routes:
+              - { events: [bench_\(kind)], to: \(kind) }
+            """, file: "bench.yaml", directory: dir, registry: .standard, environment: [:])
+        let pipeline = try UsagePipeline(config: config, spoolPath: "\(dir)/\(kind).spool", client: client)
+        let now = Date()
+        var events: [UsageEvent] = []
+        events.reserveCapacity(n)
+        for i in 0..<n {
+            let at: Date = now.addingTimeInterval(-60 - Double(i % 3_000))
+            let quantity = Decimal(i % 9 + 1)
+            events.append(UsageEvent(id: "bench-\(kind)-\(i)", name: "bench_\(kind)", customer: customers[i % customers.count], timestamp: at, quantity: quantity))
+        }
+        let before = emulator.statistics.requests
+        let recordStart = ContinuousClock.now
+        for chunk in stride(from: 0, to: n, by: 1_000) { try await pipeline.record(Array(events[chunk..<min(n, chunk + 1_000)])) }
+        let recordSeconds = (ContinuousClock.now - recordStart).seconds
+        let deliverStart = ContinuousClock.now
+        try await pipeline.flush()
+        let deliverSeconds = (ContinuousClock.now - deliverStart).seconds
+        let after = emulator.statistics.requests
+        let requests = UsageEmulatorPrefixes.of(kind).reduce(0) { $0 + (after[$1] ?? 0) - (before[$1] ?? 0) }
+        let accepted = await emulator.accepted(kind).reduce(Decimal(0)) { $0 + $1.quantity }
+        let recorded = events.reduce(Decimal(0)) { $0 + $1.quantity }
+        runs.append(AdapterRun(kind: kind, events: n, requests: requests, recordSeconds: recordSeconds, deliverSeconds: deliverSeconds,
+                               sdkEventsPerSecond: nil, totalsAgree: accepted == recorded))
+    }
+    if pythonEvents > 0 {
+        for i in runs.indices { runs[i].sdkEventsPerSecond = pythonSDK(kind: runs[i].kind, base: base, count: pythonEvents) }
+    }
+    let mem = memory()
+    await emulator.shutdown()
+
+    func f(_ v: Double) -> String { String(format: "%.0f", v) }
+    print("Adapters end to end (spool → worker → CurlHTTPClient → emulator, in one process; \(ProcessInfo.processInfo.activeProcessorCount) cores)")
+    print("raw libcurl ceiling: \(f(raw)) requests/s (curl_easy_perform loop, Stripe v1 meter events to the same emulator)")
+    print("| adapter | events | requests | delivered events/s | requests/s | requests/s ÷ raw libcurl | record events/s | Python SDK events/s | × SDK | totals |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in runs {
+        let sdk = r.sdkEventsPerSecond.map(f) ?? "–"
+        let times = r.sdkEventsPerSecond.map { String(format: "%.0f×", r.eventsPerSecond / $0) } ?? "–"
+        print("| \(r.kind) | \(r.events) | \(r.requests) | \(f(r.eventsPerSecond)) | \(f(r.requestsPerSecond)) | \(String(format: "%.2f", r.requestsPerSecond / raw)) | \(f(Double(r.events) / r.recordSeconds)) | \(sdk) | \(times) | \(r.totalsAgree ? "agree" : "DISAGREE") |")
+    }
+    print("peak RSS: \(mem.peak / 1024) MiB")
+    if let jsonPath {
+        try JSONValue.object([
+            "raw_libcurl_requests_per_second": .number(raw.rounded()), "peak_rss_kib": .number(Double(mem.peak)),
+            "adapters": .array(runs.map { r in
+                .object([
+                    "adapter": .string(r.kind), "events": .number(Double(r.events)), "requests": .number(Double(r.requests)),
+                    "events_per_second": .number(r.eventsPerSecond.rounded()), "requests_per_second": .number(r.requestsPerSecond.rounded()),
+                    "ratio_to_raw_libcurl": .number((r.requestsPerSecond / raw * 100).rounded() / 100),
+                    "record_events_per_second": .number((Double(r.events) / r.recordSeconds).rounded()),
+                    "python_sdk_events_per_second": r.sdkEventsPerSecond.map { .number($0) } ?? .null,
+                    "totals_agree": .bool(r.totalsAgree),
+                ])
+            }),
+        ]).encoded().write(to: URL(fileURLWithPath: jsonPath))
+        print("wrote \(jsonPath)")
+    }
+    if runs.contains(where: { !$0.totalsAgree }) { throw UsageBillingError(.unexpectedResponse, "an adapter's totals disagree with what was recorded") }
+}
+
+/// The emulator prefixes of a provider kind (Chargebee has two hosts).
+enum UsageEmulatorPrefixes {
+    static func of(_ kind: String) -> [String] { kind == "chargebee" ? ["chargebee", "chargebee-ingest"] : [kind] }
+}
