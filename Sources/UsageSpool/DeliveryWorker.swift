@@ -71,73 +71,108 @@ public final class DeliveryWorker: Sendable {
         let batchSize = sink.capabilities.maxBatchSize
         let spec = sink.capabilities.aggregation
         let checksBeforeRetry = sink.capabilities.idempotency == .clientCheckBeforeRetry
-        var rng = SystemRandomNumberGenerator()
+        // Lanes whose requests stand alone keep several batches in flight; the rest go one by one.
+        let inFlightLimit = spec == nil && !checksBeforeRetry ? sink.capabilities.maxConcurrentRequests : 1
         let depth = Gauge(label: MetricNames.queueDepth, dimensions: [("lane", lane)])
-        let duration = Metrics.Timer(label: MetricNames.deliveryDuration, dimensions: [("lane", lane)])
-        var logger = self.logger
-        logger[metadataKey: "lane"] = "\(lane)"
+        var laneLogger = self.logger
+        laneLogger[metadataKey: "lane"] = "\(lane)"
+        let logger = laneLogger
         var batches = 0
-        while !Task.isCancelled && !stopFlag.isSet {
-            let now = clock.now()
-            if let spec {
-                let raw = try spool.due(lane: lane, limit: 1_000, now: now, windowRecords: false)
-                if !raw.isEmpty {
-                    try await spool.fold(raw, lane: lane, spec: spec, now: now)
+        // Rows up to `cursor` were handed to a batch in this pass: while batches are in flight the
+        // next read starts after them; once none is, the pass starts over (rows due again later).
+        var cursor: Int64 = 0
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var inFlight = 0
+            while !Task.isCancelled && !stopFlag.isSet {
+                if inFlight >= inFlightLimit {  // wait for room, then look at the stop flag again
+                    try await group.next()
+                    inFlight -= 1
                     continue
                 }
-                if let end = try spool.nextWindowEnd(lane: lane), closeAll || end.timeIntervalSince(now) + spec.grace.seconds <= 0 {
-                    let queued = try await spool.closeWindows(lane: lane, spec: spec, now: now, all: closeAll)
-                    if queued > 0 { logger.debug("window records queued", metadata: ["records": "\(queued)"]) }
+                let now = clock.now()
+                if let spec, inFlight == 0 {
+                    let raw = try spool.due(lane: lane, limit: 1_000, now: now, windowRecords: false)
+                    if !raw.isEmpty {
+                        try await spool.fold(raw, lane: lane, spec: spec, now: now)
+                        continue
+                    }
+                    if let end = try spool.nextWindowEnd(lane: lane), closeAll || end.timeIntervalSince(now) + spec.grace.seconds <= 0 {
+                        let queued = try await spool.closeWindows(lane: lane, spec: spec, now: now, all: closeAll)
+                        if queued > 0 { logger.debug("window records queued", metadata: ["records": "\(queued)"]) }
+                    }
                 }
-            }
-            let due = try spool.due(lane: lane, limit: batchSize, now: now, windowRecords: spec == nil ? nil : true)
-            if due.isEmpty {
-                depth.record(try spool.queuedCount(lane: lane))
-                guard let next = try spool.nextDue(lane: lane) else {
-                    if untilEmpty { return }
-                    try await clock.sleep(for: idlePoll)
+                let due = try spool.due(lane: lane, limit: batchSize, now: now, windowRecords: spec == nil ? nil : true, after: cursor)
+                if due.isEmpty {
+                    if inFlight > 0 {  // wait for a batch to finish, then look again
+                        try await group.next()
+                        inFlight -= 1
+                        continue
+                    }
+                    if cursor > 0 {  // a new pass, from the oldest due row
+                        cursor = 0
+                        continue
+                    }
+                    depth.record(try spool.queuedCount(lane: lane))
+                    guard let next = try spool.nextDue(lane: lane) else {
+                        if untilEmpty { return }
+                        try await clock.sleep(for: idlePoll)
+                        continue
+                    }
+                    let wait = max(0.001, min(next.timeIntervalSince(now), idlePoll.seconds))
+                    try await clock.sleep(for: .seconds(wait))
                     continue
                 }
-                let wait = max(0.001, min(next.timeIntervalSince(now), idlePoll.seconds))
-                try await clock.sleep(for: .seconds(wait))
-                continue
+                cursor = due.last?.seq ?? cursor
+                if let limiter { try await limiter.acquire() }
+                if stopFlag.isSet { break }
+                inFlight += 1
+                batches += 1
+                let sample = batches % 20 == 1
+                group.addTask {
+                    try await self.deliverBatch(due, lane: lane, sink: sink, checksBeforeRetry: checksBeforeRetry, logger: logger)
+                    if sample { depth.record(try self.spool.queuedCount(lane: lane)) }
+                }
             }
-            if let limiter { try await limiter.acquire() }
-            let outcomes: [DeliveryOutcome]
-            let started = ContinuousClock.now
-            do {
-                // Rows that may already be at the provider (tried before, or a send was starting
-                // when the process died); a provider without idempotency looks them up first.
-                let retrying = Set(due.filter { $0.firstAttemptAt != nil }.map(\.event.id))
-                if checksBeforeRetry { try await spool.markSending(due.map(\.seq), now: clock.now()) }
-                outcomes = try await sink.deliver(due.map(\.event), retrying: retrying)
-                let elapsed = (ContinuousClock.now - started).components
-                duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
-            } catch is CancellationError {
-                return
-            } catch {
-                logger.error("the lane's sink failed; its events stay queued", metadata: ["error": "\(error)", "events": "\(due.count)"])
-                // The whole sink is unusable (bad credentials, ...): keep the rows queued and try
-                // again later, so fixing the config loses nothing.
-                let at = clock.now().addingTimeInterval(min(60, policy.ceiling(forRetry: (due.first?.attempts ?? 0) + 1).seconds))
-                try await spool.mark(due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, now: clock.now())
-                continue
-            }
-            let marks: [(Int64, Spool.Mark)] = zip(due, outcomes).map { row, outcome in
-                (row.seq, mark(outcome, row: row, rng: &rng))
-            }
-            try await spool.mark(marks, now: clock.now())
-            for outcome in outcomes {
-                Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", outcome.label)]).increment()
-            }
-            for case (let row, .dead(let reason)) in zip(due, marks.map(\.1)) {
-                Counter(label: MetricNames.deadLetters, dimensions: [("lane", lane), ("reason", reason.code)]).increment()
-                logger.warning("dead letter", metadata: ["event": "\(row.event.id)", "reason": "\(reason.code)", "message": "\(reason.message)"])
-            }
-            batches += 1
-            if batches % 20 == 1 { depth.record(try spool.queuedCount(lane: lane)) }
-            logger.debug("delivered a batch", metadata: ["events": "\(due.count)"])
+            try await group.waitForAll()
         }
+    }
+
+    /// Delivers one batch and marks every row: delivered, duplicate, dead, or due again later.
+    private func deliverBatch(_ due: [QueuedDelivery], lane: String, sink: any UsageSink, checksBeforeRetry: Bool, logger: Logger) async throws {
+        let duration = Metrics.Timer(label: MetricNames.deliveryDuration, dimensions: [("lane", lane)])
+        let outcomes: [DeliveryOutcome]
+        let started = ContinuousClock.now
+        do {
+            // Rows that may already be at the provider (tried before, or a send was starting
+            // when the process died); a provider without idempotency looks them up first.
+            let retrying = Set(due.filter { $0.firstAttemptAt != nil }.map(\.event.id))
+            if checksBeforeRetry { try await spool.markSending(due.map(\.seq), now: clock.now()) }
+            outcomes = try await sink.deliver(due.map(\.event), retrying: retrying)
+            let elapsed = (ContinuousClock.now - started).components
+            duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+        } catch is CancellationError {
+            return
+        } catch {
+            logger.error("the lane's sink failed; its events stay queued", metadata: ["error": "\(error)", "events": "\(due.count)"])
+            // The whole sink is unusable (bad credentials, ...): keep the rows queued and try
+            // again later, so fixing the config loses nothing.
+            let at = clock.now().addingTimeInterval(min(60, policy.ceiling(forRetry: (due.first?.attempts ?? 0) + 1).seconds))
+            try await spool.mark(due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, now: clock.now())
+            return
+        }
+        var rng = SystemRandomNumberGenerator()
+        let marks: [(Int64, Spool.Mark)] = zip(due, outcomes).map { row, outcome in
+            (row.seq, mark(outcome, row: row, rng: &rng))
+        }
+        try await spool.mark(marks, now: clock.now())
+        for outcome in outcomes {
+            Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", outcome.label)]).increment()
+        }
+        for case (let row, .dead(let reason)) in zip(due, marks.map(\.1)) {
+            Counter(label: MetricNames.deadLetters, dimensions: [("lane", lane), ("reason", reason.code)]).increment()
+            logger.warning("dead letter", metadata: ["event": "\(row.event.id)", "reason": "\(reason.code)", "message": "\(reason.message)"])
+        }
+        logger.debug("delivered a batch", metadata: ["events": "\(due.count)"])
     }
 
     private func mark(_ outcome: DeliveryOutcome, row: QueuedDelivery, rng: inout SystemRandomNumberGenerator) -> Spool.Mark {

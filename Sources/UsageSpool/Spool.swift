@@ -196,15 +196,16 @@ public final class Spool: Sendable {
         try await committer.commit(rows: rows, now: now.timeIntervalSince1970)
     }
 
-    /// Up to `limit` queued rows of `lane` due at `now`, oldest first; `windowRecords` picks
-    /// only raw events (`false`) or only window records (`true`), nil both.
-    public func due(lane: String, limit: Int, now: Date, windowRecords: Bool? = nil) throws -> [QueuedDelivery] {
+    /// Up to `limit` queued rows of `lane` due at `now`, oldest first, with a `seq` above
+    /// `after` (rows a worker already has in flight are below it); `windowRecords` picks only raw
+    /// events (`false`) or only window records (`true`), nil both.
+    public func due(lane: String, limit: Int, now: Date, windowRecords: Bool? = nil, after: Int64 = 0) throws -> [QueuedDelivery] {
         try pool.read { db in
             let filter = windowRecords.map { " AND d.window_record = \($0 ? 1 : 0)" } ?? ""
             let rows = try Row.fetchAll(db, sql: """
                 SELECT d.seq, d.attempts, d.first_attempt_at, d.window_record, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id
-                WHERE d.lane = ? AND d.state = 0 AND d.next_attempt_at <= ?\(filter) ORDER BY d.seq LIMIT ?
-                """, arguments: [lane, now.timeIntervalSince1970, limit])
+                WHERE d.lane = ? AND d.state = 0 AND d.seq > ? AND d.next_attempt_at <= ?\(filter) ORDER BY d.seq LIMIT ?
+                """, arguments: [lane, after, now.timeIntervalSince1970, limit])
             return try rows.map { row in
                 let payload: Data = row["payload"]
                 return QueuedDelivery(seq: row["seq"], event: try PayloadCodec.decode(payload),

@@ -10,8 +10,8 @@ import UsageSpool
 
 @Suite("Graceful shutdown", .timeLimit(.minutes(1)))
 struct ShutdownTests {
-    /// Graceful shutdown while a batch is in flight: the batch completes and is marked, nothing
-    /// after it is started, and the rest stays queued for the next run.
+    /// Graceful shutdown while batches are in flight (OpenMeter keeps 4 at once): they complete
+    /// and are marked, nothing after them is started, and the rest stays queued for the next run.
     @Test func theInFlightBatchFinishesAndIsMarked() async throws {
         let inFlight = NIOLockedValueBox(0)
         let server = try await LoopbackHTTPServer.start { _ in
@@ -29,7 +29,7 @@ struct ShutdownTests {
         let curl = try CurlHTTPClient()
         defer { curl.shutdown() }
         let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("shutdown.spool"), client: curl)
-        try await pipeline.record(events(30))
+        try await pipeline.record(events(100))
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: DeliveryService(worker: pipeline.worker))], logger: Logger(label: "test")))
         let running = Task { try await group.run() }
@@ -37,9 +37,10 @@ struct ShutdownTests {
         await group.triggerGracefulShutdown()
         try await running.value
         let lane = try #require(try pipeline.spool.status().first)
-        #expect(inFlight.withLockedValue { $0 } == 1, "no new batch after the shutdown request")
-        #expect(lane.delivered == 10, "the in-flight batch was marked")
-        #expect(lane.queued == 20 && lane.retrying == 0, "the rest is untouched, queued for the next run")
+        let started = inFlight.withLockedValue { $0 }
+        #expect(started == 4, "the lane's 4 concurrent batches, and no new batch after the shutdown request")
+        #expect(lane.delivered == 10 * started, "every batch in flight was marked")
+        #expect(lane.queued == 100 - 10 * started && lane.retrying == 0, "the rest is untouched, queued for the next run")
         await server.shutdown()
     }
 }

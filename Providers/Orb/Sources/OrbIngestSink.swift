@@ -43,7 +43,8 @@ public struct OrbIngestSink: UsageSink {
             maxBatchSize: settings.maxBatchSize,
             acceptedWindow: acceptedWindow,
             idempotency: .providerDeduplicates(window: nil),
-            rateLimit: RateLimit(requestsPerSecond: settings.requestsPerSecond, burst: max(1, Int(settings.requestsPerSecond / 10))))
+            rateLimit: RateLimit(requestsPerSecond: settings.requestsPerSecond, burst: max(1, Int(settings.requestsPerSecond / 10))),
+            maxConcurrentRequests: 4)
     }
 
     /// Events within the grace period (or, with backfill, within a year), at most 5 minutes ahead.

@@ -52,7 +52,9 @@ public struct StripeMeterEventSink: UsageSink {
             maxBatchSize: settings.api == .v2Stream ? settings.streamBatchSize : 1,
             acceptedWindow: AcceptedTimeWindow(maxAge: Self.maxAge, maxFutureSkew: Self.maxFutureSkew),
             idempotency: .providerDeduplicates(window: .seconds(24 * 3600)),
-            rateLimit: rate)
+            rateLimit: rate,
+            // One event per request on v1/v2: requests stand alone. The stream shares a session.
+            maxConcurrentRequests: settings.api == .v2Stream ? 1 : 8)
     }
 
     /// Validates each event, sends the valid ones, and returns one outcome per event in order.

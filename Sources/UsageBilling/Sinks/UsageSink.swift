@@ -44,6 +44,10 @@ public struct SinkCapabilities: Sendable, Hashable {
     public var aggregation: AggregationSpec?
     /// Whether events must be aggregated before delivery.
     public var needsPreAggregation: Bool { aggregation != nil }
+    /// How many `deliver` calls the delivery worker may have in flight at once for one lane.
+    /// More than 1 only where order and overlap cannot matter: the provider dedupes by the event
+    /// id and each request stands alone (no session, no look-up before a resend, no windows).
+    public var maxConcurrentRequests: Int
 
     /// Creates a value with the given settings; every parameter is described on its property.
     public init(
@@ -51,13 +55,15 @@ public struct SinkCapabilities: Sendable, Hashable {
         acceptedWindow: AcceptedTimeWindow? = nil,
         idempotency: IdempotencyKind,
         rateLimit: RateLimit? = nil,
-        aggregation: AggregationSpec? = nil
+        aggregation: AggregationSpec? = nil,
+        maxConcurrentRequests: Int = 1
     ) {
         self.maxBatchSize = max(1, maxBatchSize)
         self.acceptedWindow = acceptedWindow
         self.idempotency = idempotency
         self.rateLimit = rateLimit
         self.aggregation = aggregation
+        self.maxConcurrentRequests = max(1, maxConcurrentRequests)
     }
 }
 
