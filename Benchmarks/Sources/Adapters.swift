@@ -68,7 +68,7 @@ func pythonSDK(kind: String, base: String, count: Int) -> Double? {
 /// For each adapter: N events recorded into a fresh spool and delivered by the worker through
 /// curl to the in-process emulator; the raw libcurl rate against the same emulator as ceiling;
 /// optionally the official Python SDK sending `pythonEvents` events one call at a time.
-func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, jsonPath: String?) async throws {
+func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [String], jsonPath: String?) async throws {
     let dir = FileManager.default.temporaryDirectory.appending(path: "ub-adapters-bench-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -82,14 +82,14 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, jsonPath
     defer { client.shutdown() }
     var runs: [AdapterRun] = []
     let settings: [String: String] = [
-        "stripe": "secret_key: sk_test_REDACTED", "orb": "api_key: orb_REDACTED, requests_per_second: 100000",
+        "stripe": "secret_key: sk_live_REDACTED, requests_per_second: 1000000", "orb": "api_key: orb_REDACTED, requests_per_second: 100000",
         "metronome": "api_key: metronome_REDACTED, events_per_second: 100000000", "openmeter": "api_key: om_REDACTED",
         "chargebee": "api_key: cb_REDACTED, site: acme-test, item_price_id: seats-USD, requests_per_minute: 6000000",
         "recurly": "api_key: recurly_REDACTED, add_on_id: code-seats, requests_per_minute: 6000000",
         "paddle": "api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01bench, max_quantity: 999999999, requests_per_minute: 6000000",
     ]
     let customers = ["acme", "globex", "initech", "umbrella"]
-    for kind in UsageEmulator.kinds {
+    for kind in UsageEmulator.kinds where only.isEmpty || only.contains(kind) {
         let n = kind == "stripe" ? stripeCount : count
         let endpoint = (emulator.endpoints[kind] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \"\($0.value)\"" }.joined(separator: ", ")
         let config = try RoutingConfig.parse("""
@@ -109,6 +109,7 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, jsonPath
             events.append(UsageEvent(id: "bench-\(kind)-\(i)", name: "bench_\(kind)", customer: customers[i % customers.count], timestamp: at, quantity: quantity))
         }
         let before = emulator.statistics.requests
+        let acceptedBefore = await emulator.accepted(kind).reduce(Decimal(0)) { $0 + $1.quantity }
         let recordStart = ContinuousClock.now
         for chunk in stride(from: 0, to: n, by: 1_000) { try await pipeline.record(Array(events[chunk..<min(n, chunk + 1_000)])) }
         let recordSeconds = (ContinuousClock.now - recordStart).seconds
@@ -117,7 +118,7 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, jsonPath
         let deliverSeconds = (ContinuousClock.now - deliverStart).seconds
         let after = emulator.statistics.requests
         let requests = UsageEmulatorPrefixes.of(kind).reduce(0) { $0 + (after[$1] ?? 0) - (before[$1] ?? 0) }
-        let accepted = await emulator.accepted(kind).reduce(Decimal(0)) { $0 + $1.quantity }
+        let accepted = await emulator.accepted(kind).reduce(Decimal(0)) { $0 + $1.quantity } - acceptedBefore
         let recorded = events.reduce(Decimal(0)) { $0 + $1.quantity }
         runs.append(AdapterRun(kind: kind, events: n, requests: requests, recordSeconds: recordSeconds, deliverSeconds: deliverSeconds,
                                sdkEventsPerSecond: nil, totalsAgree: accepted == recorded))

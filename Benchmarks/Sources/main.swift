@@ -36,6 +36,7 @@ struct Options {
     var adapterEvents = 0
     var stripeEvents = 10_000
     var pythonEvents = 0
+    var only: [String] = []
 
     init(_ args: [String]) throws {
         var i = 1
@@ -55,8 +56,9 @@ struct Options {
             case "--adapters": adapterEvents = Int(try value()) ?? 0
             case "--stripe-events": stripeEvents = Int(try value()) ?? stripeEvents
             case "--python": pythonEvents = Int(try value()) ?? 0
+            case "--only": only = try value().split(separator: ",").map(String.init)
             case "-h", "--help":
-                print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N | --spool N | --adapters N [--stripe-events N] [--python M] [--json PATH]")
+                print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N | --spool N | --adapters N [--stripe-events N] [--python M] [--only a,b] [--json PATH]")
                 exit(0)
             default:
                 throw UsageBillingError(.invalidInput, "unknown option \(args[i])", fix: "see --help", field: args[i])
@@ -239,7 +241,7 @@ func spoolBenchmark(count: Int, jsonPath: String?) async throws {
 func run() async throws {
     let options = try Options(CommandLine.arguments)
     if options.adapterEvents > 0 {
-        try await adaptersBenchmark(count: options.adapterEvents, stripeCount: options.stripeEvents, pythonEvents: options.pythonEvents, jsonPath: options.jsonPath)
+        try await adaptersBenchmark(count: options.adapterEvents, stripeCount: options.stripeEvents, pythonEvents: options.pythonEvents, only: options.only, jsonPath: options.jsonPath)
         return
     }
     if options.spoolEvents > 0 {

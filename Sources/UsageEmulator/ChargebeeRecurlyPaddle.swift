@@ -344,8 +344,20 @@ final class PaddleEmulation: EmulatedProvider {
     }
 
     private func subscription(_ id: String, include: Bool) -> JSONValue {
+        // The subscription entity's required fields, as Paddle answers them (a monthly period
+        // around now; the SDKs parse every one of them).
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
+        let period = calendar.dateInterval(of: .month, for: Date()) ?? DateInterval(start: Date(), duration: 30 * 86_400)
+        let started = RFC3339.format(period.start.addingTimeInterval(-90 * 86_400), fractional: true)
         var o: [String: JSONValue] = ["id": .string(id), "status": .string("active"), "customer_id": .string("ctm_emu_\(id)"), "currency_code": .string("USD"),
-                                      "collection_mode": .string("automatic"), "items": .array([])]
+                                      "address_id": .string("add_emu_\(id)"), "business_id": .null, "collection_mode": .string("automatic"), "items": .array([]),
+                                      "created_at": .string(started), "updated_at": .string(started), "started_at": .string(started), "first_billed_at": .string(started),
+                                      "next_billed_at": .string(RFC3339.format(period.end, fractional: true)),
+                                      "billing_cycle": .object(["interval": .string("month"), "frequency": .number(1)]),
+                                      "current_billing_period": .object(["starts_at": .string(RFC3339.format(period.start, fractional: true)),
+                                                                         "ends_at": .string(RFC3339.format(period.end, fractional: true))]),
+                                      "paused_at": .null, "canceled_at": .null, "discount": .null, "custom_data": .null, "scheduled_change": .null]
         if include {
             let lines = state.with { $0 }.filter { $0.subscription == id && !$0.immediately && $0.custom == nil }
             o["next_transaction"] = .object(["details": .object(["line_items": .array(lines.map {

@@ -42,12 +42,13 @@ public struct StripeMeterEventSink: UsageSink {
     public var capabilities: SinkCapabilities {
         // stripe.md §1.9: test mode counts toward the basic 25 ops/s limit; live v1 has its own
         // 1,000 calls/s limiter; the stream takes 10,000 requests/s.
-        let rate: RateLimit
+        var rate: RateLimit
         switch (settings.api, settings.isTestMode) {
         case (_, true): rate = RateLimit(requestsPerSecond: 25, burst: 25)
         case (.v2Stream, false): rate = RateLimit(requestsPerSecond: 10_000, burst: 1_000)
         case (_, false): rate = RateLimit(requestsPerSecond: 1_000, burst: 100)
         }
+        if let raised = settings.requestsPerSecond { rate = RateLimit(requestsPerSecond: raised, burst: max(1, Int(raised / 10))) }
         return SinkCapabilities(
             maxBatchSize: settings.api == .v2Stream ? settings.streamBatchSize : 1,
             acceptedWindow: AcceptedTimeWindow(maxAge: Self.maxAge, maxFutureSkew: Self.maxFutureSkew),

@@ -46,6 +46,9 @@ public struct StripeSettings: Sendable, Codable {
     public var allowFractionalValues: Bool
     /// Events per stream request (1–100). Default 100.
     public var streamBatchSize: Int
+    /// Requests per second to pace at, when Stripe has raised your account's limit (or for the
+    /// emulator); nil: Stripe's documented limit for the key's mode and API.
+    public var requestsPerSecond: Double?
 
     /// Creates a value with the given settings; every parameter is described on its property.
     public init(
@@ -53,7 +56,7 @@ public struct StripeSettings: Sendable, Codable {
         meterEventsEndpoint: String = "https://meter-events.stripe.com", apiVersion: String = StripeSettings.pinnedAPIVersion,
         stripeAccount: String? = nil, eventName: String? = nil, eventNames: [String: String] = [:],
         customerKey: String = "stripe_customer_id", valueKey: String = "value", customers: [String: String] = [:],
-        allowFractionalValues: Bool = false, streamBatchSize: Int = 100
+        allowFractionalValues: Bool = false, streamBatchSize: Int = 100, requestsPerSecond: Double? = nil
     ) {
         self.secretKey = secretKey
         self.api = api
@@ -68,6 +71,7 @@ public struct StripeSettings: Sendable, Codable {
         self.customers = customers
         self.allowFractionalValues = allowFractionalValues
         self.streamBatchSize = streamBatchSize
+        self.requestsPerSecond = requestsPerSecond
     }
 
     private enum CodingKeys: String, CodingKey, CaseIterable {
@@ -75,6 +79,7 @@ public struct StripeSettings: Sendable, Codable {
         case apiVersion = "api_version", stripeAccount = "stripe_account", eventName = "event_name"
         case eventNames = "event_names", customerKey = "customer_key", valueKey = "value_key", customers
         case allowFractionalValues = "allow_fractional_values", streamBatchSize = "stream_batch_size"
+        case requestsPerSecond = "requests_per_second"
     }
 
     /// Creates a value with the given settings; every parameter is described on its property.
@@ -94,6 +99,7 @@ public struct StripeSettings: Sendable, Codable {
         customers = try c.decodeIfPresent([String: String].self, forKey: .customers) ?? [:]
         allowFractionalValues = try c.decodeIfPresent(Bool.self, forKey: .allowFractionalValues) ?? false
         streamBatchSize = try c.decodeIfPresent(Int.self, forKey: .streamBatchSize) ?? d.streamBatchSize
+        requestsPerSecond = try c.decodeIfPresent(Double.self, forKey: .requestsPerSecond)
     }
 
     /// The keys these settings read.
@@ -116,6 +122,10 @@ public struct StripeSettings: Sendable, Codable {
         }
         if apiVersion.isEmpty {
             throw UsageBillingError(.invalidInput, "Stripe api_version is empty", fix: "omit it to use \(Self.pinnedAPIVersion)", field: "api_version")
+        }
+        if let rate = requestsPerSecond, !(rate > 0) {
+            throw UsageBillingError(.invalidInput, "Stripe requests_per_second \(rate) must be above 0",
+                                    fix: "omit it to pace at Stripe's documented limit", field: "requests_per_second")
         }
         if !(1...100).contains(streamBatchSize) {
             throw UsageBillingError(.invalidInput, "Stripe stream_batch_size \(streamBatchSize) is out of range",
