@@ -88,7 +88,7 @@ let package = Package(
         .target(
             name: "UsageSpool",
             dependencies: [
-                "UsageBilling", "UsageRouting", .product(name: "GRDB", package: "GRDB.swift"),
+                "UsageBilling", "UsageRouting", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
