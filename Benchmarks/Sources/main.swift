@@ -37,6 +37,7 @@ struct Options {
     var stripeEvents = 10_000
     var pythonEvents = 0
     var only: [String] = []
+    var deliverOnly = false
 
     init(_ args: [String]) throws {
         var i = 1
@@ -57,6 +58,7 @@ struct Options {
             case "--stripe-events": stripeEvents = Int(try value()) ?? stripeEvents
             case "--python": pythonEvents = Int(try value()) ?? 0
             case "--only": only = try value().split(separator: ",").map(String.init)
+            case "--deliver-only": deliverOnly = true
             case "-h", "--help":
                 print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N | --spool N | --adapters N [--stripe-events N] [--python M] [--only a,b] [--json PATH]")
                 exit(0)
@@ -167,7 +169,7 @@ func importBenchmark(count: Int, jsonPath: String?) async throws {
 
 /// `record` throughput (1 writer, 16 writers; normal and full durability) and end-to-end
 /// spool → worker → libcurl → loopback delivery through a batching sink (OpenMeter, 100 per request).
-func spoolBenchmark(count: Int, jsonPath: String?) async throws {
+func spoolBenchmark(count: Int, deliverOnly: Bool, jsonPath: String?) async throws {
     let dir = FileManager.default.temporaryDirectory.appending(path: "ub-spool-bench-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -176,7 +178,7 @@ func spoolBenchmark(count: Int, jsonPath: String?) async throws {
         UsageEvent(id: "\(tag)-\(i)", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: Decimal(i % 9 + 1))
     }
     var rows: [(String, Double)] = []
-    for durability in SpoolDurability.allCases.reversed() {
+    for durability in SpoolDurability.allCases.reversed() where !deliverOnly {
         for (writers, perCall) in [(1, 1), (16, 1), (16, 100)] {
             let spool = try Spool(path: "\(dir)/\(durability.rawValue)-\(writers)-\(perCall).spool", durability: durability)
             let total = writers == 1 ? min(count, 20_000) : count
@@ -245,7 +247,7 @@ func run() async throws {
         return
     }
     if options.spoolEvents > 0 {
-        try await spoolBenchmark(count: options.spoolEvents, jsonPath: options.jsonPath)
+        try await spoolBenchmark(count: options.spoolEvents, deliverOnly: options.deliverOnly, jsonPath: options.jsonPath)
         return
     }
     if options.importEvents > 0 {

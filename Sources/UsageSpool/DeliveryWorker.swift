@@ -77,7 +77,7 @@ public final class DeliveryWorker: Sendable {
         var laneLogger = self.logger
         laneLogger[metadataKey: "lane"] = "\(lane)"
         let logger = laneLogger
-        var batches = 0
+        var lastDepthSample = ContinuousClock.now - .seconds(2)
         // Rows up to `cursor` were handed to a batch in this pass: while batches are in flight the
         // next read starts after them; once none is, the pass starts over (rows due again later).
         var cursor: Int64 = 0
@@ -126,8 +126,9 @@ public final class DeliveryWorker: Sendable {
                 if let limiter { try await limiter.acquire() }
                 if stopFlag.isSet { break }
                 inFlight += 1
-                batches += 1
-                let sample = batches % 20 == 1
+                // The queue depth gauge costs a count over the lane's queued rows: at most once a second.
+                let sample = ContinuousClock.now - lastDepthSample > .seconds(1)
+                if sample { lastDepthSample = ContinuousClock.now }
                 group.addTask {
                     try await self.deliverBatch(due, lane: lane, sink: sink, checksBeforeRetry: checksBeforeRetry, logger: logger)
                     if sample { depth.record(try self.spool.queuedCount(lane: lane)) }

@@ -207,16 +207,23 @@ public final class Spool: Sendable {
     public func due(lane: String, limit: Int, now: Date, windowRecords: Bool? = nil, after: Int64 = 0) throws -> [QueuedDelivery] {
         try pool.read { db in
             let filter = windowRecords.map { " AND d.window_record = \($0 ? 1 : 0)" } ?? ""
-            let rows = try Row.fetchAll(db, sql: """
+            // Read through the C API: this runs once per batch on the delivery path, and GRDB's
+            // rows (a dictionary-like Row per result) cost more than the query.
+            let query = try RawStatement(db, """
                 SELECT d.seq, d.attempts, d.first_attempt_at, d.window_record, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id
                 WHERE d.lane = ? AND d.state = 0 AND d.seq > ? AND d.next_attempt_at <= ?\(filter) ORDER BY d.seq LIMIT ?
-                """, arguments: [lane, after, now.timeIntervalSince1970, limit])
-            return try rows.map { row in
-                let payload: Data = row["payload"]
-                return QueuedDelivery(seq: row["seq"], event: try PayloadCodec.decode(payload),
-                                      attempts: row["attempts"], firstAttemptAt: (row["first_attempt_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
-                                      isWindowRecord: (row["window_record"] as Int) == 1)
+                """)
+            query.bind(1, lane)
+            query.bind(2, after)
+            query.bind(3, now.timeIntervalSince1970)
+            query.bind(4, Int64(limit))
+            var out: [QueuedDelivery] = []
+            out.reserveCapacity(min(limit, 1_000))
+            try query.rows { row in
+                out.append(QueuedDelivery(seq: row.int64(0), event: try PayloadCodec.decode(row.data(4)), attempts: Int(row.int64(1)),
+                                          firstAttemptAt: row.double(2).map(Date.init(timeIntervalSince1970:)), isWindowRecord: row.int64(3) == 1))
             }
+            return out
         }
     }
 
@@ -262,8 +269,9 @@ public final class Spool: Sendable {
         try await pool.write { db in
             var touched: [WindowKey: WindowState] = [:]
             let encoder = JSONEncoder(), decoder = JSONDecoder()
+            var bounds: (start: Date, end: Date)?
             for row in rows {
-                let (key, end) = aggregator.key(for: row.event)
+                let (key, end) = aggregator.key(for: row.event, reusing: &bounds)
                 var state: WindowState
                 if let known = touched[key] {
                     state = known
@@ -602,6 +610,31 @@ struct RawStatement {
     func bind(_ index: Int32, _ value: Double) { sqlite3_bind_double(handle, index, value) }
     func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(handle, index, value) }
     func bindNull(_ index: Int32) { sqlite3_bind_null(handle, index) }
+
+    /// The current result row's columns.
+    struct Columns {
+        let handle: OpaquePointer
+        func int64(_ i: Int32) -> Int64 { sqlite3_column_int64(handle, i) }
+        func double(_ i: Int32) -> Double? { sqlite3_column_type(handle, i) == SQLITE_NULL ? nil : sqlite3_column_double(handle, i) }
+        func data(_ i: Int32) -> Data {
+            let count = Int(sqlite3_column_bytes(handle, i))
+            guard count > 0, let base = sqlite3_column_blob(handle, i) else { return Data() }
+            return Data(bytes: base, count: count)
+        }
+    }
+
+    /// Steps through every result row, then resets.
+    func rows(_ visit: (Columns) throws -> Void) throws {
+        defer { sqlite3_reset(handle) }
+        while true {
+            let code = sqlite3_step(handle)
+            if code == SQLITE_DONE { return }
+            guard code == SQLITE_ROW else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(handle))))
+            }
+            try visit(Columns(handle: handle))
+        }
+    }
 
     /// Steps to the end and resets for the next use.
     func run() throws {

@@ -294,9 +294,19 @@ public struct WindowAggregator: Sendable {
 
     /// The window `event` counts in.
     public func key(for event: UsageEvent) -> (WindowKey, end: Int64) {
-        let bounds = spec.window.bounds(containing: event.timestamp)
-        return (WindowKey(customer: event.customer, meter: event.name, start: Int64(bounds.start.timeIntervalSince1970)),
-                Int64(bounds.end.timeIntervalSince1970))
+        var none: (start: Date, end: Date)?
+        return key(for: event, reusing: &none)
+    }
+
+    /// The window `event` counts in, reusing `bounds` when the event falls inside them (and
+    /// leaving there the bounds it used): month windows cost a calendar computation each, and a
+    /// batch's events mostly share one window.
+    public func key(for event: UsageEvent, reusing bounds: inout (start: Date, end: Date)?) -> (WindowKey, end: Int64) {
+        let t = event.timestamp
+        let window = bounds.flatMap { t >= $0.start && t < $0.end ? $0 : nil } ?? spec.window.bounds(containing: t)
+        bounds = window
+        return (WindowKey(customer: event.customer, meter: event.name, start: Int64(window.start.timeIntervalSince1970)),
+                Int64(window.end.timeIntervalSince1970))
     }
 
     /// Folds `event` into its window (by its timestamp, however late).
