@@ -68,7 +68,7 @@ final class ChargebeeEmulation: EmulatedProvider {
         }
         let f = r.form
         guard let itemPrice = f["item_price_id"], !itemPrice.isEmpty else { return chargebeeError(400, "param_wrong_value", "item_price_id : cannot be blank", param: "item_price_id") }
-        guard let quantityText = f["quantity"], let quantity = Decimal(string: quantityText, locale: Locale(identifier: "en_US_POSIX")), quantityText.count <= 40 else {
+        guard let quantityText = f["quantity"], let quantity = DecimalFormat.parse(quantityText), quantityText.count <= 40 else {
             return chargebeeError(400, "param_wrong_value", "quantity : invalid value", param: "quantity")
         }
         guard let date = f["usage_date"].flatMap(Int64.init) else { return chargebeeError(400, "param_wrong_value", "usage_date : cannot be blank", param: "usage_date") }

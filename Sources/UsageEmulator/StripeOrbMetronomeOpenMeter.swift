@@ -64,7 +64,7 @@ final class StripeEmulation: EmulatedProvider {
         guard let name = f["event_name"], !name.isEmpty else {
             return error(400, "invalid_request_error", "parameter_missing", "Missing required param: event_name.", param: "event_name")
         }
-        guard let customer = f["payload[stripe_customer_id]"], let value = f["payload[value]"].flatMap({ Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX")) }) else {
+        guard let customer = f["payload[stripe_customer_id]"], let value = f["payload[value]"].flatMap(DecimalFormat.parse) else {
             return error(400, "invalid_request_error", "parameter_missing", "Missing required param: payload[stripe_customer_id] or payload[value].", param: "payload")
         }
         let identifier = f["identifier"] ?? UUID().uuidString

@@ -195,8 +195,8 @@ enum Reply {
 
     static func decimal(_ value: JSONValue?) -> Decimal? {
         switch value {
-        case .number(let n)?: return Decimal(string: "\(n)", locale: Locale(identifier: "en_US_POSIX"))
-        case .string(let s)?: return Decimal(string: s, locale: Locale(identifier: "en_US_POSIX"))
+        case .number(let n)?: return Decimal(reported: n)
+        case .string(let s)?: return DecimalFormat.parse(s)
         default: return nil
         }
     }

@@ -92,7 +92,7 @@ public final class EventReader {
         }
         var quantity = Decimal(1)
         if let q = fields.removeValue(forKey: "quantity"), !q.isEmpty {
-            guard let d = Decimal(string: q, locale: Locale(identifier: "en_US_POSIX")), !d.isNaN else {
+            guard let d = DecimalFormat.parse(q) else {
                 return .failure(BadLine(line: lineNumber, message: "field 'quantity' '\(q)' is not a decimal number"))
             }
             quantity = d

@@ -110,8 +110,7 @@ enum PayloadCodec {
         }
 
         mutating func decimal() throws -> Decimal {
-            let text = try string()
-            guard let d = Decimal(string: text, locale: Locale(identifier: "en_US_POSIX")) else { throw Self.damaged }
+            guard let d = DecimalFormat.parse(try string()) else { throw Self.damaged }
             return d
         }
     }

@@ -176,6 +176,13 @@ public final class Spool: Sendable {
                 CREATE INDEX windows_dirty ON windows (lane, dirty, window_end);
                 """)
         }
+        m.registerMigration("v4: queue index over queued rows only") { db in
+            // Only queued rows are ever looked up by (lane, seq): a partial index holds just them,
+            // so marking a row final removes one entry instead of moving it, and the queue scans
+            // and counts walk queued rows only.
+            try db.execute(sql: "DROP INDEX deliveries_queue")
+            try db.execute(sql: "CREATE INDEX deliveries_queued ON deliveries (lane, seq) WHERE state = 0")
+        }
         return m
     }
 

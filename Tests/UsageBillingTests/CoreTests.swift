@@ -319,3 +319,35 @@ struct JSONParserTests {
         #expect(JSONValue.parse(value.encoded()) == value)
     }
 }
+
+@Suite("Decimal text")
+struct DecimalTextTests {
+    static let posix = Locale(identifier: "en_US_POSIX")
+
+    /// The fast paths give what Foundation gives.
+    @Test(arguments: ["0", "-0", "7", "150", "-42", "999999999999999999", "9223372036854775807", "-9223372036854775808", "12345678901234567890123",
+                      "0.1", "-0.25", "1.50", "1e3", "2.5E-3", "+5", "", "abc", "1.2.3", "NaN", " 1", "00012"])
+    func parseAgreesWithFoundation(_ text: String) {
+        let reference = Decimal(string: text, locale: Self.posix).flatMap { $0.isNaN ? nil : $0 }
+        #expect(DecimalFormat.parse(text) == reference, "\(text)")
+    }
+
+    @Test(arguments: ["0", "7", "-42", "9223372036854775807", "-9223372036854775808", "12345678901234567890123", "0.1", "-0.25", "1.5", "0.000001", "100000000000000000000"])
+    func plainAgreesWithFoundation(_ text: String) throws {
+        var value = try #require(Decimal(string: text, locale: Self.posix))
+        let reference = NSDecimalString(&value, Self.posix)
+        #expect(DecimalFormat.plain(value) == reference, "\(text)")
+        #expect(DecimalFormat.parse(DecimalFormat.plain(value)) == value)
+    }
+
+    @Test func exactDoubleAndInt() {
+        #expect(DecimalFormat.exactInt64(Decimal(150)) == 150)
+        #expect(DecimalFormat.exactInt64(Decimal(string: "1.5") ?? 0) == nil)
+        #expect(DecimalFormat.exactInt64(Decimal(string: "12345678901234567890123") ?? 0) == nil)
+        #expect(DecimalFormat.exactDouble(Decimal(150)) == 150)
+        #expect(DecimalFormat.exactDouble(Decimal(string: "0.1") ?? 0) == 0.1)
+        #expect(DecimalFormat.exactDouble(Decimal(string: "0.12345678901234567890123") ?? 0) == nil)
+        #expect(Decimal(reported: 35.5) == Decimal(string: "35.5"))
+        #expect(Decimal(reported: 120) == 120)
+    }
+}

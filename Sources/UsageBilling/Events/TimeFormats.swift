@@ -110,10 +110,28 @@ public enum RFC3339 {
 
 /// Decimal rendering without exponent or locale, as APIs want it (`1500`, `0.25`, `-3.5`).
 public enum DecimalFormat {
+    private static let posix = Locale(identifier: "en_US_POSIX")
+
     /// The plain decimal string of `value`.
     public static func plain(_ value: Decimal) -> String {
+        if let n = exactInt64(value) { return String(n) }  // most quantities: no Foundation formatting
         var v = value
-        return NSDecimalString(&v, Locale(identifier: "en_US_POSIX"))
+        return NSDecimalString(&v, posix)
+    }
+
+    /// `value` as an Int64 when it is a whole number in range, else nil.
+    public static func exactInt64(_ value: Decimal) -> Int64? {
+        guard value.isFinite else { return nil }
+        let n = NSDecimalNumber(decimal: value).int64Value
+        return Decimal(n) == value ? n : nil
+    }
+
+    /// Parses a plain decimal string (`150`, `-0.25`, `1e3`), or nil when it is not one.
+    public static func parse(_ text: String) -> Decimal? {
+        let utf8 = text.utf8
+        if utf8.count <= 18, let first = utf8.first, first != UInt8(ascii: "+"), let n = Int64(text) { return Decimal(n) }
+        guard let d = Decimal(string: text, locale: posix), !d.isNaN else { return nil }
+        return d
     }
 
     /// Whether `value` has no fractional part.
@@ -127,8 +145,9 @@ public enum DecimalFormat {
     /// `value` as a `Double` when that double prints back as the same decimal (so a JSON number
     /// carries it exactly), else `nil`.
     public static func exactDouble(_ value: Decimal) -> Double? {
+        if let n = exactInt64(value), abs(n) <= 1 << 53 { return Double(n) }
         let double = NSDecimalNumber(decimal: value).doubleValue
-        guard double.isFinite, let back = Decimal(string: "\(double)", locale: Locale(identifier: "en_US_POSIX")) else { return nil }
+        guard double.isFinite, let back = Decimal(string: "\(double)", locale: posix) else { return nil }
         return back == value ? double : nil
     }
 

@@ -63,7 +63,7 @@ public struct UsageEvent: Sendable, Hashable, Codable {
                 debugDescription: "timestamp is missing; write an RFC 3339 time such as 2026-11-25T12:03:00Z")
         }
         if let text = try? c.decode(String.self, forKey: .quantity) {
-            guard let value = Decimal(string: text, locale: Locale(identifier: "en_US_POSIX")), !value.isNaN else {
+            guard let value = DecimalFormat.parse(text) else {
                 throw DecodingError.dataCorruptedError(
                     forKey: .quantity, in: c, debugDescription: "quantity '\(text)' is not a decimal number")
             }

@@ -83,6 +83,10 @@ extension UsageReadBack {
 extension Decimal {
     /// A Double from a provider's JSON as the Decimal it printed (no binary noise: 0.1 stays 0.1).
     public init(reported value: Double) {
-        self = Decimal(string: "\(value)", locale: Locale(identifier: "en_US_POSIX")) ?? Decimal(value)
+        if value.rounded() == value, abs(value) <= 9_007_199_254_740_992 {
+            self = Decimal(Int64(value))
+        } else {
+            self = DecimalFormat.parse("\(value)") ?? Decimal(value)
+        }
     }
 }
