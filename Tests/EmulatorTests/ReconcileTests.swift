@@ -15,25 +15,11 @@ private func spoolPath(_ tag: String) -> String {
 
 private func utcDay(_ date: Date) -> Date { Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 86_400).rounded(.down) * 86_400) }
 
-/// A config of every provider on the emulator, with `routes`; `extra` adds YAML keys per provider.
+/// Every provider on the emulator, Chargebee and Recurly billing per hour.
 private func config(_ emulator: UsageEmulator, routes: String, extra: [String: String] = [:]) throws -> RoutingConfig {
-    let e = emulator.endpoints
-    func at(_ kind: String) -> String {
-        ((e[kind] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \"\($0.value)\"" } + [extra[kind]].compactMap { $0 }).joined(separator: ", ")
-    }
-    return try RoutingConfig.parse("""
-        version: 1
-        providers:
-          stripe: { kind: stripe, secret_key: sk_test_REDACTED, \(at("stripe")) }
-          orb: { kind: orb, api_key: orb_REDACTED, requests_per_second: 1000, \(at("orb")) }
-          metronome: { kind: metronome, api_key: metronome_REDACTED, events_per_second: 1000000, \(at("metronome")) }
-          openmeter: { kind: openmeter, api_key: om_REDACTED, \(at("openmeter")) }
-          chargebee: { kind: chargebee, api_key: cb_REDACTED, site: acme-test, item_price_id: seats-USD, requests_per_minute: 60000, aggregate: { window: 1h, grace: 1m }, \(at("chargebee")) }
-          recurly: { kind: recurly, api_key: recurly_REDACTED, add_on_id: code-seats, requests_per_minute: 60000, aggregate: { window: 1h, grace: 1m }, \(at("recurly")) }
-          paddle: { kind: paddle, api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01rec, max_quantity: 999999999, requests_per_minute: 60000, \(at("paddle")) }
-        routes:
-        \(routes)
-        """, file: "reconcile.yaml", directory: "/tmp", registry: .standard, environment: [:])
+    var settings = extra
+    for kind in ["chargebee", "recurly"] { settings[kind] = (["aggregate: { window: 1h, grace: 1m }"] + [extra[kind]].compactMap { $0 }).joined(separator: ", ") }
+    return try emulatorConfig(emulator, routes: routes, extra: settings)
 }
 
 private let quick = RetryPolicy(baseDelay: .milliseconds(2), maxDelay: .milliseconds(40), maxAttempts: 100_000, maxElapsed: .seconds(120))

@@ -10,25 +10,13 @@ import UsageSpool
 
 /// The soak config: every provider on its own event, all pointed at the emulator.
 func soakConfig(_ emulator: UsageEmulator) throws -> RoutingConfig {
-    let e = emulator.endpoints
-    func at(_ kind: String) -> String { (e[kind] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \"\($0.value)\"" }.joined(separator: ", ") }
-    return try RoutingConfig.parse("""
-        version: 1
-        providers:
-          stripe: { kind: stripe, secret_key: sk_live_REDACTED, \(at("stripe")) }
-          orb: { kind: orb, api_key: orb_REDACTED, requests_per_second: 1000, \(at("orb")) }
-          metronome: { kind: metronome, api_key: metronome_REDACTED, events_per_second: 1000000, \(at("metronome")) }
-          openmeter: { kind: openmeter, api_key: om_REDACTED, \(at("openmeter")) }
-          chargebee: { kind: chargebee, api_key: cb_REDACTED, site: acme-test, item_price_id: seats-USD, requests_per_minute: 60000, \(at("chargebee")) }
-          recurly: { kind: recurly, api_key: recurly_REDACTED, add_on_id: code-seats, requests_per_minute: 60000, \(at("recurly")) }
-          paddle: { kind: paddle, api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01soak, max_quantity: 999999999, requests_per_minute: 60000, \(at("paddle")) }
-        routes:
+    try emulatorConfig(emulator, routes: """
           - { events: [api_request], to: stripe }
           - { events: [tokens], to: orb, shadow: metronome }
           - { events: [storage], to: openmeter }
           - { events: [seats], to: chargebee, shadow: recurly }
           - { events: [tickets], to: paddle }
-        """, file: "soak.yaml", directory: "/tmp", registry: .standard, environment: [:])
+        """)
 }
 
 @Suite("Soak: 100,000 events, every provider, 20% faults", .timeLimit(.minutes(5)))

@@ -23,9 +23,7 @@ public struct MetronomeReadBack: UsageReadBack {
         self.client = try MetronomeClient(settings: settings, client: client)
     }
 
-    public func names(for event: UsageEvent) -> ProviderNames {
-        ProviderNames(customer: settings.mapping.providerCustomer(for: event), meter: settings.mapping.providerEventName(for: event))
-    }
+    public func names(for event: UsageEvent) -> ProviderNames { settings.mapping.providerNames(for: event) }
 
     public var requestsPerSecond: Double { 10 }
 

@@ -22,9 +22,7 @@ public struct OpenMeterReadBack: UsageReadBack {
         self.client = try OpenMeterClient(settings: settings, client: client)
     }
 
-    public func names(for event: UsageEvent) -> ProviderNames {
-        ProviderNames(customer: settings.mapping.providerCustomer(for: event), meter: settings.mapping.providerEventName(for: event))
-    }
+    public func names(for event: UsageEvent) -> ProviderNames { settings.mapping.providerNames(for: event) }
 
     public var requestsPerSecond: Double { 10 }
 

@@ -23,9 +23,7 @@ public struct OrbReadBack: UsageReadBack {
         self.client = try OrbClient(settings: settings, client: client)
     }
 
-    public func names(for event: UsageEvent) -> ProviderNames {
-        ProviderNames(customer: settings.mapping.providerCustomer(for: event), meter: settings.mapping.providerEventName(for: event))
-    }
+    public func names(for event: UsageEvent) -> ProviderNames { settings.mapping.providerNames(for: event) }
 
     /// Orb's documented limit for most endpoints is far above this; read-back stays gentle.
     public var requestsPerSecond: Double { 10 }

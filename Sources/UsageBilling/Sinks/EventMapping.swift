@@ -58,6 +58,11 @@ public struct EventMapping: Sendable, Hashable, Decodable {
         customers[event.customer] ?? event.customer
     }
 
+    /// The provider customer id and event name for `event` (the names its read-back reports under).
+    public func providerNames(for event: UsageEvent) -> ProviderNames {
+        ProviderNames(customer: providerCustomer(for: event), meter: providerEventName(for: event))
+    }
+
     /// The event's properties plus the extra ones plus the quantity under ``quantityProperty``,
     /// or a local rejection when a property would overwrite the quantity.
     public func properties(for event: UsageEvent) -> Result<[String: UsageValue], RejectionReason> {
