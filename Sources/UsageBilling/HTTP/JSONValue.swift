@@ -52,9 +52,9 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
 
     private func write(into out: inout [UInt8]) {
         switch self {
-        case .null: out.append(contentsOf: Array("null".utf8))
-        case .bool(let b): out.append(contentsOf: Array((b ? "true" : "false").utf8))
-        case .number(let n): out.append(contentsOf: Array(Self.numberText(n).utf8))
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .number(let n): out.append(contentsOf: Self.numberText(n).utf8)
         case .string(let s): Self.writeString(s, into: &out)
         case .array(let a):
             out.append(UInt8(ascii: "["))
@@ -65,11 +65,13 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
             out.append(UInt8(ascii: "]"))
         case .object(let o):
             out.append(UInt8(ascii: "{"))
-            for (i, key) in o.keys.sorted().enumerated() {
+            // Keys in UTF-8 byte order (code point order): cheaper than String's Unicode-aware
+            // comparison, and the same for the ASCII keys providers use.
+            for (i, entry) in o.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }).enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
-                Self.writeString(key, into: &out)
+                Self.writeString(entry.key, into: &out)
                 out.append(UInt8(ascii: ":"))
-                o[key]?.write(into: &out)
+                entry.value.write(into: &out)
             }
             out.append(UInt8(ascii: "}"))
         }
@@ -87,6 +89,12 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
 
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
+        // Most strings need no escape: copy them whole.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(contentsOf: s.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in s.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
