@@ -307,6 +307,12 @@ struct JSONParserTests {
         #expect(JSONValue.parse(Data(text.utf8)) == nil, "\(text)")
     }
 
+    @Test func invalidUTF8IsRefused() {
+        #expect(JSONValue.parse(Data([0x22, 0xFF, 0x22])) == nil)
+        #expect(JSONValue.parse(Data([0x22, 0xC3, 0x22])) == nil, "a truncated sequence")
+        #expect(JSONValue.parse(Data([0x22, 0xC3, 0xA9, 0x22])) == .string("é"))
+    }
+
     @Test func deepNestingIsRefusedNotACrash() {
         let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
         #expect(JSONValue.parse(Data(deep.utf8)) == nil)

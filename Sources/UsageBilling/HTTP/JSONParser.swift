@@ -104,15 +104,18 @@ struct JSONParser {
     private mutating func string() throws -> String {
         at += 1  // the opening quote
         let start = at
-        // Fast path: no escapes.
+        var ascii = true
+        // Fast path: no escapes (and, for ASCII, nothing to validate).
         while at < bytes.count {
             let b = bytes[at]
             if b == UInt8(ascii: "\"") {
                 defer { at += 1 }
-                return try Self.utf8(UnsafeRawBufferPointer(rebasing: bytes[start..<at]))
+                let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<at])
+                return ascii ? String(decoding: raw, as: UTF8.self) : try Self.utf8(raw)
             }
             if b == UInt8(ascii: "\\") { break }
             guard b >= 0x20 else { throw Invalid() }
+            if b >= 0x80 { ascii = false }
             at += 1
         }
         var out = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<at]))
