@@ -89,24 +89,27 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
         "paddle": "api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01bench, max_quantity: 999999999, requests_per_minute: 6000000",
     ]
     let customers = ["acme", "globex", "initech", "umbrella"]
-    for kind in UsageEmulator.kinds where only.isEmpty || only.contains(kind) {
-        let n = kind == "stripe" ? stripeCount : count
+    // Each adapter, plus Stripe's v2 stream (up to 100 events per request) as a row of its own.
+    let variants: [(label: String, kind: String)] = UsageEmulator.kinds.flatMap { $0 == "stripe" ? [("stripe", "stripe"), ("stripe_stream", "stripe")] : [($0, $0)] }
+    for (label, kind) in variants where only.isEmpty || only.contains(label) {
+        let n = label == "stripe" ? stripeCount : count
+        let api = label == "stripe_stream" ? ", api: v2_stream" : ""
         let endpoint = (emulator.endpoints[kind] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \"\($0.value)\"" }.joined(separator: ", ")
         let config = try RoutingConfig.parse("""
             version: 1
             providers:
-              \(kind): { kind: \(kind), \(settings[kind] ?? ""), \(endpoint) }
+              \(kind): { kind: \(kind), \(settings[kind] ?? "")\(api), \(endpoint) }
             routes:
               - { events: [bench_\(kind)], to: \(kind) }
             """, file: "bench.yaml", directory: dir, registry: .standard, environment: [:])
-        let pipeline = try UsagePipeline(config: config, spoolPath: "\(dir)/\(kind).spool", client: client)
+        let pipeline = try UsagePipeline(config: config, spoolPath: "\(dir)/\(label).spool", client: client)
         let now = Date()
         var events: [UsageEvent] = []
         events.reserveCapacity(n)
         for i in 0..<n {
             let at: Date = now.addingTimeInterval(-60 - Double(i % 3_000))
             let quantity = Decimal(i % 9 + 1)
-            events.append(UsageEvent(id: "bench-\(kind)-\(i)", name: "bench_\(kind)", customer: customers[i % customers.count], timestamp: at, quantity: quantity))
+            events.append(UsageEvent(id: "bench-\(label)-\(i)", name: "bench_\(kind)", customer: customers[i % customers.count], timestamp: at, quantity: quantity))
         }
         let before = emulator.statistics.requests
         let acceptedBefore = await emulator.accepted(kind).reduce(Decimal(0)) { $0 + $1.quantity }
@@ -120,7 +123,7 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
         let requests = UsageEmulatorPrefixes.of(kind).reduce(0) { $0 + (after[$1] ?? 0) - (before[$1] ?? 0) }
         let accepted = await emulator.accepted(kind).reduce(Decimal(0)) { $0 + $1.quantity } - acceptedBefore
         let recorded = events.reduce(Decimal(0)) { $0 + $1.quantity }
-        runs.append(AdapterRun(kind: kind, events: n, requests: requests, recordSeconds: recordSeconds, deliverSeconds: deliverSeconds,
+        runs.append(AdapterRun(kind: label, events: n, requests: requests, recordSeconds: recordSeconds, deliverSeconds: deliverSeconds,
                                sdkEventsPerSecond: nil, totalsAgree: accepted == recorded))
     }
     if pythonEvents > 0 {

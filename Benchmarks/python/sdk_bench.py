@@ -32,6 +32,19 @@ def stripe_bench(base):
     return send
 
 
+def stripe_stream_bench(base):
+    import stripe
+    addresses = {"api": base + "/stripe", "meter_events": base + "/stripe-meter-events"}
+    client = stripe.StripeClient("sk_test_REDACTED", base_addresses=addresses, max_network_retries=0)
+    session = client.v2.billing.meter_event_session.create()
+    stream = stripe.StripeClient(session.authentication_token, base_addresses=addresses, max_network_retries=0)
+    def send(i, key, at):
+        stream.v2.billing.meter_event_stream.create(params={"events": [{
+            "event_name": "api_requests", "identifier": key, "timestamp": at.isoformat(),
+            "payload": {"stripe_customer_id": "cus_acme", "value": str(i % 9 + 1)}}]})
+    return send
+
+
 def orb_bench(base):
     import orb
     client = orb.Orb(api_key="orb_REDACTED", base_url=base + "/orb/v1", max_retries=0)
@@ -104,7 +117,7 @@ def paddle_bench(base):
     return send
 
 
-BENCHES = {"stripe": stripe_bench, "orb": orb_bench, "metronome": metronome_bench, "openmeter": openmeter_bench,
+BENCHES = {"stripe": stripe_bench, "stripe_stream": stripe_stream_bench, "orb": orb_bench, "metronome": metronome_bench, "openmeter": openmeter_bench,
            "chargebee": chargebee_bench, "recurly": recurly_bench, "paddle": paddle_bench}
 
 if __name__ == "__main__":

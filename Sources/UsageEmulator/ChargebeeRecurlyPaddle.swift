@@ -262,7 +262,6 @@ final class PaddleEmulation: EmulatedProvider {
 
     private func meta() -> JSONValue { .object(["request_id": .string(UUID().uuidString.lowercased())]) }
 
-    private struct Refusal: Error { var response: HTTPResponse }
 
     private func items(_ body: JSONValue?) -> Result<[(String, Int)], Refusal> {
         guard let list = body?["items"]?.arrayValue, (1...100).contains(list.count) else {

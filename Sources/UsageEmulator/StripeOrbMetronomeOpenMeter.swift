@@ -8,7 +8,11 @@ import UsageBilling
 final class StripeEmulation: EmulatedProvider {
     let prefix = "stripe"
     private let now: @Sendable () -> Date
-    private struct State { var usage: [AcceptedUsage] = []; var identifiers: Set<String> = []; var replies: [String: HTTPResponse] = [:]; var meters: [String] = [] }
+    private struct State {
+        var usage: [AcceptedUsage] = []; var identifiers: Set<String> = []; var replies: [String: HTTPResponse] = [:]; var meters: [String] = []
+        /// v2 stream sessions: token → expiry.
+        var sessions: [String: Date] = [:]
+    }
     private let state = Locked(State())
 
     init(now: @escaping @Sendable () -> Date) { self.now = now }
@@ -29,11 +33,15 @@ final class StripeEmulation: EmulatedProvider {
     }
 
     func handle(_ r: EmulatedRequest) async -> HTTPResponse {
+        // The meter-events host (v2 stream) authenticates with a session token, not the key.
+        if r.path.hasPrefix(StripeEmulation.meterEventsHost) { return stream(r) }
         guard let auth = r.headers["Authorization"], auth.hasPrefix("Bearer sk_") || auth.hasPrefix("Bearer rk_") else {
             return error(401, "invalid_request_error", nil, "You did not provide an API key.")
         }
         switch (r.method, r.path) {
         case ("POST", "/v1/billing/meter_events"): return meterEvent(r)
+        case ("POST", "/v2/billing/meter_events"): return meterEventV2(r)
+        case ("POST", "/v2/billing/meter_event_session"): return session(r)
         case ("POST", "/v1/billing/meters"):
             let f = r.form
             guard let name = f["event_name"], !name.isEmpty, let display = f["display_name"], !display.isEmpty else {
@@ -85,6 +93,101 @@ final class StripeEmulation: EmulatedProvider {
         }
         if let key { state.with { $0.replies[key] = response } }
         return response
+    }
+
+    /// Paths of the meter-events host (`meter-events.stripe.com`) arrive under this prefix.
+    static let meterEventsHost = "/meter-events"
+
+    /// Records one v2 event (a JSON object); nil when its identifier was seen before.
+    private typealias Accepted = (name: String, identifier: String, customer: String, value: Decimal, at: Date)
+
+    private func accept(_ e: JSONValue) -> Result<Accepted?, Refusal> {
+        guard let name = e["event_name"]?.stringValue, !name.isEmpty else {
+            return .failure(Refusal(response: v2Error(400, "invalid_request_error", "parameter_missing", "event_name is required.")))
+        }
+        guard let customer = e["payload"]?["stripe_customer_id"]?.stringValue, let value = e["payload"]?["value"]?.stringValue.flatMap(DecimalFormat.parse) else {
+            return .failure(Refusal(response: v2Error(400, "invalid_request_error", "parameter_missing", "payload.stripe_customer_id and payload.value are required.")))
+        }
+        let identifier = e["identifier"]?.stringValue ?? UUID().uuidString
+        let at = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) ?? now()
+        return .success(state.with { s -> Accepted? in
+            guard s.identifiers.insert(identifier).inserted else { return nil }
+            if !s.meters.contains(name) { s.meters.append(name) }
+            s.usage.append(AcceptedUsage(customer: customer, meter: name, timestamp: at, quantity: value, key: identifier))
+            return (name, identifier, customer, value, at)
+        })
+    }
+
+    private func v2Error(_ status: Int, _ type: String, _ code: String, _ message: String) -> HTTPResponse {
+        Reply.json(status, .object(["error": .object(["type": .string(type), "code": .string(code), "message": .string(message)])]))
+    }
+
+    /// `POST /v2/billing/meter_events`: one event, validated at once; a reused identifier is
+    /// `400 duplicate_meter_event`, as Stripe answers it.
+    private func meterEventV2(_ r: EmulatedRequest) -> HTTPResponse {
+        let key = r.headers["Idempotency-Key"]
+        if let key, let replay = state.with({ $0.replies[key] }) { return replay }
+        guard let body = r.json, case .object = body else { return v2Error(400, "invalid_request_error", "invalid_json", "The body is not a JSON object.") }
+        let response: HTTPResponse
+        switch accept(body) {
+        case .failure(let refusal): return refusal.response
+        case .success(nil):
+            let id = body["identifier"]?.stringValue ?? ""
+            response = v2Error(400, "invalid_request_error", "duplicate_meter_event", "An event with identifier \(id) was already submitted.")
+        case .success(let e?):
+            response = Reply.json(200, .object([
+                "object": .string("v2.billing.meter_event"), "created": .string(RFC3339.format(now(), fractional: true)), "event_name": .string(e.name),
+                "identifier": .string(e.identifier), "livemode": .bool(false),
+                "payload": .object(["stripe_customer_id": .string(e.customer), "value": .string(DecimalFormat.plain(e.value))]),
+                "timestamp": .string(RFC3339.format(e.at, fractional: true)),
+            ]))
+        }
+        if let key { state.with { $0.replies[key] = response } }
+        return response
+    }
+
+    /// `POST /v2/billing/meter_event_session`: a token for the stream, valid 15 minutes.
+    private func session(_ r: EmulatedRequest) -> HTTPResponse {
+        let created = now()
+        let expires = created.addingTimeInterval(15 * 60)
+        let token: String = state.with { s in
+            let t = "mes_tok_emu_\(s.sessions.count + 1)"
+            s.sessions[t] = expires
+            return t
+        }
+        return Reply.json(200, .object([
+            "object": .string("v2.billing.meter_event_session"), "id": .string("mtr_sess_emu_\(token.dropFirst("mes_tok_emu_".count))"),
+            "authentication_token": .string(token), "created": .string(RFC3339.format(created, fractional: true)),
+            "expires_at": .string(RFC3339.format(expires, fractional: true)), "livemode": .bool(false),
+        ]))
+    }
+
+    /// `POST /v2/billing/meter_event_stream` on the meter-events host: up to 100 events with a
+    /// session token; an unknown or expired token is `401 billing_meter_event_session_expired`.
+    /// Stripe checks events later and reports problems asynchronously, so a reused identifier is
+    /// dropped silently here and the answer is `200 {}`.
+    private func stream(_ r: EmulatedRequest) -> HTTPResponse {
+        guard r.method == "POST", r.path == StripeEmulation.meterEventsHost + "/v2/billing/meter_event_stream" else {
+            return v2Error(404, "invalid_request_error", "not_found", "Unrecognized request URL (\(r.method): \(r.path.dropFirst(StripeEmulation.meterEventsHost.count))).")
+        }
+        let token = r.headers["Authorization"].map { String($0.dropFirst("Bearer ".count)) } ?? ""
+        guard let expiry = state.with({ $0.sessions[token] }), expiry > now() else {
+            return Reply.json(401, .object(["error": .object([
+                "type": .string("temporary_session_expired"), "code": .string("billing_meter_event_session_expired"),
+                "message": .string("The meter event session has expired. Create a new session."),
+                "doc_url": .string("https://docs.stripe.com/api/v2/billing-meter-stream"),
+            ])]))
+        }
+        guard let events = r.json?["events"]?.arrayValue, !events.isEmpty else {
+            return v2Error(400, "invalid_request_error", "parameter_missing", "events is required.")
+        }
+        guard events.count <= 100 else {
+            return v2Error(400, "invalid_request_error", "too_many_events", "A stream request takes at most 100 events; this one has \(events.count).")
+        }
+        for e in events {
+            if case .failure(let refusal) = accept(e) { return refusal.response }
+        }
+        return Reply.json(200, .object([:]))
     }
 
     private func meter(_ name: String) -> JSONValue {

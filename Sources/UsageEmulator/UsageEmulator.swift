@@ -48,7 +48,7 @@ protocol EmulatedProvider: Sendable {
 
 /// A local emulator of the seven providers' ingest, read-back and meter endpoints, on loopback
 /// (SwiftNIO), with per-provider fault injection. Each provider lives under its own prefix:
-/// `/stripe`, `/orb/v1`, `/metronome`, `/openmeter`, `/chargebee`, `/chargebee-ingest`,
+/// `/stripe` (and `/stripe-meter-events` for the v2 stream), `/orb/v1`, `/metronome`, `/openmeter`, `/chargebee`, `/chargebee-ingest`,
 /// `/recurly`, `/paddle`; ``endpoints`` gives the settings that point each adapter at it.
 public final class UsageEmulator: Sendable {
     /// The providers the emulator speaks, by routing-config kind.
@@ -130,7 +130,7 @@ public final class UsageEmulator: Sendable {
     public var endpoints: [String: [String: String]] {
         let b = baseURL
         return [
-            "stripe": ["endpoint": "\(b)/stripe"], "orb": ["endpoint": "\(b)/orb/v1"], "metronome": ["endpoint": "\(b)/metronome"],
+            "stripe": ["endpoint": "\(b)/stripe", "meter_events_endpoint": "\(b)/stripe-meter-events"], "orb": ["endpoint": "\(b)/orb/v1"], "metronome": ["endpoint": "\(b)/metronome"],
             "openmeter": ["endpoint": "\(b)/openmeter"],
             "chargebee": ["endpoint": "\(b)/chargebee", "ingest_endpoint": "\(b)/chargebee-ingest"],
             "recurly": ["endpoint": "\(b)/recurly"], "paddle": ["endpoint": "\(b)/paddle"],
@@ -149,13 +149,17 @@ public final class UsageEmulator: Sendable {
         state.withLockedValue { ($0.requests, $0.injected) }
     }
 
+    /// Second hosts of a provider, served by its emulation under a path marker.
+    static let hostAliases: [String: (prefix: String, marker: String)] = ["stripe-meter-events": ("stripe", StripeEmulation.meterEventsHost)]
+
     func route(_ request: LoopbackHTTPServer.Request) async -> LoopbackHTTPServer.Action {
         let parts = request.path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true)
-        guard let first = parts.first, let provider = providers[String(first)] else {
+        let alias = parts.first.flatMap { Self.hostAliases[String($0)] }
+        guard let first = parts.first, let provider = providers[alias?.prefix ?? String(first)] else {
             return .respond(Reply.json(404, .object(["error": .string("no emulated provider at \(request.path); use one of /\(providers.keys.sorted().joined(separator: ", /"))")])))
         }
-        let prefix = String(first)
-        let inner = EmulatedRequest(method: request.method, path: "/" + (parts.count > 1 ? String(parts[1]) : ""), query: request.query,
+        let prefix = alias?.prefix ?? String(first)
+        let inner = EmulatedRequest(method: request.method, path: (alias?.marker ?? "") + "/" + (parts.count > 1 ? String(parts[1]) : ""), query: request.query,
                                     headers: request.headers, body: request.body)
         let isWrite = request.method != "GET" && request.method != "HEAD"
             && !(prefix == "metronome" && inner.path == "/v1/usage")  // Metronome's read-back is a POST
@@ -182,6 +186,9 @@ public final class UsageEmulator: Sendable {
         }
     }
 }
+
+/// A request an emulation refuses, with the provider's error answer.
+struct Refusal: Error { var response: HTTPResponse }
 
 /// Shared answers.
 enum Reply {

@@ -9,7 +9,7 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 
 /// Where each provider's real host lives on the emulator.
 let emulatedHosts: [String: String] = [
-    "api.stripe.com": "/stripe", "api.withorb.com": "/orb", "api.metronome.com": "/metronome", "openmeter.cloud": "/openmeter",
+    "api.stripe.com": "/stripe", "meter-events.stripe.com": "/stripe-meter-events", "api.withorb.com": "/orb", "api.metronome.com": "/metronome", "openmeter.cloud": "/openmeter",
     "acme-test.chargebee.com": "/chargebee", "acme-test.ingest.chargebee.com": "/chargebee-ingest", "v3.recurly.com": "/recurly",
     "sandbox-api.paddle.com": "/paddle",
 ]
@@ -32,6 +32,7 @@ func allFixtureFiles() -> [String] {
 /// outside the fixture; printed as skipped.
 let notEmulated: [String: String] = [
     "Stripe/Fixtures/api/adjustment_cancel_v1.json": "Stripe meter event adjustments are not emulated",
+    "Stripe/Fixtures/api/adjustment_cancel_v2.json": "Stripe meter event adjustments are not emulated",
     "Stripe/Fixtures/api/meter_deactivate_reactivate.json": "meter deactivation is not emulated",
     "Stripe/Fixtures/api/event_summaries_paginated.json": "it reads a meter created outside the fixture",
     "Orb/Fixtures/api/events_search.json": "Orb's event search is not emulated",
@@ -46,8 +47,8 @@ struct EmulatorFixtureTests {
     /// Each fixture's requests are replayed, in order, against a fresh emulator. Where the fixture
     /// records a success (2xx), the emulator must answer the same status with a body of the same
     /// shape (every top-level key the real answer has). Scripted failures (429, 5xx, resets,
-    /// timeouts, bad keys) are the fault injector's job and are not replayed; Stripe's v2 APIs
-    /// are not emulated.
+    /// timeouts, bad keys) are the fault injector's job and are not replayed. Stripe stream
+    /// session tokens are the emulator's own: later requests carry the one it handed out.
     @Test(arguments: allFixtureFiles())
     func successAnswersMatch(_ file: String) async throws {
         if let reason = notEmulated[file] {
@@ -59,12 +60,13 @@ struct EmulatorFixtureTests {
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         var compared = 0
+        var tokens: [String: String] = [:]  // the fixture's session token → the emulator's
         for (index, exchange) in fixture.exchanges.enumerated() {
             guard let recorded = exchange.response, exchange.failure == nil, (200..<300).contains(recorded.status),
-                  let url = URLComponents(string: exchange.request.url), let host = url.host, let prefix = emulatedHosts[host],
-                  !url.path.hasPrefix("/v2/")
+                  let url = URLComponents(string: exchange.request.url), let host = url.host, let prefix = emulatedHosts[host]
             else { continue }
             var headers = HeaderFields(exchange.request.headers.map { (name: $0.key, value: $0.value) })
+            if let auth = headers["Authorization"], let token = tokens[String(auth.dropFirst("Bearer ".count))] { headers["Authorization"] = "Bearer \(token)" }
             var body: Data?
             if let form = exchange.request.form {
                 body = Data(form.utf8)
@@ -74,6 +76,9 @@ struct EmulatorFixtureTests {
             }
             let target = emulator.baseURL + prefix + url.percentEncodedPath + (url.percentEncodedQuery.map { "?" + $0 } ?? "")
             let response = try await client.send(HTTPRequest(method: HTTPMethod(rawValue: exchange.request.method), url: target, headers: headers, body: body))
+            if let theirs = recorded.json?["authentication_token"]?.stringValue, let ours = JSONValue.parse(response.body)?["authentication_token"]?.stringValue {
+                tokens[theirs] = ours
+            }
             let duplicateReplay = recorded.headers.keys.contains { $0.lowercased() == "chargebee-idempotency-replayed" }
             if duplicateReplay { continue }  // the real API replayed an earlier attempt the fixture scripted as lost
             #expect(response.status == recorded.status, "\(file) exchange \(index + 1): \(exchange.request.method) \(url.path) answered \(response.status), the fixture says \(recorded.status): \(response.bodyText.prefix(300))")

@@ -54,8 +54,9 @@ public struct StripeMeterEventSink: UsageSink {
             acceptedWindow: AcceptedTimeWindow(maxAge: Self.maxAge, maxFutureSkew: Self.maxFutureSkew),
             idempotency: .providerDeduplicates(window: .seconds(24 * 3600)),
             rateLimit: rate,
-            // One event per request on v1/v2: requests stand alone. The stream shares a session.
-            maxConcurrentRequests: settings.api == .v2Stream ? 1 : 8)
+            // Requests stand alone: v1/v2 carry one event each, stream requests share a session
+            // token (the cache is an actor; a token Stripe calls expired is dropped by value).
+            maxConcurrentRequests: settings.api == .v2Stream ? 4 : 8)
     }
 
     /// Validates each event, sends the valid ones, and returns one outcome per event in order.
