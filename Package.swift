@@ -172,7 +172,7 @@ let package = Package(
         .testTarget(
             name: "EmulatorTests",
             dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "UsageRouting", "UsageBillingProviders", "UsageSpool",
-                           "UsageReconciliation"],
+                           "UsageReconciliation", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: strict
         ),
         .testTarget(

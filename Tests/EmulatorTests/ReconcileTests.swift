@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 import UsageBilling
 import UsageBillingCurl
@@ -184,6 +185,42 @@ struct ReconcileTests {
         for (provider, marker) in [("stripe", "starting_after="), ("metronome", "next_page="), ("chargebee", "offset="), ("recurly", "cursor=")] {
             #expect(urls.contains { $0.contains("/\(provider)/") && $0.contains(marker) }, "\(provider) read a second page")
         }
+        await emulator.shutdown()
+    }
+
+    /// Stripe's v2 stream through the pipeline: sessions, up to 100 events a request, and the
+    /// totals read back through event summaries; a session the emulator expires is refreshed.
+    @Test func stripeStreamDeliversAndReconciles() async throws {
+        var clockNow = Date()
+        let clock = NIOLockedValueBox(clockNow)
+        let emulator = try await UsageEmulator.start(now: { clock.withLockedValue { $0 } })
+        let routing = try config(emulator, routes: "  - { events: [api_request], to: stripe }", extra: ["stripe": "api: v2_stream"])
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("stream"), client: client, policy: quick)
+        var events: [UsageEvent] = []
+        for i in 0..<1_000 {
+            let at: Date = clockNow.addingTimeInterval(-Double(i) - 60)
+            let customer = i % 2 == 0 ? "acme" : "globex"
+            events.append(UsageEvent(id: "s-\(i)", name: "api_request", customer: customer, timestamp: at, quantity: Decimal(i % 5 + 1)))
+        }
+        let recorded: Decimal = events.reduce(Decimal(0)) { $0 + $1.quantity }
+        try await pipeline.record(Array(events[..<500]))
+        try await pipeline.flush()
+        // The emulator's clock moves past the session's 15 minutes: the next request is refused and a new session made.
+        clockNow = clockNow.addingTimeInterval(16 * 60)
+        clock.withLockedValue { $0 = clockNow }
+        try await pipeline.record(Array(events[500...]))
+        try await pipeline.flush()
+        let requests = emulator.statistics.requests["stripe"] ?? 0
+        // 10 stream requests and one session: 11 without the expiry; the refused request(s) (up to
+        // the 4 in flight) and one new session (concurrent callers share it) make 13 to 16.
+        #expect((13...16).contains(requests), "\(requests) requests")
+        let report = try await Reconciler(config: routing, spool: pipeline.spool, client: client)
+            .run(ReconcileOptions(from: clockNow.addingTimeInterval(-7_200), to: clockNow, now: clockNow))
+        #expect(report.isClean, "\(report.mismatches)")
+        let reported: Decimal = report.rows.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) }
+        #expect(reported == recorded)
         await emulator.shutdown()
     }
 

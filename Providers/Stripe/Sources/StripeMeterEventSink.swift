@@ -248,10 +248,21 @@ actor StripeSessionCache {
         if current?.token == token { current = nil }
     }
 
+    /// A session being created; concurrent callers wait for it instead of creating their own.
+    private var creating: Task<Result, any Error>?
+
     func token() async throws -> Result {
         if let current, clock.now().addingTimeInterval(Self.refreshMargin) < current.expiresAt {
             return .token(current.token)
         }
+        if let creating { return try await creating.value }
+        let task = Task { try await self.createSession() }
+        creating = task
+        defer { creating = nil }
+        return try await task.value
+    }
+
+    private func createSession() async throws -> Result {
         var headers: HeaderFields = [
             "Authorization": "Bearer \(settings.secretKey.exposedValue)",
             "Stripe-Version": settings.apiVersion,
