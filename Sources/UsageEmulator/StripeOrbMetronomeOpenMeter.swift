@@ -343,20 +343,18 @@ final class MetronomeEmulation: EmulatedProvider {
             guard let events = r.json?.arrayValue, (1...100).contains(events.count) else {
                 return Reply.json(400, .object(["message": .string("body must be an array of 1 to 100 events")]))
             }
+            var valid: [AcceptedUsage] = []
+            valid.reserveCapacity(events.count)
             for (i, e) in events.enumerated() {
-                guard e["transaction_id"]?.stringValue != nil, e["customer_id"]?.stringValue != nil, e["event_type"]?.stringValue != nil,
-                      e["timestamp"]?.stringValue.flatMap(RFC3339.parse) != nil else {
+                guard let key = e["transaction_id"]?.stringValue, let customer = e["customer_id"]?.stringValue, let type = e["event_type"]?.stringValue,
+                      let at = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) else {
                     return Reply.json(400, .object(["message": .string("body/\(i) must have transaction_id, customer_id, event_type and an RFC 3339 timestamp")]))
                 }
+                valid.append(AcceptedUsage(customer: customer, meter: type, timestamp: at,
+                                           quantity: Reply.decimal(e["properties"]?[valueProperties[type] ?? "quantity"]) ?? 0, key: key))
             }
             state.with { s in
-                for e in events {
-                    guard let key = e["transaction_id"]?.stringValue, s.keys.insert(key).inserted else { continue }
-                    let type = e["event_type"]?.stringValue ?? ""
-                    s.usage.append(AcceptedUsage(customer: e["customer_id"]?.stringValue ?? "", meter: type,
-                                                 timestamp: e["timestamp"]?.stringValue.flatMap(RFC3339.parse) ?? Date(),
-                                                 quantity: Reply.decimal(e["properties"]?[valueProperties[type] ?? "quantity"]) ?? 0, key: key))
-                }
+                for usage in valid where s.keys.insert(usage.key ?? "").inserted { s.usage.append(usage) }  // a repeat: silently the same 200
             }
             return Reply.empty(200)
         case ("POST", "/v1/usage"):
