@@ -147,7 +147,12 @@ public struct Reconciler: Sendable {
         var rows: [ReconcileRow] = []
         var problems: [String] = []
         for provider in providers {
-            guard let kind = config.providers[provider]?.kind else { continue }
+            guard let kind = config.providers[provider]?.kind else {
+                rows.append(ReconcileRow(provider: provider, customers: [], providerCustomer: "", meter: "", start: options.from, end: options.to,
+                                         recorded: 0, queued: 0, reported: nil, status: .unreadable,
+                                         note: "the spool has lanes for '\(provider)', which the config no longer names; add it back to read its totals"))
+                continue
+            }
             let providerLanes = lanes.filter { $0.provider == provider }
             guard let first = providerLanes.first else { continue }
             let paced = PacedHTTPClient(client: client, clock: clock)

@@ -242,6 +242,11 @@ struct ReconcileTests {
         #expect(strict.rows.map(\.status) == [.mismatch])
         let lenient = try await reconciler.run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now, tolerance: 3, now: now.addingTimeInterval(3 * 86_400)))
         #expect(lenient.rows.map(\.status) == [.match])
+        // A config that no longer names the spool's provider: said, not skipped.
+        var shrunk = routing
+        shrunk.providers["orb"] = nil
+        let orphaned = try await Reconciler(config: shrunk, spool: pipeline.spool, client: client).run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now))
+        #expect(orphaned.rows.map(\.status) == [.unreadable] && orphaned.rows.first?.note.contains("no longer names") == true && !orphaned.isClean)
         await #expect { _ = try await reconciler.run(ReconcileOptions(from: now, to: now, providers: ["nope"])) } throws: {
             ($0 as? UsageBillingError)?.code == .invalidInput
         }
