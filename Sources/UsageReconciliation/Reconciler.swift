@@ -80,6 +80,12 @@ public struct ReconcileRow: Sendable, Hashable {
 
     /// `reported - recorded` (nil when unreadable).
     public var difference: Decimal? { reported.map { $0 - recorded } }
+
+    /// A provider that cannot be read at all, over the whole range.
+    static func unreadable(_ provider: String, _ options: ReconcileOptions, _ why: String) -> ReconcileRow {
+        ReconcileRow(provider: provider, customers: [], providerCustomer: "", meter: "", start: options.from, end: options.to,
+                     recorded: 0, queued: 0, reported: nil, status: .unreadable, note: why)
+    }
 }
 
 /// The result of a reconciliation.
@@ -148,9 +154,7 @@ public struct Reconciler: Sendable {
         var problems: [String] = []
         for provider in providers {
             guard let kind = config.providers[provider]?.kind else {
-                rows.append(ReconcileRow(provider: provider, customers: [], providerCustomer: "", meter: "", start: options.from, end: options.to,
-                                         recorded: 0, queued: 0, reported: nil, status: .unreadable,
-                                         note: "the spool has lanes for '\(provider)', which the config no longer names; add it back to read its totals"))
+                rows.append(.unreadable(provider, options, "the spool has lanes for '\(provider)', which the config no longer names; add it back to read its totals"))
                 continue
             }
             let providerLanes = lanes.filter { $0.provider == provider }
@@ -162,139 +166,150 @@ public struct Reconciler: Sendable {
                 if let readBack = try kind.makeReadBack?(config.settings(for: provider, route: lane.route), paced) { namers[lane] = readBack }
             }
             guard let readBack = namers[first] else {
-                rows.append(ReconcileRow(provider: provider, customers: [], providerCustomer: "", meter: "", start: options.from, end: options.to,
-                                         recorded: 0, queued: 0, reported: nil, status: .unreadable,
-                                         note: "\(kind.name) has no read-back API for this mode; its totals cannot be checked"))
+                rows.append(.unreadable(provider, options, "\(kind.name) has no read-back API for this mode; its totals cannot be checked"))
                 continue
             }
             paced.limit(RateLimit(requestsPerSecond: readBack.requestsPerSecond, burst: max(1, Int(readBack.requestsPerSecond))))
 
-            // The ledger, per provider customer and meter, before windowing.
-            var events: [(ProviderNames, customer: String, at: Date, value: Decimal, queued: Bool, aggregation: AggregationSpec?, id: String)] = []
-            for lane in providerLanes {
-                guard let namer = namers[lane] else { continue }
-                let aggregation = router.sink(for: lane)?.capabilities.aggregation
-                try spool.ledger(lane: lane.description) { event, state in
-                    guard state != .dead, customerFilter?.contains(event.customer) ?? true else { return }
-                    events.append((namer.names(for: event), event.customer, event.timestamp, event.quantity, state == .queued, aggregation, event.id))
-                }
-            }
-            // Which of your customers land on each provider id: two on one id is a mapping bug.
-            var owners: [String: Set<String>] = [:]
-            for e in events { owners[e.0.customer, default: []].insert(e.customer) }
-            for (id, ours) in owners.sorted(by: { $0.key < $1.key }) where ours.count > 1 {
-                problems.append("\(provider): your customers \(ours.sorted().joined(separator: " and ")) are all billed on \(kind.name) customer '\(id)'; "
-                                + "check their ids in the customer table (column \(provider)) or the customers setting")
-            }
-
-            // Windowing per provider customer, and the range on that grid.
-            var grids: [String: (ReadBackWindowing, from: Date, to: Date)] = [:]
-            var unreadable: [String: String] = [:]
-            for customer in Set(events.map(\.0.customer)).sorted() {
-                do {
-                    let windowing = try await withRetries { try await readBack.windowing(customer: customer) }
-                    let (from, to) = Self.grid(windowing, options)
-                    grids[customer] = (windowing, from, to)
-                } catch {
-                    unreadable[customer] = "\(error)"
-                }
-            }
-
-            // Fold the ledger into windows.
-            var tallies: [Bucket: Tally] = [:]
-            var aggregated: [Bucket: (state: WindowState, formula: AggregationFormula, customers: Set<String>, queued: Int, at: Date)] = [:]
-            for e in events {
-                guard let grid = grids[e.0.customer] else {  // unreadable: one row for the range
-                    guard e.at >= options.from, e.at < options.to else { continue }
-                    var tally = tallies[Bucket(names: e.0, start: options.from)] ?? Tally(end: options.to)
-                    tally.recorded += e.value
-                    tally.customers.insert(e.customer)
-                    if e.queued { tally.queued += 1 }
-                    tallies[Bucket(names: e.0, start: options.from)] = tally
-                    continue
-                }
-                // A lane that bills per window stores each window's value at the window's start
-                // (a provider without windows counts every event recorded in the range).
-                let at = grid.0 == .wholeRange ? e.at : e.aggregation.map { $0.window.bounds(containing: e.at).start } ?? e.at
-                guard at >= grid.from, at < grid.to else { continue }
-                let window = Self.window(containing: at, grid.0, options, range: (grid.from, grid.to))
-                let bucket = Bucket(names: e.0, start: window.start)
-                if let spec = e.aggregation, spec.formula != .sum {
-                    let key = Bucket(names: e.0, start: at)
-                    var entry = aggregated[key] ?? (WindowState(end: 0), spec.formula, [], 0, window.start)
-                    WindowAggregator.fold(UsageEvent(id: e.id, name: "", customer: e.customer, timestamp: e.at, quantity: e.value),
-                                          into: &entry.state, formula: spec.formula)
-                    entry.customers.insert(e.customer)
-                    if e.queued { entry.queued += 1 }
-                    aggregated[key] = entry
-                    tallies[bucket, default: Tally(end: window.end)].customers.insert(e.customer)
-                } else {
-                    var tally = tallies[bucket] ?? Tally(end: window.end)
-                    tally.recorded += e.value
-                    tally.customers.insert(e.customer)
-                    if e.queued { tally.queued += 1 }
-                    tallies[bucket] = tally
-                }
-            }
-            for (key, entry) in aggregated {
-                let bucket = Bucket(names: key.names, start: entry.at)
-                tallies[bucket]?.recorded += entry.state.value
-                tallies[bucket]?.queued += entry.queued
-            }
-
-            // What the provider reports, per customer, for the meters the ledger names.
-            var reported: [Bucket: Decimal] = [:]
-            var readCustomers: Set<String> = []
-            for (customer, grid) in grids.sorted(by: { $0.key < $1.key }) {
-                let meters = Set(events.filter { $0.0.customer == customer }.map(\.0.meter)).sorted()
-                do {
-                    let usage = try await withRetries {
-                        try await readBack.usage(customer: customer, meters: meters, from: grid.from, to: grid.to, granularity: options.granularity)
-                    }
-                    for u in usage where u.start >= grid.from && u.start < grid.to || grid.0 == .wholeRange {
-                        let window = Self.window(containing: u.start, grid.0, options, range: (grid.from, grid.to))
-                        let bucket = Bucket(names: ProviderNames(customer: u.customer, meter: u.meter), start: window.start)
-                        reported[bucket, default: 0] += u.value
-                        if tallies[bucket] == nil { tallies[bucket] = Tally(customers: Set(owners[u.customer] ?? []), end: window.end) }
-                    }
-                    readCustomers.insert(customer)
-                } catch {
-                    unreadable[customer] = "\(error)"
-                }
-            }
-
-            let settling = options.settle > .zero
-            let settled = options.now.addingTimeInterval(-options.settle.seconds)
-            for (bucket, tally) in tallies {
-                let id = bucket.names.customer
-                var notes: [String] = []
-                if (owners[id]?.count ?? 0) > 1 { notes.append("several customers map here: \(owners[id, default: []].sorted().joined(separator: ", "))") }
-                if tally.queued > 0 { notes.append("lane behind: \(tally.queued) event(s) still queued") }
-                let status: ReconcileRow.Status
-                var value: Decimal? = reported[bucket] ?? 0
-                if let why = unreadable[id], !readCustomers.contains(id) {
-                    status = .unreadable
-                    value = nil
-                    notes.append(why)
-                } else if let got = value, abs(got - tally.recorded) <= options.tolerance {
-                    status = .match
-                } else if settling && tally.end > settled {
-                    status = .pending
-                    notes.append("window younger than the settle delay")
-                } else {
-                    status = .mismatch
-                    if let got = value {
-                        notes.append(got < tally.recorded ? "provider reports \(DecimalFormat.plain(tally.recorded - got)) less than recorded"
-                                                          : "provider reports \(DecimalFormat.plain(got - tally.recorded)) more than recorded")
-                    }
-                }
-                rows.append(ReconcileRow(provider: provider, customers: tally.customers.sorted(), providerCustomer: id, meter: bucket.names.meter,
-                                         start: bucket.start, end: tally.end, recorded: tally.recorded, queued: tally.queued, reported: value,
-                                         status: status, note: notes.joined(separator: "; ")))
-            }
+            let (providerRows, providerProblems) = try await reconcile(provider: provider, kind: kind, lanes: providerLanes, namers: namers,
+                                                                       readBack: readBack, options: options, customerFilter: customerFilter)
+            rows += providerRows
+            problems += providerProblems
         }
         rows.sort { ($0.status, $0.provider, $0.providerCustomer, $0.meter, $0.start) < ($1.status, $1.provider, $1.providerCustomer, $1.meter, $1.start) }
         return ReconcileReport(rows: rows, mappingProblems: problems)
+    }
+
+    /// One provider's rows and mapping problems: its ledger from the spool, folded into its
+    /// window grid, against what its read-back reports.
+    private func reconcile(provider: String, kind: ProviderKind, lanes providerLanes: [Lane], namers: [Lane: any UsageReadBack],
+                           readBack: any UsageReadBack, options: ReconcileOptions, customerFilter: Set<String>?) async throws -> ([ReconcileRow], [String]) {
+        var rows: [ReconcileRow] = []
+        var problems: [String] = []
+        // The ledger, per provider customer and meter, before windowing.
+        var events: [(ProviderNames, customer: String, at: Date, value: Decimal, queued: Bool, aggregation: AggregationSpec?, id: String)] = []
+        for lane in providerLanes {
+            guard let namer = namers[lane] else { continue }
+            let aggregation = router.sink(for: lane)?.capabilities.aggregation
+            try spool.ledger(lane: lane.description) { event, state in
+                guard state != .dead, customerFilter?.contains(event.customer) ?? true else { return }
+                events.append((namer.names(for: event), event.customer, event.timestamp, event.quantity, state == .queued, aggregation, event.id))
+            }
+        }
+        // Which of your customers land on each provider id: two on one id is a mapping bug.
+        var owners: [String: Set<String>] = [:]
+        for e in events { owners[e.0.customer, default: []].insert(e.customer) }
+        for (id, ours) in owners.sorted(by: { $0.key < $1.key }) where ours.count > 1 {
+            problems.append("\(provider): your customers \(ours.sorted().joined(separator: " and ")) are all billed on \(kind.name) customer '\(id)'; "
+                            + "check their ids in the customer table (column \(provider)) or the customers setting")
+        }
+
+        // Windowing per provider customer, and the range on that grid.
+        var grids: [String: (ReadBackWindowing, from: Date, to: Date)] = [:]
+        var unreadable: [String: String] = [:]
+        for customer in Set(events.map(\.0.customer)).sorted() {
+            do {
+                let windowing = try await withRetries { try await readBack.windowing(customer: customer) }
+                let (from, to) = Self.grid(windowing, options)
+                grids[customer] = (windowing, from, to)
+            } catch {
+                unreadable[customer] = "\(error)"
+            }
+        }
+
+        // Fold the ledger into windows.
+        var tallies: [Bucket: Tally] = [:]
+        var aggregated: [Bucket: (state: WindowState, formula: AggregationFormula, customers: Set<String>, queued: Int, at: Date)] = [:]
+        for e in events {
+            guard let grid = grids[e.0.customer] else {  // unreadable: one row for the range
+                guard e.at >= options.from, e.at < options.to else { continue }
+                var tally = tallies[Bucket(names: e.0, start: options.from)] ?? Tally(end: options.to)
+                tally.recorded += e.value
+                tally.customers.insert(e.customer)
+                if e.queued { tally.queued += 1 }
+                tallies[Bucket(names: e.0, start: options.from)] = tally
+                continue
+            }
+            // A lane that bills per window stores each window's value at the window's start
+            // (a provider without windows counts every event recorded in the range).
+            let at = grid.0 == .wholeRange ? e.at : e.aggregation.map { $0.window.bounds(containing: e.at).start } ?? e.at
+            guard at >= grid.from, at < grid.to else { continue }
+            let window = Self.window(containing: at, grid.0, options, range: (grid.from, grid.to))
+            let bucket = Bucket(names: e.0, start: window.start)
+            if let spec = e.aggregation, spec.formula != .sum {
+                let key = Bucket(names: e.0, start: at)
+                var entry = aggregated[key] ?? (WindowState(end: 0), spec.formula, [], 0, window.start)
+                WindowAggregator.fold(UsageEvent(id: e.id, name: "", customer: e.customer, timestamp: e.at, quantity: e.value),
+                                      into: &entry.state, formula: spec.formula)
+                entry.customers.insert(e.customer)
+                if e.queued { entry.queued += 1 }
+                aggregated[key] = entry
+                tallies[bucket, default: Tally(end: window.end)].customers.insert(e.customer)
+            } else {
+                var tally = tallies[bucket] ?? Tally(end: window.end)
+                tally.recorded += e.value
+                tally.customers.insert(e.customer)
+                if e.queued { tally.queued += 1 }
+                tallies[bucket] = tally
+            }
+        }
+        for (key, entry) in aggregated {
+            let bucket = Bucket(names: key.names, start: entry.at)
+            tallies[bucket]?.recorded += entry.state.value
+            tallies[bucket]?.queued += entry.queued
+        }
+
+        // What the provider reports, per customer, for the meters the ledger names.
+        var reported: [Bucket: Decimal] = [:]
+        var readCustomers: Set<String> = []
+        for (customer, grid) in grids.sorted(by: { $0.key < $1.key }) {
+            let meters = Set(events.filter { $0.0.customer == customer }.map(\.0.meter)).sorted()
+            do {
+                let usage = try await withRetries {
+                    try await readBack.usage(customer: customer, meters: meters, from: grid.from, to: grid.to, granularity: options.granularity)
+                }
+                for u in usage where u.start >= grid.from && u.start < grid.to || grid.0 == .wholeRange {
+                    let window = Self.window(containing: u.start, grid.0, options, range: (grid.from, grid.to))
+                    let bucket = Bucket(names: ProviderNames(customer: u.customer, meter: u.meter), start: window.start)
+                    reported[bucket, default: 0] += u.value
+                    if tallies[bucket] == nil { tallies[bucket] = Tally(customers: Set(owners[u.customer] ?? []), end: window.end) }
+                }
+                readCustomers.insert(customer)
+            } catch {
+                unreadable[customer] = "\(error)"
+            }
+        }
+
+        let settling = options.settle > .zero
+        let settled = options.now.addingTimeInterval(-options.settle.seconds)
+        for (bucket, tally) in tallies {
+            let id = bucket.names.customer
+            var notes: [String] = []
+            if (owners[id]?.count ?? 0) > 1 { notes.append("several customers map here: \(owners[id, default: []].sorted().joined(separator: ", "))") }
+            if tally.queued > 0 { notes.append("lane behind: \(tally.queued) event(s) still queued") }
+            let status: ReconcileRow.Status
+            var value: Decimal? = reported[bucket] ?? 0
+            if let why = unreadable[id], !readCustomers.contains(id) {
+                status = .unreadable
+                value = nil
+                notes.append(why)
+            } else if let got = value, abs(got - tally.recorded) <= options.tolerance {
+                status = .match
+            } else if settling && tally.end > settled {
+                status = .pending
+                notes.append("window younger than the settle delay")
+            } else {
+                status = .mismatch
+                if let got = value {
+                    notes.append(got < tally.recorded ? "provider reports \(DecimalFormat.plain(tally.recorded - got)) less than recorded"
+                                                      : "provider reports \(DecimalFormat.plain(got - tally.recorded)) more than recorded")
+                }
+            }
+            rows.append(ReconcileRow(provider: provider, customers: tally.customers.sorted(), providerCustomer: id, meter: bucket.names.meter,
+                                     start: bucket.start, end: tally.end, recorded: tally.recorded, queued: tally.queued, reported: value,
+                                     status: status, note: notes.joined(separator: "; ")))
+        }
+        return (rows, problems)
     }
 
     /// The range on a provider's grid: floor of `from` and ceiling of `to` to whole windows.
