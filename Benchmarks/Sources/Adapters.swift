@@ -23,27 +23,10 @@ struct AdapterRun {
 /// `curl_easy_perform` in a loop on one reused handle, POSTing Stripe v1 meter events (a new
 /// identifier each) to the emulator: the raw libcurl ceiling for one request at a time.
 func plainCurlStripe(base: String, count: Int) -> Double {
-    curl_global_init(Int(CURL_GLOBAL_DEFAULT))
-    guard let easy = curl_easy_init() else { return 0 }
-    defer { curl_easy_cleanup(easy) }
-    let discard: ub_curl_data_callback = { _, size, count, _ in size * count }
-    var list: UnsafeMutablePointer<curl_slist>?
-    for header in ["Content-Type: application/x-www-form-urlencoded", "Authorization: Bearer sk_test_REDACTED", "Expect:"] {
-        list = curl_slist_append(list, header)
-    }
-    defer { curl_slist_free_all(list) }
-    _ = ub_easy_setopt_string(easy, CURLOPT_URL, base + "/stripe/v1/billing/meter_events")
-    _ = ub_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
-    _ = ub_easy_setopt_callback(easy, CURLOPT_WRITEFUNCTION, discard)
-    _ = ub_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
     let stamp = Int(Date().timeIntervalSince1970) - 60
-    let started = ContinuousClock.now
-    for i in 0..<count {
-        let form = "event_name=bench_raw&payload%5Bstripe_customer_id%5D=cus_raw&payload%5Bvalue%5D=\(i % 9 + 1)&identifier=raw-\(i)&timestamp=\(stamp)"
-        _ = ub_easy_setopt_string(easy, CURLOPT_COPYPOSTFIELDS, form)
-        if curl_easy_perform(easy) != CURLE_OK { return 0 }
+    return plainCurl(url: base + "/stripe/v1/billing/meter_events", count: count, headers: ["Authorization: Bearer sk_test_REDACTED"]) { i in
+        "event_name=bench_raw&payload%5Bstripe_customer_id%5D=cus_raw&payload%5Bvalue%5D=\(i % 9 + 1)&identifier=raw-\(i)&timestamp=\(stamp)"
     }
-    return (ContinuousClock.now - started).seconds
 }
 
 /// The official Python SDK of `kind` sending `count` events, one call each, to the emulator.

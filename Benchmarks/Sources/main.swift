@@ -94,26 +94,29 @@ func timed(_ work: () async throws -> Void) async rethrows -> Double {
     return (ContinuousClock.now - start).seconds
 }
 
-/// curl_easy_perform in a loop on one easy handle: the raw libcurl ceiling.
-func plainCurl(url: String, count: Int) -> Double {
+/// curl_easy_perform in a loop on one easy handle: the raw libcurl ceiling. `body(i)` is the
+/// i-th request's form body (nil: the same `body` every time). Returns the seconds taken, 0 on a failure.
+func plainCurl(url: String, count: Int, headers: [String] = [], body form: ((Int) -> String)? = nil) -> Double {
     curl_global_init(Int(CURL_GLOBAL_DEFAULT))
     guard let easy = curl_easy_init() else { return 0 }
     defer { curl_easy_cleanup(easy) }
     let discard: ub_curl_data_callback = { _, size, count, _ in size * count }
     var list: UnsafeMutablePointer<curl_slist>?
-    list = curl_slist_append(list, "Content-Type: application/x-www-form-urlencoded")
-    list = curl_slist_append(list, "Expect:")
+    for header in ["Content-Type: application/x-www-form-urlencoded", "Expect:"] + headers { list = curl_slist_append(list, header) }
     defer { curl_slist_free_all(list) }
     _ = ub_easy_setopt_string(easy, CURLOPT_URL, url)
     _ = ub_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
     _ = ub_easy_setopt_callback(easy, CURLOPT_WRITEFUNCTION, discard)
     _ = ub_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
-    _ = ub_easy_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
-    body.withUnsafeBytes { raw in
-        if let base = raw.baseAddress { _ = ub_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: base)) }
+    if form == nil {
+        _ = ub_easy_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
+        body.withUnsafeBytes { raw in
+            if let base = raw.baseAddress { _ = ub_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: base)) }
+        }
     }
     let start = ContinuousClock.now
-    for _ in 0..<count {
+    for i in 0..<count {
+        if let form { _ = ub_easy_setopt_string(easy, CURLOPT_COPYPOSTFIELDS, form(i)) }
         if curl_easy_perform(easy) != CURLE_OK { return 0 }
     }
     return (ContinuousClock.now - start).seconds
