@@ -111,6 +111,11 @@ public final class Spool: Sendable {
                                             fix: "stop the worker, copy the file aside, and recover it with `sqlite3 \(path) .recover`; nothing was deleted")
                 }
                 try migrator.migrate(pool)
+                // Marking binds its row lists as JSON arrays (json_each): SQLite 3.38+, or JSON1.
+                guard (try? pool.read({ db in try Int.fetchOne(db, sql: "SELECT json_valid('[1]')") })) == 1 else {
+                    throw UsageBillingError(.configuration, "this SQLite has no JSON functions (json_each), which the spool needs",
+                                            fix: "install SQLite 3.38 or later (Debian: libsqlite3-dev) or one built with JSON1")
+                }
                 return pool
             } catch let error as DatabaseError where (error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED) && attempt < 50 {
                 attempt += 1
@@ -383,12 +388,17 @@ public final class Spool: Sendable {
         let groups = [(DeliveryState.delivered, delivered), (.duplicate, duplicates)]
         let rest = others
         try await pool.write { db in
+            // One cached statement for any number of rows: the seqs go in as a JSON array.
+            let final = try RawStatement(db, """
+                UPDATE deliveries SET state = ?, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
+                reason_code = NULL, reason_message = NULL, updated_at = ? WHERE seq IN (SELECT value FROM json_each(?))
+                """)
             for (state, seqs) in groups where !seqs.isEmpty {
-                let list = seqs.map(String.init).joined(separator: ",")
-                try db.execute(sql: """
-                    UPDATE deliveries SET state = ?, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
-                    reason_code = NULL, reason_message = NULL, updated_at = ? WHERE seq IN (\(list))
-                    """, arguments: [state.rawValue, t, t])
+                final.bind(1, Int64(state.rawValue))
+                final.bind(2, t)
+                final.bind(3, t)
+                final.bind(4, "[" + seqs.map(String.init).joined(separator: ",") + "]")
+                try final.run()
             }
             for (seq, mark) in rest {
                 switch mark {
