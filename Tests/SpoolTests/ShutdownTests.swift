@@ -38,7 +38,9 @@ struct ShutdownTests {
         try await running.value
         let lane = try #require(try pipeline.spool.status().first)
         let started = inFlight.withLockedValue { $0 }
-        #expect(started == 4, "the lane's 4 concurrent batches, and no new batch after the shutdown request")
+        // At most the lane's 4 concurrent batches: a fifth could only start once one of them was
+        // answered (600 ms), long after the shutdown request.
+        #expect((1...4).contains(started), "\(started) batches started")
         #expect(lane.delivered == 10 * started, "every batch in flight was marked")
         #expect(lane.queued == 100 - 10 * started && lane.retrying == 0, "the rest is untouched, queued for the next run")
         await server.shutdown()
