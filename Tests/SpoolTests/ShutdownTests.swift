@@ -10,7 +10,7 @@ import UsageSpool
 
 @Suite("Graceful shutdown", .timeLimit(.minutes(1)))
 struct ShutdownTests {
-    /// Graceful shutdown while batches are in flight (OpenMeter keeps 4 at once): they complete
+    /// Graceful shutdown while batches are in flight (OpenMeter keeps up to 8 at once): they complete
     /// and are marked, nothing after them is started, and the rest stays queued for the next run.
     @Test func theInFlightBatchFinishesAndIsMarked() async throws {
         let inFlight = NIOLockedValueBox(0)
@@ -38,9 +38,9 @@ struct ShutdownTests {
         try await running.value
         let lane = try #require(try pipeline.spool.status().first)
         let started = inFlight.withLockedValue { $0 }
-        // At most the lane's 4 concurrent batches: a fifth could only start once one of them was
+        // At most the lane's 8 concurrent batches: a ninth could only start once one of them was
         // answered (600 ms), long after the shutdown request.
-        #expect((1...4).contains(started), "\(started) batches started")
+        #expect((1...8).contains(started), "\(started) batches started")
         #expect(lane.delivered == 10 * started, "every batch in flight was marked")
         #expect(lane.queued == 100 - 10 * started && lane.retrying == 0, "the rest is untouched, queued for the next run")
         await server.shutdown()

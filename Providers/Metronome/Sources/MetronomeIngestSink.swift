@@ -39,7 +39,7 @@ public struct MetronomeIngestSink: UsageSink {
             maxBatchSize: settings.maxBatchSize, acceptedWindow: Self.window,
             idempotency: .providerDeduplicates(window: .seconds(34 * 86_400)),
             rateLimit: RateLimit(requestsPerSecond: max(1, settings.eventsPerSecond / Double(settings.maxBatchSize)), burst: 10),
-            maxConcurrentRequests: 4)
+            maxConcurrentRequests: 8)
     }
 
     /// Validates, sends the valid events in one request, and returns one outcome per event in order.

@@ -39,7 +39,7 @@ public struct OpenMeterIngestSink: UsageSink {
     /// for 32 days on Cloud.
     public var capabilities: SinkCapabilities {
         SinkCapabilities(maxBatchSize: settings.maxBatchSize, acceptedWindow: nil,
-                         idempotency: .providerDeduplicates(window: .seconds(32 * 86_400)), maxConcurrentRequests: 4)
+                         idempotency: .providerDeduplicates(window: .seconds(32 * 86_400)), maxConcurrentRequests: 8)
     }
 
     /// Validates, sends the valid events in one request, and returns one outcome per event in order.

@@ -44,7 +44,7 @@ public struct OrbIngestSink: UsageSink {
             acceptedWindow: acceptedWindow,
             idempotency: .providerDeduplicates(window: nil),
             rateLimit: RateLimit(requestsPerSecond: settings.requestsPerSecond, burst: max(1, Int(settings.requestsPerSecond / 10))),
-            maxConcurrentRequests: 4)
+            maxConcurrentRequests: 8)
     }
 
     /// Events within the grace period (or, with backfill, within a year), at most 5 minutes ahead.

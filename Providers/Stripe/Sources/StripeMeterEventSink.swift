@@ -56,7 +56,7 @@ public struct StripeMeterEventSink: UsageSink {
             rateLimit: rate,
             // Requests stand alone: v1/v2 carry one event each, stream requests share a session
             // token (the cache is an actor; a token Stripe calls expired is dropped by value).
-            maxConcurrentRequests: settings.api == .v2Stream ? 4 : 8)
+            maxConcurrentRequests: 8)
     }
 
     /// Validates each event, sends the valid ones, and returns one outcome per event in order.
