@@ -357,3 +357,16 @@ struct DecimalTextTests {
         #expect(Decimal(reported: 120) == 120)
     }
 }
+
+@Suite("Header names")
+struct HeaderNameTests {
+    @Test func caseInsensitiveInASCIIOnly() {
+        var h: HeaderFields = ["Content-Type": "application/json", "X-[a]": "1"]
+        #expect(h["content-type"] == "application/json" && h["CONTENT-TYPE"] == "application/json")
+        #expect(h["X-{A}"] == nil, "[ and { differ by the same bit as letters do, but are not letters")
+        #expect(h["x-[A]"] == "1")
+        #expect(h["Content-Typ"] == nil && h["Content-Types"] == nil)
+        h["CONTENT-type"] = "text/plain"
+        #expect(h.values(for: "content-type") == ["text/plain"])
+    }
+}

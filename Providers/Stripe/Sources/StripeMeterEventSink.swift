@@ -36,10 +36,13 @@ public struct StripeMeterEventSink: UsageSink {
         self.client = client
         self.clock = clock
         self.session = StripeSessionCache(settings: settings, client: client, clock: clock)
+        self.capabilities = Self.capabilities(settings)
     }
 
     /// One event per request (v1, v2) or up to `stream_batch_size` (stream); Stripe's 35-day/5-minute window; dedup by identifier for at least 24 h; the documented rate limit for the key's mode.
-    public var capabilities: SinkCapabilities {
+    public let capabilities: SinkCapabilities
+
+    private static func capabilities(_ settings: StripeSettings) -> SinkCapabilities {
         // stripe.md §1.9: test mode counts toward the basic 25 ops/s limit; live v1 has its own
         // 1,000 calls/s limiter; the stream takes 10,000 requests/s.
         var rate: RateLimit
