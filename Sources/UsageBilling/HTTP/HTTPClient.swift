@@ -101,23 +101,21 @@ public struct HeaderFields: Sendable, Hashable, Sequence, ExpressibleByDictionar
 
     /// The first value for `name` (case-insensitive); setting replaces all values for it.
     public subscript(name: String) -> String? {
-        get { fields.first { Self.sameName($0.name, name) }?.value }
+        get {
+            let lower = name.lowercased()
+            return fields.first { $0.name.lowercased() == lower }?.value
+        }
         set {
-            fields.removeAll { Self.sameName($0.name, name) }
+            let lower = name.lowercased()
+            fields.removeAll { $0.name.lowercased() == lower }
             if let newValue { fields.append((name: name, value: newValue)) }
         }
     }
 
     /// All values for `name`.
     public func values(for name: String) -> [String] {
-        fields.filter { Self.sameName($0.name, name) }.map(\.value)
-    }
-
-    /// Header names compare case-insensitively in ASCII (RFC 9110), without building lowercased copies.
-    static func sameName(_ a: String, _ b: String) -> Bool {
-        a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8) { x, y in
-            x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
-        }
+        let lower = name.lowercased()
+        return fields.filter { $0.name.lowercased() == lower }.map(\.value)
     }
 
     /// Appends a field, keeping any existing ones of the same name.
