@@ -94,7 +94,7 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
             let quantity = Decimal(i % 9 + 1)
             events.append(UsageEvent(id: "bench-\(label)-\(i)", name: "bench_\(kind)", customer: customers[i % customers.count], timestamp: at, quantity: quantity))
         }
-        let before = emulator.statistics.requests
+        let before = emulator.requests(kind)
         let acceptedBefore = await emulator.accepted(kind).reduce(Decimal(0)) { $0 + $1.quantity }
         let recordStart = ContinuousClock.now
         for chunk in stride(from: 0, to: n, by: 1_000) { try await pipeline.record(Array(events[chunk..<min(n, chunk + 1_000)])) }
@@ -102,8 +102,7 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
         let deliverStart = ContinuousClock.now
         try await pipeline.flush()
         let deliverSeconds = (ContinuousClock.now - deliverStart).seconds
-        let after = emulator.statistics.requests
-        let requests = UsageEmulatorPrefixes.of(kind).reduce(0) { $0 + (after[$1] ?? 0) - (before[$1] ?? 0) }
+        let requests = emulator.requests(kind) - before
         let accepted = await emulator.accepted(kind).reduce(Decimal(0)) { $0 + $1.quantity } - acceptedBefore
         let recorded = events.reduce(Decimal(0)) { $0 + $1.quantity }
         runs.append(AdapterRun(kind: label, events: n, requests: requests, recordSeconds: recordSeconds, deliverSeconds: deliverSeconds,
@@ -143,9 +142,4 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
         print("wrote \(jsonPath)")
     }
     if runs.contains(where: { !$0.totalsAgree }) { throw UsageBillingError(.unexpectedResponse, "an adapter's totals disagree with what was recorded") }
-}
-
-/// The emulator prefixes of a provider kind (Chargebee has two hosts).
-enum UsageEmulatorPrefixes {
-    static func of(_ kind: String) -> [String] { kind == "chargebee" ? ["chargebee", "chargebee-ingest"] : [kind] }
 }

@@ -78,12 +78,9 @@ final class StripeEmulation: EmulatedProvider {
         let identifier = f["identifier"] ?? UUID().uuidString
         let timestamp = f["timestamp"].flatMap(Double.init) ?? now().timeIntervalSince1970
         let response: HTTPResponse = state.with { s in
-            if s.identifiers.contains(identifier) {
+            guard Self.record(name: name, identifier: identifier, customer: customer, value: value, at: Date(timeIntervalSince1970: timestamp), in: &s) else {
                 return error(400, "invalid_request_error", nil, "An event already exists with identifier \(identifier).", headers: ["Stripe-Should-Retry": "false"])
             }
-            s.identifiers.insert(identifier)
-            if !s.meters.contains(name) { s.meters.append(name) }
-            s.usage.append(AcceptedUsage(customer: customer, meter: name, timestamp: Date(timeIntervalSince1970: timestamp), quantity: value, key: identifier))
             return Reply.json(200, .object([
                 "object": .string("billing.meter_event"), "created": .number(now().timeIntervalSince1970.rounded(.down)), "event_name": .string(name),
                 "identifier": .string(identifier), "livemode": .bool(false),
@@ -111,11 +108,17 @@ final class StripeEmulation: EmulatedProvider {
         let identifier = e["identifier"]?.stringValue ?? UUID().uuidString
         let at = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) ?? now()
         return .success(state.with { s -> Accepted? in
-            guard s.identifiers.insert(identifier).inserted else { return nil }
-            if !s.meters.contains(name) { s.meters.append(name) }
-            s.usage.append(AcceptedUsage(customer: customer, meter: name, timestamp: at, quantity: value, key: identifier))
-            return (name, identifier, customer, value, at)
+            Self.record(name: name, identifier: identifier, customer: customer, value: value, at: at, in: &s) ? (name, identifier, customer, value, at) : nil
         })
+    }
+
+    /// Adds an event to the ledger (and its meter, the first time); false when its identifier
+    /// was seen before, on any API.
+    private static func record(name: String, identifier: String, customer: String, value: Decimal, at: Date, in s: inout State) -> Bool {
+        guard s.identifiers.insert(identifier).inserted else { return false }
+        if !s.meters.contains(name) { s.meters.append(name) }
+        s.usage.append(AcceptedUsage(customer: customer, meter: name, timestamp: at, quantity: value, key: identifier))
+        return true
     }
 
     private func v2Error(_ status: Int, _ type: String, _ code: String, _ message: String) -> HTTPResponse {

@@ -144,6 +144,12 @@ public final class UsageEmulator: Sendable {
         return all
     }
 
+    /// Requests a provider kind has seen (both Chargebee hosts for `chargebee`).
+    public func requests(_ kind: String) -> Int {
+        let seen = statistics.requests
+        return Self.prefixes(of: kind).reduce(0) { $0 + (seen[$1] ?? 0) }
+    }
+
     /// Per provider prefix: requests seen and failures injected by kind.
     public var statistics: (requests: [String: Int], injected: [String: [String: Int]]) {
         state.withLockedValue { ($0.requests, $0.injected) }

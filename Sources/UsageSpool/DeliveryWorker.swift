@@ -74,6 +74,7 @@ public final class DeliveryWorker: Sendable {
         // Lanes whose requests stand alone keep several batches in flight; the rest go one by one.
         let inFlightLimit = spec == nil && !checksBeforeRetry ? sink.capabilities.maxConcurrentRequests : 1
         let depth = Gauge(label: MetricNames.queueDepth, dimensions: [("lane", lane)])
+        let duration = Metrics.Timer(label: MetricNames.deliveryDuration, dimensions: [("lane", lane)])
         var laneLogger = self.logger
         laneLogger[metadataKey: "lane"] = "\(lane)"
         let logger = laneLogger
@@ -130,7 +131,7 @@ public final class DeliveryWorker: Sendable {
                 let sample = ContinuousClock.now - lastDepthSample > .seconds(1)
                 if sample { lastDepthSample = ContinuousClock.now }
                 group.addTask {
-                    try await self.deliverBatch(due, lane: lane, sink: sink, checksBeforeRetry: checksBeforeRetry, logger: logger)
+                    try await self.deliverBatch(due, lane: lane, sink: sink, checksBeforeRetry: checksBeforeRetry, duration: duration, logger: logger)
                     if sample { depth.record(try self.spool.queuedCount(lane: lane)) }
                 }
             }
@@ -139,8 +140,8 @@ public final class DeliveryWorker: Sendable {
     }
 
     /// Delivers one batch and marks every row: delivered, duplicate, dead, or due again later.
-    private func deliverBatch(_ due: [QueuedDelivery], lane: String, sink: any UsageSink, checksBeforeRetry: Bool, logger: Logger) async throws {
-        let duration = Metrics.Timer(label: MetricNames.deliveryDuration, dimensions: [("lane", lane)])
+    private func deliverBatch(_ due: [QueuedDelivery], lane: String, sink: any UsageSink, checksBeforeRetry: Bool,
+                              duration: Metrics.Timer, logger: Logger) async throws {
         let outcomes: [DeliveryOutcome]
         let started = ContinuousClock.now
         do {
@@ -166,8 +167,10 @@ public final class DeliveryWorker: Sendable {
             (row.seq, mark(outcome, row: row, rng: &rng))
         }
         try await spool.mark(marks, now: clock.now())
-        for outcome in outcomes {
-            Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", outcome.label)]).increment()
+        var counts: [String: Int] = [:]
+        for outcome in outcomes { counts[outcome.label, default: 0] += 1 }  // one counter per outcome, not per event
+        for (label, count) in counts {
+            Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", label)]).increment(by: count)
         }
         for case (let row, .dead(let reason)) in zip(due, marks.map(\.1)) {
             Counter(label: MetricNames.deadLetters, dimensions: [("lane", lane), ("reason", reason.code)]).increment()
