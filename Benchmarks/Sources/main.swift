@@ -38,6 +38,9 @@ struct Options {
     var pythonEvents = 0
     var only: [String] = []
     var deliverOnly = false
+    var recordOnly = false
+    var durabilities: [SpoolDurability] = SpoolDurability.allCases.reversed()
+    var recordCases: [(Int, Int)] = [(1, 1), (16, 1), (16, 100)]
 
     init(_ args: [String]) throws {
         var i = 1
@@ -59,6 +62,18 @@ struct Options {
             case "--python": pythonEvents = Int(try value()) ?? 0
             case "--only": only = try value().split(separator: ",").map(String.init)
             case "--deliver-only": deliverOnly = true
+            case "--record-only": recordOnly = true
+            case "--durability":
+                let name = try value()
+                guard let d = SpoolDurability(rawValue: name) else {
+                    throw UsageBillingError(.invalidInput, "unknown durability \(name)", fix: "use normal or full", field: "--durability")
+                }
+                durabilities = [d]
+            case "--record-cases":  // e.g. 16x1,16x100: writers x events per call
+                recordCases = try value().split(separator: ",").compactMap { c in
+                    let p = c.split(separator: "x").compactMap { Int($0) }
+                    return p.count == 2 ? (p[0], p[1]) : nil
+                }
             case "-h", "--help":
                 print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N | --spool N | --adapters N [--stripe-events N] [--python M] [--only a,b] [--json PATH]")
                 exit(0)
@@ -172,7 +187,8 @@ func importBenchmark(count: Int, jsonPath: String?) async throws {
 
 /// `record` throughput (1 writer, 16 writers; normal and full durability) and end-to-end
 /// spool → worker → libcurl → loopback delivery through a batching sink (OpenMeter, 100 per request).
-func spoolBenchmark(count: Int, deliverOnly: Bool, jsonPath: String?) async throws {
+func spoolBenchmark(count: Int, options: Options) async throws {
+    let jsonPath = options.jsonPath
     let dir = FileManager.default.temporaryDirectory.appending(path: "ub-spool-bench-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -181,8 +197,8 @@ func spoolBenchmark(count: Int, deliverOnly: Bool, jsonPath: String?) async thro
         UsageEvent(id: "\(tag)-\(i)", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: Decimal(i % 9 + 1))
     }
     var rows: [(String, Double)] = []
-    for durability in SpoolDurability.allCases.reversed() where !deliverOnly {
-        for (writers, perCall) in [(1, 1), (16, 1), (16, 100)] {
+    for durability in options.durabilities where !options.deliverOnly {
+        for (writers, perCall) in options.recordCases {
             let spool = try Spool(path: "\(dir)/\(durability.rawValue)-\(writers)-\(perCall).spool", durability: durability)
             let total = writers == 1 ? min(count, 20_000) : count
             let perWriter = total / writers
@@ -206,6 +222,10 @@ func spoolBenchmark(count: Int, deliverOnly: Bool, jsonPath: String?) async thro
         }
     }
 
+    if options.recordOnly {
+        for (name, rate) in rows { print("| \(name) | \(String(format: "%.0f", rate)) |") }
+        return
+    }
     // End to end: spool → worker → curl → loopback server answering 204 (an OpenMeter stand-in).
     let server = try await LoopbackHTTPServer.start(threads: 1) { _ in .respond(HTTPResponse(status: 204)) }
     let config = try RoutingConfig.parse("""
@@ -218,7 +238,9 @@ func spoolBenchmark(count: Int, deliverOnly: Bool, jsonPath: String?) async thro
     let client = try CurlHTTPClient()
     let pipeline = try UsagePipeline(config: config, spoolPath: "\(dir)/e2e.spool", client: client)
     let e2e = count
+    let recordStarted = ContinuousClock.now
     try await pipeline.record((0..<e2e).map { event("e2e", $0) })
+    print("recorded \(e2e) events for delivery in \(String(format: "%.2f", (ContinuousClock.now - recordStarted).seconds)) s")
     let started = ContinuousClock.now
     try await pipeline.flush()
     let seconds = (ContinuousClock.now - started).seconds
@@ -250,7 +272,7 @@ func run() async throws {
         return
     }
     if options.spoolEvents > 0 {
-        try await spoolBenchmark(count: options.spoolEvents, deliverOnly: options.deliverOnly, jsonPath: options.jsonPath)
+        try await spoolBenchmark(count: options.spoolEvents, options: options)
         return
     }
     if options.importEvents > 0 {

@@ -18,13 +18,16 @@ public struct EventPattern: Sendable, Hashable, CustomStringConvertible {
     public init?(_ text: String) {
         guard Self.problem(in: text) == nil else { return nil }
         self.text = text
+        // Worked out once: every routed event asks.
+        self.isExact = !text.utf8.contains { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") }
+        self.specificity = isExact ? Int.max : text.filter { $0 != "*" && $0 != "?" }.count
     }
 
     /// Whether the pattern has no wildcard.
-    public var isExact: Bool { !text.contains("*") && !text.contains("?") }
+    public let isExact: Bool
 
     /// How specific the pattern is: exact names first, then more literal characters.
-    public var specificity: Int { isExact ? Int.max : text.filter { $0 != "*" && $0 != "?" }.count }
+    public let specificity: Int
 
     /// Whether `name` matches.
     public func matches(_ name: String) -> Bool {

@@ -267,6 +267,16 @@ struct JSONValueTests {
         #expect(try JSONSerialization.jsonObject(with: data) is [String: Any])
         #expect(JSONValue.number(.nan).encoded() == Data("null".utf8))
     }
+
+    /// Keys come out in UTF-8 byte order: a prefix before its extensions, upper case before lower,
+    /// multi-byte characters after ASCII, long (heap) keys as small (inline) ones.
+    @Test func keysAreInUTF8ByteOrder() {
+        let keys = ["", "B", "a", "ab", "abc", "b", "z", "é", "顧客", String(repeating: "k", count: 40), String(repeating: "k", count: 41)]
+        let value = JSONValue.object(Dictionary(uniqueKeysWithValues: keys.shuffled().map { ($0, JSONValue.null) }))
+        let expected = keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        let body = expected.map { "\"\($0)\":null" }.joined(separator: ",")
+        #expect(String(decoding: value.encoded(), as: UTF8.self) == "{\(body)}")
+    }
 }
 
 @Suite("JSON parser")

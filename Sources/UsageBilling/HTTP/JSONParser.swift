@@ -64,9 +64,10 @@ struct JSONParser {
         try enter()
         defer { depth -= 1 }
         at += 1
-        var out: [String: JSONValue] = [:]
         skipWhitespace()
-        if at < bytes.count, bytes[at] == UInt8(ascii: "}") { at += 1; return .object(out) }
+        if at < bytes.count, bytes[at] == UInt8(ascii: "}") { at += 1; return .object([:]) }
+        // Room for a typical object up front: growing a dictionary rehashes every key each time.
+        var out = [String: JSONValue](minimumCapacity: 8)
         while true {
             skipWhitespace()
             guard at < bytes.count, bytes[at] == UInt8(ascii: "\"") else { throw Invalid() }
@@ -75,7 +76,8 @@ struct JSONParser {
             guard at < bytes.count, bytes[at] == UInt8(ascii: ":") else { throw Invalid() }
             at += 1
             let item = try value()
-            if out[key] == nil { out[key] = item }  // a repeated key: the first wins, as with JSONDecoder
+            // A repeated key: the first wins, as with JSONDecoder (one hash for the usual new key).
+            if let first = out.updateValue(item, forKey: key) { out[key] = first }
             skipWhitespace()
             guard at < bytes.count else { throw Invalid() }
             if bytes[at] == UInt8(ascii: ",") { at += 1; continue }

@@ -67,7 +67,7 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
             out.append(UInt8(ascii: "{"))
             // Keys in UTF-8 byte order (code point order): cheaper than String's Unicode-aware
             // comparison, and the same for the ASCII keys providers use.
-            for (i, entry) in o.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }).enumerated() {
+            for (i, entry) in o.sorted(by: { Self.bytesPrecede($0.key, $1.key) }).enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
                 Self.writeString(entry.key, into: &out)
                 out.append(UInt8(ascii: ":"))
@@ -87,11 +87,30 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
 
     private static let hex = Array("0123456789abcdef".utf8)
 
+    /// Whether `a` sorts before `b` in UTF-8 byte order, compared with `memcmp`.
+    static func bytesPrecede(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b  // withUTF8 may make a bridged string contiguous; native ones are not copied
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                let n = min(x.count, y.count)
+                if n > 0, let xa = x.baseAddress, let ya = y.baseAddress {
+                    let c = memcmp(xa, ya, n)
+                    if c != 0 { return c < 0 }
+                }
+                return x.count < y.count
+            }
+        }
+    }
+
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        // Most strings need no escape: copy them whole.
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-            out.append(contentsOf: s.utf8)
+        // Most strings need no escape: scan the contiguous bytes once and copy them whole.
+        let copied = s.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+            for b in bytes where b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") { return false }
+            out.append(contentsOf: bytes)
+            return true
+        }
+        if copied == true {
             out.append(UInt8(ascii: "\""))
             return
         }

@@ -73,7 +73,7 @@ public struct EventMapping: Sendable, Hashable, Decodable {
         if event.properties.keys.contains(where: \.isEmpty) {
             return .failure(.local("property_name_empty", field: "properties", "a property has an empty name"))
         }
-        var all = extraProperties.merging(event.properties) { _, own in own }
+        var all = extraProperties.isEmpty ? event.properties : extraProperties.merging(event.properties) { _, own in own }
         all[quantityProperty] = .number(event.quantity)
         return .success(all)
     }

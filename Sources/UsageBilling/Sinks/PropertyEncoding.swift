@@ -14,7 +14,7 @@ public enum PropertyEncoding {
     /// rejection's field), `advice` says what to do when a number cannot be carried.
     public static func encode(_ properties: [String: UsageValue], style: Style, quantityProperty: String,
                               provider: String, advice: String) -> Result<[String: JSONValue], RejectionReason> {
-        var json: [String: JSONValue] = [:]
+        var json = [String: JSONValue](minimumCapacity: properties.count)
         for (key, value) in properties {
             switch (value, style) {
             case (_, .allStrings): json[key] = .string(value.description)
