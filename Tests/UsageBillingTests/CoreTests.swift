@@ -188,6 +188,23 @@ struct HTTPHelperTests {
         #expect(decoded.count == 1 && decoded[0].0 == "a[b]" && decoded[0].1 == "x&y=z+ü/?")
     }
 
+    /// The hand-written escapes agree with Foundation's percent-encoding, malformed input included.
+    @Test(arguments: ["plain", "a+b", "%41%42", "%c3%a9+%C3%A9", "%", "%4", "%zz", "100%", "%ff", "%C3", "a%2Bb", "ü%20x", ""])
+    func unescapeAgreesWithFoundation(_ text: String) {
+        let plussed = text.replacingOccurrences(of: "+", with: " ")
+        #expect(FormEncoding.unescape(text) == (plussed.removingPercentEncoding ?? plussed), "\(text)")
+    }
+
+    @Test func escapeAgreesWithFoundation() {
+        var allowed = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789*-._")
+        let text = "a b:c/d?e&f=g+h[i]j~k%lü😀\u{1}"
+        let foundation = (text.addingPercentEncoding(withAllowedCharacters: allowed) ?? "").replacingOccurrences(of: "%20", with: "+")
+        #expect(FormEncoding.escape(text, keepBrackets: false) == foundation)
+        allowed.insert(charactersIn: "[]")
+        let keepBrackets = (text.addingPercentEncoding(withAllowedCharacters: allowed) ?? "").replacingOccurrences(of: "%20", with: "+")
+        #expect(FormEncoding.escape(text, keepBrackets: true) == keepBrackets)
+    }
+
     @Test func headersAreCaseInsensitiveAndKeepRepeats() {
         var h = HeaderFields([(name: "Set-Cookie", value: "a"), (name: "set-cookie", value: "b")])
         #expect(h.values(for: "SET-COOKIE") == ["a", "b"])

@@ -23,29 +23,70 @@ public enum FormEncoding {
         }
     }
 
-    private static let unreserved: Set<UInt8> = Set(
-        Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789*-._".utf8))
+    /// Bytes sent as they are: `A-Z a-z 0-9 * - . _` (a table: this runs for every byte of every
+    /// form body).
+    private static let unreserved: [Bool] = {
+        var table = [Bool](repeating: false, count: 256)
+        for byte in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789*-._".utf8 { table[Int(byte)] = true }
+        return table
+    }()
+    private static let hexDigits = Array("0123456789ABCDEF".utf8)
 
     /// Percent-encodes one key or value.
     public static func escape(_ text: String, keepBrackets: Bool) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
+        var out = [UInt8]()
+        out.reserveCapacity(text.utf8.count + 8)
         for byte in text.utf8 {
-            if unreserved.contains(byte) || (keepBrackets && (byte == UInt8(ascii: "[") || byte == UInt8(ascii: "]"))) {
-                out.unicodeScalars.append(UnicodeScalar(byte))
+            if unreserved[Int(byte)] || (keepBrackets && (byte == UInt8(ascii: "[") || byte == UInt8(ascii: "]"))) {
+                out.append(byte)
             } else if byte == UInt8(ascii: " ") {
-                out.append("+")
+                out.append(UInt8(ascii: "+"))
             } else {
-                out.append(String(format: "%%%02X", byte))
+                out.append(contentsOf: [UInt8(ascii: "%"), hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0xF)]])
             }
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
-    /// Reverses ``escape(_:keepBrackets:)`` (`+` → space, `%XX` → byte).
+    /// Reverses ``escape(_:keepBrackets:)`` (`+` → space, `%XX` → byte). A malformed escape, or
+    /// escapes that decode to invalid UTF-8, leave the text as it is (with `+` as space).
     public static func unescape(_ text: String) -> String {
-        let plussed = text.replacingOccurrences(of: "+", with: " ")
-        return plussed.removingPercentEncoding ?? plussed
+        let utf8 = text.utf8
+        guard utf8.contains(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "%") }) else { return text }
+        var out = [UInt8]()
+        out.reserveCapacity(utf8.count)
+        var plussed = [UInt8]()  // the fallback: only `+` replaced
+        plussed.reserveCapacity(utf8.count)
+        var malformed = false
+        var it = utf8.makeIterator()
+        while let byte = it.next() {
+            switch byte {
+            case UInt8(ascii: "+"):
+                out.append(UInt8(ascii: " "))
+                plussed.append(UInt8(ascii: " "))
+            case UInt8(ascii: "%"):
+                plussed.append(byte)
+                guard let high = it.next() else { malformed = true; continue }
+                plussed.append(high)
+                guard let low = it.next() else { malformed = true; continue }
+                plussed.append(low)
+                if let h = hexValue(high), let l = hexValue(low) { out.append(h << 4 | l) } else { malformed = true }
+            default:
+                out.append(byte)
+                plussed.append(byte)
+            }
+        }
+        if !malformed, let decoded = String(validating: out, as: UTF8.self) { return decoded }
+        return String(decoding: plussed, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
     }
 }
 
