@@ -71,7 +71,9 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
         "recurly": "api_key: recurly_REDACTED, add_on_id: code-seats, requests_per_minute: 6000000",
         "paddle": "api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01bench, max_quantity: 999999999, requests_per_minute: 6000000",
     ]
-    let customers = ["acme", "globex", "initech", "umbrella"]
+    // 64 customers: Stripe v1 takes one call at a time per customer and meter, so the number of
+    // customers bounds its requests in flight (8 here, the sink's limit).
+    let customers = (0..<64).map { "customer-\($0)" }
     // Each adapter, plus Stripe's v2 stream (up to 100 events per request) as a row of its own.
     let variants: [(label: String, kind: String)] = UsageEmulator.kinds.flatMap { $0 == "stripe" ? [("stripe", "stripe"), ("stripe_stream", "stripe")] : [($0, $0)] }
     for (label, kind) in variants where only.isEmpty || only.contains(label) {

@@ -79,15 +79,25 @@ public final class DeliveryWorker: Sendable {
         laneLogger[metadataKey: "lane"] = "\(lane)"
         let logger = laneLogger
         var lastDepthSample = ContinuousClock.now - .seconds(2)
-        // Rows up to `cursor` were handed to a batch in this pass: while batches are in flight the
-        // next read starts after them; once none is, the pass starts over (rows due again later).
+        // Rows up to `cursor` were read in this pass: while batches are in flight the next read
+        // starts after them; once none is, the pass starts over (rows due again later).
         var cursor: Int64 = 0
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        // Rows read ahead for every batch that may be in flight, in one query (with one event per
+        // request, a query per batch cost more than the request), not yet handed to a batch.
+        var pending = ReadAhead(sink: sink, capacity: batchSize * inFlightLimit)
+        var busyKeys: [String: Int] = [:]  // concurrency keys of the batches in flight
+        try await withThrowingTaskGroup(of: [String].self) { group in
             var inFlight = 0
+            func finishOne() async throws {
+                guard let keys = try await group.next() else { return }
+                inFlight -= 1
+                for key in keys {
+                    if let n = busyKeys[key], n > 1 { busyKeys[key] = n - 1 } else { busyKeys[key] = nil }
+                }
+            }
             while !Task.isCancelled && !stopFlag.isSet {
                 if inFlight >= inFlightLimit {  // wait for room, then look at the stop flag again
-                    try await group.next()
-                    inFlight -= 1
+                    try await finishOne()
                     continue
                 }
                 let now = clock.now()
@@ -102,15 +112,21 @@ public final class DeliveryWorker: Sendable {
                         if queued > 0 { logger.debug("window records queued", metadata: ["records": "\(queued)"]) }
                     }
                 }
-                let due = try spool.due(lane: lane, limit: batchSize, now: now, windowRecords: spec == nil ? nil : true, after: cursor)
+                var due = pending.take(batchSize, busy: busyKeys)
+                if due.isEmpty && pending.room > 0 {
+                    let more = try spool.due(lane: lane, limit: pending.room, now: now, windowRecords: spec == nil ? nil : true, after: cursor)
+                    cursor = more.last?.seq ?? cursor
+                    pending.append(more)
+                    due = pending.take(batchSize, busy: busyKeys)
+                }
                 if due.isEmpty {
-                    if inFlight > 0 {  // wait for a batch to finish, then look again
-                        try await group.next()
-                        inFlight -= 1
+                    if inFlight > 0 {  // wait for a batch to finish (and free its keys), then look again
+                        try await finishOne()
                         continue
                     }
                     if cursor > 0 {  // a new pass, from the oldest due row
                         cursor = 0
+                        pending.removeAll()
                         continue
                     }
                     depth.record(try spool.queuedCount(lane: lane))
@@ -123,22 +139,24 @@ public final class DeliveryWorker: Sendable {
                     try await clock.sleep(for: .seconds(wait))
                     continue
                 }
-                cursor = due.last?.seq ?? cursor
                 if let limiter { try await limiter.acquire() }
                 if stopFlag.isSet { break }
                 inFlight += 1
+                let keys = due.compactMap(\.key)
+                for key in keys { busyKeys[key, default: 0] += 1 }
+                let rows = due.map(\.row)
                 // The queue depth gauge costs a count over the lane's queued rows: at most once a second.
                 let sample = ContinuousClock.now - lastDepthSample > .seconds(1)
                 if sample { lastDepthSample = ContinuousClock.now }
                 group.addTask {
-                    try await self.deliverBatch(due, lane: lane, sink: sink, checksBeforeRetry: checksBeforeRetry, duration: duration, logger: logger)
+                    try await self.deliverBatch(rows, lane: lane, sink: sink, checksBeforeRetry: checksBeforeRetry, duration: duration, logger: logger)
                     if sample { depth.record(try self.spool.queuedCount(lane: lane)) }
+                    return keys
                 }
             }
             try await group.waitForAll()
         }
     }
-
     /// Delivers one batch and marks every row: delivered, duplicate, dead, or due again later.
     private func deliverBatch(_ due: [QueuedDelivery], lane: String, sink: any UsageSink, checksBeforeRetry: Bool,
                               duration: Metrics.Timer, logger: Logger) async throws {
@@ -245,6 +263,46 @@ public final class UsagePipeline: Sendable {
     /// billed; events arriving later for the same window go out as the window's next revision.
     public func flush(closingOpenWindows: Bool = true) async throws {
         try await worker.run(untilEmpty: true, closeOpenWindows: closingOpenWindows)
+    }
+}
+
+/// A lane's rows read from the spool and not yet handed to a batch, in seq order, each with the
+/// sink's concurrency key.
+struct ReadAhead {
+    let sink: any UsageSink
+    let capacity: Int
+    private var rows: [(row: QueuedDelivery, key: String?)] = []
+
+    init(sink: any UsageSink, capacity: Int) {
+        self.sink = sink
+        self.capacity = capacity
+    }
+
+    /// How many more rows fit.
+    var room: Int { capacity - rows.count }
+
+    mutating func append(_ more: [QueuedDelivery]) {
+        rows.append(contentsOf: more.map { ($0, sink.concurrencyKey(for: $0.event)) })
+    }
+
+    mutating func removeAll() { rows.removeAll(keepingCapacity: true) }
+
+    /// Up to `limit` rows, oldest first, leaving in place those whose key a batch in flight holds.
+    mutating func take(_ limit: Int, busy: [String: Int]) -> [(row: QueuedDelivery, key: String?)] {
+        guard !rows.isEmpty else { return [] }
+        if busy.isEmpty || !rows.contains(where: { $0.key != nil }) {
+            let n = min(limit, rows.count)
+            defer { rows.removeFirst(n) }
+            return Array(rows.prefix(n))
+        }
+        var taken: [(row: QueuedDelivery, key: String?)] = []
+        var kept: [(row: QueuedDelivery, key: String?)] = []
+        kept.reserveCapacity(rows.count)
+        for entry in rows {
+            if taken.count < limit, entry.key.map({ busy[$0] == nil }) ?? true { taken.append(entry) } else { kept.append(entry) }
+        }
+        rows = kept
+        return taken
     }
 }
 

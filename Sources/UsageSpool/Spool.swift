@@ -210,7 +210,7 @@ public final class Spool: Sendable {
     public func record(_ entries: [Entry], now: Date = Date()) async throws {
         guard !entries.isEmpty else { return }
         let rows = entries.map { ($0, PayloadCodec.encode($0.event)) }
-        try await committer.commit(rows: rows, now: now.timeIntervalSince1970)
+        try await committer.commit(.record(rows, now: now.timeIntervalSince1970))
     }
 
     /// Up to `limit` queued rows of `lane` due at `now`, oldest first, with a `seq` above
@@ -372,10 +372,18 @@ public final class Spool: Sendable {
         case retry(at: Date, reason: String)
     }
 
-    /// Records outcomes for rows (by `seq`) in one transaction: delivered and duplicate rows in
-    /// one statement each, dead and retried rows one by one (they are few).
+    /// Records outcomes for rows (by `seq`), durably, before returning. Marks from concurrent
+    /// callers (several batches in flight, several lanes) and concurrent `record` calls share one
+    /// transaction on the commit thread: with one event per request, a transaction per batch
+    /// was the worker's limit.
     public func mark(_ marks: [(seq: Int64, mark: Mark)], now: Date = Date()) async throws {
-        let t = now.timeIntervalSince1970
+        guard !marks.isEmpty else { return }
+        try await committer.commit(.mark(marks, now: now.timeIntervalSince1970))
+    }
+
+    /// Writes marks inside the caller's transaction: delivered and duplicate rows in one statement
+    /// each, dead and retried rows one by one (they are few).
+    static func apply(_ marks: [(seq: Int64, mark: Mark)], now t: Double, db: Database) throws {
         var delivered: [Int64] = [], duplicates: [Int64] = []
         var others: [(Int64, Mark)] = []
         for (seq, mark) in marks {
@@ -385,36 +393,32 @@ public final class Spool: Sendable {
             default: others.append((seq, mark))
             }
         }
-        let groups = [(DeliveryState.delivered, delivered), (.duplicate, duplicates)]
-        let rest = others
-        try await pool.write { db in
-            // One cached statement for any number of rows: the seqs go in as a JSON array.
-            let final = try RawStatement(db, """
-                UPDATE deliveries SET state = ?, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
-                reason_code = NULL, reason_message = NULL, updated_at = ? WHERE seq IN (SELECT value FROM json_each(?))
-                """)
-            for (state, seqs) in groups where !seqs.isEmpty {
-                final.bind(1, Int64(state.rawValue))
-                final.bind(2, t)
-                final.bind(3, t)
-                final.bind(4, "[" + seqs.map(String.init).joined(separator: ",") + "]")
-                try final.run()
-            }
-            for (seq, mark) in rest {
-                switch mark {
-                case .dead(let reason):
-                    try db.cachedStatement(sql: """
-                        UPDATE deliveries SET state = 3, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
-                        reason_code = ?, reason_message = ?, updated_at = ? WHERE seq = ?
-                        """).execute(arguments: [t, reason.code, reason.description, t, seq])
-                case .retry(let at, let reason):
-                    try db.cachedStatement(sql: """
-                        UPDATE deliveries SET attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
-                        next_attempt_at = ?, reason_code = 'retrying', reason_message = ?, updated_at = ? WHERE seq = ?
-                        """).execute(arguments: [t, at.timeIntervalSince1970, reason, t, seq])
-                case .delivered, .duplicate:
-                    break
-                }
+        // One cached statement for any number of rows: the seqs go in as a JSON array.
+        let final = try RawStatement(db, """
+            UPDATE deliveries SET state = ?, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
+            reason_code = NULL, reason_message = NULL, updated_at = ? WHERE seq IN (SELECT value FROM json_each(?))
+            """)
+        for (state, seqs) in [(DeliveryState.delivered, delivered), (.duplicate, duplicates)] where !seqs.isEmpty {
+            final.bind(1, Int64(state.rawValue))
+            final.bind(2, t)
+            final.bind(3, t)
+            final.bind(4, "[" + seqs.map(String.init).joined(separator: ",") + "]")
+            try final.run()
+        }
+        for (seq, mark) in others {
+            switch mark {
+            case .dead(let reason):
+                try db.cachedStatement(sql: """
+                    UPDATE deliveries SET state = 3, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
+                    reason_code = ?, reason_message = ?, updated_at = ? WHERE seq = ?
+                    """).execute(arguments: [t, reason.code, reason.description, t, seq])
+            case .retry(let at, let reason):
+                try db.cachedStatement(sql: """
+                    UPDATE deliveries SET attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
+                    next_attempt_at = ?, reason_code = 'retrying', reason_message = ?, updated_at = ? WHERE seq = ?
+                    """).execute(arguments: [t, at.timeIntervalSince1970, reason, t, seq])
+            case .delivered, .duplicate:
+                break
             }
         }
     }
@@ -501,12 +505,19 @@ extension Spool.Mark {
     var isDelivered: Bool { if case .delivered = self { return true } else { return false } }
 }
 
-/// Merges concurrent `record` calls into one transaction: callers queue their rows, and a
-/// dedicated thread commits everything queued so far in one transaction (one fsync in `full`
-/// mode), then wakes those callers. Writing synchronously on its own thread keeps commits off
-/// Swift's cooperative pool and avoids a hop per call.
+/// Merges concurrent `record` and `mark` calls into one transaction: callers queue their work,
+/// and a dedicated thread commits everything queued so far in one transaction (one fsync in
+/// `full` mode), then wakes those callers. Writing synchronously on its own thread keeps commits
+/// off Swift's cooperative pool and avoids a hop per call.
 final class GroupCommitter: @unchecked Sendable {
-    private typealias Item = (rows: [(Spool.Entry, Data)], now: Double, done: CheckedContinuation<Void, any Error>)
+    /// One caller's share of a transaction.
+    enum Work: Sendable {
+        /// New events with their payloads.
+        case record([(Spool.Entry, Data)], now: Double)
+        /// Outcomes for rows.
+        case mark([(seq: Int64, mark: Spool.Mark)], now: Double)
+    }
+    private typealias Item = (work: Work, done: CheckedContinuation<Void, any Error>)
     private let pool: DatabasePool
     private let condition = NSCondition()
     private var pending: [Item] = []
@@ -519,10 +530,10 @@ final class GroupCommitter: @unchecked Sendable {
         thread.start()
     }
 
-    func commit(rows: [(Spool.Entry, Data)], now: Double) async throws {
+    func commit(_ work: Work) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             condition.lock()
-            pending.append((rows, now, continuation))
+            pending.append((work, continuation))
             condition.signal()
             condition.unlock()
         }
@@ -551,9 +562,16 @@ final class GroupCommitter: @unchecked Sendable {
                 try write(group)
                 for item in group { item.done.resume() }
             } catch {
-                let wrapped = UsageBillingError(.unexpectedResponse, "the spool could not record: \(error)",
-                                                fix: "check disk space and permissions; the events were not recorded, so record them again")
-                for item in group { item.done.resume(throwing: wrapped) }
+                for item in group {
+                    switch item.work {
+                    case .record:
+                        item.done.resume(throwing: UsageBillingError(.unexpectedResponse, "the spool could not record: \(error)",
+                                                                     fix: "check disk space and permissions; the events were not recorded, so record them again"))
+                    case .mark:
+                        item.done.resume(throwing: UsageBillingError(.unexpectedResponse, "the spool could not mark delivered rows: \(error)",
+                                                                     fix: "check disk space and permissions; the rows stay queued and go again with the same ids, which the provider dedupes"))
+                    }
+                }
             }
         }
     }
@@ -567,18 +585,19 @@ final class GroupCommitter: @unchecked Sendable {
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)
             for item in group {
-                for (entry, payload) in item.rows {
+                guard case .record(let rows, let now) = item.work else { continue }
+                for (entry, payload) in rows {
                     insertEvent.bind(1, entry.event.id)
                     insertEvent.bind(2, payload)
-                    insertEvent.bind(3, item.now)
+                    insertEvent.bind(3, now)
                     try insertEvent.run()
                     guard db.changesCount > 0 else { continue }  // recorded before: leave it as it is
                     for lane in entry.lanes {
                         insertLane.bind(1, entry.event.id)
                         insertLane.bind(2, lane)
                         insertLane.bind(3, Int64(DeliveryState.queued.rawValue))
-                        insertLane.bind(4, item.now)
-                        insertLane.bind(5, item.now)
+                        insertLane.bind(4, now)
+                        insertLane.bind(5, now)
                         insertLane.bindNull(6)
                         insertLane.bindNull(7)
                         try insertLane.run()
@@ -587,13 +606,18 @@ final class GroupCommitter: @unchecked Sendable {
                         insertLane.bind(1, entry.event.id)
                         insertLane.bind(2, dead.lane)
                         insertLane.bind(3, Int64(DeliveryState.dead.rawValue))
-                        insertLane.bind(4, item.now)
-                        insertLane.bind(5, item.now)
+                        insertLane.bind(4, now)
+                        insertLane.bind(5, now)
                         insertLane.bind(6, dead.reason.code)
                         insertLane.bind(7, dead.reason.description)
                         try insertLane.run()
                     }
                 }
+            }
+            // Marks after the inserts: a row is always recorded before a worker can read it.
+            for item in group {
+                guard case .mark(let marks, let now) = item.work else { continue }
+                try Spool.apply(marks, now: now, db: db)
             }
         }
     }

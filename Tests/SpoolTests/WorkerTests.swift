@@ -69,3 +69,64 @@ struct WorkerTests {
         await openMeterServer.shutdown()
     }
 }
+
+/// Counts requests in progress, overall and per Stripe customer and meter.
+final class OverlapProbe: Sendable {
+    private struct State { var now: [String: Int] = [:]; var total = 0; var maxPerKey = 0; var maxTotal = 0; var ids: Set<String> = [] }
+    private let state = NIOLockedValueBox(State())
+
+    var maxPerKey: Int { state.withLockedValue { $0.maxPerKey } }
+    var maxTotal: Int { state.withLockedValue { $0.maxTotal } }
+    var received: Int { state.withLockedValue { $0.ids.count } }
+
+    func handle(_ request: LoopbackHTTPServer.Request) async -> LoopbackHTTPServer.Action {
+        let form = Dictionary(FormEncoding.decode(String(decoding: request.body, as: UTF8.self)), uniquingKeysWith: { $1 })
+        let key = (form["payload[stripe_customer_id]"] ?? "") + "/" + (form["event_name"] ?? "")
+        state.withLockedValue { s in
+            s.now[key, default: 0] += 1
+            s.total += 1
+            s.maxPerKey = max(s.maxPerKey, s.now[key] ?? 0)
+            s.maxTotal = max(s.maxTotal, s.total)
+            if let id = form["identifier"] { s.ids.insert(id) }
+        }
+        try? await Task.sleep(for: .milliseconds(4))  // long enough for requests to overlap if the worker let them
+        state.withLockedValue { s in
+            s.now[key, default: 1] -= 1
+            s.total -= 1
+        }
+        return .respond(.json(200, .object(["object": .string("billing.meter_event")])))
+    }
+}
+
+@Suite("Delivery worker concurrency", .timeLimit(.minutes(2)))
+struct WorkerConcurrencyTests {
+    /// Stripe takes one concurrent call per customer and meter: the worker keeps several requests
+    /// in flight, but never two for one customer and meter.
+    @Test func stripeNeverGetsTwoCallsAtOnceForOneCustomerAndMeter() async throws {
+        let probe = OverlapProbe()
+        let server = try await LoopbackHTTPServer.start(threads: 2) { await probe.handle($0) }
+        let config = try routing("""
+            version: 1
+            providers:
+              stripe: { kind: stripe, secret_key: sk_live_REDACTED, endpoint: "\(server.baseURL)" }
+            routes:
+              - { events: [api_request, storage], to: stripe }
+            """)
+        let curl = try CurlHTTPClient()
+        defer { curl.shutdown() }
+        let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("keys.spool"), client: curl)
+        let now = Date()
+        // Interleaved: 3 customers × 2 meters, 20 events each, so consecutive rows share a key often.
+        let events = (0..<120).map { i in
+            UsageEvent(id: "k-\(i)", name: i % 2 == 0 ? "api_request" : "storage", customer: ["acme", "globex", "initech"][i / 2 % 3],
+                       timestamp: now.addingTimeInterval(-60), quantity: 1)
+        }
+        try await pipeline.record(events)
+        try await pipeline.flush()
+        #expect(probe.received == 120)
+        #expect(probe.maxPerKey == 1, "two calls for one customer and meter were in flight at once")
+        #expect(probe.maxTotal > 1, "the worker no longer overlaps calls for different customers")
+        print("stripe concurrency: 120 events, at most \(probe.maxTotal) in flight, at most \(probe.maxPerKey) per customer and meter")
+        await server.shutdown()
+    }
+}

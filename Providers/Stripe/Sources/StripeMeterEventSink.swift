@@ -57,9 +57,18 @@ public struct StripeMeterEventSink: UsageSink {
             acceptedWindow: AcceptedTimeWindow(maxAge: Self.maxAge, maxFutureSkew: Self.maxFutureSkew),
             idempotency: .providerDeduplicates(window: .seconds(24 * 3600)),
             rateLimit: rate,
-            // Requests stand alone: v1/v2 carry one event each, stream requests share a session
-            // token (the cache is an actor; a token Stripe calls expired is dropped by value).
+            // Requests stand alone: v1/v2 carry one event each (never two at once for one customer
+            // and meter: see `concurrencyKey`), stream requests share a session token (the cache
+            // is an actor; a token Stripe calls expired is dropped by value).
             maxConcurrentRequests: 8)
+    }
+
+    /// v1 and v2: Stripe takes one concurrent call per customer per meter (stripe.md §1.9; v2
+    /// answers others with 409 `too_many_concurrent_requests`), so events for one customer and
+    /// event name never overlap. The stream has no such limit.
+    public func concurrencyKey(for event: UsageEvent) -> String? {
+        guard settings.api != .v2Stream else { return nil }
+        return (settings.customers[event.customer] ?? event.customer) + "\u{1F}" + stripeEventName(for: event)
     }
 
     /// Validates each event, sends the valid ones, and returns one outcome per event in order.

@@ -19,9 +19,18 @@ public protocol UsageSink: Sendable {
     /// during one). A provider without idempotency (``IdempotencyKind/clientCheckBeforeRetry``)
     /// looks those up before sending them again; the default ignores `retrying`.
     func deliver(_ batch: [UsageEvent], retrying: Set<String>) async throws -> [DeliveryOutcome]
+
+    /// Events with the same key are never in flight at the same time, even when
+    /// ``SinkCapabilities/maxConcurrentRequests`` allows several requests: for providers that
+    /// refuse concurrent calls for one customer and meter (Stripe v1 and v2). `nil` (the
+    /// default): no such limit.
+    func concurrencyKey(for event: UsageEvent) -> String?
 }
 
 extension UsageSink {
+    /// No per-key limit.
+    public func concurrencyKey(for event: UsageEvent) -> String? { nil }
+
     /// Delivers, ignoring `retrying`: right for providers that dedupe by the event id themselves.
     public func deliver(_ batch: [UsageEvent], retrying: Set<String>) async throws -> [DeliveryOutcome] {
         try await deliver(batch)
