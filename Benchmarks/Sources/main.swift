@@ -38,6 +38,7 @@ struct Options {
     var pythonEvents = 0
     var only: [String] = []
     var deliverOnly = false
+    var repeats = 1
     var recordOnly = false
     var durabilities: [SpoolDurability] = SpoolDurability.allCases.reversed()
     var recordCases: [(Int, Int)] = [(1, 1), (16, 1), (16, 100)]
@@ -62,6 +63,7 @@ struct Options {
             case "--python": pythonEvents = Int(try value()) ?? 0
             case "--only": only = try value().split(separator: ",").map(String.init)
             case "--deliver-only": deliverOnly = true
+            case "--repeat": repeats = max(1, Int(try value()) ?? 1)
             case "--record-only": recordOnly = true
             case "--durability":
                 let name = try value()
@@ -75,7 +77,7 @@ struct Options {
                     return p.count == 2 ? (p[0], p[1]) : nil
                 }
             case "-h", "--help":
-                print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N | --spool N | --adapters N [--stripe-events N] [--python M] [--only a,b] [--json PATH]")
+                print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N | --spool N | --adapters N [--stripe-events N] [--python M] [--only a,b] [--repeat R] [--json PATH] | --spool N [--record-cases 16x1,16x100] [--durability normal|full] [--record-only] [--deliver-only]")
                 exit(0)
             default:
                 throw UsageBillingError(.invalidInput, "unknown option \(args[i])", fix: "see --help", field: args[i])
@@ -197,33 +199,38 @@ func spoolBenchmark(count: Int, options: Options) async throws {
         UsageEvent(id: "\(tag)-\(i)", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: Decimal(i % 9 + 1))
     }
     var rows: [(String, Double)] = []
+    var spreads: [[Double]] = []  // every trial's figure, per row (the row shows the median)
     for durability in options.durabilities where !options.deliverOnly {
         for (writers, perCall) in options.recordCases {
-            let spool = try Spool(path: "\(dir)/\(durability.rawValue)-\(writers)-\(perCall).spool", durability: durability)
-            let total = writers == 1 ? min(count, 20_000) : count
-            let perWriter = total / writers
-            let tag = "\(durability)-\(writers)-\(perCall)"
-            let started = ContinuousClock.now
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for w in 0..<writers {
-                    group.addTask {
-                        var i = 0
-                        while i < perWriter {
-                            let n = min(perCall, perWriter - i)
-                            try await spool.record((0..<n).map { Spool.Entry(event: event(tag, w * perWriter + i + $0), lanes: ["openmeter#0"]) })
-                            i += n
+            var rates: [Double] = []
+            for trial in 0..<options.repeats {
+                let spool = try Spool(path: "\(dir)/\(durability.rawValue)-\(writers)-\(perCall)-\(trial).spool", durability: durability)
+                let total = writers == 1 ? min(count, 20_000) : count
+                let perWriter = total / writers
+                let tag = "\(durability)-\(writers)-\(perCall)-\(trial)"
+                let started = ContinuousClock.now
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for w in 0..<writers {
+                        group.addTask {
+                            var i = 0
+                            while i < perWriter {
+                                let n = min(perCall, perWriter - i)
+                                try await spool.record((0..<n).map { Spool.Entry(event: event(tag, w * perWriter + i + $0), lanes: ["openmeter#0"]) })
+                                i += n
+                            }
                         }
                     }
+                    try await group.waitForAll()
                 }
-                try await group.waitForAll()
+                rates.append(Double(perWriter * writers) / (ContinuousClock.now - started).seconds)
             }
-            let rate = Double(perWriter * writers) / (ContinuousClock.now - started).seconds
-            rows.append(("record, \(durability.rawValue), \(writers) writer(s), \(perCall) event(s) per call", rate))
+            rows.append(("record, \(durability.rawValue), \(writers) writer(s), \(perCall) event(s) per call", rates.sorted()[rates.count / 2]))
+            spreads.append(rates)
         }
     }
 
     if options.recordOnly {
-        for (name, rate) in rows { print("| \(name) | \(String(format: "%.0f", rate)) |") }
+        for ((name, rate), trials) in zip(rows, spreads) { print("| \(name) | \(String(format: "%.0f", rate)) | \(trials.map { String(format: "%.0f", $0) }.joined(separator: ", ")) |") }
         return
     }
     // End to end: spool → worker → curl → loopback server answering 204 (an OpenMeter stand-in).
@@ -236,30 +243,41 @@ func spoolBenchmark(count: Int, options: Options) async throws {
           - { events: [api_request], to: openmeter }
         """, file: "bench.yaml", directory: dir, registry: .standard, environment: [:])
     let client = try CurlHTTPClient()
-    let pipeline = try UsagePipeline(config: config, spoolPath: "\(dir)/e2e.spool", client: client)
     let e2e = count
-    let recordStarted = ContinuousClock.now
-    try await pipeline.record((0..<e2e).map { event("e2e", $0) })
-    print("recorded \(e2e) events for delivery in \(String(format: "%.2f", (ContinuousClock.now - recordStarted).seconds)) s")
-    let started = ContinuousClock.now
-    try await pipeline.flush()
-    let seconds = (ContinuousClock.now - started).seconds
-    let requests = server.requestsReceived
+    var deliveries: [(seconds: Double, requests: Int)] = []
+    for trial in 0..<options.repeats {
+        let pipeline = try UsagePipeline(config: config, spoolPath: "\(dir)/e2e-\(trial).spool", client: client)
+        let recordStarted = ContinuousClock.now
+        try await pipeline.record((0..<e2e).map { event("e2e-\(trial)", $0) })
+        print("recorded \(e2e) events for delivery in \(String(format: "%.2f", (ContinuousClock.now - recordStarted).seconds)) s")
+        let before = server.requestsReceived
+        let started = ContinuousClock.now
+        try await pipeline.flush()
+        deliveries.append(((ContinuousClock.now - started).seconds, server.requestsReceived - before))
+    }
+    let (seconds, requests) = deliveries.sorted { $0.seconds < $1.seconds }[deliveries.count / 2]
+    spreads.append(deliveries.map { Double(e2e) / $0.seconds })
     client.shutdown()
     await server.shutdown()
     rows.append(("deliver spool → worker → curl → loopback (100 per request)", Double(e2e) / seconds))
 
     let mem = memory()
-    print("Spool benchmark, \(count) events per concurrent case (\(ProcessInfo.processInfo.activeProcessorCount) cores)")
+    print("Spool benchmark, \(count) events per concurrent case (\(ProcessInfo.processInfo.activeProcessorCount) cores; median of \(options.repeats) trial(s), range in brackets)")
     print("| measurement | events/s |")
     print("|---|---:|")
-    for (name, rate) in rows { print("| \(name) | \(String(format: "%.0f", rate)) |") }
+    for ((name, rate), trials) in zip(rows, spreads) {
+        let range = trials.count > 1 ? " (\(String(format: "%.0f", trials.min() ?? 0))–\(String(format: "%.0f", trials.max() ?? 0)))" : ""
+        print("| \(name) | \(String(format: "%.0f", rate))\(range) |")
+    }
     print("end to end: \(e2e) events in \(requests) requests, \(String(format: "%.0f", Double(requests) / seconds)) requests/s")
     print("peak RSS: \(mem.peak / 1024) MiB")
     if let jsonPath {
         try JSONValue.object([
             "events": .number(Double(count)), "peak_rss_kib": .number(Double(mem.peak)),
-            "results": .array(rows.map { .object(["name": .string($0.0), "events_per_second": .number($0.1.rounded())]) }),
+            "repeats": .number(Double(options.repeats)),
+            "results": .array(zip(rows, spreads).map { row, trials in
+                .object(["name": .string(row.0), "events_per_second": .number(row.1.rounded()), "trials": .array(trials.map { .number($0.rounded()) })])
+            }),
         ]).encoded().write(to: URL(fileURLWithPath: jsonPath))
         print("wrote \(jsonPath)")
     }
@@ -268,7 +286,7 @@ func spoolBenchmark(count: Int, options: Options) async throws {
 func run() async throws {
     let options = try Options(CommandLine.arguments)
     if options.adapterEvents > 0 {
-        try await adaptersBenchmark(count: options.adapterEvents, stripeCount: options.stripeEvents, pythonEvents: options.pythonEvents, only: options.only, jsonPath: options.jsonPath)
+        try await adaptersBenchmark(count: options.adapterEvents, stripeCount: options.stripeEvents, pythonEvents: options.pythonEvents, only: options.only, repeats: options.repeats, jsonPath: options.jsonPath)
         return
     }
     if options.spoolEvents > 0 {
