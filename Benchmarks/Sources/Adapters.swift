@@ -106,9 +106,11 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
             let recordStart = ContinuousClock.now
             for chunk in stride(from: 0, to: n, by: 1_000) { try await pipeline.record(Array(events[chunk..<min(n, chunk + 1_000)])) }
             let recordSeconds = (ContinuousClock.now - recordStart).seconds
+            let cpuBefore = threadCPU(), machineBefore = machineCPU()
             let deliverStart = ContinuousClock.now
             try await pipeline.flush()
             let deliverSeconds = (ContinuousClock.now - deliverStart).seconds
+            do { print("  \(label) trial \(trial): delivery \(cpuSummary(cpuBefore, threadCPU(), seconds: deliverSeconds)); \(stealSummary(machineBefore, machineCPU()))") }
             let requests = emulator.requests(kind) - before
             let accepted = await emulator.accepted(kind).reduce(Decimal(0)) { $0 + $1.quantity } - acceptedBefore
             let recorded = events.reduce(Decimal(0)) { $0 + $1.quantity }

@@ -208,6 +208,7 @@ func spoolBenchmark(count: Int, options: Options) async throws {
                 let total = writers == 1 ? min(count, 20_000) : count
                 let perWriter = total / writers
                 let tag = "\(durability)-\(writers)-\(perCall)-\(trial)"
+                let cpuBefore = threadCPU(), machineBefore = machineCPU()
                 let started = ContinuousClock.now
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for w in 0..<writers {
@@ -222,7 +223,9 @@ func spoolBenchmark(count: Int, options: Options) async throws {
                     }
                     try await group.waitForAll()
                 }
-                rates.append(Double(perWriter * writers) / (ContinuousClock.now - started).seconds)
+                let seconds = (ContinuousClock.now - started).seconds
+                rates.append(Double(perWriter * writers) / seconds)
+                print("  record \(tag): \(cpuSummary(cpuBefore, threadCPU(), seconds: seconds)); \(stealSummary(machineBefore, machineCPU()))")
             }
             rows.append(("record, \(durability.rawValue), \(writers) writer(s), \(perCall) event(s) per call", rates.sorted()[rates.count / 2]))
             spreads.append(rates)
@@ -251,9 +254,11 @@ func spoolBenchmark(count: Int, options: Options) async throws {
         try await pipeline.record((0..<e2e).map { event("e2e-\(trial)", $0) })
         print("recorded \(e2e) events for delivery in \(String(format: "%.2f", (ContinuousClock.now - recordStarted).seconds)) s")
         let before = server.requestsReceived
+        let cpuBefore = threadCPU(), machineBefore = machineCPU()
         let started = ContinuousClock.now
         try await pipeline.flush()
         deliveries.append(((ContinuousClock.now - started).seconds, server.requestsReceived - before))
+        print("  delivery trial \(trial): \(cpuSummary(cpuBefore, threadCPU(), seconds: deliveries[deliveries.count - 1].seconds)); \(stealSummary(machineBefore, machineCPU()))")
     }
     let (seconds, requests) = deliveries.sorted { $0.seconds < $1.seconds }[deliveries.count / 2]
     spreads.append(deliveries.map { Double(e2e) / $0.seconds })
@@ -365,4 +370,50 @@ do {
 } catch {
     FileHandle.standardError.write(Data("usage-billing-bench: \(error)\n".utf8))
     exit(2)
+}
+
+/// CPU seconds (user + system) each thread of this process has used so far, by thread name
+/// (threads of one name summed), from /proc/self/task/*/stat.
+func threadCPU() -> [String: Double] {
+    let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+    var out: [String: Double] = [:]
+    guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return out }
+    for tid in tasks {
+        guard let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
+              let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { continue }
+        let name = String(stat[stat.index(after: open)..<close])
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the name: state is field 3, utime field 14, stime field 15 (1-based in proc(5)).
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
+        out[name, default: 0] += (user + system) / ticks
+    }
+    return out
+}
+
+/// Per-thread-name CPU between two `threadCPU()` readings, as "name 1.23 s" sorted by use, with
+/// the cores busy on average over `seconds`.
+func cpuSummary(_ before: [String: Double], _ after: [String: Double], seconds: Double) -> String {
+    let used = after.map { ($0.key, $0.value - (before[$0.key] ?? 0)) }.filter { $0.1 > 0.005 }.sorted { $0.1 > $1.1 }
+    let total = used.reduce(0) { $0 + $1.1 }
+    return String(format: "%.2f cores busy: ", total / max(seconds, 1e-9))
+        + used.map { String(format: "%@ %.2f s", $0.0, $0.1) }.joined(separator: ", ")
+}
+
+/// The machine's CPU time so far from /proc/stat's first line: (busy, steal) in clock ticks,
+/// all cores summed. Steal is time the hypervisor ran someone else while this VM wanted a core;
+/// when it is high the figures below are low for reasons outside this program.
+func machineCPU() -> (busy: Double, steal: Double, total: Double) {
+    guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+          let line = text.split(separator: "\n").first else { return (0, 0, 0) }
+    let v = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+    guard v.count >= 8 else { return (0, 0, 0) }
+    // user nice system idle iowait irq softirq steal
+    return (v[0] + v[1] + v[2] + v[5] + v[6], v[7], v[0...7].reduce(0, +))
+}
+
+/// "steal 12%": the share of the machine's core time the hypervisor took between two readings.
+func stealSummary(_ before: (busy: Double, steal: Double, total: Double), _ after: (busy: Double, steal: Double, total: Double)) -> String {
+    let total = after.total - before.total
+    guard total > 0 else { return "steal n/a" }
+    return String(format: "hypervisor steal %.0f%%", 100 * (after.steal - before.steal) / total)
 }

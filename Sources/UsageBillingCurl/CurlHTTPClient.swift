@@ -179,7 +179,10 @@ final class CurlEngine: @unchecked Sendable {
         _ = ub_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
         _ = ub_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, configuration.maxIdleConnections)
         _ = ub_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, configuration.maxConnectionsPerHost)
-        let thread = Thread { [self] in self.run() }
+        let thread = Thread { [self] in
+            Thread.current.name = "ub-curl"  // named from inside, so top -H and perf show it
+            self.run()
+        }
         thread.name = "usage-billing-curl"
         thread.start()
     }
