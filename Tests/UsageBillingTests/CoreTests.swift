@@ -294,6 +294,22 @@ struct JSONValueTests {
         let body = expected.map { "\"\($0)\":null" }.joined(separator: ",")
         #expect(String(decoding: value.encoded(), as: UTF8.self) == "{\(body)}")
     }
+
+    /// Objects written member by member are byte for byte the dictionary's canonical form, with
+    /// the members in order, out of order, or with a key given twice (the last one counts).
+    @Test(arguments: [
+        [("a", "1"), ("b", "2"), ("é", "3")],
+        [("time", "t"), ("id", "x"), ("data", "d"), ("subject", "s")],
+        [("k", "first"), ("a", "a"), ("k", "last")],
+        [],
+    ])
+    func objectsWrittenByMemberMatchTheDictionary(members: [(String, String)]) {
+        let written = JSONValue.encodeObject(members.map { (key: $0.0, value: JSONValue.string($0.1)) })
+        let dictionary = JSONValue.object(Dictionary(members.map { ($0.0, JSONValue.string($0.1)) }, uniquingKeysWith: { $1 }))
+        #expect(written.data == dictionary.encoded())
+        let array = JSONValue.encodeArray([written, written])
+        #expect(array == JSONValue.array([dictionary, dictionary]).encoded())
+    }
 }
 
 @Suite("JSON parser")

@@ -49,7 +49,7 @@ public struct MetronomeIngestSink: UsageSink {
                                                   prepare: { prepare($0, now: now) }, send: send)
     }
 
-    func prepare(_ event: UsageEvent, now: Date) -> Result<JSONValue, RejectionReason> {
+    func prepare(_ event: UsageEvent, now: Date) -> Result<EncodedJSON, RejectionReason> {
         if let reason = LocalValidation.checkTimestamp(event, window: Self.window, now: now, provider: "Metronome") { return .failure(reason) }
         if let reason = LocalValidation.checkLength(event.id, max: 128, field: "transaction_id") { return .failure(reason) }
         let mapped: EventMapping.Mapped
@@ -58,17 +58,19 @@ public struct MetronomeIngestSink: UsageSink {
         case .failure(let reason): return .failure(reason)
         case .success(let m): mapped = m
         }
-        return .success(.object([
-            "transaction_id": .string(event.id), "customer_id": .string(mapped.customer), "event_type": .string(mapped.eventName),
-            "timestamp": .string(RFC3339.format(event.timestamp)), "properties": .object(mapped.properties),
+        // Written straight to bytes, keys in byte order (what encodeObject would sort them to).
+        return .success(JSONValue.encodeObject([
+            ("customer_id", .string(mapped.customer)), ("event_type", .string(mapped.eventName)),
+            ("properties", .object(mapped.properties)), ("timestamp", .string(RFC3339.format(event.timestamp))),
+            ("transaction_id", .string(event.id)),
         ]))
     }
 
-    private func send(_ events: [JSONValue]) async throws -> DeliveryOutcome {
+    private func send(_ events: [EncodedJSON]) async throws -> DeliveryOutcome {
         let request = HTTPRequest(
             method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/v1/ingest"),
             headers: ["Authorization": "Bearer \(settings.apiKey.exposedValue)", "Content-Type": "application/json", "Accept": "*/*"],
-            body: JSONValue.array(events).encoded())
+            body: JSONValue.encodeArray(events))
         let response: HTTPResponse
         switch try await client.sendForDelivery(request) {
         case .failed(let outcome): return outcome

@@ -47,7 +47,7 @@ public struct OpenMeterIngestSink: UsageSink {
         try await PreparedDelivery.deliver(batch, maxPerRequest: settings.maxBatchSize, prepare: prepare, send: send)
     }
 
-    func prepare(_ event: UsageEvent) -> Result<JSONValue, RejectionReason> {
+    func prepare(_ event: UsageEvent) -> Result<EncodedJSON, RejectionReason> {
         if event.id.isEmpty { return .failure(.local("id_missing", field: "id", "the event has no id")) }
         if settings.mapping.providerCustomer(for: event).isEmpty {
             return .failure(.local("subject_missing", field: "customer", "OpenMeter requires a subject; the event has no customer"))
@@ -59,18 +59,19 @@ public struct OpenMeterIngestSink: UsageSink {
         case .failure(let reason): return .failure(reason)
         case .success(let m): mapped = m
         }
-        return .success(.object([
-            "specversion": .string("1.0"), "id": .string(event.id), "source": .string(settings.source),
-            "type": .string(mapped.eventName), "subject": .string(mapped.customer),
-            "time": .string(RFC3339.format(event.timestamp)), "data": .object(mapped.properties),
+        // Written straight to bytes, keys in byte order (what encodeObject would sort them to).
+        return .success(JSONValue.encodeObject([
+            ("data", .object(mapped.properties)), ("id", .string(event.id)), ("source", .string(settings.source)),
+            ("specversion", .string("1.0")), ("subject", .string(mapped.customer)),
+            ("time", .string(RFC3339.format(event.timestamp))), ("type", .string(mapped.eventName)),
         ]))
     }
 
-    private func send(_ events: [JSONValue]) async throws -> DeliveryOutcome {
+    private func send(_ events: [EncodedJSON]) async throws -> DeliveryOutcome {
         let single = events.count == 1
         var headers: HeaderFields = ["Content-Type": single ? Self.singleContentType : Self.batchContentType]
         if let key = settings.apiKey { headers["Authorization"] = "Bearer \(key.exposedValue)" }
-        let body = single ? events[0].encoded() : JSONValue.array(events).encoded()
+        let body = single ? events[0].data : JSONValue.encodeArray(events)
         let request = HTTPRequest(method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/api/v1/events"),
                                   headers: headers, body: body)
         let response: HTTPResponse

@@ -65,8 +65,8 @@ public struct OrbIngestSink: UsageSink {
     /// returns one outcome per event in order.
     public func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome] {
         var outcomes = [DeliveryOutcome?](repeating: nil, count: batch.count)
-        var current: [(Int, JSONValue)] = []
-        var old: [(Int, JSONValue)] = []
+        var current: [(Int, Prepared)] = []
+        var old: [(Int, Prepared)] = []
         let now = clock.now()
         for (index, event) in batch.enumerated() {
             switch prepare(event, now: now) {
@@ -85,7 +85,13 @@ public struct OrbIngestSink: UsageSink {
 
     // MARK: Preparing
 
-    func prepare(_ event: UsageEvent, now: Date) -> Result<(JSONValue, Bool), RejectionReason> {
+    /// One event's wire form and its idempotency key (the event id).
+    struct Prepared: Sendable {
+        let id: String
+        let json: EncodedJSON
+    }
+
+    func prepare(_ event: UsageEvent, now: Date) -> Result<(Prepared, Bool), RejectionReason> {
         var isOld = false
         if let grace = settings.gracePeriodHours, now.timeIntervalSince(event.timestamp) > grace * 3600 {
             guard settings.backfill else {
@@ -103,20 +109,21 @@ public struct OrbIngestSink: UsageSink {
         case .failure(let reason): return .failure(reason)
         case .success(let m): mapped = m
         }
-        var object: [String: JSONValue] = [
-            "event_name": .string(mapped.eventName), "idempotency_key": .string(event.id),
-            "timestamp": .string(RFC3339.format(event.timestamp)), "properties": .object(mapped.properties),
-        ]
-        object[settings.customerIDKind == .external ? "external_customer_id" : "customer_id"] = .string(mapped.customer)
-        return .success((.object(object), isOld))
+        // Written straight to bytes, keys in byte order (what encodeObject would sort them to).
+        let customer: (key: String, value: JSONValue) = (settings.customerIDKind == .external ? "external_customer_id" : "customer_id", .string(mapped.customer))
+        var members: [(key: String, value: JSONValue)] = [("event_name", .string(mapped.eventName))]
+        members.insert(customer, at: settings.customerIDKind == .external ? 1 : 0)
+        members += [("idempotency_key", .string(event.id)), ("properties", .object(mapped.properties)),
+                    ("timestamp", .string(RFC3339.format(event.timestamp)))]
+        return .success((Prepared(id: event.id, json: JSONValue.encodeObject(members)), isOld))
     }
 
     // MARK: Sending
 
-    private func ingest(_ events: [(Int, JSONValue)], backfillID: String?) async throws -> [(Int, DeliveryOutcome)] {
-        let ids = events.map { $0.1["idempotency_key"]?.stringValue ?? "" }
+    private func ingest(_ events: [(Int, Prepared)], backfillID: String?) async throws -> [(Int, DeliveryOutcome)] {
+        let ids = events.map(\.1.id)
         let key = EventID.derived(from: ["orb-ingest", backfillID ?? ""] + ids)
-        let body = JSONValue.object(["events": .array(events.map(\.1))]).encoded()
+        let body = Data("{\"events\":".utf8) + JSONValue.encodeArray(events.map(\.1.json)) + Data("}".utf8)
         let query = backfillID.map { [("backfill_id", $0)] } ?? []
         let request = HTTPRequest(method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/ingest", query: query),
                                   headers: orb.headers(idempotencyKey: key), body: body)
@@ -163,12 +170,12 @@ public struct OrbIngestSink: UsageSink {
     /// Events older than the grace period: one backfill per customer spanning their timestamps
     /// (Orb backfills cover at most 31 days by default, so wider spans are split), ingest with
     /// `backfill_id`, then close it so the usage counts. A failure leaves the events retryable.
-    private func ingestThroughBackfill(_ old: [(Int, JSONValue)], events: [UsageEvent]) async throws -> [(Int, DeliveryOutcome)] {
+    private func ingestThroughBackfill(_ old: [(Int, Prepared)], events: [UsageEvent]) async throws -> [(Int, DeliveryOutcome)] {
         var result: [(Int, DeliveryOutcome)] = []
         let byCustomer = Dictionary(grouping: old) { settings.mapping.providerCustomer(for: events[$0.0]) }
         for customer in byCustomer.keys.sorted() {
             let items = (byCustomer[customer] ?? []).sorted { events[$0.0].timestamp < events[$1.0].timestamp }
-            var groups: [[(Int, JSONValue)]] = []
+            var groups: [[(Int, Prepared)]] = []
             for item in items {
                 if let first = groups.last?.first, events[item.0].timestamp.timeIntervalSince(events[first.0].timestamp) < 31 * 86_400 - 3600 {
                     groups[groups.count - 1].append(item)

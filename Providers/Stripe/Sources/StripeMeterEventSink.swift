@@ -167,7 +167,7 @@ public struct StripeMeterEventSink: UsageSink {
         } else {
             headers = commonHeaders(authorization: settings.secretKey.exposedValue, contentType: "application/json")
             url = URLBuilder.url(base: settings.endpoint, path: "/v2/billing/meter_events")
-            body = Self.jsonEvent(event).encoded()
+            body = Self.jsonEvent(event).data
         }
         headers["Idempotency-Key"] = event.identifier
         switch try await post(HTTPRequest(method: .post, url: url, headers: headers, body: body)) {
@@ -199,17 +199,18 @@ public struct StripeMeterEventSink: UsageSink {
         }
     }
 
-    static func jsonEvent(_ event: PreparedEvent) -> JSONValue {
-        .object([
-            "event_name": .string(event.eventName),
-            "identifier": .string(event.identifier),
-            "timestamp": .string(RFC3339.format(event.timestamp, fractional: true)),
-            "payload": .object(Dictionary(event.payload.map { ($0.0, JSONValue.string($0.1)) }, uniquingKeysWith: { $1 })),
+    /// One v2 meter event's JSON, keys in byte order (what encodeObject would sort them to).
+    static func jsonEvent(_ event: PreparedEvent) -> EncodedJSON {
+        JSONValue.encodeObject([
+            ("event_name", .string(event.eventName)),
+            ("identifier", .string(event.identifier)),
+            ("payload", .object(Dictionary(event.payload.map { ($0.0, JSONValue.string($0.1)) }, uniquingKeysWith: { $1 }))),
+            ("timestamp", .string(RFC3339.format(event.timestamp, fractional: true))),
         ])
     }
 
     private func sendStream(_ events: [PreparedEvent]) async throws -> DeliveryOutcome {
-        let body = JSONValue.object(["events": .array(events.map(Self.jsonEvent))]).encoded()
+        let body = Data("{\"events\":".utf8) + JSONValue.encodeArray(events.map(Self.jsonEvent)) + Data("}".utf8)
         let key = EventID.derived(from: ["stripe-meter-event-stream"] + events.map(\.identifier))
         for attempt in 0..<2 {
             let token: String

@@ -50,7 +50,7 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
         return Data(out)
     }
 
-    private func write(into out: inout [UInt8]) {
+    func write(into out: inout [UInt8]) {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
@@ -75,6 +75,52 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
             }
             out.append(UInt8(ascii: "}"))
         }
+    }
+
+    /// The canonical bytes of an object with these members, the same bytes as
+    /// `JSONValue.object(Dictionary(members)).encoded()`, without building the dictionary (a
+    /// batching adapter writes one object per event; hashing its keys into a dictionary only to
+    /// sort them again cost more than the writing). Members given in key byte order are written
+    /// as they are; others are sorted first. Of members with the same key the last one counts,
+    /// as a dictionary would keep it.
+    public static func encodeObject(_ members: [(key: String, value: JSONValue)]) -> EncodedJSON {
+        var members = members
+        var ordered = true
+        for i in members.indices.dropFirst() where !bytesPrecede(members[i - 1].key, members[i].key) {
+            ordered = false
+            break
+        }
+        if !ordered {
+            // A stable sort keeps equal keys in the order given, so the last of them is kept below.
+            members.sort { bytesPrecede($0.key, $1.key) }
+        }
+        var out = [UInt8]()
+        out.reserveCapacity(256)
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        for (i, member) in members.enumerated() {
+            if i + 1 < members.count, members[i + 1].key == member.key { continue }
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            writeString(member.key, into: &out)
+            out.append(UInt8(ascii: ":"))
+            member.value.write(into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        return EncodedJSON(bytes: out)
+    }
+
+    /// The bytes of a JSON array of already encoded values.
+    public static func encodeArray(_ elements: [EncodedJSON]) -> Data {
+        var out = [UInt8]()
+        out.reserveCapacity(elements.reduce(2) { $0 + $1.bytes.count + 1 })
+        out.append(UInt8(ascii: "["))
+        for (i, element) in elements.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: element.bytes)
+        }
+        out.append(UInt8(ascii: "]"))
+        return Data(out)
     }
 
     /// Integers without a fraction (up to 2^53), others in Swift's shortest round-trip form;
@@ -173,4 +219,17 @@ extension JSONValue {
     public static func from<T: Encodable>(_ value: T) throws -> JSONValue {
         try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
     }
+}
+
+/// JSON already written in canonical form (``JSONValue/encodeObject(_:)``), ready to go into a
+/// request body or an array of such values (``JSONValue/encodeArray(_:)``).
+public struct EncodedJSON: Sendable, Hashable {
+    /// The UTF-8 bytes.
+    public let bytes: [UInt8]
+
+    /// Wraps bytes that are one JSON value.
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+
+    /// The bytes as `Data` (a request body).
+    public var data: Data { Data(bytes) }
 }
