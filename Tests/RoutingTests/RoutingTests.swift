@@ -140,7 +140,9 @@ struct RouterDeliveryTests {
             routes:
               - { events: [api_request], to: stripe, shadow: orb }
             """, file: "t.yaml", directory: "/tmp", registry: .standard, environment: [:])
-        let shadowTimeout = Duration.seconds(6)
+        // Long enough that a loaded machine (the whole suite in parallel: one run here took the
+        // primary 4.2 s) cannot pass for the primary waiting on the shadow.
+        let shadowTimeout = Duration.seconds(12)
         let curl = try CurlHTTPClient(configuration: .init(timeout: shadowTimeout))
         defer { curl.shutdown() }
         let router = try Router(config: c, client: curl)
