@@ -164,7 +164,7 @@ let package = Package(
             dependencies: [
                 "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders", "UsageSpool", "StripeUsage",
                 "usage-billing", .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"), .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
