@@ -258,6 +258,14 @@ struct RFC3339Tests {
         }
     }
 
+    /// Years RFC 3339 cannot write in four digits come out whole rather than cut short.
+    @Test func yearsOutsideFourDigitsAreWrittenWhole() {
+        #expect(RFC3339.format(Date(timeIntervalSince1970: 253_402_300_800)) == "10000-01-01T00:00:00Z")
+        #expect(RFC3339.format(Date(timeIntervalSince1970: 253_402_300_799.5), fractional: true) == "9999-12-31T23:59:59.500Z")
+        #expect(RFC3339.format(Date(timeIntervalSince1970: -62_135_596_801)) == "0000-12-31T23:59:59Z")
+        #expect(RFC3339.format(Date(timeIntervalSince1970: -62_198_755_200)) == "-0001-01-01T00:00:00Z")
+    }
+
     @Test func parsesOffsetsAndRejectsNonsense() {
         #expect(RFC3339.parse("2026-11-25T13:03:00+01:00")?.timeIntervalSince1970 == RFC3339.parse("2026-11-25T12:03:00Z")?.timeIntervalSince1970)
         #expect(RFC3339.parse("2026-02-29T00:00:00Z") == nil)

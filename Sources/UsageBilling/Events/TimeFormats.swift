@@ -16,19 +16,35 @@ public enum RFC3339 {
         var secondOfDay = seconds % 86_400
         if secondOfDay < 0 { secondOfDay += 86_400; days -= 1 }
         let (y, m, d) = civil(fromDays: days)
-        var out = [UInt8]()
-        out.reserveCapacity(24)
-        func put(_ value: Int64, _ width: Int) {
-            var digits = [UInt8](repeating: 48, count: width)
-            var v = value
-            for i in stride(from: width - 1, through: 0, by: -1) { digits[i] = UInt8(48 + v % 10); v /= 10 }
-            out.append(contentsOf: digits)
+        guard (0...9999).contains(y) else { return formatWide(y, m, d, secondOfDay, millis, fractional) }
+        // Written into the string's own storage: one allocation per timestamp (a digit array per
+        // field before; every event is formatted once per provider request).
+        return String(unsafeUninitializedCapacity: fractional ? 24 : 20) { out in
+            var i = 0
+            func put(_ value: Int64, _ width: Int) {
+                var v = value
+                for k in stride(from: width - 1, through: 0, by: -1) { out[i + k] = UInt8(48 + v % 10); v /= 10 }
+                i += width
+            }
+            func sep(_ byte: UInt8) { out[i] = byte; i += 1 }
+            put(y, 4); sep(45); put(m, 2); sep(45); put(d, 2); sep(84)
+            put(secondOfDay / 3600, 2); sep(58); put(secondOfDay / 60 % 60, 2); sep(58); put(secondOfDay % 60, 2)
+            if fractional { sep(46); put(millis, 3) }
+            sep(90)
+            return i
         }
-        put(y, 4); out.append(45); put(m, 2); out.append(45); put(d, 2); out.append(84)
-        put(secondOfDay / 3600, 2); out.append(58); put(secondOfDay / 60 % 60, 2); out.append(58); put(secondOfDay % 60, 2)
-        if fractional { out.append(46); put(millis, 3) }
-        out.append(90)
-        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Years outside 0...9999 (not RFC 3339, which has four-digit years; written as the digits
+    /// they have, with a sign when negative).
+    private static func formatWide(_ y: Int64, _ m: Int64, _ d: Int64, _ secondOfDay: Int64, _ millis: Int64, _ fractional: Bool) -> String {
+        func pad(_ v: Int64, _ width: Int) -> String {
+            let digits = String(abs(v))
+            return (v < 0 ? "-" : "") + String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        var text = "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2))"
+        if fractional { text += "." + pad(millis, 3) }
+        return text + "Z"
     }
 
     /// Parses RFC 3339 with or without fractional seconds and with `Z` or a numeric offset.
@@ -125,6 +141,7 @@ public enum DecimalFormat {
         let n = NSDecimalNumber(decimal: value).int64Value
         return Decimal(n) == value ? n : nil
     }
+
 
     /// Parses a plain decimal string (`150`, `-0.25`, `1e3`), or nil when it is not one.
     public static func parse(_ text: String) -> Decimal? {
