@@ -272,18 +272,20 @@ final class OrbEmulation: EmulatedProvider {
                                             "validation_errors": .array([.object(["loc": .array([.string("body"), .string("events")]), "msg": .string("field required")])])]))
         }
         var failed: [JSONValue] = []
-        state.with { s in
-            for e in events {
-                guard let key = e["idempotency_key"]?.stringValue, let name = e["event_name"]?.stringValue,
-                      let customer = e["external_customer_id"]?.stringValue ?? e["customer_id"]?.stringValue,
-                      let ts = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) else {
-                    failed.append(.object(["idempotency_key": e["idempotency_key"] ?? .null, "validation_errors": .array([.string("event is missing a required field")])]))
-                    continue
-                }
-                guard s.keys.insert(key).inserted else { continue }  // silent dedup
-                let quantity = Reply.decimal(e["properties"]?["quantity"]) ?? 0
-                s.usage.append(AcceptedUsage(customer: customer, meter: name, timestamp: ts, quantity: quantity, key: key))
+        var valid: [(key: String, usage: AcceptedUsage)] = []  // read outside the lock, which concurrent requests share
+        valid.reserveCapacity(events.count)
+        for e in events {
+            guard let key = e["idempotency_key"]?.stringValue, let name = e["event_name"]?.stringValue,
+                  let customer = e["external_customer_id"]?.stringValue ?? e["customer_id"]?.stringValue,
+                  let ts = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) else {
+                failed.append(.object(["idempotency_key": e["idempotency_key"] ?? .null, "validation_errors": .array([.string("event is missing a required field")])]))
+                continue
             }
+            let quantity = Reply.decimal(e["properties"]?["quantity"]) ?? 0
+            valid.append((key, AcceptedUsage(customer: customer, meter: name, timestamp: ts, quantity: quantity, key: key)))
+        }
+        state.with { s in
+            for item in valid where s.keys.insert(item.key).inserted { s.usage.append(item.usage) }  // silent dedup
         }
         return Reply.json(200, .object(["validation_failed": .array(failed)]))
     }
@@ -432,18 +434,20 @@ final class OpenMeterEmulation: EmulatedProvider {
             } else {
                 return problem(400, "Bad Request", "Content-Type must be application/cloudevents+json or application/cloudevents-batch+json")
             }
-            for e in events where e["id"]?.stringValue == nil || e["source"]?.stringValue == nil || e["type"]?.stringValue == nil || e["subject"]?.stringValue == nil {
-                return problem(400, "Bad Request", "every event needs id, source, type and subject")
+            // Read outside the lock, which concurrent requests share; OpenMeter dedupes by (source, id).
+            var valid: [(key: String, usage: AcceptedUsage)] = []
+            valid.reserveCapacity(events.count)
+            for e in events {
+                guard let id = e["id"]?.stringValue, let source = e["source"]?.stringValue, let type = e["type"]?.stringValue,
+                      let subject = e["subject"]?.stringValue else {
+                    return problem(400, "Bad Request", "every event needs id, source, type and subject")
+                }
+                valid.append((source + "\u{1F}" + id,
+                              AcceptedUsage(customer: subject, meter: type, timestamp: e["time"]?.stringValue.flatMap(RFC3339.parse) ?? Date(),
+                                            quantity: Reply.decimal(e["data"]?[valueProperties[type] ?? "value"]) ?? 0, key: id)))
             }
             state.with { s in
-                for e in events {
-                    let key = (e["source"]?.stringValue ?? "") + "\u{1F}" + (e["id"]?.stringValue ?? "")
-                    guard s.keys.insert(key).inserted else { continue }
-                    let type = e["type"]?.stringValue ?? ""
-                    s.usage.append(AcceptedUsage(customer: e["subject"]?.stringValue ?? "", meter: type,
-                                                 timestamp: e["time"]?.stringValue.flatMap(RFC3339.parse) ?? Date(),
-                                                 quantity: Reply.decimal(e["data"]?[valueProperties[type] ?? "value"]) ?? 0, key: e["id"]?.stringValue))
-                }
+                for item in valid where s.keys.insert(item.key).inserted { s.usage.append(item.usage) }
             }
             return Reply.empty(204)
         case ("GET", _) where r.path.hasPrefix("/api/v1/meters/") && r.path.hasSuffix("/query"):
