@@ -372,11 +372,11 @@ do {
     exit(2)
 }
 
-/// CPU seconds (user + system) each thread of this process has used so far, by thread name
-/// (threads of one name summed), from /proc/self/task/*/stat.
-func threadCPU() -> [String: Double] {
+/// CPU seconds (user + system) each live thread of this process has used so far, by thread id
+/// with its name, from /proc/self/task/*/stat.
+func threadCPU() -> [String: (name: String, seconds: Double)] {
     let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-    var out: [String: Double] = [:]
+    var out: [String: (name: String, seconds: Double)] = [:]
     guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return out }
     for tid in tasks {
         guard let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
@@ -385,18 +385,21 @@ func threadCPU() -> [String: Double] {
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         // After the name: state is field 3, utime field 14, stime field 15 (1-based in proc(5)).
         guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
-        out[name, default: 0] += (user + system) / ticks
+        out[tid] = (name, (user + system) / ticks)
     }
     return out
 }
 
-/// Per-thread-name CPU between two `threadCPU()` readings, as "name 1.23 s" sorted by use, with
-/// the cores busy on average over `seconds`.
-func cpuSummary(_ before: [String: Double], _ after: [String: Double], seconds: Double) -> String {
-    let used = after.map { ($0.key, $0.value - (before[$0.key] ?? 0)) }.filter { $0.1 > 0.005 }.sorted { $0.1 > $1.1 }
-    let total = used.reduce(0) { $0 + $1.1 }
+/// CPU used between two `threadCPU()` readings by thread name (threads that started meanwhile
+/// count from zero; threads that ended meanwhile are gone from /proc and not counted), as
+/// "name 1.23 s" sorted by use, with the cores busy on average over `seconds`.
+func cpuSummary(_ before: [String: (name: String, seconds: Double)], _ after: [String: (name: String, seconds: Double)], seconds: Double) -> String {
+    var byName: [String: Double] = [:]
+    for (tid, thread) in after { byName[thread.name, default: 0] += thread.seconds - (before[tid]?.seconds ?? 0) }
+    let used = byName.filter { $0.value > 0.005 }.sorted { $0.value > $1.value }
+    let total = used.reduce(0) { $0 + $1.value }
     return String(format: "%.2f cores busy: ", total / max(seconds, 1e-9))
-        + used.map { String(format: "%@ %.2f s", $0.0, $0.1) }.joined(separator: ", ")
+        + used.map { String(format: "%@ %.2f s", $0.key, $0.value) }.joined(separator: ", ")
 }
 
 /// The machine's CPU time so far from /proc/stat's first line: (busy, steal) in clock ticks,
