@@ -99,6 +99,13 @@ final class StripeEmulation: EmulatedProvider {
     private typealias Accepted = (name: String, identifier: String, customer: String, value: Decimal, at: Date)
 
     private func accept(_ e: JSONValue) -> Result<Accepted?, Refusal> {
+        read(e).map { a in
+            state.with { s in Self.record(name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at, in: &s) ? a : nil }
+        }
+    }
+
+    /// One v2 event's fields, or the refusal Stripe answers for it.
+    private func read(_ e: JSONValue) -> Result<Accepted, Refusal> {
         guard let name = e["event_name"]?.stringValue, !name.isEmpty else {
             return .failure(Refusal(response: v2Error(400, "invalid_request_error", "parameter_missing", "event_name is required.")))
         }
@@ -107,9 +114,7 @@ final class StripeEmulation: EmulatedProvider {
         }
         let identifier = e["identifier"]?.stringValue ?? UUID().uuidString
         let at = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) ?? now()
-        return .success(state.with { s -> Accepted? in
-            Self.record(name: name, identifier: identifier, customer: customer, value: value, at: at, in: &s) ? (name, identifier, customer, value, at) : nil
-        })
+        return .success((name, identifier, customer, value, at))
     }
 
     /// Adds an event to the ledger (and its meter, the first time); false when its identifier
@@ -187,8 +192,18 @@ final class StripeEmulation: EmulatedProvider {
         guard events.count <= 100 else {
             return v2Error(400, "invalid_request_error", "too_many_events", "A stream request takes at most 100 events; this one has \(events.count).")
         }
+        // Every event is read before any is recorded (one refused event refuses the request), and
+        // the batch is recorded under one lock, which concurrent requests share.
+        var batch: [Accepted] = []
+        batch.reserveCapacity(events.count)
         for e in events {
-            if case .failure(let refusal) = accept(e) { return refusal.response }
+            switch read(e) {
+            case .failure(let refusal): return refusal.response
+            case .success(let a): batch.append(a)
+            }
+        }
+        state.with { s in
+            for a in batch { _ = Self.record(name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at, in: &s) }
         }
         return Reply.json(200, .object([:]))
     }
