@@ -591,15 +591,6 @@ final class GroupCommitter: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            // The writers a group resumed come back within microseconds: yield a while before
-            // sleeping, since a futex sleep and wake-up cost more than a commit of a few rows.
-            var spins = 0
-            while pending.isEmpty && !stopped && spins < 100 {
-                condition.unlock()
-                sched_yield()
-                condition.lock()
-                spins += 1
-            }
             while pending.isEmpty && !stopped { condition.wait() }
             if pending.isEmpty && stopped {
                 condition.unlock()
