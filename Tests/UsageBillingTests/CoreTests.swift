@@ -317,6 +317,8 @@ struct JSONValueTests {
         #expect(written.data == dictionary.encoded())
         let array = JSONValue.encodeArray([written, written])
         #expect(array == JSONValue.array([dictionary, dictionary]).encoded())
+        #expect(JSONValue.encodeObject(key: "events", array: [written]) == JSONValue.object(["events": .array([dictionary])]).encoded())
+        #expect(JSONValue.encodeObject(key: "events", array: []) == Data(#"{"events":[]}"#.utf8))
     }
 }
 

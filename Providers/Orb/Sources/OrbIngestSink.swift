@@ -109,13 +109,13 @@ public struct OrbIngestSink: UsageSink {
         case .failure(let reason): return .failure(reason)
         case .success(let m): mapped = m
         }
-        // Written straight to bytes, keys in byte order (what encodeObject would sort them to).
-        let customer: (key: String, value: JSONValue) = (settings.customerIDKind == .external ? "external_customer_id" : "customer_id", .string(mapped.customer))
-        var members: [(key: String, value: JSONValue)] = [("event_name", .string(mapped.eventName))]
-        members.insert(customer, at: settings.customerIDKind == .external ? 1 : 0)
-        members += [("idempotency_key", .string(event.id)), ("properties", .object(mapped.properties)),
-                    ("timestamp", .string(RFC3339.format(event.timestamp)))]
-        return .success((Prepared(id: event.id, json: JSONValue.encodeObject(members)), isOld))
+        // Written straight to bytes (encodeObject puts the keys in order).
+        let json = JSONValue.encodeObject([
+            (settings.customerIDKind == .external ? "external_customer_id" : "customer_id", .string(mapped.customer)),
+            ("event_name", .string(mapped.eventName)), ("idempotency_key", .string(event.id)),
+            ("properties", .object(mapped.properties)), ("timestamp", .string(RFC3339.format(event.timestamp))),
+        ])
+        return .success((Prepared(id: event.id, json: json), isOld))
     }
 
     // MARK: Sending
@@ -123,7 +123,7 @@ public struct OrbIngestSink: UsageSink {
     private func ingest(_ events: [(Int, Prepared)], backfillID: String?) async throws -> [(Int, DeliveryOutcome)] {
         let ids = events.map(\.1.id)
         let key = EventID.derived(from: ["orb-ingest", backfillID ?? ""] + ids)
-        let body = Data("{\"events\":".utf8) + JSONValue.encodeArray(events.map(\.1.json)) + Data("}".utf8)
+        let body = JSONValue.encodeObject(key: "events", array: events.map(\.1.json))
         let query = backfillID.map { [("backfill_id", $0)] } ?? []
         let request = HTTPRequest(method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/ingest", query: query),
                                   headers: orb.headers(idempotencyKey: key), body: body)

@@ -210,7 +210,7 @@ public struct StripeMeterEventSink: UsageSink {
     }
 
     private func sendStream(_ events: [PreparedEvent]) async throws -> DeliveryOutcome {
-        let body = Data("{\"events\":".utf8) + JSONValue.encodeArray(events.map(Self.jsonEvent)) + Data("}".utf8)
+        let body = JSONValue.encodeObject(key: "events", array: events.map(Self.jsonEvent))
         let key = EventID.derived(from: ["stripe-meter-event-stream"] + events.map(\.identifier))
         for attempt in 0..<2 {
             let token: String

@@ -112,15 +112,30 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
 
     /// The bytes of a JSON array of already encoded values.
     public static func encodeArray(_ elements: [EncodedJSON]) -> Data {
+        Data(arrayBytes(elements, prefix: [UInt8](), suffix: ""))
+    }
+
+    /// The bytes of an object whose one member `key` is an array of already encoded values
+    /// (`{"events":[…]}`, the body of Orb's ingest and Stripe's meter event stream).
+    public static func encodeObject(key: String, array elements: [EncodedJSON]) -> Data {
+        var prefix = [UInt8(ascii: "{")]
+        writeString(key, into: &prefix)
+        prefix.append(UInt8(ascii: ":"))
+        return Data(arrayBytes(elements, prefix: prefix, suffix: "}"))
+    }
+
+    private static func arrayBytes(_ elements: [EncodedJSON], prefix: some Collection<UInt8>, suffix: String) -> [UInt8] {
         var out = [UInt8]()
-        out.reserveCapacity(elements.reduce(2) { $0 + $1.bytes.count + 1 })
+        out.reserveCapacity(elements.reduce(prefix.count + 2 + suffix.utf8.count) { $0 + $1.bytes.count + 1 })
+        out.append(contentsOf: prefix)
         out.append(UInt8(ascii: "["))
         for (i, element) in elements.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             out.append(contentsOf: element.bytes)
         }
         out.append(UInt8(ascii: "]"))
-        return Data(out)
+        out.append(contentsOf: suffix.utf8)
+        return out
     }
 
     /// Integers without a fraction (up to 2^53), others in Swift's shortest round-trip form;
