@@ -225,7 +225,8 @@ func spoolBenchmark(count: Int, options: Options) async throws {
                 }
                 let seconds = (ContinuousClock.now - started).seconds
                 rates.append(Double(perWriter * writers) / seconds)
-                print("  record \(tag): \(cpuSummary(cpuBefore, threadCPU(), seconds: seconds)); \(stealSummary(machineBefore, machineCPU()))")
+                let commits = spool.commitStatistics
+                print("  record \(tag): \(commits.calls) calls in \(commits.transactions) commits (\(String(format: "%.1f", Double(commits.calls) / Double(max(1, commits.transactions)))) per commit); \(cpuSummary(cpuBefore, threadCPU(), seconds: seconds)); \(stealSummary(machineBefore, machineCPU()))")
             }
             rows.append(("record, \(durability.rawValue), \(writers) writer(s), \(perCall) event(s) per call", rates.sorted()[rates.count / 2]))
             spreads.append(rates)

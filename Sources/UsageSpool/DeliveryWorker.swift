@@ -102,9 +102,19 @@ public final class DeliveryWorker: Sendable {
                 }
                 let now = clock.now()
                 if let spec, inFlight == 0 {
-                    let raw = try spool.due(lane: lane, limit: 1_000, now: now, windowRecords: false)
+                    // Raw rows fold into their windows 5,000 at a time (each fold reads and
+                    // rewrites every window it touches, so bigger folds touch each one less
+                    // often), and the next rows are read while the last ones fold: reads run
+                    // beside the write, and the two took the same time one after the other.
+                    var raw = try spool.due(lane: lane, limit: 5_000, now: now, windowRecords: false)
                     if !raw.isEmpty {
-                        try await spool.fold(raw, lane: lane, spec: spec, now: now)
+                        while let last = raw.last?.seq {
+                            let batch = raw
+                            async let folding: Void = spool.fold(batch, lane: lane, spec: spec, now: now)
+                            let next = stopFlag.isSet ? [] : try spool.due(lane: lane, limit: 5_000, now: now, windowRecords: false, after: last)
+                            try await folding
+                            raw = next
+                        }
                         continue
                     }
                     if let end = try spool.nextWindowEnd(lane: lane), closeAll || end.timeIntervalSince(now) + spec.grace.seconds <= 0 {
