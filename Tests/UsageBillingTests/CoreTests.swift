@@ -15,11 +15,28 @@ struct EventTests {
         #expect(EventID.generate() != EventID.generate())
     }
 
+    @Test func uuidV7LayoutIsExact() {
+        // Two fixed 64-bit draws: the expected string was worked out by hand (Python) from the
+        // layout: 48 bits of milliseconds, version 7, variant 10, then the random bytes.
+        struct Fixed: RandomNumberGenerator {
+            var values: [UInt64] = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210]
+            mutating func next() -> UInt64 { values.isEmpty ? 0 : values.removeFirst() }
+        }
+        var rng = Fixed()
+        #expect(EventID.generate(at: Date(timeIntervalSince1970: 1_764_000_000), using: &rng) == "019ab697-e800-7301-afcd-ab7698badcfe")
+    }
+
     @Test func derivedIdsAreDeterministicAndSeparatorSafe() {
         let a = EventID.derived(from: ["stripe", "acme", "api", "2026-11-20T00:00:00Z"])
         #expect(a == EventID.derived(from: ["stripe", "acme", "api", "2026-11-20T00:00:00Z"]))
         #expect(a != EventID.derived(from: ["stripe", "acme", "api", "2026-11-21T00:00:00Z"]))
         #expect(EventID.derived(from: ["a\u{1F}b", "c"]) != EventID.derived(from: ["a", "b\u{1F}c"]))
+        // Stable across versions (window records and stream batch keys are persisted and sent):
+        // SHA-256 over the parts' UTF-8 joined by 0x1F, each 0x1F in a part doubled (values
+        // computed independently with Python's hashlib).
+        #expect(a == "ub_10e433195321f78edc5011bc038db650")
+        #expect(EventID.derived(from: ["a\u{1F}b", "c"]) == "ub_4d047566f08c14bbb44b7889155ee5e2")
+        #expect(EventID.derived(from: ["cliënt-ø", "日本"]) == "ub_e8c81a56a00368fba2ce4b420281bde1")
         #expect(a.hasPrefix("ub_") && a.count == 35)
     }
 

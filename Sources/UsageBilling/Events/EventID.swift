@@ -22,18 +22,37 @@ public enum EventID {
         }
         bytes[6] = (bytes[6] & 0x0F) | 0x70  // version 7
         bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
-        let hex = bytes.map { String(format: "%02x", $0) }.joined()
-        let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4),
-                     hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
-        return parts.joined(separator: "-")
+        // 8-4-4-4-12 lowercase hex digits, written straight into the string's bytes.
+        let digits: StaticString = "0123456789abcdef"
+        return String(unsafeUninitializedCapacity: 36) { out in
+            var n = 0
+            for (i, byte) in bytes.enumerated() {
+                if i == 4 || i == 6 || i == 8 || i == 10 { out[n] = UInt8(ascii: "-"); n += 1 }
+                out[n] = digits.utf8Start[Int(byte >> 4)]
+                out[n + 1] = digits.utf8Start[Int(byte & 0x0F)]
+                n += 2
+            }
+            return n
+        }
     }
 
     /// A deterministic id from stable parts (e.g. provider, customer, meter, window start):
     /// `ub_` + the first 32 hex digits of SHA-256 over the parts joined with a separator that
     /// cannot occur in them. The same parts always give the same id, so a re-flush never bills twice.
+    ///
+    /// The separator is escaped byte by byte (U+001F is the single UTF-8 byte 0x1F, which no
+    /// multi-byte sequence contains): Stripe stream batches derive their key from 100 ids, and
+    /// Foundation's `replacingOccurrences` per part was a tenth of that adapter's delivery.
     public static func derived(from parts: [String]) -> String {
-        let joined = parts.map { $0.replacingOccurrences(of: "\u{1F}", with: "\u{1F}\u{1F}") }
-            .joined(separator: "\u{1F}")
-        return "ub_" + String(SHA256.hex(Array(joined.utf8)).prefix(32))
+        var joined: [UInt8] = []
+        joined.reserveCapacity(parts.reduce(parts.count) { $0 + $1.utf8.count })
+        for (i, part) in parts.enumerated() {
+            if i > 0 { joined.append(0x1F) }
+            for byte in part.utf8 {
+                joined.append(byte)
+                if byte == 0x1F { joined.append(0x1F) }
+            }
+        }
+        return "ub_" + String(SHA256.hex(joined).prefix(32))
     }
 }
