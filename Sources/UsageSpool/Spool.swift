@@ -325,7 +325,12 @@ public final class Spool: Sendable {
             // Cached statements: a fold reads and writes every window its rows touch (a window
             // per customer and meter), and parsing these per window cost a fifth of the fold.
             let select = try db.cachedStatement(sql: "SELECT state FROM windows WHERE lane = ? AND customer = ? AND meter = ? AND start = ?")
-            for row in rows {
+            // Only rows still queued now, inside the write: a row another fold took first (a
+            // second worker on the same file, or reads that overlapped) is not counted twice.
+            let seqs = "[" + rows.map { String($0.seq) }.joined(separator: ",") + "]"
+            let live = Set(try Int64.fetchAll(db, sql: "SELECT seq FROM deliveries WHERE seq IN (SELECT value FROM json_each(?)) AND state = 0",
+                                              arguments: [seqs]))
+            for row in rows where live.contains(row.seq) {
                 let (key, end) = aggregator.key(for: row.event, reusing: &bounds)
                 var state: WindowState
                 if let known = touched[key] {
@@ -344,7 +349,7 @@ public final class Spool: Sendable {
             }
             let folded = try RawStatement(db, "UPDATE deliveries SET state = 4, updated_at = ? WHERE seq IN (SELECT value FROM json_each(?)) AND state = 0")
             folded.bind(1, now.timeIntervalSince1970)
-            folded.bind(2, "[" + rows.map { String($0.seq) }.joined(separator: ",") + "]")
+            folded.bind(2, seqs)
             try folded.run()
         }
     }

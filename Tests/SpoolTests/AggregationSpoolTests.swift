@@ -109,6 +109,40 @@ struct AggregationSpoolTests {
         #expect(lane.delivered == 3 && lane.aggregated == 7 && lane.openWindows == 0 && lane.queued == 0)
     }
 
+    /// More raw rows than one fold takes (5,000), recorded while earlier ones fold: each fold
+    /// reads the next rows beside its write, and still every row is folded exactly once.
+    @Test func foldsLargerThanOneBatchCountEveryRowOnce() async throws {
+        let fake = FakeRecurly()
+        let clock = TestClock(now: hourStart.addingTimeInterval(4 * 3600))
+        let pipeline = try UsagePipeline(config: try recurlyConfig(), spoolPath: tempPath("fold.spool"), client: fake, policy: quickRetries, clock: clock)
+        // 12,001 events over three hours: three folds of up to 5,000, the last one partial.
+        let batch = (0..<12_001).map { usage("e\($0)", minute: Double($0 % 180), Decimal($0 % 7 + 1)) }
+        for chunk in stride(from: 0, to: batch.count, by: 4_000) { try await pipeline.record(Array(batch[chunk..<min(batch.count, chunk + 4_000)])) }
+        try await pipeline.flush()
+        var expected: [String: Decimal] = [:]
+        for e in batch { expected[RFC3339.format(Date(timeIntervalSince1970: (e.timestamp.timeIntervalSince1970 / 3600).rounded(.down) * 3600)), default: 0] += e.quantity }
+        var billed: [String: Decimal] = [:]
+        for r in fake.records { billed[r.usageTimestamp, default: 0] += Decimal(r.amount) }
+        #expect(billed == expected, "each hour billed with every event once")
+        let lane = try #require(try pipeline.spool.status().first)
+        #expect(lane.aggregated == 12_001 && lane.queued == 0 && lane.delivered == 3)
+    }
+
+    /// Two folds given the same rows (two workers on one file read them both): the second
+    /// finds them folded already and counts nothing.
+    @Test func rowsFoldedTwiceCountOnce() async throws {
+        let spool = try Spool(path: tempPath("twice.spool"))
+        let spec = AggregationSpec(window: .fixed(seconds: 3600), formula: .sum)
+        try await spool.record((0..<10).map { Spool.Entry(event: usage("t\($0)", minute: Double($0), 2), lanes: ["recurly#0"]) })
+        let rows = try spool.due(lane: "recurly#0", limit: 100, now: hourStart.addingTimeInterval(7200), windowRecords: false)
+        #expect(rows.count == 10)
+        try await spool.fold(rows, lane: "recurly#0", spec: spec)
+        try await spool.fold(rows, lane: "recurly#0", spec: spec)
+        let windows = try spool.windows(lane: "recurly#0")
+        #expect(windows.count == 1)
+        #expect(windows.first?.state.value == 20 && windows.first?.state.events == 10)
+    }
+
     /// Recurly cannot dedupe: after a lost response, the record is looked up by merchant_tag and
     /// found, so it is not posted a second time.
     @Test func ambiguousFailureIsLookedUpNotChargedTwice() async throws {

@@ -46,6 +46,21 @@ struct SpoolTests {
         #expect(try pipeline.spool.status().allSatisfy { $0.queued == 0 && $0.delivered == 3 })
     }
 
+    @Test func commitStatisticsCountCallsAndTransactions() async throws {
+        let spool = try Spool(path: tempPath("stats.spool"))
+        #expect(spool.commitStatistics == (0, 0))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<20 {
+                group.addTask { try await spool.record([Spool.Entry(event: UsageEvent(id: "s-\(i)", name: "api_request", customer: "acme"), lanes: ["a#0"])]) }
+            }
+            try await group.waitForAll()
+        }
+        let stats = spool.commitStatistics
+        #expect(stats.calls == 20)
+        #expect(stats.transactions >= 1 && stats.transactions <= 20)
+        #expect(try spool.queuedCount() == 20)
+    }
+
     @Test func unroutedEventsFollowThePolicy() async throws {
         let yaml = """
             version: 1
