@@ -56,7 +56,15 @@ public final class DeliveryWorker: Sendable {
     /// Lanes whose sink bills per window fold raw rows into the spool's windows and deliver a
     /// record per window once it ends plus the grace period; `closeOpenWindows` emits every
     /// window with new events at once (an explicit flush).
+    ///
+    /// One worker delivers from a spool at a time: `run` holds an exclusive lock on
+    /// `<spool>.worker-lock` (`flock`, released when it returns or its process dies) and throws
+    /// `.configuration` when another worker, in this process or another, holds it for more than
+    /// a second. Two workers would read the same queued rows and send them twice, which a provider
+    /// that does not dedupe (Paddle's charges, Recurly's and Chargebee's window records) bills twice.
     public func run(untilEmpty: Bool, closeOpenWindows: Bool = false) async throws {
+        let lock = try await WorkerLock.acquire(spoolPath: spool.path)
+        defer { lock.release() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in router.lanes {
                 guard let sink = router.sink(for: lane) else { continue }
@@ -313,6 +321,52 @@ struct ReadAhead {
         }
         rows = kept
         return taken
+    }
+}
+
+/// The exclusive lock one running worker holds on its spool: `flock` on `<spool>.worker-lock`,
+/// which names the holder's pid for the error a second worker gets.
+final class WorkerLock: Sendable {
+    private let fd: Int32
+
+    private init(fd: Int32) { self.fd = fd }
+
+    static func acquire(spoolPath: String) async throws -> WorkerLock {
+        let path = spoolPath + ".worker-lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw UsageBillingError(.configuration, "cannot open the worker lock \(path): \(String(cString: strerror(errno)))",
+                                    fix: "make the spool's directory writable by this user")
+        }
+        // A worker killed a moment ago may still be exiting (its lock goes with it): wait up to a second.
+        for attempt in 0... {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { break }
+            guard errno == EWOULDBLOCK || errno == EINTR, attempt < 20 else {
+                let holder = Self.holder(fd)
+                close(fd)
+                let who = holder.map { $0 == getpid() ? "this process (pid \($0))" : "pid \($0)" } ?? "another process"
+                throw UsageBillingError(.configuration, "another worker, in \(who), is already delivering from the spool \(spoolPath)",
+                                        fix: "stop that worker first, or let it deliver: two workers on one spool would send the same rows twice")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        return WorkerLock(fd: fd)
+    }
+
+    /// The pid the holder wrote, if readable.
+    private static func holder(_ fd: Int32) -> Int32? {
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return nil }
+        return Int32(String(decoding: buffer[..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    func release() {
+        _ = flock(fd, LOCK_UN)
+        close(fd)
     }
 }
 

@@ -130,3 +130,50 @@ struct WorkerConcurrencyTests {
         await server.shutdown()
     }
 }
+
+/// Answers every request with 204 once `open()` is called, counting requests.
+final class GateClient: HTTPClient, Sendable {
+    private let state = NIOLockedValueBox((requests: 0, open: false))
+    var requests: Int { state.withLockedValue { $0.requests } }
+    func open() { state.withLockedValue { $0.open = true } }
+
+    func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        state.withLockedValue { $0.requests += 1 }
+        for _ in 0..<1_000 where !state.withLockedValue({ $0.open }) { try await Task.sleep(for: .milliseconds(10)) }
+        return HTTPResponse(status: 204)
+    }
+}
+
+@Suite("One worker per spool", .timeLimit(.minutes(1)))
+struct WorkerLockTests {
+    @Test func aSecondWorkerOnTheSameSpoolIsRefusedUntilTheFirstStops() async throws {
+        let config = try routing("""
+            version: 1
+            providers:
+              openmeter: { kind: openmeter, api_key: om_REDACTED }
+            routes:
+              - { events: [api_request], to: openmeter }
+            """)
+        let path = tempPath("lock.spool")
+        let gate = GateClient()
+        let first = try UsagePipeline(config: config, spoolPath: path, client: gate)
+        try await first.record(events(5))
+        let running = Task { try await first.flush() }
+        for _ in 0..<500 where gate.requests == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(gate.requests == 1, "the first worker is delivering")
+
+        // A second pipeline on the same file (as a second `usage-billing worker` would be).
+        let second = try UsagePipeline(config: config, spoolPath: path, client: gate)
+        await #expect { try await second.flush() } throws: { error in
+            guard let e = error as? UsageBillingError else { return false }
+            return e.code == .configuration && "\(e)".contains("already delivering") && "\(e)".contains("this process")
+        }
+        #expect(gate.requests == 1, "the refused worker sent nothing")
+
+        gate.open()
+        try await running.value
+        try await second.flush()  // the lock is free again once the first worker returns
+        #expect(try second.spool.status().first?.delivered == 5)
+        #expect(gate.requests == 1, "every event went once")
+    }
+}
