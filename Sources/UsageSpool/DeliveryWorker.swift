@@ -279,6 +279,8 @@ public final class UsagePipeline: Sendable {
     /// Delivers until every row recorded so far is final. Lanes that bill per window emit every
     /// window with new events first (`closingOpenWindows`, default), so everything recorded is
     /// billed; events arriving later for the same window go out as the window's next revision.
+    /// Runs the worker, so it throws `.configuration` while another worker (a `DeliveryService`
+    /// in this process, or `usage-billing worker`) delivers from the same spool.
     public func flush(closingOpenWindows: Bool = true) async throws {
         try await worker.run(untilEmpty: true, closeOpenWindows: closingOpenWindows)
     }

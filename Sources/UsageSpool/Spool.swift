@@ -325,8 +325,8 @@ public final class Spool: Sendable {
             // Cached statements: a fold reads and writes every window its rows touch (a window
             // per customer and meter), and parsing these per window cost a fifth of the fold.
             let select = try db.cachedStatement(sql: "SELECT state FROM windows WHERE lane = ? AND customer = ? AND meter = ? AND start = ?")
-            // Only rows still queued now, inside the write: a row another fold took first (a
-            // second worker on the same file, or reads that overlapped) is not counted twice.
+            // Only rows still queued now, inside the write: a row another fold took first
+            // (reads that overlapped, or a worker that bypassed the worker lock) counts once.
             let seqs = "[" + rows.map { String($0.seq) }.joined(separator: ",") + "]"
             let live = Set(try Int64.fetchAll(db, sql: "SELECT seq FROM deliveries WHERE seq IN (SELECT value FROM json_each(?)) AND state = 0",
                                               arguments: [seqs]))
