@@ -160,9 +160,9 @@ public final class DeliveryWorker: Sendable {
                 if let limiter { try await limiter.acquire() }
                 if stopFlag.isSet { break }
                 inFlight += 1
-                let keys = due.compactMap(\.key)
+                let keys = due.compactMap { $0.key }  // closures, not key paths: on tuples these were built at run time per batch
                 for key in keys { busyKeys[key, default: 0] += 1 }
-                let rows = due.map(\.row)
+                let rows = due.map { $0.row }
                 // The queue depth gauge costs a count over the lane's queued rows: at most once a second.
                 let sample = ContinuousClock.now - lastDepthSample > .seconds(1)
                 if sample { lastDepthSample = ContinuousClock.now }
@@ -183,9 +183,9 @@ public final class DeliveryWorker: Sendable {
         do {
             // Rows that may already be at the provider (tried before, or a send was starting
             // when the process died); a provider without idempotency looks them up first.
-            let retrying = Set(due.filter { $0.firstAttemptAt != nil }.map(\.event.id))
-            if checksBeforeRetry { try await spool.markSending(due.map(\.seq), now: clock.now()) }
-            outcomes = try await sink.deliver(due.map(\.event), retrying: retrying)
+            let retrying = Set(due.lazy.filter { $0.firstAttemptAt != nil }.map { $0.event.id })
+            if checksBeforeRetry { try await spool.markSending(due.map { $0.seq }, now: clock.now()) }
+            outcomes = try await sink.deliver(due.map { $0.event }, retrying: retrying)
             let elapsed = (ContinuousClock.now - started).components
             duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         } catch is CancellationError {
@@ -208,7 +208,7 @@ public final class DeliveryWorker: Sendable {
         for (label, count) in counts {
             Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", label)]).increment(by: count)
         }
-        for case (let row, .dead(let reason)) in zip(due, marks.map(\.1)) {
+        for case (let row, .dead(let reason)) in zip(due, marks.lazy.map { $0.1 }) {
             Counter(label: MetricNames.deadLetters, dimensions: [("lane", lane), ("reason", reason.code)]).increment()
             logger.warning("dead letter", metadata: ["event": "\(row.event.id)", "reason": "\(reason.code)", "message": "\(reason.message)"])
         }

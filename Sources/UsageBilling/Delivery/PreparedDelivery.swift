@@ -21,7 +21,7 @@ public enum PreparedDelivery {
             }
         }
         for chunk in Batcher.batches(ready, maxBatchSize: maxPerRequest) {
-            let outcome = try await send(chunk.map(\.prepared))
+            let outcome = try await send(chunk.map { $0.prepared })
             for item in chunk { outcomes[item.index] = outcome }
         }
         return outcomes.map { $0 ?? .possiblyDelivered }
