@@ -29,6 +29,8 @@ struct Worker: AsyncParsableCommand {
             Runs until stopped (SIGTERM or SIGINT: the batches in flight finish and are marked, then it exits), or with
             --until-empty until every queued event is delivered, a duplicate, or a dead letter.
             Safe to kill at any point: what was marked stays marked, the rest is sent again with the same ids.
+            One worker per spool: while one runs (it holds <spool>.worker-lock), a second exits with an error
+            naming the first one's pid, since two would send the same events twice.
 
             Examples:
               usage-billing worker -c examples/routing.yaml --spool usage.spool
