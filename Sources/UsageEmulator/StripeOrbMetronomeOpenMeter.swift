@@ -12,6 +12,8 @@ final class StripeEmulation: EmulatedProvider {
         var usage: [AcceptedUsage] = []; var identifiers: Set<String> = []; var replies: [String: HTTPResponse] = [:]; var meters: [String] = []
         /// v2 stream sessions: token → expiry.
         var sessions: [String: Date] = [:]
+        /// v2 meter-event calls in progress, by customer and meter (see `admit`).
+        var inProgress: Set<String> = []
     }
     private let state = Locked(State())
 
@@ -125,6 +127,24 @@ final class StripeEmulation: EmulatedProvider {
         s.usage.append(AcceptedUsage(customer: customer, meter: name, timestamp: at, quantity: value, key: identifier))
         return true
     }
+
+    /// v2 `POST /v2/billing/meter_events` takes one call at a time per customer and meter
+    /// (stripe.md §1.9): a second one while the first is in progress (an injected delay stands
+    /// for Stripe's processing time) is `409 too_many_concurrent_requests`
+    /// (`v2.error.too_many_concurrent_requests`; body as the conformance fixture has it).
+    func admit(_ r: EmulatedRequest) -> Admission {
+        guard r.method == "POST", r.path == "/v2/billing/meter_events", let body = r.json,
+              let customer = body["payload"]?["stripe_customer_id"]?.stringValue, let name = body["event_name"]?.stringValue else {
+            return .admitted(token: nil)
+        }
+        let key = customer + "\u{1F}" + name
+        guard state.with({ $0.inProgress.insert(key).inserted }) else {
+            return .refused(v2Error(409, "invalid_request_error", "too_many_concurrent_requests", "Too many concurrent requests for this customer and meter."))
+        }
+        return .admitted(token: key)
+    }
+
+    func finish(_ token: String) { state.with { _ = $0.inProgress.remove(token) } }
 
     private func v2Error(_ status: Int, _ type: String, _ code: String, _ message: String) -> HTTPResponse {
         Reply.json(status, .object(["error": .object(["type": .string(type), "code": .string(code), "message": .string(message)])]))

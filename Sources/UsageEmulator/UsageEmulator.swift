@@ -44,6 +44,23 @@ protocol EmulatedProvider: Sendable {
     func injected(status: Int, retryAfter: Bool) -> HTTPResponse
     /// Everything accepted so far.
     func accepted() async -> [AcceptedUsage]
+    /// Called for a write that will be handled, before any injected delay: a refusal is the
+    /// answer at once (Stripe's one call per customer and meter); otherwise `finish(token)` runs
+    /// once the answer is ready, so a lease spans the delay as the provider's work would.
+    func admit(_ request: EmulatedRequest) -> Admission
+    /// Ends what `admit` started.
+    func finish(_ token: String)
+}
+
+/// What `EmulatedProvider.admit` decided.
+enum Admission {
+    case admitted(token: String?)
+    case refused(HTTPResponse)
+}
+
+extension EmulatedProvider {
+    func admit(_ request: EmulatedRequest) -> Admission { .admitted(token: nil) }
+    func finish(_ token: String) {}
 }
 
 /// A local emulator of the seven providers' ingest, read-back and meter endpoints, on loopback
@@ -180,6 +197,14 @@ public final class UsageEmulator: Sendable {
             if d != .pass { s.injected[prefix, default: [:]]["\(d)", default: 0] += 1 }
             return (d, delayRoll < plan.delayRate ? plan.delay : nil)
         }
+        var lease: String?
+        if isWrite, decision == .pass || decision == .timeoutAfterAccept {
+            switch provider.admit(inner) {
+            case .refused(let answer): return .respond(answer)
+            case .admitted(let token): lease = token
+            }
+        }
+        defer { if let lease { provider.finish(lease) } }
         if let delay { try? await Task.sleep(for: delay) }
         switch decision {
         case .pass: return .respond(await provider.handle(inner))

@@ -74,3 +74,38 @@ struct SoakTests {
         await emulator.shutdown()
     }
 }
+
+@Suite("Stripe's one call per customer and meter, emulated", .timeLimit(.minutes(1)))
+struct StripeConcurrencyEmulationTests {
+    @Test func aSecondV2CallForOneCustomerAndMeterInProgressIs409() async throws {
+        var plan = FaultPlan()
+        plan.delay = .seconds(1)  // Stripe's processing time, so calls overlap
+        plan.delayRate = 1
+        let emulator = try await UsageEmulator.start(faults: ["stripe": plan])
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let base = try #require(emulator.endpoints["stripe"]?["endpoint"])
+        @Sendable func send(_ customer: String, _ id: String) async throws -> HTTPResponse {
+            let body = JSONValue.object([
+                "event_name": .string("api_requests"), "identifier": .string(id),
+                "payload": .object(["stripe_customer_id": .string(customer), "value": .string("1")]),
+            ]).encoded()
+            return try await client.send(HTTPRequest(method: .post, url: base + "/v2/billing/meter_events",
+                                                     headers: ["Authorization": "Bearer sk_test_REDACTED", "Content-Type": "application/json"], body: body))
+        }
+        async let first = send("cus_A", "c-1")
+        // Send the second once the emulator holds the first (it counts a request as it admits it).
+        for _ in 0..<500 where emulator.requests("stripe") == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(50))
+        let second = try await send("cus_A", "c-2")  // while the first is in progress
+        #expect(second.status == 409)
+        #expect(JSONValue.parse(second.body)?["error"]?["code"]?.stringValue == "too_many_concurrent_requests")
+        let other = try await send("cus_B", "c-3")  // another customer is not held back
+        #expect(other.status == 200)
+        #expect(try await first.status == 200)
+        let after = try await send("cus_A", "c-4")  // once the first is answered, the next goes through
+        #expect(after.status == 200)
+        #expect(await emulator.accepted("stripe").compactMap { $0.key }.sorted() == ["c-1", "c-3", "c-4"])
+        await emulator.shutdown()
+    }
+}
