@@ -132,9 +132,10 @@ final class StripeEmulation: EmulatedProvider {
     /// (stripe.md §1.9): a second one while the first is in progress (an injected delay stands
     /// for Stripe's processing time) is `409 too_many_concurrent_requests`
     /// (`v2.error.too_many_concurrent_requests`; body as the conformance fixture has it).
-    func admit(_ r: EmulatedRequest) -> Admission {
-        guard r.method == "POST", r.path == "/v2/billing/meter_events", let body = r.json,
-              let customer = body["payload"]?["stripe_customer_id"]?.stringValue, let name = body["event_name"]?.stringValue else {
+    func admit(_ r: inout EmulatedRequest) -> Admission {
+        guard r.method == "POST", r.path == "/v2/billing/meter_events" else { return .admitted(token: nil) }
+        r.parsedJSON = .some(r.json)  // the handler reads the same body: parse it once
+        guard let body = r.json, let customer = body["payload"]?["stripe_customer_id"]?.stringValue, let name = body["event_name"]?.stringValue else {
             return .admitted(token: nil)
         }
         let key = customer + "\u{1F}" + name

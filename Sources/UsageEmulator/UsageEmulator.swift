@@ -15,8 +15,11 @@ public struct EmulatedRequest: Sendable {
     public func query(_ name: String) -> String? { query.first { $0.0 == name }?.1 }
     /// Every value of a query parameter.
     public func queryAll(_ name: String) -> [String] { query.filter { $0.0 == name }.map(\.1) }
+    /// The body parsed once already (by an admission check), so handling does not parse it again.
+    var parsedJSON: JSONValue??
+
     /// The body as JSON.
-    public var json: JSONValue? { JSONValue.parse(body) }
+    public var json: JSONValue? { parsedJSON ?? JSONValue.parse(body) }
     /// The body as form fields.
     public var form: [String: String] { Dictionary(FormEncoding.decode(String(decoding: body, as: UTF8.self)), uniquingKeysWith: { $1 }) }
 }
@@ -47,7 +50,7 @@ protocol EmulatedProvider: Sendable {
     /// Called for a write that will be handled, before any injected delay: a refusal is the
     /// answer at once (Stripe's one call per customer and meter); otherwise `finish(token)` runs
     /// once the answer is ready, so a lease spans the delay as the provider's work would.
-    func admit(_ request: EmulatedRequest) -> Admission
+    func admit(_ request: inout EmulatedRequest) -> Admission
     /// Ends what `admit` started.
     func finish(_ token: String)
 }
@@ -59,7 +62,7 @@ enum Admission {
 }
 
 extension EmulatedProvider {
-    func admit(_ request: EmulatedRequest) -> Admission { .admitted(token: nil) }
+    func admit(_ request: inout EmulatedRequest) -> Admission { .admitted(token: nil) }
     func finish(_ token: String) {}
 }
 
@@ -182,7 +185,7 @@ public final class UsageEmulator: Sendable {
             return .respond(Reply.json(404, .object(["error": .string("no emulated provider at \(request.path); use one of /\(providers.keys.sorted().joined(separator: ", /"))")])))
         }
         let prefix = alias?.prefix ?? String(first)
-        let inner = EmulatedRequest(method: request.method, path: (alias?.marker ?? "") + "/" + (parts.count > 1 ? String(parts[1]) : ""), query: request.query,
+        var inner = EmulatedRequest(method: request.method, path: (alias?.marker ?? "") + "/" + (parts.count > 1 ? String(parts[1]) : ""), query: request.query,
                                     headers: request.headers, body: request.body)
         let isWrite = request.method != "GET" && request.method != "HEAD"
             && !(prefix == "metronome" && inner.path == "/v1/usage")  // Metronome's read-back is a POST
@@ -199,7 +202,7 @@ public final class UsageEmulator: Sendable {
         }
         var lease: String?
         if isWrite, decision == .pass || decision == .timeoutAfterAccept {
-            switch provider.admit(inner) {
+            switch provider.admit(&inner) {
             case .refused(let answer): return .respond(answer)
             case .admitted(let token): lease = token
             }
