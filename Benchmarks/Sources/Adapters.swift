@@ -6,6 +6,7 @@ import UsageBillingProviders
 import UsageEmulator
 import UsageRouting
 import UsageSpool
+import UsageBillingTesting
 
 /// One adapter's end-to-end run: spool → worker → curl → emulator.
 struct AdapterRun {
@@ -41,7 +42,7 @@ func pythonSDK(kind: String, base: String, count: Int) -> Double? {
     process.standardOutput = out
     process.standardError = FileHandle.nullDevice
     do { try process.run() } catch { return nil }
-    let data = out.fileHandleForReading.readDataToEndOfFile()
+    let data = readToEnd(out.fileHandleForReading)
     process.waitUntilExit()
     guard process.terminationStatus == 0 else {
         print("  (\(kind): the Python SDK run failed; install the SDKs: pip install stripe orb-billing metronome-sdk openmeter==1.0.0b236 chargebee recurly paddle-python-sdk)")

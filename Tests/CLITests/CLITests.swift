@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UsageBillingTesting
 
 /// Runs the built `usage-billing` binary (built with the tests: this target depends on it).
 struct CLI {
@@ -45,7 +46,7 @@ struct CLI {
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        let data = readToEnd(pipe.fileHandleForReading)
         process.waitUntilExit()
         return Result(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
     }

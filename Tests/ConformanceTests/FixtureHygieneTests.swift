@@ -80,7 +80,7 @@ struct FixtureHygieneTests {
                     process.standardOutput = pipe
                     process.standardError = pipe
                     try process.run()
-                    let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    let text = String(decoding: readToEnd(pipe.fileHandleForReading), as: UTF8.self)
                     process.waitUntilExit()
                     continuation.resume(returning: (process.terminationStatus, text))
                 } catch {
