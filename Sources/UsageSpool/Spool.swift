@@ -228,6 +228,62 @@ public final class Spool: Sendable {
                 try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('deliveries', ?)", arguments: [highWater])
             }
         }
+        m.registerMigration("v6: events keyed by an integer, in recording order") { db in
+            // Events were a WITHOUT ROWID table keyed by their text id, so each new event (ids
+            // come in no particular order) rewrote a random page holding whole payloads, and every
+            // delivery row carried the id again and was joined on it. Now events sit in recording
+            // order under an integer key (appends), only a UNIQUE index on the id takes random
+            // writes, and deliveries point at the integer: a commit of a few one-event writers
+            // wrote a fifth fewer bytes (Benchmarks/calibration/sqlite_floor.c), and the worker's
+            // reads walk events in order. Every row carries over; a delivery row whose event is
+            // missing stops the migration instead of being dropped.
+            let before = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries") ?? 0
+            let highWater = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'")
+            try db.execute(sql: """
+                CREATE TABLE events_v6 (
+                    key INTEGER PRIMARY KEY,
+                    id TEXT NOT NULL UNIQUE,
+                    payload BLOB NOT NULL,
+                    recorded_at REAL NOT NULL
+                );
+                INSERT INTO events_v6 (id, payload, recorded_at) SELECT id, payload, recorded_at FROM events ORDER BY recorded_at, id;
+                CREATE TABLE deliveries_v6 (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    event INTEGER NOT NULL REFERENCES events(key),
+                    lane TEXT NOT NULL,
+                    state INTEGER NOT NULL DEFAULT 0,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at REAL NOT NULL DEFAULT 0,
+                    first_attempt_at REAL,
+                    reason_code TEXT,
+                    reason_message TEXT,
+                    recorded_at REAL NOT NULL,
+                    updated_at REAL NOT NULL,
+                    window_record INTEGER NOT NULL DEFAULT 0
+                );
+                INSERT INTO deliveries_v6 (seq, event, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code,
+                                           reason_message, recorded_at, updated_at, window_record)
+                    SELECT d.seq, e.key, d.lane, d.state, d.attempts, d.next_attempt_at, d.first_attempt_at, d.reason_code,
+                           d.reason_message, d.recorded_at, d.updated_at, d.window_record
+                    FROM deliveries d JOIN events_v6 e ON e.id = d.event_id ORDER BY d.seq;
+                """)
+            let after = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries_v6") ?? 0
+            guard after == before else {
+                throw UsageBillingError(.invalidInput, "the spool has \(before - after) delivery row(s) whose event is missing, so it cannot be upgraded without losing them",
+                                        fix: "nothing was changed: open it with the release that wrote it, or inspect it with `sqlite3 FILE \"SELECT * FROM deliveries WHERE event_id NOT IN (SELECT id FROM events)\"`")
+            }
+            try db.execute(sql: """
+                DROP TABLE deliveries;
+                DROP TABLE events;
+                ALTER TABLE events_v6 RENAME TO events;
+                ALTER TABLE deliveries_v6 RENAME TO deliveries;
+                CREATE INDEX deliveries_queued ON deliveries (lane, seq) WHERE state = 0;
+                """)
+            if let highWater {
+                try db.execute(sql: "DELETE FROM sqlite_sequence WHERE name = 'deliveries'")
+                try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('deliveries', ?)", arguments: [highWater])
+            }
+        }
         return m
     }
 
@@ -262,7 +318,7 @@ public final class Spool: Sendable {
             // Read through the C API: this runs once per batch on the delivery path, and GRDB's
             // rows (a dictionary-like Row per result) cost more than the query.
             let query = try RawStatement(db, """
-                SELECT d.seq, d.attempts, d.first_attempt_at, d.window_record, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id
+                SELECT d.seq, d.attempts, d.first_attempt_at, d.window_record, e.payload FROM deliveries d JOIN events e ON e.key = d.event
                 WHERE d.lane = ? AND d.state = 0 AND d.seq > ? AND d.next_attempt_at <= ?\(filter) ORDER BY d.seq LIMIT ?
                 """)
             query.bind(1, lane)
@@ -284,7 +340,7 @@ public final class Spool: Sendable {
     public func ledger(lane: String, _ visit: (UsageEvent, DeliveryState) throws -> Void) throws {
         try pool.read { db in
             let rows = try Row.fetchCursor(db, sql: """
-                SELECT d.state, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id
+                SELECT d.state, e.payload FROM deliveries d JOIN events e ON e.key = d.event
                 WHERE d.lane = ? AND d.window_record = 0 ORDER BY d.seq
                 """, arguments: [lane])
             while let row = try rows.next() {
@@ -376,8 +432,8 @@ public final class Spool: Sendable {
                                    arguments: [record.id, PayloadCodec.encode(record), t])
                     if db.changesCount > 0 {  // a revision already queued stays as it is
                         try db.execute(sql: """
-                            INSERT INTO deliveries (event_id, lane, state, recorded_at, updated_at, window_record) VALUES (?, ?, 0, ?, ?, 1)
-                            """, arguments: [record.id, lane, t, t])
+                            INSERT INTO deliveries (event, lane, state, recorded_at, updated_at, window_record) VALUES (?, ?, 0, ?, ?, 1)
+                            """, arguments: [db.lastInsertedRowID, lane, t, t])
                         queued += 1
                     }
                 }
@@ -522,8 +578,8 @@ public final class Spool: Sendable {
     public func deadLetters(reason: String? = nil, limit: Int = 100) throws -> [DeadLetter] {
         try pool.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT event_id, lane, reason_code, reason_message, attempts FROM deliveries
-                WHERE state = 3 AND (? IS NULL OR reason_code = ?) ORDER BY seq LIMIT ?
+                SELECT e.id, d.lane, d.reason_code, d.reason_message, d.attempts FROM deliveries d JOIN events e ON e.key = d.event
+                WHERE d.state = 3 AND (? IS NULL OR d.reason_code = ?) ORDER BY d.seq LIMIT ?
                 """, arguments: [reason, reason, limit]).map {
                 DeadLetter(eventID: $0[0], lane: $0[1], code: $0[2] ?? "", message: $0[3] ?? "", attempts: $0[4])
             }
@@ -652,7 +708,7 @@ final class GroupCommitter: @unchecked Sendable {
             // Bound with the C API: GRDB's StatementArguments cost more than the inserts here.
             let insertEvent = try RawStatement(db, "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)")
             let insertLane = try RawStatement(db, """
-                INSERT INTO deliveries (event_id, lane, state, recorded_at, updated_at, reason_code, reason_message)
+                INSERT INTO deliveries (event, lane, state, recorded_at, updated_at, reason_code, reason_message)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)
             for item in group {
@@ -663,8 +719,9 @@ final class GroupCommitter: @unchecked Sendable {
                     insertEvent.bind(3, now)
                     try insertEvent.run()
                     guard db.changesCount > 0 else { continue }  // recorded before: leave it as it is
+                    let key = db.lastInsertedRowID
                     for (i, lane) in entry.lanes.enumerated() where !entry.lanes[..<i].contains(lane) {
-                        insertLane.bind(1, entry.event.id)
+                        insertLane.bind(1, key)
                         insertLane.bind(2, lane)
                         insertLane.bind(3, Int64(DeliveryState.queued.rawValue))
                         insertLane.bind(4, now)
@@ -674,7 +731,7 @@ final class GroupCommitter: @unchecked Sendable {
                         try insertLane.run()
                     }
                     if let dead = entry.deadLetter, !entry.lanes.contains(dead.lane) {
-                        insertLane.bind(1, entry.event.id)
+                        insertLane.bind(1, key)
                         insertLane.bind(2, dead.lane)
                         insertLane.bind(3, Int64(DeliveryState.dead.rawValue))
                         insertLane.bind(4, now)

@@ -41,4 +41,74 @@ struct MigrationTests {
         #expect(due.map(\.event.id) == ["old-1", "old-2", "new-0"])
         #expect((due.last?.seq ?? 0) > 10)
     }
+
+    /// A v5 spool (events keyed by their text id) opens under v6 (integer keys) with every
+    /// event, every row's state, reason and attempts, and its seqs; purged seqs stay unused.
+    @Test func aVersion5SpoolKeepsEveryRowUnderIntegerKeys() async throws {
+        let path = tempPath("v5.spool")
+        let t = Date().timeIntervalSince1970
+        let old = ["zeta", "alpha", "mid"].map { UsageEvent(id: "old-\($0)", name: "api_request", customer: "acme", timestamp: Date(timeIntervalSince1970: 1_700_000_000), quantity: 2) }
+        do {
+            let queue = try DatabaseQueue(path: path)
+            try Spool.migrator.migrate(queue, upTo: "v5: no (event_id, lane) index")
+            try await queue.write { db in
+                for (i, event) in old.enumerated() {
+                    try db.execute(sql: "INSERT INTO events (id, payload, recorded_at) VALUES (?, ?, ?)", arguments: [event.id, PayloadCodec.encode(event), t + Double(i)])
+                    try db.execute(sql: "INSERT INTO deliveries (seq, event_id, lane, state, attempts, recorded_at, updated_at) VALUES (?, ?, 'stripe#0', 0, ?, ?, ?)",
+                                   arguments: [i + 1, event.id, i, t, t])
+                }
+                try db.execute(sql: """
+                    INSERT INTO deliveries (seq, event_id, lane, state, attempts, reason_code, reason_message, recorded_at, updated_at)
+                    VALUES (4, 'old-zeta', 'orb#0', 3, 5, 'rejected', 'customer unknown', ?, ?)
+                    """, arguments: [t, t])
+                try db.execute(sql: "INSERT INTO deliveries (seq, event_id, lane, state, recorded_at, updated_at) VALUES (20, 'old-mid', 'orb#0', 1, ?, ?)", arguments: [t, t])
+                try db.execute(sql: "DELETE FROM deliveries WHERE seq = 20")
+            }
+            try queue.close()
+        }
+        let spool = try Spool(path: path)
+        let columns = try await spool.pool.read { db in try String.fetchAll(db, sql: "SELECT name FROM pragma_table_info('deliveries') ORDER BY cid") }
+        #expect(columns.contains("event") && !columns.contains("event_id"))
+        let due = try spool.due(lane: "stripe#0", limit: 10, now: Date())
+        #expect(due.map(\.seq) == [1, 2, 3])
+        #expect(due.map(\.event.id) == ["old-zeta", "old-alpha", "old-mid"])
+        #expect(due.map(\.attempts) == [0, 1, 2])
+        #expect(try spool.deadLetters() == [DeadLetter(eventID: "old-zeta", lane: "orb#0", code: "rejected", message: "customer unknown", attempts: 5)])
+        try await spool.record(old.map { Spool.Entry(event: $0, lanes: ["stripe#0"]) })  // recorded before: no-op
+        #expect(try spool.queuedCount() == 3)
+        let new = UsageEvent(id: "new-0", name: "api_request", customer: "acme", timestamp: Date(), quantity: 1)
+        try await spool.record([Spool.Entry(event: new, lanes: ["stripe#0"])])
+        let after = try spool.due(lane: "stripe#0", limit: 10, now: Date())
+        #expect(after.map(\.event.id) == ["old-zeta", "old-alpha", "old-mid", "new-0"])
+        #expect((after.last?.seq ?? 0) > 20)
+    }
+
+    /// A v5 spool with a delivery row whose event is missing is not upgraded (that row would be
+    /// lost): opening it fails naming the problem, and the file still holds every row.
+    @Test func aVersion5SpoolWithAnOrphanRowIsRefusedNotTrimmed() async throws {
+        let path = tempPath("v5-orphan.spool")
+        let t = Date().timeIntervalSince1970
+        let event = UsageEvent(id: "kept", name: "api_request", customer: "acme", timestamp: Date(), quantity: 1)
+        do {
+            var unchecked = Configuration()
+            unchecked.foreignKeysEnabled = false  // how an orphan could come about: a hand edit, a tool without foreign keys
+            let queue = try DatabaseQueue(path: path, configuration: unchecked)
+            try Spool.migrator.migrate(queue, upTo: "v5: no (event_id, lane) index")
+            try await queue.write { db in
+                try db.execute(sql: "INSERT INTO events (id, payload, recorded_at) VALUES (?, ?, ?)", arguments: [event.id, PayloadCodec.encode(event), t])
+                try db.execute(sql: "INSERT INTO deliveries (event_id, lane, state, recorded_at, updated_at) VALUES ('kept', 'stripe#0', 0, ?, ?)", arguments: [t, t])
+                try db.execute(sql: "INSERT INTO deliveries (event_id, lane, state, recorded_at, updated_at) VALUES ('gone', 'stripe#0', 0, ?, ?)", arguments: [t, t])
+            }
+            try queue.close()
+        }
+        #expect {
+            _ = try Spool(path: path)
+        } throws: { error in
+            guard let error = error as? UsageBillingError else { return false }
+            return error.code == .invalidInput && error.message.contains("1 delivery row(s) whose event is missing")
+        }
+        let queue = try DatabaseQueue(path: path)
+        let rows = try await queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE event_id IN ('kept', 'gone')") }
+        #expect(rows == 2)
+    }
 }
