@@ -1,5 +1,5 @@
 /*
- * What SQLite alone costs for the spool's record path on this machine: the spool's schema (v5),
+ * What SQLite alone costs for the spool's record path on this machine: the spool's schema up to v5 (v6 keys events by an integer: see Benchmarks/README.md),
  * WAL, synchronous=NORMAL, its cache and checkpoint settings, and for each event the same two
  * inserts `Spool.record` makes (events, deliveries), PER events per transaction, with ids from
  * WRITERS separate ranges (as concurrent writers with ids in no particular order give). No Swift,
