@@ -1,5 +1,5 @@
 /*
- * What SQLite alone costs for the spool's record path on this machine: the spool's schema up to v5 (v6 keys events by an integer: see Benchmarks/README.md),
+ * What SQLite alone costs for the spool's record path on this machine: the spool's schema (v6),
  * WAL, synchronous=NORMAL, its cache and checkpoint settings, and for each event the same two
  * inserts `Spool.record` makes (events, deliveries), PER events per transaction, with ids from
  * WRITERS separate ranges (as concurrent writers with ids in no particular order give). No Swift,
@@ -49,15 +49,15 @@ int main(int argc, char **argv) {
     }
     check(db, sqlite3_exec(db,
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384; PRAGMA wal_autocheckpoint=4000;"
-        "CREATE TABLE events (id TEXT PRIMARY KEY NOT NULL, payload BLOB NOT NULL, recorded_at REAL NOT NULL) WITHOUT ROWID;"
-        "CREATE TABLE deliveries (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL REFERENCES events(id), lane TEXT NOT NULL,"
+        "CREATE TABLE events (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload BLOB NOT NULL, recorded_at REAL NOT NULL);"
+        "CREATE TABLE deliveries (seq INTEGER PRIMARY KEY AUTOINCREMENT, event INTEGER NOT NULL REFERENCES events(key), lane TEXT NOT NULL,"
         " state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0,"
         " first_attempt_at REAL, reason_code TEXT, reason_message TEXT, recorded_at REAL NOT NULL, updated_at REAL NOT NULL,"
         " window_record INTEGER NOT NULL DEFAULT 0);"
         "CREATE INDEX deliveries_queued ON deliveries (lane, seq) WHERE state = 0;", 0, 0, 0), "schema");
     sqlite3_stmt *event, *lane, *begin, *commit;
     check(db, sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)", -1, &event, 0), "prepare");
-    check(db, sqlite3_prepare_v2(db, "INSERT INTO deliveries (event_id, lane, state, recorded_at, updated_at, reason_code, reason_message)"
+    check(db, sqlite3_prepare_v2(db, "INSERT INTO deliveries (event, lane, state, recorded_at, updated_at, reason_code, reason_message)"
                                      " VALUES (?, ?, 0, ?, ?, NULL, NULL)", -1, &lane, 0), "prepare");
     check(db, sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, 0), "prepare");
     check(db, sqlite3_prepare_v2(db, "COMMIT", -1, &commit, 0), "prepare");
@@ -78,7 +78,7 @@ int main(int argc, char **argv) {
             sqlite3_bind_double(event, 3, 1.0);
             check(db, sqlite3_step(event), "insert event");
             sqlite3_reset(event);
-            sqlite3_bind_text(lane, 1, id, len, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(lane, 1, sqlite3_last_insert_rowid(db));
             sqlite3_bind_text(lane, 2, "openmeter#0", -1, SQLITE_STATIC);
             sqlite3_bind_double(lane, 3, 1.0);
             sqlite3_bind_double(lane, 4, 1.0);
