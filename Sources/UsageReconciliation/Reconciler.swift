@@ -272,7 +272,9 @@ public struct Reconciler: Sendable {
                     let window = Self.window(containing: u.start, grid.0, options, range: (grid.from, grid.to))
                     let bucket = Bucket(names: ProviderNames(customer: u.customer, meter: u.meter), start: window.start)
                     reported[bucket, default: 0] += u.value
-                    if tallies[bucket] == nil { tallies[bucket] = Tally(customers: Set(owners[u.customer] ?? []), end: window.end) }
+                    // Read-backs answer every window of the range (Stripe's summaries, Orb's
+                    // days), mostly 0: a window with nothing recorded and 0 reported is no row.
+                    if tallies[bucket] == nil, u.value != 0 { tallies[bucket] = Tally(customers: Set(owners[u.customer] ?? []), end: window.end) }
                 }
                 readCustomers.insert(customer)
             } catch {

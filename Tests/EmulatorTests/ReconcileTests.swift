@@ -120,6 +120,34 @@ struct ReconcileTests {
         await emulator.shutdown()
     }
 
+    /// A range wider than the usage: Stripe's summaries and Orb's usage answer every window of
+    /// the range, most of them 0. A window with nothing recorded and 0 reported is no row, so a
+    /// range that crosses midnight (a reconcile run between 00:00 and 01:00 UTC asking for the
+    /// last hour) shows the same rows as one that does not.
+    @Test func emptyWindowsOnBothSidesAreNoRows() async throws {
+        let emulator = try await UsageEmulator.start()
+        let routing = try config(emulator, routes: "  - { events: [tokens], to: stripe, shadow: orb }")
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("empty"), client: client, policy: quick)
+        let day = utcDay(Date().addingTimeInterval(-3 * 86_400))
+        let at = day.addingTimeInterval(12 * 3600)
+        try await pipeline.record([UsageEvent(id: "e-a", name: "tokens", customer: "acme", timestamp: at, quantity: 4),
+                                   UsageEvent(id: "e-g", name: "tokens", customer: "globex", timestamp: at, quantity: 6)])
+        try await pipeline.flush()
+        let reconciler = try Reconciler(config: routing, spool: pipeline.spool, client: client)
+        // Three days, the usage in the middle one; then the last minutes of the day before and the first of that day.
+        for (from, to, granularity) in [(day.addingTimeInterval(-86_400), day.addingTimeInterval(2 * 86_400), ReadBackGranularity.day),
+                                        (day.addingTimeInterval(-600), day.addingTimeInterval(13 * 3600), .day),
+                                        (day.addingTimeInterval(6 * 3600), day.addingTimeInterval(18 * 3600), .hour)] {
+            let report = try await reconciler.run(ReconcileOptions(from: from, to: to, granularity: granularity, providers: granularity == .hour ? ["stripe"] : nil))
+            #expect(report.isClean, "\(report.table())")
+            #expect(report.rows.count == (granularity == .hour ? 2 : 4), "two customers, one window each (Orb reads days only): \(report.table())")
+            #expect(report.rows.allSatisfy { $0.recorded == $0.reported && $0.recorded > 0 })
+        }
+        await emulator.shutdown()
+    }
+
     /// Orb cuts days in the customer's time zone: an event at 03:00Z belongs to the previous day
     /// in New York; Stripe cuts the same event into the UTC day. Both reconcile.
     @Test func orbDaysAreTheCustomersOwn() async throws {
