@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UsageBilling
 import UsageBillingTesting
 
 /// Runs the built `usage-billing` binary (built with the tests: this target depends on it).
@@ -88,11 +89,20 @@ struct CLITests {
         #expect(r.output.contains("environment variable STRIPE_SECRET_KEY is not set"))
     }
 
+    /// The example events (all on 2026-11-20) moved to yesterday, UTC: Stripe takes events up to
+    /// 35 days old and Metronome 34, so the file as committed would be rejected from late
+    /// December on. Yesterday is after the example config's cutover (2026-12-01), so
+    /// `api_request` goes to Orb with a Stripe shadow.
     @Test func importDryRunShowsRequestsAndAGoodSummary() async throws {
-        let r = try await CLI.run(["import", "examples/events.ndjson", "-c", "examples/routing.yaml", "--dry-run", "--show-requests", "50"])
+        let example = try String(contentsOfFile: "examples/events.ndjson", encoding: .utf8)
+        #expect(example.components(separatedBy: "\"timestamp\": \"2026-11-20T").count == 94, "every example event is on 2026-11-20")
+        let yesterday = String(RFC3339.format(Date().addingTimeInterval(-86_400)).prefix(10))
+        let events = try CLI.temp("examples-yesterday.ndjson", example.replacingOccurrences(of: "\"timestamp\": \"2026-11-20T", with: "\"timestamp\": \"\(yesterday)T"))
+        let r = try await CLI.run(["import", events, "-c", "examples/routing.yaml", "--dry-run", "--show-requests", "50"])
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains("Read 93 events."))
-        #expect(r.output.contains("stripe (route 0, primary): accepted 30"))
+        #expect(r.output.contains("orb (route 1, primary): accepted 30"), "\(r.output)")
+        #expect(r.output.contains("stripe (route 1, shadow): accepted 30"), "\(r.output)")
         #expect(r.output.contains("openmeter (route 3, primary): accepted 15"))
         #expect(r.output.contains("chargebee (route 4, primary): aggregated 17"), "\(r.output)")
         #expect(r.output.contains("chargebee (route 4, primary) window records: accepted"))
