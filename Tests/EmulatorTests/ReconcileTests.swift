@@ -168,7 +168,11 @@ struct ReconcileTests {
         let orb = report.rows.filter { $0.provider == "orb" }.sorted { $0.start < $1.start }
         // The range widened to New York days: the day before (holding 4) and the day itself (holding 6).
         #expect(orb.map(\.recorded) == [4, 6], "\(orb)")
-        #expect(orb.first.map { Int($0.start.timeIntervalSince(today)) } == -86_400 + 5 * 3600)
+        // New York's midnight before `early`: 05:00Z in winter, 04:00Z under daylight saving time.
+        var newYork = Calendar(identifier: .gregorian)
+        newYork.timeZone = try #require(TimeZone(identifier: "America/New_York"))
+        #expect(orb.first?.start == newYork.startOfDay(for: early))
+        #expect(orb.first.map { Int($0.start.timeIntervalSince(today)) } == -86_400 - newYork.timeZone.secondsFromGMT(for: early))
         let stripe = report.rows.filter { $0.provider == "stripe" }
         #expect(stripe.map(\.recorded) == [10] && stripe.first?.start == today)
         await emulator.shutdown()
