@@ -14,6 +14,8 @@ final class StripeEmulation: EmulatedProvider {
         var sessions: [String: Date] = [:]
         /// v2 meter-event calls in progress, by customer and meter (see `admit`).
         var inProgress: Set<String> = []
+        /// Deactivated meters (event name → when): they take no more events.
+        var inactive: [String: Date] = [:]
     }
     private let state = Locked(State())
 
@@ -54,10 +56,16 @@ final class StripeEmulation: EmulatedProvider {
             }
             return Reply.json(200, meter(name))
         case ("GET", "/v1/billing/meters"):
-            let data = state.with { $0.meters }.map(meter)
+            let (names, inactive) = state.with { ($0.meters, $0.inactive) }
+            let wanted = r.query("status")
+            let data = names.filter { wanted == nil || (inactive[$0] == nil ? "active" : "inactive") == wanted }.map { meter($0, deactivated: inactive[$0]) }
             return Reply.json(200, .object(["object": .string("list"), "data": .array(data), "has_more": .bool(false), "url": .string("/v1/billing/meters")]))
         case ("GET", _) where r.path.hasPrefix("/v1/billing/meters/") && r.path.hasSuffix("/event_summaries"):
             return summaries(meterID: String(r.path.dropFirst("/v1/billing/meters/".count).dropLast("/event_summaries".count)), r)
+        case ("POST", "/v1/billing/meter_event_adjustments"): return adjustment(r, v2: false)
+        case ("POST", "/v2/billing/meter_event_adjustments"): return adjustment(r, v2: true)
+        case (_, _) where r.path.hasPrefix("/v1/billing/meters/mtr_emu_"):
+            return meterLifecycle(r)
         default:
             return error(404, "invalid_request_error", "resource_missing", "Unrecognized request URL (\(r.method): \(r.path)).")
         }
@@ -78,9 +86,10 @@ final class StripeEmulation: EmulatedProvider {
             return error(400, "invalid_request_error", "parameter_missing", "Missing required param: payload[stripe_customer_id] or payload[value].", param: "payload")
         }
         let identifier = f["identifier"] ?? UUID().uuidString
-        let timestamp = f["timestamp"].flatMap(Double.init) ?? now().timeIntervalSince1970
+        let received = now()
+        let timestamp = f["timestamp"].flatMap(Double.init) ?? received.timeIntervalSince1970
         let response: HTTPResponse = state.with { s in
-            guard Self.record(name: name, identifier: identifier, customer: customer, value: value, at: Date(timeIntervalSince1970: timestamp), in: &s) else {
+            guard Self.record(name: name, identifier: identifier, customer: customer, value: value, at: Date(timeIntervalSince1970: timestamp), received: received, in: &s) else {
                 return error(400, "invalid_request_error", nil, "An event already exists with identifier \(identifier).", headers: ["Stripe-Should-Retry": "false"])
             }
             return Reply.json(200, .object([
@@ -102,7 +111,8 @@ final class StripeEmulation: EmulatedProvider {
 
     private func accept(_ e: JSONValue) -> Result<Accepted?, Refusal> {
         read(e).map { a in
-            state.with { s in Self.record(name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at, in: &s) ? a : nil }
+            let received = now()
+            return state.with { s in Self.record(name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at, received: received, in: &s) ? a : nil }
         }
     }
 
@@ -121,10 +131,12 @@ final class StripeEmulation: EmulatedProvider {
 
     /// Adds an event to the ledger (and its meter, the first time); false when its identifier
     /// was seen before, on any API.
-    private static func record(name: String, identifier: String, customer: String, value: Decimal, at: Date, in s: inout State) -> Bool {
+    /// An event for a deactivated meter is taken (true) and not counted: Stripe reports it later.
+    private static func record(name: String, identifier: String, customer: String, value: Decimal, at: Date, received: Date, in s: inout State) -> Bool {
         guard s.identifiers.insert(identifier).inserted else { return false }
         if !s.meters.contains(name) { s.meters.append(name) }
-        s.usage.append(AcceptedUsage(customer: customer, meter: name, timestamp: at, quantity: value, key: identifier))
+        guard s.inactive.isEmpty || s.inactive[name] == nil else { return true }
+        s.usage.append(AcceptedUsage(customer: customer, meter: name, timestamp: at, quantity: value, key: identifier, receivedAt: received))
         return true
     }
 
@@ -157,6 +169,9 @@ final class StripeEmulation: EmulatedProvider {
         let key = r.headers["Idempotency-Key"]
         if let key, let replay = state.with({ $0.replies[key] }) { return replay }
         guard let body = r.json, case .object = body else { return v2Error(400, "invalid_request_error", "invalid_json", "The body is not a JSON object.") }
+        if let name = body["event_name"]?.stringValue, state.with({ $0.inactive[name] != nil }) {
+            return v2Error(400, "invalid_request_error", "archived_meter", "The meter for event_name \(name) is inactive; reactivate it to send events.")
+        }
         let response: HTTPResponse
         switch accept(body) {
         case .failure(let refusal): return refusal.response
@@ -223,20 +238,79 @@ final class StripeEmulation: EmulatedProvider {
             case .success(let a): batch.append(a)
             }
         }
+        let received = now()
         state.with { s in
-            for a in batch { _ = Self.record(name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at, in: &s) }
+            for a in batch { _ = Self.record(name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at, received: received, in: &s) }
         }
         return Reply.json(200, .object([:]))
     }
 
-    private func meter(_ name: String) -> JSONValue {
+    private func meter(_ name: String, deactivated: Date? = nil) -> JSONValue {
         .object([
             "id": .string("mtr_emu_\(name)"), "object": .string("billing.meter"), "created": .number(0), "updated": .number(0),
             "customer_mapping": .object(["event_payload_key": .string("stripe_customer_id"), "type": .string("by_id")]),
             "default_aggregation": .object(["formula": .string("sum")]), "display_name": .string(name), "event_name": .string(name),
-            "event_time_window": .null, "livemode": .bool(false), "status": .string("active"), "status_transitions": .object(["deactivated_at": .null]),
+            "event_time_window": .null, "livemode": .bool(false), "status": .string(deactivated == nil ? "active" : "inactive"),
+            "status_transitions": .object(["deactivated_at": deactivated.map { .number($0.timeIntervalSince1970.rounded(.down)) } ?? .null]),
             "value_settings": .object(["event_payload_key": .string("value")]),
         ])
+    }
+
+    /// `GET /v1/billing/meters/{id}`, `POST …/deactivate` and `POST …/reactivate`. A deactivated
+    /// meter takes no more events: v2 refuses them with `400 archived_meter`; v1 and the stream,
+    /// which Stripe checks after answering, accept the request and count nothing (Stripe reports
+    /// `archived_meter` later, in a meter error report).
+    private func meterLifecycle(_ r: EmulatedRequest) -> HTTPResponse {
+        let rest = r.path.dropFirst("/v1/billing/meters/mtr_emu_".count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard let name = rest.first?.removingPercentEncoding, state.with({ $0.meters.contains(name) }) else {
+            return error(404, "invalid_request_error", "resource_missing", "No such billing meter: '\(r.path.dropFirst("/v1/billing/meters/".count).split(separator: "/").first ?? "")'", param: "id")
+        }
+        switch (r.method, rest.count == 2 ? rest[1] : nil) {
+        case ("GET", nil): break
+        case ("POST", "deactivate"?): state.with { s in if s.inactive[name] == nil { s.inactive[name] = now() } }
+        case ("POST", "reactivate"?): state.with { _ = $0.inactive.removeValue(forKey: name) }
+        default: return error(404, "invalid_request_error", "resource_missing", "Unrecognized request URL (\(r.method): \(r.path)).")
+        }
+        return Reply.json(200, meter(name, deactivated: state.with { $0.inactive[name] }))
+    }
+
+    /// `POST /v1/billing/meter_event_adjustments` (form) and `POST /v2/billing/meter_event_adjustments`
+    /// (JSON): cancel one event by identifier. Stripe answers `pending` and applies it later (an
+    /// identifier it does not hold is reported asynchronously); here an event of that name received
+    /// within the last 24 hours leaves the ledger at once, so summaries stop counting it.
+    private func adjustment(_ r: EmulatedRequest, v2: Bool) -> HTTPResponse {
+        let name: String?, type: String?, identifier: String?
+        if v2 {
+            let body = r.json
+            (name, type, identifier) = (body?["event_name"]?.stringValue, body?["type"]?.stringValue, body?["cancel"]?["identifier"]?.stringValue)
+        } else {
+            let f = r.form
+            (name, type, identifier) = (f["event_name"], f["type"], f["cancel[identifier]"])
+        }
+        guard let name, !name.isEmpty, name.count <= 100 else {
+            return v2 ? v2Error(400, "invalid_request_error", "invalid_cancel_configuration", "event_name is required.")
+                      : error(400, "invalid_request_error", "parameter_missing", "Missing required param: event_name.", param: "event_name")
+        }
+        guard type == "cancel", let identifier, !identifier.isEmpty, identifier.count <= 100 else {
+            return v2 ? v2Error(400, "invalid_request_error", "invalid_cancel_configuration", "type must be cancel, with cancel.identifier.")
+                      : error(400, "invalid_request_error", "parameter_missing", "Missing required param: type (cancel) and cancel[identifier].", param: "cancel[identifier]")
+        }
+        let at = now()
+        state.with { s in
+            if let i = s.usage.lastIndex(where: { $0.key == identifier && $0.meter == name }),
+               let received = s.usage[i].receivedAt, at.timeIntervalSince(received) <= 86_400 {
+                s.usage.remove(at: i)
+            }
+        }
+        var reply: [String: JSONValue] = [
+            "object": .string(v2 ? "v2.billing.meter_event_adjustment" : "billing.meter_event_adjustment"), "event_name": .string(name),
+            "livemode": .bool(false), "status": .string("pending"), "type": .string("cancel"), "cancel": .object(["identifier": .string(identifier)]),
+        ]
+        if v2 {
+            reply["id"] = .string("mtr_event_adj_emu_" + EventID.derived(from: [name, identifier]).suffix(16))
+            reply["created"] = .string(RFC3339.format(at, fractional: true))
+        }
+        return Reply.json(200, .object(reply))
     }
 
     private func summaries(meterID: String, _ r: EmulatedRequest) -> HTTPResponse {
@@ -265,17 +339,36 @@ final class StripeEmulation: EmulatedProvider {
     }
 }
 
-/// Orb `POST /v1/ingest` (dedup by `idempotency_key`, silently: a repeat answers the same 200)
-/// and `GET /v1/subscriptions/{id}/usage` (a customer's subscription id is its external customer
-/// id here; one billable metric per event name, summing `properties.quantity`).
+/// Orb `POST /v1/ingest` (dedup by `idempotency_key`, silently: a repeat answers the same 200),
+/// backfills (`POST /v1/events/backfills`, ingest with `backfill_id`, `…/close`), `POST
+/// /v1/events/search` and `GET /v1/subscriptions/{id}/usage` (a customer's subscription id is its
+/// external customer id here; one billable metric per event name, summing `properties.quantity`).
 final class OrbEmulation: EmulatedProvider {
     let prefix = "orb"
-    private struct State { var usage: [AcceptedUsage] = []; var keys: Set<String> = [] }
+    /// A backfill: its events count once it is closed.
+    private struct Backfill {
+        var id: String, start: Date, end: Date, customerID: String?, externalCustomerID: String?, created: Date
+        var closed: Date?
+        var pending: [AcceptedUsage] = []
+        var ingested = 0
+    }
+    private struct State {
+        var usage: [AcceptedUsage] = []; var keys: Set<String> = []
+        var backfills: [String: Backfill] = [:]
+        /// Backfill creations by `Idempotency-Key`: a retried create answers the same backfill.
+        var created: [String: String] = [:]
+    }
     private let state = Locked(State())
     /// Per external customer id, the IANA time zone Orb cuts its days in (default UTC).
     private let timeZones: [String: String]
+    private let gracePeriod: TimeInterval?
+    private let now: @Sendable () -> Date
 
-    init(timeZones: [String: String] = [:]) { self.timeZones = timeZones }
+    init(timeZones: [String: String] = [:], gracePeriod: Duration? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.timeZones = timeZones
+        self.gracePeriod = gracePeriod.map { Double($0.components.seconds) + Double($0.components.attoseconds) * 1e-18 }
+        self.now = now
+    }
 
     func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
 
@@ -291,6 +384,8 @@ final class OrbEmulation: EmulatedProvider {
                                             "title": .string("Authentication error"), "detail": .string("Missing or invalid API key")]))
         }
         if r.method == "POST" && r.path == "/v1/ingest" { return ingest(r) }
+        if r.method == "POST" && r.path == "/v1/events/search" { return search(r) }
+        if r.path == "/v1/events/backfills" || r.path.hasPrefix("/v1/events/backfills/") { return backfills(r) }
         if r.method == "GET", r.path.hasPrefix("/v1/customers/external_customer_id/") {
             let external = String(r.path.dropFirst("/v1/customers/external_customer_id/".count)).removingPercentEncoding ?? ""
             return Reply.json(200, .object(["id": .string("cus_emu_" + external), "external_customer_id": .string(external),
@@ -302,10 +397,29 @@ final class OrbEmulation: EmulatedProvider {
         return Reply.json(404, .object(["status": .number(404), "title": .string("Not found"), "type": .string("https://docs.withorb.com/reference/error-responses#404-not-found")]))
     }
 
+    private func validationError(_ loc: [String], _ message: String, status: Int = 400) -> HTTPResponse {
+        Reply.json(status, .object(["status": .number(Double(status)), "title": .string("Request validation error"),
+                                    "type": .string("https://docs.withorb.com/reference/error-responses#400-request-validation-errors"),
+                                    "validation_errors": .array([.object(["loc": .array(loc.map(JSONValue.string)), "msg": .string(message)])])]))
+    }
+
+    private func notFound(_ detail: String) -> HTTPResponse {
+        Reply.json(404, .object(["status": .number(404), "title": .string("Not found"), "detail": .string(detail),
+                                 "type": .string("https://docs.withorb.com/reference/error-responses#404-not-found")]))
+    }
+
+    /// Ingest: each event is checked (required fields; at most 5 minutes ahead; within the grace
+    /// period, when one is set, unless it comes through a backfill, and then within the backfill's
+    /// timeframe and customer); failures are listed in `validation_failed` and the rest taken.
+    /// Events sent to a backfill count when it is closed.
     private func ingest(_ r: EmulatedRequest) -> HTTPResponse {
-        guard let events = r.json?["events"]?.arrayValue else {
-            return Reply.json(400, .object(["status": .number(400), "title": .string("Request validation error"), "type": .string("https://docs.withorb.com/reference/error-responses#400-request-validation-errors"),
-                                            "validation_errors": .array([.object(["loc": .array([.string("body"), .string("events")]), "msg": .string("field required")])])]))
+        guard let events = r.json?["events"]?.arrayValue else { return validationError(["body", "events"], "field required") }
+        let at = now()
+        var backfill: Backfill?
+        if let id = r.query("backfill_id") {
+            guard let known = state.with({ $0.backfills[id] }) else { return notFound("No backfill with id \(id)") }
+            guard known.closed == nil else { return validationError(["query", "backfill_id"], "Backfill \(id) is closed; create a new backfill") }
+            backfill = known
         }
         var failed: [JSONValue] = []
         var valid: [(key: String, usage: AcceptedUsage)] = []  // read outside the lock, which concurrent requests share
@@ -317,13 +431,108 @@ final class OrbEmulation: EmulatedProvider {
                 failed.append(.object(["idempotency_key": e["idempotency_key"] ?? .null, "validation_errors": .array([.string("event is missing a required field")])]))
                 continue
             }
+            var problem: String?
+            if ts > at.addingTimeInterval(300) {
+                problem = "timestamp is more than 5 minutes in the future"
+            } else if let b = backfill {
+                if ts < b.start || ts >= b.end {
+                    problem = "timestamp is outside the backfill's timeframe [\(RFC3339.format(b.start)), \(RFC3339.format(b.end)))"
+                } else if let external = b.externalCustomerID, e["external_customer_id"]?.stringValue != external {
+                    problem = "the backfill is for external customer \(external)"
+                } else if let id = b.customerID, e["customer_id"]?.stringValue != id {
+                    problem = "the backfill is for customer \(id)"
+                }
+            } else if let grace = gracePeriod, ts < at.addingTimeInterval(-grace) {
+                problem = "timestamp is older than the grace period; ingest it through a backfill"
+            }
+            if let problem {
+                failed.append(.object(["idempotency_key": .string(key), "validation_errors": .array([.string(problem)])]))
+                continue
+            }
             let quantity = Reply.decimal(e["properties"]?["quantity"]) ?? 0
             valid.append((key, AcceptedUsage(customer: customer, meter: name, timestamp: ts, quantity: quantity, key: key)))
         }
         state.with { s in
-            for item in valid where s.keys.insert(item.key).inserted { s.usage.append(item.usage) }  // silent dedup
+            if let id = backfill?.id {
+                for item in valid where s.keys.insert(item.key).inserted { s.backfills[id]?.pending.append(item.usage) }
+            } else {
+                for item in valid where s.keys.insert(item.key).inserted { s.usage.append(item.usage) }  // silent dedup
+            }
         }
         return Reply.json(200, .object(["validation_failed": .array(failed)]))
+    }
+
+    private func json(_ b: Backfill) -> JSONValue {
+        .object([
+            "id": .string(b.id), "status": .string(b.closed == nil ? "pending" : "reflected"),
+            "created_at": .string(RFC3339.format(b.created)), "close_time": b.closed.map { .string(RFC3339.format($0)) } ?? .null,
+            "timeframe_start": .string(RFC3339.format(b.start)), "timeframe_end": .string(RFC3339.format(b.end)),
+            "customer_id": b.customerID.map(JSONValue.string) ?? .null, "events_ingested": .number(Double(b.ingested)),
+            "replace_existing_events": .bool(false), "reverted_at": .null, "deprecation_filter": .null,
+        ])
+    }
+
+    /// `POST /v1/events/backfills` (a timeframe of at most 31 days, optionally for one customer),
+    /// `GET /v1/events/backfills/{id}` and `POST /v1/events/backfills/{id}/close`, which makes the
+    /// backfill's events count (status `reflected`).
+    private func backfills(_ r: EmulatedRequest) -> HTTPResponse {
+        let parts = r.path.dropFirst("/v1/events/backfills".count).split(separator: "/").map(String.init)
+        if r.method == "POST", parts.isEmpty {
+            let key = r.headers["Idempotency-Key"]
+            if let key, let id = state.with({ $0.created[key] }), let known = state.with({ $0.backfills[id] }) { return Reply.json(200, json(known)) }
+            let body = r.json
+            guard let start = body?["timeframe_start"]?.stringValue.flatMap(RFC3339.parse) else { return validationError(["body", "timeframe_start"], "field required") }
+            guard let end = body?["timeframe_end"]?.stringValue.flatMap(RFC3339.parse) else { return validationError(["body", "timeframe_end"], "field required") }
+            guard start < end else { return validationError(["body", "timeframe_end"], "timeframe_end must be after timeframe_start") }
+            guard end.timeIntervalSince(start) <= 31 * 86_400 else { return validationError(["body", "timeframe_end"], "a backfill spans at most 31 days") }
+            let created = now()
+            let backfill: Backfill = state.with { s in
+                let b = Backfill(id: "bf_emu_\(s.backfills.count + 1)", start: start, end: end, customerID: body?["customer_id"]?.stringValue,
+                                 externalCustomerID: body?["external_customer_id"]?.stringValue, created: created)
+                s.backfills[b.id] = b
+                if let key { s.created[key] = b.id }
+                return b
+            }
+            return Reply.json(200, json(backfill))
+        }
+        guard let id = parts.first, let known = state.with({ $0.backfills[id] }) else { return notFound("No backfill with id \(parts.first ?? "")") }
+        switch (r.method, parts.count == 2 ? parts[1] : nil) {
+        case ("GET", nil):
+            return Reply.json(200, json(known))
+        case ("POST", "close"?):
+            let closed = now()
+            let b: Backfill = state.with { s in
+                guard var b = s.backfills[id] else { return known }
+                if b.closed == nil {
+                    b.closed = closed
+                    b.ingested = b.pending.count
+                    s.usage += b.pending
+                    b.pending = []
+                    s.backfills[id] = b
+                }
+                return b
+            }
+            return Reply.json(200, json(b))
+        default:
+            return notFound("Unrecognized request URL (\(r.method): \(r.path))")
+        }
+    }
+
+    /// `POST /v1/events/search`: the counted events whose idempotency keys are in `event_ids`,
+    /// with timestamps in [timeframe_start, timeframe_end) (default: the last 7 days); none is an
+    /// empty `data`.
+    private func search(_ r: EmulatedRequest) -> HTTPResponse {
+        guard let ids = r.json?["event_ids"]?.arrayValue?.compactMap(\.stringValue) else { return validationError(["body", "event_ids"], "field required") }
+        let at = now()
+        let start = r.json?["timeframe_start"]?.stringValue.flatMap(RFC3339.parse) ?? at.addingTimeInterval(-7 * 86_400)
+        let end = r.json?["timeframe_end"]?.stringValue.flatMap(RFC3339.parse) ?? at
+        let wanted = Set(ids)
+        let found = state.with { $0.usage.filter { $0.key.map(wanted.contains) == true && $0.timestamp >= start && $0.timestamp < end } }
+        return Reply.json(200, .object(["data": .array(found.map { u in
+            .object(["id": .string(u.key ?? ""), "customer_id": .string("cus_emu_" + u.customer), "external_customer_id": .string(u.customer),
+                     "deprecated": .bool(false), "event_name": .string(u.meter), "properties": .object(["quantity": Reply.number(u.quantity)]),
+                     "timestamp": .string(RFC3339.format(u.timestamp))])
+        })]))
     }
 
     private func usage(subscription: String, _ r: EmulatedRequest) -> HTTPResponse {

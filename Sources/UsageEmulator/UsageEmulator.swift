@@ -35,6 +35,9 @@ public struct AcceptedUsage: Sendable, Hashable {
     public var quantity: Decimal
     /// The provider's dedup key, when it has one.
     public var key: String?
+    /// When the provider took it (kept where the provider's rules depend on it: Stripe cancels
+    /// events up to 24 hours after receiving them).
+    public var receivedAt: Date? = nil
 }
 
 /// One provider's emulation.
@@ -92,12 +95,17 @@ public final class UsageEmulator: Sendable {
     ///     (default `quantity`, and `value` for OpenMeter).
     ///   - orbTimeZones: per Orb external customer id, the IANA time zone Orb cuts its days in
     ///     (default UTC).
-    ///   - now: the emulator's clock (Chargebee's 12-hour window is checked against it).
+    ///   - orbGracePeriod: the Orb account's grace period: an event older than it fails Orb's
+    ///     validation unless it comes through a backfill (nil: not checked, as Orb documents no
+    ///     default).
+    ///   - now: the emulator's clock (Chargebee's 12-hour window, Stripe's 24 hours to cancel,
+    ///     Orb's grace period and backfill times are read from it).
     public static func start(port: Int = 0, faults: [String: FaultPlan] = [:], seed: UInt64 = 1,
                              meterValueProperties: [String: String] = [:], orbTimeZones: [String: String] = [:],
+                             orbGracePeriod: Duration? = nil,
                              now: @escaping @Sendable () -> Date = { Date() }) async throws -> UsageEmulator {
         let list: [any EmulatedProvider] = [
-            StripeEmulation(now: now), OrbEmulation(timeZones: orbTimeZones), MetronomeEmulation(valueProperties: meterValueProperties),
+            StripeEmulation(now: now), OrbEmulation(timeZones: orbTimeZones, gracePeriod: orbGracePeriod, now: now), MetronomeEmulation(valueProperties: meterValueProperties),
             OpenMeterEmulation(valueProperties: meterValueProperties), ChargebeeEmulation(now: now), ChargebeeIngestEmulation(now: now),
             RecurlyEmulation(), PaddleEmulation(),
         ]

@@ -20,11 +20,14 @@ struct Emulate: AsyncParsableCommand {
             Examples:
               usage-billing emulate --port 12111
               usage-billing emulate --faults all:429=0.05,500=0.05 --faults recurly:timeout=0.1 --seed 7
+              usage-billing emulate --orb-grace-hours 12     # old Orb events need a backfill, as on a real account
             """)
 
     @Option(help: "Port on 127.0.0.1 (0: any free port).") var port: Int = 12111
     @Option(help: "PROVIDER:SPEC fault plan; repeatable (see above).") var faults: [String] = []
     @Option(help: "Seed for the fault dice.") var seed: UInt64 = 1
+    @Option(help: "Orb's grace period in hours: older events fail Orb's validation unless sent through a backfill (default: not checked).")
+    var orbGraceHours: Double?
 
     func run() async throws {
         var plans: [String: FaultPlan] = [:]
@@ -42,9 +45,14 @@ struct Emulate: AsyncParsableCommand {
                 throw ExitCode(ExitCodes.badInput)
             }
         }
+        if let hours = orbGraceHours, !(hours > 0 && hours <= 24 * 366) {
+            printError("error: --orb-grace-hours \(hours) is out of range. Fix: use your Orb account's grace period in hours, e.g. 12")
+            throw ExitCode(ExitCodes.badInput)
+        }
         let emulator: UsageEmulator
         do {
-            emulator = try await UsageEmulator.start(port: port, faults: plans, seed: seed)
+            emulator = try await UsageEmulator.start(port: port, faults: plans, seed: seed,
+                                                     orbGracePeriod: orbGraceHours.map { .milliseconds(Int64(($0 * 3_600_000).rounded())) })
         } catch {
             printError("error: cannot listen on 127.0.0.1:\(port): \(error). Fix: pick another --port (0 picks a free one)")
             throw ExitCode(ExitCodes.unreachable)

@@ -1,0 +1,128 @@
+import Foundation
+import NIOConcurrencyHelpers
+import OrbUsage
+import StripeUsage
+import Testing
+import UsageBilling
+import UsageBillingCurl
+import UsageEmulator
+
+/// The emulator's Stripe meter lifecycle and adjustments and Orb's backfills, grace period and
+/// event search, driven through the adapters' own clients, as a user testing against
+/// `usage-billing emulate` would.
+@Suite("Emulator: Stripe adjustments and meters, Orb backfills and search", .timeLimit(.minutes(1)))
+struct EmulatorAPITests {
+    private func day(_ offset: Double, from now: Date) -> Date {
+        Date(timeIntervalSince1970: ((now.timeIntervalSince1970 / 86_400).rounded(.down) + offset) * 86_400)
+    }
+
+    /// Cancelling an event takes it out of the meter's summaries (v1 form and v2 JSON
+    /// adjustments alike); 24 hours after Stripe received it, a cancel changes nothing.
+    @Test(arguments: [StripeMeteringAPI.v1, .v2])
+    func cancelledEventsLeaveTheSummaries(_ api: StripeMeteringAPI) async throws {
+        let clock = NIOLockedValueBox(Date())
+        let emulator = try await UsageEmulator.start(now: { clock.withLockedValue { $0 } })
+        let http = try CurlHTTPClient()
+        defer { http.shutdown() }
+        let settings = StripeSettings(secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe",
+                                      customers: ["acme": "cus_acme"])
+        let sink = try StripeMeterEventSink(settings: settings, client: http)
+        let start = clock.withLockedValue { $0 }
+        let events = (0..<3).map { UsageEvent(id: "evt-\(api)-\($0)", name: "api_requests", customer: "acme", timestamp: start.addingTimeInterval(-120), quantity: Decimal($0 + 1) * 10) }
+        #expect(try await sink.deliver(events) == [.accepted, .accepted, .accepted])
+        let billing = try StripeBillingClient(settings: settings, client: http)
+        func total() async throws -> Double {
+            try await billing.eventSummaries(meterID: "mtr_emu_api_requests", customer: "cus_acme", start: day(-1, from: start), end: day(1, from: start), window: .day)
+                .reduce(0) { $0 + $1.aggregatedValue }
+        }
+        #expect(try await total() == 60)
+        let adjustment = try await billing.cancelMeterEvent(eventName: "api_requests", identifier: events[1].id)
+        #expect(adjustment.status == "pending" && adjustment.type == "cancel" && (adjustment.id != nil) == (api == .v2))
+        #expect(try await total() == 40, "the cancelled 20 no longer counts")
+        clock.withLockedValue { $0 = $0.addingTimeInterval(25 * 3600) }
+        _ = try await billing.cancelMeterEvent(eventName: "api_requests", identifier: events[2].id)
+        #expect(try await total() == 40, "past 24 hours a cancel changes nothing")
+        await emulator.shutdown()
+    }
+
+    /// A deactivated meter takes no events: v2 refuses them with `archived_meter` (a rejection
+    /// naming it), v1 takes the request and counts nothing; reactivated, it counts again.
+    @Test func deactivatedMetersTakeNoEvents() async throws {
+        let emulator = try await UsageEmulator.start()
+        let http = try CurlHTTPClient()
+        defer { http.shutdown() }
+        func settings(_ api: StripeMeteringAPI) -> StripeSettings {
+            StripeSettings(secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe", customers: ["acme": "cus_acme"])
+        }
+        let billing = try StripeBillingClient(settings: settings(.v1), client: http)
+        let meter = try await billing.createMeter(displayName: "API requests", eventName: "api_requests")
+        #expect(meter.status == "active")
+        let off = try await billing.deactivateMeter(id: meter.id)
+        #expect(off.status == "inactive")
+        #expect(try await billing.meter(id: meter.id).status == "inactive")
+        #expect(try await billing.listMeters(status: "active").isEmpty)
+        let now = Date()
+        func event(_ id: String) -> UsageEvent { UsageEvent(id: id, name: "api_requests", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 5) }
+        let v2 = try await StripeMeterEventSink(settings: settings(.v2), client: http).deliver([event("while-off-v2")])
+        guard case .rejected(let reason)? = v2.first else { Issue.record("v2 took an event for an inactive meter: \(v2)"); return }
+        #expect(reason.code == "archived_meter", "\(reason)")
+        let v1 = try await StripeMeterEventSink(settings: settings(.v1), client: http).deliver([event("while-off-v1")])
+        #expect(v1 == [.accepted], "v1 answers before Stripe checks the meter")
+        #expect(try await billing.reactivateMeter(id: meter.id).status == "active")
+        #expect(try await StripeMeterEventSink(settings: settings(.v2), client: http).deliver([event("after")]) == [.accepted])
+        let summaries = try await billing.eventSummaries(meterID: meter.id, customer: "cus_acme", start: day(-1, from: now), end: day(1, from: now), window: .day)
+        #expect(summaries.reduce(0) { $0 + $1.aggregatedValue } == 5, "only the event sent after reactivating counts")
+        await #expect(throws: UsageBillingError.self) { try await billing.deactivateMeter(id: "mtr_emu_unknown") }
+        await emulator.shutdown()
+    }
+
+    /// With a 12-hour grace period, an event three days old is refused by plain ingest, goes
+    /// through a backfill with `backfill: true`, and counts only once the backfill is closed;
+    /// event search finds both events by their idempotency keys.
+    @Test func oldEventsGoThroughABackfill() async throws {
+        let emulator = try await UsageEmulator.start(orbGracePeriod: .seconds(12 * 3600))
+        let http = try CurlHTTPClient()
+        defer { http.shutdown() }
+        let endpoint = emulator.baseURL + "/orb/v1"
+        let now = Date()
+        let recent = UsageEvent(id: "orb-recent", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 5)
+        let old = UsageEvent(id: "orb-old", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-3 * 86_400), quantity: 7)
+
+        // Plain ingest of the old event: Orb's validation refuses it.
+        let plain = try await http.send(HTTPRequest(method: .post, url: endpoint + "/ingest",
+            headers: ["Authorization": "Bearer orb_REDACTED", "Content-Type": "application/json"],
+            body: Data(#"{"events":[{"event_name":"api_request","external_customer_id":"acme","idempotency_key":"raw-old","properties":{"quantity":1},"timestamp":"\#(RFC3339.format(old.timestamp))"}]}"#.utf8)))
+        let failed = JSONValue.parse(plain.body)?["validation_failed"]?.arrayValue ?? []
+        #expect(plain.status == 200 && failed.count == 1 && failed.first?["idempotency_key"]?.stringValue == "raw-old", "\(plain.bodyText)")
+        #expect(failed.first?["validation_errors"]?.arrayValue?.first?.stringValue?.contains("backfill") == true)
+
+        let settings = OrbSettings(apiKey: "orb_REDACTED", endpoint: endpoint, gracePeriodHours: 12, backfill: true)
+        let sink = try OrbIngestSink(settings: settings, client: http)
+        #expect(try await sink.deliver([recent, old]) == [.accepted, .accepted])
+        let orb = try OrbClient(settings: settings, client: http)
+        let usage = try await orb.subscriptionUsage(subscriptionID: "acme", start: day(-4, from: now), end: day(1, from: now))
+        #expect(usage.flatMap(\.windows).reduce(0) { $0 + $1.quantity } == 12, "both count: the sink closed its backfill")
+        let found = try await orb.searchEvents(ids: ["orb-recent", "orb-old", "raw-old", "never-sent"], start: day(-4, from: now), end: now.addingTimeInterval(60))
+        #expect(Set(found.map(\.id)) == ["orb-recent", "orb-old"])
+
+        // A backfill left open counts nothing; closing it counts its events once.
+        let open = try await orb.createBackfill(start: day(-6, from: now), end: day(-5, from: now), externalCustomerID: "acme", idempotencyKey: "bf-open")
+        #expect(open.status == "pending")
+        let again = try await orb.createBackfill(start: day(-6, from: now), end: day(-5, from: now), externalCustomerID: "acme", idempotencyKey: "bf-open")
+        #expect(again.id == open.id, "a retried create answers the same backfill")
+        let into = try await http.send(HTTPRequest(method: .post, url: endpoint + "/ingest?backfill_id=\(open.id)",
+            headers: ["Authorization": "Bearer orb_REDACTED", "Content-Type": "application/json"],
+            body: Data(#"{"events":[{"event_name":"api_request","external_customer_id":"acme","idempotency_key":"bf-1","properties":{"quantity":3},"timestamp":"\#(RFC3339.format(day(-6, from: now).addingTimeInterval(3600)))"},{"event_name":"api_request","external_customer_id":"acme","idempotency_key":"bf-outside","properties":{"quantity":100},"timestamp":"\#(RFC3339.format(day(-4, from: now)))"}]}"#.utf8)))
+        #expect(JSONValue.parse(into.body)?["validation_failed"]?.arrayValue?.compactMap { $0["idempotency_key"]?.stringValue } == ["bf-outside"], "\(into.bodyText)")
+        func total() async throws -> Double {
+            try await orb.subscriptionUsage(subscriptionID: "acme", start: day(-7, from: now), end: day(1, from: now)).flatMap(\.windows).reduce(0) { $0 + $1.quantity }
+        }
+        #expect(try await total() == 12, "an open backfill's events do not count yet")
+        let closed = try await orb.closeBackfill(id: open.id)
+        #expect(closed.status == "reflected" && closed.eventsIngested == 1)
+        #expect(try await total() == 15)
+        #expect(try await orb.closeBackfill(id: open.id).eventsIngested == 1, "closing twice counts once")
+        #expect(try await total() == 15)
+        await emulator.shutdown()
+    }
+}
