@@ -25,31 +25,13 @@ struct CLI {
 
     struct Result { var status: Int32; var output: String }
 
-    /// Runs the binary on a GCD thread, so waiting for it never blocks Swift's cooperative pool
-    /// (which other tests running in parallel need).
+    /// Runs the binary (spawned directly, not through Foundation's `Process`, which crashed
+    /// here with many descriptors changing on other threads) and waits for it on a GCD thread,
+    /// so waiting never blocks Swift's cooperative pool, which other tests running in parallel need.
     static func run(_ args: [String], env extra: [String: String] = env) async throws -> Result {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result_(catching: { try runBlocking(args, env: extra) }))
-            }
-        }
-    }
-
-    typealias Result_ = Swift.Result<Result, any Error>
-
-    static func runBlocking(_ args: [String], env extra: [String: String]) throws -> Result {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = args
-        process.currentDirectoryURL = root
-        process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = readToEnd(pipe.fileHandleForReading)
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+        let (status, output) = try await ChildProcess.run(binary.path, args, environment: ProcessInfo.processInfo.environment.merging(extra) { $1 },
+                                                          directory: root.path)
+        return Result(status: status, output: output)
     }
 
     static func temp(_ name: String, _ text: String) throws -> String {

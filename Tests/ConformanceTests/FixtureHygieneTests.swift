@@ -70,24 +70,7 @@ struct FixtureHygieneTests {
     /// OpenAPI spec (../shared/specs), checked by scripts/validate_fixtures.py.
     @Test func fixturesValidateAgainstTheProviderSpecs() async throws {
         // The child process is waited for on a GCD thread, never on Swift's cooperative pool.
-        let (status, output) = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int32, String), any Error>) in
-            DispatchQueue.global().async {
-                do {
-                    let process = Process()
-                    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                    process.arguments = ["python3", repositoryRoot.appending(path: "scripts/validate_fixtures.py").path]
-                    let pipe = Pipe()
-                    process.standardOutput = pipe
-                    process.standardError = pipe
-                    try process.run()
-                    let text = String(decoding: readToEnd(pipe.fileHandleForReading), as: UTF8.self)
-                    process.waitUntilExit()
-                    continuation.resume(returning: (process.terminationStatus, text))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-        }
+        let (status, output) = try await ChildProcess.run("/usr/bin/env", ["python3", repositoryRoot.appending(path: "scripts/validate_fixtures.py").path])
         #expect(status == 0, "\(output)")
         #expect(output.contains(" 0 problems"), "\(output)")
     }

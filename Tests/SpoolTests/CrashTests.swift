@@ -19,28 +19,12 @@ enum Binary {
     }
 
     /// Starts the binary; output goes to a file (never a pipe that could fill up).
-    static func start(_ args: [String], log: String) throws -> Process {
-        let process = Process()
-        process.executableURL = url
-        process.arguments = args
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        handle.seekToEndOfFile()
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return process
+    static func start(_ args: [String], log: String) throws -> ChildProcess {
+        try ChildProcess.spawn(url.path, args, outputFile: log)
     }
 
     /// Waits for a process off Swift's cooperative pool.
-    static func wait(_ process: Process) async -> Int32 {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                process.waitUntilExit()
-                continuation.resume(returning: process.terminationStatus)
-            }
-        }
-    }
+    static func wait(_ process: ChildProcess) async -> Int32 { await process.exitStatus() }
 }
 
 @Suite("Crash test", .timeLimit(.minutes(3)))
@@ -100,7 +84,7 @@ struct CrashTests {
             let worker = try Binary.start(["worker", "-c", config, "--spool", spool, "--until-empty"], log: log)
             try await Task.sleep(for: .milliseconds(Int.random(in: 150...700, using: &rng)))
             if worker.isRunning {
-                kill(worker.processIdentifier, SIGKILL)
+                worker.kill(SIGKILL)
                 kills += 1
             }
             _ = await Binary.wait(worker)
