@@ -42,6 +42,10 @@ struct Options {
     var recordOnly = false
     var durabilities: [SpoolDurability] = SpoolDurability.allCases.reversed()
     var recordCases: [(Int, Int)] = [(1, 1), (16, 1), (16, 100)]
+    /// Event ids in the record rows: `sequences` (each writer numbers its own, so 16 writers
+    /// insert into 16 places of the id index) and/or `uuidv7` (the default id, `EventID.generate()`
+    /// when the event is made: time-ordered, so every writer appends near one place).
+    var idKinds: [String] = ["sequences", "uuidv7"]
 
     init(_ args: [String]) throws {
         var i = 1
@@ -65,6 +69,11 @@ struct Options {
             case "--deliver-only": deliverOnly = true
             case "--repeat": repeats = max(1, Int(try value()) ?? 1)
             case "--record-only": recordOnly = true
+            case "--ids":
+                idKinds = try value().split(separator: ",").map(String.init)
+                guard !idKinds.isEmpty, idKinds.allSatisfy({ ["sequences", "uuidv7"].contains($0) }) else {
+                    throw UsageBillingError(.invalidInput, "--ids takes sequences, uuidv7 or both (comma-separated)", field: "--ids")
+                }
             case "--durability":
                 let name = try value()
                 guard let d = SpoolDurability(rawValue: name) else {
@@ -202,12 +211,14 @@ func spoolBenchmark(count: Int, options: Options) async throws {
     var spreads: [[Double]] = []  // every trial's figure, per row (the row shows the median)
     for durability in options.durabilities where !options.deliverOnly {
         for (writers, perCall) in options.recordCases {
+          for ids in options.idKinds {
             var rates: [Double] = []
             for trial in 0..<options.repeats {
-                let spool = try Spool(path: "\(dir)/\(durability.rawValue)-\(writers)-\(perCall)-\(trial).spool", durability: durability)
+                let spool = try Spool(path: "\(dir)/\(durability.rawValue)-\(writers)-\(perCall)-\(ids)-\(trial).spool", durability: durability)
                 let total = writers == 1 ? min(count, 20_000) : count
                 let perWriter = total / writers
-                let tag = "\(durability)-\(writers)-\(perCall)-\(trial)"
+                let tag = "\(durability)-\(writers)-\(perCall)-\(ids)-\(trial)"
+                let uuids = ids == "uuidv7"
                 let cpuBefore = threadCPU(), machineBefore = machineCPU()
                 let started = ContinuousClock.now
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -216,7 +227,11 @@ func spoolBenchmark(count: Int, options: Options) async throws {
                             var i = 0
                             while i < perWriter {
                                 let n = min(perCall, perWriter - i)
-                                try await spool.record((0..<n).map { Spool.Entry(event: event(tag, w * perWriter + i + $0), lanes: ["openmeter#0"]) })
+                                try await spool.record((0..<n).map { k in
+                                    var e = event(tag, w * perWriter + i + k)
+                                    if uuids { e.id = EventID.generate() }
+                                    return Spool.Entry(event: e, lanes: ["openmeter#0"])
+                                })
                                 i += n
                             }
                         }
@@ -228,8 +243,10 @@ func spoolBenchmark(count: Int, options: Options) async throws {
                 let commits = spool.commitStatistics
                 print("  record \(tag): \(commits.calls) calls in \(commits.transactions) commits (\(String(format: "%.1f", Double(commits.calls) / Double(max(1, commits.transactions)))) per commit); \(cpuSummary(cpuBefore, threadCPU(), seconds: seconds)); \(stealSummary(machineBefore, machineCPU()))")
             }
-            rows.append(("record, \(durability.rawValue), \(writers) writer(s), \(perCall) event(s) per call", rates.sorted()[rates.count / 2]))
+            rows.append(("record, \(durability.rawValue), \(writers) writer(s), \(perCall) event(s) per call, \(ids == "uuidv7" ? "UUIDv7 ids" : "ids in \(writers) sequence(s)")",
+                         rates.sorted()[rates.count / 2]))
             spreads.append(rates)
+          }
         }
     }
 

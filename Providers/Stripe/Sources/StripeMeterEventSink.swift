@@ -60,7 +60,7 @@ public struct StripeMeterEventSink: UsageSink {
             // Requests stand alone: v1/v2 carry one event each (never two at once for one customer
             // and meter: see `concurrencyKey`), stream requests share a session token (the cache
             // is an actor; a token Stripe calls expired is dropped by value).
-            maxConcurrentRequests: 8)
+            maxConcurrentRequests: settings.maxInFlight)
     }
 
     /// v1 and v2: Stripe takes one concurrent call per customer per meter (stripe.md §1.9; v2
