@@ -121,8 +121,16 @@ final class StripeEmulation: EmulatedProvider {
         guard let name = e["event_name"]?.stringValue, !name.isEmpty else {
             return .failure(Refusal(response: v2Error(400, "invalid_request_error", "parameter_missing", "event_name is required.")))
         }
-        guard let customer = e["payload"]?["stripe_customer_id"]?.stringValue, let value = e["payload"]?["value"]?.stringValue.flatMap(DecimalFormat.parse) else {
-            return .failure(Refusal(response: v2Error(400, "invalid_request_error", "parameter_missing", "payload.stripe_customer_id and payload.value are required.")))
+        guard let customer = e["payload"]?["stripe_customer_id"]?.stringValue else {
+            return .failure(Refusal(response: v2Error(400, "invalid_request_error", "payload_no_customer_defined",
+                                                      "The payload has no value for the meter's customer mapping key 'stripe_customer_id'.")))
+        }
+        guard let text = e["payload"]?["value"]?.stringValue else {
+            return .failure(Refusal(response: v2Error(400, "invalid_request_error", "payload_no_value_defined",
+                                                      "The payload has no value for the meter's value key 'value'.")))
+        }
+        guard let value = DecimalFormat.parse(text) else {
+            return .failure(Refusal(response: v2Error(400, "invalid_request_error", "payload_invalid_value", "The value for payload key 'value' must be a positive integer.")))
         }
         let identifier = e["identifier"]?.stringValue ?? UUID().uuidString
         let at = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) ?? now()
@@ -171,6 +179,10 @@ final class StripeEmulation: EmulatedProvider {
         guard let body = r.json, case .object = body else { return v2Error(400, "invalid_request_error", "invalid_json", "The body is not a JSON object.") }
         if let name = body["event_name"]?.stringValue, state.with({ $0.inactive[name] != nil }) {
             return v2Error(400, "invalid_request_error", "archived_meter", "The meter for event_name \(name) is inactive; reactivate it to send events.")
+        }
+        // v2 checks the value at once (the stream and v1 report a bad one later, asynchronously).
+        if let text = body["payload"]?["value"]?.stringValue, let value = DecimalFormat.parse(text), !DecimalFormat.isWhole(value) {
+            return v2Error(400, "invalid_request_error", "payload_invalid_value", "The value for payload key 'value' must be a positive integer.")
         }
         let response: HTTPResponse
         switch accept(body) {
