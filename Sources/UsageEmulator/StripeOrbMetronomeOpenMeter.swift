@@ -403,8 +403,18 @@ final class OrbEmulation: EmulatedProvider {
             return Reply.json(200, .object(["id": .string("cus_emu_" + external), "external_customer_id": .string(external),
                                             "timezone": .string(timeZones[external] ?? "Etc/UTC"), "currency": .string("USD")]))
         }
+        if r.method == "GET", r.path == "/v1/subscriptions" {
+            // One running subscription per customer asked for, `sub_emu_<customer id>`.
+            let customers = ["external_customer_id[]", "external_customer_id", "customer_id[]", "customer_id"].flatMap { r.queryAll($0) }
+            let data: [JSONValue] = customers.map { c in
+                .object(["id": .string("sub_emu_" + c), "status": .string("active"), "start_date": .string("2000-01-01T00:00:00Z"), "end_date": .null,
+                         "customer": .object(["id": .string("cus_emu_" + c), "external_customer_id": .string(c)])])
+            }
+            return Reply.json(200, .object(["data": .array(data), "pagination_metadata": .object(["has_more": .bool(false), "next_cursor": .null])]))
+        }
         if r.method == "GET", r.path.hasPrefix("/v1/subscriptions/"), r.path.hasSuffix("/usage") {
-            return usage(subscription: String(r.path.dropFirst("/v1/subscriptions/".count).dropLast("/usage".count)).removingPercentEncoding ?? "", r)
+            let id = String(r.path.dropFirst("/v1/subscriptions/".count).dropLast("/usage".count)).removingPercentEncoding ?? ""
+            return usage(subscription: id.hasPrefix("sub_emu_") ? String(id.dropFirst("sub_emu_".count)) : id, r)
         }
         return Reply.json(404, .object(["status": .number(404), "title": .string("Not found"), "type": .string("https://docs.withorb.com/reference/error-responses#404-not-found")]))
     }

@@ -120,6 +120,7 @@ struct BatchEdgeTests {
         ("Orb", #"{"api_key":"orb_REDACTED","max_batch_size":0}"#, "max_batch_size"),
         ("Orb", #"{"api_key":"orb_REDACTED","backfill":true}"#, "grace_period_hours"),
         ("Orb", #"{"api_key":"orb_REDACTED","customer_id_kind":"internal"}"#, "customer_id_kind"),
+        ("Orb", #"{"api_key":"orb_REDACTED","subscriptions":{"acme":""}}"#, "subscriptions"),
         ("Metronome", #"{"api_key":"metronome_REDACTED","max_batch_size":101}"#, "max_batch_size"),
         ("Metronome", #"{"apikey":"x"}"#, "apikey"),
         ("OpenMeter", #"{"source":"x"}"#, "api_key"),

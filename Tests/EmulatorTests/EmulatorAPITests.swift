@@ -5,6 +5,7 @@ import StripeUsage
 import Testing
 import UsageBilling
 import UsageBillingCurl
+import UsageBillingTesting
 import UsageEmulator
 
 /// The emulator's Stripe meter lifecycle and adjustments and Orb's backfills, grace period and
@@ -124,5 +125,64 @@ struct EmulatorAPITests {
         #expect(try await orb.closeBackfill(id: open.id).eventsIngested == 1, "closing twice counts once")
         #expect(try await total() == 15)
         await emulator.shutdown()
+    }
+}
+
+/// Orb's read-back finds a customer's subscriptions instead of taking the customer id for one.
+@Suite("Orb read-back: subscriptions")
+struct OrbSubscriptionReadBackTests {
+    /// A fake Orb with two subscriptions for acme (one ended on June 1, one running since), none
+    /// for globex; it notes every usage request's subscription and timeframe.
+    private func fakeOrb(_ asked: NIOLockedValueBox<[String]>) async throws -> LoopbackHTTPServer {
+        try await LoopbackHTTPServer.start { request in
+            let q = Dictionary(request.query, uniquingKeysWith: { $1 })
+            if request.path == "/v1/subscriptions" {
+                guard q["external_customer_id[]"] == "acme" else {
+                    return .respond(.json(200, .object(["data": .array([]), "pagination_metadata": .object(["has_more": .bool(false), "next_cursor": .null])])))
+                }
+                // Two pages, newest first, as Orb lists them.
+                let old = JSONValue.object(["id": .string("sub_old"), "status": .string("ended"), "start_date": .string("2026-01-01T00:00:00Z"), "end_date": .string("2026-06-01T00:00:00Z")])
+                let new = JSONValue.object(["id": .string("sub_new"), "status": .string("active"), "start_date": .string("2026-06-01T00:00:00Z"), "end_date": .null])
+                let second = q["cursor"] == "page2"
+                return .respond(.json(200, .object(["data": .array([second ? old : new]),
+                                                    "pagination_metadata": .object(["has_more": .bool(!second), "next_cursor": second ? .null : .string("page2")])])))
+            }
+            guard request.path.hasPrefix("/v1/subscriptions/"), let start = q["timeframe_start"], let end = q["timeframe_end"] else {
+                return .respond(.json(404, .object(["status": .number(404), "title": .string("Not found")])))
+            }
+            let id = request.path.split(separator: "/")[2]
+            asked.withLockedValue { $0.append("\(id) \(start) \(end)") }
+            return .respond(.json(200, .object(["data": .array([.object([
+                "billable_metric": .object(["id": .string("bm_1"), "name": .string("api_request")]), "view_mode": .string("periodic"),
+                "usage": .array([.object(["quantity": .number(id == "sub_old" ? 5 : 7), "timeframe_start": .string(start), "timeframe_end": .string(end)])]),
+            ])])])))
+        }
+    }
+
+    @Test func usageComesFromEverySubscriptionOverlappingTheRange() async throws {
+        let asked = NIOLockedValueBox<[String]>([])
+        let server = try await fakeOrb(asked)
+        let http = try CurlHTTPClient()
+        defer { http.shutdown() }
+        let readBack = try OrbReadBack(settings: OrbSettings(apiKey: "orb_REDACTED", endpoint: server.baseURL + "/v1"), client: http)
+        let from = try #require(RFC3339.parse("2026-05-01T00:00:00Z")), to = try #require(RFC3339.parse("2026-07-01T00:00:00Z"))
+        let usage = try await readBack.usage(customer: "acme", meters: ["api_request"], from: from, to: to, granularity: .day)
+        #expect(usage.map(\.value).reduce(0, +) == 12)
+        #expect(asked.withLockedValue { $0 }.sorted() == ["sub_new 2026-06-01T00:00:00Z 2026-07-01T00:00:00Z", "sub_old 2026-05-01T00:00:00Z 2026-06-01T00:00:00Z"],
+                "each subscription is read over its overlap with the range")
+
+        // A customer with no subscription: said, with the fix, not reported as zero usage.
+        await #expect { _ = try await readBack.usage(customer: "globex", meters: [], from: from, to: to, granularity: .day) } throws: { error in
+            guard let e = error as? UsageBillingError else { return false }
+            return e.message.contains("no subscription for customer globex") && e.field == "subscriptions" && e.fix != nil
+        }
+
+        // Named in the settings: read as it is, no lookup.
+        asked.withLockedValue { $0 = [] }
+        var settings = OrbSettings(apiKey: "orb_REDACTED", endpoint: server.baseURL + "/v1")
+        settings.subscriptions = ["globex": "sub_globex"]
+        let named = try await OrbReadBack(settings: settings, client: http).usage(customer: "globex", meters: [], from: from, to: to, granularity: .day)
+        #expect(named.map(\.value) == [7] && asked.withLockedValue { $0 } == ["sub_globex 2026-05-01T00:00:00Z 2026-07-01T00:00:00Z"])
+        await server.shutdown()
     }
 }

@@ -86,6 +86,18 @@ public struct OrbEvent: Sendable, Hashable {
     public var properties: JSONValue
 }
 
+/// A subscription as `GET /subscriptions` lists it.
+public struct OrbSubscription: Sendable, Hashable {
+    /// Orb's subscription id.
+    public var id: String
+    /// `active`, `ended` or `upcoming`.
+    public var status: String
+    /// When it starts.
+    public var startDate: Date
+    /// When it ended (or ends); nil while it runs on.
+    public var endDate: Date?
+}
+
 /// Orb's read-back and backfill endpoints.
 public struct OrbClient: Sendable {
     /// The settings in use.
@@ -158,6 +170,32 @@ public struct OrbClient: Sendable {
                     return (s, e, window["quantity"]?.numberValue ?? 0)
                 })
         }
+    }
+
+    /// A customer's subscriptions, every page (`GET /subscriptions?external_customer_id[]=…`, or
+    /// `customer_id[]` with `customer_id_kind: orb`), newest first as Orb lists them.
+    public func subscriptions(customer: String) async throws -> [OrbSubscription] {
+        let filter = settings.customerIDKind == .orb ? "customer_id[]" : "external_customer_id[]"
+        var all: [OrbSubscription] = []
+        var cursor: String?
+        for _ in 0..<1_000 {
+            var query = [(filter, customer), ("limit", "100")]
+            if let cursor { query.append(("cursor", cursor)) }
+            let page: JSONValue = try await call(.get, "/subscriptions", query: query, body: nil)
+            for item in page["data"]?.arrayValue ?? [] {
+                guard let id = item["id"]?.stringValue, let start = item["start_date"]?.stringValue.flatMap(RFC3339.parse) else {
+                    throw UsageBillingError(.unexpectedResponse, "Orb listed a subscription of \(customer) without an id or start_date",
+                                            fix: "check that endpoint points at the Orb API")
+                }
+                all.append(OrbSubscription(id: id, status: item["status"]?.stringValue ?? "", startDate: start,
+                                           endDate: item["end_date"]?.stringValue.flatMap(RFC3339.parse)))
+            }
+            guard page["pagination_metadata"]?["has_more"]?.boolValue == true, let next = page["pagination_metadata"]?["next_cursor"]?.stringValue else {
+                return all
+            }
+            cursor = next
+        }
+        return all
     }
 
     /// Finds events by idempotency key (`POST /events/search`), e.g. to check what landed.

@@ -11,8 +11,9 @@ extension OrbIngestSink {
 }
 
 /// Orb's read-back for reconciliation: subscription usage per billable metric, in the customer's
-/// own days (Orb cuts days in the customer's `timezone`). The subscription id is the provider
-/// customer id (the external customer id), as the emulator has it; Orb reports per day only.
+/// own days (Orb cuts days in the customer's `timezone`), per day only. Usage is read from the
+/// subscription `subscriptions` names for the customer, or else from every subscription of the
+/// customer (`GET /subscriptions`) that overlaps the range, each over its overlap, summed.
 public struct OrbReadBack: UsageReadBack {
     let settings: OrbSettings
     let client: OrbClient
@@ -36,10 +37,28 @@ public struct OrbReadBack: UsageReadBack {
         guard granularity == .day else {
             throw UsageBillingError(.invalidInput, "Orb reports subscription usage per day, not per hour", fix: "reconcile Orb with --window day", field: "window")
         }
-        return try await client.subscriptionUsage(subscriptionID: customer, start: from, end: to, daily: true)
-            .filter { meters.isEmpty || meters.contains($0.metricName) }
-            .flatMap { metric in
-                metric.windows.map { ReportedUsage(customer: customer, meter: metric.metricName, start: $0.start, end: $0.end, value: Decimal(reported: $0.quantity)) }
+        var spans: [(id: String, from: Date, to: Date)] = []
+        if let id = settings.subscriptions[customer] {
+            spans = [(id, from, to)]
+        } else {
+            let listed = try await client.subscriptions(customer: customer)
+            spans = listed.compactMap { s in
+                let lo = max(from, s.startDate), hi = min(to, s.endDate ?? to)
+                return lo < hi ? (s.id, lo, hi) : nil
             }
+            guard !spans.isEmpty else {
+                throw UsageBillingError(.invalidInput, "Orb has no subscription for customer \(customer) between \(RFC3339.format(from)) and \(RFC3339.format(to)) (\(listed.count) in all), so it bills none of its usage",
+                                        fix: "subscribe the customer to a plan in Orb, or name its subscription: subscriptions: {\(customer): sub_…}", field: "subscriptions")
+            }
+        }
+        var out: [ReportedUsage] = []
+        for span in spans {
+            out += try await client.subscriptionUsage(subscriptionID: span.id, start: span.from, end: span.to, daily: true)
+                .filter { meters.isEmpty || meters.contains($0.metricName) }
+                .flatMap { metric in
+                    metric.windows.map { ReportedUsage(customer: customer, meter: metric.metricName, start: $0.start, end: $0.end, value: Decimal(reported: $0.quantity)) }
+                }
+        }
+        return out
     }
 }

@@ -29,15 +29,19 @@ public struct OrbSettings: Sendable, Decodable {
     public var requestsPerSecond: Double
     /// Event name, quantity property (default `quantity`), extra properties, customer ids.
     public var mapping: EventMapping
+    /// Orb customer id → the subscription whose usage reconciliation reads. Unlisted customers:
+    /// their subscriptions are looked up (`GET /subscriptions`) and those overlapping the range read.
+    public var subscriptions: [String: String] = [:]
 
     /// The keys these settings read.
     public static let keys: Set<String> = EventMapping.keys.union([
         "api_key", "endpoint", "customer_id_kind", "max_batch_size", "grace_period_hours", "backfill", "requests_per_second",
+        "subscriptions",
     ])
 
     private enum CodingKeys: String, CodingKey {
         case apiKey = "api_key", endpoint, customerIDKind = "customer_id_kind", maxBatchSize = "max_batch_size"
-        case gracePeriodHours = "grace_period_hours", backfill, requestsPerSecond = "requests_per_second"
+        case gracePeriodHours = "grace_period_hours", backfill, requestsPerSecond = "requests_per_second", subscriptions
     }
 
     /// Settings with defaults for everything but the key.
@@ -65,6 +69,7 @@ public struct OrbSettings: Sendable, Decodable {
         backfill = try c.decodeIfPresent(Bool.self, forKey: .backfill) ?? false
         requestsPerSecond = try c.decodeIfPresent(Double.self, forKey: .requestsPerSecond) ?? d.requestsPerSecond
         mapping = try EventMapping(from: decoder, defaultQuantityProperty: "quantity")
+        subscriptions = try c.decodeIfPresent([String: String].self, forKey: .subscriptions) ?? [:]
     }
 
     /// Decodes settings, naming any unknown, missing or mistyped key.
@@ -88,6 +93,10 @@ public struct OrbSettings: Sendable, Decodable {
         if backfill && gracePeriodHours == nil {
             throw UsageBillingError(.invalidInput, "Orb backfill needs grace_period_hours to know which events are old",
                                     fix: "set grace_period_hours to your account's grace period", field: "grace_period_hours")
+        }
+        for (customer, id) in subscriptions where customer.isEmpty || id.isEmpty {
+            throw UsageBillingError(.invalidInput, "Orb subscriptions maps '\(customer)' to '\(id)'; both must be non-empty",
+                                    fix: "map an Orb customer id to its subscription id, e.g. subscriptions: {acme: sub_…}", field: "subscriptions")
         }
         if requestsPerSecond <= 0 {
             throw UsageBillingError(.invalidInput, "Orb requests_per_second must be positive", fix: "use 100 (live) or 10 (test mode)", field: "requests_per_second")
