@@ -123,6 +123,7 @@ struct BatchEdgeTests {
         ("Orb", #"{"api_key":"orb_REDACTED","subscriptions":{"acme":""}}"#, "subscriptions"),
         ("Metronome", #"{"api_key":"metronome_REDACTED","max_batch_size":101}"#, "max_batch_size"),
         ("Metronome", #"{"apikey":"x"}"#, "apikey"),
+        ("Metronome", #"{"api_key":"metronome_REDACTED","billable_metrics":{"api_request":"M","tokens":"M"}}"#, "billable_metrics"),
         ("OpenMeter", #"{"source":"x"}"#, "api_key"),
         ("OpenMeter", #"{"api_key":"om_REDACTED","endpoint":"openmeter.cloud"}"#, "endpoint"),
     ])

@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import MetronomeUsage
 import OrbUsage
 import StripeUsage
 import Testing
@@ -183,6 +184,32 @@ struct OrbSubscriptionReadBackTests {
         settings.subscriptions = ["globex": "sub_globex"]
         let named = try await OrbReadBack(settings: settings, client: http).usage(customer: "globex", meters: [], from: from, to: to, granularity: .day)
         #expect(named.map(\.value) == [7] && asked.withLockedValue { $0 } == ["sub_globex 2026-05-01T00:00:00Z 2026-07-01T00:00:00Z"])
+        await server.shutdown()
+    }
+}
+
+/// Metronome's read-back reads each event type from the billable metric that counts it.
+@Suite("Metronome read-back: billable metrics")
+struct MetronomeBillableMetricTests {
+    @Test(arguments: [["api_request": "API Requests"], ["api_request": "bm-1"]])
+    func eventTypesAreReadFromTheirBillableMetrics(_ map: [String: String]) async throws {
+        let server = try await LoopbackHTTPServer.start { request in
+            guard request.method == "POST", request.path == "/v1/usage" else { return .respond(.json(404, .object(["message": .string("Not found")]))) }
+            func row(_ id: String, _ name: String, _ value: Double) -> JSONValue {
+                .object(["customer_id": .string("c-1"), "billable_metric_id": .string(id), "billable_metric_name": .string(name),
+                         "start_timestamp": .string("2026-11-19T00:00:00Z"), "end_timestamp": .string("2026-11-20T00:00:00Z"), "value": .number(value)])
+            }
+            return .respond(.json(200, .object(["data": .array([row("bm-1", "API Requests", 120), row("bm-2", "tokens", 9), row("bm-3", "Seats", 4)]),
+                                                "next_page": .null])))
+        }
+        let http = try CurlHTTPClient()
+        defer { http.shutdown() }
+        var settings = MetronomeSettings(apiKey: "metronome_REDACTED", endpoint: server.baseURL)
+        settings.billableMetrics = map
+        let from = try #require(RFC3339.parse("2026-11-19T00:00:00Z")), to = try #require(RFC3339.parse("2026-11-20T00:00:00Z"))
+        let rows = try await MetronomeReadBack(settings: settings, client: http).usage(customer: "c-1", meters: ["api_request", "tokens"], from: from, to: to, granularity: .day)
+        let byMeter = Dictionary(uniqueKeysWithValues: rows.map { ($0.meter, $0.value) })
+        #expect(byMeter == ["api_request": 120, "tokens": 9], "mapped by \(map), tokens by its own name, Seats not asked for")
         await server.shutdown()
     }
 }

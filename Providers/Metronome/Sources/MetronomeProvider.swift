@@ -11,8 +11,9 @@ extension MetronomeIngestSink {
 }
 
 /// Metronome's read-back for reconciliation: `POST /v1/usage` per customer, in UTC hour or day
-/// windows (Metronome aligns to UTC midnight), every page. The meter is the billable metric's
-/// name, which must equal the event type the sink sends (set `event_names` if it does not).
+/// windows (Metronome aligns to UTC midnight), every page. Each event type is read from the
+/// billable metric `billable_metrics` names for it (by name or id), or else from the one named
+/// like the event type.
 public struct MetronomeReadBack: UsageReadBack {
     let settings: MetronomeSettings
     let client: MetronomeClient
@@ -32,11 +33,15 @@ public struct MetronomeReadBack: UsageReadBack {
         let day = 86_400.0
         let start = Date(timeIntervalSince1970: (from.timeIntervalSince1970 / day).rounded(.down) * day)
         let end = max(start.addingTimeInterval(day), Date(timeIntervalSince1970: (to.timeIntervalSince1970 / day).rounded(.up) * day))
+        // The event type each billable metric counts: mapped ones by id or name, the rest by name.
+        var eventType: [String: String] = [:]
+        for (type, metric) in settings.billableMetrics { eventType[metric] = type }
+        func meter(_ row: MetronomeUsageRow) -> String { eventType[row.billableMetricID] ?? eventType[row.billableMetricName] ?? row.billableMetricName }
         return try await client.usage(start: start, end: end, window: granularity.rawValue, customerIDs: [customer])
-            .filter { $0.customerID == customer && (meters.isEmpty || meters.contains($0.billableMetricName)) }
+            .filter { $0.customerID == customer && (meters.isEmpty || meters.contains(meter($0))) }
             .compactMap { row in
                 guard let start = RFC3339.parse(row.startTimestamp), let end = RFC3339.parse(row.endTimestamp), start >= from, start < to else { return nil }
-                return ReportedUsage(customer: customer, meter: row.billableMetricName, start: start, end: end, value: Decimal(reported: row.value ?? 0))
+                return ReportedUsage(customer: customer, meter: meter(row), start: start, end: end, value: Decimal(reported: row.value ?? 0))
             }
     }
 }

@@ -17,13 +17,17 @@ public struct MetronomeSettings: Sendable, Decodable {
     /// Event type, quantity property (default `quantity`), extra properties, customer ids
     /// (Metronome customer UUIDs or ingest aliases).
     public var mapping: EventMapping
+    /// Event type → the billable metric (its name or id) that counts it, for reconciliation.
+    /// Unlisted event types are read from the billable metric named like the event type.
+    public var billableMetrics: [String: String] = [:]
 
     /// The keys these settings read.
-    public static let keys: Set<String> = EventMapping.keys.union(["api_key", "endpoint", "max_batch_size", "properties_as_strings", "events_per_second"])
+    public static let keys: Set<String> = EventMapping.keys.union(["api_key", "endpoint", "max_batch_size", "properties_as_strings", "events_per_second",
+                                                                  "billable_metrics"])
 
     private enum CodingKeys: String, CodingKey {
         case apiKey = "api_key", endpoint, maxBatchSize = "max_batch_size", propertiesAsStrings = "properties_as_strings"
-        case eventsPerSecond = "events_per_second"
+        case eventsPerSecond = "events_per_second", billableMetrics = "billable_metrics"
     }
 
     /// Settings with defaults for everything but the key.
@@ -47,6 +51,7 @@ public struct MetronomeSettings: Sendable, Decodable {
         propertiesAsStrings = try c.decodeIfPresent(Bool.self, forKey: .propertiesAsStrings) ?? true
         eventsPerSecond = try c.decodeIfPresent(Double.self, forKey: .eventsPerSecond) ?? d.eventsPerSecond
         mapping = try EventMapping(from: decoder, defaultQuantityProperty: "quantity")
+        billableMetrics = try c.decodeIfPresent([String: String].self, forKey: .billableMetrics) ?? [:]
     }
 
     /// Decodes settings, naming any unknown, missing or mistyped key.
@@ -64,6 +69,14 @@ public struct MetronomeSettings: Sendable, Decodable {
         if !(1...100).contains(maxBatchSize) {
             throw UsageBillingError(.invalidInput, "Metronome max_batch_size \(maxBatchSize) is out of range",
                                     fix: "use 1 to 100 (Metronome takes at most 100 events per request)", field: "max_batch_size")
+        }
+        for (eventType, metric) in billableMetrics where eventType.isEmpty || metric.isEmpty {
+            throw UsageBillingError(.invalidInput, "Metronome billable_metrics maps '\(eventType)' to '\(metric)'; both must be non-empty",
+                                    fix: "map an event type to its billable metric's name or id, e.g. billable_metrics: {api_request: API Requests}", field: "billable_metrics")
+        }
+        if Set(billableMetrics.values).count < billableMetrics.count {
+            throw UsageBillingError(.invalidInput, "Metronome billable_metrics names one billable metric for two event types",
+                                    fix: "give each event type its own billable metric", field: "billable_metrics")
         }
         if eventsPerSecond <= 0 {
             throw UsageBillingError(.invalidInput, "Metronome events_per_second must be positive", fix: "use 5000", field: "events_per_second")
