@@ -88,16 +88,7 @@ public struct ChildProcess: Sendable {
     public func readOutput() -> Data {
         guard let fd = outputFD else { return Data() }
         defer { close(fd) }
-        var data = Data()
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 {
-                data.append(contentsOf: buffer[..<n])
-            } else if n == 0 || errno != EINTR {
-                return data
-            }
-        }
+        return readToEnd(fd: fd)
     }
 
     /// Whether the child has not ended yet (Linux: its `/proc` state is not zombie); it is not
