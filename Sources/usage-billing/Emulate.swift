@@ -64,6 +64,7 @@ struct Emulate: AsyncParsableCommand {
             print("  \(kind): { \(settings) }\(plan)")
         }
         print("Any API key is accepted (Stripe's must start with sk_ or rk_). Ctrl-C stops.")
+        fflush(nil)  // every output stream: shown at once when the output goes to a file or a pipe, not when the buffer fills
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: EmulatorService(emulator: emulator))], gracefulShutdownSignals: [.sigterm, .sigint],
             logger: Logger(label: "usage-billing.emulate")))

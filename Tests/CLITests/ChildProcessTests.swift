@@ -50,3 +50,21 @@ struct ChildProcessTests {
         await #expect(throws: (any Error).self) { try await ChildProcess.run("/nonexistent/usage-billing", []) }
     }
 }
+
+@Suite("CLI emulate")
+struct EmulateCLITests {
+    /// `emulate` writes its settings at once even when its output is a file (a server run in the
+    /// background with `> emulator.log`), not when the buffer fills.
+    @Test func settingsReachALogFileAtOnce() async throws {
+        let log = FileManager.default.temporaryDirectory.appending(path: "ub-emulate-\(UUID().uuidString).log").path
+        let child = try ChildProcess.spawn(CLI.binary.path, ["emulate", "--port", "0", "--orb-grace-hours", "12"], outputFile: log)
+        var text = ""
+        for _ in 0..<100 where !text.contains("Ctrl-C stops") {
+            try await Task.sleep(for: .milliseconds(100))
+            text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        }
+        child.kill(SIGTERM)
+        #expect(await child.exitStatus() == 0, "SIGTERM stops it cleanly")
+        #expect(text.contains("Emulating stripe, orb") && text.contains("orb: { endpoint: http://127.0.0.1:") && text.contains("Ctrl-C stops"), "\(text)")
+    }
+}
