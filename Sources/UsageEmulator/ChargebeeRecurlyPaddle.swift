@@ -30,6 +30,7 @@ final class ChargebeeEmulation: EmulatedProvider {
     private struct Record { var id: String; var subscription: String; var itemPrice: String; var quantity: Decimal; var date: Int64; var note: String? }
     private struct State { var records: [Record] = []; var replies: [String: HTTPResponse] = [:] }
     private let state = Locked(State())
+    func reset() { state.with { $0 = State() } }
 
     init(now: @escaping @Sendable () -> Date) { self.now = now }
 
@@ -123,6 +124,7 @@ final class ChargebeeIngestEmulation: EmulatedProvider {
     private let now: @Sendable () -> Date
     private struct State { var usage: [AcceptedUsage] = []; var keys: Set<String> = []; var batches = 0 }
     private let state = Locked(State())
+    func reset() { state.with { $0 = State() } }
 
     init(now: @escaping @Sendable () -> Date) { self.now = now }
 
@@ -165,6 +167,7 @@ final class RecurlyEmulation: EmulatedProvider {
     let prefix = "recurly"
     private struct Record { var id: String; var subscription: String; var addOn: String; var amount: Decimal; var tag: String?; var at: Date; var recorded: Date?; var created = Date() }
     private let state = Locked([Record]())
+    func reset() { state.with { $0 = [] } }
 
     func accepted() async -> [AcceptedUsage] {
         state.with { $0 }.map { AcceptedUsage(customer: $0.subscription, meter: $0.addOn, timestamp: $0.at, quantity: $0.amount, key: $0.tag) }
@@ -242,6 +245,7 @@ final class PaddleEmulation: EmulatedProvider {
     let prefix = "paddle"
     private struct Charge { var subscription: String; var price: String; var quantity: Int; var immediately: Bool; var custom: JSONValue?; var id: String; var created: Date }
     private let state = Locked([Charge]())
+    func reset() { state.with { $0 = [] } }
 
     func accepted() async -> [AcceptedUsage] {
         state.with { $0 }.map { AcceptedUsage(customer: $0.subscription, meter: $0.price, timestamp: $0.created, quantity: Decimal($0.quantity), key: $0.custom?["ub_charge_key"]?.stringValue) }

@@ -79,7 +79,20 @@ public struct FaultPlan: Sendable, Hashable {
     }
 
     /// What happens to one request.
-    enum Decision: Equatable { case pass, rateLimited(retryAfter: Bool), serverError(Int), reset, timeoutAfterAccept }
+    enum Decision: Equatable {
+        case pass, rateLimited(retryAfter: Bool), serverError(Int), reset, timeoutAfterAccept
+
+        /// The name the fault spec gives it (`429`, `429-bare`, `500`, `503`, `reset`, `timeout`).
+        var specName: String {
+            switch self {
+            case .pass: "pass"
+            case .rateLimited(let retryAfter): retryAfter ? "429" : "429-bare"
+            case .serverError(let status): String(status)
+            case .reset: "reset"
+            case .timeoutAfterAccept: "timeout"
+            }
+        }
+    }
 
     func decide(_ roll: Double) -> Decision {
         var edge = rateLimited

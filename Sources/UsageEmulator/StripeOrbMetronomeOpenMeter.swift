@@ -18,6 +18,7 @@ final class StripeEmulation: EmulatedProvider {
         var inactive: [String: Date] = [:]
     }
     private let state = Locked(State())
+    func reset() { state.with { $0 = State() } }
 
     init(now: @escaping @Sendable () -> Date) { self.now = now }
 
@@ -371,6 +372,7 @@ final class OrbEmulation: EmulatedProvider {
         var created: [String: String] = [:]
     }
     private let state = Locked(State())
+    func reset() { state.with { $0 = State() } }
     /// Per external customer id, the IANA time zone Orb cuts its days in (default UTC).
     private let timeZones: [String: String]
     private let gracePeriod: TimeInterval?
@@ -597,6 +599,7 @@ final class MetronomeEmulation: EmulatedProvider {
     private let valueProperties: [String: String]
     private struct State { var usage: [AcceptedUsage] = []; var keys: Set<String> = [] }
     private let state = Locked(State())
+    func reset() { state.with { $0 = State() } }
 
     init(valueProperties: [String: String]) { self.valueProperties = valueProperties }
 
@@ -671,6 +674,7 @@ final class OpenMeterEmulation: EmulatedProvider {
     private let valueProperties: [String: String]
     private struct State { var usage: [AcceptedUsage] = []; var keys: Set<String> = [] }
     private let state = Locked(State())
+    func reset() { state.with { $0 = State() } }
 
     init(valueProperties: [String: String]) { self.valueProperties = valueProperties }
 

@@ -56,6 +56,8 @@ protocol EmulatedProvider: Sendable {
     func admit(_ request: inout EmulatedRequest) -> Admission
     /// Ends what `admit` started.
     func finish(_ token: String)
+    /// Forgets everything: accepted usage, dedup keys, meters, sessions, backfills.
+    func reset()
 }
 
 /// What `EmulatedProvider.admit` decided.
@@ -178,7 +180,7 @@ public final class UsageEmulator: Sendable {
         return Self.prefixes(of: kind).reduce(0) { $0 + (seen[$1] ?? 0) }
     }
 
-    /// Per provider prefix: requests seen and failures injected by kind.
+    /// Per provider prefix: requests seen and failures injected, by the fault spec's names (`429`, `500`, `reset`, ...).
     public var statistics: (requests: [String: Int], injected: [String: [String: Int]]) {
         state.withLockedValue { ($0.requests, $0.injected) }
     }
@@ -186,7 +188,64 @@ public final class UsageEmulator: Sendable {
     /// Second hosts of a provider, served by its emulation under a path marker.
     static let hostAliases: [String: (prefix: String, marker: String)] = ["stripe-meter-events": ("stripe", StripeEmulation.meterEventsHost)]
 
+    /// Forgets what a provider kind (or, nil, every provider) accepted and its counters, as a
+    /// fresh emulator would have it; fault plans stay.
+    public func reset(_ kind: String? = nil) {
+        let prefixes = kind.map(Self.prefixes(of:)) ?? Array(providers.keys)
+        for prefix in prefixes { providers[prefix]?.reset() }
+        state.withLockedValue { s in
+            for prefix in prefixes {
+                s.requests[prefix] = nil
+                s.injected[prefix] = nil
+            }
+        }
+    }
+
+    /// The control API under `/_emulator/` (loopback only, no key), for a running `emulate`:
+    /// `GET /_emulator/stats`; `PUT /_emulator/faults/{provider|all}` with a fault spec as the body
+    /// (`429=0.1,500=0.05`), `DELETE` to clear it; `POST /_emulator/reset[?provider=…]`.
+    private func control(_ request: LoopbackHTTPServer.Request) async -> HTTPResponse {
+        let parts = Array(request.path.split(separator: "/").map(String.init).dropFirst())  // after "_emulator"
+        let kinds = Self.kinds
+        func failure(_ status: Int, _ message: String) -> HTTPResponse { Reply.json(status, .object(["error": .string(message)])) }
+        if request.method == "GET", parts == ["stats"] {
+            let (requests, injected) = statistics
+            var out: [String: JSONValue] = [:]
+            for kind in kinds {
+                let prefixes = Self.prefixes(of: kind)
+                var failures: [String: Double] = [:]
+                for prefix in prefixes { for (what, n) in injected[prefix] ?? [:] { failures[what, default: 0] += Double(n) } }
+                out[kind] = .object([
+                    "requests": .number(Double(prefixes.reduce(0) { $0 + (requests[$1] ?? 0) })),
+                    "accepted": .number(Double(await accepted(kind).count)),
+                    "injected": .object(failures.mapValues(JSONValue.number)),
+                ])
+            }
+            return Reply.json(200, .object(["providers": .object(out)]))
+        }
+        if request.method == "PUT" || request.method == "DELETE", parts.count == 2, parts[0] == "faults" {
+            let kind = parts[1]
+            guard kind == "all" || kinds.contains(kind) else { return failure(404, "no provider '\(kind)'; use all or one of \(kinds.joined(separator: ", "))") }
+            let plan: FaultPlan
+            do {
+                plan = request.method == "DELETE" ? FaultPlan() : try FaultPlan.parse(String(decoding: request.body, as: UTF8.self))
+            } catch {
+                return failure(400, "\(error)")
+            }
+            for k in kind == "all" ? kinds : [kind] { setFaults(k, plan) }
+            return Reply.json(200, .object(["provider": .string(kind), "failure_rate": .number(plan.failureRate), "delay_rate": .number(plan.delayRate)]))
+        }
+        if request.method == "POST", parts == ["reset"] {
+            let kind = request.query.first { $0.0 == "provider" }?.1
+            if let kind, !kinds.contains(kind) { return failure(404, "no provider '\(kind)'; use one of \(kinds.joined(separator: ", "))") }
+            reset(kind)
+            return Reply.json(200, .object(["reset": .array((kind.map { [$0] } ?? kinds).map(JSONValue.string))]))
+        }
+        return failure(404, "the control API has GET /_emulator/stats, PUT|DELETE /_emulator/faults/{provider|all} (body: a fault spec such as 429=0.1,500=0.05) and POST /_emulator/reset[?provider=…]")
+    }
+
     func route(_ request: LoopbackHTTPServer.Request) async -> LoopbackHTTPServer.Action {
+        if request.path == "/_emulator" || request.path.hasPrefix("/_emulator/") { return .respond(await control(request)) }
         let parts = request.path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true)
         let alias = parts.first.flatMap { Self.hostAliases[String($0)] }
         guard let first = parts.first, let provider = providers[alias?.prefix ?? String(first)] else {
@@ -205,7 +264,7 @@ public final class UsageEmulator: Sendable {
             let delayRoll = Double(rng.next() % 1_000_000) / 1_000_000
             s.rng[prefix] = rng
             let d = plan.decide(roll)
-            if d != .pass { s.injected[prefix, default: [:]]["\(d)", default: 0] += 1 }
+            if d != .pass { s.injected[prefix, default: [:]][d.specName, default: 0] += 1 }
             return (d, delayRoll < plan.delayRate ? plan.delay : nil)
         }
         var lease: String?

@@ -17,6 +17,12 @@ struct Emulate: AsyncParsableCommand {
             --faults takes PROVIDER:SPEC, repeatable, or all:SPEC; SPEC is kind=rate,... with kind one of
             429, 429-bare, 500, 503, reset, timeout (applied, then no answer), and delay=50ms@0.2.
 
+            While it runs, a control API on the same port changes faults and state (no key; loopback only):
+              curl -X PUT --data '429=0.2' http://127.0.0.1:12111/_emulator/faults/orb    # or faults/all
+              curl -X DELETE http://127.0.0.1:12111/_emulator/faults/orb
+              curl http://127.0.0.1:12111/_emulator/stats                                 # requests, accepted, injected
+              curl -X POST 'http://127.0.0.1:12111/_emulator/reset?provider=stripe'       # forget what it accepted
+
             Examples:
               usage-billing emulate --port 12111
               usage-billing emulate --faults all:429=0.05,500=0.05 --faults recurly:timeout=0.1 --seed 7
@@ -63,7 +69,7 @@ struct Emulate: AsyncParsableCommand {
             let plan = plans[kind].map { $0.failureRate > 0 || $0.delayRate > 0 ? "  (faults: \(Int(($0.failureRate * 100).rounded()))% of writes)" : "" } ?? ""
             print("  \(kind): { \(settings) }\(plan)")
         }
-        print("Any API key is accepted (Stripe's must start with sk_ or rk_). Ctrl-C stops.")
+        print("Any API key is accepted (Stripe's must start with sk_ or rk_). Control API: \(emulator.baseURL)/_emulator/ (see --help). Ctrl-C stops.")
         fflush(nil)  // every output stream: shown at once when the output goes to a file or a pipe, not when the buffer fills
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: EmulatorService(emulator: emulator))], gracefulShutdownSignals: [.sigterm, .sigint],

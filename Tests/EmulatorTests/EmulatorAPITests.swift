@@ -213,3 +213,42 @@ struct MetronomeBillableMetricTests {
         await server.shutdown()
     }
 }
+
+/// The control API a running `usage-billing emulate` serves under `/_emulator/`.
+@Suite("Emulator control API")
+struct EmulatorControlTests {
+    @Test func faultsAtRunTimeStatsAndReset() async throws {
+        let emulator = try await UsageEmulator.start()
+        let http = try CurlHTTPClient()
+        defer { http.shutdown() }
+        func control(_ method: HTTPMethod, _ path: String, _ body: String? = nil) async throws -> (Int, JSONValue?) {
+            let r = try await http.send(HTTPRequest(method: method, url: emulator.baseURL + "/_emulator/" + path, headers: [:], body: body.map { Data($0.utf8) }))
+            return (r.status, JSONValue.parse(r.body))
+        }
+        let sink = try StripeMeterEventSink(settings: StripeSettings(secretKey: "sk_test_REDACTED", endpoint: emulator.baseURL + "/stripe"), client: http)
+        let event = UsageEvent(id: "ctl-1", name: "api_requests", customer: "cus_acme", timestamp: Date().addingTimeInterval(-60), quantity: 3)
+
+        // Every Stripe write fails with a 500 while the plan is set, and goes through once it is cleared.
+        #expect(try await control(.put, "faults/stripe", "500=1").0 == 200)
+        guard case .retryable? = try await sink.deliver([event]).first else { Issue.record("the 500 plan did not apply"); return }
+        #expect(try await control(.delete, "faults/stripe").0 == 200)
+        #expect(try await sink.deliver([event]) == [.accepted])
+
+        let (status, stats) = try await control(.get, "stats")
+        #expect(status == 200)
+        #expect(stats?["providers"]?["stripe"]?["requests"] == .number(2) && stats?["providers"]?["stripe"]?["accepted"] == .number(1), "\(String(describing: stats))")
+        #expect(stats?["providers"]?["stripe"]?["injected"]?["500"] == .number(1), "\(String(describing: stats))")
+
+        // Reset forgets the event and its identifier: the same event is accepted again, not a duplicate.
+        #expect(try await control(.post, "reset?provider=stripe").0 == 200)
+        #expect(await emulator.accepted("stripe").isEmpty)
+        #expect(try await sink.deliver([event]) == [.accepted])
+
+        // Bad input is named.
+        let bad = try await control(.put, "faults/stripe", "500=2")
+        #expect(bad.0 == 400 && bad.1?["error"]?.stringValue?.contains("500=2") == true, "\(String(describing: bad.1))")
+        #expect(try await control(.put, "faults/acme", "500=0.1").0 == 404)
+        #expect(try await control(.get, "nothing").0 == 404)
+        await emulator.shutdown()
+    }
+}
