@@ -354,8 +354,9 @@ final class StripeEmulation: EmulatedProvider {
 
 /// Orb `POST /v1/ingest` (dedup by `idempotency_key`, silently: a repeat answers the same 200),
 /// backfills (`POST /v1/events/backfills`, ingest with `backfill_id`, `…/close`), `POST
-/// /v1/events/search` and `GET /v1/subscriptions/{id}/usage` (a customer's subscription id is its
-/// external customer id here; one billable metric per event name, summing `properties.quantity`).
+/// /v1/events/search`, `GET /v1/subscriptions` (one running subscription per customer,
+/// `sub_emu_<customer id>`) and `GET /v1/subscriptions/{id}/usage` (one billable metric per event
+/// name, summing `properties.quantity`).
 final class OrbEmulation: EmulatedProvider {
     let prefix = "orb"
     /// A backfill: its events count once it is closed.
@@ -380,7 +381,7 @@ final class OrbEmulation: EmulatedProvider {
 
     init(timeZones: [String: String] = [:], gracePeriod: Duration? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
         self.timeZones = timeZones
-        self.gracePeriod = gracePeriod.map { Double($0.components.seconds) + Double($0.components.attoseconds) * 1e-18 }
+        self.gracePeriod = gracePeriod?.seconds
         self.now = now
     }
 
