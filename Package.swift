@@ -177,7 +177,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageEmulator", "StripeUsage", "usage-billing"],
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageEmulator", "StripeUsage", "UsageSpool", "usage-billing"],
             swiftSettings: strict
         ),
         .testTarget(

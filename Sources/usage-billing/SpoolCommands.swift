@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import StripeUsage
 import Logging
 import ServiceLifecycle
 import UsageBilling
@@ -108,7 +109,46 @@ struct Status: AsyncParsableCommand {
 
 struct DLQ: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "dlq", abstract: "Dead letters: list, retry, purge.", subcommands: [DLQList.self, DLQRetry.self, DLQPurge.self])
+        commandName: "dlq", abstract: "Dead letters: list, retry, purge, and reject what a provider refused after taking it.",
+        subcommands: [DLQList.self, DLQRetry.self, DLQPurge.self, DLQReject.self])
+}
+
+struct DLQReject: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reject", abstract: "Make events a provider refused after taking them dead letters, from Stripe's meter error report.",
+        discussion: """
+            Stripe answers meter events 200 and validates them later; failures come as a
+            v1.billing.meter.error_report_triggered (or v1.billing.meter.no_meter_found) event. Pass that
+            event's full body (from your webhook, or GET /v2/core/events/{id}): the events it names become
+            dead letters on the provider's lanes with Stripe's code and message, so status, dlq list and
+            reconcile show them. The report names sample events only; the rest it counts are printed.
+
+            Examples:
+              usage-billing dlq reject --spool usage.spool --provider stripe --stripe-error-report evt.json
+            """)
+    @OptionGroup var spoolOption: SpoolOption
+    @Option(help: "The provider name in your routing config (its lanes are <name>#<n>).") var provider: String = "stripe"
+    @Option(help: "A file holding the full body of a Stripe meter error event.") var stripeErrorReport: String
+
+    func run() async throws {
+        guard let body = FileManager.default.contents(atPath: stripeErrorReport) else {
+            printError("error: cannot read --stripe-error-report \(stripeErrorReport). Fix: save the event body to a file and pass its path")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        let report: StripeMeterErrorReport
+        do {
+            report = try StripeMeterErrorReport.parse(body)
+        } catch {
+            printError("error: --stripe-error-report \(stripeErrorReport): \(error)")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        let changed = try await openSpool(spoolOption.spool).rejectDelivered(report.rejections, provider: provider)
+        print("\(changed) delivered row(s) of \(report.rejections.count) event(s) the report names are now dead letters on \(provider).")
+        let unnamed = report.unattributed.sorted { $0.key < $1.key }
+        if !unnamed.isEmpty {
+            print("The report counts \(unnamed.map { "\($0.value) \($0.key)" }.joined(separator: ", ")) more it does not name: reconcile \(provider) to find their windows.")
+        }
+    }
 }
 
 struct DLQList: AsyncParsableCommand {

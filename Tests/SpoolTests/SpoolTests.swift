@@ -113,3 +113,39 @@ struct SpoolTests {
         }
     }
 }
+
+@Suite("Spool: provider refusals after delivery")
+struct RejectDeliveredTests {
+    /// Stripe took four events and later reported two of them invalid: those two become dead
+    /// letters on the Stripe lane with Stripe's reason; Orb's copies, a queued row, an id the
+    /// spool does not hold, and another provider's lane stay as they were; the ledger a
+    /// reconcile reads drops them.
+    @Test func refusedEventsBecomeDeadLettersOnThatProviderOnly() async throws {
+        let config = try routing("""
+            version: 1
+            providers:
+              stripe: { kind: stripe, secret_key: sk_test_REDACTED }
+              orb: { kind: orb, api_key: orb_REDACTED }
+            routes:
+              - { events: [api_request], to: stripe, shadow: orb }
+            """)
+        let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("reject.spool"), client: DryRunHTTPClient(keep: 0, secrets: []))
+        try await pipeline.record(events(4, prefix: "r"))
+        try await pipeline.flush()
+        try await pipeline.record(events(1, prefix: "late"))  // still queued
+        let reason = RejectionReason(code: "meter_event_customer_not_found", message: "No customer cus_x", field: "customer", origin: .provider)
+        let changed = try await pipeline.spool.rejectDelivered([("r-1", reason), ("r-3", reason), ("late-0", reason), ("unknown", reason)], provider: "stripe")
+        #expect(changed == 2)
+        let byLane = Dictionary(uniqueKeysWithValues: try pipeline.spool.status().map { ($0.lane, $0) })
+        #expect(byLane["stripe#0"]?.delivered == 2 && byLane["stripe#0"]?.dead == ["meter_event_customer_not_found": 2] && byLane["stripe#0"]?.queued == 1)
+        #expect(byLane["orb#0"]?.delivered == 4 && byLane["orb#0"]?.dead.isEmpty == true)
+        let letters = try pipeline.spool.deadLetters()
+        #expect(Set(letters.map(\.eventID)) == ["r-1", "r-3"] && letters.allSatisfy { $0.lane == "stripe#0" && $0.message.contains("No customer cus_x") })
+        var ledger: [String] = []
+        try pipeline.spool.ledger(lane: "stripe#0") { event, state in if state != .dead { ledger.append(event.id) } }
+        #expect(ledger.sorted() == ["late-0", "r-0", "r-2"])
+        // Said twice (webhooks are delivered at least once): nothing more changes.
+        #expect(try await pipeline.spool.rejectDelivered([("r-1", reason)], provider: "stripe") == 0)
+        #expect(try await pipeline.spool.rejectDelivered([("r-0", reason)], provider: "str") == 0, "a prefix of a provider name is not that provider")
+    }
+}

@@ -1,0 +1,34 @@
+import Foundation
+import Testing
+import UsageBilling
+import UsageSpool
+
+@Suite("CLI dlq reject")
+struct DLQRejectCLITests {
+    /// Stripe's recorded meter error report names one identifier: after `dlq reject` that event is
+    /// a dead letter with Stripe's code and message; the others stay delivered; a file that is not
+    /// such a report is bad input that changes nothing.
+    @Test func stripesErrorReportMakesTheNamedEventADeadLetter() async throws {
+        let reported = "cb447754-6880-45c2-8f2f-ef19b6ce81e9"  // named in the fixture's sample_errors
+        let path = FileManager.default.temporaryDirectory.appending(path: "ub-dlq-reject-\(UUID().uuidString).spool").path
+        do {
+            let spool = try Spool(path: path)
+            let now = Date()
+            try await spool.record([reported, "other-1"].map { Spool.Entry(event: UsageEvent(id: $0, name: "api_request", customer: "acme", timestamp: now, quantity: 1), lanes: ["stripe#0"]) })
+            let rows = try spool.due(lane: "stripe#0", limit: 10, now: now.addingTimeInterval(1))
+            try await spool.mark(rows.map { ($0.seq, .delivered) })
+        }
+        let report = CLI.root.appending(path: "Providers/Stripe/Fixtures/webhooks/error_report_triggered.json").path
+        let r = try await CLI.run(["dlq", "reject", "--spool", path, "--provider", "stripe", "--stripe-error-report", report])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("1 delivered row(s) of 1 event(s) the report names are now dead letters on stripe"), "\(r.output)")
+        let list = try await CLI.run(["dlq", "list", "--spool", path])
+        #expect(list.output.contains("\(reported)  stripe#0  meter_event_no_customer_defined") && list.output.contains("Customer mapping key stripe_customer_id not found"), "\(list.output)")
+        #expect(!list.output.contains("other-1"))
+
+        let notAReport = try CLI.temp("not-a-report.json", #"{"type":"invoice.paid","data":{}}"#)
+        let bad = try await CLI.run(["dlq", "reject", "--spool", path, "--stripe-error-report", notAReport])
+        #expect(bad.status == 2 && bad.output.contains("not a meter error event"), "\(bad.output)")
+        #expect(try Spool(path: path).status().first?.dead == ["meter_event_no_customer_defined": 1])
+    }
+}
