@@ -122,6 +122,8 @@ struct DLQReject: AsyncParsableCommand {
             event's full body (from your webhook, or GET /v2/core/events/{id}): the events it names become
             dead letters on the provider's lanes with Stripe's code and message, so status, dlq list and
             reconcile show them. The report names sample events only; the rest it counts are printed.
+            `dlq retry` sends them again under the same identifier, which Stripe may take for a duplicate of
+            the refused event within its 24-hour dedup window: reconcile after retrying.
 
             Examples:
               usage-billing dlq reject --spool usage.spool --provider stripe --stripe-error-report evt.json
