@@ -406,6 +406,12 @@ final class OrbEmulation: EmulatedProvider {
             return Reply.json(200, .object(["id": .string("cus_emu_" + external), "external_customer_id": .string(external),
                                             "timezone": .string(timeZones[external] ?? "Etc/UTC"), "currency": .string("USD")]))
         }
+        if r.method == "GET", r.path.hasPrefix("/v1/customers/"), !r.path.dropFirst("/v1/customers/".count).contains("/") {
+            // By Orb's own id (events sent with customer_id): time zones are keyed by the id events carry.
+            let id = String(r.path.dropFirst("/v1/customers/".count)).removingPercentEncoding ?? ""
+            return Reply.json(200, .object(["id": .string(id), "external_customer_id": .null,
+                                            "timezone": .string(timeZones[id] ?? "Etc/UTC"), "currency": .string("USD")]))
+        }
         if r.method == "GET", r.path == "/v1/subscriptions" {
             // One running subscription per customer asked for, `sub_emu_<customer id>`.
             let customers = ["external_customer_id[]", "external_customer_id", "customer_id[]", "customer_id"].flatMap { r.queryAll($0) }

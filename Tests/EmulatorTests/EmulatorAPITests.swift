@@ -188,6 +188,36 @@ struct OrbSubscriptionReadBackTests {
     }
 }
 
+extension OrbSubscriptionReadBackTests {
+    /// With `customer_id_kind: orb` the customer is Orb's own id: its time zone comes from
+    /// `GET /customers/{id}` and its subscriptions from `customer_id[]`, not the external-id forms.
+    @Test func orbIdsAreLookedUpByOrbId() async throws {
+        let paths = NIOLockedValueBox<[String]>([])
+        let server = try await LoopbackHTTPServer.start { request in
+            paths.withLockedValue { $0.append(request.target.removingPercentEncoding ?? request.target) }
+            if request.path == "/v1/customers/cus_1" {
+                return .respond(.json(200, .object(["id": .string("cus_1"), "timezone": .string("Asia/Tokyo")])))
+            }
+            if request.path == "/v1/subscriptions" {
+                return .respond(.json(200, .object(["data": .array([.object(["id": .string("sub_1"), "status": .string("active"), "start_date": .string("2026-01-01T00:00:00Z"), "end_date": .null])]),
+                                                    "pagination_metadata": .object(["has_more": .bool(false), "next_cursor": .null])])))
+            }
+            return .respond(.json(200, .object(["data": .array([])])))
+        }
+        let http = try CurlHTTPClient()
+        defer { http.shutdown() }
+        let readBack = try OrbReadBack(settings: OrbSettings(apiKey: "orb_REDACTED", endpoint: server.baseURL + "/v1", customerIDKind: .orb), client: http)
+        guard case .aligned(let zone) = try await readBack.windowing(customer: "cus_1") else { Issue.record("not aligned days"); return }
+        #expect(zone.identifier == "Asia/Tokyo")
+        let from = try #require(RFC3339.parse("2026-05-01T00:00:00Z")), to = try #require(RFC3339.parse("2026-05-02T00:00:00Z"))
+        _ = try await readBack.usage(customer: "cus_1", meters: [], from: from, to: to, granularity: .day)
+        let seen = paths.withLockedValue { $0 }
+        #expect(seen.first == "/v1/customers/cus_1")
+        #expect(seen.contains { $0.hasPrefix("/v1/subscriptions?customer_id[]=cus_1") } && seen.contains { $0.hasPrefix("/v1/subscriptions/sub_1/usage?") }, "\(seen)")
+        await server.shutdown()
+    }
+}
+
 /// Metronome's read-back reads each event type from the billable metric that counts it.
 @Suite("Metronome read-back: billable metrics")
 struct MetronomeBillableMetricTests {

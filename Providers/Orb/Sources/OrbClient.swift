@@ -142,11 +142,23 @@ public struct OrbClient: Sendable {
     /// The time zone Orb cuts a customer's days in (`GET /customers/external_customer_id/{id}`,
     /// field `timezone`); UTC when Orb names none.
     public func customerTimeZone(externalCustomerID: String) async throws -> TimeZone {
+        try await timeZone(path: "/customers/external_customer_id/\(URLBuilder.pathSegment(externalCustomerID))", customer: externalCustomerID)
+    }
+
+    /// The time zone of a customer as the settings name customers: by external id, or by Orb's
+    /// own id (`GET /customers/{id}`) with `customer_id_kind: orb`.
+    public func customerTimeZone(customer: String) async throws -> TimeZone {
+        settings.customerIDKind == .orb
+            ? try await timeZone(path: "/customers/\(URLBuilder.pathSegment(customer))", customer: customer)
+            : try await customerTimeZone(externalCustomerID: customer)
+    }
+
+    private func timeZone(path: String, customer id: String) async throws -> TimeZone {
         struct Customer: Decodable { var timezone: String? }
-        let customer: Customer = try await call(.get, "/customers/external_customer_id/\(URLBuilder.pathSegment(externalCustomerID))", body: nil)
+        let customer: Customer = try await call(.get, path, body: nil)
         guard let name = customer.timezone else { return TimeZone(identifier: "UTC") ?? .current }
         guard let zone = TimeZone(identifier: name) else {
-            throw UsageBillingError(.unexpectedResponse, "Orb names the time zone '\(name)' for customer \(externalCustomerID), which this system does not know",
+            throw UsageBillingError(.unexpectedResponse, "Orb names the time zone '\(name)' for customer \(id), which this system does not know",
                                     fix: "install the tz database (Debian package tzdata)")
         }
         return zone

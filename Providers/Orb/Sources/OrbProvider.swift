@@ -30,7 +30,7 @@ public struct OrbReadBack: UsageReadBack {
     public var requestsPerSecond: Double { 10 }
 
     public func windowing(customer: String) async throws -> ReadBackWindowing {
-        .aligned(try await client.customerTimeZone(externalCustomerID: customer))
+        .aligned(try await client.customerTimeZone(customer: customer))
     }
 
     public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage] {
