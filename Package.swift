@@ -171,7 +171,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EmulatorTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "UsageRouting", "UsageBillingProviders", "UsageSpool", "StripeUsage", "OrbUsage", "MetronomeUsage",
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "UsageRouting", "UsageBillingProviders", "UsageSpool", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage",
                            "UsageReconciliation", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: strict
         ),

@@ -125,6 +125,7 @@ struct BatchEdgeTests {
         ("Metronome", #"{"apikey":"x"}"#, "apikey"),
         ("Metronome", #"{"api_key":"metronome_REDACTED","billable_metrics":{"api_request":"M","tokens":"M"}}"#, "billable_metrics"),
         ("OpenMeter", #"{"source":"x"}"#, "api_key"),
+        ("OpenMeter", #"{"api_key":"om_REDACTED","meter_slugs":{"api_request":""}}"#, "meter_slugs"),
         ("OpenMeter", #"{"api_key":"om_REDACTED","endpoint":"openmeter.cloud"}"#, "endpoint"),
     ])
     func badSettingsNameTheField(_ provider: String, _ json: String, _ field: String) throws {

@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import MetronomeUsage
+import OpenMeterUsage
 import OrbUsage
 import StripeUsage
 import Testing
@@ -280,5 +281,31 @@ struct EmulatorControlTests {
         #expect(try await control(.put, "faults/acme", "500=0.1").0 == 404)
         #expect(try await control(.get, "nothing").0 == 404)
         await emulator.shutdown()
+    }
+}
+
+/// OpenMeter's read-back reads each event type from the meter that aggregates it.
+@Suite("OpenMeter read-back: meter slugs")
+struct OpenMeterMeterSlugTests {
+    @Test func eventTypesAreReadFromTheirMeters() async throws {
+        let asked = NIOLockedValueBox<[String]>([])
+        let server = try await LoopbackHTTPServer.start { request in
+            asked.withLockedValue { $0.append(request.path) }
+            let value: Double = request.path == "/api/v1/meters/api_requests_total/query" ? 42 : 5
+            return .respond(.json(200, .object(["windowSize": .string("DAY"), "data": .array([.object([
+                "subject": .string("customer-acme"), "value": .number(value),
+                "windowStart": .string("2026-11-19T00:00:00Z"), "windowEnd": .string("2026-11-20T00:00:00Z"),
+            ])])])))
+        }
+        let http = try CurlHTTPClient()
+        defer { http.shutdown() }
+        var settings = OpenMeterSettings(apiKey: "om_REDACTED", endpoint: server.baseURL)
+        settings.meterSlugs = ["api_request": "api_requests_total"]
+        let from = try #require(RFC3339.parse("2026-11-19T00:00:00Z")), to = try #require(RFC3339.parse("2026-11-20T00:00:00Z"))
+        let rows = try await OpenMeterReadBack(settings: settings, client: http)
+            .usage(customer: "customer-acme", meters: ["api_request", "storage"], from: from, to: to, granularity: .day)
+        #expect(Dictionary(uniqueKeysWithValues: rows.map { ($0.meter, $0.value) }) == ["api_request": 42, "storage": 5])
+        #expect(asked.withLockedValue { $0 }.sorted() == ["/api/v1/meters/api_requests_total/query", "/api/v1/meters/storage/query"])
+        await server.shutdown()
     }
 }

@@ -15,12 +15,15 @@ public struct OpenMeterSettings: Sendable, Decodable {
     /// Event type, the `data` property carrying the quantity (default `value`), extra
     /// properties, customer id → subject.
     public var mapping: EventMapping
+    /// Event type → the slug of the meter reconciliation reads it from. Unlisted event types are
+    /// read from the meter whose slug is the event type.
+    public var meterSlugs: [String: String] = [:]
 
     /// The keys these settings read.
-    public static let keys: Set<String> = EventMapping.keys.union(["api_key", "endpoint", "source", "max_batch_size"])
+    public static let keys: Set<String> = EventMapping.keys.union(["api_key", "endpoint", "source", "max_batch_size", "meter_slugs"])
 
     private enum CodingKeys: String, CodingKey {
-        case apiKey = "api_key", endpoint, source, maxBatchSize = "max_batch_size"
+        case apiKey = "api_key", endpoint, source, maxBatchSize = "max_batch_size", meterSlugs = "meter_slugs"
     }
 
     /// Settings with defaults.
@@ -41,6 +44,7 @@ public struct OpenMeterSettings: Sendable, Decodable {
         source = try c.decodeIfPresent(String.self, forKey: .source) ?? d.source
         maxBatchSize = try c.decodeIfPresent(Int.self, forKey: .maxBatchSize) ?? d.maxBatchSize
         mapping = try EventMapping(from: decoder, defaultQuantityProperty: "value")
+        meterSlugs = try c.decodeIfPresent([String: String].self, forKey: .meterSlugs) ?? [:]
     }
 
     /// Decodes settings, naming any unknown, missing or mistyped key.
@@ -60,6 +64,10 @@ public struct OpenMeterSettings: Sendable, Decodable {
         }
         if source.isEmpty {
             throw UsageBillingError(.invalidInput, "OpenMeter source is empty", fix: "use a stable name such as your service's", field: "source")
+        }
+        for (eventType, slug) in meterSlugs where eventType.isEmpty || slug.isEmpty {
+            throw UsageBillingError(.invalidInput, "OpenMeter meter_slugs maps '\(eventType)' to '\(slug)'; both must be non-empty",
+                                    fix: "map an event type to its meter's slug, e.g. meter_slugs: {api_request: api_requests_total}", field: "meter_slugs")
         }
         if !(1...10_000).contains(maxBatchSize) {
             throw UsageBillingError(.invalidInput, "OpenMeter max_batch_size \(maxBatchSize) is out of range", fix: "use 1 to 10000", field: "max_batch_size")
