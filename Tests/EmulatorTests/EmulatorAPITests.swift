@@ -309,3 +309,32 @@ struct OpenMeterMeterSlugTests {
         await server.shutdown()
     }
 }
+
+/// Stripe's read-back reads the active meter of an event name, not a deactivated one sharing it.
+@Suite("Stripe read-back: meters")
+struct StripeReadBackMeterTests {
+    @Test func theActiveMeterOfAnEventNameIsRead() async throws {
+        let asked = NIOLockedValueBox<[String]>([])
+        let server = try await LoopbackHTTPServer.start { request in
+            if request.path == "/v1/billing/meters" {
+                func meter(_ id: String, _ status: String) -> JSONValue {
+                    .object(["id": .string(id), "object": .string("billing.meter"), "event_name": .string("api_requests"), "display_name": .string(id),
+                             "status": .string(status), "livemode": .bool(false), "created": .number(0), "event_time_window": .null,
+                             "customer_mapping": .object(["event_payload_key": .string("stripe_customer_id"), "type": .string("by_id")]),
+                             "value_settings": .object(["event_payload_key": .string("value")]), "default_aggregation": .object(["formula": .string("sum")])])
+                }
+                return .respond(.json(200, .object(["object": .string("list"), "data": .array([meter("mtr_old", "inactive"), meter("mtr_new", "active")]),
+                                                    "has_more": .bool(false), "url": .string("/v1/billing/meters")])))
+            }
+            asked.withLockedValue { $0.append(request.path) }
+            return .respond(.json(200, .object(["object": .string("list"), "data": .array([]), "has_more": .bool(false), "url": .string(request.path)])))
+        }
+        let http = try CurlHTTPClient()
+        defer { http.shutdown() }
+        let readBack = try StripeReadBack(settings: StripeSettings(secretKey: "sk_test_REDACTED", endpoint: server.baseURL), client: http)
+        let from = try #require(RFC3339.parse("2026-11-19T00:00:00Z")), to = try #require(RFC3339.parse("2026-11-20T00:00:00Z"))
+        _ = try await readBack.usage(customer: "cus_1", meters: ["api_requests"], from: from, to: to, granularity: .day)
+        #expect(asked.withLockedValue { $0 } == ["/v1/billing/meters/mtr_new/event_summaries"])
+        await server.shutdown()
+    }
+}

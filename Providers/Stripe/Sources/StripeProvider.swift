@@ -12,7 +12,7 @@ extension StripeMeterEventSink {
 
 /// Stripe's read-back for reconciliation: the meter's event summaries per customer, grouped in
 /// `hour` or `day` windows (Stripe aligns both to UTC), every page. The meter is found by its
-/// `event_name`.
+/// `event_name`, the active one first.
 public struct StripeReadBack: UsageReadBack {
     let settings: StripeSettings
     let client: StripeBillingClient
@@ -37,7 +37,8 @@ public struct StripeReadBack: UsageReadBack {
         let known = try await client.listMeters()
         var out: [ReportedUsage] = []
         for name in meters {
-            guard let meter = known.first(where: { $0.eventName == name }) else {
+            // Stripe keeps one active meter per event_name; deactivated ones may share it.
+            guard let meter = known.first(where: { $0.eventName == name && $0.status == "active" }) ?? known.first(where: { $0.eventName == name }) else {
                 throw UsageBillingError(.configuration, "Stripe has no meter for event_name '\(name)'",
                                         fix: "create it (usage-billing meters create) or fix event_name in the route", field: "event_name")
             }
