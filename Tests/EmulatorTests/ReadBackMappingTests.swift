@@ -154,13 +154,16 @@ struct OpenMeterMeterSlugTests {
     }
 }
 
-/// Stripe's read-back reads the active meter of an event name, not a deactivated one sharing it.
+/// Stripe's read-back reads the active meter of an event name, not a deactivated one sharing it,
+/// and lists the meters once however many customers it reads.
 @Suite("Stripe read-back: meters")
 struct StripeReadBackMeterTests {
     @Test func theActiveMeterOfAnEventNameIsRead() async throws {
         let asked = NIOLockedValueBox<[String]>([])
+        let lists = NIOLockedValueBox(0)
         let server = try await LoopbackHTTPServer.start { request in
             if request.path == "/v1/billing/meters" {
+                lists.withLockedValue { $0 += 1 }
                 func meter(_ id: String, _ status: String) -> JSONValue {
                     .object(["id": .string(id), "object": .string("billing.meter"), "event_name": .string("api_requests"), "display_name": .string(id),
                              "status": .string(status), "livemode": .bool(false), "created": .number(0), "event_time_window": .null,
@@ -178,7 +181,9 @@ struct StripeReadBackMeterTests {
         let readBack = try StripeReadBack(settings: StripeSettings(secretKey: "sk_test_REDACTED", endpoint: server.baseURL), client: http)
         let from = try #require(RFC3339.parse("2026-11-19T00:00:00Z")), to = try #require(RFC3339.parse("2026-11-20T00:00:00Z"))
         _ = try await readBack.usage(customer: "cus_1", meters: ["api_requests"], from: from, to: to, granularity: .day)
-        #expect(asked.withLockedValue { $0 } == ["/v1/billing/meters/mtr_new/event_summaries"])
+        _ = try await readBack.usage(customer: "cus_2", meters: ["api_requests"], from: from, to: to, granularity: .day)
+        #expect(asked.withLockedValue { $0 } == ["/v1/billing/meters/mtr_new/event_summaries", "/v1/billing/meters/mtr_new/event_summaries"])
+        #expect(lists.withLockedValue { $0 } == 1, "the meters are listed once per read-back, not per customer")
         await server.shutdown()
     }
 }

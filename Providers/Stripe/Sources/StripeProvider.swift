@@ -17,6 +17,18 @@ public struct StripeReadBack: UsageReadBack {
     let settings: StripeSettings
     let client: StripeBillingClient
     let sink: StripeMeterEventSink
+    /// The account's meters, listed once per read-back (a reconcile reads many customers).
+    private let directory = MeterDirectory()
+
+    private actor MeterDirectory {
+        private var meters: [StripeMeter]?
+        func meters(_ load: @Sendable () async throws -> [StripeMeter]) async throws -> [StripeMeter] {
+            if let meters { return meters }
+            let loaded = try await load()
+            meters = loaded
+            return loaded
+        }
+    }
 
     /// A read-back over `settings`.
     public init(settings: StripeSettings, client: any HTTPClient) throws {
@@ -34,7 +46,8 @@ public struct StripeReadBack: UsageReadBack {
     public var requestsPerSecond: Double { 20 }
 
     public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage] {
-        let known = try await client.listMeters()
+        let client = self.client
+        let known = try await directory.meters { try await client.listMeters() }
         var out: [ReportedUsage] = []
         for name in meters {
             // Stripe keeps one active meter per event_name; deactivated ones may share it.
