@@ -18,9 +18,23 @@ final class StripeEmulation: EmulatedProvider {
         var inactive: [String: Date] = [:]
     }
     private let state = Locked(State())
-    func reset() { state.with { $0 = State() } }
+    func reset() {
+        let meters = initialMeters
+        state.with { $0 = State(); $0.meters = meters }
+    }
 
-    init(now: @escaping @Sendable () -> Date) { self.now = now }
+    /// Whether an event name with no meter gets one (true), or is refused as Stripe does: v2
+    /// answers `400 no_meter`, v1 and the stream take it and count nothing (reported later).
+    private let autoMeters: Bool
+    private let initialMeters: [String]
+
+    /// `meters`: the meters that exist (by event name); nil makes one for every event name seen.
+    init(now: @escaping @Sendable () -> Date, meters: [String]? = nil) {
+        self.now = now
+        self.autoMeters = meters == nil
+        self.initialMeters = meters ?? []
+        state.with { $0.meters = meters ?? [] }
+    }
 
     func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
 
@@ -90,7 +104,7 @@ final class StripeEmulation: EmulatedProvider {
         let received = now()
         let timestamp = f["timestamp"].flatMap(Double.init) ?? received.timeIntervalSince1970
         let response: HTTPResponse = state.with { s in
-            guard Self.record(name: name, identifier: identifier, customer: customer, value: value, at: Date(timeIntervalSince1970: timestamp), received: received, in: &s) else {
+            guard Self.record(name: name, identifier: identifier, customer: customer, value: value, at: Date(timeIntervalSince1970: timestamp), received: received, autoMeters: autoMeters, in: &s) else {
                 return error(400, "invalid_request_error", nil, "An event already exists with identifier \(identifier).", headers: ["Stripe-Should-Retry": "false"])
             }
             return Reply.json(200, .object([
@@ -113,7 +127,7 @@ final class StripeEmulation: EmulatedProvider {
     private func accept(_ e: JSONValue) -> Result<Accepted?, Refusal> {
         read(e).map { a in
             let received = now()
-            return state.with { s in Self.record(name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at, received: received, in: &s) ? a : nil }
+            return state.with { s in Self.record(name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at, received: received, autoMeters: autoMeters, in: &s) ? a : nil }
         }
     }
 
@@ -141,9 +155,13 @@ final class StripeEmulation: EmulatedProvider {
     /// Adds an event to the ledger (and its meter, the first time); false when its identifier
     /// was seen before, on any API.
     /// An event for a deactivated meter is taken (true) and not counted: Stripe reports it later.
-    private static func record(name: String, identifier: String, customer: String, value: Decimal, at: Date, received: Date, in s: inout State) -> Bool {
+    private static func record(name: String, identifier: String, customer: String, value: Decimal, at: Date, received: Date,
+                               autoMeters: Bool, in s: inout State) -> Bool {
         guard s.identifiers.insert(identifier).inserted else { return false }
-        if !s.meters.contains(name) { s.meters.append(name) }
+        if !s.meters.contains(name) {
+            guard autoMeters else { return true }  // no meter: taken, counted nowhere (Stripe reports no_meter later)
+            s.meters.append(name)
+        }
         guard s.inactive.isEmpty || s.inactive[name] == nil else { return true }
         s.usage.append(AcceptedUsage(customer: customer, meter: name, timestamp: at, quantity: value, key: identifier, receivedAt: received))
         return true
@@ -178,6 +196,9 @@ final class StripeEmulation: EmulatedProvider {
         let key = r.headers["Idempotency-Key"]
         if let key, let replay = state.with({ $0.replies[key] }) { return replay }
         guard let body = r.json, case .object = body else { return v2Error(400, "invalid_request_error", "invalid_json", "The body is not a JSON object.") }
+        if !autoMeters, let name = body["event_name"]?.stringValue, !state.with({ $0.meters.contains(name) }) {
+            return v2Error(400, "invalid_request_error", "no_meter", "No active meter was found for event_name '\(name)'.")
+        }
         if let name = body["event_name"]?.stringValue, state.with({ $0.inactive[name] != nil }) {
             return v2Error(400, "invalid_request_error", "archived_meter", "The meter for event_name \(name) is inactive; reactivate it to send events.")
         }
@@ -253,7 +274,7 @@ final class StripeEmulation: EmulatedProvider {
         }
         let received = now()
         state.with { s in
-            for a in batch { _ = Self.record(name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at, received: received, in: &s) }
+            for a in batch { _ = Self.record(name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at, received: received, autoMeters: autoMeters, in: &s) }
         }
         return Reply.json(200, .object([:]))
     }

@@ -97,6 +97,9 @@ public final class UsageEmulator: Sendable {
     ///     (default `quantity`, and `value` for OpenMeter).
     ///   - orbTimeZones: per Orb external customer id, the IANA time zone Orb cuts its days in
     ///     (default UTC).
+    ///   - stripeMeters: the Stripe meters that exist, by event name; nil (the default) makes a
+    ///     meter for every event name seen. With a list, an unknown event name is refused as
+    ///     Stripe does (v2 `400 no_meter`; v1 and the stream take it and count nothing).
     ///   - orbGracePeriod: the Orb account's grace period: an event older than it fails Orb's
     ///     validation unless it comes through a backfill (nil: not checked, as Orb documents no
     ///     default).
@@ -104,10 +107,10 @@ public final class UsageEmulator: Sendable {
     ///     Orb's grace period and backfill times are read from it).
     public static func start(port: Int = 0, faults: [String: FaultPlan] = [:], seed: UInt64 = 1,
                              meterValueProperties: [String: String] = [:], orbTimeZones: [String: String] = [:],
-                             orbGracePeriod: Duration? = nil,
+                             stripeMeters: [String]? = nil, orbGracePeriod: Duration? = nil,
                              now: @escaping @Sendable () -> Date = { Date() }) async throws -> UsageEmulator {
         let list: [any EmulatedProvider] = [
-            StripeEmulation(now: now), OrbEmulation(timeZones: orbTimeZones, gracePeriod: orbGracePeriod, now: now), MetronomeEmulation(valueProperties: meterValueProperties),
+            StripeEmulation(now: now, meters: stripeMeters), OrbEmulation(timeZones: orbTimeZones, gracePeriod: orbGracePeriod, now: now), MetronomeEmulation(valueProperties: meterValueProperties),
             OpenMeterEmulation(valueProperties: meterValueProperties), ChargebeeEmulation(now: now), ChargebeeIngestEmulation(now: now),
             RecurlyEmulation(), PaddleEmulation(),
         ]

@@ -32,6 +32,8 @@ struct Emulate: AsyncParsableCommand {
     @Option(help: "Port on 127.0.0.1 (0: any free port).") var port: Int = 12111
     @Option(help: "PROVIDER:SPEC fault plan; repeatable (see above).") var faults: [String] = []
     @Option(help: "Seed for the fault dice.") var seed: UInt64 = 1
+    @Option(help: "Stripe meters that exist (event names, comma-separated); others are refused as Stripe does (v2: no_meter). Default: a meter for every event name.")
+    var stripeMeters: String?
     @Option(help: "Orb's grace period in hours: older events fail Orb's validation unless sent through a backfill (default: not checked).")
     var orbGraceHours: Double?
 
@@ -57,7 +59,8 @@ struct Emulate: AsyncParsableCommand {
         }
         let emulator: UsageEmulator
         do {
-            emulator = try await UsageEmulator.start(port: port, faults: plans, seed: seed,
+            let meters = stripeMeters.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+            emulator = try await UsageEmulator.start(port: port, faults: plans, seed: seed, stripeMeters: meters,
                                                      orbGracePeriod: orbGraceHours.map { .milliseconds(Int64(($0 * 3_600_000).rounded())) })
         } catch {
             printError("error: cannot listen on 127.0.0.1:\(port): \(error). Fix: pick another --port (0 picks a free one)")

@@ -57,7 +57,7 @@ struct EmulateCLITests {
     /// background with `> emulator.log`), not when the buffer fills.
     @Test func settingsReachALogFileAtOnce() async throws {
         let log = FileManager.default.temporaryDirectory.appending(path: "ub-emulate-\(UUID().uuidString).log").path
-        let child = try ChildProcess.spawn(CLI.binary.path, ["emulate", "--port", "0", "--orb-grace-hours", "12"], outputFile: log)
+        let child = try ChildProcess.spawn(CLI.binary.path, ["emulate", "--port", "0", "--orb-grace-hours", "12", "--stripe-meters", "api_requests,storage"], outputFile: log)
         var text = ""
         for _ in 0..<100 where !text.contains("Ctrl-C stops") {
             try await Task.sleep(for: .milliseconds(100))

@@ -77,6 +77,32 @@ struct EmulatorAPITests {
         await emulator.shutdown()
     }
 
+    /// Given the meters that exist, an event name without one is refused as Stripe does: v2 with
+    /// `no_meter`, v1 taken and counted nowhere; once the meter is created, it counts. A reset
+    /// keeps the meters the emulator started with.
+    @Test func unknownEventNamesHaveNoMeterWhenMetersAreGiven() async throws {
+        let emulator = try await UsageEmulator.start(stripeMeters: ["api_requests"])
+        let http = try CurlHTTPClient()
+        defer { http.shutdown() }
+        func sink(_ api: StripeMeteringAPI) throws -> StripeMeterEventSink {
+            try StripeMeterEventSink(settings: StripeSettings(secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe"), client: http)
+        }
+        let now = Date()
+        func event(_ id: String, _ name: String) -> UsageEvent { UsageEvent(id: id, name: name, customer: "cus_acme", timestamp: now.addingTimeInterval(-60), quantity: 2) }
+        let v2 = try await sink(.v2).deliver([event("g-v2", "gpu_seconds"), event("a-v2", "api_requests")])
+        guard case .rejected(let reason)? = v2.first else { Issue.record("v2 took an event with no meter: \(v2)"); return }
+        #expect(reason.code == "no_meter" && v2.last == .accepted, "\(v2)")
+        #expect(try await sink(.v1).deliver([event("g-v1", "gpu_seconds")]) == [.accepted], "v1 answers before Stripe looks for the meter")
+        #expect(await emulator.accepted("stripe").map(\.key) == ["a-v2"])
+        _ = try await StripeBillingClient(settings: StripeSettings(secretKey: "sk_test_REDACTED", endpoint: emulator.baseURL + "/stripe"), client: http)
+            .createMeter(displayName: "GPU seconds", eventName: "gpu_seconds")
+        #expect(try await sink(.v2).deliver([event("g-v2-again", "gpu_seconds")]) == [.accepted])
+        emulator.reset("stripe")
+        #expect(try await sink(.v2).deliver([event("g-after-reset", "gpu_seconds")]).first != .accepted, "the created meter is gone after a reset")
+        #expect(try await sink(.v2).deliver([event("a-after-reset", "api_requests")]) == [.accepted], "the meters it started with stay")
+        await emulator.shutdown()
+    }
+
     /// With a 12-hour grace period, an event three days old is refused by plain ingest, goes
     /// through a backfill with `backfill: true`, and counts only once the backfill is closed;
     /// event search finds both events by their idempotency keys.
