@@ -21,17 +21,22 @@ func events(_ n: Int, prefix: String = "evt") -> [UsageEvent] {
                                      quantity: Decimal($0 % 5 + 1)) }
 }
 
+/// `api_request` to Stripe with an Orb shadow (placeholder keys).
+func stripeWithOrbShadow() throws -> RoutingConfig {
+    try routing("""
+        version: 1
+        providers:
+          stripe: { kind: stripe, secret_key: sk_test_REDACTED }
+          orb: { kind: orb, api_key: orb_REDACTED }
+        routes:
+          - { events: [api_request], to: stripe, shadow: orb }
+        """)
+}
+
 @Suite("Spool")
 struct SpoolTests {
     @Test func recordIsDurableIdempotentAndOneRowPerLane() async throws {
-        let config = try routing("""
-            version: 1
-            providers:
-              stripe: { kind: stripe, secret_key: sk_test_REDACTED }
-              orb: { kind: orb, api_key: orb_REDACTED }
-            routes:
-              - { events: [api_request], to: stripe, shadow: orb }
-            """)
+        let config = try stripeWithOrbShadow()
         let path = tempPath("a.spool")
         let pipeline = try UsagePipeline(config: config, spoolPath: path, client: DryRunHTTPClient(keep: 0, secrets: []))
         let batch = events(3)
@@ -121,14 +126,7 @@ struct RejectDeliveredTests {
     /// spool does not hold, and another provider's lane stay as they were; the ledger a
     /// reconcile reads drops them.
     @Test func refusedEventsBecomeDeadLettersOnThatProviderOnly() async throws {
-        let config = try routing("""
-            version: 1
-            providers:
-              stripe: { kind: stripe, secret_key: sk_test_REDACTED }
-              orb: { kind: orb, api_key: orb_REDACTED }
-            routes:
-              - { events: [api_request], to: stripe, shadow: orb }
-            """)
+        let config = try stripeWithOrbShadow()
         let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("reject.spool"), client: DryRunHTTPClient(keep: 0, secrets: []))
         try await pipeline.record(events(4, prefix: "r"))
         try await pipeline.flush()
