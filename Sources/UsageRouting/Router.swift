@@ -87,6 +87,12 @@ public final class Router: UsageSink, @unchecked Sendable {
     /// The sink behind a lane.
     public func sink(for lane: Lane) -> (any UsageSink)? { sinks[lane] }
 
+    /// How many requests a lane keeps in flight: the provider's `max_in_flight` setting, or the
+    /// adapter's own default (`SinkCapabilities.maxConcurrentRequests`).
+    public func maxInFlight(for lane: Lane) -> Int {
+        config.providers[lane.provider]?.maxInFlight ?? sinks[lane]?.capabilities.maxConcurrentRequests ?? 1
+    }
+
     /// Every lane, sorted.
     public var lanes: [Lane] { sinks.keys.sorted() }
 

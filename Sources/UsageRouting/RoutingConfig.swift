@@ -32,7 +32,14 @@ public struct RoutingConfig: Sendable {
         public var kind: ProviderKind
         /// Its settings object (without `kind`), environment variables substituted.
         public var settings: [String: JSONValue]
+
+        /// `max_in_flight`, a setting every provider takes: how many requests its lanes keep in
+        /// flight at once (1–1,000), overriding the adapter's default; nil keeps the default.
+        public var maxInFlight: Int? { settings[RoutingConfig.maxInFlightKey]?.numberValue.map { Int($0) } }
     }
+
+    /// The setting every provider takes, handled by routing rather than by the adapter.
+    public static let maxInFlightKey = "max_in_flight"
 
     /// One route.
     public struct Route: Sendable {
@@ -121,6 +128,8 @@ public struct RoutingConfig: Sendable {
     /// and its column of the customer table.
     public func settings(for provider: String, route: Int?) -> JSONValue {
         var merged = providers[provider]?.settings ?? [:]
+        // `max_in_flight` is routing's, unless the adapter reads it too (Stripe).
+        if let kind = providers[provider]?.kind, !kind.settingsKeys.contains(Self.maxInFlightKey) { merged[Self.maxInFlightKey] = nil }
         if let route, let override = routes.first(where: { $0.index == route })?.overrides[provider] {
             merged.merge(override) { _, new in new }
         }
@@ -268,7 +277,13 @@ private struct Validator {
                 issue("\(key).kind", "unknown provider kind '\(kindName)'", "use one of \(registry.names.joined(separator: ", "))")
                 continue
             }
-            for setting in settings.keys.sorted() where !kind.settingsKeys.contains(setting) {
+            if let value = settings[RoutingConfig.maxInFlightKey] {
+                if value.numberValue.map({ $0 == $0.rounded() && (1...1_000).contains($0) }) != true {
+                    issue("\(key).\(RoutingConfig.maxInFlightKey)", "max_in_flight must be a whole number from 1 to 1000",
+                          "omit it for the adapter's default, or size it to the provider's rate limit times its latency (e.g. 64)")
+                }
+            }
+            for setting in settings.keys.sorted() where !kind.settingsKeys.contains(setting) && setting != RoutingConfig.maxInFlightKey {
                 issue("\(key).\(setting)", "\(kindName) has no setting '\(setting)'", "use one of \(kind.settingsKeys.sorted().joined(separator: ", "))")
             }
             result[name] = RoutingConfig.Provider(name: name, kind: kind, settings: settings)

@@ -68,19 +68,20 @@ public final class DeliveryWorker: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in router.lanes {
                 guard let sink = router.sink(for: lane) else { continue }
-                group.addTask { try await self.runLane(lane.description, sink: sink, untilEmpty: untilEmpty, closeAll: closeOpenWindows) }
+                let maxInFlight = router.maxInFlight(for: lane)
+                group.addTask { try await self.runLane(lane.description, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeOpenWindows) }
             }
             try await group.waitForAll()
         }
     }
 
-    private func runLane(_ lane: String, sink: any UsageSink, untilEmpty: Bool, closeAll: Bool) async throws {
+    private func runLane(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool) async throws {
         let limiter = sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }
         let batchSize = sink.capabilities.maxBatchSize
         let spec = sink.capabilities.aggregation
         let checksBeforeRetry = sink.capabilities.idempotency == .clientCheckBeforeRetry
         // Lanes whose requests stand alone keep several batches in flight; the rest go one by one.
-        let inFlightLimit = spec == nil && !checksBeforeRetry ? sink.capabilities.maxConcurrentRequests : 1
+        let inFlightLimit = spec == nil && !checksBeforeRetry ? max(1, maxInFlight) : 1
         let depth = Gauge(label: MetricNames.queueDepth, dimensions: [("lane", lane)])
         let duration = Metrics.Timer(label: MetricNames.deliveryDuration, dimensions: [("lane", lane)])
         var laneLogger = self.logger

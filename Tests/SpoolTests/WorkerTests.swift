@@ -131,6 +131,38 @@ struct WorkerConcurrencyTests {
     }
 }
 
+extension WorkerConcurrencyTests {
+    /// `max_in_flight`, which every provider takes, bounds a lane's requests at once; without it
+    /// the adapter's default (Orb: 8) applies.
+    @Test(arguments: [(3, 3...3), (nil, 4...8)] as [(Int?, ClosedRange<Int>)])
+    func maxInFlightBoundsALane(_ setting: Int?, _ expected: ClosedRange<Int>) async throws {
+        let peak = NIOLockedValueBox((now: 0, max: 0, requests: 0))
+        let server = try await LoopbackHTTPServer.start(threads: 2) { _ in
+            peak.withLockedValue { $0.now += 1; $0.max = max($0.max, $0.now); $0.requests += 1 }
+            try? await Task.sleep(for: .milliseconds(20))
+            peak.withLockedValue { $0.now -= 1 }
+            return .respond(.json(200, .object(["validation_failed": .array([])])))
+        }
+        let config = try routing("""
+            version: 1
+            providers:
+              orb: { kind: orb, api_key: orb_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: 1, requests_per_second: 100000\(setting.map { ", max_in_flight: \($0)" } ?? "") }
+            routes:
+              - { events: [api_request], to: orb }
+            """)
+        #expect(config.providers["orb"]?.maxInFlight == setting)
+        let curl = try CurlHTTPClient()
+        defer { curl.shutdown() }
+        let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("inflight.spool"), client: curl)
+        try await pipeline.record(events(40, prefix: "f"))
+        try await pipeline.flush()
+        let seen = peak.withLockedValue { $0 }
+        #expect(seen.requests == 40)
+        #expect(expected.contains(seen.max), "at most \(seen.max) requests in flight, expected \(expected)")
+        await server.shutdown()
+    }
+}
+
 /// Answers every request with 204 once `open()` is called, counting requests.
 final class GateClient: HTTPClient, Sendable {
     private let state = NIOLockedValueBox((requests: 0, open: false))
