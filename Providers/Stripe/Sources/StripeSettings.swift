@@ -49,11 +49,6 @@ public struct StripeSettings: Sendable, Codable {
     /// Requests per second to pace at, when Stripe has raised your account's limit (or for the
     /// emulator); nil: Stripe's documented limit for the key's mode and API.
     public var requestsPerSecond: Double?
-    /// Requests in flight at once (1–1,000). Default 64. A request to Stripe takes about
-    /// 100–300 ms, so reaching live mode's 1,000 calls/s on v1 and v2 takes that many in flight
-    /// (8 would cap a lane near 50 calls/s); v1 and v2 still never send two at once for one
-    /// customer and meter, and the pacing stays at ``requestsPerSecond``.
-    public var maxInFlight: Int
 
     /// Creates a value with the given settings; every parameter is described on its property.
     public init(
@@ -61,8 +56,7 @@ public struct StripeSettings: Sendable, Codable {
         meterEventsEndpoint: String = "https://meter-events.stripe.com", apiVersion: String = StripeSettings.pinnedAPIVersion,
         stripeAccount: String? = nil, eventName: String? = nil, eventNames: [String: String] = [:],
         customerKey: String = "stripe_customer_id", valueKey: String = "value", customers: [String: String] = [:],
-        allowFractionalValues: Bool = false, streamBatchSize: Int = 100, requestsPerSecond: Double? = nil,
-        maxInFlight: Int = 64
+        allowFractionalValues: Bool = false, streamBatchSize: Int = 100, requestsPerSecond: Double? = nil
     ) {
         self.secretKey = secretKey
         self.api = api
@@ -78,7 +72,6 @@ public struct StripeSettings: Sendable, Codable {
         self.allowFractionalValues = allowFractionalValues
         self.streamBatchSize = streamBatchSize
         self.requestsPerSecond = requestsPerSecond
-        self.maxInFlight = maxInFlight
     }
 
     private enum CodingKeys: String, CodingKey, CaseIterable {
@@ -86,7 +79,7 @@ public struct StripeSettings: Sendable, Codable {
         case apiVersion = "api_version", stripeAccount = "stripe_account", eventName = "event_name"
         case eventNames = "event_names", customerKey = "customer_key", valueKey = "value_key", customers
         case allowFractionalValues = "allow_fractional_values", streamBatchSize = "stream_batch_size"
-        case requestsPerSecond = "requests_per_second", maxInFlight = "max_in_flight"
+        case requestsPerSecond = "requests_per_second"
     }
 
     /// Creates a value with the given settings; every parameter is described on its property.
@@ -107,7 +100,6 @@ public struct StripeSettings: Sendable, Codable {
         allowFractionalValues = try c.decodeIfPresent(Bool.self, forKey: .allowFractionalValues) ?? false
         streamBatchSize = try c.decodeIfPresent(Int.self, forKey: .streamBatchSize) ?? d.streamBatchSize
         requestsPerSecond = try c.decodeIfPresent(Double.self, forKey: .requestsPerSecond)
-        maxInFlight = try c.decodeIfPresent(Int.self, forKey: .maxInFlight) ?? d.maxInFlight
     }
 
     /// The keys these settings read.
@@ -134,10 +126,6 @@ public struct StripeSettings: Sendable, Codable {
         if let rate = requestsPerSecond, !(rate > 0) {
             throw UsageBillingError(.invalidInput, "Stripe requests_per_second \(rate) must be above 0",
                                     fix: "omit it to pace at Stripe's documented limit", field: "requests_per_second")
-        }
-        if !(1...1_000).contains(maxInFlight) {
-            throw UsageBillingError(.invalidInput, "Stripe max_in_flight \(maxInFlight) must be 1 to 1000",
-                                    fix: "omit it for 64, or size it to Stripe's rate limit times its latency", field: "max_in_flight")
         }
         if !(1...100).contains(streamBatchSize) {
             throw UsageBillingError(.invalidInput, "Stripe stream_batch_size \(streamBatchSize) is out of range",
