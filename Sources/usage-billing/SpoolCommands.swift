@@ -9,7 +9,13 @@ import UsageRouting
 import UsageSpool
 
 /// Opens a spool, printing a clear error and exiting 2 when it is damaged or unreadable.
-func openSpool(_ path: String, durability: SpoolDurability = .normal) throws -> Spool {
+/// `existing`: the command reads or maintains a spool (status, dlq), so a path with no file is a
+/// mistake to report, not a new empty spool to create.
+func openSpool(_ path: String, durability: SpoolDurability = .normal, existing: Bool = false) throws -> Spool {
+    if existing && !FileManager.default.fileExists(atPath: path) {
+        printError("error: no spool at \(path). Fix: pass --spool with the file events were recorded in (import --spool, worker, or UsagePipeline's spoolPath)")
+        throw ExitCode(ExitCodes.badInput)
+    }
     do {
         return try Spool(path: path, durability: durability)
     } catch {
@@ -90,7 +96,7 @@ struct Status: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let lanes = try openSpool(spoolOption.spool).status()
+        let lanes = try openSpool(spoolOption.spool, existing: true).status()
         if json {
             print(JSONValue.array(lanes.map { s in
                 .object([
@@ -144,7 +150,7 @@ struct DLQReject: AsyncParsableCommand {
             printError("error: --stripe-error-report \(stripeErrorReport): \(error)")
             throw ExitCode(ExitCodes.badInput)
         }
-        let changed = try await openSpool(spoolOption.spool).rejectDelivered(report.rejections, provider: provider)
+        let changed = try await openSpool(spoolOption.spool, existing: true).rejectDelivered(report.rejections, provider: provider)
         print("\(changed) delivered row(s) of \(report.rejections.count) event(s) the report names are now dead letters on \(provider).")
         let unnamed = report.unattributed.sorted { $0.key < $1.key }
         if !unnamed.isEmpty {
@@ -166,7 +172,7 @@ struct DLQList: AsyncParsableCommand {
     @Option(help: "At most this many.") var limit: Int = 100
 
     func run() async throws {
-        let letters = try openSpool(spoolOption.spool).deadLetters(reason: reason, limit: limit)
+        let letters = try openSpool(spoolOption.spool, existing: true).deadLetters(reason: reason, limit: limit)
         if letters.isEmpty { print("No dead letters.") }
         for l in letters { print("\(l.eventID)  \(l.lane)  \(l.code)  after \(l.attempts) attempt(s): \(l.message)") }
     }
@@ -184,7 +190,7 @@ struct DLQRetry: AsyncParsableCommand {
     @Option(help: "Only this reason code.") var reason: String?
 
     func run() async throws {
-        let count = try await openSpool(spoolOption.spool).retryDeadLetters(reason: reason)
+        let count = try await openSpool(spoolOption.spool, existing: true).retryDeadLetters(reason: reason)
         print("Queued \(count) dead letter(s) again.")
     }
 }
@@ -201,7 +207,7 @@ struct DLQPurge: AsyncParsableCommand {
     @Flag(help: "Do not ask.") var yes = false
 
     func run() async throws {
-        let spool = try openSpool(spoolOption.spool)
+        let spool = try openSpool(spoolOption.spool, existing: true)
         let count = try spool.deadLetters(reason: reason, limit: Int.max).count
         if !yes {
             guard isatty(STDIN_FILENO) == 1 else {

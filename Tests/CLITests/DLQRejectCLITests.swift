@@ -32,3 +32,17 @@ struct DLQRejectCLITests {
         #expect(try Spool(path: path).status().first?.dead == ["meter_event_no_customer_defined": 1])
     }
 }
+
+@Suite("CLI spool path checks")
+struct SpoolPathCLITests {
+    /// A mistyped --spool for a command that reads or maintains a spool is an error naming the
+    /// path, exit 2, and creates no file (it used to create an empty spool and report it empty).
+    @Test(arguments: [["status"], ["dlq", "list"], ["dlq", "retry"], ["dlq", "purge", "--yes"],
+                      ["dlq", "reject", "--stripe-error-report", "Providers/Stripe/Fixtures/webhooks/error_report_triggered.json"]])
+    func aMissingSpoolIsAnErrorNotANewFile(_ command: [String]) async throws {
+        let path = FileManager.default.temporaryDirectory.appending(path: "ub-missing-\(UUID().uuidString).spool").path
+        let r = try await CLI.run(command + ["--spool", path])
+        #expect(r.status == 2 && r.output.contains("no spool at \(path)") && r.output.contains("Fix:"), "\(r.output)")
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
+}
