@@ -57,9 +57,13 @@ struct Emulate: AsyncParsableCommand {
             printError("error: --orb-grace-hours \(hours) is out of range. Fix: use your Orb account's grace period in hours, e.g. 12")
             throw ExitCode(ExitCodes.badInput)
         }
+        let meters = stripeMeters.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        if meters?.isEmpty == true {
+            printError("error: --stripe-meters names no event name. Fix: list them, e.g. --stripe-meters api_requests,storage, or omit it to make a meter for every event name")
+            throw ExitCode(ExitCodes.badInput)
+        }
         let emulator: UsageEmulator
         do {
-            let meters = stripeMeters.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
             emulator = try await UsageEmulator.start(port: port, faults: plans, seed: seed, stripeMeters: meters,
                                                      orbGracePeriod: orbGraceHours.map { .milliseconds(Int64(($0 * 3_600_000).rounded())) })
         } catch {

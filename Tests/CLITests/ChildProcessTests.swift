@@ -68,3 +68,11 @@ struct EmulateCLITests {
         #expect(text.contains("Emulating stripe, orb") && text.contains("orb: { endpoint: http://127.0.0.1:") && text.contains("Ctrl-C stops"), "\(text)")
     }
 }
+
+extension EmulateCLITests {
+    @Test(arguments: [["--stripe-meters", " , "], ["--orb-grace-hours", "0"], ["--faults", "stripe:500=2"]])
+    func badFlagsExit2NamingTheFlag(_ flags: [String]) async throws {
+        let r = try await CLI.run(["emulate", "--port", "0"] + flags)
+        #expect(r.status == 2 && r.output.contains(flags[0].hasPrefix("--faults") ? "500=2" : flags[0]) && r.output.contains("Fix"), "\(r.output)")
+    }
+}
