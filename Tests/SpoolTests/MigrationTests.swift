@@ -6,8 +6,8 @@ import UsageBilling
 
 @Suite("Spool migrations")
 struct MigrationTests {
-    /// A spool written by the v4 schema opens under v5 with every row, its state and seq, and
-    /// seqs of purged rows are still never reused; re-recording an id stays a no-op.
+    /// A spool written by the v4 schema opens under the latest with every row, its state and
+    /// seq; a new row goes after every remaining one; re-recording an id stays a no-op.
     @Test func aVersion4SpoolKeepsItsRowsAndSeqs() async throws {
         let path = tempPath("v4.spool")
         let t = Date().timeIntervalSince1970
@@ -21,7 +21,7 @@ struct MigrationTests {
                     try db.execute(sql: "INSERT INTO deliveries (seq, event_id, lane, state, recorded_at, updated_at) VALUES (?, ?, 'stripe#0', ?, ?, ?)",
                                    arguments: [i + 1, event.id, i == 0 ? 1 : 0, t, t])
                 }
-                // The highest seq was taken and purged: it must not come back.
+                // The highest seq was taken and purged (since v7 it may come back, after the rows left).
                 try db.execute(sql: "INSERT INTO deliveries (seq, event_id, lane, state, recorded_at, updated_at) VALUES (10, ?, 'orb#0', 3, ?, ?)",
                                arguments: [old[0].id, t, t])
                 try db.execute(sql: "DELETE FROM deliveries WHERE seq = 10")
@@ -39,11 +39,11 @@ struct MigrationTests {
         try await spool.record([Spool.Entry(event: new[0], lanes: ["stripe#0", "stripe#0"])])  // a lane given twice: one row
         let due = try spool.due(lane: "stripe#0", limit: 10, now: Date())
         #expect(due.map(\.event.id) == ["old-1", "old-2", "new-0"])
-        #expect((due.last?.seq ?? 0) > 10)
+        #expect((due.last?.seq ?? 0) > 3)
     }
 
-    /// A v5 spool (events keyed by their text id) opens under v6 (integer keys) with every
-    /// event, every row's state, reason and attempts, and its seqs; purged seqs stay unused.
+    /// A v5 spool (events keyed by their text id) opens under v6 (integer keys) and later with
+    /// every event, every row's state, reason and attempts, and its seqs.
     @Test func aVersion5SpoolKeepsEveryRowUnderIntegerKeys() async throws {
         let path = tempPath("v5.spool")
         let t = Date().timeIntervalSince1970
@@ -80,7 +80,49 @@ struct MigrationTests {
         try await spool.record([Spool.Entry(event: new, lanes: ["stripe#0"])])
         let after = try spool.due(lane: "stripe#0", limit: 10, now: Date())
         #expect(after.map(\.event.id) == ["old-zeta", "old-alpha", "old-mid", "new-0"])
-        #expect((after.last?.seq ?? 0) > 20)
+        #expect((after.last?.seq ?? 0) > 4)
+    }
+
+    /// A v6 spool (deliveries under AUTOINCREMENT) opens under v7 with every row as it was:
+    /// seq, state, attempts, reason, window flag; the table no longer has AUTOINCREMENT and
+    /// `sqlite_sequence` no longer tracks it, and new rows go after the old ones.
+    @Test func aVersion6SpoolKeepsEveryRowWithoutAutoincrement() async throws {
+        let path = tempPath("v6.spool")
+        let t = Date().timeIntervalSince1970
+        let old = events(3, prefix: "six")
+        do {
+            let queue = try DatabaseQueue(path: path)
+            try Spool.migrator.migrate(queue, upTo: "v6: events keyed by an integer, in recording order")
+            try await queue.write { db in
+                for (i, event) in old.enumerated() {
+                    try db.execute(sql: "INSERT INTO events (id, payload, recorded_at) VALUES (?, ?, ?)", arguments: [event.id, PayloadCodec.encode(event), t])
+                    try db.execute(sql: "INSERT INTO deliveries (seq, event, lane, state, attempts, first_attempt_at, recorded_at, updated_at) VALUES (?, ?, 'openmeter#0', 0, ?, ?, ?, ?)",
+                                   arguments: [10 + i, db.lastInsertedRowID, i, i == 2 ? t : nil, t, t])
+                }
+                try db.execute(sql: """
+                    INSERT INTO deliveries (seq, event, lane, state, attempts, reason_code, reason_message, recorded_at, updated_at, window_record)
+                    VALUES (13, 1, 'recurly#0', 3, 4, 'rejected', 'account closed', ?, ?, 1)
+                    """, arguments: [t, t])
+            }
+            try queue.close()
+        }
+        let spool = try Spool(path: path)
+        let schema = try await spool.pool.read { db in
+            (try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'deliveries'") ?? "",
+             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'deliveries'") ?? -1,
+             try String.fetchAll(db, sql: "SELECT name FROM pragma_index_list('deliveries') ORDER BY name"),
+             try Row.fetchAll(db, sql: "SELECT seq, state, attempts, first_attempt_at IS NOT NULL, reason_code, window_record FROM deliveries ORDER BY seq")
+                .map { "\($0[0] as Int64) \($0[1] as Int) \($0[2] as Int) \($0[3] as Bool) \(($0[4] as String?) ?? "-") \($0[5] as Int)" })
+        }
+        #expect(schema.0.contains("seq INTEGER PRIMARY KEY") && !schema.0.uppercased().contains("AUTOINCREMENT"))
+        #expect(schema.1 == 0)
+        #expect(schema.2 == ["deliveries_queued"])
+        #expect(schema.3 == ["10 0 0 false - 0", "11 0 1 false - 0", "12 0 2 true - 0", "13 3 4 false rejected 1"])
+        #expect(try spool.deadLetters() == [DeadLetter(eventID: "six-0", lane: "recurly#0", code: "rejected", message: "account closed", attempts: 4)])
+        try await spool.record([Spool.Entry(event: events(1, prefix: "seven")[0], lanes: ["openmeter#0"])])
+        let due = try spool.due(lane: "openmeter#0", limit: 10, now: Date())
+        #expect(due.map(\.event.id) == ["six-0", "six-1", "six-2", "seven-0"])
+        #expect(due.map(\.seq) == [10, 11, 12, 14])
     }
 
     /// A v5 spool with a delivery row whose event is missing is not upgraded (that row would be

@@ -1,11 +1,12 @@
 import Foundation
+import GRDB
 import StripeUsage
 import Testing
 import UsageBillingCurl
 import UsageBillingProviders
 import UsageBillingTesting
 import UsageRouting
-import UsageSpool
+@testable import UsageSpool
 
 func tempPath(_ name: String) -> String {
     FileManager.default.temporaryDirectory.appending(path: "ub-spool-\(UUID().uuidString)-\(name)").path
@@ -64,6 +65,27 @@ struct SpoolTests {
         #expect(stats.calls == 20)
         #expect(stats.transactions >= 1 && stats.transactions <= 20)
         #expect(try spool.queuedCount() == 20)
+    }
+
+    /// A commit that fails half-way leaves nothing of itself behind, every caller sharing it
+    /// gets the error (saying to record again), and the next commit works.
+    @Test func aFailedCommitRecordsNothingAndTheNextOneWorks() async throws {
+        let spool = try Spool(path: tempPath("rollback.spool"))
+        try await spool.pool.write { db in
+            try db.execute(sql: "CREATE TRIGGER boom BEFORE INSERT ON deliveries WHEN NEW.lane = 'boom#0' BEGIN SELECT RAISE(ABORT, 'lane refused'); END")
+        }
+        let ok = UsageEvent(id: "ok-1", name: "api_request", customer: "acme")
+        let bad = UsageEvent(id: "bad-1", name: "api_request", customer: "acme")
+        await #expect {
+            try await spool.record([Spool.Entry(event: ok, lanes: ["a#0"]), Spool.Entry(event: bad, lanes: ["boom#0"])])
+        } throws: { error in
+            (error as? UsageBillingError)?.fix?.contains("record them again") == true
+        }
+        let events = try await spool.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events") }
+        #expect(events == 0)
+        #expect(try spool.queuedCount() == 0)
+        try await spool.record([Spool.Entry(event: ok, lanes: ["a#0"])])
+        #expect(try spool.queuedCount() == 1)
     }
 
     @Test func unroutedEventsFollowThePolicy() async throws {

@@ -6,7 +6,7 @@ import UsageBillingCurl
 import UsageBillingProviders
 import UsageBillingTesting
 import UsageRouting
-import UsageSpool
+@testable import UsageSpool
 
 /// An OpenMeter-shaped server that fails every request while `failing` is set.
 final class SwitchableServer: Sendable {
@@ -207,5 +207,66 @@ struct WorkerLockTests {
         try await second.flush()  // the lock is free again once the first worker returns
         #expect(try second.spool.status().first?.delivered == 5)
         #expect(gate.requests == 1, "every event went once")
+    }
+}
+
+@Suite("Seqs after a purge", .timeLimit(.minutes(1)))
+struct PurgeReuseTests {
+    /// Since v7 a row's seq is the highest plus one, so purging the newest dead letters lets new
+    /// rows take their seqs again. A worker that has already read past those seqs still delivers
+    /// the new rows, and nothing else changes.
+    @Test func rowsTakingPurgedSeqsAreStillDelivered() async throws {
+        let received = NIOLockedValueBox<Set<String>>([])
+        let server = try await LoopbackHTTPServer.start { request in
+            let json = JSONValue.parse(request.body)
+            let batch = json?.arrayValue ?? [json].compactMap { $0 }
+            if batch.contains(where: { $0["subject"]?.stringValue == "bad" }) {
+                return .respond(.json(400, .object(["title": .string("Bad Request"), "detail": .string("subject is blocked")])))
+            }
+            received.withLockedValue { $0.formUnion(batch.compactMap { $0["id"]?.stringValue }) }
+            return .respond(HTTPResponse(status: 204))
+        }
+        let config = try routing("""
+            version: 1
+            providers:
+              openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: 1 }
+            routes:
+              - { events: [api_request], to: openmeter }
+            """)
+        let curl = try CurlHTTPClient()
+        defer { curl.shutdown() }
+        let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("reuse.spool"), client: curl,
+                                         policy: RetryPolicy(baseDelay: .milliseconds(10), maxDelay: .milliseconds(50), maxAttempts: 5))
+        let good = events(3, prefix: "good")
+        let bad = events(2, prefix: "bad").map { UsageEvent(id: $0.id, name: $0.name, customer: "bad", timestamp: $0.timestamp, quantity: $0.quantity) }
+        try await pipeline.record(good + bad)  // the refused events hold the highest seqs
+        let seqs = { (prefix: String) in
+            try await pipeline.spool.pool.read { db in
+                try Int64.fetchAll(db, sql: "SELECT d.seq FROM deliveries d JOIN events e ON e.key = d.event WHERE e.id LIKE ? ORDER BY d.seq", arguments: [prefix + "%"])
+            }
+        }
+        let topBefore = try #require(try await seqs("bad").last)
+        let worker = Task { try await pipeline.worker.run(untilEmpty: false) }
+        defer { worker.cancel() }
+        func waitFor(_ condition: () throws -> Bool) async throws -> Bool {
+            for _ in 0..<200 {
+                if try condition() { return true }
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            return false
+        }
+        #expect(try await waitFor { try pipeline.spool.status().first?.dead["http_400"] == 2 })
+        #expect(try await pipeline.spool.purgeDeadLetters() == 2)
+
+        let later = events(2, prefix: "later")
+        try await pipeline.record(later)
+        let reused = try await seqs("later")
+        #expect(reused.count == 2 && (reused.first ?? .max) <= topBefore, "the new rows were expected to take the purged seqs: \(reused), top was \(topBefore)")
+        #expect(try await waitFor { received.withLockedValue { $0 } == Set((good + later).map(\.id)) })
+        pipeline.worker.stop()
+        try await worker.value
+        let status = try #require(try pipeline.spool.status().first)
+        #expect(status.delivered == 5 && status.queued == 0 && status.dead.isEmpty)
+        await server.shutdown()
     }
 }
