@@ -46,6 +46,19 @@ public final class LoopbackHTTPServer: Sendable {
     /// The request handler.
     public typealias Handler = @Sendable (Request) async -> Action
 
+    /// An answer decided on the event loop: at once, or by async work (a delay, a lookup that awaits).
+    public enum Answer: Sendable {
+        /// Answer now, on the event loop's thread.
+        case now(Action)
+        /// Answer once this returns (it runs as a task, off the event loop).
+        case later(@Sendable () async -> Action)
+    }
+
+    /// A handler that runs on the event loop's thread and must not block: it answers at once
+    /// or hands the work to a task. Answering at once saves each request two thread hops (to the
+    /// task pool and back), which is most of what a request costs a loopback server.
+    public typealias ImmediateHandler = @Sendable (Request) -> Answer
+
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
     private let counters: NIOLockedValueBox<(connections: Int, requests: Int)>
@@ -61,6 +74,11 @@ public final class LoopbackHTTPServer: Sendable {
 
     /// Starts a server on 127.0.0.1, on `port` (0: an ephemeral port).
     public static func start(port requestedPort: Int = 0, threads: Int = 1, handler: @escaping Handler) async throws -> LoopbackHTTPServer {
+        try await start(port: requestedPort, threads: threads, immediate: { request in .later { await handler(request) } })
+    }
+
+    /// Starts a server on 127.0.0.1 whose handler runs on the event loop (see ``ImmediateHandler``).
+    public static func start(port requestedPort: Int = 0, threads: Int = 1, immediate handler: @escaping ImmediateHandler) async throws -> LoopbackHTTPServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         let counters = NIOLockedValueBox((connections: 0, requests: 0))
         do {
@@ -108,12 +126,12 @@ private final class RequestHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let connectionNumber: Int
-    private let handler: LoopbackHTTPServer.Handler
+    private let handler: LoopbackHTTPServer.ImmediateHandler
     private let counters: NIOLockedValueBox<(connections: Int, requests: Int)>
     private var head: HTTPRequestHead?
     private var body = Data()
 
-    init(connectionNumber: Int, handler: @escaping LoopbackHTTPServer.Handler,
+    init(connectionNumber: Int, handler: @escaping LoopbackHTTPServer.ImmediateHandler,
          counters: NIOLockedValueBox<(connections: Int, requests: Int)>) {
         self.connectionNumber = connectionNumber
         self.handler = handler
@@ -138,13 +156,17 @@ private final class RequestHandler: ChannelInboundHandler {
                 connectionNumber: connectionNumber)
             let keepAlive = head.isKeepAlive
             let version = head.version
-            let handler = self.handler
-            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let promise = context.eventLoop.makePromise(of: LoopbackHTTPServer.Action.self)
-            promise.completeWithTask { await handler(request) }
-            promise.futureResult.whenSuccess { action in
-                let (this, context) = bound.value
-                this.perform(action, context: context, keepAlive: keepAlive, version: version)
+            switch handler(request) {
+            case .now(let action):
+                perform(action, context: context, keepAlive: keepAlive, version: version)
+            case .later(let work):
+                let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                let promise = context.eventLoop.makePromise(of: LoopbackHTTPServer.Action.self)
+                promise.completeWithTask { await work() }
+                promise.futureResult.whenSuccess { action in
+                    let (this, context) = bound.value
+                    this.perform(action, context: context, keepAlive: keepAlive, version: version)
+                }
             }
         }
     }

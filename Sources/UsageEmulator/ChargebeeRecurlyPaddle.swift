@@ -48,7 +48,7 @@ final class ChargebeeEmulation: EmulatedProvider {
         return .object(o)
     }
 
-    func handle(_ r: EmulatedRequest) async -> HTTPResponse {
+    func handle(_ r: EmulatedRequest) -> HTTPResponse {
         guard basicAuthOK(r.headers) else {
             return chargebeeError(401, "api_authentication_failed", "Sorry, authentication failed. Invalid api key", type: "untyped")
         }
@@ -131,7 +131,7 @@ final class ChargebeeIngestEmulation: EmulatedProvider {
     func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
     func injected(status: Int, retryAfter: Bool) -> HTTPResponse { chargebeeInjected(status: status, retryAfter: retryAfter) }
 
-    func handle(_ r: EmulatedRequest) async -> HTTPResponse {
+    func handle(_ r: EmulatedRequest) -> HTTPResponse {
         guard basicAuthOK(r.headers) else { return chargebeeError(401, "api_authentication_failed", "Sorry, authentication failed. Invalid api key", type: "untyped") }
         guard r.method == "POST", r.path == "/api/v2/batch/usage_events" else { return chargebeeError(404, "resource_not_found", "Sorry, we couldn't find that resource") }
         guard let events = r.json?["events"]?.arrayValue, (1...500).contains(events.count) else {
@@ -194,7 +194,7 @@ final class RecurlyEmulation: EmulatedProvider {
         return .object(o)
     }
 
-    func handle(_ r: EmulatedRequest) async -> HTTPResponse {
+    func handle(_ r: EmulatedRequest) -> HTTPResponse {
         guard basicAuthOK(r.headers) else { return error(401, "unauthorized", "Please provide a valid API key.") }
         guard r.headers["Accept"]?.hasPrefix("application/vnd.recurly.v2021-02-25") == true else {
             return error(406, "invalid_api_version", "Please specify a supported version: application/vnd.recurly.v2021-02-25")
@@ -284,7 +284,7 @@ final class PaddleEmulation: EmulatedProvider {
         return .success(out)
     }
 
-    func handle(_ r: EmulatedRequest) async -> HTTPResponse {
+    func handle(_ r: EmulatedRequest) -> HTTPResponse {
         guard r.headers["Authorization"]?.hasPrefix("Bearer ") == true else {
             return error(401, "request_error", "authentication_missing", "Authentication header missing")
         }

@@ -51,7 +51,7 @@ final class StripeEmulation: EmulatedProvider {
         return Reply.json(status, .object(["error": .object(e)]), headers: headers)
     }
 
-    func handle(_ r: EmulatedRequest) async -> HTTPResponse {
+    func handle(_ r: EmulatedRequest) -> HTTPResponse {
         // The meter-events host (v2 stream) authenticates with a session token, not the key.
         if r.path.hasPrefix(StripeEmulation.meterEventsHost) { return stream(r) }
         guard let auth = r.headers["Authorization"], auth.hasPrefix("Bearer sk_") || auth.hasPrefix("Bearer rk_") else {
@@ -414,7 +414,7 @@ final class OrbEmulation: EmulatedProvider {
                                            "title": .string(title)]), headers: status == 429 && retryAfter ? ["Retry-After": "1"] : [:])
     }
 
-    func handle(_ r: EmulatedRequest) async -> HTTPResponse {
+    func handle(_ r: EmulatedRequest) -> HTTPResponse {
         guard r.headers["Authorization"]?.hasPrefix("Bearer ") == true else {
             return Reply.json(401, .object(["type": .string("https://docs.withorb.com/reference/error-responses#401-authentication-error"), "status": .number(401),
                                             "title": .string("Authentication error"), "detail": .string("Missing or invalid API key")]))
@@ -639,7 +639,7 @@ final class MetronomeEmulation: EmulatedProvider {
         return Reply.json(status, .object(["message": .string(status == 429 ? "Too many requests" : "Internal server error")]), headers: h)
     }
 
-    func handle(_ r: EmulatedRequest) async -> HTTPResponse {
+    func handle(_ r: EmulatedRequest) -> HTTPResponse {
         guard r.headers["Authorization"]?.hasPrefix("Bearer ") == true else { return Reply.json(401, .object(["message": .string("Unauthorized")])) }
         switch (r.method, r.path) {
         case ("POST", "/v1/ingest"):
@@ -721,7 +721,7 @@ final class OpenMeterEmulation: EmulatedProvider {
                 headers: status == 429 && retryAfter ? ["Retry-After": "1"] : [:])
     }
 
-    func handle(_ r: EmulatedRequest) async -> HTTPResponse {
+    func handle(_ r: EmulatedRequest) -> HTTPResponse {
         switch (r.method, r.path) {
         case ("POST", "/api/v1/events"):
             let type = r.headers["Content-Type"] ?? ""

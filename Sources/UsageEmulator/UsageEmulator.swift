@@ -44,8 +44,9 @@ public struct AcceptedUsage: Sendable, Hashable {
 protocol EmulatedProvider: Sendable {
     /// The path prefix (`stripe`, `orb`, ...).
     var prefix: String { get }
-    /// Answers a request that got through fault injection.
-    func handle(_ request: EmulatedRequest) async -> HTTPResponse
+    /// Answers a request that got through fault injection (on the server's event loop: it
+    /// takes locks but never waits on anything else).
+    func handle(_ request: EmulatedRequest) -> HTTPResponse
     /// The provider's own body for an injected failure.
     func injected(status: Int, retryAfter: Bool) -> HTTPResponse
     /// Everything accepted so far.
@@ -116,7 +117,7 @@ public final class UsageEmulator: Sendable {
         ]
         let providers = Dictionary(uniqueKeysWithValues: list.map { ($0.prefix, $0) })
         let box = Box()
-        let server = try await LoopbackHTTPServer.start(port: port, threads: 2) { request in await box.emulator?.route(request) ?? .close }
+        let server = try await LoopbackHTTPServer.start(port: port, threads: 2, immediate: { request in box.emulator?.route(request) ?? .now(.close) })
         let emulator = UsageEmulator(server: server, providers: providers, faults: faults, seed: seed)
         box.emulator = emulator
         return emulator
@@ -247,12 +248,14 @@ public final class UsageEmulator: Sendable {
         return failure(404, "the control API has GET /_emulator/stats, PUT|DELETE /_emulator/faults/{provider|all} (body: a fault spec such as 429=0.1,500=0.05) and POST /_emulator/reset[?provider=…]")
     }
 
-    func route(_ request: LoopbackHTTPServer.Request) async -> LoopbackHTTPServer.Action {
-        if request.path == "/_emulator" || request.path.hasPrefix("/_emulator/") { return .respond(await control(request)) }
+    /// Routes a request on the event loop: answered there unless an injected delay (or the
+    /// control API, which awaits the ledgers) needs a task.
+    func route(_ request: LoopbackHTTPServer.Request) -> LoopbackHTTPServer.Answer {
+        if request.path == "/_emulator" || request.path.hasPrefix("/_emulator/") { return .later { .respond(await self.control(request)) } }
         let parts = request.path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true)
         let alias = parts.first.flatMap { Self.hostAliases[String($0)] }
         guard let first = parts.first, let provider = providers[alias?.prefix ?? String(first)] else {
-            return .respond(Reply.json(404, .object(["error": .string("no emulated provider at \(request.path); use one of /\(providers.keys.sorted().joined(separator: ", /"))")])))
+            return .now(.respond(Reply.json(404, .object(["error": .string("no emulated provider at \(request.path); use one of /\(providers.keys.sorted().joined(separator: ", /"))")]))))
         }
         let prefix = alias?.prefix ?? String(first)
         var inner = EmulatedRequest(method: request.method, path: (alias?.marker ?? "") + "/" + (parts.count > 1 ? String(parts[1]) : ""), query: request.query,
@@ -273,20 +276,27 @@ public final class UsageEmulator: Sendable {
         var lease: String?
         if isWrite, decision == .pass || decision == .timeoutAfterAccept {
             switch provider.admit(&inner) {
-            case .refused(let answer): return .respond(answer)
+            case .refused(let answer): return .now(.respond(answer))
             case .admitted(let token): lease = token
             }
         }
-        defer { if let lease { provider.finish(lease) } }
-        if let delay { try? await Task.sleep(for: delay) }
-        switch decision {
-        case .pass: return .respond(await provider.handle(inner))
-        case .rateLimited(let retryAfter): return .respond(provider.injected(status: 429, retryAfter: retryAfter))
-        case .serverError(let status): return .respond(provider.injected(status: status, retryAfter: false))
-        case .reset: return .reset
-        case .timeoutAfterAccept:
-            _ = await provider.handle(inner)
-            return .hang
+        let admitted = inner, held = lease
+        @Sendable func answer() -> LoopbackHTTPServer.Action {
+            defer { if let held { provider.finish(held) } }
+            switch decision {
+            case .pass: return .respond(provider.handle(admitted))
+            case .rateLimited(let retryAfter): return .respond(provider.injected(status: 429, retryAfter: retryAfter))
+            case .serverError(let status): return .respond(provider.injected(status: status, retryAfter: false))
+            case .reset: return .reset
+            case .timeoutAfterAccept:
+                _ = provider.handle(admitted)
+                return .hang
+            }
+        }
+        guard let delay else { return .now(answer()) }
+        return .later {
+            try? await Task.sleep(for: delay)
+            return answer()
         }
     }
 }

@@ -37,6 +37,31 @@ struct CurlHTTPClientTests {
         await server.shutdown()
     }
 
+    /// A server answering on its event loop: requests answered at once and requests handed to
+    /// a task (here a slow one) share one kept-alive connection and each gets its own answer.
+    @Test func immediateAndLaterAnswersShareAConnection() async throws {
+        let server = try await LoopbackHTTPServer.start(immediate: { request in
+            if request.path == "/slow" {
+                return .later {
+                    try? await Task.sleep(for: .milliseconds(30))
+                    return .respond(HTTPResponse(status: 202, body: Data("slow".utf8)))
+                }
+            }
+            return .now(Self.echo(request))
+        })
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        for i in 0..<6 {
+            let path = i % 2 == 0 ? "/fast" : "/slow"
+            let response = try await client.send(HTTPRequest(method: .post, url: server.baseURL + path, body: Data("n=\(i)".utf8)))
+            #expect(response.status == (i % 2 == 0 ? 200 : 202))
+            #expect(response.body == Data((i % 2 == 0 ? "n=\(i)" : "slow").utf8))
+        }
+        #expect(server.connectionsAccepted == 1)
+        #expect(server.requestsReceived == 6)
+        await server.shutdown()
+    }
+
     @Test func sequentialRequestsReuseOneConnection() async throws {
         let server = try await LoopbackHTTPServer.start { Self.echo($0) }
         let client = try CurlHTTPClient()
