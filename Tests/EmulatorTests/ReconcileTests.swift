@@ -25,17 +25,43 @@ private func config(_ emulator: UsageEmulator, routes: String, extra: [String: S
 
 private let quick = RetryPolicy(baseDelay: .milliseconds(2), maxDelay: .milliseconds(40), maxAttempts: 100_000, maxElapsed: .seconds(120))
 
+/// What a reconciliation test runs: an emulator, a config of its providers, a curl client and a
+/// pipeline on a fresh spool.
+private struct Setup {
+    let emulator: UsageEmulator
+    let routing: RoutingConfig
+    let client: CurlHTTPClient
+    let pipeline: UsagePipeline
+
+    init(_ tag: String, on emulator: UsageEmulator, routes: String, extra: [String: String] = [:],
+         client: CurlHTTPClient.Configuration = .init()) throws {
+        self.emulator = emulator
+        routing = try config(emulator, routes: routes, extra: extra)
+        self.client = try CurlHTTPClient(configuration: client)
+        pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath(tag), client: self.client, policy: quick)
+    }
+
+    /// A reconciler of the pipeline's spool against the emulator.
+    func reconciler(through reads: (any HTTPClient)? = nil) throws -> Reconciler {
+        try Reconciler(config: routing, spool: pipeline.spool, client: reads ?? client)
+    }
+
+    /// Stops the client and the emulator.
+    func close() async {
+        client.shutdown()
+        await emulator.shutdown()
+    }
+}
+
 @Suite("Reconciliation against the emulator", .timeLimit(.minutes(3)))
 struct ReconcileTests {
     /// Dual-write 10,000 events to Orb and Metronome; Metronome fails every write for a while:
     /// reconcile shows its lane behind (mismatches naming the queued events) while Orb matches,
     /// then, once Metronome is back and the lane caught up, no mismatch at all.
     @Test func dualWriteLagShowsThenClears() async throws {
-        let emulator = try await UsageEmulator.start(faults: ["orb": .mixed(0.1, timeouts: 0)], seed: 8)
-        let routing = try config(emulator, routes: "  - { events: [tokens], to: orb, shadow: metronome }")
-        let client = try CurlHTTPClient(configuration: .init(timeout: .milliseconds(500)))
-        defer { client.shutdown() }
-        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("lag"), client: client, policy: quick)
+        let setup = try Setup("lag", on: try await UsageEmulator.start(faults: ["orb": .mixed(0.1, timeouts: 0)], seed: 8),
+                              routes: "  - { events: [tokens], to: orb, shadow: metronome }", client: .init(timeout: .milliseconds(500)))
+        let (emulator, pipeline) = (setup.emulator, setup.pipeline)
         let now = Date()
         let customers = ["acme", "globex", "initech", "umbrella"]
         let events = (0..<10_000).map { i in
@@ -50,7 +76,7 @@ struct ReconcileTests {
         #expect(try pipeline.spool.queuedCount(lane: "orb#0") == 0, "orb delivered while metronome was down")
 
         let options = ReconcileOptions(from: now.addingTimeInterval(-200_000), to: now, granularity: .day)
-        let reconciler = try Reconciler(config: routing, spool: pipeline.spool, client: client)
+        let reconciler = try setup.reconciler()
         let during = try await reconciler.run(options)
         let lagging = during.mismatches
         #expect(!lagging.isEmpty)
@@ -68,23 +94,19 @@ struct ReconcileTests {
             #expect(after.rows.filter { $0.provider == provider }.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) } == total, "\(provider) reports every event once")
         }
         print("reconcile: \(lagging.count) metronome window(s) behind during the outage, then \(after.verdict)")
-        await emulator.shutdown()
+        await setup.close()
     }
 
     /// globex mapped to acme's Orb id: both are billed on one Orb customer. Reconcile names it.
     @Test func aCustomerMappedToAnotherCustomersIdIsNamed() async throws {
-        let emulator = try await UsageEmulator.start()
-        let routing = try config(emulator, routes: "  - { events: [tokens], to: orb, shadow: stripe }",
-                                 extra: ["orb": "customers: { acme: orb-acme, globex: orb-acme }", "stripe": "customers: { acme: cus_A, globex: cus_G }"])
-        let client = try CurlHTTPClient()
-        defer { client.shutdown() }
-        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("mapping"), client: client, policy: quick)
+        let setup = try Setup("mapping", on: try await UsageEmulator.start(), routes: "  - { events: [tokens], to: orb, shadow: stripe }",
+                              extra: ["orb": "customers: { acme: orb-acme, globex: orb-acme }", "stripe": "customers: { acme: cus_A, globex: cus_G }"])
+        let pipeline = setup.pipeline
         let now = Date()
         try await pipeline.record((0..<20).map { UsageEvent(id: "m-\($0)", name: "tokens", customer: $0 % 2 == 0 ? "acme" : "globex",
                                                              timestamp: now.addingTimeInterval(-Double($0) - 60), quantity: 2) })
         try await pipeline.flush()
-        let report = try await Reconciler(config: routing, spool: pipeline.spool, client: client)
-            .run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now))
+        let report = try await setup.reconciler().run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now))
         #expect(!report.isClean)
         #expect(report.mappingProblems.count == 1)
         let problem = try #require(report.mappingProblems.first)
@@ -92,7 +114,7 @@ struct ReconcileTests {
         #expect(report.rows.contains { $0.provider == "orb" && $0.customers == ["acme", "globex"] && $0.note.contains("several customers map here") })
         #expect(report.rows.filter { $0.provider == "stripe" }.allSatisfy { $0.status == .match && $0.customers.count == 1 })
         #expect(report.table().contains("mapping: orb: your customers acme and globex"))
-        await emulator.shutdown()
+        await setup.close()
     }
 
     /// Events went out under a wrong table (globex → acme's id); the table is fixed before the
@@ -125,17 +147,14 @@ struct ReconcileTests {
     /// range that crosses midnight (a reconcile run between 00:00 and 01:00 UTC asking for the
     /// last hour) shows the same rows as one that does not.
     @Test func emptyWindowsOnBothSidesAreNoRows() async throws {
-        let emulator = try await UsageEmulator.start()
-        let routing = try config(emulator, routes: "  - { events: [tokens], to: stripe, shadow: orb }")
-        let client = try CurlHTTPClient()
-        defer { client.shutdown() }
-        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("empty"), client: client, policy: quick)
+        let setup = try Setup("empty", on: try await UsageEmulator.start(), routes: "  - { events: [tokens], to: stripe, shadow: orb }")
+        let pipeline = setup.pipeline
         let day = utcDay(Date().addingTimeInterval(-3 * 86_400))
         let at = day.addingTimeInterval(12 * 3600)
         try await pipeline.record([UsageEvent(id: "e-a", name: "tokens", customer: "acme", timestamp: at, quantity: 4),
                                    UsageEvent(id: "e-g", name: "tokens", customer: "globex", timestamp: at, quantity: 6)])
         try await pipeline.flush()
-        let reconciler = try Reconciler(config: routing, spool: pipeline.spool, client: client)
+        let reconciler = try setup.reconciler()
         // Three days, the usage in the middle one; then the last minutes of the day before and the first of that day.
         for (from, to, granularity) in [(day.addingTimeInterval(-86_400), day.addingTimeInterval(2 * 86_400), ReadBackGranularity.day),
                                         (day.addingTimeInterval(-600), day.addingTimeInterval(13 * 3600), .day),
@@ -145,25 +164,22 @@ struct ReconcileTests {
             #expect(report.rows.count == (granularity == .hour ? 2 : 4), "two customers, one window each (Orb reads days only): \(report.table())")
             #expect(report.rows.allSatisfy { $0.recorded == $0.reported && $0.recorded > 0 })
         }
-        await emulator.shutdown()
+        await setup.close()
     }
 
     /// Orb cuts days in the customer's time zone: an event at 03:00Z belongs to the previous day
     /// in New York; Stripe cuts the same event into the UTC day. Both reconcile.
     @Test func orbDaysAreTheCustomersOwn() async throws {
-        let emulator = try await UsageEmulator.start(orbTimeZones: ["acme": "America/New_York"])
-        let routing = try config(emulator, routes: "  - { events: [tokens], to: orb, shadow: stripe }")
-        let client = try CurlHTTPClient()
-        defer { client.shutdown() }
-        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("tz"), client: client, policy: quick)
+        let setup = try Setup("tz", on: try await UsageEmulator.start(orbTimeZones: ["acme": "America/New_York"]),
+                              routes: "  - { events: [tokens], to: orb, shadow: stripe }")
+        let pipeline = setup.pipeline
         let today = utcDay(Date().addingTimeInterval(-86_400))
         let early = today.addingTimeInterval(3 * 3600)    // 03:00Z: the evening before in New York
         let late = today.addingTimeInterval(15 * 3600)    // 15:00Z: the same day in both
         try await pipeline.record([UsageEvent(id: "e", name: "tokens", customer: "acme", timestamp: early, quantity: 4),
                                    UsageEvent(id: "l", name: "tokens", customer: "acme", timestamp: late, quantity: 6)])
         try await pipeline.flush()
-        let report = try await Reconciler(config: routing, spool: pipeline.spool, client: client)
-            .run(ReconcileOptions(from: today, to: today.addingTimeInterval(86_400)))
+        let report = try await setup.reconciler().run(ReconcileOptions(from: today, to: today.addingTimeInterval(86_400)))
         #expect(report.isClean, "\(report.mismatches)")
         let orb = report.rows.filter { $0.provider == "orb" }.sorted { $0.start < $1.start }
         // The range widened to New York days: the day before (holding 4) and the day itself (holding 6).
@@ -175,23 +191,20 @@ struct ReconcileTests {
         #expect(orb.first.map { Int($0.start.timeIntervalSince(today)) } == -86_400 - newYork.timeZone.secondsFromGMT(for: early))
         let stripe = report.rows.filter { $0.provider == "stripe" }
         #expect(stripe.map(\.recorded) == [10] && stripe.first?.start == today)
-        await emulator.shutdown()
+        await setup.close()
     }
 
     /// Hour windows over nine days (216 per provider customer) for every windowed provider: each
     /// read-back pages through (Stripe summaries and Metronome rows 100 a page, Chargebee usages
     /// 100, Recurly records 200), and every hour agrees; Paddle has no windows, so one total.
     @Test func hourWindowsAcrossPagesForEveryProvider() async throws {
-        let emulator = try await UsageEmulator.start(meterValueProperties: ["storage": "value"])
-        let routing = try config(emulator, routes: """
+        let setup = try Setup("hours", on: try await UsageEmulator.start(meterValueProperties: ["storage": "value"]), routes: """
               - { events: [api_request], to: stripe, shadow: openmeter }
               - { events: [tokens], to: metronome }
               - { events: [seats], to: chargebee, shadow: recurly }
               - { events: [tickets], to: paddle }
             """)
-        let client = try CurlHTTPClient()
-        defer { client.shutdown() }
-        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("hours"), client: client, policy: quick)
+        let pipeline = setup.pipeline
         let hours = 9 * 24
         let start = utcDay(Date().addingTimeInterval(-10 * 86_400))
         var events: [UsageEvent] = []
@@ -203,9 +216,8 @@ struct ReconcileTests {
         }
         try await pipeline.record(events)
         try await pipeline.flush()
-        let reads = RecordingHTTPClient(wrapping: client)
-        let report = try await Reconciler(config: routing, spool: pipeline.spool, client: reads)
-            .run(ReconcileOptions(from: start, to: start.addingTimeInterval(Double(hours) * 3600), granularity: .hour))
+        let reads = RecordingHTTPClient(wrapping: setup.client)
+        let report = try await setup.reconciler(through: reads).run(ReconcileOptions(from: start, to: start.addingTimeInterval(Double(hours) * 3600), granularity: .hour))
         #expect(report.isClean, "\(report.mismatches)")
         let perProvider = Dictionary(grouping: report.rows, by: \.provider).mapValues(\.count)
         for provider in ["stripe", "openmeter", "metronome", "chargebee", "recurly"] { #expect(perProvider[provider] == hours, "\(provider): \(perProvider[provider] ?? 0) rows") }
@@ -217,7 +229,7 @@ struct ReconcileTests {
         for (provider, marker) in [("stripe", "starting_after="), ("metronome", "next_page="), ("chargebee", "offset="), ("recurly", "cursor=")] {
             #expect(urls.contains { $0.contains("/\(provider)/") && $0.contains(marker) }, "\(provider) read a second page")
         }
-        await emulator.shutdown()
+        await setup.close()
     }
 
     /// Stripe's v2 stream through the pipeline: sessions, up to 100 events a request, and the
@@ -225,11 +237,9 @@ struct ReconcileTests {
     @Test func stripeStreamDeliversAndReconciles() async throws {
         var clockNow = Date()
         let clock = NIOLockedValueBox(clockNow)
-        let emulator = try await UsageEmulator.start(now: { clock.withLockedValue { $0 } })
-        let routing = try config(emulator, routes: "  - { events: [api_request], to: stripe }", extra: ["stripe": "api: v2_stream"])
-        let client = try CurlHTTPClient()
-        defer { client.shutdown() }
-        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("stream"), client: client, policy: quick)
+        let setup = try Setup("stream", on: try await UsageEmulator.start(now: { clock.withLockedValue { $0 } }),
+                              routes: "  - { events: [api_request], to: stripe }", extra: ["stripe": "api: v2_stream"])
+        let (emulator, pipeline) = (setup.emulator, setup.pipeline)
         var events: [UsageEvent] = []
         for i in 0..<1_000 {
             let at: Date = clockNow.addingTimeInterval(-Double(i) - 60)
@@ -249,26 +259,22 @@ struct ReconcileTests {
         // the 5 left to send, all in flight at once) and one new session (concurrent callers share
         // it) make 13 to 17.
         #expect((13...17).contains(requests), "\(requests) requests")
-        let report = try await Reconciler(config: routing, spool: pipeline.spool, client: client)
-            .run(ReconcileOptions(from: clockNow.addingTimeInterval(-7_200), to: clockNow, now: clockNow))
+        let report = try await setup.reconciler().run(ReconcileOptions(from: clockNow.addingTimeInterval(-7_200), to: clockNow, now: clockNow))
         #expect(report.isClean, "\(report.mismatches)")
         let reported: Decimal = report.rows.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) }
         #expect(reported == recorded)
-        await emulator.shutdown()
+        await setup.close()
     }
 
     /// A disagreeing window younger than the settle delay is pending; within the tolerance it
     /// matches; an unknown provider name is bad input.
     @Test func settleToleranceAndBadOptions() async throws {
-        let emulator = try await UsageEmulator.start()
-        let routing = try config(emulator, routes: "  - { events: [tokens], to: orb }")
-        let client = try CurlHTTPClient()
-        defer { client.shutdown() }
-        let pipeline = try UsagePipeline(config: routing, spoolPath: spoolPath("settle"), client: client, policy: quick)
+        let setup = try Setup("settle", on: try await UsageEmulator.start(), routes: "  - { events: [tokens], to: orb }")
+        let pipeline = setup.pipeline
         let now = Date()
         try await pipeline.record([UsageEvent(id: "s", name: "tokens", customer: "acme", timestamp: now.addingTimeInterval(-30), quantity: 3)])
         // Recorded, not delivered: Orb reports 0 for a window that is still open.
-        let reconciler = try Reconciler(config: routing, spool: pipeline.spool, client: client)
+        let reconciler = try setup.reconciler()
         let fresh = try await reconciler.run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now, settle: .seconds(2 * 86_400)))
         #expect(fresh.rows.map(\.status) == [.pending] && fresh.isClean)
         let strict = try await reconciler.run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now, now: now.addingTimeInterval(3 * 86_400)))
@@ -276,9 +282,9 @@ struct ReconcileTests {
         let lenient = try await reconciler.run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now, tolerance: 3, now: now.addingTimeInterval(3 * 86_400)))
         #expect(lenient.rows.map(\.status) == [.match])
         // A config that no longer names the spool's provider: said, not skipped.
-        var shrunk = routing
+        var shrunk = setup.routing
         shrunk.providers["orb"] = nil
-        let orphaned = try await Reconciler(config: shrunk, spool: pipeline.spool, client: client).run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now))
+        let orphaned = try await Reconciler(config: shrunk, spool: pipeline.spool, client: setup.client).run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now))
         #expect(orphaned.rows.map(\.status) == [.unreadable] && orphaned.rows.first?.note.contains("no longer names") == true && !orphaned.isClean)
         await #expect { _ = try await reconciler.run(ReconcileOptions(from: now, to: now, providers: ["nope"])) } throws: {
             ($0 as? UsageBillingError)?.code == .invalidInput
@@ -286,7 +292,7 @@ struct ReconcileTests {
         await #expect { _ = try await reconciler.run(ReconcileOptions(from: now.addingTimeInterval(-60), to: now, providers: ["nope"])) } throws: {
             ($0 as? UsageBillingError)?.field == "providers"
         }
-        await emulator.shutdown()
+        await setup.close()
     }
 }
 
