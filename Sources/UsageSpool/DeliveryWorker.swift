@@ -316,13 +316,17 @@ struct ReadAhead {
             defer { rows.removeFirst(n) }
             return Array(rows.prefix(n))
         }
+        // Only the taken rows move: copying every kept row (a retain and release each) cost a
+        // Stripe v1 lane, taking one row per request from 64, a twentieth of its time.
         var taken: [(row: QueuedDelivery, key: String?)] = []
-        var kept: [(row: QueuedDelivery, key: String?)] = []
-        kept.reserveCapacity(rows.count)
-        for entry in rows {
-            if taken.count < limit, entry.key.map({ busy[$0] == nil }) ?? true { taken.append(entry) } else { kept.append(entry) }
+        var picked = RangeSet<Int>()
+        for i in rows.indices where taken.count < limit {
+            if rows[i].key.map({ busy[$0] == nil }) ?? true {
+                taken.append(rows[i])
+                picked.insert(i, within: rows)
+            }
         }
-        rows = kept
+        rows.removeSubranges(picked)
         return taken
     }
 }

@@ -270,3 +270,31 @@ struct PurgeReuseTests {
         await server.shutdown()
     }
 }
+
+/// A sink keyed by customer, for the read-ahead's bookkeeping.
+private struct KeyedSink: UsageSink {
+    var name: String { "keyed" }
+    var capabilities: SinkCapabilities { SinkCapabilities(maxBatchSize: 10, idempotency: .providerDeduplicates(window: .seconds(86_400)), maxConcurrentRequests: 8) }
+    func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome] { batch.map { _ in .accepted } }
+    func concurrencyKey(for event: UsageEvent) -> String? { event.customer == "free" ? nil : event.customer }
+}
+
+@Suite("Read-ahead")
+struct ReadAheadTests {
+    /// `take` hands out the oldest rows whose key no batch in flight holds, up to the limit,
+    /// and keeps the rest in order for the next call.
+    @Test func takeSkipsBusyKeysAndKeepsTheRestInOrder() {
+        var ahead = ReadAhead(sink: KeyedSink(), capacity: 10)
+        let customers = ["a", "b", "a", "free", "c", "b", "d"]
+        ahead.append(customers.enumerated().map { i, customer in
+            QueuedDelivery(seq: Int64(i + 1), event: UsageEvent(id: "r\(i + 1)", name: "api_request", customer: customer), attempts: 0)
+        })
+        #expect(ahead.room == 3)
+        #expect(ahead.take(2, busy: ["a": 1]).map(\.row.seq) == [2, 4])
+        #expect(ahead.take(3, busy: ["a": 1, "c": 2]).map(\.row.seq) == [6, 7])
+        #expect(ahead.take(1, busy: [:]).map(\.row.seq) == [1])
+        #expect(ahead.take(5, busy: ["c": 1]).map(\.row.seq) == [3])
+        #expect(ahead.take(5, busy: [:]).map(\.row.seq) == [5])
+        #expect(ahead.take(5, busy: [:]).isEmpty && ahead.room == 10)
+    }
+}
