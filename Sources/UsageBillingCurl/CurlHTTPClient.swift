@@ -137,17 +137,28 @@ private let headerCallback: ub_curl_data_callback = { pointer, size, count, user
     guard let pointer, let userdata else { return 0 }
     let transfer = Unmanaged<Transfer>.fromOpaque(userdata).takeUnretainedValue()
     let length = size * count
-    let line = pointer.withMemoryRebound(to: UInt8.self, capacity: length) {
-        String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self)
-    }
-    if line.hasPrefix("HTTP/") {
-        transfer.headers.removeAll()  // a new response (after 100 Continue or a redirect)
-    } else if let colon = line.firstIndex(of: ":") {
-        let name = String(line[..<colon]).trimmingCharacters(in: .whitespaces)
-        let value = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespacesAndNewlines)
-        transfer.headers.append((name: name, value: value))
+    pointer.withMemoryRebound(to: UInt8.self, capacity: length) { start in
+        let line = UnsafeBufferPointer(start: start, count: length)
+        if line.starts(with: "HTTP/".utf8) {
+            transfer.headers.removeAll()  // a new response (after 100 Continue or a redirect)
+        } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
+            // Split and trimmed on the bytes, on the curl thread: Foundation's trimming went
+            // through NSString for every header line.
+            transfer.headers.append((name: HeaderLine.trimmed(line[..<colon]), value: HeaderLine.trimmed(line[(colon + 1)...])))
+        }
     }
     return length
+}
+
+/// A header line's parts without surrounding spaces, tabs, CR and LF.
+enum HeaderLine {
+    static func trimmed(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> String {
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A }
+        var lower = bytes.startIndex, upper = bytes.endIndex
+        while lower < upper, isSpace(bytes[lower]) { lower += 1 }
+        while upper > lower, isSpace(bytes[upper - 1]) { upper -= 1 }
+        return String(decoding: bytes[lower..<upper], as: UTF8.self)
+    }
 }
 
 /// Owns the multi handle and the thread that drives it.

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import UsageBilling
-import UsageBillingCurl
+@testable import UsageBillingCurl
 import UsageBillingTesting
 
 /// CurlHTTPClient against a loopback server the tests start (127.0.0.1 only, bounded loops).
@@ -195,5 +195,16 @@ struct CurlHTTPClientTests {
         await #expect {
             try await client.send(HTTPRequest(method: .get, url: "http://127.0.0.1:9/"))
         } throws: { ($0 as? UsageBillingError)?.code == .cancelled }
+    }
+}
+
+@Suite("Header lines")
+struct HeaderLineTests {
+    /// Names and values lose surrounding blanks and the line end, and keep inner spaces.
+    @Test(arguments: [("  Retry-After \t", "Retry-After"), (" 2 \r\n", "2"), ("a b\t c\r\n", "a b\t c"), ("\r\n", ""), ("", "")])
+    func trimsBlanksAndLineEnds(_ raw: String, _ expected: String) {
+        let bytes = Array(raw.utf8)
+        let trimmed = bytes.withUnsafeBufferPointer { HeaderLine.trimmed($0[...]) }
+        #expect(trimmed == expected)
     }
 }
