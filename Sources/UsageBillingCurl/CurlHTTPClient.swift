@@ -170,6 +170,10 @@ final class CurlEngine: @unchecked Sendable {
     private var submissions: [Transfer] = []
     private var cancellations: [Transfer] = []
     private var stopping = false
+    /// A wake-up is on its way to the curl thread and it has not yet taken the submissions: a
+    /// new one rides with it instead of writing another byte to curl's wake-up socket (each
+    /// costs both threads a system call).
+    private var wakePending = false
     private var stats = CurlHTTPClient.Diagnostics(inFlight: 0, completed: 0, connectionsOpened: 0, pooledHandles: 0)
     private var nextID: UInt = 1
     // Only touched on the curl thread.
@@ -199,16 +203,17 @@ final class CurlEngine: @unchecked Sendable {
     }
 
     func submit(_ transfer: Transfer) {
-        let accepted: Bool = lock.withLock {
-            guard !stopping else { return false }
+        let (accepted, wake): (Bool, Bool) = lock.withLock {
+            guard !stopping else { return (false, false) }
             transfer.id = nextID
             nextID += 1
             submissions.append(transfer)
             stats.inFlight += 1
-            return true
+            defer { wakePending = true }
+            return (true, !wakePending)
         }
         if accepted {
-            curl_multi_wakeup(multi)
+            if wake { curl_multi_wakeup(multi) }
         } else {
             transfer.finish(.failure(UsageBillingError(.cancelled, "the HTTP client was shut down",
                                                        fix: "create a new CurlHTTPClient")))
@@ -243,7 +248,7 @@ final class CurlEngine: @unchecked Sendable {
     private func run() {
         while true {
             let (newTransfers, cancelled, stop) = lock.withLock {
-                defer { submissions.removeAll(keepingCapacity: true); cancellations.removeAll(keepingCapacity: true) }
+                defer { submissions.removeAll(keepingCapacity: true); cancellations.removeAll(keepingCapacity: true); wakePending = false }
                 return (submissions, cancellations, stopping)
             }
             for transfer in newTransfers { start(transfer) }
