@@ -94,8 +94,8 @@ public final class DeliveryWorker: Sendable {
         // Rows read ahead for every batch that may be in flight, in one query (with one event per
         // request, a query per batch cost more than the request), not yet handed to a batch.
         var pending = ReadAhead(sink: sink, capacity: batchSize * inFlightLimit)
-        var busyKeys: [String: Int] = [:]  // concurrency keys of the batches in flight
-        try await withThrowingTaskGroup(of: [String].self) { group in
+        var busyKeys: [ReadAhead.KeyToken: Int] = [:]  // concurrency keys of the batches in flight
+        try await withThrowingTaskGroup(of: [ReadAhead.KeyToken].self) { group in
             var inFlight = 0
             func finishOne() async throws {
                 guard let keys = try await group.next() else { return }
@@ -288,11 +288,18 @@ public final class UsagePipeline: Sendable {
 }
 
 /// A lane's rows read from the spool and not yet handed to a batch, in seq order, each with the
-/// sink's concurrency key.
+/// sink's concurrency key as a ``KeyToken``.
 struct ReadAhead {
+    /// A concurrency key's hash. Taking a row looks its key up among the busy keys for every
+    /// row it passes (up to 64 for a Stripe lane, per request), and hashing the key's text each
+    /// time was a fifth of the lane's time; two keys with one hash (no more likely than any
+    /// 64-bit collision) would only wait for each other.
+    typealias KeyToken = Int
+
     let sink: any UsageSink
     let capacity: Int
-    private var rows: [(row: QueuedDelivery, key: String?)] = []
+    private var rows: [QueuedDelivery] = []
+    private var keys: [KeyToken?] = []  // parallel to `rows`
 
     init(sink: any UsageSink, capacity: Int) {
         self.sink = sink
@@ -303,30 +310,37 @@ struct ReadAhead {
     var room: Int { capacity - rows.count }
 
     mutating func append(_ more: [QueuedDelivery]) {
-        rows.append(contentsOf: more.map { ($0, sink.concurrencyKey(for: $0.event)) })
+        rows.append(contentsOf: more)
+        keys.append(contentsOf: more.map { sink.concurrencyKey(for: $0.event)?.hashValue })
     }
 
-    mutating func removeAll() { rows.removeAll(keepingCapacity: true) }
+    mutating func removeAll() {
+        rows.removeAll(keepingCapacity: true)
+        keys.removeAll(keepingCapacity: true)
+    }
 
     /// Up to `limit` rows, oldest first, leaving in place those whose key a batch in flight holds.
-    mutating func take(_ limit: Int, busy: [String: Int]) -> [(row: QueuedDelivery, key: String?)] {
+    mutating func take(_ limit: Int, busy: [KeyToken: Int]) -> [(row: QueuedDelivery, key: KeyToken?)] {
         guard !rows.isEmpty else { return [] }
-        if busy.isEmpty || !rows.contains(where: { $0.key != nil }) {
+        if busy.isEmpty || !keys.contains(where: { $0 != nil }) {
             let n = min(limit, rows.count)
-            defer { rows.removeFirst(n) }
-            return Array(rows.prefix(n))
+            defer {
+                rows.removeFirst(n)
+                keys.removeFirst(n)
+            }
+            return (0..<n).map { (rows[$0], keys[$0]) }
         }
-        // Only the taken rows move: copying every kept row (a retain and release each) cost a
-        // Stripe v1 lane, taking one row per request from 64, a twentieth of its time.
-        var taken: [(row: QueuedDelivery, key: String?)] = []
+        // Only the taken rows move (copying every kept row cost a retain and release each).
+        var taken: [(row: QueuedDelivery, key: KeyToken?)] = []
         var picked = RangeSet<Int>()
-        for i in rows.indices where taken.count < limit {
-            if rows[i].key.map({ busy[$0] == nil }) ?? true {
-                taken.append(rows[i])
-                picked.insert(i, within: rows)
+        for i in keys.indices where taken.count < limit {
+            if keys[i].map({ busy[$0] == nil }) ?? true {
+                taken.append((rows[i], keys[i]))
+                picked.insert(i, within: keys)
             }
         }
         rows.removeSubranges(picked)
+        keys.removeSubranges(picked)
         return taken
     }
 }
