@@ -23,7 +23,10 @@ public final class LoopbackHTTPServer: Sendable {
         public var connectionNumber: Int
 
         /// The path without the query.
-        public var path: String { String(target.split(separator: "?", maxSplits: 1).first ?? "") }
+        public var path: String {
+            guard let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return target }
+            return String(target[..<q])
+        }
         /// The decoded query pairs.
         public var query: [(String, String)] {
             guard let q = target.firstIndex(of: "?") else { return [] }

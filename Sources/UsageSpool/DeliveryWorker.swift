@@ -330,17 +330,22 @@ struct ReadAhead {
             }
             return (0..<n).map { (rows[$0], keys[$0]) }
         }
-        // Only the taken rows move (copying every kept row cost a retain and release each).
-        var taken: [(row: QueuedDelivery, key: KeyToken?)] = []
-        var picked = RangeSet<Int>()
-        for i in keys.indices where taken.count < limit {
-            if keys[i].map({ busy[$0] == nil }) ?? true {
-                taken.append((rows[i], keys[i]))
-                picked.insert(i, within: keys)
-            }
+        // Only the taken rows move (copying every kept row cost a retain and release each), and
+        // one taken row (a Stripe v1 request) is a plain `remove(at:)`: the generic
+        // `removeSubranges` cost more than the scan.
+        var picked: [Int] = []
+        for i in keys.indices where picked.count < limit {
+            if keys[i].map({ busy[$0] == nil }) ?? true { picked.append(i) }
         }
-        rows.removeSubranges(picked)
-        keys.removeSubranges(picked)
+        let taken = picked.map { (row: rows[$0], key: keys[$0]) }
+        if picked.count == 1 {
+            rows.remove(at: picked[0])
+            keys.remove(at: picked[0])
+        } else if !picked.isEmpty {
+            let ranges = RangeSet(picked, within: keys)
+            rows.removeSubranges(ranges)
+            keys.removeSubranges(ranges)
+        }
         return taken
     }
 }

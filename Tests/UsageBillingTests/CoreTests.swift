@@ -205,6 +205,16 @@ struct HTTPHelperTests {
         #expect(decoded.count == 1 && decoded[0].0 == "a[b]" && decoded[0].1 == "x&y=z+ü/?")
     }
 
+    /// Pairs split on `&` and the first `=`: empty parts are skipped, a key alone has an empty
+    /// value, and each side is unescaped on its own.
+    @Test(arguments: [
+        ("a=1&&b=&c&d=x%3Dy+z&e=%ZZ", ["a=1", "b=", "c=", "d=x=y z", "e=%ZZ"]),
+        ("&", []), ("=", ["="]), ("k=v=w", ["k=v=w"]), ("%C3%A9t%C3%A9=%E2%82%AC", ["été=€"]), ("ü=ö&", ["ü=ö"]),
+    ])
+    func formDecodingSplitsPairs(_ body: String, _ expected: [String]) {
+        #expect(FormEncoding.decode(body).map { "\($0.0)=\($0.1)" } == expected)
+    }
+
     /// The hand-written escapes agree with Foundation's percent-encoding, malformed input included.
     @Test(arguments: ["plain", "a+b", "%41%42", "%c3%a9+%C3%A9", "%", "%4", "%zz", "100%", "%ff", "%C3", "a%2Bb", "ü%20x", ""])
     func unescapeAgreesWithFoundation(_ text: String) {

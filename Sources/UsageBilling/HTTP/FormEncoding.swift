@@ -15,12 +15,32 @@ public enum FormEncoding {
     /// Decodes a form body or query string into ordered pairs. Malformed escapes are kept as is.
     public static func decode(_ text: String) -> [(String, String)] {
         guard !text.isEmpty else { return [] }
-        return text.split(separator: "&", omittingEmptySubsequences: true).map { part in
-            let pieces = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let key = unescape(String(pieces[0]))
-            let value = pieces.count > 1 ? unescape(String(pieces[1])) : ""
-            return (key, value)
+        // Over the UTF-8 bytes: splitting the String by Characters was a fifth of the emulator's
+        // time per Stripe v1 request.
+        var text = text
+        return text.withUTF8 { bytes in
+            var pairs: [(String, String)] = []
+            var start = 0
+            while start <= bytes.count {
+                var end = start
+                while end < bytes.count, bytes[end] != UInt8(ascii: "&") { end += 1 }
+                if end > start {
+                    let part = UnsafeBufferPointer(rebasing: bytes[start..<end])
+                    if let eq = part.firstIndex(of: UInt8(ascii: "=")) {
+                        pairs.append((unescape(UnsafeBufferPointer(rebasing: part[..<eq])), unescape(UnsafeBufferPointer(rebasing: part[(eq + 1)...]))))
+                    } else {
+                        pairs.append((unescape(part), ""))
+                    }
+                }
+                start = end + 1
+            }
+            return pairs
         }
+    }
+
+    private static func unescape(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        guard bytes.contains(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "%") }) else { return String(decoding: bytes, as: UTF8.self) }
+        return unescape(String(decoding: bytes, as: UTF8.self))
     }
 
     /// Bytes sent as they are: `A-Z a-z 0-9 * - . _` (a table: this runs for every byte of every
