@@ -92,8 +92,11 @@ public final class DeliveryWorker: Sendable {
         // starts after them; once none is, the pass starts over (rows due again later).
         var cursor: Int64 = 0
         // Rows read ahead for every batch that may be in flight, in one query (with one event per
-        // request, a query per batch cost more than the request), not yet handed to a batch.
-        var pending = ReadAhead(sink: sink, capacity: batchSize * inFlightLimit)
+        // request, a query per batch cost more than the request), not yet handed to a batch:
+        // twice that, and read again once half is free (or nothing is left), so a lane whose
+        // rows wait for their concurrency key (Stripe: one call per customer and meter) reads
+        // in large steps, not a row or two after each request (0.43 reads per request before).
+        var pending = ReadAhead(sink: sink, capacity: 2 * batchSize * inFlightLimit)
         var busyKeys: [ReadAhead.KeyToken: Int] = [:]  // concurrency keys of the batches in flight
         try await withThrowingTaskGroup(of: [ReadAhead.KeyToken].self) { group in
             var inFlight = 0
@@ -132,7 +135,7 @@ public final class DeliveryWorker: Sendable {
                     }
                 }
                 var due = pending.take(batchSize, busy: busyKeys)
-                if due.isEmpty && pending.room > 0 {
+                if due.isEmpty && (pending.isEmpty || pending.room >= pending.capacity / 2) {
                     let more = try spool.due(lane: lane, limit: pending.room, now: now, windowRecords: spec == nil ? nil : true, after: cursor)
                     cursor = more.last?.seq ?? cursor
                     pending.append(more)
@@ -308,6 +311,8 @@ struct ReadAhead {
 
     /// How many more rows fit.
     var room: Int { capacity - rows.count }
+    /// Whether no row is waiting.
+    var isEmpty: Bool { rows.isEmpty }
 
     mutating func append(_ more: [QueuedDelivery]) {
         rows.append(contentsOf: more)
