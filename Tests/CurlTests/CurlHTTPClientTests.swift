@@ -49,7 +49,7 @@ struct CurlHTTPClientTests {
             }
             return .now(Self.echo(request))
         })
-        let client = try CurlHTTPClient()
+        let client = try CurlHTTPClient(configuration: .init(threads: 1))
         defer { client.shutdown() }
         for i in 0..<6 {
             let path = i % 2 == 0 ? "/fast" : "/slow"
@@ -62,17 +62,31 @@ struct CurlHTTPClientTests {
         await server.shutdown()
     }
 
-    @Test func sequentialRequestsReuseOneConnection() async throws {
-        let server = try await LoopbackHTTPServer.start { Self.echo($0) }
-        let client = try CurlHTTPClient()
+    /// Sequential requests keep one connection per curl thread alive: one with one thread, and
+    /// with two each thread takes every other request on a connection of its own.
+    @Test(arguments: [1, 2])
+    func sequentialRequestsReuseAConnectionPerThread(_ threads: Int) async throws {
+        let server = try await LoopbackHTTPServer.start { request in
+            var response = Self.echo(request)
+            if case .respond(var r) = response {
+                r.headers["X-Connection"] = String(request.connectionNumber)
+                response = .respond(r)
+            }
+            return response
+        }
+        let client = try CurlHTTPClient(configuration: .init(threads: threads))
         defer { client.shutdown() }
+        var connections: [String] = []
         for i in 0..<25 {
             let r = try await client.send(HTTPRequest(method: .post, url: server.baseURL + "/ka", body: Data("\(i)".utf8)))
-            #expect(r.status == 200)
+            #expect(r.status == 200 && r.body == Data("\(i)".utf8))
+            connections.append(r.headers["X-Connection"] ?? "?")
         }
         #expect(server.requestsReceived == 25)
-        #expect(server.connectionsAccepted == 1)
-        #expect(client.diagnostics.connectionsOpened == 1)
+        #expect(server.connectionsAccepted == threads)
+        #expect(client.diagnostics.connectionsOpened == threads)
+        #expect(client.diagnostics.completed == 25 && client.diagnostics.inFlight == 0)
+        if threads == 2 { #expect(connections[0] != connections[1] && Set(connections.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)).count == 1) }
         await server.shutdown()
     }
 
@@ -184,8 +198,8 @@ struct CurlHTTPClientTests {
         let d = client.diagnostics
         #expect(d.completed == 2000)
         #expect(d.inFlight == 0)
-        #expect(d.pooledHandles <= 16)
-        #expect(server.connectionsAccepted <= 16)
+        #expect(d.pooledHandles <= 32)  // up to 16 in flight on each of the two curl threads
+        #expect(server.connectionsAccepted <= 32)
         await server.shutdown()
     }
 
