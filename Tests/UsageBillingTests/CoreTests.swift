@@ -238,6 +238,16 @@ struct HTTPHelperTests {
         h["Retry-After"] = "2"
         #expect(h["retry-after"] == "2")
         #expect(HTTPResponse(status: 429, headers: h).retryAfter() == .seconds(2))
+        h["RETRY-after"] = "3"
+        #expect(h.values(for: "Retry-After") == ["3"])
+    }
+
+    /// Names match without ASCII case and only so: punctuation one bit apart, other lengths
+    /// and non-ASCII letters stay different.
+    @Test(arguments: [("Content-Type", "content-type", true), ("X-A", "x-a", true), ("X-[", "x-{", false), ("a@", "a`", false),
+                      ("Idempotency-Key", "Idempotency-Ke", false), ("Ä", "ä", false), ("", "", true), ("x_y", "X_Y", true)])
+    func headerNamesCompareWithoutASCIICase(_ a: String, _ b: String, _ same: Bool) {
+        #expect(HeaderFields.sameName(a, b) == same)
     }
 
     @Test func secretsNeverPrint() {

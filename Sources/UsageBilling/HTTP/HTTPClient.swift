@@ -101,21 +101,32 @@ public struct HeaderFields: Sendable, Hashable, Sequence, ExpressibleByDictionar
 
     /// The first value for `name` (case-insensitive); setting replaces all values for it.
     public subscript(name: String) -> String? {
-        get {
-            let lower = name.lowercased()
-            return fields.first { $0.name.lowercased() == lower }?.value
-        }
+        get { fields.first { Self.sameName($0.name, name) }?.value }
         set {
-            let lower = name.lowercased()
-            fields.removeAll { $0.name.lowercased() == lower }
+            fields.removeAll { Self.sameName($0.name, name) }
             if let newValue { fields.append((name: name, value: newValue)) }
         }
     }
 
     /// All values for `name`.
     public func values(for name: String) -> [String] {
-        let lower = name.lowercased()
-        return fields.filter { $0.name.lowercased() == lower }.map(\.value)
+        fields.filter { Self.sameName($0.name, name) }.map(\.value)
+    }
+
+    /// Whether two field names are the same, ASCII letters compared without case (field names
+    /// are ASCII tokens); no lowercased copies, as every header lookup compared every field.
+    static func sameName(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                guard x.count == y.count else { return false }
+                for i in 0..<x.count where x[i] != y[i] {
+                    let p = x[i], q = y[i]
+                    guard p | 0x20 == q | 0x20, (0x61...0x7A).contains(p | 0x20) else { return false }
+                }
+                return true
+            }
+        }
     }
 
     /// Appends a field, keeping any existing ones of the same name.
