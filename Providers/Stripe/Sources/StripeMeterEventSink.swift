@@ -165,7 +165,7 @@ public struct StripeMeterEventSink: UsageSink {
             fields += event.payload.map { ("payload[\($0.0)]", $0.1) }
             fields.append(("identifier", event.identifier))
             fields.append(("timestamp", String(Int(event.timestamp.timeIntervalSince1970.rounded(.down)))))
-            body = Data(FormEncoding.encode(fields).utf8)
+            body = Data(FormEncoding.encodedBytes(fields))
         } else {
             headers = commonHeaders(authorization: settings.secretKey.exposedValue, contentType: "application/json")
             url = URLBuilder.url(base: settings.endpoint, path: "/v2/billing/meter_events")

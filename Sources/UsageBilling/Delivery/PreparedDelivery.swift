@@ -20,9 +20,14 @@ public enum PreparedDelivery {
             case .success(let prepared): ready.append((index, prepared))
             }
         }
-        for chunk in Batcher.batches(ready, maxBatchSize: maxPerRequest) {
+        // Slices of `ready`, not a copy cut into arrays: this runs once per request.
+        let size = max(1, maxPerRequest)
+        var start = 0
+        while start < ready.count {
+            let chunk = ready[start..<min(ready.count, start + size)]
             let outcome = try await send(chunk.map { $0.prepared })
             for item in chunk { outcomes[item.index] = outcome }
+            start = chunk.endIndex
         }
         return outcomes.map { $0 ?? .possiblyDelivered }
     }

@@ -8,8 +8,21 @@ import Foundation
 public enum FormEncoding {
     /// Encodes ordered `(key, value)` pairs.
     public static func encode(_ fields: [(String, String)]) -> String {
-        fields.map { escape($0.0, keepBrackets: true) + "=" + escape($0.1, keepBrackets: false) }
-            .joined(separator: "&")
+        String(decoding: encodedBytes(fields), as: UTF8.self)
+    }
+
+    /// ``encode(_:)`` as UTF-8 bytes, written into one buffer (a String per key and value, then
+    /// joined, cost a Stripe v1 request a twelfth of the sending side's time).
+    public static func encodedBytes(_ fields: [(String, String)]) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(fields.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 2 } + 16)
+        for (i, (key, value)) in fields.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: "&")) }
+            append(key, keepBrackets: true, to: &out)
+            out.append(UInt8(ascii: "="))
+            append(value, keepBrackets: false, to: &out)
+        }
+        return out
     }
 
     /// Decodes a form body or query string into ordered pairs. Malformed escapes are kept as is.
@@ -56,16 +69,22 @@ public enum FormEncoding {
     public static func escape(_ text: String, keepBrackets: Bool) -> String {
         var out = [UInt8]()
         out.reserveCapacity(text.utf8.count + 8)
+        append(text, keepBrackets: keepBrackets, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func append(_ text: String, keepBrackets: Bool, to out: inout [UInt8]) {
         for byte in text.utf8 {
             if unreserved[Int(byte)] || (keepBrackets && (byte == UInt8(ascii: "[") || byte == UInt8(ascii: "]"))) {
                 out.append(byte)
             } else if byte == UInt8(ascii: " ") {
                 out.append(UInt8(ascii: "+"))
             } else {
-                out.append(contentsOf: [UInt8(ascii: "%"), hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0xF)]])
+                out.append(UInt8(ascii: "%"))
+                out.append(hexDigits[Int(byte >> 4)])
+                out.append(hexDigits[Int(byte & 0xF)])
             }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Reverses ``escape(_:keepBrackets:)`` (`+` → space, `%XX` → byte). A malformed escape, or
