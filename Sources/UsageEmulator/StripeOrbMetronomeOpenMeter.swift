@@ -87,13 +87,13 @@ final class StripeEmulation: EmulatedProvider {
     }
 
     private func meterEvent(_ r: EmulatedRequest) -> HTTPResponse {
-        let f = r.form
         let key = r.headers["Idempotency-Key"]
         if let key, let replay = state.with({ $0.replies[key] }) {
             var h = replay.headers
             h["Idempotent-Replayed"] = "true"
             return HTTPResponse(status: replay.status, headers: h, body: replay.body)
         }
+        let f = r.form
         guard let name = f["event_name"], !name.isEmpty else {
             return error(400, "invalid_request_error", "parameter_missing", "Missing required param: event_name.", param: "event_name")
         }
@@ -103,19 +103,27 @@ final class StripeEmulation: EmulatedProvider {
         let identifier = f["identifier"] ?? UUID().uuidString
         let received = now()
         let timestamp = f["timestamp"].flatMap(Double.init) ?? received.timeIntervalSince1970
-        let response: HTTPResponse = state.with { s in
-            guard Self.record(name: name, identifier: identifier, customer: customer, value: value, at: Date(timeIntervalSince1970: timestamp), received: received, autoMeters: autoMeters, in: &s) else {
-                return error(400, "invalid_request_error", nil, "An event already exists with identifier \(identifier).", headers: ["Stripe-Should-Retry": "false"])
+        // The answer is built outside the lock; recording it and keeping it for its key is one
+        // locked step (event-loop threads share this state).
+        let accepted = Reply.json(200, .object([
+            "object": .string("billing.meter_event"), "created": .number(received.timeIntervalSince1970.rounded(.down)), "event_name": .string(name),
+            "identifier": .string(identifier), "livemode": .bool(false),
+            "payload": .object(["stripe_customer_id": .string(customer), "value": .string(DecimalFormat.plain(value))]),
+            "timestamp": .number(timestamp.rounded(.down)),
+        ]))
+        return state.with { s in
+            if let key, let replay = s.replies[key] {  // the same key raced in on another connection
+                var h = replay.headers
+                h["Idempotent-Replayed"] = "true"
+                return HTTPResponse(status: replay.status, headers: h, body: replay.body)
             }
-            return Reply.json(200, .object([
-                "object": .string("billing.meter_event"), "created": .number(now().timeIntervalSince1970.rounded(.down)), "event_name": .string(name),
-                "identifier": .string(identifier), "livemode": .bool(false),
-                "payload": .object(["stripe_customer_id": .string(customer), "value": .string(DecimalFormat.plain(value))]),
-                "timestamp": .number(timestamp.rounded(.down)),
-            ]))
+            let response = Self.record(name: name, identifier: identifier, customer: customer, value: value, at: Date(timeIntervalSince1970: timestamp),
+                                       received: received, autoMeters: autoMeters, in: &s)
+                ? accepted
+                : error(400, "invalid_request_error", nil, "An event already exists with identifier \(identifier).", headers: ["Stripe-Should-Retry": "false"])
+            if let key { s.replies[key] = response }
+            return response
         }
-        if let key { state.with { $0.replies[key] = response } }
-        return response
     }
 
     /// Paths of the meter-events host (`meter-events.stripe.com`) arrive under this prefix.

@@ -84,6 +84,10 @@ public final class DeliveryWorker: Sendable {
         let inFlightLimit = spec == nil && !checksBeforeRetry ? max(1, maxInFlight) : 1
         let depth = Gauge(label: MetricNames.queueDepth, dimensions: [("lane", lane)])
         let duration = Metrics.Timer(label: MetricNames.deliveryDuration, dimensions: [("lane", lane)])
+        // One counter per outcome, made once per lane (not per batch: a Stripe v1 batch is one event).
+        let outcomeCounters = Dictionary(uniqueKeysWithValues: ["accepted", "duplicate", "rejected", "retryable", "possibly_delivered"].map {
+            ($0, Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", $0)]))
+        })
         var laneLogger = self.logger
         laneLogger[metadataKey: "lane"] = "\(lane)"
         let logger = laneLogger
@@ -171,7 +175,8 @@ public final class DeliveryWorker: Sendable {
                 let sample = ContinuousClock.now - lastDepthSample > .seconds(1)
                 if sample { lastDepthSample = ContinuousClock.now }
                 group.addTask {
-                    try await self.deliverBatch(rows, lane: lane, sink: sink, checksBeforeRetry: checksBeforeRetry, duration: duration, logger: logger)
+                    try await self.deliverBatch(rows, lane: lane, sink: sink, checksBeforeRetry: checksBeforeRetry, duration: duration,
+                                                outcomeCounters: outcomeCounters, logger: logger)
                     if sample { depth.record(try self.spool.queuedCount(lane: lane)) }
                     return keys
                 }
@@ -181,7 +186,7 @@ public final class DeliveryWorker: Sendable {
     }
     /// Delivers one batch and marks every row: delivered, duplicate, dead, or due again later.
     private func deliverBatch(_ due: [QueuedDelivery], lane: String, sink: any UsageSink, checksBeforeRetry: Bool,
-                              duration: Metrics.Timer, logger: Logger) async throws {
+                              duration: Metrics.Timer, outcomeCounters: [String: Counter], logger: Logger) async throws {
         let outcomes: [DeliveryOutcome]
         let started = ContinuousClock.now
         do {
@@ -207,10 +212,12 @@ public final class DeliveryWorker: Sendable {
             (row.seq, mark(outcome, row: row, rng: &rng))
         }
         try await spool.mark(marks, now: clock.now())
-        var counts: [String: Int] = [:]
-        for outcome in outcomes { counts[outcome.label, default: 0] += 1 }  // one counter per outcome, not per event
-        for (label, count) in counts {
-            Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", label)]).increment(by: count)
+        if outcomes.count == 1 {
+            outcomeCounters[outcomes[0].label]?.increment()
+        } else {
+            var counts: [String: Int] = [:]
+            for outcome in outcomes { counts[outcome.label, default: 0] += 1 }  // one increment per outcome, not per event
+            for (label, count) in counts { outcomeCounters[label]?.increment(by: count) }
         }
         for case (let row, .dead(let reason)) in zip(due, marks.lazy.map { $0.1 }) {
             Counter(label: MetricNames.deadLetters, dimensions: [("lane", lane), ("reason", reason.code)]).increment()

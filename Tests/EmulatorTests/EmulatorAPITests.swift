@@ -48,6 +48,34 @@ struct EmulatorAPITests {
 
     /// A deactivated meter takes no events: v2 refuses them with `archived_meter` (a rejection
     /// naming it), v1 takes the request and counts nothing; reactivated, it counts again.
+    /// Pairs of v1 calls with one Idempotency-Key, sent concurrently over two connections: one
+    /// of each pair is taken, the other replays its answer (`Idempotent-Replayed`), never
+    /// "already exists". (The emulator checks, records and keeps the answer in one locked step,
+    /// so two event-loop threads cannot both miss the key; this test rarely lands in that gap,
+    /// and checks the outcome.)
+    @Test func aKeyRacingOnTwoConnectionsIsReplayedNotRefused() async throws {
+        let emulator = try await UsageEmulator.start()
+        let http = try CurlHTTPClient(configuration: .init(threads: 2))
+        defer { http.shutdown() }
+        let now = Int(Date().timeIntervalSince1970) - 60
+        let answers = try await withThrowingTaskGroup(of: HTTPResponse.self) { group in
+            for i in 0..<400 {
+                let id = "race-\(i / 2)"
+                let body = Data(FormEncoding.encode([("event_name", "api_requests"), ("payload[stripe_customer_id]", "cus_race"), ("payload[value]", "1"),
+                                                     ("identifier", id), ("timestamp", String(now))]).utf8)
+                let request = HTTPRequest(method: .post, url: emulator.baseURL + "/stripe/v1/billing/meter_events",
+                                          headers: ["Authorization": "Bearer sk_test_REDACTED", "Content-Type": "application/x-www-form-urlencoded", "Idempotency-Key": id],
+                                          body: body)
+                group.addTask { try await http.send(request) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(answers.allSatisfy { $0.status == 200 }, "\(Set(answers.map(\.status)))")
+        #expect(answers.filter { $0.headers["Idempotent-Replayed"] == "true" }.count == 200)
+        #expect(await emulator.accepted("stripe").count == 200)
+        await emulator.shutdown()
+    }
+
     @Test func deactivatedMetersTakeNoEvents() async throws {
         let emulator = try await UsageEmulator.start()
         let http = try CurlHTTPClient()
