@@ -35,20 +35,16 @@ func plainCurlStripe(base: String, count: Int) -> Double {
 /// The official Python SDK of `kind` sending `count` events, one call each, to the emulator.
 func pythonSDK(kind: String, base: String, count: Int) -> Double? {
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appending(path: "python/sdk_bench.py").path
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", script, kind, base, String(count)]
-    let out = Pipe()
-    process.standardOutput = out
-    process.standardError = FileHandle.nullDevice
-    do { try process.run() } catch { return nil }
-    let data = readToEnd(out.fileHandleForReading)
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
+    // Spawned as the tests spawn programs (posix_spawn, descriptors closed in the child), not
+    // with Foundation's Process, which crashed once among many sockets opening and closing.
+    guard let child = try? ChildProcess.spawn("/usr/bin/env", ["python3", script, kind, base, String(count)]) else { return nil }
+    let output = String(decoding: child.readOutput(), as: UTF8.self)  // stdout and stderr together
+    guard child.waitForExit() == 0 else {
         print("  (\(kind): the Python SDK run failed; install the SDKs: pip install stripe orb-billing metronome-sdk openmeter==1.0.0b236 chargebee recurly paddle-python-sdk)")
         return nil
     }
-    return JSONValue.parse(data)?["events_per_second"]?.numberValue
+    // The result is the script's last JSON line; a warning the SDK prints goes before it.
+    return output.split(separator: "\n").reversed().lazy.compactMap { JSONValue.parse(Data($0.utf8))?["events_per_second"]?.numberValue }.first
 }
 
 /// For each adapter: N events recorded into a fresh spool and delivered by the worker through
