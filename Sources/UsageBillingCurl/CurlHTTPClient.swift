@@ -80,7 +80,12 @@ public final class CurlHTTPClient: HTTPClient {
     /// Starts the client and its curl thread(s).
     public init(configuration: Configuration = Configuration()) throws {
         var engines: [CurlEngine] = []
-        for _ in 0..<configuration.threads { engines.append(try CurlEngine(configuration: configuration)) }
+        do {
+            for _ in 0..<configuration.threads { engines.append(try CurlEngine(configuration: configuration)) }
+        } catch {
+            for engine in engines { engine.shutdown() }  // the threads already started
+            throw error
+        }
         self.engines = engines
     }
 

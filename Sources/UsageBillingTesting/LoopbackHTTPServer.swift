@@ -6,8 +6,9 @@ import NIOPosix
 import UsageBilling
 
 /// A small HTTP/1.1 server on 127.0.0.1 for tests, benchmarks and the demo. Each request is
-/// handed to an async handler, which answers with a response or a misbehaviour (reset, hang,
-/// close). It listens on loopback only and counts connections and requests.
+/// handed to a handler, async or run on the event loop (``ImmediateHandler``), which answers with
+/// a response or a misbehaviour (reset, hang, close). It listens on loopback only and counts
+/// connections and requests.
 public final class LoopbackHTTPServer: Sendable {
     /// A request as the server received it.
     public struct Request: Sendable {

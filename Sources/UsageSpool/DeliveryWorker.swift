@@ -212,12 +212,15 @@ public final class DeliveryWorker: Sendable {
             (row.seq, mark(outcome, row: row, rng: &rng))
         }
         try await spool.mark(marks, now: clock.now())
+        func counter(_ label: String) -> Counter {
+            outcomeCounters[label] ?? Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", label)])
+        }
         if outcomes.count == 1 {
-            outcomeCounters[outcomes[0].label]?.increment()
+            counter(outcomes[0].label).increment()
         } else {
             var counts: [String: Int] = [:]
             for outcome in outcomes { counts[outcome.label, default: 0] += 1 }  // one increment per outcome, not per event
-            for (label, count) in counts { outcomeCounters[label]?.increment(by: count) }
+            for (label, count) in counts { counter(label).increment(by: count) }
         }
         for case (let row, .dead(let reason)) in zip(due, marks.lazy.map { $0.1 }) {
             Counter(label: MetricNames.deadLetters, dimensions: [("lane", lane), ("reason", reason.code)]).increment()
