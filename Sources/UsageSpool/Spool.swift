@@ -819,11 +819,17 @@ final class GroupCommitter: @unchecked Sendable {
                 }
             }
         }
-        // Marks after the inserts: a row is always recorded before a worker can read it.
+        // Marks after the inserts: a row is always recorded before a worker can read it. The
+        // group's marks go in as one (one UPDATE for all its delivered rows, where a Stripe v1
+        // lane hands over one row per call), stamped with the latest caller's time.
+        var marks: [(seq: Int64, mark: Spool.Mark)] = []
+        var latest: Double?
         for item in group {
-            guard case .mark(let marks, let now) = item.work else { continue }
-            try Spool.apply(marks, now: now, db: db)
+            guard case .mark(let some, let now) = item.work else { continue }
+            marks += some
+            latest = max(latest ?? now, now)
         }
+        if let latest { try Spool.apply(marks, now: latest, db: db) }
     }
 }
 
