@@ -181,6 +181,11 @@ struct StripeSinkTests {
             #expect(error.code == .configuration && error.field == "secret_key")
             #expect(!error.description.contains(key))
             #expect(!"\(sink.settings)".contains(key))
+            // The sink keeps its request headers made once: printing or dumping it shows no key.
+            #expect(!"\(sink)".contains(key) && !String(reflecting: sink).contains(key))
+            var dumped = ""
+            dump(sink, to: &dumped)
+            #expect(!dumped.contains(key))
         }
     }
 

@@ -258,6 +258,13 @@ struct HTTPHelperTests {
         let headers: HeaderFields = ["Authorization": "Bearer \(key)", "Stripe-Version": "v"]
         #expect(!headers.description.contains(key))
         #expect(headers.description.contains("Bearer sk_live_REDACTED"))
+        // Reflection too: dump and debuggers walk stored properties unless told otherwise.
+        var dumped = ""
+        dump(secret, to: &dumped)
+        dump(headers, to: &dumped)
+        dump(HTTPRequest(method: .post, url: "https://api.stripe.com/v1/billing/meter_events", headers: headers), to: &dumped)
+        #expect(!dumped.contains(key) && !String(reflecting: headers).contains(key))
+        #expect(dumped.contains("Stripe-Version"))
         let encoded = String(decoding: try! JSONEncoder().encode(secret), as: UTF8.self)
         #expect(!encoded.contains(key))
     }

@@ -22,6 +22,9 @@ public struct StripeMeterEventSink: UsageSink {
     private let client: any HTTPClient
     private let clock: any UsageClock
     private let session: StripeSessionCache
+    /// A v1 or v2 meter-event request's URL and headers (all but `Idempotency-Key`), made once:
+    /// they are the same for every event.
+    private let single: (url: String, headers: HeaderFields)
 
     /// Events older than this are refused by Stripe.
     public static let maxAge: Duration = .seconds(35 * 86_400)
@@ -37,6 +40,10 @@ public struct StripeMeterEventSink: UsageSink {
         self.clock = clock
         self.session = StripeSessionCache(settings: settings, client: client, clock: clock)
         self.capabilities = Self.capabilities(settings)
+        let v1 = settings.api == .v1
+        self.single = (URLBuilder.url(base: settings.endpoint, path: v1 ? "/v1/billing/meter_events" : "/v2/billing/meter_events"),
+                       Self.commonHeaders(settings, authorization: settings.secretKey.exposedValue,
+                                          contentType: v1 ? "application/x-www-form-urlencoded" : "application/json"))
     }
 
     /// One event per request (v1, v2) or up to `stream_batch_size` (stream); Stripe's 35-day/5-minute window; dedup by identifier for at least 24 h; the documented rate limit for the key's mode.
@@ -145,6 +152,10 @@ public struct StripeMeterEventSink: UsageSink {
     // MARK: - Sending
 
     func commonHeaders(authorization: String, contentType: String) -> HeaderFields {
+        Self.commonHeaders(settings, authorization: authorization, contentType: contentType)
+    }
+
+    private static func commonHeaders(_ settings: StripeSettings, authorization: String, contentType: String) -> HeaderFields {
         var headers: HeaderFields = [
             "Authorization": "Bearer \(authorization)",
             "Stripe-Version": settings.apiVersion,
@@ -155,20 +166,16 @@ public struct StripeMeterEventSink: UsageSink {
     }
 
     private func sendSingle(_ event: PreparedEvent) async throws -> DeliveryOutcome {
-        var headers: HeaderFields
-        let url: String
+        var headers = single.headers
+        let url = single.url
         let body: Data
         if settings.api == .v1 {
-            headers = commonHeaders(authorization: settings.secretKey.exposedValue, contentType: "application/x-www-form-urlencoded")
-            url = URLBuilder.url(base: settings.endpoint, path: "/v1/billing/meter_events")
             var fields: [(String, String)] = [("event_name", event.eventName)]
             fields += event.payload.map { ("payload[\($0.0)]", $0.1) }
             fields.append(("identifier", event.identifier))
             fields.append(("timestamp", String(Int(event.timestamp.timeIntervalSince1970.rounded(.down)))))
             body = Data(FormEncoding.encodedBytes(fields))
         } else {
-            headers = commonHeaders(authorization: settings.secretKey.exposedValue, contentType: "application/json")
-            url = URLBuilder.url(base: settings.endpoint, path: "/v2/billing/meter_events")
             body = Self.jsonEvent(event).data
         }
         headers["Idempotency-Key"] = event.identifier

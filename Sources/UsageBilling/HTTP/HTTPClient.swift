@@ -166,3 +166,12 @@ public enum RetryAfter {
         return .milliseconds(Int64(max(0, date.timeIntervalSince(now)) * 1000))
     }
 }
+
+extension HeaderFields: CustomReflectable {
+    /// Each field with credentials masked, as ``description`` shows them: `dump` and debuggers
+    /// never see an `Authorization` value.
+    public var customMirror: Mirror {
+        Mirror(self, children: fields.map { (label: $0.name, value: Redaction.isSensitiveHeader($0.name) ? Redaction.mask($0.value) : $0.value) as Mirror.Child },
+               displayStyle: .dictionary)
+    }
+}

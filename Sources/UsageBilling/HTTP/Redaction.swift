@@ -26,6 +26,12 @@ public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugSt
     public var debugDescription: String { description }
 }
 
+extension Secret: CustomReflectable {
+    /// No children: `dump`, debuggers and reflection see the masked form only (without this,
+    /// `dump(settings)` printed the raw value).
+    public var customMirror: Mirror { Mirror(self, children: [], displayStyle: .struct) }
+}
+
 /// Masking of credentials for logs, errors, fixtures and the spool.
 public enum Redaction {
     /// Header names whose values are credentials.
