@@ -19,13 +19,7 @@ struct ShutdownTests {
             try? await Task.sleep(for: .milliseconds(600))
             return .respond(HTTPResponse(status: 204))
         }
-        let config = try routing("""
-            version: 1
-            providers:
-              openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: 10 }
-            routes:
-              - { events: [api_request], to: openmeter }
-            """)
+        let config = try openMeterOnly(server, batch: 10)
         let curl = try CurlHTTPClient()
         defer { curl.shutdown() }
         let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("shutdown.spool"), client: curl)

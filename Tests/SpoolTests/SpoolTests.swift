@@ -22,6 +22,17 @@ func events(_ n: Int, prefix: String = "evt") -> [UsageEvent] {
                                      quantity: Decimal($0 % 5 + 1)) }
 }
 
+/// `api_request` to OpenMeter at a loopback server, `batch` events per request (placeholder key).
+func openMeterOnly(_ server: LoopbackHTTPServer, batch: Int) throws -> RoutingConfig {
+    try routing("""
+        version: 1
+        providers:
+          openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: \(batch) }
+        routes:
+          - { events: [api_request], to: openmeter }
+        """)
+}
+
 /// `api_request` to Stripe with an Orb shadow (placeholder keys).
 func stripeWithOrbShadow() throws -> RoutingConfig {
     try routing("""

@@ -226,13 +226,7 @@ struct PurgeReuseTests {
             received.withLockedValue { $0.formUnion(batch.compactMap { $0["id"]?.stringValue }) }
             return .respond(HTTPResponse(status: 204))
         }
-        let config = try routing("""
-            version: 1
-            providers:
-              openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: 1 }
-            routes:
-              - { events: [api_request], to: openmeter }
-            """)
+        let config = try openMeterOnly(server, batch: 1)
         let curl = try CurlHTTPClient()
         defer { curl.shutdown() }
         let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("reuse.spool"), client: curl,
