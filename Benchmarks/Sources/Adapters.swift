@@ -107,10 +107,13 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
             for chunk in stride(from: 0, to: n, by: 1_000) { try await pipeline.record(Array(events[chunk..<min(n, chunk + 1_000)])) }
             let recordSeconds = (ContinuousClock.now - recordStart).seconds
             let cpuBefore = threadCPU(), machineBefore = machineCPU()
+            let commitsBefore = pipeline.spool.commitStatistics
             let deliverStart = ContinuousClock.now
             try await pipeline.flush()
             let deliverSeconds = (ContinuousClock.now - deliverStart).seconds
-            do { print("  \(label) trial \(trial): delivery \(cpuSummary(cpuBefore, threadCPU(), seconds: deliverSeconds)); \(stealSummary(machineBefore, machineCPU()))") }
+            let commits = pipeline.spool.commitStatistics
+            let transactions = commits.transactions - commitsBefore.transactions, calls = commits.calls - commitsBefore.calls
+            do { print("  \(label) trial \(trial): delivery \(cpuSummary(cpuBefore, threadCPU(), seconds: deliverSeconds)); \(transactions) commits of \(calls) calls; \(stealSummary(machineBefore, machineCPU()))") }
             let requests = trialEmulator.requests(kind)
             let accepted = await trialEmulator.accepted(kind).reduce(Decimal(0)) { $0 + $1.quantity }
             await trialEmulator.shutdown()

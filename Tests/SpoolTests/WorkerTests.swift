@@ -293,3 +293,43 @@ struct ReadAheadTests {
         #expect(ahead.take(5, busy: [:]).isEmpty && ahead.room == 10)
     }
 }
+
+@Suite("Held marks", .timeLimit(.minutes(1)))
+struct MarkHoldTests {
+    /// Nothing is handed out before `rows` marks or `age` have gathered, unless forced; what is
+    /// handed out is every mark held, in order, and the hold is empty after.
+    @Test func marksAreHandedOutTogetherWhenEnoughOrOldEnough() async throws {
+        var hold = MarkHold(enabled: true)
+        #expect(hold.take(force: true)?.count == nil, "nothing held, nothing to write")
+        hold.add([(1, .delivered), (2, .duplicate)])
+        #expect(hold.take(force: false)?.count == nil, "two marks, just held")
+        #expect(hold.take(force: true)?.map(\.seq) == [1, 2])
+        #expect(hold.isEmpty)
+        hold.add((1...Int64(MarkHold.rows)).map { ($0, .delivered) })
+        #expect(hold.take(force: false)?.count == MarkHold.rows, "a full hold is written")
+        hold.add([(7, .delivered)])
+        try await Task.sleep(for: MarkHold.age + .milliseconds(5))
+        #expect(hold.take(force: false)?.map(\.seq) == [7], "an old mark is written")
+    }
+
+    /// A lane with requests in flight to a provider that drops repeated ids (OpenMeter, one event
+    /// per request, 8 at once) writes its marks in a few transactions, not about one per request,
+    /// and every row ends delivered.
+    @Test func aLaneWithRequestsInFlightWritesItsMarksTogether() async throws {
+        let server = try await LoopbackHTTPServer.start { _ in .respond(HTTPResponse(status: 204)) }
+        let curl = try CurlHTTPClient()
+        defer { curl.shutdown() }
+        let pipeline = try UsagePipeline(config: try openMeterOnly(server, batch: 1), spoolPath: tempPath("held.spool"), client: curl)
+        let n = 400
+        try await pipeline.record(events(n, prefix: "held"))
+        let before = pipeline.spool.commitStatistics
+        try await pipeline.flush()
+        let transactions = pipeline.spool.commitStatistics.transactions - before.transactions
+        // Marking each batch as it finished took a transaction per 1–8 requests (at least 50).
+        #expect(transactions < n / 8, "\(transactions) transactions for \(n) requests")
+        let lane = try #require(try pipeline.spool.status().first)
+        #expect(lane.delivered == n && lane.queued == 0)
+        #expect(server.requestsReceived == n)
+        await server.shutdown()
+    }
+}
