@@ -105,12 +105,12 @@ final class StripeEmulation: EmulatedProvider {
         let timestamp = f["timestamp"].flatMap(Double.init) ?? received.timeIntervalSince1970
         // The answer is built outside the lock; recording it and keeping it for its key is one
         // locked step (event-loop threads share this state).
-        let accepted = Reply.json(200, .object([
-            "object": .string("billing.meter_event"), "created": .number(received.timeIntervalSince1970.rounded(.down)), "event_name": .string(name),
-            "identifier": .string(identifier), "livemode": .bool(false),
-            "payload": .object(["stripe_customer_id": .string(customer), "value": .string(DecimalFormat.plain(value))]),
-            "timestamp": .number(timestamp.rounded(.down)),
-        ]))
+        let accepted = Reply.json(200, encoded: JSONValue.encodeObject([  // members in key order: written as they are
+            ("created", .number(received.timeIntervalSince1970.rounded(.down))), ("event_name", .string(name)),
+            ("identifier", .string(identifier)), ("livemode", .bool(false)), ("object", .string("billing.meter_event")),
+            ("payload", .object(["stripe_customer_id": .string(customer), "value": .string(DecimalFormat.plain(value))])),
+            ("timestamp", .number(timestamp.rounded(.down))),
+        ]).data)
         return state.with { s in
             if let key, let replay = s.replies[key] {  // the same key raced in on another connection
                 var h = replay.headers

@@ -21,7 +21,7 @@ public struct EmulatedRequest: Sendable {
     /// The body as JSON.
     public var json: JSONValue? { parsedJSON ?? JSONValue.parse(body) }
     /// The body as form fields.
-    public var form: [String: String] { Dictionary(FormEncoding.decode(String(decoding: body, as: UTF8.self)), uniquingKeysWith: { $1 }) }
+    public var form: [String: String] { Dictionary(FormEncoding.decode(body), uniquingKeysWith: { $1 }) }
 }
 
 /// Usage a provider accepted, as the emulator's own ledger keeps it (read-back endpoints answer
@@ -251,11 +251,12 @@ public final class UsageEmulator: Sendable {
     /// Routes a request on the event loop: answered there unless an injected delay (or the
     /// control API, which awaits the ledgers) needs a task.
     func route(_ request: LoopbackHTTPServer.Request) -> LoopbackHTTPServer.Answer {
-        if request.path == "/_emulator" || request.path.hasPrefix("/_emulator/") { return .later { .respond(await self.control(request)) } }
-        let parts = request.path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true)
+        let path = request.path
+        if path == "/_emulator" || path.hasPrefix("/_emulator/") { return .later { .respond(await self.control(request)) } }
+        let parts = path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true)
         let alias = parts.first.flatMap { Self.hostAliases[String($0)] }
         guard let first = parts.first, let provider = providers[alias?.prefix ?? String(first)] else {
-            return .now(.respond(Reply.json(404, .object(["error": .string("no emulated provider at \(request.path); use one of /\(providers.keys.sorted().joined(separator: ", /"))")]))))
+            return .now(.respond(Reply.json(404, .object(["error": .string("no emulated provider at \(path); use one of /\(providers.keys.sorted().joined(separator: ", /"))")]))))
         }
         let prefix = alias?.prefix ?? String(first)
         var inner = EmulatedRequest(method: request.method, path: (alias?.marker ?? "") + "/" + (parts.count > 1 ? String(parts[1]) : ""), query: request.query,
@@ -307,9 +308,15 @@ struct Refusal: Error { var response: HTTPResponse }
 /// Shared answers.
 enum Reply {
     static func json(_ status: Int, _ body: JSONValue, headers: HeaderFields = [:]) -> HTTPResponse {
+        json(status, encoded: body.encoded(), headers: headers)
+    }
+
+    /// A JSON answer already encoded (`JSONValue.encodeObject` writes an object's members without
+    /// hashing them into a dictionary first: the answer to every Stripe v1 event).
+    static func json(_ status: Int, encoded body: Data, headers: HeaderFields = [:]) -> HTTPResponse {
         var h = headers
         h["Content-Type"] = "application/json"
-        return HTTPResponse(status: status, headers: h, body: body.encoded())
+        return HTTPResponse(status: status, headers: h, body: body)
     }
 
     static func empty(_ status: Int) -> HTTPResponse { HTTPResponse(status: status) }

@@ -213,6 +213,7 @@ struct HTTPHelperTests {
     ])
     func formDecodingSplitsPairs(_ body: String, _ expected: [String]) {
         #expect(FormEncoding.decode(body).map { "\($0.0)=\($0.1)" } == expected)
+        #expect(FormEncoding.decode(Data(body.utf8)).map { "\($0.0)=\($0.1)" } == expected, "the same from the body's bytes")
     }
 
     /// The hand-written escapes agree with Foundation's percent-encoding, malformed input included.

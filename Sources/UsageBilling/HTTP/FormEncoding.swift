@@ -31,24 +31,31 @@ public enum FormEncoding {
         // Over the UTF-8 bytes: splitting the String by Characters was a fifth of the emulator's
         // time per Stripe v1 request.
         var text = text
-        return text.withUTF8 { bytes in
-            var pairs: [(String, String)] = []
-            var start = 0
-            while start <= bytes.count {
-                var end = start
-                while end < bytes.count, bytes[end] != UInt8(ascii: "&") { end += 1 }
-                if end > start {
-                    let part = UnsafeBufferPointer(rebasing: bytes[start..<end])
-                    if let eq = part.firstIndex(of: UInt8(ascii: "=")) {
-                        pairs.append((unescape(UnsafeBufferPointer(rebasing: part[..<eq])), unescape(UnsafeBufferPointer(rebasing: part[(eq + 1)...]))))
-                    } else {
-                        pairs.append((unescape(part), ""))
-                    }
+        return text.withUTF8(decode(bytes:))
+    }
+
+    /// The pairs of a form body as it arrived (UTF-8 bytes), without making it a String first.
+    public static func decode(_ body: Data) -> [(String, String)] {
+        body.withUnsafeBytes { decode(bytes: $0.bindMemory(to: UInt8.self)) }
+    }
+
+    private static func decode(bytes: UnsafeBufferPointer<UInt8>) -> [(String, String)] {
+        var pairs: [(String, String)] = []
+        var start = 0
+        while start <= bytes.count {
+            var end = start
+            while end < bytes.count, bytes[end] != UInt8(ascii: "&") { end += 1 }
+            if end > start {
+                let part = UnsafeBufferPointer(rebasing: bytes[start..<end])
+                if let eq = part.firstIndex(of: UInt8(ascii: "=")) {
+                    pairs.append((unescape(UnsafeBufferPointer(rebasing: part[..<eq])), unescape(UnsafeBufferPointer(rebasing: part[(eq + 1)...]))))
+                } else {
+                    pairs.append((unescape(part), ""))
                 }
-                start = end + 1
             }
-            return pairs
+            start = end + 1
         }
+        return pairs
     }
 
     private static func unescape(_ bytes: UnsafeBufferPointer<UInt8>) -> String {

@@ -115,7 +115,7 @@ public struct HeaderFields: Sendable, Hashable, Sequence, ExpressibleByDictionar
 
     /// Whether two field names are the same, ASCII letters compared without case (field names
     /// are ASCII tokens); no lowercased copies, as every header lookup compared every field.
-    static func sameName(_ a: String, _ b: String) -> Bool {
+    public static func sameName(_ a: String, _ b: String) -> Bool {
         var a = a, b = b
         return a.withUTF8 { x in
             b.withUTF8 { y in
