@@ -362,7 +362,7 @@ final class CurlEngine: @unchecked Sendable {
         var list: UnsafeMutablePointer<curl_slist>?
         var hasUserAgent = false
         for field in request.headers {
-            if field.name.lowercased() == "user-agent" { hasUserAgent = true }
+            if HeaderFields.sameName(field.name, "User-Agent") { hasUserAgent = true }
             list = curl_slist_append(list, "\(field.name): \(field.value)")
         }
         if hasUserAgent { _ = ub_easy_setopt_string(easy, CURLOPT_USERAGENT, nil) }

@@ -103,7 +103,7 @@ public final class DeliveryWorker: Sendable {
         // rows wait for their concurrency key (Stripe: one call per customer and meter) reads
         // in large steps, not a row or two after each request (0.43 reads per request before).
         var pending = ReadAhead(sink: sink, capacity: 2 * batchSize * inFlightLimit)
-        var busyKeys: [ReadAhead.KeyToken: Int] = [:]  // concurrency keys of the batches in flight
+        var busyKeys = BusyKeys()  // concurrency keys of the batches in flight
         // A lane with several requests in flight to a provider that drops repeated ids holds its
         // batches' marks and writes them together (`MarkHold`), so a batch frees its slot and
         // keys when the answer arrives, not after a transaction of its own.
@@ -116,9 +116,7 @@ public final class DeliveryWorker: Sendable {
                 switch done {
                 case .batch(let keys, let marks):
                     inFlight -= 1
-                    for key in keys {
-                        if let n = busyKeys[key], n > 1 { busyKeys[key] = n - 1 } else { busyKeys[key] = nil }
-                    }
+                    for key in keys { busyKeys.release(key) }
                     hold.add(marks)
                 case .marked:
                     writing -= 1
@@ -197,7 +195,7 @@ public final class DeliveryWorker: Sendable {
                 if stopFlag.isSet { break }
                 inFlight += 1
                 let keys = due.compactMap { $0.key }  // closures, not key paths: on tuples these were built at run time per batch
-                for key in keys { busyKeys[key, default: 0] += 1 }
+                for key in keys { busyKeys.hold(key) }
                 let rows = due.map { $0.row }
                 // The queue depth gauge costs a count over the lane's queued rows: at most once a second.
                 let sample = ContinuousClock.now - lastDepthSample > .seconds(1)
@@ -415,7 +413,7 @@ struct ReadAhead {
     }
 
     /// Up to `limit` rows, oldest first, leaving in place those whose key a batch in flight holds.
-    mutating func take(_ limit: Int, busy: [KeyToken: Int]) -> [(row: QueuedDelivery, key: KeyToken?)] {
+    mutating func take(_ limit: Int, busy: BusyKeys) -> [(row: QueuedDelivery, key: KeyToken?)] {
         guard !rows.isEmpty else { return [] }
         if busy.isEmpty || !keys.contains(where: { $0 != nil }) {
             let n = min(limit, rows.count)
@@ -430,7 +428,7 @@ struct ReadAhead {
         // `removeSubranges` cost more than the scan.
         var picked: [Int] = []
         for i in keys.indices where picked.count < limit {
-            if keys[i].map({ busy[$0] == nil }) ?? true { picked.append(i) }
+            if keys[i].map({ !busy.contains($0) }) ?? true { picked.append(i) }
         }
         let taken = picked.map { (row: rows[$0], key: keys[$0]) }
         if picked.count == 1 {
@@ -442,6 +440,96 @@ struct ReadAhead {
             keys.removeSubranges(ranges)
         }
         return taken
+    }
+}
+
+/// The concurrency keys the batches in flight hold, each with how many hold it: a table of key
+/// tokens (already hashes) with open addressing. `ReadAhead.take` looks up the key of every row
+/// it passes, up to 64 per Stripe v1 request; a `Dictionary` hashed each token again (SipHash),
+/// a twentieth of the lane's time.
+struct BusyKeys: ExpressibleByDictionaryLiteral {
+    private var tokens: [ReadAhead.KeyToken]
+    private var holders: [Int]  // 0: the slot is free
+    private var shift: Int      // 64 − log2(slots)
+    /// How many distinct keys are held.
+    private(set) var count = 0
+
+    init() { self.init(slots: 64) }
+
+    private init(slots: Int) {
+        tokens = [ReadAhead.KeyToken](repeating: 0, count: slots)
+        holders = [Int](repeating: 0, count: slots)
+        shift = 64 - slots.trailingZeroBitCount
+    }
+
+    /// Keys with their holder counts (tests).
+    init(dictionaryLiteral elements: (ReadAhead.KeyToken, Int)...) {
+        self.init()
+        for (token, n) in elements { for _ in 0..<n { hold(token) } }
+    }
+
+    var isEmpty: Bool { count == 0 }
+
+    /// The token's home slot (Fibonacci hashing: the multiply spreads any bits into the top ones).
+    private func home(_ token: ReadAhead.KeyToken) -> Int {
+        Int(truncatingIfNeeded: (UInt64(UInt(bitPattern: token)) &* 0x9E37_79B9_7F4A_7C15) >> UInt64(shift))
+    }
+
+    /// The slot holding `token`, or the free slot where it would go.
+    private func find(_ token: ReadAhead.KeyToken) -> (slot: Int, found: Bool) {
+        let mask = holders.count - 1
+        var i = home(token)
+        while holders[i] != 0 {
+            if tokens[i] == token { return (i, true) }
+            i = (i + 1) & mask
+        }
+        return (i, false)
+    }
+
+    func contains(_ token: ReadAhead.KeyToken) -> Bool { count > 0 && find(token).found }
+
+    /// One more batch holds `token`.
+    mutating func hold(_ token: ReadAhead.KeyToken) {
+        if (count + 1) * 2 > holders.count { grow() }
+        let (slot, found) = find(token)
+        if !found {
+            tokens[slot] = token
+            count += 1
+        }
+        holders[slot] += 1
+    }
+
+    /// A batch holding `token` finished; the key is free once no batch holds it.
+    mutating func release(_ token: ReadAhead.KeyToken) {
+        var (hole, found) = find(token)
+        guard found else { return }
+        holders[hole] -= 1
+        guard holders[hole] == 0 else { return }
+        count -= 1
+        // Backward-shift deletion: move up each later entry of the run that may sit in the hole
+        // (its home is not between the hole and it), so every lookup's probe stays unbroken.
+        let mask = holders.count - 1
+        var j = (hole + 1) & mask
+        while holders[j] != 0 {
+            if (j - home(tokens[j])) & mask >= (j - hole) & mask {
+                tokens[hole] = tokens[j]
+                holders[hole] = holders[j]
+                holders[j] = 0
+                hole = j
+            }
+            j = (j + 1) & mask
+        }
+    }
+
+    private mutating func grow() {
+        var bigger = BusyKeys(slots: holders.count * 2)
+        for i in holders.indices where holders[i] != 0 {
+            let (slot, _) = bigger.find(tokens[i])
+            bigger.tokens[slot] = tokens[i]
+            bigger.holders[slot] = holders[i]
+            bigger.count += 1
+        }
+        self = bigger
     }
 }
 

@@ -333,3 +333,43 @@ struct MarkHoldTests {
         await server.shutdown()
     }
 }
+
+@Suite("Busy keys")
+struct BusyKeysTests {
+    /// Random holds and releases (few distinct keys, so runs collide, and enough to grow the
+    /// table twice) agree with a dictionary of holder counts at every step.
+    @Test(arguments: [1, 2, 3])
+    func agreesWithADictionary(seed: UInt64) {
+        var rng = SplitMix(seed: seed)
+        var busy = BusyKeys()
+        var model: [Int: Int] = [:]
+        let keys = (0..<200).map { _ in Int(bitPattern: UInt(rng.next())) } + [0, 1, 2, -1]
+        for _ in 0..<20_000 {
+            let key = keys[Int(rng.next() % UInt64(keys.count))]
+            if rng.next() % 3 == 0, model[key] != nil {
+                busy.release(key)
+                if let n = model[key], n > 1 { model[key] = n - 1 } else { model[key] = nil }
+            } else {
+                busy.hold(key)
+                model[key, default: 0] += 1
+            }
+            #expect(busy.count == model.count && busy.contains(key) == (model[key] != nil))
+        }
+        for key in keys { #expect(busy.contains(key) == (model[key] != nil), "\(key)") }
+        for (key, n) in model { for _ in 0..<n { busy.release(key) } }
+        #expect(busy.isEmpty && keys.allSatisfy { !busy.contains($0) })
+    }
+}
+
+/// A small seeded generator for the tests.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
