@@ -19,6 +19,12 @@ struct AdapterRun {
     var totalsAgree: Bool
     /// Delivered events/s of every trial (the figures above are the median trial's).
     var trials: [Double] = []
+    /// The SDK's events/s measured right after each trial, and each trial's rate over it.
+    var sdkTrials: [Double] = []
+    var sdkRatios: [Double] = []
+    /// The median of the per-trial ratios: each trial against the SDK run that followed it, so
+    /// the machine's speed (it drifts by a third within a minute here) is the same on both sides.
+    var sdkRatio: Double? { sdkRatios.isEmpty ? nil : sdkRatios.sorted()[sdkRatios.count / 2] }
     var eventsPerSecond: Double { Double(events) / deliverSeconds }
     var requestsPerSecond: Double { Double(requests) / deliverSeconds }
 }
@@ -118,17 +124,24 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
             let accepted = await trialEmulator.accepted(kind).reduce(Decimal(0)) { $0 + $1.quantity }
             await trialEmulator.shutdown()
             let recorded = events.reduce(Decimal(0)) { $0 + $1.quantity }
-            trials.append(AdapterRun(kind: label, events: n, requests: requests, recordSeconds: recordSeconds, deliverSeconds: deliverSeconds,
-                                     sdkEventsPerSecond: nil, totalsAgree: accepted == recorded))
+            var run = AdapterRun(kind: label, events: n, requests: requests, recordSeconds: recordSeconds, deliverSeconds: deliverSeconds,
+                                 sdkEventsPerSecond: nil, totalsAgree: accepted == recorded)
+            // The SDK right after the trial, against the shared emulator: a ratio of two rates
+            // measured a minute apart moved with the machine's speed (14× and 25× in two runs).
+            if pythonEvents > 0, let sdk = pythonSDK(kind: label, base: base, count: pythonEvents) {
+                print("  \(label) trial \(trial): Python SDK \(String(format: "%.0f", sdk)) events/s right after (\(String(format: "%.1f", run.eventsPerSecond / sdk))×)")
+                run.sdkEventsPerSecond = sdk
+            }
+            trials.append(run)
         }
         // The median trial: one noisy moment on a shared machine moves a single trial by ±20%.
         var run = trials.sorted { $0.eventsPerSecond < $1.eventsPerSecond }[trials.count / 2]
         run.trials = trials.map(\.eventsPerSecond)
         run.totalsAgree = trials.allSatisfy(\.totalsAgree)
+        run.sdkTrials = trials.compactMap(\.sdkEventsPerSecond)
+        run.sdkRatios = trials.compactMap { t in t.sdkEventsPerSecond.map { t.eventsPerSecond / $0 } }
+        run.sdkEventsPerSecond = run.sdkTrials.isEmpty ? nil : run.sdkTrials.sorted()[run.sdkTrials.count / 2]
         runs.append(run)
-    }
-    if pythonEvents > 0 {
-        for i in runs.indices { runs[i].sdkEventsPerSecond = pythonSDK(kind: runs[i].kind, base: base, count: pythonEvents) }
     }
     let mem = memory()
     await emulator.shutdown()
@@ -140,9 +153,12 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in runs {
         let sdk = r.sdkEventsPerSecond.map(f) ?? "–"
-        let times = r.sdkEventsPerSecond.map { String(format: "%.0f×", r.eventsPerSecond / $0) } ?? "–"
+        let times = r.sdkRatio.map { String(format: "%.1f×", $0) } ?? "–"
         let spread = r.trials.count > 1 ? " (\(f(r.trials.min() ?? 0))–\(f(r.trials.max() ?? 0)))" : ""
         print("| \(r.kind) | \(r.events) | \(r.requests) | \(f(r.eventsPerSecond))\(spread) | \(f(r.requestsPerSecond)) | \(String(format: "%.2f", r.requestsPerSecond / raw)) | \(f(Double(r.events) / r.recordSeconds)) | \(sdk) | \(times) | \(r.totalsAgree ? "agree" : "DISAGREE") |")
+    }
+    if runs.contains(where: { $0.sdkRatio != nil }) {
+        print("× SDK: each trial's events/s over the SDK's in the run right after that trial; the median of the trials' ratios")
     }
     print("peak RSS: \(mem.peak / 1024) MiB")
     if let jsonPath {
@@ -155,6 +171,9 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
                     "ratio_to_raw_libcurl": .number((r.requestsPerSecond / raw * 100).rounded() / 100),
                     "record_events_per_second": .number((Double(r.events) / r.recordSeconds).rounded()),
                     "python_sdk_events_per_second": r.sdkEventsPerSecond.map { .number($0) } ?? .null,
+                    "python_sdk_trials_events_per_second": .array(r.sdkTrials.map { .number($0) }),
+                    "times_python_sdk": r.sdkRatio.map { .number(($0 * 10).rounded() / 10) } ?? .null,
+                    "trials_times_python_sdk": .array(r.sdkRatios.map { .number(($0 * 10).rounded() / 10) }),
                     "totals_agree": .bool(r.totalsAgree), "trials_events_per_second": .array(r.trials.map { .number($0.rounded()) }),
                 ])
             }),
