@@ -77,8 +77,12 @@ def chargebee_bench(base):
     cb = Chargebee(api_key="cb_REDACTED", site="acme-test", protocol="http")
     Chargebee.verify_ca_certs = False  # the emulator speaks plain HTTP on loopback
     cb.env.api_endpoint = base + "/chargebee/api/v2"
+    # A subscription of its own per run: Chargebee keeps one usage per subscription, item price
+    # and usage_date, so a second run's dates (the same seconds back from a moment later) would
+    # be refused as already existing.
+    subscription = f"acme-{uuid.uuid4().hex[:12]}"
     def send(i, key, at):
-        cb.Usage.create("acme", {"id": key[:50], "item_price_id": "seats-USD", "quantity": str(i % 9 + 1),
+        cb.Usage.create(subscription, {"id": key[:50], "item_price_id": "seats-USD", "quantity": str(i % 9 + 1),
                                  "usage_date": int(at.timestamp())})
     return send
 
