@@ -333,6 +333,7 @@ func run() async throws {
     let sequential = try await timed {
         for i in 0..<n { _ = try await client.send(request(server.baseURL, i)) }
     }
+    let cpuBefore = threadCPU()
     let concurrent = try await timed {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<n {
@@ -342,6 +343,7 @@ func run() async throws {
             try await group.waitForAll()
         }
     }
+    print("  concurrent: \(cpuSummary(cpuBefore, threadCPU(), seconds: concurrent))")
     let plain = plainCurl(url: server.baseURL + "/v1/billing/meter_events", count: n)
 
     var leak: [String: Int] = [:]
