@@ -132,6 +132,26 @@ struct DeliveryTests {
         #expect(limiter.available() == 2)
     }
 
+    /// Callers acquiring at once each reserve a token of their own: with the clock standing
+    /// still, ten callers on a bucket of 2 at 2/s wait 0, 0, 0.5, 1, … 4 seconds, each wait once.
+    @Test func concurrentAcquiresReserveDistinctTokens() async throws {
+        final class FrozenClock: UsageClock, @unchecked Sendable {
+            let lock = NSLock()
+            var sleeps: [Duration] = []
+            func now() -> Date { Date(timeIntervalSince1970: 1_764_072_000) }
+            func monotonicNow() -> Duration { .zero }
+            func sleep(for duration: Duration) async throws { lock.withLock { sleeps.append(duration) } }
+        }
+        let clock = FrozenClock()
+        let limiter = RateLimiter(RateLimit(requestsPerSecond: 2, burst: 2), clock: clock)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<10 { group.addTask { try await limiter.acquire() } }
+            try await group.waitForAll()
+        }
+        #expect(clock.lock.withLock { clock.sleeps.sorted() } == (1...8).map { Duration.milliseconds(500 * $0) })
+        #expect(limiter.available() == -8)
+    }
+
     @Test func batcherSplitsInOrder() {
         let batches = Batcher.batches(Array(0..<250), maxBatchSize: 100)
         #expect(batches.map(\.count) == [100, 100, 50])
