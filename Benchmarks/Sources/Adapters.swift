@@ -114,12 +114,13 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
             let recordSeconds = (ContinuousClock.now - recordStart).seconds
             let cpuBefore = threadCPU(), machineBefore = machineCPU()
             let commitsBefore = pipeline.spool.commitStatistics
+            let connectionsBefore = client.diagnostics.connectionsOpened
             let deliverStart = ContinuousClock.now
             try await pipeline.flush()
             let deliverSeconds = (ContinuousClock.now - deliverStart).seconds
             let commits = pipeline.spool.commitStatistics
             let transactions = commits.transactions - commitsBefore.transactions, calls = commits.calls - commitsBefore.calls
-            do { print("  \(label) trial \(trial): delivery \(cpuSummary(cpuBefore, threadCPU(), seconds: deliverSeconds)); \(transactions) commits of \(calls) calls; \(stealSummary(machineBefore, machineCPU()))") }
+            do { print("  \(label) trial \(trial): delivery \(cpuSummary(cpuBefore, threadCPU(), seconds: deliverSeconds)); \(transactions) commits of \(calls) calls; \(client.diagnostics.connectionsOpened - connectionsBefore) connections opened; \(stealSummary(machineBefore, machineCPU()))") }
             let requests = trialEmulator.requests(kind)
             let accepted = await trialEmulator.accepted(kind).reduce(Decimal(0)) { $0 + $1.quantity }
             await trialEmulator.shutdown()
