@@ -9,7 +9,26 @@ final class StripeEmulation: EmulatedProvider {
     let prefix = "stripe"
     private let now: @Sendable () -> Date
     private struct State {
-        var usage: [AcceptedUsage] = []; var identifiers: Set<String> = []; var replies: [String: HTTPResponse] = [:]; var meters: [String] = []
+        var usage: [AcceptedUsage] = []; var identifiers: Set<String> = []; var meters: [String] = []
+        /// Answers kept by `Idempotency-Key`, with when. Stripe keeps one at least 24 hours and
+        /// may prune it after, when a reused key runs as a new request (stripe.md §1.6); the
+        /// emulator forgets it at 24 hours, sweeping hourly, so a long run does not keep an
+        /// answer for every event it ever took.
+        var replies: [String: (response: HTTPResponse, at: Date)] = [:]
+        var repliesSwept = Date.distantPast
+        static let replyLifetime: TimeInterval = 24 * 3600
+
+        func reply(for key: String, at now: Date) -> HTTPResponse? {
+            guard let kept = replies[key], now.timeIntervalSince(kept.at) < Self.replyLifetime else { return nil }
+            return kept.response
+        }
+
+        mutating func keep(_ response: HTTPResponse, for key: String, at now: Date) {
+            replies[key] = (response, now)
+            guard now.timeIntervalSince(repliesSwept) >= 3600 else { return }
+            repliesSwept = now
+            replies = replies.filter { now.timeIntervalSince($0.value.at) < Self.replyLifetime }
+        }
         /// v2 stream sessions: token → expiry.
         var sessions: [String: Date] = [:]
         /// v2 meter-event calls in progress, by customer and meter (see `admit`).
@@ -88,7 +107,8 @@ final class StripeEmulation: EmulatedProvider {
 
     private func meterEvent(_ r: EmulatedRequest) -> HTTPResponse {
         let key = r.headers["Idempotency-Key"]
-        if let key, let replay = state.with({ $0.replies[key] }) {
+        let received = now()
+        if let key, let replay = state.with({ $0.reply(for: key, at: received) }) {
             var h = replay.headers
             h["Idempotent-Replayed"] = "true"
             return HTTPResponse(status: replay.status, headers: h, body: replay.body)
@@ -101,7 +121,6 @@ final class StripeEmulation: EmulatedProvider {
             return error(400, "invalid_request_error", "parameter_missing", "Missing required param: payload[stripe_customer_id] or payload[value].", param: "payload")
         }
         let identifier = f["identifier"] ?? UUID().uuidString
-        let received = now()
         let timestamp = f["timestamp"].flatMap(Double.init) ?? received.timeIntervalSince1970
         // The answer is built outside the lock; recording it and keeping it for its key is one
         // locked step (event-loop threads share this state).
@@ -112,7 +131,7 @@ final class StripeEmulation: EmulatedProvider {
             ("timestamp", .number(timestamp.rounded(.down))),
         ]).data)
         return state.with { s in
-            if let key, let replay = s.replies[key] {  // the same key raced in on another connection
+            if let key, let replay = s.reply(for: key, at: received) {  // the same key raced in on another connection
                 var h = replay.headers
                 h["Idempotent-Replayed"] = "true"
                 return HTTPResponse(status: replay.status, headers: h, body: replay.body)
@@ -121,7 +140,7 @@ final class StripeEmulation: EmulatedProvider {
                                        received: received, autoMeters: autoMeters, in: &s)
                 ? accepted
                 : error(400, "invalid_request_error", nil, "An event already exists with identifier \(identifier).", headers: ["Stripe-Should-Retry": "false"])
-            if let key { s.replies[key] = response }
+            if let key { s.keep(response, for: key, at: received) }
             return response
         }
     }
@@ -202,7 +221,7 @@ final class StripeEmulation: EmulatedProvider {
     /// `400 duplicate_meter_event`, as Stripe answers it.
     private func meterEventV2(_ r: EmulatedRequest) -> HTTPResponse {
         let key = r.headers["Idempotency-Key"]
-        if let key, let replay = state.with({ $0.replies[key] }) { return replay }
+        if let key, let replay = state.with({ $0.reply(for: key, at: now()) }) { return replay }
         guard let body = r.json, case .object = body else { return v2Error(400, "invalid_request_error", "invalid_json", "The body is not a JSON object.") }
         if !autoMeters, let name = body["event_name"]?.stringValue, !state.with({ $0.meters.contains(name) }) {
             return v2Error(400, "invalid_request_error", "no_meter", "No active meter was found for event_name '\(name)'.")
@@ -228,7 +247,7 @@ final class StripeEmulation: EmulatedProvider {
                 "timestamp": .string(RFC3339.format(e.at, fractional: true)),
             ]))
         }
-        if let key { state.with { $0.replies[key] = response } }
+        if let key { state.with { $0.keep(response, for: key, at: now()) } }
         return response
     }
 

@@ -76,6 +76,34 @@ struct EmulatorAPITests {
         await emulator.shutdown()
     }
 
+    /// A v1 Idempotency-Key replays its first answer (even for other parameters) within 24 hours;
+    /// after that Stripe may have pruned it, and the emulator has: the key runs as a new request.
+    @Test func aKeyOlderThan24HoursRunsAsANewRequest() async throws {
+        let clock = NIOLockedValueBox(Date())
+        let emulator = try await UsageEmulator.start(now: { clock.withLockedValue { $0 } })
+        let http = try CurlHTTPClient()
+        defer { http.shutdown() }
+        func send(_ identifier: String) async throws -> HTTPResponse {
+            let at = Int(clock.withLockedValue { $0 }.timeIntervalSince1970) - 60
+            let body = Data(FormEncoding.encode([("event_name", "api_requests"), ("payload[stripe_customer_id]", "cus_keys"), ("payload[value]", "1"),
+                                                 ("identifier", identifier), ("timestamp", String(at))]).utf8)
+            return try await http.send(HTTPRequest(method: .post, url: emulator.baseURL + "/stripe/v1/billing/meter_events",
+                                                   headers: ["Authorization": "Bearer sk_test_REDACTED", "Content-Type": "application/x-www-form-urlencoded",
+                                                             "Idempotency-Key": "key-1"], body: body))
+        }
+        func identifier(_ response: HTTPResponse) -> String? { JSONValue.parse(response.body)?["identifier"]?.stringValue }
+        let first = try await send("evt-a")
+        #expect(first.status == 200 && identifier(first) == "evt-a" && first.headers["Idempotent-Replayed"] == nil)
+        clock.withLockedValue { $0 = $0.addingTimeInterval(23 * 3600) }
+        let replayed = try await send("evt-b")
+        #expect(replayed.headers["Idempotent-Replayed"] == "true" && identifier(replayed) == "evt-a", "within 24 hours: the first answer")
+        clock.withLockedValue { $0 = $0.addingTimeInterval(2 * 3600) }
+        let fresh = try await send("evt-c")
+        #expect(fresh.status == 200 && fresh.headers["Idempotent-Replayed"] == nil && identifier(fresh) == "evt-c", "after 24 hours: a new request")
+        #expect(await emulator.accepted("stripe").map(\.key) == ["evt-a", "evt-c"])
+        await emulator.shutdown()
+    }
+
     @Test func deactivatedMetersTakeNoEvents() async throws {
         let emulator = try await UsageEmulator.start()
         let http = try CurlHTTPClient()
