@@ -221,7 +221,8 @@ final class StripeEmulation: EmulatedProvider {
     /// `400 duplicate_meter_event`, as Stripe answers it.
     private func meterEventV2(_ r: EmulatedRequest) -> HTTPResponse {
         let key = r.headers["Idempotency-Key"]
-        if let key, let replay = state.with({ $0.reply(for: key, at: now()) }) { return replay }
+        let received = now()
+        if let key, let replay = state.with({ $0.reply(for: key, at: received) }) { return replay }
         guard let body = r.json, case .object = body else { return v2Error(400, "invalid_request_error", "invalid_json", "The body is not a JSON object.") }
         if !autoMeters, let name = body["event_name"]?.stringValue, !state.with({ $0.meters.contains(name) }) {
             return v2Error(400, "invalid_request_error", "no_meter", "No active meter was found for event_name '\(name)'.")
@@ -247,7 +248,7 @@ final class StripeEmulation: EmulatedProvider {
                 "timestamp": .string(RFC3339.format(e.at, fractional: true)),
             ]))
         }
-        if let key { state.with { $0.keep(response, for: key, at: now()) } }
+        if let key { state.with { $0.keep(response, for: key, at: received) } }
         return response
     }
 

@@ -108,7 +108,8 @@ public final class DeliveryWorker: Sendable {
         // batches' marks and writes them together (`MarkHold`), so a batch frees its slot and
         // keys when the answer arrives, not after a transaction of its own.
         let dedupes = if case .providerDeduplicates = sink.capabilities.idempotency { true } else { false }
-        var hold = MarkHold(enabled: inFlightLimit > 1 && dedupes)
+        let holdsMarks = inFlightLimit > 1 && dedupes
+        var hold = MarkHold()  // stays empty unless `holdsMarks`: the batches write their own
         try await withThrowingTaskGroup(of: LaneTask.self) { group in
             var inFlight = 0, writing = 0
             func finishOne() async throws {
@@ -200,7 +201,6 @@ public final class DeliveryWorker: Sendable {
                 // The queue depth gauge costs a count over the lane's queued rows: at most once a second.
                 let sample = ContinuousClock.now - lastDepthSample > .seconds(1)
                 if sample { lastDepthSample = ContinuousClock.now }
-                let holdsMarks = hold.enabled
                 group.addTask {
                     let marks = try await self.deliverBatch(rows, lane: lane, sink: sink, checksBeforeRetry: checksBeforeRetry, holdsMarks: holdsMarks,
                                                             duration: duration, outcomeCounters: outcomeCounters, logger: logger)
@@ -356,11 +356,8 @@ struct MarkHold {
     static let rows = 256
     /// ... or the oldest was held this long.
     static let age: Duration = .milliseconds(20)
-    let enabled: Bool
     private var marks: [(seq: Int64, mark: Spool.Mark)] = []
     private var since = ContinuousClock.now
-
-    init(enabled: Bool) { self.enabled = enabled }
 
     var isEmpty: Bool { marks.isEmpty }
 

@@ -299,7 +299,7 @@ struct MarkHoldTests {
     /// Nothing is handed out before `rows` marks or `age` have gathered, unless forced; what is
     /// handed out is every mark held, in order, and the hold is empty after.
     @Test func marksAreHandedOutTogetherWhenEnoughOrOldEnough() async throws {
-        var hold = MarkHold(enabled: true)
+        var hold = MarkHold()
         #expect(hold.take(force: true)?.count == nil, "nothing held, nothing to write")
         hold.add([(1, .delivered), (2, .duplicate)])
         #expect(hold.take(force: false)?.count == nil, "two marks, just held")
