@@ -109,7 +109,7 @@ public final class DeliveryWorker: Sendable {
         // keys when the answer arrives, not after a transaction of its own.
         let dedupes = if case .providerDeduplicates = sink.capabilities.idempotency { true } else { false }
         let holdsMarks = inFlightLimit > 1 && dedupes
-        var hold = MarkHold()  // stays empty unless `holdsMarks`: the batches write their own
+        var hold = MarkHold(clock: clock)  // stays empty unless `holdsMarks`: the batches write their own
         try await withThrowingTaskGroup(of: LaneTask.self) { group in
             var inFlight = 0, writing = 0
             func finishOne() async throws {
@@ -354,22 +354,26 @@ public final class UsagePipeline: Sendable {
 struct MarkHold {
     /// Written once this many are held...
     static let rows = 256
-    /// ... or the oldest was held this long.
+    /// ... or the oldest was held this long, by the lane's clock (so a test that controls the
+    /// clock decides when age alone writes them).
     static let age: Duration = .milliseconds(20)
+    let clock: any UsageClock
     private var marks: [(seq: Int64, mark: Spool.Mark)] = []
-    private var since = ContinuousClock.now
+    private var since: Duration = .zero
+
+    init(clock: any UsageClock) { self.clock = clock }
 
     var isEmpty: Bool { marks.isEmpty }
 
     mutating func add(_ more: [(seq: Int64, mark: Spool.Mark)]) {
         guard !more.isEmpty else { return }
-        if marks.isEmpty { since = ContinuousClock.now }
+        if marks.isEmpty { since = clock.monotonicNow() }
         marks += more
     }
 
     /// The held marks, if it is time to write them (or `force`), and holds none after.
     mutating func take(force: Bool) -> [(seq: Int64, mark: Spool.Mark)]? {
-        guard !marks.isEmpty, force || marks.count >= Self.rows || ContinuousClock.now - since >= Self.age else { return nil }
+        guard !marks.isEmpty, force || marks.count >= Self.rows || clock.monotonicNow() - since >= Self.age else { return nil }
         defer { marks = [] }
         return marks
     }

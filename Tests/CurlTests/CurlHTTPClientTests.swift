@@ -130,10 +130,10 @@ struct CurlHTTPClientTests {
         await server.shutdown()
     }
 
+    /// A port nothing listens on (bound, never listening, so no parallel test's server can take it).
     @Test func refusedConnectionWasCertainlyNotSent() async throws {
-        let server = try await LoopbackHTTPServer.start { Self.echo($0) }
-        let url = server.baseURL + "/gone"
-        await server.shutdown()
+        let closed = try ClosedPort()
+        let url = closed.baseURL + "/gone"
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         await #expect {
@@ -142,6 +142,7 @@ struct CurlHTTPClientTests {
             guard let error = error as? UsageBillingError else { return false }
             return error.code == .transport && !error.mayHaveReachedServer && error.fix != nil
         }
+        withExtendedLifetime(closed) {}
     }
 
     @Test func concurrentRequestsAllCompleteWithTheirOwnBodies() async throws {
