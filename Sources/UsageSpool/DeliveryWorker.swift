@@ -51,6 +51,9 @@ public final class DeliveryWorker: Sendable {
     /// Asks every lane to stop after marking the batch it is delivering (graceful shutdown).
     public func stop() { stopFlag.set() }
 
+    /// Whether ``stop()`` was called: lanes start no new batch from then on.
+    public var isStopping: Bool { stopFlag.isSet }
+
     /// Delivers until every queued row is final (`untilEmpty`), until ``stop()`` (each lane
     /// finishes and marks its current batch), or until cancelled (a batch in flight is abandoned
     /// unmarked and goes again next time, with the same ids).

@@ -59,9 +59,9 @@ struct EmulateCLITests {
         let log = FileManager.default.temporaryDirectory.appending(path: "ub-emulate-\(UUID().uuidString).log").path
         let child = try ChildProcess.spawn(CLI.binary.path, ["emulate", "--port", "0", "--orb-grace-hours", "12", "--stripe-meters", "api_requests,storage"], outputFile: log)
         var text = ""
-        for _ in 0..<100 where !text.contains("Ctrl-C stops") {
-            try await Task.sleep(for: .milliseconds(100))
+        _ = try await eventually(every: .milliseconds(100)) {
             text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            return text.contains("Ctrl-C stops")
         }
         child.kill(SIGKILL)  // the text is out before the server installs its SIGTERM handling, so no clean stop is expected here
         _ = await child.exitStatus()

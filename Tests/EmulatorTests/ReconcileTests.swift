@@ -72,7 +72,7 @@ struct ReconcileTests {
         outage.unavailable = 1
         emulator.setFaults("metronome", outage)
         let delivery = Task { try await pipeline.flush() }
-        for _ in 0..<400 where try pipeline.spool.queuedCount(lane: "orb#0") > 0 { try await Task.sleep(for: .milliseconds(25)) }
+        _ = try await eventually { try pipeline.spool.queuedCount(lane: "orb#0") == 0 }
         #expect(try pipeline.spool.queuedCount(lane: "orb#0") == 0, "orb delivered while metronome was down")
 
         let options = ReconcileOptions(from: now.addingTimeInterval(-200_000), to: now, granularity: .day)

@@ -95,7 +95,7 @@ struct StripeConcurrencyEmulationTests {
         }
         async let first = send("cus_A", "c-1")
         // Send the second once the emulator holds the first (it counts a request as it admits it).
-        for _ in 0..<500 where emulator.requests("stripe") == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        _ = try await eventually { emulator.requests("stripe") > 0 }
         try await Task.sleep(for: .milliseconds(50))
         let second = try await send("cus_A", "c-2")  // while the first is in progress
         #expect(second.status == 409)

@@ -12,11 +12,14 @@ import UsageSpool
 struct ShutdownTests {
     /// Graceful shutdown while batches are in flight (OpenMeter keeps up to 8 at once): they complete
     /// and are marked, nothing after them is started, and the rest stays queued for the next run.
+    /// The server answers nothing until the worker has been told to stop, so which batches were in
+    /// flight at the shutdown does not depend on how fast the machine gets there.
     @Test func theInFlightBatchFinishesAndIsMarked() async throws {
         let inFlight = NIOLockedValueBox(0)
+        let answer = NIOLockedValueBox(false)
         let server = try await LoopbackHTTPServer.start { _ in
             inFlight.withLockedValue { $0 += 1 }
-            try? await Task.sleep(for: .milliseconds(600))
+            _ = try? await eventually { answer.withLockedValue { $0 } }
             return .respond(HTTPResponse(status: 204))
         }
         let config = try openMeterOnly(server, batch: 10)
@@ -27,13 +30,15 @@ struct ShutdownTests {
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: DeliveryService(worker: pipeline.worker))], logger: Logger(label: "test")))
         let running = Task { try await group.run() }
-        while inFlight.withLockedValue({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(try await eventually { inFlight.withLockedValue { $0 } > 0 })
         await group.triggerGracefulShutdown()
+        #expect(try await eventually { pipeline.worker.isStopping })
+        answer.withLockedValue { $0 = true }
         try await running.value
         let lane = try #require(try pipeline.spool.status().first)
         let started = inFlight.withLockedValue { $0 }
         // At most the lane's 8 concurrent batches: a ninth could only start once one of them was
-        // answered (600 ms), long after the shutdown request.
+        // answered, and none was before the worker was stopping.
         #expect((1...8).contains(started), "\(started) batches started")
         #expect(lane.delivered == 10 * started, "every batch in flight was marked")
         #expect(lane.queued == 100 - 10 * started && lane.retrying == 0, "the rest is untouched, queued for the next run")
