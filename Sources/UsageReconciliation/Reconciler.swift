@@ -122,11 +122,16 @@ public struct Reconciler: Sendable {
 
     /// A reconciler over `config`'s providers and `spool`'s ledger, reading back with `client`.
     public init(config: RoutingConfig, spool: Spool, client: any HTTPClient, clock: any UsageClock = SystemClock()) throws {
-        self.config = config
+        self.init(router: try Router(config: config, client: client, clock: clock), spool: spool, client: client)
+    }
+
+    /// A reconciler over the lanes `router` already built (shared with a worker in this process).
+    public init(router: Router, spool: Spool, client: any HTTPClient) {
+        self.config = router.config
         self.spool = spool
-        self.router = try Router(config: config, client: client, clock: clock)
+        self.router = router
         self.client = client
-        self.clock = clock
+        self.clock = router.table.clock
     }
 
     private struct Bucket: Hashable { var names: ProviderNames; var start: Date }
@@ -138,9 +143,12 @@ public struct Reconciler: Sendable {
             throw UsageBillingError(.invalidInput, "--from \(RFC3339.format(options.from)) is not before --to \(RFC3339.format(options.to))",
                                     fix: "give a range that ends after it starts", field: "from")
         }
-        let lanes = try spool.lanes().compactMap { name -> Lane? in
-            guard let hash = name.lastIndex(of: "#"), let route = Int(name[name.index(after: hash)...]) else { return nil }
-            return Lane(route: route, provider: String(name[..<hash]))
+        // The lanes the config has. A lane it no longer has is not read with another route's
+        // mapping: its delivered history is out of scope, and its undelivered work is a problem.
+        let recorded = try spool.lanes().compactMap(Lane.init(name:))
+        let lanes = recorded.filter { router.table[$0] != nil }
+        var problems = try spool.orphanedLanes(known: Set(router.lanes.map(\.name))).map { orphan in
+            "\(orphan) on a lane \(config.file) no longer has, so nothing delivers or reconciles it: move it with `usage-billing lanes reassign \(orphan.lane) <lane>` or dead-letter it with `lanes drop`"
         }
         if let wanted = options.providers {
             for name in wanted where config.providers[name] == nil {
@@ -148,10 +156,9 @@ public struct Reconciler: Sendable {
                                         fix: "use one of \(config.providers.keys.sorted().joined(separator: ", "))", field: "providers")
             }
         }
-        let providers = options.providers ?? Array(Set(lanes.map(\.provider))).sorted()
+        let providers = options.providers ?? Array(Set(recorded.map(\.provider))).sorted()
         let customerFilter = options.customers.map(Set.init)
         var rows: [ReconcileRow] = []
-        var problems: [String] = []
         for provider in providers {
             guard let kind = config.providers[provider]?.kind else {
                 rows.append(.unreadable(provider, options, "the spool has lanes for '\(provider)', which the config no longer names; add it back to read its totals"))
@@ -163,7 +170,7 @@ public struct Reconciler: Sendable {
             // Names per lane (a route may rename), read-back calls through the first lane's settings.
             var namers: [Lane: any UsageReadBack] = [:]
             for lane in providerLanes {
-                if let readBack = try kind.makeReadBack?(config.settings(for: provider, route: lane.route), paced) { namers[lane] = readBack }
+                if let readBack = try kind.makeReadBack?(config.settings(for: lane), paced) { namers[lane] = readBack }
             }
             guard let readBack = namers[first] else {
                 rows.append(.unreadable(provider, options, "\(kind.name) has no read-back API for this mode; its totals cannot be checked"))

@@ -8,7 +8,7 @@ public struct ImportSummary: Sendable {
     public var badLines = 0
     /// The first bad lines, to show.
     public var firstBadLines: [EventReader.BadLine] = []
-    /// Per destination (`stripe#0 (primary)`), per outcome (`accepted`, `rejected: code`) → count.
+    /// Per destination (`stripe/api_request (primary)`), per outcome (`accepted`, `rejected: code`) → count.
     public var counts: [String: [String: Int]] = [:]
 
     /// Whether any event ended rejected (unrouted included).
@@ -17,7 +17,7 @@ public struct ImportSummary: Sendable {
     public var anyUndelivered: Bool { counts.values.contains { $0.keys.contains { $0 == "retryable" || $0 == "possibly_delivered" } } }
 
     mutating func add(_ report: DestinationReport, record: Bool = false) {
-        var lane = report.lane.map { "\($0.provider) (route \($0.route), \(report.role.rawValue))" } ?? "unrouted"
+        var lane = report.lane.map { "\($0.name) (\(report.role.rawValue))" } ?? "unrouted"
         if record { lane += " window records" }
         let key: String
         if report.aggregated {

@@ -1,20 +1,127 @@
 import Foundation
 
-/// A destination: one provider on one route (each route can give a provider its own settings).
+/// A destination: one provider on one route, named `<provider>/<route id>` (`stripe/api_request`,
+/// `orb/api-requests`). The name is what the spool, logs, metrics and reports know a lane by, so
+/// it comes from what the route is (its `id:`, or its event patterns and cohort) and never from
+/// where the route sits in the file: reordering routes, inserting one, adding a cutover or editing
+/// a route's mapping leaves every lane's name, and the rows queued on it, where they were.
 public struct Lane: Sendable, Hashable, Comparable, CustomStringConvertible {
-    /// The route's index.
-    public var route: Int
     /// The provider's name in the config.
     public var provider: String
+    /// The route's identity (``RoutingConfig/Route/id``).
+    public var route: String
 
     /// Creates a lane.
-    public init(route: Int, provider: String) {
-        self.route = route
+    public init(provider: String, route: String) {
         self.provider = provider
+        self.route = route
     }
 
-    public static func < (a: Lane, b: Lane) -> Bool { (a.provider, a.route) < (b.provider, b.route) }
-    public var description: String { "\(provider)#\(route)" }
+    /// The lane named `name` (`<provider>/<route id>`), or nil when it is not such a name (the
+    /// `unrouted` dead letters, or a positional name of a spool from before lanes had names).
+    public init?(name: String) {
+        guard let slash = name.firstIndex(of: "/"), slash != name.startIndex, name.index(after: slash) != name.endIndex else { return nil }
+        self.init(provider: String(name[..<slash]), route: String(name[name.index(after: slash)...]))
+    }
+
+    /// `<provider>/<route id>`.
+    public var name: String { provider + "/" + route }
+    public var description: String { name }
+    public static func < (a: Lane, b: Lane) -> Bool { a.name < b.name }
+
+    /// A lane name from before lanes had identities: `<provider>#<route index>` (`stripe#0`).
+    public static func legacyPosition(_ name: String) -> (provider: String, index: Int)? {
+        guard let hash = name.lastIndex(of: "#"), hash != name.startIndex, let index = Int(name[name.index(after: hash)...]), index >= 0 else { return nil }
+        return (String(name[..<hash]), index)
+    }
+
+    /// What is wrong with `text` as a provider name or route id (`what` says which), or nil:
+    /// 1–64 characters, letters, digits, `_ . -`, starting with a letter or digit.
+    public static func problem(inName text: String, of what: String) -> String? {
+        if text.isEmpty { return "\(what) is empty" }
+        if text.count > 64 { return "\(what) '\(text.prefix(20))…' is longer than 64 characters" }
+        if let first = text.first, !(first.isLetter || first.isNumber) { return "\(what) '\(text)' must start with a letter or digit" }
+        if let bad = text.first(where: { !($0.isLetter || $0.isNumber || "_.-".contains($0)) }) {
+            return "\(what) '\(text)' has '\(bad)'; use letters, digits, _ . -"
+        }
+        return nil
+    }
+}
+
+/// A short hash that is the same in every process and release (Swift's `hashValue` is seeded per
+/// process): FNV-1a over the UTF-8 bytes, 40 bits as 10 hex digits.
+public enum StableHash {
+    public static func hex(_ text: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        let hex = String(hash >> 24, radix: 16)
+        return String(repeating: "0", count: max(0, 10 - hex.count)) + hex
+    }
+}
+
+/// The lanes of one config, built once per process and shared by whatever records into or
+/// delivers from a spool (`import --spool`, the worker, `UsagePipeline`, the reconciler): each
+/// lane's route, role, sink (the provider's settings with the route's overrides and its column
+/// of the customer table), requests in flight and rate limiter.
+public final class LaneTable: Sendable {
+    /// One lane.
+    public struct Entry: Sendable {
+        public let lane: Lane
+        /// Its route in the config (the first, when routes that send to it the same way share it:
+        /// a cutover that turns a primary into a shadow).
+        public let route: RoutingConfig.Route
+        /// Primary or shadow on that route.
+        public let role: DestinationReport.Role
+        public let sink: any UsageSink
+        /// How many requests it keeps in flight: the provider's `max_in_flight`, or the
+        /// adapter's default (`SinkCapabilities.maxConcurrentRequests`).
+        public let maxInFlight: Int
+        /// One token bucket per lane, kept for the table's life so pacing holds over a long import.
+        public let limiter: RateLimiter?
+    }
+
+    /// The config.
+    public let config: RoutingConfig
+    /// The clock the sinks were built with.
+    public let clock: any UsageClock
+    private let entries: [Lane: Entry]
+    /// Every lane, sorted by name.
+    public let lanes: [Lane]
+
+    /// Builds a sink for every lane of `config`, all sharing `client`.
+    public init(config: RoutingConfig, client: any HTTPClient, clock: any UsageClock = SystemClock()) throws {
+        self.config = config
+        self.clock = clock
+        var entries: [Lane: Entry] = [:]
+        for route in config.routes {
+            for provider in route.providers {
+                guard let kind = config.providers[provider]?.kind else { continue }
+                let lane = route.lane(provider)
+                guard entries[lane] == nil else { continue }  // a later route sending to it the same way (validated)
+                let sink = try kind.makeSink(config.settings(for: provider, route: route.index), client, clock, provider)
+                entries[lane] = Entry(lane: lane, route: route, role: provider == route.primary ? .primary : .shadow, sink: sink,
+                                      maxInFlight: config.providers[provider]?.maxInFlight ?? sink.capabilities.maxConcurrentRequests,
+                                      limiter: sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) })
+            }
+        }
+        self.entries = entries
+        self.lanes = entries.keys.sorted()
+    }
+
+    /// The lane named `name`, if the config has it.
+    public subscript(name: String) -> Entry? { Lane(name: name).flatMap { entries[$0] } }
+    /// The lane, if the config has it.
+    public subscript(lane: Lane) -> Entry? { entries[lane] }
+
+    /// Where `event` goes.
+    public func destinations(for event: UsageEvent) -> (primary: Lane, shadows: [Lane])? {
+        guard let d = config.decide(event), config.routes.indices.contains(d.route) else { return nil }
+        let route = config.routes[d.route]
+        return (route.lane(d.primary), d.shadows.map(route.lane))
+    }
 }
 
 /// One event's delivery history at one destination.
@@ -51,10 +158,11 @@ public struct DestinationReport: Sendable, Hashable {
 /// shadow. Shadows run on their own: their failures never fail or delay the primary.
 public final class Router: UsageSink, @unchecked Sendable {
     public let name = "router"
+    /// The lanes it routes to.
+    public let table: LaneTable
     /// The config it routes by.
-    public let config: RoutingConfig
+    public var config: RoutingConfig { table.config }
     private let sinks: [Lane: any UsageSink]
-    /// One token bucket per lane, kept across calls so pacing holds over a long import.
     private let limiters: [Lane: RateLimiter]
     private let clock: any UsageClock
     private let lock = NSLock()
@@ -64,19 +172,22 @@ public final class Router: UsageSink, @unchecked Sendable {
     private var aggregators: [Lane: WindowAggregator] = [:]
 
     /// Builds a sink for every lane of `config`, all sharing `client`.
-    public init(config: RoutingConfig, client: any HTTPClient, clock: any UsageClock = SystemClock()) throws {
-        self.config = config
-        self.clock = clock
-        var sinks: [Lane: any UsageSink] = [:]
-        for route in config.routes {
-            for provider in [route.primary] + route.shadows {
-                guard let kind = config.providers[provider]?.kind else { continue }
-                sinks[Lane(route: route.index, provider: provider)] =
-                    try kind.makeSink(config.settings(for: provider, route: route.index), client, clock, provider)
-            }
+    public convenience init(config: RoutingConfig, client: any HTTPClient, clock: any UsageClock = SystemClock()) throws {
+        self.init(table: try LaneTable(config: config, client: client, clock: clock))
+    }
+
+    /// A router over lanes already built (shared with a worker or a reconciler).
+    public init(table: LaneTable) {
+        self.table = table
+        self.clock = table.clock
+        var sinks: [Lane: any UsageSink] = [:], limiters: [Lane: RateLimiter] = [:]
+        for lane in table.lanes {
+            guard let entry = table[lane] else { continue }
+            sinks[lane] = entry.sink
+            limiters[lane] = entry.limiter
         }
         self.sinks = sinks
-        self.limiters = sinks.compactMapValues { sink in sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) } }
+        self.limiters = limiters
     }
 
     /// The router takes any batch and splits it per destination.
@@ -89,17 +200,13 @@ public final class Router: UsageSink, @unchecked Sendable {
 
     /// How many requests a lane keeps in flight: the provider's `max_in_flight` setting, or the
     /// adapter's own default (`SinkCapabilities.maxConcurrentRequests`).
-    public func maxInFlight(for lane: Lane) -> Int {
-        config.providers[lane.provider]?.maxInFlight ?? sinks[lane]?.capabilities.maxConcurrentRequests ?? 1
-    }
+    public func maxInFlight(for lane: Lane) -> Int { table[lane]?.maxInFlight ?? 1 }
 
     /// Every lane, sorted.
-    public var lanes: [Lane] { sinks.keys.sorted() }
+    public var lanes: [Lane] { table.lanes }
 
     /// Where `event` goes.
-    public func destinations(for event: UsageEvent) -> (primary: Lane, shadows: [Lane])? {
-        config.decide(event).map { d in (Lane(route: d.route, provider: d.primary), d.shadows.map { Lane(route: d.route, provider: $0) }) }
-    }
+    public func destinations(for event: UsageEvent) -> (primary: Lane, shadows: [Lane])? { table.destinations(for: event) }
 
     /// The rejection for an event no route takes.
     public func unroutedRejection(_ event: UsageEvent) -> DeliveryOutcome {
@@ -247,7 +354,8 @@ public final class Router: UsageSink, @unchecked Sendable {
             return out
         }
         let sinks = self.sinks, limiters = self.limiters, clock = self.clock
-        let role: (Lane) -> DestinationReport.Role = { lane in self.config.routes.first { $0.index == lane.route }?.primary == lane.provider ? .primary : .shadow }
+        let table = self.table
+        let role: (Lane) -> DestinationReport.Role = { lane in table[lane]?.role ?? .primary }
         var reports: [DestinationReport] = []
         await withTaskGroup(of: [DestinationReport].self) { group in
             for (lane, events) in records {

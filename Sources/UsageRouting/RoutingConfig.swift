@@ -43,8 +43,15 @@ public struct RoutingConfig: Sendable {
 
     /// One route.
     public struct Route: Sendable {
-        /// 0-based position in `routes`.
+        /// 0-based position in `routes`: where the file has it now, which changes with every edit
+        /// above it, so nothing durable is keyed by it (lanes use ``id``).
         public var index: Int
+        /// The route's identity, which names its lanes (`<provider>/<id>`): the `id:` the config
+        /// gives it, or one derived from what the route takes (``derivedID(patterns:cohort:)``),
+        /// never from its position, so reordering routes or inserting one leaves it unchanged.
+        public var id: String
+        /// Whether ``id`` was written in the config (`id:`) rather than derived.
+        public var hasExplicitID: Bool
         /// The event names it takes.
         public var patterns: [EventPattern]
         /// The primary provider.
@@ -59,6 +66,26 @@ public struct RoutingConfig: Sendable {
         public var cohort: Set<String>?
         /// Per-provider settings overrides for this route (event names, value keys, ...).
         public var overrides: [String: [String: JSONValue]]
+
+        /// The providers it sends to: the primary, then the shadows.
+        public var providers: [String] { [primary] + shadows }
+
+        /// The route's lane for `provider`.
+        public func lane(_ provider: String) -> Lane { Lane(provider: provider, route: id) }
+
+        /// The identity of a route without an `id:`: its event patterns, sorted and joined with
+        /// `+` (`api_request+storage.*`), and for a cohort `@` and a hash of its customer ids
+        /// (customer ids stay out of lane names, which appear in logs and metrics). Long pattern
+        /// lists keep their first pattern and a hash of the rest.
+        public static func derivedID(patterns: [String], cohort: Set<String>?) -> String {
+            let sorted = Array(Set(patterns)).sorted()
+            var id = sorted.joined(separator: "+")
+            if id.count > 64, let first = sorted.first {
+                id = first + "+" + StableHash.hex(sorted.dropFirst().joined(separator: "\u{1F}"))
+            }
+            if let cohort { id += "@" + StableHash.hex(cohort.sorted().joined(separator: "\u{1F}")) }
+            return id
+        }
 
         /// Whether the route takes `event`.
         public func takes(_ event: UsageEvent) -> Bool {
@@ -117,6 +144,14 @@ public struct RoutingConfig: Sendable {
         (providers[provider]?.kind.secretKeys.contains(key) ?? false) || environmentKeys.contains("providers.\(provider).\(key)")
     }
 
+    /// The route a lane belongs to, if the config has that lane.
+    public func route(of lane: Lane) -> Route? {
+        routes.first { $0.id == lane.route && $0.providers.contains(lane.provider) }
+    }
+
+    /// Every lane of the config, in route order (primary, then shadows).
+    public var lanes: [Lane] { routes.flatMap { route in route.providers.map(route.lane) } }
+
     /// The route an event takes, or `nil` when none does.
     public func decide(_ event: UsageEvent) -> Decision? {
         let matching = routes.filter { $0.takes(event) }
@@ -124,8 +159,15 @@ public struct RoutingConfig: Sendable {
         return Decision(route: best.index, primary: best.primary, shadows: best.shadows)
     }
 
-    /// The settings a provider's sink gets on `route`: its own settings, the route's overrides,
-    /// and its column of the customer table.
+    /// The settings a lane's sink gets: its provider's settings, its route's overrides, and the
+    /// provider's column of the customer table. Always the current config's: rows queued before
+    /// an edit of a route's overrides are delivered with the edited mapping.
+    public func settings(for lane: Lane) -> JSONValue {
+        settings(for: lane.provider, route: route(of: lane)?.index)
+    }
+
+    /// The settings a provider's sink gets on the route at `route` (an index into ``routes``):
+    /// its own settings, the route's overrides, and its column of the customer table.
     public func settings(for provider: String, route: Int?) -> JSONValue {
         var merged = providers[provider]?.settings ?? [:]
         merged[Self.maxInFlightKey] = nil  // routing's setting (`Router.maxInFlight(for:)`), not the adapter's
@@ -164,6 +206,7 @@ public struct RoutingConfig: Sendable {
             }
             if let cohort = r.cohort { text += " for customers \(cohort.sorted().joined(separator: ", "))" }
             if !r.overrides.isEmpty { text += " with \(r.overrides.keys.sorted().map { "\($0) settings" }.joined(separator: ", "))" }
+            text += "; lanes " + r.providers.map { r.lane($0).name }.joined(separator: ", ")
             lines.append(text)
         }
         lines.append("Customers mapped: \(customers.count)")
@@ -224,7 +267,7 @@ private struct Validator {
     }
 
     static let topKeys: Set<String> = ["version", "providers", "routes", "customers", "unrouted"]
-    static let routeKeys: Set<String> = ["events", "to", "shadow", "from", "until", "customers"]
+    static let routeKeys: Set<String> = ["id", "events", "to", "shadow", "from", "until", "customers"]
 
     mutating func validate(_ root: JSONValue, directory: String) -> RoutingConfig? {
         guard case .object(let top) = root else {
@@ -264,6 +307,10 @@ private struct Validator {
         var result: [String: RoutingConfig.Provider] = [:]
         for name in object.keys.sorted() {
             let key = "providers.\(name)"
+            if let problem = Lane.problem(inName: name, of: "a provider name") {
+                issue(key, problem, "rename it with letters, digits, _ . - only (it names the provider's lanes: `\(name.filter { $0.isLetter || $0.isNumber || "_.-".contains($0) })/…`)")
+                continue
+            }
             guard case .object(var settings)? = object[name] else {
                 issue(key, "a provider must be a mapping with a kind", "write `\(name): { kind: \(registry.names.first ?? "stripe"), ... }`")
                 continue
@@ -420,11 +467,51 @@ private struct Validator {
                 }
                 overrides[name] = o
             }
-            routes.append(RoutingConfig.Route(index: index, patterns: patterns, primary: primary, shadows: shadows, from: from, until: until,
-                                              cohort: cohort, overrides: overrides))
+            var id = RoutingConfig.Route.derivedID(patterns: patterns.map(\.text), cohort: cohort)
+            var explicit = false
+            if let value = r["id"] {
+                if let text = value.stringValue, Lane.problem(inName: text, of: "a route id") == nil {
+                    id = text
+                    explicit = true
+                } else {
+                    issue("\(key).id", Lane.problem(inName: value.stringValue ?? "\(value)", of: "a route id") ?? "the route id must be a string",
+                          "use letters, digits, _ . - (e.g. `id: api-requests`); it names the route's lanes, so keep it once chosen")
+                }
+            }
+            routes.append(RoutingConfig.Route(index: index, id: id, hasExplicitID: explicit, patterns: patterns, primary: primary, shadows: shadows,
+                                              from: from, until: until, cohort: cohort, overrides: overrides))
         }
         checkCutovers(routes)
+        checkLaneIdentities(routes)
         return routes
+    }
+
+    /// Route ids are unique. Two routes whose identities meet on a provider share that lane,
+    /// which is right when they send it the same way (a cutover that turns a primary into a
+    /// shadow keeps its mapping) and wrong when their overrides differ: its queued rows would
+    /// go out under one mapping, so that needs ids of their own.
+    mutating func checkLaneIdentities(_ routes: [RoutingConfig.Route]) {
+        var ids: [String: RoutingConfig.Route] = [:]
+        var lanes: [Lane: RoutingConfig.Route] = [:]
+        for route in routes {
+            if route.hasExplicitID, let other = ids[route.id], other.hasExplicitID {
+                issue("routes[\(route.index)].id", "routes[\(other.index)] and routes[\(route.index)] both have id '\(route.id)'",
+                      "give each route an id of its own")
+                continue
+            }
+            if route.hasExplicitID { ids[route.id] = route }
+            for provider in route.providers {
+                let lane = route.lane(provider)
+                if let other = lanes[lane], other.overrides[provider] != route.overrides[provider] {
+                    let which = route.hasExplicitID && other.hasExplicitID ? "id" : "event patterns"
+                    issue(route.hasExplicitID ? "routes[\(route.index)].id" : "routes[\(route.index)]",
+                          "routes[\(other.index)] and routes[\(route.index)] would share the lane '\(lane.name)' (same \(which) and provider) with different \(provider) settings",
+                          "give both routes an `id:` of their own (e.g. `id: \(provider)-before` and `id: \(provider)-after`); the id names their lanes, so keep it once chosen")
+                } else if lanes[lane] == nil {
+                    lanes[lane] = route
+                }
+            }
+        }
     }
 
     mutating func time(_ value: JSONValue?, key: String) -> Date? {

@@ -67,9 +67,15 @@ public final class DeliveryWorker: Sendable {
     /// `.configuration` when another worker, in this process or another, holds it for more than
     /// a second. Two workers would read the same queued rows and send them twice, which a provider
     /// that does not dedupe (Paddle's charges, Recurly's and Chargebee's window records) bills twice.
+    ///
+    /// Before delivering, lanes of a spool written before lanes had names are renamed to the
+    /// config's (``Spool/migrateLegacyLanes(to:)``), and a spool with undelivered work on a lane
+    /// the config no longer has makes `run` throw `.configuration` naming each such lane, its
+    /// counts and the fix, before anything is sent: those rows would otherwise wait forever.
     public func run(untilEmpty: Bool, closeOpenWindows: Bool = false) async throws {
         let lock = try await WorkerLock.acquire(spoolPath: spool.path)
         defer { lock.release() }
+        try await checkLanes()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in router.lanes {
                 guard let sink = router.sink(for: lane) else { continue }
@@ -78,6 +84,30 @@ public final class DeliveryWorker: Sendable {
             }
             try await group.waitForAll()
         }
+    }
+
+    /// Renames positional lanes, then refuses orphans (see ``run(untilEmpty:closeOpenWindows:)``).
+    func checkLanes() async throws {
+        let renamed = try await spool.migrateLegacyLanes(to: router.config)
+        for (from, to) in renamed { logger.notice("lane renamed", metadata: ["from": "\(from)", "to": "\(to)"]) }
+        let orphans = try spool.orphanedLanes(known: Set(router.lanes.map(\.name)))
+        if !orphans.isEmpty { throw Self.orphanError(orphans, config: router.config, spoolPath: spool.path) }
+    }
+
+    /// The error for undelivered work on lanes `config` does not have: each lane with its counts,
+    /// and the commands that move or dead-letter them.
+    public static func orphanError(_ orphans: [OrphanedLane], config: RoutingConfig, spoolPath: String) -> UsageBillingError {
+        let first = orphans[0].lane
+        let lanes = config.lanes.map(\.name)
+        let candidates = lanes.filter { Lane(name: $0)?.route == Lane(name: first)?.route || Lane(name: $0)?.provider == Lane(name: first)?.provider }
+        let target = (candidates.first ?? lanes.first).map { $0 } ?? "<provider>/<route>"
+        return UsageBillingError(
+            .configuration,
+            "the spool \(spoolPath) holds undelivered events on \(orphans.count) lane(s) that \(config.file) no longer has: "
+                + orphans.map(\.description).joined(separator: "; "),
+            fix: "move them to a lane of this config (`usage-billing lanes reassign \(first) \(target) -c \(config.file) --spool \(spoolPath)`; its lanes: \(lanes.joined(separator: ", "))), "
+                + "dead-letter them (`usage-billing lanes drop \(first) --yes --spool \(spoolPath)`), or put their route back in the config",
+            field: "routes")
     }
 
     private func runLane(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool) async throws {

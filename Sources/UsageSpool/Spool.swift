@@ -627,8 +627,8 @@ public final class Spool: Sendable {
 
     /// Turns events a provider took and later refused (Stripe validates meter events after
     /// answering 200 and reports failures in `v1.billing.meter.error_report_triggered`) into dead
-    /// letters with the provider's reason, on the lanes of `provider` (`stripe` covers `stripe#0`,
-    /// `stripe#1`, …). Only rows marked delivered or duplicate change; ids the spool does not
+    /// letters with the provider's reason, on the lanes of `provider` (`stripe` covers
+    /// `stripe/api_request`, `stripe/storage`, …). Only rows marked delivered or duplicate change; ids the spool does not
     /// hold, or holds for other providers, change nothing. Returns how many rows became dead.
     @discardableResult
     public func rejectDelivered(_ rejections: [(identifier: String, reason: RejectionReason)], provider: String,
@@ -638,11 +638,11 @@ public final class Spool: Sendable {
             let update = try db.cachedStatement(sql: """
                 UPDATE deliveries SET state = 3, reason_code = ?, reason_message = ?, updated_at = ?
                 WHERE event = (SELECT key FROM events WHERE id = ?) AND state IN (1, 2) AND window_record = 0
-                  AND (lane = ? OR substr(lane, 1, length(?) + 1) = ? || '#')
+                  AND (substr(lane, 1, length(?) + 1) = ? || '/' OR substr(lane, 1, length(?) + 1) = ? || '#')
                 """)
             var changed = 0
             for (identifier, reason) in rejections {
-                try update.execute(arguments: [reason.code, reason.description, now.timeIntervalSince1970, identifier, provider, provider, provider])
+                try update.execute(arguments: [reason.code, reason.description, now.timeIntervalSince1970, identifier, provider, provider, provider, provider])
                 changed += db.changesCount
             }
             return changed

@@ -83,11 +83,11 @@ struct CLITests {
         let r = try await CLI.run(["import", events, "-c", "examples/routing.yaml", "--dry-run", "--show-requests", "50"])
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains("Read 93 events."))
-        #expect(r.output.contains("orb (route 1, primary): accepted 30"), "\(r.output)")
-        #expect(r.output.contains("stripe (route 1, shadow): accepted 30"), "\(r.output)")
-        #expect(r.output.contains("openmeter (route 3, primary): accepted 15"))
-        #expect(r.output.contains("chargebee (route 4, primary): aggregated 17"), "\(r.output)")
-        #expect(r.output.contains("chargebee (route 4, primary) window records: accepted"))
+        #expect(r.output.contains("orb/api_request (primary): accepted 30"), "\(r.output)")
+        #expect(r.output.contains("stripe/api_request (shadow): accepted 30"), "\(r.output)")
+        #expect(r.output.contains("openmeter/storage_* (primary): accepted 15"))
+        #expect(r.output.contains("chargebee/seats (primary): aggregated 17"), "\(r.output)")
+        #expect(r.output.contains("chargebee/seats (primary) window records: accepted"))
         #expect(r.output.contains("POST https://api.stripe.com/v1/billing/meter_events"))
         #expect(r.output.contains("Authorization: Bearer sk_test_REDACTED"))
         #expect(!r.output.contains(CLI.stripeKey) && !r.output.contains(CLI.orbKey))
@@ -138,7 +138,7 @@ struct CLITests {
             """)
         let r = try await CLI.run(["send", "-c", config, "--name", "api_request", "--customer", "acme", "--max-attempts", "2"])
         #expect(r.status == 3, "\(r.output)")
-        #expect(r.output.contains("orb (route 0, primary): retryable 1"))
+        #expect(r.output.contains("orb/api_request (primary): retryable 1"))
     }
 
     @Test func everyCommandHasHelpWithExamples() async throws {

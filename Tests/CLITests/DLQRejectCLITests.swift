@@ -14,8 +14,8 @@ struct DLQRejectCLITests {
         do {
             let spool = try Spool(path: path)
             let now = Date()
-            try await spool.record([reported, "other-1"].map { Spool.Entry(event: UsageEvent(id: $0, name: "api_request", customer: "acme", timestamp: now, quantity: 1), lanes: ["stripe#0"]) })
-            let rows = try spool.due(lane: "stripe#0", limit: 10, now: now.addingTimeInterval(1))
+            try await spool.record([reported, "other-1"].map { Spool.Entry(event: UsageEvent(id: $0, name: "api_request", customer: "acme", timestamp: now, quantity: 1), lanes: ["stripe/api_request"]) })
+            let rows = try spool.due(lane: "stripe/api_request", limit: 10, now: now.addingTimeInterval(1))
             try await spool.mark(rows.map { ($0.seq, .delivered) })
         }
         let report = CLI.root.appending(path: "Providers/Stripe/Fixtures/webhooks/error_report_triggered.json").path
@@ -23,7 +23,7 @@ struct DLQRejectCLITests {
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains("1 delivered row(s) of 1 event(s) the report names are now dead letters on stripe"), "\(r.output)")
         let list = try await CLI.run(["dlq", "list", "--spool", path])
-        #expect(list.output.contains("\(reported)  stripe#0  meter_event_no_customer_defined") && list.output.contains("Customer mapping key stripe_customer_id not found"), "\(list.output)")
+        #expect(list.output.contains("\(reported)  stripe/api_request  meter_event_no_customer_defined") && list.output.contains("Customer mapping key stripe_customer_id not found"), "\(list.output)")
         #expect(!list.output.contains("other-1"))
 
         let notAReport = try CLI.temp("not-a-report.json", #"{"type":"invoice.paid","data":{}}"#)

@@ -197,10 +197,10 @@ struct MaxInFlightTests {
             + "\nroutes:\n  - { events: [api_request], to: stripe, shadow: orb }\n"
         let c = try RoutingConfig.parse(yaml, file: "test.yaml", directory: "/tmp", registry: .standard, environment: env)
         let router = try Router(config: c, client: DryRunHTTPClient(keep: 0, secrets: []))
-        #expect(router.maxInFlight(for: Lane(route: 0, provider: "stripe")) == 200)
-        #expect(router.maxInFlight(for: Lane(route: 0, provider: "orb")) == 8, "Orb's own default")
+        #expect(router.maxInFlight(for: Lane(provider: "stripe", route: "api_request")) == 200)
+        #expect(router.maxInFlight(for: Lane(provider: "orb", route: "api_request")) == 8, "Orb's own default")
         #expect(c.settings(for: "stripe", route: 0)["max_in_flight"] == nil)
         let plain = try config("  - { events: [api_request], to: stripe }")
-        #expect(try Router(config: plain, client: DryRunHTTPClient(keep: 0, secrets: [])).maxInFlight(for: Lane(route: 0, provider: "stripe")) == 64)
+        #expect(try Router(config: plain, client: DryRunHTTPClient(keep: 0, secrets: [])).maxInFlight(for: Lane(provider: "stripe", route: "api_request")) == 64)
     }
 }

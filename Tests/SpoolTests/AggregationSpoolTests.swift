@@ -94,7 +94,7 @@ struct AggregationSpoolTests {
         try await pipeline.flush(closingOpenWindows: false)
         #expect(fake.records.map(\.amount) == [15], "the first hour billed once with every event, none twice")
         #expect(fake.records.first?.usageTimestamp == "2026-11-20T00:00:00Z")
-        let open = try #require(try pipeline.spool.windows(lane: "recurly#0").first { $0.key.start == 1_795_136_400 })
+        let open = try #require(try pipeline.spool.windows(lane: "recurly/api_request").first { $0.key.start == 1_795_136_400 })
         #expect(open.state.dirty && open.state.value == 7, "the second hour is still open")
 
         try await pipeline.record([usage("late", minute: 30, 4)])
@@ -133,12 +133,12 @@ struct AggregationSpoolTests {
     @Test func rowsFoldedTwiceCountOnce() async throws {
         let spool = try Spool(path: tempPath("twice.spool"))
         let spec = AggregationSpec(window: .fixed(seconds: 3600), formula: .sum)
-        try await spool.record((0..<10).map { Spool.Entry(event: usage("t\($0)", minute: Double($0), 2), lanes: ["recurly#0"]) })
-        let rows = try spool.due(lane: "recurly#0", limit: 100, now: hourStart.addingTimeInterval(7200), windowRecords: false)
+        try await spool.record((0..<10).map { Spool.Entry(event: usage("t\($0)", minute: Double($0), 2), lanes: ["recurly/api_request"]) })
+        let rows = try spool.due(lane: "recurly/api_request", limit: 100, now: hourStart.addingTimeInterval(7200), windowRecords: false)
         #expect(rows.count == 10)
-        try await spool.fold(rows, lane: "recurly#0", spec: spec)
-        try await spool.fold(rows, lane: "recurly#0", spec: spec)
-        let windows = try spool.windows(lane: "recurly#0")
+        try await spool.fold(rows, lane: "recurly/api_request", spec: spec)
+        try await spool.fold(rows, lane: "recurly/api_request", spec: spec)
+        let windows = try spool.windows(lane: "recurly/api_request")
         #expect(windows.count == 1)
         #expect(windows.first?.state.value == 20 && windows.first?.state.events == 10)
     }
@@ -171,10 +171,10 @@ struct AggregationSpoolTests {
             let pipeline = try UsagePipeline(config: config, spoolPath: path, client: fake, policy: quickRetries, clock: clock)
             try await pipeline.record([usage("a", minute: 1, 6)])
             // What a worker does up to the request, then "dies" after Recurly stored it.
-            let raw = try pipeline.spool.due(lane: "recurly#0", limit: 10, now: clock.now(), windowRecords: false)
-            try await pipeline.spool.fold(raw, lane: "recurly#0", spec: spec, now: clock.now())
-            try await pipeline.spool.closeWindows(lane: "recurly#0", spec: spec, now: clock.now(), all: true)
-            let record = try #require(try pipeline.spool.due(lane: "recurly#0", limit: 10, now: clock.now(), windowRecords: true).first)
+            let raw = try pipeline.spool.due(lane: "recurly/api_request", limit: 10, now: clock.now(), windowRecords: false)
+            try await pipeline.spool.fold(raw, lane: "recurly/api_request", spec: spec, now: clock.now())
+            try await pipeline.spool.closeWindows(lane: "recurly/api_request", spec: spec, now: clock.now(), all: true)
+            let record = try #require(try pipeline.spool.due(lane: "recurly/api_request", limit: 10, now: clock.now(), windowRecords: true).first)
             try await pipeline.spool.markSending([record.seq], now: clock.now())
             fake.apply(.object(["merchant_tag": .string(record.event.id), "amount": .number(6), "usage_timestamp": .string("2026-11-20T00:00:00Z")]))
         }
@@ -202,7 +202,7 @@ struct RouterAggregationTests {
         let billed: Double = fake.records.map(\.amount).reduce(0, +)
         let recorded: Double = input.map { NSDecimalNumber(decimal: $0.quantity).doubleValue }.reduce(0, +)
         #expect(billed == recorded)
-        #expect(summary.counts["recurly (route 0, primary)"]?["aggregated"] == 25)
-        #expect(summary.counts["recurly (route 0, primary) window records"]?["accepted"] == 2)
+        #expect(summary.counts["recurly/api_request (primary)"]?["aggregated"] == 25)
+        #expect(summary.counts["recurly/api_request (primary) window records"]?["accepted"] == 2)
     }
 }

@@ -29,9 +29,9 @@ struct MetricsTests {
         batch.append(UsageEvent(id: "metric-old", name: "api_request", customer: "acme", timestamp: Date().addingTimeInterval(-40 * 86_400)))
         try await pipeline.record(batch)
         try await pipeline.flush()
-        let accepted = try metrics.expectCounter(DeliveryWorker.MetricNames.deliveries, [("lane", "metered#0"), ("outcome", "accepted")])
+        let accepted = try metrics.expectCounter(DeliveryWorker.MetricNames.deliveries, [("lane", "metered/api_request"), ("outcome", "accepted")])
         #expect(accepted.totalValue == 4)
-        let dead = try metrics.expectCounter(DeliveryWorker.MetricNames.deadLetters, [("lane", "metered#0"), ("reason", "timestamp_too_old")])
+        let dead = try metrics.expectCounter(DeliveryWorker.MetricNames.deadLetters, [("lane", "metered/api_request"), ("reason", "timestamp_too_old")])
         #expect(dead.totalValue == 1)
         #expect(try pipeline.spool.deadLetters().map(\.eventID) == ["metric-old"])
     }

@@ -55,7 +55,7 @@ struct SpoolTests {
         try await pipeline.record(batch)
         try await pipeline.record(batch)  // recorded again: a no-op, not a second charge
         let status = try pipeline.spool.status()
-        #expect(status.map(\.lane) == ["orb#0", "stripe#0"])
+        #expect(status.map(\.lane) == ["orb/api_request", "stripe/api_request"])
         #expect(status.allSatisfy { $0.queued == 3 })
         // A second process sees the same durable rows.
         #expect(try Spool(path: path).queuedCount() == 6)
@@ -168,12 +168,12 @@ struct RejectDeliveredTests {
         let changed = try await pipeline.spool.rejectDelivered([("r-1", reason), ("r-3", reason), ("late-0", reason), ("unknown", reason)], provider: "stripe")
         #expect(changed == 2)
         let byLane = Dictionary(uniqueKeysWithValues: try pipeline.spool.status().map { ($0.lane, $0) })
-        #expect(byLane["stripe#0"]?.delivered == 2 && byLane["stripe#0"]?.dead == ["meter_event_customer_not_found": 2] && byLane["stripe#0"]?.queued == 1)
-        #expect(byLane["orb#0"]?.delivered == 4 && byLane["orb#0"]?.dead.isEmpty == true)
+        #expect(byLane["stripe/api_request"]?.delivered == 2 && byLane["stripe/api_request"]?.dead == ["meter_event_customer_not_found": 2] && byLane["stripe/api_request"]?.queued == 1)
+        #expect(byLane["orb/api_request"]?.delivered == 4 && byLane["orb/api_request"]?.dead.isEmpty == true)
         let letters = try pipeline.spool.deadLetters()
-        #expect(Set(letters.map(\.eventID)) == ["r-1", "r-3"] && letters.allSatisfy { $0.lane == "stripe#0" && $0.message.contains("No customer cus_x") })
+        #expect(Set(letters.map(\.eventID)) == ["r-1", "r-3"] && letters.allSatisfy { $0.lane == "stripe/api_request" && $0.message.contains("No customer cus_x") })
         var ledger: [String] = []
-        try pipeline.spool.ledger(lane: "stripe#0") { event, state in if state != .dead { ledger.append(event.id) } }
+        try pipeline.spool.ledger(lane: "stripe/api_request") { event, state in if state != .dead { ledger.append(event.id) } }
         #expect(ledger.sorted() == ["late-0", "r-0", "r-2"])
         // Said twice (webhooks are delivered at least once): nothing more changes.
         #expect(try await pipeline.spool.rejectDelivered([("r-1", reason)], provider: "stripe") == 0)

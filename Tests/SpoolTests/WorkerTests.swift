@@ -50,9 +50,9 @@ struct WorkerTests {
         let worker = Task { try await pipeline.flush() }
 
         // Stripe's lane finishes while OpenMeter is still down.
-        let stripeDone = try await eventually { try pipeline.spool.status().first { $0.lane == "stripe#0" }?.delivered == n }
+        let stripeDone = try await eventually { try pipeline.spool.status().first { $0.lane == "stripe/api_request" }?.delivered == n }
         #expect(stripeDone, "the healthy lane did not finish while the other was down")
-        let openMeter = try #require(try pipeline.spool.status().first { $0.lane == "openmeter#0" })
+        let openMeter = try #require(try pipeline.spool.status().first { $0.lane == "openmeter/api_request" })
         #expect(openMeter.delivered == 0 && openMeter.queued == n && openMeter.retrying > 0)
 
         down.failing.withLockedValue { $0 = false }

@@ -1,0 +1,170 @@
+import Foundation
+import GRDB
+import UsageBilling
+import UsageRouting
+
+/// A lane the spool holds undelivered work for (queued or retrying rows, windows with events not
+/// yet billed) that the routing config no longer has: nothing delivers it until it is moved
+/// (`lanes reassign`) or dead-lettered (`lanes drop`).
+public struct OrphanedLane: Sendable, Hashable, CustomStringConvertible {
+    public var lane: String
+    public var queued: Int
+    public var retrying: Int
+    public var openWindows: Int
+    /// When its oldest queued row was recorded.
+    public var oldestQueued: Date?
+
+    public var description: String {
+        var parts = ["\(queued) queued (\(retrying) retrying)"]
+        if openWindows > 0 { parts.append("\(openWindows) window(s) with events not yet billed") }
+        if let oldest = oldestQueued { parts.append("oldest recorded \(RFC3339.format(oldest))") }
+        return "\(lane): " + parts.joined(separator: ", ")
+    }
+}
+
+extension Spool {
+    /// The lane dead letters of unrouted events are kept on (`unrouted: dead-letter`); it has no
+    /// destination and is never an orphan.
+    public static let unroutedLane = "unrouted"
+
+    /// Every lane name the spool has rows or windows for, sorted.
+    public func laneNames() throws -> [String] {
+        try pool.read { db in
+            try String.fetchAll(db, sql: "SELECT lane FROM deliveries UNION SELECT lane FROM windows ORDER BY 1")
+        }
+    }
+
+    /// Lanes with undelivered work that `known` (the config's lane names) does not have.
+    public func orphanedLanes(known: Set<String>) throws -> [OrphanedLane] {
+        try status().compactMap { s in
+            guard s.lane != Self.unroutedLane, !known.contains(s.lane), s.queued > 0 || s.openWindows > 0 else { return nil }
+            return OrphanedLane(lane: s.lane, queued: s.queued, retrying: s.retrying, openWindows: s.openWindows, oldestQueued: s.oldestQueued)
+        }
+    }
+
+    /// How the spool's positional lanes (`stripe#0`: a provider and a route's position, as spools
+    /// were written before lanes had names) map to `config`'s lanes: route N of the config, which
+    /// must send to that provider and take every event the lane holds by name. Changes nothing.
+    /// - Throws: `.configuration` when a positional lane maps to no route, or to one that does not
+    ///   take its events (the config was edited since they were recorded): the fix is to start
+    ///   once with the config they were recorded with.
+    public func legacyLaneRenames(for config: RoutingConfig) throws -> [(from: String, to: String)] {
+        var renames: [(from: String, to: String)] = []
+        for name in try laneNames() {
+            guard let (provider, index) = Lane.legacyPosition(name) else { continue }
+            let fix = "start the new release once with the routing config these events were recorded with (it maps each positional lane to its route, then lanes keep their names through edits), or move the rows yourself: `usage-billing lanes reassign \(name) <provider>/<route>`"
+            guard config.routes.indices.contains(index), config.routes[index].providers.contains(provider) else {
+                throw UsageBillingError(.configuration, "the spool's lane \(name) is positional (provider \(provider), route \(index), from before lanes had names), and routes[\(index)] of \(config.file) does not send to \(provider)",
+                                        fix: fix, field: "routes[\(index)]")
+            }
+            let route = config.routes[index]
+            var stray: String?
+            try ledger(lane: name) { event, _ in
+                if stray == nil, !route.patterns.contains(where: { $0.matches(event.name) }) { stray = event.name }
+            }
+            if let stray {
+                throw UsageBillingError(.configuration, "the spool's lane \(name) holds '\(stray)' events, which routes[\(index)] of \(config.file) (\(route.patterns.map(\.text).joined(separator: ", "))) does not take: the routes were edited since these events were recorded",
+                                        fix: fix, field: "routes[\(index)]")
+            }
+            renames.append((name, route.lane(provider).name))
+        }
+        return renames
+    }
+
+    /// Renames the spool's positional lanes to `config`'s lane names (``legacyLaneRenames(for:)``)
+    /// in one transaction; returns what was renamed. Safe to call every start: a spool without
+    /// positional lanes is left as it is.
+    @discardableResult
+    public func migrateLegacyLanes(to config: RoutingConfig) async throws -> [(from: String, to: String)] {
+        let renames = try legacyLaneRenames(for: config)
+        guard !renames.isEmpty else { return [] }
+        try await pool.write { db in
+            for (from, to) in renames { try Self.move(db, from: from, to: to) }
+        }
+        return renames
+    }
+
+    /// Moves everything of lane `from` to lane `to`: its rows in every state (so `status`,
+    /// `dlq` and `reconcile` read its history under the new name) and its windows. Queued rows
+    /// keep their ids, attempts and due times, so a provider that already has one answers it as
+    /// a duplicate. `targetAggregates` says whether `to` bills per window: windows with events
+    /// not yet billed cannot move to a lane that never emits them.
+    /// - Returns: the rows and windows moved.
+    /// - Throws: `.invalidInput` when `from` has nothing, when both lanes have a window for the
+    ///   same customer, meter and start, or when open windows would move to a lane without windows.
+    @discardableResult
+    public func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (rows: Int, windows: Int) {
+        guard from != to else {
+            throw UsageBillingError(.invalidInput, "the lanes are the same (\(from))", fix: "name the lane the rows are on and the lane to move them to", field: "to")
+        }
+        return try await pool.write { db in
+            let rows = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE lane = ?", arguments: [from]) ?? 0
+            let windows = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM windows WHERE lane = ?", arguments: [from]) ?? 0
+            guard rows + windows > 0 else {
+                throw UsageBillingError(.invalidInput, "the spool has no lane \(from)", fix: "see `usage-billing status` for the spool's lanes", field: "from")
+            }
+            let open = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM windows WHERE lane = ? AND dirty = 1", arguments: [from]) ?? 0
+            if open > 0 && !targetAggregates {
+                throw UsageBillingError(.invalidInput, "\(from) has \(open) window(s) with events not yet billed, and \(to) does not bill per window",
+                                        fix: "move them to a lane whose provider aggregates, or emit them first (put the route back and run `worker --until-empty --close-windows`)", field: "to")
+            }
+            try Self.move(db, from: from, to: to)
+            return (rows, windows)
+        }
+    }
+
+    /// Dead-letters everything `lane` has not delivered, with reason `lane_removed`: its queued
+    /// rows, and a record for each window with events not yet billed (the increment since its
+    /// last record). Nothing is deleted: `lanes reassign` and `dlq retry --reason lane_removed`
+    /// bring them back. Returns the rows and window records dead-lettered.
+    @discardableResult
+    public func dropLane(_ lane: String, now: Date = Date()) async throws -> (rows: Int, windows: Int) {
+        let reason = RejectionReason(code: "lane_removed", message: "the routing config no longer has the lane \(lane); dead-lettered by `usage-billing lanes drop`",
+                                     origin: .local)
+        return try await pool.write { db in
+            let t = now.timeIntervalSince1970
+            try db.execute(sql: """
+                UPDATE deliveries SET state = 3, reason_code = ?, reason_message = ?, updated_at = ? WHERE lane = ? AND state = 0
+                """, arguments: [reason.code, reason.description, t, lane])
+            let rows = db.changesCount
+            // Each open window's unbilled part, as the record the lane would have sent.
+            let spec = AggregationSpec(window: .fixed(seconds: 3600), report: .increments)
+            let encoder = JSONEncoder(), decoder = JSONDecoder()
+            var windows = 0
+            for row in try Row.fetchAll(db, sql: "SELECT customer, meter, start, state FROM windows WHERE lane = ? AND dirty = 1", arguments: [lane]) {
+                let key = WindowKey(customer: row[0], meter: row[1], start: row[2])
+                var state = try decoder.decode(WindowState.self, from: row[3] as Data)
+                if let record = WindowAggregator.record(for: key, state: &state, spec: spec, namespace: lane) {
+                    try db.execute(sql: "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)",
+                                   arguments: [record.id, PayloadCodec.encode(record), t])
+                    if db.changesCount > 0 {
+                        try db.execute(sql: """
+                            INSERT INTO deliveries (event, lane, state, recorded_at, updated_at, window_record, reason_code, reason_message)
+                            VALUES (?, ?, 3, ?, ?, 1, ?, ?)
+                            """, arguments: [db.lastInsertedRowID, lane, t, t, reason.code, reason.description])
+                        windows += 1
+                    }
+                }
+                try db.execute(sql: "UPDATE windows SET dirty = 0, state = ? WHERE lane = ? AND customer = ? AND meter = ? AND start = ?",
+                               arguments: [try encoder.encode(state), lane, key.customer, key.meter, key.start])
+            }
+            return (rows, windows)
+        }
+    }
+
+    /// Renames `from` to `to` in both tables, inside the caller's transaction.
+    private static func move(_ db: Database, from: String, to: String) throws {
+        let clash = try Row.fetchOne(db, sql: """
+            SELECT a.customer, a.meter, a.start FROM windows a JOIN windows b
+              ON b.lane = ? AND b.customer = a.customer AND b.meter = a.meter AND b.start = a.start
+            WHERE a.lane = ? LIMIT 1
+            """, arguments: [to, from])
+        if let clash {
+            let customer: String = clash[0], meter: String = clash[1], start: Int64 = clash[2]
+            throw UsageBillingError(.invalidInput, "\(from) and \(to) both have a window for customer '\(customer)', meter '\(meter)' starting \(RFC3339.format(Date(timeIntervalSince1970: TimeInterval(start)))); merging them could bill it twice",
+                                    fix: "deliver one lane's windows first (`worker --until-empty --close-windows` with its route in the config), or drop it", field: "to")
+        }
+        try db.execute(sql: "UPDATE deliveries SET lane = ? WHERE lane = ?", arguments: [to, from])
+        try db.execute(sql: "UPDATE windows SET lane = ? WHERE lane = ?", arguments: [to, from])
+    }
+}
