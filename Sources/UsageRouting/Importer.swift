@@ -64,9 +64,23 @@ public struct Importer: Sendable {
 
     /// Reads everything from `reader`; `progress` gets the running count of events read.
     public func run(_ reader: EventReader, progress: (@Sendable (Int) -> Void)? = nil) async -> ImportSummary {
+        await run(reading: { reader.next(max: batchSize) }, progress: progress)
+    }
+
+    /// Sends events already in memory (`send`'s one event), in batches of ``batchSize``.
+    public func run(_ events: [UsageEvent]) async -> ImportSummary {
+        var rest = events[...]
+        return await run(reading: {
+            defer { rest = rest.dropFirst(batchSize) }
+            return rest.prefix(batchSize).map { .success($0) }
+        }, progress: nil)
+    }
+
+    /// Reads batches from `next` until it gives none.
+    private func run(reading next: () -> [Result<UsageEvent, EventReader.BadLine>], progress: (@Sendable (Int) -> Void)?) async -> ImportSummary {
         var summary = ImportSummary()
         while true {
-            let items = reader.next(max: batchSize)
+            let items = next()
             if items.isEmpty { break }
             var events: [UsageEvent] = []
             events.reserveCapacity(items.count)

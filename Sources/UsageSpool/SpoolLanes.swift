@@ -50,12 +50,12 @@ extension Spool {
     ///   once with the config they were recorded with.
     public func legacyLaneRenames(for config: RoutingConfig) throws -> [(from: String, to: String)] {
         var renames: [(from: String, to: String)] = []
+        var problems: [String] = []
         for name in try laneNames() {
             guard let (provider, index) = Lane.legacyPosition(name) else { continue }
-            let fix = "start the new release once with the routing config these events were recorded with (it maps each positional lane to its route, then lanes keep their names through edits), or move the rows yourself: `usage-billing lanes reassign \(name) <provider>/<route>`"
             guard config.routes.indices.contains(index), config.routes[index].providers.contains(provider) else {
-                throw UsageBillingError(.configuration, "the spool's lane \(name) is positional (provider \(provider), route \(index), from before lanes had names), and routes[\(index)] of \(config.file) does not send to \(provider)",
-                                        fix: fix, field: "routes[\(index)]")
+                problems.append("\(name) (from before lanes had names: provider \(provider), route \(index)) cannot map: routes[\(index)] of \(config.file) does not send to \(provider)")
+                continue
             }
             let route = config.routes[index]
             var stray: String?
@@ -63,10 +63,15 @@ extension Spool {
                 if stray == nil, !route.patterns.contains(where: { $0.matches(event.name) }) { stray = event.name }
             }
             if let stray {
-                throw UsageBillingError(.configuration, "the spool's lane \(name) holds '\(stray)' events, which routes[\(index)] of \(config.file) (\(route.patterns.map(\.text).joined(separator: ", "))) does not take: the routes were edited since these events were recorded",
-                                        fix: fix, field: "routes[\(index)]")
+                problems.append("\(name) holds '\(stray)' events, which routes[\(index)] of \(config.file) (\(route.patterns.map(\.text).joined(separator: ", "))) does not take")
+                continue
             }
             renames.append((name, route.lane(provider).name))
+        }
+        if !problems.isEmpty {
+            throw UsageBillingError(.configuration, "the spool's positional lanes do not match the config, which was edited since they were recorded: " + problems.joined(separator: "; "),
+                                    fix: "start the new release once with the routing config these events were recorded with (it maps each positional lane to its route; from then on lanes keep their names through edits), or move the rows yourself: `usage-billing lanes reassign <positional lane> <provider>/<route>`",
+                                    field: "routes")
         }
         return renames
     }
@@ -89,6 +94,7 @@ extension Spool {
     /// keep their ids, attempts and due times, so a provider that already has one answers it as
     /// a duplicate. `targetAggregates` says whether `to` bills per window: windows with events
     /// not yet billed cannot move to a lane that never emits them.
+    /// Takes the worker lock: it refuses while a worker delivers from the spool.
     /// - Returns: the rows and windows moved.
     /// - Throws: `.invalidInput` when `from` has nothing, when both lanes have a window for the
     ///   same customer, meter and start, or when open windows would move to a lane without windows.
@@ -97,6 +103,8 @@ extension Spool {
         guard from != to else {
             throw UsageBillingError(.invalidInput, "the lanes are the same (\(from))", fix: "name the lane the rows are on and the lane to move them to", field: "to")
         }
+        let lock = try await WorkerLock.acquire(spoolPath: path)  // a running worker would deliver from a lane half-moved
+        defer { lock.release() }
         return try await pool.write { db in
             let rows = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE lane = ?", arguments: [from]) ?? 0
             let windows = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM windows WHERE lane = ?", arguments: [from]) ?? 0
@@ -117,8 +125,11 @@ extension Spool {
     /// rows, and a record for each window with events not yet billed (the increment since its
     /// last record). Nothing is deleted: `lanes reassign` and `dlq retry --reason lane_removed`
     /// bring them back. Returns the rows and window records dead-lettered.
+    /// Takes the worker lock: it refuses while a worker delivers from the spool.
     @discardableResult
     public func dropLane(_ lane: String, now: Date = Date()) async throws -> (rows: Int, windows: Int) {
+        let lock = try await WorkerLock.acquire(spoolPath: path)
+        defer { lock.release() }
         let reason = RejectionReason(code: "lane_removed", message: "the routing config no longer has the lane \(lane); dead-lettered by `usage-billing lanes drop`",
                                      origin: .local)
         return try await pool.write { db in

@@ -41,19 +41,31 @@ struct ConfigCheck: AsyncParsableCommand {
         discussion: """
             Every problem is listed with its file, line, key and fix; exit 2 if there is any.
             Environment variables (${VAR}) must be set, since they are resolved and checked.
+            With --spool, also checks the config against what the spool holds before a deploy: every lane with
+            undelivered events must be one of the config's (exit 2 naming each that is not, and the fix).
 
             Examples:
               usage-billing config check examples/routing.yaml
+              usage-billing config check routing.yaml --spool usage.spool
               STRIPE_SECRET_KEY=sk_test_… usage-billing config check routing.yaml
             """)
 
     @Argument(help: "The routing config (YAML or JSON).")
     var file: String
+    @Option(help: "A spool to check the config's lanes against.") var spool: String?
 
     func run() async throws {
         let config = try loadConfig(file)
         print("\(file): OK")
         print(config.describe())
+        guard let spoolPath = spool else { return }
+        let spool = try openSpool(spoolPath, existing: true)
+        let check = try LaneCheck(spool: spool, config: config)
+        for (from, to) in check.renames.sorted(by: { $0.key < $1.key }) { print("\(spoolPath): positional lane \(from) becomes \(to) at the worker's next start") }
+        if let problem = check.legacyProblem { printError("error: \(problem)") }
+        if !check.orphaned.isEmpty { printError("error: \(DeliveryWorker.orphanError(check.orphaned, config: config, spoolPath: spoolPath))") }
+        if check.legacyProblem != nil || !check.orphaned.isEmpty { throw ExitCode(ExitCodes.badInput) }
+        print("\(spoolPath): every lane with undelivered events is in the config")
     }
 }
 
@@ -187,6 +199,10 @@ struct Import: AsyncParsableCommand {
             recorded += events.count
         }
         print("Recorded \(recorded) events in \(spoolPath)" + (bad.isEmpty ? "." : "; \(bad.count) bad lines:"))
+        let check = try LaneCheck(spool: spool, config: config)
+        if !check.orphaned.isEmpty {
+            printError("warning: \(DeliveryWorker.orphanError(check.orphaned, config: config, spoolPath: spoolPath)); the worker will not start until then")
+        }
         for b in bad.prefix(10) { print("  bad \(b)") }
         if !bad.isEmpty { throw ExitCode(ExitCodes.badInput) }
     }
@@ -194,16 +210,19 @@ struct Import: AsyncParsableCommand {
 
 /// Sends `events` through the config's router (or a dry run) and returns the summary.
 func deliver(_ events: [UsageEvent], options: SendOptions, showRequests: Int) async throws -> ImportSummary {
-    let path = FileManager.default.temporaryDirectory.appending(path: "usage-billing-send-\(UUID().uuidString).ndjson").path
-    let encoder = JSONEncoder()
-    let lines = try events.map { String(decoding: try encoder.encode($0), as: UTF8.self) }.joined(separator: "\n")
-    try Data(lines.utf8).write(to: URL(fileURLWithPath: path))
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try await deliver(reader: try EventReader(path: path, format: .ndjson), options: options, showRequests: showRequests)
+    try await deliver(options: options, showRequests: showRequests) { importer, _ in await importer.run(events) }
 }
 
 /// Streams `reader` through the config's router (or a dry run) and returns the summary.
 func deliver(reader: EventReader, options: SendOptions, showRequests: Int) async throws -> ImportSummary {
+    try await deliver(options: options, showRequests: showRequests) { importer, progress in
+        await importer.run(reader) { count in progress?.update(count) }
+    }
+}
+
+/// Builds the config's router over curl (or a dry run), runs `body` with an importer over it, and
+/// prints the dry run's requests.
+func deliver(options: SendOptions, showRequests: Int, _ body: (Importer, Progress?) async -> ImportSummary) async throws -> ImportSummary {
     let config = try loadConfig(options.config)
     let dry = options.dryRun ? DryRunHTTPClient(keep: showRequests, secrets: config.secretValues) : nil
     var curl: CurlHTTPClient?
@@ -225,7 +244,7 @@ func deliver(reader: EventReader, options: SendOptions, showRequests: Int) async
     }
     let importer = Importer(router: router, policy: RetryPolicy(maxAttempts: options.maxAttempts), pace: dry == nil)
     let progress = Progress.forTerminal()
-    let summary = await importer.run(reader) { count in progress?.update(count) }
+    let summary = await body(importer, progress)
     progress?.finish()
     if let dry {
         print("Dry run: \(dry.requestCount) request(s) would be sent; the first \(min(showRequests, dry.requestCount)):\n")

@@ -34,7 +34,11 @@ struct Worker: AsyncParsableCommand {
         abstract: "Deliver what the spool holds: one lane per destination, retries with the same ids, dead letters with reasons.",
         discussion: """
             Runs until stopped (SIGTERM or SIGINT: the batches in flight finish and are marked, then it exits), or with
-            --until-empty until every queued event is delivered, a duplicate, or a dead letter.
+            --until-empty until every queued event is delivered, a duplicate, or a dead letter; it exits 0 only then
+            (3 with a one-line summary when anything recorded is still undelivered, windows it was asked to close included).
+            Lanes keep their names through config edits. It refuses to start (exit 2) while the spool holds undelivered
+            events on a lane the config no longer has, naming each and the fix (`usage-billing lanes reassign` or
+            `lanes drop`). A spool from before lanes had names is mapped to the config's lanes on the first start.
             Safe to kill at any point: what was marked stays marked, the rest is sent again with the same ids.
             One worker per spool: while one runs (it holds <spool>.worker-lock), a second exits with an error
             naming the first one's pid, since two would send the same events twice.
@@ -55,7 +59,14 @@ struct Worker: AsyncParsableCommand {
         let spool = try openSpool(spoolOption.spool)
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
-        let worker = DeliveryWorker(spool: spool, router: try Router(config: config, client: client))
+        let router: Router
+        do {
+            router = try Router(config: config, client: client)
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        let worker = DeliveryWorker(spool: spool, router: router)
         // SIGTERM/SIGINT: graceful shutdown (each lane finishes and marks its batch, then stops).
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: DeliveryService(worker: worker, untilEmpty: untilEmpty, closeOpenWindows: closeWindows), successTerminationBehavior: .gracefullyShutdownGroup)],
@@ -63,15 +74,36 @@ struct Worker: AsyncParsableCommand {
             logger: Logger(label: "usage-billing.worker")))
         do {
             try await group.run()
+        } catch let error as UsageBillingError where error.code == .configuration {
+            printError("error: \(error)")  // orphaned lanes, a positional lane that maps to no route, another worker
+            throw ExitCode(ExitCodes.badInput)
         } catch {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.unreachable)
         }
-        print(describe(try spool.status()))
+        let lanes = try spool.status()
+        print(describe(lanes))
+        if untilEmpty, let left = undeliveredSummary(lanes, closingWindows: closeWindows) {
+            printError("error: \(left)")
+            throw ExitCode(ExitCodes.unreachable)
+        }
     }
 }
 
-func describe(_ lanes: [LaneStatus]) -> String {
+/// One line on what is recorded and not yet delivered (queued or retrying rows, and with
+/// `closingWindows` windows with events not yet billed), or nil when nothing is.
+func undeliveredSummary(_ lanes: [LaneStatus], closingWindows: Bool) -> String? {
+    let pending = lanes.filter { $0.queued > 0 || (closingWindows && $0.openWindows > 0) }
+    guard !pending.isEmpty else { return nil }
+    let queued = pending.reduce(0) { $0 + $1.queued }, retrying = pending.reduce(0) { $0 + $1.retrying }
+    let windows = closingWindows ? pending.reduce(0) { $0 + $1.openWindows } : 0
+    return "not everything recorded was delivered: \(queued) queued (\(retrying) retrying)" + (windows > 0 ? " and \(windows) window(s) not yet billed" : "")
+        + " on " + pending.map(\.lane).joined(separator: ", ") + "; run the worker again, or see `usage-billing status`"
+}
+
+/// `status`'s lines. With `orphans`, a lane among them is marked as one nothing delivers; with
+/// `renames`, a positional lane says the lane it becomes at the worker's next start.
+func describe(_ lanes: [LaneStatus], orphans: Set<String> = [], renames: [String: String] = [:]) -> String {
     guard !lanes.isEmpty else { return "The spool is empty." }
     let now = Date()
     return lanes.map { s in
@@ -80,7 +112,10 @@ func describe(_ lanes: [LaneStatus]) -> String {
         parts.append("dead letters \(dead)" + (dead > 0 ? " (" + s.dead.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")" : ""))
         if s.aggregated > 0 || s.openWindows > 0 { parts.append("aggregated \(s.aggregated) into windows, \(s.openWindows) with events not yet billed") }
         if let oldest = s.oldestQueued { parts.append("oldest queued \(Int(now.timeIntervalSince(oldest))) s ago") }
-        return "\(s.lane): " + parts.joined(separator: ", ")
+        var name = s.lane
+        if orphans.contains(s.lane) { name += " (ORPHANED: not in the config; `usage-billing lanes reassign` or `lanes drop`)" }
+        if let to = renames[s.lane] { name += " (becomes \(to) at the worker's next start)" }
+        return "\(name): " + parts.joined(separator: ", ")
     }.joined(separator: "\n")
 }
 
@@ -88,15 +123,24 @@ struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Per lane: queued, retrying, delivered, duplicates, dead letters by reason, oldest queued age.",
         discussion: """
+            Lanes are named <provider>/<route id>. With -c, lanes holding undelivered events that the config no longer
+            has are marked ORPHANED (nothing delivers them until `lanes reassign` or `lanes drop`), and the exit
+            status is 1 when there is any.
+
             Examples:
               usage-billing status --spool usage.spool
+              usage-billing status --spool usage.spool -c routing.yaml
               usage-billing status --spool usage.spool --json
             """)
     @OptionGroup var spoolOption: SpoolOption
+    @Option(name: .shortAndLong, help: "A routing config: mark the lanes it no longer has.") var config: String?
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let lanes = try openSpool(spoolOption.spool, existing: true).status()
+        let spool = try openSpool(spoolOption.spool, existing: true)
+        let lanes = try spool.status()
+        var check = LaneCheck()
+        if let config { check = try LaneCheck(spool: spool, config: loadConfig(config)) }
         if json {
             print(JSONValue.array(lanes.map { s in
                 .object([
@@ -105,11 +149,14 @@ struct Status: AsyncParsableCommand {
                     "aggregated": .number(Double(s.aggregated)), "open_windows": .number(Double(s.openWindows)),
                     "dead": .object(s.dead.mapValues { .number(Double($0)) }),
                     "oldest_queued": s.oldestQueued.map { .string(RFC3339.format($0)) } ?? .null,
+                    "orphaned": .bool(check.orphans.contains(s.lane)),
                 ])
             }).description)
         } else {
-            print(describe(lanes))
+            print(describe(lanes, orphans: check.orphans, renames: check.renames))
+            if let problem = check.legacyProblem { printError("error: \(problem)") }
         }
+        if !check.orphans.isEmpty || check.legacyProblem != nil { throw ExitCode(ExitCodes.someRejected) }
     }
 }
 

@@ -1,0 +1,124 @@
+import ArgumentParser
+import Foundation
+import UsageBilling
+import UsageRouting
+import UsageSpool
+
+/// What a spool holds against a config's lanes: positional lanes and what they become, lanes
+/// with undelivered work the config does not have, and why positional lanes cannot be mapped.
+struct LaneCheck {
+    var renames: [String: String] = [:]
+    var orphaned: [OrphanedLane] = []
+    var legacyProblem: UsageBillingError?
+    var orphans: Set<String> { Set(orphaned.map(\.lane)) }
+
+    init() {}
+
+    init(spool: Spool, config: RoutingConfig) throws {
+        do {
+            renames = Dictionary(try spool.legacyLaneRenames(for: config), uniquingKeysWith: { first, _ in first })
+        } catch let error as UsageBillingError {
+            legacyProblem = error
+        }
+        // A positional lane that maps is not an orphan: the worker renames it first.
+        orphaned = try spool.orphanedLanes(known: Set(config.lanes.map(\.name)).union(renames.keys))
+    }
+}
+
+struct Lanes: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Move or dead-letter the events of a lane the routing config no longer has.",
+        discussion: """
+            A lane is one provider on one route, named <provider>/<route id>: the route's `id:`, or its event
+            patterns (and a hash of its cohort). Reordering routes, inserting routes, adding a cutover or editing a
+            route's mapping keeps every lane. Removing a route, renaming a provider or changing a route's patterns
+            without an `id:` leaves its undelivered events on a lane the config no longer has: `worker` refuses to
+            start and `status -c` marks it ORPHANED until you move or drop them here.
+            """,
+        subcommands: [LanesReassign.self, LanesDrop.self])
+}
+
+struct LanesReassign: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reassign",
+        abstract: "Move everything of one lane (queued rows, open windows, history) to a lane of the config.",
+        discussion: """
+            The rows keep their ids, so a provider that already has one answers it as a duplicate. Refuses while a
+            worker runs on the spool, when both lanes have a window for the same customer, meter and start, and when
+            open windows would move to a lane that does not bill per window. Then run the worker.
+
+            Examples:
+              usage-billing lanes reassign stripe/api_request stripe-live/api_request -c routing.yaml --spool usage.spool
+              usage-billing lanes reassign 'stripe#0' stripe/api-requests -c routing.yaml --spool usage.spool
+            """)
+    @Argument(help: "The lane the events are on (see `usage-billing status`).") var from: String
+    @Argument(help: "A lane of the config (see `usage-billing config check`).") var to: String
+    @Option(name: .shortAndLong, help: "The routing config.") var config: String = "routing.yaml"
+    @OptionGroup var spoolOption: SpoolOption
+
+    func run() async throws {
+        let config = try loadConfig(config)
+        let spool = try openSpool(spoolOption.spool, existing: true)
+        let table: LaneTable
+        do {
+            table = try LaneTable(config: config, client: DryRunHTTPClient(keep: 0, secrets: []))
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        guard let target = table[to] else {
+            printError("error: \(to) is not a lane of \(config.file). Fix: use one of \(table.lanes.map(\.name).joined(separator: ", "))")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        do {
+            let moved = try await spool.reassignLane(from, to: to, targetAggregates: target.sink.capabilities.aggregation != nil)
+            print("Moved \(moved.rows) row(s) and \(moved.windows) window(s) from \(from) to \(to); `usage-billing worker -c \(config.file) --spool \(spool.path)` delivers what is queued.")
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(ExitCodes.badInput)
+        }
+    }
+}
+
+struct LanesDrop: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drop",
+        abstract: "Dead-letter a lane's undelivered events (reason lane_removed); nothing is deleted.",
+        discussion: """
+            Its queued rows, and a record per window with events not yet billed, become dead letters with reason
+            lane_removed: `dlq list --reason lane_removed` shows them, and `lanes reassign` then
+            `dlq retry --reason lane_removed` brings them back. Asks first, or pass --yes. Refuses while a worker runs.
+
+            Examples:
+              usage-billing lanes drop orb/api_request --yes --spool usage.spool
+            """)
+    @Argument(help: "The lane (see `usage-billing status`).") var lane: String
+    @OptionGroup var spoolOption: SpoolOption
+    @Flag(help: "Do not ask.") var yes = false
+
+    func run() async throws {
+        let spool = try openSpool(spoolOption.spool, existing: true)
+        guard let status = try spool.status().first(where: { $0.lane == lane }) else {
+            printError("error: the spool has no lane \(lane). Fix: see `usage-billing status --spool \(spool.path)` for its lanes")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        if !yes {
+            guard isatty(STDIN_FILENO) == 1 else {
+                printError("error: dead-lettering \(status.queued) queued row(s) and \(status.openWindows) open window(s) of \(lane) needs confirmation; pass --yes")
+                throw ExitCode(ExitCodes.badInput)
+            }
+            print("Dead-letter \(status.queued) queued row(s) and \(status.openWindows) open window(s) of \(lane)? Type yes: ", terminator: "")
+            guard readLine() == "yes" else {
+                print("Nothing changed.")
+                return
+            }
+        }
+        do {
+            let dropped = try await spool.dropLane(lane)
+            print("Dead-lettered \(dropped.rows) row(s) and \(dropped.windows) window record(s) of \(lane) (reason lane_removed).")
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(ExitCodes.badInput)
+        }
+    }
+}
