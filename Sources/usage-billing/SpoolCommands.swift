@@ -182,7 +182,7 @@ struct DLQReject: AsyncParsableCommand {
               usage-billing dlq reject --spool usage.spool --provider stripe --stripe-error-report evt.json
             """)
     @OptionGroup var spoolOption: SpoolOption
-    @Option(help: "The provider name in your routing config (its lanes are <name>#<n>).") var provider: String = "stripe"
+    @Option(help: "The provider name in your routing config (its lanes are <name>/<route>).") var provider: String = "stripe"
     @Option(help: "A file holding the full body of a Stripe meter error event.") var stripeErrorReport: String
 
     func run() async throws {

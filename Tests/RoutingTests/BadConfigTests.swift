@@ -83,6 +83,18 @@ let badConfigs: [BadConfig] = [
     BadConfig(name: "customer mapping to unknown provider", yaml: good + "\ncustomers: { acme: { paddle: ctm_1 } }\n",
               key: "customers.acme.paddle", says: "'paddle' is not a defined provider"),
     BadConfig(name: "duplicate key", yaml: good + "\nversion: 1\n", key: "version", says: "appears twice"),
+    BadConfig(name: "route id with a space", yaml: good.replacingOccurrences(of: "to: stripe", with: "to: stripe, id: \"api requests\""),
+              key: "routes[0].id", says: "a route id 'api requests' has ' '", line: 6),
+    BadConfig(name: "two routes with one id", yaml: good.replacingOccurrences(of: "to: stripe }", with: "to: stripe, id: usage }") + """
+
+          - { events: [storage], to: orb, id: usage }
+        """, key: "routes[1].id", says: "both have id 'usage'"),
+    BadConfig(name: "one lane, two mappings", yaml: good.replacingOccurrences(of: "to: stripe }", with: "to: stripe, until: \"2026-12-01T00:00:00Z\", stripe: { event_name: calls_v1 } }") + """
+
+          - { events: [api_request], to: stripe, from: "2026-12-01T00:00:00Z", stripe: { event_name: calls_v2 } }
+        """, key: "routes[1]", says: "would share the lane 'stripe/api_request'"),
+    BadConfig(name: "provider name with a slash", yaml: good.replacingOccurrences(of: "  orb: {", with: "  orb/eu: {"),
+              key: "providers.orb/eu", says: "a provider name 'orb/eu' has '/'"),
 ]
 
 @Suite("Config errors")

@@ -204,3 +204,60 @@ struct MaxInFlightTests {
         #expect(try Router(config: plain, client: DryRunHTTPClient(keep: 0, secrets: [])).maxInFlight(for: Lane(provider: "stripe", route: "api_request")) == 64)
     }
 }
+
+@Suite("Lane identity")
+struct LaneIdentityTests {
+    static func lanes(_ routes: String) throws -> [String] {
+        try config(routes).lanes.map(\.name)
+    }
+
+    /// A lane is named by its provider and what its route takes, whatever the route's position,
+    /// the order of its patterns, its cutover times or its mapping.
+    @Test func aLaneKeepsItsNameThroughReorderingAndEdits() throws {
+        let original = try Self.lanes("""
+              - { events: [api_request, "storage.*"], to: stripe, shadow: orb }
+              - { events: [seats], to: orb }
+            """)
+        #expect(original == ["stripe/api_request+storage.*", "orb/api_request+storage.*", "orb/seats"])
+        let edited = try Self.lanes("""
+              - { events: [gpu], to: orb }
+              - { events: [seats], to: orb, orb: { event_name: seat_count } }
+              - { events: ["storage.*", api_request], to: stripe, shadow: orb, until: "2030-01-01T00:00:00Z", stripe: { event_name: calls } }
+            """)
+        #expect(Set(original).isSubset(of: Set(edited)), "\(edited)")
+    }
+
+    /// A cohort's lane carries a hash of its customers, not their ids, and the same cohort in
+    /// any order gets the same name; an `id:` replaces the derived identity.
+    @Test func cohortsAreHashedAndIdsWin() throws {
+        let a = try Self.lanes("  - { events: [api_request], customers: [acme, globex], to: orb }")
+        let b = try Self.lanes("  - { events: [api_request], customers: [globex, acme], to: orb }")
+        #expect(a == b && a.count == 1)
+        #expect(a[0].hasPrefix("orb/api_request@") && !a[0].contains("acme") && a[0].count == "orb/api_request@".count + 10)
+        #expect(try Self.lanes("  - { id: api-requests, events: [api_request], to: stripe, shadow: orb }") == ["stripe/api-requests", "orb/api-requests"])
+    }
+
+    /// Routes that send to one provider the same way share its lane (a cutover that turns the
+    /// primary into a shadow, as in examples/routing.yaml); the lane table builds it once.
+    @Test func aCutoverThatKeepsTheMappingSharesTheLane() throws {
+        let c = try config("""
+              - { events: [api_request], to: stripe, shadow: orb, until: "2026-12-01T00:00:00Z" }
+              - { events: [api_request], to: orb, shadow: stripe, from: "2026-12-01T00:00:00Z" }
+            """)
+        let table = try LaneTable(config: c, client: DryRunHTTPClient(keep: 0, secrets: []))
+        #expect(table.lanes.map(\.name) == ["orb/api_request", "stripe/api_request"])
+        let before = UsageEvent(name: "api_request", customer: "acme", timestamp: RFC3339.parse("2026-11-30T00:00:00Z") ?? Date())
+        let after = UsageEvent(name: "api_request", customer: "acme", timestamp: RFC3339.parse("2026-12-02T00:00:00Z") ?? Date())
+        #expect(table.destinations(for: before).map { [$0.primary.name] + $0.shadows.map(\.name) } == ["stripe/api_request", "orb/api_request"])
+        #expect(table.destinations(for: after).map { [$0.primary.name] + $0.shadows.map(\.name) } == ["orb/api_request", "stripe/api_request"])
+    }
+
+    /// Names parse back, positional names are recognised, and the hash is the same in every process.
+    @Test func namesParseAndTheHashIsStable() {
+        #expect(Lane(name: "stripe/storage/gb*") == Lane(provider: "stripe", route: "storage/gb*"))
+        #expect(Lane(name: "stripe#0") == nil && Lane(name: "unrouted") == nil && Lane(name: "/x") == nil && Lane(name: "x/") == nil)
+        #expect(Lane.legacyPosition("stripe#12").map { "\($0.provider) \($0.index)" } == "stripe 12")
+        #expect(Lane.legacyPosition("stripe/api_request") == nil)
+        #expect(StableHash.hex("acme\u{1F}globex") == StableHash.hex("acme\u{1F}globex") && StableHash.hex("") == "cbf29ce484")
+    }
+}
