@@ -120,7 +120,7 @@ struct Demo: AsyncParsableCommand {
         let last = recorded.map(\.timestamp).max() ?? Date()
         let from = calendar.dateInterval(of: .month, for: earliest)?.start ?? earliest
         let to = calendar.dateInterval(of: .day, for: last)?.end ?? last
-        let report = try await Reconciler(config: routing, spool: pipeline.spool, client: client)
+        let report = try await Reconciler(router: pipeline.router, spool: pipeline.spool, client: client)
             .run(ReconcileOptions(from: from, to: to, granularity: .day))
         await emulator.shutdown()
 
