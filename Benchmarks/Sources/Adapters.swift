@@ -113,12 +113,12 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
             for chunk in stride(from: 0, to: n, by: 1_000) { try await pipeline.record(Array(events[chunk..<min(n, chunk + 1_000)])) }
             let recordSeconds = (ContinuousClock.now - recordStart).seconds
             let cpuBefore = threadCPU(), machineBefore = machineCPU()
-            let commitsBefore = pipeline.spool.commitStatistics
+            let commitsBefore = (pipeline.spool as? Spool)?.commitStatistics ?? (transactions: 0, calls: 0)
             let connectionsBefore = client.diagnostics.connectionsOpened
             let deliverStart = ContinuousClock.now
             try await pipeline.flush()
             let deliverSeconds = (ContinuousClock.now - deliverStart).seconds
-            let commits = pipeline.spool.commitStatistics
+            let commits = (pipeline.spool as? Spool)?.commitStatistics ?? (transactions: 0, calls: 0)
             let transactions = commits.transactions - commitsBefore.transactions, calls = commits.calls - commitsBefore.calls
             do { print("  \(label) trial \(trial): delivery \(cpuSummary(cpuBefore, threadCPU(), seconds: deliverSeconds)); \(transactions) commits of \(calls) calls; \(client.diagnostics.connectionsOpened - connectionsBefore) connections opened; \(stealSummary(machineBefore, machineCPU()))") }
             let requests = trialEmulator.requests(kind)

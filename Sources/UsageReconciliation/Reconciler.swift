@@ -115,18 +115,18 @@ public struct ReconcileReport: Sendable {
 /// the provider stores it. Read-back calls are paced per provider and retried on 429/5xx.
 public struct Reconciler: Sendable {
     let config: RoutingConfig
-    let spool: Spool
+    let spool: any UsageLedger
     let router: Router
     let client: any HTTPClient
     let clock: any UsageClock
 
     /// A reconciler over `config`'s providers and `spool`'s ledger, reading back with `client`.
-    public init(config: RoutingConfig, spool: Spool, client: any HTTPClient, clock: any UsageClock = SystemClock()) throws {
+    public init(config: RoutingConfig, spool: any UsageLedger, client: any HTTPClient, clock: any UsageClock = SystemClock()) throws {
         self.init(router: try Router(config: config, client: client, clock: clock), spool: spool, client: client)
     }
 
     /// A reconciler over the lanes `router` already built (shared with a worker in this process).
-    public init(router: Router, spool: Spool, client: any HTTPClient) {
+    public init(router: Router, spool: any UsageLedger, client: any HTTPClient) {
         self.config = router.config
         self.spool = spool
         self.router = router
@@ -145,9 +145,9 @@ public struct Reconciler: Sendable {
         }
         // The lanes the config has. A lane it no longer has is not read with another route's
         // mapping: its delivered history is out of scope, and its undelivered work is a problem.
-        let recorded = try spool.lanes().compactMap(Lane.init(name:))
+        let recorded = try await spool.laneNames().compactMap(Lane.init(name:))
         let lanes = recorded.filter { router.table[$0] != nil }
-        var problems = try spool.orphanedLanes(known: Set(router.lanes.map(\.name))).map { orphan in
+        var problems = try await spool.orphanedLanes(known: Set(router.lanes.map(\.name))).map { orphan in
             "\(orphan) on a lane \(config.file) no longer has, so nothing delivers or reconciles it: move it with `usage-billing lanes reassign \(orphan.lane) <lane>` or dead-letter it with `lanes drop`"
         }
         if let wanted = options.providers {
@@ -198,7 +198,7 @@ public struct Reconciler: Sendable {
         for lane in providerLanes {
             guard let namer = namers[lane] else { continue }
             let aggregation = router.sink(for: lane)?.capabilities.aggregation
-            try spool.ledger(lane: lane.description) { event, state in
+            try await spool.ledger(lane: lane.description) { event, state in
                 guard state != .dead, customerFilter?.contains(event.customer) ?? true else { return }
                 events.append((namer.names(for: event), event.customer, event.timestamp, event.quantity, state == .queued, aggregation, event.id))
             }

@@ -13,24 +13,31 @@ import UsageRouting
 /// with several requests in flight to a provider that dedupes holds its marks for up to 20 ms
 /// (`MarkHold`) and writes them in one transaction.
 public final class DeliveryWorker: Sendable {
-    let spool: Spool
+    let spool: any UsageLedger
     let router: Router
     let policy: RetryPolicy
     let clock: any UsageClock
     /// The longest a lane sleeps before looking for new rows.
     let idlePoll: Duration
+    /// How long a lane's lease lasts unless renewed (a third of it between renewals): a killed
+    /// worker's lanes are taken over this long after its last renewal.
+    let leaseTTL: Duration
+    /// This worker's name in the ledger's leases: host, pid and a random part.
+    public let owner: String
     let logger: Logger
     private let stopFlag = StopFlag()
 
     /// A worker for `spool`, delivering through `router`'s sinks.
-    public init(spool: Spool, router: Router, policy: RetryPolicy = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600)),
-                clock: any UsageClock = SystemClock(), idlePoll: Duration = .milliseconds(200),
+    public init(spool: any UsageLedger, router: Router, policy: RetryPolicy = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600)),
+                clock: any UsageClock = SystemClock(), idlePoll: Duration = .milliseconds(200), leaseTTL: Duration = .seconds(15),
                 logger: Logger = Logger(label: "usage-billing.worker")) {
         self.spool = spool
         self.router = router
         self.policy = policy
         self.clock = clock
         self.idlePoll = idlePoll
+        self.leaseTTL = leaseTTL
+        self.owner = "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(UUID().uuidString.prefix(8).lowercased())"
         self.logger = logger
     }
 
@@ -72,17 +79,61 @@ public final class DeliveryWorker: Sendable {
     /// config's (``Spool/migrateLegacyLanes(to:)``), and a spool with undelivered work on a lane
     /// the config no longer has makes `run` throw `.configuration` naming each such lane, its
     /// counts and the fix, before anything is sent: those rows would otherwise wait forever.
+    ///
+    /// On a shared ledger (``PostgresLedger``) any number of workers run: each lane is delivered
+    /// by the worker holding its lease, renewed while it works; the others wait for it to expire
+    /// (a killed worker's lanes move on after ``leaseTTL``), or, with `untilEmpty`, finish once
+    /// the lane has nothing left. A worker whose lease was taken writes no mark and goes back to
+    /// waiting for the lane.
     public func run(untilEmpty: Bool, closeOpenWindows: Bool = false) async throws {
-        let lock = try await WorkerLock.acquire(spoolPath: spool.path)
-        defer { lock.release() }
+        let lock = try await spool.acquireDeliveryLock()
+        defer { lock?.release() }
         try await checkLanes()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in router.lanes {
                 guard let sink = router.sink(for: lane) else { continue }
                 let maxInFlight = router.maxInFlight(for: lane)
-                group.addTask { try await self.runLane(lane.description, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeOpenWindows) }
+                group.addTask { try await self.runLeased(lane.description, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeOpenWindows) }
             }
             try await group.waitForAll()
+        }
+    }
+
+    /// Runs one lane while this worker holds its lease, renewing it; takes the lane again after
+    /// losing it, and waits while another worker holds it.
+    private func runLeased(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool) async throws {
+        while !Task.isCancelled && !stopFlag.isSet {
+            guard let lease = try await spool.acquireLease(lane: lane, owner: owner, ttl: leaseTTL) else {
+                // Another worker delivers it. With untilEmpty this one is done once nothing is left.
+                if untilEmpty, try await spool.queuedCount(lane: lane) == 0 {
+                    let openWindows = closeAll ? try await spool.nextWindowEnd(lane: lane) : nil
+                    if openWindows == nil { return }
+                }
+                try await Task.sleep(for: min(leaseTTL / 3, .seconds(1)))
+                continue
+            }
+            do {
+                try await withThrowingTaskGroup(of: Bool.self) { group in
+                    group.addTask {
+                        try await self.runLane(lane, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeAll, lease: lease)
+                        return true
+                    }
+                    if lease.expiresAt != .distantFuture {
+                        group.addTask {
+                            while true {
+                                try await Task.sleep(for: self.leaseTTL / 3)
+                                guard try await self.spool.renewLease(lease, ttl: self.leaseTTL) else { throw LeaseLostError(lane: lane, token: lease.token) }
+                            }
+                        }
+                    }
+                    _ = try await group.next()  // the lane finished, or the renewal found the lease gone
+                    group.cancelAll()
+                }
+                try? await spool.releaseLease(lease)
+                return
+            } catch let lost as LeaseLostError {
+                logger.warning("lane lease lost; taking it again when free", metadata: ["lane": "\(lane)", "token": "\(lost.token)"])
+            }
         }
     }
 
@@ -90,8 +141,8 @@ public final class DeliveryWorker: Sendable {
     func checkLanes() async throws {
         let renamed = try await spool.migrateLegacyLanes(to: router.config)
         for (from, to) in renamed { logger.notice("lane renamed", metadata: ["from": "\(from)", "to": "\(to)"]) }
-        let orphans = try spool.orphanedLanes(known: Set(router.lanes.map(\.name)))
-        if !orphans.isEmpty { throw Self.orphanError(orphans, config: router.config, spoolPath: spool.path) }
+        let orphans = try await spool.orphanedLanes(known: Set(router.lanes.map(\.name)))
+        if !orphans.isEmpty { throw Self.orphanError(orphans, config: router.config, spoolPath: spool.location) }
     }
 
     /// The error for undelivered work on lanes `config` does not have: each lane with its counts,
@@ -110,7 +161,7 @@ public final class DeliveryWorker: Sendable {
             field: "routes")
     }
 
-    private func runLane(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool) async throws {
+    private func runLane(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, lease: LaneLease) async throws {
         let limiter = sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }
         let batchSize = sink.capabilities.maxBatchSize
         let spec = sink.capabilities.aggregation
@@ -161,7 +212,7 @@ public final class DeliveryWorker: Sendable {
                 guard let marks = hold.take(force: force) else { return }
                 writing += 1
                 group.addTask {
-                    try await self.spool.mark(marks, now: self.clock.now())
+                    try await self.spool.mark(marks, now: self.clock.now(), lease: lease)
                     return .marked
                 }
             }
@@ -177,25 +228,25 @@ public final class DeliveryWorker: Sendable {
                     // rewrites every window it touches, so bigger folds touch each one less
                     // often), and the next rows are read while the last ones fold: reads run
                     // beside the write, and the two took the same time one after the other.
-                    var raw = try spool.due(lane: lane, limit: 5_000, now: now, windowRecords: false)
+                    var raw = try await spool.due(lane: lane, limit: 5_000, now: now, windowRecords: false, after: 0)
                     if !raw.isEmpty {
                         while let last = raw.last?.seq {
                             let batch = raw
                             async let folding: Void = spool.fold(batch, lane: lane, spec: spec, now: now)
-                            let next = stopFlag.isSet ? [] : try spool.due(lane: lane, limit: 5_000, now: now, windowRecords: false, after: last)
+                            let next = stopFlag.isSet ? [] : try await spool.due(lane: lane, limit: 5_000, now: now, windowRecords: false, after: last)
                             try await folding
                             raw = next
                         }
                         continue
                     }
-                    if let end = try spool.nextWindowEnd(lane: lane), closeAll || end.timeIntervalSince(now) + spec.grace.seconds <= 0 {
+                    if let end = try await spool.nextWindowEnd(lane: lane), closeAll || end.timeIntervalSince(now) + spec.grace.seconds <= 0 {
                         let queued = try await spool.closeWindows(lane: lane, spec: spec, now: now, all: closeAll)
                         if queued > 0 { logger.debug("window records queued", metadata: ["records": "\(queued)"]) }
                     }
                 }
                 var due = pending.take(batchSize, busy: busyKeys)
                 if due.isEmpty && (pending.isEmpty || pending.room >= pending.capacity / 2) {
-                    let more = try spool.due(lane: lane, limit: pending.room, now: now, windowRecords: spec == nil ? nil : true, after: cursor)
+                    let more = try await spool.due(lane: lane, limit: pending.room, now: now, windowRecords: spec == nil ? nil : true, after: cursor)
                     cursor = more.last?.seq ?? cursor
                     pending.append(more)
                     due = pending.take(batchSize, busy: busyKeys)
@@ -215,8 +266,8 @@ public final class DeliveryWorker: Sendable {
                         pending.removeAll()
                         continue
                     }
-                    depth.record(try spool.queuedCount(lane: lane))
-                    guard let next = try spool.nextDue(lane: lane) else {
+                    depth.record(try await spool.queuedCount(lane: lane))
+                    guard let next = try await spool.nextDue(lane: lane) else {
                         if untilEmpty { return }
                         try await clock.sleep(for: idlePoll)
                         continue
@@ -236,8 +287,8 @@ public final class DeliveryWorker: Sendable {
                 if sample { lastDepthSample = ContinuousClock.now }
                 group.addTask {
                     let marks = try await self.deliverBatch(rows, lane: lane, sink: sink, checksBeforeRetry: checksBeforeRetry, holdsMarks: holdsMarks,
-                                                            duration: duration, outcomeCounters: outcomeCounters, logger: logger)
-                    if sample { depth.record(try self.spool.queuedCount(lane: lane)) }
+                                                            lease: lease, duration: duration, outcomeCounters: outcomeCounters, logger: logger)
+                    if sample { depth.record(try await self.spool.queuedCount(lane: lane)) }
                     return .batch(keys: keys, marks: marks)
                 }
             }
@@ -260,7 +311,7 @@ public final class DeliveryWorker: Sendable {
     /// Delivers one batch and marks every row: delivered, duplicate, dead, or due again later.
     /// With `holdsMarks` the marks are returned for the lane to write with others' instead.
     private func deliverBatch(_ due: [QueuedDelivery], lane: String, sink: any UsageSink, checksBeforeRetry: Bool, holdsMarks: Bool,
-                              duration: Metrics.Timer, outcomeCounters: [String: Counter], logger: Logger) async throws -> [(seq: Int64, mark: Spool.Mark)] {
+                              lease: LaneLease, duration: Metrics.Timer, outcomeCounters: [String: Counter], logger: Logger) async throws -> [(seq: Int64, mark: Spool.Mark)] {
         let outcomes: [DeliveryOutcome]
         let started = ContinuousClock.now
         do {
@@ -278,14 +329,14 @@ public final class DeliveryWorker: Sendable {
             // The whole sink is unusable (bad credentials, ...): keep the rows queued and try
             // again later, so fixing the config loses nothing.
             let at = clock.now().addingTimeInterval(min(60, policy.ceiling(forRetry: (due.first?.attempts ?? 0) + 1).seconds))
-            try await spool.mark(due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, now: clock.now())
+            try await spool.mark(due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, now: clock.now(), lease: lease)
             return []
         }
         var rng = SystemRandomNumberGenerator()
         let marks: [(Int64, Spool.Mark)] = zip(due, outcomes).map { row, outcome in
             (row.seq, mark(outcome, row: row, rng: &rng))
         }
-        if !holdsMarks { try await spool.mark(marks, now: clock.now()) }
+        if !holdsMarks { try await spool.mark(marks, now: clock.now(), lease: lease) }
         func counter(_ label: String) -> Counter {
             outcomeCounters[label] ?? Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", label)])
         }
@@ -329,17 +380,24 @@ public final class DeliveryWorker: Sendable {
 /// Config → router → spool → worker, as one object: `record` returns once events are durable;
 /// `flush` waits until everything recorded so far is delivered or dead-lettered.
 public final class UsagePipeline: Sendable {
-    /// The spool.
-    public let spool: Spool
+    /// The ledger: a SQLite spool, or a Postgres ledger shared with other processes.
+    public let spool: any UsageLedger
     /// The router.
     public let router: Router
     /// The worker.
     public let worker: DeliveryWorker
 
     /// A pipeline over `config`, spooling to `spoolPath`, sending with `client`.
-    public init(config: RoutingConfig, spoolPath: String, client: any HTTPClient, durability: SpoolDurability = .normal,
+    public convenience init(config: RoutingConfig, spoolPath: String, client: any HTTPClient, durability: SpoolDurability = .normal,
+                            policy: RetryPolicy = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600)), clock: any UsageClock = SystemClock()) throws {
+        try self.init(config: config, ledger: try Spool(path: spoolPath, durability: durability), client: client, policy: policy, clock: clock)
+    }
+
+    /// A pipeline over `config`, recording into `ledger` (``openLedger(_:durability:)`` opens one
+    /// by its location: a file or a `postgres://` URL).
+    public init(config: RoutingConfig, ledger: any UsageLedger, client: any HTTPClient,
                 policy: RetryPolicy = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600)), clock: any UsageClock = SystemClock()) throws {
-        spool = try Spool(path: spoolPath, durability: durability)
+        spool = ledger
         router = try Router(config: config, client: client, clock: clock)
         worker = DeliveryWorker(spool: spool, router: router, policy: policy, clock: clock)
     }
@@ -569,7 +627,7 @@ struct BusyKeys: ExpressibleByDictionaryLiteral {
 
 /// The exclusive lock one running worker holds on its spool: `flock` on `<spool>.worker-lock`,
 /// which names the holder's pid for the error a second worker gets.
-final class WorkerLock: Sendable {
+final class WorkerLock: DeliveryLock {
     private let fd: Int32
 
     private init(fd: Int32) { self.fd = fd }

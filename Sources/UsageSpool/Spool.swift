@@ -64,11 +64,13 @@ public struct QueuedDelivery: Sendable {
 /// `record` returns only once the rows are committed; concurrent `record` calls share one commit
 /// (group commit). An event id is recorded once forever: recording it again changes nothing, so
 /// a retried `record` never bills twice.
-public final class Spool: Sendable {
+public final class Spool: UsageLedger {
     /// The file.
     public let path: String
     let pool: DatabasePool
     private let committer: GroupCommitter
+
+    public var location: String { path }
 
     /// Opens (or creates) the spool at `path`, migrating its schema.
     /// - Throws: `.invalidInput` when the file is not a SQLite database or is damaged, naming the
@@ -527,6 +529,24 @@ public final class Spool: Sendable {
         try await committer.commit(.mark(marks, now: now.timeIntervalSince1970))
     }
 
+    /// The spool's worker holds the file lock for its whole run, so a lane's lease is always its own.
+    public func mark(_ marks: [(seq: Int64, mark: Mark)], now: Date, lease: LaneLease?) async throws {
+        try await mark(marks, now: now)
+    }
+
+    // MARK: One worker per spool
+
+    /// `flock` on `<spool>.worker-lock` for the worker's run (released when it returns or its
+    /// process dies): two workers would send the same queued rows twice.
+    public func acquireDeliveryLock() async throws -> (any DeliveryLock)? { try await WorkerLock.acquire(spoolPath: path) }
+    /// Under the file lock every lane is the worker's: a lease that never lapses.
+    public func acquireLease(lane: String, owner: String, ttl: Duration) async throws -> LaneLease? {
+        LaneLease(lane: lane, owner: owner, token: 0, expiresAt: .distantFuture)
+    }
+    public func renewLease(_ lease: LaneLease, ttl: Duration) async throws -> Bool { true }
+    public func releaseLease(_ lease: LaneLease) async throws {}
+    public func leases() async throws -> [LaneLease] { [] }
+
     /// Writes marks inside the caller's transaction: delivered and duplicate rows in one statement
     /// each, dead and retried rows one by one (they are few).
     static func apply(_ marks: [(seq: Int64, mark: Mark)], now t: Double, db: Database) throws {
@@ -601,6 +621,11 @@ public final class Spool: Sendable {
             }
             return byLane.values.sorted { $0.lane < $1.lane }
         }
+    }
+
+    public func queuedCount(lane: String?) throws -> Int {
+        if let lane { return try queuedCount(lane: lane) }
+        return try queuedCount()
     }
 
     /// Queued rows in total.

@@ -33,11 +33,13 @@ extension Spool {
             try String.fetchAll(db, sql: "SELECT lane FROM deliveries UNION SELECT lane FROM windows ORDER BY 1")
         }
     }
+}
 
+extension UsageLedger {
     /// Lanes with undelivered work that `known` (the config's lane names) does not have.
-    public func orphanedLanes(known: Set<String>) throws -> [OrphanedLane] {
-        try status().compactMap { s in
-            guard s.lane != Self.unroutedLane, !known.contains(s.lane), s.queued > 0 || s.openWindows > 0 else { return nil }
+    public func orphanedLanes(known: Set<String>) async throws -> [OrphanedLane] {
+        try await status().compactMap { s in
+            guard s.lane != Spool.unroutedLane, !known.contains(s.lane), s.queued > 0 || s.openWindows > 0 else { return nil }
             return OrphanedLane(lane: s.lane, queued: s.queued, retrying: s.retrying, openWindows: s.openWindows, oldestQueued: s.oldestQueued)
         }
     }
@@ -48,10 +50,10 @@ extension Spool {
     /// - Throws: `.configuration` when a positional lane maps to no route, or to one that does not
     ///   take its events (the config was edited since they were recorded): the fix is to start
     ///   once with the config they were recorded with.
-    public func legacyLaneRenames(for config: RoutingConfig) throws -> [(from: String, to: String)] {
+    public func legacyLaneRenames(for config: RoutingConfig) async throws -> [(from: String, to: String)] {
         var renames: [(from: String, to: String)] = []
         var problems: [String] = []
-        for name in try laneNames() {
+        for name in try await laneNames() {
             guard let (provider, index) = Lane.legacyPosition(name) else { continue }
             guard config.routes.indices.contains(index), config.routes[index].providers.contains(provider) else {
                 problems.append("\(name) (from before lanes had names: provider \(provider), route \(index)) cannot map: routes[\(index)] of \(config.file) does not send to \(provider)")
@@ -59,7 +61,7 @@ extension Spool {
             }
             let route = config.routes[index]
             var stray: String?
-            try ledger(lane: name) { event, _ in
+            try await ledger(lane: name) { event, _ in
                 if stray == nil, !route.patterns.contains(where: { $0.matches(event.name) }) { stray = event.name }
             }
             if let stray {
@@ -81,12 +83,18 @@ extension Spool {
     /// positional lanes is left as it is.
     @discardableResult
     public func migrateLegacyLanes(to config: RoutingConfig) async throws -> [(from: String, to: String)] {
-        let renames = try legacyLaneRenames(for: config)
+        let renames = try await legacyLaneRenames(for: config)
         guard !renames.isEmpty else { return [] }
+        try await renameLanes(renames)
+        return renames
+    }
+}
+
+extension Spool {
+    public func renameLanes(_ renames: [(from: String, to: String)]) async throws {
         try await pool.write { db in
             for (from, to) in renames { try Self.move(db, from: from, to: to) }
         }
-        return renames
     }
 
     /// Moves everything of lane `from` to lane `to`: its rows in every state (so `status`,
@@ -127,7 +135,7 @@ extension Spool {
     /// bring them back. Returns the rows and window records dead-lettered.
     /// Takes the worker lock: it refuses while a worker delivers from the spool.
     @discardableResult
-    public func dropLane(_ lane: String, now: Date = Date()) async throws -> (rows: Int, windows: Int) {
+    public func dropLane(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int) {
         let lock = try await WorkerLock.acquire(spoolPath: path)
         defer { lock.release() }
         let reason = RejectionReason(code: "lane_removed", message: "the routing config no longer has the lane \(lane); dead-lettered by `usage-billing lanes drop`",

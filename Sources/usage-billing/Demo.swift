@@ -101,7 +101,7 @@ struct Demo: AsyncParsableCommand {
         try await pipeline.flush()
         let elapsed = ContinuousClock.now - started
         print("\nSpool drained in \(String(format: "%.2f", elapsed.seconds)) s:")
-        print(describe(try pipeline.spool.status()).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        print(describe(try await pipeline.spool.status()).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         let stats = emulator.statistics
         let injected = stats.injected.values.flatMap(\.values).reduce(0, +)
         print("The emulator answered \(stats.requests.values.reduce(0, +)) requests (" + stats.requests.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ") and injected \(injected) failures.")
@@ -132,7 +132,7 @@ struct Demo: AsyncParsableCommand {
         for (provider, total) in lost.sorted(by: { $0.key < $1.key }) {
             print("  \(provider): the events route \(DecimalFormat.plain(total)) to it, the spool's ledger holds \(DecimalFormat.plain(inLedger[provider, default: 0]))")
         }
-        let lanes = try pipeline.spool.status()
+        let lanes = try await pipeline.spool.status()
         let dead = lanes.map { $0.dead.values.reduce(0, +) }.reduce(0, +)
         let queued = lanes.map(\.queued).reduce(0, +)
         if !report.isClean || !lost.isEmpty || dead > 0 || queued > 0 {

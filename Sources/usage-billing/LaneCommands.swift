@@ -14,14 +14,14 @@ struct LaneCheck {
 
     init() {}
 
-    init(spool: Spool, config: RoutingConfig) throws {
+    init(spool: any UsageLedger, config: RoutingConfig) async throws {
         do {
-            renames = Dictionary(try spool.legacyLaneRenames(for: config), uniquingKeysWith: { first, _ in first })
+            renames = Dictionary(try await spool.legacyLaneRenames(for: config), uniquingKeysWith: { first, _ in first })
         } catch let error as UsageBillingError {
             legacyProblem = error
         }
         // A positional lane that maps is not an orphan: the worker renames it first.
-        orphaned = try spool.orphanedLanes(known: Set(config.lanes.map(\.name)).union(renames.keys))
+        orphaned = try await spool.orphanedLanes(known: Set(config.lanes.map(\.name)).union(renames.keys))
     }
 }
 
@@ -58,7 +58,7 @@ struct LanesReassign: AsyncParsableCommand {
 
     func run() async throws {
         let config = try loadConfig(config)
-        let spool = try openSpool(spoolOption.spool, existing: true)
+        let spool = try await openSpool(spoolOption.spool, existing: true)
         let table: LaneTable
         do {
             table = try LaneTable(config: config, client: DryRunHTTPClient(keep: 0, secrets: []))
@@ -72,7 +72,7 @@ struct LanesReassign: AsyncParsableCommand {
         }
         do {
             let moved = try await spool.reassignLane(from, to: to, targetAggregates: target.sink.capabilities.aggregation != nil)
-            print("Moved \(moved.rows) row(s) and \(moved.windows) window(s) from \(from) to \(to); `usage-billing worker -c \(config.file) --spool \(spool.path)` delivers what is queued.")
+            print("Moved \(moved.rows) row(s) and \(moved.windows) window(s) from \(from) to \(to); `usage-billing worker -c \(config.file) --spool \(spool.location)` delivers what is queued.")
         } catch {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.badInput)
@@ -97,9 +97,9 @@ struct LanesDrop: AsyncParsableCommand {
     @Flag(help: "Do not ask.") var yes = false
 
     func run() async throws {
-        let spool = try openSpool(spoolOption.spool, existing: true)
-        guard let status = try spool.status().first(where: { $0.lane == lane }) else {
-            printError("error: the spool has no lane \(lane). Fix: see `usage-billing status --spool \(spool.path)` for its lanes")
+        let spool = try await openSpool(spoolOption.spool, existing: true)
+        guard let status = try await spool.status().first(where: { $0.lane == lane }) else {
+            printError("error: the spool has no lane \(lane). Fix: see `usage-billing status --spool \(spool.location)` for its lanes")
             throw ExitCode(ExitCodes.badInput)
         }
         if !yes {
@@ -114,7 +114,7 @@ struct LanesDrop: AsyncParsableCommand {
             }
         }
         do {
-            let dropped = try await spool.dropLane(lane)
+            let dropped = try await spool.dropLane(lane, now: Date())
             print("Dead-lettered \(dropped.rows) row(s) and \(dropped.windows) window record(s) of \(lane) (reason lane_removed).")
         } catch {
             printError("error: \(error)")

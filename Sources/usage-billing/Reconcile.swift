@@ -50,11 +50,11 @@ struct Reconcile: AsyncParsableCommand {
         }
         guard let settle = DurationText.parse(settle) else { throw bad("--settle '\(self.settle)' is not a duration. Fix: e.g. 30m or 2h") }
         guard !(json && csv) else { throw bad("--json and --csv exclude each other. Fix: pick one") }
-        guard FileManager.default.fileExists(atPath: spoolOption.spool) else {
+        guard PostgresLedger.isURL(spoolOption.spool) || FileManager.default.fileExists(atPath: spoolOption.spool) else {
             throw bad("no spool at \(spoolOption.spool). Fix: pass --spool with the file the worker delivers from")
         }
         let routing = try loadConfig(config)
-        let spool = try openSpool(spoolOption.spool)
+        let spool = try await openSpool(spoolOption.spool)
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         let options = ReconcileOptions(from: start, to: end, granularity: granularity, providers: list(providers), customers: list(customers),

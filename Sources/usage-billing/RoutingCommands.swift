@@ -59,8 +59,8 @@ struct ConfigCheck: AsyncParsableCommand {
         print("\(file): OK")
         print(config.describe())
         guard let spoolPath = spool else { return }
-        let spool = try openSpool(spoolPath, existing: true)
-        let check = try LaneCheck(spool: spool, config: config)
+        let spool = try await openSpool(spoolPath, existing: true)
+        let check = try await LaneCheck(spool: spool, config: config)
         for (from, to) in check.renames.sorted(by: { $0.key < $1.key }) { print("\(spoolPath): positional lane \(from) becomes \(to) at the worker's next start") }
         if let problem = check.legacyProblem { printError("error: \(problem)") }
         if !check.orphaned.isEmpty { printError("error: \(DeliveryWorker.orphanError(check.orphaned, config: config, spoolPath: spoolPath))") }
@@ -179,7 +179,7 @@ struct Import: AsyncParsableCommand {
     /// valid ones are recorded) or on unrouted events under `unrouted: reject`.
     func record(reader: EventReader, config path: String, spoolPath: String) async throws {
         let config = try loadConfig(path)
-        let spool = try openSpool(spoolPath)
+        let spool = try await openSpool(spoolPath)
         let router = try Router(config: config, client: DryRunHTTPClient(keep: 0, secrets: []))
         var recorded = 0, bad: [EventReader.BadLine] = []
         while case let items = reader.next(max: 1_000), !items.isEmpty {
@@ -199,7 +199,7 @@ struct Import: AsyncParsableCommand {
             recorded += events.count
         }
         print("Recorded \(recorded) events in \(spoolPath)" + (bad.isEmpty ? "." : "; \(bad.count) bad lines:"))
-        let check = try LaneCheck(spool: spool, config: config)
+        let check = try await LaneCheck(spool: spool, config: config)
         if !check.orphaned.isEmpty {
             printError("warning: \(DeliveryWorker.orphanError(check.orphaned, config: config, spoolPath: spoolPath)); the worker will not start until then")
         }

@@ -56,7 +56,7 @@ struct Worker: AsyncParsableCommand {
 
     func run() async throws {
         let config = try loadConfig(config)
-        let spool = try openSpool(spoolOption.spool)
+        let spool = try await openSpool(spoolOption.spool)
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         let router: Router
@@ -81,7 +81,7 @@ struct Worker: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.unreachable)
         }
-        let lanes = try spool.status()
+        let lanes = try await spool.status()
         print(describe(lanes))
         if untilEmpty, let left = undeliveredSummary(lanes, closingWindows: closeWindows) {
             printError("error: \(left)")
@@ -103,7 +103,7 @@ func undeliveredSummary(_ lanes: [LaneStatus], closingWindows: Bool) -> String? 
 
 /// `status`'s lines. With `orphans`, a lane among them is marked as one nothing delivers; with
 /// `renames`, a positional lane says the lane it becomes at the worker's next start.
-func describe(_ lanes: [LaneStatus], orphans: Set<String> = [], renames: [String: String] = [:]) -> String {
+func describe(_ lanes: [LaneStatus], orphans: Set<String> = [], renames: [String: String] = [:], owners: [String: String] = [:]) -> String {
     guard !lanes.isEmpty else { return "The spool is empty." }
     let now = Date()
     return lanes.map { s in
@@ -115,6 +115,7 @@ func describe(_ lanes: [LaneStatus], orphans: Set<String> = [], renames: [String
         var name = s.lane
         if orphans.contains(s.lane) { name += " (ORPHANED: not in the config; `usage-billing lanes reassign` or `lanes drop`)" }
         if let to = renames[s.lane] { name += " (becomes \(to) at the worker's next start)" }
+        if let owner = owners[s.lane] { name += " [worker \(owner)]" }
         return "\(name): " + parts.joined(separator: ", ")
     }.joined(separator: "\n")
 }
@@ -137,10 +138,11 @@ struct Status: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let spool = try openSpool(spoolOption.spool, existing: true)
-        let lanes = try spool.status()
+        let spool = try await openSpool(spoolOption.spool, existing: true)
+        let lanes = try await spool.status()
+        let owners = Dictionary(try await spool.leases().map { ($0.lane, $0.owner) }, uniquingKeysWith: { a, _ in a })
         var check = LaneCheck()
-        if let config { check = try LaneCheck(spool: spool, config: loadConfig(config)) }
+        if let config { check = try await LaneCheck(spool: spool, config: loadConfig(config)) }
         if json {
             print(JSONValue.array(lanes.map { s in
                 .object([
@@ -150,10 +152,11 @@ struct Status: AsyncParsableCommand {
                     "dead": .object(s.dead.mapValues { .number(Double($0)) }),
                     "oldest_queued": s.oldestQueued.map { .string(RFC3339.format($0)) } ?? .null,
                     "orphaned": .bool(check.orphans.contains(s.lane)),
+                    "worker": owners[s.lane].map { .string($0) } ?? .null,
                 ])
             }).description)
         } else {
-            print(describe(lanes, orphans: check.orphans, renames: check.renames))
+            print(describe(lanes, orphans: check.orphans, renames: check.renames, owners: owners))
             if let problem = check.legacyProblem { printError("error: \(problem)") }
         }
         if !check.orphans.isEmpty || check.legacyProblem != nil { throw ExitCode(ExitCodes.someRejected) }
@@ -219,7 +222,7 @@ struct DLQList: AsyncParsableCommand {
     @Option(help: "At most this many.") var limit: Int = 100
 
     func run() async throws {
-        let letters = try openSpool(spoolOption.spool, existing: true).deadLetters(reason: reason, limit: limit)
+        let letters = try await openSpool(spoolOption.spool, existing: true).deadLetters(reason: reason, limit: limit)
         if letters.isEmpty { print("No dead letters.") }
         for l in letters { print("\(l.eventID)  \(l.lane)  \(l.code)  after \(l.attempts) attempt(s): \(l.message)") }
     }
@@ -237,7 +240,7 @@ struct DLQRetry: AsyncParsableCommand {
     @Option(help: "Only this reason code.") var reason: String?
 
     func run() async throws {
-        let count = try await openSpool(spoolOption.spool, existing: true).retryDeadLetters(reason: reason)
+        let count = try await openSpool(spoolOption.spool, existing: true).retryDeadLetters(reason: reason, now: Date())
         print("Queued \(count) dead letter(s) again.")
     }
 }
@@ -254,8 +257,8 @@ struct DLQPurge: AsyncParsableCommand {
     @Flag(help: "Do not ask.") var yes = false
 
     func run() async throws {
-        let spool = try openSpool(spoolOption.spool, existing: true)
-        let count = try spool.deadLetters(reason: reason, limit: Int.max).count
+        let spool = try await openSpool(spoolOption.spool, existing: true)
+        let count = try await spool.deadLetters(reason: reason, limit: Int.max).count
         if !yes {
             guard isatty(STDIN_FILENO) == 1 else {
                 printError("error: purging \(count) dead letter(s) needs confirmation; pass --yes")

@@ -15,7 +15,7 @@ struct DLQRejectCLITests {
             let spool = try Spool(path: path)
             let now = Date()
             try await spool.record([reported, "other-1"].map { Spool.Entry(event: UsageEvent(id: $0, name: "api_request", customer: "acme", timestamp: now, quantity: 1), lanes: ["stripe/api_request"]) })
-            let rows = try spool.due(lane: "stripe/api_request", limit: 10, now: now.addingTimeInterval(1))
+            let rows = try await spool.due(lane: "stripe/api_request", limit: 10, now: now.addingTimeInterval(1))
             try await spool.mark(rows.map { ($0.seq, .delivered) })
         }
         let report = CLI.root.appending(path: "Providers/Stripe/Fixtures/webhooks/error_report_triggered.json").path

@@ -178,7 +178,7 @@ struct LegacyLaneCLITests {
             let spool = try Spool(path: path)
             let event = { (i: Int) in UsageEvent(id: "old-\(i)", name: i < 4 ? "api_request" : "storage_gb", customer: "acme", timestamp: now.addingTimeInterval(-Double(i) - 60), quantity: 1) }
             try await spool.record((0..<8).map { Spool.Entry(event: event($0), lanes: [$0 < 4 ? "stripe#0" : "openmeter#1"]) })
-            let first = try spool.due(lane: "stripe#0", limit: 2, now: now)
+            let first = try await spool.due(lane: "stripe#0", limit: 2, now: now)
             try await spool.mark([(first[0].seq, .delivered), (first[1].seq, .dead(RejectionReason(code: "http_400", message: "refused", origin: .provider)))], now: now)
         }
         let refused = try await CLI.run(["worker", "-c", swapped, "--spool", path, "--until-empty"])

@@ -72,8 +72,8 @@ struct ReconcileTests {
         outage.unavailable = 1
         emulator.setFaults("metronome", outage)
         let delivery = Task { try await pipeline.flush() }
-        _ = try await eventually { try pipeline.spool.queuedCount(lane: "orb/tokens") == 0 }
-        #expect(try pipeline.spool.queuedCount(lane: "orb/tokens") == 0, "orb delivered while metronome was down")
+        _ = try await eventually { try await pipeline.spool.queuedCount(lane: "orb/tokens") == 0 }
+        #expect(try await pipeline.spool.queuedCount(lane: "orb/tokens") == 0, "orb delivered while metronome was down")
 
         let options = ReconcileOptions(from: now.addingTimeInterval(-200_000), to: now, granularity: .day)
         let reconciler = try setup.reconciler()

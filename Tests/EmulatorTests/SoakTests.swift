@@ -65,7 +65,7 @@ struct SoakTests {
             #expect(Set(keys).count == keys.count, "\(kind): a key was counted twice")
             lines.append("\(kind) \(accepted.count) records")
         }
-        let status = try pipeline.spool.status()
+        let status = try await pipeline.spool.status()
         #expect(status.allSatisfy { $0.queued == 0 && $0.dead.isEmpty && $0.openWindows == 0 }, "\(status)")
         let stats = emulator.statistics
         let injected = stats.injected.values.flatMap(\.values).reduce(0, +)

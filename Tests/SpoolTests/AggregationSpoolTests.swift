@@ -82,7 +82,7 @@ struct AggregationSpoolTests {
             let pipeline = try UsagePipeline(config: try recurlyConfig(), spoolPath: path, client: fake, policy: quickRetries, clock: clock)
             try await pipeline.record([usage("a", minute: 1, 2), usage("b", minute: 2, 3), usage("c", minute: 3, 4)])
             try await pipeline.flush(closingOpenWindows: false)
-            let lane = try #require(try pipeline.spool.status().first)
+            let lane = try await #require(try await pipeline.spool.status().first)
             #expect(lane.aggregated == 3 && lane.openWindows == 1 && lane.queued == 0)
             #expect(fake.posts == 0, "an open window is not billed")
         }
@@ -94,7 +94,7 @@ struct AggregationSpoolTests {
         try await pipeline.flush(closingOpenWindows: false)
         #expect(fake.records.map(\.amount) == [15], "the first hour billed once with every event, none twice")
         #expect(fake.records.first?.usageTimestamp == "2026-11-20T00:00:00Z")
-        let open = try #require(try pipeline.spool.windows(lane: "recurly/api_request").first { $0.key.start == 1_795_136_400 })
+        let open = try await #require(try await pipeline.spool.windows(lane: "recurly/api_request").first { $0.key.start == 1_795_136_400 })
         #expect(open.state.dirty && open.state.value == 7, "the second hour is still open")
 
         try await pipeline.record([usage("late", minute: 30, 4)])
@@ -105,7 +105,7 @@ struct AggregationSpoolTests {
         try await pipeline.flush()  // closes the open hour on request
         #expect(fake.records.map(\.amount) == [15, 4, 7])
         #expect(fake.records.map(\.amount).reduce(0, +) == 26, "billed = recorded")
-        let lane = try #require(try pipeline.spool.status().first)
+        let lane = try await #require(try await pipeline.spool.status().first)
         #expect(lane.delivered == 3 && lane.aggregated == 7 && lane.openWindows == 0 && lane.queued == 0)
     }
 
@@ -124,7 +124,7 @@ struct AggregationSpoolTests {
         var billed: [String: Decimal] = [:]
         for r in fake.records { billed[r.usageTimestamp, default: 0] += Decimal(r.amount) }
         #expect(billed == expected, "each hour billed with every event once")
-        let lane = try #require(try pipeline.spool.status().first)
+        let lane = try await #require(try await pipeline.spool.status().first)
         #expect(lane.aggregated == 12_001 && lane.queued == 0 && lane.delivered == 3)
     }
 
@@ -134,7 +134,7 @@ struct AggregationSpoolTests {
         let spool = try Spool(path: tempPath("twice.spool"))
         let spec = AggregationSpec(window: .fixed(seconds: 3600), formula: .sum)
         try await spool.record((0..<10).map { Spool.Entry(event: usage("t\($0)", minute: Double($0), 2), lanes: ["recurly/api_request"]) })
-        let rows = try spool.due(lane: "recurly/api_request", limit: 100, now: hourStart.addingTimeInterval(7200), windowRecords: false)
+        let rows = try await spool.due(lane: "recurly/api_request", limit: 100, now: hourStart.addingTimeInterval(7200), windowRecords: false)
         #expect(rows.count == 10)
         try await spool.fold(rows, lane: "recurly/api_request", spec: spec)
         try await spool.fold(rows, lane: "recurly/api_request", spec: spec)
@@ -155,7 +155,7 @@ struct AggregationSpoolTests {
         #expect(fake.posts == 1, "one POST; the retry only looked")
         #expect(fake.gets == 1)
         #expect(fake.records.map(\.amount) == [5])
-        let lane = try #require(try pipeline.spool.status().first)
+        let lane = try await #require(try await pipeline.spool.status().first)
         #expect(lane.duplicates == 1 && lane.delivered == 0 && lane.queued == 0)
     }
 
@@ -171,10 +171,10 @@ struct AggregationSpoolTests {
             let pipeline = try UsagePipeline(config: config, spoolPath: path, client: fake, policy: quickRetries, clock: clock)
             try await pipeline.record([usage("a", minute: 1, 6)])
             // What a worker does up to the request, then "dies" after Recurly stored it.
-            let raw = try pipeline.spool.due(lane: "recurly/api_request", limit: 10, now: clock.now(), windowRecords: false)
+            let raw = try await pipeline.spool.due(lane: "recurly/api_request", limit: 10, now: clock.now(), windowRecords: false)
             try await pipeline.spool.fold(raw, lane: "recurly/api_request", spec: spec, now: clock.now())
             try await pipeline.spool.closeWindows(lane: "recurly/api_request", spec: spec, now: clock.now(), all: true)
-            let record = try #require(try pipeline.spool.due(lane: "recurly/api_request", limit: 10, now: clock.now(), windowRecords: true).first)
+            let record = try await #require(try await pipeline.spool.due(lane: "recurly/api_request", limit: 10, now: clock.now(), windowRecords: true).first)
             try await pipeline.spool.markSending([record.seq], now: clock.now())
             fake.apply(.object(["merchant_tag": .string(record.event.id), "amount": .number(6), "usage_timestamp": .string("2026-11-20T00:00:00Z")]))
         }
@@ -183,7 +183,7 @@ struct AggregationSpoolTests {
         #expect(fake.posts == 0, "found by its merchant_tag, so not posted again")
         #expect(fake.gets == 1)
         #expect(fake.records.count == 1)
-        #expect(try pipeline.spool.status().first?.duplicates == 1)
+        #expect(try await pipeline.spool.status().first?.duplicates == 1)
     }
 }
 

@@ -33,6 +33,6 @@ struct MetricsTests {
         #expect(accepted.totalValue == 4)
         let dead = try metrics.expectCounter(DeliveryWorker.MetricNames.deadLetters, [("lane", "metered/api_request"), ("reason", "timestamp_too_old")])
         #expect(dead.totalValue == 1)
-        #expect(try pipeline.spool.deadLetters().map(\.eventID) == ["metric-old"])
+        #expect(try await pipeline.spool.deadLetters().map(\.eventID) == ["metric-old"])
     }
 }

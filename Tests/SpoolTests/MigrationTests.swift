@@ -31,13 +31,13 @@ struct MigrationTests {
         let spool = try Spool(path: path)
         let indexes = try await spool.pool.read { db in try String.fetchAll(db, sql: "SELECT name FROM pragma_index_list('deliveries') ORDER BY name") }
         #expect(indexes == ["deliveries_queued"])
-        #expect(try spool.due(lane: "stripe#0", limit: 10, now: Date()).map(\.seq) == [2, 3])
-        #expect(try spool.due(lane: "stripe#0", limit: 10, now: Date()).map(\.event.id) == ["old-1", "old-2"])
+        #expect(try await spool.due(lane: "stripe#0", limit: 10, now: Date()).map(\.seq) == [2, 3])
+        #expect(try await spool.due(lane: "stripe#0", limit: 10, now: Date()).map(\.event.id) == ["old-1", "old-2"])
         try await spool.record(old.map { Spool.Entry(event: $0, lanes: ["stripe#0", "orb#0"]) })  // recorded before: no-op
-        #expect(try spool.queuedCount() == 2)
+        #expect(try await spool.queuedCount() == 2)
         let new = events(1, prefix: "new")
         try await spool.record([Spool.Entry(event: new[0], lanes: ["stripe#0", "stripe#0"])])  // a lane given twice: one row
-        let due = try spool.due(lane: "stripe#0", limit: 10, now: Date())
+        let due = try await spool.due(lane: "stripe#0", limit: 10, now: Date())
         #expect(due.map(\.event.id) == ["old-1", "old-2", "new-0"])
         #expect((due.last?.seq ?? 0) > 3)
     }
@@ -69,16 +69,16 @@ struct MigrationTests {
         let spool = try Spool(path: path)
         let columns = try await spool.pool.read { db in try String.fetchAll(db, sql: "SELECT name FROM pragma_table_info('deliveries') ORDER BY cid") }
         #expect(columns.contains("event") && !columns.contains("event_id"))
-        let due = try spool.due(lane: "stripe#0", limit: 10, now: Date())
+        let due = try await spool.due(lane: "stripe#0", limit: 10, now: Date())
         #expect(due.map(\.seq) == [1, 2, 3])
         #expect(due.map(\.event.id) == ["old-zeta", "old-alpha", "old-mid"])
         #expect(due.map(\.attempts) == [0, 1, 2])
-        #expect(try spool.deadLetters() == [DeadLetter(eventID: "old-zeta", lane: "orb#0", code: "rejected", message: "customer unknown", attempts: 5)])
+        #expect(try await spool.deadLetters() == [DeadLetter(eventID: "old-zeta", lane: "orb#0", code: "rejected", message: "customer unknown", attempts: 5)])
         try await spool.record(old.map { Spool.Entry(event: $0, lanes: ["stripe#0"]) })  // recorded before: no-op
-        #expect(try spool.queuedCount() == 3)
+        #expect(try await spool.queuedCount() == 3)
         let new = UsageEvent(id: "new-0", name: "api_request", customer: "acme", timestamp: Date(), quantity: 1)
         try await spool.record([Spool.Entry(event: new, lanes: ["stripe#0"])])
-        let after = try spool.due(lane: "stripe#0", limit: 10, now: Date())
+        let after = try await spool.due(lane: "stripe#0", limit: 10, now: Date())
         #expect(after.map(\.event.id) == ["old-zeta", "old-alpha", "old-mid", "new-0"])
         #expect((after.last?.seq ?? 0) > 4)
     }
@@ -118,9 +118,9 @@ struct MigrationTests {
         #expect(schema.1 == 0)
         #expect(schema.2 == ["deliveries_queued"])
         #expect(schema.3 == ["10 0 0 false - 0", "11 0 1 false - 0", "12 0 2 true - 0", "13 3 4 false rejected 1"])
-        #expect(try spool.deadLetters() == [DeadLetter(eventID: "six-0", lane: "recurly#0", code: "rejected", message: "account closed", attempts: 4)])
+        #expect(try await spool.deadLetters() == [DeadLetter(eventID: "six-0", lane: "recurly#0", code: "rejected", message: "account closed", attempts: 4)])
         try await spool.record([Spool.Entry(event: events(1, prefix: "seven")[0], lanes: ["openmeter#0"])])
-        let due = try spool.due(lane: "openmeter#0", limit: 10, now: Date())
+        let due = try await spool.due(lane: "openmeter#0", limit: 10, now: Date())
         #expect(due.map(\.event.id) == ["six-0", "six-1", "six-2", "seven-0"])
         #expect(due.map(\.seq) == [10, 11, 12, 14])
     }

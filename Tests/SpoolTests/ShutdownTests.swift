@@ -35,7 +35,7 @@ struct ShutdownTests {
         #expect(try await eventually { pipeline.worker.isStopping })
         answer.withLockedValue { $0 = true }
         try await running.value
-        let lane = try #require(try pipeline.spool.status().first)
+        let lane = try await #require(try await pipeline.spool.status().first)
         let started = inFlight.withLockedValue { $0 }
         // At most the lane's 8 concurrent batches: a ninth could only start once one of them was
         // answered, and none was before the worker was stopping.

@@ -54,13 +54,13 @@ struct SpoolTests {
         let batch = events(3)
         try await pipeline.record(batch)
         try await pipeline.record(batch)  // recorded again: a no-op, not a second charge
-        let status = try pipeline.spool.status()
+        let status = try await pipeline.spool.status()
         #expect(status.map(\.lane) == ["orb/api_request", "stripe/api_request"])
         #expect(status.allSatisfy { $0.queued == 3 })
         // A second process sees the same durable rows.
-        #expect(try Spool(path: path).queuedCount() == 6)
+        #expect(try await Spool(path: path).queuedCount() == 6)
         try await pipeline.flush()
-        #expect(try pipeline.spool.status().allSatisfy { $0.queued == 0 && $0.delivered == 3 })
+        #expect(try await pipeline.spool.status().allSatisfy { $0.queued == 0 && $0.delivered == 3 })
     }
 
     @Test func commitStatisticsCountCallsAndTransactions() async throws {
@@ -75,7 +75,7 @@ struct SpoolTests {
         let stats = spool.commitStatistics
         #expect(stats.calls == 20)
         #expect(stats.transactions >= 1 && stats.transactions <= 20)
-        #expect(try spool.queuedCount() == 20)
+        #expect(try await spool.queuedCount() == 20)
     }
 
     /// A commit that fails half-way leaves nothing of itself behind, every caller sharing it
@@ -94,9 +94,9 @@ struct SpoolTests {
         }
         let events = try await spool.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events") }
         #expect(events == 0)
-        #expect(try spool.queuedCount() == 0)
+        #expect(try await spool.queuedCount() == 0)
         try await spool.record([Spool.Entry(event: ok, lanes: ["a#0"])])
-        #expect(try spool.queuedCount() == 1)
+        #expect(try await spool.queuedCount() == 1)
     }
 
     @Test func unroutedEventsFollowThePolicy() async throws {
@@ -111,12 +111,12 @@ struct SpoolTests {
         await #expect { try await rejecting.record([UsageEvent(name: "gpu_seconds", customer: "acme")]) } throws: {
             ($0 as? UsageBillingError)?.code == .invalidInput
         }
-        #expect(try rejecting.spool.queuedCount() == 0)
+        #expect(try await rejecting.spool.queuedCount() == 0)
         let keeping = try UsagePipeline(config: try routing(yaml + "\nunrouted: dead-letter"), spoolPath: tempPath("d.spool"),
                                         client: DryRunHTTPClient(keep: 0, secrets: []))
         try await keeping.record([UsageEvent(id: "u1", name: "gpu_seconds", customer: "acme")])
-        #expect(try keeping.spool.deadLetters().map(\.eventID) == ["u1"])
-        #expect(try keeping.spool.deadLetters().first?.code == "unrouted")
+        #expect(try await keeping.spool.deadLetters().map(\.eventID) == ["u1"])
+        #expect(try await keeping.spool.deadLetters().first?.code == "unrouted")
     }
 
     @Test func aFileThatIsNotASpoolGivesAClearErrorAndIsLeftAlone() throws {
@@ -167,13 +167,13 @@ struct RejectDeliveredTests {
         let reason = RejectionReason(code: "meter_event_customer_not_found", message: "No customer cus_x", field: "customer", origin: .provider)
         let changed = try await pipeline.spool.rejectDelivered([("r-1", reason), ("r-3", reason), ("late-0", reason), ("unknown", reason)], provider: "stripe")
         #expect(changed == 2)
-        let byLane = Dictionary(uniqueKeysWithValues: try pipeline.spool.status().map { ($0.lane, $0) })
+        let byLane = Dictionary(uniqueKeysWithValues: try await pipeline.spool.status().map { ($0.lane, $0) })
         #expect(byLane["stripe/api_request"]?.delivered == 2 && byLane["stripe/api_request"]?.dead == ["meter_event_customer_not_found": 2] && byLane["stripe/api_request"]?.queued == 1)
         #expect(byLane["orb/api_request"]?.delivered == 4 && byLane["orb/api_request"]?.dead.isEmpty == true)
-        let letters = try pipeline.spool.deadLetters()
+        let letters = try await pipeline.spool.deadLetters()
         #expect(Set(letters.map(\.eventID)) == ["r-1", "r-3"] && letters.allSatisfy { $0.lane == "stripe/api_request" && $0.message.contains("No customer cus_x") })
         var ledger: [String] = []
-        try pipeline.spool.ledger(lane: "stripe/api_request") { event, state in if state != .dead { ledger.append(event.id) } }
+        try await pipeline.spool.ledger(lane: "stripe/api_request") { event, state in if state != .dead { ledger.append(event.id) } }
         #expect(ledger.sorted() == ["late-0", "r-0", "r-2"])
         // Said twice (webhooks are delivered at least once): nothing more changes.
         #expect(try await pipeline.spool.rejectDelivered([("r-1", reason)], provider: "stripe") == 0)

@@ -52,6 +52,13 @@ public enum Redaction {
         }
         return "REDACTED"
     }
+
+    /// A URL with its password, if any, replaced by `REDACTED` (`postgres://u:REDACTED@host/db`).
+    public static func maskURLPassword(_ url: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].lastIndex(of: "@"),
+              let colon = url[scheme.upperBound..<at].firstIndex(of: ":") else { return url }
+        return String(url[..<url.index(after: colon)]) + "REDACTED" + String(url[at...])
+    }
 }
 
 extension Secret {

@@ -1,0 +1,689 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+import PostgresNIO
+import UsageBilling
+
+/// The ledger of a fleet: one PostgreSQL database that any number of processes record into and
+/// deliver from. Event ids are unique across the fleet (an id recorded by two processes is one
+/// event); each lane is delivered by one worker at a time under a lease with a fencing token
+/// (`ub_leases`), so a lane's per-customer concurrency and rate limit hold fleet-wide and a
+/// worker that lost its lease writes no mark; aggregation windows live in the shared tables and
+/// every write to a lane's windows holds a transaction lock on the lane, so the fleet bills one
+/// record per (lane, customer, meter, window) with everyone's events in it.
+///
+/// Open it with ``open(_:environment:)`` from a URL,
+/// `postgres://user@host:5432/db?sslmode=require`: the password comes from the URL or from
+/// `PGPASSWORD` and is never printed; `sslmode` is `disable`, `prefer` (default), `require`
+/// (encrypted, not verified, as libpq) or `verify-full` (encrypted and verified against the
+/// system's CAs). The schema is created and migrated on open, under an advisory lock, so
+/// several processes may start at once.
+public final class PostgresLedger: UsageLedger {
+    public let location: String
+    let client: PostgresClient
+    private let runner: Task<Void, Never>
+    private let logger = Logger(label: "usage-billing.ledger")
+
+    /// Whether `location` is a Postgres URL rather than a file.
+    public static func isURL(_ location: String) -> Bool {
+        location.hasPrefix("postgres://") || location.hasPrefix("postgresql://")
+    }
+
+    private init(location: String, configuration: PostgresClient.Configuration) {
+        self.location = location
+        let client = PostgresClient(configuration: configuration)
+        self.client = client
+        self.runner = Task { await client.run() }
+    }
+
+    deinit { runner.cancel() }
+
+    /// Connects to the database `url` names and creates or migrates its schema.
+    /// - Throws: `.invalidInput` for a URL it cannot read (naming the part and the fix);
+    ///   ``LedgerUnavailableError`` when the server cannot be reached or refuses the login.
+    public static func open(_ url: String, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> PostgresLedger {
+        let (configuration, shown) = try configuration(url, environment: environment)
+        let ledger = PostgresLedger(location: shown, configuration: configuration)
+        try await ledger.migrate()
+        return ledger
+    }
+
+    /// The client settings for `url`, and the URL as it may be shown (no password).
+    static func configuration(_ url: String, environment: [String: String]) throws -> (PostgresClient.Configuration, String) {
+        func bad(_ what: String, _ fix: String) -> UsageBillingError {
+            UsageBillingError(.invalidInput, "the ledger URL \(Redaction.maskURLPassword(url)) \(what)", fix: fix, field: "spool")
+        }
+        guard let parts = URLComponents(string: url), let scheme = parts.scheme, ["postgres", "postgresql"].contains(scheme) else {
+            throw bad("is not a postgres:// URL", "write postgres://USER@HOST:5432/DATABASE?sslmode=require (password in PGPASSWORD)")
+        }
+        guard let host = parts.host, !host.isEmpty else { throw bad("has no host", "write postgres://USER@HOST:5432/DATABASE") }
+        guard let user = parts.user, !user.isEmpty else { throw bad("has no user", "write postgres://USER@HOST:5432/DATABASE") }
+        let database = parts.path.hasPrefix("/") ? String(parts.path.dropFirst()) : parts.path
+        let password = parts.password ?? environment["PGPASSWORD"]
+        let mode = parts.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
+        let tls: PostgresClient.Configuration.TLS
+        switch mode {
+        case "disable": tls = .disable
+        case "prefer", "allow": tls = .prefer(.makeClientConfiguration())
+        case "require":
+            var unverified = TLSConfiguration.makeClientConfiguration()
+            unverified.certificateVerification = .none  // libpq's `require`: encrypted, server not verified
+            tls = .require(unverified)
+        case "verify-ca", "verify-full": tls = .require(.makeClientConfiguration())
+        default: throw bad("has sslmode=\(mode)", "use sslmode=disable, prefer, require or verify-full")
+        }
+        for item in parts.queryItems ?? [] where item.name != "sslmode" {
+            throw bad("has the parameter '\(item.name)', which is not supported", "keep only sslmode")
+        }
+        var configuration = PostgresClient.Configuration(host: host, port: parts.port ?? 5432, username: user, password: password,
+                                                         database: database.isEmpty ? user : database, tls: tls)
+        configuration.options.connectTimeout = .seconds(5)
+        var shown = parts
+        shown.password = nil
+        return (configuration, shown.string ?? "postgres://\(user)@\(host)")
+    }
+
+    // MARK: Schema
+
+    /// Each version's statements, applied once, in order, recorded in `ub_schema`.
+    static let migrations: [(version: Int, statements: [String])] = [
+        (1, [
+            "CREATE TABLE ub_events (key bigserial PRIMARY KEY, id text NOT NULL UNIQUE, payload bytea NOT NULL, recorded_at double precision NOT NULL)",
+            """
+            CREATE TABLE ub_deliveries (seq bigserial PRIMARY KEY, event bigint NOT NULL REFERENCES ub_events (key), lane text NOT NULL,
+                state smallint NOT NULL, attempts integer NOT NULL DEFAULT 0, next_attempt_at double precision NOT NULL DEFAULT 0,
+                first_attempt_at double precision, reason_code text, reason_message text, recorded_at double precision NOT NULL,
+                updated_at double precision NOT NULL, window_record boolean NOT NULL DEFAULT false)
+            """,
+            // The worker reads a lane's queued rows in seq order: this index holds only those.
+            "CREATE INDEX ub_deliveries_queued ON ub_deliveries (lane, seq) WHERE state = 0",
+            "CREATE INDEX ub_deliveries_lane ON ub_deliveries (lane, state)",
+            "CREATE INDEX ub_deliveries_event ON ub_deliveries (event)",
+            """
+            CREATE TABLE ub_windows (lane text NOT NULL, customer text NOT NULL, meter text NOT NULL, start bigint NOT NULL,
+                window_end bigint NOT NULL, dirty boolean NOT NULL, state bytea NOT NULL, PRIMARY KEY (lane, customer, meter, start))
+            """,
+            "CREATE INDEX ub_windows_dirty ON ub_windows (lane, window_end) WHERE dirty",
+            "CREATE TABLE ub_leases (lane text PRIMARY KEY, owner text NOT NULL, token bigint NOT NULL, expires_at timestamptz NOT NULL)",
+            "CREATE SEQUENCE ub_lease_tokens",
+        ]),
+    ]
+
+    /// Creates or migrates the schema in one transaction under an advisory lock, so processes
+    /// that start together migrate it once.
+    func migrate() async throws {
+        try await transaction { c in
+            try await c.query("SELECT pg_advisory_xact_lock(7436281901)", logger: self.logger)
+            try await c.query("CREATE TABLE IF NOT EXISTS ub_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                              logger: self.logger)
+            var current = 0
+            for try await version in try await c.query("SELECT COALESCE(MAX(version), 0) FROM ub_schema", logger: self.logger).decode(Int.self) {
+                current = version
+            }
+            guard current <= Self.migrations.last?.version ?? 0 else {
+                throw UsageBillingError(.configuration, "the ledger \(self.location) has schema version \(current), newer than this release knows",
+                                        fix: "run the usage-billing release that wrote it, or a later one")
+            }
+            for (version, statements) in Self.migrations where version > current {
+                for statement in statements { try await c.query(PostgresQuery(unsafeSQL: statement), logger: self.logger) }
+                try await c.query("INSERT INTO ub_schema (version) VALUES (\(version))", logger: self.logger)
+            }
+        }
+    }
+
+    /// The schema version the database is at.
+    public func schemaVersion() async throws -> Int {
+        try await first("SELECT COALESCE(MAX(version), 0) FROM ub_schema", as: Int.self) ?? 0
+    }
+
+    // MARK: Recording
+
+    public func record(_ entries: [Spool.Entry], now: Date) async throws {
+        guard !entries.isEmpty else { return }
+        var seen = Set<String>()
+        var ids: [String] = [], payloads: [ByteBuffer] = []
+        var rowIDs: [String] = [], lanes: [String] = [], states: [Int16] = [], codes: [String] = [], messages: [String] = []
+        for entry in entries where seen.insert(entry.event.id).inserted {
+            ids.append(entry.event.id)
+            payloads.append(ByteBuffer(data: PayloadCodec.encode(entry.event)))
+            for (i, lane) in entry.lanes.enumerated() where !entry.lanes[..<i].contains(lane) {
+                rowIDs.append(entry.event.id); lanes.append(lane); states.append(Int16(DeliveryState.queued.rawValue)); codes.append(""); messages.append("")
+            }
+            if let dead = entry.deadLetter, !entry.lanes.contains(dead.lane) {
+                rowIDs.append(entry.event.id); lanes.append(dead.lane); states.append(Int16(DeliveryState.dead.rawValue))
+                codes.append(dead.reason.code); messages.append(dead.reason.description)
+            }
+        }
+        let t = now.timeIntervalSince1970
+        // One statement: the events new to the ledger (an id any process recorded before is
+        // skipped, concurrent recorders of one id included) and their rows, in recording order.
+        try await run {
+            try await self.client.query("""
+                WITH ins AS (
+                    INSERT INTO ub_events (id, payload, recorded_at)
+                    SELECT u.id, u.payload, \(t) FROM unnest(\(ids)::text[], \(payloads)::bytea[]) WITH ORDINALITY AS u(id, payload, ord) ORDER BY u.ord
+                    ON CONFLICT (id) DO NOTHING RETURNING key, id)
+                INSERT INTO ub_deliveries (event, lane, state, reason_code, reason_message, recorded_at, updated_at)
+                SELECT ins.key, d.lane, d.state, NULLIF(d.code, ''), NULLIF(d.message, ''), \(t), \(t)
+                FROM unnest(\(rowIDs)::text[], \(lanes)::text[], \(states)::int2[], \(codes)::text[], \(messages)::text[]) WITH ORDINALITY
+                    AS d(id, lane, state, code, message, ord)
+                JOIN ins ON ins.id = d.id ORDER BY d.ord
+                """, logger: self.logger)
+        }
+    }
+
+    // MARK: Delivering
+
+    public func due(lane: String, limit: Int, now: Date, windowRecords: Bool?, after: Int64) async throws -> [QueuedDelivery] {
+        let filter = windowRecords.map { $0 ? " AND d.window_record" : " AND NOT d.window_record" } ?? ""
+        let query = PostgresQuery(unsafeSQL: """
+            SELECT d.seq, e.payload, d.attempts, d.first_attempt_at, d.window_record FROM ub_deliveries d JOIN ub_events e ON e.key = d.event
+            WHERE d.lane = $1 AND d.state = 0 AND d.seq > $2 AND d.next_attempt_at <= $3\(filter) ORDER BY d.seq LIMIT $4
+            """, binds: try Self.binds(lane, after, now.timeIntervalSince1970, limit))
+        return try await run {
+            var rows: [QueuedDelivery] = []
+            for try await (seq, payload, attempts, first, record) in try await self.client.query(query, logger: self.logger)
+                .decode((Int64, ByteBuffer, Int, Double?, Bool).self) {
+                rows.append(QueuedDelivery(seq: seq, event: try PayloadCodec.decode(Data(buffer: payload)), attempts: attempts,
+                                           firstAttemptAt: first.map(Date.init(timeIntervalSince1970:)), isWindowRecord: record))
+            }
+            return rows
+        }
+    }
+
+    public func mark(_ marks: [(seq: Int64, mark: Spool.Mark)], now: Date, lease: LaneLease?) async throws {
+        guard !marks.isEmpty else { return }
+        var delivered: [Int64] = [], duplicates: [Int64] = []
+        var deadSeqs: [Int64] = [], deadCodes: [String] = [], deadMessages: [String] = []
+        var retrySeqs: [Int64] = [], retryAt: [Double] = [], retryMessages: [String] = []
+        for (seq, mark) in marks {
+            switch mark {
+            case .delivered: delivered.append(seq)
+            case .duplicate: duplicates.append(seq)
+            case .dead(let reason): deadSeqs.append(seq); deadCodes.append(reason.code); deadMessages.append(reason.description)
+            case .retry(let at, let reason): retrySeqs.append(seq); retryAt.append(at.timeIntervalSince1970); retryMessages.append(reason)
+            }
+        }
+        let t = now.timeIntervalSince1970
+        try await transaction { c in
+            if let lease {
+                // Fencing: the lease row is locked for this transaction, so a takeover (which
+                // rewrites it) waits for these marks, and marks under a taken lease change nothing.
+                var current: Int64?
+                for try await token in try await c.query("SELECT token FROM ub_leases WHERE lane = \(lease.lane) FOR SHARE", logger: self.logger).decode(Int64.self) {
+                    current = token
+                }
+                guard current == lease.token else { throw LeaseLostError(lane: lease.lane, token: lease.token) }
+            }
+            for (state, seqs) in [(DeliveryState.delivered, delivered), (.duplicate, duplicates)] where !seqs.isEmpty {
+                try await c.query("""
+                    UPDATE ub_deliveries SET state = \(Int16(state.rawValue)), attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, \(t)),
+                    reason_code = NULL, reason_message = NULL, updated_at = \(t) WHERE seq = ANY(\(seqs)::int8[])
+                    """, logger: self.logger)
+            }
+            if !deadSeqs.isEmpty {
+                try await c.query("""
+                    UPDATE ub_deliveries d SET state = 3, attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, \(t)),
+                    reason_code = u.code, reason_message = u.message, updated_at = \(t)
+                    FROM unnest(\(deadSeqs)::int8[], \(deadCodes)::text[], \(deadMessages)::text[]) AS u(seq, code, message) WHERE d.seq = u.seq
+                    """, logger: self.logger)
+            }
+            if !retrySeqs.isEmpty {
+                try await c.query("""
+                    UPDATE ub_deliveries d SET attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, \(t)),
+                    next_attempt_at = u.at, reason_code = 'retrying', reason_message = u.message, updated_at = \(t)
+                    FROM unnest(\(retrySeqs)::int8[], \(retryAt)::float8[], \(retryMessages)::text[]) AS u(seq, at, message) WHERE d.seq = u.seq
+                    """, logger: self.logger)
+            }
+        }
+    }
+
+    public func markSending(_ seqs: [Int64], now: Date) async throws {
+        guard !seqs.isEmpty else { return }
+        try await run {
+            try await self.client.query("""
+                UPDATE ub_deliveries SET first_attempt_at = COALESCE(first_attempt_at, \(now.timeIntervalSince1970)) WHERE seq = ANY(\(seqs)::int8[])
+                """, logger: self.logger)
+        }
+    }
+
+    // MARK: Aggregation windows
+
+    /// Every transaction that writes a lane's windows takes this lock first, so folds and
+    /// emissions of one lane never interleave, whichever workers run them.
+    private func lockWindows(_ lane: String, _ c: PostgresConnection) async throws {
+        try await c.query("SELECT pg_advisory_xact_lock(hashtextextended(\(lane), 1))", logger: logger)
+    }
+
+    public func fold(_ rows: [QueuedDelivery], lane: String, spec: AggregationSpec, now: Date) async throws {
+        guard !rows.isEmpty else { return }
+        let aggregator = WindowAggregator(spec: spec, namespace: lane)
+        try await transaction { c in
+            try await self.lockWindows(lane, c)
+            // Only rows still queued now, inside the lock: rows two folds were handed count once.
+            var live = Set<Int64>()
+            for try await seq in try await c.query("""
+                SELECT seq FROM ub_deliveries WHERE seq = ANY(\(rows.map(\.seq))::int8[]) AND state = 0
+                """, logger: self.logger).decode(Int64.self) { live.insert(seq) }
+            var keys: [WindowKey] = [], ends: [WindowKey: Int64] = [:]
+            var bounds: (start: Date, end: Date)?
+            var folding: [(QueuedDelivery, WindowKey)] = []
+            for row in rows where live.contains(row.seq) {
+                let (key, end) = aggregator.key(for: row.event, reusing: &bounds)
+                if ends[key] == nil { keys.append(key); ends[key] = end }
+                folding.append((row, key))
+            }
+            guard !folding.isEmpty else { return }
+            var states: [WindowKey: WindowState] = [:]
+            let decoder = JSONDecoder()
+            for try await (customer, meter, start, state) in try await c.query("""
+                SELECT w.customer, w.meter, w.start, w.state FROM ub_windows w
+                JOIN unnest(\(keys.map(\.customer))::text[], \(keys.map(\.meter))::text[], \(keys.map(\.start))::int8[]) AS k(customer, meter, start)
+                  ON w.customer = k.customer AND w.meter = k.meter AND w.start = k.start
+                WHERE w.lane = \(lane)
+                """, logger: self.logger).decode((String, String, Int64, ByteBuffer).self) {
+                states[WindowKey(customer: customer, meter: meter, start: start)] = try decoder.decode(WindowState.self, from: Data(buffer: state))
+            }
+            for (row, key) in folding {
+                var state = states[key] ?? WindowState(end: ends[key] ?? key.start)
+                WindowAggregator.fold(row.event, into: &state, formula: spec.formula)
+                states[key] = state
+            }
+            let encoder = JSONEncoder()
+            let saved = try keys.map { key in ByteBuffer(data: try encoder.encode(states[key] ?? WindowState(end: key.start))) }
+            try await c.query("""
+                INSERT INTO ub_windows (lane, customer, meter, start, window_end, dirty, state)
+                SELECT \(lane), k.customer, k.meter, k.start, k.window_end, true, k.state
+                FROM unnest(\(keys.map(\.customer))::text[], \(keys.map(\.meter))::text[], \(keys.map(\.start))::int8[],
+                            \(keys.map { states[$0]?.end ?? $0.start })::int8[], \(saved)::bytea[]) AS k(customer, meter, start, window_end, state)
+                ON CONFLICT (lane, customer, meter, start) DO UPDATE SET window_end = EXCLUDED.window_end, dirty = true, state = EXCLUDED.state
+                """, logger: self.logger)
+            try await c.query("""
+                UPDATE ub_deliveries SET state = 4, updated_at = \(now.timeIntervalSince1970) WHERE seq = ANY(\(folding.map(\.0.seq))::int8[]) AND state = 0
+                """, logger: self.logger)
+        }
+    }
+
+    public func closeWindows(lane: String, spec: AggregationSpec, now: Date, all: Bool) async throws -> Int {
+        let limit = all ? Int64.max : Int64((now.timeIntervalSince1970 - spec.grace.seconds).rounded(.down))
+        let t = now.timeIntervalSince1970
+        return try await transaction { c in
+            try await self.lockWindows(lane, c)
+            let decoder = JSONDecoder(), encoder = JSONEncoder()
+            var windows: [(WindowKey, WindowState)] = []
+            for try await (customer, meter, start, state) in try await c.query("""
+                SELECT customer, meter, start, state FROM ub_windows WHERE lane = \(lane) AND dirty AND window_end <= \(limit) ORDER BY start, customer, meter
+                """, logger: self.logger).decode((String, String, Int64, ByteBuffer).self) {
+                windows.append((WindowKey(customer: customer, meter: meter, start: start), try decoder.decode(WindowState.self, from: Data(buffer: state))))
+            }
+            var queued = 0
+            for (key, before) in windows {
+                var state = before
+                if let record = WindowAggregator.record(for: key, state: &state, spec: spec, namespace: lane) {
+                    var inserted = false
+                    for try await _ in try await c.query("""
+                        WITH ins AS (INSERT INTO ub_events (id, payload, recorded_at) VALUES (\(record.id), \(ByteBuffer(data: PayloadCodec.encode(record))), \(t))
+                                     ON CONFLICT (id) DO NOTHING RETURNING key)
+                        INSERT INTO ub_deliveries (event, lane, state, recorded_at, updated_at, window_record) SELECT key, \(lane), 0, \(t), \(t), true FROM ins
+                        RETURNING seq
+                        """, logger: self.logger).decode(Int64.self) { inserted = true }
+                    if inserted { queued += 1 }  // a revision already queued stays as it is
+                }
+                try await c.query("""
+                    UPDATE ub_windows SET dirty = false, state = \(ByteBuffer(data: try encoder.encode(state)))
+                    WHERE lane = \(lane) AND customer = \(key.customer) AND meter = \(key.meter) AND start = \(key.start)
+                    """, logger: self.logger)
+            }
+            return queued
+        }
+    }
+
+    public func windows(lane: String) async throws -> [(key: WindowKey, state: WindowState)] {
+        try await run {
+            let decoder = JSONDecoder()
+            var out: [(key: WindowKey, state: WindowState)] = []
+            for try await (customer, meter, start, state) in try await self.client.query("""
+                SELECT customer, meter, start, state FROM ub_windows WHERE lane = \(lane) ORDER BY start, customer, meter
+                """, logger: self.logger).decode((String, String, Int64, ByteBuffer).self) {
+                out.append((WindowKey(customer: customer, meter: meter, start: start), try decoder.decode(WindowState.self, from: Data(buffer: state))))
+            }
+            return out
+        }
+    }
+
+    public func nextWindowEnd(lane: String) async throws -> Date? {
+        try await first("SELECT MIN(window_end) FROM ub_windows WHERE lane = \(lane) AND dirty", as: Int64?.self)
+            .flatMap { $0 }.map { Date(timeIntervalSince1970: TimeInterval($0)) }
+    }
+
+    public func nextDue(lane: String) async throws -> Date? {
+        try await first("SELECT MIN(next_attempt_at) FROM ub_deliveries WHERE lane = \(lane) AND state = 0", as: Double?.self)
+            .flatMap { $0 }.map(Date.init(timeIntervalSince1970:))
+    }
+
+    // MARK: Reading
+
+    public func queuedCount(lane: String?) async throws -> Int {
+        if let lane { return try await first("SELECT COUNT(*) FROM ub_deliveries WHERE lane = \(lane) AND state = 0", as: Int.self) ?? 0 }
+        return try await first("SELECT COUNT(*) FROM ub_deliveries WHERE state = 0", as: Int.self) ?? 0
+    }
+
+    public func status() async throws -> [LaneStatus] {
+        try await run {
+            var byLane: [String: LaneStatus] = [:]
+            for try await (lane, state, code, count, oldest, tried) in try await self.client.query("""
+                SELECT lane, state, COALESCE(reason_code, ''), COUNT(*), MIN(recorded_at), SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END)
+                FROM ub_deliveries GROUP BY lane, state, reason_code
+                """, logger: self.logger).decode((String, Int16, String, Int, Double, Int).self) {
+                var s = byLane[lane] ?? LaneStatus(lane: lane)
+                switch DeliveryState(rawValue: Int(state)) {
+                case .queued?:
+                    s.queued += count
+                    s.retrying += tried
+                    let at = Date(timeIntervalSince1970: oldest)
+                    s.oldestQueued = min(s.oldestQueued ?? at, at)
+                case .delivered?: s.delivered += count
+                case .duplicate?: s.duplicates += count
+                case .dead?: s.dead[code, default: 0] += count
+                case .aggregated?: s.aggregated += count
+                case nil: break
+                }
+                byLane[lane] = s
+            }
+            for try await (lane, open) in try await self.client.query("SELECT lane, COUNT(*) FROM ub_windows WHERE dirty GROUP BY lane", logger: self.logger)
+                .decode((String, Int).self) {
+                var s = byLane[lane] ?? LaneStatus(lane: lane)
+                s.openWindows = open
+                byLane[lane] = s
+            }
+            return byLane.values.sorted { $0.lane < $1.lane }
+        }
+    }
+
+    public func laneNames() async throws -> [String] {
+        try await all("SELECT DISTINCT lane FROM ub_deliveries UNION SELECT DISTINCT lane FROM ub_windows ORDER BY 1", as: String.self)
+    }
+
+    public func ledger(lane: String, _ visit: (UsageEvent, DeliveryState) throws -> Void) async throws {
+        try await run {
+            for try await (state, payload) in try await self.client.query("""
+                SELECT d.state, e.payload FROM ub_deliveries d JOIN ub_events e ON e.key = d.event
+                WHERE d.lane = \(lane) AND NOT d.window_record ORDER BY d.seq
+                """, logger: self.logger).decode((Int16, ByteBuffer).self) {
+                guard let state = DeliveryState(rawValue: Int(state)) else { continue }
+                try visit(try PayloadCodec.decode(Data(buffer: payload)), state)
+            }
+        }
+    }
+
+    public func deadLetters(reason: String?, limit: Int) async throws -> [DeadLetter] {
+        try await run {
+            var out: [DeadLetter] = []
+            for try await (id, lane, code, message, attempts) in try await self.client.query("""
+                SELECT e.id, d.lane, COALESCE(d.reason_code, ''), COALESCE(d.reason_message, ''), d.attempts FROM ub_deliveries d JOIN ub_events e ON e.key = d.event
+                WHERE d.state = 3 AND (\(reason)::text IS NULL OR d.reason_code = \(reason)) ORDER BY d.seq LIMIT \(limit)
+                """, logger: self.logger).decode((String, String, String, String, Int).self) {
+                out.append(DeadLetter(eventID: id, lane: lane, code: code, message: message, attempts: attempts))
+            }
+            return out
+        }
+    }
+
+    // MARK: Dead letters
+
+    public func rejectDelivered(_ rejections: [(identifier: String, reason: RejectionReason)], provider: String, now: Date) async throws -> Int {
+        guard !rejections.isEmpty else { return 0 }
+        return try await count("""
+            UPDATE ub_deliveries d SET state = 3, reason_code = u.code, reason_message = u.message, updated_at = \(now.timeIntervalSince1970)
+            FROM unnest(\(rejections.map(\.identifier))::text[], \(rejections.map(\.reason.code))::text[], \(rejections.map(\.reason.description))::text[])
+                 AS u(id, code, message), ub_events e
+            WHERE e.id = u.id AND d.event = e.key AND d.state IN (1, 2) AND NOT d.window_record
+              AND (starts_with(d.lane, \(provider + "/")) OR starts_with(d.lane, \(provider + "#")))
+            RETURNING d.seq
+            """)
+    }
+
+    public func retryDeadLetters(reason: String?, now: Date) async throws -> Int {
+        let t = now.timeIntervalSince1970
+        return try await count("""
+            UPDATE ub_deliveries SET state = 0, attempts = 0, first_attempt_at = NULL, next_attempt_at = \(t), updated_at = \(t)
+            WHERE state = 3 AND (\(reason)::text IS NULL OR reason_code = \(reason)) RETURNING seq
+            """)
+    }
+
+    public func purgeDeadLetters(reason: String?) async throws -> Int {
+        try await count("DELETE FROM ub_deliveries WHERE state = 3 AND (\(reason)::text IS NULL OR reason_code = \(reason)) RETURNING seq")
+    }
+
+    // MARK: Lanes
+
+    public func renameLanes(_ renames: [(from: String, to: String)]) async throws {
+        try await transaction { c in
+            for (from, to) in renames { try await self.move(c, from: from, to: to) }
+        }
+    }
+
+    public func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (rows: Int, windows: Int) {
+        guard from != to else {
+            throw UsageBillingError(.invalidInput, "the lanes are the same (\(from))", fix: "name the lane the rows are on and the lane to move them to", field: "to")
+        }
+        return try await transaction { c in
+            try await self.refuseWhileLeased([from, to], c)
+            let rows = try await self.scalar(c, "SELECT COUNT(*) FROM ub_deliveries WHERE lane = \(from)")
+            let windows = try await self.scalar(c, "SELECT COUNT(*) FROM ub_windows WHERE lane = \(from)")
+            guard rows + windows > 0 else {
+                throw UsageBillingError(.invalidInput, "the ledger has no lane \(from)", fix: "see `usage-billing status` for its lanes", field: "from")
+            }
+            let open = try await self.scalar(c, "SELECT COUNT(*) FROM ub_windows WHERE lane = \(from) AND dirty")
+            if open > 0 && !targetAggregates {
+                throw UsageBillingError(.invalidInput, "\(from) has \(open) window(s) with events not yet billed, and \(to) does not bill per window",
+                                        fix: "move them to a lane whose provider aggregates, or emit them first (put the route back and run `worker --until-empty --close-windows`)", field: "to")
+            }
+            try await self.move(c, from: from, to: to)
+            return (rows, windows)
+        }
+    }
+
+    public func dropLane(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int) {
+        let reason = RejectionReason(code: "lane_removed", message: "the routing config no longer has the lane \(lane); dead-lettered by `usage-billing lanes drop`",
+                                     origin: .local)
+        let t = now.timeIntervalSince1970
+        return try await transaction { c in
+            try await self.refuseWhileLeased([lane], c)
+            try await self.lockWindows(lane, c)
+            let rows = try await self.scalar(c, """
+                WITH changed AS (UPDATE ub_deliveries SET state = 3, reason_code = \(reason.code), reason_message = \(reason.description), updated_at = \(t)
+                                 WHERE lane = \(lane) AND state = 0 RETURNING seq) SELECT COUNT(*) FROM changed
+                """)
+            let spec = AggregationSpec(window: .fixed(seconds: 3600), report: .increments)
+            let decoder = JSONDecoder(), encoder = JSONEncoder()
+            var open: [(WindowKey, WindowState)] = []
+            for try await (customer, meter, start, state) in try await c.query("""
+                SELECT customer, meter, start, state FROM ub_windows WHERE lane = \(lane) AND dirty
+                """, logger: self.logger).decode((String, String, Int64, ByteBuffer).self) {
+                open.append((WindowKey(customer: customer, meter: meter, start: start), try decoder.decode(WindowState.self, from: Data(buffer: state))))
+            }
+            var windows = 0
+            for (key, before) in open {
+                var state = before
+                if let record = WindowAggregator.record(for: key, state: &state, spec: spec, namespace: lane) {
+                    windows += try await self.scalar(c, """
+                        WITH ins AS (INSERT INTO ub_events (id, payload, recorded_at) VALUES (\(record.id), \(ByteBuffer(data: PayloadCodec.encode(record))), \(t))
+                                     ON CONFLICT (id) DO NOTHING RETURNING key),
+                             d AS (INSERT INTO ub_deliveries (event, lane, state, recorded_at, updated_at, window_record, reason_code, reason_message)
+                                   SELECT key, \(lane), 3, \(t), \(t), true, \(reason.code), \(reason.description) FROM ins RETURNING seq)
+                        SELECT COUNT(*) FROM d
+                        """)
+                }
+                try await c.query("""
+                    UPDATE ub_windows SET dirty = false, state = \(ByteBuffer(data: try encoder.encode(state)))
+                    WHERE lane = \(lane) AND customer = \(key.customer) AND meter = \(key.meter) AND start = \(key.start)
+                    """, logger: self.logger)
+            }
+            return (rows, windows)
+        }
+    }
+
+    /// Moving or dropping a lane a worker delivers would race its marks: refused while any of
+    /// `lanes` has a lease that has not expired.
+    private func refuseWhileLeased(_ lanes: [String], _ c: PostgresConnection) async throws {
+        for try await (lane, owner) in try await c.query("""
+            SELECT lane, owner FROM ub_leases WHERE lane = ANY(\(lanes)::text[]) AND expires_at > now() FOR UPDATE
+            """, logger: logger).decode((String, String).self) {
+            throw UsageBillingError(.configuration, "a worker (\(owner)) is delivering lane \(lane) from the ledger \(location)",
+                                    fix: "stop the workers first (a killed worker's lease lapses after its lease time), then run this again")
+        }
+    }
+
+    private func move(_ c: PostgresConnection, from: String, to: String) async throws {
+        for try await (customer, meter, start) in try await c.query("""
+            SELECT a.customer, a.meter, a.start FROM ub_windows a JOIN ub_windows b
+              ON b.lane = \(to) AND b.customer = a.customer AND b.meter = a.meter AND b.start = a.start
+            WHERE a.lane = \(from) LIMIT 1
+            """, logger: logger).decode((String, String, Int64).self) {
+            throw UsageBillingError(.invalidInput, "\(from) and \(to) both have a window for customer '\(customer)', meter '\(meter)' starting \(RFC3339.format(Date(timeIntervalSince1970: TimeInterval(start)))); merging them could bill it twice",
+                                    fix: "deliver one lane's windows first (`worker --until-empty --close-windows` with its route in the config), or drop it", field: "to")
+        }
+        try await c.query("UPDATE ub_deliveries SET lane = \(to) WHERE lane = \(from)", logger: logger)
+        try await c.query("UPDATE ub_windows SET lane = \(to) WHERE lane = \(from)", logger: logger)
+    }
+
+    // MARK: Leases
+
+    /// The ledger is shared: lanes are handed out one by one under leases.
+    public func acquireDeliveryLock() async throws -> (any DeliveryLock)? { nil }
+
+    public func acquireLease(lane: String, owner: String, ttl: Duration) async throws -> LaneLease? {
+        try await run {
+            for try await (token, expires) in try await self.client.query("""
+                INSERT INTO ub_leases (lane, owner, token, expires_at) VALUES (\(lane), \(owner), nextval('ub_lease_tokens'), now() + make_interval(secs => \(ttl.seconds)))
+                ON CONFLICT (lane) DO UPDATE SET owner = EXCLUDED.owner, token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+                WHERE ub_leases.expires_at < now() OR ub_leases.owner = EXCLUDED.owner
+                RETURNING token, extract(epoch FROM expires_at)::float8
+                """, logger: self.logger).decode((Int64, Double).self) {
+                return LaneLease(lane: lane, owner: owner, token: token, expiresAt: Date(timeIntervalSince1970: expires))
+            }
+            return nil
+        }
+    }
+
+    public func renewLease(_ lease: LaneLease, ttl: Duration) async throws -> Bool {
+        try await count("""
+            UPDATE ub_leases SET expires_at = now() + make_interval(secs => \(ttl.seconds)) WHERE lane = \(lease.lane) AND token = \(lease.token) RETURNING token
+            """) > 0
+    }
+
+    public func releaseLease(_ lease: LaneLease) async throws {
+        _ = try await count("DELETE FROM ub_leases WHERE lane = \(lease.lane) AND token = \(lease.token) RETURNING token")
+    }
+
+    public func leases() async throws -> [LaneLease] {
+        try await run {
+            var out: [LaneLease] = []
+            for try await (lane, owner, token, expires) in try await self.client.query("""
+                SELECT lane, owner, token, extract(epoch FROM expires_at)::float8 FROM ub_leases WHERE expires_at > now() ORDER BY lane
+                """, logger: self.logger).decode((String, String, Int64, Double).self) {
+                out.append(LaneLease(lane: lane, owner: owner, token: token, expiresAt: Date(timeIntervalSince1970: expires)))
+            }
+            return out
+        }
+    }
+
+    // MARK: Plumbing
+
+    /// Runs `body`, turning the driver's errors into this product's: a lost or refused
+    /// connection is ``LedgerUnavailableError`` (retry with the same ids), anything else a
+    /// `UsageBillingError` with the server's message.
+    private func run<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw Self.translate(error, location: location)
+        }
+    }
+
+    private func transaction<T>(_ body: (PostgresConnection) async throws -> sending T) async throws -> sending T {
+        do {
+            return try await client.withTransaction(logger: logger, body)
+        } catch let error as PostgresTransactionError {
+            throw Self.translate(error.closureError ?? error.beginError ?? error.commitError ?? error, location: location)
+        } catch {
+            throw Self.translate(error, location: location)
+        }
+    }
+
+    static func translate(_ error: any Error, location: String) -> any Error {
+        if error is LeaseLostError || error is UsageBillingError || error is LedgerUnavailableError || error is CancellationError { return error }
+        if let error = error as? PostgresTransactionError {
+            return translate(error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? UsageBillingError(.unexpectedResponse, "transaction failed"), location: location)
+        }
+        guard let psql = error as? PSQLError else {
+            return LedgerUnavailableError(location: location, reason: "\(error)")
+        }
+        let state = psql.serverInfo?[.sqlState] ?? ""
+        let message = psql.serverInfo?[.message]
+        switch psql.code {
+        case .server where state.hasPrefix("08") || state.hasPrefix("57") || state == "53300":
+            return LedgerUnavailableError(location: location, reason: message ?? state)
+        case .server where state.hasPrefix("28"):
+            return UsageBillingError(.configuration, "the ledger \(location) refused the login: \(message ?? state)",
+                                     fix: "check the user in the URL and the password in PGPASSWORD")
+        case .server:
+            return UsageBillingError(.unexpectedResponse, "the ledger \(location) refused a statement: \(message ?? state) (SQLSTATE \(state))",
+                                     fix: "check that this release's schema is the database's (`ub_schema`) and that the user may write it")
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed, .sslUnsupported, .failedToAddSSLHandler:
+            return LedgerUnavailableError(location: location, reason: "\(psql.code)" + ((psql.underlying).map { ": \($0)" } ?? ""))
+        default:
+            return UsageBillingError(.unexpectedResponse, "the ledger \(location) failed: \(psql.code)", fix: "see the server's log")
+        }
+    }
+
+    private func first<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type) async throws -> T? {
+        try await run {
+            for try await value in try await self.client.query(query, logger: self.logger).decode(T.self) { return value }
+            return nil
+        }
+    }
+
+    private func all<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type) async throws -> [T] {
+        try await run {
+            var out: [T] = []
+            for try await value in try await self.client.query(query, logger: self.logger).decode(T.self) { out.append(value) }
+            return out
+        }
+    }
+
+    /// Runs a statement with `RETURNING` and counts its rows.
+    private func count(_ query: PostgresQuery) async throws -> Int {
+        try await run {
+            var n = 0
+            for try await _ in try await self.client.query(query, logger: self.logger) { n += 1 }
+            return n
+        }
+    }
+
+    private func scalar(_ c: PostgresConnection, _ query: PostgresQuery) async throws -> Int {
+        for try await value in try await c.query(query, logger: logger).decode(Int.self) { return value }
+        return 0
+    }
+
+    private static func binds(_ lane: String, _ after: Int64, _ now: Double, _ limit: Int) throws -> PostgresBindings {
+        var binds = PostgresBindings()
+        binds.append(lane)
+        binds.append(after)
+        binds.append(now)
+        binds.append(limit)
+        return binds
+    }
+}
+
+/// The ledger cannot be reached now (the server is down or restarting, the network dropped):
+/// nothing was written, so retrying the same call, with the same ids, is safe.
+public struct LedgerUnavailableError: Error, CustomStringConvertible {
+    public var location: String
+    public var reason: String
+    public var description: String {
+        "unavailable: the ledger \(location) cannot be reached (\(reason)). Fix: nothing was written; retry with the same event ids once the database is back"
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import UsageBilling
+
+/// Where recorded events wait for their destinations: every event once (by id), one row per
+/// destination lane, the lanes' aggregation windows and dead letters. Two implementations pass
+/// one test suite: ``Spool`` (SQLite, one file, the embedded default: one host, one worker at a
+/// time) and ``PostgresLedger`` (one database shared by a fleet of recorders and workers, each
+/// lane delivered by one worker at a time under a lease).
+///
+/// ``openLedger(_:durability:)`` picks one by the location's form: a `postgres://` URL or a file
+/// path.
+public protocol UsageLedger: AnyObject, Sendable {
+    /// Where it is, for messages and logs: the file, or the URL without its password.
+    var location: String { get }
+
+    /// Records entries durably, one row per lane, in one transaction: an event id already
+    /// recorded (by any process) changes nothing.
+    func record(_ entries: [Spool.Entry], now: Date) async throws
+    /// Up to `limit` queued rows of `lane` due at `now`, in `seq` order after `after`;
+    /// `windowRecords` limits them to raw events (false) or window records (true).
+    func due(lane: String, limit: Int, now: Date, windowRecords: Bool?, after: Int64) async throws -> [QueuedDelivery]
+    /// Records outcomes for rows. With a lease (``PostgresLedger``) the marks are written only while
+    /// it is still the lane's current lease, else ``LeaseLostError`` and nothing changes.
+    func mark(_ marks: [(seq: Int64, mark: Spool.Mark)], now: Date, lease: LaneLease?) async throws
+    /// Durably notes that a send of these rows is starting (look-before-resend providers).
+    func markSending(_ seqs: [Int64], now: Date) async throws
+    /// Folds raw rows into their windows and marks them aggregated, once.
+    func fold(_ rows: [QueuedDelivery], lane: String, spec: AggregationSpec, now: Date) async throws
+    /// Emits a record per window with new events that has ended plus the grace period (or all).
+    func closeWindows(lane: String, spec: AggregationSpec, now: Date, all: Bool) async throws -> Int
+    /// The lane's windows, oldest first.
+    func windows(lane: String) async throws -> [(key: WindowKey, state: WindowState)]
+    /// When the lane's earliest window with new events ends.
+    func nextWindowEnd(lane: String) async throws -> Date?
+    /// When the lane's next queued row is due.
+    func nextDue(lane: String) async throws -> Date?
+    /// Queued rows of one lane, or of all when `lane` is nil.
+    func queuedCount(lane: String?) async throws -> Int
+    /// Counts per lane.
+    func status() async throws -> [LaneStatus]
+    /// Every lane name with rows or windows, sorted.
+    func laneNames() async throws -> [String]
+    /// Every raw event recorded for `lane` with its state there.
+    func ledger(lane: String, _ visit: (UsageEvent, DeliveryState) throws -> Void) async throws
+    /// Dead letters, oldest first.
+    func deadLetters(reason: String?, limit: Int) async throws -> [DeadLetter]
+    /// Makes delivered rows of `provider`'s lanes dead letters (Stripe's asynchronous refusals).
+    func rejectDelivered(_ rejections: [(identifier: String, reason: RejectionReason)], provider: String, now: Date) async throws -> Int
+    /// Queues dead letters again.
+    func retryDeadLetters(reason: String?, now: Date) async throws -> Int
+    /// Deletes dead letters.
+    func purgeDeadLetters(reason: String?) async throws -> Int
+    /// Renames lanes in one transaction (positional lanes of an old spool).
+    func renameLanes(_ renames: [(from: String, to: String)]) async throws
+    /// Moves everything of one lane to another (see ``Spool/reassignLane(_:to:targetAggregates:)``).
+    func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (rows: Int, windows: Int)
+    /// Dead-letters a lane's undelivered work with reason `lane_removed`.
+    func dropLane(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int)
+
+    /// What one worker holds for the whole run before it delivers anything, or nil when the
+    /// ledger hands out lanes one by one (``acquireLease(lane:owner:ttl:)``). The SQLite spool
+    /// takes a file lock: one worker per spool.
+    func acquireDeliveryLock() async throws -> (any DeliveryLock)?
+    /// Takes `lane` for `owner` until `ttl` from now: a lease with a token newer than any before
+    /// it, or nil while another owner's lease has not expired.
+    func acquireLease(lane: String, owner: String, ttl: Duration) async throws -> LaneLease?
+    /// Extends a lease; false when it is no longer the lane's lease (expired and taken).
+    func renewLease(_ lease: LaneLease, ttl: Duration) async throws -> Bool
+    /// Gives a lease up, so another worker can take the lane at once.
+    func releaseLease(_ lease: LaneLease) async throws
+    /// Who holds which lane's lease now (empty for the SQLite spool, which has none).
+    func leases() async throws -> [LaneLease]
+}
+
+/// Held for a worker's whole run; released when it returns.
+public protocol DeliveryLock: Sendable {
+    func release()
+}
+
+/// One worker's right to deliver one lane until `expiresAt`. `token` grows with every new lease
+/// of any lane, so marks written under an older one (a worker that stalled past its lease while
+/// another took the lane) are refused: fencing.
+public struct LaneLease: Sendable, Hashable {
+    public var lane: String
+    public var owner: String
+    public var token: Int64
+    public var expiresAt: Date
+
+    public init(lane: String, owner: String, token: Int64, expiresAt: Date) {
+        self.lane = lane
+        self.owner = owner
+        self.token = token
+        self.expiresAt = expiresAt
+    }
+}
+
+/// A lease that is no longer the lane's: another worker took it after it expired. The marks
+/// were not written; the rows go again under the new owner, with the same ids.
+public struct LeaseLostError: Error, CustomStringConvertible {
+    public var lane: String
+    public var token: Int64
+    public var description: String {
+        "the lease on lane \(lane) (token \(token)) was taken by another worker after it expired; nothing was marked and the rows go again with the same ids. Fix: if this repeats, the worker stalls longer than the lease: give it more CPU or a longer lease"
+    }
+}
+
+extension UsageLedger {
+    public func record(_ entries: [Spool.Entry]) async throws { try await record(entries, now: Date()) }
+    public func due(lane: String, limit: Int, now: Date, windowRecords: Bool? = nil) async throws -> [QueuedDelivery] {
+        try await due(lane: lane, limit: limit, now: now, windowRecords: windowRecords, after: 0)
+    }
+    public func mark(_ marks: [(seq: Int64, mark: Spool.Mark)], now: Date = Date()) async throws { try await mark(marks, now: now, lease: nil) }
+    public func closeWindows(lane: String, spec: AggregationSpec, now: Date) async throws -> Int {
+        try await closeWindows(lane: lane, spec: spec, now: now, all: false)
+    }
+    public func queuedCount() async throws -> Int { try await queuedCount(lane: nil) }
+    public func deadLetters() async throws -> [DeadLetter] { try await deadLetters(reason: nil, limit: 100) }
+    public func retryDeadLetters() async throws -> Int { try await retryDeadLetters(reason: nil, now: Date()) }
+    public func purgeDeadLetters() async throws -> Int { try await purgeDeadLetters(reason: nil) }
+    public func dropLane(_ lane: String) async throws -> (rows: Int, windows: Int) { try await dropLane(lane, now: Date()) }
+    public func rejectDelivered(_ rejections: [(identifier: String, reason: RejectionReason)], provider: String) async throws -> Int {
+        try await rejectDelivered(rejections, provider: provider, now: Date())
+    }
+}
+
+/// Opens the ledger at `location`: a `postgres://` (or `postgresql://`) URL opens
+/// ``PostgresLedger`` (password from the URL or `PGPASSWORD`, never printed), anything else is
+/// a SQLite spool file.
+public func openLedger(_ location: String, durability: SpoolDurability = .normal) async throws -> any UsageLedger {
+    if PostgresLedger.isURL(location) { return try await PostgresLedger.open(location) }
+    return try Spool(path: location, durability: durability)
+}
