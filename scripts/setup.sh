@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what UsageBilling needs on a Debian/Ubuntu machine with Swift 6.1+ already present:
-# libcurl's and SQLite's headers (libcurl4-openssl-dev, libsqlite3-dev), pkg-config, CA certificates, and the Python package the
+# libcurl's and SQLite's headers (libcurl4-openssl-dev, libsqlite3-dev), pkg-config, CA certificates, PostgreSQL (the tests run the
+# shared ledger's suite against a server they start on a loopback port), and the Python package the
 # fixture validator uses (jsonschema). Installs only what is missing; safe to run again.
 set -euo pipefail
 
 missing=()
-for pkg in libcurl4-openssl-dev libsqlite3-dev pkg-config ca-certificates python3; do
+for pkg in libcurl4-openssl-dev libsqlite3-dev pkg-config ca-certificates python3 postgresql; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

@@ -45,7 +45,17 @@ public final class PostgresLedger: UsageLedger {
     public static func open(_ url: String, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> PostgresLedger {
         let (configuration, shown) = try configuration(url, environment: environment)
         let ledger = PostgresLedger(location: shown, configuration: configuration)
-        try await ledger.migrate()
+        // The pool waits for a connection as long as it takes; opening is where a wrong host or
+        // port must fail fast.
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask { try await ledger.migrate(); return true }
+            group.addTask { try await Task.sleep(for: .seconds(15)); return false }
+            let migrated = try await group.next() ?? false
+            group.cancelAll()
+            if !migrated {
+                throw LedgerUnavailableError(location: shown, reason: "no connection within 15 s")
+            }
+        }
         return ledger
     }
 

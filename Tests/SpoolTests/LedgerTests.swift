@@ -1,0 +1,170 @@
+import Foundation
+import Testing
+import UsageBilling
+import UsageBillingTesting
+import UsageRouting
+@testable import UsageSpool
+
+/// The two ledgers the tests run against: the SQLite spool and the shared PostgreSQL ledger
+/// (a real server the tests start, `PostgresServer`).
+enum LedgerKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { rawValue }
+
+    /// A new, empty ledger of this kind: a fresh file, or a fresh database on the shared server.
+    func make(_ tag: String) async throws -> any UsageLedger {
+        switch self {
+        case .sqlite: return try Spool(path: tempPath("\(tag).spool"))
+        case .postgres: return try await PostgresLedger.open(try await PostgresServer.shared().database(tag))
+        }
+    }
+}
+
+@Suite("Ledger contract", .timeLimit(.minutes(2)))
+struct LedgerContractTests {
+    static let reason = RejectionReason(code: "http_400", message: "refused", origin: .provider)
+
+    /// An event recorded twice (by one process or two) is one event; each lane gets one row;
+    /// rows come out in recording order, and marks move them to their final state.
+    @Test(arguments: LedgerKind.allCases)
+    func recordOnceReadInOrderMark(_ kind: LedgerKind) async throws {
+        let ledger = try await kind.make("contract")
+        let batch = events(5, prefix: "c")
+        try await ledger.record(batch.map { Spool.Entry(event: $0, lanes: ["a/x", "b/x", "a/x"]) }, now: Date())
+        let second = try await openLedger(ledger.location)
+        try await second.record(batch.map { Spool.Entry(event: $0, lanes: ["a/x", "c/x"]) }, now: Date())  // recorded before: nothing changes
+        #expect(try await ledger.queuedCount(lane: nil) == 10)
+        let due = try await ledger.due(lane: "a/x", limit: 10, now: Date(), windowRecords: nil, after: 0)
+        #expect(due.map(\.event.id) == batch.map(\.id))
+        // The payload round-trips (the timestamp to well under a microsecond: it is stored as seconds since 1970).
+        let back = try #require(due.first?.event), sent = batch[0]
+        #expect(back.id == sent.id && back.name == sent.name && back.customer == sent.customer && back.quantity == sent.quantity
+                && back.properties == sent.properties && abs(back.timestamp.timeIntervalSince(sent.timestamp)) < 1e-6)
+        #expect(try await ledger.due(lane: "a/x", limit: 2, now: Date(), windowRecords: nil, after: due[1].seq).map(\.event.id) == ["c-2", "c-3"])
+        try await ledger.mark([(due[0].seq, .delivered), (due[1].seq, .duplicate), (due[2].seq, .dead(Self.reason)),
+                               (due[3].seq, .retry(at: Date().addingTimeInterval(3600), reason: "429"))], now: Date(), lease: nil)
+        let status = try #require(try await ledger.status().first { $0.lane == "a/x" })
+        #expect(status.delivered == 1 && status.duplicates == 1 && status.dead == ["http_400": 1] && status.queued == 2 && status.retrying == 1)
+        #expect(try await ledger.due(lane: "a/x", limit: 10, now: Date(), windowRecords: nil, after: 0).map(\.event.id) == ["c-4"], "the retry waits")
+        #expect(try await ledger.nextDue(lane: "a/x").map { $0 <= Date() } == true, "c-4 is due now")
+        #expect(try await ledger.deadLetters(reason: nil, limit: 10).map(\.eventID) == ["c-2"])
+        #expect(try await ledger.laneNames() == ["a/x", "b/x"])
+        var seen: [String] = []
+        try await ledger.ledger(lane: "a/x") { event, state in if state != .dead { seen.append(event.id) } }
+        #expect(seen == ["c-0", "c-1", "c-3", "c-4"])
+        #expect(try await ledger.retryDeadLetters(reason: "http_400", now: Date()) == 1)
+        #expect(try await ledger.queuedCount(lane: "a/x") == 3)
+    }
+
+    /// Rows folded into windows count once however many times they are handed to a fold, and a
+    /// closed window becomes one queued record with a derived id; a later event makes the next revision.
+    @Test(arguments: LedgerKind.allCases)
+    func foldOnceAndEmitRecords(_ kind: LedgerKind) async throws {
+        let ledger = try await kind.make("windows")
+        let spec = AggregationSpec(window: .fixed(seconds: 3600), formula: .sum)
+        let start = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 3600).rounded(.down) * 3600 - 7200)
+        let usage = (0..<10).map { UsageEvent(id: "w\($0)", name: "seats", customer: "acme", timestamp: start.addingTimeInterval(Double($0) * 60), quantity: 2) }
+        try await ledger.record(usage.map { Spool.Entry(event: $0, lanes: ["recurly/seats"]) }, now: Date())
+        let rows = try await ledger.due(lane: "recurly/seats", limit: 100, now: Date(), windowRecords: false, after: 0)
+        try await ledger.fold(rows, lane: "recurly/seats", spec: spec, now: Date())
+        try await ledger.fold(rows, lane: "recurly/seats", spec: spec, now: Date())
+        let windows = try await ledger.windows(lane: "recurly/seats")
+        #expect(windows.count == 1 && windows.first?.state.value == 20 && windows.first?.state.events == 10)
+        #expect(try await ledger.nextWindowEnd(lane: "recurly/seats") == start.addingTimeInterval(3600))
+        #expect(try await ledger.closeWindows(lane: "recurly/seats", spec: spec, now: Date(), all: false) == 1)
+        #expect(try await ledger.closeWindows(lane: "recurly/seats", spec: spec, now: Date(), all: false) == 0, "nothing new")
+        let record = try #require(try await ledger.due(lane: "recurly/seats", limit: 10, now: Date(), windowRecords: true, after: 0).first)
+        #expect(record.isWindowRecord && record.event.quantity == 20 && AggregateInfo(record.event).windowStart == start)
+        let late = UsageEvent(id: "w-late", name: "seats", customer: "acme", timestamp: start.addingTimeInterval(30), quantity: 5)
+        try await ledger.record([Spool.Entry(event: late, lanes: ["recurly/seats"])], now: Date())
+        try await ledger.fold(try await ledger.due(lane: "recurly/seats", limit: 10, now: Date(), windowRecords: false, after: 0), lane: "recurly/seats", spec: spec, now: Date())
+        #expect(try await ledger.closeWindows(lane: "recurly/seats", spec: spec, now: Date(), all: true) == 1)
+        let records = try await ledger.due(lane: "recurly/seats", limit: 10, now: Date(), windowRecords: true, after: 0)
+        #expect(records.map(\.event.quantity) == [20, 5] && Set(records.map(\.event.id)).count == 2, "the next revision carries the increment")
+        let status = try #require(try await ledger.status().first)
+        #expect(status.aggregated == 11 && status.openWindows == 0 && status.queued == 2)
+    }
+
+    /// Lanes move and drop as a whole; dead letters of dropped lanes say why.
+    @Test(arguments: LedgerKind.allCases)
+    func reassignAndDropLanes(_ kind: LedgerKind) async throws {
+        let ledger = try await kind.make("lanes")
+        try await ledger.record(events(4, prefix: "l").map { Spool.Entry(event: $0, lanes: ["old/x", "keep/x"]) }, now: Date())
+        let moved = try await ledger.reassignLane("old/x", to: "new/x", targetAggregates: false)
+        #expect(moved.rows == 4 && moved.windows == 0)
+        #expect(try await ledger.laneNames() == ["keep/x", "new/x"])
+        await #expect { _ = try await ledger.reassignLane("old/x", to: "new/x", targetAggregates: false) } throws: {
+            ($0 as? UsageBillingError)?.field == "from"
+        }
+        let dropped = try await ledger.dropLane("new/x", now: Date())
+        #expect(dropped.rows == 4)
+        #expect(try await ledger.deadLetters(reason: "lane_removed", limit: 10).count == 4)
+        #expect(try await ledger.orphanedLanes(known: ["keep/x"]).isEmpty)
+        #expect(try await ledger.orphanedLanes(known: []).map(\.lane) == ["keep/x"])
+        try await ledger.renameLanes([("keep/x", "kept/x")])
+        #expect(try await ledger.queuedCount(lane: "kept/x") == 4)
+    }
+
+    /// Stripe's later refusals turn delivered rows of that provider's lanes into dead letters.
+    @Test(arguments: LedgerKind.allCases)
+    func rejectDeliveredOnAProvidersLanes(_ kind: LedgerKind) async throws {
+        let ledger = try await kind.make("reject")
+        try await ledger.record(events(3, prefix: "r").map { Spool.Entry(event: $0, lanes: ["stripe/api_request", "orb/api_request"]) }, now: Date())
+        for lane in ["stripe/api_request", "orb/api_request"] {
+            let rows = try await ledger.due(lane: lane, limit: 10, now: Date(), windowRecords: nil, after: 0)
+            try await ledger.mark(rows.map { ($0.seq, .delivered) }, now: Date(), lease: nil)
+        }
+        #expect(try await ledger.rejectDelivered([("r-1", Self.reason), ("nope", Self.reason)], provider: "stripe", now: Date()) == 1)
+        let lanes = Dictionary(uniqueKeysWithValues: try await ledger.status().map { ($0.lane, $0) })
+        #expect(lanes["stripe/api_request"]?.dead == ["http_400": 1] && lanes["orb/api_request"]?.dead.isEmpty == true)
+        #expect(try await ledger.purgeDeadLetters(reason: nil) == 1)
+    }
+}
+
+@Suite("Shared ledger: leases", .timeLimit(.minutes(2)))
+struct LeaseTests {
+    /// One owner at a time per lane; a lease that expired is taken with a newer token; marks
+    /// under the old token change nothing and say so.
+    @Test func oneOwnerPerLaneAndFencedMarks() async throws {
+        let ledger = try await LedgerKind.postgres.make("lease")
+        let other = try await PostgresLedger.open(ledger.location)  // a second process's view
+        try await ledger.record(events(2, prefix: "f").map { Spool.Entry(event: $0, lanes: ["stripe/x"]) }, now: Date())
+        let first = try #require(try await ledger.acquireLease(lane: "stripe/x", owner: "w1", ttl: .seconds(1)))
+        #expect(try await other.acquireLease(lane: "stripe/x", owner: "w2", ttl: .seconds(1)) == nil, "held by w1")
+        #expect(try await ledger.renewLease(first, ttl: .milliseconds(300)))
+        #expect(try await ledger.leases().map(\.owner) == ["w1"])
+        try await Task.sleep(for: .milliseconds(600))
+        let second = try #require(try await other.acquireLease(lane: "stripe/x", owner: "w2", ttl: .seconds(30)), "expired: w2 takes it")
+        #expect(second.token > first.token)
+        #expect(try await ledger.renewLease(first, ttl: .seconds(30)) == false, "w1's lease is gone")
+        let rows = try await ledger.due(lane: "stripe/x", limit: 10, now: Date(), windowRecords: nil, after: 0)
+        await #expect(throws: LeaseLostError.self) { try await ledger.mark(rows.map { ($0.seq, .delivered) }, now: Date(), lease: first) }
+        #expect(try await ledger.queuedCount(lane: "stripe/x") == 2, "the fenced marks changed nothing")
+        try await other.mark(rows.map { ($0.seq, .delivered) }, now: Date(), lease: second)
+        #expect(try await ledger.queuedCount(lane: "stripe/x") == 0)
+        try await other.releaseLease(second)
+        #expect(try await ledger.acquireLease(lane: "stripe/x", owner: "w1", ttl: .seconds(1)) != nil, "released: free at once")
+    }
+
+    /// Concurrent first starts migrate the schema once; a bad URL names what is wrong and the fix.
+    @Test func concurrentOpensAndBadURLs() async throws {
+        let url = try await PostgresServer.shared().database("open")
+        let versions = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<4 { group.addTask { try await PostgresLedger.open(url).schemaVersion() } }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(versions == [1, 1, 1, 1])
+        for (bad, says) in [("postgres://host:5432/db", "has no user"), ("postgres://u:secret-pw@/db", "has no host"),
+                            ("postgres://u@h/db?sslmode=sometimes", "sslmode=sometimes"), ("postgres://u@h/db?timeout=5", "'timeout'")] {
+            await #expect { _ = try await PostgresLedger.open(bad) } throws: { error in
+                let text = "\(error)"
+                return text.contains(says) && !text.contains("secret-pw") && (error as? UsageBillingError)?.fix != nil
+            }
+        }
+        // Nothing listens there: unavailable, retryable, and the password is not in the message.
+        let closed = try ClosedPort()
+        await #expect { _ = try await PostgresLedger.open("postgres://u:secret-pw@127.0.0.1:\(closed.port)/db?sslmode=disable") } throws: { error in
+            error is LedgerUnavailableError && !"\(error)".contains("secret-pw")
+        }
+    }
+}
