@@ -103,14 +103,29 @@ public final class DeliveryWorker: Sendable {
     /// losing it, and waits while another worker holds it.
     private func runLeased(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool) async throws {
         while !Task.isCancelled && !stopFlag.isSet {
+            do {
+                if try await runLeasedOnce(lane, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeAll) { return }
+            } catch let unavailable as LedgerUnavailableError {
+                // The database restarts or the network dropped: nothing was marked that was not
+                // written; wait, take the lane again, and go on where the ledger stands.
+                logger.warning("the ledger is unavailable; retrying", metadata: ["lane": "\(lane)", "error": "\(unavailable.reason)"])
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// One turn of ``runLeased``: true when the lane is done (or another worker finished it),
+    /// false to take it again.
+    private func runLeasedOnce(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool) async throws -> Bool {
+        do {
             guard let lease = try await spool.acquireLease(lane: lane, owner: owner, ttl: leaseTTL) else {
                 // Another worker delivers it. With untilEmpty this one is done once nothing is left.
                 if untilEmpty, try await spool.queuedCount(lane: lane) == 0 {
                     let openWindows = closeAll ? try await spool.nextWindowEnd(lane: lane) : nil
-                    if openWindows == nil { return }
+                    if openWindows == nil { return true }
                 }
                 try await Task.sleep(for: min(leaseTTL / 3, .seconds(1)))
-                continue
+                return false
             }
             do {
                 try await withThrowingTaskGroup(of: Bool.self) { group in
@@ -130,10 +145,14 @@ public final class DeliveryWorker: Sendable {
                     group.cancelAll()
                 }
                 try? await spool.releaseLease(lease)
-                return
-            } catch let lost as LeaseLostError {
-                logger.warning("lane lease lost; taking it again when free", metadata: ["lane": "\(lane)", "token": "\(lost.token)"])
+                return true
+            } catch {
+                try? await spool.releaseLease(lease)  // lets another worker (or this one, next turn) take it at once
+                throw error
             }
+        } catch let lost as LeaseLostError {
+            logger.warning("lane lease lost; taking it again when free", metadata: ["lane": "\(lane)", "token": "\(lost.token)"])
+            return false
         }
     }
 

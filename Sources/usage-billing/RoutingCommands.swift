@@ -190,11 +190,26 @@ struct Import: AsyncParsableCommand {
                 case .failure(let b): bad.append(b)
                 }
             }
+            let entries: [Spool.Entry]
             do {
-                try await spool.record(try UsagePipeline.entries(events, router: router))
+                entries = try UsagePipeline.entries(events, router: router)
             } catch {
                 printError("error: \(error)")
                 throw ExitCode(ExitCodes.badInput)
+            }
+            // A shared ledger that restarts or drops the connection is waited for (a minute at
+            // most): the events keep their ids, so recording them again cannot double them.
+            for attempt in 1... {
+                do {
+                    try await spool.record(entries, now: Date())
+                    break
+                } catch let unavailable as LedgerUnavailableError where attempt < 60 {
+                    if attempt == 1 { printError("warning: \(unavailable); retrying") }
+                    try await Task.sleep(for: .seconds(1))
+                } catch {
+                    printError("error: \(error)")
+                    throw ExitCode(error is LedgerUnavailableError ? ExitCodes.unreachable : ExitCodes.badInput)
+                }
             }
             recorded += events.count
         }

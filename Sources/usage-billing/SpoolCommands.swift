@@ -53,8 +53,14 @@ struct Worker: AsyncParsableCommand {
     @Flag(help: "Exit once nothing is queued.") var untilEmpty = false
     @Flag(help: "Emit every aggregation window with new events now, without waiting for it to end (lanes that bill per window).")
     var closeWindows = false
+    @Option(help: "On a shared (postgres://) ledger: how long this worker's hold on a lane lasts unless renewed; a killed worker's lanes move to another after it (1s to 10m).")
+    var lease: String = "15s"
 
     func run() async throws {
+        guard let leaseTTL = DurationText.parse(lease), leaseTTL >= .seconds(1), leaseTTL <= .seconds(600) else {
+            printError("error: --lease '\(lease)' is not a duration from 1s to 10m. Fix: e.g. --lease 15s")
+            throw ExitCode(ExitCodes.badInput)
+        }
         let config = try loadConfig(config)
         let spool = try await openSpool(spoolOption.spool)
         let client = try CurlHTTPClient()
@@ -66,7 +72,7 @@ struct Worker: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.badInput)
         }
-        let worker = DeliveryWorker(spool: spool, router: router)
+        let worker = DeliveryWorker(spool: spool, router: router, leaseTTL: leaseTTL)
         // SIGTERM/SIGINT: graceful shutdown (each lane finishes and marks its batch, then stops).
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: DeliveryService(worker: worker, untilEmpty: untilEmpty, closeOpenWindows: closeWindows), successTerminationBehavior: .gracefullyShutdownGroup)],
