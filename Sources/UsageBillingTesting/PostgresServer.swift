@@ -33,6 +33,9 @@ public final class PostgresServer: Sendable {
         self.asPostgres = asPostgres
     }
 
+    /// A server of the caller's own, for a test that stops or restarts it (others share ``shared()``).
+    public static func dedicated() async throws -> PostgresServer { try await start() }
+
     private static func start() async throws -> PostgresServer {
         guard let bin = findBin() else {
             throw PostgresServerError("no PostgreSQL server binaries under /usr/lib/postgresql: run scripts/setup.sh (installs Debian's postgresql)")

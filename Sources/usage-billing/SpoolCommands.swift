@@ -8,16 +8,17 @@ import UsageBillingCurl
 import UsageRouting
 import UsageSpool
 
-/// Opens a spool, printing a clear error and exiting 2 when it is damaged or unreadable.
+/// Opens a ledger: a SQLite spool file, or a `postgres://` URL (password from `PGPASSWORD`),
+/// printing a clear error and exiting 2 when it is damaged, unreadable or unreachable.
 /// `existing`: the command reads or maintains a spool (status, dlq), so a path with no file is a
 /// mistake to report, not a new empty spool to create.
-func openSpool(_ path: String, durability: SpoolDurability = .normal, existing: Bool = false) throws -> Spool {
-    if existing && !FileManager.default.fileExists(atPath: path) {
-        printError("error: no spool at \(path). Fix: pass --spool with the file events were recorded in (import --spool, worker, or UsagePipeline's spoolPath)")
+func openSpool(_ location: String, durability: SpoolDurability = .normal, existing: Bool = false) async throws -> any UsageLedger {
+    if existing && !PostgresLedger.isURL(location) && !FileManager.default.fileExists(atPath: location) {
+        printError("error: no spool at \(location). Fix: pass --spool with the file events were recorded in (import --spool, worker, or UsagePipeline's spoolPath)")
         throw ExitCode(ExitCodes.badInput)
     }
     do {
-        return try Spool(path: path, durability: durability)
+        return try await openLedger(location, durability: durability)
     } catch {
         printError("error: \(error)")
         throw ExitCode(ExitCodes.badInput)
@@ -25,7 +26,7 @@ func openSpool(_ path: String, durability: SpoolDurability = .normal, existing: 
 }
 
 struct SpoolOption: ParsableArguments {
-    @Option(help: "The spool file (SQLite).")
+    @Option(help: "The spool: a SQLite file, or a ledger shared by a fleet, postgres://USER@HOST:5432/DB?sslmode=require (password in PGPASSWORD).")
     var spool: String = "usage-billing.spool"
 }
 

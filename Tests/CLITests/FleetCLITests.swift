@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+import UsageBilling
+import UsageBillingTesting
+import UsageEmulator
+import UsageSpool
+
+/// Many processes on one PostgreSQL ledger: the real binary, a real server, the emulator.
+@Suite("Fleet on a shared ledger", .timeLimit(.minutes(5)))
+struct FleetCLITests {
+    static func config(_ emulator: UsageEmulator, tag: String) throws -> String {
+        let e = emulator.endpoints
+        return try CLI.temp("fleet-\(tag).yaml", """
+            version: 1
+            providers:
+              stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY}, endpoint: "\(e["stripe"]?["endpoint"] ?? "")" }
+              chargebee: { kind: chargebee, api_key: ${CHARGEBEE_API_KEY}, site: acme-test, item_price_id: seats-USD-monthly,
+                           aggregate: { window: 1d }, endpoint: "\(e["chargebee"]?["endpoint"] ?? "")" }
+            routes:
+              - { events: [api_request], to: stripe }
+              - { events: [seats], to: chargebee }
+            customers: { acme: { stripe: cus_acme, chargebee: AzZjGqTQ1xxK0Ezc }, globex: { stripe: cus_globex, chargebee: BxYkHrUR2yyL1Fad } }
+            """)
+    }
+
+    static func line(_ id: String, _ name: String, _ customer: String, _ quantity: Int, at: Date) -> String {
+        #"{"id":"\#(id)","name":"\#(name)","customer":"\#(customer)","timestamp":"\#(RFC3339.format(at))","quantity":\#(quantity)}"#
+    }
+
+    /// Two app instances on one ledger: instance 1 records 5 seats for acme and delivers, then
+    /// instance 2 records 7 for the same customer and day and delivers. Chargebee bills 12 (on
+    /// separate spools it billed 5: the second record carried the same window id).
+    @Test func twoInstancesBillTheWindowsTotal() async throws {
+        let emulator = try await UsageEmulator.start()
+        let ledger = try await PostgresServer.shared().database("twoinstances")
+        let config = try Self.config(emulator, tag: "two")
+        let now = Date().addingTimeInterval(-120)
+        for (instance, seats) in [(1, 5), (2, 7)] {
+            let file = try CLI.temp("seats-\(instance).ndjson", Self.line("seats-\(instance)", "seats", "acme", seats, at: now))
+            let recorded = try await CLI.run(["import", file, "-c", config, "--spool", ledger])
+            #expect(recorded.status == 0, "\(recorded.output)")
+            let worker = try await CLI.run(["worker", "-c", config, "--spool", ledger, "--until-empty", "--close-windows"])
+            #expect(worker.status == 0, "\(worker.output)")
+        }
+        let billed = await emulator.accepted("chargebee").filter { $0.customer == "AzZjGqTQ1xxK0Ezc" }
+        #expect(billed.reduce(Decimal(0)) { $0 + $1.quantity } == 12, "\(billed)")
+        let status = try await CLI.run(["status", "--spool", ledger])
+        #expect(status.status == 0 && status.output.contains("chargebee/seats: queued 0"), "\(status.output)")
+        await emulator.shutdown()
+    }
+
+    /// The fleet crash test: 2 recorder processes (with overlapping ids) and 3 worker processes
+    /// on one ledger; workers killed with SIGKILL at random points and restarted, the database
+    /// restarted once mid-run, the emulator injecting 429s, 5xx and resets. At the end every id
+    /// reached Stripe once, Chargebee billed every customer-day the fleet's total, and nothing is
+    /// queued.
+    @Test func killedWorkersAndARestartedDatabaseLoseNothingAndBillNothingTwice() async throws {
+        let emulator = try await UsageEmulator.start(faults: ["stripe": .mixed(0.1, timeouts: 0), "chargebee": .mixed(0.1, timeouts: 0)], seed: 7)
+        let server = try await PostgresServer.dedicated()  // restarted below: no other test's connections on it
+        let ledger = try await server.database("fleet")
+        let config = try Self.config(emulator, tag: "crash")
+        let n = 400, overlap = 100
+        let now = Date().addingTimeInterval(-600)
+        // Recorder A takes events 0..<n, B takes overlap..<n+overlap... with the shared part recorded by both.
+        func lines(_ range: Range<Int>) -> String {
+            range.map { i in
+                i % 4 == 3 ? Self.line("fleet-\(i)", "seats", i % 8 == 3 ? "acme" : "globex", i % 3 + 1, at: now.addingTimeInterval(Double(i)))
+                    : Self.line("fleet-\(i)", "api_request", i % 2 == 0 ? "acme" : "globex", i % 5 + 1, at: now.addingTimeInterval(Double(i)))
+            }.joined(separator: "\n")
+        }
+        let fileA = try CLI.temp("fleet-a.ndjson", lines(0..<n)), fileB = try CLI.temp("fleet-b.ndjson", lines((n - overlap)..<(2 * n - overlap)))
+        let env = ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }
+        let dir = FileManager.default.temporaryDirectory.appending(path: "ub-fleet-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        func start(_ args: [String], _ log: String) throws -> ChildProcess {
+            try ChildProcess.spawn(CLI.binary.path, args, environment: env, directory: CLI.root.path, outputFile: "\(dir)/\(log).log")
+        }
+        let recorders = try [start(["import", fileA, "-c", config, "--spool", ledger], "rec-a"), start(["import", fileB, "-c", config, "--spool", ledger], "rec-b")]
+        let workerArgs = ["worker", "-c", config, "--spool", ledger, "--lease", "2s"]
+        var workers = try (0..<3).map { try start(workerArgs, "worker-\($0)") }
+        var rng = SeededGenerator(seed: UInt64(Date().timeIntervalSince1970))
+        var kills = 0
+        for round in 0..<8 {
+            try await Task.sleep(for: .milliseconds(Int.random(in: 200...600, using: &rng)))
+            let victim = Int.random(in: 0..<workers.count, using: &rng)
+            workers[victim].kill(SIGKILL)
+            _ = await workers[victim].exitStatus()
+            kills += 1
+            if round == 3 { try await server.restart() }  // every connection drops mid-run
+            workers[victim] = try start(workerArgs, "worker-\(victim)-\(round)")
+        }
+        for recorder in recorders { #expect(await recorder.exitStatus() == 0, "a recorder failed") }
+        for worker in workers { worker.kill(SIGKILL); _ = await worker.exitStatus() }
+        let last = try await CLI.run(["worker", "-c", config, "--spool", ledger, "--until-empty", "--close-windows", "--lease", "2s"])
+        #expect(last.status == 0, "\(last.output)")
+
+        let all = 0..<(2 * n - overlap)
+        let stripe = await emulator.accepted("stripe")
+        let stripeIDs = stripe.compactMap(\.key)
+        let expectedStripe = Set(all.filter { $0 % 4 != 3 }.map { "fleet-\($0)" })
+        #expect(Set(stripeIDs) == expectedStripe, "every id reached Stripe")
+        #expect(stripeIDs.count == expectedStripe.count, "each counted once")
+        var seats: [String: Decimal] = [:]
+        for i in all where i % 4 == 3 { seats[i % 8 == 3 ? "AzZjGqTQ1xxK0Ezc" : "BxYkHrUR2yyL1Fad", default: 0] += Decimal(i % 3 + 1) }
+        var billed: [String: Decimal] = [:]
+        for usage in await emulator.accepted("chargebee") { billed[usage.customer, default: 0] += usage.quantity }
+        #expect(billed == seats, "each customer's window billed the fleet's total")
+        let status = try await CLI.run(["status", "--spool", ledger, "--json"])
+        let lanes = JSONValue.parse(Data(status.output.utf8))?.arrayValue ?? []
+        #expect(!lanes.isEmpty && lanes.allSatisfy { $0["queued"] == .number(0) && $0["open_windows"] == .number(0) }, "\(status.output)")
+        print("fleet crash test: N=\(all.count) events (\(overlap) recorded by both recorders), 3 workers, SIGKILLs=\(kills), database restarts=1, Stripe ids=\(stripeIDs.count), Chargebee records=\(await emulator.accepted("chargebee").count)")
+        await emulator.shutdown()
+    }
+}
