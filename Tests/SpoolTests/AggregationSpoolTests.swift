@@ -74,20 +74,21 @@ private let quickRetries = RetryPolicy(baseDelay: .milliseconds(10), maxDelay: .
 struct AggregationSpoolTests {
     /// Windows live in the spool: a restart mid-window neither loses nor double-counts, each
     /// window is billed once when it closes, and late events go out as the next revision.
-    @Test func windowsSurviveRestartsAndBillOnce() async throws {
-        let path = tempPath("agg.spool")
+    @Test(arguments: LedgerKind.allCases)
+    func windowsSurviveRestartsAndBillOnce(_ kind: LedgerKind) async throws {
+        let path = try await kind.make("agg").location
         let fake = FakeRecurly()
         let clock = TestClock(now: hourStart.addingTimeInterval(600))
         do {
-            let pipeline = try UsagePipeline(config: try recurlyConfig(), spoolPath: path, client: fake, policy: quickRetries, clock: clock)
+            let pipeline = try UsagePipeline(config: try recurlyConfig(), ledger: try await openLedger(path), client: fake, policy: quickRetries, clock: clock)
             try await pipeline.record([usage("a", minute: 1, 2), usage("b", minute: 2, 3), usage("c", minute: 3, 4)])
             try await pipeline.flush(closingOpenWindows: false)
             let lane = try await #require(try await pipeline.spool.status().first)
             #expect(lane.aggregated == 3 && lane.openWindows == 1 && lane.queued == 0)
             #expect(fake.posts == 0, "an open window is not billed")
         }
-        // Restart: a new pipeline on the same file.
-        let pipeline = try UsagePipeline(config: try recurlyConfig(), spoolPath: path, client: fake, policy: quickRetries, clock: clock)
+        // Restart: a new pipeline on the same ledger.
+        let pipeline = try UsagePipeline(config: try recurlyConfig(), ledger: try await openLedger(path), client: fake, policy: quickRetries, clock: clock)
         try await pipeline.record([usage("d", minute: 40, 1), usage("e", minute: 59, 5), usage("f", minute: 61, 7)])
         try await pipeline.record([usage("a", minute: 1, 2)])  // recorded again: a no-op
         clock.advance(by: .seconds(3600 - 600 + 300))  // the first hour's end + grace
@@ -111,10 +112,11 @@ struct AggregationSpoolTests {
 
     /// More raw rows than one fold takes (5,000), recorded while earlier ones fold: each fold
     /// reads the next rows beside its write, and still every row is folded exactly once.
-    @Test func foldsLargerThanOneBatchCountEveryRowOnce() async throws {
+    @Test(arguments: LedgerKind.allCases)
+    func foldsLargerThanOneBatchCountEveryRowOnce(_ kind: LedgerKind) async throws {
         let fake = FakeRecurly()
         let clock = TestClock(now: hourStart.addingTimeInterval(4 * 3600))
-        let pipeline = try UsagePipeline(config: try recurlyConfig(), spoolPath: tempPath("fold.spool"), client: fake, policy: quickRetries, clock: clock)
+        let pipeline = try UsagePipeline(config: try recurlyConfig(), ledger: try await kind.make("fold"), client: fake, policy: quickRetries, clock: clock)
         // 12,001 events over three hours: three folds of up to 5,000, the last one partial.
         let batch = (0..<12_001).map { usage("e\($0)", minute: Double($0 % 180), Decimal($0 % 7 + 1)) }
         for chunk in stride(from: 0, to: batch.count, by: 4_000) { try await pipeline.record(Array(batch[chunk..<min(batch.count, chunk + 4_000)])) }
@@ -145,11 +147,12 @@ struct AggregationSpoolTests {
 
     /// Recurly cannot dedupe: after a lost response, the record is looked up by merchant_tag and
     /// found, so it is not posted a second time.
-    @Test func ambiguousFailureIsLookedUpNotChargedTwice() async throws {
+    @Test(arguments: LedgerKind.allCases)
+    func ambiguousFailureIsLookedUpNotChargedTwice(_ kind: LedgerKind) async throws {
         let fake = FakeRecurly()
         fake.state.withLockedValue { $0.timeoutAfterApplying = true }
         let clock = TestClock(now: hourStart.addingTimeInterval(600))
-        let pipeline = try UsagePipeline(config: try recurlyConfig(), spoolPath: tempPath("ambiguous.spool"), client: fake, policy: quickRetries, clock: clock)
+        let pipeline = try UsagePipeline(config: try recurlyConfig(), ledger: try await kind.make("ambiguous"), client: fake, policy: quickRetries, clock: clock)
         try await pipeline.record([usage("a", minute: 1, 2), usage("b", minute: 2, 3)])
         try await pipeline.flush()
         #expect(fake.posts == 1, "one POST; the retry only looked")
@@ -161,14 +164,15 @@ struct AggregationSpoolTests {
 
     /// A worker that died during the request (the row was marked as sending, never marked done):
     /// the next worker looks it up before posting.
-    @Test func aSendCutShortByACrashIsLookedUpAfterRestart() async throws {
-        let path = tempPath("crash.spool")
+    @Test(arguments: LedgerKind.allCases)
+    func aSendCutShortByACrashIsLookedUpAfterRestart(_ kind: LedgerKind) async throws {
+        let path = try await kind.make("crash").location
         let fake = FakeRecurly()
         let clock = TestClock(now: hourStart.addingTimeInterval(600))
         let config = try recurlyConfig()
         let spec = try #require(AggregationSpec(window: .fixed(seconds: 3600), grace: .seconds(300)) as AggregationSpec?)
         do {
-            let pipeline = try UsagePipeline(config: config, spoolPath: path, client: fake, policy: quickRetries, clock: clock)
+            let pipeline = try UsagePipeline(config: config, ledger: try await openLedger(path), client: fake, policy: quickRetries, clock: clock)
             try await pipeline.record([usage("a", minute: 1, 6)])
             // What a worker does up to the request, then "dies" after Recurly stored it.
             let raw = try await pipeline.spool.due(lane: "recurly/api_request", limit: 10, now: clock.now(), windowRecords: false)
@@ -178,7 +182,7 @@ struct AggregationSpoolTests {
             try await pipeline.spool.markSending([record.seq], now: clock.now())
             fake.apply(.object(["merchant_tag": .string(record.event.id), "amount": .number(6), "usage_timestamp": .string("2026-11-20T00:00:00Z")]))
         }
-        let pipeline = try UsagePipeline(config: config, spoolPath: path, client: fake, policy: quickRetries, clock: clock)
+        let pipeline = try UsagePipeline(config: config, ledger: try await openLedger(path), client: fake, policy: quickRetries, clock: clock)
         try await pipeline.flush()
         #expect(fake.posts == 0, "found by its merchant_tag, so not posted again")
         #expect(fake.gets == 1)

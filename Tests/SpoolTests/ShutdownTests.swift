@@ -14,7 +14,8 @@ struct ShutdownTests {
     /// and are marked, nothing after them is started, and the rest stays queued for the next run.
     /// The server answers nothing until the worker has been told to stop, so which batches were in
     /// flight at the shutdown does not depend on how fast the machine gets there.
-    @Test func theInFlightBatchFinishesAndIsMarked() async throws {
+    @Test(arguments: LedgerKind.allCases)
+    func theInFlightBatchFinishesAndIsMarked(_ kind: LedgerKind) async throws {
         let inFlight = NIOLockedValueBox(0)
         let answer = NIOLockedValueBox(false)
         let server = try await LoopbackHTTPServer.start { _ in
@@ -25,7 +26,7 @@ struct ShutdownTests {
         let config = try openMeterOnly(server, batch: 10)
         let curl = try CurlHTTPClient()
         defer { curl.shutdown() }
-        let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("shutdown.spool"), client: curl)
+        let pipeline = try UsagePipeline(config: config, ledger: try await kind.make("shutdown"), client: curl)
         try await pipeline.record(events(100))
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: DeliveryService(worker: pipeline.worker))], logger: Logger(label: "test")))

@@ -47,10 +47,11 @@ func stripeWithOrbShadow() throws -> RoutingConfig {
 
 @Suite("Spool")
 struct SpoolTests {
-    @Test func recordIsDurableIdempotentAndOneRowPerLane() async throws {
+    @Test(arguments: LedgerKind.allCases)
+    func recordIsDurableIdempotentAndOneRowPerLane(_ kind: LedgerKind) async throws {
         let config = try stripeWithOrbShadow()
-        let path = tempPath("a.spool")
-        let pipeline = try UsagePipeline(config: config, spoolPath: path, client: DryRunHTTPClient(keep: 0, secrets: []))
+        let path = try await kind.make("a").location
+        let pipeline = try UsagePipeline(config: config, ledger: try await openLedger(path), client: DryRunHTTPClient(keep: 0, secrets: []))
         let batch = events(3)
         try await pipeline.record(batch)
         try await pipeline.record(batch)  // recorded again: a no-op, not a second charge
@@ -58,7 +59,7 @@ struct SpoolTests {
         #expect(status.map(\.lane) == ["orb/api_request", "stripe/api_request"])
         #expect(status.allSatisfy { $0.queued == 3 })
         // A second process sees the same durable rows.
-        #expect(try await Spool(path: path).queuedCount() == 6)
+        #expect(try await openLedger(path).queuedCount(lane: nil) == 6)
         try await pipeline.flush()
         #expect(try await pipeline.spool.status().allSatisfy { $0.queued == 0 && $0.delivered == 3 })
     }
@@ -99,7 +100,8 @@ struct SpoolTests {
         #expect(try await spool.queuedCount() == 1)
     }
 
-    @Test func unroutedEventsFollowThePolicy() async throws {
+    @Test(arguments: LedgerKind.allCases)
+    func unroutedEventsFollowThePolicy(_ kind: LedgerKind) async throws {
         let yaml = """
             version: 1
             providers:
@@ -107,12 +109,12 @@ struct SpoolTests {
             routes:
               - { events: [api_request], to: stripe }
             """
-        let rejecting = try UsagePipeline(config: try routing(yaml), spoolPath: tempPath("r.spool"), client: DryRunHTTPClient(keep: 0, secrets: []))
+        let rejecting = try UsagePipeline(config: try routing(yaml), ledger: try await kind.make("r"), client: DryRunHTTPClient(keep: 0, secrets: []))
         await #expect { try await rejecting.record([UsageEvent(name: "gpu_seconds", customer: "acme")]) } throws: {
             ($0 as? UsageBillingError)?.code == .invalidInput
         }
         #expect(try await rejecting.spool.queuedCount() == 0)
-        let keeping = try UsagePipeline(config: try routing(yaml + "\nunrouted: dead-letter"), spoolPath: tempPath("d.spool"),
+        let keeping = try UsagePipeline(config: try routing(yaml + "\nunrouted: dead-letter"), ledger: try await kind.make("d"),
                                         client: DryRunHTTPClient(keep: 0, secrets: []))
         try await keeping.record([UsageEvent(id: "u1", name: "gpu_seconds", customer: "acme")])
         #expect(try await keeping.spool.deadLetters().map(\.eventID) == ["u1"])
@@ -158,9 +160,10 @@ struct RejectDeliveredTests {
     /// letters on the Stripe lane with Stripe's reason; Orb's copies, a queued row, an id the
     /// spool does not hold, and another provider's lane stay as they were; the ledger a
     /// reconcile reads drops them.
-    @Test func refusedEventsBecomeDeadLettersOnThatProviderOnly() async throws {
+    @Test(arguments: LedgerKind.allCases)
+    func refusedEventsBecomeDeadLettersOnThatProviderOnly(_ kind: LedgerKind) async throws {
         let config = try stripeWithOrbShadow()
-        let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("reject.spool"), client: DryRunHTTPClient(keep: 0, secrets: []))
+        let pipeline = try UsagePipeline(config: config, ledger: try await kind.make("reject"), client: DryRunHTTPClient(keep: 0, secrets: []))
         try await pipeline.record(events(4, prefix: "r"))
         try await pipeline.flush()
         try await pipeline.record(events(1, prefix: "late"))  // still queued

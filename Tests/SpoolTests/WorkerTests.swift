@@ -26,7 +26,8 @@ final class SwitchableServer: Sendable {
 struct WorkerTests {
     /// One lane's provider is down for a long stretch; the other lane delivers everything in the
     /// meantime; the failed lane catches up afterwards.
-    @Test func aFailingLaneNeverStallsTheOther() async throws {
+    @Test(arguments: LedgerKind.allCases)
+    func aFailingLaneNeverStallsTheOther(_ kind: LedgerKind) async throws {
         let fake = StripeFake(meters: ["api_request"])
         let stripeServer = try await LoopbackHTTPServer.start { r in
             .respond(await fake.handle(method: r.method, target: r.target, headers: r.headers, body: r.body))
@@ -43,7 +44,7 @@ struct WorkerTests {
             """)
         let curl = try CurlHTTPClient()
         defer { curl.shutdown() }
-        let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("iso.spool"), client: curl,
+        let pipeline = try UsagePipeline(config: config, ledger: try await kind.make("iso"), client: curl,
                                          policy: RetryPolicy(baseDelay: .milliseconds(20), maxDelay: .milliseconds(200), maxAttempts: 1_000))
         let n = 120
         try await pipeline.record(events(n))
@@ -102,7 +103,8 @@ final class OverlapProbe: Sendable {
 struct WorkerConcurrencyTests {
     /// Stripe takes one concurrent call per customer and meter: the worker keeps several requests
     /// in flight, but never two for one customer and meter.
-    @Test func stripeNeverGetsTwoCallsAtOnceForOneCustomerAndMeter() async throws {
+    @Test(arguments: LedgerKind.allCases)
+    func stripeNeverGetsTwoCallsAtOnceForOneCustomerAndMeter(_ kind: LedgerKind) async throws {
         let probe = OverlapProbe()
         let server = try await LoopbackHTTPServer.start(threads: 2) { await probe.handle($0) }
         let config = try routing("""
@@ -114,7 +116,7 @@ struct WorkerConcurrencyTests {
             """)
         let curl = try CurlHTTPClient()
         defer { curl.shutdown() }
-        let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("keys.spool"), client: curl)
+        let pipeline = try UsagePipeline(config: config, ledger: try await kind.make("keys"), client: curl)
         let now = Date()
         // Interleaved: 3 customers × 2 meters, 20 events each, so consecutive rows share a key often.
         let events = (0..<120).map { i in
@@ -136,8 +138,9 @@ extension WorkerConcurrencyTests {
     /// the adapter's default (Orb: 8) applies. The first requests are held until the bound is
     /// reached (a worker keeping that many in flight gets there at once), so the peak seen is the
     /// bound on any machine; one more than the bound would show as a higher peak.
-    @Test(arguments: [(3, 3), (nil, 8)] as [(Int?, Int)])
-    func maxInFlightBoundsALane(_ setting: Int?, _ expected: Int) async throws {
+    @Test(arguments: LedgerKind.allCases, [(3, 3), (nil, 8)] as [(Int?, Int)])
+    func maxInFlightBoundsALane(_ kind: LedgerKind, _ bound: (setting: Int?, expected: Int)) async throws {
+        let (setting, expected) = bound
         let peak = NIOLockedValueBox((now: 0, max: 0, requests: 0))
         let server = try await LoopbackHTTPServer.start(threads: 2) { _ in
             peak.withLockedValue { $0.now += 1; $0.max = max($0.max, $0.now); $0.requests += 1 }
@@ -156,7 +159,7 @@ extension WorkerConcurrencyTests {
         #expect(config.providers["orb"]?.maxInFlight == setting)
         let curl = try CurlHTTPClient()
         defer { curl.shutdown() }
-        let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("inflight.spool"), client: curl)
+        let pipeline = try UsagePipeline(config: config, ledger: try await kind.make("inflight"), client: curl)
         try await pipeline.record(events(40, prefix: "f"))
         try await pipeline.flush()
         let seen = peak.withLockedValue { $0 }
