@@ -688,12 +688,13 @@ public final class PostgresLedger: UsageLedger {
     }
 }
 
-/// The ledger cannot be reached now (the server is down or restarting, the network dropped):
-/// nothing was written, so retrying the same call, with the same ids, is safe.
+/// The ledger cannot be reached now (the server is down or restarting, the network dropped).
+/// A call that failed this way either was written whole or not at all (each is one
+/// transaction), so retrying it with the same ids is safe: an id recorded before changes nothing.
 public struct LedgerUnavailableError: Error, CustomStringConvertible {
     public var location: String
     public var reason: String
     public var description: String {
-        "unavailable: the ledger \(location) cannot be reached (\(reason)). Fix: nothing was written; retry with the same event ids once the database is back"
+        "unavailable: the ledger \(location) cannot be reached (\(reason)). Fix: retry with the same event ids once the database is back; each call is written whole or not at all, and an id recorded before changes nothing"
     }
 }
