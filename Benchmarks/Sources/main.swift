@@ -33,6 +33,7 @@ struct Options {
     var jsonPath: String?
     var importEvents = 0
     var spoolEvents = 0
+    var ledgerEvents = 0
     var adapterEvents = 0
     var stripeEvents = 10_000
     var pythonEvents = 0
@@ -62,6 +63,7 @@ struct Options {
             case "--json": jsonPath = try value()
             case "--import": importEvents = Int(try value()) ?? 0
             case "--spool": spoolEvents = Int(try value()) ?? 0
+            case "--ledgers": ledgerEvents = Int(try value()) ?? 0
             case "--adapters": adapterEvents = Int(try value()) ?? 0
             case "--stripe-events": stripeEvents = Int(try value()) ?? stripeEvents
             case "--python": pythonEvents = Int(try value()) ?? 0
@@ -86,7 +88,7 @@ struct Options {
                     return p.count == 2 ? (p[0], p[1]) : nil
                 }
             case "-h", "--help":
-                print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N | --spool N | --adapters N [--stripe-events N] [--python M] [--only a,b] [--repeat R] [--json PATH] | --spool N [--record-cases 16x1,16x100] [--durability normal|full] [--record-only] [--deliver-only]")
+                print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N | --spool N | --adapters N [--stripe-events N] [--python M] [--only a,b] [--repeat R] [--json PATH] | --spool N [--record-cases 16x1,16x100] [--durability normal|full] [--record-only] [--deliver-only] | --ledgers N [--repeat R] [--json PATH]")
                 exit(0)
             default:
                 throw UsageBillingError(.invalidInput, "unknown option \(args[i])", fix: "see --help", field: args[i])
@@ -314,6 +316,10 @@ func run() async throws {
     }
     if options.spoolEvents > 0 {
         try await spoolBenchmark(count: options.spoolEvents, options: options)
+        return
+    }
+    if options.ledgerEvents > 0 {
+        try await ledgerBenchmark(count: options.ledgerEvents, options: options)
         return
     }
     if options.importEvents > 0 {

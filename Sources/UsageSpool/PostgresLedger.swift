@@ -107,9 +107,10 @@ public final class PostgresLedger: UsageLedger {
                 updated_at double precision NOT NULL, window_record boolean NOT NULL DEFAULT false)
             """,
             // The worker reads a lane's queued rows in seq order: this index holds only those.
+            // Marks rewrite rows (never in place: `state` is in this index's predicate), and each
+            // rewrite adds an entry to every index, so the table has no other: status, dead
+            // letters, the reconcile ledger and Stripe's later refusals scan it, and they are rare.
             "CREATE INDEX ub_deliveries_queued ON ub_deliveries (lane, seq) WHERE state = 0",
-            "CREATE INDEX ub_deliveries_lane ON ub_deliveries (lane, state)",
-            "CREATE INDEX ub_deliveries_event ON ub_deliveries (event)",
             """
             CREATE TABLE ub_windows (lane text NOT NULL, customer text NOT NULL, meter text NOT NULL, start bigint NOT NULL,
                 window_end bigint NOT NULL, dirty boolean NOT NULL, state bytea NOT NULL, PRIMARY KEY (lane, customer, meter, start))
@@ -216,37 +217,34 @@ public final class PostgresLedger: UsageLedger {
             }
         }
         let t = now.timeIntervalSince1970
-        try await transaction { c in
-            if let lease {
-                // Fencing: the lease row is locked for this transaction, so a takeover (which
-                // rewrites it) waits for these marks, and marks under a taken lease change nothing.
-                var current: Int64?
-                for try await token in try await c.query("SELECT token FROM ub_leases WHERE lane = \(lease.lane) FOR SHARE", logger: self.logger).decode(Int64.self) {
-                    current = token
-                }
-                guard current == lease.token else { throw LeaseLostError(lane: lease.lane, token: lease.token) }
-            }
-            for (state, seqs) in [(DeliveryState.delivered, delivered), (.duplicate, duplicates)] where !seqs.isEmpty {
-                try await c.query("""
-                    UPDATE ub_deliveries SET state = \(Int16(state.rawValue)), attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, \(t)),
-                    reason_code = NULL, reason_message = NULL, updated_at = \(t) WHERE seq = ANY(\(seqs)::int8[])
-                    """, logger: self.logger)
-            }
-            if !deadSeqs.isEmpty {
-                try await c.query("""
-                    UPDATE ub_deliveries d SET state = 3, attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, \(t)),
-                    reason_code = u.code, reason_message = u.message, updated_at = \(t)
-                    FROM unnest(\(deadSeqs)::int8[], \(deadCodes)::text[], \(deadMessages)::text[]) AS u(seq, code, message) WHERE d.seq = u.seq
-                    """, logger: self.logger)
-            }
-            if !retrySeqs.isEmpty {
-                try await c.query("""
-                    UPDATE ub_deliveries d SET attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, \(t)),
-                    next_attempt_at = u.at, reason_code = 'retrying', reason_message = u.message, updated_at = \(t)
-                    FROM unnest(\(retrySeqs)::int8[], \(retryAt)::float8[], \(retryMessages)::text[]) AS u(seq, at, message) WHERE d.seq = u.seq
-                    """, logger: self.logger)
-            }
-        }
+        // One statement, so one round trip and one transaction. Fencing: the lease row is read
+        // FOR SHARE, so a takeover (which rewrites it) waits for these marks, and every UPDATE
+        // applies only while the token is still the caller's.
+        let fenced = lease != nil
+        let applied = try await first("""
+            WITH lease AS (SELECT 1 FROM ub_leases WHERE lane = \(lease?.lane ?? "") AND token = \(lease?.token ?? 0) FOR SHARE),
+            ok AS (SELECT (NOT \(fenced)) OR EXISTS (SELECT 1 FROM lease) AS ok),
+            delivered AS (
+                UPDATE ub_deliveries SET state = 1, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, \(t)),
+                reason_code = NULL, reason_message = NULL, updated_at = \(t)
+                WHERE seq = ANY(\(delivered)::int8[]) AND (SELECT ok FROM ok) RETURNING 1),
+            duplicates AS (
+                UPDATE ub_deliveries SET state = 2, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, \(t)),
+                reason_code = NULL, reason_message = NULL, updated_at = \(t)
+                WHERE seq = ANY(\(duplicates)::int8[]) AND (SELECT ok FROM ok) RETURNING 1),
+            dead AS (
+                UPDATE ub_deliveries d SET state = 3, attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, \(t)),
+                reason_code = u.code, reason_message = u.message, updated_at = \(t)
+                FROM unnest(\(deadSeqs)::int8[], \(deadCodes)::text[], \(deadMessages)::text[]) AS u(seq, code, message)
+                WHERE d.seq = u.seq AND (SELECT ok FROM ok) RETURNING 1),
+            retried AS (
+                UPDATE ub_deliveries d SET attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, \(t)),
+                next_attempt_at = u.at, reason_code = 'retrying', reason_message = u.message, updated_at = \(t)
+                FROM unnest(\(retrySeqs)::int8[], \(retryAt)::float8[], \(retryMessages)::text[]) AS u(seq, at, message)
+                WHERE d.seq = u.seq AND (SELECT ok FROM ok) RETURNING 1)
+            SELECT ok FROM ok
+            """, as: Bool.self)
+        if applied != true, let lease { throw LeaseLostError(lane: lease.lane, token: lease.token) }
     }
 
     public func markSending(_ seqs: [Int64], now: Date) async throws {

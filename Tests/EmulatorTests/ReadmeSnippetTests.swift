@@ -45,6 +45,12 @@ enum ReadmeSnippets {
         return pipeline
     }
 
+    static func sharedLedger(_ config: RoutingConfig) async throws -> UsagePipeline {
+        let ledger = try await openLedger("postgres://billing@db.internal:5432/usage?sslmode=verify-full")
+        let pipeline = try UsagePipeline(config: config, ledger: ledger, client: try CurlHTTPClient())
+        return pipeline
+    }
+
     static func reconcile(_ config: RoutingConfig, _ pipeline: UsagePipeline, _ http: CurlHTTPClient, _ start: Date, _ end: Date) async throws {
         let report = try await Reconciler(config: config, spool: pipeline.spool, client: http)
             .run(ReconcileOptions(from: start, to: end, granularity: .day, providers: ["stripe", "orb"], tolerance: 0))
@@ -61,7 +67,7 @@ struct ReadmeSnippetTests {
         let source = try String(contentsOf: URL(fileURLWithPath: #filePath), encoding: .utf8)
         let compiled = Set(source.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) })
         let blocks = readme.components(separatedBy: "```swift\n").dropFirst().compactMap { $0.components(separatedBy: "```").first }
-        #expect(blocks.count == 4, "the README's Swift blocks changed: update ReadmeSnippets")
+        #expect(blocks.count == 5, "the README's Swift blocks changed: update ReadmeSnippets")
         for block in blocks {
             for line in block.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) where !line.isEmpty && !line.hasPrefix("import ") {
                 let present = compiled.contains(line)
