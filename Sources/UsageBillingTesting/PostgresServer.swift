@@ -12,6 +12,7 @@ public final class PostgresServer: Sendable {
     public let directory: String
     private let bin: String
     private let asPostgres: Bool
+    private let tls: Bool
 
     /// The server this process shares, started on first use.
     public static func shared() async throws -> PostgresServer {
@@ -26,17 +27,20 @@ public final class PostgresServer: Sendable {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var starting: Task<PostgresServer, any Error>?
 
-    private init(port: Int, directory: String, bin: String, asPostgres: Bool) {
+    private init(port: Int, directory: String, bin: String, asPostgres: Bool, tls: Bool) {
         self.port = port
         self.directory = directory
         self.bin = bin
         self.asPostgres = asPostgres
+        self.tls = tls
     }
 
-    /// A server of the caller's own, for a test that stops or restarts it (others share ``shared()``).
-    public static func dedicated() async throws -> PostgresServer { try await start() }
+    /// A server of the caller's own, for a test that stops or restarts it (others share
+    /// ``shared()``). With `tls`, it takes TCP connections only over TLS, with a self-signed
+    /// certificate for 127.0.0.1 made for it (`openssl`), as a managed database does.
+    public static func dedicated(tls: Bool = false) async throws -> PostgresServer { try await start(tls: tls) }
 
-    private static func start() async throws -> PostgresServer {
+    private static func start(tls: Bool = false) async throws -> PostgresServer {
         guard let bin = findBin() else {
             throw PostgresServerError("no PostgreSQL server binaries under /usr/lib/postgresql: run scripts/setup.sh (installs Debian's postgresql)")
         }
@@ -49,24 +53,34 @@ public final class PostgresServer: Sendable {
         if asPostgres { _ = try await ChildProcess.run("/bin/chown", ["postgres:postgres", dir]) }
         let (status, output) = try await tool("initdb", ["-D", dir + "/data", "-A", "trust", "-U", "postgres", "--no-sync"])
         guard status == 0 else { throw PostgresServerError("initdb failed: \(output)") }
+        if tls {
+            let (made, why) = try await ChildProcess.run("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                                                                            "-keyout", dir + "/data/server.key", "-out", dir + "/data/server.crt"])
+            guard made == 0 else { throw PostgresServerError("openssl could not make a certificate: \(why)") }
+            try Data("local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n".utf8)
+                .write(to: URL(fileURLWithPath: dir + "/data/pg_hba.conf"))
+            _ = try await ChildProcess.run("/bin/chmod", ["600", dir + "/data/server.key"])
+            if asPostgres { _ = try await ChildProcess.run("/bin/chown", ["-R", "postgres:postgres", dir + "/data"]) }
+        }
         var lastError = ""
         for _ in 0..<5 {
             let port = try ClosedPort().port  // free now; the server binds it next
-            let (status, output) = try await tool("pg_ctl", ["-D", dir + "/data", "-o", options(port: port, directory: dir), "-l", dir + "/log.txt", "-w", "-t", "60", "start"])
+            let (status, output) = try await tool("pg_ctl", ["-D", dir + "/data", "-o", options(port: port, directory: dir, tls: tls), "-l", dir + "/log.txt", "-w", "-t", "60", "start"])
             if status == 0 {
                 // Stops the server when this process ends, however it ends.
                 let stop = (asPostgres ? "/usr/sbin/runuser -u postgres -- " : "") + "\(bin)/pg_ctl -D \(dir)/data stop -m immediate"
                 _ = try? ChildProcess.spawn("/bin/sh", ["-c", "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(stop) >/dev/null 2>&1; rm -rf \(dir)"],
                                             outputFile: "/dev/null")
-                return PostgresServer(port: port, directory: dir, bin: bin, asPostgres: asPostgres)
+                return PostgresServer(port: port, directory: dir, bin: bin, asPostgres: asPostgres, tls: tls)
             }
             lastError = output + ((try? String(contentsOfFile: dir + "/log.txt", encoding: .utf8)) ?? "")
         }
         throw PostgresServerError("the server did not start: \(lastError)")
     }
 
-    private static func options(port: Int, directory: String) -> String {
+    private static func options(port: Int, directory: String, tls: Bool) -> String {
         "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 -c shared_buffers=64MB"
+            + (tls ? " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key" : "")
     }
 
     /// A new, empty database on the server and its URL (`postgres://postgres@127.0.0.1:PORT/NAME`).
@@ -77,7 +91,9 @@ public final class PostgresServer: Sendable {
     }
 
     /// The URL of database `name`.
-    public func url(_ name: String) -> String { "postgres://postgres@127.0.0.1:\(port)/\(name)?sslmode=disable" }
+    public func url(_ name: String, sslmode: String? = nil) -> String {
+        "postgres://postgres@127.0.0.1:\(port)/\(name)?sslmode=\(sslmode ?? (tls ? "require" : "disable"))"
+    }
 
     /// Runs SQL through `psql` against the `postgres` database.
     @discardableResult
@@ -91,7 +107,7 @@ public final class PostgresServer: Sendable {
     /// every connection drops, committed data stays.
     public func restart() async throws {
         for args in [["-D", directory + "/data", "stop", "-m", "immediate", "-w"],
-                     ["-D", directory + "/data", "-o", Self.options(port: port, directory: directory), "-l", directory + "/log.txt", "-w", "-t", "60", "start"]] {
+                     ["-D", directory + "/data", "-o", Self.options(port: port, directory: directory, tls: tls), "-l", directory + "/log.txt", "-w", "-t", "60", "start"]] {
             let (status, output) = try await ChildProcess.run(asPostgres ? "/usr/sbin/runuser" : bin + "/pg_ctl", (asPostgres ? ["-u", "postgres", "--", bin + "/pg_ctl"] : []) + args)
             guard status == 0 else { throw PostgresServerError("pg_ctl \(args.last ?? "") failed: \(output)") }
         }

@@ -30,9 +30,14 @@ public final class PostgresLedger: UsageLedger {
         location.hasPrefix("postgres://") || location.hasPrefix("postgresql://")
     }
 
+    /// Why the pool's last connection attempt failed, from its background log (the pool retries
+    /// on its own and tells callers nothing until a connection exists).
+    private let lastConnectError = ConnectErrors()
+
     private init(location: String, configuration: PostgresClient.Configuration) {
         self.location = location
-        let client = PostgresClient(configuration: configuration)
+        let errors = lastConnectError
+        let client = PostgresClient(configuration: configuration, backgroundLogger: Logger(label: "usage-billing.ledger.pool") { _ in errors })
         self.client = client
         self.runner = Task { await client.run() }
     }
@@ -45,15 +50,28 @@ public final class PostgresLedger: UsageLedger {
     public static func open(_ url: String, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> PostgresLedger {
         let (configuration, shown) = try configuration(url, environment: environment)
         let ledger = PostgresLedger(location: shown, configuration: configuration)
-        // The pool waits for a connection as long as it takes; opening is where a wrong host or
-        // port must fail fast.
+        // The pool waits for a connection as long as it takes; opening is where a wrong host,
+        // port, password or TLS setting must fail, and say why: after 3 s of failed attempts
+        // (15 s without an answer at all).
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask { try await ledger.migrate(); return true }
-            group.addTask { try await Task.sleep(for: .seconds(15)); return false }
+            group.addTask {
+                let started = ContinuousClock.now
+                while ContinuousClock.now - started < .seconds(15) {
+                    try await Task.sleep(for: .milliseconds(100))
+                    if let failing = ledger.lastConnectError.failingSince, ContinuousClock.now - failing > .seconds(3) { break }
+                }
+                return false
+            }
             let migrated = try await group.next() ?? false
             group.cancelAll()
             if !migrated {
-                throw LedgerUnavailableError(location: shown, reason: "no connection within 15 s")
+                let reason = ledger.lastConnectError.message ?? "no answer within 15 s"
+                if reason.contains("sqlState: 28") || reason.contains("28000") || reason.contains("28P01") {
+                    throw UsageBillingError(.configuration, "the ledger \(shown) refused the login: \(reason)",
+                                            fix: "check the user in the URL, the password in PGPASSWORD, and sslmode (the server may take only TLS: sslmode=require)")
+                }
+                throw LedgerUnavailableError(location: shown, reason: reason)
             }
         }
         return ledger
@@ -683,6 +701,37 @@ public final class PostgresLedger: UsageLedger {
         binds.append(now)
         binds.append(limit)
         return binds
+    }
+}
+
+/// A log handler that keeps the pool's last failed connection attempt (the pool reports them
+/// only to its background logger).
+final class ConnectErrors: LogHandler, @unchecked Sendable {
+    private let lock = NSLock()
+    private var last: String?
+    private var since: ContinuousClock.Instant?
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .debug
+
+    var message: String? { lock.withLock { last } }
+    /// When the attempts started failing, if the last one failed.
+    var failingSince: ContinuousClock.Instant? { lock.withLock { since } }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        if message.description == "Connection creation failed" {
+            let error = metadata?["psql_error"] ?? metadata?["error"] ?? metadata?.first { $0.key.contains("error") }?.value
+            lock.withLock {
+                last = error.map { "\($0)" } ?? message.description
+                if since == nil { since = .now }
+            }
+        } else if message.description == "Connection established" {
+            lock.withLock { since = nil }
+        }
     }
 }
 

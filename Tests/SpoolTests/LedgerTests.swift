@@ -215,3 +215,27 @@ struct LedgerRestartTests {
         print("restart: \(during.unavailable) of 200 calls during the restart refused as unavailable, \(unavailable) after it")
     }
 }
+
+@Suite("Shared ledger: TLS", .timeLimit(.minutes(2)))
+struct LedgerTLSTests {
+    /// A server that takes TCP connections only over TLS (as managed databases do), with a
+    /// self-signed certificate: `sslmode=require` works, plain text is refused by the server,
+    /// and `verify-full` refuses a certificate no CA signed.
+    @Test func sslmodeRequireEncryptsAndVerifyFullVerifies() async throws {
+        let server = try await PostgresServer.dedicated(tls: true)
+        let url = try await server.database("tls")
+        #expect(url.hasSuffix("sslmode=require"))
+        let ledger = try await PostgresLedger.open(url)
+        try await ledger.record(events(1, prefix: "tls").map { Spool.Entry(event: $0, lanes: ["a/x"]) }, now: Date())
+        #expect(try await ledger.queuedCount(lane: "a/x") == 1)
+        let name = String(url.split(separator: "/").last?.split(separator: "?").first ?? "")
+        await #expect { _ = try await PostgresLedger.open(server.url(name, sslmode: "disable")) } throws: { error in
+            // The server refuses plain text as a login failure; the fix names sslmode.
+            (error as? UsageBillingError)?.code == .configuration && (error as? UsageBillingError)?.fix?.contains("sslmode=require") == true
+        }
+        await #expect { _ = try await PostgresLedger.open(server.url(name, sslmode: "verify-full")) } throws: { error in
+            print("verify-full against a self-signed certificate: \(error)")
+            return error is LedgerUnavailableError && "\(error)".lowercased().contains("certificate")
+        }
+    }
+}
