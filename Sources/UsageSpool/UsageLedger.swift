@@ -70,6 +70,17 @@ public protocol UsageLedger: AnyObject, Sendable {
     func releaseLease(_ lease: LaneLease) async throws
     /// Who holds which lane's lease now (empty for the SQLite spool, which has none).
     func leases() async throws -> [LaneLease]
+
+    /// Up to `limit` events after `afterKey` in the ledger's order, each with all its rows
+    /// (``copyLedger(from:to:batch:progress:)``).
+    func exportEntries(afterKey: Int64, limit: Int) async throws -> [LedgerEntry]
+    /// Writes the events this ledger does not have, each with all its rows, in one
+    /// transaction; returns how many. Events it has stay as they are.
+    func importEntries(_ entries: [LedgerEntry]) async throws -> Int
+    /// Every window.
+    func exportWindows() async throws -> [LedgerWindow]
+    /// Writes the windows this ledger does not have; returns how many.
+    func importWindows(_ windows: [LedgerWindow]) async throws -> Int
 }
 
 /// Held for a worker's whole run; released when it returns.

@@ -102,16 +102,10 @@ struct LanesDrop: AsyncParsableCommand {
             printError("error: the spool has no lane \(lane). Fix: see `usage-billing status --spool \(spool.location)` for its lanes")
             throw ExitCode(ExitCodes.badInput)
         }
-        if !yes {
-            guard isatty(STDIN_FILENO) == 1 else {
-                printError("error: dead-lettering \(status.queued) queued row(s) and \(status.openWindows) open window(s) of \(lane) needs confirmation; pass --yes")
-                throw ExitCode(ExitCodes.badInput)
-            }
-            print("Dead-letter \(status.queued) queued row(s) and \(status.openWindows) open window(s) of \(lane)? Type yes: ", terminator: "")
-            guard readLine() == "yes" else {
-                print("Nothing changed.")
-                return
-            }
+        let what = "\(status.queued) queued row(s) and \(status.openWindows) open window(s) of \(lane)"
+        guard try confirmed("Dead-letter \(what)?", action: "dead-lettering \(what)", yes: yes) else {
+            print("Nothing changed.")
+            return
         }
         do {
             let dropped = try await spool.dropLane(lane, now: Date())
@@ -120,5 +114,45 @@ struct LanesDrop: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.badInput)
         }
+    }
+}
+
+struct SpoolCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spool", abstract: "Work with spools and shared ledgers.", subcommands: [SpoolCopy.self])
+}
+
+struct SpoolCopy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "copy",
+        abstract: "Copy a spool into a shared PostgreSQL ledger (or back): every event with all its rows, and every window.",
+        discussion: """
+            Events keep their ids, rows their states (queued, retrying, delivered, dead letters with reasons), windows
+            their values. An event the target has already is left as it is, so an interrupted copy is resumed by running
+            it again: nothing is lost or doubled. Stop every worker on both first (it refuses while one holds a lane or
+            the spool's lock); then point the workers at the target.
+
+            Examples:
+              PGPASSWORD=… usage-billing spool copy usage.spool 'postgres://billing@db:5432/usage?sslmode=require'
+              usage-billing spool copy 'postgres://billing@db:5432/usage' usage-copy.spool
+            """)
+    @Argument(help: "The spool or ledger to copy from.") var from: String
+    @Argument(help: "The spool or ledger to copy into (created if it is a new file).") var to: String
+
+    func run() async throws {
+        let source = try await openSpool(from, existing: true)
+        let target = try await openSpool(to)
+        let report: LedgerCopyReport
+        do {
+            report = try await copyLedger(from: source, to: target) { progress in
+                if isatty(STDERR_FILENO) == 1 { FileHandle.standardError.write(Data("\r\(progress.events) events read, \(progress.copied) copied   ".utf8)) }
+            }
+        } catch {
+            printError("\nerror: \(error)")
+            throw ExitCode(error is LedgerUnavailableError ? ExitCodes.unreachable : ExitCodes.badInput)
+        }
+        if isatty(STDERR_FILENO) == 1 { printError("") }
+        print("Copied \(report.copied) of \(report.events) event(s) (the rest were there already) and \(report.windows) window(s) from \(source.location) to \(target.location).")
+        print(describe(try await target.status()))
     }
 }

@@ -170,6 +170,18 @@ struct Status: AsyncParsableCommand {
     }
 }
 
+/// Whether a destructive command may go on: `--yes`, or "yes" typed at the terminal. Without a
+/// terminal to ask on, exits 2 saying to pass --yes.
+func confirmed(_ question: String, action: String, yes: Bool) throws -> Bool {
+    if yes { return true }
+    guard isatty(STDIN_FILENO) == 1 else {
+        printError("error: \(action) needs confirmation; pass --yes")
+        throw ExitCode(ExitCodes.badInput)
+    }
+    print("\(question) Type yes: ", terminator: "")
+    return readLine() == "yes"
+}
+
 struct DLQ: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlq", abstract: "Dead letters: list, retry, purge, and reject what a provider refused after taking it.",
@@ -266,16 +278,9 @@ struct DLQPurge: AsyncParsableCommand {
     func run() async throws {
         let spool = try await openSpool(spoolOption.spool, existing: true)
         let count = try await spool.deadLetters(reason: reason, limit: Int.max).count
-        if !yes {
-            guard isatty(STDIN_FILENO) == 1 else {
-                printError("error: purging \(count) dead letter(s) needs confirmation; pass --yes")
-                throw ExitCode(ExitCodes.badInput)
-            }
-            print("Delete \(count) dead letter(s) for good? Type yes: ", terminator: "")
-            guard readLine() == "yes" else {
-                print("Nothing deleted.")
-                return
-            }
+        guard try confirmed("Delete \(count) dead letter(s) for good?", action: "purging \(count) dead letter(s)", yes: yes) else {
+            print("Nothing deleted.")
+            return
         }
         print("Deleted \(try await spool.purgeDeadLetters(reason: reason)) dead letter(s).")
     }

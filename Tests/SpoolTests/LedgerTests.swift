@@ -239,3 +239,38 @@ struct LedgerTLSTests {
         }
     }
 }
+
+@Suite("Copying a ledger", .timeLimit(.minutes(2)))
+struct LedgerCopyTests {
+    /// A spool with rows in every state and windows goes into PostgreSQL and back: the same
+    /// counts per lane, the same windows; an interrupted copy run again copies the rest once;
+    /// the worker then delivers what was queued from the copy.
+    @Test func spoolToPostgresAndBackKeepsEveryRowOnce() async throws {
+        let spool = try Spool(path: tempPath("copy.spool"))
+        try await spool.record(events(30, prefix: "cp").map { Spool.Entry(event: $0, lanes: ["stripe/api_request", "orb/api_request"]) }, now: Date())
+        try await spool.record([Spool.Entry(event: UsageEvent(id: "cp-unrouted", name: "gpu", customer: "acme"), lanes: [],
+                                            deadLetter: ("unrouted", RejectionReason(code: "unrouted", message: "no route", origin: .local)))], now: Date())
+        let rows = try await spool.due(lane: "stripe/api_request", limit: 10, now: Date(), windowRecords: nil, after: 0)
+        try await spool.mark([(rows[0].seq, .delivered), (rows[1].seq, .duplicate), (rows[2].seq, .dead(LedgerContractTests.reason)),
+                              (rows[3].seq, .retry(at: Date().addingTimeInterval(60), reason: "429"))], now: Date(), lease: nil)
+        let spec = AggregationSpec(window: .fixed(seconds: 3600), formula: .sum)
+        try await spool.record(events(5, prefix: "seat").map { Spool.Entry(event: $0, lanes: ["recurly/seats"]) }, now: Date())
+        try await spool.fold(try await spool.due(lane: "recurly/seats", limit: 10, now: Date(), windowRecords: false, after: 0), lane: "recurly/seats", spec: spec, now: Date())
+
+        let postgres = try await LedgerKind.postgres.make("copy")
+        // Interrupted: the first batch only, then the whole copy again.
+        let first = try await spool.exportEntries(afterKey: 0, limit: 10)
+        #expect(try await postgres.importEntries(first) == 10)
+        let report = try await copyLedger(from: spool, to: postgres, batch: 7)
+        #expect(report.events == 36 && report.copied == 26 && report.windows == 1)
+        #expect(try await copyLedger(from: spool, to: postgres).copied == 0, "a second run copies nothing")
+        #expect(try await postgres.status() == (try await spool.status()))
+        #expect(try await postgres.windows(lane: "recurly/seats").map(\.state) == (try await spool.windows(lane: "recurly/seats").map(\.state)))
+        #expect(try await postgres.deadLetters(reason: nil, limit: 10).map(\.eventID).sorted() == ["cp-2", "cp-unrouted"])
+
+        let back = try Spool(path: tempPath("copy-back.spool"))
+        #expect(try await copyLedger(from: postgres, to: back).copied == 36)
+        #expect(try await back.status() == (try await spool.status()))
+        await #expect(throws: UsageBillingError.self) { _ = try await copyLedger(from: back, to: back) }
+    }
+}
