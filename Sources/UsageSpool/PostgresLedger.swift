@@ -22,7 +22,7 @@ import UsageBilling
 public final class PostgresLedger: UsageLedger {
     public let location: String
     let client: PostgresClient
-    private let runner: Task<Void, Never>
+    fileprivate let runner: Task<Void, Never>
     private let logger = Logger(label: "usage-billing.ledger")
 
     /// Whether `location` is a Postgres URL rather than a file.
@@ -52,20 +52,22 @@ public final class PostgresLedger: UsageLedger {
         let ledger = PostgresLedger(location: shown, configuration: configuration)
         // The pool waits for a connection as long as it takes; opening is where a wrong host,
         // port, password or TLS setting must fail, and say why: after 3 s of failed attempts
-        // (15 s without an answer at all).
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask { try await ledger.migrate(); return true }
-            group.addTask {
-                let started = ContinuousClock.now
-                while ContinuousClock.now - started < .seconds(15) {
-                    try await Task.sleep(for: .milliseconds(100))
-                    if let failing = ledger.lastConnectError.failingSince, ContinuousClock.now - failing > .seconds(3) { break }
-                }
-                return false
-            }
-            let migrated = try await group.next() ?? false
-            group.cancelAll()
-            if !migrated {
+        // (15 s without an answer at all). The migration runs in a task of its own that is not
+        // awaited after a timeout: a connection request in the pool does not always end when
+        // cancelled, and a task group would wait for it for ever. The client is shut down instead.
+        let finished = ConnectErrors.Flag()
+        let migration = Task {
+            defer { finished.set() }
+            try await ledger.migrate()
+        }
+        let started = ContinuousClock.now
+        while !finished.isSet {
+            try await Task.sleep(for: .milliseconds(50))
+            let failing = ledger.lastConnectError.failingSince.map { ContinuousClock.now - $0 > .seconds(3) } ?? false
+            if finished.isSet { break }
+            if failing || ContinuousClock.now - started > .seconds(15) {
+                migration.cancel()
+                ledger.runner.cancel()
                 let reason = ledger.lastConnectError.message ?? "no answer within 15 s"
                 if reason.contains("sqlState: 28") || reason.contains("28000") || reason.contains("28P01") {
                     throw UsageBillingError(.configuration, "the ledger \(shown) refused the login: \(reason)",
@@ -74,6 +76,7 @@ public final class PostgresLedger: UsageLedger {
                 throw LedgerUnavailableError(location: shown, reason: reason)
             }
         }
+        try await migration.value
         return ledger
     }
 
@@ -789,6 +792,14 @@ public final class PostgresLedger: UsageLedger {
 /// A log handler that keeps the pool's last failed connection attempt (the pool reports them
 /// only to its background logger).
 final class ConnectErrors: LogHandler, @unchecked Sendable {
+    /// A flag set once, read from any task.
+    final class Flag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = false
+        func set() { lock.withLock { value = true } }
+        var isSet: Bool { lock.withLock { value } }
+    }
+
     private let lock = NSLock()
     private var last: String?
     private var since: ContinuousClock.Instant?
