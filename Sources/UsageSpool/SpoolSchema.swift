@@ -104,9 +104,8 @@ extension Spool {
             // come in no particular order) rewrote a random page holding whole payloads, and every
             // delivery row carried the id again and was joined on it. Now events sit in recording
             // order under an integer key (appends), only a UNIQUE index on the id takes random
-            // writes, and deliveries point at the integer: plain C with 8 events per transaction
-            // went from 33k to 41k events/s (Benchmarks/calibration/sqlite_floor.c), and the
-            // worker's reads walk events in order. Every row carries over, in one transaction that
+            // writes, and deliveries point at the integer (faster recording: see
+            // Benchmarks/calibration/sqlite_floor.c), and the worker's reads walk events in order. Every row carries over, in one transaction that
             // copies both tables (a large spool needs that much free disk for the upgrade); a
             // delivery row whose event is missing stops the migration instead of being dropped.
             let before = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries") ?? 0
