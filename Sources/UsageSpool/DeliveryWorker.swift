@@ -170,7 +170,7 @@ public final class DeliveryWorker: Sendable {
         let first = orphans[0].lane
         let lanes = config.lanes.map(\.name)
         let candidates = lanes.filter { Lane(name: $0)?.route == Lane(name: first)?.route || Lane(name: $0)?.provider == Lane(name: first)?.provider }
-        let target = (candidates.first ?? lanes.first).map { $0 } ?? "<provider>/<route>"
+        let target = candidates.first ?? lanes.first ?? "<provider>/<route>"
         return UsageBillingError(
             .configuration,
             "the spool \(spoolPath) holds undelivered events on \(orphans.count) lane(s) that \(config.file) no longer has: "
@@ -690,7 +690,7 @@ final class WorkerLock: DeliveryLock {
     }
 }
 
-/// A flag set once, read from any lane.
+/// A flag set once, read from any task (a worker's stop, a ledger's finished migration).
 final class StopFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false

@@ -55,7 +55,7 @@ public final class PostgresLedger: UsageLedger {
         // (15 s without an answer at all). The migration runs in a task of its own that is not
         // awaited after a timeout: a connection request in the pool does not always end when
         // cancelled, and a task group would wait for it for ever. The client is shut down instead.
-        let finished = ConnectErrors.Flag()
+        let finished = StopFlag()
         let migration = Task {
             defer { finished.set() }
             try await ledger.migrate()
@@ -792,13 +792,6 @@ public final class PostgresLedger: UsageLedger {
 /// A log handler that keeps the pool's last failed connection attempt (the pool reports them
 /// only to its background logger).
 final class ConnectErrors: LogHandler, @unchecked Sendable {
-    /// A flag set once, read from any task.
-    final class Flag: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = false
-        func set() { lock.withLock { value = true } }
-        var isSet: Bool { lock.withLock { value } }
-    }
 
     private let lock = NSLock()
     private var last: String?
