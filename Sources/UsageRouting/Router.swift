@@ -162,8 +162,6 @@ public final class Router: UsageSink, @unchecked Sendable {
     public let table: LaneTable
     /// The config it routes by.
     public var config: RoutingConfig { table.config }
-    private let sinks: [Lane: any UsageSink]
-    private let limiters: [Lane: RateLimiter]
     private let clock: any UsageClock
     private let lock = NSLock()
     private var shadowTasks: [Task<Void, Never>] = []
@@ -180,14 +178,6 @@ public final class Router: UsageSink, @unchecked Sendable {
     public init(table: LaneTable) {
         self.table = table
         self.clock = table.clock
-        var sinks: [Lane: any UsageSink] = [:], limiters: [Lane: RateLimiter] = [:]
-        for lane in table.lanes {
-            guard let entry = table[lane] else { continue }
-            sinks[lane] = entry.sink
-            limiters[lane] = entry.limiter
-        }
-        self.sinks = sinks
-        self.limiters = limiters
     }
 
     /// The router takes any batch and splits it per destination.
@@ -196,7 +186,7 @@ public final class Router: UsageSink, @unchecked Sendable {
     }
 
     /// The sink behind a lane.
-    public func sink(for lane: Lane) -> (any UsageSink)? { sinks[lane] }
+    public func sink(for lane: Lane) -> (any UsageSink)? { table[lane]?.sink }
 
     /// How many requests a lane keeps in flight: the provider's `max_in_flight` setting, or the
     /// adapter's own default (`SinkCapabilities.maxConcurrentRequests`).
@@ -232,7 +222,7 @@ public final class Router: UsageSink, @unchecked Sendable {
         if !shadow.isEmpty { startShadows(shadow) }
         try await withThrowingTaskGroup(of: [(Int, DeliveryOutcome)].self) { group in
             for (lane, indices) in primary {
-                guard let sink = sinks[lane] else { continue }
+                guard let sink = table[lane]?.sink else { continue }
                 group.addTask {
                     var result: [(Int, DeliveryOutcome)] = []
                     if sink.capabilities.aggregation != nil {
@@ -251,11 +241,11 @@ public final class Router: UsageSink, @unchecked Sendable {
     }
 
     private func startShadows(_ work: [Lane: [UsageEvent]]) {
-        let sinks = self.sinks
+        let table = self.table
         let task = Task {
             await withTaskGroup(of: [DestinationReport].self) { group in
                 for (lane, events) in work {
-                    guard let sink = sinks[lane] else { continue }
+                    guard let sink = table[lane]?.sink else { continue }
                     group.addTask {
                         var reports: [DestinationReport] = []
                         for chunk in Batcher.batches(events, maxBatchSize: sink.capabilities.maxBatchSize) {
@@ -301,17 +291,17 @@ public final class Router: UsageSink, @unchecked Sendable {
             work[d.primary, default: []].append((event, .primary))
             for lane in d.shadows { work[lane, default: []].append((event, .shadow)) }
         }
-        let sinks = self.sinks, limiters = self.limiters, clock = self.clock
-        for (lane, items) in work where sinks[lane]?.capabilities.aggregation != nil {
+        let table = self.table, clock = self.clock
+        for (lane, items) in work where table[lane]?.sink.capabilities.aggregation != nil {
             fold(items.map(\.0), lane: lane)
             reports += items.map { DestinationReport(eventID: $0.0.id, lane: lane, role: $0.1, history: [], aggregated: true) }
             work[lane] = nil
         }
         await withTaskGroup(of: [DestinationReport].self) { group in
             for (lane, items) in work {
-                guard let sink = sinks[lane] else { continue }
+                guard let sink = table[lane]?.sink else { continue }
                 group.addTask {
-                    let deliverer = RetryingDeliverer(sink: sink, policy: policy, clock: clock, pace: pace, rateLimiter: limiters[lane])
+                    let deliverer = RetryingDeliverer(sink: sink, policy: policy, clock: clock, pace: pace, rateLimiter: table[lane]?.limiter)
                     do {
                         let results = try await deliverer.deliver(items.map(\.0))
                         return zip(items, results).map { DestinationReport(eventID: $0.0.id, lane: lane, role: $0.1, history: $1.history) }
@@ -330,7 +320,7 @@ public final class Router: UsageSink, @unchecked Sendable {
 
     /// Folds events into `lane`'s open windows (kept for the router's lifetime).
     private func fold(_ events: [UsageEvent], lane: Lane) {
-        guard let spec = sinks[lane]?.capabilities.aggregation else { return }
+        guard let spec = table[lane]?.sink.capabilities.aggregation else { return }
         lock.withLock {
             var aggregator = aggregators[lane] ?? WindowAggregator(spec: spec, namespace: lane.description)
             for event in events { aggregator.add(event) }
@@ -353,16 +343,15 @@ public final class Router: UsageSink, @unchecked Sendable {
             }
             return out
         }
-        let sinks = self.sinks, limiters = self.limiters, clock = self.clock
-        let table = self.table
+        let table = self.table, clock = self.clock
         let role: (Lane) -> DestinationReport.Role = { lane in table[lane]?.role ?? .primary }
         var reports: [DestinationReport] = []
         await withTaskGroup(of: [DestinationReport].self) { group in
             for (lane, events) in records {
-                guard let sink = sinks[lane] else { continue }
+                guard let sink = table[lane]?.sink else { continue }
                 let laneRole = role(lane)
                 group.addTask {
-                    let deliverer = RetryingDeliverer(sink: sink, policy: policy, clock: clock, pace: pace, rateLimiter: limiters[lane])
+                    let deliverer = RetryingDeliverer(sink: sink, policy: policy, clock: clock, pace: pace, rateLimiter: table[lane]?.limiter)
                     do {
                         return try await deliverer.deliver(events).map { DestinationReport(eventID: $0.eventID, lane: lane, role: laneRole, history: $0.history) }
                     } catch {
