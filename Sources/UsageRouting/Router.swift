@@ -81,6 +81,9 @@ public final class LaneTable: Sendable {
         public let maxInFlight: Int
         /// One token bucket per lane, kept for the table's life so pacing holds over a long import.
         public let limiter: RateLimiter?
+        /// How long one request may wait for its answer: the provider's `timeout`, or its kind's
+        /// default (``ProviderKind/requestTimeout``).
+        public let timeout: Duration
     }
 
     /// The config.
@@ -101,10 +104,11 @@ public final class LaneTable: Sendable {
                 guard let kind = config.providers[provider]?.kind else { continue }
                 let lane = route.lane(provider)
                 guard entries[lane] == nil else { continue }  // a later route sending to it the same way (validated)
-                let sink = try kind.makeSink(config.settings(for: provider, route: route.index), client, clock, provider)
+                let timeout = config.providers[provider]?.timeout ?? kind.requestTimeout
+                let sink = try kind.makeSink(config.settings(for: provider, route: route.index), TimeoutHTTPClient(client, timeout: timeout), clock, provider)
                 entries[lane] = Entry(lane: lane, route: route, role: provider == route.primary ? .primary : .shadow, sink: sink,
                                       maxInFlight: config.providers[provider]?.maxInFlight ?? sink.capabilities.maxConcurrentRequests,
-                                      limiter: sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) })
+                                      limiter: sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }, timeout: timeout)
             }
         }
         self.entries = entries
@@ -191,6 +195,13 @@ public final class Router: UsageSink, @unchecked Sendable {
     /// How many requests a lane keeps in flight: the provider's `max_in_flight` setting, or the
     /// adapter's own default (`SinkCapabilities.maxConcurrentRequests`).
     public func maxInFlight(for lane: Lane) -> Int { table[lane]?.maxInFlight ?? 1 }
+
+    /// How long one of a lane's requests may wait for its answer (see ``LaneTable/Entry/timeout``).
+    public func timeout(for lane: String) -> Duration? { table[lane]?.timeout }
+
+    /// Whether the lane's provider may get a slow batch a second time (``RoutingConfig/Provider/hedges``);
+    /// the worker also needs the provider to drop repeated ids.
+    public func hedges(_ lane: String) -> Bool { table[lane].map { table.config.providers[$0.lane.provider]?.hedges ?? true } ?? false }
 
     /// Every lane, sorted.
     public var lanes: [Lane] { table.lanes }

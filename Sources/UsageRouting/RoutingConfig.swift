@@ -36,10 +36,33 @@ public struct RoutingConfig: Sendable {
         /// `max_in_flight`, a setting every provider takes: how many requests its lanes keep in
         /// flight at once (1–1,000), overriding the adapter's default; nil keeps the default.
         public var maxInFlight: Int? { settings[RoutingConfig.maxInFlightKey]?.numberValue.map { Int($0) } }
+        /// `timeout`, a setting every provider takes: how long one request may wait for its
+        /// answer (`10s`, `2m`, or seconds as a number; 1 s to 5 min), overriding the provider's
+        /// default (``ProviderKind/requestTimeout``); nil keeps the default.
+        public var timeout: Duration? { settings[RoutingConfig.timeoutKey].flatMap(RoutingConfig.parseTimeout) }
+        /// `hedge`, a setting every provider takes: whether a batch that has waited far past the
+        /// lane's usual latency is sent again with the same ids (default true; only for providers
+        /// that drop a repeated id). `false` where each request costs or is counted.
+        public var hedges: Bool { settings[RoutingConfig.hedgeKey]?.boolValue ?? true }
     }
 
-    /// The setting every provider takes, handled by routing rather than by the adapter.
+    /// The settings every provider takes, handled by routing rather than by the adapter.
     public static let maxInFlightKey = "max_in_flight"
+    /// See ``Provider/timeout``.
+    public static let timeoutKey = "timeout"
+    /// See ``Provider/hedges``.
+    public static let hedgeKey = "hedge"
+    static let routingKeys: Set<String> = [maxInFlightKey, timeoutKey, hedgeKey]
+    /// The bounds of `timeout`: below a second a slow but healthy answer would be cut off; past
+    /// five minutes a hung request holds its slot (and, for Stripe, its customer) that long.
+    public static let timeoutRange: ClosedRange<Duration> = .seconds(1) ... .seconds(300)
+
+    /// A `timeout` value: a duration text (`10s`) or a number of seconds, within ``timeoutRange``.
+    static func parseTimeout(_ value: JSONValue) -> Duration? {
+        let duration: Duration? = if let text = value.stringValue { DurationText.parse(text) }
+            else { value.numberValue.map { Duration.milliseconds(Int64(($0 * 1000).rounded())) } }
+        return duration.flatMap { timeoutRange.contains($0) ? $0 : nil }
+    }
 
     /// One route.
     public struct Route: Sendable {
@@ -170,7 +193,7 @@ public struct RoutingConfig: Sendable {
     /// its own settings, the route's overrides, and its column of the customer table.
     public func settings(for provider: String, route: Int?) -> JSONValue {
         var merged = providers[provider]?.settings ?? [:]
-        merged[Self.maxInFlightKey] = nil  // routing's setting (`Router.maxInFlight(for:)`), not the adapter's
+        for key in Self.routingKeys { merged[key] = nil }  // routing's settings (`LaneTable`), not the adapter's
         if let route, let override = routes.first(where: { $0.index == route })?.overrides[provider] {
             merged.merge(override) { _, new in new }
         }
@@ -329,7 +352,14 @@ private struct Validator {
                           "omit it for the adapter's default, or size it to the provider's rate limit times its latency (e.g. 64)")
                 }
             }
-            for setting in settings.keys.sorted() where !kind.settingsKeys.contains(setting) && setting != RoutingConfig.maxInFlightKey {
+            if let value = settings[RoutingConfig.timeoutKey], RoutingConfig.parseTimeout(value) == nil {
+                issue("\(key).\(RoutingConfig.timeoutKey)", "timeout must be a duration from 1s to 5m, e.g. 10s",
+                      "omit it for \(kindName)'s default (\(Int(kind.requestTimeout.seconds)) s), or set how long one request may wait for its answer")
+            }
+            if let value = settings[RoutingConfig.hedgeKey], value.boolValue == nil {
+                issue("\(key).\(RoutingConfig.hedgeKey)", "hedge must be true or false", "omit it to resend a batch that waits far past the lane's usual latency (true), or write false")
+            }
+            for setting in settings.keys.sorted() where !kind.settingsKeys.contains(setting) && !RoutingConfig.routingKeys.contains(setting) {
                 issue("\(key).\(setting)", "\(kindName) has no setting '\(setting)'", "use one of \(kind.settingsKeys.sorted().joined(separator: ", "))")
             }
             result[name] = RoutingConfig.Provider(name: name, kind: kind, settings: settings)

@@ -48,11 +48,16 @@ public final class DeliveryWorker: Sendable {
     /// - `usage_billing_dead_letters_total` (counter; `lane`, `reason`)
     /// - `usage_billing_queue_depth` (gauge; `lane`): queued rows, refreshed as the lane works
     /// - `usage_billing_delivery_duration` (timer; `lane`): one `deliver` call to the provider
+    /// - `usage_billing_hedges_total` (counter; `lane`): batches resent after waiting past the
+    ///   lane's hedge delay (``HedgePolicy``), and `usage_billing_hedge_wins_total`: those the
+    ///   resend answered first
     public enum MetricNames {
         public static let deliveries = "usage_billing_deliveries_total"
         public static let deadLetters = "usage_billing_dead_letters_total"
         public static let queueDepth = "usage_billing_queue_depth"
         public static let deliveryDuration = "usage_billing_delivery_duration"
+        public static let hedges = "usage_billing_hedges_total"
+        public static let hedgeWins = "usage_billing_hedge_wins_total"
     }
 
     /// Asks every lane to stop after marking the batch it is delivering (graceful shutdown).
@@ -180,219 +185,198 @@ public final class DeliveryWorker: Sendable {
             field: "routes")
     }
 
+    /// Drives the lane's ``LaneStateMachine``: performs each action it returns and tells it
+    /// what came of it.
     private func runLane(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, lease: LaneLease) async throws {
         let limiter = sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }
-        let batchSize = sink.capabilities.maxBatchSize
         let spec = sink.capabilities.aggregation
         let checksBeforeRetry = sink.capabilities.idempotency == .clientCheckBeforeRetry
+        let dedupes = if case .providerDeduplicates = sink.capabilities.idempotency { true } else { false }
         // Lanes whose requests stand alone keep several batches in flight; the rest go one by one.
         let inFlightLimit = spec == nil && !checksBeforeRetry ? max(1, maxInFlight) : 1
-        let depth = Gauge(label: MetricNames.queueDepth, dimensions: [("lane", lane)])
-        let duration = Metrics.Timer(label: MetricNames.deliveryDuration, dimensions: [("lane", lane)])
-        // One counter per outcome, made once per lane (not per batch: a Stripe v1 batch is one event).
-        let outcomeCounters = Dictionary(uniqueKeysWithValues: ["accepted", "duplicate", "rejected", "retryable", "possibly_delivered"].map {
-            ($0, Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", $0)]))
-        })
+        var machine = LaneStateMachine(configuration: .init(
+            batchSize: sink.capabilities.maxBatchSize, inFlightLimit: inFlightLimit, aggregates: spec != nil, untilEmpty: untilEmpty,
+            // A lane with several requests in flight to a provider that drops repeated ids holds
+            // its batches' marks and writes them together (`MarkHold`), so a batch frees its slot
+            // and keys when the answer arrives, not after a transaction of its own.
+            holdsMarks: inFlightLimit > 1 && dedupes, idlePoll: idlePoll,
+            // Only a provider that drops a repeated id may get a batch twice.
+            hedging: dedupes && router.hedges(lane) ? HedgePolicy.forTimeout(router.timeout(for: lane) ?? .seconds(30)) : nil),
+            sink: sink, clock: clock)
+        let metrics = LaneMetrics(lane: lane)
         var laneLogger = self.logger
         laneLogger[metadataKey: "lane"] = "\(lane)"
         let logger = laneLogger
         var lastDepthSample = ContinuousClock.now - .seconds(2)
-        // Rows up to `cursor` were read in this pass: while batches are in flight the next read
-        // starts after them; once none is, the pass starts over (rows due again later).
-        var cursor: Int64 = 0
-        // Rows read ahead for every batch that may be in flight, in one query (with one event per
-        // request, a query per batch cost more than the request), not yet handed to a batch:
-        // twice that, and read again once half is free (or nothing is left), so a lane whose
-        // rows wait for their concurrency key (Stripe: one call per customer and meter) reads
-        // in large steps, not a row or two after each request (0.43 reads per request before).
-        var pending = ReadAhead(sink: sink, capacity: 2 * batchSize * inFlightLimit)
-        var busyKeys = BusyKeys()  // concurrency keys of the batches in flight
-        // A lane with several requests in flight to a provider that drops repeated ids holds its
-        // batches' marks and writes them together (`MarkHold`), so a batch frees its slot and
-        // keys when the answer arrives, not after a transaction of its own.
-        let dedupes = if case .providerDeduplicates = sink.capabilities.idempotency { true } else { false }
-        let holdsMarks = inFlightLimit > 1 && dedupes
-        var hold = MarkHold(clock: clock)  // stays empty unless `holdsMarks`: the batches write their own
         try await withThrowingTaskGroup(of: LaneTask.self) { group in
-            var inFlight = 0, writing = 0
-            func finishOne() async throws {
-                guard let done = try await group.next() else { return }
-                switch done {
-                case .batch(let keys, let marks):
-                    inFlight -= 1
-                    for key in keys { busyKeys.release(key) }
-                    hold.add(marks)
-                case .marked:
-                    writing -= 1
-                }
-            }
-            /// Hands the held marks to the spool in a task of their own once `hold` says so (or now).
-            func writeHeld(now force: Bool) {
-                guard let marks = hold.take(force: force) else { return }
-                writing += 1
-                group.addTask {
-                    try await self.spool.mark(marks, now: self.clock.now(), lease: lease)
-                    return .marked
-                }
-            }
-            while !Task.isCancelled && !stopFlag.isSet {
-                writeHeld(now: false)
-                if inFlight >= inFlightLimit {  // wait for room, then look at the stop flag again
-                    try await finishOne()
-                    continue
-                }
-                let now = clock.now()
-                if let spec, inFlight == 0 {
+            while true {
+                if Task.isCancelled || stopFlag.isSet { machine.stop() }
+                switch machine.next() {
+                case .finish:
+                    try await group.waitForAll()
+                    return
+                case .awaitCompletion:
+                    switch try await group.next() {
+                    case .batch(let keys, let marks, let latency)?: machine.batchFinished(keys: keys, marks: marks, latency: latency)
+                    case .marked?: machine.marksWritten()
+                    case nil: break
+                    }
+                case .writeMarks(let marks):
+                    group.addTask {
+                        try await self.spool.mark(marks, now: self.clock.now(), lease: lease)
+                        return .marked
+                    }
+                case .fold:
                     // Raw rows fold into their windows 5,000 at a time (each fold reads and
                     // rewrites every window it touches, so bigger folds touch each one less
                     // often), and the next rows are read while the last ones fold: reads run
                     // beside the write, and the two took the same time one after the other.
+                    guard let spec else { machine.folded(rows: 0); continue }
+                    let now = clock.now()
                     var raw = try await spool.due(lane: lane, limit: 5_000, now: now, windowRecords: false, after: 0)
-                    if !raw.isEmpty {
-                        while let last = raw.last?.seq {
-                            let batch = raw
-                            async let folding: Void = spool.fold(batch, lane: lane, spec: spec, now: now)
-                            let next = stopFlag.isSet ? [] : try await spool.due(lane: lane, limit: 5_000, now: now, windowRecords: false, after: last)
-                            try await folding
-                            raw = next
-                        }
-                        continue
+                    var folded = 0
+                    while let last = raw.last?.seq {
+                        let batch = raw
+                        async let folding: Void = spool.fold(batch, lane: lane, spec: spec, now: now)
+                        let next = stopFlag.isSet ? [] : try await spool.due(lane: lane, limit: 5_000, now: now, windowRecords: false, after: last)
+                        try await folding
+                        folded += batch.count
+                        raw = next
                     }
-                    if let end = try await spool.nextWindowEnd(lane: lane), closeAll || end.timeIntervalSince(now) + spec.grace.seconds <= 0 {
+                    machine.folded(rows: folded)
+                case .emitWindows:
+                    let now = clock.now()
+                    if let spec, let end = try await spool.nextWindowEnd(lane: lane), closeAll || end.timeIntervalSince(now) + spec.grace.seconds <= 0 {
                         let queued = try await spool.closeWindows(lane: lane, spec: spec, now: now, all: closeAll)
                         if queued > 0 { logger.debug("window records queued", metadata: ["records": "\(queued)"]) }
                     }
-                }
-                var due = pending.take(batchSize, busy: busyKeys)
-                if due.isEmpty && (pending.isEmpty || pending.room >= pending.capacity / 2) {
-                    let more = try await spool.due(lane: lane, limit: pending.room, now: now, windowRecords: spec == nil ? nil : true, after: cursor)
-                    cursor = more.last?.seq ?? cursor
-                    pending.append(more)
-                    due = pending.take(batchSize, busy: busyKeys)
-                }
-                if due.isEmpty {
-                    if inFlight > 0 {  // wait for a batch to finish (and free its keys), then look again
-                        try await finishOne()
+                    machine.windowsEmitted()
+                case .read(let after, let limit):
+                    machine.rowsRead(try await spool.due(lane: lane, limit: limit, now: clock.now(), windowRecords: spec == nil ? nil : true, after: after))
+                case .checkIdle:
+                    metrics.depth.record(try await spool.queuedCount(lane: lane))
+                    machine.idle(nextDue: try await spool.nextDue(lane: lane), now: clock.now())
+                case .sleep(let duration):
+                    try await clock.sleep(for: duration)
+                case .deliver(let batch):
+                    if let limiter { try await limiter.acquire() }
+                    if stopFlag.isSet {
+                        machine.abandoned(batch)
                         continue
                     }
-                    if !hold.isEmpty || writing > 0 {  // every mark written before a new pass, a sleep or the end
-                        writeHeld(now: true)
-                        while writing > 0 { try await finishOne() }
-                        continue
+                    // The queue depth gauge costs a count over the lane's queued rows: at most once a second.
+                    let sample = ContinuousClock.now - lastDepthSample > .seconds(1)
+                    if sample { lastDepthSample = ContinuousClock.now }
+                    let holdsMarks = machine.configuration.holdsMarks
+                    group.addTask {
+                        let (marks, latency) = try await self.deliverBatch(batch, lane: lane, sink: sink, checksBeforeRetry: checksBeforeRetry,
+                                                                           holdsMarks: holdsMarks, lease: lease, metrics: metrics, logger: logger)
+                        if sample { metrics.depth.record(try await self.spool.queuedCount(lane: lane)) }
+                        return .batch(keys: batch.keys, marks: marks, latency: latency)
                     }
-                    if cursor > 0 {  // a new pass, from the oldest due row
-                        cursor = 0
-                        pending.removeAll()
-                        continue
-                    }
-                    depth.record(try await spool.queuedCount(lane: lane))
-                    guard let next = try await spool.nextDue(lane: lane) else {
-                        if untilEmpty { return }
-                        try await clock.sleep(for: idlePoll)
-                        continue
-                    }
-                    let wait = max(0.001, min(next.timeIntervalSince(now), idlePoll.seconds))
-                    try await clock.sleep(for: .seconds(wait))
-                    continue
-                }
-                if let limiter { try await limiter.acquire() }
-                if stopFlag.isSet { break }
-                inFlight += 1
-                let keys = due.compactMap { $0.key }  // closures, not key paths: on tuples these were built at run time per batch
-                for key in keys { busyKeys.hold(key) }
-                let rows = due.map { $0.row }
-                // The queue depth gauge costs a count over the lane's queued rows: at most once a second.
-                let sample = ContinuousClock.now - lastDepthSample > .seconds(1)
-                if sample { lastDepthSample = ContinuousClock.now }
-                group.addTask {
-                    let marks = try await self.deliverBatch(rows, lane: lane, sink: sink, checksBeforeRetry: checksBeforeRetry, holdsMarks: holdsMarks,
-                                                            lease: lease, duration: duration, outcomeCounters: outcomeCounters, logger: logger)
-                    if sample { depth.record(try await self.spool.queuedCount(lane: lane)) }
-                    return .batch(keys: keys, marks: marks)
                 }
             }
-            // Stopping or cancelled: batches in flight finish (a cancelled one leaves its rows
-            // unmarked), then what is held is written.
-            while writing > 0 || inFlight > 0 { try await finishOne() }
-            writeHeld(now: true)
-            try await group.waitForAll()
         }
     }
 
     /// What a lane's task hands back.
     private enum LaneTask: Sendable {
-        /// A batch finished: the concurrency keys it held, and its marks if the lane holds them.
-        case batch(keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)])
+        /// A batch finished: the concurrency keys it held, its marks if the lane holds them, and
+        /// how long its answer took (nil: no answer, e.g. cancelled).
+        case batch(keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?)
         /// Held marks were written.
         case marked
     }
 
-    /// Delivers one batch and marks every row: delivered, duplicate, dead, or due again later.
+    /// A lane's metrics, made once per lane (not per batch: a Stripe v1 batch is one event).
+    struct LaneMetrics: Sendable {
+        let lane: String
+        let depth: Gauge
+        let duration: Metrics.Timer
+        let outcomes: [String: Counter]
+        let hedges: Counter
+        let hedgeWins: Counter
+
+        init(lane: String) {
+            self.lane = lane
+            depth = Gauge(label: MetricNames.queueDepth, dimensions: [("lane", lane)])
+            duration = Metrics.Timer(label: MetricNames.deliveryDuration, dimensions: [("lane", lane)])
+            outcomes = Dictionary(uniqueKeysWithValues: ["accepted", "duplicate", "rejected", "retryable", "possibly_delivered"].map {
+                ($0, Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", $0)]))
+            })
+            hedges = Counter(label: MetricNames.hedges, dimensions: [("lane", lane)])
+            hedgeWins = Counter(label: MetricNames.hedgeWins, dimensions: [("lane", lane)])
+        }
+
+        func outcome(_ label: String) -> Counter {
+            outcomes[label] ?? Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", label)])
+        }
+    }
+
+    /// Delivers one batch (resending it once if ``LaneStateMachine/Batch/hedgeAfter`` passes
+    /// without an answer) and marks every row: delivered, duplicate, dead, or due again later.
     /// With `holdsMarks` the marks are returned for the lane to write with others' instead.
-    private func deliverBatch(_ due: [QueuedDelivery], lane: String, sink: any UsageSink, checksBeforeRetry: Bool, holdsMarks: Bool,
-                              lease: LaneLease, duration: Metrics.Timer, outcomeCounters: [String: Counter], logger: Logger) async throws -> [(seq: Int64, mark: Spool.Mark)] {
+    private func deliverBatch(_ batch: LaneStateMachine.Batch, lane: String, sink: any UsageSink, checksBeforeRetry: Bool, holdsMarks: Bool,
+                              lease: LaneLease, metrics: LaneMetrics, logger: Logger) async throws -> (marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?) {
+        let due = batch.rows
         let outcomes: [DeliveryOutcome]
-        let started = ContinuousClock.now
+        let latency: Duration
         do {
             // Rows that may already be at the provider (tried before, or a send was starting
             // when the process died); a provider without idempotency looks them up first.
             let retrying = Set(due.lazy.filter { $0.firstAttemptAt != nil }.map { $0.event.id })
             if checksBeforeRetry { try await spool.markSending(due.map { $0.seq }, now: clock.now()) }
-            outcomes = try await sink.deliver(due.map { $0.event }, retrying: retrying)
-            let elapsed = (ContinuousClock.now - started).components
-            duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+            let events = due.map { $0.event }
+            let started = ContinuousClock.now  // real time, as the request timeout and the hedge delay are
+            let answer = try await Hedged.deliver(after: batch.hedgeAfter) { try await sink.deliver(events, retrying: retrying) }
+            latency = ContinuousClock.now - started
+            outcomes = answer.outcomes
+            if answer.hedged {
+                metrics.hedges.increment()
+                if answer.hedgeWon { metrics.hedgeWins.increment() }
+                logger.debug("hedged a batch", metadata: ["events": "\(due.count)", "won": "\(answer.hedgeWon)"])
+            }
+            let elapsed = latency.components
+            metrics.duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         } catch is CancellationError {
-            return []
+            return ([], nil)
         } catch {
             logger.error("the lane's sink failed; its events stay queued", metadata: ["error": "\(error)", "events": "\(due.count)"])
             // The whole sink is unusable (bad credentials, ...): keep the rows queued and try
             // again later, so fixing the config loses nothing.
             let at = clock.now().addingTimeInterval(min(60, policy.ceiling(forRetry: (due.first?.attempts ?? 0) + 1).seconds))
             try await spool.mark(due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, now: clock.now(), lease: lease)
-            return []
+            return ([], nil)
         }
         var rng = SystemRandomNumberGenerator()
         let marks: [(Int64, Spool.Mark)] = zip(due, outcomes).map { row, outcome in
             (row.seq, mark(outcome, row: row, rng: &rng))
         }
         if !holdsMarks { try await spool.mark(marks, now: clock.now(), lease: lease) }
-        func counter(_ label: String) -> Counter {
-            outcomeCounters[label] ?? Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", label)])
-        }
         if outcomes.count == 1 {
-            counter(outcomes[0].label).increment()
+            metrics.outcome(outcomes[0].label).increment()
         } else {
             var counts: [String: Int] = [:]
             for outcome in outcomes { counts[outcome.label, default: 0] += 1 }  // one increment per outcome, not per event
-            for (label, count) in counts { counter(label).increment(by: count) }
+            for (label, count) in counts { metrics.outcome(label).increment(by: count) }
         }
         for case (let row, .dead(let reason)) in zip(due, marks.lazy.map { $0.1 }) {
             Counter(label: MetricNames.deadLetters, dimensions: [("lane", lane), ("reason", reason.code)]).increment()
             logger.warning("dead letter", metadata: ["event": "\(row.event.id)", "reason": "\(reason.code)", "message": "\(reason.message)"])
         }
         logger.debug("delivered a batch", metadata: ["events": "\(due.count)"])
-        return holdsMarks ? marks : []
+        return (holdsMarks ? marks : [], latency)
     }
 
+    /// The row's mark, by the retry engine (``RetryPolicy/decide(_:attemptsMade:elapsed:using:)``).
     private func mark(_ outcome: DeliveryOutcome, row: QueuedDelivery, rng: inout SystemRandomNumberGenerator) -> Spool.Mark {
         let now = clock.now()
-        switch outcome {
-        case .accepted: return .delivered
-        case .duplicate: return .duplicate
-        case .rejected(let reason): return .dead(reason)
-        case .retryable(let reason, let after):
-            return retry(row: row, now: now, retryAfter: after, reason: reason.description, rng: &rng)
-        case .possiblyDelivered:
-            return retry(row: row, now: now, retryAfter: nil, reason: "possibly delivered; resending with the same id", rng: &rng)
-        }
-    }
-
-    private func retry(row: QueuedDelivery, now: Date, retryAfter: Duration?, reason: String, rng: inout SystemRandomNumberGenerator) -> Spool.Mark {
         let elapsed = Duration.seconds(now.timeIntervalSince(row.firstAttemptAt ?? now))
-        guard let wait = policy.delay(attemptsMade: row.attempts + 1, elapsed: elapsed, retryAfter: retryAfter, using: &rng) else {
-            return .dead(RejectionReason(code: "gave_up", message: "still failing after \(row.attempts + 1) attempts: \(reason)", origin: .local))
+        switch policy.decide(outcome, attemptsMade: row.attempts + 1, elapsed: elapsed, using: &rng) {
+        case .delivered(let duplicate): return duplicate ? .duplicate : .delivered
+        case .rejected(let reason), .gaveUp(let reason): return .dead(reason)
+        case .retry(let wait, let reason): return .retry(at: now.addingTimeInterval(wait.seconds), reason: reason)
         }
-        return .retry(at: now.addingTimeInterval(wait.seconds), reason: reason)
     }
 }
 
@@ -449,198 +433,6 @@ public final class UsagePipeline: Sendable {
     /// in this process, or `usage-billing worker`) delivers from the same spool.
     public func flush(closingOpenWindows: Bool = true) async throws {
         try await worker.run(untilEmpty: true, closeOpenWindows: closingOpenWindows)
-    }
-}
-
-/// The marks of a lane's finished batches, held to be written together. A Stripe v1 lane
-/// finishes a batch (one event) per request: writing each batch's marks before its slot and
-/// concurrency keys came free made every request wait for a transaction of about ten marks, and
-/// those transactions were a tenth of the delivery's CPU.
-///
-/// Held only on lanes that keep several requests in flight to a provider that drops a repeated
-/// id: a crash loses the held marks, so those rows (about ``rows`` at most, or ``age`` worth) go
-/// again with the same ids, as rows in flight at a crash always have. Everything held is written
-/// before the lane starts a new pass, sleeps, stops or returns.
-struct MarkHold {
-    /// Written once this many are held...
-    static let rows = 256
-    /// ... or the oldest was held this long, by the lane's clock (so a test that controls the
-    /// clock decides when age alone writes them).
-    static let age: Duration = .milliseconds(20)
-    let clock: any UsageClock
-    private var marks: [(seq: Int64, mark: Spool.Mark)] = []
-    private var since: Duration = .zero
-
-    init(clock: any UsageClock) { self.clock = clock }
-
-    var isEmpty: Bool { marks.isEmpty }
-
-    mutating func add(_ more: [(seq: Int64, mark: Spool.Mark)]) {
-        guard !more.isEmpty else { return }
-        if marks.isEmpty { since = clock.monotonicNow() }
-        marks += more
-    }
-
-    /// The held marks, if it is time to write them (or `force`), and holds none after.
-    mutating func take(force: Bool) -> [(seq: Int64, mark: Spool.Mark)]? {
-        guard !marks.isEmpty, force || marks.count >= Self.rows || clock.monotonicNow() - since >= Self.age else { return nil }
-        defer { marks = [] }
-        return marks
-    }
-}
-
-/// A lane's rows read from the spool and not yet handed to a batch, in seq order, each with the
-/// sink's concurrency key as a ``KeyToken``.
-struct ReadAhead {
-    /// A concurrency key's hash. Taking a row looks its key up among the busy keys for every
-    /// row it passes (up to 64 for a Stripe lane, per request), and hashing the key's text each
-    /// time was a fifth of the lane's time; two keys with one hash (no more likely than any
-    /// 64-bit collision) would only wait for each other.
-    typealias KeyToken = Int
-
-    let sink: any UsageSink
-    let capacity: Int
-    private var rows: [QueuedDelivery] = []
-    private var keys: [KeyToken?] = []  // parallel to `rows`
-
-    init(sink: any UsageSink, capacity: Int) {
-        self.sink = sink
-        self.capacity = capacity
-    }
-
-    /// How many more rows fit.
-    var room: Int { capacity - rows.count }
-    /// Whether no row is waiting.
-    var isEmpty: Bool { rows.isEmpty }
-
-    mutating func append(_ more: [QueuedDelivery]) {
-        rows.append(contentsOf: more)
-        keys.append(contentsOf: more.map { sink.concurrencyKey(for: $0.event)?.hashValue })
-    }
-
-    mutating func removeAll() {
-        rows.removeAll(keepingCapacity: true)
-        keys.removeAll(keepingCapacity: true)
-    }
-
-    /// Up to `limit` rows, oldest first, leaving in place those whose key a batch in flight holds.
-    mutating func take(_ limit: Int, busy: BusyKeys) -> [(row: QueuedDelivery, key: KeyToken?)] {
-        guard !rows.isEmpty else { return [] }
-        if busy.isEmpty || !keys.contains(where: { $0 != nil }) {
-            let n = min(limit, rows.count)
-            defer {
-                rows.removeFirst(n)
-                keys.removeFirst(n)
-            }
-            return (0..<n).map { (rows[$0], keys[$0]) }
-        }
-        // Only the taken rows move (copying every kept row cost a retain and release each), and
-        // one taken row (a Stripe v1 request) is a plain `remove(at:)`: the generic
-        // `removeSubranges` cost more than the scan.
-        var picked: [Int] = []
-        for i in keys.indices where picked.count < limit {
-            if keys[i].map({ !busy.contains($0) }) ?? true { picked.append(i) }
-        }
-        let taken = picked.map { (row: rows[$0], key: keys[$0]) }
-        if picked.count == 1 {
-            rows.remove(at: picked[0])
-            keys.remove(at: picked[0])
-        } else if !picked.isEmpty {
-            let ranges = RangeSet(picked, within: keys)
-            rows.removeSubranges(ranges)
-            keys.removeSubranges(ranges)
-        }
-        return taken
-    }
-}
-
-/// The concurrency keys the batches in flight hold, each with how many hold it: a table of key
-/// tokens (already hashes) with open addressing. `ReadAhead.take` looks up the key of every row
-/// it passes, up to 64 per Stripe v1 request; a `Dictionary` hashed each token again (SipHash),
-/// a twentieth of the lane's time.
-struct BusyKeys: ExpressibleByDictionaryLiteral {
-    private var tokens: [ReadAhead.KeyToken]
-    private var holders: [Int]  // 0: the slot is free
-    private var shift: Int      // 64 − log2(slots)
-    /// How many distinct keys are held.
-    private(set) var count = 0
-
-    init() { self.init(slots: 64) }
-
-    private init(slots: Int) {
-        tokens = [ReadAhead.KeyToken](repeating: 0, count: slots)
-        holders = [Int](repeating: 0, count: slots)
-        shift = 64 - slots.trailingZeroBitCount
-    }
-
-    /// Keys with their holder counts (tests).
-    init(dictionaryLiteral elements: (ReadAhead.KeyToken, Int)...) {
-        self.init()
-        for (token, n) in elements { for _ in 0..<n { hold(token) } }
-    }
-
-    var isEmpty: Bool { count == 0 }
-
-    /// The token's home slot (Fibonacci hashing: the multiply spreads any bits into the top ones).
-    private func home(_ token: ReadAhead.KeyToken) -> Int {
-        Int(truncatingIfNeeded: (UInt64(UInt(bitPattern: token)) &* 0x9E37_79B9_7F4A_7C15) >> UInt64(shift))
-    }
-
-    /// The slot holding `token`, or the free slot where it would go.
-    private func find(_ token: ReadAhead.KeyToken) -> (slot: Int, found: Bool) {
-        let mask = holders.count - 1
-        var i = home(token)
-        while holders[i] != 0 {
-            if tokens[i] == token { return (i, true) }
-            i = (i + 1) & mask
-        }
-        return (i, false)
-    }
-
-    func contains(_ token: ReadAhead.KeyToken) -> Bool { count > 0 && find(token).found }
-
-    /// One more batch holds `token`.
-    mutating func hold(_ token: ReadAhead.KeyToken) {
-        if (count + 1) * 2 > holders.count { grow() }
-        let (slot, found) = find(token)
-        if !found {
-            tokens[slot] = token
-            count += 1
-        }
-        holders[slot] += 1
-    }
-
-    /// A batch holding `token` finished; the key is free once no batch holds it.
-    mutating func release(_ token: ReadAhead.KeyToken) {
-        var (hole, found) = find(token)
-        guard found else { return }
-        holders[hole] -= 1
-        guard holders[hole] == 0 else { return }
-        count -= 1
-        // Backward-shift deletion: move up each later entry of the run that may sit in the hole
-        // (its home is not between the hole and it), so every lookup's probe stays unbroken.
-        let mask = holders.count - 1
-        var j = (hole + 1) & mask
-        while holders[j] != 0 {
-            if (j - home(tokens[j])) & mask >= (j - hole) & mask {
-                tokens[hole] = tokens[j]
-                holders[hole] = holders[j]
-                holders[j] = 0
-                hole = j
-            }
-            j = (j + 1) & mask
-        }
-    }
-
-    private mutating func grow() {
-        var bigger = BusyKeys(slots: holders.count * 2)
-        for i in holders.indices where holders[i] != 0 {
-            let (slot, _) = bigger.find(tokens[i])
-            bigger.tokens[slot] = tokens[i]
-            bigger.holders[slot] = holders[i]
-            bigger.count += 1
-        }
-        self = bigger
     }
 }
 

@@ -27,7 +27,7 @@ func openMeterOnly(_ server: LoopbackHTTPServer, batch: Int) throws -> RoutingCo
     try routing("""
         version: 1
         providers:
-          openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: \(batch) }
+          openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: \(batch), hedge: false }
         routes:
           - { events: [api_request], to: openmeter }
         """)

@@ -110,7 +110,7 @@ struct WorkerConcurrencyTests {
         let config = try routing("""
             version: 1
             providers:
-              stripe: { kind: stripe, secret_key: sk_live_REDACTED, endpoint: "\(server.baseURL)" }
+              stripe: { kind: stripe, secret_key: sk_live_REDACTED, endpoint: "\(server.baseURL)", hedge: false }
             routes:
               - { events: [api_request, storage], to: stripe }
             """)
@@ -152,7 +152,7 @@ extension WorkerConcurrencyTests {
         let config = try routing("""
             version: 1
             providers:
-              orb: { kind: orb, api_key: orb_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: 1, requests_per_second: 100000\(setting.map { ", max_in_flight: \($0)" } ?? "") }
+              orb: { kind: orb, api_key: orb_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: 1, requests_per_second: 100000, hedge: false\(setting.map { ", max_in_flight: \($0)" } ?? "") }
             routes:
               - { events: [api_request], to: orb }
             """)
@@ -188,7 +188,7 @@ struct WorkerLockTests {
         let config = try routing("""
             version: 1
             providers:
-              openmeter: { kind: openmeter, api_key: om_REDACTED }
+              openmeter: { kind: openmeter, api_key: om_REDACTED, hedge: false }
             routes:
               - { events: [api_request], to: openmeter }
             """)

@@ -3,7 +3,7 @@ import UsageBilling
 
 extension MetronomeIngestSink {
     /// The routing-config kind `metronome`.
-    public static let kind = ProviderKind(name: "metronome", settingsKeys: MetronomeSettings.keys, secretKeys: ["api_key"], makeSink: { settings, client, clock, name in
+    public static let kind = ProviderKind(name: "metronome", settingsKeys: MetronomeSettings.keys, secretKeys: ["api_key"], requestTimeout: .seconds(10), makeSink: { settings, client, clock, name in
         try MetronomeIngestSink(settings: MetronomeSettings.decode(settings), client: client, clock: clock, name: name)
     }, makeReadBack: { settings, client in
         try MetronomeReadBack(settings: MetronomeSettings.decode(settings), client: client)

@@ -3,7 +3,7 @@ import UsageBilling
 
 extension OpenMeterIngestSink {
     /// The routing-config kind `openmeter`.
-    public static let kind = ProviderKind(name: "openmeter", settingsKeys: OpenMeterSettings.keys, secretKeys: ["api_key"], makeSink: { settings, client, clock, name in
+    public static let kind = ProviderKind(name: "openmeter", settingsKeys: OpenMeterSettings.keys, secretKeys: ["api_key"], requestTimeout: .seconds(10), makeSink: { settings, client, clock, name in
         try OpenMeterIngestSink(settings: OpenMeterSettings.decode(settings), client: client, clock: clock, name: name)
     }, makeReadBack: { settings, client in
         try OpenMeterReadBack(settings: OpenMeterSettings.decode(settings), client: client)

@@ -3,7 +3,7 @@ import UsageBilling
 
 extension OrbIngestSink {
     /// The routing-config kind `orb`.
-    public static let kind = ProviderKind(name: "orb", settingsKeys: OrbSettings.keys, secretKeys: ["api_key"], makeSink: { settings, client, clock, name in
+    public static let kind = ProviderKind(name: "orb", settingsKeys: OrbSettings.keys, secretKeys: ["api_key"], requestTimeout: .seconds(10), makeSink: { settings, client, clock, name in
         try OrbIngestSink(settings: OrbSettings.decode(settings), client: client, clock: clock, name: name)
     }, makeReadBack: { settings, client in
         try OrbReadBack(settings: OrbSettings.decode(settings), client: client)

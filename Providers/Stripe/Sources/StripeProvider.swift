@@ -3,7 +3,7 @@ import UsageBilling
 
 extension StripeMeterEventSink {
     /// The routing-config kind `stripe`.
-    public static let kind = ProviderKind(name: "stripe", settingsKeys: StripeSettings.keys, secretKeys: ["secret_key"], makeSink: { settings, client, clock, name in
+    public static let kind = ProviderKind(name: "stripe", settingsKeys: StripeSettings.keys, secretKeys: ["secret_key"], requestTimeout: .seconds(10), makeSink: { settings, client, clock, name in
         try StripeMeterEventSink(settings: StripeSettings.decode(settings), client: client, clock: clock, name: name)
     }, makeReadBack: { settings, client in
         try StripeReadBack(settings: StripeSettings.decode(settings), client: client)

@@ -73,3 +73,43 @@ public struct RetryPolicy: Sendable, Hashable {
         return delay(attemptsMade: attemptsMade, elapsed: elapsed, retryAfter: retryAfter, using: &rng)
     }
 }
+
+/// What becomes of one event after an attempt: the one retry engine the delivery worker and
+/// ``RetryingDeliverer`` both decide by, so a row in the spool and an event in memory are
+/// retried on the same curve and given up at the same point.
+public enum RetryDecision: Sendable, Hashable {
+    /// Final: the provider has it (`duplicate`: it had it already).
+    case delivered(duplicate: Bool)
+    /// Final: refused for a reason resending cannot fix.
+    case rejected(RejectionReason)
+    /// Not final yet: try again after `after`.
+    case retry(after: Duration, reason: String)
+    /// Not final, and the policy's attempts or time are spent: `reason` (code `gave_up`) says
+    /// what kept failing.
+    case gaveUp(RejectionReason)
+}
+
+extension RetryPolicy {
+    /// The decision for an event whose attempt number `attemptsMade` (1-based, this one
+    /// included) ended in `outcome`, `elapsed` after its first attempt started.
+    public func decide<R: RandomNumberGenerator>(_ outcome: DeliveryOutcome, attemptsMade: Int, elapsed: Duration,
+                                                 using rng: inout R) -> RetryDecision {
+        let retryAfter: Duration?
+        let reason: String
+        switch outcome {
+        case .accepted: return .delivered(duplicate: false)
+        case .duplicate: return .delivered(duplicate: true)
+        case .rejected(let why): return .rejected(why)
+        case .retryable(let why, let after):
+            retryAfter = after
+            reason = why.description
+        case .possiblyDelivered:
+            retryAfter = nil
+            reason = "possibly delivered; resending with the same id"
+        }
+        guard let wait = delay(attemptsMade: attemptsMade, elapsed: elapsed, retryAfter: retryAfter, using: &rng) else {
+            return .gaveUp(RejectionReason(code: "gave_up", message: "still failing after \(attemptsMade) attempts: \(reason)", origin: .local))
+        }
+        return .retry(after: wait, reason: reason)
+    }
+}

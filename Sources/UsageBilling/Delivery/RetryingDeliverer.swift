@@ -51,11 +51,8 @@ public struct RetryingDeliverer: Sendable {
         var histories = [[DeliveryOutcome]](repeating: [], count: events.count)
         var pending = Array(events.indices)
         let started = clock.monotonicNow()
-        var attempts = 0
         while !pending.isEmpty {
             try Task.checkCancellation()
-            attempts += 1
-            var retryAfter: Duration?
             for batch in Batcher.batches(pending, maxBatchSize: sink.capabilities.maxBatchSize) {
                 if let rateLimiter { try await rateLimiter.acquire() }
                 let retrying = Set(batch.filter { histories[$0].contains(where: \.mayHaveReachedProvider) }.map { events[$0].id })
@@ -66,18 +63,20 @@ public struct RetryingDeliverer: Sendable {
                         "sink \(sink.name) returned \(outcomes.count) outcomes for \(batch.count) events",
                         fix: "this is a bug in the adapter; report it")
                 }
-                for (index, outcome) in zip(batch, outcomes) {
-                    histories[index].append(outcome)
-                    if case .retryable(_, let after?) = outcome {
-                        retryAfter = max(retryAfter ?? .zero, after)
-                    }
-                }
+                for (index, outcome) in zip(batch, outcomes) { histories[index].append(outcome) }
             }
-            pending = pending.filter { !(histories[$0].last?.isFinal ?? true) }
-            guard !pending.isEmpty else { break }
+            // Each event by the retry engine; the round waits for the longest of their waits (a
+            // `Retry-After` holds for the whole round). An event the policy gives up on keeps its
+            // last, non-final outcome.
             let elapsed = clock.monotonicNow() - started
-            guard let wait = policy.delay(attemptsMade: attempts, elapsed: elapsed, retryAfter: retryAfter, using: &rng)
-            else { break }
+            var wait: Duration = .zero
+            pending = pending.filter { index in
+                guard let last = histories[index].last else { return false }
+                guard case .retry(let after, _) = policy.decide(last, attemptsMade: histories[index].count, elapsed: elapsed, using: &rng) else { return false }
+                wait = max(wait, after)
+                return true
+            }
+            guard !pending.isEmpty else { break }
             try await clock.sleep(for: wait)
         }
         return events.indices.map { Report(eventID: events[$0].id, history: histories[$0]) }

@@ -175,3 +175,26 @@ extension HeaderFields: CustomReflectable {
                displayStyle: .dictionary)
     }
 }
+
+/// A client that gives every request without a timeout of its own `timeout`: how a lane applies
+/// its provider's request timeout (``ProviderKind/requestTimeout`` or the config's `timeout`)
+/// without the adapter knowing.
+public struct TimeoutHTTPClient: HTTPClient {
+    /// The client requests go through.
+    public let base: any HTTPClient
+    /// The timeout of requests that name none.
+    public let timeout: Duration
+
+    /// `base`, with `timeout` for requests that name none.
+    public init(_ base: any HTTPClient, timeout: Duration) {
+        self.base = base
+        self.timeout = timeout
+    }
+
+    public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        guard request.timeout == nil else { return try await base.send(request) }
+        var request = request
+        request.timeout = timeout
+        return try await base.send(request)
+    }
+}

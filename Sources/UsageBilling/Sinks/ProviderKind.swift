@@ -17,11 +17,16 @@ public struct ProviderKind: Sendable {
     public typealias ReadBackFactory = @Sendable (_ settings: JSONValue, _ client: any HTTPClient) throws -> (any UsageReadBack)?
     /// Builds the read-back; nil when the provider cannot report totals at all.
     public let makeReadBack: ReadBackFactory?
+    /// How long one request may wait for its answer unless the config's `timeout` says otherwise:
+    /// fitted to the provider's ingest latency (a hung request holds its lane's slot this long,
+    /// or until a hedge answers for it).
+    public let requestTimeout: Duration
 
     /// A provider kind.
-    public init(name: String, settingsKeys: Set<String>, secretKeys: Set<String>, makeSink: @escaping SinkFactory,
-                makeReadBack: ReadBackFactory? = nil) {
+    public init(name: String, settingsKeys: Set<String>, secretKeys: Set<String>, requestTimeout: Duration = .seconds(30),
+                makeSink: @escaping SinkFactory, makeReadBack: ReadBackFactory? = nil) {
         self.name = name
+        self.requestTimeout = requestTimeout
         self.settingsKeys = settingsKeys
         self.secretKeys = secretKeys
         self.makeSink = makeSink
