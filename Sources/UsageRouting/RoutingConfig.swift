@@ -353,7 +353,8 @@ private struct Validator {
                 }
             }
             if let value = settings[RoutingConfig.timeoutKey], RoutingConfig.parseTimeout(value) == nil {
-                issue("\(key).\(RoutingConfig.timeoutKey)", "timeout must be a duration from 1s to 5m, e.g. 10s",
+                let shown = value.stringValue.map { "'\($0)'" } ?? value.numberValue.map { "\($0)" } ?? "\(value)"
+                issue("\(key).\(RoutingConfig.timeoutKey)", "timeout \(shown) is not a duration from 1s to 5m, e.g. 10s",
                       "omit it for \(kindName)'s default (\(Int(kind.requestTimeout.seconds)) s), or set how long one request may wait for its answer")
             }
             if let value = settings[RoutingConfig.hedgeKey], value.boolValue == nil {

@@ -68,6 +68,9 @@ struct LaneStateMachine {
         case folding
         case emitting
         case taking(readDone: Bool)
+        /// Held marks are being written: nothing is read until they are (a new pass would read
+        /// the rows they mark and send them again).
+        case draining
         case idle
         case sleeping(Duration)
         case finished
@@ -156,6 +159,9 @@ struct LaneStateMachine {
                 return .fold
             case .emitting:
                 return .emitWindows
+            case .draining:
+                if writing > 0 { return .awaitCompletion }
+                phase = .top
             case .top:
                 if let marks = hold.take(force: false) { return write(marks) }
                 if inFlight >= configuration.inFlightLimit { return .awaitCompletion }
@@ -180,8 +186,14 @@ struct LaneStateMachine {
                 phase = .top
                 if inFlight > 0 { return .awaitCompletion }  // a batch finishing frees its keys
                 // Every mark written before a new pass, a sleep or the end.
-                if let marks = hold.take(force: true) { return write(marks) }
-                if writing > 0 { return .awaitCompletion }
+                if let marks = hold.take(force: true) {
+                    phase = .draining
+                    return write(marks)
+                }
+                if writing > 0 {
+                    phase = .draining
+                    return .awaitCompletion
+                }
                 if cursor > 0 {  // a new pass, from the oldest due row
                     cursor = 0
                     pending.removeAll()

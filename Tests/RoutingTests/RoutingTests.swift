@@ -208,6 +208,43 @@ struct MaxInFlightTests {
     }
 }
 
+@Suite("Request timeouts")
+struct RequestTimeoutTests {
+    /// Records each request's timeout and answers 200.
+    final class TimeoutProbe: HTTPClient, @unchecked Sendable {
+        private let lock = NSLock()
+        private var seen: [Duration?] = []
+        var timeouts: [Duration?] { lock.withLock { seen } }
+        func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+            lock.withLock { seen.append(request.timeout) }
+            return HTTPResponse(status: 200, body: Data("{}".utf8))
+        }
+    }
+
+    /// Every provider kind declares a default within the bounds `timeout` accepts, and a lane's
+    /// requests carry it unless the config sets its own.
+    @Test(arguments: ProviderRegistry.standard.names)
+    func eachKindsDefaultIsWithinTheBounds(_ name: String) throws {
+        let kind = try #require(ProviderRegistry.standard.kind(name))
+        #expect(RoutingConfig.timeoutRange.contains(kind.requestTimeout), "\(name): \(kind.requestTimeout)")
+    }
+
+    @Test func aLanesRequestsCarryItsProvidersTimeout() async throws {
+        let yaml = providersYAML.replacingOccurrences(of: "secret_key: ${STRIPE_KEY}", with: "secret_key: ${STRIPE_KEY}, timeout: 3s")
+            + "\nroutes:\n  - { events: [api_request], to: stripe, shadow: orb }\n"
+        let c = try RoutingConfig.parse(yaml, file: "test.yaml", directory: "/tmp", registry: .standard, environment: env)
+        #expect(c.providers["stripe"]?.timeout == .seconds(3) && c.providers["orb"]?.timeout == nil)
+        #expect(c.settings(for: "stripe", route: 0)["timeout"] == nil, "routing's setting, not the adapter's")
+        let probe = TimeoutProbe()
+        let router = try Router(config: c, client: probe)
+        #expect(router.timeout(for: "stripe/api_request") == .seconds(3))
+        #expect(router.timeout(for: "orb/api_request") == ProviderRegistry.standard.kind("orb")?.requestTimeout)
+        let sink = try #require(router.sink(for: Lane(provider: "stripe", route: "api_request")))
+        _ = try await sink.deliver([UsageEvent(id: "t-1", name: "api_request", customer: "cus_1", quantity: 1)])
+        #expect(probe.timeouts == [.seconds(3)])
+    }
+}
+
 @Suite("Lane identity")
 struct LaneIdentityTests {
     static func lanes(_ routes: String) throws -> [String] {

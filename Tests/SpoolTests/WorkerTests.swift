@@ -265,7 +265,7 @@ struct PurgeReuseTests {
 }
 
 /// A sink keyed by customer, for the read-ahead's bookkeeping.
-private struct KeyedSink: UsageSink {
+struct KeyedSink: UsageSink {
     var name: String { "keyed" }
     var capabilities: SinkCapabilities { SinkCapabilities(maxBatchSize: 10, idempotency: .providerDeduplicates(window: .seconds(86_400)), maxConcurrentRequests: 8) }
     func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome] { batch.map { _ in .accepted } }

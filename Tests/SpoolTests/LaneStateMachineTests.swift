@@ -1,0 +1,153 @@
+import Foundation
+import Testing
+import UsageBilling
+import UsageBillingTesting
+@testable import UsageSpool
+
+/// The lane's state machine, driven by hand: no spool, no server, no clock but a stopped one.
+@Suite("Lane state machine")
+struct LaneStateMachineTests {
+    typealias Machine = LaneStateMachine
+
+    static func machine(batch: Int = 1, inFlight: Int = 2, aggregates: Bool = false, untilEmpty: Bool = true, holdsMarks: Bool = false,
+                        hedging: HedgePolicy? = nil) -> Machine {
+        Machine(configuration: .init(batchSize: batch, inFlightLimit: inFlight, aggregates: aggregates, untilEmpty: untilEmpty,
+                                     holdsMarks: holdsMarks, idlePoll: .milliseconds(200), hedging: hedging),
+                sink: KeyedSink(), clock: TestClock(now: Date(timeIntervalSince1970: 1_000)))
+    }
+
+    static func rows(_ customers: [String], from first: Int64 = 1) -> [QueuedDelivery] {
+        customers.enumerated().map { i, customer in
+            QueuedDelivery(seq: first + Int64(i), event: UsageEvent(id: "e\(first + Int64(i))", name: "api_request", customer: customer), attempts: 0)
+        }
+    }
+
+    /// The batch a `.deliver` action carries, or a failed expectation naming what came instead.
+    static func delivered(_ action: Machine.Action, sourceLocation: SourceLocation = #_sourceLocation) -> Machine.Batch? {
+        guard case .deliver(let batch) = action else {
+            Issue.record("expected a delivery, got \(action)", sourceLocation: sourceLocation)
+            return nil
+        }
+        return batch
+    }
+
+    @Test func readsThenFillsItsSlotsThenWaits() throws {
+        var m = Self.machine(inFlight: 2)
+        guard case .read(let after, let limit) = m.next() else { Issue.record("a fresh lane reads first"); return }
+        #expect(after == 0 && limit == 4, "twice the rows every slot can carry, from the start")
+        m.rowsRead(Self.rows(["a", "b", "c"]))
+        let first = try #require(Self.delivered(m.next()))
+        let second = try #require(Self.delivered(m.next()))
+        #expect(first.rows.map(\.seq) == [1] && second.rows.map(\.seq) == [2], "oldest first, one per slot")
+        guard case .awaitCompletion = m.next() else { Issue.record("with every slot busy the lane waits"); return }
+        m.batchFinished(keys: first.keys, marks: [], latency: .milliseconds(5))
+        #expect(try #require(Self.delivered(m.next())).rows.map(\.seq) == [3], "a freed slot takes the next row")
+        #expect(m.inFlight == 2 && m.cursor == 3)
+    }
+
+    @Test func aBusyConcurrencyKeyWaitsForItsBatch() throws {
+        var m = Self.machine(inFlight: 4)
+        _ = m.next()
+        m.rowsRead(Self.rows(["a", "a", "b"]))
+        let a1 = try #require(Self.delivered(m.next()))
+        let b = try #require(Self.delivered(m.next()))
+        #expect(a1.rows.map(\.seq) == [1] && b.rows.map(\.seq) == [3], "the second 'a' row waits while the first is in flight")
+        guard case .read = m.next() else { Issue.record("with room to spare it reads on"); return }
+        m.rowsRead([])
+        guard case .awaitCompletion = m.next() else { Issue.record("nothing else may go: wait"); return }
+        m.batchFinished(keys: a1.keys, marks: [], latency: nil)
+        #expect(try #require(Self.delivered(m.next())).rows.map(\.seq) == [2], "the key is free again")
+    }
+
+    @Test func heldMarksAreWrittenBeforeTheLaneGoesIdleAndFinishes() throws {
+        var m = Self.machine(inFlight: 2, holdsMarks: true)
+        _ = m.next()
+        m.rowsRead(Self.rows(["a"]))
+        let batch = try #require(Self.delivered(m.next()))
+        m.batchFinished(keys: batch.keys, marks: [(1, .delivered)], latency: nil)
+        // The pass read nothing more: a new pass from the start, then nothing due.
+        guard case .read(let after, _) = m.next() else { Issue.record("reads on after the first row"); return }
+        #expect(after == 1)
+        m.rowsRead([])
+        let action = m.next()
+        guard case .writeMarks(let marks) = action else { Issue.record("held marks are written before the lane idles, got \(action)"); return }
+        #expect(marks.map(\.seq) == [1])
+        guard case .awaitCompletion = m.next() else { Issue.record("and nothing is read until the write finishes"); return }
+        m.marksWritten()
+        guard case .read(let again, _) = m.next() else { Issue.record("then it looks once more after the cursor"); return }
+        #expect(again == 1)
+        m.rowsRead([])
+        guard case .read(let restart, _) = m.next() else { Issue.record("then a new pass from the oldest due row"); return }
+        #expect(restart == 0)
+        m.rowsRead([])
+        guard case .checkIdle = m.next() else { Issue.record("nothing due: ask when the next row is"); return }
+        m.idle(nextDue: nil, now: Date())
+        guard case .finish = m.next() else { Issue.record("until-empty with nothing queued finishes"); return }
+    }
+
+    @Test(arguments: [(nil, 0.2), (30.0, 0.2), (0.05, 0.05)] as [(Double?, Double)])
+    func anIdleLaneSleepsUntilItsNextRowOrItsPoll(_ dueIn: Double?, _ expected: Double) {
+        var m = Self.machine(untilEmpty: false)
+        _ = m.next()
+        m.rowsRead([])
+        guard case .checkIdle = m.next() else { Issue.record("an empty lane checks when the next row is due"); return }
+        let now = Date(timeIntervalSince1970: 5_000)
+        m.idle(nextDue: dueIn.map { now.addingTimeInterval($0) }, now: now)
+        guard case .sleep(let d) = m.next() else { Issue.record("a lane that runs on sleeps"); return }
+        #expect(abs(d.seconds - expected) < 1e-6, "slept \(d)")
+        guard case .read = m.next() else { Issue.record("and looks again after"); return }
+    }
+
+    @Test func stoppingStartsNothingNewAndFinishesWhatIsInFlight() throws {
+        var m = Self.machine(inFlight: 2, holdsMarks: true)
+        _ = m.next()
+        m.rowsRead(Self.rows(["a", "b", "c"]))
+        let first = try #require(Self.delivered(m.next()))
+        m.stop()
+        guard case .awaitCompletion = m.next() else { Issue.record("the batch in flight is waited for"); return }
+        m.batchFinished(keys: first.keys, marks: [(1, .delivered)], latency: nil)
+        guard case .writeMarks(let marks) = m.next() else { Issue.record("its marks are written"); return }
+        #expect(marks.map(\.seq) == [1])
+        guard case .awaitCompletion = m.next() else { Issue.record("the write is waited for"); return }
+        m.marksWritten()
+        guard case .finish = m.next() else { Issue.record("then the lane finishes, rows 2 and 3 left queued"); return }
+    }
+
+    @Test func anAggregatingLaneFoldsThenEmitsThenDelivers() throws {
+        var m = Self.machine(inFlight: 1, aggregates: true)
+        guard case .fold = m.next() else { Issue.record("raw rows fold first"); return }
+        m.folded(rows: 5_000)
+        guard case .fold = m.next() else { Issue.record("a full fold folds again"); return }
+        m.folded(rows: 0)
+        guard case .emitWindows = m.next() else { Issue.record("then due windows are emitted"); return }
+        m.windowsEmitted()
+        guard case .read = m.next() else { Issue.record("then window records are read"); return }
+        m.rowsRead(Self.rows(["a"]))
+        let batch = try #require(Self.delivered(m.next()))
+        guard case .awaitCompletion = m.next() else { Issue.record("one record at a time"); return }
+        m.batchFinished(keys: batch.keys, marks: [], latency: nil)
+        guard case .fold = m.next() else { Issue.record("and with nothing in flight, new raw rows fold first"); return }
+    }
+
+    @Test func theHedgeDelayFollowsTheLanesLatencyWithinItsBounds() throws {
+        let policy = HedgePolicy(multiplier: 4, floor: .milliseconds(250), ceiling: .seconds(2))
+        var m = Self.machine(inFlight: 1, hedging: policy)
+        #expect(m.hedgeAfter == .seconds(2), "no answers yet: the ceiling")
+        func answers(_ n: Int, _ latency: Duration) {
+            for _ in 0..<n {
+                _ = m.next()
+                m.rowsRead(Self.rows(["a"]))
+                guard case .deliver(let b) = m.next() else { return }
+                m.batchFinished(keys: b.keys, marks: [], latency: latency)
+            }
+        }
+        answers(LatencyWindow.minimum, .milliseconds(10))
+        #expect(m.hedgeAfter == .milliseconds(250), "a fast lane hedges no sooner than the floor")
+        answers(LatencyWindow.size, .milliseconds(200))
+        #expect(m.hedgeAfter == .milliseconds(800), "p99 × 4")
+        answers(LatencyWindow.size, .seconds(1))
+        #expect(m.hedgeAfter == .seconds(2), "never past the ceiling")
+        #expect(Self.machine(hedging: nil).hedgeAfter == nil, "a lane whose provider keeps repeats never hedges")
+        #expect(HedgePolicy.forTimeout(.seconds(4)).ceiling == .seconds(1), "well before the request timeout")
+    }
+}
