@@ -39,6 +39,7 @@ public struct MetronomeIngestSink: UsageSink {
             maxBatchSize: settings.maxBatchSize, acceptedWindow: Self.window,
             idempotency: .providerDeduplicates(window: .seconds(34 * 86_400)),
             rateLimit: RateLimit(requestsPerSecond: max(1, settings.eventsPerSecond / Double(settings.maxBatchSize)), burst: 10),
+            aggregation: settings.aggregate,
             maxConcurrentRequests: 8)
     }
 
@@ -50,6 +51,7 @@ public struct MetronomeIngestSink: UsageSink {
     }
 
     func prepare(_ event: UsageEvent, now: Date) -> Result<EncodedJSON, RejectionReason> {
+        let event = settings.aggregate == nil ? event : AggregateInfo.asEvent(event)
         if let reason = LocalValidation.checkTimestamp(event, window: Self.window, now: now, provider: "Metronome") { return .failure(reason) }
         if let reason = LocalValidation.checkLength(event.id, max: 128, field: "transaction_id") { return .failure(reason) }
         let mapped: EventMapping.Mapped

@@ -20,14 +20,18 @@ public struct MetronomeSettings: Sendable, Decodable {
     /// Event type → the billable metric (its name or id) that counts it, for reconciliation.
     /// Unlisted event types are read from the billable metric named like the event type.
     public var billableMetrics: [String: String] = [:]
+    /// Pre-aggregation: events folded per customer and meter into one event per window (its
+    /// quantity the window's value, its id the window's derived id), so a customer sending
+    /// thousands of events a second costs one call per window. Unset: every event is sent.
+    public var aggregate: AggregationSpec?
 
     /// The keys these settings read.
     public static let keys: Set<String> = EventMapping.keys.union(["api_key", "endpoint", "max_batch_size", "properties_as_strings", "events_per_second",
-                                                                  "billable_metrics"])
+                                                                  "billable_metrics", "aggregate"])
 
     private enum CodingKeys: String, CodingKey {
         case apiKey = "api_key", endpoint, maxBatchSize = "max_batch_size", propertiesAsStrings = "properties_as_strings"
-        case eventsPerSecond = "events_per_second", billableMetrics = "billable_metrics"
+        case eventsPerSecond = "events_per_second", billableMetrics = "billable_metrics", aggregate
     }
 
     /// Settings with defaults for everything but the key.
@@ -52,6 +56,7 @@ public struct MetronomeSettings: Sendable, Decodable {
         eventsPerSecond = try c.decodeIfPresent(Double.self, forKey: .eventsPerSecond) ?? d.eventsPerSecond
         mapping = try EventMapping(from: decoder, defaultQuantityProperty: "quantity")
         billableMetrics = try c.decodeIfPresent([String: String].self, forKey: .billableMetrics) ?? [:]
+        aggregate = try c.decodeIfPresent(AggregationSpec.self, forKey: .aggregate)
     }
 
     /// Decodes settings, naming any unknown, missing or mistyped key.

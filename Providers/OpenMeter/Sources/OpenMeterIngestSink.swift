@@ -39,7 +39,7 @@ public struct OpenMeterIngestSink: UsageSink {
     /// for 32 days on Cloud.
     public var capabilities: SinkCapabilities {
         SinkCapabilities(maxBatchSize: settings.maxBatchSize, acceptedWindow: nil,
-                         idempotency: .providerDeduplicates(window: .seconds(32 * 86_400)), maxConcurrentRequests: 8)
+                         idempotency: .providerDeduplicates(window: .seconds(32 * 86_400)), aggregation: settings.aggregate, maxConcurrentRequests: 8)
     }
 
     /// Validates, sends the valid events in one request, and returns one outcome per event in order.
@@ -48,6 +48,7 @@ public struct OpenMeterIngestSink: UsageSink {
     }
 
     func prepare(_ event: UsageEvent) -> Result<EncodedJSON, RejectionReason> {
+        let event = settings.aggregate == nil ? event : AggregateInfo.asEvent(event)
         if event.id.isEmpty { return .failure(.local("id_missing", field: "id", "the event has no id")) }
         if settings.mapping.providerCustomer(for: event).isEmpty {
             return .failure(.local("subject_missing", field: "customer", "OpenMeter requires a subject; the event has no customer"))

@@ -18,12 +18,16 @@ public struct OpenMeterSettings: Sendable, Decodable {
     /// Event type → the slug of the meter reconciliation reads it from. Unlisted event types are
     /// read from the meter whose slug is the event type.
     public var meterSlugs: [String: String] = [:]
+    /// Pre-aggregation: events folded per customer and meter into one event per window (its
+    /// quantity the window's value, its id the window's derived id), so a customer sending
+    /// thousands of events a second costs one call per window. Unset: every event is sent.
+    public var aggregate: AggregationSpec?
 
     /// The keys these settings read.
-    public static let keys: Set<String> = EventMapping.keys.union(["api_key", "endpoint", "source", "max_batch_size", "meter_slugs"])
+    public static let keys: Set<String> = EventMapping.keys.union(["api_key", "endpoint", "source", "max_batch_size", "meter_slugs", "aggregate"])
 
     private enum CodingKeys: String, CodingKey {
-        case apiKey = "api_key", endpoint, source, maxBatchSize = "max_batch_size", meterSlugs = "meter_slugs"
+        case apiKey = "api_key", endpoint, source, maxBatchSize = "max_batch_size", meterSlugs = "meter_slugs", aggregate
     }
 
     /// Settings with defaults.
@@ -45,6 +49,7 @@ public struct OpenMeterSettings: Sendable, Decodable {
         maxBatchSize = try c.decodeIfPresent(Int.self, forKey: .maxBatchSize) ?? d.maxBatchSize
         mapping = try EventMapping(from: decoder, defaultQuantityProperty: "value")
         meterSlugs = try c.decodeIfPresent([String: String].self, forKey: .meterSlugs) ?? [:]
+        aggregate = try c.decodeIfPresent(AggregationSpec.self, forKey: .aggregate)
     }
 
     /// Decodes settings, naming any unknown, missing or mistyped key.

@@ -44,6 +44,7 @@ public struct OrbIngestSink: UsageSink {
             acceptedWindow: acceptedWindow,
             idempotency: .providerDeduplicates(window: nil),
             rateLimit: RateLimit(requestsPerSecond: settings.requestsPerSecond, burst: max(1, Int(settings.requestsPerSecond / 10))),
+            aggregation: settings.aggregate,
             maxConcurrentRequests: 8)
     }
 
@@ -92,6 +93,7 @@ public struct OrbIngestSink: UsageSink {
     }
 
     func prepare(_ event: UsageEvent, now: Date) -> Result<(Prepared, Bool), RejectionReason> {
+        let event = settings.aggregate == nil ? event : AggregateInfo.asEvent(event)
         var isOld = false
         if let grace = settings.gracePeriodHours, now.timeIntervalSince(event.timestamp) > grace * 3600 {
             guard settings.backfill else {

@@ -32,16 +32,20 @@ public struct OrbSettings: Sendable, Decodable {
     /// Orb customer id → the subscription whose usage reconciliation reads. Unlisted customers:
     /// their subscriptions are looked up (`GET /subscriptions`) and those overlapping the range read.
     public var subscriptions: [String: String] = [:]
+    /// Pre-aggregation: events folded per customer and meter into one event per window (its
+    /// quantity the window's value, its id the window's derived id), so a customer sending
+    /// thousands of events a second costs one call per window. Unset: every event is sent.
+    public var aggregate: AggregationSpec?
 
     /// The keys these settings read.
     public static let keys: Set<String> = EventMapping.keys.union([
         "api_key", "endpoint", "customer_id_kind", "max_batch_size", "grace_period_hours", "backfill", "requests_per_second",
-        "subscriptions",
+        "subscriptions", "aggregate",
     ])
 
     private enum CodingKeys: String, CodingKey {
         case apiKey = "api_key", endpoint, customerIDKind = "customer_id_kind", maxBatchSize = "max_batch_size"
-        case gracePeriodHours = "grace_period_hours", backfill, requestsPerSecond = "requests_per_second", subscriptions
+        case gracePeriodHours = "grace_period_hours", backfill, requestsPerSecond = "requests_per_second", subscriptions, aggregate
     }
 
     /// Settings with defaults for everything but the key.
@@ -70,6 +74,7 @@ public struct OrbSettings: Sendable, Decodable {
         requestsPerSecond = try c.decodeIfPresent(Double.self, forKey: .requestsPerSecond) ?? d.requestsPerSecond
         mapping = try EventMapping(from: decoder, defaultQuantityProperty: "quantity")
         subscriptions = try c.decodeIfPresent([String: String].self, forKey: .subscriptions) ?? [:]
+        aggregate = try c.decodeIfPresent(AggregationSpec.self, forKey: .aggregate)
     }
 
     /// Decodes settings, naming any unknown, missing or mistyped key.

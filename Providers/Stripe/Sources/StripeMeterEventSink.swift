@@ -64,6 +64,7 @@ public struct StripeMeterEventSink: UsageSink {
             acceptedWindow: AcceptedTimeWindow(maxAge: Self.maxAge, maxFutureSkew: Self.maxFutureSkew),
             idempotency: .providerDeduplicates(window: .seconds(24 * 3600)),
             rateLimit: rate,
+            aggregation: settings.aggregate,
             // Requests stand alone: v1/v2 carry one event each (never two at once for one customer
             // and meter: see `concurrencyKey`), stream requests share a session token (the cache
             // is an actor; a token Stripe calls expired is dropped by value).
@@ -109,6 +110,7 @@ public struct StripeMeterEventSink: UsageSink {
     }
 
     func prepare(_ event: UsageEvent, now: Date) -> Result<PreparedEvent, RejectionReason> {
+        let event = settings.aggregate == nil ? event : AggregateInfo.asEvent(event)
         let window = capabilities.acceptedWindow
         if let reason = LocalValidation.checkTimestamp(event, window: window, now: now, provider: "Stripe") {
             return .failure(reason)

@@ -16,7 +16,7 @@ public enum StripeMeteringAPI: String, Sendable, Codable, CaseIterable {
 
 /// Settings of the Stripe sink. Decodes from the routing config / fixture `settings` object
 /// (snake_case keys); only `secret_key` is required.
-public struct StripeSettings: Sendable, Codable {
+public struct StripeSettings: Sendable, Decodable {
     /// The API version this adapter is built and tested against (sent as `Stripe-Version`).
     public static let pinnedAPIVersion = "2026-09-30.endive"
 
@@ -49,6 +49,10 @@ public struct StripeSettings: Sendable, Codable {
     /// Requests per second to pace at, when Stripe has raised your account's limit (or for the
     /// emulator); nil: Stripe's documented limit for the key's mode and API.
     public var requestsPerSecond: Double?
+    /// Pre-aggregation: events folded per customer and meter into one event per window (its
+    /// quantity the window's value, its id the window's derived id), so a customer sending
+    /// thousands of events a second costs one call per window (Stripe v1 and v2 take one call at a time per customer and meter). Unset: every event is sent.
+    public var aggregate: AggregationSpec?
 
     /// Creates a value with the given settings; every parameter is described on its property.
     public init(
@@ -79,7 +83,7 @@ public struct StripeSettings: Sendable, Codable {
         case apiVersion = "api_version", stripeAccount = "stripe_account", eventName = "event_name"
         case eventNames = "event_names", customerKey = "customer_key", valueKey = "value_key", customers
         case allowFractionalValues = "allow_fractional_values", streamBatchSize = "stream_batch_size"
-        case requestsPerSecond = "requests_per_second"
+        case requestsPerSecond = "requests_per_second", aggregate
     }
 
     /// Creates a value with the given settings; every parameter is described on its property.
@@ -100,6 +104,7 @@ public struct StripeSettings: Sendable, Codable {
         allowFractionalValues = try c.decodeIfPresent(Bool.self, forKey: .allowFractionalValues) ?? false
         streamBatchSize = try c.decodeIfPresent(Int.self, forKey: .streamBatchSize) ?? d.streamBatchSize
         requestsPerSecond = try c.decodeIfPresent(Double.self, forKey: .requestsPerSecond)
+        aggregate = try c.decodeIfPresent(AggregationSpec.self, forKey: .aggregate)
     }
 
     /// The keys these settings read.

@@ -260,6 +260,17 @@ public struct AggregateInfo: Sendable, Hashable {
         total = number(Key.total)
     }
 
+    /// A window record as a provider that takes raw events gets it: the window's quantity
+    /// under the meter's name, without the aggregate bookkeeping properties. A window folds
+    /// events whatever their properties, so none of theirs survive (the spool keeps them).
+    /// Other events pass unchanged.
+    public static func asEvent(_ event: UsageEvent) -> UsageEvent {
+        guard event.properties[Key.windowStart] != nil else { return event }
+        var record = event
+        record.properties = userProperties(of: event)
+        return record
+    }
+
     /// The event's properties without the aggregate ones.
     public static func userProperties(of event: UsageEvent) -> [String: UsageValue] {
         event.properties.filter { !Key.all.contains($0.key) }
