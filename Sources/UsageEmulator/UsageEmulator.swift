@@ -59,6 +59,9 @@ protocol EmulatedProvider: Sendable {
     func finish(_ token: String)
     /// Forgets everything: accepted usage, dedup keys, meters, sessions, backfills.
     func reset()
+    /// The provider's documented rate limits that apply to this write (enforced when the emulator
+    /// is started with `rateLimits: true`).
+    func rateLimits(for request: EmulatedRequest) -> [EmulatedRateLimit]
 }
 
 /// What `EmulatedProvider.admit` decided.
@@ -70,6 +73,7 @@ enum Admission {
 extension EmulatedProvider {
     func admit(_ request: inout EmulatedRequest) -> Admission { .admitted(token: nil) }
     func finish(_ token: String) {}
+    func rateLimits(for request: EmulatedRequest) -> [EmulatedRateLimit] { [] }
 }
 
 /// A local emulator of the seven providers' ingest, read-back and meter endpoints, on loopback
@@ -84,6 +88,10 @@ public final class UsageEmulator: Sendable {
     private let providers: [String: any EmulatedProvider]
     private let state: NIOLockedValueBox<(faults: [String: FaultPlan], rng: [String: SeededGenerator], injected: [String: [String: Int]], requests: [String: Int])>
     let seed: UInt64
+    /// Whether writes past a provider's documented rate limit are answered 429 (`rate_limit` in
+    /// ``statistics``' injected counts).
+    public let enforcesRateLimits: Bool
+    private let buckets = NIOLockedValueBox(RateBuckets())
 
     /// The base URL, e.g. `http://127.0.0.1:12111`.
     public var baseURL: String { server.baseURL }
@@ -108,7 +116,7 @@ public final class UsageEmulator: Sendable {
     ///     Orb's grace period and backfill times are read from it).
     public static func start(port: Int = 0, faults: [String: FaultPlan] = [:], seed: UInt64 = 1,
                              meterValueProperties: [String: String] = [:], orbTimeZones: [String: String] = [:],
-                             stripeMeters: [String]? = nil, orbGracePeriod: Duration? = nil,
+                             stripeMeters: [String]? = nil, orbGracePeriod: Duration? = nil, rateLimits: Bool = false,
                              now: @escaping @Sendable () -> Date = { Date() }) async throws -> UsageEmulator {
         let list: [any EmulatedProvider] = [
             StripeEmulation(now: now, meters: stripeMeters), OrbEmulation(timeZones: orbTimeZones, gracePeriod: orbGracePeriod, now: now), MetronomeEmulation(valueProperties: meterValueProperties),
@@ -118,7 +126,7 @@ public final class UsageEmulator: Sendable {
         let providers = Dictionary(uniqueKeysWithValues: list.map { ($0.prefix, $0) })
         let box = Box()
         let server = try await LoopbackHTTPServer.start(port: port, threads: 2, immediate: { request in box.emulator?.route(request) ?? .now(.close) })
-        let emulator = UsageEmulator(server: server, providers: providers, faults: faults, seed: seed)
+        let emulator = UsageEmulator(server: server, providers: providers, faults: faults, seed: seed, rateLimits: rateLimits)
         box.emulator = emulator
         return emulator
     }
@@ -132,8 +140,9 @@ public final class UsageEmulator: Sendable {
         }
     }
 
-    private init(server: LoopbackHTTPServer, providers: [String: any EmulatedProvider], faults: [String: FaultPlan], seed: UInt64) {
+    private init(server: LoopbackHTTPServer, providers: [String: any EmulatedProvider], faults: [String: FaultPlan], seed: UInt64, rateLimits: Bool) {
         self.server = server
+        enforcesRateLimits = rateLimits
         self.providers = providers
         self.seed = seed
         var rngs: [String: SeededGenerator] = [:]
@@ -263,6 +272,16 @@ public final class UsageEmulator: Sendable {
                                     headers: request.headers, body: request.body)
         let isWrite = request.method != "GET" && request.method != "HEAD"
             && !(prefix == "metronome" && inner.path == "/v1/usage")  // Metronome's read-back is a POST
+        if isWrite && enforcesRateLimits {
+            let limits = provider.rateLimits(for: inner)
+            if !limits.isEmpty, buckets.withLockedValue({ $0.take(limits, now: .now) }) != nil {
+                state.withLockedValue { s in
+                    s.requests[prefix, default: 0] += 1
+                    s.injected[prefix, default: [:]]["rate_limit", default: 0] += 1
+                }
+                return .now(.respond(provider.injected(status: 429, retryAfter: true)))
+            }
+        }
         let (decision, delay): (FaultPlan.Decision, Duration?) = state.withLockedValue { s in
             s.requests[prefix, default: 0] += 1
             guard isWrite, let plan = s.faults[prefix], plan.failureRate > 0 || plan.delayRate > 0 else { return (.pass, nil) }

@@ -27,6 +27,7 @@ struct Emulate: AsyncParsableCommand {
               usage-billing emulate --port 12111
               usage-billing emulate --faults all:429=0.05,500=0.05 --faults recurly:timeout=0.1 --seed 7
               usage-billing emulate --orb-grace-hours 12     # old Orb events need a backfill, as on a real account
+              usage-billing emulate --rate-limits            # Stripe's and Orb's documented limits answer 429
             """)
 
     @Option(help: "Port on 127.0.0.1 (0: any free port).") var port: Int = 12111
@@ -36,6 +37,8 @@ struct Emulate: AsyncParsableCommand {
     var stripeMeters: String?
     @Option(help: "Orb's grace period in hours: older events fail Orb's validation unless sent through a backfill (default: not checked).")
     var orbGraceHours: Double?
+    @Flag(help: "Enforce the providers' documented rate limits (Stripe: 1,000 meter-event calls/s live, 25/s with a test key; Orb: 100 ingest requests/s and 10,000 events/min): writes past them are answered 429.")
+    var rateLimits = false
 
     func run() async throws {
         var plans: [String: FaultPlan] = [:]
@@ -65,7 +68,8 @@ struct Emulate: AsyncParsableCommand {
         let emulator: UsageEmulator
         do {
             emulator = try await UsageEmulator.start(port: port, faults: plans, seed: seed, stripeMeters: meters,
-                                                     orbGracePeriod: orbGraceHours.map { .milliseconds(Int64(($0 * 3_600_000).rounded())) })
+                                                     orbGracePeriod: orbGraceHours.map { .milliseconds(Int64(($0 * 3_600_000).rounded())) },
+                                                     rateLimits: rateLimits)
         } catch {
             printError("error: cannot listen on 127.0.0.1:\(port): \(error). Fix: pick another --port (0 picks a free one)")
             throw ExitCode(ExitCodes.unreachable)

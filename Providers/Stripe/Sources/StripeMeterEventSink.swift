@@ -46,17 +46,22 @@ public struct StripeMeterEventSink: UsageSink {
                                           contentType: v1 ? "application/x-www-form-urlencoded" : "application/json"))
     }
 
+    /// Stripe's documented request limits for meter events (stripe.md §1.9): a test-mode key
+    /// (the sandbox's basic limit), live v1/v2, and the live v2 stream.
+    public static let documentedRate = (test: 25.0, live: 1_000.0, stream: 10_000.0)
+
     /// One event per request (v1, v2) or up to `stream_batch_size` (stream); Stripe's 35-day/5-minute window; dedup by identifier for at least 24 h; the documented rate limit for the key's mode.
     public let capabilities: SinkCapabilities
 
     private static func capabilities(_ settings: StripeSettings) -> SinkCapabilities {
         // stripe.md §1.9: test mode counts toward the basic 25 ops/s limit; live v1 has its own
-        // 1,000 calls/s limiter; the stream takes 10,000 requests/s.
+        // 1,000 calls/s limiter; the stream takes 10,000 requests/s. Paced a tenth under each:
+        // requests sent at exactly the limit arrive bunched by the network and meet it.
         var rate: RateLimit
         switch (settings.api, settings.isTestMode) {
-        case (_, true): rate = RateLimit(requestsPerSecond: 25, burst: 25)
-        case (.v2Stream, false): rate = RateLimit(requestsPerSecond: 10_000, burst: 1_000)
-        case (_, false): rate = RateLimit(requestsPerSecond: 1_000, burst: 100)
+        case (_, true): rate = RateLimit(requestsPerSecond: Self.documentedRate.test * 0.9, burst: 20)
+        case (.v2Stream, false): rate = RateLimit(requestsPerSecond: Self.documentedRate.stream * 0.9, burst: 900)
+        case (_, false): rate = RateLimit(requestsPerSecond: Self.documentedRate.live * 0.9, burst: 90)
         }
         if let raised = settings.requestsPerSecond { rate = RateLimit(requestsPerSecond: raised, burst: max(1, Int(raised / 10))) }
         return SinkCapabilities(
