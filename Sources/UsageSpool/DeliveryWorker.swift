@@ -217,7 +217,8 @@ public final class DeliveryWorker: Sendable {
                     return
                 case .awaitCompletion:
                     switch try await group.next() {
-                    case .batch(let keys, let marks, let latency)?: machine.batchFinished(keys: keys, marks: marks, latency: latency)
+                    case .batch(let keys, let marks, let latency, let unusedHedge)?:
+                        machine.batchFinished(keys: keys, marks: marks, latency: latency, unusedHedge: unusedHedge)
                     case .marked?: machine.marksWritten()
                     case nil: break
                     }
@@ -269,10 +270,10 @@ public final class DeliveryWorker: Sendable {
                     if sample { lastDepthSample = ContinuousClock.now }
                     let holdsMarks = machine.configuration.holdsMarks
                     group.addTask {
-                        let (marks, latency) = try await self.deliverBatch(batch, lane: lane, sink: sink, checksBeforeRetry: checksBeforeRetry,
-                                                                           holdsMarks: holdsMarks, lease: lease, metrics: metrics, logger: logger)
+                        let (marks, latency, hedged) = try await self.deliverBatch(batch, lane: lane, sink: sink, limiter: limiter, checksBeforeRetry: checksBeforeRetry,
+                                                                                   holdsMarks: holdsMarks, lease: lease, metrics: metrics, logger: logger)
                         if sample { metrics.depth.record(try await self.spool.queuedCount(lane: lane)) }
-                        return .batch(keys: batch.keys, marks: marks, latency: latency)
+                        return .batch(keys: batch.keys, marks: marks, latency: latency, unusedHedge: batch.hedgeAfter != nil && !hedged)
                     }
                 }
             }
@@ -283,7 +284,7 @@ public final class DeliveryWorker: Sendable {
     private enum LaneTask: Sendable {
         /// A batch finished: the concurrency keys it held, its marks if the lane holds them, and
         /// how long its answer took (nil: no answer, e.g. cancelled).
-        case batch(keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?)
+        case batch(keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, unusedHedge: Bool)
         /// Held marks were written.
         case marked
     }
@@ -316,11 +317,12 @@ public final class DeliveryWorker: Sendable {
     /// Delivers one batch (resending it once if ``LaneStateMachine/Batch/hedgeAfter`` passes
     /// without an answer) and marks every row: delivered, duplicate, dead, or due again later.
     /// With `holdsMarks` the marks are returned for the lane to write with others' instead.
-    private func deliverBatch(_ batch: LaneStateMachine.Batch, lane: String, sink: any UsageSink, checksBeforeRetry: Bool, holdsMarks: Bool,
-                              lease: LaneLease, metrics: LaneMetrics, logger: Logger) async throws -> (marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?) {
+    private func deliverBatch(_ batch: LaneStateMachine.Batch, lane: String, sink: any UsageSink, limiter: RateLimiter?, checksBeforeRetry: Bool, holdsMarks: Bool,
+                              lease: LaneLease, metrics: LaneMetrics, logger: Logger) async throws -> (marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, hedged: Bool) {
         let due = batch.rows
         let outcomes: [DeliveryOutcome]
         let latency: Duration
+        let hedged: Bool
         do {
             // Rows that may already be at the provider (tried before, or a send was starting
             // when the process died); a provider without idempotency looks them up first.
@@ -328,7 +330,10 @@ public final class DeliveryWorker: Sendable {
             if checksBeforeRetry { try await spool.markSending(due.map { $0.seq }, now: clock.now()) }
             let events = due.map { $0.event }
             let started = ContinuousClock.now  // real time, as the request timeout and the hedge delay are
-            let answer = try await Hedged.deliver(after: batch.hedgeAfter) { try await sink.deliver(events, retrying: retrying) }
+            let answer = try await Hedged.deliver(after: batch.hedgeAfter, pace: { try await limiter?.acquire() }) {
+                try await sink.deliver(events, retrying: retrying)
+            }
+            hedged = answer.hedged
             latency = ContinuousClock.now - started
             outcomes = answer.outcomes
             if answer.hedged {
@@ -339,14 +344,14 @@ public final class DeliveryWorker: Sendable {
             let elapsed = latency.components
             metrics.duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         } catch is CancellationError {
-            return ([], nil)
+            return ([], nil, false)
         } catch {
             logger.error("the lane's sink failed; its events stay queued", metadata: ["error": "\(error)", "events": "\(due.count)"])
             // The whole sink is unusable (bad credentials, ...): keep the rows queued and try
             // again later, so fixing the config loses nothing.
             let at = clock.now().addingTimeInterval(min(60, policy.ceiling(forRetry: (due.first?.attempts ?? 0) + 1).seconds))
             try await spool.mark(due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, now: clock.now(), lease: lease)
-            return ([], nil)
+            return ([], nil, false)
         }
         var rng = SystemRandomNumberGenerator()
         let marks: [(Int64, Spool.Mark)] = zip(due, outcomes).map { row, outcome in
@@ -365,7 +370,7 @@ public final class DeliveryWorker: Sendable {
             logger.warning("dead letter", metadata: ["event": "\(row.event.id)", "reason": "\(reason.code)", "message": "\(reason.message)"])
         }
         logger.debug("delivered a batch", metadata: ["events": "\(due.count)"])
-        return (holdsMarks ? marks : [], latency)
+        return (holdsMarks ? marks : [], latency, hedged)
     }
 
     /// The row's mark, by the retry engine (``RetryPolicy/decide(_:attemptsMade:elapsed:using:)``).

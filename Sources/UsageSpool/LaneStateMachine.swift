@@ -90,6 +90,11 @@ struct LaneStateMachine {
     private var busyKeys = BusyKeys()
     private var hold: MarkHold
     private var latencies = LatencyWindow()
+    /// Hedges a lane may still send: one per tenth of a batch answered, ten at most, so a
+    /// provider that is slow for everyone gets at most a tenth more requests, not twice as many.
+    private(set) var hedgeBudget = Self.hedgeBurst
+    static let hedgeBurst = 10.0
+    static let hedgesPerBatch = 0.1
 
     init(configuration: Configuration, sink: any UsageSink, clock: any UsageClock) {
         self.configuration = configuration
@@ -112,16 +117,18 @@ struct LaneStateMachine {
     mutating func windowsEmitted() { phase = .taking(readDone: false) }
 
     /// A batch answered (or was cancelled, with no marks): its keys are free, its marks held if
-    /// the lane holds them, and its latency counts toward the hedge delay.
-    mutating func batchFinished(keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?) {
+    /// the lane holds them, its latency counts toward the hedge delay, and a hedge it was allowed
+    /// but did not send goes back to the budget.
+    mutating func batchFinished(keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, unusedHedge: Bool = false) {
         inFlight -= 1
         for key in keys { busyKeys.release(key) }
         hold.add(marks)
         if let latency { latencies.record(latency) }
+        hedgeBudget = min(Self.hedgeBurst, hedgeBudget + Self.hedgesPerBatch + (unusedHedge ? 1 : 0))
     }
 
     /// A batch from ``Action/deliver(_:)`` that never started (the lane stopped while pacing).
-    mutating func abandoned(_ batch: Batch) { batchFinished(keys: batch.keys, marks: [], latency: nil) }
+    mutating func abandoned(_ batch: Batch) { batchFinished(keys: batch.keys, marks: [], latency: nil, unusedHedge: batch.hedgeAfter != nil) }
 
     mutating func marksWritten() { writing -= 1 }
 
@@ -177,7 +184,11 @@ struct LaneStateMachine {
                     inFlight += 1
                     let keys = due.compactMap { $0.key }  // closures, not key paths: on tuples these were built at run time per batch
                     for key in keys { busyKeys.hold(key) }
-                    return .deliver(Batch(rows: due.map { $0.row }, keys: keys, hedgeAfter: hedgeAfter))
+                    var after = hedgeAfter
+                    if after != nil {
+                        if hedgeBudget >= 1 { hedgeBudget -= 1 } else { after = nil }
+                    }
+                    return .deliver(Batch(rows: due.map { $0.row }, keys: keys, hedgeAfter: after))
                 }
                 if !readDone && (pending.isEmpty || pending.room >= pending.capacity / 2) {
                     phase = .taking(readDone: true)

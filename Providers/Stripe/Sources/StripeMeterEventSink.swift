@@ -55,11 +55,12 @@ public struct StripeMeterEventSink: UsageSink {
 
     private static func capabilities(_ settings: StripeSettings) -> SinkCapabilities {
         // stripe.md §1.9: test mode counts toward the basic 25 ops/s limit; live v1 has its own
-        // 1,000 calls/s limiter; the stream takes 10,000 requests/s. Paced a tenth under each:
-        // requests sent at exactly the limit arrive bunched by the network and meet it.
+        // 1,000 calls/s limiter; the stream takes 10,000 requests/s. Paced a tenth under each,
+        // with a burst of a fifth of the sandbox's: requests sent at the limit arrive bunched by
+        // the network and meet it, and a full burst leaves no room for the next bunch.
         var rate: RateLimit
         switch (settings.api, settings.isTestMode) {
-        case (_, true): rate = RateLimit(requestsPerSecond: Self.documentedRate.test * 0.9, burst: 20)
+        case (_, true): rate = RateLimit(requestsPerSecond: Self.documentedRate.test * 0.9, burst: 5)
         case (.v2Stream, false): rate = RateLimit(requestsPerSecond: Self.documentedRate.stream * 0.9, burst: 900)
         case (_, false): rate = RateLimit(requestsPerSecond: Self.documentedRate.live * 0.9, burst: 90)
         }

@@ -22,8 +22,10 @@ public enum Hedged {
     /// request timeout it stands in front of, whatever clock the caller paces by), runs it again
     /// beside the first. Returns once an answer settles every event (or both attempts answered), cancelling
     /// the other attempt: an answer that leaves events retryable waits for the other attempt.
-    /// Throws what `send` throws (the sink is unusable).
-    public static func deliver(after delay: Duration?, _ send: @escaping @Sendable () async throws -> [DeliveryOutcome]) async throws -> Answer {
+    /// `pace` runs before the second attempt (the lane's rate limiter: a hedge is a request like
+    /// any other). Throws what `send` throws (the sink is unusable).
+    public static func deliver(after delay: Duration?, pace: (@Sendable () async throws -> Void)? = nil,
+                               _ send: @escaping @Sendable () async throws -> [DeliveryOutcome]) async throws -> Answer {
         guard let delay else { return Answer(outcomes: try await send(), hedged: false, hedgeWon: false) }
         return try await withThrowingTaskGroup(of: Attempt.self) { group in
             group.addTask { .answer(first: true, try await send()) }
@@ -39,7 +41,10 @@ public enum Hedged {
                     guard running > 0 else { continue }
                     hedged = true
                     running += 1
-                    group.addTask { .answer(first: false, try await send()) }
+                    group.addTask {
+                        try await pace?()
+                        return .answer(first: false, try await send())
+                    }
                 case .answer(let first, let outcomes):
                     running -= 1
                     let merged = best.map { merge($0, outcomes) } ?? outcomes
