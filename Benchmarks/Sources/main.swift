@@ -5,6 +5,8 @@
 //   swift run -c release usage-billing-bench --import N [--json PATH]
 //   swift run -c release usage-billing-bench --spool N [--json PATH]
 //   swift run -c release usage-billing-bench --adapters N [--stripe-events N] [--python M] [--json PATH]
+//   swift run -c release usage-billing-bench --tails N [--only stripe,orb] [--json PATH]
+//   swift run -c release usage-billing-bench --aggregate-seconds 60 [--json PATH]
 //
 // --import N writes N NDJSON events to a temporary file and imports them through the example
 // routing config (examples/routing.yaml: Stripe primary + Orb shadow for api_request, OpenMeter
@@ -34,6 +36,8 @@ struct Options {
     var importEvents = 0
     var spoolEvents = 0
     var ledgerEvents = 0
+    var tailEvents = 0
+    var aggregateSeconds = 0
     var adapterEvents = 0
     var stripeEvents = 10_000
     var pythonEvents = 0
@@ -64,6 +68,8 @@ struct Options {
             case "--import": importEvents = Int(try value()) ?? 0
             case "--spool": spoolEvents = Int(try value()) ?? 0
             case "--ledgers": ledgerEvents = Int(try value()) ?? 0
+            case "--tails": tailEvents = Int(try value()) ?? 0
+            case "--aggregate-seconds": aggregateSeconds = Int(try value()) ?? 0
             case "--adapters": adapterEvents = Int(try value()) ?? 0
             case "--stripe-events": stripeEvents = Int(try value()) ?? stripeEvents
             case "--python": pythonEvents = Int(try value()) ?? 0
@@ -320,6 +326,14 @@ func run() async throws {
     }
     if options.ledgerEvents > 0 {
         try await ledgerBenchmark(count: options.ledgerEvents, options: options)
+        return
+    }
+    if options.aggregateSeconds > 0 {
+        try await aggregateBenchmark(seconds: options.aggregateSeconds, options: options)
+        return
+    }
+    if options.tailEvents > 0 {
+        try await tailBenchmark(count: options.tailEvents, options: options)
         return
     }
     if options.importEvents > 0 {

@@ -211,14 +211,14 @@ public final class DeliveryWorker: Sendable {
         try await withThrowingTaskGroup(of: LaneTask.self) { group in
             while true {
                 if Task.isCancelled || stopFlag.isSet { machine.stop() }
-                switch machine.next() {
+                switch machine.next(now: clock.now()) {
                 case .finish:
                     try await group.waitForAll()
                     return
                 case .awaitCompletion:
                     switch try await group.next() {
-                    case .batch(let keys, let marks, let latency, let unusedHedge)?:
-                        machine.batchFinished(keys: keys, marks: marks, latency: latency, unusedHedge: unusedHedge)
+                    case .batch(let keys, let marks, let latency, let unusedHedge, let retryAt)?:
+                        machine.batchFinished(keys: keys, marks: marks, latency: latency, unusedHedge: unusedHedge, retryAt: retryAt)
                     case .marked?: machine.marksWritten()
                     case nil: break
                     }
@@ -270,10 +270,10 @@ public final class DeliveryWorker: Sendable {
                     if sample { lastDepthSample = ContinuousClock.now }
                     let holdsMarks = machine.configuration.holdsMarks
                     group.addTask {
-                        let (marks, latency, hedged) = try await self.deliverBatch(batch, lane: lane, sink: sink, limiter: limiter, checksBeforeRetry: checksBeforeRetry,
+                        let (marks, latency, hedged, retryAt) = try await self.deliverBatch(batch, lane: lane, sink: sink, limiter: limiter, checksBeforeRetry: checksBeforeRetry,
                                                                                    holdsMarks: holdsMarks, lease: lease, metrics: metrics, logger: logger)
                         if sample { metrics.depth.record(try await self.spool.queuedCount(lane: lane)) }
-                        return .batch(keys: batch.keys, marks: marks, latency: latency, unusedHedge: batch.hedgeAfter != nil && !hedged)
+                        return .batch(keys: batch.keys, marks: marks, latency: latency, unusedHedge: batch.hedgeAfter != nil && !hedged, retryAt: retryAt)
                     }
                 }
             }
@@ -284,7 +284,8 @@ public final class DeliveryWorker: Sendable {
     private enum LaneTask: Sendable {
         /// A batch finished: the concurrency keys it held, its marks if the lane holds them, and
         /// how long its answer took (nil: no answer, e.g. cancelled).
-        case batch(keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, unusedHedge: Bool)
+        /// `retryAt`: the earliest time one of its rows is due again, if any was marked for a retry.
+        case batch(keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, unusedHedge: Bool, retryAt: Date?)
         /// Held marks were written.
         case marked
     }
@@ -318,7 +319,7 @@ public final class DeliveryWorker: Sendable {
     /// without an answer) and marks every row: delivered, duplicate, dead, or due again later.
     /// With `holdsMarks` the marks are returned for the lane to write with others' instead.
     private func deliverBatch(_ batch: LaneStateMachine.Batch, lane: String, sink: any UsageSink, limiter: RateLimiter?, checksBeforeRetry: Bool, holdsMarks: Bool,
-                              lease: LaneLease, metrics: LaneMetrics, logger: Logger) async throws -> (marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, hedged: Bool) {
+                              lease: LaneLease, metrics: LaneMetrics, logger: Logger) async throws -> (marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, hedged: Bool, retryAt: Date?) {
         let due = batch.rows
         let outcomes: [DeliveryOutcome]
         let latency: Duration
@@ -344,14 +345,14 @@ public final class DeliveryWorker: Sendable {
             let elapsed = latency.components
             metrics.duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         } catch is CancellationError {
-            return ([], nil, false)
+            return ([], nil, false, nil)
         } catch {
             logger.error("the lane's sink failed; its events stay queued", metadata: ["error": "\(error)", "events": "\(due.count)"])
             // The whole sink is unusable (bad credentials, ...): keep the rows queued and try
             // again later, so fixing the config loses nothing.
             let at = clock.now().addingTimeInterval(min(60, policy.ceiling(forRetry: (due.first?.attempts ?? 0) + 1).seconds))
             try await spool.mark(due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, now: clock.now(), lease: lease)
-            return ([], nil, false)
+            return ([], nil, false, at)
         }
         var rng = SystemRandomNumberGenerator()
         let marks: [(Int64, Spool.Mark)] = zip(due, outcomes).map { row, outcome in
@@ -370,7 +371,8 @@ public final class DeliveryWorker: Sendable {
             logger.warning("dead letter", metadata: ["event": "\(row.event.id)", "reason": "\(reason.code)", "message": "\(reason.message)"])
         }
         logger.debug("delivered a batch", metadata: ["events": "\(due.count)"])
-        return (holdsMarks ? marks : [], latency, hedged)
+        let retryAt = marks.lazy.compactMap { if case .retry(let at, _) = $0.1 { at } else { nil } }.min()
+        return (holdsMarks ? marks : [], latency, hedged, retryAt)
     }
 
     /// The row's mark, by the retry engine (``RetryPolicy/decide(_:attemptsMade:elapsed:using:)``).

@@ -71,6 +71,9 @@ struct LaneStateMachine {
         /// Held marks are being written: nothing is read until they are (a new pass would read
         /// the rows they mark and send them again).
         case draining
+        /// Rows this pass read are due again: the pass ends once nothing is in flight and every
+        /// mark is written, and a new one starts from the oldest due row.
+        case restarting
         case idle
         case sleeping(Duration)
         case finished
@@ -84,6 +87,9 @@ struct LaneStateMachine {
     /// Rows up to `cursor` were read in this pass: while batches are in flight the next read
     /// starts after them; once none is, the pass starts over (rows due again later).
     private(set) var cursor: Int64 = 0
+    /// The earliest time a row behind the cursor is due again (its retry mark): once it passes,
+    /// the pass ends early, so a retry waits its backoff and not for the rest of the backlog.
+    private(set) var retryDue: Date?
     /// Rows read ahead for every batch that may be in flight (twice that, read again once half is
     /// free), so a lane whose rows wait for their concurrency key reads in large steps.
     private var pending: ReadAhead
@@ -119,8 +125,10 @@ struct LaneStateMachine {
     /// A batch answered (or was cancelled, with no marks): its keys are free, its marks held if
     /// the lane holds them, its latency counts toward the hedge delay, and a hedge it was allowed
     /// but did not send goes back to the budget.
-    mutating func batchFinished(keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, unusedHedge: Bool = false) {
+    mutating func batchFinished(keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?,
+                                unusedHedge: Bool = false, retryAt: Date? = nil) {
         inFlight -= 1
+        if let retryAt { retryDue = min(retryDue ?? retryAt, retryAt) }
         for key in keys { busyKeys.release(key) }
         hold.add(marks)
         if let latency { latencies.record(latency) }
@@ -147,7 +155,8 @@ struct LaneStateMachine {
 
     // MARK: Actions out
 
-    mutating func next() -> Action {
+    /// The next action at `now` (the worker's clock: when rows behind the cursor are due again).
+    mutating func next(now: Date) -> Action {
         if stopping {
             if let marks = hold.take(force: true) { return write(marks) }
             return inFlight > 0 || writing > 0 ? .awaitCompletion : .finish
@@ -169,6 +178,14 @@ struct LaneStateMachine {
             case .draining:
                 if writing > 0 { return .awaitCompletion }
                 phase = .top
+            case .restarting:
+                if inFlight > 0 { return .awaitCompletion }
+                if let marks = hold.take(force: true) { return write(marks) }
+                if writing > 0 { return .awaitCompletion }
+                cursor = 0
+                pending.removeAll()
+                retryDue = nil
+                phase = .top
             case .top:
                 if let marks = hold.take(force: false) { return write(marks) }
                 if inFlight >= configuration.inFlightLimit { return .awaitCompletion }
@@ -178,6 +195,10 @@ struct LaneStateMachine {
                 }
                 phase = .taking(readDone: false)
             case .taking(let readDone):
+                if let due = retryDue, due <= now, cursor > 0 {
+                    phase = .restarting
+                    continue
+                }
                 let due = pending.take(configuration.batchSize, busy: busyKeys)
                 if !due.isEmpty {
                     phase = .top
@@ -208,6 +229,7 @@ struct LaneStateMachine {
                 if cursor > 0 {  // a new pass, from the oldest due row
                     cursor = 0
                     pending.removeAll()
+                    retryDue = nil
                     continue
                 }
                 phase = .idle

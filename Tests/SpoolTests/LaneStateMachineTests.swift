@@ -8,6 +8,7 @@ import UsageBillingTesting
 @Suite("Lane state machine")
 struct LaneStateMachineTests {
     typealias Machine = LaneStateMachine
+    static let now = Date(timeIntervalSince1970: 10_000)
 
     static func machine(batch: Int = 1, inFlight: Int = 2, aggregates: Bool = false, untilEmpty: Bool = true, holdsMarks: Bool = false,
                         hedging: HedgePolicy? = nil) -> Machine {
@@ -33,100 +34,116 @@ struct LaneStateMachineTests {
 
     @Test func readsThenFillsItsSlotsThenWaits() throws {
         var m = Self.machine(inFlight: 2)
-        guard case .read(let after, let limit) = m.next() else { Issue.record("a fresh lane reads first"); return }
+        guard case .read(let after, let limit) = m.next(now: Self.now) else { Issue.record("a fresh lane reads first"); return }
         #expect(after == 0 && limit == 4, "twice the rows every slot can carry, from the start")
         m.rowsRead(Self.rows(["a", "b", "c"]))
-        let first = try #require(Self.delivered(m.next()))
-        let second = try #require(Self.delivered(m.next()))
+        let first = try #require(Self.delivered(m.next(now: Self.now)))
+        let second = try #require(Self.delivered(m.next(now: Self.now)))
         #expect(first.rows.map(\.seq) == [1] && second.rows.map(\.seq) == [2], "oldest first, one per slot")
-        guard case .awaitCompletion = m.next() else { Issue.record("with every slot busy the lane waits"); return }
+        guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("with every slot busy the lane waits"); return }
         m.batchFinished(keys: first.keys, marks: [], latency: .milliseconds(5))
-        #expect(try #require(Self.delivered(m.next())).rows.map(\.seq) == [3], "a freed slot takes the next row")
+        #expect(try #require(Self.delivered(m.next(now: Self.now))).rows.map(\.seq) == [3], "a freed slot takes the next row")
         #expect(m.inFlight == 2 && m.cursor == 3)
     }
 
     @Test func aBusyConcurrencyKeyWaitsForItsBatch() throws {
         var m = Self.machine(inFlight: 4)
-        _ = m.next()
+        _ = m.next(now: Self.now)
         m.rowsRead(Self.rows(["a", "a", "b"]))
-        let a1 = try #require(Self.delivered(m.next()))
-        let b = try #require(Self.delivered(m.next()))
+        let a1 = try #require(Self.delivered(m.next(now: Self.now)))
+        let b = try #require(Self.delivered(m.next(now: Self.now)))
         #expect(a1.rows.map(\.seq) == [1] && b.rows.map(\.seq) == [3], "the second 'a' row waits while the first is in flight")
-        guard case .read = m.next() else { Issue.record("with room to spare it reads on"); return }
+        guard case .read = m.next(now: Self.now) else { Issue.record("with room to spare it reads on"); return }
         m.rowsRead([])
-        guard case .awaitCompletion = m.next() else { Issue.record("nothing else may go: wait"); return }
+        guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("nothing else may go: wait"); return }
         m.batchFinished(keys: a1.keys, marks: [], latency: nil)
-        #expect(try #require(Self.delivered(m.next())).rows.map(\.seq) == [2], "the key is free again")
+        #expect(try #require(Self.delivered(m.next(now: Self.now))).rows.map(\.seq) == [2], "the key is free again")
     }
 
     @Test func heldMarksAreWrittenBeforeTheLaneGoesIdleAndFinishes() throws {
         var m = Self.machine(inFlight: 2, holdsMarks: true)
-        _ = m.next()
+        _ = m.next(now: Self.now)
         m.rowsRead(Self.rows(["a"]))
-        let batch = try #require(Self.delivered(m.next()))
+        let batch = try #require(Self.delivered(m.next(now: Self.now)))
         m.batchFinished(keys: batch.keys, marks: [(1, .delivered)], latency: nil)
         // The pass read nothing more: a new pass from the start, then nothing due.
-        guard case .read(let after, _) = m.next() else { Issue.record("reads on after the first row"); return }
+        guard case .read(let after, _) = m.next(now: Self.now) else { Issue.record("reads on after the first row"); return }
         #expect(after == 1)
         m.rowsRead([])
-        let action = m.next()
+        let action = m.next(now: Self.now)
         guard case .writeMarks(let marks) = action else { Issue.record("held marks are written before the lane idles, got \(action)"); return }
         #expect(marks.map(\.seq) == [1])
-        guard case .awaitCompletion = m.next() else { Issue.record("and nothing is read until the write finishes"); return }
+        guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("and nothing is read until the write finishes"); return }
         m.marksWritten()
-        guard case .read(let again, _) = m.next() else { Issue.record("then it looks once more after the cursor"); return }
+        guard case .read(let again, _) = m.next(now: Self.now) else { Issue.record("then it looks once more after the cursor"); return }
         #expect(again == 1)
         m.rowsRead([])
-        guard case .read(let restart, _) = m.next() else { Issue.record("then a new pass from the oldest due row"); return }
+        guard case .read(let restart, _) = m.next(now: Self.now) else { Issue.record("then a new pass from the oldest due row"); return }
         #expect(restart == 0)
         m.rowsRead([])
-        guard case .checkIdle = m.next() else { Issue.record("nothing due: ask when the next row is"); return }
+        guard case .checkIdle = m.next(now: Self.now) else { Issue.record("nothing due: ask when the next row is"); return }
         m.idle(nextDue: nil, now: Date())
-        guard case .finish = m.next() else { Issue.record("until-empty with nothing queued finishes"); return }
+        guard case .finish = m.next(now: Self.now) else { Issue.record("until-empty with nothing queued finishes"); return }
     }
 
     @Test(arguments: [(nil, 0.2), (30.0, 0.2), (0.05, 0.05)] as [(Double?, Double)])
     func anIdleLaneSleepsUntilItsNextRowOrItsPoll(_ dueIn: Double?, _ expected: Double) {
         var m = Self.machine(untilEmpty: false)
-        _ = m.next()
+        _ = m.next(now: Self.now)
         m.rowsRead([])
-        guard case .checkIdle = m.next() else { Issue.record("an empty lane checks when the next row is due"); return }
+        guard case .checkIdle = m.next(now: Self.now) else { Issue.record("an empty lane checks when the next row is due"); return }
         let now = Date(timeIntervalSince1970: 5_000)
         m.idle(nextDue: dueIn.map { now.addingTimeInterval($0) }, now: now)
-        guard case .sleep(let d) = m.next() else { Issue.record("a lane that runs on sleeps"); return }
+        guard case .sleep(let d) = m.next(now: Self.now) else { Issue.record("a lane that runs on sleeps"); return }
         #expect(abs(d.seconds - expected) < 1e-6, "slept \(d)")
-        guard case .read = m.next() else { Issue.record("and looks again after"); return }
+        guard case .read = m.next(now: Self.now) else { Issue.record("and looks again after"); return }
     }
 
     @Test func stoppingStartsNothingNewAndFinishesWhatIsInFlight() throws {
         var m = Self.machine(inFlight: 2, holdsMarks: true)
-        _ = m.next()
+        _ = m.next(now: Self.now)
         m.rowsRead(Self.rows(["a", "b", "c"]))
-        let first = try #require(Self.delivered(m.next()))
+        let first = try #require(Self.delivered(m.next(now: Self.now)))
         m.stop()
-        guard case .awaitCompletion = m.next() else { Issue.record("the batch in flight is waited for"); return }
+        guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("the batch in flight is waited for"); return }
         m.batchFinished(keys: first.keys, marks: [(1, .delivered)], latency: nil)
-        guard case .writeMarks(let marks) = m.next() else { Issue.record("its marks are written"); return }
+        guard case .writeMarks(let marks) = m.next(now: Self.now) else { Issue.record("its marks are written"); return }
         #expect(marks.map(\.seq) == [1])
-        guard case .awaitCompletion = m.next() else { Issue.record("the write is waited for"); return }
+        guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("the write is waited for"); return }
         m.marksWritten()
-        guard case .finish = m.next() else { Issue.record("then the lane finishes, rows 2 and 3 left queued"); return }
+        guard case .finish = m.next(now: Self.now) else { Issue.record("then the lane finishes, rows 2 and 3 left queued"); return }
     }
 
     @Test func anAggregatingLaneFoldsThenEmitsThenDelivers() throws {
         var m = Self.machine(inFlight: 1, aggregates: true)
-        guard case .fold = m.next() else { Issue.record("raw rows fold first"); return }
+        guard case .fold = m.next(now: Self.now) else { Issue.record("raw rows fold first"); return }
         m.folded(rows: 5_000)
-        guard case .fold = m.next() else { Issue.record("a full fold folds again"); return }
+        guard case .fold = m.next(now: Self.now) else { Issue.record("a full fold folds again"); return }
         m.folded(rows: 0)
-        guard case .emitWindows = m.next() else { Issue.record("then due windows are emitted"); return }
+        guard case .emitWindows = m.next(now: Self.now) else { Issue.record("then due windows are emitted"); return }
         m.windowsEmitted()
-        guard case .read = m.next() else { Issue.record("then window records are read"); return }
+        guard case .read = m.next(now: Self.now) else { Issue.record("then window records are read"); return }
         m.rowsRead(Self.rows(["a"]))
-        let batch = try #require(Self.delivered(m.next()))
-        guard case .awaitCompletion = m.next() else { Issue.record("one record at a time"); return }
+        let batch = try #require(Self.delivered(m.next(now: Self.now)))
+        guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("one record at a time"); return }
         m.batchFinished(keys: batch.keys, marks: [], latency: nil)
-        guard case .fold = m.next() else { Issue.record("and with nothing in flight, new raw rows fold first"); return }
+        guard case .fold = m.next(now: Self.now) else { Issue.record("and with nothing in flight, new raw rows fold first"); return }
+    }
+
+    /// A row marked for a retry is sent again once its time comes, not after the rest of the
+    /// pass: the pass ends early (batches in flight finish, marks are written) and restarts.
+    @Test func aDueRetryEndsThePassEarly() throws {
+        var m = Self.machine(inFlight: 1, holdsMarks: false)
+        _ = m.next(now: Self.now)
+        m.rowsRead(Self.rows(["a", "b", "c"]))
+        let first = try #require(Self.delivered(m.next(now: Self.now)))
+        m.batchFinished(keys: first.keys, marks: [], latency: nil, retryAt: Self.now.addingTimeInterval(1))
+        #expect(try #require(Self.delivered(m.next(now: Self.now))).rows.map(\.seq) == [2], "before the retry is due, the pass goes on")
+        let later = Self.now.addingTimeInterval(2)
+        guard case .awaitCompletion = m.next(now: later) else { Issue.record("once it is due, the batch in flight is waited for"); return }
+        m.batchFinished(keys: [], marks: [], latency: nil)
+        guard case .read(let after, _) = m.next(now: later) else { Issue.record("then a new pass reads from the start"); return }
+        #expect(after == 0 && m.retryDue == nil)
     }
 
     @Test func theHedgeDelayFollowsTheLanesLatencyWithinItsBounds() throws {
@@ -135,9 +152,9 @@ struct LaneStateMachineTests {
         #expect(m.hedgeAfter == .seconds(2), "no answers yet: the ceiling")
         func answers(_ n: Int, _ latency: Duration) {
             for _ in 0..<n {
-                _ = m.next()
+                _ = m.next(now: Self.now)
                 m.rowsRead(Self.rows(["a"]))
-                guard case .deliver(let b) = m.next() else { return }
+                guard case .deliver(let b) = m.next(now: Self.now) else { return }
                 m.batchFinished(keys: b.keys, marks: [], latency: latency)
             }
         }
