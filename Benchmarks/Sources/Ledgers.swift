@@ -26,7 +26,7 @@ func ledgerBenchmark(count: Int, options: Options) async throws {
     }
     var table: [(String, [String: [Double]])] = []
 
-    for (writers, perCall) in [(16, 1), (16, 100)] {
+    for (writers, perCall) in [(16, 1), (16, 100)] where !options.deliverOnly {
         var rates: [String: [Double]] = [:]
         for trial in 0..<options.repeats {
             for kind in kinds {
@@ -66,7 +66,7 @@ func ledgerBenchmark(count: Int, options: Options) async throws {
           - { events: [storage_gb], to: openmeter }
         """, file: "bench.yaml", directory: dir, registry: .standard, environment: [:])
     let client = try CurlHTTPClient()
-    for workers in [1, 2] {
+    for workers in [1, 2] where !options.recordOnly {
         var rates: [String: [Double]] = [:]
         for trial in 0..<options.repeats {
             for kind in kinds {

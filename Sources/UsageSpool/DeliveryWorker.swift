@@ -217,15 +217,15 @@ public final class DeliveryWorker: Sendable {
                     return
                 case .awaitCompletion:
                     switch try await group.next() {
-                    case .batch(let keys, let marks, let latency, let unusedHedge, let retryAt)?:
-                        machine.batchFinished(keys: keys, marks: marks, latency: latency, unusedHedge: unusedHedge, retryAt: retryAt)
-                    case .marked?: machine.marksWritten()
+                    case .batch(let seqs, let keys, let marks, let latency, let unusedHedge, let retryAt)?:
+                        machine.batchFinished(seqs: seqs, keys: keys, marks: marks, latency: latency, unusedHedge: unusedHedge, retryAt: retryAt)
+                    case .marked(let id)?: machine.marksWritten(id)
                     case nil: break
                     }
-                case .writeMarks(let marks):
+                case .writeMarks(let id, let marks):
                     group.addTask {
                         try await self.spool.mark(marks, now: self.clock.now(), lease: lease)
-                        return .marked
+                        return .marked(id)
                     }
                 case .fold:
                     // Raw rows fold into their windows 5,000 at a time (each fold reads and
@@ -273,7 +273,7 @@ public final class DeliveryWorker: Sendable {
                         let (marks, latency, hedged, retryAt) = try await self.deliverBatch(batch, lane: lane, sink: sink, limiter: limiter, checksBeforeRetry: checksBeforeRetry,
                                                                                    holdsMarks: holdsMarks, lease: lease, metrics: metrics, logger: logger)
                         if sample { metrics.depth.record(try await self.spool.queuedCount(lane: lane)) }
-                        return .batch(keys: batch.keys, marks: marks, latency: latency, unusedHedge: batch.hedgeAfter != nil && !hedged, retryAt: retryAt)
+                        return .batch(seqs: batch.rows.map(\.seq), keys: batch.keys, marks: marks, latency: latency, unusedHedge: batch.hedgeAfter != nil && !hedged, retryAt: retryAt)
                     }
                 }
             }
@@ -285,9 +285,9 @@ public final class DeliveryWorker: Sendable {
         /// A batch finished: the concurrency keys it held, its marks if the lane holds them, and
         /// how long its answer took (nil: no answer, e.g. cancelled).
         /// `retryAt`: the earliest time one of its rows is due again, if any was marked for a retry.
-        case batch(keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, unusedHedge: Bool, retryAt: Date?)
-        /// Held marks were written.
-        case marked
+        case batch(seqs: [Int64], keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, unusedHedge: Bool, retryAt: Date?)
+        /// Held marks were written (the write's id).
+        case marked(Int)
     }
 
     /// A lane's metrics, made once per lane (not per batch: a Stripe v1 batch is one event).

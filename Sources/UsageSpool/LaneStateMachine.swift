@@ -42,8 +42,8 @@ struct LaneStateMachine {
     }
 
     enum Action {
-        /// Write these marks (in a task of its own), then report ``marksWritten()``.
-        case writeMarks([(seq: Int64, mark: Spool.Mark)])
+        /// Write these marks (in a task of its own), then report ``marksWritten(_:)`` with `id`.
+        case writeMarks(id: Int, [(seq: Int64, mark: Spool.Mark)])
         /// Wait for a batch or a write to finish and report it.
         case awaitCompletion
         /// Fold the lane's raw rows into their windows; report ``folded(rows:)``.
@@ -53,7 +53,8 @@ struct LaneStateMachine {
         /// Read up to `limit` due rows after seq `after`; report ``rowsRead(_:)``.
         case read(after: Int64, limit: Int)
         /// Pace, then deliver the batch in a task of its own; report
-        /// ``batchFinished(keys:marks:latency:)`` (or ``abandoned(_:)`` if it never started).
+        /// ``batchFinished(seqs:keys:marks:latency:unusedHedge:retryAt:)`` (or ``abandoned(_:)``
+        /// if it never started).
         case deliver(Batch)
         /// Nothing is due: look up when the next row is; report ``idle(nextDue:now:)``.
         case checkIdle
@@ -71,8 +72,8 @@ struct LaneStateMachine {
         /// Held marks are being written: nothing is read until they are (a new pass would read
         /// the rows they mark and send them again).
         case draining
-        /// Rows this pass read are due again: the pass ends once nothing is in flight and every
-        /// mark is written, and a new one starts from the oldest due row.
+        /// Rows this pass read are due again: held marks are handed to a write and a new pass
+        /// starts from the oldest due row, skipping the rows still out (``outstanding``).
         case restarting
         case idle
         case sleeping(Duration)
@@ -90,6 +91,13 @@ struct LaneStateMachine {
     /// The earliest time a row behind the cursor is due again (its retry mark): once it passes,
     /// the pass ends early, so a retry waits its backoff and not for the rest of the backlog.
     private(set) var retryDue: Date?
+    /// Rows handed to a batch whose marks are not written yet (in flight, held, or being
+    /// written): still queued in the spool, so a new pass that starts before they are marked
+    /// reads them again and must not send them twice.
+    private(set) var outstanding: Set<Int64> = []
+    /// The rows each write in progress marks, by the write's id.
+    private var writes: [Int: [Int64]] = [:]
+    private var nextWriteID = 0
     /// Rows read ahead for every batch that may be in flight (twice that, read again once half is
     /// free), so a lane whose rows wait for their concurrency key reads in large steps.
     private var pending: ReadAhead
@@ -115,7 +123,7 @@ struct LaneStateMachine {
 
     mutating func rowsRead(_ rows: [QueuedDelivery]) {
         cursor = rows.last?.seq ?? cursor
-        pending.append(rows)
+        pending.append(outstanding.isEmpty ? rows : rows.filter { !outstanding.contains($0.seq) })
     }
 
     mutating func folded(rows: Int) { phase = rows > 0 ? .top : .emitting }
@@ -125,9 +133,11 @@ struct LaneStateMachine {
     /// A batch answered (or was cancelled, with no marks): its keys are free, its marks held if
     /// the lane holds them, its latency counts toward the hedge delay, and a hedge it was allowed
     /// but did not send goes back to the budget.
-    mutating func batchFinished(keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?,
+    /// `seqs`: the batch's rows; unless their marks are handed back to be held, the batch wrote them.
+    mutating func batchFinished(seqs: [Int64], keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?,
                                 unusedHedge: Bool = false, retryAt: Date? = nil) {
         inFlight -= 1
+        if !configuration.holdsMarks || marks.isEmpty { for seq in seqs { outstanding.remove(seq) } }
         if let retryAt { retryDue = min(retryDue ?? retryAt, retryAt) }
         for key in keys { busyKeys.release(key) }
         hold.add(marks)
@@ -136,9 +146,14 @@ struct LaneStateMachine {
     }
 
     /// A batch from ``Action/deliver(_:)`` that never started (the lane stopped while pacing).
-    mutating func abandoned(_ batch: Batch) { batchFinished(keys: batch.keys, marks: [], latency: nil, unusedHedge: batch.hedgeAfter != nil) }
+    mutating func abandoned(_ batch: Batch) {
+        batchFinished(seqs: batch.rows.map(\.seq), keys: batch.keys, marks: [], latency: nil, unusedHedge: batch.hedgeAfter != nil)
+    }
 
-    mutating func marksWritten() { writing -= 1 }
+    mutating func marksWritten(_ id: Int) {
+        writing -= 1
+        for seq in writes.removeValue(forKey: id) ?? [] { outstanding.remove(seq) }
+    }
 
     /// The answer to ``Action/checkIdle``: when the lane's next row is due (nil: none queued).
     mutating func idle(nextDue: Date?, now: Date) {
@@ -179,9 +194,9 @@ struct LaneStateMachine {
                 if writing > 0 { return .awaitCompletion }
                 phase = .top
             case .restarting:
-                if inFlight > 0 { return .awaitCompletion }
+                // Batches in flight go on (a hung one would stall the lane); their rows, and
+                // those of the marks being written, stay `outstanding` and are skipped.
                 if let marks = hold.take(force: true) { return write(marks) }
-                if writing > 0 { return .awaitCompletion }
                 cursor = 0
                 pending.removeAll()
                 retryDue = nil
@@ -205,6 +220,7 @@ struct LaneStateMachine {
                     inFlight += 1
                     let keys = due.compactMap { $0.key }  // closures, not key paths: on tuples these were built at run time per batch
                     for key in keys { busyKeys.hold(key) }
+                    for (row, _) in due { outstanding.insert(row.seq) }
                     var after = hedgeAfter
                     if after != nil {
                         if hedgeBudget >= 1 { hedgeBudget -= 1 } else { after = nil }
@@ -240,7 +256,9 @@ struct LaneStateMachine {
 
     private mutating func write(_ marks: [(seq: Int64, mark: Spool.Mark)]) -> Action {
         writing += 1
-        return .writeMarks(marks)
+        nextWriteID += 1
+        writes[nextWriteID] = marks.map(\.seq)
+        return .writeMarks(id: nextWriteID, marks)
     }
 }
 

@@ -41,7 +41,7 @@ struct LaneStateMachineTests {
         let second = try #require(Self.delivered(m.next(now: Self.now)))
         #expect(first.rows.map(\.seq) == [1] && second.rows.map(\.seq) == [2], "oldest first, one per slot")
         guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("with every slot busy the lane waits"); return }
-        m.batchFinished(keys: first.keys, marks: [], latency: .milliseconds(5))
+        m.batchFinished(seqs: first.rows.map(\.seq), keys: first.keys, marks: [], latency: .milliseconds(5))
         #expect(try #require(Self.delivered(m.next(now: Self.now))).rows.map(\.seq) == [3], "a freed slot takes the next row")
         #expect(m.inFlight == 2 && m.cursor == 3)
     }
@@ -56,7 +56,7 @@ struct LaneStateMachineTests {
         guard case .read = m.next(now: Self.now) else { Issue.record("with room to spare it reads on"); return }
         m.rowsRead([])
         guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("nothing else may go: wait"); return }
-        m.batchFinished(keys: a1.keys, marks: [], latency: nil)
+        m.batchFinished(seqs: a1.rows.map(\.seq), keys: a1.keys, marks: [], latency: nil)
         #expect(try #require(Self.delivered(m.next(now: Self.now))).rows.map(\.seq) == [2], "the key is free again")
     }
 
@@ -65,16 +65,16 @@ struct LaneStateMachineTests {
         _ = m.next(now: Self.now)
         m.rowsRead(Self.rows(["a"]))
         let batch = try #require(Self.delivered(m.next(now: Self.now)))
-        m.batchFinished(keys: batch.keys, marks: [(1, .delivered)], latency: nil)
+        m.batchFinished(seqs: batch.rows.map(\.seq), keys: batch.keys, marks: [(1, .delivered)], latency: nil)
         // The pass read nothing more: a new pass from the start, then nothing due.
         guard case .read(let after, _) = m.next(now: Self.now) else { Issue.record("reads on after the first row"); return }
         #expect(after == 1)
         m.rowsRead([])
         let action = m.next(now: Self.now)
-        guard case .writeMarks(let marks) = action else { Issue.record("held marks are written before the lane idles, got \(action)"); return }
+        guard case .writeMarks(let id, let marks) = action else { Issue.record("held marks are written before the lane idles, got \(action)"); return }
         #expect(marks.map(\.seq) == [1])
         guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("and nothing is read until the write finishes"); return }
-        m.marksWritten()
+        m.marksWritten(id)
         guard case .read(let again, _) = m.next(now: Self.now) else { Issue.record("then it looks once more after the cursor"); return }
         #expect(again == 1)
         m.rowsRead([])
@@ -106,11 +106,11 @@ struct LaneStateMachineTests {
         let first = try #require(Self.delivered(m.next(now: Self.now)))
         m.stop()
         guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("the batch in flight is waited for"); return }
-        m.batchFinished(keys: first.keys, marks: [(1, .delivered)], latency: nil)
-        guard case .writeMarks(let marks) = m.next(now: Self.now) else { Issue.record("its marks are written"); return }
+        m.batchFinished(seqs: first.rows.map(\.seq), keys: first.keys, marks: [(1, .delivered)], latency: nil)
+        guard case .writeMarks(let id, let marks) = m.next(now: Self.now) else { Issue.record("its marks are written"); return }
         #expect(marks.map(\.seq) == [1])
         guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("the write is waited for"); return }
-        m.marksWritten()
+        m.marksWritten(id)
         guard case .finish = m.next(now: Self.now) else { Issue.record("then the lane finishes, rows 2 and 3 left queued"); return }
     }
 
@@ -126,24 +126,29 @@ struct LaneStateMachineTests {
         m.rowsRead(Self.rows(["a"]))
         let batch = try #require(Self.delivered(m.next(now: Self.now)))
         guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("one record at a time"); return }
-        m.batchFinished(keys: batch.keys, marks: [], latency: nil)
+        m.batchFinished(seqs: batch.rows.map(\.seq), keys: batch.keys, marks: [], latency: nil)
         guard case .fold = m.next(now: Self.now) else { Issue.record("and with nothing in flight, new raw rows fold first"); return }
     }
 
     /// A row marked for a retry is sent again once its time comes, not after the rest of the
-    /// pass: the pass ends early (batches in flight finish, marks are written) and restarts.
-    @Test func aDueRetryEndsThePassEarly() throws {
-        var m = Self.machine(inFlight: 1, holdsMarks: false)
+    /// pass: a new pass starts at once, without waiting for the batches in flight (one may hang
+    /// until its timeout), and skips their rows, which the spool still has queued.
+    @Test func aDueRetryStartsANewPassThatSkipsRowsStillOut() throws {
+        var m = Self.machine(inFlight: 3)
         _ = m.next(now: Self.now)
-        m.rowsRead(Self.rows(["a", "b", "c"]))
+        m.rowsRead(Self.rows(["a", "b", "c", "d"]))
         let first = try #require(Self.delivered(m.next(now: Self.now)))
-        m.batchFinished(keys: first.keys, marks: [], latency: nil, retryAt: Self.now.addingTimeInterval(1))
-        #expect(try #require(Self.delivered(m.next(now: Self.now))).rows.map(\.seq) == [2], "before the retry is due, the pass goes on")
+        let hung = try #require(Self.delivered(m.next(now: Self.now)))
+        m.batchFinished(seqs: first.rows.map(\.seq), keys: first.keys, marks: [], latency: nil, retryAt: Self.now.addingTimeInterval(1))
+        #expect(try #require(Self.delivered(m.next(now: Self.now))).rows.map(\.seq) == [3], "before the retry is due, the pass goes on")
+        m.batchFinished(seqs: [3], keys: [], marks: [], latency: nil)
         let later = Self.now.addingTimeInterval(2)
-        guard case .awaitCompletion = m.next(now: later) else { Issue.record("once it is due, the batch in flight is waited for"); return }
-        m.batchFinished(keys: [], marks: [], latency: nil)
-        guard case .read(let after, _) = m.next(now: later) else { Issue.record("then a new pass reads from the start"); return }
-        #expect(after == 0 && m.retryDue == nil)
+        guard case .read(let after, _) = m.next(now: later) else { Issue.record("once it is due, a new pass reads from the start at once"); return }
+        #expect(after == 0 && m.retryDue == nil && m.outstanding == [hung.rows[0].seq])
+        m.rowsRead(Self.rows(["a", "b"]))  // the spool still has row 2 queued: its batch is in flight
+        #expect(try #require(Self.delivered(m.next(now: later))).rows.map(\.seq) == [1], "the retry goes")
+        guard case .read(let next, _) = m.next(now: later) else { Issue.record("with a slot free and row 2 skipped, it reads on"); return }
+        #expect(next == 2, "row 2 was read, and skipped rather than sent a second time")
     }
 
     @Test func theHedgeDelayFollowsTheLanesLatencyWithinItsBounds() throws {
@@ -155,7 +160,7 @@ struct LaneStateMachineTests {
                 _ = m.next(now: Self.now)
                 m.rowsRead(Self.rows(["a"]))
                 guard case .deliver(let b) = m.next(now: Self.now) else { return }
-                m.batchFinished(keys: b.keys, marks: [], latency: latency)
+                m.batchFinished(seqs: b.rows.map(\.seq), keys: b.keys, marks: [], latency: latency)
             }
         }
         answers(LatencyWindow.minimum, .milliseconds(10))
