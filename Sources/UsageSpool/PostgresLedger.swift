@@ -208,15 +208,10 @@ public final class PostgresLedger: UsageLedger {
     // MARK: Delivering
 
     public func due(lane: String, limit: Int, now: Date, windowRecords: Bool?, after: Int64) async throws -> [QueuedDelivery] {
-        let filter = windowRecords.map { $0 ? " AND d.window_record" : " AND NOT d.window_record" } ?? ""
-        let query = PostgresQuery(unsafeSQL: """
-            SELECT d.seq, e.payload, d.attempts, d.first_attempt_at, d.window_record FROM ub_deliveries d JOIN ub_events e ON e.key = d.event
-            WHERE d.lane = $1 AND d.state = 0 AND d.seq > $2 AND d.next_attempt_at <= $3\(filter) ORDER BY d.seq LIMIT $4
-            """, binds: try Self.binds(lane, after, now.timeIntervalSince1970, limit))
+        let statement = DueStatement(lane: lane, after: after, now: now.timeIntervalSince1970, windowRecords: windowRecords, limit: limit)
         return try await run {
             var rows: [QueuedDelivery] = []
-            for try await (seq, payload, attempts, first, record) in try await self.client.query(query, logger: self.logger)
-                .decode((Int64, ByteBuffer, Int, Double?, Bool).self) {
+            for try await (seq, payload, attempts, first, record) in try await self.client.execute(statement, logger: self.logger) {
                 rows.append(QueuedDelivery(seq: seq, event: try PayloadCodec.decode(Data(buffer: payload)), attempts: attempts,
                                            firstAttemptAt: first.map(Date.init(timeIntervalSince1970:)), isWindowRecord: record))
             }
@@ -226,45 +221,26 @@ public final class PostgresLedger: UsageLedger {
 
     public func mark(_ marks: [(seq: Int64, mark: Spool.Mark)], now: Date, lease: LaneLease?) async throws {
         guard !marks.isEmpty else { return }
-        var delivered: [Int64] = [], duplicates: [Int64] = []
-        var deadSeqs: [Int64] = [], deadCodes: [String] = [], deadMessages: [String] = []
-        var retrySeqs: [Int64] = [], retryAt: [Double] = [], retryMessages: [String] = []
+        var statement = MarkStatement(lane: lease?.lane ?? "", token: lease?.token ?? 0, fenced: lease != nil, now: now.timeIntervalSince1970)
         for (seq, mark) in marks {
             switch mark {
-            case .delivered: delivered.append(seq)
-            case .duplicate: duplicates.append(seq)
-            case .dead(let reason): deadSeqs.append(seq); deadCodes.append(reason.code); deadMessages.append(reason.description)
-            case .retry(let at, let reason): retrySeqs.append(seq); retryAt.append(at.timeIntervalSince1970); retryMessages.append(reason)
+            case .delivered: statement.delivered.append(seq)
+            case .duplicate: statement.duplicates.append(seq)
+            case .dead(let reason):
+                statement.deadSeqs.append(seq)
+                statement.deadCodes.append(reason.code)
+                statement.deadMessages.append(reason.description)
+            case .retry(let at, let reason):
+                statement.retrySeqs.append(seq)
+                statement.retryAt.append(at.timeIntervalSince1970)
+                statement.retryMessages.append(reason)
             }
         }
-        let t = now.timeIntervalSince1970
-        // One statement, so one round trip and one transaction. Fencing: the lease row is read
-        // FOR SHARE, so a takeover (which rewrites it) waits for these marks, and every UPDATE
-        // applies only while the token is still the caller's.
-        let fenced = lease != nil
-        let applied = try await first("""
-            WITH lease AS (SELECT 1 FROM ub_leases WHERE lane = \(lease?.lane ?? "") AND token = \(lease?.token ?? 0) FOR SHARE),
-            ok AS (SELECT (NOT \(fenced)) OR EXISTS (SELECT 1 FROM lease) AS ok),
-            delivered AS (
-                UPDATE ub_deliveries SET state = 1, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, \(t)),
-                reason_code = NULL, reason_message = NULL, updated_at = \(t)
-                WHERE seq = ANY(\(delivered)::int8[]) AND (SELECT ok FROM ok) RETURNING 1),
-            duplicates AS (
-                UPDATE ub_deliveries SET state = 2, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, \(t)),
-                reason_code = NULL, reason_message = NULL, updated_at = \(t)
-                WHERE seq = ANY(\(duplicates)::int8[]) AND (SELECT ok FROM ok) RETURNING 1),
-            dead AS (
-                UPDATE ub_deliveries d SET state = 3, attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, \(t)),
-                reason_code = u.code, reason_message = u.message, updated_at = \(t)
-                FROM unnest(\(deadSeqs)::int8[], \(deadCodes)::text[], \(deadMessages)::text[]) AS u(seq, code, message)
-                WHERE d.seq = u.seq AND (SELECT ok FROM ok) RETURNING 1),
-            retried AS (
-                UPDATE ub_deliveries d SET attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, \(t)),
-                next_attempt_at = u.at, reason_code = 'retrying', reason_message = u.message, updated_at = \(t)
-                FROM unnest(\(retrySeqs)::int8[], \(retryAt)::float8[], \(retryMessages)::text[]) AS u(seq, at, message)
-                WHERE d.seq = u.seq AND (SELECT ok FROM ok) RETURNING 1)
-            SELECT ok FROM ok
-            """, as: Bool.self)
+        let applied = try await run {
+            var ok: Bool?
+            for try await value in try await self.client.execute(statement, logger: self.logger) { ok = value }
+            return ok
+        }
         if applied != true, let lease { throw LeaseLostError(lane: lease.lane, token: lease.token) }
     }
 
@@ -778,15 +754,6 @@ public final class PostgresLedger: UsageLedger {
         for try await value in try await c.query(query, logger: logger).decode(Int.self) { return value }
         return 0
     }
-
-    private static func binds(_ lane: String, _ after: Int64, _ now: Double, _ limit: Int) throws -> PostgresBindings {
-        var binds = PostgresBindings()
-        binds.append(lane)
-        binds.append(after)
-        binds.append(now)
-        binds.append(limit)
-        return binds
-    }
 }
 
 /// A log handler that keeps the pool's last failed connection attempt (the pool reports them
@@ -830,4 +797,93 @@ public struct LedgerUnavailableError: Error, CustomStringConvertible {
     public var description: String {
         "unavailable: the ledger \(location) cannot be reached (\(reason)). Fix: retry with the same event ids once the database is back; each call is written whole or not at all, and an id recorded before changes nothing"
     }
+}
+
+/// A lane's due rows after a seq, oldest first: prepared once per connection (the worker runs it
+/// for every read-ahead).
+struct DueStatement: PostgresPreparedStatement {
+    typealias Row = (Int64, ByteBuffer, Int, Double?, Bool)
+    static let name = "ub_due_v1"
+    // `$4` null: raw rows and window records alike.
+    static let sql = """
+        SELECT d.seq, e.payload, d.attempts, d.first_attempt_at, d.window_record FROM ub_deliveries d JOIN ub_events e ON e.key = d.event
+        WHERE d.lane = $1 AND d.state = 0 AND d.seq > $2 AND d.next_attempt_at <= $3 AND ($4::boolean IS NULL OR d.window_record = $4)
+        ORDER BY d.seq LIMIT $5
+        """
+    let lane: String, after: Int64, now: Double, windowRecords: Bool?, limit: Int
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 5)
+        b.append(lane)
+        b.append(after)
+        b.append(now)
+        b.append(windowRecords)
+        b.append(limit)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// Every mark of a batch (or of the marks a lane held) in one statement, so one round trip and
+/// one transaction, prepared once per connection: planning it each time cost more than running
+/// it for a few hundred rows. Fencing: the lease row is read FOR SHARE, so a takeover (which
+/// rewrites it) waits for these marks, and every UPDATE applies only while the token is still
+/// the caller's; the statement returns whether it was.
+struct MarkStatement: PostgresPreparedStatement {
+    typealias Row = Bool
+    static let name = "ub_mark_v1"
+    static let sql = """
+        WITH lease AS (SELECT 1 FROM ub_leases WHERE lane = $1 AND token = $2 FOR SHARE),
+        ok AS (SELECT (NOT $3::boolean) OR EXISTS (SELECT 1 FROM lease) AS ok),
+        delivered AS (
+            UPDATE ub_deliveries SET state = 1, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, $4::float8),
+            reason_code = NULL, reason_message = NULL, updated_at = $4::float8
+            WHERE seq = ANY($5::int8[]) AND (SELECT ok FROM ok) RETURNING 1),
+        duplicates AS (
+            UPDATE ub_deliveries SET state = 2, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, $4::float8),
+            reason_code = NULL, reason_message = NULL, updated_at = $4::float8
+            WHERE seq = ANY($6::int8[]) AND (SELECT ok FROM ok) RETURNING 1),
+        dead AS (
+            UPDATE ub_deliveries d SET state = 3, attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, $4::float8),
+            reason_code = u.code, reason_message = u.message, updated_at = $4::float8
+            FROM unnest($7::int8[], $8::text[], $9::text[]) AS u(seq, code, message)
+            WHERE d.seq = u.seq AND (SELECT ok FROM ok) RETURNING 1),
+        retried AS (
+            UPDATE ub_deliveries d SET attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, $4::float8),
+            next_attempt_at = u.at, reason_code = 'retrying', reason_message = u.message, updated_at = $4::float8
+            FROM unnest($10::int8[], $11::float8[], $12::text[]) AS u(seq, at, message)
+            WHERE d.seq = u.seq AND (SELECT ok FROM ok) RETURNING 1)
+        SELECT ok FROM ok
+        """
+    let lane: String, token: Int64, fenced: Bool, now: Double
+    var delivered: [Int64] = [], duplicates: [Int64] = []
+    var deadSeqs: [Int64] = [], deadCodes: [String] = [], deadMessages: [String] = []
+    var retrySeqs: [Int64] = [], retryAt: [Double] = [], retryMessages: [String] = []
+
+    init(lane: String, token: Int64, fenced: Bool, now: Double) {
+        self.lane = lane
+        self.token = token
+        self.fenced = fenced
+        self.now = now
+    }
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 12)
+        b.append(lane)
+        b.append(token)
+        b.append(fenced)
+        b.append(now)
+        b.append(delivered)
+        b.append(duplicates)
+        b.append(deadSeqs)
+        b.append(deadCodes)
+        b.append(deadMessages)
+        b.append(retrySeqs)
+        b.append(retryAt)
+        b.append(retryMessages)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Bool { try row.decode(Bool.self) }
 }
