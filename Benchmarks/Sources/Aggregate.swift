@@ -27,7 +27,9 @@ func aggregateBenchmark(seconds: Int, options: Options) async throws {
     let client = try CurlHTTPClient()
     defer { client.shutdown() }
     let pipeline = try UsagePipeline(config: config, spoolPath: "\(dir)/aggregate.spool", client: client)
-    let worker = Task { try await pipeline.worker.run(untilEmpty: false) }
+    // A worker of its own: `stop()` is for good, and the flush at the end runs the pipeline's.
+    let running = DeliveryWorker(spool: pipeline.spool, router: pipeline.router)
+    let worker = Task { try await running.run(untilEmpty: false) }
 
     let perTick = 1_000, tick = Duration.milliseconds(100)  // 10,000 events/s
     var recorded = 0
@@ -47,7 +49,7 @@ func aggregateBenchmark(seconds: Int, options: Options) async throws {
     }
     let recordSeconds = (ContinuousClock.now - started).seconds
     let requestsWhileRunning = emulator.requests("stripe")
-    pipeline.worker.stop()
+    running.stop()
     try await worker.value
     try await pipeline.flush()  // the last, still open window
     let billed = await emulator.accepted("stripe")

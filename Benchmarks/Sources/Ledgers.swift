@@ -84,6 +84,13 @@ func ledgerBenchmark(count: Int, options: Options) async throws {
                 let started = ContinuousClock.now
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for worker in fleet { group.addTask { try await worker.run(untilEmpty: true) } }
+                    if workers > 1 {
+                        try await Task.sleep(for: .milliseconds(500))
+                        let owners = try await store.leases().map { lease in
+                            "\(lease.lane) → " + (fleet.firstIndex { $0.owner == lease.owner }.map { "worker \($0 + 1)" } ?? lease.owner)
+                        }
+                        print("  leases after 0.5 s: \(owners.joined(separator: ", "))")
+                    }
                     try await group.waitForAll()
                 }
                 let rate = Double(count) / (ContinuousClock.now - started).seconds

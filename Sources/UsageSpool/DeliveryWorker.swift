@@ -232,19 +232,20 @@ public final class DeliveryWorker: Sendable {
                     // rewrites every window it touches, so bigger folds touch each one less
                     // often), and the next rows are read while the last ones fold: reads run
                     // beside the write, and the two took the same time one after the other.
-                    guard let spec else { machine.folded(rows: 0); continue }
+                    // The fold ends at the first short read: under a steady stream of events a
+                    // read is never empty, and folding until one was never emitted a window.
+                    guard let spec else { machine.folded(); continue }
                     let now = clock.now()
-                    var raw = try await spool.due(lane: lane, limit: 5_000, now: now, windowRecords: false, after: 0)
-                    var folded = 0
+                    let chunk = 5_000
+                    var raw = try await spool.due(lane: lane, limit: chunk, now: now, windowRecords: false, after: 0)
                     while let last = raw.last?.seq {
                         let batch = raw
                         async let folding: Void = spool.fold(batch, lane: lane, spec: spec, now: now)
-                        let next = stopFlag.isSet ? [] : try await spool.due(lane: lane, limit: 5_000, now: now, windowRecords: false, after: last)
+                        let next = stopFlag.isSet || batch.count < chunk ? [] : try await spool.due(lane: lane, limit: chunk, now: now, windowRecords: false, after: last)
                         try await folding
-                        folded += batch.count
                         raw = next
                     }
-                    machine.folded(rows: folded)
+                    machine.folded()
                 case .emitWindows:
                     let now = clock.now()
                     if let spec, let end = try await spool.nextWindowEnd(lane: lane), closeAll || end.timeIntervalSince(now) + spec.grace.seconds <= 0 {

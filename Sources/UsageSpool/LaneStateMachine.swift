@@ -46,7 +46,8 @@ struct LaneStateMachine {
         case writeMarks(id: Int, [(seq: Int64, mark: Spool.Mark)])
         /// Wait for a batch or a write to finish and report it.
         case awaitCompletion
-        /// Fold the lane's raw rows into their windows; report ``folded(rows:)``.
+        /// Fold the lane's raw rows into their windows, until a read finds fewer than a full
+        /// chunk; report ``folded()``.
         case fold
         /// Queue a record for each window that is due; report ``windowsEmitted()``.
         case emitWindows
@@ -126,7 +127,9 @@ struct LaneStateMachine {
         pending.append(outstanding.isEmpty ? rows : rows.filter { !outstanding.contains($0.seq) })
     }
 
-    mutating func folded(rows: Int) { phase = rows > 0 ? .top : .emitting }
+    /// The fold ran (up to its first short read); due windows are emitted next, and new raw rows
+    /// fold again once nothing is in flight.
+    mutating func folded() { phase = .emitting }
 
     mutating func windowsEmitted() { phase = .taking(readDone: false) }
 
