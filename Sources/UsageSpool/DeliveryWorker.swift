@@ -125,7 +125,7 @@ public final class DeliveryWorker: Sendable {
         do {
             guard let lease = try await spool.acquireLease(lane: lane, owner: owner, ttl: leaseTTL) else {
                 // Another worker delivers it. With untilEmpty this one is done once nothing is left.
-                if untilEmpty, try await spool.queuedCount(lane: lane) == 0 {
+                if untilEmpty, try await !spool.hasQueued(lane: lane) {
                     let openWindows = closeAll ? try await spool.nextWindowEnd(lane: lane) : nil
                     if openWindows == nil { return true }
                 }

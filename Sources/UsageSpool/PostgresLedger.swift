@@ -374,6 +374,10 @@ public final class PostgresLedger: UsageLedger {
         return try await first("SELECT COUNT(*) FROM ub_deliveries WHERE state = 0", as: Int.self) ?? 0
     }
 
+    public func hasQueued(lane: String) async throws -> Bool {
+        try await first("SELECT EXISTS (SELECT 1 FROM ub_deliveries WHERE lane = \(lane) AND state = 0)", as: Bool.self) ?? false
+    }
+
     public func status() async throws -> [LaneStatus] {
         try await run {
             var byLane: [String: LaneStatus] = [:]

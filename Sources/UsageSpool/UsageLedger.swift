@@ -36,6 +36,9 @@ public protocol UsageLedger: AnyObject, Sendable {
     func nextDue(lane: String) async throws -> Date?
     /// Queued rows of one lane, or of all when `lane` is nil.
     func queuedCount(lane: String?) async throws -> Int
+    /// Whether the lane has a queued row: what a worker waiting for another's lease asks each
+    /// second, without counting a backlog that another worker is marking.
+    func hasQueued(lane: String) async throws -> Bool
     /// Counts per lane.
     func status() async throws -> [LaneStatus]
     /// Every lane name with rows or windows, sorted.
@@ -125,6 +128,7 @@ extension UsageLedger {
         try await closeWindows(lane: lane, spec: spec, now: now, all: false)
     }
     public func queuedCount() async throws -> Int { try await queuedCount(lane: nil) }
+    public func hasQueued(lane: String) async throws -> Bool { try await queuedCount(lane: lane) > 0 }
     public func deadLetters() async throws -> [DeadLetter] { try await deadLetters(reason: nil, limit: 100) }
     public func retryDeadLetters() async throws -> Int { try await retryDeadLetters(reason: nil, now: Date()) }
     public func purgeDeadLetters() async throws -> Int { try await purgeDeadLetters(reason: nil) }
