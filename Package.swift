@@ -35,6 +35,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.25.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // libcurl, from Debian's libcurl4-openssl-dev.
@@ -120,14 +123,32 @@ let package = Package(
             path: "Sources/UsageBillingProviders",
             swiftSettings: strict
         ),
+        // `usage-billing serve`: HTTP ingest into the spool, with health and Prometheus metrics.
+        .target(
+            name: "UsageServe",
+            dependencies: [
+                "UsageBilling", "UsageRouting", "UsageSpool",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/UsageServe",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "usage-billing",
             dependencies: [
+                "UsageServe",
                 "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders", "UsageSpool", "UsageEmulator",
                 "UsageReconciliation", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage", "ChargebeeUsage", "RecurlyUsage", "PaddleUsage",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             path: "Sources/usage-billing",
             swiftSettings: strict

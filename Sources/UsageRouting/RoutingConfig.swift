@@ -161,6 +161,9 @@ public struct RoutingConfig: Sendable {
     public var unrouted: Unrouted
     /// Key paths whose values came from environment variables; shown masked like secrets.
     public var environmentKeys: Set<String> = []
+    /// The `serve:` section as written (`usage-billing serve` reads and checks it: tokens,
+    /// limits); nil when the config has none.
+    public var serve: JSONValue?
 
     /// Whether a provider setting is shown masked: a declared secret, or a value from the environment.
     public func isMasked(provider: String, key: String) -> Bool {
@@ -289,7 +292,7 @@ private struct Validator {
         issues.append(ConfigIssue(file: file, line: line, key: key, message: message, fix: fix))
     }
 
-    static let topKeys: Set<String> = ["version", "providers", "routes", "customers", "unrouted"]
+    static let topKeys: Set<String> = ["version", "providers", "routes", "customers", "unrouted", "serve"]
     static let routeKeys: Set<String> = ["id", "events", "to", "shadow", "from", "until", "customers"]
 
     mutating func validate(_ root: JSONValue, directory: String) -> RoutingConfig? {
@@ -316,7 +319,8 @@ private struct Validator {
                 issue("unrouted", "unrouted is \(value), not reject or dead-letter", "write `unrouted: reject` or `unrouted: dead-letter`")
             }
         }
-        let config = RoutingConfig(file: file, providers: providers, routes: routes, customers: customers, unrouted: unrouted)
+        var config = RoutingConfig(file: file, providers: providers, routes: routes, customers: customers, unrouted: unrouted)
+        config.serve = top["serve"]
         if issues.isEmpty { checkSinks(config) }
         return config
     }

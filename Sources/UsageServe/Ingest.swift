@@ -1,0 +1,255 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import UsageBilling
+import UsageRouting
+import UsageSpool
+
+/// The `serve:` section of the routing config:
+///
+/// ```yaml
+/// serve:
+///   tokens: [${INGEST_TOKEN}]      # bearer tokens a request may carry (from the environment)
+///   max_body_bytes: 4194304        # larger bodies: 413
+///   max_events_per_request: 10000  # more events: 413
+///   max_backlog: 1000000           # queued rows above which requests get 503 + Retry-After
+/// ```
+public struct ServeSettings: Sendable {
+    /// The bearer tokens accepted; a request without one of them gets 401.
+    public var tokens: [Secret]
+    public var maxBodyBytes: Int
+    public var maxEventsPerRequest: Int
+    public var maxBacklog: Int
+
+    public static let keys: Set<String> = ["tokens", "max_body_bytes", "max_events_per_request", "max_backlog"]
+
+    public init(tokens: [Secret], maxBodyBytes: Int = 4 << 20, maxEventsPerRequest: Int = 10_000, maxBacklog: Int = 1_000_000) {
+        self.tokens = tokens
+        self.maxBodyBytes = maxBodyBytes
+        self.maxEventsPerRequest = maxEventsPerRequest
+        self.maxBacklog = maxBacklog
+    }
+
+    /// The settings in `config`'s `serve:` section; throws `.configuration` naming the key.
+    public static func from(_ config: RoutingConfig) throws -> ServeSettings {
+        func bad(_ key: String, _ message: String, _ fix: String) -> UsageBillingError {
+            UsageBillingError(.configuration, "\(config.file): serve.\(key): \(message)", fix: fix, field: "serve.\(key)")
+        }
+        guard case .object(let section)? = config.serve else {
+            throw bad("tokens", "the config has no serve section, so no token could authorise a request",
+                      "add `serve: { tokens: [${INGEST_TOKEN}] }` and set INGEST_TOKEN to a long random value (e.g. `openssl rand -hex 32`)")
+        }
+        if let unknown = section.keys.sorted().first(where: { !keys.contains($0) }) {
+            throw bad(unknown, "unknown setting '\(unknown)'", "use \(keys.sorted().joined(separator: ", "))")
+        }
+        guard case .array(let list)? = section["tokens"], !list.isEmpty else {
+            throw bad("tokens", "tokens must be a non-empty list", "write `tokens: [${INGEST_TOKEN}]`")
+        }
+        var tokens: [Secret] = []
+        for (i, value) in list.enumerated() {
+            guard let text = value.stringValue, text.count >= 16 else {
+                throw bad("tokens[\(i)]", "a token must be a string of at least 16 characters", "generate one with `openssl rand -hex 32` and pass it through the environment")
+            }
+            tokens.append(Secret(text))
+        }
+        var settings = ServeSettings(tokens: tokens)
+        func number(_ key: String, _ range: ClosedRange<Int>, _ fix: String) throws -> Int? {
+            guard let value = section[key] else { return nil }
+            guard let n = value.numberValue, n == n.rounded(), range.contains(Int(n)) else {
+                throw bad(key, "\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)", fix)
+            }
+            return Int(n)
+        }
+        settings.maxBodyBytes = try number("max_body_bytes", 1_024...(256 << 20), "e.g. 4194304 (4 MiB)") ?? settings.maxBodyBytes
+        settings.maxEventsPerRequest = try number("max_events_per_request", 1...1_000_000, "e.g. 10000") ?? settings.maxEventsPerRequest
+        settings.maxBacklog = try number("max_backlog", 1...1_000_000_000, "e.g. 1000000 queued rows") ?? settings.maxBacklog
+        return settings
+    }
+}
+
+/// The spool's backlog, counted in the background (a count per request would cost more than the
+/// request): `POST /v1/events` answers 503 above ``ServeSettings/maxBacklog``, and `/readyz`
+/// reports whether the last count succeeded recently.
+public final class BacklogMonitor: Service, Sendable {
+    let spool: any UsageLedger
+    let every: Duration
+    private let state = LockedState((queued: 0, at: ContinuousClock.Instant?.none, error: String?.none))
+
+    public init(spool: any UsageLedger, every: Duration = .milliseconds(250)) {
+        self.spool = spool
+        self.every = every
+    }
+
+    /// Queued rows at the last count.
+    public var queued: Int { state.with { $0.queued } }
+
+    /// Why the spool is not ready (its last count failed or is older than 5 s), or nil.
+    public var problem: String? {
+        state.with { s in
+            if let error = s.error { return "the spool cannot be read: \(error)" }
+            guard let at = s.at else { return "the spool has not been read yet" }
+            return ContinuousClock.now - at > .seconds(5) ? "the spool was last read \(ContinuousClock.now - at) ago" : nil
+        }
+    }
+
+    /// Counts once now.
+    public func refresh() async {
+        do {
+            let n = try await spool.queuedCount(lane: nil)
+            state.with { $0 = (n, ContinuousClock.now, nil) }
+        } catch {
+            state.with { $0.error = "\(error)" }
+        }
+    }
+
+    /// Counts every ``every`` until the service group shuts down.
+    public func run() async throws {
+        await refresh()
+        do {
+            try await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: self.every)
+                    await self.refresh()
+                }
+            }
+        } catch is CancellationError {
+            // Shutting down: the sleep was cut short, which is the end of this service's work.
+        }
+    }
+}
+
+/// A value behind a lock.
+final class LockedState<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func with<T>(_ body: (inout Value) -> T) -> T { lock.withLock { body(&value) } }
+}
+
+/// What `POST /v1/events` answers.
+public struct IngestReply: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: JSONValue
+}
+
+/// `POST /v1/events` without the HTTP server: authorise, check the limits and the backlog,
+/// parse, route, record, answer. It answers 202 only once every accepted event is durable.
+public final class IngestHandler: Sendable {
+    public let settings: ServeSettings
+    let spool: any UsageLedger
+    let router: Router
+    let backlog: BacklogMonitor
+    let logger: Logger
+
+    /// Metric names, with swift-metrics (the `serve` command exports them at `/metrics`).
+    public enum MetricNames {
+        /// Requests by answer status (`status` dimension).
+        public static let requests = "usage_billing_ingest_requests_total"
+        /// Events by result (`result`: accepted, refused).
+        public static let events = "usage_billing_ingest_events_total"
+        /// Time from the request's body to its answer.
+        public static let duration = "usage_billing_ingest_duration"
+    }
+
+    public init(settings: ServeSettings, spool: any UsageLedger, router: Router, backlog: BacklogMonitor, logger: Logger) {
+        self.settings = settings
+        self.spool = spool
+        self.router = router
+        self.backlog = backlog
+        self.logger = logger
+    }
+
+    /// Whether `authorization` (the header's value) carries one of the tokens, compared in
+    /// constant time.
+    public func authorises(_ authorization: String?) -> Bool {
+        guard let authorization, authorization.hasPrefix("Bearer ") else { return false }
+        let given = Array(authorization.dropFirst(7).utf8)
+        var match = false
+        for token in settings.tokens {
+            let expected = Array(token.exposedValue.utf8)
+            var diff = UInt8(given.count == expected.count ? 0 : 1)
+            for i in 0..<expected.count { diff |= expected[i] ^ (i < given.count ? given[i] : 0) }
+            match = match || diff == 0
+        }
+        return match
+    }
+
+    static func error(_ status: Int, _ code: String, _ message: String, fix: String, headers: [(String, String)] = []) -> IngestReply {
+        IngestReply(status: status, headers: headers, body: .object(["error": .object(["code": .string(code), "message": .string(message), "fix": .string(fix)])]))
+    }
+
+    /// The answer to an unauthorised request (no body read).
+    public static let unauthorised = error(401, "unauthorized", "the request carries no valid bearer token",
+                                           fix: "send Authorization: Bearer <one of the serve.tokens>", headers: [("WWW-Authenticate", "Bearer")])
+
+    /// The answer to a body over ``ServeSettings/maxBodyBytes``.
+    public func tooLarge() -> IngestReply {
+        Self.error(413, "body_too_large", "the body is larger than \(settings.maxBodyBytes) bytes", fix: "split the events over several requests")
+    }
+
+    /// Handles one request whose body was read.
+    public func handle(body: Data, contentType: String?, quantityProperty: String?) async -> IngestReply {
+        let started = ContinuousClock.now
+        let reply = await handleTimed(body: body, contentType: contentType, quantityProperty: quantityProperty)
+        Counter(label: MetricNames.requests, dimensions: [("status", "\(reply.status)")]).increment()
+        let elapsed = (ContinuousClock.now - started).components
+        Metrics.Timer(label: MetricNames.duration).recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+        return reply
+    }
+
+    private func handleTimed(body: Data, contentType: String?, quantityProperty: String?) async -> IngestReply {
+        guard let format = IngestFormat(contentType: contentType) else {
+            return Self.error(415, "unsupported_media_type", "Content-Type \(contentType.map { "'\($0)'" } ?? "is missing and") is not one this endpoint takes",
+                              fix: "send " + IngestFormat.allCases.map(\.mediaType).joined(separator: ", "))
+        }
+        if backlog.queued > settings.maxBacklog {
+            return Self.error(503, "backlog_full", "the spool holds \(backlog.queued) undelivered rows, above serve.max_backlog (\(settings.maxBacklog))",
+                              fix: "retry after the Retry-After seconds with the same event ids; nothing of this request was recorded",
+                              headers: [("Retry-After", "5")])
+        }
+        let parsed: (events: [(index: Int, event: UsageEvent)], refusals: [IngestRefusal])
+        do {
+            parsed = try IngestParser.parse(body, format: format, quantityProperty: quantityProperty ?? "value")
+        } catch {
+            return Self.error(400, "malformed_body", error.reason, fix: error.fix)
+        }
+        if parsed.events.count + parsed.refusals.count > settings.maxEventsPerRequest {
+            return Self.error(413, "too_many_events", "the request carries \(parsed.events.count + parsed.refusals.count) events, above serve.max_events_per_request (\(settings.maxEventsPerRequest))",
+                              fix: "send at most \(settings.maxEventsPerRequest) events per request")
+        }
+        var refusals = parsed.refusals
+        var entries: [Spool.Entry] = []
+        var seen: Set<String> = []
+        entries.reserveCapacity(parsed.events.count)
+        for (index, event) in parsed.events {
+            // The same id twice in one request is one event; the spool keeps the first of an id
+            // across requests too.
+            guard seen.insert(event.id).inserted else { continue }
+            do {
+                entries += try UsagePipeline.entries([event], router: router)
+            } catch let error as UsageBillingError {
+                refusals.append(IngestRefusal(index: index, line: nil, id: event.id, field: error.field ?? "name", reason: error.message, fix: error.fix ?? "add a route for it"))
+            } catch {
+                refusals.append(IngestRefusal(index: index, line: nil, id: event.id, field: "", reason: "\(error)", fix: "report this"))
+            }
+        }
+        do {
+            if !entries.isEmpty { try await spool.record(entries) }
+        } catch let unavailable as LedgerUnavailableError {
+            return Self.error(503, "ledger_unavailable", "the ledger cannot be reached: \(unavailable.reason)",
+                              fix: "retry with the same event ids; nothing of this request was recorded", headers: [("Retry-After", "1")])
+        } catch {
+            logger.error("recording failed", metadata: ["error": "\(error)"])
+            return Self.error(500, "record_failed", "the events could not be recorded: \(error)", fix: "retry with the same event ids; nothing of this request was recorded")
+        }
+        Counter(label: MetricNames.events, dimensions: [("result", "accepted")]).increment(by: entries.count)
+        if !refusals.isEmpty { Counter(label: MetricNames.events, dimensions: [("result", "refused")]).increment(by: refusals.count) }
+        refusals.sort { $0.index < $1.index }
+        return IngestReply(status: 202, headers: [], body: .object([
+            "accepted": .number(Double(entries.count)),
+            "refused": .array(refusals.map(\.json)),
+        ]))
+    }
+}

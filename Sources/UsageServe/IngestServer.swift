@@ -1,0 +1,65 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Prometheus
+import ServiceLifecycle
+import UsageBilling
+import UsageRouting
+import UsageSpool
+
+/// The HTTP face of `usage-billing serve`, on Hummingbird: `POST /v1/events` (``IngestHandler``),
+/// `GET /healthz` (the process is up), `GET /readyz` (the spool is readable and under its
+/// backlog bound) and `GET /metrics` (Prometheus text: the worker's and the ingest's metrics).
+public enum IngestServer {
+    /// The application, bound to `host:port` (port 0: any free one; `onListening` gets the port).
+    public static func application(handler: IngestHandler, backlog: BacklogMonitor, registry: PrometheusCollectorRegistry?,
+                                   host: String, port: Int, logger: Logger,
+                                   onListening: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
+        let router = Router()
+        router.post("/v1/events") { request, _ -> Response in
+            guard handler.authorises(request.headers[.authorization]) else { return reply(IngestHandler.unauthorised) }
+            if let length = request.headers[.contentLength].flatMap(Int.init), length > handler.settings.maxBodyBytes {
+                return reply(handler.tooLarge())
+            }
+            var request = request
+            let body: ByteBuffer
+            do {
+                body = try await request.collectBody(upTo: handler.settings.maxBodyBytes)
+            } catch {
+                return reply(handler.tooLarge())
+            }
+            let answer = await handler.handle(body: Data(buffer: body), contentType: request.headers[.contentType],
+                                              quantityProperty: request.uri.queryParameters.get("quantity_property"))
+            return reply(answer)
+        }
+        router.get("/healthz") { _, _ -> Response in
+            reply(IngestReply(status: 200, headers: [], body: .object(["status": .string("ok")])))
+        }
+        router.get("/readyz") { _, _ -> Response in
+            if let problem = backlog.problem {
+                return reply(IngestReply(status: 503, headers: [], body: .object(["status": .string("not ready"), "reason": .string(problem)])))
+            }
+            if backlog.queued > handler.settings.maxBacklog {
+                return reply(IngestReply(status: 503, headers: [], body: .object([
+                    "status": .string("not ready"), "reason": .string("the backlog (\(backlog.queued) rows) is above serve.max_backlog"),
+                ])))
+            }
+            return reply(IngestReply(status: 200, headers: [], body: .object(["status": .string("ready"), "queued": .number(Double(backlog.queued))])))
+        }
+        router.get("/metrics") { _, _ -> Response in
+            let text = registry?.emitToString() ?? ""
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "usage-billing"),
+                           onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: logger)
+    }
+
+    static func reply(_ answer: IngestReply) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        for (name, value) in answer.headers {
+            if let field = HTTPField.Name(name) { headers[field] = value }
+        }
+        return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(data: answer.body.encoded())))
+    }
+}

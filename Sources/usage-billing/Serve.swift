@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import UsageBilling
+import UsageBillingCurl
+import UsageRouting
+import UsageServe
+import UsageSpool
+
+/// `usage-billing serve`: HTTP ingest into the spool and the delivery worker, in one process.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Take events over HTTP (POST /v1/events), make them durable in the spool, and deliver them.",
+        discussion: """
+            One process: the ingest API and the delivery worker, in one service group. POST /v1/events takes one
+            event or an array (application/json), NDJSON (application/x-ndjson), or CloudEvents
+            (application/cloudevents+json, application/cloudevents-batch+json; ?quantity_property=NAME picks the data
+            field that is the quantity, default value). It answers 202 only once every accepted event is durable,
+            listing the refused ones (index, line, field, reason, fix); a bad event never fails its neighbours, and an
+            id sent twice is recorded once. Every request needs `Authorization: Bearer <token>` with a token from the
+            config's `serve.tokens` (put them in the environment: tokens: [${INGEST_TOKEN}]).
+
+            GET /healthz: the process is up. GET /readyz: the spool is readable and under serve.max_backlog.
+            GET /metrics: Prometheus text (ingest and delivery counters, queue depth, latencies).
+
+            Binds 127.0.0.1 by default: run it beside each app instance, or behind a proxy that terminates TLS
+            (it speaks plain HTTP). SIGTERM or SIGINT: it stops accepting, answers what it accepted, lets the worker
+            finish its batches, and exits 0.
+
+            Examples:
+              INGEST_TOKEN=$(openssl rand -hex 32) usage-billing serve -c routing.yaml --spool usage.spool
+              curl -H "Authorization: Bearer $INGEST_TOKEN" -H 'Content-Type: application/json' \\
+                --data '{"id":"evt-1","name":"api_request","customer":"acme","timestamp":"2026-12-06T12:00:00Z","quantity":1}' \\
+                http://127.0.0.1:8480/v1/events
+            """)
+
+    @Option(name: .shortAndLong, help: "The routing config (with a serve: section).") var config: String = "routing.yaml"
+    @OptionGroup var spoolOption: SpoolOption
+    @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
+    @Option(help: "Port to listen on (0: any free port, printed at start).") var port: Int = 8480
+
+    func run() async throws {
+        guard (0...65_535).contains(port) else {
+            printError("error: --port \(port) is out of range. Fix: use 1 to 65535, or 0 for any free port")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        let config = try loadConfig(config)
+        let settings: ServeSettings
+        do {
+            settings = try ServeSettings.from(config)
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let spool = try await openSpool(spoolOption.spool)
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let router: Router
+        do {
+            router = try Router(config: config, client: client)
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        let logger = Logger(label: "usage-billing.serve")
+        let worker = DeliveryWorker(spool: spool, router: router)
+        let backlog = BacklogMonitor(spool: spool)
+        let handler = IngestHandler(settings: settings, spool: spool, router: router, backlog: backlog, logger: logger)
+        let host = self.host
+        let app = IngestServer.application(handler: handler, backlog: backlog, registry: registry, host: host, port: port, logger: logger) { port in
+            print("usage-billing serve: listening on http://\(host):\(port) (POST /v1/events, GET /healthz, /readyz, /metrics)")
+            fflush(nil)  // every stream: a test or a supervisor reads the port at once
+        }
+        // Shut down in reverse order: the server first (no new requests; those accepted are
+        // answered), then the worker (its batches finish and are marked), then the monitor.
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: backlog), .init(service: DeliveryService(worker: worker)), .init(service: app)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await group.run()
+        } catch let error as UsageBillingError where error.code == .configuration {
+            printError("error: \(error)")
+            throw ExitCode(ExitCodes.badInput)
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(ExitCodes.unreachable)
+        }
+        print(describe(try await spool.status()))
+    }
+}
