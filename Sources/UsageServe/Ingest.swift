@@ -184,6 +184,12 @@ public final class IngestHandler: Sendable {
     public static let unauthorised = error(401, "unauthorized", "the request carries no valid bearer token",
                                            fix: "send Authorization: Bearer <one of the serve.tokens>", headers: [("WWW-Authenticate", "Bearer")])
 
+    /// Counts an answer in ``MetricNames/requests`` (every answer of `POST /v1/events`, those the
+    /// server gives before the body is read included).
+    public static func count(_ reply: IngestReply) {
+        Counter(label: MetricNames.requests, dimensions: [("status", "\(reply.status)")]).increment()
+    }
+
     /// The answer to a body over ``ServeSettings/maxBodyBytes``.
     public func tooLarge() -> IngestReply {
         Self.error(413, "body_too_large", "the body is larger than \(settings.maxBodyBytes) bytes", fix: "split the events over several requests")
@@ -193,7 +199,7 @@ public final class IngestHandler: Sendable {
     public func handle(body: Data, contentType: String?, quantityProperty: String?) async -> IngestReply {
         let started = ContinuousClock.now
         let reply = await handleTimed(body: body, contentType: contentType, quantityProperty: quantityProperty)
-        Counter(label: MetricNames.requests, dimensions: [("status", "\(reply.status)")]).increment()
+        Self.count(reply)
         let elapsed = (ContinuousClock.now - started).components
         Metrics.Timer(label: MetricNames.duration).recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         return reply

@@ -18,16 +18,20 @@ public enum IngestServer {
                                    onListening: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router()
         router.post("/v1/events") { request, _ -> Response in
-            guard handler.authorises(request.headers[.authorization]) else { return reply(IngestHandler.unauthorised) }
+            func early(_ answer: IngestReply) -> Response {
+                IngestHandler.count(answer)
+                return reply(answer)
+            }
+            guard handler.authorises(request.headers[.authorization]) else { return early(IngestHandler.unauthorised) }
             if let length = request.headers[.contentLength].flatMap(Int.init), length > handler.settings.maxBodyBytes {
-                return reply(handler.tooLarge())
+                return early(handler.tooLarge())
             }
             var request = request
             let body: ByteBuffer
             do {
                 body = try await request.collectBody(upTo: handler.settings.maxBodyBytes)
             } catch {
-                return reply(handler.tooLarge())
+                return early(handler.tooLarge())
             }
             let answer = await handler.handle(body: Data(buffer: body), contentType: request.headers[.contentType],
                                               quantityProperty: request.uri.queryParameters.get("quantity_property"))

@@ -1,0 +1,200 @@
+import Foundation
+import Testing
+import UsageBilling
+import UsageBillingCurl
+import UsageBillingTesting
+import UsageEmulator
+import UsageSpool
+
+/// A live `usage-billing serve` process over loopback.
+struct LiveServe {
+    static let token = "tok_" + String(repeating: "a1", count: 16)
+    let process: ChildProcess
+    let base: String
+    let log: String
+
+    /// Starts `serve` with `config` on a free port and waits until it listens.
+    static func start(config: String, spool: String) async throws -> LiveServe {
+        let log = FileManager.default.temporaryDirectory.appending(path: "ub-serve-\(UUID().uuidString.prefix(8)).log").path
+        let process = try ChildProcess.spawn(CLI.binary.path, ["serve", "-c", config, "--spool", spool, "--port", "0"],
+                                             environment: ProcessInfo.processInfo.environment.merging(CLI.env.merging(["INGEST_TOKEN": token]) { $1 }) { $1 },
+                                             directory: CLI.root.path, outputFile: log)
+        var base: String?
+        _ = try await eventually {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if let range = text.range(of: #"listening on http://127\.0\.0\.1:\d+"#, options: .regularExpression) {
+                base = String(text[range].dropFirst("listening on ".count))
+            }
+            return base != nil || !process.isRunning
+        }
+        guard let base else {
+            throw UsageBillingError(.unexpectedResponse, "serve did not start: " + ((try? String(contentsOfFile: log, encoding: .utf8)) ?? ""))
+        }
+        return LiveServe(process: process, base: base, log: log)
+    }
+
+    func post(_ client: CurlHTTPClient, _ body: String, type: String = "application/json", token: String? = LiveServe.token, query: String = "") async throws -> (status: Int, json: JSONValue?) {
+        var headers: HeaderFields = ["Content-Type": type]
+        if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
+        let response = try await client.send(HTTPRequest(method: .post, url: base + "/v1/events" + query, headers: headers, body: Data(body.utf8)))
+        return (response.status, JSONValue.parse(response.body))
+    }
+
+    func get(_ client: CurlHTTPClient, _ path: String) async throws -> HTTPResponse {
+        try await client.send(HTTPRequest(method: .get, url: base + path))
+    }
+
+    var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+}
+
+@Suite("serve (live process)", .timeLimit(.minutes(3)))
+struct ServeCLITests {
+    static func config(endpoint: String, serve: String = "") throws -> String {
+        try CLI.temp("serve.yaml", """
+            version: 1
+            providers:
+              openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN}, endpoint: "\(endpoint)" }
+            routes:
+              - { events: [api_request, tokens], to: openmeter }
+            serve:
+              tokens: [${INGEST_TOKEN}]
+            \(serve)
+            """)
+    }
+
+    static func event(_ id: String, _ name: String = "api_request", quantity: Int = 1) -> String {
+        #"{"id":"\#(id)","name":"\#(name)","customer":"acme","timestamp":"\#(RFC3339.format(Date().addingTimeInterval(-60)))","quantity":\#(quantity)}"#
+    }
+
+    /// Every body format, refusals that leave their neighbours alone, an id sent twice, auth,
+    /// limits, malformed bodies, health, metrics that move; then SIGTERM, exit 0, and every
+    /// accepted event delivered exactly once.
+    @Test func ingestFormatsRefusalsAuthLimitsAndMetrics() async throws {
+        let emulator = try await UsageEmulator.start()
+        let config = try Self.config(endpoint: emulator.endpoints["openmeter"]?["endpoint"] ?? "",
+                                     serve: "  max_body_bytes: 4096\n  max_events_per_request: 5")
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-serve-\(UUID().uuidString.prefix(8)).spool").path
+        let serve = try await LiveServe.start(config: config, spool: spool)
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+
+        let one = try await serve.post(client, Self.event("s-1"))
+        #expect(one.status == 202 && one.json?["accepted"]?.numberValue == 1, "\(String(describing: one.json))")
+        let array = try await serve.post(client, "[\(Self.event("s-2")), {\"id\":\"s-bad\",\"name\":\"api_request\",\"customer\":\"acme\",\"timestamp\":\"yesterday\"}, \(Self.event("s-3"))]")
+        #expect(array.status == 202 && array.json?["accepted"]?.numberValue == 2)
+        let refused = array.json?["refused"]?.arrayValue?.first
+        #expect(refused?["index"]?.numberValue == 1 && refused?["field"]?.stringValue == "timestamp" && refused?["id"]?.stringValue == "s-bad")
+        #expect(refused?["fix"]?.stringValue?.contains("RFC 3339") == true || refused?["fix"]?.stringValue?.contains("2026") == true)
+        let ndjson = try await serve.post(client, Self.event("s-4") + "\n{not json\n" + Self.event("s-5") + "\n", type: "application/x-ndjson")
+        #expect(ndjson.status == 202 && ndjson.json?["accepted"]?.numberValue == 2)
+        #expect(ndjson.json?["refused"]?.arrayValue?.first?["line"]?.numberValue == 2)
+        let cloud = try await serve.post(client, #"{"specversion":"1.0","id":"s-6","source":"app","type":"tokens","subject":"acme","data":{"tokens":7,"model":"m1"}}"#,
+                                         type: "application/cloudevents+json", query: "?quantity_property=tokens")
+        #expect(cloud.status == 202 && cloud.json?["accepted"]?.numberValue == 1)
+        let batch = try await serve.post(client, #"[{"specversion":"1.0","id":"s-7","source":"app","type":"api_request","subject":"acme","data":{"value":2}}]"#,
+                                         type: "application/cloudevents-batch+json")
+        #expect(batch.status == 202 && batch.json?["accepted"]?.numberValue == 1)
+        let again = try await serve.post(client, Self.event("s-1", quantity: 99))
+        #expect(again.status == 202, "an id sent twice is accepted, and recorded once")
+
+        #expect(try await serve.post(client, Self.event("x-1"), token: nil).status == 401)
+        #expect(try await serve.post(client, Self.event("x-2"), token: "tok_wrong_wrong_wrong_wrong").status == 401)
+        #expect(try await serve.post(client, "[" + (0..<40).map { Self.event("big-\($0)") }.joined(separator: ",") + "]").status == 413, "over max_body_bytes")
+        #expect(try await serve.post(client, "[" + (0..<6).map { Self.event("many-\($0)") }.joined(separator: ",") + "]").status == 413, "over max_events_per_request")
+        let malformed = try await serve.post(client, "{\"id\": ")
+        #expect(malformed.status == 400 && malformed.json?["error"]?["code"]?.stringValue == "malformed_body")
+        #expect(try await serve.post(client, Self.event("x-3"), type: "text/plain").status == 415)
+        #expect(try await serve.get(client, "/healthz").status == 200)
+        #expect(try await serve.get(client, "/readyz").status == 200)
+
+        // /metrics, parsed: the ingest counters match what was answered.
+        let metrics = String(decoding: try await serve.get(client, "/metrics").body, as: UTF8.self)
+        func sample(_ name: String, _ labels: String) -> Double? {
+            metrics.split(separator: "\n").first { $0.hasPrefix("\(name){\(labels)}") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        #expect(sample("usage_billing_ingest_events_total", #"result="accepted""#) == 8, "\(metrics.prefix(2000))")
+        #expect(sample("usage_billing_ingest_events_total", #"result="refused""#) == 2)
+        #expect(sample("usage_billing_ingest_requests_total", #"status="401""#) == 2)
+        #expect(sample("usage_billing_ingest_requests_total", #"status="202""#) == 6)
+        #expect((sample("usage_billing_ingest_requests_total", #"status="413""#) ?? 0) == 2)
+
+        // Delivered while serving, then a graceful stop.
+        let accepted = Set(["s-1", "s-2", "s-3", "s-4", "s-5", "s-6", "s-7"])
+        #expect(try await eventually { Set(await emulator.accepted("openmeter").compactMap(\.key)) == accepted })
+        serve.process.kill(SIGTERM)
+        #expect(await serve.process.exitStatus() == 0, "\(serve.output)")
+        let billed = await emulator.accepted("openmeter")
+        #expect(billed.count == accepted.count, "every accepted event delivered once")
+        #expect(billed.first { $0.key == "s-1" }?.quantity == 1, "the first of an id was kept")
+        #expect(billed.first { $0.key == "s-6" }?.quantity == 7, "the CloudEvent's quantity came from data.tokens")
+        #expect(!serve.output.contains(LiveServe.token), "the token is never printed")
+        await emulator.shutdown()
+    }
+
+    /// Past `max_backlog` queued rows, requests get 503 with Retry-After and nothing of them is
+    /// recorded; /readyz says why.
+    @Test func aFullBacklogAnswers503AndRecordsNothing() async throws {
+        let closed = try ClosedPort()
+        let config = try Self.config(endpoint: "http://127.0.0.1:\(closed.port)", serve: "  max_backlog: 3")
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-serve-\(UUID().uuidString.prefix(8)).spool").path
+        let serve = try await LiveServe.start(config: config, spool: spool)
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let first = try await serve.post(client, "[" + (0..<5).map { Self.event("b-\($0)") }.joined(separator: ",") + "]")
+        #expect(first.status == 202)
+        #expect(try await eventually { try await serve.get(client, "/readyz").status == 503 }, "/readyz reports the full backlog")
+        let refused = try await client.send(HTTPRequest(method: .post, url: serve.base + "/v1/events",
+                                                        headers: ["Content-Type": "application/json", "Authorization": "Bearer \(LiveServe.token)"],
+                                                        body: Data(Self.event("b-late").utf8)))
+        #expect(refused.status == 503 && refused.headers["Retry-After"] != nil)
+        serve.process.kill(SIGTERM)
+        #expect(await serve.process.exitStatus() == 0)
+        let ledger = try Spool(path: spool)
+        #expect(try await ledger.queuedCount(lane: nil) == 5, "the refused request recorded nothing")
+    }
+
+    /// SIGTERM while requests are in flight, and SIGKILL: every event answered 202 is in the
+    /// spool, and a worker run afterwards delivers each once.
+    @Test(arguments: [SIGTERM, SIGKILL])
+    func everyEventAnswered202SurvivesTheStop(_ signal: Int32) async throws {
+        let emulator = try await UsageEmulator.start()
+        let config = try Self.config(endpoint: emulator.endpoints["openmeter"]?["endpoint"] ?? "")
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-serve-\(UUID().uuidString.prefix(8)).spool").path
+        let serve = try await LiveServe.start(config: config, spool: spool)
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let answered = LockedIDs()
+        let senders = (0..<8).map { sender in
+            Task {
+                for request in 0..<200 {
+                    let ids = (0..<10).map { "k\(signal)-\(sender)-\(request)-\($0)" }
+                    guard let reply = try? await serve.post(client, "[" + ids.map { Self.event($0) }.joined(separator: ",") + "]") else { return }
+                    if reply.status == 202 { answered.add(ids) } else { return }
+                }
+            }
+        }
+        _ = try await eventually { answered.count >= 200 }
+        serve.process.kill(signal)
+        let status = await serve.process.exitStatus()
+        for sender in senders { await sender.value }
+        if signal == SIGTERM { #expect(status == 0, "\(serve.output.suffix(500))") }
+        let worker = try await CLI.run(["worker", "-c", config, "--spool", spool, "--until-empty"], env: CLI.env.merging(["INGEST_TOKEN": LiveServe.token]) { $1 })
+        #expect(worker.status == 0, "\(worker.output)")
+        let billed = Set(await emulator.accepted("openmeter").compactMap(\.key))
+        let ids = answered.all
+        let missing = ids.subtracting(billed).count
+        #expect(missing == 0, "\(missing) of \(ids.count) events answered 202 were not delivered")
+        #expect(await emulator.accepted("openmeter").count == billed.count, "nothing billed twice")
+        print("serve \(signal == SIGKILL ? "SIGKILL" : "SIGTERM"): \(ids.count) events answered 202, all delivered once (\(billed.count) billed)")
+        await emulator.shutdown()
+    }
+}
+
+/// Ids collected from many tasks.
+final class LockedIDs: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ids: Set<String> = []
+    func add(_ more: [String]) { lock.withLock { ids.formUnion(more) } }
+    var count: Int { lock.withLock { ids.count } }
+    var all: Set<String> { lock.withLock { ids } }
+}
