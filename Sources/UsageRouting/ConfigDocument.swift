@@ -35,6 +35,10 @@ struct ConfigDocument {
     var lines: [String: Int]
     /// Key paths whose value came from an environment variable (treated as secret when shown).
     var fromEnvironment: Set<String>
+    /// Under `serve:`, key paths whose variable is not set, with its name: only `serve` needs
+    /// them (so `worker` and `import` run with a config whose ingest token is not in their
+    /// environment), and it says which.
+    var unsetServeVariables: [String: String] = [:]
 
     static func parse(_ text: String, file: String, environment: [String: String]) -> (ConfigDocument?, [ConfigIssue]) {
         let node: Node?
@@ -134,6 +138,8 @@ struct ConfigDocument {
             let name = String(rest[start.upperBound..<end.lowerBound])
             if let value = environment[name], !value.isEmpty {
                 out += value
+            } else if path == "serve" || path.hasPrefix("serve.") {
+                doc.unsetServeVariables[path] = name
             } else {
                 issues.append(ConfigIssue(file: file, line: line, key: path, message: "environment variable \(name) is not set",
                                           fix: "export \(name)=… before running, or put the value in the file"))

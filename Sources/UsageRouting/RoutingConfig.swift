@@ -164,6 +164,8 @@ public struct RoutingConfig: Sendable {
     /// The `serve:` section as written (`usage-billing serve` reads and checks it: tokens,
     /// limits); nil when the config has none.
     public var serve: JSONValue?
+    /// Key paths under `serve:` whose environment variable is not set, with the variable's name.
+    public var unsetServeVariables: [String: String] = [:]
 
     /// Whether a provider setting is shown masked: a declared secret, or a value from the environment.
     public func isMasked(provider: String, key: String) -> Bool {
@@ -264,6 +266,7 @@ public struct RoutingConfig: Sendable {
         let config = v.validate(document.root, directory: directory)
         if var config, v.issues.isEmpty {
             config.environmentKeys = document.fromEnvironment
+            config.unsetServeVariables = document.unsetServeVariables
             return config
         }
         throw ConfigIssues(issues: v.issues.sorted { ($0.line ?? 0) < ($1.line ?? 0) })

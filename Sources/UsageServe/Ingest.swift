@@ -36,6 +36,10 @@ public struct ServeSettings: Sendable {
         func bad(_ key: String, _ message: String, _ fix: String) -> UsageBillingError {
             UsageBillingError(.configuration, "\(config.file): serve.\(key): \(message)", fix: fix, field: "serve.\(key)")
         }
+        if let (path, name) = config.unsetServeVariables.sorted(by: { $0.key < $1.key }).first {
+            throw UsageBillingError(.configuration, "\(config.file): \(path): environment variable \(name) is not set",
+                                    fix: "export \(name)=… (a long random value, e.g. `openssl rand -hex 32`) before `serve`", field: path)
+        }
         guard case .object(let section)? = config.serve else {
             throw bad("tokens", "the config has no serve section, so no token could authorise a request",
                       "add `serve: { tokens: [${INGEST_TOKEN}] }` and set INGEST_TOKEN to a long random value (e.g. `openssl rand -hex 32`)")

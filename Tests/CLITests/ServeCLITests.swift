@@ -178,7 +178,8 @@ struct ServeCLITests {
         let status = await serve.process.exitStatus()
         for sender in senders { await sender.value }
         if signal == SIGTERM { #expect(status == 0, "\(serve.output.suffix(500))") }
-        let worker = try await CLI.run(["worker", "-c", config, "--spool", spool, "--until-empty"], env: CLI.env.merging(["INGEST_TOKEN": LiveServe.token]) { $1 })
+        // The worker runs on the same config without the ingest token in its environment.
+        let worker = try await CLI.run(["worker", "-c", config, "--spool", spool, "--until-empty"], env: CLI.env)
         #expect(worker.status == 0, "\(worker.output)")
         let billed = Set(await emulator.accepted("openmeter").compactMap(\.key))
         let ids = answered.all
@@ -187,6 +188,31 @@ struct ServeCLITests {
         #expect(await emulator.accepted("openmeter").count == billed.count, "nothing billed twice")
         print("serve \(signal == SIGKILL ? "SIGKILL" : "SIGTERM"): \(ids.count) events answered 202, all delivered once (\(billed.count) billed)")
         await emulator.shutdown()
+    }
+}
+
+extension ServeCLITests {
+    /// `serve` refuses to start, naming the key and the fix, without a token or with a bad limit.
+    @Test(arguments: [
+        ("serve:\n  tokens: [${INGEST_TOKEN}]\n", [String: String](), "serve.tokens[0]: environment variable INGEST_TOKEN is not set"),
+        ("", ["INGEST_TOKEN": LiveServe.token], "no serve section"),
+        ("serve:\n  tokens: [short]\n", [:], "at least 16 characters"),
+        ("serve:\n  tokens: [${INGEST_TOKEN}]\n  max_events_per_request: 0\n", ["INGEST_TOKEN": LiveServe.token], "serve.max_events_per_request"),
+        ("serve:\n  tokens: [${INGEST_TOKEN}]\n  max_body: 10\n", ["INGEST_TOKEN": LiveServe.token], "unknown setting 'max_body'"),
+    ])
+    func aBadServeSectionIsRefusedWithTheFix(_ section: String, _ env: [String: String], _ says: String) async throws {
+        let config = try CLI.temp("serve-bad.yaml", """
+            version: 1
+            providers:
+              openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN} }
+            routes:
+              - { events: [api_request], to: openmeter }
+            \(section)
+            """)
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-serve-bad-\(UUID().uuidString.prefix(8)).spool").path
+        let run = try await CLI.run(["serve", "-c", config, "--spool", spool, "--port", "0"], env: CLI.env.merging(env) { $1 })
+        #expect(run.status == 2, "\(run.output)")
+        #expect(run.output.contains(says) && run.output.contains("Fix:"), "\(run.output)")
     }
 }
 
