@@ -203,7 +203,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "StripeUsage", "UsageSpool", "usage-billing"],
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "StripeUsage", "UsageSpool", "UsageServe", "usage-billing"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what UsageBilling needs on a Debian/Ubuntu machine with Swift 6.1+ already present:
 # libcurl's and SQLite's headers (libcurl4-openssl-dev, libsqlite3-dev), pkg-config, CA certificates, PostgreSQL (the tests run the
-# shared ledger's suite against a server they start on a loopback port), and the Python package the
-# fixture validator uses (jsonschema). Installs only what is missing; safe to run again.
+# shared ledger's suite against a server they start on a loopback port), and the Python packages the
+# fixture validator (jsonschema) and the README's ingest snippet (requests) use. Installs only what
+# is missing; safe to run again.
 set -euo pipefail
 
 missing=()
@@ -17,10 +18,12 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c "import jsonschema" 2>/dev/null; then
-  echo "setup: installing the Python package jsonschema"
-  python3 -m pip install -q jsonschema 2>/dev/null || python3 -m pip install -q --user jsonschema \
-    || python3 -m pip install -q --break-system-packages jsonschema
-fi
+for module in jsonschema requests; do
+  if ! python3 -c "import $module" 2>/dev/null; then
+    echo "setup: installing the Python package $module"
+    python3 -m pip install -q "$module" 2>/dev/null || python3 -m pip install -q --user "$module" \
+      || python3 -m pip install -q --break-system-packages "$module"
+  fi
+done
 
 command -v swift >/dev/null || { echo "setup: Swift 6.1 or later is required (https://swift.org/install)" >&2; exit 2; }

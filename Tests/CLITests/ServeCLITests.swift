@@ -4,6 +4,7 @@ import UsageBilling
 import UsageBillingCurl
 import UsageBillingTesting
 import UsageEmulator
+import UsageServe
 import UsageSpool
 
 /// A live `usage-billing serve` process over loopback.
@@ -213,6 +214,47 @@ extension ServeCLITests {
         let run = try await CLI.run(["serve", "-c", config, "--spool", spool, "--port", "0"], env: CLI.env.merging(env) { $1 })
         #expect(run.status == 2, "\(run.output)")
         #expect(run.output.contains(says) && run.output.contains("Fix:"), "\(run.output)")
+    }
+}
+
+extension ServeCLITests {
+    /// docs/ingest.openapi.json describes the live server: the request media types are the ones
+    /// it takes, each one's example is answered 202 in the documented shape, and the README's
+    /// Python snippet, run as it is, records its event.
+    @Test func theOpenAPIDocumentAndThePythonSnippetWorkAgainstALiveServer() async throws {
+        let spec = try #require(JSONValue.parse(try Data(contentsOf: CLI.root.appending(path: "docs/ingest.openapi.json"))))
+        let post = try #require(spec["paths"]?["/v1/events"]?["post"])
+        guard case .object(let content)? = post["requestBody"]?["content"] else { Issue.record("no request media types"); return }
+        #expect(Set(content.keys) == Set(IngestFormat.allCases.map(\.mediaType)))
+        guard case .object(let responses)? = post["responses"] else { Issue.record("no responses"); return }
+        #expect(Set(["202", "400", "401", "413", "415", "503"]).isSubset(of: Set(responses.keys)))
+        for path in ["/healthz", "/readyz", "/metrics"] { #expect(spec["paths"]?[path]?["get"] != nil, "\(path) is documented") }
+
+        let emulator = try await UsageEmulator.start()
+        let config = try Self.config(endpoint: emulator.endpoints["openmeter"]?["endpoint"] ?? "")
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-serve-\(UUID().uuidString.prefix(8)).spool").path
+        let serve = try await LiveServe.start(config: config, spool: spool)
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        for (type, media) in content.sorted(by: { $0.key < $1.key }) {
+            let example = try #require(media["example"])
+            let body = example.stringValue ?? String(decoding: example.encoded(), as: UTF8.self)
+            let reply = try await serve.post(client, body, type: type)
+            #expect(reply.status == 202 && reply.json?["accepted"]?.numberValue == 1 && reply.json?["refused"]?.arrayValue?.isEmpty == true,
+                    "\(type): \(reply.status) \(String(describing: reply.json))")
+        }
+
+        let readme = try String(contentsOf: CLI.root.appending(path: "README.md"), encoding: .utf8)
+        let start = try #require(readme.range(of: "<!-- python-ingest-snippet -->\n```python\n"))
+        let end = try #require(readme.range(of: "```\n<!-- end-python-ingest-snippet -->"))
+        let snippet = String(readme[start.upperBound..<end.lowerBound])
+        let (status, output) = try await ChildProcess.run("/usr/bin/env", ["python3", "-c", snippet],
+                                                          environment: ProcessInfo.processInfo.environment.merging(["USAGE_BILLING_URL": serve.base, "INGEST_TOKEN": LiveServe.token]) { $1 })
+        #expect(status == 0 && output.contains("'accepted': 1"), "\(output)")
+        #expect(try await eventually { await emulator.accepted("openmeter").count == content.count + 1 }, "the examples and the snippet's event were delivered")
+        serve.process.kill(SIGTERM)
+        #expect(await serve.process.exitStatus() == 0)
+        await emulator.shutdown()
     }
 }
 
