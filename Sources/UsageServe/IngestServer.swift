@@ -67,3 +67,19 @@ public enum IngestServer {
         return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(data: answer.body.encoded())))
     }
 }
+
+/// `GET /metrics` (and `/healthz`) alone, for `usage-billing worker --metrics-port`.
+public enum MetricsServer {
+    public static func application(registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger,
+                                   onListening: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
+        let router = Router()
+        router.get("/metrics") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: registry.emitToString())))
+        }
+        router.get("/healthz") { _, _ -> Response in
+            IngestServer.reply(IngestReply(status: 200, headers: [], body: .object(["status": .string("ok")])))
+        }
+        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "usage-billing"),
+                           onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: logger)
+    }
+}

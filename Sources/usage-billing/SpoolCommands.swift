@@ -1,4 +1,7 @@
 import ArgumentParser
+import Metrics
+import Prometheus
+import UsageServe
 import Foundation
 import StripeUsage
 import Logging
@@ -56,6 +59,8 @@ struct Worker: AsyncParsableCommand {
     var closeWindows = false
     @Option(help: "On a shared (postgres://) ledger: how long this worker's hold on a lane lasts unless renewed; a killed worker's lanes move to another after it (1s to 10m).")
     var lease: String = "15s"
+    @Option(help: "Serve GET /metrics (Prometheus text: deliveries, dead letters, hedges, queue depth, latencies) on 127.0.0.1 at this port (0: any free port, printed).")
+    var metricsPort: Int?
 
     func run() async throws {
         guard let leaseTTL = DurationText.parse(lease), leaseTTL >= .seconds(1), leaseTTL <= .seconds(600) else {
@@ -73,10 +78,26 @@ struct Worker: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.badInput)
         }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let metricsPort {
+            guard (0...65_535).contains(metricsPort) else {
+                printError("error: --metrics-port \(metricsPort) is out of range. Fix: use 1 to 65535, or 0 for any free port")
+                throw ExitCode(ExitCodes.badInput)
+            }
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            services.append(.init(service: MetricsServer.application(registry: registry, host: "127.0.0.1", port: metricsPort, logger: Logger(label: "usage-billing.metrics")) { port in
+                print("usage-billing worker: metrics at http://127.0.0.1:\(port)/metrics")
+                fflush(nil)  // every stream: a supervisor or a test reads the port at once
+            }))
+        }
         let worker = DeliveryWorker(spool: spool, router: router, leaseTTL: leaseTTL)
         // SIGTERM/SIGINT: graceful shutdown (each lane finishes and marks its batch, then stops).
+        // With --until-empty the worker's end ends the group, the metrics server with it.
+        services.insert(.init(service: DeliveryService(worker: worker, untilEmpty: untilEmpty, closeOpenWindows: closeWindows),
+                              successTerminationBehavior: .gracefullyShutdownGroup), at: 0)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: DeliveryService(worker: worker, untilEmpty: untilEmpty, closeOpenWindows: closeWindows), successTerminationBehavior: .gracefullyShutdownGroup)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: Logger(label: "usage-billing.worker")))
         do {

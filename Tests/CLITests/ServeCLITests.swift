@@ -258,6 +258,40 @@ extension ServeCLITests {
     }
 }
 
+extension ServeCLITests {
+    /// `worker --metrics-port` serves the worker's metrics; a scrape shows the deliveries move.
+    @Test func theWorkersMetricsPortShowsDeliveries() async throws {
+        let emulator = try await UsageEmulator.start()
+        let config = try Self.config(endpoint: emulator.endpoints["openmeter"]?["endpoint"] ?? "")
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-metrics-\(UUID().uuidString.prefix(8)).spool").path
+        let file = try CLI.temp("metrics.ndjson", (0..<25).map { Self.event("m-\($0)") }.joined(separator: "\n"))
+        #expect(try await CLI.run(["import", file, "-c", config, "--spool", spool]).status == 0)
+        let log = FileManager.default.temporaryDirectory.appending(path: "ub-metrics-\(UUID().uuidString.prefix(8)).log").path
+        let worker = try ChildProcess.spawn(CLI.binary.path, ["worker", "-c", config, "--spool", spool, "--metrics-port", "0"],
+                                            environment: ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }, directory: CLI.root.path, outputFile: log)
+        var base: String?
+        _ = try await eventually {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if let range = text.range(of: #"http://127\.0\.0\.1:\d+"#, options: .regularExpression) { base = String(text[range]) }
+            return base != nil || !worker.isRunning
+        }
+        let url = try #require(base, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let line = #"usage_billing_deliveries_total{lane="openmeter/api_request+tokens",outcome="accepted"}"#
+        var delivered: Double?
+        _ = try await eventually {
+            let text = String(decoding: try await client.send(HTTPRequest(method: .get, url: url + "/metrics")).body, as: UTF8.self)
+            delivered = text.split(separator: "\n").first { $0.hasPrefix(line) }.flatMap { Double($0.split(separator: " ").last ?? "") }
+            return delivered == 25
+        }
+        #expect(delivered == 25, "the scrape counts the 25 deliveries")
+        worker.kill(SIGTERM)
+        #expect(await worker.exitStatus() == 0)
+        await emulator.shutdown()
+    }
+}
+
 /// Ids collected from many tasks.
 final class LockedIDs: @unchecked Sendable {
     private let lock = NSLock()
