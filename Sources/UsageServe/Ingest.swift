@@ -80,7 +80,9 @@ public final class BacklogMonitor: Service, Sendable {
     let every: Duration
     private let state = LockedState((queued: 0, at: ContinuousClock.Instant?.none, error: String?.none))
 
-    public init(spool: any UsageLedger, every: Duration = .milliseconds(250)) {
+    /// `every`: a count walks the queued rows' index, so a second between counts keeps it a
+    /// small cost however large the backlog grows (the bound is a safety limit, not a quota).
+    public init(spool: any UsageLedger, every: Duration = .seconds(1)) {
         self.spool = spool
         self.every = every
     }
