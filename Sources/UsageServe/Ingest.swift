@@ -14,6 +14,7 @@ import UsageSpool
 ///   max_body_bytes: 4194304        # larger bodies: 413
 ///   max_events_per_request: 10000  # more events: 413
 ///   max_backlog: 1000000           # queued rows above which requests get 503 + Retry-After
+///   max_lag: 1h                    # /readyz fails while a lane's oldest undelivered event is older
 /// ```
 public struct ServeSettings: Sendable {
     /// The bearer tokens accepted; a request without one of them gets 401.
@@ -21,14 +22,18 @@ public struct ServeSettings: Sendable {
     public var maxBodyBytes: Int
     public var maxEventsPerRequest: Int
     public var maxBacklog: Int
+    /// How old a lane's oldest undelivered event may be before `/readyz` reports the lane stuck.
+    public var maxLag: Duration
 
-    public static let keys: Set<String> = ["tokens", "max_body_bytes", "max_events_per_request", "max_backlog"]
+    public static let keys: Set<String> = ["tokens", "max_body_bytes", "max_events_per_request", "max_backlog", "max_lag"]
 
-    public init(tokens: [Secret], maxBodyBytes: Int = 4 << 20, maxEventsPerRequest: Int = 10_000, maxBacklog: Int = 1_000_000) {
+    public init(tokens: [Secret], maxBodyBytes: Int = 4 << 20, maxEventsPerRequest: Int = 10_000, maxBacklog: Int = 1_000_000,
+                maxLag: Duration = .seconds(3600)) {
         self.tokens = tokens
         self.maxBodyBytes = maxBodyBytes
         self.maxEventsPerRequest = maxEventsPerRequest
         self.maxBacklog = maxBacklog
+        self.maxLag = maxLag
     }
 
     /// The settings in `config`'s `serve:` section; throws `.configuration` naming the key.
@@ -68,22 +73,32 @@ public struct ServeSettings: Sendable {
         settings.maxBodyBytes = try number("max_body_bytes", 1_024...(256 << 20), "e.g. 4194304 (4 MiB)") ?? settings.maxBodyBytes
         settings.maxEventsPerRequest = try number("max_events_per_request", 1...1_000_000, "e.g. 10000") ?? settings.maxEventsPerRequest
         settings.maxBacklog = try number("max_backlog", 1...1_000_000_000, "e.g. 1000000 queued rows") ?? settings.maxBacklog
+        if let value = section["max_lag"] {
+            guard let text = value.stringValue, let lag = DurationText.parse(text), lag >= .seconds(60) else {
+                throw bad("max_lag", "max_lag must be a duration of a minute or more", "e.g. 1h (a lane whose oldest undelivered event is older is reported by /readyz)")
+            }
+            settings.maxLag = lag
+        }
         return settings
     }
 }
 
 /// The spool's backlog, counted in the background (a count per request would cost more than the
 /// request): `POST /v1/events` answers 503 above ``ServeSettings/maxBacklog``, and `/readyz`
-/// reports whether the last count succeeded recently.
+/// reports whether the last count succeeded recently and which lanes lag past a bound.
 public final class BacklogMonitor: Service, Sendable {
     let spool: any UsageLedger
     let every: Duration
-    private let state = LockedState((queued: 0, at: ContinuousClock.Instant?.none, error: String?.none))
+    let lanes: [String]
+    let maxLag: Duration
+    private let state = LockedState((queued: 0, at: ContinuousClock.Instant?.none, error: String?.none, lagging: [String]()))
 
     /// `every`: a count walks the queued rows' index, so a second between counts keeps it a
     /// small cost however large the backlog grows (the bound is a safety limit, not a quota).
-    public init(spool: any UsageLedger, every: Duration = .seconds(1)) {
+    public init(spool: any UsageLedger, lanes: [String] = [], maxLag: Duration = .seconds(3600), every: Duration = .seconds(1)) {
         self.spool = spool
+        self.lanes = lanes
+        self.maxLag = maxLag
         self.every = every
     }
 
@@ -95,7 +110,8 @@ public final class BacklogMonitor: Service, Sendable {
         state.with { s in
             if let error = s.error { return "the spool cannot be read: \(error)" }
             guard let at = s.at else { return "the spool has not been read yet" }
-            return ContinuousClock.now - at > .seconds(5) ? "the spool was last read \(ContinuousClock.now - at) ago" : nil
+            if ContinuousClock.now - at > .seconds(5) { return "the spool was last read \(ContinuousClock.now - at) ago" }
+            return s.lagging.isEmpty ? nil : "lanes behind by more than serve.max_lag: " + s.lagging.joined(separator: ", ")
         }
     }
 
@@ -103,7 +119,14 @@ public final class BacklogMonitor: Service, Sendable {
     public func refresh() async {
         do {
             let n = try await spool.queuedCount(lane: nil)
-            state.with { $0 = (n, ContinuousClock.now, nil) }
+            var lagging: [String] = []
+            let now = Date()
+            for lane in lanes {
+                if let oldest = try await spool.oldestQueued(lane: lane), now.timeIntervalSince(oldest) > maxLag.seconds {
+                    lagging.append("\(lane) (oldest undelivered recorded \(Int(now.timeIntervalSince(oldest))) s ago)")
+                }
+            }
+            state.with { $0 = (n, ContinuousClock.now, nil, lagging) }
         } catch {
             state.with { $0.error = "\(error)" }
         }

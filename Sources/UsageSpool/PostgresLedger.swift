@@ -367,6 +367,11 @@ public final class PostgresLedger: UsageLedger {
             .flatMap { $0 }.map(Date.init(timeIntervalSince1970:))
     }
 
+    public func oldestQueued(lane: String) async throws -> Date? {
+        try await first("SELECT recorded_at FROM ub_deliveries WHERE lane = \(lane) AND state = 0 ORDER BY seq LIMIT 1", as: Double.self)
+            .map(Date.init(timeIntervalSince1970:))
+    }
+
     // MARK: Reading
 
     public func queuedCount(lane: String?) async throws -> Int {

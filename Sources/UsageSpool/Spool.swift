@@ -228,6 +228,13 @@ public final class Spool: UsageLedger {
         }
     }
 
+    public func oldestQueued(lane: String) throws -> Date? {
+        try pool.read { db in
+            try Double.fetchOne(db, sql: "SELECT recorded_at FROM deliveries WHERE lane = ? AND state = 0 ORDER BY seq LIMIT 1", arguments: [lane])
+                .map(Date.init(timeIntervalSince1970:))
+        }
+    }
+
     /// What became of a row.
     public enum Mark: Sendable {
         case delivered, duplicate

@@ -34,6 +34,9 @@ public protocol UsageLedger: AnyObject, Sendable {
     func nextWindowEnd(lane: String) async throws -> Date?
     /// When the lane's next queued row is due.
     func nextDue(lane: String) async throws -> Date?
+    /// When the lane's oldest queued row was recorded: how far behind the lane is (the first
+    /// entry of its queued rows' index, not a scan).
+    func oldestQueued(lane: String) async throws -> Date?
     /// Queued rows of one lane, or of all when `lane` is nil.
     func queuedCount(lane: String?) async throws -> Int
     /// Whether the lane has a queued row: what a worker waiting for another's lease asks each

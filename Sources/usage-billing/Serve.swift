@@ -69,7 +69,7 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "usage-billing.serve")
         let worker = DeliveryWorker(spool: spool, router: router)
-        let backlog = BacklogMonitor(spool: spool)
+        let backlog = BacklogMonitor(spool: spool, lanes: router.lanes.map(\.name), maxLag: settings.maxLag)
         let handler = IngestHandler(settings: settings, spool: spool, router: router, backlog: backlog, logger: logger)
         let host = self.host
         let app = IngestServer.application(handler: handler, backlog: backlog, registry: registry, host: host, port: port, logger: logger) { port in

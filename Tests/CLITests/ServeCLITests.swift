@@ -292,6 +292,24 @@ extension ServeCLITests {
     }
 }
 
+extension ServeCLITests {
+    /// /readyz's checks, on a spool: a lane whose oldest undelivered event is older than
+    /// `max_lag` makes it not ready, naming the lane; a lane that caught up does not.
+    @Test func aLaneBehindItsBoundIsNamedByReadiness() async throws {
+        let spool = try Spool(path: FileManager.default.temporaryDirectory.appending(path: "ub-lag-\(UUID().uuidString.prefix(8)).spool").path)
+        let event = UsageEvent(id: "lag-1", name: "api_request", customer: "acme", quantity: 1)
+        try await spool.record([Spool.Entry(event: event, lanes: ["openmeter/api_request"])], now: Date().addingTimeInterval(-7200))
+        let monitor = BacklogMonitor(spool: spool, lanes: ["openmeter/api_request", "stripe/api_request"], maxLag: .seconds(3600))
+        await monitor.refresh()
+        #expect(monitor.queued == 1)
+        #expect(monitor.problem?.contains("openmeter/api_request") == true && monitor.problem?.contains("stripe") == false, "\(monitor.problem ?? "ready")")
+        let rows = try await spool.due(lane: "openmeter/api_request", limit: 10, now: Date())
+        try await spool.mark(rows.map { ($0.seq, .delivered) })
+        await monitor.refresh()
+        #expect(monitor.problem == nil, "\(monitor.problem ?? "")")
+    }
+}
+
 /// Ids collected from many tasks.
 final class LockedIDs: @unchecked Sendable {
     private let lock = NSLock()

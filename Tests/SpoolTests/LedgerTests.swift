@@ -54,6 +54,25 @@ struct LedgerContractTests {
         #expect(seen == ["c-0", "c-1", "c-3", "c-4"])
         #expect(try await ledger.retryDeadLetters(reason: "http_400", now: Date()) == 1)
         #expect(try await ledger.queuedCount(lane: "a/x") == 3)
+        let busy = try await ledger.hasQueued(lane: "a/x"), idle = try await ledger.hasQueued(lane: "z/x")
+        #expect(busy && !idle)
+    }
+
+    /// How far behind a lane is: when its oldest queued row was recorded.
+    @Test(arguments: LedgerKind.allCases)
+    func oldestQueuedIsTheLanesFirstUndeliveredRow(_ kind: LedgerKind) async throws {
+        let ledger = try await kind.make("oldest")
+        let early = Date(timeIntervalSince1970: 1_800_000_000), late = early.addingTimeInterval(600)
+        let batch = events(2, prefix: "o")
+        try await ledger.record([Spool.Entry(event: batch[0], lanes: ["a/x"])], now: early)
+        try await ledger.record([Spool.Entry(event: batch[1], lanes: ["a/x"])], now: late)
+        #expect(try await ledger.oldestQueued(lane: "a/x") == early)
+        let due = try await ledger.due(lane: "a/x", limit: 10, now: Date(), windowRecords: nil, after: 0)
+        try await ledger.mark([(due[0].seq, .delivered)], now: Date(), lease: nil)
+        #expect(try await ledger.oldestQueued(lane: "a/x") == late)
+        try await ledger.mark([(due[1].seq, .delivered)], now: Date(), lease: nil)
+        #expect(try await ledger.oldestQueued(lane: "a/x") == nil)
+        #expect(try await ledger.oldestQueued(lane: "none/x") == nil)
     }
 
     /// Rows folded into windows count once however many times they are handed to a fold, and a
