@@ -250,13 +250,7 @@ func deliver(options: SendOptions, showRequests: Int, _ body: (Importer, Progres
         client = real
     }
     defer { curl?.shutdown() }
-    let router: Router
-    do {
-        router = try Router(config: config, client: client)
-    } catch {
-        printError("error: \(error)")
-        throw ExitCode(ExitCodes.badInput)
-    }
+    let router = try makeRouter(config, client: client)
     let importer = Importer(router: router, policy: RetryPolicy(maxAttempts: options.maxAttempts), pace: dry == nil)
     let progress = Progress.forTerminal()
     let summary = await body(importer, progress)

@@ -60,13 +60,7 @@ struct Serve: AsyncParsableCommand {
         let spool = try await openSpool(spoolOption.spool)
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
-        let router: Router
-        do {
-            router = try Router(config: config, client: client)
-        } catch {
-            printError("error: \(error)")
-            throw ExitCode(ExitCodes.badInput)
-        }
+        let router = try makeRouter(config, client: client)
         let logger = Logger(label: "usage-billing.serve")
         let worker = DeliveryWorker(spool: spool, router: router)
         let backlog = BacklogMonitor(spool: spool, lanes: router.lanes.map(\.name), maxLag: settings.maxLag)

@@ -11,6 +11,16 @@ import UsageBillingCurl
 import UsageRouting
 import UsageSpool
 
+/// The config's router, or the error printed and exit 2 (a provider's settings it cannot build).
+func makeRouter(_ config: RoutingConfig, client: any HTTPClient) throws -> Router {
+    do {
+        return try Router(config: config, client: client)
+    } catch {
+        printError("error: \(error)")
+        throw ExitCode(ExitCodes.badInput)
+    }
+}
+
 /// Opens a ledger: a SQLite spool file, or a `postgres://` URL (password from `PGPASSWORD`),
 /// printing a clear error and exiting 2 when it is damaged, unreadable or unreachable.
 /// `existing`: the command reads or maintains a spool (status, dlq), so a path with no file is a
@@ -71,13 +81,7 @@ struct Worker: AsyncParsableCommand {
         let spool = try await openSpool(spoolOption.spool)
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
-        let router: Router
-        do {
-            router = try Router(config: config, client: client)
-        } catch {
-            printError("error: \(error)")
-            throw ExitCode(ExitCodes.badInput)
-        }
+        let router = try makeRouter(config, client: client)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let metricsPort {
             guard (0...65_535).contains(metricsPort) else {

@@ -20,18 +20,21 @@ struct LiveServe {
         let process = try ChildProcess.spawn(CLI.binary.path, ["serve", "-c", config, "--spool", spool, "--port", "0"],
                                              environment: ProcessInfo.processInfo.environment.merging(CLI.env.merging(["INGEST_TOKEN": token]) { $1 }) { $1 },
                                              directory: CLI.root.path, outputFile: log)
+        return LiveServe(process: process, base: try await baseURL(printedIn: log, by: process), log: log)
+    }
+
+    /// The `http://127.0.0.1:PORT` a process prints in `log` once it listens.
+    static func baseURL(printedIn log: String, by process: ChildProcess) async throws -> String {
         var base: String?
         _ = try await eventually {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            if let range = text.range(of: #"listening on http://127\.0\.0\.1:\d+"#, options: .regularExpression) {
-                base = String(text[range].dropFirst("listening on ".count))
-            }
+            if let range = text.range(of: #"http://127\.0\.0\.1:\d+"#, options: .regularExpression) { base = String(text[range]) }
             return base != nil || !process.isRunning
         }
         guard let base else {
-            throw UsageBillingError(.unexpectedResponse, "serve did not start: " + ((try? String(contentsOfFile: log, encoding: .utf8)) ?? ""))
+            throw UsageBillingError(.unexpectedResponse, "the process did not start listening: " + ((try? String(contentsOfFile: log, encoding: .utf8)) ?? ""))
         }
-        return LiveServe(process: process, base: base, log: log)
+        return base
     }
 
     func post(_ client: CurlHTTPClient, _ body: String, type: String = "application/json", token: String? = LiveServe.token, query: String = "") async throws -> (status: Int, json: JSONValue?) {
@@ -269,13 +272,7 @@ extension ServeCLITests {
         let log = FileManager.default.temporaryDirectory.appending(path: "ub-metrics-\(UUID().uuidString.prefix(8)).log").path
         let worker = try ChildProcess.spawn(CLI.binary.path, ["worker", "-c", config, "--spool", spool, "--metrics-port", "0"],
                                             environment: ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }, directory: CLI.root.path, outputFile: log)
-        var base: String?
-        _ = try await eventually {
-            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            if let range = text.range(of: #"http://127\.0\.0\.1:\d+"#, options: .regularExpression) { base = String(text[range]) }
-            return base != nil || !worker.isRunning
-        }
-        let url = try #require(base, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        let url = try await LiveServe.baseURL(printedIn: log, by: worker)
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         let line = #"usage_billing_deliveries_total{lane="openmeter/api_request+tokens",outcome="accepted"}"#
