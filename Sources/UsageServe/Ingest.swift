@@ -91,7 +91,7 @@ public final class BacklogMonitor: Service, Sendable {
     let every: Duration
     let lanes: [String]
     let maxLag: Duration
-    private let state = LockedState((queued: 0, at: ContinuousClock.Instant?.none, error: String?.none, lagging: [String]()))
+    private let state = LockedState((queued: 0, at: ContinuousClock.Instant?.none, error: String?.none, lagging: [String](), writeError: String?.none))
 
     /// `every`: a count walks the queued rows' index, so a second between counts keeps it a
     /// small cost however large the backlog grows (the bound is a safety limit, not a quota).
@@ -105,10 +105,18 @@ public final class BacklogMonitor: Service, Sendable {
     /// Queued rows at the last count.
     public var queued: Int { state.with { $0.queued } }
 
-    /// Why the spool is not ready (its last count failed or is older than 5 s), or nil.
+    /// Records how the last write of an ingest request went: a refused write makes the spool not
+    /// ready until a later one succeeds.
+    public func wrote(_ error: (any Error)?) {
+        state.with { $0.writeError = error.map { "\($0)" } }
+    }
+
+    /// Why the spool is not ready (its last count failed or is older than 5 s, its last write
+    /// was refused, or a lane lags past the bound), or nil.
     public var problem: String? {
         state.with { s in
             if let error = s.error { return "the spool cannot be read: \(error)" }
+            if let error = s.writeError { return "the spool refused the last write: \(error)" }
             guard let at = s.at else { return "the spool has not been read yet" }
             if ContinuousClock.now - at > .seconds(5) { return "the spool was last read \(ContinuousClock.now - at) ago" }
             return s.lagging.isEmpty ? nil : "lanes behind by more than serve.max_lag: " + s.lagging.joined(separator: ", ")
@@ -126,7 +134,7 @@ public final class BacklogMonitor: Service, Sendable {
                     lagging.append("\(lane) (oldest undelivered recorded \(Int(now.timeIntervalSince(oldest))) s ago)")
                 }
             }
-            state.with { $0 = (n, ContinuousClock.now, nil, lagging) }
+            state.with { s in (s.queued, s.at, s.error, s.lagging) = (n, ContinuousClock.now, nil, lagging) }
         } catch {
             state.with { $0.error = "\(error)" }
         }
@@ -271,11 +279,16 @@ public final class IngestHandler: Sendable {
             }
         }
         do {
-            if !entries.isEmpty { try await spool.record(entries) }
+            if !entries.isEmpty {
+                try await spool.record(entries)
+                backlog.wrote(nil)
+            }
         } catch let unavailable as LedgerUnavailableError {
+            backlog.wrote(unavailable)
             return Self.error(503, "ledger_unavailable", "the ledger cannot be reached: \(unavailable.reason)",
                               fix: "retry with the same event ids; nothing of this request was recorded", headers: [("Retry-After", "1")])
         } catch {
+            backlog.wrote(error)
             logger.error("recording failed", metadata: ["error": "\(error)"])
             return Self.error(500, "record_failed", "the events could not be recorded: \(error)", fix: "retry with the same event ids; nothing of this request was recorded")
         }

@@ -3,14 +3,17 @@ import UsageBilling
 
 /// One lane's delivery loop as a value: ``DeliveryWorker`` tells it what happened (rows read, a
 /// batch answered, marks written, the lane idle) and performs the action it returns (read, fold,
-/// emit windows, deliver, write marks, wait, sleep, finish). It does no I/O and reads no clock,
-/// so every transition is tested without a spool or a server.
+/// emit windows, deliver, write marks, wait, sleep, finish). It does no I/O and reads no clock
+/// (the time comes in with ``next(now:)``), so every transition is tested without a spool or a
+/// server.
 ///
 /// Invariants:
 /// - at most ``Configuration/inFlightLimit`` batches are in flight, and no two hold one
 ///   concurrency key (Stripe: one call per customer and meter);
-/// - held marks are written before the lane starts a new pass, sleeps, stops or finishes, so a
-///   finished lane has nothing unwritten;
+/// - a row is in at most one batch, and is not handed out again until its mark is written: a
+///   pass that restarts early for a due retry skips the rows still out (``outstanding``);
+/// - held marks are written before the lane sleeps, stops or finishes (and handed to a write
+///   before any new pass), so a finished lane has nothing unwritten;
 /// - a lane that aggregates folds raw rows and emits due windows only with nothing in flight;
 /// - after ``stop()`` no batch starts: the ones in flight finish, their marks are written, then
 ///   ``Action/finish``.

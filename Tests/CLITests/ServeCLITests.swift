@@ -291,7 +291,8 @@ extension ServeCLITests {
 
 extension ServeCLITests {
     /// /readyz's checks, on a spool: a lane whose oldest undelivered event is older than
-    /// `max_lag` makes it not ready, naming the lane; a lane that caught up does not.
+    /// `max_lag` makes it not ready, naming the lane; a lane that caught up does not; a refused
+    /// write does until the next write succeeds.
     @Test func aLaneBehindItsBoundIsNamedByReadiness() async throws {
         let spool = try Spool(path: FileManager.default.temporaryDirectory.appending(path: "ub-lag-\(UUID().uuidString.prefix(8)).spool").path)
         let event = UsageEvent(id: "lag-1", name: "api_request", customer: "acme", quantity: 1)
@@ -304,6 +305,11 @@ extension ServeCLITests {
         try await spool.mark(rows.map { ($0.seq, .delivered) })
         await monitor.refresh()
         #expect(monitor.problem == nil, "\(monitor.problem ?? "")")
+        // A refused write makes it not ready until a later write succeeds.
+        monitor.wrote(UsageBillingError(.unexpectedResponse, "disk full"))
+        #expect(monitor.problem?.contains("refused the last write") == true)
+        monitor.wrote(nil)
+        #expect(monitor.problem == nil)
     }
 }
 
