@@ -66,6 +66,23 @@ struct ServeCLITests {
             """)
     }
 
+    /// A live `serve` on a fresh spool, its provider the emulator, and a client for it.
+    struct OnEmulator {
+        let emulator: UsageEmulator
+        let config: String
+        let spool: String
+        let serve: LiveServe
+        let client: CurlHTTPClient
+    }
+
+    static func startOnEmulator(serve section: String = "") async throws -> OnEmulator {
+        let emulator = try await UsageEmulator.start()
+        let config = try Self.config(endpoint: emulator.endpoints["openmeter"]?["endpoint"] ?? "", serve: section)
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-serve-\(UUID().uuidString.prefix(8)).spool").path
+        let serve = try await LiveServe.start(config: config, spool: spool)
+        return OnEmulator(emulator: emulator, config: config, spool: spool, serve: serve, client: try CurlHTTPClient())
+    }
+
     static func event(_ id: String, _ name: String = "api_request", quantity: Int = 1) -> String {
         #"{"id":"\#(id)","name":"\#(name)","customer":"acme","timestamp":"\#(RFC3339.format(Date().addingTimeInterval(-60)))","quantity":\#(quantity)}"#
     }
@@ -74,12 +91,8 @@ struct ServeCLITests {
     /// limits, malformed bodies, health, metrics that move; then SIGTERM, exit 0, and every
     /// accepted event delivered exactly once.
     @Test func ingestFormatsRefusalsAuthLimitsAndMetrics() async throws {
-        let emulator = try await UsageEmulator.start()
-        let config = try Self.config(endpoint: emulator.endpoints["openmeter"]?["endpoint"] ?? "",
-                                     serve: "  max_body_bytes: 4096\n  max_events_per_request: 5")
-        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-serve-\(UUID().uuidString.prefix(8)).spool").path
-        let serve = try await LiveServe.start(config: config, spool: spool)
-        let client = try CurlHTTPClient()
+        let live = try await Self.startOnEmulator(serve: "  max_body_bytes: 4096\n  max_events_per_request: 5")
+        let (emulator, serve, client) = (live.emulator, live.serve, live.client)
         defer { client.shutdown() }
 
         let one = try await serve.post(client, Self.event("s-1"))
@@ -161,11 +174,8 @@ struct ServeCLITests {
     /// spool, and a worker run afterwards delivers each once.
     @Test(arguments: [SIGTERM, SIGKILL])
     func everyEventAnswered202SurvivesTheStop(_ signal: Int32) async throws {
-        let emulator = try await UsageEmulator.start()
-        let config = try Self.config(endpoint: emulator.endpoints["openmeter"]?["endpoint"] ?? "")
-        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-serve-\(UUID().uuidString.prefix(8)).spool").path
-        let serve = try await LiveServe.start(config: config, spool: spool)
-        let client = try CurlHTTPClient()
+        let live = try await Self.startOnEmulator()
+        let (emulator, config, spool, serve, client) = (live.emulator, live.config, live.spool, live.serve, live.client)
         defer { client.shutdown() }
         let answered = LockedIDs()
         let senders = (0..<8).map { sender in
@@ -233,11 +243,8 @@ extension ServeCLITests {
         #expect(Set(["202", "400", "401", "413", "415", "503"]).isSubset(of: Set(responses.keys)))
         for path in ["/healthz", "/readyz", "/metrics"] { #expect(spec["paths"]?[path]?["get"] != nil, "\(path) is documented") }
 
-        let emulator = try await UsageEmulator.start()
-        let config = try Self.config(endpoint: emulator.endpoints["openmeter"]?["endpoint"] ?? "")
-        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-serve-\(UUID().uuidString.prefix(8)).spool").path
-        let serve = try await LiveServe.start(config: config, spool: spool)
-        let client = try CurlHTTPClient()
+        let live = try await Self.startOnEmulator()
+        let (emulator, serve, client) = (live.emulator, live.serve, live.client)
         defer { client.shutdown() }
         for (type, media) in content.sorted(by: { $0.key < $1.key }) {
             let example = try #require(media["example"])
