@@ -166,6 +166,9 @@ public struct RoutingConfig: Sendable {
     public var serve: JSONValue?
     /// Key paths under `serve:` whose environment variable is not set, with the variable's name.
     public var unsetServeVariables: [String: String] = [:]
+    /// What the config holds that this config does not use but is not wrong (a customer table's
+    /// column for a provider another config defines); the CLI prints them as warnings.
+    public var warnings: [ConfigIssue] = []
 
     /// Whether a provider setting is shown masked: a declared secret, or a value from the environment.
     public func isMasked(provider: String, key: String) -> Bool {
@@ -267,6 +270,7 @@ public struct RoutingConfig: Sendable {
         if var config, v.issues.isEmpty {
             config.environmentKeys = document.fromEnvironment
             config.unsetServeVariables = document.unsetServeVariables
+            config.warnings = v.warnings
             return config
         }
         throw ConfigIssues(issues: v.issues.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
@@ -279,6 +283,7 @@ private struct Validator {
     let registry: ProviderRegistry
     var lines: [String: Int] = [:]
     var issues: [ConfigIssue] = []
+    var warnings: [ConfigIssue] = []
 
     init(file: String, registry: ProviderRegistry) {
         self.file = file
@@ -409,14 +414,39 @@ private struct Validator {
         }
     }
 
+    /// Whether `a` looks like a misspelling of `b`: at most two edits apart (case ignored).
+    static func isNearMiss(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.lowercased()), y = Array(b.lowercased())
+        guard x != y, abs(x.count - y.count) <= 2 else { return x == y && a != b }
+        var previous = Array(0...y.count)
+        for i in 1...max(1, x.count) where !x.isEmpty {
+            var row = [i] + Array(repeating: 0, count: y.count)
+            for j in 1...max(1, y.count) where !y.isEmpty {
+                row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
+            }
+            previous = row
+        }
+        return previous[y.count] <= 2
+    }
+
     mutating func parseCustomerCSV(_ text: String, name: String, providers: [String: RoutingConfig.Provider]) -> [String: [String: String]] {
         let rows = CSV.rows(text)
         guard let header = rows.first, header.first == "customer", header.count >= 2 else {
             issue("customers", "\(name) must start with a header `customer,<provider>,…`", "e.g. `customer,stripe,orb`")
             return [:]
         }
+        // A table shared by several configs has columns for providers this one does not define:
+        // those are ignored with a warning, unless the column is a near miss of a defined
+        // provider's name (a typo would silently send that provider your own customer ids).
         for column in header.dropFirst() where providers[column] == nil {
-            issue("customers", "\(name) has a column '\(column)' that is not a defined provider", "rename it to one of \(providers.keys.sorted().joined(separator: ", "))")
+            if let near = providers.keys.sorted().first(where: { Self.isNearMiss(column, $0) }) {
+                issue("customers", "\(name) has a column '\(column)' that is not a defined provider; did you mean '\(near)'?",
+                      "rename the column to '\(near)' (or define a provider '\(column)')")
+            } else {
+                warnings.append(ConfigIssue(file: file, line: lines["customers"], key: "customers",
+                                            message: "\(name) has a column '\(column)' for a provider this config does not define; it is ignored",
+                                            fix: "nothing, if another config uses it; else remove the column"))
+            }
         }
         var table: [String: [String: String]] = [:]
         for (number, row) in rows.dropFirst().enumerated() where !(row.count == 1 && row[0].isEmpty) {
@@ -424,7 +454,9 @@ private struct Validator {
                 issue("customers", "\(name) line \(number + 2) has \(row.count) fields, the header \(header.count)", "give every row the header's columns")
                 continue
             }
-            for (column, id) in zip(header.dropFirst(), row.dropFirst()) where !id.isEmpty { table[row[0], default: [:]][column] = id }
+            for (column, id) in zip(header.dropFirst(), row.dropFirst()) where !id.isEmpty && providers[column] != nil {
+                table[row[0], default: [:]][column] = id
+            }
         }
         return table
     }

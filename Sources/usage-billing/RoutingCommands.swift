@@ -9,7 +9,9 @@ import UsageSpool
 /// Loads a config, printing every issue and exiting 2 when it is invalid.
 func loadConfig(_ path: String) throws -> RoutingConfig {
     do {
-        return try RoutingConfig.load(path: path, registry: .standard)
+        let config = try RoutingConfig.load(path: path, registry: .standard)
+        for warning in config.warnings { printError("warning: \(warning)") }
+        return config
     } catch let issues as ConfigIssues {
         for issue in issues.issues { printError("error: \(issue)") }
         printError("\(issues.issues.count) problem(s) in \(path); nothing was sent.")

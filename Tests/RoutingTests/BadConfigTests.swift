@@ -133,6 +133,23 @@ struct BadConfigTests {
         #expect(c.routes.count == 1 && c.providers.count == 2)
     }
 
+    /// A customer table shared by several configs: a column for a provider this config does not
+    /// define is a warning (the table loads without it); a column a letter or two away from a
+    /// defined provider is an error that names it.
+    @Test func aSharedCustomerTablesOtherColumnsWarnButNearMissesFail() throws {
+        let dir = FileManager.default.temporaryDirectory.appending(path: "ub-csv-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let env = ["STRIPE_KEY": "sk_test_REDACTED", "ORB_KEY": "orb_REDACTED"]
+        try Data("customer,stripe,orb,paddle\nacme,cus_1,acme-orb,sub_1\n".utf8).write(to: URL(fileURLWithPath: "\(dir)/shared.csv"))
+        let shared = try RoutingConfig.parse(good + "\ncustomers: shared.csv\n", file: "routing.yaml", directory: dir, registry: .standard, environment: env)
+        #expect(shared.customers["acme"] == ["stripe": "cus_1", "orb": "acme-orb"])
+        #expect(shared.warnings.count == 1 && shared.warnings[0].message.contains("'paddle'") && shared.warnings[0].message.contains("ignored"))
+        try Data("customer,strpe,orb\nacme,cus_1,acme-orb\n".utf8).write(to: URL(fileURLWithPath: "\(dir)/typo.csv"))
+        #expect { try RoutingConfig.parse(good + "\ncustomers: typo.csv\n", file: "routing.yaml", directory: dir, registry: .standard, environment: env) } throws: { error in
+            "\(error)".contains("'strpe'") && "\(error)".contains("did you mean 'stripe'")
+        }
+    }
+
     @Test func theExampleConfigLoadsWithItsCustomerTable() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let c = try RoutingConfig.load(path: root.appending(path: "examples/routing.yaml").path, registry: .standard,
