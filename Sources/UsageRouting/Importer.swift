@@ -11,13 +11,50 @@ public struct ImportSummary: Sendable {
     /// Per destination (`stripe/api_request (primary)`), per outcome (`accepted`, `rejected: code`) → count.
     public var counts: [String: [String: Int]] = [:]
 
+    /// An event that was not final when retries ran out: where, why, after how many attempts and
+    /// how long, and whether resending it with the same id is safe at that provider.
+    public struct Unfinished: Sendable {
+        public var eventID: String
+        public var destination: String
+        /// Its last outcome (retryable or possibly delivered).
+        public var outcome: DeliveryOutcome
+        public var attempts: Int
+        public var elapsed: Duration
+        /// Whether the provider drops a repeated id (so a resend with the same id bills once).
+        public var providerDedupes: Bool
+
+        /// One line: the event, the last reason, attempts and time, and what a resend does.
+        public var description: String {
+            let seconds = String(format: "%.1f", elapsed.seconds)
+            let why: String = switch outcome {
+            case .retryable(let reason, _): "still failing (\(reason))"
+            default: "possibly delivered: the provider may already have it (the answer was lost)"
+            }
+            let resend = providerDedupes
+                ? "resending it with the same id is safe: the provider drops a repeated id"
+                : "the provider keeps no idempotency: look it up there before resending, or resend through the spool (`import --spool`), whose worker looks it up first"
+            return "\(eventID) → \(destination): \(why); \(attempts) attempt(s) over \(seconds) s; \(resend)"
+        }
+    }
+    /// The first unfinished events (at most ``unfinishedShown``) and how many there were.
+    public var unfinished: [Unfinished] = []
+    public var unfinishedCount = 0
+    static let unfinishedShown = 20
+
     /// Whether any event ended rejected (unrouted included).
     public var anyRejected: Bool { counts.values.contains { $0.keys.contains { $0.hasPrefix("rejected") } } }
     /// Whether any event was still retryable or possibly delivered when retries ran out.
     public var anyUndelivered: Bool { counts.values.contains { $0.keys.contains { $0 == "retryable" || $0 == "possibly_delivered" } } }
 
-    mutating func add(_ report: DestinationReport, record: Bool = false) {
+    mutating func add(_ report: DestinationReport, record: Bool = false, elapsed: Duration = .zero, dedupes: Bool = true) {
         var lane = report.lane.map { "\($0.name) (\(report.role.rawValue))" } ?? "unrouted"
+        if !report.aggregated, report.lane != nil, !report.final.isFinal {
+            unfinishedCount += 1
+            if unfinished.count < Self.unfinishedShown {
+                unfinished.append(Unfinished(eventID: report.eventID, destination: lane, outcome: report.final, attempts: report.history.count,
+                                             elapsed: elapsed, providerDedupes: dedupes))
+            }
+        }
         if record { lane += " window records" }
         let key: String
         if report.aggregated {
@@ -39,6 +76,9 @@ public struct ImportSummary: Sendable {
             let parts = (counts[lane] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
             lines.append("  \(lane): \(parts.joined(separator: ", "))")
         }
+        if !unfinished.isEmpty { lines.append("Not delivered when retries ran out:") }
+        for event in unfinished { lines.append("  \(event.description)") }
+        if unfinishedCount > unfinished.count { lines.append("  … \(unfinishedCount - unfinished.count) more") }
         return lines.joined(separator: "\n")
     }
 }
@@ -93,10 +133,21 @@ public struct Importer: Sendable {
                 }
             }
             summary.events += events.count
-            for report in await router.deliverEverywhere(events, policy: policy, pace: pace) { summary.add(report) }
+            let started = ContinuousClock.now
+            let reports = await router.deliverEverywhere(events, policy: policy, pace: pace)
+            let elapsed = ContinuousClock.now - started  // the batch's: every event of it waited as long
+            for report in reports { summary.add(report, elapsed: elapsed, dedupes: dedupes(report.lane)) }
             progress?(summary.events)
         }
-        for report in await router.flushAggregates(policy: policy, pace: pace) { summary.add(report, record: true) }
+        let started = ContinuousClock.now
+        let records = await router.flushAggregates(policy: policy, pace: pace)
+        for report in records { summary.add(report, record: true, elapsed: ContinuousClock.now - started, dedupes: dedupes(report.lane)) }
         return summary
+    }
+
+    private func dedupes(_ lane: Lane?) -> Bool {
+        guard let lane, let sink = router.sink(for: lane) else { return true }
+        if case .providerDeduplicates = sink.capabilities.idempotency { return true }
+        return false
     }
 }

@@ -104,6 +104,12 @@ struct Send: AsyncParsableCommand {
     @Option(help: "The event id (default: a new UUIDv7). Reuse it to resend safely.") var id: String?
     @Option(name: .customLong("property"), help: "A property as key=value (repeatable).") var properties: [String] = []
 
+    /// `text` as one shell word.
+    static func shellQuoted(_ text: String) -> String {
+        text.allSatisfy { $0.isLetter || $0.isNumber || "-_./:=+@,".contains($0) } && !text.isEmpty
+            ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
     func run() async throws {
         guard let q = Decimal(string: quantity, locale: Locale(identifier: "en_US_POSIX")), !q.isNaN else {
             printError("error: --quantity '\(quantity)' is not a decimal number; write e.g. 150 or 0.25")
@@ -128,6 +134,13 @@ struct Send: AsyncParsableCommand {
         let event = UsageEvent(id: id ?? EventID.generate(), name: name, customer: customer, timestamp: date, quantity: q, properties: props)
         let summary = try await deliver([event], options: options, showRequests: 20)
         print(summary.describe())
+        if summary.unfinishedCount > 0 {
+            // The same event again, id included: what a safe resend is.
+            var line = ["usage-billing", "send", "-c", options.config, "--name", name, "--customer", customer, "--quantity", DecimalFormat.plain(q),
+                        "--timestamp", RFC3339.format(date), "--id", event.id]
+            for p in properties { line += ["--property", p] }
+            print("Event id \(event.id). To send it again: " + line.map(Self.shellQuoted).joined(separator: " "))
+        }
         throw ExitCode(summaryExitCode(summary))
     }
 }

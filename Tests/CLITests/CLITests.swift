@@ -136,9 +136,28 @@ struct CLITests {
             routes:
               - { events: [api_request], to: orb }
             """)
-        let r = try await CLI.run(["send", "-c", config, "--name", "api_request", "--customer", "acme", "--max-attempts", "2"])
+        let r = try await CLI.run(["send", "-c", config, "--name", "api_request", "--customer", "acme", "--max-attempts", "2", "--id", "evt-unreachable-1"])
         #expect(r.status == 3, "\(r.output)")
         #expect(r.output.contains("orb/api_request (primary): retryable 1"))
+        // Why, how often, how long, and how to resend: the id and a command line carrying it.
+        #expect(r.output.contains("evt-unreachable-1 → orb/api_request (primary): still failing (transport"), "\(r.output)")
+        #expect(r.output.contains("2 attempt(s) over") && r.output.contains("resending it with the same id is safe"), "\(r.output)")
+        #expect(r.output.contains("To send it again: usage-billing send -c \(config) --name api_request --customer acme --quantity 1 --timestamp ")
+                && r.output.contains("--id evt-unreachable-1"), "\(r.output)")
+    }
+
+    /// A provider without idempotency (Paddle) says a resend may bill twice, instead of calling it safe.
+    @Test func anUnreachableProviderWithoutIdempotencySaysToLookFirst() async throws {
+        let config = try CLI.temp("unreachable-paddle.yaml", """
+            version: 1
+            providers:
+              paddle: { kind: paddle, api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01x, endpoint: "http://127.0.0.1:9" }
+            routes:
+              - { events: [seats], to: paddle }
+            """)
+        let r = try await CLI.run(["send", "-c", config, "--name", "seats", "--customer", "sub_01x", "--max-attempts", "2"])
+        #expect(r.status == 3, "\(r.output)")
+        #expect(r.output.contains("keeps no idempotency") && !r.output.contains("is safe"), "\(r.output)")
     }
 
     @Test func everyCommandHasHelpWithExamples() async throws {
