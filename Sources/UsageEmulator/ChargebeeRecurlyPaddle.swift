@@ -117,8 +117,9 @@ final class ChargebeeEmulation: EmulatedProvider {
 }
 
 /// Chargebee's Usage Events API on the ingest host: `POST /api/v2/batch/usage_events` (≤ 500;
-/// dedup by (subscription, deduplication_id); events older than 12 hours are listed in
-/// `failed_events`).
+/// an event is unique on (usage_timestamp, subscription_id, deduplication_id), as Chargebee
+/// documents: a repeat of all three is dropped, the same deduplication_id at another time is a
+/// new event; events older than 12 hours are listed in `failed_events`).
 final class ChargebeeIngestEmulation: EmulatedProvider {
     let prefix = "chargebee-ingest"
     private let now: @Sendable () -> Date
@@ -151,7 +152,7 @@ final class ChargebeeIngestEmulation: EmulatedProvider {
                     failed.append(.object(["deduplication_id": .string(id), "error_code": .string("invalid_usage_timestamp"), "error_message": .string("usage_timestamp must be within the last 12 hours")]))
                     continue
                 }
-                guard s.keys.insert(subscription + "\u{1F}" + id).inserted else { continue }
+                guard s.keys.insert("\(Int64(ts))\u{1F}\(subscription)\u{1F}\(id)").inserted else { continue }
                 s.usage.append(AcceptedUsage(customer: subscription, meter: "usage_events", timestamp: Date(timeIntervalSince1970: ts / 1000),
                                              quantity: Reply.decimal(e["properties"]?["quantity"]) ?? 0, key: id))
             }

@@ -17,6 +17,32 @@ struct EmulatorAPITests {
         Date(timeIntervalSince1970: ((now.timeIntervalSince1970 / 86_400).rounded(.down) + offset) * 86_400)
     }
 
+    /// Chargebee's usage events are unique on (usage_timestamp, subscription_id,
+    /// deduplication_id): a repeat of all three is dropped, one deduplication_id at two times is
+    /// two events, and an event older than 12 hours is a failed event.
+    @Test func chargebeeUsageEventsAreUniqueOnTimestampSubscriptionAndDedupID() async throws {
+        let emulator = try await UsageEmulator.start()
+        let http = try CurlHTTPClient()
+        defer { http.shutdown() }
+        let base = try #require(emulator.endpoints["chargebee"]?["ingest_endpoint"])
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        func event(_ id: String, _ ts: Int64) -> JSONValue {
+            .object(["deduplication_id": .string(id), "subscription_id": .string("sub_1"), "usage_timestamp": .number(Double(ts)),
+                     "properties": .object(["quantity": .string("1")])])
+        }
+        let body = JSONValue.object(["events": .array([event("d-1", now - 60_000), event("d-1", now - 60_000), event("d-1", now - 30_000),
+                                                       event("d-2", now - 13 * 3_600_000)])]).encoded()
+        let response = try await http.send(HTTPRequest(method: .post, url: base + "/api/v2/batch/usage_events",
+                                                       headers: ["Authorization": "Basic " + Data("cb_REDACTED:".utf8).base64EncodedString(),
+                                                                 "Content-Type": "application/json"], body: body))
+        #expect(response.status == 200)
+        let failed = JSONValue.parse(response.body)?["failed_events"]?.arrayValue ?? []
+        #expect(failed.count == 1 && failed.first?["deduplication_id"]?.stringValue == "d-2"
+                && failed.first?["error_code"]?.stringValue == "invalid_usage_timestamp")
+        #expect(await emulator.accepted("chargebee").map(\.key) == ["d-1", "d-1"], "the repeat dropped, the same id at another time kept")
+        await emulator.shutdown()
+    }
+
     /// Cancelling an event takes it out of the meter's summaries (v1 form and v2 JSON
     /// adjustments alike); 24 hours after Stripe received it, a cancel changes nothing.
     @Test(arguments: [StripeMeteringAPI.v1, .v2])
