@@ -148,11 +148,13 @@ struct LeaseTests {
         let ledger = try await LedgerKind.postgres.make("lease")
         let other = try await PostgresLedger.open(ledger.location)  // a second process's view
         try await ledger.record(events(2, prefix: "f").map { Spool.Entry(event: $0, lanes: ["stripe/x"]) }, now: Date())
-        let first = try #require(try await ledger.acquireLease(lane: "stripe/x", owner: "w1", ttl: .seconds(1)))
-        #expect(try await other.acquireLease(lane: "stripe/x", owner: "w2", ttl: .seconds(1)) == nil, "held by w1")
-        #expect(try await ledger.renewLease(first, ttl: .milliseconds(300)))
+        // Long enough that a loaded machine's pauses end well inside each lease; the renewal then
+        // shortens it, and the test waits past its end.
+        let first = try #require(try await ledger.acquireLease(lane: "stripe/x", owner: "w1", ttl: .seconds(30)))
+        #expect(try await other.acquireLease(lane: "stripe/x", owner: "w2", ttl: .seconds(30)) == nil, "held by w1")
+        #expect(try await ledger.renewLease(first, ttl: .seconds(2)))
         #expect(try await ledger.leases().map(\.owner) == ["w1"])
-        try await Task.sleep(for: .milliseconds(600))
+        try await Task.sleep(for: .milliseconds(2_500))
         let second = try #require(try await other.acquireLease(lane: "stripe/x", owner: "w2", ttl: .seconds(30)), "expired: w2 takes it")
         #expect(second.token > first.token)
         #expect(try await ledger.renewLease(first, ttl: .seconds(30)) == false, "w1's lease is gone")
