@@ -54,10 +54,10 @@ public struct StripeMeterEventSink: UsageSink {
     public let capabilities: SinkCapabilities
 
     private static func capabilities(_ settings: StripeSettings) -> SinkCapabilities {
-        // stripe.md §1.9: test mode counts toward the basic 25 ops/s limit; live v1 has its own
-        // 1,000 calls/s limiter; the stream takes 10,000 requests/s. Paced a tenth under each,
-        // with a burst of a fifth of the sandbox's: requests sent at the limit arrive bunched by
-        // the network and meet it, and a full burst leaves no room for the next bunch.
+        // `documentedRate` (stripe.md §1.9): test mode counts toward the sandbox's basic limit;
+        // live v1 and v2 have a limiter of their own; the stream its own. Paced a tenth under
+        // each, with a burst of a fifth of the sandbox's: requests sent at the limit arrive
+        // bunched by the network and meet it, and a full burst leaves no room for the next bunch.
         var rate: RateLimit
         switch (settings.api, settings.isTestMode) {
         case (_, true): rate = RateLimit(requestsPerSecond: Self.documentedRate.test * 0.9, burst: 5)
