@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UsageBilling
 import UsageBillingTesting
+import UsageEmulator
 
 /// Runs the built `usage-billing` binary (built with the tests: this target depends on it).
 struct CLI {
@@ -144,6 +145,25 @@ struct CLITests {
         #expect(r.output.contains("2 attempt(s) over") && r.output.contains("resending it with the same id is safe"), "\(r.output)")
         #expect(r.output.contains("To send it again: usage-billing send -c \(config) --name api_request --customer acme --quantity 1 --timestamp ")
                 && r.output.contains("--id evt-unreachable-1"), "\(r.output)")
+    }
+
+    /// A provider that answers 503 until the attempts run out, and one that takes the request and
+    /// never answers (the emulator's faults): `send` names the reason, the attempts and the id.
+    @Test(arguments: [("503=1", "still failing (server_error"), ("timeout=1", "possibly delivered: the provider may already have it")])
+    func sendSaysWhyAProviderFailed(_ faults: String, _ says: String) async throws {
+        let emulator = try await UsageEmulator.start(faults: ["orb": try FaultPlan.parse(faults)])
+        let config = try CLI.temp("failing.yaml", """
+            version: 1
+            providers:
+              orb: { kind: orb, api_key: orb_REDACTED, endpoint: "\(emulator.endpoints["orb"]?["endpoint"] ?? "")", timeout: 1s }
+            routes:
+              - { events: [api_request], to: orb }
+            """)
+        let r = try await CLI.run(["send", "-c", config, "--name", "api_request", "--customer", "acme", "--max-attempts", "2", "--id", "evt-failing-1"])
+        #expect(r.status == 3, "\(r.output)")
+        #expect(r.output.contains("evt-failing-1 → orb/api_request (primary): \(says)") && r.output.contains("2 attempt(s)"), "\(r.output)")
+        #expect(r.output.contains("--id evt-failing-1"), "\(r.output)")
+        await emulator.shutdown()
     }
 
     /// A provider without idempotency (Paddle) says a resend may bill twice, instead of calling it safe.
