@@ -35,9 +35,10 @@ struct RateBuckets: Sendable {
 }
 
 extension StripeEmulation {
-    /// Stripe's documented limits (stripe.md §1.9): live meter events (v1 and v2) 1,000 calls/s
-    /// on their own limiter; test-mode keys count toward the sandbox's basic 25 requests/s; the
-    /// v2 stream 10,000 requests/s (its session token does not tell the mode: live assumed).
+    /// Stripe's documented limits (stripe.md §1.9): live meter events (v1 and v2) have a limiter
+    /// of their own; test-mode keys count toward the sandbox's basic limit; the v2 stream has its
+    /// own (its session token does not tell the mode: live assumed). The values are the
+    /// provider's, written here rather than read from the adapter, which paces under them.
     func rateLimits(for r: EmulatedRequest) -> [EmulatedRateLimit] {
         guard r.method == "POST" else { return [] }
         let auth = r.headers["Authorization"] ?? ""
@@ -52,8 +53,8 @@ extension StripeEmulation {
 }
 
 extension OrbEmulation {
-    /// Orb's documented live-mode ingest limits (orb.md, rate limits): 100 requests/s and 10,000
-    /// events/min.
+    /// Orb's documented live-mode ingest limits (orb.md, rate limits): one bucket of requests and
+    /// one of events per minute, a request costing its events.
     func rateLimits(for r: EmulatedRequest) -> [EmulatedRateLimit] {
         guard r.method == "POST", r.path == "/v1/ingest" else { return [] }
         let events = Double(r.json?["events"]?.arrayValue?.count ?? 1)

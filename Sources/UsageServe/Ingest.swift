@@ -271,7 +271,7 @@ public final class IngestHandler: Sendable {
             // across requests too.
             guard seen.insert(event.id).inserted else { continue }
             do {
-                entries += try UsagePipeline.entries([event], router: router)
+                entries.append(try UsagePipeline.entry(event, router: router))
             } catch let error as UsageBillingError {
                 refusals.append(IngestRefusal(index: index, line: nil, id: event.id, field: error.field ?? "name", reason: error.message, fix: error.fix ?? "add a route for it"))
             } catch {

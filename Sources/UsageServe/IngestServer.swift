@@ -37,9 +37,7 @@ public enum IngestServer {
                                               quantityProperty: request.uri.queryParameters.get("quantity_property"))
             return reply(answer)
         }
-        router.get("/healthz") { _, _ -> Response in
-            reply(IngestReply(status: 200, headers: [], body: .object(["status": .string("ok")])))
-        }
+        addHealthAndMetrics(to: router, registry: registry)
         router.get("/readyz") { _, _ -> Response in
             if let problem = backlog.problem {
                 return reply(IngestReply(status: 503, headers: [], body: .object(["status": .string("not ready"), "reason": .string(problem)])))
@@ -51,12 +49,19 @@ public enum IngestServer {
             }
             return reply(IngestReply(status: 200, headers: [], body: .object(["status": .string("ready"), "queued": .number(Double(backlog.queued))])))
         }
+        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "usage-billing"),
+                           onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: logger)
+    }
+
+    /// `GET /healthz` (the process answers) and `GET /metrics` (the registry in Prometheus text).
+    static func addHealthAndMetrics(to router: Hummingbird.Router<BasicRequestContext>, registry: PrometheusCollectorRegistry?) {
+        router.get("/healthz") { _, _ -> Response in
+            reply(IngestReply(status: 200, headers: [], body: .object(["status": .string("ok")])))
+        }
         router.get("/metrics") { _, _ -> Response in
             let text = registry?.emitToString() ?? ""
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
         }
-        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "usage-billing"),
-                           onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: logger)
     }
 
     static func reply(_ answer: IngestReply) -> Response {
@@ -73,12 +78,7 @@ public enum MetricsServer {
     public static func application(registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger,
                                    onListening: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router()
-        router.get("/metrics") { _, _ -> Response in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: registry.emitToString())))
-        }
-        router.get("/healthz") { _, _ -> Response in
-            IngestServer.reply(IngestReply(status: 200, headers: [], body: .object(["status": .string("ok")])))
-        }
+        IngestServer.addHealthAndMetrics(to: router, registry: registry)
         return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "usage-billing"),
                            onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: logger)
     }

@@ -422,16 +422,19 @@ public final class UsagePipeline: Sendable {
 
     /// The spool entries for `events`.
     public static func entries(_ events: [UsageEvent], router: Router) throws -> [Spool.Entry] {
-        try events.map { event in
-            if let d = router.destinations(for: event) {
-                return Spool.Entry(event: event, lanes: ([d.primary] + d.shadows).map(\.description))
-            }
-            guard case .rejected(let reason) = router.unroutedRejection(event) else { return Spool.Entry(event: event, lanes: []) }
-            if router.config.unrouted == .reject {
-                throw UsageBillingError(.invalidInput, reason.message, fix: "add a route for '\(event.name)' or set unrouted: dead-letter", field: "name")
-            }
-            return Spool.Entry(event: event, lanes: [], deadLetter: ("unrouted", reason))
+        try events.map { try entry($0, router: router) }
+    }
+
+    /// The spool entry for one event (throws as ``entries(_:router:)`` does for it alone).
+    public static func entry(_ event: UsageEvent, router: Router) throws -> Spool.Entry {
+        if let d = router.destinations(for: event) {
+            return Spool.Entry(event: event, lanes: ([d.primary] + d.shadows).map(\.description))
         }
+        guard case .rejected(let reason) = router.unroutedRejection(event) else { return Spool.Entry(event: event, lanes: []) }
+        if router.config.unrouted == .reject {
+            throw UsageBillingError(.invalidInput, reason.message, fix: "add a route for '\(event.name)' or set unrouted: dead-letter", field: "name")
+        }
+        return Spool.Entry(event: event, lanes: [], deadLetter: ("unrouted", reason))
     }
 
     /// Delivers until every row recorded so far is final. Lanes that bill per window emit every
