@@ -33,6 +33,29 @@ struct DLQRejectCLITests {
     }
 }
 
+extension DLQRejectCLITests {
+    /// `no_meter_found` names two of three refused events: those two become dead letters with
+    /// `no_meter`, the third is counted with the command to find it, and an unnamed event stays
+    /// delivered.
+    @Test func noMeterFoundMakesTheNamedEventsDeadLetters() async throws {
+        let named = ["019aa0f4-7c00-7000-8000-000000000101", "019aa0f4-7c00-7000-8000-000000000102"]
+        let path = FileManager.default.temporaryDirectory.appending(path: "ub-dlq-nometer-\(UUID().uuidString).spool").path
+        do {
+            let spool = try Spool(path: path)
+            let now = Date()
+            try await spool.record((named + ["other-1"]).map { Spool.Entry(event: UsageEvent(id: $0, name: "api_requets", customer: "acme", timestamp: now, quantity: 1), lanes: ["stripe/api_requets"]) })
+            let rows = try await spool.due(lane: "stripe/api_requets", limit: 10, now: now.addingTimeInterval(1))
+            try await spool.mark(rows.map { ($0.seq, .delivered) })
+        }
+        let report = CLI.root.appending(path: "Providers/Stripe/Fixtures/webhooks/no_meter_found.json").path
+        let r = try await CLI.run(["dlq", "reject", "--spool", path, "--stripe-error-report", report])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("2 delivered row(s) of 2 event(s)") && r.output.contains("1 no_meter more it does not name"), "\(r.output)")
+        let list = try await CLI.run(["dlq", "list", "--spool", path, "--reason", "no_meter"])
+        #expect(named.allSatisfy { list.output.contains("\($0)  stripe/api_requets  no_meter") } && !list.output.contains("other-1"), "\(list.output)")
+    }
+}
+
 @Suite("CLI spool path checks")
 struct SpoolPathCLITests {
     /// A mistyped --spool for a command that reads or maintains a spool is an error naming the

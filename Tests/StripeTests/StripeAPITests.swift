@@ -105,6 +105,18 @@ struct StripeErrorReportTests {
         #expect(report.unattributed.isEmpty)
     }
 
+    /// Stripe's event for events whose name has no meter: it carries no `related_object`, and
+    /// its samples become rejections with Stripe's code; the rest are counted.
+    @Test func parsesNoMeterFoundWithoutAMeter() throws {
+        let data = try Data(contentsOf: fixtures.appending(path: "webhooks/no_meter_found.json"))
+        let report = try StripeMeterErrorReport.parse(data)
+        #expect(report.type == "v1.billing.meter.no_meter_found")
+        #expect(report.meterID == nil)
+        #expect(report.rejections.map(\.identifier) == ["019aa0f4-7c00-7000-8000-000000000101", "019aa0f4-7c00-7000-8000-000000000102"])
+        #expect(report.rejections.allSatisfy { $0.reason.code == "no_meter" && $0.reason.message.contains("api_requets") })
+        #expect(report.unattributed == ["no_meter": 1])
+    }
+
     @Test func countsFailuresTheSamplesDoNotName() throws {
         let body = #"""
         {"type":"v1.billing.meter.no_meter_found","data":{"developer_message_summary":"5 invalid","validation_start":"2026-11-20T11:00:00Z","validation_end":"2026-11-20T11:10:00Z",

@@ -20,7 +20,7 @@ NOW = "2026-11-20T12:00:00Z"
 NOW_UNIX = 1795176000
 API = "https://api.stripe.com"
 STREAM = "https://meter-events.stripe.com"
-VERSION = "2026-09-30.endive"
+VERSION = "2026-10-28.endive"
 KEY = "sk_test_REDACTED"
 SOURCE = ("composed by compose_fixtures.py: request encoding per the stripe 16.1.0 SDK capture, "
           "bodies shaped from stripe/openapi fixtures3.json and the API reference; see the script's header")
