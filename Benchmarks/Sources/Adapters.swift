@@ -70,7 +70,7 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
     defer { client.shutdown() }
     var runs: [AdapterRun] = []
     let settings: [String: String] = [
-        "stripe": "secret_key: sk_live_REDACTED, requests_per_second: 1000000", "orb": "api_key: orb_REDACTED, requests_per_second: 100000",
+        "stripe": "secret_key: sk_live_REDACTED, requests_per_second: 1000000", "orb": "api_key: orb_REDACTED, requests_per_second: 100000, events_per_minute: 100000000",
         "metronome": "api_key: metronome_REDACTED, events_per_second: 100000000", "openmeter": "api_key: om_REDACTED",
         "chargebee": "api_key: cb_REDACTED, site: acme-test, item_price_id: seats-USD, requests_per_minute: 6000000",
         "recurly": "api_key: recurly_REDACTED, add_on_id: code-seats, requests_per_minute: 6000000",

@@ -21,7 +21,7 @@ func tailBenchmark(count: Int, options: Options) async throws {
         ("none", "", ""), ("429=0.05", "429=0.05", ""), ("timeout=0.002", "timeout=0.002", ""),
         ("mixed", "429=0.05,500=0.05,reset=0.02,timeout=0.002", ""), ("timeout=0.002, hedge: false", "timeout=0.002", ", hedge: false"),
     ]
-    let lanes: [(kind: String, settings: String)] = [("stripe", "secret_key: sk_live_REDACTED"), ("orb", "api_key: orb_REDACTED, max_batch_size: 10")]
+    let lanes: [(kind: String, settings: String)] = [("stripe", "secret_key: sk_live_REDACTED"), ("orb", "api_key: orb_REDACTED, max_batch_size: 10, events_per_minute: 100000000")]
     let client = try CurlHTTPClient()
     defer { client.shutdown() }
     var rows: [(lane: String, plan: String, seconds: Double, requests: Int, injected: Int, duplicates: Int, agree: Bool)] = []

@@ -261,7 +261,7 @@ public final class DeliveryWorker: Sendable {
                 case .sleep(let duration):
                     try await clock.sleep(for: duration)
                 case .deliver(let batch):
-                    if let limiter { try await limiter.acquire() }
+                    if let limiter { try await limiter.acquire(events: batch.rows.count) }
                     if stopFlag.isSet {
                         machine.abandoned(batch)
                         continue
@@ -332,7 +332,7 @@ public final class DeliveryWorker: Sendable {
             if checksBeforeRetry { try await spool.markSending(due.map { $0.seq }, now: clock.now()) }
             let events = due.map { $0.event }
             let started = ContinuousClock.now  // real time, as the request timeout and the hedge delay are
-            let answer = try await Hedged.deliver(after: batch.hedgeAfter, pace: { try await limiter?.acquire() }) {
+            let answer = try await Hedged.deliver(after: batch.hedgeAfter, pace: { try await limiter?.acquire(events: due.count) }) {
                 try await sink.deliver(events, retrying: retrying)
             }
             hedged = answer.hedged

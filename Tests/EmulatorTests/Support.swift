@@ -9,7 +9,7 @@ import UsageRouting
 func emulatorConfig(_ emulator: UsageEmulator, routes: String, extra: [String: String] = [:]) throws -> RoutingConfig {
     let base: [String: String] = [
         "stripe": "kind: stripe, secret_key: sk_live_REDACTED, requests_per_second: 100000",
-        "orb": "kind: orb, api_key: orb_REDACTED, requests_per_second: 1000",
+        "orb": "kind: orb, api_key: orb_REDACTED, requests_per_second: 1000, events_per_minute: 100000000",
         "metronome": "kind: metronome, api_key: metronome_REDACTED, events_per_second: 1000000",
         "openmeter": "kind: openmeter, api_key: om_REDACTED",
         "chargebee": "kind: chargebee, api_key: cb_REDACTED, site: acme-test, item_price_id: seats-USD, requests_per_minute: 60000",

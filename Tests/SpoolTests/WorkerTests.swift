@@ -152,7 +152,7 @@ extension WorkerConcurrencyTests {
         let config = try routing("""
             version: 1
             providers:
-              orb: { kind: orb, api_key: orb_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: 1, requests_per_second: 100000, hedge: false\(setting.map { ", max_in_flight: \($0)" } ?? "") }
+              orb: { kind: orb, api_key: orb_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: 1, requests_per_second: 100000, events_per_minute: 100000000, hedge: false\(setting.map { ", max_in_flight: \($0)" } ?? "") }
             routes:
               - { events: [api_request], to: orb }
             """)

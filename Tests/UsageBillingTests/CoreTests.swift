@@ -132,6 +132,20 @@ struct DeliveryTests {
         #expect(limiter.available() == 2)
     }
 
+    /// A limit on events as well as requests: a request waits for the slower bucket, and a large
+    /// batch waits for its events even when requests are plentiful.
+    @Test func eventBucketPacesLargeBatches() async throws {
+        let clock = TestClock()
+        let limiter = RateLimiter(RateLimit(requestsPerSecond: 100, burst: 100, eventsPerSecond: 10, eventBurst: 20), clock: clock)
+        try await limiter.acquire(events: 20)
+        #expect(clock.sleeps.isEmpty)
+        try await limiter.acquire(events: 5)
+        #expect(clock.sleeps == [.milliseconds(500)])
+        clock.advance(by: .seconds(10))
+        try await limiter.acquire(events: 1)
+        #expect(clock.sleeps.count == 1)
+    }
+
     /// Callers acquiring at once each reserve a token of their own: with the clock standing
     /// still, ten callers on a bucket of 2 at 2/s wait 0, 0, 0.5, 1, … 4 seconds, each wait once.
     @Test func concurrentAcquiresReserveDistinctTokens() async throws {

@@ -37,13 +37,13 @@ public struct OrbIngestSink: UsageSink {
     }
 
     /// Up to `max_batch_size` events per request; 5 minutes ahead at most; dedup by
-    /// `idempotency_key`; paced at `requests_per_second`.
+    /// `idempotency_key`; paced under the mode's documented requests and events a minute.
     public var capabilities: SinkCapabilities {
         SinkCapabilities(
             maxBatchSize: settings.maxBatchSize,
             acceptedWindow: acceptedWindow,
             idempotency: .providerDeduplicates(window: nil),
-            rateLimit: RateLimit(requestsPerSecond: settings.requestsPerSecond, burst: max(1, Int(settings.requestsPerSecond / 10))),
+            rateLimit: settings.rateLimit,
             aggregation: settings.aggregate,
             maxConcurrentRequests: 8)
     }

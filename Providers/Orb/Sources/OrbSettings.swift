@@ -12,6 +12,21 @@ public struct OrbSettings: Sendable, Decodable {
         case orb
     }
 
+    /// Which of Orb's environments the key belongs to: each has its own documented ingest
+    /// limits, which are the pacing defaults. Orb's keys do not say which they are.
+    public enum Mode: String, Sendable, Decodable, CaseIterable {
+        case live, test, trial
+
+        /// Orb's documented ingest limits for this mode (docs.withorb.com/api-reference/rate-limits).
+        public var documentedLimits: (requestsPerSecond: Double, eventsPerMinute: Double) {
+            switch self {
+            case .live: (100, 10_000)
+            case .test: (10, 2_000)
+            case .trial: (2, 100)
+            }
+        }
+    }
+
     /// An Orb API key (sent as `Authorization: Bearer`).
     public var apiKey: Secret
     /// Base URL, `https://api.withorb.com/v1` by default.
@@ -25,8 +40,13 @@ public struct OrbSettings: Sendable, Decodable {
     /// Send events older than the grace period through a backfill (create, ingest with
     /// `backfill_id`, close) instead of rejecting them.
     public var backfill: Bool
-    /// Ingest requests per second to pace at (Orb: 100 live, 10 test mode, 2 trial).
-    public var requestsPerSecond: Double
+    /// The environment the key belongs to. Default `live`.
+    public var mode: Mode
+    /// Ingest requests per second to pace at; nil: a tenth under the mode's documented limit.
+    public var requestsPerSecond: Double?
+    /// Events per minute to pace at; nil: a tenth under the mode's documented limit (Orb raises
+    /// it on request: set the raised figure here).
+    public var eventsPerMinute: Double?
     /// Event name, quantity property (default `quantity`), extra properties, customer ids.
     public var mapping: EventMapping
     /// Orb customer id → the subscription whose usage reconciliation reads. Unlisted customers:
@@ -39,18 +59,19 @@ public struct OrbSettings: Sendable, Decodable {
 
     /// The keys these settings read.
     public static let keys: Set<String> = EventMapping.keys.union([
-        "api_key", "endpoint", "customer_id_kind", "max_batch_size", "grace_period_hours", "backfill", "requests_per_second",
+        "api_key", "endpoint", "customer_id_kind", "max_batch_size", "grace_period_hours", "backfill", "mode", "requests_per_second", "events_per_minute",
         "subscriptions", "aggregate",
     ])
 
     private enum CodingKeys: String, CodingKey {
         case apiKey = "api_key", endpoint, customerIDKind = "customer_id_kind", maxBatchSize = "max_batch_size"
-        case gracePeriodHours = "grace_period_hours", backfill, requestsPerSecond = "requests_per_second", subscriptions, aggregate
+        case gracePeriodHours = "grace_period_hours", backfill, mode, requestsPerSecond = "requests_per_second", eventsPerMinute = "events_per_minute"
+        case subscriptions, aggregate
     }
 
     /// Settings with defaults for everything but the key.
     public init(apiKey: Secret, endpoint: String = "https://api.withorb.com/v1", customerIDKind: CustomerIDKind = .external,
-                maxBatchSize: Int = 500, gracePeriodHours: Double? = nil, backfill: Bool = false, requestsPerSecond: Double = 100,
+                maxBatchSize: Int = 500, gracePeriodHours: Double? = nil, backfill: Bool = false, mode: Mode = .live, requestsPerSecond: Double? = nil, eventsPerMinute: Double? = nil,
                 mapping: EventMapping = EventMapping(quantityProperty: "quantity")) {
         self.apiKey = apiKey
         self.endpoint = endpoint
@@ -58,7 +79,9 @@ public struct OrbSettings: Sendable, Decodable {
         self.maxBatchSize = maxBatchSize
         self.gracePeriodHours = gracePeriodHours
         self.backfill = backfill
+        self.mode = mode
         self.requestsPerSecond = requestsPerSecond
+        self.eventsPerMinute = eventsPerMinute
         self.mapping = mapping
     }
 
@@ -71,7 +94,9 @@ public struct OrbSettings: Sendable, Decodable {
         maxBatchSize = try c.decodeIfPresent(Int.self, forKey: .maxBatchSize) ?? d.maxBatchSize
         gracePeriodHours = try c.decodeIfPresent(Double.self, forKey: .gracePeriodHours)
         backfill = try c.decodeIfPresent(Bool.self, forKey: .backfill) ?? false
-        requestsPerSecond = try c.decodeIfPresent(Double.self, forKey: .requestsPerSecond) ?? d.requestsPerSecond
+        mode = try c.decodeIfPresent(Mode.self, forKey: .mode) ?? d.mode
+        requestsPerSecond = try c.decodeIfPresent(Double.self, forKey: .requestsPerSecond)
+        eventsPerMinute = try c.decodeIfPresent(Double.self, forKey: .eventsPerMinute)
         mapping = try EventMapping(from: decoder, defaultQuantityProperty: "quantity")
         subscriptions = try c.decodeIfPresent([String: String].self, forKey: .subscriptions) ?? [:]
         aggregate = try c.decodeIfPresent(AggregationSpec.self, forKey: .aggregate)
@@ -103,8 +128,22 @@ public struct OrbSettings: Sendable, Decodable {
             throw UsageBillingError(.invalidInput, "Orb subscriptions maps '\(customer)' to '\(id)'; both must be non-empty",
                                     fix: "map an Orb customer id to its subscription id, e.g. subscriptions: {acme: sub_…}", field: "subscriptions")
         }
-        if requestsPerSecond <= 0 {
-            throw UsageBillingError(.invalidInput, "Orb requests_per_second must be positive", fix: "use 100 (live) or 10 (test mode)", field: "requests_per_second")
+        if let rate = requestsPerSecond, rate <= 0 {
+            throw UsageBillingError(.invalidInput, "Orb requests_per_second must be positive", fix: "omit it to pace under mode \(mode.rawValue)'s documented limit, or set the rate Orb raised for your account", field: "requests_per_second")
         }
+        if let rate = eventsPerMinute, rate <= 0 {
+            throw UsageBillingError(.invalidInput, "Orb events_per_minute must be positive", fix: "omit it to pace under mode \(mode.rawValue)'s documented limit, or set the volume Orb raised for your account", field: "events_per_minute")
+        }
+    }
+
+    /// The pacing: the settings' figures where set, else a tenth under the mode's documented
+    /// limits (requests sent at exactly a limit arrive bunched and meet it). Bursts are a tenth
+    /// of a second's requests and six seconds' events.
+    public var rateLimit: RateLimit {
+        let documented = mode.documentedLimits
+        let requests = requestsPerSecond ?? documented.requestsPerSecond * 0.9
+        let eventsPerSecond = (eventsPerMinute ?? documented.eventsPerMinute * 0.9) / 60
+        return RateLimit(requestsPerSecond: requests, burst: max(1, Int(requests / 10)),
+                         eventsPerSecond: eventsPerSecond, eventBurst: max(1, Int(eventsPerSecond * 6)))
     }
 }

@@ -1,52 +1,73 @@
 import Foundation
 
-/// A token bucket: `rate` tokens per second refill up to `burst`; each request takes one.
+/// Token buckets: one of requests (`rate` a second, up to `burst`) and, when the limit also
+/// counts events, one of events. Each request takes one request token and one event token per
+/// event it carries.
 ///
-/// `acquire()` waits (on the injected clock) until a token is free. Waiters are served in
-/// arrival order because each reserves its token before sleeping. A class with a lock, not an
+/// `acquire(events:)` waits (on the injected clock) until both are free. Waiters are served in
+/// arrival order because each reserves its tokens before sleeping. A class with a lock, not an
 /// actor: a Stripe v1 lane takes a token per request, and hopping onto an actor and back for
 /// it cost more than the bucket's arithmetic.
 public final class RateLimiter: @unchecked Sendable {
-    private let rate: Double
-    private let burst: Double
     private let clock: any UsageClock
     private let lock = NSLock()
-    private var tokens: Double       // guarded by `lock`
-    private var lastRefill: Duration // guarded by `lock`
+    private var requests: Bucket  // guarded by `lock`
+    private var events: Bucket?   // guarded by `lock`
 
     /// A limiter for `limit`, starting full.
     public init(_ limit: RateLimit, clock: any UsageClock = SystemClock()) {
-        self.rate = max(limit.requestsPerSecond, 0.000_001)
-        self.burst = Double(limit.burst)
         self.clock = clock
-        self.tokens = Double(limit.burst)
-        self.lastRefill = clock.monotonicNow()
+        let now = clock.monotonicNow()
+        requests = Bucket(rate: limit.requestsPerSecond, burst: limit.burst, now: now)
+        events = limit.eventsPerSecond.map { Bucket(rate: $0, burst: limit.eventBurst, now: now) }
     }
 
-    /// Takes `count` tokens, waiting as long as needed. Throws `CancellationError` if cancelled.
-    public func acquire(_ count: Int = 1) async throws {
+    /// Takes a request token and, if events are limited, `events` event tokens, waiting as long
+    /// as the slower bucket needs. Throws `CancellationError` if cancelled.
+    public func acquire(events count: Int = 1) async throws {
         let wait: Double = lock.withLock {
-            refill()
-            tokens -= Double(count)  // reserve now, even into debt, so later callers queue behind
-            return tokens >= 0 ? 0 : -tokens / rate
+            let now = clock.monotonicNow()
+            let request = requests.take(1, now: now)
+            let event = events?.take(Double(count), now: now) ?? 0
+            return max(request, event)
         }
         if wait > 0 { try await clock.sleep(for: .seconds(wait)) }
     }
 
-    /// Tokens available right now (may be negative while callers are queued).
+    /// Request tokens available right now (may be negative while callers are queued).
     public func available() -> Double {
         lock.withLock {
-            refill()
-            return tokens
+            requests.refill(now: clock.monotonicNow())
+            return requests.tokens
         }
     }
 
-    private func refill() {  // under `lock`
-        let now = clock.monotonicNow()
-        let elapsed = (now - lastRefill).seconds
-        if elapsed > 0 {
-            tokens = min(burst, tokens + elapsed * rate)
-            lastRefill = now
+    private struct Bucket {
+        let rate: Double
+        let burst: Double
+        var tokens: Double
+        var lastRefill: Duration
+
+        init(rate: Double, burst: Int, now: Duration) {
+            self.rate = max(rate, 0.000_001)
+            self.burst = Double(burst)
+            self.tokens = Double(burst)
+            self.lastRefill = now
+        }
+
+        mutating func refill(now: Duration) {
+            let elapsed = (now - lastRefill).seconds
+            if elapsed > 0 {
+                tokens = min(burst, tokens + elapsed * rate)
+                lastRefill = now
+            }
+        }
+
+        /// Reserves `count` now, even into debt, so later callers queue behind; returns the wait.
+        mutating func take(_ count: Double, now: Duration) -> Double {
+            refill(now: now)
+            tokens -= count
+            return tokens >= 0 ? 0 : -tokens / rate
         }
     }
 }

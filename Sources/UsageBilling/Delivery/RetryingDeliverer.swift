@@ -54,7 +54,7 @@ public struct RetryingDeliverer: Sendable {
         while !pending.isEmpty {
             try Task.checkCancellation()
             for batch in Batcher.batches(pending, maxBatchSize: sink.capabilities.maxBatchSize) {
-                if let rateLimiter { try await rateLimiter.acquire() }
+                if let rateLimiter { try await rateLimiter.acquire(events: batch.count) }
                 let retrying = Set(batch.filter { histories[$0].contains(where: \.mayHaveReachedProvider) }.map { events[$0].id })
                 let outcomes = try await sink.deliver(batch.map { events[$0] }, retrying: retrying)
                 guard outcomes.count == batch.count else {

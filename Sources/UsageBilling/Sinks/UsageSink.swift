@@ -101,16 +101,24 @@ public enum IdempotencyKind: Sendable, Hashable {
     case none
 }
 
-/// A request-rate limit as a token bucket: a sustained rate and a burst.
+/// A provider's rate limit as token buckets: requests (a sustained rate and a burst) and,
+/// for providers that also limit volume, events carried by those requests.
 public struct RateLimit: Sendable, Hashable {
     /// Sustained requests per second.
     public var requestsPerSecond: Double
     /// How many requests may go at once after an idle period.
     public var burst: Int
+    /// Sustained events per second across requests; nil: only requests are limited.
+    public var eventsPerSecond: Double?
+    /// How many events may go at once after an idle period.
+    public var eventBurst: Int
 
-    /// A limit of `requestsPerSecond` sustained, `burst` at once.
-    public init(requestsPerSecond: Double, burst: Int) {
+    /// A limit of `requestsPerSecond` sustained, `burst` at once; with `eventsPerSecond`, also
+    /// at most that many events a second, `eventBurst` at once.
+    public init(requestsPerSecond: Double, burst: Int, eventsPerSecond: Double? = nil, eventBurst: Int = 1) {
         self.requestsPerSecond = requestsPerSecond
         self.burst = max(1, burst)
+        self.eventsPerSecond = eventsPerSecond
+        self.eventBurst = max(1, eventBurst)
     }
 }
