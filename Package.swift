@@ -112,7 +112,7 @@ let package = Package(
         // A local emulator of every provider (SwiftNIO, loopback) with fault injection.
         .target(
             name: "UsageEmulator",
-            dependencies: ["UsageBilling", "UsageBillingTesting", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageRouting", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             path: "Sources/UsageEmulator",
             swiftSettings: strict
         ),

@@ -652,12 +652,12 @@ final class OrbEmulation: EmulatedProvider {
 /// type's value property, in day or hour windows).
 final class MetronomeEmulation: EmulatedProvider {
     let prefix = "metronome"
-    private let valueProperties: [String: String]
+    private let valueProperties: MeterValueProperties
     private struct State { var usage: [AcceptedUsage] = []; var keys: Set<String> = [] }
     private let state = Locked(State())
     func reset() { state.with { $0 = State() } }
 
-    init(valueProperties: [String: String]) { self.valueProperties = valueProperties }
+    init(valueProperties: MeterValueProperties) { self.valueProperties = valueProperties }
 
     func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
 
@@ -682,7 +682,7 @@ final class MetronomeEmulation: EmulatedProvider {
                     return Reply.json(400, .object(["message": .string("body/\(i) must have transaction_id, customer_id, event_type and an RFC 3339 timestamp")]))
                 }
                 valid.append(AcceptedUsage(customer: customer, meter: type, timestamp: at,
-                                           quantity: Reply.decimal(e["properties"]?[valueProperties[type] ?? "quantity"]) ?? 0, key: key))
+                                           quantity: Reply.decimal(e["properties"]?[valueProperties.property(for: type, default: "quantity")]) ?? 0, key: key))
             }
             state.with { s in
                 for usage in valid where s.keys.insert(usage.key ?? "").inserted { s.usage.append(usage) }  // a repeat: silently the same 200
@@ -727,12 +727,12 @@ final class MetronomeEmulation: EmulatedProvider {
 /// type's value property, default `value`).
 final class OpenMeterEmulation: EmulatedProvider {
     let prefix = "openmeter"
-    private let valueProperties: [String: String]
+    private let valueProperties: MeterValueProperties
     private struct State { var usage: [AcceptedUsage] = []; var keys: Set<String> = [] }
     private let state = Locked(State())
     func reset() { state.with { $0 = State() } }
 
-    init(valueProperties: [String: String]) { self.valueProperties = valueProperties }
+    init(valueProperties: MeterValueProperties) { self.valueProperties = valueProperties }
 
     func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
 
@@ -771,7 +771,7 @@ final class OpenMeterEmulation: EmulatedProvider {
                 }
                 valid.append((source + "\u{1F}" + id,
                               AcceptedUsage(customer: subject, meter: type, timestamp: e["time"]?.stringValue.flatMap(RFC3339.parse) ?? Date(),
-                                            quantity: Reply.decimal(e["data"]?[valueProperties[type] ?? "value"]) ?? 0, key: id)))
+                                            quantity: Reply.decimal(e["data"]?[valueProperties.property(for: type, default: "value")]) ?? 0, key: id)))
             }
             state.with { s in
                 for item in valid where s.keys.insert(item.key).inserted { s.usage.append(item.usage) }

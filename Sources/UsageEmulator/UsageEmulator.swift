@@ -102,8 +102,9 @@ public final class UsageEmulator: Sendable {
     /// - Parameters:
     ///   - faults: per provider kind, what to inject into its write requests.
     ///   - seed: the fault dice; the same seed and request order fail the same way.
-    ///   - meterValueProperties: per event name, the property OpenMeter and Metronome meters sum
-    ///     (default `quantity`, and `value` for OpenMeter).
+    ///   - meterValueProperties: per meter (event type) name or event pattern (`storage_*`), the
+    ///     property OpenMeter and Metronome meters sum (default `quantity`, and `value` for
+    ///     OpenMeter). ``EmulatedMeters`` derives it from a routing config.
     ///   - orbTimeZones: per Orb external customer id, the IANA time zone Orb cuts its days in
     ///     (default UTC).
     ///   - stripeMeters: the Stripe meters that exist, by event name; nil (the default) makes a
@@ -119,8 +120,8 @@ public final class UsageEmulator: Sendable {
                              stripeMeters: [String]? = nil, orbGracePeriod: Duration? = nil, rateLimits: Bool = false,
                              now: @escaping @Sendable () -> Date = { Date() }) async throws -> UsageEmulator {
         let list: [any EmulatedProvider] = [
-            StripeEmulation(now: now, meters: stripeMeters), OrbEmulation(timeZones: orbTimeZones, gracePeriod: orbGracePeriod, now: now), MetronomeEmulation(valueProperties: meterValueProperties),
-            OpenMeterEmulation(valueProperties: meterValueProperties), ChargebeeEmulation(now: now), ChargebeeIngestEmulation(now: now),
+            StripeEmulation(now: now, meters: stripeMeters), OrbEmulation(timeZones: orbTimeZones, gracePeriod: orbGracePeriod, now: now), MetronomeEmulation(valueProperties: MeterValueProperties(meterValueProperties)),
+            OpenMeterEmulation(valueProperties: MeterValueProperties(meterValueProperties)), ChargebeeEmulation(now: now), ChargebeeIngestEmulation(now: now),
             RecurlyEmulation(), PaddleEmulation(),
         ]
         let providers = Dictionary(uniqueKeysWithValues: list.map { ($0.prefix, $0) })

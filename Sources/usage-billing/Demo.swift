@@ -50,37 +50,14 @@ struct Demo: AsyncParsableCommand {
             return e
         }
 
-        // The config, with placeholder keys for every ${VAR} it names.
-        guard let text = FileManager.default.contents(atPath: config).map({ String(decoding: $0, as: UTF8.self) }) else {
-            printError("error: cannot read \(config). Fix: run from the repository root or pass -c")
-            throw ExitCode(ExitCodes.badInput)
-        }
-        var environment: [String: String] = [:]
-        for match in text.matches(of: /\$\{([A-Z0-9_]+)\}/) { environment[String(match.1)] = Self.placeholder(for: String(match.1)) }
-        var routing: RoutingConfig
-        do {
-            routing = try RoutingConfig.parse(text, file: config, directory: URL(fileURLWithPath: config).deletingLastPathComponent().path,
-                                              registry: .standard, environment: environment)
-        } catch let issues as ConfigIssues {
-            for issue in issues.issues { printError("error: \(issue)") }
-            throw ExitCode(ExitCodes.badInput)
-        }
+        var routing = try Self.configWithPlaceholderKeys(config)
 
         let client = try CurlHTTPClient(configuration: .init(timeout: .seconds(1)))
         defer { client.shutdown() }
-        // OpenMeter and Metronome meters sum the property each route puts the quantity in.
-        var valueProperties: [String: String] = [:]
-        for event in recorded {
-            guard let d = routing.decide(event) else { continue }
-            for provider in [d.primary] + d.shadows {
-                guard let kind = routing.providers[provider]?.kind, ["openmeter", "metronome"].contains(kind.name) else { continue }
-                let settings = routing.settings(for: provider, route: d.route)
-                guard let meter = try kind.makeReadBack?(settings, client)?.names(for: event).meter else { continue }
-                valueProperties[meter] = settings["quantity_property"]?.stringValue ?? (kind.name == "openmeter" ? "value" : "quantity")
-            }
-        }
+        // The emulator's meters read events as the config's routes send them.
+        let meters = try EmulatedMeters(config: routing)
         let plans = Dictionary(uniqueKeysWithValues: UsageEmulator.kinds.map { ($0, FaultPlan.mixed(faults, timeouts: faults > 0 ? 0.02 : 0)) })
-        let emulator = try await UsageEmulator.start(faults: plans, seed: seed, meterValueProperties: valueProperties)
+        let emulator = try await UsageEmulator.start(faults: plans, seed: seed, meterValueProperties: meters.valueProperties, stripeMeters: meters.stripeMeters)
         for (name, provider) in routing.providers {
             for (key, value) in emulator.endpoints[provider.kind.name] ?? [:] { routing.providers[name]?.settings[key] = .string(value) }
         }
@@ -161,6 +138,26 @@ struct Demo: AsyncParsableCommand {
             throw ExitCode(ExitCodes.badInput)
         }
         return loaded
+    }
+
+    /// The routing config at `path`, with a placeholder for every `${VAR}` it names: for runs
+    /// against the emulator, which takes any key. Prints each problem and exits 2 on a bad config.
+    static func configWithPlaceholderKeys(_ path: String) throws -> RoutingConfig {
+        guard let text = FileManager.default.contents(atPath: path).map({ String(decoding: $0, as: UTF8.self) }) else {
+            printError("error: cannot read \(path). Fix: run from the repository root or pass -c")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        var environment: [String: String] = [:]
+        for match in text.matches(of: /\$\{([A-Z0-9_]+)\}/) { environment[String(match.1)] = Self.placeholder(for: String(match.1)) }
+        do {
+            let config = try RoutingConfig.parse(text, file: path, directory: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+                                                 registry: .standard, environment: environment)
+            for warning in config.warnings { printError("warning: \(warning)") }
+            return config
+        } catch let issues as ConfigIssues {
+            for issue in issues.issues { printError("error: \(issue)") }
+            throw ExitCode(ExitCodes.badInput)
+        }
     }
 
     /// A placeholder key each adapter accepts (never a real one).

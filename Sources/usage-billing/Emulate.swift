@@ -28,7 +28,11 @@ struct Emulate: AsyncParsableCommand {
               usage-billing emulate --faults all:429=0.05,500=0.05 --faults recurly:timeout=0.1 --seed 7
               usage-billing emulate --orb-grace-hours 12     # old Orb events need a backfill, as on a real account
               usage-billing emulate --rate-limits            # Stripe's and Orb's documented limits answer 429
+              usage-billing emulate -c routing.yaml          # meters read events as routing.yaml sends them
             """)
+
+    @Option(name: .shortAndLong, help: "A routing config: the emulator's meters read events as its routes send them (OpenMeter and Metronome quantity_property, Stripe event_name).")
+    var config: String?
 
     @Option(help: "Port on 127.0.0.1 (0: any free port).") var port: Int = 12111
     @Option(help: "PROVIDER:SPEC fault plan; repeatable (see above).") var faults: [String] = []
@@ -65,9 +69,11 @@ struct Emulate: AsyncParsableCommand {
             printError("error: --stripe-meters names no event name. Fix: list them, e.g. --stripe-meters api_requests,storage, or omit it to make a meter for every event name")
             throw ExitCode(ExitCodes.badInput)
         }
+        let declared = try config.map { try EmulatedMeters(config: Demo.configWithPlaceholderKeys($0)) } ?? EmulatedMeters()
         let emulator: UsageEmulator
         do {
-            emulator = try await UsageEmulator.start(port: port, faults: plans, seed: seed, stripeMeters: meters,
+            emulator = try await UsageEmulator.start(port: port, faults: plans, seed: seed, meterValueProperties: declared.valueProperties,
+                                                     stripeMeters: meters ?? declared.stripeMeters,
                                                      orbGracePeriod: orbGraceHours.map { .milliseconds(Int64(($0 * 3_600_000).rounded())) },
                                                      rateLimits: rateLimits)
         } catch {
@@ -79,6 +85,10 @@ struct Emulate: AsyncParsableCommand {
             let settings = (emulator.endpoints[kind] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
             let plan = plans[kind].map { $0.failureRate > 0 || $0.delayRate > 0 ? "  (faults: \(Int(($0.failureRate * 100).rounded()))% of writes)" : "" } ?? ""
             print("  \(kind): { \(settings) }\(plan)")
+        }
+        if let config {
+            let sums = declared.valueProperties.sorted { $0.key < $1.key }.map { "\($0.key) sums \($0.value)" }
+            print("Meters from \(config): " + (sums + [(meters ?? declared.stripeMeters).map { "Stripe meters \($0.joined(separator: ", "))" } ?? "a Stripe meter for every event name"]).joined(separator: "; "))
         }
         print("Any API key is accepted (Stripe's must start with sk_ or rk_). Control API: \(emulator.baseURL)/_emulator/ (see --help). Ctrl-C stops.")
         fflush(nil)  // every output stream: shown at once when the output goes to a file or a pipe, not when the buffer fills
