@@ -192,6 +192,13 @@ def main():
                                                             "error_message": "subscription_id is not valid"}]}}}],
             "expected": {pair[0]["id"]: [{"outcome": "rejected", "code": "invalid_subscription", "origin": "provider"}],
                          pair[1]["id"]: [{"outcome": "accepted"}]}})
+    resent = event(60, ts=NOW_UNIX - 120)
+    W.write("usage_events_resend_is_deduplicated", {
+            "description": "usage_events mode: the answer is lost after sending; the resend carries the same (usage_timestamp, subscription_id, deduplication_id), the triple Chargebee keeps unique, so it answers 200 with no failed event and bills it once",
+            "settings": EVENTS, "events": [resent],
+            "exchanges": [{"request": batch_req([resent]), "failure": "timeout_after_send"},
+                          {"request": batch_req([resent]), "response": batch_ok(n=10)}],
+            "expected": {resent["id"]: [{"outcome": "possibly_delivered"}, {"outcome": "accepted"}]}})
     late = record(qty="5", revision=1, events=9)
     W.write("late_events_revision_has_its_own_usage_date", {
             "description": "a window's second record (late events, revision 1) carries the increment with usage_date = window start + 1 s, so it does not collide with the first record (one record per subscription, item price and date); dedupe_option skip as configured",
