@@ -383,6 +383,18 @@ public final class PostgresLedger: UsageLedger {
         try await first("SELECT EXISTS (SELECT 1 FROM ub_deliveries WHERE lane = \(lane) AND state = 0)", as: Bool.self) ?? false
     }
 
+    public func backlogHistory(at instants: [Date]) async throws -> [String: [Int]] {
+        guard !instants.isEmpty else { return [:] }
+        return try await run {
+            var rows: [(String, Int, Int)] = []
+            for try await (lane, index, count) in try await self.client.query(PostgresQuery(unsafeSQL: BacklogHistorySQL.query(table: "ub_deliveries", instants: instants)),
+                                                                               logger: self.logger).decode((String, Int, Int).self) {
+                rows.append((lane, index, count))
+            }
+            return BacklogHistorySQL.series(rows, points: instants.count)
+        }
+    }
+
     public func status() async throws -> [LaneStatus] {
         try await run {
             var byLane: [String: LaneStatus] = [:]

@@ -313,6 +313,14 @@ public final class Spool: UsageLedger {
     }
 
     /// Counts per lane.
+    public func backlogHistory(at instants: [Date]) throws -> [String: [Int]] {
+        guard !instants.isEmpty else { return [:] }
+        return try pool.read { db in
+            let rows = try Row.fetchAll(db, sql: BacklogHistorySQL.query(table: "deliveries", instants: instants)).map { row -> (String, Int, Int) in (row[0], row[1], row[2]) }
+            return BacklogHistorySQL.series(rows, points: instants.count)
+        }
+    }
+
     public func status() throws -> [LaneStatus] {
         try pool.read { db in
             var byLane: [String: LaneStatus] = [:]

@@ -44,6 +44,10 @@ public protocol UsageLedger: AnyObject, Sendable {
     func hasQueued(lane: String) async throws -> Bool
     /// Counts per lane.
     func status() async throws -> [LaneStatus]
+    /// Per lane, how many rows were queued at each of `instants` (ascending): rows recorded by
+    /// then that were still queued, or left the queue (delivered, duplicate, dead, folded) later.
+    /// One pass over the rows queued now or that left the queue since the first instant.
+    func backlogHistory(at instants: [Date]) async throws -> [String: [Int]]
     /// Every lane name with rows or windows, sorted.
     func laneNames() async throws -> [String]
     /// Every raw event recorded for `lane` with its state there.
@@ -147,4 +151,28 @@ extension UsageLedger {
 public func openLedger(_ location: String, durability: SpoolDurability = .normal) async throws -> any UsageLedger {
     if PostgresLedger.isURL(location) { return try await PostgresLedger.open(location) }
     return try Spool(path: location, durability: durability)
+}
+
+/// The SQL both ledgers share for ``UsageLedger/backlogHistory(at:)``: the instants inline as
+/// numbers (never text from outside), joined with the rows that were queued at each.
+enum BacklogHistorySQL {
+    static func query(table: String, instants: [Date]) -> String {
+        let values = instants.enumerated().map { "(\($0.offset), \(String(format: "%.6f", $0.element.timeIntervalSince1970)))" }.joined(separator: ", ")
+        let since = String(format: "%.6f", instants.first?.timeIntervalSince1970 ?? 0)
+        return """
+            WITH b(i, t) AS (VALUES \(values))
+            SELECT d.lane, b.i, COUNT(*) FROM \(table) d JOIN b ON d.recorded_at <= b.t AND (d.state = 0 OR d.updated_at > b.t)
+            WHERE d.state = 0 OR d.updated_at > \(since)
+            GROUP BY d.lane, b.i
+            """
+    }
+
+    /// Rows of (lane, instant index, count) as one series per lane, zeros where none.
+    static func series(_ rows: [(String, Int, Int)], points: Int) -> [String: [Int]] {
+        var out: [String: [Int]] = [:]
+        for (lane, index, count) in rows where (0..<points).contains(index) {
+            out[lane, default: Array(repeating: 0, count: points)][index] = count
+        }
+        return out
+    }
 }

@@ -75,6 +75,21 @@ struct LedgerContractTests {
         #expect(try await ledger.oldestQueued(lane: "none/x") == nil)
     }
 
+    /// The backlog at past instants, from when rows were recorded and when they left the queue:
+    /// three rows recorded at t0, t0+10 and t0+20; the first delivered at t0+15.
+    @Test(arguments: LedgerKind.allCases)
+    func backlogHistoryCountsRowsQueuedAtEachInstant(_ kind: LedgerKind) async throws {
+        let ledger = try await kind.make("history")
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        let batch = events(3, prefix: "h")
+        for (i, event) in batch.enumerated() { try await ledger.record([Spool.Entry(event: event, lanes: ["a/x"])], now: t0.addingTimeInterval(Double(i) * 10)) }
+        let due = try await ledger.due(lane: "a/x", limit: 10, now: Date(), windowRecords: nil, after: 0)
+        try await ledger.mark([(due[0].seq, .delivered)], now: t0.addingTimeInterval(15), lease: nil)
+        let instants = [-1.0, 5, 12, 17, 25].map { t0.addingTimeInterval($0) }
+        #expect(try await ledger.backlogHistory(at: instants) == ["a/x": [0, 1, 2, 1, 2]])
+        #expect(try await ledger.backlogHistory(at: []).isEmpty)
+    }
+
     /// Rows folded into windows count once however many times they are handed to a fold, and a
     /// closed window becomes one queued record with a derived id; a later event makes the next revision.
     @Test(arguments: LedgerKind.allCases)
