@@ -109,6 +109,13 @@ let package = Package(
             path: "Sources/UsageReconciliation",
             swiftSettings: strict
         ),
+        // The migration cockpit: the status page and the HTML reconciliation report.
+        .target(
+            name: "UsageCockpit",
+            dependencies: ["UsageBilling", "UsageSpool", "UsageReconciliation"],
+            path: "Sources/UsageCockpit",
+            swiftSettings: strict
+        ),
         // A local emulator of every provider (SwiftNIO, loopback) with fault injection.
         .target(
             name: "UsageEmulator",
@@ -127,7 +134,7 @@ let package = Package(
         .target(
             name: "UsageServe",
             dependencies: [
-                "UsageBilling", "UsageRouting", "UsageSpool",
+                "UsageBilling", "UsageRouting", "UsageSpool", "UsageCockpit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -141,7 +148,7 @@ let package = Package(
         .executableTarget(
             name: "usage-billing",
             dependencies: [
-                "UsageServe",
+                "UsageServe", "UsageCockpit",
                 "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders", "UsageSpool", "UsageEmulator",
                 "UsageReconciliation", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage", "ChargebeeUsage", "RecurlyUsage", "PaddleUsage",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -204,6 +211,11 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "StripeUsage", "UsageSpool", "UsageServe", "usage-billing"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CockpitTests",
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageCockpit", "UsageReconciliation", "UsageSpool"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what UsageBilling needs on a Debian/Ubuntu machine with Swift 6.1+ already present:
 # libcurl's and SQLite's headers (libcurl4-openssl-dev, libsqlite3-dev), pkg-config, CA certificates, PostgreSQL (the tests run the
-# shared ledger's suite against a server they start on a loopback port), and the Python packages the
+# shared ledger's suite against a server they start on a loopback port), Chromium (the tests load the status page and the
+# reconciliation report in it, headless), and the Python packages the
 # fixture validator (jsonschema) and the README's ingest snippet (requests) use. Installs only what
 # is missing; safe to run again.
 set -euo pipefail
 
 missing=()
-for pkg in libcurl4-openssl-dev libsqlite3-dev pkg-config ca-certificates python3 postgresql; do
+for pkg in libcurl4-openssl-dev libsqlite3-dev pkg-config ca-certificates python3 postgresql chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

@@ -64,3 +64,27 @@ extension ReconcileReport {
 
     static func signed(_ d: Decimal) -> String { d > 0 ? "+" + DecimalFormat.plain(d) : DecimalFormat.plain(d) }
 }
+
+extension ReconcileReport {
+    /// A report read back from ``json()``'s output (a saved reconciliation); throws
+    /// `.invalidInput` naming what is missing.
+    public init(json data: Data) throws {
+        guard let root = JSONValue.parse(data), let list = root["rows"]?.arrayValue else {
+            throw UsageBillingError(.invalidInput, "not a saved reconciliation: no rows", fix: "save one with `usage-billing reconcile … --json > reconcile.json`")
+        }
+        rows = try list.enumerated().map { i, r in
+            guard let status = r["status"]?.stringValue.flatMap(ReconcileRow.Status.init(rawValue:)), let provider = r["provider"]?.stringValue,
+                  let start = r["window_start"]?.stringValue.flatMap(RFC3339.parse), let end = r["window_end"]?.stringValue.flatMap(RFC3339.parse),
+                  let recorded = r["recorded"]?.stringValue.flatMap({ Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX")) }) else {
+                throw UsageBillingError(.invalidInput, "saved reconciliation row \(i) lacks status, provider, window or recorded",
+                                        fix: "save it again with `usage-billing reconcile … --json`", field: "rows[\(i)]")
+            }
+            return ReconcileRow(provider: provider, customers: r["customers"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+                                providerCustomer: r["provider_customer"]?.stringValue ?? "", meter: r["meter"]?.stringValue ?? "", start: start, end: end,
+                                recorded: recorded, queued: Int(r["queued"]?.numberValue ?? 0),
+                                reported: r["reported"]?.stringValue.flatMap { Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX")) },
+                                status: status, note: r["note"]?.stringValue ?? "")
+        }
+        mappingProblems = root["mapping_problems"]?.arrayValue?.compactMap(\.stringValue) ?? []
+    }
+}

@@ -92,6 +92,13 @@ public final class BacklogMonitor: Service, Sendable {
     let lanes: [String]
     let maxLag: Duration
     private let state = LockedState((queued: 0, at: ContinuousClock.Instant?.none, error: String?.none, lagging: [String](), writeError: String?.none))
+    /// Per lane, its queued rows at every ``historyEvery``-th count, the latest last, at most
+    /// ``historyPoints`` of them: the status page's backlog lines.
+    private let samples = LockedState((counts: [String: [Int]](), refreshes: 0))
+    /// Counts between two history samples.
+    public let historyEvery = 10
+    /// Samples kept per lane.
+    public let historyPoints = 90
 
     /// `every`: a count walks the queued rows' index, so a second between counts keeps it a
     /// small cost however large the backlog grows (the bound is a safety limit, not a quota).
@@ -135,9 +142,26 @@ public final class BacklogMonitor: Service, Sendable {
                 }
             }
             state.with { s in (s.queued, s.at, s.error, s.lagging) = (n, ContinuousClock.now, nil, lagging) }
+            if samples.with({ s in defer { s.refreshes += 1 }; return s.refreshes % historyEvery == 0 }) {
+                var counts: [String: Int] = [:]
+                for lane in lanes { counts[lane] = try await spool.queuedCount(lane: lane) }
+                samples.with { s in
+                    for (lane, count) in counts { s.counts[lane, default: []].append(count) }
+                    for lane in counts.keys where (s.counts[lane]?.count ?? 0) > historyPoints { s.counts[lane]?.removeFirst() }
+                }
+            }
         } catch {
             state.with { $0.error = "\(error)" }
         }
+    }
+
+    /// The backlog samples per lane, oldest first.
+    public var history: [String: [Int]] { samples.with { $0.counts } }
+
+    /// What ``history`` covers, in words.
+    public var historySpan: String {
+        let seconds = Int(every.seconds) * historyEvery * historyPoints
+        return "samples every \(Int(every.seconds) * historyEvery) s, up to \(seconds / 60) min"
     }
 
     /// Counts every ``every`` until the service group shuts down.

@@ -10,13 +10,27 @@ import UsageSpool
 
 /// The HTTP face of `usage-billing serve`, on Hummingbird: `POST /v1/events` (``IngestHandler``),
 /// `GET /healthz` (the process is up), `GET /readyz` (the spool is readable and under its
-/// backlog bound) and `GET /metrics` (Prometheus text: the worker's and the ingest's metrics).
+/// backlog bound), `GET /metrics` (Prometheus text: the worker's and the ingest's metrics) and
+/// `GET /`, the status page.
 public enum IngestServer {
     /// The application, bound to `host:port` (port 0: any free one; `onListening` gets the port).
+    /// `statusPage`: the HTML `GET /` answers (the cockpit's status page).
     public static func application(handler: IngestHandler, backlog: BacklogMonitor, registry: PrometheusCollectorRegistry?,
                                    host: String, port: Int, logger: Logger,
+                                   statusPage: (@Sendable () async throws -> String)? = nil,
                                    onListening: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router()
+        if let statusPage {
+            router.get("/") { _, _ -> Response in
+                do {
+                    let html = try await statusPage()
+                    return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                                    body: .init(byteBuffer: ByteBuffer(string: html)))
+                } catch {
+                    return reply(IngestReply(status: 503, headers: [], body: .object(["status": .string("unavailable"), "reason": .string("\(error)")])))
+                }
+            }
+        }
         router.post("/v1/events") { request, _ -> Response in
             func early(_ answer: IngestReply) -> Response {
                 IngestHandler.count(answer)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import UsageBilling
+import UsageCockpit
 import UsageBillingCurl
 import UsageEmulator
 import UsageReconciliation
@@ -31,6 +32,7 @@ struct Demo: AsyncParsableCommand {
     @Option(help: "NDJSON file of events ({id, name, customer, timestamp, quantity, properties}).") var events: String = "examples/events.ndjson"
     @Option(help: "Share of write requests that fail (0…0.5), spread over 429, 5xx, resets and lost responses.") var faults: Double = 0.15
     @Option(help: "Seed for the injected faults (the same seed fails the same requests).") var seed: UInt64 = 42
+    @Option(help: "Where to write the reconciliation as an HTML page.") var report: String = "demo-report.html"
 
     func run() async throws {
         guard (0...0.5).contains(faults) else {
@@ -109,6 +111,8 @@ struct Demo: AsyncParsableCommand {
         for (provider, total) in lost.sorted(by: { $0.key < $1.key }) {
             print("  \(provider): the events route \(DecimalFormat.plain(total)) to it, the spool's ledger holds \(DecimalFormat.plain(inLedger[provider, default: 0]))")
         }
+        try writePage(report.html(from: from, to: to, title: "UsageBilling demo: reconciliation"), to: self.report, flag: "--report")
+        print("\nThe report as a page: \(URL(fileURLWithPath: self.report).standardizedFileURL.path) (open it in a browser).")
         let lanes = try await pipeline.spool.status()
         let dead = lanes.map { $0.dead.values.reduce(0, +) }.reduce(0, +)
         let queued = lanes.map(\.queued).reduce(0, +)

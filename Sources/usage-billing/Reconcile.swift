@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import UsageBilling
 import UsageBillingCurl
+import UsageCockpit
 import UsageReconciliation
 import UsageRouting
 import UsageSpool
@@ -23,6 +24,7 @@ struct Reconcile: AsyncParsableCommand {
               usage-billing reconcile -c routing.yaml --spool usage.spool --from 2026-11-01T00:00:00Z --to 2026-12-01T00:00:00Z
               usage-billing reconcile -c routing.yaml --spool usage.spool --from 2026-11-30T00:00:00Z --to 2026-12-01T00:00:00Z \\
                   --window hour --providers stripe,orb --customers acme,globex --settle 2h --json
+              usage-billing reconcile -c routing.yaml --spool usage.spool --from 2026-11-01T00:00:00Z --to 2026-12-01T00:00:00Z --html report.html
             """)
 
     @Option(name: .shortAndLong, help: "The routing config.") var config: String = "routing.yaml"
@@ -36,6 +38,8 @@ struct Reconcile: AsyncParsableCommand {
     @Option(help: "Windows younger than this are pending, not mismatched (e.g. 30m, 2h).") var settle: String = "0s"
     @Flag(help: "Print JSON.") var json = false
     @Flag(help: "Print CSV.") var csv = false
+    @Option(help: "Also write the report as one self-contained HTML page (charts per provider, mismatches highlighted) to this file.")
+    var html: String?
 
     func run() async throws {
         func bad(_ text: String) -> ExitCode {
@@ -64,6 +68,10 @@ struct Reconcile: AsyncParsableCommand {
             report = try await Reconciler(config: routing, spool: spool, client: client).run(options)
         } catch let error as UsageBillingError where error.code == .invalidInput {
             throw bad("\(error)")
+        }
+        if let html {
+            try writePage(report.html(from: start, to: end), to: html, flag: "--html")
+            printError("Wrote the report to \(html).")
         }
         if json {
             FileHandle.standardOutput.write(report.json())

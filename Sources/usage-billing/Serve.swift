@@ -5,6 +5,7 @@ import Metrics
 import Prometheus
 import ServiceLifecycle
 import UsageBilling
+import UsageCockpit
 import UsageBillingCurl
 import UsageRouting
 import UsageServe
@@ -41,12 +42,15 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var spoolOption: SpoolOption
     @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(help: "Port to listen on (0: any free port, printed at start).") var port: Int = 8480
+    @Option(help: "A reconciliation saved with `reconcile --json`, shown on the status page (GET /); read again at each request.")
+    var reconcile: String?
 
     func run() async throws {
         guard (0...65_535).contains(port) else {
             printError("error: --port \(port) is out of range. Fix: use 1 to 65535, or 0 for any free port")
             throw ExitCode(ExitCodes.badInput)
         }
+        if let reconcile { _ = try savedReconcile(reconcile) }
         let config = try loadConfig(config)
         let settings: ServeSettings
         do {
@@ -65,9 +69,14 @@ struct Serve: AsyncParsableCommand {
         let worker = DeliveryWorker(spool: spool, router: router)
         let backlog = BacklogMonitor(spool: spool, lanes: router.lanes.map(\.name), maxLag: settings.maxLag)
         let handler = IngestHandler(settings: settings, spool: spool, router: router, backlog: backlog, logger: logger)
-        let host = self.host
-        let app = IngestServer.application(handler: handler, backlog: backlog, registry: registry, host: host, port: port, logger: logger) { port in
-            print("usage-billing serve: listening on http://\(host):\(port) (POST /v1/events, GET /healthz, /readyz, /metrics)")
+        let host = self.host, reconcile = self.reconcile
+        let page: @Sendable () async throws -> String = {
+            StatusPage(lanes: try await spool.status(), history: backlog.history, historySpan: backlog.historySpan,
+                       reconcile: reconcile.flatMap { try? StatusPage.SavedReconcile(contentsOf: $0) }, refresh: 10).render()
+        }
+        let app = IngestServer.application(handler: handler, backlog: backlog, registry: registry, host: host, port: port, logger: logger,
+                                           statusPage: page) { port in
+            print("usage-billing serve: listening on http://\(host):\(port) (POST /v1/events, GET / (status page), /healthz, /readyz, /metrics)")
             fflush(nil)  // every stream: a test or a supervisor reads the port at once
         }
         // Shut down in reverse order: the server first (no new requests; those accepted are

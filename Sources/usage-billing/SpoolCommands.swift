@@ -164,13 +164,26 @@ struct Status: AsyncParsableCommand {
               usage-billing status --spool usage.spool
               usage-billing status --spool usage.spool -c routing.yaml
               usage-billing status --spool usage.spool --json
+              usage-billing status --spool usage.spool --html status.html --reconcile reconcile.json
             """)
     @OptionGroup var spoolOption: SpoolOption
     @Option(name: .shortAndLong, help: "A routing config: mark the lanes it no longer has.") var config: String?
     @Flag(help: "Print JSON.") var json = false
+    @Option(help: "Also write the status page (lanes, backlog over the last hour, the last reconciliation) to this HTML file.")
+    var html: String?
+    @Option(help: "A reconciliation saved with `reconcile --json`, shown on the --html page.") var reconcile: String?
 
     func run() async throws {
+        if reconcile != nil && html == nil {
+            printError("error: --reconcile is shown on the status page only. Fix: add --html status.html")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        let saved = try reconcile.map { try savedReconcile($0) }
         let spool = try await openSpool(spoolOption.spool, existing: true)
+        if let html {
+            try writePage(try await statusPage(spool, reconcile: saved).render(), to: html, flag: "--html")
+            printError("Wrote the status page to \(html).")
+        }
         let lanes = try await spool.status()
         let owners = Dictionary(try await spool.leases().map { ($0.lane, $0.owner) }, uniquingKeysWith: { a, _ in a })
         var check = LaneCheck()

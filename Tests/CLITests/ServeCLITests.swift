@@ -15,9 +15,9 @@ struct LiveServe {
     let log: String
 
     /// Starts `serve` with `config` on a free port and waits until it listens.
-    static func start(config: String, spool: String) async throws -> LiveServe {
+    static func start(config: String, spool: String, arguments: [String] = []) async throws -> LiveServe {
         let log = FileManager.default.temporaryDirectory.appending(path: "ub-serve-\(UUID().uuidString.prefix(8)).log").path
-        let process = try ChildProcess.spawn(CLI.binary.path, ["serve", "-c", config, "--spool", spool, "--port", "0"],
+        let process = try ChildProcess.spawn(CLI.binary.path, ["serve", "-c", config, "--spool", spool, "--port", "0"] + arguments,
                                              environment: ProcessInfo.processInfo.environment.merging(CLI.env.merging(["INGEST_TOKEN": token]) { $1 }) { $1 },
                                              directory: CLI.root.path, outputFile: log)
         return LiveServe(process: process, base: try await baseURL(printedIn: log, by: process), log: log)
@@ -75,11 +75,11 @@ struct ServeCLITests {
         let client: CurlHTTPClient
     }
 
-    static func startOnEmulator(serve section: String = "") async throws -> OnEmulator {
+    static func startOnEmulator(serve section: String = "", arguments: [String] = []) async throws -> OnEmulator {
         let emulator = try await UsageEmulator.start()
         let config = try Self.config(endpoint: emulator.endpoints["openmeter"]?["endpoint"] ?? "", serve: section)
         let spool = FileManager.default.temporaryDirectory.appending(path: "ub-serve-\(UUID().uuidString.prefix(8)).spool").path
-        let serve = try await LiveServe.start(config: config, spool: spool)
+        let serve = try await LiveServe.start(config: config, spool: spool, arguments: arguments)
         return OnEmulator(emulator: emulator, config: config, spool: spool, serve: serve, client: try CurlHTTPClient())
     }
 
