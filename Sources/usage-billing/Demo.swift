@@ -14,12 +14,13 @@ import UsageSpool
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run examples/routing.yaml against the built-in provider emulator and check every provider's totals.",
+        usage: "usage-billing demo [<options>]",
         discussion: """
-            Starts the emulator of Stripe, Orb, Metronome, OpenMeter, Chargebee, Recurly and Paddle on 127.0.0.1 (no
-            account, no network), loads the routing config with placeholder keys and the emulator's endpoints, records the
-            example events into a spool, records them all again (as a retrying client would: nothing may be billed twice),
-            and drains the spool with the delivery worker while the emulator injects 429s, 5xx, resets and lost responses.
-            Then it reads each provider's totals back through that provider's own read-back API and prints them beside
+            Starts the emulator of Stripe, Orb, Metronome, OpenMeter, Chargebee, Recurly and Paddle on 127.0.0.1 (no \
+            account, no network), loads the routing config with placeholder keys and the emulator's endpoints, records the \
+            example events into a spool, records them all again (as a retrying client would: nothing may be billed twice), \
+            and drains the spool with the delivery worker while the emulator injects 429s, 5xx, resets and lost responses. \
+            Then it reads each provider's totals back through that provider's own read-back API and prints them beside \
             what was recorded, per provider, customer and meter. Exits 0 only if they all agree.
 
             Examples:

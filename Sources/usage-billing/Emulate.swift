@@ -9,26 +9,31 @@ import UsageEmulator
 struct Emulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the emulator of all seven providers on 127.0.0.1, with optional fault injection.",
+        usage: "usage-billing emulate [<options>]",
         discussion: """
-            Each provider lives under its own prefix; point a provider's `endpoint` setting at it (the command prints
-            the settings to use). Faults apply to write requests and are seeded, so a failing run can be replayed.
+            Each provider lives under its own prefix; point a provider's `endpoint` setting at it (the command prints \
+            the settings to use). Faults apply to write requests and are seeded, so a failing run can be replayed. \
             Stop with Ctrl-C.
 
-            --faults takes PROVIDER:SPEC, repeatable, or all:SPEC; SPEC is kind=rate,... with kind one of
-            429, 429-bare, 500, 503, reset, timeout (applied, then no answer), and delay=50ms@0.2.
+            --faults takes PROVIDER:SPEC, repeatable, or all:SPEC; SPEC is kind=rate,... \
+            with kind one of 429, 429-bare, 500, 503, reset, timeout (applied, then no \
+            answer), and delay=50ms@0.2.
 
-            While it runs, a control API on the same port changes faults and state (no key; loopback only):
-              curl -X PUT --data '429=0.2' http://127.0.0.1:12111/_emulator/faults/orb    # or faults/all
-              curl -X DELETE http://127.0.0.1:12111/_emulator/faults/orb
-              curl http://127.0.0.1:12111/_emulator/stats                                 # requests, accepted, injected
-              curl -X POST 'http://127.0.0.1:12111/_emulator/reset?provider=stripe'       # forget what it accepted
+            While it runs, a control API on the same port changes faults and state (no \
+            key; loopback only; E is http://127.0.0.1:12111). Set, clear, read, and \
+            forget what it accepted:
+              curl -X PUT --data '429=0.2' $E/_emulator/faults/orb   # or faults/all
+              curl -X DELETE $E/_emulator/faults/orb
+              curl $E/_emulator/stats        # requests, accepted, injected
+              curl -X POST "$E/_emulator/reset?provider=stripe"
 
             Examples:
               usage-billing emulate --port 12111
-              usage-billing emulate --faults all:429=0.05,500=0.05 --faults recurly:timeout=0.1 --seed 7
-              usage-billing emulate --orb-grace-hours 12     # old Orb events need a backfill, as on a real account
-              usage-billing emulate --rate-limits            # Stripe's and Orb's documented limits answer 429
-              usage-billing emulate -c routing.yaml          # meters read events as routing.yaml sends them
+              usage-billing emulate --faults all:429=0.05,500=0.05 --seed 7
+              usage-billing emulate --faults recurly:timeout=0.1
+              usage-billing emulate --orb-grace-hours 12   # old Orb events need a backfill
+              usage-billing emulate --rate-limits     # documented limits answer 429
+              usage-billing emulate -c routing.yaml   # meters read events as routed
             """)
 
     @Option(name: .shortAndLong, help: "A routing config: the emulator's meters read events as its routes send them (OpenMeter and Metronome quantity_property, Stripe event_name).")

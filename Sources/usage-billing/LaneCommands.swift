@@ -29,10 +29,10 @@ struct Lanes: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Move or dead-letter the events of a lane the routing config no longer has.",
         discussion: """
-            A lane is one provider on one route, named <provider>/<route id>: the route's `id:`, or its event
-            patterns (and a hash of its cohort). Reordering routes, inserting routes, adding a cutover or editing a
-            route's mapping keeps every lane. Removing a route, renaming a provider or changing a route's patterns
-            without an `id:` leaves its undelivered events on a lane the config no longer has: `worker` refuses to
+            A lane is one provider on one route, named <provider>/<route id>: the route's `id:`, or its event \
+            patterns (and a hash of its cohort). Reordering routes, inserting routes, adding a cutover or editing a \
+            route's mapping keeps every lane. Removing a route, renaming a provider or changing a route's patterns \
+            without an `id:` leaves its undelivered events on a lane the config no longer has: `worker` refuses to \
             start and `status -c` marks it ORPHANED until you move or drop them here.
             """,
         subcommands: [LanesReassign.self, LanesDrop.self])
@@ -42,14 +42,15 @@ struct LanesReassign: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reassign",
         abstract: "Move everything of one lane (queued rows, open windows, history) to a lane of the config.",
+        usage: "usage-billing lanes reassign <from> <to> [<options>]",
         discussion: """
-            The rows keep their ids, so a provider that already has one answers it as a duplicate. Refuses while a
-            worker runs on the spool, when both lanes have a window for the same customer, meter and start, and when
+            The rows keep their ids, so a provider that already has one answers it as a duplicate. Refuses while a \
+            worker runs on the spool, when both lanes have a window for the same customer, meter and start, and when \
             open windows would move to a lane that does not bill per window. Then run the worker.
 
             Examples:
-              usage-billing lanes reassign stripe/api_request stripe-live/api_request -c routing.yaml --spool usage.spool
-              usage-billing lanes reassign 'stripe#0' stripe/api-requests -c routing.yaml --spool usage.spool
+              usage-billing lanes reassign stripe/api_request stripe-live/api_request
+              usage-billing lanes reassign 'stripe#0' stripe/api-requests
             """)
     @Argument(help: "The lane the events are on (see `usage-billing status`).") var from: String
     @Argument(help: "A lane of the config (see `usage-billing config check`).") var to: String
@@ -85,8 +86,8 @@ struct LanesDrop: AsyncParsableCommand {
         commandName: "drop",
         abstract: "Dead-letter a lane's undelivered events (reason lane_removed); nothing is deleted.",
         discussion: """
-            Its queued rows, and a record per window with events not yet billed, become dead letters with reason
-            lane_removed: `dlq list --reason lane_removed` shows them, and `lanes reassign` then
+            Its queued rows, and a record per window with events not yet billed, become dead letters with reason \
+            lane_removed: `dlq list --reason lane_removed` shows them, and `lanes reassign` then \
             `dlq retry --reason lane_removed` brings them back. Asks first, or pass --yes. Refuses while a worker runs.
 
             Examples:
@@ -127,13 +128,13 @@ struct SpoolCopy: AsyncParsableCommand {
         commandName: "copy",
         abstract: "Copy a spool into a shared PostgreSQL ledger (or back): every event with all its rows, and every window.",
         discussion: """
-            Events keep their ids, rows their states (queued, retrying, delivered, dead letters with reasons), windows
-            their values. An event the target has already is left as it is, so an interrupted copy is resumed by running
-            it again: nothing is lost or doubled. Stop every worker on both first (it refuses while one holds a lane or
+            Events keep their ids, rows their states (queued, retrying, delivered, dead letters with reasons), windows \
+            their values. An event the target has already is left as it is, so an interrupted copy is resumed by running \
+            it again: nothing is lost or doubled. Stop every worker on both first (it refuses while one holds a lane or \
             the spool's lock); then point the workers at the target.
 
             Examples:
-              PGPASSWORD=… usage-billing spool copy usage.spool 'postgres://billing@db:5432/usage?sslmode=require'
+              usage-billing spool copy usage.spool postgres://billing@db:5432/usage
               usage-billing spool copy 'postgres://billing@db:5432/usage' usage-copy.spool
             """)
     @Argument(help: "The spool or ledger to copy from.") var from: String

@@ -67,6 +67,7 @@ struct Meters: AsyncParsableCommand {
 struct MetersList: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list", abstract: "List a Stripe provider's meters (every page).",
+        usage: "usage-billing meters list --provider <name> [<options>]",
         discussion: """
             Examples:
               usage-billing meters list -c routing.yaml --provider stripe
@@ -89,9 +90,11 @@ struct MetersList: AsyncParsableCommand {
 struct MetersCreate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create", abstract: "Create a Stripe meter.",
+        usage: "usage-billing meters create --provider <p> --event-name <e> [<options>]",
         discussion: """
             Examples:
-              usage-billing meters create -c routing.yaml --provider stripe --event-name api_requests --display-name "API requests"
+              usage-billing meters create --provider stripe --event-name api_requests \\
+                --display-name "API requests"
             """)
     @OptionGroup var options: ProviderOptions
     @Option(help: "The meter's event_name (≤ 100 characters).") var eventName: String
@@ -120,15 +123,20 @@ struct MetersCreate: AsyncParsableCommand {
 struct Summary: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read back the usage a provider reports (Stripe event summaries, Orb subscription usage, Metronome usage, OpenMeter meter query).",
+        usage: "usage-billing summary --provider <name> --from <t> --to <t> [<options>]",
         discussion: """
-            What identifies the usage differs per provider: Stripe and OpenMeter need --meter (a meter id / slug) and
-            --customer; Orb needs --subscription; Metronome takes --customer (a Metronome customer id) optionally.
-            Times are RFC 3339; Stripe day windows and Metronome need UTC midnights.
+            What identifies the usage differs per provider: Stripe and OpenMeter need \
+            --meter (a meter id / slug) and --customer; Orb needs --subscription; \
+            Metronome takes --customer (a Metronome customer id) optionally. Times are \
+            RFC 3339; Stripe day windows and Metronome need UTC midnights.
 
             Examples:
-              usage-billing summary -c routing.yaml --provider stripe --meter mtr_123 --customer cus_123 --from 2026-11-24T00:00:00Z --to 2026-11-25T00:00:00Z --window hour
-              usage-billing summary -c routing.yaml --provider orb --subscription sub_123 --from 2026-11-01T00:00:00Z --to 2026-11-25T00:00:00Z --json
-              usage-billing summary -c routing.yaml --provider metronome --from 2026-11-20T00:00:00Z --to 2026-11-25T00:00:00Z
+              usage-billing summary --provider stripe --meter mtr_1 --customer cus_1 \\
+                --from 2026-11-24T00:00:00Z --to 2026-11-25T00:00:00Z --window hour
+              usage-billing summary --provider orb --subscription sub_123 \\
+                --from 2026-11-01T00:00:00Z --to 2026-11-25T00:00:00Z --json
+              usage-billing summary --provider metronome \\
+                --from 2026-11-20T00:00:00Z --to 2026-11-25T00:00:00Z
             """)
     @OptionGroup var options: ProviderOptions
     @Option(help: "Start, RFC 3339.") var from: String

@@ -11,20 +11,22 @@ import UsageSpool
 struct Reconcile: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compare what the spool recorded with what each provider reports, per customer, meter and window.",
+        usage: "usage-billing reconcile --from <time> --to <time> [<options>]",
         discussion: """
-            For each provider (or those in --providers), customer and meter, and each hour or day window in [--from, --to),
-            prints the usage recorded in the spool (dead letters excluded), the total the provider reports through its own
-            read-back API, and the difference; mismatches first. Windows follow each provider: UTC for Stripe, Metronome,
-            OpenMeter, Chargebee and Recurly, the customer's own days for Orb, one total for Paddle's next transaction.
-            A window that ended less than --settle ago and disagrees is "pending"; one whose lane still has queued events
-            says so. Several of your customers billed on one provider id are reported as a mapping problem.
+            For each provider (or those in --providers), customer and meter, and each hour or day window in [--from, --to), \
+            prints the usage recorded in the spool (dead letters excluded), the total the provider reports through its own \
+            read-back API, and the difference; mismatches first. Windows follow each provider: UTC for Stripe, Metronome, \
+            OpenMeter, Chargebee and Recurly, the customer's own days for Orb, one total for Paddle's next transaction. \
+            A window that ended less than --settle ago and disagrees is "pending"; one whose lane still has queued events \
+            says so. Several of your customers billed on one provider id are reported as a mapping problem. \
             Exit 1 on any mismatch beyond --tolerance (or an unreadable provider or a mapping problem), 2 on bad input.
 
             Examples:
-              usage-billing reconcile -c routing.yaml --spool usage.spool --from 2026-11-01T00:00:00Z --to 2026-12-01T00:00:00Z
-              usage-billing reconcile -c routing.yaml --spool usage.spool --from 2026-11-30T00:00:00Z --to 2026-12-01T00:00:00Z \\
-                  --window hour --providers stripe,orb --customers acme,globex --settle 2h --json
-              usage-billing reconcile -c routing.yaml --spool usage.spool --from 2026-11-01T00:00:00Z --to 2026-12-01T00:00:00Z --html report.html
+              usage-billing reconcile --from 2026-11-01T00:00:00Z --to 2026-12-01T00:00:00Z
+              usage-billing reconcile --from 2026-11-30T00:00:00Z \\
+                --to 2026-12-01T00:00:00Z --window hour --providers stripe,orb --json
+              usage-billing reconcile --from 2026-11-01T00:00:00Z \\
+                --to 2026-12-01T00:00:00Z --html report.html
             """)
 
     @Option(name: .shortAndLong, help: "The routing config.") var config: String = "routing.yaml"

@@ -41,9 +41,9 @@ struct ConfigCheck: AsyncParsableCommand {
         commandName: "check",
         abstract: "Validate a routing config and print the resolved routing table, secrets masked.",
         discussion: """
-            Every problem is listed with its file, line, key and fix; exit 2 if there is any.
-            Environment variables (${VAR}) must be set, since they are resolved and checked.
-            With --spool, also checks the config against what the spool holds before a deploy: every lane with
+            Every problem is listed with its file, line, key and fix; exit 2 if there is any. \
+            Environment variables (${VAR}) must be set, since they are resolved and checked. \
+            With --spool, also checks the config against what the spool holds before a deploy: every lane with \
             undelivered events must be one of the config's (exit 2 naming each that is not, and the fix).
 
             Examples:
@@ -90,10 +90,11 @@ struct SendOptions: ParsableArguments {
 struct Send: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send one event built from flags.",
+        usage: "usage-billing send --name <name> --customer <id> [<options>]",
         discussion: """
             Examples:
-              usage-billing send -c examples/routing.yaml --name api_request --customer acme --quantity 150
-              usage-billing send -c examples/routing.yaml --name api_request --customer acme --property region=eu-west --dry-run
+              usage-billing send --name api_request --customer acme --quantity 150
+              usage-billing send --name api_request --customer acme --dry-run
             """)
 
     @OptionGroup var options: SendOptions
@@ -148,14 +149,15 @@ struct Send: AsyncParsableCommand {
 struct Import: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send every event of an NDJSON or CSV file, streamed (constant memory).",
+        usage: "usage-billing import <file> [<options>]",
         discussion: """
-            NDJSON: one event per line ({"id","name","customer","timestamp","quantity","properties"}).
-            CSV: a header with name, customer, timestamp and optionally id, quantity; other columns become properties.
-            Events keep their ids, so running the same import twice bills nothing twice.
+            NDJSON: one event per line ({"id","name","customer","timestamp","quantity","properties"}). \
+            CSV: a header with name, customer, timestamp and optionally id, quantity; other columns become properties. \
+            Events keep their ids, so running the same import twice bills nothing twice. \
             Prints a summary per destination: accepted, duplicates, rejected by reason.
 
             Examples:
-              usage-billing import examples/events.ndjson -c examples/routing.yaml --dry-run
+              usage-billing import events.ndjson -c routing.yaml --dry-run
               usage-billing import usage.csv -c routing.yaml
             """)
 

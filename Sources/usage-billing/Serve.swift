@@ -15,26 +15,30 @@ import UsageSpool
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Take events over HTTP (POST /v1/events), make them durable in the spool, and deliver them.",
+        usage: "usage-billing serve [<options>]",
         discussion: """
-            One process: the ingest API and the delivery worker, in one service group. POST /v1/events takes one
-            event or an array (application/json), NDJSON (application/x-ndjson), or CloudEvents
-            (application/cloudevents+json, application/cloudevents-batch+json; ?quantity_property=NAME picks the data
-            field that is the quantity, default value). It answers 202 only once every accepted event is durable,
-            listing the refused ones (index, line, field, reason, fix); a bad event never fails its neighbours, and an
-            id sent twice is recorded once. Every request needs `Authorization: Bearer <token>` with a token from the
+            One process: the ingest API and the delivery worker, in one service group. POST /v1/events takes one \
+            event or an array (application/json), NDJSON (application/x-ndjson), or CloudEvents \
+            (application/cloudevents+json, application/cloudevents-batch+json; ?quantity_property=NAME picks the data \
+            field that is the quantity, default value). It answers 202 only once every accepted event is durable, \
+            listing the refused ones (index, line, field, reason, fix); a bad event never fails its neighbours, and an \
+            id sent twice is recorded once. Every request needs `Authorization: Bearer <token>` with a token from the \
             config's `serve.tokens` (put them in the environment: tokens: [${INGEST_TOKEN}]).
 
-            GET /healthz: the process is up. GET /readyz: the spool is readable and under serve.max_backlog.
+            GET /healthz: the process is up. GET /readyz: the spool is readable and under serve.max_backlog. \
             GET /metrics: Prometheus text (ingest and delivery counters, queue depth, latencies).
 
-            Binds 127.0.0.1 by default: run it beside each app instance, or behind a proxy that terminates TLS
-            (it speaks plain HTTP). SIGTERM or SIGINT: it stops accepting, answers what it accepted, lets the worker
+            Binds 127.0.0.1 by default: run it beside each app instance, or behind a proxy that terminates TLS \
+            (it speaks plain HTTP). SIGTERM or SIGINT: it stops accepting, answers what it accepted, lets the worker \
             finish its batches, and exits 0.
 
             Examples:
-              INGEST_TOKEN=$(openssl rand -hex 32) usage-billing serve -c routing.yaml --spool usage.spool
-              curl -H "Authorization: Bearer $INGEST_TOKEN" -H 'Content-Type: application/json' \\
-                --data '{"id":"evt-1","name":"api_request","customer":"acme","timestamp":"2026-12-06T12:00:00Z","quantity":1}' \\
+              export INGEST_TOKEN=$(openssl rand -hex 32)
+              usage-billing serve -c routing.yaml --spool usage.spool
+              curl -H "Authorization: Bearer $INGEST_TOKEN" \\
+                -H 'Content-Type: application/json' \\
+                --data '{"id":"evt-1","name":"api_request","customer":"acme",
+                         "timestamp":"2026-12-06T12:00:00Z","quantity":1}' \\
                 http://127.0.0.1:8480/v1/events
             """)
 

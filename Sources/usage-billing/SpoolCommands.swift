@@ -46,20 +46,21 @@ struct SpoolOption: ParsableArguments {
 struct Worker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Deliver what the spool holds: one lane per destination, retries with the same ids, dead letters with reasons.",
+        usage: "usage-billing worker [<options>]",
         discussion: """
-            Runs until stopped (SIGTERM or SIGINT: the batches in flight finish and are marked, then it exits), or with
-            --until-empty until every queued event is delivered, a duplicate, or a dead letter; it exits 0 only then
-            (3 with a one-line summary when anything recorded is still undelivered, windows it was asked to close included).
-            Lanes keep their names through config edits. It refuses to start (exit 2) while the spool holds undelivered
-            events on a lane the config no longer has, naming each and the fix (`usage-billing lanes reassign` or
-            `lanes drop`). A spool from before lanes had names is mapped to the config's lanes on the first start.
-            Safe to kill at any point: what was marked stays marked, the rest is sent again with the same ids.
-            One worker per spool: while one runs (it holds <spool>.worker-lock), a second exits with an error
+            Runs until stopped (SIGTERM or SIGINT: the batches in flight finish and are marked, then it exits), or with \
+            --until-empty until every queued event is delivered, a duplicate, or a dead letter; it exits 0 only then \
+            (3 with a one-line summary when anything recorded is still undelivered, windows it was asked to close included). \
+            Lanes keep their names through config edits. It refuses to start (exit 2) while the spool holds undelivered \
+            events on a lane the config no longer has, naming each and the fix (`usage-billing lanes reassign` or \
+            `lanes drop`). A spool from before lanes had names is mapped to the config's lanes on the first start. \
+            Safe to kill at any point: what was marked stays marked, the rest is sent again with the same ids. \
+            One worker per spool: while one runs (it holds <spool>.worker-lock), a second exits with an error \
             naming the first one's pid, since two would send the same events twice.
 
             Examples:
               usage-billing worker -c examples/routing.yaml --spool usage.spool
-              usage-billing worker -c examples/routing.yaml --spool usage.spool --until-empty
+              usage-billing worker -c routing.yaml --spool usage.spool --until-empty
             """)
 
     @Option(name: .shortAndLong, help: "The routing config.") var config: String = "routing.yaml"
@@ -155,16 +156,17 @@ func describe(_ lanes: [LaneStatus], orphans: Set<String> = [], renames: [String
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Per lane: queued, retrying, delivered, duplicates, dead letters by reason, oldest queued age.",
+        usage: "usage-billing status [<options>]",
         discussion: """
-            Lanes are named <provider>/<route id>. With -c, lanes holding undelivered events that the config no longer
-            has are marked ORPHANED (nothing delivers them until `lanes reassign` or `lanes drop`), and the exit
+            Lanes are named <provider>/<route id>. With -c, lanes holding undelivered events that the config no longer \
+            has are marked ORPHANED (nothing delivers them until `lanes reassign` or `lanes drop`), and the exit \
             status is 1 when there is any.
 
             Examples:
               usage-billing status --spool usage.spool
               usage-billing status --spool usage.spool -c routing.yaml
               usage-billing status --spool usage.spool --json
-              usage-billing status --spool usage.spool --html status.html --reconcile reconcile.json
+              usage-billing status --html status.html --reconcile reconcile.json
             """)
     @OptionGroup var spoolOption: SpoolOption
     @Option(name: .shortAndLong, help: "A routing config: mark the lanes it no longer has.") var config: String?
@@ -229,17 +231,18 @@ struct DLQ: AsyncParsableCommand {
 struct DLQReject: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reject", abstract: "Make events a provider refused after taking them dead letters, from Stripe's meter error report.",
+        usage: "usage-billing dlq reject --stripe-error-report <file> [<options>]",
         discussion: """
-            Stripe answers meter events 200 and validates them later; failures come as a
-            v1.billing.meter.error_report_triggered (or v1.billing.meter.no_meter_found) event. Pass that
-            event's full body (from your webhook, or GET /v2/core/events/{id}): the events it names become
-            dead letters on the provider's lanes with Stripe's code and message, so status, dlq list and
-            reconcile show them. The report names sample events only; the rest it counts are printed.
-            `dlq retry` sends them again under the same identifier, which Stripe may take for a duplicate of
+            Stripe answers meter events 200 and validates them later; failures come as a \
+            v1.billing.meter.error_report_triggered (or v1.billing.meter.no_meter_found) event. Pass that \
+            event's full body (from your webhook, or GET /v2/core/events/{id}): the events it names become \
+            dead letters on the provider's lanes with Stripe's code and message, so status, dlq list and \
+            reconcile show them. The report names sample events only; the rest it counts are printed. \
+            `dlq retry` sends them again under the same identifier, which Stripe may take for a duplicate of \
             the refused event within its 24-hour dedup window: reconcile after retrying.
 
             Examples:
-              usage-billing dlq reject --spool usage.spool --provider stripe --stripe-error-report evt.json
+              usage-billing dlq reject --provider stripe --stripe-error-report evt.json
             """)
     @OptionGroup var spoolOption: SpoolOption
     @Option(help: "The provider name in your routing config (its lanes are <name>/<route>).") var provider: String = "stripe"
@@ -269,6 +272,7 @@ struct DLQReject: AsyncParsableCommand {
 struct DLQList: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list", abstract: "List dead letters with their reasons.",
+        usage: "usage-billing dlq list [<options>]",
         discussion: """
             Examples:
               usage-billing dlq list --spool usage.spool

@@ -19,13 +19,14 @@ struct UsageBillingCLI: AsyncParsableCommand {
         commandName: "usage-billing",
         abstract: "Deliver metered usage to billing providers, exactly once in effect.",
         discussion: """
-            Exit codes: 0 ok · 1 some events rejected or totals disagree · 2 bad input or config · 3 provider unreachable.
+            Exit codes: 0 ok · 1 some events rejected or totals disagree · 2 bad input \
+            or config · 3 provider unreachable.
 
             Examples:
               usage-billing demo
               usage-billing config check examples/routing.yaml
-              usage-billing import examples/events.ndjson -c examples/routing.yaml --dry-run
-              usage-billing send -c examples/routing.yaml --name api_request --customer acme --quantity 150
+              usage-billing import events.ndjson -c routing.yaml --dry-run
+              usage-billing send -c routing.yaml --name api_request --customer acme
             """,
         version: "0.1.0",
         subcommands: [Demo.self, Emulate.self, ConfigCommand.self, Send.self, Import.self, Serve.self, Worker.self, Status.self, Lanes.self, DLQ.self, SpoolCommand.self, Meters.self, Summary.self, Reconcile.self]
