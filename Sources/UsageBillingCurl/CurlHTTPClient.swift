@@ -40,7 +40,7 @@ public final class CurlHTTPClient: HTTPClient {
         /// the emulator: 24.4–25.5k requests/s with one, 27.1–27.2k with two, alternating runs).
         public var threads: Int
 
-        /// Creates a value with the given settings; every parameter is described on its property.
+        /// A configuration; the defaults suit a provider API over the internet.
         public init(
             connectTimeout: Duration = .seconds(10),
             timeout: Duration = .seconds(60),

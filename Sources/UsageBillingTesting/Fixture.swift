@@ -48,7 +48,7 @@ public struct Fixture: Sendable, Codable {
         case expectedError = "expected_error"
     }
 
-    /// Creates a value with the given settings; every parameter is described on its property.
+    /// A fixture built in code (tests that compose one); the JSON file form decodes with `init(from:)`.
     public init(scenario: String?, description: String, source: String? = nil, now: Date? = nil,
                 settings: JSONValue? = nil, events: [UsageEvent] = [], exchanges: [FixtureExchange],
                 expected: [String: [ExpectedOutcome]] = [:], expectedError: String? = nil) {
@@ -63,7 +63,7 @@ public struct Fixture: Sendable, Codable {
         self.expectedError = expectedError
     }
 
-    /// Creates a value with the given settings; every parameter is described on its property.
+    /// Decodes a fixture file; `now` must be RFC 3339.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         scenario = try c.decodeIfPresent(String.self, forKey: .scenario)
@@ -180,7 +180,7 @@ public struct FixtureRequest: Sendable, Codable {
         self.body = body
     }
 
-    /// Creates a value with the given settings; every parameter is described on its property.
+    /// Decodes a recorded request; its body is `form`, `json` or `body`, by how it was sent.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         method = try c.decode(String.self, forKey: .method)
@@ -211,7 +211,7 @@ public struct FixtureResponse: Sendable, Codable {
         self.body = body
     }
 
-    /// Creates a value with the given settings; every parameter is described on its property.
+    /// Decodes a recorded response; its body is `json` or `body`.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         status = try c.decode(Int.self, forKey: .status)

@@ -54,7 +54,7 @@ public struct StripeSettings: Sendable, Decodable {
     /// thousands of events a second costs one call per window (Stripe v1 and v2 take one call at a time per customer and meter). Unset: every event is sent.
     public var aggregate: AggregationSpec?
 
-    /// Creates a value with the given settings; every parameter is described on its property.
+    /// Settings with defaults for everything but the key.
     public init(
         secretKey: Secret, api: StripeMeteringAPI = .v1, endpoint: String = "https://api.stripe.com",
         meterEventsEndpoint: String = "https://meter-events.stripe.com", apiVersion: String = StripeSettings.pinnedAPIVersion,
@@ -86,7 +86,7 @@ public struct StripeSettings: Sendable, Decodable {
         case requestsPerSecond = "requests_per_second", aggregate
     }
 
-    /// Creates a value with the given settings; every parameter is described on its property.
+    /// Decodes the routing config's snake_case keys; only `secret_key` is required.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = StripeSettings(secretKey: "")

@@ -23,7 +23,7 @@ public struct RetryPolicy: Sendable, Hashable {
     /// Cap on the time from the first attempt to the start of the last one.
     public var maxElapsed: Duration
 
-    /// Creates a value with the given settings; every parameter is described on its property.
+    /// A policy; the defaults are ``default``'s: 10 attempts within 15 minutes, 0.5 s → 30 s.
     public init(
         baseDelay: Duration = .milliseconds(500),
         multiplier: Double = 2,

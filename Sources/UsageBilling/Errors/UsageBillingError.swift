@@ -57,7 +57,7 @@ public struct UsageBillingError: Error, Sendable, Hashable, CustomStringConverti
     /// (bytes were sent). `false` means it certainly did not and a retry is entirely safe.
     public let mayHaveReachedServer: Bool
 
-    /// Creates a value with the given settings; every parameter is described on its property.
+    /// An error of `code`; `fix` says what to do next, `field` names the input at fault.
     public init(
         _ code: Code, _ message: String, fix: String? = nil, field: String? = nil,
         providerRequestID: String? = nil, mayHaveReachedServer: Bool = false

@@ -92,7 +92,7 @@ public enum UsageValue: Sendable, Hashable, Codable, CustomStringConvertible {
     case number(Decimal)
     case bool(Bool)
 
-    /// Creates a value with the given settings; every parameter is described on its property.
+    /// Decodes a JSON string, number or boolean; a nested value is refused (providers take flat properties).
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
         if let b = try? c.decode(Bool.self) {

@@ -28,7 +28,7 @@ public struct HTTPMethod: RawRepresentable, Sendable, Hashable, Codable, CustomS
     public static let delete = HTTPMethod(rawValue: "DELETE")
     public var description: String { rawValue }
 
-    /// Creates a value with the given settings; every parameter is described on its property.
+    /// Decodes a method from its name.
     public init(from decoder: any Decoder) throws {
         self.init(rawValue: try decoder.singleValueContainer().decode(String.self))
     }

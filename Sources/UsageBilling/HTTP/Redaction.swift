@@ -12,7 +12,7 @@ public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugSt
     public init(_ value: String) { self.exposedValue = value }
     /// Wraps a credential written as a literal (tests, placeholders).
     public init(stringLiteral value: String) { self.exposedValue = value }
-    /// Creates a value with the given settings; every parameter is described on its property.
+    /// Decodes a credential from a JSON string.
     public init(from decoder: any Decoder) throws {
         self.exposedValue = try decoder.singleValueContainer().decode(String.self)
     }

@@ -56,7 +56,7 @@ public struct RejectionReason: Error, Sendable, Hashable, CustomStringConvertibl
     /// The HTTP status of the provider's answer, if any.
     public var httpStatus: Int?
 
-    /// Creates a value with the given settings; every parameter is described on its property.
+    /// A reason: the provider's (or local validation's) code and message, and where it came from.
     public init(
         code: String, message: String, field: String? = nil, origin: Origin,
         providerRequestID: String? = nil, httpStatus: Int? = nil

@@ -58,7 +58,7 @@ public struct SinkCapabilities: Sendable, Hashable {
     /// id and each request stands alone (no session, no look-up before a resend, no windows).
     public var maxConcurrentRequests: Int
 
-    /// Creates a value with the given settings; every parameter is described on its property.
+    /// A sink's capabilities; only the batch size is required.
     public init(
         maxBatchSize: Int,
         acceptedWindow: AcceptedTimeWindow? = nil,
