@@ -36,8 +36,8 @@ public final class CurlHTTPClient: HTTPClient {
         public var caBundlePath: String?
         /// Curl threads (1–16), each driving its own multi handle and connection pool; requests
         /// take them in turn. Two by default: with many small requests in flight (Stripe v1
-        /// meter events) one thread's system calls were the limit (Stripe v1 end to end against
-        /// the emulator: 24.4–25.5k requests/s with one, 27.1–27.2k with two, alternating runs).
+        /// meter events) one thread's system calls are the limit (the adapters benchmark shows
+        /// the difference).
         public var threads: Int
 
         /// A configuration; the defaults suit a provider API over the internet.

@@ -156,9 +156,8 @@ extension Spool {
             }
         }
         m.registerMigration("v7: deliveries without AUTOINCREMENT") { db in
-            // AUTOINCREMENT made every commit write SQLite's `sqlite_sequence` page to the WAL
-            // as well: one page in five for a commit of one-event writers (plain C: 76 -> 69 us
-            // per commit of 8 events). A row's seq is now the highest one plus one, so after
+            // AUTOINCREMENT makes every commit write SQLite's `sqlite_sequence` page to the WAL
+            // as well, a page more per commit for small writers. A row's seq is now the highest one plus one, so after
             // `dlq purge` takes the newest rows a seq can be used again; nothing outside the
             // spool sees seqs, and a worker's read cursor starts a new pass when it runs dry.
             // Every row carries over with its seq, in one transaction (a large spool needs that much free disk).

@@ -74,8 +74,9 @@ public struct StripeMeterEventSink: UsageSink {
             // Requests stand alone: v1/v2 carry one event each (never two at once for one customer
             // and meter: see `concurrencyKey`), stream requests share a session token (the cache
             // is an actor; a token Stripe calls expired is dropped by value).
-            // A call to Stripe takes about 100–300 ms: 64 in flight lets a lane reach live mode's
-            // 1,000 calls/s (8 capped it near 50); the routing config's `max_in_flight` overrides it.
+            // A lane's calls per second are at most its calls in flight over a call's latency: 64
+            // in flight reach live mode's documented rate at Stripe's usual latency; the routing
+            // config's `max_in_flight` overrides it.
             maxConcurrentRequests: 64)
     }
 
