@@ -40,12 +40,9 @@ public struct ChargebeeSettings: Sendable, Decodable {
     public var mapping: EventMapping
 
     /// The keys these settings read.
-    public static let keys: Set<String> = EventMapping.keys.union([
-        "api_key", "site", "endpoint", "ingest_endpoint", "mode", "item_price_id", "item_prices", "dedupe_option", "aggregate",
-        "requests_per_minute", "max_batch_size",
-    ])
+    public static let keys: Set<String> = EventMapping.keys.union(CodingKeys.allCases.map(\.rawValue))
 
-    private enum CodingKeys: String, CodingKey {
+    private enum CodingKeys: String, CodingKey, CaseIterable {
         case apiKey = "api_key", site, endpoint, ingestEndpoint = "ingest_endpoint", mode, itemPriceID = "item_price_id"
         case itemPrices = "item_prices", dedupeOption = "dedupe_option", aggregate, requestsPerMinute = "requests_per_minute"
         case maxBatchSize = "max_batch_size"

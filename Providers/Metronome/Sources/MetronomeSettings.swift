@@ -26,10 +26,9 @@ public struct MetronomeSettings: Sendable, Decodable {
     public var aggregate: AggregationSpec?
 
     /// The keys these settings read.
-    public static let keys: Set<String> = EventMapping.keys.union(["api_key", "endpoint", "max_batch_size", "properties_as_strings", "events_per_second",
-                                                                  "billable_metrics", "aggregate"])
+    public static let keys: Set<String> = EventMapping.keys.union(CodingKeys.allCases.map(\.rawValue))
 
-    private enum CodingKeys: String, CodingKey {
+    private enum CodingKeys: String, CodingKey, CaseIterable {
         case apiKey = "api_key", endpoint, maxBatchSize = "max_batch_size", propertiesAsStrings = "properties_as_strings"
         case eventsPerSecond = "events_per_second", billableMetrics = "billable_metrics", aggregate
     }

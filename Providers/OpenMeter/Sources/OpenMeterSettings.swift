@@ -24,9 +24,9 @@ public struct OpenMeterSettings: Sendable, Decodable {
     public var aggregate: AggregationSpec?
 
     /// The keys these settings read.
-    public static let keys: Set<String> = EventMapping.keys.union(["api_key", "endpoint", "source", "max_batch_size", "meter_slugs", "aggregate"])
+    public static let keys: Set<String> = EventMapping.keys.union(CodingKeys.allCases.map(\.rawValue))
 
-    private enum CodingKeys: String, CodingKey {
+    private enum CodingKeys: String, CodingKey, CaseIterable {
         case apiKey = "api_key", endpoint, source, maxBatchSize = "max_batch_size", meterSlugs = "meter_slugs", aggregate
     }
 

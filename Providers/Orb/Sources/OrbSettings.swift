@@ -58,12 +58,9 @@ public struct OrbSettings: Sendable, Decodable {
     public var aggregate: AggregationSpec?
 
     /// The keys these settings read.
-    public static let keys: Set<String> = EventMapping.keys.union([
-        "api_key", "endpoint", "customer_id_kind", "max_batch_size", "grace_period_hours", "backfill", "mode", "requests_per_second", "events_per_minute",
-        "subscriptions", "aggregate",
-    ])
+    public static let keys: Set<String> = EventMapping.keys.union(CodingKeys.allCases.map(\.rawValue))
 
-    private enum CodingKeys: String, CodingKey {
+    private enum CodingKeys: String, CodingKey, CaseIterable {
         case apiKey = "api_key", endpoint, customerIDKind = "customer_id_kind", maxBatchSize = "max_batch_size"
         case gracePeriodHours = "grace_period_hours", backfill, mode, requestsPerSecond = "requests_per_second", eventsPerMinute = "events_per_minute"
         case subscriptions, aggregate

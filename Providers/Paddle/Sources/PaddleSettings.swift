@@ -57,12 +57,9 @@ public struct PaddleSettings: Sendable, Decodable {
     public var mapping: EventMapping
 
     /// The keys these settings read.
-    public static let keys: Set<String> = EventMapping.keys.union([
-        "api_key", "environment", "endpoint", "price_id", "prices", "mode", "effective_from", "on_payment_failure", "units_per_quantity",
-        "rounding", "max_quantity", "collection_mode", "payment_terms_days", "address_id", "aggregate", "requests_per_minute",
-    ])
+    public static let keys: Set<String> = EventMapping.keys.union(CodingKeys.allCases.map(\.rawValue))
 
-    private enum CodingKeys: String, CodingKey {
+    private enum CodingKeys: String, CodingKey, CaseIterable {
         case apiKey = "api_key", environment, endpoint, priceID = "price_id", prices, mode, effectiveFrom = "effective_from"
         case onPaymentFailure = "on_payment_failure", unitsPerQuantity = "units_per_quantity", rounding, maxQuantity = "max_quantity"
         case collectionMode = "collection_mode", paymentTermsDays = "payment_terms_days", addressID = "address_id", aggregate

@@ -25,11 +25,9 @@ public struct RecurlySettings: Sendable, Decodable {
     public var mapping: EventMapping
 
     /// The keys these settings read.
-    public static let keys: Set<String> = EventMapping.keys.union([
-        "api_key", "region", "endpoint", "add_on_id", "add_ons", "decimal_quantity", "aggregate", "requests_per_minute",
-    ])
+    public static let keys: Set<String> = EventMapping.keys.union(CodingKeys.allCases.map(\.rawValue))
 
-    private enum CodingKeys: String, CodingKey {
+    private enum CodingKeys: String, CodingKey, CaseIterable {
         case apiKey = "api_key", region, endpoint, addOnID = "add_on_id", addOns = "add_ons", decimalQuantity = "decimal_quantity"
         case aggregate, requestsPerMinute = "requests_per_minute"
     }
