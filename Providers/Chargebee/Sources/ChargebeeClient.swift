@@ -49,10 +49,9 @@ public struct ChargebeeClient: Sendable {
         if let itemPriceID { query.append(("item_price_id[is]", itemPriceID)) }
         struct Entry: Decodable { var usage: ChargebeeUsage }
         struct Page: Decodable { var list: [Entry]; var next_offset: String? }
-        var all: [ChargebeeUsage] = []
-        var offset: String?
-        for _ in 0..<10_000 {
-            let request = HTTPRequest(method: .get, url: URLBuilder.url(base: settings.endpoint, path: "/api/v2/usages", query: query + (offset.map { [("offset", $0)] } ?? [])),
+        let filters = query
+        let pages = PaginatorSequence<String, ChargebeeUsage>("Chargebee's usage list") { offset in
+            let request = HTTPRequest(method: .get, url: URLBuilder.url(base: settings.endpoint, path: "/api/v2/usages", query: filters + (offset.map { [("offset", $0)] } ?? [])),
                                       headers: ["Authorization": settings.apiKey.basicAuthorization, "Accept": "application/json"])
             let response = try await client.send(request)
             guard response.status == 200 else {
@@ -63,10 +62,8 @@ public struct ChargebeeClient: Sendable {
             guard let page = try? JSONDecoder().decode(Page.self, from: response.body) else {
                 throw UsageBillingError(.unexpectedResponse, "Chargebee's usage list does not decode", fix: "check endpoint")
             }
-            all += page.list.map(\.usage)
-            guard let next = page.next_offset, !next.isEmpty else { return all }
-            offset = next
+            return (page.list.map(\.usage), page.next_offset.flatMap { $0.isEmpty ? nil : $0 })
         }
-        throw UsageBillingError(.unexpectedResponse, "Chargebee kept returning next_offset after 10,000 pages")
+        return try await pages.all()
     }
 }

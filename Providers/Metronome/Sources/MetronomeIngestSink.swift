@@ -156,14 +156,13 @@ public struct MetronomeClient: Sendable {
         ]
         if !customerIDs.isEmpty { body["customer_ids"] = .array(customerIDs.map(JSONValue.string)) }
         struct Page: Decodable { var data: [MetronomeUsageRow]; var next_page: String? }
-        var rows: [MetronomeUsageRow] = []
-        var cursor: String?
-        for _ in 0..<10_000 {
+        let settings = self.settings, client = self.client, encoded = JSONValue.object(body).encoded()
+        let pages = PaginatorSequence<String, MetronomeUsageRow>("Metronome's usage query") { cursor in
             let query = cursor.map { [("next_page", $0)] } ?? []
             let request = HTTPRequest(
                 method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/v1/usage", query: query),
                 headers: ["Authorization": "Bearer \(settings.apiKey.exposedValue)", "Content-Type": "application/json", "Accept": "application/json"],
-                body: JSONValue.object(body).encoded())
+                body: encoded)
             let response = try await client.send(request)
             guard response.status == 200 else {
                 let message = JSONValue.parse(response.body)?["message"]?.stringValue ?? "HTTP \(response.status)"
@@ -173,10 +172,8 @@ public struct MetronomeClient: Sendable {
             guard let page = try? JSONDecoder().decode(Page.self, from: response.body) else {
                 throw UsageBillingError(.unexpectedResponse, "Metronome's usage answer does not decode", fix: "check endpoint")
             }
-            rows += page.data
-            guard let next = page.next_page, !next.isEmpty else { return rows }
-            cursor = next
+            return (page.data, page.next_page.flatMap { $0.isEmpty ? nil : $0 })
         }
-        throw UsageBillingError(.unexpectedResponse, "Metronome kept returning next_page after 10,000 pages")
+        return try await pages.all()
     }
 }

@@ -188,12 +188,11 @@ public struct OrbClient: Sendable {
     /// `customer_id[]` with `customer_id_kind: orb`), newest first as Orb lists them.
     public func subscriptions(customer: String) async throws -> [OrbSubscription] {
         let filter = settings.customerIDKind == .orb ? "customer_id[]" : "external_customer_id[]"
-        var all: [OrbSubscription] = []
-        var cursor: String?
-        for _ in 0..<1_000 {
+        let pages = PaginatorSequence<String, OrbSubscription>("Orb's subscription list") { cursor in
             var query = [(filter, customer), ("limit", "100")]
             if let cursor { query.append(("cursor", cursor)) }
             let page: JSONValue = try await call(.get, "/subscriptions", query: query, body: nil)
+            var all: [OrbSubscription] = []
             for item in page["data"]?.arrayValue ?? [] {
                 guard let id = item["id"]?.stringValue, let start = item["start_date"]?.stringValue.flatMap(RFC3339.parse) else {
                     throw UsageBillingError(.unexpectedResponse, "Orb listed a subscription of \(customer) without an id or start_date",
@@ -202,12 +201,10 @@ public struct OrbClient: Sendable {
                 all.append(OrbSubscription(id: id, status: item["status"]?.stringValue ?? "", startDate: start,
                                            endDate: item["end_date"]?.stringValue.flatMap(RFC3339.parse)))
             }
-            guard page["pagination_metadata"]?["has_more"]?.boolValue == true, let next = page["pagination_metadata"]?["next_cursor"]?.stringValue else {
-                return all
-            }
-            cursor = next
+            let more = page["pagination_metadata"]?["has_more"]?.boolValue == true
+            return (all, more ? page["pagination_metadata"]?["next_cursor"]?.stringValue : nil)
         }
-        return all
+        return try await pages.all()
     }
 
     /// Finds events by idempotency key (`POST /events/search`), e.g. to check what landed.

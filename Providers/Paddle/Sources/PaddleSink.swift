@@ -190,10 +190,10 @@ public struct PaddleClient: Sendable {
     /// Transactions matching `filters` (e.g. `subscription_id`, `origin`, `created_at[GTE]`), every
     /// page (`meta.pagination.next`), flattened to their lines.
     public func transactionLines(filters: [(String, String)]) async throws -> [ChargeLine] {
-        var url = URLBuilder.url(base: settings.endpoint, path: "/transactions", query: filters + [("per_page", "30")])
-        var lines: [ChargeLine] = []
-        for _ in 0..<10_000 {
-            let body = try await get(url, what: "transactions")
+        let first = URLBuilder.url(base: settings.endpoint, path: "/transactions", query: filters + [("per_page", "30")])
+        let pages = PaginatorSequence<String, ChargeLine>("Paddle's transaction list", start: first) { url in
+            let body = try await get(url ?? first, what: "transactions")
+            var lines: [ChargeLine] = []
             if case .array(let transactions)? = body["data"] {
                 for transaction in transactions {
                     let key = transaction["custom_data"]?["ub_charge_key"]?.stringValue
@@ -205,10 +205,10 @@ public struct PaddleClient: Sendable {
                 }
             }
             let pagination = body["meta"]?["pagination"]
-            guard pagination?["has_more"]?.boolValue == true, let next = pagination?["next"]?.stringValue, !next.isEmpty else { return lines }
-            url = next
+            let next = pagination?["has_more"]?.boolValue == true ? pagination?["next"]?.stringValue : nil
+            return (lines, next.flatMap { $0.isEmpty ? nil : $0 })
         }
-        throw UsageBillingError(.unexpectedResponse, "Paddle kept returning has_more after 10,000 pages")
+        return try await pages.all()
     }
 
     /// Whether the charge `key` already reached Paddle. Transaction mode matches `custom_data`

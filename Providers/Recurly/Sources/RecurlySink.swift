@@ -152,10 +152,10 @@ public struct RecurlyClient: Sendable {
             ("begin_time", RFC3339.format(begin)), ("end_time", RFC3339.format(end)),
         ]
         struct Page: Decodable { var data: [RecurlyUsage]; var has_more: Bool?; var next: String? }
-        var url = URLBuilder.url(base: settings.endpoint, path: Self.usagePath(subscription: subscription, addOn: addOn), query: query)
-        var all: [RecurlyUsage] = []
-        for _ in 0..<10_000 {
-            let response = try await client.send(HTTPRequest(method: .get, url: url, headers: headers(json: false)))
+        let first = URLBuilder.url(base: settings.endpoint, path: Self.usagePath(subscription: subscription, addOn: addOn), query: query)
+        let settings = self.settings, client = self.client, headers = self.headers(json: false)
+        let pages = PaginatorSequence<String, RecurlyUsage>("Recurly's usage list", start: first) { url in
+            let response = try await client.send(HTTPRequest(method: .get, url: url ?? first, headers: headers))
             guard response.status == 200 else {
                 let error = RecurlyError(response)
                 throw UsageBillingError.forFailedCall(status: response.status, message: "Recurly usage list failed (\(response.status)): \(error.describe)",
@@ -164,11 +164,10 @@ public struct RecurlyClient: Sendable {
             guard let page = try? JSONDecoder().decode(Page.self, from: response.body) else {
                 throw UsageBillingError(.unexpectedResponse, "Recurly's usage list does not decode", fix: "check endpoint")
             }
-            all += page.data
-            guard page.has_more == true, let next = page.next, !next.isEmpty else { return all }
-            url = next.hasPrefix("http") ? next : URLBuilder.url(base: settings.endpoint, path: next)
+            guard page.has_more == true, let next = page.next, !next.isEmpty else { return (page.data, nil) }
+            return (page.data, next.hasPrefix("http") ? next : URLBuilder.url(base: settings.endpoint, path: next))
         }
-        throw UsageBillingError(.unexpectedResponse, "Recurly kept returning has_more after 10,000 pages")
+        return try await pages.all()
     }
 
     /// The outcome of an error answer to a usage POST; throws for credentials, permissions and

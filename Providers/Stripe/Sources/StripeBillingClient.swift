@@ -231,18 +231,14 @@ public struct StripeBillingClient: Sendable {
         enum CodingKeys: String, CodingKey { case data, hasMore = "has_more" }
     }
 
-    private func paginate<T: Decodable>(_ path: String, query: [(String, String)], id: KeyPath<T, String>) async throws -> [T] {
-        var all: [T] = []
-        var cursor: String?
-        for _ in 0..<10_000 {
+    private func paginate<T: Decodable & Sendable>(_ path: String, query: [(String, String)], id: KeyPath<T, String> & Sendable) async throws -> [T] {
+        try await PaginatorSequence<String, T>("Stripe's list \(path)") { cursor in
             var q = query
             if let cursor { q.append(("starting_after", cursor)) }
             let page: Page<T> = try await get(path, query: q)
-            all += page.data
-            guard page.hasMore, let last = page.data.last else { return all }
-            cursor = last[keyPath: id]
-        }
-        throw UsageBillingError(.unexpectedResponse, "Stripe kept answering has_more after 10,000 pages of \(path)")
+            guard page.hasMore, let last = page.data.last else { return (page.data, nil) }
+            return (page.data, last[keyPath: id])
+        }.all()
     }
 
     private func send<T: Decodable>(
