@@ -119,7 +119,7 @@ let package = Package(
         // A local emulator of every provider (SwiftNIO, loopback) with fault injection.
         .target(
             name: "UsageEmulator",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageRouting", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageRouting"],
             path: "Sources/UsageEmulator",
             swiftSettings: strict
         ),
@@ -188,8 +188,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RoutingTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders",
-                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -205,7 +204,7 @@ let package = Package(
         .testTarget(
             name: "EmulatorTests",
             dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "UsageRouting", "UsageBillingProviders", "UsageSpool", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage",
-                           "UsageReconciliation", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+                           "UsageReconciliation"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -119,11 +119,10 @@ public final class CurlHTTPClient: HTTPClient {
 }
 
 /// Whose turn it is among the curl threads.
-private final class Turn: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
+private final class Turn: Sendable {
+    private let count = Locked(0)
     func next(_ n: Int) -> Int {
-        lock.withLock {
+        count.with { count in
             count &+= 1
             return count % n
         }
@@ -131,7 +130,7 @@ private final class Turn: @unchecked Sendable {
 }
 
 /// One request in flight. Fields are touched by the caller before submission and by the curl
-/// thread afterwards (the engine's lock orders the hand-over); `cancelRequested` is locked.
+/// thread afterwards (the engine's `shared` lock orders the hand-over); `cancelRequested` is locked.
 final class Transfer: @unchecked Sendable {
     let request: HTTPRequest
     var continuation: CheckedContinuation<HTTPResponse, any Error>?
@@ -140,14 +139,13 @@ final class Transfer: @unchecked Sendable {
     var easy: UnsafeMutableRawPointer?
     var headerList: UnsafeMutablePointer<curl_slist>?
     var id: UInt = 0
-    private let flagLock = NSLock()
-    private var _cancelRequested = false
+    private let cancelFlag = Locked(false)
 
     init(request: HTTPRequest) { self.request = request }
 
     var cancelRequested: Bool {
-        get { flagLock.withLock { _cancelRequested } }
-        set { flagLock.withLock { _cancelRequested = newValue } }
+        get { cancelFlag.current }
+        set { cancelFlag.with { $0 = newValue } }
     }
 
     func finish(_ result: Result<HTTPResponse, any Error>) {
@@ -199,17 +197,19 @@ enum HeaderLine {
 final class CurlEngine: @unchecked Sendable {
     private let configuration: CurlHTTPClient.Configuration
     private let multi: UnsafeMutableRawPointer
-    private let lock = NSLock()
-    // Guarded by `lock`.
-    private var submissions: [Transfer] = []
-    private var cancellations: [Transfer] = []
-    private var stopping = false
-    /// A wake-up is on its way to the curl thread and it has not yet taken the submissions: a
-    /// new one rides with it instead of writing another byte to curl's wake-up socket (each
-    /// costs both threads a system call).
-    private var wakePending = false
-    private var stats = CurlHTTPClient.Diagnostics(inFlight: 0, completed: 0, connectionsOpened: 0, pooledHandles: 0)
-    private var nextID: UInt = 1
+    /// What callers and the curl thread hand each other.
+    private struct Shared {
+        var submissions: [Transfer] = []
+        var cancellations: [Transfer] = []
+        var stopping = false
+        /// A wake-up is on its way to the curl thread and it has not yet taken the submissions:
+        /// a new one rides with it instead of writing another byte to curl's wake-up socket
+        /// (each costs both threads a system call).
+        var wakePending = false
+        var stats = CurlHTTPClient.Diagnostics(inFlight: 0, completed: 0, connectionsOpened: 0, pooledHandles: 0)
+        var nextID: UInt = 1
+    }
+    private let shared = Locked(Shared())
     // Only touched on the curl thread.
     private var active: [UInt: Transfer] = [:]
     private var pool: [UnsafeMutableRawPointer] = []
@@ -237,14 +237,14 @@ final class CurlEngine: @unchecked Sendable {
     }
 
     func submit(_ transfer: Transfer) {
-        let (accepted, wake): (Bool, Bool) = lock.withLock {
-            guard !stopping else { return (false, false) }
-            transfer.id = nextID
-            nextID += 1
-            submissions.append(transfer)
-            stats.inFlight += 1
-            defer { wakePending = true }
-            return (true, !wakePending)
+        let (accepted, wake): (Bool, Bool) = shared.with { s in
+            guard !s.stopping else { return (false, false) }
+            transfer.id = s.nextID
+            s.nextID += 1
+            s.submissions.append(transfer)
+            s.stats.inFlight += 1
+            defer { s.wakePending = true }
+            return (true, !s.wakePending)
         }
         if accepted {
             if wake { curl_multi_wakeup(multi) }
@@ -256,18 +256,18 @@ final class CurlEngine: @unchecked Sendable {
 
     func cancel(_ transfer: Transfer) {
         transfer.cancelRequested = true
-        let wake: Bool = lock.withLock {
-            guard !stopping else { return false }
-            cancellations.append(transfer)
+        let wake: Bool = shared.with { s in
+            guard !s.stopping else { return false }
+            s.cancellations.append(transfer)
             return true
         }
         if wake { curl_multi_wakeup(multi) }
     }
 
     func shutdown() {
-        let first: Bool = lock.withLock {
-            if stopping { return false }
-            stopping = true
+        let first: Bool = shared.with { s in
+            if s.stopping { return false }
+            s.stopping = true
             return true
         }
         guard first else { return }
@@ -275,15 +275,15 @@ final class CurlEngine: @unchecked Sendable {
         finished.wait()
     }
 
-    func diagnostics() -> CurlHTTPClient.Diagnostics { lock.withLock { stats } }
+    func diagnostics() -> CurlHTTPClient.Diagnostics { shared.current.stats }
 
     // MARK: curl thread
 
     private func run() {
         while true {
-            let (newTransfers, cancelled, stop) = lock.withLock {
-                defer { submissions.removeAll(keepingCapacity: true); cancellations.removeAll(keepingCapacity: true); wakePending = false }
-                return (submissions, cancellations, stopping)
+            let (newTransfers, cancelled, stop) = shared.with { s in
+                defer { s.submissions.removeAll(keepingCapacity: true); s.cancellations.removeAll(keepingCapacity: true); s.wakePending = false }
+                return (s.submissions, s.cancellations, s.stopping)
             }
             for transfer in newTransfers { start(transfer) }
             for transfer in cancelled where active[transfer.id] === transfer {
@@ -445,19 +445,19 @@ final class CurlEngine: @unchecked Sendable {
         }
         active[transfer.id] = nil
         let pooled = pool.count
-        lock.withLock {
-            stats.inFlight -= 1
-            stats.completed += 1
-            stats.connectionsOpened += connects
-            stats.pooledHandles = pooled
+        shared.with { s in
+            s.stats.inFlight -= 1
+            s.stats.completed += 1
+            s.stats.connectionsOpened += connects
+            s.stats.pooledHandles = pooled
         }
         transfer.finish(result)
     }
 
     private func finishWithoutHandle(_ transfer: Transfer, _ result: Result<HTTPResponse, any Error>) {
-        lock.withLock {
-            stats.inFlight -= 1
-            stats.completed += 1
+        shared.with { s in
+            s.stats.inFlight -= 1
+            s.stats.completed += 1
         }
         transfer.finish(result)
     }

@@ -10,7 +10,7 @@ import UsageBilling
 public struct HeadlessBrowser: Sendable {
     public let executable: String
     let proxy: LoopbackHTTPServer
-    private let seen: Recorded
+    private let seen: Locked<[String]>
 
     /// Chromium's own hosts, which it calls whatever page it shows.
     static let backgroundHosts = ["update.googleapis.com", "accounts.google.com", "clients2.google.com", "redirector.gvt1.com", "*.gvt1.com",
@@ -22,22 +22,22 @@ public struct HeadlessBrowser: Sendable {
         guard let executable = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].first(where: FileManager.default.isExecutableFile) else {
             throw UsageBillingError(.configuration, "no headless Chromium on this machine", fix: "run scripts/setup.sh (it installs Debian's chromium package)")
         }
-        let seen = Recorded()
+        let seen = Locked<[String]>([])
         let proxy = try await LoopbackHTTPServer.start(immediate: { request in
-            seen.add("\(request.method) \(request.target) (Host: \(request.headers["Host"] ?? "?"))")
+            seen.with { $0.append("\(request.method) \(request.target) (Host: \(request.headers["Host"] ?? "?"))") }
             return .now(.respond(HTTPResponse(status: 502, headers: [:], body: Data())))
         })
         return HeadlessBrowser(executable: executable, proxy: proxy, seen: seen)
     }
 
-    private init(executable: String, proxy: LoopbackHTTPServer, seen: Recorded) {
+    private init(executable: String, proxy: LoopbackHTTPServer, seen: Locked<[String]>) {
         self.executable = executable
         self.proxy = proxy
         self.seen = seen
     }
 
     /// Requests that went for the network since the browser started.
-    public var networkRequests: [String] { seen.all }
+    public var networkRequests: [String] { seen.current }
 
     /// Loads `url` and returns the DOM once the page has loaded.
     public func dumpDOM(_ url: String) async throws -> String {
@@ -60,11 +60,4 @@ public struct HeadlessBrowser: Sendable {
 
     public func shutdown() async { await proxy.shutdown() }
 
-    private final class Recorded: @unchecked Sendable {
-        private let lock = NSLock()
-        private var items: [String] = []
-        func add(_ item: String) { lock.withLock { items.append(item) } }
-        var all: [String] { lock.withLock { items } }
-        init() {}
-    }
 }

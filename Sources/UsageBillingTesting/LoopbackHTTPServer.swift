@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -68,16 +67,16 @@ public final class LoopbackHTTPServer: Sendable {
 
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
-    private let counters: NIOLockedValueBox<(connections: Int, requests: Int)>
+    private let counters: Locked<(connections: Int, requests: Int)>
 
     /// The port it listens on.
     public let port: Int
     /// `http://127.0.0.1:<port>`.
     public var baseURL: String { "http://127.0.0.1:\(port)" }
     /// Connections accepted so far.
-    public var connectionsAccepted: Int { counters.withLockedValue { $0.connections } }
+    public var connectionsAccepted: Int { counters.with { $0.connections } }
     /// Requests received so far.
-    public var requestsReceived: Int { counters.withLockedValue { $0.requests } }
+    public var requestsReceived: Int { counters.with { $0.requests } }
 
     /// Starts a server on 127.0.0.1, on `port` (0: an ephemeral port).
     public static func start(port requestedPort: Int = 0, threads: Int = 1, handler: @escaping Handler) async throws -> LoopbackHTTPServer {
@@ -87,14 +86,14 @@ public final class LoopbackHTTPServer: Sendable {
     /// Starts a server on 127.0.0.1 whose handler runs on the event loop (see ``ImmediateHandler``).
     public static func start(port requestedPort: Int = 0, threads: Int = 1, immediate handler: @escaping ImmediateHandler) async throws -> LoopbackHTTPServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
-        let counters = NIOLockedValueBox((connections: 0, requests: 0))
+        let counters = Locked((connections: 0, requests: 0))
         do {
             let channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(ChannelOptions.backlog, value: 512)
                 .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
-                    let number = counters.withLockedValue { state -> Int in
+                    let number = counters.with { state -> Int in
                         state.connections += 1
                         return state.connections
                     }
@@ -114,7 +113,7 @@ public final class LoopbackHTTPServer: Sendable {
     }
 
     private init(group: MultiThreadedEventLoopGroup, channel: any Channel,
-                 counters: NIOLockedValueBox<(connections: Int, requests: Int)>, port: Int) {
+                 counters: Locked<(connections: Int, requests: Int)>, port: Int) {
         self.group = group
         self.channel = channel
         self.counters = counters
@@ -134,12 +133,12 @@ private final class RequestHandler: ChannelInboundHandler {
 
     private let connectionNumber: Int
     private let handler: LoopbackHTTPServer.ImmediateHandler
-    private let counters: NIOLockedValueBox<(connections: Int, requests: Int)>
+    private let counters: Locked<(connections: Int, requests: Int)>
     private var head: HTTPRequestHead?
     private var body = Data()
 
     init(connectionNumber: Int, handler: @escaping LoopbackHTTPServer.ImmediateHandler,
-         counters: NIOLockedValueBox<(connections: Int, requests: Int)>) {
+         counters: Locked<(connections: Int, requests: Int)>) {
         self.connectionNumber = connectionNumber
         self.handler = handler
         self.counters = counters
@@ -155,7 +154,7 @@ private final class RequestHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
-            counters.withLockedValue { $0.requests += 1 }
+            counters.with { $0.requests += 1 }
             var headers = HeaderFields()
             for (name, value) in head.headers { headers.add(name: name, value: value) }
             let request = LoopbackHTTPServer.Request(

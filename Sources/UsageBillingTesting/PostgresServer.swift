@@ -1,4 +1,5 @@
 import Foundation
+import UsageBilling
 
 /// A real PostgreSQL server for tests: Debian's `postgresql` package (`scripts/setup.sh` installs
 /// it), a fresh cluster in a temporary directory, listening on a free loopback port, started
@@ -16,7 +17,7 @@ public final class PostgresServer: Sendable {
 
     /// The server this process shares, started on first use.
     public static func shared() async throws -> PostgresServer {
-        let task = lock.withLock {
+        let task = starting.with { starting in
             if let task = starting { return task }
             let task = Task { try await start() }
             starting = task
@@ -24,8 +25,7 @@ public final class PostgresServer: Sendable {
         }
         return try await task.value
     }
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var starting: Task<PostgresServer, any Error>?
+    private static let starting = Locked<Task<PostgresServer, any Error>?>(nil)
 
     private init(port: Int, directory: String, bin: String, asPostgres: Bool, tls: Bool) {
         self.port = port

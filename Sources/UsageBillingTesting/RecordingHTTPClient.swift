@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import UsageBilling
 
 /// Wraps a real ``HTTPClient`` (e.g. `CurlHTTPClient` against a sandbox account) and records
@@ -9,7 +8,7 @@ import UsageBilling
 public final class RecordingHTTPClient: HTTPClient {
     private let inner: any HTTPClient
     private let secrets: [String]
-    private let recorded = NIOLockedValueBox<[FixtureExchange]>([])
+    private let recorded = Locked<[FixtureExchange]>([])
 
     /// - Parameters:
     ///   - inner: the client that really sends.
@@ -24,7 +23,7 @@ public final class RecordingHTTPClient: HTTPClient {
         let fixtureRequest = redact(request)
         do {
             let response = try await inner.send(request)
-            recorded.withLockedValue { $0.append(FixtureExchange(request: fixtureRequest, response: redact(response))) }
+            recorded.with { $0.append(FixtureExchange(request: fixtureRequest, response: redact(response))) }
             return response
         } catch let error as UsageBillingError {
             let failure: TransportFailure? = switch error.code {
@@ -33,14 +32,14 @@ public final class RecordingHTTPClient: HTTPClient {
             default: nil
             }
             if let failure {
-                recorded.withLockedValue { $0.append(FixtureExchange(request: fixtureRequest, failure: failure)) }
+                recorded.with { $0.append(FixtureExchange(request: fixtureRequest, failure: failure)) }
             }
             throw error
         }
     }
 
     /// The redacted exchanges recorded so far.
-    public var exchanges: [FixtureExchange] { recorded.withLockedValue { $0 } }
+    public var exchanges: [FixtureExchange] { recorded.with { $0 } }
 
     /// Writes a fixture with the recorded exchanges to `url`.
     public func writeFixture(

@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import UsageBilling
 
 /// An ``HTTPClient`` that answers from recorded exchanges, in order, and fails on any request
@@ -7,25 +6,25 @@ import UsageBilling
 /// headers the fixture lists, and the body (form fields as a multiset, JSON by value).
 /// After the run, ``unconsumed`` lists exchanges never requested; ``failures`` every mismatch.
 public final class ReplayHTTPClient: HTTPClient {
-    private let state: NIOLockedValueBox<(next: Int, received: [HTTPRequest], failures: [String])>
+    private let state: Locked<(next: Int, received: [HTTPRequest], failures: [String])>
     private let exchanges: [FixtureExchange]
 
     /// A client that answers with `exchanges`, in order.
     public init(_ exchanges: [FixtureExchange]) {
         self.exchanges = exchanges
-        self.state = NIOLockedValueBox((next: 0, received: [], failures: []))
+        self.state = Locked((next: 0, received: [], failures: []))
     }
 
     /// Sends `request` (see the type's documentation for how it is answered).
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
-        let (index, count) = state.withLockedValue { s -> (Int, Int) in
+        let (index, count) = state.with { s -> (Int, Int) in
             s.received.append(request)
             defer { s.next += 1 }
             return (s.next, s.received.count)
         }
         guard index < exchanges.count else {
             let message = "unexpected request #\(count): \(request.method) \(request.url) (fixture has \(exchanges.count) exchanges)"
-            state.withLockedValue { $0.failures.append(message) }
+            state.with { $0.failures.append(message) }
             throw UsageBillingError(.fixtureMismatch, message, fix: "record the missing exchange or fix the adapter")
         }
         let exchange = exchanges[index]
@@ -33,7 +32,7 @@ public final class ReplayHTTPClient: HTTPClient {
         guard problems.isEmpty else {
             let message = "request #\(count) \(request.method) \(request.url) does not match the fixture: "
                 + problems.joined(separator: "; ")
-            state.withLockedValue { $0.failures.append(message) }
+            state.with { $0.failures.append(message) }
             throw UsageBillingError(.fixtureMismatch, message, fix: "fix the adapter or re-record the fixture")
         }
         if let failure = exchange.failure { throw failure.error }
@@ -44,12 +43,12 @@ public final class ReplayHTTPClient: HTTPClient {
     }
 
     /// Requests received so far, in order.
-    public var received: [HTTPRequest] { state.withLockedValue { $0.received } }
+    public var received: [HTTPRequest] { state.with { $0.received } }
     /// Every mismatch or unexpected request seen.
-    public var failures: [String] { state.withLockedValue { $0.failures } }
+    public var failures: [String] { state.with { $0.failures } }
     /// Exchanges never requested.
     public var unconsumed: [FixtureExchange] {
-        let next = state.withLockedValue { $0.next }
+        let next = state.with { $0.next }
         return next < exchanges.count ? Array(exchanges[next...]) : []
     }
 

@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import UsageBilling
 import UsageBillingTesting
 
@@ -86,12 +85,12 @@ public final class UsageEmulator: Sendable {
 
     let server: LoopbackHTTPServer
     private let providers: [String: any EmulatedProvider]
-    private let state: NIOLockedValueBox<(faults: [String: FaultPlan], rng: [String: SeededGenerator], injected: [String: [String: Int]], requests: [String: Int])>
+    private let state: Locked<(faults: [String: FaultPlan], rng: [String: SeededGenerator], injected: [String: [String: Int]], requests: [String: Int])>
     let seed: UInt64
     /// Whether writes past a provider's documented rate limit are answered 429 (`rate_limit` in
     /// ``statistics``' injected counts).
     public let enforcesRateLimits: Bool
-    private let buckets = NIOLockedValueBox(RateBuckets())
+    private let buckets = Locked(RateBuckets())
 
     /// The base URL, e.g. `http://127.0.0.1:12111`.
     public var baseURL: String { server.baseURL }
@@ -132,12 +131,11 @@ public final class UsageEmulator: Sendable {
         return emulator
     }
 
-    private final class Box: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value: UsageEmulator?
+    private final class Box: Sendable {
+        private let value = Locked<UsageEmulator?>(nil)
         var emulator: UsageEmulator? {
-            get { lock.withLock { value } }
-            set { lock.withLock { value = newValue } }
+            get { value.current }
+            set { value.with { $0 = newValue } }
         }
     }
 
@@ -148,7 +146,7 @@ public final class UsageEmulator: Sendable {
         self.seed = seed
         var rngs: [String: SeededGenerator] = [:]
         for (i, prefix) in providers.keys.sorted().enumerated() { rngs[prefix] = SeededGenerator(seed: seed &+ UInt64(i) &* 0x9E37_79B9) }
-        state = NIOLockedValueBox((faults: [:], rng: rngs, injected: [:], requests: [:]))
+        state = Locked((faults: [:], rng: rngs, injected: [:], requests: [:]))
         for (kind, plan) in faults { setFaults(kind, plan) }
     }
 
@@ -157,7 +155,7 @@ public final class UsageEmulator: Sendable {
 
     /// Replaces a provider's fault plan at run time (`chargebee` covers both its hosts).
     public func setFaults(_ kind: String, _ plan: FaultPlan) {
-        state.withLockedValue { s in
+        state.with { s in
             for prefix in Self.prefixes(of: kind) { s.faults[prefix] = plan }
         }
     }
@@ -196,7 +194,7 @@ public final class UsageEmulator: Sendable {
 
     /// Per provider prefix: requests seen and failures injected, by the fault spec's names (`429`, `500`, `reset`, ...).
     public var statistics: (requests: [String: Int], injected: [String: [String: Int]]) {
-        state.withLockedValue { ($0.requests, $0.injected) }
+        state.with { ($0.requests, $0.injected) }
     }
 
     /// Second hosts of a provider, served by its emulation under a path marker.
@@ -207,7 +205,7 @@ public final class UsageEmulator: Sendable {
     public func reset(_ kind: String? = nil) {
         let prefixes = kind.map(Self.prefixes(of:)) ?? Array(providers.keys)
         for prefix in prefixes { providers[prefix]?.reset() }
-        state.withLockedValue { s in
+        state.with { s in
             for prefix in prefixes {
                 s.requests[prefix] = nil
                 s.injected[prefix] = nil
@@ -275,15 +273,15 @@ public final class UsageEmulator: Sendable {
             && !(prefix == "metronome" && inner.path == "/v1/usage")  // Metronome's read-back is a POST
         if isWrite && enforcesRateLimits {
             let limits = provider.rateLimits(for: inner)
-            if !limits.isEmpty, buckets.withLockedValue({ $0.take(limits, now: .now) }) != nil {
-                state.withLockedValue { s in
+            if !limits.isEmpty, buckets.with({ $0.take(limits, now: .now) }) != nil {
+                state.with { s in
                     s.requests[prefix, default: 0] += 1
                     s.injected[prefix, default: [:]]["rate_limit", default: 0] += 1
                 }
                 return .now(.respond(provider.injected(status: 429, retryAfter: true)))
             }
         }
-        let (decision, delay): (FaultPlan.Decision, Duration?) = state.withLockedValue { s in
+        let (decision, delay): (FaultPlan.Decision, Duration?) = state.with { s in
             s.requests[prefix, default: 0] += 1
             guard isWrite, let plan = s.faults[prefix], plan.failureRate > 0 || plan.delayRate > 0 else { return (.pass, nil) }
             var rng = s.rng[prefix] ?? SeededGenerator(seed: 1)
@@ -352,10 +350,3 @@ enum Reply {
     static func number(_ d: Decimal) -> JSONValue { .number(NSDecimalNumber(decimal: d).doubleValue) }
 }
 
-/// A lock-protected value for the provider emulations.
-final class Locked<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func with<T>(_ body: (inout Value) -> T) -> T { lock.withLock { body(&value) } }
-}

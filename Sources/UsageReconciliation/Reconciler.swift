@@ -356,21 +356,20 @@ public struct Reconciler: Sendable {
 }
 
 /// An HTTP client that paces every request through a token bucket (read-back limits).
-final class PacedHTTPClient: HTTPClient, @unchecked Sendable {
+final class PacedHTTPClient: HTTPClient, Sendable {
     private let client: any HTTPClient
     private let clock: any UsageClock
-    private let lock = NSLock()
-    private var limiter: RateLimiter?
+    private let limiter = Locked<RateLimiter?>(nil)
 
     init(client: any HTTPClient, clock: any UsageClock) {
         self.client = client
         self.clock = clock
     }
 
-    func limit(_ limit: RateLimit) { lock.withLock { limiter = RateLimiter(limit, clock: clock) } }
+    func limit(_ limit: RateLimit) { limiter.with { $0 = RateLimiter(limit, clock: clock) } }
 
     func send(_ request: HTTPRequest) async throws -> HTTPResponse {
-        if let limiter = lock.withLock({ limiter }) { try await limiter.acquire() }
+        if let limiter = limiter.current { try await limiter.acquire() }
         return try await client.send(request)
     }
 }

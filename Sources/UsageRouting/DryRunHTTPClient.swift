@@ -2,12 +2,10 @@ import Foundation
 
 /// An ``HTTPClient`` that sends nothing: it answers every request `200 {}` and keeps the first
 /// few requests, credentials masked, to show what would have gone out.
-public final class DryRunHTTPClient: HTTPClient, @unchecked Sendable {
-    private let lock = NSLock()
+public final class DryRunHTTPClient: HTTPClient, Sendable {
     private let keep: Int
     private let secrets: [String]
-    private var kept: [HTTPRequest] = []
-    private var count = 0
+    private let seen = Locked((kept: [HTTPRequest](), count: 0))
 
     /// - Parameters:
     ///   - keep: how many requests to keep for display.
@@ -18,19 +16,19 @@ public final class DryRunHTTPClient: HTTPClient, @unchecked Sendable {
     }
 
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
-        lock.withLock {
-            count += 1
-            if kept.count < keep { kept.append(request) }
+        seen.with { seen in
+            seen.count += 1
+            if seen.kept.count < keep { seen.kept.append(request) }
         }
         return HTTPResponse(status: 200, headers: ["Content-Type": "application/json"], body: Data("{}".utf8))
     }
 
     /// Requests seen.
-    public var requestCount: Int { lock.withLock { count } }
+    public var requestCount: Int { seen.current.count }
 
     /// The kept requests as text (method, URL, headers, body), every secret masked.
     public func transcript() -> String {
-        lock.withLock { kept }.map { request in
+        seen.current.kept.map { request in
             var text = "\(request.method) \(request.url)\n\(request.headers.description)"
             if let body = request.body, !body.isEmpty { text += "\n\n" + String(decoding: body, as: UTF8.self) }
             return mask(text)

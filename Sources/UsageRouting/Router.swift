@@ -160,18 +160,17 @@ public struct DestinationReport: Sendable, Hashable {
 
 /// A ``UsageSink`` that sends each event to the provider its route names, and a copy to each
 /// shadow. Shadows run on their own: their failures never fail or delay the primary.
-public final class Router: UsageSink, @unchecked Sendable {
+public final class Router: UsageSink, Sendable {
     public let name = "router"
     /// The lanes it routes to.
     public let table: LaneTable
     /// The config it routes by.
     public var config: RoutingConfig { table.config }
     private let clock: any UsageClock
-    private let lock = NSLock()
-    private var shadowTasks: [Task<Void, Never>] = []
-    private var shadowReports: [DestinationReport] = []
+    /// Shadow deliveries in flight and the reports of those that finished.
+    private let shadows = Locked((tasks: [Task<Void, Never>](), reports: [DestinationReport]()))
     /// Open windows of the lanes whose sinks bill per window, for paths without a spool.
-    private var aggregators: [Lane: WindowAggregator] = [:]
+    private let aggregators = Locked([Lane: WindowAggregator]())
 
     /// Builds a sink for every lane of `config`, all sharing `client`.
     public convenience init(config: RoutingConfig, client: any HTTPClient, clock: any UsageClock = SystemClock()) throws {
@@ -276,16 +275,16 @@ public final class Router: UsageSink, @unchecked Sendable {
                 for await part in group { self.record(part) }
             }
         }
-        lock.withLock { shadowTasks.append(task) }
+        shadows.with { $0.tasks.append(task) }
     }
 
-    private func record(_ reports: [DestinationReport]) { lock.withLock { shadowReports += reports } }
+    private func record(_ reports: [DestinationReport]) { shadows.with { $0.reports += reports } }
 
     /// Waits for the shadow deliveries started so far and returns (and forgets) their reports.
     public func drainShadows() async -> [DestinationReport] {
-        let tasks = lock.withLock { defer { shadowTasks.removeAll() }; return shadowTasks }
+        let tasks = shadows.with { s in defer { s.tasks.removeAll() }; return s.tasks }
         for task in tasks { await task.value }
-        return lock.withLock { defer { shadowReports.removeAll() }; return shadowReports }
+        return shadows.with { s in defer { s.reports.removeAll() }; return s.reports }
     }
 
     /// Delivers `batch` to every destination — primaries and shadows concurrently, each lane
@@ -332,7 +331,7 @@ public final class Router: UsageSink, @unchecked Sendable {
     /// Folds events into `lane`'s open windows (kept for the router's lifetime).
     private func fold(_ events: [UsageEvent], lane: Lane) {
         guard let spec = table[lane]?.sink.capabilities.aggregation else { return }
-        lock.withLock {
+        aggregators.with { aggregators in
             var aggregator = aggregators[lane] ?? WindowAggregator(spec: spec, namespace: lane.description)
             for event in events { aggregator.add(event) }
             aggregators[lane] = aggregator
@@ -344,7 +343,7 @@ public final class Router: UsageSink, @unchecked Sendable {
     /// does): without a spool, windows live only as long as this router, so a window is billed
     /// once per run; use the spool to keep windows across runs.
     public func flushAggregates(policy: RetryPolicy, pace: Bool = true) async -> [DestinationReport] {
-        let records: [Lane: [UsageEvent]] = lock.withLock {
+        let records: [Lane: [UsageEvent]] = aggregators.with { aggregators in
             var out: [Lane: [UsageEvent]] = [:]
             for lane in aggregators.keys {
                 guard var aggregator = aggregators[lane] else { continue }
@@ -381,7 +380,7 @@ public final class Router: UsageSink, @unchecked Sendable {
     /// value did not change).
     private func deliverAggregated(_ events: [UsageEvent], lane: Lane, sink: any UsageSink) async throws -> [DeliveryOutcome] {
         guard let spec = sink.capabilities.aggregation else { return try await sink.deliver(events) }
-        let records: [UsageEvent] = lock.withLock {
+        let records: [UsageEvent] = aggregators.with { aggregators in
             var aggregator = aggregators[lane] ?? WindowAggregator(spec: spec, namespace: lane.description)
             for event in events { aggregator.add(event) }
             let emitted = aggregator.flush()

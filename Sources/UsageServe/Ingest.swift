@@ -91,10 +91,10 @@ public final class BacklogMonitor: Service, Sendable {
     let every: Duration
     let lanes: [String]
     let maxLag: Duration
-    private let state = LockedState((queued: 0, at: ContinuousClock.Instant?.none, error: String?.none, lagging: [String](), writeError: String?.none))
+    private let state = Locked((queued: 0, at: ContinuousClock.Instant?.none, error: String?.none, lagging: [String](), writeError: String?.none))
     /// Per lane, its queued rows at every ``historyEvery``-th count, the latest last, at most
     /// ``historyPoints`` of them: the status page's backlog lines.
-    private let samples = LockedState((counts: [String: [Int]](), refreshes: 0))
+    private let samples = Locked((counts: [String: [Int]](), refreshes: 0))
     /// Counts between two history samples.
     public let historyEvery = 10
     /// Samples kept per lane.
@@ -180,13 +180,6 @@ public final class BacklogMonitor: Service, Sendable {
     }
 }
 
-/// A value behind a lock.
-final class LockedState<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func with<T>(_ body: (inout Value) -> T) -> T { lock.withLock { body(&value) } }
-}
 
 /// What `POST /v1/events` answers.
 public struct IngestReply: Sendable {

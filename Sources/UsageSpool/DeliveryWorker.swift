@@ -494,11 +494,10 @@ final class WorkerLock: DeliveryLock {
 }
 
 /// A flag set once, read from any task (a worker's stop, a ledger's finished migration).
-final class StopFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
+final class StopFlag: Sendable {
+    private let value = Locked(false)
+    func set() { value.with { $0 = true } }
+    var isSet: Bool { value.current }
 }
 
 /// The delivery worker as a swift-service-lifecycle `Service`: run it in a `ServiceGroup` with

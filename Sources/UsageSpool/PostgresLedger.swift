@@ -781,15 +781,13 @@ public final class PostgresLedger: UsageLedger {
 /// only to its background logger).
 final class ConnectErrors: LogHandler, @unchecked Sendable {
 
-    private let lock = NSLock()
-    private var last: String?
-    private var since: ContinuousClock.Instant?
+    private let state = Locked((last: String?.none, since: ContinuousClock.Instant?.none))
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .debug
 
-    var message: String? { lock.withLock { last } }
+    var message: String? { state.current.last }
     /// When the attempts started failing, if the last one failed.
-    var failingSince: ContinuousClock.Instant? { lock.withLock { since } }
+    var failingSince: ContinuousClock.Instant? { state.current.since }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -799,12 +797,12 @@ final class ConnectErrors: LogHandler, @unchecked Sendable {
     func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
         if message.description == "Connection creation failed" {
             let error = metadata?["psql_error"] ?? metadata?["error"] ?? metadata?.first { $0.key.contains("error") }?.value
-            lock.withLock {
-                last = error.map { "\($0)" } ?? message.description
-                if since == nil { since = .now }
+            state.with { s in
+                s.last = error.map { "\($0)" } ?? message.description
+                if s.since == nil { s.since = .now }
             }
         } else if message.description == "Connection established" {
-            lock.withLock { since = nil }
+            state.with { $0.since = nil }
         }
     }
 }

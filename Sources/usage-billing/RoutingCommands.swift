@@ -281,15 +281,14 @@ func deliver(options: SendOptions, showRequests: Int, _ body: (Importer, Progres
 }
 
 /// A one-line progress display on a terminal (stderr), at most every half second.
-final class Progress: @unchecked Sendable {
-    private let lock = NSLock()
+final class Progress: Sendable {
     private let started = ContinuousClock.now
-    private var last = ContinuousClock.now - .seconds(1)
+    private let last = Locked(ContinuousClock.now - .seconds(1))
 
     static func forTerminal() -> Progress? { isatty(STDERR_FILENO) == 1 ? Progress() : nil }
 
     func update(_ count: Int) {
-        lock.withLock {
+        last.with { last in
             let now = ContinuousClock.now
             guard now - last >= .milliseconds(500) else { return }
             last = now

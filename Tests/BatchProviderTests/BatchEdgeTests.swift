@@ -1,6 +1,5 @@
 import Foundation
 import MetronomeUsage
-import NIOConcurrencyHelpers
 import OpenMeterUsage
 import OrbUsage
 import Testing
@@ -41,7 +40,7 @@ struct BatchProvider: Sendable, CustomTestStringConvertible {
 /// Answers every request with a fixed response, failing the first `failFirst` with 503, and
 /// keeps what it received.
 final class ScriptedClient: HTTPClient {
-    private let state = NIOLockedValueBox<[HTTPRequest]>([])
+    private let state = Locked<[HTTPRequest]>([])
     private let success: HTTPResponse
     private let failFirst: Int
     init(success: HTTPResponse, failFirst: Int = 0) {
@@ -49,10 +48,10 @@ final class ScriptedClient: HTTPClient {
         self.failFirst = failFirst
     }
     func send(_ request: HTTPRequest) async throws -> HTTPResponse {
-        let n = state.withLockedValue { $0.append(request); return $0.count }
+        let n = state.with { $0.append(request); return $0.count }
         return n <= failFirst ? .json(503, .object(["message": .string("unavailable")])) : success
     }
-    var received: [HTTPRequest] { state.withLockedValue { $0 } }
+    var received: [HTTPRequest] { state.with { $0 } }
 }
 
 @Suite("Batch splitting at the edges")

@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import OrbUsage
 import StripeUsage
 import Testing
@@ -47,14 +46,14 @@ struct EmulatorAPITests {
     /// adjustments alike); 24 hours after Stripe received it, a cancel changes nothing.
     @Test(arguments: [StripeMeteringAPI.v1, .v2])
     func cancelledEventsLeaveTheSummaries(_ api: StripeMeteringAPI) async throws {
-        let clock = NIOLockedValueBox(Date())
-        let emulator = try await UsageEmulator.start(now: { clock.withLockedValue { $0 } })
+        let clock = Locked(Date())
+        let emulator = try await UsageEmulator.start(now: { clock.with { $0 } })
         let http = try CurlHTTPClient()
         defer { http.shutdown() }
         let settings = StripeSettings(secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe",
                                       customers: ["acme": "cus_acme"])
         let sink = try StripeMeterEventSink(settings: settings, client: http)
-        let start = clock.withLockedValue { $0 }
+        let start = clock.with { $0 }
         let events = (0..<3).map { UsageEvent(id: "evt-\(api)-\($0)", name: "api_requests", customer: "acme", timestamp: start.addingTimeInterval(-120), quantity: Decimal($0 + 1) * 10) }
         #expect(try await sink.deliver(events) == [.accepted, .accepted, .accepted])
         let billing = try StripeBillingClient(settings: settings, client: http)
@@ -66,7 +65,7 @@ struct EmulatorAPITests {
         let adjustment = try await billing.cancelMeterEvent(eventName: "api_requests", identifier: events[1].id)
         #expect(adjustment.status == "pending" && adjustment.type == "cancel" && (adjustment.id != nil) == (api == .v2))
         #expect(try await total() == 40, "the cancelled 20 no longer counts")
-        clock.withLockedValue { $0 = $0.addingTimeInterval(25 * 3600) }
+        clock.with { $0 = $0.addingTimeInterval(25 * 3600) }
         _ = try await billing.cancelMeterEvent(eventName: "api_requests", identifier: events[2].id)
         #expect(try await total() == 40, "past 24 hours a cancel changes nothing")
         await emulator.shutdown()
@@ -105,12 +104,12 @@ struct EmulatorAPITests {
     /// A v1 Idempotency-Key replays its first answer (even for other parameters) within 24 hours;
     /// after that Stripe may have pruned it, and the emulator has: the key runs as a new request.
     @Test func aKeyOlderThan24HoursRunsAsANewRequest() async throws {
-        let clock = NIOLockedValueBox(Date())
-        let emulator = try await UsageEmulator.start(now: { clock.withLockedValue { $0 } })
+        let clock = Locked(Date())
+        let emulator = try await UsageEmulator.start(now: { clock.with { $0 } })
         let http = try CurlHTTPClient()
         defer { http.shutdown() }
         func send(_ identifier: String) async throws -> HTTPResponse {
-            let at = Int(clock.withLockedValue { $0 }.timeIntervalSince1970) - 60
+            let at = Int(clock.with { $0 }.timeIntervalSince1970) - 60
             let body = Data(FormEncoding.encode([("event_name", "api_requests"), ("payload[stripe_customer_id]", "cus_keys"), ("payload[value]", "1"),
                                                  ("identifier", identifier), ("timestamp", String(at))]).utf8)
             return try await http.send(HTTPRequest(method: .post, url: emulator.baseURL + "/stripe/v1/billing/meter_events",
@@ -120,10 +119,10 @@ struct EmulatorAPITests {
         func identifier(_ response: HTTPResponse) -> String? { JSONValue.parse(response.body)?["identifier"]?.stringValue }
         let first = try await send("evt-a")
         #expect(first.status == 200 && identifier(first) == "evt-a" && first.headers["Idempotent-Replayed"] == nil)
-        clock.withLockedValue { $0 = $0.addingTimeInterval(23 * 3600) }
+        clock.with { $0 = $0.addingTimeInterval(23 * 3600) }
         let replayed = try await send("evt-b")
         #expect(replayed.headers["Idempotent-Replayed"] == "true" && identifier(replayed) == "evt-a", "within 24 hours: the first answer")
-        clock.withLockedValue { $0 = $0.addingTimeInterval(2 * 3600) }
+        clock.with { $0 = $0.addingTimeInterval(2 * 3600) }
         let fresh = try await send("evt-c")
         #expect(fresh.status == 200 && fresh.headers["Idempotent-Replayed"] == nil && identifier(fresh) == "evt-c", "after 24 hours: a new request")
         #expect(await emulator.accepted("stripe").map(\.key) == ["evt-a", "evt-c"])

@@ -1,6 +1,5 @@
 import Foundation
 import MetronomeUsage
-import NIOConcurrencyHelpers
 import OpenMeterUsage
 import OrbUsage
 import StripeUsage
@@ -18,7 +17,7 @@ import UsageBillingTesting
 struct OrbSubscriptionReadBackTests {
     /// A fake Orb with two subscriptions for acme (one ended on June 1, one running since), none
     /// for globex; it notes every usage request's subscription and timeframe.
-    private func fakeOrb(_ asked: NIOLockedValueBox<[String]>) async throws -> LoopbackHTTPServer {
+    private func fakeOrb(_ asked: Locked<[String]>) async throws -> LoopbackHTTPServer {
         try await LoopbackHTTPServer.start { request in
             let q = Dictionary(request.query, uniquingKeysWith: { $1 })
             if request.path == "/v1/subscriptions" {
@@ -36,7 +35,7 @@ struct OrbSubscriptionReadBackTests {
                 return .respond(.json(404, .object(["status": .number(404), "title": .string("Not found")])))
             }
             let id = request.path.split(separator: "/")[2]
-            asked.withLockedValue { $0.append("\(id) \(start) \(end)") }
+            asked.with { $0.append("\(id) \(start) \(end)") }
             return .respond(.json(200, .object(["data": .array([.object([
                 "billable_metric": .object(["id": .string("bm_1"), "name": .string("api_request")]), "view_mode": .string("periodic"),
                 "usage": .array([.object(["quantity": .number(id == "sub_old" ? 5 : 7), "timeframe_start": .string(start), "timeframe_end": .string(end)])]),
@@ -45,7 +44,7 @@ struct OrbSubscriptionReadBackTests {
     }
 
     @Test func usageComesFromEverySubscriptionOverlappingTheRange() async throws {
-        let asked = NIOLockedValueBox<[String]>([])
+        let asked = Locked<[String]>([])
         let server = try await fakeOrb(asked)
         let http = try CurlHTTPClient()
         defer { http.shutdown() }
@@ -53,7 +52,7 @@ struct OrbSubscriptionReadBackTests {
         let from = try #require(RFC3339.parse("2026-05-01T00:00:00Z")), to = try #require(RFC3339.parse("2026-07-01T00:00:00Z"))
         let usage = try await readBack.usage(customer: "acme", meters: ["api_request"], from: from, to: to, granularity: .day)
         #expect(usage.map(\.value).reduce(0, +) == 12)
-        #expect(asked.withLockedValue { $0 }.sorted() == ["sub_new 2026-06-01T00:00:00Z 2026-07-01T00:00:00Z", "sub_old 2026-05-01T00:00:00Z 2026-06-01T00:00:00Z"],
+        #expect(asked.with { $0 }.sorted() == ["sub_new 2026-06-01T00:00:00Z 2026-07-01T00:00:00Z", "sub_old 2026-05-01T00:00:00Z 2026-06-01T00:00:00Z"],
                 "each subscription is read over its overlap with the range")
 
         // A customer with no subscription: said, with the fix, not reported as zero usage.
@@ -63,11 +62,11 @@ struct OrbSubscriptionReadBackTests {
         }
 
         // Named in the settings: read as it is, no lookup.
-        asked.withLockedValue { $0 = [] }
+        asked.with { $0 = [] }
         var settings = OrbSettings(apiKey: "orb_REDACTED", endpoint: server.baseURL + "/v1")
         settings.subscriptions = ["globex": "sub_globex"]
         let named = try await OrbReadBack(settings: settings, client: http).usage(customer: "globex", meters: [], from: from, to: to, granularity: .day)
-        #expect(named.map(\.value) == [7] && asked.withLockedValue { $0 } == ["sub_globex 2026-05-01T00:00:00Z 2026-07-01T00:00:00Z"])
+        #expect(named.map(\.value) == [7] && asked.with { $0 } == ["sub_globex 2026-05-01T00:00:00Z 2026-07-01T00:00:00Z"])
         await server.shutdown()
     }
 }
@@ -76,9 +75,9 @@ extension OrbSubscriptionReadBackTests {
     /// With `customer_id_kind: orb` the customer is Orb's own id: its time zone comes from
     /// `GET /customers/{id}` and its subscriptions from `customer_id[]`, not the external-id forms.
     @Test func orbIdsAreLookedUpByOrbId() async throws {
-        let paths = NIOLockedValueBox<[String]>([])
+        let paths = Locked<[String]>([])
         let server = try await LoopbackHTTPServer.start { request in
-            paths.withLockedValue { $0.append(request.target.removingPercentEncoding ?? request.target) }
+            paths.with { $0.append(request.target.removingPercentEncoding ?? request.target) }
             if request.path == "/v1/customers/cus_1" {
                 return .respond(.json(200, .object(["id": .string("cus_1"), "timezone": .string("Asia/Tokyo")])))
             }
@@ -95,7 +94,7 @@ extension OrbSubscriptionReadBackTests {
         #expect(zone.identifier == "Asia/Tokyo")
         let from = try #require(RFC3339.parse("2026-05-01T00:00:00Z")), to = try #require(RFC3339.parse("2026-05-02T00:00:00Z"))
         _ = try await readBack.usage(customer: "cus_1", meters: [], from: from, to: to, granularity: .day)
-        let seen = paths.withLockedValue { $0 }
+        let seen = paths.with { $0 }
         #expect(seen.first == "/v1/customers/cus_1")
         #expect(seen.contains { $0.hasPrefix("/v1/subscriptions?customer_id[]=cus_1") } && seen.contains { $0.hasPrefix("/v1/subscriptions/sub_1/usage?") }, "\(seen)")
         await server.shutdown()
@@ -132,9 +131,9 @@ struct MetronomeBillableMetricTests {
 @Suite("OpenMeter read-back: meter slugs")
 struct OpenMeterMeterSlugTests {
     @Test func eventTypesAreReadFromTheirMeters() async throws {
-        let asked = NIOLockedValueBox<[String]>([])
+        let asked = Locked<[String]>([])
         let server = try await LoopbackHTTPServer.start { request in
-            asked.withLockedValue { $0.append(request.path) }
+            asked.with { $0.append(request.path) }
             let value: Double = request.path == "/api/v1/meters/api_requests_total/query" ? 42 : 5
             return .respond(.json(200, .object(["windowSize": .string("DAY"), "data": .array([.object([
                 "subject": .string("customer-acme"), "value": .number(value),
@@ -149,7 +148,7 @@ struct OpenMeterMeterSlugTests {
         let rows = try await OpenMeterReadBack(settings: settings, client: http)
             .usage(customer: "customer-acme", meters: ["api_request", "storage"], from: from, to: to, granularity: .day)
         #expect(Dictionary(uniqueKeysWithValues: rows.map { ($0.meter, $0.value) }) == ["api_request": 42, "storage": 5])
-        #expect(asked.withLockedValue { $0 }.sorted() == ["/api/v1/meters/api_requests_total/query", "/api/v1/meters/storage/query"])
+        #expect(asked.with { $0 }.sorted() == ["/api/v1/meters/api_requests_total/query", "/api/v1/meters/storage/query"])
         await server.shutdown()
     }
 }
@@ -159,11 +158,11 @@ struct OpenMeterMeterSlugTests {
 @Suite("Stripe read-back: meters")
 struct StripeReadBackMeterTests {
     @Test func theActiveMeterOfAnEventNameIsRead() async throws {
-        let asked = NIOLockedValueBox<[String]>([])
-        let lists = NIOLockedValueBox(0)
+        let asked = Locked<[String]>([])
+        let lists = Locked(0)
         let server = try await LoopbackHTTPServer.start { request in
             if request.path == "/v1/billing/meters" {
-                lists.withLockedValue { $0 += 1 }
+                lists.with { $0 += 1 }
                 func meter(_ id: String, _ status: String) -> JSONValue {
                     .object(["id": .string(id), "object": .string("billing.meter"), "event_name": .string("api_requests"), "display_name": .string(id),
                              "status": .string(status), "livemode": .bool(false), "created": .number(0), "event_time_window": .null,
@@ -173,7 +172,7 @@ struct StripeReadBackMeterTests {
                 return .respond(.json(200, .object(["object": .string("list"), "data": .array([meter("mtr_old", "inactive"), meter("mtr_new", "active")]),
                                                     "has_more": .bool(false), "url": .string("/v1/billing/meters")])))
             }
-            asked.withLockedValue { $0.append(request.path) }
+            asked.with { $0.append(request.path) }
             return .respond(.json(200, .object(["object": .string("list"), "data": .array([]), "has_more": .bool(false), "url": .string(request.path)])))
         }
         let http = try CurlHTTPClient()
@@ -182,8 +181,8 @@ struct StripeReadBackMeterTests {
         let from = try #require(RFC3339.parse("2026-11-19T00:00:00Z")), to = try #require(RFC3339.parse("2026-11-20T00:00:00Z"))
         _ = try await readBack.usage(customer: "cus_1", meters: ["api_requests"], from: from, to: to, granularity: .day)
         _ = try await readBack.usage(customer: "cus_2", meters: ["api_requests"], from: from, to: to, granularity: .day)
-        #expect(asked.withLockedValue { $0 } == ["/v1/billing/meters/mtr_new/event_summaries", "/v1/billing/meters/mtr_new/event_summaries"])
-        #expect(lists.withLockedValue { $0 } == 1, "the meters are listed once per read-back, not per customer")
+        #expect(asked.with { $0 } == ["/v1/billing/meters/mtr_new/event_summaries", "/v1/billing/meters/mtr_new/event_summaries"])
+        #expect(lists.with { $0 } == 1, "the meters are listed once per read-back, not per customer")
         await server.shutdown()
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import Testing
 import UsageBilling
 import UsageBillingCurl
@@ -236,8 +235,8 @@ struct ReconcileTests {
     /// totals read back through event summaries; a session the emulator expires is refreshed.
     @Test func stripeStreamDeliversAndReconciles() async throws {
         var clockNow = Date()
-        let clock = NIOLockedValueBox(clockNow)
-        let setup = try Setup("stream", on: try await UsageEmulator.start(now: { clock.withLockedValue { $0 } }),
+        let clock = Locked(clockNow)
+        let setup = try Setup("stream", on: try await UsageEmulator.start(now: { clock.with { $0 } }),
                               routes: "  - { events: [api_request], to: stripe }", extra: ["stripe": "api: v2_stream, hedge: false"])
         let (emulator, pipeline) = (setup.emulator, setup.pipeline)
         var events: [UsageEvent] = []
@@ -251,7 +250,7 @@ struct ReconcileTests {
         try await pipeline.flush()
         // The emulator's clock moves past the session's 15 minutes: the next request is refused and a new session made.
         clockNow = clockNow.addingTimeInterval(16 * 60)
-        clock.withLockedValue { $0 = clockNow }
+        clock.with { $0 = clockNow }
         try await pipeline.record(Array(events[500...]))
         try await pipeline.flush()
         let requests = emulator.statistics.requests["stripe"] ?? 0

@@ -1,5 +1,5 @@
 import Foundation
-import NIOConcurrencyHelpers
+import UsageBilling
 import Testing
 import UsageBillingCurl
 import UsageBillingProviders
@@ -135,9 +135,9 @@ struct RouterDeliveryTests {
         // The shadow's server holds its request until the primary has returned: a router that
         // waited for its shadows would never return (the test's time limit ends it), so no
         // clock decides this test.
-        let primaryReturned = NIOLockedValueBox(false)
+        let primaryReturned = Locked(false)
         let shadowServer = try await LoopbackHTTPServer.start { _ in
-            _ = try? await eventually(within: .seconds(90)) { primaryReturned.withLockedValue { $0 } }
+            _ = try? await eventually(within: .seconds(90)) { primaryReturned.with { $0 } }
             return .respond(.json(200, .object(["validation_failed": .array([])])))
         }
         let c = try RoutingConfig.parse("""
@@ -154,7 +154,7 @@ struct RouterDeliveryTests {
         let outcomes = try await router.deliver([event("api_request", at: RFC3339.format(Date().addingTimeInterval(-60)))])
         #expect(outcomes == [.accepted])
         #expect(try await eventually { shadowServer.requestsReceived == 1 }, "the shadow's request was sent")
-        primaryReturned.withLockedValue { $0 = true }
+        primaryReturned.with { $0 = true }
         let shadows = await router.drainShadows()
         #expect(shadows.count == 1)
         #expect(shadows.first?.role == .shadow)

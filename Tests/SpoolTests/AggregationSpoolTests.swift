@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import Testing
 import UsageBilling
 import UsageBillingProviders
@@ -11,22 +10,22 @@ import UsageSpool
 /// `timeoutAfterApplying` makes the next POST land and then time out, like a lost response.
 final class FakeRecurly: HTTPClient, Sendable {
     struct Record: Sendable { var tag: String; var amount: Double; var usageTimestamp: String }
-    let state = NIOLockedValueBox<(records: [Record], posts: Int, gets: Int, timeoutAfterApplying: Bool)>(([], 0, 0, false))
+    let state = Locked<(records: [Record], posts: Int, gets: Int, timeoutAfterApplying: Bool)>(([], 0, 0, false))
 
-    var records: [Record] { state.withLockedValue { $0.records } }
-    var posts: Int { state.withLockedValue { $0.posts } }
-    var gets: Int { state.withLockedValue { $0.gets } }
+    var records: [Record] { state.with { $0.records } }
+    var posts: Int { state.with { $0.posts } }
+    var gets: Int { state.with { $0.gets } }
 
     func apply(_ body: JSONValue?) {
         let record = Record(tag: body?["merchant_tag"]?.stringValue ?? "", amount: body?["amount"]?.numberValue ?? 0,
                             usageTimestamp: body?["usage_timestamp"]?.stringValue ?? "")
-        state.withLockedValue { $0.records.append(record) }
+        state.with { $0.records.append(record) }
     }
 
     func send(_ request: HTTPRequest) async throws -> HTTPResponse {
         if request.method == .post {
             apply(JSONValue.parse(request.body ?? Data()))
-            let timeout = state.withLockedValue { s in
+            let timeout = state.with { s in
                 s.posts += 1
                 defer { s.timeoutAfterApplying = false }
                 return s.timeoutAfterApplying
@@ -35,7 +34,7 @@ final class FakeRecurly: HTTPClient, Sendable {
             return HTTPResponse(status: 201, headers: ["Content-Type": "application/json"], body: JSONValue.object(["id": .string("u1"), "object": .string("usage")]).encoded())
         }
         let query = Dictionary(FormEncoding.decode(URLComponents(string: request.url)?.percentEncodedQuery ?? ""), uniquingKeysWith: { $1 })
-        let data: [JSONValue] = state.withLockedValue { s in
+        let data: [JSONValue] = state.with { s in
             s.gets += 1
             return s.records.filter { r in
                 (query["begin_time"].map { r.usageTimestamp >= $0 } ?? true) && (query["end_time"].map { r.usageTimestamp <= $0 } ?? true)
@@ -150,7 +149,7 @@ struct AggregationSpoolTests {
     @Test(arguments: LedgerKind.allCases)
     func ambiguousFailureIsLookedUpNotChargedTwice(_ kind: LedgerKind) async throws {
         let fake = FakeRecurly()
-        fake.state.withLockedValue { $0.timeoutAfterApplying = true }
+        fake.state.with { $0.timeoutAfterApplying = true }
         let clock = TestClock(now: hourStart.addingTimeInterval(600))
         let pipeline = try UsagePipeline(config: try recurlyConfig(), ledger: try await kind.make("ambiguous"), client: fake, policy: quickRetries, clock: clock)
         try await pipeline.record([usage("a", minute: 1, 2), usage("b", minute: 2, 3)])

@@ -1,5 +1,5 @@
 import Foundation
-import NIOConcurrencyHelpers
+import UsageBilling
 import StripeUsage
 import Testing
 import UsageBillingTesting
@@ -36,9 +36,9 @@ struct CrashTests {
     @Test func killedWorkersLoseNothingAndBillNothingTwice() async throws {
         let n = 300
         let fake = StripeFake(meters: ["api_request"])
-        let counter = NIOLockedValueBox(0)
+        let counter = Locked(0)
         let server = try await LoopbackHTTPServer.start(threads: 2) { request in
-            let k = counter.withLockedValue { $0 += 1; return $0 }
+            let k = counter.with { $0 += 1; return $0 }
             switch k {
             case _ where k % 13 == 0:
                 return .respond(.json(429, .object(["error": .object(["type": .string("invalid_request_error"), "code": .string("rate_limit"),
@@ -95,7 +95,7 @@ struct CrashTests {
 
         let recorded = await fake.recorded
         let expected = Set((0..<n).map { "crash-\($0)" })
-        let requests = counter.withLockedValue { $0 }
+        let requests = counter.with { $0 }
         let status = try Spool(path: spool).status()
         let lane = try #require(status.first)
         print("crash test: N=\(n), SIGKILLs=\(kills), requests=\(requests), ids at the server=\(recorded.identifiers.count), events counted=\(recorded.events), delivered=\(lane.delivered), duplicates=\(lane.duplicates), queued=\(lane.queued)")

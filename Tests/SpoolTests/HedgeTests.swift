@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import Testing
 import UsageBilling
 import UsageBillingCurl
@@ -16,12 +15,12 @@ struct HedgeTests {
     /// then answered late.
     final class HangingIngest: Sendable {
         let hung: String
-        let state = NIOLockedValueBox((billed: [String: Int](), requests: 0, hedgeAnswered: false, lateAnswers: 0, heldOnce: false))
+        let state = Locked((billed: [String: Int](), requests: 0, hedgeAnswered: false, lateAnswers: 0, heldOnce: false))
         init(hung: String) { self.hung = hung }
 
         func handle(_ request: LoopbackHTTPServer.Request) async -> LoopbackHTTPServer.Action {
             let ids = (JSONValue.parse(request.body)?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }
-            let hold = state.withLockedValue { s -> Bool in
+            let hold = state.with { s -> Bool in
                 s.requests += 1
                 for id in ids where s.billed[id] == nil { s.billed[id] = 1 }  // applied once, whatever comes again
                 guard ids.contains(hung), !s.heldOnce else { return false }
@@ -30,11 +29,11 @@ struct HedgeTests {
             }
             if hold {
                 // Accepted, and no answer until the hedge has been answered.
-                _ = try? await eventually(within: .seconds(30)) { self.state.withLockedValue { $0.hedgeAnswered } }
-                state.withLockedValue { $0.lateAnswers += 1 }
+                _ = try? await eventually(within: .seconds(30)) { self.state.with { $0.hedgeAnswered } }
+                state.with { $0.lateAnswers += 1 }
                 return .respond(HTTPResponse(status: 204))
             }
-            if ids.contains(hung) { state.withLockedValue { $0.hedgeAnswered = true } }
+            if ids.contains(hung) { state.with { $0.hedgeAnswered = true } }
             return .respond(HTTPResponse(status: 204))
         }
     }
@@ -59,14 +58,14 @@ struct HedgeTests {
         let started = ContinuousClock.now
         try await pipeline.flush()
         let took = ContinuousClock.now - started
-        let seen = ingest.state.withLockedValue { $0 }
+        let seen = ingest.state.with { $0 }
         let lane = try #require(try await pipeline.spool.status().first)
         #expect(lane.delivered + lane.duplicates == n && lane.queued == 0 && lane.dead.isEmpty)
         #expect(seen.billed.count == n && seen.billed.values.allSatisfy { $0 == 1 }, "every id billed once")
         #expect(seen.requests == n / 5 + 1, "one hedge, for the one hung request: \(seen.requests) requests")
         #expect(took < .seconds(30), "the hung request cost the hedge delay, not the 60 s timeout (\(took))")
         // The late answer to the first attempt reaches nobody: the attempt was cancelled.
-        _ = try? await eventually(within: .seconds(5)) { ingest.state.withLockedValue { $0.lateAnswers } == 1 }
+        _ = try? await eventually(within: .seconds(5)) { ingest.state.with { $0.lateAnswers } == 1 }
         #expect(try await pipeline.spool.status().first?.delivered == lane.delivered, "a late answer changes nothing")
         print("hedge: \(n) events, \(seen.requests) requests, drained in \(took)")
         await server.shutdown()

@@ -1,6 +1,6 @@
 import Foundation
+import UsageBilling
 import Logging
-import NIOConcurrencyHelpers
 import ServiceLifecycle
 import Testing
 import UsageBillingCurl
@@ -16,11 +16,11 @@ struct ShutdownTests {
     /// flight at the shutdown does not depend on how fast the machine gets there.
     @Test(arguments: LedgerKind.allCases)
     func theInFlightBatchFinishesAndIsMarked(_ kind: LedgerKind) async throws {
-        let inFlight = NIOLockedValueBox(0)
-        let answer = NIOLockedValueBox(false)
+        let inFlight = Locked(0)
+        let answer = Locked(false)
         let server = try await LoopbackHTTPServer.start { _ in
-            inFlight.withLockedValue { $0 += 1 }
-            _ = try? await eventually { answer.withLockedValue { $0 } }
+            inFlight.with { $0 += 1 }
+            _ = try? await eventually { answer.with { $0 } }
             return .respond(HTTPResponse(status: 204))
         }
         let config = try openMeterOnly(server, batch: 10)
@@ -31,13 +31,13 @@ struct ShutdownTests {
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: DeliveryService(worker: pipeline.worker))], logger: Logger(label: "test")))
         let running = Task { try await group.run() }
-        #expect(try await eventually { inFlight.withLockedValue { $0 } > 0 })
+        #expect(try await eventually { inFlight.with { $0 } > 0 })
         await group.triggerGracefulShutdown()
         #expect(try await eventually { pipeline.worker.isStopping })
-        answer.withLockedValue { $0 = true }
+        answer.with { $0 = true }
         try await running.value
         let lane = try await #require(try await pipeline.spool.status().first)
-        let started = inFlight.withLockedValue { $0 }
+        let started = inFlight.with { $0 }
         // At most the lane's 8 concurrent batches: a ninth could only start once one of them was
         // answered, and none was before the worker was stopping.
         #expect((1...8).contains(started), "\(started) batches started")

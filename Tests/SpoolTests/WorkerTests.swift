@@ -1,5 +1,5 @@
 import Foundation
-import NIOConcurrencyHelpers
+import UsageBilling
 import StripeUsage
 import Testing
 import UsageBillingCurl
@@ -10,14 +10,14 @@ import UsageRouting
 
 /// An OpenMeter-shaped server that fails every request while `failing` is set.
 final class SwitchableServer: Sendable {
-    let failing = NIOLockedValueBox(true)
-    let received = NIOLockedValueBox<Set<String>>([])
+    let failing = Locked(true)
+    let received = Locked<Set<String>>([])
 
     func handle(_ request: LoopbackHTTPServer.Request) -> LoopbackHTTPServer.Action {
-        if failing.withLockedValue({ $0 }) { return .respond(.json(503, .object(["title": .string("Service Unavailable")]))) }
+        if failing.with({ $0 }) { return .respond(.json(503, .object(["title": .string("Service Unavailable")]))) }
         let json = JSONValue.parse(request.body)
         let ids = (json?.arrayValue ?? [json].compactMap { $0 }).compactMap { $0["id"]?.stringValue }
-        received.withLockedValue { $0.formUnion(ids) }
+        received.with { $0.formUnion(ids) }
         return .respond(HTTPResponse(status: 204))
     }
 }
@@ -56,11 +56,11 @@ struct WorkerTests {
         let openMeter = try await #require(try await pipeline.spool.status().first { $0.lane == "openmeter/api_request" })
         #expect(openMeter.delivered == 0 && openMeter.queued == n && openMeter.retrying > 0)
 
-        down.failing.withLockedValue { $0 = false }
+        down.failing.with { $0 = false }
         try await worker.value
         let final = try await pipeline.spool.status()
         #expect(final.allSatisfy { $0.queued == 0 && $0.delivered == n && $0.dead.isEmpty })
-        #expect(down.received.withLockedValue { $0.count } == n)
+        #expect(down.received.with { $0.count } == n)
         print("isolation: \(n) events; stripe lane done while openmeter was down; openmeter caught up with \(n)")
         await stripeServer.shutdown()
         await openMeterServer.shutdown()
@@ -70,16 +70,16 @@ struct WorkerTests {
 /// Counts requests in progress, overall and per Stripe customer and meter.
 final class OverlapProbe: Sendable {
     private struct State { var now: [String: Int] = [:]; var total = 0; var maxPerKey = 0; var maxTotal = 0; var ids: Set<String> = [] }
-    private let state = NIOLockedValueBox(State())
+    private let state = Locked(State())
 
-    var maxPerKey: Int { state.withLockedValue { $0.maxPerKey } }
-    var maxTotal: Int { state.withLockedValue { $0.maxTotal } }
-    var received: Int { state.withLockedValue { $0.ids.count } }
+    var maxPerKey: Int { state.with { $0.maxPerKey } }
+    var maxTotal: Int { state.with { $0.maxTotal } }
+    var received: Int { state.with { $0.ids.count } }
 
     func handle(_ request: LoopbackHTTPServer.Request) async -> LoopbackHTTPServer.Action {
         let form = Dictionary(FormEncoding.decode(String(decoding: request.body, as: UTF8.self)), uniquingKeysWith: { $1 })
         let key = (form["payload[stripe_customer_id]"] ?? "") + "/" + (form["event_name"] ?? "")
-        state.withLockedValue { s in
+        state.with { s in
             s.now[key, default: 0] += 1
             s.total += 1
             s.maxPerKey = max(s.maxPerKey, s.now[key] ?? 0)
@@ -91,7 +91,7 @@ final class OverlapProbe: Sendable {
         // to overlap if the worker let them.
         _ = try? await eventually(within: .seconds(10)) { self.maxTotal > 1 }
         try? await Task.sleep(for: .milliseconds(4))
-        state.withLockedValue { s in
+        state.with { s in
             s.now[key, default: 1] -= 1
             s.total -= 1
         }
@@ -141,12 +141,12 @@ extension WorkerConcurrencyTests {
     @Test(arguments: LedgerKind.allCases, [(3, 3), (nil, 8)] as [(Int?, Int)])
     func maxInFlightBoundsALane(_ kind: LedgerKind, _ bound: (setting: Int?, expected: Int)) async throws {
         let (setting, expected) = bound
-        let peak = NIOLockedValueBox((now: 0, max: 0, requests: 0))
+        let peak = Locked((now: 0, max: 0, requests: 0))
         let server = try await LoopbackHTTPServer.start(threads: 2) { _ in
-            peak.withLockedValue { $0.now += 1; $0.max = max($0.max, $0.now); $0.requests += 1 }
-            _ = try? await eventually(within: .seconds(10)) { peak.withLockedValue { $0.max } >= expected }
+            peak.with { $0.now += 1; $0.max = max($0.max, $0.now); $0.requests += 1 }
+            _ = try? await eventually(within: .seconds(10)) { peak.with { $0.max } >= expected }
             try? await Task.sleep(for: .milliseconds(20))
-            peak.withLockedValue { $0.now -= 1 }
+            peak.with { $0.now -= 1 }
             return .respond(.json(200, .object(["validation_failed": .array([])])))
         }
         let config = try routing("""
@@ -162,7 +162,7 @@ extension WorkerConcurrencyTests {
         let pipeline = try UsagePipeline(config: config, ledger: try await kind.make("inflight"), client: curl)
         try await pipeline.record(events(40, prefix: "f"))
         try await pipeline.flush()
-        let seen = peak.withLockedValue { $0 }
+        let seen = peak.with { $0 }
         #expect(seen.requests == 40)
         #expect(seen.max == expected, "at most \(seen.max) requests in flight, expected \(expected)")
         await server.shutdown()
@@ -171,13 +171,13 @@ extension WorkerConcurrencyTests {
 
 /// Answers every request with 204 once `open()` is called, counting requests.
 final class GateClient: HTTPClient, Sendable {
-    private let state = NIOLockedValueBox((requests: 0, open: false))
-    var requests: Int { state.withLockedValue { $0.requests } }
-    func open() { state.withLockedValue { $0.open = true } }
+    private let state = Locked((requests: 0, open: false))
+    var requests: Int { state.with { $0.requests } }
+    func open() { state.with { $0.open = true } }
 
     func send(_ request: HTTPRequest) async throws -> HTTPResponse {
-        state.withLockedValue { $0.requests += 1 }
-        _ = try await eventually { self.state.withLockedValue { $0.open } }
+        state.with { $0.requests += 1 }
+        _ = try await eventually { self.state.with { $0.open } }
         return HTTPResponse(status: 204)
     }
 }
@@ -222,14 +222,14 @@ struct PurgeReuseTests {
     /// rows take their seqs again. A worker that has already read past those seqs still delivers
     /// the new rows, and nothing else changes.
     @Test func rowsTakingPurgedSeqsAreStillDelivered() async throws {
-        let received = NIOLockedValueBox<Set<String>>([])
+        let received = Locked<Set<String>>([])
         let server = try await LoopbackHTTPServer.start { request in
             let json = JSONValue.parse(request.body)
             let batch = json?.arrayValue ?? [json].compactMap { $0 }
             if batch.contains(where: { $0["subject"]?.stringValue == "bad" }) {
                 return .respond(.json(400, .object(["title": .string("Bad Request"), "detail": .string("subject is blocked")])))
             }
-            received.withLockedValue { $0.formUnion(batch.compactMap { $0["id"]?.stringValue }) }
+            received.with { $0.formUnion(batch.compactMap { $0["id"]?.stringValue }) }
             return .respond(HTTPResponse(status: 204))
         }
         let config = try openMeterOnly(server, batch: 1)
@@ -255,7 +255,7 @@ struct PurgeReuseTests {
         try await pipeline.record(later)
         let reused = try await seqs("later")
         #expect(reused.count == 2 && (reused.first ?? .max) <= topBefore, "the new rows were expected to take the purged seqs: \(reused), top was \(topBefore)")
-        #expect(try await eventually { received.withLockedValue { $0 } == Set((good + later).map(\.id)) })
+        #expect(try await eventually { received.with { $0 } == Set((good + later).map(\.id)) })
         pipeline.worker.stop()
         try await worker.value
         let status = try await #require(try await pipeline.spool.status().first)

@@ -7,14 +7,14 @@ import UsageBilling
 @Suite("Paginator")
 struct PaginatorTests {
     @Test func readsEveryPageInOrderUntilTheLast() async throws {
-        let asked = LockedList()
+        let asked = Locked<[Int?]>([])
         let items = try await PaginatorSequence<Int, String>("test list") { token in
-            asked.append(token)
+            asked.with { $0.append(token) }
             let page = token ?? 0
             return (["\(page)a", "\(page)b"], page < 2 ? page + 1 : nil)
         }.all()
         #expect(items == ["0a", "0b", "1a", "1b", "2a", "2b"])
-        #expect(asked.values == [nil, 1, 2])
+        #expect(asked.current == [nil, 1, 2])
     }
 
     @Test func aStartTokenIsTheFirstPage() async throws {
@@ -37,11 +37,4 @@ struct PaginatorTests {
             _ = try await PaginatorSequence<Int, Int>("endless list", maxPages: 5) { token in ([0], (token ?? 0) + 1) }.all()
         } throws: { ($0 as? UsageBillingError)?.code == .unexpectedResponse && "\($0)".contains("after 5 pages") }
     }
-}
-
-private final class LockedList: @unchecked Sendable {
-    private let lock = NSLock()
-    private var list: [Int?] = []
-    func append(_ value: Int?) { lock.withLock { list.append(value) } }
-    var values: [Int?] { lock.withLock { list } }
 }

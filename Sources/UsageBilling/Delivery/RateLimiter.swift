@@ -5,30 +5,28 @@ import Foundation
 /// event it carries.
 ///
 /// `acquire(events:)` waits (on the injected clock) until both are free. Waiters are served in
-/// arrival order because each reserves its tokens before sleeping. A class with a lock, not an
-/// actor: a Stripe v1 lane takes a token per request, and hopping onto an actor and back for
-/// it cost more than the bucket's arithmetic.
-public final class RateLimiter: @unchecked Sendable {
+/// arrival order because each reserves its tokens before sleeping. A class with a lock
+/// (``Locked``), not an actor: a Stripe v1 lane takes a token per request, and hopping onto an
+/// actor and back for it costs more than the bucket's arithmetic.
+public final class RateLimiter: Sendable {
     private let clock: any UsageClock
-    private let lock = NSLock()
-    private var requests: Bucket  // guarded by `lock`
-    private var events: Bucket?   // guarded by `lock`
+    private let buckets: Locked<(requests: Bucket, events: Bucket?)>
 
     /// A limiter for `limit`, starting full.
     public init(_ limit: RateLimit, clock: any UsageClock = SystemClock()) {
         self.clock = clock
         let now = clock.monotonicNow()
-        requests = Bucket(rate: limit.requestsPerSecond, burst: limit.burst, now: now)
-        events = limit.eventsPerSecond.map { Bucket(rate: $0, burst: limit.eventBurst, now: now) }
+        buckets = Locked((Bucket(rate: limit.requestsPerSecond, burst: limit.burst, now: now),
+                          limit.eventsPerSecond.map { Bucket(rate: $0, burst: limit.eventBurst, now: now) }))
     }
 
     /// Takes a request token and, if events are limited, `events` event tokens, waiting as long
     /// as the slower bucket needs. Throws `CancellationError` if cancelled.
     public func acquire(events count: Int = 1) async throws {
-        let wait: Double = lock.withLock {
-            let now = clock.monotonicNow()
-            let request = requests.take(1, now: now)
-            let event = events?.take(Double(count), now: now) ?? 0
+        let now = clock.monotonicNow()
+        let wait: Double = buckets.with { b in
+            let request = b.requests.take(1, now: now)
+            let event = b.events?.take(Double(count), now: now) ?? 0
             return max(request, event)
         }
         if wait > 0 { try await clock.sleep(for: .seconds(wait)) }
@@ -36,13 +34,14 @@ public final class RateLimiter: @unchecked Sendable {
 
     /// Request tokens available right now (may be negative while callers are queued).
     public func available() -> Double {
-        lock.withLock {
-            requests.refill(now: clock.monotonicNow())
-            return requests.tokens
+        let now = clock.monotonicNow()
+        return buckets.with { b in
+            b.requests.refill(now: now)
+            return b.requests.tokens
         }
     }
 
-    private struct Bucket {
+    private struct Bucket: Sendable {
         let rate: Double
         let burst: Double
         var tokens: Double
