@@ -3,6 +3,13 @@ import PackageDescription
 
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
+/// Every built-in provider: `Providers/<Name>/` holds its module `<Name>Usage` (`Sources/`) and its
+/// emulation `<Name>Emulation` (`Emulation/`). A new provider is a folder, a line here and a line
+/// in each registry (`ProviderRegistry.standard`, `UsageEmulator.standard`).
+let providers = ["Stripe", "Orb", "Metronome", "OpenMeter", "Chargebee", "Recurly", "Paddle"]
+let providerModules = providers.map { Target.Dependency(stringLiteral: "\($0)Usage") }
+let emulationModules = providers.map { Target.Dependency(stringLiteral: "\($0)Emulation") }
+
 let package = Package(
     name: "UsageBilling",
     platforms: [.macOS(.v14)],
@@ -15,16 +22,9 @@ let package = Package(
         .library(name: "UsageSpool", targets: ["UsageSpool"]),
         .library(name: "UsageEmulator", targets: ["UsageEmulator"]),
         .library(name: "UsageReconciliation", targets: ["UsageReconciliation"]),
-        .library(name: "StripeUsage", targets: ["StripeUsage"]),
-        .library(name: "OrbUsage", targets: ["OrbUsage"]),
-        .library(name: "MetronomeUsage", targets: ["MetronomeUsage"]),
-        .library(name: "OpenMeterUsage", targets: ["OpenMeterUsage"]),
-        .library(name: "ChargebeeUsage", targets: ["ChargebeeUsage"]),
-        .library(name: "RecurlyUsage", targets: ["RecurlyUsage"]),
-        .library(name: "PaddleUsage", targets: ["PaddleUsage"]),
         .executable(name: "usage-billing", targets: ["usage-billing"]),
         .executable(name: "usage-billing-bench", targets: ["usage-billing-bench"]),
-    ],
+    ] + providers.map { .library(name: "\($0)Usage", targets: ["\($0)Usage"]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -69,19 +69,6 @@ let package = Package(
             path: "Sources/UsageBillingTesting",
             swiftSettings: strict
         ),
-        // Providers: one folder each, module <Name>Usage.
-        .target(
-            name: "StripeUsage",
-            dependencies: ["UsageBilling"],
-            path: "Providers/Stripe/Sources",
-            swiftSettings: strict
-        ),
-        .target(name: "OrbUsage", dependencies: ["UsageBilling"], path: "Providers/Orb/Sources", swiftSettings: strict),
-        .target(name: "MetronomeUsage", dependencies: ["UsageBilling"], path: "Providers/Metronome/Sources", swiftSettings: strict),
-        .target(name: "OpenMeterUsage", dependencies: ["UsageBilling"], path: "Providers/OpenMeter/Sources", swiftSettings: strict),
-        .target(name: "ChargebeeUsage", dependencies: ["UsageBilling"], path: "Providers/Chargebee/Sources", swiftSettings: strict),
-        .target(name: "RecurlyUsage", dependencies: ["UsageBilling"], path: "Providers/Recurly/Sources", swiftSettings: strict),
-        .target(name: "PaddleUsage", dependencies: ["UsageBilling"], path: "Providers/Paddle/Sources", swiftSettings: strict),
         // Routing config (YAML/JSON), the dual-write Router, the provider registry, import.
         .target(
             name: "UsageRouting",
@@ -116,17 +103,25 @@ let package = Package(
             path: "Sources/UsageCockpit",
             swiftSettings: strict
         ),
-        // A local emulator of every provider (SwiftNIO, loopback) with fault injection.
+        // The emulator's server, fault injection and the protocol every provider's emulation
+        // implements (SwiftNIO, loopback); no provider in it.
+        .target(
+            name: "UsageEmulatorCore",
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageRouting"],
+            path: "Sources/UsageEmulatorCore",
+            swiftSettings: strict
+        ),
+        // The emulator of every built-in provider: their emulations, registered.
         .target(
             name: "UsageEmulator",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageRouting"],
+            dependencies: ["UsageBilling", "UsageEmulatorCore", "UsageRouting"] + emulationModules,
             path: "Sources/UsageEmulator",
             swiftSettings: strict
         ),
         // The registry of every built-in provider: one line per provider.
         .target(
             name: "UsageBillingProviders",
-            dependencies: ["UsageBilling", "UsageRouting", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage", "ChargebeeUsage", "RecurlyUsage", "PaddleUsage"],
+            dependencies: ["UsageBilling", "UsageRouting"] + providerModules,
             path: "Sources/UsageBillingProviders",
             swiftSettings: strict
         ),
@@ -150,13 +145,13 @@ let package = Package(
             dependencies: [
                 "UsageServe", "UsageCockpit",
                 "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders", "UsageSpool", "UsageEmulator",
-                "UsageReconciliation", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage", "ChargebeeUsage", "RecurlyUsage", "PaddleUsage",
+                "UsageReconciliation",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ],
+            ] + providerModules,
             path: "Sources/usage-billing",
             swiftSettings: strict
         ),
@@ -178,7 +173,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage", "ChargebeeUsage", "RecurlyUsage", "PaddleUsage"],
+            dependencies: ["UsageBilling", "UsageBillingTesting"] + providerModules,
             swiftSettings: strict
         ),
         .testTarget(
@@ -203,8 +198,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EmulatorTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "UsageRouting", "UsageBillingProviders", "UsageSpool", "StripeUsage", "OrbUsage", "MetronomeUsage", "OpenMeterUsage",
-                           "UsageReconciliation"],
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "UsageRouting", "UsageBillingProviders", "UsageSpool", "UsageReconciliation"] + providerModules,
             swiftSettings: strict
         ),
         .testTarget(
@@ -219,8 +213,12 @@ let package = Package(
         ),
         .testTarget(
             name: "BatchProviderTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "OrbUsage", "MetronomeUsage", "OpenMeterUsage", "ChargebeeUsage", "RecurlyUsage", "PaddleUsage"],
+            dependencies: ["UsageBilling", "UsageBillingTesting"] + providerModules,
             swiftSettings: strict
         ),
     ]
+        // Providers: one folder each, `<Name>Usage` (production, the core only) and
+        // `<Name>Emulation` (its emulation, on the emulator's core; NIO stays out of production).
+        + providers.map { .target(name: "\($0)Usage", dependencies: ["UsageBilling"], path: "Providers/\($0)/Sources", swiftSettings: strict) }
+        + providers.map { .target(name: "\($0)Emulation", dependencies: ["UsageBilling", "UsageEmulatorCore"], path: "Providers/\($0)/Emulation", swiftSettings: strict) }
 )

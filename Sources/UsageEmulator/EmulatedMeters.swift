@@ -46,6 +46,11 @@ public struct EmulatedMeters: Sendable, Equatable {
         if stripeMeters?.isEmpty == true { stripeMeters = nil }
     }
 
+    /// The emulator's options these meters set: ``MeterSums`` and Stripe's meters.
+    public var options: EmulationOptions {
+        EmulationOptions().with(MeterSums(valueProperties)).with(EmulatedStripe.Meters(stripeMeters))
+    }
+
     /// Provider kinds whose emulated meters sum a property of the event.
     static let summing: Set<String> = ["openmeter", "metronome"]
 

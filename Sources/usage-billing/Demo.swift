@@ -60,7 +60,7 @@ struct Demo: AsyncParsableCommand {
         // The emulator's meters read events as the config's routes send them.
         let meters = try EmulatedMeters(config: routing)
         let plans = Dictionary(uniqueKeysWithValues: UsageEmulator.kinds.map { ($0, FaultPlan.mixed(faults, timeouts: faults > 0 ? 0.02 : 0)) })
-        let emulator = try await UsageEmulator.start(faults: plans, seed: seed, meterValueProperties: meters.valueProperties, stripeMeters: meters.stripeMeters)
+        let emulator = try await UsageEmulator.start(faults: plans, seed: seed, options: meters.options)
         for (name, provider) in routing.providers {
             for (key, value) in emulator.endpoints[provider.kind.name] ?? [:] { routing.providers[name]?.settings[key] = .string(value) }
         }

@@ -77,10 +77,10 @@ struct Emulate: AsyncParsableCommand {
         let declared = try config.map { try EmulatedMeters(config: Demo.configWithPlaceholderKeys($0)) } ?? EmulatedMeters()
         let emulator: UsageEmulator
         do {
-            emulator = try await UsageEmulator.start(port: port, faults: plans, seed: seed, meterValueProperties: declared.valueProperties,
-                                                     stripeMeters: meters ?? declared.stripeMeters,
-                                                     orbGracePeriod: orbGraceHours.map { .milliseconds(Int64(($0 * 3_600_000).rounded())) },
-                                                     rateLimits: rateLimits)
+            var options = declared.options
+            if let meters { options[EmulatedStripe.Meters.self] = EmulatedStripe.Meters(meters) }
+            if let hours = orbGraceHours { options[EmulatedOrb.GracePeriod.self] = EmulatedOrb.GracePeriod(.milliseconds(Int64((hours * 3_600_000).rounded()))) }
+            emulator = try await UsageEmulator.start(port: port, faults: plans, seed: seed, options: options, rateLimits: rateLimits)
         } catch {
             printError("error: cannot listen on 127.0.0.1:\(port): \(error). Fix: pick another --port (0 picks a free one)")
             throw ExitCode(ExitCodes.unreachable)

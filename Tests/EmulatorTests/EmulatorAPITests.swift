@@ -162,7 +162,7 @@ struct EmulatorAPITests {
     /// `no_meter`, v1 taken and counted nowhere; once the meter is created, it counts. A reset
     /// keeps the meters the emulator started with.
     @Test func unknownEventNamesHaveNoMeterWhenMetersAreGiven() async throws {
-        let emulator = try await UsageEmulator.start(stripeMeters: ["api_requests"])
+        let emulator = try await UsageEmulator.start(options: EmulationOptions().with(EmulatedStripe.Meters(["api_requests"])))
         let http = try CurlHTTPClient()
         defer { http.shutdown() }
         func sink(_ api: StripeMeteringAPI) throws -> StripeMeterEventSink {
@@ -188,7 +188,7 @@ struct EmulatorAPITests {
     /// through a backfill with `backfill: true`, and counts only once the backfill is closed;
     /// event search finds both events by their idempotency keys.
     @Test func oldEventsGoThroughABackfill() async throws {
-        let emulator = try await UsageEmulator.start(orbGracePeriod: .seconds(12 * 3600))
+        let emulator = try await UsageEmulator.start(options: EmulationOptions().with(EmulatedOrb.GracePeriod(.seconds(12 * 3600))))
         let http = try CurlHTTPClient()
         defer { http.shutdown() }
         let endpoint = emulator.baseURL + "/orb/v1"

@@ -69,7 +69,7 @@ struct EmulatorFixtureTests {
             return
         }
         let fixture = try Fixture.load(repositoryRoot.appending(path: "Providers/" + file))
-        let emulator = try await UsageEmulator.start(stripeMeters: emulatorStripeMeters[file], now: { fixture.now ?? Date() })
+        let emulator = try await UsageEmulator.start(options: EmulationOptions().with(EmulatedStripe.Meters(emulatorStripeMeters[file])), now: { fixture.now ?? Date() })
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         var compared = 0

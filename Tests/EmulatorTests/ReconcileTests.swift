@@ -169,7 +169,7 @@ struct ReconcileTests {
     /// Orb cuts days in the customer's time zone: an event at 03:00Z belongs to the previous day
     /// in New York; Stripe cuts the same event into the UTC day. Both reconcile.
     @Test func orbDaysAreTheCustomersOwn() async throws {
-        let setup = try Setup("tz", on: try await UsageEmulator.start(orbTimeZones: ["acme": "America/New_York"]),
+        let setup = try Setup("tz", on: try await UsageEmulator.start(options: EmulationOptions().with(EmulatedOrb.TimeZones(["acme": "America/New_York"]))),
                               routes: "  - { events: [tokens], to: orb, shadow: stripe }")
         let pipeline = setup.pipeline
         let today = utcDay(Date().addingTimeInterval(-86_400))
@@ -197,7 +197,7 @@ struct ReconcileTests {
     /// read-back pages through (Stripe summaries and Metronome rows 100 a page, Chargebee usages
     /// 100, Recurly records 200), and every hour agrees; Paddle has no windows, so one total.
     @Test func hourWindowsAcrossPagesForEveryProvider() async throws {
-        let setup = try Setup("hours", on: try await UsageEmulator.start(meterValueProperties: ["storage": "value"]), routes: """
+        let setup = try Setup("hours", on: try await UsageEmulator.start(options: EmulationOptions().with(MeterSums(["storage": "value"]))), routes: """
               - { events: [api_request], to: stripe, shadow: openmeter }
               - { events: [tokens], to: metronome }
               - { events: [seats], to: chargebee, shadow: recurly }

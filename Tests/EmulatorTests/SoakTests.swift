@@ -24,7 +24,7 @@ struct SoakTests {
     @Test func exactTotalsThroughInjectedFaults() async throws {
         let n = 100_000
         let emulator = try await UsageEmulator.start(faults: Dictionary(uniqueKeysWithValues: UsageEmulator.kinds.map { ($0, FaultPlan.mixed(0.2, timeouts: 0.002)) }),
-                                                     seed: 2026, meterValueProperties: ["storage": "value"])
+                                                     seed: 2026, options: EmulationOptions().with(MeterSums(["storage": "value"])))
         let config = try soakConfig(emulator)
         let client = try CurlHTTPClient(configuration: .init(timeout: .milliseconds(250)))
         defer { client.shutdown() }

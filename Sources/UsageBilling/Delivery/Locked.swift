@@ -5,18 +5,22 @@ import Foundation
 ///
 /// A class with a lock rather than an actor where callers are synchronous (a server's event loop,
 /// a limiter taken per request): hopping onto an actor and back costs more than the guarded work.
+/// Inlinable, so a caller in another module gets it specialised for its value (it is on the
+/// hot paths of the curl engine, the rate limiter and the emulator).
 public final class Locked<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
+    @usableFromInline let lock = NSLock()
+    @usableFromInline var value: Value
 
     /// A box holding `value`.
-    public init(_ value: Value) { self.value = value }
+    @inlinable public init(_ value: Value) { self.value = value }
 
     /// Runs `body` with the value, under the lock; what it returns leaves the lock with it.
-    public func with<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        try lock.withLock { try body(&value) }
+    @inlinable public func with<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
     }
 
     /// A copy of the value now.
-    public var current: Value { with { $0 } }
+    @inlinable public var current: Value { with { $0 } }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import UsageBilling
+import UsageEmulatorCore
 
 /// Stripe v1 meter events, meters and event summaries. Dedup as Stripe: a repeated
 /// `Idempotency-Key` replays the first answer (`Idempotent-Replayed: true`); a repeated
@@ -401,405 +402,38 @@ final class StripeEmulation: EmulatedProvider {
     }
 }
 
-/// Orb `POST /v1/ingest` (dedup by `idempotency_key`, silently: a repeat answers the same 200),
-/// backfills (`POST /v1/events/backfills`, ingest with `backfill_id`, `…/close`), `POST
-/// /v1/events/search`, `GET /v1/subscriptions` (one running subscription per customer,
-/// `sub_emu_<customer id>`) and `GET /v1/subscriptions/{id}/usage` (one billable metric per event
-/// name, summing `properties.quantity`).
-final class OrbEmulation: EmulatedProvider {
-    let prefix = "orb"
-    /// A backfill: its events count once it is closed.
-    private struct Backfill {
-        var id: String, start: Date, end: Date, customerID: String?, externalCustomerID: String?, created: Date
-        var closed: Date?
-        var pending: [AcceptedUsage] = []
-        var ingested = 0
-    }
-    private struct State {
-        var usage: [AcceptedUsage] = []; var keys: Set<String> = []
-        var backfills: [String: Backfill] = [:]
-        /// Backfill creations by `Idempotency-Key`: a retried create answers the same backfill.
-        var created: [String: String] = [:]
-    }
-    private let state = Locked(State())
-    func reset() { state.with { $0 = State() } }
-    /// Per external customer id, the IANA time zone Orb cuts its days in (default UTC).
-    private let timeZones: [String: String]
-    private let gracePeriod: TimeInterval?
-    private let now: @Sendable () -> Date
-
-    init(timeZones: [String: String] = [:], gracePeriod: Duration? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
-        self.timeZones = timeZones
-        self.gracePeriod = gracePeriod?.seconds
-        self.now = now
-    }
-
-    func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
-
-    func injected(status: Int, retryAfter: Bool) -> HTTPResponse {
-        let title = status == 429 ? "Too many requests" : "Internal server error"
-        return Reply.json(status, .object(["type": .string("https://docs.withorb.com/reference/error-responses#\(status)"), "status": .number(Double(status)),
-                                           "title": .string(title)]), headers: status == 429 && retryAfter ? ["Retry-After": "1"] : [:])
-    }
-
-    func handle(_ r: EmulatedRequest) -> HTTPResponse {
-        guard r.headers["Authorization"]?.hasPrefix("Bearer ") == true else {
-            return Reply.json(401, .object(["type": .string("https://docs.withorb.com/reference/error-responses#401-authentication-error"), "status": .number(401),
-                                            "title": .string("Authentication error"), "detail": .string("Missing or invalid API key")]))
+extension StripeEmulation {
+    /// Stripe's documented limits (stripe.md §1.9): live meter events (v1 and v2) have a limiter
+    /// of their own; test-mode keys count toward the sandbox's basic limit; the v2 stream has its
+    /// own (its session token does not tell the mode: live assumed). The values are the
+    /// provider's, written here rather than read from the adapter, which paces under them.
+    func rateLimits(for r: EmulatedRequest) -> [EmulatedRateLimit] {
+        guard r.method == "POST" else { return [] }
+        let auth = r.headers["Authorization"] ?? ""
+        if r.path.hasSuffix("/v2/billing/meter_event_stream") {
+            return [EmulatedRateLimit(bucket: "stripe.stream", capacity: 10_000, perSecond: 10_000, cost: 1)]
         }
-        if r.method == "POST" && r.path == "/v1/ingest" { return ingest(r) }
-        if r.method == "POST" && r.path == "/v1/events/search" { return search(r) }
-        if r.path == "/v1/events/backfills" || r.path.hasPrefix("/v1/events/backfills/") { return backfills(r) }
-        if r.method == "GET", r.path.hasPrefix("/v1/customers/external_customer_id/") {
-            let external = String(r.path.dropFirst("/v1/customers/external_customer_id/".count)).removingPercentEncoding ?? ""
-            return Reply.json(200, .object(["id": .string("cus_emu_" + external), "external_customer_id": .string(external),
-                                            "timezone": .string(timeZones[external] ?? "Etc/UTC"), "currency": .string("USD")]))
-        }
-        if r.method == "GET", r.path.hasPrefix("/v1/customers/"), !r.path.dropFirst("/v1/customers/".count).contains("/") {
-            // By Orb's own id (events sent with customer_id): time zones are keyed by the id events carry.
-            let id = String(r.path.dropFirst("/v1/customers/".count)).removingPercentEncoding ?? ""
-            return Reply.json(200, .object(["id": .string(id), "external_customer_id": .null,
-                                            "timezone": .string(timeZones[id] ?? "Etc/UTC"), "currency": .string("USD")]))
-        }
-        if r.method == "GET", r.path == "/v1/subscriptions" {
-            // One running subscription per customer asked for, `sub_emu_<customer id>`.
-            let customers = ["external_customer_id[]", "external_customer_id", "customer_id[]", "customer_id"].flatMap { r.queryAll($0) }
-            let data: [JSONValue] = customers.map { c in
-                .object(["id": .string("sub_emu_" + c), "status": .string("active"), "start_date": .string("2000-01-01T00:00:00Z"), "end_date": .null,
-                         "customer": .object(["id": .string("cus_emu_" + c), "external_customer_id": .string(c)])])
-            }
-            return Reply.json(200, .object(["data": .array(data), "pagination_metadata": .object(["has_more": .bool(false), "next_cursor": .null])]))
-        }
-        if r.method == "GET", r.path.hasPrefix("/v1/subscriptions/"), r.path.hasSuffix("/usage") {
-            let id = String(r.path.dropFirst("/v1/subscriptions/".count).dropLast("/usage".count)).removingPercentEncoding ?? ""
-            return usage(subscription: id.hasPrefix("sub_emu_") ? String(id.dropFirst("sub_emu_".count)) : id, r)
-        }
-        return Reply.json(404, .object(["status": .number(404), "title": .string("Not found"), "type": .string("https://docs.withorb.com/reference/error-responses#404-not-found")]))
-    }
-
-    private func validationError(_ loc: [String], _ message: String, status: Int = 400) -> HTTPResponse {
-        Reply.json(status, .object(["status": .number(Double(status)), "title": .string("Request validation error"),
-                                    "type": .string("https://docs.withorb.com/reference/error-responses#400-request-validation-errors"),
-                                    "validation_errors": .array([.object(["loc": .array(loc.map(JSONValue.string)), "msg": .string(message)])])]))
-    }
-
-    private func notFound(_ detail: String) -> HTTPResponse {
-        Reply.json(404, .object(["status": .number(404), "title": .string("Not found"), "detail": .string(detail),
-                                 "type": .string("https://docs.withorb.com/reference/error-responses#404-not-found")]))
-    }
-
-    /// Ingest: each event is checked (required fields; at most 5 minutes ahead; within the grace
-    /// period, when one is set, unless it comes through a backfill, and then within the backfill's
-    /// timeframe and customer); failures are listed in `validation_failed` and the rest taken.
-    /// Events sent to a backfill count when it is closed.
-    private func ingest(_ r: EmulatedRequest) -> HTTPResponse {
-        guard let events = r.json?["events"]?.arrayValue else { return validationError(["body", "events"], "field required") }
-        let at = now()
-        var backfill: Backfill?
-        if let id = r.query("backfill_id") {
-            guard let known = state.with({ $0.backfills[id] }) else { return notFound("No backfill with id \(id)") }
-            guard known.closed == nil else { return validationError(["query", "backfill_id"], "Backfill \(id) is closed; create a new backfill") }
-            backfill = known
-        }
-        var failed: [JSONValue] = []
-        var valid: [(key: String, usage: AcceptedUsage)] = []  // read outside the lock, which concurrent requests share
-        valid.reserveCapacity(events.count)
-        for e in events {
-            guard let key = e["idempotency_key"]?.stringValue, let name = e["event_name"]?.stringValue,
-                  let customer = e["external_customer_id"]?.stringValue ?? e["customer_id"]?.stringValue,
-                  let ts = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) else {
-                failed.append(.object(["idempotency_key": e["idempotency_key"] ?? .null, "validation_errors": .array([.string("event is missing a required field")])]))
-                continue
-            }
-            var problem: String?
-            if ts > at.addingTimeInterval(300) {
-                problem = "timestamp is more than 5 minutes in the future"
-            } else if let b = backfill {
-                if ts < b.start || ts >= b.end {
-                    problem = "timestamp is outside the backfill's timeframe [\(RFC3339.format(b.start)), \(RFC3339.format(b.end)))"
-                } else if let external = b.externalCustomerID, e["external_customer_id"]?.stringValue != external {
-                    problem = "the backfill is for external customer \(external)"
-                } else if let id = b.customerID, e["customer_id"]?.stringValue != id {
-                    problem = "the backfill is for customer \(id)"
-                }
-            } else if let grace = gracePeriod, ts < at.addingTimeInterval(-grace) {
-                problem = "timestamp is older than the grace period; ingest it through a backfill"
-            }
-            if let problem {
-                failed.append(.object(["idempotency_key": .string(key), "validation_errors": .array([.string(problem)])]))
-                continue
-            }
-            let quantity = Reply.decimal(e["properties"]?["quantity"]) ?? 0
-            valid.append((key, AcceptedUsage(customer: customer, meter: name, timestamp: ts, quantity: quantity, key: key)))
-        }
-        state.with { s in
-            if let id = backfill?.id {
-                for item in valid where s.keys.insert(item.key).inserted { s.backfills[id]?.pending.append(item.usage) }
-            } else {
-                for item in valid where s.keys.insert(item.key).inserted { s.usage.append(item.usage) }  // silent dedup
-            }
-        }
-        return Reply.json(200, .object(["validation_failed": .array(failed)]))
-    }
-
-    private func json(_ b: Backfill) -> JSONValue {
-        .object([
-            "id": .string(b.id), "status": .string(b.closed == nil ? "pending" : "reflected"),
-            "created_at": .string(RFC3339.format(b.created)), "close_time": b.closed.map { .string(RFC3339.format($0)) } ?? .null,
-            "timeframe_start": .string(RFC3339.format(b.start)), "timeframe_end": .string(RFC3339.format(b.end)),
-            "customer_id": b.customerID.map(JSONValue.string) ?? .null, "events_ingested": .number(Double(b.ingested)),
-            "replace_existing_events": .bool(false), "reverted_at": .null, "deprecation_filter": .null,
-        ])
-    }
-
-    /// `POST /v1/events/backfills` (a timeframe of at most 31 days, optionally for one customer),
-    /// `GET /v1/events/backfills/{id}` and `POST /v1/events/backfills/{id}/close`, which makes the
-    /// backfill's events count (status `reflected`).
-    private func backfills(_ r: EmulatedRequest) -> HTTPResponse {
-        let parts = r.path.dropFirst("/v1/events/backfills".count).split(separator: "/").map(String.init)
-        if r.method == "POST", parts.isEmpty {
-            let key = r.headers["Idempotency-Key"]
-            if let key, let id = state.with({ $0.created[key] }), let known = state.with({ $0.backfills[id] }) { return Reply.json(200, json(known)) }
-            let body = r.json
-            guard let start = body?["timeframe_start"]?.stringValue.flatMap(RFC3339.parse) else { return validationError(["body", "timeframe_start"], "field required") }
-            guard let end = body?["timeframe_end"]?.stringValue.flatMap(RFC3339.parse) else { return validationError(["body", "timeframe_end"], "field required") }
-            guard start < end else { return validationError(["body", "timeframe_end"], "timeframe_end must be after timeframe_start") }
-            guard end.timeIntervalSince(start) <= 31 * 86_400 else { return validationError(["body", "timeframe_end"], "a backfill spans at most 31 days") }
-            let created = now()
-            let backfill: Backfill = state.with { s in
-                let b = Backfill(id: "bf_emu_\(s.backfills.count + 1)", start: start, end: end, customerID: body?["customer_id"]?.stringValue,
-                                 externalCustomerID: body?["external_customer_id"]?.stringValue, created: created)
-                s.backfills[b.id] = b
-                if let key { s.created[key] = b.id }
-                return b
-            }
-            return Reply.json(200, json(backfill))
-        }
-        guard let id = parts.first, let known = state.with({ $0.backfills[id] }) else { return notFound("No backfill with id \(parts.first ?? "")") }
-        switch (r.method, parts.count == 2 ? parts[1] : nil) {
-        case ("GET", nil):
-            return Reply.json(200, json(known))
-        case ("POST", "close"?):
-            let closed = now()
-            let b: Backfill = state.with { s in
-                guard var b = s.backfills[id] else { return known }
-                if b.closed == nil {
-                    b.closed = closed
-                    b.ingested = b.pending.count
-                    s.usage += b.pending
-                    b.pending = []
-                    s.backfills[id] = b
-                }
-                return b
-            }
-            return Reply.json(200, json(b))
-        default:
-            return notFound("Unrecognized request URL (\(r.method): \(r.path))")
-        }
-    }
-
-    /// `POST /v1/events/search`: the counted events whose idempotency keys are in `event_ids`,
-    /// with timestamps in [timeframe_start, timeframe_end) (default: the last 7 days); none is an
-    /// empty `data`.
-    private func search(_ r: EmulatedRequest) -> HTTPResponse {
-        guard let ids = r.json?["event_ids"]?.arrayValue?.compactMap(\.stringValue) else { return validationError(["body", "event_ids"], "field required") }
-        let at = now()
-        let start = r.json?["timeframe_start"]?.stringValue.flatMap(RFC3339.parse) ?? at.addingTimeInterval(-7 * 86_400)
-        let end = r.json?["timeframe_end"]?.stringValue.flatMap(RFC3339.parse) ?? at
-        let wanted = Set(ids)
-        let found = state.with { $0.usage.filter { $0.key.map(wanted.contains) == true && $0.timestamp >= start && $0.timestamp < end } }
-        return Reply.json(200, .object(["data": .array(found.map { u in
-            .object(["id": .string(u.key ?? ""), "customer_id": .string("cus_emu_" + u.customer), "external_customer_id": .string(u.customer),
-                     "deprecated": .bool(false), "event_name": .string(u.meter), "properties": .object(["quantity": Reply.number(u.quantity)]),
-                     "timestamp": .string(RFC3339.format(u.timestamp))])
-        })]))
-    }
-
-    private func usage(subscription: String, _ r: EmulatedRequest) -> HTTPResponse {
-        guard let start = r.query("timeframe_start").flatMap(RFC3339.parse), let end = r.query("timeframe_end").flatMap(RFC3339.parse), start < end else {
-            return Reply.json(400, .object(["status": .number(400), "title": .string("Request validation error"), "type": .string("https://docs.withorb.com/reference/error-responses#400-request-validation-errors")]))
-        }
-        let daily = r.query("granularity") == "day"
-        let mine = state.with { $0.usage }.filter { $0.customer == subscription }
-        let metrics = Set(mine.map(\.meter)).sorted()
-        // Days are the customer's own (its time zone), as Orb cuts them.
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: timeZones[subscription] ?? "UTC") ?? calendar.timeZone
-        let data: [JSONValue] = metrics.map { metric in
-            var windows: [(Date, Date)] = []
-            if daily {
-                var s = calendar.startOfDay(for: start)
-                while s < end {
-                    let next = calendar.date(byAdding: .day, value: 1, to: s) ?? s.addingTimeInterval(86_400)
-                    windows.append((max(s, start), min(next, end)))
-                    s = next
-                }
-            } else {
-                windows = [(start, end)]
-            }
-            let usage: [JSONValue] = windows.map { w in
-                let q = mine.filter { $0.meter == metric && $0.timestamp >= w.0 && $0.timestamp < w.1 }.reduce(Decimal(0)) { $0 + $1.quantity }
-                return .object(["quantity": Reply.number(q), "timeframe_start": .string(RFC3339.format(w.0)), "timeframe_end": .string(RFC3339.format(w.1))])
-            }
-            return .object(["billable_metric": .object(["id": .string("bm_\(metric)"), "name": .string(metric)]), "usage": .array(usage), "view_mode": .string("periodic")])
-        }
-        return Reply.json(200, .object(["data": .array(data)]))
+        guard r.path.hasSuffix("/billing/meter_events") else { return [] }
+        return auth.contains("_test_")
+            ? [EmulatedRateLimit(bucket: "stripe.test", capacity: 25, perSecond: 25, cost: 1)]
+            : [EmulatedRateLimit(bucket: "stripe.meter_events", capacity: 1_000, perSecond: 1_000, cost: 1)]
     }
 }
 
-/// Metronome `POST /v1/ingest` (a bare array; dedup by `transaction_id` for 34 days, silently)
-/// and `POST /v1/usage` (per customer and billable metric = event type, summing the event
-/// type's value property, in day or hour windows).
-final class MetronomeEmulation: EmulatedProvider {
-    let prefix = "metronome"
-    private let valueProperties: MeterValueProperties
-    private struct State { var usage: [AcceptedUsage] = []; var keys: Set<String> = [] }
-    private let state = Locked(State())
-    func reset() { state.with { $0 = State() } }
+/// Stripe's emulation as the emulator registers it: `/stripe` and the meter-events host at
+/// `/stripe-meter-events`.
+public enum EmulatedStripe {
+    public static let kind = EmulationKind(
+        kind: "stripe", hostAliases: [.init(prefix: "stripe-meter-events", emulation: "stripe", marker: StripeEmulation.meterEventsHost)],
+        endpoints: { ["endpoint": "\($0)/stripe", "meter_events_endpoint": "\($0)/stripe-meter-events"] },
+        make: { [StripeEmulation(now: $0.now, meters: $0.options[Meters.self].eventNames)] })
 
-    init(valueProperties: MeterValueProperties) { self.valueProperties = valueProperties }
-
-    func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
-
-    func injected(status: Int, retryAfter: Bool) -> HTTPResponse {
-        var h: HeaderFields = status == 429 ? ["X-Metronome-Rate-Limit-Type": "client"] : [:]
-        if status == 429 && retryAfter { h["Retry-After"] = "1" }
-        return Reply.json(status, .object(["message": .string(status == 429 ? "Too many requests" : "Internal server error")]), headers: h)
-    }
-
-    func handle(_ r: EmulatedRequest) -> HTTPResponse {
-        guard r.headers["Authorization"]?.hasPrefix("Bearer ") == true else { return Reply.json(401, .object(["message": .string("Unauthorized")])) }
-        switch (r.method, r.path) {
-        case ("POST", "/v1/ingest"):
-            guard let events = r.json?.arrayValue, (1...100).contains(events.count) else {
-                return Reply.json(400, .object(["message": .string("body must be an array of 1 to 100 events")]))
-            }
-            var valid: [AcceptedUsage] = []
-            valid.reserveCapacity(events.count)
-            for (i, e) in events.enumerated() {
-                guard let key = e["transaction_id"]?.stringValue, let customer = e["customer_id"]?.stringValue, let type = e["event_type"]?.stringValue,
-                      let at = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) else {
-                    return Reply.json(400, .object(["message": .string("body/\(i) must have transaction_id, customer_id, event_type and an RFC 3339 timestamp")]))
-                }
-                valid.append(AcceptedUsage(customer: customer, meter: type, timestamp: at,
-                                           quantity: Reply.decimal(e["properties"]?[valueProperties.property(for: type, default: "quantity")]) ?? 0, key: key))
-            }
-            state.with { s in
-                for usage in valid where s.keys.insert(usage.key ?? "").inserted { s.usage.append(usage) }  // a repeat: silently the same 200
-            }
-            return Reply.empty(200)
-        case ("POST", "/v1/usage"):
-            let body = r.json
-            guard let start = body?["starting_on"]?.stringValue.flatMap(RFC3339.parse), let end = body?["ending_before"]?.stringValue.flatMap(RFC3339.parse) else {
-                return Reply.json(400, .object(["message": .string("starting_on and ending_before are required")]))
-            }
-            let step: TimeInterval = body?["window_size"]?.stringValue == "hour" ? 3600 : 86_400
-            let customers = body?["customer_ids"]?.arrayValue?.compactMap(\.stringValue)
-            let usage = state.with { $0.usage }.filter { customers == nil || customers?.contains($0.customer) == true }
-            var rows: [JSONValue] = []
-            for customer in Set(usage.map(\.customer)).sorted() {
-                for metric in Set(usage.filter { $0.customer == customer }.map(\.meter)).sorted() {
-                    var s = start
-                    while s < end {
-                        let e = s.addingTimeInterval(step)
-                        let items = usage.filter { $0.customer == customer && $0.meter == metric && $0.timestamp >= s && $0.timestamp < e }
-                        rows.append(.object(["customer_id": .string(customer), "billable_metric_id": .string("bm_\(metric)"), "billable_metric_name": .string(metric),
-                                             "start_timestamp": .string(RFC3339.format(s)), "end_timestamp": .string(RFC3339.format(e)),
-                                             "value": items.isEmpty ? .null : Reply.number(items.reduce(Decimal(0)) { $0 + $1.quantity })]))
-                        s = e
-                    }
-                }
-            }
-            // Pages of `limit` rows (default 100) with an opaque `next_page` cursor, as Metronome's.
-            let limit = r.query("limit").flatMap(Int.init).map { min(100, max(1, $0)) } ?? 100
-            let offset = r.query("next_page").flatMap { Int($0.dropFirst("emu-".count)) } ?? 0
-            let page = Array(rows.dropFirst(offset).prefix(limit))
-            let next: JSONValue = offset + page.count < rows.count ? .string("emu-\(offset + page.count)") : .null
-            return Reply.json(200, .object(["data": .array(page), "next_page": next]))
-        default:
-            return Reply.json(404, .object(["message": .string("Not found")]))
-        }
-    }
-}
-
-/// OpenMeter `POST /api/v1/events` (CloudEvents, single or batch; dedup by (source, id),
-/// silently; 204) and `GET /api/v1/meters/{slug}/query` (meter slug = event type, summing the
-/// type's value property, default `value`).
-final class OpenMeterEmulation: EmulatedProvider {
-    let prefix = "openmeter"
-    private let valueProperties: MeterValueProperties
-    private struct State { var usage: [AcceptedUsage] = []; var keys: Set<String> = [] }
-    private let state = Locked(State())
-    func reset() { state.with { $0 = State() } }
-
-    init(valueProperties: MeterValueProperties) { self.valueProperties = valueProperties }
-
-    func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
-
-    private func problem(_ status: Int, _ title: String, _ detail: String, headers: HeaderFields = [:]) -> HTTPResponse {
-        var h = headers
-        h["Content-Type"] = "application/problem+json"
-        return HTTPResponse(status: status, headers: h, body: JSONValue.object([
-            "type": .string("about:blank"), "title": .string(title), "status": .number(Double(status)), "detail": .string(detail),
-        ]).encoded())
-    }
-
-    func injected(status: Int, retryAfter: Bool) -> HTTPResponse {
-        problem(status, status == 429 ? "Too Many Requests" : "Internal Server Error", "injected by the emulator",
-                headers: status == 429 && retryAfter ? ["Retry-After": "1"] : [:])
-    }
-
-    func handle(_ r: EmulatedRequest) -> HTTPResponse {
-        switch (r.method, r.path) {
-        case ("POST", "/api/v1/events"):
-            let type = r.headers["Content-Type"] ?? ""
-            let events: [JSONValue]
-            if type.hasPrefix("application/cloudevents-batch+json"), let list = r.json?.arrayValue {
-                events = list
-            } else if type.hasPrefix("application/cloudevents+json"), let one = r.json {
-                events = [one]
-            } else {
-                return problem(400, "Bad Request", "Content-Type must be application/cloudevents+json or application/cloudevents-batch+json")
-            }
-            // Read outside the lock, which concurrent requests share; OpenMeter dedupes by (source, id).
-            var valid: [(key: String, usage: AcceptedUsage)] = []
-            valid.reserveCapacity(events.count)
-            for e in events {
-                guard let id = e["id"]?.stringValue, let source = e["source"]?.stringValue, let type = e["type"]?.stringValue,
-                      let subject = e["subject"]?.stringValue else {
-                    return problem(400, "Bad Request", "every event needs id, source, type and subject")
-                }
-                valid.append((source + "\u{1F}" + id,
-                              AcceptedUsage(customer: subject, meter: type, timestamp: e["time"]?.stringValue.flatMap(RFC3339.parse) ?? Date(),
-                                            quantity: Reply.decimal(e["data"]?[valueProperties.property(for: type, default: "value")]) ?? 0, key: id)))
-            }
-            state.with { s in
-                for item in valid where s.keys.insert(item.key).inserted { s.usage.append(item.usage) }
-            }
-            return Reply.empty(204)
-        case ("GET", _) where r.path.hasPrefix("/api/v1/meters/") && r.path.hasSuffix("/query"):
-            let slug = String(r.path.dropFirst("/api/v1/meters/".count).dropLast("/query".count))
-            guard let from = r.query("from").flatMap(RFC3339.parse), let to = r.query("to").flatMap(RFC3339.parse) else {
-                return problem(400, "Bad Request", "from and to are required")
-            }
-            let subjects = r.queryAll("subject")
-            let usage = state.with { $0.usage }.filter { $0.meter == slug && (subjects.isEmpty || subjects.contains($0.customer)) }
-            let step: TimeInterval? = switch r.query("windowSize") { case "HOUR": 3600; case "DAY": 86_400; case "MINUTE": 60; default: nil }
-            var rows: [JSONValue] = []
-            for subject in (subjects.isEmpty ? Set(usage.map(\.customer)).sorted() : subjects) {
-                var windows: [(Date, Date)] = []
-                if let step { var s = from; while s < to { windows.append((s, min(s.addingTimeInterval(step), to))); s = s.addingTimeInterval(step) } } else { windows = [(from, to)] }
-                for w in windows {
-                    let v = usage.filter { $0.customer == subject && $0.timestamp >= w.0 && $0.timestamp < w.1 }.reduce(Decimal(0)) { $0 + $1.quantity }
-                    rows.append(.object(["subject": .string(subject), "value": Reply.number(v), "windowStart": .string(RFC3339.format(w.0)),
-                                         "windowEnd": .string(RFC3339.format(w.1)), "groupBy": .object([:])]))
-                }
-            }
-            var result: [String: JSONValue] = ["data": .array(rows), "from": .string(RFC3339.format(from)), "to": .string(RFC3339.format(to))]
-            if let size = r.query("windowSize") { result["windowSize"] = .string(size) }
-            return Reply.json(200, .object(result))
-        default:
-            return problem(404, "Not Found", "no route for \(r.method) \(r.path)")
-        }
+    /// The Stripe meters that exist, by event name; nil (the default) makes a meter for every
+    /// event name seen. With a list, an unknown event name is refused as Stripe does (v2
+    /// `400 no_meter`; v1 and the stream take it and count nothing).
+    public struct Meters: EmulationOption, Equatable {
+        public var eventNames: [String]?
+        public init(_ eventNames: [String]?) { self.eventNames = eventNames }
+        public static let defaultValue = Meters(nil)
     }
 }

@@ -2,11 +2,11 @@ import UsageRouting
 
 /// Which event property a meter sums, keyed by meter name or by an event pattern (`storage_*`),
 /// as a routing config's routes name them: an exact name wins, then the most specific pattern.
-struct MeterValueProperties: Sendable {
+public struct MeterValueProperties: Sendable {
     private let exact: [String: String]
     private let patterns: [(pattern: EventPattern, property: String)]
 
-    init(_ map: [String: String]) {
+    public init(_ map: [String: String]) {
         var exact: [String: String] = [:]
         var patterns: [(EventPattern, String)] = []
         for (key, property) in map {
@@ -17,7 +17,7 @@ struct MeterValueProperties: Sendable {
     }
 
     /// The property `meter` sums, or `fallback` when nothing names it.
-    func property(for meter: String, default fallback: String) -> String {
+    public func property(for meter: String, default fallback: String) -> String {
         exact[meter] ?? patterns.first { $0.pattern.matches(meter) }?.property ?? fallback
     }
 }

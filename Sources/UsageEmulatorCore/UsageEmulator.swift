@@ -15,7 +15,7 @@ public struct EmulatedRequest: Sendable {
     /// Every value of a query parameter.
     public func queryAll(_ name: String) -> [String] { query.filter { $0.0 == name }.map(\.1) }
     /// The body parsed once already (by an admission check), so handling does not parse it again.
-    var parsedJSON: JSONValue??
+    public var parsedJSON: JSONValue??
 
     /// The body as JSON.
     public var json: JSONValue? { parsedJSON ?? JSONValue.parse(body) }
@@ -34,13 +34,22 @@ public struct AcceptedUsage: Sendable, Hashable {
     public var quantity: Decimal
     /// The provider's dedup key, when it has one.
     public var key: String?
-    /// When the provider took it (kept where the provider's rules depend on it: Stripe cancels
-    /// events up to 24 hours after receiving them).
+    /// When the provider took it (kept where the provider's rules depend on it: a provider may
+    /// allow cancelling events only for a while after receiving them).
     public var receivedAt: Date? = nil
+
+    public init(customer: String, meter: String, timestamp: Date, quantity: Decimal, key: String?, receivedAt: Date? = nil) {
+        self.customer = customer
+        self.meter = meter
+        self.timestamp = timestamp
+        self.quantity = quantity
+        self.key = key
+        self.receivedAt = receivedAt
+    }
 }
 
-/// One provider's emulation.
-protocol EmulatedProvider: Sendable {
+/// One provider host's emulation: what answers the requests under one path prefix.
+public protocol EmulatedProvider: Sendable {
     /// The path prefix (`stripe`, `orb`, ...).
     var prefix: String { get }
     /// Answers a request that got through fault injection (on the server's event loop: it
@@ -61,30 +70,34 @@ protocol EmulatedProvider: Sendable {
     /// The provider's documented rate limits that apply to this write (enforced when the emulator
     /// is started with `rateLimits: true`).
     func rateLimits(for request: EmulatedRequest) -> [EmulatedRateLimit]
+    /// Whether a request that is not a GET only reads (Metronome's usage query is a POST):
+    /// faults and rate limits apply to writes only.
+    func isRead(_ request: EmulatedRequest) -> Bool
 }
 
 /// What `EmulatedProvider.admit` decided.
-enum Admission {
+public enum Admission: Sendable {
     case admitted(token: String?)
     case refused(HTTPResponse)
 }
 
 extension EmulatedProvider {
-    func admit(_ request: inout EmulatedRequest) -> Admission { .admitted(token: nil) }
-    func finish(_ token: String) {}
-    func rateLimits(for request: EmulatedRequest) -> [EmulatedRateLimit] { [] }
+    public func admit(_ request: inout EmulatedRequest) -> Admission { .admitted(token: nil) }
+    public func finish(_ token: String) {}
+    public func rateLimits(for request: EmulatedRequest) -> [EmulatedRateLimit] { [] }
+    public func isRead(_ request: EmulatedRequest) -> Bool { false }
 }
 
-/// A local emulator of the seven providers' ingest, read-back and meter endpoints, on loopback
-/// (SwiftNIO), with per-provider fault injection. Each provider lives under its own prefix:
-/// `/stripe` (and `/stripe-meter-events` for the v2 stream), `/orb/v1`, `/metronome`, `/openmeter`, `/chargebee`, `/chargebee-ingest`,
-/// `/recurly`, `/paddle`; ``endpoints`` gives the settings that point each adapter at it.
+/// A local emulator of providers' ingest, read-back and meter endpoints, on loopback (SwiftNIO),
+/// with per-provider fault injection. It serves the emulations it is started with (each
+/// provider's folder has one; the `UsageEmulator` module registers them all); each lives under
+/// its own path prefixes, and ``endpoints`` gives the settings that point each adapter at it.
 public final class UsageEmulator: Sendable {
-    /// The providers the emulator speaks, by routing-config kind.
-    public static let kinds = ["stripe", "orb", "metronome", "openmeter", "chargebee", "recurly", "paddle"]
-
     let server: LoopbackHTTPServer
     private let providers: [String: any EmulatedProvider]
+    private let registered: [EmulationKind]
+    /// The provider kinds it speaks, by routing-config kind, in registration order.
+    public var kinds: [String] { registered.map(\.kind) }
     private let state: Locked<(faults: [String: FaultPlan], rng: [String: SeededGenerator], injected: [String: [String: Int]], requests: [String: Int])>
     let seed: UInt64
     /// Whether writes past a provider's documented rate limit are answered 429 (`rate_limit` in
@@ -97,36 +110,22 @@ public final class UsageEmulator: Sendable {
     /// The port.
     public var port: Int { server.port }
 
-    /// Starts the emulator on 127.0.0.1:`port` (0: any free port).
+    /// Starts the emulator of `emulations` on 127.0.0.1:`port` (0: any free port).
     /// - Parameters:
     ///   - faults: per provider kind, what to inject into its write requests.
     ///   - seed: the fault dice; the same seed and request order fail the same way.
-    ///   - meterValueProperties: per meter (event type) name or event pattern (`storage_*`), the
-    ///     property OpenMeter and Metronome meters sum (default `quantity`, and `value` for
-    ///     OpenMeter). ``EmulatedMeters`` derives it from a routing config.
-    ///   - orbTimeZones: per Orb external customer id, the IANA time zone Orb cuts its days in
-    ///     (default UTC).
-    ///   - stripeMeters: the Stripe meters that exist, by event name; nil (the default) makes a
-    ///     meter for every event name seen. With a list, an unknown event name is refused as
-    ///     Stripe does (v2 `400 no_meter`; v1 and the stream take it and count nothing).
-    ///   - orbGracePeriod: the Orb account's grace period: an event older than it fails Orb's
-    ///     validation unless it comes through a backfill (nil: not checked, as Orb documents no
-    ///     default).
-    ///   - now: the emulator's clock (Chargebee's 12-hour window, Stripe's 24 hours to cancel,
-    ///     Orb's grace period and backfill times are read from it).
-    public static func start(port: Int = 0, faults: [String: FaultPlan] = [:], seed: UInt64 = 1,
-                             meterValueProperties: [String: String] = [:], orbTimeZones: [String: String] = [:],
-                             stripeMeters: [String]? = nil, orbGracePeriod: Duration? = nil, rateLimits: Bool = false,
+    ///   - options: each emulation's options (meters, time zones, grace periods), by type.
+    ///   - rateLimits: answer 429 past each provider's documented rate limits.
+    ///   - now: the emulator's clock (what the providers' time rules read).
+    public static func start(emulations: [EmulationKind], port: Int = 0, faults: [String: FaultPlan] = [:], seed: UInt64 = 1,
+                             options: EmulationOptions = EmulationOptions(), rateLimits: Bool = false,
                              now: @escaping @Sendable () -> Date = { Date() }) async throws -> UsageEmulator {
-        let list: [any EmulatedProvider] = [
-            StripeEmulation(now: now, meters: stripeMeters), OrbEmulation(timeZones: orbTimeZones, gracePeriod: orbGracePeriod, now: now), MetronomeEmulation(valueProperties: MeterValueProperties(meterValueProperties)),
-            OpenMeterEmulation(valueProperties: MeterValueProperties(meterValueProperties)), ChargebeeEmulation(now: now), ChargebeeIngestEmulation(now: now),
-            RecurlyEmulation(), PaddleEmulation(),
-        ]
-        let providers = Dictionary(uniqueKeysWithValues: list.map { ($0.prefix, $0) })
+        let context = EmulationContext(options: options, now: now)
+        let list = emulations.flatMap { $0.make(context) }
+        let providers = Dictionary(list.map { ($0.prefix, $0) }, uniquingKeysWith: { first, _ in first })
         let box = Box()
         let server = try await LoopbackHTTPServer.start(port: port, threads: 2, immediate: { request in box.emulator?.route(request) ?? .now(.close) })
-        let emulator = UsageEmulator(server: server, providers: providers, faults: faults, seed: seed, rateLimits: rateLimits)
+        let emulator = UsageEmulator(server: server, providers: providers, registered: emulations, faults: faults, seed: seed, rateLimits: rateLimits)
         box.emulator = emulator
         return emulator
     }
@@ -139,8 +138,10 @@ public final class UsageEmulator: Sendable {
         }
     }
 
-    private init(server: LoopbackHTTPServer, providers: [String: any EmulatedProvider], faults: [String: FaultPlan], seed: UInt64, rateLimits: Bool) {
+    private init(server: LoopbackHTTPServer, providers: [String: any EmulatedProvider], registered: [EmulationKind],
+                 faults: [String: FaultPlan], seed: UInt64, rateLimits: Bool) {
         self.server = server
+        self.registered = registered
         enforcesRateLimits = rateLimits
         self.providers = providers
         self.seed = seed
@@ -155,41 +156,31 @@ public final class UsageEmulator: Sendable {
 
     /// Replaces a provider's fault plan at run time (`chargebee` covers both its hosts).
     public func setFaults(_ kind: String, _ plan: FaultPlan) {
+        let prefixes = prefixes(of: kind)
         state.with { s in
-            for prefix in Self.prefixes(of: kind) { s.faults[prefix] = plan }
+            for prefix in prefixes { s.faults[prefix] = plan }
         }
     }
 
-    static func prefixes(of kind: String) -> [String] {
-        switch kind {
-        case "chargebee": ["chargebee", "chargebee-ingest"]
-        case "orb": ["orb"]
-        default: [kind]
-        }
-    }
+    /// The path prefixes a provider kind's emulation serves.
+    func prefixes(of kind: String) -> [String] { registered.first { $0.kind == kind }?.prefixes ?? [kind] }
 
     /// Settings that point each adapter at the emulator (merge them into a provider's settings).
     public var endpoints: [String: [String: String]] {
-        let b = baseURL
-        return [
-            "stripe": ["endpoint": "\(b)/stripe", "meter_events_endpoint": "\(b)/stripe-meter-events"], "orb": ["endpoint": "\(b)/orb/v1"], "metronome": ["endpoint": "\(b)/metronome"],
-            "openmeter": ["endpoint": "\(b)/openmeter"],
-            "chargebee": ["endpoint": "\(b)/chargebee", "ingest_endpoint": "\(b)/chargebee-ingest"],
-            "recurly": ["endpoint": "\(b)/recurly"], "paddle": ["endpoint": "\(b)/paddle"],
-        ]
+        Dictionary(registered.map { ($0.kind, $0.endpoints(baseURL)) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// What a provider kind accepted (both Chargebee hosts for `chargebee`).
     public func accepted(_ kind: String) async -> [AcceptedUsage] {
         var all: [AcceptedUsage] = []
-        for prefix in Self.prefixes(of: kind) { all += await providers[prefix]?.accepted() ?? [] }
+        for prefix in prefixes(of: kind) { all += await providers[prefix]?.accepted() ?? [] }
         return all
     }
 
     /// Requests a provider kind has seen (both Chargebee hosts for `chargebee`).
     public func requests(_ kind: String) -> Int {
         let seen = statistics.requests
-        return Self.prefixes(of: kind).reduce(0) { $0 + (seen[$1] ?? 0) }
+        return prefixes(of: kind).reduce(0) { $0 + (seen[$1] ?? 0) }
     }
 
     /// Per provider prefix: requests seen and failures injected, by the fault spec's names (`429`, `500`, `reset`, ...).
@@ -198,12 +189,14 @@ public final class UsageEmulator: Sendable {
     }
 
     /// Second hosts of a provider, served by its emulation under a path marker.
-    static let hostAliases: [String: (prefix: String, marker: String)] = ["stripe-meter-events": ("stripe", StripeEmulation.meterEventsHost)]
+    private var hostAliases: [String: EmulationKind.HostAlias] {
+        Dictionary(registered.flatMap { $0.hostAliases.map { ($0.prefix, $0) } }, uniquingKeysWith: { first, _ in first })
+    }
 
     /// Forgets what a provider kind (or, nil, every provider) accepted and its counters, as a
     /// fresh emulator would have it; fault plans stay.
     public func reset(_ kind: String? = nil) {
-        let prefixes = kind.map(Self.prefixes(of:)) ?? Array(providers.keys)
+        let prefixes = kind.map(prefixes(of:)) ?? Array(providers.keys)
         for prefix in prefixes { providers[prefix]?.reset() }
         state.with { s in
             for prefix in prefixes {
@@ -218,13 +211,13 @@ public final class UsageEmulator: Sendable {
     /// (`429=0.1,500=0.05`), `DELETE` to clear it; `POST /_emulator/reset[?provider=…]`.
     private func control(_ request: LoopbackHTTPServer.Request) async -> HTTPResponse {
         let parts = Array(request.path.split(separator: "/").map(String.init).dropFirst())  // after "_emulator"
-        let kinds = Self.kinds
+        let kinds = self.kinds
         func failure(_ status: Int, _ message: String) -> HTTPResponse { Reply.json(status, .object(["error": .string(message)])) }
         if request.method == "GET", parts == ["stats"] {
             let (requests, injected) = statistics
             var out: [String: JSONValue] = [:]
             for kind in kinds {
-                let prefixes = Self.prefixes(of: kind)
+                let prefixes = self.prefixes(of: kind)
                 var failures: [String: Double] = [:]
                 for prefix in prefixes { for (what, n) in injected[prefix] ?? [:] { failures[what, default: 0] += Double(n) } }
                 out[kind] = .object([
@@ -262,15 +255,14 @@ public final class UsageEmulator: Sendable {
         let path = request.path
         if path == "/_emulator" || path.hasPrefix("/_emulator/") { return .later { .respond(await self.control(request)) } }
         let parts = path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true)
-        let alias = parts.first.flatMap { Self.hostAliases[String($0)] }
-        guard let first = parts.first, let provider = providers[alias?.prefix ?? String(first)] else {
+        let alias = parts.first.flatMap { hostAliases[String($0)] }
+        guard let first = parts.first, let provider = providers[alias?.emulation ?? String(first)] else {
             return .now(.respond(Reply.json(404, .object(["error": .string("no emulated provider at \(path); use one of /\(providers.keys.sorted().joined(separator: ", /"))")]))))
         }
-        let prefix = alias?.prefix ?? String(first)
+        let prefix = alias?.emulation ?? String(first)
         var inner = EmulatedRequest(method: request.method, path: (alias?.marker ?? "") + "/" + (parts.count > 1 ? String(parts[1]) : ""), query: request.query,
                                     headers: request.headers, body: request.body)
-        let isWrite = request.method != "GET" && request.method != "HEAD"
-            && !(prefix == "metronome" && inner.path == "/v1/usage")  // Metronome's read-back is a POST
+        let isWrite = request.method != "GET" && request.method != "HEAD" && !provider.isRead(inner)
         if isWrite && enforcesRateLimits {
             let limits = provider.rateLimits(for: inner)
             if !limits.isEmpty, buckets.with({ $0.take(limits, now: .now) }) != nil {
@@ -321,25 +313,28 @@ public final class UsageEmulator: Sendable {
 }
 
 /// A request an emulation refuses, with the provider's error answer.
-struct Refusal: Error { var response: HTTPResponse }
+public struct Refusal: Error {
+    public var response: HTTPResponse
+    public init(response: HTTPResponse) { self.response = response }
+}
 
-/// Shared answers.
-enum Reply {
-    static func json(_ status: Int, _ body: JSONValue, headers: HeaderFields = [:]) -> HTTPResponse {
+/// Answers the emulations share.
+public enum Reply {
+    public static func json(_ status: Int, _ body: JSONValue, headers: HeaderFields = [:]) -> HTTPResponse {
         json(status, encoded: body.encoded(), headers: headers)
     }
 
     /// A JSON answer already encoded (`JSONValue.encodeObject` writes an object's members without
     /// hashing them into a dictionary first: the answer to every Stripe v1 event).
-    static func json(_ status: Int, encoded body: Data, headers: HeaderFields = [:]) -> HTTPResponse {
+    public static func json(_ status: Int, encoded body: Data, headers: HeaderFields = [:]) -> HTTPResponse {
         var h = headers
         h["Content-Type"] = "application/json"
         return HTTPResponse(status: status, headers: h, body: body)
     }
 
-    static func empty(_ status: Int) -> HTTPResponse { HTTPResponse(status: status) }
+    public static func empty(_ status: Int) -> HTTPResponse { HTTPResponse(status: status) }
 
-    static func decimal(_ value: JSONValue?) -> Decimal? {
+    public static func decimal(_ value: JSONValue?) -> Decimal? {
         switch value {
         case .number(let n)?: return Decimal(reported: n)
         case .string(let s)?: return DecimalFormat.parse(s)
@@ -347,6 +342,12 @@ enum Reply {
         }
     }
 
-    static func number(_ d: Decimal) -> JSONValue { .number(NSDecimalNumber(decimal: d).doubleValue) }
+    public static func number(_ d: Decimal) -> JSONValue { .number(NSDecimalNumber(decimal: d).doubleValue) }
 }
 
+/// Whether `headers` carry HTTP Basic credentials of an API key with an empty password (Chargebee,
+/// Recurly).
+public func basicAuthOK(_ headers: HeaderFields) -> Bool {
+    guard let auth = headers["Authorization"], auth.hasPrefix("Basic "), let data = Data(base64Encoded: String(auth.dropFirst(6))) else { return false }
+    return String(decoding: data, as: UTF8.self).hasSuffix(":") && data.count > 1
+}

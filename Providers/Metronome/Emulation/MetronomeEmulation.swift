@@ -1,0 +1,91 @@
+import Foundation
+import UsageBilling
+import UsageEmulatorCore
+
+/// Metronome `POST /v1/ingest` (a bare array; dedup by `transaction_id` for 34 days, silently)
+/// and `POST /v1/usage` (per customer and billable metric = event type, summing the event
+/// type's value property, in day or hour windows).
+final class MetronomeEmulation: EmulatedProvider {
+    let prefix = "metronome"
+    private let valueProperties: MeterValueProperties
+    private struct State { var usage: [AcceptedUsage] = []; var keys: Set<String> = [] }
+    private let state = Locked(State())
+    func reset() { state.with { $0 = State() } }
+
+    init(valueProperties: MeterValueProperties) { self.valueProperties = valueProperties }
+
+    func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
+
+    func injected(status: Int, retryAfter: Bool) -> HTTPResponse {
+        var h: HeaderFields = status == 429 ? ["X-Metronome-Rate-Limit-Type": "client"] : [:]
+        if status == 429 && retryAfter { h["Retry-After"] = "1" }
+        return Reply.json(status, .object(["message": .string(status == 429 ? "Too many requests" : "Internal server error")]), headers: h)
+    }
+
+    func handle(_ r: EmulatedRequest) -> HTTPResponse {
+        guard r.headers["Authorization"]?.hasPrefix("Bearer ") == true else { return Reply.json(401, .object(["message": .string("Unauthorized")])) }
+        switch (r.method, r.path) {
+        case ("POST", "/v1/ingest"):
+            guard let events = r.json?.arrayValue, (1...100).contains(events.count) else {
+                return Reply.json(400, .object(["message": .string("body must be an array of 1 to 100 events")]))
+            }
+            var valid: [AcceptedUsage] = []
+            valid.reserveCapacity(events.count)
+            for (i, e) in events.enumerated() {
+                guard let key = e["transaction_id"]?.stringValue, let customer = e["customer_id"]?.stringValue, let type = e["event_type"]?.stringValue,
+                      let at = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) else {
+                    return Reply.json(400, .object(["message": .string("body/\(i) must have transaction_id, customer_id, event_type and an RFC 3339 timestamp")]))
+                }
+                valid.append(AcceptedUsage(customer: customer, meter: type, timestamp: at,
+                                           quantity: Reply.decimal(e["properties"]?[valueProperties.property(for: type, default: "quantity")]) ?? 0, key: key))
+            }
+            state.with { s in
+                for usage in valid where s.keys.insert(usage.key ?? "").inserted { s.usage.append(usage) }  // a repeat: silently the same 200
+            }
+            return Reply.empty(200)
+        case ("POST", "/v1/usage"):
+            let body = r.json
+            guard let start = body?["starting_on"]?.stringValue.flatMap(RFC3339.parse), let end = body?["ending_before"]?.stringValue.flatMap(RFC3339.parse) else {
+                return Reply.json(400, .object(["message": .string("starting_on and ending_before are required")]))
+            }
+            let step: TimeInterval = body?["window_size"]?.stringValue == "hour" ? 3600 : 86_400
+            let customers = body?["customer_ids"]?.arrayValue?.compactMap(\.stringValue)
+            let usage = state.with { $0.usage }.filter { customers == nil || customers?.contains($0.customer) == true }
+            var rows: [JSONValue] = []
+            for customer in Set(usage.map(\.customer)).sorted() {
+                for metric in Set(usage.filter { $0.customer == customer }.map(\.meter)).sorted() {
+                    var s = start
+                    while s < end {
+                        let e = s.addingTimeInterval(step)
+                        let items = usage.filter { $0.customer == customer && $0.meter == metric && $0.timestamp >= s && $0.timestamp < e }
+                        rows.append(.object(["customer_id": .string(customer), "billable_metric_id": .string("bm_\(metric)"), "billable_metric_name": .string(metric),
+                                             "start_timestamp": .string(RFC3339.format(s)), "end_timestamp": .string(RFC3339.format(e)),
+                                             "value": items.isEmpty ? .null : Reply.number(items.reduce(Decimal(0)) { $0 + $1.quantity })]))
+                        s = e
+                    }
+                }
+            }
+            // Pages of `limit` rows (default 100) with an opaque `next_page` cursor, as Metronome's.
+            let limit = r.query("limit").flatMap(Int.init).map { min(100, max(1, $0)) } ?? 100
+            let offset = r.query("next_page").flatMap { Int($0.dropFirst("emu-".count)) } ?? 0
+            let page = Array(rows.dropFirst(offset).prefix(limit))
+            let next: JSONValue = offset + page.count < rows.count ? .string("emu-\(offset + page.count)") : .null
+            return Reply.json(200, .object(["data": .array(page), "next_page": next]))
+        default:
+            return Reply.json(404, .object(["message": .string("Not found")]))
+        }
+    }
+}
+
+/// Metronome's emulation as the emulator registers it; its billable metrics sum the properties
+/// ``MeterSums`` names (default `quantity`).
+public enum EmulatedMetronome {
+    public static let kind = EmulationKind(
+        kind: "metronome", endpoints: { ["endpoint": "\($0)/metronome"] },
+        make: { [MetronomeEmulation(valueProperties: MeterValueProperties($0.options[MeterSums.self].properties))] })
+}
+
+extension MetronomeEmulation {
+    /// The usage query is a POST that only reads.
+    func isRead(_ request: EmulatedRequest) -> Bool { request.path == "/v1/usage" }
+}

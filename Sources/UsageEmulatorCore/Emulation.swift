@@ -1,0 +1,88 @@
+import Foundation
+
+/// One provider's emulation as the emulator registers it: the routing-config kind it stands in
+/// for, the path prefixes it serves, the settings that point the provider's adapter at it, and
+/// how to build it from the options. Each provider folder declares one (`Emulation/`); the
+/// `UsageEmulator` module's registry lists them.
+public struct EmulationKind: Sendable {
+    /// A second host of a provider (Stripe's meter-events host), served by one of its emulations
+    /// under a path marker.
+    public struct HostAlias: Sendable, Hashable {
+        /// The alias's path prefix (`stripe-meter-events`).
+        public var prefix: String
+        /// The emulation that answers it (`stripe`).
+        public var emulation: String
+        /// What its paths start with there.
+        public var marker: String
+        public init(prefix: String, emulation: String, marker: String) {
+            self.prefix = prefix
+            self.emulation = emulation
+            self.marker = marker
+        }
+    }
+
+    /// The routing-config `kind:` (`chargebee`).
+    public let kind: String
+    /// The path prefixes its emulations serve (`chargebee`, `chargebee-ingest`); faults and
+    /// statistics for the kind cover them all.
+    public let prefixes: [String]
+    /// Second hosts answered by one of its emulations.
+    public let hostAliases: [HostAlias]
+    /// The settings that point the adapter at an emulator whose base URL is given.
+    public let endpoints: @Sendable (_ baseURL: String) -> [String: String]
+    /// Builds the emulations, one per prefix.
+    public let make: @Sendable (EmulationContext) -> [any EmulatedProvider]
+
+    public init(kind: String, prefixes: [String]? = nil, hostAliases: [HostAlias] = [],
+                endpoints: @escaping @Sendable (_ baseURL: String) -> [String: String],
+                make: @escaping @Sendable (EmulationContext) -> [any EmulatedProvider]) {
+        self.kind = kind
+        self.prefixes = prefixes ?? [kind]
+        self.hostAliases = hostAliases
+        self.endpoints = endpoints
+        self.make = make
+    }
+}
+
+/// What an emulation is built with: the options and the emulator's clock.
+public struct EmulationContext: Sendable {
+    public let options: EmulationOptions
+    /// The emulator's clock: what each provider's time rules read.
+    public let now: @Sendable () -> Date
+}
+
+/// An option an emulation reads, with the value it has when nobody sets it.
+public protocol EmulationOption: Sendable {
+    static var defaultValue: Self { get }
+}
+
+/// Every emulation's options, by type: each emulation declares its own option types and reads
+/// them here, so the emulator takes one value whatever the providers.
+public struct EmulationOptions: Sendable {
+    private var values: [ObjectIdentifier: any Sendable] = [:]
+
+    public init() {}
+
+    public subscript<Option: EmulationOption>(_ option: Option.Type) -> Option {
+        get { values[ObjectIdentifier(option)] as? Option ?? Option.defaultValue }
+        set { values[ObjectIdentifier(option)] = newValue }
+    }
+}
+
+/// The property each meter sums, for emulations whose meters sum a property of the event
+/// (OpenMeter's meters, Metronome's billable metrics): by meter name or event pattern, from the
+/// routing config's `quantity_property` (see `EmulatedMeters`).
+public struct MeterSums: EmulationOption, Equatable {
+    public var properties: [String: String]
+    public init(_ properties: [String: String] = [:]) { self.properties = properties }
+    public static let defaultValue = MeterSums()
+}
+
+extension EmulationOptions {
+    /// These options with `value` set: `EmulationOptions().with(MeterSums(["storage": "gb"]))`.
+    public func with<Option: EmulationOption>(_ value: Option) -> EmulationOptions {
+        var copy = self
+        copy[Option.self] = value
+        return copy
+    }
+}
