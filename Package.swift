@@ -189,7 +189,7 @@ let package = Package(
         .testTarget(
             name: "SpoolTests",
             dependencies: [
-                "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders", "UsageSpool", "StripeUsage",
+                "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders", "UsageSpool", "StripeUsage", "UsageEmulator",
                 "usage-billing", .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"), .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -46,6 +46,12 @@ public struct EmulatedMeters: Sendable, Equatable {
         if stripeMeters?.isEmpty == true { stripeMeters = nil }
     }
 
+    /// What was declared, in words (printed by `emulate -c`).
+    public var description: String {
+        let sums = valueProperties.sorted { $0.key < $1.key }.map { "\($0.key) sums \($0.value)" }
+        return (sums + [stripeMeters.map { "Stripe meters \($0.joined(separator: ", "))" } ?? "a Stripe meter for every event name"]).joined(separator: "; ")
+    }
+
     /// The emulator's options these meters set: ``MeterSums`` and Stripe's meters.
     public var options: EmulationOptions {
         EmulationOptions().with(MeterSums(valueProperties)).with(EmulatedStripe.Meters(stripeMeters))

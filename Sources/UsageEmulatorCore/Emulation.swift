@@ -1,4 +1,5 @@
 import Foundation
+import UsageBilling
 
 /// One provider's emulation as the emulator registers it: the routing-config kind it stands in
 /// for, the path prefixes it serves, the settings that point the provider's adapter at it, and
@@ -32,11 +33,14 @@ public struct EmulationKind: Sendable {
     public let endpoints: @Sendable (_ baseURL: String) -> [String: String]
     /// Builds the emulations, one per prefix.
     public let make: @Sendable (EmulationContext) -> [any EmulatedProvider]
+    /// Its options as text settings, for `usage-billing emulate --set KIND.NAME=VALUE`.
+    public let settings: [EmulationSetting]
 
-    public init(kind: String, prefixes: [String]? = nil, hostAliases: [HostAlias] = [],
+    public init(kind: String, prefixes: [String]? = nil, hostAliases: [HostAlias] = [], settings: [EmulationSetting] = [],
                 endpoints: @escaping @Sendable (_ baseURL: String) -> [String: String],
                 make: @escaping @Sendable (EmulationContext) -> [any EmulatedProvider]) {
         self.kind = kind
+        self.settings = settings
         self.prefixes = prefixes ?? [kind]
         self.hostAliases = hostAliases
         self.endpoints = endpoints
@@ -84,5 +88,37 @@ extension EmulationOptions {
         var copy = self
         copy[Option.self] = value
         return copy
+    }
+}
+
+/// One of an emulation's options as a text setting (`meters=api_requests,storage`): how a
+/// command line sets it.
+public struct EmulationSetting: Sendable {
+    /// The setting's name (`meters`).
+    public let name: String
+    /// What it sets and the value's form.
+    public let help: String
+    /// Sets the option from `value`; throws `.invalidInput` with the fix on a bad value.
+    public let apply: @Sendable (_ value: String, _ options: inout EmulationOptions) throws -> Void
+
+    public init(name: String, help: String, apply: @escaping @Sendable (_ value: String, _ options: inout EmulationOptions) throws -> Void) {
+        self.name = name
+        self.help = help
+        self.apply = apply
+    }
+}
+
+extension [EmulationKind] {
+    /// Applies `KIND.NAME=VALUE` to `options`; throws `.invalidInput` naming what is wrong.
+    public func apply(setting text: String, to options: inout EmulationOptions) throws {
+        let known = flatMap { kind in kind.settings.map { "\(kind.kind).\($0.name)" } }.joined(separator: ", ")
+        guard let eq = text.firstIndex(of: "="), let dot = text[..<eq].firstIndex(of: ".") else {
+            throw UsageBillingError(.invalidInput, "'\(text)' is not KIND.NAME=VALUE", fix: "use one of \(known)")
+        }
+        let kind = String(text[..<dot]), name = String(text[text.index(after: dot)..<eq]), value = String(text[text.index(after: eq)...])
+        guard let setting = first(where: { $0.kind == kind })?.settings.first(where: { $0.name == name }) else {
+            throw UsageBillingError(.invalidInput, "no emulator setting \(kind).\(name)", fix: "use one of \(known)")
+        }
+        try setting.apply(value, &options)
     }
 }

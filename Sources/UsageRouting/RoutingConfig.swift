@@ -347,7 +347,7 @@ private struct Validator {
                 continue
             }
             guard case .object(var settings)? = object[name] else {
-                issue(key, "a provider must be a mapping with a kind", "write `\(name): { kind: \(registry.names.first ?? "stripe"), ... }`")
+                issue(key, "a provider must be a mapping with a kind", "write `\(name): { kind: \(registry.names.first ?? "<kind>"), ... }`")
                 continue
             }
             guard let kindName = settings.removeValue(forKey: "kind")?.stringValue else {
@@ -464,7 +464,7 @@ private struct Validator {
     mutating func validateRoutes(_ value: JSONValue?, providers: [String: RoutingConfig.Provider]) -> [RoutingConfig.Route] {
         guard case .array(let items)? = value, !items.isEmpty else {
             issue("routes", value == nil ? "routes is missing" : "routes must be a non-empty list",
-                  "add e.g. `routes: [{ events: [\"api_request\"], to: \(providers.keys.sorted().first ?? "stripe") }]`")
+                  "add e.g. `routes: [{ events: [\"api_request\"], to: \(providers.keys.sorted().first ?? "<provider>") }]`")
             return []
         }
         var routes: [RoutingConfig.Route] = []

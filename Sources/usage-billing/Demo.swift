@@ -165,12 +165,11 @@ struct Demo: AsyncParsableCommand {
         }
     }
 
-    /// A placeholder key each adapter accepts (never a real one).
+    /// A placeholder key (never a real one) for `variable`: the placeholder of the provider kind
+    /// the variable is named after (`STRIPE_SECRET_KEY`), which its adapter accepts in form.
     static func placeholder(for variable: String) -> String {
-        switch variable {
-        case let v where v.contains("STRIPE"): "sk_test_REDACTED_demo"
-        case let v where v.contains("PADDLE"): "pdl_sdbx_apikey_REDACTED_demo"
-        default: "REDACTED_demo"
-        }
+        let registry = ProviderRegistry.standard
+        let kind = registry.names.sorted { $0.count > $1.count }.first { variable.uppercased().contains($0.uppercased()) }
+        return kind.flatMap(registry.kind)?.tools.placeholderSecret ?? ProviderTools().placeholderSecret
     }
 }

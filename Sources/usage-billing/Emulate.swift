@@ -31,7 +31,7 @@ struct Emulate: AsyncParsableCommand {
               usage-billing emulate --port 12111
               usage-billing emulate --faults all:429=0.05,500=0.05 --seed 7
               usage-billing emulate --faults recurly:timeout=0.1
-              usage-billing emulate --orb-grace-hours 12   # old Orb events need a backfill
+              usage-billing emulate --set orb.grace_hours=12   # old events need a backfill
               usage-billing emulate --rate-limits     # documented limits answer 429
               usage-billing emulate -c routing.yaml   # meters read events as routed
             """)
@@ -42,10 +42,9 @@ struct Emulate: AsyncParsableCommand {
     @Option(help: "Port on 127.0.0.1 (0: any free port).") var port: Int = 12111
     @Option(help: "PROVIDER:SPEC fault plan; repeatable (see above).") var faults: [String] = []
     @Option(help: "Seed for the fault dice.") var seed: UInt64 = 1
-    @Option(help: "Stripe meters that exist (event names, comma-separated); others are refused as Stripe does (v2: no_meter). Default: a meter for every event name.")
-    var stripeMeters: String?
-    @Option(help: "Orb's grace period in hours: older events fail Orb's validation unless sent through a backfill (default: not checked).")
-    var orbGraceHours: Double?
+    @Option(name: .customLong("set"), help: ArgumentHelp("KIND.NAME=VALUE: an emulation's setting; repeatable. "
+        + UsageEmulator.standard.flatMap { kind in kind.settings.map { "\(kind.kind).\($0.name): \($0.help)." } }.joined(separator: " ")))
+    var settings: [String] = []
     @Flag(help: "Enforce the providers' documented rate limits (Stripe: 1,000 meter-event calls/s live, 25/s with a test key; Orb: 100 ingest requests/s and 10,000 events/min): writes past them are answered 429.")
     var rateLimits = false
 
@@ -65,21 +64,18 @@ struct Emulate: AsyncParsableCommand {
                 throw ExitCode(ExitCodes.badInput)
             }
         }
-        if let hours = orbGraceHours, !(hours > 0 && hours <= 24 * 366) {
-            printError("error: --orb-grace-hours \(hours) is out of range. Fix: use your Orb account's grace period in hours, e.g. 12")
-            throw ExitCode(ExitCodes.badInput)
-        }
-        let meters = stripeMeters.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
-        if meters?.isEmpty == true {
-            printError("error: --stripe-meters names no event name. Fix: list them, e.g. --stripe-meters api_requests,storage, or omit it to make a meter for every event name")
-            throw ExitCode(ExitCodes.badInput)
-        }
         let declared = try config.map { try EmulatedMeters(config: Demo.configWithPlaceholderKeys($0)) } ?? EmulatedMeters()
+        var options = declared.options
+        for setting in settings {
+            do {
+                try UsageEmulator.standard.apply(setting: setting, to: &options)
+            } catch {
+                printError("error: --set \(setting): \(error)")
+                throw ExitCode(ExitCodes.badInput)
+            }
+        }
         let emulator: UsageEmulator
         do {
-            var options = declared.options
-            if let meters { options[EmulatedStripe.Meters.self] = EmulatedStripe.Meters(meters) }
-            if let hours = orbGraceHours { options[EmulatedOrb.GracePeriod.self] = EmulatedOrb.GracePeriod(.milliseconds(Int64((hours * 3_600_000).rounded()))) }
             emulator = try await UsageEmulator.start(port: port, faults: plans, seed: seed, options: options, rateLimits: rateLimits)
         } catch {
             printError("error: cannot listen on 127.0.0.1:\(port): \(error). Fix: pick another --port (0 picks a free one)")
@@ -91,10 +87,7 @@ struct Emulate: AsyncParsableCommand {
             let plan = plans[kind].map { $0.failureRate > 0 || $0.delayRate > 0 ? "  (faults: \(Int(($0.failureRate * 100).rounded()))% of writes)" : "" } ?? ""
             print("  \(kind): { \(settings) }\(plan)")
         }
-        if let config {
-            let sums = declared.valueProperties.sorted { $0.key < $1.key }.map { "\($0.key) sums \($0.value)" }
-            print("Meters from \(config): " + (sums + [(meters ?? declared.stripeMeters).map { "Stripe meters \($0.joined(separator: ", "))" } ?? "a Stripe meter for every event name"]).joined(separator: "; "))
-        }
+        if let config { print("Meters from \(config): \(declared.description)") }
         print("Any API key is accepted (Stripe's must start with sk_ or rk_). Control API: \(emulator.baseURL)/_emulator/ (see --help). Ctrl-C stops.")
         fflush(nil)  // every output stream: shown at once when the output goes to a file or a pipe, not when the buffer fills
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(

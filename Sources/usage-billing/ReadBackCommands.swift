@@ -1,11 +1,8 @@
 import ArgumentParser
 import Foundation
-import MetronomeUsage
-import OpenMeterUsage
-import OrbUsage
-import StripeUsage
 import UsageBilling
 import UsageBillingCurl
+import UsageBillingProviders
 import UsageRouting
 
 /// Options naming a provider of a config.
@@ -20,13 +17,18 @@ struct ProviderOptions: ParsableArguments {
     var json = false
 
     /// The provider's kind and settings, or exit 2 naming the problem.
-    func resolve() throws -> (kind: String, settings: JSONValue, config: RoutingConfig) {
+    func resolve() throws -> (kind: ProviderKind, settings: JSONValue, config: RoutingConfig) {
         let config = try loadConfig(self.config)
         guard let p = config.providers[provider] else {
             printError("error: --provider '\(provider)' is not in \(self.config); use one of \(config.providers.keys.sorted().joined(separator: ", "))")
             throw ExitCode(ExitCodes.badInput)
         }
-        return (p.kind.name, config.settings(for: provider, route: nil), config)
+        return (p.kind, config.settings(for: provider, route: nil), config)
+    }
+
+    /// The kinds in the registry that offer `tool`, for error messages.
+    static func kinds(offering tool: (ProviderTools) -> Bool) -> String {
+        ProviderRegistry.standard.names.filter { ProviderRegistry.standard.kind($0).map { tool($0.tools) } ?? false }.joined(separator: ", ")
     }
 }
 
@@ -61,12 +63,12 @@ func output(_ header: [String], _ rows: [[String]], json: Bool) {
 
 struct Meters: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List or create Stripe meters.", subcommands: [MetersList.self, MetersCreate.self])
+        abstract: "List or create a provider's meters (Stripe's).", subcommands: [MetersList.self, MetersCreate.self])
 }
 
 struct MetersList: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "list", abstract: "List a Stripe provider's meters (every page).",
+        commandName: "list", abstract: "List a provider's meters (every page).",
         usage: "usage-billing meters list --provider <name> [<options>]",
         discussion: """
             Examples:
@@ -77,19 +79,19 @@ struct MetersList: AsyncParsableCommand {
 
     func run() async throws {
         let (kind, settings, _) = try options.resolve()
-        guard kind == "stripe" else {
-            printError("error: meters are a Stripe concept; '\(options.provider)' is \(kind)")
+        guard let make = kind.tools.meters else {
+            printError("error: '\(options.provider)' is \(kind.name), which has no meters here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.meters != nil })")
             throw ExitCode(ExitCodes.badInput)
         }
-        let meters = try await readBack { try await StripeBillingClient(settings: StripeSettings.decode(settings), client: $0).listMeters() }
+        let meters = try await readBack { try await make(settings, $0).list() }
         output(["id", "event_name", "display_name", "status", "formula"],
-               meters.map { [$0.id, $0.eventName, $0.displayName, $0.status, $0.defaultAggregation.formula] }, json: options.json)
+               meters.map { [$0.id, $0.eventName, $0.displayName, $0.status, $0.formula] }, json: options.json)
     }
 }
 
 struct MetersCreate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "create", abstract: "Create a Stripe meter.",
+        commandName: "create", abstract: "Create a meter with the provider's configured payload keys.",
         usage: "usage-billing meters create --provider <p> --event-name <e> [<options>]",
         discussion: """
             Examples:
@@ -103,19 +105,15 @@ struct MetersCreate: AsyncParsableCommand {
 
     func run() async throws {
         let (kind, settings, _) = try options.resolve()
-        guard kind == "stripe" else {
-            printError("error: meters are a Stripe concept; '\(options.provider)' is \(kind)")
+        guard let make = kind.tools.meters else {
+            printError("error: '\(options.provider)' is \(kind.name), which has no meters here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.meters != nil })")
             throw ExitCode(ExitCodes.badInput)
         }
         guard ["sum", "count", "last"].contains(formula) else {
             printError("error: --formula '\(formula)' is not sum, count or last")
             throw ExitCode(ExitCodes.badInput)
         }
-        let s = try StripeSettings.decode(settings)
-        let meter = try await readBack {
-            try await StripeBillingClient(settings: s, client: $0).createMeter(
-                displayName: displayName, eventName: eventName, formula: formula, customerKey: s.customerKey, valueKey: s.valueKey)
-        }
+        let meter = try await readBack { try await make(settings, $0).create(eventName: eventName, displayName: displayName, formula: formula) }
         output(["id", "event_name", "display_name", "status"], [[meter.id, meter.eventName, meter.displayName, meter.status]], json: options.json)
     }
 }
@@ -146,65 +144,26 @@ struct Summary: AsyncParsableCommand {
     @Option(help: "The provider's customer id (Stripe cus_…, OpenMeter subject, Metronome id).") var customer: String?
     @Option(help: "Orb subscription id.") var subscription: String?
 
-    func require(_ value: String?, _ flag: String, _ kind: String) throws -> String {
-        guard let value, !value.isEmpty else {
-            printError("error: \(kind) needs \(flag)")
-            throw ExitCode(ExitCodes.badInput)
-        }
-        return value
-    }
-
     func run() async throws {
         let (kind, settings, _) = try options.resolve()
         guard let start = RFC3339.parse(from), let end = RFC3339.parse(to) else {
             printError("error: --from and --to must be RFC 3339, e.g. 2026-11-24T00:00:00Z")
             throw ExitCode(ExitCodes.badInput)
         }
-        if let window, !["hour", "day"].contains(window) {
-            printError("error: --window '\(window)' is not hour or day")
+        var granularity: ReadBackGranularity?
+        if let window {
+            guard let g = ReadBackGranularity(rawValue: window) else {
+                printError("error: --window '\(window)' is not hour or day")
+                throw ExitCode(ExitCodes.badInput)
+            }
+            granularity = g
+        }
+        guard let make = kind.tools.summary else {
+            printError("error: \(kind.name) has no usage report here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.summary != nil }), or use reconcile")
             throw ExitCode(ExitCodes.badInput)
         }
-        let header = ["start", "end", "customer", "metric", "value"]
-        var rows: [[String]] = []
-        switch kind {
-        case "stripe":
-            let meter = try require(meter, "--meter", kind), customer = try require(customer, "--customer", kind)
-            let grouping = window.flatMap(StripeSummaryWindow.init(rawValue:))
-            let summaries = try await readBack {
-                try await StripeBillingClient(settings: StripeSettings.decode(settings), client: $0)
-                    .eventSummaries(meterID: meter, customer: customer, start: start, end: end, window: grouping)
-            }
-            rows = summaries.sorted { $0.startTime < $1.startTime }.map {
-                [RFC3339.format(Date(timeIntervalSince1970: Double($0.startTime))), RFC3339.format(Date(timeIntervalSince1970: Double($0.endTime))),
-                 customer, $0.meter, String(format: "%g", $0.aggregatedValue)]
-            }
-        case "orb":
-            let subscription = try require(subscription, "--subscription", kind)
-            let usage = try await readBack {
-                try await OrbClient(settings: OrbSettings.decode(settings), client: $0)
-                    .subscriptionUsage(subscriptionID: subscription, start: start, end: end, daily: window == "day")
-            }
-            rows = usage.flatMap { metric in
-                metric.windows.map { [RFC3339.format($0.start), RFC3339.format($0.end), subscription, metric.metricName, String(format: "%g", $0.quantity)] }
-            }
-        case "metronome":
-            let usage = try await readBack {
-                try await MetronomeClient(settings: MetronomeSettings.decode(settings), client: $0)
-                    .usage(start: start, end: end, window: window ?? "day", customerIDs: customer.map { [$0] } ?? [])
-            }
-            rows = usage.map { [$0.startTimestamp, $0.endTimestamp, $0.customerID, $0.billableMetricName, $0.value.map { String(format: "%g", $0) } ?? "-"] }
-        case "openmeter":
-            let meter = try require(meter, "--meter", kind)
-            let size: OpenMeterClient.WindowSize? = switch window { case "hour": .hour; case "day": .day; default: nil }
-            let result = try await readBack {
-                try await OpenMeterClient(settings: OpenMeterSettings.decode(settings), client: $0)
-                    .query(meter: meter, from: start, to: end, windowSize: size, subjects: customer.map { [$0] } ?? [])
-            }
-            rows = result.map { [$0.windowStart, $0.windowEnd, $0.subject ?? "-", meter, String(format: "%g", $0.value)] }
-        default:
-            printError("error: \(kind) has no read-back here yet")
-            throw ExitCode(ExitCodes.badInput)
-        }
-        output(header, rows, json: options.json)
+        let query = SummaryQuery(from: start, to: end, window: granularity, meter: meter, customer: customer, subscription: subscription)
+        let rows = try await readBack { try await make(settings, $0).summary(query) }
+        output(["start", "end", "customer", "metric", "value"], rows.map { [$0.start, $0.end, $0.customer, $0.metric, $0.value] }, json: options.json)
     }
 }

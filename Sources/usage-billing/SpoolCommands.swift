@@ -3,7 +3,7 @@ import Metrics
 import Prometheus
 import UsageServe
 import Foundation
-import StripeUsage
+import UsageBillingProviders
 import Logging
 import ServiceLifecycle
 import UsageBilling
@@ -230,8 +230,8 @@ struct DLQ: AsyncParsableCommand {
 
 struct DLQReject: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "reject", abstract: "Make events a provider refused after taking them dead letters, from Stripe's meter error report.",
-        usage: "usage-billing dlq reject --stripe-error-report <file> [<options>]",
+        commandName: "reject", abstract: "Make events a provider refused after taking them dead letters, from its report (Stripe's meter error events).",
+        usage: "usage-billing dlq reject --report <file> [<options>]",
         discussion: """
             Stripe answers meter events 200 and validates them later; failures come as a \
             v1.billing.meter.error_report_triggered (or v1.billing.meter.no_meter_found) event. Pass that \
@@ -242,29 +242,43 @@ struct DLQReject: AsyncParsableCommand {
             the refused event within its 24-hour dedup window: reconcile after retrying.
 
             Examples:
-              usage-billing dlq reject --provider stripe --stripe-error-report evt.json
+              usage-billing dlq reject --provider stripe --report evt.json
             """)
     @OptionGroup var spoolOption: SpoolOption
-    @Option(help: "The provider name in your routing config (its lanes are <name>/<route>).") var provider: String = "stripe"
-    @Option(help: "A file holding the full body of a Stripe meter error event.") var stripeErrorReport: String
+    @Option(help: "The provider name in your routing config (its lanes are <name>/<route>); default: the one provider kind that has such reports.")
+    var provider: String?
+    @Option(name: [.customLong("report"), .customLong("stripe-error-report")], help: "A file holding the full body of the provider's report (for Stripe, a meter error event).")
+    var report: String
 
     func run() async throws {
-        guard let body = FileManager.default.contents(atPath: stripeErrorReport) else {
-            printError("error: cannot read --stripe-error-report \(stripeErrorReport). Fix: save the event body to a file and pass its path")
+        let offering = ProviderRegistry.standard.names.compactMap(ProviderRegistry.standard.kind).filter { $0.tools.rejectionReport != nil }
+        let name = provider ?? (offering.count == 1 ? offering.first?.name : nil)
+        guard let name else {
+            printError("error: pass --provider: more than one provider kind has rejection reports (\(offering.map(\.name).joined(separator: ", ")))")
             throw ExitCode(ExitCodes.badInput)
         }
-        let report: StripeMeterErrorReport
+        // The provider's name in the config is usually its kind; a renamed one is looked up by kind too.
+        let kind = ProviderRegistry.standard.kind(name) ?? (offering.count == 1 ? offering.first : nil)
+        guard let parse = kind?.tools.rejectionReport else {
+            printError("error: --provider \(name) has no rejection reports here. Fix: use one of \(offering.map(\.name).joined(separator: ", "))")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        guard let body = FileManager.default.contents(atPath: report) else {
+            printError("error: cannot read --report \(report). Fix: save the report's body to a file and pass its path")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        let parsed: RejectionReport
         do {
-            report = try StripeMeterErrorReport.parse(body)
+            parsed = try parse(body)
         } catch {
-            printError("error: --stripe-error-report \(stripeErrorReport): \(error)")
+            printError("error: --report \(report): \(error)")
             throw ExitCode(ExitCodes.badInput)
         }
-        let changed = try await openSpool(spoolOption.spool, existing: true).rejectDelivered(report.rejections, provider: provider)
-        print("\(changed) delivered row(s) of \(report.rejections.count) event(s) the report names are now dead letters on \(provider).")
-        let unnamed = report.unattributed.sorted { $0.key < $1.key }
+        let changed = try await openSpool(spoolOption.spool, existing: true).rejectDelivered(parsed.rejections, provider: name)
+        print("\(changed) delivered row(s) of \(parsed.rejections.count) event(s) the report names are now dead letters on \(name).")
+        let unnamed = parsed.unattributed.sorted { $0.key < $1.key }
         if !unnamed.isEmpty {
-            print("The report counts \(unnamed.map { "\($0.value) \($0.key)" }.joined(separator: ", ")) more it does not name: reconcile \(provider) to find their windows.")
+            print("The report counts \(unnamed.map { "\($0.value) \($0.key)" }.joined(separator: ", ")) more it does not name: reconcile \(name) to find their windows.")
         }
     }
 }

@@ -57,7 +57,7 @@ struct EmulateCLITests {
     /// background with `> emulator.log`), not when the buffer fills.
     @Test func settingsReachALogFileAtOnce() async throws {
         let log = FileManager.default.temporaryDirectory.appending(path: "ub-emulate-\(UUID().uuidString).log").path
-        let child = try ChildProcess.spawn(CLI.binary.path, ["emulate", "--port", "0", "--orb-grace-hours", "12", "--stripe-meters", "api_requests,storage"], outputFile: log)
+        let child = try ChildProcess.spawn(CLI.binary.path, ["emulate", "--port", "0", "--set", "orb.grace_hours=12", "--set", "stripe.meters=api_requests,storage"], outputFile: log)
         var text = ""
         _ = try await eventually(every: .milliseconds(100)) {
             text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
@@ -70,7 +70,7 @@ struct EmulateCLITests {
 }
 
 extension EmulateCLITests {
-    @Test(arguments: [["--stripe-meters", " , "], ["--orb-grace-hours", "0"], ["--faults", "stripe:500=2"]])
+    @Test(arguments: [["--set", "stripe.meters= , "], ["--set", "orb.grace_hours=0"], ["--set", "stripe.color=red"], ["--faults", "stripe:500=2"]])
     func badFlagsExit2NamingTheFlag(_ flags: [String]) async throws {
         let r = try await CLI.run(["emulate", "--port", "0"] + flags)
         #expect(r.status == 2 && r.output.contains(flags[0].hasPrefix("--faults") ? "500=2" : flags[0]) && r.output.contains("Fix"), "\(r.output)")

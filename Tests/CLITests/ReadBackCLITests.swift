@@ -1,21 +1,18 @@
 import Foundation
-import StripeUsage
+import UsageEmulator
 import Testing
 import UsageBilling
 import UsageBillingTesting
 
-@Suite("CLI against a local Stripe fake", .timeLimit(.minutes(2)))
+@Suite("CLI read-back against the emulator", .timeLimit(.minutes(2)))
 struct ReadBackCLITests {
     @Test func sendThenMetersListThenSummary() async throws {
-        let fake = StripeFake(meters: ["api_requests"])
-        let server = try await LoopbackHTTPServer.start { request in
-            .respond(await fake.handle(method: request.method, target: request.target, headers: request.headers, body: request.body))
-        }
-        defer { Task { await server.shutdown() } }
+        let emulator = try await UsageEmulator.start(options: EmulationOptions().with(EmulatedStripe.Meters(["api_requests"])))
+        defer { Task { await emulator.shutdown() } }
         let config = try CLI.temp("stripe.yaml", """
             version: 1
             providers:
-              stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY}, endpoint: "\(server.baseURL)" }
+              stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY}, endpoint: "\(emulator.endpoints["stripe"]?["endpoint"] ?? "")" }
             routes:
               - { events: [api_request], to: stripe, stripe: { event_name: api_requests } }
             customers: { acme: { stripe: cus_acme } }
@@ -45,7 +42,7 @@ struct ReadBackCLITests {
     @Test func summaryNeedsItsProviderSpecificFlags() async throws {
         let r = try await CLI.run(["summary", "-c", "examples/routing.yaml", "--provider", "stripe", "--from", "2026-11-24T00:00:00Z", "--to", "2026-11-25T00:00:00Z"])
         #expect(r.status == 2)
-        #expect(r.output.contains("stripe needs --meter"))
+        #expect(r.output.contains("summary needs --meter") && r.output.contains("Fix"), "\(r.output)")
         let wrong = try await CLI.run(["meters", "list", "-c", "examples/routing.yaml", "--provider", "nope"])
         #expect(wrong.status == 2 && wrong.output.contains("'nope' is not in"))
     }

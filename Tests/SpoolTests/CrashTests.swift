@@ -1,6 +1,7 @@
 import Foundation
 import UsageBilling
-import StripeUsage
+import UsageBillingCurl
+import UsageEmulator
 import Testing
 import UsageBillingTesting
 import UsageRouting
@@ -35,7 +36,15 @@ struct CrashTests {
     /// id, counted once, and nothing is left queued.
     @Test func killedWorkersLoseNothingAndBillNothingTwice() async throws {
         let n = 300
-        let fake = StripeFake(meters: ["api_request"])
+        // The emulator is the provider; this server stands in front of it to script the faults.
+        let emulator = try await UsageEmulator.start()
+        let upstream = try CurlHTTPClient()
+        defer { upstream.shutdown() }
+        let stripe = emulator.endpoints["stripe"]?["endpoint"] ?? ""
+        @Sendable func forward(_ request: LoopbackHTTPServer.Request) async -> HTTPResponse {
+            (try? await upstream.send(HTTPRequest(method: HTTPMethod(rawValue: request.method), url: stripe + request.target, headers: request.headers, body: request.body)))
+                ?? HTTPResponse(status: 502)
+        }
         let counter = Locked(0)
         let server = try await LoopbackHTTPServer.start(threads: 2) { request in
             let k = counter.with { $0 += 1; return $0 }
@@ -48,14 +57,14 @@ struct CrashTests {
             case _ where k % 19 == 0:
                 return .reset  // before applying
             case _ where k % 7 == 0:
-                _ = await fake.handle(method: request.method, target: request.target, headers: request.headers, body: request.body)
+                _ = await forward(request)
                 return .reset  // applied, but the answer never arrives
             case _ where k % 17 == 0:
                 try? await Task.sleep(for: .milliseconds(150))
             default:
                 break
             }
-            return .respond(await fake.handle(method: request.method, target: request.target, headers: request.headers, body: request.body))
+            return .respond(await forward(request))
         }
         let dir = FileManager.default.temporaryDirectory.appending(path: "ub-crash-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -93,7 +102,8 @@ struct CrashTests {
         let last = try Binary.start(["worker", "-c", config, "--spool", spool, "--until-empty"], log: log)
         #expect(await Binary.wait(last) == 0, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
 
-        let recorded = await fake.recorded
+        let billed = await emulator.accepted("stripe")
+        let recorded = (identifiers: Set(billed.compactMap(\.key)), events: billed.count)
         let expected = Set((0..<n).map { "crash-\($0)" })
         let requests = counter.with { $0 }
         let status = try Spool(path: spool).status()

@@ -1,6 +1,6 @@
 import Foundation
 import UsageBilling
-import StripeUsage
+import UsageEmulator
 import Testing
 import UsageBillingCurl
 import UsageBillingProviders
@@ -28,16 +28,13 @@ struct WorkerTests {
     /// meantime; the failed lane catches up afterwards.
     @Test(arguments: LedgerKind.allCases)
     func aFailingLaneNeverStallsTheOther(_ kind: LedgerKind) async throws {
-        let fake = StripeFake(meters: ["api_request"])
-        let stripeServer = try await LoopbackHTTPServer.start { r in
-            .respond(await fake.handle(method: r.method, target: r.target, headers: r.headers, body: r.body))
-        }
+        let emulator = try await UsageEmulator.start()
         let down = SwitchableServer()
         let openMeterServer = try await LoopbackHTTPServer.start { down.handle($0) }
         let config = try routing("""
             version: 1
             providers:
-              stripe: { kind: stripe, secret_key: sk_live_REDACTED, endpoint: "\(stripeServer.baseURL)" }
+              stripe: { kind: stripe, secret_key: sk_live_REDACTED, endpoint: "\(emulator.endpoints["stripe"]?["endpoint"] ?? "")" }
               openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(openMeterServer.baseURL)", max_batch_size: 20 }
             routes:
               - { events: [api_request], to: stripe, shadow: openmeter }
@@ -62,7 +59,7 @@ struct WorkerTests {
         #expect(final.allSatisfy { $0.queued == 0 && $0.delivered == n && $0.dead.isEmpty })
         #expect(down.received.with { $0.count } == n)
         print("isolation: \(n) events; stripe lane done while openmeter was down; openmeter caught up with \(n)")
-        await stripeServer.shutdown()
+        await emulator.shutdown()
         await openMeterServer.shutdown()
     }
 }

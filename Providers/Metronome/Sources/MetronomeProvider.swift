@@ -7,7 +7,7 @@ extension MetronomeIngestSink {
         try MetronomeIngestSink(settings: MetronomeSettings.decode(settings), client: client, clock: clock, name: name)
     }, makeReadBack: { settings, client in
         try MetronomeReadBack(settings: MetronomeSettings.decode(settings), client: client)
-    })
+    }, tools: tools)
 }
 
 /// Metronome's read-back for reconciliation: `POST /v1/usage` per customer, in UTC hour or day
@@ -43,5 +43,22 @@ public struct MetronomeReadBack: UsageReadBack {
                 guard let start = RFC3339.parse(row.startTimestamp), let end = RFC3339.parse(row.endTimestamp), start >= from, start < to else { return nil }
                 return ReportedUsage(customer: customer, meter: meter(row), start: start, end: end, value: Decimal(reported: row.value ?? 0))
             }
+    }
+}
+
+extension MetronomeIngestSink {
+    /// Metronome's tools for the CLI: usage per customer and billable metric.
+    static let tools = ProviderTools(summary: { settings, client in MetronomeSummary(client: try MetronomeClient(settings: MetronomeSettings.decode(settings), client: client)) })
+}
+
+/// `usage-billing summary` for Metronome: usage per customer and billable metric (per day unless
+/// asked per hour).
+struct MetronomeSummary: UsageSummarizer {
+    let client: MetronomeClient
+
+    func summary(_ q: SummaryQuery) async throws -> [SummaryRow] {
+        try await client.usage(start: q.from, end: q.to, window: q.window?.rawValue ?? "day", customerIDs: q.customer.map { [$0] } ?? []).map {
+            SummaryRow(start: $0.startTimestamp, end: $0.endTimestamp, customer: $0.customerID, metric: $0.billableMetricName, value: $0.value.map { String(format: "%g", $0) } ?? "-")
+        }
     }
 }

@@ -262,7 +262,14 @@ extension OrbEmulation {
 /// Orb's emulation as the emulator registers it, at `/orb/v1`.
 public enum EmulatedOrb {
     public static let kind = EmulationKind(
-        kind: "orb", endpoints: { ["endpoint": "\($0)/orb/v1"] },
+        kind: "orb",
+        settings: [EmulationSetting(name: "grace_hours", help: "the account's grace period in hours: older events fail validation outside a backfill") { value, options in
+            guard let hours = Double(value), hours > 0, hours <= 24 * 366 else {
+                throw UsageBillingError(.invalidInput, "orb.grace_hours '\(value)' is out of range", fix: "use the Orb account's grace period in hours, e.g. orb.grace_hours=12")
+            }
+            options[GracePeriod.self] = GracePeriod(.milliseconds(Int64((hours * 3_600_000).rounded())))
+        }],
+        endpoints: { ["endpoint": "\($0)/orb/v1"] },
         make: { [OrbEmulation(timeZones: $0.options[TimeZones.self].byCustomer, gracePeriod: $0.options[GracePeriod.self].duration, now: $0.now)] })
 
     /// Per Orb external customer id, the IANA time zone Orb cuts its days in (default UTC).

@@ -7,7 +7,7 @@ extension OrbIngestSink {
         try OrbIngestSink(settings: OrbSettings.decode(settings), client: client, clock: clock, name: name)
     }, makeReadBack: { settings, client in
         try OrbReadBack(settings: OrbSettings.decode(settings), client: client)
-    })
+    }, tools: tools)
 }
 
 /// Orb's read-back for reconciliation: subscription usage per billable metric, in the customer's
@@ -60,5 +60,22 @@ public struct OrbReadBack: UsageReadBack {
                 }
         }
         return out
+    }
+}
+
+extension OrbIngestSink {
+    /// Orb's tools for the CLI: a subscription's usage per billable metric.
+    static let tools = ProviderTools(summary: { settings, client in OrbSummary(client: try OrbClient(settings: OrbSettings.decode(settings), client: client)) })
+}
+
+/// `usage-billing summary` for Orb: a subscription's usage, per billable metric.
+struct OrbSummary: UsageSummarizer {
+    let client: OrbClient
+
+    func summary(_ q: SummaryQuery) async throws -> [SummaryRow] {
+        let subscription = try q.require(q.subscription, "subscription", provider: "Orb", what: "an Orb subscription id")
+        return try await client.subscriptionUsage(subscriptionID: subscription, start: q.from, end: q.to, daily: q.window == .day).flatMap { metric in
+            metric.windows.map { SummaryRow(start: RFC3339.format($0.start), end: RFC3339.format($0.end), customer: subscription, metric: metric.metricName, value: String(format: "%g", $0.quantity)) }
+        }
     }
 }

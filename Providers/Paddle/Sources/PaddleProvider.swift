@@ -7,7 +7,7 @@ extension PaddleSink {
         try PaddleSink(settings: PaddleSettings.decode(settings), client: client, clock: clock, name: name)
     }, makeReadBack: { settings, client in
         PaddleReadBack(settings: try PaddleSettings.decode(settings), client: client)
-    })
+    }, tools: ProviderTools(placeholderSecret: "pdl_sdbx_apikey_REDACTED_demo"))
 }
 
 /// Paddle's read-back for reconciliation: the charges waiting in the subscription's next

@@ -425,6 +425,13 @@ extension StripeEmulation {
 public enum EmulatedStripe {
     public static let kind = EmulationKind(
         kind: "stripe", hostAliases: [.init(prefix: "stripe-meter-events", emulation: "stripe", marker: StripeEmulation.meterEventsHost)],
+        settings: [EmulationSetting(name: "meters", help: "the meters that exist, by event name (comma-separated); others are refused as Stripe does") { value, options in
+            let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !names.isEmpty else {
+                throw UsageBillingError(.invalidInput, "stripe.meters names no event name", fix: "list them, e.g. stripe.meters=api_requests,storage, or leave it out to make a meter for every event name")
+            }
+            options[Meters.self] = Meters(names)
+        }],
         endpoints: { ["endpoint": "\($0)/stripe", "meter_events_endpoint": "\($0)/stripe-meter-events"] },
         make: { [StripeEmulation(now: $0.now, meters: $0.options[Meters.self].eventNames)] })
 

@@ -21,11 +21,14 @@ public struct ProviderKind: Sendable {
     /// fitted to the provider's ingest latency (a hung request holds its lane's slot this long,
     /// or until a hedge answers for it).
     public let requestTimeout: Duration
+    /// What else the provider offers the CLI (its usage report, meters, rejection reports).
+    public let tools: ProviderTools
 
     /// A provider kind.
     public init(name: String, settingsKeys: Set<String>, secretKeys: Set<String>, requestTimeout: Duration = .seconds(30),
-                makeSink: @escaping SinkFactory, makeReadBack: ReadBackFactory? = nil) {
+                makeSink: @escaping SinkFactory, makeReadBack: ReadBackFactory? = nil, tools: ProviderTools = ProviderTools()) {
         self.name = name
+        self.tools = tools
         self.requestTimeout = requestTimeout
         self.settingsKeys = settingsKeys
         self.secretKeys = secretKeys
