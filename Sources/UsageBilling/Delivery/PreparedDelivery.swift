@@ -4,6 +4,8 @@
 public enum PreparedDelivery {
     /// One outcome per event of `batch`, in order.
     /// - Parameters:
+    ///   - batch: the events, in order.
+    ///   - maxPerRequest: the most events one request carries.
     ///   - prepare: validates and maps one event; a failure is a local rejection (no request).
     ///   - send: sends one request (never empty) and returns the outcome for all its events;
     ///     throws only when the whole sink is unusable.

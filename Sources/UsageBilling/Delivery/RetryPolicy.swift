@@ -56,6 +56,7 @@ public struct RetryPolicy: Sendable, Hashable {
     ///   - attemptsMade: deliveries made so far (≥ 1).
     ///   - elapsed: time since the first attempt started.
     ///   - retryAfter: the provider's `Retry-After`, if any.
+    ///   - rng: the jitter's source.
     public func delay<R: RandomNumberGenerator>(
         attemptsMade: Int, elapsed: Duration, retryAfter: Duration?, using rng: inout R
     ) -> Duration? {

@@ -27,10 +27,14 @@ public struct RetryingDeliverer: Sendable {
     public let rateLimiter: RateLimiter?
 
     /// A deliverer for `sink`, retrying by `policy` on `clock`.
-    /// - Parameter pace: whether to pace requests by the sink's declared rate limit (turn it off
-    ///   only when nothing real is on the other end, as in a dry run).
-    /// - Parameter rateLimiter: a limiter shared with other deliverers of the same sink (so its
-    ///   bucket is not refilled per deliverer); by default a new one from the sink's rate limit.
+    /// - Parameters:
+    ///   - sink: where the events go.
+    ///   - policy: when to retry and when to give up.
+    ///   - clock: what retry waits and pacing read.
+    ///   - pace: whether to pace requests by the sink's declared rate limit (turn it off only
+    ///     when nothing real is on the other end, as in a dry run).
+    ///   - rateLimiter: a limiter shared with other deliverers of the same sink (so its bucket is
+    ///     not refilled per deliverer); by default a new one from the sink's rate limit.
     public init(sink: any UsageSink, policy: RetryPolicy = .default, clock: any UsageClock = SystemClock(), pace: Bool = true,
                 rateLimiter: RateLimiter? = nil) {
         self.sink = sink

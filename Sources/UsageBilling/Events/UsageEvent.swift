@@ -6,7 +6,7 @@ import Foundation
 /// unchanged on every delivery attempt to every provider (as Stripe's `identifier`, Orb's
 /// `idempotency_key`, Metronome's `transaction_id`, ...). Never regenerate it on retry.
 public struct UsageEvent: Sendable, Hashable, Codable {
-    /// Stable idempotency key. Defaults to a time-ordered UUIDv7-style id (``EventID/generate()``).
+    /// Stable idempotency key. Defaults to a time-ordered UUIDv7-style id (``EventID/generate(at:)``).
     public var id: String
     /// The event (meter) name in your own vocabulary, e.g. `api_request`. Routes map it per provider.
     public var name: String
