@@ -2,7 +2,7 @@ import Foundation
 import UsageBilling
 
 /// One record of `GET /api/v2/usages`.
-public struct ChargebeeUsage: Sendable, Hashable, Decodable {
+public struct ChargebeeUsageRecord: Sendable, Hashable, Decodable {
     public var id: String?
     public var subscriptionID: String
     public var itemPriceID: String
@@ -39,7 +39,7 @@ public struct ChargebeeClient: Sendable {
 
     /// Usages with `usage_date` in [from, to] (inclusive, Chargebee's `between`), optionally of one
     /// subscription and item price, oldest first, every page.
-    public func usages(from: Date, to: Date, subscriptionID: String? = nil, itemPriceID: String? = nil, pageSize: Int = 100) async throws -> [ChargebeeUsage] {
+    public func usages(from: Date, to: Date, subscriptionID: String? = nil, itemPriceID: String? = nil, pageSize: Int = 100) async throws -> [ChargebeeUsageRecord] {
         var query: [(String, String)] = [
             ("limit", String(min(100, max(1, pageSize)))),
             ("usage_date[between]", "[\(Int64(from.timeIntervalSince1970)),\(Int64(to.timeIntervalSince1970))]"),
@@ -47,10 +47,10 @@ public struct ChargebeeClient: Sendable {
         ]
         if let subscriptionID { query.append(("subscription_id[is]", subscriptionID)) }
         if let itemPriceID { query.append(("item_price_id[is]", itemPriceID)) }
-        struct Entry: Decodable { var usage: ChargebeeUsage }
+        struct Entry: Decodable { var usage: ChargebeeUsageRecord }
         struct Page: Decodable { var list: [Entry]; var next_offset: String? }
         let filters = query
-        let pages = PaginatorSequence<String, ChargebeeUsage>("Chargebee's usage list") { offset in
+        let pages = PaginatorSequence<String, ChargebeeUsageRecord>("Chargebee's usage list") { offset in
             let request = HTTPRequest(method: .get, url: URLBuilder.url(base: settings.endpoint, path: "/api/v2/usages", query: filters + (offset.map { [("offset", $0)] } ?? [])),
                                       headers: ["Authorization": settings.apiKey.basicAuthorization, "Accept": "application/json"])
             let response = try await client.send(request)

@@ -110,7 +110,7 @@ public struct RecurlySink: UsageSink {
 }
 
 /// One usage record read back from Recurly.
-public struct RecurlyUsage: Sendable, Hashable, Decodable {
+public struct RecurlyUsageRecord: Sendable, Hashable, Decodable {
     public var id: String
     public var merchantTag: String?
     public var amount: Double?
@@ -146,15 +146,15 @@ public struct RecurlyClient: Sendable {
 
     /// Usage records with `usage_timestamp` in [begin, end] (inclusive), billed or not,
     /// ascending by `usage_timestamp` (the only order Recurly says is safe to page), every page.
-    public func usage(subscription: String, addOn: String, begin: Date, end: Date) async throws -> [RecurlyUsage] {
+    public func usage(subscription: String, addOn: String, begin: Date, end: Date) async throws -> [RecurlyUsageRecord] {
         let query: [(String, String)] = [
             ("billing_status", "all"), ("sort", "usage_timestamp"), ("order", "asc"), ("limit", "200"),
             ("begin_time", RFC3339.format(begin)), ("end_time", RFC3339.format(end)),
         ]
-        struct Page: Decodable { var data: [RecurlyUsage]; var has_more: Bool?; var next: String? }
+        struct Page: Decodable { var data: [RecurlyUsageRecord]; var has_more: Bool?; var next: String? }
         let first = URLBuilder.url(base: settings.endpoint, path: Self.usagePath(subscription: subscription, addOn: addOn), query: query)
         let settings = self.settings, client = self.client, headers = self.headers(json: false)
-        let pages = PaginatorSequence<String, RecurlyUsage>("Recurly's usage list", start: first) { url in
+        let pages = PaginatorSequence<String, RecurlyUsageRecord>("Recurly's usage list", start: first) { url in
             let response = try await client.send(HTTPRequest(method: .get, url: url ?? first, headers: headers))
             guard response.status == 200 else {
                 let error = RecurlyError(response)
