@@ -175,7 +175,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting"] + providerModules,
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders"] + providerModules,
             swiftSettings: strict
         ),
         .testTarget(

@@ -72,8 +72,9 @@ struct RunnerSelfTests {
     /// An adapter that gets the retry wrong (a new Idempotency-Key per attempt) must fail.
     @Test func changingKeysOnRetryIsCaught() async throws {
         let fixture = try Fixture.load(stripeSubject.fixturesDirectory.appending(path: "rate_limited_with_retry_after.json"))
-        let broken = ConformanceSubject(provider: "broken", fixturesDirectory: stripeSubject.fixturesDirectory) { settings, client, clock in
-            try stripeSubject.makeSink(settings, KeyChangingClient(inner: client), clock)
+        let stripe = try stripeSubject
+        let broken = ConformanceSubject(provider: "broken", fixturesDirectory: stripe.fixturesDirectory) { settings, client, clock in
+            try stripe.makeSink(settings, KeyChangingClient(inner: client), clock)
         }
         let result = await ConformanceRunner.run(fixture, named: "broken", scenario: .rateLimitedWithRetryAfter, subject: broken)
         #expect(result.failures.contains { $0.contains("Idempotency-Key") })
@@ -83,7 +84,7 @@ struct RunnerSelfTests {
     @Test func requestsInALocalScenarioAreCaught() async throws {
         var fixture = try Fixture.load(stripeSubject.fixturesDirectory.appending(path: "too_old_timestamp_rejected_locally.json"))
         fixture.now = fixture.events[0].timestamp  // so the adapter thinks the event is fresh and sends it
-        let result = await ConformanceRunner.run(fixture, named: "x", scenario: .tooOldTimestampRejectedLocally, subject: stripeSubject)
+        let result = await ConformanceRunner.run(fixture, named: "x", scenario: .tooOldTimestampRejectedLocally, subject: try stripeSubject)
         #expect(result.failures.contains { $0.contains("no request") || $0.contains("unexpected request") })
     }
 
@@ -91,7 +92,7 @@ struct RunnerSelfTests {
     @Test func unconsumedExchangesAreCaught() async throws {
         var fixture = try Fixture.load(stripeSubject.fixturesDirectory.appending(path: "single_event_accepted.json"))
         fixture.exchanges.append(fixture.exchanges[0])
-        let result = await ConformanceRunner.run(fixture, named: "x", scenario: .singleEventAccepted, subject: stripeSubject)
+        let result = await ConformanceRunner.run(fixture, named: "x", scenario: .singleEventAccepted, subject: try stripeSubject)
         #expect(result.failures.contains { $0.contains("never requested") })
     }
 
