@@ -35,12 +35,18 @@ public struct EmulationKind: Sendable {
     public let make: @Sendable (EmulationContext) -> [any EmulatedProvider]
     /// Its options as text settings, for `usage-billing emulate --set KIND.NAME=VALUE`.
     public let settings: [EmulationSetting]
+    /// What the provider's adapter needs besides the endpoints to run against this emulation in
+    /// tests, as routing-config settings (`api_key: …, site: …`): placeholder keys, and rate
+    /// limits raised so a test runs at loopback speed.
+    public let adapterSettings: String
 
     public init(kind: String, prefixes: [String]? = nil, hostAliases: [HostAlias] = [], settings: [EmulationSetting] = [],
+                adapterSettings: String = "",
                 endpoints: @escaping @Sendable (_ baseURL: String) -> [String: String],
                 make: @escaping @Sendable (EmulationContext) -> [any EmulatedProvider]) {
         self.kind = kind
         self.settings = settings
+        self.adapterSettings = adapterSettings
         self.prefixes = prefixes ?? [kind]
         self.hostAliases = hostAliases
         self.endpoints = endpoints
