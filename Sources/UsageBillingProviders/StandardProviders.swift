@@ -10,10 +10,10 @@ import UsageRouting
 extension ProviderRegistry {
     /// Every built-in provider kind. Adding a provider adds one line here.
     public static let standard = ProviderRegistry([
-        StripeMeterEventSink.kind,
-        OrbIngestSink.kind,
-        MetronomeIngestSink.kind,
-        OpenMeterIngestSink.kind,
+        StripeSink.kind,
+        OrbSink.kind,
+        MetronomeSink.kind,
+        OpenMeterSink.kind,
         ChargebeeSink.kind,
         RecurlySink.kind,
         PaddleSink.kind,

@@ -19,15 +19,15 @@ struct BatchProvider: Sendable, CustomTestStringConvertible {
     static let all: [BatchProvider] = [
         BatchProvider(
             name: "Orb", limit: 7, success: .json(200, .object(["validation_failed": .array([])])),
-            makeSink: { try OrbIngestSink(settings: OrbSettings(apiKey: "orb_REDACTED", maxBatchSize: 7), client: $0, clock: $1) },
+            makeSink: { try OrbSink(settings: OrbSettings(apiKey: "orb_REDACTED", maxBatchSize: 7), client: $0, clock: $1) },
             ids: { body($0)?["events"]?.arrayValue?.compactMap { $0["idempotency_key"]?.stringValue } ?? [] }),
         BatchProvider(
             name: "Metronome", limit: 100, success: HTTPResponse(status: 200),
-            makeSink: { try MetronomeIngestSink(settings: MetronomeSettings(apiKey: "metronome_REDACTED"), client: $0, clock: $1) },
+            makeSink: { try MetronomeSink(settings: MetronomeSettings(apiKey: "metronome_REDACTED"), client: $0, clock: $1) },
             ids: { body($0)?.arrayValue?.compactMap { $0["transaction_id"]?.stringValue } ?? [] }),
         BatchProvider(
             name: "OpenMeter", limit: 5, success: HTTPResponse(status: 204),
-            makeSink: { try OpenMeterIngestSink(settings: OpenMeterSettings(apiKey: "om_REDACTED", maxBatchSize: 5), client: $0, clock: $1) },
+            makeSink: { try OpenMeterSink(settings: OpenMeterSettings(apiKey: "om_REDACTED", maxBatchSize: 5), client: $0, clock: $1) },
             ids: { request in
                 guard let json = body(request) else { return [] }
                 return json.arrayValue?.compactMap { $0["id"]?.stringValue } ?? [json["id"]?.stringValue].compactMap { $0 }
@@ -99,7 +99,7 @@ struct BatchEdgeTests {
 
     @Test func openMeterContentTypesAreExact() async throws {
         let client = ScriptedClient(success: HTTPResponse(status: 204))
-        let sink = try OpenMeterIngestSink(settings: OpenMeterSettings(apiKey: "om_REDACTED", maxBatchSize: 2), client: client,
+        let sink = try OpenMeterSink(settings: OpenMeterSettings(apiKey: "om_REDACTED", maxBatchSize: 2), client: client,
                                            clock: TestClock(now: Self.now))
         _ = try await sink.deliver(Array(Self.events(3).prefix(2)))
         _ = try await sink.deliver([Self.events(1)[0]])
@@ -108,7 +108,7 @@ struct BatchEdgeTests {
 
     @Test func metronomeSendsNoIdempotencyKeyHeader() async throws {
         let client = ScriptedClient(success: HTTPResponse(status: 200))
-        let sink = try MetronomeIngestSink(settings: MetronomeSettings(apiKey: "metronome_REDACTED"), client: client, clock: TestClock(now: Self.now))
+        let sink = try MetronomeSink(settings: MetronomeSettings(apiKey: "metronome_REDACTED"), client: client, clock: TestClock(now: Self.now))
         _ = try await sink.deliver(Self.events(3))
         #expect(client.received.count == 1)
         #expect(client.received.first?.headers["Idempotency-Key"] == nil)
@@ -132,9 +132,9 @@ struct BatchEdgeTests {
         let client = ScriptedClient(success: HTTPResponse(status: 200))
         #expect {
             switch provider {
-            case "Orb": _ = try OrbIngestSink(settings: OrbSettings.decode(value), client: client)
-            case "Metronome": _ = try MetronomeIngestSink(settings: MetronomeSettings.decode(value), client: client)
-            default: _ = try OpenMeterIngestSink(settings: OpenMeterSettings.decode(value), client: client)
+            case "Orb": _ = try OrbSink(settings: OrbSettings.decode(value), client: client)
+            case "Metronome": _ = try MetronomeSink(settings: MetronomeSettings.decode(value), client: client)
+            default: _ = try OpenMeterSink(settings: OpenMeterSettings.decode(value), client: client)
             }
         } throws: { error in
             guard let error = error as? UsageBillingError else { return false }

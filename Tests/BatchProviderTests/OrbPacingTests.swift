@@ -15,7 +15,7 @@ struct OrbPacingTests {
     func defaultsPaceATenthUnderTheModesDocumentedLimits(_ mode: OrbSettings.Mode) throws {
         let settings = try Self.settings(#", "mode": "\#(mode.rawValue)""#)
         let documented = mode.documentedLimits
-        let sink = try OrbIngestSink(settings: settings, client: UnreachableClient())
+        let sink = try OrbSink(settings: settings, client: UnreachableClient())
         let limit = try #require(sink.capabilities.rateLimit)
         #expect(abs(limit.requestsPerSecond - documented.requestsPerSecond * 0.9) < 1e-9)
         let events = try #require(limit.eventsPerSecond)

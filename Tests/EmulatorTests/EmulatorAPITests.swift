@@ -52,11 +52,11 @@ struct EmulatorAPITests {
         defer { http.shutdown() }
         let settings = StripeSettings(secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe",
                                       customers: ["acme": "cus_acme"])
-        let sink = try StripeMeterEventSink(settings: settings, client: http)
+        let sink = try StripeSink(settings: settings, client: http)
         let start = clock.with { $0 }
         let events = (0..<3).map { UsageEvent(id: "evt-\(api)-\($0)", name: "api_requests", customer: "acme", timestamp: start.addingTimeInterval(-120), quantity: Decimal($0 + 1) * 10) }
         #expect(try await sink.deliver(events) == [.accepted, .accepted, .accepted])
-        let billing = try StripeBillingClient(settings: settings, client: http)
+        let billing = try StripeClient(settings: settings, client: http)
         func total() async throws -> Double {
             try await billing.eventSummaries(meterID: "mtr_emu_api_requests", customer: "cus_acme", start: day(-1, from: start), end: day(1, from: start), window: .day)
                 .reduce(0) { $0 + $1.aggregatedValue }
@@ -136,7 +136,7 @@ struct EmulatorAPITests {
         func settings(_ api: StripeMeteringAPI) -> StripeSettings {
             StripeSettings(secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe", customers: ["acme": "cus_acme"])
         }
-        let billing = try StripeBillingClient(settings: settings(.v1), client: http)
+        let billing = try StripeClient(settings: settings(.v1), client: http)
         let meter = try await billing.createMeter(displayName: "API requests", eventName: "api_requests")
         #expect(meter.status == "active")
         let off = try await billing.deactivateMeter(id: meter.id)
@@ -145,13 +145,13 @@ struct EmulatorAPITests {
         #expect(try await billing.listMeters(status: "active").isEmpty)
         let now = Date()
         func event(_ id: String) -> UsageEvent { UsageEvent(id: id, name: "api_requests", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 5) }
-        let v2 = try await StripeMeterEventSink(settings: settings(.v2), client: http).deliver([event("while-off-v2")])
+        let v2 = try await StripeSink(settings: settings(.v2), client: http).deliver([event("while-off-v2")])
         guard case .rejected(let reason)? = v2.first else { Issue.record("v2 took an event for an inactive meter: \(v2)"); return }
         #expect(reason.code == "archived_meter", "\(reason)")
-        let v1 = try await StripeMeterEventSink(settings: settings(.v1), client: http).deliver([event("while-off-v1")])
+        let v1 = try await StripeSink(settings: settings(.v1), client: http).deliver([event("while-off-v1")])
         #expect(v1 == [.accepted], "v1 answers before Stripe checks the meter")
         #expect(try await billing.reactivateMeter(id: meter.id).status == "active")
-        #expect(try await StripeMeterEventSink(settings: settings(.v2), client: http).deliver([event("after")]) == [.accepted])
+        #expect(try await StripeSink(settings: settings(.v2), client: http).deliver([event("after")]) == [.accepted])
         let summaries = try await billing.eventSummaries(meterID: meter.id, customer: "cus_acme", start: day(-1, from: now), end: day(1, from: now), window: .day)
         #expect(summaries.reduce(0) { $0 + $1.aggregatedValue } == 5, "only the event sent after reactivating counts")
         await #expect(throws: UsageBillingError.self) { try await billing.deactivateMeter(id: "mtr_emu_unknown") }
@@ -165,8 +165,8 @@ struct EmulatorAPITests {
         let emulator = try await UsageEmulator.start(options: EmulationOptions().with(EmulatedStripe.Meters(["api_requests"])))
         let http = try CurlHTTPClient()
         defer { http.shutdown() }
-        func sink(_ api: StripeMeteringAPI) throws -> StripeMeterEventSink {
-            try StripeMeterEventSink(settings: StripeSettings(secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe"), client: http)
+        func sink(_ api: StripeMeteringAPI) throws -> StripeSink {
+            try StripeSink(settings: StripeSettings(secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe"), client: http)
         }
         let now = Date()
         func event(_ id: String, _ name: String) -> UsageEvent { UsageEvent(id: id, name: name, customer: "cus_acme", timestamp: now.addingTimeInterval(-60), quantity: 2) }
@@ -175,7 +175,7 @@ struct EmulatorAPITests {
         #expect(reason.code == "no_meter" && v2.last == .accepted, "\(v2)")
         #expect(try await sink(.v1).deliver([event("g-v1", "gpu_seconds")]) == [.accepted], "v1 answers before Stripe looks for the meter")
         #expect(await emulator.accepted("stripe").map(\.key) == ["a-v2"])
-        _ = try await StripeBillingClient(settings: StripeSettings(secretKey: "sk_test_REDACTED", endpoint: emulator.baseURL + "/stripe"), client: http)
+        _ = try await StripeClient(settings: StripeSettings(secretKey: "sk_test_REDACTED", endpoint: emulator.baseURL + "/stripe"), client: http)
             .createMeter(displayName: "GPU seconds", eventName: "gpu_seconds")
         #expect(try await sink(.v2).deliver([event("g-v2-again", "gpu_seconds")]) == [.accepted])
         emulator.reset("stripe")
@@ -205,7 +205,7 @@ struct EmulatorAPITests {
         #expect(failed.first?["validation_errors"]?.arrayValue?.first?.stringValue?.contains("backfill") == true)
 
         let settings = OrbSettings(apiKey: "orb_REDACTED", endpoint: endpoint, gracePeriodHours: 12, backfill: true)
-        let sink = try OrbIngestSink(settings: settings, client: http)
+        let sink = try OrbSink(settings: settings, client: http)
         #expect(try await sink.deliver([recent, old]) == [.accepted, .accepted])
         let orb = try OrbClient(settings: settings, client: http)
         let usage = try await orb.subscriptionUsage(subscriptionID: "acme", start: day(-4, from: now), end: day(1, from: now))
@@ -246,7 +246,7 @@ struct EmulatorControlTests {
             let r = try await http.send(HTTPRequest(method: method, url: emulator.baseURL + "/_emulator/" + path, headers: [:], body: body.map { Data($0.utf8) }))
             return (r.status, JSONValue.parse(r.body))
         }
-        let sink = try StripeMeterEventSink(settings: StripeSettings(secretKey: "sk_test_REDACTED", endpoint: emulator.baseURL + "/stripe"), client: http)
+        let sink = try StripeSink(settings: StripeSettings(secretKey: "sk_test_REDACTED", endpoint: emulator.baseURL + "/stripe"), client: http)
         let event = UsageEvent(id: "ctl-1", name: "api_requests", customer: "cus_acme", timestamp: Date().addingTimeInterval(-60), quantity: 3)
 
         // Every Stripe write fails with a 500 while the plan is set, and goes through once it is cleared.

@@ -14,7 +14,7 @@ enum ReadmeSnippets {
     static func useItFromSwift() async throws {
 
         let http = try CurlHTTPClient()
-        let stripe = try StripeMeterEventSink(
+        let stripe = try StripeSink(
             settings: StripeSettings(
                 secretKey: Secret(ProcessInfo.processInfo.environment["STRIPE_SECRET_KEY"] ?? ""),
                 api: .v1,                                 // or .v2Stream for up to 100 events per request

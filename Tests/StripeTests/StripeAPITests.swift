@@ -17,7 +17,7 @@ let testSettings = StripeSettings(secretKey: "sk_test_REDACTED")
 struct StripeAPITests {
     @Test func createsAMeter() async throws {
         let client = try replay("api/meter_create.json")
-        let meter = try await StripeBillingClient(settings: testSettings, client: client)
+        let meter = try await StripeClient(settings: testSettings, client: client)
             .createMeter(displayName: "Api Requests", eventName: "api_requests", customerKey: "stripe_customer_id", valueKey: "value")
         #expect(meter.eventName == "api_requests" && meter.status == "active" && meter.eventTimeWindow == nil)
         #expect(client.failures.isEmpty && client.unconsumed.isEmpty)
@@ -25,14 +25,14 @@ struct StripeAPITests {
 
     @Test func listsMetersAcrossPages() async throws {
         let client = try replay("api/meters_list_paginated.json")
-        let meters = try await StripeBillingClient(settings: testSettings, client: client).listMeters(pageSize: 2)
+        let meters = try await StripeClient(settings: testSettings, client: client).listMeters(pageSize: 2)
         #expect(meters.map(\.eventName) == ["api_requests", "storage_gb", "seats"])
         #expect(client.failures.isEmpty && client.unconsumed.isEmpty)
     }
 
     @Test func deactivatesAndReactivates() async throws {
         let client = try replay("api/meter_deactivate_reactivate.json")
-        let stripe = try StripeBillingClient(settings: testSettings, client: client)
+        let stripe = try StripeClient(settings: testSettings, client: client)
         #expect(try await stripe.deactivateMeter(id: "mtr_test_61Q8nQMqIFK9fRQmr41CMAXJrFdZ5MnA").status == "inactive")
         #expect(try await stripe.reactivateMeter(id: "mtr_test_61Q8nQMqIFK9fRQmr41CMAXJrFdZ5MnA").status == "active")
         #expect(client.failures.isEmpty && client.unconsumed.isEmpty)
@@ -41,7 +41,7 @@ struct StripeAPITests {
     @Test func unknownMeterIsNotFoundWithTheRequestID() async throws {
         let client = try replay("api/meter_not_found.json")
         await #expect {
-            try await StripeBillingClient(settings: testSettings, client: client).meter(id: "mtr_missing")
+            try await StripeClient(settings: testSettings, client: client).meter(id: "mtr_missing")
         } throws: { error in
             guard let error = error as? UsageBillingError else { return false }
             return error.code == .notFound && error.providerRequestID != nil && error.message.contains("No such billing meter")
@@ -51,7 +51,7 @@ struct StripeAPITests {
     @Test func readsEventSummariesAcrossPages() async throws {
         let client = try replay("api/event_summaries_paginated.json")
         let day = Date(timeIntervalSince1970: 1_795_132_800)
-        let summaries = try await StripeBillingClient(settings: testSettings, client: client).eventSummaries(
+        let summaries = try await StripeClient(settings: testSettings, client: client).eventSummaries(
             meterID: "mtr_test_61Q8nQMqIFK9fRQmr41CMAXJrFdZ5MnA", customer: "cus_QrAcme0001",
             start: day, end: day.addingTimeInterval(3 * 3600), window: .hour, pageSize: 2)
         #expect(summaries.count == 3)
@@ -67,7 +67,7 @@ struct StripeAPITests {
     func misalignedSummaryRangesAreRejectedBeforeAsking(_ start: Double, _ window: StripeSummaryWindow?, _ field: String) async throws {
         let client = ReplayHTTPClient([])
         await #expect {
-            try await StripeBillingClient(settings: testSettings, client: client).eventSummaries(
+            try await StripeClient(settings: testSettings, client: client).eventSummaries(
                 meterID: "m", customer: "c", start: Date(timeIntervalSince1970: start),
                 end: Date(timeIntervalSince1970: 1_795_132_800 + 2 * 86_400), window: window)
         } throws: { error in
@@ -82,7 +82,7 @@ struct StripeAPITests {
         let client = try replay(api == .v1 ? "api/adjustment_cancel_v1.json" : "api/adjustment_cancel_v2.json")
         var settings = testSettings
         settings.api = api
-        let adjustment = try await StripeBillingClient(settings: settings, client: client)
+        let adjustment = try await StripeClient(settings: settings, client: client)
             .cancelMeterEvent(eventName: "api_requests", identifier: "019aa0f4-7c00-7000-8000-000000000001")
         #expect(adjustment.status == "pending" && adjustment.type == "cancel")
         #expect((adjustment.id != nil) == (api == .v2))
@@ -142,7 +142,7 @@ struct StripeSinkTests {
         let fixture = try Fixture.load(fixtures.appending(path: "rate_limited_with_retry_after.json"))
         let client = ReplayHTTPClient(fixture.exchanges)
         let clock = TestClock(now: fixture.now ?? Date())
-        let sink = try StripeMeterEventSink(settings: StripeSettings.decode(fixture.settings ?? .null), client: client, clock: clock)
+        let sink = try StripeSink(settings: StripeSettings.decode(fixture.settings ?? .null), client: client, clock: clock)
         let reports = try await RetryingDeliverer(sink: sink, policy: RetryPolicy(maxAttempts: 3), clock: clock).deliver(fixture.events)
         #expect(reports.first?.final == .accepted)
         let requests = client.received
@@ -165,7 +165,7 @@ struct StripeSinkTests {
         // later (within the 60 s refresh margin of expires_at) a new session is created first.
         let client = ReplayHTTPClient([session, stream, stream, session, stream])
         let clock = TestClock(now: fixture.now ?? Date())
-        let sink = try StripeMeterEventSink(settings: StripeSettings.decode(fixture.settings ?? .null), client: client, clock: clock)
+        let sink = try StripeSink(settings: StripeSettings.decode(fixture.settings ?? .null), client: client, clock: clock)
         #expect(try await sink.deliver(fixture.events) == [.accepted])
         clock.advance(by: .seconds(60))
         #expect(try await sink.deliver(fixture.events) == [.accepted])
@@ -182,7 +182,7 @@ struct StripeSinkTests {
         let fixture = try Fixture.load(fixtures.appending(path: "unauthorized_is_configuration_error.json"))
         var exchange = fixture.exchanges[0]
         exchange.request.headers["Authorization"] = "*"
-        let sink = try StripeMeterEventSink(
+        let sink = try StripeSink(
             settings: StripeSettings(secretKey: Secret(key), eventName: "api_requests",
                                      customers: ["acme": "cus_QrAcme0001"]),
             client: ReplayHTTPClient([exchange]), clock: TestClock(now: fixture.now ?? Date()))
@@ -212,7 +212,7 @@ struct StripeSinkTests {
     func badSettingsNameTheField(_ json: String, _ field: String) throws {
         let value = try JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
         #expect {
-            _ = try StripeMeterEventSink(settings: StripeSettings.decode(value), client: ReplayHTTPClient([]))
+            _ = try StripeSink(settings: StripeSettings.decode(value), client: ReplayHTTPClient([]))
         } throws: { error in
             guard let error = error as? UsageBillingError else { return false }
             return error.field == field && error.fix != nil
@@ -221,14 +221,14 @@ struct StripeSinkTests {
 
     @Test func capabilitiesFollowTheAPIAndMode() throws {
         var settings = testSettings
-        let v1 = try StripeMeterEventSink(settings: settings, client: ReplayHTTPClient([]))
+        let v1 = try StripeSink(settings: settings, client: ReplayHTTPClient([]))
         #expect(v1.capabilities.maxBatchSize == 1)
         let rate = try #require(v1.capabilities.rateLimit?.requestsPerSecond)
-        #expect(rate < StripeMeterEventSink.documentedRate.test && rate >= StripeMeterEventSink.documentedRate.test * 0.8,
+        #expect(rate < StripeSink.documentedRate.test && rate >= StripeSink.documentedRate.test * 0.8,
                 "a test key paces just under the sandbox's 25 requests/s")
         #expect(v1.capabilities.acceptedWindow?.maxAge == .seconds(35 * 86_400))
         settings.api = .v2Stream
-        #expect(try StripeMeterEventSink(settings: settings, client: ReplayHTTPClient([])).capabilities.maxBatchSize == 100)
+        #expect(try StripeSink(settings: settings, client: ReplayHTTPClient([])).capabilities.maxBatchSize == 100)
         // 64 requests in flight (the routing config's max_in_flight overrides it): 8 would cap a
         // lane near 50 calls/s at Stripe's latency.
         #expect(v1.capabilities.maxConcurrentRequests == 64)

@@ -90,7 +90,7 @@ public enum StripeSummaryWindow: String, Sendable, CaseIterable {
 /// Stripe's meter management and read-back endpoints: meters (create, list, get, deactivate,
 /// reactivate), event summaries (paginated, with the window alignment checked before asking),
 /// and meter event adjustments (cancel by identifier).
-public struct StripeBillingClient: Sendable {
+public struct StripeClient: Sendable {
     /// The settings in use (the secret prints masked).
     public let settings: StripeSettings
     private let client: any HTTPClient
@@ -271,3 +271,7 @@ public struct StripeBillingClient: Sendable {
         }
     }
 }
+
+/// The name before every provider folder had the same shape (`<Name>Sink`, `<Name>Client`).
+@available(*, deprecated, renamed: "StripeClient")
+public typealias StripeBillingClient = StripeClient

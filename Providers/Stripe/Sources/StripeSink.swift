@@ -14,7 +14,7 @@ import UsageBilling
 /// - Stripe's reused-identifier answer is `.duplicate`; 409/429/5xx (and `Stripe-Should-Retry:
 ///   true`) are retryable with `Retry-After`; 401/403 throw `.configuration`; other 4xx reject the
 ///   event with Stripe's code, param, message and `Request-Id`.
-public struct StripeMeterEventSink: UsageSink {
+public struct StripeSink: UsageSink {
     /// The sink's name for logs and metrics (`stripe` unless given).
     public let name: String
     /// The settings in use (the secret prints masked).
@@ -342,3 +342,7 @@ actor StripeSessionCache {
         }
     }
 }
+
+/// The name before every provider folder had the same shape (`<Name>Sink`, `<Name>Client`).
+@available(*, deprecated, renamed: "StripeSink")
+public typealias StripeMeterEventSink = StripeSink

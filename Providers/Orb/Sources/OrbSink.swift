@@ -15,7 +15,7 @@ import UsageBilling
 ///   cannot carry exactly are rejected.
 /// - Orb accepts a repeated `idempotency_key` silently (200, no marker), so a re-delivery reads
 ///   as `.accepted`; both mean "billed once".
-public struct OrbIngestSink: UsageSink {
+public struct OrbSink: UsageSink {
     public let name: String
     /// The settings in use (the key prints masked).
     public let settings: OrbSettings
@@ -211,3 +211,7 @@ public struct OrbIngestSink: UsageSink {
         return result
     }
 }
+
+/// The name before every provider folder had the same shape (`<Name>Sink`, `<Name>Client`).
+@available(*, deprecated, renamed: "OrbSink")
+public typealias OrbIngestSink = OrbSink
