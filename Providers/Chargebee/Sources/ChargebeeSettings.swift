@@ -3,7 +3,7 @@ import UsageBilling
 
 /// Settings of the Chargebee sink (snake_case keys). Required: `api_key`, `site` (or
 /// `endpoint`), and in `usages` mode an item price (`item_price_id` or `item_prices`).
-public struct ChargebeeSettings: Sendable, Decodable {
+public struct ChargebeeSettings: ProviderSettings {
     /// Which Chargebee usage system a route feeds.
     public enum Mode: String, Sendable, Codable {
         /// The Usages API (metered billing): one aggregated record per (subscription, item
@@ -85,11 +85,8 @@ public struct ChargebeeSettings: Sendable, Decodable {
             mapping: try EventMapping(from: decoder, defaultQuantityProperty: "quantity"))
     }
 
-    /// Decodes settings, naming any unknown, missing or mistyped key.
-    public static func decode(_ json: JSONValue) throws -> ChargebeeSettings {
-        try SettingsDecoding.decode(ChargebeeSettings.self, from: json, provider: "Chargebee", knownKeys: keys,
-                                    example: "{api_key: ${CHARGEBEE_API_KEY}, site: acme-test, item_price_id: api-calls-USD-monthly}")
-    }
+    public static let providerName = "Chargebee"
+    public static let example = "{api_key: ${CHARGEBEE_API_KEY}, site: acme-test, item_price_id: api-calls-USD-monthly}"
 
     /// The item price for an event name (usages mode).
     public func itemPrice(for eventName: String) -> String? { itemPrices[eventName] ?? itemPriceID }

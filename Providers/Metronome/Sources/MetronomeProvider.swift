@@ -3,11 +3,9 @@ import UsageBilling
 
 extension MetronomeSink {
     /// The routing-config kind `metronome`.
-    public static let kind = ProviderKind(name: "metronome", settingsKeys: MetronomeSettings.keys, secretKeys: ["api_key"], requestTimeout: .seconds(10), makeSink: { settings, client, clock, name in
-        try MetronomeSink(settings: MetronomeSettings.decode(settings), client: client, clock: clock, name: name)
-    }, makeReadBack: { settings, client in
-        try MetronomeReadBack(settings: MetronomeSettings.decode(settings), client: client)
-    }, tools: tools)
+    public static let kind = ProviderKind(name: "metronome", settings: MetronomeSettings.self, secretKeys: ["api_key"], requestTimeout: .seconds(10),
+                                          sink: { try MetronomeSink(settings: $0, client: $1, clock: $2, name: $3) },
+                                          readBack: { try MetronomeReadBack(settings: $0, client: $1) }, tools: tools)
 }
 
 extension MetronomeSink {

@@ -2,7 +2,7 @@ import Foundation
 import UsageBilling
 
 /// Settings of the Metronome sink (snake_case keys); only `api_key` is required.
-public struct MetronomeSettings: Sendable, Decodable {
+public struct MetronomeSettings: ProviderSettings {
     /// A Metronome bearer token.
     public var apiKey: Secret
     /// Base URL, `https://api.metronome.com` by default.
@@ -58,11 +58,8 @@ public struct MetronomeSettings: Sendable, Decodable {
         aggregate = try c.decodeIfPresent(AggregationSpec.self, forKey: .aggregate)
     }
 
-    /// Decodes settings, naming any unknown, missing or mistyped key.
-    public static func decode(_ json: JSONValue) throws -> MetronomeSettings {
-        try SettingsDecoding.decode(MetronomeSettings.self, from: json, provider: "Metronome", knownKeys: keys,
-                                    example: "{api_key: ${METRONOME_BEARER_TOKEN}}")
-    }
+    public static let providerName = "Metronome"
+    public static let example = "{api_key: ${METRONOME_BEARER_TOKEN}}"
 
     /// Checks values that decode but cannot work.
     public func validate() throws {

@@ -3,11 +3,9 @@ import UsageBilling
 
 extension OpenMeterSink {
     /// The routing-config kind `openmeter`.
-    public static let kind = ProviderKind(name: "openmeter", settingsKeys: OpenMeterSettings.keys, secretKeys: ["api_key"], requestTimeout: .seconds(10), makeSink: { settings, client, clock, name in
-        try OpenMeterSink(settings: OpenMeterSettings.decode(settings), client: client, clock: clock, name: name)
-    }, makeReadBack: { settings, client in
-        try OpenMeterReadBack(settings: OpenMeterSettings.decode(settings), client: client)
-    }, tools: tools)
+    public static let kind = ProviderKind(name: "openmeter", settings: OpenMeterSettings.self, secretKeys: ["api_key"], requestTimeout: .seconds(10),
+                                          sink: { try OpenMeterSink(settings: $0, client: $1, clock: $2, name: $3) },
+                                          readBack: { try OpenMeterReadBack(settings: $0, client: $1) }, tools: tools)
 }
 
 extension OpenMeterSink {

@@ -3,7 +3,7 @@ import UsageBilling
 
 /// Settings of the OpenMeter sink (snake_case keys). `api_key` is required for OpenMeter Cloud
 /// and may be omitted for a self-hosted instance that has no auth.
-public struct OpenMeterSettings: Sendable, Decodable {
+public struct OpenMeterSettings: ProviderSettings {
     /// An OpenMeter Cloud API token (sent as `Authorization: Bearer`), or nil for self-hosted.
     public var apiKey: Secret?
     /// Base URL, `https://openmeter.cloud` by default.
@@ -52,11 +52,8 @@ public struct OpenMeterSettings: Sendable, Decodable {
         aggregate = try c.decodeIfPresent(AggregationSpec.self, forKey: .aggregate)
     }
 
-    /// Decodes settings, naming any unknown, missing or mistyped key.
-    public static func decode(_ json: JSONValue) throws -> OpenMeterSettings {
-        try SettingsDecoding.decode(OpenMeterSettings.self, from: json, provider: "OpenMeter", knownKeys: keys,
-                                    example: "{api_key: ${OPENMETER_TOKEN}, source: my-service}")
-    }
+    public static let providerName = "OpenMeter"
+    public static let example = "{api_key: ${OPENMETER_TOKEN}, source: my-service}"
 
     /// Checks values that decode but cannot work.
     public func validate() throws {

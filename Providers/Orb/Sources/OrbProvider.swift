@@ -3,11 +3,9 @@ import UsageBilling
 
 extension OrbSink {
     /// The routing-config kind `orb`.
-    public static let kind = ProviderKind(name: "orb", settingsKeys: OrbSettings.keys, secretKeys: ["api_key"], requestTimeout: .seconds(10), makeSink: { settings, client, clock, name in
-        try OrbSink(settings: OrbSettings.decode(settings), client: client, clock: clock, name: name)
-    }, makeReadBack: { settings, client in
-        try OrbReadBack(settings: OrbSettings.decode(settings), client: client)
-    }, tools: tools)
+    public static let kind = ProviderKind(name: "orb", settings: OrbSettings.self, secretKeys: ["api_key"], requestTimeout: .seconds(10),
+                                          sink: { try OrbSink(settings: $0, client: $1, clock: $2, name: $3) },
+                                          readBack: { try OrbReadBack(settings: $0, client: $1) }, tools: tools)
 }
 
 extension OrbSink {

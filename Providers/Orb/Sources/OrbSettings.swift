@@ -3,7 +3,7 @@ import UsageBilling
 
 /// Settings of the Orb sink. Decodes from a routing-config / fixture `settings` object
 /// (snake_case keys); only `api_key` is required.
-public struct OrbSettings: Sendable, Decodable {
+public struct OrbSettings: ProviderSettings {
     /// Which Orb customer id field events carry.
     public enum CustomerIDKind: String, Sendable, Decodable {
         /// `external_customer_id`: your own alias; the customer need not exist yet.
@@ -99,11 +99,8 @@ public struct OrbSettings: Sendable, Decodable {
         aggregate = try c.decodeIfPresent(AggregationSpec.self, forKey: .aggregate)
     }
 
-    /// Decodes settings, naming any unknown, missing or mistyped key.
-    public static func decode(_ json: JSONValue) throws -> OrbSettings {
-        try SettingsDecoding.decode(OrbSettings.self, from: json, provider: "Orb", knownKeys: keys,
-                                    example: "{api_key: ${ORB_API_KEY}}")
-    }
+    public static let providerName = "Orb"
+    public static let example = "{api_key: ${ORB_API_KEY}}"
 
     /// Checks values that decode but cannot work.
     public func validate() throws {

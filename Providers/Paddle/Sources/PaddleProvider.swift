@@ -3,9 +3,7 @@ import UsageBilling
 
 extension PaddleSink {
     /// The routing-config kind `paddle`.
-    public static let kind = ProviderKind(name: "paddle", settingsKeys: PaddleSettings.keys, secretKeys: ["api_key"], makeSink: { settings, client, clock, name in
-        try PaddleSink(settings: PaddleSettings.decode(settings), client: client, clock: clock, name: name)
-    }, makeReadBack: { settings, client in
-        PaddleReadBack(settings: try PaddleSettings.decode(settings), client: client)
-    }, tools: ProviderTools(placeholderSecret: "pdl_sdbx_apikey_REDACTED_demo"))
+    public static let kind = ProviderKind(name: "paddle", settings: PaddleSettings.self, secretKeys: ["api_key"],
+                                          sink: { try PaddleSink(settings: $0, client: $1, clock: $2, name: $3) },
+                                          readBack: { try PaddleReadBack(settings: $0, client: $1) }, tools: ProviderTools(placeholderSecret: "pdl_sdbx_apikey_REDACTED_demo"))
 }

@@ -4,7 +4,7 @@ import UsageBilling
 /// Settings of the Paddle Billing sink (snake_case keys). Required: `api_key` and a price
 /// (`price_id` or `prices`); customers map to subscriptions (`sub_…`) or, in `transaction`
 /// mode, to Paddle customers (`ctm_…`) through `customers`.
-public struct PaddleSettings: Sendable, Decodable {
+public struct PaddleSettings: ProviderSettings {
     /// How aggregated usage is billed.
     public enum Mode: String, Sendable, Codable {
         /// `POST /subscriptions/{id}/charge`: a one-time charge on the subscription (default).
@@ -114,11 +114,8 @@ public struct PaddleSettings: Sendable, Decodable {
             mapping: try EventMapping(from: decoder, defaultQuantityProperty: "quantity"))
     }
 
-    /// Decodes settings, naming any unknown, missing or mistyped key.
-    public static func decode(_ json: JSONValue) throws -> PaddleSettings {
-        try SettingsDecoding.decode(PaddleSettings.self, from: json, provider: "Paddle", knownKeys: keys,
-                                    example: "{api_key: ${PADDLE_API_KEY}, price_id: pri_…, customers: {acme: sub_…}}")
-    }
+    public static let providerName = "Paddle"
+    public static let example = "{api_key: ${PADDLE_API_KEY}, price_id: pri_…, customers: {acme: sub_…}}"
 
     /// The price for an event name.
     public func price(for eventName: String) -> String? { prices[eventName] ?? priceID }

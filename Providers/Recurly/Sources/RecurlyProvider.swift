@@ -3,9 +3,7 @@ import UsageBilling
 
 extension RecurlySink {
     /// The routing-config kind `recurly`.
-    public static let kind = ProviderKind(name: "recurly", settingsKeys: RecurlySettings.keys, secretKeys: ["api_key"], makeSink: { settings, client, clock, name in
-        try RecurlySink(settings: RecurlySettings.decode(settings), client: client, clock: clock, name: name)
-    }, makeReadBack: { settings, client in
-        RecurlyReadBack(settings: try RecurlySettings.decode(settings), client: client)
-    })
+    public static let kind = ProviderKind(name: "recurly", settings: RecurlySettings.self, secretKeys: ["api_key"],
+                                          sink: { try RecurlySink(settings: $0, client: $1, clock: $2, name: $3) },
+                                          readBack: { try RecurlyReadBack(settings: $0, client: $1) })
 }

@@ -3,7 +3,7 @@ import UsageBilling
 
 /// Settings of the Recurly sink (snake_case keys). Required: `api_key` and an add-on
 /// (`add_on_id` or `add_ons`); customers map to subscriptions through `customers`.
-public struct RecurlySettings: Sendable, Decodable {
+public struct RecurlySettings: ProviderSettings {
     /// A Recurly private API key (HTTP basic user name, empty password).
     public var apiKey: Secret
     /// `us` (v3.recurly.com, default) or `eu` (v3.eu.recurly.com).
@@ -60,11 +60,8 @@ public struct RecurlySettings: Sendable, Decodable {
                   mapping: try EventMapping(from: decoder, defaultQuantityProperty: "quantity"))
     }
 
-    /// Decodes settings, naming any unknown, missing or mistyped key.
-    public static func decode(_ json: JSONValue) throws -> RecurlySettings {
-        try SettingsDecoding.decode(RecurlySettings.self, from: json, provider: "Recurly", knownKeys: keys,
-                                    example: "{api_key: ${RECURLY_API_KEY}, add_on_id: code-api-calls, customers: {acme: uuid-…}}")
-    }
+    public static let providerName = "Recurly"
+    public static let example = "{api_key: ${RECURLY_API_KEY}, add_on_id: code-api-calls, customers: {acme: uuid-…}}"
 
     /// The add-on for an event name.
     public func addOn(for eventName: String) -> String? { addOns[eventName] ?? addOnID }

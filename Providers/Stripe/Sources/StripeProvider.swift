@@ -3,11 +3,9 @@ import UsageBilling
 
 extension StripeSink {
     /// The routing-config kind `stripe`.
-    public static let kind = ProviderKind(name: "stripe", settingsKeys: StripeSettings.keys, secretKeys: ["secret_key"], requestTimeout: .seconds(10), makeSink: { settings, client, clock, name in
-        try StripeSink(settings: StripeSettings.decode(settings), client: client, clock: clock, name: name)
-    }, makeReadBack: { settings, client in
-        try StripeReadBack(settings: StripeSettings.decode(settings), client: client)
-    }, tools: tools)
+    public static let kind = ProviderKind(name: "stripe", settings: StripeSettings.self, secretKeys: ["secret_key"], requestTimeout: .seconds(10),
+                                          sink: { try StripeSink(settings: $0, client: $1, clock: $2, name: $3) },
+                                          readBack: { try StripeReadBack(settings: $0, client: $1) }, tools: tools)
 }
 
 extension StripeSink {

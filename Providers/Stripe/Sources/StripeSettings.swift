@@ -16,7 +16,7 @@ public enum StripeMeteringAPI: String, Sendable, Codable, CaseIterable {
 
 /// Settings of the Stripe sink. Decodes from the routing config / fixture `settings` object
 /// (snake_case keys); only `secret_key` is required.
-public struct StripeSettings: Sendable, Decodable {
+public struct StripeSettings: ProviderSettings {
     /// The API version this adapter is built and tested against (sent as `Stripe-Version`).
     public static let pinnedAPIVersion = "2026-10-28.endive"
 
@@ -110,12 +110,8 @@ public struct StripeSettings: Sendable, Decodable {
     /// The keys these settings read.
     public static let keys = Set(CodingKeys.allCases.map(\.rawValue))
 
-    /// Decodes settings from a JSON object, naming the bad key in the error.
-    public static func decode(_ json: JSONValue) throws -> StripeSettings {
-        try SettingsDecoding.decode(StripeSettings.self, from: json, provider: "Stripe",
-                                    knownKeys: keys,
-                                    example: "{secret_key: ${STRIPE_SECRET_KEY}}")
-    }
+    public static let providerName = "Stripe"
+    public static let example = "{secret_key: ${STRIPE_SECRET_KEY}}"
 
     /// Checks values that decode but cannot work.
     public func validate() throws {
