@@ -33,7 +33,7 @@ public struct StripeReadBack: UsageReadBack {
                       meter: sink.stripeEventName(for: event))
     }
 
-    /// Stripe's sandbox allows 25 requests/s; read-back stays under it.
+    /// Under the sandbox's documented limit (`StripeSink.documentedRate.test`), which live keys also clear.
     public var requestsPerSecond: Double { 20 }
 
     public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage] {
