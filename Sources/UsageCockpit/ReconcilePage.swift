@@ -10,7 +10,9 @@ extension ReconcileReport {
     public func html(from: Date, to: Date, generatedAt: Date = Date(), title: String = "Reconciliation") -> String {
         let providers = Array(Set(rows.map(\.provider))).sorted()
         let daily = rows.allSatisfy { $0.end.timeIntervalSince($0.start) >= 86_400 }
-        func label(_ date: Date) -> String { Self.format(date, daily ? "yyyy-MM-dd" : "MM-dd HH:mm") }
+        // One formatter for the page: every row and window is labelled with it.
+        let formatter = Self.formatter(daily ? "yyyy-MM-dd" : "MM-dd HH:mm")
+        func label(_ date: Date) -> String { formatter.string(from: date) }
 
         var body = "<h1>\(HTML.escape(title))</h1>\n"
         body += "<p class=\"sub\">\(HTML.escape(RFC3339.format(from))) to \(HTML.escape(RFC3339.format(to))) · \(providers.count) provider(s) · generated \(HTML.escape(RFC3339.format(generatedAt)))</p>\n"
@@ -62,11 +64,12 @@ extension ReconcileReport {
         return HTML.page(title: "\(title) \(RFC3339.format(from)) – \(RFC3339.format(to))", body: body)
     }
 
-    static func format(_ date: Date, _ pattern: String) -> String {
+    /// A UTC formatter for `pattern`.
+    static func formatter(_ pattern: String) -> DateFormatter {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "UTC")
         f.dateFormat = pattern
-        return f.string(from: date)
+        return f
     }
 }

@@ -76,7 +76,8 @@ struct Serve: AsyncParsableCommand {
         let host = self.host, reconcile = self.reconcile
         let page: @Sendable () async throws -> String = {
             StatusPage(lanes: try await spool.status(), history: backlog.history, historySpan: backlog.historySpan,
-                       reconcile: reconcile.flatMap { try? StatusPage.SavedReconcile(contentsOf: $0) }, refresh: 10).render()
+                       reconcile: reconcile.flatMap { try? StatusPage.SavedReconcile(contentsOf: $0) }, refresh: 10,
+                       behindAfter: settings.maxLag).render()
         }
         let app = IngestServer.application(handler: handler, backlog: backlog, registry: registry, host: host, port: port, logger: logger,
                                            statusPage: page) { port in
