@@ -19,7 +19,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-for module in jsonschema requests; do
+for module in jsonschema requests cloudevents; do
   if ! python3 -c "import $module" 2>/dev/null; then
     echo "setup: installing the Python package $module"
     python3 -m pip install -q "$module" 2>/dev/null || python3 -m pip install -q --user "$module" \

@@ -201,11 +201,15 @@ public final class IngestHandler: Sendable {
     public enum MetricNames {
         /// Requests by answer status (`status` dimension).
         public static let requests = "usage_billing_ingest_requests_total"
-        /// Events by result (`result`: accepted, refused).
+        /// Events by result (`result`: accepted, duplicate, refused, id_reused: an id already
+        /// recorded with a different payload).
         public static let events = "usage_billing_ingest_events_total"
-        /// Time from the request's body to its answer.
-        public static let duration = "usage_billing_ingest_duration"
+        /// Seconds from the request's body to its answer (histogram).
+        public static let duration = "usage_billing_ingest_duration_seconds"
     }
+
+    /// The `result` values of ``MetricNames/events``; each exists from the start, at zero.
+    public static let eventResults = ["accepted", "duplicate", "refused", "id_reused"]
 
     public init(settings: ServeSettings, spool: any UsageLedger, router: Router, backlog: BacklogMonitor, logger: Logger) {
         self.settings = settings
@@ -213,13 +217,18 @@ public final class IngestHandler: Sendable {
         self.router = router
         self.backlog = backlog
         self.logger = logger
+        // Counters that can stay at zero exist from the start, so a rate over them is defined
+        // (and an alert on the first refusal or dead letter fires).
+        for result in Self.eventResults { Counter(label: MetricNames.events, dimensions: [("result", result)]).increment(by: 0) }
+        DeliveryWorker.deadLetterCounter(lane: Spool.unroutedLane, reason: "unrouted").increment(by: 0)
     }
 
     /// Whether `authorization` (the header's value) carries one of the tokens, compared in
     /// constant time.
     public func authorises(_ authorization: String?) -> Bool {
-        guard let authorization, authorization.hasPrefix("Bearer ") else { return false }
-        let given = Array(authorization.dropFirst(7).utf8)
+        // The scheme is case-insensitive (RFC 7235 §2.1): `bearer`, `BEARER` and `Bearer` alike.
+        guard let authorization, authorization.count > 7, authorization.prefix(7).lowercased() == "bearer " else { return false }
+        let given = Array(authorization.dropFirst(7).drop(while: { $0 == " " }).utf8)
         var match = false
         for token in settings.tokens {
             let expected = Array(token.exposedValue.utf8)
@@ -249,29 +258,39 @@ public final class IngestHandler: Sendable {
         Self.error(413, "body_too_large", "the body is larger than \(settings.maxBodyBytes) bytes", fix: "split the events over several requests")
     }
 
-    /// Handles one request whose body was read.
-    public func handle(body: Data, contentType: String?, quantityProperty: String?) async -> IngestReply {
+    /// Handles one request whose body was read. `headers`: the request's, for a CloudEvent sent
+    /// in binary mode (`ce-*` headers, its data the body).
+    public func handle(body: Data, contentType: String?, quantityProperty: String?, headers: [(name: String, value: String)] = []) async -> IngestReply {
         let started = ContinuousClock.now
-        let reply = await handleTimed(body: body, contentType: contentType, quantityProperty: quantityProperty)
+        let reply = await handleTimed(body: body, contentType: contentType, quantityProperty: quantityProperty, headers: headers)
         Self.count(reply)
         let elapsed = (ContinuousClock.now - started).components
         Metrics.Timer(label: MetricNames.duration).recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         return reply
     }
 
-    private func handleTimed(body: Data, contentType: String?, quantityProperty: String?) async -> IngestReply {
-        guard let format = IngestFormat(contentType: contentType) else {
+    private func handleTimed(body: Data, contentType: String?, quantityProperty: String?, headers: [(name: String, value: String)]) async -> IngestReply {
+        let binary = IngestParser.binaryModeAttributes(headers)
+        let format = IngestFormat(contentType: contentType)
+        if binary == nil, format == nil {
             return Self.error(415, "unsupported_media_type", "Content-Type \(contentType.map { "'\($0)'" } ?? "is missing and") is not one this endpoint takes",
-                              fix: "send " + IngestFormat.allCases.map(\.mediaType).joined(separator: ", "))
+                              fix: "send " + IngestFormat.allCases.map(\.mediaType).joined(separator: ", ") + ", or a CloudEvent in binary mode (ce-* headers, its data as application/json)")
         }
         if backlog.queued > settings.maxBacklog {
             return Self.error(503, "backlog_full", "the spool holds \(backlog.queued) undelivered rows, above serve.max_backlog (\(settings.maxBacklog))",
                               fix: "retry after the Retry-After seconds with the same event ids; nothing of this request was recorded",
                               headers: [("Retry-After", "5")])
         }
-        let parsed: (events: [(index: Int, event: UsageEvent)], refusals: [IngestRefusal])
+        let property = quantityProperty ?? "value"
+        var parsed: IngestParsed
         do {
-            parsed = try IngestParser.parse(body, format: format, quantityProperty: quantityProperty ?? "value")
+            if let binary {
+                parsed = try IngestParser.parseBinary(body, attributes: binary, quantityProperty: property)
+            } else if let format {
+                parsed = try IngestParser.parse(body, format: format, quantityProperty: property)
+            } else {
+                parsed = IngestParsed()
+            }
         } catch {
             return Self.error(400, "malformed_body", error.reason, fix: error.fix)
         }
@@ -281,23 +300,41 @@ public final class IngestHandler: Sendable {
         }
         var refusals = parsed.refusals
         var entries: [Spool.Entry] = []
-        var seen: Set<String> = []
+        var indexByID: [String: Int] = [:]
+        var repeatedInRequest = 0, reusedInRequest = 0
         entries.reserveCapacity(parsed.events.count)
         for (index, event) in parsed.events {
-            // The same id twice in one request is one event; the spool keeps the first of an id
-            // across requests too.
-            guard seen.insert(event.id).inserted else { continue }
+            if parsed.missingQuantity.contains(index), !countsEvents(event) {
+                refusals.append(IngestRefusal(index: index, line: nil, id: event.id, field: "data.\(property)",
+                                              reason: "the CloudEvent's data has no '\(property)', the quantity",
+                                              fix: quantityProperty == nil
+                                                ? "put the quantity in data.value, or name the data field that holds it with ?quantity_property=NAME (only a route that counts events takes an event without one)"
+                                                : "put the quantity in data.\(property), or pass the data field that holds it as ?quantity_property=NAME"))
+                continue
+            }
+            // The same id twice in one request is one event, if it is the same usage fact.
+            if let first = indexByID[event.id], let earlier = parsed.events.first(where: { $0.index == first })?.event {
+                if let difference = Self.difference(event, earlier) {
+                    refusals.append(Self.reusedRefusal(index: index, id: event.id, difference: difference, where: "earlier in this request"))
+                    reusedInRequest += 1
+                } else {
+                    repeatedInRequest += 1
+                }
+                continue
+            }
             do {
                 entries.append(try UsagePipeline.entry(event, router: router))
+                indexByID[event.id] = index
             } catch let error as UsageBillingError {
                 refusals.append(IngestRefusal(index: index, line: nil, id: event.id, field: error.field ?? "name", reason: error.message, fix: error.fix ?? "add a route for it"))
             } catch {
                 refusals.append(IngestRefusal(index: index, line: nil, id: event.id, field: "", reason: "\(error)", fix: "report this"))
             }
         }
+        var known: [String] = []
         do {
             if !entries.isEmpty {
-                try await spool.record(entries)
+                known = try await spool.record(entries)
                 backlog.wrote(nil)
             }
         } catch let unavailable as LedgerUnavailableError {
@@ -309,12 +346,69 @@ public final class IngestHandler: Sendable {
             logger.error("recording failed", metadata: ["error": "\(error)"])
             return Self.error(500, "record_failed", "the events could not be recorded: \(error)", fix: "retry with the same event ids; nothing of this request was recorded")
         }
-        Counter(label: MetricNames.events, dimensions: [("result", "accepted")]).increment(by: entries.count)
-        if !refusals.isEmpty { Counter(label: MetricNames.events, dimensions: [("result", "refused")]).increment(by: refusals.count) }
+        // An id recorded before is a duplicate when its payload is the stored one, and refused
+        // when it differs: the stored event wins, nothing is overwritten.
+        var duplicates = repeatedInRequest, reused = reusedInRequest
+        if !known.isEmpty {
+            let stored: [String: UsageEvent]
+            do {
+                stored = try await spool.storedEvents(ids: known)
+            } catch {
+                stored = [:]
+                logger.warning("could not read back recorded events to compare payloads", metadata: ["error": "\(error)"])
+            }
+            let mine = Dictionary(entries.map { ($0.event.id, $0.event) }, uniquingKeysWith: { first, _ in first })
+            for id in Set(known) {
+                guard let ours = mine[id], let theirs = stored[id], let difference = Self.difference(ours, theirs) else {
+                    duplicates += 1
+                    continue
+                }
+                reused += 1
+                refusals.append(Self.reusedRefusal(index: indexByID[id] ?? 0, id: id, difference: difference, where: "before"))
+            }
+        }
+        let accepted = entries.count - (duplicates - repeatedInRequest) - (reused - reusedInRequest)
+        let deadLettered = entries.filter { $0.deadLetter != nil && !known.contains($0.event.id) }.count
+        Counter(label: MetricNames.events, dimensions: [("result", "accepted")]).increment(by: accepted)
+        Counter(label: MetricNames.events, dimensions: [("result", "duplicate")]).increment(by: duplicates)
+        Counter(label: MetricNames.events, dimensions: [("result", "refused")]).increment(by: refusals.count - reused)
+        Counter(label: MetricNames.events, dimensions: [("result", "id_reused")]).increment(by: reused)
+        if deadLettered > 0 { DeliveryWorker.deadLetterCounter(lane: Spool.unroutedLane, reason: "unrouted").increment(by: deadLettered) }
         refusals.sort { $0.index < $1.index }
-        return IngestReply(status: 202, headers: [], body: .object([
-            "accepted": .number(Double(entries.count)),
+        let answer: JSONValue = .object([
+            "accepted": .number(Double(accepted)),
+            "duplicates": .number(Double(duplicates)),
             "refused": .array(refusals.map(\.json)),
-        ]))
+        ])
+        // A body of which nothing was taken is a client error, with every refusal listed.
+        if accepted == 0 && duplicates == 0 && !refusals.isEmpty {
+            return IngestReply(status: 400, headers: [], body: answer)
+        }
+        return IngestReply(status: 202, headers: [], body: answer)
+    }
+
+    static func reusedRefusal(index: Int, id: String, difference: String, where: String) -> IngestRefusal {
+        IngestRefusal(index: index, line: nil, id: id, field: difference,
+                      reason: "id_reused_with_different_payload: the id \(id) was recorded \(`where`) with a different \(difference); the recorded event stands",
+                      fix: "give a new usage fact a new id; to change recorded usage, correct the recorded event instead of resending its id")
+    }
+
+    /// Whether every lane `event` goes to bills it by counting events (so it needs no quantity).
+    private func countsEvents(_ event: UsageEvent) -> Bool {
+        guard let destinations = router.destinations(for: event) else { return false }
+        return ([destinations.primary] + destinations.shadows).allSatisfy { lane in
+            router.sink(for: lane)?.capabilities.aggregation?.formula == .count
+        }
+    }
+
+    /// The first field in which two events with one id differ (name, customer, timestamp,
+    /// quantity, properties), or nil when they are the same usage fact.
+    static func difference(_ a: UsageEvent, _ b: UsageEvent) -> String? {
+        if a.name != b.name { return "name" }
+        if a.customer != b.customer { return "customer" }
+        if abs(a.timestamp.timeIntervalSince(b.timestamp)) >= 0.001 { return "timestamp" }
+        if a.quantity != b.quantity { return "quantity" }
+        if a.properties != b.properties { return "properties" }
+        return nil
     }
 }

@@ -60,26 +60,53 @@ public struct MalformedBody: Error, Sendable, Hashable {
     public var fix: String
 }
 
+/// What a body held: its events with their positions, the refusals, and the CloudEvents whose
+/// `data` had no quantity field.
+public struct IngestParsed: Sendable {
+    public var events: [(index: Int, event: UsageEvent)] = []
+    public var refusals: [IngestRefusal] = []
+    /// Positions of CloudEvents without the quantity field, which read as quantity 1: the handler
+    /// takes them only on a route that counts events, and refuses them otherwise.
+    public var missingQuantity: Set<Int> = []
+}
+
 /// Turns a request body into events, each one valid or refused on its own: a bad event never
 /// fails its neighbours.
 public enum IngestParser {
+    /// The CloudEvents binary-mode headers (`ce-id`, `ce-source`, …; names lowercased, the
+    /// `ce-` prefix dropped) when `headers` carry a CloudEvent in binary mode, else nil.
+    public static func binaryModeAttributes(_ headers: [(name: String, value: String)]) -> [String: String]? {
+        var attributes: [String: String] = [:]
+        for (name, value) in headers where name.lowercased().hasPrefix("ce-") {
+            attributes[String(name.lowercased().dropFirst(3))] = value
+        }
+        return attributes["specversion"] != nil || attributes["id"] != nil ? attributes : nil
+    }
+
+    /// One CloudEvent sent in binary mode: its attributes from the `ce-` headers, its `data`
+    /// the body (a JSON object, as the CloudEvents SDKs' `to_binary` sends it).
+    public static func parseBinary(_ body: Data, attributes: [String: String], quantityProperty: String) throws(MalformedBody) -> IngestParsed {
+        var object: [String: JSONValue] = attributes.mapValues(JSONValue.string)
+        if !body.isEmpty {
+            guard let data = JSONValue.parse(body) else {
+                throw MalformedBody(reason: "the body of a binary-mode CloudEvent (ce-* headers) is not JSON",
+                                    fix: "send the event's data as a JSON object with Content-Type: application/json, e.g. {\"\(quantityProperty)\": 150}")
+            }
+            object["data"] = data
+        }
+        var parsed = IngestParsed()
+        take(.object(object), index: 0, line: nil, cloudEvents: true, quantityProperty: quantityProperty, into: &parsed)
+        return parsed
+    }
+
     /// The events of `body`, with their positions, and the refusals.
     /// - Parameter quantityProperty: for CloudEvents, the `data` field that carries the quantity
     ///   (the rest of `data` becomes properties).
-    public static func parse(_ body: Data, format: IngestFormat, quantityProperty: String = "value") throws(MalformedBody)
-        -> (events: [(index: Int, event: UsageEvent)], refusals: [IngestRefusal]) {
-        var events: [(index: Int, event: UsageEvent)] = []
-        var refusals: [IngestRefusal] = []
+    public static func parse(_ body: Data, format: IngestFormat, quantityProperty: String = "value") throws(MalformedBody) -> IngestParsed {
+        var parsed = IngestParsed()
         func take(_ value: JSONValue, index: Int, line: Int?) {
-            let result = format == .cloudEvent || format == .cloudEventBatch
-                ? cloudEvent(value, quantityProperty: quantityProperty) : event(value)
-            switch result {
-            case .success(let e): events.append((index, e))
-            case .failure(var refusal):
-                refusal.index = index
-                refusal.line = line
-                refusals.append(refusal)
-            }
+            Self.take(value, index: index, line: line, cloudEvents: format == .cloudEvent || format == .cloudEventBatch,
+                      quantityProperty: quantityProperty, into: &parsed)
         }
         switch format {
         case .ndjson:
@@ -90,7 +117,7 @@ public enum IngestParser {
                 if let value = JSONValue.parse(Data(text)) {
                     take(value, index: index, line: number + 1)
                 } else {
-                    refusals.append(IngestRefusal(index: index, line: number + 1, id: nil, field: "", reason: "line \(number + 1) is not JSON",
+                    parsed.refusals.append(IngestRefusal(index: index, line: number + 1, id: nil, field: "", reason: "line \(number + 1) is not JSON",
                                                   fix: "write one JSON event object per line"))
                 }
                 index += 1
@@ -106,11 +133,31 @@ public enum IngestParser {
                 take(root, index: 0, line: nil)
             case (.cloudEventBatch, _):
                 throw MalformedBody(reason: "a CloudEvents batch must be a JSON array", fix: "send [ {…}, {…} ], or one event as application/cloudevents+json")
+            case (.cloudEvent, .array):
+                throw MalformedBody(reason: "application/cloudevents+json carries one CloudEvent, and this body is an array",
+                                    fix: "send a batch as Content-Type: application/cloudevents-batch+json")
+            case (.cloudEvent, _):
+                throw MalformedBody(reason: "a CloudEvent must be a JSON object", fix: "send {\"specversion\": \"1.0\", \"id\": …, \"source\": …, \"type\": …}")
             default:
                 throw MalformedBody(reason: "the body must be a JSON object or an array of objects", fix: "send {\"id\": …, \"name\": …} or [ {…}, {…} ]")
             }
         }
-        return (events, refusals)
+        return parsed
+    }
+
+    /// Adds one event (or its refusal) at `index` to `parsed`.
+    private static func take(_ value: JSONValue, index: Int, line: Int?, cloudEvents: Bool, quantityProperty: String, into parsed: inout IngestParsed) {
+        var missing = false
+        let result = cloudEvents ? cloudEvent(value, quantityProperty: quantityProperty, missingQuantity: &missing) : event(value)
+        switch result {
+        case .success(let e):
+            parsed.events.append((index, e))
+            if missing { parsed.missingQuantity.insert(index) }
+        case .failure(var refusal):
+            refusal.index = index
+            refusal.line = line
+            parsed.refusals.append(refusal)
+        }
     }
 
     /// A refusal before its position is known.
@@ -167,7 +214,7 @@ public enum IngestParser {
 
     /// A CloudEvent as OpenMeter takes it: `id`, `type` (the event name), `subject` (the
     /// customer), `time`, and `data` whose `quantityProperty` is the quantity.
-    static func cloudEvent(_ value: JSONValue, quantityProperty: String) -> Result<UsageEvent, IngestRefusal> {
+    static func cloudEvent(_ value: JSONValue, quantityProperty: String, missingQuantity: inout Bool) -> Result<UsageEvent, IngestRefusal> {
         guard case .object(let o) = value else { return refuse(nil, "", "a CloudEvent must be a JSON object", "send {\"specversion\": \"1.0\", \"id\": …, \"source\": …, \"type\": …}") }
         guard let id = o["id"]?.stringValue, !id.isEmpty else { return refuse(nil, "id", "the CloudEvent has no id", "set id; a retried request with the same id is billed once") }
         guard o["specversion"]?.stringValue == "1.0" else { return refuse(id, "specversion", "specversion must be \"1.0\"", "set specversion: \"1.0\"") }
@@ -181,9 +228,11 @@ public enum IngestParser {
         }
         var quantity = Decimal(1)
         var properties: [String: UsageValue] = [:]
+        missingQuantity = true
         switch o["data"] {
         case nil, .null?: break
         case .object(let data)?:
+            missingQuantity = data[quantityProperty] == nil
             for (key, value) in data {
                 if key == quantityProperty {
                     switch value {

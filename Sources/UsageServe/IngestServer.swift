@@ -19,7 +19,10 @@ public enum IngestServer {
                                    host: String, port: Int, logger: Logger,
                                    statusPage: (@Sendable () async throws -> String)? = nil,
                                    onListening: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
-        let router = Router()
+        let router = Router(options: .autoGenerateHeadEndpoints)
+        router.add(middleware: JSONNotFound(allowed: [
+            "/v1/events": ["POST"], "/healthz": ["GET", "HEAD"], "/readyz": ["GET", "HEAD"], "/metrics": ["GET", "HEAD"],
+        ].merging(statusPage == nil ? [:] : ["/": ["GET", "HEAD"]]) { a, _ in a }))
         if let statusPage {
             router.get("/") { _, _ -> Response in
                 do {
@@ -48,7 +51,8 @@ public enum IngestServer {
                 return early(handler.tooLarge())
             }
             let answer = await handler.handle(body: Data(buffer: body), contentType: request.headers[.contentType],
-                                              quantityProperty: request.uri.queryParameters.get("quantity_property"))
+                                              quantityProperty: request.uri.queryParameters.get("quantity_property"),
+                                              headers: request.headers.map { ($0.name.canonicalName, $0.value) })
             return reply(answer)
         }
         addHealthAndMetrics(to: router, registry: registry)
@@ -73,7 +77,7 @@ public enum IngestServer {
             reply(IngestReply(status: 200, headers: [], body: .object(["status": .string("ok")])))
         }
         router.get("/metrics") { _, _ -> Response in
-            let text = registry?.emitToString() ?? ""
+            let text = MetricsHelp.annotate(registry?.emitToString() ?? "")
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
         }
     }
@@ -91,9 +95,68 @@ public enum IngestServer {
 public enum MetricsServer {
     public static func application(registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger,
                                    onListening: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
-        let router = Router()
+        let router = Router(options: .autoGenerateHeadEndpoints)
+        router.add(middleware: JSONNotFound(allowed: ["/healthz": ["GET", "HEAD"], "/metrics": ["GET", "HEAD"]]))
         IngestServer.addHealthAndMetrics(to: router, registry: registry)
         return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "usage-billing"),
                            onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: logger)
+    }
+}
+
+/// Answers a request no route takes in JSON: 405 with `Allow` when the path exists under another
+/// method (`GET /v1/events`), else 404 naming the paths there are.
+struct JSONNotFound<Context: RequestContext>: RouterMiddleware {
+    /// Path → the methods it takes.
+    let allowed: [String: [String]]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            let path = request.uri.path
+            if let methods = allowed[path] {
+                return IngestServer.reply(IngestHandler.error(405, "method_not_allowed", "\(path) does not take \(request.method.rawValue)",
+                                                              fix: "use \(methods.joined(separator: " or ")) \(path)",
+                                                              headers: [("Allow", methods.joined(separator: ", "))]))
+            }
+            let paths = allowed.keys.sorted().map { "\(allowed[$0]?.first ?? "GET") \($0)" }.joined(separator: ", ")
+            return IngestServer.reply(IngestHandler.error(404, "not_found", "there is nothing at \(path)", fix: "this server answers \(paths)"))
+        }
+    }
+}
+
+/// The `# HELP` line of every metric this package exports. The Prometheus factory behind
+/// swift-metrics registers metrics without help text, so `/metrics` adds it to the text.
+public enum MetricsHelp {
+    /// Metric name → help text.
+    public static let texts: [String: String] = [
+        IngestHandler.MetricNames.requests: "Ingest requests answered, by HTTP status.",
+        IngestHandler.MetricNames.events: "Ingested events by result: accepted (new), duplicate (id recorded before with the same payload), refused, id_reused (id recorded before with another payload).",
+        IngestHandler.MetricNames.duration: "Seconds from an ingest request's body to its answer (the events durable).",
+        DeliveryWorker.MetricNames.deliveries: "Delivery outcomes per lane: accepted, duplicate, rejected, retryable, possibly_delivered.",
+        DeliveryWorker.MetricNames.deadLetters: "Rows made dead letters, per lane and reason code (unrouted events kept by serve included).",
+        DeliveryWorker.MetricNames.queueDepth: "Queued rows per lane.",
+        DeliveryWorker.MetricNames.deliveryDuration: "Seconds one delivery call to the provider took, per lane.",
+        DeliveryWorker.MetricNames.hedges: "Batches resent after waiting past the lane's hedge delay.",
+        DeliveryWorker.MetricNames.hedgeWins: "Hedged resends answered before the first send.",
+    ]
+
+    /// `text` with a `# HELP` line before each `# TYPE` line that has none (a name without a
+    /// text gets one naming it, so no metric is left without).
+    public static func annotate(_ text: String) -> String {
+        var out: [Substring] = []
+        var helped = Set<Substring>()
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        for line in lines where line.hasPrefix("# HELP ") {
+            if let name = line.dropFirst(7).split(separator: " ").first { helped.insert(name) }
+        }
+        for line in lines {
+            if line.hasPrefix("# TYPE "), let name = line.dropFirst(7).split(separator: " ").first, !helped.contains(name) {
+                out.append("# HELP \(name) \(texts[String(name)] ?? "UsageBilling metric \(name).")")
+                helped.insert(name)
+            }
+            out.append(line)
+        }
+        return out.joined(separator: "\n")
     }
 }

@@ -63,6 +63,21 @@ struct Serve: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.badInput)
         }
+        // Everything that can stop the start is checked before anything is created or announced.
+        if let problem = ListenCheck.problem(host: host, port: port) {
+            printError("error: \(problem)")
+            throw ExitCode(ExitCodes.badInput)
+        }
+        if !PostgresLedger.isURL(spoolOption.spool) {
+            if let problem = Spool.accessProblem(path: spoolOption.spool, writing: true) {
+                printError("error: \(problem)")
+                throw ExitCode(ExitCodes.badInput)
+            }
+            if let holder = Spool.workerHolder(path: spoolOption.spool) {
+                printError("error: another worker, in \(holder), is already delivering from the spool \(spoolOption.spool). Fix: stop it first, or give this serve its own spool (--spool); to run several serve instances on one ledger, use a shared PostgreSQL ledger (--spool postgres://…)")
+                throw ExitCode(ExitCodes.badInput)
+            }
+        }
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let spool = try await openSpool(spoolOption.spool)
@@ -94,6 +109,10 @@ struct Serve: AsyncParsableCommand {
             try await group.run()
         } catch let error as UsageBillingError where error.code == .configuration {
             printError("error: \(error)")
+            throw ExitCode(ExitCodes.badInput)
+        } catch where "\(error)".contains("bind(") || "\(error)".contains("Address already in use") {
+            // Taken between the check and the bind.
+            printError("error: cannot listen on \(host):\(port): \(ListenCheck.problem(host: host, port: port) ?? "the address was taken as serve started"). Fix: pass --port with a free port")
             throw ExitCode(ExitCodes.badInput)
         } catch {
             printError("error: \(error)")

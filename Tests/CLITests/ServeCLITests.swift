@@ -95,7 +95,8 @@ struct ServeCLITests {
         let (emulator, serve, client) = (live.emulator, live.serve, live.client)
         defer { client.shutdown() }
 
-        let one = try await serve.post(client, Self.event("s-1"))
+        let firstBody = Self.event("s-1")
+        let one = try await serve.post(client, firstBody)
         #expect(one.status == 202 && one.json?["accepted"]?.numberValue == 1, "\(String(describing: one.json))")
         let array = try await serve.post(client, "[\(Self.event("s-2")), {\"id\":\"s-bad\",\"name\":\"api_request\",\"customer\":\"acme\",\"timestamp\":\"yesterday\"}, \(Self.event("s-3"))]")
         #expect(array.status == 202 && array.json?["accepted"]?.numberValue == 2)
@@ -111,8 +112,13 @@ struct ServeCLITests {
         let batch = try await serve.post(client, #"[{"specversion":"1.0","id":"s-7","source":"app","type":"api_request","subject":"acme","data":{"value":2}}]"#,
                                          type: "application/cloudevents-batch+json")
         #expect(batch.status == 202 && batch.json?["accepted"]?.numberValue == 1)
-        let again = try await serve.post(client, Self.event("s-1", quantity: 99))
-        #expect(again.status == 202, "an id sent twice is accepted, and recorded once")
+        let resent = try await serve.post(client, firstBody)
+        #expect(resent.status == 202 && resent.json?["accepted"]?.numberValue == 0 && resent.json?["duplicates"]?.numberValue == 1,
+                "an id sent twice is a duplicate, answered as success and recorded once: \(String(describing: resent.json))")
+        let reused = try await serve.post(client, firstBody.replacingOccurrences(of: #""quantity":1"#, with: #""quantity":99"#))
+        let reuse = reused.json?["refused"]?.arrayValue?.first
+        #expect(reused.status == 400 && reuse?["field"]?.stringValue == "quantity" && reuse?["reason"]?.stringValue?.hasPrefix("id_reused_with_different_payload") == true,
+                "an id reused for another payload is refused; the recorded event stands: \(String(describing: reused.json))")
 
         #expect(try await serve.post(client, Self.event("x-1"), token: nil).status == 401)
         #expect(try await serve.post(client, Self.event("x-2"), token: "tok_wrong_wrong_wrong_wrong").status == 401)
@@ -129,8 +135,10 @@ struct ServeCLITests {
         func sample(_ name: String, _ labels: String) -> Double? {
             metrics.split(separator: "\n").first { $0.hasPrefix("\(name){\(labels)}") }.flatMap { Double($0.split(separator: " ").last ?? "") }
         }
-        #expect(sample("usage_billing_ingest_events_total", #"result="accepted""#) == 8, "\(metrics.prefix(2000))")
+        #expect(sample("usage_billing_ingest_events_total", #"result="accepted""#) == 7, "\(metrics.prefix(2000))")
         #expect(sample("usage_billing_ingest_events_total", #"result="refused""#) == 2)
+        #expect(sample("usage_billing_ingest_events_total", #"result="duplicate""#) == 1)
+        #expect(sample("usage_billing_ingest_events_total", #"result="id_reused""#) == 1)
         #expect(sample("usage_billing_ingest_requests_total", #"status="401""#) == 2)
         #expect(sample("usage_billing_ingest_requests_total", #"status="202""#) == 6)
         #expect((sample("usage_billing_ingest_requests_total", #"status="413""#) ?? 0) == 2)
