@@ -39,6 +39,9 @@ struct ConfigDocument {
     /// them (so `worker` and `import` run with a config whose ingest token is not in their
     /// environment), and it says which.
     var unsetServeVariables: [String: String] = [:]
+    /// Under `providers:`, key paths whose variable is not set, with its name: the validator
+    /// decides (a secret a command does not use may stay unset; anything else is an issue).
+    var unsetProviderVariables: [String: String] = [:]
 
     static func parse(_ text: String, file: String, environment: [String: String]) -> (ConfigDocument?, [ConfigIssue]) {
         let node: Node?
@@ -140,6 +143,8 @@ struct ConfigDocument {
                 out += value
             } else if path == "serve" || path.hasPrefix("serve.") {
                 doc.unsetServeVariables[path] = name
+            } else if path.hasPrefix("providers."), path.split(separator: ".").count == 3 {
+                doc.unsetProviderVariables[path] = name
             } else {
                 issues.append(ConfigIssue(file: file, line: line, key: path, message: "environment variable \(name) is not set",
                                           fix: "export \(name)=… before running, or put the value in the file"))

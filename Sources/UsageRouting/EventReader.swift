@@ -7,7 +7,19 @@ import Foundation
 ///   `properties`).
 /// - CSV: a header naming `name`, `customer`, `timestamp` and optionally `id` and `quantity`;
 ///   any other column becomes a string property.
+///
+/// An event without an id gets one derived from its content and its occurrence among identical
+/// events earlier in the file (``EventID/content(of:occurrence:)``), so reading the same file
+/// again yields the same ids; with ``IDPolicy/require`` such a line is a bad line instead.
 public final class EventReader {
+    /// What to do with an event that has no id.
+    public enum IDPolicy: Sendable {
+        /// Derive one from its content and occurrence (``EventID/content(of:occurrence:)``).
+        case derive
+        /// Refuse the line: every event must carry its own id.
+        case require
+    }
+
     /// The file formats.
     public enum Format: String, Sendable, CaseIterable {
         case ndjson, csv
@@ -33,38 +45,79 @@ public final class EventReader {
     private var lineNumber = 0
     private var header: [String]?
     private let decoder = JSONDecoder()
+    private let ids: IDPolicy
+    /// How many identical id-less events came before, by their content id.
+    private var occurrences: [String: Int] = [:]
+    /// Events read so far that had no id and got a derived one.
+    public private(set) var derivedIDs = 0
 
     /// Opens `path`.
-    /// - Throws: `.invalidInput` when the file cannot be opened.
-    public init(path: String, format: Format? = nil) throws {
+    /// - Throws: `.invalidInput` when the file cannot be opened, naming the cause.
+    public init(path: String, format: Format? = nil, ids: IDPolicy = .derive) throws {
         guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw UsageBillingError(.invalidInput, "cannot open \(path)", fix: "check the path", field: "FILE")
+            let cause = errno == EACCES ? "permission denied" : String(cString: strerror(errno))
+            throw UsageBillingError(.invalidInput, "cannot open \(path): \(cause)",
+                                    fix: errno == EACCES ? "make the file readable by this user" : "check the path", field: "FILE")
         }
         self.handle = handle
         self.format = format ?? Format.guess(path)
+        self.ids = ids
+        if let key = UsageEvent.leavesMissingIDEmpty { decoder.userInfo[key] = true }
     }
 
     deinit { try? handle.close() }
 
+    /// An event with the 1-based line it came from.
+    public struct Numbered: Sendable {
+        public var line: Int
+        public var event: UsageEvent
+    }
+
     /// Up to `max` events (or bad lines); an empty result means the end of the file.
     public func next(max: Int) -> [Result<UsageEvent, BadLine>] {
-        var out: [Result<UsageEvent, BadLine>] = []
+        nextNumbered(max: max).map { $0.map(\.event) }
+    }
+
+    /// Up to `max` events with their line numbers (or bad lines); empty at the end of the file.
+    public func nextNumbered(max: Int) -> [Result<Numbered, BadLine>] {
+        var out: [Result<Numbered, BadLine>] = []
         while out.count < max, let line = nextLine() {
             lineNumber += 1
             let text = line.trimmingCharacters(in: .whitespacesAndNewlines)
             if text.isEmpty { continue }
+            let parsed: Result<UsageEvent, BadLine>
             switch format {
-            case .ndjson: out.append(parseJSON(text))
+            case .ndjson: parsed = parseJSON(text)
             case .csv:
                 if header == nil {
                     header = CSV.rows(text).first ?? []
                     if let problem = checkHeader() { out.append(.failure(BadLine(line: lineNumber, message: problem))) }
                     continue
                 }
-                out.append(parseCSV(text))
+                parsed = parseCSV(text)
             }
+            out.append(parsed.flatMap(identified).map { Numbered(line: lineNumber, event: $0) })
         }
         return out
+    }
+
+    /// `event` with an id: its own, or one derived from its content (or a bad line under
+    /// ``IDPolicy/require``).
+    private func identified(_ event: UsageEvent) -> Result<UsageEvent, BadLine> {
+        guard event.id.isEmpty else { return .success(event) }
+        switch ids {
+        case .require:
+            let field = format == .csv ? "the 'id' column is empty or missing" : "the event has no 'id'"
+            return .failure(BadLine(line: lineNumber, message: "\(field); every event needs its own id under --require-ids (or drop --require-ids to derive ids from the events' content)"))
+        case .derive:
+            let base = EventID.contentBase(of: event)
+            let occurrence = (occurrences[base] ?? 0) + 1
+            occurrences[base] = occurrence
+            derivedIDs += 1
+            var identified = event
+            identified.id = EventID.content(base: base, occurrence: occurrence)
+            return .success(identified)
+        }
     }
 
     private func checkHeader() -> String? {
@@ -100,7 +153,7 @@ public final class EventReader {
         let name = fields.removeValue(forKey: "name") ?? ""
         let customer = fields.removeValue(forKey: "customer") ?? ""
         if name.isEmpty { return .failure(BadLine(line: lineNumber, message: "field 'name' is empty")) }
-        let id = fields.removeValue(forKey: "id").flatMap { $0.isEmpty ? nil : $0 } ?? EventID.generate(at: date)
+        let id = fields.removeValue(forKey: "id") ?? ""  // empty: derived from the content (`identified`)
         return .success(UsageEvent(id: id, name: name, customer: customer, timestamp: date, quantity: quantity,
                                    properties: fields.filter { !$0.value.isEmpty }.mapValues(UsageValue.string)))
     }

@@ -170,6 +170,21 @@ public struct RoutingConfig: Sendable {
     /// column for a provider another config defines); the CLI prints them as warnings.
     public var warnings: [ConfigIssue] = []
 
+    /// Provider secrets whose environment variable is not set (key path → variable), when the
+    /// config was loaded for a command that sends nothing; they hold the kind's placeholder.
+    public var unsetSecrets: [String: String] = [:]
+
+    /// The provider kinds the config was checked against (its registry's names).
+    public var kindNames: [String] = []
+
+    /// The provider kind of a lane's provider name: the config's provider of that name, else a
+    /// kind named like it (`orb`, `stripe-live` → `stripe`), else nil. A lane the config no longer
+    /// has keeps only its name, so this is how its kind is told.
+    public func kindName(ofProvider name: String) -> String? {
+        if let kind = providers[name]?.kind.name { return kind }
+        return kindNames.sorted { $0.count > $1.count }.first { name == $0 || name.hasPrefix($0 + "-") || name.hasPrefix($0 + "_") || name.hasPrefix($0) }
+    }
+
     /// Whether a provider setting is shown masked: a declared secret, or a value from the environment.
     public func isMasked(provider: String, key: String) -> Bool {
         (providers[provider]?.kind.secretKeys.contains(key) ?? false) || environmentKeys.contains("providers.\(provider).\(key)")
@@ -248,29 +263,42 @@ public struct RoutingConfig: Sendable {
     // MARK: Loading
 
     /// Loads and validates `path` (YAML or JSON).
+    /// - Parameter secretsNeeded: false for commands that send nothing (recording, status, lane
+    ///   tools): a provider secret whose environment variable is not set then gets the kind's
+    ///   placeholder and is listed in ``unsetSecrets`` instead of being an issue.
     /// - Throws: ``ConfigIssues`` listing every problem, each with line, key and fix.
-    public static func load(path: String, registry: ProviderRegistry,
+    public static func load(path: String, registry: ProviderRegistry, secretsNeeded: Bool = true,
                             environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RoutingConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigIssues(issues: [ConfigIssue(file: path, line: nil, key: "", message: "cannot read the file", fix: "check the path")])
+            var isDirectory: ObjCBool = false
+            let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+            let (message, fix) = !exists ? ("no such file", "check the path, or pass the config with -c FILE")
+                : isDirectory.boolValue ? ("it is a directory", "pass the config file inside it")
+                : ("permission denied", "make the file readable by this user")
+            throw ConfigIssues(issues: [ConfigIssue(file: path, line: nil, key: "", message: "cannot read the config: \(message)", fix: fix)])
         }
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        return try parse(String(decoding: data, as: UTF8.self), file: path, directory: directory, registry: registry, environment: environment)
+        return try parse(String(decoding: data, as: UTF8.self), file: path, directory: directory, registry: registry,
+                         secretsNeeded: secretsNeeded, environment: environment)
     }
 
     /// Parses and validates config text; `directory` resolves a relative customers CSV.
-    public static func parse(_ text: String, file: String, directory: String, registry: ProviderRegistry,
+    public static func parse(_ text: String, file: String, directory: String, registry: ProviderRegistry, secretsNeeded: Bool = true,
                              environment: [String: String]) throws -> RoutingConfig {
         var v = Validator(file: file, registry: registry)
+        v.secretsNeeded = secretsNeeded
         let (document, parseIssues) = ConfigDocument.parse(text, file: file, environment: environment)
         v.issues = parseIssues
         guard let document else { throw ConfigIssues(issues: v.issues) }
         v.lines = document.lines
+        v.unsetProviderVariables = document.unsetProviderVariables
         let config = v.validate(document.root, directory: directory)
         if var config, v.issues.isEmpty {
             config.environmentKeys = document.fromEnvironment
             config.unsetServeVariables = document.unsetServeVariables
             config.warnings = v.warnings
+            config.kindNames = registry.names
+            config.unsetSecrets = v.unsetSecrets
             return config
         }
         throw ConfigIssues(issues: v.issues.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
@@ -284,6 +312,9 @@ private struct Validator {
     var lines: [String: Int] = [:]
     var issues: [ConfigIssue] = []
     var warnings: [ConfigIssue] = []
+    var secretsNeeded = true
+    var unsetProviderVariables: [String: String] = [:]
+    var unsetSecrets: [String: String] = [:]
 
     init(file: String, registry: ProviderRegistry) {
         self.file = file
@@ -357,6 +388,15 @@ private struct Validator {
             guard let kind = registry.kind(kindName) else {
                 issue("\(key).kind", "unknown provider kind '\(kindName)'", "use one of \(registry.names.joined(separator: ", "))")
                 continue
+            }
+            for (path, variable) in unsetProviderVariables.sorted(by: { $0.key < $1.key }) where path.hasPrefix(key + ".") {
+                let setting = String(path.dropFirst(key.count + 1))
+                if !secretsNeeded && kind.secretKeys.contains(setting) {
+                    settings[setting] = .string(kind.tools.placeholderSecret)
+                    unsetSecrets[path] = variable
+                } else {
+                    issue(path, "environment variable \(variable) is not set", "export \(variable)=… before running, or put the value in the file")
+                }
             }
             if let value = settings[RoutingConfig.maxInFlightKey] {
                 if value.numberValue.map({ $0 == $0.rounded() && (1...1_000).contains($0) }) != true {

@@ -45,9 +45,10 @@ public final class DeliveryWorker: Sendable {
     /// e.g. swift-prometheus, in your process):
     /// - `usage_billing_deliveries_total` (counter; dimensions `lane`, `outcome`: accepted,
     ///   duplicate, rejected, retryable, possibly_delivered)
-    /// - `usage_billing_dead_letters_total` (counter; `lane`, `reason`)
+    /// - `usage_billing_dead_letters_total` (counter; `lane`, `reason`; each lane starts with a
+    ///   zero series whose `reason` is empty, so a rate over it is defined before the first)
     /// - `usage_billing_queue_depth` (gauge; `lane`): queued rows, refreshed as the lane works
-    /// - `usage_billing_delivery_duration` (timer; `lane`): one `deliver` call to the provider
+    /// - `usage_billing_delivery_duration_seconds` (histogram; `lane`): one `deliver` call to the provider
     /// - `usage_billing_hedges_total` (counter; `lane`): batches resent after waiting past the
     ///   lane's hedge delay (``HedgePolicy``), and `usage_billing_hedge_wins_total`: those the
     ///   resend answered first
@@ -55,9 +56,15 @@ public final class DeliveryWorker: Sendable {
         public static let deliveries = "usage_billing_deliveries_total"
         public static let deadLetters = "usage_billing_dead_letters_total"
         public static let queueDepth = "usage_billing_queue_depth"
-        public static let deliveryDuration = "usage_billing_delivery_duration"
+        public static let deliveryDuration = "usage_billing_delivery_duration_seconds"
         public static let hedges = "usage_billing_hedges_total"
         public static let hedgeWins = "usage_billing_hedge_wins_total"
+    }
+
+    /// The dead-letter counter of `lane` for `reason` (`serve` counts the unrouted events it keeps
+    /// as dead letters here too).
+    public static func deadLetterCounter(lane: String, reason: String) -> Counter {
+        Counter(label: MetricNames.deadLetters, dimensions: [("lane", lane), ("reason", reason)])
     }
 
     /// Asks every lane to stop after marking the batch it is delivering (graceful shutdown).
@@ -170,19 +177,32 @@ public final class DeliveryWorker: Sendable {
     }
 
     /// The error for undelivered work on lanes `config` does not have: each lane with its counts,
-    /// and the commands that move or dead-letter them.
+    /// and per lane the command that moves its events to a lane of the same provider kind on the
+    /// same route (or any route), or dead-letters them when the config has no such lane.
     public static func orphanError(_ orphans: [OrphanedLane], config: RoutingConfig, spoolPath: String) -> UsageBillingError {
-        let first = orphans[0].lane
-        let lanes = config.lanes.map(\.name)
-        let candidates = lanes.filter { Lane(name: $0)?.route == Lane(name: first)?.route || Lane(name: $0)?.provider == Lane(name: first)?.provider }
-        let target = candidates.first ?? lanes.first ?? "<provider>/<route>"
+        let fixes = orphans.map { orphan -> String in
+            let drop = "`usage-billing lanes drop \(orphan.lane) --yes --spool \(spoolPath)`"
+            guard let target = reassignTarget(for: orphan.lane, config: config) else {
+                let kind = Lane(name: orphan.lane).flatMap { config.kindName(ofProvider: $0.provider) }
+                return "\(orphan.lane): dead-letter it with \(drop) (the config has no lane of \(kind.map { "provider kind \($0)" } ?? "its provider kind"))"
+            }
+            return "\(orphan.lane): move it with `usage-billing lanes reassign \(orphan.lane) \(target) -c \(config.file) --spool \(spoolPath)`, or dead-letter it with \(drop)"
+        }
         return UsageBillingError(
             .configuration,
             "the spool \(spoolPath) holds undelivered events on \(orphans.count) lane(s) that \(config.file) no longer has: "
                 + orphans.map(\.description).joined(separator: "; "),
-            fix: "move them to a lane of this config (`usage-billing lanes reassign \(first) \(target) -c \(config.file) --spool \(spoolPath)`; its lanes: \(lanes.joined(separator: ", "))), "
-                + "dead-letter them (`usage-billing lanes drop \(first) --yes --spool \(spoolPath)`), or put their route back in the config",
+            fix: fixes.joined(separator: "; ") + "; or put their routes back in the config",
             field: "routes")
+    }
+
+    /// The config's lane an orphaned lane's events belong on: one of the same provider kind,
+    /// on the same route if there is one. Nil when the config has no lane of that kind: moving
+    /// one provider's rows onto another's lane would bill them at a provider that never had them.
+    public static func reassignTarget(for lane: String, config: RoutingConfig) -> String? {
+        guard let from = Lane(name: lane), let kind = config.kindName(ofProvider: from.provider) else { return nil }
+        let sameKind = config.lanes.filter { config.providers[$0.provider]?.kind.name == kind }
+        return (sameKind.first { $0.route == from.route } ?? sameKind.first)?.name
     }
 
     /// Drives the lane's ``LaneStateMachine``: performs each action it returns and tells it
@@ -309,6 +329,10 @@ public final class DeliveryWorker: Sendable {
             })
             hedges = Counter(label: MetricNames.hedges, dimensions: [("lane", lane)])
             hedgeWins = Counter(label: MetricNames.hedgeWins, dimensions: [("lane", lane)])
+            for counter in outcomes.values { counter.increment(by: 0) }
+            hedges.increment(by: 0)
+            hedgeWins.increment(by: 0)
+            DeliveryWorker.deadLetterCounter(lane: lane, reason: "").increment(by: 0)
         }
 
         func outcome(_ label: String) -> Counter {
@@ -368,7 +392,7 @@ public final class DeliveryWorker: Sendable {
             for (label, count) in counts { metrics.outcome(label).increment(by: count) }
         }
         for case (let row, .dead(let reason)) in zip(due, marks.lazy.map { $0.1 }) {
-            Counter(label: MetricNames.deadLetters, dimensions: [("lane", lane), ("reason", reason.code)]).increment()
+            Self.deadLetterCounter(lane: lane, reason: reason.code).increment()
             logger.warning("dead letter", metadata: ["event": "\(row.event.id)", "reason": "\(reason.code)", "message": "\(reason.message)"])
         }
         logger.debug("delivered a batch", metadata: ["events": "\(due.count)"])
@@ -477,6 +501,19 @@ final class WorkerLock: DeliveryLock {
         _ = ftruncate(fd, 0)
         _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
         return WorkerLock(fd: fd)
+    }
+
+    /// Who holds the lock on `spoolPath` now ("pid N", or "another process"), or nil when no
+    /// worker does. Creates nothing: a spool without a lock file has no worker.
+    static func holder(spoolPath: String) -> String? {
+        let fd = open(spoolPath + ".worker-lock", O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+            _ = flock(fd, LOCK_UN)
+            return nil
+        }
+        return holder(fd).map { "pid \($0)" } ?? "another process"
     }
 
     /// The pid the holder wrote, if readable.

@@ -37,7 +37,8 @@ public final class PostgresLedger: UsageLedger {
     private init(location: String, configuration: PostgresClient.Configuration) {
         self.location = location
         let errors = lastConnectError
-        let client = PostgresClient(configuration: configuration, backgroundLogger: Logger(label: "usage-billing.ledger.pool") { _ in errors })
+        let client = PostgresClient(configuration: configuration,
+                                    backgroundLogger: Logger(label: "usage-billing.ledger.pool") { _ in ConnectErrorsHandler(errors: errors) })
         self.client = client
         self.runner = Task { await client.run() }
     }
@@ -171,8 +172,9 @@ public final class PostgresLedger: UsageLedger {
 
     // MARK: Recording
 
-    public func record(_ entries: [Spool.Entry], now: Date) async throws {
-        guard !entries.isEmpty else { return }
+    @discardableResult
+    public func record(_ entries: [Spool.Entry], now: Date) async throws -> [String] {
+        guard !entries.isEmpty else { return [] }
         var seen = Set<String>()
         var ids: [String] = [], payloads: [ByteBuffer] = []
         var rowIDs: [String] = [], lanes: [String] = [], states: [Int16] = [], codes: [String] = [], messages: [String] = []
@@ -190,18 +192,42 @@ public final class PostgresLedger: UsageLedger {
         let t = now.timeIntervalSince1970
         // One statement: the events new to the ledger (an id any process recorded before is
         // skipped, concurrent recorders of one id included) and their rows, in recording order.
-        try await run {
-            try await self.client.query("""
+        let inserted: Set<String> = try await run {
+            var newIDs = Set<String>()
+            for try await id in try await self.client.query("""
                 WITH ins AS (
                     INSERT INTO ub_events (id, payload, recorded_at)
                     SELECT u.id, u.payload, \(t) FROM unnest(\(ids)::text[], \(payloads)::bytea[]) WITH ORDINALITY AS u(id, payload, ord) ORDER BY u.ord
-                    ON CONFLICT (id) DO NOTHING RETURNING key, id)
-                INSERT INTO ub_deliveries (event, lane, state, reason_code, reason_message, recorded_at, updated_at)
-                SELECT ins.key, d.lane, d.state, NULLIF(d.code, ''), NULLIF(d.message, ''), \(t), \(t)
-                FROM unnest(\(rowIDs)::text[], \(lanes)::text[], \(states)::int2[], \(codes)::text[], \(messages)::text[]) WITH ORDINALITY
-                    AS d(id, lane, state, code, message, ord)
-                JOIN ins ON ins.id = d.id ORDER BY d.ord
-                """, logger: self.logger)
+                    ON CONFLICT (id) DO NOTHING RETURNING key, id),
+                rows AS (
+                    INSERT INTO ub_deliveries (event, lane, state, reason_code, reason_message, recorded_at, updated_at)
+                    SELECT ins.key, d.lane, d.state, NULLIF(d.code, ''), NULLIF(d.message, ''), \(t), \(t)
+                    FROM unnest(\(rowIDs)::text[], \(lanes)::text[], \(states)::int2[], \(codes)::text[], \(messages)::text[]) WITH ORDINALITY
+                        AS d(id, lane, state, code, message, ord)
+                    JOIN ins ON ins.id = d.id ORDER BY d.ord)
+                SELECT id FROM ins
+                """, logger: self.logger).decode(String.self) {
+                newIDs.insert(id)
+            }
+            return newIDs
+        }
+        // An id given twice in `entries` was recorded by its first entry: the second is known.
+        var first = Set<String>()
+        return entries.compactMap { entry in
+            inserted.contains(entry.event.id) && first.insert(entry.event.id).inserted ? nil : entry.event.id
+        }
+    }
+
+    public func storedEvents(ids: [String]) async throws -> [String: UsageEvent] {
+        guard !ids.isEmpty else { return [:] }
+        return try await run {
+            var found: [String: UsageEvent] = [:]
+            for try await (id, payload) in try await self.client.query("""
+                SELECT id, payload FROM ub_events WHERE id = ANY(\(ids)::text[])
+                """, logger: self.logger).decode((String, ByteBuffer).self) {
+                found[id] = try PayloadCodec.decode(Data(buffer: payload))
+            }
+            return found
         }
     }
 
@@ -490,7 +516,7 @@ public final class PostgresLedger: UsageLedger {
         }
     }
 
-    public func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (rows: Int, windows: Int) {
+    public func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (rows: Int, windows: Int, alreadyThere: Int) {
         guard from != to else {
             throw UsageBillingError(.invalidInput, "the lanes are the same (\(from))", fix: "name the lane the rows are on and the lane to move them to", field: "to")
         }
@@ -506,8 +532,8 @@ public final class PostgresLedger: UsageLedger {
                 throw UsageBillingError(.invalidInput, "\(from) has \(open) window(s) with events not yet billed, and \(to) does not bill per window",
                                         fix: "move them to a lane whose provider aggregates, or emit them first (put the route back and run `worker --until-empty --close-windows`)", field: "to")
             }
-            try await self.move(c, from: from, to: to)
-            return (rows, windows)
+            let already = try await self.move(c, from: from, to: to)
+            return (rows - already, windows, already)
         }
     }
 
@@ -562,7 +588,9 @@ public final class PostgresLedger: UsageLedger {
         }
     }
 
-    private func move(_ c: PostgresConnection, from: String, to: String) async throws {
+    /// Moves as the SQLite spool's `move` does (rows of events `to` holds stay, queued ones
+    /// marked duplicates); returns how many rows stayed.
+    private func move(_ c: PostgresConnection, from: String, to: String) async throws -> Int {
         for try await (customer, meter, start) in try await c.query("""
             SELECT a.customer, a.meter, a.start FROM ub_windows a JOIN ub_windows b
               ON b.lane = \(to) AND b.customer = a.customer AND b.meter = a.meter AND b.start = a.start
@@ -571,8 +599,19 @@ public final class PostgresLedger: UsageLedger {
             throw UsageBillingError(.invalidInput, "\(from) and \(to) both have a window for customer '\(customer)', meter '\(meter)' starting \(RFC3339.format(Date(timeIntervalSince1970: TimeInterval(start)))); merging them could bill it twice",
                                     fix: "deliver one lane's windows first (`worker --until-empty --close-windows` with its route in the config), or drop it", field: "to")
         }
-        try await c.query("UPDATE ub_deliveries SET lane = \(to) WHERE lane = \(from)", logger: logger)
+        let already = try await scalar(c, """
+            SELECT COUNT(*) FROM ub_deliveries a WHERE a.lane = \(from) AND EXISTS (SELECT 1 FROM ub_deliveries b WHERE b.lane = \(to) AND b.event = a.event)
+            """)
+        let note = "\(to) already holds this event; left here by `lanes reassign`"
+        try await c.query("""
+            UPDATE ub_deliveries a SET state = \(Int16(DeliveryState.duplicate.rawValue)), reason_code = 'already_on_lane', reason_message = \(note)
+            WHERE a.lane = \(from) AND a.state = \(Int16(DeliveryState.queued.rawValue)) AND EXISTS (SELECT 1 FROM ub_deliveries b WHERE b.lane = \(to) AND b.event = a.event)
+            """, logger: logger)
+        try await c.query("""
+            UPDATE ub_deliveries a SET lane = \(to) WHERE a.lane = \(from) AND NOT EXISTS (SELECT 1 FROM ub_deliveries b WHERE b.lane = \(to) AND b.event = a.event)
+            """, logger: logger)
         try await c.query("UPDATE ub_windows SET lane = \(to) WHERE lane = \(from)", logger: logger)
+        return already
     }
 
     // MARK: Leases
@@ -777,24 +816,16 @@ public final class PostgresLedger: UsageLedger {
     }
 }
 
-/// A log handler that keeps the pool's last failed connection attempt (the pool reports them
-/// only to its background logger).
-final class ConnectErrors: LogHandler, @unchecked Sendable {
-
+/// The pool's last failed connection attempt (the pool reports them only to its background
+/// logger), shared by every copy of that logger's handler.
+final class ConnectErrors: Sendable {
     private let state = Locked((last: String?.none, since: ContinuousClock.Instant?.none))
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .debug
 
     var message: String? { state.current.last }
     /// When the attempts started failing, if the last one failed.
     var failingSince: ContinuousClock.Instant? { state.current.since }
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+    func note(_ message: Logger.Message, metadata: Logger.Metadata?) {
         if message.description == "Connection creation failed" {
             let error = metadata?["psql_error"] ?? metadata?["error"] ?? metadata?.first { $0.key.contains("error") }?.value
             state.with { s in
@@ -804,6 +835,25 @@ final class ConnectErrors: LogHandler, @unchecked Sendable {
         } else if message.description == "Connection established" {
             state.with { $0.since = nil }
         }
+    }
+}
+
+/// The pool's background log handler. A value: the pool copies its logger into every
+/// connection attempt and sets metadata on each copy concurrently, so the metadata must belong
+/// to the copy (a shared reference here was a data race that crashed processes under
+/// connection churn); only the errors it notes are shared, under a lock.
+struct ConnectErrorsHandler: LogHandler {
+    let errors: ConnectErrors
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .debug
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        errors.note(message, metadata: metadata)
     }
 }
 

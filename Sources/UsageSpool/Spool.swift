@@ -67,19 +67,25 @@ public struct QueuedDelivery: Sendable {
 public final class Spool: UsageLedger {
     /// The file.
     public let path: String
-    let pool: DatabasePool
+    let pool: any DatabaseWriter
     private let committer: GroupCommitter
 
     public var location: String { path }
 
-    /// Opens (or creates) the spool at `path`, migrating its schema.
-    /// - Throws: `.invalidInput` when the file is not a SQLite database or is damaged, naming the
-    ///   file and what to do; the file is left untouched.
-    public init(path: String, durability: SpoolDurability = .normal) throws {
+    /// Opens (or creates) the spool at `path`, migrating its schema. With `readOnly`, opens an
+    /// existing spool without writing anything (no migration, no write-ahead files created), so a
+    /// read-only file or directory works; its writing methods then throw.
+    /// - Throws: `.invalidInput` naming the real cause: a permission problem on the file or its
+    ///   directory, a missing directory, or a file that is not a SQLite database or is damaged;
+    ///   the file is left untouched.
+    public init(path: String, durability: SpoolDurability = .normal, readOnly: Bool = false) throws {
         self.path = path
+        if let problem = Self.accessProblem(path: path, writing: !readOnly) { throw problem }
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
+        configuration.readonly = readOnly
         configuration.prepareDatabase { db in
+            if readOnly { return }
             try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
             // A 16 MiB page cache keeps the indexes' hot pages in memory under heavy recording,
             // and folding the WAL every 4,000 pages (not 1,000) copies a hot page once, not 4 times.
@@ -87,15 +93,84 @@ public final class Spool: UsageLedger {
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 4000")
         }
         do {
-            self.pool = try Self.open(path: path, configuration: configuration)
+            self.pool = readOnly ? try Self.openReadOnly(path: path, configuration: configuration)
+                : try Self.open(path: path, configuration: configuration)
         } catch let error as UsageBillingError {
             throw error
         } catch let error as DatabaseError {
+            if let problem = Self.accessProblem(path: path, writing: !readOnly) { throw problem }
             throw UsageBillingError(.invalidInput, "the spool \(path) cannot be opened: \(error.message ?? "\(error.resultCode)")",
                                     fix: "if it is damaged or not a spool, move it aside (nothing in it was deleted) and recover it with `sqlite3 FILE .recover`")
         }
         self.committer = GroupCommitter(pool: pool)
     }
+
+    /// What keeps this user from opening `path` (for writing: creating it, or its write-ahead
+    /// files beside it), in words with the fix; nil when nothing does.
+    ///
+    /// Also what `serve` checks before it creates or announces anything, with ``workerHolder(path:)``.
+    public static func accessProblem(path: String, writing: Bool) -> UsageBillingError? {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let manager = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard manager.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            return UsageBillingError(.invalidInput, "the spool's directory \(directory) does not exist",
+                                     fix: "create it (`mkdir -p \(directory)`) or pass --spool with a path in an existing directory", field: "spool")
+        }
+        let exists = manager.fileExists(atPath: path, isDirectory: &isDirectory)
+        if exists && isDirectory.boolValue {
+            return UsageBillingError(.invalidInput, "the spool \(path) is a directory", fix: "pass --spool with a file path, e.g. \(path)/usage.spool", field: "spool")
+        }
+        if exists && access(path, R_OK) != 0 {
+            return UsageBillingError(.invalidInput, "permission denied reading the spool \(path)",
+                                     fix: "run as the user that owns it, or make it readable (`chmod u+r \(path)`)", field: "spool")
+        }
+        guard writing else { return nil }
+        if !exists && access(directory, W_OK | X_OK) != 0 {
+            return UsageBillingError(.invalidInput, "permission denied creating the spool \(path): the directory \(directory) is not writable by this user",
+                                     fix: "pass --spool with a path in a directory you can write, or make \(directory) writable", field: "spool")
+        }
+        if exists && access(path, W_OK) != 0 {
+            return UsageBillingError(.invalidInput, "permission denied writing the spool \(path) (it is read-only for this user)",
+                                     fix: "run as the user that owns it, or make it writable (`chmod u+w \(path)`); commands that only read (status, dlq list, reconcile) work on it as it is", field: "spool")
+        }
+        if exists && access(directory, W_OK | X_OK) != 0 {
+            return UsageBillingError(.invalidInput, "the spool's directory \(directory) is read-only for this user, and SQLite writes \(URL(fileURLWithPath: path).lastPathComponent)-wal and -shm beside the spool",
+                                     fix: "make \(directory) writable, or move the spool to a directory you can write; commands that only read (status, dlq list, reconcile) work on it as it is", field: "spool")
+        }
+        return nil
+    }
+
+    /// Opens an existing spool for reading only: `mode=ro`, or, when its directory does not let
+    /// SQLite create the write-ahead files, as an immutable file (a read-only copy).
+    private static func openReadOnly(path: String, configuration: Configuration) throws -> DatabaseQueue {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw UsageBillingError(.invalidInput, "no spool at \(path)", fix: "pass --spool with the file events were recorded in", field: "spool")
+        }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        let encoded = absolute.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? absolute
+        // Committed rows may still be in the write-ahead log: SQLite reads it (and a read-only
+        // -shm) with mode=ro. Only a spool without a log is opened immutable, which needs no
+        // files beside it, so it works in a directory this user cannot write.
+        let hasLog = FileManager.default.fileExists(atPath: path + "-wal")
+        if hasLog && access(path + "-wal", R_OK) != 0 {
+            throw UsageBillingError(.invalidInput, "permission denied reading \(path)-wal, the spool's write-ahead log (it holds committed rows)",
+                                    fix: "run as the user that owns the spool, or make \(path)-wal and \(path)-shm readable", field: "spool")
+        }
+        let mode = hasLog || access(directory, W_OK | X_OK) == 0 ? "mode=ro" : "immutable=1"
+        let queue = try DatabaseQueue(path: "file:\(encoded)?\(mode)", configuration: configuration)
+        let migrated = try queue.read { db in try migrator.hasCompletedMigrations(db) }
+        guard migrated else {
+            throw UsageBillingError(.invalidInput, "the spool \(path) was written by an older version and needs its schema upgraded, which a read-only open cannot do",
+                                    fix: "run a command that writes (e.g. `usage-billing worker --until-empty`) on it once, where it is writable")
+        }
+        return queue
+    }
+
+    /// Who delivers from the spool at `path` now (`pid N`), or nil when no worker does; creates
+    /// nothing.
+    public static func workerHolder(path: String) -> String? { WorkerLock.holder(spoolPath: path) }
 
     deinit { committer.stop() }
 
@@ -106,7 +181,7 @@ public final class Spool: UsageLedger {
     /// Opens the pool, checks and migrates it, waiting (up to 5 s, in bounded steps) while another process or a spool
     /// being closed holds the file locked: SQLite does not always call the busy handler while a
     /// closing connection folds its write-ahead log.
-    private static func open(path: String, configuration: Configuration) throws -> DatabasePool {
+    private static func open(path: String, configuration: Configuration) throws -> any DatabaseWriter {
         var attempt = 0
         while true {
             do {
@@ -152,11 +227,26 @@ public final class Spool: UsageLedger {
     }
 
     /// Records entries durably, one row per lane, all in one transaction (shared with concurrent
-    /// callers). Already-recorded ids are left as they are.
-    public func record(_ entries: [Entry], now: Date = Date()) async throws {
-        guard !entries.isEmpty else { return }
+    /// callers). Already-recorded ids are left as they are and returned.
+    @discardableResult
+    public func record(_ entries: [Entry], now: Date = Date()) async throws -> [String] {
+        guard !entries.isEmpty else { return [] }
         let rows = entries.map { ($0, PayloadCodec.encode($0.event)) }
-        try await committer.commit(.record(rows, now: now.timeIntervalSince1970))
+        return try await committer.commit(.record(rows, now: now.timeIntervalSince1970))
+    }
+
+    public func storedEvents(ids: [String]) async throws -> [String: UsageEvent] {
+        guard !ids.isEmpty else { return [:] }
+        return try await pool.read { db in
+            var found: [String: UsageEvent] = [:]
+            for chunk in stride(from: 0, to: ids.count, by: 500).map({ ids[$0..<min($0 + 500, ids.count)] }) {
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                for row in try Row.fetchAll(db, sql: "SELECT id, payload FROM events WHERE id IN (\(marks))", arguments: StatementArguments(Array(chunk))) {
+                    found[row[0]] = try PayloadCodec.decode(row[1] as Data)
+                }
+            }
+            return found
+        }
     }
 
     /// Up to `limit` queued rows of `lane` due at `now`, oldest first, with a `seq` above

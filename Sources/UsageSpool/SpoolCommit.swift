@@ -15,8 +15,8 @@ final class GroupCommitter: @unchecked Sendable {
         /// Outcomes for rows.
         case mark([(seq: Int64, mark: Spool.Mark)], now: Double)
     }
-    private typealias Item = (work: Work, done: CheckedContinuation<Void, any Error>)
-    private let pool: DatabasePool
+    private typealias Item = (work: Work, done: CheckedContinuation<[String], any Error>)
+    private let pool: any DatabaseWriter
     private let condition = NSCondition()
     private var pending: [Item] = []
     private var stopped = false
@@ -28,7 +28,7 @@ final class GroupCommitter: @unchecked Sendable {
         return (transactions, calls)
     }
 
-    init(pool: DatabasePool) {
+    init(pool: any DatabaseWriter) {
         self.pool = pool
         let thread = Thread { [self] in
             Thread.current.name = "ub-spool-commit"  // named from inside, so top -H and perf show it (15 bytes at most)
@@ -38,8 +38,10 @@ final class GroupCommitter: @unchecked Sendable {
         thread.start()
     }
 
-    func commit(_ work: Work) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+    /// Commits `work` with whatever else is queued; returns the ids it recorded before (records).
+    @discardableResult
+    func commit(_ work: Work) async throws -> [String] {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[String], any Error>) in
             condition.lock()
             pending.append((work, continuation))
             condition.signal()
@@ -69,15 +71,15 @@ final class GroupCommitter: @unchecked Sendable {
             calls += group.count
             condition.unlock()
             do {
-                try write(group)
+                let known = try write(group)
                 // Waking a waiting task costs this thread a futex wake-up (a quarter of its time
                 // with 16 one-event writers): one task wakes them all from the cooperative pool,
                 // so the next group starts at once.
                 let waiters = group.map(\.done)
                 if waiters.count == 1 {
-                    waiters[0].resume()
+                    waiters[0].resume(returning: known[0])
                 } else {
-                    Task.detached { for waiter in waiters { waiter.resume() } }
+                    Task.detached { for (waiter, ids) in zip(waiters, known) { waiter.resume(returning: ids) } }
                 }
             } catch {
                 for item in group {
@@ -94,7 +96,8 @@ final class GroupCommitter: @unchecked Sendable {
         }
     }
 
-    private func write(_ group: [Item]) throws {
+    /// Writes the group in one transaction; per item, the ids it recorded before.
+    private func write(_ group: [Item]) throws -> [[String]] {
         try pool.writeWithoutTransaction { db in
             // BEGIN and COMMIT as cached statements through the C API: GRDB's transaction
             // compiles both per call and notifies its observers, a tenth of this thread's time
@@ -102,8 +105,9 @@ final class GroupCommitter: @unchecked Sendable {
             let begin = try RawStatement(db, "BEGIN IMMEDIATE")
             try begin.run()
             do {
-                try insert(group, db: db)
+                let known = try insert(group, db: db)
                 try RawStatement(db, "COMMIT").run()
+                return known
             } catch {
                 if !db.isInsideTransaction { throw error }
                 try? db.execute(sql: "ROLLBACK")
@@ -112,21 +116,25 @@ final class GroupCommitter: @unchecked Sendable {
         }
     }
 
-    private func insert(_ group: [Item], db: Database) throws {
+    private func insert(_ group: [Item], db: Database) throws -> [[String]] {
         // Bound with the C API: GRDB's StatementArguments cost more than the inserts here.
         let insertEvent = try RawStatement(db, "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)")
         let insertLane = try RawStatement(db, """
             INSERT INTO deliveries (event, lane, state, recorded_at, updated_at, reason_code, reason_message)
             VALUES (?, ?, ?, ?, ?, ?, ?)
             """)
-        for item in group {
+        var known = [[String]](repeating: [], count: group.count)
+        for (index, item) in group.enumerated() {
             guard case .record(let rows, let now) = item.work else { continue }
             for (entry, payload) in rows {
                 insertEvent.bind(1, entry.event.id)
                 insertEvent.bind(2, payload)
                 insertEvent.bind(3, now)
                 try insertEvent.run()
-                guard db.changesCount > 0 else { continue }  // recorded before: leave it as it is
+                guard db.changesCount > 0 else {  // recorded before: leave it as it is
+                    known[index].append(entry.event.id)
+                    continue
+                }
                 let key = db.lastInsertedRowID
                 for (i, lane) in entry.lanes.enumerated() where !entry.lanes[..<i].contains(lane) {
                     insertLane.bind(1, key)
@@ -161,6 +169,7 @@ final class GroupCommitter: @unchecked Sendable {
             latest = max(latest ?? now, now)
         }
         if let latest { try Spool.apply(marks, now: latest, db: db) }
+        return known
     }
 }
 

@@ -107,7 +107,7 @@ extension Spool {
     /// - Throws: `.invalidInput` when `from` has nothing, when both lanes have a window for the
     ///   same customer, meter and start, or when open windows would move to a lane without windows.
     @discardableResult
-    public func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (rows: Int, windows: Int) {
+    public func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (rows: Int, windows: Int, alreadyThere: Int) {
         guard from != to else {
             throw UsageBillingError(.invalidInput, "the lanes are the same (\(from))", fix: "name the lane the rows are on and the lane to move them to", field: "to")
         }
@@ -124,8 +124,8 @@ extension Spool {
                 throw UsageBillingError(.invalidInput, "\(from) has \(open) window(s) with events not yet billed, and \(to) does not bill per window",
                                         fix: "move them to a lane whose provider aggregates, or emit them first (put the route back and run `worker --until-empty --close-windows`)", field: "to")
             }
-            try Self.move(db, from: from, to: to)
-            return (rows, windows)
+            let already = try Self.move(db, from: from, to: to)
+            return (rows - already, windows, already)
         }
     }
 
@@ -172,7 +172,10 @@ extension Spool {
     }
 
     /// Renames `from` to `to` in both tables, inside the caller's transaction.
-    private static func move(_ db: Database, from: String, to: String) throws {
+    /// Moves `from`'s rows and windows to `to`, except rows of events `to` already holds: those
+    /// stay on `from`, the queued ones marked duplicates, so no id is ever queued twice on one
+    /// lane. Returns how many rows stayed.
+    private static func move(_ db: Database, from: String, to: String) throws -> Int {
         let clash = try Row.fetchOne(db, sql: """
             SELECT a.customer, a.meter, a.start FROM windows a JOIN windows b
               ON b.lane = ? AND b.customer = a.customer AND b.meter = a.meter AND b.start = a.start
@@ -183,7 +186,17 @@ extension Spool {
             throw UsageBillingError(.invalidInput, "\(from) and \(to) both have a window for customer '\(customer)', meter '\(meter)' starting \(RFC3339.format(Date(timeIntervalSince1970: TimeInterval(start)))); merging them could bill it twice",
                                     fix: "deliver one lane's windows first (`worker --until-empty --close-windows` with its route in the config), or drop it", field: "to")
         }
-        try db.execute(sql: "UPDATE deliveries SET lane = ? WHERE lane = ?", arguments: [to, from])
+        let already = try Int.fetchOne(db, sql: """
+            SELECT COUNT(*) FROM deliveries a WHERE a.lane = ? AND EXISTS (SELECT 1 FROM deliveries b WHERE b.lane = ? AND b.event = a.event)
+            """, arguments: [from, to]) ?? 0
+        try db.execute(sql: """
+            UPDATE deliveries SET state = \(DeliveryState.duplicate.rawValue), reason_code = 'already_on_lane', reason_message = ?
+            WHERE lane = ? AND state = \(DeliveryState.queued.rawValue) AND EXISTS (SELECT 1 FROM deliveries b WHERE b.lane = ? AND b.event = deliveries.event)
+            """, arguments: ["\(to) already holds this event; left here by `lanes reassign`", from, to])
+        try db.execute(sql: """
+            UPDATE deliveries SET lane = ? WHERE lane = ? AND NOT EXISTS (SELECT 1 FROM deliveries b WHERE b.lane = ? AND b.event = deliveries.event)
+            """, arguments: [to, from, to])
         try db.execute(sql: "UPDATE windows SET lane = ? WHERE lane = ?", arguments: [to, from])
+        return already
     }
 }

@@ -14,8 +14,12 @@ public protocol UsageLedger: AnyObject, Sendable {
     var location: String { get }
 
     /// Records entries durably, one row per lane, in one transaction: an event id already
-    /// recorded (by any process) changes nothing.
-    func record(_ entries: [Spool.Entry], now: Date) async throws
+    /// recorded (by any process) changes nothing. Returns the ids of `entries` that were
+    /// recorded before (their stored events stay as they are), in the entries' order.
+    @discardableResult
+    func record(_ entries: [Spool.Entry], now: Date) async throws -> [String]
+    /// The stored events with these ids (those the ledger has).
+    func storedEvents(ids: [String]) async throws -> [String: UsageEvent]
     /// Up to `limit` queued rows of `lane` due at `now`, in `seq` order after `after`;
     /// `windowRecords` limits them to raw events (false) or window records (true).
     func due(lane: String, limit: Int, now: Date, windowRecords: Bool?, after: Int64) async throws -> [QueuedDelivery]
@@ -62,8 +66,10 @@ public protocol UsageLedger: AnyObject, Sendable {
     func purgeDeadLetters(reason: String?) async throws -> Int
     /// Renames lanes in one transaction (positional lanes of an old spool).
     func renameLanes(_ renames: [(from: String, to: String)]) async throws
-    /// Moves everything of one lane to another (see ``Spool/reassignLane(_:to:targetAggregates:)``).
-    func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (rows: Int, windows: Int)
+    /// Moves everything of one lane to another (see ``Spool/reassignLane(_:to:targetAggregates:)``),
+    /// except rows of events the target already holds (`alreadyThere`: left on `from`, queued
+    /// ones marked duplicates), so no id is queued twice on one lane.
+    func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (rows: Int, windows: Int, alreadyThere: Int)
     /// Dead-letters a lane's undelivered work with reason `lane_removed`.
     func dropLane(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int)
 
@@ -126,7 +132,8 @@ public struct LeaseLostError: Error, CustomStringConvertible {
 }
 
 extension UsageLedger {
-    public func record(_ entries: [Spool.Entry]) async throws { try await record(entries, now: Date()) }
+    @discardableResult
+    public func record(_ entries: [Spool.Entry]) async throws -> [String] { try await record(entries, now: Date()) }
     public func due(lane: String, limit: Int, now: Date, windowRecords: Bool? = nil) async throws -> [QueuedDelivery] {
         try await due(lane: lane, limit: limit, now: now, windowRecords: windowRecords, after: 0)
     }
@@ -148,9 +155,12 @@ extension UsageLedger {
 /// Opens the ledger at `location`: a `postgres://` (or `postgresql://`) URL opens
 /// ``PostgresLedger`` (password from the URL or `PGPASSWORD`, never printed), anything else is
 /// a SQLite spool file.
-public func openLedger(_ location: String, durability: SpoolDurability = .normal) async throws -> any UsageLedger {
+///
+/// `readOnly`: for commands that only read (status, dead-letter lists, reconciliation); a spool
+/// file is then opened without writing anything, so it works on a read-only copy.
+public func openLedger(_ location: String, durability: SpoolDurability = .normal, readOnly: Bool = false) async throws -> any UsageLedger {
     if PostgresLedger.isURL(location) { return try await PostgresLedger.open(location) }
-    return try Spool(path: location, durability: durability)
+    return try Spool(path: location, durability: durability, readOnly: readOnly)
 }
 
 /// The SQL both ledgers share for ``UsageLedger/backlogHistory(at:)``: the instants inline as

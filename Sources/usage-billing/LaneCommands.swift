@@ -44,7 +44,10 @@ struct LanesReassign: AsyncParsableCommand {
         abstract: "Move everything of one lane (queued rows, open windows, history) to a lane of the config.",
         usage: "usage-billing lanes reassign <from> <to> [<options>]",
         discussion: """
-            The rows keep their ids, so a provider that already has one answers it as a duplicate. Refuses while a \
+            The rows keep their ids, so a provider that already has one answers it as a duplicate. An event the \
+            target lane already holds is not queued there again: its row stays where it was (marked a duplicate) and \
+            is reported as already there. Refuses a target of another provider kind (its provider never had these \
+            events, so they would be billed there as new) unless --to-other-provider is given; refuses while a \
             worker runs on the spool, when both lanes have a window for the same customer, meter and start, and when \
             open windows would move to a lane that does not bill per window. Then run the worker.
 
@@ -56,9 +59,10 @@ struct LanesReassign: AsyncParsableCommand {
     @Argument(help: "A lane of the config (see `usage-billing config check`).") var to: String
     @Option(name: .shortAndLong, help: "The routing config.") var config: String = "routing.yaml"
     @OptionGroup var spoolOption: SpoolOption
+    @Flag(help: "Move to a lane of another provider kind: its provider bills the events as new.") var toOtherProvider = false
 
     func run() async throws {
-        let config = try loadConfig(config)
+        let config = try loadConfig(config, needsSecrets: false)
         let spool = try await openSpool(spoolOption.spool, existing: true)
         let table: LaneTable
         do {
@@ -71,9 +75,22 @@ struct LanesReassign: AsyncParsableCommand {
             printError("error: \(to) is not a lane of \(config.file). Fix: use one of \(table.lanes.map(\.name).joined(separator: ", "))")
             throw ExitCode(ExitCodes.badInput)
         }
+        let fromKind = Lane(name: from).flatMap { config.kindName(ofProvider: $0.provider) }
+        let toKind = config.providers[target.lane.provider]?.kind.name
+        if !toOtherProvider && fromKind != toKind {
+            let same = DeliveryWorker.reassignTarget(for: from, config: config)
+            let why = fromKind.map { "\(from) holds events for provider kind \($0) and \(to) is \(toKind ?? "another kind")" }
+                ?? "the kind of \(from)'s provider cannot be told from its name, and \(to) is \(toKind ?? "another kind")"
+            printError("error: \(why): moving them would bill them at a provider that never had them. Fix: "
+                + (same.map { "move them to \($0) (`usage-billing lanes reassign \(from) \($0) -c \(config.file) --spool \(spool.location)`), " } ?? "")
+                + "dead-letter them (`usage-billing lanes drop \(from) --yes --spool \(spool.location)`), or pass --to-other-provider if billing them at \(to) is what you want")
+            throw ExitCode(ExitCodes.badInput)
+        }
         do {
             let moved = try await spool.reassignLane(from, to: to, targetAggregates: target.sink.capabilities.aggregation != nil)
-            print("Moved \(moved.rows) row(s) and \(moved.windows) window(s) from \(from) to \(to); `usage-billing worker -c \(config.file) --spool \(spool.location)` delivers what is queued.")
+            print("Moved \(moved.rows) row(s) and \(moved.windows) window(s) from \(from) to \(to)"
+                + (moved.alreadyThere > 0 ? "; \(moved.alreadyThere) row(s) were already there (their events are on \(to)), left on \(from) as duplicates" : "")
+                + "; `usage-billing worker -c \(config.file) --spool \(spool.location)` delivers what is queued.")
         } catch {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.badInput)

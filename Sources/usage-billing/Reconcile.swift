@@ -60,7 +60,7 @@ struct Reconcile: AsyncParsableCommand {
             throw bad("no spool at \(spoolOption.spool). Fix: pass --spool with the file the worker delivers from")
         }
         let routing = try loadConfig(config)
-        let spool = try await openSpool(spoolOption.spool)
+        let spool = try await openSpool(spoolOption.spool, readOnly: true)
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         let options = ReconcileOptions(from: start, to: end, granularity: granularity, providers: list(providers), customers: list(customers),

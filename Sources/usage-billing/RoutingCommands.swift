@@ -6,10 +6,12 @@ import UsageBillingProviders
 import UsageRouting
 import UsageSpool
 
-/// Loads a config, printing every issue and exiting 2 when it is invalid.
-func loadConfig(_ path: String) throws -> RoutingConfig {
+/// Loads a config, printing every issue and exiting 2 when it is invalid. `needsSecrets`: false
+/// for commands that send nothing (recording, status, lane tools), which then run without the
+/// providers' secrets in their environment.
+func loadConfig(_ path: String, needsSecrets: Bool = true) throws -> RoutingConfig {
     do {
-        let config = try RoutingConfig.load(path: path, registry: .standard)
+        let config = try RoutingConfig.load(path: path, registry: .standard, secretsNeeded: needsSecrets)
         for warning in config.warnings { printError("warning: \(warning)") }
         return config
     } catch let issues as ConfigIssues {
@@ -58,16 +60,23 @@ struct ConfigCheck: AsyncParsableCommand {
 
     func run() async throws {
         let config = try loadConfig(file)
+        // OK is said only once everything asked about is: the file, and the spool when given.
+        var spoolLines: [String] = []
+        if let spoolPath = spool {
+            let spool = try await openSpool(spoolPath, existing: true)
+            let check = try await LaneCheck(spool: spool, config: config)
+            if let problem = check.legacyProblem { printError("error: \(problem)") }
+            if !check.orphaned.isEmpty { printError("error: \(DeliveryWorker.orphanError(check.orphaned, config: config, spoolPath: spoolPath))") }
+            if check.legacyProblem != nil || !check.orphaned.isEmpty {
+                printError("\(file) is valid on its own, but not for the spool \(spoolPath): a worker with it would refuse to start (see above).")
+                throw ExitCode(ExitCodes.badInput)
+            }
+            for (from, to) in check.renames.sorted(by: { $0.key < $1.key }) { spoolLines.append("\(spoolPath): positional lane \(from) becomes \(to) at the worker's next start") }
+            spoolLines.append("\(spoolPath): every lane with undelivered events is in the config")
+        }
         print("\(file): OK")
         print(config.describe())
-        guard let spoolPath = spool else { return }
-        let spool = try await openSpool(spoolPath, existing: true)
-        let check = try await LaneCheck(spool: spool, config: config)
-        for (from, to) in check.renames.sorted(by: { $0.key < $1.key }) { print("\(spoolPath): positional lane \(from) becomes \(to) at the worker's next start") }
-        if let problem = check.legacyProblem { printError("error: \(problem)") }
-        if !check.orphaned.isEmpty { printError("error: \(DeliveryWorker.orphanError(check.orphaned, config: config, spoolPath: spoolPath))") }
-        if check.legacyProblem != nil || !check.orphaned.isEmpty { throw ExitCode(ExitCodes.badInput) }
-        print("\(spoolPath): every lane with undelivered events is in the config")
+        for line in spoolLines { print(line) }
     }
 }
 
@@ -154,7 +163,13 @@ struct Import: AsyncParsableCommand {
             NDJSON: one event per line ({"id","name","customer","timestamp","quantity","properties"}). \
             CSV: a header with name, customer, timestamp and optionally id, quantity; other columns become properties. \
             Events keep their ids, so running the same import twice bills nothing twice. \
-            Prints a summary per destination: accepted, duplicates, rejected by reason.
+            An event without an id gets one derived from its content (name, customer, timestamp, quantity, \
+            properties) and its occurrence among identical events of the file, so a re-import finds the same ids \
+            and two identical lines stay two events; the summary says how many got one. With --require-ids such \
+            lines are refused instead. \
+            Prints a summary per destination: accepted, duplicates, rejected by reason. With --spool: how many \
+            were recorded, already recorded, refused (each with its line, name and fix) and dead-lettered; exit 1 \
+            if any was refused or dead-lettered, 2 on bad lines (the valid events are recorded either way).
 
             Examples:
               usage-billing import events.ndjson -c routing.yaml --dry-run
@@ -166,6 +181,7 @@ struct Import: AsyncParsableCommand {
     @Option(help: "ndjson or csv (default: from the file name).") var format: String?
     @Option(help: "With --dry-run: how many requests to show.") var showRequests: Int = 3
     @Option(help: "Record into this spool (durably) instead of sending; `usage-billing worker` delivers it.") var spool: String?
+    @Flag(help: "Refuse events without an id instead of deriving one from their content.") var requireIds = false
 
     func run() async throws {
         var chosen: EventReader.Format?
@@ -178,7 +194,7 @@ struct Import: AsyncParsableCommand {
         }
         let reader: EventReader
         do {
-            reader = try EventReader(path: file, format: chosen)
+            reader = try EventReader(path: file, format: chosen, ids: requireIds ? .require : .derive)
         } catch {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.badInput)
@@ -189,54 +205,101 @@ struct Import: AsyncParsableCommand {
         }
         let summary = try await deliver(reader: reader, options: options, showRequests: showRequests)
         print(summary.describe())
+        if reader.derivedIDs > 0 { print(Self.derivedNote(reader.derivedIDs)) }
         throw ExitCode(summaryExitCode(summary))
     }
 
-    /// Records every event into the spool, 1,000 per transaction; exits 2 on bad lines (the
-    /// valid ones are recorded) or on unrouted events under `unrouted: reject`.
+    static func derivedNote(_ count: Int) -> String {
+        "\(count) event(s) had no id and got one derived from their content and occurrence in the file (a re-import finds the same ids); pass --require-ids to refuse such lines."
+    }
+
+    /// Records every event into the spool, 1,000 per transaction. Every valid event is recorded;
+    /// an unrouted one is refused under `unrouted: reject` (listed with its line) or recorded as
+    /// a dead letter under `dead-letter`. Exits 2 on bad lines, else 1 if any event was refused or
+    /// dead-lettered.
     func record(reader: EventReader, config path: String, spoolPath: String) async throws {
-        let config = try loadConfig(path)
+        let config = try loadConfig(path, needsSecrets: false)
         let spool = try await openSpool(spoolPath)
         let router = try Router(config: config, client: DryRunHTTPClient(keep: 0, secrets: []))
-        var recorded = 0, bad: [EventReader.BadLine] = []
-        while case let items = reader.next(max: 1_000), !items.isEmpty {
-            var events: [UsageEvent] = []
+        var tally = RecordTally()
+        while case let items = reader.nextNumbered(max: 1_000), !items.isEmpty {
+            var entries: [Spool.Entry] = []
             for item in items {
                 switch item {
-                case .success(let e): events.append(e)
-                case .failure(let b): bad.append(b)
+                case .failure(let b): tally.bad.append(b)
+                case .success(let numbered):
+                    do {
+                        let entry = try UsagePipeline.entry(numbered.event, router: router)
+                        if entry.deadLetter != nil { tally.deadLettered += 1 }
+                        entries.append(entry)
+                    } catch let error as UsageBillingError {
+                        tally.refuse(line: numbered.line, name: numbered.event.name, reason: error.message, fix: error.fix ?? "")
+                    }
                 }
-            }
-            let entries: [Spool.Entry]
-            do {
-                entries = try UsagePipeline.entries(events, router: router)
-            } catch {
-                printError("error: \(error)")
-                throw ExitCode(ExitCodes.badInput)
             }
             // A shared ledger that restarts or drops the connection is waited for (a minute at
             // most): the events keep their ids, so recording them again cannot double them.
             for attempt in 1... {
                 do {
-                    try await spool.record(entries, now: Date())
+                    tally.known += try await spool.record(entries, now: Date()).count
                     break
                 } catch let unavailable as LedgerUnavailableError where attempt < 60 {
                     if attempt == 1 { printError("warning: \(unavailable); retrying") }
                     try await Task.sleep(for: .seconds(1))
                 } catch {
                     printError("error: \(error)")
+                    printError("Recorded \(tally.recorded) events before this; the rest of \(file) was not recorded. Fix the cause and run the same import again: the recorded events keep their ids.")
                     throw ExitCode(error is LedgerUnavailableError ? ExitCodes.unreachable : ExitCodes.badInput)
                 }
             }
-            recorded += events.count
+            tally.recorded += entries.count
         }
-        print("Recorded \(recorded) events in \(spoolPath)" + (bad.isEmpty ? "." : "; \(bad.count) bad lines:"))
+        print(tally.describe(spoolPath: spoolPath))
+        if reader.derivedIDs > 0 { print(Self.derivedNote(reader.derivedIDs)) }
         let check = try await LaneCheck(spool: spool, config: config)
         if !check.orphaned.isEmpty {
             printError("warning: \(DeliveryWorker.orphanError(check.orphaned, config: config, spoolPath: spoolPath)); the worker will not start until then")
         }
-        for b in bad.prefix(10) { print("  bad \(b)") }
-        if !bad.isEmpty { throw ExitCode(ExitCodes.badInput) }
+        throw ExitCode(tally.exitCode)
+    }
+}
+
+/// What `import --spool` did: events recorded (new and known), refused, dead-lettered, bad lines.
+struct RecordTally {
+    var recorded = 0, known = 0, deadLettered = 0
+    var bad: [EventReader.BadLine] = []
+    /// Refused events (unrouted under `unrouted: reject`): the first ones in full, all counted by name.
+    var refused: [(line: Int, name: String, reason: String, fix: String)] = []
+    var refusedCount = 0
+    var refusedNames: [String: Int] = [:]
+    static let shown = 100
+
+    mutating func refuse(line: Int, name: String, reason: String, fix: String) {
+        refusedCount += 1
+        refusedNames[name, default: 0] += 1
+        if refused.count < Self.shown { refused.append((line, name, reason, fix)) }
+    }
+
+    var exitCode: Int32 {
+        if !bad.isEmpty { return ExitCodes.badInput }
+        return refusedCount + deadLettered > 0 ? ExitCodes.someRejected : ExitCodes.ok
+    }
+
+    func describe(spoolPath: String) -> String {
+        var parts = ["\(recorded - known) new", "\(known) already recorded"]
+        if refusedCount > 0 { parts.append("\(refusedCount) refused (no route, unrouted: reject)") }
+        if deadLettered > 0 { parts.append("\(deadLettered) dead-lettered (no route, unrouted: dead-letter; `usage-billing dlq list --reason unrouted`)") }
+        if !bad.isEmpty { parts.append("\(bad.count) bad line(s)") }
+        var lines = ["Recorded \(recorded) events in \(spoolPath): " + parts.joined(separator: ", ") + "."]
+        for r in refused { lines.append("  refused line \(r.line): '\(r.name)': \(r.reason). Fix: \(r.fix)") }
+        if refusedCount > refused.count {
+            let names = refusedNames.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
+            lines.append("  … \(refusedCount - refused.count) more refused; by name: \(names)")
+        }
+        for b in bad.prefix(10) { lines.append("  bad \(b)") }
+        if bad.count > 10 { lines.append("  … \(bad.count - 10) more bad lines") }
+        if refusedCount > 0 { lines.append("The refused events were not recorded: add their routes (or set unrouted: dead-letter) and run the same import again; what was recorded keeps its ids.") }
+        return lines.joined(separator: "\n")
     }
 }
 

@@ -25,13 +25,13 @@ func makeRouter(_ config: RoutingConfig, client: any HTTPClient) throws -> Route
 /// printing a clear error and exiting 2 when it is damaged, unreadable or unreachable.
 /// `existing`: the command reads or maintains a spool (status, dlq), so a path with no file is a
 /// mistake to report, not a new empty spool to create.
-func openSpool(_ location: String, durability: SpoolDurability = .normal, existing: Bool = false) async throws -> any UsageLedger {
-    if existing && !PostgresLedger.isURL(location) && !FileManager.default.fileExists(atPath: location) {
+func openSpool(_ location: String, durability: SpoolDurability = .normal, existing: Bool = false, readOnly: Bool = false) async throws -> any UsageLedger {
+    if (existing || readOnly) && !PostgresLedger.isURL(location) && !FileManager.default.fileExists(atPath: location) {
         printError("error: no spool at \(location). Fix: pass --spool with the file events were recorded in (import --spool, worker, or UsagePipeline's spoolPath)")
         throw ExitCode(ExitCodes.badInput)
     }
     do {
-        return try await openLedger(location, durability: durability)
+        return try await openLedger(location, durability: durability, readOnly: readOnly)
     } catch {
         printError("error: \(error)")
         throw ExitCode(ExitCodes.badInput)
@@ -181,7 +181,7 @@ struct Status: AsyncParsableCommand {
             throw ExitCode(ExitCodes.badInput)
         }
         let saved = try reconcile.map { try savedReconcile($0) }
-        let spool = try await openSpool(spoolOption.spool, existing: true)
+        let spool = try await openSpool(spoolOption.spool, readOnly: true)
         if let html {
             try writePage(try await statusPage(spool, reconcile: saved).render(), to: html, flag: "--html")
             printError("Wrote the status page to \(html).")
@@ -189,7 +189,7 @@ struct Status: AsyncParsableCommand {
         let lanes = try await spool.status()
         let owners = Dictionary(try await spool.leases().map { ($0.lane, $0.owner) }, uniquingKeysWith: { a, _ in a })
         var check = LaneCheck()
-        if let config { check = try await LaneCheck(spool: spool, config: loadConfig(config)) }
+        if let config { check = try await LaneCheck(spool: spool, config: loadConfig(config, needsSecrets: false)) }
         if json {
             print(JSONValue.array(lanes.map { s in
                 .object([
@@ -297,7 +297,7 @@ struct DLQList: AsyncParsableCommand {
     @Option(help: "At most this many.") var limit: Int = 100
 
     func run() async throws {
-        let letters = try await openSpool(spoolOption.spool, existing: true).deadLetters(reason: reason, limit: limit)
+        let letters = try await openSpool(spoolOption.spool, readOnly: true).deadLetters(reason: reason, limit: limit)
         if letters.isEmpty { print("No dead letters.") }
         for l in letters { print("\(l.eventID)  \(l.lane)  \(l.code)  after \(l.attempts) attempt(s): \(l.message)") }
     }

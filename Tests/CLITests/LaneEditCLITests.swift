@@ -21,6 +21,8 @@ struct LaneEditCLITests {
         var storage: (kind: String, meter: String)? = ("openmeter", "storage_gb")
         /// The worker refuses these lanes; the commands that resolve it, then the worker delivers.
         var orphaned: [String] = []
+        /// The lane of the same provider kind the fix suggests moving them to; nil: only `lanes drop`.
+        var suggested: String?
         var resolve: [[String]] = []
         var testDescription: String { name }
 
@@ -61,14 +63,15 @@ struct LaneEditCLITests {
             """, providers: """
               stripe_live: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY}, endpoint: "{stripe}" }
               openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN}, endpoint: "{openmeter}" }
-            """, orphaned: ["stripe/api_request"], resolve: [["lanes", "reassign", "stripe/api_request", "stripe_live/api_request"]]),
+            """, orphaned: ["stripe/api_request"], suggested: "stripe_live/api_request",
+             resolve: [["lanes", "reassign", "stripe/api_request", "stripe_live/api_request"]]),
         Edit(name: "remove a route", routes: """
               - { events: [api_request], to: stripe }
             """, storage: nil, orphaned: ["openmeter/storage_*"], resolve: [["lanes", "drop", "openmeter/storage_*", "--yes"]]),
         Edit(name: "remove a route, move its events to another provider", routes: """
               - { events: [api_request], to: stripe }
               - { id: storage, events: ["storage_*"], to: orb }
-            """, storage: ("orb", "storage_gb"), orphaned: ["openmeter/storage_*"], resolve: [["lanes", "reassign", "openmeter/storage_*", "orb/storage"]]),
+            """, storage: ("orb", "storage_gb"), orphaned: ["openmeter/storage_*"], resolve: [["lanes", "reassign", "openmeter/storage_*", "orb/storage", "--to-other-provider"]]),
     ]
 
     static func config(_ providers: String, _ routes: String, _ emulator: UsageEmulator, tag: String) throws -> String {
@@ -96,7 +99,12 @@ struct LaneEditCLITests {
             let refused = try await CLI.run(["worker", "-c", b, "--spool", spool, "--until-empty"])
             #expect(refused.status == 2, "\(refused.output)")
             for lane in edit.orphaned {
-                #expect(refused.output.contains("\(lane): 3 queued") && refused.output.contains("lanes reassign \(lane)") && refused.output.contains("lanes drop \(lane)"), "\(refused.output)")
+                #expect(refused.output.contains("\(lane): 3 queued") && refused.output.contains("lanes drop \(lane)"), "\(refused.output)")
+                if let target = edit.suggested {
+                    #expect(refused.output.contains("lanes reassign \(lane) \(target)"), "\(refused.output)")
+                } else {
+                    #expect(!refused.output.contains("lanes reassign"), "no lane of the same provider kind: no move suggested: \(refused.output)")
+                }
             }
             #expect(emulator.requests("stripe") + emulator.requests("openmeter") + emulator.requests("orb") == 0, "nothing was sent")
             let check = try await CLI.run(["config", "check", b, "--spool", spool])

@@ -55,4 +55,33 @@ public enum EventID {
         }
         return "ub_" + String(SHA256.hex(joined).prefix(32))
     }
+
+    /// The id of an event that came without one, from its content: name, customer, timestamp
+    /// (to the millisecond), quantity, properties (sorted, typed) and `occurrence`, the event's
+    /// 1-based number among identical events of the same file. Importing a file again gives
+    /// every event the same id, so nothing bills twice; two identical lines in one file stay two
+    /// events. `ub_c_` + 32 hex digits of SHA-256.
+    public static func content(of event: UsageEvent, occurrence: Int) -> String {
+        content(base: contentBase(of: event), occurrence: occurrence)
+    }
+
+    /// ``content(of:occurrence:)`` from the event's ``contentBase(of:)``, computed once.
+    public static func content(base: String, occurrence: Int) -> String {
+        "ub_c_" + String(base.dropFirst(3)) + (occurrence > 1 ? "_\(occurrence)" : "")
+    }
+
+    /// The occurrence-free part of ``content(of:occurrence:)``: equal for identical events.
+    public static func contentBase(of event: UsageEvent) -> String {
+        var parts = ["content", event.name, event.customer, RFC3339.format(event.timestamp, fractional: true), DecimalFormat.plain(event.quantity)]
+        for key in event.properties.keys.sorted() {
+            parts.append(key)
+            switch event.properties[key] {
+            case .string(let s)?: parts.append("s" + s)
+            case .number(let n)?: parts.append("n" + DecimalFormat.plain(n))
+            case .bool(let b)?: parts.append(b ? "b1" : "b0")
+            case nil: parts.append("")
+            }
+        }
+        return derived(from: parts)
+    }
 }

@@ -40,12 +40,23 @@ public struct UsageEvent: Sendable, Hashable, Codable {
         case id, name, customer, timestamp, quantity, properties
     }
 
+    /// A decoder `userInfo` key: when its value is `true`, an event without an `id` (or with an
+    /// empty one) decodes with an empty id instead of a new random one, so the reader can give
+    /// it an id derived from its content (``EventID/content(of:occurrence:)``). File imports set
+    /// it: a random id would make a re-import bill the event again.
+    public static let leavesMissingIDEmpty = CodingUserInfoKey(rawValue: "UsageEvent.leavesMissingIDEmpty")
+
     /// Decodes `{"id","name","customer","timestamp","quantity","properties"}`. `timestamp` is an
     /// RFC 3339 string (fractional seconds allowed) or Unix seconds; `quantity` a JSON number or a
     /// decimal string (strings keep full decimal precision).
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.id = try c.decodeIfPresent(String.self, forKey: .id) ?? EventID.generate()
+        let given = try c.decodeIfPresent(String.self, forKey: .id)
+        if let key = Self.leavesMissingIDEmpty, decoder.userInfo[key] as? Bool == true {
+            self.id = given ?? ""
+        } else {
+            self.id = given ?? EventID.generate()
+        }
         self.name = try c.decode(String.self, forKey: .name)
         self.customer = try c.decode(String.self, forKey: .customer)
         if let text = try? c.decode(String.self, forKey: .timestamp) {
