@@ -413,7 +413,11 @@ private struct Validator {
                 issue("\(key).\(RoutingConfig.hedgeKey)", "hedge must be true or false", "omit it to resend a batch that waits far past the lane's usual latency (true), or write false")
             }
             for setting in settings.keys.sorted() where !kind.settingsKeys.contains(setting) && !RoutingConfig.routingKeys.contains(setting) {
-                issue("\(key).\(setting)", "\(kindName) has no setting '\(setting)'", "use one of \(kind.settingsKeys.sorted().joined(separator: ", "))")
+                // The settings every provider takes (timeout, max_in_flight, hedge) are offered too.
+                let all = kind.settingsKeys.union(RoutingConfig.routingKeys).sorted()
+                let near = all.first { Self.isNearMiss(setting, $0) || $0.replacingOccurrences(of: "_", with: "") == setting.lowercased().replacingOccurrences(of: "_", with: "").replacingOccurrences(of: "-", with: "") }
+                issue("\(key).\(setting)", "\(kindName) has no setting '\(setting)'" + (near.map { "; did you mean '\($0)'?" } ?? ""),
+                      near.map { "rename it to '\($0)'" } ?? "use one of \(all.joined(separator: ", "))")
             }
             result[name] = RoutingConfig.Provider(name: name, kind: kind, settings: settings)
         }

@@ -590,6 +590,7 @@ public final class PostgresLedger: UsageLedger {
 
     /// Moves as the SQLite spool's `move` does (rows of events `to` holds stay, queued ones
     /// marked duplicates); returns how many rows stayed.
+    @discardableResult
     private func move(_ c: PostgresConnection, from: String, to: String) async throws -> Int {
         for try await (customer, meter, start) in try await c.query("""
             SELECT a.customer, a.meter, a.start FROM ub_windows a JOIN ub_windows b
@@ -850,6 +851,10 @@ struct ConnectErrorsHandler: LogHandler {
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        errors.note(event.message, metadata: event.metadata)
     }
 
     func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {

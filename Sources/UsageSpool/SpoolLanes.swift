@@ -175,6 +175,7 @@ extension Spool {
     /// Moves `from`'s rows and windows to `to`, except rows of events `to` already holds: those
     /// stay on `from`, the queued ones marked duplicates, so no id is ever queued twice on one
     /// lane. Returns how many rows stayed.
+    @discardableResult
     private static func move(_ db: Database, from: String, to: String) throws -> Int {
         let clash = try Row.fetchOne(db, sql: """
             SELECT a.customer, a.meter, a.start FROM windows a JOIN windows b

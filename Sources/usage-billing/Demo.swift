@@ -126,6 +126,10 @@ struct Demo: AsyncParsableCommand {
 
     private func loadEvents() throws -> [UsageEvent] {
         var loaded: [UsageEvent] = []
+        if !FileManager.default.fileExists(atPath: events) {
+            printError("error: no events file at \(events)\(Self.whereItLooks(events)). Fix: run the demo from the repository root (where examples/ is), or pass --events FILE (one JSON event per line) and -c CONFIG")
+            throw ExitCode(ExitCodes.badInput)
+        }
         do {
             let reader = try EventReader(path: events, format: .ndjson)
             while case let batch = reader.next(max: 1_000), !batch.isEmpty {
@@ -147,9 +151,14 @@ struct Demo: AsyncParsableCommand {
 
     /// The routing config at `path`, with a placeholder for every `${VAR}` it names: for runs
     /// against the emulator, which takes any key. Prints each problem and exits 2 on a bad config.
+    /// ` (looked for in DIR)` for a relative path: the directory it was looked up in.
+    static func whereItLooks(_ path: String) -> String {
+        path.hasPrefix("/") ? "" : " (looked for in \(FileManager.default.currentDirectoryPath))"
+    }
+
     static func configWithPlaceholderKeys(_ path: String) throws -> RoutingConfig {
         guard let text = FileManager.default.contents(atPath: path).map({ String(decoding: $0, as: UTF8.self) }) else {
-            printError("error: cannot read \(path). Fix: run from the repository root or pass -c")
+            printError("error: cannot read the config \(path)\(whereItLooks(path)). Fix: run from the repository root (where examples/ is), or pass -c CONFIG (and --events FILE for the demo)")
             throw ExitCode(ExitCodes.badInput)
         }
         var environment: [String: String] = [:]

@@ -20,10 +20,14 @@ struct Serve: AsyncParsableCommand {
             One process: the ingest API and the delivery worker, in one service group. POST /v1/events takes one \
             event or an array (application/json), NDJSON (application/x-ndjson), or CloudEvents \
             (application/cloudevents+json, application/cloudevents-batch+json; ?quantity_property=NAME picks the data \
-            field that is the quantity, default value). It answers 202 only once every accepted event is durable, \
-            listing the refused ones (index, line, field, reason, fix); a bad event never fails its neighbours, and an \
-            id sent twice is recorded once. Every request needs `Authorization: Bearer <token>` with a token from the \
-            config's `serve.tokens` (put them in the environment: tokens: [${INGEST_TOKEN}]).
+            field that is the quantity, default value), or one CloudEvent in binary mode (ce-* headers, its data the \
+            body). It answers 202 only once every accepted event is durable: accepted, duplicates (an id recorded \
+            before with the same payload, recorded once) and the refused ones (index, line, field, reason, fix; an id \
+            reused with another payload is refused and the recorded event stands). A bad event never fails its \
+            neighbours; a body of which nothing was taken answers 400. Every request needs \
+            `Authorization: Bearer <token>` with a token from the config's `serve.tokens` (put them in the \
+            environment: tokens: [${INGEST_TOKEN}]). A port in use or a spool another worker delivers from stops the \
+            start before anything is created (exit 2).
 
             GET /healthz: the process is up. GET /readyz: the spool is readable and under serve.max_backlog. \
             GET /metrics: Prometheus text (ingest and delivery counters, queue depth, latencies).

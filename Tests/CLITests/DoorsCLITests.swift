@@ -198,4 +198,61 @@ struct DoorsCLITests {
         let send = try await CLI.run(["worker", "-c", config, "--spool", spool, "--until-empty"], env: without)
         #expect(send.status == 2 && send.output.contains("ORB_API_KEY is not set"), "a command that sends still needs it: \(send.output)")
     }
+
+    // MARK: 15. A newcomer's walkthrough
+
+    /// The README's "try it yourself" config, run as its steps say: `emulate -c` as a process,
+    /// import, worker, status, reconcile; then the same import again records nothing new.
+    @Test func theReadmeWalkthroughRunsAsWritten() async throws {
+        let readme = try String(contentsOf: CLI.root.appending(path: "README.md"), encoding: .utf8)
+        let start = try #require(readme.range(of: "<!-- walkthrough-config -->\n```yaml\n"))
+        let end = try #require(readme.range(of: "```\n<!-- end-walkthrough-config -->"))
+        let written = String(readme[start.upperBound..<end.lowerBound])
+        let first = try CLI.temp("my-routing.yaml", written)
+        let log = FileManager.default.temporaryDirectory.appending(path: "ub-walk-\(UUID().uuidString.prefix(8)).log").path
+        let emulator = try ChildProcess.spawn(CLI.binary.path, ["emulate", "-c", first, "--port", "0"],
+                                              environment: ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }, directory: CLI.root.path, outputFile: log)
+        defer { emulator.kill(SIGTERM) }
+        let base = try await LiveServe.baseURL(printedIn: log, by: emulator)
+        let printed = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(printed.contains("stripe: { endpoint: \(base)/stripe") && printed.contains("orb: { endpoint: \(base)/orb/v1 }"), "the endpoints to paste: \(printed)")
+        let config = try CLI.temp("my-routing.yaml", written.replacingOccurrences(of: "http://127.0.0.1:12111", with: base))
+        let timestamp = RFC3339.format(Date().addingTimeInterval(-3_600))
+        let events = try CLI.temp("events.ndjson", #"{"name":"api_request","customer":"acme","timestamp":"\#(timestamp)","quantity":150}"# + "\n")
+        let spool = Self.spool()
+        let steps: [[String]] = [
+            ["import", events, "-c", config, "--spool", spool],
+            ["worker", "-c", config, "--spool", spool, "--until-empty"],
+            ["status", "--spool", spool],
+            ["reconcile", "-c", config, "--spool", spool, "--from", RFC3339.format(Date().addingTimeInterval(-86_400 * 2)), "--to", RFC3339.format(Date().addingTimeInterval(86_400))],
+        ]
+        var outputs: [String] = []
+        for step in steps {
+            let r = try await CLI.run(step)
+            #expect(r.status == 0, "\(step[0]): \(r.output)")
+            outputs.append(r.output)
+        }
+        #expect(outputs[2].contains("stripe/api_request: queued 0, retrying 0, delivered 1") && outputs[2].contains("orb/api_request: queued 0, retrying 0, delivered 1"), "\(outputs[2])")
+        #expect(outputs[3].contains("OK: 0 mismatch") && outputs[3].contains("match   stripe"), "\(outputs[3])")
+        let again = try await CLI.run(steps[0])
+        #expect(again.output.contains("0 new, 1 already recorded"), "\(again.output)")
+    }
+
+    @Test func theDemoOutsideTheRepositorySaysWhereItLookedAndAMistypedSettingGetsADidYouMean() async throws {
+        let (status, output) = try await ChildProcess.run(CLI.binary.path, ["demo"], environment: ProcessInfo.processInfo.environment, directory: "/tmp")
+        #expect(status == 2)
+        #expect(output.contains("(looked for in /tmp)") && output.contains("run the demo from the repository root") && output.contains("--events"), "\(output)")
+
+        let typo = try CLI.temp("typo.yaml", """
+            version: 1
+            providers:
+              orb: { kind: orb, api_key: ${ORB_API_KEY}, max_inflight: 4, time_out: 10s }
+            routes:
+              - { events: [api], to: orb }
+            """)
+        let r = try await CLI.run(["config", "check", typo])
+        #expect(r.status == 2)
+        #expect(r.output.contains("orb has no setting 'max_inflight'; did you mean 'max_in_flight'?"), "\(r.output)")
+        #expect(r.output.contains("orb has no setting 'time_out'; did you mean 'timeout'?"), "\(r.output)")
+    }
 }
