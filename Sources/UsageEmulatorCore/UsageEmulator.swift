@@ -207,7 +207,8 @@ public final class UsageEmulator: Sendable {
     }
 
     /// The control API under `/_emulator/` (loopback only, no key), for a running `emulate`:
-    /// `GET /_emulator/stats`; `PUT /_emulator/faults/{provider|all}` with a fault spec as the body
+    /// `GET /_emulator/stats` (per provider: requests, accepted usages, their distinct keys and
+    /// total quantity, faults injected); `PUT /_emulator/faults/{provider|all}` with a fault spec as the body
     /// (`429=0.1,500=0.05`), `DELETE` to clear it; `POST /_emulator/reset[?provider=…]`.
     private func control(_ request: LoopbackHTTPServer.Request) async -> HTTPResponse {
         let parts = Array(request.path.split(separator: "/").map(String.init).dropFirst())  // after "_emulator"
@@ -220,9 +221,14 @@ public final class UsageEmulator: Sendable {
                 let prefixes = self.prefixes(of: kind)
                 var failures: [String: Double] = [:]
                 for prefix in prefixes { for (what, n) in injected[prefix] ?? [:] { failures[what, default: 0] += Double(n) } }
+                let usages = await accepted(kind)
                 out[kind] = .object([
                     "requests": .number(Double(prefixes.reduce(0) { $0 + (requests[$1] ?? 0) })),
-                    "accepted": .number(Double(await accepted(kind).count)),
+                    "accepted": .number(Double(usages.count)),
+                    // What a caller checks "billed once" with: distinct idempotency keys and the
+                    // total quantity (a decimal string, exact).
+                    "distinct_keys": .number(Double(Set(usages.compactMap(\.key)).count)),
+                    "quantity": .string(DecimalFormat.plain(usages.reduce(Decimal(0)) { $0 + $1.quantity })),
                     "injected": .object(failures.mapValues(JSONValue.number)),
                 ])
             }

@@ -198,6 +198,9 @@ public final class Router: UsageSink, Sendable {
     /// How long one of a lane's requests may wait for its answer (see ``LaneTable/Entry/timeout``).
     public func timeout(for lane: String) -> Duration? { table[lane]?.timeout }
 
+    /// The answer time the lane's provider kind expects (``ProviderKind/answerTime``).
+    public func answerTime(for lane: String) -> Duration? { table[lane].flatMap { table.config.providers[$0.lane.provider]?.kind.answerTime } }
+
     /// Whether the lane's provider may get a slow batch a second time (``RoutingConfig/Provider/hedges``);
     /// the worker also needs the provider to drop repeated ids.
     public func hedges(_ lane: String) -> Bool { table[lane].map { table.config.providers[$0.lane.provider]?.hedges ?? true } ?? false }

@@ -28,7 +28,7 @@ public final class DeliveryWorker: Sendable {
     private let stopFlag = StopFlag()
 
     /// A worker for `spool`, delivering through `router`'s sinks.
-    public init(spool: any UsageLedger, router: Router, policy: RetryPolicy = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600)),
+    public init(spool: any UsageLedger, router: Router, policy: RetryPolicy = .worker,
                 clock: any UsageClock = SystemClock(), idlePoll: Duration = .milliseconds(200), leaseTTL: Duration = .seconds(15),
                 logger: Logger = Logger(label: "usage-billing.worker")) {
         self.spool = spool
@@ -221,9 +221,10 @@ public final class DeliveryWorker: Sendable {
             // and keys when the answer arrives, not after a transaction of its own.
             holdsMarks: inFlightLimit > 1 && dedupes, idlePoll: idlePoll,
             // Only a provider that drops a repeated id may get a batch twice.
-            hedging: dedupes && router.hedges(lane) ? HedgePolicy.forTimeout(router.timeout(for: lane) ?? .seconds(30)) : nil),
+            hedging: dedupes && router.hedges(lane) ? HedgePolicy.forTimeout(router.timeout(for: lane) ?? .seconds(30), answerTime: router.answerTime(for: lane)) : nil),
             sink: sink, clock: clock)
         let metrics = LaneMetrics(lane: lane)
+        let hedgeBudget = HedgeBudget()
         var laneLogger = self.logger
         laneLogger[metadataKey: "lane"] = "\(lane)"
         let logger = laneLogger
@@ -237,8 +238,9 @@ public final class DeliveryWorker: Sendable {
                     return
                 case .awaitCompletion:
                     switch try await group.next() {
-                    case .batch(let seqs, let keys, let marks, let latency, let unusedHedge, let retryAt)?:
-                        machine.batchFinished(seqs: seqs, keys: keys, marks: marks, latency: latency, unusedHedge: unusedHedge, retryAt: retryAt)
+                    case .batch(let seqs, let keys, let marks, let latency, let retryAt)?:
+                        if latency != nil { hedgeBudget.batchAnswered() }
+                        machine.batchFinished(seqs: seqs, keys: keys, marks: marks, latency: latency, retryAt: retryAt)
                     case .marked(let id)?: machine.marksWritten(id)
                     case nil: break
                     }
@@ -291,10 +293,11 @@ public final class DeliveryWorker: Sendable {
                     if sample { lastDepthSample = ContinuousClock.now }
                     let holdsMarks = machine.configuration.holdsMarks
                     group.addTask {
-                        let (marks, latency, hedged, retryAt) = try await self.deliverBatch(batch, lane: lane, sink: sink, limiter: limiter, checksBeforeRetry: checksBeforeRetry,
-                                                                                   holdsMarks: holdsMarks, lease: lease, metrics: metrics, logger: logger)
+                        let (marks, latency, retryAt) = try await self.deliverBatch(batch, lane: lane, sink: sink, limiter: limiter, hedgeBudget: hedgeBudget,
+                                                                                    checksBeforeRetry: checksBeforeRetry, holdsMarks: holdsMarks, lease: lease,
+                                                                                    metrics: metrics, logger: logger)
                         if sample { metrics.depth.record(try await self.spool.queuedCount(lane: lane)) }
-                        return .batch(seqs: batch.rows.map(\.seq), keys: batch.keys, marks: marks, latency: latency, unusedHedge: batch.hedgeAfter != nil && !hedged, retryAt: retryAt)
+                        return .batch(seqs: batch.rows.map(\.seq), keys: batch.keys, marks: marks, latency: latency, retryAt: retryAt)
                     }
                 }
             }
@@ -306,7 +309,7 @@ public final class DeliveryWorker: Sendable {
         /// A batch finished: the concurrency keys it held, its marks if the lane holds them, and
         /// how long its answer took (nil: no answer, e.g. cancelled).
         /// `retryAt`: the earliest time one of its rows is due again, if any was marked for a retry.
-        case batch(seqs: [Int64], keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, unusedHedge: Bool, retryAt: Date?)
+        case batch(seqs: [Int64], keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, retryAt: Date?)
         /// Held marks were written (the write's id).
         case marked(Int)
     }
@@ -343,12 +346,12 @@ public final class DeliveryWorker: Sendable {
     /// Delivers one batch (resending it once if ``LaneStateMachine/Batch/hedgeAfter`` passes
     /// without an answer) and marks every row: delivered, duplicate, dead, or due again later.
     /// With `holdsMarks` the marks are returned for the lane to write with others' instead.
-    private func deliverBatch(_ batch: LaneStateMachine.Batch, lane: String, sink: any UsageSink, limiter: RateLimiter?, checksBeforeRetry: Bool, holdsMarks: Bool,
-                              lease: LaneLease, metrics: LaneMetrics, logger: Logger) async throws -> (marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, hedged: Bool, retryAt: Date?) {
+    private func deliverBatch(_ batch: LaneStateMachine.Batch, lane: String, sink: any UsageSink, limiter: RateLimiter?, hedgeBudget: HedgeBudget,
+                              checksBeforeRetry: Bool, holdsMarks: Bool, lease: LaneLease, metrics: LaneMetrics,
+                              logger: Logger) async throws -> (marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, retryAt: Date?) {
         let due = batch.rows
         let outcomes: [DeliveryOutcome]
         let latency: Duration
-        let hedged: Bool
         do {
             // Rows that may already be at the provider (tried before, or a send was starting
             // when the process died); a provider without idempotency looks them up first.
@@ -356,10 +359,10 @@ public final class DeliveryWorker: Sendable {
             if checksBeforeRetry { try await spool.markSending(due.map { $0.seq }, now: clock.now()) }
             let events = due.map { $0.event }
             let started = ContinuousClock.now  // real time, as the request timeout and the hedge delay are
-            let answer = try await Hedged.deliver(after: batch.hedgeAfter, pace: { try await limiter?.acquire(events: due.count) }) {
+            let answer = try await Hedged.deliver(after: batch.hedgeAfter, pace: { try await limiter?.acquire(events: due.count) },
+                                                  mayHedge: { hedgeBudget.take() }) {
                 try await sink.deliver(events, retrying: retrying)
             }
-            hedged = answer.hedged
             latency = ContinuousClock.now - started
             outcomes = answer.outcomes
             if answer.hedged {
@@ -370,14 +373,14 @@ public final class DeliveryWorker: Sendable {
             let elapsed = latency.components
             metrics.duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         } catch is CancellationError {
-            return ([], nil, false, nil)
+            return ([], nil, nil)
         } catch {
             logger.error("the lane's sink failed; its events stay queued", metadata: ["error": "\(error)", "events": "\(due.count)"])
             // The whole sink is unusable (bad credentials, ...): keep the rows queued and try
             // again later, so fixing the config loses nothing.
-            let at = clock.now().addingTimeInterval(min(60, policy.ceiling(forRetry: (due.first?.attempts ?? 0) + 1).seconds))
+            let at = clock.now().addingTimeInterval(min(60, policy.ceiling(forRetry: policy.curveIndex(forRetry: (due.first?.attempts ?? 0) + 1)).seconds))
             try await spool.mark(due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, now: clock.now(), lease: lease)
-            return ([], nil, false, at)
+            return ([], nil, at)
         }
         let marks: [(Int64, Spool.Mark)] = zip(due, outcomes).map { row, outcome in (row.seq, mark(outcome, row: row)) }
         if !holdsMarks { try await spool.mark(marks, now: clock.now(), lease: lease) }
@@ -394,7 +397,7 @@ public final class DeliveryWorker: Sendable {
         }
         logger.debug("delivered a batch", metadata: ["events": "\(due.count)"])
         let retryAt = marks.lazy.compactMap { if case .retry(let at, _) = $0.1 { at } else { nil } }.min()
-        return (holdsMarks ? marks : [], latency, hedged, retryAt)
+        return (holdsMarks ? marks : [], latency, retryAt)
     }
 
     /// The row's mark, by the retry engine (``RetryPolicy/decide(_:attemptsMade:elapsed:using:)``).
@@ -425,14 +428,14 @@ public final class UsagePipeline: Sendable {
 
     /// A pipeline over `config`, spooling to `spoolPath`, sending with `client`.
     public convenience init(config: RoutingConfig, spoolPath: String, client: any HTTPClient, durability: SpoolDurability = .normal,
-                            policy: RetryPolicy = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600)), clock: any UsageClock = SystemClock()) throws {
+                            policy: RetryPolicy = .worker, clock: any UsageClock = SystemClock()) throws {
         try self.init(config: config, ledger: try Spool(path: spoolPath, durability: durability), client: client, policy: policy, clock: clock)
     }
 
     /// A pipeline over `config`, recording into `ledger` (``openLedger(_:durability:)`` opens one
     /// by its location: a file or a `postgres://` URL).
     public init(config: RoutingConfig, ledger: any UsageLedger, client: any HTTPClient,
-                policy: RetryPolicy = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600)), clock: any UsageClock = SystemClock()) throws {
+                policy: RetryPolicy = .worker, clock: any UsageClock = SystemClock()) throws {
         spool = ledger
         router = try Router(config: config, client: client, clock: clock)
         worker = DeliveryWorker(spool: spool, router: router, policy: policy, clock: clock)

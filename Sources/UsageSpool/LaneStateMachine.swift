@@ -108,12 +108,6 @@ struct LaneStateMachine {
     private var busyKeys = BusyKeys()
     private var hold: MarkHold
     private var latencies = LatencyWindow()
-    /// Hedges a lane may still send: one per tenth of a batch answered, ten at most, so a
-    /// provider that is slow for everyone gets at most a tenth more requests, not twice as many.
-    private(set) var hedgeBudget = Self.hedgeBurst
-    static let hedgeBurst = 10.0
-    static let hedgesPerBatch = 0.1
-
     init(configuration: Configuration, sink: any UsageSink, clock: any UsageClock) {
         self.configuration = configuration
         pending = ReadAhead(sink: sink, capacity: 2 * configuration.batchSize * configuration.inFlightLimit)
@@ -137,23 +131,21 @@ struct LaneStateMachine {
     mutating func windowsEmitted() { phase = .taking(readDone: false) }
 
     /// A batch answered (or was cancelled, with no marks): its keys are free, its marks held if
-    /// the lane holds them, its latency counts toward the hedge delay, and a hedge it was allowed
-    /// but did not send goes back to the budget.
+    /// the lane holds them, and its latency counts toward the hedge delay.
     /// `seqs`: the batch's rows; unless their marks are handed back to be held, the batch wrote them.
     mutating func batchFinished(seqs: [Int64], keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?,
-                                unusedHedge: Bool = false, retryAt: Date? = nil) {
+                                retryAt: Date? = nil) {
         inFlight -= 1
         if !configuration.holdsMarks || marks.isEmpty { for seq in seqs { outstanding.remove(seq) } }
         if let retryAt { retryDue = min(retryDue ?? retryAt, retryAt) }
         for key in keys { busyKeys.release(key) }
         hold.add(marks)
         if let latency { latencies.record(latency) }
-        hedgeBudget = min(Self.hedgeBurst, hedgeBudget + Self.hedgesPerBatch + (unusedHedge ? 1 : 0))
     }
 
     /// A batch from ``Action/deliver(_:)`` that never started (the lane stopped while pacing).
     mutating func abandoned(_ batch: Batch) {
-        batchFinished(seqs: batch.rows.map(\.seq), keys: batch.keys, marks: [], latency: nil, unusedHedge: batch.hedgeAfter != nil)
+        batchFinished(seqs: batch.rows.map(\.seq), keys: batch.keys, marks: [], latency: nil)
     }
 
     mutating func marksWritten(_ id: Int) {
@@ -227,15 +219,18 @@ struct LaneStateMachine {
                     let keys = due.compactMap { $0.key }  // closures, not key paths: on tuples these were built at run time per batch
                     for key in keys { busyKeys.hold(key) }
                     for (row, _) in due { outstanding.insert(row.seq) }
-                    var after = hedgeAfter
-                    if after != nil {
-                        if hedgeBudget >= 1 { hedgeBudget -= 1 } else { after = nil }
-                    }
-                    return .deliver(Batch(rows: due.map { $0.row }, keys: keys, hedgeAfter: after))
+                    // Every batch is armed; the lane's ``HedgeBudget`` decides when the delay passes.
+                    return .deliver(Batch(rows: due.map { $0.row }, keys: keys, hedgeAfter: hedgeAfter))
                 }
                 if !readDone && (pending.isEmpty || pending.room >= pending.capacity / 2) {
                     phase = .taking(readDone: true)
                     return .read(after: cursor, limit: pending.room)
+                }
+                // Every row held waits for a key a batch in flight holds: read further (up to the
+                // overflow limit), so one slow key does not stop the others' rows behind its own.
+                if !readDone && inFlight > 0 && pending.count < pending.overflowLimit {
+                    phase = .taking(readDone: true)
+                    return .read(after: cursor, limit: max(1, pending.capacity / 2))
                 }
                 phase = .top
                 if inFlight > 0 { return .awaitCompletion }  // a batch finishing frees its keys
@@ -278,24 +273,29 @@ public struct HedgePolicy: Sendable, Hashable {
     public var multiplier: Double
     /// ... but at least this (a fast lane's p99 is no reason to double its load)...
     public var floor: Duration
-    /// ... and at most this (and this while the lane has too few answers to tell its p99).
+    /// ... and at most this.
     public var ceiling: Duration
+    /// The delay while the lane has too few answers to tell its p99 (a fresh worker); nil: the
+    /// ceiling.
+    public var initial: Duration?
 
     /// A policy; see each property.
-    public init(multiplier: Double = 4, floor: Duration = .milliseconds(250), ceiling: Duration) {
+    public init(multiplier: Double = 4, floor: Duration = .milliseconds(250), ceiling: Duration, initial: Duration? = nil) {
         self.multiplier = multiplier
         self.floor = floor
         self.ceiling = max(floor, ceiling)
+        self.initial = initial.map { min(self.ceiling, max(floor, $0)) }
     }
 
-    /// The policy for a lane whose requests time out after `timeout`: hedge well before it.
-    public static func forTimeout(_ timeout: Duration) -> HedgePolicy {
-        HedgePolicy(ceiling: min(timeout / 4, .seconds(2)))
+    /// The policy for a lane whose requests time out after `timeout`: hedge well before it. With
+    /// the provider's expected `answerTime`, a fresh lane hedges after `multiplier` times it.
+    public static func forTimeout(_ timeout: Duration, answerTime: Duration? = nil) -> HedgePolicy {
+        HedgePolicy(ceiling: min(timeout / 4, .seconds(2)), initial: answerTime.map { $0 * 4 })
     }
 
     /// The delay for a lane whose p99 latency is `p99` (nil: not known yet).
     public func delay(p99: Duration?) -> Duration {
-        guard let p99 else { return ceiling }
+        guard let p99 else { return initial ?? ceiling }
         return min(ceiling, max(floor, p99 * multiplier))
     }
 }
@@ -385,6 +385,11 @@ struct ReadAhead {
 
     /// How many more rows fit.
     var room: Int { capacity - rows.count }
+    /// How far past ``capacity`` the lane reads when every row held waits for a key in flight
+    /// (one customer's request hangs while its rows pile up): other keys' rows go on meanwhile.
+    var overflowLimit: Int { 4 * capacity }
+    /// Rows held.
+    var count: Int { rows.count }
     /// Whether no row is waiting.
     var isEmpty: Bool { rows.isEmpty }
 

@@ -170,4 +170,59 @@ struct LaneStateMachineTests {
         #expect(Self.machine(hedging: nil).hedgeAfter == nil, "a lane whose provider keeps repeats never hedges")
         #expect(HedgePolicy.forTimeout(.seconds(4)).ceiling == .seconds(1), "well before the request timeout")
     }
+
+    /// A fresh lane (no latencies yet) hedges after its provider's expected answer time × 4,
+    /// within the bounds, and every batch in flight is armed, however many there are: the lane's
+    /// hedge budget is spent when a hedge is sent, not when a batch starts.
+    @Test func aFreshLaneHedgesFromItsFirstBatchAndArmsEveryBatch() throws {
+        let policy = HedgePolicy.forTimeout(.seconds(10), answerTime: .milliseconds(250))
+        #expect(policy.initial == .seconds(1) && policy.ceiling == .seconds(2))
+        #expect(HedgePolicy.forTimeout(.seconds(10), answerTime: .seconds(5)).initial == .seconds(2), "never past the ceiling")
+        var m = Self.machine(inFlight: 30, hedging: policy)
+        _ = m.next(now: Self.now)
+        m.rowsRead(Self.rows((0..<30).map { "c\($0)" }))
+        for _ in 0..<30 {
+            let batch = try #require(Self.delivered(m.next(now: Self.now)))
+            #expect(batch.hedgeAfter == .seconds(1), "batch \(batch.rows[0].seq) is armed with the fresh lane's delay")
+        }
+    }
+
+    /// One key's request hangs while its rows pile up in the read-ahead: the lane reads past its
+    /// capacity (up to the overflow limit), so the other keys' rows keep going.
+    @Test func oneHungKeyDoesNotStopTheOthers() throws {
+        var m = Self.machine(inFlight: 2)  // capacity 4
+        _ = m.next(now: Self.now)
+        m.rowsRead(Self.rows(["x", "x", "x", "x"]))
+        let hung = try #require(Self.delivered(m.next(now: Self.now)))
+        #expect(hung.rows.map(\.seq) == [1])
+        // Three 'x' rows wait; the read-ahead is nearly full of them.
+        guard case .read(let after, let limit) = m.next(now: Self.now) else { Issue.record("reads past the rows that wait for the hung key"); return }
+        #expect(after == 4 && limit >= 1)
+        m.rowsRead(Self.rows(["y"], from: 5))
+        let other = try #require(Self.delivered(m.next(now: Self.now)))
+        #expect(other.rows.map(\.seq) == [5], "another key's row goes while 'x' hangs")
+        m.batchFinished(seqs: other.rows.map(\.seq), keys: other.keys, marks: [], latency: nil)
+        // Reading stops at the overflow limit: rows held never pass 4 × the capacity.
+        var reads = 0
+        while case .read(_, let n) = m.next(now: Self.now), reads < 100 {
+            reads += 1
+            m.rowsRead(Self.rows(Array(repeating: "x", count: n), from: 100 + Int64(reads) * 10))
+        }
+        #expect(reads > 0 && reads < 100, "it stops reading once the overflow limit is reached")
+    }
+}
+
+@Suite("Hedge budget")
+struct HedgeBudgetTests {
+    @Test func aHedgeIsSpentWhenSentAndEarnedBackByAnsweredBatches() {
+        let budget = HedgeBudget()
+        #expect((0..<10).allSatisfy { _ in budget.take() }, "a fresh lane may hedge ten times at once")
+        #expect(!budget.take(), "then it is spent")
+        for _ in 0..<9 { budget.batchAnswered() }
+        #expect(!budget.take(), "a tenth of a hedge per batch answered")
+        budget.batchAnswered()
+        #expect(budget.take())
+        for _ in 0..<1_000 { budget.batchAnswered() }
+        #expect(budget.available == HedgeBudget.burst, "never more than the burst")
+    }
 }

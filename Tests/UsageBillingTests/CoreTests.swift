@@ -102,6 +102,27 @@ struct DeliveryTests {
         #expect(seen.contains { $0 > 10 })
     }
 
+    /// A chain of 3 backoffs starts again at the first retry's ceiling twice, then the curve
+    /// goes on to the cap; Retry-After still wins; the attempt cap still ends it.
+    @Test func aRetryChainIsBoundedThenTheCurveGoesOn() {
+        let policy = RetryPolicy(maxAttempts: 16, maxElapsed: .seconds(3600), chainLength: 3, chainRestarts: 2)
+        #expect((1...14).map { policy.curveIndex(forRetry: $0) } == [1, 2, 3, 1, 2, 3, 1, 2, 3, 4, 5, 6, 7, 8])
+        var rng = SeededGenerator(seed: 3)
+        for retry in 1...15 {
+            for _ in 0..<20 {
+                let wait = policy.delay(attemptsMade: retry, elapsed: .zero, retryAfter: nil, using: &rng)?.seconds ?? -1
+                #expect(wait >= 0 && wait <= policy.ceiling(forRetry: policy.curveIndex(forRetry: retry)).seconds, "retry \(retry): \(wait)")
+                if [4, 7].contains(retry) { #expect(wait <= 0.5, "a restarted chain waits at most the first retry's ceiling") }
+            }
+        }
+        #expect(policy.delay(attemptsMade: 4, elapsed: .zero, retryAfter: .seconds(20), using: &rng) == .seconds(20), "Retry-After is honoured in a restarted chain")
+        #expect(policy.delay(attemptsMade: 16, elapsed: .zero, retryAfter: nil, using: &rng) == nil)
+        #expect(RetryPolicy().curveIndex(forRetry: 9) == 9, "no chain length: one chain, as before")
+        // The worker's restarts add the attempts they use: beyond them the waits are the single chain's.
+        let single = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600))
+        #expect((7...26).map { RetryPolicy.worker.curveIndex(forRetry: $0 + 6) } == (7...26).map { single.curveIndex(forRetry: $0) })
+    }
+
     @Test func retryAfterIsAFloorAndCapsStopRetrying() {
         let policy = RetryPolicy(maxAttempts: 3, maxElapsed: .seconds(60))
         var rng = SeededGenerator(seed: 1)

@@ -4,6 +4,7 @@ import UsageBilling
 extension StripeSink {
     /// The routing-config kind `stripe`.
     public static let kind = ProviderKind(name: "stripe", settings: StripeSettings.self, secretKeys: ["secret_key"], requestTimeout: .seconds(10),
+                                          answerTime: .milliseconds(250),
                                           sink: { try StripeSink(settings: $0, client: $1, clock: $2, name: $3) },
                                           readBack: { try StripeReadBack(settings: $0, client: $1) }, tools: tools)
 }

@@ -23,8 +23,11 @@ public enum Hedged {
     /// beside the first. Returns once an answer settles every event (or both attempts answered), cancelling
     /// the other attempt: an answer that leaves events retryable waits for the other attempt.
     /// `pace` runs before the second attempt (the lane's rate limiter: a hedge is a request like
-    /// any other). Throws what `send` throws (the sink is unusable).
+    /// any other). `mayHedge` is asked when the delay has passed, before the second attempt is
+    /// sent: false keeps waiting for the first (a lane's hedge budget, spent only on hedges that
+    /// are sent). Throws what `send` throws (the sink is unusable).
     public static func deliver(after delay: Duration?, pace: (@Sendable () async throws -> Void)? = nil,
+                               mayHedge: (@Sendable () -> Bool)? = nil,
                                _ send: @escaping @Sendable () async throws -> [DeliveryOutcome]) async throws -> Answer {
         guard let delay else { return Answer(outcomes: try await send(), hedged: false, hedgeWon: false) }
         return try await withThrowingTaskGroup(of: Attempt.self) { group in
@@ -38,7 +41,7 @@ public enum Hedged {
             while let attempt = try await group.next() {
                 switch attempt {
                 case .timer:
-                    guard running > 0 else { continue }
+                    guard running > 0, mayHedge?() ?? true else { continue }
                     hedged = true
                     running += 1
                     group.addTask {

@@ -11,6 +11,14 @@ import Foundation
 /// `max(retryAfter, jittered)`), even past `maxDelay`. Retrying stops when `maxAttempts`
 /// deliveries have been made or when the next wait would end past `maxElapsed` since the first
 /// attempt: the event then stays queued (worker) or is reported as still retryable.
+///
+/// **Bounded chains** (``chainLength``): one event's bad luck (a 500, then a reset, then a 429
+/// on a lane that otherwise delivers) should not push its next attempt out to the cap while the
+/// lane drains around it. With a chain length *N*, after *N* consecutive backoffs the event's
+/// next retry starts a fresh chain at the first retry's ceiling, at most ``chainRestarts``
+/// times; after that the curve goes on where it left off, so a provider that stays down still
+/// meets the full backoff. `Retry-After` is always honoured: a restart only shortens our own
+/// backoff, never the provider's demand.
 public struct RetryPolicy: Sendable, Hashable {
     /// Upper bound of the first retry's delay.
     public var baseDelay: Duration
@@ -22,6 +30,11 @@ public struct RetryPolicy: Sendable, Hashable {
     public var maxAttempts: Int
     /// Cap on the time from the first attempt to the start of the last one.
     public var maxElapsed: Duration
+    /// Consecutive backoffs after which a retry chain starts again at the first retry's ceiling;
+    /// nil: one chain, growing to the cap.
+    public var chainLength: Int?
+    /// How many times a chain starts again before the curve goes on to the cap.
+    public var chainRestarts: Int
 
     /// A policy; the defaults are ``default``'s: 10 attempts within 15 minutes, 0.5 s → 30 s.
     public init(
@@ -29,13 +42,30 @@ public struct RetryPolicy: Sendable, Hashable {
         multiplier: Double = 2,
         maxDelay: Duration = .seconds(30),
         maxAttempts: Int = 10,
-        maxElapsed: Duration = .seconds(15 * 60)
+        maxElapsed: Duration = .seconds(15 * 60),
+        chainLength: Int? = nil,
+        chainRestarts: Int = 2
     ) {
         self.baseDelay = baseDelay
         self.multiplier = max(1, multiplier)
         self.maxDelay = maxDelay
         self.maxAttempts = max(1, maxAttempts)
         self.maxElapsed = maxElapsed
+        self.chainLength = chainLength.map { max(1, $0) }
+        self.chainRestarts = max(0, chainRestarts)
+    }
+
+    /// The worker's policy: 26 attempts within 24 hours, chains of 3 backoffs restarted at most
+    /// twice. The six attempts the restarts take are added to the 20 a single chain would get,
+    /// so a provider that stays down is retried over as long as without restarts.
+    public static let worker = RetryPolicy(maxAttempts: 26, maxElapsed: .seconds(24 * 3600), chainLength: 3, chainRestarts: 2)
+
+    /// The position on the curve of retry `retry` (1-based): the same, or within its restarted
+    /// chain (see ``chainLength``).
+    public func curveIndex(forRetry retry: Int) -> Int {
+        guard let n = chainLength, retry > n else { return retry }
+        let restarts = min((retry - 1) / n, chainRestarts)
+        return retry - restarts * n
     }
 
     /// The default policy: 10 attempts within 15 minutes, 0.5 s → 30 s full-jitter backoff.
@@ -61,7 +91,7 @@ public struct RetryPolicy: Sendable, Hashable {
         attemptsMade: Int, elapsed: Duration, retryAfter: Duration?, using rng: inout R
     ) -> Duration? {
         guard attemptsMade < maxAttempts else { return nil }
-        let ceiling = ceiling(forRetry: attemptsMade).seconds
+        let ceiling = ceiling(forRetry: curveIndex(forRetry: attemptsMade)).seconds
         let jittered = ceiling > 0 ? Double.random(in: 0...ceiling, using: &rng) : 0
         let wait = max(jittered, retryAfter?.seconds ?? 0)
         guard (elapsed.seconds + wait) <= maxElapsed.seconds else { return nil }

@@ -21,15 +21,21 @@ public struct ProviderKind: Sendable {
     /// fitted to the provider's ingest latency (a hung request holds its lane's slot this long,
     /// or until a hedge answers for it).
     public let requestTimeout: Duration
+    /// How long the provider's ingest is expected to take to answer one request when healthy. A
+    /// worker that has no latencies of its own yet (every fresh start) hedges a request after a
+    /// few times this, well before ``requestTimeout``, then learns the lane's real latency.
+    public let answerTime: Duration
     /// What else the provider offers the CLI (its usage report, meters, rejection reports).
     public let tools: ProviderTools
 
     /// A provider kind.
     public init(name: String, settingsKeys: Set<String>, secretKeys: Set<String>, requestTimeout: Duration = .seconds(30),
+                answerTime: Duration = .milliseconds(500),
                 makeSink: @escaping SinkFactory, makeReadBack: ReadBackFactory? = nil, tools: ProviderTools = ProviderTools()) {
         self.name = name
         self.tools = tools
         self.requestTimeout = requestTimeout
+        self.answerTime = answerTime
         self.settingsKeys = settingsKeys
         self.secretKeys = secretKeys
         self.makeSink = makeSink

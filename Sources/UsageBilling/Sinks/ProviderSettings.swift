@@ -21,6 +21,7 @@ extension ProviderKind {
     /// object is decoded, and its keys checked, the same way for both.
     public init<Settings: ProviderSettings>(
         name: String, settings: Settings.Type, secretKeys: Set<String>, requestTimeout: Duration = .seconds(30),
+        answerTime: Duration = .milliseconds(500),
         sink: @escaping @Sendable (_ settings: Settings, _ client: any HTTPClient, _ clock: any UsageClock, _ name: String) throws -> any UsageSink,
         readBack: (@Sendable (_ settings: Settings, _ client: any HTTPClient) throws -> (any UsageReadBack)?)? = nil,
         tools: ProviderTools = ProviderTools()
@@ -30,7 +31,7 @@ extension ProviderKind {
         if let readBack {
             makeReadBack = { json, client in try readBack(Settings.decode(json), client) }
         }
-        self.init(name: name, settingsKeys: Settings.keys, secretKeys: secretKeys, requestTimeout: requestTimeout,
+        self.init(name: name, settingsKeys: Settings.keys, secretKeys: secretKeys, requestTimeout: requestTimeout, answerTime: answerTime,
                   makeSink: makeSink, makeReadBack: makeReadBack, tools: tools)
     }
 }
