@@ -3,7 +3,8 @@
 # libcurl's and SQLite's headers (libcurl4-openssl-dev, libsqlite3-dev), pkg-config, CA certificates, PostgreSQL (the tests run the
 # shared ledger's suite against a server they start on a loopback port), Chromium (the tests load the status page and the
 # reconciliation report in it, headless), and the Python packages the
-# fixture validator (jsonschema) and the README's ingest snippet (requests) use. Installs only what
+# fixture validator (jsonschema), the README's ingest snippet (requests) and the tests of serve's
+# doors (cloudevents, and the stripe, orb-billing and metronome-sdk SDKs) use. Installs only what
 # is missing; safe to run again.
 set -euo pipefail
 
@@ -19,11 +20,13 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-for module in jsonschema requests cloudevents; do
+# module:package pairs; the providers' SDKs at the versions the compatibility doors are tested with.
+for pair in jsonschema:jsonschema requests:requests cloudevents:cloudevents stripe:stripe==16.1.0 orb:orb-billing==4.90.0 metronome:metronome-sdk==4.12.0; do
+  module=${pair%%:*} package=${pair#*:}
   if ! python3 -c "import $module" 2>/dev/null; then
-    echo "setup: installing the Python package $module"
-    python3 -m pip install -q "$module" 2>/dev/null || python3 -m pip install -q --user "$module" \
-      || python3 -m pip install -q --break-system-packages "$module"
+    echo "setup: installing the Python package $package"
+    python3 -m pip install -q "$package" 2>/dev/null || python3 -m pip install -q --user "$package" \
+      || python3 -m pip install -q --break-system-packages "$package"
   fi
 done
 

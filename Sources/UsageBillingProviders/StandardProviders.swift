@@ -5,6 +5,7 @@ import OrbUsage
 import PaddleUsage
 import RecurlyUsage
 import StripeUsage
+import UsageBilling
 import UsageRouting
 
 extension ProviderRegistry {
@@ -18,4 +19,14 @@ extension ProviderRegistry {
         RecurlySink.kind,
         PaddleSink.kind,
     ])
+}
+
+/// The providers' own ingest APIs that `usage-billing serve` speaks (`serve.compat`), each
+/// declared in its provider's folder. Adding one adds one line here.
+public enum IngestDoors {
+    public static let standard: [any IngestDoor] = [
+        StripeDoor(),
+        OrbDoor(),
+        MetronomeDoor(),
+    ]
 }

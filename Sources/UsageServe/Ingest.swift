@@ -15,6 +15,9 @@ import UsageSpool
 ///   max_events_per_request: 10000  # more events: 413
 ///   max_backlog: 1000000           # queued rows above which requests get 503 + Retry-After
 ///   max_lag: 1h                    # /readyz fails while a lane's oldest undelivered event is older
+///   compat:                        # providers' own ingest APIs, for their SDKs (see IngestDoor)
+///     stripe: {}                   # on, with its default mapping keys
+///     orb: { quantity_property: tokens }
 /// ```
 public struct ServeSettings: Sendable {
     /// The bearer tokens accepted; a request without one of them gets 401.
@@ -24,8 +27,10 @@ public struct ServeSettings: Sendable {
     public var maxBacklog: Int
     /// How old a lane's oldest undelivered event may be before `/readyz` reports the lane stuck.
     public var maxLag: Duration
+    /// The provider APIs switched on (`serve.compat`), by door prefix, with their settings.
+    public var compat: [String: [String: JSONValue]] = [:]
 
-    public static let keys: Set<String> = ["tokens", "max_body_bytes", "max_events_per_request", "max_backlog", "max_lag"]
+    public static let keys: Set<String> = ["tokens", "max_body_bytes", "max_events_per_request", "max_backlog", "max_lag", "compat"]
 
     public init(tokens: [Secret], maxBodyBytes: Int = 4 << 20, maxEventsPerRequest: Int = 10_000, maxBacklog: Int = 1_000_000,
                 maxLag: Duration = .seconds(3600)) {
@@ -37,7 +42,8 @@ public struct ServeSettings: Sendable {
     }
 
     /// The settings in `config`'s `serve:` section; throws `.configuration` naming the key.
-    public static func from(_ config: RoutingConfig) throws -> ServeSettings {
+    /// `doors`: the provider APIs `serve.compat` may switch on.
+    public static func from(_ config: RoutingConfig, doors: [any IngestDoor] = []) throws -> ServeSettings {
         func bad(_ key: String, _ message: String, _ fix: String) -> UsageBillingError {
             UsageBillingError(.configuration, "\(config.file): serve.\(key): \(message)", fix: fix, field: "serve.\(key)")
         }
@@ -78,6 +84,37 @@ public struct ServeSettings: Sendable {
                 throw bad("max_lag", "max_lag must be a duration of a minute or more", "e.g. 1h (a lane whose oldest undelivered event is older is reported by /readyz)")
             }
             settings.maxLag = lag
+        }
+        if let value = section["compat"] {
+            let names = doors.map(\.prefix).sorted().joined(separator: ", ")
+            guard case .object(let compat) = value else {
+                throw bad("compat", "compat must be a mapping of provider APIs", "write e.g. `compat: { stripe: {}, orb: { quantity_property: tokens } }` (APIs: \(names))")
+            }
+            for name in compat.keys.sorted() {
+                guard let door = doors.first(where: { $0.prefix == name }) else {
+                    throw bad("compat.\(name)", "serve speaks no '\(name)' API", "use one of \(names)")
+                }
+                var entry: [String: JSONValue] = [:]
+                switch compat[name] {
+                case .object(let o)?: entry = o
+                case .null?: break
+                default: throw bad("compat.\(name)", "compat.\(name) must be a mapping (its settings, or {})", "write `\(name): {}` to switch it on with its defaults")
+                }
+                let known = door.settingsKeys.union(["enabled"])
+                if let unknown = entry.keys.sorted().first(where: { !known.contains($0) }) {
+                    throw bad("compat.\(name).\(unknown)", "the \(name) API has no setting '\(unknown)'", "use \(known.sorted().joined(separator: ", "))")
+                }
+                if let enabled = entry["enabled"], enabled.boolValue == nil {
+                    throw bad("compat.\(name).enabled", "enabled must be true or false", "write `enabled: false` to switch it off, or leave it out")
+                }
+                if let problem = door.check(entry).first {
+                    throw bad("compat.\(name).\(problem.key)", problem.message, problem.fix)
+                }
+                if entry["enabled"]?.boolValue != false {
+                    entry["enabled"] = nil
+                    settings.compat[name] = entry
+                }
+            }
         }
         return settings
     }
@@ -239,6 +276,25 @@ public final class IngestHandler: Sendable {
         return match
     }
 
+    /// Whether `token` (an SDK's API key) is one of the tokens, compared in constant time.
+    public func authorises(token: String) -> Bool { authorises("Bearer " + token) }
+
+    /// What a provider API's door gets for one request: the token check, this handler's
+    /// recording, the door's settings, the request limit, and a signing key derived from the
+    /// tokens (the same on every instance with the same tokens).
+    public func doorContext(settings doorSettings: [String: JSONValue]) -> IngestDoorContext {
+        IngestDoorContext(authorises: { [self] in self.authorises(token: $0) },
+                          record: { [self] events, field in
+                              try await self.record(events, quantityField: field,
+                                                    quantityFix: "send the quantity in \(field) (serve.compat names the key), or route the event to a lane that counts events")
+                          },
+                          settings: doorSettings, maxEvents: settings.maxEventsPerRequest, signingKey: signingKey)
+    }
+
+    private var signingKey: [UInt8] {
+        Array(HMACSHA256.hex(key: Array(settings.tokens.map(\.exposedValue).sorted().joined(separator: "\u{1F}").utf8), "usage-billing serve door tokens").utf8)
+    }
+
     static func error(_ status: Int, _ code: String, _ message: String, fix: String, headers: [(String, String)] = []) -> IngestReply {
         IngestReply(status: status, headers: headers, body: .object(["error": .object(["code": .string(code), "message": .string(message), "fix": .string(fix)])]))
     }
@@ -298,82 +354,26 @@ public final class IngestHandler: Sendable {
             return Self.error(413, "too_many_events", "the request carries \(parsed.events.count + parsed.refusals.count) events, above serve.max_events_per_request (\(settings.maxEventsPerRequest))",
                               fix: "send at most \(settings.maxEventsPerRequest) events per request")
         }
-        var refusals = parsed.refusals
-        var entries: [Spool.Entry] = []
-        var indexByID: [String: Int] = [:]
-        var repeatedInRequest = 0, reusedInRequest = 0
-        entries.reserveCapacity(parsed.events.count)
-        for (index, event) in parsed.events {
-            if parsed.missingQuantity.contains(index), !countsEvents(event) {
-                refusals.append(IngestRefusal(index: index, line: nil, id: event.id, field: "data.\(property)",
-                                              reason: "the CloudEvent's data has no '\(property)', the quantity",
-                                              fix: quantityProperty == nil
-                                                ? "put the quantity in data.value, or name the data field that holds it with ?quantity_property=NAME (only a route that counts events takes an event without one)"
-                                                : "put the quantity in data.\(property), or pass the data field that holds it as ?quantity_property=NAME"))
-                continue
-            }
-            // The same id twice in one request is one event, if it is the same usage fact.
-            if let first = indexByID[event.id], let earlier = parsed.events.first(where: { $0.index == first })?.event {
-                if let difference = Self.difference(event, earlier) {
-                    refusals.append(Self.reusedRefusal(index: index, id: event.id, difference: difference, where: "earlier in this request"))
-                    reusedInRequest += 1
-                } else {
-                    repeatedInRequest += 1
-                }
-                continue
-            }
-            do {
-                entries.append(try UsagePipeline.entry(event, router: router))
-                indexByID[event.id] = index
-            } catch let error as UsageBillingError {
-                refusals.append(IngestRefusal(index: index, line: nil, id: event.id, field: error.field ?? "name", reason: error.message, fix: error.fix ?? "add a route for it"))
-            } catch {
-                refusals.append(IngestRefusal(index: index, line: nil, id: event.id, field: "", reason: "\(error)", fix: "report this"))
-            }
-        }
-        var known: [String] = []
+        let results: [IngestDoorResult]
         do {
-            if !entries.isEmpty {
-                known = try await spool.record(entries)
-                backlog.wrote(nil)
-            }
-        } catch let unavailable as LedgerUnavailableError {
-            backlog.wrote(unavailable)
-            return Self.error(503, "ledger_unavailable", "the ledger cannot be reached: \(unavailable.reason)",
-                              fix: "retry with the same event ids; nothing of this request was recorded", headers: [("Retry-After", "1")])
+            results = try await record(parsed.events.map { (event: $0.event, hasQuantity: !parsed.missingQuantity.contains($0.index)) },
+                                       quantityField: "data.\(property)", quantityFix: quantityProperty == nil
+                                        ? "put the quantity in data.value, or name the data field that holds it with ?quantity_property=NAME (only a route that counts events takes an event without one)"
+                                        : "put the quantity in data.\(property), or pass the data field that holds it as ?quantity_property=NAME")
         } catch {
-            backlog.wrote(error)
-            logger.error("recording failed", metadata: ["error": "\(error)"])
-            return Self.error(500, "record_failed", "the events could not be recorded: \(error)", fix: "retry with the same event ids; nothing of this request was recorded")
+            return Self.error(503, "ledger_unavailable", error.reason, fix: "retry with the same event ids; nothing of this request was recorded",
+                              headers: [("Retry-After", "\(error.retryAfter)")])
         }
-        // An id recorded before is a duplicate when its payload is the stored one, and refused
-        // when it differs: the stored event wins, nothing is overwritten.
-        var duplicates = repeatedInRequest, reused = reusedInRequest
-        if !known.isEmpty {
-            let stored: [String: UsageEvent]
-            do {
-                stored = try await spool.storedEvents(ids: known)
-            } catch {
-                stored = [:]
-                logger.warning("could not read back recorded events to compare payloads", metadata: ["error": "\(error)"])
-            }
-            let mine = Dictionary(entries.map { ($0.event.id, $0.event) }, uniquingKeysWith: { first, _ in first })
-            for id in Set(known) {
-                guard let ours = mine[id], let theirs = stored[id], let difference = Self.difference(ours, theirs) else {
-                    duplicates += 1
-                    continue
-                }
-                reused += 1
-                refusals.append(Self.reusedRefusal(index: indexByID[id] ?? 0, id: id, difference: difference, where: "before"))
+        var refusals = parsed.refusals
+        var accepted = 0, duplicates = 0
+        for ((index, event), result) in zip(parsed.events, results) {
+            switch result {
+            case .accepted: accepted += 1
+            case .duplicate: duplicates += 1
+            case .refused(let field, let reason, let fix): refusals.append(IngestRefusal(index: index, line: nil, id: event.id, field: field, reason: reason, fix: fix))
             }
         }
-        let accepted = entries.count - (duplicates - repeatedInRequest) - (reused - reusedInRequest)
-        let deadLettered = entries.filter { $0.deadLetter != nil && !known.contains($0.event.id) }.count
-        Counter(label: MetricNames.events, dimensions: [("result", "accepted")]).increment(by: accepted)
-        Counter(label: MetricNames.events, dimensions: [("result", "duplicate")]).increment(by: duplicates)
-        Counter(label: MetricNames.events, dimensions: [("result", "refused")]).increment(by: refusals.count - reused)
-        Counter(label: MetricNames.events, dimensions: [("result", "id_reused")]).increment(by: reused)
-        if deadLettered > 0 { DeliveryWorker.deadLetterCounter(lane: Spool.unroutedLane, reason: "unrouted").increment(by: deadLettered) }
+        Counter(label: MetricNames.events, dimensions: [("result", "refused")]).increment(by: parsed.refusals.count)
         refusals.sort { $0.index < $1.index }
         let answer: JSONValue = .object([
             "accepted": .number(Double(accepted)),
@@ -387,10 +387,100 @@ public final class IngestHandler: Sendable {
         return IngestReply(status: 202, headers: [], body: answer)
     }
 
-    static func reusedRefusal(index: Int, id: String, difference: String, where: String) -> IngestRefusal {
-        IngestRefusal(index: index, line: nil, id: id, field: difference,
-                      reason: "id_reused_with_different_payload: the id \(id) was recorded \(`where`) with a different \(difference); the recorded event stands",
-                      fix: "give a new usage fact a new id; to change recorded usage, correct the recorded event instead of resending its id")
+    /// Records `events` as `POST /v1/events` does, one result each, in order: refused when it
+    /// has no quantity and a route of it does not count events (`quantityField`, `quantityFix`
+    /// name the fix in the caller's terms), when no route takes it under `unrouted: reject`, or
+    /// when its id was recorded before with another payload (the stored event stands); a
+    /// duplicate when its id was recorded with the same payload (the same id twice in `events`
+    /// is one event); else accepted, durably, before this returns. Counts each in the metrics.
+    /// - Throws: ``IngestDoorUnavailable`` when the backlog is full or the ledger cannot record;
+    ///   then nothing was recorded.
+    public func record(_ events: [(event: UsageEvent, hasQuantity: Bool)], quantityField: String = "quantity",
+                       quantityFix: String = "send the quantity, or route the event to a lane that counts events") async throws(IngestDoorUnavailable) -> [IngestDoorResult] {
+        if backlog.queued > settings.maxBacklog {
+            throw IngestDoorUnavailable(reason: "the spool holds \(backlog.queued) undelivered rows, above serve.max_backlog (\(settings.maxBacklog))", retryAfter: 5)
+        }
+        var results = [IngestDoorResult?](repeating: nil, count: events.count)
+        var entries: [Spool.Entry] = []
+        var positionByID: [String: Int] = [:]
+        entries.reserveCapacity(events.count)
+        for (position, (event, hasQuantity)) in events.enumerated() {
+            if !hasQuantity, !countsEvents(event) {
+                results[position] = .refused(field: quantityField, reason: "the event has no quantity ('\(quantityField)')", fix: quantityFix)
+                continue
+            }
+            // The same id twice in one request is one event, if it is the same usage fact.
+            if let first = positionByID[event.id] {
+                if let difference = Self.difference(event, events[first].event) {
+                    results[position] = Self.reused(event.id, difference, where: "earlier in this request")
+                } else {
+                    results[position] = .duplicate
+                }
+                continue
+            }
+            do {
+                entries.append(try UsagePipeline.entry(event, router: router))
+                positionByID[event.id] = position
+            } catch let error as UsageBillingError {
+                results[position] = .refused(field: error.field ?? "name", reason: error.message, fix: error.fix ?? "add a route for it")
+            } catch {
+                results[position] = .refused(field: "", reason: "\(error)", fix: "report this")
+            }
+        }
+        var known: [String] = []
+        do {
+            if !entries.isEmpty {
+                known = try await spool.record(entries)
+                backlog.wrote(nil)
+            }
+        } catch let unavailable as LedgerUnavailableError {
+            backlog.wrote(unavailable)
+            throw IngestDoorUnavailable(reason: "the ledger cannot be reached: \(unavailable.reason)", retryAfter: 1)
+        } catch {
+            backlog.wrote(error)
+            logger.error("recording failed", metadata: ["error": "\(error)"])
+            throw IngestDoorUnavailable(reason: "the events could not be recorded: \(error)", retryAfter: 1)
+        }
+        for entry in entries { if let position = positionByID[entry.event.id] { results[position] = .accepted } }
+        // An id recorded before is a duplicate when its payload is the stored one, and refused
+        // when it differs: the stored event wins, nothing is overwritten.
+        if !known.isEmpty {
+            let stored: [String: UsageEvent]
+            do {
+                stored = try await spool.storedEvents(ids: known)
+            } catch {
+                stored = [:]
+                logger.warning("could not read back recorded events to compare payloads", metadata: ["error": "\(error)"])
+            }
+            for id in Set(known) {
+                guard let position = positionByID[id] else { continue }
+                if let theirs = stored[id], let difference = Self.difference(events[position].event, theirs) {
+                    results[position] = Self.reused(id, difference, where: "before")
+                } else {
+                    results[position] = .duplicate
+                }
+            }
+        }
+        let deadLettered = entries.filter { $0.deadLetter != nil && !known.contains($0.event.id) }.count
+        if deadLettered > 0 { DeliveryWorker.deadLetterCounter(lane: Spool.unroutedLane, reason: "unrouted").increment(by: deadLettered) }
+        var counts: [String: Int] = [:]
+        for result in results {
+            switch result {
+            case .accepted?: counts["accepted", default: 0] += 1
+            case .duplicate?: counts["duplicate", default: 0] += 1
+            case .refused(_, let reason, _)?: counts[reason.hasPrefix(Self.reusedCode) ? "id_reused" : "refused", default: 0] += 1
+            case nil: break
+            }
+        }
+        for (result, count) in counts { Counter(label: MetricNames.events, dimensions: [("result", result)]).increment(by: count) }
+        return results.map { $0 ?? .refused(field: "", reason: "not recorded", fix: "report this") }
+    }
+
+    static let reusedCode = "id_reused_with_different_payload"
+
+    static func reused(_ id: String, _ difference: String, where: String) -> IngestDoorResult {
+        .refused(field: difference, reason: "\(reusedCode): the id \(id) was recorded \(`where`) with a different \(difference); the recorded event stands",
+                 fix: "give a new usage fact a new id; to change recorded usage, correct the recorded event instead of resending its id")
     }
 
     /// Whether every lane `event` goes to bills it by counting events (so it needs no quantity).

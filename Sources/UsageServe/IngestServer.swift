@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Metrics
 import Prometheus
 import ServiceLifecycle
 import UsageBilling
@@ -17,12 +18,38 @@ public enum IngestServer {
     /// `statusPage`: the HTML `GET /` answers (the cockpit's status page).
     public static func application(handler: IngestHandler, backlog: BacklogMonitor, registry: PrometheusCollectorRegistry?,
                                    host: String, port: Int, logger: Logger,
-                                   statusPage: (@Sendable () async throws -> String)? = nil,
+                                   statusPage: (@Sendable () async throws -> String)? = nil, doors: [any IngestDoor] = [],
                                    onListening: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router(options: .autoGenerateHeadEndpoints)
         router.add(middleware: JSONNotFound(allowed: [
             "/v1/events": ["POST"], "/healthz": ["GET", "HEAD"], "/readyz": ["GET", "HEAD"], "/metrics": ["GET", "HEAD"],
         ].merging(statusPage == nil ? [:] : ["/": ["GET", "HEAD"]]) { a, _ in a }))
+        // The provider APIs `serve.compat` switches on, each answering everything under its
+        // prefix in its provider's own shapes (its 404 included).
+        for door in doors {
+            guard let doorSettings = handler.settings.compat[door.prefix] else { continue }
+            let context = handler.doorContext(settings: doorSettings)
+            for method in [HTTPRequest.Method.post, .get, .put, .delete, .patch] {
+                router.on("/\(door.prefix)/**", method: method) { request, _ -> Response in
+                    var request = request
+                    let body: ByteBuffer
+                    do {
+                        body = try await request.collectBody(upTo: handler.settings.maxBodyBytes)
+                    } catch {
+                        return reply(handler.tooLarge())
+                    }
+                    let path = String(request.uri.path.dropFirst(door.prefix.count + 1))
+                    let answer = await door.handle(IngestDoorRequest(method: request.method.rawValue, path: path.isEmpty ? "/" : path,
+                                                                     query: request.uri.queryParameters.map { (String($0.key), String($0.value)) },
+                                                                     headers: request.headers.map { ($0.name.canonicalName, $0.value) },
+                                                                     body: Data(buffer: body)), context: context)
+                    Counter(label: IngestHandler.MetricNames.requests, dimensions: [("status", "\(answer.status)")]).increment()
+                    var headers = HTTPFields()
+                    for (name, value) in answer.headers { if let field = HTTPField.Name(name) { headers[field] = value } }
+                    return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(data: answer.body)))
+                }
+            }
+        }
         if let statusPage {
             router.get("/") { _, _ -> Response in
                 do {

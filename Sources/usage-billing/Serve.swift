@@ -7,6 +7,7 @@ import ServiceLifecycle
 import UsageBilling
 import UsageCockpit
 import UsageBillingCurl
+import UsageBillingProviders
 import UsageRouting
 import UsageServe
 import UsageSpool
@@ -62,7 +63,7 @@ struct Serve: AsyncParsableCommand {
         let config = try loadConfig(config)
         let settings: ServeSettings
         do {
-            settings = try ServeSettings.from(config)
+            settings = try ServeSettings.from(config, doors: IngestDoors.standard)
         } catch {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.badInput)
@@ -99,7 +100,7 @@ struct Serve: AsyncParsableCommand {
                        behindAfter: settings.maxLag).render()
         }
         let app = IngestServer.application(handler: handler, backlog: backlog, registry: registry, host: host, port: port, logger: logger,
-                                           statusPage: page) { port in
+                                           statusPage: page, doors: IngestDoors.standard) { port in
             print("usage-billing serve: listening on http://\(host):\(port) (POST /v1/events, GET / (status page), /healthz, /readyz, /metrics)")
             fflush(nil)  // every stream: a test or a supervisor reads the port at once
         }

@@ -62,6 +62,21 @@ struct HedgedTests {
         #expect(answer.outcomes == [.accepted, .accepted], "each event keeps the final outcome either attempt had")
     }
 
+    /// The first attempt hangs; the hedge answers "retry": the batch ends with that answer at
+    /// once (its events go again with the same ids), not after the hung request's timeout.
+    @Test func aHedgeThatAnswersRetryableEndsTheWaitForAHungFirstAttempt() async throws {
+        let attempts = Attempts()
+        let started = ContinuousClock.now
+        let answer = try await Hedged.deliver(after: .milliseconds(50)) {
+            try await attempts.run { n in
+                if n == 1 { try await Task.sleep(for: .seconds(30)) }
+                return [Self.retryable]
+            }
+        }
+        #expect(answer.hedged && answer.outcomes == [Self.retryable])
+        #expect(ContinuousClock.now - started < .seconds(20), "not held until the first attempt gives up")
+    }
+
     @Test func noDelayMeansOneAttempt() async throws {
         let attempts = Attempts()
         let answer = try await Hedged.deliver(after: nil) { try await attempts.run { _ in [.accepted] } }

@@ -20,8 +20,9 @@ public enum Hedged {
 
     /// Runs `send`; if it has not answered after `delay` (nil: never) of real time (like the
     /// request timeout it stands in front of, whatever clock the caller paces by), runs it again
-    /// beside the first. Returns once an answer settles every event (or both attempts answered), cancelling
-    /// the other attempt: an answer that leaves events retryable waits for the other attempt.
+    /// beside the first. Returns once an answer settles every event, both attempts answered, or
+    /// the second attempt answered (the first is then taken for hung), cancelling the other
+    /// attempt: the first attempt's answer that leaves events retryable waits for the second.
     /// `pace` runs before the second attempt (the lane's rate limiter: a hedge is a request like
     /// any other). `mayHedge` is asked when the delay has passed, before the second attempt is
     /// sent: false keeps waiting for the first (a lane's hedge budget, spent only on hedges that
@@ -52,7 +53,11 @@ public enum Hedged {
                     running -= 1
                     let merged = best.map { merge($0, outcomes) } ?? outcomes
                     best = merged
-                    if merged.allSatisfy(\.isFinal) || running == 0 {
+                    // The hedge's answer ends the wait even when it leaves events retryable: the
+                    // first attempt has already waited past the delay and is taken for hung, and
+                    // waiting for its timeout would hold the batch's slot (and keys) that long. Its
+                    // events go again with the same ids, which the provider drops if it had them.
+                    if merged.allSatisfy(\.isFinal) || running == 0 || !first {
                         group.cancelAll()
                         return Answer(outcomes: merged, hedged: hedged, hedgeWon: hedged && !first)
                     }

@@ -1,0 +1,148 @@
+import Foundation
+import Testing
+import UsageBilling
+import UsageBillingProviders
+import UsageBillingTesting
+import UsageEmulator
+import UsageRouting
+
+/// `serve` speaking the providers' own ingest APIs, driven by their official Python SDKs with
+/// only the base URL and the key changed: a Stripe-shaped event dual-written to Stripe and
+/// Metronome by the config, Orb's and Metronome's own calls, and each refusal raised as the
+/// SDK's own exception with our message.
+@Suite("serve's provider APIs, driven by the official SDKs", .timeLimit(.minutes(3)))
+struct ProviderDoorsTests {
+    static func config(_ emulator: UsageEmulator) throws -> String {
+        func endpoint(_ kind: String) -> String { emulator.endpoints[kind]?["endpoint"] ?? "" }
+        return try CLI.temp("doors-sdk.yaml", """
+            version: 1
+            providers:
+              stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY}, endpoint: "\(endpoint("stripe"))" }
+              metronome: { kind: metronome, api_key: ${METRONOME_BEARER_TOKEN}, endpoint: "\(endpoint("metronome"))" }
+              orb: { kind: orb, api_key: ${ORB_API_KEY}, endpoint: "\(endpoint("orb"))" }
+            routes:
+              - { events: [api_requests], to: stripe, shadow: metronome }
+              - { events: [tokens], to: orb }
+            serve:
+              tokens: [${INGEST_TOKEN}]
+              compat: { stripe: {}, metronome: {}, orb: { quantity_property: count } }
+            """)
+    }
+
+    @Test func everyDoorIsRegisteredOnceWithItsOwnPrefix() {
+        let prefixes = IngestDoors.standard.map(\.prefix)
+        #expect(Set(prefixes).count == prefixes.count && !prefixes.isEmpty)
+        for door in IngestDoors.standard {
+            #expect(ProviderRegistry.standard.kind(door.prefix) != nil, "\(door.prefix) names a provider kind of the registry")
+        }
+    }
+
+    @Test func theSDKsWriteThroughServeAndRefusalsRaiseTheirOwnExceptions() async throws {
+        let emulator = try await UsageEmulator.start()
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-doors-sdk-\(UUID().uuidString.prefix(8)).spool").path
+        let serve = try await LiveServe.start(config: try Self.config(emulator), spool: spool)
+        let recent = Int(Date().timeIntervalSince1970) - 120
+        let script = """
+            import datetime, json, os, stripe, orb, metronome
+            base, token = os.environ["BASE"], os.environ["TOKEN"]
+            out = {}
+            when = datetime.datetime.fromtimestamp(\(recent), datetime.timezone.utc).isoformat()
+            client = stripe.StripeClient(token, base_addresses={"api": base + "/stripe", "meter_events": base + "/stripe"})
+            e = client.v1.billing.meter_events.create({"event_name": "api_requests", "identifier": "st-1", "timestamp": \(recent),
+                                                       "payload": {"stripe_customer_id": "cus_A", "value": "5"}})
+            out["v1"] = [e.object, e.identifier]
+            again = client.v1.billing.meter_events.create({"event_name": "api_requests", "identifier": "st-1", "timestamp": \(recent),
+                                                           "payload": {"stripe_customer_id": "cus_A", "value": "5"}})
+            out["v1_again"] = again.identifier
+            e = client.v2.billing.meter_events.create({"event_name": "api_requests", "identifier": "st-2", "timestamp": when,
+                                                       "payload": {"stripe_customer_id": "cus_A", "value": "7"}})
+            out["v2"] = [e.object, e.identifier]
+            session = client.v2.billing.meter_event_session.create()
+            streamer = stripe.StripeClient(session.authentication_token, base_addresses={"meter_events": base + "/stripe"})
+            streamer.v2.billing.meter_event_stream.create({"events": [
+                {"event_name": "api_requests", "identifier": "st-3", "timestamp": when, "payload": {"stripe_customer_id": "cus_B", "value": "2"}},
+                {"event_name": "api_requests", "identifier": "st-4", "timestamp": when, "payload": {"stripe_customer_id": "cus_B", "value": "3"}}]})
+            out["stream"] = "ok"
+            try:
+                client.v1.billing.meter_events.create({"event_name": "api_requests", "identifier": "st-5", "payload": {"value": "1"}})
+            except stripe.InvalidRequestError as ex:
+                out["missing_customer"] = [type(ex).__name__, ex.param, ex.user_message]
+            try:
+                client.v1.billing.meter_events.create({"event_name": "unknown_meter", "identifier": "st-6", "payload": {"stripe_customer_id": "cus_A", "value": "1"}})
+            except stripe.InvalidRequestError as ex:
+                out["unrouted"] = [type(ex).__name__, ex.user_message]
+            try:
+                stripe.StripeClient("sk_live_not_the_ingest_token", base_addresses={"api": base + "/stripe"}).v1.billing.meter_events.create(
+                    {"event_name": "api_requests", "payload": {"stripe_customer_id": "cus_A", "value": "1"}})
+            except stripe.AuthenticationError as ex:
+                out["auth"] = type(ex).__name__
+            try:
+                client.v1.customers.list()
+            except stripe.InvalidRequestError as ex:
+                out["other_api"] = [ex.http_status, ex.user_message]
+            try:
+                client.v1.billing.meter_event_adjustments.create({"event_name": "api_requests", "type": "cancel", "cancel": {"identifier": "st-1"}})
+            except stripe.InvalidRequestError as ex:
+                out["adjustment"] = ex.user_message
+
+            o = orb.Orb(api_key=token, base_url=base + "/orb/v1")
+            r = o.events.ingest(events=[
+                {"event_name": "tokens", "external_customer_id": "cus_A", "idempotency_key": "orb-1", "timestamp": when, "properties": {"count": 40, "model": "m1"}},
+                {"event_name": "tokens", "external_customer_id": "cus_A", "idempotency_key": "orb-2", "timestamp": when, "properties": {"model": "m1"}}])
+            out["orb_failed"] = [[f.idempotency_key, f.validation_errors] for f in r.validation_failed]
+            try:
+                orb.Orb(api_key="not_the_ingest_token_0", base_url=base + "/orb/v1", max_retries=0).events.ingest(events=[])
+            except orb.AuthenticationError as ex:
+                out["orb_auth"] = type(ex).__name__
+
+            m = metronome.Metronome(bearer_token=token, base_url=base + "/metronome")
+            m.v1.usage.ingest(usage=[{"transaction_id": "met-1", "customer_id": "cus_A", "event_type": "api_requests", "timestamp": when, "properties": {"value": 11}}])
+            out["metronome"] = "ok"
+            try:
+                m.v1.usage.ingest(usage=[{"transaction_id": "met-2", "customer_id": "cus_A", "event_type": "api_requests", "timestamp": "yesterday"}])
+            except metronome.BadRequestError as ex:
+                out["metronome_bad"] = [type(ex).__name__, str(ex)]
+            print(json.dumps(out))
+            """
+        let (status, output) = try await ChildProcess.run("/usr/bin/env", ["python3", "-c", script],
+                                                          environment: ProcessInfo.processInfo.environment.merging(["BASE": serve.base, "TOKEN": LiveServe.token]) { $1 })
+        #expect(status == 0, "\(output)")
+        let out = try #require(JSONValue.parse(Data((output.split(separator: "\n").last ?? "").utf8)), "\(output)")
+        #expect(out["v1"]?.arrayValue?.compactMap(\.stringValue) == ["billing.meter_event", "st-1"], "\(output)")
+        #expect(out["v1_again"]?.stringValue == "st-1", "a resent identifier is answered as success")
+        #expect(out["v2"]?.arrayValue?.compactMap(\.stringValue) == ["v2.billing.meter_event", "st-2"])
+        #expect(out["stream"]?.stringValue == "ok")
+        let missing = out["missing_customer"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        #expect(missing.first == "InvalidRequestError" && missing.dropFirst().first == "payload[stripe_customer_id]", "\(output)")
+        #expect(out["unrouted"]?.arrayValue?.last?.stringValue?.contains("unknown_meter") == true, "\(output)")
+        #expect(out["auth"]?.stringValue == "AuthenticationError")
+        #expect(out["other_api"]?.arrayValue?.first?.numberValue == 404 && out["other_api"]?.arrayValue?.last?.stringValue?.contains("StripeClient(INGEST_TOKEN") == true, "\(output)")
+        #expect(out["adjustment"]?.stringValue?.contains("does not cancel meter events yet") == true, "\(output)")
+        let orbFailed = out["orb_failed"]?.arrayValue ?? []
+        #expect(orbFailed.count == 1 && orbFailed.first?.arrayValue?.first?.stringValue == "orb-2", "\(output)")
+        #expect(orbFailed.first?.arrayValue?.last?.arrayValue?.first?.stringValue?.contains("properties.count") == true, "\(output)")
+        #expect(out["orb_auth"]?.stringValue == "OrbAuthenticationError" || out["orb_auth"]?.stringValue == "AuthenticationError", "\(output)")
+        #expect(out["metronome"]?.stringValue == "ok")
+        #expect(out["metronome_bad"]?.arrayValue?.last?.stringValue?.contains("timestamp") == true, "\(output)")
+
+        // Delivered by serve's worker: each at every provider its route names, once, whichever
+        // SDK sent it (Metronome's own call takes the api_requests route to Stripe too).
+        let stripeIDs: Set<String> = ["st-1", "st-2", "st-3", "st-4", "met-1"]
+        let arrived = try await eventually {
+            let stripe = Set(await emulator.accepted("stripe").compactMap(\.key))
+            let metronome = Set(await emulator.accepted("metronome").compactMap(\.key))
+            let orb = Set(await emulator.accepted("orb").compactMap(\.key))
+            return stripe == stripeIDs && metronome == stripeIDs && orb == ["orb-1"]
+        }
+        #expect(arrived, "the Stripe-shaped events at Stripe and Metronome, Metronome's own, Orb's")
+        for kind in ["stripe", "metronome", "orb"] {
+            let keys = await emulator.accepted(kind).compactMap(\.key)
+            #expect(Set(keys).count == keys.count, "\(kind): each id once")
+        }
+        #expect(await emulator.accepted("stripe").reduce(Decimal(0)) { $0 + $1.quantity } == 28)
+        #expect(await emulator.accepted("orb").first?.quantity == 40)
+        serve.process.kill(SIGTERM)
+        #expect(await serve.process.exitStatus() == 0)
+        await emulator.shutdown()
+    }
+}
