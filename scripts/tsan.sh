@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-suites='LedgerTests|SpoolTests|WorkerTests|HedgeTests|ShutdownTests|CrashTests|ServeCLITests|ServeDoorsTests|FleetCLITests'
+suites='LedgerTests|SpoolTests|WorkerTests|HedgeTests|ShutdownTests|CrashTests|ServeCLITests|ServeDoorsTests|ProviderDoorsTests|FleetCLITests'
 export TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp halt_on_error=1 exitcode=66 second_deadlock_stack=1"
 log=$(mktemp /tmp/usage-billing-tsan.XXXXXX.log)
 

@@ -5,7 +5,7 @@
 //   swift run -c release usage-billing-bench --import N [--json PATH]
 //   swift run -c release usage-billing-bench --spool N [--json PATH]
 //   swift run -c release usage-billing-bench --adapters N [--stripe-events N] [--python M] [--json PATH]
-//   swift run -c release usage-billing-bench --tails N [--only stripe,orb] [--json PATH]
+//   swift build -c release && .build/release/usage-billing-bench --tails N [--only stripe,orb] [--repeat R] [--json PATH]
 //   swift run -c release usage-billing-bench --aggregate-seconds 60 [--json PATH]
 //
 // --import N writes N NDJSON events to a temporary file and imports them through the example

@@ -145,4 +145,50 @@ struct ProviderDoorsTests {
         #expect(await serve.process.exitStatus() == 0)
         await emulator.shutdown()
     }
+
+    /// `examples/stripe-to-metronome.yaml`, as the README runs it: the unchanged stripe-python
+    /// code writes through serve, every event reaches Stripe and Metronome once, and
+    /// `reconcile` shows both providers side by side with matching totals.
+    @Test func theStripeToMetronomeExampleDualWritesAndReconciles() async throws {
+        let example = CLI.root.appending(path: "examples/stripe-to-metronome.yaml").path
+        let environment = CLI.env.merging(["INGEST_TOKEN": LiveServe.token]) { $1 }
+        let parsed = try RoutingConfig.load(path: example, registry: .standard, environment: environment)
+        let emulator = try await UsageEmulator.start(options: EmulatedMeters(config: parsed).options)
+        var text = try String(contentsOfFile: example, encoding: .utf8)
+        for kind in ["stripe", "metronome"] {
+            text = text.replacingOccurrences(of: "    kind: \(kind)\n", with: "    kind: \(kind)\n    endpoint: \"\(emulator.endpoints[kind]?["endpoint"] ?? "")\"\n")
+        }
+        let config = try CLI.temp("stripe-to-metronome.yaml", text)
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-s2m-\(UUID().uuidString.prefix(8)).spool").path
+        let serve = try await LiveServe.start(config: config, spool: spool)
+        let recent = Int(Date().timeIntervalSince1970) - 300
+        // The app's code as it is, with only the client's key and base addresses changed.
+        let script = """
+            import os, stripe
+            client = stripe.StripeClient(os.environ["TOKEN"], base_addresses={"api": os.environ["BASE"] + "/stripe", "meter_events": os.environ["BASE"] + "/stripe"})
+            for i, (customer, value) in enumerate([("cus_A", 5), ("cus_A", 7), ("cus_B", 3)]):
+                client.v1.billing.meter_events.create({"event_name": "api_requests", "identifier": f"mig-{i}", "timestamp": \(recent),
+                                                       "payload": {"stripe_customer_id": customer, "value": str(value)}})
+            print("sent")
+            """
+        let (status, output) = try await ChildProcess.run("/usr/bin/env", ["python3", "-c", script],
+                                                          environment: ProcessInfo.processInfo.environment.merging(["BASE": serve.base, "TOKEN": LiveServe.token]) { $1 })
+        #expect(status == 0 && output.contains("sent"), "\(output)")
+        let delivered = try await eventually {
+            let stripe = await emulator.accepted("stripe").compactMap(\.key)
+            let metronome = await emulator.accepted("metronome").compactMap(\.key)
+            return Set(stripe) == ["mig-0", "mig-1", "mig-2"] && Set(metronome) == ["mig-0", "mig-1", "mig-2"] && stripe.count == 3 && metronome.count == 3
+        }
+        #expect(delivered, "every event at Stripe and at Metronome, once")
+        serve.process.kill(SIGTERM)
+        #expect(await serve.process.exitStatus() == 0)
+        let day = 86_400.0
+        let reconcile = try await CLI.run(["reconcile", "-c", config, "--spool", spool,
+                                           "--from", RFC3339.format(Date(timeIntervalSince1970: (Double(recent) / day).rounded(.down) * day)),
+                                           "--to", RFC3339.format(Date(timeIntervalSince1970: ((Double(recent) / day).rounded(.down) + 1) * day))],
+                                          env: environment)
+        #expect(reconcile.status == 0, "\(reconcile.output)")
+        #expect(reconcile.output.contains("match   stripe") && reconcile.output.contains("match   metronome") && reconcile.output.contains("OK: 0 mismatch"), "\(reconcile.output)")
+        await emulator.shutdown()
+    }
 }
