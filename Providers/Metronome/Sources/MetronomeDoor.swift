@@ -20,10 +20,7 @@ public struct MetronomeDoor: IngestDoor {
     public init() {}
 
     public func check(_ settings: [String: JSONValue]) -> [(key: String, message: String, fix: String)] {
-        if let value = settings["quantity_property"], value.stringValue?.isEmpty ?? true {
-            return [("quantity_property", "quantity_property must be a property name", "write e.g. quantity_property: tokens")]
-        }
-        return []
+        IngestDoorProperties.checkQuantityProperty(settings)
     }
 
     public func handle(_ request: IngestDoorRequest, context: IngestDoorContext) async -> IngestDoorResponse {
@@ -74,29 +71,10 @@ public struct MetronomeDoor: IngestDoor {
         guard let customer = o["customer_id"]?.stringValue, !customer.isEmpty else { return .failure(Invalid(problem: "customer_id is required")) }
         guard let name = o["event_type"]?.stringValue, !name.isEmpty else { return .failure(Invalid(problem: "event_type is required")) }
         guard let timestamp = o["timestamp"]?.stringValue.flatMap(RFC3339.parse) else { return .failure(Invalid(problem: "timestamp must be an RFC 3339 time, e.g. 2026-12-07T12:03:00Z")) }
-        var quantity = Decimal(1)
-        var hasQuantity = false
-        var properties: [String: UsageValue] = [:]
-        if case .object(let props)? = o["properties"] {
-            for (key, value) in props {
-                if key == property {
-                    guard let q = value.stringValue.flatMap(DecimalFormat.parse) ?? value.numberValue.flatMap({ DecimalFormat.parse("\($0)") }) else {
-                        return .failure(Invalid(problem: "properties.\(property) must be a number (the quantity; serve.compat.metronome.quantity_property names it)"))
-                    }
-                    quantity = q
-                    hasQuantity = true
-                } else if let text = value.stringValue {
-                    properties[key] = .string(text)
-                } else if let b = value.boolValue {
-                    properties[key] = .bool(b)
-                } else if let n = value.numberValue {
-                    properties[key] = .number(DecimalFormat.parse("\(n)") ?? Decimal(n))
-                } else {
-                    return .failure(Invalid(problem: "properties.\(key) must be a string, number or boolean"))
-                }
-            }
-        }
-        return .success((UsageEvent(id: id, name: name, customer: customer, timestamp: timestamp, quantity: quantity, properties: properties), hasQuantity))
+        let split = IngestDoorProperties.split(o["properties"], quantityProperty: property, door: "metronome")
+        if let problem = split.problems.first { return .failure(Invalid(problem: problem)) }
+        return .success((UsageEvent(id: id, name: name, customer: customer, timestamp: timestamp, quantity: split.quantity, properties: split.properties),
+                         split.hasQuantity))
     }
 
     /// Why an event was not taken.

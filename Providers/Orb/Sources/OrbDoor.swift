@@ -19,10 +19,7 @@ public struct OrbDoor: IngestDoor {
     public init() {}
 
     public func check(_ settings: [String: JSONValue]) -> [(key: String, message: String, fix: String)] {
-        if let value = settings["quantity_property"], value.stringValue?.isEmpty ?? true {
-            return [("quantity_property", "quantity_property must be a property name", "write e.g. quantity_property: tokens")]
-        }
-        return []
+        IngestDoorProperties.checkQuantityProperty(settings)
     }
 
     public func handle(_ request: IngestDoorRequest, context: IngestDoorContext) async -> IngestDoorResponse {
@@ -85,31 +82,11 @@ public struct OrbDoor: IngestDoor {
         if customer.isEmpty { errors.append("external_customer_id or customer_id is required") }
         let timestamp = o["timestamp"]?.stringValue.flatMap(RFC3339.parse)
         if timestamp == nil { errors.append("timestamp must be an ISO 8601 time, e.g. 2026-12-07T12:03:00Z") }
-        var quantity = Decimal(1)
-        var properties: [String: UsageValue] = [:]
-        var hasQuantity = false
-        if case .object(let props)? = o["properties"] {
-            for (name, value) in props {
-                if name == property {
-                    guard let q = value.stringValue.flatMap(DecimalFormat.parse) ?? value.numberValue.flatMap({ DecimalFormat.parse("\($0)") }) else {
-                        errors.append("properties.\(property) must be a number (the quantity; serve.compat.orb.quantity_property names it)")
-                        continue
-                    }
-                    quantity = q
-                    hasQuantity = true
-                } else if let text = value.stringValue {
-                    properties[name] = .string(text)
-                } else if let b = value.boolValue {
-                    properties[name] = .bool(b)
-                } else if let n = value.numberValue {
-                    properties[name] = .number(DecimalFormat.parse("\(n)") ?? Decimal(n))
-                } else {
-                    errors.append("properties.\(name) must be a string, number or boolean")
-                }
-            }
-        }
+        let split = IngestDoorProperties.split(o["properties"], quantityProperty: property, door: "orb")
+        errors += split.problems
         guard errors.isEmpty, let timestamp else { return .failure(Invalid(reasons: errors)) }
-        return .success((UsageEvent(id: key, name: name, customer: customer, timestamp: timestamp, quantity: quantity, properties: properties), hasQuantity))
+        return .success((UsageEvent(id: key, name: name, customer: customer, timestamp: timestamp, quantity: split.quantity, properties: split.properties),
+                         split.hasQuantity))
     }
 
     /// Why an ingest item was not taken.

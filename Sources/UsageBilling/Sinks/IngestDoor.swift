@@ -161,3 +161,45 @@ public enum FormBody {
         text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 }
+
+/// What doors whose events carry a property bag (Orb, Metronome) share: the quantity is one
+/// property, named by the door's `quantity_property` setting, and the rest stay properties.
+public enum IngestDoorProperties {
+    /// The problem with a `quantity_property` setting, if any.
+    public static func checkQuantityProperty(_ settings: [String: JSONValue]) -> [(key: String, message: String, fix: String)] {
+        if let value = settings["quantity_property"], value.stringValue?.isEmpty ?? true {
+            return [("quantity_property", "quantity_property must be a property name", "write e.g. quantity_property: tokens")]
+        }
+        return []
+    }
+
+    /// `properties` split into the quantity (`quantityProperty`; 1 and `hasQuantity` false when
+    /// absent) and the rest, or the problems (each naming `properties.<name>`). `door` names the
+    /// setting in a problem (`serve.compat.<door>.quantity_property`).
+    public static func split(_ properties: JSONValue?, quantityProperty: String, door: String)
+        -> (quantity: Decimal, hasQuantity: Bool, properties: [String: UsageValue], problems: [String]) {
+        var quantity = Decimal(1), hasQuantity = false
+        var rest: [String: UsageValue] = [:]
+        var problems: [String] = []
+        guard case .object(let props)? = properties else { return (quantity, hasQuantity, rest, problems) }
+        for (name, value) in props.sorted(by: { $0.key < $1.key }) {
+            if name == quantityProperty {
+                guard let q = value.stringValue.flatMap(DecimalFormat.parse) ?? value.numberValue.flatMap({ DecimalFormat.parse("\($0)") }) else {
+                    problems.append("properties.\(name) must be a number (the quantity; serve.compat.\(door).quantity_property names it)")
+                    continue
+                }
+                quantity = q
+                hasQuantity = true
+            } else if let text = value.stringValue {
+                rest[name] = .string(text)
+            } else if let b = value.boolValue {
+                rest[name] = .bool(b)
+            } else if let n = value.numberValue {
+                rest[name] = .number(DecimalFormat.parse("\(n)") ?? Decimal(n))
+            } else {
+                problems.append("properties.\(name) must be a string, number or boolean")
+            }
+        }
+        return (quantity, hasQuantity, rest, problems)
+    }
+}
