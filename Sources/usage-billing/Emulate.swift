@@ -84,7 +84,8 @@ struct Emulate: AsyncParsableCommand {
         print("Emulating \(UsageEmulator.kinds.joined(separator: ", ")) at \(emulator.baseURL). Settings for your routing config:")
         for kind in UsageEmulator.kinds {
             let settings = (emulator.endpoints[kind] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
-            let plan = plans[kind].map { $0.failureRate > 0 || $0.delayRate > 0 ? "  (faults: \(Int(($0.failureRate * 100).rounded()))% of writes)" : "" } ?? ""
+            // Two significant digits: a plan of one hung request in 500 is 0.2 %, not "0 %".
+            let plan = plans[kind].map { $0.failureRate > 0 || $0.delayRate > 0 ? "  (faults: \(String(format: "%.2g", $0.failureRate * 100))% of writes)" : "" } ?? ""
             print("  \(kind): { \(settings) }\(plan)")
         }
         if let config { print("Meters from \(config): \(declared.description)") }
