@@ -427,10 +427,10 @@ public final class IngestHandler: Sendable {
                 results[position] = .refused(field: "", reason: "\(error)", fix: "report this")
             }
         }
-        var known: [String] = []
+        var knownIDs = Set<String>()
         do {
             if !entries.isEmpty {
-                known = try await spool.record(entries)
+                knownIDs = Set(try await spool.record(entries))
                 backlog.wrote(nil)
             }
         } catch let unavailable as LedgerUnavailableError {
@@ -444,15 +444,15 @@ public final class IngestHandler: Sendable {
         for entry in entries { if let position = positionByID[entry.event.id] { results[position] = .accepted } }
         // An id recorded before is a duplicate when its payload is the stored one, and refused
         // when it differs: the stored event wins, nothing is overwritten.
-        if !known.isEmpty {
+        if !knownIDs.isEmpty {
             let stored: [String: UsageEvent]
             do {
-                stored = try await spool.storedEvents(ids: known)
+                stored = try await spool.storedEvents(ids: Array(knownIDs))
             } catch {
                 stored = [:]
                 logger.warning("could not read back recorded events to compare payloads", metadata: ["error": "\(error)"])
             }
-            for id in Set(known) {
+            for id in knownIDs {
                 guard let position = positionByID[id] else { continue }
                 if let theirs = stored[id], let difference = Self.difference(events[position].event, theirs) {
                     results[position] = Self.reused(id, difference, where: "before")
@@ -461,7 +461,7 @@ public final class IngestHandler: Sendable {
                 }
             }
         }
-        let deadLettered = entries.filter { $0.deadLetter != nil && !known.contains($0.event.id) }.count
+        let deadLettered = entries.filter { $0.deadLetter != nil && !knownIDs.contains($0.event.id) }.count
         if deadLettered > 0 { DeliveryWorker.deadLetterCounter(lane: Spool.unroutedLane, reason: "unrouted").increment(by: deadLettered) }
         var counts: [String: Int] = [:]
         for result in results {

@@ -23,7 +23,7 @@ public final class PostgresLedger: UsageLedger {
     public let location: String
     let client: PostgresClient
     fileprivate let runner: Task<Void, Never>
-    private let logger = Logger(label: "usage-billing.ledger")
+    let logger = Logger(label: "usage-billing.ledger")
 
     /// Whether `location` is a Postgres URL rather than a file.
     public static func isURL(_ location: String) -> Bool {
@@ -32,7 +32,7 @@ public final class PostgresLedger: UsageLedger {
 
     /// Why the pool's last connection attempt failed, from its background log (the pool retries
     /// on its own and tells callers nothing until a connection exists).
-    private let lastConnectError = ConnectErrors()
+    let lastConnectError = ConnectErrors()
 
     private init(location: String, configuration: PostgresClient.Configuration) {
         self.location = location
@@ -283,7 +283,7 @@ public final class PostgresLedger: UsageLedger {
 
     /// Every transaction that writes a lane's windows takes this lock first, so folds and
     /// emissions of one lane never interleave, whichever workers run them.
-    private func lockWindows(_ lane: String, _ c: PostgresConnection) async throws {
+    func lockWindows(_ lane: String, _ c: PostgresConnection) async throws {
         try await c.query("SELECT pg_advisory_xact_lock(hashtextextended(\(lane), 1))", logger: logger)
     }
 
@@ -508,242 +508,12 @@ public final class PostgresLedger: UsageLedger {
         try await count("DELETE FROM ub_deliveries WHERE state = 3 AND (\(reason)::text IS NULL OR reason_code = \(reason)) RETURNING seq")
     }
 
-    // MARK: Lanes
-
-    public func renameLanes(_ renames: [(from: String, to: String)]) async throws {
-        try await transaction { c in
-            for (from, to) in renames { try await self.move(c, from: from, to: to) }
-        }
-    }
-
-    public func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (rows: Int, windows: Int, alreadyThere: Int) {
-        guard from != to else {
-            throw UsageBillingError(.invalidInput, "the lanes are the same (\(from))", fix: "name the lane the rows are on and the lane to move them to", field: "to")
-        }
-        return try await transaction { c in
-            try await self.refuseWhileLeased([from, to], c)
-            let rows = try await self.scalar(c, "SELECT COUNT(*) FROM ub_deliveries WHERE lane = \(from)")
-            let windows = try await self.scalar(c, "SELECT COUNT(*) FROM ub_windows WHERE lane = \(from)")
-            guard rows + windows > 0 else {
-                throw UsageBillingError(.invalidInput, "the ledger has no lane \(from)", fix: "see `usage-billing status` for its lanes", field: "from")
-            }
-            let open = try await self.scalar(c, "SELECT COUNT(*) FROM ub_windows WHERE lane = \(from) AND dirty")
-            if open > 0 && !targetAggregates {
-                throw UsageBillingError(.invalidInput, "\(from) has \(open) window(s) with events not yet billed, and \(to) does not bill per window",
-                                        fix: "move them to a lane whose provider aggregates, or emit them first (put the route back and run `worker --until-empty --close-windows`)", field: "to")
-            }
-            let already = try await self.move(c, from: from, to: to)
-            return (rows - already, windows, already)
-        }
-    }
-
-    public func dropLane(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int) {
-        let reason = RejectionReason(code: "lane_removed", message: "the routing config no longer has the lane \(lane); dead-lettered by `usage-billing lanes drop`",
-                                     origin: .local)
-        let t = now.timeIntervalSince1970
-        return try await transaction { c in
-            try await self.refuseWhileLeased([lane], c)
-            try await self.lockWindows(lane, c)
-            let rows = try await self.scalar(c, """
-                WITH changed AS (UPDATE ub_deliveries SET state = 3, reason_code = \(reason.code), reason_message = \(reason.description), updated_at = \(t)
-                                 WHERE lane = \(lane) AND state = 0 RETURNING seq) SELECT COUNT(*) FROM changed
-                """)
-            let spec = AggregationSpec(window: .fixed(seconds: 3600), report: .increments)
-            let decoder = JSONDecoder(), encoder = JSONEncoder()
-            var open: [(WindowKey, WindowState)] = []
-            for try await (customer, meter, start, state) in try await c.query("""
-                SELECT customer, meter, start, state FROM ub_windows WHERE lane = \(lane) AND dirty
-                """, logger: self.logger).decode((String, String, Int64, ByteBuffer).self) {
-                open.append((WindowKey(customer: customer, meter: meter, start: start), try decoder.decode(WindowState.self, from: Data(buffer: state))))
-            }
-            var windows = 0
-            for (key, before) in open {
-                var state = before
-                if let record = WindowAggregator.record(for: key, state: &state, spec: spec, namespace: lane) {
-                    windows += try await self.scalar(c, """
-                        WITH ins AS (INSERT INTO ub_events (id, payload, recorded_at) VALUES (\(record.id), \(ByteBuffer(data: PayloadCodec.encode(record))), \(t))
-                                     ON CONFLICT (id) DO NOTHING RETURNING key),
-                             d AS (INSERT INTO ub_deliveries (event, lane, state, recorded_at, updated_at, window_record, reason_code, reason_message)
-                                   SELECT key, \(lane), 3, \(t), \(t), true, \(reason.code), \(reason.description) FROM ins RETURNING seq)
-                        SELECT COUNT(*) FROM d
-                        """)
-                }
-                try await c.query("""
-                    UPDATE ub_windows SET dirty = false, state = \(ByteBuffer(data: try encoder.encode(state)))
-                    WHERE lane = \(lane) AND customer = \(key.customer) AND meter = \(key.meter) AND start = \(key.start)
-                    """, logger: self.logger)
-            }
-            return (rows, windows)
-        }
-    }
-
-    /// Moving or dropping a lane a worker delivers would race its marks: refused while any of
-    /// `lanes` has a lease that has not expired.
-    private func refuseWhileLeased(_ lanes: [String], _ c: PostgresConnection) async throws {
-        for try await (lane, owner) in try await c.query("""
-            SELECT lane, owner FROM ub_leases WHERE lane = ANY(\(lanes)::text[]) AND expires_at > now() FOR UPDATE
-            """, logger: logger).decode((String, String).self) {
-            throw UsageBillingError(.configuration, "a worker (\(owner)) is delivering lane \(lane) from the ledger \(location)",
-                                    fix: "stop the workers first (a killed worker's lease lapses after its lease time), then run this again")
-        }
-    }
-
-    /// Moves as the SQLite spool's `move` does (rows of events `to` holds stay, queued ones
-    /// marked duplicates); returns how many rows stayed.
-    @discardableResult
-    private func move(_ c: PostgresConnection, from: String, to: String) async throws -> Int {
-        for try await (customer, meter, start) in try await c.query("""
-            SELECT a.customer, a.meter, a.start FROM ub_windows a JOIN ub_windows b
-              ON b.lane = \(to) AND b.customer = a.customer AND b.meter = a.meter AND b.start = a.start
-            WHERE a.lane = \(from) LIMIT 1
-            """, logger: logger).decode((String, String, Int64).self) {
-            throw UsageBillingError(.invalidInput, "\(from) and \(to) both have a window for customer '\(customer)', meter '\(meter)' starting \(RFC3339.format(Date(timeIntervalSince1970: TimeInterval(start)))); merging them could bill it twice",
-                                    fix: "deliver one lane's windows first (`worker --until-empty --close-windows` with its route in the config), or drop it", field: "to")
-        }
-        let already = try await scalar(c, """
-            SELECT COUNT(*) FROM ub_deliveries a WHERE a.lane = \(from) AND EXISTS (SELECT 1 FROM ub_deliveries b WHERE b.lane = \(to) AND b.event = a.event)
-            """)
-        let note = "\(to) already holds this event; left here by `lanes reassign`"
-        try await c.query("""
-            UPDATE ub_deliveries a SET state = \(Int16(DeliveryState.duplicate.rawValue)), reason_code = 'already_on_lane', reason_message = \(note)
-            WHERE a.lane = \(from) AND a.state = \(Int16(DeliveryState.queued.rawValue)) AND EXISTS (SELECT 1 FROM ub_deliveries b WHERE b.lane = \(to) AND b.event = a.event)
-            """, logger: logger)
-        try await c.query("""
-            UPDATE ub_deliveries a SET lane = \(to) WHERE a.lane = \(from) AND NOT EXISTS (SELECT 1 FROM ub_deliveries b WHERE b.lane = \(to) AND b.event = a.event)
-            """, logger: logger)
-        try await c.query("UPDATE ub_windows SET lane = \(to) WHERE lane = \(from)", logger: logger)
-        return already
-    }
-
-    // MARK: Leases
-
-    /// The ledger is shared: lanes are handed out one by one under leases.
-    public func acquireDeliveryLock() async throws -> (any DeliveryLock)? { nil }
-
-    public func acquireLease(lane: String, owner: String, ttl: Duration) async throws -> LaneLease? {
-        try await run {
-            for try await (token, expires) in try await self.client.query("""
-                INSERT INTO ub_leases (lane, owner, token, expires_at) VALUES (\(lane), \(owner), nextval('ub_lease_tokens'), now() + make_interval(secs => \(ttl.seconds)))
-                ON CONFLICT (lane) DO UPDATE SET owner = EXCLUDED.owner, token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
-                WHERE ub_leases.expires_at < now() OR ub_leases.owner = EXCLUDED.owner
-                RETURNING token, extract(epoch FROM expires_at)::float8
-                """, logger: self.logger).decode((Int64, Double).self) {
-                return LaneLease(lane: lane, owner: owner, token: token, expiresAt: Date(timeIntervalSince1970: expires))
-            }
-            return nil
-        }
-    }
-
-    public func renewLease(_ lease: LaneLease, ttl: Duration) async throws -> Bool {
-        try await count("""
-            UPDATE ub_leases SET expires_at = now() + make_interval(secs => \(ttl.seconds)) WHERE lane = \(lease.lane) AND token = \(lease.token) RETURNING token
-            """) > 0
-    }
-
-    public func releaseLease(_ lease: LaneLease) async throws {
-        _ = try await count("DELETE FROM ub_leases WHERE lane = \(lease.lane) AND token = \(lease.token) RETURNING token")
-    }
-
-    public func leases() async throws -> [LaneLease] {
-        try await run {
-            var out: [LaneLease] = []
-            for try await (lane, owner, token, expires) in try await self.client.query("""
-                SELECT lane, owner, token, extract(epoch FROM expires_at)::float8 FROM ub_leases WHERE expires_at > now() ORDER BY lane
-                """, logger: self.logger).decode((String, String, Int64, Double).self) {
-                out.append(LaneLease(lane: lane, owner: owner, token: token, expiresAt: Date(timeIntervalSince1970: expires)))
-            }
-            return out
-        }
-    }
-
-    // MARK: Copying (`spool copy`)
-
-    public func exportEntries(afterKey: Int64, limit: Int) async throws -> [LedgerEntry] {
-        try await run {
-            var entries: [LedgerEntry] = []
-            var byKey: [Int64: Int] = [:]
-            for try await (key, payload, recorded) in try await self.client.query("""
-                SELECT key, payload, recorded_at FROM ub_events WHERE key > \(afterKey) ORDER BY key LIMIT \(limit)
-                """, logger: self.logger).decode((Int64, ByteBuffer, Double).self) {
-                byKey[key] = entries.count
-                entries.append(LedgerEntry(key: key, event: try PayloadCodec.decode(Data(buffer: payload)), recordedAt: recorded, rows: []))
-            }
-            guard let first = entries.first?.key, let last = entries.last?.key else { return [] }
-            for try await (event, lane, state, attempts, next, firstAttempt, code, message, record, recorded, updated) in try await self.client.query("""
-                SELECT event, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code, reason_message, window_record, recorded_at, updated_at
-                FROM ub_deliveries WHERE event BETWEEN \(first) AND \(last) ORDER BY seq
-                """, logger: self.logger).decode((Int64, String, Int16, Int, Double, Double?, String?, String?, Bool, Double, Double).self) {
-                guard let index = byKey[event] else { continue }
-                entries[index].rows.append(LedgerEntry.Row(lane: lane, state: Int(state), attempts: attempts, nextAttemptAt: next, firstAttemptAt: firstAttempt,
-                                                           reasonCode: code, reasonMessage: message, windowRecord: record, recordedAt: recorded, updatedAt: updated))
-            }
-            return entries
-        }
-    }
-
-    public func importEntries(_ entries: [LedgerEntry]) async throws -> Int {
-        guard !entries.isEmpty else { return 0 }
-        var ids: [String] = [], payloads: [ByteBuffer] = [], recorded: [Double] = []
-        var rowIDs: [String] = [], lanes: [String] = [], states: [Int16] = [], attempts: [Int] = [], next: [Double] = []
-        var firsts: [Double] = [], codes: [String] = [], messages: [String] = [], records: [Bool] = [], rowRecorded: [Double] = [], updated: [Double] = []
-        for entry in entries {
-            ids.append(entry.event.id)
-            payloads.append(ByteBuffer(data: PayloadCodec.encode(entry.event)))
-            recorded.append(entry.recordedAt)
-            for r in entry.rows {
-                rowIDs.append(entry.event.id); lanes.append(r.lane); states.append(Int16(r.state)); attempts.append(r.attempts); next.append(r.nextAttemptAt)
-                firsts.append(r.firstAttemptAt ?? -1); codes.append(r.reasonCode ?? ""); messages.append(r.reasonMessage ?? "")  // '' stands for NULL: no reason is empty
-                records.append(r.windowRecord); rowRecorded.append(r.recordedAt); updated.append(r.updatedAt)
-            }
-        }
-        // As `record`: the events new here and, joined to them, their rows, in one statement.
-        return try await count("""
-            WITH ins AS (
-                INSERT INTO ub_events (id, payload, recorded_at)
-                SELECT u.id, u.payload, u.recorded FROM unnest(\(ids)::text[], \(payloads)::bytea[], \(recorded)::float8[]) WITH ORDINALITY AS u(id, payload, recorded, ord)
-                ORDER BY u.ord
-                ON CONFLICT (id) DO NOTHING RETURNING key, id),
-            rows AS (
-                INSERT INTO ub_deliveries (event, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code, reason_message, window_record, recorded_at, updated_at)
-                SELECT ins.key, d.lane, d.state, d.attempts, d.next, NULLIF(d.first, -1), NULLIF(d.code, ''), NULLIF(d.message, ''), d.record, d.recorded, d.updated
-                FROM unnest(\(rowIDs)::text[], \(lanes)::text[], \(states)::int2[], \(attempts)::int4[], \(next)::float8[], \(firsts)::float8[],
-                            \(codes)::text[], \(messages)::text[], \(records)::bool[], \(rowRecorded)::float8[], \(updated)::float8[]) WITH ORDINALITY
-                     AS d(id, lane, state, attempts, next, first, code, message, record, recorded, updated, ord)
-                JOIN ins ON ins.id = d.id ORDER BY d.ord
-                RETURNING 1)
-            SELECT key FROM ins
-            """)
-    }
-
-    public func exportWindows() async throws -> [LedgerWindow] {
-        try await run {
-            var out: [LedgerWindow] = []
-            for try await (lane, customer, meter, start, end, dirty, state) in try await self.client.query("""
-                SELECT lane, customer, meter, start, window_end, dirty, state FROM ub_windows ORDER BY lane, start, customer, meter
-                """, logger: self.logger).decode((String, String, String, Int64, Int64, Bool, ByteBuffer).self) {
-                out.append(LedgerWindow(lane: lane, key: WindowKey(customer: customer, meter: meter, start: start), end: end, dirty: dirty, state: Data(buffer: state)))
-            }
-            return out
-        }
-    }
-
-    public func importWindows(_ windows: [LedgerWindow]) async throws -> Int {
-        guard !windows.isEmpty else { return 0 }
-        return try await count("""
-            INSERT INTO ub_windows (lane, customer, meter, start, window_end, dirty, state)
-            SELECT * FROM unnest(\(windows.map(\.lane))::text[], \(windows.map(\.key.customer))::text[], \(windows.map(\.key.meter))::text[],
-                                 \(windows.map(\.key.start))::int8[], \(windows.map(\.end))::int8[], \(windows.map(\.dirty))::bool[],
-                                 \(windows.map { ByteBuffer(data: $0.state) })::bytea[])
-            ON CONFLICT (lane, customer, meter, start) DO NOTHING RETURNING 1
-            """)
-    }
-
     // MARK: Plumbing
 
     /// Runs `body`, turning the driver's errors into this product's: a lost or refused
     /// connection is ``LedgerUnavailableError`` (retry with the same ids), anything else a
     /// `UsageBillingError` with the server's message.
-    private func run<T>(_ body: () async throws -> T) async throws -> T {
+    func run<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch {
@@ -751,7 +521,7 @@ public final class PostgresLedger: UsageLedger {
         }
     }
 
-    private func transaction<T>(_ body: (PostgresConnection) async throws -> sending T) async throws -> sending T {
+    func transaction<T>(_ body: (PostgresConnection) async throws -> sending T) async throws -> sending T {
         do {
             return try await client.withTransaction(logger: logger, body)
         } catch let error as PostgresTransactionError {
@@ -787,14 +557,14 @@ public final class PostgresLedger: UsageLedger {
         }
     }
 
-    private func first<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type) async throws -> T? {
+    func first<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type) async throws -> T? {
         try await run {
             for try await value in try await self.client.query(query, logger: self.logger).decode(T.self) { return value }
             return nil
         }
     }
 
-    private func all<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type) async throws -> [T] {
+    func all<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type) async throws -> [T] {
         try await run {
             var out: [T] = []
             for try await value in try await self.client.query(query, logger: self.logger).decode(T.self) { out.append(value) }
@@ -803,7 +573,7 @@ public final class PostgresLedger: UsageLedger {
     }
 
     /// Runs a statement with `RETURNING` and counts its rows.
-    private func count(_ query: PostgresQuery) async throws -> Int {
+    func count(_ query: PostgresQuery) async throws -> Int {
         try await run {
             var n = 0
             for try await _ in try await self.client.query(query, logger: self.logger) { n += 1 }
@@ -811,7 +581,7 @@ public final class PostgresLedger: UsageLedger {
         }
     }
 
-    private func scalar(_ c: PostgresConnection, _ query: PostgresQuery) async throws -> Int {
+    func scalar(_ c: PostgresConnection, _ query: PostgresQuery) async throws -> Int {
         for try await value in try await c.query(query, logger: logger).decode(Int.self) { return value }
         return 0
     }
@@ -826,93 +596,4 @@ public struct LedgerUnavailableError: Error, CustomStringConvertible {
     public var description: String {
         "unavailable: the ledger \(location) cannot be reached (\(reason)). Fix: retry with the same event ids once the database is back; each call is written whole or not at all, and an id recorded before changes nothing"
     }
-}
-
-/// A lane's due rows after a seq, oldest first: prepared once per connection (the worker runs it
-/// for every read-ahead).
-struct DueStatement: PostgresPreparedStatement {
-    typealias Row = (Int64, ByteBuffer, Int, Double?, Bool)
-    static let name = "ub_due_v1"
-    // `$4` null: raw rows and window records alike.
-    static let sql = """
-        SELECT d.seq, e.payload, d.attempts, d.first_attempt_at, d.window_record FROM ub_deliveries d JOIN ub_events e ON e.key = d.event
-        WHERE d.lane = $1 AND d.state = 0 AND d.seq > $2 AND d.next_attempt_at <= $3 AND ($4::boolean IS NULL OR d.window_record = $4)
-        ORDER BY d.seq LIMIT $5
-        """
-    let lane: String, after: Int64, now: Double, windowRecords: Bool?, limit: Int
-
-    func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 5)
-        b.append(lane)
-        b.append(after)
-        b.append(now)
-        b.append(windowRecords)
-        b.append(limit)
-        return b
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
-}
-
-/// Every mark of a batch (or of the marks a lane held) in one statement, so one round trip and
-/// one transaction, prepared once per connection: planning it each time cost more than running
-/// it for a few hundred rows. Fencing: the lease row is read FOR SHARE, so a takeover (which
-/// rewrites it) waits for these marks, and every UPDATE applies only while the token is still
-/// the caller's; the statement returns whether it was.
-struct MarkStatement: PostgresPreparedStatement {
-    typealias Row = Bool
-    static let name = "ub_mark_v1"
-    static let sql = """
-        WITH lease AS (SELECT 1 FROM ub_leases WHERE lane = $1 AND token = $2 FOR SHARE),
-        ok AS (SELECT (NOT $3::boolean) OR EXISTS (SELECT 1 FROM lease) AS ok),
-        delivered AS (
-            UPDATE ub_deliveries SET state = 1, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, $4::float8),
-            reason_code = NULL, reason_message = NULL, updated_at = $4::float8
-            WHERE seq = ANY($5::int8[]) AND (SELECT ok FROM ok) RETURNING 1),
-        duplicates AS (
-            UPDATE ub_deliveries SET state = 2, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, $4::float8),
-            reason_code = NULL, reason_message = NULL, updated_at = $4::float8
-            WHERE seq = ANY($6::int8[]) AND (SELECT ok FROM ok) RETURNING 1),
-        dead AS (
-            UPDATE ub_deliveries d SET state = 3, attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, $4::float8),
-            reason_code = u.code, reason_message = u.message, updated_at = $4::float8
-            FROM unnest($7::int8[], $8::text[], $9::text[]) AS u(seq, code, message)
-            WHERE d.seq = u.seq AND (SELECT ok FROM ok) RETURNING 1),
-        retried AS (
-            UPDATE ub_deliveries d SET attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, $4::float8),
-            next_attempt_at = u.at, reason_code = 'retrying', reason_message = u.message, updated_at = $4::float8
-            FROM unnest($10::int8[], $11::float8[], $12::text[]) AS u(seq, at, message)
-            WHERE d.seq = u.seq AND (SELECT ok FROM ok) RETURNING 1)
-        SELECT ok FROM ok
-        """
-    let lane: String, token: Int64, fenced: Bool, now: Double
-    var delivered: [Int64] = [], duplicates: [Int64] = []
-    var deadSeqs: [Int64] = [], deadCodes: [String] = [], deadMessages: [String] = []
-    var retrySeqs: [Int64] = [], retryAt: [Double] = [], retryMessages: [String] = []
-
-    init(lane: String, token: Int64, fenced: Bool, now: Double) {
-        self.lane = lane
-        self.token = token
-        self.fenced = fenced
-        self.now = now
-    }
-
-    func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 12)
-        b.append(lane)
-        b.append(token)
-        b.append(fenced)
-        b.append(now)
-        b.append(delivered)
-        b.append(duplicates)
-        b.append(deadSeqs)
-        b.append(deadCodes)
-        b.append(deadMessages)
-        b.append(retrySeqs)
-        b.append(retryAt)
-        b.append(retryMessages)
-        return b
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> Bool { try row.decode(Bool.self) }
 }
