@@ -9,6 +9,11 @@ let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 let providers = ["Stripe", "Orb", "Metronome", "OpenMeter", "Chargebee", "Recurly", "Paddle"]
 let providerModules = providers.map { Target.Dependency(stringLiteral: "\($0)Usage") }
 let emulationModules = providers.map { Target.Dependency(stringLiteral: "\($0)Emulation") }
+/// Ingest APIs `serve` speaks for tools that are not destinations (teams leave them, or send
+/// usage through them): `Doors/<Name>/` holds the module `<Name>Door`, registered in
+/// `IngestDoors.standard`. A provider's own door lives in its provider folder.
+let doors = ["Lago", "Segment"]
+let doorModules = doors.map { Target.Dependency(stringLiteral: "\($0)Door") }
 
 let package = Package(
     name: "UsageBilling",
@@ -123,7 +128,7 @@ let package = Package(
         // The registry of every built-in provider: one line per provider.
         .target(
             name: "UsageBillingProviders",
-            dependencies: ["UsageBilling", "UsageRouting"] + providerModules,
+            dependencies: ["UsageBilling", "UsageRouting"] + providerModules + doorModules,
             path: "Sources/UsageBillingProviders",
             swiftSettings: strict
         ),
@@ -223,4 +228,5 @@ let package = Package(
         // `<Name>Emulation` (its emulation, on the emulator's core; NIO stays out of production).
         + providers.map { .target(name: "\($0)Usage", dependencies: ["UsageBilling"], path: "Providers/\($0)/Sources", swiftSettings: strict) }
         + providers.map { .target(name: "\($0)Emulation", dependencies: ["UsageBilling", "UsageEmulatorCore"], path: "Providers/\($0)/Emulation", swiftSettings: strict) }
+        + doors.map { .target(name: "\($0)Door", dependencies: ["UsageBilling"], path: "Doors/\($0)", swiftSettings: strict) }
 )

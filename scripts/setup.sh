@@ -21,7 +21,8 @@ if ((${#missing[@]})); then
 fi
 
 # module:package pairs; the providers' SDKs at the versions the compatibility doors are tested with.
-for pair in jsonschema:jsonschema requests:requests cloudevents:cloudevents stripe:stripe==16.1.0 orb:orb-billing==4.90.0 metronome:metronome-sdk==4.12.0; do
+for pair in jsonschema:jsonschema requests:requests cloudevents:cloudevents stripe:stripe==16.1.0 orb:orb-billing==4.90.0 metronome:metronome-sdk==4.12.0 \
+    openmeter:openmeter==1.0.0b236 lago_python_client:lago-python-client==1.55.0 segment.analytics:segment-analytics-python==2.4.0; do
   module=${pair%%:*} package=${pair#*:}
   if ! python3 -c "import $module" 2>/dev/null; then
     echo "setup: installing the Python package $package"

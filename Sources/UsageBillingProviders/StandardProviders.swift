@@ -1,9 +1,11 @@
 import ChargebeeUsage
+import LagoDoor
 import MetronomeUsage
 import OpenMeterUsage
 import OrbUsage
 import PaddleUsage
 import RecurlyUsage
+import SegmentDoor
 import StripeUsage
 import UsageBilling
 import UsageRouting
@@ -21,12 +23,17 @@ extension ProviderRegistry {
     ])
 }
 
-/// The providers' own ingest APIs that `usage-billing serve` speaks (`serve.compat`), each
-/// declared in its provider's folder. Adding one adds one line here.
+/// The ingest APIs that `usage-billing serve` speaks (`serve.compat`): each provider's own,
+/// declared in its provider's folder, and those of tools that are not destinations (Lago,
+/// Segment), each in its `Doors/` folder. Adding one adds one line here.
 public enum IngestDoors {
     public static let standard: [any IngestDoor] = [
         StripeDoor(),
         OrbDoor(),
         MetronomeDoor(),
+        OpenMeterDoor(),
+        ChargebeeDoor(),
+        LagoDoor(),
+        SegmentDoor(),
     ]
 }

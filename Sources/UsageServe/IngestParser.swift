@@ -73,14 +73,9 @@ public struct IngestParsed: Sendable {
 /// Turns a request body into events, each one valid or refused on its own: a bad event never
 /// fails its neighbours.
 public enum IngestParser {
-    /// The CloudEvents binary-mode headers (`ce-id`, `ce-source`, …; names lowercased, the
-    /// `ce-` prefix dropped) when `headers` carry a CloudEvent in binary mode, else nil.
+    /// The CloudEvents binary-mode attributes of `headers` (``CloudEventDecoding/binaryModeAttributes(_:)``).
     public static func binaryModeAttributes(_ headers: [(name: String, value: String)]) -> [String: String]? {
-        var attributes: [String: String] = [:]
-        for (name, value) in headers where name.lowercased().hasPrefix("ce-") {
-            attributes[String(name.lowercased().dropFirst(3))] = value
-        }
-        return attributes["specversion"] != nil || attributes["id"] != nil ? attributes : nil
+        CloudEventDecoding.binaryModeAttributes(headers)
     }
 
     /// One CloudEvent sent in binary mode: its attributes from the `ce-` headers, its `data`
@@ -202,7 +197,7 @@ public enum IngestParser {
         case nil, .null?: break
         case .object(let p)?:
             for (key, value) in p {
-                guard let v = usageValue(value) else {
+                guard let v = UsageValue(json: value) else {
                     return refuse(id, "properties.\(key)", "property '\(key)' is not a string, number or bool", "flatten it (no objects, arrays or null)")
                 }
                 properties[key] = v
@@ -212,56 +207,14 @@ public enum IngestParser {
         return .success(UsageEvent(id: id, name: name, customer: customer, timestamp: timestamp, quantity: quantity, properties: properties))
     }
 
-    /// A CloudEvent as OpenMeter takes it: `id`, `type` (the event name), `subject` (the
-    /// customer), `time`, and `data` whose `quantityProperty` is the quantity.
+    /// A CloudEvent as OpenMeter takes it (``CloudEventDecoding``).
     static func cloudEvent(_ value: JSONValue, quantityProperty: String, missingQuantity: inout Bool) -> Result<UsageEvent, IngestRefusal> {
-        guard case .object(let o) = value else { return refuse(nil, "", "a CloudEvent must be a JSON object", "send {\"specversion\": \"1.0\", \"id\": …, \"source\": …, \"type\": …}") }
-        guard let id = o["id"]?.stringValue, !id.isEmpty else { return refuse(nil, "id", "the CloudEvent has no id", "set id; a retried request with the same id is billed once") }
-        guard o["specversion"]?.stringValue == "1.0" else { return refuse(id, "specversion", "specversion must be \"1.0\"", "set specversion: \"1.0\"") }
-        guard let source = o["source"]?.stringValue, !source.isEmpty else { return refuse(id, "source", "the CloudEvent has no source", "set source, e.g. my-service") }
-        guard let type = o["type"]?.stringValue, !type.isEmpty else { return refuse(id, "type", "the CloudEvent has no type", "set type to the meter's event type, e.g. api_request") }
-        guard let subject = o["subject"]?.stringValue, !subject.isEmpty else { return refuse(id, "subject", "the CloudEvent has no subject", "set subject to your customer id") }
-        var timestamp = Date()
-        if let time = o["time"] {
-            guard let text = time.stringValue, let date = RFC3339.parse(text) else { return refuse(id, "time", "time is not RFC 3339", "write e.g. 2026-11-25T12:03:00Z") }
-            timestamp = date
-        }
-        var quantity = Decimal(1)
-        var properties: [String: UsageValue] = [:]
-        missingQuantity = true
-        switch o["data"] {
-        case nil, .null?: break
-        case .object(let data)?:
-            missingQuantity = data[quantityProperty] == nil
-            for (key, value) in data {
-                if key == quantityProperty {
-                    switch value {
-                    case .number(let n): quantity = DecimalFormat.parse("\(n)") ?? Decimal(n)
-                    case .string(let text):
-                        guard let d = DecimalFormat.parse(text) else {
-                            return refuse(id, "data.\(key)", "data.\(key) '\(text)' is not a decimal number", "write e.g. 150 or \"0.25\"")
-                        }
-                        quantity = d
-                    default: return refuse(id, "data.\(key)", "data.\(key) must be a number or a decimal string", "write e.g. 150")
-                    }
-                    continue
-                }
-                guard let v = usageValue(value) else {
-                    return refuse(id, "data.\(key)", "data.\(key) is not a string, number or bool", "flatten it (no objects, arrays or null)")
-                }
-                properties[key] = v
-            }
-        default: return refuse(id, "data", "data must be a JSON object", "write {\"\(quantityProperty)\": 150}")
-        }
-        return .success(UsageEvent(id: id, name: type, customer: subject, timestamp: timestamp, quantity: quantity, properties: properties))
-    }
-
-    private static func usageValue(_ value: JSONValue) -> UsageValue? {
-        switch value {
-        case .string(let s): .string(s)
-        case .bool(let b): .bool(b)
-        case .number(let n): .number(DecimalFormat.parse("\(n)") ?? Decimal(n))
-        default: nil
+        switch CloudEventDecoding.event(value, quantityProperty: quantityProperty) {
+        case .success(let read):
+            missingQuantity = read.missingQuantity
+            return .success(read.event)
+        case .failure(let problem):
+            return refuse(problem.id, problem.field, problem.reason, problem.fix)
         }
     }
 }

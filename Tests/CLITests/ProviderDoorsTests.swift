@@ -32,9 +32,13 @@ struct ProviderDoorsTests {
     @Test func everyDoorIsRegisteredOnceWithItsOwnPrefix() {
         let prefixes = IngestDoors.standard.map(\.prefix)
         #expect(Set(prefixes).count == prefixes.count && !prefixes.isEmpty)
+        // A door is a provider's (its prefix is the kind) or a tool's, in its own `Doors/` folder.
+        let tools = (try? FileManager.default.contentsOfDirectory(atPath: CLI.root.appending(path: "Doors").path)) ?? []
         for door in IngestDoors.standard {
-            #expect(ProviderRegistry.standard.kind(door.prefix) != nil, "\(door.prefix) names a provider kind of the registry")
+            #expect(ProviderRegistry.standard.kind(door.prefix) != nil || tools.contains { $0.lowercased() == door.prefix },
+                    "\(door.prefix) names a provider kind of the registry or a folder under Doors/")
         }
+        #expect(tools.count == IngestDoors.standard.filter { ProviderRegistry.standard.kind($0.prefix) == nil }.count, "every Doors/ folder is registered")
     }
 
     @Test func theSDKsWriteThroughServeAndRefusalsRaiseTheirOwnExceptions() async throws {
@@ -141,6 +145,124 @@ struct ProviderDoorsTests {
         }
         #expect(await emulator.accepted("stripe").reduce(Decimal(0)) { $0 + $1.quantity } == 28)
         #expect(await emulator.accepted("orb").first?.quantity == 40)
+        serve.process.kill(SIGTERM)
+        #expect(await serve.process.exitStatus() == 0)
+        await emulator.shutdown()
+    }
+
+    /// OpenMeter's, Lago's and Segment's SDKs (and Chargebee's calls, whose SDK cannot be pointed at
+    /// a path) through serve, each with only its base URL and key changed, to Stripe and Metronome;
+    /// the Konnect v3 path; refusals as each SDK's own error.
+    @Test func openMeterChargebeeLagoAndSegmentWriteThroughServe() async throws {
+        let emulator = try await UsageEmulator.start()
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-doors-tools-\(UUID().uuidString.prefix(8)).spool").path
+        func endpoint(_ kind: String) -> String { emulator.endpoints[kind]?["endpoint"] ?? "" }
+        let config = try CLI.temp("doors-tools.yaml", """
+            version: 1
+            providers:
+              stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY}, endpoint: "\(endpoint("stripe"))" }
+              metronome: { kind: metronome, api_key: ${METRONOME_BEARER_TOKEN}, endpoint: "\(endpoint("metronome"))" }
+            routes:
+              - { events: [api_requests], to: stripe, shadow: metronome }
+            serve:
+              tokens: [${INGEST_TOKEN}]
+              compat: { openmeter: {}, chargebee: { event_name: api_requests }, lago: {}, segment: { quantity_property: calls } }
+            """)
+        let serve = try await LiveServe.start(config: config, spool: spool)
+        let recent = Int(Date().timeIntervalSince1970) - 120
+        let script = """
+            import datetime, json, os, requests
+            base, token = os.environ["BASE"], os.environ["TOKEN"]
+            when = datetime.datetime.fromtimestamp(\(recent), datetime.timezone.utc)
+            out = {}
+            from openmeter import Client as OpenMeter
+            from openmeter.models import Event
+            from corehttp.exceptions import HttpResponseError, ClientAuthenticationError
+            om = OpenMeter(endpoint=base + "/openmeter", token=token)
+            om.events.ingest_event(Event(id="om-1", source="app", type="api_requests", subject="cus_A", specversion="1.0", time=when, data={"value": 2}))
+            om.events.ingest_events([Event(id="om-2", source="app", type="api_requests", subject="cus_B", specversion="1.0", time=when, data={"value": 3})])
+            try:
+                om.events.ingest_event(Event(id="om-3", source="app", type="api_requests", specversion="1.0", time=when, data={"value": 1}))
+            except HttpResponseError as ex:
+                out["om_bad"] = [ex.status_code, str(ex)]
+            try:
+                OpenMeter(endpoint=base + "/openmeter", token="om_not_the_ingest_token").events.ingest_event(
+                    Event(id="om-4", source="app", type="api_requests", subject="cus_A", specversion="1.0", data={"value": 1}))
+            except ClientAuthenticationError as ex:
+                out["om_auth"] = type(ex).__name__
+            r = requests.post(base + "/openmeter/v3/openmeter/events", headers={"Authorization": "Bearer " + token, "Content-Type": "application/cloudevents+json; charset=utf-8"},
+                              data=json.dumps({"specversion": "1.0", "id": "kong-1", "source": "app", "type": "api_requests", "subject": "cus_A", "time": when.isoformat(), "data": {"value": 5}}))
+            out["v3"] = r.status_code
+
+            auth = (token, "")
+            r = requests.post(base + "/chargebee/api/v2/usage_events", auth=auth, headers={"Content-Type": "application/json;charset=UTF-8"},
+                              data=json.dumps({"deduplication_id": "cb-1", "subscription_id": "cus_A", "usage_timestamp": \(recent) * 1000, "properties": {"quantity": 7}}))
+            out["cb_single"] = [r.status_code, r.json()["usage_event"]["deduplication_id"]]
+            r = requests.post(base + "/chargebee/api/v2/batch/usage_events", auth=auth, json={"events": [
+                {"deduplication_id": "cb-2", "subscription_id": "cus_B", "usage_timestamp": \(recent) * 1000, "properties": {"quantity": 1}},
+                {"deduplication_id": "cb-3", "usage_timestamp": \(recent) * 1000, "properties": {"quantity": 1}}]})
+            out["cb_batch"] = [r.status_code, [e["deduplication_id"] for e in r.json()["failed_events"]], r.json()["failed_events"][0]["error_message"]]
+            r = requests.post(base + "/chargebee/api/v2/usage_events", auth=("cb_not_the_ingest_token", ""), json={})
+            out["cb_auth"] = [r.status_code, r.json()["api_error_code"]]
+
+            from lago_python_client.client import Client as Lago
+            from lago_python_client.models import Event as LagoEvent, BatchEvent
+            from lago_python_client.exceptions import LagoApiError
+            lago = Lago(api_key=token, api_url=base + "/lago/")
+            created = lago.events.create(LagoEvent(transaction_id="lago-1", external_subscription_id="cus_A", code="api_requests", timestamp=\(recent), properties={"value": 4}))
+            out["lago"] = created.transaction_id
+            lago.events.batch_create(BatchEvent(events=[LagoEvent(transaction_id="lago-2", external_subscription_id="cus_B", code="api_requests", timestamp=str(\(recent)), properties={"value": "6"})]))
+            try:
+                lago.events.create(LagoEvent(transaction_id="lago-3", external_subscription_id="", code="api_requests", timestamp=\(recent), properties={"value": 1}))
+            except LagoApiError as ex:
+                out["lago_bad"] = [ex.status_code, json.dumps(ex.response)]
+
+            from segment.analytics import Client as Segment
+            from segment.analytics.request import APIError
+            errors = []
+            segment = Segment(write_key=token, host=base + "/segment", on_error=lambda e, batch: errors.append(str(e)))
+            segment.identify(user_id="cus_A", traits={"plan": "pro"})
+            segment.track(user_id="cus_A", event="api_requests", properties={"calls": 8, "route": "/v1/x"}, message_id="seg-1", timestamp=when)
+            segment.track(user_id="cus_B", event="api_requests", properties={"calls": 9}, message_id="seg-2", timestamp=when)
+            segment.flush()
+            out["segment_errors"] = errors
+            try:
+                Segment(write_key=token, host=base + "/segment", sync_mode=True).track(anonymous_id="anon-1", event="api_requests", properties={"calls": 1}, message_id="seg-3")
+            except APIError as ex:
+                out["segment_bad"] = [ex.status, ex.code, ex.message]
+            print(json.dumps(out))
+            """
+        let (status, output) = try await ChildProcess.run("/usr/bin/env", ["python3", "-c", script],
+                                                          environment: ProcessInfo.processInfo.environment.merging(["BASE": serve.base, "TOKEN": LiveServe.token]) { $1 })
+        #expect(status == 0, "\(output)")
+        let out = try #require(JSONValue.parse(Data((output.split(separator: "\n").last ?? "").utf8)), "\(output)")
+        #expect(out["om_bad"]?.arrayValue?.first?.numberValue == 400 && out["om_bad"]?.arrayValue?.last?.stringValue?.contains("subject") == true, "\(output)")
+        #expect(out["om_auth"]?.stringValue == "ClientAuthenticationError", "\(output)")
+        #expect(out["v3"]?.numberValue == 202, "\(output)")
+        #expect(out["cb_single"]?.arrayValue?.first?.numberValue == 200 && out["cb_single"]?.arrayValue?.last?.stringValue == "cb-1", "\(output)")
+        #expect(out["cb_batch"]?.arrayValue?[1].arrayValue?.compactMap(\.stringValue) == ["cb-3"], "\(output)")
+        #expect(out["cb_batch"]?.arrayValue?.last?.stringValue?.contains("subscription_id") == true, "\(output)")
+        #expect(out["cb_auth"]?.arrayValue?.first?.numberValue == 401 && out["cb_auth"]?.arrayValue?.last?.stringValue == "api_authentication_failed", "\(output)")
+        #expect(out["lago"]?.stringValue == "lago-1", "\(output)")
+        #expect(out["lago_bad"]?.arrayValue?.first?.numberValue == 422 && out["lago_bad"]?.arrayValue?.last?.stringValue?.contains("external_subscription_id") == true, "\(output)")
+        #expect(out["segment_errors"]?.arrayValue?.isEmpty == true, "\(output)")
+        let segmentBad = out["segment_bad"]?.arrayValue ?? []
+        #expect(segmentBad.first?.numberValue == 400 && segmentBad.last?.stringValue?.contains("userId") == true, "\(output)")
+
+        let expected: Set<String> = ["om-1", "om-2", "kong-1", "cb-1", "cb-2", "lago-1", "lago-2", "seg-1", "seg-2"]
+        let arrived = try await eventually {
+            let stripe = Set(await emulator.accepted("stripe").compactMap(\.key))
+            let metronome = Set(await emulator.accepted("metronome").compactMap(\.key))
+            return stripe == expected && metronome == expected
+        }
+        let atStripe = await emulator.accepted("stripe").compactMap(\.key).sorted()
+        #expect(arrived, "every SDK's events at Stripe and Metronome: \(atStripe)")
+        for kind in ["stripe", "metronome"] {
+            let accepted = await emulator.accepted(kind)
+            #expect(Set(accepted.compactMap(\.key)).count == accepted.count, "\(kind): each id once")
+            let total: Decimal = accepted.reduce(0) { $0 + $1.quantity }
+            #expect(total == 45, "\(kind): the quantities as sent (2+3+5+7+1+4+6+8+9)")
+        }
         serve.process.kill(SIGTERM)
         #expect(await serve.process.exitStatus() == 0)
         await emulator.shutdown()
