@@ -268,6 +268,78 @@ struct ProviderDoorsTests {
         await emulator.shutdown()
     }
 
+    /// The answer is lost after serve recorded the events (a proxy drops the connection once per
+    /// path): stripe-python and orb-billing retry on their own, serve answers the resend as
+    /// success, and each event reaches the providers once.
+    @Test func anSDKRetryAfterADroppedConnectionIsBilledOnce() async throws {
+        let emulator = try await UsageEmulator.start()
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-doors-drop-\(UUID().uuidString.prefix(8)).spool").path
+        let serve = try await LiveServe.start(config: try Self.config(emulator), spool: spool)
+        let recent = Int(Date().timeIntervalSince1970) - 120
+        let script = """
+            import datetime, http.client, json, os, socket, threading, urllib.parse, stripe, orb
+            target = urllib.parse.urlparse(os.environ["BASE"])
+            dropped, sent = set(), []
+            def serve_one(conn):
+                with conn:
+                    data = b""
+                    while b"\\r\\n\\r\\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk: return
+                        data += chunk
+                    head, _, body = data.partition(b"\\r\\n\\r\\n")
+                    lines = head.decode().split("\\r\\n")
+                    method, path, _ = lines[0].split(" ", 2)
+                    headers = dict(l.split(": ", 1) for l in lines[1:])
+                    length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
+                    while len(body) < length: body += conn.recv(65536)
+                    upstream = http.client.HTTPConnection(target.hostname, target.port)
+                    upstream.request(method, path, body=body, headers={k: v for k, v in headers.items() if k.lower() not in ("host", "connection")})
+                    answer = upstream.getresponse(); payload = answer.read()
+                    sent.append([path, answer.status])
+                    if path not in dropped:
+                        dropped.add(path)
+                        return  # recorded by serve, answer lost
+                    reply = f"HTTP/1.1 {answer.status} {answer.reason}\\r\\n" + "".join(f"{k}: {v}\\r\\n" for k, v in answer.getheaders() if k.lower() not in ("connection", "transfer-encoding", "content-length"))
+                    conn.sendall(reply.encode() + f"Content-Length: {len(payload)}\\r\\nConnection: close\\r\\n\\r\\n".encode() + payload)
+            listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen(16)
+            def accept():
+                while True:
+                    conn, _ = listener.accept()
+                    threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+            threading.Thread(target=accept, daemon=True).start()
+            proxy = f"http://127.0.0.1:{listener.getsockname()[1]}"
+            token = os.environ["TOKEN"]
+            client = stripe.StripeClient(token, base_addresses={"api": proxy + "/stripe"}, max_network_retries=2)
+            e = client.v1.billing.meter_events.create({"event_name": "api_requests", "identifier": "drop-st-1", "timestamp": \(recent),
+                                                       "payload": {"stripe_customer_id": "cus_A", "value": "4"}})
+            when = datetime.datetime.fromtimestamp(\(recent), datetime.timezone.utc).isoformat()
+            r = orb.Orb(api_key=token, base_url=proxy + "/orb/v1").events.ingest(events=[
+                {"event_name": "tokens", "external_customer_id": "cus_A", "idempotency_key": "drop-orb-1", "timestamp": when, "properties": {"count": 9}}])
+            print(json.dumps({"stripe": e.identifier, "orb_failed": len(r.validation_failed), "sent": sent}))
+            """
+        let (status, output) = try await ChildProcess.run("/usr/bin/env", ["python3", "-c", script],
+                                                          environment: ProcessInfo.processInfo.environment.merging(["BASE": serve.base, "TOKEN": LiveServe.token]) { $1 })
+        #expect(status == 0, "\(output)")
+        let out = try #require(JSONValue.parse(Data((output.split(separator: "\n").last ?? "").utf8)), "\(output)")
+        #expect(out["stripe"]?.stringValue == "drop-st-1" && out["orb_failed"]?.numberValue == 0, "\(output)")
+        let sent = out["sent"]?.arrayValue ?? []
+        #expect(sent.count == 4 && sent.allSatisfy { $0.arrayValue?.last?.numberValue == 200 }, "each SDK sent twice and serve took both: \(output)")
+        let arrived = try await eventually {
+            let stripe = await emulator.accepted("stripe").compactMap(\.key)
+            let orb = await emulator.accepted("orb").compactMap(\.key)
+            return stripe == ["drop-st-1"] && orb == ["drop-orb-1"]
+        }
+        #expect(arrived, "each event at its providers once")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(await emulator.accepted("metronome").compactMap(\.key) == ["drop-st-1"], "the shadow once too")
+        let counts = (await emulator.accepted("stripe").count, await emulator.accepted("orb").count)
+        #expect(counts == (1, 1))
+        serve.process.kill(SIGTERM)
+        #expect(await serve.process.exitStatus() == 0)
+        await emulator.shutdown()
+    }
+
     /// `examples/stripe-to-metronome.yaml`, as the README runs it: the unchanged stripe-python
     /// code writes through serve, every event reaches Stripe and Metronome once, and
     /// `reconcile` shows both providers side by side with matching totals.
