@@ -7,8 +7,8 @@ import UsageBilling
 /// ingest token as its write key keeps calling `analytics.track(...)`. Segment is not a
 /// destination; its events go wherever the routing config sends them.
 /// - `POST /v1/batch` takes `{"batch": [messages]}`, `POST /v1/track` one message;
-/// - the write key is the Basic-auth user name (or the body's `writeKey`), as Segment's
-///   libraries send it; the answer is Segment's `{"success": true}`.
+/// - the write key is the Basic-auth user name (or a bearer token, or the body's `writeKey`), as
+///   Segment's libraries send it; the answer is Segment's `{"success": true}`.
 ///
 /// Only `track` messages are usage: `identify`, `page`, `screen`, `group` and `alias` messages
 /// in a batch are answered as taken and not recorded. A bad track message refuses the request
@@ -43,7 +43,9 @@ public struct SegmentDoor: IngestDoor {
         guard case .object(let body)? = JSONValue.parse(request.body) else {
             return Self.error(400, "invalid_json", "the body must be a JSON object (\(single ? "one track call" : "{\"batch\": [...]}"))")
         }
-        guard let key = request.basicUser ?? body["writeKey"]?.stringValue, context.authorises(key) else {
+        // The write key as Basic-auth user (the libraries' default), a bearer token (their OAuth
+        // mode), or the body's writeKey.
+        guard let key = request.basicUser ?? request.bearerToken ?? body["writeKey"]?.stringValue, context.authorises(key) else {
             return Self.error(401, "invalid_write_key", "the write key is not one of usage-billing serve's serve.tokens. Give the library the ingest token as its write key.")
         }
         let messages: [JSONValue]

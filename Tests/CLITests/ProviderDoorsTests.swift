@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UsageBilling
+import UsageBillingCurl
 import UsageBillingProviders
 import UsageBillingTesting
 import UsageEmulator
@@ -335,6 +336,89 @@ struct ProviderDoorsTests {
         #expect(await emulator.accepted("metronome").compactMap(\.key) == ["drop-st-1"], "the shadow once too")
         let counts = (await emulator.accepted("stripe").count, await emulator.accepted("orb").count)
         #expect(counts == (1, 1))
+        serve.process.kill(SIGTERM)
+        #expect(await serve.process.exitStatus() == 0)
+        await emulator.shutdown()
+    }
+
+    /// Every door's documented example (docs/ingest.openapi.json) against a live serve: taken and
+    /// taken again as a duplicate, refused without the token, malformed, with an event no route
+    /// takes, and over `serve.max_events_per_request`; only the examples' own events are recorded
+    /// and delivered, each once.
+    @Test func everyDoorsExampleIsTakenOnceAndItsBadVariantsAreRefused() async throws {
+        let spec = try #require(JSONValue.parse(try Data(contentsOf: CLI.root.appending(path: "docs/ingest.openapi.json"))))
+        guard case .object(let paths)? = spec["paths"] else { Issue.record("no paths"); return }
+        var examples: [(path: String, media: String, body: String)] = []
+        for door in IngestDoors.standard {
+            let documented = paths.keys.filter { $0.hasPrefix("/\(door.prefix)/") }.sorted()
+            #expect(!documented.isEmpty, "docs/ingest.openapi.json documents /\(door.prefix)/")
+            for path in documented {
+                guard case .object(let content)? = paths[path]?["post"]?["requestBody"]?["content"] else { continue }
+                for (media, value) in content.sorted(by: { $0.key < $1.key }) {
+                    guard let example = value["example"] else { continue }
+                    examples.append((path, media, example.stringValue ?? String(decoding: example.encoded(), as: UTF8.self)))
+                }
+            }
+            #expect(examples.contains { $0.path.hasPrefix("/\(door.prefix)/") }, "/\(door.prefix)/ has a documented example")
+        }
+        let emulator = try await UsageEmulator.start()
+        func config(_ serve: String) throws -> String {
+            try CLI.temp("doors-examples.yaml", """
+                version: 1
+                providers:
+                  openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN}, endpoint: "\(emulator.endpoints["openmeter"]?["endpoint"] ?? "")" }
+                routes:
+                  - { events: [api_request], to: openmeter }
+                unrouted: reject
+                serve:
+                  tokens: [${INGEST_TOKEN}]
+                  compat: { stripe: {}, orb: {}, metronome: {}, openmeter: {}, chargebee: { event_name_property: metric }, lago: {}, segment: {} }
+                \(serve)
+                """)
+        }
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        func send(_ base: String, _ example: (path: String, media: String, body: String), body: String? = nil, token: String? = LiveServe.token) async throws -> (status: Int, text: String) {
+            var headers: HeaderFields = ["Content-Type": example.media]
+            if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
+            let response = try await client.send(HTTPRequest(method: .post, url: base + example.path, headers: headers, body: Data((body ?? example.body).utf8)))
+            return (response.status, String(decoding: response.body, as: UTF8.self))
+        }
+        func idCount(_ body: String) -> Int { body.components(separatedBy: "\"ex-").count - 1 }
+
+        // Over the request limit: a batch example of 3 events against a limit of 2.
+        let small = try await LiveServe.start(config: try config("  max_events_per_request: 2"),
+                                              spool: FileManager.default.temporaryDirectory.appending(path: "ub-doors-ex-small-\(UUID().uuidString.prefix(8)).spool").path)
+        for example in examples where idCount(example.body) > 2 {
+            let reply = try await send(small.base, example)
+            #expect((400..<500).contains(reply.status) && reply.text.contains("2"), "\(example.path) over the limit: \(reply.status) \(reply.text)")
+        }
+        small.process.kill(SIGTERM)
+        #expect(await small.process.exitStatus() == 0)
+
+        let serve = try await LiveServe.start(config: try config(""),
+                                              spool: FileManager.default.temporaryDirectory.appending(path: "ub-doors-ex-\(UUID().uuidString.prefix(8)).spool").path)
+        var expected: Set<String> = []
+        for example in examples {
+            let unauthorised = try await send(serve.base, example, token: "not_an_ingest_token")
+            #expect(unauthorised.status == 401 && JSONValue.parse(Data(unauthorised.text.utf8)) != nil, "\(example.path) without the token: \(unauthorised.status) \(unauthorised.text)")
+            let malformed = try await send(serve.base, example, body: "{not json")
+            #expect((400..<500).contains(malformed.status) && JSONValue.parse(Data(malformed.text.utf8)) != nil, "\(example.path) malformed: \(malformed.status) \(malformed.text)")
+            let unrouted = try await send(serve.base, example, body: example.body.replacingOccurrences(of: "ex-", with: "un-").replacingOccurrences(of: "api_request", with: "unrouted_meter"))
+            #expect(unrouted.text.contains("unrouted_meter"), "\(example.path) with an event no route takes names it: \(unrouted.status) \(unrouted.text)")
+            let taken = try await send(serve.base, example)
+            #expect((200..<300).contains(taken.status), "\(example.path): \(taken.status) \(taken.text)")
+            let again = try await send(serve.base, example)
+            #expect(again.status == taken.status, "\(example.path) resent: a duplicate is success: \(again.status) \(again.text)")
+            for match in example.body.split(separator: "\"").filter({ $0.hasPrefix("ex-") && !$0.contains("identify") }) { expected.insert(String(match)) }
+            if example.media.hasPrefix("application/x-www-form") {
+                for pair in example.body.split(separator: "&") where pair.hasPrefix("identifier=") { expected.insert(String(pair.dropFirst("identifier=".count))) }
+            }
+        }
+        #expect(expected.count > examples.count, "the examples carry \(expected.count) events in \(examples.count) requests")
+        let delivered = try await eventually { Set(await emulator.accepted("openmeter").compactMap(\.key)) == expected }
+        let keys = await emulator.accepted("openmeter").compactMap(\.key)
+        #expect(delivered && keys.count == expected.count, "only the examples' events, each once: \(keys.sorted()) vs \(expected.sorted())")
         serve.process.kill(SIGTERM)
         #expect(await serve.process.exitStatus() == 0)
         await emulator.shutdown()
