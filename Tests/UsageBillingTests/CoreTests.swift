@@ -120,7 +120,9 @@ struct DeliveryTests {
         #expect(RetryPolicy().curveIndex(forRetry: 9) == 9, "no chain length: one chain, as before")
         // The worker's restarts add the attempts they use: beyond them the waits are the single chain's.
         let single = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600))
-        #expect((7...26).map { RetryPolicy.worker.curveIndex(forRetry: $0 + 6) } == (7...26).map { single.curveIndex(forRetry: $0) })
+        let worker = RetryPolicy.worker, taken = (worker.chainLength ?? 0) * worker.chainRestarts
+        #expect(worker.maxAttempts == single.maxAttempts + taken)
+        #expect(((taken + 1)...worker.maxAttempts).map { worker.curveIndex(forRetry: $0) } == ((taken + 1)...worker.maxAttempts).map { single.curveIndex(forRetry: $0 - taken) })
     }
 
     @Test func retryAfterIsAFloorAndCapsStopRetrying() {

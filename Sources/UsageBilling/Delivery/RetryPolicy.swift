@@ -55,10 +55,13 @@ public struct RetryPolicy: Sendable, Hashable {
         self.chainRestarts = max(0, chainRestarts)
     }
 
-    /// The worker's policy: 26 attempts within 24 hours, chains of 3 backoffs restarted at most
-    /// twice. The six attempts the restarts take are added to the 20 a single chain would get,
-    /// so a provider that stays down is retried over as long as without restarts.
-    public static let worker = RetryPolicy(maxAttempts: 26, maxElapsed: .seconds(24 * 3600), chainLength: 3, chainRestarts: 2)
+    /// The worker's policy: 24 attempts within 24 hours, chains of 2 backoffs (ceilings 0.5 s and
+    /// 1 s) restarted at most twice. A lane that otherwise delivers sees independent failures, so
+    /// a third failure in a row is rarer than the drain's end, and a short chain keeps one
+    /// unlucky event from ending the drain seconds after the rest. The four attempts the
+    /// restarts take are added to the 20 a single chain would get, so a provider that stays down
+    /// is retried over as long as without restarts.
+    public static let worker = RetryPolicy(maxAttempts: 24, maxElapsed: .seconds(24 * 3600), chainLength: 2, chainRestarts: 2)
 
     /// The position on the curve of retry `retry` (1-based): the same, or within its restarted
     /// chain (see ``chainLength``).
