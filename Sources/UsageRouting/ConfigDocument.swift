@@ -20,12 +20,30 @@ public struct ConfigIssue: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+extension ConfigIssue {
+    /// A problem at `key` (a key path such as `routes[1].to`), with the line of the key or, when
+    /// it has none (a key that is missing), of its nearest parent.
+    static func at(_ key: String, lines: [String: Int], file: String, _ message: String, _ fix: String) -> ConfigIssue {
+        var path = key
+        var line = lines[path]
+        while line == nil, let cut = path.lastIndex(where: { $0 == "." || $0 == "[" }) {
+            path = String(path[..<cut])
+            line = lines[path]
+        }
+        return ConfigIssue(file: file, line: line, key: key, message: message, fix: fix)
+    }
+}
+
 /// Every problem found in a config, thrown by ``RoutingConfig/load(path:registry:environment:)``.
 public struct ConfigIssues: Error, Sendable, CustomStringConvertible {
     /// The problems, in file order.
     public var issues: [ConfigIssue]
     /// One problem per line.
     public var description: String { issues.map(\.description).joined(separator: "\n") }
+
+    public init(issues: [ConfigIssue]) {
+        self.issues = issues
+    }
 }
 
 /// A YAML (or JSON) document as ``JSONValue`` with the line of every key path, `${VAR}`

@@ -18,13 +18,7 @@ struct Validator {
     }
 
     mutating func issue(_ key: String, _ message: String, _ fix: String) {
-        var path = key
-        var line = lines[path]
-        while line == nil, let cut = path.lastIndex(where: { $0 == "." || $0 == "[" }) {
-            path = String(path[..<cut])
-            line = lines[path]
-        }
-        issues.append(ConfigIssue(file: file, line: line, key: key, message: message, fix: fix))
+        issues.append(.at(key, lines: lines, file: file, message, fix))
     }
 
     static let topKeys: Set<String> = ["version", "providers", "routes", "customers", "unrouted", "serve"]

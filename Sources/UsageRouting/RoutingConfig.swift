@@ -166,6 +166,9 @@ public struct RoutingConfig: Sendable {
     public var serve: JSONValue?
     /// Key paths under `serve:` whose environment variable is not set, with the variable's name.
     public var unsetServeVariables: [String: String] = [:]
+    /// The line of every key path in the file (`serve.compat.orb`), for problems found after
+    /// loading (the `serve:` section is checked by the server's own settings).
+    public internal(set) var lines: [String: Int] = [:]
     /// What the config holds that this config does not use but is not wrong (a customer table's
     /// column for a provider another config defines); the CLI prints them as warnings.
     public var warnings: [ConfigIssue] = []
@@ -296,12 +299,21 @@ public struct RoutingConfig: Sendable {
         if var config, v.issues.isEmpty {
             config.environmentKeys = document.fromEnvironment
             config.unsetServeVariables = document.unsetServeVariables
+            config.lines = document.lines
             config.warnings = v.warnings
             config.kindNames = registry.names
             config.unsetSecrets = v.unsetSecrets
             return config
         }
         throw ConfigIssues(issues: v.issues.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
+    }
+}
+
+extension RoutingConfig {
+    /// A problem at `key` (a key path such as `serve.compat.orb.quantity_property`), with the
+    /// line of the key or, when it has none, of its nearest parent.
+    public func issue(_ key: String, _ message: String, _ fix: String) -> ConfigIssue {
+        .at(key, lines: lines, file: file, message, fix)
     }
 }
 

@@ -41,82 +41,110 @@ public struct ServeSettings: Sendable {
         self.maxLag = maxLag
     }
 
-    /// The settings in `config`'s `serve:` section; throws `.configuration` naming the key.
-    /// `doors`: the provider APIs `serve.compat` may switch on.
-    public static func from(_ config: RoutingConfig, doors: [any IngestDoor] = []) throws -> ServeSettings {
-        func bad(_ key: String, _ message: String, _ fix: String) -> UsageBillingError {
-            UsageBillingError(.configuration, "\(config.file): serve.\(key): \(message)", fix: fix, field: "serve.\(key)")
+    /// The settings in `config`'s `serve:` section, checked in one pass: throws ``ConfigIssues``
+    /// listing every problem, each with its file, line, key and fix. `doors`: the provider APIs
+    /// `serve.compat` may switch on. With `requireVariables` false (`config check`), a token whose
+    /// environment variable is not set is left out instead of being a problem: only `serve` reads it.
+    public static func from(_ config: RoutingConfig, doors: [any IngestDoor] = [], requireVariables: Bool = true) throws -> ServeSettings {
+        var issues: [ConfigIssue] = []
+        func bad(_ key: String, _ message: String, _ fix: String) {
+            issues.append(config.issue("serve.\(key)", message, fix))
         }
-        if let (path, name) = config.unsetServeVariables.sorted(by: { $0.key < $1.key }).first {
-            throw UsageBillingError(.configuration, "\(config.file): \(path): environment variable \(name) is not set",
-                                    fix: "export \(name)=… (a long random value, e.g. `openssl rand -hex 32`) before `serve`", field: path)
+        if requireVariables {
+            for (path, name) in config.unsetServeVariables.sorted(by: { $0.key < $1.key }) {
+                issues.append(config.issue(path, "environment variable \(name) is not set",
+                                           "export \(name)=… (a long random value, e.g. `openssl rand -hex 32`) before `serve`"))
+            }
         }
         guard case .object(let section)? = config.serve else {
-            throw bad("tokens", "the config has no serve section, so no token could authorise a request",
-                      "add `serve: { tokens: [${INGEST_TOKEN}] }` and set INGEST_TOKEN to a long random value (e.g. `openssl rand -hex 32`)")
+            bad("tokens", "the config has no serve section, so no token could authorise a request",
+                "add `serve: { tokens: [${INGEST_TOKEN}] }` and set INGEST_TOKEN to a long random value (e.g. `openssl rand -hex 32`)")
+            throw ConfigIssues(issues: issues)
         }
-        if let unknown = section.keys.sorted().first(where: { !keys.contains($0) }) {
-            throw bad(unknown, "unknown setting '\(unknown)'", "use \(keys.sorted().joined(separator: ", "))")
-        }
-        guard case .array(let list)? = section["tokens"], !list.isEmpty else {
-            throw bad("tokens", "tokens must be a non-empty list", "write `tokens: [${INGEST_TOKEN}]`")
+        for unknown in section.keys.sorted() where !keys.contains(unknown) {
+            bad(unknown, "unknown setting '\(unknown)'", "use \(keys.sorted().joined(separator: ", "))")
         }
         var tokens: [Secret] = []
-        for (i, value) in list.enumerated() {
-            guard let text = value.stringValue, text.count >= 16 else {
-                throw bad("tokens[\(i)]", "a token must be a string of at least 16 characters", "generate one with `openssl rand -hex 32` and pass it through the environment")
+        if case .array(let list)? = section["tokens"], !list.isEmpty {
+            for (i, value) in list.enumerated() {
+                if config.unsetServeVariables["serve.tokens[\(i)]"] != nil { continue }
+                guard let text = value.stringValue, text.count >= 16 else {
+                    bad("tokens[\(i)]", "a token must be a string of at least 16 characters", "generate one with `openssl rand -hex 32` and pass it through the environment")
+                    continue
+                }
+                tokens.append(Secret(text))
             }
-            tokens.append(Secret(text))
+        } else {
+            bad("tokens", "tokens must be a non-empty list", "write `tokens: [${INGEST_TOKEN}]`")
         }
         var settings = ServeSettings(tokens: tokens)
-        func number(_ key: String, _ range: ClosedRange<Int>, _ fix: String) throws -> Int? {
+        func number(_ key: String, _ range: ClosedRange<Int>, _ fix: String) -> Int? {
             guard let value = section[key] else { return nil }
             guard let n = value.numberValue, n == n.rounded(), range.contains(Int(n)) else {
-                throw bad(key, "\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)", fix)
+                bad(key, "\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)", fix)
+                return nil
             }
             return Int(n)
         }
-        settings.maxBodyBytes = try number("max_body_bytes", 1_024...(256 << 20), "e.g. 4194304 (4 MiB)") ?? settings.maxBodyBytes
-        settings.maxEventsPerRequest = try number("max_events_per_request", 1...1_000_000, "e.g. 10000") ?? settings.maxEventsPerRequest
-        settings.maxBacklog = try number("max_backlog", 1...1_000_000_000, "e.g. 1000000 queued rows") ?? settings.maxBacklog
+        settings.maxBodyBytes = number("max_body_bytes", 1_024...(256 << 20), "e.g. 4194304 (4 MiB)") ?? settings.maxBodyBytes
+        settings.maxEventsPerRequest = number("max_events_per_request", 1...1_000_000, "e.g. 10000") ?? settings.maxEventsPerRequest
+        settings.maxBacklog = number("max_backlog", 1...1_000_000_000, "e.g. 1000000 queued rows") ?? settings.maxBacklog
         if let value = section["max_lag"] {
-            guard let text = value.stringValue, let lag = DurationText.parse(text), lag >= .seconds(60) else {
-                throw bad("max_lag", "max_lag must be a duration of a minute or more", "e.g. 1h (a lane whose oldest undelivered event is older is reported by /readyz)")
+            if let text = value.stringValue, let lag = DurationText.parse(text), lag >= .seconds(60) {
+                settings.maxLag = lag
+            } else {
+                bad("max_lag", "max_lag must be a duration of a minute or more", "e.g. 1h (a lane whose oldest undelivered event is older is reported by /readyz)")
             }
-            settings.maxLag = lag
         }
         if let value = section["compat"] {
-            let names = doors.map(\.prefix).sorted().joined(separator: ", ")
-            guard case .object(let compat) = value else {
-                throw bad("compat", "compat must be a mapping of provider APIs", "write e.g. `compat: { stripe: {}, orb: { quantity_property: tokens } }` (APIs: \(names))")
+            settings.compat = compat(value, doors: doors, bad: bad)
+        }
+        guard issues.isEmpty else { throw ConfigIssues(issues: issues.sorted { ($0.line ?? 0) < ($1.line ?? 0) }) }
+        return settings
+    }
+
+    /// The provider APIs `serve.compat` switches on, with their settings; each problem reported
+    /// through `bad` (key under `serve.`, message, fix).
+    static func compat(_ value: JSONValue, doors: [any IngestDoor], bad: (String, String, String) -> Void) -> [String: [String: JSONValue]] {
+        let names = doors.map(\.prefix).sorted().joined(separator: ", ")
+        guard case .object(let compat) = value else {
+            bad("compat", "compat must be a mapping of provider APIs", "write e.g. `compat: { stripe: {}, orb: { quantity_property: tokens } }` (APIs: \(names))")
+            return [:]
+        }
+        var switchedOn: [String: [String: JSONValue]] = [:]
+        for name in compat.keys.sorted() {
+            guard let door = doors.first(where: { $0.prefix == name }) else {
+                bad("compat.\(name)", "serve speaks no '\(name)' API", "use one of \(names)")
+                continue
             }
-            for name in compat.keys.sorted() {
-                guard let door = doors.first(where: { $0.prefix == name }) else {
-                    throw bad("compat.\(name)", "serve speaks no '\(name)' API", "use one of \(names)")
-                }
-                var entry: [String: JSONValue] = [:]
-                switch compat[name] {
-                case .object(let o)?: entry = o
-                case .null?: break
-                default: throw bad("compat.\(name)", "compat.\(name) must be a mapping (its settings, or {})", "write `\(name): {}` to switch it on with its defaults")
-                }
-                let known = door.settingsKeys.union(["enabled"])
-                if let unknown = entry.keys.sorted().first(where: { !known.contains($0) }) {
-                    throw bad("compat.\(name).\(unknown)", "the \(name) API has no setting '\(unknown)'", "use \(known.sorted().joined(separator: ", "))")
-                }
-                if let enabled = entry["enabled"], enabled.boolValue == nil {
-                    throw bad("compat.\(name).enabled", "enabled must be true or false", "write `enabled: false` to switch it off, or leave it out")
-                }
-                if let problem = door.check(entry).first {
-                    throw bad("compat.\(name).\(problem.key)", problem.message, problem.fix)
-                }
-                if entry["enabled"]?.boolValue != false {
-                    entry["enabled"] = nil
-                    settings.compat[name] = entry
-                }
+            var entry: [String: JSONValue] = [:]
+            switch compat[name] {
+            case .object(let o)?: entry = o
+            case .null?: break
+            default:
+                bad("compat.\(name)", "compat.\(name) must be a mapping (its settings, or {})", "write `\(name): {}` to switch it on with its defaults")
+                continue
+            }
+            let known = door.settingsKeys.union(["enabled"])
+            var fine = true
+            for unknown in entry.keys.sorted() where !known.contains(unknown) {
+                bad("compat.\(name).\(unknown)", "the \(name) API has no setting '\(unknown)'", "use \(known.sorted().joined(separator: ", "))")
+                fine = false
+            }
+            if let enabled = entry["enabled"], enabled.boolValue == nil {
+                bad("compat.\(name).enabled", "enabled must be true or false", "write `enabled: false` to switch it off, or leave it out")
+                fine = false
+            }
+            for problem in door.check(entry) {
+                bad("compat.\(name).\(problem.key)", problem.message, problem.fix)
+                fine = false
+            }
+            if fine, entry["enabled"]?.boolValue != false {
+                entry["enabled"] = nil
+                switchedOn[name] = entry
             }
         }
-        return settings
+        return switchedOn
     }
 }
 

@@ -4,6 +4,7 @@ import UsageBilling
 import UsageBillingCurl
 import UsageBillingProviders
 import UsageRouting
+import UsageServe
 import UsageSpool
 
 /// Loads a config, printing every issue and exiting 2 when it is invalid. `needsSecrets`: false
@@ -60,7 +61,20 @@ struct ConfigCheck: AsyncParsableCommand {
 
     func run() async throws {
         let config = try loadConfig(file)
-        // OK is said only once everything asked about is: the file, and the spool when given.
+        // OK is said only once everything asked about is: the file, its serve section, and the
+        // spool when given.
+        var serveLine: String?
+        if config.serve != nil {
+            do {
+                let settings = try ServeSettings.from(config, doors: IngestDoors.standard, requireVariables: false)
+                let apis = settings.compat.keys.sorted().map { "/\($0)" }
+                serveLine = "Serve: POST /v1/events\(apis.isEmpty ? "" : ", provider APIs " + apis.joined(separator: ", ")); at most \(settings.maxEventsPerRequest) events per request"
+            } catch let issues as ConfigIssues {
+                for issue in issues.issues { printError("error: \(issue)") }
+                printError("\(issues.issues.count) problem(s) in the serve section of \(file); `serve` would not start with it.")
+                throw ExitCode(ExitCodes.badInput)
+            }
+        }
         var spoolLines: [String] = []
         if let spoolPath = spool {
             let spool = try await openSpool(spoolPath, existing: true)
@@ -76,6 +90,10 @@ struct ConfigCheck: AsyncParsableCommand {
         }
         print("\(file): OK")
         print(config.describe())
+        if let serveLine { print(serveLine) }
+        for (path, name) in config.unsetServeVariables.sorted(by: { $0.key < $1.key }) {
+            print("Note: \(path) comes from \(name), which is not set here; `serve` needs it.")
+        }
         for line in spoolLines { print(line) }
     }
 }

@@ -64,8 +64,9 @@ struct Serve: AsyncParsableCommand {
         let settings: ServeSettings
         do {
             settings = try ServeSettings.from(config, doors: IngestDoors.standard)
-        } catch {
-            printError("error: \(error)")
+        } catch let issues as ConfigIssues {
+            for issue in issues.issues { printError("error: \(issue)") }
+            printError("\(issues.issues.count) problem(s) in the serve section of \(config.file); serve did not start.")
             throw ExitCode(ExitCodes.badInput)
         }
         // Everything that can stop the start is checked before anything is created or announced.

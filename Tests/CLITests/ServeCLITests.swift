@@ -236,6 +236,48 @@ extension ServeCLITests {
         #expect(run.status == 2, "\(run.output)")
         #expect(run.output.contains(says) && run.output.contains("Fix:"), "\(run.output)")
     }
+
+    /// Every problem of a serve section is reported at once, each at its line, by `serve` and by
+    /// `config check` (which needs no ingest token set, and says when one is not).
+    @Test func everyServeProblemIsListedAtItsLineByServeAndConfigCheck() async throws {
+        let config = try CLI.temp("serve-many.yaml", """
+            version: 1
+            providers:
+              openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN} }
+            routes:
+              - { events: [api_request], to: openmeter }
+            serve:
+              tokens: [${INGEST_TOKEN}]
+              max_backlog: 0
+              compat:
+                orb: { quantity_property: "" }
+                chargebee: { event_nam: metric }
+                lagoo: {}
+            """)
+        let expected = [":8: serve.max_backlog", ":10: serve.compat.orb.quantity_property", ":11: serve.compat.chargebee.event_nam", ":12: serve.compat.lagoo"]
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-serve-many-\(UUID().uuidString.prefix(8)).spool").path
+        let serve = try await CLI.run(["serve", "-c", config, "--spool", spool, "--port", "0"], env: CLI.env.merging(["INGEST_TOKEN": LiveServe.token]) { $1 })
+        let check = try await CLI.run(["config", "check", config], env: CLI.env)
+        for run in [serve, check] {
+            #expect(run.status == 2, "\(run.output)")
+            for line in expected { #expect(run.output.contains(line), "\(line) in \(run.output)") }
+            #expect(run.output.contains("4 problem(s) in the serve section"), "\(run.output)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: spool), "nothing created")
+
+        let good = try CLI.temp("serve-good.yaml", """
+            version: 1
+            providers:
+              openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN} }
+            routes:
+              - { events: [api_request], to: openmeter }
+            serve:
+              tokens: [${INGEST_TOKEN}]
+              compat: { stripe: {}, segment: { quantity_property: calls } }
+            """)
+        let ok = try await CLI.run(["config", "check", good], env: CLI.env.filter { $0.key != "INGEST_TOKEN" })
+        #expect(ok.status == 0 && ok.output.contains("provider APIs /segment, /stripe") && ok.output.contains("INGEST_TOKEN, which is not set"), "\(ok.output)")
+    }
 }
 
 extension ServeCLITests {
