@@ -24,6 +24,8 @@ public final class PostgresLedger: UsageLedger {
     let client: PostgresClient
     fileprivate let runner: Task<Void, Never>
     let logger = Logger(label: "usage-billing.ledger")
+    /// Concurrent `record` calls share one statement and one commit.
+    private let recordGroup = Locked<RecordGroup?>(nil)
 
     /// Whether `location` is a Postgres URL rather than a file.
     public static func isURL(_ location: String) -> Bool {
@@ -175,6 +177,19 @@ public final class PostgresLedger: UsageLedger {
     @discardableResult
     public func record(_ entries: [Spool.Entry], now: Date) async throws -> [String] {
         guard !entries.isEmpty else { return [] }
+        let group = recordGroup.with { group in
+            if let group { return group }
+            let made = RecordGroup { [unowned self] entries, now in try await self.insert(entries, now: now) }
+            group = made
+            return made
+        }
+        return try await group.record(entries, now: now)
+    }
+
+    /// One statement: the events of `entries` new to the ledger and their rows; returns the ids
+    /// it inserted (an id any process recorded before is skipped, concurrent recorders of one id
+    /// included; an id given twice is inserted by its first entry).
+    private func insert(_ entries: [Spool.Entry], now: Date) async throws -> Set<String> {
         var seen = Set<String>()
         var ids: [String] = [], payloads: [ByteBuffer] = []
         var rowIDs: [String] = [], lanes: [String] = [], states: [Int16] = [], codes: [String] = [], messages: [String] = []
@@ -190,9 +205,8 @@ public final class PostgresLedger: UsageLedger {
             }
         }
         let t = now.timeIntervalSince1970
-        // One statement: the events new to the ledger (an id any process recorded before is
-        // skipped, concurrent recorders of one id included) and their rows, in recording order.
-        let inserted: Set<String> = try await run {
+        // The events new to the ledger and their rows, in recording order.
+        return try await run {
             var newIDs = Set<String>()
             for try await id in try await self.client.query("""
                 WITH ins AS (
@@ -210,11 +224,6 @@ public final class PostgresLedger: UsageLedger {
                 newIDs.insert(id)
             }
             return newIDs
-        }
-        // An id given twice in `entries` was recorded by its first entry: the second is known.
-        var first = Set<String>()
-        return entries.compactMap { entry in
-            inserted.contains(entry.event.id) && first.insert(entry.event.id).inserted ? nil : entry.event.id
         }
     }
 

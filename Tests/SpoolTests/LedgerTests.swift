@@ -58,6 +58,26 @@ struct LedgerContractTests {
         #expect(busy && !idle)
     }
 
+    /// Concurrent one-event calls (as serve's doors make them) share commits: every id is
+    /// recorded once, exactly one caller of each id is told it is new, and the others that it
+    /// was recorded before.
+    @Test(arguments: LedgerKind.allCases)
+    func concurrentCallersOfOneIdRecordItOnce(_ kind: LedgerKind) async throws {
+        let ledger = try await kind.make("concurrent")
+        let batch = events(10, prefix: "g")
+        let known = try await withThrowingTaskGroup(of: [String].self) { group in
+            for i in 0..<64 {
+                group.addTask { try await ledger.record([Spool.Entry(event: batch[i % 10], lanes: ["a/x"])], now: Date()) }
+            }
+            var all: [String] = []
+            for try await ids in group { all += ids }
+            return all
+        }
+        #expect(known.count == 54, "64 calls of 10 ids: 54 told the id was recorded before")
+        #expect(Set(known) == Set(batch.map(\.id)), "each id came back from some later call")
+        #expect(try await ledger.queuedCount(lane: "a/x") == 10)
+    }
+
     /// How far behind a lane is: when its oldest queued row was recorded.
     @Test(arguments: LedgerKind.allCases)
     func oldestQueuedIsTheLanesFirstUndeliveredRow(_ kind: LedgerKind) async throws {
