@@ -101,22 +101,53 @@ public final class DeliveryWorker: Sendable {
         let lock = try await spool.acquireDeliveryLock()
         defer { lock?.release() }
         try await checkLanes()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for lane in router.lanes {
-                guard let sink = router.sink(for: lane) else { continue }
-                let maxInFlight = router.maxInFlight(for: lane)
-                group.addTask { try await self.runLeased(lane.description, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeOpenWindows) }
+        // On a shared ledger the workers alive divide the lanes between them (a heartbeat each).
+        let fleet = lock == nil ? FleetShare(lanes: router.lanes.count) : nil
+        if let fleet { fleet.workersAlive(try await spool.heartbeat(owner: owner, ttl: leaseTTL)) }
+        try await withThrowingTaskGroup(of: Void.self) { outer in
+            if let fleet { outer.addTask { await self.beat(fleet) } }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in router.lanes {
+                    guard let sink = router.sink(for: lane) else { continue }
+                    let maxInFlight = router.maxInFlight(for: lane)
+                    group.addTask {
+                        try await self.runLeased(lane.description, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeOpenWindows, fleet: fleet)
+                    }
+                }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
+            outer.cancelAll()
+        }
+        if fleet != nil { try? await spool.signOff(owner: owner) }
+    }
+
+    /// The fleet heartbeat: every third of the lease time, tells the ledger this worker is alive
+    /// and learns how many are; lanes beyond the new share are handed off. Ends when cancelled.
+    private func beat(_ fleet: FleetShare) async {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: leaseTTL / 3)
+            } catch {
+                return
+            }
+            do {
+                let alive = try await spool.heartbeat(owner: owner, ttl: leaseTTL)
+                let handed = fleet.workersAlive(alive)
+                if !handed.isEmpty {
+                    logger.info("handing lanes off to the fleet", metadata: ["workers": "\(alive)", "share": "\(fleet.share)", "lanes": "\(handed.joined(separator: ", "))"])
+                }
+            } catch {
+                logger.warning("the fleet heartbeat failed; trying again", metadata: ["error": "\(error)"])
+            }
         }
     }
 
     /// Runs one lane while this worker holds its lease, renewing it; takes the lane again after
     /// losing it, and waits while another worker holds it.
-    private func runLeased(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool) async throws {
+    private func runLeased(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, fleet: FleetShare?) async throws {
         while !Task.isCancelled && !stopFlag.isSet {
             do {
-                if try await runLeasedOnce(lane, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeAll) { return }
+                if try await runLeasedOnce(lane, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeAll, fleet: fleet) { return }
             } catch let unavailable as LedgerUnavailableError {
                 // The database restarts or the network dropped: nothing was marked that was not
                 // written; wait, take the lane again, and go on where the ledger stands.
@@ -127,10 +158,16 @@ public final class DeliveryWorker: Sendable {
     }
 
     /// One turn of ``runLeased``: true when the lane is done (or another worker finished it),
-    /// false to take it again.
-    private func runLeasedOnce(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool) async throws -> Bool {
+    /// false to take it again (after losing it, or handing it off to the fleet).
+    private func runLeasedOnce(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, fleet: FleetShare?) async throws -> Bool {
+        // In a fleet, a worker asks for a lane only below its share, and counts it as held only
+        // once granted (a lane another worker holds must not keep a free one from being taken).
+        let handoff = fleet?.take(lane)
+        defer { if handoff != nil { fleet?.released(lane) } }
         do {
-            guard let lease = try await spool.acquireLease(lane: lane, owner: owner, ttl: leaseTTL) else {
+            let lease = fleet != nil && handoff == nil ? nil : try await spool.acquireLease(lane: lane, owner: owner, ttl: leaseTTL)
+            if lease == nil, handoff != nil { fleet?.released(lane) }
+            guard let lease else {
                 // Another worker delivers it. With untilEmpty this one is done once nothing is left.
                 if untilEmpty, try await !spool.hasQueued(lane: lane) {
                     let openWindows = closeAll ? try await spool.nextWindowEnd(lane: lane) : nil
@@ -142,7 +179,7 @@ public final class DeliveryWorker: Sendable {
             do {
                 try await withThrowingTaskGroup(of: Bool.self) { group in
                     group.addTask {
-                        try await self.runLane(lane, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeAll, lease: lease)
+                        try await self.runLane(lane, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeAll, lease: lease, handoff: handoff)
                         return true
                     }
                     if lease.expiresAt != .distantFuture {
@@ -157,7 +194,8 @@ public final class DeliveryWorker: Sendable {
                     group.cancelAll()
                 }
                 try? await spool.releaseLease(lease)
-                return true
+                // Handed off: another worker of the fleet takes it; this one waits its turn.
+                return !(handoff?.isSet ?? false)
             } catch {
                 try? await spool.releaseLease(lease)  // lets another worker (or this one, next turn) take it at once
                 throw error
@@ -207,7 +245,9 @@ public final class DeliveryWorker: Sendable {
 
     /// Drives the lane's ``LaneStateMachine``: performs each action it returns and tells it
     /// what came of it.
-    private func runLane(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, lease: LaneLease) async throws {
+    /// `handoff`: set when the fleet gives the lane to another worker; the lane then stops as
+    /// on shutdown (batches in flight answered and marked).
+    private func runLane(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, lease: LaneLease, handoff: StopFlag?) async throws {
         let limiter = sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }
         let spec = sink.capabilities.aggregation
         let checksBeforeRetry = sink.capabilities.idempotency == .clientCheckBeforeRetry
@@ -231,7 +271,8 @@ public final class DeliveryWorker: Sendable {
         var lastDepthSample = ContinuousClock.now - .seconds(2)
         try await withThrowingTaskGroup(of: LaneTask.self) { group in
             while true {
-                if Task.isCancelled || stopFlag.isSet { machine.stop() }
+                let stopping = stopFlag.isSet || handoff?.isSet == true
+                if Task.isCancelled || stopping { machine.stop() }
                 switch machine.next(now: clock.now()) {
                 case .finish:
                     try await group.waitForAll()
@@ -263,7 +304,7 @@ public final class DeliveryWorker: Sendable {
                     while let last = raw.last?.seq {
                         let batch = raw
                         async let folding: Void = spool.fold(batch, lane: lane, spec: spec, now: now)
-                        let next = stopFlag.isSet || batch.count < chunk ? [] : try await spool.due(lane: lane, limit: chunk, now: now, windowRecords: false, after: last)
+                        let next = stopping || batch.count < chunk ? [] : try await spool.due(lane: lane, limit: chunk, now: now, windowRecords: false, after: last)
                         try await folding
                         raw = next
                     }
@@ -284,7 +325,7 @@ public final class DeliveryWorker: Sendable {
                     try await clock.sleep(for: duration)
                 case .deliver(let batch):
                     if let limiter { try await limiter.acquire(events: batch.rows.count) }
-                    if stopFlag.isSet {
+                    if stopFlag.isSet || handoff?.isSet == true {
                         machine.abandoned(batch)
                         continue
                     }

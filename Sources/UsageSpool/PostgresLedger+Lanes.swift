@@ -154,4 +154,24 @@ extension PostgresLedger {
             return out
         }
     }
+
+    public func heartbeat(owner: String, ttl: Duration) async throws -> Int {
+        try await run {
+            var alive = 1
+            for try await count in try await self.client.query("""
+                WITH beat AS (
+                    INSERT INTO ub_workers (owner, expires_at) VALUES (\(owner), now() + make_interval(secs => \(ttl.seconds)))
+                    ON CONFLICT (owner) DO UPDATE SET expires_at = EXCLUDED.expires_at RETURNING owner),
+                gone AS (DELETE FROM ub_workers WHERE expires_at < now() - interval '1 day' RETURNING owner)
+                SELECT 1 + count(*) FROM ub_workers WHERE expires_at > now() AND owner <> (SELECT owner FROM beat)
+                """, logger: self.logger).decode(Int.self) {
+                alive = count
+            }
+            return alive
+        }
+    }
+
+    public func signOff(owner: String) async throws {
+        _ = try await count("DELETE FROM ub_workers WHERE owner = \(owner) RETURNING owner")
+    }
 }

@@ -143,6 +143,8 @@ public final class PostgresLedger: UsageLedger {
             "CREATE TABLE ub_leases (lane text PRIMARY KEY, owner text NOT NULL, token bigint NOT NULL, expires_at timestamptz NOT NULL)",
             "CREATE SEQUENCE ub_lease_tokens",
         ]),
+        // Workers alive (a heartbeat each), for the fleet's share of lanes.
+        (2, ["CREATE TABLE ub_workers (owner text PRIMARY KEY, expires_at timestamptz NOT NULL)"]),
     ]
 
     /// Creates or migrates the schema in one transaction under an advisory lock, so processes

@@ -359,6 +359,8 @@ public final class Spool: UsageLedger {
     public func renewLease(_ lease: LaneLease, ttl: Duration) async throws -> Bool { true }
     public func releaseLease(_ lease: LaneLease) async throws {}
     public func leases() async throws -> [LaneLease] { [] }
+    public func heartbeat(owner: String, ttl: Duration) async throws -> Int { 1 }
+    public func signOff(owner: String) async throws {}
 
     /// Writes marks inside the caller's transaction: delivered and duplicate rows in one statement
     /// each, dead and retried rows one by one (they are few).

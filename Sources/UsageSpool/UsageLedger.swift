@@ -86,6 +86,12 @@ public protocol UsageLedger: AnyObject, Sendable {
     func releaseLease(_ lease: LaneLease) async throws
     /// Who holds which lane's lease now (empty for the SQLite spool, which has none).
     func leases() async throws -> [LaneLease]
+    /// Marks worker `owner` alive until `ttl` from now and returns how many workers are alive,
+    /// this one included: what a fleet's workers divide the lanes by (``LaneShare``). A ledger
+    /// one worker holds (the SQLite spool) answers 1.
+    func heartbeat(owner: String, ttl: Duration) async throws -> Int
+    /// Forgets worker `owner` (it stops), so the others' share grows at once.
+    func signOff(owner: String) async throws
 
     /// Up to `limit` events after `afterKey` in the ledger's order, each with all its rows
     /// (``copyLedger(from:to:batch:progress:)``).

@@ -150,7 +150,17 @@ func describe(_ lanes: [LaneStatus], orphans: Set<String> = [], renames: [String
         if let to = renames[s.lane] { name += " (becomes \(to) at the worker's next start)" }
         if let owner = owners[s.lane] { name += " [worker \(owner)]" }
         return "\(name): " + parts.joined(separator: ", ")
-    }.joined(separator: "\n")
+    }.joined(separator: "\n") + spread(owners)
+}
+
+/// A fleet's spread of lanes over its workers (`Workers: 3 holding 2, 2, 2 lanes`), or nothing
+/// when no worker holds a lease.
+func spread(_ owners: [String: String]) -> String {
+    guard !owners.isEmpty else { return "" }
+    var held: [String: Int] = [:]
+    for owner in owners.values { held[owner, default: 0] += 1 }
+    let lines = held.sorted { $0.key < $1.key }.map { "  \($0.key): \($0.value) lane\($0.value == 1 ? "" : "s")" }
+    return "\nWorkers: \(held.count) holding \(held.values.sorted(by: >).map(String.init).joined(separator: ", ")) lanes\n" + lines.joined(separator: "\n")
 }
 
 struct Status: AsyncParsableCommand {

@@ -111,4 +111,79 @@ struct FleetCLITests {
         print("fleet crash test: N=\(all.count) events (\(overlap) recorded by both recorders), 3 workers, SIGKILLs=\(kills), database restarts=1, Stripe ids=\(stripeIDs.count), Chargebee records=\(await emulator.accepted("chargebee").count)")
         await emulator.shutdown()
     }
+
+    /// Lease balancing: 6 lanes and 3 worker processes: each holds 2. One is killed: the other
+    /// two take its lanes once its leases and heartbeat lapse. A fourth joins: the two with 3
+    /// each hand one off to it. Events recorded throughout reach OpenMeter once each.
+    @Test func workersShareTheLanesAndReshareWhenOneDiesOrJoins() async throws {
+        let emulator = try await UsageEmulator.start()
+        let ledger = try await PostgresServer.shared().database("balance")
+        let meters = (0..<6).map { "m\($0)" }
+        let config = try CLI.temp("fleet-balance.yaml", """
+            version: 1
+            providers:
+              openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN}, endpoint: "\(emulator.endpoints["openmeter"]?["endpoint"] ?? "")" }
+            routes:
+            \(meters.map { "  - { events: [\($0)], to: openmeter }" }.joined(separator: "\n"))
+            """)
+        let now = Date().addingTimeInterval(-60)
+        func record(_ batch: Int) async throws {
+            let lines = (0..<120).map { i in Self.line("bal-\(batch)-\(i)", meters[i % 6], "acme", 1, at: now) }.joined(separator: "\n")
+            let run = try await CLI.run(["import", try CLI.temp("balance-\(batch).ndjson", lines), "-c", config, "--spool", ledger])
+            #expect(run.status == 0, "\(run.output)")
+        }
+        try await record(0)
+        let env = ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }
+        let dir = FileManager.default.temporaryDirectory.appending(path: "ub-balance-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        func start(_ name: String) throws -> ChildProcess {
+            try ChildProcess.spawn(CLI.binary.path, ["worker", "-c", config, "--spool", ledger, "--lease", "2s"], environment: env,
+                                   directory: CLI.root.path, outputFile: "\(dir)/\(name).log")
+        }
+        let shared = try await PostgresLedger.open(ledger)
+        /// Lanes per live worker process (owners are host/pid/run).
+        func spread() async throws -> [Int32: Int] {
+            var held: [Int32: Int] = [:]
+            for lease in try await shared.leases() {
+                if let pid = lease.owner.split(separator: "/").dropFirst().first.flatMap({ Int32($0) }) { held[pid, default: 0] += 1 }
+            }
+            return held
+        }
+        func settles(_ expected: [Int32: Int], within seconds: Double) async throws -> (Bool, Double, [Int32: Int]) {
+            let started = Date()
+            var last: [Int32: Int] = [:]
+            while Date().timeIntervalSince(started) < seconds {
+                last = try await spread()
+                if last == expected { return (true, Date().timeIntervalSince(started), last) }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            return (false, seconds, last)
+        }
+        var workers = try (0..<3).map { try start("worker-\($0)") }
+        let even = try await settles(Dictionary(uniqueKeysWithValues: workers.map { ($0.pid, 2) }), within: 20)
+        #expect(even.0, "3 workers, 6 lanes: 2 each, got \(even.2)")
+
+        let victim = workers.removeFirst()
+        victim.kill(SIGKILL)
+        _ = await victim.exitStatus()
+        try await record(1)
+        let afterKill = try await settles(Dictionary(uniqueKeysWithValues: workers.map { ($0.pid, 3) }), within: 15)
+        #expect(afterKill.0, "the killed worker's lanes move to the other two: \(afterKill.2)")
+
+        workers.append(try start("worker-3"))
+        try await record(2)
+        let joined = try await settles(Dictionary(uniqueKeysWithValues: workers.map { ($0.pid, 2) }), within: 20)
+        #expect(joined.0, "a fourth worker gets its share: \(joined.2)")
+        print("lease balancing: 2 lanes each in \(String(format: "%.1f", even.1)) s; after a SIGKILL 3 each in \(String(format: "%.1f", afterKill.1)) s (lease 2 s); a new worker's share in \(String(format: "%.1f", joined.1)) s")
+
+        let expected = Set((0..<3).flatMap { batch in (0..<120).map { "bal-\(batch)-\($0)" } })
+        let delivered = try await eventually(within: .seconds(30)) { Set(await emulator.accepted("openmeter").compactMap(\.key)) == expected }
+        let keys = await emulator.accepted("openmeter").compactMap(\.key)
+        #expect(delivered && keys.count == expected.count, "every id once: \(keys.count) deliveries of \(Set(keys).count) ids, \(expected.count) recorded")
+        let status = try await CLI.run(["status", "--spool", ledger])
+        #expect(status.status == 0 && status.output.contains("Workers: 3 holding 2, 2, 2 lanes"), "status shows the spread: \(status.output)")
+        for worker in workers { worker.kill(SIGTERM) }
+        for worker in workers { #expect(await worker.exitStatus() == 0, "a worker stops cleanly on SIGTERM") }
+        await emulator.shutdown()
+    }
 }

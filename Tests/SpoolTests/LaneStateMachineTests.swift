@@ -226,3 +226,37 @@ struct HedgeBudgetTests {
         #expect(budget.available == HedgeBudget.burst, "never more than the burst")
     }
 }
+
+/// The fleet's fair share of lanes, without a database.
+@Suite("Lane share")
+struct LaneShareTests {
+    @Test func aWorkerTakesItsShareAndHandsOffTheLastTakenWhenWorkersJoin() {
+        var share = LaneShare(lanes: 6)
+        let alone = share.workersAlive(1)
+        #expect(alone.isEmpty && share.share == 6)
+        for lane in ["a", "b", "c", "d", "e", "f"] {
+            let taken = share.take(lane)
+            #expect(taken)
+        }
+        let twice = share.take("a")
+        #expect(!twice, "a lane is held once")
+        let joined = share.workersAlive(3)
+        #expect(joined == ["c", "d", "e", "f"], "three workers: a share of 2, the last four taken go")
+        let again = share.workersAlive(3)
+        #expect(again.isEmpty, "asked once")
+        let beyond = share.take("g")
+        #expect(!beyond, "no lane beyond the share while the hand-offs finish")
+        for lane in ["c", "d", "e", "f"] { share.released(lane) }
+        let atShare = share.take("c")
+        #expect(share.held == ["a", "b"] && !atShare)
+        let died = share.workersAlive(2)
+        let grown = share.take("c")
+        #expect(died.isEmpty && share.share == 3 && grown, "a worker died: the share grows and a lane is taken")
+        #expect(LaneShare(lanes: 5).share == 5)
+        var five = LaneShare(lanes: 5)
+        _ = five.workersAlive(3)
+        #expect(five.share == 2, "5 lanes over 3 workers: 2, 2 and 1")
+        _ = five.workersAlive(0)
+        #expect(five.share == 5, "no heartbeat answer yet reads as alone")
+    }
+}
