@@ -7,8 +7,9 @@ import UsageRouting
 import UsageSpool
 
 /// SQLite and PostgreSQL side by side in one run, on this machine: `record` with 16 writers at 1
-/// and at 100 events per call, and delivery of `count` events over two lanes (OpenMeter at a
-/// loopback server, 100 events per request) by 1 and by 2 workers. PostgreSQL is Debian's server,
+/// and at 100 events per call, and delivery of `count` events over four lanes (OpenMeter at a
+/// loopback server, 100 events per request) by 1, 2 and 4 workers, printing the lanes each
+/// worker held (a fleet's workers share the lanes). PostgreSQL is Debian's server,
 /// started here on a loopback port with `fsync=off` (the SQLite spool's `normal` durability does
 /// not fsync each commit either).
 func ledgerBenchmark(count: Int, options: Options) async throws {
@@ -21,8 +22,9 @@ func ledgerBenchmark(count: Int, options: Options) async throws {
         kind == "SQLite" ? try Spool(path: "\(dir)/\(tag).spool") : try await PostgresLedger.open(try await server.database(tag))
     }
     let now = Date()
+    let names = ["api_request", "storage_gb", "tokens", "seats"]
     func event(_ tag: String, _ i: Int) -> UsageEvent {
-        UsageEvent(id: "\(tag)-\(i)", name: i % 2 == 0 ? "api_request" : "storage_gb", customer: "c\(i % 50)", timestamp: now.addingTimeInterval(-60), quantity: Decimal(i % 9 + 1))
+        UsageEvent(id: "\(tag)-\(i)", name: names[i % names.count], customer: "c\(i % 50)", timestamp: now.addingTimeInterval(-60), quantity: Decimal(i % 9 + 1))
     }
     var table: [(String, [String: [Double]])] = []
 
@@ -62,11 +64,10 @@ func ledgerBenchmark(count: Int, options: Options) async throws {
         providers:
           openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(http.baseURL)", max_batch_size: 100 }
         routes:
-          - { events: [api_request], to: openmeter }
-          - { events: [storage_gb], to: openmeter }
+        \(names.map { "  - { events: [\($0)], to: openmeter }" }.joined(separator: "\n"))
         """, file: "bench.yaml", directory: dir, registry: .standard, environment: [:])
     let client = try CurlHTTPClient()
-    for workers in [1, 2] where !options.recordOnly {
+    for workers in [1, 2, 4] where !options.recordOnly {
         var rates: [String: [Double]] = [:]
         for trial in 0..<options.repeats {
             for kind in kinds {
@@ -79,17 +80,29 @@ func ledgerBenchmark(count: Int, options: Options) async throws {
                 var fleet: [DeliveryWorker] = []
                 for _ in 0..<workers {
                     let handle = workers == 1 ? store : try await openLedger(store.location)
-                    fleet.append(DeliveryWorker(spool: handle, router: pipeline.router))
+                    // A short lease, so the workers' heartbeats (a third of it) share the lanes
+                    // within the run.
+                    fleet.append(DeliveryWorker(spool: handle, router: pipeline.router, leaseTTL: .seconds(1.5)))
                 }
                 let started = ContinuousClock.now
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for worker in fleet { group.addTask { try await worker.run(untilEmpty: true) } }
                     if workers > 1 {
-                        try await Task.sleep(for: .milliseconds(500))
-                        let owners = try await store.leases().map { lease in
-                            "\(lease.lane) → " + (fleet.firstIndex { $0.owner == lease.owner }.map { "worker \($0 + 1)" } ?? lease.owner)
+                        // Every lane each worker held, sampled while they deliver.
+                        var held: [Int: Set<String>] = [:], last: [Int: Set<String>] = [:]
+                        while try await store.queuedCount(lane: nil) > 0 {
+                            var now: [Int: Set<String>] = [:]
+                            for lease in try await store.leases() {
+                                if let index = fleet.firstIndex(where: { $0.owner == lease.owner }) { now[index, default: []].insert(lease.lane) }
+                            }
+                            held.merge(now) { $0.union($1) }
+                            if !now.isEmpty { last = now }
+                            try await Task.sleep(for: .milliseconds(100))
                         }
-                        print("  leases after 0.5 s: \(owners.joined(separator: ", "))")
+                        func list(_ lanes: [Int: Set<String>]) -> String {
+                            (0..<workers).map { "worker \($0 + 1) \(lanes[$0, default: []].sorted().map { $0.replacingOccurrences(of: "openmeter/", with: "") }.joined(separator: "+"))" }.joined(separator: ", ")
+                        }
+                        print("  \(kind), \(workers) workers: lanes held at some point: \(list(held)); last seen: \(list(last))")
                     }
                     try await group.waitForAll()
                 }
@@ -99,7 +112,7 @@ func ledgerBenchmark(count: Int, options: Options) async throws {
                 print("  deliver \(kind), \(workers) worker(s): \(String(format: "%.0f", rate)) events/s, \(left) left queued (trial \(trial))")
             }
         }
-        table.append(("deliver \(count) events over 2 lanes (100 per request), \(workers) worker(s)", rates))
+        table.append(("deliver \(count) events over \(names.count) lanes (100 per request), \(workers) worker(s)", rates))
     }
     client.shutdown()
     await http.shutdown()

@@ -206,25 +206,11 @@ public final class PostgresLedger: UsageLedger {
                 codes.append(dead.reason.code); messages.append(dead.reason.description)
             }
         }
-        let t = now.timeIntervalSince1970
-        // The events new to the ledger and their rows, in recording order.
+        let statement = RecordStatement(ids: ids, payloads: payloads, at: now.timeIntervalSince1970, rowIDs: rowIDs, lanes: lanes, states: states,
+                                        codes: codes, messages: messages)
         return try await run {
             var newIDs = Set<String>()
-            for try await id in try await self.client.query("""
-                WITH ins AS (
-                    INSERT INTO ub_events (id, payload, recorded_at)
-                    SELECT u.id, u.payload, \(t) FROM unnest(\(ids)::text[], \(payloads)::bytea[]) WITH ORDINALITY AS u(id, payload, ord) ORDER BY u.ord
-                    ON CONFLICT (id) DO NOTHING RETURNING key, id),
-                rows AS (
-                    INSERT INTO ub_deliveries (event, lane, state, reason_code, reason_message, recorded_at, updated_at)
-                    SELECT ins.key, d.lane, d.state, NULLIF(d.code, ''), NULLIF(d.message, ''), \(t), \(t)
-                    FROM unnest(\(rowIDs)::text[], \(lanes)::text[], \(states)::int2[], \(codes)::text[], \(messages)::text[]) WITH ORDINALITY
-                        AS d(id, lane, state, code, message, ord)
-                    JOIN ins ON ins.id = d.id ORDER BY d.ord)
-                SELECT id FROM ins
-                """, logger: self.logger).decode(String.self) {
-                newIDs.insert(id)
-            }
+            for try await id in try await self.client.execute(statement, logger: self.logger) { newIDs.insert(id) }
             return newIDs
         }
     }

@@ -5,6 +5,43 @@ import NIOSSL
 import PostgresNIO
 import UsageBilling
 
+/// Events new to the ledger and their rows, in recording order, in one statement prepared once
+/// per connection (every `record` group runs it): an id any process recorded before is skipped,
+/// concurrent recorders of one id included. Returns the ids it inserted.
+struct RecordStatement: PostgresPreparedStatement {
+    typealias Row = String
+    static let name = "ub_record_v1"
+    static let sql = """
+        WITH ins AS (
+            INSERT INTO ub_events (id, payload, recorded_at)
+            SELECT u.id, u.payload, $3::float8 FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS u(id, payload, ord) ORDER BY u.ord
+            ON CONFLICT (id) DO NOTHING RETURNING key, id),
+        rows AS (
+            INSERT INTO ub_deliveries (event, lane, state, reason_code, reason_message, recorded_at, updated_at)
+            SELECT ins.key, d.lane, d.state, NULLIF(d.code, ''), NULLIF(d.message, ''), $3::float8, $3::float8
+            FROM unnest($4::text[], $5::text[], $6::int2[], $7::text[], $8::text[]) WITH ORDINALITY AS d(id, lane, state, code, message, ord)
+            JOIN ins ON ins.id = d.id ORDER BY d.ord)
+        SELECT id FROM ins
+        """
+    let ids: [String], payloads: [ByteBuffer], at: Double
+    let rowIDs: [String], lanes: [String], states: [Int16], codes: [String], messages: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 8)
+        b.append(ids)
+        b.append(payloads)
+        b.append(at)
+        b.append(rowIDs)
+        b.append(lanes)
+        b.append(states)
+        b.append(codes)
+        b.append(messages)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(String.self) }
+}
+
 /// A lane's due rows after a seq, oldest first: prepared once per connection (the worker runs it
 /// for every read-ahead).
 struct DueStatement: PostgresPreparedStatement {

@@ -2,9 +2,10 @@ import Foundation
 import UsageBilling
 
 /// Group commit for a ledger whose every write is a round trip and a commit (PostgreSQL):
-/// concurrent `record` calls of one process share one statement. The first caller to find no
-/// write in flight leads: it writes everything queued, then whatever queued meanwhile, until
-/// nothing is left. Each caller is answered only once its own entries are committed; a failed
+/// concurrent `record` calls of one process share one statement. A caller that finds fewer than
+/// ``maxWriters`` writes in flight leads: it writes everything queued, then whatever queued
+/// meanwhile, until nothing is left (two writers keep the server busy while the next group
+/// gathers). Each caller is answered only once its own entries are committed; a failed
 /// write fails every caller in it, and the single statement leaves nothing half-written.
 ///
 /// One id in two callers' entries is recorded by the first of them (in queue order); the other
@@ -20,15 +21,18 @@ final class RecordGroup: Sendable {
     }
     private struct State {
         var pending: [Waiter] = []
-        var writing = false
+        var writers = 0
     }
     private let state = Locked(State())
     private let write: Write
     /// The most entries one statement carries (a caller's own entries are never split).
     private let maxEntries: Int
+    /// Statements in flight at once.
+    private let maxWriters: Int
 
-    init(maxEntries: Int = 5_000, write: @escaping Write) {
+    init(maxEntries: Int = 5_000, maxWriters: Int = 2, write: @escaping Write) {
         self.maxEntries = maxEntries
+        self.maxWriters = maxWriters
         self.write = write
     }
 
@@ -37,8 +41,8 @@ final class RecordGroup: Sendable {
         try await withCheckedThrowingContinuation { continuation in
             let leads = state.with { s -> Bool in
                 s.pending.append(Waiter(entries: entries, now: now, continuation: continuation))
-                guard !s.writing else { return false }
-                s.writing = true
+                guard s.writers < maxWriters else { return false }
+                s.writers += 1
                 return true
             }
             if leads { Task { await self.drain() } }
@@ -50,7 +54,7 @@ final class RecordGroup: Sendable {
         while true {
             let group = state.with { s -> [Waiter] in
                 guard !s.pending.isEmpty else {
-                    s.writing = false
+                    s.writers -= 1
                     return []
                 }
                 var taken = 0, count = 0
