@@ -103,7 +103,14 @@ public final class DeliveryWorker: Sendable {
         try await checkLanes()
         // On a shared ledger the workers alive divide the lanes between them (a heartbeat each).
         let fleet = lock == nil ? FleetShare(lanes: router.lanes.count) : nil
-        if let fleet { fleet.workersAlive(try await spool.heartbeat(owner: owner, ttl: leaseTTL)) }
+        if let fleet {
+            // Workers of a fleet often start together (a deploy): after registering, one short
+            // pause lets the others register too, so the first does not take every lane only to
+            // hand most of them off a heartbeat later.
+            _ = try await spool.heartbeat(owner: owner, ttl: leaseTTL)
+            try await Task.sleep(for: min(leaseTTL / 10, .milliseconds(200)))
+            fleet.workersAlive(try await spool.heartbeat(owner: owner, ttl: leaseTTL))
+        }
         try await withThrowingTaskGroup(of: Void.self) { outer in
             if let fleet { outer.addTask { await self.beat(fleet) } }
             try await withThrowingTaskGroup(of: Void.self) { group in
