@@ -23,32 +23,39 @@ except ImportError:
     sys.exit("validate_fixtures: the Python package 'jsonschema' is missing; run: pip install jsonschema")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Provider folder -> its spec files in Providers/<Name>/Spec. A new provider adds its line.
-# An exchange must validate against every listed spec that has its operation.
-PROVIDER_SPECS = {
-    "Stripe": ["stripe-metering.openapi.json"],
-    # Orb: the official 2023 document (also vendored) is stale: it predates the current body and
-    # response shapes (see Providers/Orb/README.md); the SDK-derived one reflects today's wire.
-    "Orb": ["orb-ingest.sdk-derived.openapi.json"],
-    "Metronome": ["metronome-ingest.openapi.json"],
-    "OpenMeter": ["openmeter-ingest.openapi.json"],
-    "Chargebee": ["chargebee-usage.openapi.json"],
-    "Recurly": ["recurly-usage.openapi.json"],
-    "Paddle": ["paddle-usage.openapi.json"],
-}
-# Operations the adapters call that no trimmed spec covers, with where their shapes come from.
-# They are listed in the output, not silently passed.
-SPEC_GAPS = {
-    ("Orb", "POST", "/v1/events/backfills"): "orb-billing 4.90.0 types/events/backfill_create_params.py, backfill_create_response.py",
-    ("Orb", "POST", "/v1/events/backfills/{id}/close"): "orb-billing 4.90.0 types/events/backfill_close_response.py",
-}
-WEBHOOK_SCHEMAS = {"Stripe": "stripe-meter-error-events.schemas.json"}
+# Every folder under Providers/ with Fixtures is checked against the specs vendored in its Spec/:
+# every Spec/*.openapi.json, unless Spec/specs.json says otherwise. specs.json (optional) holds
+#   "validate": the spec files to check against (when some vendored one is stale), with "why";
+#   "outside_specs": {"METHOD /path/{id}": where its shapes come from}, operations no trimmed
+#                    spec covers (listed in the output, not silently passed);
+#   "query_gaps": {"name": why}, query parameters only in links the provider hands back;
+#   "webhooks": the JSON schemas file its Fixtures/webhooks events are checked against.
+# An exchange must validate against every listed spec that has its operation. A provider folder
+# with fixtures and no spec is a problem: its fixtures would go unchecked.
 
 
-# Query parameters that appear only in links the provider hands back (never built by us), with why.
-QUERY_GAPS = {
-    ("Recurly", "cursor"): "Recurly's list `next` links carry an opaque cursor; the spec says to follow `next` (info.description, Pagination)",
-}
+def provider_folders():
+    root = os.path.join(ROOT, "Providers")
+    return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d, "Fixtures")))
+
+
+def manifest(provider):
+    path = os.path.join(ROOT, "Providers", provider, "Spec", "specs.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def spec_names(provider):
+    listed = manifest(provider).get("validate")
+    if listed:
+        return listed
+    spec_dir = os.path.join(ROOT, "Providers", provider, "Spec")
+    return sorted(n for n in os.listdir(spec_dir) if n.endswith(".openapi.json")) if os.path.isdir(spec_dir) else []
+
+
+QUERY_GAPS = {(p, name): why for p in provider_folders() for name, why in manifest(p).get("query_gaps", {}).items()}
 
 
 def to_jsonschema(node):
@@ -249,8 +256,13 @@ def check_exchange(ex, ops, components, where, oas31=False, responses_components
 
 def main():
     problems, checked, gaps = [], 0, []
-    for provider, spec_names in PROVIDER_SPECS.items():
-        specs = [load_spec(provider, n) for n in spec_names]
+    for provider in provider_folders():
+        names = spec_names(provider)
+        if not names:
+            problems.append("Providers/%s has fixtures and no Spec/*.openapi.json: vendor the trimmed official spec (see CONTRIBUTING.md)" % provider)
+            continue
+        specs = [load_spec(provider, n) for n in names]
+        outside = [(key.split(" ", 1)[0], key.split(" ", 1)[1], src) for key, src in manifest(provider).get("outside_specs", {}).items()]
         fixture_dir = os.path.join(ROOT, "Providers", provider, "Fixtures")
         for dirpath, _, files in os.walk(fixture_dir):
             for name in sorted(files):
@@ -262,7 +274,7 @@ def main():
                 for i, ex in enumerate(fixture.get("exchanges", [])):
                     where = "%s exchange %d" % (os.path.relpath(path, ROOT), i + 1)
                     req_path = urlsplit(ex["request"]["url"]).path
-                    gap = next((src for (p, m, t), src in SPEC_GAPS.items() if p == provider and m == ex["request"]["method"]
+                    gap = next((src for (m, t, src) in outside if m == ex["request"]["method"]
                                 and re.match("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(t)) + "$", req_path)), None)
                     if gap:
                         gaps.append("%s: %s %s is outside the trimmed specs; shapes from %s" % (where, ex["request"]["method"], req_path, gap))
@@ -283,7 +295,7 @@ def main():
                         problems += [r for r in result if not r.startswith("GAP ")]
                     if matched == 0:
                         problems.append("%s: no spec operation for %s %s" % (where, ex["request"]["method"], ex["request"]["url"]))
-        webhook_schemas = os.path.join(ROOT, "Providers", provider, "Spec", WEBHOOK_SCHEMAS.get(provider, "-"))
+        webhook_schemas = os.path.join(ROOT, "Providers", provider, "Spec", manifest(provider).get("webhooks", "-"))
         if os.path.exists(webhook_schemas):
             schemas = json.load(open(webhook_schemas))["schemas"]
             components = {}

@@ -39,14 +39,19 @@ public struct EmulationKind: Sendable {
     /// tests, as routing-config settings (`api_key: …, site: …`): placeholder keys, and rate
     /// limits raised so a test runs at loopback speed.
     public let adapterSettings: String
+    /// The provider's real hosts, as its recorded fixtures name them, each with the path prefix
+    /// that answers it here (`api.stripe.com` → `stripe`): how a fixture's requests replay
+    /// against the emulator.
+    public let realHosts: [String: String]
 
     public init(kind: String, prefixes: [String]? = nil, hostAliases: [HostAlias] = [], settings: [EmulationSetting] = [],
-                adapterSettings: String = "",
+                adapterSettings: String = "", realHosts: [String: String] = [:],
                 endpoints: @escaping @Sendable (_ baseURL: String) -> [String: String],
                 make: @escaping @Sendable (EmulationContext) -> [any EmulatedProvider]) {
         self.kind = kind
         self.settings = settings
         self.adapterSettings = adapterSettings
+        self.realHosts = realHosts
         self.prefixes = prefixes ?? [kind]
         self.hostAliases = hostAliases
         self.endpoints = endpoints

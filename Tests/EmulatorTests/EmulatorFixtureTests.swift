@@ -2,21 +2,25 @@ import Foundation
 import Testing
 import UsageBilling
 import UsageBillingCurl
+import UsageBillingProviders
 import UsageBillingTesting
 import UsageEmulator
+import UsageRouting
 
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-/// Where each provider's real host lives on the emulator.
-let emulatedHosts: [String: String] = [
-    "api.stripe.com": "/stripe", "meter-events.stripe.com": "/stripe-meter-events", "api.withorb.com": "/orb", "api.metronome.com": "/metronome", "openmeter.cloud": "/openmeter",
-    "acme-test.chargebee.com": "/chargebee", "acme-test.ingest.chargebee.com": "/chargebee-ingest", "v3.recurly.com": "/recurly",
-    "sandbox-api.paddle.com": "/paddle",
-]
+/// Where each provider's real host lives on the emulator, as each emulation declares it.
+let emulatedHosts: [String: String] = Dictionary(UsageEmulator.standard.flatMap { kind in kind.realHosts.map { ($0.key, "/" + $0.value) } }) { a, _ in a }
 
-/// Every fixture file of the seven providers (catalogue, provider-specific and API fixtures).
+/// The provider folders: every folder under Providers/.
+func providerFolders() -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: repositoryRoot.appending(path: "Providers").path)) ?? [])
+        .filter { !$0.hasPrefix(".") }.sorted()
+}
+
+/// Every fixture file of every provider folder (catalogue, provider-specific and API fixtures).
 func allFixtureFiles() -> [String] {
-    let providers = ["Stripe", "Orb", "Metronome", "OpenMeter", "Chargebee", "Recurly", "Paddle"]
+    let providers = providerFolders()
     var out: [String] = []
     for provider in providers {
         let dir = repositoryRoot.appending(path: "Providers/\(provider)/Fixtures")
@@ -56,6 +60,24 @@ let pagingKeys: Set<String> = ["next_offset", "next"]
 
 @Suite("Emulator answers fixture requests as the fixtures say the real API does", .timeLimit(.minutes(2)))
 struct EmulatorFixtureTests {
+    /// A provider is its folder plus the registries: every folder under Providers/ is a kind of
+    /// the provider registry and of the emulator, declares its real hosts, and has fixtures and
+    /// a vendored spec (which scripts/validate_fixtures.py finds by the folder).
+    @Test func everyProviderFolderIsInEveryRegistry() {
+        let folders = providerFolders()
+        #expect(folders.count == ProviderRegistry.standard.names.count, "\(folders) against \(ProviderRegistry.standard.names.sorted())")
+        for folder in folders {
+            let kind = folder.lowercased()
+            #expect(ProviderRegistry.standard.kind(kind) != nil, "Providers/\(folder): no kind '\(kind)' in ProviderRegistry.standard")
+            let emulation = UsageEmulator.standard.first { $0.kind == kind }
+            #expect(emulation != nil, "Providers/\(folder): no emulation in UsageEmulator.standard")
+            #expect(emulation?.realHosts.isEmpty == false, "Providers/\(folder): its emulation declares no real hosts")
+            for sub in ["Fixtures", "Spec"] {
+                #expect(FileManager.default.fileExists(atPath: repositoryRoot.appending(path: "Providers/\(folder)/\(sub)").path), "Providers/\(folder)/\(sub)")
+            }
+        }
+    }
+
     /// Each fixture's requests are replayed, in order, against a fresh emulator. Where the fixture
     /// records a success (2xx), or a refusal the emulator models (`emulatedRefusals`), the
     /// emulator must answer the same status with a body of the same shape (every top-level key
@@ -77,6 +99,9 @@ struct EmulatorFixtureTests {
         var ids: [String: String] = [:]     // the fixture's backfill ids → the emulator's
         for (index, exchange) in fixture.exchanges.enumerated() {
             let requestURL = ids.reduce(exchange.request.url) { $0.replacingOccurrences(of: $1.key, with: $1.value) }
+            if let host = URLComponents(string: requestURL)?.host, emulatedHosts[host] == nil {
+                Issue.record("\(file): the host \(host) is not one any emulation declares (EmulationKind.realHosts): its exchanges would go unchecked")
+            }
             guard let recorded = exchange.response, exchange.failure == nil,
                   (200..<300).contains(recorded.status) || (emulatedRefusals.contains(file) && (400..<500).contains(recorded.status)),
                   let url = URLComponents(string: requestURL), let host = url.host, let prefix = emulatedHosts[host]

@@ -162,7 +162,7 @@ final class ChargebeeIngestEmulation: EmulatedProvider {
 public enum EmulatedChargebee {
     public static let kind = EmulationKind(
         kind: "chargebee", prefixes: ["chargebee", "chargebee-ingest"],
-        adapterSettings: "api_key: cb_REDACTED, site: acme-test, item_price_id: seats-USD, requests_per_minute: 60000",
+        adapterSettings: "api_key: cb_REDACTED, site: acme-test, item_price_id: seats-USD, requests_per_minute: 60000", realHosts: ["acme-test.chargebee.com": "chargebee", "acme-test.ingest.chargebee.com": "chargebee-ingest"],
         endpoints: { ["endpoint": "\($0)/chargebee", "ingest_endpoint": "\($0)/chargebee-ingest"] },
         make: { [ChargebeeEmulation(now: $0.now), ChargebeeIngestEmulation(now: $0.now)] })
 }

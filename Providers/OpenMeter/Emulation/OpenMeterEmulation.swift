@@ -88,6 +88,6 @@ final class OpenMeterEmulation: EmulatedProvider {
 /// ``MeterSums`` names (default `value`).
 public enum EmulatedOpenMeter {
     public static let kind = EmulationKind(
-        kind: "openmeter", adapterSettings: "api_key: om_REDACTED", endpoints: { ["endpoint": "\($0)/openmeter"] },
+        kind: "openmeter", adapterSettings: "api_key: om_REDACTED", realHosts: ["openmeter.cloud": "openmeter"], endpoints: { ["endpoint": "\($0)/openmeter"] },
         make: { [OpenMeterEmulation(valueProperties: MeterValueProperties($0.options[MeterSums.self].properties))] })
 }

@@ -138,5 +138,5 @@ final class PaddleEmulation: EmulatedProvider {
 
 /// Paddle's emulation as the emulator registers it, at `/paddle`.
 public enum EmulatedPaddle {
-    public static let kind = EmulationKind(kind: "paddle", adapterSettings: "api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01emu, max_quantity: 999999999, requests_per_minute: 60000", endpoints: { ["endpoint": "\($0)/paddle"] }, make: { _ in [PaddleEmulation()] })
+    public static let kind = EmulationKind(kind: "paddle", adapterSettings: "api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01emu, max_quantity: 999999999, requests_per_minute: 60000", realHosts: ["sandbox-api.paddle.com": "paddle"], endpoints: { ["endpoint": "\($0)/paddle"] }, make: { _ in [PaddleEmulation()] })
 }

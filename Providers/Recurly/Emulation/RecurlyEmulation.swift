@@ -81,5 +81,5 @@ final class RecurlyEmulation: EmulatedProvider {
 
 /// Recurly's emulation as the emulator registers it, at `/recurly`.
 public enum EmulatedRecurly {
-    public static let kind = EmulationKind(kind: "recurly", adapterSettings: "api_key: recurly_REDACTED, add_on_id: code-seats, requests_per_minute: 60000", endpoints: { ["endpoint": "\($0)/recurly"] }, make: { _ in [RecurlyEmulation()] })
+    public static let kind = EmulationKind(kind: "recurly", adapterSettings: "api_key: recurly_REDACTED, add_on_id: code-seats, requests_per_minute: 60000", realHosts: ["v3.recurly.com": "recurly"], endpoints: { ["endpoint": "\($0)/recurly"] }, make: { _ in [RecurlyEmulation()] })
 }

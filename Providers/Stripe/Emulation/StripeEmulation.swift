@@ -433,6 +433,7 @@ public enum EmulatedStripe {
             options[Meters.self] = Meters(names)
         }],
         adapterSettings: "secret_key: sk_live_REDACTED, requests_per_second: 100000",
+        realHosts: ["api.stripe.com": "stripe", "meter-events.stripe.com": "stripe-meter-events"],
         endpoints: { ["endpoint": "\($0)/stripe", "meter_events_endpoint": "\($0)/stripe-meter-events"] },
         make: { [StripeEmulation(now: $0.now, meters: $0.options[Meters.self].eventNames)] })
 
