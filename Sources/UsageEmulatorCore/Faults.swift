@@ -1,8 +1,9 @@
 import Foundation
 import UsageBilling
 
-/// Failures the emulator injects into one provider's write requests, as rates in 0…1. Seeded, so a
-/// run with the same seed and the same request order fails the same way.
+/// Failures the emulator injects into one provider's write requests (and its reads too with
+/// `reads=1`), as rates in 0…1. Seeded, so a run with the same seed and the same request order
+/// fails the same way.
 public struct FaultPlan: Sendable, Hashable {
     /// 429 with `Retry-After` (1 s).
     public var rateLimited: Double = 0
@@ -19,6 +20,8 @@ public struct FaultPlan: Sendable, Hashable {
     /// A delay before answering, applied to `delayRate` of requests.
     public var delay: Duration = .zero
     public var delayRate: Double = 0
+    /// Whether reads (read-back queries) fail too, not only writes.
+    public var includesReads = false
 
     /// No faults.
     public init() {}
@@ -40,7 +43,8 @@ public struct FaultPlan: Sendable, Hashable {
         return plan
     }
 
-    /// Parses `429=0.1,429-bare=0.05,500=0.05,503=0.02,reset=0.02,timeout=0.01,delay=50ms@0.2`.
+    /// Parses `429=0.1,429-bare=0.05,500=0.05,503=0.02,reset=0.02,timeout=0.01,delay=50ms@0.2`
+    /// (and `reads=1` to fail read-back queries as well).
     /// - Throws: `.invalidInput` naming the bad entry.
     public static func parse(_ text: String) throws -> FaultPlan {
         var plan = FaultPlan()
@@ -53,6 +57,11 @@ public struct FaultPlan: Sendable, Hashable {
                 plan.delay = .milliseconds(ms)
                 plan.delayRate = d.count == 2 ? (Double(d[1]) ?? -1) : 1
                 guard (0...1).contains(plan.delayRate) else { throw bad(entry) }
+                continue
+            }
+            if parts[0] == "reads" {
+                guard ["0", "1"].contains(parts[1]) else { throw bad(entry) }
+                plan.includesReads = parts[1] == "1"
                 continue
             }
             guard let rate = Double(parts[1]), (0...1).contains(rate) else { throw bad(entry) }
@@ -74,7 +83,7 @@ public struct FaultPlan: Sendable, Hashable {
 
     private static func bad(_ entry: String) -> UsageBillingError {
         UsageBillingError(.invalidInput, "fault '\(entry)' is not understood",
-                          fix: "write kind=rate with kind one of 429, 429-bare, 500, 503, reset, timeout (rate 0…1), or delay=50ms@0.2",
+                          fix: "write kind=rate with kind one of 429, 429-bare, 500, 503, reset, timeout (rate 0…1), delay=50ms@0.2, or reads=1",
                           field: "faults")
     }
 

@@ -281,7 +281,7 @@ public final class UsageEmulator: Sendable {
         }
         let (decision, delay): (FaultPlan.Decision, Duration?) = state.with { s in
             s.requests[prefix, default: 0] += 1
-            guard isWrite, let plan = s.faults[prefix], plan.failureRate > 0 || plan.delayRate > 0 else { return (.pass, nil) }
+            guard let plan = s.faults[prefix], isWrite || plan.includesReads, plan.failureRate > 0 || plan.delayRate > 0 else { return (.pass, nil) }
             var rng = s.rng[prefix] ?? SeededGenerator(seed: 1)
             let roll = Double(rng.next() % 1_000_000) / 1_000_000
             let delayRoll = Double(rng.next() % 1_000_000) / 1_000_000

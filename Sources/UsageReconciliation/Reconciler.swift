@@ -340,19 +340,26 @@ public struct Reconciler: Sendable {
     }
 
     /// Retries read-back calls the provider answered with 429/5xx or that failed in transit
-    /// (read-only calls: always safe), with backoff, at most 6 times.
+    /// (read-only calls: always safe), on the retry engine's curve (``readBackRetries``: full
+    /// jitter, the provider's `Retry-After` honoured), at most 6 attempts.
     func withRetries<T: Sendable>(_ call: () async throws -> T) async throws -> T {
-        var delay = 0.2
-        for _ in 0..<5 {
+        var attempts = 0
+        let started = ContinuousClock.now
+        while true {
             do {
                 return try await call()
             } catch let error as UsageBillingError where error.code == .transport || error.code == .timeout {
-                try await clock.sleep(for: .seconds(delay))
-                delay = min(delay * 2, 5)
+                attempts += 1
+                guard let wait = Self.readBackRetries.delay(attemptsMade: attempts, elapsed: ContinuousClock.now - started, retryAfter: error.retryAfter) else {
+                    throw error
+                }
+                try await clock.sleep(for: wait)
             }
         }
-        return try await call()
     }
+
+    /// The read-back calls' retries: 6 attempts within 2 minutes, 0.2 s → 5 s.
+    static let readBackRetries = RetryPolicy(baseDelay: .milliseconds(200), maxDelay: .seconds(5), maxAttempts: 6, maxElapsed: .seconds(120))
 }
 
 /// An HTTP client that paces every request through a token bucket (read-back limits).

@@ -12,12 +12,13 @@ struct Emulate: AsyncParsableCommand {
         usage: "usage-billing emulate [<options>]",
         discussion: """
             Each provider lives under its own prefix; point a provider's `endpoint` setting at it (the command prints \
-            the settings to use). Faults apply to write requests and are seeded, so a failing run can be replayed. \
+            the settings to use). Faults apply to write requests (and to read-back queries with reads=1) and are seeded, \
+            so a failing run can be replayed. \
             Stop with Ctrl-C.
 
             --faults takes PROVIDER:SPEC, repeatable, or all:SPEC; SPEC is kind=rate,... \
             with kind one of 429, 429-bare, 500, 503, reset, timeout (applied, then no \
-            answer), and delay=50ms@0.2.
+            answer), delay=50ms@0.2, and reads=1 (read-back queries fail too).
 
             While it runs, a control API on the same port changes faults and state (no \
             key; loopback only; E is http://127.0.0.1:12111). Set, clear, read, and \

@@ -96,6 +96,31 @@ struct ReconcileTests {
         await setup.close()
     }
 
+    /// Read-back answered 429 with `Retry-After: 1` (the emulator's plan after delivery):
+    /// reconcile retries on the retry engine's curve, waits what the provider asked each time,
+    /// and still reports a clean match; the error it retried kept its status.
+    @Test func readBack429sAreRetriedAfterTheirRetryAfter() async throws {
+        let setup = try Setup("readback-429", on: try await UsageEmulator.start(seed: 11), routes: "  - { events: [api_request], to: openmeter }")
+        let now = Date()
+        try await setup.pipeline.record((0..<10).map { UsageEvent(id: "ra-\($0)", name: "api_request", customer: "acme",
+                                                                   timestamp: now.addingTimeInterval(-Double($0) - 60), quantity: 3) })
+        try await setup.pipeline.flush()
+        setup.emulator.setFaults("openmeter", try FaultPlan.parse("429=0.4,reads=1"))
+        let started = ContinuousClock.now
+        let report = try await setup.reconciler().run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now))
+        let elapsed = ContinuousClock.now - started
+        let injected = setup.emulator.statistics.injected["openmeter"]?["429"] ?? 0
+        #expect(report.isClean, "\(report.table())")
+        #expect(injected > 0, "the plan refused some reads")
+        #expect(elapsed >= .seconds(injected), "each 429's Retry-After was waited for: \(injected) in \(elapsed)")
+        let refused = UsageBillingError.forFailedCall(HTTPResponse(status: 429, headers: ["Retry-After": "3"], body: Data()), message: "slow down", credentialField: "api_key")
+        #expect(refused.code == .transport && refused.httpStatus == 429 && refused.retryAfter == .seconds(3))
+        var rng = SeededGenerator(seed: 1)
+        #expect(Reconciler.readBackRetries.delay(attemptsMade: 1, elapsed: .zero, retryAfter: refused.retryAfter, using: &rng) == .seconds(3))
+        #expect(Reconciler.readBackRetries.delay(attemptsMade: 6, elapsed: .zero, retryAfter: nil, using: &rng) == nil, "six attempts at most")
+        await setup.close()
+    }
+
     /// globex mapped to acme's Orb id: both are billed on one Orb customer. Reconcile names it.
     @Test func aCustomerMappedToAnotherCustomersIdIsNamed() async throws {
         let setup = try Setup("mapping", on: try await UsageEmulator.start(), routes: "  - { events: [tokens], to: orb, shadow: stripe }",

@@ -56,7 +56,7 @@ public struct ChargebeeClient: Sendable {
             let response = try await client.send(request)
             guard response.status == 200 else {
                 let error = ChargebeeError(response)
-                throw UsageBillingError.forFailedCall(status: response.status, message: "Chargebee usage list failed (\(response.status)): \(error.describe)",
+                throw UsageBillingError.forFailedCall(response, message: "Chargebee usage list failed (\(response.status)): \(error.describe)",
                                                       credentialField: "api_key", notFoundFix: "check site and the subscription id", field: error.param)
             }
             guard let page = try? JSONDecoder().decode(Page.self, from: response.body) else {

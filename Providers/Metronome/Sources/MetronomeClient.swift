@@ -64,7 +64,7 @@ public struct MetronomeClient: Sendable {
             let response = try await client.send(request)
             guard response.status == 200 else {
                 let message = JSONValue.parse(response.body)?["message"]?.stringValue ?? "HTTP \(response.status)"
-                throw UsageBillingError.forFailedCall(status: response.status, message: "Metronome usage query failed (\(response.status)): \(message)",
+                throw UsageBillingError.forFailedCall(response, message: "Metronome usage query failed (\(response.status)): \(message)",
                                                       credentialField: "api_key")
             }
             guard let page = try? JSONDecoder().decode(Page.self, from: response.body) else {

@@ -46,7 +46,7 @@ public struct OpenMeterClient: Sendable {
             headers: headers))
         guard response.status == 200 else {
             let detail = JSONValue.parse(response.body)?["detail"]?.stringValue ?? "HTTP \(response.status)"
-            throw UsageBillingError.forFailedCall(status: response.status, message: "OpenMeter meter query failed (\(response.status)): \(detail)",
+            throw UsageBillingError.forFailedCall(response, message: "OpenMeter meter query failed (\(response.status)): \(detail)",
                                                   credentialField: "api_key", notFoundFix: "check the meter slug")
         }
         struct Result: Decodable { var data: [OpenMeterQueryRow] }

@@ -230,7 +230,7 @@ public struct OrbClient: Sendable {
         guard (200..<300).contains(response.status) else {
             let problem = OrbProblem(response.body)
             let text = "Orb answered \(response.status) to \(method) \(path): \(problem.message(status: response.status))"
-            throw UsageBillingError.forFailedCall(status: response.status, message: text, credentialField: "api_key")
+            throw UsageBillingError.forFailedCall(response, message: text, credentialField: "api_key")
         }
         do {
             return try JSONDecoder().decode(T.self, from: response.body)

@@ -79,7 +79,7 @@ public struct PaddleClient: Sendable {
         let response = try await client.send(HTTPRequest(method: .get, url: url, headers: headers))
         guard response.status == 200 else {
             let error = PaddleError(response)
-            throw UsageBillingError.forFailedCall(status: response.status, message: "Paddle \(what) lookup failed (\(response.status)): \(error.describe)",
+            throw UsageBillingError.forFailedCall(response, message: "Paddle \(what) lookup failed (\(response.status)): \(error.describe)",
                                                   credentialField: "api_key", notFoundFix: "check the subscription or customer id", field: error.field,
                                                   providerRequestID: error.requestID)
         }

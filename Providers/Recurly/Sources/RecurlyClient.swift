@@ -51,7 +51,7 @@ public struct RecurlyClient: Sendable {
             let response = try await client.send(HTTPRequest(method: .get, url: url ?? first, headers: headers))
             guard response.status == 200 else {
                 let error = RecurlyError(response)
-                throw UsageBillingError.forFailedCall(status: response.status, message: "Recurly usage list failed (\(response.status)): \(error.describe)",
+                throw UsageBillingError.forFailedCall(response, message: "Recurly usage list failed (\(response.status)): \(error.describe)",
                                                       credentialField: "api_key", notFoundFix: "check the subscription (uuid-…) and add-on (code-…) ids")
             }
             guard let page = try? JSONDecoder().decode(Page.self, from: response.body) else {

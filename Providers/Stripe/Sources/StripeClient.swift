@@ -260,7 +260,7 @@ public struct StripeClient: Sendable {
             let what = [error.code, error.message].compactMap { $0 }.joined(separator: ": ")
             let text = "Stripe answered \(response.status) to \(method) \(path)" + (what.isEmpty ? "" : " (\(what))")
             throw UsageBillingError.forFailedCall(
-                status: response.status, message: text, credentialField: "secret_key",
+                response, message: text, credentialField: "secret_key",
                 notFoundFix: "check the id; list meters with `usage-billing meters list`", field: error.param, providerRequestID: requestID)
         }
         do {

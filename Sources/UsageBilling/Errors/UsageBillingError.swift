@@ -56,11 +56,16 @@ public struct UsageBillingError: Error, Sendable, Hashable, CustomStringConverti
     /// For transport failures and timeouts: whether the request may have reached the server
     /// (bytes were sent). `false` means it certainly did not and a retry is entirely safe.
     public let mayHaveReachedServer: Bool
+    /// The provider's HTTP status, when it answered (a 429 stays a 429 for whoever retries).
+    public let httpStatus: Int?
+    /// How long the provider asked to wait (`Retry-After`), when it did: a retry waits at least
+    /// that long (``RetryPolicy``).
+    public let retryAfter: Duration?
 
     /// An error of `code`; `fix` says what to do next, `field` names the input at fault.
     public init(
         _ code: Code, _ message: String, fix: String? = nil, field: String? = nil,
-        providerRequestID: String? = nil, mayHaveReachedServer: Bool = false
+        providerRequestID: String? = nil, mayHaveReachedServer: Bool = false, httpStatus: Int? = nil, retryAfter: Duration? = nil
     ) {
         self.code = code
         self.message = message
@@ -68,6 +73,8 @@ public struct UsageBillingError: Error, Sendable, Hashable, CustomStringConverti
         self.field = field
         self.providerRequestID = providerRequestID
         self.mayHaveReachedServer = mayHaveReachedServer
+        self.httpStatus = httpStatus
+        self.retryAfter = retryAfter
     }
 
     /// A label-safe short description (the code), for metrics labels and log keys.
@@ -86,19 +93,29 @@ extension UsageBillingError {
     /// The error for a failed management or read-back call (not event delivery, whose answers
     /// become per-event outcomes): 401/403 → `.configuration` (the credential, `credentialField`);
     /// 404 → `.notFound`; 408/409/429/5xx → `.transport` that may have reached the server (retry
-    /// later); anything else → `.rejected`. `message` says what was asked and what came back.
+    /// later, after `retryAfter` when the provider sent one); anything else → `.rejected`.
+    /// `message` says what was asked and what came back; the status is kept on the error.
     public static func forFailedCall(status: Int, message: String, credentialField: String, notFoundFix: String = "check the id",
-                                     field: String? = nil, providerRequestID: String? = nil) -> UsageBillingError {
+                                     field: String? = nil, providerRequestID: String? = nil, retryAfter: Duration? = nil) -> UsageBillingError {
         switch status {
         case 401, 403:
             return UsageBillingError(.configuration, message, fix: "check \(credentialField) and its permissions", field: credentialField,
-                                     providerRequestID: providerRequestID)
+                                     providerRequestID: providerRequestID, httpStatus: status)
         case 404:
-            return UsageBillingError(.notFound, message, fix: notFoundFix, field: field, providerRequestID: providerRequestID)
+            return UsageBillingError(.notFound, message, fix: notFoundFix, field: field, providerRequestID: providerRequestID, httpStatus: status)
         case 408, 409, 429, 500...:
-            return UsageBillingError(.transport, message, fix: "retry later", providerRequestID: providerRequestID, mayHaveReachedServer: true)
+            return UsageBillingError(.transport, message, fix: "retry later", providerRequestID: providerRequestID, mayHaveReachedServer: true,
+                                     httpStatus: status, retryAfter: retryAfter)
         default:
-            return UsageBillingError(.rejected, message, fix: field.map { "fix \($0)" }, field: field, providerRequestID: providerRequestID)
+            return UsageBillingError(.rejected, message, fix: field.map { "fix \($0)" }, field: field, providerRequestID: providerRequestID, httpStatus: status)
         }
+    }
+
+    /// ``forFailedCall(status:message:credentialField:notFoundFix:field:providerRequestID:retryAfter:)``
+    /// for `response`: its status and its `Retry-After`.
+    public static func forFailedCall(_ response: HTTPResponse, message: String, credentialField: String, notFoundFix: String = "check the id",
+                                     field: String? = nil, providerRequestID: String? = nil) -> UsageBillingError {
+        forFailedCall(status: response.status, message: message, credentialField: credentialField, notFoundFix: notFoundFix, field: field,
+                      providerRequestID: providerRequestID, retryAfter: response.retryAfter())
     }
 }
