@@ -128,27 +128,6 @@ public final class DeliveryWorker: Sendable {
         if fleet != nil { try? await spool.signOff(owner: owner) }
     }
 
-    /// The fleet heartbeat: every third of the lease time, tells the ledger this worker is alive
-    /// and learns how many are; lanes beyond the new share are handed off. Ends when cancelled.
-    private func beat(_ fleet: FleetShare) async {
-        while !Task.isCancelled {
-            do {
-                try await Task.sleep(for: leaseTTL / 3)
-            } catch {
-                return
-            }
-            do {
-                let alive = try await spool.heartbeat(owner: owner, ttl: leaseTTL)
-                let handed = fleet.workersAlive(alive)
-                if !handed.isEmpty {
-                    logger.info("handing lanes off to the fleet", metadata: ["workers": "\(alive)", "share": "\(fleet.share)", "lanes": "\(handed.joined(separator: ", "))"])
-                }
-            } catch {
-                logger.warning("the fleet heartbeat failed; trying again", metadata: ["error": "\(error)"])
-            }
-        }
-    }
-
     /// Runs one lane while this worker holds its lease, renewing it; takes the lane again after
     /// losing it, and waits while another worker holds it.
     private func runLeased(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, fleet: FleetShare?) async throws {
@@ -580,13 +559,6 @@ final class WorkerLock: DeliveryLock {
         _ = flock(fd, LOCK_UN)
         close(fd)
     }
-}
-
-/// A flag set once, read from any task (a worker's stop, a ledger's finished migration).
-final class StopFlag: Sendable {
-    private let value = Locked(false)
-    func set() { value.with { $0 = true } }
-    var isSet: Bool { value.current }
 }
 
 /// The delivery worker as a swift-service-lifecycle `Service`: run it in a `ServiceGroup` with

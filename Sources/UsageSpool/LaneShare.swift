@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import UsageBilling
 
 /// How many lanes one worker of a fleet holds on a shared ledger: its fair share, the lanes
@@ -96,4 +97,34 @@ final class FleetShare: Sendable {
 
     /// Lanes per worker now.
     var share: Int { state.with { $0.share.share } }
+}
+
+extension DeliveryWorker {
+    /// The fleet heartbeat: every third of the lease time, tells the ledger this worker is alive
+    /// and learns how many are; lanes beyond the new share are handed off. Ends when cancelled.
+    func beat(_ fleet: FleetShare) async {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: leaseTTL / 3)
+            } catch {
+                return
+            }
+            do {
+                let alive = try await spool.heartbeat(owner: owner, ttl: leaseTTL)
+                let handed = fleet.workersAlive(alive)
+                if !handed.isEmpty {
+                    logger.info("handing lanes off to the fleet", metadata: ["workers": "\(alive)", "share": "\(fleet.share)", "lanes": "\(handed.joined(separator: ", "))"])
+                }
+            } catch {
+                logger.warning("the fleet heartbeat failed; trying again", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// A flag set once, read from any task (a worker's stop, a ledger's finished migration).
+final class StopFlag: Sendable {
+    private let value = Locked(false)
+    func set() { value.with { $0 = true } }
+    var isSet: Bool { value.current }
 }
