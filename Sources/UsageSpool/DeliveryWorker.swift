@@ -131,14 +131,17 @@ public final class DeliveryWorker: Sendable {
     /// Runs one lane while this worker holds its lease, renewing it; takes the lane again after
     /// losing it, and waits while another worker holds it.
     private func runLeased(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, fleet: FleetShare?) async throws {
+        var outages = 0
         while !Task.isCancelled && !stopFlag.isSet {
             do {
                 if try await runLeasedOnce(lane, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeAll, fleet: fleet) { return }
+                outages = 0
             } catch let unavailable as LedgerUnavailableError {
                 // The database restarts or the network dropped: nothing was marked that was not
                 // written; wait, take the lane again, and go on where the ledger stands.
+                outages += 1
                 logger.warning("the ledger is unavailable; retrying", metadata: ["lane": "\(lane)", "error": "\(unavailable.reason)"])
-                try await Task.sleep(for: .seconds(1))
+                try await Task.sleep(for: LedgerUnavailableError.wait(outages: outages) ?? .seconds(5))
             }
         }
     }

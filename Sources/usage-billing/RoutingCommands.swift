@@ -257,13 +257,19 @@ struct Import: AsyncParsableCommand {
             }
             // A shared ledger that restarts or drops the connection is waited for (a minute at
             // most): the events keep their ids, so recording them again cannot double them.
+            let outageStarted = ContinuousClock.now
             for attempt in 1... {
                 do {
                     tally.known += try await spool.record(entries, now: Date()).count
                     break
-                } catch let unavailable as LedgerUnavailableError where attempt < 60 {
-                    if attempt == 1 { printError("warning: \(unavailable); retrying") }
-                    try await Task.sleep(for: .seconds(1))
+                } catch let unavailable as LedgerUnavailableError {
+                    guard let wait = LedgerUnavailableError.wait(outages: attempt, elapsed: ContinuousClock.now - outageStarted, giveUpAfter: .seconds(60)) else {
+                        printError("error: \(unavailable)")
+                        printError("Recorded \(tally.recorded) events before this; the rest of \(file) was not recorded. Fix the cause and run the same import again: the recorded events keep their ids.")
+                        throw ExitCode(ExitCodes.unreachable)
+                    }
+                    if attempt == 1 { printError("warning: \(unavailable); retrying for up to a minute") }
+                    try await Task.sleep(for: wait)
                 } catch {
                     printError("error: \(error)")
                     printError("Recorded \(tally.recorded) events before this; the rest of \(file) was not recorded. Fix the cause and run the same import again: the recorded events keep their ids.")

@@ -260,3 +260,15 @@ struct LaneShareTests {
         #expect(five.share == 5, "no heartbeat answer yet reads as alone")
     }
 }
+
+/// Waiting for a shared ledger that is down: the retry engine's curve, jittered, capped.
+@Suite("Ledger outage waits")
+struct LedgerOutageWaitTests {
+    @Test func waitsGrowToFiveSecondsWithJitterAndGiveUpWhenAsked() throws {
+        let first = (0..<50).compactMap { _ in LedgerUnavailableError.wait(outages: 1) }
+        #expect(first.count == 50 && first.allSatisfy { $0 <= .milliseconds(250) } && Set(first).count > 1, "jittered under 0.25 s")
+        let later = (0..<50).compactMap { _ in LedgerUnavailableError.wait(outages: 12) }
+        #expect(later.allSatisfy { $0 <= .seconds(5) } && later.contains { $0 > .seconds(1) }, "capped at 5 s")
+        #expect(LedgerUnavailableError.wait(outages: 3, elapsed: .seconds(61), giveUpAfter: .seconds(60)) == nil, "import gives up after a minute")
+    }
+}
