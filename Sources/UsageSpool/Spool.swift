@@ -153,14 +153,23 @@ public final class Spool: UsageLedger {
         // Committed rows may still be in the write-ahead log: SQLite reads it (and a read-only
         // -shm) with mode=ro. Only a spool without a log is opened immutable, which needs no
         // files beside it, so it works in a directory this user cannot write.
-        let hasLog = FileManager.default.fileExists(atPath: path + "-wal")
+        let logSize = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? nil
+        let hasLog = (logSize ?? 0) > 0
         if hasLog && access(path + "-wal", R_OK) != 0 {
             throw UsageBillingError(.invalidInput, "permission denied reading \(path)-wal, the spool's write-ahead log (it holds committed rows)",
                                     fix: "run as the user that owns the spool, or make \(path)-wal and \(path)-shm readable", field: "spool")
         }
-        let mode = hasLog || access(directory, W_OK | X_OK) == 0 ? "mode=ro" : "immutable=1"
-        let queue = try DatabaseQueue(path: "file:\(encoded)?\(mode)", configuration: configuration)
-        let migrated = try queue.read { db in try migrator.hasCompletedMigrations(db) }
+        let writableDirectory = access(directory, W_OK | X_OK) == 0
+        let mode = hasLog || writableDirectory ? "mode=ro" : "immutable=1"
+        let queue: DatabaseQueue
+        let migrated: Bool
+        do {
+            queue = try DatabaseQueue(path: "file:\(encoded)?\(mode)", configuration: configuration)
+            migrated = try queue.read { db in try migrator.hasCompletedMigrations(db) }
+        } catch where hasLog && !writableDirectory {
+            throw UsageBillingError(.invalidInput, "the spool's write-ahead log \(path)-wal holds rows not yet folded into the file, and reading them needs a file beside it in \(directory), which this user cannot write",
+                                    fix: "run this as the spool's owner, or run any writing command on the spool once as its owner (it folds the log into the file)", field: "spool")
+        }
         guard migrated else {
             throw UsageBillingError(.invalidInput, "the spool \(path) was written by an older version and needs its schema upgraded, which a read-only open cannot do",
                                     fix: "run a command that writes (e.g. `usage-billing worker --until-empty`) on it once, where it is writable")

@@ -278,6 +278,9 @@ struct Import: AsyncParsableCommand {
             }
             tally.recorded += entries.count
         }
+        // Fold the write-ahead log into the file, so the spool is one file when this process
+        // exits (a reader that cannot write the directory opens it as it is).
+        try? (spool as? Spool)?.checkpoint()
         print(tally.describe(spoolPath: spoolPath))
         if reader.derivedIDs > 0 { print(Self.derivedNote(reader.derivedIDs)) }
         let check = try await LaneCheck(spool: spool, config: config)
