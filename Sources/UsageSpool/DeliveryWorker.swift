@@ -432,10 +432,7 @@ public final class DeliveryWorker: Sendable {
 
     /// The row's mark, by the retry engine (``RetryPolicy/decide(_:attemptsMade:elapsed:using:)``).
     private func mark(_ outcome: DeliveryOutcome, row: QueuedDelivery) -> Spool.Mark {
-        // A generator of its own per call: SystemRandomNumberGenerator has no state, and a
-        // zero-sized `var` captured inout by a closure is instrumented at a wild address by
-        // ThreadSanitizer (a crash in `scripts/tsan.sh`, not in the code).
-        var rng = SystemRandomNumberGenerator()
+        var rng = SystemJitter()  // see SystemJitter: a zero-sized generator crashes ThreadSanitizer
         let now = clock.now()
         let elapsed = Duration.seconds(now.timeIntervalSince(row.firstAttemptAt ?? now))
         switch policy.decide(outcome, attemptsMade: row.attempts + 1, elapsed: elapsed, using: &rng) {

@@ -101,9 +101,9 @@ public struct RetryPolicy: Sendable, Hashable {
         return .seconds(wait)
     }
 
-    /// ``delay(attemptsMade:elapsed:retryAfter:using:)`` with the system random generator.
+    /// ``delay(attemptsMade:elapsed:retryAfter:using:)`` with the system's random numbers.
     public func delay(attemptsMade: Int, elapsed: Duration, retryAfter: Duration?) -> Duration? {
-        var rng = SystemRandomNumberGenerator()
+        var rng = SystemJitter()
         return delay(attemptsMade: attemptsMade, elapsed: elapsed, retryAfter: retryAfter, using: &rng)
     }
 }
@@ -145,5 +145,19 @@ extension RetryPolicy {
             return .gaveUp(RejectionReason(code: "gave_up", message: "still failing after \(attemptsMade) attempts: \(reason)", origin: .local))
         }
         return .retry(after: wait, reason: reason)
+    }
+}
+
+/// The system's random numbers through a generator with storage. ThreadSanitizer instruments a
+/// zero-sized generator passed `inout` (`SystemRandomNumberGenerator`) at a wild address once
+/// it is inlined into a closure: a crash under `scripts/tsan.sh`, not in the code.
+public struct SystemJitter: RandomNumberGenerator, Sendable {
+    private var draws: UInt64 = 0
+
+    public init() {}
+
+    public mutating func next() -> UInt64 {
+        draws &+= 1
+        return UInt64.random(in: .min ... .max)
     }
 }

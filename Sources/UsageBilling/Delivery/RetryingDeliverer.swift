@@ -46,7 +46,7 @@ public struct RetryingDeliverer: Sendable {
     /// Delivers `events`; returns one report per event in input order. Throws only what the sink
     /// throws (configuration errors) or `CancellationError`.
     public func deliver(_ events: [UsageEvent]) async throws -> [Report] {
-        var rng = SystemRandomNumberGenerator()
+        var rng = SystemJitter()
         return try await deliver(events, using: &rng)
     }
 

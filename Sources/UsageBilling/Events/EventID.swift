@@ -5,7 +5,7 @@ import Foundation
 public enum EventID {
     /// A new lowercase UUIDv7 string, e.g. `019a8f3c-5b2e-7c41-9d3e-2f6a1b0c4d5e`.
     public static func generate(at date: Date = Date()) -> String {
-        var rng = SystemRandomNumberGenerator()
+        var rng = SystemJitter()
         return generate(at: date, using: &rng)
     }
 
