@@ -76,8 +76,8 @@ public struct LagoDoor: IngestDoor {
             results = try await context.record(taken, "properties.\(property)")
         } catch {
             return Self.error(503, "Service Unavailable", code: "service_unavailable",
-                              detail: "Nothing was recorded: \((error as? IngestDoorUnavailable)?.reason ?? "\(error)"). Retry with the same transaction ids.",
-                              headers: [("Retry-After", "\((error as? IngestDoorUnavailable)?.retryAfter ?? 1)")])
+                              detail: "Nothing was recorded: \(IngestDoorUnavailable.of(error).reason). Retry with the same transaction ids.",
+                              headers: [IngestDoorUnavailable.of(error).header])
         }
         var refused: [String: JSONValue] = [:]
         for (i, result) in results.enumerated() {

@@ -78,8 +78,8 @@ public struct SegmentDoor: IngestDoor {
         do {
             results = try await context.record(taken, "properties.\(property)")
         } catch {
-            return Self.error(503, "service_unavailable", "Nothing was recorded: \((error as? IngestDoorUnavailable)?.reason ?? "\(error)"). Retry with the same message ids.",
-                              headers: [("Retry-After", "\((error as? IngestDoorUnavailable)?.retryAfter ?? 1)")])
+            return Self.error(503, "service_unavailable", "Nothing was recorded: \(IngestDoorUnavailable.of(error).reason). Retry with the same message ids.",
+                              headers: [IngestDoorUnavailable.of(error).header])
         }
         let refused = zip(taken, results).compactMap { item, result -> String? in
             if case .refused(let field, let reason, let fix) = result { return "\(item.event.id) (\(field)): \(reason). \(fix)" }

@@ -73,8 +73,8 @@ public struct ChargebeeDoor: IngestDoor {
             results = taken.isEmpty ? [] : try await context.record(taken, "properties.\(settings.quantityProperty)")
         } catch {
             return Self.error(503, "internal_temporary_error", type: "untyped",
-                              "Nothing was recorded: \((error as? IngestDoorUnavailable)?.reason ?? "\(error)"). Retry with the same deduplication ids.",
-                              headers: [("Retry-After", "\((error as? IngestDoorUnavailable)?.retryAfter ?? 1)")])
+                              "Nothing was recorded: \(IngestDoorUnavailable.of(error).reason). Retry with the same deduplication ids.",
+                              headers: [IngestDoorUnavailable.of(error).header])
         }
         for (item, result) in zip(taken, results) {
             guard case .refused(let field, let reason, let fix) = result else { continue }

@@ -50,8 +50,8 @@ public struct MetronomeDoor: IngestDoor {
         do {
             results = try await context.record(batch, "properties.\(property)")
         } catch {
-            return .json(503, .object(["message": .string("Nothing was recorded: \((error as? IngestDoorUnavailable)?.reason ?? "\(error)"). Retry with the same transaction ids.")]),
-                         headers: [("Retry-After", "\((error as? IngestDoorUnavailable)?.retryAfter ?? 1)")])
+            return .json(503, .object(["message": .string("Nothing was recorded: \(IngestDoorUnavailable.of(error).reason). Retry with the same transaction ids.")]),
+                         headers: [IngestDoorUnavailable.of(error).header])
         }
         let refused = results.enumerated().compactMap { i, result -> String? in
             if case .refused(let field, let reason, let fix) = result { return "body/\(i) (\(field)): \(reason). \(fix)" }

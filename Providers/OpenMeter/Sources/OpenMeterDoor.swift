@@ -65,8 +65,8 @@ public struct OpenMeterDoor: IngestDoor {
         do {
             results = try await context.record(batch, "data.\(property)")
         } catch {
-            return Self.problem(503, "Nothing was recorded: \((error as? IngestDoorUnavailable)?.reason ?? "\(error)"). Retry with the same event ids.",
-                                headers: [("Retry-After", "\((error as? IngestDoorUnavailable)?.retryAfter ?? 1)")])
+            return Self.problem(503, "Nothing was recorded: \(IngestDoorUnavailable.of(error).reason). Retry with the same event ids.",
+                                headers: [IngestDoorUnavailable.of(error).header])
         }
         let refused = zip(batch, results).enumerated().compactMap { i, pair -> String? in
             if case .refused(let field, let reason, let fix) = pair.1 { return "event \(i) (id \(pair.0.event.id)), \(field): \(reason). \(fix)" }

@@ -59,8 +59,8 @@ public struct OrbDoor: IngestDoor {
             results = batch.isEmpty ? [] : try await context.record(batch, "properties.\(property)")
         } catch {
             return Self.problem(503, "503-service-unavailable", "Service unavailable",
-                                "Nothing was recorded: \((error as? IngestDoorUnavailable)?.reason ?? "\(error)"). Retry with the same idempotency keys.",
-                                headers: [("Retry-After", "\((error as? IngestDoorUnavailable)?.retryAfter ?? 1)")])
+                                "Nothing was recorded: \(IngestDoorUnavailable.of(error).reason). Retry with the same idempotency keys.",
+                                headers: [IngestDoorUnavailable.of(error).header])
         }
         for (key, result) in zip(keys, results) {
             if case .refused(_, let reason, let fix) = result {

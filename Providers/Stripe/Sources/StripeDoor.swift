@@ -72,7 +72,7 @@ public struct StripeDoor: IngestDoor {
     // MARK: Requests
 
     private func v1(_ request: IngestDoorRequest, _ context: IngestDoorContext) async -> IngestDoorResponse {
-        guard let pairs = FormBody.parse(request.body) else {
+        guard let pairs = FormEncoding.decodeStrict(request.body) else {
             return Self.error(400, type: "invalid_request_error", code: "parameter_invalid", message: "The body is not application/x-www-form-urlencoded.", v2: false)
         }
         var fields: [String: String] = [:]
@@ -255,9 +255,9 @@ public struct StripeDoor: IngestDoor {
 
     /// Nothing was recorded: Stripe's 503, which its SDKs retry with the same Idempotency-Key.
     static func unavailable(_ error: any Error, v2: Bool) -> IngestDoorResponse {
-        let reason = (error as? IngestDoorUnavailable)?.reason ?? "\(error)"
+        let reason = IngestDoorUnavailable.of(error).reason
         var response = Self.error(503, type: "api_error", code: nil, message: "Nothing was recorded: \(reason). Retry with the same identifier.", v2: v2)
-        response.headers.append(("Retry-After", "\((error as? IngestDoorUnavailable)?.retryAfter ?? 1)"))
+        response.headers.append(IngestDoorUnavailable.of(error).header)
         return response
     }
 

@@ -36,10 +36,21 @@ public enum FormEncoding {
 
     /// The pairs of a form body as it arrived (UTF-8 bytes), without making it a String first.
     public static func decode(_ body: Data) -> [(String, String)] {
-        body.withUnsafeBytes { decode(bytes: $0.bindMemory(to: UInt8.self)) }
+        body.withUnsafeBytes { decode(bytes: $0.bindMemory(to: UInt8.self), strict: false) } ?? []
+    }
+
+    /// ``decode(_:)-(Data)`` for a body that must be well formed (an API request's): nil when an
+    /// escape is broken or decodes to invalid UTF-8, where `decode` keeps such text as it came.
+    public static func decodeStrict(_ body: Data) -> [(String, String)]? {
+        body.withUnsafeBytes { decode(bytes: $0.bindMemory(to: UInt8.self), strict: true) }
     }
 
     private static func decode(bytes: UnsafeBufferPointer<UInt8>) -> [(String, String)] {
+        decode(bytes: bytes, strict: false) ?? []
+    }
+
+    private static func decode(bytes: UnsafeBufferPointer<UInt8>, strict: Bool) -> [(String, String)]? {
+        func component(_ part: UnsafeBufferPointer<UInt8>) -> String? { strict ? strictUnescape(part) : unescape(part) }
         var pairs: [(String, String)] = []
         var start = 0
         while start <= bytes.count {
@@ -47,15 +58,35 @@ public enum FormEncoding {
             while end < bytes.count, bytes[end] != UInt8(ascii: "&") { end += 1 }
             if end > start {
                 let part = UnsafeBufferPointer(rebasing: bytes[start..<end])
-                if let eq = part.firstIndex(of: UInt8(ascii: "=")) {
-                    pairs.append((unescape(UnsafeBufferPointer(rebasing: part[..<eq])), unescape(UnsafeBufferPointer(rebasing: part[(eq + 1)...]))))
-                } else {
-                    pairs.append((unescape(part), ""))
-                }
+                let eq = part.firstIndex(of: UInt8(ascii: "=")) ?? part.endIndex
+                guard let key = component(UnsafeBufferPointer(rebasing: part[..<eq])),
+                      let value = component(eq < part.endIndex ? UnsafeBufferPointer(rebasing: part[(eq + 1)...]) : UnsafeBufferPointer(rebasing: part[eq...]))
+                else { return nil }
+                pairs.append((key, value))
             }
             start = end + 1
         }
         return pairs
+    }
+
+    /// One component (`+` a space, `%XX` a byte), or nil when an escape is broken or the bytes
+    /// are not UTF-8.
+    private static func strictUnescape(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count)
+        var i = 0
+        while i < bytes.count {
+            switch bytes[i] {
+            case UInt8(ascii: "+"): out.append(UInt8(ascii: " "))
+            case UInt8(ascii: "%"):
+                guard i + 2 < bytes.count, let high = hexValue(bytes[i + 1]), let low = hexValue(bytes[i + 2]) else { return nil }
+                out.append(high << 4 | low)
+                i += 2
+            default: out.append(bytes[i])
+            }
+            i += 1
+        }
+        return String(validating: out, as: UTF8.self)
     }
 
     private static func unescape(_ bytes: UnsafeBufferPointer<UInt8>) -> String {

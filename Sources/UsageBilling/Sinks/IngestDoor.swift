@@ -103,6 +103,17 @@ public struct IngestDoorUnavailable: Error, Sendable {
     }
 }
 
+extension IngestDoorUnavailable {
+    /// What a door answers a failed ``IngestDoorContext/record`` with: the unavailability it
+    /// reports, or any other error as its text with a retry after a second.
+    public static func of(_ error: any Error) -> IngestDoorUnavailable {
+        error as? IngestDoorUnavailable ?? IngestDoorUnavailable(reason: "\(error)", retryAfter: 1)
+    }
+
+    /// The `Retry-After` header of the answer.
+    public var header: (name: String, value: String) { ("Retry-After", "\(retryAfter)") }
+}
+
 /// What the server gives a door for one request.
 public struct IngestDoorContext: Sendable {
     /// Whether a token (the SDK's API key) is one of `serve.tokens`, compared in constant time.
@@ -139,66 +150,6 @@ public enum HMACSHA256 {
         block += [UInt8](repeating: 0, count: 64 - block.count)
         let inner = SHA256.digest(block.map { $0 ^ 0x36 } + Array(message.utf8))
         return SHA256.hex(block.map { $0 ^ 0x5C } + inner)
-    }
-}
-
-/// `application/x-www-form-urlencoded` bodies as Stripe's SDKs send them (`payload[value]=5`).
-public enum FormBody {
-    /// The pairs of `body`, decoded (`+` is a space, `%XX` a byte); nil when it is not UTF-8 or a
-    /// percent escape is broken.
-    public static func parse(_ body: Data) -> [(key: String, value: String)]? {
-        var pairs: [(key: String, value: String)] = []
-        var failed = false
-        body.withUnsafeBytes { raw in
-            let bytes = raw.bindMemory(to: UInt8.self)
-            var start = 0
-            while start <= bytes.count, !failed {
-                var end = start
-                while end < bytes.count, bytes[end] != UInt8(ascii: "&") { end += 1 }
-                if end > start {
-                    var equals = start
-                    while equals < end, bytes[equals] != UInt8(ascii: "=") { equals += 1 }
-                    guard let key = decode(bytes[start..<equals]), let value = decode(equals < end ? bytes[(equals + 1)..<end] : bytes[end..<end]) else {
-                        failed = true
-                        return
-                    }
-                    pairs.append((key, value))
-                }
-                start = end + 1
-            }
-        }
-        return failed ? nil : pairs
-    }
-
-    /// One component: `+` is a space, `%XX` a byte; nil when an escape is broken or the bytes
-    /// are not UTF-8.
-    private static func decode(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> String? {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var i = bytes.startIndex
-        while i < bytes.endIndex {
-            let byte = bytes[i]
-            if byte == UInt8(ascii: "+") {
-                out.append(UInt8(ascii: " "))
-            } else if byte == UInt8(ascii: "%") {
-                guard i + 2 < bytes.endIndex, let high = hex(bytes[i + 1]), let low = hex(bytes[i + 2]) else { return nil }
-                out.append(high << 4 | low)
-                i += 2
-            } else {
-                out.append(byte)
-            }
-            i += 1
-        }
-        return String(validating: out, as: UTF8.self)
-    }
-
-    private static func hex(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }
 
