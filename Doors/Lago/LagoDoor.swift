@@ -23,10 +23,6 @@ public struct LagoDoor: IngestDoor {
 
     public init() {}
 
-    public func check(_ settings: [String: JSONValue]) -> [(key: String, message: String, fix: String)] {
-        IngestDoorProperties.checkQuantityProperty(settings)
-    }
-
     public func handle(_ request: IngestDoorRequest, context: IngestDoorContext) async -> IngestDoorResponse {
         guard let token = request.bearerToken, context.authorises(token) else {
             return Self.error(401, "Unauthorized", detail: "the API key is not one of usage-billing serve's serve.tokens. Give the Lago client the ingest token as its api_key.")

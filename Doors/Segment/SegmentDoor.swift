@@ -24,10 +24,6 @@ public struct SegmentDoor: IngestDoor {
 
     public init() {}
 
-    public func check(_ settings: [String: JSONValue]) -> [(key: String, message: String, fix: String)] {
-        IngestDoorProperties.checkQuantityProperty(settings)
-    }
-
     public func handle(_ request: IngestDoorRequest, context: IngestDoorContext) async -> IngestDoorResponse {
         let single: Bool
         switch (request.method, request.path) {

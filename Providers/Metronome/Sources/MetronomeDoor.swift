@@ -19,10 +19,6 @@ public struct MetronomeDoor: IngestDoor {
 
     public init() {}
 
-    public func check(_ settings: [String: JSONValue]) -> [(key: String, message: String, fix: String)] {
-        IngestDoorProperties.checkQuantityProperty(settings)
-    }
-
     public func handle(_ request: IngestDoorRequest, context: IngestDoorContext) async -> IngestDoorResponse {
         guard let token = request.bearerToken, context.authorises(token) else {
             return Self.message(401, "Unauthorized: the bearer token is not one of usage-billing serve's serve.tokens. Give the Metronome client the ingest token; your Metronome token stays in the routing config.")

@@ -21,10 +21,6 @@ public struct OpenMeterDoor: IngestDoor {
 
     public init() {}
 
-    public func check(_ settings: [String: JSONValue]) -> [(key: String, message: String, fix: String)] {
-        IngestDoorProperties.checkQuantityProperty(settings)
-    }
-
     public func handle(_ request: IngestDoorRequest, context: IngestDoorContext) async -> IngestDoorResponse {
         guard let token = request.bearerToken, context.authorises(token) else {
             return Self.problem(401, "the bearer token is not one of usage-billing serve's serve.tokens. Give the OpenMeter client the ingest token; your OpenMeter token stays in the routing config.")

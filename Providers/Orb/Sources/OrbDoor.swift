@@ -18,10 +18,6 @@ public struct OrbDoor: IngestDoor {
 
     public init() {}
 
-    public func check(_ settings: [String: JSONValue]) -> [(key: String, message: String, fix: String)] {
-        IngestDoorProperties.checkQuantityProperty(settings)
-    }
-
     public func handle(_ request: IngestDoorRequest, context: IngestDoorContext) async -> IngestDoorResponse {
         guard let token = request.bearerToken, context.authorises(token) else {
             return Self.problem(401, "401-authentication-error", "Authentication error",

@@ -22,7 +22,11 @@ public protocol IngestDoor: Sendable {
 
 extension IngestDoor {
     public var settingsKeys: Set<String> { [] }
-    public func check(_ settings: [String: JSONValue]) -> [(key: String, message: String, fix: String)] { [] }
+    /// By default, a door that takes `quantity_property` has it checked (a property name);
+    /// a door with other settings checks them itself.
+    public func check(_ settings: [String: JSONValue]) -> [(key: String, message: String, fix: String)] {
+        settingsKeys.contains("quantity_property") ? IngestDoorProperties.checkQuantityProperty(settings) : []
+    }
 }
 
 /// A request as a door sees it.
