@@ -10,6 +10,9 @@ import UsageBilling
 /// - 200 `validation_failed` and 400 `validation_errors` reject the listed events; after a 400
 ///   the valid rest is sent again at once. 413 splits the batch. 408/409/429/5xx are retryable
 ///   with `Retry-After`; 401/403 throw `.configuration`.
+/// - A batch never carries one `idempotency_key` twice (Orb rejects the whole batch when the
+///   bodies differ): a repeat with the same body shares its first copy's outcome, one with a
+///   different body is rejected locally (`idempotency_key_reused`).
 /// - Checked locally: at most 5 minutes ahead; older than `grace_period_hours` (when set) is
 ///   rejected, or goes through a backfill when `backfill: true`; quantities a JSON number
 ///   cannot carry exactly are rejected.
@@ -68,11 +71,28 @@ public struct OrbSink: UsageSink {
         var outcomes = [DeliveryOutcome?](repeating: nil, count: batch.count)
         var current: [(Int, Prepared)] = []
         var old: [(Int, Prepared)] = []
+        // Orb rejects a whole batch that repeats an idempotency_key with a different body, so a
+        // batch carries each key once: a repeat with the same body shares the first one's
+        // outcome, a repeat with another body is refused here.
+        var first: [String: (index: Int, json: EncodedJSON)] = [:]
+        var repeats: [(index: Int, of: Int)] = []
         let now = clock.now()
         for (index, event) in batch.enumerated() {
             switch prepare(event, now: now) {
             case .failure(let reason): outcomes[index] = .rejected(reason)
-            case .success(let (json, isOld)): if isOld { old.append((index, json)) } else { current.append((index, json)) }
+            case .success(let (prepared, isOld)):
+                if let earlier = first[prepared.id] {
+                    if earlier.json == prepared.json {
+                        repeats.append((index, earlier.index))
+                    } else {
+                        outcomes[index] = .rejected(.local(
+                            "idempotency_key_reused", field: "id",
+                            "the id \(prepared.id) is in this batch twice with different content; Orb would reject the whole batch. Give each event its own id"))
+                    }
+                    continue
+                }
+                first[prepared.id] = (index, prepared.json)
+                if isOld { old.append((index, prepared)) } else { current.append((index, prepared)) }
             }
         }
         if !current.isEmpty {
@@ -81,6 +101,7 @@ public struct OrbSink: UsageSink {
         if !old.isEmpty {
             for (index, outcome) in try await ingestThroughBackfill(old, events: batch) { outcomes[index] = outcome }
         }
+        for (index, of) in repeats { outcomes[index] = outcomes[of] }
         return outcomes.map { $0 ?? .possiblyDelivered }
     }
 

@@ -20,7 +20,7 @@ NOW = "2026-11-20T12:00:00Z"
 NOW_UNIX = 1795176000
 API = "https://api.stripe.com"
 STREAM = "https://meter-events.stripe.com"
-VERSION = "2026-10-28.endive"
+VERSION = "2026-11-18.endive"
 KEY = "sk_test_REDACTED"
 SOURCE = ("composed by compose_fixtures.py: request encoding per the stripe 16.1.0 SDK capture, "
           "bodies shaped from stripe/openapi fixtures3.json and the API reference; see the script's header")
@@ -338,7 +338,7 @@ def main():
         "description": "a fractional quantity, a 16-significant-digit quantity, and a property that would overwrite the value key: all rejected with no request",
         "settings": settings(), "events": [frac, digits, clash], "exchanges": [],
         "expected": {frac["id"]: [{"outcome": "rejected", "code": "value_not_whole", "origin": "local", "field": "quantity"}],
-                     digits["id"]: [{"outcome": "rejected", "code": "value_too_many_digits", "origin": "local", "field": "quantity"}],
+                     digits["id"]: [{"outcome": "rejected", "code": "meter_event_value_too_many_digits", "origin": "local", "field": "quantity"}],
                      clash["id"]: [{"outcome": "rejected", "code": "property_conflicts_with_meter_key", "origin": "local"}]}})
 
     # Provider-specific: the stream session expires mid-run.

@@ -18,7 +18,7 @@ public enum StripeMeteringAPI: String, Sendable, Codable, CaseIterable {
 /// (snake_case keys); only `secret_key` is required.
 public struct StripeSettings: ProviderSettings {
     /// The API version this adapter is built and tested against (sent as `Stripe-Version`).
-    public static let pinnedAPIVersion = "2026-10-28.endive"
+    public static let pinnedAPIVersion = "2026-11-18.endive"
 
     /// A secret key (`sk_live_…`, `sk_test_…`) or restricted key (`rk_…`) with Billing Meters write.
     public var secretKey: Secret

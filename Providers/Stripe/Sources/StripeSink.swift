@@ -140,7 +140,7 @@ public struct StripeSink: UsageSink {
         }
         if DecimalFormat.significantDigits(quantity) > 15 {
             return .failure(.local(
-                "value_too_many_digits", field: "quantity",
+                "meter_event_value_too_many_digits", field: "quantity",
                 "Stripe rejects values with more than 15 significant digits; \(DecimalFormat.plain(quantity)) has \(DecimalFormat.significantDigits(quantity))"))
         }
         var payload: [(String, String)] = [(settings.customerKey, customer), (settings.valueKey, DecimalFormat.plain(quantity))]
