@@ -104,12 +104,19 @@ extension OrbSubscriptionReadBackTests {
 /// Metronome's read-back reads each event type from the billable metric that counts it.
 @Suite("Metronome read-back: billable metrics")
 struct MetronomeBillableMetricTests {
+    static let customerID = "0e5b8609-d901-4992-b394-c3c2e3f37b1c"
+
     @Test(arguments: [["api_request": "API Requests"], ["api_request": "bm-1"]])
     func eventTypesAreReadFromTheirBillableMetrics(_ map: [String: String]) async throws {
         let server = try await LoopbackHTTPServer.start { request in
+            // The events name the customer by its ingest alias c-1; usage is keyed by its id.
+            if request.method == "GET", request.path == "/v1/customers" {
+                return .respond(.json(200, .object(["data": .array([.object(["id": .string(Self.customerID), "ingest_aliases": .array([.string("c-1")])])]),
+                                                    "next_page": .null])))
+            }
             guard request.method == "POST", request.path == "/v1/usage" else { return .respond(.json(404, .object(["message": .string("Not found")]))) }
             func row(_ id: String, _ name: String, _ value: Double) -> JSONValue {
-                .object(["customer_id": .string("c-1"), "billable_metric_id": .string(id), "billable_metric_name": .string(name),
+                .object(["customer_id": .string(Self.customerID), "billable_metric_id": .string(id), "billable_metric_name": .string(name),
                          "start_timestamp": .string("2026-11-19T00:00:00Z"), "end_timestamp": .string("2026-11-20T00:00:00Z"), "value": .number(value)])
             }
             return .respond(.json(200, .object(["data": .array([row("bm-1", "API Requests", 120), row("bm-2", "tokens", 9), row("bm-3", "Seats", 4)]),

@@ -2,9 +2,13 @@ import Foundation
 import UsageBilling
 import UsageEmulatorCore
 
-/// Metronome `POST /v1/ingest` (a bare array; dedup by `transaction_id` for 34 days, silently)
-/// and `POST /v1/usage` (per customer and billable metric = event type, summing the event
-/// type's value property, in day or hour windows).
+/// Metronome `POST /v1/ingest` (a bare array; dedup by `transaction_id` for 34 days, silently),
+/// `POST /v1/usage` (per customer and billable metric = event type, summing the event type's
+/// value property, in day or hour windows) and `GET /v1/customers?ingest_alias=`.
+///
+/// Ingest aliases: an event's `customer_id` that is not a UUID is an ingest alias of a customer
+/// whose Metronome id is derived from it, and usage answers name that id, as Metronome's do.
+/// A Stripe restricted key (`Bearer rk_…`) is refused, as Metronome refuses it.
 final class MetronomeEmulation: EmulatedProvider {
     let prefix = "metronome"
     private let valueProperties: MeterValueProperties
@@ -23,8 +27,19 @@ final class MetronomeEmulation: EmulatedProvider {
     }
 
     func handle(_ r: EmulatedRequest) -> HTTPResponse {
-        guard r.headers["Authorization"]?.hasPrefix("Bearer ") == true else { return Reply.json(401, .object(["message": .string("Unauthorized")])) }
+        guard let auth = r.headers["Authorization"], auth.hasPrefix("Bearer "), !auth.hasPrefix("Bearer rk_") else {
+            return Reply.json(401, .object(["message": .string("Unauthorized")]))
+        }
         switch (r.method, r.path) {
+        case ("GET", "/v1/customers"):
+            let known = Set(state.with { $0.usage.map(\.customer) })
+            // The emulator keeps no customer list: every alias belongs to a customer, as if each
+            // customer had been created with the alias the events use.
+            let matches = r.query("ingest_alias").map { alias in Self.isCustomerID(alias) ? [] : [alias] } ?? known.sorted()
+            return Reply.json(200, .object(["data": .array(matches.map { name in
+                .object(["id": .string(Self.customerID(name)), "name": .string(name),
+                         "ingest_aliases": .array(Self.isCustomerID(name) ? [] : [.string(name)])])
+            }), "next_page": .null]))
         case ("POST", "/v1/ingest"):
             guard let events = r.json?.arrayValue, (1...100).contains(events.count) else {
                 return Reply.json(400, .object(["message": .string("body must be an array of 1 to 100 events")]))
@@ -50,7 +65,9 @@ final class MetronomeEmulation: EmulatedProvider {
             }
             let step: TimeInterval = body?["window_size"]?.stringValue == "hour" ? 3600 : 86_400
             let customers = body?["customer_ids"]?.arrayValue?.compactMap(\.stringValue)
-            let usage = state.with { $0.usage }.filter { customers == nil || customers?.contains($0.customer) == true }
+            let all = state.with { $0.usage }
+            let ids = Dictionary(uniqueKeysWithValues: Set(all.map(\.customer)).map { ($0, Self.customerID($0)) })
+            let usage = all.filter { customers == nil || customers?.contains(ids[$0.customer] ?? "") == true }
             var rows: [JSONValue] = []
             for customer in Set(usage.map(\.customer)).sorted() {
                 for metric in Set(usage.filter { $0.customer == customer }.map(\.meter)).sorted() {
@@ -58,7 +75,7 @@ final class MetronomeEmulation: EmulatedProvider {
                     while s < end {
                         let e = s.addingTimeInterval(step)
                         let items = usage.filter { $0.customer == customer && $0.meter == metric && $0.timestamp >= s && $0.timestamp < e }
-                        rows.append(.object(["customer_id": .string(customer), "billable_metric_id": .string("bm_\(metric)"), "billable_metric_name": .string(metric),
+                        rows.append(.object(["customer_id": .string(ids[customer] ?? customer), "billable_metric_id": .string("bm_\(metric)"), "billable_metric_name": .string(metric),
                                              "start_timestamp": .string(RFC3339.format(s)), "end_timestamp": .string(RFC3339.format(e)),
                                              "value": items.isEmpty ? .null : Reply.number(items.reduce(Decimal(0)) { $0 + $1.quantity })]))
                         s = e
@@ -86,6 +103,16 @@ public enum EmulatedMetronome {
 }
 
 extension MetronomeEmulation {
+    static func isCustomerID(_ name: String) -> Bool { UUID(uuidString: name) != nil }
+
+    /// The Metronome id of the customer an event names: itself when it is one, else the id of
+    /// the customer the alias belongs to (a UUID derived from the alias).
+    static func customerID(_ name: String) -> String {
+        if isCustomerID(name) { return name.lowercased() }
+        let hex = Array(EventID.derived(from: ["metronome-ingest-alias", name]).dropFirst(3))
+        return [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { String(hex[$0]) }.joined(separator: "-")
+    }
+
     /// The usage query is a POST that only reads.
     func isRead(_ request: EmulatedRequest) -> Bool { request.path == "/v1/usage" }
 }

@@ -27,9 +27,9 @@ def m_event(e, strings=True):
             "event_type": e["name"], "timestamp": e["timestamp"], "properties": props}
 
 
-def ingest(events):
+def ingest(events, key=KEY):
     return {"method": "POST", "url": BASE + "/v1/ingest",
-            "headers": {"Authorization": "Bearer " + KEY, "Content-Type": "application/json", "Accept": "*/*"},
+            "headers": {"Authorization": "Bearer " + key, "Content-Type": "application/json", "Accept": "*/*"},
             "json": [m_event(e) for e in events]}
 
 
@@ -119,6 +119,14 @@ def main():
             "settings": SETTINGS, "events": [c],
             "exchanges": [{"request": ingest([c]), "response": err(409, "Conflict")}],
             "expected": {c["id"]: [{"outcome": "rejected", "code": "http_409", "origin": "provider"}]}})
+    # A Stripe secret key authenticates the Metronome API (docs.stripe.com/billing/secret-keys,
+    # checked 2026-12-07), sent as the bearer token; the Stripe customer id is the ingest alias.
+    sk = "sk_test_REDACTED"
+    s1 = event(32, customer="cus_StripeCustomer1")
+    W.write("single_event_accepted--stripe_secret_key", {"scenario": "single_event_accepted",
+            "description": "secret_key: a Stripe sk_ key as the bearer token; the Stripe customer id as the ingest alias (a Stripe to Metronome migration)",
+            "settings": {"secret_key": sk}, "events": [s1], "exchanges": [{"request": ingest([s1], key=sk), "response": OK}],
+            "expected": {s1["id"]: [{"outcome": "accepted"}]}})
 
 
 def api():
@@ -137,6 +145,19 @@ def api():
                                                            "next_page": None}}}])
 
 
+def api_aliases():
+    hdr = {"Authorization": "Bearer " + KEY, "Accept": "application/json"}
+    customer = {"id": "0e5b8609-d901-4992-b394-c3c2e3f37b1c", "external_id": "cus_StripeCustomer1", "name": "Acme",
+                "ingest_aliases": ["cus_StripeCustomer1"], "custom_fields": {}, "created_at": "2026-01-14T00:00:00Z"}
+    write_api(W.folder, "customer_by_ingest_alias", "GET /v1/customers?ingest_alias=: the Metronome id behind an alias, for the usage read-back", W.source, [
+        {"request": {"method": "GET", "url": BASE + "/v1/customers?ingest_alias=cus_StripeCustomer1", "headers": hdr},
+         "response": {"status": 200, "headers": {}, "json": {"data": [customer], "next_page": None}}}])
+    write_api(W.folder, "customer_by_unknown_ingest_alias", "GET /v1/customers?ingest_alias=: no customer has it", W.source, [
+        {"request": {"method": "GET", "url": BASE + "/v1/customers?ingest_alias=cus_Unknown", "headers": hdr},
+         "response": {"status": 200, "headers": {}, "json": {"data": [], "next_page": None}}}])
+
+
 if __name__ == "__main__":
     main()
     api()
+    api_aliases()

@@ -65,7 +65,7 @@ public struct MetronomeClient: Sendable {
             guard response.status == 200 else {
                 let message = JSONValue.parse(response.body)?["message"]?.stringValue ?? "HTTP \(response.status)"
                 throw UsageBillingError.forFailedCall(response, message: "Metronome usage query failed (\(response.status)): \(message)",
-                                                      credentialField: "api_key")
+                                                      credentialField: settings.credentialField)
             }
             guard let page = try? JSONDecoder().decode(Page.self, from: response.body) else {
                 throw UsageBillingError(.unexpectedResponse, "Metronome's usage answer does not decode", fix: "check endpoint")
@@ -73,5 +73,37 @@ public struct MetronomeClient: Sendable {
             return (page.data, page.next_page.flatMap { $0.isEmpty ? nil : $0 })
         }
         return try await pages.all()
+    }
+
+    /// Whether `customer` is a Metronome customer id (a UUID) rather than an ingest alias.
+    public static func isCustomerID(_ customer: String) -> Bool { UUID(uuidString: customer) != nil }
+
+    /// The Metronome customer id behind an ingest alias (`GET /v1/customers?ingest_alias=`):
+    /// usage is reported per customer id, while events may name the customer by any alias, such
+    /// as the Stripe customer id kept during a Stripe→Metronome migration.
+    public func customerID(forAlias alias: String) async throws -> String {
+        let request = HTTPRequest(
+            method: .get, url: URLBuilder.url(base: settings.endpoint, path: "/v1/customers", query: [("ingest_alias", alias)]),
+            headers: ["Authorization": "Bearer \(settings.apiKey.exposedValue)", "Accept": "application/json"])
+        let response = try await client.send(request)
+        guard response.status == 200 else {
+            let message = JSONValue.parse(response.body)?["message"]?.stringValue ?? "HTTP \(response.status)"
+            throw UsageBillingError.forFailedCall(response, message: "Metronome customer lookup by ingest alias failed (\(response.status)): \(message)",
+                                                  credentialField: settings.credentialField)
+        }
+        guard let found = JSONValue.parse(response.body)?["data"]?.arrayValue else {
+            throw UsageBillingError(.unexpectedResponse, "Metronome's customer list does not decode", fix: "check endpoint")
+        }
+        let ids = found.compactMap { $0["id"]?.stringValue }
+        guard let id = ids.first else {
+            throw UsageBillingError(.notFound, "no Metronome customer has the ingest alias '\(alias)'",
+                                    fix: "add '\(alias)' to the customer's ingest_aliases in Metronome, or map it to the customer's Metronome id under customers:",
+                                    field: "customers")
+        }
+        guard ids.count == 1 else {
+            throw UsageBillingError(.unexpectedResponse, "\(ids.count) Metronome customers have the ingest alias '\(alias)'",
+                                    fix: "keep the alias on one customer, or map '\(alias)' to a Metronome customer id under customers:", field: "customers")
+        }
+        return id
     }
 }

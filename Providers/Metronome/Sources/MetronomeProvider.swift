@@ -3,7 +3,7 @@ import UsageBilling
 
 extension MetronomeSink {
     /// The routing-config kind `metronome`.
-    public static let kind = ProviderKind(name: "metronome", settings: MetronomeSettings.self, secretKeys: ["api_key"], requestTimeout: .seconds(10),
+    public static let kind = ProviderKind(name: "metronome", settings: MetronomeSettings.self, secretKeys: ["api_key", "secret_key"], requestTimeout: .seconds(10),
                                           sink: { try MetronomeSink(settings: $0, client: $1, clock: $2, name: $3) },
                                           readBack: { try MetronomeReadBack(settings: $0, client: $1) }, tools: tools)
 }

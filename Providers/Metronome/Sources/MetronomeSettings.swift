@@ -1,10 +1,14 @@
 import Foundation
 import UsageBilling
 
-/// Settings of the Metronome sink (snake_case keys); only `api_key` is required.
+/// Settings of the Metronome sink (snake_case keys); only the credential is required: a
+/// Metronome bearer token under `api_key`, or a Stripe secret key under `secret_key`.
 public struct MetronomeSettings: ProviderSettings {
-    /// A Metronome bearer token.
+    /// The bearer token sent: a Metronome API token, or the Stripe secret key (`sk_…`) that
+    /// Stripe documents as authenticating the Metronome API.
     public var apiKey: Secret
+    /// Which key the credential came from (`api_key` or `secret_key`), for errors that name it.
+    public var credentialField: String = "api_key"
     /// Base URL, `https://api.metronome.com` by default.
     public var endpoint: String
     /// Events per ingest request, 1–100 (Metronome's limit). Default 100.
@@ -29,7 +33,7 @@ public struct MetronomeSettings: ProviderSettings {
     public static let keys: Set<String> = EventMapping.keys.union(CodingKeys.allCases.map(\.rawValue))
 
     private enum CodingKeys: String, CodingKey, CaseIterable {
-        case apiKey = "api_key", endpoint, maxBatchSize = "max_batch_size", propertiesAsStrings = "properties_as_strings"
+        case apiKey = "api_key", secretKey = "secret_key", endpoint, maxBatchSize = "max_batch_size", propertiesAsStrings = "properties_as_strings"
         case eventsPerSecond = "events_per_second", billableMetrics = "billable_metrics", aggregate
     }
 
@@ -48,7 +52,16 @@ public struct MetronomeSettings: ProviderSettings {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = MetronomeSettings(apiKey: "")
-        apiKey = try c.decode(Secret.self, forKey: .apiKey)
+        switch (try c.decodeIfPresent(Secret.self, forKey: .apiKey), try c.decodeIfPresent(Secret.self, forKey: .secretKey)) {
+        case (let token?, nil): apiKey = token
+        case (nil, let stripeKey?): apiKey = stripeKey; credentialField = "secret_key"
+        case (_?, _?):
+            throw UsageBillingError(.configuration, "Metronome takes one credential; both api_key and secret_key are set",
+                                    fix: "keep api_key (a Metronome token) or secret_key (a Stripe sk_… key), not both", field: "secret_key")
+        case (nil, nil):
+            throw UsageBillingError(.configuration, "Metronome needs a credential",
+                                    fix: "set api_key: ${METRONOME_BEARER_TOKEN}, or secret_key: ${STRIPE_SECRET_KEY} (a Stripe sk_… key)", field: "api_key")
+        }
         endpoint = try c.decodeIfPresent(String.self, forKey: .endpoint) ?? d.endpoint
         maxBatchSize = try c.decodeIfPresent(Int.self, forKey: .maxBatchSize) ?? d.maxBatchSize
         propertiesAsStrings = try c.decodeIfPresent(Bool.self, forKey: .propertiesAsStrings) ?? true
@@ -64,7 +77,21 @@ public struct MetronomeSettings: ProviderSettings {
     /// Checks values that decode but cannot work.
     public func validate() throws {
         if apiKey.exposedValue.isEmpty {
-            throw UsageBillingError(.configuration, "Metronome api_key is empty", fix: "set it: api_key: ${METRONOME_BEARER_TOKEN}", field: "api_key")
+            throw UsageBillingError(.configuration, "Metronome \(credentialField) is empty",
+                                    fix: credentialField == "secret_key" ? "set it: secret_key: ${STRIPE_SECRET_KEY}" : "set it: api_key: ${METRONOME_BEARER_TOKEN}",
+                                    field: credentialField)
+        }
+        if credentialField == "secret_key" {
+            let key = apiKey.exposedValue
+            if key.hasPrefix("rk_") {
+                throw UsageBillingError(.configuration, "Metronome does not take Stripe restricted keys (rk_…)",
+                                        fix: "use the account's secret key (sk_test_… for Metronome's sandbox, sk_live_… for production), or a Metronome token under api_key",
+                                        field: "secret_key")
+            }
+            if !key.hasPrefix("sk_") {
+                throw UsageBillingError(.configuration, "Metronome secret_key must be a Stripe secret key (sk_…)",
+                                        fix: "put a Stripe sk_… key here, or a Metronome token under api_key instead", field: "secret_key")
+            }
         }
         try SettingsDecoding.checkURL(endpoint, field: "endpoint", provider: "Metronome", example: "https://api.metronome.com")
         if !(1...100).contains(maxBatchSize) {

@@ -84,8 +84,11 @@ public struct MetronomeSink: UsageSink {
             return .accepted
         case 401, 403:
             throw UsageBillingError(.configuration, "Metronome refused the token (\(response.status): \(message))",
-                                    fix: response.status == 401 ? "check api_key" : "the token lacks ingest access; use a token with write access to usage",
-                                    field: "api_key")
+                                    fix: response.status == 401 ? "check \(settings.credentialField)"
+                                        : settings.credentialField == "secret_key"
+                                        ? "a live Stripe key (sk_live_…) reaches Metronome only once the account has gone live; use the sandbox key sk_test_… until then"
+                                        : "the token lacks ingest access; use a token with write access to usage",
+                                    field: settings.credentialField)
         case 429:
             let type = response.headers["X-Metronome-Rate-Limit-Type"]?.lowercased()
             let scope = switch type {
