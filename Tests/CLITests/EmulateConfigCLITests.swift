@@ -8,26 +8,57 @@ import UsageBillingTesting
 /// emulator process (import, worker, reconcile) agrees for every provider in the example.
 @Suite("CLI emulate -c", .timeLimit(.minutes(3)))
 struct EmulateConfigCLITests {
+    /// The example plus the newer APIs: a Kong Konnect (OpenMeter v3) shadow of the storage route,
+    /// under its own source and event type: the emulator holds one OpenMeter, which dedupes by
+    /// (source, id), and its meters are per event type.
+    static func extended(_ example: String) -> String {
+        example
+            .replacingOccurrences(of: "\nroutes:\n", with: """
+
+              konnect:
+                kind: openmeter
+                region: eu
+                api_key: ${KONNECT_TOKEN}
+                source: billing-service-konnect
+
+            routes:
+
+            """)
+            .replacingOccurrences(of: "    to: openmeter\n    openmeter: { quantity_property: gb_hours }\n", with: """
+                to: openmeter
+                shadow: konnect
+                openmeter: { quantity_property: gb_hours }
+                konnect: { quantity_property: gb_hours, event_name: storage_konnect }
+
+            """)
+    }
+
     @Test func importWorkerReconcileAgreeForEveryProviderOfTheExample() async throws {
         let directory = FileManager.default.temporaryDirectory.appending(path: "ub-emulate-c-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
+        let example = Self.extended(try String(contentsOf: CLI.root.appending(path: "examples/routing.yaml"), encoding: .utf8))
+        #expect(example.contains("shadow: konnect") && example.contains("region: eu"), "the example changed; update extended(_:)")
+        let base = directory.appending(path: "routing-base.yaml")
+        try Data(example.utf8).write(to: base)
+        try FileManager.default.copyItem(at: CLI.root.appending(path: "examples/customers.csv"), to: directory.appending(path: "customers.csv"))
         let log = directory.appending(path: "emulator.log").path
-        let emulator = try ChildProcess.spawn(CLI.binary.path, ["emulate", "--port", "0", "-c", "examples/routing.yaml"], directory: CLI.root.path, outputFile: log)
+        let emulator = try ChildProcess.spawn(CLI.binary.path, ["emulate", "--port", "0", "-c", base.path], directory: CLI.root.path, outputFile: log)
         defer { emulator.kill(SIGKILL) }
         var text = ""
         _ = try await eventually(every: .milliseconds(100)) {
             text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             return text.contains("Ctrl-C stops")
         }
-        #expect(text.contains("Meters from examples/routing.yaml: storage_* sums gb_hours; Stripe meters api_requests"), "\(text)")
+        #expect(text.contains("storage_* sums gb_hours") && text.contains("storage_konnect sums gb_hours"), "\(text)")
 
         // The example config, each provider pointed at the emulator with the settings it printed.
         var settings: [String: String] = [:]
         for line in text.split(separator: "\n") {
             if let m = line.firstMatch(of: /^  ([a-z_]+): \{ (.+) \}/) { settings[String(m.1)] = String(m.2) }
         }
-        var yaml = try String(contentsOf: CLI.root.appending(path: "examples/routing.yaml"), encoding: .utf8)
+        // The emulator's printed settings carry the key, in place of the one the example reads from the environment.
+        var yaml = example.replacingOccurrences(of: "    api_key: ${KONNECT_TOKEN}\n", with: "")
         for (kind, fields) in settings {
             let lines = fields.split(separator: ", ").map { field in
                 let kv = field.split(separator: ": ", maxSplits: 1)
@@ -38,7 +69,6 @@ struct EmulateConfigCLITests {
         #expect(yaml.components(separatedBy: "endpoint: \"http://127.0.0.1").count - 1 >= 7, "\(yaml)")
         let config = directory.appending(path: "routing.yaml").path
         try Data(yaml.utf8).write(to: URL(fileURLWithPath: config))
-        try FileManager.default.copyItem(at: CLI.root.appending(path: "examples/customers.csv"), to: directory.appending(path: "customers.csv"))
 
         // The example events, moved to recent days as the demo does (providers take recent events).
         let lines = try String(contentsOf: CLI.root.appending(path: "examples/events.ndjson"), encoding: .utf8).split(separator: "\n")
@@ -71,8 +101,10 @@ struct EmulateConfigCLITests {
         let report = JSONValue.parse(Data(json.output.utf8))
         #expect(report?["clean"] == .bool(true), "\(json.output)")
         let providers = Set(report?["rows"]?.arrayValue?.compactMap { $0["provider"]?.stringValue } ?? [])
-        #expect(providers == ["stripe", "orb", "openmeter", "metronome", "chargebee", "recurly", "paddle"], "\(json.output)")
-        let storage = report?["rows"]?.arrayValue?.filter { $0["provider"]?.stringValue == "openmeter" } ?? []
-        #expect(!storage.isEmpty && storage.allSatisfy { $0["reported"] == $0["recorded"] && $0["reported"] != .string("0") }, "\(storage)")
+        #expect(providers == ["stripe", "orb", "openmeter", "konnect", "metronome", "chargebee", "recurly", "paddle"], "\(json.output)")
+        for provider in ["openmeter", "konnect"] {
+            let storage = report?["rows"]?.arrayValue?.filter { $0["provider"]?.stringValue == provider } ?? []
+            #expect(!storage.isEmpty && storage.allSatisfy { $0["reported"] == $0["recorded"] && $0["reported"] != .string("0") }, "\(provider): \(storage)")
+        }
     }
 }

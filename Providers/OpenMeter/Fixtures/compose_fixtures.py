@@ -28,10 +28,10 @@ def ce(e):
             "subject": SETTINGS["customers"].get(e["customer"], e["customer"]), "time": e["timestamp"], "data": data}
 
 
-def ingest(events):
+def ingest(events, base=None, key=KEY):
     single = len(events) == 1
-    return {"method": "POST", "url": BASE + "/api/v1/events",
-            "headers": {"Authorization": "Bearer " + KEY, "Content-Type": SINGLE if single else BATCH},
+    return {"method": "POST", "url": (base + "/openmeter/events") if base else BASE + "/api/v1/events",
+            "headers": {"Authorization": "Bearer " + key, "Content-Type": SINGLE if single else BATCH},
             "json": ce(events[0]) if single else [ce(e) for e in events]}
 
 
@@ -105,6 +105,80 @@ def main():
             "settings": SETTINGS, "events": [nosub], "exchanges": [],
             "expected": {nosub["id"]: [{"outcome": "rejected", "code": "subject_missing", "origin": "local", "field": "customer"}]}})
 
+    konnect()
+
+
+# Kong Konnect Metering & Billing: OpenMeter's v3 API on https://{region}.api.konghq.com/v3
+# (api/v3/openapi.yaml @7e57a39, vendored trimmed as Spec/openmeter-v3.openapi.json): the same
+# CloudEvents and content types at /openmeter/events, 202 on success, problem+json errors with
+# Konnect's kong:trace instance; the token is a Konnect system access token.
+KONNECT = "https://eu.api.konghq.com/v3"
+KONNECT_KEY = "spat_REDACTED"
+KONNECT_SETTINGS = {"region": "eu", "api_key": KONNECT_KEY, "source": "billing-service", "customers": {"acme": "customer-acme"}}
+ACCEPTED = {"status": 202, "headers": {}}
+
+
+def konnect_problem(status, title, detail, headers=None, extra=None):
+    body = {"type": "https://httpstatuses.com/%d" % status, "title": title, "status": status, "detail": detail,
+            "instance": "kong:trace:" + W.rid("trace")}
+    body.update(extra or {})
+    return {"status": status, "headers": dict({"Content-Type": "application/problem+json"}, **(headers or {})), "json": body}
+
+
+def konnect():
+    def k(events):
+        return ingest(events, base=KONNECT, key=KONNECT_KEY)
+    e1 = event(40, props={"region": "eu-west", "model": "large"})
+    W.write("single_event_accepted--konnect", {"scenario": "single_event_accepted",
+            "description": "region: eu: one CloudEvent to Konnect's v3 /openmeter/events; 202 is success",
+            "settings": KONNECT_SETTINGS, "events": [e1], "exchanges": [{"request": k([e1]), "response": ACCEPTED}],
+            "expected": {e1["id"]: [{"outcome": "accepted"}]}})
+    five = [event(41 + i, customer=["acme", "globex"][i % 2], qty=str(i + 1)) for i in range(5)]
+    W.write("batch_split_at_provider_limit--konnect", {"scenario": "batch_split_at_provider_limit",
+            "description": "v3 with max_batch_size 2: batches of 2 and 2 as cloudevents-batch+json and one cloudevents+json, each 202",
+            "settings": dict(KONNECT_SETTINGS, max_batch_size=2), "events": five,
+            "exchanges": [{"request": k(five[0:2]), "response": ACCEPTED}, {"request": k(five[2:4]), "response": ACCEPTED},
+                          {"request": k(five[4:]), "response": ACCEPTED}],
+            "expected": {e["id"]: [{"outcome": "accepted"}] for e in five}})
+    e2 = event(46)
+    W.write("rate_limited_with_retry_after--konnect", {"scenario": "rate_limited_with_retry_after",
+            "description": "v3: 429 with Retry-After: 5, then 202",
+            "settings": KONNECT_SETTINGS, "events": [e2],
+            "exchanges": [{"request": k([e2]), "response": konnect_problem(429, "Too Many Requests", "rate limit exceeded", {"Retry-After": "5"})},
+                          {"request": k([e2]), "response": ACCEPTED}],
+            "expected": {e2["id"]: [{"outcome": "retryable", "kind": "rate_limited", "retry_after": 5}, {"outcome": "accepted"}]}})
+    e3 = event(47)
+    W.write("bad_request_rejected--konnect", {"scenario": "bad_request_rejected",
+            "description": "v3 400 BadRequestError with invalid_parameters: rejected with its detail",
+            "settings": KONNECT_SETTINGS, "events": [e3],
+            "exchanges": [{"request": k([e3]), "response": konnect_problem(400, "Bad Request", "invalid event: time must be RFC 3339",
+                                                                             extra={"invalid_parameters": [{"field": "time", "rule": "is_date_time", "reason": "must be RFC 3339", "source": "body"}]})}],
+            "expected": {e3["id"]: [{"outcome": "rejected", "code": "http_400", "origin": "provider", "message_contains": "invalid event"}]}})
+    W.write("unauthorized_is_configuration_error--konnect", {"scenario": "unauthorized_is_configuration_error",
+            "description": "v3 401 UnauthorizedError: .configuration",
+            "settings": KONNECT_SETTINGS, "events": [e2],
+            "exchanges": [{"request": k([e2]), "response": konnect_problem(401, "Unauthorized", "Invalid credentials")}], "expected_error": "configuration"})
+
+
+def konnect_api():
+    start = NOW_UNIX - 3 * 3600
+    hdr = {"Authorization": "Bearer " + KONNECT_KEY, "Accept": "application/json"}
+    meter_id = "01JD7Z3K8Y5W2Q9N4M6P1R0T8V"
+    meter = {"id": meter_id, "key": "api_requests", "name": "API requests", "aggregation": "sum", "event_type": "api_request",
+             "value_property": "$.value", "created_at": "2026-11-01T00:00:00Z", "updated_at": "2026-11-01T00:00:00Z"}
+    rows = [{"value": v, "from": iso(start + i * 3600), "to": iso(start + (i + 1) * 3600), "dimensions": {"subject": "customer-acme"}}
+            for i, v in enumerate(["12", "30.5"])]
+    write_api(W.folder, "meter_query_hourly--konnect", "v3: GET /openmeter/meters by key, then POST /openmeter/meters/{id}/query per hour for one subject", W.source, [
+        {"request": {"method": "GET", "url": KONNECT + "/openmeter/meters?filter%5Bkey%5D%5Beq%5D=api_requests", "headers": hdr},
+         "response": {"status": 200, "headers": {}, "json": {"data": [meter], "meta": {"page": {"number": 1, "size": 20, "total": 1}}}}},
+        {"request": {"method": "POST", "url": KONNECT + "/openmeter/meters/%s/query" % meter_id, "headers": dict(hdr, **{"Content-Type": "application/json"}),
+                     "json": {"from": iso(start), "to": iso(NOW_UNIX), "granularity": "PT1H", "group_by_dimensions": ["subject"],
+                              "filters": {"dimensions": {"subject": {"in": ["customer-acme"]}}}}},
+         "response": {"status": 200, "headers": {}, "json": {"from": iso(start), "to": iso(NOW_UNIX), "data": rows}}}])
+    write_api(W.folder, "meter_unknown_key--konnect", "v3: no meter has the key", W.source, [
+        {"request": {"method": "GET", "url": KONNECT + "/openmeter/meters?filter%5Bkey%5D%5Beq%5D=gpu_seconds", "headers": hdr},
+         "response": {"status": 200, "headers": {}, "json": {"data": [], "meta": {"page": {"number": 1, "size": 20, "total": 0}}}}}])
+
 
 def api():
     start = NOW_UNIX - 3 * 3600
@@ -123,3 +197,4 @@ def api():
 if __name__ == "__main__":
     main()
     api()
+    konnect_api()

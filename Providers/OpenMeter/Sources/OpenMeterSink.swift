@@ -1,7 +1,9 @@
 import Foundation
 import UsageBilling
 
-/// Delivers usage events to OpenMeter's `POST /api/v1/events` as CloudEvents 1.0.
+/// Delivers usage events to OpenMeter as CloudEvents 1.0: `POST /api/v1/events` (self-hosted,
+/// OpenMeter Cloud; 204) or, with `api: v3` (Kong Konnect Metering & Billing, `region:`),
+/// `POST /v3/openmeter/events` (202). Both take the same events and content types.
 ///
 /// - `specversion: "1.0"`, `id` = event id, `source` = the configured stable source (OpenMeter
 ///   dedupes by (source, id)), `type` = event name, `subject` = customer, `time`, and `data`
@@ -9,7 +11,7 @@ import UsageBilling
 /// - One event is sent as `application/cloudevents+json`, several as
 ///   `application/cloudevents-batch+json`, the Content-Type exactly (OpenMeter's v1 handler
 ///   refuses any parameter such as `; charset=utf-8`).
-/// - 204 = accepted (a repeated (source, id) is dropped silently, so it reads as accepted).
+/// - 204 (v1) or 202 (v3) = accepted (a repeated (source, id) is dropped silently, so it reads as accepted).
 ///   RFC 7807 problem bodies become rejections with their `detail`; 429 is retryable with
 ///   `Retry-After`; 5xx retryable (earlier events of the batch may be in; dedup makes the
 ///   resend safe); 401/403 throw `.configuration`.
@@ -73,7 +75,7 @@ public struct OpenMeterSink: UsageSink {
         var headers: HeaderFields = ["Content-Type": single ? Self.singleContentType : Self.batchContentType]
         if let key = settings.apiKey { headers["Authorization"] = "Bearer \(key.exposedValue)" }
         let body = single ? events[0].data : JSONValue.encodeArray(events)
-        let request = HTTPRequest(method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/api/v1/events"),
+        let request = HTTPRequest(method: .post, url: URLBuilder.url(base: settings.endpoint, path: settings.eventsPath),
                                   headers: headers, body: body)
         let response: HTTPResponse
         switch try await client.sendForDelivery(request) {
