@@ -20,6 +20,7 @@ extension ProviderRegistry {
         ChargebeeSink.kind,
         RecurlySink.kind,
         PaddleSink.kind,
+        PaddleUsageSink.kind,
     ])
 }
 

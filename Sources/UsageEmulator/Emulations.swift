@@ -12,7 +12,7 @@ extension UsageEmulator {
     /// Every provider's emulation: one line per provider, as in the provider registry.
     public static let standard: [EmulationKind] = [
         EmulatedStripe.kind, EmulatedOrb.kind, EmulatedMetronome.kind, EmulatedOpenMeter.kind,
-        EmulatedChargebee.kind, EmulatedRecurly.kind, EmulatedPaddle.kind,
+        EmulatedChargebee.kind, EmulatedRecurly.kind, EmulatedPaddle.kind, EmulatedPaddleUsage.kind,
     ]
 
     /// The provider kinds of ``standard``, by routing-config kind.

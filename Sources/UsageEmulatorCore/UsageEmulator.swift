@@ -37,8 +37,12 @@ public struct AcceptedUsage: Sendable, Hashable {
     /// When the provider took it (kept where the provider's rules depend on it: a provider may
     /// allow cancelling events only for a while after receiving them).
     public var receivedAt: Date? = nil
+    /// The provider kind it arrived as, where one emulation serves several kinds (one API host
+    /// with two ways to bill); nil when the emulation serves one.
+    public var kind: String? = nil
 
-    public init(customer: String, meter: String, timestamp: Date, quantity: Decimal, key: String?, receivedAt: Date? = nil) {
+    public init(customer: String, meter: String, timestamp: Date, quantity: Decimal, key: String?, receivedAt: Date? = nil, kind: String? = nil) {
+        self.kind = kind
         self.customer = customer
         self.meter = meter
         self.timestamp = timestamp
@@ -174,7 +178,7 @@ public final class UsageEmulator: Sendable {
     public func accepted(_ kind: String) async -> [AcceptedUsage] {
         var all: [AcceptedUsage] = []
         for prefix in prefixes(of: kind) { all += await providers[prefix]?.accepted() ?? [] }
-        return all
+        return all.filter { $0.kind == nil || $0.kind == kind }
     }
 
     /// Requests a provider kind has seen (both Chargebee hosts for `chargebee`).

@@ -244,7 +244,7 @@ public struct RoutingConfig: Sendable {
                 let shown = isMasked(provider: name, key: key) ? Redaction.mask(value.stringValue ?? "\(value)") : value.description
                 return "\(key)=\(shown)"
             }
-            lines.append("  \(name) (\(p.kind.name)): \(settings.joined(separator: ", "))")
+            lines.append("  \(name) (\(p.kind.name)\(p.kind.notice.map { ", \($0)" } ?? "")): \(settings.joined(separator: ", "))")
         }
         lines.append("Routes:")
         for r in routes {

@@ -2,6 +2,7 @@ import Foundation
 import MetronomeUsage
 import OpenMeterUsage
 import OrbUsage
+import PaddleUsage
 import Testing
 import UsageBilling
 import UsageBillingTesting
@@ -32,6 +33,10 @@ struct BatchProvider: Sendable, CustomTestStringConvertible {
                 guard let json = body(request) else { return [] }
                 return json.arrayValue?.compactMap { $0["id"]?.stringValue } ?? [json["id"]?.stringValue].compactMap { $0 }
             }),
+        BatchProvider(
+            name: "Paddle usage events", limit: 6, success: .json(201, .object(["data": .array([]), "meta": .object(["request_id": .string("r")])])),
+            makeSink: { try PaddleUsageSink(settings: PaddleUsageSettings(apiKey: "pdl_sdbx_apikey_REDACTED", maxBatchSize: 6), client: $0, clock: $1) },
+            ids: { body($0)?["events"]?.arrayValue?.compactMap { $0["event_key"]?.stringValue } ?? [] }),
     ]
 
     static func body(_ request: HTTPRequest) -> JSONValue? { JSONValue.parse(request.body ?? Data()) }

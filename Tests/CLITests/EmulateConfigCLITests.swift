@@ -8,7 +8,8 @@ import UsageBillingTesting
 /// emulator process (import, worker, reconcile) agrees for every provider in the example.
 @Suite("CLI emulate -c", .timeLimit(.minutes(3)))
 struct EmulateConfigCLITests {
-    /// The example plus the newer APIs: a Kong Konnect (OpenMeter v3) shadow of the storage route,
+    /// The example plus the newer APIs: Paddle usage events (beta) shadowing the support tickets'
+    /// one-time charges, and a Kong Konnect (OpenMeter v3) shadow of the storage route,
     /// under its own source and event type: the emulator holds one OpenMeter, which dedupes by
     /// (source, id), and its meters are per event type.
     static func extended(_ example: String) -> String {
@@ -20,10 +21,15 @@ struct EmulateConfigCLITests {
                 region: eu
                 api_key: ${KONNECT_TOKEN}
                 source: billing-service-konnect
+              paddle_usage:
+                kind: paddle_usage
+                api_key: ${PADDLE_API_KEY}
+                event_names: { support_tickets: support_ticket }
 
             routes:
 
             """)
+            .replacingOccurrences(of: "    to: paddle\n", with: "    to: paddle\n    shadow: paddle_usage\n")
             .replacingOccurrences(of: "    to: openmeter\n    openmeter: { quantity_property: gb_hours }\n", with: """
                 to: openmeter
                 shadow: konnect
@@ -38,7 +44,7 @@ struct EmulateConfigCLITests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let example = Self.extended(try String(contentsOf: CLI.root.appending(path: "examples/routing.yaml"), encoding: .utf8))
-        #expect(example.contains("shadow: konnect") && example.contains("region: eu"), "the example changed; update extended(_:)")
+        #expect(example.contains("shadow: konnect") && example.contains("region: eu") && example.contains("shadow: paddle_usage"), "the example changed; update extended(_:)")
         let base = directory.appending(path: "routing-base.yaml")
         try Data(example.utf8).write(to: base)
         try FileManager.default.copyItem(at: CLI.root.appending(path: "examples/customers.csv"), to: directory.appending(path: "customers.csv"))
@@ -85,6 +91,8 @@ struct EmulateConfigCLITests {
         let events = directory.appending(path: "events.ndjson").path
         try Data(moved.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: events))
 
+        let check = try await CLI.run(["config", "check", config])
+        #expect(check.status == 0 && check.output.contains("paddle_usage (paddle_usage, beta: Paddle's usage-based billing is early access"), "\(check.output)")
         let spool = directory.appending(path: "usage.spool").path
         let recorded = try await CLI.run(["import", events, "-c", config, "--spool", spool])
         #expect(recorded.status == 0, "\(recorded.output)")
@@ -101,8 +109,8 @@ struct EmulateConfigCLITests {
         let report = JSONValue.parse(Data(json.output.utf8))
         #expect(report?["clean"] == .bool(true), "\(json.output)")
         let providers = Set(report?["rows"]?.arrayValue?.compactMap { $0["provider"]?.stringValue } ?? [])
-        #expect(providers == ["stripe", "orb", "openmeter", "konnect", "metronome", "chargebee", "recurly", "paddle"], "\(json.output)")
-        for provider in ["openmeter", "konnect"] {
+        #expect(providers == ["stripe", "orb", "openmeter", "konnect", "metronome", "chargebee", "recurly", "paddle", "paddle_usage"], "\(json.output)")
+        for provider in ["openmeter", "konnect", "paddle_usage"] {
             let storage = report?["rows"]?.arrayValue?.filter { $0["provider"]?.stringValue == provider } ?? []
             #expect(!storage.isEmpty && storage.allSatisfy { $0["reported"] == $0["recorded"] && $0["reported"] != .string("0") }, "\(provider): \(storage)")
         }

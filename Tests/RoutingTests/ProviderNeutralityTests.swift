@@ -40,7 +40,10 @@ struct ProviderNeutralityTests {
     @Test(arguments: shared)
     func sharedModuleNamesNoProvider(_ module: String) throws {
         let (kinds, folders) = try Self.providers()
-        #expect(kinds.count == folders.count && kinds.count >= 7, "registry \(kinds), folders \(folders)")
+        // Every kind is its folder's (`paddle`, or `paddle_usage` beside it), and every folder has its kind.
+        #expect(kinds.count >= folders.count && folders.count >= 7, "registry \(kinds), folders \(folders)")
+        #expect(kinds.allSatisfy { kind in folders.contains { kind == $0.lowercased() || kind.hasPrefix($0.lowercased() + "_") } }, "registry \(kinds), folders \(folders)")
+        #expect(folders.allSatisfy { kinds.contains($0.lowercased()) }, "registry \(kinds), folders \(folders)")
         let dir = Self.root.appending(path: "Sources/\(module)")
         let files = FileManager.default.enumerator(atPath: dir.path)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") } ?? []
         #expect(!files.isEmpty)

@@ -10,10 +10,19 @@ final class PaddleEmulation: EmulatedProvider {
     let prefix = "paddle"
     private struct Charge { var subscription: String; var price: String; var quantity: Int; var immediately: Bool; var custom: JSONValue?; var id: String; var created: Date }
     private let state = Locked([Charge]())
-    func reset() { state.with { $0 = [] } }
+    /// Usage-based billing's endpoints (kind `paddle_usage`), on the same API.
+    private let usageEvents: PaddleUsageEvents
+
+    init(now: @escaping @Sendable () -> Date = { Date() }) { usageEvents = PaddleUsageEvents(now: now) }
+
+    func reset() {
+        state.with { $0 = [] }
+        usageEvents.reset()
+    }
 
     func accepted() async -> [AcceptedUsage] {
-        state.with { $0 }.map { AcceptedUsage(customer: $0.subscription, meter: $0.price, timestamp: $0.created, quantity: Decimal($0.quantity), key: $0.custom?["ub_charge_key"]?.stringValue) }
+        state.with { $0 }.map { AcceptedUsage(customer: $0.subscription, meter: $0.price, timestamp: $0.created, quantity: Decimal($0.quantity), key: $0.custom?["ub_charge_key"]?.stringValue, kind: "paddle") }
+            + usageEvents.accepted()
     }
 
     private func error(_ status: Int, _ type: String, _ code: String, _ detail: String, field: String? = nil, headers: HeaderFields = [:]) -> HTTPResponse {
@@ -53,6 +62,7 @@ final class PaddleEmulation: EmulatedProvider {
         guard r.headers["Authorization"]?.hasPrefix("Bearer ") == true else {
             return error(401, "request_error", "authentication_missing", "Authentication header missing")
         }
+        if let answer = usageEvents.handle(r, error: { error($0, "request_error", $1, $2, field: $3) }, meta: meta) { return answer }
         let parts = r.path.split(separator: "/").map(String.init)
         switch (r.method, parts.count, parts.first) {
         case ("POST", 3, "subscriptions") where parts[2] == "charge":
@@ -138,5 +148,5 @@ final class PaddleEmulation: EmulatedProvider {
 
 /// Paddle's emulation as the emulator registers it, at `/paddle`.
 public enum EmulatedPaddle {
-    public static let kind = EmulationKind(kind: "paddle", adapterSettings: "api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01emu, max_quantity: 999999999, requests_per_minute: 60000", realHosts: ["sandbox-api.paddle.com": "paddle"], endpoints: { ["endpoint": "\($0)/paddle"] }, make: { _ in [PaddleEmulation()] })
+    public static let kind = EmulationKind(kind: "paddle", adapterSettings: "api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01emu, max_quantity: 999999999, requests_per_minute: 60000", realHosts: ["sandbox-api.paddle.com": "paddle"], endpoints: { ["endpoint": "\($0)/paddle"] }, make: { [PaddleEmulation(now: $0.now)] })
 }

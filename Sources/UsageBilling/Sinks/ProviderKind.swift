@@ -27,12 +27,17 @@ public struct ProviderKind: Sendable {
     public let answerTime: Duration
     /// What else the provider offers the CLI (its usage report, meters, rejection reports).
     public let tools: ProviderTools
+    /// Shown wherever the kind is configured (`config check`): a beta API and the date of the
+    /// provider docs it follows. Nil for a generally available API.
+    public let notice: String?
 
     /// A provider kind.
     public init(name: String, settingsKeys: Set<String>, secretKeys: Set<String>, requestTimeout: Duration = .seconds(30),
                 answerTime: Duration = .milliseconds(500),
-                makeSink: @escaping SinkFactory, makeReadBack: ReadBackFactory? = nil, tools: ProviderTools = ProviderTools()) {
+                makeSink: @escaping SinkFactory, makeReadBack: ReadBackFactory? = nil, tools: ProviderTools = ProviderTools(),
+                notice: String? = nil) {
         self.name = name
+        self.notice = notice
         self.tools = tools
         self.requestTimeout = requestTimeout
         self.answerTime = answerTime

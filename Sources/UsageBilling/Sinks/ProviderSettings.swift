@@ -24,7 +24,7 @@ extension ProviderKind {
         answerTime: Duration = .milliseconds(500),
         sink: @escaping @Sendable (_ settings: Settings, _ client: any HTTPClient, _ clock: any UsageClock, _ name: String) throws -> any UsageSink,
         readBack: (@Sendable (_ settings: Settings, _ client: any HTTPClient) throws -> (any UsageReadBack)?)? = nil,
-        tools: ProviderTools = ProviderTools()
+        tools: ProviderTools = ProviderTools(), notice: String? = nil
     ) {
         let makeSink: SinkFactory = { json, client, clock, name in try sink(Settings.decode(json), client, clock, name) }
         var makeReadBack: ReadBackFactory?
@@ -32,6 +32,6 @@ extension ProviderKind {
             makeReadBack = { json, client in try readBack(Settings.decode(json), client) }
         }
         self.init(name: name, settingsKeys: Settings.keys, secretKeys: secretKeys, requestTimeout: requestTimeout, answerTime: answerTime,
-                  makeSink: makeSink, makeReadBack: makeReadBack, tools: tools)
+                  makeSink: makeSink, makeReadBack: makeReadBack, tools: tools, notice: notice)
     }
 }
