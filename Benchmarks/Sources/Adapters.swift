@@ -50,6 +50,10 @@ func pythonSDK(kind: String, base: String, count: Int) -> Double? {
         return nil
     }
     // The result is the script's last JSON line; a warning the SDK prints goes before it.
+    if let reason = output.split(separator: "\n").reversed().lazy.compactMap({ JSONValue.parse(Data($0.utf8))?["no_sdk"]?.stringValue }).first {
+        print("  (\(kind): no Python SDK row: \(reason))")
+        return nil
+    }
     return output.split(separator: "\n").reversed().lazy.compactMap { JSONValue.parse(Data($0.utf8))?["events_per_second"]?.numberValue }.first
 }
 
@@ -75,16 +79,21 @@ func adaptersBenchmark(count: Int, stripeCount: Int, pythonEvents: Int, only: [S
         "chargebee": "api_key: cb_REDACTED, site: acme-test, item_price_id: seats-USD, requests_per_minute: 6000000",
         "recurly": "api_key: recurly_REDACTED, add_on_id: code-seats, requests_per_minute: 6000000",
         "paddle": "api_key: pdl_sdbx_apikey_REDACTED, price_id: pri_01bench, max_quantity: 999999999, requests_per_minute: 6000000",
+        "paddle_usage": "api_key: pdl_sdbx_apikey_REDACTED, requests_per_minute: 6000000",
     ]
     // 64 customers: Stripe v1 takes one call at a time per customer and meter, so the number of
     // customers bounds its requests in flight (8 here, the sink's limit). Each trial has its own
     // (its windows would otherwise be the same records as the last trial's).
     let customers = (0..<64).map { "customer-\($0)" }
-    // Each adapter, plus Stripe's v2 stream (up to 100 events per request) as a row of its own.
-    let variants: [(label: String, kind: String)] = UsageEmulator.kinds.flatMap { $0 == "stripe" ? [("stripe", "stripe"), ("stripe_stream", "stripe")] : [($0, $0)] }
+    // Each adapter, plus Stripe's v2 stream (up to 100 events per request) and OpenMeter's v3 API
+    // (Kong Konnect) as rows of their own.
+    let apis = ["stripe_stream": "v2_stream", "openmeter_v3": "v3"]
+    let variants: [(label: String, kind: String)] = UsageEmulator.kinds.flatMap { kind in
+        [(kind, kind)] + apis.keys.sorted().filter { $0.hasPrefix(kind + "_") }.map { ($0, kind) }
+    }
     for (label, kind) in variants where only.isEmpty || only.contains(label) {
         let n = label == "stripe" ? stripeCount : count
-        let api = label == "stripe_stream" ? ", api: v2_stream" : ""
+        let api = apis[label].map { ", api: \($0)" } ?? ""
         var trials: [AdapterRun] = []
         for trial in 0..<max(1, repeats) {
             // Each trial has an emulator of its own, so every trial starts from the same state:
