@@ -43,12 +43,15 @@ public struct EmulationKind: Sendable {
     /// that answers it here (`api.stripe.com` → `stripe`): how a fixture's requests replay
     /// against the emulator.
     public let realHosts: [String: String]
+    /// How its meters follow a routing config (`emulate -c`), when they do.
+    public let meters: ConfiguredMeters
 
     public init(kind: String, prefixes: [String]? = nil, hostAliases: [HostAlias] = [], settings: [EmulationSetting] = [],
-                adapterSettings: String = "", realHosts: [String: String] = [:],
+                adapterSettings: String = "", realHosts: [String: String] = [:], meters: ConfiguredMeters = .none,
                 endpoints: @escaping @Sendable (_ baseURL: String) -> [String: String],
                 make: @escaping @Sendable (EmulationContext) -> [any EmulatedProvider]) {
         self.kind = kind
+        self.meters = meters
         self.settings = settings
         self.adapterSettings = adapterSettings
         self.realHosts = realHosts
@@ -82,6 +85,18 @@ public struct EmulationOptions: Sendable {
         get { values[ObjectIdentifier(option)] as? Option ?? Option.defaultValue }
         set { values[ObjectIdentifier(option)] = newValue }
     }
+}
+
+/// How an emulation's meters follow the routing config it is started with, so its read-back
+/// reports what the real provider would for the routes that send to it.
+public enum ConfiguredMeters: Sendable {
+    /// Its meters need nothing from the config.
+    case none
+    /// Each meter sums the property a route's `quantity_property` names (``MeterSums``).
+    case sumQuantityProperty
+    /// Only the meters the routes send to exist (by the meter names they map events to; nil when
+    /// a route takes an event pattern without a fixed meter): `set` puts them into the options.
+    case declared(set: @Sendable (_ meters: [String]?, _ options: EmulationOptions) -> EmulationOptions)
 }
 
 /// The property each meter sums, for emulations whose meters sum a property of the event

@@ -55,6 +55,20 @@ struct ProviderNeutralityTests {
         #expect(report.isEmpty, "\(report.count) place(s) name a provider; move them into the provider's folder:\n\(report.joined(separator: "\n"))")
     }
 
+    /// The emulator module is the emulations' registry: its registry file lists them, and nothing
+    /// else in it names one (how a provider's meters follow a config is its `EmulationKind`'s).
+    @Test func theEmulatorNamesProvidersOnlyInItsRegistry() throws {
+        let (kinds, folders) = try Self.providers()
+        let dir = Self.root.appending(path: "Sources/UsageEmulator")
+        let files = FileManager.default.enumerator(atPath: dir.path)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") && $0 != "Emulations.swift" } ?? []
+        #expect(!files.isEmpty)
+        var report: [String] = []
+        for file in files {
+            report += Self.findings(in: try String(contentsOf: dir.appending(path: file), encoding: .utf8), kinds: kinds, folders: folders).map { "\(file):\($0)" }
+        }
+        #expect(report.isEmpty, "\(report.joined(separator: "\n"))")
+    }
+
     @Test func theCheckSeesEachWayOfNamingAProvider() throws {
         let (kinds, folders) = try Self.providers()
         for line in ["import StripeUsage", "let s = try OrbSettings.decode(x)", "case \"metronome\":", "o[EmulatedStripe.Meters.self] = m"] {

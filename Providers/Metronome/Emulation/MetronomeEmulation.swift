@@ -98,7 +98,8 @@ final class MetronomeEmulation: EmulatedProvider {
 /// ``MeterSums`` names (default `quantity`).
 public enum EmulatedMetronome {
     public static let kind = EmulationKind(
-        kind: "metronome", adapterSettings: "api_key: metronome_REDACTED, events_per_second: 1000000", realHosts: ["api.metronome.com": "metronome"], endpoints: { ["endpoint": "\($0)/metronome"] },
+        kind: "metronome", adapterSettings: "api_key: metronome_REDACTED, events_per_second: 100000000", realHosts: ["api.metronome.com": "metronome"],
+        meters: .sumQuantityProperty, endpoints: { ["endpoint": "\($0)/metronome"] },
         make: { [MetronomeEmulation(valueProperties: MeterValueProperties($0.options[MeterSums.self].properties))] })
 }
 

@@ -159,6 +159,7 @@ final class OpenMeterEmulation: EmulatedProvider {
 public enum EmulatedOpenMeter {
     public static let kind = EmulationKind(
         kind: "openmeter", adapterSettings: "api_key: om_REDACTED",
-        realHosts: ["openmeter.cloud": "openmeter"].merging(["us", "eu", "au", "me", "in"].map { ("\($0).api.konghq.com", "openmeter") }) { a, _ in a }, endpoints: { ["endpoint": "\($0)/openmeter"] },
+        realHosts: ["openmeter.cloud": "openmeter"].merging(["us", "eu", "au", "me", "in"].map { ("\($0).api.konghq.com", "openmeter") }) { a, _ in a },
+        meters: .sumQuantityProperty, endpoints: { ["endpoint": "\($0)/openmeter"] },
         make: { [OpenMeterEmulation(valueProperties: MeterValueProperties($0.options[MeterSums.self].properties))] })
 }

@@ -269,7 +269,7 @@ public enum EmulatedOrb {
             }
             options[GracePeriod.self] = GracePeriod(.milliseconds(Int64((hours * 3_600_000).rounded())))
         }],
-        adapterSettings: "api_key: orb_REDACTED, requests_per_second: 1000, events_per_minute: 100000000",
+        adapterSettings: "api_key: orb_REDACTED, requests_per_second: 100000, events_per_minute: 100000000",
         realHosts: ["api.withorb.com": "orb"],
         endpoints: { ["endpoint": "\($0)/orb/v1"] },
         make: { [OrbEmulation(timeZones: $0.options[TimeZones.self].byCustomer, gracePeriod: $0.options[GracePeriod.self].duration, now: $0.now)] })

@@ -112,6 +112,6 @@ final class PaddleUsageEvents: Sendable {
 public enum EmulatedPaddleUsage {
     public static let kind = EmulationKind(
         kind: "paddle_usage", prefixes: ["paddle"],
-        adapterSettings: "api_key: pdl_sdbx_apikey_REDACTED, requests_per_minute: 60000",
+        adapterSettings: "api_key: pdl_sdbx_apikey_REDACTED, requests_per_minute: 6000000",
         endpoints: { ["endpoint": "\($0)/paddle"] }, make: { _ in [] })
 }

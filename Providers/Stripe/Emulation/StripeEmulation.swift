@@ -432,8 +432,9 @@ public enum EmulatedStripe {
             }
             options[Meters.self] = Meters(names)
         }],
-        adapterSettings: "secret_key: sk_live_REDACTED, requests_per_second: 100000",
+        adapterSettings: "secret_key: sk_live_REDACTED, requests_per_second: 1000000",
         realHosts: ["api.stripe.com": "stripe", "meter-events.stripe.com": "stripe-meter-events"],
+        meters: .declared { meters, options in options.with(Meters(meters)) },
         endpoints: { ["endpoint": "\($0)/stripe", "meter_events_endpoint": "\($0)/stripe-meter-events"] },
         make: { [StripeEmulation(now: $0.now, meters: $0.options[Meters.self].eventNames)] })
 
