@@ -87,10 +87,12 @@ let package = Package(
         .target(
             name: "UsageSpool",
             dependencies: [
-                "UsageBilling", "UsageRouting", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                "UsageBilling", "UsageRouting", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Sources/UsageSpool",
@@ -151,7 +153,8 @@ let package = Package(
             name: "usage-billing",
             dependencies: [
                 "UsageServe", "UsageCockpit",
-                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders", "UsageSpool", "UsageEmulator",
+                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders",
+                "UsageSpool", "UsageEmulator",
                 "UsageReconciliation",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -164,7 +167,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "usage-billing-bench",
-            dependencies: ["UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "CCurl", "UsageRouting", "UsageBillingProviders", "UsageSpool", "UsageEmulator"],
+            dependencies: [
+                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "CCurl", "UsageRouting",
+                "UsageBillingProviders", "UsageSpool", "UsageEmulator",
+            ],
             path: "Benchmarks/Sources",
             swiftSettings: strict
         ),
@@ -180,7 +186,8 @@ let package = Package(
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders"] + providerModules,
+            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders"]
+                + providerModules,
             swiftSettings: strict
         ),
         .testTarget(
@@ -190,27 +197,37 @@ let package = Package(
         ),
         .testTarget(
             name: "RoutingTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders"],
+            dependencies: [
+                "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders",
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "SpoolTests",
             dependencies: [
-                "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders", "UsageSpool", "StripeUsage", "UsageEmulator",
+                "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders",
+                "UsageSpool", "StripeUsage", "UsageEmulator",
                 "usage-billing", .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "MetricsTestKit", package: "swift-metrics"), .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "EmulatorTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "UsageRouting", "UsageBillingProviders", "UsageSpool", "UsageReconciliation"] + providerModules,
+            dependencies: [
+                "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "UsageRouting",
+                "UsageBillingProviders", "UsageSpool", "UsageReconciliation",
+            ] + providerModules,
             swiftSettings: strict
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "StripeUsage", "UsageSpool", "UsageServe", "usage-billing"],
+            dependencies: [
+                "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "StripeUsage", "UsageSpool",
+                "UsageServe", "usage-billing",
+            ],
             swiftSettings: strict
         ),
         .testTarget(
@@ -226,7 +243,17 @@ let package = Package(
     ]
         // Providers: one folder each, `<Name>Usage` (production, the core only) and
         // `<Name>Emulation` (its emulation, on the emulator's core; NIO stays out of production).
-        + providers.map { .target(name: "\($0)Usage", dependencies: ["UsageBilling"], path: "Providers/\($0)/Sources", swiftSettings: strict) }
-        + providers.map { .target(name: "\($0)Emulation", dependencies: ["UsageBilling", "UsageEmulatorCore"], path: "Providers/\($0)/Emulation", swiftSettings: strict) }
-        + doors.map { .target(name: "\($0)Door", dependencies: ["UsageBilling"], path: "Doors/\($0)", swiftSettings: strict) }
+        + providers.map {
+            .target(
+                name: "\($0)Usage", dependencies: ["UsageBilling"], path: "Providers/\($0)/Sources",
+                swiftSettings: strict)
+        }
+        + providers.map {
+            .target(
+                name: "\($0)Emulation", dependencies: ["UsageBilling", "UsageEmulatorCore"],
+                path: "Providers/\($0)/Emulation", swiftSettings: strict)
+        }
+        + doors.map {
+            .target(name: "\($0)Door", dependencies: ["UsageBilling"], path: "Doors/\($0)", swiftSettings: strict)
+        }
 )

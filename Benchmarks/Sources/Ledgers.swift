@@ -14,17 +14,21 @@ import UsageSpool
 /// not fsync each commit either).
 func ledgerBenchmark(count: Int, options: Options) async throws {
     let server = try await PostgresServer.dedicated()
-    let dir = FileManager.default.temporaryDirectory.appending(path: "ub-ledger-bench-\(UUID().uuidString.prefix(8))").path
+    let dir = FileManager.default.temporaryDirectory.appending(path: "ub-ledger-bench-\(UUID().uuidString.prefix(8))")
+        .path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let kinds = ["SQLite", "PostgreSQL"]
     func ledger(_ kind: String, _ tag: String) async throws -> any UsageLedger {
-        kind == "SQLite" ? try Spool(path: "\(dir)/\(tag).spool") : try await PostgresLedger.open(try await server.database(tag))
+        kind == "SQLite"
+            ? try Spool(path: "\(dir)/\(tag).spool") : try await PostgresLedger.open(try await server.database(tag))
     }
     let now = Date()
     let names = ["api_request", "storage_gb", "tokens", "seats"]
     func event(_ tag: String, _ i: Int) -> UsageEvent {
-        UsageEvent(id: "\(tag)-\(i)", name: names[i % names.count], customer: "c\(i % 50)", timestamp: now.addingTimeInterval(-60), quantity: Decimal(i % 9 + 1))
+        UsageEvent(
+            id: "\(tag)-\(i)", name: names[i % names.count], customer: "c\(i % 50)",
+            timestamp: now.addingTimeInterval(-60), quantity: Decimal(i % 9 + 1))
     }
     var table: [(String, [String: [Double]])] = []
 
@@ -43,7 +47,11 @@ func ledgerBenchmark(count: Int, options: Options) async throws {
                             var i = 0
                             while i < perWriter {
                                 let n = min(perCall, perWriter - i)
-                                try await store.record((0..<n).map { k in Spool.Entry(event: event(tag, w * perWriter + i + k), lanes: ["openmeter/api_request"]) }, now: Date())
+                                try await store.record(
+                                    (0..<n).map { k in
+                                        Spool.Entry(
+                                            event: event(tag, w * perWriter + i + k), lanes: ["openmeter/api_request"])
+                                    }, now: Date())
                                 i += n
                             }
                         }
@@ -52,14 +60,17 @@ func ledgerBenchmark(count: Int, options: Options) async throws {
                 }
                 let rate = Double(perWriter * writers) / (ContinuousClock.now - started).seconds
                 rates[kind, default: []].append(rate)
-                print("  record \(kind), \(writers) writers × \(perCall): \(String(format: "%.0f", rate)) events/s (trial \(trial))")
+                print(
+                    "  record \(kind), \(writers) writers × \(perCall): \(String(format: "%.0f", rate)) events/s (trial \(trial))"
+                )
             }
         }
         table.append(("record, \(writers) writers, \(perCall) event(s) per call", rates))
     }
 
     let http = try await LoopbackHTTPServer.start(threads: 1) { _ in .respond(HTTPResponse(status: 204)) }
-    let config = try RoutingConfig.parse("""
+    let config = try RoutingConfig.parse(
+        """
         version: 1
         providers:
           openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(http.baseURL)", max_batch_size: 100 }
@@ -75,7 +86,8 @@ func ledgerBenchmark(count: Int, options: Options) async throws {
                 let store = try await ledger(kind, "dlv\(workers)t\(trial)")
                 let pipeline = try UsagePipeline(config: config, ledger: store, client: client)
                 for chunk in stride(from: 0, to: count, by: 10_000) {
-                    try await pipeline.record((chunk..<min(count, chunk + 10_000)).map { event("d\(workers)-\(trial)", $0) })
+                    try await pipeline.record(
+                        (chunk..<min(count, chunk + 10_000)).map { event("d\(workers)-\(trial)", $0) })
                 }
                 var fleet: [DeliveryWorker] = []
                 for _ in 0..<workers {
@@ -93,31 +105,42 @@ func ledgerBenchmark(count: Int, options: Options) async throws {
                         while try await store.queuedCount(lane: nil) > 0 {
                             var now: [Int: Set<String>] = [:]
                             for lease in try await store.leases() {
-                                if let index = fleet.firstIndex(where: { $0.owner == lease.owner }) { now[index, default: []].insert(lease.lane) }
+                                if let index = fleet.firstIndex(where: { $0.owner == lease.owner }) {
+                                    now[index, default: []].insert(lease.lane)
+                                }
                             }
                             held.merge(now) { $0.union($1) }
                             if !now.isEmpty { last = now }
                             try await Task.sleep(for: .milliseconds(100))
                         }
                         func list(_ lanes: [Int: Set<String>]) -> String {
-                            (0..<workers).map { "worker \($0 + 1) \(lanes[$0, default: []].sorted().map { $0.replacingOccurrences(of: "openmeter/", with: "") }.joined(separator: "+"))" }.joined(separator: ", ")
+                            (0..<workers).map {
+                                "worker \($0 + 1) \(lanes[$0, default: []].sorted().map { $0.replacingOccurrences(of: "openmeter/", with: "") }.joined(separator: "+"))"
+                            }.joined(separator: ", ")
                         }
-                        print("  \(kind), \(workers) workers: lanes held at some point: \(list(held)); last seen: \(list(last))")
+                        print(
+                            "  \(kind), \(workers) workers: lanes held at some point: \(list(held)); last seen: \(list(last))"
+                        )
                     }
                     try await group.waitForAll()
                 }
                 let rate = Double(count) / (ContinuousClock.now - started).seconds
                 let left = try await store.queuedCount(lane: nil)
                 rates[kind, default: []].append(rate)
-                print("  deliver \(kind), \(workers) worker(s): \(String(format: "%.0f", rate)) events/s, \(left) left queued (trial \(trial))")
+                print(
+                    "  deliver \(kind), \(workers) worker(s): \(String(format: "%.0f", rate)) events/s, \(left) left queued (trial \(trial))"
+                )
             }
         }
-        table.append(("deliver \(count) events over \(names.count) lanes (100 per request), \(workers) worker(s)", rates))
+        table.append(
+            ("deliver \(count) events over \(names.count) lanes (100 per request), \(workers) worker(s)", rates))
     }
     client.shutdown()
     await http.shutdown()
 
-    print("Ledger benchmark (\(ProcessInfo.processInfo.activeProcessorCount) cores, one run; median of \(options.repeats) trial(s), PostgreSQL \(server.port) on loopback with fsync=off)")
+    print(
+        "Ledger benchmark (\(ProcessInfo.processInfo.activeProcessorCount) cores, one run; median of \(options.repeats) trial(s), PostgreSQL \(server.port) on loopback with fsync=off)"
+    )
     print("| measurement | SQLite events/s | PostgreSQL events/s | PostgreSQL ÷ SQLite |")
     print("|---|---:|---:|---:|")
     func median(_ values: [Double]?) -> Double? {
@@ -127,12 +150,21 @@ func ledgerBenchmark(count: Int, options: Options) async throws {
     for (name, rates) in table {
         let sqlite = median(rates["SQLite"]), postgres = median(rates["PostgreSQL"])
         let ratio = sqlite.flatMap { s in postgres.map { String(format: "%.2f", $0 / s) } } ?? "–"
-        print("| \(name) | \(sqlite.map { String(format: "%.0f", $0) } ?? "n/a (one worker per spool)") | \(postgres.map { String(format: "%.0f", $0) } ?? "–") | \(ratio) |")
+        print(
+            "| \(name) | \(sqlite.map { String(format: "%.0f", $0) } ?? "n/a (one worker per spool)") | \(postgres.map { String(format: "%.0f", $0) } ?? "–") | \(ratio) |"
+        )
     }
     if let path = options.jsonPath {
-        try JSONValue.object(["events": .number(Double(count)), "results": .array(table.map { name, rates in
-            .object(["name": .string(name), "trials": .object(rates.mapValues { .array($0.map { .number($0.rounded()) }) })])
-        })]).encoded().write(to: URL(fileURLWithPath: path))
+        try JSONValue.object([
+            "events": .number(Double(count)),
+            "results": .array(
+                table.map { name, rates in
+                    .object([
+                        "name": .string(name),
+                        "trials": .object(rates.mapValues { .array($0.map { .number($0.rounded()) }) }),
+                    ])
+                }),
+        ]).encoded().write(to: URL(fileURLWithPath: path))
         print("wrote \(path)")
     }
 }

@@ -56,7 +56,9 @@ struct Options {
         var i = 1
         func value() throws -> String {
             i += 1
-            guard i < args.count else { throw UsageBillingError(.invalidInput, "\(args[i - 1]) needs a value", field: args[i - 1]) }
+            guard i < args.count else {
+                throw UsageBillingError(.invalidInput, "\(args[i - 1]) needs a value", field: args[i - 1])
+            }
             return args[i]
         }
         while i < args.count {
@@ -80,12 +82,14 @@ struct Options {
             case "--ids":
                 idKinds = try value().split(separator: ",").map(String.init)
                 guard !idKinds.isEmpty, idKinds.allSatisfy({ ["sequences", "uuidv7"].contains($0) }) else {
-                    throw UsageBillingError(.invalidInput, "--ids takes sequences, uuidv7 or both (comma-separated)", field: "--ids")
+                    throw UsageBillingError(
+                        .invalidInput, "--ids takes sequences, uuidv7 or both (comma-separated)", field: "--ids")
                 }
             case "--durability":
                 let name = try value()
                 guard let d = SpoolDurability(rawValue: name) else {
-                    throw UsageBillingError(.invalidInput, "unknown durability \(name)", fix: "use normal or full", field: "--durability")
+                    throw UsageBillingError(
+                        .invalidInput, "unknown durability \(name)", fix: "use normal or full", field: "--durability")
                 }
                 durabilities = [d]
             case "--record-cases":  // e.g. 16x1,16x100: writers x events per call
@@ -94,7 +98,9 @@ struct Options {
                     return p.count == 2 ? (p[0], p[1]) : nil
                 }
             case "-h", "--help":
-                print("usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N | --spool N | --adapters N [--stripe-events N] [--python M] [--only a,b] [--repeat R] [--json PATH] | --spool N [--record-cases 16x1,16x100] [--durability normal|full] [--record-only] [--deliver-only] | --ledgers N [--repeat R] [--json PATH]")
+                print(
+                    "usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N | --spool N | --adapters N [--stripe-events N] [--python M] [--only a,b] [--repeat R] [--json PATH] | --spool N [--record-cases 16x1,16x100] [--durability normal|full] [--record-only] [--deliver-only] | --ledgers N [--repeat R] [--json PATH]"
+                )
                 exit(0)
             default:
                 throw UsageBillingError(.invalidInput, "unknown option \(args[i])", fix: "see --help", field: args[i])
@@ -114,12 +120,15 @@ func memory() -> (peak: Int, current: Int) {
     return (field("VmHWM:"), field("VmRSS:"))
 }
 
-let body = Data(#"event_name=api_requests&payload[stripe_customer_id]=cus_123&payload[value]=5&identifier=bench&timestamp=1795176000"#.utf8)
+let body = Data(
+    #"event_name=api_requests&payload[stripe_customer_id]=cus_123&payload[value]=5&identifier=bench&timestamp=1795176000"#
+        .utf8)
 let responseBody = Data(#"{"object":"billing.meter_event","livemode":false}"#.utf8)
 
 func request(_ base: String, _ i: Int) -> HTTPRequest {
-    HTTPRequest(method: .post, url: base + "/v1/billing/meter_events",
-                headers: ["Content-Type": "application/x-www-form-urlencoded", "Idempotency-Key": "bench-\(i)"], body: body)
+    HTTPRequest(
+        method: .post, url: base + "/v1/billing/meter_events",
+        headers: ["Content-Type": "application/x-www-form-urlencoded", "Idempotency-Key": "bench-\(i)"], body: body)
 }
 
 func timed(_ work: () async throws -> Void) async rethrows -> Double {
@@ -136,7 +145,9 @@ func plainCurl(url: String, count: Int, headers: [String] = [], body form: ((Int
     defer { curl_easy_cleanup(easy) }
     let discard: ub_curl_data_callback = { _, size, count, _ in size * count }
     var list: UnsafeMutablePointer<curl_slist>?
-    for header in ["Content-Type: application/x-www-form-urlencoded", "Expect:"] + headers { list = curl_slist_append(list, header) }
+    for header in ["Content-Type: application/x-www-form-urlencoded", "Expect:"] + headers {
+        list = curl_slist_append(list, header)
+    }
     defer { curl_slist_free_all(list) }
     _ = ub_easy_setopt_string(easy, CURLOPT_URL, url)
     _ = ub_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
@@ -145,7 +156,9 @@ func plainCurl(url: String, count: Int, headers: [String] = [], body form: ((Int
     if form == nil {
         _ = ub_easy_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
         body.withUnsafeBytes { raw in
-            if let base = raw.baseAddress { _ = ub_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: base)) }
+            if let base = raw.baseAddress {
+                _ = ub_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: base))
+            }
         }
     }
     let start = ContinuousClock.now
@@ -160,7 +173,9 @@ func plainCurl(url: String, count: Int, headers: [String] = [], body form: ((Int
 func importBenchmark(count: Int, jsonPath: String?) async throws {
     let path = FileManager.default.temporaryDirectory.appending(path: "ub-bench-\(UUID().uuidString).ndjson").path
     _ = FileManager.default.createFile(atPath: path, contents: nil)
-    guard let out = FileHandle(forWritingAtPath: path) else { throw UsageBillingError(.invalidInput, "cannot write \(path)") }
+    guard let out = FileHandle(forWritingAtPath: path) else {
+        throw UsageBillingError(.invalidInput, "cannot write \(path)")
+    }
     defer { try? FileManager.default.removeItem(atPath: path) }
     let now = Date().timeIntervalSince1970
     var chunk = ""
@@ -168,24 +183,33 @@ func importBenchmark(count: Int, jsonPath: String?) async throws {
         let name = i % 4 == 3 ? "storage_gb_hours" : "api_request"
         let customer = ["acme", "globex", "initech"][i % 3]
         let stamp = RFC3339.format(Date(timeIntervalSince1970: now - Double(count - i) * 0.5 - 60))
-        chunk += #"{"id":"bench-\#(i)","name":"\#(name)","customer":"\#(customer)","timestamp":"\#(stamp)","quantity":"\#(i % 50 + 1)","properties":{"region":"eu-west"}}"# + "\n"
+        chunk +=
+            #"{"id":"bench-\#(i)","name":"\#(name)","customer":"\#(customer)","timestamp":"\#(stamp)","quantity":"\#(i % 50 + 1)","properties":{"region":"eu-west"}}"#
+            + "\n"
         if chunk.utf8.count > 1 << 20 { out.write(Data(chunk.utf8)); chunk = "" }
     }
     out.write(Data(chunk.utf8))
     try out.close()
     let fileMiB = ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) / (1 << 20)
 
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let config = try RoutingConfig.load(path: root.appending(path: "examples/routing.yaml").path, registry: .standard,
-                                        environment: ["STRIPE_SECRET_KEY": "sk_test_REDACTED", "ORB_API_KEY": "orb_REDACTED", "OPENMETER_TOKEN": "om_REDACTED"])
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    let config = try RoutingConfig.load(
+        path: root.appending(path: "examples/routing.yaml").path, registry: .standard,
+        environment: [
+            "STRIPE_SECRET_KEY": "sk_test_REDACTED", "ORB_API_KEY": "orb_REDACTED", "OPENMETER_TOKEN": "om_REDACTED",
+        ])
     let dry = DryRunHTTPClient(keep: 0, secrets: config.secretValues)
     let router = try Router(config: config, client: dry)
     let before = memory()
     let started = ContinuousClock.now
-    let summary = await Importer(router: router, policy: .none, pace: false).run(try EventReader(path: path, format: .ndjson))
+    let summary = await Importer(router: router, policy: .none, pace: false).run(
+        try EventReader(path: path, format: .ndjson))
     let seconds = (ContinuousClock.now - started).seconds
     let after = memory()
-    print("Import of \(summary.events) NDJSON events (\(fileMiB) MiB file), dry run through examples/routing.yaml, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+    print(
+        "Import of \(summary.events) NDJSON events (\(fileMiB) MiB file), dry run through examples/routing.yaml, \(ProcessInfo.processInfo.activeProcessorCount) cores"
+    )
     print("| measurement | value |")
     print("|---|---:|")
     print("| events/s | \(String(format: "%.0f", Double(summary.events) / seconds)) |")
@@ -196,7 +220,8 @@ func importBenchmark(count: Int, jsonPath: String?) async throws {
     print(summary.describe())
     if let jsonPath {
         try JSONValue.object([
-            "events": .number(Double(summary.events)), "events_per_second": .number((Double(summary.events) / seconds).rounded()),
+            "events": .number(Double(summary.events)),
+            "events_per_second": .number((Double(summary.events) / seconds).rounded()),
             "requests": .number(Double(dry.requestCount)), "peak_rss_kib": .number(Double(after.peak)),
             "bad_lines": .number(Double(summary.badLines)),
         ]).encoded().write(to: URL(fileURLWithPath: jsonPath))
@@ -213,58 +238,73 @@ func spoolBenchmark(count: Int, options: Options) async throws {
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let now = Date()
     func event(_ tag: String, _ i: Int) -> UsageEvent {
-        UsageEvent(id: "\(tag)-\(i)", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: Decimal(i % 9 + 1))
+        UsageEvent(
+            id: "\(tag)-\(i)", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-60),
+            quantity: Decimal(i % 9 + 1))
     }
     var rows: [(String, Double)] = []
     var spreads: [[Double]] = []  // every trial's figure, per row (the row shows the median)
     for durability in options.durabilities where !options.deliverOnly {
         for (writers, perCall) in options.recordCases {
-          for ids in options.idKinds {
-            var rates: [Double] = []
-            for trial in 0..<options.repeats {
-                let spool = try Spool(path: "\(dir)/\(durability.rawValue)-\(writers)-\(perCall)-\(ids)-\(trial).spool", durability: durability)
-                let total = writers == 1 ? min(count, 20_000) : count
-                let perWriter = total / writers
-                let tag = "\(durability)-\(writers)-\(perCall)-\(ids)-\(trial)"
-                let uuids = ids == "uuidv7"
-                let cpuBefore = threadCPU(), machineBefore = machineCPU()
-                let started = ContinuousClock.now
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for w in 0..<writers {
-                        group.addTask {
-                            var i = 0
-                            while i < perWriter {
-                                let n = min(perCall, perWriter - i)
-                                try await spool.record((0..<n).map { k in
-                                    var e = event(tag, w * perWriter + i + k)
-                                    if uuids { e.id = EventID.generate() }
-                                    return Spool.Entry(event: e, lanes: ["openmeter/api_request"])
-                                })
-                                i += n
+            for ids in options.idKinds {
+                var rates: [Double] = []
+                for trial in 0..<options.repeats {
+                    let spool = try Spool(
+                        path: "\(dir)/\(durability.rawValue)-\(writers)-\(perCall)-\(ids)-\(trial).spool",
+                        durability: durability)
+                    let total = writers == 1 ? min(count, 20_000) : count
+                    let perWriter = total / writers
+                    let tag = "\(durability)-\(writers)-\(perCall)-\(ids)-\(trial)"
+                    let uuids = ids == "uuidv7"
+                    let cpuBefore = threadCPU(), machineBefore = machineCPU()
+                    let started = ContinuousClock.now
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for w in 0..<writers {
+                            group.addTask {
+                                var i = 0
+                                while i < perWriter {
+                                    let n = min(perCall, perWriter - i)
+                                    try await spool.record(
+                                        (0..<n).map { k in
+                                            var e = event(tag, w * perWriter + i + k)
+                                            if uuids { e.id = EventID.generate() }
+                                            return Spool.Entry(event: e, lanes: ["openmeter/api_request"])
+                                        })
+                                    i += n
+                                }
                             }
                         }
+                        try await group.waitForAll()
                     }
-                    try await group.waitForAll()
+                    let seconds = (ContinuousClock.now - started).seconds
+                    rates.append(Double(perWriter * writers) / seconds)
+                    let commits = spool.commitStatistics
+                    print(
+                        "  record \(tag): \(commits.calls) calls in \(commits.transactions) commits (\(String(format: "%.1f", Double(commits.calls) / Double(max(1, commits.transactions)))) per commit); \(cpuSummary(cpuBefore, threadCPU(), seconds: seconds)); \(stealSummary(machineBefore, machineCPU()))"
+                    )
                 }
-                let seconds = (ContinuousClock.now - started).seconds
-                rates.append(Double(perWriter * writers) / seconds)
-                let commits = spool.commitStatistics
-                print("  record \(tag): \(commits.calls) calls in \(commits.transactions) commits (\(String(format: "%.1f", Double(commits.calls) / Double(max(1, commits.transactions)))) per commit); \(cpuSummary(cpuBefore, threadCPU(), seconds: seconds)); \(stealSummary(machineBefore, machineCPU()))")
+                rows.append(
+                    (
+                        "record, \(durability.rawValue), \(writers) writer(s), \(perCall) event(s) per call, \(ids == "uuidv7" ? "UUIDv7 ids" : "ids in \(writers) sequence(s)")",
+                        rates.sorted()[rates.count / 2]
+                    ))
+                spreads.append(rates)
             }
-            rows.append(("record, \(durability.rawValue), \(writers) writer(s), \(perCall) event(s) per call, \(ids == "uuidv7" ? "UUIDv7 ids" : "ids in \(writers) sequence(s)")",
-                         rates.sorted()[rates.count / 2]))
-            spreads.append(rates)
-          }
         }
     }
 
     if options.recordOnly {
-        for ((name, rate), trials) in zip(rows, spreads) { print("| \(name) | \(String(format: "%.0f", rate)) | \(trials.map { String(format: "%.0f", $0) }.joined(separator: ", ")) |") }
+        for ((name, rate), trials) in zip(rows, spreads) {
+            print(
+                "| \(name) | \(String(format: "%.0f", rate)) | \(trials.map { String(format: "%.0f", $0) }.joined(separator: ", ")) |"
+            )
+        }
         return
     }
     // End to end: spool → worker → curl → loopback server answering 204 (an OpenMeter stand-in).
     let server = try await LoopbackHTTPServer.start(threads: 1) { _ in .respond(HTTPResponse(status: 204)) }
-    let config = try RoutingConfig.parse("""
+    let config = try RoutingConfig.parse(
+        """
         version: 1
         providers:
           openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: 100 }
@@ -278,13 +318,17 @@ func spoolBenchmark(count: Int, options: Options) async throws {
         let pipeline = try UsagePipeline(config: config, spoolPath: "\(dir)/e2e-\(trial).spool", client: client)
         let recordStarted = ContinuousClock.now
         try await pipeline.record((0..<e2e).map { event("e2e-\(trial)", $0) })
-        print("recorded \(e2e) events for delivery in \(String(format: "%.2f", (ContinuousClock.now - recordStarted).seconds)) s")
+        print(
+            "recorded \(e2e) events for delivery in \(String(format: "%.2f", (ContinuousClock.now - recordStarted).seconds)) s"
+        )
         let before = server.requestsReceived
         let cpuBefore = threadCPU(), machineBefore = machineCPU()
         let started = ContinuousClock.now
         try await pipeline.flush()
         deliveries.append(((ContinuousClock.now - started).seconds, server.requestsReceived - before))
-        print("  delivery trial \(trial): \(cpuSummary(cpuBefore, threadCPU(), seconds: deliveries[deliveries.count - 1].seconds)); \(stealSummary(machineBefore, machineCPU()))")
+        print(
+            "  delivery trial \(trial): \(cpuSummary(cpuBefore, threadCPU(), seconds: deliveries[deliveries.count - 1].seconds)); \(stealSummary(machineBefore, machineCPU()))"
+        )
     }
     let (seconds, requests) = deliveries.sorted { $0.seconds < $1.seconds }[deliveries.count / 2]
     spreads.append(deliveries.map { Double(e2e) / $0.seconds })
@@ -293,22 +337,32 @@ func spoolBenchmark(count: Int, options: Options) async throws {
     rows.append(("deliver spool → worker → curl → loopback (100 per request)", Double(e2e) / seconds))
 
     let mem = memory()
-    print("Spool benchmark, \(count) events per concurrent case (\(ProcessInfo.processInfo.activeProcessorCount) cores; median of \(options.repeats) trial(s), range in brackets)")
+    print(
+        "Spool benchmark, \(count) events per concurrent case (\(ProcessInfo.processInfo.activeProcessorCount) cores; median of \(options.repeats) trial(s), range in brackets)"
+    )
     print("| measurement | events/s |")
     print("|---|---:|")
     for ((name, rate), trials) in zip(rows, spreads) {
-        let range = trials.count > 1 ? " (\(String(format: "%.0f", trials.min() ?? 0))–\(String(format: "%.0f", trials.max() ?? 0)))" : ""
+        let range =
+            trials.count > 1
+            ? " (\(String(format: "%.0f", trials.min() ?? 0))–\(String(format: "%.0f", trials.max() ?? 0)))" : ""
         print("| \(name) | \(String(format: "%.0f", rate))\(range) |")
     }
-    print("end to end: \(e2e) events in \(requests) requests, \(String(format: "%.0f", Double(requests) / seconds)) requests/s")
+    print(
+        "end to end: \(e2e) events in \(requests) requests, \(String(format: "%.0f", Double(requests) / seconds)) requests/s"
+    )
     print("peak RSS: \(mem.peak / 1024) MiB")
     if let jsonPath {
         try JSONValue.object([
             "events": .number(Double(count)), "peak_rss_kib": .number(Double(mem.peak)),
             "repeats": .number(Double(options.repeats)),
-            "results": .array(zip(rows, spreads).map { row, trials in
-                .object(["name": .string(row.0), "events_per_second": .number(row.1.rounded()), "trials": .array(trials.map { .number($0.rounded()) })])
-            }),
+            "results": .array(
+                zip(rows, spreads).map { row, trials in
+                    .object([
+                        "name": .string(row.0), "events_per_second": .number(row.1.rounded()),
+                        "trials": .array(trials.map { .number($0.rounded()) }),
+                    ])
+                }),
         ]).encoded().write(to: URL(fileURLWithPath: jsonPath))
         print("wrote \(jsonPath)")
     }
@@ -317,7 +371,9 @@ func spoolBenchmark(count: Int, options: Options) async throws {
 func run() async throws {
     let options = try Options(CommandLine.arguments)
     if options.adapterEvents > 0 {
-        try await adaptersBenchmark(count: options.adapterEvents, stripeCount: options.stripeEvents, pythonEvents: options.pythonEvents, only: options.only, repeats: options.repeats, jsonPath: options.jsonPath)
+        try await adaptersBenchmark(
+            count: options.adapterEvents, stripeCount: options.stripeEvents, pythonEvents: options.pythonEvents,
+            only: options.only, repeats: options.repeats, jsonPath: options.jsonPath)
         return
     }
     if options.spoolEvents > 0 {
@@ -371,7 +427,10 @@ func run() async throws {
         let before = memory().current
         for i in 0..<options.leakCheck { _ = try await client.send(request(server.baseURL, i)) }
         let after = memory().current
-        leak = ["requests": options.leakCheck, "rss_before_kib": before, "rss_after_kib": after, "growth_kib": after - before]
+        leak = [
+            "requests": options.leakCheck, "rss_before_kib": before, "rss_after_kib": after,
+            "growth_kib": after - before,
+        ]
     }
     let mem = memory()
     client.shutdown()
@@ -383,21 +442,28 @@ func run() async throws {
         ("plain curl_easy_perform loop", plain > 0 ? Double(n) / plain : 0),
     ]
     let ceiling = rows[2].1
-    print("HTTP client throughput, \(n) loopback POSTs each (\(ProcessInfo.processInfo.activeProcessorCount) cores, server in-process)")
+    print(
+        "HTTP client throughput, \(n) loopback POSTs each (\(ProcessInfo.processInfo.activeProcessorCount) cores, server in-process)"
+    )
     print("| measurement | requests/s | ratio to plain libcurl |")
     print("|---|---:|---:|")
     for (name, rate) in rows {
-        print("| \(name) | \(String(format: "%.0f", rate)) | \(ceiling > 0 ? String(format: "%.2f", rate / ceiling) : "n/a") |")
+        print(
+            "| \(name) | \(String(format: "%.0f", rate)) | \(ceiling > 0 ? String(format: "%.2f", rate / ceiling) : "n/a") |"
+        )
     }
     print("peak RSS: \(mem.peak / 1024) MiB")
     if !leak.isEmpty {
-        print("leak check: \(leak["requests"] ?? 0) more requests, RSS \(leak["rss_before_kib"] ?? 0) KiB → \(leak["rss_after_kib"] ?? 0) KiB (growth \(leak["growth_kib"] ?? 0) KiB)")
+        print(
+            "leak check: \(leak["requests"] ?? 0) more requests, RSS \(leak["rss_before_kib"] ?? 0) KiB → \(leak["rss_after_kib"] ?? 0) KiB (growth \(leak["growth_kib"] ?? 0) KiB)"
+        )
     }
     if let path = options.jsonPath {
         var json: [String: JSONValue] = [
             "requests": .number(Double(n)), "concurrency": .number(Double(options.concurrency)),
             "peak_rss_kib": .number(Double(mem.peak)),
-            "results": .array(rows.map { .object(["name": .string($0.0), "requests_per_second": .number($0.1.rounded())]) }),
+            "results": .array(
+                rows.map { .object(["name": .string($0.0), "requests_per_second": .number($0.1.rounded())]) }),
         ]
         if !leak.isEmpty { json["leak_check"] = .object(leak.mapValues { .number(Double($0)) }) }
         try JSONValue.object(json).encoded().write(to: URL(fileURLWithPath: path))
@@ -420,7 +486,8 @@ func threadCPU() -> [String: (name: String, seconds: Double)] {
     guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return out }
     for tid in tasks {
         guard let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
-              let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { continue }
+            let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
+        else { continue }
         let name = String(stat[stat.index(after: open)..<close])
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         // After the name: state is field 3, utime field 14, stime field 15 (1-based in proc(5)).
@@ -433,7 +500,10 @@ func threadCPU() -> [String: (name: String, seconds: Double)] {
 /// CPU used between two `threadCPU()` readings by thread name (threads that started meanwhile
 /// count from zero; threads that ended meanwhile are gone from /proc and not counted), as
 /// "name 1.23 s" sorted by use, with the cores busy on average over `seconds`.
-func cpuSummary(_ before: [String: (name: String, seconds: Double)], _ after: [String: (name: String, seconds: Double)], seconds: Double) -> String {
+func cpuSummary(
+    _ before: [String: (name: String, seconds: Double)], _ after: [String: (name: String, seconds: Double)],
+    seconds: Double
+) -> String {
     var byName: [String: Double] = [:]
     for (tid, thread) in after { byName[thread.name, default: 0] += thread.seconds - (before[tid]?.seconds ?? 0) }
     let used = byName.filter { $0.value > 0.005 }.sorted { $0.value > $1.value }
@@ -447,7 +517,8 @@ func cpuSummary(_ before: [String: (name: String, seconds: Double)], _ after: [S
 /// when it is high the figures below are low for reasons outside this program.
 func machineCPU() -> (busy: Double, steal: Double, total: Double) {
     guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
-          let line = text.split(separator: "\n").first else { return (0, 0, 0) }
+        let line = text.split(separator: "\n").first
+    else { return (0, 0, 0) }
     let v = line.split(separator: " ").dropFirst().compactMap { Double($0) }
     guard v.count >= 8 else { return (0, 0, 0) }
     // user nice system idle iowait irq softirq steal
@@ -455,7 +526,9 @@ func machineCPU() -> (busy: Double, steal: Double, total: Double) {
 }
 
 /// "steal 12%": the share of the machine's core time the hypervisor took between two readings.
-func stealSummary(_ before: (busy: Double, steal: Double, total: Double), _ after: (busy: Double, steal: Double, total: Double)) -> String {
+func stealSummary(
+    _ before: (busy: Double, steal: Double, total: Double), _ after: (busy: Double, steal: Double, total: Double)
+) -> String {
     let total = after.total - before.total
     guard total > 0 else { return "steal n/a" }
     return String(format: "hypervisor steal %.0f%%", 100 * (after.steal - before.steal) / total)

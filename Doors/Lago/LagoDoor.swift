@@ -25,16 +25,23 @@ public struct LagoDoor: IngestDoor {
 
     public func handle(_ request: IngestDoorRequest, context: IngestDoorContext) async -> IngestDoorResponse {
         guard let token = request.bearerToken, context.authorises(token) else {
-            return Self.error(401, "Unauthorized", detail: "the API key is not one of usage-billing serve's serve.tokens. Give the Lago client the ingest token as its api_key.")
+            return Self.error(
+                401, "Unauthorized",
+                detail:
+                    "the API key is not one of usage-billing serve's serve.tokens. Give the Lago client the ingest token as its api_key."
+            )
         }
         let batch: Bool
         switch (request.method, request.path) {
         case ("POST", "/api/v1/events"): batch = false
         case ("POST", "/api/v1/events/batch"): batch = true
         default:
-            return Self.error(404, "Not Found", code: "not_found",
-                              detail: "usage-billing serve speaks only Lago's event ingest API (\(request.method) /lago\(request.path) is not it). Give metering its own client, e.g. "
-                                + "metering = Client(api_key=INGEST_TOKEN, api_url=\"http://HOST:8480/lago/\"), and keep your usual client for the rest of Lago.")
+            return Self.error(
+                404, "Not Found", code: "not_found",
+                detail:
+                    "usage-billing serve speaks only Lago's event ingest API (\(request.method) /lago\(request.path) is not it). Give metering its own client, e.g. "
+                    + "metering = Client(api_key=INGEST_TOKEN, api_url=\"http://HOST:8480/lago/\"), and keep your usual client for the rest of Lago."
+            )
         }
         guard case .object(let body)? = JSONValue.parse(request.body) else {
             return Self.error(400, "BadRequest: the body must be a JSON object")
@@ -42,11 +49,21 @@ public struct LagoDoor: IngestDoor {
         let items: [JSONValue]
         if batch {
             let limit = min(Self.batchLimit, context.maxEvents)
-            guard let events = body["events"]?.arrayValue, !events.isEmpty else { return Self.error(400, "BadRequest: param is missing or the value is empty: events") }
-            guard events.count <= limit else { return Self.validation(["events": .array([.string("too_many_events: at most \(limit) per batch, this one has \(events.count)")])]) }
+            guard let events = body["events"]?.arrayValue, !events.isEmpty else {
+                return Self.error(400, "BadRequest: param is missing or the value is empty: events")
+            }
+            guard events.count <= limit else {
+                return Self.validation([
+                    "events": .array([
+                        .string("too_many_events: at most \(limit) per batch, this one has \(events.count)")
+                    ])
+                ])
+            }
             items = events
         } else {
-            guard let event = body["event"], case .object = event else { return Self.error(400, "BadRequest: param is missing or the value is empty: event") }
+            guard let event = body["event"], case .object = event else {
+                return Self.error(400, "BadRequest: param is missing or the value is empty: event")
+            }
             items = [event]
         }
         let property = context.settings["quantity_property"]?.stringValue ?? "value"
@@ -71,9 +88,11 @@ public struct LagoDoor: IngestDoor {
         do {
             results = try await context.record(taken, "properties.\(property)")
         } catch {
-            return Self.error(503, "Service Unavailable", code: "service_unavailable",
-                              detail: "Nothing was recorded: \(IngestDoorUnavailable.of(error).reason). Retry with the same transaction ids.",
-                              headers: [IngestDoorUnavailable.of(error).header])
+            return Self.error(
+                503, "Service Unavailable", code: "service_unavailable",
+                detail:
+                    "Nothing was recorded: \(IngestDoorUnavailable.of(error).reason). Retry with the same transaction ids.",
+                headers: [IngestDoorUnavailable.of(error).header])
         }
         var refused: [String: JSONValue] = [:]
         for (i, result) in results.enumerated() {
@@ -89,11 +108,15 @@ public struct LagoDoor: IngestDoor {
         return .json(200, batch ? .object(["events": .array(answered)]) : .object(["event": answered[0]]))
     }
 
-    static func event(_ value: JSONValue, property: String, now: Date) -> Result<(event: UsageEvent, hasQuantity: Bool), Invalid> {
+    static func event(_ value: JSONValue, property: String, now: Date) -> Result<
+        (event: UsageEvent, hasQuantity: Bool), Invalid
+    > {
         guard case .object(let o) = value else { return .failure(Invalid(fields: ["event": "must be a JSON object"])) }
         var fields: [String: String] = [:]
         let id = o["transaction_id"]?.stringValue ?? ""
-        if id.isEmpty { fields["transaction_id"] = "value_is_mandatory (a key per event, so a resent request is billed once)" }
+        if id.isEmpty {
+            fields["transaction_id"] = "value_is_mandatory (a key per event, so a resent request is billed once)"
+        }
         let code = o["code"]?.stringValue ?? ""
         if code.isEmpty { fields["code"] = "value_is_mandatory" }
         let customer = o["external_subscription_id"]?.stringValue ?? o["external_customer_id"]?.stringValue ?? ""
@@ -103,7 +126,11 @@ public struct LagoDoor: IngestDoor {
         case nil, .null?: break
         case .number(let seconds)?: timestamp = Date(timeIntervalSince1970: seconds)
         case .string(let text)?:
-            if let seconds = Double(text) { timestamp = Date(timeIntervalSince1970: seconds) } else if let date = RFC3339.parse(text) { timestamp = date } else {
+            if let seconds = Double(text) {
+                timestamp = Date(timeIntervalSince1970: seconds)
+            } else if let date = RFC3339.parse(text) {
+                timestamp = date
+            } else {
                 fields["timestamp"] = "invalid_timestamp: write Unix seconds, e.g. 1765108980"
             }
         default: fields["timestamp"] = "invalid_timestamp: write Unix seconds, e.g. 1765108980"
@@ -111,8 +138,13 @@ public struct LagoDoor: IngestDoor {
         let split = IngestDoorProperties.split(o["properties"], quantityProperty: property, door: "lago")
         if let problem = split.problems.first { fields["properties"] = problem }
         guard fields.isEmpty else { return .failure(Invalid(fields: fields)) }
-        return .success((UsageEvent(id: id, name: code, customer: customer, timestamp: timestamp, quantity: split.quantity, properties: split.properties),
-                         split.hasQuantity))
+        return .success(
+            (
+                UsageEvent(
+                    id: id, name: code, customer: customer, timestamp: timestamp, quantity: split.quantity,
+                    properties: split.properties),
+                split.hasQuantity
+            ))
     }
 
     static func fields(_ value: JSONValue?) -> [String: JSONValue] {
@@ -127,14 +159,19 @@ public struct LagoDoor: IngestDoor {
     /// The event as Lago answers it.
     static func answer(_ event: UsageEvent, properties: JSONValue, now: Date) -> JSONValue {
         .object([
-            "lago_id": .string("ub_" + event.id), "transaction_id": .string(event.id), "lago_customer_id": .null, "lago_subscription_id": .null,
-            "external_subscription_id": .string(event.customer), "code": .string(event.name), "timestamp": .string(RFC3339.format(event.timestamp)),
+            "lago_id": .string("ub_" + event.id), "transaction_id": .string(event.id), "lago_customer_id": .null,
+            "lago_subscription_id": .null,
+            "external_subscription_id": .string(event.customer), "code": .string(event.name),
+            "timestamp": .string(RFC3339.format(event.timestamp)),
             "precise_total_amount_cents": .null, "properties": properties, "created_at": .string(RFC3339.format(now)),
         ])
     }
 
     /// Lago's error body: `{"status", "error", "code"?, "error_details"?}`.
-    static func error(_ status: Int, _ error: String, code: String? = nil, detail: String? = nil, headers: [(name: String, value: String)] = []) -> IngestDoorResponse {
+    static func error(
+        _ status: Int, _ error: String, code: String? = nil, detail: String? = nil,
+        headers: [(name: String, value: String)] = []
+    ) -> IngestDoorResponse {
         var body: [String: JSONValue] = ["status": .number(Double(status)), "error": .string(error)]
         if let code { body["code"] = .string(code) }
         if let detail { body["error_details"] = .object(["message": .string(detail)]) }
@@ -142,6 +179,11 @@ public struct LagoDoor: IngestDoor {
     }
 
     static func validation(_ details: [String: JSONValue]) -> IngestDoorResponse {
-        .json(422, .object(["status": .number(422), "error": .string("Unprocessable Entity"), "code": .string("validation_errors"), "error_details": .object(details)]))
+        .json(
+            422,
+            .object([
+                "status": .number(422), "error": .string("Unprocessable Entity"), "code": .string("validation_errors"),
+                "error_details": .object(details),
+            ]))
     }
 }

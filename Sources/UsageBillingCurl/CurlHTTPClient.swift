@@ -108,9 +108,13 @@ public final class CurlHTTPClient: HTTPClient {
 
     /// Current counters (summed over the curl threads).
     public var diagnostics: Diagnostics {
-        engines.map { $0.diagnostics() }.reduce(Diagnostics(inFlight: 0, completed: 0, connectionsOpened: 0, pooledHandles: 0)) {
-            Diagnostics(inFlight: $0.inFlight + $1.inFlight, completed: $0.completed + $1.completed,
-                        connectionsOpened: $0.connectionsOpened + $1.connectionsOpened, pooledHandles: $0.pooledHandles + $1.pooledHandles)
+        engines.map { $0.diagnostics() }.reduce(
+            Diagnostics(inFlight: 0, completed: 0, connectionsOpened: 0, pooledHandles: 0)
+        ) {
+            Diagnostics(
+                inFlight: $0.inFlight + $1.inFlight, completed: $0.completed + $1.completed,
+                connectionsOpened: $0.connectionsOpened + $1.connectionsOpened,
+                pooledHandles: $0.pooledHandles + $1.pooledHandles)
         }
     }
 
@@ -176,7 +180,8 @@ private let headerCallback: ub_curl_data_callback = { pointer, size, count, user
         } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
             // Split and trimmed on the bytes, on the curl thread: Foundation's trimming went
             // through NSString for every header line.
-            transfer.headers.append((name: HeaderLine.trimmed(line[..<colon]), value: HeaderLine.trimmed(line[(colon + 1)...])))
+            transfer.headers.append(
+                (name: HeaderLine.trimmed(line[..<colon]), value: HeaderLine.trimmed(line[(colon + 1)...])))
         }
     }
     return length
@@ -217,8 +222,9 @@ final class CurlEngine: @unchecked Sendable {
 
     init(configuration: CurlHTTPClient.Configuration) throws {
         guard curlGlobalInit == CURLE_OK else {
-            throw UsageBillingError(.configuration, "libcurl failed to initialise (code \(curlGlobalInit.rawValue))",
-                                    fix: "reinstall libcurl4-openssl-dev / libcurl4")
+            throw UsageBillingError(
+                .configuration, "libcurl failed to initialise (code \(curlGlobalInit.rawValue))",
+                fix: "reinstall libcurl4-openssl-dev / libcurl4")
         }
         guard let multi = curl_multi_init() else {
             throw UsageBillingError(.configuration, "curl_multi_init failed", fix: "check available memory")
@@ -249,8 +255,11 @@ final class CurlEngine: @unchecked Sendable {
         if accepted {
             if wake { curl_multi_wakeup(multi) }
         } else {
-            transfer.finish(.failure(UsageBillingError(.cancelled, "the HTTP client was shut down",
-                                                       fix: "create a new CurlHTTPClient")))
+            transfer.finish(
+                .failure(
+                    UsageBillingError(
+                        .cancelled, "the HTTP client was shut down",
+                        fix: "create a new CurlHTTPClient")))
         }
     }
 
@@ -282,13 +291,20 @@ final class CurlEngine: @unchecked Sendable {
     private func run() {
         while true {
             let (newTransfers, cancelled, stop) = shared.with { s in
-                defer { s.submissions.removeAll(keepingCapacity: true); s.cancellations.removeAll(keepingCapacity: true); s.wakePending = false }
+                defer {
+                    s.submissions.removeAll(keepingCapacity: true); s.cancellations.removeAll(keepingCapacity: true);
+                    s.wakePending = false
+                }
                 return (s.submissions, s.cancellations, s.stopping)
             }
             for transfer in newTransfers { start(transfer) }
             for transfer in cancelled where active[transfer.id] === transfer {
-                complete(transfer, .failure(UsageBillingError(.cancelled, "the request was cancelled",
-                                                              mayHaveReachedServer: requestBytesSent(transfer) > 0)))
+                complete(
+                    transfer,
+                    .failure(
+                        UsageBillingError(
+                            .cancelled, "the request was cancelled",
+                            mayHaveReachedServer: requestBytesSent(transfer) > 0)))
             }
             if stop { break }
             var running: Int32 = 0
@@ -298,8 +314,12 @@ final class CurlEngine: @unchecked Sendable {
             _ = curl_multi_poll(multi, nil, 0, 1000, &fds)
         }
         for transfer in Array(active.values) {
-            complete(transfer, .failure(UsageBillingError(.cancelled, "the HTTP client was shut down",
-                                                          mayHaveReachedServer: requestBytesSent(transfer) > 0)))
+            complete(
+                transfer,
+                .failure(
+                    UsageBillingError(
+                        .cancelled, "the HTTP client was shut down",
+                        mayHaveReachedServer: requestBytesSent(transfer) > 0)))
         }
         for easy in pool { curl_easy_cleanup(easy) }
         pool.removeAll()
@@ -321,8 +341,9 @@ final class CurlEngine: @unchecked Sendable {
         let userdata = Unmanaged.passUnretained(transfer).toOpaque()
         _ = ub_easy_setopt_string(easy, CURLOPT_URL, request.url)
         _ = ub_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
-        _ = ub_easy_setopt_long(easy, CURLOPT_HTTP_VERSION,
-                                configuration.allowHTTP2 ? Int(CURL_HTTP_VERSION_2TLS) : Int(CURL_HTTP_VERSION_1_1))
+        _ = ub_easy_setopt_long(
+            easy, CURLOPT_HTTP_VERSION,
+            configuration.allowHTTP2 ? Int(CURL_HTTP_VERSION_2TLS) : Int(CURL_HTTP_VERSION_1_1))
         _ = ub_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, milliseconds(configuration.connectTimeout))
         _ = ub_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, milliseconds(request.timeout ?? configuration.timeout))
         _ = ub_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 1)
@@ -373,7 +394,8 @@ final class CurlEngine: @unchecked Sendable {
         active[transfer.id] = transfer
         let code = curl_multi_add_handle(multi, easy)
         if code != CURLM_OK {
-            complete(transfer, .failure(UsageBillingError(.transport, "curl_multi_add_handle failed (\(code.rawValue))")))
+            complete(
+                transfer, .failure(UsageBillingError(.transport, "curl_multi_add_handle failed (\(code.rawValue))")))
         }
     }
 
@@ -389,7 +411,8 @@ final class CurlEngine: @unchecked Sendable {
             if result == CURLE_OK {
                 var status = 0
                 _ = ub_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
-                let response = HTTPResponse(status: status, headers: HeaderFields(transfer.headers), body: transfer.body)
+                let response = HTTPResponse(
+                    status: status, headers: HeaderFields(transfer.headers), body: transfer.body)
                 complete(transfer, .success(response))
             } else {
                 complete(transfer, .failure(error(for: result, transfer: transfer)))
@@ -405,21 +428,26 @@ final class CurlEngine: @unchecked Sendable {
         case CURLE_OPERATION_TIMEDOUT:
             return UsageBillingError(
                 .timeout, "no complete answer from \(host) in time (\(reason))",
-                fix: sent ? "the request may have been applied; retry with the same idempotency key"
-                          : "check that \(host) is reachable, or raise the timeout",
+                fix: sent
+                    ? "the request may have been applied; retry with the same idempotency key"
+                    : "check that \(host) is reachable, or raise the timeout",
                 mayHaveReachedServer: sent)
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT:
-            return UsageBillingError(.transport, "cannot connect to \(host): \(reason)",
-                                     fix: "check the endpoint, DNS and proxy settings", mayHaveReachedServer: false)
+            return UsageBillingError(
+                .transport, "cannot connect to \(host): \(reason)",
+                fix: "check the endpoint, DNS and proxy settings", mayHaveReachedServer: false)
         case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CACERT_BADFILE:
-            return UsageBillingError(.transport, "TLS with \(host) failed: \(reason)",
-                                     fix: "check the system CA certificates (ca-certificates) and the endpoint",
-                                     mayHaveReachedServer: false)
+            return UsageBillingError(
+                .transport, "TLS with \(host) failed: \(reason)",
+                fix: "check the system CA certificates (ca-certificates) and the endpoint",
+                mayHaveReachedServer: false)
         default:
-            return UsageBillingError(.transport, "transfer with \(host) failed: \(reason) (curl code \(code.rawValue))",
-                                     fix: sent ? "the request may have been applied; retry with the same idempotency key"
-                                               : "retry; the request was not sent",
-                                     mayHaveReachedServer: sent)
+            return UsageBillingError(
+                .transport, "transfer with \(host) failed: \(reason) (curl code \(code.rawValue))",
+                fix: sent
+                    ? "the request may have been applied; retry with the same idempotency key"
+                    : "retry; the request was not sent",
+                mayHaveReachedServer: sent)
         }
     }
 
@@ -436,7 +464,11 @@ final class CurlEngine: @unchecked Sendable {
             _ = ub_easy_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &connects)
             curl_multi_remove_handle(multi, easy)
             curl_easy_reset(easy)
-            if pool.count < max(1, configuration.maxIdleConnections) { pool.append(easy) } else { curl_easy_cleanup(easy) }
+            if pool.count < max(1, configuration.maxIdleConnections) {
+                pool.append(easy)
+            } else {
+                curl_easy_cleanup(easy)
+            }
             transfer.easy = nil
         }
         if let list = transfer.headerList {

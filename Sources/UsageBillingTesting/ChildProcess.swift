@@ -1,14 +1,15 @@
 import Foundation
 import UsageBilling
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// glibc's GNU extensions, which the Glibc module does not export, looked up once at run time.
 private enum GNU: Sendable {
     typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
     typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+    typealias AddChdir =
+        @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
 
     static func symbol<T>(_ name: String, as type: T.Type) -> T? {
         guard let handle = dlopen(nil, RTLD_NOW), let pointer = dlsym(handle, name) else { return nil }
@@ -36,8 +37,10 @@ public struct ChildProcess: Sendable {
     /// Starts `executable` (a path) with `arguments`; its stdout and stderr go to a pipe read by
     /// `readOutput()` or, with `outputFile`, are appended to that file.
     /// - Throws: `UsageBillingError` naming the executable when it cannot be started.
-    public static func spawn(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-                             directory: String? = nil, outputFile: String? = nil) throws -> ChildProcess {
+    public static func spawn(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+        directory: String? = nil, outputFile: String? = nil
+    ) throws -> ChildProcess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -58,7 +61,9 @@ public struct ChildProcess: Sendable {
         posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
         if let closeFrom = GNU.addCloseFrom { _ = closeFrom(&actions, 3) }
         if let directory {
-            guard let chdir = GNU.addChdir else { throw failure(executable, "this libc cannot set a child's directory (glibc 2.29+)") }
+            guard let chdir = GNU.addChdir else {
+                throw failure(executable, "this libc cannot set a child's directory (glibc 2.29+)")
+            }
             _ = chdir(&actions, directory)
         }
 
@@ -80,7 +85,9 @@ public struct ChildProcess: Sendable {
     }
 
     private static func failure(_ executable: String, _ why: String) -> UsageBillingError {
-        UsageBillingError(.configuration, "cannot start \(executable): \(why)", fix: "build it first (swift build) and check the path")
+        UsageBillingError(
+            .configuration, "cannot start \(executable): \(why)", fix: "build it first (swift build) and check the path"
+        )
     }
 
     /// Everything the child wrote until it closed its output (read with `read(2)`, retried on
@@ -94,8 +101,10 @@ public struct ChildProcess: Sendable {
     /// Whether the child has not ended yet (Linux: its `/proc` state is not zombie); it is not
     /// reaped, so `waitForExit` still reads its status.
     public var isRunning: Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")"),
-              let state = stat[close...].dropFirst(2).first else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")"),
+            let state = stat[close...].dropFirst(2).first
+        else { return false }
         return state != "Z" && state != "X"
     }
 
@@ -121,8 +130,10 @@ public struct ChildProcess: Sendable {
     }
 
     /// Runs to the end, capturing the output, off the cooperative pool.
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-                           directory: String? = nil) async throws -> (status: Int32, output: String) {
+    public static func run(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+        directory: String? = nil
+    ) async throws -> (status: Int32, output: String) {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
                 do {

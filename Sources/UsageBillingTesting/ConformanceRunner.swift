@@ -5,7 +5,8 @@ import UsageBilling
 /// and which catalogue scenarios it cannot do (with the reason).
 public struct ConformanceSubject: Sendable {
     /// Builds the sink for one fixture.
-    public typealias SinkFactory = @Sendable (_ settings: JSONValue, _ client: any HTTPClient, _ clock: any UsageClock) throws -> any UsageSink
+    public typealias SinkFactory =
+        @Sendable (_ settings: JSONValue, _ client: any HTTPClient, _ clock: any UsageClock) throws -> any UsageSink
 
     /// The provider's name, for messages.
     public var provider: String
@@ -19,8 +20,10 @@ public struct ConformanceSubject: Sendable {
     public var makeSink: SinkFactory
 
     /// A subject for `provider` whose fixtures are in `fixturesDirectory`.
-    public init(provider: String, fixturesDirectory: URL, unsupported: [ConformanceScenario: String] = [:],
-                retryPolicy: RetryPolicy = RetryPolicy(maxAttempts: 5), makeSink: @escaping SinkFactory) {
+    public init(
+        provider: String, fixturesDirectory: URL, unsupported: [ConformanceScenario: String] = [:],
+        retryPolicy: RetryPolicy = RetryPolicy(maxAttempts: 5), makeSink: @escaping SinkFactory
+    ) {
         self.provider = provider
         self.fixturesDirectory = fixturesDirectory
         self.unsupported = unsupported
@@ -64,8 +67,10 @@ public struct ConformanceResult: Sendable {
 /// request; retries resend the same body and Idempotency-Key; a split respects the batch limit...).
 public enum ConformanceRunner {
     /// Runs one fixture.
-    public static func run(_ fixture: Fixture, named name: String, scenario: ConformanceScenario?,
-                           subject: ConformanceSubject) async -> ConformanceResult {
+    public static func run(
+        _ fixture: Fixture, named name: String, scenario: ConformanceScenario?,
+        subject: ConformanceSubject
+    ) async -> ConformanceResult {
         var failures: [String] = []
         let replay = ReplayHTTPClient(fixture.exchanges)
         let clock = TestClock(now: fixture.now ?? Date())
@@ -83,15 +88,18 @@ public enum ConformanceRunner {
         }
         failures += replay.failures
         if !replay.unconsumed.isEmpty {
-            failures.append("\(replay.unconsumed.count) recorded exchange(s) never requested, first: "
-                            + "\(replay.unconsumed[0].request.method) \(replay.unconsumed[0].request.url)")
+            failures.append(
+                "\(replay.unconsumed.count) recorded exchange(s) never requested, first: "
+                    + "\(replay.unconsumed[0].request.method) \(replay.unconsumed[0].request.url)")
         }
 
         // The expected error, or none.
         switch (fixture.expectedError, thrown) {
         case (let want?, let error as UsageBillingError):
             if error.code.description != want { failures.append("threw \(error.code), expected \(want)") }
-            if !SecretScanner.findSecrets(in: error.description).isEmpty { failures.append("error message leaks a secret") }
+            if !SecretScanner.findSecrets(in: error.description).isEmpty {
+                failures.append("error message leaks a secret")
+            }
         case (let want?, let error?):
             failures.append("threw \(error), expected UsageBillingError \(want)")
         case (let want?, nil):
@@ -109,7 +117,9 @@ public enum ConformanceRunner {
                 continue
             }
             if expected.count != report.history.count {
-                failures.append("event \(report.eventID): \(report.history.count) attempt(s) \(report.history.map(\.label)), expected \(expected.count) \(expected.map(\.outcome))")
+                failures.append(
+                    "event \(report.eventID): \(report.history.count) attempt(s) \(report.history.map(\.label)), expected \(expected.count) \(expected.map(\.outcome))"
+                )
             }
             for (attempt, (want, got)) in zip(expected, report.history).enumerated() {
                 for problem in want.mismatches(got) {
@@ -124,16 +134,20 @@ public enum ConformanceRunner {
         }
 
         if let scenario {
-            failures += invariants(scenario, fixture: fixture, reports: reports, requests: replay.received,
-                                   maxBatch: maxBatch, thrown: thrown)
+            failures += invariants(
+                scenario, fixture: fixture, reports: reports, requests: replay.received,
+                maxBatch: maxBatch, thrown: thrown)
         }
-        return ConformanceResult(fixtureName: name, failures: failures, reports: reports,
-                                 requests: replay.received, sleeps: clock.sleeps)
+        return ConformanceResult(
+            fixtureName: name, failures: failures, reports: reports,
+            requests: replay.received, sleeps: clock.sleeps)
     }
 
     /// Checks that hold for a scenario whatever the provider.
-    static func invariants(_ scenario: ConformanceScenario, fixture: Fixture, reports: [RetryingDeliverer.Report],
-                           requests: [HTTPRequest], maxBatch: Int, thrown: (any Error)?) -> [String] {
+    static func invariants(
+        _ scenario: ConformanceScenario, fixture: Fixture, reports: [RetryingDeliverer.Report],
+        requests: [HTTPRequest], maxBatch: Int, thrown: (any Error)?
+    ) -> [String] {
         var failures: [String] = []
         let finals = reports.map(\.final)
         func has(_ predicate: (DeliveryOutcome) -> Bool) -> Bool { finals.contains(where: predicate) }
@@ -170,12 +184,16 @@ public enum ConformanceRunner {
                     return reason.kind == .rateLimited && after > .zero
                 }
                 return false
-            }) { failures.append("no rate-limited outcome carried Retry-After") }
+            }) {
+                failures.append("no rate-limited outcome carried Retry-After")
+            }
         case .rateLimitedWithoutRetryAfter:
             if !reports.contains(where: { report in
                 if case .retryable(let reason, nil) = report.history.first { return reason.kind == .rateLimited }
                 return false
-            }) { failures.append("no rate-limited outcome without Retry-After") }
+            }) {
+                failures.append("no rate-limited outcome without Retry-After")
+            }
         case .timeoutIsPossiblyDelivered:
             if !reports.contains(where: { $0.history.first == .possiblyDelivered }) {
                 failures.append("the timeout was not reported as possiblyDelivered")
@@ -188,7 +206,9 @@ public enum ConformanceRunner {
             let notFound = (thrown as? UsageBillingError)?.code == .notFound
             if !providerRejection && !notFound { failures.append("no provider rejection with a message") }
         case .unauthorizedIsConfigurationError:
-            if (thrown as? UsageBillingError)?.code != .configuration { failures.append("401 did not throw .configuration") }
+            if (thrown as? UsageBillingError)?.code != .configuration {
+                failures.append("401 did not throw .configuration")
+            }
         case .partialBatchFailure:
             if !(has({ $0 == .accepted }) && has({ if case .rejected = $0 { return true } else { return false } })) {
                 failures.append("a partial failure needs both accepted and rejected events")
@@ -205,17 +225,29 @@ public enum ConformanceRunner {
     /// Idempotency-Key (the retry is the same request, so the provider can dedupe it).
     /// The failed request must be sent again unchanged, unless the provider cannot dedupe and a
     /// lookup after the failure found the event there (it ends `.duplicate` with no second send).
-    static func sameKeysOnRetry(fixture: Fixture, requests: [HTTPRequest], reports: [RetryingDeliverer.Report] = []) -> [String] {
-        guard let failedIndex = fixture.exchanges.firstIndex(where: { exchange in
-            exchange.failure != nil || (exchange.response.map { $0.status == 409 || $0.status == 429 || $0.status >= 500 } ?? false)
-        }), failedIndex < requests.count else {
+    static func sameKeysOnRetry(fixture: Fixture, requests: [HTTPRequest], reports: [RetryingDeliverer.Report] = [])
+        -> [String]
+    {
+        guard
+            let failedIndex = fixture.exchanges.firstIndex(where: { exchange in
+                exchange.failure != nil
+                    || (exchange.response.map { $0.status == 409 || $0.status == 429 || $0.status >= 500 } ?? false)
+            }), failedIndex < requests.count
+        else {
             return ["no failed exchange to retry in the fixture"]
         }
         let failed = requests[failedIndex]
-        guard let retry = requests[(failedIndex + 1)...].first(where: { $0.method == failed.method && $0.url == failed.url }) else {
+        guard
+            let retry = requests[(failedIndex + 1)...].first(where: {
+                $0.method == failed.method && $0.url == failed.url
+            })
+        else {
             let lookedUp = requests[(failedIndex + 1)...].contains { $0.method == .get }
             if lookedUp && !reports.isEmpty && reports.allSatisfy({ $0.final == .duplicate }) { return [] }
-            return ["the failed request to \(failed.url) was never retried" + (lookedUp ? " and the lookup did not end as a duplicate" : "")]
+            return [
+                "the failed request to \(failed.url) was never retried"
+                    + (lookedUp ? " and the lookup did not end as a duplicate" : "")
+            ]
         }
         var problems: [String] = []
         if retry.body != failed.body { problems.append("the retry's body differs from the failed request's") }

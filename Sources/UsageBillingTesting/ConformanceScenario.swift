@@ -23,7 +23,8 @@ public enum ConformanceScenario: String, CaseIterable, Sendable, Codable, Custom
         switch self {
         case .singleEventAccepted: "one event is sent and accepted"
         case .batchSplitAtProviderLimit: "more events than the provider's batch limit are split into requests within it"
-        case .rateLimitedWithRetryAfter: "429 with Retry-After is retryable after that delay, then accepted with the same keys"
+        case .rateLimitedWithRetryAfter:
+            "429 with Retry-After is retryable after that delay, then accepted with the same keys"
         case .rateLimitedWithoutRetryAfter: "429 without Retry-After backs off, then accepted with the same keys"
         case .serverErrorThenAccepted: "5xx is retryable, then accepted with the same keys"
         case .connectionResetRetried: "a connection reset is retried with the same keys"
@@ -43,7 +44,7 @@ public enum ConformanceScenario: String, CaseIterable, Sendable, Codable, Custom
     public var involvesRetry: Bool {
         switch self {
         case .rateLimitedWithRetryAfter, .rateLimitedWithoutRetryAfter, .serverErrorThenAccepted,
-             .connectionResetRetried, .timeoutIsPossiblyDelivered:
+            .connectionResetRetried, .timeoutIsPossiblyDelivered:
             true
         default:
             false

@@ -49,9 +49,11 @@ public struct Fixture: Sendable, Codable {
     }
 
     /// A fixture built in code (tests that compose one); the JSON file form decodes with `init(from:)`.
-    public init(scenario: String?, description: String, source: String? = nil, now: Date? = nil,
-                settings: JSONValue? = nil, events: [UsageEvent] = [], exchanges: [FixtureExchange],
-                expected: [String: [ExpectedOutcome]] = [:], expectedError: String? = nil) {
+    public init(
+        scenario: String?, description: String, source: String? = nil, now: Date? = nil,
+        settings: JSONValue? = nil, events: [UsageEvent] = [], exchanges: [FixtureExchange],
+        expected: [String: [ExpectedOutcome]] = [:], expectedError: String? = nil
+    ) {
         self.scenario = scenario
         self.description = description
         self.source = source
@@ -102,8 +104,9 @@ public struct Fixture: Sendable, Codable {
         do {
             return try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: url))
         } catch {
-            throw UsageBillingError(.invalidInput, "fixture \(url.lastPathComponent) does not load: \(error)",
-                                    fix: "fix the JSON against the format documented on `Fixture`")
+            throw UsageBillingError(
+                .invalidInput, "fixture \(url.lastPathComponent) does not load: \(error)",
+                fix: "fix the JSON against the format documented on `Fixture`")
         }
     }
 
@@ -145,7 +148,8 @@ public enum TransportFailure: String, Sendable, Codable, CaseIterable {
     public var error: UsageBillingError {
         switch self {
         case .connectRefused:
-            return UsageBillingError(.transport, "cannot connect (scripted): connection refused", mayHaveReachedServer: false)
+            return UsageBillingError(
+                .transport, "cannot connect (scripted): connection refused", mayHaveReachedServer: false)
         case .connectionReset:
             return UsageBillingError(.transport, "connection reset by peer (scripted)", mayHaveReachedServer: true)
         case .timeoutAfterSend:
@@ -170,8 +174,10 @@ public struct FixtureRequest: Sendable, Codable {
     public var body: String?
 
     /// A recorded request.
-    public init(method: String, url: String, headers: [String: String] = [:], form: String? = nil,
-                json: JSONValue? = nil, body: String? = nil) {
+    public init(
+        method: String, url: String, headers: [String: String] = [:], form: String? = nil,
+        json: JSONValue? = nil, body: String? = nil
+    ) {
         self.method = method
         self.url = url
         self.headers = headers
@@ -258,8 +264,10 @@ public struct ExpectedOutcome: Sendable, Codable, Hashable, CustomStringConverti
     }
 
     /// An expectation; fields left nil are not compared.
-    public init(outcome: String, code: String? = nil, origin: String? = nil, field: String? = nil,
-                messageContains: String? = nil, kind: String? = nil, retryAfter: Double? = nil) {
+    public init(
+        outcome: String, code: String? = nil, origin: String? = nil, field: String? = nil,
+        messageContains: String? = nil, kind: String? = nil, retryAfter: Double? = nil
+    ) {
         self.outcome = outcome
         self.code = code
         self.origin = origin
@@ -276,14 +284,18 @@ public struct ExpectedOutcome: Sendable, Codable, Hashable, CustomStringConverti
         switch actual {
         case .rejected(let reason):
             if let code, reason.code != code { problems.append("rejection code \(reason.code), expected \(code)") }
-            if let origin, reason.origin.rawValue != origin { problems.append("origin \(reason.origin.rawValue), expected \(origin)") }
+            if let origin, reason.origin.rawValue != origin {
+                problems.append("origin \(reason.origin.rawValue), expected \(origin)")
+            }
             if let field, reason.field != field { problems.append("field \(reason.field ?? "nil"), expected \(field)") }
             if let messageContains, !reason.message.contains(messageContains) {
                 problems.append("message '\(reason.message)' lacks '\(messageContains)'")
             }
             if reason.message.isEmpty { problems.append("rejection without a message") }
         case .retryable(let reason, let after):
-            if let kind, reason.kind.rawValue != kind { problems.append("retry kind \(reason.kind.rawValue), expected \(kind)") }
+            if let kind, reason.kind.rawValue != kind {
+                problems.append("retry kind \(reason.kind.rawValue), expected \(kind)")
+            }
             if let messageContains, !reason.message.contains(messageContains) {
                 problems.append("retry message '\(reason.message)' lacks '\(messageContains)'")
             }
@@ -291,7 +303,8 @@ public struct ExpectedOutcome: Sendable, Codable, Hashable, CustomStringConverti
                 let actualSeconds = after?.seconds
                 if let retryAfter {
                     if actualSeconds.map({ abs($0 - retryAfter) > 0.001 }) ?? true {
-                        problems.append("retry_after \(actualSeconds.map { "\($0)" } ?? "none"), expected \(retryAfter)")
+                        problems.append(
+                            "retry_after \(actualSeconds.map { "\($0)" } ?? "none"), expected \(retryAfter)")
                     }
                 } else if actualSeconds != nil {
                     problems.append("retry_after \(actualSeconds ?? 0), expected none")

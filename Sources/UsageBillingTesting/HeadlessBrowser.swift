@@ -13,14 +13,21 @@ public struct HeadlessBrowser: Sendable {
     private let seen: Locked<[String]>
 
     /// Chromium's own hosts, which it calls whatever page it shows.
-    static let backgroundHosts = ["update.googleapis.com", "accounts.google.com", "clients2.google.com", "redirector.gvt1.com", "*.gvt1.com",
-                                  "optimizationguide-pa.googleapis.com", "safebrowsingohttpgateway.googleapis.com"]
+    static let backgroundHosts = [
+        "update.googleapis.com", "accounts.google.com", "clients2.google.com", "redirector.gvt1.com", "*.gvt1.com",
+        "optimizationguide-pa.googleapis.com", "safebrowsingohttpgateway.googleapis.com",
+    ]
 
     /// A browser and its recording proxy; throws naming the package to install when Chromium
     /// is missing.
     public static func start() async throws -> HeadlessBrowser {
-        guard let executable = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].first(where: FileManager.default.isExecutableFile) else {
-            throw UsageBillingError(.configuration, "no headless Chromium on this machine", fix: "run scripts/setup.sh (it installs Debian's chromium package)")
+        guard
+            let executable = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].first(
+                where: FileManager.default.isExecutableFile)
+        else {
+            throw UsageBillingError(
+                .configuration, "no headless Chromium on this machine",
+                fix: "run scripts/setup.sh (it installs Debian's chromium package)")
         }
         let seen = Locked<[String]>([])
         let proxy = try await LoopbackHTTPServer.start(immediate: { request in
@@ -41,18 +48,25 @@ public struct HeadlessBrowser: Sendable {
 
     /// Loads `url` and returns the DOM once the page has loaded.
     public func dumpDOM(_ url: String) async throws -> String {
-        let profile = FileManager.default.temporaryDirectory.appending(path: "ub-chromium-\(UUID().uuidString.prefix(8))").path
+        let profile = FileManager.default.temporaryDirectory.appending(
+            path: "ub-chromium-\(UUID().uuidString.prefix(8))"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: profile) }
-        let (status, output) = try await ChildProcess.run(executable, [
-            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions", "--disable-sync",
-            "--disable-background-networking", "--disable-component-update", "--disable-default-apps", "--disable-domain-reliability",
-            "--user-data-dir=\(profile)", "--proxy-server=http://127.0.0.1:\(proxy.port)",
-            "--proxy-bypass-list=" + Self.backgroundHosts.joined(separator: ";"),
-            "--virtual-time-budget=3000", "--dump-dom", url,
-        ])
+        let (status, output) = try await ChildProcess.run(
+            executable,
+            [
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+                "--disable-sync",
+                "--disable-background-networking", "--disable-component-update", "--disable-default-apps",
+                "--disable-domain-reliability",
+                "--user-data-dir=\(profile)", "--proxy-server=http://127.0.0.1:\(proxy.port)",
+                "--proxy-bypass-list=" + Self.backgroundHosts.joined(separator: ";"),
+                "--virtual-time-budget=3000", "--dump-dom", url,
+            ])
         guard status == 0, let start = output.range(of: "<html") else {
-            throw UsageBillingError(.unexpectedResponse, "chromium could not load \(url) (exit \(status)): \(output.suffix(2_000))",
-                                    fix: "run it by hand: \(executable) --headless --no-sandbox --dump-dom \(url)")
+            throw UsageBillingError(
+                .unexpectedResponse, "chromium could not load \(url) (exit \(status)): \(output.suffix(2_000))",
+                fix: "run it by hand: \(executable) --headless --no-sandbox --dump-dom \(url)")
         }
         let dom = output[start.lowerBound...]
         return String(dom[..<(dom.range(of: "</html>")?.upperBound ?? dom.endIndex)])

@@ -79,12 +79,17 @@ public final class LoopbackHTTPServer: Sendable {
     public var requestsReceived: Int { counters.with { $0.requests } }
 
     /// Starts a server on 127.0.0.1, on `port` (0: an ephemeral port).
-    public static func start(port requestedPort: Int = 0, threads: Int = 1, handler: @escaping Handler) async throws -> LoopbackHTTPServer {
-        try await start(port: requestedPort, threads: threads, immediate: { request in .later { await handler(request) } })
+    public static func start(port requestedPort: Int = 0, threads: Int = 1, handler: @escaping Handler) async throws
+        -> LoopbackHTTPServer
+    {
+        try await start(
+            port: requestedPort, threads: threads, immediate: { request in .later { await handler(request) } })
     }
 
     /// Starts a server on 127.0.0.1 whose handler runs on the event loop (see ``ImmediateHandler``).
-    public static func start(port requestedPort: Int = 0, threads: Int = 1, immediate handler: @escaping ImmediateHandler) async throws -> LoopbackHTTPServer {
+    public static func start(
+        port requestedPort: Int = 0, threads: Int = 1, immediate handler: @escaping ImmediateHandler
+    ) async throws -> LoopbackHTTPServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         let counters = Locked((connections: 0, requests: 0))
         do {
@@ -112,8 +117,10 @@ public final class LoopbackHTTPServer: Sendable {
         }
     }
 
-    private init(group: MultiThreadedEventLoopGroup, channel: any Channel,
-                 counters: Locked<(connections: Int, requests: Int)>, port: Int) {
+    private init(
+        group: MultiThreadedEventLoopGroup, channel: any Channel,
+        counters: Locked<(connections: Int, requests: Int)>, port: Int
+    ) {
         self.group = group
         self.channel = channel
         self.counters = counters
@@ -137,8 +144,10 @@ private final class RequestHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var body = Data()
 
-    init(connectionNumber: Int, handler: @escaping LoopbackHTTPServer.ImmediateHandler,
-         counters: Locked<(connections: Int, requests: Int)>) {
+    init(
+        connectionNumber: Int, handler: @escaping LoopbackHTTPServer.ImmediateHandler,
+        counters: Locked<(connections: Int, requests: Int)>
+    ) {
         self.connectionNumber = connectionNumber
         self.handler = handler
         self.counters = counters
@@ -177,8 +186,10 @@ private final class RequestHandler: ChannelInboundHandler {
         }
     }
 
-    private func perform(_ action: LoopbackHTTPServer.Action, context: ChannelHandlerContext,
-                         keepAlive: Bool, version: HTTPVersion) {
+    private func perform(
+        _ action: LoopbackHTTPServer.Action, context: ChannelHandlerContext,
+        keepAlive: Bool, version: HTTPVersion
+    ) {
         switch action {
         case .respond(let response):
             var headers = NIOHTTP1.HTTPHeaders()
@@ -188,8 +199,9 @@ private final class RequestHandler: ChannelInboundHandler {
             headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
             if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
             let status = HTTPResponseStatus(statusCode: response.status)
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))),
-                          promise: nil)
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))),
+                promise: nil)
             if !response.body.isEmpty {
                 var buffer = context.channel.allocator.buffer(capacity: response.body.count)
                 buffer.writeBytes(response.body)

@@ -26,11 +26,12 @@ public final class RecordingHTTPClient: HTTPClient {
             recorded.with { $0.append(FixtureExchange(request: fixtureRequest, response: redact(response))) }
             return response
         } catch let error as UsageBillingError {
-            let failure: TransportFailure? = switch error.code {
-            case .timeout: .timeoutAfterSend
-            case .transport: error.mayHaveReachedServer ? .connectionReset : .connectRefused
-            default: nil
-            }
+            let failure: TransportFailure? =
+                switch error.code {
+                case .timeout: .timeoutAfterSend
+                case .transport: error.mayHaveReachedServer ? .connectionReset : .connectRefused
+                default: nil
+                }
             if let failure {
                 recorded.with { $0.append(FixtureExchange(request: fixtureRequest, failure: failure)) }
             }
@@ -66,7 +67,8 @@ public final class RecordingHTTPClient: HTTPClient {
     private func redact(_ request: HTTPRequest) -> FixtureRequest {
         var headers: [String: String] = [:]
         for field in request.headers {
-            headers[field.name] = Redaction.isSensitiveHeader(field.name) ? Redaction.mask(field.value) : scrub(field.value)
+            headers[field.name] =
+                Redaction.isSensitiveHeader(field.name) ? Redaction.mask(field.value) : scrub(field.value)
         }
         let text = scrub(String(decoding: request.body ?? Data(), as: UTF8.self))
         let contentType = request.headers["Content-Type"]?.lowercased() ?? ""
@@ -85,7 +87,8 @@ public final class RecordingHTTPClient: HTTPClient {
     private func redact(_ response: HTTPResponse) -> FixtureResponse {
         var headers: [String: String] = [:]
         for field in response.headers {
-            headers[field.name] = Redaction.isSensitiveHeader(field.name) ? Redaction.mask(field.value) : scrub(field.value)
+            headers[field.name] =
+                Redaction.isSensitiveHeader(field.name) ? Redaction.mask(field.value) : scrub(field.value)
         }
         let text = scrub(response.bodyText)
         if let json = JSONValue.parse(Data(text.utf8)) {

@@ -23,14 +23,16 @@ public final class ReplayHTTPClient: HTTPClient {
             return (s.next, s.received.count)
         }
         guard index < exchanges.count else {
-            let message = "unexpected request #\(count): \(request.method) \(request.url) (fixture has \(exchanges.count) exchanges)"
+            let message =
+                "unexpected request #\(count): \(request.method) \(request.url) (fixture has \(exchanges.count) exchanges)"
             state.with { $0.failures.append(message) }
             throw UsageBillingError(.fixtureMismatch, message, fix: "record the missing exchange or fix the adapter")
         }
         let exchange = exchanges[index]
         let problems = Self.mismatches(request, exchange.request)
         guard problems.isEmpty else {
-            let message = "request #\(count) \(request.method) \(request.url) does not match the fixture: "
+            let message =
+                "request #\(count) \(request.method) \(request.url) does not match the fixture: "
                 + problems.joined(separator: "; ")
             state.with { $0.failures.append(message) }
             throw UsageBillingError(.fixtureMismatch, message, fix: "fix the adapter or re-record the fixture")

@@ -19,20 +19,28 @@ enum Charts {
         let width = left + slot * Double(max(bars.count, 1)) + 10
         let peak = max(bars.map { max($0.recorded, $0.reported ?? 0) }.max() ?? 0, 1)
         func y(_ v: Double) -> Double { top + height - height * v / peak }
-        var svg = "<svg role=\"img\" aria-label=\"\(HTML.escape(title))\" width=\"\(Int(width))\" height=\"\(Int(top + height + bottom))\" viewBox=\"0 0 \(Int(width)) \(Int(top + height + bottom))\">"
+        var svg =
+            "<svg role=\"img\" aria-label=\"\(HTML.escape(title))\" width=\"\(Int(width))\" height=\"\(Int(top + height + bottom))\" viewBox=\"0 0 \(Int(width)) \(Int(top + height + bottom))\">"
         svg += "<title>\(HTML.escape(title))</title>"
         svg += "<line x1=\"\(left)\" y1=\"\(y(0))\" x2=\"\(width - 6)\" y2=\"\(y(0))\" stroke=\"#d0d7de\"/>"
-        svg += "<text x=\"\(left - 6)\" y=\"\(y(peak) + 4)\" text-anchor=\"end\">\(HTML.escape(Self.short(peak)))</text>"
+        svg +=
+            "<text x=\"\(left - 6)\" y=\"\(y(peak) + 4)\" text-anchor=\"end\">\(HTML.escape(Self.short(peak)))</text>"
         svg += "<text x=\"\(left - 6)\" y=\"\(y(0))\" text-anchor=\"end\">0</text>"
         for (i, bar) in bars.enumerated() {
             let x = left + slot * Double(i)
             let band = bar.status == "mismatch" ? "#ffebe9" : bar.status == "pending" ? "#fff8c5" : nil
-            if let band { svg += "<rect class=\"band \(bar.status)\" x=\"\(x + 1)\" y=\"\(top)\" width=\"\(slot - 2)\" height=\"\(height)\" fill=\"\(band)\"/>" }
-            svg += "<rect class=\"recorded\" x=\"\(x + 5)\" y=\"\(y(bar.recorded))\" width=\"11\" height=\"\(max(0, y(0) - y(bar.recorded)))\" fill=\"#0969da\"><title>recorded \(HTML.escape(Self.short(bar.recorded)))</title></rect>"
-            if let reported = bar.reported {
-                svg += "<rect class=\"reported\" x=\"\(x + 17)\" y=\"\(y(reported))\" width=\"11\" height=\"\(max(0, y(0) - y(reported)))\" fill=\"#8250df\"><title>reported \(HTML.escape(Self.short(reported)))</title></rect>"
+            if let band {
+                svg +=
+                    "<rect class=\"band \(bar.status)\" x=\"\(x + 1)\" y=\"\(top)\" width=\"\(slot - 2)\" height=\"\(height)\" fill=\"\(band)\"/>"
             }
-            svg += "<text x=\"\(x + slot / 2)\" y=\"\(top + height + 14)\" text-anchor=\"middle\">\(HTML.escape(bar.label))</text>"
+            svg +=
+                "<rect class=\"recorded\" x=\"\(x + 5)\" y=\"\(y(bar.recorded))\" width=\"11\" height=\"\(max(0, y(0) - y(bar.recorded)))\" fill=\"#0969da\"><title>recorded \(HTML.escape(Self.short(bar.recorded)))</title></rect>"
+            if let reported = bar.reported {
+                svg +=
+                    "<rect class=\"reported\" x=\"\(x + 17)\" y=\"\(y(reported))\" width=\"11\" height=\"\(max(0, y(0) - y(reported)))\" fill=\"#8250df\"><title>reported \(HTML.escape(Self.short(reported)))</title></rect>"
+            }
+            svg +=
+                "<text x=\"\(x + slot / 2)\" y=\"\(top + height + 14)\" text-anchor=\"middle\">\(HTML.escape(bar.label))</text>"
         }
         return svg + "</svg>"
     }
@@ -47,7 +55,8 @@ enum Charts {
         }
         let last = points.last ?? "0,0"
         let xy = last.split(separator: ",")
-        return "<svg role=\"img\" aria-label=\"\(HTML.escape(title))\" width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\"><title>\(HTML.escape(title))</title>"
+        return
+            "<svg role=\"img\" aria-label=\"\(HTML.escape(title))\" width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\"><title>\(HTML.escape(title))</title>"
             + "<polyline fill=\"none\" stroke=\"#0969da\" stroke-width=\"1.5\" points=\"\(points.joined(separator: " "))\"/>"
             + "<circle cx=\"\(xy.first ?? "0")\" cy=\"\(xy.last ?? "0")\" r=\"2.5\" fill=\"#0969da\"/></svg>"
     }

@@ -46,9 +46,17 @@ public enum HTML {
 
     /// A table: `header` cells, then rows of (class, cells); cells are HTML already escaped.
     static func table(_ header: [String], _ rows: [(cls: String, cells: [String])], numeric: Set<Int> = []) -> String {
-        var out = "<table>\n<thead><tr>" + header.enumerated().map { "<th\(numeric.contains($0.offset) ? " class=\"num\"" : "")>\(escape($0.element))</th>" }.joined() + "</tr></thead>\n<tbody>\n"
+        var out =
+            "<table>\n<thead><tr>"
+            + header.enumerated().map {
+                "<th\(numeric.contains($0.offset) ? " class=\"num\"" : "")>\(escape($0.element))</th>"
+            }.joined() + "</tr></thead>\n<tbody>\n"
         for row in rows {
-            out += "<tr class=\"\(row.cls)\">" + row.cells.enumerated().map { "<td\(numeric.contains($0.offset) ? " class=\"num\"" : "")>\($0.element)</td>" }.joined() + "</tr>\n"
+            out +=
+                "<tr class=\"\(row.cls)\">"
+                + row.cells.enumerated().map {
+                    "<td\(numeric.contains($0.offset) ? " class=\"num\"" : "")>\($0.element)</td>"
+                }.joined() + "</tr>\n"
         }
         return out + "</tbody>\n</table>"
     }

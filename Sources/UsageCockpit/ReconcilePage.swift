@@ -15,22 +15,31 @@ extension ReconcileReport {
         func label(_ date: Date) -> String { formatter.string(from: date) }
 
         var body = "<h1>\(HTML.escape(title))</h1>\n"
-        body += "<p class=\"sub\">\(HTML.escape(RFC3339.format(from))) to \(HTML.escape(RFC3339.format(to))) · \(providers.count) provider(s) · generated \(HTML.escape(RFC3339.format(generatedAt)))</p>\n"
+        body +=
+            "<p class=\"sub\">\(HTML.escape(RFC3339.format(from))) to \(HTML.escape(RFC3339.format(to))) · \(providers.count) provider(s) · generated \(HTML.escape(RFC3339.format(generatedAt)))</p>\n"
         body += "<div class=\"verdict \(isClean ? "ok" : "bad")\" id=\"verdict\">\(HTML.escape(verdict))</div>\n"
         if !mappingProblems.isEmpty {
-            body += "<h2>Customer mapping problems</h2>\n<ul class=\"problems\">" + mappingProblems.map { "<li>\(HTML.escape($0))</li>" }.joined() + "</ul>\n"
+            body +=
+                "<h2>Customer mapping problems</h2>\n<ul class=\"problems\">"
+                + mappingProblems.map { "<li>\(HTML.escape($0))</li>" }.joined() + "</ul>\n"
         }
         if providers.count > 1 {
-            body += "<h2>Side by side</h2>\n<p class=\"sub\">Recorded / reported per window; the worst status of the window's totals colours the cell.</p>\n"
+            body +=
+                "<h2>Side by side</h2>\n<p class=\"sub\">Recorded / reported per window; the worst status of the window's totals colours the cell.</p>\n"
             let starts = Array(Set(rows.map(\.start))).sorted()
             let byCell = Dictionary(grouping: rows) { "\($0.provider)\u{1F}\($0.start.timeIntervalSince1970)" }
             let table = starts.map { start -> (cls: String, cells: [String]) in
                 let cells = providers.map { provider -> String in
-                    guard let cell = byCell["\(provider)\u{1F}\(start.timeIntervalSince1970)"] else { return "<span class=\"sub\">–</span>" }
+                    guard let cell = byCell["\(provider)\u{1F}\(start.timeIntervalSince1970)"] else {
+                        return "<span class=\"sub\">–</span>"
+                    }
                     let worst = cell.map(\.status).min() ?? .match
                     let recorded = cell.reduce(Decimal(0)) { $0 + $1.recorded }
-                    let reported = cell.allSatisfy { $0.reported != nil } ? cell.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) } : nil
-                    return "<span class=\"status \(worst.rawValue)\">\(HTML.escape(DecimalFormat.plain(recorded))) / \(HTML.escape(reported.map(DecimalFormat.plain) ?? "?"))</span>"
+                    let reported =
+                        cell.allSatisfy { $0.reported != nil }
+                        ? cell.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) } : nil
+                    return
+                        "<span class=\"status \(worst.rawValue)\">\(HTML.escape(DecimalFormat.plain(recorded))) / \(HTML.escape(reported.map(DecimalFormat.plain) ?? "?"))</span>"
                 }
                 return ("side", [HTML.escape(label(start))] + cells)
             }
@@ -39,28 +48,46 @@ extension ReconcileReport {
         for provider in providers {
             let mine = rows.filter { $0.provider == provider }
             let counts = Dictionary(grouping: mine, by: \.status).mapValues(\.count)
-            let summary = ReconcileRow.Status.allCases.compactMap { s in counts[s].map { "\($0) \(s.rawValue)" } }.joined(separator: ", ")
-            body += "<section class=\"card provider\" id=\"provider-\(HTML.escape(provider))\">\n<h2>\(HTML.escape(provider))</h2>\n<p class=\"sub\">\(HTML.escape(summary))</p>\n"
+            let summary = ReconcileRow.Status.allCases.compactMap { s in counts[s].map { "\($0) \(s.rawValue)" } }
+                .joined(separator: ", ")
+            body +=
+                "<section class=\"card provider\" id=\"provider-\(HTML.escape(provider))\">\n<h2>\(HTML.escape(provider))</h2>\n<p class=\"sub\">\(HTML.escape(summary))</p>\n"
             let bars = Dictionary(grouping: mine, by: \.start).sorted { $0.key < $1.key }.map { start, cell in
-                Charts.Bar(label: label(start).suffix(5).description,
-                           recorded: NSDecimalNumber(decimal: cell.reduce(Decimal(0)) { $0 + $1.recorded }).doubleValue,
-                           reported: cell.allSatisfy { $0.reported != nil } ? NSDecimalNumber(decimal: cell.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) }).doubleValue : nil,
-                           status: (cell.map(\.status).min() ?? .match).rawValue)
+                Charts.Bar(
+                    label: label(start).suffix(5).description,
+                    recorded: NSDecimalNumber(decimal: cell.reduce(Decimal(0)) { $0 + $1.recorded }).doubleValue,
+                    reported: cell.allSatisfy { $0.reported != nil }
+                        ? NSDecimalNumber(decimal: cell.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) }).doubleValue
+                        : nil,
+                    status: (cell.map(\.status).min() ?? .match).rawValue)
             }
             body += Charts.bars(bars, title: "\(provider): recorded and reported per window") + "\n"
-            body += "<p class=\"legend\"><span><i class=\"sw\" style=\"background:#0969da\"></i>recorded (spool)</span><span><i class=\"sw\" style=\"background:#8250df\"></i>reported (\(HTML.escape(provider)))</span><span><i class=\"sw\" style=\"background:#ffebe9\"></i>mismatch</span><span><i class=\"sw\" style=\"background:#fff8c5\"></i>pending</span></p>\n"
+            body +=
+                "<p class=\"legend\"><span><i class=\"sw\" style=\"background:#0969da\"></i>recorded (spool)</span><span><i class=\"sw\" style=\"background:#8250df\"></i>reported (\(HTML.escape(provider)))</span><span><i class=\"sw\" style=\"background:#ffebe9\"></i>mismatch</span><span><i class=\"sw\" style=\"background:#fff8c5\"></i>pending</span></p>\n"
             let table = mine.map { r -> (cls: String, cells: [String]) in
-                (r.status.rawValue, [
-                    "<span class=\"status \(r.status.rawValue)\">\(r.status.rawValue)</span>", HTML.escape(r.customers.joined(separator: ", ")),
-                    HTML.escape(r.providerCustomer), HTML.escape(r.meter), HTML.escape(label(r.start)),
-                    HTML.escape(DecimalFormat.plain(r.recorded)), HTML.escape(r.reported.map(DecimalFormat.plain) ?? "–"),
-                    HTML.escape(r.difference.map { $0 > 0 ? "+" + DecimalFormat.plain($0) : DecimalFormat.plain($0) } ?? "–"), HTML.escape(r.note),
-                ])
+                (
+                    r.status.rawValue,
+                    [
+                        "<span class=\"status \(r.status.rawValue)\">\(r.status.rawValue)</span>",
+                        HTML.escape(r.customers.joined(separator: ", ")),
+                        HTML.escape(r.providerCustomer), HTML.escape(r.meter), HTML.escape(label(r.start)),
+                        HTML.escape(DecimalFormat.plain(r.recorded)),
+                        HTML.escape(r.reported.map(DecimalFormat.plain) ?? "–"),
+                        HTML.escape(
+                            r.difference.map { $0 > 0 ? "+" + DecimalFormat.plain($0) : DecimalFormat.plain($0) } ?? "–"
+                        ), HTML.escape(r.note),
+                    ]
+                )
             }
-            body += HTML.table(["status", "customers", "\(provider) customer", "meter", "window", "recorded", "reported", "difference", "why"], table, numeric: [5, 6, 7])
+            body += HTML.table(
+                [
+                    "status", "customers", "\(provider) customer", "meter", "window", "recorded", "reported",
+                    "difference", "why",
+                ], table, numeric: [5, 6, 7])
             body += "\n</section>\n"
         }
-        body += "<footer>usage-billing reconcile: the spool's ledger against each provider's read-back API. Mismatches are settled windows that differ beyond the tolerance; pending windows are younger than --settle.</footer>"
+        body +=
+            "<footer>usage-billing reconcile: the spool's ledger against each provider's read-back API. Mismatches are settled windows that differ beyond the tolerance; pending windows are younger than --settle.</footer>"
         return HTML.page(title: "\(title) \(RFC3339.format(from)) – \(RFC3339.format(to))", body: body)
     }
 

@@ -31,8 +31,10 @@ public struct StatusPage: Sendable {
     /// A lane older than this is highlighted as behind.
     public var behindAfter: Duration
 
-    public init(lanes: [LaneStatus], history: [String: [Int]], historySpan: String, reconcile: SavedReconcile? = nil,
-                now: Date = Date(), refresh: Int? = nil, behindAfter: Duration = .seconds(300)) {
+    public init(
+        lanes: [LaneStatus], history: [String: [Int]], historySpan: String, reconcile: SavedReconcile? = nil,
+        now: Date = Date(), refresh: Int? = nil, behindAfter: Duration = .seconds(300)
+    ) {
         self.lanes = lanes
         self.history = history
         self.historySpan = historySpan
@@ -44,14 +46,24 @@ public struct StatusPage: Sendable {
 
     public func render() -> String {
         let queued = lanes.map(\.queued).reduce(0, +), dead = lanes.map { $0.dead.values.reduce(0, +) }.reduce(0, +)
-        let behind = lanes.filter { lane in lane.oldestQueued.map { now.timeIntervalSince($0) > behindAfter.seconds } ?? false }
-        var body = "<h1>UsageBilling status</h1>\n<p class=\"sub\">\(lanes.count) lane(s) · \(queued) queued · \(dead) dead letter(s) · \(HTML.escape(RFC3339.format(now)))"
+        let behind = lanes.filter { lane in
+            lane.oldestQueued.map { now.timeIntervalSince($0) > behindAfter.seconds } ?? false
+        }
+        var body =
+            "<h1>UsageBilling status</h1>\n<p class=\"sub\">\(lanes.count) lane(s) · \(queued) queued · \(dead) dead letter(s) · \(HTML.escape(RFC3339.format(now)))"
         body += refresh.map { " · reloads every \($0) s" } ?? ""
         body += "</p>\n"
         let healthy = behind.isEmpty && dead == 0
-        let verdict = healthy ? "Every lane is keeping up; no dead letters."
-            : [behind.isEmpty ? nil : "\(behind.count) lane(s) behind by more than \(Int(behindAfter.seconds)) s: " + behind.map(\.lane).joined(separator: ", "),
-               dead == 0 ? nil : "\(dead) dead letter(s): `usage-billing dlq list` shows them"].compactMap { $0 }.joined(separator: ". ")
+        let verdict =
+            healthy
+            ? "Every lane is keeping up; no dead letters."
+            : [
+                behind.isEmpty
+                    ? nil
+                    : "\(behind.count) lane(s) behind by more than \(Int(behindAfter.seconds)) s: "
+                        + behind.map(\.lane).joined(separator: ", "),
+                dead == 0 ? nil : "\(dead) dead letter(s): `usage-billing dlq list` shows them",
+            ].compactMap { $0 }.joined(separator: ". ")
         body += "<div class=\"verdict \(healthy ? "ok" : "bad")\" id=\"verdict\">\(HTML.escape(verdict))</div>\n"
         body += "<h2>Lanes</h2>\n"
         if lanes.isEmpty {
@@ -59,36 +71,60 @@ public struct StatusPage: Sendable {
         } else {
             let rows = lanes.map { s -> (cls: String, cells: [String]) in
                 let deadCount = s.dead.values.reduce(0, +)
-                let reasons = s.dead.sorted { $0.key < $1.key }.map { "\(HTML.escape($0.key)) \($0.value)" }.joined(separator: "<br>")
+                let reasons = s.dead.sorted { $0.key < $1.key }.map { "\(HTML.escape($0.key)) \($0.value)" }.joined(
+                    separator: "<br>")
                 let age = s.oldestQueued.map { Self.age(now.timeIntervalSince($0)) } ?? "–"
                 let isBehind = behind.contains { $0.lane == s.lane }
-                return (isBehind ? "lane behind" : deadCount > 0 ? "lane dead" : "lane", [
-                    HTML.escape(s.lane), "\(s.queued)", "\(s.retrying)", "\(s.delivered)", "\(s.duplicates)", HTML.escape(age),
-                    deadCount == 0 ? "0" : "\(deadCount)<br><span class=\"sub\">\(reasons)</span>",
-                    Charts.sparkline(history[s.lane] ?? [], title: "\(s.lane) backlog, \(historySpan)"),
-                ])
+                return (
+                    isBehind ? "lane behind" : deadCount > 0 ? "lane dead" : "lane",
+                    [
+                        HTML.escape(s.lane), "\(s.queued)", "\(s.retrying)", "\(s.delivered)", "\(s.duplicates)",
+                        HTML.escape(age),
+                        deadCount == 0 ? "0" : "\(deadCount)<br><span class=\"sub\">\(reasons)</span>",
+                        Charts.sparkline(history[s.lane] ?? [], title: "\(s.lane) backlog, \(historySpan)"),
+                    ]
+                )
             }
-            body += HTML.table(["lane", "queued", "retrying", "delivered", "duplicates", "oldest queued", "dead letters", "backlog, \(historySpan)"], rows, numeric: [1, 2, 3, 4, 5])
+            body += HTML.table(
+                [
+                    "lane", "queued", "retrying", "delivered", "duplicates", "oldest queued", "dead letters",
+                    "backlog, \(historySpan)",
+                ], rows, numeric: [1, 2, 3, 4, 5])
             body += "\n"
         }
         body += "<h2>Last reconciliation</h2>\n"
         if let reconcile {
             let r = reconcile.report
-            body += "<p class=\"sub\">Saved \(HTML.escape(RFC3339.format(reconcile.savedAt))) in \(HTML.escape(reconcile.source))</p>\n"
-            body += "<div class=\"verdict \(r.isClean ? "ok" : "bad")\" id=\"reconcile-verdict\">\(HTML.escape(r.verdict))</div>\n"
+            body +=
+                "<p class=\"sub\">Saved \(HTML.escape(RFC3339.format(reconcile.savedAt))) in \(HTML.escape(reconcile.source))</p>\n"
+            body +=
+                "<div class=\"verdict \(r.isClean ? "ok" : "bad")\" id=\"reconcile-verdict\">\(HTML.escape(r.verdict))</div>\n"
             let shown = r.rows.filter { $0.status != .match }.prefix(50)
             if !shown.isEmpty {
-                body += HTML.table(["status", "provider", "customers", "meter", "window start", "recorded", "reported", "why"], shown.map { row in
-                    (row.status.rawValue, ["<span class=\"status \(row.status.rawValue)\">\(row.status.rawValue)</span>", HTML.escape(row.provider),
-                                           HTML.escape(row.customers.joined(separator: ", ")), HTML.escape(row.meter), HTML.escape(RFC3339.format(row.start)),
-                                           HTML.escape(DecimalFormat.plain(row.recorded)), HTML.escape(row.reported.map(DecimalFormat.plain) ?? "–"), HTML.escape(row.note)])
-                }, numeric: [5, 6]) + "\n"
+                body +=
+                    HTML.table(
+                        ["status", "provider", "customers", "meter", "window start", "recorded", "reported", "why"],
+                        shown.map { row in
+                            (
+                                row.status.rawValue,
+                                [
+                                    "<span class=\"status \(row.status.rawValue)\">\(row.status.rawValue)</span>",
+                                    HTML.escape(row.provider),
+                                    HTML.escape(row.customers.joined(separator: ", ")), HTML.escape(row.meter),
+                                    HTML.escape(RFC3339.format(row.start)),
+                                    HTML.escape(DecimalFormat.plain(row.recorded)),
+                                    HTML.escape(row.reported.map(DecimalFormat.plain) ?? "–"), HTML.escape(row.note),
+                                ]
+                            )
+                        }, numeric: [5, 6]) + "\n"
             }
             for problem in r.mappingProblems { body += "<p class=\"problems\">\(HTML.escape(problem))</p>\n" }
         } else {
-            body += "<p class=\"sub\">None saved. Run <code>usage-billing reconcile … --json &gt; reconcile.json</code> and pass it with <code>--reconcile reconcile.json</code>.</p>\n"
+            body +=
+                "<p class=\"sub\">None saved. Run <code>usage-billing reconcile … --json &gt; reconcile.json</code> and pass it with <code>--reconcile reconcile.json</code>.</p>\n"
         }
-        body += "<footer>usage-billing: a lane is one provider and route; queued rows wait for the worker, retrying ones were tried and wait for their next attempt.</footer>"
+        body +=
+            "<footer>usage-billing: a lane is one provider and route; queued rows wait for the worker, retrying ones were tried and wait for their next attempt.</footer>"
         return HTML.page(title: "UsageBilling status", refresh: refresh, body: body)
     }
 

@@ -35,14 +35,26 @@ public struct EmulatedMeters: Sendable {
                 for pattern in route.patterns {
                     // A pattern's meter is fixed when two names it matches map to one meter
                     // (an `event_name` override); otherwise each name is its own meter.
-                    let names = Set([pattern.text, pattern.text.replacingOccurrences(of: "*", with: "a").replacingOccurrences(of: "?", with: "b")]
-                        .map { readBack.names(for: UsageEvent(id: "probe", name: $0, customer: "probe", timestamp: Date(), quantity: 1)).meter })
+                    let names = Set(
+                        [
+                            pattern.text,
+                            pattern.text.replacingOccurrences(of: "*", with: "a").replacingOccurrences(
+                                of: "?", with: "b"),
+                        ]
+                        .map {
+                            readBack.names(
+                                for: UsageEvent(
+                                    id: "probe", name: $0, customer: "probe", timestamp: Date(), quantity: 1)
+                            ).meter
+                        })
                     let fixed = pattern.isExact || (names.count == 1 && !(names.first ?? "").contains("*"))
                     let meter = fixed ? (names.first ?? pattern.text) : pattern.text
                     switch meters {
                     case .none: break
                     case .sumQuantityProperty:
-                        if let property = settings["quantity_property"]?.stringValue { valueProperties[meter] = property }
+                        if let property = settings["quantity_property"]?.stringValue {
+                            valueProperties[meter] = property
+                        }
                     case .declared(let set):
                         setters[kind.name] = set
                         let known = declared[kind.name] ?? Set<String>()
@@ -68,7 +80,9 @@ public struct EmulatedMeters: Sendable {
     /// The emulator's options these meters set: ``MeterSums`` and each declaring emulation's own.
     public var options: EmulationOptions {
         var options = EmulationOptions().with(MeterSums(valueProperties))
-        for (kind, meters) in declaredMeters.sorted(by: { $0.key < $1.key }) { options = setters[kind]?(meters, options) ?? options }
+        for (kind, meters) in declaredMeters.sorted(by: { $0.key < $1.key }) {
+            options = setters[kind]?(meters, options) ?? options
+        }
         return options
     }
 

@@ -19,8 +19,13 @@ extension UsageEmulator {
     public static var kinds: [String] { standard.map(\.kind) }
 
     /// Starts the emulator of every provider (``standard``) on 127.0.0.1:`port` (0: any free port).
-    public static func start(port: Int = 0, faults: [String: FaultPlan] = [:], seed: UInt64 = 1, options: EmulationOptions = EmulationOptions(),
-                             rateLimits: Bool = false, now: @escaping @Sendable () -> Date = { Date() }) async throws -> UsageEmulator {
-        try await start(emulations: standard, port: port, faults: faults, seed: seed, options: options, rateLimits: rateLimits, now: now)
+    public static func start(
+        port: Int = 0, faults: [String: FaultPlan] = [:], seed: UInt64 = 1,
+        options: EmulationOptions = EmulationOptions(),
+        rateLimits: Bool = false, now: @escaping @Sendable () -> Date = { Date() }
+    ) async throws -> UsageEmulator {
+        try await start(
+            emulations: standard, port: port, faults: faults, seed: seed, options: options, rateLimits: rateLimits,
+            now: now)
     }
 }

@@ -46,10 +46,12 @@ public struct EmulationKind: Sendable {
     /// How its meters follow a routing config (`emulate -c`), when they do.
     public let meters: ConfiguredMeters
 
-    public init(kind: String, prefixes: [String]? = nil, hostAliases: [HostAlias] = [], settings: [EmulationSetting] = [],
-                adapterSettings: String = "", realHosts: [String: String] = [:], meters: ConfiguredMeters = .none,
-                endpoints: @escaping @Sendable (_ baseURL: String) -> [String: String],
-                make: @escaping @Sendable (EmulationContext) -> [any EmulatedProvider]) {
+    public init(
+        kind: String, prefixes: [String]? = nil, hostAliases: [HostAlias] = [], settings: [EmulationSetting] = [],
+        adapterSettings: String = "", realHosts: [String: String] = [:], meters: ConfiguredMeters = .none,
+        endpoints: @escaping @Sendable (_ baseURL: String) -> [String: String],
+        make: @escaping @Sendable (EmulationContext) -> [any EmulatedProvider]
+    ) {
         self.kind = kind
         self.meters = meters
         self.settings = settings
@@ -127,7 +129,10 @@ public struct EmulationSetting: Sendable {
     /// Sets the option from `value`; throws `.invalidInput` with the fix on a bad value.
     public let apply: @Sendable (_ value: String, _ options: inout EmulationOptions) throws -> Void
 
-    public init(name: String, help: String, apply: @escaping @Sendable (_ value: String, _ options: inout EmulationOptions) throws -> Void) {
+    public init(
+        name: String, help: String,
+        apply: @escaping @Sendable (_ value: String, _ options: inout EmulationOptions) throws -> Void
+    ) {
         self.name = name
         self.help = help
         self.apply = apply
@@ -141,7 +146,8 @@ extension [EmulationKind] {
         guard let eq = text.firstIndex(of: "="), let dot = text[..<eq].firstIndex(of: ".") else {
             throw UsageBillingError(.invalidInput, "'\(text)' is not KIND.NAME=VALUE", fix: "use one of \(known)")
         }
-        let kind = String(text[..<dot]), name = String(text[text.index(after: dot)..<eq]), value = String(text[text.index(after: eq)...])
+        let kind = String(text[..<dot]), name = String(text[text.index(after: dot)..<eq]),
+            value = String(text[text.index(after: eq)...])
         guard let setting = first(where: { $0.kind == kind })?.settings.first(where: { $0.name == name }) else {
             throw UsageBillingError(.invalidInput, "no emulator setting \(kind).\(name)", fix: "use one of \(known)")
         }

@@ -27,7 +27,9 @@ public struct FaultPlan: Sendable, Hashable {
     public init() {}
 
     /// Every failure rate summed (the chance that a write fails).
-    public var failureRate: Double { rateLimited + rateLimitedNoRetryAfter + serverError + unavailable + reset + timeoutAfterAccept }
+    public var failureRate: Double {
+        rateLimited + rateLimitedNoRetryAfter + serverError + unavailable + reset + timeoutAfterAccept
+    }
 
     /// A plan failing `total` of writes, spread over every kind (timeouts kept rare: each costs
     /// the client its whole timeout).
@@ -53,7 +55,8 @@ public struct FaultPlan: Sendable, Hashable {
             guard parts.count == 2 else { throw bad(entry) }
             if parts[0] == "delay" {
                 let d = parts[1].split(separator: "@").map(String.init)
-                guard let ms = d.first.flatMap({ Int($0.replacingOccurrences(of: "ms", with: "")) }), d.count <= 2 else { throw bad(entry) }
+                guard let ms = d.first.flatMap({ Int($0.replacingOccurrences(of: "ms", with: "")) }), d.count <= 2
+                else { throw bad(entry) }
                 plan.delay = .milliseconds(ms)
                 plan.delayRate = d.count == 2 ? (Double(d[1]) ?? -1) : 1
                 guard (0...1).contains(plan.delayRate) else { throw bad(entry) }
@@ -76,15 +79,18 @@ public struct FaultPlan: Sendable, Hashable {
             }
         }
         guard plan.failureRate <= 1 else {
-            throw UsageBillingError(.invalidInput, "fault rates add up to more than 1 in '\(text)'", fix: "lower them", field: "faults")
+            throw UsageBillingError(
+                .invalidInput, "fault rates add up to more than 1 in '\(text)'", fix: "lower them", field: "faults")
         }
         return plan
     }
 
     private static func bad(_ entry: String) -> UsageBillingError {
-        UsageBillingError(.invalidInput, "fault '\(entry)' is not understood",
-                          fix: "write kind=rate with kind one of 429, 429-bare, 500, 503, reset, timeout (rate 0…1), delay=50ms@0.2, or reads=1",
-                          field: "faults")
+        UsageBillingError(
+            .invalidInput, "fault '\(entry)' is not understood",
+            fix:
+                "write kind=rate with kind one of 429, 429-bare, 500, 503, reset, timeout (rate 0…1), delay=50ms@0.2, or reads=1",
+            field: "faults")
     }
 
     /// What happens to one request.

@@ -10,10 +10,16 @@ public struct MeterValueProperties: Sendable {
         var exact: [String: String] = [:]
         var patterns: [(EventPattern, String)] = []
         for (key, property) in map {
-            if let pattern = EventPattern(key), !pattern.isExact { patterns.append((pattern, property)) } else { exact[key] = property }
+            if let pattern = EventPattern(key), !pattern.isExact {
+                patterns.append((pattern, property))
+            } else {
+                exact[key] = property
+            }
         }
         self.exact = exact
-        self.patterns = patterns.sorted { $0.0.specificity > $1.0.specificity || ($0.0.specificity == $1.0.specificity && $0.0.text < $1.0.text) }
+        self.patterns = patterns.sorted {
+            $0.0.specificity > $1.0.specificity || ($0.0.specificity == $1.0.specificity && $0.0.text < $1.0.text)
+        }
     }
 
     /// The property `meter` sums, or `fallback` when nothing names it.

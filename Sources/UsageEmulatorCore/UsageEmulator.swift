@@ -41,7 +41,10 @@ public struct AcceptedUsage: Sendable, Hashable {
     /// with two ways to bill); nil when the emulation serves one.
     public var kind: String? = nil
 
-    public init(customer: String, meter: String, timestamp: Date, quantity: Decimal, key: String?, receivedAt: Date? = nil, kind: String? = nil) {
+    public init(
+        customer: String, meter: String, timestamp: Date, quantity: Decimal, key: String?, receivedAt: Date? = nil,
+        kind: String? = nil
+    ) {
         self.kind = kind
         self.customer = customer
         self.meter = meter
@@ -102,7 +105,13 @@ public final class UsageEmulator: Sendable {
     private let registered: [EmulationKind]
     /// The provider kinds it speaks, by routing-config kind, in registration order.
     public var kinds: [String] { registered.map(\.kind) }
-    private let state: Locked<(faults: [String: FaultPlan], rng: [String: SeededGenerator], injected: [String: [String: Int]], requests: [String: Int])>
+    private let state:
+        Locked<
+            (
+                faults: [String: FaultPlan], rng: [String: SeededGenerator], injected: [String: [String: Int]],
+                requests: [String: Int]
+            )
+        >
     let seed: UInt64
     /// Whether writes past a provider's documented rate limit are answered 429 (`rate_limit` in
     /// ``statistics``' injected counts).
@@ -121,15 +130,20 @@ public final class UsageEmulator: Sendable {
     ///   - options: each emulation's options (meters, time zones, grace periods), by type.
     ///   - rateLimits: answer 429 past each provider's documented rate limits.
     ///   - now: the emulator's clock (what the providers' time rules read).
-    public static func start(emulations: [EmulationKind], port: Int = 0, faults: [String: FaultPlan] = [:], seed: UInt64 = 1,
-                             options: EmulationOptions = EmulationOptions(), rateLimits: Bool = false,
-                             now: @escaping @Sendable () -> Date = { Date() }) async throws -> UsageEmulator {
+    public static func start(
+        emulations: [EmulationKind], port: Int = 0, faults: [String: FaultPlan] = [:], seed: UInt64 = 1,
+        options: EmulationOptions = EmulationOptions(), rateLimits: Bool = false,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) async throws -> UsageEmulator {
         let context = EmulationContext(options: options, now: now)
         let list = emulations.flatMap { $0.make(context) }
         let providers = Dictionary(list.map { ($0.prefix, $0) }, uniquingKeysWith: { first, _ in first })
         let box = Box()
-        let server = try await LoopbackHTTPServer.start(port: port, threads: 2, immediate: { request in box.emulator?.route(request) ?? .now(.close) })
-        let emulator = UsageEmulator(server: server, providers: providers, registered: emulations, faults: faults, seed: seed, rateLimits: rateLimits)
+        let server = try await LoopbackHTTPServer.start(
+            port: port, threads: 2, immediate: { request in box.emulator?.route(request) ?? .now(.close) })
+        let emulator = UsageEmulator(
+            server: server, providers: providers, registered: emulations, faults: faults, seed: seed,
+            rateLimits: rateLimits)
         box.emulator = emulator
         return emulator
     }
@@ -142,15 +156,19 @@ public final class UsageEmulator: Sendable {
         }
     }
 
-    private init(server: LoopbackHTTPServer, providers: [String: any EmulatedProvider], registered: [EmulationKind],
-                 faults: [String: FaultPlan], seed: UInt64, rateLimits: Bool) {
+    private init(
+        server: LoopbackHTTPServer, providers: [String: any EmulatedProvider], registered: [EmulationKind],
+        faults: [String: FaultPlan], seed: UInt64, rateLimits: Bool
+    ) {
         self.server = server
         self.registered = registered
         enforcesRateLimits = rateLimits
         self.providers = providers
         self.seed = seed
         var rngs: [String: SeededGenerator] = [:]
-        for (i, prefix) in providers.keys.sorted().enumerated() { rngs[prefix] = SeededGenerator(seed: seed &+ UInt64(i) &* 0x9E37_79B9) }
+        for (i, prefix) in providers.keys.sorted().enumerated() {
+            rngs[prefix] = SeededGenerator(seed: seed &+ UInt64(i) &* 0x9E37_79B9)
+        }
         state = Locked((faults: [:], rng: rngs, injected: [:], requests: [:]))
         for (kind, plan) in faults { setFaults(kind, plan) }
     }
@@ -194,7 +212,8 @@ public final class UsageEmulator: Sendable {
 
     /// Second hosts of a provider, served by its emulation under a path marker.
     private var hostAliases: [String: EmulationKind.HostAlias] {
-        Dictionary(registered.flatMap { $0.hostAliases.map { ($0.prefix, $0) } }, uniquingKeysWith: { first, _ in first })
+        Dictionary(
+            registered.flatMap { $0.hostAliases.map { ($0.prefix, $0) } }, uniquingKeysWith: { first, _ in first })
     }
 
     /// Forgets what a provider kind (or, nil, every provider) accepted and its counters, as a
@@ -217,14 +236,18 @@ public final class UsageEmulator: Sendable {
     private func control(_ request: LoopbackHTTPServer.Request) async -> HTTPResponse {
         let parts = Array(request.path.split(separator: "/").map(String.init).dropFirst())  // after "_emulator"
         let kinds = self.kinds
-        func failure(_ status: Int, _ message: String) -> HTTPResponse { Reply.json(status, .object(["error": .string(message)])) }
+        func failure(_ status: Int, _ message: String) -> HTTPResponse {
+            Reply.json(status, .object(["error": .string(message)]))
+        }
         if request.method == "GET", parts == ["stats"] {
             let (requests, injected) = statistics
             var out: [String: JSONValue] = [:]
             for kind in kinds {
                 let prefixes = self.prefixes(of: kind)
                 var failures: [String: Double] = [:]
-                for prefix in prefixes { for (what, n) in injected[prefix] ?? [:] { failures[what, default: 0] += Double(n) } }
+                for prefix in prefixes {
+                    for (what, n) in injected[prefix] ?? [:] { failures[what, default: 0] += Double(n) }
+                }
                 let usages = await accepted(kind)
                 out[kind] = .object([
                     "requests": .number(Double(prefixes.reduce(0) { $0 + (requests[$1] ?? 0) })),
@@ -240,38 +263,64 @@ public final class UsageEmulator: Sendable {
         }
         if request.method == "PUT" || request.method == "DELETE", parts.count == 2, parts[0] == "faults" {
             let kind = parts[1]
-            guard kind == "all" || kinds.contains(kind) else { return failure(404, "no provider '\(kind)'; use all or one of \(kinds.joined(separator: ", "))") }
+            guard kind == "all" || kinds.contains(kind) else {
+                return failure(404, "no provider '\(kind)'; use all or one of \(kinds.joined(separator: ", "))")
+            }
             let plan: FaultPlan
             do {
-                plan = request.method == "DELETE" ? FaultPlan() : try FaultPlan.parse(String(decoding: request.body, as: UTF8.self))
+                plan =
+                    request.method == "DELETE"
+                    ? FaultPlan() : try FaultPlan.parse(String(decoding: request.body, as: UTF8.self))
             } catch {
                 return failure(400, "\(error)")
             }
             for k in kind == "all" ? kinds : [kind] { setFaults(k, plan) }
-            return Reply.json(200, .object(["provider": .string(kind), "failure_rate": .number(plan.failureRate), "delay_rate": .number(plan.delayRate)]))
+            return Reply.json(
+                200,
+                .object([
+                    "provider": .string(kind), "failure_rate": .number(plan.failureRate),
+                    "delay_rate": .number(plan.delayRate),
+                ]))
         }
         if request.method == "POST", parts == ["reset"] {
             let kind = request.query.first { $0.0 == "provider" }?.1
-            if let kind, !kinds.contains(kind) { return failure(404, "no provider '\(kind)'; use one of \(kinds.joined(separator: ", "))") }
+            if let kind, !kinds.contains(kind) {
+                return failure(404, "no provider '\(kind)'; use one of \(kinds.joined(separator: ", "))")
+            }
             reset(kind)
             return Reply.json(200, .object(["reset": .array((kind.map { [$0] } ?? kinds).map(JSONValue.string))]))
         }
-        return failure(404, "the control API has GET /_emulator/stats, PUT|DELETE /_emulator/faults/{provider|all} (body: a fault spec such as 429=0.1,500=0.05) and POST /_emulator/reset[?provider=…]")
+        return failure(
+            404,
+            "the control API has GET /_emulator/stats, PUT|DELETE /_emulator/faults/{provider|all} (body: a fault spec such as 429=0.1,500=0.05) and POST /_emulator/reset[?provider=…]"
+        )
     }
 
     /// Routes a request on the event loop: answered there unless an injected delay (or the
     /// control API, which awaits the ledgers) needs a task.
     func route(_ request: LoopbackHTTPServer.Request) -> LoopbackHTTPServer.Answer {
         let path = request.path
-        if path == "/_emulator" || path.hasPrefix("/_emulator/") { return .later { .respond(await self.control(request)) } }
+        if path == "/_emulator" || path.hasPrefix("/_emulator/") {
+            return .later { .respond(await self.control(request)) }
+        }
         let parts = path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true)
         let alias = parts.first.flatMap { hostAliases[String($0)] }
         guard let first = parts.first, let provider = providers[alias?.emulation ?? String(first)] else {
-            return .now(.respond(Reply.json(404, .object(["error": .string("no emulated provider at \(path); use one of /\(providers.keys.sorted().joined(separator: ", /"))")]))))
+            return .now(
+                .respond(
+                    Reply.json(
+                        404,
+                        .object([
+                            "error": .string(
+                                "no emulated provider at \(path); use one of /\(providers.keys.sorted().joined(separator: ", /"))"
+                            )
+                        ]))))
         }
         let prefix = alias?.emulation ?? String(first)
-        var inner = EmulatedRequest(method: request.method, path: (alias?.marker ?? "") + "/" + (parts.count > 1 ? String(parts[1]) : ""), query: request.query,
-                                    headers: request.headers, body: request.body)
+        var inner = EmulatedRequest(
+            method: request.method, path: (alias?.marker ?? "") + "/" + (parts.count > 1 ? String(parts[1]) : ""),
+            query: request.query,
+            headers: request.headers, body: request.body)
         let isWrite = request.method != "GET" && request.method != "HEAD" && !provider.isRead(inner)
         if isWrite && enforcesRateLimits {
             let limits = provider.rateLimits(for: inner)
@@ -285,7 +334,8 @@ public final class UsageEmulator: Sendable {
         }
         let (decision, delay): (FaultPlan.Decision, Duration?) = state.with { s in
             s.requests[prefix, default: 0] += 1
-            guard let plan = s.faults[prefix], isWrite || plan.includesReads, plan.failureRate > 0 || plan.delayRate > 0 else { return (.pass, nil) }
+            guard let plan = s.faults[prefix], isWrite || plan.includesReads, plan.failureRate > 0 || plan.delayRate > 0
+            else { return (.pass, nil) }
             var rng = s.rng[prefix] ?? SeededGenerator(seed: 1)
             let roll = Double(rng.next() % 1_000_000) / 1_000_000
             let delayRoll = Double(rng.next() % 1_000_000) / 1_000_000
@@ -358,6 +408,8 @@ public enum Reply {
 /// Whether `headers` carry HTTP Basic credentials of an API key with an empty password (Chargebee,
 /// Recurly).
 public func basicAuthOK(_ headers: HeaderFields) -> Bool {
-    guard let auth = headers["Authorization"], auth.hasPrefix("Basic "), let data = Data(base64Encoded: String(auth.dropFirst(6))) else { return false }
+    guard let auth = headers["Authorization"], auth.hasPrefix("Basic "),
+        let data = Data(base64Encoded: String(auth.dropFirst(6)))
+    else { return false }
     return String(decoding: data, as: UTF8.self).hasSuffix(":") && data.count > 1
 }

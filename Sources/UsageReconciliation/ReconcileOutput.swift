@@ -5,13 +5,22 @@ extension ReconcileReport {
     /// A plain-text table: one line per row, mismatches first, then the mapping problems and a
     /// one-line verdict.
     public func table() -> String {
-        let header = ["status", "provider", "customers", "provider customer", "meter", "window start", "recorded", "reported", "difference", "note"]
+        let header = [
+            "status", "provider", "customers", "provider customer", "meter", "window start", "recorded", "reported",
+            "difference", "note",
+        ]
         let lines = rows.map { r in
-            [r.status.rawValue, r.provider, r.customers.joined(separator: ","), r.providerCustomer, r.meter, RFC3339.format(r.start),
-             DecimalFormat.plain(r.recorded), r.reported.map(DecimalFormat.plain) ?? "-", r.difference.map(Self.signed) ?? "-", r.note]
+            [
+                r.status.rawValue, r.provider, r.customers.joined(separator: ","), r.providerCustomer, r.meter,
+                RFC3339.format(r.start),
+                DecimalFormat.plain(r.recorded), r.reported.map(DecimalFormat.plain) ?? "-",
+                r.difference.map(Self.signed) ?? "-", r.note,
+            ]
         }
         var widths = header.map(\.count)
-        for line in lines { for (i, cell) in line.enumerated() where i < header.count - 1 { widths[i] = max(widths[i], cell.count) } }
+        for line in lines {
+            for (i, cell) in line.enumerated() where i < header.count - 1 { widths[i] = max(widths[i], cell.count) }
+        }
         func render(_ cells: [String]) -> String {
             cells.enumerated().map { i, cell in
                 let rightAligned = (6...8).contains(i)
@@ -30,7 +39,8 @@ extension ReconcileReport {
     public var verdict: String {
         let counts = Dictionary(grouping: rows, by: \.status).mapValues(\.count)
         let parts = ReconcileRow.Status.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }
-        return (isClean ? "OK: " : "MISMATCH: ") + parts.joined(separator: ", ") + (mappingProblems.isEmpty ? "" : ", \(mappingProblems.count) mapping problem(s)")
+        return (isClean ? "OK: " : "MISMATCH: ") + parts.joined(separator: ", ")
+            + (mappingProblems.isEmpty ? "" : ", \(mappingProblems.count) mapping problem(s)")
     }
 
     /// The report as JSON: `{rows: [...], mapping_problems: [...], clean: Bool}`.
@@ -38,28 +48,41 @@ extension ReconcileReport {
         JSONValue.object([
             "clean": .bool(isClean),
             "mapping_problems": .array(mappingProblems.map(JSONValue.string)),
-            "rows": .array(rows.map { r in
-                .object([
-                    "status": .string(r.status.rawValue), "provider": .string(r.provider), "customers": .array(r.customers.map(JSONValue.string)),
-                    "provider_customer": .string(r.providerCustomer), "meter": .string(r.meter),
-                    "window_start": .string(RFC3339.format(r.start)), "window_end": .string(RFC3339.format(r.end)),
-                    "recorded": .string(DecimalFormat.plain(r.recorded)), "queued": .number(Double(r.queued)),
-                    "reported": r.reported.map { .string(DecimalFormat.plain($0)) } ?? .null,
-                    "difference": r.difference.map { .string(DecimalFormat.plain($0)) } ?? .null, "note": .string(r.note),
-                ])
-            }),
+            "rows": .array(
+                rows.map { r in
+                    .object([
+                        "status": .string(r.status.rawValue), "provider": .string(r.provider),
+                        "customers": .array(r.customers.map(JSONValue.string)),
+                        "provider_customer": .string(r.providerCustomer), "meter": .string(r.meter),
+                        "window_start": .string(RFC3339.format(r.start)), "window_end": .string(RFC3339.format(r.end)),
+                        "recorded": .string(DecimalFormat.plain(r.recorded)), "queued": .number(Double(r.queued)),
+                        "reported": r.reported.map { .string(DecimalFormat.plain($0)) } ?? .null,
+                        "difference": r.difference.map { .string(DecimalFormat.plain($0)) } ?? .null,
+                        "note": .string(r.note),
+                    ])
+                }),
         ]).encoded()
     }
 
     /// The rows as CSV (RFC 4180 quoting), with a header line.
     public func csv() -> String {
-        func quote(_ s: String) -> String { s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
-        let header = "status,provider,customers,provider_customer,meter,window_start,window_end,recorded,queued,reported,difference,note"
-        return ([header] + rows.map { r in
-            [r.status.rawValue, r.provider, r.customers.joined(separator: " "), r.providerCustomer, r.meter, RFC3339.format(r.start), RFC3339.format(r.end),
-             DecimalFormat.plain(r.recorded), String(r.queued), r.reported.map(DecimalFormat.plain) ?? "", r.difference.map(DecimalFormat.plain) ?? "", r.note]
+        func quote(_ s: String) -> String {
+            s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" })
+                ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+        }
+        let header =
+            "status,provider,customers,provider_customer,meter,window_start,window_end,recorded,queued,reported,difference,note"
+        return
+            ([header]
+            + rows.map { r in
+                [
+                    r.status.rawValue, r.provider, r.customers.joined(separator: " "), r.providerCustomer, r.meter,
+                    RFC3339.format(r.start), RFC3339.format(r.end),
+                    DecimalFormat.plain(r.recorded), String(r.queued), r.reported.map(DecimalFormat.plain) ?? "",
+                    r.difference.map(DecimalFormat.plain) ?? "", r.note,
+                ]
                 .map(quote).joined(separator: ",")
-        }).joined(separator: "\n") + "\n"
+            }).joined(separator: "\n") + "\n"
     }
 
     static func signed(_ d: Decimal) -> String { d > 0 ? "+" + DecimalFormat.plain(d) : DecimalFormat.plain(d) }
@@ -70,20 +93,32 @@ extension ReconcileReport {
     /// `.invalidInput` naming what is missing.
     public init(json data: Data) throws {
         guard let root = JSONValue.parse(data), let list = root["rows"]?.arrayValue else {
-            throw UsageBillingError(.invalidInput, "not a saved reconciliation: no rows", fix: "save one with `usage-billing reconcile … --json > reconcile.json`")
+            throw UsageBillingError(
+                .invalidInput, "not a saved reconciliation: no rows",
+                fix: "save one with `usage-billing reconcile … --json > reconcile.json`")
         }
         rows = try list.enumerated().map { i, r in
-            guard let status = r["status"]?.stringValue.flatMap(ReconcileRow.Status.init(rawValue:)), let provider = r["provider"]?.stringValue,
-                  let start = r["window_start"]?.stringValue.flatMap(RFC3339.parse), let end = r["window_end"]?.stringValue.flatMap(RFC3339.parse),
-                  let recorded = r["recorded"]?.stringValue.flatMap({ Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX")) }) else {
-                throw UsageBillingError(.invalidInput, "saved reconciliation row \(i) lacks status, provider, window or recorded",
-                                        fix: "save it again with `usage-billing reconcile … --json`", field: "rows[\(i)]")
+            guard let status = r["status"]?.stringValue.flatMap(ReconcileRow.Status.init(rawValue:)),
+                let provider = r["provider"]?.stringValue,
+                let start = r["window_start"]?.stringValue.flatMap(RFC3339.parse),
+                let end = r["window_end"]?.stringValue.flatMap(RFC3339.parse),
+                let recorded = r["recorded"]?.stringValue.flatMap({
+                    Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX"))
+                })
+            else {
+                throw UsageBillingError(
+                    .invalidInput, "saved reconciliation row \(i) lacks status, provider, window or recorded",
+                    fix: "save it again with `usage-billing reconcile … --json`", field: "rows[\(i)]")
             }
-            return ReconcileRow(provider: provider, customers: r["customers"]?.arrayValue?.compactMap(\.stringValue) ?? [],
-                                providerCustomer: r["provider_customer"]?.stringValue ?? "", meter: r["meter"]?.stringValue ?? "", start: start, end: end,
-                                recorded: recorded, queued: Int(r["queued"]?.numberValue ?? 0),
-                                reported: r["reported"]?.stringValue.flatMap { Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX")) },
-                                status: status, note: r["note"]?.stringValue ?? "")
+            return ReconcileRow(
+                provider: provider, customers: r["customers"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+                providerCustomer: r["provider_customer"]?.stringValue ?? "", meter: r["meter"]?.stringValue ?? "",
+                start: start, end: end,
+                recorded: recorded, queued: Int(r["queued"]?.numberValue ?? 0),
+                reported: r["reported"]?.stringValue.flatMap {
+                    Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX"))
+                },
+                status: status, note: r["note"]?.stringValue ?? "")
         }
         mappingProblems = root["mapping_problems"]?.arrayValue?.compactMap(\.stringValue) ?? []
     }

@@ -25,8 +25,11 @@ public struct ReconcileOptions: Sendable {
     public var now: Date
 
     /// Options; the defaults compare every provider and customer per day, exactly, with no settle delay.
-    public init(from: Date, to: Date, granularity: ReadBackGranularity = .day, providers: [String]? = nil, customers: [String]? = nil,
-                tolerance: Decimal = 0, settle: Duration = .zero, now: Date = Date()) {
+    public init(
+        from: Date, to: Date, granularity: ReadBackGranularity = .day, providers: [String]? = nil,
+        customers: [String]? = nil,
+        tolerance: Decimal = 0, settle: Duration = .zero, now: Date = Date()
+    ) {
         self.from = from
         self.to = to
         self.granularity = granularity
@@ -83,8 +86,9 @@ public struct ReconcileRow: Sendable, Hashable {
 
     /// A provider that cannot be read at all, over the whole range.
     static func unreadable(_ provider: String, _ options: ReconcileOptions, _ why: String) -> ReconcileRow {
-        ReconcileRow(provider: provider, customers: [], providerCustomer: "", meter: "", start: options.from, end: options.to,
-                     recorded: 0, queued: 0, reported: nil, status: .unreadable, note: why)
+        ReconcileRow(
+            provider: provider, customers: [], providerCustomer: "", meter: "", start: options.from, end: options.to,
+            recorded: 0, queued: 0, reported: nil, status: .unreadable, note: why)
     }
 }
 
@@ -97,7 +101,9 @@ public struct ReconcileReport: Sendable {
     /// Rows that disagree beyond the tolerance in settled windows.
     public var mismatches: [ReconcileRow] { rows.filter { $0.status == .mismatch } }
     /// Whether everything settled matches and every provider could be read.
-    public var isClean: Bool { rows.allSatisfy { $0.status == .match || $0.status == .pending } && mappingProblems.isEmpty }
+    public var isClean: Bool {
+        rows.allSatisfy { $0.status == .match || $0.status == .pending } && mappingProblems.isEmpty
+    }
 }
 
 /// Compares what the spool recorded for each provider with what each provider reports through
@@ -121,7 +127,9 @@ public struct Reconciler: Sendable {
     let clock: any UsageClock
 
     /// A reconciler over `config`'s providers and `spool`'s ledger, reading back with `client`.
-    public init(config: RoutingConfig, spool: any UsageLedger, client: any HTTPClient, clock: any UsageClock = SystemClock()) throws {
+    public init(
+        config: RoutingConfig, spool: any UsageLedger, client: any HTTPClient, clock: any UsageClock = SystemClock()
+    ) throws {
         self.init(router: try Router(config: config, client: client, clock: clock), spool: spool, client: client)
     }
 
@@ -140,8 +148,10 @@ public struct Reconciler: Sendable {
     /// Reconciles; throws only for bad options (unknown provider, empty range).
     public func run(_ options: ReconcileOptions) async throws -> ReconcileReport {
         guard options.from < options.to else {
-            throw UsageBillingError(.invalidInput, "--from \(RFC3339.format(options.from)) is not before --to \(RFC3339.format(options.to))",
-                                    fix: "give a range that ends after it starts", field: "from")
+            throw UsageBillingError(
+                .invalidInput,
+                "--from \(RFC3339.format(options.from)) is not before --to \(RFC3339.format(options.to))",
+                fix: "give a range that ends after it starts", field: "from")
         }
         // The lanes the config has. A lane it no longer has is not read with another route's
         // mapping: its delivered history is out of scope, and its undelivered work is a problem.
@@ -152,8 +162,9 @@ public struct Reconciler: Sendable {
         }
         if let wanted = options.providers {
             for name in wanted where config.providers[name] == nil {
-                throw UsageBillingError(.invalidInput, "no provider named '\(name)' in the config",
-                                        fix: "use one of \(config.providers.keys.sorted().joined(separator: ", "))", field: "providers")
+                throw UsageBillingError(
+                    .invalidInput, "no provider named '\(name)' in the config",
+                    fix: "use one of \(config.providers.keys.sorted().joined(separator: ", "))", field: "providers")
             }
         }
         let providers = options.providers ?? Array(Set(recorded.map(\.provider))).sorted()
@@ -161,7 +172,11 @@ public struct Reconciler: Sendable {
         var rows: [ReconcileRow] = []
         for provider in providers {
             guard let kind = config.providers[provider]?.kind else {
-                rows.append(.unreadable(provider, options, "the spool has lanes for '\(provider)', which the config no longer names; add it back to read its totals"))
+                rows.append(
+                    .unreadable(
+                        provider, options,
+                        "the spool has lanes for '\(provider)', which the config no longer names; add it back to read its totals"
+                    ))
                 continue
             }
             let providerLanes = lanes.filter { $0.provider == provider }
@@ -173,42 +188,63 @@ public struct Reconciler: Sendable {
                 if let readBack = try kind.makeReadBack?(config.settings(for: lane), paced) { namers[lane] = readBack }
             }
             guard let readBack = namers[first] else {
-                rows.append(.unreadable(provider, options, "\(kind.name) has no read-back API for this mode; its totals cannot be checked"))
+                rows.append(
+                    .unreadable(
+                        provider, options,
+                        "\(kind.name) has no read-back API for this mode; its totals cannot be checked"))
                 continue
             }
-            paced.limit(RateLimit(requestsPerSecond: readBack.requestsPerSecond, burst: max(1, Int(readBack.requestsPerSecond))))
+            paced.limit(
+                RateLimit(requestsPerSecond: readBack.requestsPerSecond, burst: max(1, Int(readBack.requestsPerSecond)))
+            )
 
-            let (providerRows, providerProblems) = try await reconcile(provider: provider, kind: kind, lanes: providerLanes, namers: namers,
-                                                                       readBack: readBack, options: options, customerFilter: customerFilter)
+            let (providerRows, providerProblems) = try await reconcile(
+                provider: provider, kind: kind, lanes: providerLanes, namers: namers,
+                readBack: readBack, options: options, customerFilter: customerFilter)
             rows += providerRows
             problems += providerProblems
         }
-        rows.sort { ($0.status, $0.provider, $0.providerCustomer, $0.meter, $0.start) < ($1.status, $1.provider, $1.providerCustomer, $1.meter, $1.start) }
+        rows.sort {
+            ($0.status, $0.provider, $0.providerCustomer, $0.meter, $0.start) < (
+                $1.status, $1.provider, $1.providerCustomer, $1.meter, $1.start
+            )
+        }
         return ReconcileReport(rows: rows, mappingProblems: problems)
     }
 
     /// One provider's rows and mapping problems: its ledger from the spool, folded into its
     /// window grid, against what its read-back reports.
-    private func reconcile(provider: String, kind: ProviderKind, lanes providerLanes: [Lane], namers: [Lane: any UsageReadBack],
-                           readBack: any UsageReadBack, options: ReconcileOptions, customerFilter: Set<String>?) async throws -> ([ReconcileRow], [String]) {
+    private func reconcile(
+        provider: String, kind: ProviderKind, lanes providerLanes: [Lane], namers: [Lane: any UsageReadBack],
+        readBack: any UsageReadBack, options: ReconcileOptions, customerFilter: Set<String>?
+    ) async throws -> ([ReconcileRow], [String]) {
         var rows: [ReconcileRow] = []
         var problems: [String] = []
         // The ledger, per provider customer and meter, before windowing.
-        var events: [(ProviderNames, customer: String, at: Date, value: Decimal, queued: Bool, aggregation: AggregationSpec?, id: String)] = []
+        var events:
+            [(
+                ProviderNames, customer: String, at: Date, value: Decimal, queued: Bool, aggregation: AggregationSpec?,
+                id: String
+            )] = []
         for lane in providerLanes {
             guard let namer = namers[lane] else { continue }
             let aggregation = router.sink(for: lane)?.capabilities.aggregation
             try await spool.ledger(lane: lane.description) { event, state in
                 guard state != .dead, customerFilter?.contains(event.customer) ?? true else { return }
-                events.append((namer.names(for: event), event.customer, event.timestamp, event.quantity, state == .queued, aggregation, event.id))
+                events.append(
+                    (
+                        namer.names(for: event), event.customer, event.timestamp, event.quantity, state == .queued,
+                        aggregation, event.id
+                    ))
             }
         }
         // Which of your customers land on each provider id: two on one id is a mapping bug.
         var owners: [String: Set<String>] = [:]
         for e in events { owners[e.0.customer, default: []].insert(e.customer) }
         for (id, ours) in owners.sorted(by: { $0.key < $1.key }) where ours.count > 1 {
-            problems.append("\(provider): your customers \(ours.sorted().joined(separator: " and ")) are all billed on \(kind.name) customer '\(id)'; "
-                            + "check their ids in the customer table (column \(provider)) or the customers setting")
+            problems.append(
+                "\(provider): your customers \(ours.sorted().joined(separator: " and ")) are all billed on \(kind.name) customer '\(id)'; "
+                    + "check their ids in the customer table (column \(provider)) or the customers setting")
         }
 
         // Windowing per provider customer, and the range on that grid.
@@ -226,7 +262,9 @@ public struct Reconciler: Sendable {
 
         // Fold the ledger into windows.
         var tallies: [Bucket: Tally] = [:]
-        var aggregated: [Bucket: (state: WindowState, formula: AggregationFormula, customers: Set<String>, queued: Int, at: Date)] = [:]
+        var aggregated:
+            [Bucket: (state: WindowState, formula: AggregationFormula, customers: Set<String>, queued: Int, at: Date)] =
+                [:]
         for e in events {
             guard let grid = grids[e.0.customer] else {  // unreadable: one row for the range
                 guard e.at >= options.from, e.at < options.to else { continue }
@@ -239,15 +277,17 @@ public struct Reconciler: Sendable {
             }
             // A lane that bills per window stores each window's value at the window's start
             // (a provider without windows counts every event recorded in the range).
-            let at = grid.0 == .wholeRange ? e.at : e.aggregation.map { $0.window.bounds(containing: e.at).start } ?? e.at
+            let at =
+                grid.0 == .wholeRange ? e.at : e.aggregation.map { $0.window.bounds(containing: e.at).start } ?? e.at
             guard at >= grid.from, at < grid.to else { continue }
             let window = Self.window(containing: at, grid.0, options, range: (grid.from, grid.to))
             let bucket = Bucket(names: e.0, start: window.start)
             if let spec = e.aggregation, spec.formula != .sum {
                 let key = Bucket(names: e.0, start: at)
                 var entry = aggregated[key] ?? (WindowState(end: 0), spec.formula, [], 0, window.start)
-                WindowAggregator.fold(UsageEvent(id: e.id, name: "", customer: e.customer, timestamp: e.at, quantity: e.value),
-                                      into: &entry.state, formula: spec.formula)
+                WindowAggregator.fold(
+                    UsageEvent(id: e.id, name: "", customer: e.customer, timestamp: e.at, quantity: e.value),
+                    into: &entry.state, formula: spec.formula)
                 entry.customers.insert(e.customer)
                 if e.queued { entry.queued += 1 }
                 aggregated[key] = entry
@@ -273,7 +313,9 @@ public struct Reconciler: Sendable {
             let meters = Set(events.filter { $0.0.customer == customer }.map(\.0.meter)).sorted()
             do {
                 let usage = try await withRetries {
-                    try await readBack.usage(customer: customer, meters: meters, from: grid.from, to: grid.to, granularity: options.granularity)
+                    try await readBack.usage(
+                        customer: customer, meters: meters, from: grid.from, to: grid.to,
+                        granularity: options.granularity)
                 }
                 for u in usage where u.start >= grid.from && u.start < grid.to || grid.0 == .wholeRange {
                     let window = Self.window(containing: u.start, grid.0, options, range: (grid.from, grid.to))
@@ -281,7 +323,9 @@ public struct Reconciler: Sendable {
                     reported[bucket, default: 0] += u.value
                     // Read-backs answer every window of the range (Stripe's summaries, Orb's
                     // days), mostly 0: a window with nothing recorded and 0 reported is no row.
-                    if tallies[bucket] == nil, u.value != 0 { tallies[bucket] = Tally(customers: Set(owners[u.customer] ?? []), end: window.end) }
+                    if tallies[bucket] == nil, u.value != 0 {
+                        tallies[bucket] = Tally(customers: Set(owners[u.customer] ?? []), end: window.end)
+                    }
                 }
                 readCustomers.insert(customer)
             } catch {
@@ -294,7 +338,9 @@ public struct Reconciler: Sendable {
         for (bucket, tally) in tallies {
             let id = bucket.names.customer
             var notes: [String] = []
-            if (owners[id]?.count ?? 0) > 1 { notes.append("several customers map here: \(owners[id, default: []].sorted().joined(separator: ", "))") }
+            if (owners[id]?.count ?? 0) > 1 {
+                notes.append("several customers map here: \(owners[id, default: []].sorted().joined(separator: ", "))")
+            }
             if tally.queued > 0 { notes.append("lane behind: \(tally.queued) event(s) still queued") }
             let status: ReconcileRow.Status
             var value: Decimal? = reported[bucket] ?? 0
@@ -310,13 +356,19 @@ public struct Reconciler: Sendable {
             } else {
                 status = .mismatch
                 if let got = value {
-                    notes.append(got < tally.recorded ? "provider reports \(DecimalFormat.plain(tally.recorded - got)) less than recorded"
-                                                      : "provider reports \(DecimalFormat.plain(got - tally.recorded)) more than recorded")
+                    notes.append(
+                        got < tally.recorded
+                            ? "provider reports \(DecimalFormat.plain(tally.recorded - got)) less than recorded"
+                            : "provider reports \(DecimalFormat.plain(got - tally.recorded)) more than recorded")
                 }
             }
-            rows.append(ReconcileRow(provider: provider, customers: tally.customers.sorted(), providerCustomer: id, meter: bucket.names.meter,
-                                     start: bucket.start, end: tally.end, recorded: tally.recorded, queued: tally.queued, reported: value,
-                                     status: status, note: notes.joined(separator: "; ")))
+            rows.append(
+                ReconcileRow(
+                    provider: provider, customers: tally.customers.sorted(), providerCustomer: id,
+                    meter: bucket.names.meter,
+                    start: bucket.start, end: tally.end, recorded: tally.recorded, queued: tally.queued,
+                    reported: value,
+                    status: status, note: notes.joined(separator: "; ")))
         }
         return (rows, problems)
     }
@@ -327,16 +379,22 @@ public struct Reconciler: Sendable {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = zone
         let start = calendar.dateInterval(of: options.granularity.component, for: options.from)?.start ?? options.from
-        guard let last = calendar.dateInterval(of: options.granularity.component, for: options.to.addingTimeInterval(-0.001)) else { return (start, options.to) }
+        guard
+            let last = calendar.dateInterval(
+                of: options.granularity.component, for: options.to.addingTimeInterval(-0.001))
+        else { return (start, options.to) }
         return (start, last.end)
     }
 
     /// The window of `date` on a provider's grid.
-    static func window(containing date: Date, _ windowing: ReadBackWindowing, _ options: ReconcileOptions, range: (Date, Date)) -> DateInterval {
+    static func window(
+        containing date: Date, _ windowing: ReadBackWindowing, _ options: ReconcileOptions, range: (Date, Date)
+    ) -> DateInterval {
         guard case .aligned(let zone) = windowing else { return DateInterval(start: range.0, end: range.1) }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = zone
-        return calendar.dateInterval(of: options.granularity.component, for: date) ?? DateInterval(start: date, duration: 0)
+        return calendar.dateInterval(of: options.granularity.component, for: date)
+            ?? DateInterval(start: date, duration: 0)
     }
 
     /// Retries read-back calls the provider answered with 429/5xx or that failed in transit
@@ -350,7 +408,10 @@ public struct Reconciler: Sendable {
                 return try await call()
             } catch let error as UsageBillingError where error.code == .transport || error.code == .timeout {
                 attempts += 1
-                guard let wait = Self.readBackRetries.delay(attemptsMade: attempts, elapsed: ContinuousClock.now - started, retryAfter: error.retryAfter) else {
+                guard
+                    let wait = Self.readBackRetries.delay(
+                        attemptsMade: attempts, elapsed: ContinuousClock.now - started, retryAfter: error.retryAfter)
+                else {
                     throw error
                 }
                 try await clock.sleep(for: wait)
@@ -359,7 +420,8 @@ public struct Reconciler: Sendable {
     }
 
     /// The read-back calls' retries: 6 attempts within 2 minutes, 0.2 s → 5 s.
-    static let readBackRetries = RetryPolicy(baseDelay: .milliseconds(200), maxDelay: .seconds(5), maxAttempts: 6, maxElapsed: .seconds(120))
+    static let readBackRetries = RetryPolicy(
+        baseDelay: .milliseconds(200), maxDelay: .seconds(5), maxAttempts: 6, maxElapsed: .seconds(120))
 }
 
 /// An HTTP client that paces every request through a token bucket (read-back limits).

@@ -68,26 +68,50 @@ struct ConfigDocument {
             // swapped for a flow-safe token on the same line and expanded after parsing.
             node = try Yams.compose(yaml: protectVariables(text))
         } catch YamlError.duplicatedKeysInMapping(let duplicates, let context) {
-            return (nil, duplicates.map {
-                ConfigIssue(file: file, line: context.mark.line, key: $0, message: "the key appears twice", fix: "keep one")
-            })
+            return (
+                nil,
+                duplicates.map {
+                    ConfigIssue(
+                        file: file, line: context.mark.line, key: $0, message: "the key appears twice", fix: "keep one")
+                }
+            )
         } catch let error as YamlError {
             var line: Int?
             var message = "\(error)"
             switch error {
-            case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
+                .composer(_, let problem, let mark, _):
                 line = mark.line
                 message = problem
             default:
                 break
             }
-            return (nil, [ConfigIssue(file: file, line: line, key: "", message: "not valid YAML or JSON: \(message)",
-                                      fix: "check indentation and quoting around that line")])
+            return (
+                nil,
+                [
+                    ConfigIssue(
+                        file: file, line: line, key: "", message: "not valid YAML or JSON: \(message)",
+                        fix: "check indentation and quoting around that line")
+                ]
+            )
         } catch {
-            return (nil, [ConfigIssue(file: file, line: nil, key: "", message: "not valid YAML or JSON: \(error)", fix: "check the syntax")])
+            return (
+                nil,
+                [
+                    ConfigIssue(
+                        file: file, line: nil, key: "", message: "not valid YAML or JSON: \(error)",
+                        fix: "check the syntax")
+                ]
+            )
         }
         guard let node else {
-            return (nil, [ConfigIssue(file: file, line: 1, key: "", message: "the file is empty", fix: "start with `version: 1`")])
+            return (
+                nil,
+                [
+                    ConfigIssue(
+                        file: file, line: 1, key: "", message: "the file is empty", fix: "start with `version: 1`")
+                ]
+            )
         }
         var document = ConfigDocument(root: .null, lines: [:], fromEnvironment: [])
         var issues: [ConfigIssue] = []
@@ -95,8 +119,10 @@ struct ConfigDocument {
         return (document, issues)
     }
 
-    private static func convert(_ node: Node, path: String, into doc: inout ConfigDocument, issues: inout [ConfigIssue],
-                                file: String, environment: [String: String]) -> JSONValue {
+    private static func convert(
+        _ node: Node, path: String, into doc: inout ConfigDocument, issues: inout [ConfigIssue],
+        file: String, environment: [String: String]
+    ) -> JSONValue {
         if let line = node.mark?.line { doc.lines[path] = doc.lines[path] ?? line }
         switch node {
         case .scalar(let scalar):
@@ -106,29 +132,41 @@ struct ConfigDocument {
                 case "false", "False", "FALSE": return .bool(false)
                 case "null", "~", "": return .null
                 default:
-                    if let number = Double(scalar.string), scalar.string.first.map({ $0.isNumber || $0 == "-" }) == true,
-                       !scalar.string.contains(":") {
+                    if let number = Double(scalar.string),
+                        scalar.string.first.map({ $0.isNumber || $0 == "-" }) == true,
+                        !scalar.string.contains(":")
+                    {
                         return .number(number)
                     }
                 }
             }
-            return .string(substitute(scalar.string, path: path, line: node.mark?.line, doc: &doc, issues: &issues, file: file, environment: environment))
+            return .string(
+                substitute(
+                    scalar.string, path: path, line: node.mark?.line, doc: &doc, issues: &issues, file: file,
+                    environment: environment))
         case .mapping(let mapping):
             var object: [String: JSONValue] = [:]
             for (keyNode, valueNode) in mapping {
                 let key = keyNode.scalar?.string ?? "\(keyNode)"
                 let child = path.isEmpty ? key : "\(path).\(key)"
                 if object[key] != nil {
-                    issues.append(ConfigIssue(file: file, line: keyNode.mark?.line, key: child, message: "the key appears twice", fix: "keep one"))
+                    issues.append(
+                        ConfigIssue(
+                            file: file, line: keyNode.mark?.line, key: child, message: "the key appears twice",
+                            fix: "keep one"))
                 }
                 if let line = keyNode.mark?.line { doc.lines[child] = line }
-                object[key] = convert(valueNode, path: child, into: &doc, issues: &issues, file: file, environment: environment)
+                object[key] = convert(
+                    valueNode, path: child, into: &doc, issues: &issues, file: file, environment: environment)
             }
             return .object(object)
         case .sequence(let sequence):
-            return .array(sequence.enumerated().map { index, item in
-                convert(item, path: "\(path)[\(index)]", into: &doc, issues: &issues, file: file, environment: environment)
-            })
+            return .array(
+                sequence.enumerated().map { index, item in
+                    convert(
+                        item, path: "\(path)[\(index)]", into: &doc, issues: &issues, file: file,
+                        environment: environment)
+                })
         case .alias:
             return .null
         }
@@ -143,11 +181,15 @@ struct ConfigDocument {
 
     /// Replaces each protected `${NAME}` with the environment's value; a missing variable is an
     /// issue naming it.
-    private static func substitute(_ text: String, path: String, line: Int?, doc: inout ConfigDocument, issues: inout [ConfigIssue],
-                                   file: String, environment: [String: String]) -> String {
+    private static func substitute(
+        _ text: String, path: String, line: Int?, doc: inout ConfigDocument, issues: inout [ConfigIssue],
+        file: String, environment: [String: String]
+    ) -> String {
         if text.contains("${") {
-            issues.append(ConfigIssue(file: file, line: line, key: path, message: "'\(text)' has a malformed ${…}",
-                                      fix: "write ${NAME} with letters, digits and underscores"))
+            issues.append(
+                ConfigIssue(
+                    file: file, line: line, key: path, message: "'\(text)' has a malformed ${…}",
+                    fix: "write ${NAME} with letters, digits and underscores"))
             return text
         }
         guard text.contains(tokenStart) else { return text }
@@ -164,8 +206,10 @@ struct ConfigDocument {
             } else if path.hasPrefix("providers."), path.split(separator: ".").count == 3 {
                 doc.unsetProviderVariables[path] = name
             } else {
-                issues.append(ConfigIssue(file: file, line: line, key: path, message: "environment variable \(name) is not set",
-                                          fix: "export \(name)=… before running, or put the value in the file"))
+                issues.append(
+                    ConfigIssue(
+                        file: file, line: line, key: path, message: "environment variable \(name) is not set",
+                        fix: "export \(name)=… before running, or put the value in the file"))
             }
             doc.fromEnvironment.insert(path)
             rest = rest[end.upperBound...]

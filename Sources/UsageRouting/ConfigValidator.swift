@@ -45,10 +45,13 @@ struct Validator {
             if let text = value.stringValue, let policy = RoutingConfig.Unrouted(rawValue: text) {
                 unrouted = policy
             } else {
-                issue("unrouted", "unrouted is \(value), not reject or dead-letter", "write `unrouted: reject` or `unrouted: dead-letter`")
+                issue(
+                    "unrouted", "unrouted is \(value), not reject or dead-letter",
+                    "write `unrouted: reject` or `unrouted: dead-letter`")
             }
         }
-        var config = RoutingConfig(file: file, providers: providers, routes: routes, customers: customers, unrouted: unrouted)
+        var config = RoutingConfig(
+            file: file, providers: providers, routes: routes, customers: customers, unrouted: unrouted)
         config.serve = top["serve"]
         if issues.isEmpty { checkSinks(config) }
         return config
@@ -56,72 +59,103 @@ struct Validator {
 
     mutating func validateProviders(_ value: JSONValue?) -> [String: RoutingConfig.Provider] {
         guard case .object(let object)? = value, !object.isEmpty else {
-            issue("providers", value == nil ? "providers is missing" : "providers must be a non-empty mapping",
-                  "add e.g. `providers: { stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY} } }`")
+            issue(
+                "providers", value == nil ? "providers is missing" : "providers must be a non-empty mapping",
+                "add e.g. `providers: { stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY} } }`")
             return [:]
         }
         var result: [String: RoutingConfig.Provider] = [:]
         for name in object.keys.sorted() {
             let key = "providers.\(name)"
             if let problem = Lane.problem(inName: name, of: "a provider name") {
-                issue(key, problem, "rename it with letters, digits, _ . - only (it names the provider's lanes: `\(name.filter { $0.isLetter || $0.isNumber || "_.-".contains($0) })/…`)")
+                issue(
+                    key, problem,
+                    "rename it with letters, digits, _ . - only (it names the provider's lanes: `\(name.filter { $0.isLetter || $0.isNumber || "_.-".contains($0) })/…`)"
+                )
                 continue
             }
             guard case .object(var settings)? = object[name] else {
-                issue(key, "a provider must be a mapping with a kind", "write `\(name): { kind: \(registry.names.first ?? "<kind>"), ... }`")
+                issue(
+                    key, "a provider must be a mapping with a kind",
+                    "write `\(name): { kind: \(registry.names.first ?? "<kind>"), ... }`")
                 continue
             }
             guard let kindName = settings.removeValue(forKey: "kind")?.stringValue else {
-                issue(key, "provider '\(name)' has no kind", "add `kind:` with one of \(registry.names.joined(separator: ", "))")
+                issue(
+                    key, "provider '\(name)' has no kind",
+                    "add `kind:` with one of \(registry.names.joined(separator: ", "))")
                 continue
             }
             guard let kind = registry.kind(kindName) else {
-                issue("\(key).kind", "unknown provider kind '\(kindName)'", "use one of \(registry.names.joined(separator: ", "))")
+                issue(
+                    "\(key).kind", "unknown provider kind '\(kindName)'",
+                    "use one of \(registry.names.joined(separator: ", "))")
                 continue
             }
-            for (path, variable) in unsetProviderVariables.sorted(by: { $0.key < $1.key }) where path.hasPrefix(key + ".") {
+            for (path, variable) in unsetProviderVariables.sorted(by: { $0.key < $1.key })
+            where path.hasPrefix(key + ".") {
                 let setting = String(path.dropFirst(key.count + 1))
                 if !secretsNeeded && kind.secretKeys.contains(setting) {
                     settings[setting] = .string(kind.tools.placeholderSecret)
                     unsetSecrets[path] = variable
                 } else {
-                    issue(path, "environment variable \(variable) is not set", "export \(variable)=… before running, or put the value in the file")
+                    issue(
+                        path, "environment variable \(variable) is not set",
+                        "export \(variable)=… before running, or put the value in the file")
                 }
             }
             if let value = settings[RoutingConfig.maxInFlightKey] {
                 if value.numberValue.map({ $0 == $0.rounded() && (1...1_000).contains($0) }) != true {
-                    issue("\(key).\(RoutingConfig.maxInFlightKey)", "max_in_flight must be a whole number from 1 to 1000",
-                          "omit it for the adapter's default, or size it to the provider's rate limit times its latency (e.g. 64)")
+                    issue(
+                        "\(key).\(RoutingConfig.maxInFlightKey)", "max_in_flight must be a whole number from 1 to 1000",
+                        "omit it for the adapter's default, or size it to the provider's rate limit times its latency (e.g. 64)"
+                    )
                 }
             }
             if let value = settings[RoutingConfig.timeoutKey], RoutingConfig.parseTimeout(value) == nil {
                 let shown = value.stringValue.map { "'\($0)'" } ?? value.numberValue.map { "\($0)" } ?? "\(value)"
-                issue("\(key).\(RoutingConfig.timeoutKey)", "timeout \(shown) is not a duration from 1s to 5m, e.g. 10s",
-                      "omit it for \(kindName)'s default (\(Int(kind.requestTimeout.seconds)) s), or set how long one request may wait for its answer")
+                issue(
+                    "\(key).\(RoutingConfig.timeoutKey)", "timeout \(shown) is not a duration from 1s to 5m, e.g. 10s",
+                    "omit it for \(kindName)'s default (\(Int(kind.requestTimeout.seconds)) s), or set how long one request may wait for its answer"
+                )
             }
             if let value = settings[RoutingConfig.hedgeKey], value.boolValue == nil {
-                issue("\(key).\(RoutingConfig.hedgeKey)", "hedge must be true or false", "omit it to resend a batch that waits far past the lane's usual latency (true), or write false")
+                issue(
+                    "\(key).\(RoutingConfig.hedgeKey)", "hedge must be true or false",
+                    "omit it to resend a batch that waits far past the lane's usual latency (true), or write false")
             }
-            for setting in settings.keys.sorted() where !kind.settingsKeys.contains(setting) && !RoutingConfig.routingKeys.contains(setting) {
+            for setting in settings.keys.sorted()
+            where !kind.settingsKeys.contains(setting) && !RoutingConfig.routingKeys.contains(setting) {
                 // The settings every provider takes (timeout, max_in_flight, hedge) are offered too.
                 let all = kind.settingsKeys.union(RoutingConfig.routingKeys).sorted()
-                let near = all.first { Self.isNearMiss(setting, $0) || $0.replacingOccurrences(of: "_", with: "") == setting.lowercased().replacingOccurrences(of: "_", with: "").replacingOccurrences(of: "-", with: "") }
-                issue("\(key).\(setting)", "\(kindName) has no setting '\(setting)'" + (near.map { "; did you mean '\($0)'?" } ?? ""),
-                      near.map { "rename it to '\($0)'" } ?? "use one of \(all.joined(separator: ", "))")
+                let near = all.first {
+                    Self.isNearMiss(setting, $0)
+                        || $0.replacingOccurrences(of: "_", with: "")
+                            == setting.lowercased().replacingOccurrences(of: "_", with: "").replacingOccurrences(
+                                of: "-", with: "")
+                }
+                issue(
+                    "\(key).\(setting)",
+                    "\(kindName) has no setting '\(setting)'" + (near.map { "; did you mean '\($0)'?" } ?? ""),
+                    near.map { "rename it to '\($0)'" } ?? "use one of \(all.joined(separator: ", "))")
             }
             result[name] = RoutingConfig.Provider(name: name, kind: kind, settings: settings)
         }
         return result
     }
 
-    mutating func validateCustomers(_ value: JSONValue?, providers: [String: RoutingConfig.Provider], directory: String) -> [String: [String: String]] {
+    mutating func validateCustomers(_ value: JSONValue?, providers: [String: RoutingConfig.Provider], directory: String)
+        -> [String: [String: String]]
+    {
         switch value {
         case nil:
             return [:]
         case .string(let path)?:
             let full = path.hasPrefix("/") ? path : URL(fileURLWithPath: directory).appending(path: path).path
             guard let data = FileManager.default.contents(atPath: full) else {
-                issue("customers", "cannot read the customer table \(path)", "put a CSV with a `customer` column and one column per provider next to the config")
+                issue(
+                    "customers", "cannot read the customer table \(path)",
+                    "put a CSV with a `customer` column and one column per provider next to the config")
                 return [:]
             }
             return parseCustomerCSV(String(decoding: data, as: UTF8.self), name: path, providers: providers)
@@ -129,11 +163,17 @@ struct Validator {
             var table: [String: [String: String]] = [:]
             for (customer, ids) in object {
                 guard case .object(let perProvider) = ids else {
-                    issue("customers.\(customer)", "each customer maps provider names to ids", "write `\(customer): { stripe: cus_…, orb: … }`")
+                    issue(
+                        "customers.\(customer)", "each customer maps provider names to ids",
+                        "write `\(customer): { stripe: cus_…, orb: … }`")
                     continue
                 }
                 for (provider, id) in perProvider {
-                    if providers[provider] == nil { issue("customers.\(customer).\(provider)", "'\(provider)' is not a defined provider", "define it under providers or remove the column") }
+                    if providers[provider] == nil {
+                        issue(
+                            "customers.\(customer).\(provider)", "'\(provider)' is not a defined provider",
+                            "define it under providers or remove the column")
+                    }
                     guard let id = id.stringValue, !id.isEmpty else {
                         issue("customers.\(customer).\(provider)", "the id must be a non-empty string", "quote it")
                         continue
@@ -163,7 +203,9 @@ struct Validator {
         return previous[y.count] <= 2
     }
 
-    mutating func parseCustomerCSV(_ text: String, name: String, providers: [String: RoutingConfig.Provider]) -> [String: [String: String]] {
+    mutating func parseCustomerCSV(_ text: String, name: String, providers: [String: RoutingConfig.Provider])
+        -> [String: [String: String]]
+    {
         let rows = CSV.rows(text)
         guard let header = rows.first, header.first == "customer", header.count >= 2 else {
             issue("customers", "\(name) must start with a header `customer,<provider>,…`", "e.g. `customer,stripe,orb`")
@@ -174,18 +216,25 @@ struct Validator {
         // provider's name (a typo would silently send that provider your own customer ids).
         for column in header.dropFirst() where providers[column] == nil {
             if let near = providers.keys.sorted().first(where: { Self.isNearMiss(column, $0) }) {
-                issue("customers", "\(name) has a column '\(column)' that is not a defined provider; did you mean '\(near)'?",
-                      "rename the column to '\(near)' (or define a provider '\(column)')")
+                issue(
+                    "customers",
+                    "\(name) has a column '\(column)' that is not a defined provider; did you mean '\(near)'?",
+                    "rename the column to '\(near)' (or define a provider '\(column)')")
             } else {
-                warnings.append(ConfigIssue(file: file, line: lines["customers"], key: "customers",
-                                            message: "\(name) has a column '\(column)' for a provider this config does not define; it is ignored",
-                                            fix: "nothing, if another config uses it; else remove the column"))
+                warnings.append(
+                    ConfigIssue(
+                        file: file, line: lines["customers"], key: "customers",
+                        message:
+                            "\(name) has a column '\(column)' for a provider this config does not define; it is ignored",
+                        fix: "nothing, if another config uses it; else remove the column"))
             }
         }
         var table: [String: [String: String]] = [:]
         for (number, row) in rows.dropFirst().enumerated() where !(row.count == 1 && row[0].isEmpty) {
             guard row.count == header.count, !row[0].isEmpty else {
-                issue("customers", "\(name) line \(number + 2) has \(row.count) fields, the header \(header.count)", "give every row the header's columns")
+                issue(
+                    "customers", "\(name) line \(number + 2) has \(row.count) fields, the header \(header.count)",
+                    "give every row the header's columns")
                 continue
             }
             for (column, id) in zip(header.dropFirst(), row.dropFirst()) where !id.isEmpty && providers[column] != nil {
@@ -195,10 +244,14 @@ struct Validator {
         return table
     }
 
-    mutating func validateRoutes(_ value: JSONValue?, providers: [String: RoutingConfig.Provider]) -> [RoutingConfig.Route] {
+    mutating func validateRoutes(_ value: JSONValue?, providers: [String: RoutingConfig.Provider]) -> [RoutingConfig
+        .Route]
+    {
         guard case .array(let items)? = value, !items.isEmpty else {
-            issue("routes", value == nil ? "routes is missing" : "routes must be a non-empty list",
-                  "add e.g. `routes: [{ events: [\"api_request\"], to: \(providers.keys.sorted().first ?? "<provider>") }]`")
+            issue(
+                "routes", value == nil ? "routes is missing" : "routes must be a non-empty list",
+                "add e.g. `routes: [{ events: [\"api_request\"], to: \(providers.keys.sorted().first ?? "<provider>") }]`"
+            )
             return []
         }
         var routes: [RoutingConfig.Route] = []
@@ -210,11 +263,18 @@ struct Validator {
                 continue
             }
             for field in r.keys.sorted() where !Self.routeKeys.contains(field) && providers[field] == nil {
-                issue("\(key).\(field)", "unknown route key '\(field)'", "use \(Self.routeKeys.sorted().joined(separator: ", ")), or a provider name for its settings on this route")
+                issue(
+                    "\(key).\(field)", "unknown route key '\(field)'",
+                    "use \(Self.routeKeys.sorted().joined(separator: ", ")), or a provider name for its settings on this route"
+                )
             }
             var patterns: [EventPattern] = []
             let texts: [JSONValue] = r["events"]?.arrayValue ?? (r["events"]?.stringValue).map { [.string($0)] } ?? []
-            if texts.isEmpty { issue("\(key).events", "the route names no events", "add `events: [\"api_request\"]` (exact names or globs like `storage.*`)") }
+            if texts.isEmpty {
+                issue(
+                    "\(key).events", "the route names no events",
+                    "add `events: [\"api_request\"]` (exact names or globs like `storage.*`)")
+            }
             for (i, t) in texts.enumerated() {
                 guard let text = t.stringValue else {
                     issue("\(key).events[\(i)]", "an event pattern must be a string", "quote it")
@@ -230,16 +290,22 @@ struct Validator {
             if primary.isEmpty {
                 issue("\(key).to", "the route has no primary provider", "add `to:` with one of \(defined)")
             } else if providers[primary] == nil {
-                issue("\(key).to", "'\(primary)' is not a defined provider", "define it under providers or use one of \(defined)")
+                issue(
+                    "\(key).to", "'\(primary)' is not a defined provider",
+                    "define it under providers or use one of \(defined)")
             }
             var shadows: [String] = []
             if let s = r["shadow"] {
                 let names = s.arrayValue?.compactMap(\.stringValue) ?? s.stringValue.map { [$0] } ?? []
                 for name in names {
                     if providers[name] == nil {
-                        issue("\(key).shadow", "shadow '\(name)' is not a defined provider", "define it under providers or use one of \(defined)")
+                        issue(
+                            "\(key).shadow", "shadow '\(name)' is not a defined provider",
+                            "define it under providers or use one of \(defined)")
                     } else if name == primary {
-                        issue("\(key).shadow", "'\(name)' is both primary and shadow", "a provider cannot shadow itself; remove it from shadow")
+                        issue(
+                            "\(key).shadow", "'\(name)' is both primary and shadow",
+                            "a provider cannot shadow itself; remove it from shadow")
                     } else {
                         shadows.append(name)
                     }
@@ -248,26 +314,38 @@ struct Validator {
             let from = time(r["from"], key: "\(key).from")
             let until = time(r["until"], key: "\(key).until")
             if let from, let until, from >= until {
-                issue("\(key).until", "until \(RFC3339.format(until)) is not after from \(RFC3339.format(from))", "swap them or fix one")
+                issue(
+                    "\(key).until", "until \(RFC3339.format(until)) is not after from \(RFC3339.format(from))",
+                    "swap them or fix one")
             }
             var cohort: Set<String>?
             if let c = r["customers"] {
                 let list = c.arrayValue?.compactMap(\.stringValue) ?? []
-                if list.isEmpty { issue("\(key).customers", "a cohort must list at least one customer id", "write `customers: [acme, globex]`") }
+                if list.isEmpty {
+                    issue(
+                        "\(key).customers", "a cohort must list at least one customer id",
+                        "write `customers: [acme, globex]`")
+                }
                 cohort = Set(list)
             }
             var overrides: [String: [String: JSONValue]] = [:]
             for (name, provider) in providers {
                 guard let value = r[name] else { continue }
                 guard case .object(let o) = value else {
-                    issue("\(key).\(name)", "per-provider route settings must be a mapping", "write `\(name): { event_name: … }`")
+                    issue(
+                        "\(key).\(name)", "per-provider route settings must be a mapping",
+                        "write `\(name): { event_name: … }`")
                     continue
                 }
                 if name != primary && !shadows.contains(name) {
-                    issue("\(key).\(name)", "settings for '\(name)', which this route does not send to", "add it as `to` or `shadow`, or remove these settings")
+                    issue(
+                        "\(key).\(name)", "settings for '\(name)', which this route does not send to",
+                        "add it as `to` or `shadow`, or remove these settings")
                 }
                 for setting in o.keys.sorted() where !provider.kind.settingsKeys.contains(setting) {
-                    issue("\(key).\(name).\(setting)", "\(provider.kind.name) has no setting '\(setting)'", "use one of \(provider.kind.settingsKeys.sorted().joined(separator: ", "))")
+                    issue(
+                        "\(key).\(name).\(setting)", "\(provider.kind.name) has no setting '\(setting)'",
+                        "use one of \(provider.kind.settingsKeys.sorted().joined(separator: ", "))")
                 }
                 overrides[name] = o
             }
@@ -278,12 +356,19 @@ struct Validator {
                     id = text
                     explicit = true
                 } else {
-                    issue("\(key).id", Lane.problem(inName: value.stringValue ?? "\(value)", of: "a route id") ?? "the route id must be a string",
-                          "use letters, digits, _ . - (e.g. `id: api-requests`); it names the route's lanes, so keep it once chosen")
+                    issue(
+                        "\(key).id",
+                        Lane.problem(inName: value.stringValue ?? "\(value)", of: "a route id")
+                            ?? "the route id must be a string",
+                        "use letters, digits, _ . - (e.g. `id: api-requests`); it names the route's lanes, so keep it once chosen"
+                    )
                 }
             }
-            routes.append(RoutingConfig.Route(index: index, id: id, hasExplicitID: explicit, patterns: patterns, primary: primary, shadows: shadows,
-                                              from: from, until: until, cohort: cohort, overrides: overrides))
+            routes.append(
+                RoutingConfig.Route(
+                    index: index, id: id, hasExplicitID: explicit, patterns: patterns, primary: primary,
+                    shadows: shadows,
+                    from: from, until: until, cohort: cohort, overrides: overrides))
         }
         checkCutovers(routes)
         checkLaneIdentities(routes)
@@ -299,8 +384,10 @@ struct Validator {
         var lanes: [Lane: RoutingConfig.Route] = [:]
         for route in routes {
             if route.hasExplicitID, let other = ids[route.id], other.hasExplicitID {
-                issue("routes[\(route.index)].id", "routes[\(other.index)] and routes[\(route.index)] both have id '\(route.id)'",
-                      "give each route an id of its own")
+                issue(
+                    "routes[\(route.index)].id",
+                    "routes[\(other.index)] and routes[\(route.index)] both have id '\(route.id)'",
+                    "give each route an id of its own")
                 continue
             }
             if route.hasExplicitID { ids[route.id] = route }
@@ -308,9 +395,11 @@ struct Validator {
                 let lane = route.lane(provider)
                 if let other = lanes[lane], other.overrides[provider] != route.overrides[provider] {
                     let which = route.hasExplicitID && other.hasExplicitID ? "id" : "event patterns"
-                    issue(route.hasExplicitID ? "routes[\(route.index)].id" : "routes[\(route.index)]",
-                          "routes[\(other.index)] and routes[\(route.index)] would share the lane '\(lane.name)' (same \(which) and provider) with different \(provider) settings",
-                          "give both routes an `id:` of their own (e.g. `id: \(provider)-before` and `id: \(provider)-after`); the id names their lanes, so keep it once chosen")
+                    issue(
+                        route.hasExplicitID ? "routes[\(route.index)].id" : "routes[\(route.index)]",
+                        "routes[\(other.index)] and routes[\(route.index)] would share the lane '\(lane.name)' (same \(which) and provider) with different \(provider) settings",
+                        "give both routes an `id:` of their own (e.g. `id: \(provider)-before` and `id: \(provider)-after`); the id names their lanes, so keep it once chosen"
+                    )
                 } else if lanes[lane] == nil {
                     lanes[lane] = route
                 }
@@ -337,12 +426,18 @@ struct Validator {
                 let start = max(a.from ?? .distantPast, b.from ?? .distantPast)
                 let end = min(a.until ?? .distantFuture, b.until ?? .distantFuture)
                 if start < end {
-                    issue("routes[\(b.index)]", "routes[\(a.index)] and routes[\(b.index)] both take '\(pattern)' from \(start == .distantPast ? "the start" : RFC3339.format(start))",
-                          "give them adjacent windows: `until: T` on one and `from: T` on the other (or a shadow for dual-write)")
+                    issue(
+                        "routes[\(b.index)]",
+                        "routes[\(a.index)] and routes[\(b.index)] both take '\(pattern)' from \(start == .distantPast ? "the start" : RFC3339.format(start))",
+                        "give them adjacent windows: `until: T` on one and `from: T` on the other (or a shadow for dual-write)"
+                    )
                 } else if let until = a.until ?? b.until, let from = (a.until != nil ? b.from : a.from), until < from,
-                          Set(a.patterns.map(\.text)) == Set(b.patterns.map(\.text)) {
-                    issue("routes[\(b.index)]", "'\(pattern)' has no route between \(RFC3339.format(until)) and \(RFC3339.format(from))",
-                          "make the cutover one instant: the same time in `until` and `from`")
+                    Set(a.patterns.map(\.text)) == Set(b.patterns.map(\.text))
+                {
+                    issue(
+                        "routes[\(b.index)]",
+                        "'\(pattern)' has no route between \(RFC3339.format(until)) and \(RFC3339.format(from))",
+                        "make the cutover one instant: the same time in `until` and `from`")
                 }
             }
         }
@@ -363,7 +458,9 @@ struct Validator {
             do {
                 _ = try p.kind.makeSink(config.settings(for: name, route: nil), NoNetwork(), SystemClock(), name)
             } catch let error as UsageBillingError {
-                issue(error.field.map { "providers.\(name).\($0)" } ?? "providers.\(name)", error.message, error.fix ?? "see Providers/\(p.kind.name)/README.md")
+                issue(
+                    error.field.map { "providers.\(name).\($0)" } ?? "providers.\(name)", error.message,
+                    error.fix ?? "see Providers/\(p.kind.name)/README.md")
             } catch {
                 issue("providers.\(name)", "\(error)", "see the provider's README")
             }
@@ -375,10 +472,13 @@ struct Validator {
                 let id = overrides ? "\(provider)@\(route.index)" : provider
                 guard checked.insert(id).inserted else { continue }
                 do {
-                    _ = try p.kind.makeSink(config.settings(for: provider, route: route.index), NoNetwork(), SystemClock(), provider)
+                    _ = try p.kind.makeSink(
+                        config.settings(for: provider, route: route.index), NoNetwork(), SystemClock(), provider)
                 } catch let error as UsageBillingError {
                     let prefix = overrides ? "routes[\(route.index)].\(provider)" : "providers.\(provider)"
-                    issue(error.field.map { "\(prefix).\($0)" } ?? prefix, error.message, error.fix ?? "see Providers/\(p.kind.name)/README.md")
+                    issue(
+                        error.field.map { "\(prefix).\($0)" } ?? prefix, error.message,
+                        error.fix ?? "see Providers/\(p.kind.name)/README.md")
                 } catch {
                     issue("providers.\(provider)", "\(error)", "see the provider's README")
                 }

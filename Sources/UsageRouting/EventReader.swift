@@ -56,8 +56,9 @@ public final class EventReader {
     public init(path: String, format: Format? = nil, ids: IDPolicy = .derive) throws {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             let cause = errno == EACCES ? "permission denied" : String(cString: strerror(errno))
-            throw UsageBillingError(.invalidInput, "cannot open \(path): \(cause)",
-                                    fix: errno == EACCES ? "make the file readable by this user" : "check the path", field: "FILE")
+            throw UsageBillingError(
+                .invalidInput, "cannot open \(path): \(cause)",
+                fix: errno == EACCES ? "make the file readable by this user" : "check the path", field: "FILE")
         }
         self.handle = handle
         self.format = format ?? Format.guess(path)
@@ -108,7 +109,12 @@ public final class EventReader {
         switch ids {
         case .require:
             let field = format == .csv ? "the 'id' column is empty or missing" : "the event has no 'id'"
-            return .failure(BadLine(line: lineNumber, message: "\(field); every event needs its own id under --require-ids (or drop --require-ids to derive ids from the events' content)"))
+            return .failure(
+                BadLine(
+                    line: lineNumber,
+                    message:
+                        "\(field); every event needs its own id under --require-ids (or drop --require-ids to derive ids from the events' content)"
+                ))
         case .derive:
             let base = EventID.contentBase(of: event)
             let occurrence = (occurrences[base] ?? 0) + 1
@@ -122,7 +128,9 @@ public final class EventReader {
 
     private func checkHeader() -> String? {
         let missing = ["name", "customer", "timestamp"].filter { !(header ?? []).contains($0) }
-        return missing.isEmpty ? nil : "the CSV header lacks \(missing.joined(separator: ", ")); the header needs name, customer, timestamp (and optionally id, quantity)"
+        return missing.isEmpty
+            ? nil
+            : "the CSV header lacks \(missing.joined(separator: ", ")); the header needs name, customer, timestamp (and optionally id, quantity)"
     }
 
     private func parseJSON(_ text: String) -> Result<UsageEvent, BadLine> {
@@ -134,14 +142,18 @@ public final class EventReader {
     }
 
     private func parseCSV(_ text: String) -> Result<UsageEvent, BadLine> {
-        guard let header, checkHeader() == nil else { return .failure(BadLine(line: lineNumber, message: "no usable header")) }
+        guard let header, checkHeader() == nil else {
+            return .failure(BadLine(line: lineNumber, message: "no usable header"))
+        }
         let row = CSV.rows(text).first ?? []
         guard row.count == header.count else {
             return .failure(BadLine(line: lineNumber, message: "\(row.count) fields, the header has \(header.count)"))
         }
         var fields = Dictionary(zip(header, row), uniquingKeysWith: { $1 })
         guard let stamp = fields.removeValue(forKey: "timestamp"), let date = RFC3339.parse(stamp) else {
-            return .failure(BadLine(line: lineNumber, message: "field 'timestamp' is not RFC 3339; write e.g. 2026-11-25T12:03:00Z"))
+            return .failure(
+                BadLine(line: lineNumber, message: "field 'timestamp' is not RFC 3339; write e.g. 2026-11-25T12:03:00Z")
+            )
         }
         var quantity = Decimal(1)
         if let q = fields.removeValue(forKey: "quantity"), !q.isEmpty {
@@ -154,8 +166,10 @@ public final class EventReader {
         let customer = fields.removeValue(forKey: "customer") ?? ""
         if name.isEmpty { return .failure(BadLine(line: lineNumber, message: "field 'name' is empty")) }
         let id = fields.removeValue(forKey: "id") ?? ""  // empty: derived from the content (`identified`)
-        return .success(UsageEvent(id: id, name: name, customer: customer, timestamp: date, quantity: quantity,
-                                   properties: fields.filter { !$0.value.isEmpty }.mapValues(UsageValue.string)))
+        return .success(
+            UsageEvent(
+                id: id, name: name, customer: customer, timestamp: date, quantity: quantity,
+                properties: fields.filter { !$0.value.isEmpty }.mapValues(UsageValue.string)))
     }
 
     private func nextLine() -> String? {
@@ -182,7 +196,8 @@ public final class EventReader {
     public static func describe(_ error: any Error) -> String {
         switch error {
         case DecodingError.keyNotFound(let key, _): return "missing field '\(key.stringValue)'"
-        case DecodingError.dataCorrupted(let c), DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c):
+        case DecodingError.dataCorrupted(let c), DecodingError.typeMismatch(_, let c),
+            DecodingError.valueNotFound(_, let c):
             let field = c.codingPath.map(\.stringValue).joined(separator: ".")
             return (field.isEmpty ? "not a JSON event object: " : "field '\(field)': ") + c.debugDescription
         default: return "\(error)"

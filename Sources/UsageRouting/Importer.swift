@@ -26,11 +26,13 @@ public struct ImportSummary: Sendable {
         /// One line: the event, the last reason, attempts and time, and what a resend does.
         public var description: String {
             let seconds = String(format: "%.1f", elapsed.seconds)
-            let why: String = switch outcome {
-            case .retryable(let reason, _): "still failing (\(reason))"
-            default: "possibly delivered: the provider may already have it (the answer was lost)"
-            }
-            let resend = providerDedupes
+            let why: String =
+                switch outcome {
+                case .retryable(let reason, _): "still failing (\(reason))"
+                default: "possibly delivered: the provider may already have it (the answer was lost)"
+                }
+            let resend =
+                providerDedupes
                 ? "resending it with the same id is safe: the provider drops a repeated id"
                 : "the provider keeps no idempotency: look it up there before resending, or resend through the spool (`import --spool`), whose worker looks it up first"
             return "\(eventID) → \(destination): \(why); \(attempts) attempt(s) over \(seconds) s; \(resend)"
@@ -44,15 +46,22 @@ public struct ImportSummary: Sendable {
     /// Whether any event ended rejected (unrouted included).
     public var anyRejected: Bool { counts.values.contains { $0.keys.contains { $0.hasPrefix("rejected") } } }
     /// Whether any event was still retryable or possibly delivered when retries ran out.
-    public var anyUndelivered: Bool { counts.values.contains { $0.keys.contains { $0 == "retryable" || $0 == "possibly_delivered" } } }
+    public var anyUndelivered: Bool {
+        counts.values.contains { $0.keys.contains { $0 == "retryable" || $0 == "possibly_delivered" } }
+    }
 
-    mutating func add(_ report: DestinationReport, record: Bool = false, elapsed: Duration = .zero, dedupes: Bool = true) {
+    mutating func add(
+        _ report: DestinationReport, record: Bool = false, elapsed: Duration = .zero, dedupes: Bool = true
+    ) {
         var lane = report.lane.map { "\($0.name) (\(report.role.rawValue))" } ?? "unrouted"
         if !report.aggregated, report.lane != nil, !report.final.isFinal {
             unfinishedCount += 1
             if unfinished.count < Self.unfinishedShown {
-                unfinished.append(Unfinished(eventID: report.eventID, destination: lane, outcome: report.final, attempts: report.history.count,
-                                             elapsed: elapsed, providerDedupes: dedupes))
+                unfinished.append(
+                    Unfinished(
+                        eventID: report.eventID, destination: lane, outcome: report.final,
+                        attempts: report.history.count,
+                        elapsed: elapsed, providerDedupes: dedupes))
             }
         }
         if record { lane += " window records" }
@@ -110,14 +119,17 @@ public struct Importer: Sendable {
     /// Sends events already in memory (`send`'s one event), in batches of ``batchSize``.
     public func run(_ events: [UsageEvent]) async -> ImportSummary {
         var rest = events[...]
-        return await run(reading: {
-            defer { rest = rest.dropFirst(batchSize) }
-            return rest.prefix(batchSize).map { .success($0) }
-        }, progress: nil)
+        return await run(
+            reading: {
+                defer { rest = rest.dropFirst(batchSize) }
+                return rest.prefix(batchSize).map { .success($0) }
+            }, progress: nil)
     }
 
     /// Reads batches from `next` until it gives none.
-    private func run(reading next: () -> [Result<UsageEvent, EventReader.BadLine>], progress: (@Sendable (Int) -> Void)?) async -> ImportSummary {
+    private func run(
+        reading next: () -> [Result<UsageEvent, EventReader.BadLine>], progress: (@Sendable (Int) -> Void)?
+    ) async -> ImportSummary {
         var summary = ImportSummary()
         while true {
             let items = next()
@@ -141,7 +153,9 @@ public struct Importer: Sendable {
         }
         let started = ContinuousClock.now
         let records = await router.flushAggregates(policy: policy, pace: pace)
-        for report in records { summary.add(report, record: true, elapsed: ContinuousClock.now - started, dedupes: dedupes(report.lane)) }
+        for report in records {
+            summary.add(report, record: true, elapsed: ContinuousClock.now - started, dedupes: dedupes(report.lane))
+        }
         return summary
     }
 

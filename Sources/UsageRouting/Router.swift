@@ -20,7 +20,8 @@ public struct Lane: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// The lane named `name` (`<provider>/<route id>`), or nil when it is not such a name (the
     /// `unrouted` dead letters, or a positional name of a spool from before lanes had names).
     public init?(name: String) {
-        guard let slash = name.firstIndex(of: "/"), slash != name.startIndex, name.index(after: slash) != name.endIndex else { return nil }
+        guard let slash = name.firstIndex(of: "/"), slash != name.startIndex, name.index(after: slash) != name.endIndex
+        else { return nil }
         self.init(provider: String(name[..<slash]), route: String(name[name.index(after: slash)...]))
     }
 
@@ -31,7 +32,9 @@ public struct Lane: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     /// A lane name from before lanes had identities: `<provider>#<route index>` (`stripe#0`).
     public static func legacyPosition(_ name: String) -> (provider: String, index: Int)? {
-        guard let hash = name.lastIndex(of: "#"), hash != name.startIndex, let index = Int(name[name.index(after: hash)...]), index >= 0 else { return nil }
+        guard let hash = name.lastIndex(of: "#"), hash != name.startIndex,
+            let index = Int(name[name.index(after: hash)...]), index >= 0
+        else { return nil }
         return (String(name[..<hash]), index)
     }
 
@@ -40,7 +43,9 @@ public struct Lane: Sendable, Hashable, Comparable, CustomStringConvertible {
     public static func problem(inName text: String, of what: String) -> String? {
         if text.isEmpty { return "\(what) is empty" }
         if text.count > 64 { return "\(what) '\(text.prefix(20))…' is longer than 64 characters" }
-        if let first = text.first, !(first.isLetter || first.isNumber) { return "\(what) '\(text)' must start with a letter or digit" }
+        if let first = text.first, !(first.isLetter || first.isNumber) {
+            return "\(what) '\(text)' must start with a letter or digit"
+        }
         if let bad = text.first(where: { !($0.isLetter || $0.isNumber || "_.-".contains($0)) }) {
             return "\(what) '\(text)' has '\(bad)'; use letters, digits, _ . -"
         }
@@ -105,10 +110,13 @@ public final class LaneTable: Sendable {
                 let lane = route.lane(provider)
                 guard entries[lane] == nil else { continue }  // a later route sending to it the same way (validated)
                 let timeout = config.providers[provider]?.timeout ?? kind.requestTimeout
-                let sink = try kind.makeSink(config.settings(for: provider, route: route.index), TimeoutHTTPClient(client, timeout: timeout), clock, provider)
-                entries[lane] = Entry(lane: lane, route: route, role: provider == route.primary ? .primary : .shadow, sink: sink,
-                                      maxInFlight: config.providers[provider]?.maxInFlight ?? sink.capabilities.maxConcurrentRequests,
-                                      limiter: sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }, timeout: timeout)
+                let sink = try kind.makeSink(
+                    config.settings(for: provider, route: route.index), TimeoutHTTPClient(client, timeout: timeout),
+                    clock, provider)
+                entries[lane] = Entry(
+                    lane: lane, route: route, role: provider == route.primary ? .primary : .shadow, sink: sink,
+                    maxInFlight: config.providers[provider]?.maxInFlight ?? sink.capabilities.maxConcurrentRequests,
+                    limiter: sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }, timeout: timeout)
             }
         }
         self.entries = entries
@@ -173,7 +181,8 @@ public final class Router: UsageSink, Sendable {
     private let aggregators = Locked([Lane: WindowAggregator]())
 
     /// Builds a sink for every lane of `config`, all sharing `client`.
-    public convenience init(config: RoutingConfig, client: any HTTPClient, clock: any UsageClock = SystemClock()) throws {
+    public convenience init(config: RoutingConfig, client: any HTTPClient, clock: any UsageClock = SystemClock()) throws
+    {
         self.init(table: try LaneTable(config: config, client: client, clock: clock))
     }
 
@@ -199,23 +208,32 @@ public final class Router: UsageSink, Sendable {
     public func timeout(for lane: String) -> Duration? { table[lane]?.timeout }
 
     /// The answer time the lane's provider kind expects (``ProviderKind/answerTime``).
-    public func answerTime(for lane: String) -> Duration? { table[lane].flatMap { table.config.providers[$0.lane.provider]?.kind.answerTime } }
+    public func answerTime(for lane: String) -> Duration? {
+        table[lane].flatMap { table.config.providers[$0.lane.provider]?.kind.answerTime }
+    }
 
     /// Whether the lane's provider may get a slow batch a second time (``RoutingConfig/Provider/hedges``);
     /// the worker also needs the provider to drop repeated ids.
-    public func hedges(_ lane: String) -> Bool { table[lane].map { table.config.providers[$0.lane.provider]?.hedges ?? true } ?? false }
+    public func hedges(_ lane: String) -> Bool {
+        table[lane].map { table.config.providers[$0.lane.provider]?.hedges ?? true } ?? false
+    }
 
     /// Every lane, sorted.
     public var lanes: [Lane] { table.lanes }
 
     /// Where `event` goes.
-    public func destinations(for event: UsageEvent) -> (primary: Lane, shadows: [Lane])? { table.destinations(for: event) }
+    public func destinations(for event: UsageEvent) -> (primary: Lane, shadows: [Lane])? {
+        table.destinations(for: event)
+    }
 
     /// The rejection for an event no route takes.
     public func unroutedRejection(_ event: UsageEvent) -> DeliveryOutcome {
         let policy = config.unrouted == .deadLetter ? "kept as a dead letter" : "refused"
-        return .rejected(.local("unrouted", field: "name",
-            "no route takes '\(event.name)' for customer '\(event.customer)' at \(RFC3339.format(event.timestamp)) (\(policy)); add a route in \(config.file)"))
+        return .rejected(
+            .local(
+                "unrouted", field: "name",
+                "no route takes '\(event.name)' for customer '\(event.customer)' at \(RFC3339.format(event.timestamp)) (\(policy)); add a route in \(config.file)"
+            ))
     }
 
     /// Delivers to the primaries (one attempt) and returns their outcomes in order; copies go to
@@ -239,7 +257,8 @@ public final class Router: UsageSink, Sendable {
                 group.addTask {
                     var result: [(Int, DeliveryOutcome)] = []
                     if sink.capabilities.aggregation != nil {
-                        let outcomes = try await self.deliverAggregated(indices.map { batch[$0] }, lane: lane, sink: sink)
+                        let outcomes = try await self.deliverAggregated(
+                            indices.map { batch[$0] }, lane: lane, sink: sink)
                         return Array(zip(indices, outcomes))
                     }
                     for chunk in Batcher.batches(indices, maxBatchSize: sink.capabilities.maxBatchSize) {
@@ -266,11 +285,14 @@ public final class Router: UsageSink, Sendable {
                             do {
                                 outcomes = try await sink.deliver(chunk)
                             } catch {
-                                let reason = RejectionReason(code: (error as? UsageBillingError)?.shortDescription ?? "error",
-                                                             message: "\(error)", origin: .local)
+                                let reason = RejectionReason(
+                                    code: (error as? UsageBillingError)?.shortDescription ?? "error",
+                                    message: "\(error)", origin: .local)
                                 outcomes = chunk.map { _ in .rejected(reason) }
                             }
-                            reports += zip(chunk, outcomes).map { DestinationReport(eventID: $0.id, lane: lane, role: .shadow, history: [$1]) }
+                            reports += zip(chunk, outcomes).map {
+                                DestinationReport(eventID: $0.id, lane: lane, role: .shadow, history: [$1])
+                            }
                         }
                         return reports
                     }
@@ -285,20 +307,28 @@ public final class Router: UsageSink, Sendable {
 
     /// Waits for the shadow deliveries started so far and returns (and forgets) their reports.
     public func drainShadows() async -> [DestinationReport] {
-        let tasks = shadows.with { s in defer { s.tasks.removeAll() }; return s.tasks }
+        let tasks = shadows.with { s in
+            defer { s.tasks.removeAll() }; return s.tasks
+        }
         for task in tasks { await task.value }
-        return shadows.with { s in defer { s.reports.removeAll() }; return s.reports }
+        return shadows.with { s in
+            defer { s.reports.removeAll() }; return s.reports
+        }
     }
 
     /// Delivers `batch` to every destination — primaries and shadows concurrently, each lane
     /// through its own ``RetryingDeliverer`` — and reports every destination separately. A lane
     /// that throws (bad credentials) reports its events rejected with that error; others go on.
-    public func deliverEverywhere(_ batch: [UsageEvent], policy: RetryPolicy, pace: Bool = true) async -> [DestinationReport] {
+    public func deliverEverywhere(_ batch: [UsageEvent], policy: RetryPolicy, pace: Bool = true) async
+        -> [DestinationReport]
+    {
         var reports: [DestinationReport] = []
         var work: [Lane: [(UsageEvent, DestinationReport.Role)]] = [:]
         for event in batch {
             guard let d = destinations(for: event) else {
-                reports.append(DestinationReport(eventID: event.id, lane: nil, role: .primary, history: [unroutedRejection(event)]))
+                reports.append(
+                    DestinationReport(eventID: event.id, lane: nil, role: .primary, history: [unroutedRejection(event)])
+                )
                 continue
             }
             work[d.primary, default: []].append((event, .primary))
@@ -307,20 +337,29 @@ public final class Router: UsageSink, Sendable {
         let table = self.table, clock = self.clock
         for (lane, items) in work where table[lane]?.sink.capabilities.aggregation != nil {
             fold(items.map(\.0), lane: lane)
-            reports += items.map { DestinationReport(eventID: $0.0.id, lane: lane, role: $0.1, history: [], aggregated: true) }
+            reports += items.map {
+                DestinationReport(eventID: $0.0.id, lane: lane, role: $0.1, history: [], aggregated: true)
+            }
             work[lane] = nil
         }
         await withTaskGroup(of: [DestinationReport].self) { group in
             for (lane, items) in work {
                 guard let sink = table[lane]?.sink else { continue }
                 group.addTask {
-                    let deliverer = RetryingDeliverer(sink: sink, policy: policy, clock: clock, pace: pace, rateLimiter: table[lane]?.limiter)
+                    let deliverer = RetryingDeliverer(
+                        sink: sink, policy: policy, clock: clock, pace: pace, rateLimiter: table[lane]?.limiter)
                     do {
                         let results = try await deliverer.deliver(items.map(\.0))
-                        return zip(items, results).map { DestinationReport(eventID: $0.0.id, lane: lane, role: $0.1, history: $1.history) }
+                        return zip(items, results).map {
+                            DestinationReport(eventID: $0.0.id, lane: lane, role: $0.1, history: $1.history)
+                        }
                     } catch {
-                        let reason = RejectionReason(code: (error as? UsageBillingError)?.shortDescription ?? "error", message: "\(error)", origin: .local)
-                        return items.map { DestinationReport(eventID: $0.0.id, lane: lane, role: $0.1, history: [.rejected(reason)]) }
+                        let reason = RejectionReason(
+                            code: (error as? UsageBillingError)?.shortDescription ?? "error", message: "\(error)",
+                            origin: .local)
+                        return items.map {
+                            DestinationReport(eventID: $0.0.id, lane: lane, role: $0.1, history: [.rejected(reason)])
+                        }
                     }
                 }
             }
@@ -364,12 +403,19 @@ public final class Router: UsageSink, Sendable {
                 guard let sink = table[lane]?.sink else { continue }
                 let laneRole = role(lane)
                 group.addTask {
-                    let deliverer = RetryingDeliverer(sink: sink, policy: policy, clock: clock, pace: pace, rateLimiter: table[lane]?.limiter)
+                    let deliverer = RetryingDeliverer(
+                        sink: sink, policy: policy, clock: clock, pace: pace, rateLimiter: table[lane]?.limiter)
                     do {
-                        return try await deliverer.deliver(events).map { DestinationReport(eventID: $0.eventID, lane: lane, role: laneRole, history: $0.history) }
+                        return try await deliverer.deliver(events).map {
+                            DestinationReport(eventID: $0.eventID, lane: lane, role: laneRole, history: $0.history)
+                        }
                     } catch {
-                        let reason = RejectionReason(code: (error as? UsageBillingError)?.shortDescription ?? "error", message: "\(error)", origin: .local)
-                        return events.map { DestinationReport(eventID: $0.id, lane: lane, role: laneRole, history: [.rejected(reason)]) }
+                        let reason = RejectionReason(
+                            code: (error as? UsageBillingError)?.shortDescription ?? "error", message: "\(error)",
+                            origin: .local)
+                        return events.map {
+                            DestinationReport(eventID: $0.id, lane: lane, role: laneRole, history: [.rejected(reason)])
+                        }
                     }
                 }
             }
@@ -381,7 +427,9 @@ public final class Router: UsageSink, Sendable {
     /// The primary path for a lane that bills per window: fold, emit the touched windows, send
     /// each record once; every event gets its window's outcome (`.accepted` when its window's
     /// value did not change).
-    private func deliverAggregated(_ events: [UsageEvent], lane: Lane, sink: any UsageSink) async throws -> [DeliveryOutcome] {
+    private func deliverAggregated(_ events: [UsageEvent], lane: Lane, sink: any UsageSink) async throws
+        -> [DeliveryOutcome]
+    {
         guard let spec = sink.capabilities.aggregation else { return try await sink.deliver(events) }
         let records: [UsageEvent] = aggregators.with { aggregators in
             var aggregator = aggregators[lane] ?? WindowAggregator(spec: spec, namespace: lane.description)
@@ -393,7 +441,9 @@ public final class Router: UsageSink, Sendable {
         var byWindow: [String: DeliveryOutcome] = [:]
         for chunk in Batcher.batches(records, maxBatchSize: sink.capabilities.maxBatchSize) {
             for (record, outcome) in zip(chunk, try await sink.deliver(chunk)) {
-                byWindow["\(record.customer)\u{1F}\(record.name)\u{1F}\(AggregateInfo(record).windowStart.timeIntervalSince1970)"] = outcome
+                byWindow[
+                    "\(record.customer)\u{1F}\(record.name)\u{1F}\(AggregateInfo(record).windowStart.timeIntervalSince1970)"
+                ] = outcome
             }
         }
         let aggregator = WindowAggregator(spec: spec, namespace: lane.description)

@@ -59,8 +59,10 @@ public struct RoutingConfig: Sendable {
 
     /// A `timeout` value: a duration text (`10s`) or a number of seconds, within ``timeoutRange``.
     static func parseTimeout(_ value: JSONValue) -> Duration? {
-        let duration: Duration? = if let text = value.stringValue { DurationText.parse(text) }
-            else { value.numberValue.map { Duration.milliseconds(Int64(($0 * 1000).rounded())) } }
+        let duration: Duration? =
+            if let text = value.stringValue { DurationText.parse(text) } else {
+                value.numberValue.map { Duration.milliseconds(Int64(($0 * 1000).rounded())) }
+            }
         return duration.flatMap { timeoutRange.contains($0) ? $0 : nil }
     }
 
@@ -185,12 +187,15 @@ public struct RoutingConfig: Sendable {
     /// has keeps only its name, so this is how its kind is told.
     public func kindName(ofProvider name: String) -> String? {
         if let kind = providers[name]?.kind.name { return kind }
-        return kindNames.sorted { $0.count > $1.count }.first { name == $0 || name.hasPrefix($0 + "-") || name.hasPrefix($0 + "_") || name.hasPrefix($0) }
+        return kindNames.sorted { $0.count > $1.count }.first {
+            name == $0 || name.hasPrefix($0 + "-") || name.hasPrefix($0 + "_") || name.hasPrefix($0)
+        }
     }
 
     /// Whether a provider setting is shown masked: a declared secret, or a value from the environment.
     public func isMasked(provider: String, key: String) -> Bool {
-        (providers[provider]?.kind.secretKeys.contains(key) ?? false) || environmentKeys.contains("providers.\(provider).\(key)")
+        (providers[provider]?.kind.secretKeys.contains(key) ?? false)
+            || environmentKeys.contains("providers.\(provider).\(key)")
     }
 
     /// The route a lane belongs to, if the config has that lane.
@@ -225,9 +230,10 @@ public struct RoutingConfig: Sendable {
         }
         let column = customers.compactMapValues { $0[provider] }
         if !column.isEmpty {
-            var table = merged["customers"].flatMap { value -> [String: JSONValue]? in
-                if case .object(let o) = value { return o } else { return nil }
-            } ?? [:]
+            var table =
+                merged["customers"].flatMap { value -> [String: JSONValue]? in
+                    if case .object(let o) = value { return o } else { return nil }
+                } ?? [:]
             for (ours, theirs) in column where table[ours] == nil { table[ours] = .string(theirs) }
             merged["customers"] = .object(table)
         }
@@ -241,20 +247,27 @@ public struct RoutingConfig: Sendable {
             guard let p = providers[name] else { continue }
             let settings = p.settings.keys.sorted().map { key -> String in
                 let value = p.settings[key] ?? .null
-                let shown = isMasked(provider: name, key: key) ? Redaction.mask(value.stringValue ?? "\(value)") : value.description
+                let shown =
+                    isMasked(provider: name, key: key)
+                    ? Redaction.mask(value.stringValue ?? "\(value)") : value.description
                 return "\(key)=\(shown)"
             }
-            lines.append("  \(name) (\(p.kind.name)\(p.kind.notice.map { ", \($0)" } ?? "")): \(settings.joined(separator: ", "))")
+            lines.append(
+                "  \(name) (\(p.kind.name)\(p.kind.notice.map { ", \($0)" } ?? "")): \(settings.joined(separator: ", "))"
+            )
         }
         lines.append("Routes:")
         for r in routes {
             var text = "  [\(r.index)] \(r.patterns.map(\.text).joined(separator: ", ")) → \(r.primary)"
             if !r.shadows.isEmpty { text += " + shadow \(r.shadows.joined(separator: ", "))" }
             if r.from != nil || r.until != nil {
-                text += " during [\(r.from.map { RFC3339.format($0) } ?? "-∞"), \(r.until.map { RFC3339.format($0) } ?? "∞"))"
+                text +=
+                    " during [\(r.from.map { RFC3339.format($0) } ?? "-∞"), \(r.until.map { RFC3339.format($0) } ?? "∞"))"
             }
             if let cohort = r.cohort { text += " for customers \(cohort.sorted().joined(separator: ", "))" }
-            if !r.overrides.isEmpty { text += " with \(r.overrides.keys.sorted().map { "\($0) settings" }.joined(separator: ", "))" }
+            if !r.overrides.isEmpty {
+                text += " with \(r.overrides.keys.sorted().map { "\($0) settings" }.joined(separator: ", "))"
+            }
             text += "; lanes " + r.providers.map { r.lane($0).name }.joined(separator: ", ")
             lines.append(text)
         }
@@ -270,24 +283,34 @@ public struct RoutingConfig: Sendable {
     ///   tools): a provider secret whose environment variable is not set then gets the kind's
     ///   placeholder and is listed in ``unsetSecrets`` instead of being an issue.
     /// - Throws: ``ConfigIssues`` listing every problem, each with line, key and fix.
-    public static func load(path: String, registry: ProviderRegistry, secretsNeeded: Bool = true,
-                            environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RoutingConfig {
+    public static func load(
+        path: String, registry: ProviderRegistry, secretsNeeded: Bool = true,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> RoutingConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
             var isDirectory: ObjCBool = false
             let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-            let (message, fix) = !exists ? ("no such file", "check the path, or pass the config with -c FILE")
-                : isDirectory.boolValue ? ("it is a directory", "pass the config file inside it")
-                : ("permission denied", "make the file readable by this user")
-            throw ConfigIssues(issues: [ConfigIssue(file: path, line: nil, key: "", message: "cannot read the config: \(message)", fix: fix)])
+            let (message, fix) =
+                !exists
+                ? ("no such file", "check the path, or pass the config with -c FILE")
+                : isDirectory.boolValue
+                    ? ("it is a directory", "pass the config file inside it")
+                    : ("permission denied", "make the file readable by this user")
+            throw ConfigIssues(issues: [
+                ConfigIssue(file: path, line: nil, key: "", message: "cannot read the config: \(message)", fix: fix)
+            ])
         }
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        return try parse(String(decoding: data, as: UTF8.self), file: path, directory: directory, registry: registry,
-                         secretsNeeded: secretsNeeded, environment: environment)
+        return try parse(
+            String(decoding: data, as: UTF8.self), file: path, directory: directory, registry: registry,
+            secretsNeeded: secretsNeeded, environment: environment)
     }
 
     /// Parses and validates config text; `directory` resolves a relative customers CSV.
-    public static func parse(_ text: String, file: String, directory: String, registry: ProviderRegistry, secretsNeeded: Bool = true,
-                             environment: [String: String]) throws -> RoutingConfig {
+    public static func parse(
+        _ text: String, file: String, directory: String, registry: ProviderRegistry, secretsNeeded: Bool = true,
+        environment: [String: String]
+    ) throws -> RoutingConfig {
         var v = Validator(file: file, registry: registry)
         v.secretsNeeded = secretsNeeded
         let (document, parseIssues) = ConfigDocument.parse(text, file: file, environment: environment)
@@ -330,7 +353,9 @@ enum CSV {
                 if c == "\"" {
                     if let next = iterator.next() {
                         if next == "\"" { field.append("\"") } else { quoted = false; pending = next }
-                    } else { quoted = false }
+                    } else {
+                        quoted = false
+                    }
                 } else {
                     field.append(c)
                 }

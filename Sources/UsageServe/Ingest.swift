@@ -30,10 +30,14 @@ public struct ServeSettings: Sendable {
     /// The provider APIs switched on (`serve.compat`), by door prefix, with their settings.
     public var compat: [String: [String: JSONValue]] = [:]
 
-    public static let keys: Set<String> = ["tokens", "max_body_bytes", "max_events_per_request", "max_backlog", "max_lag", "compat"]
+    public static let keys: Set<String> = [
+        "tokens", "max_body_bytes", "max_events_per_request", "max_backlog", "max_lag", "compat",
+    ]
 
-    public init(tokens: [Secret], maxBodyBytes: Int = 4 << 20, maxEventsPerRequest: Int = 10_000, maxBacklog: Int = 1_000_000,
-                maxLag: Duration = .seconds(3600)) {
+    public init(
+        tokens: [Secret], maxBodyBytes: Int = 4 << 20, maxEventsPerRequest: Int = 10_000, maxBacklog: Int = 1_000_000,
+        maxLag: Duration = .seconds(3600)
+    ) {
         self.tokens = tokens
         self.maxBodyBytes = maxBodyBytes
         self.maxEventsPerRequest = maxEventsPerRequest
@@ -45,20 +49,26 @@ public struct ServeSettings: Sendable {
     /// listing every problem, each with its file, line, key and fix. `doors`: the provider APIs
     /// `serve.compat` may switch on. With `requireVariables` false (`config check`), a token whose
     /// environment variable is not set is left out instead of being a problem: only `serve` reads it.
-    public static func from(_ config: RoutingConfig, doors: [any IngestDoor] = [], requireVariables: Bool = true) throws -> ServeSettings {
+    public static func from(_ config: RoutingConfig, doors: [any IngestDoor] = [], requireVariables: Bool = true) throws
+        -> ServeSettings
+    {
         var issues: [ConfigIssue] = []
         func bad(_ key: String, _ message: String, _ fix: String) {
             issues.append(config.issue("serve.\(key)", message, fix))
         }
         if requireVariables {
             for (path, name) in config.unsetServeVariables.sorted(by: { $0.key < $1.key }) {
-                issues.append(config.issue(path, "environment variable \(name) is not set",
-                                           "export \(name)=… (a long random value, e.g. `openssl rand -hex 32`) before `serve`"))
+                issues.append(
+                    config.issue(
+                        path, "environment variable \(name) is not set",
+                        "export \(name)=… (a long random value, e.g. `openssl rand -hex 32`) before `serve`"))
             }
         }
         guard case .object(let section)? = config.serve else {
-            bad("tokens", "the config has no serve section, so no token could authorise a request",
-                "add `serve: { tokens: [${INGEST_TOKEN}] }` and set INGEST_TOKEN to a long random value (e.g. `openssl rand -hex 32`)")
+            bad(
+                "tokens", "the config has no serve section, so no token could authorise a request",
+                "add `serve: { tokens: [${INGEST_TOKEN}] }` and set INGEST_TOKEN to a long random value (e.g. `openssl rand -hex 32`)"
+            )
             throw ConfigIssues(issues: issues)
         }
         for unknown in section.keys.sorted() where !keys.contains(unknown) {
@@ -69,7 +79,9 @@ public struct ServeSettings: Sendable {
             for (i, value) in list.enumerated() {
                 if config.unsetServeVariables["serve.tokens[\(i)]"] != nil { continue }
                 guard let text = value.stringValue, text.count >= 16 else {
-                    bad("tokens[\(i)]", "a token must be a string of at least 16 characters", "generate one with `openssl rand -hex 32` and pass it through the environment")
+                    bad(
+                        "tokens[\(i)]", "a token must be a string of at least 16 characters",
+                        "generate one with `openssl rand -hex 32` and pass it through the environment")
                     continue
                 }
                 tokens.append(Secret(text))
@@ -86,14 +98,19 @@ public struct ServeSettings: Sendable {
             }
             return Int(n)
         }
-        settings.maxBodyBytes = number("max_body_bytes", 1_024...(256 << 20), "e.g. 4194304 (4 MiB)") ?? settings.maxBodyBytes
-        settings.maxEventsPerRequest = number("max_events_per_request", 1...1_000_000, "e.g. 10000") ?? settings.maxEventsPerRequest
-        settings.maxBacklog = number("max_backlog", 1...1_000_000_000, "e.g. 1000000 queued rows") ?? settings.maxBacklog
+        settings.maxBodyBytes =
+            number("max_body_bytes", 1_024...(256 << 20), "e.g. 4194304 (4 MiB)") ?? settings.maxBodyBytes
+        settings.maxEventsPerRequest =
+            number("max_events_per_request", 1...1_000_000, "e.g. 10000") ?? settings.maxEventsPerRequest
+        settings.maxBacklog =
+            number("max_backlog", 1...1_000_000_000, "e.g. 1000000 queued rows") ?? settings.maxBacklog
         if let value = section["max_lag"] {
             if let text = value.stringValue, let lag = DurationText.parse(text), lag >= .seconds(60) {
                 settings.maxLag = lag
             } else {
-                bad("max_lag", "max_lag must be a duration of a minute or more", "e.g. 1h (a lane whose oldest undelivered event is older is reported by /readyz)")
+                bad(
+                    "max_lag", "max_lag must be a duration of a minute or more",
+                    "e.g. 1h (a lane whose oldest undelivered event is older is reported by /readyz)")
             }
         }
         if let value = section["compat"] {
@@ -105,10 +122,14 @@ public struct ServeSettings: Sendable {
 
     /// The provider APIs `serve.compat` switches on, with their settings; each problem reported
     /// through `bad` (key under `serve.`, message, fix).
-    static func compat(_ value: JSONValue, doors: [any IngestDoor], bad: (String, String, String) -> Void) -> [String: [String: JSONValue]] {
+    static func compat(_ value: JSONValue, doors: [any IngestDoor], bad: (String, String, String) -> Void) -> [String:
+        [String: JSONValue]]
+    {
         let names = doors.map(\.prefix).sorted().joined(separator: ", ")
         guard case .object(let compat) = value else {
-            bad("compat", "compat must be a mapping of provider APIs", "write e.g. `compat: { stripe: {}, orb: { quantity_property: tokens } }` (APIs: \(names))")
+            bad(
+                "compat", "compat must be a mapping of provider APIs",
+                "write e.g. `compat: { stripe: {}, orb: { quantity_property: tokens } }` (APIs: \(names))")
             return [:]
         }
         var switchedOn: [String: [String: JSONValue]] = [:]
@@ -122,17 +143,23 @@ public struct ServeSettings: Sendable {
             case .object(let o)?: entry = o
             case .null?: break
             default:
-                bad("compat.\(name)", "compat.\(name) must be a mapping (its settings, or {})", "write `\(name): {}` to switch it on with its defaults")
+                bad(
+                    "compat.\(name)", "compat.\(name) must be a mapping (its settings, or {})",
+                    "write `\(name): {}` to switch it on with its defaults")
                 continue
             }
             let known = door.settingsKeys.union(["enabled"])
             var fine = true
             for unknown in entry.keys.sorted() where !known.contains(unknown) {
-                bad("compat.\(name).\(unknown)", "the \(name) API has no setting '\(unknown)'", "use \(known.sorted().joined(separator: ", "))")
+                bad(
+                    "compat.\(name).\(unknown)", "the \(name) API has no setting '\(unknown)'",
+                    "use \(known.sorted().joined(separator: ", "))")
                 fine = false
             }
             if let enabled = entry["enabled"], enabled.boolValue == nil {
-                bad("compat.\(name).enabled", "enabled must be true or false", "write `enabled: false` to switch it off, or leave it out")
+                bad(
+                    "compat.\(name).enabled", "enabled must be true or false",
+                    "write `enabled: false` to switch it off, or leave it out")
                 fine = false
             }
             for problem in door.check(entry) {
@@ -156,7 +183,11 @@ public final class BacklogMonitor: Service, Sendable {
     let every: Duration
     let lanes: [String]
     let maxLag: Duration
-    private let state = Locked((queued: 0, at: ContinuousClock.Instant?.none, error: String?.none, lagging: [String](), writeError: String?.none))
+    private let state = Locked(
+        (
+            queued: 0, at: ContinuousClock.Instant?.none, error: String?.none, lagging: [String](),
+            writeError: String?.none
+        ))
     /// Per lane, its queued rows at every ``historyEvery``-th count, the latest last, at most
     /// ``historyPoints`` of them: the status page's backlog lines.
     private let samples = Locked((counts: [String: [Int]](), refreshes: 0))
@@ -167,7 +198,9 @@ public final class BacklogMonitor: Service, Sendable {
 
     /// `every`: a count walks the queued rows' index, so a second between counts keeps it a
     /// small cost however large the backlog grows (the bound is a safety limit, not a quota).
-    public init(spool: any UsageLedger, lanes: [String] = [], maxLag: Duration = .seconds(3600), every: Duration = .seconds(1)) {
+    public init(
+        spool: any UsageLedger, lanes: [String] = [], maxLag: Duration = .seconds(3600), every: Duration = .seconds(1)
+    ) {
         self.spool = spool
         self.lanes = lanes
         self.maxLag = maxLag
@@ -190,8 +223,11 @@ public final class BacklogMonitor: Service, Sendable {
             if let error = s.error { return "the spool cannot be read: \(error)" }
             if let error = s.writeError { return "the spool refused the last write: \(error)" }
             guard let at = s.at else { return "the spool has not been read yet" }
-            if ContinuousClock.now - at > .seconds(5) { return "the spool was last read \(ContinuousClock.now - at) ago" }
-            return s.lagging.isEmpty ? nil : "lanes behind by more than serve.max_lag: " + s.lagging.joined(separator: ", ")
+            if ContinuousClock.now - at > .seconds(5) {
+                return "the spool was last read \(ContinuousClock.now - at) ago"
+            }
+            return s.lagging.isEmpty
+                ? nil : "lanes behind by more than serve.max_lag: " + s.lagging.joined(separator: ", ")
         }
     }
 
@@ -202,17 +238,22 @@ public final class BacklogMonitor: Service, Sendable {
             var lagging: [String] = []
             let now = Date()
             for lane in lanes {
-                if let oldest = try await spool.oldestQueued(lane: lane), now.timeIntervalSince(oldest) > maxLag.seconds {
+                if let oldest = try await spool.oldestQueued(lane: lane), now.timeIntervalSince(oldest) > maxLag.seconds
+                {
                     lagging.append("\(lane) (oldest undelivered recorded \(Int(now.timeIntervalSince(oldest))) s ago)")
                 }
             }
             state.with { s in (s.queued, s.at, s.error, s.lagging) = (n, ContinuousClock.now, nil, lagging) }
-            if samples.with({ s in defer { s.refreshes += 1 }; return s.refreshes % historyEvery == 0 }) {
+            if samples.with({ s in
+                defer { s.refreshes += 1 }; return s.refreshes % historyEvery == 0
+            }) {
                 var counts: [String: Int] = [:]
                 for lane in lanes { counts[lane] = try await spool.queuedCount(lane: lane) }
                 samples.with { s in
                     for (lane, count) in counts { s.counts[lane, default: []].append(count) }
-                    for lane in counts.keys where (s.counts[lane]?.count ?? 0) > historyPoints { s.counts[lane]?.removeFirst() }
+                    for lane in counts.keys where (s.counts[lane]?.count ?? 0) > historyPoints {
+                        s.counts[lane]?.removeFirst()
+                    }
                 }
             }
         } catch {
@@ -245,7 +286,6 @@ public final class BacklogMonitor: Service, Sendable {
     }
 }
 
-
 /// What `POST /v1/events` answers.
 public struct IngestReply: Sendable {
     public var status: Int
@@ -276,7 +316,9 @@ public final class IngestHandler: Sendable {
     /// The `result` values of ``MetricNames/events``; each exists from the start, at zero.
     public static let eventResults = ["accepted", "duplicate", "refused", "id_reused"]
 
-    public init(settings: ServeSettings, spool: any UsageLedger, router: Router, backlog: BacklogMonitor, logger: Logger) {
+    public init(
+        settings: ServeSettings, spool: any UsageLedger, router: Router, backlog: BacklogMonitor, logger: Logger
+    ) {
         self.settings = settings
         self.spool = spool
         self.router = router
@@ -284,7 +326,9 @@ public final class IngestHandler: Sendable {
         self.logger = logger
         // Counters that can stay at zero exist from the start, so a rate over them is defined
         // (and an alert on the first refusal or dead letter fires).
-        for result in Self.eventResults { Counter(label: MetricNames.events, dimensions: [("result", result)]).increment(by: 0) }
+        for result in Self.eventResults {
+            Counter(label: MetricNames.events, dimensions: [("result", result)]).increment(by: 0)
+        }
         DeliveryWorker.deadLetterCounter(lane: Spool.unroutedLane, reason: "unrouted").increment(by: 0)
     }
 
@@ -292,7 +336,9 @@ public final class IngestHandler: Sendable {
     /// constant time.
     public func authorises(_ authorization: String?) -> Bool {
         // The scheme is case-insensitive (RFC 7235 §2.1): `bearer`, `BEARER` and `Bearer` alike.
-        guard let authorization, authorization.count > 7, authorization.prefix(7).lowercased() == "bearer " else { return false }
+        guard let authorization, authorization.count > 7, authorization.prefix(7).lowercased() == "bearer " else {
+            return false
+        }
         let given = Array(authorization.dropFirst(7).drop(while: { $0 == " " }).utf8)
         var match = false
         for token in settings.tokens {
@@ -311,25 +357,39 @@ public final class IngestHandler: Sendable {
     /// recording, the door's settings, the request limit, and a signing key derived from the
     /// tokens (the same on every instance with the same tokens).
     public func doorContext(settings doorSettings: [String: JSONValue]) -> IngestDoorContext {
-        IngestDoorContext(authorises: { [self] in self.authorises(token: $0) },
-                          record: { [self] events, field in
-                              try await self.record(events, quantityField: field,
-                                                    quantityFix: "send the quantity in \(field) (serve.compat names the key), or route the event to a lane that counts events")
-                          },
-                          settings: doorSettings, maxEvents: settings.maxEventsPerRequest, signingKey: signingKey)
+        IngestDoorContext(
+            authorises: { [self] in self.authorises(token: $0) },
+            record: { [self] events, field in
+                try await self.record(
+                    events, quantityField: field,
+                    quantityFix:
+                        "send the quantity in \(field) (serve.compat names the key), or route the event to a lane that counts events"
+                )
+            },
+            settings: doorSettings, maxEvents: settings.maxEventsPerRequest, signingKey: signingKey)
     }
 
     private var signingKey: [UInt8] {
-        Array(HMACSHA256.hex(key: Array(settings.tokens.map(\.exposedValue).sorted().joined(separator: "\u{1F}").utf8), "usage-billing serve door tokens").utf8)
+        Array(
+            HMACSHA256.hex(
+                key: Array(settings.tokens.map(\.exposedValue).sorted().joined(separator: "\u{1F}").utf8),
+                "usage-billing serve door tokens"
+            ).utf8)
     }
 
-    static func error(_ status: Int, _ code: String, _ message: String, fix: String, headers: [(String, String)] = []) -> IngestReply {
-        IngestReply(status: status, headers: headers, body: .object(["error": .object(["code": .string(code), "message": .string(message), "fix": .string(fix)])]))
+    static func error(_ status: Int, _ code: String, _ message: String, fix: String, headers: [(String, String)] = [])
+        -> IngestReply
+    {
+        IngestReply(
+            status: status, headers: headers,
+            body: .object(["error": .object(["code": .string(code), "message": .string(message), "fix": .string(fix)])])
+        )
     }
 
     /// The answer to an unauthorised request (no body read).
-    public static let unauthorised = error(401, "unauthorized", "the request carries no valid bearer token",
-                                           fix: "send Authorization: Bearer <one of the serve.tokens>", headers: [("WWW-Authenticate", "Bearer")])
+    public static let unauthorised = error(
+        401, "unauthorized", "the request carries no valid bearer token",
+        fix: "send Authorization: Bearer <one of the serve.tokens>", headers: [("WWW-Authenticate", "Bearer")])
 
     /// Counts an answer in ``MetricNames/requests`` (every answer of `POST /v1/events`, those the
     /// server gives before the body is read included).
@@ -339,31 +399,45 @@ public final class IngestHandler: Sendable {
 
     /// The answer to a body over ``ServeSettings/maxBodyBytes``.
     public func tooLarge() -> IngestReply {
-        Self.error(413, "body_too_large", "the body is larger than \(settings.maxBodyBytes) bytes", fix: "split the events over several requests")
+        Self.error(
+            413, "body_too_large", "the body is larger than \(settings.maxBodyBytes) bytes",
+            fix: "split the events over several requests")
     }
 
     /// Handles one request whose body was read. `headers`: the request's, for a CloudEvent sent
     /// in binary mode (`ce-*` headers, its data the body).
-    public func handle(body: Data, contentType: String?, quantityProperty: String?, headers: [(name: String, value: String)] = []) async -> IngestReply {
+    public func handle(
+        body: Data, contentType: String?, quantityProperty: String?, headers: [(name: String, value: String)] = []
+    ) async -> IngestReply {
         let started = ContinuousClock.now
-        let reply = await handleTimed(body: body, contentType: contentType, quantityProperty: quantityProperty, headers: headers)
+        let reply = await handleTimed(
+            body: body, contentType: contentType, quantityProperty: quantityProperty, headers: headers)
         Self.count(reply)
         let elapsed = (ContinuousClock.now - started).components
-        Metrics.Timer(label: MetricNames.duration).recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+        Metrics.Timer(label: MetricNames.duration).recordNanoseconds(
+            elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         return reply
     }
 
-    private func handleTimed(body: Data, contentType: String?, quantityProperty: String?, headers: [(name: String, value: String)]) async -> IngestReply {
+    private func handleTimed(
+        body: Data, contentType: String?, quantityProperty: String?, headers: [(name: String, value: String)]
+    ) async -> IngestReply {
         let binary = IngestParser.binaryModeAttributes(headers)
         let format = IngestFormat(contentType: contentType)
         if binary == nil, format == nil {
-            return Self.error(415, "unsupported_media_type", "Content-Type \(contentType.map { "'\($0)'" } ?? "is missing and") is not one this endpoint takes",
-                              fix: "send " + IngestFormat.allCases.map(\.mediaType).joined(separator: ", ") + ", or a CloudEvent in binary mode (ce-* headers, its data as application/json)")
+            return Self.error(
+                415, "unsupported_media_type",
+                "Content-Type \(contentType.map { "'\($0)'" } ?? "is missing and") is not one this endpoint takes",
+                fix: "send " + IngestFormat.allCases.map(\.mediaType).joined(separator: ", ")
+                    + ", or a CloudEvent in binary mode (ce-* headers, its data as application/json)")
         }
         if backlog.queued > settings.maxBacklog {
-            return Self.error(503, "backlog_full", "the spool holds \(backlog.queued) undelivered rows, above serve.max_backlog (\(settings.maxBacklog))",
-                              fix: "retry after the Retry-After seconds with the same event ids; nothing of this request was recorded",
-                              headers: [("Retry-After", "5")])
+            return Self.error(
+                503, "backlog_full",
+                "the spool holds \(backlog.queued) undelivered rows, above serve.max_backlog (\(settings.maxBacklog))",
+                fix:
+                    "retry after the Retry-After seconds with the same event ids; nothing of this request was recorded",
+                headers: [("Retry-After", "5")])
         }
         let property = quantityProperty ?? "value"
         var parsed: IngestParsed
@@ -379,18 +453,25 @@ public final class IngestHandler: Sendable {
             return Self.error(400, "malformed_body", error.reason, fix: error.fix)
         }
         if parsed.events.count + parsed.refusals.count > settings.maxEventsPerRequest {
-            return Self.error(413, "too_many_events", "the request carries \(parsed.events.count + parsed.refusals.count) events, above serve.max_events_per_request (\(settings.maxEventsPerRequest))",
-                              fix: "send at most \(settings.maxEventsPerRequest) events per request")
+            return Self.error(
+                413, "too_many_events",
+                "the request carries \(parsed.events.count + parsed.refusals.count) events, above serve.max_events_per_request (\(settings.maxEventsPerRequest))",
+                fix: "send at most \(settings.maxEventsPerRequest) events per request")
         }
         let results: [IngestDoorResult]
         do {
-            results = try await record(parsed.events.map { (event: $0.event, hasQuantity: !parsed.missingQuantity.contains($0.index)) },
-                                       quantityField: "data.\(property)", quantityFix: quantityProperty == nil
-                                        ? "put the quantity in data.value, or name the data field that holds it with ?quantity_property=NAME (only a route that counts events takes an event without one)"
-                                        : "put the quantity in data.\(property), or pass the data field that holds it as ?quantity_property=NAME")
+            results = try await record(
+                parsed.events.map { (event: $0.event, hasQuantity: !parsed.missingQuantity.contains($0.index)) },
+                quantityField: "data.\(property)",
+                quantityFix: quantityProperty == nil
+                    ? "put the quantity in data.value, or name the data field that holds it with ?quantity_property=NAME (only a route that counts events takes an event without one)"
+                    : "put the quantity in data.\(property), or pass the data field that holds it as ?quantity_property=NAME"
+            )
         } catch {
-            return Self.error(503, "ledger_unavailable", error.reason, fix: "retry with the same event ids; nothing of this request was recorded",
-                              headers: [("Retry-After", "\(error.retryAfter)")])
+            return Self.error(
+                503, "ledger_unavailable", error.reason,
+                fix: "retry with the same event ids; nothing of this request was recorded",
+                headers: [("Retry-After", "\(error.retryAfter)")])
         }
         var refusals = parsed.refusals
         var accepted = 0, duplicates = 0
@@ -398,7 +479,9 @@ public final class IngestHandler: Sendable {
             switch result {
             case .accepted: accepted += 1
             case .duplicate: duplicates += 1
-            case .refused(let field, let reason, let fix): refusals.append(IngestRefusal(index: index, line: nil, id: event.id, field: field, reason: reason, fix: fix))
+            case .refused(let field, let reason, let fix):
+                refusals.append(
+                    IngestRefusal(index: index, line: nil, id: event.id, field: field, reason: reason, fix: fix))
             }
         }
         Counter(label: MetricNames.events, dimensions: [("result", "refused")]).increment(by: parsed.refusals.count)
@@ -423,10 +506,15 @@ public final class IngestHandler: Sendable {
     /// is one event); else accepted, durably, before this returns. Counts each in the metrics.
     /// - Throws: ``IngestDoorUnavailable`` when the backlog is full or the ledger cannot record;
     ///   then nothing was recorded.
-    public func record(_ events: [(event: UsageEvent, hasQuantity: Bool)], quantityField: String = "quantity",
-                       quantityFix: String = "send the quantity, or route the event to a lane that counts events") async throws(IngestDoorUnavailable) -> [IngestDoorResult] {
+    public func record(
+        _ events: [(event: UsageEvent, hasQuantity: Bool)], quantityField: String = "quantity",
+        quantityFix: String = "send the quantity, or route the event to a lane that counts events"
+    ) async throws(IngestDoorUnavailable) -> [IngestDoorResult] {
         if backlog.queued > settings.maxBacklog {
-            throw IngestDoorUnavailable(reason: "the spool holds \(backlog.queued) undelivered rows, above serve.max_backlog (\(settings.maxBacklog))", retryAfter: 5)
+            throw IngestDoorUnavailable(
+                reason:
+                    "the spool holds \(backlog.queued) undelivered rows, above serve.max_backlog (\(settings.maxBacklog))",
+                retryAfter: 5)
         }
         var results = [IngestDoorResult?](repeating: nil, count: events.count)
         var entries: [Spool.Entry] = []
@@ -434,7 +522,8 @@ public final class IngestHandler: Sendable {
         entries.reserveCapacity(events.count)
         for (position, (event, hasQuantity)) in events.enumerated() {
             if !hasQuantity, !countsEvents(event) {
-                results[position] = .refused(field: quantityField, reason: "the event has no quantity ('\(quantityField)')", fix: quantityFix)
+                results[position] = .refused(
+                    field: quantityField, reason: "the event has no quantity ('\(quantityField)')", fix: quantityFix)
                 continue
             }
             // The same id twice in one request is one event, if it is the same usage fact.
@@ -450,7 +539,8 @@ public final class IngestHandler: Sendable {
                 entries.append(try UsagePipeline.entry(event, router: router))
                 positionByID[event.id] = position
             } catch let error as UsageBillingError {
-                results[position] = .refused(field: error.field ?? "name", reason: error.message, fix: error.fix ?? "add a route for it")
+                results[position] = .refused(
+                    field: error.field ?? "name", reason: error.message, fix: error.fix ?? "add a route for it")
             } catch {
                 results[position] = .refused(field: "", reason: "\(error)", fix: "report this")
             }
@@ -478,7 +568,8 @@ public final class IngestHandler: Sendable {
                 stored = try await spool.storedEvents(ids: Array(knownIDs))
             } catch {
                 stored = [:]
-                logger.warning("could not read back recorded events to compare payloads", metadata: ["error": "\(error)"])
+                logger.warning(
+                    "could not read back recorded events to compare payloads", metadata: ["error": "\(error)"])
             }
             for id in knownIDs {
                 guard let position = positionByID[id] else { continue }
@@ -490,25 +581,35 @@ public final class IngestHandler: Sendable {
             }
         }
         let deadLettered = entries.filter { $0.deadLetter != nil && !knownIDs.contains($0.event.id) }.count
-        if deadLettered > 0 { DeliveryWorker.deadLetterCounter(lane: Spool.unroutedLane, reason: "unrouted").increment(by: deadLettered) }
+        if deadLettered > 0 {
+            DeliveryWorker.deadLetterCounter(lane: Spool.unroutedLane, reason: "unrouted").increment(by: deadLettered)
+        }
         var counts: [String: Int] = [:]
         for result in results {
             switch result {
             case .accepted?: counts["accepted", default: 0] += 1
             case .duplicate?: counts["duplicate", default: 0] += 1
-            case .refused(_, let reason, _)?: counts[reason.hasPrefix(Self.reusedCode) ? "id_reused" : "refused", default: 0] += 1
+            case .refused(_, let reason, _)?:
+                counts[reason.hasPrefix(Self.reusedCode) ? "id_reused" : "refused", default: 0] += 1
             case nil: break
             }
         }
-        for (result, count) in counts { Counter(label: MetricNames.events, dimensions: [("result", result)]).increment(by: count) }
+        for (result, count) in counts {
+            Counter(label: MetricNames.events, dimensions: [("result", result)]).increment(by: count)
+        }
         return results.map { $0 ?? .refused(field: "", reason: "not recorded", fix: "report this") }
     }
 
     static let reusedCode = "id_reused_with_different_payload"
 
     static func reused(_ id: String, _ difference: String, where: String) -> IngestDoorResult {
-        .refused(field: difference, reason: "\(reusedCode): the id \(id) was recorded \(`where`) with a different \(difference); the recorded event stands",
-                 fix: "give a new usage fact a new id; to change recorded usage, correct the recorded event instead of resending its id")
+        .refused(
+            field: difference,
+            reason:
+                "\(reusedCode): the id \(id) was recorded \(`where`) with a different \(difference); the recorded event stands",
+            fix:
+                "give a new usage fact a new id; to change recorded usage, correct the recorded event instead of resending its id"
+        )
     }
 
     /// Whether every lane `event` goes to bills it by counting events (so it needs no quantity).

@@ -24,7 +24,8 @@ public enum IngestFormat: String, Sendable, CaseIterable {
 
     /// The format a `Content-Type` names (parameters such as `charset` ignored); nil for others.
     public init?(contentType: String?) {
-        guard let type = contentType?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() else { return nil }
+        guard let type = contentType?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+        else { return nil }
         guard let format = Self.allCases.first(where: { $0.mediaType == type }) else { return nil }
         self = format
     }
@@ -46,7 +47,9 @@ public struct IngestRefusal: Error, Sendable, Hashable {
     public var fix: String
 
     var json: JSONValue {
-        var object: [String: JSONValue] = ["index": .number(Double(index)), "field": .string(field), "reason": .string(reason), "fix": .string(fix)]
+        var object: [String: JSONValue] = [
+            "index": .number(Double(index)), "field": .string(field), "reason": .string(reason), "fix": .string(fix),
+        ]
         if let line { object["line"] = .number(Double(line)) }
         if let id { object["id"] = .string(id) }
         return .object(object)
@@ -80,12 +83,17 @@ public enum IngestParser {
 
     /// One CloudEvent sent in binary mode: its attributes from the `ce-` headers, its `data`
     /// the body (a JSON object, as the CloudEvents SDKs' `to_binary` sends it).
-    public static func parseBinary(_ body: Data, attributes: [String: String], quantityProperty: String) throws(MalformedBody) -> IngestParsed {
+    public static func parseBinary(_ body: Data, attributes: [String: String], quantityProperty: String)
+        throws(MalformedBody) -> IngestParsed
+    {
         var object: [String: JSONValue] = attributes.mapValues(JSONValue.string)
         if !body.isEmpty {
             guard let data = JSONValue.parse(body) else {
-                throw MalformedBody(reason: "the body of a binary-mode CloudEvent (ce-* headers) is not JSON",
-                                    fix: "send the event's data as a JSON object with Content-Type: application/json, e.g. {\"\(quantityProperty)\": 150}")
+                throw MalformedBody(
+                    reason: "the body of a binary-mode CloudEvent (ce-* headers) is not JSON",
+                    fix:
+                        "send the event's data as a JSON object with Content-Type: application/json, e.g. {\"\(quantityProperty)\": 150}"
+                )
             }
             object["data"] = data
         }
@@ -97,29 +105,41 @@ public enum IngestParser {
     /// The events of `body`, with their positions, and the refusals.
     /// - Parameter quantityProperty: for CloudEvents, the `data` field that carries the quantity
     ///   (the rest of `data` becomes properties).
-    public static func parse(_ body: Data, format: IngestFormat, quantityProperty: String = "value") throws(MalformedBody) -> IngestParsed {
+    public static func parse(_ body: Data, format: IngestFormat, quantityProperty: String = "value")
+        throws(MalformedBody) -> IngestParsed
+    {
         var parsed = IngestParsed()
         func take(_ value: JSONValue, index: Int, line: Int?) {
-            Self.take(value, index: index, line: line, cloudEvents: format == .cloudEvent || format == .cloudEventBatch,
-                      quantityProperty: quantityProperty, into: &parsed)
+            Self.take(
+                value, index: index, line: line, cloudEvents: format == .cloudEvent || format == .cloudEventBatch,
+                quantityProperty: quantityProperty, into: &parsed)
         }
         switch format {
         case .ndjson:
             var index = 0
-            for (number, line) in body.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            for (number, line) in body.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+                .enumerated()
+            {
                 let text = line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...]
                 if text.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
                 if let value = JSONValue.parse(Data(text)) {
                     take(value, index: index, line: number + 1)
                 } else {
-                    parsed.refusals.append(IngestRefusal(index: index, line: number + 1, id: nil, field: "", reason: "line \(number + 1) is not JSON",
-                                                  fix: "write one JSON event object per line"))
+                    parsed.refusals.append(
+                        IngestRefusal(
+                            index: index, line: number + 1, id: nil, field: "",
+                            reason: "line \(number + 1) is not JSON",
+                            fix: "write one JSON event object per line"))
                 }
                 index += 1
             }
         case .json, .cloudEvent, .cloudEventBatch:
             guard let root = JSONValue.parse(body) else {
-                throw MalformedBody(reason: "the body is not JSON", fix: "send \(format == .json ? "an event object or an array of them" : "CloudEvents JSON") as \(format.mediaType)")
+                throw MalformedBody(
+                    reason: "the body is not JSON",
+                    fix:
+                        "send \(format == .json ? "an event object or an array of them" : "CloudEvents JSON") as \(format.mediaType)"
+                )
             }
             switch (format, root) {
             case (.json, .array(let items)), (.cloudEventBatch, .array(let items)):
@@ -127,23 +147,35 @@ public enum IngestParser {
             case (.json, .object), (.cloudEvent, .object):
                 take(root, index: 0, line: nil)
             case (.cloudEventBatch, _):
-                throw MalformedBody(reason: "a CloudEvents batch must be a JSON array", fix: "send [ {…}, {…} ], or one event as application/cloudevents+json")
+                throw MalformedBody(
+                    reason: "a CloudEvents batch must be a JSON array",
+                    fix: "send [ {…}, {…} ], or one event as application/cloudevents+json")
             case (.cloudEvent, .array):
-                throw MalformedBody(reason: "application/cloudevents+json carries one CloudEvent, and this body is an array",
-                                    fix: "send a batch as Content-Type: application/cloudevents-batch+json")
+                throw MalformedBody(
+                    reason: "application/cloudevents+json carries one CloudEvent, and this body is an array",
+                    fix: "send a batch as Content-Type: application/cloudevents-batch+json")
             case (.cloudEvent, _):
-                throw MalformedBody(reason: "a CloudEvent must be a JSON object", fix: "send {\"specversion\": \"1.0\", \"id\": …, \"source\": …, \"type\": …}")
+                throw MalformedBody(
+                    reason: "a CloudEvent must be a JSON object",
+                    fix: "send {\"specversion\": \"1.0\", \"id\": …, \"source\": …, \"type\": …}")
             default:
-                throw MalformedBody(reason: "the body must be a JSON object or an array of objects", fix: "send {\"id\": …, \"name\": …} or [ {…}, {…} ]")
+                throw MalformedBody(
+                    reason: "the body must be a JSON object or an array of objects",
+                    fix: "send {\"id\": …, \"name\": …} or [ {…}, {…} ]")
             }
         }
         return parsed
     }
 
     /// Adds one event (or its refusal) at `index` to `parsed`.
-    private static func take(_ value: JSONValue, index: Int, line: Int?, cloudEvents: Bool, quantityProperty: String, into parsed: inout IngestParsed) {
+    private static func take(
+        _ value: JSONValue, index: Int, line: Int?, cloudEvents: Bool, quantityProperty: String,
+        into parsed: inout IngestParsed
+    ) {
         var missing = false
-        let result = cloudEvents ? cloudEvent(value, quantityProperty: quantityProperty, missingQuantity: &missing) : event(value)
+        let result =
+            cloudEvents
+            ? cloudEvent(value, quantityProperty: quantityProperty, missingQuantity: &missing) : event(value)
         switch result {
         case .success(let e):
             parsed.events.append((index, e))
@@ -156,41 +188,64 @@ public enum IngestParser {
     }
 
     /// A refusal before its position is known.
-    private static func refuse(_ id: String?, _ field: String, _ reason: String, _ fix: String) -> Result<UsageEvent, IngestRefusal> {
+    private static func refuse(_ id: String?, _ field: String, _ reason: String, _ fix: String) -> Result<
+        UsageEvent, IngestRefusal
+    > {
         .failure(IngestRefusal(index: 0, line: nil, id: id, field: field, reason: reason, fix: fix))
     }
 
     /// An event in the shape `import` reads: `id`, `name`, `customer`, `timestamp` (RFC 3339 or
     /// Unix seconds), `quantity` (number or decimal string, default 1), `properties`.
     static func event(_ value: JSONValue) -> Result<UsageEvent, IngestRefusal> {
-        guard case .object(let o) = value else { return refuse(nil, "", "an event must be a JSON object", "send {\"id\": …, \"name\": …, \"customer\": …, \"timestamp\": …}") }
+        guard case .object(let o) = value else {
+            return refuse(
+                nil, "", "an event must be a JSON object",
+                "send {\"id\": …, \"name\": …, \"customer\": …, \"timestamp\": …}")
+        }
         let id = o["id"]?.stringValue
         guard let id, !id.isEmpty else {
-            return refuse(nil, "id", "the event has no id", "give every event a stable id (e.g. a UUID made when the usage happened), so a retried request is not billed twice")
+            return refuse(
+                nil, "id", "the event has no id",
+                "give every event a stable id (e.g. a UUID made when the usage happened), so a retried request is not billed twice"
+            )
         }
-        if let unknown = o.keys.sorted().first(where: { !["id", "name", "customer", "timestamp", "quantity", "properties"].contains($0) }) {
-            return refuse(id, unknown, "unknown field '\(unknown)'", "use id, name, customer, timestamp, quantity, properties (put your own fields under properties)")
+        if let unknown = o.keys.sorted().first(where: {
+            !["id", "name", "customer", "timestamp", "quantity", "properties"].contains($0)
+        }) {
+            return refuse(
+                id, unknown, "unknown field '\(unknown)'",
+                "use id, name, customer, timestamp, quantity, properties (put your own fields under properties)")
         }
-        guard let name = o["name"]?.stringValue, !name.isEmpty else { return refuse(id, "name", "the event has no name", "set name to the meter, e.g. api_request") }
+        guard let name = o["name"]?.stringValue, !name.isEmpty else {
+            return refuse(id, "name", "the event has no name", "set name to the meter, e.g. api_request")
+        }
         guard let customer = o["customer"]?.stringValue, !customer.isEmpty else {
             return refuse(id, "customer", "the event has no customer", "set customer to your own customer id")
         }
         let timestamp: Date
         switch o["timestamp"] {
         case .string(let text)?:
-            guard let date = RFC3339.parse(text) else { return refuse(id, "timestamp", "timestamp '\(text)' is not RFC 3339", "write e.g. 2026-11-25T12:03:00Z") }
+            guard let date = RFC3339.parse(text) else {
+                return refuse(id, "timestamp", "timestamp '\(text)' is not RFC 3339", "write e.g. 2026-11-25T12:03:00Z")
+            }
             timestamp = date
         case .number(let seconds)?: timestamp = Date(timeIntervalSince1970: seconds)
-        default: return refuse(id, "timestamp", "the event has no timestamp", "write an RFC 3339 time such as 2026-11-25T12:03:00Z")
+        default:
+            return refuse(
+                id, "timestamp", "the event has no timestamp", "write an RFC 3339 time such as 2026-11-25T12:03:00Z")
         }
         var quantity = Decimal(1)
         switch o["quantity"] {
         case nil, .null?: break
         case .number(let n)?: quantity = DecimalFormat.parse("\(n)") ?? Decimal(n)
         case .string(let text)?:
-            guard let d = DecimalFormat.parse(text) else { return refuse(id, "quantity", "quantity '\(text)' is not a decimal number", "write e.g. 150 or \"0.25\"") }
+            guard let d = DecimalFormat.parse(text) else {
+                return refuse(
+                    id, "quantity", "quantity '\(text)' is not a decimal number", "write e.g. 150 or \"0.25\"")
+            }
             quantity = d
-        default: return refuse(id, "quantity", "quantity must be a number or a decimal string", "write e.g. 150 or \"0.25\"")
+        default:
+            return refuse(id, "quantity", "quantity must be a number or a decimal string", "write e.g. 150 or \"0.25\"")
         }
         var properties: [String: UsageValue] = [:]
         switch o["properties"] {
@@ -198,17 +253,24 @@ public enum IngestParser {
         case .object(let p)?:
             for (key, value) in p {
                 guard let v = UsageValue(json: value) else {
-                    return refuse(id, "properties.\(key)", "property '\(key)' is not a string, number or bool", "flatten it (no objects, arrays or null)")
+                    return refuse(
+                        id, "properties.\(key)", "property '\(key)' is not a string, number or bool",
+                        "flatten it (no objects, arrays or null)")
                 }
                 properties[key] = v
             }
         default: return refuse(id, "properties", "properties must be an object", "write {\"region\": \"eu\"}")
         }
-        return .success(UsageEvent(id: id, name: name, customer: customer, timestamp: timestamp, quantity: quantity, properties: properties))
+        return .success(
+            UsageEvent(
+                id: id, name: name, customer: customer, timestamp: timestamp, quantity: quantity, properties: properties
+            ))
     }
 
     /// A CloudEvent as OpenMeter takes it (``CloudEventDecoding``).
-    static func cloudEvent(_ value: JSONValue, quantityProperty: String, missingQuantity: inout Bool) -> Result<UsageEvent, IngestRefusal> {
+    static func cloudEvent(_ value: JSONValue, quantityProperty: String, missingQuantity: inout Bool) -> Result<
+        UsageEvent, IngestRefusal
+    > {
         switch CloudEventDecoding.event(value, quantityProperty: quantityProperty) {
         case .success(let read):
             missingQuantity = read.missingQuantity

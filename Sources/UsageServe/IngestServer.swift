@@ -16,14 +16,19 @@ import UsageSpool
 public enum IngestServer {
     /// The application, bound to `host:port` (port 0: any free one; `onListening` gets the port).
     /// `statusPage`: the HTML `GET /` answers (the cockpit's status page).
-    public static func application(handler: IngestHandler, backlog: BacklogMonitor, registry: PrometheusCollectorRegistry?,
-                                   host: String, port: Int, logger: Logger,
-                                   statusPage: (@Sendable () async throws -> String)? = nil, doors: [any IngestDoor] = [],
-                                   onListening: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
+    public static func application(
+        handler: IngestHandler, backlog: BacklogMonitor, registry: PrometheusCollectorRegistry?,
+        host: String, port: Int, logger: Logger,
+        statusPage: (@Sendable () async throws -> String)? = nil, doors: [any IngestDoor] = [],
+        onListening: @escaping @Sendable (Int) -> Void = { _ in }
+    ) -> some ApplicationProtocol {
         let router = Router(options: .autoGenerateHeadEndpoints)
-        router.add(middleware: JSONNotFound(allowed: [
-            "/v1/events": ["POST"], "/healthz": ["GET", "HEAD"], "/readyz": ["GET", "HEAD"], "/metrics": ["GET", "HEAD"],
-        ].merging(statusPage == nil ? [:] : ["/": ["GET", "HEAD"]]) { a, _ in a }))
+        router.add(
+            middleware: JSONNotFound(
+                allowed: [
+                    "/v1/events": ["POST"], "/healthz": ["GET", "HEAD"], "/readyz": ["GET", "HEAD"],
+                    "/metrics": ["GET", "HEAD"],
+                ].merging(statusPage == nil ? [:] : ["/": ["GET", "HEAD"]]) { a, _ in a }))
         // The provider APIs `serve.compat` switches on, each answering everything under its
         // prefix in its provider's own shapes (its 404 included).
         for door in doors {
@@ -39,14 +44,21 @@ public enum IngestServer {
                         return reply(handler.tooLarge())
                     }
                     let path = String(request.uri.path.dropFirst(door.prefix.count + 1))
-                    let answer = await door.handle(IngestDoorRequest(method: request.method.rawValue, path: path.isEmpty ? "/" : path,
-                                                                     query: request.uri.queryParameters.map { (String($0.key), String($0.value)) },
-                                                                     headers: request.headers.map { ($0.name.canonicalName, $0.value) },
-                                                                     body: Data(buffer: body)), context: context)
-                    Counter(label: IngestHandler.MetricNames.requests, dimensions: [("status", "\(answer.status)")]).increment()
+                    let answer = await door.handle(
+                        IngestDoorRequest(
+                            method: request.method.rawValue, path: path.isEmpty ? "/" : path,
+                            query: request.uri.queryParameters.map { (String($0.key), String($0.value)) },
+                            headers: request.headers.map { ($0.name.canonicalName, $0.value) },
+                            body: Data(buffer: body)), context: context)
+                    Counter(label: IngestHandler.MetricNames.requests, dimensions: [("status", "\(answer.status)")])
+                        .increment()
                     var headers = HTTPFields()
-                    for (name, value) in answer.headers { if let field = HTTPField.Name(name) { headers[field] = value } }
-                    return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(data: answer.body)))
+                    for (name, value) in answer.headers {
+                        if let field = HTTPField.Name(name) { headers[field] = value }
+                    }
+                    return Response(
+                        status: .init(code: answer.status), headers: headers,
+                        body: .init(byteBuffer: ByteBuffer(data: answer.body)))
                 }
             }
         }
@@ -54,10 +66,14 @@ public enum IngestServer {
             router.get("/") { _, _ -> Response in
                 do {
                     let html = try await statusPage()
-                    return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
-                                    body: .init(byteBuffer: ByteBuffer(string: html)))
+                    return Response(
+                        status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                        body: .init(byteBuffer: ByteBuffer(string: html)))
                 } catch {
-                    return reply(IngestReply(status: 503, headers: [], body: .object(["status": .string("unavailable"), "reason": .string("\(error)")])))
+                    return reply(
+                        IngestReply(
+                            status: 503, headers: [],
+                            body: .object(["status": .string("unavailable"), "reason": .string("\(error)")])))
                 }
             }
         }
@@ -77,35 +93,51 @@ public enum IngestServer {
             } catch {
                 return early(handler.tooLarge())
             }
-            let answer = await handler.handle(body: Data(buffer: body), contentType: request.headers[.contentType],
-                                              quantityProperty: request.uri.queryParameters.get("quantity_property"),
-                                              headers: request.headers.map { ($0.name.canonicalName, $0.value) })
+            let answer = await handler.handle(
+                body: Data(buffer: body), contentType: request.headers[.contentType],
+                quantityProperty: request.uri.queryParameters.get("quantity_property"),
+                headers: request.headers.map { ($0.name.canonicalName, $0.value) })
             return reply(answer)
         }
         addHealthAndMetrics(to: router, registry: registry)
         router.get("/readyz") { _, _ -> Response in
             if let problem = backlog.problem {
-                return reply(IngestReply(status: 503, headers: [], body: .object(["status": .string("not ready"), "reason": .string(problem)])))
+                return reply(
+                    IngestReply(
+                        status: 503, headers: [],
+                        body: .object(["status": .string("not ready"), "reason": .string(problem)])))
             }
             if backlog.queued > handler.settings.maxBacklog {
-                return reply(IngestReply(status: 503, headers: [], body: .object([
-                    "status": .string("not ready"), "reason": .string("the backlog (\(backlog.queued) rows) is above serve.max_backlog"),
-                ])))
+                return reply(
+                    IngestReply(
+                        status: 503, headers: [],
+                        body: .object([
+                            "status": .string("not ready"),
+                            "reason": .string("the backlog (\(backlog.queued) rows) is above serve.max_backlog"),
+                        ])))
             }
-            return reply(IngestReply(status: 200, headers: [], body: .object(["status": .string("ready"), "queued": .number(Double(backlog.queued))])))
+            return reply(
+                IngestReply(
+                    status: 200, headers: [],
+                    body: .object(["status": .string("ready"), "queued": .number(Double(backlog.queued))])))
         }
-        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "usage-billing"),
-                           onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: logger)
+        return Application(
+            router: router, configuration: .init(address: .hostname(host, port: port), serverName: "usage-billing"),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: logger)
     }
 
     /// `GET /healthz` (the process answers) and `GET /metrics` (the registry in Prometheus text).
-    static func addHealthAndMetrics(to router: Hummingbird.Router<BasicRequestContext>, registry: PrometheusCollectorRegistry?) {
+    static func addHealthAndMetrics(
+        to router: Hummingbird.Router<BasicRequestContext>, registry: PrometheusCollectorRegistry?
+    ) {
         router.get("/healthz") { _, _ -> Response in
             reply(IngestReply(status: 200, headers: [], body: .object(["status": .string("ok")])))
         }
         router.get("/metrics") { _, _ -> Response in
             let text = MetricsHelp.annotate(registry?.emitToString() ?? "")
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(string: text)))
         }
     }
 
@@ -114,19 +146,24 @@ public enum IngestServer {
         for (name, value) in answer.headers {
             if let field = HTTPField.Name(name) { headers[field] = value }
         }
-        return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(data: answer.body.encoded())))
+        return Response(
+            status: .init(code: answer.status), headers: headers,
+            body: .init(byteBuffer: ByteBuffer(data: answer.body.encoded())))
     }
 }
 
 /// `GET /metrics` (and `/healthz`) alone, for `usage-billing worker --metrics-port`.
 public enum MetricsServer {
-    public static func application(registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger,
-                                   onListening: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
+    public static func application(
+        registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger,
+        onListening: @escaping @Sendable (Int) -> Void = { _ in }
+    ) -> some ApplicationProtocol {
         let router = Router(options: .autoGenerateHeadEndpoints)
         router.add(middleware: JSONNotFound(allowed: ["/healthz": ["GET", "HEAD"], "/metrics": ["GET", "HEAD"]]))
         IngestServer.addHealthAndMetrics(to: router, registry: registry)
-        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "usage-billing"),
-                           onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: logger)
+        return Application(
+            router: router, configuration: .init(address: .hostname(host, port: port), serverName: "usage-billing"),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: logger)
     }
 }
 
@@ -136,18 +173,24 @@ struct JSONNotFound<Context: RequestContext>: RouterMiddleware {
     /// Path → the methods it takes.
     let allowed: [String: [String]]
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         do {
             return try await next(request, context)
         } catch let error as HTTPError where error.status == .notFound {
             let path = request.uri.path
             if let methods = allowed[path] {
-                return IngestServer.reply(IngestHandler.error(405, "method_not_allowed", "\(path) does not take \(request.method.rawValue)",
-                                                              fix: "use \(methods.joined(separator: " or ")) \(path)",
-                                                              headers: [("Allow", methods.joined(separator: ", "))]))
+                return IngestServer.reply(
+                    IngestHandler.error(
+                        405, "method_not_allowed", "\(path) does not take \(request.method.rawValue)",
+                        fix: "use \(methods.joined(separator: " or ")) \(path)",
+                        headers: [("Allow", methods.joined(separator: ", "))]))
             }
             let paths = allowed.keys.sorted().map { "\(allowed[$0]?.first ?? "GET") \($0)" }.joined(separator: ", ")
-            return IngestServer.reply(IngestHandler.error(404, "not_found", "there is nothing at \(path)", fix: "this server answers \(paths)"))
+            return IngestServer.reply(
+                IngestHandler.error(
+                    404, "not_found", "there is nothing at \(path)", fix: "this server answers \(paths)"))
         }
     }
 }
@@ -158,10 +201,13 @@ public enum MetricsHelp {
     /// Metric name → help text.
     public static let texts: [String: String] = [
         IngestHandler.MetricNames.requests: "Ingest requests answered, by HTTP status.",
-        IngestHandler.MetricNames.events: "Ingested events by result: accepted (new), duplicate (id recorded before with the same payload), refused, id_reused (id recorded before with another payload).",
+        IngestHandler.MetricNames.events:
+            "Ingested events by result: accepted (new), duplicate (id recorded before with the same payload), refused, id_reused (id recorded before with another payload).",
         IngestHandler.MetricNames.duration: "Seconds from an ingest request's body to its answer (the events durable).",
-        DeliveryWorker.MetricNames.deliveries: "Delivery outcomes per lane: accepted, duplicate, rejected, retryable, possibly_delivered.",
-        DeliveryWorker.MetricNames.deadLetters: "Rows made dead letters, per lane and reason code (unrouted events kept by serve included).",
+        DeliveryWorker.MetricNames.deliveries:
+            "Delivery outcomes per lane: accepted, duplicate, rejected, retryable, possibly_delivered.",
+        DeliveryWorker.MetricNames.deadLetters:
+            "Rows made dead letters, per lane and reason code (unrouted events kept by serve included).",
         DeliveryWorker.MetricNames.queueDepth: "Queued rows per lane.",
         DeliveryWorker.MetricNames.deliveryDuration: "Seconds one delivery call to the provider took, per lane.",
         DeliveryWorker.MetricNames.hedges: "Batches resent after waiting past the lane's hedge delay.",
@@ -178,7 +224,9 @@ public enum MetricsHelp {
             if let name = line.dropFirst(7).split(separator: " ").first { helped.insert(name) }
         }
         for line in lines {
-            if line.hasPrefix("# TYPE "), let name = line.dropFirst(7).split(separator: " ").first, !helped.contains(name) {
+            if line.hasPrefix("# TYPE "), let name = line.dropFirst(7).split(separator: " ").first,
+                !helped.contains(name)
+            {
                 out.append("# HELP \(name) \(texts[String(name)] ?? "UsageBilling metric \(name).")")
                 helped.insert(name)
             }

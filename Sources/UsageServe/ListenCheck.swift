@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Whether `serve` can listen on an address, asked before it creates or announces anything: a
@@ -16,7 +16,8 @@ public enum ListenCheck {
         var list: UnsafeMutablePointer<addrinfo>?
         let resolved = getaddrinfo(host, String(port), &hints, &list)
         guard resolved == 0, let first = list else {
-            return "--host \(host) is not an address this machine can listen on (\(String(cString: gai_strerror(resolved)))). Fix: use 127.0.0.1, 0.0.0.0 or one of this machine's addresses"
+            return
+                "--host \(host) is not an address this machine can listen on (\(String(cString: gai_strerror(resolved)))). Fix: use 127.0.0.1, 0.0.0.0 or one of this machine's addresses"
         }
         defer { freeaddrinfo(list) }
         let fd = socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)
@@ -27,13 +28,17 @@ public enum ListenCheck {
         guard bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
             switch errno {
             case EADDRINUSE:
-                return "port \(port) on \(host) is already in use (another `serve`, or another program). Fix: stop the process that holds it (`ss -ltnp 'sport = :\(port)'` names it) or pass --port with a free port (0 picks one)"
+                return
+                    "port \(port) on \(host) is already in use (another `serve`, or another program). Fix: stop the process that holds it (`ss -ltnp 'sport = :\(port)'` names it) or pass --port with a free port (0 picks one)"
             case EACCES:
-                return "permission denied listening on port \(port): ports below 1024 need extra privileges. Fix: pass --port 8480 (or another port from 1024 up), and put a proxy in front for port \(port)"
+                return
+                    "permission denied listening on port \(port): ports below 1024 need extra privileges. Fix: pass --port 8480 (or another port from 1024 up), and put a proxy in front for port \(port)"
             case EADDRNOTAVAIL:
-                return "--host \(host) is not an address of this machine. Fix: use 127.0.0.1, 0.0.0.0 or one of this machine's addresses"
+                return
+                    "--host \(host) is not an address of this machine. Fix: use 127.0.0.1, 0.0.0.0 or one of this machine's addresses"
             default:
-                return "cannot listen on \(host):\(port): \(String(cString: strerror(errno))). Fix: pass another --host or --port"
+                return
+                    "cannot listen on \(host):\(port): \(String(cString: strerror(errno))). Fix: pass another --host or --port"
             }
         }
         return nil

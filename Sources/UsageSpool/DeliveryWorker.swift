@@ -28,9 +28,12 @@ public final class DeliveryWorker: Sendable {
     private let stopFlag = StopFlag()
 
     /// A worker for `spool`, delivering through `router`'s sinks.
-    public init(spool: any UsageLedger, router: Router, policy: RetryPolicy = .worker,
-                clock: any UsageClock = SystemClock(), idlePoll: Duration = .milliseconds(200), leaseTTL: Duration = .seconds(15),
-                logger: Logger = Logger(label: "usage-billing.worker")) {
+    public init(
+        spool: any UsageLedger, router: Router, policy: RetryPolicy = .worker,
+        clock: any UsageClock = SystemClock(), idlePoll: Duration = .milliseconds(200),
+        leaseTTL: Duration = .seconds(15),
+        logger: Logger = Logger(label: "usage-billing.worker")
+    ) {
         self.spool = spool
         self.router = router
         self.policy = policy
@@ -118,7 +121,9 @@ public final class DeliveryWorker: Sendable {
                     guard let sink = router.sink(for: lane) else { continue }
                     let maxInFlight = router.maxInFlight(for: lane)
                     group.addTask {
-                        try await self.runLeased(lane.description, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeOpenWindows, fleet: fleet)
+                        try await self.runLeased(
+                            lane.description, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty,
+                            closeAll: closeOpenWindows, fleet: fleet)
                     }
                 }
                 try await group.waitForAll()
@@ -130,17 +135,25 @@ public final class DeliveryWorker: Sendable {
 
     /// Runs one lane while this worker holds its lease, renewing it; takes the lane again after
     /// losing it, and waits while another worker holds it.
-    private func runLeased(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, fleet: FleetShare?) async throws {
+    private func runLeased(
+        _ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, fleet: FleetShare?
+    ) async throws {
         var outages = 0
         while !Task.isCancelled && !stopFlag.isSet {
             do {
-                if try await runLeasedOnce(lane, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeAll, fleet: fleet) { return }
+                if try await runLeasedOnce(
+                    lane, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeAll, fleet: fleet
+                ) {
+                    return
+                }
                 outages = 0
             } catch let unavailable as LedgerUnavailableError {
                 // The database restarts or the network dropped: nothing was marked that was not
                 // written; wait, take the lane again, and go on where the ledger stands.
                 outages += 1
-                logger.warning("the ledger is unavailable; retrying", metadata: ["lane": "\(lane)", "error": "\(unavailable.reason)"])
+                logger.warning(
+                    "the ledger is unavailable; retrying",
+                    metadata: ["lane": "\(lane)", "error": "\(unavailable.reason)"])
                 try await Task.sleep(for: LedgerUnavailableError.wait(outages: outages) ?? .seconds(5))
             }
         }
@@ -148,13 +161,17 @@ public final class DeliveryWorker: Sendable {
 
     /// One turn of ``runLeased``: true when the lane is done (or another worker finished it),
     /// false to take it again (after losing it, or handing it off to the fleet).
-    private func runLeasedOnce(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, fleet: FleetShare?) async throws -> Bool {
+    private func runLeasedOnce(
+        _ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, fleet: FleetShare?
+    ) async throws -> Bool {
         // In a fleet, a worker asks for a lane only below its share, and counts it as held only
         // once granted (a lane another worker holds must not keep a free one from being taken).
         let handoff = fleet?.take(lane)
         defer { if handoff != nil { fleet?.released(lane) } }
         do {
-            let lease = fleet != nil && handoff == nil ? nil : try await spool.acquireLease(lane: lane, owner: owner, ttl: leaseTTL)
+            let lease =
+                fleet != nil && handoff == nil
+                ? nil : try await spool.acquireLease(lane: lane, owner: owner, ttl: leaseTTL)
             if lease == nil, handoff != nil { fleet?.released(lane) }
             guard let lease else {
                 // Another worker delivers it. With untilEmpty this one is done once nothing is left.
@@ -168,14 +185,18 @@ public final class DeliveryWorker: Sendable {
             do {
                 try await withThrowingTaskGroup(of: Bool.self) { group in
                     group.addTask {
-                        try await self.runLane(lane, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeAll, lease: lease, handoff: handoff)
+                        try await self.runLane(
+                            lane, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeAll,
+                            lease: lease, handoff: handoff)
                         return true
                     }
                     if lease.expiresAt != .distantFuture {
                         group.addTask {
                             while true {
                                 try await Task.sleep(for: self.leaseTTL / 3)
-                                guard try await self.spool.renewLease(lease, ttl: self.leaseTTL) else { throw LeaseLostError(lane: lane, token: lease.token) }
+                                guard try await self.spool.renewLease(lease, ttl: self.leaseTTL) else {
+                                    throw LeaseLostError(lane: lane, token: lease.token)
+                                }
                             }
                         }
                     }
@@ -190,7 +211,8 @@ public final class DeliveryWorker: Sendable {
                 throw error
             }
         } catch let lost as LeaseLostError {
-            logger.warning("lane lease lost; taking it again when free", metadata: ["lane": "\(lane)", "token": "\(lost.token)"])
+            logger.warning(
+                "lane lease lost; taking it again when free", metadata: ["lane": "\(lane)", "token": "\(lost.token)"])
             return false
         }
     }
@@ -206,14 +228,18 @@ public final class DeliveryWorker: Sendable {
     /// The error for undelivered work on lanes `config` does not have: each lane with its counts,
     /// and per lane the command that moves its events to a lane of the same provider kind on the
     /// same route (or any route), or dead-letters them when the config has no such lane.
-    public static func orphanError(_ orphans: [OrphanedLane], config: RoutingConfig, spoolPath: String) -> UsageBillingError {
+    public static func orphanError(_ orphans: [OrphanedLane], config: RoutingConfig, spoolPath: String)
+        -> UsageBillingError
+    {
         let fixes = orphans.map { orphan -> String in
             let drop = "`usage-billing lanes drop \(orphan.lane) --yes --spool \(spoolPath)`"
             guard let target = reassignTarget(for: orphan.lane, config: config) else {
                 let kind = Lane(name: orphan.lane).flatMap { config.kindName(ofProvider: $0.provider) }
-                return "\(orphan.lane): dead-letter it with \(drop) (the config has no lane of \(kind.map { "provider kind \($0)" } ?? "its provider kind"))"
+                return
+                    "\(orphan.lane): dead-letter it with \(drop) (the config has no lane of \(kind.map { "provider kind \($0)" } ?? "its provider kind"))"
             }
-            return "\(orphan.lane): move it with `usage-billing lanes reassign \(orphan.lane) \(target) -c \(config.file) --spool \(spoolPath)`, or dead-letter it with \(drop)"
+            return
+                "\(orphan.lane): move it with `usage-billing lanes reassign \(orphan.lane) \(target) -c \(config.file) --spool \(spoolPath)`, or dead-letter it with \(drop)"
         }
         return UsageBillingError(
             .configuration,
@@ -236,21 +262,28 @@ public final class DeliveryWorker: Sendable {
     /// what came of it.
     /// `handoff`: set when the fleet gives the lane to another worker; the lane then stops as
     /// on shutdown (batches in flight answered and marked).
-    private func runLane(_ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, lease: LaneLease, handoff: StopFlag?) async throws {
+    private func runLane(
+        _ lane: String, sink: any UsageSink, maxInFlight: Int, untilEmpty: Bool, closeAll: Bool, lease: LaneLease,
+        handoff: StopFlag?
+    ) async throws {
         let limiter = sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }
         let spec = sink.capabilities.aggregation
         let checksBeforeRetry = sink.capabilities.idempotency == .clientCheckBeforeRetry
         let dedupes = if case .providerDeduplicates = sink.capabilities.idempotency { true } else { false }
         // Lanes whose requests stand alone keep several batches in flight; the rest go one by one.
         let inFlightLimit = spec == nil && !checksBeforeRetry ? max(1, maxInFlight) : 1
-        var machine = LaneStateMachine(configuration: .init(
-            batchSize: sink.capabilities.maxBatchSize, inFlightLimit: inFlightLimit, aggregates: spec != nil, untilEmpty: untilEmpty,
-            // A lane with several requests in flight to a provider that drops repeated ids holds
-            // its batches' marks and writes them together (`MarkHold`), so a batch frees its slot
-            // and keys when the answer arrives, not after a transaction of its own.
-            holdsMarks: inFlightLimit > 1 && dedupes, idlePoll: idlePoll,
-            // Only a provider that drops a repeated id may get a batch twice.
-            hedging: dedupes && router.hedges(lane) ? HedgePolicy.forTimeout(router.timeout(for: lane) ?? .seconds(30), answerTime: router.answerTime(for: lane)) : nil),
+        var machine = LaneStateMachine(
+            configuration: .init(
+                batchSize: sink.capabilities.maxBatchSize, inFlightLimit: inFlightLimit, aggregates: spec != nil,
+                untilEmpty: untilEmpty,
+                // A lane with several requests in flight to a provider that drops repeated ids holds
+                // its batches' marks and writes them together (`MarkHold`), so a batch frees its slot
+                // and keys when the answer arrives, not after a transaction of its own.
+                holdsMarks: inFlightLimit > 1 && dedupes, idlePoll: idlePoll,
+                // Only a provider that drops a repeated id may get a batch twice.
+                hedging: dedupes && router.hedges(lane)
+                    ? HedgePolicy.forTimeout(
+                        router.timeout(for: lane) ?? .seconds(30), answerTime: router.answerTime(for: lane)) : nil),
             sink: sink, clock: clock)
         let metrics = LaneMetrics(lane: lane)
         let hedgeBudget = HedgeBudget()
@@ -293,20 +326,28 @@ public final class DeliveryWorker: Sendable {
                     while let last = raw.last?.seq {
                         let batch = raw
                         async let folding: Void = spool.fold(batch, lane: lane, spec: spec, now: now)
-                        let next = stopping || batch.count < chunk ? [] : try await spool.due(lane: lane, limit: chunk, now: now, windowRecords: false, after: last)
+                        let next =
+                            stopping || batch.count < chunk
+                            ? []
+                            : try await spool.due(lane: lane, limit: chunk, now: now, windowRecords: false, after: last)
                         try await folding
                         raw = next
                     }
                     machine.folded()
                 case .emitWindows:
                     let now = clock.now()
-                    if let spec, let end = try await spool.nextWindowEnd(lane: lane), closeAll || end.timeIntervalSince(now) + spec.grace.seconds <= 0 {
+                    if let spec, let end = try await spool.nextWindowEnd(lane: lane),
+                        closeAll || end.timeIntervalSince(now) + spec.grace.seconds <= 0
+                    {
                         let queued = try await spool.closeWindows(lane: lane, spec: spec, now: now, all: closeAll)
                         if queued > 0 { logger.debug("window records queued", metadata: ["records": "\(queued)"]) }
                     }
                     machine.windowsEmitted()
                 case .read(let after, let limit):
-                    machine.rowsRead(try await spool.due(lane: lane, limit: limit, now: clock.now(), windowRecords: spec == nil ? nil : true, after: after))
+                    machine.rowsRead(
+                        try await spool.due(
+                            lane: lane, limit: limit, now: clock.now(), windowRecords: spec == nil ? nil : true,
+                            after: after))
                 case .checkIdle:
                     metrics.depth.record(try await spool.queuedCount(lane: lane))
                     machine.idle(nextDue: try await spool.nextDue(lane: lane), now: clock.now())
@@ -323,11 +364,14 @@ public final class DeliveryWorker: Sendable {
                     if sample { lastDepthSample = ContinuousClock.now }
                     let holdsMarks = machine.configuration.holdsMarks
                     group.addTask {
-                        let (marks, latency, retryAt) = try await self.deliverBatch(batch, lane: lane, sink: sink, limiter: limiter, hedgeBudget: hedgeBudget,
-                                                                                    checksBeforeRetry: checksBeforeRetry, holdsMarks: holdsMarks, lease: lease,
-                                                                                    metrics: metrics, logger: logger)
+                        let (marks, latency, retryAt) = try await self.deliverBatch(
+                            batch, lane: lane, sink: sink, limiter: limiter, hedgeBudget: hedgeBudget,
+                            checksBeforeRetry: checksBeforeRetry, holdsMarks: holdsMarks, lease: lease,
+                            metrics: metrics, logger: logger)
                         if sample { metrics.depth.record(try await self.spool.queuedCount(lane: lane)) }
-                        return .batch(seqs: batch.rows.map(\.seq), keys: batch.keys, marks: marks, latency: latency, retryAt: retryAt)
+                        return .batch(
+                            seqs: batch.rows.map(\.seq), keys: batch.keys, marks: marks, latency: latency,
+                            retryAt: retryAt)
                     }
                 }
             }
@@ -339,7 +383,9 @@ public final class DeliveryWorker: Sendable {
         /// A batch finished: the concurrency keys it held, its marks if the lane holds them, and
         /// how long its answer took (nil: no answer, e.g. cancelled).
         /// `retryAt`: the earliest time one of its rows is due again, if any was marked for a retry.
-        case batch(seqs: [Int64], keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, retryAt: Date?)
+        case batch(
+            seqs: [Int64], keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?,
+            retryAt: Date?)
         /// Held marks were written (the write's id).
         case marked(Int)
     }
@@ -357,9 +403,10 @@ public final class DeliveryWorker: Sendable {
             self.lane = lane
             depth = Gauge(label: MetricNames.queueDepth, dimensions: [("lane", lane)])
             duration = Metrics.Timer(label: MetricNames.deliveryDuration, dimensions: [("lane", lane)])
-            outcomes = Dictionary(uniqueKeysWithValues: ["accepted", "duplicate", "rejected", "retryable", "possibly_delivered"].map {
-                ($0, Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", $0)]))
-            })
+            outcomes = Dictionary(
+                uniqueKeysWithValues: ["accepted", "duplicate", "rejected", "retryable", "possibly_delivered"].map {
+                    ($0, Counter(label: MetricNames.deliveries, dimensions: [("lane", lane), ("outcome", $0)]))
+                })
             hedges = Counter(label: MetricNames.hedges, dimensions: [("lane", lane)])
             hedgeWins = Counter(label: MetricNames.hedgeWins, dimensions: [("lane", lane)])
             for counter in outcomes.values { counter.increment(by: 0) }
@@ -376,9 +423,12 @@ public final class DeliveryWorker: Sendable {
     /// Delivers one batch (resending it once if ``LaneStateMachine/Batch/hedgeAfter`` passes
     /// without an answer) and marks every row: delivered, duplicate, dead, or due again later.
     /// With `holdsMarks` the marks are returned for the lane to write with others' instead.
-    private func deliverBatch(_ batch: LaneStateMachine.Batch, lane: String, sink: any UsageSink, limiter: RateLimiter?, hedgeBudget: HedgeBudget,
-                              checksBeforeRetry: Bool, holdsMarks: Bool, lease: LaneLease, metrics: LaneMetrics,
-                              logger: Logger) async throws -> (marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, retryAt: Date?) {
+    private func deliverBatch(
+        _ batch: LaneStateMachine.Batch, lane: String, sink: any UsageSink, limiter: RateLimiter?,
+        hedgeBudget: HedgeBudget,
+        checksBeforeRetry: Bool, holdsMarks: Bool, lease: LaneLease, metrics: LaneMetrics,
+        logger: Logger
+    ) async throws -> (marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, retryAt: Date?) {
         let due = batch.rows
         let outcomes: [DeliveryOutcome]
         let latency: Duration
@@ -389,8 +439,10 @@ public final class DeliveryWorker: Sendable {
             if checksBeforeRetry { try await spool.markSending(due.map { $0.seq }, now: clock.now()) }
             let events = due.map { $0.event }
             let started = ContinuousClock.now  // real time, as the request timeout and the hedge delay are
-            let answer = try await Hedged.deliver(after: batch.hedgeAfter, pace: { try await limiter?.acquire(events: due.count) },
-                                                  mayHedge: { hedgeBudget.take() }) {
+            let answer = try await Hedged.deliver(
+                after: batch.hedgeAfter, pace: { try await limiter?.acquire(events: due.count) },
+                mayHedge: { hedgeBudget.take() }
+            ) {
                 try await sink.deliver(events, retrying: retrying)
             }
             latency = ContinuousClock.now - started
@@ -405,11 +457,15 @@ public final class DeliveryWorker: Sendable {
         } catch is CancellationError {
             return ([], nil, nil)
         } catch {
-            logger.error("the lane's sink failed; its events stay queued", metadata: ["error": "\(error)", "events": "\(due.count)"])
+            logger.error(
+                "the lane's sink failed; its events stay queued",
+                metadata: ["error": "\(error)", "events": "\(due.count)"])
             // The whole sink is unusable (bad credentials, ...): keep the rows queued and try
             // again later, so fixing the config loses nothing.
-            let at = clock.now().addingTimeInterval(min(60, policy.ceiling(forRetry: policy.curveIndex(forRetry: (due.first?.attempts ?? 0) + 1)).seconds))
-            try await spool.mark(due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, now: clock.now(), lease: lease)
+            let at = clock.now().addingTimeInterval(
+                min(60, policy.ceiling(forRetry: policy.curveIndex(forRetry: (due.first?.attempts ?? 0) + 1)).seconds))
+            try await spool.mark(
+                due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, now: clock.now(), lease: lease)
             return ([], nil, at)
         }
         let marks: [(Int64, Spool.Mark)] = zip(due, outcomes).map { row, outcome in (row.seq, mark(outcome, row: row)) }
@@ -418,12 +474,15 @@ public final class DeliveryWorker: Sendable {
             metrics.outcome(outcomes[0].label).increment()
         } else {
             var counts: [String: Int] = [:]
-            for outcome in outcomes { counts[outcome.label, default: 0] += 1 }  // one increment per outcome, not per event
+            // one increment per outcome, not per event
+            for outcome in outcomes { counts[outcome.label, default: 0] += 1 }
             for (label, count) in counts { metrics.outcome(label).increment(by: count) }
         }
         for case (let row, .dead(let reason)) in zip(due, marks.lazy.map { $0.1 }) {
             Self.deadLetterCounter(lane: lane, reason: reason.code).increment()
-            logger.warning("dead letter", metadata: ["event": "\(row.event.id)", "reason": "\(reason.code)", "message": "\(reason.message)"])
+            logger.warning(
+                "dead letter",
+                metadata: ["event": "\(row.event.id)", "reason": "\(reason.code)", "message": "\(reason.message)"])
         }
         logger.debug("delivered a batch", metadata: ["events": "\(due.count)"])
         let retryAt = marks.lazy.compactMap { if case .retry(let at, _) = $0.1 { at } else { nil } }.min()
@@ -454,15 +513,21 @@ public final class UsagePipeline: Sendable {
     public let worker: DeliveryWorker
 
     /// A pipeline over `config`, spooling to `spoolPath`, sending with `client`.
-    public convenience init(config: RoutingConfig, spoolPath: String, client: any HTTPClient, durability: SpoolDurability = .normal,
-                            policy: RetryPolicy = .worker, clock: any UsageClock = SystemClock()) throws {
-        try self.init(config: config, ledger: try Spool(path: spoolPath, durability: durability), client: client, policy: policy, clock: clock)
+    public convenience init(
+        config: RoutingConfig, spoolPath: String, client: any HTTPClient, durability: SpoolDurability = .normal,
+        policy: RetryPolicy = .worker, clock: any UsageClock = SystemClock()
+    ) throws {
+        try self.init(
+            config: config, ledger: try Spool(path: spoolPath, durability: durability), client: client, policy: policy,
+            clock: clock)
     }
 
     /// A pipeline over `config`, recording into `ledger` (``openLedger(_:durability:)`` opens one
     /// by its location: a file or a `postgres://` URL).
-    public init(config: RoutingConfig, ledger: any UsageLedger, client: any HTTPClient,
-                policy: RetryPolicy = .worker, clock: any UsageClock = SystemClock()) throws {
+    public init(
+        config: RoutingConfig, ledger: any UsageLedger, client: any HTTPClient,
+        policy: RetryPolicy = .worker, clock: any UsageClock = SystemClock()
+    ) throws {
         spool = ledger
         router = try Router(config: config, client: client, clock: clock)
         worker = DeliveryWorker(spool: spool, router: router, policy: policy, clock: clock)
@@ -485,9 +550,13 @@ public final class UsagePipeline: Sendable {
         if let d = router.destinations(for: event) {
             return Spool.Entry(event: event, lanes: ([d.primary] + d.shadows).map(\.description))
         }
-        guard case .rejected(let reason) = router.unroutedRejection(event) else { return Spool.Entry(event: event, lanes: []) }
+        guard case .rejected(let reason) = router.unroutedRejection(event) else {
+            return Spool.Entry(event: event, lanes: [])
+        }
         if router.config.unrouted == .reject {
-            throw UsageBillingError(.invalidInput, reason.message, fix: "add a route for '\(event.name)' or set unrouted: dead-letter", field: "name")
+            throw UsageBillingError(
+                .invalidInput, reason.message, fix: "add a route for '\(event.name)' or set unrouted: dead-letter",
+                field: "name")
         }
         return Spool.Entry(event: event, lanes: [], deadLetter: ("unrouted", reason))
     }
@@ -513,8 +582,9 @@ final class WorkerLock: DeliveryLock {
         let path = spoolPath + ".worker-lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw UsageBillingError(.configuration, "cannot open the worker lock \(path): \(String(cString: strerror(errno)))",
-                                    fix: "make the spool's directory writable by this user")
+            throw UsageBillingError(
+                .configuration, "cannot open the worker lock \(path): \(String(cString: strerror(errno)))",
+                fix: "make the spool's directory writable by this user")
         }
         // A worker killed a moment ago may still be exiting (its lock goes with it): wait up to a second.
         for attempt in 0... {
@@ -523,8 +593,11 @@ final class WorkerLock: DeliveryLock {
                 let holder = Self.holder(fd)
                 close(fd)
                 let who = holder.map { $0 == getpid() ? "this process (pid \($0))" : "pid \($0)" } ?? "another process"
-                throw UsageBillingError(.configuration, "another worker, in \(who), is already delivering from the spool \(spoolPath)",
-                                        fix: "stop that worker first, or let it deliver: two workers on one spool would send the same rows twice")
+                throw UsageBillingError(
+                    .configuration, "another worker, in \(who), is already delivering from the spool \(spoolPath)",
+                    fix:
+                        "stop that worker first, or let it deliver: two workers on one spool would send the same rows twice"
+                )
             }
             try await Task.sleep(for: .milliseconds(50))
         }

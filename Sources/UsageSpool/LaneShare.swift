@@ -113,7 +113,12 @@ extension DeliveryWorker {
                 let alive = try await spool.heartbeat(owner: owner, ttl: leaseTTL)
                 let handed = fleet.workersAlive(alive)
                 if !handed.isEmpty {
-                    logger.info("handing lanes off to the fleet", metadata: ["workers": "\(alive)", "share": "\(fleet.share)", "lanes": "\(handed.joined(separator: ", "))"])
+                    logger.info(
+                        "handing lanes off to the fleet",
+                        metadata: [
+                            "workers": "\(alive)", "share": "\(fleet.share)",
+                            "lanes": "\(handed.joined(separator: ", "))",
+                        ])
                 }
             } catch {
                 logger.warning("the fleet heartbeat failed; trying again", metadata: ["error": "\(error)"])

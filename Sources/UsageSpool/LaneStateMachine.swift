@@ -133,8 +133,10 @@ struct LaneStateMachine {
     /// A batch answered (or was cancelled, with no marks): its keys are free, its marks held if
     /// the lane holds them, and its latency counts toward the hedge delay.
     /// `seqs`: the batch's rows; unless their marks are handed back to be held, the batch wrote them.
-    mutating func batchFinished(seqs: [Int64], keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?,
-                                retryAt: Date? = nil) {
+    mutating func batchFinished(
+        seqs: [Int64], keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?,
+        retryAt: Date? = nil
+    ) {
         inFlight -= 1
         if !configuration.holdsMarks || marks.isEmpty { for seq in seqs { outstanding.remove(seq) } }
         if let retryAt { retryDue = min(retryDue ?? retryAt, retryAt) }
@@ -216,7 +218,8 @@ struct LaneStateMachine {
                 if !due.isEmpty {
                     phase = .top
                     inFlight += 1
-                    let keys = due.compactMap { $0.key }  // closures, not key paths: on tuples these were built at run time per batch
+                    // closures, not key paths: on tuples these were built at run time per batch
+                    let keys = due.compactMap { $0.key }
                     for key in keys { busyKeys.hold(key) }
                     for (row, _) in due { outstanding.insert(row.seq) }
                     // Every batch is armed; the lane's ``HedgeBudget`` decides when the delay passes.
@@ -280,7 +283,9 @@ public struct HedgePolicy: Sendable, Hashable {
     public var initial: Duration?
 
     /// A policy; see each property.
-    public init(multiplier: Double = 4, floor: Duration = .milliseconds(250), ceiling: Duration, initial: Duration? = nil) {
+    public init(
+        multiplier: Double = 4, floor: Duration = .milliseconds(250), ceiling: Duration, initial: Duration? = nil
+    ) {
         self.multiplier = multiplier
         self.floor = floor
         self.ceiling = max(floor, ceiling)
@@ -358,7 +363,9 @@ struct MarkHold {
 
     /// The held marks, if it is time to write them (or `force`), and holds none after.
     mutating func take(force: Bool) -> [(seq: Int64, mark: Spool.Mark)]? {
-        guard !marks.isEmpty, force || marks.count >= Self.rows || clock.monotonicNow() - since >= Self.age else { return nil }
+        guard !marks.isEmpty, force || marks.count >= Self.rows || clock.monotonicNow() - since >= Self.age else {
+            return nil
+        }
         defer { marks = [] }
         return marks
     }
@@ -441,7 +448,7 @@ struct ReadAhead {
 struct BusyKeys: ExpressibleByDictionaryLiteral {
     private var tokens: [ReadAhead.KeyToken]
     private var holders: [Int]  // 0: the slot is free
-    private var shift: Int      // 64 − log2(slots)
+    private var shift: Int  // 64 − log2(slots)
     /// How many distinct keys are held.
     private(set) var count = 0
 
@@ -523,4 +530,3 @@ struct BusyKeys: ExpressibleByDictionaryLiteral {
         self = bigger
     }
 }
-

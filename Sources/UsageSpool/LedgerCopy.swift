@@ -49,15 +49,20 @@ public struct LedgerCopyReport: Sendable {
 /// again: nothing is lost or doubled. Refuses while a worker holds a lease on either ledger (run
 /// it with the workers stopped), and holds the source's delivery lock (a spool's file lock)
 /// while it copies.
-public func copyLedger(from source: any UsageLedger, to target: any UsageLedger, batch: Int = 2_000,
-                       progress: (LedgerCopyReport) -> Void = { _ in }) async throws -> LedgerCopyReport {
+public func copyLedger(
+    from source: any UsageLedger, to target: any UsageLedger, batch: Int = 2_000,
+    progress: (LedgerCopyReport) -> Void = { _ in }
+) async throws -> LedgerCopyReport {
     guard source.location != target.location else {
-        throw UsageBillingError(.invalidInput, "the source and the target are the same ledger (\(source.location))", fix: "name another target", field: "to")
+        throw UsageBillingError(
+            .invalidInput, "the source and the target are the same ledger (\(source.location))",
+            fix: "name another target", field: "to")
     }
     for ledger in [source, target] {
         if let lease = try await ledger.leases().first {
-            throw UsageBillingError(.configuration, "a worker (\(lease.owner)) is delivering lane \(lease.lane) from \(ledger.location)",
-                                    fix: "stop every worker on both ledgers first, then copy")
+            throw UsageBillingError(
+                .configuration, "a worker (\(lease.owner)) is delivering lane \(lease.lane) from \(ledger.location)",
+                fix: "stop every worker on both ledgers first, then copy")
         }
     }
     let lock = try await source.acquireDeliveryLock()

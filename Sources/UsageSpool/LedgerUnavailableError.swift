@@ -13,7 +13,9 @@ public struct LedgerUnavailableError: Error, CustomStringConvertible {
     /// How long to wait before trying the ledger again after `outages` failures in a row (the
     /// retry engine's curve: full jitter from 0.25 s up to 5 s, so a fleet that lost its
     /// database together does not reconnect in step), or nil once `elapsed` passes `giveUpAfter`.
-    public static func wait(outages: Int, elapsed: Duration = .zero, giveUpAfter: Duration = .seconds(365 * 86_400)) -> Duration? {
+    public static func wait(outages: Int, elapsed: Duration = .zero, giveUpAfter: Duration = .seconds(365 * 86_400))
+        -> Duration?
+    {
         RetryPolicy(baseDelay: .milliseconds(250), maxDelay: .seconds(5), maxAttempts: .max, maxElapsed: giveUpAfter)
             .delay(attemptsMade: max(1, outages), elapsed: elapsed, retryAfter: nil)
     }

@@ -11,7 +11,8 @@ enum PayloadCodec {
 
     static func encode(_ event: UsageEvent) -> Data {
         var out = [UInt8]()
-        out.reserveCapacity(64 + event.id.utf8.count + event.name.utf8.count + event.customer.utf8.count + event.properties.count * 24)
+        out.reserveCapacity(
+            64 + event.id.utf8.count + event.name.utf8.count + event.customer.utf8.count + event.properties.count * 24)
         out.append(binaryTag)
         write(event.id, &out)
         write(event.name, &out)
@@ -52,7 +53,9 @@ enum PayloadCodec {
                 default: throw Reader.damaged
                 }
             }
-            return UsageEvent(id: id, name: name, customer: customer, timestamp: Date(timeIntervalSince1970: seconds), quantity: quantity, properties: properties)
+            return UsageEvent(
+                id: id, name: name, customer: customer, timestamp: Date(timeIntervalSince1970: seconds),
+                quantity: quantity, properties: properties)
         }
     }
 
@@ -71,8 +74,9 @@ enum PayloadCodec {
     }
 
     private struct Reader {
-        static let damaged = UsageBillingError(.unexpectedResponse, "a spooled event is damaged",
-                                               fix: "stop the worker and check the spool with `sqlite3 FILE 'PRAGMA integrity_check'`")
+        static let damaged = UsageBillingError(
+            .unexpectedResponse, "a spooled event is damaged",
+            fix: "stop the worker and check the spool with `sqlite3 FILE 'PRAGMA integrity_check'`")
         let bytes: UnsafeRawBufferPointer
         var at: Int
 

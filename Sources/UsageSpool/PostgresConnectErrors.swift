@@ -12,7 +12,8 @@ final class ConnectErrors: Sendable {
 
     func note(_ message: Logger.Message, metadata: Logger.Metadata?) {
         if message.description == "Connection creation failed" {
-            let error = metadata?["psql_error"] ?? metadata?["error"] ?? metadata?.first { $0.key.contains("error") }?.value
+            let error =
+                metadata?["psql_error"] ?? metadata?["error"] ?? metadata?.first { $0.key.contains("error") }?.value
             state.with { s in
                 s.last = error.map { "\($0)" } ?? message.description
                 if s.since == nil { s.since = .now }
@@ -41,7 +42,10 @@ struct ConnectErrorsHandler: LogHandler {
         errors.note(event.message, metadata: event.metadata)
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
+        function: String, line: UInt
+    ) {
         errors.note(message, metadata: metadata)
     }
 }

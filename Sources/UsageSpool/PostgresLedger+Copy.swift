@@ -12,20 +12,33 @@ extension PostgresLedger {
         try await run {
             var entries: [LedgerEntry] = []
             var byKey: [Int64: Int] = [:]
-            for try await (key, payload, recorded) in try await self.client.query("""
+            for try await (key, payload, recorded) in try await self.client.query(
+                """
                 SELECT key, payload, recorded_at FROM ub_events WHERE key > \(afterKey) ORDER BY key LIMIT \(limit)
-                """, logger: self.logger).decode((Int64, ByteBuffer, Double).self) {
+                """, logger: self.logger
+            ).decode((Int64, ByteBuffer, Double).self) {
                 byKey[key] = entries.count
-                entries.append(LedgerEntry(key: key, event: try PayloadCodec.decode(Data(buffer: payload)), recordedAt: recorded, rows: []))
+                entries.append(
+                    LedgerEntry(
+                        key: key, event: try PayloadCodec.decode(Data(buffer: payload)), recordedAt: recorded, rows: [])
+                )
             }
             guard let first = entries.first?.key, let last = entries.last?.key else { return [] }
-            for try await (event, lane, state, attempts, next, firstAttempt, code, message, record, recorded, updated) in try await self.client.query("""
-                SELECT event, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code, reason_message, window_record, recorded_at, updated_at
-                FROM ub_deliveries WHERE event BETWEEN \(first) AND \(last) ORDER BY seq
-                """, logger: self.logger).decode((Int64, String, Int16, Int, Double, Double?, String?, String?, Bool, Double, Double).self) {
+            for try await (event, lane, state, attempts, next, firstAttempt, code, message, record, recorded, updated)
+                in try await self.client.query(
+                    """
+                    SELECT event, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code, reason_message, window_record, recorded_at, updated_at
+                    FROM ub_deliveries WHERE event BETWEEN \(first) AND \(last) ORDER BY seq
+                    """, logger: self.logger
+                ).decode((Int64, String, Int16, Int, Double, Double?, String?, String?, Bool, Double, Double).self)
+            {
                 guard let index = byKey[event] else { continue }
-                entries[index].rows.append(LedgerEntry.Row(lane: lane, state: Int(state), attempts: attempts, nextAttemptAt: next, firstAttemptAt: firstAttempt,
-                                                           reasonCode: code, reasonMessage: message, windowRecord: record, recordedAt: recorded, updatedAt: updated))
+                entries[index].rows.append(
+                    LedgerEntry.Row(
+                        lane: lane, state: Int(state), attempts: attempts, nextAttemptAt: next,
+                        firstAttemptAt: firstAttempt,
+                        reasonCode: code, reasonMessage: message, windowRecord: record, recordedAt: recorded,
+                        updatedAt: updated))
             }
             return entries
         }
@@ -35,19 +48,23 @@ extension PostgresLedger {
         guard !entries.isEmpty else { return 0 }
         var ids: [String] = [], payloads: [ByteBuffer] = [], recorded: [Double] = []
         var rowIDs: [String] = [], lanes: [String] = [], states: [Int16] = [], attempts: [Int] = [], next: [Double] = []
-        var firsts: [Double] = [], codes: [String] = [], messages: [String] = [], records: [Bool] = [], rowRecorded: [Double] = [], updated: [Double] = []
+        var firsts: [Double] = [], codes: [String] = [], messages: [String] = [], records: [Bool] = [],
+            rowRecorded: [Double] = [], updated: [Double] = []
         for entry in entries {
             ids.append(entry.event.id)
             payloads.append(ByteBuffer(data: PayloadCodec.encode(entry.event)))
             recorded.append(entry.recordedAt)
             for r in entry.rows {
-                rowIDs.append(entry.event.id); lanes.append(r.lane); states.append(Int16(r.state)); attempts.append(r.attempts); next.append(r.nextAttemptAt)
-                firsts.append(r.firstAttemptAt ?? -1); codes.append(r.reasonCode ?? ""); messages.append(r.reasonMessage ?? "")  // '' stands for NULL: no reason is empty
+                rowIDs.append(entry.event.id); lanes.append(r.lane); states.append(Int16(r.state));
+                attempts.append(r.attempts); next.append(r.nextAttemptAt)
+                firsts.append(r.firstAttemptAt ?? -1); codes.append(r.reasonCode ?? "");
+                messages.append(r.reasonMessage ?? "")  // '' stands for NULL: no reason is empty
                 records.append(r.windowRecord); rowRecorded.append(r.recordedAt); updated.append(r.updatedAt)
             }
         }
         // As `record`: the events new here and, joined to them, their rows, in one statement.
-        return try await count("""
+        return try await count(
+            """
             WITH ins AS (
                 INSERT INTO ub_events (id, payload, recorded_at)
                 SELECT u.id, u.payload, u.recorded FROM unnest(\(ids)::text[], \(payloads)::bytea[], \(recorded)::float8[]) WITH ORDINALITY AS u(id, payload, recorded, ord)
@@ -68,10 +85,15 @@ extension PostgresLedger {
     public func exportWindows() async throws -> [LedgerWindow] {
         try await run {
             var out: [LedgerWindow] = []
-            for try await (lane, customer, meter, start, end, dirty, state) in try await self.client.query("""
+            for try await (lane, customer, meter, start, end, dirty, state) in try await self.client.query(
+                """
                 SELECT lane, customer, meter, start, window_end, dirty, state FROM ub_windows ORDER BY lane, start, customer, meter
-                """, logger: self.logger).decode((String, String, String, Int64, Int64, Bool, ByteBuffer).self) {
-                out.append(LedgerWindow(lane: lane, key: WindowKey(customer: customer, meter: meter, start: start), end: end, dirty: dirty, state: Data(buffer: state)))
+                """, logger: self.logger
+            ).decode((String, String, String, Int64, Int64, Bool, ByteBuffer).self) {
+                out.append(
+                    LedgerWindow(
+                        lane: lane, key: WindowKey(customer: customer, meter: meter, start: start), end: end,
+                        dirty: dirty, state: Data(buffer: state)))
             }
             return out
         }
@@ -79,7 +101,8 @@ extension PostgresLedger {
 
     public func importWindows(_ windows: [LedgerWindow]) async throws -> Int {
         guard !windows.isEmpty else { return 0 }
-        return try await count("""
+        return try await count(
+            """
             INSERT INTO ub_windows (lane, customer, meter, start, window_end, dirty, state)
             SELECT * FROM unnest(\(windows.map(\.lane))::text[], \(windows.map(\.key.customer))::text[], \(windows.map(\.key.meter))::text[],
                                  \(windows.map(\.key.start))::int8[], \(windows.map(\.end))::int8[], \(windows.map(\.dirty))::bool[],

@@ -39,8 +39,9 @@ public final class PostgresLedger: UsageLedger {
     private init(location: String, configuration: PostgresClient.Configuration) {
         self.location = location
         let errors = lastConnectError
-        let client = PostgresClient(configuration: configuration,
-                                    backgroundLogger: Logger(label: "usage-billing.ledger.pool") { _ in ConnectErrorsHandler(errors: errors) })
+        let client = PostgresClient(
+            configuration: configuration,
+            backgroundLogger: Logger(label: "usage-billing.ledger.pool") { _ in ConnectErrorsHandler(errors: errors) })
         self.client = client
         self.runner = Task { await client.run() }
     }
@@ -50,7 +51,9 @@ public final class PostgresLedger: UsageLedger {
     /// Connects to the database `url` names and creates or migrates its schema.
     /// - Throws: `.invalidInput` for a URL it cannot read (naming the part and the fix);
     ///   ``LedgerUnavailableError`` when the server cannot be reached or refuses the login.
-    public static func open(_ url: String, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> PostgresLedger {
+    public static func open(_ url: String, environment: [String: String] = ProcessInfo.processInfo.environment)
+        async throws -> PostgresLedger
+    {
         let (configuration, shown) = try configuration(url, environment: environment)
         let ledger = PostgresLedger(location: shown, configuration: configuration)
         // The pool waits for a connection as long as it takes; opening is where a wrong host,
@@ -73,8 +76,11 @@ public final class PostgresLedger: UsageLedger {
                 ledger.runner.cancel()
                 let reason = ledger.lastConnectError.message ?? "no answer within 15 s"
                 if reason.contains("sqlState: 28") || reason.contains("28000") || reason.contains("28P01") {
-                    throw UsageBillingError(.configuration, "the ledger \(shown) refused the login: \(reason)",
-                                            fix: "check the user in the URL, the password in PGPASSWORD, and sslmode (the server may take only TLS: sslmode=require)")
+                    throw UsageBillingError(
+                        .configuration, "the ledger \(shown) refused the login: \(reason)",
+                        fix:
+                            "check the user in the URL, the password in PGPASSWORD, and sslmode (the server may take only TLS: sslmode=require)"
+                    )
                 }
                 throw LedgerUnavailableError(location: shown, reason: reason)
             }
@@ -84,15 +90,26 @@ public final class PostgresLedger: UsageLedger {
     }
 
     /// The client settings for `url`, and the URL as it may be shown (no password).
-    static func configuration(_ url: String, environment: [String: String]) throws -> (PostgresClient.Configuration, String) {
+    static func configuration(_ url: String, environment: [String: String]) throws -> (
+        PostgresClient.Configuration, String
+    ) {
         func bad(_ what: String, _ fix: String) -> UsageBillingError {
-            UsageBillingError(.invalidInput, "the ledger URL \(Redaction.maskURLPassword(url)) \(what)", fix: fix, field: "spool")
+            UsageBillingError(
+                .invalidInput, "the ledger URL \(Redaction.maskURLPassword(url)) \(what)", fix: fix, field: "spool")
         }
-        guard let parts = URLComponents(string: url), let scheme = parts.scheme, ["postgres", "postgresql"].contains(scheme) else {
-            throw bad("is not a postgres:// URL", "write postgres://USER@HOST:5432/DATABASE?sslmode=require (password in PGPASSWORD)")
+        guard let parts = URLComponents(string: url), let scheme = parts.scheme,
+            ["postgres", "postgresql"].contains(scheme)
+        else {
+            throw bad(
+                "is not a postgres:// URL",
+                "write postgres://USER@HOST:5432/DATABASE?sslmode=require (password in PGPASSWORD)")
         }
-        guard let host = parts.host, !host.isEmpty else { throw bad("has no host", "write postgres://USER@HOST:5432/DATABASE") }
-        guard let user = parts.user, !user.isEmpty else { throw bad("has no user", "write postgres://USER@HOST:5432/DATABASE") }
+        guard let host = parts.host, !host.isEmpty else {
+            throw bad("has no host", "write postgres://USER@HOST:5432/DATABASE")
+        }
+        guard let user = parts.user, !user.isEmpty else {
+            throw bad("has no user", "write postgres://USER@HOST:5432/DATABASE")
+        }
         let database = parts.path.hasPrefix("/") ? String(parts.path.dropFirst()) : parts.path
         let password = parts.password ?? environment["PGPASSWORD"]
         let mode = parts.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
@@ -110,8 +127,9 @@ public final class PostgresLedger: UsageLedger {
         for item in parts.queryItems ?? [] where item.name != "sslmode" {
             throw bad("has the parameter '\(item.name)', which is not supported", "keep only sslmode")
         }
-        var configuration = PostgresClient.Configuration(host: host, port: parts.port ?? 5432, username: user, password: password,
-                                                         database: database.isEmpty ? user : database, tls: tls)
+        var configuration = PostgresClient.Configuration(
+            host: host, port: parts.port ?? 5432, username: user, password: password,
+            database: database.isEmpty ? user : database, tls: tls)
         configuration.options.connectTimeout = .seconds(5)
         var shown = parts
         shown.password = nil
@@ -122,27 +140,30 @@ public final class PostgresLedger: UsageLedger {
 
     /// Each version's statements, applied once, in order, recorded in `ub_schema`.
     static let migrations: [(version: Int, statements: [String])] = [
-        (1, [
-            "CREATE TABLE ub_events (key bigserial PRIMARY KEY, id text NOT NULL UNIQUE, payload bytea NOT NULL, recorded_at double precision NOT NULL)",
-            """
-            CREATE TABLE ub_deliveries (seq bigserial PRIMARY KEY, event bigint NOT NULL REFERENCES ub_events (key), lane text NOT NULL,
-                state smallint NOT NULL, attempts integer NOT NULL DEFAULT 0, next_attempt_at double precision NOT NULL DEFAULT 0,
-                first_attempt_at double precision, reason_code text, reason_message text, recorded_at double precision NOT NULL,
-                updated_at double precision NOT NULL, window_record boolean NOT NULL DEFAULT false)
-            """,
-            // The worker reads a lane's queued rows in seq order: this index holds only those.
-            // Marks rewrite rows (never in place: `state` is in this index's predicate), and each
-            // rewrite adds an entry to every index, so the table has no other: status, dead
-            // letters, the reconcile ledger and Stripe's later refusals scan it, and they are rare.
-            "CREATE INDEX ub_deliveries_queued ON ub_deliveries (lane, seq) WHERE state = 0",
-            """
-            CREATE TABLE ub_windows (lane text NOT NULL, customer text NOT NULL, meter text NOT NULL, start bigint NOT NULL,
-                window_end bigint NOT NULL, dirty boolean NOT NULL, state bytea NOT NULL, PRIMARY KEY (lane, customer, meter, start))
-            """,
-            "CREATE INDEX ub_windows_dirty ON ub_windows (lane, window_end) WHERE dirty",
-            "CREATE TABLE ub_leases (lane text PRIMARY KEY, owner text NOT NULL, token bigint NOT NULL, expires_at timestamptz NOT NULL)",
-            "CREATE SEQUENCE ub_lease_tokens",
-        ]),
+        (
+            1,
+            [
+                "CREATE TABLE ub_events (key bigserial PRIMARY KEY, id text NOT NULL UNIQUE, payload bytea NOT NULL, recorded_at double precision NOT NULL)",
+                """
+                CREATE TABLE ub_deliveries (seq bigserial PRIMARY KEY, event bigint NOT NULL REFERENCES ub_events (key), lane text NOT NULL,
+                    state smallint NOT NULL, attempts integer NOT NULL DEFAULT 0, next_attempt_at double precision NOT NULL DEFAULT 0,
+                    first_attempt_at double precision, reason_code text, reason_message text, recorded_at double precision NOT NULL,
+                    updated_at double precision NOT NULL, window_record boolean NOT NULL DEFAULT false)
+                """,
+                // The worker reads a lane's queued rows in seq order: this index holds only those.
+                // Marks rewrite rows (never in place: `state` is in this index's predicate), and each
+                // rewrite adds an entry to every index, so the table has no other: status, dead
+                // letters, the reconcile ledger and Stripe's later refusals scan it, and they are rare.
+                "CREATE INDEX ub_deliveries_queued ON ub_deliveries (lane, seq) WHERE state = 0",
+                """
+                CREATE TABLE ub_windows (lane text NOT NULL, customer text NOT NULL, meter text NOT NULL, start bigint NOT NULL,
+                    window_end bigint NOT NULL, dirty boolean NOT NULL, state bytea NOT NULL, PRIMARY KEY (lane, customer, meter, start))
+                """,
+                "CREATE INDEX ub_windows_dirty ON ub_windows (lane, window_end) WHERE dirty",
+                "CREATE TABLE ub_leases (lane text PRIMARY KEY, owner text NOT NULL, token bigint NOT NULL, expires_at timestamptz NOT NULL)",
+                "CREATE SEQUENCE ub_lease_tokens",
+            ]
+        ),
         // Workers alive (a heartbeat each), for the fleet's share of lanes.
         (2, ["CREATE TABLE ub_workers (owner text PRIMARY KEY, expires_at timestamptz NOT NULL)"]),
     ]
@@ -152,18 +173,25 @@ public final class PostgresLedger: UsageLedger {
     func migrate() async throws {
         try await transaction { c in
             try await c.query("SELECT pg_advisory_xact_lock(7436281901)", logger: self.logger)
-            try await c.query("CREATE TABLE IF NOT EXISTS ub_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-                              logger: self.logger)
+            try await c.query(
+                "CREATE TABLE IF NOT EXISTS ub_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                logger: self.logger)
             var current = 0
-            for try await version in try await c.query("SELECT COALESCE(MAX(version), 0) FROM ub_schema", logger: self.logger).decode(Int.self) {
+            for try await version in try await c.query(
+                "SELECT COALESCE(MAX(version), 0) FROM ub_schema", logger: self.logger
+            ).decode(Int.self) {
                 current = version
             }
             guard current <= Self.migrations.last?.version ?? 0 else {
-                throw UsageBillingError(.configuration, "the ledger \(self.location) has schema version \(current), newer than this release knows",
-                                        fix: "run the usage-billing release that wrote it, or a later one")
+                throw UsageBillingError(
+                    .configuration,
+                    "the ledger \(self.location) has schema version \(current), newer than this release knows",
+                    fix: "run the usage-billing release that wrote it, or a later one")
             }
             for (version, statements) in Self.migrations where version > current {
-                for statement in statements { try await c.query(PostgresQuery(unsafeSQL: statement), logger: self.logger) }
+                for statement in statements {
+                    try await c.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
+                }
                 try await c.query("INSERT INTO ub_schema (version) VALUES (\(version))", logger: self.logger)
             }
         }
@@ -194,20 +222,24 @@ public final class PostgresLedger: UsageLedger {
     private func insert(_ entries: [Spool.Entry], now: Date) async throws -> Set<String> {
         var seen = Set<String>()
         var ids: [String] = [], payloads: [ByteBuffer] = []
-        var rowIDs: [String] = [], lanes: [String] = [], states: [Int16] = [], codes: [String] = [], messages: [String] = []
+        var rowIDs: [String] = [], lanes: [String] = [], states: [Int16] = [], codes: [String] = [],
+            messages: [String] = []
         for entry in entries where seen.insert(entry.event.id).inserted {
             ids.append(entry.event.id)
             payloads.append(ByteBuffer(data: PayloadCodec.encode(entry.event)))
             for (i, lane) in entry.lanes.enumerated() where !entry.lanes[..<i].contains(lane) {
-                rowIDs.append(entry.event.id); lanes.append(lane); states.append(Int16(DeliveryState.queued.rawValue)); codes.append(""); messages.append("")
+                rowIDs.append(entry.event.id); lanes.append(lane); states.append(Int16(DeliveryState.queued.rawValue));
+                codes.append(""); messages.append("")
             }
             if let dead = entry.deadLetter, !entry.lanes.contains(dead.lane) {
-                rowIDs.append(entry.event.id); lanes.append(dead.lane); states.append(Int16(DeliveryState.dead.rawValue))
+                rowIDs.append(entry.event.id); lanes.append(dead.lane);
+                states.append(Int16(DeliveryState.dead.rawValue))
                 codes.append(dead.reason.code); messages.append(dead.reason.description)
             }
         }
-        let statement = RecordStatement(ids: ids, payloads: payloads, at: now.timeIntervalSince1970, rowIDs: rowIDs, lanes: lanes, states: states,
-                                        codes: codes, messages: messages)
+        let statement = RecordStatement(
+            ids: ids, payloads: payloads, at: now.timeIntervalSince1970, rowIDs: rowIDs, lanes: lanes, states: states,
+            codes: codes, messages: messages)
         return try await run {
             var newIDs = Set<String>()
             for try await id in try await self.client.execute(statement, logger: self.logger) { newIDs.insert(id) }
@@ -219,9 +251,11 @@ public final class PostgresLedger: UsageLedger {
         guard !ids.isEmpty else { return [:] }
         return try await run {
             var found: [String: UsageEvent] = [:]
-            for try await (id, payload) in try await self.client.query("""
+            for try await (id, payload) in try await self.client.query(
+                """
                 SELECT id, payload FROM ub_events WHERE id = ANY(\(ids)::text[])
-                """, logger: self.logger).decode((String, ByteBuffer).self) {
+                """, logger: self.logger
+            ).decode((String, ByteBuffer).self) {
                 found[id] = try PayloadCodec.decode(Data(buffer: payload))
             }
             return found
@@ -230,13 +264,20 @@ public final class PostgresLedger: UsageLedger {
 
     // MARK: Delivering
 
-    public func due(lane: String, limit: Int, now: Date, windowRecords: Bool?, after: Int64) async throws -> [QueuedDelivery] {
-        let statement = DueStatement(lane: lane, after: after, now: now.timeIntervalSince1970, windowRecords: windowRecords, limit: limit)
+    public func due(lane: String, limit: Int, now: Date, windowRecords: Bool?, after: Int64) async throws
+        -> [QueuedDelivery]
+    {
+        let statement = DueStatement(
+            lane: lane, after: after, now: now.timeIntervalSince1970, windowRecords: windowRecords, limit: limit)
         return try await run {
             var rows: [QueuedDelivery] = []
-            for try await (seq, payload, attempts, first, record) in try await self.client.execute(statement, logger: self.logger) {
-                rows.append(QueuedDelivery(seq: seq, event: try PayloadCodec.decode(Data(buffer: payload)), attempts: attempts,
-                                           firstAttemptAt: first.map(Date.init(timeIntervalSince1970:)), isWindowRecord: record))
+            for try await (seq, payload, attempts, first, record) in try await self.client.execute(
+                statement, logger: self.logger)
+            {
+                rows.append(
+                    QueuedDelivery(
+                        seq: seq, event: try PayloadCodec.decode(Data(buffer: payload)), attempts: attempts,
+                        firstAttemptAt: first.map(Date.init(timeIntervalSince1970:)), isWindowRecord: record))
             }
             return rows
         }
@@ -244,7 +285,8 @@ public final class PostgresLedger: UsageLedger {
 
     public func mark(_ marks: [(seq: Int64, mark: Spool.Mark)], now: Date, lease: LaneLease?) async throws {
         guard !marks.isEmpty else { return }
-        var statement = MarkStatement(lane: lease?.lane ?? "", token: lease?.token ?? 0, fenced: lease != nil, now: now.timeIntervalSince1970)
+        var statement = MarkStatement(
+            lane: lease?.lane ?? "", token: lease?.token ?? 0, fenced: lease != nil, now: now.timeIntervalSince1970)
         for (seq, mark) in marks {
             switch mark {
             case .delivered: statement.delivered.append(seq)
@@ -270,7 +312,8 @@ public final class PostgresLedger: UsageLedger {
     public func markSending(_ seqs: [Int64], now: Date) async throws {
         guard !seqs.isEmpty else { return }
         try await run {
-            try await self.client.query("""
+            try await self.client.query(
+                """
                 UPDATE ub_deliveries SET first_attempt_at = COALESCE(first_attempt_at, \(now.timeIntervalSince1970)) WHERE seq = ANY(\(seqs)::int8[])
                 """, logger: self.logger)
         }
@@ -291,9 +334,11 @@ public final class PostgresLedger: UsageLedger {
             try await self.lockWindows(lane, c)
             // Only rows still queued now, inside the lock: rows two folds were handed count once.
             var live = Set<Int64>()
-            for try await seq in try await c.query("""
+            for try await seq in try await c.query(
+                """
                 SELECT seq FROM ub_deliveries WHERE seq = ANY(\(rows.map(\.seq))::int8[]) AND state = 0
-                """, logger: self.logger).decode(Int64.self) { live.insert(seq) }
+                """, logger: self.logger
+            ).decode(Int64.self) { live.insert(seq) }
             var keys: [WindowKey] = [], ends: [WindowKey: Int64] = [:]
             var bounds: (start: Date, end: Date)?
             var folding: [(QueuedDelivery, WindowKey)] = []
@@ -305,13 +350,16 @@ public final class PostgresLedger: UsageLedger {
             guard !folding.isEmpty else { return }
             var states: [WindowKey: WindowState] = [:]
             let decoder = JSONDecoder()
-            for try await (customer, meter, start, state) in try await c.query("""
+            for try await (customer, meter, start, state) in try await c.query(
+                """
                 SELECT w.customer, w.meter, w.start, w.state FROM ub_windows w
                 JOIN unnest(\(keys.map(\.customer))::text[], \(keys.map(\.meter))::text[], \(keys.map(\.start))::int8[]) AS k(customer, meter, start)
                   ON w.customer = k.customer AND w.meter = k.meter AND w.start = k.start
                 WHERE w.lane = \(lane)
-                """, logger: self.logger).decode((String, String, Int64, ByteBuffer).self) {
-                states[WindowKey(customer: customer, meter: meter, start: start)] = try decoder.decode(WindowState.self, from: Data(buffer: state))
+                """, logger: self.logger
+            ).decode((String, String, Int64, ByteBuffer).self) {
+                states[WindowKey(customer: customer, meter: meter, start: start)] = try decoder.decode(
+                    WindowState.self, from: Data(buffer: state))
             }
             for (row, key) in folding {
                 var state = states[key] ?? WindowState(end: ends[key] ?? key.start)
@@ -319,15 +367,19 @@ public final class PostgresLedger: UsageLedger {
                 states[key] = state
             }
             let encoder = JSONEncoder()
-            let saved = try keys.map { key in ByteBuffer(data: try encoder.encode(states[key] ?? WindowState(end: key.start))) }
-            try await c.query("""
+            let saved = try keys.map { key in
+                ByteBuffer(data: try encoder.encode(states[key] ?? WindowState(end: key.start)))
+            }
+            try await c.query(
+                """
                 INSERT INTO ub_windows (lane, customer, meter, start, window_end, dirty, state)
                 SELECT \(lane), k.customer, k.meter, k.start, k.window_end, true, k.state
                 FROM unnest(\(keys.map(\.customer))::text[], \(keys.map(\.meter))::text[], \(keys.map(\.start))::int8[],
                             \(keys.map { states[$0]?.end ?? $0.start })::int8[], \(saved)::bytea[]) AS k(customer, meter, start, window_end, state)
                 ON CONFLICT (lane, customer, meter, start) DO UPDATE SET window_end = EXCLUDED.window_end, dirty = true, state = EXCLUDED.state
                 """, logger: self.logger)
-            try await c.query("""
+            try await c.query(
+                """
                 UPDATE ub_deliveries SET state = 4, updated_at = \(now.timeIntervalSince1970) WHERE seq = ANY(\(folding.map(\.0.seq))::int8[]) AND state = 0
                 """, logger: self.logger)
         }
@@ -340,25 +392,34 @@ public final class PostgresLedger: UsageLedger {
             try await self.lockWindows(lane, c)
             let decoder = JSONDecoder(), encoder = JSONEncoder()
             var windows: [(WindowKey, WindowState)] = []
-            for try await (customer, meter, start, state) in try await c.query("""
+            for try await (customer, meter, start, state) in try await c.query(
+                """
                 SELECT customer, meter, start, state FROM ub_windows WHERE lane = \(lane) AND dirty AND window_end <= \(limit) ORDER BY start, customer, meter
-                """, logger: self.logger).decode((String, String, Int64, ByteBuffer).self) {
-                windows.append((WindowKey(customer: customer, meter: meter, start: start), try decoder.decode(WindowState.self, from: Data(buffer: state))))
+                """, logger: self.logger
+            ).decode((String, String, Int64, ByteBuffer).self) {
+                windows.append(
+                    (
+                        WindowKey(customer: customer, meter: meter, start: start),
+                        try decoder.decode(WindowState.self, from: Data(buffer: state))
+                    ))
             }
             var queued = 0
             for (key, before) in windows {
                 var state = before
                 if let record = WindowAggregator.record(for: key, state: &state, spec: spec, namespace: lane) {
                     var inserted = false
-                    for try await _ in try await c.query("""
+                    for try await _ in try await c.query(
+                        """
                         WITH ins AS (INSERT INTO ub_events (id, payload, recorded_at) VALUES (\(record.id), \(ByteBuffer(data: PayloadCodec.encode(record))), \(t))
                                      ON CONFLICT (id) DO NOTHING RETURNING key)
                         INSERT INTO ub_deliveries (event, lane, state, recorded_at, updated_at, window_record) SELECT key, \(lane), 0, \(t), \(t), true FROM ins
                         RETURNING seq
-                        """, logger: self.logger).decode(Int64.self) { inserted = true }
+                        """, logger: self.logger
+                    ).decode(Int64.self) { inserted = true }
                     if inserted { queued += 1 }  // a revision already queued stays as it is
                 }
-                try await c.query("""
+                try await c.query(
+                    """
                     UPDATE ub_windows SET dirty = false, state = \(ByteBuffer(data: try encoder.encode(state)))
                     WHERE lane = \(lane) AND customer = \(key.customer) AND meter = \(key.meter) AND start = \(key.start)
                     """, logger: self.logger)
@@ -371,10 +432,16 @@ public final class PostgresLedger: UsageLedger {
         try await run {
             let decoder = JSONDecoder()
             var out: [(key: WindowKey, state: WindowState)] = []
-            for try await (customer, meter, start, state) in try await self.client.query("""
+            for try await (customer, meter, start, state) in try await self.client.query(
+                """
                 SELECT customer, meter, start, state FROM ub_windows WHERE lane = \(lane) ORDER BY start, customer, meter
-                """, logger: self.logger).decode((String, String, Int64, ByteBuffer).self) {
-                out.append((WindowKey(customer: customer, meter: meter, start: start), try decoder.decode(WindowState.self, from: Data(buffer: state))))
+                """, logger: self.logger
+            ).decode((String, String, Int64, ByteBuffer).self) {
+                out.append(
+                    (
+                        WindowKey(customer: customer, meter: meter, start: start),
+                        try decoder.decode(WindowState.self, from: Data(buffer: state))
+                    ))
             }
             return out
         }
@@ -386,32 +453,43 @@ public final class PostgresLedger: UsageLedger {
     }
 
     public func nextDue(lane: String) async throws -> Date? {
-        try await first("SELECT MIN(next_attempt_at) FROM ub_deliveries WHERE lane = \(lane) AND state = 0", as: Double?.self)
-            .flatMap { $0 }.map(Date.init(timeIntervalSince1970:))
+        try await first(
+            "SELECT MIN(next_attempt_at) FROM ub_deliveries WHERE lane = \(lane) AND state = 0", as: Double?.self
+        )
+        .flatMap { $0 }.map(Date.init(timeIntervalSince1970:))
     }
 
     public func oldestQueued(lane: String) async throws -> Date? {
-        try await first("SELECT recorded_at FROM ub_deliveries WHERE lane = \(lane) AND state = 0 ORDER BY seq LIMIT 1", as: Double.self)
-            .map(Date.init(timeIntervalSince1970:))
+        try await first(
+            "SELECT recorded_at FROM ub_deliveries WHERE lane = \(lane) AND state = 0 ORDER BY seq LIMIT 1",
+            as: Double.self
+        )
+        .map(Date.init(timeIntervalSince1970:))
     }
 
     // MARK: Reading
 
     public func queuedCount(lane: String?) async throws -> Int {
-        if let lane { return try await first("SELECT COUNT(*) FROM ub_deliveries WHERE lane = \(lane) AND state = 0", as: Int.self) ?? 0 }
+        if let lane {
+            return try await first(
+                "SELECT COUNT(*) FROM ub_deliveries WHERE lane = \(lane) AND state = 0", as: Int.self) ?? 0
+        }
         return try await first("SELECT COUNT(*) FROM ub_deliveries WHERE state = 0", as: Int.self) ?? 0
     }
 
     public func hasQueued(lane: String) async throws -> Bool {
-        try await first("SELECT EXISTS (SELECT 1 FROM ub_deliveries WHERE lane = \(lane) AND state = 0)", as: Bool.self) ?? false
+        try await first("SELECT EXISTS (SELECT 1 FROM ub_deliveries WHERE lane = \(lane) AND state = 0)", as: Bool.self)
+            ?? false
     }
 
     public func backlogHistory(at instants: [Date]) async throws -> [String: [Int]] {
         guard !instants.isEmpty else { return [:] }
         return try await run {
             var rows: [(String, Int, Int)] = []
-            for try await (lane, index, count) in try await self.client.query(PostgresQuery(unsafeSQL: BacklogHistorySQL.query(table: "ub_deliveries", instants: instants)),
-                                                                               logger: self.logger).decode((String, Int, Int).self) {
+            for try await (lane, index, count) in try await self.client.query(
+                PostgresQuery(unsafeSQL: BacklogHistorySQL.query(table: "ub_deliveries", instants: instants)),
+                logger: self.logger
+            ).decode((String, Int, Int).self) {
                 rows.append((lane, index, count))
             }
             return BacklogHistorySQL.series(rows, points: instants.count)
@@ -421,10 +499,12 @@ public final class PostgresLedger: UsageLedger {
     public func status() async throws -> [LaneStatus] {
         try await run {
             var byLane: [String: LaneStatus] = [:]
-            for try await (lane, state, code, count, oldest, tried) in try await self.client.query("""
+            for try await (lane, state, code, count, oldest, tried) in try await self.client.query(
+                """
                 SELECT lane, state, COALESCE(reason_code, ''), COUNT(*), MIN(recorded_at), SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END)
                 FROM ub_deliveries GROUP BY lane, state, reason_code
-                """, logger: self.logger).decode((String, Int16, String, Int, Double, Int).self) {
+                """, logger: self.logger
+            ).decode((String, Int16, String, Int, Double, Int).self) {
                 var s = byLane[lane] ?? LaneStatus(lane: lane)
                 switch DeliveryState(rawValue: Int(state)) {
                 case .queued?:
@@ -440,8 +520,10 @@ public final class PostgresLedger: UsageLedger {
                 }
                 byLane[lane] = s
             }
-            for try await (lane, open) in try await self.client.query("SELECT lane, COUNT(*) FROM ub_windows WHERE dirty GROUP BY lane", logger: self.logger)
-                .decode((String, Int).self) {
+            for try await (lane, open) in try await self.client.query(
+                "SELECT lane, COUNT(*) FROM ub_windows WHERE dirty GROUP BY lane", logger: self.logger
+            )
+            .decode((String, Int).self) {
                 var s = byLane[lane] ?? LaneStatus(lane: lane)
                 s.openWindows = open
                 byLane[lane] = s
@@ -451,15 +533,19 @@ public final class PostgresLedger: UsageLedger {
     }
 
     public func laneNames() async throws -> [String] {
-        try await all("SELECT DISTINCT lane FROM ub_deliveries UNION SELECT DISTINCT lane FROM ub_windows ORDER BY 1", as: String.self)
+        try await all(
+            "SELECT DISTINCT lane FROM ub_deliveries UNION SELECT DISTINCT lane FROM ub_windows ORDER BY 1",
+            as: String.self)
     }
 
     public func ledger(lane: String, _ visit: (UsageEvent, DeliveryState) throws -> Void) async throws {
         try await run {
-            for try await (state, payload) in try await self.client.query("""
+            for try await (state, payload) in try await self.client.query(
+                """
                 SELECT d.state, e.payload FROM ub_deliveries d JOIN ub_events e ON e.key = d.event
                 WHERE d.lane = \(lane) AND NOT d.window_record ORDER BY d.seq
-                """, logger: self.logger).decode((Int16, ByteBuffer).self) {
+                """, logger: self.logger
+            ).decode((Int16, ByteBuffer).self) {
                 guard let state = DeliveryState(rawValue: Int(state)) else { continue }
                 try visit(try PayloadCodec.decode(Data(buffer: payload)), state)
             }
@@ -469,10 +555,12 @@ public final class PostgresLedger: UsageLedger {
     public func deadLetters(reason: String?, limit: Int) async throws -> [DeadLetter] {
         try await run {
             var out: [DeadLetter] = []
-            for try await (id, lane, code, message, attempts) in try await self.client.query("""
+            for try await (id, lane, code, message, attempts) in try await self.client.query(
+                """
                 SELECT e.id, d.lane, COALESCE(d.reason_code, ''), COALESCE(d.reason_message, ''), d.attempts FROM ub_deliveries d JOIN ub_events e ON e.key = d.event
                 WHERE d.state = 3 AND (\(reason)::text IS NULL OR d.reason_code = \(reason)) ORDER BY d.seq LIMIT \(limit)
-                """, logger: self.logger).decode((String, String, String, String, Int).self) {
+                """, logger: self.logger
+            ).decode((String, String, String, String, Int).self) {
                 out.append(DeadLetter(eventID: id, lane: lane, code: code, message: message, attempts: attempts))
             }
             return out
@@ -481,9 +569,12 @@ public final class PostgresLedger: UsageLedger {
 
     // MARK: Dead letters
 
-    public func rejectDelivered(_ rejections: [(identifier: String, reason: RejectionReason)], provider: String, now: Date) async throws -> Int {
+    public func rejectDelivered(
+        _ rejections: [(identifier: String, reason: RejectionReason)], provider: String, now: Date
+    ) async throws -> Int {
         guard !rejections.isEmpty else { return 0 }
-        return try await count("""
+        return try await count(
+            """
             UPDATE ub_deliveries d SET state = 3, reason_code = u.code, reason_message = u.message, updated_at = \(now.timeIntervalSince1970)
             FROM unnest(\(rejections.map(\.identifier))::text[], \(rejections.map(\.reason.code))::text[], \(rejections.map(\.reason.description))::text[])
                  AS u(id, code, message), ub_events e
@@ -495,14 +586,17 @@ public final class PostgresLedger: UsageLedger {
 
     public func retryDeadLetters(reason: String?, now: Date) async throws -> Int {
         let t = now.timeIntervalSince1970
-        return try await count("""
+        return try await count(
+            """
             UPDATE ub_deliveries SET state = 0, attempts = 0, first_attempt_at = NULL, next_attempt_at = \(t), updated_at = \(t)
             WHERE state = 3 AND (\(reason)::text IS NULL OR reason_code = \(reason)) RETURNING seq
             """)
     }
 
     public func purgeDeadLetters(reason: String?) async throws -> Int {
-        try await count("DELETE FROM ub_deliveries WHERE state = 3 AND (\(reason)::text IS NULL OR reason_code = \(reason)) RETURNING seq")
+        try await count(
+            "DELETE FROM ub_deliveries WHERE state = 3 AND (\(reason)::text IS NULL OR reason_code = \(reason)) RETURNING seq"
+        )
     }
 
     // MARK: Plumbing
@@ -522,16 +616,23 @@ public final class PostgresLedger: UsageLedger {
         do {
             return try await client.withTransaction(logger: logger, body)
         } catch let error as PostgresTransactionError {
-            throw Self.translate(error.closureError ?? error.beginError ?? error.commitError ?? error, location: location)
+            throw Self.translate(
+                error.closureError ?? error.beginError ?? error.commitError ?? error, location: location)
         } catch {
             throw Self.translate(error, location: location)
         }
     }
 
     static func translate(_ error: any Error, location: String) -> any Error {
-        if error is LeaseLostError || error is UsageBillingError || error is LedgerUnavailableError || error is CancellationError { return error }
+        if error is LeaseLostError || error is UsageBillingError || error is LedgerUnavailableError
+            || error is CancellationError
+        {
+            return error
+        }
         if let error = error as? PostgresTransactionError {
-            return translate(error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? UsageBillingError(.unexpectedResponse, "transaction failed"), location: location)
+            return translate(
+                error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError
+                    ?? UsageBillingError(.unexpectedResponse, "transaction failed"), location: location)
         }
         guard let psql = error as? PSQLError else {
             return LedgerUnavailableError(location: location, reason: "\(error)")
@@ -542,21 +643,29 @@ public final class PostgresLedger: UsageLedger {
         case .server where state.hasPrefix("08") || state.hasPrefix("57") || state == "53300":
             return LedgerUnavailableError(location: location, reason: message ?? state)
         case .server where state.hasPrefix("28"):
-            return UsageBillingError(.configuration, "the ledger \(location) refused the login: \(message ?? state)",
-                                     fix: "check the user in the URL and the password in PGPASSWORD")
+            return UsageBillingError(
+                .configuration, "the ledger \(location) refused the login: \(message ?? state)",
+                fix: "check the user in the URL and the password in PGPASSWORD")
         case .server:
-            return UsageBillingError(.unexpectedResponse, "the ledger \(location) refused a statement: \(message ?? state) (SQLSTATE \(state))",
-                                     fix: "check that this release's schema is the database's (`ub_schema`) and that the user may write it")
-        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed, .sslUnsupported, .failedToAddSSLHandler:
-            return LedgerUnavailableError(location: location, reason: "\(psql.code)" + ((psql.underlying).map { ": \($0)" } ?? ""))
+            return UsageBillingError(
+                .unexpectedResponse,
+                "the ledger \(location) refused a statement: \(message ?? state) (SQLSTATE \(state))",
+                fix: "check that this release's schema is the database's (`ub_schema`) and that the user may write it")
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed,
+            .sslUnsupported, .failedToAddSSLHandler:
+            return LedgerUnavailableError(
+                location: location, reason: "\(psql.code)" + ((psql.underlying).map { ": \($0)" } ?? ""))
         default:
-            return UsageBillingError(.unexpectedResponse, "the ledger \(location) failed: \(psql.code)", fix: "see the server's log")
+            return UsageBillingError(
+                .unexpectedResponse, "the ledger \(location) failed: \(psql.code)", fix: "see the server's log")
         }
     }
 
     func first<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type) async throws -> T? {
         try await run {
-            for try await value in try await self.client.query(query, logger: self.logger).decode(T.self) { return value }
+            for try await value in try await self.client.query(query, logger: self.logger).decode(T.self) {
+                return value
+            }
             return nil
         }
     }
@@ -564,7 +673,9 @@ public final class PostgresLedger: UsageLedger {
     func all<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type) async throws -> [T] {
         try await run {
             var out: [T] = []
-            for try await value in try await self.client.query(query, logger: self.logger).decode(T.self) { out.append(value) }
+            for try await value in try await self.client.query(query, logger: self.logger).decode(T.self) {
+                out.append(value)
+            }
             return out
         }
     }

@@ -71,7 +71,8 @@ final class RecordGroup: Sendable {
                 var first = Set<String>()
                 for waiter in group {
                     let known = waiter.entries.compactMap { entry in
-                        inserted.contains(entry.event.id) && first.insert(entry.event.id).inserted ? nil : entry.event.id
+                        inserted.contains(entry.event.id) && first.insert(entry.event.id).inserted
+                            ? nil : entry.event.id
                     }
                     waiter.continuation.resume(returning: known)
                 }

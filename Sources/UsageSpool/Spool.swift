@@ -93,14 +93,19 @@ public final class Spool: UsageLedger {
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 4000")
         }
         do {
-            self.pool = readOnly ? try Self.openReadOnly(path: path, configuration: configuration)
+            self.pool =
+                readOnly
+                ? try Self.openReadOnly(path: path, configuration: configuration)
                 : try Self.open(path: path, configuration: configuration)
         } catch let error as UsageBillingError {
             throw error
         } catch let error as DatabaseError {
             if let problem = Self.accessProblem(path: path, writing: !readOnly) { throw problem }
-            throw UsageBillingError(.invalidInput, "the spool \(path) cannot be opened: \(error.message ?? "\(error.resultCode)")",
-                                    fix: "if it is damaged or not a spool, move it aside (nothing in it was deleted) and recover it with `sqlite3 FILE .recover`")
+            throw UsageBillingError(
+                .invalidInput, "the spool \(path) cannot be opened: \(error.message ?? "\(error.resultCode)")",
+                fix:
+                    "if it is damaged or not a spool, move it aside (nothing in it was deleted) and recover it with `sqlite3 FILE .recover`"
+            )
         }
         self.committer = GroupCommitter(pool: pool)
     }
@@ -114,29 +119,44 @@ public final class Spool: UsageLedger {
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
         guard manager.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            return UsageBillingError(.invalidInput, "the spool's directory \(directory) does not exist",
-                                     fix: "create it (`mkdir -p \(directory)`) or pass --spool with a path in an existing directory", field: "spool")
+            return UsageBillingError(
+                .invalidInput, "the spool's directory \(directory) does not exist",
+                fix: "create it (`mkdir -p \(directory)`) or pass --spool with a path in an existing directory",
+                field: "spool")
         }
         let exists = manager.fileExists(atPath: path, isDirectory: &isDirectory)
         if exists && isDirectory.boolValue {
-            return UsageBillingError(.invalidInput, "the spool \(path) is a directory", fix: "pass --spool with a file path, e.g. \(path)/usage.spool", field: "spool")
+            return UsageBillingError(
+                .invalidInput, "the spool \(path) is a directory",
+                fix: "pass --spool with a file path, e.g. \(path)/usage.spool", field: "spool")
         }
         if exists && access(path, R_OK) != 0 {
-            return UsageBillingError(.invalidInput, "permission denied reading the spool \(path)",
-                                     fix: "run as the user that owns it, or make it readable (`chmod u+r \(path)`)", field: "spool")
+            return UsageBillingError(
+                .invalidInput, "permission denied reading the spool \(path)",
+                fix: "run as the user that owns it, or make it readable (`chmod u+r \(path)`)", field: "spool")
         }
         guard writing else { return nil }
         if !exists && access(directory, W_OK | X_OK) != 0 {
-            return UsageBillingError(.invalidInput, "permission denied creating the spool \(path): the directory \(directory) is not writable by this user",
-                                     fix: "pass --spool with a path in a directory you can write, or make \(directory) writable", field: "spool")
+            return UsageBillingError(
+                .invalidInput,
+                "permission denied creating the spool \(path): the directory \(directory) is not writable by this user",
+                fix: "pass --spool with a path in a directory you can write, or make \(directory) writable",
+                field: "spool")
         }
         if exists && access(path, W_OK) != 0 {
-            return UsageBillingError(.invalidInput, "permission denied writing the spool \(path) (it is read-only for this user)",
-                                     fix: "run as the user that owns it, or make it writable (`chmod u+w \(path)`); commands that only read (status, dlq list, reconcile) work on it as it is", field: "spool")
+            return UsageBillingError(
+                .invalidInput, "permission denied writing the spool \(path) (it is read-only for this user)",
+                fix:
+                    "run as the user that owns it, or make it writable (`chmod u+w \(path)`); commands that only read (status, dlq list, reconcile) work on it as it is",
+                field: "spool")
         }
         if exists && access(directory, W_OK | X_OK) != 0 {
-            return UsageBillingError(.invalidInput, "the spool's directory \(directory) is read-only for this user, and SQLite writes \(URL(fileURLWithPath: path).lastPathComponent)-wal and -shm beside the spool",
-                                     fix: "make \(directory) writable, or move the spool to a directory you can write; commands that only read (status, dlq list, reconcile) work on it as it is", field: "spool")
+            return UsageBillingError(
+                .invalidInput,
+                "the spool's directory \(directory) is read-only for this user, and SQLite writes \(URL(fileURLWithPath: path).lastPathComponent)-wal and -shm beside the spool",
+                fix:
+                    "make \(directory) writable, or move the spool to a directory you can write; commands that only read (status, dlq list, reconcile) work on it as it is",
+                field: "spool")
         }
         return nil
     }
@@ -145,7 +165,9 @@ public final class Spool: UsageLedger {
     /// SQLite create the write-ahead files, as an immutable file (a read-only copy).
     private static func openReadOnly(path: String, configuration: Configuration) throws -> DatabaseQueue {
         guard FileManager.default.fileExists(atPath: path) else {
-            throw UsageBillingError(.invalidInput, "no spool at \(path)", fix: "pass --spool with the file events were recorded in", field: "spool")
+            throw UsageBillingError(
+                .invalidInput, "no spool at \(path)", fix: "pass --spool with the file events were recorded in",
+                field: "spool")
         }
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
@@ -156,8 +178,11 @@ public final class Spool: UsageLedger {
         let logSize = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? nil
         let hasLog = (logSize ?? 0) > 0
         if hasLog && access(path + "-wal", R_OK) != 0 {
-            throw UsageBillingError(.invalidInput, "permission denied reading \(path)-wal, the spool's write-ahead log (it holds committed rows)",
-                                    fix: "run as the user that owns the spool, or make \(path)-wal and \(path)-shm readable", field: "spool")
+            throw UsageBillingError(
+                .invalidInput,
+                "permission denied reading \(path)-wal, the spool's write-ahead log (it holds committed rows)",
+                fix: "run as the user that owns the spool, or make \(path)-wal and \(path)-shm readable", field: "spool"
+            )
         }
         let writableDirectory = access(directory, W_OK | X_OK) == 0
         let mode = hasLog || writableDirectory ? "mode=ro" : "immutable=1"
@@ -166,13 +191,21 @@ public final class Spool: UsageLedger {
         do {
             queue = try DatabaseQueue(path: "file:\(encoded)?\(mode)", configuration: configuration)
             migrated = try queue.read { db in try migrator.hasCompletedMigrations(db) }
-        } catch where hasLog && !writableDirectory {
-            throw UsageBillingError(.invalidInput, "the spool's write-ahead log \(path)-wal holds rows not yet folded into the file, and reading them needs a file beside it in \(directory), which this user cannot write",
-                                    fix: "run this as the spool's owner, or run any writing command on the spool once as its owner (it folds the log into the file)", field: "spool")
+        } catch  where hasLog && !writableDirectory {
+            throw UsageBillingError(
+                .invalidInput,
+                "the spool's write-ahead log \(path)-wal holds rows not yet folded into the file, and reading them needs a file beside it in \(directory), which this user cannot write",
+                fix:
+                    "run this as the spool's owner, or run any writing command on the spool once as its owner (it folds the log into the file)",
+                field: "spool")
         }
         guard migrated else {
-            throw UsageBillingError(.invalidInput, "the spool \(path) was written by an older version and needs its schema upgraded, which a read-only open cannot do",
-                                    fix: "run a command that writes (e.g. `usage-billing worker --until-empty`) on it once, where it is writable")
+            throw UsageBillingError(
+                .invalidInput,
+                "the spool \(path) was written by an older version and needs its schema upgraded, which a read-only open cannot do",
+                fix:
+                    "run a command that writes (e.g. `usage-billing worker --until-empty`) on it once, where it is writable"
+            )
         }
         return queue
     }
@@ -197,17 +230,23 @@ public final class Spool: UsageLedger {
                 let pool = try DatabasePool(path: path, configuration: configuration)
                 let problems = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
                 guard problems == ["ok"] else {
-                    throw UsageBillingError(.invalidInput, "the spool \(path) is damaged: \(problems.prefix(3).joined(separator: "; "))",
-                                            fix: "stop the worker, copy the file aside, and recover it with `sqlite3 \(path) .recover`; nothing was deleted")
+                    throw UsageBillingError(
+                        .invalidInput, "the spool \(path) is damaged: \(problems.prefix(3).joined(separator: "; "))",
+                        fix:
+                            "stop the worker, copy the file aside, and recover it with `sqlite3 \(path) .recover`; nothing was deleted"
+                    )
                 }
                 try migrator.migrate(pool)
                 // Marking binds its row lists as JSON arrays (json_each): SQLite 3.38+, or JSON1.
                 guard (try? pool.read({ db in try Int.fetchOne(db, sql: "SELECT json_valid('[1]')") })) == 1 else {
-                    throw UsageBillingError(.configuration, "this SQLite has no JSON functions (json_each), which the spool needs",
-                                            fix: "install SQLite 3.38 or later (Debian: libsqlite3-dev) or one built with JSON1")
+                    throw UsageBillingError(
+                        .configuration, "this SQLite has no JSON functions (json_each), which the spool needs",
+                        fix: "install SQLite 3.38 or later (Debian: libsqlite3-dev) or one built with JSON1")
                 }
                 return pool
-            } catch let error as DatabaseError where (error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED) && attempt < 50 {
+            } catch let error as DatabaseError
+                where (error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED) && attempt < 50
+            {
                 attempt += 1
                 Thread.sleep(forTimeInterval: 0.1)
             }
@@ -219,7 +258,6 @@ public final class Spool: UsageLedger {
     public func checkpoint() throws {
         try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
     }
-
 
     /// One event to record and the lanes it goes to; `deadLetter` records it straight as dead on
     /// a lane (an unrouted event kept under the `dead-letter` policy).
@@ -250,7 +288,10 @@ public final class Spool: UsageLedger {
             var found: [String: UsageEvent] = [:]
             for chunk in stride(from: 0, to: ids.count, by: 500).map({ ids[$0..<min($0 + 500, ids.count)] }) {
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                for row in try Row.fetchAll(db, sql: "SELECT id, payload FROM events WHERE id IN (\(marks))", arguments: StatementArguments(Array(chunk))) {
+                for row in try Row.fetchAll(
+                    db, sql: "SELECT id, payload FROM events WHERE id IN (\(marks))",
+                    arguments: StatementArguments(Array(chunk)))
+                {
                     found[row[0]] = try PayloadCodec.decode(row[1] as Data)
                 }
             }
@@ -261,7 +302,9 @@ public final class Spool: UsageLedger {
     /// Up to `limit` queued rows of `lane` due at `now`, oldest first, with a `seq` above
     /// `after` (rows a worker already has in flight are below it); `windowRecords` picks only raw
     /// events (`false`) or only window records (`true`), nil both.
-    public func due(lane: String, limit: Int, now: Date, windowRecords: Bool? = nil, after: Int64 = 0) throws -> [QueuedDelivery] {
+    public func due(lane: String, limit: Int, now: Date, windowRecords: Bool? = nil, after: Int64 = 0) throws
+        -> [QueuedDelivery]
+    {
         // One SELECT, which SQLite runs in a read transaction of its own: GRDB's `read` also
         // compiled and ran BEGIN DEFERRED and COMMIT around it, half of this call's time for a
         // Stripe v1 lane's 64 rows (perf).
@@ -269,7 +312,9 @@ public final class Spool: UsageLedger {
             let filter = windowRecords.map { " AND d.window_record = \($0 ? 1 : 0)" } ?? ""
             // Read through the C API: this runs once per batch on the delivery path, and GRDB's
             // rows (a dictionary-like Row per result) cost more than the query.
-            let query = try RawStatement(db, """
+            let query = try RawStatement(
+                db,
+                """
                 SELECT d.seq, d.attempts, d.first_attempt_at, d.window_record, e.payload FROM deliveries d JOIN events e ON e.key = d.event
                 WHERE d.lane = ? AND d.state = 0 AND d.seq > ? AND d.next_attempt_at <= ?\(filter) ORDER BY d.seq LIMIT ?
                 """)
@@ -280,8 +325,11 @@ public final class Spool: UsageLedger {
             var out: [QueuedDelivery] = []
             out.reserveCapacity(min(limit, 1_000))
             try query.rows { row in
-                out.append(QueuedDelivery(seq: row.int64(0), event: try PayloadCodec.decode(row.data(4)), attempts: Int(row.int64(1)),
-                                          firstAttemptAt: row.double(2).map(Date.init(timeIntervalSince1970:)), isWindowRecord: row.int64(3) == 1))
+                out.append(
+                    QueuedDelivery(
+                        seq: row.int64(0), event: try PayloadCodec.decode(row.data(4)), attempts: Int(row.int64(1)),
+                        firstAttemptAt: row.double(2).map(Date.init(timeIntervalSince1970:)),
+                        isWindowRecord: row.int64(3) == 1))
             }
             return out
         }
@@ -291,10 +339,12 @@ public final class Spool: UsageLedger {
     /// a reconciliation compares a provider with. `visit` is called once per row, in seq order.
     public func ledger(lane: String, _ visit: (UsageEvent, DeliveryState) throws -> Void) throws {
         try pool.read { db in
-            let rows = try Row.fetchCursor(db, sql: """
-                SELECT d.state, e.payload FROM deliveries d JOIN events e ON e.key = d.event
-                WHERE d.lane = ? AND d.window_record = 0 ORDER BY d.seq
-                """, arguments: [lane])
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT d.state, e.payload FROM deliveries d JOIN events e ON e.key = d.event
+                    WHERE d.lane = ? AND d.window_record = 0 ORDER BY d.seq
+                    """, arguments: [lane])
             while let row = try rows.next() {
                 guard let state = DeliveryState(rawValue: row[0]) else { continue }
                 try visit(try PayloadCodec.decode(row[1] as Data), state)
@@ -314,23 +364,29 @@ public final class Spool: UsageLedger {
         guard !seqs.isEmpty else { return }
         let list = seqs.map(String.init).joined(separator: ",")
         try await pool.write { db in
-            try db.execute(sql: "UPDATE deliveries SET first_attempt_at = COALESCE(first_attempt_at, ?) WHERE seq IN (\(list))",
-                           arguments: [now.timeIntervalSince1970])
+            try db.execute(
+                sql: "UPDATE deliveries SET first_attempt_at = COALESCE(first_attempt_at, ?) WHERE seq IN (\(list))",
+                arguments: [now.timeIntervalSince1970])
         }
     }
 
     /// When `lane`'s next queued row is due, or nil when none is queued.
     public func nextDue(lane: String) throws -> Date? {
         try pool.read { db in
-            try Double.fetchOne(db, sql: "SELECT MIN(next_attempt_at) FROM deliveries WHERE lane = ? AND state = 0", arguments: [lane])
-                .map(Date.init(timeIntervalSince1970:))
+            try Double.fetchOne(
+                db, sql: "SELECT MIN(next_attempt_at) FROM deliveries WHERE lane = ? AND state = 0", arguments: [lane]
+            )
+            .map(Date.init(timeIntervalSince1970:))
         }
     }
 
     public func oldestQueued(lane: String) throws -> Date? {
         try pool.read { db in
-            try Double.fetchOne(db, sql: "SELECT recorded_at FROM deliveries WHERE lane = ? AND state = 0 ORDER BY seq LIMIT 1", arguments: [lane])
-                .map(Date.init(timeIntervalSince1970:))
+            try Double.fetchOne(
+                db, sql: "SELECT recorded_at FROM deliveries WHERE lane = ? AND state = 0 ORDER BY seq LIMIT 1",
+                arguments: [lane]
+            )
+            .map(Date.init(timeIntervalSince1970:))
         }
     }
 
@@ -360,7 +416,9 @@ public final class Spool: UsageLedger {
 
     /// `flock` on `<spool>.worker-lock` for the worker's run (released when it returns or its
     /// process dies): two workers would send the same queued rows twice.
-    public func acquireDeliveryLock() async throws -> (any DeliveryLock)? { try await WorkerLock.acquire(spoolPath: path) }
+    public func acquireDeliveryLock() async throws -> (any DeliveryLock)? {
+        try await WorkerLock.acquire(spoolPath: path)
+    }
     /// Under the file lock every lane is the worker's: a lease that never lapses.
     public func acquireLease(lane: String, owner: String, ttl: Duration) async throws -> LaneLease? {
         LaneLease(lane: lane, owner: owner, token: 0, expiresAt: .distantFuture)
@@ -384,7 +442,9 @@ public final class Spool: UsageLedger {
             }
         }
         // One cached statement for any number of rows: the seqs go in as a JSON array.
-        let final = try RawStatement(db, """
+        let final = try RawStatement(
+            db,
+            """
             UPDATE deliveries SET state = ?, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
             reason_code = NULL, reason_message = NULL, updated_at = ? WHERE seq IN (SELECT value FROM json_each(?))
             """)
@@ -398,15 +458,19 @@ public final class Spool: UsageLedger {
         for (seq, mark) in others {
             switch mark {
             case .dead(let reason):
-                try db.cachedStatement(sql: """
-                    UPDATE deliveries SET state = 3, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
-                    reason_code = ?, reason_message = ?, updated_at = ? WHERE seq = ?
-                    """).execute(arguments: [t, reason.code, reason.description, t, seq])
+                try db.cachedStatement(
+                    sql: """
+                        UPDATE deliveries SET state = 3, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
+                        reason_code = ?, reason_message = ?, updated_at = ? WHERE seq = ?
+                        """
+                ).execute(arguments: [t, reason.code, reason.description, t, seq])
             case .retry(let at, let reason):
-                try db.cachedStatement(sql: """
-                    UPDATE deliveries SET attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
-                    next_attempt_at = ?, reason_code = 'retrying', reason_message = ?, updated_at = ? WHERE seq = ?
-                    """).execute(arguments: [t, at.timeIntervalSince1970, reason, t, seq])
+                try db.cachedStatement(
+                    sql: """
+                        UPDATE deliveries SET attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
+                        next_attempt_at = ?, reason_code = 'retrying', reason_message = ?, updated_at = ? WHERE seq = ?
+                        """
+                ).execute(arguments: [t, at.timeIntervalSince1970, reason, t, seq])
             case .delivered, .duplicate:
                 break
             }
@@ -417,7 +481,9 @@ public final class Spool: UsageLedger {
     public func backlogHistory(at instants: [Date]) throws -> [String: [Int]] {
         guard !instants.isEmpty else { return [:] }
         return try pool.read { db in
-            let rows = try Row.fetchAll(db, sql: BacklogHistorySQL.query(table: "deliveries", instants: instants)).map { row -> (String, Int, Int) in (row[0], row[1], row[2]) }
+            let rows = try Row.fetchAll(db, sql: BacklogHistorySQL.query(table: "deliveries", instants: instants)).map {
+                row -> (String, Int, Int) in (row[0], row[1], row[2])
+            }
             return BacklogHistorySQL.series(rows, points: instants.count)
         }
     }
@@ -425,9 +491,12 @@ public final class Spool: UsageLedger {
     public func status() throws -> [LaneStatus] {
         try pool.read { db in
             var byLane: [String: LaneStatus] = [:]
-            for row in try Row.fetchAll(db, sql: """
-                SELECT lane, state, COALESCE(reason_code, ''), COUNT(*), MIN(recorded_at), SUM(attempts > 0) FROM deliveries GROUP BY lane, state, reason_code
-                """) {
+            for row in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT lane, state, COALESCE(reason_code, ''), COUNT(*), MIN(recorded_at), SUM(attempts > 0) FROM deliveries GROUP BY lane, state, reason_code
+                    """)
+            {
                 let lane: String = row[0]
                 var s = byLane[lane] ?? LaneStatus(lane: lane)
                 let count: Int = row[3]
@@ -467,7 +536,10 @@ public final class Spool: UsageLedger {
 
     /// Queued rows of one lane.
     public func queuedCount(lane: String) throws -> Int {
-        try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE lane = ? AND state = 0", arguments: [lane]) ?? 0 }
+        try pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE lane = ? AND state = 0", arguments: [lane])
+                ?? 0
+        }
     }
 
 }

@@ -85,11 +85,19 @@ final class GroupCommitter: @unchecked Sendable {
                 for item in group {
                     switch item.work {
                     case .record:
-                        item.done.resume(throwing: UsageBillingError(.unexpectedResponse, "the spool could not record: \(error)",
-                                                                     fix: "check disk space and permissions; the events were not recorded, so record them again"))
+                        item.done.resume(
+                            throwing: UsageBillingError(
+                                .unexpectedResponse, "the spool could not record: \(error)",
+                                fix:
+                                    "check disk space and permissions; the events were not recorded, so record them again"
+                            ))
                     case .mark:
-                        item.done.resume(throwing: UsageBillingError(.unexpectedResponse, "the spool could not mark delivered rows: \(error)",
-                                                                     fix: "check disk space and permissions; the rows stay queued and go again with the same ids, which the provider dedupes"))
+                        item.done.resume(
+                            throwing: UsageBillingError(
+                                .unexpectedResponse, "the spool could not mark delivered rows: \(error)",
+                                fix:
+                                    "check disk space and permissions; the rows stay queued and go again with the same ids, which the provider dedupes"
+                            ))
                     }
                 }
             }
@@ -118,8 +126,11 @@ final class GroupCommitter: @unchecked Sendable {
 
     private func insert(_ group: [Item], db: Database) throws -> [[String]] {
         // Bound with the C API: GRDB's StatementArguments cost more than the inserts here.
-        let insertEvent = try RawStatement(db, "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)")
-        let insertLane = try RawStatement(db, """
+        let insertEvent = try RawStatement(
+            db, "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)")
+        let insertLane = try RawStatement(
+            db,
+            """
             INSERT INTO deliveries (event, lane, state, recorded_at, updated_at, reason_code, reason_message)
             VALUES (?, ?, ?, ?, ?, ?, ?)
             """)
@@ -190,12 +201,16 @@ struct RawStatement {
     func bind(_ index: Int32, _ text: String) {
         var text = text
         text.withUTF8 { utf8 in
-            _ = utf8.withMemoryRebound(to: CChar.self) { sqlite3_bind_text(handle, index, $0.baseAddress, Int32($0.count), Self.transient) }
+            _ = utf8.withMemoryRebound(to: CChar.self) {
+                sqlite3_bind_text(handle, index, $0.baseAddress, Int32($0.count), Self.transient)
+            }
         }
     }
 
     func bind(_ index: Int32, _ data: Data) {
-        data.withUnsafeBytes { raw in _ = sqlite3_bind_blob(handle, index, raw.baseAddress, Int32(raw.count), Self.transient) }
+        data.withUnsafeBytes { raw in
+            _ = sqlite3_bind_blob(handle, index, raw.baseAddress, Int32(raw.count), Self.transient)
+        }
     }
 
     func bind(_ index: Int32, _ value: Double) { sqlite3_bind_double(handle, index, value) }
@@ -206,7 +221,9 @@ struct RawStatement {
     struct Columns {
         let handle: OpaquePointer
         func int64(_ i: Int32) -> Int64 { sqlite3_column_int64(handle, i) }
-        func double(_ i: Int32) -> Double? { sqlite3_column_type(handle, i) == SQLITE_NULL ? nil : sqlite3_column_double(handle, i) }
+        func double(_ i: Int32) -> Double? {
+            sqlite3_column_type(handle, i) == SQLITE_NULL ? nil : sqlite3_column_double(handle, i)
+        }
         func data(_ i: Int32) -> Data {
             let count = Int(sqlite3_column_bytes(handle, i))
             guard count > 0, let base = sqlite3_column_blob(handle, i) else { return Data() }
@@ -221,7 +238,9 @@ struct RawStatement {
             let code = sqlite3_step(handle)
             if code == SQLITE_DONE { return }
             guard code == SQLITE_ROW else {
-                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(handle))))
+                throw DatabaseError(
+                    resultCode: ResultCode(rawValue: code),
+                    message: String(cString: sqlite3_errmsg(sqlite3_db_handle(handle))))
             }
             try visit(Columns(handle: handle))
         }
@@ -232,7 +251,9 @@ struct RawStatement {
         let code = sqlite3_step(handle)
         sqlite3_reset(handle)
         guard code == SQLITE_DONE else {
-            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(handle))))
+            throw DatabaseError(
+                resultCode: ResultCode(rawValue: code),
+                message: String(cString: sqlite3_errmsg(sqlite3_db_handle(handle))))
         }
     }
 }

@@ -8,10 +8,13 @@ extension Spool {
     /// Dead letters, oldest first, optionally of one reason code.
     public func deadLetters(reason: String? = nil, limit: Int = 100) throws -> [DeadLetter] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT e.id, d.lane, d.reason_code, d.reason_message, d.attempts FROM deliveries d JOIN events e ON e.key = d.event
-                WHERE d.state = 3 AND (? IS NULL OR d.reason_code = ?) ORDER BY d.seq LIMIT ?
-                """, arguments: [reason, reason, limit]).map {
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT e.id, d.lane, d.reason_code, d.reason_message, d.attempts FROM deliveries d JOIN events e ON e.key = d.event
+                    WHERE d.state = 3 AND (? IS NULL OR d.reason_code = ?) ORDER BY d.seq LIMIT ?
+                    """, arguments: [reason, reason, limit]
+            ).map {
                 DeadLetter(eventID: $0[0], lane: $0[1], code: $0[2] ?? "", message: $0[3] ?? "", attempts: $0[4])
             }
         }
@@ -23,18 +26,24 @@ extension Spool {
     /// `stripe/api_request`, `stripe/storage`, …). Only rows marked delivered or duplicate change; ids the spool does not
     /// hold, or holds for other providers, change nothing. Returns how many rows became dead.
     @discardableResult
-    public func rejectDelivered(_ rejections: [(identifier: String, reason: RejectionReason)], provider: String,
-                                now: Date = Date()) async throws -> Int {
+    public func rejectDelivered(
+        _ rejections: [(identifier: String, reason: RejectionReason)], provider: String,
+        now: Date = Date()
+    ) async throws -> Int {
         guard !rejections.isEmpty else { return 0 }
         return try await pool.write { db in
-            let update = try db.cachedStatement(sql: """
-                UPDATE deliveries SET state = 3, reason_code = ?, reason_message = ?, updated_at = ?
-                WHERE event = (SELECT key FROM events WHERE id = ?) AND state IN (1, 2) AND window_record = 0
-                  AND (substr(lane, 1, length(?) + 1) = ? || '/' OR substr(lane, 1, length(?) + 1) = ? || '#')
-                """)
+            let update = try db.cachedStatement(
+                sql: """
+                    UPDATE deliveries SET state = 3, reason_code = ?, reason_message = ?, updated_at = ?
+                    WHERE event = (SELECT key FROM events WHERE id = ?) AND state IN (1, 2) AND window_record = 0
+                      AND (substr(lane, 1, length(?) + 1) = ? || '/' OR substr(lane, 1, length(?) + 1) = ? || '#')
+                    """)
             var changed = 0
             for (identifier, reason) in rejections {
-                try update.execute(arguments: [reason.code, reason.description, now.timeIntervalSince1970, identifier, provider, provider, provider, provider])
+                try update.execute(arguments: [
+                    reason.code, reason.description, now.timeIntervalSince1970, identifier, provider, provider,
+                    provider, provider,
+                ])
                 changed += db.changesCount
             }
             return changed
@@ -45,10 +54,11 @@ extension Spool {
     @discardableResult
     public func retryDeadLetters(reason: String? = nil, now: Date = Date()) async throws -> Int {
         try await pool.write { db in
-            try db.execute(sql: """
-                UPDATE deliveries SET state = 0, attempts = 0, first_attempt_at = NULL, next_attempt_at = ?, updated_at = ?
-                WHERE state = 3 AND (? IS NULL OR reason_code = ?)
-                """, arguments: [now.timeIntervalSince1970, now.timeIntervalSince1970, reason, reason])
+            try db.execute(
+                sql: """
+                    UPDATE deliveries SET state = 0, attempts = 0, first_attempt_at = NULL, next_attempt_at = ?, updated_at = ?
+                    WHERE state = 3 AND (? IS NULL OR reason_code = ?)
+                    """, arguments: [now.timeIntervalSince1970, now.timeIntervalSince1970, reason, reason])
             return db.changesCount
         }
     }
@@ -57,7 +67,9 @@ extension Spool {
     @discardableResult
     public func purgeDeadLetters(reason: String? = nil) async throws -> Int {
         try await pool.write { db in
-            try db.execute(sql: "DELETE FROM deliveries WHERE state = 3 AND (? IS NULL OR reason_code = ?)", arguments: [reason, reason])
+            try db.execute(
+                sql: "DELETE FROM deliveries WHERE state = 3 AND (? IS NULL OR reason_code = ?)",
+                arguments: [reason, reason])
             return db.changesCount
         }
     }

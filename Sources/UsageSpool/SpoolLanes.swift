@@ -39,8 +39,12 @@ extension UsageLedger {
     /// Lanes with undelivered work that `known` (the config's lane names) does not have.
     public func orphanedLanes(known: Set<String>) async throws -> [OrphanedLane] {
         try await status().compactMap { s in
-            guard s.lane != Spool.unroutedLane, !known.contains(s.lane), s.queued > 0 || s.openWindows > 0 else { return nil }
-            return OrphanedLane(lane: s.lane, queued: s.queued, retrying: s.retrying, openWindows: s.openWindows, oldestQueued: s.oldestQueued)
+            guard s.lane != Spool.unroutedLane, !known.contains(s.lane), s.queued > 0 || s.openWindows > 0 else {
+                return nil
+            }
+            return OrphanedLane(
+                lane: s.lane, queued: s.queued, retrying: s.retrying, openWindows: s.openWindows,
+                oldestQueued: s.oldestQueued)
         }
     }
 
@@ -56,7 +60,9 @@ extension UsageLedger {
         for name in try await laneNames() {
             guard let (provider, index) = Lane.legacyPosition(name) else { continue }
             guard config.routes.indices.contains(index), config.routes[index].providers.contains(provider) else {
-                problems.append("\(name) (from before lanes had names: provider \(provider), route \(index)) cannot map: routes[\(index)] of \(config.file) does not send to \(provider)")
+                problems.append(
+                    "\(name) (from before lanes had names: provider \(provider), route \(index)) cannot map: routes[\(index)] of \(config.file) does not send to \(provider)"
+                )
                 continue
             }
             let route = config.routes[index]
@@ -65,15 +71,21 @@ extension UsageLedger {
                 if stray == nil, !route.patterns.contains(where: { $0.matches(event.name) }) { stray = event.name }
             }
             if let stray {
-                problems.append("\(name) holds '\(stray)' events, which routes[\(index)] of \(config.file) (\(route.patterns.map(\.text).joined(separator: ", "))) does not take")
+                problems.append(
+                    "\(name) holds '\(stray)' events, which routes[\(index)] of \(config.file) (\(route.patterns.map(\.text).joined(separator: ", "))) does not take"
+                )
                 continue
             }
             renames.append((name, route.lane(provider).name))
         }
         if !problems.isEmpty {
-            throw UsageBillingError(.configuration, "the spool's positional lanes do not match the config, which was edited since they were recorded: " + problems.joined(separator: "; "),
-                                    fix: "start the new release once with the routing config these events were recorded with (it maps each positional lane to its route; from then on lanes keep their names through edits), or move the rows yourself: `usage-billing lanes reassign <positional lane> <provider>/<route>`",
-                                    field: "routes")
+            throw UsageBillingError(
+                .configuration,
+                "the spool's positional lanes do not match the config, which was edited since they were recorded: "
+                    + problems.joined(separator: "; "),
+                fix:
+                    "start the new release once with the routing config these events were recorded with (it maps each positional lane to its route; from then on lanes keep their names through edits), or move the rows yourself: `usage-billing lanes reassign <positional lane> <provider>/<route>`",
+                field: "routes")
         }
         return renames
     }
@@ -107,22 +119,37 @@ extension Spool {
     /// - Throws: `.invalidInput` when `from` has nothing, when both lanes have a window for the
     ///   same customer, meter and start, or when open windows would move to a lane without windows.
     @discardableResult
-    public func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (rows: Int, windows: Int, alreadyThere: Int) {
+    public func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (
+        rows: Int, windows: Int, alreadyThere: Int
+    ) {
         guard from != to else {
-            throw UsageBillingError(.invalidInput, "the lanes are the same (\(from))", fix: "name the lane the rows are on and the lane to move them to", field: "to")
+            throw UsageBillingError(
+                .invalidInput, "the lanes are the same (\(from))",
+                fix: "name the lane the rows are on and the lane to move them to", field: "to")
         }
-        let lock = try await WorkerLock.acquire(spoolPath: path)  // a running worker would deliver from a lane half-moved
+        // a running worker would deliver from a lane half-moved
+        let lock = try await WorkerLock.acquire(spoolPath: path)
         defer { lock.release() }
         return try await pool.write { db in
-            let rows = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE lane = ?", arguments: [from]) ?? 0
-            let windows = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM windows WHERE lane = ?", arguments: [from]) ?? 0
+            let rows =
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE lane = ?", arguments: [from]) ?? 0
+            let windows =
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM windows WHERE lane = ?", arguments: [from]) ?? 0
             guard rows + windows > 0 else {
-                throw UsageBillingError(.invalidInput, "the spool has no lane \(from)", fix: "see `usage-billing status` for the spool's lanes", field: "from")
+                throw UsageBillingError(
+                    .invalidInput, "the spool has no lane \(from)",
+                    fix: "see `usage-billing status` for the spool's lanes", field: "from")
             }
-            let open = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM windows WHERE lane = ? AND dirty = 1", arguments: [from]) ?? 0
+            let open =
+                try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM windows WHERE lane = ? AND dirty = 1", arguments: [from]) ?? 0
             if open > 0 && !targetAggregates {
-                throw UsageBillingError(.invalidInput, "\(from) has \(open) window(s) with events not yet billed, and \(to) does not bill per window",
-                                        fix: "move them to a lane whose provider aggregates, or emit them first (put the route back and run `worker --until-empty --close-windows`)", field: "to")
+                throw UsageBillingError(
+                    .invalidInput,
+                    "\(from) has \(open) window(s) with events not yet billed, and \(to) does not bill per window",
+                    fix:
+                        "move them to a lane whose provider aggregates, or emit them first (put the route back and run `worker --until-empty --close-windows`)",
+                    field: "to")
             }
             let already = try Self.move(db, from: from, to: to)
             return (rows - already, windows, already)
@@ -138,34 +165,44 @@ extension Spool {
     public func dropLane(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int) {
         let lock = try await WorkerLock.acquire(spoolPath: path)
         defer { lock.release() }
-        let reason = RejectionReason(code: "lane_removed", message: "the routing config no longer has the lane \(lane); dead-lettered by `usage-billing lanes drop`",
-                                     origin: .local)
+        let reason = RejectionReason(
+            code: "lane_removed",
+            message: "the routing config no longer has the lane \(lane); dead-lettered by `usage-billing lanes drop`",
+            origin: .local)
         return try await pool.write { db in
             let t = now.timeIntervalSince1970
-            try db.execute(sql: """
-                UPDATE deliveries SET state = 3, reason_code = ?, reason_message = ?, updated_at = ? WHERE lane = ? AND state = 0
-                """, arguments: [reason.code, reason.description, t, lane])
+            try db.execute(
+                sql: """
+                    UPDATE deliveries SET state = 3, reason_code = ?, reason_message = ?, updated_at = ? WHERE lane = ? AND state = 0
+                    """, arguments: [reason.code, reason.description, t, lane])
             let rows = db.changesCount
             // Each open window's unbilled part, as the record the lane would have sent.
             let spec = AggregationSpec(window: .fixed(seconds: 3600), report: .increments)
             let encoder = JSONEncoder(), decoder = JSONDecoder()
             var windows = 0
-            for row in try Row.fetchAll(db, sql: "SELECT customer, meter, start, state FROM windows WHERE lane = ? AND dirty = 1", arguments: [lane]) {
+            for row in try Row.fetchAll(
+                db, sql: "SELECT customer, meter, start, state FROM windows WHERE lane = ? AND dirty = 1",
+                arguments: [lane])
+            {
                 let key = WindowKey(customer: row[0], meter: row[1], start: row[2])
                 var state = try decoder.decode(WindowState.self, from: row[3] as Data)
                 if let record = WindowAggregator.record(for: key, state: &state, spec: spec, namespace: lane) {
-                    try db.execute(sql: "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)",
-                                   arguments: [record.id, PayloadCodec.encode(record), t])
+                    try db.execute(
+                        sql: "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)",
+                        arguments: [record.id, PayloadCodec.encode(record), t])
                     if db.changesCount > 0 {
-                        try db.execute(sql: """
-                            INSERT INTO deliveries (event, lane, state, recorded_at, updated_at, window_record, reason_code, reason_message)
-                            VALUES (?, ?, 3, ?, ?, 1, ?, ?)
-                            """, arguments: [db.lastInsertedRowID, lane, t, t, reason.code, reason.description])
+                        try db.execute(
+                            sql: """
+                                INSERT INTO deliveries (event, lane, state, recorded_at, updated_at, window_record, reason_code, reason_message)
+                                VALUES (?, ?, 3, ?, ?, 1, ?, ?)
+                                """, arguments: [db.lastInsertedRowID, lane, t, t, reason.code, reason.description])
                         windows += 1
                     }
                 }
-                try db.execute(sql: "UPDATE windows SET dirty = 0, state = ? WHERE lane = ? AND customer = ? AND meter = ? AND start = ?",
-                               arguments: [try encoder.encode(state), lane, key.customer, key.meter, key.start])
+                try db.execute(
+                    sql:
+                        "UPDATE windows SET dirty = 0, state = ? WHERE lane = ? AND customer = ? AND meter = ? AND start = ?",
+                    arguments: [try encoder.encode(state), lane, key.customer, key.meter, key.start])
             }
             return (rows, windows)
         }
@@ -177,26 +214,37 @@ extension Spool {
     /// lane. Returns how many rows stayed.
     @discardableResult
     private static func move(_ db: Database, from: String, to: String) throws -> Int {
-        let clash = try Row.fetchOne(db, sql: """
-            SELECT a.customer, a.meter, a.start FROM windows a JOIN windows b
-              ON b.lane = ? AND b.customer = a.customer AND b.meter = a.meter AND b.start = a.start
-            WHERE a.lane = ? LIMIT 1
-            """, arguments: [to, from])
+        let clash = try Row.fetchOne(
+            db,
+            sql: """
+                SELECT a.customer, a.meter, a.start FROM windows a JOIN windows b
+                  ON b.lane = ? AND b.customer = a.customer AND b.meter = a.meter AND b.start = a.start
+                WHERE a.lane = ? LIMIT 1
+                """, arguments: [to, from])
         if let clash {
             let customer: String = clash[0], meter: String = clash[1], start: Int64 = clash[2]
-            throw UsageBillingError(.invalidInput, "\(from) and \(to) both have a window for customer '\(customer)', meter '\(meter)' starting \(RFC3339.format(Date(timeIntervalSince1970: TimeInterval(start)))); merging them could bill it twice",
-                                    fix: "deliver one lane's windows first (`worker --until-empty --close-windows` with its route in the config), or drop it", field: "to")
+            throw UsageBillingError(
+                .invalidInput,
+                "\(from) and \(to) both have a window for customer '\(customer)', meter '\(meter)' starting \(RFC3339.format(Date(timeIntervalSince1970: TimeInterval(start)))); merging them could bill it twice",
+                fix:
+                    "deliver one lane's windows first (`worker --until-empty --close-windows` with its route in the config), or drop it",
+                field: "to")
         }
-        let already = try Int.fetchOne(db, sql: """
-            SELECT COUNT(*) FROM deliveries a WHERE a.lane = ? AND EXISTS (SELECT 1 FROM deliveries b WHERE b.lane = ? AND b.event = a.event)
-            """, arguments: [from, to]) ?? 0
-        try db.execute(sql: """
-            UPDATE deliveries SET state = \(DeliveryState.duplicate.rawValue), reason_code = 'already_on_lane', reason_message = ?
-            WHERE lane = ? AND state = \(DeliveryState.queued.rawValue) AND EXISTS (SELECT 1 FROM deliveries b WHERE b.lane = ? AND b.event = deliveries.event)
-            """, arguments: ["\(to) already holds this event; left here by `lanes reassign`", from, to])
-        try db.execute(sql: """
-            UPDATE deliveries SET lane = ? WHERE lane = ? AND NOT EXISTS (SELECT 1 FROM deliveries b WHERE b.lane = ? AND b.event = deliveries.event)
-            """, arguments: [to, from, to])
+        let already =
+            try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT COUNT(*) FROM deliveries a WHERE a.lane = ? AND EXISTS (SELECT 1 FROM deliveries b WHERE b.lane = ? AND b.event = a.event)
+                    """, arguments: [from, to]) ?? 0
+        try db.execute(
+            sql: """
+                UPDATE deliveries SET state = \(DeliveryState.duplicate.rawValue), reason_code = 'already_on_lane', reason_message = ?
+                WHERE lane = ? AND state = \(DeliveryState.queued.rawValue) AND EXISTS (SELECT 1 FROM deliveries b WHERE b.lane = ? AND b.event = deliveries.event)
+                """, arguments: ["\(to) already holds this event; left here by `lanes reassign`", from, to])
+        try db.execute(
+            sql: """
+                UPDATE deliveries SET lane = ? WHERE lane = ? AND NOT EXISTS (SELECT 1 FROM deliveries b WHERE b.lane = ? AND b.event = deliveries.event)
+                """, arguments: [to, from, to])
         try db.execute(sql: "UPDATE windows SET lane = ? WHERE lane = ?", arguments: [to, from])
         return already
     }

@@ -8,28 +8,29 @@ extension Spool {
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE events (
-                    id TEXT PRIMARY KEY NOT NULL,
-                    payload BLOB NOT NULL,
-                    recorded_at REAL NOT NULL
-                ) WITHOUT ROWID;
-                CREATE TABLE deliveries (
-                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                    event_id TEXT NOT NULL REFERENCES events(id),
-                    lane TEXT NOT NULL,
-                    state INTEGER NOT NULL DEFAULT 0,
-                    attempts INTEGER NOT NULL DEFAULT 0,
-                    next_attempt_at REAL NOT NULL DEFAULT 0,
-                    first_attempt_at REAL,
-                    reason_code TEXT,
-                    reason_message TEXT,
-                    recorded_at REAL NOT NULL,
-                    updated_at REAL NOT NULL,
-                    UNIQUE (event_id, lane)
-                );
-                CREATE INDEX deliveries_by_lane ON deliveries (lane, state, next_attempt_at, seq);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE events (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        payload BLOB NOT NULL,
+                        recorded_at REAL NOT NULL
+                    ) WITHOUT ROWID;
+                    CREATE TABLE deliveries (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                        event_id TEXT NOT NULL REFERENCES events(id),
+                        lane TEXT NOT NULL,
+                        state INTEGER NOT NULL DEFAULT 0,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        next_attempt_at REAL NOT NULL DEFAULT 0,
+                        first_attempt_at REAL,
+                        reason_code TEXT,
+                        reason_message TEXT,
+                        recorded_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        UNIQUE (event_id, lane)
+                    );
+                    CREATE INDEX deliveries_by_lane ON deliveries (lane, state, next_attempt_at, seq);
+                    """)
         }
         m.registerMigration("v2: due rows in seq order") { db in
             // The worker asks for a lane's queued rows in seq order; with this index SQLite walks
@@ -41,20 +42,21 @@ extension Spool {
         m.registerMigration("v3: aggregation windows") { db in
             // Lanes whose provider bills per window fold raw rows (state 4) into `windows`; a
             // closed window becomes an event of its own with a row marked `window_record`.
-            try db.execute(sql: """
-                ALTER TABLE deliveries ADD COLUMN window_record INTEGER NOT NULL DEFAULT 0;
-                CREATE TABLE windows (
-                    lane TEXT NOT NULL,
-                    customer TEXT NOT NULL,
-                    meter TEXT NOT NULL,
-                    start INTEGER NOT NULL,
-                    window_end INTEGER NOT NULL,
-                    dirty INTEGER NOT NULL,
-                    state BLOB NOT NULL,
-                    PRIMARY KEY (lane, customer, meter, start)
-                ) WITHOUT ROWID;
-                CREATE INDEX windows_dirty ON windows (lane, dirty, window_end);
-                """)
+            try db.execute(
+                sql: """
+                    ALTER TABLE deliveries ADD COLUMN window_record INTEGER NOT NULL DEFAULT 0;
+                    CREATE TABLE windows (
+                        lane TEXT NOT NULL,
+                        customer TEXT NOT NULL,
+                        meter TEXT NOT NULL,
+                        start INTEGER NOT NULL,
+                        window_end INTEGER NOT NULL,
+                        dirty INTEGER NOT NULL,
+                        state BLOB NOT NULL,
+                        PRIMARY KEY (lane, customer, meter, start)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX windows_dirty ON windows (lane, dirty, window_end);
+                    """)
         }
         m.registerMigration("v4: queue index over queued rows only") { db in
             // Only queued rows are ever looked up by (lane, seq): a partial index holds just them,
@@ -71,32 +73,34 @@ extension Spool {
             // constraint only by rebuilding the table; seq values and the AUTOINCREMENT high-water
             // mark (seqs of purged rows are never reused) carry over.
             let highWater = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'")
-            try db.execute(sql: """
-                CREATE TABLE deliveries_v5 (
-                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                    event_id TEXT NOT NULL REFERENCES events(id),
-                    lane TEXT NOT NULL,
-                    state INTEGER NOT NULL DEFAULT 0,
-                    attempts INTEGER NOT NULL DEFAULT 0,
-                    next_attempt_at REAL NOT NULL DEFAULT 0,
-                    first_attempt_at REAL,
-                    reason_code TEXT,
-                    reason_message TEXT,
-                    recorded_at REAL NOT NULL,
-                    updated_at REAL NOT NULL,
-                    window_record INTEGER NOT NULL DEFAULT 0
-                );
-                INSERT INTO deliveries_v5 (seq, event_id, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code,
-                                           reason_message, recorded_at, updated_at, window_record)
-                    SELECT seq, event_id, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code,
-                           reason_message, recorded_at, updated_at, window_record FROM deliveries;
-                DROP TABLE deliveries;
-                ALTER TABLE deliveries_v5 RENAME TO deliveries;
-                CREATE INDEX deliveries_queued ON deliveries (lane, seq) WHERE state = 0;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE deliveries_v5 (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                        event_id TEXT NOT NULL REFERENCES events(id),
+                        lane TEXT NOT NULL,
+                        state INTEGER NOT NULL DEFAULT 0,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        next_attempt_at REAL NOT NULL DEFAULT 0,
+                        first_attempt_at REAL,
+                        reason_code TEXT,
+                        reason_message TEXT,
+                        recorded_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        window_record INTEGER NOT NULL DEFAULT 0
+                    );
+                    INSERT INTO deliveries_v5 (seq, event_id, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code,
+                                               reason_message, recorded_at, updated_at, window_record)
+                        SELECT seq, event_id, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code,
+                               reason_message, recorded_at, updated_at, window_record FROM deliveries;
+                    DROP TABLE deliveries;
+                    ALTER TABLE deliveries_v5 RENAME TO deliveries;
+                    CREATE INDEX deliveries_queued ON deliveries (lane, seq) WHERE state = 0;
+                    """)
             if let highWater {
                 try db.execute(sql: "DELETE FROM sqlite_sequence WHERE name = 'deliveries'")
-                try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('deliveries', ?)", arguments: [highWater])
+                try db.execute(
+                    sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('deliveries', ?)", arguments: [highWater])
             }
         }
         m.registerMigration("v6: events keyed by an integer, in recording order") { db in
@@ -110,49 +114,56 @@ extension Spool {
             // delivery row whose event is missing stops the migration instead of being dropped.
             let before = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries") ?? 0
             let highWater = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'")
-            try db.execute(sql: """
-                CREATE TABLE events_v6 (
-                    key INTEGER PRIMARY KEY,
-                    id TEXT NOT NULL UNIQUE,
-                    payload BLOB NOT NULL,
-                    recorded_at REAL NOT NULL
-                );
-                INSERT INTO events_v6 (id, payload, recorded_at) SELECT id, payload, recorded_at FROM events ORDER BY recorded_at, id;
-                CREATE TABLE deliveries_v6 (
-                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                    event INTEGER NOT NULL REFERENCES events(key),
-                    lane TEXT NOT NULL,
-                    state INTEGER NOT NULL DEFAULT 0,
-                    attempts INTEGER NOT NULL DEFAULT 0,
-                    next_attempt_at REAL NOT NULL DEFAULT 0,
-                    first_attempt_at REAL,
-                    reason_code TEXT,
-                    reason_message TEXT,
-                    recorded_at REAL NOT NULL,
-                    updated_at REAL NOT NULL,
-                    window_record INTEGER NOT NULL DEFAULT 0
-                );
-                INSERT INTO deliveries_v6 (seq, event, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code,
-                                           reason_message, recorded_at, updated_at, window_record)
-                    SELECT d.seq, e.key, d.lane, d.state, d.attempts, d.next_attempt_at, d.first_attempt_at, d.reason_code,
-                           d.reason_message, d.recorded_at, d.updated_at, d.window_record
-                    FROM deliveries d JOIN events_v6 e ON e.id = d.event_id ORDER BY d.seq;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE events_v6 (
+                        key INTEGER PRIMARY KEY,
+                        id TEXT NOT NULL UNIQUE,
+                        payload BLOB NOT NULL,
+                        recorded_at REAL NOT NULL
+                    );
+                    INSERT INTO events_v6 (id, payload, recorded_at) SELECT id, payload, recorded_at FROM events ORDER BY recorded_at, id;
+                    CREATE TABLE deliveries_v6 (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                        event INTEGER NOT NULL REFERENCES events(key),
+                        lane TEXT NOT NULL,
+                        state INTEGER NOT NULL DEFAULT 0,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        next_attempt_at REAL NOT NULL DEFAULT 0,
+                        first_attempt_at REAL,
+                        reason_code TEXT,
+                        reason_message TEXT,
+                        recorded_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        window_record INTEGER NOT NULL DEFAULT 0
+                    );
+                    INSERT INTO deliveries_v6 (seq, event, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code,
+                                               reason_message, recorded_at, updated_at, window_record)
+                        SELECT d.seq, e.key, d.lane, d.state, d.attempts, d.next_attempt_at, d.first_attempt_at, d.reason_code,
+                               d.reason_message, d.recorded_at, d.updated_at, d.window_record
+                        FROM deliveries d JOIN events_v6 e ON e.id = d.event_id ORDER BY d.seq;
+                    """)
             let after = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries_v6") ?? 0
             guard after == before else {
-                throw UsageBillingError(.invalidInput, "the spool has \(before - after) delivery row(s) whose event is missing, so it cannot be upgraded without losing them",
-                                        fix: "nothing was changed: open it with the release that wrote it, or inspect it with `sqlite3 FILE \"SELECT * FROM deliveries WHERE event_id NOT IN (SELECT id FROM events)\"`")
+                throw UsageBillingError(
+                    .invalidInput,
+                    "the spool has \(before - after) delivery row(s) whose event is missing, so it cannot be upgraded without losing them",
+                    fix:
+                        "nothing was changed: open it with the release that wrote it, or inspect it with `sqlite3 FILE \"SELECT * FROM deliveries WHERE event_id NOT IN (SELECT id FROM events)\"`"
+                )
             }
-            try db.execute(sql: """
-                DROP TABLE deliveries;
-                DROP TABLE events;
-                ALTER TABLE events_v6 RENAME TO events;
-                ALTER TABLE deliveries_v6 RENAME TO deliveries;
-                CREATE INDEX deliveries_queued ON deliveries (lane, seq) WHERE state = 0;
-                """)
+            try db.execute(
+                sql: """
+                    DROP TABLE deliveries;
+                    DROP TABLE events;
+                    ALTER TABLE events_v6 RENAME TO events;
+                    ALTER TABLE deliveries_v6 RENAME TO deliveries;
+                    CREATE INDEX deliveries_queued ON deliveries (lane, seq) WHERE state = 0;
+                    """)
             if let highWater {
                 try db.execute(sql: "DELETE FROM sqlite_sequence WHERE name = 'deliveries'")
-                try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('deliveries', ?)", arguments: [highWater])
+                try db.execute(
+                    sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('deliveries', ?)", arguments: [highWater])
             }
         }
         m.registerMigration("v7: deliveries without AUTOINCREMENT") { db in
@@ -161,33 +172,35 @@ extension Spool {
             // `dlq purge` takes the newest rows a seq can be used again; nothing outside the
             // spool sees seqs, and a worker's read cursor starts a new pass when it runs dry.
             // Every row carries over with its seq, in one transaction (a large spool needs that much free disk).
-            try db.execute(sql: """
-                CREATE TABLE deliveries_v7 (
-                    seq INTEGER PRIMARY KEY,
-                    event INTEGER NOT NULL REFERENCES events(key),
-                    lane TEXT NOT NULL,
-                    state INTEGER NOT NULL DEFAULT 0,
-                    attempts INTEGER NOT NULL DEFAULT 0,
-                    next_attempt_at REAL NOT NULL DEFAULT 0,
-                    first_attempt_at REAL,
-                    reason_code TEXT,
-                    reason_message TEXT,
-                    recorded_at REAL NOT NULL,
-                    updated_at REAL NOT NULL,
-                    window_record INTEGER NOT NULL DEFAULT 0
-                );
-                INSERT INTO deliveries_v7 (seq, event, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code,
-                                           reason_message, recorded_at, updated_at, window_record)
-                    SELECT seq, event, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code,
-                           reason_message, recorded_at, updated_at, window_record
-                    FROM deliveries ORDER BY seq;
-                """)
-            try db.execute(sql: """
-                DROP TABLE deliveries;
-                ALTER TABLE deliveries_v7 RENAME TO deliveries;
-                CREATE INDEX deliveries_queued ON deliveries (lane, seq) WHERE state = 0;
-                DELETE FROM sqlite_sequence WHERE name = 'deliveries';
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE deliveries_v7 (
+                        seq INTEGER PRIMARY KEY,
+                        event INTEGER NOT NULL REFERENCES events(key),
+                        lane TEXT NOT NULL,
+                        state INTEGER NOT NULL DEFAULT 0,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        next_attempt_at REAL NOT NULL DEFAULT 0,
+                        first_attempt_at REAL,
+                        reason_code TEXT,
+                        reason_message TEXT,
+                        recorded_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        window_record INTEGER NOT NULL DEFAULT 0
+                    );
+                    INSERT INTO deliveries_v7 (seq, event, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code,
+                                               reason_message, recorded_at, updated_at, window_record)
+                        SELECT seq, event, lane, state, attempts, next_attempt_at, first_attempt_at, reason_code,
+                               reason_message, recorded_at, updated_at, window_record
+                        FROM deliveries ORDER BY seq;
+                    """)
+            try db.execute(
+                sql: """
+                    DROP TABLE deliveries;
+                    ALTER TABLE deliveries_v7 RENAME TO deliveries;
+                    CREATE INDEX deliveries_queued ON deliveries (lane, seq) WHERE state = 0;
+                    DELETE FROM sqlite_sequence WHERE name = 'deliveries';
+                    """)
         }
         return m
     }

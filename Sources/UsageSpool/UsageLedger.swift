@@ -59,7 +59,8 @@ public protocol UsageLedger: AnyObject, Sendable {
     /// Dead letters, oldest first.
     func deadLetters(reason: String?, limit: Int) async throws -> [DeadLetter]
     /// Makes delivered rows of `provider`'s lanes dead letters (Stripe's asynchronous refusals).
-    func rejectDelivered(_ rejections: [(identifier: String, reason: RejectionReason)], provider: String, now: Date) async throws -> Int
+    func rejectDelivered(_ rejections: [(identifier: String, reason: RejectionReason)], provider: String, now: Date)
+        async throws -> Int
     /// Queues dead letters again.
     func retryDeadLetters(reason: String?, now: Date) async throws -> Int
     /// Deletes dead letters.
@@ -69,7 +70,9 @@ public protocol UsageLedger: AnyObject, Sendable {
     /// Moves everything of one lane to another (see ``Spool/reassignLane(_:to:targetAggregates:)``),
     /// except rows of events the target already holds (`alreadyThere`: left on `from`, queued
     /// ones marked duplicates), so no id is queued twice on one lane.
-    func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (rows: Int, windows: Int, alreadyThere: Int)
+    func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (
+        rows: Int, windows: Int, alreadyThere: Int
+    )
     /// Dead-letters a lane's undelivered work with reason `lane_removed`.
     func dropLane(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int)
 
@@ -143,7 +146,9 @@ extension UsageLedger {
     public func due(lane: String, limit: Int, now: Date, windowRecords: Bool? = nil) async throws -> [QueuedDelivery] {
         try await due(lane: lane, limit: limit, now: now, windowRecords: windowRecords, after: 0)
     }
-    public func mark(_ marks: [(seq: Int64, mark: Spool.Mark)], now: Date = Date()) async throws { try await mark(marks, now: now, lease: nil) }
+    public func mark(_ marks: [(seq: Int64, mark: Spool.Mark)], now: Date = Date()) async throws {
+        try await mark(marks, now: now, lease: nil)
+    }
     public func closeWindows(lane: String, spec: AggregationSpec, now: Date) async throws -> Int {
         try await closeWindows(lane: lane, spec: spec, now: now, all: false)
     }
@@ -152,8 +157,12 @@ extension UsageLedger {
     public func deadLetters() async throws -> [DeadLetter] { try await deadLetters(reason: nil, limit: 100) }
     public func retryDeadLetters() async throws -> Int { try await retryDeadLetters(reason: nil, now: Date()) }
     public func purgeDeadLetters() async throws -> Int { try await purgeDeadLetters(reason: nil) }
-    public func dropLane(_ lane: String) async throws -> (rows: Int, windows: Int) { try await dropLane(lane, now: Date()) }
-    public func rejectDelivered(_ rejections: [(identifier: String, reason: RejectionReason)], provider: String) async throws -> Int {
+    public func dropLane(_ lane: String) async throws -> (rows: Int, windows: Int) {
+        try await dropLane(lane, now: Date())
+    }
+    public func rejectDelivered(_ rejections: [(identifier: String, reason: RejectionReason)], provider: String)
+        async throws -> Int
+    {
         try await rejectDelivered(rejections, provider: provider, now: Date())
     }
 }
@@ -164,7 +173,9 @@ extension UsageLedger {
 ///
 /// `readOnly`: for commands that only read (status, dead-letter lists, reconciliation); a spool
 /// file is then opened without writing anything, so it works on a read-only copy.
-public func openLedger(_ location: String, durability: SpoolDurability = .normal, readOnly: Bool = false) async throws -> any UsageLedger {
+public func openLedger(_ location: String, durability: SpoolDurability = .normal, readOnly: Bool = false) async throws
+    -> any UsageLedger
+{
     if PostgresLedger.isURL(location) { return try await PostgresLedger.open(location) }
     return try Spool(path: location, durability: durability, readOnly: readOnly)
 }
@@ -173,7 +184,9 @@ public func openLedger(_ location: String, durability: SpoolDurability = .normal
 /// numbers (never text from outside), joined with the rows that were queued at each.
 enum BacklogHistorySQL {
     static func query(table: String, instants: [Date]) -> String {
-        let values = instants.enumerated().map { "(\($0.offset), \(String(format: "%.6f", $0.element.timeIntervalSince1970)))" }.joined(separator: ", ")
+        let values = instants.enumerated().map {
+            "(\($0.offset), \(String(format: "%.6f", $0.element.timeIntervalSince1970)))"
+        }.joined(separator: ", ")
         let since = String(format: "%.6f", instants.first?.timeIntervalSince1970 ?? 0)
         return """
             WITH b(i, t) AS (VALUES \(values))

@@ -11,7 +11,9 @@ func writePage(_ html: String, to path: String, flag: String) throws {
     do {
         try Data(html.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     } catch {
-        printError("error: \(flag) \(path) cannot be written: \(error.localizedDescription). Fix: pass a path in a directory you can write to")
+        printError(
+            "error: \(flag) \(path) cannot be written: \(error.localizedDescription). Fix: pass a path in a directory you can write to"
+        )
         throw ExitCode(ExitCodes.badInput)
     }
 }
@@ -32,7 +34,8 @@ extension StatusPage.SavedReconcile {
     /// modification time.
     init(contentsOf path: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw UsageBillingError(.invalidInput, "cannot read \(path)", fix: "save one with `usage-billing reconcile … --json > \(path)`")
+            throw UsageBillingError(
+                .invalidInput, "cannot read \(path)", fix: "save one with `usage-billing reconcile … --json > \(path)`")
         }
         let saved = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? Date()
         self.init(report: try ReconcileReport(json: data), savedAt: saved, source: path)
@@ -40,8 +43,11 @@ extension StatusPage.SavedReconcile {
 }
 
 /// The status page of `ledger` now, its backlog over the last hour read from the ledger.
-func statusPage(_ ledger: any UsageLedger, reconcile: StatusPage.SavedReconcile?, now: Date = Date()) async throws -> StatusPage {
+func statusPage(_ ledger: any UsageLedger, reconcile: StatusPage.SavedReconcile?, now: Date = Date()) async throws
+    -> StatusPage
+{
     let instants = (0..<60).map { now.addingTimeInterval(Double($0 - 59) * 60) }
-    return StatusPage(lanes: try await ledger.status(), history: try await ledger.backlogHistory(at: instants),
-                      historySpan: "the last hour", reconcile: reconcile, now: now)
+    return StatusPage(
+        lanes: try await ledger.status(), history: try await ledger.backlogHistory(at: instants),
+        historySpan: "the last hour", reconcile: reconcile, now: now)
 }

@@ -30,8 +30,10 @@ struct Demo: AsyncParsableCommand {
             """)
 
     @Option(name: .shortAndLong, help: "The routing config.") var config: String = "examples/routing.yaml"
-    @Option(help: "NDJSON file of events ({id, name, customer, timestamp, quantity, properties}).") var events: String = "examples/events.ndjson"
-    @Option(help: "Share of write requests that fail (0…0.5), spread over 429, 5xx, resets and lost responses.") var faults: Double = 0.15
+    @Option(help: "NDJSON file of events ({id, name, customer, timestamp, quantity, properties}).") var events: String =
+        "examples/events.ndjson"
+    @Option(help: "Share of write requests that fail (0…0.5), spread over 429, 5xx, resets and lost responses.")
+    var faults: Double = 0.15
     @Option(help: "Seed for the injected faults (the same seed fails the same requests).") var seed: UInt64 = 42
     @Option(help: "Where to write the reconciliation as an HTML page.") var report: String = "demo-report.html"
 
@@ -59,32 +61,53 @@ struct Demo: AsyncParsableCommand {
         defer { client.shutdown() }
         // The emulator's meters read events as the config's routes send them.
         let meters = try EmulatedMeters(config: routing)
-        let plans = Dictionary(uniqueKeysWithValues: UsageEmulator.kinds.map { ($0, FaultPlan.mixed(faults, timeouts: faults > 0 ? 0.02 : 0)) })
+        let plans = Dictionary(
+            uniqueKeysWithValues: UsageEmulator.kinds.map {
+                ($0, FaultPlan.mixed(faults, timeouts: faults > 0 ? 0.02 : 0))
+            })
         let emulator = try await UsageEmulator.start(faults: plans, seed: seed, options: meters.options)
         for (name, provider) in routing.providers {
-            for (key, value) in emulator.endpoints[provider.kind.name] ?? [:] { routing.providers[name]?.settings[key] = .string(value) }
+            for (key, value) in emulator.endpoints[provider.kind.name] ?? [:] {
+                routing.providers[name]?.settings[key] = .string(value)
+            }
         }
 
         print("UsageBilling demo: \(config) → the built-in emulator at \(emulator.baseURL)")
-        print("Providers: " + routing.providers.keys.sorted().map { "\($0) (\(routing.providers[$0]?.kind.name ?? "?"))" }.joined(separator: ", "))
-        print("Loaded \(recorded.count) events from \(events), moved \(Int(shiftDays)) day(s) later so every provider takes them.")
-        if faults > 0 { print("The emulator fails \(Int(faults * 100))% of write requests (429, 500/503, resets, lost responses; seed \(seed)).") }
+        print(
+            "Providers: "
+                + routing.providers.keys.sorted().map { "\($0) (\(routing.providers[$0]?.kind.name ?? "?"))" }.joined(
+                    separator: ", "))
+        print(
+            "Loaded \(recorded.count) events from \(events), moved \(Int(shiftDays)) day(s) later so every provider takes them."
+        )
+        if faults > 0 {
+            print(
+                "The emulator fails \(Int(faults * 100))% of write requests (429, 500/503, resets, lost responses; seed \(seed))."
+            )
+        }
 
-        let directory = FileManager.default.temporaryDirectory.appending(path: "usage-billing-demo-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appending(
+            path: "usage-billing-demo-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let pipeline = try UsagePipeline(config: routing, spoolPath: directory.appending(path: "demo.spool").path, client: client,
-                                         policy: RetryPolicy(baseDelay: .milliseconds(20), maxDelay: .milliseconds(500), maxAttempts: 30))
+        let pipeline = try UsagePipeline(
+            config: routing, spoolPath: directory.appending(path: "demo.spool").path, client: client,
+            policy: RetryPolicy(baseDelay: .milliseconds(20), maxDelay: .milliseconds(500), maxAttempts: 30))
         let started = ContinuousClock.now
         try await pipeline.record(recorded)
         try await pipeline.record(recorded)  // again, as a client retrying its record call would: a no-op
         try await pipeline.flush()
         let elapsed = ContinuousClock.now - started
         print("\nSpool drained in \(String(format: "%.2f", elapsed.seconds)) s:")
-        print(describe(try await pipeline.spool.status()).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        print(
+            describe(try await pipeline.spool.status()).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n")
+        )
         let stats = emulator.statistics
         let injected = stats.injected.values.flatMap(\.values).reduce(0, +)
-        print("The emulator answered \(stats.requests.values.reduce(0, +)) requests (" + stats.requests.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ") and injected \(injected) failures.")
+        print(
+            "The emulator answered \(stats.requests.values.reduce(0, +)) requests ("
+                + stats.requests.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                + ") and injected \(injected) failures.")
 
         // What each provider should bill, from the events and the routing decisions: the spool's
         // ledger must hold exactly this.
@@ -104,30 +127,44 @@ struct Demo: AsyncParsableCommand {
             .run(ReconcileOptions(from: from, to: to, granularity: .day))
         await emulator.shutdown()
 
-        print("\nRecorded (spool ledger) against reported (each provider's read-back API), per provider customer, meter and UTC day:")
+        print(
+            "\nRecorded (spool ledger) against reported (each provider's read-back API), per provider customer, meter and UTC day:"
+        )
         print(report.table().split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         var inLedger: [String: Decimal] = [:]
         for row in report.rows { inLedger[row.provider, default: 0] += row.recorded }
         let lost = expected.filter { inLedger[$0.key, default: 0] != $0.value }
         for (provider, total) in lost.sorted(by: { $0.key < $1.key }) {
-            print("  \(provider): the events route \(DecimalFormat.plain(total)) to it, the spool's ledger holds \(DecimalFormat.plain(inLedger[provider, default: 0]))")
+            print(
+                "  \(provider): the events route \(DecimalFormat.plain(total)) to it, the spool's ledger holds \(DecimalFormat.plain(inLedger[provider, default: 0]))"
+            )
         }
-        try writePage(report.html(from: from, to: to, title: "UsageBilling demo: reconciliation"), to: self.report, flag: "--report")
-        print("\nThe report as a page: \(URL(fileURLWithPath: self.report).standardizedFileURL.path) (open it in a browser).")
+        try writePage(
+            report.html(from: from, to: to, title: "UsageBilling demo: reconciliation"), to: self.report,
+            flag: "--report")
+        print(
+            "\nThe report as a page: \(URL(fileURLWithPath: self.report).standardizedFileURL.path) (open it in a browser)."
+        )
         let lanes = try await pipeline.spool.status()
         let dead = lanes.map { $0.dead.values.reduce(0, +) }.reduce(0, +)
         let queued = lanes.map(\.queued).reduce(0, +)
         if !report.isClean || !lost.isEmpty || dead > 0 || queued > 0 {
-            print("\nFAILED: \(report.mismatches.count) total(s) disagree, \(lost.count) provider ledger(s) differ from the events, \(dead) dead letter(s), \(queued) still queued.")
+            print(
+                "\nFAILED: \(report.mismatches.count) total(s) disagree, \(lost.count) provider ledger(s) differ from the events, \(dead) dead letter(s), \(queued) still queued."
+            )
             throw ExitCode(ExitCodes.someRejected)
         }
-        print("\nOK: every provider reports exactly what was recorded (\(report.rows.count) totals), through \(injected) injected failures, and nothing was billed twice.")
+        print(
+            "\nOK: every provider reports exactly what was recorded (\(report.rows.count) totals), through \(injected) injected failures, and nothing was billed twice."
+        )
     }
 
     private func loadEvents() throws -> [UsageEvent] {
         var loaded: [UsageEvent] = []
         if !FileManager.default.fileExists(atPath: events) {
-            printError("error: no events file at \(events)\(Self.whereItLooks(events)). Fix: run the demo from the repository root (where examples/ is), or pass --events FILE (one JSON event per line) and -c CONFIG")
+            printError(
+                "error: no events file at \(events)\(Self.whereItLooks(events)). Fix: run the demo from the repository root (where examples/ is), or pass --events FILE (one JSON event per line) and -c CONFIG"
+            )
             throw ExitCode(ExitCodes.badInput)
         }
         do {
@@ -158,14 +195,19 @@ struct Demo: AsyncParsableCommand {
 
     static func configWithPlaceholderKeys(_ path: String) throws -> RoutingConfig {
         guard let text = FileManager.default.contents(atPath: path).map({ String(decoding: $0, as: UTF8.self) }) else {
-            printError("error: cannot read the config \(path)\(whereItLooks(path)). Fix: run from the repository root (where examples/ is), or pass -c CONFIG (and --events FILE for the demo)")
+            printError(
+                "error: cannot read the config \(path)\(whereItLooks(path)). Fix: run from the repository root (where examples/ is), or pass -c CONFIG (and --events FILE for the demo)"
+            )
             throw ExitCode(ExitCodes.badInput)
         }
         var environment: [String: String] = [:]
-        for match in text.matches(of: /\$\{([A-Z0-9_]+)\}/) { environment[String(match.1)] = Self.placeholder(for: String(match.1)) }
+        for match in text.matches(of: /\$\{([A-Z0-9_]+)\}/) {
+            environment[String(match.1)] = Self.placeholder(for: String(match.1))
+        }
         do {
-            let config = try RoutingConfig.parse(text, file: path, directory: URL(fileURLWithPath: path).deletingLastPathComponent().path,
-                                                 registry: .standard, environment: environment)
+            let config = try RoutingConfig.parse(
+                text, file: path, directory: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+                registry: .standard, environment: environment)
             for warning in config.warnings { printError("warning: \(warning)") }
             return config
         } catch let issues as ConfigIssues {
@@ -178,7 +220,9 @@ struct Demo: AsyncParsableCommand {
     /// the variable is named after (`STRIPE_SECRET_KEY`), which its adapter accepts in form.
     static func placeholder(for variable: String) -> String {
         let registry = ProviderRegistry.standard
-        let kind = registry.names.sorted { $0.count > $1.count }.first { variable.uppercased().contains($0.uppercased()) }
+        let kind = registry.names.sorted { $0.count > $1.count }.first {
+            variable.uppercased().contains($0.uppercased())
+        }
         return kind.flatMap(registry.kind)?.tools.placeholderSecret ?? ProviderTools().placeholderSecret
     }
 }

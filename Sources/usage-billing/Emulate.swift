@@ -37,16 +37,27 @@ struct Emulate: AsyncParsableCommand {
               usage-billing emulate -c routing.yaml   # meters read events as routed
             """)
 
-    @Option(name: .shortAndLong, help: "A routing config: the emulator's meters read events as its routes send them (OpenMeter and Metronome quantity_property, Stripe event_name).")
+    @Option(
+        name: .shortAndLong,
+        help:
+            "A routing config: the emulator's meters read events as its routes send them (OpenMeter and Metronome quantity_property, Stripe event_name)."
+    )
     var config: String?
 
     @Option(help: "Port on 127.0.0.1 (0: any free port).") var port: Int = 12111
     @Option(help: "PROVIDER:SPEC fault plan; repeatable (see above).") var faults: [String] = []
     @Option(help: "Seed for the fault dice.") var seed: UInt64 = 1
-    @Option(name: .customLong("set"), help: ArgumentHelp("KIND.NAME=VALUE: an emulation's setting; repeatable. "
-        + UsageEmulator.standard.flatMap { kind in kind.settings.map { "\(kind.kind).\($0.name): \($0.help)." } }.joined(separator: " ")))
+    @Option(
+        name: .customLong("set"),
+        help: ArgumentHelp(
+            "KIND.NAME=VALUE: an emulation's setting; repeatable. "
+                + UsageEmulator.standard.flatMap { kind in kind.settings.map { "\(kind.kind).\($0.name): \($0.help)." }
+                }.joined(separator: " ")))
     var settings: [String] = []
-    @Flag(help: "Enforce the providers' documented rate limits (Stripe: 1,000 meter-event calls/s live, 25/s with a test key; Orb: 100 ingest requests/s and 10,000 events/min): writes past them are answered 429.")
+    @Flag(
+        help:
+            "Enforce the providers' documented rate limits (Stripe: 1,000 meter-event calls/s live, 25/s with a test key; Orb: 100 ingest requests/s and 10,000 events/min): writes past them are answered 429."
+    )
     var rateLimits = false
 
     func run() async throws {
@@ -54,7 +65,9 @@ struct Emulate: AsyncParsableCommand {
         for entry in faults {
             let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
             guard parts.count == 2, parts[0] == "all" || UsageEmulator.kinds.contains(parts[0]) else {
-                printError("error: --faults '\(entry)' must be PROVIDER:SPEC with PROVIDER one of all, \(UsageEmulator.kinds.joined(separator: ", "))")
+                printError(
+                    "error: --faults '\(entry)' must be PROVIDER:SPEC with PROVIDER one of all, \(UsageEmulator.kinds.joined(separator: ", "))"
+                )
                 throw ExitCode(ExitCodes.badInput)
             }
             do {
@@ -65,7 +78,8 @@ struct Emulate: AsyncParsableCommand {
                 throw ExitCode(ExitCodes.badInput)
             }
         }
-        let declared = try config.map { try EmulatedMeters(config: Demo.configWithPlaceholderKeys($0)) } ?? EmulatedMeters()
+        let declared =
+            try config.map { try EmulatedMeters(config: Demo.configWithPlaceholderKeys($0)) } ?? EmulatedMeters()
         var options = declared.options
         for setting in settings {
             do {
@@ -77,24 +91,38 @@ struct Emulate: AsyncParsableCommand {
         }
         let emulator: UsageEmulator
         do {
-            emulator = try await UsageEmulator.start(port: port, faults: plans, seed: seed, options: options, rateLimits: rateLimits)
+            emulator = try await UsageEmulator.start(
+                port: port, faults: plans, seed: seed, options: options, rateLimits: rateLimits)
         } catch {
-            printError("error: cannot listen on 127.0.0.1:\(port): \(error). Fix: pick another --port (0 picks a free one)")
+            printError(
+                "error: cannot listen on 127.0.0.1:\(port): \(error). Fix: pick another --port (0 picks a free one)")
             throw ExitCode(ExitCodes.unreachable)
         }
-        print("Emulating \(UsageEmulator.kinds.joined(separator: ", ")) at \(emulator.baseURL). Settings for your routing config:")
+        print(
+            "Emulating \(UsageEmulator.kinds.joined(separator: ", ")) at \(emulator.baseURL). Settings for your routing config:"
+        )
         for kind in UsageEmulator.kinds {
-            let settings = (emulator.endpoints[kind] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+            let settings = (emulator.endpoints[kind] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+                .joined(separator: ", ")
             // Two significant digits: a plan of one hung request in 500 is 0.2 %, not "0 %".
-            let plan = plans[kind].map { $0.failureRate > 0 || $0.delayRate > 0 ? "  (faults: \(String(format: "%.2g", $0.failureRate * 100))% of writes)" : "" } ?? ""
+            let plan =
+                plans[kind].map {
+                    $0.failureRate > 0 || $0.delayRate > 0
+                        ? "  (faults: \(String(format: "%.2g", $0.failureRate * 100))% of writes)" : ""
+                } ?? ""
             print("  \(kind): { \(settings) }\(plan)")
         }
         if let config { print("Meters from \(config): \(declared.description)") }
-        print("Any API key is accepted (Stripe's must start with sk_ or rk_). Control API: \(emulator.baseURL)/_emulator/ (see --help). Ctrl-C stops.")
-        fflush(nil)  // every output stream: shown at once when the output goes to a file or a pipe, not when the buffer fills
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: EmulatorService(emulator: emulator))], gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: Logger(label: "usage-billing.emulate")))
+        print(
+            "Any API key is accepted (Stripe's must start with sk_ or rk_). Control API: \(emulator.baseURL)/_emulator/ (see --help). Ctrl-C stops."
+        )
+        // every output stream: shown at once when the output goes to a file or a pipe, not when the buffer fills
+        fflush(nil)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: EmulatorService(emulator: emulator))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: Logger(label: "usage-billing.emulate")))
         try await group.run()
     }
 }

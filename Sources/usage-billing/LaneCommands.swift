@@ -16,7 +16,8 @@ struct LaneCheck {
 
     init(spool: any UsageLedger, config: RoutingConfig) async throws {
         do {
-            renames = Dictionary(try await spool.legacyLaneRenames(for: config), uniquingKeysWith: { first, _ in first })
+            renames = Dictionary(
+                try await spool.legacyLaneRenames(for: config), uniquingKeysWith: { first, _ in first })
         } catch let error as UsageBillingError {
             legacyProblem = error
         }
@@ -59,7 +60,8 @@ struct LanesReassign: AsyncParsableCommand {
     @Argument(help: "A lane of the config (see `usage-billing config check`).") var to: String
     @Option(name: .shortAndLong, help: "The routing config.") var config: String = "routing.yaml"
     @OptionGroup var spoolOption: SpoolOption
-    @Flag(help: "Move to a lane of another provider kind: its provider bills the events as new.") var toOtherProvider = false
+    @Flag(help: "Move to a lane of another provider kind: its provider bills the events as new.") var toOtherProvider =
+        false
 
     func run() async throws {
         let config = try loadConfig(config, needsSecrets: false)
@@ -72,25 +74,36 @@ struct LanesReassign: AsyncParsableCommand {
             throw ExitCode(ExitCodes.badInput)
         }
         guard let target = table[to] else {
-            printError("error: \(to) is not a lane of \(config.file). Fix: use one of \(table.lanes.map(\.name).joined(separator: ", "))")
+            printError(
+                "error: \(to) is not a lane of \(config.file). Fix: use one of \(table.lanes.map(\.name).joined(separator: ", "))"
+            )
             throw ExitCode(ExitCodes.badInput)
         }
         let fromKind = Lane(name: from).flatMap { config.kindName(ofProvider: $0.provider) }
         let toKind = config.providers[target.lane.provider]?.kind.name
         if !toOtherProvider && fromKind != toKind {
             let same = DeliveryWorker.reassignTarget(for: from, config: config)
-            let why = fromKind.map { "\(from) holds events for provider kind \($0) and \(to) is \(toKind ?? "another kind")" }
+            let why =
+                fromKind.map { "\(from) holds events for provider kind \($0) and \(to) is \(toKind ?? "another kind")" }
                 ?? "the kind of \(from)'s provider cannot be told from its name, and \(to) is \(toKind ?? "another kind")"
-            printError("error: \(why): moving them would bill them at a provider that never had them. Fix: "
-                + (same.map { "move them to \($0) (`usage-billing lanes reassign \(from) \($0) -c \(config.file) --spool \(spool.location)`), " } ?? "")
-                + "dead-letter them (`usage-billing lanes drop \(from) --yes --spool \(spool.location)`), or pass --to-other-provider if billing them at \(to) is what you want")
+            printError(
+                "error: \(why): moving them would bill them at a provider that never had them. Fix: "
+                    + (same.map {
+                        "move them to \($0) (`usage-billing lanes reassign \(from) \($0) -c \(config.file) --spool \(spool.location)`), "
+                    } ?? "")
+                    + "dead-letter them (`usage-billing lanes drop \(from) --yes --spool \(spool.location)`), or pass --to-other-provider if billing them at \(to) is what you want"
+            )
             throw ExitCode(ExitCodes.badInput)
         }
         do {
-            let moved = try await spool.reassignLane(from, to: to, targetAggregates: target.sink.capabilities.aggregation != nil)
-            print("Moved \(moved.rows) row(s) and \(moved.windows) window(s) from \(from) to \(to)"
-                + (moved.alreadyThere > 0 ? "; \(moved.alreadyThere) row(s) were already there (their events are on \(to)), left on \(from) as duplicates" : "")
-                + "; `usage-billing worker -c \(config.file) --spool \(spool.location)` delivers what is queued.")
+            let moved = try await spool.reassignLane(
+                from, to: to, targetAggregates: target.sink.capabilities.aggregation != nil)
+            print(
+                "Moved \(moved.rows) row(s) and \(moved.windows) window(s) from \(from) to \(to)"
+                    + (moved.alreadyThere > 0
+                        ? "; \(moved.alreadyThere) row(s) were already there (their events are on \(to)), left on \(from) as duplicates"
+                        : "")
+                    + "; `usage-billing worker -c \(config.file) --spool \(spool.location)` delivers what is queued.")
         } catch {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.badInput)
@@ -117,7 +130,9 @@ struct LanesDrop: AsyncParsableCommand {
     func run() async throws {
         let spool = try await openSpool(spoolOption.spool, existing: true)
         guard let status = try await spool.status().first(where: { $0.lane == lane }) else {
-            printError("error: the spool has no lane \(lane). Fix: see `usage-billing status --spool \(spool.location)` for its lanes")
+            printError(
+                "error: the spool has no lane \(lane). Fix: see `usage-billing status --spool \(spool.location)` for its lanes"
+            )
             throw ExitCode(ExitCodes.badInput)
         }
         let what = "\(status.queued) queued row(s) and \(status.openWindows) open window(s) of \(lane)"
@@ -127,7 +142,9 @@ struct LanesDrop: AsyncParsableCommand {
         }
         do {
             let dropped = try await spool.dropLane(lane, now: Date())
-            print("Dead-lettered \(dropped.rows) row(s) and \(dropped.windows) window record(s) of \(lane) (reason lane_removed).")
+            print(
+                "Dead-lettered \(dropped.rows) row(s) and \(dropped.windows) window record(s) of \(lane) (reason lane_removed)."
+            )
         } catch {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.badInput)
@@ -143,7 +160,8 @@ struct SpoolCommand: AsyncParsableCommand {
 struct SpoolCopy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "copy",
-        abstract: "Copy a spool into a shared PostgreSQL ledger (or back): every event with all its rows, and every window.",
+        abstract:
+            "Copy a spool into a shared PostgreSQL ledger (or back): every event with all its rows, and every window.",
         discussion: """
             Events keep their ids, rows their states (queued, retrying, delivered, dead letters with reasons), windows \
             their values. An event the target has already is left as it is, so an interrupted copy is resumed by running \
@@ -163,14 +181,19 @@ struct SpoolCopy: AsyncParsableCommand {
         let report: LedgerCopyReport
         do {
             report = try await copyLedger(from: source, to: target) { progress in
-                if isatty(STDERR_FILENO) == 1 { FileHandle.standardError.write(Data("\r\(progress.events) events read, \(progress.copied) copied   ".utf8)) }
+                if isatty(STDERR_FILENO) == 1 {
+                    FileHandle.standardError.write(
+                        Data("\r\(progress.events) events read, \(progress.copied) copied   ".utf8))
+                }
             }
         } catch {
             printError("\nerror: \(error)")
             throw ExitCode(error is LedgerUnavailableError ? ExitCodes.unreachable : ExitCodes.badInput)
         }
         if isatty(STDERR_FILENO) == 1 { printError("") }
-        print("Copied \(report.copied) of \(report.events) event(s) (the rest were there already) and \(report.windows) window(s) from \(source.location) to \(target.location).")
+        print(
+            "Copied \(report.copied) of \(report.events) event(s) (the rest were there already) and \(report.windows) window(s) from \(source.location) to \(target.location)."
+        )
         print(describe(try await target.status()))
     }
 }

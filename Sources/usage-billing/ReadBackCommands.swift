@@ -20,7 +20,9 @@ struct ProviderOptions: ParsableArguments {
     func resolve() throws -> (kind: ProviderKind, settings: JSONValue, config: RoutingConfig) {
         let config = try loadConfig(self.config)
         guard let p = config.providers[provider] else {
-            printError("error: --provider '\(provider)' is not in \(self.config); use one of \(config.providers.keys.sorted().joined(separator: ", "))")
+            printError(
+                "error: --provider '\(provider)' is not in \(self.config); use one of \(config.providers.keys.sorted().joined(separator: ", "))"
+            )
             throw ExitCode(ExitCodes.badInput)
         }
         return (p.kind, config.settings(for: provider, route: nil), config)
@@ -28,7 +30,8 @@ struct ProviderOptions: ParsableArguments {
 
     /// The kinds in the registry that offer `tool`, for error messages.
     static func kinds(offering tool: (ProviderTools) -> Bool) -> String {
-        ProviderRegistry.standard.names.filter { ProviderRegistry.standard.kind($0).map { tool($0.tools) } ?? false }.joined(separator: ", ")
+        ProviderRegistry.standard.names.filter { ProviderRegistry.standard.kind($0).map { tool($0.tools) } ?? false }
+            .joined(separator: ", ")
     }
 }
 
@@ -51,12 +54,16 @@ func readBack<T>(_ work: (any HTTPClient) async throws -> T) async throws -> T {
 /// Prints rows as an aligned table or as JSON.
 func output(_ header: [String], _ rows: [[String]], json: Bool) {
     if json {
-        let objects = rows.map { JSONValue.object(Dictionary(uniqueKeysWithValues: zip(header, $0.map(JSONValue.string)))) }
+        let objects = rows.map {
+            JSONValue.object(Dictionary(uniqueKeysWithValues: zip(header, $0.map(JSONValue.string))))
+        }
         print(JSONValue.array(objects).description)
         return
     }
     let widths = header.indices.map { i in ([header[i]] + rows.map { $0[i] }).map(\.count).max() ?? 0 }
-    func line(_ cells: [String]) -> String { zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ") }
+    func line(_ cells: [String]) -> String {
+        zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+    }
     print(line(header))
     for row in rows { print(line(row)) }
 }
@@ -80,12 +87,15 @@ struct MetersList: AsyncParsableCommand {
     func run() async throws {
         let (kind, settings, _) = try options.resolve()
         guard let make = kind.tools.meters else {
-            printError("error: '\(options.provider)' is \(kind.name), which has no meters here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.meters != nil })")
+            printError(
+                "error: '\(options.provider)' is \(kind.name), which has no meters here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.meters != nil })"
+            )
             throw ExitCode(ExitCodes.badInput)
         }
         let meters = try await readBack { try await make(settings, $0).list() }
-        output(["id", "event_name", "display_name", "status", "formula"],
-               meters.map { [$0.id, $0.eventName, $0.displayName, $0.status, $0.formula] }, json: options.json)
+        output(
+            ["id", "event_name", "display_name", "status", "formula"],
+            meters.map { [$0.id, $0.eventName, $0.displayName, $0.status, $0.formula] }, json: options.json)
     }
 }
 
@@ -106,21 +116,28 @@ struct MetersCreate: AsyncParsableCommand {
     func run() async throws {
         let (kind, settings, _) = try options.resolve()
         guard let make = kind.tools.meters else {
-            printError("error: '\(options.provider)' is \(kind.name), which has no meters here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.meters != nil })")
+            printError(
+                "error: '\(options.provider)' is \(kind.name), which has no meters here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.meters != nil })"
+            )
             throw ExitCode(ExitCodes.badInput)
         }
         guard ["sum", "count", "last"].contains(formula) else {
             printError("error: --formula '\(formula)' is not sum, count or last")
             throw ExitCode(ExitCodes.badInput)
         }
-        let meter = try await readBack { try await make(settings, $0).create(eventName: eventName, displayName: displayName, formula: formula) }
-        output(["id", "event_name", "display_name", "status"], [[meter.id, meter.eventName, meter.displayName, meter.status]], json: options.json)
+        let meter = try await readBack {
+            try await make(settings, $0).create(eventName: eventName, displayName: displayName, formula: formula)
+        }
+        output(
+            ["id", "event_name", "display_name", "status"],
+            [[meter.id, meter.eventName, meter.displayName, meter.status]], json: options.json)
     }
 }
 
 struct Summary: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Read back the usage a provider reports (Stripe event summaries, Orb subscription usage, Metronome usage, OpenMeter meter query).",
+        abstract:
+            "Read back the usage a provider reports (Stripe event summaries, Orb subscription usage, Metronome usage, OpenMeter meter query).",
         usage: "usage-billing summary --provider <name> --from <t> --to <t> [<options>]",
         discussion: """
             What identifies the usage differs per provider: Stripe and OpenMeter need \
@@ -159,11 +176,16 @@ struct Summary: AsyncParsableCommand {
             granularity = g
         }
         guard let make = kind.tools.summary else {
-            printError("error: \(kind.name) has no usage report here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.summary != nil }), or use reconcile")
+            printError(
+                "error: \(kind.name) has no usage report here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.summary != nil }), or use reconcile"
+            )
             throw ExitCode(ExitCodes.badInput)
         }
-        let query = SummaryQuery(from: start, to: end, window: granularity, meter: meter, customer: customer, subscription: subscription)
+        let query = SummaryQuery(
+            from: start, to: end, window: granularity, meter: meter, customer: customer, subscription: subscription)
         let rows = try await readBack { try await make(settings, $0).summary(query) }
-        output(["start", "end", "customer", "metric", "value"], rows.map { [$0.start, $0.end, $0.customer, $0.metric, $0.value] }, json: options.json)
+        output(
+            ["start", "end", "customer", "metric", "value"],
+            rows.map { [$0.start, $0.end, $0.customer, $0.metric, $0.value] }, json: options.json)
     }
 }

@@ -34,13 +34,17 @@ struct Reconcile: AsyncParsableCommand {
     @Option(help: "Start, RFC 3339 (widened down to each provider's window).") var from: String
     @Option(help: "End (exclusive), RFC 3339 (widened up to each provider's window).") var to: String
     @Option(help: "day or hour.") var window: String = "day"
-    @Option(help: "Comma-separated provider names from the config (default: every provider in the spool).") var providers: String?
+    @Option(help: "Comma-separated provider names from the config (default: every provider in the spool).")
+    var providers: String?
     @Option(help: "Comma-separated customer ids (yours, as recorded).") var customers: String?
     @Option(help: "A difference up to this still matches.") var tolerance: String = "0"
     @Option(help: "Windows younger than this are pending, not mismatched (e.g. 30m, 2h).") var settle: String = "0s"
     @Flag(help: "Print JSON.") var json = false
     @Flag(help: "Print CSV.") var csv = false
-    @Option(help: "Also write the report as one self-contained HTML page (charts per provider, mismatches highlighted) to this file.")
+    @Option(
+        help:
+            "Also write the report as one self-contained HTML page (charts per provider, mismatches highlighted) to this file."
+    )
     var html: String?
 
     func run() async throws {
@@ -48,23 +52,34 @@ struct Reconcile: AsyncParsableCommand {
             printError("error: \(text)")
             return ExitCode(ExitCodes.badInput)
         }
-        guard let start = RFC3339.parse(from) else { throw bad("--from '\(from)' is not RFC 3339. Fix: e.g. 2026-11-01T00:00:00Z") }
-        guard let end = RFC3339.parse(to) else { throw bad("--to '\(to)' is not RFC 3339. Fix: e.g. 2026-12-01T00:00:00Z") }
-        guard let granularity = ReadBackGranularity(rawValue: window) else { throw bad("--window '\(window)' is not day or hour. Fix: --window day") }
-        guard let tolerance = Decimal(string: tolerance, locale: Locale(identifier: "en_US_POSIX")), tolerance >= 0 else {
+        guard let start = RFC3339.parse(from) else {
+            throw bad("--from '\(from)' is not RFC 3339. Fix: e.g. 2026-11-01T00:00:00Z")
+        }
+        guard let end = RFC3339.parse(to) else {
+            throw bad("--to '\(to)' is not RFC 3339. Fix: e.g. 2026-12-01T00:00:00Z")
+        }
+        guard let granularity = ReadBackGranularity(rawValue: window) else {
+            throw bad("--window '\(window)' is not day or hour. Fix: --window day")
+        }
+        guard let tolerance = Decimal(string: tolerance, locale: Locale(identifier: "en_US_POSIX")), tolerance >= 0
+        else {
             throw bad("--tolerance '\(self.tolerance)' is not a number ≥ 0. Fix: e.g. --tolerance 0.5")
         }
-        guard let settle = DurationText.parse(settle) else { throw bad("--settle '\(self.settle)' is not a duration. Fix: e.g. 30m or 2h") }
+        guard let settle = DurationText.parse(settle) else {
+            throw bad("--settle '\(self.settle)' is not a duration. Fix: e.g. 30m or 2h")
+        }
         guard !(json && csv) else { throw bad("--json and --csv exclude each other. Fix: pick one") }
-        guard PostgresLedger.isURL(spoolOption.spool) || FileManager.default.fileExists(atPath: spoolOption.spool) else {
+        guard PostgresLedger.isURL(spoolOption.spool) || FileManager.default.fileExists(atPath: spoolOption.spool)
+        else {
             throw bad("no spool at \(spoolOption.spool). Fix: pass --spool with the file the worker delivers from")
         }
         let routing = try loadConfig(config)
         let spool = try await openSpool(spoolOption.spool, readOnly: true)
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
-        let options = ReconcileOptions(from: start, to: end, granularity: granularity, providers: list(providers), customers: list(customers),
-                                       tolerance: tolerance, settle: settle)
+        let options = ReconcileOptions(
+            from: start, to: end, granularity: granularity, providers: list(providers), customers: list(customers),
+            tolerance: tolerance, settle: settle)
         let report: ReconcileReport
         do {
             report = try await Reconciler(config: routing, spool: spool, client: client).run(options)

@@ -68,10 +68,13 @@ struct ConfigCheck: AsyncParsableCommand {
             do {
                 let settings = try ServeSettings.from(config, doors: IngestDoors.standard, requireVariables: false)
                 let apis = settings.compat.keys.sorted().map { "/\($0)" }
-                serveLine = "Serve: POST /v1/events\(apis.isEmpty ? "" : ", provider APIs " + apis.joined(separator: ", ")); at most \(settings.maxEventsPerRequest) events per request"
+                serveLine =
+                    "Serve: POST /v1/events\(apis.isEmpty ? "" : ", provider APIs " + apis.joined(separator: ", ")); at most \(settings.maxEventsPerRequest) events per request"
             } catch let issues as ConfigIssues {
                 for issue in issues.issues { printError("error: \(issue)") }
-                printError("\(issues.issues.count) problem(s) in the serve section of \(file); `serve` would not start with it.")
+                printError(
+                    "\(issues.issues.count) problem(s) in the serve section of \(file); `serve` would not start with it."
+                )
                 throw ExitCode(ExitCodes.badInput)
             }
         }
@@ -80,12 +83,18 @@ struct ConfigCheck: AsyncParsableCommand {
             let spool = try await openSpool(spoolPath, existing: true)
             let check = try await LaneCheck(spool: spool, config: config)
             if let problem = check.legacyProblem { printError("error: \(problem)") }
-            if !check.orphaned.isEmpty { printError("error: \(DeliveryWorker.orphanError(check.orphaned, config: config, spoolPath: spoolPath))") }
+            if !check.orphaned.isEmpty {
+                printError("error: \(DeliveryWorker.orphanError(check.orphaned, config: config, spoolPath: spoolPath))")
+            }
             if check.legacyProblem != nil || !check.orphaned.isEmpty {
-                printError("\(file) is valid on its own, but not for the spool \(spoolPath): a worker with it would refuse to start (see above).")
+                printError(
+                    "\(file) is valid on its own, but not for the spool \(spoolPath): a worker with it would refuse to start (see above)."
+                )
                 throw ExitCode(ExitCodes.badInput)
             }
-            for (from, to) in check.renames.sorted(by: { $0.key < $1.key }) { spoolLines.append("\(spoolPath): positional lane \(from) becomes \(to) at the worker's next start") }
+            for (from, to) in check.renames.sorted(by: { $0.key < $1.key }) {
+                spoolLines.append("\(spoolPath): positional lane \(from) becomes \(to) at the worker's next start")
+            }
             spoolLines.append("\(spoolPath): every lane with undelivered events is in the config")
         }
         print("\(file): OK")
@@ -159,13 +168,18 @@ struct Send: AsyncParsableCommand {
             }
             props[String(p[..<eq])] = .string(String(p[p.index(after: eq)...]))
         }
-        let event = UsageEvent(id: id ?? EventID.generate(), name: name, customer: customer, timestamp: date, quantity: q, properties: props)
+        let event = UsageEvent(
+            id: id ?? EventID.generate(), name: name, customer: customer, timestamp: date, quantity: q,
+            properties: props)
         let summary = try await deliver([event], options: options, showRequests: 20)
         print(summary.describe())
         if summary.unfinishedCount > 0 {
             // The same event again, id included: what a safe resend is.
-            var line = ["usage-billing", "send", "-c", options.config, "--name", name, "--customer", customer, "--quantity", DecimalFormat.plain(q),
-                        "--timestamp", RFC3339.format(date), "--id", event.id]
+            var line = [
+                "usage-billing", "send", "-c", options.config, "--name", name, "--customer", customer, "--quantity",
+                DecimalFormat.plain(q),
+                "--timestamp", RFC3339.format(date), "--id", event.id,
+            ]
             for p in properties { line += ["--property", p] }
             print("Event id \(event.id). To send it again: " + line.map(Self.shellQuoted).joined(separator: " "))
         }
@@ -198,7 +212,8 @@ struct Import: AsyncParsableCommand {
     @Argument(help: "The events file (.ndjson or .csv).") var file: String
     @Option(help: "ndjson or csv (default: from the file name).") var format: String?
     @Option(help: "With --dry-run: how many requests to show.") var showRequests: Int = 3
-    @Option(help: "Record into this spool (durably) instead of sending; `usage-billing worker` delivers it.") var spool: String?
+    @Option(help: "Record into this spool (durably) instead of sending; `usage-billing worker` delivers it.") var spool:
+        String?
     @Flag(help: "Refuse events without an id instead of deriving one from their content.") var requireIds = false
 
     func run() async throws {
@@ -251,7 +266,8 @@ struct Import: AsyncParsableCommand {
                         if entry.deadLetter != nil { tally.deadLettered += 1 }
                         entries.append(entry)
                     } catch let error as UsageBillingError {
-                        tally.refuse(line: numbered.line, name: numbered.event.name, reason: error.message, fix: error.fix ?? "")
+                        tally.refuse(
+                            line: numbered.line, name: numbered.event.name, reason: error.message, fix: error.fix ?? "")
                     }
                 }
             }
@@ -263,16 +279,23 @@ struct Import: AsyncParsableCommand {
                     tally.known += try await spool.record(entries, now: Date()).count
                     break
                 } catch let unavailable as LedgerUnavailableError {
-                    guard let wait = LedgerUnavailableError.wait(outages: attempt, elapsed: ContinuousClock.now - outageStarted, giveUpAfter: .seconds(60)) else {
+                    guard
+                        let wait = LedgerUnavailableError.wait(
+                            outages: attempt, elapsed: ContinuousClock.now - outageStarted, giveUpAfter: .seconds(60))
+                    else {
                         printError("error: \(unavailable)")
-                        printError("Recorded \(tally.recorded) events before this; the rest of \(file) was not recorded. Fix the cause and run the same import again: the recorded events keep their ids.")
+                        printError(
+                            "Recorded \(tally.recorded) events before this; the rest of \(file) was not recorded. Fix the cause and run the same import again: the recorded events keep their ids."
+                        )
                         throw ExitCode(ExitCodes.unreachable)
                     }
                     if attempt == 1 { printError("warning: \(unavailable); retrying for up to a minute") }
                     try await Task.sleep(for: wait)
                 } catch {
                     printError("error: \(error)")
-                    printError("Recorded \(tally.recorded) events before this; the rest of \(file) was not recorded. Fix the cause and run the same import again: the recorded events keep their ids.")
+                    printError(
+                        "Recorded \(tally.recorded) events before this; the rest of \(file) was not recorded. Fix the cause and run the same import again: the recorded events keep their ids."
+                    )
                     throw ExitCode(error is LedgerUnavailableError ? ExitCodes.unreachable : ExitCodes.badInput)
                 }
             }
@@ -285,7 +308,9 @@ struct Import: AsyncParsableCommand {
         if reader.derivedIDs > 0 { print(Self.derivedNote(reader.derivedIDs)) }
         let check = try await LaneCheck(spool: spool, config: config)
         if !check.orphaned.isEmpty {
-            printError("warning: \(DeliveryWorker.orphanError(check.orphaned, config: config, spoolPath: spoolPath)); the worker will not start until then")
+            printError(
+                "warning: \(DeliveryWorker.orphanError(check.orphaned, config: config, spoolPath: spoolPath)); the worker will not start until then"
+            )
         }
         throw ExitCode(tally.exitCode)
     }
@@ -315,17 +340,26 @@ struct RecordTally {
     func describe(spoolPath: String) -> String {
         var parts = ["\(recorded - known) new", "\(known) already recorded"]
         if refusedCount > 0 { parts.append("\(refusedCount) refused (no route, unrouted: reject)") }
-        if deadLettered > 0 { parts.append("\(deadLettered) dead-lettered (no route, unrouted: dead-letter; `usage-billing dlq list --reason unrouted`)") }
+        if deadLettered > 0 {
+            parts.append(
+                "\(deadLettered) dead-lettered (no route, unrouted: dead-letter; `usage-billing dlq list --reason unrouted`)"
+            )
+        }
         if !bad.isEmpty { parts.append("\(bad.count) bad line(s)") }
         var lines = ["Recorded \(recorded) events in \(spoolPath): " + parts.joined(separator: ", ") + "."]
         for r in refused { lines.append("  refused line \(r.line): '\(r.name)': \(r.reason). Fix: \(r.fix)") }
         if refusedCount > refused.count {
-            let names = refusedNames.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
+            let names = refusedNames.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(
+                separator: ", ")
             lines.append("  … \(refusedCount - refused.count) more refused; by name: \(names)")
         }
         for b in bad.prefix(10) { lines.append("  bad \(b)") }
         if bad.count > 10 { lines.append("  … \(bad.count - 10) more bad lines") }
-        if refusedCount > 0 { lines.append("The refused events were not recorded: add their routes (or set unrouted: dead-letter) and run the same import again; what was recorded keeps its ids.") }
+        if refusedCount > 0 {
+            lines.append(
+                "The refused events were not recorded: add their routes (or set unrouted: dead-letter) and run the same import again; what was recorded keeps its ids."
+            )
+        }
         return lines.joined(separator: "\n")
     }
 }
@@ -344,7 +378,9 @@ func deliver(reader: EventReader, options: SendOptions, showRequests: Int) async
 
 /// Builds the config's router over curl (or a dry run), runs `body` with an importer over it, and
 /// prints the dry run's requests.
-func deliver(options: SendOptions, showRequests: Int, _ body: (Importer, Progress?) async -> ImportSummary) async throws -> ImportSummary {
+func deliver(options: SendOptions, showRequests: Int, _ body: (Importer, Progress?) async -> ImportSummary) async throws
+    -> ImportSummary
+{
     let config = try loadConfig(options.config)
     let dry = options.dryRun ? DryRunHTTPClient(keep: showRequests, secrets: config.secretValues) : nil
     var curl: CurlHTTPClient?
@@ -363,7 +399,9 @@ func deliver(options: SendOptions, showRequests: Int, _ body: (Importer, Progres
     let summary = await body(importer, progress)
     progress?.finish()
     if let dry {
-        print("Dry run: \(dry.requestCount) request(s) would be sent; the first \(min(showRequests, dry.requestCount)):\n")
+        print(
+            "Dry run: \(dry.requestCount) request(s) would be sent; the first \(min(showRequests, dry.requestCount)):\n"
+        )
         print(dry.transcript())
         print("")
     }

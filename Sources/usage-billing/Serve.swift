@@ -47,11 +47,15 @@ struct Serve: AsyncParsableCommand {
                 http://127.0.0.1:8480/v1/events
             """)
 
-    @Option(name: .shortAndLong, help: "The routing config (with a serve: section).") var config: String = "routing.yaml"
+    @Option(name: .shortAndLong, help: "The routing config (with a serve: section).") var config: String =
+        "routing.yaml"
     @OptionGroup var spoolOption: SpoolOption
     @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(help: "Port to listen on (0: any free port, printed at start).") var port: Int = 8480
-    @Option(help: "A reconciliation saved with `reconcile --json`, shown on the status page (GET /); read again at each request.")
+    @Option(
+        help:
+            "A reconciliation saved with `reconcile --json`, shown on the status page (GET /); read again at each request."
+    )
     var reconcile: String?
 
     func run() async throws {
@@ -80,7 +84,9 @@ struct Serve: AsyncParsableCommand {
                 throw ExitCode(ExitCodes.badInput)
             }
             if let holder = Spool.workerHolder(path: spoolOption.spool) {
-                printError("error: another worker, in \(holder), is already delivering from the spool \(spoolOption.spool). Fix: stop it first, or give this serve its own spool (--spool); to run several serve instances on one ledger, use a shared PostgreSQL ledger (--spool postgres://…)")
+                printError(
+                    "error: another worker, in \(holder), is already delivering from the spool \(spoolOption.spool). Fix: stop it first, or give this serve its own spool (--spool); to run several serve instances on one ledger, use a shared PostgreSQL ledger (--spool postgres://…)"
+                )
                 throw ExitCode(ExitCodes.badInput)
             }
         }
@@ -96,29 +102,40 @@ struct Serve: AsyncParsableCommand {
         let handler = IngestHandler(settings: settings, spool: spool, router: router, backlog: backlog, logger: logger)
         let host = self.host, reconcile = self.reconcile
         let page: @Sendable () async throws -> String = {
-            StatusPage(lanes: try await spool.status(), history: backlog.history, historySpan: backlog.historySpan,
-                       reconcile: reconcile.flatMap { try? StatusPage.SavedReconcile(contentsOf: $0) }, refresh: 10,
-                       behindAfter: settings.maxLag).render()
+            StatusPage(
+                lanes: try await spool.status(), history: backlog.history, historySpan: backlog.historySpan,
+                reconcile: reconcile.flatMap { try? StatusPage.SavedReconcile(contentsOf: $0) }, refresh: 10,
+                behindAfter: settings.maxLag
+            ).render()
         }
-        let app = IngestServer.application(handler: handler, backlog: backlog, registry: registry, host: host, port: port, logger: logger,
-                                           statusPage: page, doors: IngestDoors.standard) { port in
-            print("usage-billing serve: listening on http://\(host):\(port) (POST /v1/events, GET / (status page), /healthz, /readyz, /metrics)")
+        let app = IngestServer.application(
+            handler: handler, backlog: backlog, registry: registry, host: host, port: port, logger: logger,
+            statusPage: page, doors: IngestDoors.standard
+        ) { port in
+            print(
+                "usage-billing serve: listening on http://\(host):\(port) (POST /v1/events, GET / (status page), /healthz, /readyz, /metrics)"
+            )
             fflush(nil)  // every stream: a test or a supervisor reads the port at once
         }
         // Shut down in reverse order: the server first (no new requests; those accepted are
         // answered), then the worker (its batches finish and are marked), then the monitor.
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: backlog), .init(service: DeliveryService(worker: worker)), .init(service: app)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: backlog), .init(service: DeliveryService(worker: worker)), .init(service: app),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         do {
             try await group.run()
         } catch let error as UsageBillingError where error.code == .configuration {
             printError("error: \(error)")
             throw ExitCode(ExitCodes.badInput)
-        } catch where "\(error)".contains("bind(") || "\(error)".contains("Address already in use") {
+        } catch  where "\(error)".contains("bind(") || "\(error)".contains("Address already in use") {
             // Taken between the check and the bind.
-            printError("error: cannot listen on \(host):\(port): \(ListenCheck.problem(host: host, port: port) ?? "the address was taken as serve started"). Fix: pass --port with a free port")
+            printError(
+                "error: cannot listen on \(host):\(port): \(ListenCheck.problem(host: host, port: port) ?? "the address was taken as serve started"). Fix: pass --port with a free port"
+            )
             throw ExitCode(ExitCodes.badInput)
         } catch {
             printError("error: \(error)")

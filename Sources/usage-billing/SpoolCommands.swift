@@ -25,9 +25,13 @@ func makeRouter(_ config: RoutingConfig, client: any HTTPClient) throws -> Route
 /// printing a clear error and exiting 2 when it is damaged, unreadable or unreachable.
 /// `existing`: the command reads or maintains a spool (status, dlq), so a path with no file is a
 /// mistake to report, not a new empty spool to create.
-func openSpool(_ location: String, durability: SpoolDurability = .normal, existing: Bool = false, readOnly: Bool = false) async throws -> any UsageLedger {
+func openSpool(
+    _ location: String, durability: SpoolDurability = .normal, existing: Bool = false, readOnly: Bool = false
+) async throws -> any UsageLedger {
     if (existing || readOnly) && !PostgresLedger.isURL(location) && !FileManager.default.fileExists(atPath: location) {
-        printError("error: no spool at \(location). Fix: pass --spool with the file events were recorded in (import --spool, worker, or UsagePipeline's spoolPath)")
+        printError(
+            "error: no spool at \(location). Fix: pass --spool with the file events were recorded in (import --spool, worker, or UsagePipeline's spoolPath)"
+        )
         throw ExitCode(ExitCodes.badInput)
     }
     do {
@@ -39,13 +43,17 @@ func openSpool(_ location: String, durability: SpoolDurability = .normal, existi
 }
 
 struct SpoolOption: ParsableArguments {
-    @Option(help: "The spool: a SQLite file, or a ledger shared by a fleet, postgres://USER@HOST:5432/DB?sslmode=require (password in PGPASSWORD).")
+    @Option(
+        help:
+            "The spool: a SQLite file, or a ledger shared by a fleet, postgres://USER@HOST:5432/DB?sslmode=require (password in PGPASSWORD)."
+    )
     var spool: String = "usage-billing.spool"
 }
 
 struct Worker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Deliver what the spool holds: one lane per destination, retries with the same ids, dead letters with reasons.",
+        abstract:
+            "Deliver what the spool holds: one lane per destination, retries with the same ids, dead letters with reasons.",
         usage: "usage-billing worker [<options>]",
         discussion: """
             Runs until stopped (SIGTERM or SIGINT: the batches in flight finish and are marked, then it exits), or with \
@@ -66,11 +74,20 @@ struct Worker: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "The routing config.") var config: String = "routing.yaml"
     @OptionGroup var spoolOption: SpoolOption
     @Flag(help: "Exit once nothing is queued.") var untilEmpty = false
-    @Flag(help: "Emit every aggregation window with new events now, without waiting for it to end (lanes that bill per window).")
+    @Flag(
+        help:
+            "Emit every aggregation window with new events now, without waiting for it to end (lanes that bill per window)."
+    )
     var closeWindows = false
-    @Option(help: "On a shared (postgres://) ledger: how long this worker's hold on a lane lasts unless renewed; a killed worker's lanes move to another after it (1s to 10m).")
+    @Option(
+        help:
+            "On a shared (postgres://) ledger: how long this worker's hold on a lane lasts unless renewed; a killed worker's lanes move to another after it (1s to 10m)."
+    )
     var lease: String = "15s"
-    @Option(help: "Serve GET /metrics (Prometheus text: deliveries, dead letters, hedges, queue depth, latencies) on 127.0.0.1 at this port (0: any free port, printed).")
+    @Option(
+        help:
+            "Serve GET /metrics (Prometheus text: deliveries, dead letters, hedges, queue depth, latencies) on 127.0.0.1 at this port (0: any free port, printed)."
+    )
     var metricsPort: Int?
 
     func run() async throws {
@@ -86,25 +103,34 @@ struct Worker: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let metricsPort {
             guard (0...65_535).contains(metricsPort) else {
-                printError("error: --metrics-port \(metricsPort) is out of range. Fix: use 1 to 65535, or 0 for any free port")
+                printError(
+                    "error: --metrics-port \(metricsPort) is out of range. Fix: use 1 to 65535, or 0 for any free port")
                 throw ExitCode(ExitCodes.badInput)
             }
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-            services.append(.init(service: MetricsServer.application(registry: registry, host: "127.0.0.1", port: metricsPort, logger: Logger(label: "usage-billing.metrics")) { port in
-                print("usage-billing worker: metrics at http://127.0.0.1:\(port)/metrics")
-                fflush(nil)  // every stream: a supervisor or a test reads the port at once
-            }))
+            services.append(
+                .init(
+                    service: MetricsServer.application(
+                        registry: registry, host: "127.0.0.1", port: metricsPort,
+                        logger: Logger(label: "usage-billing.metrics")
+                    ) { port in
+                        print("usage-billing worker: metrics at http://127.0.0.1:\(port)/metrics")
+                        fflush(nil)  // every stream: a supervisor or a test reads the port at once
+                    }))
         }
         let worker = DeliveryWorker(spool: spool, router: router, leaseTTL: leaseTTL)
         // SIGTERM/SIGINT: graceful shutdown (each lane finishes and marks its batch, then stops).
         // With --until-empty the worker's end ends the group, the metrics server with it.
-        services.insert(.init(service: DeliveryService(worker: worker, untilEmpty: untilEmpty, closeOpenWindows: closeWindows),
-                              successTerminationBehavior: .gracefullyShutdownGroup), at: 0)
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: services,
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: Logger(label: "usage-billing.worker")))
+        services.insert(
+            .init(
+                service: DeliveryService(worker: worker, untilEmpty: untilEmpty, closeOpenWindows: closeWindows),
+                successTerminationBehavior: .gracefullyShutdownGroup), at: 0)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services,
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: Logger(label: "usage-billing.worker")))
         do {
             try await group.run()
         } catch let error as UsageBillingError where error.code == .configuration {
@@ -130,23 +156,36 @@ func undeliveredSummary(_ lanes: [LaneStatus], closingWindows: Bool) -> String? 
     guard !pending.isEmpty else { return nil }
     let queued = pending.reduce(0) { $0 + $1.queued }, retrying = pending.reduce(0) { $0 + $1.retrying }
     let windows = closingWindows ? pending.reduce(0) { $0 + $1.openWindows } : 0
-    return "not everything recorded was delivered: \(queued) queued (\(retrying) retrying)" + (windows > 0 ? " and \(windows) window(s) not yet billed" : "")
+    return "not everything recorded was delivered: \(queued) queued (\(retrying) retrying)"
+        + (windows > 0 ? " and \(windows) window(s) not yet billed" : "")
         + " on " + pending.map(\.lane).joined(separator: ", ") + "; run the worker again, or see `usage-billing status`"
 }
 
 /// `status`'s lines. With `orphans`, a lane among them is marked as one nothing delivers; with
 /// `renames`, a positional lane says the lane it becomes at the worker's next start.
-func describe(_ lanes: [LaneStatus], orphans: Set<String> = [], renames: [String: String] = [:], owners: [String: String] = [:]) -> String {
+func describe(
+    _ lanes: [LaneStatus], orphans: Set<String> = [], renames: [String: String] = [:], owners: [String: String] = [:]
+) -> String {
     guard !lanes.isEmpty else { return "The spool is empty." }
     let now = Date()
     return lanes.map { s in
-        var parts = ["queued \(s.queued)", "retrying \(s.retrying)", "delivered \(s.delivered)", "duplicates \(s.duplicates)"]
+        var parts = [
+            "queued \(s.queued)", "retrying \(s.retrying)", "delivered \(s.delivered)", "duplicates \(s.duplicates)",
+        ]
         let dead = s.dead.values.reduce(0, +)
-        parts.append("dead letters \(dead)" + (dead > 0 ? " (" + s.dead.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")" : ""))
-        if s.aggregated > 0 || s.openWindows > 0 { parts.append("aggregated \(s.aggregated) into windows, \(s.openWindows) with events not yet billed") }
+        parts.append(
+            "dead letters \(dead)"
+                + (dead > 0
+                    ? " (" + s.dead.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                        + ")" : ""))
+        if s.aggregated > 0 || s.openWindows > 0 {
+            parts.append("aggregated \(s.aggregated) into windows, \(s.openWindows) with events not yet billed")
+        }
         if let oldest = s.oldestQueued { parts.append("oldest queued \(Int(now.timeIntervalSince(oldest))) s ago") }
         var name = s.lane
-        if orphans.contains(s.lane) { name += " (ORPHANED: not in the config; `usage-billing lanes reassign` or `lanes drop`)" }
+        if orphans.contains(s.lane) {
+            name += " (ORPHANED: not in the config; `usage-billing lanes reassign` or `lanes drop`)"
+        }
         if let to = renames[s.lane] { name += " (becomes \(to) at the worker's next start)" }
         if let owner = owners[s.lane] { name += " [worker \(owner)]" }
         return "\(name): " + parts.joined(separator: ", ")
@@ -160,7 +199,9 @@ func spread(_ owners: [String: String]) -> String {
     var held: [String: Int] = [:]
     for owner in owners.values { held[owner, default: 0] += 1 }
     let lines = held.sorted { $0.key < $1.key }.map { "  \($0.key): \($0.value) lane\($0.value == 1 ? "" : "s")" }
-    return "\nWorkers: \(held.count) holding \(held.values.sorted(by: >).map(String.init).joined(separator: ", ")) lanes\n" + lines.joined(separator: "\n")
+    return
+        "\nWorkers: \(held.count) holding \(held.values.sorted(by: >).map(String.init).joined(separator: ", ")) lanes\n"
+        + lines.joined(separator: "\n")
 }
 
 struct Status: AsyncParsableCommand {
@@ -181,7 +222,10 @@ struct Status: AsyncParsableCommand {
     @OptionGroup var spoolOption: SpoolOption
     @Option(name: .shortAndLong, help: "A routing config: mark the lanes it no longer has.") var config: String?
     @Flag(help: "Print JSON.") var json = false
-    @Option(help: "Also write the status page (lanes, backlog over the last hour, the last reconciliation) to this HTML file.")
+    @Option(
+        help:
+            "Also write the status page (lanes, backlog over the last hour, the last reconciliation) to this HTML file."
+    )
     var html: String?
     @Option(help: "A reconciliation saved with `reconcile --json`, shown on the --html page.") var reconcile: String?
 
@@ -201,17 +245,21 @@ struct Status: AsyncParsableCommand {
         var check = LaneCheck()
         if let config { check = try await LaneCheck(spool: spool, config: loadConfig(config, needsSecrets: false)) }
         if json {
-            print(JSONValue.array(lanes.map { s in
-                .object([
-                    "lane": .string(s.lane), "queued": .number(Double(s.queued)), "retrying": .number(Double(s.retrying)),
-                    "delivered": .number(Double(s.delivered)), "duplicates": .number(Double(s.duplicates)),
-                    "aggregated": .number(Double(s.aggregated)), "open_windows": .number(Double(s.openWindows)),
-                    "dead": .object(s.dead.mapValues { .number(Double($0)) }),
-                    "oldest_queued": s.oldestQueued.map { .string(RFC3339.format($0)) } ?? .null,
-                    "orphaned": .bool(check.orphans.contains(s.lane)),
-                    "worker": owners[s.lane].map { .string($0) } ?? .null,
-                ])
-            }).description)
+            print(
+                JSONValue.array(
+                    lanes.map { s in
+                        .object([
+                            "lane": .string(s.lane), "queued": .number(Double(s.queued)),
+                            "retrying": .number(Double(s.retrying)),
+                            "delivered": .number(Double(s.delivered)), "duplicates": .number(Double(s.duplicates)),
+                            "aggregated": .number(Double(s.aggregated)), "open_windows": .number(Double(s.openWindows)),
+                            "dead": .object(s.dead.mapValues { .number(Double($0)) }),
+                            "oldest_queued": s.oldestQueued.map { .string(RFC3339.format($0)) } ?? .null,
+                            "orphaned": .bool(check.orphans.contains(s.lane)),
+                            "worker": owners[s.lane].map { .string($0) } ?? .null,
+                        ])
+                    }
+                ).description)
         } else {
             print(describe(lanes, orphans: check.orphans, renames: check.renames, owners: owners))
             if let problem = check.legacyProblem { printError("error: \(problem)") }
@@ -234,13 +282,16 @@ func confirmed(_ question: String, action: String, yes: Bool) throws -> Bool {
 
 struct DLQ: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "dlq", abstract: "Dead letters: list, retry, purge, and reject what a provider refused after taking it.",
+        commandName: "dlq",
+        abstract: "Dead letters: list, retry, purge, and reject what a provider refused after taking it.",
         subcommands: [DLQList.self, DLQRetry.self, DLQPurge.self, DLQReject.self])
 }
 
 struct DLQReject: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "reject", abstract: "Make events a provider refused after taking them dead letters, from its report (Stripe's meter error events).",
+        commandName: "reject",
+        abstract:
+            "Make events a provider refused after taking them dead letters, from its report (Stripe's meter error events).",
         usage: "usage-billing dlq reject --report <file> [<options>]",
         discussion: """
             Stripe answers meter events 200 and validates them later; failures come as a \
@@ -255,22 +306,33 @@ struct DLQReject: AsyncParsableCommand {
               usage-billing dlq reject --provider stripe --report evt.json
             """)
     @OptionGroup var spoolOption: SpoolOption
-    @Option(help: "The provider name in your routing config (its lanes are <name>/<route>); default: the one provider kind that has such reports.")
+    @Option(
+        help:
+            "The provider name in your routing config (its lanes are <name>/<route>); default: the one provider kind that has such reports."
+    )
     var provider: String?
-    @Option(name: [.customLong("report"), .customLong("stripe-error-report")], help: "A file holding the full body of the provider's report (for Stripe, a meter error event).")
+    @Option(
+        name: [.customLong("report"), .customLong("stripe-error-report")],
+        help: "A file holding the full body of the provider's report (for Stripe, a meter error event).")
     var report: String
 
     func run() async throws {
-        let offering = ProviderRegistry.standard.names.compactMap(ProviderRegistry.standard.kind).filter { $0.tools.rejectionReport != nil }
+        let offering = ProviderRegistry.standard.names.compactMap(ProviderRegistry.standard.kind).filter {
+            $0.tools.rejectionReport != nil
+        }
         let name = provider ?? (offering.count == 1 ? offering.first?.name : nil)
         guard let name else {
-            printError("error: pass --provider: more than one provider kind has rejection reports (\(offering.map(\.name).joined(separator: ", ")))")
+            printError(
+                "error: pass --provider: more than one provider kind has rejection reports (\(offering.map(\.name).joined(separator: ", ")))"
+            )
             throw ExitCode(ExitCodes.badInput)
         }
         // The provider's name in the config is usually its kind; a renamed one is looked up by kind too.
         let kind = ProviderRegistry.standard.kind(name) ?? (offering.count == 1 ? offering.first : nil)
         guard let parse = kind?.tools.rejectionReport else {
-            printError("error: --provider \(name) has no rejection reports here. Fix: use one of \(offering.map(\.name).joined(separator: ", "))")
+            printError(
+                "error: --provider \(name) has no rejection reports here. Fix: use one of \(offering.map(\.name).joined(separator: ", "))"
+            )
             throw ExitCode(ExitCodes.badInput)
         }
         guard let body = FileManager.default.contents(atPath: report) else {
@@ -284,11 +346,16 @@ struct DLQReject: AsyncParsableCommand {
             printError("error: --report \(report): \(error)")
             throw ExitCode(ExitCodes.badInput)
         }
-        let changed = try await openSpool(spoolOption.spool, existing: true).rejectDelivered(parsed.rejections, provider: name)
-        print("\(changed) delivered row(s) of \(parsed.rejections.count) event(s) the report names are now dead letters on \(name).")
+        let changed = try await openSpool(spoolOption.spool, existing: true).rejectDelivered(
+            parsed.rejections, provider: name)
+        print(
+            "\(changed) delivered row(s) of \(parsed.rejections.count) event(s) the report names are now dead letters on \(name)."
+        )
         let unnamed = parsed.unattributed.sorted { $0.key < $1.key }
         if !unnamed.isEmpty {
-            print("The report counts \(unnamed.map { "\($0.value) \($0.key)" }.joined(separator: ", ")) more it does not name: reconcile \(name) to find their windows.")
+            print(
+                "The report counts \(unnamed.map { "\($0.value) \($0.key)" }.joined(separator: ", ")) more it does not name: reconcile \(name) to find their windows."
+            )
         }
     }
 }
@@ -315,7 +382,8 @@ struct DLQList: AsyncParsableCommand {
 
 struct DLQRetry: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "retry", abstract: "Queue dead letters again (same ids, so nothing bills twice); the worker sends them.",
+        commandName: "retry",
+        abstract: "Queue dead letters again (same ids, so nothing bills twice); the worker sends them.",
         discussion: """
             Examples:
               usage-billing dlq retry --spool usage.spool
@@ -344,7 +412,10 @@ struct DLQPurge: AsyncParsableCommand {
     func run() async throws {
         let spool = try await openSpool(spoolOption.spool, existing: true)
         let count = try await spool.deadLetters(reason: reason, limit: Int.max).count
-        guard try confirmed("Delete \(count) dead letter(s) for good?", action: "purging \(count) dead letter(s)", yes: yes) else {
+        guard
+            try confirmed(
+                "Delete \(count) dead letter(s) for good?", action: "purging \(count) dead letter(s)", yes: yes)
+        else {
             print("Nothing deleted.")
             return
         }

@@ -29,6 +29,9 @@ struct UsageBillingCLI: AsyncParsableCommand {
               usage-billing send -c routing.yaml --name api_request --customer acme
             """,
         version: "0.1.0",
-        subcommands: [Demo.self, Emulate.self, ConfigCommand.self, Send.self, Import.self, Serve.self, Worker.self, Status.self, Lanes.self, DLQ.self, SpoolCommand.self, Meters.self, Summary.self, Reconcile.self]
+        subcommands: [
+            Demo.self, Emulate.self, ConfigCommand.self, Send.self, Import.self, Serve.self, Worker.self, Status.self,
+            Lanes.self, DLQ.self, SpoolCommand.self, Meters.self, Summary.self, Reconcile.self,
+        ]
     )
 }

@@ -20,22 +20,35 @@ struct BatchProvider: Sendable, CustomTestStringConvertible {
     static let all: [BatchProvider] = [
         BatchProvider(
             name: "Orb", limit: 7, success: .json(200, .object(["validation_failed": .array([])])),
-            makeSink: { try OrbSink(settings: OrbSettings(apiKey: "orb_REDACTED", maxBatchSize: 7), client: $0, clock: $1) },
+            makeSink: {
+                try OrbSink(settings: OrbSettings(apiKey: "orb_REDACTED", maxBatchSize: 7), client: $0, clock: $1)
+            },
             ids: { body($0)?["events"]?.arrayValue?.compactMap { $0["idempotency_key"]?.stringValue } ?? [] }),
         BatchProvider(
             name: "Metronome", limit: 100, success: HTTPResponse(status: 200),
-            makeSink: { try MetronomeSink(settings: MetronomeSettings(apiKey: "metronome_REDACTED"), client: $0, clock: $1) },
+            makeSink: {
+                try MetronomeSink(settings: MetronomeSettings(apiKey: "metronome_REDACTED"), client: $0, clock: $1)
+            },
             ids: { body($0)?.arrayValue?.compactMap { $0["transaction_id"]?.stringValue } ?? [] }),
         BatchProvider(
             name: "OpenMeter", limit: 5, success: HTTPResponse(status: 204),
-            makeSink: { try OpenMeterSink(settings: OpenMeterSettings(apiKey: "om_REDACTED", maxBatchSize: 5), client: $0, clock: $1) },
+            makeSink: {
+                try OpenMeterSink(
+                    settings: OpenMeterSettings(apiKey: "om_REDACTED", maxBatchSize: 5), client: $0, clock: $1)
+            },
             ids: { request in
                 guard let json = body(request) else { return [] }
-                return json.arrayValue?.compactMap { $0["id"]?.stringValue } ?? [json["id"]?.stringValue].compactMap { $0 }
+                return json.arrayValue?.compactMap { $0["id"]?.stringValue }
+                    ?? [json["id"]?.stringValue].compactMap { $0 }
             }),
         BatchProvider(
-            name: "Paddle usage events", limit: 6, success: .json(201, .object(["data": .array([]), "meta": .object(["request_id": .string("r")])])),
-            makeSink: { try PaddleUsageSink(settings: PaddleUsageSettings(apiKey: "pdl_sdbx_apikey_REDACTED", maxBatchSize: 6), client: $0, clock: $1) },
+            name: "Paddle usage events", limit: 6,
+            success: .json(201, .object(["data": .array([]), "meta": .object(["request_id": .string("r")])])),
+            makeSink: {
+                try PaddleUsageSink(
+                    settings: PaddleUsageSettings(apiKey: "pdl_sdbx_apikey_REDACTED", maxBatchSize: 6), client: $0,
+                    clock: $1)
+            },
             ids: { body($0)?["events"]?.arrayValue?.compactMap { $0["event_key"]?.stringValue } ?? [] }),
     ]
 
@@ -53,7 +66,9 @@ final class ScriptedClient: HTTPClient {
         self.failFirst = failFirst
     }
     func send(_ request: HTTPRequest) async throws -> HTTPResponse {
-        let n = state.with { $0.append(request); return $0.count }
+        let n = state.with {
+            $0.append(request); return $0.count
+        }
         return n <= failFirst ? .json(503, .object(["message": .string("unavailable")])) : success
     }
     var received: [HTTPRequest] { state.with { $0 } }
@@ -65,8 +80,9 @@ struct BatchEdgeTests {
 
     static func events(_ n: Int) -> [UsageEvent] {
         (0..<n).map { i in
-            UsageEvent(id: String(format: "evt-%05d", i), name: "api_request", customer: "cust-\(i % 3)",
-                       timestamp: now.addingTimeInterval(-Double(n - i)), quantity: Decimal(i % 7 + 1))
+            UsageEvent(
+                id: String(format: "evt-%05d", i), name: "api_request", customer: "cust-\(i % 3)",
+                timestamp: now.addingTimeInterval(-Double(n - i)), quantity: Decimal(i % 7 + 1))
         }
     }
 
@@ -93,7 +109,8 @@ struct BatchEdgeTests {
         let clock = TestClock(now: Self.now)
         let sink = try provider.makeSink(client, clock)
         let events = Self.events(provider.limit)
-        let reports = try await RetryingDeliverer(sink: sink, policy: RetryPolicy(maxAttempts: 3), clock: clock).deliver(events)
+        let reports = try await RetryingDeliverer(sink: sink, policy: RetryPolicy(maxAttempts: 3), clock: clock)
+            .deliver(events)
         #expect(reports.allSatisfy { $0.history.count == 2 && $0.final == .accepted })
         let requests = client.received
         #expect(requests.count == 2)
@@ -104,16 +121,21 @@ struct BatchEdgeTests {
 
     @Test func openMeterContentTypesAreExact() async throws {
         let client = ScriptedClient(success: HTTPResponse(status: 204))
-        let sink = try OpenMeterSink(settings: OpenMeterSettings(apiKey: "om_REDACTED", maxBatchSize: 2), client: client,
-                                           clock: TestClock(now: Self.now))
+        let sink = try OpenMeterSink(
+            settings: OpenMeterSettings(apiKey: "om_REDACTED", maxBatchSize: 2), client: client,
+            clock: TestClock(now: Self.now))
         _ = try await sink.deliver(Array(Self.events(3).prefix(2)))
         _ = try await sink.deliver([Self.events(1)[0]])
-        #expect(client.received.map { $0.headers["Content-Type"] } == ["application/cloudevents-batch+json", "application/cloudevents+json"])
+        #expect(
+            client.received.map { $0.headers["Content-Type"] } == [
+                "application/cloudevents-batch+json", "application/cloudevents+json",
+            ])
     }
 
     @Test func metronomeSendsNoIdempotencyKeyHeader() async throws {
         let client = ScriptedClient(success: HTTPResponse(status: 200))
-        let sink = try MetronomeSink(settings: MetronomeSettings(apiKey: "metronome_REDACTED"), client: client, clock: TestClock(now: Self.now))
+        let sink = try MetronomeSink(
+            settings: MetronomeSettings(apiKey: "metronome_REDACTED"), client: client, clock: TestClock(now: Self.now))
         _ = try await sink.deliver(Self.events(3))
         #expect(client.received.count == 1)
         #expect(client.received.first?.headers["Idempotency-Key"] == nil)
@@ -127,7 +149,10 @@ struct BatchEdgeTests {
         ("Orb", #"{"api_key":"orb_REDACTED","subscriptions":{"acme":""}}"#, "subscriptions"),
         ("Metronome", #"{"api_key":"metronome_REDACTED","max_batch_size":101}"#, "max_batch_size"),
         ("Metronome", #"{"apikey":"x"}"#, "apikey"),
-        ("Metronome", #"{"api_key":"metronome_REDACTED","billable_metrics":{"api_request":"M","tokens":"M"}}"#, "billable_metrics"),
+        (
+            "Metronome", #"{"api_key":"metronome_REDACTED","billable_metrics":{"api_request":"M","tokens":"M"}}"#,
+            "billable_metrics"
+        ),
         ("OpenMeter", #"{"source":"x"}"#, "api_key"),
         ("OpenMeter", #"{"api_key":"om_REDACTED","meter_slugs":{"api_request":""}}"#, "meter_slugs"),
         ("OpenMeter", #"{"api_key":"om_REDACTED","endpoint":"openmeter.cloud"}"#, "endpoint"),

@@ -31,7 +31,8 @@ struct MetronomeStripeKeyTests {
             try Self.settings(json).validate()
         } throws: { error in
             guard let e = error as? UsageBillingError else { return false }
-            return e.field == field && e.message.contains(says) && e.fix?.isEmpty == false && !e.message.contains("51Abc")
+            return e.field == field && e.message.contains(says) && e.fix?.isEmpty == false
+                && !e.message.contains("51Abc")
         }
     }
 
@@ -46,7 +47,8 @@ struct MetronomeStripeKeyTests {
     @Test func anAliasNoCustomerHasIsNamedWithTheFix() async throws {
         let client = try replay("Metronome", "customer_by_unknown_ingest_alias")
         await #expect {
-            _ = try await MetronomeClient(settings: MetronomeSettings(apiKey: "metronome_REDACTED"), client: client).customerID(forAlias: "cus_Unknown")
+            _ = try await MetronomeClient(settings: MetronomeSettings(apiKey: "metronome_REDACTED"), client: client)
+                .customerID(forAlias: "cus_Unknown")
         } throws: { error in
             guard let e = error as? UsageBillingError else { return false }
             return e.message.contains("cus_Unknown") && e.fix?.contains("ingest_aliases") == true

@@ -22,8 +22,11 @@ struct OpenMeterKonnectTests {
 
     @Test func selfHostedStaysOnV1AndAKonnectEndpointMeansV3() throws {
         #expect(try Self.settings(#"{"endpoint": "http://openmeter.internal:8888"}"#).api == .v1)
-        #expect(try Self.settings(#"{"endpoint": "https://au.api.konghq.com/v3", "api_key": "kpat_REDACTED"}"#).api == .v3)
-        #expect(try Self.settings(#"{"endpoint": "http://localhost:8888/api/v3", "api": "v3"}"#).eventsPath == "/openmeter/events")
+        #expect(
+            try Self.settings(#"{"endpoint": "https://au.api.konghq.com/v3", "api_key": "kpat_REDACTED"}"#).api == .v3)
+        #expect(
+            try Self.settings(#"{"endpoint": "http://localhost:8888/api/v3", "api": "v3"}"#).eventsPath
+                == "/openmeter/events")
     }
 
     @Test(arguments: [
@@ -46,7 +49,9 @@ struct OpenMeterKonnectTests {
         let now = Date(timeIntervalSince1970: 1_795_176_000)
         let settings = try Self.settings(#"{"region": "eu", "api_key": "spat_REDACTED"}"#)
         let rows = try await OpenMeterClient(settings: settings, client: client)
-            .query(meter: "api_requests", from: now.addingTimeInterval(-3 * 3600), to: now, windowSize: .hour, subjects: ["customer-acme"])
+            .query(
+                meter: "api_requests", from: now.addingTimeInterval(-3 * 3600), to: now, windowSize: .hour,
+                subjects: ["customer-acme"])
         #expect(rows.map(\.value) == [12, 30.5] && rows.allSatisfy { $0.subject == "customer-acme" })
         #expect(client.failures.isEmpty && client.unconsumed.isEmpty)
     }

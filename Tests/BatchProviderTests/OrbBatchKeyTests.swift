@@ -13,10 +13,12 @@ struct OrbBatchKeyTests {
         let settings = try OrbSettings.decode(#require(JSONValue.parse(Data(#"{"api_key": "orb_REDACTED"}"#.utf8))))
         let now = Date(timeIntervalSince1970: 1_795_176_000)
         let sink = try OrbSink(settings: settings, client: client, clock: TestClock(now: now))
-        let a = UsageEvent(id: "evt-a", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 5)
+        let a = UsageEvent(
+            id: "evt-a", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 5)
         var changed = a
         changed.quantity = 7
-        let b = UsageEvent(id: "evt-b", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 1)
+        let b = UsageEvent(
+            id: "evt-b", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 1)
 
         let outcomes = try await sink.deliver([a, a, changed, b])
 
@@ -25,10 +27,14 @@ struct OrbBatchKeyTests {
             Issue.record("the reused id with other content was not refused: \(outcomes[2])")
             return
         }
-        #expect(reason.code == "idempotency_key_reused" && reason.origin == RejectionReason.Origin.local && reason.message.contains("evt-a"))
+        #expect(
+            reason.code == "idempotency_key_reused" && reason.origin == RejectionReason.Origin.local
+                && reason.message.contains("evt-a"))
         let requests = client.requests.current
         #expect(requests.count == 1)
-        let keys = try #require(JSONValue.parse(requests.first?.body ?? Data())?["events"]?.arrayValue).compactMap { $0["idempotency_key"]?.stringValue }
+        let keys = try #require(JSONValue.parse(requests.first?.body ?? Data())?["events"]?.arrayValue).compactMap {
+            $0["idempotency_key"]?.stringValue
+        }
         #expect(keys == ["evt-a", "evt-b"], "each key once, the first copy's body")
     }
 }
@@ -38,6 +44,7 @@ private final class AnsweringClient: HTTPClient, Sendable {
     let requests = Locked<[HTTPRequest]>([])
     func send(_ request: HTTPRequest) async throws -> HTTPResponse {
         requests.with { $0.append(request) }
-        return HTTPResponse(status: 200, headers: ["Content-Type": "application/json"], body: Data(#"{"validation_failed":[]}"#.utf8))
+        return HTTPResponse(
+            status: 200, headers: ["Content-Type": "application/json"], body: Data(#"{"validation_failed":[]}"#.utf8))
     }
 }

@@ -20,7 +20,8 @@ struct OrbPacingTests {
         #expect(abs(limit.requestsPerSecond - documented.requestsPerSecond * 0.9) < 1e-9)
         let events = try #require(limit.eventsPerSecond)
         #expect(abs(events * 60 - documented.eventsPerMinute * 0.9) < 1e-9)
-        #expect(limit.eventBurst <= Int(documented.eventsPerMinute), "a burst never spends more than a minute's allowance")
+        #expect(
+            limit.eventBurst <= Int(documented.eventsPerMinute), "a burst never spends more than a minute's allowance")
     }
 
     @Test func liveIsTheDefaultAndRaisedFiguresReplaceIt() throws {
@@ -29,7 +30,10 @@ struct OrbPacingTests {
         #expect(raised.requestsPerSecond == 500 && raised.eventsPerSecond == 10_000)
     }
 
-    @Test(arguments: [(#", "mode": "sandbox""#, "mode"), (#", "events_per_minute": 0"#, "events_per_minute"), (#", "requests_per_second": -1"#, "requests_per_second")])
+    @Test(arguments: [
+        (#", "mode": "sandbox""#, "mode"), (#", "events_per_minute": 0"#, "events_per_minute"),
+        (#", "requests_per_second": -1"#, "requests_per_second"),
+    ])
     func badFiguresNameTheirField(_ setting: String, _ field: String) throws {
         #expect {
             try Self.settings(setting).validate()

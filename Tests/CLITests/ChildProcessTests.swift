@@ -6,8 +6,9 @@ import UsageBillingTesting
 @Suite("ChildProcess")
 struct ChildProcessTests {
     @Test func capturesOutputExitCodeDirectoryAndEnvironment() async throws {
-        let r = try await ChildProcess.run("/bin/sh", ["-c", "pwd; echo \"$UB_CHILD_TEST\"; echo oops >&2; exit 3"],
-                                           environment: ["UB_CHILD_TEST": "hello", "PATH": "/usr/bin:/bin"], directory: "/tmp")
+        let r = try await ChildProcess.run(
+            "/bin/sh", ["-c", "pwd; echo \"$UB_CHILD_TEST\"; echo oops >&2; exit 3"],
+            environment: ["UB_CHILD_TEST": "hello", "PATH": "/usr/bin:/bin"], directory: "/tmp")
         #expect(r.status == 3)
         #expect(r.output == "/tmp\nhello\noops\n", "\(r.output)")
     }
@@ -43,7 +44,8 @@ struct ChildProcessTests {
         let elapsed = ContinuousClock.now - started
         for sleeper in sleepers { sleeper.kill(SIGKILL); _ = await sleeper.exitStatus() }
         #expect(outputs.sorted() == (0..<8).map { "\($0 * 2)\n" }.sorted())
-        #expect(elapsed < .seconds(120), "a sibling held a pipe open: \(elapsed)")  // only separates 8 short runs from the sleepers' 300 s
+        // only separates 8 short runs from the sleepers' 300 s
+        #expect(elapsed < .seconds(120), "a sibling held a pipe open: \(elapsed)")
     }
 
     @Test func aMissingExecutableIsAClearError() async throws {
@@ -57,22 +59,33 @@ struct EmulateCLITests {
     /// background with `> emulator.log`), not when the buffer fills.
     @Test func settingsReachALogFileAtOnce() async throws {
         let log = FileManager.default.temporaryDirectory.appending(path: "ub-emulate-\(UUID().uuidString).log").path
-        let child = try ChildProcess.spawn(CLI.binary.path, ["emulate", "--port", "0", "--set", "orb.grace_hours=12", "--set", "stripe.meters=api_requests,storage"], outputFile: log)
+        let child = try ChildProcess.spawn(
+            CLI.binary.path,
+            ["emulate", "--port", "0", "--set", "orb.grace_hours=12", "--set", "stripe.meters=api_requests,storage"],
+            outputFile: log)
         var text = ""
         _ = try await eventually(every: .milliseconds(100)) {
             text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             return text.contains("Ctrl-C stops")
         }
-        child.kill(SIGKILL)  // the text is out before the server installs its SIGTERM handling, so no clean stop is expected here
+        // the text is out before the server installs its SIGTERM handling, so no clean stop is expected here
+        child.kill(SIGKILL)
         _ = await child.exitStatus()
-        #expect(text.contains("Emulating stripe, orb") && text.contains("orb: { endpoint: http://127.0.0.1:") && text.contains("Ctrl-C stops"), "\(text)")
+        #expect(
+            text.contains("Emulating stripe, orb") && text.contains("orb: { endpoint: http://127.0.0.1:")
+                && text.contains("Ctrl-C stops"), "\(text)")
     }
 }
 
 extension EmulateCLITests {
-    @Test(arguments: [["--set", "stripe.meters= , "], ["--set", "orb.grace_hours=0"], ["--set", "stripe.color=red"], ["--faults", "stripe:500=2"]])
+    @Test(arguments: [
+        ["--set", "stripe.meters= , "], ["--set", "orb.grace_hours=0"], ["--set", "stripe.color=red"],
+        ["--faults", "stripe:500=2"],
+    ])
     func badFlagsExit2NamingTheFlag(_ flags: [String]) async throws {
         let r = try await CLI.run(["emulate", "--port", "0"] + flags)
-        #expect(r.status == 2 && r.output.contains(flags[0].hasPrefix("--faults") ? "500=2" : flags[0]) && r.output.contains("Fix"), "\(r.output)")
+        #expect(
+            r.status == 2 && r.output.contains(flags[0].hasPrefix("--faults") ? "500=2" : flags[0])
+                && r.output.contains("Fix"), "\(r.output)")
     }
 }

@@ -10,8 +10,11 @@ struct DoorsCLITests {
     static let yesterday = RFC3339.format(Date().addingTimeInterval(-86_400))
 
     /// A config routing `api` to OpenMeter with an Orb shadow (unreachable endpoints: nothing here sends).
-    static func config(orbName: String = "orb", unrouted: String = "reject", extraRoutes: String = "") throws -> String {
-        try CLI.temp("doors.yaml", """
+    static func config(orbName: String = "orb", unrouted: String = "reject", extraRoutes: String = "") throws -> String
+    {
+        try CLI.temp(
+            "doors.yaml",
+            """
             version: 1
             providers:
               openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN}, endpoint: "http://127.0.0.1:9" }
@@ -50,15 +53,21 @@ struct DoorsCLITests {
         let second = try await CLI.run(["import", file, "-c", config, "--spool", spool])
         #expect(second.status == 0)
         #expect(second.output.contains("0 new, 3 already recorded"), "\(second.output)")
-        #expect(try await Self.queued(spool) == ["openmeter/api": 3, "orb/api": 3], "two identical lines are two events; a re-import adds none")
+        #expect(
+            try await Self.queued(spool) == ["openmeter/api": 3, "orb/api": 3],
+            "two identical lines are two events; a re-import adds none")
 
         let strict = try await CLI.run(["import", file, "-c", config, "--spool", Self.spool(), "--require-ids"])
         #expect(strict.status == 2)
-        #expect(strict.output.contains("line 1: the event has no 'id'") && strict.output.contains("--require-ids"), "\(strict.output)")
+        #expect(
+            strict.output.contains("line 1: the event has no 'id'") && strict.output.contains("--require-ids"),
+            "\(strict.output)")
     }
 
     @Test func aCSVWithoutAnIdColumnGetsTheSameIdsOnEveryImport() async throws {
-        let csv = try CLI.temp("noid.csv", "name,customer,timestamp,quantity\napi,acme,\(Self.yesterday),2\napi,acme,\(Self.yesterday),2\n")
+        let csv = try CLI.temp(
+            "noid.csv", "name,customer,timestamp,quantity\napi,acme,\(Self.yesterday),2\napi,acme,\(Self.yesterday),2\n"
+        )
         let (config, spool) = (try Self.config(), Self.spool())
         for _ in 0..<2 { #expect(try await CLI.run(["import", csv, "-c", config, "--spool", spool]).status == 0) }
         #expect(try await Self.queued(spool)["openmeter/api"] == 2)
@@ -67,26 +76,36 @@ struct DoorsCLITests {
     // MARK: 2. Unroutable events
 
     @Test func anUnroutableEventIsRefusedWithItsLineAndEveryValidEventIsRecorded() async throws {
-        var lines = (1...1_500).map { #"{"id":"u-\#($0)","name":"api","customer":"acme","timestamp":"\#(Self.yesterday)"}"# }
+        var lines = (1...1_500).map {
+            #"{"id":"u-\#($0)","name":"api","customer":"acme","timestamp":"\#(Self.yesterday)"}"#
+        }
         lines[1_200] = #"{"id":"u-1201","name":"unknown_event","customer":"acme","timestamp":"\#(Self.yesterday)"}"#
         let file = try CLI.temp("unrouted.ndjson", lines.joined(separator: "\n"))
         let spool = Self.spool()
         let r = try await CLI.run(["import", file, "-c", try Self.config(), "--spool", spool])
         #expect(r.status == 1, "\(r.output)")
         #expect(r.output.contains("Recorded 1499 events"), "\(r.output)")
-        #expect(r.output.contains("1 refused") && r.output.contains("refused line 1201: 'unknown_event'") && r.output.contains("Fix: add a route"))
+        #expect(
+            r.output.contains("1 refused") && r.output.contains("refused line 1201: 'unknown_event'")
+                && r.output.contains("Fix: add a route"))
         #expect(try await Self.queued(spool)["openmeter/api"] == 1_499)
 
-        let kept = try await CLI.run(["import", file, "-c", try Self.config(unrouted: "dead-letter"), "--spool", Self.spool()])
+        let kept = try await CLI.run([
+            "import", file, "-c", try Self.config(unrouted: "dead-letter"), "--spool", Self.spool(),
+        ])
         #expect(kept.status == 1, "\(kept.output)")
-        #expect(kept.output.contains("Recorded 1500 events") && kept.output.contains("1 dead-lettered"), "\(kept.output)")
+        #expect(
+            kept.output.contains("Recorded 1500 events") && kept.output.contains("1 dead-lettered"), "\(kept.output)")
     }
 
     // MARK: 3–4. Orphaned lanes
 
     @Test func theOrphanFixNamesALaneOfTheSameKindAndReassignNeverQueuesAnIdTwice() async throws {
         let spool = Self.spool()
-        let events = try CLI.temp("two.ndjson", (1...2).map { #"{"id":"o-\#($0)","name":"api","customer":"acme","timestamp":"\#(Self.yesterday)"}"# }.joined(separator: "\n"))
+        let events = try CLI.temp(
+            "two.ndjson",
+            (1...2).map { #"{"id":"o-\#($0)","name":"api","customer":"acme","timestamp":"\#(Self.yesterday)"}"# }
+                .joined(separator: "\n"))
         #expect(try await CLI.run(["import", events, "-c", try Self.config(), "--spool", spool]).status == 0)
         let b = try Self.config(orbName: "orb2", extraRoutes: "  - { events: [other], to: openmeter }")
 
@@ -102,24 +121,35 @@ struct DoorsCLITests {
 
         let across = try await CLI.run(["lanes", "reassign", "orb/api", "openmeter/api", "-c", b, "--spool", spool])
         #expect(across.status == 2)
-        #expect(across.output.contains("provider kind orb") && across.output.contains("--to-other-provider") && across.output.contains("orb2/api"), "\(across.output)")
-        #expect(try await Self.queued(spool) == ["openmeter/api": 2, "orb/api": 2], "a refused reassign changes nothing")
+        #expect(
+            across.output.contains("provider kind orb") && across.output.contains("--to-other-provider")
+                && across.output.contains("orb2/api"), "\(across.output)")
+        #expect(
+            try await Self.queued(spool) == ["openmeter/api": 2, "orb/api": 2], "a refused reassign changes nothing")
 
-        let forced = try await CLI.run(["lanes", "reassign", "orb/api", "openmeter/api", "-c", b, "--spool", spool, "--to-other-provider"])
+        let forced = try await CLI.run([
+            "lanes", "reassign", "orb/api", "openmeter/api", "-c", b, "--spool", spool, "--to-other-provider",
+        ])
         #expect(forced.status == 0, "\(forced.output)")
-        #expect(forced.output.contains("Moved 0 row(s)") && forced.output.contains("2 row(s) were already there"), "\(forced.output)")
+        #expect(
+            forced.output.contains("Moved 0 row(s)") && forced.output.contains("2 row(s) were already there"),
+            "\(forced.output)")
         #expect(try await Self.queued(spool)["openmeter/api"] == 2, "no id is queued twice on one lane")
     }
 
     @Test func everyOrphanedLaneIsNamedWithItsOwnFix() async throws {
         let spool = Self.spool()
         let a = try Self.config(extraRoutes: "  - { events: [storage], to: openmeter }")
-        let events = try CLI.temp("both.ndjson", """
+        let events = try CLI.temp(
+            "both.ndjson",
+            """
             {"id":"e-1","name":"api","customer":"acme","timestamp":"\(Self.yesterday)"}
             {"id":"e-2","name":"storage","customer":"acme","timestamp":"\(Self.yesterday)"}
             """)
         #expect(try await CLI.run(["import", events, "-c", a, "--spool", spool]).status == 0)
-        let b = try CLI.temp("b.yaml", """
+        let b = try CLI.temp(
+            "b.yaml",
+            """
             version: 1
             providers:
               openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN}, endpoint: "http://127.0.0.1:9" }
@@ -128,8 +158,11 @@ struct DoorsCLITests {
             """)
         let r = try await CLI.run(["worker", "-c", b, "--spool", spool, "--until-empty"])
         #expect(r.status == 2)
-        for lane in ["openmeter/api", "orb/api", "openmeter/storage"] { #expect(r.output.contains("\(lane): "), "\(lane) named: \(r.output)") }
-        #expect(r.output.contains("lanes drop orb/api"), "no Orb lane in the config: drop, not a move to another provider")
+        for lane in ["openmeter/api", "orb/api", "openmeter/storage"] {
+            #expect(r.output.contains("\(lane): "), "\(lane) named: \(r.output)")
+        }
+        #expect(
+            r.output.contains("lanes drop orb/api"), "no Orb lane in the config: drop, not a move to another provider")
     }
 
     // MARK: 5. Permissions
@@ -139,7 +172,9 @@ struct DoorsCLITests {
     static func runAsOtherUser(_ args: [String]) async throws -> CLI.Result {
         let env = ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }
         if getuid() == 0 {
-            let (status, output) = try await ChildProcess.run("/usr/sbin/runuser", ["-u", "nobody", "--", CLI.binary.path] + args, environment: env, directory: "/tmp")
+            let (status, output) = try await ChildProcess.run(
+                "/usr/sbin/runuser", ["-u", "nobody", "--", CLI.binary.path] + args, environment: env, directory: "/tmp"
+            )
             return CLI.Result(status: status, output: output)
         }
         let (status, output) = try await ChildProcess.run(CLI.binary.path, args, environment: env, directory: "/tmp")
@@ -147,25 +182,35 @@ struct DoorsCLITests {
     }
 
     @Test func permissionProblemsNameTheirCauseAndReadingCommandsWorkOnAReadOnlySpool() async throws {
-        let directory = FileManager.default.temporaryDirectory.appending(path: "ub-ro-\(UUID().uuidString.prefix(8))").path
+        let directory = FileManager.default.temporaryDirectory.appending(path: "ub-ro-\(UUID().uuidString.prefix(8))")
+            .path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let spool = directory + "/usage.spool"
         let config = try Self.config()
-        let events = try CLI.temp("ro.ndjson", #"{"id":"p-1","name":"api","customer":"acme","timestamp":"\#(Self.yesterday)"}"#)
+        let events = try CLI.temp(
+            "ro.ndjson", #"{"id":"p-1","name":"api","customer":"acme","timestamp":"\#(Self.yesterday)"}"#)
         #expect(try await CLI.run(["import", events, "-c", config, "--spool", spool]).status == 0)
         let before = try Self.listing(directory)
         try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: directory)
         try FileManager.default.setAttributes([.posixPermissions: 0o444], ofItemAtPath: spool)
-        for file in [config, events] { try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: file) }
+        for file in [config, events] {
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: file)
+        }
         defer { try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory) }
 
-        let create = try await Self.runAsOtherUser(["import", events, "-c", config, "--spool", directory + "/new.spool"])
+        let create = try await Self.runAsOtherUser([
+            "import", events, "-c", config, "--spool", directory + "/new.spool",
+        ])
         #expect(create.status == 2)
-        #expect(create.output.contains("permission denied creating the spool") && create.output.contains("not writable"), "\(create.output)")
+        #expect(
+            create.output.contains("permission denied creating the spool") && create.output.contains("not writable"),
+            "\(create.output)")
         #expect(!create.output.contains(".recover"))
         let write = try await Self.runAsOtherUser(["import", events, "-c", config, "--spool", spool])
         #expect(write.status == 2)
-        #expect(write.output.contains("permission denied writing the spool") && !write.output.contains(".recover"), "\(write.output)")
+        #expect(
+            write.output.contains("permission denied writing the spool") && !write.output.contains(".recover"),
+            "\(write.output)")
 
         let status = try await Self.runAsOtherUser(["status", "--spool", spool])
         #expect(status.status == 0, "\(status.output)")
@@ -189,14 +234,17 @@ struct DoorsCLITests {
 
     @Test func recordingAndStatusRunWithoutTheProvidersSecrets() async throws {
         let (config, spool) = (try Self.config(), Self.spool())
-        let events = try CLI.temp("nokey.ndjson", #"{"id":"k-1","name":"api","customer":"acme","timestamp":"\#(Self.yesterday)"}"#)
+        let events = try CLI.temp(
+            "nokey.ndjson", #"{"id":"k-1","name":"api","customer":"acme","timestamp":"\#(Self.yesterday)"}"#)
         let without = CLI.env.merging(["ORB_API_KEY": "", "OPENMETER_TOKEN": ""]) { $1 }
         let record = try await CLI.run(["import", events, "-c", config, "--spool", spool], env: without)
         #expect(record.status == 0, "\(record.output)")
         let status = try await CLI.run(["status", "-c", config, "--spool", spool], env: without)
         #expect(status.status == 0, "\(status.output)")
         let send = try await CLI.run(["worker", "-c", config, "--spool", spool, "--until-empty"], env: without)
-        #expect(send.status == 2 && send.output.contains("ORB_API_KEY is not set"), "a command that sends still needs it: \(send.output)")
+        #expect(
+            send.status == 2 && send.output.contains("ORB_API_KEY is not set"),
+            "a command that sends still needs it: \(send.output)")
     }
 
     // MARK: 15. A newcomer's walkthrough
@@ -209,22 +257,34 @@ struct DoorsCLITests {
         let end = try #require(readme.range(of: "```\n<!-- end-walkthrough-config -->"))
         let written = String(readme[start.upperBound..<end.lowerBound])
         let first = try CLI.temp("my-routing.yaml", written)
-        let log = FileManager.default.temporaryDirectory.appending(path: "ub-walk-\(UUID().uuidString.prefix(8)).log").path
-        let emulator = try ChildProcess.spawn(CLI.binary.path, ["emulate", "-c", first, "--port", "0"],
-                                              environment: ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }, directory: CLI.root.path, outputFile: log)
+        let log = FileManager.default.temporaryDirectory.appending(path: "ub-walk-\(UUID().uuidString.prefix(8)).log")
+            .path
+        let emulator = try ChildProcess.spawn(
+            CLI.binary.path, ["emulate", "-c", first, "--port", "0"],
+            environment: ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }, directory: CLI.root.path,
+            outputFile: log)
         defer { emulator.kill(SIGTERM) }
         let base = try await LiveServe.baseURL(printedIn: log, by: emulator)
         let printed = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        #expect(printed.contains("stripe: { endpoint: \(base)/stripe") && printed.contains("orb: { endpoint: \(base)/orb/v1 }"), "the endpoints to paste: \(printed)")
-        let config = try CLI.temp("my-routing.yaml", written.replacingOccurrences(of: "http://127.0.0.1:12111", with: base))
+        #expect(
+            printed.contains("stripe: { endpoint: \(base)/stripe")
+                && printed.contains("orb: { endpoint: \(base)/orb/v1 }"), "the endpoints to paste: \(printed)")
+        let config = try CLI.temp(
+            "my-routing.yaml", written.replacingOccurrences(of: "http://127.0.0.1:12111", with: base))
         let timestamp = RFC3339.format(Date().addingTimeInterval(-3_600))
-        let events = try CLI.temp("events.ndjson", #"{"name":"api_request","customer":"acme","timestamp":"\#(timestamp)","quantity":150}"# + "\n")
+        let events = try CLI.temp(
+            "events.ndjson",
+            #"{"name":"api_request","customer":"acme","timestamp":"\#(timestamp)","quantity":150}"# + "\n")
         let spool = Self.spool()
         let steps: [[String]] = [
             ["import", events, "-c", config, "--spool", spool],
             ["worker", "-c", config, "--spool", spool, "--until-empty"],
             ["status", "--spool", spool],
-            ["reconcile", "-c", config, "--spool", spool, "--from", RFC3339.format(Date().addingTimeInterval(-86_400 * 2)), "--to", RFC3339.format(Date().addingTimeInterval(86_400))],
+            [
+                "reconcile", "-c", config, "--spool", spool, "--from",
+                RFC3339.format(Date().addingTimeInterval(-86_400 * 2)), "--to",
+                RFC3339.format(Date().addingTimeInterval(86_400)),
+            ],
         ]
         var outputs: [String] = []
         for step in steps {
@@ -232,18 +292,25 @@ struct DoorsCLITests {
             #expect(r.status == 0, "\(step[0]): \(r.output)")
             outputs.append(r.output)
         }
-        #expect(outputs[2].contains("stripe/api_request: queued 0, retrying 0, delivered 1") && outputs[2].contains("orb/api_request: queued 0, retrying 0, delivered 1"), "\(outputs[2])")
+        #expect(
+            outputs[2].contains("stripe/api_request: queued 0, retrying 0, delivered 1")
+                && outputs[2].contains("orb/api_request: queued 0, retrying 0, delivered 1"), "\(outputs[2])")
         #expect(outputs[3].contains("OK: 0 mismatch") && outputs[3].contains("match   stripe"), "\(outputs[3])")
         let again = try await CLI.run(steps[0])
         #expect(again.output.contains("0 new, 1 already recorded"), "\(again.output)")
     }
 
     @Test func theDemoOutsideTheRepositorySaysWhereItLookedAndAMistypedSettingGetsADidYouMean() async throws {
-        let (status, output) = try await ChildProcess.run(CLI.binary.path, ["demo"], environment: ProcessInfo.processInfo.environment, directory: "/tmp")
+        let (status, output) = try await ChildProcess.run(
+            CLI.binary.path, ["demo"], environment: ProcessInfo.processInfo.environment, directory: "/tmp")
         #expect(status == 2)
-        #expect(output.contains("(looked for in /tmp)") && output.contains("run the demo from the repository root") && output.contains("--events"), "\(output)")
+        #expect(
+            output.contains("(looked for in /tmp)") && output.contains("run the demo from the repository root")
+                && output.contains("--events"), "\(output)")
 
-        let typo = try CLI.temp("typo.yaml", """
+        let typo = try CLI.temp(
+            "typo.yaml",
+            """
             version: 1
             providers:
               orb: { kind: orb, api_key: ${ORB_API_KEY}, max_inflight: 4, time_out: 10s }

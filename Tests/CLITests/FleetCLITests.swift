@@ -10,7 +10,9 @@ import UsageSpool
 struct FleetCLITests {
     static func config(_ emulator: UsageEmulator, tag: String) throws -> String {
         let e = emulator.endpoints
-        return try CLI.temp("fleet-\(tag).yaml", """
+        return try CLI.temp(
+            "fleet-\(tag).yaml",
+            """
             version: 1
             providers:
               stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY}, endpoint: "\(e["stripe"]?["endpoint"] ?? "")" }
@@ -36,10 +38,13 @@ struct FleetCLITests {
         let config = try Self.config(emulator, tag: "two")
         let now = Date().addingTimeInterval(-120)
         for (instance, seats) in [(1, 5), (2, 7)] {
-            let file = try CLI.temp("seats-\(instance).ndjson", Self.line("seats-\(instance)", "seats", "acme", seats, at: now))
+            let file = try CLI.temp(
+                "seats-\(instance).ndjson", Self.line("seats-\(instance)", "seats", "acme", seats, at: now))
             let recorded = try await CLI.run(["import", file, "-c", config, "--spool", ledger])
             #expect(recorded.status == 0, "\(recorded.output)")
-            let worker = try await CLI.run(["worker", "-c", config, "--spool", ledger, "--until-empty", "--close-windows"])
+            let worker = try await CLI.run([
+                "worker", "-c", config, "--spool", ledger, "--until-empty", "--close-windows",
+            ])
             #expect(worker.status == 0, "\(worker.output)")
         }
         let billed = await emulator.accepted("chargebee").filter { $0.customer == "AzZjGqTQ1xxK0Ezc" }
@@ -55,7 +60,8 @@ struct FleetCLITests {
     /// reached Stripe once, Chargebee billed every customer-day the fleet's total, and nothing is
     /// queued.
     @Test func killedWorkersAndARestartedDatabaseLoseNothingAndBillNothingTwice() async throws {
-        let emulator = try await UsageEmulator.start(faults: ["stripe": .mixed(0.1, timeouts: 0), "chargebee": .mixed(0.1, timeouts: 0)], seed: 7)
+        let emulator = try await UsageEmulator.start(
+            faults: ["stripe": .mixed(0.1, timeouts: 0), "chargebee": .mixed(0.1, timeouts: 0)], seed: 7)
         let server = try await PostgresServer.dedicated()  // restarted below: no other test's connections on it
         let ledger = try await server.database("fleet")
         let config = try Self.config(emulator, tag: "crash")
@@ -64,18 +70,28 @@ struct FleetCLITests {
         // Recorder A takes events 0..<n, B takes overlap..<n+overlap... with the shared part recorded by both.
         func lines(_ range: Range<Int>) -> String {
             range.map { i in
-                i % 4 == 3 ? Self.line("fleet-\(i)", "seats", i % 8 == 3 ? "acme" : "globex", i % 3 + 1, at: now.addingTimeInterval(Double(i)))
-                    : Self.line("fleet-\(i)", "api_request", i % 2 == 0 ? "acme" : "globex", i % 5 + 1, at: now.addingTimeInterval(Double(i)))
+                i % 4 == 3
+                    ? Self.line(
+                        "fleet-\(i)", "seats", i % 8 == 3 ? "acme" : "globex", i % 3 + 1,
+                        at: now.addingTimeInterval(Double(i)))
+                    : Self.line(
+                        "fleet-\(i)", "api_request", i % 2 == 0 ? "acme" : "globex", i % 5 + 1,
+                        at: now.addingTimeInterval(Double(i)))
             }.joined(separator: "\n")
         }
-        let fileA = try CLI.temp("fleet-a.ndjson", lines(0..<n)), fileB = try CLI.temp("fleet-b.ndjson", lines((n - overlap)..<(2 * n - overlap)))
+        let fileA = try CLI.temp("fleet-a.ndjson", lines(0..<n)),
+            fileB = try CLI.temp("fleet-b.ndjson", lines((n - overlap)..<(2 * n - overlap)))
         let env = ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }
         let dir = FileManager.default.temporaryDirectory.appending(path: "ub-fleet-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         func start(_ args: [String], _ log: String) throws -> ChildProcess {
-            try ChildProcess.spawn(CLI.binary.path, args, environment: env, directory: CLI.root.path, outputFile: "\(dir)/\(log).log")
+            try ChildProcess.spawn(
+                CLI.binary.path, args, environment: env, directory: CLI.root.path, outputFile: "\(dir)/\(log).log")
         }
-        let recorders = try [start(["import", fileA, "-c", config, "--spool", ledger], "rec-a"), start(["import", fileB, "-c", config, "--spool", ledger], "rec-b")]
+        let recorders = try [
+            start(["import", fileA, "-c", config, "--spool", ledger], "rec-a"),
+            start(["import", fileB, "-c", config, "--spool", ledger], "rec-b"),
+        ]
         let workerArgs = ["worker", "-c", config, "--spool", ledger, "--lease", "2s"]
         var workers = try (0..<3).map { try start(workerArgs, "worker-\($0)") }
         var rng = SeededGenerator(seed: UInt64(Date().timeIntervalSince1970))
@@ -91,7 +107,9 @@ struct FleetCLITests {
         }
         for recorder in recorders { #expect(await recorder.exitStatus() == 0, "a recorder failed") }
         for worker in workers { worker.kill(SIGKILL); _ = await worker.exitStatus() }
-        let last = try await CLI.run(["worker", "-c", config, "--spool", ledger, "--until-empty", "--close-windows", "--lease", "2s"])
+        let last = try await CLI.run([
+            "worker", "-c", config, "--spool", ledger, "--until-empty", "--close-windows", "--lease", "2s",
+        ])
         #expect(last.status == 0, "\(last.output)")
 
         let all = 0..<(2 * n - overlap)
@@ -101,14 +119,20 @@ struct FleetCLITests {
         #expect(Set(stripeIDs) == expectedStripe, "every id reached Stripe")
         #expect(stripeIDs.count == expectedStripe.count, "each counted once")
         var seats: [String: Decimal] = [:]
-        for i in all where i % 4 == 3 { seats[i % 8 == 3 ? "AzZjGqTQ1xxK0Ezc" : "BxYkHrUR2yyL1Fad", default: 0] += Decimal(i % 3 + 1) }
+        for i in all where i % 4 == 3 {
+            seats[i % 8 == 3 ? "AzZjGqTQ1xxK0Ezc" : "BxYkHrUR2yyL1Fad", default: 0] += Decimal(i % 3 + 1)
+        }
         var billed: [String: Decimal] = [:]
         for usage in await emulator.accepted("chargebee") { billed[usage.customer, default: 0] += usage.quantity }
         #expect(billed == seats, "each customer's window billed the fleet's total")
         let status = try await CLI.run(["status", "--spool", ledger, "--json"])
         let lanes = JSONValue.parse(Data(status.output.utf8))?.arrayValue ?? []
-        #expect(!lanes.isEmpty && lanes.allSatisfy { $0["queued"] == .number(0) && $0["open_windows"] == .number(0) }, "\(status.output)")
-        print("fleet crash test: N=\(all.count) events (\(overlap) recorded by both recorders), 3 workers, SIGKILLs=\(kills), database restarts=1, Stripe ids=\(stripeIDs.count), Chargebee records=\(await emulator.accepted("chargebee").count)")
+        #expect(
+            !lanes.isEmpty && lanes.allSatisfy { $0["queued"] == .number(0) && $0["open_windows"] == .number(0) },
+            "\(status.output)")
+        print(
+            "fleet crash test: N=\(all.count) events (\(overlap) recorded by both recorders), 3 workers, SIGKILLs=\(kills), database restarts=1, Stripe ids=\(stripeIDs.count), Chargebee records=\(await emulator.accepted("chargebee").count)"
+        )
         await emulator.shutdown()
     }
 
@@ -119,7 +143,9 @@ struct FleetCLITests {
         let emulator = try await UsageEmulator.start()
         let ledger = try await PostgresServer.shared().database("balance")
         let meters = (0..<6).map { "m\($0)" }
-        let config = try CLI.temp("fleet-balance.yaml", """
+        let config = try CLI.temp(
+            "fleet-balance.yaml",
+            """
             version: 1
             providers:
               openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN}, endpoint: "\(emulator.endpoints["openmeter"]?["endpoint"] ?? "")" }
@@ -128,24 +154,31 @@ struct FleetCLITests {
             """)
         let now = Date().addingTimeInterval(-60)
         func record(_ batch: Int) async throws {
-            let lines = (0..<120).map { i in Self.line("bal-\(batch)-\(i)", meters[i % 6], "acme", 1, at: now) }.joined(separator: "\n")
-            let run = try await CLI.run(["import", try CLI.temp("balance-\(batch).ndjson", lines), "-c", config, "--spool", ledger])
+            let lines = (0..<120).map { i in Self.line("bal-\(batch)-\(i)", meters[i % 6], "acme", 1, at: now) }.joined(
+                separator: "\n")
+            let run = try await CLI.run([
+                "import", try CLI.temp("balance-\(batch).ndjson", lines), "-c", config, "--spool", ledger,
+            ])
             #expect(run.status == 0, "\(run.output)")
         }
         try await record(0)
         let env = ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }
-        let dir = FileManager.default.temporaryDirectory.appending(path: "ub-balance-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appending(path: "ub-balance-\(UUID().uuidString.prefix(8))")
+            .path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         func start(_ name: String) throws -> ChildProcess {
-            try ChildProcess.spawn(CLI.binary.path, ["worker", "-c", config, "--spool", ledger, "--lease", "2s"], environment: env,
-                                   directory: CLI.root.path, outputFile: "\(dir)/\(name).log")
+            try ChildProcess.spawn(
+                CLI.binary.path, ["worker", "-c", config, "--spool", ledger, "--lease", "2s"], environment: env,
+                directory: CLI.root.path, outputFile: "\(dir)/\(name).log")
         }
         let shared = try await PostgresLedger.open(ledger)
         /// Lanes per live worker process (owners are host/pid/run).
         func spread() async throws -> [Int32: Int] {
             var held: [Int32: Int] = [:]
             for lease in try await shared.leases() {
-                if let pid = lease.owner.split(separator: "/").dropFirst().first.flatMap({ Int32($0) }) { held[pid, default: 0] += 1 }
+                if let pid = lease.owner.split(separator: "/").dropFirst().first.flatMap({ Int32($0) }) {
+                    held[pid, default: 0] += 1
+                }
             }
             return held
         }
@@ -174,14 +207,22 @@ struct FleetCLITests {
         try await record(2)
         let joined = try await settles(Dictionary(uniqueKeysWithValues: workers.map { ($0.pid, 2) }), within: 20)
         #expect(joined.0, "a fourth worker gets its share: \(joined.2)")
-        print("lease balancing: 2 lanes each in \(String(format: "%.1f", even.1)) s; after a SIGKILL 3 each in \(String(format: "%.1f", afterKill.1)) s (lease 2 s); a new worker's share in \(String(format: "%.1f", joined.1)) s")
+        print(
+            "lease balancing: 2 lanes each in \(String(format: "%.1f", even.1)) s; after a SIGKILL 3 each in \(String(format: "%.1f", afterKill.1)) s (lease 2 s); a new worker's share in \(String(format: "%.1f", joined.1)) s"
+        )
 
         let expected = Set((0..<3).flatMap { batch in (0..<120).map { "bal-\(batch)-\($0)" } })
-        let delivered = try await eventually(within: .seconds(30)) { Set(await emulator.accepted("openmeter").compactMap(\.key)) == expected }
+        let delivered = try await eventually(within: .seconds(30)) {
+            Set(await emulator.accepted("openmeter").compactMap(\.key)) == expected
+        }
         let keys = await emulator.accepted("openmeter").compactMap(\.key)
-        #expect(delivered && keys.count == expected.count, "every id once: \(keys.count) deliveries of \(Set(keys).count) ids, \(expected.count) recorded")
+        #expect(
+            delivered && keys.count == expected.count,
+            "every id once: \(keys.count) deliveries of \(Set(keys).count) ids, \(expected.count) recorded")
         let status = try await CLI.run(["status", "--spool", ledger])
-        #expect(status.status == 0 && status.output.contains("Workers: 3 holding 2, 2, 2 lanes"), "status shows the spread: \(status.output)")
+        #expect(
+            status.status == 0 && status.output.contains("Workers: 3 holding 2, 2, 2 lanes"),
+            "status shows the spread: \(status.output)")
         for worker in workers { worker.kill(SIGTERM) }
         for worker in workers { #expect(await worker.exitStatus() == 0, "a worker stops cleanly on SIGTERM") }
         await emulator.shutdown()

@@ -18,7 +18,9 @@ struct HelpTextTests {
             for line in help.split(separator: "\n", omittingEmptySubsequences: false) {
                 if line.hasPrefix("SUBCOMMANDS:") { inList = true; continue }
                 guard inList else { continue }
-                if line.isEmpty || !line.hasPrefix("  ") { inList = !line.isEmpty && inList && line.hasPrefix(" "); continue }
+                if line.isEmpty || !line.hasPrefix("  ") {
+                    inList = !line.isEmpty && inList && line.hasPrefix(" "); continue
+                }
                 if let name = line.dropFirst(2).split(separator: " ").first, !line.hasPrefix("   "), name != "help" {
                     pending.append(path + [String(name).replacingOccurrences(of: "(default)", with: "")])
                 }
@@ -41,8 +43,10 @@ struct HelpTextTests {
             }
             // Prose continues on the next line: not blank, not indented (examples, option
             // help), not a list item or a new heading.
-            guard !line.isEmpty, !line.hasPrefix(" "), !next.isEmpty, !next.hasPrefix(" "), !next.hasPrefix("-"), !next.hasPrefix("•"),
-                  !line.hasSuffix(":"), let word = next.split(separator: " ").first else { continue }
+            guard !line.isEmpty, !line.hasPrefix(" "), !next.isEmpty, !next.hasPrefix(" "), !next.hasPrefix("-"),
+                !next.hasPrefix("•"),
+                !line.hasSuffix(":"), let word = next.split(separator: " ").first
+            else { continue }
             // ArgumentParser fills lines to 79 columns.
             if line.count + 1 + word.count <= 79 { out.append("broken early: \"\(line)\" / \"\(next)\"") }
         }

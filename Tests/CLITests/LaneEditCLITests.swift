@@ -39,44 +39,63 @@ struct LaneEditCLITests {
 
     static let tomorrow = RFC3339.format(Date().addingTimeInterval(86_400))
     static let edits: [Edit] = [
-        Edit(name: "swap two routes", routes: """
-              - { events: ["storage_*"], to: openmeter }
-              - { events: [api_request], to: stripe }
-            """),
-        Edit(name: "insert a route first", routes: """
-              - { events: [gpu_seconds], to: orb }
-              - { events: [api_request], to: stripe }
-              - { events: ["storage_*"], to: openmeter }
-            """),
-        Edit(name: "add a cutover pair", routes: """
-              - { events: ["storage_*"], to: openmeter }
-              - { events: [api_request], to: orb, from: "\(tomorrow)" }
-              - { events: [api_request], to: stripe, shadow: orb, until: "\(tomorrow)" }
-            """),
-        Edit(name: "change a route's event_name override", routes: """
-              - { events: [api_request], to: stripe, stripe: { event_name: api_calls } }
-              - { events: ["storage_*"], to: openmeter }
-            """, apiRequests: ("stripe", "api_calls")),
-        Edit(name: "rename a provider key", routes: """
-              - { events: [api_request], to: stripe_live }
-              - { events: ["storage_*"], to: openmeter }
-            """, providers: """
-              stripe_live: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY}, endpoint: "{stripe}" }
-              openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN}, endpoint: "{openmeter}" }
-            """, orphaned: ["stripe/api_request"], suggested: "stripe_live/api_request",
-             resolve: [["lanes", "reassign", "stripe/api_request", "stripe_live/api_request"]]),
-        Edit(name: "remove a route", routes: """
-              - { events: [api_request], to: stripe }
-            """, storage: nil, orphaned: ["openmeter/storage_*"], resolve: [["lanes", "drop", "openmeter/storage_*", "--yes"]]),
-        Edit(name: "remove a route, move its events to another provider", routes: """
-              - { events: [api_request], to: stripe }
-              - { id: storage, events: ["storage_*"], to: orb }
-            """, storage: ("orb", "storage_gb"), orphaned: ["openmeter/storage_*"], resolve: [["lanes", "reassign", "openmeter/storage_*", "orb/storage", "--to-other-provider"]]),
+        Edit(
+            name: "swap two routes",
+            routes: """
+                  - { events: ["storage_*"], to: openmeter }
+                  - { events: [api_request], to: stripe }
+                """),
+        Edit(
+            name: "insert a route first",
+            routes: """
+                  - { events: [gpu_seconds], to: orb }
+                  - { events: [api_request], to: stripe }
+                  - { events: ["storage_*"], to: openmeter }
+                """),
+        Edit(
+            name: "add a cutover pair",
+            routes: """
+                  - { events: ["storage_*"], to: openmeter }
+                  - { events: [api_request], to: orb, from: "\(tomorrow)" }
+                  - { events: [api_request], to: stripe, shadow: orb, until: "\(tomorrow)" }
+                """),
+        Edit(
+            name: "change a route's event_name override",
+            routes: """
+                  - { events: [api_request], to: stripe, stripe: { event_name: api_calls } }
+                  - { events: ["storage_*"], to: openmeter }
+                """, apiRequests: ("stripe", "api_calls")),
+        Edit(
+            name: "rename a provider key",
+            routes: """
+                  - { events: [api_request], to: stripe_live }
+                  - { events: ["storage_*"], to: openmeter }
+                """,
+            providers: """
+                  stripe_live: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY}, endpoint: "{stripe}" }
+                  openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN}, endpoint: "{openmeter}" }
+                """, orphaned: ["stripe/api_request"], suggested: "stripe_live/api_request",
+            resolve: [["lanes", "reassign", "stripe/api_request", "stripe_live/api_request"]]),
+        Edit(
+            name: "remove a route",
+            routes: """
+                  - { events: [api_request], to: stripe }
+                """, storage: nil, orphaned: ["openmeter/storage_*"],
+            resolve: [["lanes", "drop", "openmeter/storage_*", "--yes"]]),
+        Edit(
+            name: "remove a route, move its events to another provider",
+            routes: """
+                  - { events: [api_request], to: stripe }
+                  - { id: storage, events: ["storage_*"], to: orb }
+                """, storage: ("orb", "storage_gb"), orphaned: ["openmeter/storage_*"],
+            resolve: [["lanes", "reassign", "openmeter/storage_*", "orb/storage", "--to-other-provider"]]),
     ]
 
     static func config(_ providers: String, _ routes: String, _ emulator: UsageEmulator, tag: String) throws -> String {
         var text = "version: 1\nproviders:\n\(providers)\nroutes:\n\(routes)\n"
-        for kind in ["stripe", "openmeter", "orb"] { text = text.replacingOccurrences(of: "{\(kind)}", with: emulator.endpoints[kind]?["endpoint"] ?? "") }
+        for kind in ["stripe", "openmeter", "orb"] {
+            text = text.replacingOccurrences(of: "{\(kind)}", with: emulator.endpoints[kind]?["endpoint"] ?? "")
+        }
         return try CLI.temp("\(tag).yaml", text)
     }
 
@@ -85,7 +104,8 @@ struct LaneEditCLITests {
         let emulator = try await UsageEmulator.start()
         let a = try Self.config(Edit.providers, Edit.original, emulator, tag: "edit-a")
         let b = try Self.config(edit.providers, edit.routes, emulator, tag: "edit-b")
-        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-cli-edit-\(UUID().uuidString).spool").path
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-cli-edit-\(UUID().uuidString).spool")
+            .path
         let now = Date()
         let lines = (0..<6).map { i in
             #"{"id":"edit-\#(i)","name":"\#(i < 3 ? "api_request" : "storage_gb")","customer":"acme","timestamp":"\#(RFC3339.format(now.addingTimeInterval(-Double(i) - 60)))","quantity":\#(i + 1)}"#
@@ -99,18 +119,26 @@ struct LaneEditCLITests {
             let refused = try await CLI.run(["worker", "-c", b, "--spool", spool, "--until-empty"])
             #expect(refused.status == 2, "\(refused.output)")
             for lane in edit.orphaned {
-                #expect(refused.output.contains("\(lane): 3 queued") && refused.output.contains("lanes drop \(lane)"), "\(refused.output)")
+                #expect(
+                    refused.output.contains("\(lane): 3 queued") && refused.output.contains("lanes drop \(lane)"),
+                    "\(refused.output)")
                 if let target = edit.suggested {
                     #expect(refused.output.contains("lanes reassign \(lane) \(target)"), "\(refused.output)")
                 } else {
-                    #expect(!refused.output.contains("lanes reassign"), "no lane of the same provider kind: no move suggested: \(refused.output)")
+                    #expect(
+                        !refused.output.contains("lanes reassign"),
+                        "no lane of the same provider kind: no move suggested: \(refused.output)")
                 }
             }
-            #expect(emulator.requests("stripe") + emulator.requests("openmeter") + emulator.requests("orb") == 0, "nothing was sent")
+            #expect(
+                emulator.requests("stripe") + emulator.requests("openmeter") + emulator.requests("orb") == 0,
+                "nothing was sent")
             let check = try await CLI.run(["config", "check", b, "--spool", spool])
             #expect(check.status == 2 && edit.orphaned.allSatisfy { check.output.contains($0) }, "\(check.output)")
             let status = try await CLI.run(["status", "--spool", spool, "-c", b])
-            #expect(status.status == 1 && edit.orphaned.allSatisfy { status.output.contains("\($0) (ORPHANED") }, "\(status.output)")
+            #expect(
+                status.status == 1 && edit.orphaned.allSatisfy { status.output.contains("\($0) (ORPHANED") },
+                "\(status.output)")
             for command in edit.resolve {
                 let r = try await CLI.run(command + (command[1] == "reassign" ? ["-c", b] : []) + ["--spool", spool])
                 #expect(r.status == 0, "\(command): \(r.output)")
@@ -134,11 +162,15 @@ struct LaneEditCLITests {
         for i in 0..<6 {
             let expected = i < 3 ? edit.apiRequests : edit.storage
             let got = seen["edit-\(i)"]
-            #expect(got?.kind == expected?.kind && got?.meter == expected?.meter, "edit-\(i): \(String(describing: got)), expected \(String(describing: expected))")
+            #expect(
+                got?.kind == expected?.kind && got?.meter == expected?.meter,
+                "edit-\(i): \(String(describing: got)), expected \(String(describing: expected))")
         }
         if edit.storage == nil {
             let letters = try await CLI.run(["dlq", "list", "--spool", spool, "--reason", "lane_removed"])
-            #expect((3..<6).allSatisfy { letters.output.contains("edit-\($0)  openmeter/storage_*  lane_removed") }, "\(letters.output)")
+            #expect(
+                (3..<6).allSatisfy { letters.output.contains("edit-\($0)  openmeter/storage_*  lane_removed") },
+                "\(letters.output)")
         }
         await emulator.shutdown()
     }
@@ -151,18 +183,25 @@ struct LaneEditCLITests {
         down.unavailable = 1
         emulator.setFaults("openmeter", down)
         let config = try Self.config(Edit.providers, Edit.original, emulator, tag: "left")
-        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-cli-left-\(UUID().uuidString).spool").path
-        let events = try CLI.temp("left.ndjson", #"{"id":"left-1","name":"storage_gb","customer":"acme","timestamp":"\#(RFC3339.format(Date()))","quantity":1}"#)
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-cli-left-\(UUID().uuidString).spool")
+            .path
+        let events = try CLI.temp(
+            "left.ndjson",
+            #"{"id":"left-1","name":"storage_gb","customer":"acme","timestamp":"\#(RFC3339.format(Date()))","quantity":1}"#
+        )
         let recorded = try await CLI.run(["import", events, "-c", config, "--spool", spool])
         #expect(recorded.status == 0, "\(recorded.output)")
-        let worker = try ChildProcess.spawn(CLI.binary.path, ["worker", "-c", config, "--spool", spool, "--until-empty"],
-                                            environment: ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }, outputFile: spool + ".log")
+        let worker = try ChildProcess.spawn(
+            CLI.binary.path, ["worker", "-c", config, "--spool", spool, "--until-empty"],
+            environment: ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }, outputFile: spool + ".log")
         #expect(try await eventually { emulator.requests("openmeter") > 0 })
         worker.kill(SIGTERM)  // graceful: the lane stops with its row still queued
         let status = await worker.exitStatus()
         let log = (try? String(contentsOfFile: spool + ".log", encoding: .utf8)) ?? ""
         #expect(status == 3, "\(log)")
-        #expect(log.contains("not everything recorded was delivered: 1 queued") && log.contains("openmeter/storage_*"), "\(log)")
+        #expect(
+            log.contains("not everything recorded was delivered: 1 queued") && log.contains("openmeter/storage_*"),
+            "\(log)")
         await emulator.shutdown()
     }
 }
@@ -175,35 +214,57 @@ struct LegacyLaneCLITests {
     /// changes nothing.
     @Test func positionalLanesAreRenamedByTheConfigTheyWereRecordedWith() async throws {
         let emulator = try await UsageEmulator.start()
-        let a = try LaneEditCLITests.config(LaneEditCLITests.Edit.providers, LaneEditCLITests.Edit.original, emulator, tag: "legacy-a")
-        let swapped = try LaneEditCLITests.config(LaneEditCLITests.Edit.providers, """
+        let a = try LaneEditCLITests.config(
+            LaneEditCLITests.Edit.providers, LaneEditCLITests.Edit.original, emulator, tag: "legacy-a")
+        let swapped = try LaneEditCLITests.config(
+            LaneEditCLITests.Edit.providers,
+            """
               - { events: ["storage_*"], to: openmeter }
               - { events: [api_request], to: stripe }
             """, emulator, tag: "legacy-b")
-        let path = FileManager.default.temporaryDirectory.appending(path: "ub-cli-legacy-\(UUID().uuidString).spool").path
+        let path = FileManager.default.temporaryDirectory.appending(path: "ub-cli-legacy-\(UUID().uuidString).spool")
+            .path
         let now = Date()
         do {
             let spool = try Spool(path: path)
-            let event = { (i: Int) in UsageEvent(id: "old-\(i)", name: i < 4 ? "api_request" : "storage_gb", customer: "acme", timestamp: now.addingTimeInterval(-Double(i) - 60), quantity: 1) }
-            try await spool.record((0..<8).map { Spool.Entry(event: event($0), lanes: [$0 < 4 ? "stripe#0" : "openmeter#1"]) })
+            let event = { (i: Int) in
+                UsageEvent(
+                    id: "old-\(i)", name: i < 4 ? "api_request" : "storage_gb", customer: "acme",
+                    timestamp: now.addingTimeInterval(-Double(i) - 60), quantity: 1)
+            }
+            try await spool.record(
+                (0..<8).map { Spool.Entry(event: event($0), lanes: [$0 < 4 ? "stripe#0" : "openmeter#1"]) })
             let first = try await spool.due(lane: "stripe#0", limit: 2, now: now)
-            try await spool.mark([(first[0].seq, .delivered), (first[1].seq, .dead(RejectionReason(code: "http_400", message: "refused", origin: .provider)))], now: now)
+            try await spool.mark(
+                [
+                    (first[0].seq, .delivered),
+                    (first[1].seq, .dead(RejectionReason(code: "http_400", message: "refused", origin: .provider))),
+                ], now: now)
         }
         let refused = try await CLI.run(["worker", "-c", swapped, "--spool", path, "--until-empty"])
-        #expect(refused.status == 2 && refused.output.contains("stripe#0") && refused.output.contains("does not send to stripe")
-                && refused.output.contains("openmeter#1") && refused.output.contains("does not send to openmeter"), "\(refused.output)")
+        #expect(
+            refused.status == 2 && refused.output.contains("stripe#0")
+                && refused.output.contains("does not send to stripe")
+                && refused.output.contains("openmeter#1") && refused.output.contains("does not send to openmeter"),
+            "\(refused.output)")
         #expect(try Spool(path: path).laneNames() == ["openmeter#1", "stripe#0"], "a refused mapping changes nothing")
 
         let check = try await CLI.run(["config", "check", a, "--spool", path])
-        #expect(check.status == 0 && check.output.contains("positional lane stripe#0 becomes stripe/api_request"), "\(check.output)")
+        #expect(
+            check.status == 0 && check.output.contains("positional lane stripe#0 becomes stripe/api_request"),
+            "\(check.output)")
         let worker = try await CLI.run(["worker", "-c", a, "--spool", path, "--until-empty"])
         #expect(worker.status == 0, "\(worker.output)")
         let lanes = Dictionary(uniqueKeysWithValues: try Spool(path: path).status().map { ($0.lane, $0) })
         #expect(lanes.keys.sorted() == ["openmeter/storage_*", "stripe/api_request"])
-        #expect(lanes["stripe/api_request"]?.delivered == 3 && lanes["stripe/api_request"]?.dead == ["http_400": 1] && lanes["stripe/api_request"]?.queued == 0)
+        #expect(
+            lanes["stripe/api_request"]?.delivered == 3 && lanes["stripe/api_request"]?.dead == ["http_400": 1]
+                && lanes["stripe/api_request"]?.queued == 0)
         #expect(lanes["openmeter/storage_*"]?.delivered == 4 && lanes["openmeter/storage_*"]?.queued == 0)
-        let stripe = Set(await emulator.accepted("stripe").compactMap(\.key)), openMeter = Set(await emulator.accepted("openmeter").compactMap(\.key))
-        #expect(stripe == ["old-2", "old-3"] && openMeter == ["old-4", "old-5", "old-6", "old-7"], "\(stripe) \(openMeter)")
+        let stripe = Set(await emulator.accepted("stripe").compactMap(\.key)),
+            openMeter = Set(await emulator.accepted("openmeter").compactMap(\.key))
+        #expect(
+            stripe == ["old-2", "old-3"] && openMeter == ["old-4", "old-5", "old-6", "old-7"], "\(stripe) \(openMeter)")
         await emulator.shutdown()
     }
 }

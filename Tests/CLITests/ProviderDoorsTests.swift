@@ -15,7 +15,9 @@ import UsageRouting
 struct ProviderDoorsTests {
     static func config(_ emulator: UsageEmulator) throws -> String {
         func endpoint(_ kind: String) -> String { emulator.endpoints[kind]?["endpoint"] ?? "" }
-        return try CLI.temp("doors-sdk.yaml", """
+        return try CLI.temp(
+            "doors-sdk.yaml",
+            """
             version: 1
             providers:
               stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY}, endpoint: "\(endpoint("stripe"))" }
@@ -36,15 +38,20 @@ struct ProviderDoorsTests {
         // A door is a provider's (its prefix is the kind) or a tool's, in its own `Doors/` folder.
         let tools = (try? FileManager.default.contentsOfDirectory(atPath: CLI.root.appending(path: "Doors").path)) ?? []
         for door in IngestDoors.standard {
-            #expect(ProviderRegistry.standard.kind(door.prefix) != nil || tools.contains { $0.lowercased() == door.prefix },
-                    "\(door.prefix) names a provider kind of the registry or a folder under Doors/")
+            #expect(
+                ProviderRegistry.standard.kind(door.prefix) != nil || tools.contains { $0.lowercased() == door.prefix },
+                "\(door.prefix) names a provider kind of the registry or a folder under Doors/")
         }
-        #expect(tools.count == IngestDoors.standard.filter { ProviderRegistry.standard.kind($0.prefix) == nil }.count, "every Doors/ folder is registered")
+        #expect(
+            tools.count == IngestDoors.standard.filter { ProviderRegistry.standard.kind($0.prefix) == nil }.count,
+            "every Doors/ folder is registered")
     }
 
     @Test func theSDKsWriteThroughServeAndRefusalsRaiseTheirOwnExceptions() async throws {
         let emulator = try await UsageEmulator.start()
-        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-doors-sdk-\(UUID().uuidString.prefix(8)).spool").path
+        let spool = FileManager.default.temporaryDirectory.appending(
+            path: "ub-doors-sdk-\(UUID().uuidString.prefix(8)).spool"
+        ).path
         let serve = try await LiveServe.start(config: try Self.config(emulator), spool: spool)
         let recent = Int(Date().timeIntervalSince1970) - 120
         let script = """
@@ -109,8 +116,11 @@ struct ProviderDoorsTests {
                 out["metronome_bad"] = [type(ex).__name__, str(ex)]
             print(json.dumps(out))
             """
-        let (status, output) = try await ChildProcess.run("/usr/bin/env", ["python3", "-c", script],
-                                                          environment: ProcessInfo.processInfo.environment.merging(["BASE": serve.base, "TOKEN": LiveServe.token]) { $1 })
+        let (status, output) = try await ChildProcess.run(
+            "/usr/bin/env", ["python3", "-c", script],
+            environment: ProcessInfo.processInfo.environment.merging(["BASE": serve.base, "TOKEN": LiveServe.token]) {
+                $1
+            })
         #expect(status == 0, "\(output)")
         let out = try #require(JSONValue.parse(Data((output.split(separator: "\n").last ?? "").utf8)), "\(output)")
         #expect(out["v1"]?.arrayValue?.compactMap(\.stringValue) == ["billing.meter_event", "st-1"], "\(output)")
@@ -118,15 +128,24 @@ struct ProviderDoorsTests {
         #expect(out["v2"]?.arrayValue?.compactMap(\.stringValue) == ["v2.billing.meter_event", "st-2"])
         #expect(out["stream"]?.stringValue == "ok")
         let missing = out["missing_customer"]?.arrayValue?.compactMap(\.stringValue) ?? []
-        #expect(missing.first == "InvalidRequestError" && missing.dropFirst().first == "payload[stripe_customer_id]", "\(output)")
+        #expect(
+            missing.first == "InvalidRequestError" && missing.dropFirst().first == "payload[stripe_customer_id]",
+            "\(output)")
         #expect(out["unrouted"]?.arrayValue?.last?.stringValue?.contains("unknown_meter") == true, "\(output)")
         #expect(out["auth"]?.stringValue == "AuthenticationError")
-        #expect(out["other_api"]?.arrayValue?.first?.numberValue == 404 && out["other_api"]?.arrayValue?.last?.stringValue?.contains("StripeClient(INGEST_TOKEN") == true, "\(output)")
+        #expect(
+            out["other_api"]?.arrayValue?.first?.numberValue == 404
+                && out["other_api"]?.arrayValue?.last?.stringValue?.contains("StripeClient(INGEST_TOKEN") == true,
+            "\(output)")
         #expect(out["adjustment"]?.stringValue?.contains("does not cancel meter events yet") == true, "\(output)")
         let orbFailed = out["orb_failed"]?.arrayValue ?? []
         #expect(orbFailed.count == 1 && orbFailed.first?.arrayValue?.first?.stringValue == "orb-2", "\(output)")
-        #expect(orbFailed.first?.arrayValue?.last?.arrayValue?.first?.stringValue?.contains("properties.count") == true, "\(output)")
-        #expect(out["orb_auth"]?.stringValue == "OrbAuthenticationError" || out["orb_auth"]?.stringValue == "AuthenticationError", "\(output)")
+        #expect(
+            orbFailed.first?.arrayValue?.last?.arrayValue?.first?.stringValue?.contains("properties.count") == true,
+            "\(output)")
+        #expect(
+            out["orb_auth"]?.stringValue == "OrbAuthenticationError"
+                || out["orb_auth"]?.stringValue == "AuthenticationError", "\(output)")
         #expect(out["metronome"]?.stringValue == "ok")
         #expect(out["metronome_bad"]?.arrayValue?.last?.stringValue?.contains("timestamp") == true, "\(output)")
 
@@ -156,9 +175,13 @@ struct ProviderDoorsTests {
     /// the Konnect v3 path; refusals as each SDK's own error.
     @Test func openMeterChargebeeLagoAndSegmentWriteThroughServe() async throws {
         let emulator = try await UsageEmulator.start()
-        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-doors-tools-\(UUID().uuidString.prefix(8)).spool").path
+        let spool = FileManager.default.temporaryDirectory.appending(
+            path: "ub-doors-tools-\(UUID().uuidString.prefix(8)).spool"
+        ).path
         func endpoint(_ kind: String) -> String { emulator.endpoints[kind]?["endpoint"] ?? "" }
-        let config = try CLI.temp("doors-tools.yaml", """
+        let config = try CLI.temp(
+            "doors-tools.yaml",
+            """
             version: 1
             providers:
               stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY}, endpoint: "\(endpoint("stripe"))" }
@@ -233,22 +256,36 @@ struct ProviderDoorsTests {
                 out["segment_bad"] = [ex.status, ex.code, ex.message]
             print(json.dumps(out))
             """
-        let (status, output) = try await ChildProcess.run("/usr/bin/env", ["python3", "-c", script],
-                                                          environment: ProcessInfo.processInfo.environment.merging(["BASE": serve.base, "TOKEN": LiveServe.token]) { $1 })
+        let (status, output) = try await ChildProcess.run(
+            "/usr/bin/env", ["python3", "-c", script],
+            environment: ProcessInfo.processInfo.environment.merging(["BASE": serve.base, "TOKEN": LiveServe.token]) {
+                $1
+            })
         #expect(status == 0, "\(output)")
         let out = try #require(JSONValue.parse(Data((output.split(separator: "\n").last ?? "").utf8)), "\(output)")
-        #expect(out["om_bad"]?.arrayValue?.first?.numberValue == 400 && out["om_bad"]?.arrayValue?.last?.stringValue?.contains("subject") == true, "\(output)")
+        #expect(
+            out["om_bad"]?.arrayValue?.first?.numberValue == 400
+                && out["om_bad"]?.arrayValue?.last?.stringValue?.contains("subject") == true, "\(output)")
         #expect(out["om_auth"]?.stringValue == "ClientAuthenticationError", "\(output)")
         #expect(out["v3"]?.numberValue == 202, "\(output)")
-        #expect(out["cb_single"]?.arrayValue?.first?.numberValue == 200 && out["cb_single"]?.arrayValue?.last?.stringValue == "cb-1", "\(output)")
+        #expect(
+            out["cb_single"]?.arrayValue?.first?.numberValue == 200
+                && out["cb_single"]?.arrayValue?.last?.stringValue == "cb-1", "\(output)")
         #expect(out["cb_batch"]?.arrayValue?[1].arrayValue?.compactMap(\.stringValue) == ["cb-3"], "\(output)")
         #expect(out["cb_batch"]?.arrayValue?.last?.stringValue?.contains("subscription_id") == true, "\(output)")
-        #expect(out["cb_auth"]?.arrayValue?.first?.numberValue == 401 && out["cb_auth"]?.arrayValue?.last?.stringValue == "api_authentication_failed", "\(output)")
+        #expect(
+            out["cb_auth"]?.arrayValue?.first?.numberValue == 401
+                && out["cb_auth"]?.arrayValue?.last?.stringValue == "api_authentication_failed", "\(output)")
         #expect(out["lago"]?.stringValue == "lago-1", "\(output)")
-        #expect(out["lago_bad"]?.arrayValue?.first?.numberValue == 422 && out["lago_bad"]?.arrayValue?.last?.stringValue?.contains("external_subscription_id") == true, "\(output)")
+        #expect(
+            out["lago_bad"]?.arrayValue?.first?.numberValue == 422
+                && out["lago_bad"]?.arrayValue?.last?.stringValue?.contains("external_subscription_id") == true,
+            "\(output)")
         #expect(out["segment_errors"]?.arrayValue?.isEmpty == true, "\(output)")
         let segmentBad = out["segment_bad"]?.arrayValue ?? []
-        #expect(segmentBad.first?.numberValue == 400 && segmentBad.last?.stringValue?.contains("userId") == true, "\(output)")
+        #expect(
+            segmentBad.first?.numberValue == 400 && segmentBad.last?.stringValue?.contains("userId") == true,
+            "\(output)")
 
         let expected: Set<String> = ["om-1", "om-2", "kong-1", "cb-1", "cb-2", "lago-1", "lago-2", "seg-1", "seg-2"]
         let arrived = try await eventually {
@@ -274,7 +311,9 @@ struct ProviderDoorsTests {
     /// success, and each event reaches the providers once.
     @Test func anSDKRetryAfterADroppedConnectionIsBilledOnce() async throws {
         let emulator = try await UsageEmulator.start()
-        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-doors-drop-\(UUID().uuidString.prefix(8)).spool").path
+        let spool = FileManager.default.temporaryDirectory.appending(
+            path: "ub-doors-drop-\(UUID().uuidString.prefix(8)).spool"
+        ).path
         let serve = try await LiveServe.start(config: try Self.config(emulator), spool: spool)
         let recent = Int(Date().timeIntervalSince1970) - 120
         let script = """
@@ -319,13 +358,18 @@ struct ProviderDoorsTests {
                 {"event_name": "tokens", "external_customer_id": "cus_A", "idempotency_key": "drop-orb-1", "timestamp": when, "properties": {"count": 9}}])
             print(json.dumps({"stripe": e.identifier, "orb_failed": len(r.validation_failed), "sent": sent}))
             """
-        let (status, output) = try await ChildProcess.run("/usr/bin/env", ["python3", "-c", script],
-                                                          environment: ProcessInfo.processInfo.environment.merging(["BASE": serve.base, "TOKEN": LiveServe.token]) { $1 })
+        let (status, output) = try await ChildProcess.run(
+            "/usr/bin/env", ["python3", "-c", script],
+            environment: ProcessInfo.processInfo.environment.merging(["BASE": serve.base, "TOKEN": LiveServe.token]) {
+                $1
+            })
         #expect(status == 0, "\(output)")
         let out = try #require(JSONValue.parse(Data((output.split(separator: "\n").last ?? "").utf8)), "\(output)")
         #expect(out["stripe"]?.stringValue == "drop-st-1" && out["orb_failed"]?.numberValue == 0, "\(output)")
         let sent = out["sent"]?.arrayValue ?? []
-        #expect(sent.count == 4 && sent.allSatisfy { $0.arrayValue?.last?.numberValue == 200 }, "each SDK sent twice and serve took both: \(output)")
+        #expect(
+            sent.count == 4 && sent.allSatisfy { $0.arrayValue?.last?.numberValue == 200 },
+            "each SDK sent twice and serve took both: \(output)")
         let arrived = try await eventually {
             let stripe = await emulator.accepted("stripe").compactMap(\.key)
             let orb = await emulator.accepted("orb").compactMap(\.key)
@@ -346,7 +390,8 @@ struct ProviderDoorsTests {
     /// takes, and over `serve.max_events_per_request`; only the examples' own events are recorded
     /// and delivered, each once.
     @Test func everyDoorsExampleIsTakenOnceAndItsBadVariantsAreRefused() async throws {
-        let spec = try #require(JSONValue.parse(try Data(contentsOf: CLI.root.appending(path: "docs/ingest.openapi.json"))))
+        let spec = try #require(
+            JSONValue.parse(try Data(contentsOf: CLI.root.appending(path: "docs/ingest.openapi.json"))))
         guard case .object(let paths)? = spec["paths"] else { Issue.record("no paths"); return }
         var examples: [(path: String, media: String, body: String)] = []
         for door in IngestDoors.standard {
@@ -356,14 +401,19 @@ struct ProviderDoorsTests {
                 guard case .object(let content)? = paths[path]?["post"]?["requestBody"]?["content"] else { continue }
                 for (media, value) in content.sorted(by: { $0.key < $1.key }) {
                     guard let example = value["example"] else { continue }
-                    examples.append((path, media, example.stringValue ?? String(decoding: example.encoded(), as: UTF8.self)))
+                    examples.append(
+                        (path, media, example.stringValue ?? String(decoding: example.encoded(), as: UTF8.self)))
                 }
             }
-            #expect(examples.contains { $0.path.hasPrefix("/\(door.prefix)/") }, "/\(door.prefix)/ has a documented example")
+            #expect(
+                examples.contains { $0.path.hasPrefix("/\(door.prefix)/") }, "/\(door.prefix)/ has a documented example"
+            )
         }
         let emulator = try await UsageEmulator.start()
         func config(_ serve: String) throws -> String {
-            try CLI.temp("doors-examples.yaml", """
+            try CLI.temp(
+                "doors-examples.yaml",
+                """
                 version: 1
                 providers:
                   openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN}, endpoint: "\(emulator.endpoints["openmeter"]?["endpoint"] ?? "")" }
@@ -378,47 +428,78 @@ struct ProviderDoorsTests {
         }
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
-        func send(_ base: String, _ example: (path: String, media: String, body: String), body: String? = nil, token: String? = LiveServe.token) async throws -> (status: Int, text: String) {
+        func send(
+            _ base: String, _ example: (path: String, media: String, body: String), body: String? = nil,
+            token: String? = LiveServe.token
+        ) async throws -> (status: Int, text: String) {
             var headers: HeaderFields = ["Content-Type": example.media]
             if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
-            let response = try await client.send(HTTPRequest(method: .post, url: base + example.path, headers: headers, body: Data((body ?? example.body).utf8)))
+            let response = try await client.send(
+                HTTPRequest(
+                    method: .post, url: base + example.path, headers: headers, body: Data((body ?? example.body).utf8)))
             return (response.status, String(decoding: response.body, as: UTF8.self))
         }
         func idCount(_ body: String) -> Int { body.components(separatedBy: "\"ex-").count - 1 }
 
         // Over the request limit: a batch example of 3 events against a limit of 2.
-        let small = try await LiveServe.start(config: try config("  max_events_per_request: 2"),
-                                              spool: FileManager.default.temporaryDirectory.appending(path: "ub-doors-ex-small-\(UUID().uuidString.prefix(8)).spool").path)
+        let small = try await LiveServe.start(
+            config: try config("  max_events_per_request: 2"),
+            spool: FileManager.default.temporaryDirectory.appending(
+                path: "ub-doors-ex-small-\(UUID().uuidString.prefix(8)).spool"
+            ).path)
         for example in examples where idCount(example.body) > 2 {
             let reply = try await send(small.base, example)
-            #expect((400..<500).contains(reply.status) && reply.text.contains("2"), "\(example.path) over the limit: \(reply.status) \(reply.text)")
+            #expect(
+                (400..<500).contains(reply.status) && reply.text.contains("2"),
+                "\(example.path) over the limit: \(reply.status) \(reply.text)")
         }
         small.process.kill(SIGTERM)
         #expect(await small.process.exitStatus() == 0)
 
-        let serve = try await LiveServe.start(config: try config(""),
-                                              spool: FileManager.default.temporaryDirectory.appending(path: "ub-doors-ex-\(UUID().uuidString.prefix(8)).spool").path)
+        let serve = try await LiveServe.start(
+            config: try config(""),
+            spool: FileManager.default.temporaryDirectory.appending(
+                path: "ub-doors-ex-\(UUID().uuidString.prefix(8)).spool"
+            ).path)
         var expected: Set<String> = []
         for example in examples {
             let unauthorised = try await send(serve.base, example, token: "not_an_ingest_token")
-            #expect(unauthorised.status == 401 && JSONValue.parse(Data(unauthorised.text.utf8)) != nil, "\(example.path) without the token: \(unauthorised.status) \(unauthorised.text)")
+            #expect(
+                unauthorised.status == 401 && JSONValue.parse(Data(unauthorised.text.utf8)) != nil,
+                "\(example.path) without the token: \(unauthorised.status) \(unauthorised.text)")
             let malformed = try await send(serve.base, example, body: "{not json")
-            #expect((400..<500).contains(malformed.status) && JSONValue.parse(Data(malformed.text.utf8)) != nil, "\(example.path) malformed: \(malformed.status) \(malformed.text)")
-            let unrouted = try await send(serve.base, example, body: example.body.replacingOccurrences(of: "ex-", with: "un-").replacingOccurrences(of: "api_request", with: "unrouted_meter"))
-            #expect(unrouted.text.contains("unrouted_meter"), "\(example.path) with an event no route takes names it: \(unrouted.status) \(unrouted.text)")
+            #expect(
+                (400..<500).contains(malformed.status) && JSONValue.parse(Data(malformed.text.utf8)) != nil,
+                "\(example.path) malformed: \(malformed.status) \(malformed.text)")
+            let unrouted = try await send(
+                serve.base, example,
+                body: example.body.replacingOccurrences(of: "ex-", with: "un-").replacingOccurrences(
+                    of: "api_request", with: "unrouted_meter"))
+            #expect(
+                unrouted.text.contains("unrouted_meter"),
+                "\(example.path) with an event no route takes names it: \(unrouted.status) \(unrouted.text)")
             let taken = try await send(serve.base, example)
             #expect((200..<300).contains(taken.status), "\(example.path): \(taken.status) \(taken.text)")
             let again = try await send(serve.base, example)
-            #expect(again.status == taken.status, "\(example.path) resent: a duplicate is success: \(again.status) \(again.text)")
-            for match in example.body.split(separator: "\"").filter({ $0.hasPrefix("ex-") && !$0.contains("identify") }) { expected.insert(String(match)) }
+            #expect(
+                again.status == taken.status,
+                "\(example.path) resent: a duplicate is success: \(again.status) \(again.text)")
+            for match in example.body.split(separator: "\"").filter({ $0.hasPrefix("ex-") && !$0.contains("identify") })
+            { expected.insert(String(match)) }
             if example.media.hasPrefix("application/x-www-form") {
-                for pair in example.body.split(separator: "&") where pair.hasPrefix("identifier=") { expected.insert(String(pair.dropFirst("identifier=".count))) }
+                for pair in example.body.split(separator: "&") where pair.hasPrefix("identifier=") {
+                    expected.insert(String(pair.dropFirst("identifier=".count)))
+                }
             }
         }
-        #expect(expected.count > examples.count, "the examples carry \(expected.count) events in \(examples.count) requests")
+        #expect(
+            expected.count > examples.count, "the examples carry \(expected.count) events in \(examples.count) requests"
+        )
         let delivered = try await eventually { Set(await emulator.accepted("openmeter").compactMap(\.key)) == expected }
         let keys = await emulator.accepted("openmeter").compactMap(\.key)
-        #expect(delivered && keys.count == expected.count, "only the examples' events, each once: \(keys.sorted()) vs \(expected.sorted())")
+        #expect(
+            delivered && keys.count == expected.count,
+            "only the examples' events, each once: \(keys.sorted()) vs \(expected.sorted())")
         serve.process.kill(SIGTERM)
         #expect(await serve.process.exitStatus() == 0)
         await emulator.shutdown()
@@ -434,10 +515,14 @@ struct ProviderDoorsTests {
         let emulator = try await UsageEmulator.start(options: EmulatedMeters(config: parsed).options)
         var text = try String(contentsOfFile: example, encoding: .utf8)
         for kind in ["stripe", "metronome"] {
-            text = text.replacingOccurrences(of: "    kind: \(kind)\n", with: "    kind: \(kind)\n    endpoint: \"\(emulator.endpoints[kind]?["endpoint"] ?? "")\"\n")
+            text = text.replacingOccurrences(
+                of: "    kind: \(kind)\n",
+                with: "    kind: \(kind)\n    endpoint: \"\(emulator.endpoints[kind]?["endpoint"] ?? "")\"\n")
         }
         let config = try CLI.temp("stripe-to-metronome.yaml", text)
-        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-s2m-\(UUID().uuidString.prefix(8)).spool").path
+        let spool = FileManager.default.temporaryDirectory.appending(
+            path: "ub-s2m-\(UUID().uuidString.prefix(8)).spool"
+        ).path
         let serve = try await LiveServe.start(config: config, spool: spool)
         let recent = Int(Date().timeIntervalSince1970) - 300
         // The app's code as it is, with only the client's key and base addresses changed.
@@ -449,24 +534,33 @@ struct ProviderDoorsTests {
                                                        "payload": {"stripe_customer_id": customer, "value": str(value)}})
             print("sent")
             """
-        let (status, output) = try await ChildProcess.run("/usr/bin/env", ["python3", "-c", script],
-                                                          environment: ProcessInfo.processInfo.environment.merging(["BASE": serve.base, "TOKEN": LiveServe.token]) { $1 })
+        let (status, output) = try await ChildProcess.run(
+            "/usr/bin/env", ["python3", "-c", script],
+            environment: ProcessInfo.processInfo.environment.merging(["BASE": serve.base, "TOKEN": LiveServe.token]) {
+                $1
+            })
         #expect(status == 0 && output.contains("sent"), "\(output)")
         let delivered = try await eventually {
             let stripe = await emulator.accepted("stripe").compactMap(\.key)
             let metronome = await emulator.accepted("metronome").compactMap(\.key)
-            return Set(stripe) == ["mig-0", "mig-1", "mig-2"] && Set(metronome) == ["mig-0", "mig-1", "mig-2"] && stripe.count == 3 && metronome.count == 3
+            return Set(stripe) == ["mig-0", "mig-1", "mig-2"] && Set(metronome) == ["mig-0", "mig-1", "mig-2"]
+                && stripe.count == 3 && metronome.count == 3
         }
         #expect(delivered, "every event at Stripe and at Metronome, once")
         serve.process.kill(SIGTERM)
         #expect(await serve.process.exitStatus() == 0)
         let day = 86_400.0
-        let reconcile = try await CLI.run(["reconcile", "-c", config, "--spool", spool,
-                                           "--from", RFC3339.format(Date(timeIntervalSince1970: (Double(recent) / day).rounded(.down) * day)),
-                                           "--to", RFC3339.format(Date(timeIntervalSince1970: ((Double(recent) / day).rounded(.down) + 1) * day))],
-                                          env: environment)
+        let reconcile = try await CLI.run(
+            [
+                "reconcile", "-c", config, "--spool", spool,
+                "--from", RFC3339.format(Date(timeIntervalSince1970: (Double(recent) / day).rounded(.down) * day)),
+                "--to", RFC3339.format(Date(timeIntervalSince1970: ((Double(recent) / day).rounded(.down) + 1) * day)),
+            ],
+            env: environment)
         #expect(reconcile.status == 0, "\(reconcile.output)")
-        #expect(reconcile.output.contains("match   stripe") && reconcile.output.contains("match   metronome") && reconcile.output.contains("OK: 0 mismatch"), "\(reconcile.output)")
+        #expect(
+            reconcile.output.contains("match   stripe") && reconcile.output.contains("match   metronome")
+                && reconcile.output.contains("OK: 0 mismatch"), "\(reconcile.output)")
         await emulator.shutdown()
     }
 }

@@ -11,7 +11,9 @@ import UsageSpool
 @Suite("serve doors (live process)", .timeLimit(.minutes(3)))
 struct ServeDoorsTests {
     static func config(endpoint: String) throws -> String {
-        try CLI.temp("doors-serve.yaml", """
+        try CLI.temp(
+            "doors-serve.yaml",
+            """
             version: 1
             providers:
               openmeter: { kind: openmeter, api_key: ${OPENMETER_TOKEN}, endpoint: "\(endpoint)" }
@@ -30,8 +32,9 @@ struct ServeDoorsTests {
     }
 
     static func python(_ script: String, base: String) async throws -> (status: Int32, output: String) {
-        try await ChildProcess.run("/usr/bin/env", ["python3", "-c", script],
-                                   environment: ProcessInfo.processInfo.environment.merging(["BASE": base, "TOKEN": LiveServe.token]) { $1 })
+        try await ChildProcess.run(
+            "/usr/bin/env", ["python3", "-c", script],
+            environment: ProcessInfo.processInfo.environment.merging(["BASE": base, "TOKEN": LiveServe.token]) { $1 })
     }
 
     /// A port in use and a spool another worker delivers from stop the start with one line
@@ -43,19 +46,33 @@ struct ServeDoorsTests {
         let port = try #require(first.base.split(separator: ":").last.map(String.init))
 
         let spool = Self.spool()
-        let taken = try await CLI.run(["serve", "-c", config, "--spool", spool, "--port", port], env: CLI.env.merging(["INGEST_TOKEN": LiveServe.token]) { $1 })
+        let taken = try await CLI.run(
+            ["serve", "-c", config, "--spool", spool, "--port", port],
+            env: CLI.env.merging(["INGEST_TOKEN": LiveServe.token]) { $1 })
         #expect(taken.status == 2, "\(taken.output)")
-        #expect(taken.output.contains("port \(port) on 127.0.0.1 is already in use") && !taken.output.contains("listening"), "\(taken.output)")
-        #expect(!FileManager.default.fileExists(atPath: spool) && !FileManager.default.fileExists(atPath: spool + ".worker-lock"), "nothing created")
+        #expect(
+            taken.output.contains("port \(port) on 127.0.0.1 is already in use") && !taken.output.contains("listening"),
+            "\(taken.output)")
+        #expect(
+            !FileManager.default.fileExists(atPath: spool)
+                && !FileManager.default.fileExists(atPath: spool + ".worker-lock"), "nothing created")
 
         let held = Self.spool()
-        let log = FileManager.default.temporaryDirectory.appending(path: "ub-sdoors-worker-\(UUID().uuidString.prefix(8)).log").path
-        let worker = try ChildProcess.spawn(CLI.binary.path, ["worker", "-c", config, "--spool", held],
-                                            environment: ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }, directory: CLI.root.path, outputFile: log)
+        let log = FileManager.default.temporaryDirectory.appending(
+            path: "ub-sdoors-worker-\(UUID().uuidString.prefix(8)).log"
+        ).path
+        let worker = try ChildProcess.spawn(
+            CLI.binary.path, ["worker", "-c", config, "--spool", held],
+            environment: ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }, directory: CLI.root.path,
+            outputFile: log)
         #expect(try await eventually { Spool.workerHolder(path: held) != nil }, "the worker holds the spool")
-        let refused: CLI.Result? = try await CLI.run(["serve", "-c", config, "--spool", held, "--port", "0"], env: CLI.env.merging(["INGEST_TOKEN": LiveServe.token]) { $1 })
+        let refused: CLI.Result? = try await CLI.run(
+            ["serve", "-c", config, "--spool", held, "--port", "0"],
+            env: CLI.env.merging(["INGEST_TOKEN": LiveServe.token]) { $1 })
         #expect(refused?.status == 2)
-        #expect(refused?.output.contains("another worker, in pid \(worker.pid)") == true && refused?.output.contains("listening") == false, "\(refused?.output ?? "")")
+        #expect(
+            refused?.output.contains("another worker, in pid \(worker.pid)") == true
+                && refused?.output.contains("listening") == false, "\(refused?.output ?? "")")
         worker.kill(SIGTERM)
         _ = await worker.exitStatus()
         first.process.kill(SIGTERM)
@@ -77,7 +94,9 @@ struct ServeDoorsTests {
         // Before any event: the counters that can stay at zero exist, and every metric has HELP.
         let metrics = String(decoding: try await serve.get(client, "/metrics").body, as: UTF8.self)
         #expect(metrics.contains(#"usage_billing_ingest_events_total{result="refused"} 0"#), "\(metrics.prefix(3000))")
-        #expect(metrics.contains(#"usage_billing_dead_letters_total{lane="unrouted",reason="unrouted"} 0"#) || metrics.contains(#"usage_billing_dead_letters_total{reason="unrouted",lane="unrouted"} 0"#))
+        #expect(
+            metrics.contains(#"usage_billing_dead_letters_total{lane="unrouted",reason="unrouted"} 0"#)
+                || metrics.contains(#"usage_billing_dead_letters_total{reason="unrouted",lane="unrouted"} 0"#))
         let types = metrics.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }
         #expect(!types.isEmpty)
         for type in types {
@@ -128,23 +147,47 @@ struct ServeDoorsTests {
         #expect(status == 0, "\(output)")
         let json = try #require(JSONValue.parse(Data((output.split(separator: "\n").last ?? "").utf8)), "\(output)")
 
-        #expect(json["binary"]?["status"]?.numberValue == 202 && json["binary"]?["body"]?["accepted"]?.numberValue == 1, "binary mode, lowercase bearer: \(output)")
+        #expect(
+            json["binary"]?["status"]?.numberValue == 202 && json["binary"]?["body"]?["accepted"]?.numberValue == 1,
+            "binary mode, lowercase bearer: \(output)")
         let noQuantity = json["no_quantity"]?["body"]?["refused"]?.arrayValue?.first
-        #expect(json["no_quantity"]?["status"]?.numberValue == 400 && noQuantity?["field"]?.stringValue == "data.value", "\(output)")
+        #expect(
+            json["no_quantity"]?["status"]?.numberValue == 400 && noQuantity?["field"]?.stringValue == "data.value",
+            "\(output)")
         #expect(noQuantity?["fix"]?.stringValue?.contains("quantity_property") == true)
-        #expect(json["counted"]?["status"]?.numberValue == 202 && json["counted"]?["body"]?["accepted"]?.numberValue == 1, "a counting route needs no quantity: \(output)")
-        #expect(json["batch_as_one"]?["status"]?.numberValue == 400 && json["batch_as_one"]?["body"]?["error"]?["fix"]?.stringValue?.contains("application/cloudevents-batch+json") == true, "\(output)")
-        #expect(json["dead_lettered"]?["status"]?.numberValue == 202, "kept as a dead letter under unrouted: dead-letter: \(output)")
-        #expect(json["all_refused"]?["status"]?.numberValue == 400 && json["all_refused"]?["body"]?["refused"]?.arrayValue?.first?["field"]?.stringValue == "timestamp", "\(output)")
-        #expect(json["get_events"]?["status"]?.numberValue == 405 && json["get_events"]?["allow"]?.stringValue == "POST", "\(output)")
-        #expect(json["unknown"]?["status"]?.numberValue == 404 && json["unknown"]?["body"]?["error"]?["code"]?.stringValue == "not_found", "\(output)")
+        #expect(
+            json["counted"]?["status"]?.numberValue == 202 && json["counted"]?["body"]?["accepted"]?.numberValue == 1,
+            "a counting route needs no quantity: \(output)")
+        #expect(
+            json["batch_as_one"]?["status"]?.numberValue == 400
+                && json["batch_as_one"]?["body"]?["error"]?["fix"]?.stringValue?.contains(
+                    "application/cloudevents-batch+json") == true,
+            "\(output)")
+        #expect(
+            json["dead_lettered"]?["status"]?.numberValue == 202,
+            "kept as a dead letter under unrouted: dead-letter: \(output)")
+        #expect(
+            json["all_refused"]?["status"]?.numberValue == 400
+                && json["all_refused"]?["body"]?["refused"]?.arrayValue?.first?["field"]?.stringValue == "timestamp",
+            "\(output)")
+        #expect(
+            json["get_events"]?["status"]?.numberValue == 405 && json["get_events"]?["allow"]?.stringValue == "POST",
+            "\(output)")
+        #expect(
+            json["unknown"]?["status"]?.numberValue == 404
+                && json["unknown"]?["body"]?["error"]?["code"]?.stringValue == "not_found", "\(output)")
         #expect(json["head"]?["status"]?.numberValue == 200)
         let after = json["metrics"]?.stringValue ?? ""
         #expect(after.contains(#"usage_billing_ingest_duration_seconds_bucket"#), "durations are _seconds histograms")
-        #expect(after.contains(#"usage_billing_dead_letters_total{lane="unrouted",reason="unrouted"} 1"#) || after.contains(#"usage_billing_dead_letters_total{reason="unrouted",lane="unrouted"} 1"#),
-                "an unrouted event kept at ingest is counted: \(after.prefix(4000))")
+        #expect(
+            after.contains(#"usage_billing_dead_letters_total{lane="unrouted",reason="unrouted"} 1"#)
+                || after.contains(#"usage_billing_dead_letters_total{reason="unrouted",lane="unrouted"} 1"#),
+            "an unrouted event kept at ingest is counted: \(after.prefix(4000))")
 
-        #expect(try await eventually { Set(await emulator.accepted("openmeter").compactMap(\.key)).isSuperset(of: ["bin-1"]) })
+        #expect(
+            try await eventually {
+                Set(await emulator.accepted("openmeter").compactMap(\.key)).isSuperset(of: ["bin-1"])
+            })
         let billed = await emulator.accepted("openmeter").filter { $0.key == "bin-1" }
         #expect(billed.count == 1 && billed.first?.quantity == 5)
         serve.process.kill(SIGTERM)

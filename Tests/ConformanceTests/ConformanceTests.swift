@@ -9,7 +9,9 @@ struct CatalogueTests {
     func catalogue(_ testCase: String) async throws {
         let (subject, scenario) = try #require(resolve(testCase))
         let fixtures = try subject.fixtures(for: scenario)
-        #expect(!fixtures.isEmpty, "\(subject.provider) has no fixture for \(scenario): record one or declare it unsupported with a reason")
+        #expect(
+            !fixtures.isEmpty,
+            "\(subject.provider) has no fixture for \(scenario): record one or declare it unsupported with a reason")
         for (name, fixture) in fixtures {
             #expect(fixture.scenario == scenario.rawValue, "\(name).json says scenario \(fixture.scenario ?? "nil")")
             let result = await ConformanceRunner.run(fixture, named: name, scenario: scenario, subject: subject)
@@ -48,13 +50,16 @@ struct CatalogueTests {
 /// `Provider/scenario` for every pair the provider supports (or does not).
 func catalogueCases(supported: Bool) -> [String] {
     allSubjects.flatMap { subject in
-        ConformanceScenario.allCases.filter { (subject.unsupported[$0] == nil) == supported }.map { "\(subject.provider)/\($0.rawValue)" }
+        ConformanceScenario.allCases.filter { (subject.unsupported[$0] == nil) == supported }.map {
+            "\(subject.provider)/\($0.rawValue)"
+        }
     }
 }
 
 func resolve(_ testCase: String) -> (ConformanceSubject, ConformanceScenario)? {
     let parts = testCase.split(separator: "/").map(String.init)
-    guard parts.count == 2, let subject = findSubject(parts[0]), let scenario = ConformanceScenario(rawValue: parts[1]) else { return nil }
+    guard parts.count == 2, let subject = findSubject(parts[0]), let scenario = ConformanceScenario(rawValue: parts[1])
+    else { return nil }
     return (subject, scenario)
 }
 
@@ -71,20 +76,25 @@ func providerSpecificFixtures() -> [String] {
 struct RunnerSelfTests {
     /// An adapter that gets the retry wrong (a new Idempotency-Key per attempt) must fail.
     @Test func changingKeysOnRetryIsCaught() async throws {
-        let fixture = try Fixture.load(stripeSubject.fixturesDirectory.appending(path: "rate_limited_with_retry_after.json"))
+        let fixture = try Fixture.load(
+            stripeSubject.fixturesDirectory.appending(path: "rate_limited_with_retry_after.json"))
         let stripe = try stripeSubject
-        let broken = ConformanceSubject(provider: "broken", fixturesDirectory: stripe.fixturesDirectory) { settings, client, clock in
+        let broken = ConformanceSubject(provider: "broken", fixturesDirectory: stripe.fixturesDirectory) {
+            settings, client, clock in
             try stripe.makeSink(settings, KeyChangingClient(inner: client), clock)
         }
-        let result = await ConformanceRunner.run(fixture, named: "broken", scenario: .rateLimitedWithRetryAfter, subject: broken)
+        let result = await ConformanceRunner.run(
+            fixture, named: "broken", scenario: .rateLimitedWithRetryAfter, subject: broken)
         #expect(result.failures.contains { $0.contains("Idempotency-Key") })
     }
 
     /// Skipping the local check (sending a too-old event) must fail the local-rejection scenario.
     @Test func requestsInALocalScenarioAreCaught() async throws {
-        var fixture = try Fixture.load(stripeSubject.fixturesDirectory.appending(path: "too_old_timestamp_rejected_locally.json"))
+        var fixture = try Fixture.load(
+            stripeSubject.fixturesDirectory.appending(path: "too_old_timestamp_rejected_locally.json"))
         fixture.now = fixture.events[0].timestamp  // so the adapter thinks the event is fresh and sends it
-        let result = await ConformanceRunner.run(fixture, named: "x", scenario: .tooOldTimestampRejectedLocally, subject: try stripeSubject)
+        let result = await ConformanceRunner.run(
+            fixture, named: "x", scenario: .tooOldTimestampRejectedLocally, subject: try stripeSubject)
         #expect(result.failures.contains { $0.contains("no request") || $0.contains("unexpected request") })
     }
 
@@ -92,23 +102,35 @@ struct RunnerSelfTests {
     @Test func unconsumedExchangesAreCaught() async throws {
         var fixture = try Fixture.load(stripeSubject.fixturesDirectory.appending(path: "single_event_accepted.json"))
         fixture.exchanges.append(fixture.exchanges[0])
-        let result = await ConformanceRunner.run(fixture, named: "x", scenario: .singleEventAccepted, subject: try stripeSubject)
+        let result = await ConformanceRunner.run(
+            fixture, named: "x", scenario: .singleEventAccepted, subject: try stripeSubject)
         #expect(result.failures.contains { $0.contains("never requested") })
     }
 
     @Test func replayComparesFormAsMultisetAndJSONByValue() {
-        let expected = FixtureRequest(method: "POST", url: "https://x.test/a?b=1&c=2", headers: ["Idempotency-Key": "k"], form: "x=1&y[z]=2&x=3")
-        let same = HTTPRequest(method: .post, url: "https://x.test/a?c=2&b=1", headers: ["idempotency-key": "k"], body: Data("x=3&y%5Bz%5D=2&x=1".utf8))
+        let expected = FixtureRequest(
+            method: "POST", url: "https://x.test/a?b=1&c=2", headers: ["Idempotency-Key": "k"], form: "x=1&y[z]=2&x=3")
+        let same = HTTPRequest(
+            method: .post, url: "https://x.test/a?c=2&b=1", headers: ["idempotency-key": "k"],
+            body: Data("x=3&y%5Bz%5D=2&x=1".utf8))
         #expect(ReplayHTTPClient.mismatches(same, expected).isEmpty)
-        let differs = HTTPRequest(method: .post, url: "https://x.test/a?c=2&b=1", headers: ["Idempotency-Key": "k"], body: Data("x=3&y[z]=2".utf8))
+        let differs = HTTPRequest(
+            method: .post, url: "https://x.test/a?c=2&b=1", headers: ["Idempotency-Key": "k"],
+            body: Data("x=3&y[z]=2".utf8))
         #expect(!ReplayHTTPClient.mismatches(differs, expected).isEmpty)
-        let json = FixtureRequest(method: "POST", url: "https://x.test/j", json: .object(["a": .number(1), "b": .array([.string("x")])]))
+        let json = FixtureRequest(
+            method: "POST", url: "https://x.test/j", json: .object(["a": .number(1), "b": .array([.string("x")])]))
         let reordered = HTTPRequest(method: .post, url: "https://x.test/j", body: Data(#"{"b":["x"],"a":1.0}"#.utf8))
         #expect(ReplayHTTPClient.mismatches(reordered, json).isEmpty)
-        let wrongKey = HTTPRequest(method: .post, url: "https://x.test/a?b=1&c=2", headers: ["Idempotency-Key": "other"], body: same.body)
+        let wrongKey = HTTPRequest(
+            method: .post, url: "https://x.test/a?b=1&c=2", headers: ["Idempotency-Key": "other"], body: same.body)
         #expect(ReplayHTTPClient.mismatches(wrongKey, expected).contains { $0.contains("Idempotency-Key") })
-        let charset = FixtureRequest(method: "POST", url: "https://x.test/j", headers: ["Content-Type": "application/cloudevents+json"], json: .object([:]))
-        let withCharset = HTTPRequest(method: .post, url: "https://x.test/j", headers: ["Content-Type": "application/cloudevents+json; charset=utf-8"], body: Data("{}".utf8))
+        let charset = FixtureRequest(
+            method: "POST", url: "https://x.test/j", headers: ["Content-Type": "application/cloudevents+json"],
+            json: .object([:]))
+        let withCharset = HTTPRequest(
+            method: .post, url: "https://x.test/j",
+            headers: ["Content-Type": "application/cloudevents+json; charset=utf-8"], body: Data("{}".utf8))
         #expect(!ReplayHTTPClient.mismatches(withCharset, charset).isEmpty)
     }
 }

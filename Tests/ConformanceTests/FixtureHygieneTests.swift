@@ -10,8 +10,11 @@ struct FixtureHygieneTests {
         var files: [URL] = []
         for folder in ["Providers", "Tests", "examples", "Sources"] {
             let root = repositoryRoot.appending(path: folder)
-            guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil) else { continue }
-            for case let url as URL in walker where ["json", "swift", "yaml", "yml", "csv", "ndjson", "md", "py"].contains(url.pathExtension) {
+            guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil) else {
+                continue
+            }
+            for case let url as URL in walker
+            where ["json", "swift", "yaml", "yml", "csv", "ndjson", "md", "py"].contains(url.pathExtension) {
                 files.append(url)
             }
         }
@@ -37,13 +40,17 @@ struct FixtureHygieneTests {
             for exchange in fixture.exchanges {
                 if let auth = exchange.request.headers.first(where: { $0.key.lowercased() == "authorization" })?.value {
                     // Basic credentials are base64 of "key:"; the key inside must be a placeholder.
-                    let shown = auth.hasPrefix("Basic ")
-                        ? Data(base64Encoded: String(auth.dropFirst(6))).map { String(decoding: $0, as: UTF8.self) } ?? auth : auth
+                    let shown =
+                        auth.hasPrefix("Basic ")
+                        ? Data(base64Encoded: String(auth.dropFirst(6))).map { String(decoding: $0, as: UTF8.self) }
+                            ?? auth : auth
                     #expect(shown.contains("REDACTED"), "\(url.lastPathComponent) has a non-placeholder Authorization")
                 }
             }
             for field in ["secret_key", "api_key"] {
-                if let key = fixture.settings?[field]?.stringValue { #expect(key.contains("REDACTED"), "\(url.lastPathComponent): \(field)") }
+                if let key = fixture.settings?[field]?.stringValue {
+                    #expect(key.contains("REDACTED"), "\(url.lastPathComponent): \(field)")
+                }
             }
         }
     }
@@ -70,13 +77,16 @@ struct FixtureHygieneTests {
     /// OpenAPI spec (../shared/specs), checked by scripts/validate_fixtures.py.
     @Test func fixturesValidateAgainstTheProviderSpecs() async throws {
         // The child process is waited for on a GCD thread, never on Swift's cooperative pool.
-        let (status, output) = try await ChildProcess.run("/usr/bin/env", ["python3", repositoryRoot.appending(path: "scripts/validate_fixtures.py").path])
+        let (status, output) = try await ChildProcess.run(
+            "/usr/bin/env", ["python3", repositoryRoot.appending(path: "scripts/validate_fixtures.py").path])
         #expect(status == 0, "\(output)")
         #expect(output.contains(" 0 problems"), "\(output)")
     }
 
     func apiFixtures() throws -> [URL] {
-        try FileManager.default.contentsOfDirectory(at: stripeSubject.fixturesDirectory.appending(path: "api"), includingPropertiesForKeys: nil)
-            .filter { $0.pathExtension == "json" }
+        try FileManager.default.contentsOfDirectory(
+            at: stripeSubject.fixturesDirectory.appending(path: "api"), includingPropertiesForKeys: nil
+        )
+        .filter { $0.pathExtension == "json" }
     }
 }

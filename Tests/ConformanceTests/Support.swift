@@ -6,7 +6,8 @@ import UsageBillingTesting
 import UsageRouting
 
 /// The repository root, found from this file's path.
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
 
 func fixtures(_ provider: String) -> URL { repositoryRoot.appending(path: "Providers/\(provider)/Fixtures") }
 
@@ -14,10 +15,14 @@ func fixtures(_ provider: String) -> URL { repositoryRoot.appending(path: "Provi
 /// builds. A scenario a provider cannot do is listed with the reason in its folder's
 /// `unsupported.json`; the catalogue then skips it with that reason, never silently.
 let allSubjects: [ConformanceSubject] = ProviderRegistry.standard.names.compactMap { name -> ConformanceSubject? in
-    guard let kind = ProviderRegistry.standard.kind(name), let (folder, variant) = providerFolder(kind: name) else { return nil }
+    guard let kind = ProviderRegistry.standard.kind(name), let (folder, variant) = providerFolder(kind: name) else {
+        return nil
+    }
     let directory = variant.map { fixtures(folder).appending(path: $0) } ?? fixtures(folder)
-    return ConformanceSubject(provider: variant.map { "\(folder).\($0)" } ?? folder, fixturesDirectory: directory,
-                              unsupported: unsupportedScenarios(folder, variant: variant)) { settings, client, clock in
+    return ConformanceSubject(
+        provider: variant.map { "\(folder).\($0)" } ?? folder, fixturesDirectory: directory,
+        unsupported: unsupportedScenarios(folder, variant: variant)
+    ) { settings, client, clock in
         try kind.makeSink(settings, client, clock, name)
     }
 }
@@ -25,7 +30,8 @@ let allSubjects: [ConformanceSubject] = ProviderRegistry.standard.names.compactM
 /// The folder under Providers/ of a provider kind (`openmeter` → `OpenMeter`), and for a second
 /// kind of a folder (`paddle_usage`) its variant, whose fixtures are in `Fixtures/<variant>/`.
 func providerFolder(kind: String) -> (folder: String, variant: String?)? {
-    let folders = (try? FileManager.default.contentsOfDirectory(atPath: repositoryRoot.appending(path: "Providers").path)) ?? []
+    let folders =
+        (try? FileManager.default.contentsOfDirectory(atPath: repositoryRoot.appending(path: "Providers").path)) ?? []
     if let folder = folders.first(where: { $0.lowercased() == kind }) { return (folder, nil) }
     guard let folder = folders.first(where: { kind.hasPrefix($0.lowercased() + "_") }) else { return nil }
     return (folder, String(kind.dropFirst(folder.count + 1)))

@@ -14,7 +14,8 @@ struct CurlHTTPClientTests {
         headers.add(name: "X-Multi", value: "one")
         headers.add(name: "X-Multi", value: "two")
         headers.add(name: "X-Got-Header", value: request.headers["X-Custom"] ?? "none")
-        return .respond(HTTPResponse(status: request.path == "/missing" ? 404 : 200, headers: headers, body: request.body))
+        return .respond(
+            HTTPResponse(status: request.path == "/missing" ? 404 : 200, headers: headers, body: request.body))
     }
 
     @Test func sendsMethodHeadersBodyAndReturnsAllResponseHeaders() async throws {
@@ -22,8 +23,10 @@ struct CurlHTTPClientTests {
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         let body = Data("event_name=x&payload[value]=5".utf8)
-        let response = try await client.send(HTTPRequest(
-            method: .post, url: server.baseURL + "/v1/echo?a=1&b=two", headers: ["X-Custom": "hello", "Content-Type": "text/plain"], body: body))
+        let response = try await client.send(
+            HTTPRequest(
+                method: .post, url: server.baseURL + "/v1/echo?a=1&b=two",
+                headers: ["X-Custom": "hello", "Content-Type": "text/plain"], body: body))
         #expect(response.status == 200)
         #expect(response.body == body)
         #expect(response.headers["x-method"] == "POST")
@@ -53,7 +56,8 @@ struct CurlHTTPClientTests {
         defer { client.shutdown() }
         for i in 0..<6 {
             let path = i % 2 == 0 ? "/fast" : "/slow"
-            let response = try await client.send(HTTPRequest(method: .post, url: server.baseURL + path, body: Data("n=\(i)".utf8)))
+            let response = try await client.send(
+                HTTPRequest(method: .post, url: server.baseURL + path, body: Data("n=\(i)".utf8)))
             #expect(response.status == (i % 2 == 0 ? 200 : 202))
             #expect(response.body == Data((i % 2 == 0 ? "n=\(i)" : "slow").utf8))
         }
@@ -78,7 +82,8 @@ struct CurlHTTPClientTests {
         defer { client.shutdown() }
         var connections: [String] = []
         for i in 0..<25 {
-            let r = try await client.send(HTTPRequest(method: .post, url: server.baseURL + "/ka", body: Data("\(i)".utf8)))
+            let r = try await client.send(
+                HTTPRequest(method: .post, url: server.baseURL + "/ka", body: Data("\(i)".utf8)))
             #expect(r.status == 200 && r.body == Data("\(i)".utf8))
             connections.append(r.headers["X-Connection"] ?? "?")
         }
@@ -86,7 +91,11 @@ struct CurlHTTPClientTests {
         #expect(server.connectionsAccepted == threads)
         #expect(client.diagnostics.connectionsOpened == threads)
         #expect(client.diagnostics.completed == 25 && client.diagnostics.inFlight == 0)
-        if threads == 2 { #expect(connections[0] != connections[1] && Set(connections.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)).count == 1) }
+        if threads == 2 {
+            #expect(
+                connections[0] != connections[1]
+                    && Set(connections.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)).count == 1)
+        }
         await server.shutdown()
     }
 
@@ -111,7 +120,9 @@ struct CurlHTTPClientTests {
         defer { client.shutdown() }
         let started = ContinuousClock.now
         await #expect {
-            try await client.send(HTTPRequest(method: .post, url: server.baseURL + "/slow", body: Data("x".utf8), timeout: .milliseconds(300)))
+            try await client.send(
+                HTTPRequest(
+                    method: .post, url: server.baseURL + "/slow", body: Data("x".utf8), timeout: .milliseconds(300)))
         } throws: { error in
             guard let error = error as? UsageBillingError else { return false }
             return error.code == .timeout && error.mayHaveReachedServer
@@ -158,7 +169,8 @@ struct CurlHTTPClientTests {
         let results = try await withThrowingTaskGroup(of: (Int, Data).self) { group in
             for i in 0..<64 {
                 group.addTask {
-                    let r = try await client.send(HTTPRequest(method: .post, url: server.baseURL + "/c/\(i)", body: Data("body-\(i)".utf8)))
+                    let r = try await client.send(
+                        HTTPRequest(method: .post, url: server.baseURL + "/c/\(i)", body: Data("body-\(i)".utf8)))
                     return (i, r.body)
                 }
             }
@@ -177,7 +189,8 @@ struct CurlHTTPClientTests {
         let client = try CurlHTTPClient(configuration: .init(timeout: .seconds(600)))
         defer { client.shutdown() }
         let task = Task { try await client.send(HTTPRequest(method: .get, url: server.baseURL + "/hang")) }
-        #expect(try await eventually { server.requestsReceived > 0 }, "the request reached the server before the cancel")
+        #expect(
+            try await eventually { server.requestsReceived > 0 }, "the request reached the server before the cancel")
         task.cancel()
         let started = ContinuousClock.now
         let result = await task.result
@@ -189,14 +202,19 @@ struct CurlHTTPClientTests {
     }
 
     @Test func handlesAreRecycledWithoutGrowth() async throws {
-        let server = try await LoopbackHTTPServer.start { _ in .respond(HTTPResponse(status: 200, body: Data("{}".utf8))) }
+        let server = try await LoopbackHTTPServer.start { _ in
+            .respond(HTTPResponse(status: 200, body: Data("{}".utf8)))
+        }
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         for round in 0..<4 {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for i in 0..<500 {
                     if i >= 16 { try await group.next() }  // at most 16 in flight
-                    group.addTask { _ = try await client.send(HTTPRequest(method: .post, url: server.baseURL + "/r\(round)/\(i)", body: Data("x".utf8))) }
+                    group.addTask {
+                        _ = try await client.send(
+                            HTTPRequest(method: .post, url: server.baseURL + "/r\(round)/\(i)", body: Data("x".utf8)))
+                    }
                 }
                 try await group.waitForAll()
             }
@@ -221,7 +239,9 @@ struct CurlHTTPClientTests {
 @Suite("Header lines")
 struct HeaderLineTests {
     /// Names and values lose surrounding blanks and the line end, and keep inner spaces.
-    @Test(arguments: [("  Retry-After \t", "Retry-After"), (" 2 \r\n", "2"), ("a b\t c\r\n", "a b\t c"), ("\r\n", ""), ("", "")])
+    @Test(arguments: [
+        ("  Retry-After \t", "Retry-After"), (" 2 \r\n", "2"), ("a b\t c\r\n", "a b\t c"), ("\r\n", ""), ("", ""),
+    ])
     func trimsBlanksAndLineEnds(_ raw: String, _ expected: String) {
         let bytes = Array(raw.utf8)
         let trimmed = bytes.withUnsafeBufferPointer { HeaderLine.trimmed($0[...]) }

@@ -9,15 +9,20 @@ struct RecordingTests {
     @Test func recordsRedactedExchangesThatReplay() async throws {
         let key = "sk_" + "test_" + String(repeating: "Rk7", count: 9)
         let server = try await LoopbackHTTPServer.start { request in
-            .respond(.json(200, .object(["echo_key": .string(request.headers["Authorization"] ?? ""), "ok": .bool(true)]),
-                           headers: ["Request-Id": "req_1"]))
+            .respond(
+                .json(
+                    200, .object(["echo_key": .string(request.headers["Authorization"] ?? ""), "ok": .bool(true)]),
+                    headers: ["Request-Id": "req_1"]))
         }
         let curl = try CurlHTTPClient()
         defer { curl.shutdown() }
         let recorder = RecordingHTTPClient(wrapping: curl, secrets: [key])
         let request = HTTPRequest(
             method: .post, url: server.baseURL + "/v1/billing/meter_events",
-            headers: ["Authorization": "Bearer \(key)", "Content-Type": "application/x-www-form-urlencoded", "Idempotency-Key": "e1"],
+            headers: [
+                "Authorization": "Bearer \(key)", "Content-Type": "application/x-www-form-urlencoded",
+                "Idempotency-Key": "e1",
+            ],
             body: Data("event_name=api&identifier=e1&note=\(key)".utf8))
         let live = try await recorder.send(request)
         #expect(live.status == 200)
@@ -26,8 +31,9 @@ struct RecordingTests {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let file = folder.appending(path: "recorded.json")
-        try recorder.writeFixture(to: file, scenario: nil, description: "recorded", settings: .object(["secret_key": .string(key)]),
-                                  events: [], now: nil, expected: [:])
+        try recorder.writeFixture(
+            to: file, scenario: nil, description: "recorded", settings: .object(["secret_key": .string(key)]),
+            events: [], now: nil, expected: [:])
         let text = try String(contentsOf: file, encoding: .utf8)
         #expect(!text.contains(key))
         #expect(SecretScanner.findSecrets(in: text).isEmpty)

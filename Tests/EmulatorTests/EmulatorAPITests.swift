@@ -26,19 +26,33 @@ struct EmulatorAPITests {
         let base = try #require(emulator.endpoints["chargebee"]?["ingest_endpoint"])
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         func event(_ id: String, _ ts: Int64) -> JSONValue {
-            .object(["deduplication_id": .string(id), "subscription_id": .string("sub_1"), "usage_timestamp": .number(Double(ts)),
-                     "properties": .object(["quantity": .string("1")])])
+            .object([
+                "deduplication_id": .string(id), "subscription_id": .string("sub_1"),
+                "usage_timestamp": .number(Double(ts)),
+                "properties": .object(["quantity": .string("1")]),
+            ])
         }
-        let body = JSONValue.object(["events": .array([event("d-1", now - 60_000), event("d-1", now - 60_000), event("d-1", now - 30_000),
-                                                       event("d-2", now - 13 * 3_600_000)])]).encoded()
-        let response = try await http.send(HTTPRequest(method: .post, url: base + "/api/v2/batch/usage_events",
-                                                       headers: ["Authorization": "Basic " + Data("cb_REDACTED:".utf8).base64EncodedString(),
-                                                                 "Content-Type": "application/json"], body: body))
+        let body = JSONValue.object([
+            "events": .array([
+                event("d-1", now - 60_000), event("d-1", now - 60_000), event("d-1", now - 30_000),
+                event("d-2", now - 13 * 3_600_000),
+            ])
+        ]).encoded()
+        let response = try await http.send(
+            HTTPRequest(
+                method: .post, url: base + "/api/v2/batch/usage_events",
+                headers: [
+                    "Authorization": "Basic " + Data("cb_REDACTED:".utf8).base64EncodedString(),
+                    "Content-Type": "application/json",
+                ], body: body))
         #expect(response.status == 200)
         let failed = JSONValue.parse(response.body)?["failed_events"]?.arrayValue ?? []
-        #expect(failed.count == 1 && failed.first?["deduplication_id"]?.stringValue == "d-2"
+        #expect(
+            failed.count == 1 && failed.first?["deduplication_id"]?.stringValue == "d-2"
                 && failed.first?["error_code"]?.stringValue == "invalid_usage_timestamp")
-        #expect(await emulator.accepted("chargebee").map(\.key) == ["d-1", "d-1"], "the repeat dropped, the same id at another time kept")
+        #expect(
+            await emulator.accepted("chargebee").map(\.key) == ["d-1", "d-1"],
+            "the repeat dropped, the same id at another time kept")
         await emulator.shutdown()
     }
 
@@ -50,16 +64,24 @@ struct EmulatorAPITests {
         let emulator = try await UsageEmulator.start(now: { clock.with { $0 } })
         let http = try CurlHTTPClient()
         defer { http.shutdown() }
-        let settings = StripeSettings(secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe",
-                                      customers: ["acme": "cus_acme"])
+        let settings = StripeSettings(
+            secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe",
+            customers: ["acme": "cus_acme"])
         let sink = try StripeSink(settings: settings, client: http)
         let start = clock.with { $0 }
-        let events = (0..<3).map { UsageEvent(id: "evt-\(api)-\($0)", name: "api_requests", customer: "acme", timestamp: start.addingTimeInterval(-120), quantity: Decimal($0 + 1) * 10) }
+        let events = (0..<3).map {
+            UsageEvent(
+                id: "evt-\(api)-\($0)", name: "api_requests", customer: "acme",
+                timestamp: start.addingTimeInterval(-120), quantity: Decimal($0 + 1) * 10)
+        }
         #expect(try await sink.deliver(events) == [.accepted, .accepted, .accepted])
         let billing = try StripeClient(settings: settings, client: http)
         func total() async throws -> Double {
-            try await billing.eventSummaries(meterID: "mtr_emu_api_requests", customer: "cus_acme", start: day(-1, from: start), end: day(1, from: start), window: .day)
-                .reduce(0) { $0 + $1.aggregatedValue }
+            try await billing.eventSummaries(
+                meterID: "mtr_emu_api_requests", customer: "cus_acme", start: day(-1, from: start),
+                end: day(1, from: start), window: .day
+            )
+            .reduce(0) { $0 + $1.aggregatedValue }
         }
         #expect(try await total() == 60)
         let adjustment = try await billing.cancelMeterEvent(eventName: "api_requests", identifier: events[1].id)
@@ -86,11 +108,19 @@ struct EmulatorAPITests {
         let answers = try await withThrowingTaskGroup(of: HTTPResponse.self) { group in
             for i in 0..<400 {
                 let id = "race-\(i / 2)"
-                let body = Data(FormEncoding.encode([("event_name", "api_requests"), ("payload[stripe_customer_id]", "cus_race"), ("payload[value]", "1"),
-                                                     ("identifier", id), ("timestamp", String(now))]).utf8)
-                let request = HTTPRequest(method: .post, url: emulator.baseURL + "/stripe/v1/billing/meter_events",
-                                          headers: ["Authorization": "Bearer sk_test_REDACTED", "Content-Type": "application/x-www-form-urlencoded", "Idempotency-Key": id],
-                                          body: body)
+                let body = Data(
+                    FormEncoding.encode([
+                        ("event_name", "api_requests"), ("payload[stripe_customer_id]", "cus_race"),
+                        ("payload[value]", "1"),
+                        ("identifier", id), ("timestamp", String(now)),
+                    ]).utf8)
+                let request = HTTPRequest(
+                    method: .post, url: emulator.baseURL + "/stripe/v1/billing/meter_events",
+                    headers: [
+                        "Authorization": "Bearer sk_test_REDACTED", "Content-Type": "application/x-www-form-urlencoded",
+                        "Idempotency-Key": id,
+                    ],
+                    body: body)
                 group.addTask { try await http.send(request) }
             }
             return try await group.reduce(into: []) { $0.append($1) }
@@ -110,21 +140,35 @@ struct EmulatorAPITests {
         defer { http.shutdown() }
         func send(_ identifier: String) async throws -> HTTPResponse {
             let at = Int(clock.with { $0 }.timeIntervalSince1970) - 60
-            let body = Data(FormEncoding.encode([("event_name", "api_requests"), ("payload[stripe_customer_id]", "cus_keys"), ("payload[value]", "1"),
-                                                 ("identifier", identifier), ("timestamp", String(at))]).utf8)
-            return try await http.send(HTTPRequest(method: .post, url: emulator.baseURL + "/stripe/v1/billing/meter_events",
-                                                   headers: ["Authorization": "Bearer sk_test_REDACTED", "Content-Type": "application/x-www-form-urlencoded",
-                                                             "Idempotency-Key": "key-1"], body: body))
+            let body = Data(
+                FormEncoding.encode([
+                    ("event_name", "api_requests"), ("payload[stripe_customer_id]", "cus_keys"),
+                    ("payload[value]", "1"),
+                    ("identifier", identifier), ("timestamp", String(at)),
+                ]).utf8)
+            return try await http.send(
+                HTTPRequest(
+                    method: .post, url: emulator.baseURL + "/stripe/v1/billing/meter_events",
+                    headers: [
+                        "Authorization": "Bearer sk_test_REDACTED", "Content-Type": "application/x-www-form-urlencoded",
+                        "Idempotency-Key": "key-1",
+                    ], body: body))
         }
-        func identifier(_ response: HTTPResponse) -> String? { JSONValue.parse(response.body)?["identifier"]?.stringValue }
+        func identifier(_ response: HTTPResponse) -> String? {
+            JSONValue.parse(response.body)?["identifier"]?.stringValue
+        }
         let first = try await send("evt-a")
         #expect(first.status == 200 && identifier(first) == "evt-a" && first.headers["Idempotent-Replayed"] == nil)
         clock.with { $0 = $0.addingTimeInterval(23 * 3600) }
         let replayed = try await send("evt-b")
-        #expect(replayed.headers["Idempotent-Replayed"] == "true" && identifier(replayed) == "evt-a", "within 24 hours: the first answer")
+        #expect(
+            replayed.headers["Idempotent-Replayed"] == "true" && identifier(replayed) == "evt-a",
+            "within 24 hours: the first answer")
         clock.with { $0 = $0.addingTimeInterval(2 * 3600) }
         let fresh = try await send("evt-c")
-        #expect(fresh.status == 200 && fresh.headers["Idempotent-Replayed"] == nil && identifier(fresh) == "evt-c", "after 24 hours: a new request")
+        #expect(
+            fresh.status == 200 && fresh.headers["Idempotent-Replayed"] == nil && identifier(fresh) == "evt-c",
+            "after 24 hours: a new request")
         #expect(await emulator.accepted("stripe").map(\.key) == ["evt-a", "evt-c"])
         await emulator.shutdown()
     }
@@ -134,7 +178,9 @@ struct EmulatorAPITests {
         let http = try CurlHTTPClient()
         defer { http.shutdown() }
         func settings(_ api: StripeMeteringAPI) -> StripeSettings {
-            StripeSettings(secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe", customers: ["acme": "cus_acme"])
+            StripeSettings(
+                secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe",
+                customers: ["acme": "cus_acme"])
         }
         let billing = try StripeClient(settings: settings(.v1), client: http)
         let meter = try await billing.createMeter(displayName: "API requests", eventName: "api_requests")
@@ -144,15 +190,21 @@ struct EmulatorAPITests {
         #expect(try await billing.meter(id: meter.id).status == "inactive")
         #expect(try await billing.listMeters(status: "active").isEmpty)
         let now = Date()
-        func event(_ id: String) -> UsageEvent { UsageEvent(id: id, name: "api_requests", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 5) }
+        func event(_ id: String) -> UsageEvent {
+            UsageEvent(
+                id: id, name: "api_requests", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 5)
+        }
         let v2 = try await StripeSink(settings: settings(.v2), client: http).deliver([event("while-off-v2")])
-        guard case .rejected(let reason)? = v2.first else { Issue.record("v2 took an event for an inactive meter: \(v2)"); return }
+        guard case .rejected(let reason)? = v2.first else {
+            Issue.record("v2 took an event for an inactive meter: \(v2)"); return
+        }
         #expect(reason.code == "archived_meter", "\(reason)")
         let v1 = try await StripeSink(settings: settings(.v1), client: http).deliver([event("while-off-v1")])
         #expect(v1 == [.accepted], "v1 answers before Stripe checks the meter")
         #expect(try await billing.reactivateMeter(id: meter.id).status == "active")
         #expect(try await StripeSink(settings: settings(.v2), client: http).deliver([event("after")]) == [.accepted])
-        let summaries = try await billing.eventSummaries(meterID: meter.id, customer: "cus_acme", start: day(-1, from: now), end: day(1, from: now), window: .day)
+        let summaries = try await billing.eventSummaries(
+            meterID: meter.id, customer: "cus_acme", start: day(-1, from: now), end: day(1, from: now), window: .day)
         #expect(summaries.reduce(0) { $0 + $1.aggregatedValue } == 5, "only the event sent after reactivating counts")
         await #expect(throws: UsageBillingError.self) { try await billing.deactivateMeter(id: "mtr_emu_unknown") }
         await emulator.shutdown()
@@ -162,25 +214,41 @@ struct EmulatorAPITests {
     /// `no_meter`, v1 taken and counted nowhere; once the meter is created, it counts. A reset
     /// keeps the meters the emulator started with.
     @Test func unknownEventNamesHaveNoMeterWhenMetersAreGiven() async throws {
-        let emulator = try await UsageEmulator.start(options: EmulationOptions().with(EmulatedStripe.Meters(["api_requests"])))
+        let emulator = try await UsageEmulator.start(
+            options: EmulationOptions().with(EmulatedStripe.Meters(["api_requests"])))
         let http = try CurlHTTPClient()
         defer { http.shutdown() }
         func sink(_ api: StripeMeteringAPI) throws -> StripeSink {
-            try StripeSink(settings: StripeSettings(secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe"), client: http)
+            try StripeSink(
+                settings: StripeSettings(
+                    secretKey: "sk_test_REDACTED", api: api, endpoint: emulator.baseURL + "/stripe"), client: http)
         }
         let now = Date()
-        func event(_ id: String, _ name: String) -> UsageEvent { UsageEvent(id: id, name: name, customer: "cus_acme", timestamp: now.addingTimeInterval(-60), quantity: 2) }
+        func event(_ id: String, _ name: String) -> UsageEvent {
+            UsageEvent(id: id, name: name, customer: "cus_acme", timestamp: now.addingTimeInterval(-60), quantity: 2)
+        }
         let v2 = try await sink(.v2).deliver([event("g-v2", "gpu_seconds"), event("a-v2", "api_requests")])
-        guard case .rejected(let reason)? = v2.first else { Issue.record("v2 took an event with no meter: \(v2)"); return }
+        guard case .rejected(let reason)? = v2.first else {
+            Issue.record("v2 took an event with no meter: \(v2)"); return
+        }
         #expect(reason.code == "no_meter" && v2.last == .accepted, "\(v2)")
-        #expect(try await sink(.v1).deliver([event("g-v1", "gpu_seconds")]) == [.accepted], "v1 answers before Stripe looks for the meter")
+        #expect(
+            try await sink(.v1).deliver([event("g-v1", "gpu_seconds")]) == [.accepted],
+            "v1 answers before Stripe looks for the meter")
         #expect(await emulator.accepted("stripe").map(\.key) == ["a-v2"])
-        _ = try await StripeClient(settings: StripeSettings(secretKey: "sk_test_REDACTED", endpoint: emulator.baseURL + "/stripe"), client: http)
-            .createMeter(displayName: "GPU seconds", eventName: "gpu_seconds")
+        _ = try await StripeClient(
+            settings: StripeSettings(secretKey: "sk_test_REDACTED", endpoint: emulator.baseURL + "/stripe"),
+            client: http
+        )
+        .createMeter(displayName: "GPU seconds", eventName: "gpu_seconds")
         #expect(try await sink(.v2).deliver([event("g-v2-again", "gpu_seconds")]) == [.accepted])
         emulator.reset("stripe")
-        #expect(try await sink(.v2).deliver([event("g-after-reset", "gpu_seconds")]).first != .accepted, "the created meter is gone after a reset")
-        #expect(try await sink(.v2).deliver([event("a-after-reset", "api_requests")]) == [.accepted], "the meters it started with stay")
+        #expect(
+            try await sink(.v2).deliver([event("g-after-reset", "gpu_seconds")]).first != .accepted,
+            "the created meter is gone after a reset")
+        #expect(
+            try await sink(.v2).deliver([event("a-after-reset", "api_requests")]) == [.accepted],
+            "the meters it started with stay")
         await emulator.shutdown()
     }
 
@@ -188,42 +256,67 @@ struct EmulatorAPITests {
     /// through a backfill with `backfill: true`, and counts only once the backfill is closed;
     /// event search finds both events by their idempotency keys.
     @Test func oldEventsGoThroughABackfill() async throws {
-        let emulator = try await UsageEmulator.start(options: EmulationOptions().with(EmulatedOrb.GracePeriod(.seconds(12 * 3600))))
+        let emulator = try await UsageEmulator.start(
+            options: EmulationOptions().with(EmulatedOrb.GracePeriod(.seconds(12 * 3600))))
         let http = try CurlHTTPClient()
         defer { http.shutdown() }
         let endpoint = emulator.baseURL + "/orb/v1"
         let now = Date()
-        let recent = UsageEvent(id: "orb-recent", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 5)
-        let old = UsageEvent(id: "orb-old", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-3 * 86_400), quantity: 7)
+        let recent = UsageEvent(
+            id: "orb-recent", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 5
+        )
+        let old = UsageEvent(
+            id: "orb-old", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-3 * 86_400),
+            quantity: 7)
 
         // Plain ingest of the old event: Orb's validation refuses it.
-        let plain = try await http.send(HTTPRequest(method: .post, url: endpoint + "/ingest",
-            headers: ["Authorization": "Bearer orb_REDACTED", "Content-Type": "application/json"],
-            body: Data(#"{"events":[{"event_name":"api_request","external_customer_id":"acme","idempotency_key":"raw-old","properties":{"quantity":1},"timestamp":"\#(RFC3339.format(old.timestamp))"}]}"#.utf8)))
+        let plain = try await http.send(
+            HTTPRequest(
+                method: .post, url: endpoint + "/ingest",
+                headers: ["Authorization": "Bearer orb_REDACTED", "Content-Type": "application/json"],
+                body: Data(
+                    #"{"events":[{"event_name":"api_request","external_customer_id":"acme","idempotency_key":"raw-old","properties":{"quantity":1},"timestamp":"\#(RFC3339.format(old.timestamp))"}]}"#
+                        .utf8)))
         let failed = JSONValue.parse(plain.body)?["validation_failed"]?.arrayValue ?? []
-        #expect(plain.status == 200 && failed.count == 1 && failed.first?["idempotency_key"]?.stringValue == "raw-old", "\(plain.bodyText)")
+        #expect(
+            plain.status == 200 && failed.count == 1 && failed.first?["idempotency_key"]?.stringValue == "raw-old",
+            "\(plain.bodyText)")
         #expect(failed.first?["validation_errors"]?.arrayValue?.first?.stringValue?.contains("backfill") == true)
 
         let settings = OrbSettings(apiKey: "orb_REDACTED", endpoint: endpoint, gracePeriodHours: 12, backfill: true)
         let sink = try OrbSink(settings: settings, client: http)
         #expect(try await sink.deliver([recent, old]) == [.accepted, .accepted])
         let orb = try OrbClient(settings: settings, client: http)
-        let usage = try await orb.subscriptionUsage(subscriptionID: "acme", start: day(-4, from: now), end: day(1, from: now))
-        #expect(usage.flatMap(\.windows).reduce(0) { $0 + $1.quantity } == 12, "both count: the sink closed its backfill")
-        let found = try await orb.searchEvents(ids: ["orb-recent", "orb-old", "raw-old", "never-sent"], start: day(-4, from: now), end: now.addingTimeInterval(60))
+        let usage = try await orb.subscriptionUsage(
+            subscriptionID: "acme", start: day(-4, from: now), end: day(1, from: now))
+        #expect(
+            usage.flatMap(\.windows).reduce(0) { $0 + $1.quantity } == 12, "both count: the sink closed its backfill")
+        let found = try await orb.searchEvents(
+            ids: ["orb-recent", "orb-old", "raw-old", "never-sent"], start: day(-4, from: now),
+            end: now.addingTimeInterval(60))
         #expect(Set(found.map(\.id)) == ["orb-recent", "orb-old"])
 
         // A backfill left open counts nothing; closing it counts its events once.
-        let open = try await orb.createBackfill(start: day(-6, from: now), end: day(-5, from: now), externalCustomerID: "acme", idempotencyKey: "bf-open")
+        let open = try await orb.createBackfill(
+            start: day(-6, from: now), end: day(-5, from: now), externalCustomerID: "acme", idempotencyKey: "bf-open")
         #expect(open.status == "pending")
-        let again = try await orb.createBackfill(start: day(-6, from: now), end: day(-5, from: now), externalCustomerID: "acme", idempotencyKey: "bf-open")
+        let again = try await orb.createBackfill(
+            start: day(-6, from: now), end: day(-5, from: now), externalCustomerID: "acme", idempotencyKey: "bf-open")
         #expect(again.id == open.id, "a retried create answers the same backfill")
-        let into = try await http.send(HTTPRequest(method: .post, url: endpoint + "/ingest?backfill_id=\(open.id)",
-            headers: ["Authorization": "Bearer orb_REDACTED", "Content-Type": "application/json"],
-            body: Data(#"{"events":[{"event_name":"api_request","external_customer_id":"acme","idempotency_key":"bf-1","properties":{"quantity":3},"timestamp":"\#(RFC3339.format(day(-6, from: now).addingTimeInterval(3600)))"},{"event_name":"api_request","external_customer_id":"acme","idempotency_key":"bf-outside","properties":{"quantity":100},"timestamp":"\#(RFC3339.format(day(-4, from: now)))"}]}"#.utf8)))
-        #expect(JSONValue.parse(into.body)?["validation_failed"]?.arrayValue?.compactMap { $0["idempotency_key"]?.stringValue } == ["bf-outside"], "\(into.bodyText)")
+        let into = try await http.send(
+            HTTPRequest(
+                method: .post, url: endpoint + "/ingest?backfill_id=\(open.id)",
+                headers: ["Authorization": "Bearer orb_REDACTED", "Content-Type": "application/json"],
+                body: Data(
+                    #"{"events":[{"event_name":"api_request","external_customer_id":"acme","idempotency_key":"bf-1","properties":{"quantity":3},"timestamp":"\#(RFC3339.format(day(-6, from: now).addingTimeInterval(3600)))"},{"event_name":"api_request","external_customer_id":"acme","idempotency_key":"bf-outside","properties":{"quantity":100},"timestamp":"\#(RFC3339.format(day(-4, from: now)))"}]}"#
+                        .utf8)))
+        #expect(
+            JSONValue.parse(into.body)?["validation_failed"]?.arrayValue?.compactMap {
+                $0["idempotency_key"]?.stringValue
+            } == ["bf-outside"], "\(into.bodyText)")
         func total() async throws -> Double {
-            try await orb.subscriptionUsage(subscriptionID: "acme", start: day(-7, from: now), end: day(1, from: now)).flatMap(\.windows).reduce(0) { $0 + $1.quantity }
+            try await orb.subscriptionUsage(subscriptionID: "acme", start: day(-7, from: now), end: day(1, from: now))
+                .flatMap(\.windows).reduce(0) { $0 + $1.quantity }
         }
         #expect(try await total() == 12, "an open backfill's events do not count yet")
         let closed = try await orb.closeBackfill(id: open.id)
@@ -243,21 +336,32 @@ struct EmulatorControlTests {
         let http = try CurlHTTPClient()
         defer { http.shutdown() }
         func control(_ method: HTTPMethod, _ path: String, _ body: String? = nil) async throws -> (Int, JSONValue?) {
-            let r = try await http.send(HTTPRequest(method: method, url: emulator.baseURL + "/_emulator/" + path, headers: [:], body: body.map { Data($0.utf8) }))
+            let r = try await http.send(
+                HTTPRequest(
+                    method: method, url: emulator.baseURL + "/_emulator/" + path, headers: [:],
+                    body: body.map { Data($0.utf8) }))
             return (r.status, JSONValue.parse(r.body))
         }
-        let sink = try StripeSink(settings: StripeSettings(secretKey: "sk_test_REDACTED", endpoint: emulator.baseURL + "/stripe"), client: http)
-        let event = UsageEvent(id: "ctl-1", name: "api_requests", customer: "cus_acme", timestamp: Date().addingTimeInterval(-60), quantity: 3)
+        let sink = try StripeSink(
+            settings: StripeSettings(secretKey: "sk_test_REDACTED", endpoint: emulator.baseURL + "/stripe"),
+            client: http)
+        let event = UsageEvent(
+            id: "ctl-1", name: "api_requests", customer: "cus_acme", timestamp: Date().addingTimeInterval(-60),
+            quantity: 3)
 
         // Every Stripe write fails with a 500 while the plan is set, and goes through once it is cleared.
         #expect(try await control(.put, "faults/stripe", "500=1").0 == 200)
-        guard case .retryable? = try await sink.deliver([event]).first else { Issue.record("the 500 plan did not apply"); return }
+        guard case .retryable? = try await sink.deliver([event]).first else {
+            Issue.record("the 500 plan did not apply"); return
+        }
         #expect(try await control(.delete, "faults/stripe").0 == 200)
         #expect(try await sink.deliver([event]) == [.accepted])
 
         let (status, stats) = try await control(.get, "stats")
         #expect(status == 200)
-        #expect(stats?["providers"]?["stripe"]?["requests"] == .number(2) && stats?["providers"]?["stripe"]?["accepted"] == .number(1), "\(String(describing: stats))")
+        #expect(
+            stats?["providers"]?["stripe"]?["requests"] == .number(2)
+                && stats?["providers"]?["stripe"]?["accepted"] == .number(1), "\(String(describing: stats))")
         #expect(stats?["providers"]?["stripe"]?["injected"]?["500"] == .number(1), "\(String(describing: stats))")
 
         // Reset forgets the event and its identifier: the same event is accepted again, not a duplicate.

@@ -7,10 +7,13 @@ import UsageBillingTesting
 import UsageEmulator
 import UsageRouting
 
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
 
 /// Where each provider's real host lives on the emulator, as each emulation declares it.
-let emulatedHosts: [String: String] = Dictionary(UsageEmulator.standard.flatMap { kind in kind.realHosts.map { ($0.key, "/" + $0.value) } }) { a, _ in a }
+let emulatedHosts: [String: String] = Dictionary(
+    UsageEmulator.standard.flatMap { kind in kind.realHosts.map { ($0.key, "/" + $0.value) } }
+) { a, _ in a }
 
 /// The provider folders: every folder under Providers/.
 func providerFolders() -> [String] {
@@ -35,7 +38,8 @@ func allFixtureFiles() -> [String] {
 /// Fixtures of endpoints the emulator does not speak, or whose requests name objects created
 /// outside the fixture; printed as skipped.
 let notEmulated: [String: String] = [
-    "Stripe/Fixtures/api/meter_deactivate_reactivate.json": "it deactivates a meter created outside the fixture (EmulatorAPITests cover it)",
+    "Stripe/Fixtures/api/meter_deactivate_reactivate.json":
+        "it deactivates a meter created outside the fixture (EmulatorAPITests cover it)",
     "Stripe/Fixtures/api/event_summaries_paginated.json": "it reads a meter created outside the fixture",
 ]
 
@@ -67,17 +71,26 @@ struct EmulatorFixtureTests {
         let folders = providerFolders()
         // A folder may declare more than one kind (`paddle` and `paddle_usage`): each is named for its folder.
         for kind in ProviderRegistry.standard.names {
-            #expect(folders.contains { kind == $0.lowercased() || kind.hasPrefix($0.lowercased() + "_") }, "kind \(kind) belongs to no folder under Providers/")
-            #expect(UsageEmulator.standard.contains { $0.kind == kind }, "kind \(kind): no emulation in UsageEmulator.standard")
+            #expect(
+                folders.contains { kind == $0.lowercased() || kind.hasPrefix($0.lowercased() + "_") },
+                "kind \(kind) belongs to no folder under Providers/")
+            #expect(
+                UsageEmulator.standard.contains { $0.kind == kind },
+                "kind \(kind): no emulation in UsageEmulator.standard")
         }
         for folder in folders {
             let kind = folder.lowercased()
-            #expect(ProviderRegistry.standard.kind(kind) != nil, "Providers/\(folder): no kind '\(kind)' in ProviderRegistry.standard")
+            #expect(
+                ProviderRegistry.standard.kind(kind) != nil,
+                "Providers/\(folder): no kind '\(kind)' in ProviderRegistry.standard")
             let emulation = UsageEmulator.standard.first { $0.kind == kind }
             #expect(emulation != nil, "Providers/\(folder): no emulation in UsageEmulator.standard")
             #expect(emulation?.realHosts.isEmpty == false, "Providers/\(folder): its emulation declares no real hosts")
             for sub in ["Fixtures", "Spec"] {
-                #expect(FileManager.default.fileExists(atPath: repositoryRoot.appending(path: "Providers/\(folder)/\(sub)").path), "Providers/\(folder)/\(sub)")
+                #expect(
+                    FileManager.default.fileExists(
+                        atPath: repositoryRoot.appending(path: "Providers/\(folder)/\(sub)").path),
+                    "Providers/\(folder)/\(sub)")
             }
         }
     }
@@ -95,23 +108,30 @@ struct EmulatorFixtureTests {
             return
         }
         let fixture = try Fixture.load(repositoryRoot.appending(path: "Providers/" + file))
-        let emulator = try await UsageEmulator.start(options: EmulationOptions().with(EmulatedStripe.Meters(emulatorStripeMeters[file])), now: { fixture.now ?? Date() })
+        let emulator = try await UsageEmulator.start(
+            options: EmulationOptions().with(EmulatedStripe.Meters(emulatorStripeMeters[file])),
+            now: { fixture.now ?? Date() })
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         var compared = 0
         var tokens: [String: String] = [:]  // the fixture's session token → the emulator's
-        var ids: [String: String] = [:]     // the fixture's backfill ids → the emulator's
+        var ids: [String: String] = [:]  // the fixture's backfill ids → the emulator's
         for (index, exchange) in fixture.exchanges.enumerated() {
             let requestURL = ids.reduce(exchange.request.url) { $0.replacingOccurrences(of: $1.key, with: $1.value) }
             if let host = URLComponents(string: requestURL)?.host, emulatedHosts[host] == nil {
-                Issue.record("\(file): the host \(host) is not one any emulation declares (EmulationKind.realHosts): its exchanges would go unchecked")
+                Issue.record(
+                    "\(file): the host \(host) is not one any emulation declares (EmulationKind.realHosts): its exchanges would go unchecked"
+                )
             }
             guard let recorded = exchange.response, exchange.failure == nil,
-                  (200..<300).contains(recorded.status) || (emulatedRefusals.contains(file) && (400..<500).contains(recorded.status)),
-                  let url = URLComponents(string: requestURL), let host = url.host, let prefix = emulatedHosts[host]
+                (200..<300).contains(recorded.status)
+                    || (emulatedRefusals.contains(file) && (400..<500).contains(recorded.status)),
+                let url = URLComponents(string: requestURL), let host = url.host, let prefix = emulatedHosts[host]
             else { continue }
             var headers = HeaderFields(exchange.request.headers.map { (name: $0.key, value: $0.value) })
-            if let auth = headers["Authorization"], let token = tokens[String(auth.dropFirst("Bearer ".count))] { headers["Authorization"] = "Bearer \(token)" }
+            if let auth = headers["Authorization"], let token = tokens[String(auth.dropFirst("Bearer ".count))] {
+                headers["Authorization"] = "Bearer \(token)"
+            }
             var body: Data?
             if let form = exchange.request.form {
                 body = Data(form.utf8)
@@ -119,27 +139,41 @@ struct EmulatorFixtureTests {
                 body = json.encoded()
                 if headers["Content-Type"] == nil { headers["Content-Type"] = "application/json" }
             }
-            let target = emulator.baseURL + prefix + url.percentEncodedPath + (url.percentEncodedQuery.map { "?" + $0 } ?? "")
-            let response = try await client.send(HTTPRequest(method: HTTPMethod(rawValue: exchange.request.method), url: target, headers: headers, body: body))
-            if let theirs = recorded.json?["authentication_token"]?.stringValue, let ours = JSONValue.parse(response.body)?["authentication_token"]?.stringValue {
+            let target =
+                emulator.baseURL + prefix + url.percentEncodedPath + (url.percentEncodedQuery.map { "?" + $0 } ?? "")
+            let response = try await client.send(
+                HTTPRequest(
+                    method: HTTPMethod(rawValue: exchange.request.method), url: target, headers: headers, body: body))
+            if let theirs = recorded.json?["authentication_token"]?.stringValue,
+                let ours = JSONValue.parse(response.body)?["authentication_token"]?.stringValue
+            {
                 tokens[theirs] = ours
             }
-            if let theirs = recorded.json?["id"]?.stringValue, theirs.hasPrefix("bf_"), let ours = JSONValue.parse(response.body)?["id"]?.stringValue, theirs != ours {
+            if let theirs = recorded.json?["id"]?.stringValue, theirs.hasPrefix("bf_"),
+                let ours = JSONValue.parse(response.body)?["id"]?.stringValue, theirs != ours
+            {
                 ids[theirs] = ours
             }
             let duplicateReplay = recorded.headers.keys.contains { $0.lowercased() == "chargebee-idempotency-replayed" }
             if duplicateReplay { continue }  // the real API replayed an earlier attempt the fixture scripted as lost
-            #expect(response.status == recorded.status, "\(file) exchange \(index + 1): \(exchange.request.method) \(url.path) answered \(response.status), the fixture says \(recorded.status): \(response.bodyText.prefix(300))")
+            #expect(
+                response.status == recorded.status,
+                "\(file) exchange \(index + 1): \(exchange.request.method) \(url.path) answered \(response.status), the fixture says \(recorded.status): \(response.bodyText.prefix(300))"
+            )
             if case .object(let want)? = recorded.json {
                 guard case .object(let got)? = JSONValue.parse(response.body) else {
-                    Issue.record("\(file) exchange \(index + 1): the emulator's answer is not a JSON object: \(response.bodyText.prefix(200))")
+                    Issue.record(
+                        "\(file) exchange \(index + 1): the emulator's answer is not a JSON object: \(response.bodyText.prefix(200))"
+                    )
                     continue
                 }
                 let missing = Set(want.keys).subtracting(got.keys).subtracting(pagingKeys)
-                #expect(missing.isEmpty, "\(file) exchange \(index + 1): the emulator's answer lacks \(missing.sorted())")
+                #expect(
+                    missing.isEmpty, "\(file) exchange \(index + 1): the emulator's answer lacks \(missing.sorted())")
             } else {
-                #expect(response.body.isEmpty == (recorded.json == nil && (recorded.body ?? "").isEmpty),
-                        "\(file) exchange \(index + 1): body presence differs")
+                #expect(
+                    response.body.isEmpty == (recorded.json == nil && (recorded.body ?? "").isEmpty),
+                    "\(file) exchange \(index + 1): body presence differs")
             }
             compared += 1
         }

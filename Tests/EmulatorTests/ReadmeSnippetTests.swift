@@ -1,3 +1,5 @@
+// swift-format-ignore-file
+// (the snippets stand here line for line as the README shows them)
 import Foundation
 import StripeUsage
 import Testing

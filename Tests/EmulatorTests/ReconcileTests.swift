@@ -13,16 +13,22 @@ private func spoolPath(_ tag: String) -> String {
     FileManager.default.temporaryDirectory.appending(path: "ub-reconcile-\(tag)-\(UUID().uuidString).spool").path
 }
 
-private func utcDay(_ date: Date) -> Date { Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 86_400).rounded(.down) * 86_400) }
+private func utcDay(_ date: Date) -> Date {
+    Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 86_400).rounded(.down) * 86_400)
+}
 
 /// Every provider on the emulator, Chargebee and Recurly billing per hour.
 private func config(_ emulator: UsageEmulator, routes: String, extra: [String: String] = [:]) throws -> RoutingConfig {
     var settings = extra
-    for kind in ["chargebee", "recurly"] { settings[kind] = (["aggregate: { window: 1h, grace: 1m }"] + [extra[kind]].compactMap { $0 }).joined(separator: ", ") }
+    for kind in ["chargebee", "recurly"] {
+        settings[kind] = (["aggregate: { window: 1h, grace: 1m }"] + [extra[kind]].compactMap { $0 }).joined(
+            separator: ", ")
+    }
     return try emulatorConfig(emulator, routes: routes, extra: settings)
 }
 
-private let quick = RetryPolicy(baseDelay: .milliseconds(2), maxDelay: .milliseconds(40), maxAttempts: 100_000, maxElapsed: .seconds(120))
+private let quick = RetryPolicy(
+    baseDelay: .milliseconds(2), maxDelay: .milliseconds(40), maxAttempts: 100_000, maxElapsed: .seconds(120))
 
 /// What a reconciliation test runs: an emulator, a config of its providers, a curl client and a
 /// pipeline on a fresh spool.
@@ -32,8 +38,10 @@ private struct Setup {
     let client: CurlHTTPClient
     let pipeline: UsagePipeline
 
-    init(_ tag: String, on emulator: UsageEmulator, routes: String, extra: [String: String] = [:],
-         client: CurlHTTPClient.Configuration = .init()) throws {
+    init(
+        _ tag: String, on emulator: UsageEmulator, routes: String, extra: [String: String] = [:],
+        client: CurlHTTPClient.Configuration = .init()
+    ) throws {
         self.emulator = emulator
         routing = try config(emulator, routes: routes, extra: extra)
         self.client = try CurlHTTPClient(configuration: client)
@@ -58,13 +66,16 @@ struct ReconcileTests {
     /// reconcile shows its lane behind (mismatches naming the queued events) while Orb matches,
     /// then, once Metronome is back and the lane caught up, no mismatch at all.
     @Test func dualWriteLagShowsThenClears() async throws {
-        let setup = try Setup("lag", on: try await UsageEmulator.start(faults: ["orb": .mixed(0.1, timeouts: 0)], seed: 8),
-                              routes: "  - { events: [tokens], to: orb, shadow: metronome }", client: .init(timeout: .milliseconds(500)))
+        let setup = try Setup(
+            "lag", on: try await UsageEmulator.start(faults: ["orb": .mixed(0.1, timeouts: 0)], seed: 8),
+            routes: "  - { events: [tokens], to: orb, shadow: metronome }", client: .init(timeout: .milliseconds(500)))
         let (emulator, pipeline) = (setup.emulator, setup.pipeline)
         let now = Date()
         let customers = ["acme", "globex", "initech", "umbrella"]
         let events = (0..<10_000).map { i in
-            UsageEvent(id: "rec-\(i)", name: "tokens", customer: customers[i % 4], timestamp: now.addingTimeInterval(-Double(i) * 10 - 60), quantity: Decimal(i % 5 + 1))
+            UsageEvent(
+                id: "rec-\(i)", name: "tokens", customer: customers[i % 4],
+                timestamp: now.addingTimeInterval(-Double(i) * 10 - 60), quantity: Decimal(i % 5 + 1))
         }
         try await pipeline.record(events)
         var outage = FaultPlan()
@@ -79,7 +90,9 @@ struct ReconcileTests {
         let during = try await reconciler.run(options)
         let lagging = during.mismatches
         #expect(!lagging.isEmpty)
-        #expect(lagging.allSatisfy { $0.provider == "metronome" && $0.queued > 0 && $0.note.contains("lane behind") }, "\(lagging)")
+        #expect(
+            lagging.allSatisfy { $0.provider == "metronome" && $0.queued > 0 && $0.note.contains("lane behind") },
+            "\(lagging)")
         #expect(during.rows.filter { $0.provider == "orb" }.allSatisfy { $0.status == .match })
         #expect(!during.isClean)
 
@@ -90,7 +103,9 @@ struct ReconcileTests {
         #expect(after.isClean)
         let total = events.reduce(Decimal(0)) { $0 + $1.quantity }
         for provider in ["orb", "metronome"] {
-            #expect(after.rows.filter { $0.provider == provider }.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) } == total, "\(provider) reports every event once")
+            #expect(
+                after.rows.filter { $0.provider == provider }.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) } == total,
+                "\(provider) reports every event once")
         }
         print("reconcile: \(lagging.count) metronome window(s) behind during the outage, then \(after.verdict)")
         await setup.close()
@@ -100,10 +115,16 @@ struct ReconcileTests {
     /// reconcile retries on the retry engine's curve, waits what the provider asked each time,
     /// and still reports a clean match; the error it retried kept its status.
     @Test func readBack429sAreRetriedAfterTheirRetryAfter() async throws {
-        let setup = try Setup("readback-429", on: try await UsageEmulator.start(seed: 11), routes: "  - { events: [api_request], to: openmeter }")
+        let setup = try Setup(
+            "readback-429", on: try await UsageEmulator.start(seed: 11),
+            routes: "  - { events: [api_request], to: openmeter }")
         let now = Date()
-        try await setup.pipeline.record((0..<10).map { UsageEvent(id: "ra-\($0)", name: "api_request", customer: "acme",
-                                                                   timestamp: now.addingTimeInterval(-Double($0) - 60), quantity: 3) })
+        try await setup.pipeline.record(
+            (0..<10).map {
+                UsageEvent(
+                    id: "ra-\($0)", name: "api_request", customer: "acme",
+                    timestamp: now.addingTimeInterval(-Double($0) - 60), quantity: 3)
+            })
         try await setup.pipeline.flush()
         setup.emulator.setFaults("openmeter", try FaultPlan.parse("429=0.4,reads=1"))
         let started = ContinuousClock.now
@@ -113,30 +134,52 @@ struct ReconcileTests {
         #expect(report.isClean, "\(report.table())")
         #expect(injected > 0, "the plan refused some reads")
         #expect(elapsed >= .seconds(injected), "each 429's Retry-After was waited for: \(injected) in \(elapsed)")
-        let refused = UsageBillingError.forFailedCall(HTTPResponse(status: 429, headers: ["Retry-After": "3"], body: Data()), message: "slow down", credentialField: "api_key")
+        let refused = UsageBillingError.forFailedCall(
+            HTTPResponse(status: 429, headers: ["Retry-After": "3"], body: Data()), message: "slow down",
+            credentialField: "api_key")
         #expect(refused.code == .transport && refused.httpStatus == 429 && refused.retryAfter == .seconds(3))
         var rng = SeededGenerator(seed: 1)
-        #expect(Reconciler.readBackRetries.delay(attemptsMade: 1, elapsed: .zero, retryAfter: refused.retryAfter, using: &rng) == .seconds(3))
-        #expect(Reconciler.readBackRetries.delay(attemptsMade: 6, elapsed: .zero, retryAfter: nil, using: &rng) == nil, "six attempts at most")
+        #expect(
+            Reconciler.readBackRetries.delay(
+                attemptsMade: 1, elapsed: .zero, retryAfter: refused.retryAfter, using: &rng) == .seconds(3))
+        #expect(
+            Reconciler.readBackRetries.delay(attemptsMade: 6, elapsed: .zero, retryAfter: nil, using: &rng) == nil,
+            "six attempts at most")
         await setup.close()
     }
 
     /// globex mapped to acme's Orb id: both are billed on one Orb customer. Reconcile names it.
     @Test func aCustomerMappedToAnotherCustomersIdIsNamed() async throws {
-        let setup = try Setup("mapping", on: try await UsageEmulator.start(), routes: "  - { events: [tokens], to: orb, shadow: stripe }",
-                              extra: ["orb": "customers: { acme: orb-acme, globex: orb-acme }", "stripe": "customers: { acme: cus_A, globex: cus_G }"])
+        let setup = try Setup(
+            "mapping", on: try await UsageEmulator.start(), routes: "  - { events: [tokens], to: orb, shadow: stripe }",
+            extra: [
+                "orb": "customers: { acme: orb-acme, globex: orb-acme }",
+                "stripe": "customers: { acme: cus_A, globex: cus_G }",
+            ])
         let pipeline = setup.pipeline
         let now = Date()
-        try await pipeline.record((0..<20).map { UsageEvent(id: "m-\($0)", name: "tokens", customer: $0 % 2 == 0 ? "acme" : "globex",
-                                                             timestamp: now.addingTimeInterval(-Double($0) - 60), quantity: 2) })
+        try await pipeline.record(
+            (0..<20).map {
+                UsageEvent(
+                    id: "m-\($0)", name: "tokens", customer: $0 % 2 == 0 ? "acme" : "globex",
+                    timestamp: now.addingTimeInterval(-Double($0) - 60), quantity: 2)
+            })
         try await pipeline.flush()
         let report = try await setup.reconciler().run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now))
         #expect(!report.isClean)
         #expect(report.mappingProblems.count == 1)
         let problem = try #require(report.mappingProblems.first)
-        #expect(problem.contains("acme") && problem.contains("globex") && problem.contains("orb-acme") && problem.contains("orb"), "\(problem)")
-        #expect(report.rows.contains { $0.provider == "orb" && $0.customers == ["acme", "globex"] && $0.note.contains("several customers map here") })
-        #expect(report.rows.filter { $0.provider == "stripe" }.allSatisfy { $0.status == .match && $0.customers.count == 1 })
+        #expect(
+            problem.contains("acme") && problem.contains("globex") && problem.contains("orb-acme")
+                && problem.contains("orb"), "\(problem)")
+        #expect(
+            report.rows.contains {
+                $0.provider == "orb" && $0.customers == ["acme", "globex"]
+                    && $0.note.contains("several customers map here")
+            })
+        #expect(
+            report.rows.filter { $0.provider == "stripe" }.allSatisfy { $0.status == .match && $0.customers.count == 1 }
+        )
         #expect(report.table().contains("mapping: orb: your customers acme and globex"))
         await setup.close()
     }
@@ -146,22 +189,30 @@ struct ReconcileTests {
     @Test func deliveredUnderAWrongTableShowsBothSides() async throws {
         let emulator = try await UsageEmulator.start()
         let routes = "  - { events: [tokens], to: orb }"
-        let wrong = try config(emulator, routes: routes, extra: ["orb": "customers: { acme: orb-acme, globex: orb-acme }"])
-        let right = try config(emulator, routes: routes, extra: ["orb": "customers: { acme: orb-acme, globex: orb-globex }"])
+        let wrong = try config(
+            emulator, routes: routes, extra: ["orb": "customers: { acme: orb-acme, globex: orb-acme }"])
+        let right = try config(
+            emulator, routes: routes, extra: ["orb": "customers: { acme: orb-acme, globex: orb-globex }"])
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         let path = spoolPath("wrong")
         let now = Date()
         do {
             let pipeline = try UsagePipeline(config: wrong, spoolPath: path, client: client, policy: quick)
-            try await pipeline.record([UsageEvent(id: "a", name: "tokens", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 5),
-                                       UsageEvent(id: "g", name: "tokens", customer: "globex", timestamp: now.addingTimeInterval(-60), quantity: 7)])
+            try await pipeline.record([
+                UsageEvent(
+                    id: "a", name: "tokens", customer: "acme", timestamp: now.addingTimeInterval(-60), quantity: 5),
+                UsageEvent(
+                    id: "g", name: "tokens", customer: "globex", timestamp: now.addingTimeInterval(-60), quantity: 7),
+            ])
             try await pipeline.flush()
         }
         let report = try await Reconciler(config: right, spool: try Spool(path: path), client: client)
             .run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now))
         let byID = Dictionary(uniqueKeysWithValues: report.mismatches.map { ($0.providerCustomer, $0) })
-        #expect(byID["orb-globex"]?.reported == 0 && byID["orb-globex"]?.recorded == 7 && byID["orb-globex"]?.customers == ["globex"])
+        #expect(
+            byID["orb-globex"]?.reported == 0 && byID["orb-globex"]?.recorded == 7
+                && byID["orb-globex"]?.customers == ["globex"])
         #expect(byID["orb-acme"]?.difference == 7 && byID["orb-acme"]?.note.contains("7 more than recorded") == true)
         await emulator.shutdown()
     }
@@ -171,21 +222,30 @@ struct ReconcileTests {
     /// range that crosses midnight (a reconcile run between 00:00 and 01:00 UTC asking for the
     /// last hour) shows the same rows as one that does not.
     @Test func emptyWindowsOnBothSidesAreNoRows() async throws {
-        let setup = try Setup("empty", on: try await UsageEmulator.start(), routes: "  - { events: [tokens], to: stripe, shadow: orb }")
+        let setup = try Setup(
+            "empty", on: try await UsageEmulator.start(), routes: "  - { events: [tokens], to: stripe, shadow: orb }")
         let pipeline = setup.pipeline
         let day = utcDay(Date().addingTimeInterval(-3 * 86_400))
         let at = day.addingTimeInterval(12 * 3600)
-        try await pipeline.record([UsageEvent(id: "e-a", name: "tokens", customer: "acme", timestamp: at, quantity: 4),
-                                   UsageEvent(id: "e-g", name: "tokens", customer: "globex", timestamp: at, quantity: 6)])
+        try await pipeline.record([
+            UsageEvent(id: "e-a", name: "tokens", customer: "acme", timestamp: at, quantity: 4),
+            UsageEvent(id: "e-g", name: "tokens", customer: "globex", timestamp: at, quantity: 6),
+        ])
         try await pipeline.flush()
         let reconciler = try setup.reconciler()
         // Three days, the usage in the middle one; then the last minutes of the day before and the first of that day.
-        for (from, to, granularity) in [(day.addingTimeInterval(-86_400), day.addingTimeInterval(2 * 86_400), ReadBackGranularity.day),
-                                        (day.addingTimeInterval(-600), day.addingTimeInterval(13 * 3600), .day),
-                                        (day.addingTimeInterval(6 * 3600), day.addingTimeInterval(18 * 3600), .hour)] {
-            let report = try await reconciler.run(ReconcileOptions(from: from, to: to, granularity: granularity, providers: granularity == .hour ? ["stripe"] : nil))
+        for (from, to, granularity) in [
+            (day.addingTimeInterval(-86_400), day.addingTimeInterval(2 * 86_400), ReadBackGranularity.day),
+            (day.addingTimeInterval(-600), day.addingTimeInterval(13 * 3600), .day),
+            (day.addingTimeInterval(6 * 3600), day.addingTimeInterval(18 * 3600), .hour),
+        ] {
+            let report = try await reconciler.run(
+                ReconcileOptions(
+                    from: from, to: to, granularity: granularity, providers: granularity == .hour ? ["stripe"] : nil))
             #expect(report.isClean, "\(report.table())")
-            #expect(report.rows.count == (granularity == .hour ? 2 : 4), "two customers, one window each (Orb reads days only): \(report.table())")
+            #expect(
+                report.rows.count == (granularity == .hour ? 2 : 4),
+                "two customers, one window each (Orb reads days only): \(report.table())")
             #expect(report.rows.allSatisfy { $0.recorded == $0.reported && $0.recorded > 0 })
         }
         await setup.close()
@@ -194,16 +254,22 @@ struct ReconcileTests {
     /// Orb cuts days in the customer's time zone: an event at 03:00Z belongs to the previous day
     /// in New York; Stripe cuts the same event into the UTC day. Both reconcile.
     @Test func orbDaysAreTheCustomersOwn() async throws {
-        let setup = try Setup("tz", on: try await UsageEmulator.start(options: EmulationOptions().with(EmulatedOrb.TimeZones(["acme": "America/New_York"]))),
-                              routes: "  - { events: [tokens], to: orb, shadow: stripe }")
+        let setup = try Setup(
+            "tz",
+            on: try await UsageEmulator.start(
+                options: EmulationOptions().with(EmulatedOrb.TimeZones(["acme": "America/New_York"]))),
+            routes: "  - { events: [tokens], to: orb, shadow: stripe }")
         let pipeline = setup.pipeline
         let today = utcDay(Date().addingTimeInterval(-86_400))
-        let early = today.addingTimeInterval(3 * 3600)    // 03:00Z: the evening before in New York
-        let late = today.addingTimeInterval(15 * 3600)    // 15:00Z: the same day in both
-        try await pipeline.record([UsageEvent(id: "e", name: "tokens", customer: "acme", timestamp: early, quantity: 4),
-                                   UsageEvent(id: "l", name: "tokens", customer: "acme", timestamp: late, quantity: 6)])
+        let early = today.addingTimeInterval(3 * 3600)  // 03:00Z: the evening before in New York
+        let late = today.addingTimeInterval(15 * 3600)  // 15:00Z: the same day in both
+        try await pipeline.record([
+            UsageEvent(id: "e", name: "tokens", customer: "acme", timestamp: early, quantity: 4),
+            UsageEvent(id: "l", name: "tokens", customer: "acme", timestamp: late, quantity: 6),
+        ])
         try await pipeline.flush()
-        let report = try await setup.reconciler().run(ReconcileOptions(from: today, to: today.addingTimeInterval(86_400)))
+        let report = try await setup.reconciler().run(
+            ReconcileOptions(from: today, to: today.addingTimeInterval(86_400)))
         #expect(report.isClean, "\(report.mismatches)")
         let orb = report.rows.filter { $0.provider == "orb" }.sorted { $0.start < $1.start }
         // The range widened to New York days: the day before (holding 4) and the day itself (holding 6).
@@ -212,7 +278,9 @@ struct ReconcileTests {
         var newYork = Calendar(identifier: .gregorian)
         newYork.timeZone = try #require(TimeZone(identifier: "America/New_York"))
         #expect(orb.first?.start == newYork.startOfDay(for: early))
-        #expect(orb.first.map { Int($0.start.timeIntervalSince(today)) } == -86_400 - newYork.timeZone.secondsFromGMT(for: early))
+        #expect(
+            orb.first.map { Int($0.start.timeIntervalSince(today)) } == -86_400
+                - newYork.timeZone.secondsFromGMT(for: early))
         let stripe = report.rows.filter { $0.provider == "stripe" }
         #expect(stripe.map(\.recorded) == [10] && stripe.first?.start == today)
         await setup.close()
@@ -222,36 +290,49 @@ struct ReconcileTests {
     /// read-back pages through (Stripe summaries and Metronome rows 100 a page, Chargebee usages
     /// 100, Recurly records 200), and every hour agrees; Paddle has no windows, so one total.
     @Test func hourWindowsAcrossPagesForEveryProvider() async throws {
-        let setup = try Setup("hours", on: try await UsageEmulator.start(options: EmulationOptions().with(MeterSums(["storage": "value"]))), routes: """
-              - { events: [api_request], to: stripe, shadow: openmeter }
-              - { events: [tokens], to: metronome }
-              - { events: [seats], to: chargebee, shadow: recurly }
-              - { events: [tickets], to: paddle }
-            """)
+        let setup = try Setup(
+            "hours",
+            on: try await UsageEmulator.start(options: EmulationOptions().with(MeterSums(["storage": "value"]))),
+            routes: """
+                  - { events: [api_request], to: stripe, shadow: openmeter }
+                  - { events: [tokens], to: metronome }
+                  - { events: [seats], to: chargebee, shadow: recurly }
+                  - { events: [tickets], to: paddle }
+                """)
         let pipeline = setup.pipeline
         let hours = 9 * 24
         let start = utcDay(Date().addingTimeInterval(-10 * 86_400))
         var events: [UsageEvent] = []
         for hour in 0..<hours {
             for name in ["api_request", "tokens", "seats", "tickets"] {
-                events.append(UsageEvent(id: "\(name)-\(hour)", name: name, customer: "acme", timestamp: start.addingTimeInterval(Double(hour) * 3600 + 120),
-                                         quantity: Decimal(hour % 4 + 1)))
+                events.append(
+                    UsageEvent(
+                        id: "\(name)-\(hour)", name: name, customer: "acme",
+                        timestamp: start.addingTimeInterval(Double(hour) * 3600 + 120),
+                        quantity: Decimal(hour % 4 + 1)))
             }
         }
         try await pipeline.record(events)
         try await pipeline.flush()
         let reads = RecordingHTTPClient(wrapping: setup.client)
-        let report = try await setup.reconciler(through: reads).run(ReconcileOptions(from: start, to: start.addingTimeInterval(Double(hours) * 3600), granularity: .hour))
+        let report = try await setup.reconciler(through: reads).run(
+            ReconcileOptions(from: start, to: start.addingTimeInterval(Double(hours) * 3600), granularity: .hour))
         #expect(report.isClean, "\(report.mismatches)")
         let perProvider = Dictionary(grouping: report.rows, by: \.provider).mapValues(\.count)
-        for provider in ["stripe", "openmeter", "metronome", "chargebee", "recurly"] { #expect(perProvider[provider] == hours, "\(provider): \(perProvider[provider] ?? 0) rows") }
+        for provider in ["stripe", "openmeter", "metronome", "chargebee", "recurly"] {
+            #expect(perProvider[provider] == hours, "\(provider): \(perProvider[provider] ?? 0) rows")
+        }
         #expect(perProvider["paddle"] == 1)
         let total = events.filter { $0.name == "api_request" }.reduce(Decimal(0)) { $0 + $1.quantity }
         #expect(report.rows.filter { $0.provider == "stripe" }.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) } == total)
         // Every paginated read-back asked for a second page.
         let urls = reads.exchanges.map(\.request.url)
-        for (provider, marker) in [("stripe", "starting_after="), ("metronome", "next_page="), ("chargebee", "offset="), ("recurly", "cursor=")] {
-            #expect(urls.contains { $0.contains("/\(provider)/") && $0.contains(marker) }, "\(provider) read a second page")
+        for (provider, marker) in [
+            ("stripe", "starting_after="), ("metronome", "next_page="), ("chargebee", "offset="),
+            ("recurly", "cursor="),
+        ] {
+            #expect(
+                urls.contains { $0.contains("/\(provider)/") && $0.contains(marker) }, "\(provider) read a second page")
         }
         await setup.close()
     }
@@ -261,14 +342,17 @@ struct ReconcileTests {
     @Test func stripeStreamDeliversAndReconciles() async throws {
         var clockNow = Date()
         let clock = Locked(clockNow)
-        let setup = try Setup("stream", on: try await UsageEmulator.start(now: { clock.with { $0 } }),
-                              routes: "  - { events: [api_request], to: stripe }", extra: ["stripe": "api: v2_stream, hedge: false"])
+        let setup = try Setup(
+            "stream", on: try await UsageEmulator.start(now: { clock.with { $0 } }),
+            routes: "  - { events: [api_request], to: stripe }", extra: ["stripe": "api: v2_stream, hedge: false"])
         let (emulator, pipeline) = (setup.emulator, setup.pipeline)
         var events: [UsageEvent] = []
         for i in 0..<1_000 {
             let at: Date = clockNow.addingTimeInterval(-Double(i) - 60)
             let customer = i % 2 == 0 ? "acme" : "globex"
-            events.append(UsageEvent(id: "s-\(i)", name: "api_request", customer: customer, timestamp: at, quantity: Decimal(i % 5 + 1)))
+            events.append(
+                UsageEvent(
+                    id: "s-\(i)", name: "api_request", customer: customer, timestamp: at, quantity: Decimal(i % 5 + 1)))
         }
         let recorded: Decimal = events.reduce(Decimal(0)) { $0 + $1.quantity }
         try await pipeline.record(Array(events[..<500]))
@@ -283,7 +367,8 @@ struct ReconcileTests {
         // the 5 left to send, all in flight at once) and one new session (concurrent callers share
         // it) make 13 to 17. Hedging is off: a slow request resent would count too.
         #expect((13...17).contains(requests), "\(requests) requests")
-        let report = try await setup.reconciler().run(ReconcileOptions(from: clockNow.addingTimeInterval(-7_200), to: clockNow, now: clockNow))
+        let report = try await setup.reconciler().run(
+            ReconcileOptions(from: clockNow.addingTimeInterval(-7_200), to: clockNow, now: clockNow))
         #expect(report.isClean, "\(report.mismatches)")
         let reported: Decimal = report.rows.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) }
         #expect(reported == recorded)
@@ -293,27 +378,42 @@ struct ReconcileTests {
     /// A disagreeing window younger than the settle delay is pending; within the tolerance it
     /// matches; an unknown provider name is bad input.
     @Test func settleToleranceAndBadOptions() async throws {
-        let setup = try Setup("settle", on: try await UsageEmulator.start(), routes: "  - { events: [tokens], to: orb }")
+        let setup = try Setup(
+            "settle", on: try await UsageEmulator.start(), routes: "  - { events: [tokens], to: orb }")
         let pipeline = setup.pipeline
         let now = Date()
-        try await pipeline.record([UsageEvent(id: "s", name: "tokens", customer: "acme", timestamp: now.addingTimeInterval(-30), quantity: 3)])
+        try await pipeline.record([
+            UsageEvent(id: "s", name: "tokens", customer: "acme", timestamp: now.addingTimeInterval(-30), quantity: 3)
+        ])
         // Recorded, not delivered: Orb reports 0 for a window that is still open.
         let reconciler = try setup.reconciler()
-        let fresh = try await reconciler.run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now, settle: .seconds(2 * 86_400)))
+        let fresh = try await reconciler.run(
+            ReconcileOptions(from: now.addingTimeInterval(-3600), to: now, settle: .seconds(2 * 86_400)))
         #expect(fresh.rows.map(\.status) == [.pending] && fresh.isClean)
-        let strict = try await reconciler.run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now, now: now.addingTimeInterval(3 * 86_400)))
+        let strict = try await reconciler.run(
+            ReconcileOptions(from: now.addingTimeInterval(-3600), to: now, now: now.addingTimeInterval(3 * 86_400)))
         #expect(strict.rows.map(\.status) == [.mismatch])
-        let lenient = try await reconciler.run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now, tolerance: 3, now: now.addingTimeInterval(3 * 86_400)))
+        let lenient = try await reconciler.run(
+            ReconcileOptions(
+                from: now.addingTimeInterval(-3600), to: now, tolerance: 3, now: now.addingTimeInterval(3 * 86_400)))
         #expect(lenient.rows.map(\.status) == [.match])
         // A config that no longer names the spool's provider: said, not skipped.
         var shrunk = setup.routing
         shrunk.providers["orb"] = nil
-        let orphaned = try await Reconciler(config: shrunk, spool: pipeline.spool, client: setup.client).run(ReconcileOptions(from: now.addingTimeInterval(-3600), to: now))
-        #expect(orphaned.rows.map(\.status) == [.unreadable] && orphaned.rows.first?.note.contains("no longer names") == true && !orphaned.isClean)
-        await #expect { _ = try await reconciler.run(ReconcileOptions(from: now, to: now, providers: ["nope"])) } throws: {
+        let orphaned = try await Reconciler(config: shrunk, spool: pipeline.spool, client: setup.client).run(
+            ReconcileOptions(from: now.addingTimeInterval(-3600), to: now))
+        #expect(
+            orphaned.rows.map(\.status) == [.unreadable]
+                && orphaned.rows.first?.note.contains("no longer names") == true && !orphaned.isClean)
+        await #expect {
+            _ = try await reconciler.run(ReconcileOptions(from: now, to: now, providers: ["nope"]))
+        } throws: {
             ($0 as? UsageBillingError)?.code == .invalidInput
         }
-        await #expect { _ = try await reconciler.run(ReconcileOptions(from: now.addingTimeInterval(-60), to: now, providers: ["nope"])) } throws: {
+        await #expect {
+            _ = try await reconciler.run(
+                ReconcileOptions(from: now.addingTimeInterval(-60), to: now, providers: ["nope"]))
+        } throws: {
             ($0 as? UsageBillingError)?.field == "providers"
         }
         await setup.close()
@@ -328,13 +428,19 @@ struct ReconcileWindowTests {
 
     /// A range off the grid is widened to whole windows: down at the start, up at the end.
     @Test(arguments: [
-        (ReadBackGranularity.day, "2026-11-20T10:30:00Z", "2026-11-21T00:00:00Z", "2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z"),
+        (
+            ReadBackGranularity.day, "2026-11-20T10:30:00Z", "2026-11-21T00:00:00Z", "2026-11-20T00:00:00Z",
+            "2026-11-21T00:00:00Z"
+        ),
         (.day, "2026-11-20T10:30:00Z", "2026-11-21T00:00:01Z", "2026-11-20T00:00:00Z", "2026-11-22T00:00:00Z"),
         (.hour, "2026-11-20T10:30:00Z", "2026-11-20T12:15:00Z", "2026-11-20T10:00:00Z", "2026-11-20T13:00:00Z"),
         (.hour, "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z"),
     ])
-    func utcRangesWidenToWholeWindows(_ granularity: ReadBackGranularity, _ from: String, _ to: String, _ start: String, _ end: String) throws {
-        let (s, e) = Reconciler.grid(utc, ReconcileOptions(from: try at(from), to: try at(to), granularity: granularity))
+    func utcRangesWidenToWholeWindows(
+        _ granularity: ReadBackGranularity, _ from: String, _ to: String, _ start: String, _ end: String
+    ) throws {
+        let (s, e) = Reconciler.grid(
+            utc, ReconcileOptions(from: try at(from), to: try at(to), granularity: granularity))
         #expect(RFC3339.format(s) == start && RFC3339.format(e) == end)
     }
 
@@ -346,7 +452,8 @@ struct ReconcileWindowTests {
         let change = Reconciler.window(containing: try at("2026-11-01T12:00:00Z"), newYork, options, range: (s, e))
         #expect(change.duration == 25 * 3600)
         let evening = Reconciler.window(containing: try at("2026-11-02T03:00:00Z"), newYork, options, range: (s, e))
-        #expect(RFC3339.format(evening.start) == "2026-11-01T04:00:00Z", "03:00Z on the 2nd is still the 1st in New York")
+        #expect(
+            RFC3339.format(evening.start) == "2026-11-01T04:00:00Z", "03:00Z on the 2nd is still the 1st in New York")
     }
 
     /// Without windows (Paddle), the whole range is one window.
@@ -354,6 +461,8 @@ struct ReconcileWindowTests {
         let options = ReconcileOptions(from: try at("2026-11-20T10:30:00Z"), to: try at("2026-11-25T00:00:00Z"))
         let (s, e) = Reconciler.grid(.wholeRange, options)
         #expect(s == options.from && e == options.to)
-        #expect(Reconciler.window(containing: try at("2026-11-22T00:00:00Z"), .wholeRange, options, range: (s, e)) == DateInterval(start: s, end: e))
+        #expect(
+            Reconciler.window(containing: try at("2026-11-22T00:00:00Z"), .wholeRange, options, range: (s, e))
+                == DateInterval(start: s, end: e))
     }
 }

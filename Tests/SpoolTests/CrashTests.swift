@@ -15,7 +15,8 @@ enum Binary {
             let url = candidate.appending(path: "usage-billing")
             if FileManager.default.isExecutableFile(atPath: url.path) { return url }
         }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
             .appending(path: ".build/debug/usage-billing")
     }
 
@@ -42,18 +43,33 @@ struct CrashTests {
         defer { upstream.shutdown() }
         let stripe = emulator.endpoints["stripe"]?["endpoint"] ?? ""
         @Sendable func forward(_ request: LoopbackHTTPServer.Request) async -> HTTPResponse {
-            (try? await upstream.send(HTTPRequest(method: HTTPMethod(rawValue: request.method), url: stripe + request.target, headers: request.headers, body: request.body)))
+            (try? await upstream.send(
+                HTTPRequest(
+                    method: HTTPMethod(rawValue: request.method), url: stripe + request.target,
+                    headers: request.headers, body: request.body)))
                 ?? HTTPResponse(status: 502)
         }
         let counter = Locked(0)
         let server = try await LoopbackHTTPServer.start(threads: 2) { request in
-            let k = counter.with { $0 += 1; return $0 }
+            let k = counter.with {
+                $0 += 1; return $0
+            }
             switch k {
             case _ where k % 13 == 0:
-                return .respond(.json(429, .object(["error": .object(["type": .string("invalid_request_error"), "code": .string("rate_limit"),
-                                                                       "message": .string("Request rate limit exceeded")])]), headers: ["Retry-After": "0"]))
+                return .respond(
+                    .json(
+                        429,
+                        .object([
+                            "error": .object([
+                                "type": .string("invalid_request_error"), "code": .string("rate_limit"),
+                                "message": .string("Request rate limit exceeded"),
+                            ])
+                        ]), headers: ["Retry-After": "0"]))
             case _ where k % 11 == 0:
-                return .respond(.json(503, .object(["error": .object(["type": .string("api_error"), "message": .string("unavailable")])])))
+                return .respond(
+                    .json(
+                        503,
+                        .object(["error": .object(["type": .string("api_error"), "message": .string("unavailable")])])))
             case _ where k % 19 == 0:
                 return .reset  // before applying
             case _ where k % 7 == 0:
@@ -68,14 +84,17 @@ struct CrashTests {
         }
         let dir = FileManager.default.temporaryDirectory.appending(path: "ub-crash-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let config = dir + "/routing.yaml", spool = dir + "/usage.spool", log = dir + "/log.txt", input = dir + "/events.ndjson"
-        try Data("""
+        let config = dir + "/routing.yaml", spool = dir + "/usage.spool", log = dir + "/log.txt",
+            input = dir + "/events.ndjson"
+        try Data(
+            """
             version: 1
             providers:
               stripe: { kind: stripe, secret_key: sk_live_REDACTED, endpoint: "\(server.baseURL)" }
             routes:
               - { events: [api_request], to: stripe }
-            """.utf8).write(to: URL(fileURLWithPath: config))
+            """.utf8
+        ).write(to: URL(fileURLWithPath: config))
         let now = Date()
         let lines = (0..<n).map { i in
             #"{"id":"crash-\#(i)","name":"api_request","customer":"acme","timestamp":"\#(RFC3339.format(now.addingTimeInterval(-Double(n - i) - 60)))","quantity":"\#(i % 9 + 1)"}"#
@@ -108,7 +127,9 @@ struct CrashTests {
         let requests = counter.with { $0 }
         let status = try Spool(path: spool).status()
         let lane = try #require(status.first)
-        print("crash test: N=\(n), SIGKILLs=\(kills), requests=\(requests), ids at the server=\(recorded.identifiers.count), events counted=\(recorded.events), delivered=\(lane.delivered), duplicates=\(lane.duplicates), queued=\(lane.queued)")
+        print(
+            "crash test: N=\(n), SIGKILLs=\(kills), requests=\(requests), ids at the server=\(recorded.identifiers.count), events counted=\(recorded.events), delivered=\(lane.delivered), duplicates=\(lane.duplicates), queued=\(lane.queued)"
+        )
         #expect(recorded.identifiers == expected, "every id reached the server")
         #expect(recorded.events == n, "each id was counted once")
         #expect(lane.queued == 0 && lane.dead.isEmpty)

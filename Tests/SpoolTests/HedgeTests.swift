@@ -15,7 +15,8 @@ struct HedgeTests {
     /// then answered late.
     final class HangingIngest: Sendable {
         let hung: String
-        let state = Locked((billed: [String: Int](), requests: 0, hedgeAnswered: false, lateAnswers: 0, heldOnce: false))
+        let state = Locked(
+            (billed: [String: Int](), requests: 0, hedgeAnswered: false, lateAnswers: 0, heldOnce: false))
         init(hung: String) { self.hung = hung }
 
         func handle(_ request: LoopbackHTTPServer.Request) async -> LoopbackHTTPServer.Action {
@@ -43,7 +44,8 @@ struct HedgeTests {
         let ingest = HangingIngest(hung: "hedge-7")
         let server = try await LoopbackHTTPServer.start(threads: 2) { await ingest.handle($0) }
         // A 60 s timeout: without the hedge the lane would wait that long for the hung request.
-        let config = try routing("""
+        let config = try routing(
+            """
             version: 1
             providers:
               openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: 5, timeout: 60s }

@@ -10,21 +10,28 @@ struct LaneStateMachineTests {
     typealias Machine = LaneStateMachine
     static let now = Date(timeIntervalSince1970: 10_000)
 
-    static func machine(batch: Int = 1, inFlight: Int = 2, aggregates: Bool = false, untilEmpty: Bool = true, holdsMarks: Bool = false,
-                        hedging: HedgePolicy? = nil) -> Machine {
-        Machine(configuration: .init(batchSize: batch, inFlightLimit: inFlight, aggregates: aggregates, untilEmpty: untilEmpty,
-                                     holdsMarks: holdsMarks, idlePoll: .milliseconds(200), hedging: hedging),
-                sink: KeyedSink(), clock: TestClock(now: Date(timeIntervalSince1970: 1_000)))
+    static func machine(
+        batch: Int = 1, inFlight: Int = 2, aggregates: Bool = false, untilEmpty: Bool = true, holdsMarks: Bool = false,
+        hedging: HedgePolicy? = nil
+    ) -> Machine {
+        Machine(
+            configuration: .init(
+                batchSize: batch, inFlightLimit: inFlight, aggregates: aggregates, untilEmpty: untilEmpty,
+                holdsMarks: holdsMarks, idlePoll: .milliseconds(200), hedging: hedging),
+            sink: KeyedSink(), clock: TestClock(now: Date(timeIntervalSince1970: 1_000)))
     }
 
     static func rows(_ customers: [String], from first: Int64 = 1) -> [QueuedDelivery] {
         customers.enumerated().map { i, customer in
-            QueuedDelivery(seq: first + Int64(i), event: UsageEvent(id: "e\(first + Int64(i))", name: "api_request", customer: customer), attempts: 0)
+            QueuedDelivery(
+                seq: first + Int64(i),
+                event: UsageEvent(id: "e\(first + Int64(i))", name: "api_request", customer: customer), attempts: 0)
         }
     }
 
     /// The batch a `.deliver` action carries, or a failed expectation naming what came instead.
-    static func delivered(_ action: Machine.Action, sourceLocation: SourceLocation = #_sourceLocation) -> Machine.Batch? {
+    static func delivered(_ action: Machine.Action, sourceLocation: SourceLocation = #_sourceLocation) -> Machine.Batch?
+    {
         guard case .deliver(let batch) = action else {
             Issue.record("expected a delivery, got \(action)", sourceLocation: sourceLocation)
             return nil
@@ -34,15 +41,21 @@ struct LaneStateMachineTests {
 
     @Test func readsThenFillsItsSlotsThenWaits() throws {
         var m = Self.machine(inFlight: 2)
-        guard case .read(let after, let limit) = m.next(now: Self.now) else { Issue.record("a fresh lane reads first"); return }
+        guard case .read(let after, let limit) = m.next(now: Self.now) else {
+            Issue.record("a fresh lane reads first"); return
+        }
         #expect(after == 0 && limit == 4, "twice the rows every slot can carry, from the start")
         m.rowsRead(Self.rows(["a", "b", "c"]))
         let first = try #require(Self.delivered(m.next(now: Self.now)))
         let second = try #require(Self.delivered(m.next(now: Self.now)))
         #expect(first.rows.map(\.seq) == [1] && second.rows.map(\.seq) == [2], "oldest first, one per slot")
-        guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("with every slot busy the lane waits"); return }
+        guard case .awaitCompletion = m.next(now: Self.now) else {
+            Issue.record("with every slot busy the lane waits"); return
+        }
         m.batchFinished(seqs: first.rows.map(\.seq), keys: first.keys, marks: [], latency: .milliseconds(5))
-        #expect(try #require(Self.delivered(m.next(now: Self.now))).rows.map(\.seq) == [3], "a freed slot takes the next row")
+        #expect(
+            try #require(Self.delivered(m.next(now: Self.now))).rows.map(\.seq) == [3],
+            "a freed slot takes the next row")
         #expect(m.inFlight == 2 && m.cursor == 3)
     }
 
@@ -52,7 +65,9 @@ struct LaneStateMachineTests {
         m.rowsRead(Self.rows(["a", "a", "b"]))
         let a1 = try #require(Self.delivered(m.next(now: Self.now)))
         let b = try #require(Self.delivered(m.next(now: Self.now)))
-        #expect(a1.rows.map(\.seq) == [1] && b.rows.map(\.seq) == [3], "the second 'a' row waits while the first is in flight")
+        #expect(
+            a1.rows.map(\.seq) == [1] && b.rows.map(\.seq) == [3],
+            "the second 'a' row waits while the first is in flight")
         guard case .read = m.next(now: Self.now) else { Issue.record("with room to spare it reads on"); return }
         m.rowsRead([])
         guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("nothing else may go: wait"); return }
@@ -67,23 +82,37 @@ struct LaneStateMachineTests {
         let batch = try #require(Self.delivered(m.next(now: Self.now)))
         m.batchFinished(seqs: batch.rows.map(\.seq), keys: batch.keys, marks: [(1, .delivered)], latency: nil)
         // The pass read nothing more: a new pass from the start, then nothing due.
-        guard case .read(let after, _) = m.next(now: Self.now) else { Issue.record("reads on after the first row"); return }
+        guard case .read(let after, _) = m.next(now: Self.now) else {
+            Issue.record("reads on after the first row"); return
+        }
         #expect(after == 1)
         m.rowsRead([])
         let action = m.next(now: Self.now)
-        guard case .writeMarks(let id, let marks) = action else { Issue.record("held marks are written before the lane idles, got \(action)"); return }
+        guard case .writeMarks(let id, let marks) = action else {
+            Issue.record("held marks are written before the lane idles, got \(action)"); return
+        }
         #expect(marks.map(\.seq) == [1])
-        guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("and nothing is read until the write finishes"); return }
+        guard case .awaitCompletion = m.next(now: Self.now) else {
+            Issue.record("and nothing is read until the write finishes"); return
+        }
         m.marksWritten(id)
-        guard case .read(let again, _) = m.next(now: Self.now) else { Issue.record("then it looks once more after the cursor"); return }
+        guard case .read(let again, _) = m.next(now: Self.now) else {
+            Issue.record("then it looks once more after the cursor"); return
+        }
         #expect(again == 1)
         m.rowsRead([])
-        guard case .read(let restart, _) = m.next(now: Self.now) else { Issue.record("then a new pass from the oldest due row"); return }
+        guard case .read(let restart, _) = m.next(now: Self.now) else {
+            Issue.record("then a new pass from the oldest due row"); return
+        }
         #expect(restart == 0)
         m.rowsRead([])
-        guard case .checkIdle = m.next(now: Self.now) else { Issue.record("nothing due: ask when the next row is"); return }
+        guard case .checkIdle = m.next(now: Self.now) else {
+            Issue.record("nothing due: ask when the next row is"); return
+        }
         m.idle(nextDue: nil, now: Date())
-        guard case .finish = m.next(now: Self.now) else { Issue.record("until-empty with nothing queued finishes"); return }
+        guard case .finish = m.next(now: Self.now) else {
+            Issue.record("until-empty with nothing queued finishes"); return
+        }
     }
 
     @Test(arguments: [(nil, 0.2), (30.0, 0.2), (0.05, 0.05)] as [(Double?, Double)])
@@ -91,7 +120,9 @@ struct LaneStateMachineTests {
         var m = Self.machine(untilEmpty: false)
         _ = m.next(now: Self.now)
         m.rowsRead([])
-        guard case .checkIdle = m.next(now: Self.now) else { Issue.record("an empty lane checks when the next row is due"); return }
+        guard case .checkIdle = m.next(now: Self.now) else {
+            Issue.record("an empty lane checks when the next row is due"); return
+        }
         let now = Date(timeIntervalSince1970: 5_000)
         m.idle(nextDue: dueIn.map { now.addingTimeInterval($0) }, now: now)
         guard case .sleep(let d) = m.next(now: Self.now) else { Issue.record("a lane that runs on sleeps"); return }
@@ -105,13 +136,19 @@ struct LaneStateMachineTests {
         m.rowsRead(Self.rows(["a", "b", "c"]))
         let first = try #require(Self.delivered(m.next(now: Self.now)))
         m.stop()
-        guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("the batch in flight is waited for"); return }
+        guard case .awaitCompletion = m.next(now: Self.now) else {
+            Issue.record("the batch in flight is waited for"); return
+        }
         m.batchFinished(seqs: first.rows.map(\.seq), keys: first.keys, marks: [(1, .delivered)], latency: nil)
-        guard case .writeMarks(let id, let marks) = m.next(now: Self.now) else { Issue.record("its marks are written"); return }
+        guard case .writeMarks(let id, let marks) = m.next(now: Self.now) else {
+            Issue.record("its marks are written"); return
+        }
         #expect(marks.map(\.seq) == [1])
         guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("the write is waited for"); return }
         m.marksWritten(id)
-        guard case .finish = m.next(now: Self.now) else { Issue.record("then the lane finishes, rows 2 and 3 left queued"); return }
+        guard case .finish = m.next(now: Self.now) else {
+            Issue.record("then the lane finishes, rows 2 and 3 left queued"); return
+        }
     }
 
     @Test func anAggregatingLaneFoldsThenEmitsThenDelivers() throws {
@@ -125,7 +162,9 @@ struct LaneStateMachineTests {
         let batch = try #require(Self.delivered(m.next(now: Self.now)))
         guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("one record at a time"); return }
         m.batchFinished(seqs: batch.rows.map(\.seq), keys: batch.keys, marks: [], latency: nil)
-        guard case .fold = m.next(now: Self.now) else { Issue.record("and with nothing in flight, new raw rows fold first"); return }
+        guard case .fold = m.next(now: Self.now) else {
+            Issue.record("and with nothing in flight, new raw rows fold first"); return
+        }
     }
 
     /// A row marked for a retry is sent again once its time comes, not after the rest of the
@@ -137,15 +176,23 @@ struct LaneStateMachineTests {
         m.rowsRead(Self.rows(["a", "b", "c", "d"]))
         let first = try #require(Self.delivered(m.next(now: Self.now)))
         let hung = try #require(Self.delivered(m.next(now: Self.now)))
-        m.batchFinished(seqs: first.rows.map(\.seq), keys: first.keys, marks: [], latency: nil, retryAt: Self.now.addingTimeInterval(1))
-        #expect(try #require(Self.delivered(m.next(now: Self.now))).rows.map(\.seq) == [3], "before the retry is due, the pass goes on")
+        m.batchFinished(
+            seqs: first.rows.map(\.seq), keys: first.keys, marks: [], latency: nil,
+            retryAt: Self.now.addingTimeInterval(1))
+        #expect(
+            try #require(Self.delivered(m.next(now: Self.now))).rows.map(\.seq) == [3],
+            "before the retry is due, the pass goes on")
         m.batchFinished(seqs: [3], keys: [], marks: [], latency: nil)
         let later = Self.now.addingTimeInterval(2)
-        guard case .read(let after, _) = m.next(now: later) else { Issue.record("once it is due, a new pass reads from the start at once"); return }
+        guard case .read(let after, _) = m.next(now: later) else {
+            Issue.record("once it is due, a new pass reads from the start at once"); return
+        }
         #expect(after == 0 && m.retryDue == nil && m.outstanding == [hung.rows[0].seq])
         m.rowsRead(Self.rows(["a", "b"]))  // the spool still has row 2 queued: its batch is in flight
         #expect(try #require(Self.delivered(m.next(now: later))).rows.map(\.seq) == [1], "the retry goes")
-        guard case .read(let next, _) = m.next(now: later) else { Issue.record("with a slot free and row 2 skipped, it reads on"); return }
+        guard case .read(let next, _) = m.next(now: later) else {
+            Issue.record("with a slot free and row 2 skipped, it reads on"); return
+        }
         #expect(next == 2, "row 2 was read, and skipped rather than sent a second time")
     }
 
@@ -177,7 +224,9 @@ struct LaneStateMachineTests {
     @Test func aFreshLaneHedgesFromItsFirstBatchAndArmsEveryBatch() throws {
         let policy = HedgePolicy.forTimeout(.seconds(10), answerTime: .milliseconds(250))
         #expect(policy.initial == .seconds(1) && policy.ceiling == .seconds(2))
-        #expect(HedgePolicy.forTimeout(.seconds(10), answerTime: .seconds(5)).initial == .seconds(2), "never past the ceiling")
+        #expect(
+            HedgePolicy.forTimeout(.seconds(10), answerTime: .seconds(5)).initial == .seconds(2),
+            "never past the ceiling")
         var m = Self.machine(inFlight: 30, hedging: policy)
         _ = m.next(now: Self.now)
         m.rowsRead(Self.rows((0..<30).map { "c\($0)" }))
@@ -196,7 +245,9 @@ struct LaneStateMachineTests {
         let hung = try #require(Self.delivered(m.next(now: Self.now)))
         #expect(hung.rows.map(\.seq) == [1])
         // Three 'x' rows wait; the read-ahead is nearly full of them.
-        guard case .read(let after, let limit) = m.next(now: Self.now) else { Issue.record("reads past the rows that wait for the hung key"); return }
+        guard case .read(let after, let limit) = m.next(now: Self.now) else {
+            Issue.record("reads past the rows that wait for the hung key"); return
+        }
         #expect(after == 4 && limit >= 1)
         m.rowsRead(Self.rows(["y"], from: 5))
         let other = try #require(Self.delivered(m.next(now: Self.now)))
@@ -266,9 +317,13 @@ struct LaneShareTests {
 struct LedgerOutageWaitTests {
     @Test func waitsGrowToFiveSecondsWithJitterAndGiveUpWhenAsked() throws {
         let first = (0..<50).compactMap { _ in LedgerUnavailableError.wait(outages: 1) }
-        #expect(first.count == 50 && first.allSatisfy { $0 <= .milliseconds(250) } && Set(first).count > 1, "jittered under 0.25 s")
+        #expect(
+            first.count == 50 && first.allSatisfy { $0 <= .milliseconds(250) } && Set(first).count > 1,
+            "jittered under 0.25 s")
         let later = (0..<50).compactMap { _ in LedgerUnavailableError.wait(outages: 12) }
         #expect(later.allSatisfy { $0 <= .seconds(5) } && later.contains { $0 > .seconds(1) }, "capped at 5 s")
-        #expect(LedgerUnavailableError.wait(outages: 3, elapsed: .seconds(61), giveUpAfter: .seconds(60)) == nil, "import gives up after a minute")
+        #expect(
+            LedgerUnavailableError.wait(outages: 3, elapsed: .seconds(61), giveUpAfter: .seconds(60)) == nil,
+            "import gives up after a minute")
     }
 }

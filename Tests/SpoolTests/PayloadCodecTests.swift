@@ -6,11 +6,20 @@ import UsageBilling
 @Suite("Spool payload codec")
 struct PayloadCodecTests {
     static let samples: [UsageEvent] = [
-        UsageEvent(id: "e1", name: "api_request", customer: "acme", timestamp: Date(timeIntervalSince1970: 1_795_176_000.123), quantity: 150),
-        UsageEvent(id: String(repeating: "é", count: 200), name: "gpu_seconds", customer: "ünïcødé 顧客", timestamp: Date(timeIntervalSince1970: -1.5),
-                   quantity: Decimal(string: "12345678901234567890.000000000001") ?? 0,
-                   properties: ["region": .string("eu-west"), "weight": .number(Decimal(string: "0.1") ?? 0), "beta": .bool(true), "gamma": .bool(false), "": .string("")]),
-        UsageEvent(id: "", name: "", customer: "", timestamp: Date(timeIntervalSince1970: 0), quantity: Decimal(string: "-0.000001") ?? 0),
+        UsageEvent(
+            id: "e1", name: "api_request", customer: "acme", timestamp: Date(timeIntervalSince1970: 1_795_176_000.123),
+            quantity: 150),
+        UsageEvent(
+            id: String(repeating: "é", count: 200), name: "gpu_seconds", customer: "ünïcødé 顧客",
+            timestamp: Date(timeIntervalSince1970: -1.5),
+            quantity: Decimal(string: "12345678901234567890.000000000001") ?? 0,
+            properties: [
+                "region": .string("eu-west"), "weight": .number(Decimal(string: "0.1") ?? 0), "beta": .bool(true),
+                "gamma": .bool(false), "": .string(""),
+            ]),
+        UsageEvent(
+            id: "", name: "", customer: "", timestamp: Date(timeIntervalSince1970: 0),
+            quantity: Decimal(string: "-0.000001") ?? 0),
     ]
 
     @Test(arguments: samples)

@@ -28,8 +28,9 @@ struct ShutdownTests {
         defer { curl.shutdown() }
         let pipeline = try UsagePipeline(config: config, ledger: try await kind.make("shutdown"), client: curl)
         try await pipeline.record(events(100))
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: DeliveryService(worker: pipeline.worker))], logger: Logger(label: "test")))
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: DeliveryService(worker: pipeline.worker))], logger: Logger(label: "test")))
         let running = Task { try await group.run() }
         #expect(try await eventually { inFlight.with { $0 } > 0 })
         await group.triggerGracefulShutdown()
@@ -42,7 +43,8 @@ struct ShutdownTests {
         // answered, and none was before the worker was stopping.
         #expect((1...8).contains(started), "\(started) batches started")
         #expect(lane.delivered == 10 * started, "every batch in flight was marked")
-        #expect(lane.queued == 100 - 10 * started && lane.retrying == 0, "the rest is untouched, queued for the next run")
+        #expect(
+            lane.queued == 100 - 10 * started && lane.retrying == 0, "the rest is untouched, queued for the next run")
         await server.shutdown()
     }
 }

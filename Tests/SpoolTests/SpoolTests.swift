@@ -18,13 +18,18 @@ func routing(_ yaml: String) throws -> RoutingConfig {
 
 func events(_ n: Int, prefix: String = "evt") -> [UsageEvent] {
     let now = Date()
-    return (0..<n).map { UsageEvent(id: "\(prefix)-\($0)", name: "api_request", customer: "acme", timestamp: now.addingTimeInterval(-Double(n - $0) - 60),
-                                     quantity: Decimal($0 % 5 + 1)) }
+    return (0..<n).map {
+        UsageEvent(
+            id: "\(prefix)-\($0)", name: "api_request", customer: "acme",
+            timestamp: now.addingTimeInterval(-Double(n - $0) - 60),
+            quantity: Decimal($0 % 5 + 1))
+    }
 }
 
 /// `api_request` to OpenMeter at a loopback server, `batch` events per request (placeholder key).
 func openMeterOnly(_ server: LoopbackHTTPServer, batch: Int) throws -> RoutingConfig {
-    try routing("""
+    try routing(
+        """
         version: 1
         providers:
           openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: \(batch), hedge: false }
@@ -35,7 +40,8 @@ func openMeterOnly(_ server: LoopbackHTTPServer, batch: Int) throws -> RoutingCo
 
 /// `api_request` to Stripe with an Orb shadow (placeholder keys).
 func stripeWithOrbShadow() throws -> RoutingConfig {
-    try routing("""
+    try routing(
+        """
         version: 1
         providers:
           stripe: { kind: stripe, secret_key: sk_test_REDACTED }
@@ -51,7 +57,8 @@ struct SpoolTests {
     func recordIsDurableIdempotentAndOneRowPerLane(_ kind: LedgerKind) async throws {
         let config = try stripeWithOrbShadow()
         let path = try await kind.make("a").location
-        let pipeline = try UsagePipeline(config: config, ledger: try await openLedger(path), client: DryRunHTTPClient(keep: 0, secrets: []))
+        let pipeline = try UsagePipeline(
+            config: config, ledger: try await openLedger(path), client: DryRunHTTPClient(keep: 0, secrets: []))
         let batch = events(3)
         try await pipeline.record(batch)
         try await pipeline.record(batch)  // recorded again: a no-op, not a second charge
@@ -69,7 +76,12 @@ struct SpoolTests {
         #expect(spool.commitStatistics == (0, 0))
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<20 {
-                group.addTask { try await spool.record([Spool.Entry(event: UsageEvent(id: "s-\(i)", name: "api_request", customer: "acme"), lanes: ["a#0"])]) }
+                group.addTask {
+                    try await spool.record([
+                        Spool.Entry(
+                            event: UsageEvent(id: "s-\(i)", name: "api_request", customer: "acme"), lanes: ["a#0"])
+                    ])
+                }
             }
             try await group.waitForAll()
         }
@@ -84,7 +96,10 @@ struct SpoolTests {
     @Test func aFailedCommitRecordsNothingAndTheNextOneWorks() async throws {
         let spool = try Spool(path: tempPath("rollback.spool"))
         try await spool.pool.write { db in
-            try db.execute(sql: "CREATE TRIGGER boom BEFORE INSERT ON deliveries WHEN NEW.lane = 'boom#0' BEGIN SELECT RAISE(ABORT, 'lane refused'); END")
+            try db.execute(
+                sql:
+                    "CREATE TRIGGER boom BEFORE INSERT ON deliveries WHEN NEW.lane = 'boom#0' BEGIN SELECT RAISE(ABORT, 'lane refused'); END"
+            )
         }
         let ok = UsageEvent(id: "ok-1", name: "api_request", customer: "acme")
         let bad = UsageEvent(id: "bad-1", name: "api_request", customer: "acme")
@@ -109,13 +124,15 @@ struct SpoolTests {
             routes:
               - { events: [api_request], to: stripe }
             """
-        let rejecting = try UsagePipeline(config: try routing(yaml), ledger: try await kind.make("r"), client: DryRunHTTPClient(keep: 0, secrets: []))
+        let rejecting = try UsagePipeline(
+            config: try routing(yaml), ledger: try await kind.make("r"), client: DryRunHTTPClient(keep: 0, secrets: []))
         await #expect { try await rejecting.record([UsageEvent(name: "gpu_seconds", customer: "acme")]) } throws: {
             ($0 as? UsageBillingError)?.code == .invalidInput
         }
         #expect(try await rejecting.spool.queuedCount() == 0)
-        let keeping = try UsagePipeline(config: try routing(yaml + "\nunrouted: dead-letter"), ledger: try await kind.make("d"),
-                                        client: DryRunHTTPClient(keep: 0, secrets: []))
+        let keeping = try UsagePipeline(
+            config: try routing(yaml + "\nunrouted: dead-letter"), ledger: try await kind.make("d"),
+            client: DryRunHTTPClient(keep: 0, secrets: []))
         try await keeping.record([UsageEvent(id: "u1", name: "gpu_seconds", customer: "acme")])
         #expect(try await keeping.spool.deadLetters().map(\.eventID) == ["u1"])
         #expect(try await keeping.spool.deadLetters().first?.code == "unrouted")
@@ -163,23 +180,35 @@ struct RejectDeliveredTests {
     @Test(arguments: LedgerKind.allCases)
     func refusedEventsBecomeDeadLettersOnThatProviderOnly(_ kind: LedgerKind) async throws {
         let config = try stripeWithOrbShadow()
-        let pipeline = try UsagePipeline(config: config, ledger: try await kind.make("reject"), client: DryRunHTTPClient(keep: 0, secrets: []))
+        let pipeline = try UsagePipeline(
+            config: config, ledger: try await kind.make("reject"), client: DryRunHTTPClient(keep: 0, secrets: []))
         try await pipeline.record(events(4, prefix: "r"))
         try await pipeline.flush()
         try await pipeline.record(events(1, prefix: "late"))  // still queued
-        let reason = RejectionReason(code: "meter_event_customer_not_found", message: "No customer cus_x", field: "customer", origin: .provider)
-        let changed = try await pipeline.spool.rejectDelivered([("r-1", reason), ("r-3", reason), ("late-0", reason), ("unknown", reason)], provider: "stripe")
+        let reason = RejectionReason(
+            code: "meter_event_customer_not_found", message: "No customer cus_x", field: "customer", origin: .provider)
+        let changed = try await pipeline.spool.rejectDelivered(
+            [("r-1", reason), ("r-3", reason), ("late-0", reason), ("unknown", reason)], provider: "stripe")
         #expect(changed == 2)
         let byLane = Dictionary(uniqueKeysWithValues: try await pipeline.spool.status().map { ($0.lane, $0) })
-        #expect(byLane["stripe/api_request"]?.delivered == 2 && byLane["stripe/api_request"]?.dead == ["meter_event_customer_not_found": 2] && byLane["stripe/api_request"]?.queued == 1)
+        #expect(
+            byLane["stripe/api_request"]?.delivered == 2
+                && byLane["stripe/api_request"]?.dead == ["meter_event_customer_not_found": 2]
+                && byLane["stripe/api_request"]?.queued == 1)
         #expect(byLane["orb/api_request"]?.delivered == 4 && byLane["orb/api_request"]?.dead.isEmpty == true)
         let letters = try await pipeline.spool.deadLetters()
-        #expect(Set(letters.map(\.eventID)) == ["r-1", "r-3"] && letters.allSatisfy { $0.lane == "stripe/api_request" && $0.message.contains("No customer cus_x") })
+        #expect(
+            Set(letters.map(\.eventID)) == ["r-1", "r-3"]
+                && letters.allSatisfy { $0.lane == "stripe/api_request" && $0.message.contains("No customer cus_x") })
         var ledger: [String] = []
-        try await pipeline.spool.ledger(lane: "stripe/api_request") { event, state in if state != .dead { ledger.append(event.id) } }
+        try await pipeline.spool.ledger(lane: "stripe/api_request") { event, state in
+            if state != .dead { ledger.append(event.id) }
+        }
         #expect(ledger.sorted() == ["late-0", "r-0", "r-2"])
         // Said twice (webhooks are delivered at least once): nothing more changes.
         #expect(try await pipeline.spool.rejectDelivered([("r-1", reason)], provider: "stripe") == 0)
-        #expect(try await pipeline.spool.rejectDelivered([("r-0", reason)], provider: "str") == 0, "a prefix of a provider name is not that provider")
+        #expect(
+            try await pipeline.spool.rejectDelivered([("r-0", reason)], provider: "str") == 0,
+            "a prefix of a provider name is not that provider")
     }
 }

@@ -31,7 +31,8 @@ struct WorkerTests {
         let emulator = try await UsageEmulator.start()
         let down = SwitchableServer()
         let openMeterServer = try await LoopbackHTTPServer.start { down.handle($0) }
-        let config = try routing("""
+        let config = try routing(
+            """
             version: 1
             providers:
               stripe: { kind: stripe, secret_key: sk_live_REDACTED, endpoint: "\(emulator.endpoints["stripe"]?["endpoint"] ?? "")" }
@@ -41,16 +42,20 @@ struct WorkerTests {
             """)
         let curl = try CurlHTTPClient()
         defer { curl.shutdown() }
-        let pipeline = try UsagePipeline(config: config, ledger: try await kind.make("iso"), client: curl,
-                                         policy: RetryPolicy(baseDelay: .milliseconds(20), maxDelay: .milliseconds(200), maxAttempts: 1_000))
+        let pipeline = try UsagePipeline(
+            config: config, ledger: try await kind.make("iso"), client: curl,
+            policy: RetryPolicy(baseDelay: .milliseconds(20), maxDelay: .milliseconds(200), maxAttempts: 1_000))
         let n = 120
         try await pipeline.record(events(n))
         let worker = Task { try await pipeline.flush() }
 
         // Stripe's lane finishes while OpenMeter is still down.
-        let stripeDone = try await eventually { try await pipeline.spool.status().first { $0.lane == "stripe/api_request" }?.delivered == n }
+        let stripeDone = try await eventually {
+            try await pipeline.spool.status().first { $0.lane == "stripe/api_request" }?.delivered == n
+        }
         #expect(stripeDone, "the healthy lane did not finish while the other was down")
-        let openMeter = try await #require(try await pipeline.spool.status().first { $0.lane == "openmeter/api_request" })
+        let openMeter = try await #require(
+            try await pipeline.spool.status().first { $0.lane == "openmeter/api_request" })
         #expect(openMeter.delivered == 0 && openMeter.queued == n && openMeter.retrying > 0)
 
         down.failing.with { $0 = false }
@@ -66,7 +71,9 @@ struct WorkerTests {
 
 /// Counts requests in progress, overall and per Stripe customer and meter.
 final class OverlapProbe: Sendable {
-    private struct State { var now: [String: Int] = [:]; var total = 0; var maxPerKey = 0; var maxTotal = 0; var ids: Set<String> = [] }
+    private struct State {
+        var now: [String: Int] = [:]; var total = 0; var maxPerKey = 0; var maxTotal = 0; var ids: Set<String> = []
+    }
     private let state = Locked(State())
 
     var maxPerKey: Int { state.with { $0.maxPerKey } }
@@ -74,7 +81,8 @@ final class OverlapProbe: Sendable {
     var received: Int { state.with { $0.ids.count } }
 
     func handle(_ request: LoopbackHTTPServer.Request) async -> LoopbackHTTPServer.Action {
-        let form = Dictionary(FormEncoding.decode(String(decoding: request.body, as: UTF8.self)), uniquingKeysWith: { $1 })
+        let form = Dictionary(
+            FormEncoding.decode(String(decoding: request.body, as: UTF8.self)), uniquingKeysWith: { $1 })
         let key = (form["payload[stripe_customer_id]"] ?? "") + "/" + (form["event_name"] ?? "")
         state.with { s in
             s.now[key, default: 0] += 1
@@ -104,7 +112,8 @@ struct WorkerConcurrencyTests {
     func stripeNeverGetsTwoCallsAtOnceForOneCustomerAndMeter(_ kind: LedgerKind) async throws {
         let probe = OverlapProbe()
         let server = try await LoopbackHTTPServer.start(threads: 2) { await probe.handle($0) }
-        let config = try routing("""
+        let config = try routing(
+            """
             version: 1
             providers:
               stripe: { kind: stripe, secret_key: sk_live_REDACTED, endpoint: "\(server.baseURL)", hedge: false }
@@ -117,15 +126,19 @@ struct WorkerConcurrencyTests {
         let now = Date()
         // Interleaved: 3 customers × 2 meters, 20 events each, so consecutive rows share a key often.
         let events = (0..<120).map { i in
-            UsageEvent(id: "k-\(i)", name: i % 2 == 0 ? "api_request" : "storage", customer: ["acme", "globex", "initech"][i / 2 % 3],
-                       timestamp: now.addingTimeInterval(-60), quantity: 1)
+            UsageEvent(
+                id: "k-\(i)", name: i % 2 == 0 ? "api_request" : "storage",
+                customer: ["acme", "globex", "initech"][i / 2 % 3],
+                timestamp: now.addingTimeInterval(-60), quantity: 1)
         }
         try await pipeline.record(events)
         try await pipeline.flush()
         #expect(probe.received == 120)
         #expect(probe.maxPerKey == 1, "two calls for one customer and meter were in flight at once")
         #expect(probe.maxTotal > 1, "the worker no longer overlaps calls for different customers")
-        print("stripe concurrency: 120 events, at most \(probe.maxTotal) in flight, at most \(probe.maxPerKey) per customer and meter")
+        print(
+            "stripe concurrency: 120 events, at most \(probe.maxTotal) in flight, at most \(probe.maxPerKey) per customer and meter"
+        )
         await server.shutdown()
     }
 }
@@ -140,13 +153,16 @@ extension WorkerConcurrencyTests {
         let (setting, expected) = bound
         let peak = Locked((now: 0, max: 0, requests: 0))
         let server = try await LoopbackHTTPServer.start(threads: 2) { _ in
-            peak.with { $0.now += 1; $0.max = max($0.max, $0.now); $0.requests += 1 }
+            peak.with {
+                $0.now += 1; $0.max = max($0.max, $0.now); $0.requests += 1
+            }
             _ = try? await eventually(within: .seconds(10)) { peak.with { $0.max } >= expected }
             try? await Task.sleep(for: .milliseconds(20))
             peak.with { $0.now -= 1 }
             return .respond(.json(200, .object(["validation_failed": .array([])])))
         }
-        let config = try routing("""
+        let config = try routing(
+            """
             version: 1
             providers:
               orb: { kind: orb, api_key: orb_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: 1, requests_per_second: 100000, events_per_minute: 100000000, hedge: false\(setting.map { ", max_in_flight: \($0)" } ?? "") }
@@ -182,7 +198,8 @@ final class GateClient: HTTPClient, Sendable {
 @Suite("One worker per spool", .timeLimit(.minutes(1)))
 struct WorkerLockTests {
     @Test func aSecondWorkerOnTheSameSpoolIsRefusedUntilTheFirstStops() async throws {
-        let config = try routing("""
+        let config = try routing(
+            """
             version: 1
             providers:
               openmeter: { kind: openmeter, api_key: om_REDACTED, hedge: false }
@@ -224,7 +241,8 @@ struct PurgeReuseTests {
             let json = JSONValue.parse(request.body)
             let batch = json?.arrayValue ?? [json].compactMap { $0 }
             if batch.contains(where: { $0["subject"]?.stringValue == "bad" }) {
-                return .respond(.json(400, .object(["title": .string("Bad Request"), "detail": .string("subject is blocked")])))
+                return .respond(
+                    .json(400, .object(["title": .string("Bad Request"), "detail": .string("subject is blocked")])))
             }
             received.with { $0.formUnion(batch.compactMap { $0["id"]?.stringValue }) }
             return .respond(HTTPResponse(status: 204))
@@ -232,14 +250,21 @@ struct PurgeReuseTests {
         let config = try openMeterOnly(server, batch: 1)
         let curl = try CurlHTTPClient()
         defer { curl.shutdown() }
-        let pipeline = try UsagePipeline(config: config, spoolPath: tempPath("reuse.spool"), client: curl,
-                                         policy: RetryPolicy(baseDelay: .milliseconds(10), maxDelay: .milliseconds(50), maxAttempts: 5))
+        let pipeline = try UsagePipeline(
+            config: config, spoolPath: tempPath("reuse.spool"), client: curl,
+            policy: RetryPolicy(baseDelay: .milliseconds(10), maxDelay: .milliseconds(50), maxAttempts: 5))
         let good = events(3, prefix: "good")
-        let bad = events(2, prefix: "bad").map { UsageEvent(id: $0.id, name: $0.name, customer: "bad", timestamp: $0.timestamp, quantity: $0.quantity) }
+        let bad = events(2, prefix: "bad").map {
+            UsageEvent(id: $0.id, name: $0.name, customer: "bad", timestamp: $0.timestamp, quantity: $0.quantity)
+        }
         try await pipeline.record(good + bad)  // the refused events hold the highest seqs
         let seqs = { (prefix: String) in
             try await (try #require(pipeline.spool as? Spool)).pool.read { db in
-                try Int64.fetchAll(db, sql: "SELECT d.seq FROM deliveries d JOIN events e ON e.key = d.event WHERE e.id LIKE ? ORDER BY d.seq", arguments: [prefix + "%"])
+                try Int64.fetchAll(
+                    db,
+                    sql:
+                        "SELECT d.seq FROM deliveries d JOIN events e ON e.key = d.event WHERE e.id LIKE ? ORDER BY d.seq",
+                    arguments: [prefix + "%"])
             }
         }
         let topBefore = try #require(try await seqs("bad").last)
@@ -251,7 +276,9 @@ struct PurgeReuseTests {
         let later = events(2, prefix: "later")
         try await pipeline.record(later)
         let reused = try await seqs("later")
-        #expect(reused.count == 2 && (reused.first ?? .max) <= topBefore, "the new rows were expected to take the purged seqs: \(reused), top was \(topBefore)")
+        #expect(
+            reused.count == 2 && (reused.first ?? .max) <= topBefore,
+            "the new rows were expected to take the purged seqs: \(reused), top was \(topBefore)")
         #expect(try await eventually { received.with { $0 } == Set((good + later).map(\.id)) })
         pipeline.worker.stop()
         try await worker.value
@@ -264,7 +291,10 @@ struct PurgeReuseTests {
 /// A sink keyed by customer, for the read-ahead's bookkeeping.
 struct KeyedSink: UsageSink {
     var name: String { "keyed" }
-    var capabilities: SinkCapabilities { SinkCapabilities(maxBatchSize: 10, idempotency: .providerDeduplicates(window: .seconds(86_400)), maxConcurrentRequests: 8) }
+    var capabilities: SinkCapabilities {
+        SinkCapabilities(
+            maxBatchSize: 10, idempotency: .providerDeduplicates(window: .seconds(86_400)), maxConcurrentRequests: 8)
+    }
     func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome] { batch.map { _ in .accepted } }
     func concurrencyKey(for event: UsageEvent) -> String? { event.customer == "free" ? nil : event.customer }
 }
@@ -276,9 +306,12 @@ struct ReadAheadTests {
     @Test func takeSkipsBusyKeysAndKeepsTheRestInOrder() {
         var ahead = ReadAhead(sink: KeyedSink(), capacity: 10)
         let customers = ["a", "b", "a", "free", "c", "b", "d"]
-        ahead.append(customers.enumerated().map { i, customer in
-            QueuedDelivery(seq: Int64(i + 1), event: UsageEvent(id: "r\(i + 1)", name: "api_request", customer: customer), attempts: 0)
-        })
+        ahead.append(
+            customers.enumerated().map { i, customer in
+                QueuedDelivery(
+                    seq: Int64(i + 1), event: UsageEvent(id: "r\(i + 1)", name: "api_request", customer: customer),
+                    attempts: 0)
+            })
         #expect(ahead.room == 3)
         #expect(ahead.take(2, busy: ["a".hashValue: 1]).map(\.row.seq) == [2, 4])
         #expect(ahead.take(0, busy: [:]).isEmpty)
@@ -322,15 +355,18 @@ struct MarkHoldTests {
         let server = try await LoopbackHTTPServer.start { _ in .respond(HTTPResponse(status: 204)) }
         let curl = try CurlHTTPClient()
         defer { curl.shutdown() }
-        let pipeline = try UsagePipeline(config: try openMeterOnly(server, batch: 1), spoolPath: tempPath("held.spool"), client: curl,
-                                         clock: TestClock(now: Date()))
+        let pipeline = try UsagePipeline(
+            config: try openMeterOnly(server, batch: 1), spoolPath: tempPath("held.spool"), client: curl,
+            clock: TestClock(now: Date()))
         let n = 400
         try await pipeline.record(events(n, prefix: "held"))
         let spool = try #require(pipeline.spool as? Spool)  // the SQLite spool's commit thread counts its transactions
         let before = spool.commitStatistics
         try await pipeline.flush()
         let transactions = spool.commitStatistics.transactions - before.transactions
-        #expect(transactions >= 1 && transactions <= (n + MarkHold.rows - 1) / MarkHold.rows + 1, "\(transactions) transactions for \(n) requests")
+        #expect(
+            transactions >= 1 && transactions <= (n + MarkHold.rows - 1) / MarkHold.rows + 1,
+            "\(transactions) transactions for \(n) requests")
         let lane = try await #require(try await pipeline.spool.status().first)
         #expect(lane.delivered == n && lane.queued == 0)
         #expect(server.requestsReceived == n)

@@ -4,7 +4,8 @@ import Testing
 import UsageBilling
 import UsageBillingTesting
 
-let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
     .appending(path: "Providers/Stripe/Fixtures")
 
 func replay(_ name: String) throws -> ReplayHTTPClient {
@@ -18,7 +19,9 @@ struct StripeAPITests {
     @Test func createsAMeter() async throws {
         let client = try replay("api/meter_create.json")
         let meter = try await StripeClient(settings: testSettings, client: client)
-            .createMeter(displayName: "Api Requests", eventName: "api_requests", customerKey: "stripe_customer_id", valueKey: "value")
+            .createMeter(
+                displayName: "Api Requests", eventName: "api_requests", customerKey: "stripe_customer_id",
+                valueKey: "value")
         #expect(meter.eventName == "api_requests" && meter.status == "active" && meter.eventTimeWindow == nil)
         #expect(client.failures.isEmpty && client.unconsumed.isEmpty)
     }
@@ -44,7 +47,8 @@ struct StripeAPITests {
             try await StripeClient(settings: testSettings, client: client).meter(id: "mtr_missing")
         } throws: { error in
             guard let error = error as? UsageBillingError else { return false }
-            return error.code == .notFound && error.providerRequestID != nil && error.message.contains("No such billing meter")
+            return error.code == .notFound && error.providerRequestID != nil
+                && error.message.contains("No such billing meter")
         }
     }
 
@@ -64,7 +68,9 @@ struct StripeAPITests {
         (1_795_132_800.0 + 1800, StripeSummaryWindow?.some(.hour), "start_time"),
         (1_795_132_800.0 + 30, StripeSummaryWindow?.none, "start_time"),
     ])
-    func misalignedSummaryRangesAreRejectedBeforeAsking(_ start: Double, _ window: StripeSummaryWindow?, _ field: String) async throws {
+    func misalignedSummaryRangesAreRejectedBeforeAsking(
+        _ start: Double, _ window: StripeSummaryWindow?, _ field: String
+    ) async throws {
         let client = ReplayHTTPClient([])
         await #expect {
             try await StripeClient(settings: testSettings, client: client).eventSummaries(
@@ -112,23 +118,29 @@ struct StripeErrorReportTests {
         let report = try StripeMeterErrorReport.parse(data)
         #expect(report.type == "v1.billing.meter.no_meter_found")
         #expect(report.meterID == nil)
-        #expect(report.rejections.map(\.identifier) == ["019aa0f4-7c00-7000-8000-000000000101", "019aa0f4-7c00-7000-8000-000000000102"])
-        #expect(report.rejections.allSatisfy { $0.reason.code == "no_meter" && $0.reason.message.contains("api_requets") })
+        #expect(
+            report.rejections.map(\.identifier) == [
+                "019aa0f4-7c00-7000-8000-000000000101", "019aa0f4-7c00-7000-8000-000000000102",
+            ])
+        #expect(
+            report.rejections.allSatisfy { $0.reason.code == "no_meter" && $0.reason.message.contains("api_requets") })
         #expect(report.unattributed == ["no_meter": 1])
     }
 
     @Test func countsFailuresTheSamplesDoNotName() throws {
         let body = #"""
-        {"type":"v1.billing.meter.no_meter_found","data":{"developer_message_summary":"5 invalid","validation_start":"2026-11-20T11:00:00Z","validation_end":"2026-11-20T11:10:00Z",
-         "reason":{"error_count":5,"error_types":[{"code":"no_meter","error_count":5,"sample_errors":[{"error_message":"No meter","request":{"identifier":"a"}}]}]}}}
-        """#
+            {"type":"v1.billing.meter.no_meter_found","data":{"developer_message_summary":"5 invalid","validation_start":"2026-11-20T11:00:00Z","validation_end":"2026-11-20T11:10:00Z",
+             "reason":{"error_count":5,"error_types":[{"code":"no_meter","error_count":5,"sample_errors":[{"error_message":"No meter","request":{"identifier":"a"}}]}]}}}
+            """#
         let report = try StripeMeterErrorReport.parse(Data(body.utf8))
         #expect(report.rejections.map(\.identifier) == ["a"])
         #expect(report.unattributed == ["no_meter": 4])
         #expect(report.meterID == nil)
     }
 
-    @Test(arguments: ["not json", #"{"type":"invoice.paid"}"#, #"{"type":"v1.billing.meter.error_report_triggered","data":{}}"#])
+    @Test(arguments: [
+        "not json", #"{"type":"invoice.paid"}"#, #"{"type":"v1.billing.meter.error_report_triggered","data":{}}"#,
+    ])
     func rejectsOtherPayloadsClearly(_ body: String) {
         #expect {
             try StripeMeterErrorReport.parse(Data(body.utf8))
@@ -142,8 +154,10 @@ struct StripeSinkTests {
         let fixture = try Fixture.load(fixtures.appending(path: "rate_limited_with_retry_after.json"))
         let client = ReplayHTTPClient(fixture.exchanges)
         let clock = TestClock(now: fixture.now ?? Date())
-        let sink = try StripeSink(settings: StripeSettings.decode(fixture.settings ?? .null), client: client, clock: clock)
-        let reports = try await RetryingDeliverer(sink: sink, policy: RetryPolicy(maxAttempts: 3), clock: clock).deliver(fixture.events)
+        let sink = try StripeSink(
+            settings: StripeSettings.decode(fixture.settings ?? .null), client: client, clock: clock)
+        let reports = try await RetryingDeliverer(sink: sink, policy: RetryPolicy(maxAttempts: 3), clock: clock)
+            .deliver(fixture.events)
         #expect(reports.first?.final == .accepted)
         let requests = client.received
         #expect(requests.count == 2)
@@ -165,16 +179,19 @@ struct StripeSinkTests {
         // later (within the 60 s refresh margin of expires_at) a new session is created first.
         let client = ReplayHTTPClient([session, stream, stream, session, stream])
         let clock = TestClock(now: fixture.now ?? Date())
-        let sink = try StripeSink(settings: StripeSettings.decode(fixture.settings ?? .null), client: client, clock: clock)
+        let sink = try StripeSink(
+            settings: StripeSettings.decode(fixture.settings ?? .null), client: client, clock: clock)
         #expect(try await sink.deliver(fixture.events) == [.accepted])
         clock.advance(by: .seconds(60))
         #expect(try await sink.deliver(fixture.events) == [.accepted])
         clock.advance(by: .seconds(13 * 60 + 30))
         #expect(try await sink.deliver(fixture.events) == [.accepted])
         #expect(client.failures.isEmpty && client.unconsumed.isEmpty)
-        #expect(client.received.map { URL(string: $0.url)?.path ?? "" } == [
-            "/v2/billing/meter_event_session", "/v2/billing/meter_event_stream", "/v2/billing/meter_event_stream",
-            "/v2/billing/meter_event_session", "/v2/billing/meter_event_stream"])
+        #expect(
+            client.received.map { URL(string: $0.url)?.path ?? "" } == [
+                "/v2/billing/meter_event_session", "/v2/billing/meter_event_stream", "/v2/billing/meter_event_stream",
+                "/v2/billing/meter_event_session", "/v2/billing/meter_event_stream",
+            ])
     }
 
     @Test func aRealLookingKeyNeverReachesAnErrorMessage() async throws {
@@ -183,8 +200,9 @@ struct StripeSinkTests {
         var exchange = fixture.exchanges[0]
         exchange.request.headers["Authorization"] = "*"
         let sink = try StripeSink(
-            settings: StripeSettings(secretKey: Secret(key), eventName: "api_requests",
-                                     customers: ["acme": "cus_QrAcme0001"]),
+            settings: StripeSettings(
+                secretKey: Secret(key), eventName: "api_requests",
+                customers: ["acme": "cus_QrAcme0001"]),
             client: ReplayHTTPClient([exchange]), clock: TestClock(now: fixture.now ?? Date()))
         do {
             _ = try await sink.deliver(fixture.events)
@@ -224,8 +242,9 @@ struct StripeSinkTests {
         let v1 = try StripeSink(settings: settings, client: ReplayHTTPClient([]))
         #expect(v1.capabilities.maxBatchSize == 1)
         let rate = try #require(v1.capabilities.rateLimit?.requestsPerSecond)
-        #expect(rate < StripeSink.documentedRate.test && rate >= StripeSink.documentedRate.test * 0.8,
-                "a test key paces just under the sandbox's 25 requests/s")
+        #expect(
+            rate < StripeSink.documentedRate.test && rate >= StripeSink.documentedRate.test * 0.8,
+            "a test key paces just under the sandbox's 25 requests/s")
         #expect(v1.capabilities.acceptedWindow?.maxAge == .seconds(35 * 86_400))
         settings.api = .v2Stream
         #expect(try StripeSink(settings: settings, client: ReplayHTTPClient([])).capabilities.maxBatchSize == 100)

@@ -6,13 +6,20 @@ import UsageBillingTesting
 private let hour: Int64 = 3600
 private let t0 = Date(timeIntervalSince1970: 1_795_132_800)  // 2026-11-20T00:00:00Z
 
-private func ev(_ id: String, _ offset: TimeInterval, _ quantity: Decimal = 1, customer: String = "acme", name: String = "api_request") -> UsageEvent {
+private func ev(
+    _ id: String, _ offset: TimeInterval, _ quantity: Decimal = 1, customer: String = "acme",
+    name: String = "api_request"
+) -> UsageEvent {
     UsageEvent(id: id, name: name, customer: customer, timestamp: t0.addingTimeInterval(offset), quantity: quantity)
 }
 
-private func spec(_ window: String = "1h", _ formula: AggregationFormula = .sum, grace: Duration = .seconds(300),
-                  report: AggregationReport = .increments) -> AggregationSpec {
-    AggregationSpec(window: AggregationWindow.parse(window, anchor: nil) ?? .fixed(seconds: hour), formula: formula, grace: grace, report: report)
+private func spec(
+    _ window: String = "1h", _ formula: AggregationFormula = .sum, grace: Duration = .seconds(300),
+    report: AggregationReport = .increments
+) -> AggregationSpec {
+    AggregationSpec(
+        window: AggregationWindow.parse(window, anchor: nil) ?? .fixed(seconds: hour), formula: formula, grace: grace,
+        report: report)
 }
 
 @Suite("Windowed aggregation")
@@ -90,8 +97,8 @@ struct AggregationTests {
         var aggregator = WindowAggregator(spec: spec("1h"), namespace: "stripe#0")
         aggregator.add(ev("a", 10, 2))
         let first = try #require(aggregator.closeDue(now: t0.addingTimeInterval(4000)).first)
-        aggregator.add(ev("late", 20, 5))         // belongs to the emitted hour
-        aggregator.add(ev("now", 7300, 1))        // the current hour
+        aggregator.add(ev("late", 20, 5))  // belongs to the emitted hour
+        aggregator.add(ev("now", 7300, 1))  // the current hour
         let next = aggregator.closeDue(now: t0.addingTimeInterval(7300))
         #expect(next.count == 1, "only the late window is due; the current hour is open")
         let late = try #require(next.first)
@@ -120,10 +127,13 @@ struct AggregationTests {
         let ra = try #require(a.flush().first), rb = try #require(b.flush().first)
         #expect(ra.id == rb.id, "same (lane, customer, meter, window start) → same id, whatever the events")
         // scripts/fixturekit.py window_record("chargebee#0", "acme", "api_request", 2026-11-19T00:00Z, ...)
-        let fixture = try Fixture.load(URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appending(path: "Providers/Chargebee/Fixtures/single_event_accepted.json"))
+        let fixture = try Fixture.load(
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent()
+                .appending(path: "Providers/Chargebee/Fixtures/single_event_accepted.json"))
         #expect(fixture.events.first?.id == ra.id)
-        #expect(fixture.events.first?.properties == ra.properties.merging([AggregateInfo.Key.events: .number(7)]) { $1 })
+        #expect(
+            fixture.events.first?.properties == ra.properties.merging([AggregateInfo.Key.events: .number(7)]) { $1 })
         var other = WindowAggregator(spec: spec("1d"), namespace: "chargebee#1")
         other.add(ev("x", -86_400 + 5, 42))
         #expect(other.flush().first?.id != ra.id, "another lane gets another id")
@@ -138,14 +148,18 @@ struct AggregationTests {
         let pairs = Array(before.windows)
         let keys = try JSONDecoder().decode([WindowKey].self, from: JSONEncoder().encode(pairs.map(\.key)))
         let states = try JSONDecoder().decode([WindowState].self, from: JSONEncoder().encode(pairs.map(\.value)))
-        var after = WindowAggregator(spec: spec("1h"), namespace: "p", windows: Dictionary(uniqueKeysWithValues: zip(keys, states)))
+        var after = WindowAggregator(
+            spec: spec("1h"), namespace: "p", windows: Dictionary(uniqueKeysWithValues: zip(keys, states)))
         #expect(after.flush().map(\.quantity) == [3], "the emitted hour stays emitted; the open one is billed once")
     }
 
     @Test(arguments: [
-        ("{\"window\": \"7m\"}", "aggregate.window"), ("{\"window\": \"1h\", \"formula\": \"avg\"}", "aggregate.formula"),
-        ("{\"window\": \"1h\", \"grace\": \"soon\"}", "aggregate.grace"), ("{\"window\": \"billing_period\"}", "aggregate.window"),
-        ("{\"window\": \"1h\", \"report\": \"deltas\"}", "aggregate.report"), ("{\"window\": \"1h\", \"windw\": 1}", "aggregate.windw"),
+        ("{\"window\": \"7m\"}", "aggregate.window"),
+        ("{\"window\": \"1h\", \"formula\": \"avg\"}", "aggregate.formula"),
+        ("{\"window\": \"1h\", \"grace\": \"soon\"}", "aggregate.grace"),
+        ("{\"window\": \"billing_period\"}", "aggregate.window"),
+        ("{\"window\": \"1h\", \"report\": \"deltas\"}", "aggregate.report"),
+        ("{\"window\": \"1h\", \"windw\": 1}", "aggregate.windw"),
         ("{\"window\": \"billing_period\", \"anchor\": \"3rd\"}", "aggregate.anchor"),
     ])
     func badSpecsNameTheField(_ json: String, _ field: String) {

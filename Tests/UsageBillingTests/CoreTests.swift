@@ -23,7 +23,9 @@ struct EventTests {
             mutating func next() -> UInt64 { values.isEmpty ? 0 : values.removeFirst() }
         }
         var rng = Fixed()
-        #expect(EventID.generate(at: Date(timeIntervalSince1970: 1_764_000_000), using: &rng) == "019ab697-e800-7301-afcd-ab7698badcfe")
+        #expect(
+            EventID.generate(at: Date(timeIntervalSince1970: 1_764_000_000), using: &rng)
+                == "019ab697-e800-7301-afcd-ab7698badcfe")
     }
 
     @Test func derivedIdsAreDeterministicAndSeparatorSafe() {
@@ -48,7 +50,8 @@ struct EventTests {
     }
 
     @Test func eventJSONKeepsDecimalPrecisionAndNamesBadFields() throws {
-        let json = #"{"id":"e1","name":"api","customer":"acme","timestamp":"2026-11-20T11:59:00.250Z","quantity":"0.1","properties":{"ok":true,"n":3,"s":"x"}}"#
+        let json =
+            #"{"id":"e1","name":"api","customer":"acme","timestamp":"2026-11-20T11:59:00.250Z","quantity":"0.1","properties":{"ok":true,"n":3,"s":"x"}}"#
         let event = try JSONDecoder().decode(UsageEvent.self, from: Data(json.utf8))
         #expect(event.quantity == Decimal(string: "0.1"))
         #expect(event.properties == ["ok": .bool(true), "n": .number(3), "s": .string("x")])
@@ -110,19 +113,28 @@ struct DeliveryTests {
         var rng = SeededGenerator(seed: 3)
         for retry in 1...15 {
             for _ in 0..<20 {
-                let wait = policy.delay(attemptsMade: retry, elapsed: .zero, retryAfter: nil, using: &rng)?.seconds ?? -1
-                #expect(wait >= 0 && wait <= policy.ceiling(forRetry: policy.curveIndex(forRetry: retry)).seconds, "retry \(retry): \(wait)")
-                if [4, 7].contains(retry) { #expect(wait <= 0.5, "a restarted chain waits at most the first retry's ceiling") }
+                let wait =
+                    policy.delay(attemptsMade: retry, elapsed: .zero, retryAfter: nil, using: &rng)?.seconds ?? -1
+                #expect(
+                    wait >= 0 && wait <= policy.ceiling(forRetry: policy.curveIndex(forRetry: retry)).seconds,
+                    "retry \(retry): \(wait)")
+                if [4, 7].contains(retry) {
+                    #expect(wait <= 0.5, "a restarted chain waits at most the first retry's ceiling")
+                }
             }
         }
-        #expect(policy.delay(attemptsMade: 4, elapsed: .zero, retryAfter: .seconds(20), using: &rng) == .seconds(20), "Retry-After is honoured in a restarted chain")
+        #expect(
+            policy.delay(attemptsMade: 4, elapsed: .zero, retryAfter: .seconds(20), using: &rng) == .seconds(20),
+            "Retry-After is honoured in a restarted chain")
         #expect(policy.delay(attemptsMade: 16, elapsed: .zero, retryAfter: nil, using: &rng) == nil)
         #expect(RetryPolicy().curveIndex(forRetry: 9) == 9, "no chain length: one chain, as before")
         // The worker's restarts add the attempts they use: beyond them the waits are the single chain's.
         let single = RetryPolicy(maxAttempts: 20, maxElapsed: .seconds(24 * 3600))
         let worker = RetryPolicy.worker, taken = (worker.chainLength ?? 0) * worker.chainRestarts
         #expect(worker.maxAttempts == single.maxAttempts + taken)
-        #expect(((taken + 1)...worker.maxAttempts).map { worker.curveIndex(forRetry: $0) } == ((taken + 1)...worker.maxAttempts).map { single.curveIndex(forRetry: $0 - taken) })
+        #expect(
+            ((taken + 1)...worker.maxAttempts).map { worker.curveIndex(forRetry: $0) }
+                == ((taken + 1)...worker.maxAttempts).map { single.curveIndex(forRetry: $0 - taken) })
     }
 
     @Test func retryAfterIsAFloorAndCapsStopRetrying() {
@@ -159,7 +171,8 @@ struct DeliveryTests {
     /// batch waits for its events even when requests are plentiful.
     @Test func eventBucketPacesLargeBatches() async throws {
         let clock = TestClock()
-        let limiter = RateLimiter(RateLimit(requestsPerSecond: 100, burst: 100, eventsPerSecond: 10, eventBurst: 20), clock: clock)
+        let limiter = RateLimiter(
+            RateLimit(requestsPerSecond: 100, burst: 100, eventsPerSecond: 10, eventBurst: 20), clock: clock)
         try await limiter.acquire(events: 20)
         #expect(clock.sleeps.isEmpty)
         try await limiter.acquire(events: 5)
@@ -227,11 +240,14 @@ struct DeliveryTests {
     }
 
     @Test func retryingDelivererResendsOnlyWhatIsRetryableWithTheSameIds() async throws {
-        let sink = ScriptedSink([.accepted, .retryable(RetryableReason(.rateLimited, message: "429"), retryAfter: .seconds(3)),
-                                 .possiblyDelivered])
+        let sink = ScriptedSink([
+            .accepted, .retryable(RetryableReason(.rateLimited, message: "429"), retryAfter: .seconds(3)),
+            .possiblyDelivered,
+        ])
         let clock = TestClock()
         let events = (1...3).map { UsageEvent(id: "e\($0)", name: "n", customer: "c") }
-        let reports = try await RetryingDeliverer(sink: sink, policy: RetryPolicy(maxAttempts: 4), clock: clock).deliver(events)
+        let reports = try await RetryingDeliverer(sink: sink, policy: RetryPolicy(maxAttempts: 4), clock: clock)
+            .deliver(events)
         #expect(reports.map(\.final) == [.accepted, .accepted, .accepted])
         #expect(reports.map { $0.history.count } == [1, 2, 2])
         #expect(sink.batches == [["e1", "e2"], ["e3"], ["e2", "e3"]])
@@ -253,10 +269,14 @@ struct DeliveryTests {
 struct HTTPHelperTests {
     @Test func formEncodingMatchesTheOfficialSDKCapture() {
         // Captured from stripe-python 16.1.0 (see Providers/Stripe/Fixtures/compose_fixtures.py).
-        let fields = [("event_name", "api_requests"), ("payload[stripe_customer_id]", "cus_123"), ("payload[value]", "5"),
-                      ("payload[region]", "eu west"), ("identifier", "019a-1"), ("timestamp", "1763640000")]
-        #expect(FormEncoding.encode(fields)
-            == "event_name=api_requests&payload[stripe_customer_id]=cus_123&payload[value]=5&payload[region]=eu+west&identifier=019a-1&timestamp=1763640000")
+        let fields = [
+            ("event_name", "api_requests"), ("payload[stripe_customer_id]", "cus_123"), ("payload[value]", "5"),
+            ("payload[region]", "eu west"), ("identifier", "019a-1"), ("timestamp", "1763640000"),
+        ]
+        #expect(
+            FormEncoding.encode(fields)
+                == "event_name=api_requests&payload[stripe_customer_id]=cus_123&payload[value]=5&payload[region]=eu+west&identifier=019a-1&timestamp=1763640000"
+        )
         let tricky = [("a[b]", "x&y=z+ü/?")]
         let decoded = FormEncoding.decode(FormEncoding.encode(tricky))
         #expect(decoded.count == 1 && decoded[0].0 == "a[b]" && decoded[0].1 == "x&y=z+ü/?")
@@ -270,11 +290,15 @@ struct HTTPHelperTests {
     ])
     func formDecodingSplitsPairs(_ body: String, _ expected: [String]) {
         #expect(FormEncoding.decode(body).map { "\($0.0)=\($0.1)" } == expected)
-        #expect(FormEncoding.decode(Data(body.utf8)).map { "\($0.0)=\($0.1)" } == expected, "the same from the body's bytes")
+        #expect(
+            FormEncoding.decode(Data(body.utf8)).map { "\($0.0)=\($0.1)" } == expected, "the same from the body's bytes"
+        )
     }
 
     /// The hand-written escapes agree with Foundation's percent-encoding, malformed input included.
-    @Test(arguments: ["plain", "a+b", "%41%42", "%c3%a9+%C3%A9", "%", "%4", "%zz", "100%", "%ff", "%C3", "a%2Bb", "ü%20x", ""])
+    @Test(arguments: [
+        "plain", "a+b", "%41%42", "%c3%a9+%C3%A9", "%", "%4", "%zz", "100%", "%ff", "%C3", "a%2Bb", "ü%20x", "",
+    ])
     func unescapeAgreesWithFoundation(_ text: String) {
         let plussed = text.replacingOccurrences(of: "+", with: " ")
         #expect(FormEncoding.unescape(text) == (plussed.removingPercentEncoding ?? plussed), "\(text)")
@@ -283,10 +307,12 @@ struct HTTPHelperTests {
     @Test func escapeAgreesWithFoundation() {
         var allowed = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789*-._")
         let text = "a b:c/d?e&f=g+h[i]j~k%lü😀\u{1}"
-        let foundation = (text.addingPercentEncoding(withAllowedCharacters: allowed) ?? "").replacingOccurrences(of: "%20", with: "+")
+        let foundation = (text.addingPercentEncoding(withAllowedCharacters: allowed) ?? "").replacingOccurrences(
+            of: "%20", with: "+")
         #expect(FormEncoding.escape(text, keepBrackets: false) == foundation)
         allowed.insert(charactersIn: "[]")
-        let keepBrackets = (text.addingPercentEncoding(withAllowedCharacters: allowed) ?? "").replacingOccurrences(of: "%20", with: "+")
+        let keepBrackets = (text.addingPercentEncoding(withAllowedCharacters: allowed) ?? "").replacingOccurrences(
+            of: "%20", with: "+")
         #expect(FormEncoding.escape(text, keepBrackets: true) == keepBrackets)
     }
 
@@ -302,8 +328,10 @@ struct HTTPHelperTests {
 
     /// Names match without ASCII case and only so: punctuation one bit apart, other lengths
     /// and non-ASCII letters stay different.
-    @Test(arguments: [("Content-Type", "content-type", true), ("X-A", "x-a", true), ("X-[", "x-{", false), ("a@", "a`", false),
-                      ("Idempotency-Key", "Idempotency-Ke", false), ("Ä", "ä", false), ("", "", true), ("x_y", "X_Y", true)])
+    @Test(arguments: [
+        ("Content-Type", "content-type", true), ("X-A", "x-a", true), ("X-[", "x-{", false), ("a@", "a`", false),
+        ("Idempotency-Key", "Idempotency-Ke", false), ("Ä", "ä", false), ("", "", true), ("x_y", "X_Y", true),
+    ])
     func headerNamesCompareWithoutASCIICase(_ a: String, _ b: String, _ same: Bool) {
         #expect(HeaderFields.sameName(a, b) == same)
     }
@@ -320,7 +348,9 @@ struct HTTPHelperTests {
         var dumped = ""
         dump(secret, to: &dumped)
         dump(headers, to: &dumped)
-        dump(HTTPRequest(method: .post, url: "https://api.stripe.com/v1/billing/meter_events", headers: headers), to: &dumped)
+        dump(
+            HTTPRequest(method: .post, url: "https://api.stripe.com/v1/billing/meter_events", headers: headers),
+            to: &dumped)
         #expect(!dumped.contains(key) && !String(reflecting: headers).contains(key))
         #expect(dumped.contains("Stripe-Version"))
         let encoded = String(decoding: try! JSONEncoder().encode(secret), as: UTF8.self)
@@ -333,8 +363,9 @@ struct HTTPHelperTests {
         #expect(error.code == .transport && error.code != .timeout)
         #expect(error.description.contains("Fix: retry"))
         #expect(DeliveryOutcome.forTransportFailure(error) == .possiblyDelivered)
-        #expect(DeliveryOutcome.forTransportFailure(UsageBillingError(.transport, "refused")) ==
-            .retryable(RetryableReason(.transport, message: "refused"), retryAfter: nil))
+        #expect(
+            DeliveryOutcome.forTransportFailure(UsageBillingError(.transport, "refused"))
+                == .retryable(RetryableReason(.transport, message: "refused"), retryAfter: nil))
         #expect(DeliveryOutcome.forTransportFailure(UsageBillingError(.configuration, "bad key")) == nil)
     }
 }
@@ -350,10 +381,13 @@ struct RFC3339Tests {
             let seconds = Int64.random(in: -2_000_000_000...7_000_000_000, using: &rng)
             let millis = Int64.random(in: 0...999, using: &rng)
             let whole = Date(timeIntervalSince1970: Double(seconds))
-            let date = Date(timeIntervalSince1970: Double(seconds) + Double(millis) / 1000 + 0.0004)  // inside its millisecond
+            // inside its millisecond
+            let date = Date(timeIntervalSince1970: Double(seconds) + Double(millis) / 1000 + 0.0004)
             let expectedWhole = whole.formatted(foundation)
             #expect(RFC3339.format(whole) == expectedWhole)
-            #expect(RFC3339.format(date, fractional: true) == String(expectedWhole.dropLast()) + String(format: ".%03dZ", millis))
+            #expect(
+                RFC3339.format(date, fractional: true) == String(expectedWhole.dropLast())
+                    + String(format: ".%03dZ", millis))
             #expect(RFC3339.parse(expectedWhole) == whole)
             let back = try #require(RFC3339.parse(RFC3339.format(date, fractional: true)))
             #expect(abs(back.timeIntervalSince1970 - date.timeIntervalSince1970) < 0.001)
@@ -363,13 +397,17 @@ struct RFC3339Tests {
     /// Years RFC 3339 cannot write in four digits come out whole rather than cut short.
     @Test func yearsOutsideFourDigitsAreWrittenWhole() {
         #expect(RFC3339.format(Date(timeIntervalSince1970: 253_402_300_800)) == "10000-01-01T00:00:00Z")
-        #expect(RFC3339.format(Date(timeIntervalSince1970: 253_402_300_799.5), fractional: true) == "9999-12-31T23:59:59.500Z")
+        #expect(
+            RFC3339.format(Date(timeIntervalSince1970: 253_402_300_799.5), fractional: true)
+                == "9999-12-31T23:59:59.500Z")
         #expect(RFC3339.format(Date(timeIntervalSince1970: -62_135_596_801)) == "0000-12-31T23:59:59Z")
         #expect(RFC3339.format(Date(timeIntervalSince1970: -62_198_755_200)) == "-0001-01-01T00:00:00Z")
     }
 
     @Test func parsesOffsetsAndRejectsNonsense() {
-        #expect(RFC3339.parse("2026-11-25T13:03:00+01:00")?.timeIntervalSince1970 == RFC3339.parse("2026-11-25T12:03:00Z")?.timeIntervalSince1970)
+        #expect(
+            RFC3339.parse("2026-11-25T13:03:00+01:00")?.timeIntervalSince1970
+                == RFC3339.parse("2026-11-25T12:03:00Z")?.timeIntervalSince1970)
         #expect(RFC3339.parse("2026-02-29T00:00:00Z") == nil)
         #expect(RFC3339.parse("2024-02-29T00:00:00Z") != nil)
         #expect(RFC3339.parse("2026-13-01T00:00:00Z") == nil)
@@ -398,7 +436,10 @@ struct JSONValueTests {
     /// Keys come out in UTF-8 byte order: a prefix before its extensions, upper case before lower,
     /// multi-byte characters after ASCII, long (heap) keys as small (inline) ones.
     @Test func keysAreInUTF8ByteOrder() {
-        let keys = ["", "B", "a", "ab", "abc", "b", "z", "é", "顧客", String(repeating: "k", count: 40), String(repeating: "k", count: 41)]
+        let keys = [
+            "", "B", "a", "ab", "abc", "b", "z", "é", "顧客", String(repeating: "k", count: 40),
+            String(repeating: "k", count: 41),
+        ]
         let value = JSONValue.object(Dictionary(uniqueKeysWithValues: keys.shuffled().map { ($0, JSONValue.null) }))
         let expected = keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         let body = expected.map { "\"\($0)\":null" }.joined(separator: ",")
@@ -415,11 +456,14 @@ struct JSONValueTests {
     ])
     func objectsWrittenByMemberMatchTheDictionary(members: [(String, String)]) {
         let written = JSONValue.encodeObject(members.map { (key: $0.0, value: JSONValue.string($0.1)) })
-        let dictionary = JSONValue.object(Dictionary(members.map { ($0.0, JSONValue.string($0.1)) }, uniquingKeysWith: { $1 }))
+        let dictionary = JSONValue.object(
+            Dictionary(members.map { ($0.0, JSONValue.string($0.1)) }, uniquingKeysWith: { $1 }))
         #expect(written.data == dictionary.encoded())
         let array = JSONValue.encodeArray([written, written])
         #expect(array == JSONValue.array([dictionary, dictionary]).encoded())
-        #expect(JSONValue.encodeObject(key: "events", array: [written]) == JSONValue.object(["events": .array([dictionary])]).encoded())
+        #expect(
+            JSONValue.encodeObject(key: "events", array: [written])
+                == JSONValue.object(["events": .array([dictionary])]).encoded())
         #expect(JSONValue.encodeObject(key: "events", array: []) == Data(#"{"events":[]}"#.utf8))
     }
 }
@@ -431,10 +475,14 @@ struct JSONParserTests {
 
     /// Every fixture and spec file of the repository parses to the same value as JSONDecoder's.
     @Test func agreesWithJSONDecoderOnEveryFixture() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         var checked = 0
         for folder in ["Providers", "Benchmarks/results"] {
-            guard let e = FileManager.default.enumerator(at: root.appending(path: folder), includingPropertiesForKeys: nil) else { continue }
+            guard
+                let e = FileManager.default.enumerator(
+                    at: root.appending(path: folder), includingPropertiesForKeys: nil)
+            else { continue }
             for case let url as URL in e where url.pathExtension == "json" {
                 let data = try Data(contentsOf: url)
                 #expect(JSONValue.parse(data) == Self.reference(data), "\(url.lastPathComponent)")
@@ -455,7 +503,8 @@ struct JSONParserTests {
     }
 
     @Test(arguments: [
-        "", "{", "[1,]", "{\"a\":1,}", "01", "1.", ".5", "+1", "1e", "tru", "nul", "\"unterminated", "\"bad \\x escape\"",
+        "", "{", "[1,]", "{\"a\":1,}", "01", "1.", ".5", "+1", "1e", "tru", "nul", "\"unterminated",
+        "\"bad \\x escape\"",
         "\"\\ud800\"", "\"\\udc00\"", "[1] [2]", "{\"a\" 1}", "\"tab\there\"", "1e999", "NaN", "{'a':1}",
     ])
     func rejectsInvalidJSON(_ text: String) {
@@ -476,7 +525,10 @@ struct JSONParserTests {
     }
 
     @Test func roundTripsThroughTheSerializer() {
-        let value: JSONValue = .object(["s": .string("a\"b\\c\u{1}é😀"), "n": .number(12.5), "a": .array([.null, .bool(true), .number(-3)]), "o": .object([:])])
+        let value: JSONValue = .object([
+            "s": .string("a\"b\\c\u{1}é😀"), "n": .number(12.5), "a": .array([.null, .bool(true), .number(-3)]),
+            "o": .object([:]),
+        ])
         #expect(JSONValue.parse(value.encoded()) == value)
     }
 }
@@ -486,14 +538,20 @@ struct DecimalTextTests {
     static let posix = Locale(identifier: "en_US_POSIX")
 
     /// The fast paths give what Foundation gives.
-    @Test(arguments: ["0", "-0", "7", "150", "-42", "999999999999999999", "9223372036854775807", "-9223372036854775808", "12345678901234567890123",
-                      "0.1", "-0.25", "1.50", "1e3", "2.5E-3", "+5", "", "abc", "1.2.3", "NaN", " 1", "00012"])
+    @Test(arguments: [
+        "0", "-0", "7", "150", "-42", "999999999999999999", "9223372036854775807", "-9223372036854775808",
+        "12345678901234567890123",
+        "0.1", "-0.25", "1.50", "1e3", "2.5E-3", "+5", "", "abc", "1.2.3", "NaN", " 1", "00012",
+    ])
     func parseAgreesWithFoundation(_ text: String) {
         let reference = Decimal(string: text, locale: Self.posix).flatMap { $0.isNaN ? nil : $0 }
         #expect(DecimalFormat.parse(text) == reference, "\(text)")
     }
 
-    @Test(arguments: ["0", "7", "-42", "9223372036854775807", "-9223372036854775808", "12345678901234567890123", "0.1", "-0.25", "1.5", "0.000001", "100000000000000000000"])
+    @Test(arguments: [
+        "0", "7", "-42", "9223372036854775807", "-9223372036854775808", "12345678901234567890123", "0.1", "-0.25",
+        "1.5", "0.000001", "100000000000000000000",
+    ])
     func plainAgreesWithFoundation(_ text: String) throws {
         var value = try #require(Decimal(string: text, locale: Self.posix))
         let reference = NSDecimalString(&value, Self.posix)

@@ -14,7 +14,9 @@ struct HedgedTests {
         var cancelled: Int { lock.withLock { counts.cancelled } }
 
         func run(_ behaviour: @Sendable (Int) async throws -> [DeliveryOutcome]) async throws -> [DeliveryOutcome] {
-            let n = lock.withLock { counts.started += 1; return counts.started }
+            let n = lock.withLock {
+                counts.started += 1; return counts.started
+            }
             do {
                 return try await behaviour(n)
             } catch is CancellationError {
@@ -24,7 +26,8 @@ struct HedgedTests {
         }
     }
 
-    static let retryable = DeliveryOutcome.retryable(RetryableReason(.serverError, httpStatus: 500, message: "try again"), retryAfter: nil)
+    static let retryable = DeliveryOutcome.retryable(
+        RetryableReason(.serverError, httpStatus: 500, message: "try again"), retryAfter: nil)
 
     @Test func aHungFirstAttemptIsOvertakenByTheHedgeAndCancelled() async throws {
         let attempts = Attempts()
@@ -42,7 +45,9 @@ struct HedgedTests {
     @Test func anAnswerBeforeTheDelayIsNeverHedged() async throws {
         let attempts = Attempts()
         let answer = try await Hedged.deliver(after: .seconds(30)) { try await attempts.run { _ in [Self.retryable] } }
-        #expect(!answer.hedged && answer.outcomes == [Self.retryable], "a retryable answer goes to the retry engine, not to a hedge")
+        #expect(
+            !answer.hedged && answer.outcomes == [Self.retryable],
+            "a retryable answer goes to the retry engine, not to a hedge")
         #expect(attempts.started == 1)
     }
 

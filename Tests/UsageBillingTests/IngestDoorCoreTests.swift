@@ -6,7 +6,9 @@ import UsageBilling
 @Suite("Ingest door parsing")
 struct IngestDoorCoreTests {
     @Test func formBodiesDecodeAsStripesSDKsEncodeThem() throws {
-        let pairs = try #require(FormEncoding.decodeStrict(Data("event_name=api+request&payload%5Bvalue%5D=5&e=%E2%82%AC&empty=&flag&&x=a%3Db".utf8)))
+        let pairs = try #require(
+            FormEncoding.decodeStrict(
+                Data("event_name=api+request&payload%5Bvalue%5D=5&e=%E2%82%AC&empty=&flag&&x=a%3Db".utf8)))
         #expect(pairs.map(\.0) == ["event_name", "payload[value]", "e", "empty", "flag", "x"])
         #expect(pairs.map(\.1) == ["api request", "5", "€", "", "", "a=b"])
         #expect(FormEncoding.decodeStrict(Data()).map(\.isEmpty) == true)
@@ -16,10 +18,16 @@ struct IngestDoorCoreTests {
     }
 
     @Test func cloudEventsReadTheirQuantityAndRefuseNamingTheField() throws {
-        let event = JSONValue.object(["specversion": .string("1.0"), "id": .string("e1"), "source": .string("app"), "type": .string("api_request"),
-                                      "subject": .string("acme"), "time": .string("2026-12-07T12:03:00Z"), "data": .object(["tokens": .number(7), "model": .string("m")])])
+        let event = JSONValue.object([
+            "specversion": .string("1.0"), "id": .string("e1"), "source": .string("app"),
+            "type": .string("api_request"),
+            "subject": .string("acme"), "time": .string("2026-12-07T12:03:00Z"),
+            "data": .object(["tokens": .number(7), "model": .string("m")]),
+        ])
         let read = try CloudEventDecoding.event(event, quantityProperty: "tokens").get()
-        #expect(read.event.quantity == 7 && read.event.customer == "acme" && read.event.properties == ["model": .string("m")] && !read.missingQuantity)
+        #expect(
+            read.event.quantity == 7 && read.event.customer == "acme"
+                && read.event.properties == ["model": .string("m")] && !read.missingQuantity)
         #expect(try CloudEventDecoding.event(event, quantityProperty: "value").get().missingQuantity)
         guard case .object(var bad) = event else { return }
         bad["subject"] = nil

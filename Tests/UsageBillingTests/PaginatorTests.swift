@@ -28,13 +28,15 @@ struct PaginatorTests {
 
     @Test func aRepeatedTokenIsALoopNotAPage() async throws {
         await #expect {
-            _ = try await PaginatorSequence<String, Int>("looping list") { token in ([1], token == nil ? "a" : "a") }.all()
+            _ = try await PaginatorSequence<String, Int>("looping list") { token in ([1], token == nil ? "a" : "a") }
+                .all()
         } throws: { ($0 as? UsageBillingError)?.code == .unexpectedResponse && "\($0)".contains("looping list") }
     }
 
     @Test func aListThatNeverEndsStopsAtTheBound() async throws {
         await #expect {
-            _ = try await PaginatorSequence<Int, Int>("endless list", maxPages: 5) { token in ([0], (token ?? 0) + 1) }.all()
+            _ = try await PaginatorSequence<Int, Int>("endless list", maxPages: 5) { token in ([0], (token ?? 0) + 1) }
+                .all()
         } throws: { ($0 as? UsageBillingError)?.code == .unexpectedResponse && "\($0)".contains("after 5 pages") }
     }
 }

@@ -31,7 +31,9 @@ public struct ChargebeeClient: Sendable {
     /// A client; throws on unusable settings.
     public init(settings: ChargebeeSettings, client: any HTTPClient) throws {
         var checked = settings
-        if checked.mode == .usages && checked.itemPriceID == nil && checked.itemPrices.isEmpty { checked.mode = .usageEvents }
+        if checked.mode == .usages && checked.itemPriceID == nil && checked.itemPrices.isEmpty {
+            checked.mode = .usageEvents
+        }
         try checked.validate()
         self.settings = settings
         self.client = client
@@ -39,7 +41,9 @@ public struct ChargebeeClient: Sendable {
 
     /// Usages with `usage_date` in [from, to] (inclusive, Chargebee's `between`), optionally of one
     /// subscription and item price, oldest first, every page.
-    public func usages(from: Date, to: Date, subscriptionID: String? = nil, itemPriceID: String? = nil, pageSize: Int = 100) async throws -> [ChargebeeUsageRecord] {
+    public func usages(
+        from: Date, to: Date, subscriptionID: String? = nil, itemPriceID: String? = nil, pageSize: Int = 100
+    ) async throws -> [ChargebeeUsageRecord] {
         var query: [(String, String)] = [
             ("limit", String(min(100, max(1, pageSize)))),
             ("usage_date[between]", "[\(Int64(from.timeIntervalSince1970)),\(Int64(to.timeIntervalSince1970))]"),
@@ -51,16 +55,22 @@ public struct ChargebeeClient: Sendable {
         struct Page: Decodable { var list: [Entry]; var next_offset: String? }
         let filters = query
         let pages = PaginatorSequence<String, ChargebeeUsageRecord>("Chargebee's usage list") { offset in
-            let request = HTTPRequest(method: .get, url: URLBuilder.url(base: settings.endpoint, path: "/api/v2/usages", query: filters + (offset.map { [("offset", $0)] } ?? [])),
-                                      headers: ["Authorization": settings.apiKey.basicAuthorization, "Accept": "application/json"])
+            let request = HTTPRequest(
+                method: .get,
+                url: URLBuilder.url(
+                    base: settings.endpoint, path: "/api/v2/usages",
+                    query: filters + (offset.map { [("offset", $0)] } ?? [])),
+                headers: ["Authorization": settings.apiKey.basicAuthorization, "Accept": "application/json"])
             let response = try await client.send(request)
             guard response.status == 200 else {
                 let error = ChargebeeError(response)
-                throw UsageBillingError.forFailedCall(response, message: "Chargebee usage list failed (\(response.status)): \(error.describe)",
-                                                      credentialField: "api_key", notFoundFix: "check site and the subscription id", field: error.param)
+                throw UsageBillingError.forFailedCall(
+                    response, message: "Chargebee usage list failed (\(response.status)): \(error.describe)",
+                    credentialField: "api_key", notFoundFix: "check site and the subscription id", field: error.param)
             }
             guard let page = try? JSONDecoder().decode(Page.self, from: response.body) else {
-                throw UsageBillingError(.unexpectedResponse, "Chargebee's usage list does not decode", fix: "check endpoint")
+                throw UsageBillingError(
+                    .unexpectedResponse, "Chargebee's usage list does not decode", fix: "check endpoint")
             }
             return (page.list.map(\.usage), page.next_offset.flatMap { $0.isEmpty ? nil : $0 })
         }

@@ -25,33 +25,47 @@ public struct ChargebeeDoor: IngestDoor {
     public init() {}
 
     public func check(_ settings: [String: JSONValue]) -> [(key: String, message: String, fix: String)] {
-        IngestDoorProperties.checkQuantityProperty(settings) + ["event_name", "event_name_property"].compactMap { key in
-            guard let value = settings[key], value.stringValue?.isEmpty ?? true else { return nil }
-            return (key, "\(key) must be a non-empty string", key == "event_name" ? "write e.g. event_name: api_requests" : "write the property that names the event, e.g. event_name_property: metric")
-        }
+        IngestDoorProperties.checkQuantityProperty(settings)
+            + ["event_name", "event_name_property"].compactMap { key in
+                guard let value = settings[key], value.stringValue?.isEmpty ?? true else { return nil }
+                return (
+                    key, "\(key) must be a non-empty string",
+                    key == "event_name"
+                        ? "write e.g. event_name: api_requests"
+                        : "write the property that names the event, e.g. event_name_property: metric"
+                )
+            }
     }
 
     public func handle(_ request: IngestDoorRequest, context: IngestDoorContext) async -> IngestDoorResponse {
         guard let key = request.basicUser ?? request.bearerToken, context.authorises(key) else {
-            return Self.error(401, "api_authentication_failed", type: "untyped",
-                              "Sorry, authentication failed: the API key is not one of usage-billing serve's serve.tokens. Give your Chargebee calls the ingest token as the API key; your Chargebee key stays in the routing config.")
+            return Self.error(
+                401, "api_authentication_failed", type: "untyped",
+                "Sorry, authentication failed: the API key is not one of usage-billing serve's serve.tokens. Give your Chargebee calls the ingest token as the API key; your Chargebee key stays in the routing config."
+            )
         }
         let batch: Bool
         switch (request.method, request.path) {
         case ("POST", "/api/v2/usage_events"): batch = false
         case ("POST", "/api/v2/batch/usage_events"): batch = true
         default:
-            return Self.error(404, "resource_not_found", type: "invalid_request",
-                              "usage-billing serve speaks only Chargebee's usage events ingest API (\(request.method) /chargebee\(request.path) is not it): POST /chargebee/api/v2/usage_events or /chargebee/api/v2/batch/usage_events. Keep your usual Chargebee client for the rest.")
+            return Self.error(
+                404, "resource_not_found", type: "invalid_request",
+                "usage-billing serve speaks only Chargebee's usage events ingest API (\(request.method) /chargebee\(request.path) is not it): POST /chargebee/api/v2/usage_events or /chargebee/api/v2/batch/usage_events. Keep your usual Chargebee client for the rest."
+            )
         }
         guard case .object(let body)? = JSONValue.parse(request.body) else {
-            return Self.error(400, "invalid_request", type: "invalid_request", "the body must be a JSON object (Content-Type: application/json)")
+            return Self.error(
+                400, "invalid_request", type: "invalid_request",
+                "the body must be a JSON object (Content-Type: application/json)")
         }
         let items: [JSONValue]
         if batch {
             let limit = min(Self.batchLimit, context.maxEvents)
             guard let events = body["events"]?.arrayValue, (1...limit).contains(events.count) else {
-                return Self.error(400, "param_wrong_value", type: "invalid_request", "events : must hold 1 to \(limit) events", param: "events")
+                return Self.error(
+                    400, "param_wrong_value", type: "invalid_request", "events : must hold 1 to \(limit) events",
+                    param: "events")
             }
             items = events
         } else {
@@ -63,8 +77,15 @@ public struct ChargebeeDoor: IngestDoor {
         for item in items {
             switch settings.event(item) {
             case .failure(let problem):
-                if !batch { return Self.error(400, "param_wrong_value", type: "invalid_request", "\(problem.param) : \(problem.message)", param: problem.param) }
-                failed.append(Self.failedEvent(item["deduplication_id"]?.stringValue ?? "", "param_wrong_value", "\(problem.param) : \(problem.message)"))
+                if !batch {
+                    return Self.error(
+                        400, "param_wrong_value", type: "invalid_request", "\(problem.param) : \(problem.message)",
+                        param: problem.param)
+                }
+                failed.append(
+                    Self.failedEvent(
+                        item["deduplication_id"]?.stringValue ?? "", "param_wrong_value",
+                        "\(problem.param) : \(problem.message)"))
             case .success(let event): taken.append(event)
             }
         }
@@ -72,23 +93,32 @@ public struct ChargebeeDoor: IngestDoor {
         do {
             results = taken.isEmpty ? [] : try await context.record(taken, "properties.\(settings.quantityProperty)")
         } catch {
-            return Self.error(503, "internal_temporary_error", type: "untyped",
-                              "Nothing was recorded: \(IngestDoorUnavailable.of(error).reason). Retry with the same deduplication ids.",
-                              headers: [IngestDoorUnavailable.of(error).header])
+            return Self.error(
+                503, "internal_temporary_error", type: "untyped",
+                "Nothing was recorded: \(IngestDoorUnavailable.of(error).reason). Retry with the same deduplication ids.",
+                headers: [IngestDoorUnavailable.of(error).header])
         }
         for (item, result) in zip(taken, results) {
             guard case .refused(let field, let reason, let fix) = result else { continue }
-            if !batch { return Self.error(400, "param_wrong_value", type: "invalid_request", "\(field) : \(reason). \(fix)", param: field) }
+            if !batch {
+                return Self.error(
+                    400, "param_wrong_value", type: "invalid_request", "\(field) : \(reason). \(fix)", param: field)
+            }
             failed.append(Self.failedEvent(item.event.id, "param_wrong_value", "\(field) : \(reason). \(fix)"))
         }
         if !batch, let event = taken.first?.event {
-            return .json(200, .object(["usage_event": .object([
-                "deduplication_id": .string(event.id), "subscription_id": .string(event.customer),
-                "usage_timestamp": .number((event.timestamp.timeIntervalSince1970 * 1000).rounded()),
-                "properties": items.first?["properties"] ?? .object([:]), "object": .string("usage_event"),
-            ])]))
+            return .json(
+                200,
+                .object([
+                    "usage_event": .object([
+                        "deduplication_id": .string(event.id), "subscription_id": .string(event.customer),
+                        "usage_timestamp": .number((event.timestamp.timeIntervalSince1970 * 1000).rounded()),
+                        "properties": items.first?["properties"] ?? .object([:]), "object": .string("usage_event"),
+                    ])
+                ]))
         }
-        let batchID = "batch_ub_" + EventID.derived(from: taken.map(\.event.id) + ["\(Date().timeIntervalSince1970)"]).suffix(20)
+        let batchID =
+            "batch_ub_" + EventID.derived(from: taken.map(\.event.id) + ["\(Date().timeIntervalSince1970)"]).suffix(20)
         return .json(200, .object(["batch_id": .string(String(batchID)), "failed_events": .array(failed)]))
     }
 
@@ -106,25 +136,44 @@ public struct ChargebeeDoor: IngestDoor {
 
         /// The event one usage event makes, or the parameter at fault.
         func event(_ value: JSONValue) -> Result<(event: UsageEvent, hasQuantity: Bool), Problem> {
-            guard case .object(let o) = value else { return .failure(Problem(param: "events", message: "an event must be a JSON object")) }
-            guard let id = o["deduplication_id"]?.stringValue, !id.isEmpty else {
-                return .failure(Problem(param: "deduplication_id", message: "cannot be blank (a key per event, so a resent request is billed once)"))
+            guard case .object(let o) = value else {
+                return .failure(Problem(param: "events", message: "an event must be a JSON object"))
             }
-            guard let subscription = o["subscription_id"]?.stringValue, !subscription.isEmpty else { return .failure(Problem(param: "subscription_id", message: "cannot be blank")) }
-            guard let millis = o["usage_timestamp"]?.numberValue ?? o["usage_timestamp"]?.stringValue.flatMap(Double.init) else {
-                return .failure(Problem(param: "usage_timestamp", message: "must be the time in epoch milliseconds, e.g. 1765108980000"))
+            guard let id = o["deduplication_id"]?.stringValue, !id.isEmpty else {
+                return .failure(
+                    Problem(
+                        param: "deduplication_id",
+                        message: "cannot be blank (a key per event, so a resent request is billed once)"))
+            }
+            guard let subscription = o["subscription_id"]?.stringValue, !subscription.isEmpty else {
+                return .failure(Problem(param: "subscription_id", message: "cannot be blank"))
+            }
+            guard
+                let millis = o["usage_timestamp"]?.numberValue ?? o["usage_timestamp"]?.stringValue.flatMap(Double.init)
+            else {
+                return .failure(
+                    Problem(
+                        param: "usage_timestamp", message: "must be the time in epoch milliseconds, e.g. 1765108980000")
+                )
             }
             var properties = o["properties"]
             var name = eventName
-            if let nameProperty = eventNameProperty, case .object(var props)? = properties, let value = props[nameProperty]?.stringValue, !value.isEmpty {
+            if let nameProperty = eventNameProperty, case .object(var props)? = properties,
+                let value = props[nameProperty]?.stringValue, !value.isEmpty
+            {
                 name = value
                 props[nameProperty] = nil
                 properties = .object(props)
             }
             let split = IngestDoorProperties.split(properties, quantityProperty: quantityProperty, door: "chargebee")
             if let problem = split.problems.first { return .failure(Problem(param: "properties", message: problem)) }
-            return .success((UsageEvent(id: id, name: name, customer: subscription, timestamp: Date(timeIntervalSince1970: millis / 1000),
-                                        quantity: split.quantity, properties: split.properties), split.hasQuantity))
+            return .success(
+                (
+                    UsageEvent(
+                        id: id, name: name, customer: subscription,
+                        timestamp: Date(timeIntervalSince1970: millis / 1000),
+                        quantity: split.quantity, properties: split.properties), split.hasQuantity
+                ))
         }
     }
 
@@ -138,9 +187,14 @@ public struct ChargebeeDoor: IngestDoor {
     }
 
     /// Chargebee's error body, as its SDKs read it (`api_error_code` picks the exception).
-    static func error(_ status: Int, _ code: String, type: String, _ message: String, param: String? = nil,
-                      headers: [(name: String, value: String)] = []) -> IngestDoorResponse {
-        var body: [String: JSONValue] = ["message": .string(message), "type": .string(type), "api_error_code": .string(code), "http_status_code": .number(Double(status))]
+    static func error(
+        _ status: Int, _ code: String, type: String, _ message: String, param: String? = nil,
+        headers: [(name: String, value: String)] = []
+    ) -> IngestDoorResponse {
+        var body: [String: JSONValue] = [
+            "message": .string(message), "type": .string(type), "api_error_code": .string(code),
+            "http_status_code": .number(Double(status)),
+        ]
         if let param { body["param"] = .string(param) }
         return .json(status, .object(body), headers: headers)
     }

@@ -44,16 +44,19 @@ public struct ChargebeeSettings: ProviderSettings {
 
     private enum CodingKeys: String, CodingKey, CaseIterable {
         case apiKey = "api_key", site, endpoint, ingestEndpoint = "ingest_endpoint", mode, itemPriceID = "item_price_id"
-        case itemPrices = "item_prices", dedupeOption = "dedupe_option", aggregate, requestsPerMinute = "requests_per_minute"
+        case itemPrices = "item_prices", dedupeOption = "dedupe_option", aggregate, requestsPerMinute =
+            "requests_per_minute"
         case maxBatchSize = "max_batch_size"
     }
 
     /// Settings for `site`; everything else defaults.
-    public init(apiKey: Secret, site: String?, endpoint: String? = nil, ingestEndpoint: String? = nil, mode: Mode = .usages,
-                itemPriceID: String? = nil, itemPrices: [String: String] = [:], dedupeOption: String? = nil,
-                aggregate: AggregationSpec = AggregationSpec(window: .fixed(seconds: 86_400), grace: .seconds(3600)),
-                requestsPerMinute: Double = 150, maxBatchSize: Int = 500,
-                mapping: EventMapping = EventMapping(quantityProperty: "quantity")) {
+    public init(
+        apiKey: Secret, site: String?, endpoint: String? = nil, ingestEndpoint: String? = nil, mode: Mode = .usages,
+        itemPriceID: String? = nil, itemPrices: [String: String] = [:], dedupeOption: String? = nil,
+        aggregate: AggregationSpec = AggregationSpec(window: .fixed(seconds: 86_400), grace: .seconds(3600)),
+        requestsPerMinute: Double = 150, maxBatchSize: Int = 500,
+        mapping: EventMapping = EventMapping(quantityProperty: "quantity")
+    ) {
         self.apiKey = apiKey
         self.site = site
         self.endpoint = endpoint ?? "https://\(site ?? "SITE").chargebee.com"
@@ -74,7 +77,8 @@ public struct ChargebeeSettings: ProviderSettings {
         let d = ChargebeeSettings(apiKey: "", site: site)
         self.init(
             apiKey: try c.decode(Secret.self, forKey: .apiKey), site: site,
-            endpoint: try c.decodeIfPresent(String.self, forKey: .endpoint), ingestEndpoint: try c.decodeIfPresent(String.self, forKey: .ingestEndpoint),
+            endpoint: try c.decodeIfPresent(String.self, forKey: .endpoint),
+            ingestEndpoint: try c.decodeIfPresent(String.self, forKey: .ingestEndpoint),
             mode: try c.decodeIfPresent(Mode.self, forKey: .mode) ?? .usages,
             itemPriceID: try c.decodeIfPresent(String.self, forKey: .itemPriceID),
             itemPrices: try c.decodeIfPresent([String: String].self, forKey: .itemPrices) ?? [:],
@@ -94,31 +98,45 @@ public struct ChargebeeSettings: ProviderSettings {
     /// Checks values that decode but cannot work.
     public func validate() throws {
         if apiKey.exposedValue.isEmpty {
-            throw UsageBillingError(.configuration, "Chargebee api_key is empty", fix: "set it: api_key: ${CHARGEBEE_API_KEY}", field: "api_key")
+            throw UsageBillingError(
+                .configuration, "Chargebee api_key is empty", fix: "set it: api_key: ${CHARGEBEE_API_KEY}",
+                field: "api_key")
         }
         if site == nil && (endpoint.contains("SITE") || ingestEndpoint.contains("SITE")) {
-            throw UsageBillingError(.invalidInput, "Chargebee site is missing", fix: "add site: your-site (or your-site-test for a test site)", field: "site")
+            throw UsageBillingError(
+                .invalidInput, "Chargebee site is missing",
+                fix: "add site: your-site (or your-site-test for a test site)", field: "site")
         }
         if let site, site.isEmpty || !site.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) {
-            throw UsageBillingError(.invalidInput, "Chargebee site '\(site)' is not a site name",
-                                    fix: "write only the name in {site}.chargebee.com, e.g. acme-test", field: "site")
+            throw UsageBillingError(
+                .invalidInput, "Chargebee site '\(site)' is not a site name",
+                fix: "write only the name in {site}.chargebee.com, e.g. acme-test", field: "site")
         }
-        try SettingsDecoding.checkURL(endpoint, field: "endpoint", provider: "Chargebee", example: "https://acme-test.chargebee.com")
-        try SettingsDecoding.checkURL(ingestEndpoint, field: "ingest_endpoint", provider: "Chargebee", example: "https://acme-test.ingest.chargebee.com")
+        try SettingsDecoding.checkURL(
+            endpoint, field: "endpoint", provider: "Chargebee", example: "https://acme-test.chargebee.com")
+        try SettingsDecoding.checkURL(
+            ingestEndpoint, field: "ingest_endpoint", provider: "Chargebee",
+            example: "https://acme-test.ingest.chargebee.com")
         if mode == .usages && itemPriceID == nil && itemPrices.isEmpty {
-            throw UsageBillingError(.invalidInput, "Chargebee usages mode needs an item price",
-                                    fix: "add item_price_id: <metered item price id> (or item_prices: {event_name: id})", field: "item_price_id")
+            throw UsageBillingError(
+                .invalidInput, "Chargebee usages mode needs an item price",
+                fix: "add item_price_id: <metered item price id> (or item_prices: {event_name: id})",
+                field: "item_price_id")
         }
         if let option = dedupeOption, !["skip", "update_existing"].contains(option) {
-            throw UsageBillingError(.invalidInput, "Chargebee dedupe_option '\(option)' is not skip or update_existing",
-                                    fix: "use skip or update_existing, or leave it out", field: "dedupe_option")
+            throw UsageBillingError(
+                .invalidInput, "Chargebee dedupe_option '\(option)' is not skip or update_existing",
+                fix: "use skip or update_existing, or leave it out", field: "dedupe_option")
         }
         if !(1...500).contains(maxBatchSize) {
-            throw UsageBillingError(.invalidInput, "Chargebee max_batch_size \(maxBatchSize) is out of range",
-                                    fix: "use 1 to 500 (Chargebee takes at most 500 usage events per batch)", field: "max_batch_size")
+            throw UsageBillingError(
+                .invalidInput, "Chargebee max_batch_size \(maxBatchSize) is out of range",
+                fix: "use 1 to 500 (Chargebee takes at most 500 usage events per batch)", field: "max_batch_size")
         }
         if requestsPerMinute <= 0 {
-            throw UsageBillingError(.invalidInput, "Chargebee requests_per_minute must be positive", fix: "use 150", field: "requests_per_minute")
+            throw UsageBillingError(
+                .invalidInput, "Chargebee requests_per_minute must be positive", fix: "use 150",
+                field: "requests_per_minute")
         }
     }
 }

@@ -29,7 +29,10 @@ public struct ChargebeeSink: UsageSink {
     public static let usageEventsWindow = AcceptedTimeWindow(maxAge: .seconds(12 * 3600), maxFutureSkew: .seconds(300))
 
     /// A sink; throws `.invalidInput`/`.configuration` naming a bad setting.
-    public init(settings: ChargebeeSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(), name: String = "chargebee") throws {
+    public init(
+        settings: ChargebeeSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(),
+        name: String = "chargebee"
+    ) throws {
         try settings.validate()
         self.name = name
         self.settings = settings
@@ -43,10 +46,13 @@ public struct ChargebeeSink: UsageSink {
         let rate = RateLimit(requestsPerSecond: settings.requestsPerMinute / 60, burst: 5)
         switch settings.mode {
         case .usages:
-            return SinkCapabilities(maxBatchSize: 1, idempotency: .providerDeduplicates(window: nil), rateLimit: rate, aggregation: settings.aggregate)
+            return SinkCapabilities(
+                maxBatchSize: 1, idempotency: .providerDeduplicates(window: nil), rateLimit: rate,
+                aggregation: settings.aggregate)
         case .usageEvents:
-            return SinkCapabilities(maxBatchSize: settings.maxBatchSize, acceptedWindow: Self.usageEventsWindow,
-                                    idempotency: .providerDeduplicates(window: nil), rateLimit: rate)
+            return SinkCapabilities(
+                maxBatchSize: settings.maxBatchSize, acceptedWindow: Self.usageEventsWindow,
+                idempotency: .providerDeduplicates(window: nil), rateLimit: rate)
         }
     }
 
@@ -69,23 +75,38 @@ public struct ChargebeeSink: UsageSink {
     // MARK: Usages
 
     /// The form fields for one aggregated record, or a local rejection.
-    func usageFields(_ event: UsageEvent) -> Result<(subscription: String, fields: [(String, String)]), RejectionReason> {
+    func usageFields(_ event: UsageEvent) -> Result<(subscription: String, fields: [(String, String)]), RejectionReason>
+    {
         let subscription = settings.mapping.providerCustomer(for: event)
-        if let reason = LocalValidation.checkLength(subscription, max: 50, field: "subscription_id") { return .failure(reason) }
+        if let reason = LocalValidation.checkLength(subscription, max: 50, field: "subscription_id") {
+            return .failure(reason)
+        }
         guard let itemPrice = settings.itemPrice(for: event.name) else {
-            return .failure(.local("item_price_missing", field: "item_price_id",
-                                   "no item price for '\(event.name)'; add it to item_prices or set item_price_id"))
+            return .failure(
+                .local(
+                    "item_price_missing", field: "item_price_id",
+                    "no item price for '\(event.name)'; add it to item_prices or set item_price_id"))
         }
         if let reason = LocalValidation.checkLength(event.id, max: 100, field: "id") { return .failure(reason) }
         if event.quantity < 0 {
-            return .failure(.local("quantity_negative", field: "quantity",
-                                   "Chargebee usages take a quantity ≥ 0, got \(DecimalFormat.plain(event.quantity)); use aggregate.report: totals with a 'most recent usage' item price, or correct the record in Chargebee"))
+            return .failure(
+                .local(
+                    "quantity_negative", field: "quantity",
+                    "Chargebee usages take a quantity ≥ 0, got \(DecimalFormat.plain(event.quantity)); use aggregate.report: totals with a 'most recent usage' item price, or correct the record in Chargebee"
+                ))
         }
         let quantity = DecimalFormat.plain(event.quantity)
-        if quantity.count > 40 { return .failure(.local("quantity_too_long", field: "quantity", "the quantity \(quantity) is longer than Chargebee's 40 characters")) }
+        if quantity.count > 40 {
+            return .failure(
+                .local(
+                    "quantity_too_long", field: "quantity",
+                    "the quantity \(quantity) is longer than Chargebee's 40 characters"))
+        }
         let info = AggregateInfo(event)
         let date = Int64(info.windowStart.timeIntervalSince1970) + Int64(info.revision)
-        var fields: [(String, String)] = [("id", event.id), ("item_price_id", itemPrice), ("quantity", quantity), ("usage_date", String(date))]
+        var fields: [(String, String)] = [
+            ("id", event.id), ("item_price_id", itemPrice), ("quantity", quantity), ("usage_date", String(date)),
+        ]
         if let option = settings.dedupeOption { fields.append(("dedupe_option", option)) }
         var note = "usage-billing: \(event.name) from \(RFC3339.format(info.windowStart))"
         if let end = info.windowEnd { note += " to \(RFC3339.format(end))" }
@@ -106,13 +127,16 @@ public struct ChargebeeSink: UsageSink {
         headers.add(name: "chargebee-idempotency-key", value: event.id)
         let request = HTTPRequest(
             method: .post,
-            url: URLBuilder.url(base: settings.endpoint, path: "/api/v2/subscriptions/\(URLBuilder.pathSegment(prepared.subscription))/usages"),
+            url: URLBuilder.url(
+                base: settings.endpoint,
+                path: "/api/v2/subscriptions/\(URLBuilder.pathSegment(prepared.subscription))/usages"),
             headers: headers, body: Data(FormEncoding.encode(prepared.fields).utf8))
         switch try await client.sendForDelivery(request) {
         case .failed(let outcome): return outcome
         case .response(let response):
             if (200..<300).contains(response.status) {
-                return response.headers["chargebee-idempotency-replayed"]?.lowercased() == "true" ? .duplicate : .accepted
+                return response.headers["chargebee-idempotency-replayed"]?.lowercased() == "true"
+                    ? .duplicate : .accepted
             }
             return try outcome(for: response)
         }
@@ -123,21 +147,32 @@ public struct ChargebeeSink: UsageSink {
         let error = ChargebeeError(response)
         switch (response.status, error.code) {
         case (401, _), (403, "api_authorization_failed"):
-            throw UsageBillingError(.configuration, "Chargebee refused the API key (\(response.status): \(error.message))",
-                                    fix: response.status == 401 ? "check api_key and site" : "use a key with write access to usage", field: "api_key")
+            throw UsageBillingError(
+                .configuration, "Chargebee refused the API key (\(response.status): \(error.message))",
+                fix: response.status == 401 ? "check api_key and site" : "use a key with write access to usage",
+                field: "api_key")
         case (400, "duplicate_entry") where error.param == nil || error.param == "id":
             return .duplicate
         case (429, _), (_, "lock_timeout"):
-            return .retryable(RetryableReason(.rateLimited, httpStatus: response.status, message: error.describe), retryAfter: response.retryAfter(now: clock.now()))
+            return .retryable(
+                RetryableReason(.rateLimited, httpStatus: response.status, message: error.describe),
+                retryAfter: response.retryAfter(now: clock.now()))
         case (500..., _):
-            return .retryable(RetryableReason(.serverError, httpStatus: response.status, message: error.describe), retryAfter: response.retryAfter(now: clock.now()))
+            return .retryable(
+                RetryableReason(.serverError, httpStatus: response.status, message: error.describe),
+                retryAfter: response.retryAfter(now: clock.now()))
         case (400, "resource_limit_exceeded"), (400, "resource_limit_exhausted"):
-            return .rejected(RejectionReason(code: error.code ?? "http_400",
-                                             message: "\(error.describe). Chargebee keeps at most 5,000 usages per subscription by default: use a longer aggregate.window or ask Chargebee support to raise it",
-                                             field: error.param, origin: .provider, httpStatus: 400))
+            return .rejected(
+                RejectionReason(
+                    code: error.code ?? "http_400",
+                    message:
+                        "\(error.describe). Chargebee keeps at most 5,000 usages per subscription by default: use a longer aggregate.window or ask Chargebee support to raise it",
+                    field: error.param, origin: .provider, httpStatus: 400))
         default:
-            return .rejected(RejectionReason(code: error.code ?? "http_\(response.status)", message: error.describe, field: error.param,
-                                             origin: .provider, httpStatus: response.status))
+            return .rejected(
+                RejectionReason(
+                    code: error.code ?? "http_\(response.status)", message: error.describe, field: error.param,
+                    origin: .provider, httpStatus: response.status))
         }
     }
 
@@ -145,26 +180,37 @@ public struct ChargebeeSink: UsageSink {
 
     /// The JSON for one raw event, or a local rejection.
     func usageEvent(_ event: UsageEvent, now: Date) -> Result<JSONValue, RejectionReason> {
-        if let reason = LocalValidation.checkTimestamp(event, window: Self.usageEventsWindow, now: now, provider: "Chargebee usage events") {
+        if let reason = LocalValidation.checkTimestamp(
+            event, window: Self.usageEventsWindow, now: now, provider: "Chargebee usage events")
+        {
             return .failure(reason)
         }
         let mapped: EventMapping.Mapped
-        switch settings.mapping.map(event, style: .typed, provider: "Chargebee", advice: "send it as a string property or round it") {
+        switch settings.mapping.map(
+            event, style: .typed, provider: "Chargebee", advice: "send it as a string property or round it")
+        {
         case .failure(let reason): return .failure(reason)
         case .success(let m): mapped = m
         }
-        if let reason = LocalValidation.checkLength(mapped.customer, max: 50, field: "subscription_id") { return .failure(reason) }
+        if let reason = LocalValidation.checkLength(mapped.customer, max: 50, field: "subscription_id") {
+            return .failure(reason)
+        }
         let properties = JSONValue.object(mapped.properties)
         let size = properties.encoded().count
         if size > 1024 {
-            return .failure(.local("properties_too_large", field: "properties",
-                                   "the event's properties are \(size) bytes; Chargebee takes at most 1 KB per event. Drop or shorten properties"))
+            return .failure(
+                .local(
+                    "properties_too_large", field: "properties",
+                    "the event's properties are \(size) bytes; Chargebee takes at most 1 KB per event. Drop or shorten properties"
+                ))
         }
-        return .success(.object([
-            "deduplication_id": .string(Self.deduplicationID(event.id)), "subscription_id": .string(mapped.customer),
-            "usage_timestamp": .number((event.timestamp.timeIntervalSince1970 * 1000).rounded(.down)),
-            "properties": properties,
-        ]))
+        return .success(
+            .object([
+                "deduplication_id": .string(Self.deduplicationID(event.id)),
+                "subscription_id": .string(mapped.customer),
+                "usage_timestamp": .number((event.timestamp.timeIntervalSince1970 * 1000).rounded(.down)),
+                "properties": properties,
+            ]))
     }
 
     /// The event id when it fits Chargebee's 36 characters, else a 35-character hash of it.
@@ -186,7 +232,8 @@ public struct ChargebeeSink: UsageSink {
             var headers = self.headers
             headers.add(name: "Content-Type", value: "application/json;charset=UTF-8")
             let request = HTTPRequest(
-                method: .post, url: URLBuilder.url(base: settings.ingestEndpoint, path: "/api/v2/batch/usage_events"), headers: headers,
+                method: .post, url: URLBuilder.url(base: settings.ingestEndpoint, path: "/api/v2/batch/usage_events"),
+                headers: headers,
                 body: JSONValue.object(["events": .array(chunk.map(\.json))]).encoded())
             let perEvent: [DeliveryOutcome]
             switch try await client.sendForDelivery(request) {
@@ -194,8 +241,11 @@ public struct ChargebeeSink: UsageSink {
                 perEvent = chunk.map { _ in outcome }
             case .response(let response):
                 let body = JSONValue.parse(response.body)
-                if (200..<300).contains(response.status) || body?["type"]?.stringValue == "ubb_batch_ingestion_invalid_request" {
-                    perEvent = mapFailedEvents(body?["failed_events"], chunk: chunk.map { batch[$0.index] }, status: response.status)
+                if (200..<300).contains(response.status)
+                    || body?["type"]?.stringValue == "ubb_batch_ingestion_invalid_request"
+                {
+                    perEvent = mapFailedEvents(
+                        body?["failed_events"], chunk: chunk.map { batch[$0.index] }, status: response.status)
                 } else {
                     let outcome = try outcome(for: response)
                     perEvent = chunk.map { _ in outcome }
@@ -212,24 +262,39 @@ public struct ChargebeeSink: UsageSink {
     func mapFailedEvents(_ failed: JSONValue?, chunk: [UsageEvent], status: Int) -> [DeliveryOutcome] {
         guard case .array(let entries)? = failed, !entries.isEmpty else {
             if (200..<300).contains(status) { return chunk.map { _ in .accepted } }
-            return chunk.map { _ in .retryable(RetryableReason(.serverError, httpStatus: status,
-                                                               message: "Chargebee refused the batch without naming events"), retryAfter: nil) }
+            return chunk.map { _ in
+                .retryable(
+                    RetryableReason(
+                        .serverError, httpStatus: status,
+                        message: "Chargebee refused the batch without naming events"), retryAfter: nil)
+            }
         }
         var byID: [String: JSONValue] = [:]
         for entry in entries {
-            guard let id = entry["deduplication_id"]?.stringValue ?? entry["event"]?["deduplication_id"]?.stringValue else {
-                return chunk.map { _ in .retryable(RetryableReason(.serverError, httpStatus: status,
-                                                                   message: "Chargebee reported failed events it did not name; resending the batch (deduplicated)"),
-                                                   retryAfter: nil) }
+            guard let id = entry["deduplication_id"]?.stringValue ?? entry["event"]?["deduplication_id"]?.stringValue
+            else {
+                return chunk.map { _ in
+                    .retryable(
+                        RetryableReason(
+                            .serverError, httpStatus: status,
+                            message:
+                                "Chargebee reported failed events it did not name; resending the batch (deduplicated)"),
+                        retryAfter: nil)
+                }
             }
             byID[id] = entry
         }
         return chunk.map { event in
             guard let entry = byID[Self.deduplicationID(event.id)] else { return .accepted }
             let code = entry["error_code"]?.stringValue ?? entry["api_error_code"]?.stringValue ?? "failed_event"
-            let message = entry["error_message"]?.stringValue ?? entry["message"]?.stringValue ?? "Chargebee did not ingest this event"
+            let message =
+                entry["error_message"]?.stringValue ?? entry["message"]?.stringValue
+                ?? "Chargebee did not ingest this event"
             if code == "duplicate_entry" || code == "duplicate_event" { return .duplicate }
-            return .rejected(RejectionReason(code: code, message: message, field: entry["param"]?.stringValue, origin: .provider, httpStatus: status))
+            return .rejected(
+                RejectionReason(
+                    code: code, message: message, field: entry["param"]?.stringValue, origin: .provider,
+                    httpStatus: status))
         }
     }
 }
@@ -247,7 +312,9 @@ struct ChargebeeError {
         code = body?["api_error_code"]?.stringValue ?? body?["error_code"]?.stringValue
         param = body?["param"]?.stringValue ?? body?["error_param"]?.stringValue
         type = body?["type"]?.stringValue
-        message = body?["message"]?.stringValue ?? body?["error_msg"]?.stringValue ?? "Chargebee answered HTTP \(response.status)"
+        message =
+            body?["message"]?.stringValue ?? body?["error_msg"]?.stringValue
+            ?? "Chargebee answered HTTP \(response.status)"
     }
 
     var describe: String {

@@ -23,7 +23,9 @@ final class MetronomeEmulation: EmulatedProvider {
     func injected(status: Int, retryAfter: Bool) -> HTTPResponse {
         var h: HeaderFields = status == 429 ? ["X-Metronome-Rate-Limit-Type": "client"] : [:]
         if status == 429 && retryAfter { h["Retry-After"] = "1" }
-        return Reply.json(status, .object(["message": .string(status == 429 ? "Too many requests" : "Internal server error")]), headers: h)
+        return Reply.json(
+            status, .object(["message": .string(status == 429 ? "Too many requests" : "Internal server error")]),
+            headers: h)
     }
 
     func handle(_ r: EmulatedRequest) -> HTTPResponse {
@@ -35,11 +37,19 @@ final class MetronomeEmulation: EmulatedProvider {
             let known = Set(state.with { $0.usage.map(\.customer) })
             // The emulator keeps no customer list: every alias belongs to a customer, as if each
             // customer had been created with the alias the events use.
-            let matches = r.query("ingest_alias").map { alias in Self.isCustomerID(alias) ? [] : [alias] } ?? known.sorted()
-            return Reply.json(200, .object(["data": .array(matches.map { name in
-                .object(["id": .string(Self.customerID(name)), "name": .string(name),
-                         "ingest_aliases": .array(Self.isCustomerID(name) ? [] : [.string(name)])])
-            }), "next_page": .null]))
+            let matches =
+                r.query("ingest_alias").map { alias in Self.isCustomerID(alias) ? [] : [alias] } ?? known.sorted()
+            return Reply.json(
+                200,
+                .object([
+                    "data": .array(
+                        matches.map { name in
+                            .object([
+                                "id": .string(Self.customerID(name)), "name": .string(name),
+                                "ingest_aliases": .array(Self.isCustomerID(name) ? [] : [.string(name)]),
+                            ])
+                        }), "next_page": .null,
+                ]))
         case ("POST", "/v1/ingest"):
             guard let events = r.json?.arrayValue, (1...100).contains(events.count) else {
                 return Reply.json(400, .object(["message": .string("body must be an array of 1 to 100 events")]))
@@ -47,20 +57,33 @@ final class MetronomeEmulation: EmulatedProvider {
             var valid: [AcceptedUsage] = []
             valid.reserveCapacity(events.count)
             for (i, e) in events.enumerated() {
-                guard let key = e["transaction_id"]?.stringValue, let customer = e["customer_id"]?.stringValue, let type = e["event_type"]?.stringValue,
-                      let at = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) else {
-                    return Reply.json(400, .object(["message": .string("body/\(i) must have transaction_id, customer_id, event_type and an RFC 3339 timestamp")]))
+                guard let key = e["transaction_id"]?.stringValue, let customer = e["customer_id"]?.stringValue,
+                    let type = e["event_type"]?.stringValue,
+                    let at = e["timestamp"]?.stringValue.flatMap(RFC3339.parse)
+                else {
+                    return Reply.json(
+                        400,
+                        .object([
+                            "message": .string(
+                                "body/\(i) must have transaction_id, customer_id, event_type and an RFC 3339 timestamp")
+                        ]))
                 }
-                valid.append(AcceptedUsage(customer: customer, meter: type, timestamp: at,
-                                           quantity: Reply.decimal(e["properties"]?[valueProperties.property(for: type, default: "quantity")]) ?? 0, key: key))
+                valid.append(
+                    AcceptedUsage(
+                        customer: customer, meter: type, timestamp: at,
+                        quantity: Reply.decimal(
+                            e["properties"]?[valueProperties.property(for: type, default: "quantity")]) ?? 0, key: key))
             }
             state.with { s in
-                for usage in valid where s.keys.insert(usage.key ?? "").inserted { s.usage.append(usage) }  // a repeat: silently the same 200
+                // a repeat: silently the same 200
+                for usage in valid where s.keys.insert(usage.key ?? "").inserted { s.usage.append(usage) }
             }
             return Reply.empty(200)
         case ("POST", "/v1/usage"):
             let body = r.json
-            guard let start = body?["starting_on"]?.stringValue.flatMap(RFC3339.parse), let end = body?["ending_before"]?.stringValue.flatMap(RFC3339.parse) else {
+            guard let start = body?["starting_on"]?.stringValue.flatMap(RFC3339.parse),
+                let end = body?["ending_before"]?.stringValue.flatMap(RFC3339.parse)
+            else {
                 return Reply.json(400, .object(["message": .string("starting_on and ending_before are required")]))
             }
             let step: TimeInterval = body?["window_size"]?.stringValue == "hour" ? 3600 : 86_400
@@ -74,10 +97,18 @@ final class MetronomeEmulation: EmulatedProvider {
                     var s = start
                     while s < end {
                         let e = s.addingTimeInterval(step)
-                        let items = usage.filter { $0.customer == customer && $0.meter == metric && $0.timestamp >= s && $0.timestamp < e }
-                        rows.append(.object(["customer_id": .string(ids[customer] ?? customer), "billable_metric_id": .string("bm_\(metric)"), "billable_metric_name": .string(metric),
-                                             "start_timestamp": .string(RFC3339.format(s)), "end_timestamp": .string(RFC3339.format(e)),
-                                             "value": items.isEmpty ? .null : Reply.number(items.reduce(Decimal(0)) { $0 + $1.quantity })]))
+                        let items = usage.filter {
+                            $0.customer == customer && $0.meter == metric && $0.timestamp >= s && $0.timestamp < e
+                        }
+                        rows.append(
+                            .object([
+                                "customer_id": .string(ids[customer] ?? customer),
+                                "billable_metric_id": .string("bm_\(metric)"), "billable_metric_name": .string(metric),
+                                "start_timestamp": .string(RFC3339.format(s)),
+                                "end_timestamp": .string(RFC3339.format(e)),
+                                "value": items.isEmpty
+                                    ? .null : Reply.number(items.reduce(Decimal(0)) { $0 + $1.quantity }),
+                            ]))
                         s = e
                     }
                 }
@@ -98,7 +129,8 @@ final class MetronomeEmulation: EmulatedProvider {
 /// ``MeterSums`` names (default `quantity`).
 public enum EmulatedMetronome {
     public static let kind = EmulationKind(
-        kind: "metronome", adapterSettings: "api_key: metronome_REDACTED, events_per_second: 100000000", realHosts: ["api.metronome.com": "metronome"],
+        kind: "metronome", adapterSettings: "api_key: metronome_REDACTED, events_per_second: 100000000",
+        realHosts: ["api.metronome.com": "metronome"],
         meters: .sumQuantityProperty, endpoints: { ["endpoint": "\($0)/metronome"] },
         make: { [MetronomeEmulation(valueProperties: MeterValueProperties($0.options[MeterSums.self].properties))] })
 }

@@ -21,11 +21,17 @@ public struct MetronomeDoor: IngestDoor {
 
     public func handle(_ request: IngestDoorRequest, context: IngestDoorContext) async -> IngestDoorResponse {
         guard let token = request.bearerToken, context.authorises(token) else {
-            return Self.message(401, "Unauthorized: the bearer token is not one of usage-billing serve's serve.tokens. Give the Metronome client the ingest token; your Metronome token stays in the routing config.")
+            return Self.message(
+                401,
+                "Unauthorized: the bearer token is not one of usage-billing serve's serve.tokens. Give the Metronome client the ingest token; your Metronome token stays in the routing config."
+            )
         }
         guard request.method == "POST", request.path == "/v1/ingest" else {
-            return Self.message(404, "Not found: usage-billing serve speaks only Metronome's ingest API (\(request.method) /metronome\(request.path) is not it). Give metering its own client, e.g. "
-                + "metering = metronome.Metronome(bearer_token=INGEST_TOKEN, base_url=\"http://HOST:8480/metronome\"), and keep your usual client for the rest of Metronome.")
+            return Self.message(
+                404,
+                "Not found: usage-billing serve speaks only Metronome's ingest API (\(request.method) /metronome\(request.path) is not it). Give metering its own client, e.g. "
+                    + "metering = metronome.Metronome(bearer_token=INGEST_TOKEN, base_url=\"http://HOST:8480/metronome\"), and keep your usual client for the rest of Metronome."
+            )
         }
         guard let items = JSONValue.parse(request.body)?.arrayValue else {
             return Self.message(400, "body must be an array of 1 to \(Self.batchLimit) usage events")
@@ -46,11 +52,19 @@ public struct MetronomeDoor: IngestDoor {
         do {
             results = try await context.record(batch, "properties.\(property)")
         } catch {
-            return .json(503, .object(["message": .string("Nothing was recorded: \(IngestDoorUnavailable.of(error).reason). Retry with the same transaction ids.")]),
-                         headers: [IngestDoorUnavailable.of(error).header])
+            return .json(
+                503,
+                .object([
+                    "message": .string(
+                        "Nothing was recorded: \(IngestDoorUnavailable.of(error).reason). Retry with the same transaction ids."
+                    )
+                ]),
+                headers: [IngestDoorUnavailable.of(error).header])
         }
         let refused = results.enumerated().compactMap { i, result -> String? in
-            if case .refused(let field, let reason, let fix) = result { return "body/\(i) (\(field)): \(reason). \(fix)" }
+            if case .refused(let field, let reason, let fix) = result {
+                return "body/\(i) (\(field)): \(reason). \(fix)"
+            }
             return nil
         }
         if !refused.isEmpty {
@@ -63,14 +77,28 @@ public struct MetronomeDoor: IngestDoor {
 
     static func event(_ value: JSONValue, property: String) -> Result<(event: UsageEvent, hasQuantity: Bool), Invalid> {
         guard case .object(let o) = value else { return .failure(Invalid(problem: "an event must be a JSON object")) }
-        guard let id = o["transaction_id"]?.stringValue, !id.isEmpty else { return .failure(Invalid(problem: "transaction_id is required (a key per event, so a resent request is billed once)")) }
-        guard let customer = o["customer_id"]?.stringValue, !customer.isEmpty else { return .failure(Invalid(problem: "customer_id is required")) }
-        guard let name = o["event_type"]?.stringValue, !name.isEmpty else { return .failure(Invalid(problem: "event_type is required")) }
-        guard let timestamp = o["timestamp"]?.stringValue.flatMap(RFC3339.parse) else { return .failure(Invalid(problem: "timestamp must be an RFC 3339 time, e.g. 2026-12-07T12:03:00Z")) }
+        guard let id = o["transaction_id"]?.stringValue, !id.isEmpty else {
+            return .failure(
+                Invalid(problem: "transaction_id is required (a key per event, so a resent request is billed once)"))
+        }
+        guard let customer = o["customer_id"]?.stringValue, !customer.isEmpty else {
+            return .failure(Invalid(problem: "customer_id is required"))
+        }
+        guard let name = o["event_type"]?.stringValue, !name.isEmpty else {
+            return .failure(Invalid(problem: "event_type is required"))
+        }
+        guard let timestamp = o["timestamp"]?.stringValue.flatMap(RFC3339.parse) else {
+            return .failure(Invalid(problem: "timestamp must be an RFC 3339 time, e.g. 2026-12-07T12:03:00Z"))
+        }
         let split = IngestDoorProperties.split(o["properties"], quantityProperty: property, door: "metronome")
         if let problem = split.problems.first { return .failure(Invalid(problem: problem)) }
-        return .success((UsageEvent(id: id, name: name, customer: customer, timestamp: timestamp, quantity: split.quantity, properties: split.properties),
-                         split.hasQuantity))
+        return .success(
+            (
+                UsageEvent(
+                    id: id, name: name, customer: customer, timestamp: timestamp, quantity: split.quantity,
+                    properties: split.properties),
+                split.hasQuantity
+            ))
     }
 
     /// Why an event was not taken.

@@ -19,22 +19,32 @@ public struct MetronomeReadBack: UsageReadBack {
 
     public var requestsPerSecond: Double { 10 }
 
-    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage] {
+    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity)
+        async throws -> [ReportedUsage]
+    {
         // Metronome asks for whole UTC days (at least one), even for hour windows: widen, then keep [from, to).
         let day = 86_400.0
         let start = Date(timeIntervalSince1970: (from.timeIntervalSince1970 / day).rounded(.down) * day)
-        let end = max(start.addingTimeInterval(day), Date(timeIntervalSince1970: (to.timeIntervalSince1970 / day).rounded(.up) * day))
+        let end = max(
+            start.addingTimeInterval(day),
+            Date(timeIntervalSince1970: (to.timeIntervalSince1970 / day).rounded(.up) * day))
         // The event type each billable metric counts: mapped ones by id or name, the rest by name.
         var eventType: [String: String] = [:]
         for (type, metric) in settings.billableMetrics { eventType[metric] = type }
-        func meter(_ row: MetronomeUsageRow) -> String { eventType[row.billableMetricID] ?? eventType[row.billableMetricName] ?? row.billableMetricName }
+        func meter(_ row: MetronomeUsageRow) -> String {
+            eventType[row.billableMetricID] ?? eventType[row.billableMetricName] ?? row.billableMetricName
+        }
         // Usage is keyed by the Metronome customer id; events may name the customer by an ingest alias.
         let id = MetronomeClient.isCustomerID(customer) ? customer : try await client.customerID(forAlias: customer)
         return try await client.usage(start: start, end: end, window: granularity.rawValue, customerIDs: [id])
             .filter { $0.customerID == id && (meters.isEmpty || meters.contains(meter($0))) }
             .compactMap { row in
-                guard let start = RFC3339.parse(row.startTimestamp), let end = RFC3339.parse(row.endTimestamp), start >= from, start < to else { return nil }
-                return ReportedUsage(customer: customer, meter: meter(row), start: start, end: end, value: Decimal(reported: row.value ?? 0))
+                guard let start = RFC3339.parse(row.startTimestamp), let end = RFC3339.parse(row.endTimestamp),
+                    start >= from, start < to
+                else { return nil }
+                return ReportedUsage(
+                    customer: customer, meter: meter(row), start: start, end: end,
+                    value: Decimal(reported: row.value ?? 0))
             }
     }
 }

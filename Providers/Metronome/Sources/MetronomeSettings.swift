@@ -33,14 +33,17 @@ public struct MetronomeSettings: ProviderSettings {
     public static let keys: Set<String> = EventMapping.keys.union(CodingKeys.allCases.map(\.rawValue))
 
     private enum CodingKeys: String, CodingKey, CaseIterable {
-        case apiKey = "api_key", secretKey = "secret_key", endpoint, maxBatchSize = "max_batch_size", propertiesAsStrings = "properties_as_strings"
+        case apiKey = "api_key", secretKey = "secret_key", endpoint, maxBatchSize = "max_batch_size",
+            propertiesAsStrings = "properties_as_strings"
         case eventsPerSecond = "events_per_second", billableMetrics = "billable_metrics", aggregate
     }
 
     /// Settings with defaults for everything but the key.
-    public init(apiKey: Secret, endpoint: String = "https://api.metronome.com", maxBatchSize: Int = 100,
-                propertiesAsStrings: Bool = true, eventsPerSecond: Double = 5_000,
-                mapping: EventMapping = EventMapping(quantityProperty: "quantity")) {
+    public init(
+        apiKey: Secret, endpoint: String = "https://api.metronome.com", maxBatchSize: Int = 100,
+        propertiesAsStrings: Bool = true, eventsPerSecond: Double = 5_000,
+        mapping: EventMapping = EventMapping(quantityProperty: "quantity")
+    ) {
         self.apiKey = apiKey
         self.endpoint = endpoint
         self.maxBatchSize = maxBatchSize
@@ -52,15 +55,21 @@ public struct MetronomeSettings: ProviderSettings {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = MetronomeSettings(apiKey: "")
-        switch (try c.decodeIfPresent(Secret.self, forKey: .apiKey), try c.decodeIfPresent(Secret.self, forKey: .secretKey)) {
+        switch (
+            try c.decodeIfPresent(Secret.self, forKey: .apiKey), try c.decodeIfPresent(Secret.self, forKey: .secretKey)
+        ) {
         case (let token?, nil): apiKey = token
         case (nil, let stripeKey?): apiKey = stripeKey; credentialField = "secret_key"
         case (_?, _?):
-            throw UsageBillingError(.configuration, "Metronome takes one credential; both api_key and secret_key are set",
-                                    fix: "keep api_key (a Metronome token) or secret_key (a Stripe sk_… key), not both", field: "secret_key")
+            throw UsageBillingError(
+                .configuration, "Metronome takes one credential; both api_key and secret_key are set",
+                fix: "keep api_key (a Metronome token) or secret_key (a Stripe sk_… key), not both", field: "secret_key"
+            )
         case (nil, nil):
-            throw UsageBillingError(.configuration, "Metronome needs a credential",
-                                    fix: "set api_key: ${METRONOME_BEARER_TOKEN}, or secret_key: ${STRIPE_SECRET_KEY} (a Stripe sk_… key)", field: "api_key")
+            throw UsageBillingError(
+                .configuration, "Metronome needs a credential",
+                fix: "set api_key: ${METRONOME_BEARER_TOKEN}, or secret_key: ${STRIPE_SECRET_KEY} (a Stripe sk_… key)",
+                field: "api_key")
         }
         endpoint = try c.decodeIfPresent(String.self, forKey: .endpoint) ?? d.endpoint
         maxBatchSize = try c.decodeIfPresent(Int.self, forKey: .maxBatchSize) ?? d.maxBatchSize
@@ -77,37 +86,50 @@ public struct MetronomeSettings: ProviderSettings {
     /// Checks values that decode but cannot work.
     public func validate() throws {
         if apiKey.exposedValue.isEmpty {
-            throw UsageBillingError(.configuration, "Metronome \(credentialField) is empty",
-                                    fix: credentialField == "secret_key" ? "set it: secret_key: ${STRIPE_SECRET_KEY}" : "set it: api_key: ${METRONOME_BEARER_TOKEN}",
-                                    field: credentialField)
+            throw UsageBillingError(
+                .configuration, "Metronome \(credentialField) is empty",
+                fix: credentialField == "secret_key"
+                    ? "set it: secret_key: ${STRIPE_SECRET_KEY}" : "set it: api_key: ${METRONOME_BEARER_TOKEN}",
+                field: credentialField)
         }
         if credentialField == "secret_key" {
             let key = apiKey.exposedValue
             if key.hasPrefix("rk_") {
-                throw UsageBillingError(.configuration, "Metronome does not take Stripe restricted keys (rk_…)",
-                                        fix: "use the account's secret key (sk_test_… for Metronome's sandbox, sk_live_… for production), or a Metronome token under api_key",
-                                        field: "secret_key")
+                throw UsageBillingError(
+                    .configuration, "Metronome does not take Stripe restricted keys (rk_…)",
+                    fix:
+                        "use the account's secret key (sk_test_… for Metronome's sandbox, sk_live_… for production), or a Metronome token under api_key",
+                    field: "secret_key")
             }
             if !key.hasPrefix("sk_") {
-                throw UsageBillingError(.configuration, "Metronome secret_key must be a Stripe secret key (sk_…)",
-                                        fix: "put a Stripe sk_… key here, or a Metronome token under api_key instead", field: "secret_key")
+                throw UsageBillingError(
+                    .configuration, "Metronome secret_key must be a Stripe secret key (sk_…)",
+                    fix: "put a Stripe sk_… key here, or a Metronome token under api_key instead", field: "secret_key")
             }
         }
-        try SettingsDecoding.checkURL(endpoint, field: "endpoint", provider: "Metronome", example: "https://api.metronome.com")
+        try SettingsDecoding.checkURL(
+            endpoint, field: "endpoint", provider: "Metronome", example: "https://api.metronome.com")
         if !(1...100).contains(maxBatchSize) {
-            throw UsageBillingError(.invalidInput, "Metronome max_batch_size \(maxBatchSize) is out of range",
-                                    fix: "use 1 to 100 (Metronome takes at most 100 events per request)", field: "max_batch_size")
+            throw UsageBillingError(
+                .invalidInput, "Metronome max_batch_size \(maxBatchSize) is out of range",
+                fix: "use 1 to 100 (Metronome takes at most 100 events per request)", field: "max_batch_size")
         }
         for (eventType, metric) in billableMetrics where eventType.isEmpty || metric.isEmpty {
-            throw UsageBillingError(.invalidInput, "Metronome billable_metrics maps '\(eventType)' to '\(metric)'; both must be non-empty",
-                                    fix: "map an event type to its billable metric's name or id, e.g. billable_metrics: {api_request: API Requests}", field: "billable_metrics")
+            throw UsageBillingError(
+                .invalidInput, "Metronome billable_metrics maps '\(eventType)' to '\(metric)'; both must be non-empty",
+                fix:
+                    "map an event type to its billable metric's name or id, e.g. billable_metrics: {api_request: API Requests}",
+                field: "billable_metrics")
         }
         if Set(billableMetrics.values).count < billableMetrics.count {
-            throw UsageBillingError(.invalidInput, "Metronome billable_metrics names one billable metric for two event types",
-                                    fix: "give each event type its own billable metric", field: "billable_metrics")
+            throw UsageBillingError(
+                .invalidInput, "Metronome billable_metrics names one billable metric for two event types",
+                fix: "give each event type its own billable metric", field: "billable_metrics")
         }
         if eventsPerSecond <= 0 {
-            throw UsageBillingError(.invalidInput, "Metronome events_per_second must be positive", fix: "use 5000", field: "events_per_second")
+            throw UsageBillingError(
+                .invalidInput, "Metronome events_per_second must be positive", fix: "use 5000",
+                field: "events_per_second")
         }
     }
 }

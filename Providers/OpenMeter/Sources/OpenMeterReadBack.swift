@@ -18,14 +18,21 @@ public struct OpenMeterReadBack: UsageReadBack {
 
     public var requestsPerSecond: Double { 10 }
 
-    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage] {
+    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity)
+        async throws -> [ReportedUsage]
+    {
         var out: [ReportedUsage] = []
         for meter in meters {
             let slug = settings.meterSlugs[meter] ?? meter
-            for row in try await client.query(meter: slug, from: from, to: to, windowSize: granularity == .hour ? .hour : .day, subjects: [customer])
+            for row in try await client.query(
+                meter: slug, from: from, to: to, windowSize: granularity == .hour ? .hour : .day, subjects: [customer])
             where row.subject == nil || row.subject == customer {
-                guard let start = RFC3339.parse(row.windowStart), let end = RFC3339.parse(row.windowEnd) else { continue }
-                out.append(ReportedUsage(customer: customer, meter: meter, start: start, end: end, value: Decimal(reported: row.value)))
+                guard let start = RFC3339.parse(row.windowStart), let end = RFC3339.parse(row.windowEnd) else {
+                    continue
+                }
+                out.append(
+                    ReportedUsage(
+                        customer: customer, meter: meter, start: start, end: end, value: Decimal(reported: row.value)))
             }
         }
         return out

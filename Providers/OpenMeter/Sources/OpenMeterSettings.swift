@@ -44,12 +44,15 @@ public struct OpenMeterSettings: ProviderSettings {
     public static let keys: Set<String> = EventMapping.keys.union(CodingKeys.allCases.map(\.rawValue))
 
     private enum CodingKeys: String, CodingKey, CaseIterable {
-        case apiKey = "api_key", endpoint, api, region, source, maxBatchSize = "max_batch_size", meterSlugs = "meter_slugs", aggregate
+        case apiKey = "api_key", endpoint, api, region, source, maxBatchSize = "max_batch_size", meterSlugs =
+            "meter_slugs", aggregate
     }
 
     /// Settings with defaults.
-    public init(apiKey: Secret?, endpoint: String = "https://openmeter.cloud", source: String = "usage-billing",
-                maxBatchSize: Int = 100, mapping: EventMapping = EventMapping(quantityProperty: "value")) {
+    public init(
+        apiKey: Secret?, endpoint: String = "https://openmeter.cloud", source: String = "usage-billing",
+        maxBatchSize: Int = 100, mapping: EventMapping = EventMapping(quantityProperty: "value")
+    ) {
         self.apiKey = apiKey
         self.endpoint = endpoint
         self.source = source
@@ -73,7 +76,8 @@ public struct OpenMeterSettings: ProviderSettings {
     }
 
     public static let providerName = "OpenMeter"
-    public static let example = "{api_key: ${OPENMETER_TOKEN}, source: my-service}, or for Kong Konnect {region: eu, api_key: ${KONNECT_TOKEN}}"
+    public static let example =
+        "{api_key: ${OPENMETER_TOKEN}, source: my-service}, or for Kong Konnect {region: eu, api_key: ${KONNECT_TOKEN}}"
 
     /// Whether `endpoint` is a Kong Konnect API host.
     static func isKonnect(_ endpoint: String) -> Bool {
@@ -85,38 +89,56 @@ public struct OpenMeterSettings: ProviderSettings {
 
     /// Checks values that decode but cannot work.
     public func validate() throws {
-        try SettingsDecoding.checkURL(endpoint, field: "endpoint", provider: "OpenMeter", example: "https://openmeter.cloud")
+        try SettingsDecoding.checkURL(
+            endpoint, field: "endpoint", provider: "OpenMeter", example: "https://openmeter.cloud")
         if let region, !Self.konnectRegions.contains(region) {
-            throw UsageBillingError(.invalidInput, "OpenMeter region '\(region)' is not a Konnect region",
-                                    fix: "use one of \(Self.konnectRegions.joined(separator: ", ")), or set endpoint for another host", field: "region")
+            throw UsageBillingError(
+                .invalidInput, "OpenMeter region '\(region)' is not a Konnect region",
+                fix: "use one of \(Self.konnectRegions.joined(separator: ", ")), or set endpoint for another host",
+                field: "region")
         }
         if apiKey == nil, endpoint.contains("openmeter.cloud") {
-            throw UsageBillingError(.configuration, "OpenMeter Cloud needs an api_key", fix: "set api_key: ${OPENMETER_TOKEN}", field: "api_key")
+            throw UsageBillingError(
+                .configuration, "OpenMeter Cloud needs an api_key", fix: "set api_key: ${OPENMETER_TOKEN}",
+                field: "api_key")
         }
         if apiKey == nil, Self.isKonnect(endpoint) {
-            throw UsageBillingError(.configuration, "Kong Konnect needs an api_key",
-                                    fix: "set api_key: ${KONNECT_TOKEN}, a Konnect system (spat_…) or personal (kpat_…) access token with Metering & Billing access",
-                                    field: "api_key")
+            throw UsageBillingError(
+                .configuration, "Kong Konnect needs an api_key",
+                fix:
+                    "set api_key: ${KONNECT_TOKEN}, a Konnect system (spat_…) or personal (kpat_…) access token with Metering & Billing access",
+                field: "api_key")
         }
         if api == .v1, Self.isKonnect(endpoint) {
-            throw UsageBillingError(.invalidInput, "Kong Konnect speaks OpenMeter's v3 API, not v1", fix: "remove api: v1 (a Konnect endpoint or region means v3)", field: "api")
+            throw UsageBillingError(
+                .invalidInput, "Kong Konnect speaks OpenMeter's v3 API, not v1",
+                fix: "remove api: v1 (a Konnect endpoint or region means v3)", field: "api")
         }
         if api == .v3, !endpoint.hasSuffix("/v3"), Self.isKonnect(endpoint) {
-            throw UsageBillingError(.invalidInput, "a Konnect endpoint ends in /v3 (\(endpoint))",
-                                    fix: "use e.g. https://eu.api.konghq.com/v3, or set region: eu instead", field: "endpoint")
+            throw UsageBillingError(
+                .invalidInput, "a Konnect endpoint ends in /v3 (\(endpoint))",
+                fix: "use e.g. https://eu.api.konghq.com/v3, or set region: eu instead", field: "endpoint")
         }
         if apiKey?.exposedValue.isEmpty == true {
-            throw UsageBillingError(.configuration, "OpenMeter api_key is empty", fix: "set api_key: ${OPENMETER_TOKEN} or omit it for self-hosted", field: "api_key")
+            throw UsageBillingError(
+                .configuration, "OpenMeter api_key is empty",
+                fix: "set api_key: ${OPENMETER_TOKEN} or omit it for self-hosted", field: "api_key")
         }
         if source.isEmpty {
-            throw UsageBillingError(.invalidInput, "OpenMeter source is empty", fix: "use a stable name such as your service's", field: "source")
+            throw UsageBillingError(
+                .invalidInput, "OpenMeter source is empty", fix: "use a stable name such as your service's",
+                field: "source")
         }
         for (eventType, slug) in meterSlugs where eventType.isEmpty || slug.isEmpty {
-            throw UsageBillingError(.invalidInput, "OpenMeter meter_slugs maps '\(eventType)' to '\(slug)'; both must be non-empty",
-                                    fix: "map an event type to its meter's slug, e.g. meter_slugs: {api_request: api_requests_total}", field: "meter_slugs")
+            throw UsageBillingError(
+                .invalidInput, "OpenMeter meter_slugs maps '\(eventType)' to '\(slug)'; both must be non-empty",
+                fix: "map an event type to its meter's slug, e.g. meter_slugs: {api_request: api_requests_total}",
+                field: "meter_slugs")
         }
         if !(1...10_000).contains(maxBatchSize) {
-            throw UsageBillingError(.invalidInput, "OpenMeter max_batch_size \(maxBatchSize) is out of range", fix: "use 1 to 10000", field: "max_batch_size")
+            throw UsageBillingError(
+                .invalidInput, "OpenMeter max_batch_size \(maxBatchSize) is out of range", fix: "use 1 to 10000",
+                field: "max_batch_size")
         }
     }
 }

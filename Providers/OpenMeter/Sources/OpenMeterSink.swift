@@ -29,7 +29,10 @@ public struct OpenMeterSink: UsageSink {
     public static let batchContentType = "application/cloudevents-batch+json"
 
     /// A sink; throws `.invalidInput`/`.configuration` naming a bad setting.
-    public init(settings: OpenMeterSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(), name: String = "openmeter") throws {
+    public init(
+        settings: OpenMeterSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(),
+        name: String = "openmeter"
+    ) throws {
         try settings.validate()
         self.name = name
         self.settings = settings
@@ -40,8 +43,10 @@ public struct OpenMeterSink: UsageSink {
     /// Up to `max_batch_size` events per request; no timestamp window; dedup by (source, id)
     /// for 32 days on Cloud.
     public var capabilities: SinkCapabilities {
-        SinkCapabilities(maxBatchSize: settings.maxBatchSize, acceptedWindow: nil,
-                         idempotency: .providerDeduplicates(window: .seconds(32 * 86_400)), aggregation: settings.aggregate, maxConcurrentRequests: 8)
+        SinkCapabilities(
+            maxBatchSize: settings.maxBatchSize, acceptedWindow: nil,
+            idempotency: .providerDeduplicates(window: .seconds(32 * 86_400)), aggregation: settings.aggregate,
+            maxConcurrentRequests: 8)
     }
 
     /// Validates, sends the valid events in one request, and returns one outcome per event in order.
@@ -53,7 +58,8 @@ public struct OpenMeterSink: UsageSink {
         let event = settings.aggregate == nil ? event : AggregateInfo.asEvent(event)
         if event.id.isEmpty { return .failure(.local("id_missing", field: "id", "the event has no id")) }
         if settings.mapping.providerCustomer(for: event).isEmpty {
-            return .failure(.local("subject_missing", field: "customer", "OpenMeter requires a subject; the event has no customer"))
+            return .failure(
+                .local("subject_missing", field: "customer", "OpenMeter requires a subject; the event has no customer"))
         }
         // Numbers as decimal strings: OpenMeter parses numeric strings for SUM/MAX/... meters,
         // and a string keeps every digit.
@@ -63,11 +69,12 @@ public struct OpenMeterSink: UsageSink {
         case .success(let m): mapped = m
         }
         // Written straight to bytes, keys in byte order (what encodeObject would sort them to).
-        return .success(JSONValue.encodeObject([
-            ("data", .object(mapped.properties)), ("id", .string(event.id)), ("source", .string(settings.source)),
-            ("specversion", .string("1.0")), ("subject", .string(mapped.customer)),
-            ("time", .string(RFC3339.format(event.timestamp))), ("type", .string(mapped.eventName)),
-        ]))
+        return .success(
+            JSONValue.encodeObject([
+                ("data", .object(mapped.properties)), ("id", .string(event.id)), ("source", .string(settings.source)),
+                ("specversion", .string("1.0")), ("subject", .string(mapped.customer)),
+                ("time", .string(RFC3339.format(event.timestamp))), ("type", .string(mapped.eventName)),
+            ]))
     }
 
     private func send(_ events: [EncodedJSON]) async throws -> DeliveryOutcome {
@@ -75,26 +82,34 @@ public struct OpenMeterSink: UsageSink {
         var headers: HeaderFields = ["Content-Type": single ? Self.singleContentType : Self.batchContentType]
         if let key = settings.apiKey { headers["Authorization"] = "Bearer \(key.exposedValue)" }
         let body = single ? events[0].data : JSONValue.encodeArray(events)
-        let request = HTTPRequest(method: .post, url: URLBuilder.url(base: settings.endpoint, path: settings.eventsPath),
-                                  headers: headers, body: body)
+        let request = HTTPRequest(
+            method: .post, url: URLBuilder.url(base: settings.endpoint, path: settings.eventsPath),
+            headers: headers, body: body)
         let response: HTTPResponse
         switch try await client.sendForDelivery(request) {
         case .failed(let outcome): return outcome
         case .response(let r): response = r
         }
         let problem = JSONValue.parse(response.body)
-        let detail = problem?["detail"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? problem?["title"]?.stringValue ?? "OpenMeter answered HTTP \(response.status)"
+        let detail =
+            problem?["detail"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? problem?["title"]?.stringValue
+            ?? "OpenMeter answered HTTP \(response.status)"
         let requestID = problem?["instance"]?.stringValue
         switch response.status {
         case 200..<300:
             return .accepted
         case 401, 403:
-            throw UsageBillingError(.configuration, "OpenMeter refused the token (\(response.status): \(detail))", fix: "check api_key",
-                                    field: "api_key", providerRequestID: requestID)
+            throw UsageBillingError(
+                .configuration, "OpenMeter refused the token (\(response.status): \(detail))", fix: "check api_key",
+                field: "api_key", providerRequestID: requestID)
         default:
-            if let retry = response.standardRetryableOutcome(now: clock.now(), message: detail, requestID: requestID) { return retry }
-            return .rejected(RejectionReason(code: "http_\(response.status)", message: detail, origin: .provider,
-                                             providerRequestID: requestID, httpStatus: response.status))
+            if let retry = response.standardRetryableOutcome(now: clock.now(), message: detail, requestID: requestID) {
+                return retry
+            }
+            return .rejected(
+                RejectionReason(
+                    code: "http_\(response.status)", message: detail, origin: .provider,
+                    providerRequestID: requestID, httpStatus: response.status))
         }
     }
 }

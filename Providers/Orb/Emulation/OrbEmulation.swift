@@ -29,7 +29,10 @@ final class OrbEmulation: EmulatedProvider {
     private let gracePeriod: TimeInterval?
     private let now: @Sendable () -> Date
 
-    init(timeZones: [String: String] = [:], gracePeriod: Duration? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
+    init(
+        timeZones: [String: String] = [:], gracePeriod: Duration? = nil,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
         self.timeZones = timeZones
         self.gracePeriod = gracePeriod?.seconds
         self.now = now
@@ -39,54 +42,102 @@ final class OrbEmulation: EmulatedProvider {
 
     func injected(status: Int, retryAfter: Bool) -> HTTPResponse {
         let title = status == 429 ? "Too many requests" : "Internal server error"
-        return Reply.json(status, .object(["type": .string("https://docs.withorb.com/reference/error-responses#\(status)"), "status": .number(Double(status)),
-                                           "title": .string(title)]), headers: status == 429 && retryAfter ? ["Retry-After": "1"] : [:])
+        return Reply.json(
+            status,
+            .object([
+                "type": .string("https://docs.withorb.com/reference/error-responses#\(status)"),
+                "status": .number(Double(status)),
+                "title": .string(title),
+            ]), headers: status == 429 && retryAfter ? ["Retry-After": "1"] : [:])
     }
 
     func handle(_ r: EmulatedRequest) -> HTTPResponse {
         guard r.headers["Authorization"]?.hasPrefix("Bearer ") == true else {
-            return Reply.json(401, .object(["type": .string("https://docs.withorb.com/reference/error-responses#401-authentication-error"), "status": .number(401),
-                                            "title": .string("Authentication error"), "detail": .string("Missing or invalid API key")]))
+            return Reply.json(
+                401,
+                .object([
+                    "type": .string("https://docs.withorb.com/reference/error-responses#401-authentication-error"),
+                    "status": .number(401),
+                    "title": .string("Authentication error"), "detail": .string("Missing or invalid API key"),
+                ]))
         }
         if r.method == "POST" && r.path == "/v1/ingest" { return ingest(r) }
         if r.method == "POST" && r.path == "/v1/events/search" { return search(r) }
         if r.path == "/v1/events/backfills" || r.path.hasPrefix("/v1/events/backfills/") { return backfills(r) }
         if r.method == "GET", r.path.hasPrefix("/v1/customers/external_customer_id/") {
-            let external = String(r.path.dropFirst("/v1/customers/external_customer_id/".count)).removingPercentEncoding ?? ""
-            return Reply.json(200, .object(["id": .string("cus_emu_" + external), "external_customer_id": .string(external),
-                                            "timezone": .string(timeZones[external] ?? "Etc/UTC"), "currency": .string("USD")]))
+            let external =
+                String(r.path.dropFirst("/v1/customers/external_customer_id/".count)).removingPercentEncoding ?? ""
+            return Reply.json(
+                200,
+                .object([
+                    "id": .string("cus_emu_" + external), "external_customer_id": .string(external),
+                    "timezone": .string(timeZones[external] ?? "Etc/UTC"), "currency": .string("USD"),
+                ]))
         }
-        if r.method == "GET", r.path.hasPrefix("/v1/customers/"), !r.path.dropFirst("/v1/customers/".count).contains("/") {
+        if r.method == "GET", r.path.hasPrefix("/v1/customers/"),
+            !r.path.dropFirst("/v1/customers/".count).contains("/")
+        {
             // By Orb's own id (events sent with customer_id): time zones are keyed by the id events carry.
             let id = String(r.path.dropFirst("/v1/customers/".count)).removingPercentEncoding ?? ""
-            return Reply.json(200, .object(["id": .string(id), "external_customer_id": .null,
-                                            "timezone": .string(timeZones[id] ?? "Etc/UTC"), "currency": .string("USD")]))
+            return Reply.json(
+                200,
+                .object([
+                    "id": .string(id), "external_customer_id": .null,
+                    "timezone": .string(timeZones[id] ?? "Etc/UTC"), "currency": .string("USD"),
+                ]))
         }
         if r.method == "GET", r.path == "/v1/subscriptions" {
             // One running subscription per customer asked for, `sub_emu_<customer id>`.
-            let customers = ["external_customer_id[]", "external_customer_id", "customer_id[]", "customer_id"].flatMap { r.queryAll($0) }
-            let data: [JSONValue] = customers.map { c in
-                .object(["id": .string("sub_emu_" + c), "status": .string("active"), "start_date": .string("2000-01-01T00:00:00Z"), "end_date": .null,
-                         "customer": .object(["id": .string("cus_emu_" + c), "external_customer_id": .string(c)])])
+            let customers = ["external_customer_id[]", "external_customer_id", "customer_id[]", "customer_id"].flatMap {
+                r.queryAll($0)
             }
-            return Reply.json(200, .object(["data": .array(data), "pagination_metadata": .object(["has_more": .bool(false), "next_cursor": .null])]))
+            let data: [JSONValue] = customers.map { c in
+                .object([
+                    "id": .string("sub_emu_" + c), "status": .string("active"),
+                    "start_date": .string("2000-01-01T00:00:00Z"), "end_date": .null,
+                    "customer": .object(["id": .string("cus_emu_" + c), "external_customer_id": .string(c)]),
+                ])
+            }
+            return Reply.json(
+                200,
+                .object([
+                    "data": .array(data),
+                    "pagination_metadata": .object(["has_more": .bool(false), "next_cursor": .null]),
+                ]))
         }
         if r.method == "GET", r.path.hasPrefix("/v1/subscriptions/"), r.path.hasSuffix("/usage") {
-            let id = String(r.path.dropFirst("/v1/subscriptions/".count).dropLast("/usage".count)).removingPercentEncoding ?? ""
+            let id =
+                String(r.path.dropFirst("/v1/subscriptions/".count).dropLast("/usage".count)).removingPercentEncoding
+                ?? ""
             return usage(subscription: id.hasPrefix("sub_emu_") ? String(id.dropFirst("sub_emu_".count)) : id, r)
         }
-        return Reply.json(404, .object(["status": .number(404), "title": .string("Not found"), "type": .string("https://docs.withorb.com/reference/error-responses#404-not-found")]))
+        return Reply.json(
+            404,
+            .object([
+                "status": .number(404), "title": .string("Not found"),
+                "type": .string("https://docs.withorb.com/reference/error-responses#404-not-found"),
+            ]))
     }
 
     private func validationError(_ loc: [String], _ message: String, status: Int = 400) -> HTTPResponse {
-        Reply.json(status, .object(["status": .number(Double(status)), "title": .string("Request validation error"),
-                                    "type": .string("https://docs.withorb.com/reference/error-responses#400-request-validation-errors"),
-                                    "validation_errors": .array([.object(["loc": .array(loc.map(JSONValue.string)), "msg": .string(message)])])]))
+        Reply.json(
+            status,
+            .object([
+                "status": .number(Double(status)), "title": .string("Request validation error"),
+                "type": .string("https://docs.withorb.com/reference/error-responses#400-request-validation-errors"),
+                "validation_errors": .array([
+                    .object(["loc": .array(loc.map(JSONValue.string)), "msg": .string(message)])
+                ]),
+            ]))
     }
 
     private func notFound(_ detail: String) -> HTTPResponse {
-        Reply.json(404, .object(["status": .number(404), "title": .string("Not found"), "detail": .string(detail),
-                                 "type": .string("https://docs.withorb.com/reference/error-responses#404-not-found")]))
+        Reply.json(
+            404,
+            .object([
+                "status": .number(404), "title": .string("Not found"), "detail": .string(detail),
+                "type": .string("https://docs.withorb.com/reference/error-responses#404-not-found"),
+            ]))
     }
 
     /// Ingest: each event is checked (required fields; at most 5 minutes ahead; within the grace
@@ -94,12 +145,16 @@ final class OrbEmulation: EmulatedProvider {
     /// timeframe and customer); failures are listed in `validation_failed` and the rest taken.
     /// Events sent to a backfill count when it is closed.
     private func ingest(_ r: EmulatedRequest) -> HTTPResponse {
-        guard let events = r.json?["events"]?.arrayValue else { return validationError(["body", "events"], "field required") }
+        guard let events = r.json?["events"]?.arrayValue else {
+            return validationError(["body", "events"], "field required")
+        }
         let at = now()
         var backfill: Backfill?
         if let id = r.query("backfill_id") {
             guard let known = state.with({ $0.backfills[id] }) else { return notFound("No backfill with id \(id)") }
-            guard known.closed == nil else { return validationError(["query", "backfill_id"], "Backfill \(id) is closed; create a new backfill") }
+            guard known.closed == nil else {
+                return validationError(["query", "backfill_id"], "Backfill \(id) is closed; create a new backfill")
+            }
             backfill = known
         }
         var failed: [JSONValue] = []
@@ -107,9 +162,14 @@ final class OrbEmulation: EmulatedProvider {
         valid.reserveCapacity(events.count)
         for e in events {
             guard let key = e["idempotency_key"]?.stringValue, let name = e["event_name"]?.stringValue,
-                  let customer = e["external_customer_id"]?.stringValue ?? e["customer_id"]?.stringValue,
-                  let ts = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) else {
-                failed.append(.object(["idempotency_key": e["idempotency_key"] ?? .null, "validation_errors": .array([.string("event is missing a required field")])]))
+                let customer = e["external_customer_id"]?.stringValue ?? e["customer_id"]?.stringValue,
+                let ts = e["timestamp"]?.stringValue.flatMap(RFC3339.parse)
+            else {
+                failed.append(
+                    .object([
+                        "idempotency_key": e["idempotency_key"] ?? .null,
+                        "validation_errors": .array([.string("event is missing a required field")]),
+                    ]))
                 continue
             }
             var problem: String?
@@ -117,7 +177,8 @@ final class OrbEmulation: EmulatedProvider {
                 problem = "timestamp is more than 5 minutes in the future"
             } else if let b = backfill {
                 if ts < b.start || ts >= b.end {
-                    problem = "timestamp is outside the backfill's timeframe [\(RFC3339.format(b.start)), \(RFC3339.format(b.end)))"
+                    problem =
+                        "timestamp is outside the backfill's timeframe [\(RFC3339.format(b.start)), \(RFC3339.format(b.end)))"
                 } else if let external = b.externalCustomerID, e["external_customer_id"]?.stringValue != external {
                     problem = "the backfill is for external customer \(external)"
                 } else if let id = b.customerID, e["customer_id"]?.stringValue != id {
@@ -127,11 +188,13 @@ final class OrbEmulation: EmulatedProvider {
                 problem = "timestamp is older than the grace period; ingest it through a backfill"
             }
             if let problem {
-                failed.append(.object(["idempotency_key": .string(key), "validation_errors": .array([.string(problem)])]))
+                failed.append(
+                    .object(["idempotency_key": .string(key), "validation_errors": .array([.string(problem)])]))
                 continue
             }
             let quantity = Reply.decimal(e["properties"]?["quantity"]) ?? 0
-            valid.append((key, AcceptedUsage(customer: customer, meter: name, timestamp: ts, quantity: quantity, key: key)))
+            valid.append(
+                (key, AcceptedUsage(customer: customer, meter: name, timestamp: ts, quantity: quantity, key: key)))
         }
         state.with { s in
             if let id = backfill?.id {
@@ -146,7 +209,8 @@ final class OrbEmulation: EmulatedProvider {
     private func json(_ b: Backfill) -> JSONValue {
         .object([
             "id": .string(b.id), "status": .string(b.closed == nil ? "pending" : "reflected"),
-            "created_at": .string(RFC3339.format(b.created)), "close_time": b.closed.map { .string(RFC3339.format($0)) } ?? .null,
+            "created_at": .string(RFC3339.format(b.created)),
+            "close_time": b.closed.map { .string(RFC3339.format($0)) } ?? .null,
             "timeframe_start": .string(RFC3339.format(b.start)), "timeframe_end": .string(RFC3339.format(b.end)),
             "customer_id": b.customerID.map(JSONValue.string) ?? .null, "events_ingested": .number(Double(b.ingested)),
             "replace_existing_events": .bool(false), "reverted_at": .null, "deprecation_filter": .null,
@@ -160,23 +224,37 @@ final class OrbEmulation: EmulatedProvider {
         let parts = r.path.dropFirst("/v1/events/backfills".count).split(separator: "/").map(String.init)
         if r.method == "POST", parts.isEmpty {
             let key = r.headers["Idempotency-Key"]
-            if let key, let id = state.with({ $0.created[key] }), let known = state.with({ $0.backfills[id] }) { return Reply.json(200, json(known)) }
+            if let key, let id = state.with({ $0.created[key] }), let known = state.with({ $0.backfills[id] }) {
+                return Reply.json(200, json(known))
+            }
             let body = r.json
-            guard let start = body?["timeframe_start"]?.stringValue.flatMap(RFC3339.parse) else { return validationError(["body", "timeframe_start"], "field required") }
-            guard let end = body?["timeframe_end"]?.stringValue.flatMap(RFC3339.parse) else { return validationError(["body", "timeframe_end"], "field required") }
-            guard start < end else { return validationError(["body", "timeframe_end"], "timeframe_end must be after timeframe_start") }
-            guard end.timeIntervalSince(start) <= 31 * 86_400 else { return validationError(["body", "timeframe_end"], "a backfill spans at most 31 days") }
+            guard let start = body?["timeframe_start"]?.stringValue.flatMap(RFC3339.parse) else {
+                return validationError(["body", "timeframe_start"], "field required")
+            }
+            guard let end = body?["timeframe_end"]?.stringValue.flatMap(RFC3339.parse) else {
+                return validationError(["body", "timeframe_end"], "field required")
+            }
+            guard start < end else {
+                return validationError(["body", "timeframe_end"], "timeframe_end must be after timeframe_start")
+            }
+            guard end.timeIntervalSince(start) <= 31 * 86_400 else {
+                return validationError(["body", "timeframe_end"], "a backfill spans at most 31 days")
+            }
             let created = now()
             let backfill: Backfill = state.with { s in
-                let b = Backfill(id: "bf_emu_\(s.backfills.count + 1)", start: start, end: end, customerID: body?["customer_id"]?.stringValue,
-                                 externalCustomerID: body?["external_customer_id"]?.stringValue, created: created)
+                let b = Backfill(
+                    id: "bf_emu_\(s.backfills.count + 1)", start: start, end: end,
+                    customerID: body?["customer_id"]?.stringValue,
+                    externalCustomerID: body?["external_customer_id"]?.stringValue, created: created)
                 s.backfills[b.id] = b
                 if let key { s.created[key] = b.id }
                 return b
             }
             return Reply.json(200, json(backfill))
         }
-        guard let id = parts.first, let known = state.with({ $0.backfills[id] }) else { return notFound("No backfill with id \(parts.first ?? "")") }
+        guard let id = parts.first, let known = state.with({ $0.backfills[id] }) else {
+            return notFound("No backfill with id \(parts.first ?? "")")
+        }
         switch (r.method, parts.count == 2 ? parts[1] : nil) {
         case ("GET", nil):
             return Reply.json(200, json(known))
@@ -203,22 +281,42 @@ final class OrbEmulation: EmulatedProvider {
     /// with timestamps in [timeframe_start, timeframe_end) (default: the last 7 days); none is an
     /// empty `data`.
     private func search(_ r: EmulatedRequest) -> HTTPResponse {
-        guard let ids = r.json?["event_ids"]?.arrayValue?.compactMap(\.stringValue) else { return validationError(["body", "event_ids"], "field required") }
+        guard let ids = r.json?["event_ids"]?.arrayValue?.compactMap(\.stringValue) else {
+            return validationError(["body", "event_ids"], "field required")
+        }
         let at = now()
         let start = r.json?["timeframe_start"]?.stringValue.flatMap(RFC3339.parse) ?? at.addingTimeInterval(-7 * 86_400)
         let end = r.json?["timeframe_end"]?.stringValue.flatMap(RFC3339.parse) ?? at
         let wanted = Set(ids)
-        let found = state.with { $0.usage.filter { $0.key.map(wanted.contains) == true && $0.timestamp >= start && $0.timestamp < end } }
-        return Reply.json(200, .object(["data": .array(found.map { u in
-            .object(["id": .string(u.key ?? ""), "customer_id": .string("cus_emu_" + u.customer), "external_customer_id": .string(u.customer),
-                     "deprecated": .bool(false), "event_name": .string(u.meter), "properties": .object(["quantity": Reply.number(u.quantity)]),
-                     "timestamp": .string(RFC3339.format(u.timestamp))])
-        })]))
+        let found = state.with {
+            $0.usage.filter { $0.key.map(wanted.contains) == true && $0.timestamp >= start && $0.timestamp < end }
+        }
+        return Reply.json(
+            200,
+            .object([
+                "data": .array(
+                    found.map { u in
+                        .object([
+                            "id": .string(u.key ?? ""), "customer_id": .string("cus_emu_" + u.customer),
+                            "external_customer_id": .string(u.customer),
+                            "deprecated": .bool(false), "event_name": .string(u.meter),
+                            "properties": .object(["quantity": Reply.number(u.quantity)]),
+                            "timestamp": .string(RFC3339.format(u.timestamp)),
+                        ])
+                    })
+            ]))
     }
 
     private func usage(subscription: String, _ r: EmulatedRequest) -> HTTPResponse {
-        guard let start = r.query("timeframe_start").flatMap(RFC3339.parse), let end = r.query("timeframe_end").flatMap(RFC3339.parse), start < end else {
-            return Reply.json(400, .object(["status": .number(400), "title": .string("Request validation error"), "type": .string("https://docs.withorb.com/reference/error-responses#400-request-validation-errors")]))
+        guard let start = r.query("timeframe_start").flatMap(RFC3339.parse),
+            let end = r.query("timeframe_end").flatMap(RFC3339.parse), start < end
+        else {
+            return Reply.json(
+                400,
+                .object([
+                    "status": .number(400), "title": .string("Request validation error"),
+                    "type": .string("https://docs.withorb.com/reference/error-responses#400-request-validation-errors"),
+                ]))
         }
         let daily = r.query("granularity") == "day"
         let mine = state.with { $0.usage }.filter { $0.customer == subscription }
@@ -239,10 +337,18 @@ final class OrbEmulation: EmulatedProvider {
                 windows = [(start, end)]
             }
             let usage: [JSONValue] = windows.map { w in
-                let q = mine.filter { $0.meter == metric && $0.timestamp >= w.0 && $0.timestamp < w.1 }.reduce(Decimal(0)) { $0 + $1.quantity }
-                return .object(["quantity": Reply.number(q), "timeframe_start": .string(RFC3339.format(w.0)), "timeframe_end": .string(RFC3339.format(w.1))])
+                let q = mine.filter { $0.meter == metric && $0.timestamp >= w.0 && $0.timestamp < w.1 }.reduce(
+                    Decimal(0)
+                ) { $0 + $1.quantity }
+                return .object([
+                    "quantity": Reply.number(q), "timeframe_start": .string(RFC3339.format(w.0)),
+                    "timeframe_end": .string(RFC3339.format(w.1)),
+                ])
             }
-            return .object(["billable_metric": .object(["id": .string("bm_\(metric)"), "name": .string(metric)]), "usage": .array(usage), "view_mode": .string("periodic")])
+            return .object([
+                "billable_metric": .object(["id": .string("bm_\(metric)"), "name": .string(metric)]),
+                "usage": .array(usage), "view_mode": .string("periodic"),
+            ])
         }
         return Reply.json(200, .object(["data": .array(data)]))
     }
@@ -254,8 +360,10 @@ extension OrbEmulation {
     func rateLimits(for r: EmulatedRequest) -> [EmulatedRateLimit] {
         guard r.method == "POST", r.path == "/v1/ingest" else { return [] }
         let events = Double(r.json?["events"]?.arrayValue?.count ?? 1)
-        return [EmulatedRateLimit(bucket: "orb.ingest.requests", capacity: 100, perSecond: 100, cost: 1),
-                EmulatedRateLimit(bucket: "orb.ingest.events", capacity: 10_000, perSecond: 10_000 / 60, cost: events)]
+        return [
+            EmulatedRateLimit(bucket: "orb.ingest.requests", capacity: 100, perSecond: 100, cost: 1),
+            EmulatedRateLimit(bucket: "orb.ingest.events", capacity: 10_000, perSecond: 10_000 / 60, cost: events),
+        ]
     }
 }
 
@@ -263,16 +371,29 @@ extension OrbEmulation {
 public enum EmulatedOrb {
     public static let kind = EmulationKind(
         kind: "orb",
-        settings: [EmulationSetting(name: "grace_hours", help: "the account's grace period in hours: older events fail validation outside a backfill") { value, options in
-            guard let hours = Double(value), hours > 0, hours <= 24 * 366 else {
-                throw UsageBillingError(.invalidInput, "orb.grace_hours '\(value)' is out of range", fix: "use the Orb account's grace period in hours, e.g. orb.grace_hours=12")
+        settings: [
+            EmulationSetting(
+                name: "grace_hours",
+                help: "the account's grace period in hours: older events fail validation outside a backfill"
+            ) { value, options in
+                guard let hours = Double(value), hours > 0, hours <= 24 * 366 else {
+                    throw UsageBillingError(
+                        .invalidInput, "orb.grace_hours '\(value)' is out of range",
+                        fix: "use the Orb account's grace period in hours, e.g. orb.grace_hours=12")
+                }
+                options[GracePeriod.self] = GracePeriod(.milliseconds(Int64((hours * 3_600_000).rounded())))
             }
-            options[GracePeriod.self] = GracePeriod(.milliseconds(Int64((hours * 3_600_000).rounded())))
-        }],
+        ],
         adapterSettings: "api_key: orb_REDACTED, requests_per_second: 100000, events_per_minute: 100000000",
         realHosts: ["api.withorb.com": "orb"],
         endpoints: { ["endpoint": "\($0)/orb/v1"] },
-        make: { [OrbEmulation(timeZones: $0.options[TimeZones.self].byCustomer, gracePeriod: $0.options[GracePeriod.self].duration, now: $0.now)] })
+        make: {
+            [
+                OrbEmulation(
+                    timeZones: $0.options[TimeZones.self].byCustomer,
+                    gracePeriod: $0.options[GracePeriod.self].duration, now: $0.now)
+            ]
+        })
 
     /// Per Orb external customer id, the IANA time zone Orb cuts its days in (default UTC).
     public struct TimeZones: EmulationOption, Equatable {

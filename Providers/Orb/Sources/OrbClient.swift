@@ -123,8 +123,10 @@ public struct OrbClient: Sendable {
     }
 
     /// Creates a backfill over [start, end) for an optional customer (`POST /events/backfills`).
-    public func createBackfill(start: Date, end: Date, externalCustomerID: String? = nil, customerID: String? = nil,
-                               idempotencyKey: String) async throws -> OrbBackfill {
+    public func createBackfill(
+        start: Date, end: Date, externalCustomerID: String? = nil, customerID: String? = nil,
+        idempotencyKey: String
+    ) async throws -> OrbBackfill {
         var body: [String: JSONValue] = [
             "timeframe_start": .string(RFC3339.format(start)), "timeframe_end": .string(RFC3339.format(end)),
         ]
@@ -135,14 +137,17 @@ public struct OrbClient: Sendable {
 
     /// Closes a backfill so its events count (`POST /events/backfills/{id}/close`).
     public func closeBackfill(id: String) async throws -> OrbBackfill {
-        try await call(.post, "/events/backfills/\(URLBuilder.pathSegment(id))/close", body: nil,
-                       idempotencyKey: EventID.derived(from: ["orb-close-backfill", id]))
+        try await call(
+            .post, "/events/backfills/\(URLBuilder.pathSegment(id))/close", body: nil,
+            idempotencyKey: EventID.derived(from: ["orb-close-backfill", id]))
     }
 
     /// The time zone Orb cuts a customer's days in (`GET /customers/external_customer_id/{id}`,
     /// field `timezone`); UTC when Orb names none.
     public func customerTimeZone(externalCustomerID: String) async throws -> TimeZone {
-        try await timeZone(path: "/customers/external_customer_id/\(URLBuilder.pathSegment(externalCustomerID))", customer: externalCustomerID)
+        try await timeZone(
+            path: "/customers/external_customer_id/\(URLBuilder.pathSegment(externalCustomerID))",
+            customer: externalCustomerID)
     }
 
     /// The time zone of a customer as the settings name customers: by external id, or by Orb's
@@ -158,27 +163,37 @@ public struct OrbClient: Sendable {
         let customer: Customer = try await call(.get, path, body: nil)
         guard let name = customer.timezone else { return TimeZone(identifier: "UTC") ?? .current }
         guard let zone = TimeZone(identifier: name) else {
-            throw UsageBillingError(.unexpectedResponse, "Orb names the time zone '\(name)' for customer \(id), which this system does not know",
-                                    fix: "install the tz database (Debian package tzdata)")
+            throw UsageBillingError(
+                .unexpectedResponse,
+                "Orb names the time zone '\(name)' for customer \(id), which this system does not know",
+                fix: "install the tz database (Debian package tzdata)")
         }
         return zone
     }
 
     /// Usage per billable metric over [start, end), per day (customer-local days) or for the whole range.
-    public func subscriptionUsage(subscriptionID: String, start: Date, end: Date, daily: Bool = true) async throws -> [OrbMetricUsage] {
+    public func subscriptionUsage(subscriptionID: String, start: Date, end: Date, daily: Bool = true) async throws
+        -> [OrbMetricUsage]
+    {
         guard start < end else {
-            throw UsageBillingError(.invalidInput, "timeframe_start must be before timeframe_end", field: "timeframe_start")
+            throw UsageBillingError(
+                .invalidInput, "timeframe_start must be before timeframe_end", field: "timeframe_start")
         }
-        var query = [("timeframe_start", RFC3339.format(start)), ("timeframe_end", RFC3339.format(end)), ("view_mode", "periodic")]
+        var query = [
+            ("timeframe_start", RFC3339.format(start)), ("timeframe_end", RFC3339.format(end)),
+            ("view_mode", "periodic"),
+        ]
         if daily { query.append(("granularity", "day")) }
-        let json: JSONValue = try await call(.get, "/subscriptions/\(URLBuilder.pathSegment(subscriptionID))/usage", query: query, body: nil)
+        let json: JSONValue = try await call(
+            .get, "/subscriptions/\(URLBuilder.pathSegment(subscriptionID))/usage", query: query, body: nil)
         return (json["data"]?.arrayValue ?? []).map { item in
             OrbMetricUsage(
                 metricID: item["billable_metric"]?["id"]?.stringValue ?? "",
                 metricName: item["billable_metric"]?["name"]?.stringValue ?? "",
                 windows: (item["usage"]?.arrayValue ?? []).compactMap { window in
                     guard let s = window["timeframe_start"]?.stringValue.flatMap(RFC3339.parse),
-                          let e = window["timeframe_end"]?.stringValue.flatMap(RFC3339.parse) else { return nil }
+                        let e = window["timeframe_end"]?.stringValue.flatMap(RFC3339.parse)
+                    else { return nil }
                     return (s, e, window["quantity"]?.numberValue ?? 0)
                 })
         }
@@ -194,12 +209,17 @@ public struct OrbClient: Sendable {
             let page: JSONValue = try await call(.get, "/subscriptions", query: query, body: nil)
             var all: [OrbSubscription] = []
             for item in page["data"]?.arrayValue ?? [] {
-                guard let id = item["id"]?.stringValue, let start = item["start_date"]?.stringValue.flatMap(RFC3339.parse) else {
-                    throw UsageBillingError(.unexpectedResponse, "Orb listed a subscription of \(customer) without an id or start_date",
-                                            fix: "check that endpoint points at the Orb API")
+                guard let id = item["id"]?.stringValue,
+                    let start = item["start_date"]?.stringValue.flatMap(RFC3339.parse)
+                else {
+                    throw UsageBillingError(
+                        .unexpectedResponse, "Orb listed a subscription of \(customer) without an id or start_date",
+                        fix: "check that endpoint points at the Orb API")
                 }
-                all.append(OrbSubscription(id: id, status: item["status"]?.stringValue ?? "", startDate: start,
-                                           endDate: item["end_date"]?.stringValue.flatMap(RFC3339.parse)))
+                all.append(
+                    OrbSubscription(
+                        id: id, status: item["status"]?.stringValue ?? "", startDate: start,
+                        endDate: item["end_date"]?.stringValue.flatMap(RFC3339.parse)))
             }
             let more = page["pagination_metadata"]?["has_more"]?.boolValue == true
             return (all, more ? page["pagination_metadata"]?["next_cursor"]?.stringValue : nil)
@@ -215,28 +235,34 @@ public struct OrbClient: Sendable {
         if let end { body["timeframe_end"] = .string(RFC3339.format(end)) }
         let json: JSONValue = try await call(.post, "/events/search", body: .object(body), idempotencyKey: nil)
         return (json["data"]?.arrayValue ?? []).map {
-            OrbEvent(id: $0["id"]?.stringValue ?? "", eventName: $0["event_name"]?.stringValue ?? "",
-                     deprecated: $0["deprecated"]?.boolValue ?? false, properties: $0["properties"] ?? .object([:]))
+            OrbEvent(
+                id: $0["id"]?.stringValue ?? "", eventName: $0["event_name"]?.stringValue ?? "",
+                deprecated: $0["deprecated"]?.boolValue ?? false, properties: $0["properties"] ?? .object([:]))
         }
     }
 
-    func call<T: Decodable>(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: JSONValue?,
-                            idempotencyKey: String? = nil) async throws -> T {
+    func call<T: Decodable>(
+        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: JSONValue?,
+        idempotencyKey: String? = nil
+    ) async throws -> T {
         var h = headers(idempotencyKey: idempotencyKey)
         if body == nil { h["Content-Type"] = nil }
-        let request = HTTPRequest(method: method, url: URLBuilder.url(base: settings.endpoint, path: path, query: query),
-                                  headers: h, body: body?.encoded())
+        let request = HTTPRequest(
+            method: method, url: URLBuilder.url(base: settings.endpoint, path: path, query: query),
+            headers: h, body: body?.encoded())
         let response = try await client.send(request)
         guard (200..<300).contains(response.status) else {
             let problem = OrbProblem(response.body)
-            let text = "Orb answered \(response.status) to \(method) \(path): \(problem.message(status: response.status))"
+            let text =
+                "Orb answered \(response.status) to \(method) \(path): \(problem.message(status: response.status))"
             throw UsageBillingError.forFailedCall(response, message: text, credentialField: "api_key")
         }
         do {
             return try JSONDecoder().decode(T.self, from: response.body)
         } catch {
-            throw UsageBillingError(.unexpectedResponse, "Orb's answer to \(method) \(path) does not decode: \(error)",
-                                    fix: "check that endpoint points at the Orb API")
+            throw UsageBillingError(
+                .unexpectedResponse, "Orb's answer to \(method) \(path) does not decode: \(error)",
+                fix: "check that endpoint points at the Orb API")
         }
     }
 }

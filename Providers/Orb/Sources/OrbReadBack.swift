@@ -24,9 +24,13 @@ public struct OrbReadBack: UsageReadBack {
         .aligned(try await client.customerTimeZone(customer: customer))
     }
 
-    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage] {
+    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity)
+        async throws -> [ReportedUsage]
+    {
         guard granularity == .day else {
-            throw UsageBillingError(.invalidInput, "Orb reports subscription usage per day, not per hour", fix: "reconcile Orb with --window day", field: "window")
+            throw UsageBillingError(
+                .invalidInput, "Orb reports subscription usage per day, not per hour",
+                fix: "reconcile Orb with --window day", field: "window")
         }
         var spans: [(id: String, from: Date, to: Date)] = []
         if let id = settings.subscriptions[customer] {
@@ -38,17 +42,27 @@ public struct OrbReadBack: UsageReadBack {
                 return lo < hi ? (s.id, lo, hi) : nil
             }
             guard !spans.isEmpty else {
-                throw UsageBillingError(.invalidInput, "Orb has no subscription for customer \(customer) between \(RFC3339.format(from)) and \(RFC3339.format(to)) (\(listed.count) in all), so it bills none of its usage",
-                                        fix: "subscribe the customer to a plan in Orb, or name its subscription: subscriptions: {\(customer): sub_…}", field: "subscriptions")
+                throw UsageBillingError(
+                    .invalidInput,
+                    "Orb has no subscription for customer \(customer) between \(RFC3339.format(from)) and \(RFC3339.format(to)) (\(listed.count) in all), so it bills none of its usage",
+                    fix:
+                        "subscribe the customer to a plan in Orb, or name its subscription: subscriptions: {\(customer): sub_…}",
+                    field: "subscriptions")
             }
         }
         var out: [ReportedUsage] = []
         for span in spans {
-            out += try await client.subscriptionUsage(subscriptionID: span.id, start: span.from, end: span.to, daily: true)
-                .filter { meters.isEmpty || meters.contains($0.metricName) }
-                .flatMap { metric in
-                    metric.windows.map { ReportedUsage(customer: customer, meter: metric.metricName, start: $0.start, end: $0.end, value: Decimal(reported: $0.quantity)) }
+            out += try await client.subscriptionUsage(
+                subscriptionID: span.id, start: span.from, end: span.to, daily: true
+            )
+            .filter { meters.isEmpty || meters.contains($0.metricName) }
+            .flatMap { metric in
+                metric.windows.map {
+                    ReportedUsage(
+                        customer: customer, meter: metric.metricName, start: $0.start, end: $0.end,
+                        value: Decimal(reported: $0.quantity))
                 }
+            }
         }
         return out
     }

@@ -62,14 +62,18 @@ public struct OrbSettings: ProviderSettings {
 
     private enum CodingKeys: String, CodingKey, CaseIterable {
         case apiKey = "api_key", endpoint, customerIDKind = "customer_id_kind", maxBatchSize = "max_batch_size"
-        case gracePeriodHours = "grace_period_hours", backfill, mode, requestsPerSecond = "requests_per_second", eventsPerMinute = "events_per_minute"
+        case gracePeriodHours = "grace_period_hours", backfill, mode, requestsPerSecond = "requests_per_second",
+            eventsPerMinute = "events_per_minute"
         case subscriptions, aggregate
     }
 
     /// Settings with defaults for everything but the key.
-    public init(apiKey: Secret, endpoint: String = "https://api.withorb.com/v1", customerIDKind: CustomerIDKind = .external,
-                maxBatchSize: Int = 500, gracePeriodHours: Double? = nil, backfill: Bool = false, mode: Mode = .live, requestsPerSecond: Double? = nil, eventsPerMinute: Double? = nil,
-                mapping: EventMapping = EventMapping(quantityProperty: "quantity")) {
+    public init(
+        apiKey: Secret, endpoint: String = "https://api.withorb.com/v1", customerIDKind: CustomerIDKind = .external,
+        maxBatchSize: Int = 500, gracePeriodHours: Double? = nil, backfill: Bool = false, mode: Mode = .live,
+        requestsPerSecond: Double? = nil, eventsPerMinute: Double? = nil,
+        mapping: EventMapping = EventMapping(quantityProperty: "quantity")
+    ) {
         self.apiKey = apiKey
         self.endpoint = endpoint
         self.customerIDKind = customerIDKind
@@ -105,28 +109,46 @@ public struct OrbSettings: ProviderSettings {
     /// Checks values that decode but cannot work.
     public func validate() throws {
         if apiKey.exposedValue.isEmpty {
-            throw UsageBillingError(.configuration, "Orb api_key is empty", fix: "set it from the environment: api_key: ${ORB_API_KEY}", field: "api_key")
+            throw UsageBillingError(
+                .configuration, "Orb api_key is empty", fix: "set it from the environment: api_key: ${ORB_API_KEY}",
+                field: "api_key")
         }
-        try SettingsDecoding.checkURL(endpoint, field: "endpoint", provider: "Orb", example: "https://api.withorb.com/v1")
+        try SettingsDecoding.checkURL(
+            endpoint, field: "endpoint", provider: "Orb", example: "https://api.withorb.com/v1")
         if !(1...10_000).contains(maxBatchSize) {
-            throw UsageBillingError(.invalidInput, "Orb max_batch_size \(maxBatchSize) is out of range", fix: "use 1 to 10000 (500 is a good default)", field: "max_batch_size")
+            throw UsageBillingError(
+                .invalidInput, "Orb max_batch_size \(maxBatchSize) is out of range",
+                fix: "use 1 to 10000 (500 is a good default)", field: "max_batch_size")
         }
         if let grace = gracePeriodHours, grace <= 0 {
-            throw UsageBillingError(.invalidInput, "Orb grace_period_hours must be positive", fix: "use your account's grace period, e.g. 12", field: "grace_period_hours")
+            throw UsageBillingError(
+                .invalidInput, "Orb grace_period_hours must be positive",
+                fix: "use your account's grace period, e.g. 12", field: "grace_period_hours")
         }
         if backfill && gracePeriodHours == nil {
-            throw UsageBillingError(.invalidInput, "Orb backfill needs grace_period_hours to know which events are old",
-                                    fix: "set grace_period_hours to your account's grace period", field: "grace_period_hours")
+            throw UsageBillingError(
+                .invalidInput, "Orb backfill needs grace_period_hours to know which events are old",
+                fix: "set grace_period_hours to your account's grace period", field: "grace_period_hours")
         }
         for (customer, id) in subscriptions where customer.isEmpty || id.isEmpty {
-            throw UsageBillingError(.invalidInput, "Orb subscriptions maps '\(customer)' to '\(id)'; both must be non-empty",
-                                    fix: "map an Orb customer id to its subscription id, e.g. subscriptions: {acme: sub_…}", field: "subscriptions")
+            throw UsageBillingError(
+                .invalidInput, "Orb subscriptions maps '\(customer)' to '\(id)'; both must be non-empty",
+                fix: "map an Orb customer id to its subscription id, e.g. subscriptions: {acme: sub_…}",
+                field: "subscriptions")
         }
         if let rate = requestsPerSecond, rate <= 0 {
-            throw UsageBillingError(.invalidInput, "Orb requests_per_second must be positive", fix: "omit it to pace under mode \(mode.rawValue)'s documented limit, or set the rate Orb raised for your account", field: "requests_per_second")
+            throw UsageBillingError(
+                .invalidInput, "Orb requests_per_second must be positive",
+                fix:
+                    "omit it to pace under mode \(mode.rawValue)'s documented limit, or set the rate Orb raised for your account",
+                field: "requests_per_second")
         }
         if let rate = eventsPerMinute, rate <= 0 {
-            throw UsageBillingError(.invalidInput, "Orb events_per_minute must be positive", fix: "omit it to pace under mode \(mode.rawValue)'s documented limit, or set the volume Orb raised for your account", field: "events_per_minute")
+            throw UsageBillingError(
+                .invalidInput, "Orb events_per_minute must be positive",
+                fix:
+                    "omit it to pace under mode \(mode.rawValue)'s documented limit, or set the volume Orb raised for your account",
+                field: "events_per_minute")
         }
     }
 
@@ -137,7 +159,8 @@ public struct OrbSettings: ProviderSettings {
         let documented = mode.documentedLimits
         let requests = requestsPerSecond ?? documented.requestsPerSecond * 0.9
         let eventsPerSecond = (eventsPerMinute ?? documented.eventsPerMinute * 0.9) / 60
-        return RateLimit(requestsPerSecond: requests, burst: max(1, Int(requests / 10)),
-                         eventsPerSecond: eventsPerSecond, eventBurst: max(1, Int(eventsPerSecond * 6)))
+        return RateLimit(
+            requestsPerSecond: requests, burst: max(1, Int(requests / 10)),
+            eventsPerSecond: eventsPerSecond, eventBurst: max(1, Int(eventsPerSecond * 6)))
     }
 }

@@ -30,7 +30,9 @@ public struct OrbSink: UsageSink {
     public static let maxFutureSkew: Duration = .seconds(5 * 60)
 
     /// A sink; throws `.invalidInput`/`.configuration` naming a bad setting.
-    public init(settings: OrbSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(), name: String = "orb") throws {
+    public init(
+        settings: OrbSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(), name: String = "orb"
+    ) throws {
         try settings.validate()
         self.name = name
         self.settings = settings
@@ -54,11 +56,12 @@ public struct OrbSink: UsageSink {
     /// Events within the grace period (or, with backfill, within a year), at most 5 minutes ahead.
     /// Without `grace_period_hours`, only the future bound is known.
     var acceptedWindow: AcceptedTimeWindow {
-        let maxAge: Duration = switch (settings.gracePeriodHours, settings.backfill) {
-        case (_, true): Self.maxBackfillAge
-        case (let grace?, false): .seconds(grace * 3600)
-        case (nil, false): .seconds(100 * 365 * 86_400)
-        }
+        let maxAge: Duration =
+            switch (settings.gracePeriodHours, settings.backfill) {
+            case (_, true): Self.maxBackfillAge
+            case (let grace?, false): .seconds(grace * 3600)
+            case (nil, false): .seconds(100 * 365 * 86_400)
+            }
         return AcceptedTimeWindow(maxAge: maxAge, maxFutureSkew: Self.maxFutureSkew)
     }
 
@@ -85,9 +88,11 @@ public struct OrbSink: UsageSink {
                     if earlier.json == prepared.json {
                         repeats.append((index, earlier.index))
                     } else {
-                        outcomes[index] = .rejected(.local(
-                            "idempotency_key_reused", field: "id",
-                            "the id \(prepared.id) is in this batch twice with different content; Orb would reject the whole batch. Give each event its own id"))
+                        outcomes[index] = .rejected(
+                            .local(
+                                "idempotency_key_reused", field: "id",
+                                "the id \(prepared.id) is in this batch twice with different content; Orb would reject the whole batch. Give each event its own id"
+                            ))
                     }
                     continue
                 }
@@ -118,15 +123,20 @@ public struct OrbSink: UsageSink {
         var isOld = false
         if let grace = settings.gracePeriodHours, now.timeIntervalSince(event.timestamp) > grace * 3600 {
             guard settings.backfill else {
-                return .failure(.local("timestamp_too_old", field: "timestamp",
-                    "Orb refuses events older than the account's grace period (\(grace.formatted()) h); this one is from \(RFC3339.format(event.timestamp)). Set backfill: true on this route to send it through a backfill"))
+                return .failure(
+                    .local(
+                        "timestamp_too_old", field: "timestamp",
+                        "Orb refuses events older than the account's grace period (\(grace.formatted()) h); this one is from \(RFC3339.format(event.timestamp)). Set backfill: true on this route to send it through a backfill"
+                    ))
             }
             isOld = true
         }
         if let reason = LocalValidation.checkTimestamp(event, window: acceptedWindow, now: now, provider: "Orb") {
             return .failure(reason)
         }
-        if let reason = LocalValidation.checkLength(event.id, max: 255, field: "idempotency_key") { return .failure(reason) }
+        if let reason = LocalValidation.checkLength(event.id, max: 255, field: "idempotency_key") {
+            return .failure(reason)
+        }
         let mapped: EventMapping.Mapped
         switch settings.mapping.map(event, style: .typed, provider: "Orb", advice: "Round it or record a larger unit") {
         case .failure(let reason): return .failure(reason)
@@ -148,19 +158,23 @@ public struct OrbSink: UsageSink {
         let key = EventID.derived(from: ["orb-ingest", backfillID ?? ""] + ids)
         let body = JSONValue.encodeObject(key: "events", array: events.map(\.1.json))
         let query = backfillID.map { [("backfill_id", $0)] } ?? []
-        let request = HTTPRequest(method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/ingest", query: query),
-                                  headers: orb.headers(idempotencyKey: key), body: body)
+        let request = HTTPRequest(
+            method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/ingest", query: query),
+            headers: orb.headers(idempotencyKey: key), body: body)
         let response: HTTPResponse
         switch try await client.sendForDelivery(request) {
         case .failed(let outcome): return events.map { ($0.0, outcome) }
         case .response(let r): response = r
         }
         let problem = OrbProblem(response.body)
-        let rejectedKeys = Dictionary(problem.validationErrors.map { ($0.key, $0.messages) }, uniquingKeysWith: { $0 + $1 })
+        let rejectedKeys = Dictionary(
+            problem.validationErrors.map { ($0.key, $0.messages) }, uniquingKeysWith: { $0 + $1 })
         func rejection(_ messages: [String]) -> DeliveryOutcome {
-            .rejected(RejectionReason(code: "validation_failed",
-                                      message: messages.isEmpty ? "Orb refused this event" : messages.joined(separator: "; "),
-                                      origin: .provider, httpStatus: response.status))
+            .rejected(
+                RejectionReason(
+                    code: "validation_failed",
+                    message: messages.isEmpty ? "Orb refused this event" : messages.joined(separator: "; "),
+                    origin: .provider, httpStatus: response.status))
         }
         switch response.status {
         case 200..<300:
@@ -172,20 +186,27 @@ public struct OrbSink: UsageSink {
             if !rest.isEmpty, rest.count < events.count { result += try await ingest(rest, backfillID: backfillID) }
             return result
         case 401, 403:
-            throw UsageBillingError(.configuration, "Orb refused the API key (\(response.status): \(problem.message(status: response.status)))",
-                                    fix: "check api_key", field: "api_key")
+            throw UsageBillingError(
+                .configuration,
+                "Orb refused the API key (\(response.status): \(problem.message(status: response.status)))",
+                fix: "check api_key", field: "api_key")
         case 404 where problem.code == "404-url-not-found":
-            throw UsageBillingError(.configuration, "Orb has no ingest endpoint at \(settings.endpoint)",
-                                    fix: "set endpoint to https://api.withorb.com/v1 (or the emulator)", field: "endpoint")
+            throw UsageBillingError(
+                .configuration, "Orb has no ingest endpoint at \(settings.endpoint)",
+                fix: "set endpoint to https://api.withorb.com/v1 (or the emulator)", field: "endpoint")
         case 413 where events.count > 1:
             let half = events.count / 2
-            return try await ingest(Array(events[..<half]), backfillID: backfillID) + ingest(Array(events[half...]), backfillID: backfillID)
+            return try await ingest(Array(events[..<half]), backfillID: backfillID)
+                + ingest(Array(events[half...]), backfillID: backfillID)
         default:
-            if let retry = response.standardRetryableOutcome(now: clock.now(), message: problem.message(status: response.status)) {
+            if let retry = response.standardRetryableOutcome(
+                now: clock.now(), message: problem.message(status: response.status))
+            {
                 return events.map { ($0.0, retry) }
             }
-            let reason = RejectionReason(code: problem.code ?? "http_\(response.status)", message: problem.message(status: response.status),
-                                         origin: .provider, httpStatus: response.status)
+            let reason = RejectionReason(
+                code: problem.code ?? "http_\(response.status)", message: problem.message(status: response.status),
+                origin: .provider, httpStatus: response.status)
             return events.map { ($0.0, .rejected(reason)) }
         }
     }
@@ -193,14 +214,18 @@ public struct OrbSink: UsageSink {
     /// Events older than the grace period: one backfill per customer spanning their timestamps
     /// (Orb backfills cover at most 31 days by default, so wider spans are split), ingest with
     /// `backfill_id`, then close it so the usage counts. A failure leaves the events retryable.
-    private func ingestThroughBackfill(_ old: [(Int, Prepared)], events: [UsageEvent]) async throws -> [(Int, DeliveryOutcome)] {
+    private func ingestThroughBackfill(_ old: [(Int, Prepared)], events: [UsageEvent]) async throws -> [(
+        Int, DeliveryOutcome
+    )] {
         var result: [(Int, DeliveryOutcome)] = []
         let byCustomer = Dictionary(grouping: old) { settings.mapping.providerCustomer(for: events[$0.0]) }
         for customer in byCustomer.keys.sorted() {
             let items = (byCustomer[customer] ?? []).sorted { events[$0.0].timestamp < events[$1.0].timestamp }
             var groups: [[(Int, Prepared)]] = []
             for item in items {
-                if let first = groups.last?.first, events[item.0].timestamp.timeIntervalSince(events[first.0].timestamp) < 31 * 86_400 - 3600 {
+                if let first = groups.last?.first,
+                    events[item.0].timestamp.timeIntervalSince(events[first.0].timestamp) < 31 * 86_400 - 3600
+                {
                     groups[groups.count - 1].append(item)
                 } else {
                     groups.append([item])
@@ -208,8 +233,11 @@ public struct OrbSink: UsageSink {
             }
             for group in groups {
                 let times = group.map { events[$0.0].timestamp }
-                let start = Date(timeIntervalSince1970: ((times.min() ?? Date()).timeIntervalSince1970 / 3600).rounded(.down) * 3600)
-                let end = Date(timeIntervalSince1970: (((times.max() ?? Date()).timeIntervalSince1970 + 1) / 3600).rounded(.up) * 3600)
+                let start = Date(
+                    timeIntervalSince1970: ((times.min() ?? Date()).timeIntervalSince1970 / 3600).rounded(.down) * 3600)
+                let end = Date(
+                    timeIntervalSince1970: (((times.max() ?? Date()).timeIntervalSince1970 + 1) / 3600).rounded(.up)
+                        * 3600)
                 let ids = group.map { events[$0.0].id }
                 do {
                     let backfill = try await orb.createBackfill(
@@ -224,7 +252,8 @@ public struct OrbSink: UsageSink {
                     if outcomes.allSatisfy({ $0.1.isFinal }) { _ = try await orb.closeBackfill(id: backfill.id) }
                     result += outcomes
                 } catch let error as UsageBillingError where error.code == .transport || error.code == .timeout {
-                    let outcome = DeliveryOutcome.retryable(RetryableReason(.serverError, message: "Orb backfill: \(error.message)"), retryAfter: nil)
+                    let outcome = DeliveryOutcome.retryable(
+                        RetryableReason(.serverError, message: "Orb backfill: \(error.message)"), retryAfter: nil)
                     result += group.map { ($0.0, outcome) }
                 }
             }

@@ -26,18 +26,23 @@ public struct PaddleClient: Sendable {
 
     /// The one-time lines of the subscription's next (renewal) transaction.
     public func nextTransactionLines(subscription: String) async throws -> [ChargeLine] {
-        let url = URLBuilder.url(base: settings.endpoint, path: "/subscriptions/\(URLBuilder.pathSegment(subscription))", query: [("include", "next_transaction")])
+        let url = URLBuilder.url(
+            base: settings.endpoint, path: "/subscriptions/\(URLBuilder.pathSegment(subscription))",
+            query: [("include", "next_transaction")])
         let body = try await get(url, what: "subscription \(subscription)")
         guard case .array(let lines)? = body["data"]?["next_transaction"]?["details"]?["line_items"] else { return [] }
         return lines.map { line in
-            ChargeLine(priceID: line["price_id"]?.stringValue, quantity: line["quantity"]?.numberValue.map { Int($0) } ?? 0, chargeKey: nil, transactionID: nil)
+            ChargeLine(
+                priceID: line["price_id"]?.stringValue, quantity: line["quantity"]?.numberValue.map { Int($0) } ?? 0,
+                chargeKey: nil, transactionID: nil)
         }
     }
 
     /// Transactions matching `filters` (e.g. `subscription_id`, `origin`, `created_at[GTE]`), every
     /// page (`meta.pagination.next`), flattened to their lines.
     public func transactionLines(filters: [(String, String)]) async throws -> [ChargeLine] {
-        let first = URLBuilder.url(base: settings.endpoint, path: "/transactions", query: filters + [("per_page", "30")])
+        let first = URLBuilder.url(
+            base: settings.endpoint, path: "/transactions", query: filters + [("per_page", "30")])
         let pages = PaginatorSequence<String, ChargeLine>("Paddle's transaction list", start: first) { url in
             let body = try await get(url ?? first, what: "transactions")
             var lines: [ChargeLine] = []
@@ -46,8 +51,11 @@ public struct PaddleClient: Sendable {
                     let key = transaction["custom_data"]?["ub_charge_key"]?.stringValue
                     guard case .array(let items)? = transaction["items"] else { continue }
                     for item in items {
-                        lines.append(ChargeLine(priceID: item["price"]?["id"]?.stringValue ?? item["price_id"]?.stringValue,
-                                                quantity: item["quantity"]?.numberValue.map { Int($0) } ?? 0, chargeKey: key, transactionID: transaction["id"]?.stringValue))
+                        lines.append(
+                            ChargeLine(
+                                priceID: item["price"]?["id"]?.stringValue ?? item["price_id"]?.stringValue,
+                                quantity: item["quantity"]?.numberValue.map { Int($0) } ?? 0, chargeKey: key,
+                                transactionID: transaction["id"]?.stringValue))
                     }
                 }
             }
@@ -62,16 +70,24 @@ public struct PaddleClient: Sendable {
     /// exactly; subscription charges carry no custom data, so they match a one-time line of the
     /// same price and quantity (next transaction, or `subscription_charge` transactions since
     /// `since` for `immediately`).
-    public func findCharge(key: String, target: String, price: String, quantity: Int, since: Date) async throws -> Bool {
+    public func findCharge(key: String, target: String, price: String, quantity: Int, since: Date) async throws -> Bool
+    {
         switch (settings.mode, settings.effectiveFrom) {
         case (.transaction, _):
-            return try await transactionLines(filters: [("customer_id", target), ("origin", "api"), ("created_at[GTE]", RFC3339.format(since))])
-                .contains { $0.chargeKey == key }
+            return try await transactionLines(filters: [
+                ("customer_id", target), ("origin", "api"), ("created_at[GTE]", RFC3339.format(since)),
+            ])
+            .contains { $0.chargeKey == key }
         case (_, "immediately"):
-            return try await transactionLines(filters: [("subscription_id", target), ("origin", "subscription_charge"), ("created_at[GTE]", RFC3339.format(since))])
-                .contains { $0.priceID == price && $0.quantity == quantity }
+            return try await transactionLines(filters: [
+                ("subscription_id", target), ("origin", "subscription_charge"),
+                ("created_at[GTE]", RFC3339.format(since)),
+            ])
+            .contains { $0.priceID == price && $0.quantity == quantity }
         default:
-            return try await nextTransactionLines(subscription: target).contains { $0.priceID == price && $0.quantity == quantity }
+            return try await nextTransactionLines(subscription: target).contains {
+                $0.priceID == price && $0.quantity == quantity
+            }
         }
     }
 
@@ -79,9 +95,10 @@ public struct PaddleClient: Sendable {
         let response = try await client.send(HTTPRequest(method: .get, url: url, headers: headers))
         guard response.status == 200 else {
             let error = PaddleError(response)
-            throw UsageBillingError.forFailedCall(response, message: "Paddle \(what) lookup failed (\(response.status)): \(error.describe)",
-                                                  credentialField: "api_key", notFoundFix: "check the subscription or customer id", field: error.field,
-                                                  providerRequestID: error.requestID)
+            throw UsageBillingError.forFailedCall(
+                response, message: "Paddle \(what) lookup failed (\(response.status)): \(error.describe)",
+                credentialField: "api_key", notFoundFix: "check the subscription or customer id", field: error.field,
+                providerRequestID: error.requestID)
         }
         guard let body = JSONValue.parse(response.body) else {
             throw UsageBillingError(.unexpectedResponse, "Paddle's \(what) answer is not JSON", fix: "check endpoint")
@@ -94,31 +111,48 @@ public struct PaddleClient: Sendable {
         let error = PaddleError(response)
         switch (response.status, error.code) {
         case (401, _), (403, _):
-            throw UsageBillingError(.configuration, "Paddle refused the API key (\(response.status): \(error.describe))",
-                                    fix: response.status == 401 ? "check api_key and environment (sandbox keys only work on sandbox)" : "give the key subscription.write (and transaction.write)",
-                                    field: "api_key", providerRequestID: error.requestID)
-        case (429, "subscription_immediate_charge_hour_limit_exceeded"), (429, "subscription_immediate_charge_24_hour_limit_exceeded"):
+            throw UsageBillingError(
+                .configuration, "Paddle refused the API key (\(response.status): \(error.describe))",
+                fix: response.status == 401
+                    ? "check api_key and environment (sandbox keys only work on sandbox)"
+                    : "give the key subscription.write (and transaction.write)",
+                field: "api_key", providerRequestID: error.requestID)
+        case (429, "subscription_immediate_charge_hour_limit_exceeded"),
+            (429, "subscription_immediate_charge_24_hour_limit_exceeded"):
             let wait: Duration = error.code?.contains("24_hour") == true ? .seconds(86_400) : .seconds(3600)
-            return .retryable(RetryableReason(.rateLimited, httpStatus: 429,
-                                              message: "\(error.describe). Paddle limits immediate charges per subscription; waiting, or set effective_from: next_billing_period",
-                                              providerRequestID: error.requestID), retryAfter: response.retryAfter(now: now) ?? wait)
+            return .retryable(
+                RetryableReason(
+                    .rateLimited, httpStatus: 429,
+                    message:
+                        "\(error.describe). Paddle limits immediate charges per subscription; waiting, or set effective_from: next_billing_period",
+                    providerRequestID: error.requestID), retryAfter: response.retryAfter(now: now) ?? wait)
         case (429, _):
-            return .retryable(RetryableReason(.rateLimited, httpStatus: 429, message: error.describe, providerRequestID: error.requestID),
-                              retryAfter: response.retryAfter(now: now))
+            return .retryable(
+                RetryableReason(
+                    .rateLimited, httpStatus: 429, message: error.describe, providerRequestID: error.requestID),
+                retryAfter: response.retryAfter(now: now))
         case (500..., _):
-            return .retryable(RetryableReason(.serverError, httpStatus: response.status, message: error.describe, providerRequestID: error.requestID),
-                              retryAfter: response.retryAfter(now: now))
+            return .retryable(
+                RetryableReason(
+                    .serverError, httpStatus: response.status, message: error.describe,
+                    providerRequestID: error.requestID),
+                retryAfter: response.retryAfter(now: now))
         case (_, "transaction_item_quantity_out_of_range"):
-            return .rejected(RejectionReason(code: "transaction_item_quantity_out_of_range",
-                                             message: "\(error.describe). Raise the price's quantity range in Paddle and max_quantity here, or use units_per_quantity",
-                                             field: error.field, origin: .provider, providerRequestID: error.requestID, httpStatus: response.status))
+            return .rejected(
+                RejectionReason(
+                    code: "transaction_item_quantity_out_of_range",
+                    message:
+                        "\(error.describe). Raise the price's quantity range in Paddle and max_quantity here, or use units_per_quantity",
+                    field: error.field, origin: .provider, providerRequestID: error.requestID,
+                    httpStatus: response.status))
         default:
-            return .rejected(RejectionReason(code: error.code ?? "http_\(response.status)", message: error.describe, field: error.field,
-                                             origin: .provider, providerRequestID: error.requestID, httpStatus: response.status))
+            return .rejected(
+                RejectionReason(
+                    code: error.code ?? "http_\(response.status)", message: error.describe, field: error.field,
+                    origin: .provider, providerRequestID: error.requestID, httpStatus: response.status))
         }
     }
 }
-
 
 /// Paddle's error body: `{"error": {type, code, detail, documentation_url, errors[{field, message}]}, "meta": {request_id}}`.
 struct PaddleError {
@@ -132,7 +166,11 @@ struct PaddleError {
         let error = body?["error"]
         code = error?["code"]?.stringValue
         detail = error?["detail"]?.stringValue ?? "Paddle answered HTTP \(response.status)"
-        if case .array(let errors)? = error?["errors"], let first = errors.first { field = first["field"]?.stringValue } else { field = nil }
+        if case .array(let errors)? = error?["errors"], let first = errors.first {
+            field = first["field"]?.stringValue
+        } else {
+            field = nil
+        }
         requestID = body?["meta"]?["request_id"]?.stringValue ?? response.headers["Request-Id"]
     }
 

@@ -16,7 +16,8 @@ public struct PaddleReadBack: UsageReadBack {
     }
 
     public func names(for event: UsageEvent) -> ProviderNames {
-        ProviderNames(customer: settings.mapping.providerCustomer(for: event), meter: settings.price(for: event.name) ?? "")
+        ProviderNames(
+            customer: settings.mapping.providerCustomer(for: event), meter: settings.price(for: event.name) ?? "")
     }
 
     /// Paddle allows 240 requests a minute per IP.
@@ -24,9 +25,15 @@ public struct PaddleReadBack: UsageReadBack {
 
     public func windowing(customer: String) async throws -> ReadBackWindowing { .wholeRange }
 
-    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage] {
+    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity)
+        async throws -> [ReportedUsage]
+    {
         try await client.nextTransactionLines(subscription: customer)
             .filter { line in meters.isEmpty || line.priceID.map(meters.contains) == true }
-            .map { ReportedUsage(customer: customer, meter: $0.priceID ?? "", start: from, end: to, value: Decimal($0.quantity) * settings.unitsPerQuantity) }
+            .map {
+                ReportedUsage(
+                    customer: customer, meter: $0.priceID ?? "", start: from, end: to,
+                    value: Decimal($0.quantity) * settings.unitsPerQuantity)
+            }
     }
 }

@@ -60,23 +60,33 @@ public struct PaddleSettings: ProviderSettings {
     public static let keys: Set<String> = EventMapping.keys.union(CodingKeys.allCases.map(\.rawValue))
 
     private enum CodingKeys: String, CodingKey, CaseIterable {
-        case apiKey = "api_key", environment, endpoint, priceID = "price_id", prices, mode, effectiveFrom = "effective_from"
-        case onPaymentFailure = "on_payment_failure", unitsPerQuantity = "units_per_quantity", rounding, maxQuantity = "max_quantity"
-        case collectionMode = "collection_mode", paymentTermsDays = "payment_terms_days", addressID = "address_id", aggregate
+        case apiKey = "api_key", environment, endpoint, priceID = "price_id", prices, mode, effectiveFrom =
+            "effective_from"
+        case onPaymentFailure = "on_payment_failure", unitsPerQuantity = "units_per_quantity", rounding, maxQuantity =
+            "max_quantity"
+        case collectionMode = "collection_mode", paymentTermsDays = "payment_terms_days", addressID = "address_id",
+            aggregate
         case requestsPerMinute = "requests_per_minute"
     }
 
     /// Settings with defaults for everything but the key.
-    public init(apiKey: Secret, environment: String? = nil, endpoint: String? = nil, priceID: String? = nil, prices: [String: String] = [:],
-                mode: Mode = .subscriptionCharge, effectiveFrom: String = "next_billing_period", onPaymentFailure: String? = nil,
-                unitsPerQuantity: Decimal = 1, rounding: Rounding = .reject, maxQuantity: Int = 100, collectionMode: String = "manual",
-                paymentTermsDays: Int = 30, addressID: String? = nil,
-                aggregate: AggregationSpec = AggregationSpec(window: .monthly(anchor: Date(timeIntervalSince1970: 0)), grace: .seconds(3600)),
-                requestsPerMinute: Double = 240, mapping: EventMapping = EventMapping(quantityProperty: "quantity")) {
+    public init(
+        apiKey: Secret, environment: String? = nil, endpoint: String? = nil, priceID: String? = nil,
+        prices: [String: String] = [:],
+        mode: Mode = .subscriptionCharge, effectiveFrom: String = "next_billing_period",
+        onPaymentFailure: String? = nil,
+        unitsPerQuantity: Decimal = 1, rounding: Rounding = .reject, maxQuantity: Int = 100,
+        collectionMode: String = "manual",
+        paymentTermsDays: Int = 30, addressID: String? = nil,
+        aggregate: AggregationSpec = AggregationSpec(
+            window: .monthly(anchor: Date(timeIntervalSince1970: 0)), grace: .seconds(3600)),
+        requestsPerMinute: Double = 240, mapping: EventMapping = EventMapping(quantityProperty: "quantity")
+    ) {
         self.apiKey = apiKey
         let environment = environment ?? (apiKey.exposedValue.hasPrefix("pdl_sdbx_") ? "sandbox" : "live")
         self.environment = environment
-        self.endpoint = endpoint ?? (environment == "sandbox" ? "https://sandbox-api.paddle.com" : "https://api.paddle.com")
+        self.endpoint =
+            endpoint ?? (environment == "sandbox" ? "https://sandbox-api.paddle.com" : "https://api.paddle.com")
         self.priceID = priceID
         self.prices = prices
         self.mode = mode
@@ -98,8 +108,10 @@ public struct PaddleSettings: ProviderSettings {
         let key = try c.decode(Secret.self, forKey: .apiKey)
         let d = PaddleSettings(apiKey: key)
         self.init(
-            apiKey: key, environment: try c.decodeIfPresent(String.self, forKey: .environment), endpoint: try c.decodeIfPresent(String.self, forKey: .endpoint),
-            priceID: try c.decodeIfPresent(String.self, forKey: .priceID), prices: try c.decodeIfPresent([String: String].self, forKey: .prices) ?? [:],
+            apiKey: key, environment: try c.decodeIfPresent(String.self, forKey: .environment),
+            endpoint: try c.decodeIfPresent(String.self, forKey: .endpoint),
+            priceID: try c.decodeIfPresent(String.self, forKey: .priceID),
+            prices: try c.decodeIfPresent([String: String].self, forKey: .prices) ?? [:],
             mode: try c.decodeIfPresent(Mode.self, forKey: .mode) ?? .subscriptionCharge,
             effectiveFrom: try c.decodeIfPresent(String.self, forKey: .effectiveFrom) ?? d.effectiveFrom,
             onPaymentFailure: try c.decodeIfPresent(String.self, forKey: .onPaymentFailure),
@@ -123,35 +135,51 @@ public struct PaddleSettings: ProviderSettings {
     /// Checks values that decode but cannot work.
     public func validate() throws {
         if apiKey.exposedValue.isEmpty {
-            throw UsageBillingError(.configuration, "Paddle api_key is empty", fix: "set it: api_key: ${PADDLE_API_KEY}", field: "api_key")
+            throw UsageBillingError(
+                .configuration, "Paddle api_key is empty", fix: "set it: api_key: ${PADDLE_API_KEY}", field: "api_key")
         }
         if !["live", "sandbox"].contains(environment) {
-            throw UsageBillingError(.invalidInput, "Paddle environment '\(environment)' is not live or sandbox", fix: "use live or sandbox", field: "environment")
+            throw UsageBillingError(
+                .invalidInput, "Paddle environment '\(environment)' is not live or sandbox", fix: "use live or sandbox",
+                field: "environment")
         }
-        try SettingsDecoding.checkURL(endpoint, field: "endpoint", provider: "Paddle", example: "https://sandbox-api.paddle.com")
+        try SettingsDecoding.checkURL(
+            endpoint, field: "endpoint", provider: "Paddle", example: "https://sandbox-api.paddle.com")
         if priceID == nil && prices.isEmpty {
-            throw UsageBillingError(.invalidInput, "Paddle needs a one-off price", fix: "add price_id: pri_… (a price with billing_cycle null), or prices: {event_name: pri_…}",
-                                    field: "price_id")
+            throw UsageBillingError(
+                .invalidInput, "Paddle needs a one-off price",
+                fix: "add price_id: pri_… (a price with billing_cycle null), or prices: {event_name: pri_…}",
+                field: "price_id")
         }
         if !["next_billing_period", "immediately"].contains(effectiveFrom) {
-            throw UsageBillingError(.invalidInput, "Paddle effective_from '\(effectiveFrom)' is not next_billing_period or immediately",
-                                    fix: "use next_billing_period (billed with the renewal) or immediately", field: "effective_from")
+            throw UsageBillingError(
+                .invalidInput, "Paddle effective_from '\(effectiveFrom)' is not next_billing_period or immediately",
+                fix: "use next_billing_period (billed with the renewal) or immediately", field: "effective_from")
         }
         if let value = onPaymentFailure, !["prevent_change", "apply_change"].contains(value) {
-            throw UsageBillingError(.invalidInput, "Paddle on_payment_failure '\(value)' is not prevent_change or apply_change", field: "on_payment_failure")
+            throw UsageBillingError(
+                .invalidInput, "Paddle on_payment_failure '\(value)' is not prevent_change or apply_change",
+                field: "on_payment_failure")
         }
         if unitsPerQuantity <= 0 {
-            throw UsageBillingError(.invalidInput, "Paddle units_per_quantity must be positive", fix: "use e.g. 1000 to bill per thousand units", field: "units_per_quantity")
+            throw UsageBillingError(
+                .invalidInput, "Paddle units_per_quantity must be positive",
+                fix: "use e.g. 1000 to bill per thousand units", field: "units_per_quantity")
         }
         if !(1...999_999_999).contains(maxQuantity) {
-            throw UsageBillingError(.invalidInput, "Paddle max_quantity \(maxQuantity) is out of range",
-                                    fix: "use the price's quantity.maximum: 1 to 999999999", field: "max_quantity")
+            throw UsageBillingError(
+                .invalidInput, "Paddle max_quantity \(maxQuantity) is out of range",
+                fix: "use the price's quantity.maximum: 1 to 999999999", field: "max_quantity")
         }
         if !["manual", "automatic"].contains(collectionMode) {
-            throw UsageBillingError(.invalidInput, "Paddle collection_mode '\(collectionMode)' is not manual or automatic", field: "collection_mode")
+            throw UsageBillingError(
+                .invalidInput, "Paddle collection_mode '\(collectionMode)' is not manual or automatic",
+                field: "collection_mode")
         }
         if requestsPerMinute <= 0 {
-            throw UsageBillingError(.invalidInput, "Paddle requests_per_minute must be positive", fix: "use 240", field: "requests_per_minute")
+            throw UsageBillingError(
+                .invalidInput, "Paddle requests_per_minute must be positive", fix: "use 240",
+                field: "requests_per_minute")
         }
     }
 }

@@ -28,7 +28,9 @@ public struct PaddleSink: UsageSink {
     public let reader: PaddleClient
 
     /// A sink; throws `.invalidInput`/`.configuration` naming a bad setting.
-    public init(settings: PaddleSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(), name: String = "paddle") throws {
+    public init(
+        settings: PaddleSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(), name: String = "paddle"
+    ) throws {
         try settings.validate()
         self.name = name
         self.settings = settings
@@ -39,8 +41,10 @@ public struct PaddleSink: UsageSink {
 
     /// One charge per request, aggregated, checked before a retry, paced at `requests_per_minute`.
     public var capabilities: SinkCapabilities {
-        SinkCapabilities(maxBatchSize: 1, idempotency: .clientCheckBeforeRetry,
-                         rateLimit: RateLimit(requestsPerSecond: settings.requestsPerMinute / 60, burst: 5), aggregation: settings.aggregate)
+        SinkCapabilities(
+            maxBatchSize: 1, idempotency: .clientCheckBeforeRetry,
+            rateLimit: RateLimit(requestsPerSecond: settings.requestsPerMinute / 60, burst: 5),
+            aggregation: settings.aggregate)
     }
 
     /// Delivers assuming nothing was tried before.
@@ -59,8 +63,11 @@ public struct PaddleSink: UsageSink {
     /// local rejection naming the rule.
     public func quantity(for usage: Decimal) -> Result<Int?, RejectionReason> {
         if usage < 0 {
-            return .failure(.local("quantity_negative", field: "quantity",
-                                   "Paddle charges quantities ≥ 1; \(DecimalFormat.plain(usage)) is negative (use aggregate.report: increments with a sum or count formula)"))
+            return .failure(
+                .local(
+                    "quantity_negative", field: "quantity",
+                    "Paddle charges quantities ≥ 1; \(DecimalFormat.plain(usage)) is negative (use aggregate.report: increments with a sum or count formula)"
+                ))
         }
         var scaled = usage / settings.unitsPerQuantity
         var whole = Decimal()
@@ -68,9 +75,15 @@ public struct PaddleSink: UsageSink {
         switch settings.rounding {
         case .reject:
             guard DecimalFormat.isWhole(scaled) else {
-                let per = settings.unitsPerQuantity == 1 ? "" : " (\(DecimalFormat.plain(usage)) ÷ units_per_quantity \(DecimalFormat.plain(settings.unitsPerQuantity)))"
-                return .failure(.local("quantity_not_whole", field: "quantity",
-                                       "Paddle charges whole quantities; \(DecimalFormat.plain(scaled))\(per) is fractional. Set rounding: up, down or nearest, or change units_per_quantity"))
+                let per =
+                    settings.unitsPerQuantity == 1
+                    ? ""
+                    : " (\(DecimalFormat.plain(usage)) ÷ units_per_quantity \(DecimalFormat.plain(settings.unitsPerQuantity)))"
+                return .failure(
+                    .local(
+                        "quantity_not_whole", field: "quantity",
+                        "Paddle charges whole quantities; \(DecimalFormat.plain(scaled))\(per) is fractional. Set rounding: up, down or nearest, or change units_per_quantity"
+                    ))
             }
             mode = .plain
         case .up: mode = .up
@@ -80,18 +93,31 @@ public struct PaddleSink: UsageSink {
         NSDecimalRound(&whole, &scaled, 0, mode)
         if whole == 0 { return .success(nil) }
         guard whole <= Decimal(settings.maxQuantity) else {
-            return .failure(.local("quantity_above_price_range", field: "quantity",
-                                   "quantity \(DecimalFormat.plain(whole)) is above the price's maximum \(settings.maxQuantity) (Paddle answers transaction_item_quantity_out_of_range). Raise the price's quantity.maximum in Paddle (up to 999999999) and max_quantity here, or bill per more units with units_per_quantity"))
+            return .failure(
+                .local(
+                    "quantity_above_price_range", field: "quantity",
+                    "quantity \(DecimalFormat.plain(whole)) is above the price's maximum \(settings.maxQuantity) (Paddle answers transaction_item_quantity_out_of_range). Raise the price's quantity.maximum in Paddle (up to 999999999) and max_quantity here, or bill per more units with units_per_quantity"
+                ))
         }
         return .success(NSDecimalNumber(decimal: whole).intValue)
     }
 
     /// The request body for one charge, or nil (zero: nothing to bill), or a local rejection.
-    func prepare(_ event: UsageEvent) -> Result<(target: String, price: String, quantity: Int, body: JSONValue)?, RejectionReason> {
+    func prepare(_ event: UsageEvent) -> Result<
+        (target: String, price: String, quantity: Int, body: JSONValue)?, RejectionReason
+    > {
         let target = settings.mapping.providerCustomer(for: event)
-        if target.isEmpty { return .failure(.local("customer_missing", field: "customer", "the event has no customer; map it to a Paddle subscription")) }
+        if target.isEmpty {
+            return .failure(
+                .local(
+                    "customer_missing", field: "customer", "the event has no customer; map it to a Paddle subscription")
+            )
+        }
         guard let price = settings.price(for: event.name) else {
-            return .failure(.local("price_missing", field: "price_id", "no Paddle price for '\(event.name)'; add it to prices or set price_id"))
+            return .failure(
+                .local(
+                    "price_missing", field: "price_id",
+                    "no Paddle price for '\(event.name)'; add it to prices or set price_id"))
         }
         let quantity: Int
         switch self.quantity(for: event.quantity) {
@@ -102,19 +128,29 @@ public struct PaddleSink: UsageSink {
         let item = JSONValue.object(["price_id": .string(price), "quantity": .number(Double(quantity))])
         switch settings.mode {
         case .subscriptionCharge:
-            var body: [String: JSONValue] = ["effective_from": .string(settings.effectiveFrom), "items": .array([item])]
+            var body: [String: JSONValue] = [
+                "effective_from": .string(settings.effectiveFrom), "items": .array([item]),
+            ]
             if let failure = settings.onPaymentFailure { body["on_payment_failure"] = .string(failure) }
             return .success((target, price, quantity, .object(body)))
         case .transaction:
             let info = AggregateInfo(event)
-            var custom: [String: JSONValue] = ["ub_charge_key": .string(event.id), "ub_meter": .string(event.name),
-                                               "ub_window_start": .string(RFC3339.format(info.windowStart))]
+            var custom: [String: JSONValue] = [
+                "ub_charge_key": .string(event.id), "ub_meter": .string(event.name),
+                "ub_window_start": .string(RFC3339.format(info.windowStart)),
+            ]
             if let end = info.windowEnd { custom["ub_window_end"] = .string(RFC3339.format(end)) }
-            var body: [String: JSONValue] = ["items": .array([item]), "customer_id": .string(target),
-                                             "collection_mode": .string(settings.collectionMode), "custom_data": .object(custom)]
+            var body: [String: JSONValue] = [
+                "items": .array([item]), "customer_id": .string(target),
+                "collection_mode": .string(settings.collectionMode), "custom_data": .object(custom),
+            ]
             if let address = settings.addressID { body["address_id"] = .string(address) }
             if settings.collectionMode == "manual" {
-                body["billing_details"] = .object(["payment_terms": .object(["interval": .string("day"), "frequency": .number(Double(settings.paymentTermsDays))])])
+                body["billing_details"] = .object([
+                    "payment_terms": .object([
+                        "interval": .string("day"), "frequency": .number(Double(settings.paymentTermsDays)),
+                    ])
+                ])
             }
             return .success((target, price, quantity, .object(body)))
         }
@@ -129,22 +165,33 @@ public struct PaddleSink: UsageSink {
         }
         if verify {
             do {
-                if try await reader.findCharge(key: event.id, target: prepared.target, price: prepared.price, quantity: prepared.quantity,
-                                               since: AggregateInfo(event).windowStart) {
+                if try await reader.findCharge(
+                    key: event.id, target: prepared.target, price: prepared.price, quantity: prepared.quantity,
+                    since: AggregateInfo(event).windowStart)
+                {
                     return .duplicate
                 }
             } catch let error as UsageBillingError where error.code == .configuration {
                 throw error
             } catch {
-                return .retryable(RetryableReason(.transport, message: "could not check whether Paddle already has charge \(event.id) (\(error)); not charging again until it can"),
-                                  retryAfter: nil)
+                return .retryable(
+                    RetryableReason(
+                        .transport,
+                        message:
+                            "could not check whether Paddle already has charge \(event.id) (\(error)); not charging again until it can"
+                    ),
+                    retryAfter: nil)
             }
         }
-        let path = settings.mode == .transaction ? "/transactions" : "/subscriptions/\(URLBuilder.pathSegment(prepared.target))/charge"
+        let path =
+            settings.mode == .transaction
+            ? "/transactions" : "/subscriptions/\(URLBuilder.pathSegment(prepared.target))/charge"
         var headers = reader.headers
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "X-Transaction-ID", value: event.id)
-        let request = HTTPRequest(method: .post, url: URLBuilder.url(base: settings.endpoint, path: path), headers: headers, body: prepared.body.encoded())
+        let request = HTTPRequest(
+            method: .post, url: URLBuilder.url(base: settings.endpoint, path: path), headers: headers,
+            body: prepared.body.encoded())
         switch try await client.sendForDelivery(request) {
         case .failed(let outcome): return outcome
         case .response(let response):

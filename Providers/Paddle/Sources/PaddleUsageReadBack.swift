@@ -37,18 +37,22 @@ public struct PaddleUsageClient: Sendable {
     public func meters() async throws -> [Meter] {
         try await list(path: "/meters", what: "meters") { item in
             guard let id = item["id"]?.stringValue, let action = item["action"]?.stringValue,
-                  let unit = item["usage_balance_unit_id"]?.stringValue else { return nil }
+                let unit = item["usage_balance_unit_id"]?.stringValue
+            else { return nil }
             return Meter(id: id, action: action, usageBalanceUnitID: unit, rate: Self.decimal(item["rate"]) ?? 1)
         }
     }
 
     /// The customer's usage balances, all pages.
     public func balances(customer: String) async throws -> [Balance] {
-        try await list(path: "/customers/\(URLBuilder.pathSegment(customer))/usage-balances", what: "usage balances of \(customer)") { item in
+        try await list(
+            path: "/customers/\(URLBuilder.pathSegment(customer))/usage-balances", what: "usage balances of \(customer)"
+        ) { item in
             guard let unit = item["usage_balance_unit_id"]?.stringValue else { return nil }
             let balance = item["balance"]
-            return Balance(usageBalanceUnitID: unit, used: Self.decimal(balance?["used"]?["total"] ?? balance?["used"]) ?? 0,
-                           overage: Self.decimal(balance?["overage"]?["total"] ?? balance?["overage"]) ?? 0)
+            return Balance(
+                usageBalanceUnitID: unit, used: Self.decimal(balance?["used"]?["total"] ?? balance?["used"]) ?? 0,
+                overage: Self.decimal(balance?["overage"]?["total"] ?? balance?["overage"]) ?? 0)
         }
     }
 
@@ -58,17 +62,23 @@ public struct PaddleUsageClient: Sendable {
         return value?.numberValue.map { Decimal(reported: $0) }
     }
 
-    private func list<T: Sendable>(path: String, what: String, _ item: @escaping @Sendable (JSONValue) -> T?) async throws -> [T] {
+    private func list<T: Sendable>(path: String, what: String, _ item: @escaping @Sendable (JSONValue) -> T?)
+        async throws -> [T]
+    {
         let first = URLBuilder.url(base: settings.endpoint, path: path, query: [("per_page", "200")])
-        let headers: HeaderFields = ["Authorization": "Bearer \(settings.apiKey.exposedValue)", "Paddle-Version": "1", "Accept": "application/json"]
+        let headers: HeaderFields = [
+            "Authorization": "Bearer \(settings.apiKey.exposedValue)", "Paddle-Version": "1",
+            "Accept": "application/json",
+        ]
         let client = self.client
         let pages = PaginatorSequence<String, T>("Paddle's \(what)", start: first) { url in
             let response = try await client.send(HTTPRequest(method: .get, url: url ?? first, headers: headers))
             guard response.status == 200, let body = JSONValue.parse(response.body) else {
                 let error = PaddleError(response)
-                throw UsageBillingError.forFailedCall(response, message: "Paddle \(what) lookup failed (\(response.status)): \(error.describe)",
-                                                      credentialField: "api_key", notFoundFix: "check the customer id (ctm_…)", field: error.field,
-                                                      providerRequestID: error.requestID)
+                throw UsageBillingError.forFailedCall(
+                    response, message: "Paddle \(what) lookup failed (\(response.status)): \(error.describe)",
+                    credentialField: "api_key", notFoundFix: "check the customer id (ctm_…)", field: error.field,
+                    providerRequestID: error.requestID)
             }
             let items = (body["data"]?.arrayValue ?? []).compactMap(item)
             let pagination = body["meta"]?["pagination"]
@@ -100,21 +110,30 @@ public struct PaddleUsageReadBack: UsageReadBack {
 
     public func windowing(customer: String) async throws -> ReadBackWindowing { .wholeRange }
 
-    public func usage(customer: String, meters actions: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage] {
+    public func usage(
+        customer: String, meters actions: [String], from: Date, to: Date, granularity: ReadBackGranularity
+    ) async throws -> [ReportedUsage] {
         let meters = try await client.meters()
-        let balances = Dictionary(try await client.balances(customer: customer).map { ($0.usageBalanceUnitID, $0) }) { first, _ in first }
+        let balances = Dictionary(try await client.balances(customer: customer).map { ($0.usageBalanceUnitID, $0) }) {
+            first, _ in first
+        }
         var out: [ReportedUsage] = []
         for action in Set(meters.map(\.action)).sorted() where actions.isEmpty || actions.contains(action) {
             for meter in meters where meter.action == action {
                 guard let balance = balances[meter.usageBalanceUnitID] else { continue }
-                let sharing = meters.filter { $0.usageBalanceUnitID == meter.usageBalanceUnitID && $0.action != action }.map(\.action)
+                let sharing = meters.filter { $0.usageBalanceUnitID == meter.usageBalanceUnitID && $0.action != action }
+                    .map(\.action)
                 guard sharing.isEmpty else {
-                    throw UsageBillingError(.unexpectedResponse,
-                                            "Paddle's usage balance unit \(meter.usageBalanceUnitID) is drawn down by '\(action)' and \(sharing.map { "'\($0)'" }.joined(separator: ", ")): its balance cannot be split per action",
-                                            fix: "reconcile these actions together, or give each action its own usage balance unit")
+                    throw UsageBillingError(
+                        .unexpectedResponse,
+                        "Paddle's usage balance unit \(meter.usageBalanceUnitID) is drawn down by '\(action)' and \(sharing.map { "'\($0)'" }.joined(separator: ", ")): its balance cannot be split per action",
+                        fix: "reconcile these actions together, or give each action its own usage balance unit")
                 }
                 guard meter.rate > 0 else { continue }
-                out.append(ReportedUsage(customer: customer, meter: action, start: from, end: to, value: (balance.used + balance.overage) / meter.rate))
+                out.append(
+                    ReportedUsage(
+                        customer: customer, meter: action, start: from, end: to,
+                        value: (balance.used + balance.overage) / meter.rate))
             }
         }
         return out

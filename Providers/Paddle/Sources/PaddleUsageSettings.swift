@@ -27,16 +27,21 @@ public struct PaddleUsageSettings: ProviderSettings {
     public static let keys: Set<String> = EventMapping.keys.union(CodingKeys.allCases.map(\.rawValue))
 
     private enum CodingKeys: String, CodingKey, CaseIterable {
-        case apiKey = "api_key", environment, endpoint, maxBatchSize = "max_batch_size", requestsPerMinute = "requests_per_minute", aggregate
+        case apiKey = "api_key", environment, endpoint, maxBatchSize = "max_batch_size", requestsPerMinute =
+            "requests_per_minute", aggregate
     }
 
     /// Settings with defaults for everything but the key.
-    public init(apiKey: Secret, environment: String? = nil, endpoint: String? = nil, maxBatchSize: Int = 100, requestsPerMinute: Double = 240,
-                mapping: EventMapping = EventMapping(quantityProperty: "quantity")) {
+    public init(
+        apiKey: Secret, environment: String? = nil, endpoint: String? = nil, maxBatchSize: Int = 100,
+        requestsPerMinute: Double = 240,
+        mapping: EventMapping = EventMapping(quantityProperty: "quantity")
+    ) {
         self.apiKey = apiKey
         let environment = environment ?? (apiKey.exposedValue.hasPrefix("pdl_sdbx_") ? "sandbox" : "live")
         self.environment = environment
-        self.endpoint = endpoint ?? (environment == "sandbox" ? "https://sandbox-api.paddle.com" : "https://api.paddle.com")
+        self.endpoint =
+            endpoint ?? (environment == "sandbox" ? "https://sandbox-api.paddle.com" : "https://api.paddle.com")
         self.maxBatchSize = maxBatchSize
         self.requestsPerMinute = requestsPerMinute
         self.mapping = mapping
@@ -44,11 +49,13 @@ public struct PaddleUsageSettings: ProviderSettings {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(apiKey: try c.decode(Secret.self, forKey: .apiKey), environment: try c.decodeIfPresent(String.self, forKey: .environment),
-                  endpoint: try c.decodeIfPresent(String.self, forKey: .endpoint),
-                  maxBatchSize: try c.decodeIfPresent(Int.self, forKey: .maxBatchSize) ?? 100,
-                  requestsPerMinute: try c.decodeIfPresent(Double.self, forKey: .requestsPerMinute) ?? 240,
-                  mapping: try EventMapping(from: decoder, defaultQuantityProperty: "quantity"))
+        self.init(
+            apiKey: try c.decode(Secret.self, forKey: .apiKey),
+            environment: try c.decodeIfPresent(String.self, forKey: .environment),
+            endpoint: try c.decodeIfPresent(String.self, forKey: .endpoint),
+            maxBatchSize: try c.decodeIfPresent(Int.self, forKey: .maxBatchSize) ?? 100,
+            requestsPerMinute: try c.decodeIfPresent(Double.self, forKey: .requestsPerMinute) ?? 240,
+            mapping: try EventMapping(from: decoder, defaultQuantityProperty: "quantity"))
         aggregate = try c.decodeIfPresent(AggregationSpec.self, forKey: .aggregate)
     }
 
@@ -61,18 +68,26 @@ public struct PaddleUsageSettings: ProviderSettings {
     /// Checks values that decode but cannot work.
     public func validate() throws {
         if apiKey.exposedValue.isEmpty {
-            throw UsageBillingError(.configuration, "Paddle api_key is empty", fix: "set it: api_key: ${PADDLE_API_KEY}", field: "api_key")
+            throw UsageBillingError(
+                .configuration, "Paddle api_key is empty", fix: "set it: api_key: ${PADDLE_API_KEY}", field: "api_key")
         }
         if !["live", "sandbox"].contains(environment) {
-            throw UsageBillingError(.invalidInput, "Paddle environment '\(environment)' is not live or sandbox", fix: "use live or sandbox", field: "environment")
+            throw UsageBillingError(
+                .invalidInput, "Paddle environment '\(environment)' is not live or sandbox", fix: "use live or sandbox",
+                field: "environment")
         }
-        try SettingsDecoding.checkURL(endpoint, field: "endpoint", provider: "Paddle", example: "https://sandbox-api.paddle.com")
+        try SettingsDecoding.checkURL(
+            endpoint, field: "endpoint", provider: "Paddle", example: "https://sandbox-api.paddle.com")
         if !(1...100).contains(maxBatchSize) {
-            throw UsageBillingError(.invalidInput, "Paddle usage events max_batch_size \(maxBatchSize) is out of range",
-                                    fix: "use 1 to 100 (Paddle takes at most 100 events per request; 1 for accounts on the early beta)", field: "max_batch_size")
+            throw UsageBillingError(
+                .invalidInput, "Paddle usage events max_batch_size \(maxBatchSize) is out of range",
+                fix: "use 1 to 100 (Paddle takes at most 100 events per request; 1 for accounts on the early beta)",
+                field: "max_batch_size")
         }
         if requestsPerMinute <= 0 {
-            throw UsageBillingError(.invalidInput, "Paddle requests_per_minute must be positive", fix: "use 240", field: "requests_per_minute")
+            throw UsageBillingError(
+                .invalidInput, "Paddle requests_per_minute must be positive", fix: "use 240",
+                field: "requests_per_minute")
         }
     }
 }

@@ -30,7 +30,10 @@ public struct PaddleUsageSink: UsageSink {
     public static let window = AcceptedTimeWindow(maxAge: .seconds(60 * 86_400), maxFutureSkew: .seconds(24 * 3600))
 
     /// A sink; throws `.invalidInput`/`.configuration` naming a bad setting.
-    public init(settings: PaddleUsageSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(), name: String = "paddle_usage") throws {
+    public init(
+        settings: PaddleUsageSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(),
+        name: String = "paddle_usage"
+    ) throws {
         try settings.validate()
         self.name = name
         self.settings = settings
@@ -41,10 +44,11 @@ public struct PaddleUsageSink: UsageSink {
     /// Up to `max_batch_size` events per request, 60 days back and 24 hours ahead, counted once
     /// per (customer, action, event_key, occurred_at), paced a tenth under the key's limit.
     public var capabilities: SinkCapabilities {
-        SinkCapabilities(maxBatchSize: settings.maxBatchSize, acceptedWindow: Self.window,
-                         idempotency: .providerDeduplicates(window: .seconds(60 * 86_400)),
-                         rateLimit: RateLimit(requestsPerSecond: settings.requestsPerMinute / 60 * 0.9, burst: 5),
-                         aggregation: settings.aggregate, maxConcurrentRequests: 4)
+        SinkCapabilities(
+            maxBatchSize: settings.maxBatchSize, acceptedWindow: Self.window,
+            idempotency: .providerDeduplicates(window: .seconds(60 * 86_400)),
+            rateLimit: RateLimit(requestsPerSecond: settings.requestsPerMinute / 60 * 0.9, burst: 5),
+            aggregation: settings.aggregate, maxConcurrentRequests: 4)
     }
 
     /// Validates, sends the valid events, and returns one outcome per event in order.
@@ -69,30 +73,47 @@ public struct PaddleUsageSink: UsageSink {
 
     func prepare(_ event: UsageEvent, now: Date) -> Result<EncodedJSON, RejectionReason> {
         let event = settings.aggregate == nil ? event : AggregateInfo.asEvent(event)
-        if let reason = LocalValidation.checkTimestamp(event, window: Self.window, now: now, provider: "Paddle") { return .failure(reason) }
+        if let reason = LocalValidation.checkTimestamp(event, window: Self.window, now: now, provider: "Paddle") {
+            return .failure(reason)
+        }
         if let reason = LocalValidation.checkLength(event.id, max: 255, field: "event_key") { return .failure(reason) }
         let customer = settings.mapping.providerCustomer(for: event)
-        if customer.isEmpty { return .failure(.local("customer_missing", field: "customer", "Paddle usage events need a customer (a Paddle ctm_… id)")) }
+        if customer.isEmpty {
+            return .failure(
+                .local("customer_missing", field: "customer", "Paddle usage events need a customer (a Paddle ctm_… id)")
+            )
+        }
         guard event.quantity >= 0 else {
-            return .failure(.local("quantity_negative", field: "quantity",
-                "Paddle usage events draw a balance down and take no negative quantity; \(DecimalFormat.plain(event.quantity)) is negative"))
+            return .failure(
+                .local(
+                    "quantity_negative", field: "quantity",
+                    "Paddle usage events draw a balance down and take no negative quantity; \(DecimalFormat.plain(event.quantity)) is negative"
+                ))
         }
         guard let quantity = DecimalFormat.exactDouble(event.quantity) else {
-            return .failure(.local("value_not_representable", field: "quantity",
-                "Paddle takes JSON numbers; \(DecimalFormat.plain(event.quantity)) has more digits than a JSON number keeps exactly. Round it or record a larger unit"))
+            return .failure(
+                .local(
+                    "value_not_representable", field: "quantity",
+                    "Paddle takes JSON numbers; \(DecimalFormat.plain(event.quantity)) has more digits than a JSON number keeps exactly. Round it or record a larger unit"
+                ))
         }
-        return .success(JSONValue.encodeObject([
-            ("action", .string(settings.mapping.providerEventName(for: event))), ("customer_id", .string(customer)),
-            ("event_key", .string(event.id)), ("occurred_at", .string(RFC3339.format(event.timestamp))), ("quantity", .number(quantity)),
-        ]))
+        return .success(
+            JSONValue.encodeObject([
+                ("action", .string(settings.mapping.providerEventName(for: event))), ("customer_id", .string(customer)),
+                ("event_key", .string(event.id)), ("occurred_at", .string(RFC3339.format(event.timestamp))),
+                ("quantity", .number(quantity)),
+            ]))
     }
 
     /// One request; a 400 that names events is answered for them and the rest go again at once.
     private func send(_ events: [(index: Int, json: EncodedJSON)]) async throws -> [(Int, DeliveryOutcome)] {
-        let request = HTTPRequest(method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/usage-events"),
-                                  headers: ["Authorization": "Bearer \(settings.apiKey.exposedValue)", "Paddle-Version": "1",
-                                            "Content-Type": "application/json", "Accept": "application/json"],
-                                  body: JSONValue.encodeObject(key: "events", array: events.map(\.json)))
+        let request = HTTPRequest(
+            method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/usage-events"),
+            headers: [
+                "Authorization": "Bearer \(settings.apiKey.exposedValue)", "Paddle-Version": "1",
+                "Content-Type": "application/json", "Accept": "application/json",
+            ],
+            body: JSONValue.encodeObject(key: "events", array: events.map(\.json)))
         let response: HTTPResponse
         switch try await client.sendForDelivery(request) {
         case .failed(let outcome): return events.map { ($0.index, outcome) }
@@ -110,47 +131,73 @@ public struct PaddleUsageSink: UsageSink {
                 guard answer?["status"]?.stringValue == "rejected" else { return (event.index, .accepted) }
                 let code = answer?["error"]?["code"]?.stringValue ?? "usage_event_rejected"
                 let message = answer?["error"]?["detail"]?.stringValue ?? "Paddle did not record the event"
-                return (event.index, .rejected(RejectionReason(code: code, message: message, origin: .provider, providerRequestID: requestID, httpStatus: response.status)))
+                return (
+                    event.index,
+                    .rejected(
+                        RejectionReason(
+                            code: code, message: message, origin: .provider, providerRequestID: requestID,
+                            httpStatus: response.status))
+                )
             }
         case 401, 403:
-            throw UsageBillingError(.configuration, "Paddle refused the key (\(response.status): \(detail))",
-                                    fix: response.status == 401 ? "check api_key" : "give the key the usage_event.write permission", field: "api_key", providerRequestID: requestID)
+            throw UsageBillingError(
+                .configuration, "Paddle refused the key (\(response.status): \(detail))",
+                fix: response.status == 401 ? "check api_key" : "give the key the usage_event.write permission",
+                field: "api_key", providerRequestID: requestID)
         case 400:
-            return try await splitRefusedBatch(events, errors: error?["errors"]?.arrayValue ?? [], code: error?["code"]?.stringValue ?? "bad_request",
-                                               detail: detail, requestID: requestID)
+            return try await splitRefusedBatch(
+                events, errors: error?["errors"]?.arrayValue ?? [], code: error?["code"]?.stringValue ?? "bad_request",
+                detail: detail, requestID: requestID)
         default:
             if let retry = response.standardRetryableOutcome(now: clock.now(), message: detail, requestID: requestID) {
                 return events.map { ($0.index, retry) }
             }
-            let reason = RejectionReason(code: error?["code"]?.stringValue ?? "http_\(response.status)", message: detail, origin: .provider,
-                                         providerRequestID: requestID, httpStatus: response.status)
+            let reason = RejectionReason(
+                code: error?["code"]?.stringValue ?? "http_\(response.status)", message: detail, origin: .provider,
+                providerRequestID: requestID, httpStatus: response.status)
             return events.map { ($0.index, .rejected(reason)) }
         }
     }
 
     /// Paddle refused the whole batch: the events its errors name are rejected with their
     /// messages and the rest are sent again, unchanged; without a named index, one by one.
-    private func splitRefusedBatch(_ events: [(index: Int, json: EncodedJSON)], errors: [JSONValue], code: String, detail: String,
-                                   requestID: String?) async throws -> [(Int, DeliveryOutcome)] {
+    private func splitRefusedBatch(
+        _ events: [(index: Int, json: EncodedJSON)], errors: [JSONValue], code: String, detail: String,
+        requestID: String?
+    ) async throws -> [(Int, DeliveryOutcome)] {
         var named: [Int: [String]] = [:]
         for error in errors {
-            guard let field = error["field"]?.stringValue, let match = field.firstMatch(of: /\[(\d+)\]/), let position = Int(match.1),
-                  events.indices.contains(position) else { continue }
+            guard let field = error["field"]?.stringValue, let match = field.firstMatch(of: /\[(\d+)\]/),
+                let position = Int(match.1),
+                events.indices.contains(position)
+            else { continue }
             named[position, default: []].append("\(field): \(error["message"]?.stringValue ?? "invalid")")
         }
         if named.isEmpty {
             guard events.count > 1 else {
                 let messages = errors.compactMap { $0["message"]?.stringValue }
-                return [(events[0].index, .rejected(RejectionReason(code: code, message: ([detail] + messages).joined(separator: "; "), origin: .provider,
-                                                                    providerRequestID: requestID, httpStatus: 400)))]
+                return [
+                    (
+                        events[0].index,
+                        .rejected(
+                            RejectionReason(
+                                code: code, message: ([detail] + messages).joined(separator: "; "), origin: .provider,
+                                providerRequestID: requestID, httpStatus: 400))
+                    )
+                ]
             }
             var out: [(Int, DeliveryOutcome)] = []
             for event in events { out += try await send([event]) }
             return out
         }
         var out: [(Int, DeliveryOutcome)] = named.map { position, messages in
-            (events[position].index, .rejected(RejectionReason(code: code, message: messages.joined(separator: "; "), origin: .provider,
-                                                               providerRequestID: requestID, httpStatus: 400)))
+            (
+                events[position].index,
+                .rejected(
+                    RejectionReason(
+                        code: code, message: messages.joined(separator: "; "), origin: .provider,
+                        providerRequestID: requestID, httpStatus: 400))
+            )
         }
         let rest = events.enumerated().filter { named[$0.offset] == nil }.map(\.element)
         if !rest.isEmpty { out += try await send(rest) }

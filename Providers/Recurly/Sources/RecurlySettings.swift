@@ -28,15 +28,19 @@ public struct RecurlySettings: ProviderSettings {
     public static let keys: Set<String> = EventMapping.keys.union(CodingKeys.allCases.map(\.rawValue))
 
     private enum CodingKeys: String, CodingKey, CaseIterable {
-        case apiKey = "api_key", region, endpoint, addOnID = "add_on_id", addOns = "add_ons", decimalQuantity = "decimal_quantity"
+        case apiKey = "api_key", region, endpoint, addOnID = "add_on_id", addOns = "add_ons", decimalQuantity =
+            "decimal_quantity"
         case aggregate, requestsPerMinute = "requests_per_minute"
     }
 
     /// Settings with defaults for everything but the key.
-    public init(apiKey: Secret, region: String = "us", endpoint: String? = nil, addOnID: String? = nil, addOns: [String: String] = [:],
-                decimalQuantity: Bool = false,
-                aggregate: AggregationSpec = AggregationSpec(window: .fixed(seconds: 86_400), grace: .seconds(3600)),
-                requestsPerMinute: Double = 400, mapping: EventMapping = EventMapping(quantityProperty: "quantity")) {
+    public init(
+        apiKey: Secret, region: String = "us", endpoint: String? = nil, addOnID: String? = nil,
+        addOns: [String: String] = [:],
+        decimalQuantity: Bool = false,
+        aggregate: AggregationSpec = AggregationSpec(window: .fixed(seconds: 86_400), grace: .seconds(3600)),
+        requestsPerMinute: Double = 400, mapping: EventMapping = EventMapping(quantityProperty: "quantity")
+    ) {
         self.apiKey = apiKey
         self.region = region
         self.endpoint = endpoint ?? (region == "eu" ? "https://v3.eu.recurly.com" : "https://v3.recurly.com")
@@ -51,13 +55,16 @@ public struct RecurlySettings: ProviderSettings {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = RecurlySettings(apiKey: "")
-        self.init(apiKey: try c.decode(Secret.self, forKey: .apiKey), region: try c.decodeIfPresent(String.self, forKey: .region) ?? "us",
-                  endpoint: try c.decodeIfPresent(String.self, forKey: .endpoint), addOnID: try c.decodeIfPresent(String.self, forKey: .addOnID),
-                  addOns: try c.decodeIfPresent([String: String].self, forKey: .addOns) ?? [:],
-                  decimalQuantity: try c.decodeIfPresent(Bool.self, forKey: .decimalQuantity) ?? false,
-                  aggregate: try c.decodeIfPresent(AggregationSpec.self, forKey: .aggregate) ?? d.aggregate,
-                  requestsPerMinute: try c.decodeIfPresent(Double.self, forKey: .requestsPerMinute) ?? d.requestsPerMinute,
-                  mapping: try EventMapping(from: decoder, defaultQuantityProperty: "quantity"))
+        self.init(
+            apiKey: try c.decode(Secret.self, forKey: .apiKey),
+            region: try c.decodeIfPresent(String.self, forKey: .region) ?? "us",
+            endpoint: try c.decodeIfPresent(String.self, forKey: .endpoint),
+            addOnID: try c.decodeIfPresent(String.self, forKey: .addOnID),
+            addOns: try c.decodeIfPresent([String: String].self, forKey: .addOns) ?? [:],
+            decimalQuantity: try c.decodeIfPresent(Bool.self, forKey: .decimalQuantity) ?? false,
+            aggregate: try c.decodeIfPresent(AggregationSpec.self, forKey: .aggregate) ?? d.aggregate,
+            requestsPerMinute: try c.decodeIfPresent(Double.self, forKey: .requestsPerMinute) ?? d.requestsPerMinute,
+            mapping: try EventMapping(from: decoder, defaultQuantityProperty: "quantity"))
     }
 
     public static let providerName = "Recurly"
@@ -69,18 +76,26 @@ public struct RecurlySettings: ProviderSettings {
     /// Checks values that decode but cannot work.
     public func validate() throws {
         if apiKey.exposedValue.isEmpty {
-            throw UsageBillingError(.configuration, "Recurly api_key is empty", fix: "set it: api_key: ${RECURLY_API_KEY}", field: "api_key")
+            throw UsageBillingError(
+                .configuration, "Recurly api_key is empty", fix: "set it: api_key: ${RECURLY_API_KEY}", field: "api_key"
+            )
         }
         if !["us", "eu"].contains(region) {
-            throw UsageBillingError(.invalidInput, "Recurly region '\(region)' is not us or eu", fix: "use us or eu", field: "region")
+            throw UsageBillingError(
+                .invalidInput, "Recurly region '\(region)' is not us or eu", fix: "use us or eu", field: "region")
         }
-        try SettingsDecoding.checkURL(endpoint, field: "endpoint", provider: "Recurly", example: "https://v3.recurly.com")
+        try SettingsDecoding.checkURL(
+            endpoint, field: "endpoint", provider: "Recurly", example: "https://v3.recurly.com")
         if addOnID == nil && addOns.isEmpty {
-            throw UsageBillingError(.invalidInput, "Recurly needs a usage add-on", fix: "add add_on_id: code-<add_on_code> (or add_ons: {event_name: …})",
-                                    field: "add_on_id")
+            throw UsageBillingError(
+                .invalidInput, "Recurly needs a usage add-on",
+                fix: "add add_on_id: code-<add_on_code> (or add_ons: {event_name: …})",
+                field: "add_on_id")
         }
         if requestsPerMinute <= 0 {
-            throw UsageBillingError(.invalidInput, "Recurly requests_per_minute must be positive", fix: "use 400", field: "requests_per_minute")
+            throw UsageBillingError(
+                .invalidInput, "Recurly requests_per_minute must be positive", fix: "use 400",
+                field: "requests_per_minute")
         }
     }
 }

@@ -22,7 +22,10 @@ public struct RecurlySink: UsageSink {
     private let reader: RecurlyClient
 
     /// A sink; throws `.invalidInput`/`.configuration` naming a bad setting.
-    public init(settings: RecurlySettings, client: any HTTPClient, clock: any UsageClock = SystemClock(), name: String = "recurly") throws {
+    public init(
+        settings: RecurlySettings, client: any HTTPClient, clock: any UsageClock = SystemClock(),
+        name: String = "recurly"
+    ) throws {
         try settings.validate()
         self.name = name
         self.settings = settings
@@ -33,8 +36,10 @@ public struct RecurlySink: UsageSink {
 
     /// One record per request, aggregated, checked before a retry, paced by `requests_per_minute`.
     public var capabilities: SinkCapabilities {
-        SinkCapabilities(maxBatchSize: 1, idempotency: .clientCheckBeforeRetry,
-                         rateLimit: RateLimit(requestsPerSecond: settings.requestsPerMinute / 60, burst: 5), aggregation: settings.aggregate)
+        SinkCapabilities(
+            maxBatchSize: 1, idempotency: .clientCheckBeforeRetry,
+            rateLimit: RateLimit(requestsPerSecond: settings.requestsPerMinute / 60, burst: 5),
+            aggregation: settings.aggregate)
     }
 
     /// Delivers assuming nothing was tried before.
@@ -50,16 +55,28 @@ public struct RecurlySink: UsageSink {
     }
 
     /// The path ids and the JSON body for one record, or a local rejection.
-    func prepare(_ event: UsageEvent) -> Result<(subscription: String, addOn: String, body: JSONValue), RejectionReason> {
+    func prepare(_ event: UsageEvent) -> Result<(subscription: String, addOn: String, body: JSONValue), RejectionReason>
+    {
         let subscription = settings.mapping.providerCustomer(for: event)
-        if subscription.isEmpty { return .failure(.local("subscription_missing", field: "customer", "the event has no customer; map it to a Recurly subscription")) }
+        if subscription.isEmpty {
+            return .failure(
+                .local(
+                    "subscription_missing", field: "customer",
+                    "the event has no customer; map it to a Recurly subscription"))
+        }
         guard let addOn = settings.addOn(for: event.name) else {
-            return .failure(.local("add_on_missing", field: "add_on_id", "no Recurly add-on for '\(event.name)'; add it to add_ons or set add_on_id"))
+            return .failure(
+                .local(
+                    "add_on_missing", field: "add_on_id",
+                    "no Recurly add-on for '\(event.name)'; add it to add_ons or set add_on_id"))
         }
         var amount = event.quantity
         if !settings.decimalQuantity && !DecimalFormat.isWhole(amount) {
-            return .failure(.local("amount_not_whole", field: "quantity",
-                                   "Recurly drops the decimals of \(DecimalFormat.plain(amount)) unless the site has Decimal Quantity; enable it and set decimal_quantity: true, or bill whole units"))
+            return .failure(
+                .local(
+                    "amount_not_whole", field: "quantity",
+                    "Recurly drops the decimals of \(DecimalFormat.plain(amount)) unless the site has Decimal Quantity; enable it and set decimal_quantity: true, or bill whole units"
+                ))
         }
         if settings.decimalQuantity {
             var rounded = Decimal()
@@ -67,15 +84,22 @@ public struct RecurlySink: UsageSink {
             amount = rounded
         }
         guard let number = DecimalFormat.exactDouble(amount) else {
-            return .failure(.local("value_not_representable", field: "quantity",
-                                   "the amount \(DecimalFormat.plain(amount)) does not fit a JSON number exactly; round it"))
+            return .failure(
+                .local(
+                    "value_not_representable", field: "quantity",
+                    "the amount \(DecimalFormat.plain(amount)) does not fit a JSON number exactly; round it"))
         }
         let info = AggregateInfo(event)
         let recorded = info.windowEnd ?? event.timestamp
-        return .success((subscription, addOn, .object([
-            "amount": .number(number), "merchant_tag": .string(event.id),
-            "usage_timestamp": .string(RFC3339.format(info.windowStart)), "recording_timestamp": .string(RFC3339.format(recorded)),
-        ])))
+        return .success(
+            (
+                subscription, addOn,
+                .object([
+                    "amount": .number(number), "merchant_tag": .string(event.id),
+                    "usage_timestamp": .string(RFC3339.format(info.windowStart)),
+                    "recording_timestamp": .string(RFC3339.format(recorded)),
+                ])
+            ))
     }
 
     private func deliverOne(_ event: UsageEvent, verify: Bool) async throws -> DeliveryOutcome {
@@ -87,18 +111,26 @@ public struct RecurlySink: UsageSink {
         if verify {
             let at = AggregateInfo(event).windowStart
             do {
-                let found = try await reader.usage(subscription: prepared.subscription, addOn: prepared.addOn, begin: at, end: at)
+                let found = try await reader.usage(
+                    subscription: prepared.subscription, addOn: prepared.addOn, begin: at, end: at)
                 if found.contains(where: { $0.merchantTag == event.id }) { return .duplicate }
             } catch let error as UsageBillingError where error.code == .configuration {
                 throw error
             } catch {
-                return .retryable(RetryableReason(.transport, message: "could not check whether Recurly already has \(event.id) (\(error)); not posting again until it can"),
-                                  retryAfter: nil)
+                return .retryable(
+                    RetryableReason(
+                        .transport,
+                        message:
+                            "could not check whether Recurly already has \(event.id) (\(error)); not posting again until it can"
+                    ),
+                    retryAfter: nil)
             }
         }
         let request = HTTPRequest(
             method: .post,
-            url: URLBuilder.url(base: settings.endpoint, path: RecurlyClient.usagePath(subscription: prepared.subscription, addOn: prepared.addOn)),
+            url: URLBuilder.url(
+                base: settings.endpoint,
+                path: RecurlyClient.usagePath(subscription: prepared.subscription, addOn: prepared.addOn)),
             headers: reader.headers(json: true), body: prepared.body.encoded())
         switch try await client.sendForDelivery(request) {
         case .failed(let outcome): return outcome

@@ -40,7 +40,9 @@ final class StripeEmulation: EmulatedProvider {
     private let state = Locked(State())
     func reset() {
         let meters = initialMeters
-        state.with { $0 = State(); $0.meters = meters }
+        state.with {
+            $0 = State(); $0.meters = meters
+        }
     }
 
     /// Whether an event name with no meter gets one (true), or is refused as Stripe does: v2
@@ -60,11 +62,16 @@ final class StripeEmulation: EmulatedProvider {
 
     func injected(status: Int, retryAfter: Bool) -> HTTPResponse {
         status == 429
-            ? error(429, "invalid_request_error", "rate_limit", "Request rate limit exceeded.", headers: retryAfter ? ["Retry-After": "1"] : [:])
+            ? error(
+                429, "invalid_request_error", "rate_limit", "Request rate limit exceeded.",
+                headers: retryAfter ? ["Retry-After": "1"] : [:])
             : error(status, "api_error", nil, "An unknown error occurred")
     }
 
-    private func error(_ status: Int, _ type: String, _ code: String?, _ message: String, param: String? = nil, headers: HeaderFields = [:]) -> HTTPResponse {
+    private func error(
+        _ status: Int, _ type: String, _ code: String?, _ message: String, param: String? = nil,
+        headers: HeaderFields = [:]
+    ) -> HTTPResponse {
         var e: [String: JSONValue] = ["type": .string(type), "message": .string(message)]
         if let code { e["code"] = .string(code) }
         if let param { e["param"] = .string(param) }
@@ -84,25 +91,46 @@ final class StripeEmulation: EmulatedProvider {
         case ("POST", "/v1/billing/meters"):
             let f = r.form
             guard let name = f["event_name"], !name.isEmpty, let display = f["display_name"], !display.isEmpty else {
-                return error(400, "invalid_request_error", "parameter_missing", "Missing required param: display_name or event_name.", param: "event_name")
+                return error(
+                    400, "invalid_request_error", "parameter_missing",
+                    "Missing required param: display_name or event_name.", param: "event_name")
             }
-            guard state.with({ s in s.meters.contains(name) ? false : { s.meters.append(name); return true }() }) else {
-                return error(400, "invalid_request_error", nil, "An active meter with event_name \(name) already exists.", param: "event_name")
+            guard
+                state.with({ s in
+                    s.meters.contains(name)
+                        ? false
+                        : {
+                            s.meters.append(name); return true
+                        }()
+                })
+            else {
+                return error(
+                    400, "invalid_request_error", nil, "An active meter with event_name \(name) already exists.",
+                    param: "event_name")
             }
             return Reply.json(200, meter(name))
         case ("GET", "/v1/billing/meters"):
             let (names, inactive) = state.with { ($0.meters, $0.inactive) }
             let wanted = r.query("status")
-            let data = names.filter { wanted == nil || (inactive[$0] == nil ? "active" : "inactive") == wanted }.map { meter($0, deactivated: inactive[$0]) }
-            return Reply.json(200, .object(["object": .string("list"), "data": .array(data), "has_more": .bool(false), "url": .string("/v1/billing/meters")]))
+            let data = names.filter { wanted == nil || (inactive[$0] == nil ? "active" : "inactive") == wanted }.map {
+                meter($0, deactivated: inactive[$0])
+            }
+            return Reply.json(
+                200,
+                .object([
+                    "object": .string("list"), "data": .array(data), "has_more": .bool(false),
+                    "url": .string("/v1/billing/meters"),
+                ]))
         case ("GET", _) where r.path.hasPrefix("/v1/billing/meters/") && r.path.hasSuffix("/event_summaries"):
-            return summaries(meterID: String(r.path.dropFirst("/v1/billing/meters/".count).dropLast("/event_summaries".count)), r)
+            return summaries(
+                meterID: String(r.path.dropFirst("/v1/billing/meters/".count).dropLast("/event_summaries".count)), r)
         case ("POST", "/v1/billing/meter_event_adjustments"): return adjustment(r, v2: false)
         case ("POST", "/v2/billing/meter_event_adjustments"): return adjustment(r, v2: true)
         case (_, _) where r.path.hasPrefix("/v1/billing/meters/mtr_emu_"):
             return meterLifecycle(r)
         default:
-            return error(404, "invalid_request_error", "resource_missing", "Unrecognized request URL (\(r.method): \(r.path)).")
+            return error(
+                404, "invalid_request_error", "resource_missing", "Unrecognized request URL (\(r.method): \(r.path)).")
         }
     }
 
@@ -116,31 +144,48 @@ final class StripeEmulation: EmulatedProvider {
         }
         let f = r.form
         guard let name = f["event_name"], !name.isEmpty else {
-            return error(400, "invalid_request_error", "parameter_missing", "Missing required param: event_name.", param: "event_name")
+            return error(
+                400, "invalid_request_error", "parameter_missing", "Missing required param: event_name.",
+                param: "event_name")
         }
-        guard let customer = f["payload[stripe_customer_id]"], let value = f["payload[value]"].flatMap(DecimalFormat.parse) else {
-            return error(400, "invalid_request_error", "parameter_missing", "Missing required param: payload[stripe_customer_id] or payload[value].", param: "payload")
+        guard let customer = f["payload[stripe_customer_id]"],
+            let value = f["payload[value]"].flatMap(DecimalFormat.parse)
+        else {
+            return error(
+                400, "invalid_request_error", "parameter_missing",
+                "Missing required param: payload[stripe_customer_id] or payload[value].", param: "payload")
         }
         let identifier = f["identifier"] ?? UUID().uuidString
         let timestamp = f["timestamp"].flatMap(Double.init) ?? received.timeIntervalSince1970
         // The answer is built outside the lock; recording it and keeping it for its key is one
         // locked step (event-loop threads share this state).
-        let accepted = Reply.json(200, encoded: JSONValue.encodeObject([  // members in key order: written as they are
-            ("created", .number(received.timeIntervalSince1970.rounded(.down))), ("event_name", .string(name)),
-            ("identifier", .string(identifier)), ("livemode", .bool(false)), ("object", .string("billing.meter_event")),
-            ("payload", .object(["stripe_customer_id": .string(customer), "value": .string(DecimalFormat.plain(value))])),
-            ("timestamp", .number(timestamp.rounded(.down))),
-        ]).data)
+        let accepted = Reply.json(
+            200,
+            encoded: JSONValue.encodeObject([  // members in key order: written as they are
+                ("created", .number(received.timeIntervalSince1970.rounded(.down))), ("event_name", .string(name)),
+                ("identifier", .string(identifier)), ("livemode", .bool(false)),
+                ("object", .string("billing.meter_event")),
+                (
+                    "payload",
+                    .object(["stripe_customer_id": .string(customer), "value": .string(DecimalFormat.plain(value))])
+                ),
+                ("timestamp", .number(timestamp.rounded(.down))),
+            ]).data)
         return state.with { s in
             if let key, let replay = s.reply(for: key, at: received) {  // the same key raced in on another connection
                 var h = replay.headers
                 h["Idempotent-Replayed"] = "true"
                 return HTTPResponse(status: replay.status, headers: h, body: replay.body)
             }
-            let response = Self.record(name: name, identifier: identifier, customer: customer, value: value, at: Date(timeIntervalSince1970: timestamp),
-                                       received: received, autoMeters: autoMeters, in: &s)
+            let response =
+                Self.record(
+                    name: name, identifier: identifier, customer: customer, value: value,
+                    at: Date(timeIntervalSince1970: timestamp),
+                    received: received, autoMeters: autoMeters, in: &s)
                 ? accepted
-                : error(400, "invalid_request_error", nil, "An event already exists with identifier \(identifier).", headers: ["Stripe-Should-Retry": "false"])
+                : error(
+                    400, "invalid_request_error", nil, "An event already exists with identifier \(identifier).",
+                    headers: ["Stripe-Should-Retry": "false"])
             if let key { s.keep(response, for: key, at: received) }
             return response
         }
@@ -155,25 +200,41 @@ final class StripeEmulation: EmulatedProvider {
     private func accept(_ e: JSONValue) -> Result<Accepted?, Refusal> {
         read(e).map { a in
             let received = now()
-            return state.with { s in Self.record(name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at, received: received, autoMeters: autoMeters, in: &s) ? a : nil }
+            return state.with { s in
+                Self.record(
+                    name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at,
+                    received: received, autoMeters: autoMeters, in: &s) ? a : nil
+            }
         }
     }
 
     /// One v2 event's fields, or the refusal Stripe answers for it.
     private func read(_ e: JSONValue) -> Result<Accepted, Refusal> {
         guard let name = e["event_name"]?.stringValue, !name.isEmpty else {
-            return .failure(Refusal(response: v2Error(400, "invalid_request_error", "parameter_missing", "event_name is required.")))
+            return .failure(
+                Refusal(response: v2Error(400, "invalid_request_error", "parameter_missing", "event_name is required."))
+            )
         }
         guard let customer = e["payload"]?["stripe_customer_id"]?.stringValue else {
-            return .failure(Refusal(response: v2Error(400, "invalid_request_error", "payload_no_customer_defined",
-                                                      "The payload has no value for the meter's customer mapping key 'stripe_customer_id'.")))
+            return .failure(
+                Refusal(
+                    response: v2Error(
+                        400, "invalid_request_error", "payload_no_customer_defined",
+                        "The payload has no value for the meter's customer mapping key 'stripe_customer_id'.")))
         }
         guard let text = e["payload"]?["value"]?.stringValue else {
-            return .failure(Refusal(response: v2Error(400, "invalid_request_error", "payload_no_value_defined",
-                                                      "The payload has no value for the meter's value key 'value'.")))
+            return .failure(
+                Refusal(
+                    response: v2Error(
+                        400, "invalid_request_error", "payload_no_value_defined",
+                        "The payload has no value for the meter's value key 'value'.")))
         }
         guard let value = DecimalFormat.parse(text) else {
-            return .failure(Refusal(response: v2Error(400, "invalid_request_error", "payload_invalid_value", "The value for payload key 'value' must be a positive integer.")))
+            return .failure(
+                Refusal(
+                    response: v2Error(
+                        400, "invalid_request_error", "payload_invalid_value",
+                        "The value for payload key 'value' must be a positive integer.")))
         }
         let identifier = e["identifier"]?.stringValue ?? UUID().uuidString
         let at = e["timestamp"]?.stringValue.flatMap(RFC3339.parse) ?? now()
@@ -183,15 +244,19 @@ final class StripeEmulation: EmulatedProvider {
     /// Adds an event to the ledger (and its meter, the first time); false when its identifier
     /// was seen before, on any API.
     /// An event for a deactivated meter is taken (true) and not counted: Stripe reports it later.
-    private static func record(name: String, identifier: String, customer: String, value: Decimal, at: Date, received: Date,
-                               autoMeters: Bool, in s: inout State) -> Bool {
+    private static func record(
+        name: String, identifier: String, customer: String, value: Decimal, at: Date, received: Date,
+        autoMeters: Bool, in s: inout State
+    ) -> Bool {
         guard s.identifiers.insert(identifier).inserted else { return false }
         if !s.meters.contains(name) {
             guard autoMeters else { return true }  // no meter: taken, counted nowhere (Stripe reports no_meter later)
             s.meters.append(name)
         }
         guard s.inactive.isEmpty || s.inactive[name] == nil else { return true }
-        s.usage.append(AcceptedUsage(customer: customer, meter: name, timestamp: at, quantity: value, key: identifier, receivedAt: received))
+        s.usage.append(
+            AcceptedUsage(
+                customer: customer, meter: name, timestamp: at, quantity: value, key: identifier, receivedAt: received))
         return true
     }
 
@@ -202,12 +267,17 @@ final class StripeEmulation: EmulatedProvider {
     func admit(_ r: inout EmulatedRequest) -> Admission {
         guard r.method == "POST", r.path == "/v2/billing/meter_events" else { return .admitted(token: nil) }
         r.parsedJSON = .some(r.json)  // the handler reads the same body: parse it once
-        guard let body = r.json, let customer = body["payload"]?["stripe_customer_id"]?.stringValue, let name = body["event_name"]?.stringValue else {
+        guard let body = r.json, let customer = body["payload"]?["stripe_customer_id"]?.stringValue,
+            let name = body["event_name"]?.stringValue
+        else {
             return .admitted(token: nil)
         }
         let key = customer + "\u{1F}" + name
         guard state.with({ $0.inProgress.insert(key).inserted }) else {
-            return .refused(v2Error(409, "invalid_request_error", "too_many_concurrent_requests", "Too many concurrent requests for this customer and meter."))
+            return .refused(
+                v2Error(
+                    409, "invalid_request_error", "too_many_concurrent_requests",
+                    "Too many concurrent requests for this customer and meter."))
         }
         return .admitted(token: key)
     }
@@ -215,7 +285,9 @@ final class StripeEmulation: EmulatedProvider {
     func finish(_ token: String) { state.with { _ = $0.inProgress.remove(token) } }
 
     private func v2Error(_ status: Int, _ type: String, _ code: String, _ message: String) -> HTTPResponse {
-        Reply.json(status, .object(["error": .object(["type": .string(type), "code": .string(code), "message": .string(message)])]))
+        Reply.json(
+            status,
+            .object(["error": .object(["type": .string(type), "code": .string(code), "message": .string(message)])]))
     }
 
     /// `POST /v2/billing/meter_events`: one event, validated at once; a reused identifier is
@@ -224,30 +296,46 @@ final class StripeEmulation: EmulatedProvider {
         let key = r.headers["Idempotency-Key"]
         let received = now()
         if let key, let replay = state.with({ $0.reply(for: key, at: received) }) { return replay }
-        guard let body = r.json, case .object = body else { return v2Error(400, "invalid_request_error", "invalid_json", "The body is not a JSON object.") }
+        guard let body = r.json, case .object = body else {
+            return v2Error(400, "invalid_request_error", "invalid_json", "The body is not a JSON object.")
+        }
         if !autoMeters, let name = body["event_name"]?.stringValue, !state.with({ $0.meters.contains(name) }) {
-            return v2Error(400, "invalid_request_error", "no_meter", "No active meter was found for event_name '\(name)'.")
+            return v2Error(
+                400, "invalid_request_error", "no_meter", "No active meter was found for event_name '\(name)'.")
         }
         if let name = body["event_name"]?.stringValue, state.with({ $0.inactive[name] != nil }) {
-            return v2Error(400, "invalid_request_error", "archived_meter", "The meter for event_name \(name) is inactive; reactivate it to send events.")
+            return v2Error(
+                400, "invalid_request_error", "archived_meter",
+                "The meter for event_name \(name) is inactive; reactivate it to send events.")
         }
         // v2 checks the value at once (the stream and v1 report a bad one later, asynchronously).
-        if let text = body["payload"]?["value"]?.stringValue, let value = DecimalFormat.parse(text), !DecimalFormat.isWhole(value) {
-            return v2Error(400, "invalid_request_error", "payload_invalid_value", "The value for payload key 'value' must be a positive integer.")
+        if let text = body["payload"]?["value"]?.stringValue, let value = DecimalFormat.parse(text),
+            !DecimalFormat.isWhole(value)
+        {
+            return v2Error(
+                400, "invalid_request_error", "payload_invalid_value",
+                "The value for payload key 'value' must be a positive integer.")
         }
         let response: HTTPResponse
         switch accept(body) {
         case .failure(let refusal): return refusal.response
         case .success(nil):
             let id = body["identifier"]?.stringValue ?? ""
-            response = v2Error(400, "invalid_request_error", "duplicate_meter_event", "An event with identifier \(id) was already submitted.")
+            response = v2Error(
+                400, "invalid_request_error", "duplicate_meter_event",
+                "An event with identifier \(id) was already submitted.")
         case .success(let e?):
-            response = Reply.json(200, .object([
-                "object": .string("v2.billing.meter_event"), "created": .string(RFC3339.format(now(), fractional: true)), "event_name": .string(e.name),
-                "identifier": .string(e.identifier), "livemode": .bool(false),
-                "payload": .object(["stripe_customer_id": .string(e.customer), "value": .string(DecimalFormat.plain(e.value))]),
-                "timestamp": .string(RFC3339.format(e.at, fractional: true)),
-            ]))
+            response = Reply.json(
+                200,
+                .object([
+                    "object": .string("v2.billing.meter_event"),
+                    "created": .string(RFC3339.format(now(), fractional: true)), "event_name": .string(e.name),
+                    "identifier": .string(e.identifier), "livemode": .bool(false),
+                    "payload": .object([
+                        "stripe_customer_id": .string(e.customer), "value": .string(DecimalFormat.plain(e.value)),
+                    ]),
+                    "timestamp": .string(RFC3339.format(e.at, fractional: true)),
+                ]))
         }
         if let key { state.with { $0.keep(response, for: key, at: received) } }
         return response
@@ -262,11 +350,14 @@ final class StripeEmulation: EmulatedProvider {
             s.sessions[t] = expires
             return t
         }
-        return Reply.json(200, .object([
-            "object": .string("v2.billing.meter_event_session"), "id": .string("mtr_sess_emu_\(token.dropFirst("mes_tok_emu_".count))"),
-            "authentication_token": .string(token), "created": .string(RFC3339.format(created, fractional: true)),
-            "expires_at": .string(RFC3339.format(expires, fractional: true)), "livemode": .bool(false),
-        ]))
+        return Reply.json(
+            200,
+            .object([
+                "object": .string("v2.billing.meter_event_session"),
+                "id": .string("mtr_sess_emu_\(token.dropFirst("mes_tok_emu_".count))"),
+                "authentication_token": .string(token), "created": .string(RFC3339.format(created, fractional: true)),
+                "expires_at": .string(RFC3339.format(expires, fractional: true)), "livemode": .bool(false),
+            ]))
     }
 
     /// `POST /v2/billing/meter_event_stream` on the meter-events host: up to 100 events with a
@@ -275,21 +366,30 @@ final class StripeEmulation: EmulatedProvider {
     /// dropped silently here and the answer is `200 {}`.
     private func stream(_ r: EmulatedRequest) -> HTTPResponse {
         guard r.method == "POST", r.path == StripeEmulation.meterEventsHost + "/v2/billing/meter_event_stream" else {
-            return v2Error(404, "invalid_request_error", "not_found", "Unrecognized request URL (\(r.method): \(r.path.dropFirst(StripeEmulation.meterEventsHost.count))).")
+            return v2Error(
+                404, "invalid_request_error", "not_found",
+                "Unrecognized request URL (\(r.method): \(r.path.dropFirst(StripeEmulation.meterEventsHost.count))).")
         }
         let token = r.headers["Authorization"].map { String($0.dropFirst("Bearer ".count)) } ?? ""
         guard let expiry = state.with({ $0.sessions[token] }), expiry > now() else {
-            return Reply.json(401, .object(["error": .object([
-                "type": .string("temporary_session_expired"), "code": .string("billing_meter_event_session_expired"),
-                "message": .string("The meter event session has expired. Create a new session."),
-                "doc_url": .string("https://docs.stripe.com/api/v2/billing-meter-stream"),
-            ])]))
+            return Reply.json(
+                401,
+                .object([
+                    "error": .object([
+                        "type": .string("temporary_session_expired"),
+                        "code": .string("billing_meter_event_session_expired"),
+                        "message": .string("The meter event session has expired. Create a new session."),
+                        "doc_url": .string("https://docs.stripe.com/api/v2/billing-meter-stream"),
+                    ])
+                ]))
         }
         guard let events = r.json?["events"]?.arrayValue, !events.isEmpty else {
             return v2Error(400, "invalid_request_error", "parameter_missing", "events is required.")
         }
         guard events.count <= 100 else {
-            return v2Error(400, "invalid_request_error", "too_many_events", "A stream request takes at most 100 events; this one has \(events.count).")
+            return v2Error(
+                400, "invalid_request_error", "too_many_events",
+                "A stream request takes at most 100 events; this one has \(events.count).")
         }
         // Every event is read before any is recorded (one refused event refuses the request), and
         // the batch is recorded under one lock, which concurrent requests share.
@@ -303,18 +403,27 @@ final class StripeEmulation: EmulatedProvider {
         }
         let received = now()
         state.with { s in
-            for a in batch { _ = Self.record(name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at, received: received, autoMeters: autoMeters, in: &s) }
+            for a in batch {
+                _ = Self.record(
+                    name: a.name, identifier: a.identifier, customer: a.customer, value: a.value, at: a.at,
+                    received: received, autoMeters: autoMeters, in: &s)
+            }
         }
         return Reply.json(200, .object([:]))
     }
 
     private func meter(_ name: String, deactivated: Date? = nil) -> JSONValue {
         .object([
-            "id": .string("mtr_emu_\(name)"), "object": .string("billing.meter"), "created": .number(0), "updated": .number(0),
+            "id": .string("mtr_emu_\(name)"), "object": .string("billing.meter"), "created": .number(0),
+            "updated": .number(0),
             "customer_mapping": .object(["event_payload_key": .string("stripe_customer_id"), "type": .string("by_id")]),
-            "default_aggregation": .object(["formula": .string("sum")]), "display_name": .string(name), "event_name": .string(name),
-            "event_time_window": .null, "livemode": .bool(false), "status": .string(deactivated == nil ? "active" : "inactive"),
-            "status_transitions": .object(["deactivated_at": deactivated.map { .number($0.timeIntervalSince1970.rounded(.down)) } ?? .null]),
+            "default_aggregation": .object(["formula": .string("sum")]), "display_name": .string(name),
+            "event_name": .string(name),
+            "event_time_window": .null, "livemode": .bool(false),
+            "status": .string(deactivated == nil ? "active" : "inactive"),
+            "status_transitions": .object([
+                "deactivated_at": deactivated.map { .number($0.timeIntervalSince1970.rounded(.down)) } ?? .null
+            ]),
             "value_settings": .object(["event_payload_key": .string("value")]),
         ])
     }
@@ -324,15 +433,22 @@ final class StripeEmulation: EmulatedProvider {
     /// which Stripe checks after answering, accept the request and count nothing (Stripe reports
     /// `archived_meter` later, in a meter error report).
     private func meterLifecycle(_ r: EmulatedRequest) -> HTTPResponse {
-        let rest = r.path.dropFirst("/v1/billing/meters/mtr_emu_".count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        let rest = r.path.dropFirst("/v1/billing/meters/mtr_emu_".count).split(
+            separator: "/", omittingEmptySubsequences: false
+        ).map(String.init)
         guard let name = rest.first?.removingPercentEncoding, state.with({ $0.meters.contains(name) }) else {
-            return error(404, "invalid_request_error", "resource_missing", "No such billing meter: '\(r.path.dropFirst("/v1/billing/meters/".count).split(separator: "/").first ?? "")'", param: "id")
+            return error(
+                404, "invalid_request_error", "resource_missing",
+                "No such billing meter: '\(r.path.dropFirst("/v1/billing/meters/".count).split(separator: "/").first ?? "")'",
+                param: "id")
         }
         switch (r.method, rest.count == 2 ? rest[1] : nil) {
         case ("GET", nil): break
         case ("POST", "deactivate"?): state.with { s in if s.inactive[name] == nil { s.inactive[name] = now() } }
         case ("POST", "reactivate"?): state.with { _ = $0.inactive.removeValue(forKey: name) }
-        default: return error(404, "invalid_request_error", "resource_missing", "Unrecognized request URL (\(r.method): \(r.path)).")
+        default:
+            return error(
+                404, "invalid_request_error", "resource_missing", "Unrecognized request URL (\(r.method): \(r.path)).")
         }
         return Reply.json(200, meter(name, deactivated: state.with { $0.inactive[name] }))
     }
@@ -345,29 +461,43 @@ final class StripeEmulation: EmulatedProvider {
         let name: String?, type: String?, identifier: String?
         if v2 {
             let body = r.json
-            (name, type, identifier) = (body?["event_name"]?.stringValue, body?["type"]?.stringValue, body?["cancel"]?["identifier"]?.stringValue)
+            (name, type, identifier) = (
+                body?["event_name"]?.stringValue, body?["type"]?.stringValue,
+                body?["cancel"]?["identifier"]?.stringValue
+            )
         } else {
             let f = r.form
             (name, type, identifier) = (f["event_name"], f["type"], f["cancel[identifier]"])
         }
         guard let name, !name.isEmpty, name.count <= 100 else {
-            return v2 ? v2Error(400, "invalid_request_error", "invalid_cancel_configuration", "event_name is required.")
-                      : error(400, "invalid_request_error", "parameter_missing", "Missing required param: event_name.", param: "event_name")
+            return v2
+                ? v2Error(400, "invalid_request_error", "invalid_cancel_configuration", "event_name is required.")
+                : error(
+                    400, "invalid_request_error", "parameter_missing", "Missing required param: event_name.",
+                    param: "event_name")
         }
         guard type == "cancel", let identifier, !identifier.isEmpty, identifier.count <= 100 else {
-            return v2 ? v2Error(400, "invalid_request_error", "invalid_cancel_configuration", "type must be cancel, with cancel.identifier.")
-                      : error(400, "invalid_request_error", "parameter_missing", "Missing required param: type (cancel) and cancel[identifier].", param: "cancel[identifier]")
+            return v2
+                ? v2Error(
+                    400, "invalid_request_error", "invalid_cancel_configuration",
+                    "type must be cancel, with cancel.identifier.")
+                : error(
+                    400, "invalid_request_error", "parameter_missing",
+                    "Missing required param: type (cancel) and cancel[identifier].", param: "cancel[identifier]")
         }
         let at = now()
         state.with { s in
             if let i = s.usage.lastIndex(where: { $0.key == identifier && $0.meter == name }),
-               let received = s.usage[i].receivedAt, at.timeIntervalSince(received) <= 86_400 {
+                let received = s.usage[i].receivedAt, at.timeIntervalSince(received) <= 86_400
+            {
                 s.usage.remove(at: i)
             }
         }
         var reply: [String: JSONValue] = [
-            "object": .string(v2 ? "v2.billing.meter_event_adjustment" : "billing.meter_event_adjustment"), "event_name": .string(name),
-            "livemode": .bool(false), "status": .string("pending"), "type": .string("cancel"), "cancel": .object(["identifier": .string(identifier)]),
+            "object": .string(v2 ? "v2.billing.meter_event_adjustment" : "billing.meter_event_adjustment"),
+            "event_name": .string(name),
+            "livemode": .bool(false), "status": .string("pending"), "type": .string("cancel"),
+            "cancel": .object(["identifier": .string(identifier)]),
         ]
         if v2 {
             reply["id"] = .string("mtr_event_adj_emu_" + EventID.derived(from: [name, identifier]).suffix(16))
@@ -379,26 +509,52 @@ final class StripeEmulation: EmulatedProvider {
     private func summaries(meterID: String, _ r: EmulatedRequest) -> HTTPResponse {
         let name = String(meterID.dropFirst("mtr_emu_".count))
         guard meterID.hasPrefix("mtr_emu_"), state.with({ $0.meters.contains(name) }) else {
-            return error(404, "invalid_request_error", "resource_missing", "No such billing meter: '\(meterID)'", param: "id")
+            return error(
+                404, "invalid_request_error", "resource_missing", "No such billing meter: '\(meterID)'", param: "id")
         }
-        guard let customer = r.query("customer"), let start = r.query("start_time").flatMap(Int.init), let end = r.query("end_time").flatMap(Int.init) else {
-            return error(400, "invalid_request_error", "parameter_missing", "Missing required param: customer, start_time or end_time.")
+        guard let customer = r.query("customer"), let start = r.query("start_time").flatMap(Int.init),
+            let end = r.query("end_time").flatMap(Int.init)
+        else {
+            return error(
+                400, "invalid_request_error", "parameter_missing",
+                "Missing required param: customer, start_time or end_time.")
         }
-        let step: Int? = switch r.query("value_grouping_window") { case "hour": 3600; case "day": 86_400; default: nil }
+        let step: Int? =
+            switch r.query("value_grouping_window") {
+            case "hour": 3600;
+            case "day": 86_400;
+            default: nil
+            }
         var buckets: [(Int, Int)] = []
-        if let step { var s = start; while s < end { buckets.append((s, min(s + step, end))); s += step } } else { buckets = [(start, end)] }
+        if let step {
+            var s = start; while s < end { buckets.append((s, min(s + step, end))); s += step }
+        } else {
+            buckets = [(start, end)]
+        }
         let mine = state.with { $0.usage }.filter { $0.meter == name && $0.customer == customer }
         let data: [JSONValue] = buckets.reversed().map { b in
-            let total = mine.filter { Int($0.timestamp.timeIntervalSince1970) >= b.0 && Int($0.timestamp.timeIntervalSince1970) < b.1 }.reduce(Decimal(0)) { $0 + $1.quantity }
-            return .object(["id": .string("mtrusg_emu_\(b.0)"), "object": .string("billing.meter_event_summary"), "aggregated_value": Reply.number(total),
-                            "start_time": .number(Double(b.0)), "end_time": .number(Double(b.1)), "livemode": .bool(false), "meter": .string(meterID)])
+            let total = mine.filter {
+                Int($0.timestamp.timeIntervalSince1970) >= b.0 && Int($0.timestamp.timeIntervalSince1970) < b.1
+            }.reduce(Decimal(0)) { $0 + $1.quantity }
+            return .object([
+                "id": .string("mtrusg_emu_\(b.0)"), "object": .string("billing.meter_event_summary"),
+                "aggregated_value": Reply.number(total),
+                "start_time": .number(Double(b.0)), "end_time": .number(Double(b.1)), "livemode": .bool(false),
+                "meter": .string(meterID),
+            ])
         }
         // Pages as Stripe's lists do: newest first, `limit` (default 10) per page, `starting_after` an id.
         let limit = r.query("limit").flatMap(Int.init).map { min(100, max(1, $0)) } ?? 10
-        let after = r.query("starting_after").flatMap { id in data.firstIndex { $0["id"]?.stringValue == id } }.map { $0 + 1 } ?? 0
+        let after =
+            r.query("starting_after").flatMap { id in data.firstIndex { $0["id"]?.stringValue == id } }.map { $0 + 1 }
+            ?? 0
         let page = Array(data.dropFirst(after).prefix(limit))
-        return Reply.json(200, .object(["object": .string("list"), "data": .array(page), "has_more": .bool(after + page.count < data.count),
-                                        "url": .string("/v1/billing/meters/\(meterID)/event_summaries")]))
+        return Reply.json(
+            200,
+            .object([
+                "object": .string("list"), "data": .array(page), "has_more": .bool(after + page.count < data.count),
+                "url": .string("/v1/billing/meters/\(meterID)/event_summaries"),
+            ]))
     }
 }
 
@@ -424,14 +580,28 @@ extension StripeEmulation {
 /// `/stripe-meter-events`.
 public enum EmulatedStripe {
     public static let kind = EmulationKind(
-        kind: "stripe", hostAliases: [.init(prefix: "stripe-meter-events", emulation: "stripe", marker: StripeEmulation.meterEventsHost)],
-        settings: [EmulationSetting(name: "meters", help: "the meters that exist, by event name (comma-separated); others are refused as Stripe does") { value, options in
-            let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-            guard !names.isEmpty else {
-                throw UsageBillingError(.invalidInput, "stripe.meters names no event name", fix: "list them, e.g. stripe.meters=api_requests,storage, or leave it out to make a meter for every event name")
+        kind: "stripe",
+        hostAliases: [
+            .init(prefix: "stripe-meter-events", emulation: "stripe", marker: StripeEmulation.meterEventsHost)
+        ],
+        settings: [
+            EmulationSetting(
+                name: "meters",
+                help: "the meters that exist, by event name (comma-separated); others are refused as Stripe does"
+            ) { value, options in
+                let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+                    !$0.isEmpty
+                }
+                guard !names.isEmpty else {
+                    throw UsageBillingError(
+                        .invalidInput, "stripe.meters names no event name",
+                        fix:
+                            "list them, e.g. stripe.meters=api_requests,storage, or leave it out to make a meter for every event name"
+                    )
+                }
+                options[Meters.self] = Meters(names)
             }
-            options[Meters.self] = Meters(names)
-        }],
+        ],
         adapterSettings: "secret_key: sk_live_REDACTED, requests_per_second: 1000000",
         realHosts: ["api.stripe.com": "stripe", "meter-events.stripe.com": "stripe-meter-events"],
         meters: .declared { meters, options in options.with(Meters(meters)) },

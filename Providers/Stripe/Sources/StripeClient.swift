@@ -44,7 +44,8 @@ public struct StripeMeter: Sendable, Hashable, Decodable {
     enum CodingKeys: String, CodingKey {
         case id, status, livemode, created
         case displayName = "display_name", eventName = "event_name", customerMapping = "customer_mapping"
-        case valueSettings = "value_settings", defaultAggregation = "default_aggregation", eventTimeWindow = "event_time_window"
+        case valueSettings = "value_settings", defaultAggregation = "default_aggregation", eventTimeWindow =
+            "event_time_window"
     }
 }
 
@@ -123,7 +124,8 @@ public struct StripeClient: Sendable {
         }
         if let valueKey { fields.append(("value_settings[event_payload_key]", valueKey)) }
         if let eventTimeWindow { fields.append(("event_time_window", eventTimeWindow.rawValue)) }
-        return try await post("/v1/billing/meters", form: fields, idempotencyKey: idempotencyKey ?? UUID().uuidString.lowercased())
+        return try await post(
+            "/v1/billing/meters", form: fields, idempotencyKey: idempotencyKey ?? UUID().uuidString.lowercased())
     }
 
     /// Fetches one meter.
@@ -140,12 +142,16 @@ public struct StripeClient: Sendable {
 
     /// Deactivates a meter: Stripe then refuses its events.
     public func deactivateMeter(id: String) async throws -> StripeMeter {
-        try await post("/v1/billing/meters/\(URLBuilder.pathSegment(id))/deactivate", form: [], idempotencyKey: UUID().uuidString.lowercased())
+        try await post(
+            "/v1/billing/meters/\(URLBuilder.pathSegment(id))/deactivate", form: [],
+            idempotencyKey: UUID().uuidString.lowercased())
     }
 
     /// Reactivates a meter.
     public func reactivateMeter(id: String) async throws -> StripeMeter {
-        try await post("/v1/billing/meters/\(URLBuilder.pathSegment(id))/reactivate", form: [], idempotencyKey: UUID().uuidString.lowercased())
+        try await post(
+            "/v1/billing/meters/\(URLBuilder.pathSegment(id))/reactivate", form: [],
+            idempotencyKey: UUID().uuidString.lowercased())
     }
 
     // MARK: Event summaries
@@ -155,27 +161,33 @@ public struct StripeClient: Sendable {
     public static func validateSummaryRange(start: Date, end: Date, window: StripeSummaryWindow?) throws {
         let s = Int(start.timeIntervalSince1970), e = Int(end.timeIntervalSince1970)
         guard Double(s) == start.timeIntervalSince1970, Double(e) == end.timeIntervalSince1970 else {
-            throw UsageBillingError(.invalidInput, "start and end must be whole seconds", fix: "drop the fractional seconds", field: "start_time")
+            throw UsageBillingError(
+                .invalidInput, "start and end must be whole seconds", fix: "drop the fractional seconds",
+                field: "start_time")
         }
         guard s < e else {
             throw UsageBillingError(.invalidInput, "start_time must be before end_time", field: "start_time")
         }
-        let (unit, label): (Int, String) = switch window {
-        case nil: (60, "a minute boundary")
-        case .hour?: (3600, "an hour boundary (UTC)")
-        case .day?: (86_400, "UTC midnight")
-        }
+        let (unit, label): (Int, String) =
+            switch window {
+            case nil: (60, "a minute boundary")
+            case .hour?: (3600, "an hour boundary (UTC)")
+            case .day?: (86_400, "UTC midnight")
+            }
         for (field, value) in [("start_time", s), ("end_time", e)] where value % unit != 0 {
             let aligned = RFC3339.format(Date(timeIntervalSince1970: TimeInterval(value - value % unit)))
-            throw UsageBillingError(.invalidInput, "\(field) \(RFC3339.format(Date(timeIntervalSince1970: TimeInterval(value)))) is not on \(label)",
-                                    fix: "use e.g. \(aligned)", field: field)
+            throw UsageBillingError(
+                .invalidInput,
+                "\(field) \(RFC3339.format(Date(timeIntervalSince1970: TimeInterval(value)))) is not on \(label)",
+                fix: "use e.g. \(aligned)", field: field)
         }
     }
 
     /// The meter's aggregated usage for `customer` (a Stripe customer id) over [start, end),
     /// one summary for the range or one per hour/day, all pages fetched. Stripe returns newest first.
     public func eventSummaries(
-        meterID: String, customer: String, start: Date, end: Date, window: StripeSummaryWindow? = nil, pageSize: Int = 100
+        meterID: String, customer: String, start: Date, end: Date, window: StripeSummaryWindow? = nil,
+        pageSize: Int = 100
     ) async throws -> [StripeMeterEventSummary] {
         try Self.validateSummaryRange(start: start, end: end, window: window)
         guard !customer.isEmpty else {
@@ -188,8 +200,9 @@ public struct StripeClient: Sendable {
         ]
         if let window { query.append(("value_grouping_window", window.rawValue)) }
         query.append(("limit", String(min(100, max(1, pageSize)))))
-        return try await paginate("/v1/billing/meters/\(URLBuilder.pathSegment(meterID))/event_summaries",
-                                  query: query, id: \StripeMeterEventSummary.id)
+        return try await paginate(
+            "/v1/billing/meters/\(URLBuilder.pathSegment(meterID))/event_summaries",
+            query: query, id: \StripeMeterEventSummary.id)
     }
 
     // MARK: Adjustments
@@ -202,23 +215,27 @@ public struct StripeClient: Sendable {
         }
         let key = EventID.derived(from: ["stripe-cancel", eventName, identifier])
         if settings.api == .v1 {
-            return try await post("/v1/billing/meter_event_adjustments",
-                                  form: [("event_name", eventName), ("type", "cancel"), ("cancel[identifier]", identifier)],
-                                  idempotencyKey: key)
+            return try await post(
+                "/v1/billing/meter_event_adjustments",
+                form: [("event_name", eventName), ("type", "cancel"), ("cancel[identifier]", identifier)],
+                idempotencyKey: key)
         }
         let body = JSONValue.object([
             "event_name": .string(eventName), "type": .string("cancel"),
             "cancel": .object(["identifier": .string(identifier)]),
         ])
-        return try await send(.post, "/v2/billing/meter_event_adjustments", query: [], body: body.encoded(),
-                              contentType: "application/json", idempotencyKey: key)
+        return try await send(
+            .post, "/v2/billing/meter_event_adjustments", query: [], body: body.encoded(),
+            contentType: "application/json", idempotencyKey: key)
     }
 
     // MARK: Plumbing
 
-    private func post<T: Decodable>(_ path: String, form: [(String, String)], idempotencyKey: String) async throws -> T {
-        try await send(.post, path, query: [], body: Data(FormEncoding.encode(form).utf8),
-                       contentType: "application/x-www-form-urlencoded", idempotencyKey: idempotencyKey)
+    private func post<T: Decodable>(_ path: String, form: [(String, String)], idempotencyKey: String) async throws -> T
+    {
+        try await send(
+            .post, path, query: [], body: Data(FormEncoding.encode(form).utf8),
+            contentType: "application/x-www-form-urlencoded", idempotencyKey: idempotencyKey)
     }
 
     private func get<T: Decodable>(_ path: String, query: [(String, String)]) async throws -> T {
@@ -231,7 +248,9 @@ public struct StripeClient: Sendable {
         enum CodingKeys: String, CodingKey { case data, hasMore = "has_more" }
     }
 
-    private func paginate<T: Decodable & Sendable>(_ path: String, query: [(String, String)], id: KeyPath<T, String> & Sendable) async throws -> [T] {
+    private func paginate<T: Decodable & Sendable>(
+        _ path: String, query: [(String, String)], id: KeyPath<T, String> & Sendable
+    ) async throws -> [T] {
         try await PaginatorSequence<String, T>("Stripe's list \(path)") { cursor in
             var q = query
             if let cursor { q.append(("starting_after", cursor)) }
@@ -242,7 +261,8 @@ public struct StripeClient: Sendable {
     }
 
     private func send<T: Decodable>(
-        _ method: HTTPMethod, _ path: String, query: [(String, String)], body: Data?, contentType: String?, idempotencyKey: String?
+        _ method: HTTPMethod, _ path: String, query: [(String, String)], body: Data?, contentType: String?,
+        idempotencyKey: String?
     ) async throws -> T {
         var headers: HeaderFields = [
             "Authorization": "Bearer \(settings.secretKey.exposedValue)",
@@ -251,8 +271,9 @@ public struct StripeClient: Sendable {
         if let contentType { headers["Content-Type"] = contentType }
         if let idempotencyKey { headers["Idempotency-Key"] = idempotencyKey }
         if let account = settings.stripeAccount { headers["Stripe-Account"] = account }
-        let request = HTTPRequest(method: method, url: URLBuilder.url(base: settings.endpoint, path: path, query: query),
-                                  headers: headers, body: body)
+        let request = HTTPRequest(
+            method: method, url: URLBuilder.url(base: settings.endpoint, path: path, query: query),
+            headers: headers, body: body)
         let response = try await client.send(request)
         let requestID = response.headers["Request-Id"]
         guard (200..<300).contains(response.status) else {
@@ -261,13 +282,16 @@ public struct StripeClient: Sendable {
             let text = "Stripe answered \(response.status) to \(method) \(path)" + (what.isEmpty ? "" : " (\(what))")
             throw UsageBillingError.forFailedCall(
                 response, message: text, credentialField: "secret_key",
-                notFoundFix: "check the id; list meters with `usage-billing meters list`", field: error.param, providerRequestID: requestID)
+                notFoundFix: "check the id; list meters with `usage-billing meters list`", field: error.param,
+                providerRequestID: requestID)
         }
         do {
             return try JSONDecoder().decode(T.self, from: response.body)
         } catch {
-            throw UsageBillingError(.unexpectedResponse, "Stripe's answer to \(method) \(path) does not decode as \(T.self): \(error)",
-                                    fix: "check that endpoint points at the Stripe API and api_version is supported", providerRequestID: requestID)
+            throw UsageBillingError(
+                .unexpectedResponse, "Stripe's answer to \(method) \(path) does not decode as \(T.self): \(error)",
+                fix: "check that endpoint points at the Stripe API and api_version is supported",
+                providerRequestID: requestID)
         }
     }
 }

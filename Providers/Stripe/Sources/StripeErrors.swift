@@ -28,8 +28,9 @@ public struct StripeErrorBody: Sendable, Hashable {
     public var isDuplicateIdentifier: Bool {
         if code == "duplicate_meter_event" { return true }
         guard let text = message?.lowercased() else { return false }
-        return text.contains("identifier") && (text.contains("already exists") || text.contains("already been")
-            || text.contains("duplicate"))
+        return text.contains("identifier")
+            && (text.contains("already exists") || text.contains("already been")
+                || text.contains("duplicate"))
     }
 }
 
@@ -51,34 +52,41 @@ enum StripeAnswer {
         let described = detail.isEmpty ? "HTTP \(status)" : detail
 
         if error.isDuplicateIdentifier { return .outcome(.duplicate) }
-        if status == 401, error.code == "billing_meter_event_session_expired" || error.type == "temporary_session_expired" {
+        if status == 401,
+            error.code == "billing_meter_event_session_expired" || error.type == "temporary_session_expired"
+        {
             return .sessionExpired
         }
         if status == 401 {
-            return .configuration(UsageBillingError(
-                .configuration, "Stripe rejected the credentials (401 \(described))",
-                fix: "check secret_key: it is missing, revoked, or from another account or mode",
-                field: "secret_key", providerRequestID: requestID))
+            return .configuration(
+                UsageBillingError(
+                    .configuration, "Stripe rejected the credentials (401 \(described))",
+                    fix: "check secret_key: it is missing, revoked, or from another account or mode",
+                    field: "secret_key", providerRequestID: requestID))
         }
         if status == 403 {
-            return .configuration(UsageBillingError(
-                .configuration, "Stripe refused access (403 \(described))",
-                fix: "use a secret key, or give the restricted key write access to Billing Meters",
-                field: "secret_key", providerRequestID: requestID))
+            return .configuration(
+                UsageBillingError(
+                    .configuration, "Stripe refused access (403 \(described))",
+                    fix: "use a secret key, or give the restricted key write access to Billing Meters",
+                    field: "secret_key", providerRequestID: requestID))
         }
         let rateLimited = status == 429 || (status == 400 && error.code == "rate_limit")
         let retryByStatus = rateLimited || status == 409 || status >= 500
         if shouldRetry == "true" || (retryByStatus && shouldRetry != "false") {
             let kind: RetryableReason.Kind = rateLimited ? .rateLimited : status == 409 ? .conflict : .serverError
-            return .outcome(.retryable(
-                RetryableReason(kind, httpStatus: status, message: described, providerRequestID: requestID),
-                retryAfter: response.retryAfter(now: now)))
+            return .outcome(
+                .retryable(
+                    RetryableReason(kind, httpStatus: status, message: described, providerRequestID: requestID),
+                    retryAfter: response.retryAfter(now: now)))
         }
         let code = error.code ?? (status == 404 ? "resource_missing" : "http_\(status)")
         var message = error.message ?? "Stripe answered HTTP \(status)"
         if retryByStatus { message += " (Stripe-Should-Retry: false, so it is not retried)" }
-        return .outcome(.rejected(RejectionReason(
-            code: code, message: message, field: error.param, origin: .provider,
-            providerRequestID: requestID, httpStatus: status)))
+        return .outcome(
+            .rejected(
+                RejectionReason(
+                    code: code, message: message, field: error.param, origin: .provider,
+                    providerRequestID: requestID, httpStatus: status)))
     }
 }

@@ -23,21 +23,28 @@ public struct StripeMeterErrorReport: Sendable, Hashable {
     public var unattributed: [String: Int]
 
     /// Event types this parser understands.
-    public static let eventTypes: Set<String> = ["v1.billing.meter.error_report_triggered", "v1.billing.meter.no_meter_found"]
+    public static let eventTypes: Set<String> = [
+        "v1.billing.meter.error_report_triggered", "v1.billing.meter.no_meter_found",
+    ]
 
     /// Parses a thin or fetched event body.
     /// - Throws: `.invalidInput` naming what is missing when the JSON is not such an event.
     public static func parse(_ data: Data) throws -> StripeMeterErrorReport {
         guard let root = JSONValue.parse(data), case .object = root else {
-            throw UsageBillingError(.invalidInput, "the webhook body is not a JSON object", fix: "pass the raw request body", field: "body")
+            throw UsageBillingError(
+                .invalidInput, "the webhook body is not a JSON object", fix: "pass the raw request body", field: "body")
         }
         guard let type = root["type"]?.stringValue, eventTypes.contains(type) else {
-            throw UsageBillingError(.invalidInput, "not a meter error event (type \(root["type"]?.stringValue ?? "missing"))",
-                                    fix: "only pass \(eventTypes.sorted().joined(separator: " or ")) events", field: "type")
+            throw UsageBillingError(
+                .invalidInput, "not a meter error event (type \(root["type"]?.stringValue ?? "missing"))",
+                fix: "only pass \(eventTypes.sorted().joined(separator: " or ")) events", field: "type")
         }
-        guard let payload = root["data"], let reason = payload["reason"], let errorTypes = reason["error_types"]?.arrayValue else {
-            throw UsageBillingError(.invalidInput, "the event has no data.reason.error_types; it is the thin form",
-                                    fix: "fetch the full event (GET /v2/core/events/{id}) and pass that", field: "data")
+        guard let payload = root["data"], let reason = payload["reason"],
+            let errorTypes = reason["error_types"]?.arrayValue
+        else {
+            throw UsageBillingError(
+                .invalidInput, "the event has no data.reason.error_types; it is the thin form",
+                fix: "fetch the full event (GET /v2/core/events/{id}) and pass that", field: "data")
         }
         var rejections: [(String, RejectionReason)] = []
         var unattributed: [String: Int] = [:]
@@ -49,8 +56,13 @@ public struct StripeMeterErrorReport: Sendable, Hashable {
                 guard let identifier = sample["request"]?["identifier"]?.stringValue else { continue }
                 named += 1
                 let message = sample["error_message"]?.stringValue ?? "Stripe reported \(code) for this event"
-                rejections.append((identifier, RejectionReason(code: code, message: message, field: field(for: code),
-                                                               origin: .provider, providerRequestID: root["id"]?.stringValue)))
+                rejections.append(
+                    (
+                        identifier,
+                        RejectionReason(
+                            code: code, message: message, field: field(for: code),
+                            origin: .provider, providerRequestID: root["id"]?.stringValue)
+                    ))
             }
             let count = Int(errorType["error_count"]?.numberValue ?? Double(samples.count))
             if count > named { unattributed[code, default: 0] += count - named }

@@ -29,27 +29,40 @@ public struct StripeReadBack: UsageReadBack {
     }
 
     public func names(for event: UsageEvent) -> ProviderNames {
-        ProviderNames(customer: settings.customers[event.customer] ?? event.customer,
-                      meter: sink.stripeEventName(for: event))
+        ProviderNames(
+            customer: settings.customers[event.customer] ?? event.customer,
+            meter: sink.stripeEventName(for: event))
     }
 
     /// Under the sandbox's documented limit (`StripeSink.documentedRate.test`), which live keys also clear.
     public var requestsPerSecond: Double { 20 }
 
-    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage] {
+    public func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity)
+        async throws -> [ReportedUsage]
+    {
         let client = self.client
         let known = try await directory.meters { try await client.listMeters() }
         var out: [ReportedUsage] = []
         for name in meters {
             // Stripe keeps one active meter per event_name; deactivated ones may share it.
-            guard let meter = known.first(where: { $0.eventName == name && $0.status == "active" }) ?? known.first(where: { $0.eventName == name }) else {
-                throw UsageBillingError(.configuration, "Stripe has no meter for event_name '\(name)'",
-                                        fix: "create it (usage-billing meters create) or fix event_name in the route", field: "event_name")
+            guard
+                let meter = known.first(where: { $0.eventName == name && $0.status == "active" })
+                    ?? known.first(where: { $0.eventName == name })
+            else {
+                throw UsageBillingError(
+                    .configuration, "Stripe has no meter for event_name '\(name)'",
+                    fix: "create it (usage-billing meters create) or fix event_name in the route", field: "event_name")
             }
             let window: StripeSummaryWindow = granularity == .hour ? .hour : .day
-            for row in try await client.eventSummaries(meterID: meter.id, customer: customer, start: from, end: to, window: window) {
-                out.append(ReportedUsage(customer: customer, meter: name, start: Date(timeIntervalSince1970: TimeInterval(row.startTime)),
-                                         end: Date(timeIntervalSince1970: TimeInterval(row.endTime)), value: Decimal(reported: row.aggregatedValue)))
+            for row in try await client.eventSummaries(
+                meterID: meter.id, customer: customer, start: from, end: to, window: window)
+            {
+                out.append(
+                    ReportedUsage(
+                        customer: customer, meter: name,
+                        start: Date(timeIntervalSince1970: TimeInterval(row.startTime)),
+                        end: Date(timeIntervalSince1970: TimeInterval(row.endTime)),
+                        value: Decimal(reported: row.aggregatedValue)))
             }
         }
         return out

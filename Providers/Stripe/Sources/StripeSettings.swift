@@ -57,7 +57,8 @@ public struct StripeSettings: ProviderSettings {
     /// Settings with defaults for everything but the key.
     public init(
         secretKey: Secret, api: StripeMeteringAPI = .v1, endpoint: String = "https://api.stripe.com",
-        meterEventsEndpoint: String = "https://meter-events.stripe.com", apiVersion: String = StripeSettings.pinnedAPIVersion,
+        meterEventsEndpoint: String = "https://meter-events.stripe.com",
+        apiVersion: String = StripeSettings.pinnedAPIVersion,
         stripeAccount: String? = nil, eventName: String? = nil, eventNames: [String: String] = [:],
         customerKey: String = "stripe_customer_id", valueKey: String = "value", customers: [String: String] = [:],
         allowFractionalValues: Bool = false, streamBatchSize: Int = 100, requestsPerSecond: Double? = nil
@@ -116,21 +117,26 @@ public struct StripeSettings: ProviderSettings {
     /// Checks values that decode but cannot work.
     public func validate() throws {
         if secretKey.exposedValue.isEmpty {
-            throw UsageBillingError(.configuration, "Stripe secret_key is empty", fix: "set it to an sk_… or rk_… key", field: "secret_key")
+            throw UsageBillingError(
+                .configuration, "Stripe secret_key is empty", fix: "set it to an sk_… or rk_… key", field: "secret_key")
         }
         for (field, url) in [("endpoint", endpoint), ("meter_events_endpoint", meterEventsEndpoint)] {
             try SettingsDecoding.checkURL(url, field: field, provider: "Stripe", example: "https://api.stripe.com")
         }
         if apiVersion.isEmpty {
-            throw UsageBillingError(.invalidInput, "Stripe api_version is empty", fix: "omit it to use \(Self.pinnedAPIVersion)", field: "api_version")
+            throw UsageBillingError(
+                .invalidInput, "Stripe api_version is empty", fix: "omit it to use \(Self.pinnedAPIVersion)",
+                field: "api_version")
         }
         if let rate = requestsPerSecond, !(rate > 0) {
-            throw UsageBillingError(.invalidInput, "Stripe requests_per_second \(rate) must be above 0",
-                                    fix: "omit it to pace at Stripe's documented limit", field: "requests_per_second")
+            throw UsageBillingError(
+                .invalidInput, "Stripe requests_per_second \(rate) must be above 0",
+                fix: "omit it to pace at Stripe's documented limit", field: "requests_per_second")
         }
         if !(1...100).contains(streamBatchSize) {
-            throw UsageBillingError(.invalidInput, "Stripe stream_batch_size \(streamBatchSize) is out of range",
-                                    fix: "use 1 to 100 (Stripe's limit per stream request)", field: "stream_batch_size")
+            throw UsageBillingError(
+                .invalidInput, "Stripe stream_batch_size \(streamBatchSize) is out of range",
+                fix: "use 1 to 100 (Stripe's limit per stream request)", field: "stream_batch_size")
         }
     }
 

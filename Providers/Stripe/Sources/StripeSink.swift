@@ -32,7 +32,9 @@ public struct StripeSink: UsageSink {
     public static let maxFutureSkew: Duration = .seconds(5 * 60)
 
     /// - Throws: `.invalidInput` / `.configuration` naming the bad setting.
-    public init(settings: StripeSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(), name: String = "stripe") throws {
+    public init(
+        settings: StripeSettings, client: any HTTPClient, clock: any UsageClock = SystemClock(), name: String = "stripe"
+    ) throws {
         try settings.validate()
         self.name = name
         self.settings = settings
@@ -41,9 +43,12 @@ public struct StripeSink: UsageSink {
         self.session = StripeSessionCache(settings: settings, client: client, clock: clock)
         self.capabilities = Self.capabilities(settings)
         let v1 = settings.api == .v1
-        self.single = (URLBuilder.url(base: settings.endpoint, path: v1 ? "/v1/billing/meter_events" : "/v2/billing/meter_events"),
-                       Self.commonHeaders(settings, authorization: settings.secretKey.exposedValue,
-                                          contentType: v1 ? "application/x-www-form-urlencoded" : "application/json"))
+        self.single = (
+            URLBuilder.url(base: settings.endpoint, path: v1 ? "/v1/billing/meter_events" : "/v2/billing/meter_events"),
+            Self.commonHeaders(
+                settings, authorization: settings.secretKey.exposedValue,
+                contentType: v1 ? "application/x-www-form-urlencoded" : "application/json")
+        )
     }
 
     /// Stripe's documented request limits for meter events (stripe.md §1.9): a test-mode key
@@ -64,7 +69,9 @@ public struct StripeSink: UsageSink {
         case (.v2Stream, false): rate = RateLimit(requestsPerSecond: Self.documentedRate.stream * 0.9, burst: 900)
         case (_, false): rate = RateLimit(requestsPerSecond: Self.documentedRate.live * 0.9, burst: 90)
         }
-        if let raised = settings.requestsPerSecond { rate = RateLimit(requestsPerSecond: raised, burst: max(1, Int(raised / 10))) }
+        if let raised = settings.requestsPerSecond {
+            rate = RateLimit(requestsPerSecond: raised, burst: max(1, Int(raised / 10)))
+        }
         return SinkCapabilities(
             maxBatchSize: settings.api == .v2Stream ? settings.streamBatchSize : 1,
             acceptedWindow: AcceptedTimeWindow(maxAge: Self.maxAge, maxFutureSkew: Self.maxFutureSkew),
@@ -124,38 +131,52 @@ public struct StripeSink: UsageSink {
         }
         if let reason = LocalValidation.checkLength(event.id, max: 100, field: "identifier") { return .failure(reason) }
         let eventName = stripeEventName(for: event)
-        if let reason = LocalValidation.checkLength(eventName, max: 100, field: "event_name") { return .failure(reason) }
+        if let reason = LocalValidation.checkLength(eventName, max: 100, field: "event_name") {
+            return .failure(reason)
+        }
         let customer = settings.customers[event.customer] ?? event.customer
         if customer.isEmpty {
-            return .failure(.local("customer_missing", field: "customer", "the event has no customer; Stripe needs one in payload[\(settings.customerKey)]"))
+            return .failure(
+                .local(
+                    "customer_missing", field: "customer",
+                    "the event has no customer; Stripe needs one in payload[\(settings.customerKey)]"))
         }
         let quantity = event.quantity
         if quantity.isNaN {
             return .failure(.local("value_invalid", field: "quantity", "quantity is not a number"))
         }
         if !settings.allowFractionalValues && !DecimalFormat.isWhole(quantity) {
-            return .failure(.local(
-                "value_not_whole", field: "quantity",
-                "Stripe meters take whole numbers; \(DecimalFormat.plain(quantity)) is fractional. Record a smaller unit (e.g. milliseconds, not seconds) or set allow_fractional_values: true"))
+            return .failure(
+                .local(
+                    "value_not_whole", field: "quantity",
+                    "Stripe meters take whole numbers; \(DecimalFormat.plain(quantity)) is fractional. Record a smaller unit (e.g. milliseconds, not seconds) or set allow_fractional_values: true"
+                ))
         }
         if DecimalFormat.significantDigits(quantity) > 15 {
-            return .failure(.local(
-                "meter_event_value_too_many_digits", field: "quantity",
-                "Stripe rejects values with more than 15 significant digits; \(DecimalFormat.plain(quantity)) has \(DecimalFormat.significantDigits(quantity))"))
+            return .failure(
+                .local(
+                    "meter_event_value_too_many_digits", field: "quantity",
+                    "Stripe rejects values with more than 15 significant digits; \(DecimalFormat.plain(quantity)) has \(DecimalFormat.significantDigits(quantity))"
+                ))
         }
-        var payload: [(String, String)] = [(settings.customerKey, customer), (settings.valueKey, DecimalFormat.plain(quantity))]
+        var payload: [(String, String)] = [
+            (settings.customerKey, customer), (settings.valueKey, DecimalFormat.plain(quantity)),
+        ]
         for key in event.properties.keys.sorted() {
             if key == settings.customerKey || key == settings.valueKey {
-                return .failure(.local(
-                    "property_conflicts_with_meter_key", field: "properties.\(key)",
-                    "property '\(key)' would overwrite the meter's \(key == settings.customerKey ? "customer" : "value") key; rename the property"))
+                return .failure(
+                    .local(
+                        "property_conflicts_with_meter_key", field: "properties.\(key)",
+                        "property '\(key)' would overwrite the meter's \(key == settings.customerKey ? "customer" : "value") key; rename the property"
+                    ))
             }
             if key.isEmpty {
                 return .failure(.local("property_name_empty", field: "properties", "a property has an empty name"))
             }
             payload.append((key, event.properties[key]?.description ?? ""))
         }
-        return .success(PreparedEvent(identifier: event.id, eventName: eventName, payload: payload, timestamp: event.timestamp))
+        return .success(
+            PreparedEvent(identifier: event.id, eventName: eventName, payload: payload, timestamp: event.timestamp))
     }
 
     // MARK: - Sending
@@ -164,7 +185,9 @@ public struct StripeSink: UsageSink {
         Self.commonHeaders(settings, authorization: authorization, contentType: contentType)
     }
 
-    private static func commonHeaders(_ settings: StripeSettings, authorization: String, contentType: String) -> HeaderFields {
+    private static func commonHeaders(_ settings: StripeSettings, authorization: String, contentType: String)
+        -> HeaderFields
+    {
         var headers: HeaderFields = [
             "Authorization": "Bearer \(authorization)",
             "Stripe-Version": settings.apiVersion,
@@ -191,8 +214,9 @@ public struct StripeSink: UsageSink {
         switch try await post(HTTPRequest(method: .post, url: url, headers: headers, body: body)) {
         case .done(let outcome): return outcome
         case .sessionExpired(let requestID):
-            throw UsageBillingError(.configuration, "Stripe answered session-expired to a secret-key request",
-                                    fix: "check that endpoint points at the Stripe API", providerRequestID: requestID)
+            throw UsageBillingError(
+                .configuration, "Stripe answered session-expired to a secret-key request",
+                fix: "check that endpoint points at the Stripe API", providerRequestID: requestID)
         }
     }
 
@@ -222,7 +246,10 @@ public struct StripeSink: UsageSink {
         JSONValue.encodeObject([
             ("event_name", .string(event.eventName)),
             ("identifier", .string(event.identifier)),
-            ("payload", .object(Dictionary(event.payload.map { ($0.0, JSONValue.string($0.1)) }, uniquingKeysWith: { $1 }))),
+            (
+                "payload",
+                .object(Dictionary(event.payload.map { ($0.0, JSONValue.string($0.1)) }, uniquingKeysWith: { $1 }))
+            ),
             ("timestamp", .string(RFC3339.format(event.timestamp, fractional: true))),
         ])
     }
@@ -239,16 +266,19 @@ public struct StripeSink: UsageSink {
             var headers = commonHeaders(authorization: token, contentType: "application/json")
             headers["Idempotency-Key"] = key
             let request = HTTPRequest(
-                method: .post, url: URLBuilder.url(base: settings.meterEventsEndpoint, path: "/v2/billing/meter_event_stream"),
+                method: .post,
+                url: URLBuilder.url(base: settings.meterEventsEndpoint, path: "/v2/billing/meter_event_stream"),
                 headers: headers, body: body)
             switch try await post(request) {
             case .done(let outcome): return outcome
             case .sessionExpired(let requestID):
                 await session.invalidate(token)
                 if attempt == 1 {
-                    return .retryable(RetryableReason(.sessionExpired, httpStatus: 401,
-                                                      message: "the meter event session expired twice in a row",
-                                                      providerRequestID: requestID), retryAfter: nil)
+                    return .retryable(
+                        RetryableReason(
+                            .sessionExpired, httpStatus: 401,
+                            message: "the meter event session expired twice in a row",
+                            providerRequestID: requestID), retryAfter: nil)
                 }
             }
         }
@@ -311,7 +341,10 @@ actor StripeSessionCache {
             // Creating a session bills nothing, so any failure is simply retryable.
             if let outcome = DeliveryOutcome.forTransportFailure(error) {
                 if outcome == .possiblyDelivered {
-                    return .outcome(.retryable(RetryableReason(.transport, message: "creating a meter event session failed"), retryAfter: nil))
+                    return .outcome(
+                        .retryable(
+                            RetryableReason(.transport, message: "creating a meter event session failed"),
+                            retryAfter: nil))
                 }
                 return .outcome(outcome)
             }
@@ -321,24 +354,28 @@ actor StripeSessionCache {
         case .success:
             let body = JSONValue.parse(response.body)
             guard let token = body?["authentication_token"]?.stringValue,
-                  let expires = body?["expires_at"]?.stringValue.flatMap(RFC3339.parse)
+                let expires = body?["expires_at"]?.stringValue.flatMap(RFC3339.parse)
             else {
-                throw UsageBillingError(.unexpectedResponse, "Stripe's meter event session has no authentication_token/expires_at",
-                                        fix: "check that endpoint points at the Stripe API",
-                                        providerRequestID: response.headers["Request-Id"])
+                throw UsageBillingError(
+                    .unexpectedResponse, "Stripe's meter event session has no authentication_token/expires_at",
+                    fix: "check that endpoint points at the Stripe API",
+                    providerRequestID: response.headers["Request-Id"])
             }
             current = (token, expires)
             return .token(token)
         case .outcome(.rejected(let reason)):
-            throw UsageBillingError(.configuration, "Stripe refused to create a meter event session: \(reason.message)",
-                                    fix: "check the account's access to the v2 meter event stream", providerRequestID: reason.providerRequestID)
+            throw UsageBillingError(
+                .configuration, "Stripe refused to create a meter event session: \(reason.message)",
+                fix: "check the account's access to the v2 meter event stream",
+                providerRequestID: reason.providerRequestID)
         case .outcome(let outcome):
             return .outcome(outcome)
         case .configuration(let error):
             throw error
         case .sessionExpired:
-            throw UsageBillingError(.configuration, "Stripe answered session-expired when creating a session",
-                                    fix: "check secret_key", providerRequestID: response.headers["Request-Id"])
+            throw UsageBillingError(
+                .configuration, "Stripe answered session-expired when creating a session",
+                fix: "check secret_key", providerRequestID: response.headers["Request-Id"])
         }
     }
 }

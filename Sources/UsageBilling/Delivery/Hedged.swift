@@ -27,9 +27,11 @@ public enum Hedged {
     /// any other). `mayHedge` is asked when the delay has passed, before the second attempt is
     /// sent: false keeps waiting for the first (a lane's hedge budget, spent only on hedges that
     /// are sent). Throws what `send` throws (the sink is unusable).
-    public static func deliver(after delay: Duration?, pace: (@Sendable () async throws -> Void)? = nil,
-                               mayHedge: (@Sendable () -> Bool)? = nil,
-                               _ send: @escaping @Sendable () async throws -> [DeliveryOutcome]) async throws -> Answer {
+    public static func deliver(
+        after delay: Duration?, pace: (@Sendable () async throws -> Void)? = nil,
+        mayHedge: (@Sendable () -> Bool)? = nil,
+        _ send: @escaping @Sendable () async throws -> [DeliveryOutcome]
+    ) async throws -> Answer {
         guard let delay else { return Answer(outcomes: try await send(), hedged: false, hedgeWon: false) }
         return try await withThrowingTaskGroup(of: Attempt.self) { group in
             group.addTask { .answer(first: true, try await send()) }

@@ -13,12 +13,14 @@ public enum LocalValidation {
             let days = (window.maxAge.seconds / 86_400 * 10).rounded() / 10
             return .local(
                 "timestamp_too_old", field: "timestamp",
-                "\(provider) accepts events at most \(days.formatted()) days old; this one is from \(RFC3339.format(event.timestamp)). Send it to a provider with backfill support or drop it")
+                "\(provider) accepts events at most \(days.formatted()) days old; this one is from \(RFC3339.format(event.timestamp)). Send it to a provider with backfill support or drop it"
+            )
         }
         if -age > window.maxFutureSkew.seconds {
             return .local(
                 "timestamp_in_future", field: "timestamp",
-                "\(provider) accepts events at most \(Int(window.maxFutureSkew.seconds)) s in the future; this one is at \(RFC3339.format(event.timestamp)). Check the sender's clock")
+                "\(provider) accepts events at most \(Int(window.maxFutureSkew.seconds)) s in the future; this one is at \(RFC3339.format(event.timestamp)). Check the sender's clock"
+            )
         }
         return nil
     }
@@ -29,7 +31,8 @@ public enum LocalValidation {
             return .local("\(field)_missing", field: field, "\(field) is empty; it is required")
         }
         if value.count > max {
-            return .local("\(field)_too_long", field: field, "\(field) is \(value.count) characters; the limit is \(max)")
+            return .local(
+                "\(field)_too_long", field: field, "\(field) is \(value.count) characters; the limit is \(max)")
         }
         return nil
     }

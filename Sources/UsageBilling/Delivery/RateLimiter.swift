@@ -16,8 +16,11 @@ public final class RateLimiter: Sendable {
     public init(_ limit: RateLimit, clock: any UsageClock = SystemClock()) {
         self.clock = clock
         let now = clock.monotonicNow()
-        buckets = Locked((Bucket(rate: limit.requestsPerSecond, burst: limit.burst, now: now),
-                          limit.eventsPerSecond.map { Bucket(rate: $0, burst: limit.eventBurst, now: now) }))
+        buckets = Locked(
+            (
+                Bucket(rate: limit.requestsPerSecond, burst: limit.burst, now: now),
+                limit.eventsPerSecond.map { Bucket(rate: $0, burst: limit.eventBurst, now: now) }
+            ))
     }
 
     /// Takes a request token and, if events are limited, `events` event tokens, waiting as long

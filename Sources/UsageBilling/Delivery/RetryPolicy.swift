@@ -61,7 +61,8 @@ public struct RetryPolicy: Sendable, Hashable {
     /// unlucky event from ending the drain seconds after the rest. The four attempts the
     /// restarts take are added to the 20 a single chain would get, so a provider that stays down
     /// is retried over as long as without restarts.
-    public static let worker = RetryPolicy(maxAttempts: 24, maxElapsed: .seconds(24 * 3600), chainLength: 2, chainRestarts: 2)
+    public static let worker = RetryPolicy(
+        maxAttempts: 24, maxElapsed: .seconds(24 * 3600), chainLength: 2, chainRestarts: 2)
 
     /// The position on the curve of retry `retry` (1-based): the same, or within its restarted
     /// chain (see ``chainLength``).
@@ -126,8 +127,10 @@ public enum RetryDecision: Sendable, Hashable {
 extension RetryPolicy {
     /// The decision for an event whose attempt number `attemptsMade` (1-based, this one
     /// included) ended in `outcome`, `elapsed` after its first attempt started.
-    public func decide<R: RandomNumberGenerator>(_ outcome: DeliveryOutcome, attemptsMade: Int, elapsed: Duration,
-                                                 using rng: inout R) -> RetryDecision {
+    public func decide<R: RandomNumberGenerator>(
+        _ outcome: DeliveryOutcome, attemptsMade: Int, elapsed: Duration,
+        using rng: inout R
+    ) -> RetryDecision {
         let retryAfter: Duration?
         let reason: String
         switch outcome {
@@ -142,7 +145,10 @@ extension RetryPolicy {
             reason = "possibly delivered; resending with the same id"
         }
         guard let wait = delay(attemptsMade: attemptsMade, elapsed: elapsed, retryAfter: retryAfter, using: &rng) else {
-            return .gaveUp(RejectionReason(code: "gave_up", message: "still failing after \(attemptsMade) attempts: \(reason)", origin: .local))
+            return .gaveUp(
+                RejectionReason(
+                    code: "gave_up", message: "still failing after \(attemptsMade) attempts: \(reason)", origin: .local)
+            )
         }
         return .retry(after: wait, reason: reason)
     }

@@ -35,12 +35,15 @@ public struct RetryingDeliverer: Sendable {
     ///     when nothing real is on the other end, as in a dry run).
     ///   - rateLimiter: a limiter shared with other deliverers of the same sink (so its bucket is
     ///     not refilled per deliverer); by default a new one from the sink's rate limit.
-    public init(sink: any UsageSink, policy: RetryPolicy = .default, clock: any UsageClock = SystemClock(), pace: Bool = true,
-                rateLimiter: RateLimiter? = nil) {
+    public init(
+        sink: any UsageSink, policy: RetryPolicy = .default, clock: any UsageClock = SystemClock(), pace: Bool = true,
+        rateLimiter: RateLimiter? = nil
+    ) {
         self.sink = sink
         self.policy = policy
         self.clock = clock
-        self.rateLimiter = pace ? (rateLimiter ?? sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }) : nil
+        self.rateLimiter =
+            pace ? (rateLimiter ?? sink.capabilities.rateLimit.map { RateLimiter($0, clock: clock) }) : nil
     }
 
     /// Delivers `events`; returns one report per event in input order. Throws only what the sink
@@ -59,7 +62,8 @@ public struct RetryingDeliverer: Sendable {
             try Task.checkCancellation()
             for batch in Batcher.batches(pending, maxBatchSize: sink.capabilities.maxBatchSize) {
                 if let rateLimiter { try await rateLimiter.acquire(events: batch.count) }
-                let retrying = Set(batch.filter { histories[$0].contains(where: \.mayHaveReachedProvider) }.map { events[$0].id })
+                let retrying = Set(
+                    batch.filter { histories[$0].contains(where: \.mayHaveReachedProvider) }.map { events[$0].id })
                 let outcomes = try await sink.deliver(batch.map { events[$0] }, retrying: retrying)
                 guard outcomes.count == batch.count else {
                     throw UsageBillingError(
@@ -76,7 +80,10 @@ public struct RetryingDeliverer: Sendable {
             var wait: Duration = .zero
             pending = pending.filter { index in
                 guard let last = histories[index].last else { return false }
-                guard case .retry(let after, _) = policy.decide(last, attemptsMade: histories[index].count, elapsed: elapsed, using: &rng) else { return false }
+                guard
+                    case .retry(let after, _) = policy.decide(
+                        last, attemptsMade: histories[index].count, elapsed: elapsed, using: &rng)
+                else { return false }
                 wait = max(wait, after)
                 return true
             }

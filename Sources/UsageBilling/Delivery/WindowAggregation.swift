@@ -51,7 +51,10 @@ public enum AggregationWindow: Sendable, Hashable, CustomStringConvertible {
         case .fixed(let seconds):
             let t = Int64((date.timeIntervalSince1970).rounded(.down))
             let start = t >= 0 ? t / seconds * seconds : -((-t + seconds - 1) / seconds) * seconds
-            return (Date(timeIntervalSince1970: TimeInterval(start)), Date(timeIntervalSince1970: TimeInterval(start + seconds)))
+            return (
+                Date(timeIntervalSince1970: TimeInterval(start)),
+                Date(timeIntervalSince1970: TimeInterval(start + seconds))
+            )
         case .monthly(let anchor):
             var calendar = Calendar(identifier: .gregorian)
             calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
@@ -108,8 +111,10 @@ public struct AggregationSpec: Sendable, Hashable, Decodable {
     public static let keys: Set<String> = ["window", "formula", "grace", "report", "anchor"]
 
     /// A spec; see each property.
-    public init(window: AggregationWindow, formula: AggregationFormula = .sum, grace: Duration = .seconds(300),
-                report: AggregationReport = .increments) {
+    public init(
+        window: AggregationWindow, formula: AggregationFormula = .sum, grace: Duration = .seconds(300),
+        report: AggregationReport = .increments
+    ) {
         self.window = window
         self.formula = formula
         self.grace = grace
@@ -127,30 +132,37 @@ public struct AggregationSpec: Sendable, Hashable, Decodable {
         }
         let all = try decoder.container(keyedBy: AnyKey.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        if let unknown = all.allKeys.sorted(by: { $0.stringValue < $1.stringValue }).first(where: { !Self.keys.contains($0.stringValue) }) {
-            throw UsageBillingError(.invalidInput, "unknown aggregate setting '\(unknown.stringValue)'",
-                                    fix: "use window, formula, grace, report, anchor", field: "aggregate.\(unknown.stringValue)")
+        if let unknown = all.allKeys.sorted(by: { $0.stringValue < $1.stringValue }).first(where: {
+            !Self.keys.contains($0.stringValue)
+        }) {
+            throw UsageBillingError(
+                .invalidInput, "unknown aggregate setting '\(unknown.stringValue)'",
+                fix: "use window, formula, grace, report, anchor", field: "aggregate.\(unknown.stringValue)")
         }
         let windowText = try c.decode(String.self, forKey: .window)
         var anchor: Date?
         if let text = try c.decodeIfPresent(String.self, forKey: .anchor) {
             guard let date = RFC3339.parse(text) else {
-                throw UsageBillingError(.invalidInput, "aggregate.anchor '\(text)' is not an RFC 3339 time",
-                                        fix: "write e.g. 2026-11-03T00:00:00Z (the start of a billing period)", field: "aggregate.anchor")
+                throw UsageBillingError(
+                    .invalidInput, "aggregate.anchor '\(text)' is not an RFC 3339 time",
+                    fix: "write e.g. 2026-11-03T00:00:00Z (the start of a billing period)", field: "aggregate.anchor")
             }
             anchor = date
         }
         guard let window = AggregationWindow.parse(windowText, anchor: anchor) else {
-            let fix = windowText == "billing_period"
+            let fix =
+                windowText == "billing_period"
                 ? "add aggregate.anchor: the start of any billing period, e.g. 2026-11-03T00:00:00Z"
                 : "use a whole number of minutes that divides a day (15m, 1h), whole days (1d, 7d), month, or billing_period with an anchor"
-            throw UsageBillingError(.invalidInput, "aggregate.window '\(windowText)' is not a window", fix: fix, field: "aggregate.window")
+            throw UsageBillingError(
+                .invalidInput, "aggregate.window '\(windowText)' is not a window", fix: fix, field: "aggregate.window")
         }
         self.window = window
         if let text = try c.decodeIfPresent(String.self, forKey: .formula) {
             guard let formula = AggregationFormula(rawValue: text) else {
-                throw UsageBillingError(.invalidInput, "aggregate.formula '\(text)' is not a formula", fix: "use sum, count, max or last",
-                                        field: "aggregate.formula")
+                throw UsageBillingError(
+                    .invalidInput, "aggregate.formula '\(text)' is not a formula", fix: "use sum, count, max or last",
+                    field: "aggregate.formula")
             }
             self.formula = formula
         } else {
@@ -158,7 +170,9 @@ public struct AggregationSpec: Sendable, Hashable, Decodable {
         }
         if let text = try c.decodeIfPresent(String.self, forKey: .grace) {
             guard let grace = DurationText.parse(text) else {
-                throw UsageBillingError(.invalidInput, "aggregate.grace '\(text)' is not a duration", fix: "write e.g. 10m or 1h", field: "aggregate.grace")
+                throw UsageBillingError(
+                    .invalidInput, "aggregate.grace '\(text)' is not a duration", fix: "write e.g. 10m or 1h",
+                    field: "aggregate.grace")
             }
             self.grace = grace
         } else {
@@ -166,8 +180,10 @@ public struct AggregationSpec: Sendable, Hashable, Decodable {
         }
         if let text = try c.decodeIfPresent(String.self, forKey: .report) {
             guard let report = AggregationReport(rawValue: text) else {
-                throw UsageBillingError(.invalidInput, "aggregate.report '\(text)' is not increments or totals",
-                                        fix: "use increments (the provider adds records up) or totals (it bills the latest)", field: "aggregate.report")
+                throw UsageBillingError(
+                    .invalidInput, "aggregate.report '\(text)' is not increments or totals",
+                    fix: "use increments (the provider adds records up) or totals (it bills the latest)",
+                    field: "aggregate.report")
             }
             self.report = report
         } else {
@@ -192,7 +208,9 @@ public struct WindowKey: Sendable, Hashable, Codable, Comparable {
         self.start = start
     }
 
-    public static func < (a: WindowKey, b: WindowKey) -> Bool { (a.start, a.customer, a.meter) < (b.start, b.customer, b.meter) }
+    public static func < (a: WindowKey, b: WindowKey) -> Bool {
+        (a.start, a.customer, a.meter) < (b.start, b.customer, b.meter)
+    }
 }
 
 /// One window's running state; stored by the spool so a restart neither loses nor double-counts.
@@ -251,8 +269,12 @@ public struct AggregateInfo: Sendable, Hashable {
     /// The info on `event`; an event that did not come from an aggregator is its own window
     /// (start = its timestamp, revision 0), so a sink can take hand-made records too.
     public init(_ event: UsageEvent) {
-        func number(_ key: String) -> Decimal? { if case .number(let n)? = event.properties[key] { return n } else { return nil } }
-        func date(_ key: String) -> Date? { if case .string(let s)? = event.properties[key] { return RFC3339.parse(s) } else { return nil } }
+        func number(_ key: String) -> Decimal? {
+            if case .number(let n)? = event.properties[key] { return n } else { return nil }
+        }
+        func date(_ key: String) -> Date? {
+            if case .string(let s)? = event.properties[key] { return RFC3339.parse(s) } else { return nil }
+        }
         windowStart = date(Key.windowStart) ?? event.timestamp
         windowEnd = date(Key.windowEnd)
         revision = number(Key.revision).map { NSDecimalNumber(decimal: $0).intValue } ?? 0
@@ -316,8 +338,10 @@ public struct WindowAggregator: Sendable {
         let t = event.timestamp
         let window = bounds.flatMap { t >= $0.start && t < $0.end ? $0 : nil } ?? spec.window.bounds(containing: t)
         bounds = window
-        return (WindowKey(customer: event.customer, meter: event.name, start: Int64(window.start.timeIntervalSince1970)),
-                Int64(window.end.timeIntervalSince1970))
+        return (
+            WindowKey(customer: event.customer, meter: event.name, start: Int64(window.start.timeIntervalSince1970)),
+            Int64(window.end.timeIntervalSince1970)
+        )
     }
 
     /// Folds `event` into its window (by its timestamp, however late).
@@ -374,7 +398,9 @@ public struct WindowAggregator: Sendable {
 
     /// The record to emit for a dirty window, updating its emitted revision and value; nil when
     /// the window's value did not change since the last record (nothing to bill).
-    public static func record(for key: WindowKey, state: inout WindowState, spec: AggregationSpec, namespace: String) -> UsageEvent? {
+    public static func record(for key: WindowKey, state: inout WindowState, spec: AggregationSpec, namespace: String)
+        -> UsageEvent?
+    {
         state.dirty = false
         let increment = state.value - state.emittedValue
         if state.emittedRevision >= 0 && increment == 0 { return nil }
@@ -386,10 +412,12 @@ public struct WindowAggregator: Sendable {
         state.emittedValue = state.value
         let start = Date(timeIntervalSince1970: TimeInterval(key.start))
         return UsageEvent(
-            id: EventID.derived(from: parts), name: key.meter, customer: key.customer, timestamp: start, quantity: quantity,
+            id: EventID.derived(from: parts), name: key.meter, customer: key.customer, timestamp: start,
+            quantity: quantity,
             properties: [
                 AggregateInfo.Key.windowStart: .string(RFC3339.format(start)),
-                AggregateInfo.Key.windowEnd: .string(RFC3339.format(Date(timeIntervalSince1970: TimeInterval(state.end)))),
+                AggregateInfo.Key.windowEnd: .string(
+                    RFC3339.format(Date(timeIntervalSince1970: TimeInterval(state.end)))),
                 AggregateInfo.Key.revision: .number(Decimal(revision)),
                 AggregateInfo.Key.events: .number(Decimal(state.events)),
                 AggregateInfo.Key.total: .number(state.value),

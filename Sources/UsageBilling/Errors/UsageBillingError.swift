@@ -65,7 +65,8 @@ public struct UsageBillingError: Error, Sendable, Hashable, CustomStringConverti
     /// An error of `code`; `fix` says what to do next, `field` names the input at fault.
     public init(
         _ code: Code, _ message: String, fix: String? = nil, field: String? = nil,
-        providerRequestID: String? = nil, mayHaveReachedServer: Bool = false, httpStatus: Int? = nil, retryAfter: Duration? = nil
+        providerRequestID: String? = nil, mayHaveReachedServer: Bool = false, httpStatus: Int? = nil,
+        retryAfter: Duration? = nil
     ) {
         self.code = code
         self.message = message
@@ -95,27 +96,40 @@ extension UsageBillingError {
     /// 404 → `.notFound`; 408/409/429/5xx → `.transport` that may have reached the server (retry
     /// later, after `retryAfter` when the provider sent one); anything else → `.rejected`.
     /// `message` says what was asked and what came back; the status is kept on the error.
-    public static func forFailedCall(status: Int, message: String, credentialField: String, notFoundFix: String = "check the id",
-                                     field: String? = nil, providerRequestID: String? = nil, retryAfter: Duration? = nil) -> UsageBillingError {
+    public static func forFailedCall(
+        status: Int, message: String, credentialField: String, notFoundFix: String = "check the id",
+        field: String? = nil, providerRequestID: String? = nil, retryAfter: Duration? = nil
+    ) -> UsageBillingError {
         switch status {
         case 401, 403:
-            return UsageBillingError(.configuration, message, fix: "check \(credentialField) and its permissions", field: credentialField,
-                                     providerRequestID: providerRequestID, httpStatus: status)
+            return UsageBillingError(
+                .configuration, message, fix: "check \(credentialField) and its permissions", field: credentialField,
+                providerRequestID: providerRequestID, httpStatus: status)
         case 404:
-            return UsageBillingError(.notFound, message, fix: notFoundFix, field: field, providerRequestID: providerRequestID, httpStatus: status)
+            return UsageBillingError(
+                .notFound, message, fix: notFoundFix, field: field, providerRequestID: providerRequestID,
+                httpStatus: status)
         case 408, 409, 429, 500...:
-            return UsageBillingError(.transport, message, fix: "retry later", providerRequestID: providerRequestID, mayHaveReachedServer: true,
-                                     httpStatus: status, retryAfter: retryAfter)
+            return UsageBillingError(
+                .transport, message, fix: "retry later", providerRequestID: providerRequestID,
+                mayHaveReachedServer: true,
+                httpStatus: status, retryAfter: retryAfter)
         default:
-            return UsageBillingError(.rejected, message, fix: field.map { "fix \($0)" }, field: field, providerRequestID: providerRequestID, httpStatus: status)
+            return UsageBillingError(
+                .rejected, message, fix: field.map { "fix \($0)" }, field: field, providerRequestID: providerRequestID,
+                httpStatus: status)
         }
     }
 
     /// ``forFailedCall(status:message:credentialField:notFoundFix:field:providerRequestID:retryAfter:)``
     /// for `response`: its status and its `Retry-After`.
-    public static func forFailedCall(_ response: HTTPResponse, message: String, credentialField: String, notFoundFix: String = "check the id",
-                                     field: String? = nil, providerRequestID: String? = nil) -> UsageBillingError {
-        forFailedCall(status: response.status, message: message, credentialField: credentialField, notFoundFix: notFoundFix, field: field,
-                      providerRequestID: providerRequestID, retryAfter: response.retryAfter())
+    public static func forFailedCall(
+        _ response: HTTPResponse, message: String, credentialField: String, notFoundFix: String = "check the id",
+        field: String? = nil, providerRequestID: String? = nil
+    ) -> UsageBillingError {
+        forFailedCall(
+            status: response.status, message: message, credentialField: credentialField, notFoundFix: notFoundFix,
+            field: field,
+            providerRequestID: providerRequestID, retryAfter: response.retryAfter())
     }
 }

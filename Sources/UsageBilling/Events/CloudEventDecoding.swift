@@ -15,19 +15,41 @@ public enum CloudEventDecoding {
 
     /// The event `value` describes, and whether its `data` lacked the quantity field (the event
     /// then reads as quantity 1, which only a route that counts events may take).
-    public static func event(_ value: JSONValue, quantityProperty: String) -> Result<(event: UsageEvent, missingQuantity: Bool), Problem> {
-        func refuse(_ id: String?, _ field: String, _ reason: String, _ fix: String) -> Result<(event: UsageEvent, missingQuantity: Bool), Problem> {
+    public static func event(_ value: JSONValue, quantityProperty: String) -> Result<
+        (event: UsageEvent, missingQuantity: Bool), Problem
+    > {
+        func refuse(_ id: String?, _ field: String, _ reason: String, _ fix: String) -> Result<
+            (event: UsageEvent, missingQuantity: Bool), Problem
+        > {
             .failure(Problem(id: id, field: field, reason: reason, fix: fix))
         }
-        guard case .object(let o) = value else { return refuse(nil, "", "a CloudEvent must be a JSON object", "send {\"specversion\": \"1.0\", \"id\": …, \"source\": …, \"type\": …}") }
-        guard let id = o["id"]?.stringValue, !id.isEmpty else { return refuse(nil, "id", "the CloudEvent has no id", "set id; a retried request with the same id is billed once") }
-        guard o["specversion"]?.stringValue == "1.0" else { return refuse(id, "specversion", "specversion must be \"1.0\"", "set specversion: \"1.0\"") }
-        guard let source = o["source"]?.stringValue, !source.isEmpty else { return refuse(id, "source", "the CloudEvent has no source", "set source, e.g. my-service") }
-        guard let type = o["type"]?.stringValue, !type.isEmpty else { return refuse(id, "type", "the CloudEvent has no type", "set type to the meter's event type, e.g. api_request") }
-        guard let subject = o["subject"]?.stringValue, !subject.isEmpty else { return refuse(id, "subject", "the CloudEvent has no subject", "set subject to your customer id") }
+        guard case .object(let o) = value else {
+            return refuse(
+                nil, "", "a CloudEvent must be a JSON object",
+                "send {\"specversion\": \"1.0\", \"id\": …, \"source\": …, \"type\": …}")
+        }
+        guard let id = o["id"]?.stringValue, !id.isEmpty else {
+            return refuse(
+                nil, "id", "the CloudEvent has no id", "set id; a retried request with the same id is billed once")
+        }
+        guard o["specversion"]?.stringValue == "1.0" else {
+            return refuse(id, "specversion", "specversion must be \"1.0\"", "set specversion: \"1.0\"")
+        }
+        guard let source = o["source"]?.stringValue, !source.isEmpty else {
+            return refuse(id, "source", "the CloudEvent has no source", "set source, e.g. my-service")
+        }
+        guard let type = o["type"]?.stringValue, !type.isEmpty else {
+            return refuse(
+                id, "type", "the CloudEvent has no type", "set type to the meter's event type, e.g. api_request")
+        }
+        guard let subject = o["subject"]?.stringValue, !subject.isEmpty else {
+            return refuse(id, "subject", "the CloudEvent has no subject", "set subject to your customer id")
+        }
         var timestamp = Date()
         if let time = o["time"], time != .null {
-            guard let text = time.stringValue, let date = RFC3339.parse(text) else { return refuse(id, "time", "time is not RFC 3339", "write e.g. 2026-11-25T12:03:00Z") }
+            guard let text = time.stringValue, let date = RFC3339.parse(text) else {
+                return refuse(id, "time", "time is not RFC 3339", "write e.g. 2026-11-25T12:03:00Z")
+            }
             timestamp = date
         }
         var quantity = Decimal(1)
@@ -43,21 +65,32 @@ public enum CloudEventDecoding {
                     case .number(let n): quantity = DecimalFormat.parse("\(n)") ?? Decimal(n)
                     case .string(let text):
                         guard let d = DecimalFormat.parse(text) else {
-                            return refuse(id, "data.\(key)", "data.\(key) '\(text)' is not a decimal number", "write e.g. 150 or \"0.25\"")
+                            return refuse(
+                                id, "data.\(key)", "data.\(key) '\(text)' is not a decimal number",
+                                "write e.g. 150 or \"0.25\"")
                         }
                         quantity = d
-                    default: return refuse(id, "data.\(key)", "data.\(key) must be a number or a decimal string", "write e.g. 150")
+                    default:
+                        return refuse(
+                            id, "data.\(key)", "data.\(key) must be a number or a decimal string", "write e.g. 150")
                     }
                     continue
                 }
                 guard let v = UsageValue(json: value) else {
-                    return refuse(id, "data.\(key)", "data.\(key) is not a string, number or bool", "flatten it (no objects, arrays or null)")
+                    return refuse(
+                        id, "data.\(key)", "data.\(key) is not a string, number or bool",
+                        "flatten it (no objects, arrays or null)")
                 }
                 properties[key] = v
             }
         default: return refuse(id, "data", "data must be a JSON object", "write {\"\(quantityProperty)\": 150}")
         }
-        return .success((UsageEvent(id: id, name: type, customer: subject, timestamp: timestamp, quantity: quantity, properties: properties), missingQuantity))
+        return .success(
+            (
+                UsageEvent(
+                    id: id, name: type, customer: subject, timestamp: timestamp, quantity: quantity,
+                    properties: properties), missingQuantity
+            ))
     }
 
     /// The CloudEvents binary-mode headers (`ce-id`, `ce-source`, …; names lowercased, the

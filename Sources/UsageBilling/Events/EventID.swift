@@ -72,7 +72,10 @@ public enum EventID {
 
     /// The occurrence-free part of ``content(of:occurrence:)``: equal for identical events.
     public static func contentBase(of event: UsageEvent) -> String {
-        var parts = ["content", event.name, event.customer, RFC3339.format(event.timestamp, fractional: true), DecimalFormat.plain(event.quantity)]
+        var parts = [
+            "content", event.name, event.customer, RFC3339.format(event.timestamp, fractional: true),
+            DecimalFormat.plain(event.quantity),
+        ]
         for key in event.properties.keys.sorted() {
             parts.append(key)
             switch event.properties[key] {

@@ -37,12 +37,15 @@ public enum RFC3339 {
 
     /// Years outside 0...9999 (not RFC 3339, which has four-digit years; written as the digits
     /// they have, with a sign when negative).
-    private static func formatWide(_ y: Int64, _ m: Int64, _ d: Int64, _ secondOfDay: Int64, _ millis: Int64, _ fractional: Bool) -> String {
+    private static func formatWide(
+        _ y: Int64, _ m: Int64, _ d: Int64, _ secondOfDay: Int64, _ millis: Int64, _ fractional: Bool
+    ) -> String {
         func pad(_ v: Int64, _ width: Int) -> String {
             let digits = String(abs(v))
             return (v < 0 ? "-" : "") + String(repeating: "0", count: max(0, width - digits.count)) + digits
         }
-        var text = "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2))"
+        var text =
+            "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2))"
         if fractional { text += "." + pad(millis, 3) }
         return text + "Z"
     }
@@ -65,7 +68,8 @@ public enum RFC3339 {
     static func parseUTC(_ text: String) -> FastParse {
         let b = Array(text.utf8)
         guard b.count >= 20, b[4] == 45, b[7] == 45, b[10] == 84 || b[10] == 116, b[13] == 58, b[16] == 58,
-              b[b.count - 1] == 90 || b[b.count - 1] == 122 else { return .otherForm }
+            b[b.count - 1] == 90 || b[b.count - 1] == 122
+        else { return .otherForm }
         func num(_ from: Int, _ count: Int) -> Int64? {
             var v: Int64 = 0
             for i in from..<(from + count) {
@@ -75,8 +79,10 @@ public enum RFC3339 {
             }
             return v
         }
-        guard let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2), let h = num(11, 2), let mi = num(14, 2), let s = num(17, 2),
-              (1...12).contains(mo), d >= 1, d <= daysIn(month: mo, year: y), h < 24, mi < 60, s < 61 else { return .invalid }
+        guard let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2), let h = num(11, 2), let mi = num(14, 2),
+            let s = num(17, 2),
+            (1...12).contains(mo), d >= 1, d <= daysIn(month: mo, year: y), h < 24, mi < 60, s < 61
+        else { return .invalid }
         var fraction = 0.0
         if b.count > 20 {
             guard b[19] == 46, b.count > 21 else { return .invalid }
@@ -142,11 +148,12 @@ public enum DecimalFormat {
         return Decimal(n) == value ? n : nil
     }
 
-
     /// Parses a plain decimal string (`150`, `-0.25`, `1e3`), or nil when it is not one.
     public static func parse(_ text: String) -> Decimal? {
         let utf8 = text.utf8
-        if utf8.count <= 18, let first = utf8.first, first != UInt8(ascii: "+"), let n = Int64(text) { return Decimal(n) }
+        if utf8.count <= 18, let first = utf8.first, first != UInt8(ascii: "+"), let n = Int64(text) {
+            return Decimal(n)
+        }
         guard let d = Decimal(string: text, locale: posix), !d.isNaN else { return nil }
         return d
     }

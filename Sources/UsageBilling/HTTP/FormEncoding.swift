@@ -60,7 +60,10 @@ public enum FormEncoding {
                 let part = UnsafeBufferPointer(rebasing: bytes[start..<end])
                 let eq = part.firstIndex(of: UInt8(ascii: "=")) ?? part.endIndex
                 guard let key = component(UnsafeBufferPointer(rebasing: part[..<eq])),
-                      let value = component(eq < part.endIndex ? UnsafeBufferPointer(rebasing: part[(eq + 1)...]) : UnsafeBufferPointer(rebasing: part[eq...]))
+                    let value = component(
+                        eq < part.endIndex
+                            ? UnsafeBufferPointer(rebasing: part[(eq + 1)...])
+                            : UnsafeBufferPointer(rebasing: part[eq...]))
                 else { return nil }
                 pairs.append((key, value))
             }
@@ -79,7 +82,9 @@ public enum FormEncoding {
             switch bytes[i] {
             case UInt8(ascii: "+"): out.append(UInt8(ascii: " "))
             case UInt8(ascii: "%"):
-                guard i + 2 < bytes.count, let high = hexValue(bytes[i + 1]), let low = hexValue(bytes[i + 2]) else { return nil }
+                guard i + 2 < bytes.count, let high = hexValue(bytes[i + 1]), let low = hexValue(bytes[i + 2]) else {
+                    return nil
+                }
                 out.append(high << 4 | low)
                 i += 2
             default: out.append(bytes[i])
@@ -90,7 +95,9 @@ public enum FormEncoding {
     }
 
     private static func unescape(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
-        guard bytes.contains(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "%") }) else { return String(decoding: bytes, as: UTF8.self) }
+        guard bytes.contains(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "%") }) else {
+            return String(decoding: bytes, as: UTF8.self)
+        }
         return unescape(String(decoding: bytes, as: UTF8.self))
     }
 
@@ -98,7 +105,9 @@ public enum FormEncoding {
     /// form body).
     private static let unreserved: [Bool] = {
         var table = [Bool](repeating: false, count: 256)
-        for byte in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789*-._".utf8 { table[Int(byte)] = true }
+        for byte in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789*-._".utf8 {
+            table[Int(byte)] = true
+        }
         return table
     }()
     private static let hexDigits = Array("0123456789ABCDEF".utf8)

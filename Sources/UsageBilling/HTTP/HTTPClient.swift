@@ -52,7 +52,9 @@ public struct HTTPRequest: Sendable, Hashable {
     public var timeout: Duration?
 
     /// A request.
-    public init(method: HTTPMethod, url: String, headers: HeaderFields = [:], body: Data? = nil, timeout: Duration? = nil) {
+    public init(
+        method: HTTPMethod, url: String, headers: HeaderFields = [:], body: Data? = nil, timeout: Duration? = nil
+    ) {
         self.method = method
         self.url = url
         self.headers = headers
@@ -171,8 +173,13 @@ extension HeaderFields: CustomReflectable {
     /// Each field with credentials masked, as ``description`` shows them: `dump` and debuggers
     /// never see an `Authorization` value.
     public var customMirror: Mirror {
-        Mirror(self, children: fields.map { (label: $0.name, value: Redaction.isSensitiveHeader($0.name) ? Redaction.mask($0.value) : $0.value) as Mirror.Child },
-               displayStyle: .dictionary)
+        Mirror(
+            self,
+            children: fields.map {
+                (label: $0.name, value: Redaction.isSensitiveHeader($0.name) ? Redaction.mask($0.value) : $0.value)
+                    as Mirror.Child
+            },
+            displayStyle: .dictionary)
     }
 }
 

@@ -140,7 +140,8 @@ struct JSONParser {
                 case UInt8(ascii: "u"):
                     var scalar = try hex4()
                     if (0xD800..<0xDC00).contains(scalar) {  // a surrogate pair
-                        guard bytes.count - at >= 6, bytes[at] == UInt8(ascii: "\\"), bytes[at + 1] == UInt8(ascii: "u") else { throw Invalid() }
+                        guard bytes.count - at >= 6, bytes[at] == UInt8(ascii: "\\"), bytes[at + 1] == UInt8(ascii: "u")
+                        else { throw Invalid() }
                         at += 2
                         let low = try hex4()
                         guard (0xDC00..<0xE000).contains(low) else { throw Invalid() }

@@ -13,12 +13,19 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
     /// Decodes any JSON value.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let n = try? c.decode(Double.self) { self = .number(n) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let n = try? c.decode(Double.self) {
+            self = .number(n)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? c.decode([JSONValue].self) {
+            self = .array(a)
+        } else {
+            self = .object(try c.decode([String: JSONValue].self))
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -124,7 +131,8 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
         return Data(arrayBytes(elements, prefix: prefix, suffix: "}"))
     }
 
-    private static func arrayBytes(_ elements: [EncodedJSON], prefix: some Collection<UInt8>, suffix: String) -> [UInt8] {
+    private static func arrayBytes(_ elements: [EncodedJSON], prefix: some Collection<UInt8>, suffix: String) -> [UInt8]
+    {
         var out = [UInt8]()
         out.reserveCapacity(elements.reduce(prefix.count + 2 + suffix.utf8.count) { $0 + $1.bytes.count + 1 })
         out.append(contentsOf: prefix)

@@ -19,7 +19,10 @@ public struct PaginatorSequence<Token: Sendable & Hashable, Item: Sendable>: Asy
     let fetch: @Sendable (Token?) async throws -> Page
 
     /// Pages from `start` (nil: the list's first page), each read by `fetch`.
-    public init(_ what: String, start: Token? = nil, maxPages: Int = 10_000, fetch: @escaping @Sendable (Token?) async throws -> Page) {
+    public init(
+        _ what: String, start: Token? = nil, maxPages: Int = 10_000,
+        fetch: @escaping @Sendable (Token?) async throws -> Page
+    ) {
         self.start = start
         self.what = what
         self.maxPages = maxPages
@@ -52,16 +55,18 @@ public struct PaginatorSequence<Token: Sendable & Hashable, Item: Sendable>: Asy
             guard case .next(let token) = state else { return nil }
             guard pages < sequence.maxPages else {
                 state = .done
-                throw UsageBillingError(.unexpectedResponse, "\(sequence.what) kept giving a next page after \(sequence.maxPages) pages",
-                                        fix: "narrow the range or the filters; if it persists, the provider's list is looping")
+                throw UsageBillingError(
+                    .unexpectedResponse, "\(sequence.what) kept giving a next page after \(sequence.maxPages) pages",
+                    fix: "narrow the range or the filters; if it persists, the provider's list is looping")
             }
             pages += 1
             let page = try await sequence.fetch(token)
             if let next = page.next {
                 guard seen.insert(next).inserted, next != sequence.start else {
                     state = .done
-                    throw UsageBillingError(.unexpectedResponse, "\(sequence.what) gave the page token \(next) twice",
-                                            fix: "the provider's list is looping; retry later")
+                    throw UsageBillingError(
+                        .unexpectedResponse, "\(sequence.what) gave the page token \(next) twice",
+                        fix: "the provider's list is looping; retry later")
                 }
                 state = .next(next)
             } else {

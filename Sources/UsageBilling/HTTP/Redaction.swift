@@ -47,7 +47,9 @@ public enum Redaction {
         for scheme in ["Bearer ", "Basic "] where value.hasPrefix(scheme) {
             return scheme + mask(String(value.dropFirst(scheme.count)))
         }
-        if let range = value.range(of: "_", options: .backwards), value.distance(from: value.startIndex, to: range.upperBound) <= 9 {
+        if let range = value.range(of: "_", options: .backwards),
+            value.distance(from: value.startIndex, to: range.upperBound) <= 9
+        {
             return String(value[..<range.upperBound]) + "REDACTED"
         }
         return "REDACTED"
@@ -56,7 +58,8 @@ public enum Redaction {
     /// A URL with its password, if any, replaced by `REDACTED` (`postgres://u:REDACTED@host/db`).
     public static func maskURLPassword(_ url: String) -> String {
         guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].lastIndex(of: "@"),
-              let colon = url[scheme.upperBound..<at].firstIndex(of: ":") else { return url }
+            let colon = url[scheme.upperBound..<at].firstIndex(of: ":")
+        else { return url }
         return String(url[..<url.index(after: colon)]) + "REDACTED" + String(url[at...])
     }
 }

@@ -130,8 +130,9 @@ extension DeliveryOutcome {
         switch error.code {
         case .timeout, .transport:
             if error.mayHaveReachedServer { return .possiblyDelivered }
-            return .retryable(RetryableReason(error.code == .timeout ? .timeout : .transport, message: error.message),
-                              retryAfter: nil)
+            return .retryable(
+                RetryableReason(error.code == .timeout ? .timeout : .transport, message: error.message),
+                retryAfter: nil)
         default:
             return nil
         }

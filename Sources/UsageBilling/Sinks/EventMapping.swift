@@ -16,11 +16,15 @@ public struct EventMapping: Sendable, Hashable, Decodable {
     public var customers: [String: String]
 
     /// The settings keys a mapping reads.
-    public static let keys: Set<String> = ["event_name", "event_names", "quantity_property", "extra_properties", "customers"]
+    public static let keys: Set<String> = [
+        "event_name", "event_names", "quantity_property", "extra_properties", "customers",
+    ]
 
     /// A mapping; `quantityProperty` is the provider's conventional default.
-    public init(eventName: String? = nil, eventNames: [String: String] = [:], quantityProperty: String,
-                extraProperties: [String: UsageValue] = [:], customers: [String: String] = [:]) {
+    public init(
+        eventName: String? = nil, eventNames: [String: String] = [:], quantityProperty: String,
+        extraProperties: [String: UsageValue] = [:], customers: [String: String] = [:]
+    ) {
         self.eventName = eventName
         self.eventNames = eventNames
         self.quantityProperty = quantityProperty
@@ -67,13 +71,17 @@ public struct EventMapping: Sendable, Hashable, Decodable {
     /// or a local rejection when a property would overwrite the quantity.
     public func properties(for event: UsageEvent) -> Result<[String: UsageValue], RejectionReason> {
         if event.properties[quantityProperty] != nil {
-            return .failure(.local("property_conflicts_with_quantity", field: "properties.\(quantityProperty)",
-                                   "property '\(quantityProperty)' would overwrite the quantity; rename the property or set quantity_property"))
+            return .failure(
+                .local(
+                    "property_conflicts_with_quantity", field: "properties.\(quantityProperty)",
+                    "property '\(quantityProperty)' would overwrite the quantity; rename the property or set quantity_property"
+                ))
         }
         if event.properties.keys.contains(where: \.isEmpty) {
             return .failure(.local("property_name_empty", field: "properties", "a property has an empty name"))
         }
-        var all = extraProperties.isEmpty ? event.properties : extraProperties.merging(event.properties) { _, own in own }
+        var all =
+            extraProperties.isEmpty ? event.properties : extraProperties.merging(event.properties) { _, own in own }
         all[quantityProperty] = .number(event.quantity)
         return .success(all)
     }
@@ -91,17 +99,26 @@ public struct EventMapping: Sendable, Hashable, Decodable {
     /// Maps `event` (name, customer, properties with the quantity, encoded in `style`), or a local
     /// rejection: no name, no customer, a property clashing with the quantity, a value `style`
     /// cannot carry. `provider` and `advice` go into the messages.
-    public func map(_ event: UsageEvent, style: PropertyEncoding.Style, provider: String, advice: String) -> Result<Mapped, RejectionReason> {
+    public func map(_ event: UsageEvent, style: PropertyEncoding.Style, provider: String, advice: String) -> Result<
+        Mapped, RejectionReason
+    > {
         let name = providerEventName(for: event)
-        if name.isEmpty { return .failure(.local("event_name_missing", field: "name", "the event has no name; \(provider) needs one")) }
+        if name.isEmpty {
+            return .failure(.local("event_name_missing", field: "name", "the event has no name; \(provider) needs one"))
+        }
         let customer = providerCustomer(for: event)
-        if customer.isEmpty { return .failure(.local("customer_missing", field: "customer", "the event has no customer; \(provider) needs one")) }
+        if customer.isEmpty {
+            return .failure(
+                .local("customer_missing", field: "customer", "the event has no customer; \(provider) needs one"))
+        }
         switch properties(for: event) {
         case .failure(let reason):
             return .failure(reason)
         case .success(let properties):
-            return PropertyEncoding.encode(properties, style: style, quantityProperty: quantityProperty, provider: provider, advice: advice)
-                .map { Mapped(eventName: name, customer: customer, properties: $0) }
+            return PropertyEncoding.encode(
+                properties, style: style, quantityProperty: quantityProperty, provider: provider, advice: advice
+            )
+            .map { Mapped(eventName: name, customer: customer, properties: $0) }
         }
     }
 }

@@ -38,7 +38,10 @@ public struct IngestDoorRequest: Sendable {
     public var headers: [(name: String, value: String)]
     public var body: Data
 
-    public init(method: String, path: String, query: [(name: String, value: String)] = [], headers: [(name: String, value: String)] = [], body: Data = Data()) {
+    public init(
+        method: String, path: String, query: [(name: String, value: String)] = [],
+        headers: [(name: String, value: String)] = [], body: Data = Data()
+    ) {
         self.method = method
         self.path = path
         self.query = query
@@ -53,14 +56,17 @@ public struct IngestDoorRequest: Sendable {
 
     /// The bearer token of `Authorization: Bearer …` (the scheme in any case).
     public var bearerToken: String? {
-        guard let value = header("Authorization"), value.count > 7, value.prefix(7).lowercased() == "bearer " else { return nil }
+        guard let value = header("Authorization"), value.count > 7, value.prefix(7).lowercased() == "bearer " else {
+            return nil
+        }
         return String(value.dropFirst(7)).trimmingCharacters(in: .whitespaces)
     }
 
     /// The user name of `Authorization: Basic …` (where SDKs put an API key), if any.
     public var basicUser: String? {
         guard let value = header("Authorization"), value.count > 6, value.prefix(6).lowercased() == "basic ",
-              let data = Data(base64Encoded: String(value.dropFirst(6)).trimmingCharacters(in: .whitespaces)) else { return nil }
+            let data = Data(base64Encoded: String(value.dropFirst(6)).trimmingCharacters(in: .whitespaces))
+        else { return nil }
         let text = String(decoding: data, as: UTF8.self)
         return String(text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
     }
@@ -80,8 +86,11 @@ public struct IngestDoorResponse: Sendable, Error {
     }
 
     /// A JSON answer.
-    public static func json(_ status: Int, _ value: JSONValue, headers: [(name: String, value: String)] = []) -> IngestDoorResponse {
-        IngestDoorResponse(status: status, headers: [("Content-Type", "application/json")] + headers, body: value.encoded())
+    public static func json(_ status: Int, _ value: JSONValue, headers: [(name: String, value: String)] = [])
+        -> IngestDoorResponse
+    {
+        IngestDoorResponse(
+            status: status, headers: [("Content-Type", "application/json")] + headers, body: value.encoded())
     }
 }
 
@@ -126,7 +135,9 @@ public struct IngestDoorContext: Sendable {
     /// case nothing was recorded. An event without a quantity (`hasQuantity` false) is refused,
     /// naming `quantityField` (where the door's format carries it), unless every route it takes
     /// counts events.
-    public let record: @Sendable (_ events: [(event: UsageEvent, hasQuantity: Bool)], _ quantityField: String) async throws -> [IngestDoorResult]
+    public let record:
+        @Sendable (_ events: [(event: UsageEvent, hasQuantity: Bool)], _ quantityField: String) async throws ->
+            [IngestDoorResult]
     /// `serve.compat.<prefix>`: the door's checked settings.
     public let settings: [String: JSONValue]
     /// The most events one request may carry (`serve.max_events_per_request`).
@@ -135,9 +146,12 @@ public struct IngestDoorContext: Sendable {
     /// door hands out and checks later (Stripe's meter event sessions) without shared state.
     public let signingKey: [UInt8]
 
-    public init(authorises: @escaping @Sendable (String) -> Bool,
-                record: @escaping @Sendable ([(event: UsageEvent, hasQuantity: Bool)], String) async throws -> [IngestDoorResult],
-                settings: [String: JSONValue], maxEvents: Int, signingKey: [UInt8]) {
+    public init(
+        authorises: @escaping @Sendable (String) -> Bool,
+        record:
+            @escaping @Sendable ([(event: UsageEvent, hasQuantity: Bool)], String) async throws -> [IngestDoorResult],
+        settings: [String: JSONValue], maxEvents: Int, signingKey: [UInt8]
+    ) {
         self.authorises = authorises
         self.record = record
         self.settings = settings
@@ -161,9 +175,16 @@ public enum HMACSHA256 {
 /// property, named by the door's `quantity_property` setting, and the rest stay properties.
 public enum IngestDoorProperties {
     /// The problem with a `quantity_property` setting, if any.
-    public static func checkQuantityProperty(_ settings: [String: JSONValue]) -> [(key: String, message: String, fix: String)] {
+    public static func checkQuantityProperty(_ settings: [String: JSONValue]) -> [(
+        key: String, message: String, fix: String
+    )] {
         if let value = settings["quantity_property"], value.stringValue?.isEmpty ?? true {
-            return [("quantity_property", "quantity_property must be a property name", "write e.g. quantity_property: tokens")]
+            return [
+                (
+                    "quantity_property", "quantity_property must be a property name",
+                    "write e.g. quantity_property: tokens"
+                )
+            ]
         }
         return []
     }
@@ -172,15 +193,21 @@ public enum IngestDoorProperties {
     /// absent) and the rest, or the problems (each naming `properties.<name>`). `door` names the
     /// setting in a problem (`serve.compat.<door>.quantity_property`).
     public static func split(_ properties: JSONValue?, quantityProperty: String, door: String)
-        -> (quantity: Decimal, hasQuantity: Bool, properties: [String: UsageValue], problems: [String]) {
+        -> (quantity: Decimal, hasQuantity: Bool, properties: [String: UsageValue], problems: [String])
+    {
         var quantity = Decimal(1), hasQuantity = false
         var rest: [String: UsageValue] = [:]
         var problems: [String] = []
         guard case .object(let props)? = properties else { return (quantity, hasQuantity, rest, problems) }
         for (name, value) in props.sorted(by: { $0.key < $1.key }) {
             if name == quantityProperty {
-                guard let q = value.stringValue.flatMap(DecimalFormat.parse) ?? value.numberValue.flatMap({ DecimalFormat.parse("\($0)") }) else {
-                    problems.append("properties.\(name) must be a number (the quantity; serve.compat.\(door).quantity_property names it)")
+                guard
+                    let q = value.stringValue.flatMap(DecimalFormat.parse)
+                        ?? value.numberValue.flatMap({ DecimalFormat.parse("\($0)") })
+                else {
+                    problems.append(
+                        "properties.\(name) must be a number (the quantity; serve.compat.\(door).quantity_property names it)"
+                    )
                     continue
                 }
                 quantity = q

@@ -12,8 +12,10 @@ public enum PropertyEncoding {
 
     /// Encodes `properties`; `quantityProperty` names the property holding the quantity (for the
     /// rejection's field), `advice` says what to do when a number cannot be carried.
-    public static func encode(_ properties: [String: UsageValue], style: Style, quantityProperty: String,
-                              provider: String, advice: String) -> Result<[String: JSONValue], RejectionReason> {
+    public static func encode(
+        _ properties: [String: UsageValue], style: Style, quantityProperty: String,
+        provider: String, advice: String
+    ) -> Result<[String: JSONValue], RejectionReason> {
         var json = [String: JSONValue](minimumCapacity: properties.count)
         for (key, value) in properties {
             switch (value, style) {
@@ -23,9 +25,12 @@ public enum PropertyEncoding {
             case (.number(let d), .numbersAsStrings): json[key] = .string(DecimalFormat.plain(d))
             case (.number(let d), .typed):
                 guard let exact = DecimalFormat.exactDouble(d) else {
-                    return .failure(.local(
-                        "value_not_representable", field: key == quantityProperty ? "quantity" : "properties.\(key)",
-                        "\(provider) takes JSON numbers; \(DecimalFormat.plain(d)) has more digits than a JSON number keeps exactly. \(advice)"))
+                    return .failure(
+                        .local(
+                            "value_not_representable",
+                            field: key == quantityProperty ? "quantity" : "properties.\(key)",
+                            "\(provider) takes JSON numbers; \(DecimalFormat.plain(d)) has more digits than a JSON number keeps exactly. \(advice)"
+                        ))
                 }
                 json[key] = .number(exact)
             }

@@ -3,7 +3,9 @@
 /// the provider registry makes it usable from a config file.
 public struct ProviderKind: Sendable {
     /// Builds a sink from the provider's settings object.
-    public typealias SinkFactory = @Sendable (_ settings: JSONValue, _ client: any HTTPClient, _ clock: any UsageClock, _ name: String) throws -> any UsageSink
+    public typealias SinkFactory =
+        @Sendable (_ settings: JSONValue, _ client: any HTTPClient, _ clock: any UsageClock, _ name: String) throws ->
+        any UsageSink
 
     /// The `kind:` value in the config (`stripe`).
     public let name: String
@@ -14,7 +16,8 @@ public struct ProviderKind: Sendable {
     /// Builds the sink; throws `.invalidInput`/`.configuration` naming the bad key.
     public let makeSink: SinkFactory
     /// Builds the provider's read-back (for reconciliation), or nil when the provider has none.
-    public typealias ReadBackFactory = @Sendable (_ settings: JSONValue, _ client: any HTTPClient) throws -> (any UsageReadBack)?
+    public typealias ReadBackFactory =
+        @Sendable (_ settings: JSONValue, _ client: any HTTPClient) throws -> (any UsageReadBack)?
     /// Builds the read-back; nil when the provider cannot report totals at all.
     public let makeReadBack: ReadBackFactory?
     /// How long one request may wait for its answer unless the config's `timeout` says otherwise:
@@ -32,10 +35,12 @@ public struct ProviderKind: Sendable {
     public let notice: String?
 
     /// A provider kind.
-    public init(name: String, settingsKeys: Set<String>, secretKeys: Set<String>, requestTimeout: Duration = .seconds(30),
-                answerTime: Duration = .milliseconds(500),
-                makeSink: @escaping SinkFactory, makeReadBack: ReadBackFactory? = nil, tools: ProviderTools = ProviderTools(),
-                notice: String? = nil) {
+    public init(
+        name: String, settingsKeys: Set<String>, secretKeys: Set<String>, requestTimeout: Duration = .seconds(30),
+        answerTime: Duration = .milliseconds(500),
+        makeSink: @escaping SinkFactory, makeReadBack: ReadBackFactory? = nil, tools: ProviderTools = ProviderTools(),
+        notice: String? = nil
+    ) {
         self.name = name
         self.notice = notice
         self.tools = tools

@@ -22,16 +22,22 @@ extension ProviderKind {
     public init<Settings: ProviderSettings>(
         name: String, settings: Settings.Type, secretKeys: Set<String>, requestTimeout: Duration = .seconds(30),
         answerTime: Duration = .milliseconds(500),
-        sink: @escaping @Sendable (_ settings: Settings, _ client: any HTTPClient, _ clock: any UsageClock, _ name: String) throws -> any UsageSink,
+        sink:
+            @escaping @Sendable (
+                _ settings: Settings, _ client: any HTTPClient, _ clock: any UsageClock, _ name: String
+            ) throws -> any UsageSink,
         readBack: (@Sendable (_ settings: Settings, _ client: any HTTPClient) throws -> (any UsageReadBack)?)? = nil,
         tools: ProviderTools = ProviderTools(), notice: String? = nil
     ) {
-        let makeSink: SinkFactory = { json, client, clock, name in try sink(Settings.decode(json), client, clock, name) }
+        let makeSink: SinkFactory = { json, client, clock, name in try sink(Settings.decode(json), client, clock, name)
+        }
         var makeReadBack: ReadBackFactory?
         if let readBack {
             makeReadBack = { json, client in try readBack(Settings.decode(json), client) }
         }
-        self.init(name: name, settingsKeys: Settings.keys, secretKeys: secretKeys, requestTimeout: requestTimeout, answerTime: answerTime,
-                  makeSink: makeSink, makeReadBack: makeReadBack, tools: tools, notice: notice)
+        self.init(
+            name: name, settingsKeys: Settings.keys, secretKeys: secretKeys, requestTimeout: requestTimeout,
+            answerTime: answerTime,
+            makeSink: makeSink, makeReadBack: makeReadBack, tools: tools, notice: notice)
     }
 }

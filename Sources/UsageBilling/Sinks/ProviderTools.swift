@@ -15,10 +15,12 @@ public struct ProviderTools: Sendable {
     /// `.invalidInput` on anything else.
     public var rejectionReport: (@Sendable (_ body: Data) throws -> RejectionReport)?
 
-    public init(placeholderSecret: String = "REDACTED_demo",
-                summary: (@Sendable (_ settings: JSONValue, _ client: any HTTPClient) throws -> any UsageSummarizer)? = nil,
-                meters: (@Sendable (_ settings: JSONValue, _ client: any HTTPClient) throws -> any MeterManager)? = nil,
-                rejectionReport: (@Sendable (_ body: Data) throws -> RejectionReport)? = nil) {
+    public init(
+        placeholderSecret: String = "REDACTED_demo",
+        summary: (@Sendable (_ settings: JSONValue, _ client: any HTTPClient) throws -> any UsageSummarizer)? = nil,
+        meters: (@Sendable (_ settings: JSONValue, _ client: any HTTPClient) throws -> any MeterManager)? = nil,
+        rejectionReport: (@Sendable (_ body: Data) throws -> RejectionReport)? = nil
+    ) {
         self.placeholderSecret = placeholderSecret
         self.summary = summary
         self.meters = meters
@@ -40,7 +42,10 @@ public struct SummaryQuery: Sendable {
     /// The provider's subscription id.
     public var subscription: String?
 
-    public init(from: Date, to: Date, window: ReadBackGranularity? = nil, meter: String? = nil, customer: String? = nil, subscription: String? = nil) {
+    public init(
+        from: Date, to: Date, window: ReadBackGranularity? = nil, meter: String? = nil, customer: String? = nil,
+        subscription: String? = nil
+    ) {
         self.from = from
         self.to = to
         self.window = window
@@ -52,7 +57,8 @@ public struct SummaryQuery: Sendable {
     /// `value`, or `.invalidInput` saying that `provider` needs `--flag`.
     public func require(_ value: String?, _ flag: String, provider: String, what: String) throws -> String {
         guard let value, !value.isEmpty else {
-            throw UsageBillingError(.invalidInput, "\(provider)'s summary needs --\(flag)", fix: "pass --\(flag) with \(what)", field: flag)
+            throw UsageBillingError(
+                .invalidInput, "\(provider)'s summary needs --\(flag)", fix: "pass --\(flag) with \(what)", field: flag)
         }
         return value
     }
@@ -114,7 +120,8 @@ public struct RejectionReport: Sendable {
     /// Refusals the report counts but does not name, by code.
     public var unattributed: [String: Int]
 
-    public init(type: String, rejections: [(identifier: String, reason: RejectionReason)], unattributed: [String: Int]) {
+    public init(type: String, rejections: [(identifier: String, reason: RejectionReason)], unattributed: [String: Int])
+    {
         self.type = type
         self.rejections = rejections
         self.unattributed = unattributed

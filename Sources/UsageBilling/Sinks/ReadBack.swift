@@ -73,11 +73,14 @@ public protocol UsageReadBack: Sendable {
     /// The totals the provider reports for `customer` and `meters` over [from, to), in windows
     /// of `granularity` (or one total, for ``ReadBackWindowing/wholeRange``). `from` and `to`
     /// are on the window grid of ``windowing(customer:)``. Every page is read.
-    func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws -> [ReportedUsage]
+    func usage(customer: String, meters: [String], from: Date, to: Date, granularity: ReadBackGranularity) async throws
+        -> [ReportedUsage]
 }
 
 extension UsageReadBack {
-    public func windowing(customer: String) async throws -> ReadBackWindowing { .aligned(TimeZone(identifier: "UTC") ?? .current) }
+    public func windowing(customer: String) async throws -> ReadBackWindowing {
+        .aligned(TimeZone(identifier: "UTC") ?? .current)
+    }
 }
 
 extension Decimal {
