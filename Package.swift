@@ -64,16 +64,32 @@ let package = Package(
             swiftSettings: strict
         ),
         // The conformance kit contributors depend on: fixtures, replay/recording clients,
-        // scenario catalogue and runner, test clock, loopback HTTP server.
+        // scenario catalogue and runner, test clock, secret scanner.
         .target(
             name: "UsageBillingTesting",
+            dependencies: ["UsageBilling"],
+            path: "Sources/UsageBillingTesting",
+            swiftSettings: strict
+        ),
+        // A small HTTP/1.1 server on a loopback port (SwiftNIO): the emulator's, and the tests'
+        // stand-in servers.
+        .target(
+            name: "LoopbackHTTP",
             dependencies: [
                 "UsageBilling",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
-            path: "Sources/UsageBillingTesting",
+            path: "Sources/LoopbackHTTP",
+            swiftSettings: strict
+        ),
+        // This repository's own test support, not shipped: child processes, a PostgreSQL server
+        // in a temporary directory, headless Chromium, closed ports, `eventually`.
+        .target(
+            name: "UsageTestSupport",
+            dependencies: ["UsageBilling", "LoopbackHTTP"],
+            path: "Sources/UsageTestSupport",
             swiftSettings: strict
         ),
         // Routing config (YAML/JSON), the dual-write Router, the provider registry, import.
@@ -116,7 +132,7 @@ let package = Package(
         // implements (SwiftNIO, loopback); no provider in it.
         .target(
             name: "UsageEmulatorCore",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageRouting"],
+            dependencies: ["UsageBilling", "LoopbackHTTP", "UsageRouting"],
             path: "Sources/UsageEmulatorCore",
             swiftSettings: strict
         ),
@@ -153,7 +169,7 @@ let package = Package(
             name: "usage-billing",
             dependencies: [
                 "UsageServe", "UsageCockpit",
-                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders",
+                "UsageBilling", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders",
                 "UsageSpool", "UsageEmulator",
                 "UsageReconciliation",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -168,7 +184,7 @@ let package = Package(
         .executableTarget(
             name: "usage-billing-bench",
             dependencies: [
-                "UsageBilling", "UsageBillingCurl", "UsageBillingTesting", "CCurl", "UsageRouting",
+                "UsageBilling", "UsageBillingCurl", "UsageTestSupport", "CCurl", "UsageRouting",
                 "UsageBillingProviders", "UsageSpool", "UsageEmulator",
             ],
             path: "Benchmarks/Sources",
@@ -176,28 +192,31 @@ let package = Package(
         ),
         .testTarget(
             name: "UsageBillingTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting"],
+            dependencies: ["UsageTestSupport", "UsageBilling", "UsageBillingTesting"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "CurlTests",
-            dependencies: ["UsageBilling", "UsageBillingCurl", "UsageBillingTesting"],
+            dependencies: ["UsageTestSupport", "UsageBilling", "UsageBillingCurl", "UsageBillingTesting"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders"]
+            dependencies: [
+                "UsageTestSupport", "UsageBilling", "UsageBillingTesting", "UsageRouting", "UsageBillingProviders",
+            ]
                 + providerModules,
             swiftSettings: strict
         ),
         .testTarget(
             name: "StripeTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "StripeUsage"],
+            dependencies: ["UsageTestSupport", "UsageBilling", "UsageBillingTesting", "StripeUsage"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "RoutingTests",
             dependencies: [
+                "UsageTestSupport",
                 "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders",
             ],
             swiftSettings: strict
@@ -205,6 +224,7 @@ let package = Package(
         .testTarget(
             name: "SpoolTests",
             dependencies: [
+                "UsageTestSupport",
                 "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders",
                 "UsageSpool", "StripeUsage", "UsageEmulator",
                 "usage-billing", .product(name: "Metrics", package: "swift-metrics"),
@@ -217,6 +237,7 @@ let package = Package(
         .testTarget(
             name: "EmulatorTests",
             dependencies: [
+                "UsageTestSupport",
                 "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "UsageRouting",
                 "UsageBillingProviders", "UsageSpool", "UsageReconciliation",
             ] + providerModules,
@@ -225,6 +246,7 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
+                "UsageTestSupport",
                 "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "StripeUsage", "UsageSpool",
                 "UsageServe", "usage-billing",
             ],
@@ -232,12 +254,15 @@ let package = Package(
         ),
         .testTarget(
             name: "CockpitTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting", "UsageCockpit", "UsageReconciliation", "UsageSpool"],
+            dependencies: [
+                "UsageTestSupport", "UsageBilling", "UsageBillingTesting", "UsageCockpit", "UsageReconciliation",
+                "UsageSpool",
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "BatchProviderTests",
-            dependencies: ["UsageBilling", "UsageBillingTesting"] + providerModules,
+            dependencies: ["UsageTestSupport", "UsageBilling", "UsageBillingTesting"] + providerModules,
             swiftSettings: strict
         ),
     ]

@@ -6,7 +6,7 @@ import UsageBillingProviders
 import UsageEmulator
 import UsageRouting
 import UsageSpool
-import UsageBillingTesting
+import UsageTestSupport
 
 /// One adapter's end-to-end run: spool → worker → curl → emulator.
 struct AdapterRun {

@@ -2,9 +2,9 @@ import Foundation
 import UsageBilling
 import UsageBillingCurl
 import UsageBillingProviders
-import UsageBillingTesting
 import UsageRouting
 import UsageSpool
+import UsageTestSupport
 
 /// SQLite and PostgreSQL side by side in one run, on this machine: `record` with 16 writers at 1
 /// and at 100 events per call, and delivery of `count` events over four lanes (OpenMeter at a

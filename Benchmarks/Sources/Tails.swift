@@ -1,9 +1,9 @@
 import Foundation
 import UsageBilling
 import UsageBillingProviders
-import UsageBillingTesting
 import UsageRouting
 import UsageSpool
+import UsageTestSupport
 
 /// Tail tolerance as a user's worker sees it: for a Stripe v1 lane (live key, its default pace,
 /// 50 customers) and an Orb lane (10 events per request), `count` events are recorded in a

@@ -23,10 +23,10 @@ import CCurl
 import Foundation
 import UsageBilling
 import UsageBillingCurl
-import UsageBillingTesting
 import UsageBillingProviders
 import UsageRouting
 import UsageSpool
+import UsageTestSupport
 
 struct Options {
     var requests = 5_000

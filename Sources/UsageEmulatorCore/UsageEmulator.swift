@@ -1,6 +1,6 @@
 import Foundation
 import UsageBilling
-import UsageBillingTesting
+import LoopbackHTTP
 
 /// One request as a provider emulation sees it: the path below the provider's prefix.
 public struct EmulatedRequest: Sendable {

@@ -6,6 +6,7 @@ import PaddleUsage
 import Testing
 import UsageBilling
 import UsageBillingTesting
+import UsageTestSupport
 
 /// A provider under batch test: how to build its sink with a batch limit, what success looks
 /// like, and how to read event ids back out of a request body.

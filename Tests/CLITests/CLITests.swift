@@ -3,6 +3,7 @@ import Testing
 import UsageBilling
 import UsageBillingTesting
 import UsageEmulator
+import UsageTestSupport
 
 /// Runs the built `usage-billing` binary (built with the tests: this target depends on it).
 struct CLI {

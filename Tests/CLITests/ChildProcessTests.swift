@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UsageBillingTesting
+import UsageTestSupport
 
 /// The spawner the CLI and crash tests use instead of Foundation's `Process`.
 @Suite("ChildProcess")

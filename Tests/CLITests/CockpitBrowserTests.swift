@@ -3,6 +3,7 @@ import Testing
 import UsageBilling
 import UsageBillingTesting
 import UsageEmulator
+import UsageTestSupport
 
 /// The cockpit's pages in a real browser (headless Chromium): the reconciliation report and the
 /// status page as files, and the live status page of `serve`. Each is checked for its rows and

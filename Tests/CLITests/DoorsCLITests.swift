@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UsageBilling
 import UsageBillingTesting
+import UsageTestSupport
 
 /// The doors a person or a file comes in by, met as a user meets them: the built binary, a real
 /// spool file, another Unix user for permissions.

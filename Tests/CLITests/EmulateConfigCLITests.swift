@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UsageBilling
 import UsageBillingTesting
+import UsageTestSupport
 
 /// `emulate -c routing.yaml` makes the emulator's meters read events as the config sends them
 /// (here OpenMeter's `quantity_property: gb_hours`), so the README's flow against a separate

@@ -4,6 +4,7 @@ import UsageBilling
 import UsageBillingTesting
 import UsageEmulator
 import UsageSpool
+import UsageTestSupport
 
 /// Many processes on one PostgreSQL ledger: the real binary, a real server, the emulator.
 @Suite("Fleet on a shared ledger", .timeLimit(.minutes(5)))

@@ -4,6 +4,7 @@ import UsageBilling
 import UsageBillingTesting
 import UsageEmulator
 import UsageSpool
+import UsageTestSupport
 
 /// Events recorded under one routing config, then the config edited while they sit in the spool,
 /// then the worker: the real binary, a real spool, and the emulator's ledger as the judge.

@@ -6,6 +6,7 @@ import UsageBillingProviders
 import UsageBillingTesting
 import UsageEmulator
 import UsageRouting
+import UsageTestSupport
 
 /// `serve` speaking the providers' own ingest APIs, driven by their official Python SDKs with
 /// only the base URL and the key changed: a Stripe-shaped event dual-written to Stripe and

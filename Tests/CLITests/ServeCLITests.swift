@@ -6,6 +6,7 @@ import UsageBillingTesting
 import UsageEmulator
 import UsageServe
 import UsageSpool
+import UsageTestSupport
 
 /// A live `usage-billing serve` process over loopback.
 struct LiveServe {

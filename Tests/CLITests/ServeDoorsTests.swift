@@ -5,6 +5,7 @@ import UsageBillingCurl
 import UsageBillingTesting
 import UsageEmulator
 import UsageSpool
+import UsageTestSupport
 
 /// `serve`'s doors as clients meet them: start-up failures, auth schemes, CloudEvents binary
 /// mode from the `cloudevents` Python SDK, quantities, refusals, `/metrics` and stray requests.

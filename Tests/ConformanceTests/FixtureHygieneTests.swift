@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UsageBilling
 import UsageBillingTesting
+import UsageTestSupport
 
 @Suite("Fixture hygiene")
 struct FixtureHygieneTests {

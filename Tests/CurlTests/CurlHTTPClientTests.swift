@@ -3,6 +3,7 @@ import Testing
 import UsageBilling
 @testable import UsageBillingCurl
 import UsageBillingTesting
+import UsageTestSupport
 
 /// CurlHTTPClient against a loopback server the tests start (127.0.0.1 only, bounded loops).
 @Suite("CurlHTTPClient", .timeLimit(.minutes(2)))

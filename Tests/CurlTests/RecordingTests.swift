@@ -3,6 +3,7 @@ import Testing
 import UsageBilling
 import UsageBillingCurl
 import UsageBillingTesting
+import UsageTestSupport
 
 @Suite("RecordingHTTPClient")
 struct RecordingTests {

@@ -7,6 +7,7 @@ import Testing
 import UsageBilling
 import UsageBillingCurl
 import UsageBillingTesting
+import UsageTestSupport
 
 // Read-backs against small fake servers: what each provider bills by (Orb subscriptions,
 // Metronome billable metrics, OpenMeter meters, Stripe's active meter), beyond what the emulator

@@ -8,6 +8,7 @@ import UsageEmulator
 @testable import UsageReconciliation
 import UsageRouting
 import UsageSpool
+import UsageTestSupport
 
 private func spoolPath(_ tag: String) -> String {
     FileManager.default.temporaryDirectory.appending(path: "ub-reconcile-\(tag)-\(UUID().uuidString).spool").path

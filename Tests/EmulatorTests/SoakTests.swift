@@ -7,6 +7,7 @@ import UsageBillingTesting
 import UsageEmulator
 import UsageRouting
 import UsageSpool
+import UsageTestSupport
 
 /// The soak config: every provider on its own event, all pointed at the emulator.
 func soakConfig(_ emulator: UsageEmulator) throws -> RoutingConfig {

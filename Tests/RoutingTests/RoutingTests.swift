@@ -5,6 +5,7 @@ import UsageBillingCurl
 import UsageBillingProviders
 import UsageBillingTesting
 import UsageRouting
+import UsageTestSupport
 
 let env = ["STRIPE_KEY": "sk_test_REDACTED", "ORB_KEY": "orb_REDACTED", "OM_KEY": "om_REDACTED"]
 let providersYAML = """

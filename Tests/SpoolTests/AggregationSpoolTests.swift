@@ -5,6 +5,7 @@ import UsageBillingProviders
 import UsageBillingTesting
 import UsageRouting
 import UsageSpool
+import UsageTestSupport
 
 /// An in-memory Recurly usage endpoint: POST stores a record, GET lists them by usage_timestamp.
 /// `timeoutAfterApplying` makes the next POST land and then time out, like a lost response.

@@ -6,6 +6,7 @@ import Testing
 import UsageBillingTesting
 import UsageRouting
 import UsageSpool
+import UsageTestSupport
 
 /// The built `usage-billing` binary (this target depends on it).
 enum Binary {

@@ -4,6 +4,7 @@ import UsageBilling
 import UsageBillingCurl
 import UsageBillingTesting
 import UsageRouting
+import UsageTestSupport
 @testable import UsageSpool
 
 /// A provider that applies a request and never answers it (a dropped connection) costs the lane

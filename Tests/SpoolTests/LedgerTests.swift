@@ -3,6 +3,7 @@ import Testing
 import UsageBilling
 import UsageBillingTesting
 import UsageRouting
+import UsageTestSupport
 @testable import UsageSpool
 
 /// The two ledgers the tests run against: the SQLite spool and the shared PostgreSQL ledger

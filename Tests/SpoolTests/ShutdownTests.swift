@@ -7,6 +7,7 @@ import UsageBillingCurl
 import UsageBillingTesting
 import UsageRouting
 import UsageSpool
+import UsageTestSupport
 
 @Suite("Graceful shutdown", .timeLimit(.minutes(1)))
 struct ShutdownTests {

@@ -6,6 +6,7 @@ import UsageBillingCurl
 import UsageBillingProviders
 import UsageBillingTesting
 import UsageRouting
+import UsageTestSupport
 @testable import UsageSpool
 
 func tempPath(_ name: String) -> String {

@@ -6,6 +6,7 @@ import UsageBillingCurl
 import UsageBillingProviders
 import UsageBillingTesting
 import UsageRouting
+import UsageTestSupport
 @testable import UsageSpool
 
 /// An OpenMeter-shaped server that fails every request while `failing` is set.

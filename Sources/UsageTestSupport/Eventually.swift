@@ -1,3 +1,4 @@
+@_exported import LoopbackHTTP
 /// Polls `condition` until it holds or `ceiling` passes, and says which: a test's way to wait for
 /// something it cannot await (a lane catching up, a child process writing its log). The ceiling
 /// guards against a hang and sits far above any expected wait, so a slow or loaded machine only
