@@ -223,8 +223,14 @@ public final class Spool: UsageLedger {
     /// Opens the pool, checks and migrates it, waiting (up to 5 s, in bounded steps) while another process or a spool
     /// being closed holds the file locked: SQLite does not always call the busy handler while a
     /// closing connection folds its write-ahead log.
+    /// How long opening waits out a file another process holds busy: jittered backoff up to
+    /// 0.2 s a wait, for at most 10 s.
+    static let openRetry = RetryPolicy(
+        baseDelay: .milliseconds(20), maxDelay: .milliseconds(200), maxAttempts: 100, maxElapsed: .seconds(10))
+
     private static func open(path: String, configuration: Configuration) throws -> any DatabaseWriter {
-        var attempt = 0
+        var attempts = 0
+        let started = ContinuousClock.now
         while true {
             do {
                 let pool = try DatabasePool(path: path, configuration: configuration)
@@ -245,10 +251,23 @@ public final class Spool: UsageLedger {
                 }
                 return pool
             } catch let error as DatabaseError
-                where (error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED) && attempt < 50
+                where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
             {
-                attempt += 1
-                Thread.sleep(forTimeInterval: 0.1)
+                // Another process holds the file for a moment (opening it, migrating it): retried
+                // by the retry engine; the wait is a thread's, as opening is synchronous.
+                attempts += 1
+                guard
+                    let wait = openRetry.delay(
+                        attemptsMade: attempts, elapsed: ContinuousClock.now - started, retryAfter: nil)
+                else {
+                    throw UsageBillingError(
+                        .transport,
+                        "the spool \(path) stayed locked by another process for \(attempts) attempts (\(error.resultCode))",
+                        fix:
+                            "see which process holds it (`fuser \(path)`); a worker or import opening it finishes in moments, then run this again"
+                    )
+                }
+                Thread.sleep(forTimeInterval: wait.seconds)
             }
         }
     }
