@@ -1,0 +1,75 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import UsageBilling
+import UsageRouting
+
+/// Config → router → spool → worker, as one object: `record` returns once events are durable;
+/// `flush` waits until everything recorded so far is delivered or dead-lettered.
+public final class UsagePipeline: Sendable {
+    /// The ledger: a SQLite spool, or a Postgres ledger shared with other processes.
+    public let spool: any UsageLedger
+    /// The router.
+    public let router: Router
+    /// The worker.
+    public let worker: DeliveryWorker
+
+    /// A pipeline over `config`, spooling to `spoolPath`, sending with `client`.
+    public convenience init(
+        config: RoutingConfig, spoolPath: String, client: any HTTPClient, durability: SpoolDurability = .normal,
+        policy: RetryPolicy = .worker, clock: any UsageClock = SystemClock()
+    ) throws {
+        try self.init(
+            config: config, ledger: try Spool(path: spoolPath, durability: durability), client: client, policy: policy,
+            clock: clock)
+    }
+
+    /// A pipeline over `config`, recording into `ledger` (``openLedger(_:durability:)`` opens one
+    /// by its location: a file or a `postgres://` URL).
+    public init(
+        config: RoutingConfig, ledger: any UsageLedger, client: any HTTPClient,
+        policy: RetryPolicy = .worker, clock: any UsageClock = SystemClock()
+    ) throws {
+        spool = ledger
+        router = try Router(config: config, client: client, clock: clock)
+        worker = DeliveryWorker(spool: spool, router: router, policy: policy, clock: clock)
+    }
+
+    /// Records events durably, one row per destination. Under `unrouted: reject`, an event no
+    /// route takes makes the call throw `.invalidInput` before anything is written; under
+    /// `dead-letter` it is kept as a dead letter on the `unrouted` lane.
+    public func record(_ events: [UsageEvent]) async throws {
+        try await spool.record(try Self.entries(events, router: router))
+    }
+
+    /// The spool entries for `events`.
+    public static func entries(_ events: [UsageEvent], router: Router) throws -> [Spool.Entry] {
+        try events.map { try entry($0, router: router) }
+    }
+
+    /// The spool entry for one event (throws as ``entries(_:router:)`` does for it alone).
+    public static func entry(_ event: UsageEvent, router: Router) throws -> Spool.Entry {
+        if let d = router.destinations(for: event) {
+            return Spool.Entry(event: event, lanes: ([d.primary] + d.shadows).map(\.description))
+        }
+        guard case .rejected(let reason) = router.unroutedRejection(event) else {
+            return Spool.Entry(event: event, lanes: [])
+        }
+        if router.config.unrouted == .reject {
+            throw UsageBillingError(
+                .invalidInput, reason.message, fix: "add a route for '\(event.name)' or set unrouted: dead-letter",
+                field: "name")
+        }
+        return Spool.Entry(event: event, lanes: [], deadLetter: ("unrouted", reason))
+    }
+
+    /// Delivers until every row recorded so far is final. Lanes that bill per window emit every
+    /// window with new events first (`closingOpenWindows`, default), so everything recorded is
+    /// billed; events arriving later for the same window go out as the window's next revision.
+    /// Runs the worker, so it throws `.configuration` while another worker (a `DeliveryService`
+    /// in this process, or `usage-billing worker`) delivers from the same spool.
+    public func flush(closingOpenWindows: Bool = true) async throws {
+        try await worker.run(untilEmpty: true, closeOpenWindows: closingOpenWindows)
+    }
+}
