@@ -83,10 +83,8 @@ public struct PaddleSettings: ProviderSettings {
         requestsPerMinute: Double = 240, mapping: EventMapping = EventMapping(quantityProperty: "quantity")
     ) {
         self.apiKey = apiKey
-        let environment = environment ?? (apiKey.exposedValue.hasPrefix("pdl_sdbx_") ? "sandbox" : "live")
-        self.environment = environment
-        self.endpoint =
-            endpoint ?? (environment == "sandbox" ? "https://sandbox-api.paddle.com" : "https://api.paddle.com")
+        (self.environment, self.endpoint) = PaddleSettings.connection(
+            apiKey: apiKey, environment: environment, endpoint: endpoint)
         self.priceID = priceID
         self.prices = prices
         self.mode = mode
@@ -134,17 +132,8 @@ public struct PaddleSettings: ProviderSettings {
 
     /// Checks values that decode but cannot work.
     public func validate() throws {
-        if apiKey.exposedValue.isEmpty {
-            throw UsageBillingError(
-                .configuration, "Paddle api_key is empty", fix: "set it: api_key: ${PADDLE_API_KEY}", field: "api_key")
-        }
-        if !["live", "sandbox"].contains(environment) {
-            throw UsageBillingError(
-                .invalidInput, "Paddle environment '\(environment)' is not live or sandbox", fix: "use live or sandbox",
-                field: "environment")
-        }
-        try SettingsDecoding.checkURL(
-            endpoint, field: "endpoint", provider: "Paddle", example: "https://sandbox-api.paddle.com")
+        try Self.checkConnection(
+            apiKey: apiKey, environment: environment, endpoint: endpoint, requestsPerMinute: requestsPerMinute)
         if priceID == nil && prices.isEmpty {
             throw UsageBillingError(
                 .invalidInput, "Paddle needs a one-off price",
@@ -176,6 +165,35 @@ public struct PaddleSettings: ProviderSettings {
                 .invalidInput, "Paddle collection_mode '\(collectionMode)' is not manual or automatic",
                 field: "collection_mode")
         }
+    }
+}
+
+extension PaddleSettings {
+    /// The environment a key is for (`pdl_sdbx_` keys: sandbox) and its base URL, unless given.
+    static func connection(apiKey: Secret, environment: String?, endpoint: String?) -> (
+        environment: String, endpoint: String
+    ) {
+        let environment = environment ?? (apiKey.exposedValue.hasPrefix("pdl_sdbx_") ? "sandbox" : "live")
+        return (
+            environment,
+            endpoint ?? (environment == "sandbox" ? "https://sandbox-api.paddle.com" : "https://api.paddle.com")
+        )
+    }
+
+    /// The checks every Paddle kind's key, environment, endpoint and pacing take.
+    static func checkConnection(apiKey: Secret, environment: String, endpoint: String, requestsPerMinute: Double) throws
+    {
+        if apiKey.exposedValue.isEmpty {
+            throw UsageBillingError(
+                .configuration, "Paddle api_key is empty", fix: "set it: api_key: ${PADDLE_API_KEY}", field: "api_key")
+        }
+        if !["live", "sandbox"].contains(environment) {
+            throw UsageBillingError(
+                .invalidInput, "Paddle environment '\(environment)' is not live or sandbox", fix: "use live or sandbox",
+                field: "environment")
+        }
+        try SettingsDecoding.checkURL(
+            endpoint, field: "endpoint", provider: "Paddle", example: "https://sandbox-api.paddle.com")
         if requestsPerMinute <= 0 {
             throw UsageBillingError(
                 .invalidInput, "Paddle requests_per_minute must be positive", fix: "use 240",

@@ -38,10 +38,8 @@ public struct PaddleUsageSettings: ProviderSettings {
         mapping: EventMapping = EventMapping(quantityProperty: "quantity")
     ) {
         self.apiKey = apiKey
-        let environment = environment ?? (apiKey.exposedValue.hasPrefix("pdl_sdbx_") ? "sandbox" : "live")
-        self.environment = environment
-        self.endpoint =
-            endpoint ?? (environment == "sandbox" ? "https://sandbox-api.paddle.com" : "https://api.paddle.com")
+        (self.environment, self.endpoint) = PaddleSettings.connection(
+            apiKey: apiKey, environment: environment, endpoint: endpoint)
         self.maxBatchSize = maxBatchSize
         self.requestsPerMinute = requestsPerMinute
         self.mapping = mapping
@@ -67,27 +65,13 @@ public struct PaddleUsageSettings: ProviderSettings {
 
     /// Checks values that decode but cannot work.
     public func validate() throws {
-        if apiKey.exposedValue.isEmpty {
-            throw UsageBillingError(
-                .configuration, "Paddle api_key is empty", fix: "set it: api_key: ${PADDLE_API_KEY}", field: "api_key")
-        }
-        if !["live", "sandbox"].contains(environment) {
-            throw UsageBillingError(
-                .invalidInput, "Paddle environment '\(environment)' is not live or sandbox", fix: "use live or sandbox",
-                field: "environment")
-        }
-        try SettingsDecoding.checkURL(
-            endpoint, field: "endpoint", provider: "Paddle", example: "https://sandbox-api.paddle.com")
+        try PaddleSettings.checkConnection(
+            apiKey: apiKey, environment: environment, endpoint: endpoint, requestsPerMinute: requestsPerMinute)
         if !(1...100).contains(maxBatchSize) {
             throw UsageBillingError(
                 .invalidInput, "Paddle usage events max_batch_size \(maxBatchSize) is out of range",
                 fix: "use 1 to 100 (Paddle takes at most 100 events per request; 1 for accounts on the early beta)",
                 field: "max_batch_size")
-        }
-        if requestsPerMinute <= 0 {
-            throw UsageBillingError(
-                .invalidInput, "Paddle requests_per_minute must be positive", fix: "use 240",
-                field: "requests_per_minute")
         }
     }
 }
