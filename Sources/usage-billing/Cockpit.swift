@@ -11,10 +11,9 @@ func writePage(_ html: String, to path: String, flag: String) throws {
     do {
         try Data(html.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     } catch {
-        printError(
-            "error: \(flag) \(path) cannot be written: \(error.localizedDescription). Fix: pass a path in a directory you can write to"
+        throw CLIFailure.badInput(
+            "\(flag) \(path) cannot be written: \(error.localizedDescription). Fix: pass a path in a directory you can write to"
         )
-        throw ExitCode(ExitCodes.badInput)
     }
 }
 
@@ -24,8 +23,7 @@ func savedReconcile(_ path: String, flag: String = "--reconcile") throws -> Stat
     do {
         return try StatusPage.SavedReconcile(contentsOf: path)
     } catch {
-        printError("error: \(flag) \(path): \(error)")
-        throw ExitCode(ExitCodes.badInput)
+        throw CLIFailure.badInput("\(flag) \(path): \(error)")
     }
 }
 

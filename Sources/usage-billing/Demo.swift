@@ -39,13 +39,11 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         guard (0...0.5).contains(faults) else {
-            printError("error: --faults \(faults) is out of range. Fix: use 0 to 0.5")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("--faults \(faults) is out of range. Fix: use 0 to 0.5")
         }
         let loaded = try loadEvents()
         guard let latest = loaded.map(\.timestamp).max() else {
-            printError("error: \(events) holds no events; add one JSON event per line")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("\(events) holds no events; add one JSON event per line")
         }
         // Providers take recent events (Stripe: 35 days): move the example day to today, by whole days.
         let shiftDays = (Date().addingTimeInterval(-3 * 3600).timeIntervalSince(latest) / 86_400).rounded(.down)
@@ -162,10 +160,9 @@ struct Demo: AsyncParsableCommand {
     private func loadEvents() throws -> [UsageEvent] {
         var loaded: [UsageEvent] = []
         if !FileManager.default.fileExists(atPath: events) {
-            printError(
-                "error: no events file at \(events)\(Self.whereItLooks(events)). Fix: run the demo from the repository root (where examples/ is), or pass --events FILE (one JSON event per line) and -c CONFIG"
+            throw CLIFailure.badInput(
+                "no events file at \(events)\(Self.whereItLooks(events)). Fix: run the demo from the repository root (where examples/ is), or pass --events FILE (one JSON event per line) and -c CONFIG"
             )
-            throw ExitCode(ExitCodes.badInput)
         }
         do {
             let reader = try EventReader(path: events, format: .ndjson)
@@ -174,14 +171,12 @@ struct Demo: AsyncParsableCommand {
                     switch item {
                     case .success(let event): loaded.append(event)
                     case .failure(let bad):
-                        printError("error: \(events) \(bad)")
-                        throw ExitCode(ExitCodes.badInput)
+                        throw CLIFailure.badInput("\(events) \(bad)")
                     }
                 }
             }
         } catch let error as UsageBillingError {
-            printError("error: \(error)")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("\(error)")
         }
         return loaded
     }
@@ -195,10 +190,9 @@ struct Demo: AsyncParsableCommand {
 
     static func configWithPlaceholderKeys(_ path: String) throws -> RoutingConfig {
         guard let text = FileManager.default.contents(atPath: path).map({ String(decoding: $0, as: UTF8.self) }) else {
-            printError(
-                "error: cannot read the config \(path)\(whereItLooks(path)). Fix: run from the repository root (where examples/ is), or pass -c CONFIG (and --events FILE for the demo)"
+            throw CLIFailure.badInput(
+                "cannot read the config \(path)\(whereItLooks(path)). Fix: run from the repository root (where examples/ is), or pass -c CONFIG (and --events FILE for the demo)"
             )
-            throw ExitCode(ExitCodes.badInput)
         }
         var environment: [String: String] = [:]
         for match in text.matches(of: /\$\{([A-Z0-9_]+)\}/) {

@@ -65,17 +65,15 @@ struct Emulate: AsyncParsableCommand {
         for entry in faults {
             let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
             guard parts.count == 2, parts[0] == "all" || UsageEmulator.kinds.contains(parts[0]) else {
-                printError(
-                    "error: --faults '\(entry)' must be PROVIDER:SPEC with PROVIDER one of all, \(UsageEmulator.kinds.joined(separator: ", "))"
+                throw CLIFailure.badInput(
+                    "--faults '\(entry)' must be PROVIDER:SPEC with PROVIDER one of all, \(UsageEmulator.kinds.joined(separator: ", "))"
                 )
-                throw ExitCode(ExitCodes.badInput)
             }
             do {
                 let plan = try FaultPlan.parse(parts[1])
                 for kind in parts[0] == "all" ? UsageEmulator.kinds : [parts[0]] { plans[kind] = plan }
             } catch {
-                printError("error: \(error)")
-                throw ExitCode(ExitCodes.badInput)
+                throw CLIFailure.badInput("\(error)")
             }
         }
         let declared =
@@ -85,8 +83,7 @@ struct Emulate: AsyncParsableCommand {
             do {
                 try UsageEmulator.standard.apply(setting: setting, to: &options)
             } catch {
-                printError("error: --set \(setting): \(error)")
-                throw ExitCode(ExitCodes.badInput)
+                throw CLIFailure.badInput("--set \(setting): \(error)")
             }
         }
         let emulator: UsageEmulator
@@ -94,9 +91,8 @@ struct Emulate: AsyncParsableCommand {
             emulator = try await UsageEmulator.start(
                 port: port, faults: plans, seed: seed, options: options, rateLimits: rateLimits)
         } catch {
-            printError(
-                "error: cannot listen on 127.0.0.1:\(port): \(error). Fix: pick another --port (0 picks a free one)")
-            throw ExitCode(ExitCodes.unreachable)
+            throw CLIFailure.unreachable(
+                "cannot listen on 127.0.0.1:\(port): \(error). Fix: pick another --port (0 picks a free one)")
         }
         print(
             "Emulating \(UsageEmulator.kinds.joined(separator: ", ")) at \(emulator.baseURL). Settings for your routing config:"

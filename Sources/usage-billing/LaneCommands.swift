@@ -70,14 +70,12 @@ struct LanesReassign: AsyncParsableCommand {
         do {
             table = try LaneTable(config: config, client: DryRunHTTPClient(keep: 0, secrets: []))
         } catch {
-            printError("error: \(error)")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("\(error)")
         }
         guard let target = table[to] else {
-            printError(
-                "error: \(to) is not a lane of \(config.file). Fix: use one of \(table.lanes.map(\.name).joined(separator: ", "))"
+            throw CLIFailure.badInput(
+                "\(to) is not a lane of \(config.file). Fix: use one of \(table.lanes.map(\.name).joined(separator: ", "))"
             )
-            throw ExitCode(ExitCodes.badInput)
         }
         let fromKind = Lane(name: from).flatMap { config.kindName(ofProvider: $0.provider) }
         let toKind = config.providers[target.lane.provider]?.kind.name
@@ -86,14 +84,13 @@ struct LanesReassign: AsyncParsableCommand {
             let why =
                 fromKind.map { "\(from) holds events for provider kind \($0) and \(to) is \(toKind ?? "another kind")" }
                 ?? "the kind of \(from)'s provider cannot be told from its name, and \(to) is \(toKind ?? "another kind")"
-            printError(
-                "error: \(why): moving them would bill them at a provider that never had them. Fix: "
+            throw CLIFailure.badInput(
+                "\(why): moving them would bill them at a provider that never had them. Fix: "
                     + (same.map {
                         "move them to \($0) (`usage-billing lanes reassign \(from) \($0) -c \(config.file) --spool \(spool.location)`), "
                     } ?? "")
                     + "dead-letter them (`usage-billing lanes drop \(from) --yes --spool \(spool.location)`), or pass --to-other-provider if billing them at \(to) is what you want"
             )
-            throw ExitCode(ExitCodes.badInput)
         }
         do {
             let moved = try await spool.reassignLane(
@@ -105,8 +102,7 @@ struct LanesReassign: AsyncParsableCommand {
                         : "")
                     + "; `usage-billing worker -c \(config.file) --spool \(spool.location)` delivers what is queued.")
         } catch {
-            printError("error: \(error)")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("\(error)")
         }
     }
 }
@@ -130,10 +126,9 @@ struct LanesDrop: AsyncParsableCommand {
     func run() async throws {
         let spool = try await openSpool(spoolOption.spool, existing: true)
         guard let status = try await spool.status().first(where: { $0.lane == lane }) else {
-            printError(
-                "error: the spool has no lane \(lane). Fix: see `usage-billing status --spool \(spool.location)` for its lanes"
+            throw CLIFailure.badInput(
+                "the spool has no lane \(lane). Fix: see `usage-billing status --spool \(spool.location)` for its lanes"
             )
-            throw ExitCode(ExitCodes.badInput)
         }
         let what = "\(status.queued) queued row(s) and \(status.openWindows) open window(s) of \(lane)"
         guard try confirmed("Dead-letter \(what)?", action: "dead-lettering \(what)", yes: yes) else {
@@ -146,8 +141,7 @@ struct LanesDrop: AsyncParsableCommand {
                 "Dead-lettered \(dropped.rows) row(s) and \(dropped.windows) window record(s) of \(lane) (reason lane_removed)."
             )
         } catch {
-            printError("error: \(error)")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("\(error)")
         }
     }
 }

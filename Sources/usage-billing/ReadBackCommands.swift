@@ -20,10 +20,9 @@ struct ProviderOptions: ParsableArguments {
     func resolve() throws -> (kind: ProviderKind, settings: JSONValue, config: RoutingConfig) {
         let config = try loadConfig(self.config)
         guard let p = config.providers[provider] else {
-            printError(
-                "error: --provider '\(provider)' is not in \(self.config); use one of \(config.providers.keys.sorted().joined(separator: ", "))"
+            throw CLIFailure.badInput(
+                "--provider '\(provider)' is not in \(self.config); use one of \(config.providers.keys.sorted().joined(separator: ", "))"
             )
-            throw ExitCode(ExitCodes.badInput)
         }
         return (p.kind, config.settings(for: provider, route: nil), config)
     }
@@ -87,10 +86,9 @@ struct MetersList: AsyncParsableCommand {
     func run() async throws {
         let (kind, settings, _) = try options.resolve()
         guard let make = kind.tools.meters else {
-            printError(
-                "error: '\(options.provider)' is \(kind.name), which has no meters here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.meters != nil })"
+            throw CLIFailure.badInput(
+                "'\(options.provider)' is \(kind.name), which has no meters here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.meters != nil })"
             )
-            throw ExitCode(ExitCodes.badInput)
         }
         let meters = try await readBack { try await make(settings, $0).list() }
         output(
@@ -116,14 +114,12 @@ struct MetersCreate: AsyncParsableCommand {
     func run() async throws {
         let (kind, settings, _) = try options.resolve()
         guard let make = kind.tools.meters else {
-            printError(
-                "error: '\(options.provider)' is \(kind.name), which has no meters here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.meters != nil })"
+            throw CLIFailure.badInput(
+                "'\(options.provider)' is \(kind.name), which has no meters here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.meters != nil })"
             )
-            throw ExitCode(ExitCodes.badInput)
         }
         guard ["sum", "count", "last"].contains(formula) else {
-            printError("error: --formula '\(formula)' is not sum, count or last")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("--formula '\(formula)' is not sum, count or last")
         }
         let meter = try await readBack {
             try await make(settings, $0).create(eventName: eventName, displayName: displayName, formula: formula)
@@ -164,22 +160,19 @@ struct Summary: AsyncParsableCommand {
     func run() async throws {
         let (kind, settings, _) = try options.resolve()
         guard let start = RFC3339.parse(from), let end = RFC3339.parse(to) else {
-            printError("error: --from and --to must be RFC 3339, e.g. 2026-11-24T00:00:00Z")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("--from and --to must be RFC 3339, e.g. 2026-11-24T00:00:00Z")
         }
         var granularity: ReadBackGranularity?
         if let window {
             guard let g = ReadBackGranularity(rawValue: window) else {
-                printError("error: --window '\(window)' is not hour or day")
-                throw ExitCode(ExitCodes.badInput)
+                throw CLIFailure.badInput("--window '\(window)' is not hour or day")
             }
             granularity = g
         }
         guard let make = kind.tools.summary else {
-            printError(
-                "error: \(kind.name) has no usage report here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.summary != nil }), or use reconcile"
+            throw CLIFailure.badInput(
+                "\(kind.name) has no usage report here. Fix: pick a provider of kind \(ProviderOptions.kinds { $0.summary != nil }), or use reconcile"
             )
-            throw ExitCode(ExitCodes.badInput)
         }
         let query = SummaryQuery(
             from: start, to: end, window: granularity, meter: meter, customer: customer, subscription: subscription)

@@ -149,22 +149,19 @@ struct Send: AsyncParsableCommand {
 
     func run() async throws {
         guard let q = Decimal(string: quantity, locale: Locale(identifier: "en_US_POSIX")), !q.isNaN else {
-            printError("error: --quantity '\(quantity)' is not a decimal number; write e.g. 150 or 0.25")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("--quantity '\(quantity)' is not a decimal number; write e.g. 150 or 0.25")
         }
         var date = Date()
         if let timestamp {
             guard let parsed = RFC3339.parse(timestamp) else {
-                printError("error: --timestamp '\(timestamp)' is not RFC 3339; write e.g. 2026-11-25T12:03:00Z")
-                throw ExitCode(ExitCodes.badInput)
+                throw CLIFailure.badInput("--timestamp '\(timestamp)' is not RFC 3339; write e.g. 2026-11-25T12:03:00Z")
             }
             date = parsed
         }
         var props: [String: UsageValue] = [:]
         for p in properties {
             guard let eq = p.firstIndex(of: "="), eq != p.startIndex else {
-                printError("error: --property '\(p)' is not key=value")
-                throw ExitCode(ExitCodes.badInput)
+                throw CLIFailure.badInput("--property '\(p)' is not key=value")
             }
             props[String(p[..<eq])] = .string(String(p[p.index(after: eq)...]))
         }
@@ -220,8 +217,7 @@ struct Import: AsyncParsableCommand {
         var chosen: EventReader.Format?
         if let format {
             guard let f = EventReader.Format(rawValue: format) else {
-                printError("error: --format '\(format)' is not ndjson or csv")
-                throw ExitCode(ExitCodes.badInput)
+                throw CLIFailure.badInput("--format '\(format)' is not ndjson or csv")
             }
             chosen = f
         }
@@ -229,8 +225,7 @@ struct Import: AsyncParsableCommand {
         do {
             reader = try EventReader(path: file, format: chosen, ids: requireIds ? .require : .derive)
         } catch {
-            printError("error: \(error)")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("\(error)")
         }
         if let spool {
             try await record(reader: reader, config: options.config, spoolPath: spool)

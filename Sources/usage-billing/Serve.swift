@@ -60,8 +60,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         guard (0...65_535).contains(port) else {
-            printError("error: --port \(port) is out of range. Fix: use 1 to 65535, or 0 for any free port")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("--port \(port) is out of range. Fix: use 1 to 65535, or 0 for any free port")
         }
         if let reconcile { _ = try savedReconcile(reconcile) }
         let config = try loadConfig(config)
@@ -75,19 +74,16 @@ struct Serve: AsyncParsableCommand {
         }
         // Everything that can stop the start is checked before anything is created or announced.
         if let problem = ListenCheck.problem(host: host, port: port) {
-            printError("error: \(problem)")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("\(problem)")
         }
         if !PostgresLedger.isURL(spoolOption.spool) {
             if let problem = Spool.accessProblem(path: spoolOption.spool, writing: true) {
-                printError("error: \(problem)")
-                throw ExitCode(ExitCodes.badInput)
+                throw CLIFailure.badInput("\(problem)")
             }
             if let holder = Spool.workerHolder(path: spoolOption.spool) {
-                printError(
-                    "error: another worker, in \(holder), is already delivering from the spool \(spoolOption.spool). Fix: stop it first, or give this serve its own spool (--spool); to run several serve instances on one ledger, use a shared PostgreSQL ledger (--spool postgres://…)"
+                throw CLIFailure.badInput(
+                    "another worker, in \(holder), is already delivering from the spool \(spoolOption.spool). Fix: stop it first, or give this serve its own spool (--spool); to run several serve instances on one ledger, use a shared PostgreSQL ledger (--spool postgres://…)"
                 )
-                throw ExitCode(ExitCodes.badInput)
             }
         }
         let registry = PrometheusCollectorRegistry()
@@ -129,17 +125,14 @@ struct Serve: AsyncParsableCommand {
         do {
             try await group.run()
         } catch let error as UsageBillingError where error.code == .configuration {
-            printError("error: \(error)")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("\(error)")
         } catch  where "\(error)".contains("bind(") || "\(error)".contains("Address already in use") {
             // Taken between the check and the bind.
-            printError(
-                "error: cannot listen on \(host):\(port): \(ListenCheck.problem(host: host, port: port) ?? "the address was taken as serve started"). Fix: pass --port with a free port"
+            throw CLIFailure.badInput(
+                "cannot listen on \(host):\(port): \(ListenCheck.problem(host: host, port: port) ?? "the address was taken as serve started"). Fix: pass --port with a free port"
             )
-            throw ExitCode(ExitCodes.badInput)
         } catch {
-            printError("error: \(error)")
-            throw ExitCode(ExitCodes.unreachable)
+            throw CLIFailure.unreachable("\(error)")
         }
         print(describe(try await spool.status()))
     }

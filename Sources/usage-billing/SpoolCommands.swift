@@ -16,8 +16,7 @@ func makeRouter(_ config: RoutingConfig, client: any HTTPClient) throws -> Route
     do {
         return try Router(config: config, client: client)
     } catch {
-        printError("error: \(error)")
-        throw ExitCode(ExitCodes.badInput)
+        throw CLIFailure.badInput("\(error)")
     }
 }
 
@@ -29,16 +28,14 @@ func openSpool(
     _ location: String, durability: SpoolDurability = .normal, existing: Bool = false, readOnly: Bool = false
 ) async throws -> any UsageLedger {
     if (existing || readOnly) && !PostgresLedger.isURL(location) && !FileManager.default.fileExists(atPath: location) {
-        printError(
-            "error: no spool at \(location). Fix: pass --spool with the file events were recorded in (import --spool, worker, or UsagePipeline's spoolPath)"
+        throw CLIFailure.badInput(
+            "no spool at \(location). Fix: pass --spool with the file events were recorded in (import --spool, worker, or UsagePipeline's spoolPath)"
         )
-        throw ExitCode(ExitCodes.badInput)
     }
     do {
         return try await openLedger(location, durability: durability, readOnly: readOnly)
     } catch {
-        printError("error: \(error)")
-        throw ExitCode(ExitCodes.badInput)
+        throw CLIFailure.badInput("\(error)")
     }
 }
 
@@ -92,8 +89,7 @@ struct Worker: AsyncParsableCommand {
 
     func run() async throws {
         guard let leaseTTL = DurationText.parse(lease), leaseTTL >= .seconds(1), leaseTTL <= .seconds(600) else {
-            printError("error: --lease '\(lease)' is not a duration from 1s to 10m. Fix: e.g. --lease 15s")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("--lease '\(lease)' is not a duration from 1s to 10m. Fix: e.g. --lease 15s")
         }
         let config = try loadConfig(config)
         let spool = try await openSpool(spoolOption.spool)
@@ -103,9 +99,8 @@ struct Worker: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let metricsPort {
             guard (0...65_535).contains(metricsPort) else {
-                printError(
-                    "error: --metrics-port \(metricsPort) is out of range. Fix: use 1 to 65535, or 0 for any free port")
-                throw ExitCode(ExitCodes.badInput)
+                throw CLIFailure.badInput(
+                    "--metrics-port \(metricsPort) is out of range. Fix: use 1 to 65535, or 0 for any free port")
             }
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
@@ -134,17 +129,15 @@ struct Worker: AsyncParsableCommand {
         do {
             try await group.run()
         } catch let error as UsageBillingError where error.code == .configuration {
-            printError("error: \(error)")  // orphaned lanes, a positional lane that maps to no route, another worker
-            throw ExitCode(ExitCodes.badInput)
+            // Orphaned lanes, a positional lane that maps to no route, another worker.
+            throw CLIFailure.badInput("\(error)")
         } catch {
-            printError("error: \(error)")
-            throw ExitCode(ExitCodes.unreachable)
+            throw CLIFailure.unreachable("\(error)")
         }
         let lanes = try await spool.status()
         print(describe(lanes))
         if untilEmpty, let left = undeliveredSummary(lanes, closingWindows: closeWindows) {
-            printError("error: \(left)")
-            throw ExitCode(ExitCodes.unreachable)
+            throw CLIFailure.unreachable("\(left)")
         }
     }
 }
@@ -231,8 +224,7 @@ struct Status: AsyncParsableCommand {
 
     func run() async throws {
         if reconcile != nil && html == nil {
-            printError("error: --reconcile is shown on the status page only. Fix: add --html status.html")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("--reconcile is shown on the status page only. Fix: add --html status.html")
         }
         let saved = try reconcile.map { try savedReconcile($0) }
         let spool = try await openSpool(spoolOption.spool, readOnly: true)
@@ -273,8 +265,7 @@ struct Status: AsyncParsableCommand {
 func confirmed(_ question: String, action: String, yes: Bool) throws -> Bool {
     if yes { return true }
     guard isatty(STDIN_FILENO) == 1 else {
-        printError("error: \(action) needs confirmation; pass --yes")
-        throw ExitCode(ExitCodes.badInput)
+        throw CLIFailure.badInput("\(action) needs confirmation; pass --yes")
     }
     print("\(question) Type yes: ", terminator: "")
     return readLine() == "yes"
@@ -322,29 +313,26 @@ struct DLQReject: AsyncParsableCommand {
         }
         let name = provider ?? (offering.count == 1 ? offering.first?.name : nil)
         guard let name else {
-            printError(
-                "error: pass --provider: more than one provider kind has rejection reports (\(offering.map(\.name).joined(separator: ", ")))"
+            throw CLIFailure.badInput(
+                "pass --provider: more than one provider kind has rejection reports (\(offering.map(\.name).joined(separator: ", ")))"
             )
-            throw ExitCode(ExitCodes.badInput)
         }
         // The provider's name in the config is usually its kind; a renamed one is looked up by kind too.
         let kind = ProviderRegistry.standard.kind(name) ?? (offering.count == 1 ? offering.first : nil)
         guard let parse = kind?.tools.rejectionReport else {
-            printError(
-                "error: --provider \(name) has no rejection reports here. Fix: use one of \(offering.map(\.name).joined(separator: ", "))"
+            throw CLIFailure.badInput(
+                "--provider \(name) has no rejection reports here. Fix: use one of \(offering.map(\.name).joined(separator: ", "))"
             )
-            throw ExitCode(ExitCodes.badInput)
         }
         guard let body = FileManager.default.contents(atPath: report) else {
-            printError("error: cannot read --report \(report). Fix: save the report's body to a file and pass its path")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput(
+                "cannot read --report \(report). Fix: save the report's body to a file and pass its path")
         }
         let parsed: RejectionReport
         do {
             parsed = try parse(body)
         } catch {
-            printError("error: --report \(report): \(error)")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure.badInput("--report \(report): \(error)")
         }
         let changed = try await openSpool(spoolOption.spool, existing: true).rejectDelivered(
             parsed.rejections, provider: name)

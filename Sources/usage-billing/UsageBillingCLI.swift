@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UsageSpool
 
 /// Exit codes, shared by every command.
 enum ExitCodes {
@@ -34,4 +35,42 @@ struct UsageBillingCLI: AsyncParsableCommand {
             Lanes.self, DLQ.self, SpoolCommand.self, Meters.self, Summary.self, Reconcile.self,
         ]
     )
+
+    /// Parses and runs the command; the one place a command's failure becomes its message on
+    /// standard error and its exit code.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let failure as CLIFailure {
+            printError("error: \(failure.message)")
+            Foundation.exit(failure.exitCode)
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Why a command failed, in the words it prints after `error: ` (what went wrong and the fix),
+/// and the exit code that goes with it. Commands throw it; ``UsageBillingCLI/main()`` prints it.
+struct CLIFailure: Error, CustomStringConvertible {
+    let message: String
+    let exitCode: Int32
+
+    /// Bad input or configuration (exit 2).
+    static func badInput(_ message: String) -> CLIFailure { CLIFailure(message: message, exitCode: ExitCodes.badInput) }
+    /// A provider, the ledger or the emulator could not be reached (exit 3).
+    static func unreachable(_ message: String) -> CLIFailure {
+        CLIFailure(message: message, exitCode: ExitCodes.unreachable)
+    }
+    /// An error thrown below the CLI: a lost ledger is unreachable, anything else bad input.
+    static func from(_ error: any Error) -> CLIFailure {
+        error is LedgerUnavailableError ? .unreachable("\(error)") : .badInput("\(error)")
+    }
+
+    var description: String { message }
 }
