@@ -49,7 +49,7 @@ func ledgerBenchmark(count: Int, options: Options) async throws {
                                 let n = min(perCall, perWriter - i)
                                 try await store.record(
                                     (0..<n).map { k in
-                                        Spool.Entry(
+                                        RecordEntry(
                                             event: event(tag, w * perWriter + i + k), lanes: ["openmeter/api_request"])
                                     }, now: Date())
                                 i += n

@@ -268,7 +268,7 @@ func spoolBenchmark(count: Int, options: Options) async throws {
                                         (0..<n).map { k in
                                             var e = event(tag, w * perWriter + i + k)
                                             if uuids { e.id = EventID.generate() }
-                                            return Spool.Entry(event: e, lanes: ["openmeter/api_request"])
+                                            return RecordEntry(event: e, lanes: ["openmeter/api_request"])
                                         })
                                     i += n
                                 }

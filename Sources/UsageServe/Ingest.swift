@@ -237,7 +237,7 @@ public final class IngestHandler: Sendable {
                 retryAfter: 5)
         }
         var results = [IngestDoorResult?](repeating: nil, count: events.count)
-        var entries: [Spool.Entry] = []
+        var entries: [RecordEntry] = []
         var positionByID: [String: Int] = [:]
         entries.reserveCapacity(events.count)
         for (position, (event, hasQuantity)) in events.enumerated() {

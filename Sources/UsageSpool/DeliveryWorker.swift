@@ -384,7 +384,7 @@ public final class DeliveryWorker: Sendable {
         /// how long its answer took (nil: no answer, e.g. cancelled).
         /// `retryAt`: the earliest time one of its rows is due again, if any was marked for a retry.
         case batch(
-            seqs: [Int64], keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?,
+            seqs: [Int64], keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: DeliveryMark)], latency: Duration?,
             retryAt: Date?)
         /// Held marks were written (the write's id).
         case marked(Int)
@@ -428,7 +428,7 @@ public final class DeliveryWorker: Sendable {
         hedgeBudget: HedgeBudget,
         checksBeforeRetry: Bool, holdsMarks: Bool, lease: LaneLease, metrics: LaneMetrics,
         logger: Logger
-    ) async throws -> (marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?, retryAt: Date?) {
+    ) async throws -> (marks: [(seq: Int64, mark: DeliveryMark)], latency: Duration?, retryAt: Date?) {
         let due = batch.rows
         let outcomes: [DeliveryOutcome]
         let latency: Duration
@@ -468,7 +468,8 @@ public final class DeliveryWorker: Sendable {
                 due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, now: clock.now(), lease: lease)
             return ([], nil, at)
         }
-        let marks: [(Int64, Spool.Mark)] = zip(due, outcomes).map { row, outcome in (row.seq, mark(outcome, row: row)) }
+        let marks: [(Int64, DeliveryMark)] = zip(due, outcomes).map { row, outcome in (row.seq, mark(outcome, row: row))
+        }
         if !holdsMarks { try await spool.mark(marks, now: clock.now(), lease: lease) }
         if outcomes.count == 1 {
             metrics.outcome(outcomes[0].label).increment()
@@ -490,7 +491,7 @@ public final class DeliveryWorker: Sendable {
     }
 
     /// The row's mark, by the retry engine (``RetryPolicy/decide(_:attemptsMade:elapsed:using:)``).
-    private func mark(_ outcome: DeliveryOutcome, row: QueuedDelivery) -> Spool.Mark {
+    private func mark(_ outcome: DeliveryOutcome, row: QueuedDelivery) -> DeliveryMark {
         var rng = SystemJitter()  // see SystemJitter: a zero-sized generator crashes ThreadSanitizer
         let now = clock.now()
         let elapsed = Duration.seconds(now.timeIntervalSince(row.firstAttemptAt ?? now))

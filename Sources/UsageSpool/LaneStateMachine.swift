@@ -46,7 +46,7 @@ struct LaneStateMachine {
 
     enum Action {
         /// Write these marks (in a task of its own), then report ``marksWritten(_:)`` with `id`.
-        case writeMarks(id: Int, [(seq: Int64, mark: Spool.Mark)])
+        case writeMarks(id: Int, [(seq: Int64, mark: DeliveryMark)])
         /// Wait for a batch or a write to finish and report it.
         case awaitCompletion
         /// Fold the lane's raw rows into their windows, until a read finds fewer than a full
@@ -134,7 +134,7 @@ struct LaneStateMachine {
     /// the lane holds them, and its latency counts toward the hedge delay.
     /// `seqs`: the batch's rows; unless their marks are handed back to be held, the batch wrote them.
     mutating func batchFinished(
-        seqs: [Int64], keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: Spool.Mark)], latency: Duration?,
+        seqs: [Int64], keys: [ReadAhead.KeyToken], marks: [(seq: Int64, mark: DeliveryMark)], latency: Duration?,
         retryAt: Date? = nil
     ) {
         inFlight -= 1
@@ -258,7 +258,7 @@ struct LaneStateMachine {
         }
     }
 
-    private mutating func write(_ marks: [(seq: Int64, mark: Spool.Mark)]) -> Action {
+    private mutating func write(_ marks: [(seq: Int64, mark: DeliveryMark)]) -> Action {
         writing += 1
         nextWriteID += 1
         writes[nextWriteID] = marks.map(\.seq)
@@ -348,21 +348,21 @@ struct MarkHold {
     /// clock decides when age alone writes them).
     static let age: Duration = .milliseconds(20)
     let clock: any UsageClock
-    private var marks: [(seq: Int64, mark: Spool.Mark)] = []
+    private var marks: [(seq: Int64, mark: DeliveryMark)] = []
     private var since: Duration = .zero
 
     init(clock: any UsageClock) { self.clock = clock }
 
     var isEmpty: Bool { marks.isEmpty }
 
-    mutating func add(_ more: [(seq: Int64, mark: Spool.Mark)]) {
+    mutating func add(_ more: [(seq: Int64, mark: DeliveryMark)]) {
         guard !more.isEmpty else { return }
         if marks.isEmpty { since = clock.monotonicNow() }
         marks += more
     }
 
     /// The held marks, if it is time to write them (or `force`), and holds none after.
-    mutating func take(force: Bool) -> [(seq: Int64, mark: Spool.Mark)]? {
+    mutating func take(force: Bool) -> [(seq: Int64, mark: DeliveryMark)]? {
         guard !marks.isEmpty, force || marks.count >= Self.rows || clock.monotonicNow() - since >= Self.age else {
             return nil
         }

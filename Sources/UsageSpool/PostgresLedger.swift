@@ -205,7 +205,7 @@ public final class PostgresLedger: UsageLedger {
     // MARK: Recording
 
     @discardableResult
-    public func record(_ entries: [Spool.Entry], now: Date) async throws -> [String] {
+    public func record(_ entries: [RecordEntry], now: Date) async throws -> [String] {
         guard !entries.isEmpty else { return [] }
         let group = recordGroup.with { group in
             if let group { return group }
@@ -219,7 +219,7 @@ public final class PostgresLedger: UsageLedger {
     /// One statement: the events of `entries` new to the ledger and their rows; returns the ids
     /// it inserted (an id any process recorded before is skipped, concurrent recorders of one id
     /// included; an id given twice is inserted by its first entry).
-    private func insert(_ entries: [Spool.Entry], now: Date) async throws -> Set<String> {
+    private func insert(_ entries: [RecordEntry], now: Date) async throws -> Set<String> {
         var seen = Set<String>()
         var ids: [String] = [], payloads: [ByteBuffer] = []
         var rowIDs: [String] = [], lanes: [String] = [], states: [Int16] = [], codes: [String] = [],
@@ -283,7 +283,7 @@ public final class PostgresLedger: UsageLedger {
         }
     }
 
-    public func mark(_ marks: [(seq: Int64, mark: Spool.Mark)], now: Date, lease: LaneLease?) async throws {
+    public func mark(_ marks: [(seq: Int64, mark: DeliveryMark)], now: Date, lease: LaneLease?) async throws {
         guard !marks.isEmpty else { return }
         var statement = MarkStatement(
             lane: lease?.lane ?? "", token: lease?.token ?? 0, fenced: lease != nil, now: now.timeIntervalSince1970)
@@ -311,7 +311,7 @@ public final class PostgresLedger: UsageLedger {
 
     public func markSending(_ seqs: [Int64], now: Date) async throws {
         guard !seqs.isEmpty else { return }
-        try await run {
+        _ = try await run {
             try await self.client.query(
                 """
                 UPDATE ub_deliveries SET first_attempt_at = COALESCE(first_attempt_at, \(now.timeIntervalSince1970)) WHERE seq = ANY(\(seqs)::int8[])
@@ -513,7 +513,7 @@ public final class PostgresLedger: UsageLedger {
         }
     }
 
-    func first<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type) async throws -> T? {
+    func first<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as type: T.Type) async throws -> T? {
         try await run {
             for try await value in try await self.client.query(query, logger: self.logger).decode(T.self) {
                 return value
@@ -522,7 +522,7 @@ public final class PostgresLedger: UsageLedger {
         }
     }
 
-    func all<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type) async throws -> [T] {
+    func all<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as type: T.Type) async throws -> [T] {
         try await run {
             var out: [T] = []
             for try await value in try await self.client.query(query, logger: self.logger).decode(T.self) {

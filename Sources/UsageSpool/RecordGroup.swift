@@ -12,10 +12,10 @@ import UsageBilling
 /// gets it back among the ids recorded before, as if its call had come second.
 final class RecordGroup: Sendable {
     /// Writes `entries` in one statement recorded at `now`; returns the ids it inserted.
-    typealias Write = @Sendable (_ entries: [Spool.Entry], _ now: Date) async throws -> Set<String>
+    typealias Write = @Sendable (_ entries: [RecordEntry], _ now: Date) async throws -> Set<String>
 
     private struct Waiter {
-        let entries: [Spool.Entry]
+        let entries: [RecordEntry]
         let now: Date
         let continuation: CheckedContinuation<[String], any Error>
     }
@@ -37,7 +37,7 @@ final class RecordGroup: Sendable {
     }
 
     /// Records `entries` with whatever else is queued; returns the ids recorded before.
-    func record(_ entries: [Spool.Entry], now: Date) async throws -> [String] {
+    func record(_ entries: [RecordEntry], now: Date) async throws -> [String] {
         try await withCheckedThrowingContinuation { continuation in
             let leads = state.with { s -> Bool in
                 s.pending.append(Waiter(entries: entries, now: now, continuation: continuation))

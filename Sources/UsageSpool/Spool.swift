@@ -278,19 +278,8 @@ public final class Spool: UsageLedger {
         try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
     }
 
-    /// One event to record and the lanes it goes to; `deadLetter` records it straight as dead on
-    /// a lane (an unrouted event kept under the `dead-letter` policy).
-    public struct Entry: Sendable {
-        public var event: UsageEvent
-        public var lanes: [String]
-        public var deadLetter: (lane: String, reason: RejectionReason)?
-
-        public init(event: UsageEvent, lanes: [String], deadLetter: (lane: String, reason: RejectionReason)? = nil) {
-            self.event = event
-            self.lanes = lanes
-            self.deadLetter = deadLetter
-        }
-    }
+    /// ``RecordEntry``, by the name the SQLite spool gave it first.
+    public typealias Entry = RecordEntry
 
     /// Records entries durably, one row per lane, all in one transaction (shared with concurrent
     /// callers). Already-recorded ids are left as they are and returned.
@@ -409,13 +398,8 @@ public final class Spool: UsageLedger {
         }
     }
 
-    /// What became of a row.
-    public enum Mark: Sendable {
-        case delivered, duplicate
-        case dead(RejectionReason)
-        /// Still queued: try again at `at`.
-        case retry(at: Date, reason: String)
-    }
+    /// ``DeliveryMark``, by the name the SQLite spool gave it first.
+    public typealias Mark = DeliveryMark
 
     /// Records outcomes for rows (by `seq`), durably, before returning. Marks from concurrent
     /// callers (several batches in flight, several lanes) and concurrent `record` calls share one
@@ -563,6 +547,6 @@ public final class Spool: UsageLedger {
 
 }
 
-extension Spool.Mark {
+extension DeliveryMark {
     var isDelivered: Bool { if case .delivered = self { return true } else { return false } }
 }

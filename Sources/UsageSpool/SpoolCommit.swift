@@ -11,9 +11,9 @@ final class GroupCommitter: @unchecked Sendable {
     /// One caller's share of a transaction.
     enum Work: Sendable {
         /// New events with their payloads.
-        case record([(Spool.Entry, Data)], now: Double)
+        case record([(RecordEntry, Data)], now: Double)
         /// Outcomes for rows.
-        case mark([(seq: Int64, mark: Spool.Mark)], now: Double)
+        case mark([(seq: Int64, mark: DeliveryMark)], now: Double)
     }
     private typealias Item = (work: Work, done: CheckedContinuation<[String], any Error>)
     private let pool: any DatabaseWriter
@@ -172,7 +172,7 @@ final class GroupCommitter: @unchecked Sendable {
         // Marks after the inserts: a row is always recorded before a worker can read it. The
         // group's marks go in as one (one UPDATE for all its delivered rows, where a Stripe v1
         // lane hands over one row per call), stamped with the latest caller's time.
-        var marks: [(seq: Int64, mark: Spool.Mark)] = []
+        var marks: [(seq: Int64, mark: DeliveryMark)] = []
         var latest: Double?
         for item in group {
             guard case .mark(let some, let now) = item.work else { continue }

@@ -17,7 +17,7 @@ public protocol UsageLedger: AnyObject, Sendable {
     /// recorded (by any process) changes nothing. Returns the ids of `entries` that were
     /// recorded before (their stored events stay as they are), in the entries' order.
     @discardableResult
-    func record(_ entries: [Spool.Entry], now: Date) async throws -> [String]
+    func record(_ entries: [RecordEntry], now: Date) async throws -> [String]
     /// The stored events with these ids (those the ledger has).
     func storedEvents(ids: [String]) async throws -> [String: UsageEvent]
     /// Up to `limit` queued rows of `lane` due at `now`, in `seq` order after `after`;
@@ -25,7 +25,7 @@ public protocol UsageLedger: AnyObject, Sendable {
     func due(lane: String, limit: Int, now: Date, windowRecords: Bool?, after: Int64) async throws -> [QueuedDelivery]
     /// Records outcomes for rows. With a lease (``PostgresLedger``) the marks are written only while
     /// it is still the lane's current lease, else ``LeaseLostError`` and nothing changes.
-    func mark(_ marks: [(seq: Int64, mark: Spool.Mark)], now: Date, lease: LaneLease?) async throws
+    func mark(_ marks: [(seq: Int64, mark: DeliveryMark)], now: Date, lease: LaneLease?) async throws
     /// Durably notes that a send of these rows is starting (look-before-resend providers).
     func markSending(_ seqs: [Int64], now: Date) async throws
     /// Folds raw rows into their windows and marks them aggregated, once.
@@ -142,11 +142,11 @@ public struct LeaseLostError: Error, CustomStringConvertible {
 
 extension UsageLedger {
     @discardableResult
-    public func record(_ entries: [Spool.Entry]) async throws -> [String] { try await record(entries, now: Date()) }
+    public func record(_ entries: [RecordEntry]) async throws -> [String] { try await record(entries, now: Date()) }
     public func due(lane: String, limit: Int, now: Date, windowRecords: Bool? = nil) async throws -> [QueuedDelivery] {
         try await due(lane: lane, limit: limit, now: now, windowRecords: windowRecords, after: 0)
     }
-    public func mark(_ marks: [(seq: Int64, mark: Spool.Mark)], now: Date = Date()) async throws {
+    public func mark(_ marks: [(seq: Int64, mark: DeliveryMark)], now: Date = Date()) async throws {
         try await mark(marks, now: now, lease: nil)
     }
     public func closeWindows(lane: String, spec: AggregationSpec, now: Date) async throws -> Int {
@@ -204,4 +204,26 @@ enum BacklogHistorySQL {
         }
         return out
     }
+}
+
+/// One event to record and the lanes it goes to; `deadLetter` records it straight as dead on a
+/// lane (an unrouted event kept under the `dead-letter` policy). What every ledger records.
+public struct RecordEntry: Sendable {
+    public var event: UsageEvent
+    public var lanes: [String]
+    public var deadLetter: (lane: String, reason: RejectionReason)?
+
+    public init(event: UsageEvent, lanes: [String], deadLetter: (lane: String, reason: RejectionReason)? = nil) {
+        self.event = event
+        self.lanes = lanes
+        self.deadLetter = deadLetter
+    }
+}
+
+/// What became of one delivery row, as every ledger marks it.
+public enum DeliveryMark: Sendable {
+    case delivered, duplicate
+    case dead(RejectionReason)
+    /// Still queued: try again at `at`.
+    case retry(at: Date, reason: String)
 }

@@ -44,24 +44,24 @@ public final class UsagePipeline: Sendable {
     }
 
     /// The spool entries for `events`.
-    public static func entries(_ events: [UsageEvent], router: Router) throws -> [Spool.Entry] {
+    public static func entries(_ events: [UsageEvent], router: Router) throws -> [RecordEntry] {
         try events.map { try entry($0, router: router) }
     }
 
     /// The spool entry for one event (throws as ``entries(_:router:)`` does for it alone).
-    public static func entry(_ event: UsageEvent, router: Router) throws -> Spool.Entry {
+    public static func entry(_ event: UsageEvent, router: Router) throws -> RecordEntry {
         if let d = router.destinations(for: event) {
-            return Spool.Entry(event: event, lanes: ([d.primary] + d.shadows).map(\.description))
+            return RecordEntry(event: event, lanes: ([d.primary] + d.shadows).map(\.description))
         }
         guard case .rejected(let reason) = router.unroutedRejection(event) else {
-            return Spool.Entry(event: event, lanes: [])
+            return RecordEntry(event: event, lanes: [])
         }
         if router.config.unrouted == .reject {
             throw UsageBillingError(
                 .invalidInput, reason.message, fix: "add a route for '\(event.name)' or set unrouted: dead-letter",
                 field: "name")
         }
-        return Spool.Entry(event: event, lanes: [], deadLetter: ("unrouted", reason))
+        return RecordEntry(event: event, lanes: [], deadLetter: ("unrouted", reason))
     }
 
     /// Delivers until every row recorded so far is final. Lanes that bill per window emit every

@@ -251,7 +251,7 @@ struct Import: AsyncParsableCommand {
         let router = try Router(config: config, client: DryRunHTTPClient(keep: 0, secrets: []))
         var tally = RecordTally()
         while case let items = reader.nextNumbered(max: 1_000), !items.isEmpty {
-            var entries: [Spool.Entry] = []
+            var entries: [RecordEntry] = []
             for item in items {
                 switch item {
                 case .failure(let b): tally.bad.append(b)

@@ -17,7 +17,7 @@ struct DLQRejectCLITests {
             let now = Date()
             try await spool.record(
                 [reported, "other-1"].map {
-                    Spool.Entry(
+                    RecordEntry(
                         event: UsageEvent(id: $0, name: "api_request", customer: "acme", timestamp: now, quantity: 1),
                         lanes: ["stripe/api_request"])
                 })
@@ -58,7 +58,7 @@ extension DLQRejectCLITests {
             let now = Date()
             try await spool.record(
                 (named + ["other-1"]).map {
-                    Spool.Entry(
+                    RecordEntry(
                         event: UsageEvent(id: $0, name: "api_requets", customer: "acme", timestamp: now, quantity: 1),
                         lanes: ["stripe/api_requets"])
                 })

@@ -234,7 +234,7 @@ struct LegacyLaneCLITests {
                     timestamp: now.addingTimeInterval(-Double(i) - 60), quantity: 1)
             }
             try await spool.record(
-                (0..<8).map { Spool.Entry(event: event($0), lanes: [$0 < 4 ? "stripe#0" : "openmeter#1"]) })
+                (0..<8).map { RecordEntry(event: event($0), lanes: [$0 < 4 ? "stripe#0" : "openmeter#1"]) })
             let first = try await spool.due(lane: "stripe#0", limit: 2, now: now)
             try await spool.mark(
                 [

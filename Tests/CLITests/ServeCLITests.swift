@@ -458,7 +458,7 @@ extension ServeCLITests {
                 .path)
         let event = UsageEvent(id: "lag-1", name: "api_request", customer: "acme", quantity: 1)
         try await spool.record(
-            [Spool.Entry(event: event, lanes: ["openmeter/api_request"])], now: Date().addingTimeInterval(-7200))
+            [RecordEntry(event: event, lanes: ["openmeter/api_request"])], now: Date().addingTimeInterval(-7200))
         let monitor = BacklogMonitor(
             spool: spool, lanes: ["openmeter/api_request", "stripe/api_request"], maxLag: .seconds(3600))
         await monitor.refresh()

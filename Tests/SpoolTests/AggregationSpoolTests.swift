@@ -168,7 +168,7 @@ struct AggregationSpoolTests {
         let spool = try Spool(path: tempPath("twice.spool"))
         let spec = AggregationSpec(window: .fixed(seconds: 3600), formula: .sum)
         try await spool.record(
-            (0..<10).map { Spool.Entry(event: usage("t\($0)", minute: Double($0), 2), lanes: ["recurly/api_request"]) })
+            (0..<10).map { RecordEntry(event: usage("t\($0)", minute: Double($0), 2), lanes: ["recurly/api_request"]) })
         let rows = try await spool.due(
             lane: "recurly/api_request", limit: 100, now: hourStart.addingTimeInterval(7200), windowRecords: false)
         #expect(rows.count == 10)

@@ -31,10 +31,10 @@ struct LedgerContractTests {
     func recordOnceReadInOrderMark(_ kind: LedgerKind) async throws {
         let ledger = try await kind.make("contract")
         let batch = events(5, prefix: "c")
-        try await ledger.record(batch.map { Spool.Entry(event: $0, lanes: ["a/x", "b/x", "a/x"]) }, now: Date())
+        try await ledger.record(batch.map { RecordEntry(event: $0, lanes: ["a/x", "b/x", "a/x"]) }, now: Date())
         let second = try await openLedger(ledger.location)
         // recorded before: nothing changes
-        try await second.record(batch.map { Spool.Entry(event: $0, lanes: ["a/x", "c/x"]) }, now: Date())
+        try await second.record(batch.map { RecordEntry(event: $0, lanes: ["a/x", "c/x"]) }, now: Date())
         #expect(try await ledger.queuedCount(lane: nil) == 10)
         let due = try await ledger.due(lane: "a/x", limit: 10, now: Date(), windowRecords: nil, after: 0)
         #expect(due.map(\.event.id) == batch.map(\.id))
@@ -82,7 +82,7 @@ struct LedgerContractTests {
         let known = try await withThrowingTaskGroup(of: [String].self) { group in
             for i in 0..<64 {
                 group.addTask {
-                    try await ledger.record([Spool.Entry(event: batch[i % 10], lanes: ["a/x"])], now: Date())
+                    try await ledger.record([RecordEntry(event: batch[i % 10], lanes: ["a/x"])], now: Date())
                 }
             }
             var all: [String] = []
@@ -100,8 +100,8 @@ struct LedgerContractTests {
         let ledger = try await kind.make("oldest")
         let early = Date(timeIntervalSince1970: 1_800_000_000), late = early.addingTimeInterval(600)
         let batch = events(2, prefix: "o")
-        try await ledger.record([Spool.Entry(event: batch[0], lanes: ["a/x"])], now: early)
-        try await ledger.record([Spool.Entry(event: batch[1], lanes: ["a/x"])], now: late)
+        try await ledger.record([RecordEntry(event: batch[0], lanes: ["a/x"])], now: early)
+        try await ledger.record([RecordEntry(event: batch[1], lanes: ["a/x"])], now: late)
         #expect(try await ledger.oldestQueued(lane: "a/x") == early)
         let due = try await ledger.due(lane: "a/x", limit: 10, now: Date(), windowRecords: nil, after: 0)
         try await ledger.mark([(due[0].seq, .delivered)], now: Date(), lease: nil)
@@ -120,7 +120,7 @@ struct LedgerContractTests {
         let batch = events(3, prefix: "h")
         for (i, event) in batch.enumerated() {
             try await ledger.record(
-                [Spool.Entry(event: event, lanes: ["a/x"])], now: t0.addingTimeInterval(Double(i) * 10))
+                [RecordEntry(event: event, lanes: ["a/x"])], now: t0.addingTimeInterval(Double(i) * 10))
         }
         let due = try await ledger.due(lane: "a/x", limit: 10, now: Date(), windowRecords: nil, after: 0)
         try await ledger.mark([(due[0].seq, .delivered)], now: t0.addingTimeInterval(15), lease: nil)
@@ -141,7 +141,7 @@ struct LedgerContractTests {
                 id: "w\($0)", name: "seats", customer: "acme", timestamp: start.addingTimeInterval(Double($0) * 60),
                 quantity: 2)
         }
-        try await ledger.record(usage.map { Spool.Entry(event: $0, lanes: ["recurly/seats"]) }, now: Date())
+        try await ledger.record(usage.map { RecordEntry(event: $0, lanes: ["recurly/seats"]) }, now: Date())
         let rows = try await ledger.due(lane: "recurly/seats", limit: 100, now: Date(), windowRecords: false, after: 0)
         try await ledger.fold(rows, lane: "recurly/seats", spec: spec, now: Date())
         try await ledger.fold(rows, lane: "recurly/seats", spec: spec, now: Date())
@@ -158,7 +158,7 @@ struct LedgerContractTests {
             record.isWindowRecord && record.event.quantity == 20 && AggregateInfo(record.event).windowStart == start)
         let late = UsageEvent(
             id: "w-late", name: "seats", customer: "acme", timestamp: start.addingTimeInterval(30), quantity: 5)
-        try await ledger.record([Spool.Entry(event: late, lanes: ["recurly/seats"])], now: Date())
+        try await ledger.record([RecordEntry(event: late, lanes: ["recurly/seats"])], now: Date())
         try await ledger.fold(
             try await ledger.due(lane: "recurly/seats", limit: 10, now: Date(), windowRecords: false, after: 0),
             lane: "recurly/seats", spec: spec, now: Date())
@@ -176,7 +176,7 @@ struct LedgerContractTests {
     func reassignAndDropLanes(_ kind: LedgerKind) async throws {
         let ledger = try await kind.make("lanes")
         try await ledger.record(
-            events(4, prefix: "l").map { Spool.Entry(event: $0, lanes: ["old/x", "keep/x"]) }, now: Date())
+            events(4, prefix: "l").map { RecordEntry(event: $0, lanes: ["old/x", "keep/x"]) }, now: Date())
         let moved = try await ledger.reassignLane("old/x", to: "new/x", targetAggregates: false)
         #expect(moved.rows == 4 && moved.windows == 0)
         #expect(try await ledger.laneNames() == ["keep/x", "new/x"])
@@ -197,7 +197,7 @@ struct LedgerContractTests {
     func rejectDeliveredOnAProvidersLanes(_ kind: LedgerKind) async throws {
         let ledger = try await kind.make("reject")
         try await ledger.record(
-            events(3, prefix: "r").map { Spool.Entry(event: $0, lanes: ["stripe/api_request", "orb/api_request"]) },
+            events(3, prefix: "r").map { RecordEntry(event: $0, lanes: ["stripe/api_request", "orb/api_request"]) },
             now: Date())
         for lane in ["stripe/api_request", "orb/api_request"] {
             let rows = try await ledger.due(lane: lane, limit: 10, now: Date(), windowRecords: nil, after: 0)
@@ -219,7 +219,7 @@ struct LeaseTests {
     @Test func oneOwnerPerLaneAndFencedMarks() async throws {
         let ledger = try await LedgerKind.postgres.make("lease")
         let other = try await PostgresLedger.open(ledger.location)  // a second process's view
-        try await ledger.record(events(2, prefix: "f").map { Spool.Entry(event: $0, lanes: ["stripe/x"]) }, now: Date())
+        try await ledger.record(events(2, prefix: "f").map { RecordEntry(event: $0, lanes: ["stripe/x"]) }, now: Date())
         // Long enough that a loaded machine's pauses end well inside each lease; the renewal then
         // shortens it, and the test waits past its end.
         let first = try #require(try await ledger.acquireLease(lane: "stripe/x", owner: "w1", ttl: .seconds(30)))
@@ -280,7 +280,7 @@ struct LedgerRestartTests {
     @Test func aRestartIsRetryableNotFatal() async throws {
         let server = try await PostgresServer.dedicated()
         let ledger = try await PostgresLedger.open(try await server.database("restart"))
-        try await ledger.record(events(3, prefix: "before").map { Spool.Entry(event: $0, lanes: ["a/x"]) }, now: Date())
+        try await ledger.record(events(3, prefix: "before").map { RecordEntry(event: $0, lanes: ["a/x"]) }, now: Date())
         // Calls in flight while the server goes down end (one way or the other); none hangs.
         let busy = Task {
             var outcomes = (ok: 0, unavailable: 0)
@@ -288,7 +288,7 @@ struct LedgerRestartTests {
                 do {
                     try await ledger.record(
                         [
-                            Spool.Entry(
+                            RecordEntry(
                                 event: UsageEvent(id: "during-\(i)", name: "api_request", customer: "acme"),
                                 lanes: ["a/x"])
                         ], now: Date())
@@ -305,7 +305,7 @@ struct LedgerRestartTests {
         let during = try await busy.value
         #expect(during.ok + during.unavailable == 200)
         var unavailable = 0
-        let after = events(3, prefix: "after").map { Spool.Entry(event: $0, lanes: ["a/x"]) }
+        let after = events(3, prefix: "after").map { RecordEntry(event: $0, lanes: ["a/x"]) }
         let recorded = try await eventually(within: .seconds(30), every: .milliseconds(200)) {
             do {
                 try await ledger.record(after, now: Date())
@@ -336,7 +336,7 @@ struct LedgerTLSTests {
         let url = try await server.database("tls")
         #expect(url.hasSuffix("sslmode=require"))
         let ledger = try await PostgresLedger.open(url)
-        try await ledger.record(events(1, prefix: "tls").map { Spool.Entry(event: $0, lanes: ["a/x"]) }, now: Date())
+        try await ledger.record(events(1, prefix: "tls").map { RecordEntry(event: $0, lanes: ["a/x"]) }, now: Date())
         #expect(try await ledger.queuedCount(lane: "a/x") == 1)
         let name = String(url.split(separator: "/").last?.split(separator: "?").first ?? "")
         await #expect { _ = try await PostgresLedger.open(server.url(name, sslmode: "disable")) } throws: { error in
@@ -359,11 +359,11 @@ struct LedgerCopyTests {
     @Test func spoolToPostgresAndBackKeepsEveryRowOnce() async throws {
         let spool = try Spool(path: tempPath("copy.spool"))
         try await spool.record(
-            events(30, prefix: "cp").map { Spool.Entry(event: $0, lanes: ["stripe/api_request", "orb/api_request"]) },
+            events(30, prefix: "cp").map { RecordEntry(event: $0, lanes: ["stripe/api_request", "orb/api_request"]) },
             now: Date())
         try await spool.record(
             [
-                Spool.Entry(
+                RecordEntry(
                     event: UsageEvent(id: "cp-unrouted", name: "gpu", customer: "acme"), lanes: [],
                     deadLetter: ("unrouted", RejectionReason(code: "unrouted", message: "no route", origin: .local)))
             ], now: Date())
@@ -375,7 +375,7 @@ struct LedgerCopyTests {
             ], now: Date(), lease: nil)
         let spec = AggregationSpec(window: .fixed(seconds: 3600), formula: .sum)
         try await spool.record(
-            events(5, prefix: "seat").map { Spool.Entry(event: $0, lanes: ["recurly/seats"]) }, now: Date())
+            events(5, prefix: "seat").map { RecordEntry(event: $0, lanes: ["recurly/seats"]) }, now: Date())
         try await spool.fold(
             try await spool.due(lane: "recurly/seats", limit: 10, now: Date(), windowRecords: false, after: 0),
             lane: "recurly/seats", spec: spec, now: Date())

@@ -42,11 +42,11 @@ struct MigrationTests {
         #expect(try await spool.due(lane: "stripe#0", limit: 10, now: Date()).map(\.seq) == [2, 3])
         #expect(try await spool.due(lane: "stripe#0", limit: 10, now: Date()).map(\.event.id) == ["old-1", "old-2"])
         // recorded before: no-op
-        try await spool.record(old.map { Spool.Entry(event: $0, lanes: ["stripe#0", "orb#0"]) })
+        try await spool.record(old.map { RecordEntry(event: $0, lanes: ["stripe#0", "orb#0"]) })
         #expect(try await spool.queuedCount() == 2)
         let new = events(1, prefix: "new")
         // a lane given twice: one row
-        try await spool.record([Spool.Entry(event: new[0], lanes: ["stripe#0", "stripe#0"])])
+        try await spool.record([RecordEntry(event: new[0], lanes: ["stripe#0", "stripe#0"])])
         let due = try await spool.due(lane: "stripe#0", limit: 10, now: Date())
         #expect(due.map(\.event.id) == ["old-1", "old-2", "new-0"])
         #expect((due.last?.seq ?? 0) > 3)
@@ -102,10 +102,10 @@ struct MigrationTests {
                 DeadLetter(
                     eventID: "old-zeta", lane: "orb#0", code: "rejected", message: "customer unknown", attempts: 5)
             ])
-        try await spool.record(old.map { Spool.Entry(event: $0, lanes: ["stripe#0"]) })  // recorded before: no-op
+        try await spool.record(old.map { RecordEntry(event: $0, lanes: ["stripe#0"]) })  // recorded before: no-op
         #expect(try await spool.queuedCount() == 3)
         let new = UsageEvent(id: "new-0", name: "api_request", customer: "acme", timestamp: Date(), quantity: 1)
-        try await spool.record([Spool.Entry(event: new, lanes: ["stripe#0"])])
+        try await spool.record([RecordEntry(event: new, lanes: ["stripe#0"])])
         let after = try await spool.due(lane: "stripe#0", limit: 10, now: Date())
         #expect(after.map(\.event.id) == ["old-zeta", "old-alpha", "old-mid", "new-0"])
         #expect((after.last?.seq ?? 0) > 4)
@@ -164,7 +164,7 @@ struct MigrationTests {
                 DeadLetter(
                     eventID: "six-0", lane: "recurly#0", code: "rejected", message: "account closed", attempts: 4)
             ])
-        try await spool.record([Spool.Entry(event: events(1, prefix: "seven")[0], lanes: ["openmeter#0"])])
+        try await spool.record([RecordEntry(event: events(1, prefix: "seven")[0], lanes: ["openmeter#0"])])
         let due = try await spool.due(lane: "openmeter#0", limit: 10, now: Date())
         #expect(due.map(\.event.id) == ["six-0", "six-1", "six-2", "seven-0"])
         #expect(due.map(\.seq) == [10, 11, 12, 14])

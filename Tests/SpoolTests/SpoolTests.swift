@@ -79,7 +79,7 @@ struct SpoolTests {
             for i in 0..<20 {
                 group.addTask {
                     try await spool.record([
-                        Spool.Entry(
+                        RecordEntry(
                             event: UsageEvent(id: "s-\(i)", name: "api_request", customer: "acme"), lanes: ["a#0"])
                     ])
                 }
@@ -105,14 +105,14 @@ struct SpoolTests {
         let ok = UsageEvent(id: "ok-1", name: "api_request", customer: "acme")
         let bad = UsageEvent(id: "bad-1", name: "api_request", customer: "acme")
         await #expect {
-            try await spool.record([Spool.Entry(event: ok, lanes: ["a#0"]), Spool.Entry(event: bad, lanes: ["boom#0"])])
+            try await spool.record([RecordEntry(event: ok, lanes: ["a#0"]), RecordEntry(event: bad, lanes: ["boom#0"])])
         } throws: { error in
             (error as? UsageBillingError)?.fix?.contains("record them again") == true
         }
         let events = try await spool.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events") }
         #expect(events == 0)
         #expect(try await spool.queuedCount() == 0)
-        try await spool.record([Spool.Entry(event: ok, lanes: ["a#0"])])
+        try await spool.record([RecordEntry(event: ok, lanes: ["a#0"])])
         #expect(try await spool.queuedCount() == 1)
     }
 
@@ -154,7 +154,7 @@ struct SpoolTests {
         let path = tempPath("trunc.spool")
         do {
             let spool = try Spool(path: path, durability: .full)
-            try await spool.record(events(2_000).map { Spool.Entry(event: $0, lanes: ["stripe#0"]) })
+            try await spool.record(events(2_000).map { RecordEntry(event: $0, lanes: ["stripe#0"]) })
             try spool.checkpoint()
         }
         // Fold the WAL in, then cut the file in half.

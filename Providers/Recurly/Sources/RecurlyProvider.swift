@@ -6,5 +6,5 @@ extension RecurlySink {
     public static let kind = ProviderKind(
         name: "recurly", settings: RecurlySettings.self, secretKeys: ["api_key"],
         sink: { try RecurlySink(settings: $0, client: $1, clock: $2, name: $3) },
-        readBack: { try RecurlyReadBack(settings: $0, client: $1) })
+        readBack: { RecurlyReadBack(settings: $0, client: $1) })
 }
