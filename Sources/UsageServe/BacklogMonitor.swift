@@ -1,9 +1,6 @@
 import Foundation
-import Logging
-import Metrics
 import ServiceLifecycle
 import UsageBilling
-import UsageRouting
 import UsageSpool
 
 /// The spool's backlog, counted in the background (a count per request would cost more than the

@@ -1,10 +1,6 @@
 import Foundation
-import Logging
-import Metrics
-import ServiceLifecycle
 import UsageBilling
 import UsageRouting
-import UsageSpool
 
 /// The `serve:` section of the routing config:
 ///

@@ -1,9 +1,6 @@
 import Foundation
-import Logging
-import Metrics
 import ServiceLifecycle
 import UsageBilling
-import UsageRouting
 
 /// The delivery worker as a swift-service-lifecycle `Service`: run it in a `ServiceGroup` with
 /// SIGTERM as a graceful-shutdown signal, and on SIGTERM each lane finishes and marks the batch it

@@ -1,7 +1,4 @@
 import Foundation
-import Logging
-import NIOCore
-import NIOSSL
 import PostgresNIO
 import UsageBilling
 

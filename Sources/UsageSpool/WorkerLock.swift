@@ -1,9 +1,5 @@
 import Foundation
-import Logging
-import Metrics
-import ServiceLifecycle
 import UsageBilling
-import UsageRouting
 
 /// The exclusive lock one running worker holds on its spool: `flock` on `<spool>.worker-lock`,
 /// which names the holder's pid for the error a second worker gets.
