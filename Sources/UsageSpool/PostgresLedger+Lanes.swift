@@ -58,8 +58,8 @@ extension PostgresLedger {
             let rows = try await self.scalar(
                 c,
                 """
-                WITH changed AS (UPDATE ub_deliveries SET state = 3, reason_code = \(reason.code), reason_message = \(reason.description), updated_at = \(t)
-                                 WHERE lane = \(lane) AND state = 0 RETURNING seq) SELECT COUNT(*) FROM changed
+                WITH changed AS (UPDATE ub_deliveries SET state = \(unescaped: DeliveryState.dead.sql), reason_code = \(reason.code), reason_message = \(reason.description), updated_at = \(t)
+                                 WHERE lane = \(lane) AND state = \(unescaped: DeliveryState.queued.sql) RETURNING seq) SELECT COUNT(*) FROM changed
                 """)
             let spec = AggregationSpec(window: .fixed(seconds: 3600), report: .increments)
             let decoder = JSONDecoder(), encoder = JSONEncoder()

@@ -19,7 +19,7 @@ extension PostgresLedger {
             var live = Set<Int64>()
             for try await seq in try await c.query(
                 """
-                SELECT seq FROM ub_deliveries WHERE seq = ANY(\(rows.map(\.seq))::int8[]) AND state = 0
+                SELECT seq FROM ub_deliveries WHERE seq = ANY(\(rows.map(\.seq))::int8[]) AND state = \(unescaped: DeliveryState.queued.sql)
                 """, logger: self.logger
             ).decode(Int64.self) { live.insert(seq) }
             var keys: [WindowKey] = [], ends: [WindowKey: Int64] = [:]
@@ -63,7 +63,7 @@ extension PostgresLedger {
                 """, logger: self.logger)
             try await c.query(
                 """
-                UPDATE ub_deliveries SET state = 4, updated_at = \(now.timeIntervalSince1970) WHERE seq = ANY(\(folding.map(\.0.seq))::int8[]) AND state = 0
+                UPDATE ub_deliveries SET state = \(unescaped: DeliveryState.aggregated.sql), updated_at = \(now.timeIntervalSince1970) WHERE seq = ANY(\(folding.map(\.0.seq))::int8[]) AND state = \(unescaped: DeliveryState.queued.sql)
                 """, logger: self.logger)
         }
     }
@@ -137,14 +137,15 @@ extension PostgresLedger {
 
     public func nextDue(lane: String) async throws -> Date? {
         try await first(
-            "SELECT MIN(next_attempt_at) FROM ub_deliveries WHERE lane = \(lane) AND state = 0", as: Double?.self
+            "SELECT MIN(next_attempt_at) FROM ub_deliveries WHERE lane = \(lane) AND state = \(unescaped: DeliveryState.queued.sql)",
+            as: Double?.self
         )
         .flatMap { $0 }.map(Date.init(timeIntervalSince1970:))
     }
 
     public func oldestQueued(lane: String) async throws -> Date? {
         try await first(
-            "SELECT recorded_at FROM ub_deliveries WHERE lane = \(lane) AND state = 0 ORDER BY seq LIMIT 1",
+            "SELECT recorded_at FROM ub_deliveries WHERE lane = \(lane) AND state = \(unescaped: DeliveryState.queued.sql) ORDER BY seq LIMIT 1",
             as: Double.self
         )
         .map(Date.init(timeIntervalSince1970:))

@@ -324,13 +324,18 @@ public final class PostgresLedger: UsageLedger {
     public func queuedCount(lane: String?) async throws -> Int {
         if let lane {
             return try await first(
-                "SELECT COUNT(*) FROM ub_deliveries WHERE lane = \(lane) AND state = 0", as: Int.self) ?? 0
+                "SELECT COUNT(*) FROM ub_deliveries WHERE lane = \(lane) AND state = \(unescaped: DeliveryState.queued.sql)",
+                as: Int.self) ?? 0
         }
-        return try await first("SELECT COUNT(*) FROM ub_deliveries WHERE state = 0", as: Int.self) ?? 0
+        return try await first(
+            "SELECT COUNT(*) FROM ub_deliveries WHERE state = \(unescaped: DeliveryState.queued.sql)", as: Int.self)
+            ?? 0
     }
 
     public func hasQueued(lane: String) async throws -> Bool {
-        try await first("SELECT EXISTS (SELECT 1 FROM ub_deliveries WHERE lane = \(lane) AND state = 0)", as: Bool.self)
+        try await first(
+            "SELECT EXISTS (SELECT 1 FROM ub_deliveries WHERE lane = \(lane) AND state = \(unescaped: DeliveryState.queued.sql))",
+            as: Bool.self)
             ?? false
     }
 
@@ -410,7 +415,7 @@ public final class PostgresLedger: UsageLedger {
             for try await (id, lane, code, message, attempts) in try await self.client.query(
                 """
                 SELECT e.id, d.lane, COALESCE(d.reason_code, ''), COALESCE(d.reason_message, ''), d.attempts FROM ub_deliveries d JOIN ub_events e ON e.key = d.event
-                WHERE d.state = 3 AND (\(reason)::text IS NULL OR d.reason_code = \(reason)) ORDER BY d.seq LIMIT \(limit)
+                WHERE d.state = \(unescaped: DeliveryState.dead.sql) AND (\(reason)::text IS NULL OR d.reason_code = \(reason)) ORDER BY d.seq LIMIT \(limit)
                 """, logger: self.logger
             ).decode((String, String, String, String, Int).self) {
                 out.append(DeadLetter(eventID: id, lane: lane, code: code, message: message, attempts: attempts))
@@ -427,10 +432,10 @@ public final class PostgresLedger: UsageLedger {
         guard !rejections.isEmpty else { return 0 }
         return try await count(
             """
-            UPDATE ub_deliveries d SET state = 3, reason_code = u.code, reason_message = u.message, updated_at = \(now.timeIntervalSince1970)
+            UPDATE ub_deliveries d SET state = \(unescaped: DeliveryState.dead.sql), reason_code = u.code, reason_message = u.message, updated_at = \(now.timeIntervalSince1970)
             FROM unnest(\(rejections.map(\.identifier))::text[], \(rejections.map(\.reason.code))::text[], \(rejections.map(\.reason.description))::text[])
                  AS u(id, code, message), ub_events e
-            WHERE e.id = u.id AND d.event = e.key AND d.state IN (1, 2) AND NOT d.window_record
+            WHERE e.id = u.id AND d.event = e.key AND d.state IN (\(unescaped: DeliveryState.delivered.sql), \(unescaped: DeliveryState.duplicate.sql)) AND NOT d.window_record
               AND (starts_with(d.lane, \(provider + "/")) OR starts_with(d.lane, \(provider + "#")))
             RETURNING d.seq
             """)
@@ -440,14 +445,14 @@ public final class PostgresLedger: UsageLedger {
         let t = now.timeIntervalSince1970
         return try await count(
             """
-            UPDATE ub_deliveries SET state = 0, attempts = 0, first_attempt_at = NULL, next_attempt_at = \(t), updated_at = \(t)
-            WHERE state = 3 AND (\(reason)::text IS NULL OR reason_code = \(reason)) RETURNING seq
+            UPDATE ub_deliveries SET state = \(unescaped: DeliveryState.queued.sql), attempts = 0, first_attempt_at = NULL, next_attempt_at = \(t), updated_at = \(t)
+            WHERE state = \(unescaped: DeliveryState.dead.sql) AND (\(reason)::text IS NULL OR reason_code = \(reason)) RETURNING seq
             """)
     }
 
     public func purgeDeadLetters(reason: String?) async throws -> Int {
         try await count(
-            "DELETE FROM ub_deliveries WHERE state = 3 AND (\(reason)::text IS NULL OR reason_code = \(reason)) RETURNING seq"
+            "DELETE FROM ub_deliveries WHERE state = \(unescaped: DeliveryState.dead.sql) AND (\(reason)::text IS NULL OR reason_code = \(reason)) RETURNING seq"
         )
     }
 

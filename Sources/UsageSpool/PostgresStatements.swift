@@ -50,7 +50,7 @@ struct DueStatement: PostgresPreparedStatement {
     // `$4` null: raw rows and window records alike.
     static let sql = """
         SELECT d.seq, e.payload, d.attempts, d.first_attempt_at, d.window_record FROM ub_deliveries d JOIN ub_events e ON e.key = d.event
-        WHERE d.lane = $1 AND d.state = 0 AND d.seq > $2 AND d.next_attempt_at <= $3 AND ($4::boolean IS NULL OR d.window_record = $4)
+        WHERE d.lane = $1 AND d.state = \(DeliveryState.queued.sql) AND d.seq > $2 AND d.next_attempt_at <= $3 AND ($4::boolean IS NULL OR d.window_record = $4)
         ORDER BY d.seq LIMIT $5
         """
     let lane: String, after: Int64, now: Double, windowRecords: Bool?, limit: Int
@@ -80,15 +80,15 @@ struct MarkStatement: PostgresPreparedStatement {
         WITH lease AS (SELECT 1 FROM ub_leases WHERE lane = $1 AND token = $2 FOR SHARE),
         ok AS (SELECT (NOT $3::boolean) OR EXISTS (SELECT 1 FROM lease) AS ok),
         delivered AS (
-            UPDATE ub_deliveries SET state = 1, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, $4::float8),
+            UPDATE ub_deliveries SET state = \(DeliveryState.delivered.sql), attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, $4::float8),
             reason_code = NULL, reason_message = NULL, updated_at = $4::float8
             WHERE seq = ANY($5::int8[]) AND (SELECT ok FROM ok) RETURNING 1),
         duplicates AS (
-            UPDATE ub_deliveries SET state = 2, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, $4::float8),
+            UPDATE ub_deliveries SET state = \(DeliveryState.duplicate.sql), attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, $4::float8),
             reason_code = NULL, reason_message = NULL, updated_at = $4::float8
             WHERE seq = ANY($6::int8[]) AND (SELECT ok FROM ok) RETURNING 1),
         dead AS (
-            UPDATE ub_deliveries d SET state = 3, attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, $4::float8),
+            UPDATE ub_deliveries d SET state = \(DeliveryState.dead.sql), attempts = d.attempts + 1, first_attempt_at = COALESCE(d.first_attempt_at, $4::float8),
             reason_code = u.code, reason_message = u.message, updated_at = $4::float8
             FROM unnest($7::int8[], $8::text[], $9::text[]) AS u(seq, code, message)
             WHERE d.seq = u.seq AND (SELECT ok FROM ok) RETURNING 1),

@@ -12,14 +12,6 @@ public enum SpoolDurability: String, Sendable, CaseIterable {
     case normal
 }
 
-/// The state of one event at one destination lane.
-public enum DeliveryState: Int, Sendable, CaseIterable {
-    case queued = 0, delivered = 1, duplicate = 2, dead = 3
-    /// A raw event folded into an aggregation window of its lane; the window's record (a row of
-    /// its own) carries it to the provider.
-    case aggregated = 4
-}
-
 /// Per-lane counts for `status`.
 public struct LaneStatus: Sendable, Hashable {
     public var lane: String
@@ -324,7 +316,7 @@ public final class Spool: UsageLedger {
                 db,
                 """
                 SELECT d.seq, d.attempts, d.first_attempt_at, d.window_record, e.payload FROM deliveries d JOIN events e ON e.key = d.event
-                WHERE d.lane = ? AND d.state = 0 AND d.seq > ? AND d.next_attempt_at <= ?\(filter) ORDER BY d.seq LIMIT ?
+                WHERE d.lane = ? AND d.state = \(DeliveryState.queued.sql) AND d.seq > ? AND d.next_attempt_at <= ?\(filter) ORDER BY d.seq LIMIT ?
                 """)
             query.bind(1, lane)
             query.bind(2, after)
@@ -382,7 +374,10 @@ public final class Spool: UsageLedger {
     public func nextDue(lane: String) throws -> Date? {
         try pool.read { db in
             try Double.fetchOne(
-                db, sql: "SELECT MIN(next_attempt_at) FROM deliveries WHERE lane = ? AND state = 0", arguments: [lane]
+                db,
+                sql:
+                    "SELECT MIN(next_attempt_at) FROM deliveries WHERE lane = ? AND state = \(DeliveryState.queued.sql)",
+                arguments: [lane]
             )
             .map(Date.init(timeIntervalSince1970:))
         }
@@ -391,7 +386,9 @@ public final class Spool: UsageLedger {
     public func oldestQueued(lane: String) throws -> Date? {
         try pool.read { db in
             try Double.fetchOne(
-                db, sql: "SELECT recorded_at FROM deliveries WHERE lane = ? AND state = 0 ORDER BY seq LIMIT 1",
+                db,
+                sql:
+                    "SELECT recorded_at FROM deliveries WHERE lane = ? AND state = \(DeliveryState.queued.sql) ORDER BY seq LIMIT 1",
                 arguments: [lane]
             )
             .map(Date.init(timeIntervalSince1970:))
@@ -463,7 +460,7 @@ public final class Spool: UsageLedger {
             case .dead(let reason):
                 try db.cachedStatement(
                     sql: """
-                        UPDATE deliveries SET state = 3, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
+                        UPDATE deliveries SET state = \(DeliveryState.dead.sql), attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?),
                         reason_code = ?, reason_message = ?, updated_at = ? WHERE seq = ?
                         """
                 ).execute(arguments: [t, reason.code, reason.description, t, seq])
@@ -534,13 +531,17 @@ public final class Spool: UsageLedger {
 
     /// Queued rows in total.
     public func queuedCount() throws -> Int {
-        try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE state = 0") ?? 0 }
+        try pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE state = \(DeliveryState.queued.sql)") ?? 0
+        }
     }
 
     /// Queued rows of one lane.
     public func queuedCount(lane: String) throws -> Int {
         try pool.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE lane = ? AND state = 0", arguments: [lane])
+            try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM deliveries WHERE lane = ? AND state = \(DeliveryState.queued.sql)",
+                arguments: [lane])
                 ?? 0
         }
     }

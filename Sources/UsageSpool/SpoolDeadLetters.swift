@@ -12,7 +12,7 @@ extension Spool {
                 db,
                 sql: """
                     SELECT e.id, d.lane, d.reason_code, d.reason_message, d.attempts FROM deliveries d JOIN events e ON e.key = d.event
-                    WHERE d.state = 3 AND (? IS NULL OR d.reason_code = ?) ORDER BY d.seq LIMIT ?
+                    WHERE d.state = \(DeliveryState.dead.sql) AND (? IS NULL OR d.reason_code = ?) ORDER BY d.seq LIMIT ?
                     """, arguments: [reason, reason, limit]
             ).map {
                 DeadLetter(eventID: $0[0], lane: $0[1], code: $0[2] ?? "", message: $0[3] ?? "", attempts: $0[4])
@@ -34,8 +34,8 @@ extension Spool {
         return try await pool.write { db in
             let update = try db.cachedStatement(
                 sql: """
-                    UPDATE deliveries SET state = 3, reason_code = ?, reason_message = ?, updated_at = ?
-                    WHERE event = (SELECT key FROM events WHERE id = ?) AND state IN (1, 2) AND window_record = 0
+                    UPDATE deliveries SET state = \(DeliveryState.dead.sql), reason_code = ?, reason_message = ?, updated_at = ?
+                    WHERE event = (SELECT key FROM events WHERE id = ?) AND state IN (\(DeliveryState.delivered.sql), \(DeliveryState.duplicate.sql)) AND window_record = 0
                       AND (substr(lane, 1, length(?) + 1) = ? || '/' OR substr(lane, 1, length(?) + 1) = ? || '#')
                     """)
             var changed = 0
@@ -56,8 +56,8 @@ extension Spool {
         try await pool.write { db in
             try db.execute(
                 sql: """
-                    UPDATE deliveries SET state = 0, attempts = 0, first_attempt_at = NULL, next_attempt_at = ?, updated_at = ?
-                    WHERE state = 3 AND (? IS NULL OR reason_code = ?)
+                    UPDATE deliveries SET state = \(DeliveryState.queued.sql), attempts = 0, first_attempt_at = NULL, next_attempt_at = ?, updated_at = ?
+                    WHERE state = \(DeliveryState.dead.sql) AND (? IS NULL OR reason_code = ?)
                     """, arguments: [now.timeIntervalSince1970, now.timeIntervalSince1970, reason, reason])
             return db.changesCount
         }
@@ -68,7 +68,8 @@ extension Spool {
     public func purgeDeadLetters(reason: String? = nil) async throws -> Int {
         try await pool.write { db in
             try db.execute(
-                sql: "DELETE FROM deliveries WHERE state = 3 AND (? IS NULL OR reason_code = ?)",
+                sql:
+                    "DELETE FROM deliveries WHERE state = \(DeliveryState.dead.sql) AND (? IS NULL OR reason_code = ?)",
                 arguments: [reason, reason])
             return db.changesCount
         }

@@ -119,7 +119,7 @@ extension Spool {
             let t = now.timeIntervalSince1970
             try db.execute(
                 sql: """
-                    UPDATE deliveries SET state = 3, reason_code = ?, reason_message = ?, updated_at = ? WHERE lane = ? AND state = 0
+                    UPDATE deliveries SET state = \(DeliveryState.dead.sql), reason_code = ?, reason_message = ?, updated_at = ? WHERE lane = ? AND state = \(DeliveryState.queued.sql)
                     """, arguments: [reason.code, reason.description, t, lane])
             let rows = db.changesCount
             // Each open window's unbilled part, as the record the lane would have sent.

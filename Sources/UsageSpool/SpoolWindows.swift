@@ -23,7 +23,9 @@ extension Spool {
             let seqs = "[" + rows.map { String($0.seq) }.joined(separator: ",") + "]"
             let live = Set(
                 try Int64.fetchAll(
-                    db, sql: "SELECT seq FROM deliveries WHERE seq IN (SELECT value FROM json_each(?)) AND state = 0",
+                    db,
+                    sql:
+                        "SELECT seq FROM deliveries WHERE seq IN (SELECT value FROM json_each(?)) AND state = \(DeliveryState.queued.sql)",
                     arguments: [seqs]))
             for row in rows where live.contains(row.seq) {
                 let (key, end) = aggregator.key(for: row.event, reusing: &bounds)
@@ -49,7 +51,7 @@ extension Spool {
             }
             let folded = try RawStatement(
                 db,
-                "UPDATE deliveries SET state = 4, updated_at = ? WHERE seq IN (SELECT value FROM json_each(?)) AND state = 0"
+                "UPDATE deliveries SET state = \(DeliveryState.aggregated.sql), updated_at = ? WHERE seq IN (SELECT value FROM json_each(?)) AND state = \(DeliveryState.queued.sql)"
             )
             folded.bind(1, now.timeIntervalSince1970)
             folded.bind(2, seqs)

@@ -190,8 +190,8 @@ enum BacklogHistorySQL {
         let since = String(format: "%.6f", instants.first?.timeIntervalSince1970 ?? 0)
         return """
             WITH b(i, t) AS (VALUES \(values))
-            SELECT d.lane, b.i, COUNT(*) FROM \(table) d JOIN b ON d.recorded_at <= b.t AND (d.state = 0 OR d.updated_at > b.t)
-            WHERE d.state = 0 OR d.updated_at > \(since)
+            SELECT d.lane, b.i, COUNT(*) FROM \(table) d JOIN b ON d.recorded_at <= b.t AND (d.state = \(DeliveryState.queued.sql) OR d.updated_at > b.t)
+            WHERE d.state = \(DeliveryState.queued.sql) OR d.updated_at > \(since)
             GROUP BY d.lane, b.i
             """
     }
@@ -226,4 +226,18 @@ public enum DeliveryMark: Sendable {
     case dead(RejectionReason)
     /// Still queued: try again at `at`.
     case retry(at: Date, reason: String)
+}
+
+/// The state of one event at one destination lane.
+public enum DeliveryState: Int, Sendable, CaseIterable {
+    case queued = 0, delivered = 1, duplicate = 2, dead = 3
+    /// A raw event folded into an aggregation window of its lane; the window's record (a row of
+    /// its own) carries it to the provider.
+    case aggregated = 4
+}
+
+extension DeliveryState {
+    /// The state as it stands in a statement's text (`state = \(DeliveryState.queued.sql)`): a
+    /// literal, never a bound parameter, so the partial indexes on `state = 0` keep matching.
+    var sql: String { String(rawValue) }
 }
