@@ -18,7 +18,7 @@ func soakConfig(_ emulator: UsageEmulator) throws -> RoutingConfig {
               - { events: [tokens], to: orb, shadow: metronome }
               - { events: [storage], to: openmeter }
               - { events: [seats], to: chargebee, shadow: recurly }
-              - { events: [tickets], to: paddle }
+              - { events: [tickets], to: paddle, shadow: paddle_usage }
             """)
 }
 
