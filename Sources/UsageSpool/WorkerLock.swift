@@ -25,8 +25,18 @@ final class WorkerLock: DeliveryLock {
         let started = ContinuousClock.now
         for attempt in 1... {
             if flock(fd, LOCK_EX | LOCK_NB) == 0 { break }
-            let wait = Self.retry.delay(attemptsMade: attempt, elapsed: ContinuousClock.now - started, retryAfter: nil)
-            guard errno == EWOULDBLOCK || errno == EINTR, let wait else {
+            // Read before anything else can set it.
+            let failure = errno
+            guard failure == EWOULDBLOCK || failure == EINTR else {
+                close(fd)
+                throw UsageBillingError(
+                    .configuration, "cannot lock the worker lock \(path): \(String(cString: strerror(failure)))",
+                    fix: "put the spool on a local file system that supports flock")
+            }
+            guard
+                let wait = Self.retry.delay(
+                    attemptsMade: attempt, elapsed: ContinuousClock.now - started, retryAfter: nil)
+            else {
                 let holder = Self.holder(fd)
                 close(fd)
                 let who = holder.map { $0 == getpid() ? "this process (pid \($0))" : "pid \($0)" } ?? "another process"

@@ -23,6 +23,10 @@ public struct OpenMeterClient: Sendable {
     public enum WindowSize: String, Sendable { case minute = "MINUTE", hour = "HOUR", day = "DAY", month = "MONTH" }
 
     /// A client; throws on unusable settings.
+    /// v3 meter ids by key, looked up once per client: a reconciliation reads every meter for
+    /// every customer.
+    private let meterIDs = Locked<[String: String]>([:])
+
     public init(settings: OpenMeterSettings, client: any HTTPClient) throws {
         try settings.validate()
         self.settings = settings
@@ -45,8 +49,6 @@ public struct OpenMeterClient: Sendable {
         var query = [("from", RFC3339.format(from)), ("to", RFC3339.format(to))]
         if let windowSize { query.append(("windowSize", windowSize.rawValue)) }
         query += subjects.map { ("subject", $0) }
-        var headers: HeaderFields = ["Accept": "application/json"]
-        if let key = settings.apiKey { headers["Authorization"] = "Bearer \(key.exposedValue)" }
         let response = try await client.send(
             HTTPRequest(
                 method: .get,
@@ -54,12 +56,7 @@ public struct OpenMeterClient: Sendable {
                     base: settings.endpoint, path: "/api/v1/meters/\(URLBuilder.pathSegment(meter))/query", query: query
                 ),
                 headers: headers))
-        guard response.status == 200 else {
-            let detail = JSONValue.parse(response.body)?["detail"]?.stringValue ?? "HTTP \(response.status)"
-            throw UsageBillingError.forFailedCall(
-                response, message: "OpenMeter meter query failed (\(response.status)): \(detail)",
-                credentialField: "api_key", notFoundFix: "check the meter slug")
-        }
+        guard response.status == 200 else { throw failure(response, "meter query") }
         struct Result: Decodable { var data: [OpenMeterQueryRow] }
         guard let result = try? JSONDecoder().decode(Result.self, from: response.body) else {
             throw UsageBillingError(
@@ -80,12 +77,13 @@ public struct OpenMeterClient: Sendable {
         let detail = JSONValue.parse(response.body)?["detail"]?.stringValue ?? "HTTP \(response.status)"
         return UsageBillingError.forFailedCall(
             response, message: "OpenMeter \(what) failed (\(response.status)): \(detail)",
-            credentialField: "api_key", notFoundFix: "check the meter key")
+            credentialField: "api_key", notFoundFix: "check the meter's slug (v1) or key (v3)")
     }
 
     /// The id (a ULID) of the meter whose key is `key`: `GET /openmeter/meters?filter[key][eq]=`.
     public func meterID(key: String) async throws -> String {
         if key.wholeMatch(of: /[0-7][0-9A-HJKMNP-TV-Z]{25}/) != nil { return key }
+        if let known = meterIDs.current[key] { return known }
         let response = try await client.send(
             HTTPRequest(
                 method: .get,
@@ -101,6 +99,7 @@ public struct OpenMeterClient: Sendable {
                 fix: "create the meter in Konnect, or map the event type to its meter's key under meter_slugs",
                 field: "meter_slugs")
         }
+        meterIDs.with { $0[key] = id }
         return id
     }
 

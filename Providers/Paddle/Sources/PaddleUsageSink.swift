@@ -53,22 +53,9 @@ public struct PaddleUsageSink: UsageSink {
 
     /// Validates, sends the valid events, and returns one outcome per event in order.
     public func deliver(_ batch: [UsageEvent]) async throws -> [DeliveryOutcome] {
-        var outcomes = [DeliveryOutcome?](repeating: nil, count: batch.count)
-        var ready: [(index: Int, json: EncodedJSON)] = []
         let now = clock.now()
-        for (index, event) in batch.enumerated() {
-            switch prepare(event, now: now) {
-            case .failure(let reason): outcomes[index] = .rejected(reason)
-            case .success(let json): ready.append((index, json))
-            }
-        }
-        var start = 0
-        while start < ready.count {
-            let chunk = Array(ready[start..<min(start + settings.maxBatchSize, ready.count)])
-            for (index, outcome) in try await send(chunk) { outcomes[index] = outcome }
-            start += chunk.count
-        }
-        return outcomes.map { $0 ?? .possiblyDelivered }
+        return try await PreparedDelivery.deliver(
+            batch, maxPerRequest: settings.maxBatchSize, prepare: { prepare($0, now: now) }, sendEach: send)
     }
 
     func prepare(_ event: UsageEvent, now: Date) -> Result<EncodedJSON, RejectionReason> {
@@ -105,39 +92,40 @@ public struct PaddleUsageSink: UsageSink {
             ]))
     }
 
-    /// One request; a 400 that names events is answered for them and the rest go again at once.
-    private func send(_ events: [(index: Int, json: EncodedJSON)]) async throws -> [(Int, DeliveryOutcome)] {
+    /// One request, one outcome per event in order; a 400 that names events is answered for them
+    /// and the rest go again at once.
+    private func send(_ events: [EncodedJSON]) async throws -> [DeliveryOutcome] {
         let request = HTTPRequest(
             method: .post, url: URLBuilder.url(base: settings.endpoint, path: "/usage-events"),
             headers: [
                 "Authorization": "Bearer \(settings.apiKey.exposedValue)", "Paddle-Version": "1",
                 "Content-Type": "application/json", "Accept": "application/json",
             ],
-            body: JSONValue.encodeObject(key: "events", array: events.map(\.json)))
+            body: JSONValue.encodeObject(key: "events", array: events))
         let response: HTTPResponse
         switch try await client.sendForDelivery(request) {
-        case .failed(let outcome): return events.map { ($0.index, outcome) }
+        case .failed(let outcome): return Array(repeating: outcome, count: events.count)
         case .response(let r): response = r
         }
         let body = JSONValue.parse(response.body)
         let requestID = body?["meta"]?["request_id"]?.stringValue
         let error = body?["error"]
         let detail = error?["detail"]?.stringValue ?? "Paddle answered HTTP \(response.status)"
+        func rejection(_ code: String, _ message: String) -> DeliveryOutcome {
+            .rejected(
+                RejectionReason(
+                    code: code, message: message, origin: .provider, providerRequestID: requestID,
+                    httpStatus: response.status))
+        }
         switch response.status {
         case 200..<300:
             let statuses = body?["data"]?.arrayValue ?? []
-            return events.enumerated().map { position, event in
+            return events.indices.map { position in
                 let answer = position < statuses.count ? statuses[position] : nil
-                guard answer?["status"]?.stringValue == "rejected" else { return (event.index, .accepted) }
-                let code = answer?["error"]?["code"]?.stringValue ?? "usage_event_rejected"
-                let message = answer?["error"]?["detail"]?.stringValue ?? "Paddle did not record the event"
-                return (
-                    event.index,
-                    .rejected(
-                        RejectionReason(
-                            code: code, message: message, origin: .provider, providerRequestID: requestID,
-                            httpStatus: response.status))
-                )
+                guard answer?["status"]?.stringValue == "rejected" else { return .accepted }
+                return rejection(
+                    answer?["error"]?["code"]?.stringValue ?? "usage_event_rejected",
+                    answer?["error"]?["detail"]?.stringValue ?? "Paddle did not record the event")
             }
         case 401, 403:
             throw UsageBillingError(
@@ -145,62 +133,44 @@ public struct PaddleUsageSink: UsageSink {
                 fix: response.status == 401 ? "check api_key" : "give the key the usage_event.write permission",
                 field: "api_key", providerRequestID: requestID)
         case 400:
-            return try await splitRefusedBatch(
-                events, errors: error?["errors"]?.arrayValue ?? [], code: error?["code"]?.stringValue ?? "bad_request",
-                detail: detail, requestID: requestID)
+            // Paddle refused the whole batch: the events its errors name (by index) are rejected
+            // with their messages and the rest are sent again, unchanged; with no index named,
+            // one by one, so each gets its own answer.
+            let code = error?["code"]?.stringValue ?? "bad_request"
+            let errors = error?["errors"]?.arrayValue ?? []
+            var named: [Int: [String]] = [:]
+            for item in errors {
+                guard let field = item["field"]?.stringValue, let match = field.firstMatch(of: /\[(\d+)\]/),
+                    let position = Int(match.1), events.indices.contains(position)
+                else { continue }
+                named[position, default: []].append("\(field): \(item["message"]?.stringValue ?? "invalid")")
+            }
+            if named.isEmpty {
+                guard events.count > 1 else {
+                    return [
+                        rejection(
+                            code, ([detail] + errors.compactMap { $0["message"]?.stringValue }).joined(separator: "; "))
+                    ]
+                }
+                var outcomes: [DeliveryOutcome] = []
+                for event in events { outcomes += try await send([event]) }
+                return outcomes
+            }
+            var outcomes = events.indices.map { named[$0].map { rejection(code, $0.joined(separator: "; ")) } }
+            let rest = events.indices.filter { named[$0] == nil }
+            if !rest.isEmpty {
+                for (position, outcome) in zip(rest, try await send(rest.map { events[$0] })) {
+                    outcomes[position] = outcome
+                }
+            }
+            return outcomes.map { $0 ?? .possiblyDelivered }
         default:
             if let retry = response.standardRetryableOutcome(now: clock.now(), message: detail, requestID: requestID) {
-                return events.map { ($0.index, retry) }
+                return Array(repeating: retry, count: events.count)
             }
-            let reason = RejectionReason(
-                code: error?["code"]?.stringValue ?? "http_\(response.status)", message: detail, origin: .provider,
-                providerRequestID: requestID, httpStatus: response.status)
-            return events.map { ($0.index, .rejected(reason)) }
+            return Array(
+                repeating: rejection(error?["code"]?.stringValue ?? "http_\(response.status)", detail),
+                count: events.count)
         }
-    }
-
-    /// Paddle refused the whole batch: the events its errors name are rejected with their
-    /// messages and the rest are sent again, unchanged; without a named index, one by one.
-    private func splitRefusedBatch(
-        _ events: [(index: Int, json: EncodedJSON)], errors: [JSONValue], code: String, detail: String,
-        requestID: String?
-    ) async throws -> [(Int, DeliveryOutcome)] {
-        var named: [Int: [String]] = [:]
-        for error in errors {
-            guard let field = error["field"]?.stringValue, let match = field.firstMatch(of: /\[(\d+)\]/),
-                let position = Int(match.1),
-                events.indices.contains(position)
-            else { continue }
-            named[position, default: []].append("\(field): \(error["message"]?.stringValue ?? "invalid")")
-        }
-        if named.isEmpty {
-            guard events.count > 1 else {
-                let messages = errors.compactMap { $0["message"]?.stringValue }
-                return [
-                    (
-                        events[0].index,
-                        .rejected(
-                            RejectionReason(
-                                code: code, message: ([detail] + messages).joined(separator: "; "), origin: .provider,
-                                providerRequestID: requestID, httpStatus: 400))
-                    )
-                ]
-            }
-            var out: [(Int, DeliveryOutcome)] = []
-            for event in events { out += try await send([event]) }
-            return out
-        }
-        var out: [(Int, DeliveryOutcome)] = named.map { position, messages in
-            (
-                events[position].index,
-                .rejected(
-                    RejectionReason(
-                        code: code, message: messages.joined(separator: "; "), origin: .provider,
-                        providerRequestID: requestID, httpStatus: 400))
-            )
-        }
-        let rest = events.enumerated().filter { named[$0.offset] == nil }.map(\.element)
-        if !rest.isEmpty { out += try await send(rest) }
-        return out
     }
 }

@@ -14,6 +14,18 @@ public enum PreparedDelivery {
         prepare: (UsageEvent) -> Result<Prepared, RejectionReason>,
         send: ([Prepared]) async throws -> DeliveryOutcome
     ) async throws -> [DeliveryOutcome] {
+        try await deliver(batch, maxPerRequest: maxPerRequest, prepare: prepare) { chunk in
+            Array(repeating: try await send(chunk), count: chunk.count)
+        }
+    }
+
+    /// ``deliver(_:maxPerRequest:prepare:send:)`` for providers that answer each event of a
+    /// request: `sendEach` returns one outcome per prepared event it was given, in order.
+    public static func deliver<Prepared>(
+        _ batch: [UsageEvent], maxPerRequest: Int,
+        prepare: (UsageEvent) -> Result<Prepared, RejectionReason>,
+        sendEach: ([Prepared]) async throws -> [DeliveryOutcome]
+    ) async throws -> [DeliveryOutcome] {
         var outcomes = [DeliveryOutcome?](repeating: nil, count: batch.count)
         var ready: [(index: Int, prepared: Prepared)] = []
         for (index, event) in batch.enumerated() {
@@ -27,8 +39,8 @@ public enum PreparedDelivery {
         var start = 0
         while start < ready.count {
             let chunk = ready[start..<min(ready.count, start + size)]
-            let outcome = try await send(chunk.map { $0.prepared })
-            for item in chunk { outcomes[item.index] = outcome }
+            let answers = try await sendEach(chunk.map { $0.prepared })
+            for (item, outcome) in zip(chunk, answers) { outcomes[item.index] = outcome }
             start = chunk.endIndex
         }
         return outcomes.map { $0 ?? .possiblyDelivered }
