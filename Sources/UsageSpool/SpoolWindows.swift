@@ -3,99 +3,97 @@ import GRDB
 import GRDBSQLite
 import UsageBilling
 
-/// The spool's aggregation windows: folds, emitted records, reads.
-extension Spool {
-    /// Folds raw rows of `lane` into its windows and marks them `aggregated`, in one transaction,
-    /// so a crash either folds a row once or not at all.
-    public func fold(_ rows: [QueuedDelivery], lane: String, spec: AggregationSpec, now: Date = Date()) async throws {
-        guard !rows.isEmpty else { return }
-        let aggregator = WindowAggregator(spec: spec, namespace: lane)
-        try await pool.write { db in
-            var touched: [WindowKey: WindowState] = [:]
-            let encoder = JSONEncoder(), decoder = JSONDecoder()
-            var bounds: (start: Date, end: Date)?
-            // Cached statements: a fold reads and writes every window its rows touch (a window
-            // per customer and meter), and parsing these per window cost a fifth of the fold.
-            let select = try db.cachedStatement(
-                sql: "SELECT state FROM windows WHERE lane = ? AND customer = ? AND meter = ? AND start = ?")
-            // Only rows still queued now, inside the write: a row another fold took first
-            // (reads that overlapped, or a worker that bypassed the worker lock) counts once.
-            let seqs = "[" + rows.map { String($0.seq) }.joined(separator: ",") + "]"
-            let live = Set(
-                try Int64.fetchAll(
-                    db,
-                    sql:
-                        "SELECT seq FROM deliveries WHERE seq IN (SELECT value FROM json_each(?)) AND state = \(DeliveryState.queued.sql)",
-                    arguments: [seqs]))
-            for row in rows where live.contains(row.seq) {
-                let (key, end) = aggregator.key(for: row.event, reusing: &bounds)
-                var state: WindowState
-                if let known = touched[key] {
-                    state = known
-                } else if let data = try Data.fetchOne(select, arguments: [lane, key.customer, key.meter, key.start]) {
-                    state = try decoder.decode(WindowState.self, from: data)
-                } else {
-                    state = WindowState(end: end)
+/// The spool's aggregation windows: the store's window transaction (``LedgerStore``), reads.
+extension Spool: LedgerStore {
+    func windowTransaction(
+        lane: String, reading: WindowSelection, now: Date, exclusive: Bool,
+        _ decide: @Sendable (WindowSnapshot) throws -> WindowChanges
+    ) async throws -> WindowOutcome {
+        // a running worker would deliver from a lane half-dropped
+        let lock = exclusive ? try await WorkerLock.acquire(spoolPath: path) : nil
+        defer { lock?.release() }
+        return try await pool.write { db in
+            var snapshot = WindowSnapshot()
+            let decoder = JSONDecoder(), encoder = JSONEncoder()
+            switch reading {
+            case .keys(let keys, let rows):
+                // Only rows still queued now, inside the write: a row another fold took first
+                // (reads that overlapped, or a worker that bypassed the worker lock) counts once.
+                let seqs = "[" + rows.map { String($0) }.joined(separator: ",") + "]"
+                snapshot.queued = Set(
+                    try Int64.fetchAll(
+                        db,
+                        sql:
+                            "SELECT seq FROM deliveries WHERE seq IN (SELECT value FROM json_each(?)) AND state = \(DeliveryState.queued.sql)",
+                        arguments: [seqs]))
+                // Cached: a fold reads every window its rows touch (one per customer and meter).
+                let select = try db.cachedStatement(
+                    sql: "SELECT state FROM windows WHERE lane = ? AND customer = ? AND meter = ? AND start = ?")
+                for key in keys {
+                    if let data = try Data.fetchOne(select, arguments: [lane, key.customer, key.meter, key.start]) {
+                        snapshot.windows.append((key, try decoder.decode(WindowState.self, from: data)))
+                    }
                 }
-                WindowAggregator.fold(row.event, into: &state, formula: spec.formula)
-                touched[key] = state
+            case .unbilled(let limit):
+                for row in try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT customer, meter, start, state FROM windows WHERE lane = ? AND dirty = 1 AND window_end <= ? ORDER BY start, customer, meter
+                        """, arguments: [lane, limit])
+                {
+                    snapshot.windows.append(
+                        (
+                            WindowKey(customer: row[0], meter: row[1], start: row[2]),
+                            try decoder.decode(WindowState.self, from: row[3] as Data)
+                        ))
+                }
+            }
+            let changes = try decide(snapshot)
+            let t = now.timeIntervalSince1970
+            var outcome = WindowOutcome()
+            if let reason = changes.deadLetterQueued {
+                try db.execute(
+                    sql: """
+                        UPDATE deliveries SET state = \(DeliveryState.dead.sql), reason_code = ?, reason_message = ?, updated_at = ? WHERE lane = ? AND state = \(DeliveryState.queued.sql)
+                        """, arguments: [reason.code, reason.description, t, lane])
+                outcome.deadLettered = db.changesCount
+            }
+            let recordState = changes.recordReason == nil ? DeliveryState.queued : .dead
+            for record in changes.records {
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)",
+                    arguments: [record.id, PayloadCodec.encode(record), t])
+                guard db.changesCount > 0 else { continue }  // a revision already recorded stays as it is
+                try db.execute(
+                    sql: """
+                        INSERT INTO deliveries (event, lane, state, recorded_at, updated_at, window_record, reason_code, reason_message)
+                        VALUES (?, ?, \(recordState.sql), ?, ?, 1, ?, ?)
+                        """,
+                    arguments: [
+                        db.lastInsertedRowID, lane, t, t, changes.recordReason?.code, changes.recordReason?.description,
+                    ])
+                outcome.records += 1
             }
             let save = try db.cachedStatement(
                 sql:
-                    "INSERT OR REPLACE INTO windows (lane, customer, meter, start, window_end, dirty, state) VALUES (?, ?, ?, ?, ?, 1, ?)"
+                    "INSERT OR REPLACE INTO windows (lane, customer, meter, start, window_end, dirty, state) VALUES (?, ?, ?, ?, ?, ?, ?)"
             )
-            for (key, state) in touched {
+            for (key, state) in changes.save {
                 try save.execute(arguments: [
-                    lane, key.customer, key.meter, key.start, state.end, try encoder.encode(state),
+                    lane, key.customer, key.meter, key.start, state.end, changes.dirty ? 1 : 0,
+                    try encoder.encode(state),
                 ])
             }
-            let folded = try RawStatement(
-                db,
-                "UPDATE deliveries SET state = \(DeliveryState.aggregated.sql), updated_at = ? WHERE seq IN (SELECT value FROM json_each(?)) AND state = \(DeliveryState.queued.sql)"
-            )
-            folded.bind(1, now.timeIntervalSince1970)
-            folded.bind(2, seqs)
-            try folded.run()
-        }
-    }
-
-    /// Emits a record for every window of `lane` with new events whose end plus the grace period
-    /// has passed (or every such window, `all`): the record is recorded as an event with a queued
-    /// row of its own, and the window's emitted revision is saved, in one transaction. Returns
-    /// how many records were queued.
-    @discardableResult
-    public func closeWindows(lane: String, spec: AggregationSpec, now: Date, all: Bool = false) async throws -> Int {
-        let limit = all ? Int64.max : Int64((now.timeIntervalSince1970 - spec.grace.seconds).rounded(.down))
-        return try await pool.write { db in
-            let rows = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT customer, meter, start, state FROM windows WHERE lane = ? AND dirty = 1 AND window_end <= ? ORDER BY start, customer, meter
-                    """, arguments: [lane, limit])
-            let encoder = JSONEncoder(), decoder = JSONDecoder()
-            let t = now.timeIntervalSince1970
-            var queued = 0
-            for row in rows {
-                let key = WindowKey(customer: row[0], meter: row[1], start: row[2])
-                var state = try decoder.decode(WindowState.self, from: row[3] as Data)
-                if let record = WindowAggregator.record(for: key, state: &state, spec: spec, namespace: lane) {
-                    try db.execute(
-                        sql: "INSERT OR IGNORE INTO events (id, payload, recorded_at) VALUES (?, ?, ?)",
-                        arguments: [record.id, PayloadCodec.encode(record), t])
-                    if db.changesCount > 0 {  // a revision already queued stays as it is
-                        try db.execute(
-                            sql: """
-                                INSERT INTO deliveries (event, lane, state, recorded_at, updated_at, window_record) VALUES (?, ?, 0, ?, ?, 1)
-                                """, arguments: [db.lastInsertedRowID, lane, t, t])
-                        queued += 1
-                    }
-                }
-                try db.execute(
-                    sql:
-                        "UPDATE windows SET dirty = 0, state = ? WHERE lane = ? AND customer = ? AND meter = ? AND start = ?",
-                    arguments: [try encoder.encode(state), lane, key.customer, key.meter, key.start])
+            if !changes.folded.isEmpty {
+                let folded = try RawStatement(
+                    db,
+                    "UPDATE deliveries SET state = \(DeliveryState.aggregated.sql), updated_at = ? WHERE seq IN (SELECT value FROM json_each(?)) AND state = \(DeliveryState.queued.sql)"
+                )
+                folded.bind(1, t)
+                folded.bind(2, "[" + changes.folded.map { String($0) }.joined(separator: ",") + "]")
+                try folded.run()
             }
-            return queued
+            return outcome
         }
     }
 

@@ -149,6 +149,10 @@ extension UsageLedger {
     public func mark(_ marks: [(seq: Int64, mark: DeliveryMark)], now: Date = Date()) async throws {
         try await mark(marks, now: now, lease: nil)
     }
+    public func fold(_ rows: [QueuedDelivery], lane: String, spec: AggregationSpec) async throws {
+        try await fold(rows, lane: lane, spec: spec, now: Date())
+    }
+    @discardableResult
     public func closeWindows(lane: String, spec: AggregationSpec, now: Date) async throws -> Int {
         try await closeWindows(lane: lane, spec: spec, now: now, all: false)
     }
