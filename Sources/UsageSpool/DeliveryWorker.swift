@@ -182,34 +182,13 @@ public final class DeliveryWorker: Sendable {
                 try await Task.sleep(for: min(leaseTTL / 3, .seconds(1)))
                 return false
             }
-            do {
-                try await withThrowingTaskGroup(of: Bool.self) { group in
-                    group.addTask {
-                        try await self.runLane(
-                            lane, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeAll,
-                            lease: lease, handoff: handoff)
-                        return true
-                    }
-                    if lease.expiresAt != .distantFuture {
-                        group.addTask {
-                            while true {
-                                try await Task.sleep(for: self.leaseTTL / 3)
-                                guard try await self.spool.renewLease(lease, ttl: self.leaseTTL) else {
-                                    throw LeaseLostError(lane: lane, token: lease.token)
-                                }
-                            }
-                        }
-                    }
-                    _ = try await group.next()  // the lane finished, or the renewal found the lease gone
-                    group.cancelAll()
-                }
-                try? await spool.releaseLease(lease)
-                // Handed off: another worker of the fleet takes it; this one waits its turn.
-                return !(handoff?.isSet ?? false)
-            } catch {
-                try? await spool.releaseLease(lease)  // lets another worker (or this one, next turn) take it at once
-                throw error
+            try await LeaseKeeper(ledger: spool, lease: lease, ttl: leaseTTL).holding {
+                try await self.runLane(
+                    lane, sink: sink, maxInFlight: maxInFlight, untilEmpty: untilEmpty, closeAll: closeAll,
+                    lease: lease, handoff: handoff)
             }
+            // Handed off: another worker of the fleet takes it; this one waits its turn.
+            return !(handoff?.isSet ?? false)
         } catch let lost as LeaseLostError {
             logger.warning(
                 "lane lease lost; taking it again when free", metadata: ["lane": "\(lane)", "token": "\(lost.token)"])
@@ -274,7 +253,8 @@ public final class DeliveryWorker: Sendable {
         let inFlightLimit = spec == nil && !checksBeforeRetry ? max(1, maxInFlight) : 1
         var machine = LaneStateMachine(
             configuration: .init(
-                batchSize: sink.capabilities.maxBatchSize, inFlightLimit: inFlightLimit, aggregates: spec != nil,
+                batchSize: sink.capabilities.maxBatchSize, inFlightLimit: inFlightLimit,
+                aggregation: spec.map { .init(grace: .seconds($0.grace.seconds), closeAll: closeAll) },
                 untilEmpty: untilEmpty,
                 // A lane with several requests in flight to a provider that drops repeated ids holds
                 // its batches' marks and writes them together (`MarkHold`), so a batch frees its slot
@@ -283,18 +263,18 @@ public final class DeliveryWorker: Sendable {
                 // Only a provider that drops a repeated id may get a batch twice.
                 hedging: dedupes && router.hedges(lane)
                     ? HedgePolicy.forTimeout(
-                        router.timeout(for: lane) ?? .seconds(30), answerTime: router.answerTime(for: lane)) : nil),
-            sink: sink, clock: clock)
+                        router.timeout(for: lane) ?? .seconds(30), answerTime: router.answerTime(for: lane)) : nil,
+                paces: limiter != nil, notesSends: checksBeforeRetry),
+            sink: sink)
         let metrics = LaneMetrics(lane: lane)
         let hedgeBudget = HedgeBudget()
         var laneLogger = self.logger
         laneLogger[metadataKey: "lane"] = "\(lane)"
         let logger = laneLogger
-        var lastDepthSample = ContinuousClock.now - .seconds(2)
+        // The driver only performs the machine's actions and reports what came of them.
         try await withThrowingTaskGroup(of: LaneTask.self) { group in
             while true {
-                let stopping = stopFlag.isSet || handoff?.isSet == true
-                if Task.isCancelled || stopping { machine.stop() }
+                if Task.isCancelled || stopFlag.isSet || handoff?.isSet == true { machine.stop() }
                 switch machine.next(now: clock.now()) {
                 case .finish:
                     try await group.waitForAll()
@@ -312,34 +292,27 @@ public final class DeliveryWorker: Sendable {
                         try await self.spool.mark(marks, now: self.clock.now(), lease: lease)
                         return .marked(id)
                     }
-                case .fold:
-                    // Raw rows fold into their windows 5,000 at a time (each fold reads and
-                    // rewrites every window it touches, so bigger folds touch each one less
-                    // often), and the next rows are read while the last ones fold: reads run
-                    // beside the write, and the two took the same time one after the other.
-                    // The fold ends at the first short read: under a steady stream of events a
-                    // read is never empty, and folding until one was never emitted a window.
-                    guard let spec else { machine.folded(); continue }
+                case .readRaw(let after, let limit):
+                    machine.rawRowsRead(
+                        try await spool.due(
+                            lane: lane, limit: limit, now: clock.now(), windowRecords: false, after: after))
+                case .fold(let rows, let thenRead):
+                    guard let spec else { machine.folded(next: []); continue }
                     let now = clock.now()
-                    let chunk = 5_000
-                    var raw = try await spool.due(lane: lane, limit: chunk, now: now, windowRecords: false, after: 0)
-                    while let last = raw.last?.seq {
-                        let batch = raw
-                        async let folding: Void = spool.fold(batch, lane: lane, spec: spec, now: now)
-                        let next =
-                            stopping || batch.count < chunk
-                            ? []
-                            : try await spool.due(lane: lane, limit: chunk, now: now, windowRecords: false, after: last)
-                        try await folding
-                        raw = next
-                    }
-                    machine.folded()
-                case .emitWindows:
-                    let now = clock.now()
-                    if let spec, let end = try await spool.nextWindowEnd(lane: lane),
-                        closeAll || end.timeIntervalSince(now) + spec.grace.seconds <= 0
-                    {
-                        let queued = try await spool.closeWindows(lane: lane, spec: spec, now: now, all: closeAll)
+                    async let folding: Void = spool.fold(rows, lane: lane, spec: spec, now: now)
+                    let next =
+                        if let thenRead {
+                            try await spool.due(
+                                lane: lane, limit: thenRead.limit, now: now, windowRecords: false, after: thenRead.after
+                            )
+                        } else { [QueuedDelivery]() }
+                    try await folding
+                    machine.folded(next: next)
+                case .checkWindows:
+                    machine.windowsChecked(nextEnd: try await spool.nextWindowEnd(lane: lane))
+                case .closeWindows(let all):
+                    if let spec {
+                        let queued = try await spool.closeWindows(lane: lane, spec: spec, now: clock.now(), all: all)
                         if queued > 0 { logger.debug("window records queued", metadata: ["records": "\(queued)"]) }
                     }
                     machine.windowsEmitted()
@@ -353,22 +326,18 @@ public final class DeliveryWorker: Sendable {
                     machine.idle(nextDue: try await spool.nextDue(lane: lane), now: clock.now())
                 case .sleep(let duration):
                     try await clock.sleep(for: duration)
-                case .deliver(let batch):
-                    if let limiter { try await limiter.acquire(events: batch.rows.count) }
-                    if stopFlag.isSet || handoff?.isSet == true {
-                        machine.abandoned(batch)
-                        continue
-                    }
-                    // The queue depth gauge costs a count over the lane's queued rows: at most once a second.
-                    let sample = ContinuousClock.now - lastDepthSample > .seconds(1)
-                    if sample { lastDepthSample = ContinuousClock.now }
-                    let holdsMarks = machine.configuration.holdsMarks
+                case .pace(let batch):
+                    try await limiter?.acquire(events: batch.rows.count)
+                    machine.paced(batch)
+                case .noteSending(let batch):
+                    try await spool.markSending(batch.rows.map(\.seq), now: clock.now())
+                    machine.sendingNoted(batch)
+                case .deliver(let batch, let sampleDepth):
                     group.addTask {
                         let (marks, latency, retryAt) = try await self.deliverBatch(
                             batch, lane: lane, sink: sink, limiter: limiter, hedgeBudget: hedgeBudget,
-                            checksBeforeRetry: checksBeforeRetry, holdsMarks: holdsMarks, lease: lease,
                             metrics: metrics, logger: logger)
-                        if sample { metrics.depth.record(try await self.spool.queuedCount(lane: lane)) }
+                        if sampleDepth { metrics.depth.record(try await self.spool.queuedCount(lane: lane)) }
                         return .batch(
                             seqs: batch.rows.map(\.seq), keys: batch.keys, marks: marks, latency: latency,
                             retryAt: retryAt)
@@ -380,7 +349,7 @@ public final class DeliveryWorker: Sendable {
 
     /// What a lane's task hands back.
     private enum LaneTask: Sendable {
-        /// A batch finished: the concurrency keys it held, its marks if the lane holds them, and
+        /// A batch finished: the concurrency keys it held, its marks, and
         /// how long its answer took (nil: no answer, e.g. cancelled).
         /// `retryAt`: the earliest time one of its rows is due again, if any was marked for a retry.
         case batch(
@@ -421,12 +390,12 @@ public final class DeliveryWorker: Sendable {
     }
 
     /// Delivers one batch (resending it once if ``LaneStateMachine/Batch/hedgeAfter`` passes
-    /// without an answer) and marks every row: delivered, duplicate, dead, or due again later.
-    /// With `holdsMarks` the marks are returned for the lane to write with others' instead.
+    /// without an answer) and decides every row's mark: delivered, duplicate, dead, or due again
+    /// later. The lane's machine has them written.
     private func deliverBatch(
         _ batch: LaneStateMachine.Batch, lane: String, sink: any UsageSink, limiter: RateLimiter?,
         hedgeBudget: HedgeBudget,
-        checksBeforeRetry: Bool, holdsMarks: Bool, lease: LaneLease, metrics: LaneMetrics,
+        metrics: LaneMetrics,
         logger: Logger
     ) async throws -> (marks: [(seq: Int64, mark: DeliveryMark)], latency: Duration?, retryAt: Date?) {
         let due = batch.rows
@@ -436,7 +405,6 @@ public final class DeliveryWorker: Sendable {
             // Rows that may already be at the provider (tried before, or a send was starting
             // when the process died); a provider without idempotency looks them up first.
             let retrying = Set(due.lazy.filter { $0.firstAttemptAt != nil }.map { $0.event.id })
-            if checksBeforeRetry { try await spool.markSending(due.map { $0.seq }, now: clock.now()) }
             let events = due.map { $0.event }
             let started = ContinuousClock.now  // real time, as the request timeout and the hedge delay are
             let answer = try await Hedged.deliver(
@@ -464,13 +432,10 @@ public final class DeliveryWorker: Sendable {
             // again later, so fixing the config loses nothing.
             let at = clock.now().addingTimeInterval(
                 min(60, policy.ceiling(forRetry: policy.curveIndex(forRetry: (due.first?.attempts ?? 0) + 1)).seconds))
-            try await spool.mark(
-                due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, now: clock.now(), lease: lease)
-            return ([], nil, at)
+            return (due.map { ($0.seq, .retry(at: at, reason: "lane error: \(error)")) }, nil, at)
         }
         let marks: [(Int64, DeliveryMark)] = zip(due, outcomes).map { row, outcome in (row.seq, mark(outcome, row: row))
         }
-        if !holdsMarks { try await spool.mark(marks, now: clock.now(), lease: lease) }
         if outcomes.count == 1 {
             metrics.outcome(outcomes[0].label).increment()
         } else {
@@ -487,7 +452,7 @@ public final class DeliveryWorker: Sendable {
         }
         logger.debug("delivered a batch", metadata: ["events": "\(due.count)"])
         let retryAt = marks.lazy.compactMap { if case .retry(let at, _) = $0.1 { at } else { nil } }.min()
-        return (holdsMarks ? marks : [], latency, retryAt)
+        return (marks, latency, retryAt)
     }
 
     /// The row's mark, by the retry engine (``RetryPolicy/decide(_:attemptsMade:elapsed:using:)``).

@@ -58,20 +58,21 @@ public final class PostgresLedger: UsageLedger {
         let ledger = PostgresLedger(location: shown, configuration: configuration)
         // The pool waits for a connection as long as it takes; opening is where a wrong host,
         // port, password or TLS setting must fail, and say why: after 3 s of failed attempts
-        // (15 s without an answer at all). The migration runs in a task of its own that is not
+        // (15 s without an answer at all; once the server answered, a slow migration or one waiting
+        // for another process's is waited for). The migration runs in a task of its own that is not
         // awaited after a timeout: a connection request in the pool does not always end when
         // cancelled, and a task group would wait for it for ever. The client is shut down instead.
-        let finished = StopFlag()
+        let finished = StopFlag(), answered = StopFlag()
         let migration = Task {
             defer { finished.set() }
-            try await ledger.migrate()
+            try await ledger.migrate(answered: answered)
         }
         let started = ContinuousClock.now
         while !finished.isSet {
             try await Task.sleep(for: .milliseconds(50))
             let failing = ledger.lastConnectError.failingSince.map { ContinuousClock.now - $0 > .seconds(3) } ?? false
             if finished.isSet { break }
-            if failing || ContinuousClock.now - started > .seconds(15) {
+            if failing || (!answered.isSet && ContinuousClock.now - started > .seconds(15)) {
                 migration.cancel()
                 ledger.runner.cancel()
                 let reason = ledger.lastConnectError.message ?? "no answer within 15 s"
@@ -169,9 +170,11 @@ public final class PostgresLedger: UsageLedger {
     ]
 
     /// Creates or migrates the schema in one transaction under an advisory lock, so processes
-    /// that start together migrate it once.
-    func migrate() async throws {
+    /// that start together migrate it once; sets `answered` once the server has answered.
+    func migrate(answered: StopFlag? = nil) async throws {
         try await transaction { c in
+            try await c.query("SELECT 1", logger: self.logger)
+            answered?.set()
             try await c.query("SELECT pg_advisory_xact_lock(7436281901)", logger: self.logger)
             try await c.query(
                 "CREATE TABLE IF NOT EXISTS ub_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",

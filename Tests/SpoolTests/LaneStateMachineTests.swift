@@ -11,14 +11,15 @@ struct LaneStateMachineTests {
     static let now = Date(timeIntervalSince1970: 10_000)
 
     static func machine(
-        batch: Int = 1, inFlight: Int = 2, aggregates: Bool = false, untilEmpty: Bool = true, holdsMarks: Bool = false,
-        hedging: HedgePolicy? = nil
+        batch: Int = 1, inFlight: Int = 2, aggregation: Machine.Aggregation? = nil, untilEmpty: Bool = true,
+        holdsMarks: Bool = false, hedging: HedgePolicy? = nil, paces: Bool = false, notesSends: Bool = false
     ) -> Machine {
         Machine(
             configuration: .init(
-                batchSize: batch, inFlightLimit: inFlight, aggregates: aggregates, untilEmpty: untilEmpty,
-                holdsMarks: holdsMarks, idlePoll: .milliseconds(200), hedging: hedging),
-            sink: KeyedSink(), clock: TestClock(now: Date(timeIntervalSince1970: 1_000)))
+                batchSize: batch, inFlightLimit: inFlight, aggregation: aggregation, untilEmpty: untilEmpty,
+                holdsMarks: holdsMarks, idlePoll: .milliseconds(200), hedging: hedging, paces: paces,
+                notesSends: notesSends),
+            sink: KeyedSink())
     }
 
     static func rows(_ customers: [String], from first: Int64 = 1) -> [QueuedDelivery] {
@@ -32,7 +33,7 @@ struct LaneStateMachineTests {
     /// The batch a `.deliver` action carries, or a failed expectation naming what came instead.
     static func delivered(_ action: Machine.Action, sourceLocation: SourceLocation = #_sourceLocation) -> Machine.Batch?
     {
-        guard case .deliver(let batch) = action else {
+        guard case .deliver(let batch, _) = action else {
             Issue.record("expected a delivery, got \(action)", sourceLocation: sourceLocation)
             return nil
         }
@@ -152,19 +153,108 @@ struct LaneStateMachineTests {
     }
 
     @Test func anAggregatingLaneFoldsThenEmitsThenDelivers() throws {
-        var m = Self.machine(inFlight: 1, aggregates: true)
-        guard case .fold = m.next(now: Self.now) else { Issue.record("raw rows fold first"); return }
-        m.folded()
-        guard case .emitWindows = m.next(now: Self.now) else { Issue.record("then due windows are emitted"); return }
-        m.windowsEmitted()
-        guard case .read = m.next(now: Self.now) else { Issue.record("then window records are read"); return }
+        var m = Self.machine(inFlight: 1, aggregation: .init(grace: .seconds(5), closeAll: false, foldChunk: 2))
+        guard case .readRaw(0, 2) = m.next(now: Self.now) else { Issue.record("raw rows are read first"); return }
+        m.rawRowsRead(Self.rows(["a", "b"]))
+        guard case .fold(let first, let more) = m.next(now: Self.now), let more else {
+            Issue.record("a full chunk folds while the next is read"); return
+        }
+        #expect(first.map(\.seq) == [1, 2] && more.after == 2 && more.limit == 2)
+        m.folded(next: Self.rows(["c"], from: 3))
+        guard case .fold(let last, nil) = m.next(now: Self.now) else {
+            Issue.record("a short chunk folds and nothing more is read"); return
+        }
+        #expect(last.map(\.seq) == [3])
+        m.folded(next: [])
+        guard case .checkWindows = m.next(now: Self.now) else { Issue.record("then windows are looked at"); return }
+        m.windowsChecked(nextEnd: Self.now.addingTimeInterval(-4))
+        guard case .read = m.next(now: Self.now) else {
+            Issue.record("a window within its grace waits: window records are read"); return
+        }
         m.rowsRead(Self.rows(["a"]))
         let batch = try #require(Self.delivered(m.next(now: Self.now)))
         guard case .awaitCompletion = m.next(now: Self.now) else { Issue.record("one record at a time"); return }
         m.batchFinished(seqs: batch.rows.map(\.seq), keys: batch.keys, marks: [], latency: nil)
-        guard case .fold = m.next(now: Self.now) else {
+        guard case .readRaw = m.next(now: Self.now) else {
             Issue.record("and with nothing in flight, new raw rows fold first"); return
         }
+        m.rawRowsRead([])
+        guard case .checkWindows = m.next(now: Self.now) else { Issue.record("nothing to fold: windows"); return }
+        m.windowsChecked(nextEnd: Self.now.addingTimeInterval(-5))
+        guard case .closeWindows(all: false) = m.next(now: Self.now) else {
+            Issue.record("a window past its end and grace is emitted"); return
+        }
+        m.windowsEmitted()
+        guard case .read = m.next(now: Self.now) else { Issue.record("then its record is read"); return }
+    }
+
+    /// The last run before a lane goes emits every window with new events, due or not.
+    @Test func closingAllEmitsWindowsThatAreNotDue() throws {
+        var m = Self.machine(inFlight: 1, aggregation: .init(grace: .seconds(5), closeAll: true))
+        _ = m.next(now: Self.now)
+        m.rawRowsRead([])
+        _ = m.next(now: Self.now)
+        m.windowsChecked(nextEnd: Self.now.addingTimeInterval(3600))
+        guard case .closeWindows(all: true) = m.next(now: Self.now) else {
+            Issue.record("every window is emitted"); return
+        }
+        m.windowsEmitted()
+        m.stop()
+        guard case .finish = m.next(now: Self.now) else { Issue.record("stopped between steps: it finishes"); return }
+    }
+
+    /// A paced batch is delivered once paced, unless the lane stopped meanwhile: then it never
+    /// goes, and its rows and keys are free. A lane that notes sends notes the batch after its
+    /// pace and before its send.
+    @Test func aPacedBatchGoesOnlyIfTheLaneIsStillRunning() throws {
+        var m = Self.machine(inFlight: 2, paces: true, notesSends: true)
+        _ = m.next(now: Self.now)
+        m.rowsRead(Self.rows(["a", "b"]))
+        guard case .pace(let first) = m.next(now: Self.now) else { Issue.record("a batch is paced first"); return }
+        m.paced(first)
+        guard case .noteSending(let noted) = m.next(now: Self.now), noted.rows.map(\.seq) == [1] else {
+            Issue.record("then its send is noted"); return
+        }
+        m.sendingNoted(noted)
+        #expect(try #require(Self.delivered(m.next(now: Self.now))).rows.map(\.seq) == [1], "then it goes")
+        guard case .pace(let second) = m.next(now: Self.now) else { Issue.record("the next batch paces"); return }
+        m.paced(second)
+        m.stop()
+        guard case .awaitCompletion = m.next(now: Self.now) else {
+            Issue.record("stopped while pacing: the paced batch is dropped, the one in flight awaited"); return
+        }
+        #expect(m.inFlight == 1 && !m.outstanding.contains(2), "the abandoned batch's row is free")
+    }
+
+    /// A lane that does not hold marks writes each batch's marks as soon as it answers, and the
+    /// rows stay outstanding until the write is done.
+    @Test func marksAreWrittenByTheMachineAsBatchesAnswer() throws {
+        var m = Self.machine(inFlight: 2, holdsMarks: false)
+        _ = m.next(now: Self.now)
+        m.rowsRead(Self.rows(["a", "b"]))
+        let first = try #require(Self.delivered(m.next(now: Self.now)))
+        m.batchFinished(seqs: [1], keys: first.keys, marks: [(1, .delivered)], latency: nil)
+        guard case .writeMarks(let id, let marks) = m.next(now: Self.now) else {
+            Issue.record("the answer's marks are written first"); return
+        }
+        #expect(marks.map(\.seq) == [1] && m.outstanding.contains(1), "row 1 is out until written")
+        m.marksWritten(id)
+        #expect(!m.outstanding.contains(1))
+    }
+
+    /// The queue depth is sampled with the first batch and then at most once per interval.
+    @Test func theQueueDepthIsSampledOncePerInterval() throws {
+        var m = Self.machine(inFlight: 3)
+        _ = m.next(now: Self.now)
+        m.rowsRead(Self.rows(["a", "b", "c"]))
+        var samples: [Bool] = []
+        for t in [0.0, 0.5, 1.0] {
+            guard case .deliver(_, let sample) = m.next(now: Self.now.addingTimeInterval(t)) else {
+                Issue.record("expected a delivery"); return
+            }
+            samples.append(sample)
+        }
+        #expect(samples == [true, false, true])
     }
 
     /// A row marked for a retry is sent again once its time comes, not after the rest of the
@@ -204,7 +294,7 @@ struct LaneStateMachineTests {
             for _ in 0..<n {
                 _ = m.next(now: Self.now)
                 m.rowsRead(Self.rows(["a"]))
-                guard case .deliver(let b) = m.next(now: Self.now) else { return }
+                guard case .deliver(let b, _) = m.next(now: Self.now) else { return }
                 m.batchFinished(seqs: b.rows.map(\.seq), keys: b.keys, marks: [], latency: latency)
             }
         }

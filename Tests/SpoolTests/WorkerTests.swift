@@ -329,21 +329,28 @@ struct MarkHoldTests {
     /// Nothing is handed out before `rows` marks or `age` (by the lane's clock) have gathered,
     /// unless forced; what is handed out is every mark held, in order, and the hold is empty after.
     @Test func marksAreHandedOutTogetherWhenEnoughOrOldEnough() {
-        let clock = TestClock()
-        var hold = MarkHold(clock: clock)
-        #expect(hold.take(force: true)?.count == nil, "nothing held, nothing to write")
+        let t0 = Date(timeIntervalSince1970: 1_000)
+        var hold = MarkHold()
+        #expect(hold.take(force: true, now: t0)?.count == nil, "nothing held, nothing to write")
         hold.add([(1, .delivered), (2, .duplicate)])
-        #expect(hold.take(force: false)?.count == nil, "two marks, just held")
-        #expect(hold.take(force: true)?.map(\.seq) == [1, 2])
+        #expect(hold.take(force: false, now: t0)?.count == nil, "two marks, just held")
+        #expect(hold.take(force: true, now: t0)?.map(\.seq) == [1, 2])
         #expect(hold.isEmpty)
         hold.add((1...Int64(MarkHold.rows)).map { ($0, .delivered) })
-        #expect(hold.take(force: false)?.count == MarkHold.rows, "a full hold is written")
+        #expect(hold.take(force: false, now: t0)?.count == MarkHold.rows, "a full hold is written")
         hold.add([(7, .delivered)])
-        clock.advance(by: MarkHold.age - .milliseconds(1))
+        #expect(hold.take(force: false, now: t0) == nil, "first seen now")
+        let almost = t0.addingTimeInterval((MarkHold.age - .milliseconds(1)).seconds)
         hold.add([(8, .delivered)])
-        #expect(hold.take(force: false)?.count == nil, "younger than the age: still held")
-        clock.advance(by: .milliseconds(1))
-        #expect(hold.take(force: false)?.map(\.seq) == [7, 8], "the oldest mark's age decides")
+        #expect(hold.take(force: false, now: almost)?.count == nil, "younger than the age: still held")
+        #expect(
+            hold.take(force: false, now: t0.addingTimeInterval(MarkHold.age.seconds + 0.001))?.map(\.seq) == [7, 8],
+            "the oldest mark's age decides")
+        hold.add([(9, .delivered)])
+        _ = hold.take(force: false, now: t0)
+        #expect(
+            hold.take(force: false, now: t0.addingTimeInterval(-1))?.map(\.seq) == [9],
+            "a clock that went back writes them at once")
     }
 
     /// A lane with requests in flight to a provider that drops repeated ids (OpenMeter, one event
