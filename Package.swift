@@ -248,7 +248,8 @@ let package = Package(
             dependencies: [
                 "UsageTestSupport",
                 "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "StripeUsage", "UsageSpool",
-                "UsageServe", "usage-billing",
+                "UsageServe", "UsageRouting", "UsageBillingProviders", "usage-billing",
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
         ),

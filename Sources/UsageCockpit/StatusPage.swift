@@ -139,3 +139,16 @@ public struct StatusPage: Sendable {
         }
     }
 }
+
+extension StatusPage.SavedReconcile {
+    /// The reconciliation saved at `path` (the JSON `reconcile --json` prints), as of the file's
+    /// modification time.
+    public init(contentsOf path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw UsageBillingError(
+                .invalidInput, "cannot read \(path)", fix: "save one with `usage-billing reconcile … --json > \(path)`")
+        }
+        let saved = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? Date()
+        self.init(report: try ReconcileReport(json: data), savedAt: saved, source: path)
+    }
+}

@@ -27,19 +27,6 @@ func savedReconcile(_ path: String, flag: String = "--reconcile") throws -> Stat
     }
 }
 
-extension StatusPage.SavedReconcile {
-    /// The reconciliation saved at `path` (the JSON `reconcile --json` prints), as of the file's
-    /// modification time.
-    init(contentsOf path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw UsageBillingError(
-                .invalidInput, "cannot read \(path)", fix: "save one with `usage-billing reconcile … --json > \(path)`")
-        }
-        let saved = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? Date()
-        self.init(report: try ReconcileReport(json: data), savedAt: saved, source: path)
-    }
-}
-
 /// The status page of `ledger` now, its backlog over the last hour read from the ledger.
 func statusPage(_ ledger: any UsageLedger, reconcile: StatusPage.SavedReconcile?, now: Date = Date()) async throws
     -> StatusPage

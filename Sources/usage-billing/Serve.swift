@@ -92,47 +92,20 @@ struct Serve: AsyncParsableCommand {
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         let router = try makeRouter(config, client: client)
-        let logger = Logger(label: "usage-billing.serve")
-        let worker = DeliveryWorker(spool: spool, router: router)
-        let backlog = BacklogMonitor(spool: spool, lanes: router.lanes.map(\.name), maxLag: settings.maxLag)
-        let handler = IngestHandler(settings: settings, spool: spool, router: router, backlog: backlog, logger: logger)
-        let host = self.host, reconcile = self.reconcile
-        let page: @Sendable () async throws -> String = {
-            StatusPage(
-                lanes: try await spool.status(), history: backlog.history, historySpan: backlog.historySpan,
-                reconcile: reconcile.flatMap { try? StatusPage.SavedReconcile(contentsOf: $0) }, refresh: 10,
-                behindAfter: settings.maxLag
-            ).render()
-        }
-        let app = IngestServer.application(
-            handler: handler, backlog: backlog, registry: registry, host: host, port: port, logger: logger,
-            statusPage: page, doors: IngestDoors.standard
+        let host = self.host
+        let group = UsageServices.serve(
+            settings: settings, ledger: spool, router: router, doors: IngestDoors.standard, host: host, port: port,
+            reconcile: reconcile, registry: registry, logger: Logger(label: "usage-billing.serve")
         ) { port in
             print(
                 "usage-billing serve: listening on http://\(host):\(port) (POST /v1/events, GET / (status page), /healthz, /readyz, /metrics)"
             )
             fflush(nil)  // every stream: a test or a supervisor reads the port at once
         }
-        // Shut down in reverse order: the server first (no new requests; those accepted are
-        // answered), then the worker (its batches finish and are marked), then the monitor.
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: [
-                    .init(service: backlog), .init(service: DeliveryService(worker: worker)), .init(service: app),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
         do {
             try await group.run()
-        } catch let error as UsageBillingError where error.code == .configuration {
-            throw CLIFailure.badInput("\(error)")
-        } catch  where "\(error)".contains("bind(") || "\(error)".contains("Address already in use") {
-            // Taken between the check and the bind.
-            throw CLIFailure.badInput(
-                "cannot listen on \(host):\(port): \(ListenCheck.problem(host: host, port: port) ?? "the address was taken as serve started"). Fix: pass --port with a free port"
-            )
         } catch {
-            throw CLIFailure.unreachable("\(error)")
+            throw CLIFailure.from(UsageServices.failure(error, host: host, port: port))
         }
         print(describe(try await spool.status()))
     }

@@ -96,7 +96,7 @@ struct Worker: AsyncParsableCommand {
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         let router = try makeRouter(config, client: client)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var metrics: UsageServices.MetricsEndpoint?
         if let metricsPort {
             guard (0...65_535).contains(metricsPort) else {
                 throw CLIFailure.badInput(
@@ -104,35 +104,19 @@ struct Worker: AsyncParsableCommand {
             }
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-            services.append(
-                .init(
-                    service: MetricsServer.application(
-                        registry: registry, host: "127.0.0.1", port: metricsPort,
-                        logger: Logger(label: "usage-billing.metrics")
-                    ) { port in
-                        print("usage-billing worker: metrics at http://127.0.0.1:\(port)/metrics")
-                        fflush(nil)  // every stream: a supervisor or a test reads the port at once
-                    }))
+            metrics = .init(port: metricsPort, registry: registry) { port in
+                print("usage-billing worker: metrics at http://127.0.0.1:\(port)/metrics")
+                fflush(nil)  // every stream: a supervisor or a test reads the port at once
+            }
         }
-        let worker = DeliveryWorker(spool: spool, router: router, leaseTTL: leaseTTL)
-        // SIGTERM/SIGINT: graceful shutdown (each lane finishes and marks its batch, then stops).
-        // With --until-empty the worker's end ends the group, the metrics server with it.
-        services.insert(
-            .init(
-                service: DeliveryService(worker: worker, untilEmpty: untilEmpty, closeOpenWindows: closeWindows),
-                successTerminationBehavior: .gracefullyShutdownGroup), at: 0)
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: services,
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: Logger(label: "usage-billing.worker")))
+        let group = UsageServices.worker(
+            ledger: spool, router: router, leaseTTL: leaseTTL, untilEmpty: untilEmpty, closeWindows: closeWindows,
+            metrics: metrics, logger: Logger(label: "usage-billing.worker"))
         do {
             try await group.run()
-        } catch let error as UsageBillingError where error.code == .configuration {
-            // Orphaned lanes, a positional lane that maps to no route, another worker.
-            throw CLIFailure.badInput("\(error)")
         } catch {
-            throw CLIFailure.unreachable("\(error)")
+            // Orphaned lanes, a positional lane that maps to no route, another worker: exit 2.
+            throw CLIFailure.from(UsageServices.failure(error))
         }
         let lanes = try await spool.status()
         print(describe(lanes))

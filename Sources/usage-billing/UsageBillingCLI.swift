@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UsageServe
 import UsageSpool
 
 /// Exit codes, shared by every command.
@@ -70,6 +71,14 @@ struct CLIFailure: Error, CustomStringConvertible {
     /// An error thrown below the CLI: a lost ledger is unreachable, anything else bad input.
     static func from(_ error: any Error) -> CLIFailure {
         error is LedgerUnavailableError ? .unreachable("\(error)") : .badInput("\(error)")
+    }
+    /// Why a service group (serve, worker) ended: refused or an address taken is the caller's
+    /// to fix (exit 2), anything else unreachable (exit 3).
+    static func from(_ failure: UsageServices.Failure) -> CLIFailure {
+        switch failure {
+        case .refused(let message), .addressTaken(let message): .badInput(message)
+        case .failed(let message): .unreachable(message)
+        }
     }
 
     var description: String { message }
