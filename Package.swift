@@ -165,10 +165,20 @@ let package = Package(
             path: "Sources/UsageServe",
             swiftSettings: strict
         ),
+        // The demo's orchestration: a config and events against the emulator, reconciled.
+        .target(
+            name: "UsageDemo",
+            dependencies: [
+                "UsageBilling", "UsageBillingCurl", "UsageBillingProviders", "UsageEmulator", "UsageReconciliation",
+                "UsageRouting", "UsageSpool",
+            ],
+            path: "Sources/UsageDemo",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "usage-billing",
             dependencies: [
-                "UsageServe", "UsageCockpit",
+                "UsageServe", "UsageCockpit", "UsageDemo",
                 "UsageBilling", "UsageBillingCurl", "UsageRouting", "UsageBillingProviders",
                 "UsageSpool", "UsageEmulator",
                 "UsageReconciliation",
@@ -239,7 +249,7 @@ let package = Package(
             dependencies: [
                 "UsageTestSupport",
                 "UsageBilling", "UsageBillingTesting", "UsageBillingCurl", "UsageEmulator", "UsageRouting",
-                "UsageBillingProviders", "UsageSpool", "UsageReconciliation",
+                "UsageBillingProviders", "UsageSpool", "UsageReconciliation", "UsageDemo",
             ] + providerModules,
             swiftSettings: strict
         ),
