@@ -41,6 +41,10 @@ let notEmulated: [String: String] = [
     "Stripe/Fixtures/api/meter_deactivate_reactivate.json":
         "it deactivates a meter created outside the fixture (EmulatorAPITests cover it)",
     "Stripe/Fixtures/api/event_summaries_paginated.json": "it reads a meter created outside the fixture",
+    "Orb/Fixtures/api/event_amend.json":
+        "it amends an event ingested outside the fixture (OrbCorrectionTests cover it)",
+    "Orb/Fixtures/api/event_deprecate.json":
+        "it deprecates an event ingested outside the fixture (OrbCorrectionTests cover it)",
 ]
 
 /// Fixtures whose 4xx answers the emulator reproduces (the provider's documented validation of

@@ -3,7 +3,8 @@ import UsageBilling
 import UsageEmulatorCore
 
 /// Orb `POST /v1/ingest` (dedup by `idempotency_key`, silently: a repeat answers the same 200),
-/// backfills (`POST /v1/events/backfills`, ingest with `backfill_id`, `…/close`), `POST
+/// backfills (`POST /v1/events/backfills`, ingest with `backfill_id`, `…/close`), amending and
+/// deprecating events (`PUT /v1/events/{id}`, `…/deprecate`), `POST
 /// /v1/events/search`, `GET /v1/subscriptions` (one running subscription per customer,
 /// `sub_emu_<customer id>`) and `GET /v1/subscriptions/{id}/usage` (one billable metric per event
 /// name, summing `properties.quantity`).
@@ -18,6 +19,11 @@ final class OrbEmulation: EmulatedProvider {
     }
     private struct State {
         var usage: [AcceptedUsage] = []; var keys: Set<String> = []
+        /// Deprecated events' keys: no longer billed, and a later ingest of one is refused.
+        var deprecated: Set<String> = []
+        /// Per customer, when each of its events was amended or deprecated (Orb's limit: 100 in
+        /// 100 days).
+        var corrections: [String: [Date]] = [:]
         var backfills: [String: Backfill] = [:]
         /// Backfill creations by `Idempotency-Key`: a retried create answers the same backfill.
         var created: [String: String] = [:]
@@ -63,6 +69,9 @@ final class OrbEmulation: EmulatedProvider {
         }
         if r.method == "POST" && r.path == "/v1/ingest" { return ingest(r) }
         if r.method == "POST" && r.path == "/v1/events/search" { return search(r) }
+        if r.method == "PUT" && r.path.hasPrefix("/v1/events/") && !r.path.hasPrefix("/v1/events/backfills") {
+            return correct(r)
+        }
         if r.path == "/v1/events/backfills" || r.path.hasPrefix("/v1/events/backfills/") { return backfills(r) }
         if r.method == "GET", r.path.hasPrefix("/v1/customers/external_customer_id/") {
             let external =
@@ -197,6 +206,18 @@ final class OrbEmulation: EmulatedProvider {
                 (key, AcceptedUsage(customer: customer, meter: name, timestamp: ts, quantity: quantity, key: key)))
         }
         state.with { s in
+            if !s.deprecated.isEmpty {
+                for item in valid where s.deprecated.contains(item.key) {
+                    failed.append(
+                        .object([
+                            "idempotency_key": .string(item.key),
+                            "validation_errors": .array([
+                                .string(
+                                    "an event with this idempotency_key was deprecated; it cannot be ingested again")
+                            ]),
+                        ]))
+                }
+            }
             if let id = backfill?.id {
                 for item in valid where s.keys.insert(item.key).inserted { s.backfills[id]?.pending.append(item.usage) }
             } else {
@@ -274,6 +295,74 @@ final class OrbEmulation: EmulatedProvider {
             return Reply.json(200, json(b))
         default:
             return notFound("Unrecognized request URL (\(r.method): \(r.path))")
+        }
+    }
+
+    /// Orb's default limit on amended and deprecated events, per customer.
+    static let correctionLimit = (events: 100, days: 100.0)
+
+    /// `PUT /v1/events/{id}` (amend: the body is the whole new event, with the original's
+    /// timestamp and customer) and `PUT /v1/events/{id}/deprecate`. Both refuse an event outside
+    /// the grace period, when one is set (the emulator's stand-in for "the current billing period
+    /// or the previous one's grace period"), and a customer's 101st correction in 100 days.
+    /// Repeating a correction answers as the first did and counts once.
+    private func correct(_ r: EmulatedRequest) -> HTTPResponse {
+        let parts = r.path.dropFirst("/v1/events/".count).split(separator: "/").map(String.init)
+        guard let id = parts.first.flatMap({ $0.removingPercentEncoding }), parts.count <= 2,
+            parts.count == 1 || parts.last == "deprecate"
+        else { return notFound("No such endpoint \(r.path)") }
+        let deprecating = parts.count == 2
+        let at = now()
+        return state.with { s -> HTTPResponse in
+            guard let index = s.usage.firstIndex(where: { $0.key == id }) else {
+                if deprecating && s.deprecated.contains(id) {
+                    return Reply.json(200, .object(["deprecated": .string(id)]))
+                }
+                return notFound("No event with id \(id)")
+            }
+            let original = s.usage[index]
+            if let grace = gracePeriod, original.timestamp < at.addingTimeInterval(-grace) {
+                return validationError(
+                    ["body", "timestamp"],
+                    "The event's timestamp is not within the customer's current billing period or the previous period's grace period; use a backfill with replace_existing_events"
+                )
+            }
+            var amended = original
+            if !deprecating {
+                guard let body = r.json, let name = body["event_name"]?.stringValue,
+                    let ts = body["timestamp"]?.stringValue.flatMap(RFC3339.parse), case .object? = body["properties"]
+                else { return validationError(["body"], "event_name, properties and timestamp are required") }
+                let external = body["external_customer_id"]?.stringValue, orbID = body["customer_id"]?.stringValue
+                guard (external == nil) != (orbID == nil) else {
+                    return validationError(["body"], "exactly one of customer_id and external_customer_id is required")
+                }
+                guard ts == original.timestamp else {
+                    return validationError(["body", "timestamp"], "the timestamp must match the original event's")
+                }
+                guard (external ?? orbID.map { String($0.dropFirst("cus_emu_".count)) }) == original.customer else {
+                    return validationError(["body"], "the customer must match the original event's")
+                }
+                amended.meter = name
+                amended.quantity = Reply.decimal(body["properties"]?["quantity"]) ?? 0
+                if amended == original { return Reply.json(200, .object(["amended": .string(id)])) }
+            }
+            let recent = (s.corrections[original.customer] ?? []).filter {
+                at.timeIntervalSince($0) < Self.correctionLimit.days * 86_400
+            }
+            guard recent.count < Self.correctionLimit.events else {
+                return validationError(
+                    ["path", "event_id"],
+                    "More than \(Self.correctionLimit.events) events were amended or deprecated for this customer in \(Int(Self.correctionLimit.days)) days; use a backfill with replace_existing_events"
+                )
+            }
+            s.corrections[original.customer] = recent + [at]
+            if deprecating {
+                s.usage.remove(at: index)
+                s.deprecated.insert(id)
+                return Reply.json(200, .object(["deprecated": .string(id)]))
+            }
+            s.usage[index] = amended
+            return Reply.json(200, .object(["amended": .string(id)]))
         }
     }
 

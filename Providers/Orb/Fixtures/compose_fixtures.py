@@ -192,6 +192,23 @@ def api():
         {"request": {"method": "POST", "url": BASE + "/events/search", "headers": dict(hdr, **{"Content-Type": "application/json"}),
                      "json": {"event_ids": [eid(1), eid(2)]}},
          "response": {"status": 200, "headers": {}, "json": found}}])
+    # Corrections: PUT /events/{id} (amend) and PUT /events/{id}/deprecate, per an orb-billing
+    # 4.90.0 capture (the SDK adds its own Idempotency-Key; Orb documents these calls as
+    # idempotent by design, so we send none). Deprecate has no body.
+    amended = {"event_name": "api_request", "properties": {"quantity": 3, "region": "eu-west"},
+               "timestamp": iso(NOW_UNIX - 60), "external_customer_id": "acme-external-1"}
+    put = dict(hdr, **{"Content-Type": "application/json"})
+    write_api(W.folder, "event_amend", "PUT /events/{id} amends an event in place (same id, timestamp and customer)", W.source, [
+        {"request": {"method": "PUT", "url": BASE + "/events/" + eid(1), "headers": put, "json": amended},
+         "response": {"status": 200, "headers": {}, "json": {"amended": eid(1)}}}])
+    write_api(W.folder, "event_amend_past_grace", "PUT /events/{id} for an event outside the billing period's grace: refused", W.source, [
+        {"request": {"method": "PUT", "url": BASE + "/events/" + eid(1), "headers": put, "json": amended},
+         "response": problem(400, "400-request-validation-errors", "Request validation error",
+                             "The event's timestamp is not within the customer's current billing period or the previous period's grace period",
+                             {"validation_errors": [{"loc": ["body", "timestamp"], "msg": "outside the amendable period"}]})}])
+    write_api(W.folder, "event_deprecate", "PUT /events/{id}/deprecate: the event is no longer billed", W.source, [
+        {"request": {"method": "PUT", "url": BASE + "/events/" + eid(2) + "/deprecate", "headers": hdr},
+         "response": {"status": 200, "headers": {}, "json": {"deprecated": eid(2)}}}])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ public struct OrbProblem: Sendable, Hashable {
     public var detail: String?
     /// Per-event validation errors: idempotency key → messages.
     public var validationErrors: [(key: String, messages: [String])]
+    /// A request's validation errors (`{loc, msg}` items), as `body.timestamp: message`.
+    public var requestErrors: [String]
 
     /// Parses a response body; missing fields are nil/empty.
     public init(_ body: Data) {
@@ -19,6 +21,11 @@ public struct OrbProblem: Sendable, Hashable {
         title = json?["title"]?.stringValue
         detail = json?["detail"]?.stringValue
         validationErrors = Self.perEvent(json?["validation_errors"]) + Self.perEvent(json?["validation_failed"])
+        requestErrors = (json?["validation_errors"]?.arrayValue ?? []).compactMap { item in
+            guard let message = item["msg"]?.stringValue else { return nil }
+            let loc = (item["loc"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ".")
+            return loc.isEmpty ? message : "\(loc): \(message)"
+        }
     }
 
     /// Items `{idempotency_key, validation_errors: [string]}` of an array.
@@ -33,8 +40,13 @@ public struct OrbProblem: Sendable, Hashable {
     /// The part of `type` after `#` (e.g. `400-request-validation-errors`), a stable code.
     public var code: String? { type?.split(separator: "#").last.map(String.init) }
 
-    /// `detail`, else `title`, else a fallback.
-    public func message(status: Int) -> String { detail ?? title ?? "Orb answered HTTP \(status)" }
+    /// `detail`, else `title` with the request's validation errors, else a fallback.
+    public func message(status: Int) -> String {
+        if let detail { return detail }
+        let errors = requestErrors.joined(separator: "; ")
+        let text = [title, errors.isEmpty ? nil : errors].compactMap { $0 }.joined(separator: ": ")
+        return text.isEmpty ? "Orb answered HTTP \(status)" : text
+    }
 
     public static func == (lhs: OrbProblem, rhs: OrbProblem) -> Bool {
         lhs.type == rhs.type && lhs.title == rhs.title && lhs.detail == rhs.detail
@@ -225,6 +237,63 @@ public struct OrbClient: Sendable {
             return (all, more ? page["pagination_metadata"]?["next_cursor"]?.stringValue : nil)
         }
         return try await pages.all()
+    }
+
+    /// Amends one event (`PUT /events/{event_id}`, the id being the `idempotency_key` it was
+    /// ingested with): Orb keeps the original and bills by this one from now on. `timestamp` and
+    /// the customer must be the original's (exactly one of `externalCustomerID` and `customerID`).
+    /// Idempotent by design, so it carries no idempotency key and may be retried as it is. Orb
+    /// refuses it outside the customer's current billing period and the previous one's grace
+    /// period, and past 100 amended or deprecated events per customer in 100 days (then: a
+    /// backfill with `replace_existing_events`).
+    /// - Returns: the amended event's id, as Orb echoes it.
+    @discardableResult
+    public func amendEvent(
+        id: String, eventName: String, properties: [String: JSONValue], timestamp: Date,
+        externalCustomerID: String? = nil, customerID: String? = nil
+    ) async throws -> String {
+        guard (externalCustomerID == nil) != (customerID == nil) else {
+            throw UsageBillingError(
+                .invalidInput, "an amendment names its customer once",
+                fix: "pass either the external customer id or Orb's customer id, as the event was ingested",
+                field: "customer")
+        }
+        var body: [String: JSONValue] = [
+            "event_name": .string(eventName), "properties": .object(properties),
+            "timestamp": .string(RFC3339.format(timestamp)),
+        ]
+        if let externalCustomerID { body["external_customer_id"] = .string(externalCustomerID) }
+        if let customerID { body["customer_id"] = .string(customerID) }
+        let json: JSONValue = try await correcting {
+            try await call(.put, "/events/\(URLBuilder.pathSegment(id))", body: .object(body), idempotencyKey: nil)
+        }
+        return json["amended"]?.stringValue ?? id
+    }
+
+    /// Deprecates one event (`PUT /events/{event_id}/deprecate`): Orb keeps it but bills it no
+    /// more, and refuses a later ingest of its id. The same limits as ``amendEvent(id:eventName:properties:timestamp:externalCustomerID:customerID:)``;
+    /// idempotent by design.
+    /// - Returns: the deprecated event's id, as Orb echoes it.
+    @discardableResult
+    public func deprecateEvent(id: String) async throws -> String {
+        let json: JSONValue = try await correcting {
+            try await call(.put, "/events/\(URLBuilder.pathSegment(id))/deprecate", body: nil, idempotencyKey: nil)
+        }
+        return json["deprecated"]?.stringValue ?? id
+    }
+
+    /// A correction Orb refuses (400) is outside what it amends: the event's billing period has
+    /// passed its grace period, or the customer has had its 100 corrections in 100 days.
+    private func correcting(_ body: () async throws -> JSONValue) async throws -> JSONValue {
+        do {
+            return try await body()
+        } catch let error as UsageBillingError where error.httpStatus == 400 {
+            throw UsageBillingError(
+                .rejected, error.message,
+                fix:
+                    "Orb amends and deprecates events only in the customer's current billing period (or the previous one's grace period), 100 per customer in 100 days: replace them with a backfill (`replace_existing_events`), or credit the invoice",
+                providerRequestID: error.providerRequestID, httpStatus: 400)
+        }
     }
 
     /// Finds events by idempotency key (`POST /events/search`), e.g. to check what landed.
