@@ -78,7 +78,37 @@ final class ChargebeeEmulation: EmulatedProvider {
             return create(subscription: subscription, r)
         }
         if r.method == "GET" && r.path == "/api/v2/usages" { return list(r) }
+        if r.method == "POST", r.path.hasPrefix("/api/v2/subscriptions/"), r.path.hasSuffix("/delete_usage") {
+            let subscription =
+                String(r.path.dropFirst("/api/v2/subscriptions/".count).dropLast("/delete_usage".count))
+                .removingPercentEncoding ?? ""
+            return delete(subscription: subscription, r)
+        }
         return chargebeeError(404, "resource_not_found", "Sorry, we couldn't find that resource")
+    }
+
+    /// `POST …/delete_usage` (form `id`): the record leaves the usage list; a retry with the same
+    /// `chargebee-idempotency-key` is answered as the first was.
+    private func delete(subscription: String, _ r: EmulatedRequest) -> HTTPResponse {
+        let key = r.headers["chargebee-idempotency-key"]
+        if let key, let replay = state.with({ $0.replies[key] }) {
+            var h = replay.headers
+            h["chargebee-idempotency-replayed"] = "true"
+            return HTTPResponse(status: replay.status, headers: h, body: replay.body)
+        }
+        guard let id = r.form["id"], !id.isEmpty else {
+            return chargebeeError(400, "param_wrong_value", "id : cannot be blank", param: "id")
+        }
+        let response: HTTPResponse = state.with { s in
+            guard let i = s.records.firstIndex(where: { $0.id == id && $0.subscription == subscription }) else {
+                return chargebeeError(
+                    404, "resource_not_found", "Sorry, we couldn't find that resource", type: "invalid_request")
+            }
+            let record = s.records.remove(at: i)
+            return Reply.json(200, .object(["usage": usageJSON(record)]))
+        }
+        if let key, response.status == 200 { state.with { $0.replies[key] = response } }
+        return response
     }
 
     private func create(subscription: String, _ r: EmulatedRequest) -> HTTPResponse {

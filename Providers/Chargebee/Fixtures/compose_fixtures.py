@@ -224,6 +224,15 @@ def api():
          "response": {"status": 200, "headers": {}, "json": {"list": [item(rows[2]), item(rows[1])], "next_offset": "[\"1795046400000\",\"230000000031\"]"}}},
         {"request": {"method": "GET", "url": BASE + "/usages?" + q + "&offset=%5B%221795046400000%22%2C%22230000000031%22%5D", "headers": hdr},
          "response": {"status": 200, "headers": {}, "json": {"list": [item(rows[0])]}}}])
+    # Corrections: Chargebee corrects a usage by deleting it and adding it again
+    # (POST /subscriptions/{id}/delete_usage, form id; idempotency supported, per the SDK).
+    gone = rows[0]
+    write_api(W.folder, "usage_delete", "POST /api/v2/subscriptions/{id}/delete_usage deletes one usage record by id", W.source, [
+        {"request": {"method": "POST", "url": BASE + "/subscriptions/AzZjGqTQ1xxK0Ezc/delete_usage",
+                     "headers": dict(hdr, **{"Content-Type": "application/x-www-form-urlencoded",
+                                             "chargebee-idempotency-key": "delete-" + gone["id"]}),
+                     "form": form([("id", gone["id"])])},
+         "response": usage_ok(gone)}])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ public struct ChargebeeUsageRecord: Sendable, Hashable, Decodable {
     public var decimalQuantity: Decimal? { Decimal(string: quantity, locale: Locale(identifier: "en_US_POSIX")) }
 }
 
-/// Chargebee's usage read-back: `GET /api/v2/usages` with filters, following `next_offset`.
+/// Chargebee's usage read-back (`GET /api/v2/usages` with filters, following `next_offset`) and
+/// its one correction: deleting a usage record.
 public struct ChargebeeClient: Sendable {
     /// The settings in use.
     public let settings: ChargebeeSettings
@@ -75,5 +76,39 @@ public struct ChargebeeClient: Sendable {
             return (page.list.map(\.usage), page.next_offset.flatMap { $0.isEmpty ? nil : $0 })
         }
         return try await pages.all()
+    }
+
+    /// Deletes one usage record (`POST /api/v2/subscriptions/{id}/delete_usage`, form `id`):
+    /// Chargebee's way to correct a usage is to delete it and add it again. Sent with
+    /// `chargebee-idempotency-key`, so a retry with the same key is answered as the first was.
+    /// - Returns: the deleted record.
+    /// - Throws: `.notFound` when the subscription has no usage with that id.
+    @discardableResult
+    public func deleteUsage(subscriptionID: String, usageID: String, idempotencyKey: String) async throws
+        -> ChargebeeUsageRecord
+    {
+        let request = HTTPRequest(
+            method: .post,
+            url: URLBuilder.url(
+                base: settings.endpoint,
+                path: "/api/v2/subscriptions/\(URLBuilder.pathSegment(subscriptionID))/delete_usage"),
+            headers: [
+                "Authorization": settings.apiKey.basicAuthorization, "Accept": "application/json",
+                "Content-Type": "application/x-www-form-urlencoded", "chargebee-idempotency-key": idempotencyKey,
+            ],
+            body: Data(FormEncoding.encode([("id", usageID)]).utf8))
+        let response = try await client.send(request)
+        guard response.status == 200 else {
+            let error = ChargebeeError(response)
+            throw UsageBillingError.forFailedCall(
+                response, message: "Chargebee did not delete usage \(usageID) (\(response.status)): \(error.describe)",
+                credentialField: "api_key", notFoundFix: "check the subscription and the usage id", field: error.param)
+        }
+        struct Deleted: Decodable { var usage: ChargebeeUsageRecord }
+        guard let deleted = try? JSONDecoder().decode(Deleted.self, from: response.body) else {
+            throw UsageBillingError(
+                .unexpectedResponse, "Chargebee's answer to delete_usage does not decode", fix: "check endpoint")
+        }
+        return deleted.usage
     }
 }
