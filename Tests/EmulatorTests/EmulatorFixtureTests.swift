@@ -47,6 +47,8 @@ let notEmulated: [String: String] = [
         "it deprecates an event ingested outside the fixture (OrbCorrectionTests cover it)",
     "Chargebee/Fixtures/api/usage_delete.json":
         "it deletes a usage created outside the fixture (ChargebeeCorrectionTests cover it)",
+    "Recurly/Fixtures/api/usage_delete.json":
+        "it deletes a usage created outside the fixture (RecurlyCorrectionTests cover it)",
 ]
 
 /// Fixtures whose 4xx answers the emulator reproduces (the provider's documented validation of

@@ -62,6 +62,13 @@ final class RecurlyEmulation: EmulatedProvider {
                 406, "invalid_api_version", "Please specify a supported version: application/vnd.recurly.v2021-02-25")
         }
         let parts = r.path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
+        if r.method == "DELETE", parts.count == 2, parts[0] == "usage" {
+            // Nothing is billed in the emulator, so every record it has may be deleted.
+            let removed = state.with { s in s.firstIndex { $0.id == parts[1] }.map { s.remove(at: $0) } }
+            return removed == nil
+                ? error(404, "not_found", "Couldn't find Usage with id = \(parts[1])")
+                : HTTPResponse(status: 204, headers: [:], body: Data())
+        }
         guard parts.count == 5, parts[0] == "subscriptions", parts[2] == "add_ons", parts[4] == "usage" else {
             return error(404, "not_found", "Couldn't find a resource at \(r.path)")
         }

@@ -163,6 +163,10 @@ def api():
          "response": {"status": 200, "headers": {}, "json": {"object": "list", "has_more": True, "next": nxt, "data": [usage(rows[2], 1), usage(rows[1], 2)]}}},
         {"request": {"method": "GET", "url": BASE + nxt, "headers": HDR},
          "response": {"status": 200, "headers": {}, "json": {"object": "list", "has_more": False, "data": [usage(rows[0], 3)]}}}])
+    # Corrections before billing: DELETE /usage/{usage_id}, answered 204 with no body.
+    write_api(W.folder, "usage_delete", "DELETE /usage/{usage_id} removes a usage record not yet billed", W.source, [
+        {"request": {"method": "DELETE", "url": BASE + "/usage/ufy8p0zl9x01", "headers": HDR},
+         "response": {"status": 204, "headers": {}}}])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ public struct RecurlyUsageRecord: Sendable, Hashable, Decodable {
     }
 }
 
-/// Recurly's usage read-back: the add-on's usage list, every page.
+/// Recurly's usage read-back (the add-on's usage list, every page) and its correction before
+/// billing: deleting a usage record.
 public struct RecurlyClient: Sendable {
     /// The settings in use.
     public let settings: RecurlySettings
@@ -108,6 +109,30 @@ public struct RecurlyClient: Sendable {
                     origin: .provider, providerRequestID: response.headers["X-Request-Id"], httpStatus: response.status)
             )
         }
+    }
+
+    /// Deletes one usage record (`DELETE /usage/{usage_id}`, answered 204): Recurly's way to take
+    /// back usage that is not billed yet. Billed usage cannot be deleted; Recurly's fix is a new
+    /// usage record with a negative amount that counteracts it.
+    /// - Throws: `.notFound` for an id the site does not have; `.rejected` (Recurly's 422) for
+    ///   usage it will not delete, with that fix.
+    public func deleteUsage(id: String) async throws {
+        let response = try await client.send(
+            HTTPRequest(
+                method: .delete,
+                url: URLBuilder.url(base: settings.endpoint, path: "/usage/\(URLBuilder.pathSegment(id))"),
+                headers: headers(json: false)))
+        guard response.status != 204 && response.status != 200 else { return }
+        let error = RecurlyError(response)
+        if response.status == 422 {
+            throw UsageBillingError(
+                .rejected, "Recurly did not delete usage \(id): \(error.describe)",
+                fix: "billed usage stays: record usage with a negative amount that counteracts it",
+                httpStatus: response.status)
+        }
+        throw UsageBillingError.forFailedCall(
+            response, message: "Recurly did not delete usage \(id) (\(response.status)): \(error.describe)",
+            credentialField: "api_key", notFoundFix: "check the usage id (from the add-on's usage list)")
     }
 }
 
