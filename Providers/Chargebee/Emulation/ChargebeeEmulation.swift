@@ -90,16 +90,28 @@ final class ChargebeeEmulation: EmulatedProvider {
     /// `POST …/delete_usage` (form `id`): the record leaves the usage list; a retry with the same
     /// `chargebee-idempotency-key` is answered as the first was.
     private func delete(subscription: String, _ r: EmulatedRequest) -> HTTPResponse {
+        idempotent(r) { deleteOnce(subscription: subscription, r) }
+    }
+
+    /// A request with a `chargebee-idempotency-key` Chargebee answered before is answered as it
+    /// was then, marked `chargebee-idempotency-replayed`; a success is kept for the key.
+    private func idempotent(_ r: EmulatedRequest, _ answer: () -> HTTPResponse) -> HTTPResponse {
         let key = r.headers["chargebee-idempotency-key"]
         if let key, let replay = state.with({ $0.replies[key] }) {
             var h = replay.headers
             h["chargebee-idempotency-replayed"] = "true"
             return HTTPResponse(status: replay.status, headers: h, body: replay.body)
         }
+        let response = answer()
+        if let key, response.status == 200 { state.with { $0.replies[key] = response } }
+        return response
+    }
+
+    private func deleteOnce(subscription: String, _ r: EmulatedRequest) -> HTTPResponse {
         guard let id = r.form["id"], !id.isEmpty else {
             return chargebeeError(400, "param_wrong_value", "id : cannot be blank", param: "id")
         }
-        let response: HTTPResponse = state.with { s in
+        return state.with { s in
             guard let i = s.records.firstIndex(where: { $0.id == id && $0.subscription == subscription }) else {
                 return chargebeeError(
                     404, "resource_not_found", "Sorry, we couldn't find that resource", type: "invalid_request")
@@ -107,17 +119,13 @@ final class ChargebeeEmulation: EmulatedProvider {
             let record = s.records.remove(at: i)
             return Reply.json(200, .object(["usage": usageJSON(record)]))
         }
-        if let key, response.status == 200 { state.with { $0.replies[key] = response } }
-        return response
     }
 
     private func create(subscription: String, _ r: EmulatedRequest) -> HTTPResponse {
-        let key = r.headers["chargebee-idempotency-key"]
-        if let key, let replay = state.with({ $0.replies[key] }) {
-            var h = replay.headers
-            h["chargebee-idempotency-replayed"] = "true"
-            return HTTPResponse(status: replay.status, headers: h, body: replay.body)
-        }
+        idempotent(r) { createOnce(subscription: subscription, r) }
+    }
+
+    private func createOnce(subscription: String, _ r: EmulatedRequest) -> HTTPResponse {
         let f = r.form
         guard let itemPrice = f["item_price_id"], !itemPrice.isEmpty else {
             return chargebeeError(400, "param_wrong_value", "item_price_id : cannot be blank", param: "item_price_id")
@@ -131,7 +139,7 @@ final class ChargebeeEmulation: EmulatedProvider {
             return chargebeeError(400, "param_wrong_value", "usage_date : cannot be blank", param: "usage_date")
         }
         let id = f["id"] ?? "emu_\(UUID().uuidString.prefix(12))"
-        let response: HTTPResponse = state.with { s in
+        return state.with { s in
             if s.records.contains(where: { $0.id == id }) {
                 return chargebeeError(400, "duplicate_entry", "The value \(id) is already present.", param: "id")
             }
@@ -155,8 +163,6 @@ final class ChargebeeEmulation: EmulatedProvider {
             s.records.append(record)
             return Reply.json(200, .object(["usage": usageJSON(record)]))
         }
-        if let key, response.status == 200 { state.with { $0.replies[key] = response } }
-        return response
     }
 
     private func list(_ r: EmulatedRequest) -> HTTPResponse {
