@@ -28,7 +28,11 @@ let package = Package(
         .library(name: "UsageEmulator", targets: ["UsageEmulator"]),
         .library(name: "UsageReconciliation", targets: ["UsageReconciliation"]),
         .executable(name: "usage-billing", targets: ["usage-billing"]),
-        .executable(name: "usage-billing-bench", targets: ["usage-billing-bench"]),
+        // For the benchmarks package (Benchmarks/Package.swift): this repository's test support
+        // (child processes, a PostgreSQL server) and the libcurl module its raw baseline calls.
+        // Neither is API: they change with the tests.
+        .library(name: "UsageTestSupport", targets: ["UsageTestSupport"]),
+        .library(name: "CCurl", targets: ["CCurl"]),
     ] + providers.map { .library(name: "\($0)Usage", targets: ["\($0)Usage"]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -189,15 +193,6 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ] + providerModules,
             path: "Sources/usage-billing",
-            swiftSettings: strict
-        ),
-        .executableTarget(
-            name: "usage-billing-bench",
-            dependencies: [
-                "UsageBilling", "UsageBillingCurl", "UsageTestSupport", "CCurl", "UsageRouting",
-                "UsageBillingProviders", "UsageSpool", "UsageEmulator",
-            ],
-            path: "Benchmarks/Sources",
             swiftSettings: strict
         ),
         .testTarget(

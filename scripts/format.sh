@@ -4,7 +4,7 @@
 # `scripts/format.sh --lint` only checks them and fails on any difference (what CI runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-paths=(Package.swift Sources Providers Doors Tests Benchmarks/Sources)
+paths=(Package.swift Sources Providers Doors Tests Benchmarks/Package.swift Benchmarks/Sources)
 if [ "${1:-}" = "--lint" ]; then
   swift format lint --strict --recursive --parallel "${paths[@]}" \
     || { echo "format: run scripts/format.sh to apply the format, then commit" >&2; exit 1; }

@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v wrk >/dev/null || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"; $sudo apt-get install -y -qq wrk >/dev/null; }
 swift build -c release --product usage-billing >/dev/null
-swift build -c release --product usage-billing-bench >/dev/null
+swift build --package-path Benchmarks -c release --product usage-billing-bench >/dev/null
 bin=.build/release
 dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
@@ -73,7 +73,7 @@ read -r over_rps _ _ over_503 <<< "$(load 32 15)"
 after=$(rss $pid)
 peak=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 kill -TERM $pid; wait $pid || true
-inproc=$($bin/usage-billing-bench --spool 300000 --record-only --record-cases 16x100 --durability normal --ids sequences 2>/dev/null \
+inproc=$(Benchmarks/.build/release/usage-billing-bench --spool 300000 --record-only --record-cases 16x100 --durability normal --ids sequences 2>/dev/null \
   | awk -F'|' '/^\| record, normal, 16 writer/ {gsub(/ /,"",$3); print $3; exit}')
 
 events=$(awk -v r="$full_rps" 'BEGIN {printf "%.0f", r * 100}')

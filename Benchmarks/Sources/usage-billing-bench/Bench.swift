@@ -1,12 +1,13 @@
 // usage-billing-bench: HTTP client throughput against a loopback server, and import throughput
 // and memory, as tables and JSON.
 //
-//   swift run -c release usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH]
-//   swift run -c release usage-billing-bench --import N [--json PATH]
-//   swift run -c release usage-billing-bench --spool N [--json PATH]
-//   swift run -c release usage-billing-bench --adapters N [--stripe-events N] [--python M] [--json PATH]
-//   swift build -c release && .build/release/usage-billing-bench --tails N [--only stripe,orb] [--repeat R] [--json PATH]
-//   swift run -c release usage-billing-bench --aggregate-seconds 60 [--json PATH]
+//   swift run --package-path Benchmarks -c release usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH]
+//   swift run --package-path Benchmarks -c release usage-billing-bench --import N [--json PATH]
+//   swift run --package-path Benchmarks -c release usage-billing-bench --spool N [--json PATH]
+//   swift run --package-path Benchmarks -c release usage-billing-bench --adapters N [--stripe-events N] [--python M] [--json PATH]
+//   swift build --package-path Benchmarks -c release --product usage-billing --product usage-billing-bench \
+//     && Benchmarks/.build/release/usage-billing-bench --tails N [--only stripe,orb] [--repeat R] [--json PATH]
+//   swift run --package-path Benchmarks -c release usage-billing-bench --aggregate-seconds 60 [--json PATH]
 //
 // --import N writes N NDJSON events to a temporary file and imports them through the example
 // routing config (examples/routing.yaml: Stripe primary + Orb shadow for api_request, OpenMeter
@@ -19,6 +20,7 @@
 //   3. plain libcurl: curl_easy_perform in a loop on one reused easy handle (the ceiling for 1)
 // and prints requests/s for each, the ratios 1/3 and 2/3, and peak RSS. With --leak-check N it
 // also sends N more requests and reports RSS growth (flat RSS = no per-request leak).
+import ArgumentParser
 import CCurl
 import Foundation
 import UsageBilling
@@ -28,6 +30,7 @@ import UsageRouting
 import UsageSpool
 import UsageTestSupport
 
+/// What one run measures and how; filled from the command line by ``Bench``.
 struct Options {
     var requests = 5_000
     var concurrency = 32
@@ -51,63 +54,6 @@ struct Options {
     /// insert into 16 places of the id index) and/or `uuidv7` (the default id, `EventID.generate()`
     /// when the event is made: time-ordered, so every writer appends near one place).
     var idKinds: [String] = ["sequences", "uuidv7"]
-
-    init(_ args: [String]) throws {
-        var i = 1
-        func value() throws -> String {
-            i += 1
-            guard i < args.count else {
-                throw UsageBillingError(.invalidInput, "\(args[i - 1]) needs a value", field: args[i - 1])
-            }
-            return args[i]
-        }
-        while i < args.count {
-            switch args[i] {
-            case "--requests": requests = Int(try value()) ?? requests
-            case "--concurrency": concurrency = Int(try value()) ?? concurrency
-            case "--leak-check": leakCheck = Int(try value()) ?? 0
-            case "--json": jsonPath = try value()
-            case "--import": importEvents = Int(try value()) ?? 0
-            case "--spool": spoolEvents = Int(try value()) ?? 0
-            case "--ledgers": ledgerEvents = Int(try value()) ?? 0
-            case "--tails": tailEvents = Int(try value()) ?? 0
-            case "--aggregate-seconds": aggregateSeconds = Int(try value()) ?? 0
-            case "--adapters": adapterEvents = Int(try value()) ?? 0
-            case "--stripe-events": stripeEvents = Int(try value()) ?? stripeEvents
-            case "--python": pythonEvents = Int(try value()) ?? 0
-            case "--only": only = try value().split(separator: ",").map(String.init)
-            case "--deliver-only": deliverOnly = true
-            case "--repeat": repeats = max(1, Int(try value()) ?? 1)
-            case "--record-only": recordOnly = true
-            case "--ids":
-                idKinds = try value().split(separator: ",").map(String.init)
-                guard !idKinds.isEmpty, idKinds.allSatisfy({ ["sequences", "uuidv7"].contains($0) }) else {
-                    throw UsageBillingError(
-                        .invalidInput, "--ids takes sequences, uuidv7 or both (comma-separated)", field: "--ids")
-                }
-            case "--durability":
-                let name = try value()
-                guard let d = SpoolDurability(rawValue: name) else {
-                    throw UsageBillingError(
-                        .invalidInput, "unknown durability \(name)", fix: "use normal or full", field: "--durability")
-                }
-                durabilities = [d]
-            case "--record-cases":  // e.g. 16x1,16x100: writers x events per call
-                recordCases = try value().split(separator: ",").compactMap { c in
-                    let p = c.split(separator: "x").compactMap { Int($0) }
-                    return p.count == 2 ? (p[0], p[1]) : nil
-                }
-            case "-h", "--help":
-                print(
-                    "usage: usage-billing-bench [--requests N] [--concurrency C] [--leak-check N] [--json PATH] | --import N | --spool N | --adapters N [--stripe-events N] [--python M] [--only a,b] [--repeat R] [--json PATH] | --spool N [--record-cases 16x1,16x100] [--durability normal|full] [--record-only] [--deliver-only] | --ledgers N [--repeat R] [--json PATH]"
-                )
-                exit(0)
-            default:
-                throw UsageBillingError(.invalidInput, "unknown option \(args[i])", fix: "see --help", field: args[i])
-            }
-            i += 1
-        }
-    }
 }
 
 /// Peak and current resident set size from /proc/self/status, in KiB.
@@ -368,8 +314,7 @@ func spoolBenchmark(count: Int, options: Options) async throws {
     }
 }
 
-func run() async throws {
-    let options = try Options(CommandLine.arguments)
+func runBenchmarks(_ options: Options) async throws {
     if options.adapterEvents > 0 {
         try await adaptersBenchmark(
             count: options.adapterEvents, stripeCount: options.stripeEvents, pythonEvents: options.pythonEvents,
@@ -471,13 +416,6 @@ func run() async throws {
     }
 }
 
-do {
-    try await run()
-} catch {
-    FileHandle.standardError.write(Data("usage-billing-bench: \(error)\n".utf8))
-    exit(2)
-}
-
 /// CPU seconds (user + system) each live thread of this process has used so far, by thread id
 /// with its name, from /proc/self/task/*/stat.
 func threadCPU() -> [String: (name: String, seconds: Double)] {
@@ -532,4 +470,86 @@ func stealSummary(
     let total = after.total - before.total
     guard total > 0 else { return "steal n/a" }
     return String(format: "hypervisor steal %.0f%%", 100 * (after.steal - before.steal) / total)
+}
+
+/// The command line: every mode of the benchmark, parsed by ArgumentParser.
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "usage-billing-bench",
+        abstract: "Measure the HTTP client, import, the spool, the ledgers, every adapter, tails and pre-aggregation.",
+        discussion: "Without a mode it measures the HTTP client against plain libcurl. See Benchmarks/README.md.")
+
+    @Option(help: "HTTP client: loopback POSTs per measurement.") var requests = 5_000
+    @Option(help: "HTTP client: requests in flight for the concurrent measurement.") var concurrency = 32
+    @Option(help: "HTTP client: send N more requests and report RSS growth.") var leakCheck = 0
+    @Option(help: "Write the results as JSON to this file.") var json: String?
+    @Option(name: .customLong("import"), help: "Measure `import --dry-run` over N events.") var importEvents = 0
+    @Option(name: .customLong("spool"), help: "Measure the SQLite spool: record and deliver N events.")
+    var spoolEvents = 0
+    @Option(name: .customLong("ledgers"), help: "SQLite and PostgreSQL side by side, N events delivered.")
+    var ledgerEvents = 0
+    @Option(name: .customLong("tails"), help: "Goodput under each emulator fault plan, N events per run.")
+    var tailEvents = 0
+    @Option(help: "Pre-aggregation: record 10,000 events a second for S seconds.") var aggregateSeconds = 0
+    @Option(name: .customLong("adapters"), help: "Every adapter end to end against the emulator, N events each.")
+    var adapterEvents = 0
+    @Option(help: "Adapters: events for Stripe v1 (one per request).") var stripeEvents = 10_000
+    @Option(name: .customLong("python"), help: "Adapters: also time each official Python SDK over M events.")
+    var pythonEvents = 0
+    @Option(help: "Adapters and tails: only these (comma-separated).") var only: String?
+    @Flag(help: "Spool: deliver only (no record cases).") var deliverOnly = false
+    @Flag(help: "Spool: record only.") var recordOnly = false
+    @Option(name: .customLong("repeat"), help: "Trials per measurement (the median is reported).") var repeats = 1
+    @Option(help: "Spool: ids in the record rows: sequences, uuidv7 or both (comma-separated).")
+    var ids: String?
+    @Option(help: "Spool: normal or full (default: both).") var durability: String?
+    @Option(help: "Spool: record cases as WRITERSxEVENTS, comma-separated (e.g. 16x1,16x100).")
+    var recordCases: String?
+
+    func validate() throws {
+        if let durability, SpoolDurability(rawValue: durability) == nil {
+            throw ValidationError("--durability \(durability) is not a durability: use normal or full")
+        }
+        if let ids {
+            let kinds = ids.split(separator: ",").map(String.init)
+            guard !kinds.isEmpty, kinds.allSatisfy({ ["sequences", "uuidv7"].contains($0) }) else {
+                throw ValidationError("--ids takes sequences, uuidv7 or both (comma-separated)")
+            }
+        }
+        if let recordCases, parsedCases(recordCases).isEmpty {
+            throw ValidationError("--record-cases takes WRITERSxEVENTS pairs, e.g. 16x1,16x100")
+        }
+    }
+
+    private func parsedCases(_ text: String) -> [(Int, Int)] {
+        text.split(separator: ",").compactMap { c in
+            let p = c.split(separator: "x").compactMap { Int($0) }
+            return p.count == 2 ? (p[0], p[1]) : nil
+        }
+    }
+
+    func run() async throws {
+        var options = Options()
+        options.requests = requests
+        options.concurrency = concurrency
+        options.leakCheck = leakCheck
+        options.jsonPath = json
+        options.importEvents = importEvents
+        options.spoolEvents = spoolEvents
+        options.ledgerEvents = ledgerEvents
+        options.tailEvents = tailEvents
+        options.aggregateSeconds = aggregateSeconds
+        options.adapterEvents = adapterEvents
+        options.stripeEvents = stripeEvents
+        options.pythonEvents = pythonEvents
+        options.only = only.map { $0.split(separator: ",").map(String.init) } ?? []
+        options.deliverOnly = deliverOnly
+        options.recordOnly = recordOnly
+        options.repeats = max(1, repeats)
+        if let ids { options.idKinds = ids.split(separator: ",").map(String.init) }
+        if let durability, let d = SpoolDurability(rawValue: durability) { options.durabilities = [d] }
+        if let recordCases { options.recordCases = parsedCases(recordCases) }
+        try await runBenchmarks(options)
+    }
 }

@@ -193,7 +193,9 @@ func cliBinary() throws -> String {
     guard FileManager.default.isExecutableFile(atPath: path) else {
         throw UsageBillingError(
             .configuration, "--tails runs the worker and the emulator as processes, and there is no \(path)",
-            fix: "build it beside the benchmark first: swift build -c release --product usage-billing")
+            fix:
+                "build it beside the benchmark first: swift build --package-path Benchmarks -c release --product usage-billing"
+        )
     }
     return path
 }
