@@ -67,7 +67,7 @@ public protocol UsageLedger: AnyObject, Sendable {
     func purgeDeadLetters(reason: String?) async throws -> Int
     /// Renames lanes in one transaction (positional lanes of an old spool).
     func renameLanes(_ renames: [(from: String, to: String)]) async throws
-    /// Moves everything of one lane to another (see ``Spool/reassignLane(_:to:targetAggregates:)``),
+    /// Moves everything of one lane to another (see ``LedgerStore/reassignLane(_:to:targetAggregates:)``),
     /// except rows of events the target already holds (`alreadyThere`: left on `from`, queued
     /// ones marked duplicates), so no id is queued twice on one lane.
     func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (
