@@ -81,16 +81,15 @@ struct Demo: AsyncParsableCommand {
         )
     }
 
-    /// The routing config at `path` with placeholder keys (``DemoRun/configWithPlaceholderKeys(_:)``):
-    /// prints each problem and exits 2 on a bad config.
+    /// The routing config at `path` with placeholder keys (``DemoRun/configWithPlaceholderKeys(_:)``);
+    /// a bad config is a ``CLIFailure`` naming every problem (exit 2).
     static func configWithPlaceholderKeys(_ path: String) throws -> RoutingConfig {
         do {
             let config = try DemoRun.configWithPlaceholderKeys(path)
             for warning in config.warnings { printError("warning: \(warning)") }
             return config
         } catch let issues as ConfigIssues {
-            for issue in issues.issues { printError("error: \(issue)") }
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure(issues, closing: nil)
         } catch {
             throw CLIFailure.badInput("\(error)")
         }

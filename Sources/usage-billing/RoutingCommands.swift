@@ -7,7 +7,7 @@ import UsageRouting
 import UsageServe
 import UsageSpool
 
-/// Loads a config, printing every issue and exiting 2 when it is invalid. `needsSecrets`: false
+/// Loads a config; an invalid one is a `CLIFailure` naming every issue (exit 2). `needsSecrets`: false
 /// for commands that send nothing (recording, status, lane tools), which then run without the
 /// providers' secrets in their environment.
 func loadConfig(_ path: String, needsSecrets: Bool = true) throws -> RoutingConfig {
@@ -16,9 +16,7 @@ func loadConfig(_ path: String, needsSecrets: Bool = true) throws -> RoutingConf
         for warning in config.warnings { printError("warning: \(warning)") }
         return config
     } catch let issues as ConfigIssues {
-        for issue in issues.issues { printError("error: \(issue)") }
-        printError("\(issues.issues.count) problem(s) in \(path); nothing was sent.")
-        throw ExitCode(ExitCodes.badInput)
+        throw CLIFailure(issues, closing: "\(issues.issues.count) problem(s) in \(path); nothing was sent.")
     }
 }
 
@@ -71,11 +69,11 @@ struct ConfigCheck: AsyncParsableCommand {
                 serveLine =
                     "Serve: POST /v1/events\(apis.isEmpty ? "" : ", provider APIs " + apis.joined(separator: ", ")); at most \(settings.maxEventsPerRequest) events per request"
             } catch let issues as ConfigIssues {
-                for issue in issues.issues { printError("error: \(issue)") }
-                printError(
-                    "\(issues.issues.count) problem(s) in the serve section of \(file); `serve` would not start with it."
+                throw CLIFailure(
+                    issues,
+                    closing:
+                        "\(issues.issues.count) problem(s) in the serve section of \(file); `serve` would not start with it."
                 )
-                throw ExitCode(ExitCodes.badInput)
             }
         }
         var spoolLines: [String] = []

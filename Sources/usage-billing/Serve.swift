@@ -68,9 +68,10 @@ struct Serve: AsyncParsableCommand {
         do {
             settings = try ServeSettings.from(config, doors: IngestDoors.standard)
         } catch let issues as ConfigIssues {
-            for issue in issues.issues { printError("error: \(issue)") }
-            printError("\(issues.issues.count) problem(s) in the serve section of \(config.file); serve did not start.")
-            throw ExitCode(ExitCodes.badInput)
+            throw CLIFailure(
+                issues,
+                closing:
+                    "\(issues.issues.count) problem(s) in the serve section of \(config.file); serve did not start.")
         }
         // Everything that can stop the start is checked before anything is created or announced.
         if let problem = ListenCheck.problem(host: host, port: port) {

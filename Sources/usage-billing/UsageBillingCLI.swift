@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UsageRouting
 import UsageServe
 import UsageSpool
 
@@ -48,7 +49,8 @@ struct UsageBillingCLI: AsyncParsableCommand {
                 try command.run()
             }
         } catch let failure as CLIFailure {
-            printError("error: \(failure.message)")
+            for message in failure.messages { printError("error: \(message)") }
+            if let closing = failure.closing { printError(closing) }
             Foundation.exit(failure.exitCode)
         } catch {
             exit(withError: error)
@@ -59,8 +61,25 @@ struct UsageBillingCLI: AsyncParsableCommand {
 /// Why a command failed, in the words it prints after `error: ` (what went wrong and the fix),
 /// and the exit code that goes with it. Commands throw it; ``UsageBillingCLI/main()`` prints it.
 struct CLIFailure: Error, CustomStringConvertible {
-    let message: String
+    /// Each printed after `error: `, one line each.
+    let messages: [String]
+    /// A last line printed as it is: what the problems above mean for the command.
+    var closing: String? = nil
     let exitCode: Int32
+
+    init(message: String, exitCode: Int32) {
+        self.messages = [message]
+        self.exitCode = exitCode
+    }
+
+    /// Every problem of a config (exit 2), each with its file, line, key and fix, then `closing`.
+    init(_ issues: ConfigIssues, closing: String?) {
+        messages = issues.issues.map(\.description)
+        self.closing = closing
+        exitCode = ExitCodes.badInput
+    }
+
+    var message: String { messages.joined(separator: "\n") }
 
     /// Bad input or configuration (exit 2).
     static func badInput(_ message: String) -> CLIFailure { CLIFailure(message: message, exitCode: ExitCodes.badInput) }
