@@ -181,8 +181,8 @@ struct SpoolCopy: AsyncParsableCommand {
                 }
             }
         } catch {
-            printError("\nerror: \(error)")
-            throw ExitCode(error is LedgerUnavailableError ? ExitCodes.unreachable : ExitCodes.badInput)
+            if isatty(STDERR_FILENO) == 1 { printError("") }  // past the progress line
+            throw error is LedgerUnavailableError ? CLIFailure.unreachable("\(error)") : CLIFailure.badInput("\(error)")
         }
         if isatty(STDERR_FILENO) == 1 { printError("") }
         print(

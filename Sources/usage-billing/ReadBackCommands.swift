@@ -41,12 +41,13 @@ func readBack<T>(_ work: (any HTTPClient) async throws -> T) async throws -> T {
     do {
         return try await work(client)
     } catch let error as UsageBillingError {
-        printError("error: \(error)")
-        switch error.code {
-        case .invalidInput, .configuration: throw ExitCode(ExitCodes.badInput)
-        case .transport, .timeout: throw ExitCode(ExitCodes.unreachable)
-        default: throw ExitCode(ExitCodes.someRejected)
-        }
+        let exitCode =
+            switch error.code {
+            case .invalidInput, .configuration: ExitCodes.badInput
+            case .transport, .timeout: ExitCodes.unreachable
+            default: ExitCodes.someRejected
+            }
+        throw CLIFailure(message: "\(error)", exitCode: exitCode)
     }
 }
 

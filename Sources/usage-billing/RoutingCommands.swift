@@ -80,15 +80,16 @@ struct ConfigCheck: AsyncParsableCommand {
         if let spoolPath = spool {
             let spool = try await openSpool(spoolPath, existing: true)
             let check = try await LaneCheck(spool: spool, config: config)
-            if let problem = check.legacyProblem { printError("error: \(problem)") }
-            if !check.orphaned.isEmpty {
-                printError("error: \(DeliveryWorker.orphanError(check.orphaned, config: config, spoolPath: spoolPath))")
-            }
-            if check.legacyProblem != nil || !check.orphaned.isEmpty {
-                printError(
-                    "\(file) is valid on its own, but not for the spool \(spoolPath): a worker with it would refuse to start (see above)."
-                )
-                throw ExitCode(ExitCodes.badInput)
+            let problems =
+                (check.legacyProblem.map { ["\($0)"] } ?? [])
+                + (check.orphaned.isEmpty
+                    ? [] : ["\(DeliveryWorker.orphanError(check.orphaned, config: config, spoolPath: spoolPath))"])
+            if !problems.isEmpty {
+                throw CLIFailure(
+                    messages: problems,
+                    closing:
+                        "\(file) is valid on its own, but not for the spool \(spoolPath): a worker with it would refuse to start (see above).",
+                    exitCode: ExitCodes.badInput)
             }
             for (from, to) in check.renames.sorted(by: { $0.key < $1.key }) {
                 spoolLines.append("\(spoolPath): positional lane \(from) becomes \(to) at the worker's next start")
@@ -276,20 +277,16 @@ struct Import: AsyncParsableCommand {
                         let wait = LedgerUnavailableError.wait(
                             outages: attempt, elapsed: ContinuousClock.now - outageStarted, giveUpAfter: .seconds(60))
                     else {
-                        printError("error: \(unavailable)")
-                        printError(
-                            "Recorded \(tally.recorded) events before this; the rest of \(file) was not recorded. Fix the cause and run the same import again: the recorded events keep their ids."
-                        )
-                        throw ExitCode(ExitCodes.unreachable)
+                        throw CLIFailure(
+                            messages: ["\(unavailable)"], closing: tally.notRecorded(after: file),
+                            exitCode: ExitCodes.unreachable)
                     }
                     if attempt == 1 { printError("warning: \(unavailable); retrying for up to a minute") }
                     try await Task.sleep(for: wait)
                 } catch {
-                    printError("error: \(error)")
-                    printError(
-                        "Recorded \(tally.recorded) events before this; the rest of \(file) was not recorded. Fix the cause and run the same import again: the recorded events keep their ids."
-                    )
-                    throw ExitCode(error is LedgerUnavailableError ? ExitCodes.unreachable : ExitCodes.badInput)
+                    throw CLIFailure(
+                        messages: ["\(error)"], closing: tally.notRecorded(after: file),
+                        exitCode: error is LedgerUnavailableError ? ExitCodes.unreachable : ExitCodes.badInput)
                 }
             }
             tally.recorded += entries.count
@@ -328,6 +325,11 @@ struct RecordTally {
     var exitCode: Int32 {
         if !bad.isEmpty { return ExitCodes.badInput }
         return refusedCount + deadLettered > 0 ? ExitCodes.someRejected : ExitCodes.ok
+    }
+
+    /// What a failed import leaves: how much of `file` was recorded, and how to finish.
+    func notRecorded(after file: String) -> String {
+        "Recorded \(recorded) events before this; the rest of \(file) was not recorded. Fix the cause and run the same import again: the recorded events keep their ids."
     }
 
     func describe(spoolPath: String) -> String {

@@ -72,6 +72,13 @@ struct CLIFailure: Error, CustomStringConvertible {
         self.exitCode = exitCode
     }
 
+    /// Several problems, each after `error: `, then `closing`.
+    init(messages: [String], closing: String?, exitCode: Int32) {
+        self.messages = messages
+        self.closing = closing
+        self.exitCode = exitCode
+    }
+
     /// Every problem of a config (exit 2), each with its file, line, key and fix, then `closing`.
     init(_ issues: ConfigIssues, closing: String?) {
         messages = issues.issues.map(\.description)
