@@ -115,6 +115,31 @@ struct ReconcileTests {
     /// Read-back answered 429 with `Retry-After: 1` (the emulator's plan after delivery):
     /// reconcile retries on the retry engine's curve, waits what the provider asked each time,
     /// and still reports a clean match; the error it retried kept its status.
+    /// OpenMeter and Metronome have no delete or amend: a correction is a compensating event with
+    /// a negative quantity and an id of its own (docs/corrections-research.md). Both take one, and
+    /// their meters, read back through their own APIs, sum it with the original.
+    @Test func aNegativeCompensatingEventReducesSumMeters() async throws {
+        let setup = try Setup(
+            "compensate", on: try await UsageEmulator.start(),
+            routes: "  - { events: [api_request], to: openmeter, shadow: [metronome] }")
+        let at = Date().addingTimeInterval(-600)
+        try await setup.pipeline.record([
+            UsageEvent(id: "comp-1", name: "api_request", customer: "acme", timestamp: at, quantity: 10),
+            UsageEvent(
+                id: "comp-1-correction-1", name: "api_request", customer: "acme", timestamp: at, quantity: -3),
+        ])
+        try await setup.pipeline.flush()
+        let lanes = try await setup.pipeline.spool.status()
+        #expect(lanes.allSatisfy { $0.delivered == 2 && $0.dead.isEmpty }, "\(lanes)")
+        let report = try await setup.reconciler().run(ReconcileOptions(from: at.addingTimeInterval(-3600), to: Date()))
+        for provider in ["openmeter", "metronome"] {
+            let reported = report.rows.filter { $0.provider == provider }.reduce(Decimal(0)) { $0 + ($1.reported ?? 0) }
+            #expect(reported == 7, "\(provider) sums the correction: \(report.table())")
+        }
+        #expect(report.isClean, "\(report.table())")
+        await setup.close()
+    }
+
     @Test func readBack429sAreRetriedAfterTheirRetryAfter() async throws {
         let setup = try Setup(
             "readback-429", on: try await UsageEmulator.start(seed: 11),
