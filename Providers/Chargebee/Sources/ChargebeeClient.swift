@@ -62,17 +62,8 @@ public struct ChargebeeClient: Sendable {
                     base: settings.endpoint, path: "/api/v2/usages",
                     query: filters + (offset.map { [("offset", $0)] } ?? [])),
                 headers: ["Authorization": settings.apiKey.basicAuthorization, "Accept": "application/json"])
-            let response = try await client.send(request)
-            guard response.status == 200 else {
-                let error = ChargebeeError(response)
-                throw UsageBillingError.forFailedCall(
-                    response, message: "Chargebee usage list failed (\(response.status)): \(error.describe)",
-                    credentialField: "api_key", notFoundFix: "check site and the subscription id", field: error.param)
-            }
-            guard let page = try? JSONDecoder().decode(Page.self, from: response.body) else {
-                throw UsageBillingError(
-                    .unexpectedResponse, "Chargebee's usage list does not decode", fix: "check endpoint")
-            }
+            let page: Page = try Self.answer(
+                try await client.send(request), to: "usage list", notFoundFix: "check site and the subscription id")
             return (page.list.map(\.usage), page.next_offset.flatMap { $0.isEmpty ? nil : $0 })
         }
         return try await pages.all()
@@ -97,18 +88,27 @@ public struct ChargebeeClient: Sendable {
                 "Content-Type": "application/x-www-form-urlencoded", "chargebee-idempotency-key": idempotencyKey,
             ],
             body: Data(FormEncoding.encode([("id", usageID)]).utf8))
-        let response = try await client.send(request)
+        struct Deleted: Decodable { var usage: ChargebeeUsageRecord }
+        let deleted: Deleted = try Self.answer(
+            try await client.send(request), to: "delete_usage of \(usageID)",
+            notFoundFix: "check the subscription and the usage id")
+        return deleted.usage
+    }
+
+    /// A 200 answer decoded, or the error a failed call is (Chargebee's message and parameter).
+    private static func answer<T: Decodable>(_ response: HTTPResponse, to call: String, notFoundFix: String) throws
+        -> T
+    {
         guard response.status == 200 else {
             let error = ChargebeeError(response)
             throw UsageBillingError.forFailedCall(
-                response, message: "Chargebee did not delete usage \(usageID) (\(response.status)): \(error.describe)",
-                credentialField: "api_key", notFoundFix: "check the subscription and the usage id", field: error.param)
+                response, message: "Chargebee's \(call) failed (\(response.status)): \(error.describe)",
+                credentialField: "api_key", notFoundFix: notFoundFix, field: error.param)
         }
-        struct Deleted: Decodable { var usage: ChargebeeUsageRecord }
-        guard let deleted = try? JSONDecoder().decode(Deleted.self, from: response.body) else {
+        guard let value = try? JSONDecoder().decode(T.self, from: response.body) else {
             throw UsageBillingError(
-                .unexpectedResponse, "Chargebee's answer to delete_usage does not decode", fix: "check endpoint")
+                .unexpectedResponse, "Chargebee's answer to its \(call) does not decode", fix: "check endpoint")
         }
-        return deleted.usage
+        return value
     }
 }

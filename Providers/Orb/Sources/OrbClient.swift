@@ -282,8 +282,9 @@ public struct OrbClient: Sendable {
         return json["deprecated"]?.stringValue ?? id
     }
 
-    /// A correction Orb refuses (400) is outside what it amends: the event's billing period has
-    /// passed its grace period, or the customer has had its 100 corrections in 100 days.
+    /// A correction Orb refuses (400): most often the event's billing period has passed its grace
+    /// period or the customer has had its 100 corrections in 100 days; an amendment whose
+    /// timestamp or customer differs from the original's is refused the same way.
     private func correcting(_ body: () async throws -> JSONValue) async throws -> JSONValue {
         do {
             return try await body()
@@ -291,7 +292,7 @@ public struct OrbClient: Sendable {
             throw UsageBillingError(
                 .rejected, error.message,
                 fix:
-                    "Orb amends and deprecates events only in the customer's current billing period (or the previous one's grace period), 100 per customer in 100 days: replace them with a backfill (`replace_existing_events`), or credit the invoice",
+                    "an amendment keeps the original's timestamp and customer; beyond that, Orb amends and deprecates events only in the customer's current billing period (or the previous one's grace period), 100 per customer in 100 days: replace them with a backfill (`replace_existing_events`), or credit the invoice",
                 providerRequestID: error.providerRequestID, httpStatus: 400)
         }
     }
