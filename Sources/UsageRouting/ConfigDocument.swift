@@ -14,9 +14,10 @@ public struct ConfigIssue: Sendable, Hashable, CustomStringConvertible {
     /// What to do.
     public var fix: String
 
-    /// `file:line: key: message. Fix: fix`.
+    /// `file:line: key: message. Fix: fix` (no full stop after a question).
     public var description: String {
-        "\(file)\(line.map { ":\($0)" } ?? ""): \(key.isEmpty ? "" : key + ": ")\(message). Fix: \(fix)"
+        let stop = message.hasSuffix("?") || message.hasSuffix(".") ? "" : "."
+        return "\(file)\(line.map { ":\($0)" } ?? ""): \(key.isEmpty ? "" : key + ": ")\(message)\(stop) Fix: \(fix)"
     }
 }
 

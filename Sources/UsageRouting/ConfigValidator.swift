@@ -21,51 +21,43 @@ struct Validator {
         issues.append(.at(key, lines: lines, file: file, message, fix))
     }
 
-    static let topKeys: Set<String> = ["version", "providers", "routes", "customers", "unrouted", "serve"]
-    static let routeKeys: Set<String> = ["id", "events", "to", "shadow", "from", "until", "customers"]
+    /// Whether a problem at `key` is already reported (a value that did not decode reads as
+    /// absent; it is not "missing" as well).
+    func reported(_ key: String) -> Bool { issues.contains { $0.key == key } }
 
     mutating func validate(_ root: JSONValue, directory: String) -> RoutingConfig? {
-        guard case .object(let top) = root else {
+        guard case .object = root else {
             issue("", "the config must be a mapping of version, providers, routes", "start with `version: 1`")
             return nil
         }
-        for key in top.keys.sorted() where !Self.topKeys.contains(key) {
-            issue(key, "unknown key '\(key)'", "use only \(Self.topKeys.sorted().joined(separator: ", "))")
-        }
-        switch top["version"] {
-        case .number(1)?: break
-        case nil: issue("version", "version is missing", "add `version: 1`")
-        default: issue("version", "version \(top["version"]?.description ?? "") is not supported", "use `version: 1`")
-        }
-        let providers = validateProviders(top["providers"])
-        let customers = validateCustomers(top["customers"], providers: providers, directory: directory)
-        let routes = validateRoutes(top["routes"], providers: providers)
-        var unrouted = RoutingConfig.Unrouted.reject
-        if let value = top["unrouted"] {
-            if let text = value.stringValue, let policy = RoutingConfig.Unrouted(rawValue: text) {
-                unrouted = policy
-            } else {
-                issue(
-                    "unrouted", "unrouted is \(value), not reject or dead-letter",
-                    "write `unrouted: reject` or `unrouted: dead-letter`")
-            }
-        }
+        let (decoded, found) = ConfigReader(file: file, lines: lines).decode(RoutingDocument.self, from: root, at: "")
+        issues += found
+        guard let document = decoded else { return nil }
+        if document.version == nil, !reported("version") { issue("version", "version is missing", "add `version: 1`") }
+        let providers = validateProviders(document.providers)
+        let declared = Set(document.providers?.keys ?? [])
+        let customers = validateCustomers(document.customers, providers: providers, directory: directory)
+        let routes = validateRoutes(document.routes, providers: providers, declared: declared)
         var config = RoutingConfig(
-            file: file, providers: providers, routes: routes, customers: customers, unrouted: unrouted)
-        config.serve = top["serve"]
+            file: file, providers: providers, routes: routes, customers: customers,
+            unrouted: document.unrouted ?? .reject)
+        config.serve = document.serve
         if issues.isEmpty { checkSinks(config) }
         return config
     }
 
-    mutating func validateProviders(_ value: JSONValue?) -> [String: RoutingConfig.Provider] {
-        guard case .object(let object)? = value, !object.isEmpty else {
-            issue(
-                "providers", value == nil ? "providers is missing" : "providers must be a non-empty mapping",
-                "add e.g. `providers: { stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY} } }`")
+    mutating func validateProviders(_ map: ConfigMap<ProviderDocument>?) -> [String: RoutingConfig.Provider] {
+        guard let map, !map.keys.isEmpty else {
+            if !reported("providers") {
+                issue(
+                    "providers", map == nil ? "providers is missing" : "providers must be a non-empty mapping",
+                    "add e.g. `providers: { stripe: { kind: stripe, secret_key: ${STRIPE_SECRET_KEY} } }`")
+            }
             return [:]
         }
+        let kinds = registry.names.joined(separator: ", ")
         var result: [String: RoutingConfig.Provider] = [:]
-        for name in object.keys.sorted() {
+        for name in map.keys {
             let key = "providers.\(name)"
             if let problem = Lane.problem(inName: name, of: "a provider name") {
                 issue(
@@ -74,29 +66,33 @@ struct Validator {
                 )
                 continue
             }
-            guard case .object(var settings)? = object[name] else {
-                issue(
-                    key, "a provider must be a mapping with a kind",
-                    "write `\(name): { kind: \(registry.names.first ?? "<kind>"), ... }`")
+            guard var provider = map.values[name] else {
+                if !reported(key) {
+                    issue(
+                        key, "a provider must be a mapping with a kind",
+                        "write `\(name): { kind: \(registry.names.first ?? "<kind>"), ... }`")
+                }
                 continue
             }
-            guard let kindName = settings.removeValue(forKey: "kind")?.stringValue else {
-                issue(
-                    key, "provider '\(name)' has no kind",
-                    "add `kind:` with one of \(registry.names.joined(separator: ", "))")
+            guard let kindName = provider.kind else {
+                if !reported("\(key).kind") {
+                    issue(key, "provider '\(name)' has no kind", "add `kind:` with one of \(kinds)")
+                }
                 continue
             }
             guard let kind = registry.kind(kindName) else {
+                let near = ConfigReader.nearMiss(of: kindName, in: registry.names)
                 issue(
-                    "\(key).kind", "unknown provider kind '\(kindName)'",
-                    "use one of \(registry.names.joined(separator: ", "))")
+                    "\(key).kind",
+                    "unknown provider kind '\(kindName)'" + (near.map { "; did you mean '\($0)'?" } ?? ""),
+                    near.map { "write `kind: \($0)`" } ?? "use one of \(kinds)")
                 continue
             }
             for (path, variable) in unsetProviderVariables.sorted(by: { $0.key < $1.key })
             where path.hasPrefix(key + ".") {
                 let setting = String(path.dropFirst(key.count + 1))
                 if !secretsNeeded && kind.secretKeys.contains(setting) {
-                    settings[setting] = .string(kind.tools.placeholderSecret)
+                    provider.settings[setting] = .string(kind.tools.placeholderSecret)
                     unsetSecrets[path] = variable
                 } else {
                     issue(
@@ -104,148 +100,106 @@ struct Validator {
                         "export \(variable)=… before running, or put the value in the file")
                 }
             }
-            if let value = settings[RoutingConfig.maxInFlightKey] {
-                if value.numberValue.map({ $0 == $0.rounded() && (1...1_000).contains($0) }) != true {
-                    issue(
-                        "\(key).\(RoutingConfig.maxInFlightKey)", "max_in_flight must be a whole number from 1 to 1000",
-                        "omit it for the adapter's default, or size it to the provider's rate limit times its latency (e.g. 64)"
-                    )
-                }
-            }
-            if let value = settings[RoutingConfig.timeoutKey], RoutingConfig.parseTimeout(value) == nil {
-                let shown = value.stringValue.map { "'\($0)'" } ?? value.numberValue.map { "\($0)" } ?? "\(value)"
-                issue(
-                    "\(key).\(RoutingConfig.timeoutKey)", "timeout \(shown) is not a duration from 1s to 5m, e.g. 10s",
-                    "omit it for \(kindName)'s default (\(Int(kind.requestTimeout.seconds)) s), or set how long one request may wait for its answer"
-                )
-            }
-            if let value = settings[RoutingConfig.hedgeKey], value.boolValue == nil {
-                issue(
-                    "\(key).\(RoutingConfig.hedgeKey)", "hedge must be true or false",
-                    "omit it to resend a batch that waits far past the lane's usual latency (true), or write false")
-            }
-            for setting in settings.keys.sorted()
-            where !kind.settingsKeys.contains(setting) && !RoutingConfig.routingKeys.contains(setting) {
-                // The settings every provider takes (timeout, max_in_flight, hedge) are offered too.
-                let all = kind.settingsKeys.union(RoutingConfig.routingKeys).sorted()
-                let near = all.first {
-                    Self.isNearMiss(setting, $0)
-                        || $0.replacingOccurrences(of: "_", with: "")
-                            == setting.lowercased().replacingOccurrences(of: "_", with: "").replacingOccurrences(
-                                of: "-", with: "")
-                }
+            let known = kind.settingsKeys.union(SharedProviderSettings.keys)
+            for setting in provider.settings.keys.sorted() where !kind.settingsKeys.contains(setting) {
+                let near = ConfigReader.nearMiss(of: setting, in: known)
                 issue(
                     "\(key).\(setting)",
                     "\(kindName) has no setting '\(setting)'" + (near.map { "; did you mean '\($0)'?" } ?? ""),
-                    near.map { "rename it to '\($0)'" } ?? "use one of \(all.joined(separator: ", "))")
+                    near.map { "rename it to '\($0)'" } ?? "use one of \(known.sorted().joined(separator: ", "))")
             }
-            result[name] = RoutingConfig.Provider(name: name, kind: kind, settings: settings)
+            result[name] = RoutingConfig.Provider(
+                name: name, kind: kind, settings: provider.settings, shared: provider.shared)
         }
         return result
     }
 
-    /// Whether `a` looks like a misspelling of `b`: at most two edits apart (case ignored).
-    static func isNearMiss(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.lowercased()), y = Array(b.lowercased())
-        guard x != y, abs(x.count - y.count) <= 2 else { return x == y && a != b }
-        var previous = Array(0...y.count)
-        for i in 1...max(1, x.count) where !x.isEmpty {
-            var row = [i] + Array(repeating: 0, count: y.count)
-            for j in 1...max(1, y.count) where !y.isEmpty {
-                row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
+    mutating func validateRoutes(
+        _ list: ConfigList<RouteDocument>?, providers: [String: RoutingConfig.Provider], declared: Set<String>
+    ) -> [RoutingConfig.Route] {
+        guard let list, !list.items.isEmpty else {
+            if !reported("routes") {
+                issue(
+                    "routes", list == nil ? "routes is missing" : "routes must be a non-empty list",
+                    "add e.g. `routes: [{ events: [\"api_request\"], to: \(providers.keys.sorted().first ?? "<provider>") }]`"
+                )
             }
-            previous = row
-        }
-        return previous[y.count] <= 2
-    }
-
-    mutating func validateRoutes(_ value: JSONValue?, providers: [String: RoutingConfig.Provider]) -> [RoutingConfig
-        .Route]
-    {
-        guard case .array(let items)? = value, !items.isEmpty else {
-            issue(
-                "routes", value == nil ? "routes is missing" : "routes must be a non-empty list",
-                "add e.g. `routes: [{ events: [\"api_request\"], to: \(providers.keys.sorted().first ?? "<provider>") }]`"
-            )
             return []
         }
         var routes: [RoutingConfig.Route] = []
-        let defined = providers.keys.sorted().joined(separator: ", ")
-        for (index, item) in items.enumerated() {
+        let defined = declared.sorted().joined(separator: ", ")
+        /// A provider name the route refers to: fine when defined; when declared but broken its
+        /// own problem stands; else a problem here.
+        func undefined(_ name: String) -> Bool { providers[name] == nil && !declared.contains(name) }
+        for (index, item) in list.items.enumerated() {
             let key = "routes[\(index)]"
-            guard case .object(let r) = item else {
-                issue(key, "a route must be a mapping", "write `- { events: [...], to: ... }`")
-                continue
-            }
-            for field in r.keys.sorted() where !Self.routeKeys.contains(field) && providers[field] == nil {
+            guard let r = item else { continue }
+            for field in r.others.keys.sorted() where undefined(field) {
+                let near = ConfigReader.nearMiss(of: field, in: RouteDocument.keys.union(declared))
                 issue(
-                    "\(key).\(field)", "unknown route key '\(field)'",
-                    "use \(Self.routeKeys.sorted().joined(separator: ", ")), or a provider name for its settings on this route"
+                    "\(key).\(field)", "unknown route key '\(field)'" + (near.map { "; did you mean '\($0)'?" } ?? ""),
+                    near.map { "rename it to '\($0)'" }
+                        ?? "use \(RouteDocument.keys.sorted().joined(separator: ", ")), or a provider name for its settings on this route"
                 )
             }
             var patterns: [EventPattern] = []
-            let texts: [JSONValue] = r["events"]?.arrayValue ?? (r["events"]?.stringValue).map { [.string($0)] } ?? []
-            if texts.isEmpty {
+            let texts = r.events?.items ?? []
+            if texts.isEmpty, !reported("\(key).events") {
                 issue(
                     "\(key).events", "the route names no events",
                     "add `events: [\"api_request\"]` (exact names or globs like `storage.*`)")
             }
-            for (i, t) in texts.enumerated() {
-                guard let text = t.stringValue else {
-                    issue("\(key).events[\(i)]", "an event pattern must be a string", "quote it")
-                    continue
-                }
+            for (i, text) in texts.enumerated() {
+                guard let text else { continue }
                 if let problem = EventPattern.problem(in: text) {
                     issue("\(key).events[\(i)]", problem, "use letters, digits, _ . - : / and the wildcards * and ?")
                 } else if let p = EventPattern(text) {
                     patterns.append(p)
                 }
             }
-            let primary = r["to"]?.stringValue ?? ""
+            let primary = r.to ?? ""
             if primary.isEmpty {
-                issue("\(key).to", "the route has no primary provider", "add `to:` with one of \(defined)")
-            } else if providers[primary] == nil {
+                if !reported("\(key).to") {
+                    issue("\(key).to", "the route has no primary provider", "add `to:` with one of \(defined)")
+                }
+            } else if undefined(primary) {
                 issue(
                     "\(key).to", "'\(primary)' is not a defined provider",
                     "define it under providers or use one of \(defined)")
             }
             var shadows: [String] = []
-            if let s = r["shadow"] {
-                let names = s.arrayValue?.compactMap(\.stringValue) ?? s.stringValue.map { [$0] } ?? []
-                for name in names {
-                    if providers[name] == nil {
-                        issue(
-                            "\(key).shadow", "shadow '\(name)' is not a defined provider",
-                            "define it under providers or use one of \(defined)")
-                    } else if name == primary {
-                        issue(
-                            "\(key).shadow", "'\(name)' is both primary and shadow",
-                            "a provider cannot shadow itself; remove it from shadow")
-                    } else {
-                        shadows.append(name)
-                    }
+            for name in (r.shadow?.items ?? []).compactMap({ $0 }) {
+                if undefined(name) {
+                    issue(
+                        "\(key).shadow", "shadow '\(name)' is not a defined provider",
+                        "define it under providers or use one of \(defined)")
+                } else if name == primary {
+                    issue(
+                        "\(key).shadow", "'\(name)' is both primary and shadow",
+                        "a provider cannot shadow itself; remove it from shadow")
+                } else {
+                    shadows.append(name)
                 }
             }
-            let from = time(r["from"], key: "\(key).from")
-            let until = time(r["until"], key: "\(key).until")
+            let from = r.from?.date, until = r.until?.date
             if let from, let until, from >= until {
                 issue(
                     "\(key).until", "until \(RFC3339.format(until)) is not after from \(RFC3339.format(from))",
                     "swap them or fix one")
             }
             var cohort: Set<String>?
-            if let c = r["customers"] {
-                let list = c.arrayValue?.compactMap(\.stringValue) ?? []
-                if list.isEmpty {
+            if let list = r.customers {
+                let ids = list.items.compactMap { $0 }
+                if list.items.isEmpty {
                     issue(
                         "\(key).customers", "a cohort must list at least one customer id",
                         "write `customers: [acme, globex]`")
                 }
-                cohort = Set(list)
+                cohort = Set(ids)
             }
             var overrides: [String: [String: JSONValue]] = [:]
             for (name, provider) in providers {
-                guard let value = r[name] else { continue }
+                guard let value = r.others[name] else { continue }
                 guard case .object(let o) = value else {
                     issue(
                         "\(key).\(name)", "per-provider route settings must be a mapping",
@@ -266,24 +220,21 @@ struct Validator {
             }
             var id = RoutingConfig.Route.derivedID(patterns: patterns.map(\.text), cohort: cohort)
             var explicit = false
-            if let value = r["id"] {
-                if let text = value.stringValue, Lane.problem(inName: text, of: "a route id") == nil {
-                    id = text
-                    explicit = true
-                } else {
+            if let text = r.id {
+                if let problem = Lane.problem(inName: text, of: "a route id") {
                     issue(
-                        "\(key).id",
-                        Lane.problem(inName: value.stringValue ?? "\(value)", of: "a route id")
-                            ?? "the route id must be a string",
+                        "\(key).id", problem,
                         "use letters, digits, _ . - (e.g. `id: api-requests`); it names the route's lanes, so keep it once chosen"
                     )
+                } else {
+                    id = text
+                    explicit = true
                 }
             }
             routes.append(
                 RoutingConfig.Route(
                     index: index, id: id, hasExplicitID: explicit, patterns: patterns, primary: primary,
-                    shadows: shadows,
-                    from: from, until: until, cohort: cohort, overrides: overrides))
+                    shadows: shadows, from: from, until: until, cohort: cohort, overrides: overrides))
         }
         checkCutovers(routes)
         checkLaneIdentities(routes)
@@ -320,15 +271,6 @@ struct Validator {
                 }
             }
         }
-    }
-
-    mutating func time(_ value: JSONValue?, key: String) -> Date? {
-        guard let value else { return nil }
-        guard let text = value.stringValue, let date = RFC3339.parse(text) else {
-            issue(key, "'\(value)' is not an RFC 3339 time", "write e.g. 2026-12-01T00:00:00Z")
-            return nil
-        }
-        return date
     }
 
     /// Routes sharing an event pattern and cohort must not be active at the same instant, and a

@@ -4,13 +4,13 @@ import UsageBilling
 /// The config's customer table (`customers:`): your customer ids mapped to each provider's, from
 /// a CSV file beside the config or inline.
 extension Validator {
-    mutating func validateCustomers(_ value: JSONValue?, providers: [String: RoutingConfig.Provider], directory: String)
-        -> [String: [String: String]]
-    {
+    mutating func validateCustomers(
+        _ value: CustomersDocument?, providers: [String: RoutingConfig.Provider], directory: String
+    ) -> [String: [String: String]] {
         switch value {
         case nil:
             return [:]
-        case .string(let path)?:
+        case .file(let path):
             let full = path.hasPrefix("/") ? path : URL(fileURLWithPath: directory).appending(path: path).path
             guard let data = FileManager.default.contents(atPath: full) else {
                 issue(
@@ -19,32 +19,23 @@ extension Validator {
                 return [:]
             }
             return parseCustomerCSV(String(decoding: data, as: UTF8.self), name: path, providers: providers)
-        case .object(let object)?:
+        case .inline(let map):
             var table: [String: [String: String]] = [:]
-            for (customer, ids) in object {
-                guard case .object(let perProvider) = ids else {
-                    issue(
-                        "customers.\(customer)", "each customer maps provider names to ids",
-                        "write `\(customer): { stripe: cus_…, orb: … }`")
-                    continue
-                }
-                for (provider, id) in perProvider {
+            for customer in map.keys {
+                for provider in map.values[customer]?.keys ?? [] {
+                    let key = "customers.\(customer).\(provider)"
                     if providers[provider] == nil {
-                        issue(
-                            "customers.\(customer).\(provider)", "'\(provider)' is not a defined provider",
-                            "define it under providers or remove the column")
+                        issue(key, "'\(provider)' is not a defined provider", "define it under providers or remove it")
                     }
-                    guard let id = id.stringValue, !id.isEmpty else {
-                        issue("customers.\(customer).\(provider)", "the id must be a non-empty string", "quote it")
+                    guard let id = map.values[customer]?.values[provider] else { continue }
+                    guard !id.isEmpty else {
+                        issue(key, "the id must not be empty", "write the provider's customer id, or remove it")
                         continue
                     }
                     table[customer, default: [:]][provider] = id
                 }
             }
             return table
-        default:
-            issue("customers", "customers must be a CSV path or a mapping", "write `customers: customers.csv`")
-            return [:]
         }
     }
 
@@ -60,7 +51,7 @@ extension Validator {
         // those are ignored with a warning, unless the column is a near miss of a defined
         // provider's name (a typo would silently send that provider your own customer ids).
         for column in header.dropFirst() where providers[column] == nil {
-            if let near = providers.keys.sorted().first(where: { Self.isNearMiss(column, $0) }) {
+            if let near = providers.keys.sorted().first(where: { ConfigReader.isNearMiss(column, $0) }) {
                 issue(
                     "customers",
                     "\(name) has a column '\(column)' that is not a defined provider; did you mean '\(near)'?",

@@ -30,40 +30,18 @@ public struct RoutingConfig: Sendable {
         public var name: String
         /// Its kind.
         public var kind: ProviderKind
-        /// Its settings object (without `kind`), environment variables substituted.
+        /// Its adapter's settings (without `kind` and the ``shared`` settings), environment
+        /// variables substituted.
         public var settings: [String: JSONValue]
+        /// The settings every provider takes (`max_in_flight`, `timeout`, `hedge`).
+        public var shared = SharedProviderSettings()
 
-        /// `max_in_flight`, a setting every provider takes: how many requests its lanes keep in
-        /// flight at once (1–1,000), overriding the adapter's default; nil keeps the default.
-        public var maxInFlight: Int? { settings[RoutingConfig.maxInFlightKey]?.numberValue.map { Int($0) } }
-        /// `timeout`, a setting every provider takes: how long one request may wait for its
-        /// answer (`10s`, `2m`, or seconds as a number; 1 s to 5 min), overriding the provider's
-        /// default (``ProviderKind/requestTimeout``); nil keeps the default.
-        public var timeout: Duration? { settings[RoutingConfig.timeoutKey].flatMap(RoutingConfig.parseTimeout) }
-        /// `hedge`, a setting every provider takes: whether a batch that has waited far past the
-        /// lane's usual latency is sent again with the same ids (default true; only for providers
-        /// that drop a repeated id). `false` where each request costs or is counted.
-        public var hedges: Bool { settings[RoutingConfig.hedgeKey]?.boolValue ?? true }
-    }
-
-    /// The settings every provider takes, handled by routing rather than by the adapter.
-    public static let maxInFlightKey = "max_in_flight"
-    /// See ``Provider/timeout``.
-    public static let timeoutKey = "timeout"
-    /// See ``Provider/hedges``.
-    public static let hedgeKey = "hedge"
-    static let routingKeys: Set<String> = [maxInFlightKey, timeoutKey, hedgeKey]
-    /// The bounds of `timeout`: below a second a slow but healthy answer would be cut off; past
-    /// five minutes a hung request holds its slot (and, for Stripe, its customer) that long.
-    public static let timeoutRange: ClosedRange<Duration> = .seconds(1) ... .seconds(300)
-
-    /// A `timeout` value: a duration text (`10s`) or a number of seconds, within ``timeoutRange``.
-    static func parseTimeout(_ value: JSONValue) -> Duration? {
-        let duration: Duration? =
-            if let text = value.stringValue { DurationText.parse(text) } else {
-                value.numberValue.map { Duration.milliseconds(Int64(($0 * 1000).rounded())) }
-            }
-        return duration.flatMap { timeoutRange.contains($0) ? $0 : nil }
+        /// See ``SharedProviderSettings/maxInFlight``.
+        public var maxInFlight: Int? { shared.maxInFlight }
+        /// See ``SharedProviderSettings/timeout``.
+        public var timeout: Duration? { shared.timeout }
+        /// See ``SharedProviderSettings/hedge``; true unless set to false.
+        public var hedges: Bool { shared.hedge ?? true }
     }
 
     /// One route.
@@ -224,7 +202,6 @@ public struct RoutingConfig: Sendable {
     /// its own settings, the route's overrides, and its column of the customer table.
     public func settings(for provider: String, route: Int?) -> JSONValue {
         var merged = providers[provider]?.settings ?? [:]
-        for key in Self.routingKeys { merged[key] = nil }  // routing's settings (`LaneTable`), not the adapter's
         if let route, let override = routes.first(where: { $0.index == route })?.overrides[provider] {
             merged.merge(override) { _, new in new }
         }
@@ -245,8 +222,9 @@ public struct RoutingConfig: Sendable {
         var lines = ["Providers:"]
         for name in providers.keys.sorted() {
             guard let p = providers[name] else { continue }
-            let settings = p.settings.keys.sorted().map { key -> String in
-                let value = p.settings[key] ?? .null
+            let all = p.settings.merging(p.shared.written) { own, _ in own }
+            let settings = all.keys.sorted().map { key -> String in
+                let value = all[key] ?? .null
                 let shown =
                     isMasked(provider: name, key: key)
                     ? Redaction.mask(value.stringValue ?? "\(value)") : value.description
@@ -333,6 +311,9 @@ public struct RoutingConfig: Sendable {
 }
 
 extension RoutingConfig {
+    /// The decoder for further sections of the file (`serve:`), which keeps their lines.
+    public var reader: ConfigReader { ConfigReader(file: file, lines: lines) }
+
     /// A problem at `key` (a key path such as `serve.compat.orb.quantity_property`), with the
     /// line of the key or, when it has none, of its nearest parent.
     public func issue(_ key: String, _ message: String, _ fix: String) -> ConfigIssue {

@@ -26,10 +26,6 @@ public struct ServeSettings: Sendable {
     /// The provider APIs switched on (`serve.compat`), by door prefix, with their settings.
     public var compat: [String: [String: JSONValue]] = [:]
 
-    public static let keys: Set<String> = [
-        "tokens", "max_body_bytes", "max_events_per_request", "max_backlog", "max_lag", "compat",
-    ]
-
     public init(
         tokens: [Secret], maxBodyBytes: Int = 4 << 20, maxEventsPerRequest: Int = 10_000, maxBacklog: Int = 1_000_000,
         maxLag: Duration = .seconds(3600)
@@ -60,57 +56,38 @@ public struct ServeSettings: Sendable {
                         "export \(name)=… (a long random value, e.g. `openssl rand -hex 32`) before `serve`"))
             }
         }
-        guard case .object(let section)? = config.serve else {
+        guard let section = config.serve, section != .null else {
             bad(
                 "tokens", "the config has no serve section, so no token could authorise a request",
                 "add `serve: { tokens: [${INGEST_TOKEN}] }` and set INGEST_TOKEN to a long random value (e.g. `openssl rand -hex 32`)"
             )
             throw ConfigIssues(issues: issues)
         }
-        for unknown in section.keys.sorted() where !keys.contains(unknown) {
-            bad(unknown, "unknown setting '\(unknown)'", "use \(keys.sorted().joined(separator: ", "))")
-        }
-        var tokens: [Secret] = []
-        if case .array(let list)? = section["tokens"], !list.isEmpty {
-            for (i, value) in list.enumerated() {
-                if config.unsetServeVariables["serve.tokens[\(i)]"] != nil { continue }
-                guard let text = value.stringValue, text.count >= 16 else {
+        let (decoded, found) = config.reader.decode(ServeDocument.self, from: section, at: "serve")
+        issues += found
+        var settings = ServeSettings(tokens: [])
+        if let document = decoded {
+            let written = document.tokens?.items ?? []
+            if written.isEmpty, !issues.contains(where: { $0.key == "serve.tokens" }) {
+                bad("tokens", "tokens must be a non-empty list", "write `tokens: [${INGEST_TOKEN}]`")
+            }
+            for (i, token) in written.enumerated() where config.unsetServeVariables["serve.tokens[\(i)]"] == nil {
+                guard let token else { continue }
+                guard token.count >= 16 else {
                     bad(
                         "tokens[\(i)]", "a token must be a string of at least 16 characters",
                         "generate one with `openssl rand -hex 32` and pass it through the environment")
                     continue
                 }
-                tokens.append(Secret(text))
+                settings.tokens.append(Secret(token))
             }
-        } else {
-            bad("tokens", "tokens must be a non-empty list", "write `tokens: [${INGEST_TOKEN}]`")
-        }
-        var settings = ServeSettings(tokens: tokens)
-        func number(_ key: String, _ range: ClosedRange<Int>, _ fix: String) -> Int? {
-            guard let value = section[key] else { return nil }
-            guard let n = value.numberValue, n == n.rounded(), range.contains(Int(n)) else {
-                bad(key, "\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)", fix)
-                return nil
+            settings.maxBodyBytes = document.maxBodyBytes?.value ?? settings.maxBodyBytes
+            settings.maxEventsPerRequest = document.maxEventsPerRequest?.value ?? settings.maxEventsPerRequest
+            settings.maxBacklog = document.maxBacklog?.value ?? settings.maxBacklog
+            settings.maxLag = document.maxLag?.duration ?? settings.maxLag
+            if let compat = document.compat {
+                settings.compat = Self.compat(compat, doors: doors, bad: bad)
             }
-            return Int(n)
-        }
-        settings.maxBodyBytes =
-            number("max_body_bytes", 1_024...(256 << 20), "e.g. 4194304 (4 MiB)") ?? settings.maxBodyBytes
-        settings.maxEventsPerRequest =
-            number("max_events_per_request", 1...1_000_000, "e.g. 10000") ?? settings.maxEventsPerRequest
-        settings.maxBacklog =
-            number("max_backlog", 1...1_000_000_000, "e.g. 1000000 queued rows") ?? settings.maxBacklog
-        if let value = section["max_lag"] {
-            if let text = value.stringValue, let lag = DurationText.parse(text), lag >= .seconds(60) {
-                settings.maxLag = lag
-            } else {
-                bad(
-                    "max_lag", "max_lag must be a duration of a minute or more",
-                    "e.g. 1h (a lane whose oldest undelivered event is older is reported by /readyz)")
-            }
-        }
-        if let value = section["compat"] {
-            settings.compat = compat(value, doors: doors, bad: bad)
         }
         guard issues.isEmpty else { throw ConfigIssues(issues: issues.sorted { ($0.line ?? 0) < ($1.line ?? 0) }) }
         return settings
@@ -118,26 +95,23 @@ public struct ServeSettings: Sendable {
 
     /// The provider APIs `serve.compat` switches on, with their settings; each problem reported
     /// through `bad` (key under `serve.`, message, fix).
-    static func compat(_ value: JSONValue, doors: [any IngestDoor], bad: (String, String, String) -> Void) -> [String:
-        [String: JSONValue]]
-    {
-        let names = doors.map(\.prefix).sorted().joined(separator: ", ")
-        guard case .object(let compat) = value else {
-            bad(
-                "compat", "compat must be a mapping of provider APIs",
-                "write e.g. `compat: { stripe: {}, orb: { quantity_property: tokens } }` (APIs: \(names))")
-            return [:]
-        }
+    static func compat(
+        _ compat: ConfigMap<JSONValue>, doors: [any IngestDoor], bad: (String, String, String) -> Void
+    ) -> [String: [String: JSONValue]] {
+        let names = doors.map(\.prefix).sorted()
         var switchedOn: [String: [String: JSONValue]] = [:]
-        for name in compat.keys.sorted() {
+        for name in compat.keys {
             guard let door = doors.first(where: { $0.prefix == name }) else {
-                bad("compat.\(name)", "serve speaks no '\(name)' API", "use one of \(names)")
+                let near = ConfigReader.nearMiss(of: name, in: names)
+                bad(
+                    "compat.\(name)", "serve speaks no '\(name)' API" + (near.map { "; did you mean '\($0)'?" } ?? ""),
+                    near.map { "rename it to '\($0)'" } ?? "use one of \(names.joined(separator: ", "))")
                 continue
             }
             var entry: [String: JSONValue] = [:]
-            switch compat[name] {
+            switch compat.values[name] {
             case .object(let o)?: entry = o
-            case .null?: break
+            case .null?, nil: break
             default:
                 bad(
                     "compat.\(name)", "compat.\(name) must be a mapping (its settings, or {})",
@@ -147,9 +121,11 @@ public struct ServeSettings: Sendable {
             let known = door.settingsKeys.union(["enabled"])
             var fine = true
             for unknown in entry.keys.sorted() where !known.contains(unknown) {
+                let near = ConfigReader.nearMiss(of: unknown, in: known)
                 bad(
-                    "compat.\(name).\(unknown)", "the \(name) API has no setting '\(unknown)'",
-                    "use \(known.sorted().joined(separator: ", "))")
+                    "compat.\(name).\(unknown)",
+                    "the \(name) API has no setting '\(unknown)'" + (near.map { "; did you mean '\($0)'?" } ?? ""),
+                    near.map { "rename it to '\($0)'" } ?? "use \(known.sorted().joined(separator: ", "))")
                 fine = false
             }
             if let enabled = entry["enabled"], enabled.boolValue == nil {
@@ -168,5 +144,52 @@ public struct ServeSettings: Sendable {
             }
         }
         return switchedOn
+    }
+}
+
+/// The `serve:` section as written, decoded by ``ConfigReader``.
+struct ServeDocument: Decodable {
+    var tokens: ConfigList<String>?
+    var maxBodyBytes: WholeNumber<BodyBytes>?
+    var maxEventsPerRequest: WholeNumber<EventsPerRequest>?
+    var maxBacklog: WholeNumber<Backlog>?
+    var maxLag: MaxLag?
+    /// The provider APIs by name, each checked against its door.
+    var compat: ConfigMap<JSONValue>?
+
+    enum CodingKeys: String, CodingKey {
+        case tokens, compat
+        case maxBodyBytes = "max_body_bytes", maxEventsPerRequest = "max_events_per_request"
+        case maxBacklog = "max_backlog", maxLag = "max_lag"
+    }
+
+    enum BodyBytes: WholeNumberBounds {
+        static let range = 1_024...(256 << 20)
+        static let fix = "e.g. 4194304 (4 MiB)"
+    }
+
+    enum EventsPerRequest: WholeNumberBounds {
+        static let range = 1...1_000_000
+        static let fix = "e.g. 10000"
+    }
+
+    enum Backlog: WholeNumberBounds {
+        static let range = 1...1_000_000_000
+        static let fix = "e.g. 1000000 queued rows"
+    }
+
+    /// `max_lag`: a duration text of a minute or more.
+    struct MaxLag: Decodable {
+        var duration: Duration
+
+        init(from decoder: any Decoder) throws {
+            let text = try? decoder.singleValueContainer().decode(String.self)
+            guard let text, let lag = DurationText.parse(text), lag >= .seconds(60) else {
+                throw ConfigValueProblem(
+                    "must be a duration of a minute or more",
+                    fix: "e.g. 1h (a lane whose oldest undelivered event is older is reported by /readyz)")
+            }
+            duration = lag
+        }
     }
 }

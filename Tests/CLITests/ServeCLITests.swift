@@ -282,7 +282,7 @@ extension ServeCLITests {
         ),
         (
             "serve:\n  tokens: [${INGEST_TOKEN}]\n  max_body: 10\n", ["INGEST_TOKEN": LiveServe.token],
-            "unknown setting 'max_body'"
+            "unknown key 'max_body'"
         ),
     ])
     func aBadServeSectionIsRefusedWithTheFix(_ section: String, _ env: [String: String], _ says: String) async throws {

@@ -266,7 +266,7 @@ struct RequestTimeoutTests {
     @Test(arguments: ProviderRegistry.standard.names)
     func eachKindsDefaultIsWithinTheBounds(_ name: String) throws {
         let kind = try #require(ProviderRegistry.standard.kind(name))
-        #expect(RoutingConfig.timeoutRange.contains(kind.requestTimeout), "\(name): \(kind.requestTimeout)")
+        #expect(RequestTimeout.range.contains(kind.requestTimeout), "\(name): \(kind.requestTimeout)")
     }
 
     @Test func aLanesRequestsCarryItsProvidersTimeout() async throws {
