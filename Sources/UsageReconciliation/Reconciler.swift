@@ -226,11 +226,16 @@ public struct Reconciler: Sendable {
                 ProviderNames, customer: String, at: Date, value: Decimal, queued: Bool, aggregation: AggregationSpec?,
                 id: String
             )] = []
+        // What the ledger says after corrections: a voided event counts nowhere, also where the
+        // provider still has it (its correction pending there shows as the difference).
+        let voided = Set(try await spool.corrections(of: nil).filter { $0.kind == .void }.map(\.eventID))
         for lane in providerLanes {
             guard let namer = namers[lane] else { continue }
             let aggregation = router.sink(for: lane)?.capabilities.aggregation
             try await spool.ledger(lane: lane.description) { event, state in
-                guard state != .dead, customerFilter?.contains(event.customer) ?? true else { return }
+                guard state != .dead, state != .voided, !voided.contains(event.id),
+                    customerFilter?.contains(event.customer) ?? true
+                else { return }
                 events.append(
                     (
                         namer.names(for: event), event.customer, event.timestamp, event.quantity, state == .queued,

@@ -24,6 +24,14 @@ protocol LedgerStore: UsageLedger {
         _ moves: [(from: String, to: String)], exclusive: Bool,
         _ check: @Sendable (_ from: String, _ to: String, LaneFacts) throws -> Void
     ) async throws -> [(facts: LaneFacts, alreadyThere: Int)]
+
+    /// In one transaction: reads each of the events `ids` the ledger holds (its rows and its
+    /// corrections), lets `decide` refuse (nothing is written then) or say what to change, writes
+    /// that (voided rows only while still queued), and returns what `decide` returned with it.
+    func correctionTransaction<Result: Sendable>(
+        ids: [String], now: Date,
+        _ decide: @Sendable ([String: CorrectionSnapshot]) throws -> (CorrectionChanges, Result)
+    ) async throws -> Result
 }
 
 /// Which windows a ``LedgerStore/windowTransaction(lane:reading:now:exclusive:_:)`` reads.

@@ -167,6 +167,8 @@ public final class PostgresLedger: UsageLedger {
         ),
         // Workers alive (a heartbeat each), for the fleet's share of lanes.
         (2, ["CREATE TABLE ub_workers (owner text PRIMARY KEY, expires_at timestamptz NOT NULL)"]),
+        // Corrections (void) and where each stands per lane.
+        (3, correctionsSchema),
     ]
 
     /// Creates or migrates the schema in one transaction under an advisory lock, so processes
@@ -376,6 +378,7 @@ public final class PostgresLedger: UsageLedger {
                 case .duplicate?: s.duplicates += count
                 case .dead?: s.dead[code, default: 0] += count
                 case .aggregated?: s.aggregated += count
+                case .voided?: s.voided += count
                 case nil: break
                 }
                 byLane[lane] = s

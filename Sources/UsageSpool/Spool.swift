@@ -22,6 +22,8 @@ public struct LaneStatus: Sendable, Hashable {
     public var duplicates = 0
     /// Raw events folded into aggregation windows (lanes that bill per window).
     public var aggregated = 0
+    /// Events voided before they were sent (never sent).
+    public var voided = 0
     /// Windows with events not yet emitted as a record (open, or waiting out the grace period).
     public var openWindows = 0
     /// Dead letters by reason code.
@@ -510,6 +512,7 @@ public final class Spool: UsageLedger {
                 case .duplicate?: s.duplicates += count
                 case .dead?: s.dead[row[2], default: 0] += count
                 case .aggregated?: s.aggregated += count
+                case .voided?: s.voided += count
                 case nil: break
                 }
                 byLane[lane] = s

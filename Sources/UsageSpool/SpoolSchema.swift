@@ -4,7 +4,7 @@ import GRDBSQLite
 import UsageBilling
 
 extension Spool {
-    /// The spool's schema, v1 to v7: each migration runs once, in order, in a transaction.
+    /// The spool's schema, v1 to v8: each migration runs once, in order, in a transaction.
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
@@ -200,6 +200,41 @@ extension Spool {
                     ALTER TABLE deliveries_v7 RENAME TO deliveries;
                     CREATE INDEX deliveries_queued ON deliveries (lane, seq) WHERE state = 0;
                     DELETE FROM sqlite_sequence WHERE name = 'deliveries';
+                    """)
+        }
+        m.registerMigration("v8: corrections") { db in
+            // A correction is a row of its own beside its event, with where it stands on each of
+            // the event's lanes. The trigger keeps a voided row honest whoever marks it: a send
+            // already under way when the row was voided may have reached the provider, so its
+            // mark makes the correction pending there, and a retry queues the row again (same id).
+            try db.execute(
+                sql: """
+                    CREATE TABLE corrections (
+                        event INTEGER NOT NULL REFERENCES events(key),
+                        number INTEGER NOT NULL,
+                        kind TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        recorded_at REAL NOT NULL,
+                        PRIMARY KEY (event, number)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE correction_lanes (
+                        event INTEGER NOT NULL,
+                        number INTEGER NOT NULL,
+                        lane TEXT NOT NULL,
+                        state INTEGER NOT NULL,
+                        reason_code TEXT,
+                        reason_message TEXT,
+                        updated_at REAL NOT NULL,
+                        PRIMARY KEY (event, number, lane)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX correction_lanes_pending ON correction_lanes (lane, event) WHERE state = 1;
+                    CREATE TRIGGER voided_row_attempted AFTER UPDATE OF attempts ON deliveries
+                    WHEN OLD.state = 5 AND NEW.attempts > OLD.attempts
+                    BEGIN
+                        UPDATE deliveries SET state = 0 WHERE seq = NEW.seq AND state = 5;
+                        UPDATE correction_lanes SET state = 1, updated_at = NEW.updated_at
+                            WHERE event = NEW.event AND lane = NEW.lane AND state = 0;
+                    END;
                     """)
         }
         return m

@@ -73,6 +73,10 @@ public protocol UsageLedger: AnyObject, Sendable {
     func reassignLane(_ from: String, to: String, targetAggregates: Bool) async throws -> (
         rows: Int, windows: Int, alreadyThere: Int
     )
+    /// Voids the events `ids` (see ``LedgerStore/void(_:reason:now:)``).
+    func void(_ ids: [String], reason: String, now: Date) async throws -> [VoidResult]
+    /// The corrections of the events `ids` (every correction when nil), oldest first.
+    func corrections(of ids: [String]?) async throws -> [CorrectionRecord]
     /// Dead-letters a lane's undelivered work with reason `lane_removed`.
     func dropLane(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int)
 
@@ -238,6 +242,10 @@ public enum DeliveryState: Int, Sendable, CaseIterable {
     /// A raw event folded into an aggregation window of its lane; the window's record (a row of
     /// its own) carries it to the provider.
     case aggregated = 4
+    /// Voided before it was sent (``CorrectionLaneState/withheld``). A mark that arrives for it
+    /// anyway (a send under way when it was voided) makes the correction pending there, and a
+    /// retry queues the row again: the database's trigger holds this for every writer.
+    case voided = 5
 }
 
 extension DeliveryState {

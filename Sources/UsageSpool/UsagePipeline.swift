@@ -64,6 +64,13 @@ public final class UsagePipeline: Sendable {
         return RecordEntry(event: event, lanes: [], deadLetter: ("unrouted", reason))
     }
 
+    /// Voids recorded events, with the reason: see ``LedgerStore/void(_:reason:now:)``. An id
+    /// the ledger does not hold throws `.invalidInput` naming it, and nothing is voided.
+    @discardableResult
+    public func void(_ ids: [String], reason: String) async throws -> [VoidResult] {
+        try await spool.void(ids, reason: reason, now: Date())
+    }
+
     /// Delivers until every row recorded so far is final. Lanes that bill per window emit every
     /// window with new events first (`closingOpenWindows`, default), so everything recorded is
     /// billed; events arriving later for the same window go out as the window's next revision.

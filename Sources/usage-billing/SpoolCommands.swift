@@ -155,6 +155,7 @@ func describe(
                 + (dead > 0
                     ? " (" + s.dead.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
                         + ")" : ""))
+        if s.voided > 0 { parts.append("voided \(s.voided) before sending") }
         if s.aggregated > 0 || s.openWindows > 0 {
             parts.append("aggregated \(s.aggregated) into windows, \(s.openWindows) with events not yet billed")
         }
@@ -229,6 +230,7 @@ struct Status: AsyncParsableCommand {
                             "retrying": .number(Double(s.retrying)),
                             "delivered": .number(Double(s.delivered)), "duplicates": .number(Double(s.duplicates)),
                             "aggregated": .number(Double(s.aggregated)), "open_windows": .number(Double(s.openWindows)),
+                            "voided": .number(Double(s.voided)),
                             "dead": .object(s.dead.mapValues { .number(Double($0)) }),
                             "oldest_queued": s.oldestQueued.map { .string(RFC3339.format($0)) } ?? .null,
                             "orphaned": .bool(check.orphans.contains(s.lane)),

@@ -1,0 +1,179 @@
+import Foundation
+import UsageBilling
+
+/// What a correction does to its event.
+public enum CorrectionKind: String, Sendable, Hashable {
+    /// The event should not have been billed.
+    case void
+}
+
+/// Where a correction stands on one lane of its event.
+public enum CorrectionLaneState: Int, Sendable, Hashable, CaseIterable {
+    /// Taken effect before the event was sent: its row there left the queue as voided, and the
+    /// provider never sees it. Becomes ``pending`` if a send that was already under way when
+    /// the correction was recorded turns out to have reached the provider.
+    case withheld = 0
+    /// To be applied at the provider, its own way, once the event's row there has settled.
+    case pending = 1
+    /// Applied at the provider.
+    case applied = 2
+    /// The provider cannot take it (past its time limit, or no way to correct): the reason says
+    /// what to do by hand.
+    case dead = 3
+    /// Nothing to correct: the event is a dead letter on this lane.
+    case notNeeded = 4
+
+    /// The state as it stands in a statement's text (never bound: see ``DeliveryState``).
+    var sql: String { String(rawValue) }
+
+    /// How the state reads in listings.
+    public var label: String {
+        switch self {
+        case .withheld: "withheld"
+        case .pending: "pending"
+        case .applied: "applied"
+        case .dead: "dead"
+        case .notNeeded: "not needed"
+        }
+    }
+}
+
+/// A correction as the ledger holds it: a row of its own beside its event (which stays as it was
+/// recorded), numbered per event from 1.
+public struct CorrectionRecord: Sendable, Hashable {
+    public var eventID: String
+    public var number: Int
+    public var kind: CorrectionKind
+    public var reason: String
+    public var recordedAt: Date
+    /// Each lane of the event, and where the correction stands there.
+    public var lanes: [String: CorrectionLaneState]
+
+    /// The correction's own id, sent as the provider's idempotency key wherever it takes one.
+    public var id: String { EventID.derived(from: [eventID, "correction", String(number)]) }
+
+    public init(
+        eventID: String, number: Int, kind: CorrectionKind, reason: String, recordedAt: Date,
+        lanes: [String: CorrectionLaneState]
+    ) {
+        self.eventID = eventID
+        self.number = number
+        self.kind = kind
+        self.reason = reason
+        self.recordedAt = recordedAt
+        self.lanes = lanes
+    }
+}
+
+/// What voiding one event did.
+public struct VoidResult: Sendable, Hashable {
+    /// The correction that voids the event: the new one, or the earlier one when the event was
+    /// already void (voiding twice is voiding once).
+    public var correction: CorrectionRecord
+    /// Whether it was void before this call.
+    public var alreadyVoid: Bool
+}
+
+/// What a correction transaction reads of one event, inside the transaction.
+struct CorrectionSnapshot: Sendable {
+    struct Row: Sendable {
+        var seq: Int64
+        var lane: String
+        var state: DeliveryState
+        var attempts: Int
+        /// Whether a send of it was ever noted as starting.
+        var sendStarted: Bool
+        var isWindowRecord: Bool
+    }
+
+    var key: Int64
+    var rows: [Row]
+    var corrections: [CorrectionRecord]
+}
+
+/// What a correction transaction writes.
+struct CorrectionChanges: Sendable {
+    /// Queued rows that leave the queue as voided (never sent).
+    var voidRows: [Int64] = []
+    /// New corrections, with their events' keys.
+    var corrections: [(key: Int64, record: CorrectionRecord)] = []
+}
+
+extension LedgerEngine {
+    /// Decides a void of each event in `snapshots` (by id, every id of the call present):
+    /// an event already void keeps its correction; otherwise the next number, and per lane:
+    /// a row never tried leaves the queue (`withheld`); a row tried, delivered or folded into a
+    /// window gets the correction `pending`; a dead row needs none.
+    static func void(
+        _ ids: [String], snapshots: [String: CorrectionSnapshot], reason: String, now: Date
+    ) throws -> (CorrectionChanges, [VoidResult]) {
+        var changes = CorrectionChanges()
+        var results: [VoidResult] = []
+        for id in ids {
+            guard let snapshot = snapshots[id] else { continue }
+            if let earlier = snapshot.corrections.first(where: { $0.kind == .void }) {
+                results.append(VoidResult(correction: earlier, alreadyVoid: true))
+                continue
+            }
+            if snapshot.rows.contains(where: \.isWindowRecord) {
+                throw UsageBillingError(
+                    .invalidInput,
+                    "'\(id)' is an aggregation window's record, not an event that was recorded",
+                    fix: "void the events the window sums; the window is revised from them", field: "id")
+            }
+            var lanes: [String: CorrectionLaneState] = [:]
+            for row in snapshot.rows {
+                switch row.state {
+                case .queued where row.attempts == 0 && !row.sendStarted:
+                    changes.voidRows.append(row.seq)
+                    lanes[row.lane] = .withheld
+                case .queued, .delivered, .duplicate, .aggregated:
+                    lanes[row.lane] = .pending
+                case .dead, .voided:
+                    lanes[row.lane] = .notNeeded
+                }
+            }
+            let record = CorrectionRecord(
+                eventID: id, number: (snapshot.corrections.map(\.number).max() ?? 0) + 1, kind: .void,
+                reason: reason, recordedAt: Date(timeIntervalSince1970: now.timeIntervalSince1970), lanes: lanes)
+            changes.corrections.append((snapshot.key, record))
+            results.append(VoidResult(correction: record, alreadyVoid: false))
+        }
+        return (changes, results)
+    }
+
+    /// The refusal of a correction naming ids the ledger does not hold: nothing was written.
+    static func unknownEvents(_ ids: [String], ledger: String) -> UsageBillingError {
+        let shown = ids.prefix(5).map { "'\($0)'" }.joined(separator: ", ") + (ids.count > 5 ? " …" : "")
+        return UsageBillingError(
+            .invalidInput,
+            "the ledger \(ledger) holds no event with id \(shown); nothing was corrected",
+            fix:
+                "check the id (it is the event's `id`, as recorded), and the ledger (--spool or --ledger): `usage-billing status` shows what it holds",
+            field: "id")
+    }
+}
+
+extension LedgerStore {
+    /// Voids the events `ids`, in one transaction: each gets a correction (or keeps the one that
+    /// voided it before), rows not yet tried leave the queue, and the other lanes get the
+    /// correction pending. An id the ledger does not hold refuses the whole call.
+    public func void(_ ids: [String], reason: String, now: Date) async throws -> [VoidResult] {
+        var seen = Set<String>()
+        let unique = ids.filter { seen.insert($0).inserted }
+        guard !unique.isEmpty else { return [] }
+        let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else {
+            throw UsageBillingError(
+                .invalidInput, "a correction needs a reason",
+                fix: "say why, e.g. --reason \"duplicate from retry loop\"",
+                field: "reason")
+        }
+        let location = self.location
+        return try await correctionTransaction(ids: unique, now: now) { snapshots in
+            let missing = unique.filter { snapshots[$0] == nil }
+            guard missing.isEmpty else { throw LedgerEngine.unknownEvents(missing, ledger: location) }
+            return try LedgerEngine.void(unique, snapshots: snapshots, reason: trimmed, now: now)
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import PostgresNIO
+import UsageBilling
+
+/// The PostgreSQL ledger's corrections: the store's correction transaction (``LedgerStore``)
+/// and reads.
+extension PostgresLedger {
+    /// Schema version 3. The trigger keeps a voided row honest whoever marks it: a send already
+    /// under way when the row was voided may have reached the provider, so its mark makes the
+    /// correction pending there, and a retry queues the row again (same id).
+    static let correctionsSchema = [
+        """
+        CREATE TABLE ub_corrections (event bigint NOT NULL REFERENCES ub_events (key), number integer NOT NULL,
+            kind text NOT NULL, reason text NOT NULL, recorded_at double precision NOT NULL, PRIMARY KEY (event, number))
+        """,
+        """
+        CREATE TABLE ub_correction_lanes (event bigint NOT NULL, number integer NOT NULL, lane text NOT NULL,
+            state smallint NOT NULL, reason_code text, reason_message text, updated_at double precision NOT NULL,
+            PRIMARY KEY (event, number, lane))
+        """,
+        "CREATE INDEX ub_correction_lanes_pending ON ub_correction_lanes (lane, event) WHERE state = 1",
+        """
+        CREATE FUNCTION ub_voided_row_attempted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.state = 5 THEN NEW.state := 0; END IF;
+            UPDATE ub_correction_lanes SET state = 1, updated_at = NEW.updated_at
+                WHERE event = NEW.event AND lane = NEW.lane AND state = 0;
+            RETURN NEW;
+        END $$
+        """,
+        """
+        CREATE TRIGGER ub_voided_row_attempted BEFORE UPDATE OF attempts ON ub_deliveries
+            FOR EACH ROW WHEN (OLD.state = 5 AND NEW.attempts > OLD.attempts) EXECUTE FUNCTION ub_voided_row_attempted()
+        """,
+    ]
+
+    func correctionTransaction<Result: Sendable>(
+        ids: [String], now: Date,
+        _ decide: @Sendable ([String: CorrectionSnapshot]) throws -> (CorrectionChanges, Result)
+    ) async throws -> Result {
+        let t = now.timeIntervalSince1970
+        return try await transaction { c in
+            // One correction of an event at a time, fleet-wide: two processes voiding one event
+            // at once would both number theirs 1.
+            for id in ids.sorted() {
+                try await c.query("SELECT pg_advisory_xact_lock(hashtextextended(\(id), 2))", logger: self.logger)
+            }
+            let snapshots = try await self.correctionSnapshots(ids, c)
+            let (changes, result) = try decide(snapshots)
+            if !changes.voidRows.isEmpty {
+                try await c.query(
+                    """
+                    UPDATE ub_deliveries SET state = \(unescaped: DeliveryState.voided.sql), updated_at = \(t)
+                    WHERE seq = ANY(\(changes.voidRows)::int8[]) AND state = \(unescaped: DeliveryState.queued.sql)
+                    """, logger: self.logger)
+            }
+            for (key, record) in changes.corrections {
+                try await c.query(
+                    """
+                    INSERT INTO ub_corrections (event, number, kind, reason, recorded_at)
+                    VALUES (\(key), \(record.number), \(record.kind.rawValue), \(record.reason), \(t))
+                    """, logger: self.logger)
+                let lanes = record.lanes.sorted { $0.key < $1.key }
+                try await c.query(
+                    """
+                    INSERT INTO ub_correction_lanes (event, number, lane, state, updated_at)
+                    SELECT \(key), \(record.number), l.lane, l.state, \(t)
+                    FROM unnest(\(lanes.map(\.key))::text[], \(lanes.map { Int16($0.value.rawValue) })::int2[]) AS l(lane, state)
+                    """, logger: self.logger)
+            }
+            return result
+        }
+    }
+
+    /// Each of the events `ids` the ledger holds, with its rows (one scan of the deliveries: they
+    /// have no index by event, which recording would pay for) and its corrections.
+    func correctionSnapshots(_ ids: [String], _ c: PostgresConnection) async throws -> [String: CorrectionSnapshot] {
+        var byKey: [Int64: (id: String, snapshot: CorrectionSnapshot)] = [:]
+        for try await (key, id) in try await c.query(
+            "SELECT key, id FROM ub_events WHERE id = ANY(\(ids)::text[])", logger: logger
+        ).decode((Int64, String).self) {
+            byKey[key] = (id, CorrectionSnapshot(key: key, rows: [], corrections: []))
+        }
+        guard !byKey.isEmpty else { return [:] }
+        let keys = Array(byKey.keys)
+        for try await (key, seq, lane, state, attempts, started, record) in try await c.query(
+            """
+            SELECT event, seq, lane, state, attempts, first_attempt_at IS NOT NULL, window_record FROM ub_deliveries
+            WHERE event = ANY(\(keys)::int8[]) ORDER BY seq
+            """, logger: logger
+        ).decode((Int64, Int64, String, Int16, Int32, Bool, Bool).self) {
+            byKey[key]?.snapshot.rows.append(
+                CorrectionSnapshot.Row(
+                    seq: seq, lane: lane, state: DeliveryState(rawValue: Int(state)) ?? .queued,
+                    attempts: Int(attempts),
+                    sendStarted: started, isWindowRecord: record))
+        }
+        for record in try await correctionRecords(keys: keys, c) {
+            if let key = byKey.first(where: { $0.value.id == record.eventID })?.key {
+                byKey[key]?.snapshot.corrections.append(record)
+            }
+        }
+        return Dictionary(uniqueKeysWithValues: byKey.values.map { ($0.id, $0.snapshot) })
+    }
+
+    /// The corrections of the events with these keys (every correction when nil), oldest first.
+    func correctionRecords(keys: [Int64]?, _ c: PostgresConnection) async throws -> [CorrectionRecord] {
+        let filter: PostgresQuery =
+            if let keys {
+                "SELECT c.event, e.id, c.number, c.kind, c.reason, c.recorded_at FROM ub_corrections c JOIN ub_events e ON e.key = c.event WHERE c.event = ANY(\(keys)::int8[])"
+            } else {
+                "SELECT c.event, e.id, c.number, c.kind, c.reason, c.recorded_at FROM ub_corrections c JOIN ub_events e ON e.key = c.event"
+            }
+        var records: [Int64: [CorrectionRecord]] = [:]
+        for try await (key, id, number, kind, reason, at) in try await c.query(filter, logger: logger).decode(
+            (Int64, String, Int32, String, String, Double).self)
+        {
+            records[key, default: []].append(
+                CorrectionRecord(
+                    eventID: id, number: Int(number), kind: CorrectionKind(rawValue: kind) ?? .void, reason: reason,
+                    recordedAt: Date(timeIntervalSince1970: at), lanes: [:]))
+        }
+        let events = Array(records.keys)
+        for try await (key, number, lane, state) in try await c.query(
+            "SELECT event, number, lane, state FROM ub_correction_lanes WHERE event = ANY(\(events)::int8[])",
+            logger: logger
+        ).decode((Int64, Int32, String, Int16).self) {
+            if let i = records[key]?.firstIndex(where: { $0.number == Int(number) }) {
+                records[key]?[i].lanes[lane] = CorrectionLaneState(rawValue: Int(state)) ?? .pending
+            }
+        }
+        return records.values.flatMap { $0 }.sorted {
+            ($0.recordedAt, $0.eventID, $0.number) < ($1.recordedAt, $1.eventID, $1.number)
+        }
+    }
+
+    public func corrections(of ids: [String]?) async throws -> [CorrectionRecord] {
+        try await transaction { c in
+            guard let ids else { return try await self.correctionRecords(keys: nil, c) }
+            var keys: [Int64] = []
+            for try await key in try await c.query(
+                "SELECT key FROM ub_events WHERE id = ANY(\(ids)::text[])", logger: self.logger
+            ).decode(Int64.self) { keys.append(key) }
+            return try await self.correctionRecords(keys: keys, c)
+        }
+    }
+}

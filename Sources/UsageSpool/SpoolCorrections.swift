@@ -1,0 +1,101 @@
+import Foundation
+import GRDB
+import UsageBilling
+
+/// The spool's corrections: the store's correction transaction (``LedgerStore``) and reads.
+extension Spool {
+    func correctionTransaction<Result: Sendable>(
+        ids: [String], now: Date,
+        _ decide: @Sendable ([String: CorrectionSnapshot]) throws -> (CorrectionChanges, Result)
+    ) async throws -> Result {
+        try await pool.write { db in
+            let snapshots = try Self.correctionSnapshots(ids, db: db)
+            let (changes, result) = try decide(snapshots)
+            let t = now.timeIntervalSince1970
+            for seq in changes.voidRows {
+                try db.execute(
+                    sql: """
+                        UPDATE deliveries SET state = \(DeliveryState.voided.sql), updated_at = ? WHERE seq = ? AND state = \(DeliveryState.queued.sql)
+                        """, arguments: [t, seq])
+            }
+            for (key, record) in changes.corrections {
+                try db.execute(
+                    sql: "INSERT INTO corrections (event, number, kind, reason, recorded_at) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [key, record.number, record.kind.rawValue, record.reason, t])
+                for (lane, state) in record.lanes {
+                    try db.execute(
+                        sql:
+                            "INSERT INTO correction_lanes (event, number, lane, state, updated_at) VALUES (?, ?, ?, ?, ?)",
+                        arguments: [key, record.number, lane, state.rawValue, t])
+                }
+            }
+            return result
+        }
+    }
+
+    /// Each of the events `ids` the spool holds, with its rows (one scan of the deliveries: they
+    /// have no index by event, which recording would pay for) and its corrections.
+    static func correctionSnapshots(_ ids: [String], db: Database) throws -> [String: CorrectionSnapshot] {
+        var byKey: [Int64: (id: String, snapshot: CorrectionSnapshot)] = [:]
+        for id in ids {
+            if let key = try Int64.fetchOne(db, sql: "SELECT key FROM events WHERE id = ?", arguments: [id]) {
+                byKey[key] = (id, CorrectionSnapshot(key: key, rows: [], corrections: []))
+            }
+        }
+        guard !byKey.isEmpty else { return [:] }
+        let keys = "[" + byKey.keys.map(String.init).joined(separator: ",") + "]"
+        for row in try Row.fetchAll(
+            db,
+            sql: """
+                SELECT event, seq, lane, state, attempts, first_attempt_at IS NOT NULL, window_record FROM deliveries
+                WHERE event IN (SELECT value FROM json_each(?)) ORDER BY seq
+                """, arguments: [keys])
+        {
+            let key: Int64 = row[0]
+            byKey[key]?.snapshot.rows.append(
+                CorrectionSnapshot.Row(
+                    seq: row[1], lane: row[2], state: DeliveryState(rawValue: row[3]) ?? .queued, attempts: row[4],
+                    sendStarted: row[5], isWindowRecord: row[6]))
+        }
+        for (key, entry) in byKey {
+            byKey[key]?.snapshot.corrections = try corrections(event: key, id: entry.id, db: db)
+        }
+        return Dictionary(uniqueKeysWithValues: byKey.values.map { ($0.id, $0.snapshot) })
+    }
+
+    static func corrections(event key: Int64, id: String, db: Database) throws -> [CorrectionRecord] {
+        var lanes: [Int: [String: CorrectionLaneState]] = [:]
+        for row in try Row.fetchAll(
+            db, sql: "SELECT number, lane, state FROM correction_lanes WHERE event = ?", arguments: [key])
+        {
+            lanes[row[0], default: [:]][row[1]] = CorrectionLaneState(rawValue: row[2]) ?? .pending
+        }
+        return try Row.fetchAll(
+            db, sql: "SELECT number, kind, reason, recorded_at FROM corrections WHERE event = ? ORDER BY number",
+            arguments: [key]
+        ).map { row in
+            CorrectionRecord(
+                eventID: id, number: row[0], kind: CorrectionKind(rawValue: row[1]) ?? .void, reason: row[2],
+                recordedAt: Date(timeIntervalSince1970: row[3]), lanes: lanes[row[0]] ?? [:])
+        }
+    }
+
+    public func corrections(of ids: [String]?) async throws -> [CorrectionRecord] {
+        try await pool.read { db in
+            let events: [(Int64, String)]
+            if let ids {
+                events = try ids.compactMap { id in
+                    try Int64.fetchOne(db, sql: "SELECT key FROM events WHERE id = ?", arguments: [id]).map { ($0, id) }
+                }
+            } else {
+                events = try Row.fetchAll(
+                    db,
+                    sql:
+                        "SELECT DISTINCT c.event, e.id FROM corrections c JOIN events e ON e.key = c.event ORDER BY c.event"
+                ).map { ($0[0], $0[1]) }
+            }
+            return try events.flatMap { try Self.corrections(event: $0.0, id: $0.1, db: db) }
+                .sorted { ($0.recordedAt, $0.eventID, $0.number) < ($1.recordedAt, $1.eventID, $1.number) }
+        }
+    }
+}

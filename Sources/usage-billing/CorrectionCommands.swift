@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import UsageBilling
+import UsageSpool
+
+struct VoidCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "void",
+        abstract: "Void recorded events: they should not have been billed.",
+        usage: "usage-billing void <id>... --reason <text> [--spool <spool>]",
+        discussion: """
+            The ledger keeps each event and records the void as a correction of its own, with the reason. \
+            On a lane where the event has not been sent yet it is withheld: the provider never sees it. \
+            Where the provider has it already, the correction is pending: this release records it but does \
+            not send it yet, so correct it at the provider by hand (each provider's README, section \
+            Corrections, says how and for how long). Voiding an event twice voids it once. An id the ledger \
+            does not hold refuses the whole command (exit 2), and nothing is voided.
+
+            Examples:
+              usage-billing void evt_123 --reason "duplicate from a retry loop" --spool usage.spool
+              usage-billing void evt_1 evt_2 --reason "test customer" --spool postgres://ub@db:5432/usage --json
+            """)
+    @Argument(help: "The ids of the events to void, as recorded.") var ids: [String] = []
+    @Option(help: "Why: kept with the correction, shown by `corrections`.") var reason: String?
+    @OptionGroup var spoolOption: SpoolOption
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        guard !ids.isEmpty else {
+            throw CLIFailure.badInput("name at least one event id. Fix: usage-billing void <id>... --reason <text>")
+        }
+        guard let reason, !reason.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw CLIFailure.badInput(
+                "a void needs a reason. Fix: add --reason \"…\" (kept with the correction, e.g. \"duplicate from a retry loop\")"
+            )
+        }
+        let spool = try await openSpool(spoolOption.spool, existing: true)
+        let results: [VoidResult]
+        do {
+            results = try await spool.void(ids, reason: reason, now: Date())
+        } catch {
+            throw CLIFailure.from(error)
+        }
+        if json {
+            print(
+                JSONValue.array(results.map { correctionJSON($0.correction, alreadyVoid: $0.alreadyVoid) }).description)
+            return
+        }
+        for result in results {
+            let c = result.correction
+            print(
+                result.alreadyVoid
+                    ? "\(c.eventID) was voided already (correction \(c.number), \(RFC3339.format(c.recordedAt)): \(c.reason)); nothing changed."
+                    : "Voided \(c.eventID) (correction \(c.number), id \(c.id)).")
+            print(describeLanes(c))
+        }
+    }
+}
+
+struct CorrectionsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "corrections",
+        abstract: "List corrections: each event's voids, with the reason and where each stands per lane.",
+        usage: "usage-billing corrections [<id>...] [--spool <spool>] [--json]",
+        discussion: """
+            Per lane: withheld (voided before it was sent; the provider never saw it), pending (the provider \
+            has the event; correct it there), applied, dead, or not needed (a dead letter there).
+
+            Examples:
+              usage-billing corrections --spool usage.spool
+              usage-billing corrections evt_123 --spool usage.spool --json
+            """)
+    @Argument(help: "Only these events' corrections.") var ids: [String] = []
+    @OptionGroup var spoolOption: SpoolOption
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let spool = try await openSpool(spoolOption.spool, readOnly: true)
+        let records: [CorrectionRecord]
+        do {
+            records = try await spool.corrections(of: ids.isEmpty ? nil : ids)
+        } catch {
+            throw CLIFailure.from(error)
+        }
+        if json {
+            print(JSONValue.array(records.map { correctionJSON($0, alreadyVoid: nil) }).description)
+            return
+        }
+        if records.isEmpty {
+            print(ids.isEmpty ? "No corrections." : "No corrections of \(ids.joined(separator: ", ")).")
+            return
+        }
+        for c in records {
+            print("\(c.eventID) \(c.kind.rawValue) #\(c.number) at \(RFC3339.format(c.recordedAt)): \(c.reason)")
+            print(describeLanes(c))
+        }
+    }
+}
+
+/// A correction's lanes, one line each, with what the state means for the reader.
+private func describeLanes(_ c: CorrectionRecord) -> String {
+    guard !c.lanes.isEmpty else { return "  (the event has no lanes: it was never routed)" }
+    return c.lanes.sorted { $0.key < $1.key }.map { lane, state in
+        let meaning =
+            switch state {
+            case .withheld: "never sent"
+            case .pending:
+                "the provider has it; this release does not send corrections yet: correct it there (its README, section Corrections)"
+            case .applied: "applied at the provider"
+            case .dead: "the provider cannot take it; correct it there by hand"
+            case .notNeeded: "a dead letter there; nothing to correct"
+            }
+        return "  \(lane): \(state.label) (\(meaning))"
+    }.joined(separator: "\n")
+}
+
+private func correctionJSON(_ c: CorrectionRecord, alreadyVoid: Bool?) -> JSONValue {
+    var object: [String: JSONValue] = [
+        "event_id": .string(c.eventID), "number": .number(Double(c.number)), "id": .string(c.id),
+        "kind": .string(c.kind.rawValue), "reason": .string(c.reason),
+        "recorded_at": .string(RFC3339.format(c.recordedAt)),
+        "lanes": .object(c.lanes.mapValues { .string($0.label) }),
+    ]
+    if let alreadyVoid { object["already_void"] = .bool(alreadyVoid) }
+    return .object(object)
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+import UsageBilling
+@testable import UsageSpool
+
+/// Voids in the ledger, on both stores: the event stays, the correction is a row of its own,
+/// a row not yet sent leaves the queue, and a send already under way cannot lose the void.
+@Suite("Corrections in the ledger", .timeLimit(.minutes(2)))
+struct CorrectionLedgerTests {
+    static let reason = RejectionReason(code: "http_400", message: "refused", origin: .provider)
+
+    /// Two events on two lanes: one delivered on lane a, the other not yet tried anywhere.
+    func ledgerWithTwoEvents(_ kind: LedgerKind, _ tag: String) async throws -> (any UsageLedger, [UsageEvent]) {
+        let ledger = try await kind.make(tag)
+        let batch = events(3, prefix: tag)
+        try await ledger.record(batch.map { RecordEntry(event: $0, lanes: ["a/x", "b/x"]) }, now: Date())
+        let due = try await ledger.due(lane: "a/x", limit: 1, now: Date(), windowRecords: nil, after: 0)
+        try await ledger.mark([(due[0].seq, .delivered)], now: Date(), lease: nil)
+        return (ledger, batch)
+    }
+
+    @Test(arguments: LedgerKind.allCases)
+    func aVoidWithholdsWhatWasNotSentAndIsPendingWhereItWas(_ kind: LedgerKind) async throws {
+        let (ledger, batch) = try await ledgerWithTwoEvents(kind, "void")
+        let results = try await ledger.void([batch[0].id, batch[1].id], reason: "test customer", now: Date())
+        #expect(results.map(\.alreadyVoid) == [false, false])
+        #expect(results[0].correction.lanes == ["a/x": .pending, "b/x": .withheld])
+        #expect(results[1].correction.lanes == ["a/x": .withheld, "b/x": .withheld])
+        #expect(results.allSatisfy { $0.correction.number == 1 && $0.correction.reason == "test customer" })
+        // Never sent: the worker's reads no longer see the withheld rows.
+        for lane in ["a/x", "b/x"] {
+            let due = try await ledger.due(lane: lane, limit: 10, now: Date(), windowRecords: nil, after: 0)
+            #expect(due.map(\.event.id) == [batch[2].id], "\(lane)")
+        }
+        let status = try await ledger.status()
+        #expect(status.first { $0.lane == "a/x" }?.voided == 1 && status.first { $0.lane == "b/x" }?.voided == 2)
+        #expect(status.first { $0.lane == "a/x" }?.delivered == 1)
+        // The events stay: nothing is deleted.
+        #expect(try await ledger.storedEvents(ids: batch.map(\.id)).count == 3)
+        let listed = try await ledger.corrections(of: nil)
+        #expect(Set(listed.map(\.eventID)) == [batch[0].id, batch[1].id])
+        #expect(try await ledger.corrections(of: [batch[2].id]).isEmpty)
+        // Another process sees the same.
+        let second = try await openLedger(ledger.location)
+        #expect(try await second.corrections(of: [batch[0].id]).first?.lanes == ["a/x": .pending, "b/x": .withheld])
+    }
+
+    @Test(arguments: LedgerKind.allCases)
+    func voidingTwiceIsVoidingOnce(_ kind: LedgerKind) async throws {
+        let (ledger, batch) = try await ledgerWithTwoEvents(kind, "twice")
+        let first = try await ledger.void([batch[1].id], reason: "bad deploy", now: Date())
+        let again = try await ledger.void([batch[1].id, batch[1].id], reason: "again", now: Date())
+        #expect(again.count == 1 && again[0].alreadyVoid, "\(again)")
+        #expect(again.first?.correction == first.first?.correction, "\(again) \(first)")
+        #expect(try await ledger.corrections(of: [batch[1].id]).count == 1)
+    }
+
+    @Test(arguments: LedgerKind.allCases)
+    func anUnknownIdRefusesTheWholeCall(_ kind: LedgerKind) async throws {
+        let (ledger, batch) = try await ledgerWithTwoEvents(kind, "unknown")
+        await #expect {
+            try await ledger.void([batch[1].id, "evt_nope"], reason: "typo", now: Date())
+        } throws: { error in
+            let e = error as? UsageBillingError
+            return e?.code == .invalidInput && e?.message.contains("'evt_nope'") == true && e?.fix != nil
+        }
+        #expect(try await ledger.corrections(of: nil).isEmpty, "nothing was voided")
+        #expect(try await ledger.queuedCount(lane: "b/x") == 3)
+        await #expect(throws: UsageBillingError.self) {
+            try await ledger.void([batch[1].id], reason: "  ", now: Date())
+        }
+    }
+
+    /// The race a void can meet: the worker read the row before the void and is sending it.
+    /// Its mark (delivered, or a retry after a send that may have arrived) makes the correction
+    /// pending there; a retry queues the row again so it settles with the same id.
+    @Test(arguments: LedgerKind.allCases)
+    func aSendUnderWayWhenTheVoidLandsMakesItPending(_ kind: LedgerKind) async throws {
+        let (ledger, batch) = try await ledgerWithTwoEvents(kind, "race")
+        let inFlight = try await ledger.due(lane: "b/x", limit: 2, now: Date(), windowRecords: nil, after: 0)
+        #expect(inFlight.map(\.event.id) == [batch[0].id, batch[1].id])
+        let voided = try await ledger.void([batch[0].id, batch[1].id], reason: "race", now: Date())
+        #expect(voided.allSatisfy { $0.correction.lanes["b/x"] == .withheld })
+        try await ledger.mark(
+            [
+                (inFlight[0].seq, .delivered),
+                (inFlight[1].seq, .retry(at: Date(), reason: "timed out after sending")),
+            ], now: Date(), lease: nil)
+        let after = try await ledger.corrections(of: [batch[0].id, batch[1].id])
+        #expect(after.allSatisfy { $0.lanes["b/x"] == .pending }, "\(after.map(\.lanes))")
+        let due = try await ledger.due(lane: "b/x", limit: 10, now: Date(), windowRecords: nil, after: 0)
+        #expect(due.map(\.event.id) == [batch[1].id, batch[2].id], "the retried row goes again with its id")
+        let status = try #require(try await ledger.status().first { $0.lane == "b/x" })
+        #expect(status.voided == 0 && status.delivered == 1 && status.queued == 2)
+    }
+
+    /// A dead letter needs no correction; a folded or retried row gets it pending.
+    @Test(arguments: LedgerKind.allCases)
+    func deadRowsNeedNoneAndTriedRowsArePending(_ kind: LedgerKind) async throws {
+        let (ledger, batch) = try await ledgerWithTwoEvents(kind, "states")
+        let due = try await ledger.due(lane: "b/x", limit: 2, now: Date(), windowRecords: nil, after: 0)
+        try await ledger.mark(
+            [(due[0].seq, .dead(Self.reason)), (due[1].seq, .retry(at: Date().addingTimeInterval(60), reason: "429"))],
+            now: Date(), lease: nil)
+        let results = try await ledger.void([batch[0].id, batch[1].id], reason: "states", now: Date())
+        #expect(results[0].correction.lanes == ["a/x": .pending, "b/x": .notNeeded])
+        #expect(results[1].correction.lanes == ["a/x": .withheld, "b/x": .pending])
+    }
+}
