@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+import UsageBilling
+import UsageEmulator
+import UsageEmulatorCore
+
+@Suite("CLI void")
+struct CorrectionCLITests {
+    /// Three events recorded for a primary and a shadow, one voided before the worker runs: the
+    /// providers never see it, the others arrive once. Voiding a delivered event says the
+    /// correction is pending there; voiding again changes nothing; an unknown id is refused
+    /// naming it, and nothing is voided.
+    @Test func aVoidBeforeDeliveryIsNeverSentAndAfterItIsPending() async throws {
+        let emulator = try await UsageEmulator.start()
+        let config = try LaneEditCLITests.config(
+            """
+              openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "{openmeter}" }
+              orb: { kind: orb, api_key: orb_REDACTED, endpoint: "{orb}" }
+            """, "  - { events: [api_request], to: openmeter, shadow: orb }", emulator, tag: "void")
+        let spool = FileManager.default.temporaryDirectory.appending(path: "ub-cli-void-\(UUID().uuidString).spool")
+            .path
+        let now = Date()
+        let lines = (0..<3).map { i in
+            #"{"id":"void-\#(i)","name":"api_request","customer":"acme","timestamp":"\#(RFC3339.format(now.addingTimeInterval(-Double(i) - 60)))","quantity":\#(i + 1)}"#
+        }
+        let recorded = try await CLI.run([
+            "import", try CLI.temp("void.ndjson", lines.joined(separator: "\n")), "-c", config, "--spool", spool,
+        ])
+        #expect(recorded.status == 0, "\(recorded.output)")
+
+        let voided = try await CLI.run(["void", "void-1", "--reason", "duplicate from a retry loop", "--spool", spool])
+        #expect(voided.status == 0, "\(voided.output)")
+        #expect(
+            voided.output.contains("Voided void-1 (correction 1")
+                && voided.output.contains("openmeter/api_request: withheld (never sent)")
+                && voided.output.contains("orb/api_request: withheld"), "\(voided.output)")
+        let worker = try await CLI.run(["worker", "-c", config, "--spool", spool, "--until-empty"])
+        #expect(worker.status == 0, "\(worker.output)")
+        for provider in ["openmeter", "orb"] {
+            let keys = await emulator.accepted(provider).compactMap(\.key)
+            #expect(keys.sorted() == ["void-0", "void-2"], "\(provider): \(keys)")
+        }
+
+        let late = try await CLI.run(["void", "void-2", "--reason", "test customer", "--spool", spool, "--json"])
+        #expect(late.status == 0, "\(late.output)")
+        let parsed = JSONValue.parse(Data(late.output.utf8))
+        guard case .array(let results)? = parsed, case .object(let first)? = results.first,
+            case .object(let lanes)? = first["lanes"]
+        else {
+            Issue.record("not a JSON list of corrections: \(late.output)")
+            return
+        }
+        #expect(lanes == ["openmeter/api_request": .string("pending"), "orb/api_request": .string("pending")])
+        #expect(first["already_void"] == .bool(false) && first["reason"] == .string("test customer"))
+
+        let again = try await CLI.run(["void", "void-1", "--reason", "again", "--spool", spool])
+        #expect(again.status == 0 && again.output.contains("void-1 was voided already"), "\(again.output)")
+
+        let unknown = try await CLI.run(["void", "void-0", "evt_nope", "--reason", "typo", "--spool", spool])
+        #expect(
+            unknown.status == 2 && unknown.output.contains("'evt_nope'") && unknown.output.contains("Fix:"),
+            "\(unknown.output)")
+        let noReason = try await CLI.run(["void", "void-0", "--spool", spool])
+        #expect(noReason.status == 2 && noReason.output.contains("--reason"), "\(noReason.output)")
+
+        let listed = try await CLI.run(["corrections", "--spool", spool])
+        #expect(listed.status == 0, "\(listed.output)")
+        #expect(
+            listed.output.contains("void-1 void #1") && listed.output.contains("duplicate from a retry loop")
+                && listed.output.contains("void-2 void #1") && !listed.output.contains("void-0"), "\(listed.output)")
+        let status = try await CLI.run(["status", "--spool", spool])
+        #expect(status.output.contains("voided 1 before sending"), "\(status.output)")
+        await emulator.shutdown()
+    }
+}
