@@ -117,6 +117,41 @@ public final class IngestHandler: Sendable {
         Counter(label: MetricNames.requests, dimensions: [("status", "\(reply.status)")]).increment()
     }
 
+    /// `POST /v1/events/{id}/void` once authorised and its body read: `{"reason": "…"}`. 200 with
+    /// the correction (voiding twice answers the first one, `already_void: true`), 400 for a
+    /// body without a reason, 404 for an id the ledger does not hold.
+    public func void(id: String, body: Data) async -> IngestReply {
+        let reply = await voidReply(id: id, body: body)
+        Self.count(reply)
+        return reply
+    }
+
+    private func voidReply(id: String, body: Data) async -> IngestReply {
+        guard case .object(let object)? = JSONValue.parse(body), let reason = object["reason"]?.stringValue,
+            !reason.trimmingCharacters(in: .whitespaces).isEmpty
+        else {
+            return Self.error(
+                400, "invalid_request", "the body must be a JSON object with a non-empty \"reason\"",
+                fix: #"send {"reason": "why it should not be billed"}"#)
+        }
+        do {
+            let results = try await spool.void([id], reason: reason, now: Date())
+            guard let result = results.first else {
+                return Self.error(500, "internal", "the ledger answered nothing for \(id)", fix: "try again")
+            }
+            return IngestReply(status: 200, headers: [], body: result.json)
+        } catch let error as UsageBillingError where error.code == .invalidInput {
+            return Self.error(
+                error.field == "id" ? 404 : 400, error.field == "id" ? "event_not_found" : "invalid_request",
+                error.message, fix: error.fix ?? "check the request")
+        } catch {
+            logger.error("void failed", metadata: ["error": "\(error)"])
+            return Self.error(
+                503, "ledger_unavailable", "the ledger could not record the correction",
+                fix: "retry later: nothing was voided", headers: [("Retry-After", "5")])
+        }
+    }
+
     /// The answer to a body over ``ServeSettings/maxBodyBytes``.
     public func tooLarge() -> IngestReply {
         Self.error(

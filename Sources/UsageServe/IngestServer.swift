@@ -99,6 +99,20 @@ public enum IngestServer {
                 headers: request.headers.map { ($0.name.canonicalName, $0.value) })
             return reply(answer)
         }
+        router.post("/v1/events/:id/void") { request, context -> Response in
+            guard handler.authorises(request.headers[.authorization]) else {
+                IngestHandler.count(IngestHandler.unauthorised)
+                return reply(IngestHandler.unauthorised)
+            }
+            var request = request
+            let body: ByteBuffer
+            do {
+                body = try await request.collectBody(upTo: handler.settings.maxBodyBytes)
+            } catch {
+                return reply(handler.tooLarge())
+            }
+            return reply(await handler.void(id: context.parameters.get("id") ?? "", body: Data(buffer: body)))
+        }
         addHealthAndMetrics(to: router, registry: registry)
         router.get("/readyz") { _, _ -> Response in
             if let problem = backlog.problem {

@@ -74,6 +74,27 @@ public struct VoidResult: Sendable, Hashable {
     public var alreadyVoid: Bool
 }
 
+extension CorrectionRecord {
+    /// The correction as `void --json`, `corrections --json` and serve answer it.
+    public var json: JSONValue {
+        .object([
+            "event_id": .string(eventID), "number": .number(Double(number)), "id": .string(id),
+            "kind": .string(kind.rawValue), "reason": .string(reason),
+            "recorded_at": .string(RFC3339.format(recordedAt)),
+            "lanes": .object(lanes.mapValues { .string($0.label) }),
+        ])
+    }
+}
+
+extension VoidResult {
+    /// The correction's ``CorrectionRecord/json`` with `already_void`.
+    public var json: JSONValue {
+        guard case .object(var object) = correction.json else { return correction.json }
+        object["already_void"] = .bool(alreadyVoid)
+        return .object(object)
+    }
+}
+
 /// What a correction transaction reads of one event, inside the transaction.
 struct CorrectionSnapshot: Sendable {
     struct Row: Sendable {
@@ -119,7 +140,7 @@ extension LedgerEngine {
                 throw UsageBillingError(
                     .invalidInput,
                     "'\(id)' is an aggregation window's record, not an event that was recorded",
-                    fix: "void the events the window sums; the window is revised from them", field: "id")
+                    fix: "void the events the window sums; the window is revised from them")
             }
             var lanes: [String: CorrectionLaneState] = [:]
             for row in snapshot.rows {

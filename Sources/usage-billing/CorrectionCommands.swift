@@ -43,7 +43,7 @@ struct VoidCommand: AsyncParsableCommand {
         }
         if json {
             print(
-                JSONValue.array(results.map { correctionJSON($0.correction, alreadyVoid: $0.alreadyVoid) }).description)
+                JSONValue.array(results.map { $0.json }).description)
             return
         }
         for result in results {
@@ -83,7 +83,7 @@ struct CorrectionsCommand: AsyncParsableCommand {
             throw CLIFailure.from(error)
         }
         if json {
-            print(JSONValue.array(records.map { correctionJSON($0, alreadyVoid: nil) }).description)
+            print(JSONValue.array(records.map { $0.json }).description)
             return
         }
         if records.isEmpty {
@@ -112,15 +112,4 @@ private func describeLanes(_ c: CorrectionRecord) -> String {
             }
         return "  \(lane): \(state.label) (\(meaning))"
     }.joined(separator: "\n")
-}
-
-private func correctionJSON(_ c: CorrectionRecord, alreadyVoid: Bool?) -> JSONValue {
-    var object: [String: JSONValue] = [
-        "event_id": .string(c.eventID), "number": .number(Double(c.number)), "id": .string(c.id),
-        "kind": .string(c.kind.rawValue), "reason": .string(c.reason),
-        "recorded_at": .string(RFC3339.format(c.recordedAt)),
-        "lanes": .object(c.lanes.mapValues { .string($0.label) }),
-    ]
-    if let alreadyVoid { object["already_void"] = .bool(alreadyVoid) }
-    return .object(object)
 }

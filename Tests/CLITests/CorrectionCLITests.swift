@@ -3,6 +3,7 @@ import Testing
 import UsageBilling
 import UsageEmulator
 import UsageEmulatorCore
+import UsageTestSupport
 
 @Suite("CLI void")
 struct CorrectionCLITests {
@@ -71,5 +72,35 @@ struct CorrectionCLITests {
         let status = try await CLI.run(["status", "--spool", spool])
         #expect(status.output.contains("voided 1 before sending"), "\(status.output)")
         await emulator.shutdown()
+    }
+
+    /// `POST /v1/events/{id}/void` on serve: authenticated, a reason required, the correction
+    /// answered (pending where the event was delivered), twice is once, an unknown id is 404.
+    @Test func serveVoidsAnEventThroughItsAPI() async throws {
+        let live = try await ServeCLITests.startOnEmulator()
+        defer { live.client.shutdown() }
+        let posted = try await live.serve.post(live.client, ServeCLITests.event("sv-1"))
+        #expect(posted.status == 202)
+        #expect(try await eventually { await live.emulator.accepted("openmeter").compactMap(\.key) == ["sv-1"] })
+
+        let path = "/v1/events/sv-1/void"
+        let unauthorised = try await live.serve.post(live.client, #"{"reason":"x"}"#, token: nil, path: path)
+        #expect(unauthorised.status == 401)
+        let noReason = try await live.serve.post(live.client, "{}", path: path)
+        #expect(noReason.status == 400 && noReason.json?["error"]?["fix"]?.stringValue?.contains("reason") == true)
+        let voided = try await live.serve.post(live.client, #"{"reason":"test customer"}"#, path: path)
+        #expect(voided.status == 200, "\(String(describing: voided.json))")
+        #expect(voided.json?["lanes"] == .object(["openmeter/api_request+tokens": .string("pending")]))
+        #expect(voided.json?["already_void"] == .bool(false) && voided.json?["number"] == .number(1))
+        let again = try await live.serve.post(live.client, #"{"reason":"again"}"#, path: path)
+        #expect(again.status == 200 && again.json?["already_void"] == .bool(true))
+        #expect(again.json?["reason"] == .string("test customer"))
+        let unknown = try await live.serve.post(live.client, #"{"reason":"typo"}"#, path: "/v1/events/nope/void")
+        #expect(unknown.status == 404 && unknown.json?["error"]?["code"] == .string("event_not_found"))
+        live.serve.process.kill(SIGTERM)
+        #expect(await live.serve.process.exitStatus() == 0)
+        let listed = try await CLI.run(["corrections", "--spool", live.spool])
+        #expect(listed.output.contains("sv-1 void #1") && listed.output.contains("test customer"), "\(listed.output)")
+        await live.emulator.shutdown()
     }
 }

@@ -48,12 +48,12 @@ struct LiveServe {
 
     func post(
         _ client: CurlHTTPClient, _ body: String, type: String = "application/json", token: String? = LiveServe.token,
-        query: String = ""
+        query: String = "", path: String = "/v1/events"
     ) async throws -> (status: Int, json: JSONValue?) {
         var headers: HeaderFields = ["Content-Type": type]
         if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
         let response = try await client.send(
-            HTTPRequest(method: .post, url: base + "/v1/events" + query, headers: headers, body: Data(body.utf8)))
+            HTTPRequest(method: .post, url: base + path + query, headers: headers, body: Data(body.utf8)))
         return (response.status, JSONValue.parse(response.body))
     }
 
