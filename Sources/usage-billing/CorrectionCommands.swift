@@ -17,8 +17,8 @@ struct VoidCommand: AsyncParsableCommand {
             does not hold refuses the whole command (exit 2), and nothing is voided.
 
             Examples:
-              usage-billing void evt_123 --reason "duplicate from a retry loop" --spool usage.spool
-              usage-billing void evt_1 evt_2 --reason "test customer" --spool postgres://ub@db:5432/usage --json
+              usage-billing void evt_123 --reason "retry loop" --spool usage.spool
+              usage-billing void evt_1 evt_2 --reason "test customer" --json
             """)
     @Argument(help: "The ids of the events to void, as recorded.") var ids: [String] = []
     @Option(help: "Why: kept with the correction, shown by `corrections`.") var reason: String?
