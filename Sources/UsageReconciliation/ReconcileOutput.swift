@@ -31,6 +31,7 @@ extension ReconcileReport {
         }
         var out = ([render(header)] + lines.map(render)).joined(separator: "\n")
         for problem in mappingProblems { out += "\nmapping: " + problem }
+        for line in pendingCorrections { out += "\ncorrection: " + line }
         out += "\n" + verdict
         return out
     }
@@ -43,11 +44,12 @@ extension ReconcileReport {
             + (mappingProblems.isEmpty ? "" : ", \(mappingProblems.count) mapping problem(s)")
     }
 
-    /// The report as JSON: `{rows: [...], mapping_problems: [...], clean: Bool}`.
+    /// The report as JSON: `{rows: [...], mapping_problems: [...], pending_corrections: [...], clean: Bool}`.
     public func json() -> Data {
         JSONValue.object([
             "clean": .bool(isClean),
             "mapping_problems": .array(mappingProblems.map(JSONValue.string)),
+            "pending_corrections": .array(pendingCorrections.map(JSONValue.string)),
             "rows": .array(
                 rows.map { r in
                     .object([
@@ -121,5 +123,6 @@ extension ReconcileReport {
                 status: status, note: r["note"]?.stringValue ?? "")
         }
         mappingProblems = root["mapping_problems"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        pendingCorrections = root["pending_corrections"]?.arrayValue?.compactMap(\.stringValue) ?? []
     }
 }

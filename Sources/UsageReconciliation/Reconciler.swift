@@ -98,6 +98,9 @@ public struct ReconcileReport: Sendable {
     public var rows: [ReconcileRow]
     /// Customer-table mistakes found: several of your customers billed on one provider id.
     public var mappingProblems: [String]
+    /// Per provider, the corrections recorded but not yet applied there, with their reasons: the
+    /// provider still counts those events, so they show as a difference until corrected.
+    public var pendingCorrections: [String] = []
     /// Rows that disagree beyond the tolerance in settled windows.
     public var mismatches: [ReconcileRow] { rows.filter { $0.status == .mismatch } }
     /// Whether everything settled matches and every provider could be read.
@@ -169,6 +172,8 @@ public struct Reconciler: Sendable {
         }
         let providers = options.providers ?? Array(Set(recorded.map(\.provider))).sorted()
         let customerFilter = options.customers.map(Set.init)
+        let corrections = try await spool.corrections(of: nil)
+        var pending: [String] = []
         var rows: [ReconcileRow] = []
         for provider in providers {
             guard let kind = config.providers[provider]?.kind else {
@@ -181,6 +186,14 @@ public struct Reconciler: Sendable {
             }
             let providerLanes = lanes.filter { $0.provider == provider }
             guard let first = providerLanes.first else { continue }
+            let waiting = corrections.filter { c in providerLanes.contains { c.lanes[$0.name] == .pending } }
+            if !waiting.isEmpty {
+                let reasons = Array(Set(waiting.map(\.reason))).sorted()
+                pending.append(
+                    "\(provider): \(waiting.count) void(s) pending (\(reasons.prefix(3).joined(separator: "; "))\(reasons.count > 3 ? "; …" : "")): "
+                        + "\(kind.name) still bills those events until they are corrected there; `usage-billing corrections` lists them"
+                )
+            }
             let paced = PacedHTTPClient(client: client, clock: clock)
             // Names per lane (a route may rename), read-back calls through the first lane's settings.
             var namers: [Lane: any UsageReadBack] = [:]
@@ -200,7 +213,8 @@ public struct Reconciler: Sendable {
 
             let (providerRows, providerProblems) = try await reconcile(
                 provider: provider, kind: kind, lanes: providerLanes, namers: namers,
-                readBack: readBack, options: options, customerFilter: customerFilter)
+                readBack: readBack, options: options, customerFilter: customerFilter,
+                voided: Set(corrections.filter { $0.kind == .void }.map(\.eventID)))
             rows += providerRows
             problems += providerProblems
         }
@@ -209,14 +223,14 @@ public struct Reconciler: Sendable {
                 $1.status, $1.provider, $1.providerCustomer, $1.meter, $1.start
             )
         }
-        return ReconcileReport(rows: rows, mappingProblems: problems)
+        return ReconcileReport(rows: rows, mappingProblems: problems, pendingCorrections: pending)
     }
 
     /// One provider's rows and mapping problems: its ledger from the spool, folded into its
     /// window grid, against what its read-back reports.
     private func reconcile(
         provider: String, kind: ProviderKind, lanes providerLanes: [Lane], namers: [Lane: any UsageReadBack],
-        readBack: any UsageReadBack, options: ReconcileOptions, customerFilter: Set<String>?
+        readBack: any UsageReadBack, options: ReconcileOptions, customerFilter: Set<String>?, voided: Set<String>
     ) async throws -> ([ReconcileRow], [String]) {
         var rows: [ReconcileRow] = []
         var problems: [String] = []
@@ -228,7 +242,6 @@ public struct Reconciler: Sendable {
             )] = []
         // What the ledger says after corrections: a voided event counts nowhere, also where the
         // provider still has it (its correction pending there shows as the difference).
-        let voided = Set(try await spool.corrections(of: nil).filter { $0.kind == .void }.map(\.eventID))
         for lane in providerLanes {
             guard let namer = namers[lane] else { continue }
             let aggregation = router.sink(for: lane)?.capabilities.aggregation

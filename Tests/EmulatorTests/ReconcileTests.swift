@@ -140,6 +140,36 @@ struct ReconcileTests {
         await setup.close()
     }
 
+    /// A void recorded after delivery: the ledger counts the event nowhere, the provider still
+    /// bills it, so reconcile shows the difference and says a correction is pending there, with
+    /// its reason; a void withheld before sending shows neither.
+    @Test func aPendingVoidShowsAsPendingWithItsReason() async throws {
+        let setup = try Setup(
+            "void", on: try await UsageEmulator.start(), routes: "  - { events: [api_request], to: openmeter }")
+        let at = Date().addingTimeInterval(-600)
+        try await setup.pipeline.record([
+            UsageEvent(id: "void-1", name: "api_request", customer: "acme", timestamp: at, quantity: 10),
+            UsageEvent(id: "void-2", name: "api_request", customer: "acme", timestamp: at, quantity: 4),
+            UsageEvent(id: "void-3", name: "api_request", customer: "acme", timestamp: at, quantity: 5),
+        ])
+        try await setup.pipeline.void(["void-2"], reason: "bad deploy")
+        try await setup.pipeline.flush()
+        let options = ReconcileOptions(from: at.addingTimeInterval(-3600), to: Date())
+        let clean = try await setup.reconciler().run(options)
+        #expect(clean.isClean && clean.pendingCorrections.isEmpty, "withheld: never sent \(clean.table())")
+        try await setup.pipeline.void(["void-1"], reason: "test customer")
+        let report = try await setup.reconciler().run(options)
+        #expect(!report.isClean)
+        #expect(
+            report.mismatches.map(\.difference) == [10] && report.mismatches.first?.recorded == 5, "\(report.table())")
+        #expect(report.pendingCorrections.count == 1)
+        #expect(
+            report.pendingCorrections.first?.contains("openmeter: 1 void(s) pending (test customer)") == true,
+            "\(report.pendingCorrections)")
+        #expect(report.table().contains("correction: openmeter"))
+        await setup.close()
+    }
+
     @Test func readBack429sAreRetriedAfterTheirRetryAfter() async throws {
         let setup = try Setup(
             "readback-429", on: try await UsageEmulator.start(seed: 11),
