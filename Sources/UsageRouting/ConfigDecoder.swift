@@ -263,7 +263,8 @@ struct ConfigKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
         guard object[key.stringValue] != nil else {
             decoder.log.issues.append(
                 decoder.log.reader.issue(
-                    child.path, "\(key.stringValue) is missing", "add `\(key.stringValue):` to \(decoder.path)"))
+                    child.path, "\(key.stringValue) is missing",
+                    "add `\(key.stringValue):`" + (decoder.path.isEmpty ? "" : " under \(decoder.path)")))
             throw AlreadyReported()
         }
         do {

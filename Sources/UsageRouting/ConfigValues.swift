@@ -75,26 +75,47 @@ public struct WholeNumber<Bounds: WholeNumberBounds>: Decodable, Sendable {
     }
 }
 
-/// A duration written as text (`90s`, `10m`, `1h`) or as a number of seconds.
-struct ConfigDuration: Decodable {
-    var duration: Duration
-    /// The value as written, for messages.
-    var written: String
+/// Bounds of a duration setting: its range, an example, and the fix a value outside it gets.
+public protocol DurationBounds {
+    static var range: ClosedRange<Duration> { get }
+    static var example: String { get }
+    static var fix: String { get }
+}
 
-    init(from decoder: any Decoder) throws {
+/// A duration written as text (`90s`, `10m`, `1h`, `2d`) or as a number of seconds, within
+/// `Bounds.range`.
+public struct BoundedDuration<Bounds: DurationBounds>: Decodable, Sendable {
+    public var duration: Duration
+    /// The bounds, for checks outside decoding.
+    public static var range: ClosedRange<Duration> { Bounds.range }
+
+    public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
+        var parsed: Duration?
+        var written = "the value"
         if let text = try? container.decode(String.self) {
             written = "'\(text)'"
-            guard let duration = DurationText.parse(text) else {
-                throw ConfigValueProblem("\(written) is not a duration", fix: "write e.g. 10s, 5m or 1h")
-            }
-            self.duration = duration
+            parsed = DurationText.parse(text)
         } else if let seconds = try? container.decode(Double.self) {
             written = "\(seconds)"
-            duration = .milliseconds(Int64((seconds * 1000).rounded()))
-        } else {
-            throw ConfigValueProblem("is not a duration", fix: "write e.g. 10s, 5m or 1h")
+            parsed = .milliseconds(Int64((seconds * 1000).rounded()))
         }
+        guard let parsed, Bounds.range.contains(parsed) else {
+            throw ConfigValueProblem(
+                "\(written) is not a duration from \(Self.text(Bounds.range.lowerBound)) to \(Self.text(Bounds.range.upperBound)), e.g. \(Bounds.example)",
+                fix: Bounds.fix)
+        }
+        duration = parsed
+    }
+
+    /// `90s`, `5m`, `1h`, `2d`: the largest unit that divides it.
+    static func text(_ duration: Duration) -> String {
+        let seconds = duration.components.seconds
+        for (unit, size) in [("d", Int64(86_400)), ("h", 3600), ("m", 60)] where seconds % size == 0 && seconds >= size
+        {
+            return "\(seconds / size)\(unit)"
+        }
+        return "\(seconds)s"
     }
 }
 

@@ -90,27 +90,14 @@ public struct SharedProviderSettings: Decodable, Sendable {
 
 /// `timeout`: between a second (below, a slow but healthy answer would be cut off) and five
 /// minutes (past that, a hung request holds its slot, and for some providers its customer, that long).
-public struct RequestTimeout: Decodable, Sendable {
+public enum TimeoutBounds: DurationBounds {
     public static let range: ClosedRange<Duration> = .seconds(1) ... .seconds(300)
-    public var duration: Duration
-
-    public init(from decoder: any Decoder) throws {
-        let problem = ConfigValueProblem(
-            "is not a duration from 1s to 5m, e.g. 10s",
-            fix: "omit it for the provider's default, or set how long one request may wait for its answer")
-        let written: ConfigDuration
-        do {
-            written = try ConfigDuration(from: decoder)
-        } catch let error as ConfigValueProblem {
-            throw ConfigValueProblem(
-                error.message.replacingOccurrences(of: "is not a duration", with: problem.message), fix: problem.fix)
-        }
-        guard Self.range.contains(written.duration) else {
-            throw ConfigValueProblem("\(written.written) \(problem.message)", fix: problem.fix)
-        }
-        duration = written.duration
-    }
+    public static let example = "10s"
+    public static let fix = "omit it for the provider's default, or set how long one request may wait for its answer"
 }
+
+/// A provider's `timeout`.
+public typealias RequestTimeout = BoundedDuration<TimeoutBounds>
 
 /// One entry of `providers:`: its kind, the shared settings, and the adapter's own settings
 /// (checked against the kind by the validator and by building its sink).

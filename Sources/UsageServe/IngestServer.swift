@@ -37,12 +37,7 @@ public enum IngestServer {
             for method in [HTTPRequest.Method.post, .get, .put, .delete, .patch] {
                 router.on("/\(door.prefix)/**", method: method) { request, _ -> Response in
                     var request = request
-                    let body: ByteBuffer
-                    do {
-                        body = try await request.collectBody(upTo: handler.settings.maxBodyBytes)
-                    } catch {
-                        return reply(handler.tooLarge())
-                    }
+                    guard let body = await readBody(&request, handler) else { return reply(handler.tooLarge()) }
                     let path = String(request.uri.path.dropFirst(door.prefix.count + 1))
                     let answer = await door.handle(
                         IngestDoorRequest(
@@ -78,21 +73,11 @@ public enum IngestServer {
             }
         }
         router.post("/v1/events") { request, _ -> Response in
-            func early(_ answer: IngestReply) -> Response {
-                IngestHandler.count(answer)
-                return reply(answer)
-            }
-            guard handler.authorises(request.headers[.authorization]) else { return early(IngestHandler.unauthorised) }
-            if let length = request.headers[.contentLength].flatMap(Int.init), length > handler.settings.maxBodyBytes {
-                return early(handler.tooLarge())
+            guard handler.authorises(request.headers[.authorization]) else {
+                return counted(IngestHandler.unauthorised)
             }
             var request = request
-            let body: ByteBuffer
-            do {
-                body = try await request.collectBody(upTo: handler.settings.maxBodyBytes)
-            } catch {
-                return early(handler.tooLarge())
-            }
+            guard let body = await readBody(&request, handler) else { return counted(handler.tooLarge()) }
             let answer = await handler.handle(
                 body: Data(buffer: body), contentType: request.headers[.contentType],
                 quantityProperty: request.uri.queryParameters.get("quantity_property"),
@@ -101,16 +86,10 @@ public enum IngestServer {
         }
         router.post("/v1/events/:id/void") { request, context -> Response in
             guard handler.authorises(request.headers[.authorization]) else {
-                IngestHandler.count(IngestHandler.unauthorised)
-                return reply(IngestHandler.unauthorised)
+                return counted(IngestHandler.unauthorised)
             }
             var request = request
-            let body: ByteBuffer
-            do {
-                body = try await request.collectBody(upTo: handler.settings.maxBodyBytes)
-            } catch {
-                return reply(handler.tooLarge())
-            }
+            guard let body = await readBody(&request, handler) else { return counted(handler.tooLarge()) }
             return reply(await handler.void(id: context.parameters.get("id") ?? "", body: Data(buffer: body)))
         }
         addHealthAndMetrics(to: router, registry: registry)
@@ -138,6 +117,21 @@ public enum IngestServer {
         return Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "usage-billing"),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: logger)
+    }
+
+    /// An answer given before the handler saw the request (401, 413), counted as the handler
+    /// counts its own.
+    static func counted(_ answer: IngestReply) -> Response {
+        IngestHandler.count(answer)
+        return reply(answer)
+    }
+
+    /// The request's body, or nil when it is over ``ServeSettings/maxBodyBytes`` (told by its
+    /// Content-Length before reading, or found while reading).
+    static func readBody(_ request: inout Request, _ handler: IngestHandler) async -> ByteBuffer? {
+        let limit = handler.settings.maxBodyBytes
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit { return nil }
+        return try? await request.collectBody(upTo: limit)
     }
 
     /// `GET /healthz` (the process answers) and `GET /metrics` (the registry in Prometheus text).

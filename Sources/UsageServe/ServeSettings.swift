@@ -153,7 +153,7 @@ struct ServeDocument: Decodable {
     var maxBodyBytes: WholeNumber<BodyBytes>?
     var maxEventsPerRequest: WholeNumber<EventsPerRequest>?
     var maxBacklog: WholeNumber<Backlog>?
-    var maxLag: MaxLag?
+    var maxLag: BoundedDuration<Lag>?
     /// The provider APIs by name, each checked against its door.
     var compat: ConfigMap<JSONValue>?
 
@@ -178,18 +178,10 @@ struct ServeDocument: Decodable {
         static let fix = "e.g. 1000000 queued rows"
     }
 
-    /// `max_lag`: a duration text of a minute or more.
-    struct MaxLag: Decodable {
-        var duration: Duration
-
-        init(from decoder: any Decoder) throws {
-            let text = try? decoder.singleValueContainer().decode(String.self)
-            guard let text, let lag = DurationText.parse(text), lag >= .seconds(60) else {
-                throw ConfigValueProblem(
-                    "must be a duration of a minute or more",
-                    fix: "e.g. 1h (a lane whose oldest undelivered event is older is reported by /readyz)")
-            }
-            duration = lag
-        }
+    /// `max_lag`: a minute or more.
+    enum Lag: DurationBounds {
+        static let range: ClosedRange<Duration> = .seconds(60) ... .seconds(365 * 86_400)
+        static let example = "1h"
+        static let fix = "e.g. 1h (a lane whose oldest undelivered event is older is reported by /readyz)"
     }
 }

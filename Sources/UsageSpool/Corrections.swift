@@ -23,9 +23,6 @@ public enum CorrectionLaneState: Int, Sendable, Hashable, CaseIterable {
     /// Nothing to correct: the event is a dead letter on this lane.
     case notNeeded = 4
 
-    /// The state as it stands in a statement's text (never bound: see ``DeliveryState``).
-    var sql: String { String(rawValue) }
-
     /// How the state reads in listings.
     public var label: String {
         switch self {

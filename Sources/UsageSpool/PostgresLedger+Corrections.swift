@@ -95,10 +95,9 @@ extension PostgresLedger {
                     attempts: Int(attempts),
                     sendStarted: started, isWindowRecord: record))
         }
+        let keyOfID = Dictionary(uniqueKeysWithValues: byKey.map { ($0.value.id, $0.key) })
         for record in try await correctionRecords(keys: keys, c) {
-            if let key = byKey.first(where: { $0.value.id == record.eventID })?.key {
-                byKey[key]?.snapshot.corrections.append(record)
-            }
+            if let key = keyOfID[record.eventID] { byKey[key]?.snapshot.corrections.append(record) }
         }
         return Dictionary(uniqueKeysWithValues: byKey.values.map { ($0.id, $0.snapshot) })
     }
