@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 import UsageBilling
+import UsageBillingCurl
+import UsageEmulator
+import UsageRouting
 @testable import UsageSpool
 
 /// Voids in the ledger, on both stores: the event stays, the correction is a row of its own,
@@ -105,5 +108,65 @@ struct CorrectionLedgerTests {
         let results = try await ledger.void([batch[0].id, batch[1].id], reason: "states", now: Date())
         #expect(results[0].correction.lanes == ["a/x": .pending, "b/x": .notNeeded])
         #expect(results[1].correction.lanes == ["a/x": .withheld, "b/x": .pending])
+    }
+}
+
+/// Voids racing a running worker, against the emulator with errors and hung requests: whatever
+/// the interleaving, a void is withheld exactly where the provider never got the event, and
+/// pending exactly where it did; everything else arrives once and nothing stays queued.
+@Suite("Voids while delivering", .timeLimit(.minutes(3)))
+struct VoidWhileDeliveringTests {
+    @Test(arguments: LedgerKind.allCases)
+    func aVoidIsWithheldExactlyWhereTheProviderNeverGotTheEvent(_ kind: LedgerKind) async throws {
+        let faults = FaultPlan.mixed(0.1, timeouts: 0.03)
+        let emulator = try await UsageEmulator.start(faults: ["openmeter": faults, "orb": faults], seed: 35)
+        let config = try routing(
+            """
+            version: 1
+            providers:
+              openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(emulator.endpoints["openmeter"]?["endpoint"] ?? "")", timeout: 1s, max_batch_size: 25 }
+              orb: { kind: orb, api_key: orb_REDACTED, endpoint: "\(emulator.endpoints["orb"]?["endpoint"] ?? "")", timeout: 1s, max_batch_size: 25 }
+            routes:
+              - { events: [api_request], to: openmeter, shadow: orb }
+            """)
+        let curl = try CurlHTTPClient()
+        defer { curl.shutdown() }
+        let pipeline = try UsagePipeline(
+            config: config, ledger: try await kind.make("void-race"), client: curl,
+            policy: RetryPolicy(baseDelay: .milliseconds(5), maxDelay: .milliseconds(50), maxAttempts: 100_000))
+        let batch = events(1_500, prefix: "race")
+        try await pipeline.record(batch)
+        let worker = Task { try await pipeline.flush() }
+        // Every seventh event voided, in small calls spread over the delivery.
+        let voided = stride(from: 0, to: batch.count, by: 7).map { batch[$0].id }
+        for chunk in stride(from: 0, to: voided.count, by: 15).map({ voided[$0..<min($0 + 15, voided.count)] }) {
+            try await pipeline.void(Array(chunk), reason: "race")
+            try await Task.sleep(for: .milliseconds(15))
+        }
+        try await worker.value
+
+        let lanes = ["openmeter": "openmeter/api_request", "orb": "orb/api_request"]
+        let corrections = Dictionary(
+            uniqueKeysWithValues: try await pipeline.spool.corrections(of: voided).map { ($0.eventID, $0) })
+        var withheld = 0, pending = 0
+        for (provider, lane) in lanes.sorted(by: { $0.key < $1.key }) {
+            let accepted = await emulator.accepted(provider).compactMap(\.key)
+            #expect(accepted.count == Set(accepted).count, "\(provider): an event arrived twice")
+            let arrived = Set(accepted)
+            for id in voided {
+                let state = corrections[id]?.lanes[lane]
+                #expect(
+                    state == (arrived.contains(id) ? .pending : .withheld),
+                    "\(provider) \(id): \(String(describing: state))")
+                if state == .withheld { withheld += 1 } else { pending += 1 }
+            }
+            let kept = Set(batch.map(\.id)).subtracting(voided)
+            #expect(kept.isSubset(of: arrived), "\(provider): every event not voided arrived")
+        }
+        let status = try await pipeline.spool.status()
+        #expect(status.allSatisfy { $0.queued == 0 && $0.dead.isEmpty }, "\(status)")
+        #expect(withheld > 0, "some voids landed before their send")
+        print("void race (\(kind.rawValue)): \(voided.count) voids x 2 lanes: \(withheld) withheld, \(pending) pending")
+        await emulator.shutdown()
     }
 }
