@@ -97,6 +97,18 @@ struct CorrectionCLITests {
         #expect(again.json?["reason"] == .string("test customer"))
         let unknown = try await live.serve.post(live.client, #"{"reason":"typo"}"#, path: "/v1/events/nope/void")
         #expect(unknown.status == 404 && unknown.json?["error"]?["code"] == .string("event_not_found"))
+        // The answers are the ones docs/ingest.openapi.json documents, the correction in its shape.
+        let spec = try #require(
+            JSONValue.parse(try Data(contentsOf: CLI.root.appending(path: "docs/ingest.openapi.json"))))
+        guard case .object(let documented)? = spec["paths"]?["/v1/events/{id}/void"]?["post"]?["responses"],
+            case .array(let required)? = spec["components"]?["schemas"]?["Correction"]?["required"],
+            case .object(let answered)? = voided.json
+        else {
+            Issue.record("docs/ingest.openapi.json does not document the void endpoint")
+            return
+        }
+        #expect(Set(["200", "400", "401", "404"]).isSubset(of: Set(documented.keys)))
+        #expect(Set(required.compactMap(\.stringValue)).isSubset(of: Set(answered.keys)), "\(answered.keys)")
         live.serve.process.kill(SIGTERM)
         #expect(await live.serve.process.exitStatus() == 0)
         let listed = try await CLI.run(["corrections", "--spool", live.spool])
