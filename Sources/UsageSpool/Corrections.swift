@@ -111,10 +111,35 @@ struct CorrectionSnapshot: Sendable {
 
 /// What a correction transaction writes.
 struct CorrectionChanges: Sendable {
-    /// Queued rows that leave the queue as voided (never sent).
-    var voidRows: [Int64] = []
+    /// Queued rows that leave the queue as voided (never sent), each with its correction (an
+    /// index into ``corrections``) and lane.
+    var voidRows: [(seq: Int64, correction: Int, lane: String)] = []
     /// New corrections, with their events' keys.
     var corrections: [(key: Int64, record: CorrectionRecord)] = []
+    /// Per id of the call, in order: its new correction (an index into ``corrections``), or the
+    /// one that voided it before.
+    var answers: [Answer] = []
+
+    enum Answer: Sendable {
+        case new(Int)
+        case already(CorrectionRecord)
+    }
+
+    /// A row to void that another writer took out of the queue between the read and the write
+    /// (its mark landed first, so its send had started): the correction is pending there.
+    mutating func leftTheQueueMeanwhile(_ row: (seq: Int64, correction: Int, lane: String)) {
+        corrections[row.correction].record.lanes[row.lane] = .pending
+    }
+
+    /// What the call answers, once written.
+    var results: [VoidResult] {
+        answers.map { answer in
+            switch answer {
+            case .new(let i): VoidResult(correction: corrections[i].record, alreadyVoid: false)
+            case .already(let record): VoidResult(correction: record, alreadyVoid: true)
+            }
+        }
+    }
 }
 
 extension LedgerEngine {
@@ -124,13 +149,12 @@ extension LedgerEngine {
     /// window gets the correction `pending`; a dead row needs none.
     static func void(
         _ ids: [String], snapshots: [String: CorrectionSnapshot], reason: String, now: Date
-    ) throws -> (CorrectionChanges, [VoidResult]) {
+    ) throws -> CorrectionChanges {
         var changes = CorrectionChanges()
-        var results: [VoidResult] = []
         for id in ids {
             guard let snapshot = snapshots[id] else { continue }
             if let earlier = snapshot.corrections.first(where: { $0.kind == .void }) {
-                results.append(VoidResult(correction: earlier, alreadyVoid: true))
+                changes.answers.append(.already(earlier))
                 continue
             }
             if snapshot.rows.contains(where: \.isWindowRecord) {
@@ -143,7 +167,7 @@ extension LedgerEngine {
             for row in snapshot.rows {
                 switch row.state {
                 case .queued where row.attempts == 0 && !row.sendStarted:
-                    changes.voidRows.append(row.seq)
+                    changes.voidRows.append((row.seq, changes.corrections.count, row.lane))
                     lanes[row.lane] = .withheld
                 case .queued, .delivered, .duplicate, .aggregated:
                     lanes[row.lane] = .pending
@@ -154,10 +178,10 @@ extension LedgerEngine {
             let record = CorrectionRecord(
                 eventID: id, number: (snapshot.corrections.map(\.number).max() ?? 0) + 1, kind: .void,
                 reason: reason, recordedAt: Date(timeIntervalSince1970: now.timeIntervalSince1970), lanes: lanes)
+            changes.answers.append(.new(changes.corrections.count))
             changes.corrections.append((snapshot.key, record))
-            results.append(VoidResult(correction: record, alreadyVoid: false))
         }
-        return (changes, results)
+        return changes
     }
 
     /// The refusal of a correction naming ids the ledger does not hold: nothing was written.
@@ -167,7 +191,7 @@ extension LedgerEngine {
             .invalidInput,
             "the ledger \(ledger) holds no event with id \(shown); nothing was corrected",
             fix:
-                "check the id (it is the event's `id`, as recorded), and the ledger (--spool or --ledger): `usage-billing status` shows what it holds",
+                "check the id (it is the event's `id`, as recorded), and the ledger (--spool): `usage-billing status` shows what it holds",
             field: "id")
     }
 }
@@ -192,6 +216,6 @@ extension LedgerStore {
             let missing = unique.filter { snapshots[$0] == nil }
             guard missing.isEmpty else { throw LedgerEngine.unknownEvents(missing, ledger: location) }
             return try LedgerEngine.void(unique, snapshots: snapshots, reason: trimmed, now: now)
-        }
+        }.results
     }
 }

@@ -26,12 +26,13 @@ protocol LedgerStore: UsageLedger {
     ) async throws -> [(facts: LaneFacts, alreadyThere: Int)]
 
     /// In one transaction: reads each of the events `ids` the ledger holds (its rows and its
-    /// corrections), lets `decide` refuse (nothing is written then) or say what to change, writes
-    /// that (voided rows only while still queued), and returns what `decide` returned with it.
-    func correctionTransaction<Result: Sendable>(
-        ids: [String], now: Date,
-        _ decide: @Sendable ([String: CorrectionSnapshot]) throws -> (CorrectionChanges, Result)
-    ) async throws -> Result
+    /// corrections), lets `decide` refuse (nothing is written then) or say what to change, and
+    /// writes that. A row is voided only if still queued and untried when written: one another
+    /// writer marked since the read gets its correction pending instead
+    /// (``CorrectionChanges/leftTheQueueMeanwhile(_:)``). Returns the changes as written.
+    func correctionTransaction(
+        ids: [String], now: Date, _ decide: @Sendable ([String: CorrectionSnapshot]) throws -> CorrectionChanges
+    ) async throws -> CorrectionChanges
 }
 
 /// Which windows a ``LedgerStore/windowTransaction(lane:reading:now:exclusive:_:)`` reads.

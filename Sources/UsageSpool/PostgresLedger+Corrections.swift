@@ -34,10 +34,9 @@ extension PostgresLedger {
         """,
     ]
 
-    func correctionTransaction<Result: Sendable>(
-        ids: [String], now: Date,
-        _ decide: @Sendable ([String: CorrectionSnapshot]) throws -> (CorrectionChanges, Result)
-    ) async throws -> Result {
+    func correctionTransaction(
+        ids: [String], now: Date, _ decide: @Sendable ([String: CorrectionSnapshot]) throws -> CorrectionChanges
+    ) async throws -> CorrectionChanges {
         let t = now.timeIntervalSince1970
         return try await transaction { c in
             // One correction of an event at a time, fleet-wide: two processes voiding one event
@@ -46,13 +45,20 @@ extension PostgresLedger {
                 try await c.query("SELECT pg_advisory_xact_lock(hashtextextended(\(id), 2))", logger: self.logger)
             }
             let snapshots = try await self.correctionSnapshots(ids, c)
-            let (changes, result) = try decide(snapshots)
+            var changes = try decide(snapshots)
             if !changes.voidRows.isEmpty {
-                try await c.query(
+                // A worker's mark may land between the read and this write: the rows it took out
+                // of the queue are not voided here, and their corrections become pending.
+                var voided = Set<Int64>()
+                for try await seq in try await c.query(
                     """
                     UPDATE ub_deliveries SET state = \(unescaped: DeliveryState.voided.sql), updated_at = \(t)
-                    WHERE seq = ANY(\(changes.voidRows)::int8[]) AND state = \(unescaped: DeliveryState.queued.sql)
-                    """, logger: self.logger)
+                    WHERE seq = ANY(\(changes.voidRows.map(\.seq))::int8[]) AND state = \(unescaped: DeliveryState.queued.sql)
+                      AND attempts = 0 AND first_attempt_at IS NULL
+                    RETURNING seq
+                    """, logger: self.logger
+                ).decode(Int64.self) { voided.insert(seq) }
+                for row in changes.voidRows where !voided.contains(row.seq) { changes.leftTheQueueMeanwhile(row) }
             }
             for (key, record) in changes.corrections {
                 try await c.query(
@@ -68,7 +74,7 @@ extension PostgresLedger {
                     FROM unnest(\(lanes.map(\.key))::text[], \(lanes.map { Int16($0.value.rawValue) })::int2[]) AS l(lane, state)
                     """, logger: self.logger)
             }
-            return result
+            return changes
         }
     }
 

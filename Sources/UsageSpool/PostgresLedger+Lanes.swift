@@ -44,6 +44,11 @@ extension PostgresLedger {
                     UPDATE ub_deliveries a SET state = \(unescaped: DeliveryState.duplicate.sql), reason_code = \(LedgerEngine.alreadyOnLaneCode), reason_message = \(LedgerEngine.alreadyOnLane(to))
                     WHERE a.lane = \(from) AND a.state = \(unescaped: DeliveryState.queued.sql) AND EXISTS (SELECT 1 FROM ub_deliveries b WHERE b.lane = \(to) AND b.event = a.event)
                     """, logger: self.logger)
+                // An event's corrections go where its row goes (before the rows move, by the same test).
+                try await c.query(
+                    """
+                    UPDATE ub_correction_lanes l SET lane = \(to) WHERE l.lane = \(from) AND NOT EXISTS (SELECT 1 FROM ub_deliveries b WHERE b.lane = \(to) AND b.event = l.event)
+                    """, logger: self.logger)
                 try await c.query(
                     """
                     UPDATE ub_deliveries a SET lane = \(to) WHERE a.lane = \(from) AND NOT EXISTS (SELECT 1 FROM ub_deliveries b WHERE b.lane = \(to) AND b.event = a.event)

@@ -4,19 +4,19 @@ import UsageBilling
 
 /// The spool's corrections: the store's correction transaction (``LedgerStore``) and reads.
 extension Spool {
-    func correctionTransaction<Result: Sendable>(
-        ids: [String], now: Date,
-        _ decide: @Sendable ([String: CorrectionSnapshot]) throws -> (CorrectionChanges, Result)
-    ) async throws -> Result {
+    func correctionTransaction(
+        ids: [String], now: Date, _ decide: @Sendable ([String: CorrectionSnapshot]) throws -> CorrectionChanges
+    ) async throws -> CorrectionChanges {
         try await pool.write { db in
             let snapshots = try Self.correctionSnapshots(ids, db: db)
-            let (changes, result) = try decide(snapshots)
+            var changes = try decide(snapshots)
             let t = now.timeIntervalSince1970
-            for seq in changes.voidRows {
+            for row in changes.voidRows {
                 try db.execute(
                     sql: """
-                        UPDATE deliveries SET state = \(DeliveryState.voided.sql), updated_at = ? WHERE seq = ? AND state = \(DeliveryState.queued.sql)
-                        """, arguments: [t, seq])
+                        UPDATE deliveries SET state = \(DeliveryState.voided.sql), updated_at = ? WHERE seq = ? AND state = \(DeliveryState.queued.sql) AND attempts = 0 AND first_attempt_at IS NULL
+                        """, arguments: [t, row.seq])
+                if db.changesCount == 0 { changes.leftTheQueueMeanwhile(row) }
             }
             for (key, record) in changes.corrections {
                 try db.execute(
@@ -29,7 +29,7 @@ extension Spool {
                         arguments: [key, record.number, lane, state.rawValue, t])
                 }
             }
-            return result
+            return changes
         }
     }
 

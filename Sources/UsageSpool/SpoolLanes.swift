@@ -84,6 +84,11 @@ extension Spool {
                         UPDATE deliveries SET state = \(DeliveryState.duplicate.sql), reason_code = ?, reason_message = ?
                         WHERE lane = ? AND state = \(DeliveryState.queued.sql) AND EXISTS (SELECT 1 FROM deliveries b WHERE b.lane = ? AND b.event = deliveries.event)
                         """, arguments: [LedgerEngine.alreadyOnLaneCode, LedgerEngine.alreadyOnLane(to), from, to])
+                // An event's corrections go where its row goes (before the rows move, by the same test).
+                try db.execute(
+                    sql: """
+                        UPDATE correction_lanes SET lane = ? WHERE lane = ? AND NOT EXISTS (SELECT 1 FROM deliveries b WHERE b.lane = ? AND b.event = correction_lanes.event)
+                        """, arguments: [to, from, to])
                 try db.execute(
                     sql: """
                         UPDATE deliveries SET lane = ? WHERE lane = ? AND NOT EXISTS (SELECT 1 FROM deliveries b WHERE b.lane = ? AND b.event = deliveries.event)

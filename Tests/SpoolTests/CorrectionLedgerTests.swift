@@ -97,6 +97,25 @@ struct CorrectionLedgerTests {
         #expect(status.voided == 0 && status.delivered == 1 && status.queued == 2)
     }
 
+    /// A lane moved (`lanes reassign`, a positional rename) takes its events' corrections along,
+    /// except for events the target holds already, whose rows stay behind too.
+    @Test(arguments: LedgerKind.allCases)
+    func correctionsMoveWithTheirLane(_ kind: LedgerKind) async throws {
+        let (ledger, batch) = try await ledgerWithTwoEvents(kind, "move")
+        try await ledger.record([RecordEntry(event: batch[1], lanes: ["c/x"])], now: Date())
+        let extra = events(1, prefix: "move-extra")[0]
+        try await ledger.record([RecordEntry(event: extra, lanes: ["b/x", "c/x"])], now: Date())
+        _ = try await ledger.void([batch[0].id, extra.id], reason: "moved", now: Date())
+        let moved = try await ledger.reassignLane("b/x", to: "c/x", targetAggregates: false)
+        #expect(moved.alreadyThere == 1, "extra is on c/x already (batch[1] was recorded before: that changed nothing)")
+        let after = try await ledger.corrections(of: [batch[0].id, extra.id])
+        #expect(after.first { $0.eventID == batch[0].id }?.lanes == ["a/x": .pending, "c/x": .withheld])
+        // extra's row on b/x stayed there (c/x has its own), and so did its correction there.
+        #expect(after.first { $0.eventID == extra.id }?.lanes == ["b/x": .withheld, "c/x": .withheld])
+        let status = try await ledger.status()
+        #expect(status.first { $0.lane == "c/x" }?.voided == 2, "\(status)")
+    }
+
     /// A dead letter needs no correction; a folded or retried row gets it pending.
     @Test(arguments: LedgerKind.allCases)
     func deadRowsNeedNoneAndTriedRowsArePending(_ kind: LedgerKind) async throws {
