@@ -246,7 +246,7 @@ public struct Reconciler: Sendable {
             guard let namer = namers[lane] else { continue }
             let aggregation = router.sink(for: lane)?.capabilities.aggregation
             try await spool.ledger(lane: lane.description) { event, state in
-                guard state != .dead, state != .voided, !voided.contains(event.id),
+                guard state != .dead, !state.isVoided, !voided.contains(event.id),
                     customerFilter?.contains(event.customer) ?? true
                 else { return }
                 events.append(

@@ -112,7 +112,8 @@ struct CorrectionSnapshot: Sendable {
 /// What a correction transaction writes.
 struct CorrectionChanges: Sendable {
     /// Queued rows that leave the queue as voided (never sent), each with its correction (an
-    /// index into ``corrections``) and lane.
+    /// index into ``corrections``) and lane. The store writes each as ``DeliveryState/voided``,
+    /// or ``DeliveryState/voidedUnconfirmed`` while a worker holds its lane.
     var voidRows: [(seq: Int64, correction: Int, lane: String)] = []
     /// New corrections, with their events' keys.
     var corrections: [(key: Int64, record: CorrectionRecord)] = []
@@ -171,7 +172,7 @@ extension LedgerEngine {
                     lanes[row.lane] = .withheld
                 case .queued, .delivered, .duplicate, .aggregated:
                     lanes[row.lane] = .pending
-                case .dead, .voided:
+                case .dead, .voided, .voidedUnconfirmed:
                     lanes[row.lane] = .notNeeded
                 }
             }

@@ -278,6 +278,7 @@ public final class DeliveryWorker: Sendable {
                 switch machine.next(now: clock.now()) {
                 case .finish:
                     try await group.waitForAll()
+                    try await spool.confirmVoids(lane: lane, lease: lease)
                     return
                 case .awaitCompletion:
                     switch try await group.next() {
@@ -322,6 +323,7 @@ public final class DeliveryWorker: Sendable {
                             lane: lane, limit: limit, now: clock.now(), windowRecords: spec == nil ? nil : true,
                             after: after))
                 case .checkIdle:
+                    try await spool.confirmVoids(lane: lane, lease: lease)
                     metrics.depth.record(try await spool.queuedCount(lane: lane))
                     machine.idle(nextDue: try await spool.nextDue(lane: lane), now: clock.now())
                 case .sleep(let duration):

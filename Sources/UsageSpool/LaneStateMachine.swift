@@ -94,12 +94,13 @@ struct LaneStateMachine {
         /// Deliver the batch in a task of its own (and sample the queue depth after it, with
         /// `sampleDepth`); report ``batchFinished(seqs:keys:marks:latency:retryAt:)``.
         case deliver(Batch, sampleDepth: Bool)
-        /// Nothing is due: sample the queue depth, look up when the next row is; report
-        /// ``idle(nextDue:now:)``.
+        /// Nothing is due and nothing of the lane is out (no batch in flight, no mark unwritten):
+        /// confirm the voids made meanwhile (``UsageLedger/confirmVoids(lane:lease:)``), sample
+        /// the queue depth, look up when the next row is; report ``idle(nextDue:now:)``.
         case checkIdle
         /// Sleep, then ask again.
         case sleep(Duration)
-        /// The lane is done: nothing in flight, nothing held.
+        /// The lane is done: nothing in flight, nothing held. Its voids are confirmed.
         case finish
     }
 

@@ -34,6 +34,27 @@ extension PostgresLedger {
         """,
     ]
 
+    /// Schema version 4: a void made while a worker held the lane (state 6) is confirmed by that
+    /// worker (state 5), or queued again by the next one if its lease lapsed; a mark on either
+    /// means the send had started.
+    static let unconfirmedVoidsSchema = [
+        "DROP TRIGGER ub_voided_row_attempted ON ub_deliveries",
+        """
+        CREATE OR REPLACE FUNCTION ub_voided_row_attempted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.state IN (5, 6) THEN NEW.state := 0; END IF;
+            UPDATE ub_correction_lanes SET state = 1, updated_at = NEW.updated_at
+                WHERE event = NEW.event AND lane = NEW.lane AND state = 0;
+            RETURN NEW;
+        END $$
+        """,
+        """
+        CREATE TRIGGER ub_voided_row_attempted BEFORE UPDATE OF attempts ON ub_deliveries
+            FOR EACH ROW WHEN (OLD.state IN (5, 6) AND NEW.attempts > OLD.attempts) EXECUTE FUNCTION ub_voided_row_attempted()
+        """,
+        "CREATE INDEX ub_deliveries_voided_unconfirmed ON ub_deliveries (lane) WHERE state = 6",
+    ]
+
     func correctionTransaction(
         ids: [String], now: Date, _ decide: @Sendable ([String: CorrectionSnapshot]) throws -> CorrectionChanges
     ) async throws -> CorrectionChanges {
@@ -47,12 +68,24 @@ extension PostgresLedger {
             let snapshots = try await self.correctionSnapshots(ids, c)
             var changes = try decide(snapshots)
             if !changes.voidRows.isEmpty {
+                // A worker holding a row's lane may have read it and be sending it: those voids
+                // stay unconfirmed until it confirms them (``confirmVoids(lane:lease:)``) or the
+                // next worker to take the lane finds its lease lapsed.
+                var held = Set<String>()
+                for try await lane in try await c.query(
+                    """
+                    SELECT lane FROM ub_leases WHERE lane = ANY(\(Array(Set(changes.voidRows.map(\.lane))))::text[]) AND expires_at > now()
+                    """, logger: self.logger
+                ).decode(String.self) { held.insert(lane) }
+                let unconfirmed = changes.voidRows.filter { held.contains($0.lane) }.map(\.seq)
                 // A worker's mark may land between the read and this write: the rows it took out
                 // of the queue are not voided here, and their corrections become pending.
                 var voided = Set<Int64>()
                 for try await seq in try await c.query(
                     """
-                    UPDATE ub_deliveries SET state = \(unescaped: DeliveryState.voided.sql), updated_at = \(t)
+                    UPDATE ub_deliveries
+                    SET state = CASE WHEN seq = ANY(\(unconfirmed)::int8[]) THEN \(unescaped: DeliveryState.voidedUnconfirmed.sql) ELSE \(unescaped: DeliveryState.voided.sql) END,
+                        updated_at = \(t)
                     WHERE seq = ANY(\(changes.voidRows.map(\.seq))::int8[]) AND state = \(unescaped: DeliveryState.queued.sql)
                       AND attempts = 0 AND first_attempt_at IS NULL
                     RETURNING seq
@@ -75,6 +108,42 @@ extension PostgresLedger {
                     """, logger: self.logger)
             }
             return changes
+        }
+    }
+
+    public func confirmVoids(lane: String, lease: LaneLease?) async throws {
+        _ = try await run {
+            try await self.client.query(
+                """
+                UPDATE ub_deliveries SET state = \(unescaped: DeliveryState.voided.sql)
+                WHERE lane = \(lane) AND state = \(unescaped: DeliveryState.voidedUnconfirmed.sql)
+                  AND (NOT \(lease != nil) OR EXISTS (SELECT 1 FROM ub_leases WHERE lane = \(lane) AND token = \(lease?.token ?? 0)))
+                """, logger: self.logger)
+        }
+    }
+
+    /// Run by a worker that just took `lane`'s lease: after a lease that lapsed (its worker died
+    /// or stalled, perhaps with voided rows in flight) the unconfirmed voids are queued again
+    /// (they go with the same ids, which the provider drops as repeats) with their corrections
+    /// pending; after none (the last holder stopped cleanly, confirming what it held) they are
+    /// confirmed.
+    func settleUnconfirmedVoids(lane: String, afterLapsedLease: Bool) async throws {
+        let t = Date().timeIntervalSince1970
+        _ = try await transaction { c in
+            if afterLapsedLease {
+                try await c.query(
+                    """
+                    UPDATE ub_correction_lanes l SET state = \(Int16(CorrectionLaneState.pending.rawValue)), updated_at = \(t)
+                    FROM ub_deliveries d
+                    WHERE d.lane = \(lane) AND d.state = \(unescaped: DeliveryState.voidedUnconfirmed.sql)
+                      AND l.event = d.event AND l.lane = d.lane AND l.state = \(Int16(CorrectionLaneState.withheld.rawValue))
+                    """, logger: self.logger)
+            }
+            try await c.query(
+                """
+                UPDATE ub_deliveries SET state = \(unescaped: afterLapsedLease ? DeliveryState.queued.sql : DeliveryState.voided.sql)
+                WHERE lane = \(lane) AND state = \(unescaped: DeliveryState.voidedUnconfirmed.sql)
+                """, logger: self.logger)
         }
     }
 

@@ -81,6 +81,23 @@ extension PostgresLedger {
     public func acquireDeliveryLock() async throws -> (any DeliveryLock)? { nil }
 
     public func acquireLease(lane: String, owner: String, ttl: Duration) async throws -> LaneLease? {
+        // Who held the lane before decides what its unconfirmed voids are (settleUnconfirmedVoids).
+        var previous: (owner: String, lapsed: Bool)?
+        try await run {
+            for try await row in try await self.client.query(
+                "SELECT owner, expires_at < now() FROM ub_leases WHERE lane = \(lane)", logger: self.logger
+            ).decode((String, Bool).self) { previous = row }
+        }
+        guard let lease = try await takeLease(lane: lane, owner: owner, ttl: ttl) else { return nil }
+        switch previous {
+        case nil: try await settleUnconfirmedVoids(lane: lane, afterLapsedLease: false)
+        case (_, true)?: try await settleUnconfirmedVoids(lane: lane, afterLapsedLease: true)
+        case (_, false)?: break  // its own lease, taken again
+        }
+        return lease
+    }
+
+    private func takeLease(lane: String, owner: String, ttl: Duration) async throws -> LaneLease? {
         try await run {
             for try await (token, expires) in try await self.client.query(
                 """

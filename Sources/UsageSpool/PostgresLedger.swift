@@ -169,6 +169,7 @@ public final class PostgresLedger: UsageLedger {
         (2, ["CREATE TABLE ub_workers (owner text PRIMARY KEY, expires_at timestamptz NOT NULL)"]),
         // Corrections (void) and where each stands per lane.
         (3, correctionsSchema),
+        (4, unconfirmedVoidsSchema),
     ]
 
     /// Creates or migrates the schema in one transaction under an advisory lock, so processes
@@ -378,7 +379,7 @@ public final class PostgresLedger: UsageLedger {
                 case .duplicate?: s.duplicates += count
                 case .dead?: s.dead[code, default: 0] += count
                 case .aggregated?: s.aggregated += count
-                case .voided?: s.voided += count
+                case .voided?, .voidedUnconfirmed?: s.voided += count
                 case nil: break
                 }
                 byLane[lane] = s

@@ -419,7 +419,14 @@ public final class Spool: UsageLedger {
     /// `flock` on `<spool>.worker-lock` for the worker's run (released when it returns or its
     /// process dies): two workers would send the same queued rows twice.
     public func acquireDeliveryLock() async throws -> (any DeliveryLock)? {
-        try await WorkerLock.acquire(spoolPath: path)
+        let lock = try await WorkerLock.acquire(spoolPath: path)
+        do {
+            try await recoverUnconfirmedVoids()
+        } catch {
+            lock.release()
+            throw error
+        }
+        return lock
     }
     /// Under the file lock every lane is the worker's: a lease that never lapses.
     public func acquireLease(lane: String, owner: String, ttl: Duration) async throws -> LaneLease? {
@@ -512,7 +519,7 @@ public final class Spool: UsageLedger {
                 case .duplicate?: s.duplicates += count
                 case .dead?: s.dead[row[2], default: 0] += count
                 case .aggregated?: s.aggregated += count
-                case .voided?: s.voided += count
+                case .voided?, .voidedUnconfirmed?: s.voided += count
                 case nil: break
                 }
                 byLane[lane] = s

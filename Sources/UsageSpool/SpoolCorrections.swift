@@ -7,14 +7,17 @@ extension Spool {
     func correctionTransaction(
         ids: [String], now: Date, _ decide: @Sendable ([String: CorrectionSnapshot]) throws -> CorrectionChanges
     ) async throws -> CorrectionChanges {
-        try await pool.write { db in
+        // A running worker may have read a row it is about to send: its voids stay unconfirmed
+        // until it confirms them (``confirmVoids(lane:lease:)``) or a later worker finds it died.
+        let state: DeliveryState = WorkerLock.holder(spoolPath: path) == nil ? .voided : .voidedUnconfirmed
+        return try await pool.write { db in
             let snapshots = try Self.correctionSnapshots(ids, db: db)
             var changes = try decide(snapshots)
             let t = now.timeIntervalSince1970
             for row in changes.voidRows {
                 try db.execute(
                     sql: """
-                        UPDATE deliveries SET state = \(DeliveryState.voided.sql), updated_at = ? WHERE seq = ? AND state = \(DeliveryState.queued.sql) AND attempts = 0 AND first_attempt_at IS NULL
+                        UPDATE deliveries SET state = \(state.sql), updated_at = ? WHERE seq = ? AND state = \(DeliveryState.queued.sql) AND attempts = 0 AND first_attempt_at IS NULL
                         """, arguments: [t, row.seq])
                 if db.changesCount == 0 { changes.leftTheQueueMeanwhile(row) }
             }
@@ -30,6 +33,35 @@ extension Spool {
                 }
             }
             return changes
+        }
+    }
+
+    /// Under the file lock every lane is this worker's.
+    public func confirmVoids(lane: String, lease: LaneLease?) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE deliveries SET state = \(DeliveryState.voided.sql) WHERE lane = ? AND state = \(DeliveryState.voidedUnconfirmed.sql)
+                    """, arguments: [lane])
+        }
+    }
+
+    /// Run by a worker that just took the file lock: a void the worker before it never confirmed
+    /// may have been in flight when it died, so its row is queued again (it goes with the same
+    /// id, and the provider drops a repeat) and its correction is pending there.
+    func recoverUnconfirmedVoids() async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE correction_lanes SET state = \(CorrectionLaneState.pending.rawValue), updated_at = ?
+                    WHERE state = \(CorrectionLaneState.withheld.rawValue) AND EXISTS (
+                        SELECT 1 FROM deliveries d WHERE d.event = correction_lanes.event AND d.lane = correction_lanes.lane
+                        AND d.state = \(DeliveryState.voidedUnconfirmed.sql))
+                    """, arguments: [Date().timeIntervalSince1970])
+            try db.execute(
+                sql: """
+                    UPDATE deliveries SET state = \(DeliveryState.queued.sql) WHERE state = \(DeliveryState.voidedUnconfirmed.sql)
+                    """)
         }
     }
 

@@ -4,7 +4,7 @@ import GRDBSQLite
 import UsageBilling
 
 extension Spool {
-    /// The spool's schema, v1 to v8: each migration runs once, in order, in a transaction.
+    /// The spool's schema, v1 to v9: each migration runs once, in order, in a transaction.
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
@@ -235,6 +235,23 @@ extension Spool {
                         UPDATE correction_lanes SET state = 1, updated_at = NEW.updated_at
                             WHERE event = NEW.event AND lane = NEW.lane AND state = 0;
                     END;
+                    """)
+        }
+        m.registerMigration("v9: voids a worker has not confirmed") { db in
+            // A void made while a worker held the lane (state 6) is confirmed by that worker
+            // (state 5), or queued again by the next one if it died; a mark on either means the
+            // send had started.
+            try db.execute(
+                sql: """
+                    DROP TRIGGER voided_row_attempted;
+                    CREATE TRIGGER voided_row_attempted AFTER UPDATE OF attempts ON deliveries
+                    WHEN OLD.state IN (5, 6) AND NEW.attempts > OLD.attempts
+                    BEGIN
+                        UPDATE deliveries SET state = 0 WHERE seq = NEW.seq AND state IN (5, 6);
+                        UPDATE correction_lanes SET state = 1, updated_at = NEW.updated_at
+                            WHERE event = NEW.event AND lane = NEW.lane AND state = 0;
+                    END;
+                    CREATE INDEX deliveries_voided_unconfirmed ON deliveries (lane) WHERE state = 6;
                     """)
         }
         return m

@@ -75,6 +75,10 @@ public protocol UsageLedger: AnyObject, Sendable {
     )
     /// Voids the events `ids` (see ``LedgerStore/void(_:reason:now:)``).
     func void(_ ids: [String], reason: String, now: Date) async throws -> [VoidResult]
+    /// Confirms the lane's voids made while this worker held it (``DeliveryState/voidedUnconfirmed``):
+    /// called when the lane has nothing in flight and no mark unwritten. With a lease
+    /// (``PostgresLedger``), only while it is still the lane's.
+    func confirmVoids(lane: String, lease: LaneLease?) async throws
     /// The corrections of the events `ids` (every correction when nil), oldest first.
     func corrections(of ids: [String]?) async throws -> [CorrectionRecord]
     /// Dead-letters a lane's undelivered work with reason `lane_removed`.
@@ -242,13 +246,19 @@ public enum DeliveryState: Int, Sendable, CaseIterable {
     /// A raw event folded into an aggregation window of its lane; the window's record (a row of
     /// its own) carries it to the provider.
     case aggregated = 4
-    /// Voided before it was sent (``CorrectionLaneState/withheld``). A mark that arrives for it
-    /// anyway (a send under way when it was voided) makes the correction pending there, and a
-    /// retry queues the row again: the database's trigger holds this for every writer.
+    /// Voided before it was sent (``CorrectionLaneState/withheld``) while no worker held the
+    /// lane, or confirmed since by the worker that holds it: never sent.
     case voided = 5
+    /// Voided while a worker held the lane, which may have had it in flight: confirmed
+    /// (``voided``) once that worker's lane is idle, or queued again with the correction pending
+    /// if that worker died (the next one to take the lane cannot know what it had sent).
+    case voidedUnconfirmed = 6
 }
 
 extension DeliveryState {
+    /// Whether the row was voided before it was sent (confirmed or not).
+    public var isVoided: Bool { self == .voided || self == .voidedUnconfirmed }
+
     /// The state as it stands in a statement's text (`state = \(DeliveryState.queued.sql)`): a
     /// literal, never a bound parameter, so the partial indexes on `state = 0` keep matching.
     var sql: String { String(rawValue) }

@@ -38,7 +38,7 @@ struct MigrationTests {
         let indexes = try await spool.pool.read { db in
             try String.fetchAll(db, sql: "SELECT name FROM pragma_index_list('deliveries') ORDER BY name")
         }
-        #expect(indexes == ["deliveries_queued"])
+        #expect(indexes == ["deliveries_queued", "deliveries_voided_unconfirmed"])
         #expect(try await spool.due(lane: "stripe#0", limit: 10, now: Date()).map(\.seq) == [2, 3])
         #expect(try await spool.due(lane: "stripe#0", limit: 10, now: Date()).map(\.event.id) == ["old-1", "old-2"])
         // recorded before: no-op
@@ -157,7 +157,7 @@ struct MigrationTests {
         }
         #expect(schema.0.contains("seq INTEGER PRIMARY KEY") && !schema.0.uppercased().contains("AUTOINCREMENT"))
         #expect(schema.1 == 0)
-        #expect(schema.2 == ["deliveries_queued"])
+        #expect(schema.2 == ["deliveries_queued", "deliveries_voided_unconfirmed"])
         #expect(schema.3 == ["10 0 0 false - 0", "11 0 1 false - 0", "12 0 2 true - 0", "13 3 4 false rejected 1"])
         #expect(
             try await spool.deadLetters() == [
