@@ -72,6 +72,16 @@ public struct ConfigReader: Sendable {
         candidates.sorted().first { ConfigReader.isNearMiss(name, $0) }
     }
 
+    /// The words for a name that is none of `candidates`: `message`, then "; did you mean 'x'?"
+    /// when one is a near miss of it, and the fix: `rename(x)` then, else `otherwise`.
+    public static func unknownName(
+        _ name: String, among candidates: some Sequence<String>, _ message: String, otherwise: String,
+        rename: (String) -> String = { "rename it to '\($0)'" }
+    ) -> (message: String, fix: String) {
+        guard let near = nearMiss(of: name, in: candidates) else { return (message, otherwise) }
+        return ("\(message); did you mean '\(near)'?", rename(near))
+    }
+
     /// A problem at `key`, with the line of the key or, when it has none (a key that is missing),
     /// of its nearest parent.
     public func issue(_ key: String, _ message: String, _ fix: String) -> ConfigIssue {
@@ -114,12 +124,10 @@ final class ConfigLog {
         for (path, keys) in mappings.sorted(by: { $0.key < $1.key }) {
             let known = asked[path] ?? []
             for key in keys.subtracting(known).sorted() {
-                let near = ConfigReader.nearMiss(of: key, in: known)
-                issues.append(
-                    reader.issue(
-                        path.isEmpty ? key : "\(path).\(key)",
-                        "unknown key '\(key)'" + (near.map { "; did you mean '\($0)'?" } ?? ""),
-                        near.map { "rename it to '\($0)'" } ?? "use only \(known.sorted().joined(separator: ", "))"))
+                let (message, fix) = ConfigReader.unknownName(
+                    key, among: known, "unknown key '\(key)'",
+                    otherwise: "use only \(known.sorted().joined(separator: ", "))")
+                issues.append(reader.issue(path.isEmpty ? key : "\(path).\(key)", message, fix))
             }
         }
     }

@@ -81,11 +81,10 @@ struct Validator {
                 continue
             }
             guard let kind = registry.kind(kindName) else {
-                let near = ConfigReader.nearMiss(of: kindName, in: registry.names)
-                issue(
-                    "\(key).kind",
-                    "unknown provider kind '\(kindName)'" + (near.map { "; did you mean '\($0)'?" } ?? ""),
-                    near.map { "write `kind: \($0)`" } ?? "use one of \(kinds)")
+                let (message, fix) = ConfigReader.unknownName(
+                    kindName, among: registry.names, "unknown provider kind '\(kindName)'",
+                    otherwise: "use one of \(kinds)", rename: { "write `kind: \($0)`" })
+                issue("\(key).kind", message, fix)
                 continue
             }
             for (path, variable) in unsetProviderVariables.sorted(by: { $0.key < $1.key })
@@ -102,11 +101,10 @@ struct Validator {
             }
             let known = kind.settingsKeys.union(SharedProviderSettings.keys)
             for setting in provider.settings.keys.sorted() where !kind.settingsKeys.contains(setting) {
-                let near = ConfigReader.nearMiss(of: setting, in: known)
-                issue(
-                    "\(key).\(setting)",
-                    "\(kindName) has no setting '\(setting)'" + (near.map { "; did you mean '\($0)'?" } ?? ""),
-                    near.map { "rename it to '\($0)'" } ?? "use one of \(known.sorted().joined(separator: ", "))")
+                let (message, fix) = ConfigReader.unknownName(
+                    setting, among: known, "\(kindName) has no setting '\(setting)'",
+                    otherwise: "use one of \(known.sorted().joined(separator: ", "))")
+                issue("\(key).\(setting)", message, fix)
             }
             result[name] = RoutingConfig.Provider(
                 name: name, kind: kind, settings: provider.settings, shared: provider.shared)
@@ -135,12 +133,12 @@ struct Validator {
             let key = "routes[\(index)]"
             guard let r = item else { continue }
             for field in r.others.keys.sorted() where undefined(field) {
-                let near = ConfigReader.nearMiss(of: field, in: RouteDocument.keys.union(declared))
-                issue(
-                    "\(key).\(field)", "unknown route key '\(field)'" + (near.map { "; did you mean '\($0)'?" } ?? ""),
-                    near.map { "rename it to '\($0)'" }
-                        ?? "use \(RouteDocument.keys.sorted().joined(separator: ", ")), or a provider name for its settings on this route"
+                let (message, fix) = ConfigReader.unknownName(
+                    field, among: RouteDocument.keys.union(declared), "unknown route key '\(field)'",
+                    otherwise:
+                        "use \(RouteDocument.keys.sorted().joined(separator: ", ")), or a provider name for its settings on this route"
                 )
+                issue("\(key).\(field)", message, fix)
             }
             var patterns: [EventPattern] = []
             let texts = r.events?.items ?? []

@@ -102,10 +102,10 @@ public struct ServeSettings: Sendable {
         var switchedOn: [String: [String: JSONValue]] = [:]
         for name in compat.keys {
             guard let door = doors.first(where: { $0.prefix == name }) else {
-                let near = ConfigReader.nearMiss(of: name, in: names)
-                bad(
-                    "compat.\(name)", "serve speaks no '\(name)' API" + (near.map { "; did you mean '\($0)'?" } ?? ""),
-                    near.map { "rename it to '\($0)'" } ?? "use one of \(names.joined(separator: ", "))")
+                let (message, fix) = ConfigReader.unknownName(
+                    name, among: names, "serve speaks no '\(name)' API",
+                    otherwise: "use one of \(names.joined(separator: ", "))")
+                bad("compat.\(name)", message, fix)
                 continue
             }
             var entry: [String: JSONValue] = [:]
@@ -121,11 +121,10 @@ public struct ServeSettings: Sendable {
             let known = door.settingsKeys.union(["enabled"])
             var fine = true
             for unknown in entry.keys.sorted() where !known.contains(unknown) {
-                let near = ConfigReader.nearMiss(of: unknown, in: known)
-                bad(
-                    "compat.\(name).\(unknown)",
-                    "the \(name) API has no setting '\(unknown)'" + (near.map { "; did you mean '\($0)'?" } ?? ""),
-                    near.map { "rename it to '\($0)'" } ?? "use \(known.sorted().joined(separator: ", "))")
+                let (message, fix) = ConfigReader.unknownName(
+                    unknown, among: known, "the \(name) API has no setting '\(unknown)'",
+                    otherwise: "use \(known.sorted().joined(separator: ", "))")
+                bad("compat.\(name).\(unknown)", message, fix)
                 fine = false
             }
             if let enabled = entry["enabled"], enabled.boolValue == nil {
