@@ -229,3 +229,86 @@ struct FleetCLITests {
         await emulator.shutdown()
     }
 }
+
+extension FleetCLITests {
+    /// The crash test with corrections: one recorder's events are voided, in `void` processes,
+    /// while a second recorder records and 3 workers are SIGKILLed at random on one PostgreSQL
+    /// ledger. At the end a void is withheld exactly where Stripe never got the event and pending
+    /// exactly where it did; every other id reached Stripe once; nothing is queued.
+    @Test func voidsWhileWorkersAreKilledAreWithheldExactlyWhereNothingWasSent() async throws {
+        let emulator = try await UsageEmulator.start(faults: ["stripe": .mixed(0.1, timeouts: 0)], seed: 9)
+        let ledger = try await PostgresServer.shared().database("fleetvoid")
+        let config = try Self.config(emulator, tag: "void")
+        let n = 300
+        let now = Date().addingTimeInterval(-600)
+        func lines(_ range: Range<Int>) -> String {
+            range.map { i in
+                Self.line(
+                    "fv-\(i)", "api_request", i % 2 == 0 ? "acme" : "globex", i % 5 + 1,
+                    at: now.addingTimeInterval(Double(i)))
+            }.joined(separator: "\n")
+        }
+        let first = try await CLI.run([
+            "import", try CLI.temp("fv-a.ndjson", lines(0..<n)), "-c", config, "--spool", ledger,
+        ])
+        #expect(first.status == 0, "\(first.output)")
+        let env = ProcessInfo.processInfo.environment.merging(CLI.env) { $1 }
+        let dir = FileManager.default.temporaryDirectory.appending(path: "ub-fleetvoid-\(UUID().uuidString.prefix(8))")
+            .path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        func start(_ args: [String], _ log: String) throws -> ChildProcess {
+            try ChildProcess.spawn(
+                CLI.binary.path, args, environment: env, directory: CLI.root.path, outputFile: "\(dir)/\(log).log")
+        }
+        let recorder = try start(
+            ["import", try CLI.temp("fv-b.ndjson", lines(n..<(2 * n))), "-c", config, "--spool", ledger], "rec-b")
+        let workerArgs = ["worker", "-c", config, "--spool", ledger, "--lease", "2s"]
+        var workers = try (0..<3).map { try start(workerArgs, "worker-\($0)") }
+        var rng = SeededGenerator(seed: UInt64(Date().timeIntervalSince1970))
+        let voided = stride(from: 0, to: n, by: 4).map { "fv-\($0)" }
+        let chunks = stride(from: 0, to: voided.count, by: 10).map { Array(voided[$0..<min($0 + 10, voided.count)]) }
+        var kills = 0
+        for (round, chunk) in chunks.enumerated() {
+            let void = try await CLI.run(["void"] + chunk + ["--reason", "fleet", "--spool", ledger])
+            #expect(void.status == 0, "\(void.output)")
+            if round % 2 == 1 {
+                let victim = Int.random(in: 0..<workers.count, using: &rng)
+                workers[victim].kill(SIGKILL)
+                _ = await workers[victim].exitStatus()
+                kills += 1
+                workers[victim] = try start(workerArgs, "worker-\(victim)-\(round)")
+            }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 20...120, using: &rng)))
+        }
+        #expect(await recorder.exitStatus() == 0, "the recorder failed")
+        for worker in workers { worker.kill(SIGKILL); _ = await worker.exitStatus() }
+        let last = try await CLI.run(["worker", "-c", config, "--spool", ledger, "--until-empty", "--lease", "2s"])
+        #expect(last.status == 0, "\(last.output)")
+
+        let accepted = await emulator.accepted("stripe").compactMap(\.key)
+        #expect(accepted.count == Set(accepted).count, "an id reached Stripe twice")
+        let arrived = Set(accepted)
+        let kept = Set((0..<(2 * n)).map { "fv-\($0)" }).subtracting(voided)
+        #expect(kept.isSubset(of: arrived), "every id not voided reached Stripe")
+        let listed = try await CLI.run(["corrections", "--spool", ledger, "--json"])
+        var states: [String: String] = [:]
+        for correction in JSONValue.parse(Data(listed.output.utf8))?.arrayValue ?? [] {
+            if let id = correction["event_id"]?.stringValue {
+                states[id] = correction["lanes"]?["stripe/api_request"]?.stringValue
+            }
+        }
+        #expect(states.count == voided.count, "\(listed.output)")
+        var withheld = 0
+        for id in voided {
+            #expect(states[id] == (arrived.contains(id) ? "pending" : "withheld"), "\(id): \(states[id] ?? "none")")
+            if states[id] == "withheld" { withheld += 1 }
+        }
+        let status = try await CLI.run(["status", "--spool", ledger, "--json"])
+        let lanes = JSONValue.parse(Data(status.output.utf8))?.arrayValue ?? []
+        #expect(!lanes.isEmpty && lanes.allSatisfy { $0["queued"] == .number(0) }, "\(status.output)")
+        print(
+            "fleet void test: \(2 * n) events, \(voided.count) voided in \(chunks.count) void processes, 3 workers, SIGKILLs=\(kills): \(withheld) withheld, \(voided.count - withheld) pending"
+        )
+        await emulator.shutdown()
+    }
+}
