@@ -7,10 +7,12 @@ extension Spool {
     func correctionTransaction(
         ids: [String], now: Date, _ decide: @Sendable ([String: CorrectionSnapshot]) throws -> CorrectionChanges
     ) async throws -> CorrectionChanges {
-        // A running worker may have read a row it is about to send: its voids stay unconfirmed
-        // until it confirms them (``confirmVoids(lane:lease:)``) or a later worker finds it died.
-        let state: DeliveryState = WorkerLock.holder(spoolPath: path) == nil ? .voided : .voidedUnconfirmed
-        return try await pool.write { db in
+        try await pool.write { [path] db in
+            // A running worker may have read a row it is about to send: its voids stay unconfirmed
+            // until it confirms them (``confirmVoids(lane:lease:)``) or a later worker finds it
+            // died. Asked inside the write: a worker starting now writes (its recovery) before it
+            // reads, so it waits for this transaction and then does not see these rows queued.
+            let state: DeliveryState = WorkerLock.holder(spoolPath: path) == nil ? .voided : .voidedUnconfirmed
             let snapshots = try Self.correctionSnapshots(ids, db: db)
             var changes = try decide(snapshots)
             let t = now.timeIntervalSince1970
