@@ -156,8 +156,9 @@ struct RouterDeliveryTests {
             .respond(.json(200, .object(["object": .string("billing.meter_event")])))
         }
         // The shadow's server holds its request until the primary has returned: a router that
-        // waited for its shadows would never return (the test's time limit ends it), so no
-        // clock decides this test.
+        // waited for its shadows would never return (the test's time limit ends it). Both
+        // requests may wait the longest timeout a config allows, so on a starved machine no
+        // clock decides this test either.
         let primaryReturned = Locked(false)
         let shadowServer = try await LoopbackHTTPServer.start { _ in
             _ = try? await eventually(within: .seconds(90)) { primaryReturned.with { $0 } }
@@ -167,8 +168,8 @@ struct RouterDeliveryTests {
             """
             version: 1
             providers:
-              stripe: { kind: stripe, secret_key: sk_test_REDACTED, endpoint: "\(primaryServer.baseURL)" }
-              orb: { kind: orb, api_key: orb_REDACTED, endpoint: "\(shadowServer.baseURL)/v1" }
+              stripe: { kind: stripe, secret_key: sk_test_REDACTED, endpoint: "\(primaryServer.baseURL)", timeout: 300s }
+              orb: { kind: orb, api_key: orb_REDACTED, endpoint: "\(shadowServer.baseURL)/v1", timeout: 300s }
             routes:
               - { events: [api_request], to: stripe, shadow: orb }
             """, file: "t.yaml", directory: "/tmp", registry: .standard, environment: [:])
