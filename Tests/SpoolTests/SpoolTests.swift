@@ -27,13 +27,15 @@ func events(_ n: Int, prefix: String = "evt") -> [UsageEvent] {
     }
 }
 
-/// `api_request` to OpenMeter at a loopback server, `batch` events per request (placeholder key).
+/// `api_request` to OpenMeter at a loopback server, `batch` events per request (placeholder key). Its
+/// timeout is the longest allowed: the tests that hold the server's answer are decided by their
+/// own signals, never by a request timing out on a starved machine.
 func openMeterOnly(_ server: LoopbackHTTPServer, batch: Int) throws -> RoutingConfig {
     try routing(
         """
         version: 1
         providers:
-          openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: \(batch), hedge: false }
+          openmeter: { kind: openmeter, api_key: om_REDACTED, endpoint: "\(server.baseURL)", max_batch_size: \(batch), hedge: false, timeout: 300s }
         routes:
           - { events: [api_request], to: openmeter }
         """)
