@@ -115,8 +115,8 @@ struct CorrectionChanges: Sendable {
     /// index into ``corrections``) and lane. The store writes each as ``DeliveryState/voided``,
     /// or ``DeliveryState/voidedUnconfirmed`` while a worker holds its lane.
     var voidRows: [(seq: Int64, correction: Int, lane: String)] = []
-    /// New corrections, with their events' keys.
-    var corrections: [(key: Int64, record: CorrectionRecord)] = []
+    /// New corrections, with their events' keys and, per lane, the event's row there.
+    var corrections: [(key: Int64, record: CorrectionRecord, seqs: [String: Int64])] = []
     /// Per id of the call, in order: its new correction (an index into ``corrections``), or the
     /// one that voided it before.
     var answers: [Answer] = []
@@ -164,8 +164,9 @@ extension LedgerEngine {
                     "'\(id)' is an aggregation window's record, not an event that was recorded",
                     fix: "void the events the window sums; the window is revised from them")
             }
-            var lanes: [String: CorrectionLaneState] = [:]
+            var lanes: [String: CorrectionLaneState] = [:], seqs: [String: Int64] = [:]
             for row in snapshot.rows {
+                seqs[row.lane] = row.seq
                 switch row.state {
                 case .queued where row.attempts == 0 && !row.sendStarted:
                     changes.voidRows.append((row.seq, changes.corrections.count, row.lane))
@@ -180,7 +181,7 @@ extension LedgerEngine {
                 eventID: id, number: (snapshot.corrections.map(\.number).max() ?? 0) + 1, kind: .void,
                 reason: reason, recordedAt: Date(timeIntervalSince1970: now.timeIntervalSince1970), lanes: lanes)
             changes.answers.append(.new(changes.corrections.count))
-            changes.corrections.append((snapshot.key, record))
+            changes.corrections.append((snapshot.key, record, seqs))
         }
         return changes
     }

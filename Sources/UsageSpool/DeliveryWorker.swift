@@ -322,10 +322,16 @@ public final class DeliveryWorker: Sendable {
                         try await spool.due(
                             lane: lane, limit: limit, now: clock.now(), windowRecords: spec == nil ? nil : true,
                             after: after))
+                case .applyCorrections(let limit):
+                    let applied = try await applyCorrections(
+                        lane: lane, sink: sink, limit: limit, lease: lease, logger: logger)
+                    machine.correctionsApplied(more: applied.more, windowsChanged: applied.windowsChanged)
                 case .checkIdle:
                     try await spool.confirmVoids(lane: lane, lease: lease)
                     metrics.depth.record(try await spool.queuedCount(lane: lane))
-                    machine.idle(nextDue: try await spool.nextDue(lane: lane), now: clock.now())
+                    let rows = try await spool.nextDue(lane: lane)
+                    let corrections = try await spool.nextCorrectionDue(lane: lane)
+                    machine.idle(nextDue: [rows, corrections].compactMap { $0 }.min(), now: clock.now())
                 case .sleep(let duration):
                     try await clock.sleep(for: duration)
                 case .pace(let batch):

@@ -98,6 +98,10 @@ struct LaneStateMachine {
         /// confirm the voids made meanwhile (``UsageLedger/confirmVoids(lane:lease:)``), sample
         /// the queue depth, look up when the next row is; report ``idle(nextDue:now:)``.
         case checkIdle
+        /// Apply up to this many corrections due on the lane (only with nothing in flight and
+        /// every mark written, so a row delivered in this pass counts as delivered), then
+        /// ``correctionsApplied(more:windowsChanged:)``.
+        case applyCorrections(limit: Int)
         /// Sleep, then ask again.
         case sleep(Duration)
         /// The lane is done: nothing in flight, nothing held. Its voids are confirmed.
@@ -125,6 +129,7 @@ struct LaneStateMachine {
         /// Rows this pass read are due again: held marks are handed to a write and a new pass
         /// starts from the oldest due row, skipping the rows still out (``outstanding``).
         case restarting
+        case correcting
         case idle
         case sleeping(Duration)
         case finished
@@ -165,6 +170,9 @@ struct LaneStateMachine {
 
     /// Start no new batch: finish what is in flight, write what is held, then finish.
     mutating func stop() { stopping = true }
+
+    /// Corrections applied per ``Action/applyCorrections(limit:)``.
+    static let correctionsPerStep = 100
 
     mutating func rowsRead(_ rows: [QueuedDelivery]) {
         cursor = rows.last?.seq ?? cursor
@@ -217,6 +225,13 @@ struct LaneStateMachine {
         for seq in writes.removeValue(forKey: id) ?? [] { outstanding.remove(seq) }
     }
 
+    /// The answer to ``Action/applyCorrections(limit:)``: `more` when the limit was reached;
+    /// `windowsChanged` when voids were folded into windows, whose next revisions a new pass
+    /// emits.
+    mutating func correctionsApplied(more: Bool, windowsChanged: Bool) {
+        phase = more ? .correcting : windowsChanged ? .top : .idle
+    }
+
     /// The answer to ``Action/checkIdle``: when the lane's next row is due (nil: none queued).
     mutating func idle(nextDue: Date?, now: Date) {
         guard let nextDue else {
@@ -252,6 +267,8 @@ struct LaneStateMachine {
             case .sleeping(let duration):
                 phase = .top
                 return .sleep(duration)
+            case .correcting:
+                return .applyCorrections(limit: Self.correctionsPerStep)
             case .idle:
                 return .checkIdle
             case .folding(nil):
@@ -346,8 +363,7 @@ struct LaneStateMachine {
                     retryDue = nil
                     continue
                 }
-                phase = .idle
-                return .checkIdle
+                phase = .correcting
             }
         }
     }

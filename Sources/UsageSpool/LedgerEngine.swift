@@ -37,9 +37,10 @@ protocol LedgerStore: UsageLedger {
 
 /// Which windows a ``LedgerStore/windowTransaction(lane:reading:now:exclusive:_:)`` reads.
 enum WindowSelection: Sendable {
-    /// The windows with these keys (those that exist), and which of the raw rows `rows` are
-    /// still queued: a row another fold took first counts once.
-    case keys([WindowKey], rows: [Int64])
+    /// The windows with these keys (those that exist), which of the raw rows `rows` are
+    /// still queued (a row another fold took first counts once), and which of `corrections`
+    /// are still pending on the lane (a void folded once).
+    case keys([WindowKey], rows: [Int64], corrections: [CorrectionRef] = [])
     /// Every window with events not yet billed that ends at or before `endingBy` (Unix seconds),
     /// ordered by start, customer, meter.
     case unbilled(endingBy: Int64)
@@ -48,6 +49,7 @@ enum WindowSelection: Sendable {
 /// What a window transaction read.
 struct WindowSnapshot: Sendable {
     var queued: Set<Int64> = []
+    var pendingCorrections: Set<CorrectionRef> = []
     var windows: [(key: WindowKey, state: WindowState)] = []
 }
 
@@ -64,6 +66,8 @@ struct WindowChanges: Sendable {
     var folded: [Int64] = []
     /// When set, every queued row of the lane becomes a dead letter with this reason.
     var deadLetterQueued: RejectionReason? = nil
+    /// Corrections of the lane to settle (voids folded into their windows).
+    var settle: [CorrectionSettlement] = []
 }
 
 /// What a window transaction wrote.

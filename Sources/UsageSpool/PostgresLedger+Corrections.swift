@@ -55,6 +55,19 @@ extension PostgresLedger {
         "CREATE INDEX ub_deliveries_voided_unconfirmed ON ub_deliveries (lane) WHERE state = 6",
     ]
 
+    /// Schema version 5: each correction lane names its event's row there (the row it waits
+    /// for to settle), and counts its attempts at the provider and when the next is due.
+    static let correctionDeliverySchema = [
+        """
+        ALTER TABLE ub_correction_lanes ADD COLUMN seq bigint, ADD COLUMN attempts integer NOT NULL DEFAULT 0,
+            ADD COLUMN next_attempt_at double precision NOT NULL DEFAULT 0
+        """,
+        """
+        UPDATE ub_correction_lanes l SET seq = (SELECT min(d.seq) FROM ub_deliveries d
+            WHERE d.event = l.event AND d.lane = l.lane AND NOT d.window_record)
+        """,
+    ]
+
     func correctionTransaction(
         ids: [String], now: Date, _ decide: @Sendable ([String: CorrectionSnapshot]) throws -> CorrectionChanges
     ) async throws -> CorrectionChanges {
@@ -93,7 +106,7 @@ extension PostgresLedger {
                 ).decode(Int64.self) { voided.insert(seq) }
                 for row in changes.voidRows where !voided.contains(row.seq) { changes.leftTheQueueMeanwhile(row) }
             }
-            for (key, record) in changes.corrections {
+            for (key, record, seqs) in changes.corrections {
                 try await c.query(
                     """
                     INSERT INTO ub_corrections (event, number, kind, reason, recorded_at)
@@ -102,9 +115,10 @@ extension PostgresLedger {
                 let lanes = record.lanes.sorted { $0.key < $1.key }
                 try await c.query(
                     """
-                    INSERT INTO ub_correction_lanes (event, number, lane, state, updated_at)
-                    SELECT \(key), \(record.number), l.lane, l.state, \(t)
-                    FROM unnest(\(lanes.map(\.key))::text[], \(lanes.map { Int16($0.value.rawValue) })::int2[]) AS l(lane, state)
+                    INSERT INTO ub_correction_lanes (event, number, lane, state, updated_at, seq)
+                    SELECT \(key), \(record.number), l.lane, l.state, \(t), l.seq
+                    FROM unnest(\(lanes.map(\.key))::text[], \(lanes.map { Int16($0.value.rawValue) })::int2[],
+                        \(lanes.map { seqs[$0.key] ?? 0 })::int8[]) AS l(lane, state, seq)
                     """, logger: self.logger)
             }
             return changes
@@ -217,5 +231,106 @@ extension PostgresLedger {
             ).decode(Int64.self) { keys.append(key) }
             return try await self.correctionRecords(keys: keys, c)
         }
+    }
+}
+
+/// The PostgreSQL ledger's side of delivering corrections.
+extension PostgresLedger {
+    public func dueCorrections(lane: String, now: Date, limit: Int) async throws -> [DueCorrection] {
+        try await run {
+            var out: [DueCorrection] = []
+            for try await (key, number, kind, attempts, recordedAt, state, updatedAt, payload) in try await self.client
+                .query(
+                    """
+                    SELECT cl.event, cl.number, c.kind, cl.attempts, c.recorded_at, d.state, d.updated_at, e.payload
+                    FROM ub_correction_lanes cl
+                    JOIN ub_corrections c ON c.event = cl.event AND c.number = cl.number
+                    JOIN ub_deliveries d ON d.seq = cl.seq
+                    JOIN ub_events e ON e.key = cl.event
+                    WHERE cl.lane = \(lane) AND cl.state = \(Int16(CorrectionLaneState.pending.rawValue))
+                      AND cl.next_attempt_at <= \(now.timeIntervalSince1970)
+                      AND d.state NOT IN (\(unescaped: DeliveryState.queued.sql), \(unescaped: DeliveryState.voidedUnconfirmed.sql))
+                    ORDER BY cl.event, cl.number LIMIT \(limit)
+                    """, logger: self.logger
+                ).decode((Int64, Int32, String, Int32, Double, Int16, Double, ByteBuffer).self)
+            {
+                out.append(
+                    DueCorrection(
+                        eventKey: key, number: Int(number), kind: CorrectionKind(rawValue: kind) ?? .void,
+                        event: try PayloadCodec.decode(Data(buffer: payload)),
+                        rowState: DeliveryState(rawValue: Int(state)) ?? .queued,
+                        rowUpdatedAt: Date(timeIntervalSince1970: updatedAt), attempts: Int(attempts),
+                        recordedAt: Date(timeIntervalSince1970: recordedAt)))
+            }
+            return out
+        }
+    }
+
+    /// Written only while `lease` is still the lane's (as marks are): a worker that lost the
+    /// lane writes nothing, and the next holder applies the correction again under its id.
+    public func settleCorrections(_ settlements: [CorrectionSettlement], lane: String, now: Date, lease: LaneLease?)
+        async throws
+    {
+        guard !settlements.isEmpty else { return }
+        let held = try await transaction { c in
+            if let lease {
+                var holds = false
+                for try await _ in try await c.query(
+                    "SELECT 1 FROM ub_leases WHERE lane = \(lane) AND token = \(lease.token) FOR SHARE",
+                    logger: self.logger)
+                { holds = true }
+                guard holds else { return false }
+            }
+            try await self.write(settlements, lane: lane, now: now.timeIntervalSince1970, c)
+            return true
+        }
+        if !held, let lease { throw LeaseLostError(lane: lease.lane, token: lease.token) }
+    }
+
+    public func nextCorrectionDue(lane: String) async throws -> Date? {
+        try await run {
+            var due: Double?
+            for try await value in try await self.client.query(
+                """
+                SELECT MIN(cl.next_attempt_at) FROM ub_correction_lanes cl JOIN ub_deliveries d ON d.seq = cl.seq
+                WHERE cl.lane = \(lane) AND cl.state = \(Int16(CorrectionLaneState.pending.rawValue))
+                  AND d.state NOT IN (\(unescaped: DeliveryState.queued.sql), \(unescaped: DeliveryState.voidedUnconfirmed.sql))
+                """, logger: self.logger
+            ).decode(Double?.self) { due = value }
+            return due.map { Date(timeIntervalSince1970: $0) }
+        }
+    }
+
+    /// Writes settlements, each only while its correction is still pending on the lane.
+    func write(_ settlements: [CorrectionSettlement], lane: String, now t: Double, _ c: PostgresConnection) async throws {
+        guard !settlements.isEmpty else { return }
+        try await c.query(
+            """
+            UPDATE ub_correction_lanes l SET state = s.state, reason_code = NULLIF(s.code, ''), reason_message = NULLIF(s.message, ''),
+                attempts = l.attempts + s.attempted, next_attempt_at = s.retry_at, updated_at = \(t)
+            FROM unnest(\(settlements.map(\.eventKey))::int8[], \(settlements.map { Int32($0.number) })::int4[],
+                        \(settlements.map { Int16($0.state.rawValue) })::int2[], \(settlements.map { $0.reason?.code ?? "" })::text[],
+                        \(settlements.map { $0.reason?.description ?? "" })::text[], \(settlements.map { $0.attempted ? Int32(1) : 0 })::int4[],
+                        \(settlements.map { $0.retryAt?.timeIntervalSince1970 ?? 0 })::float8[])
+                AS s(event, number, state, code, message, attempted, retry_at)
+            WHERE l.event = s.event AND l.number = s.number AND l.lane = \(lane) AND l.state = \(Int16(CorrectionLaneState.pending.rawValue))
+            """, logger: logger)
+    }
+
+    /// Which of `corrections` are still pending on `lane`.
+    func pendingCorrections(_ corrections: [CorrectionRef], lane: String, _ c: PostgresConnection) async throws
+        -> Set<CorrectionRef>
+    {
+        guard !corrections.isEmpty else { return [] }
+        var pending = Set<CorrectionRef>()
+        for try await (key, number) in try await c.query(
+            """
+            SELECT l.event, l.number FROM ub_correction_lanes l
+            JOIN unnest(\(corrections.map(\.eventKey))::int8[], \(corrections.map { Int32($0.number) })::int4[]) AS r(event, number)
+              ON l.event = r.event AND l.number = r.number
+            WHERE l.lane = \(lane) AND l.state = \(Int16(CorrectionLaneState.pending.rawValue))
+            """, logger: logger
+        ).decode((Int64, Int32).self) { pending.insert(CorrectionRef(eventKey: key, number: Int(number))) }
+        return pending
     }
 }

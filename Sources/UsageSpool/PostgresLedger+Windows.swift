@@ -22,7 +22,8 @@ extension PostgresLedger: LedgerStore {
             let decoder = JSONDecoder(), encoder = JSONEncoder()
             let windows: PostgresQuery
             switch reading {
-            case .keys(let keys, let rows):
+            case .keys(let keys, let rows, let corrections):
+                snapshot.pendingCorrections = try await self.pendingCorrections(corrections, lane: lane, c)
                 // Only rows still queued now, inside the lock: rows two folds were handed count once.
                 for try await seq in try await c.query(
                     """
@@ -84,6 +85,7 @@ extension PostgresLedger: LedgerStore {
                     ON CONFLICT (lane, customer, meter, start) DO UPDATE SET window_end = EXCLUDED.window_end, dirty = EXCLUDED.dirty, state = EXCLUDED.state
                     """, logger: self.logger)
             }
+            try await self.write(changes.settle, lane: lane, now: t, c)
             if !changes.folded.isEmpty {
                 try await c.query(
                     """

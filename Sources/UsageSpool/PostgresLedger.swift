@@ -170,6 +170,7 @@ public final class PostgresLedger: UsageLedger {
         // Corrections (void) and where each stands per lane.
         (3, correctionsSchema),
         (4, unconfirmedVoidsSchema),
+        (5, correctionDeliverySchema),
     ]
 
     /// Creates or migrates the schema in one transaction under an advisory lock, so processes

@@ -23,15 +23,15 @@ extension Spool {
                         """, arguments: [t, row.seq])
                 if db.changesCount == 0 { changes.leftTheQueueMeanwhile(row) }
             }
-            for (key, record) in changes.corrections {
+            for (key, record, seqs) in changes.corrections {
                 try db.execute(
                     sql: "INSERT INTO corrections (event, number, kind, reason, recorded_at) VALUES (?, ?, ?, ?, ?)",
                     arguments: [key, record.number, record.kind.rawValue, record.reason, t])
                 for (lane, state) in record.lanes {
                     try db.execute(
                         sql:
-                            "INSERT INTO correction_lanes (event, number, lane, state, updated_at) VALUES (?, ?, ?, ?, ?)",
-                        arguments: [key, record.number, lane, state.rawValue, t])
+                            "INSERT INTO correction_lanes (event, number, lane, state, updated_at, seq) VALUES (?, ?, ?, ?, ?, ?)",
+                        arguments: [key, record.number, lane, state.rawValue, t, seqs[lane]])
                 }
             }
             return changes
@@ -131,5 +131,81 @@ extension Spool {
             return try events.flatMap { try Self.corrections(event: $0.0, id: $0.1, db: db) }
                 .sorted { ($0.recordedAt, $0.eventID, $0.number) < ($1.recordedAt, $1.eventID, $1.number) }
         }
+    }
+}
+
+/// The spool's side of delivering corrections (``CorrectionDelivery``).
+extension Spool {
+    public func dueCorrections(lane: String, now: Date, limit: Int) async throws -> [DueCorrection] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT cl.event, cl.number, c.kind, cl.attempts, c.recorded_at, d.state, d.updated_at, e.payload
+                    FROM correction_lanes cl
+                    JOIN corrections c ON c.event = cl.event AND c.number = cl.number
+                    JOIN deliveries d ON d.seq = cl.seq
+                    JOIN events e ON e.key = cl.event
+                    WHERE cl.lane = ? AND cl.state = \(CorrectionLaneState.pending.rawValue) AND cl.next_attempt_at <= ?
+                      AND d.state NOT IN (\(DeliveryState.queued.sql), \(DeliveryState.voidedUnconfirmed.sql))
+                    ORDER BY cl.event, cl.number LIMIT ?
+                    """, arguments: [lane, now.timeIntervalSince1970, limit]
+            ).map { row in
+                DueCorrection(
+                    eventKey: row[0], number: row[1], kind: CorrectionKind(rawValue: row[2]) ?? .void,
+                    event: try PayloadCodec.decode(row[7] as Data), rowState: DeliveryState(rawValue: row[5]) ?? .queued,
+                    rowUpdatedAt: Date(timeIntervalSince1970: row[6]), attempts: row[3],
+                    recordedAt: Date(timeIntervalSince1970: row[4]))
+            }
+        }
+    }
+
+    /// Under the file lock every lane is this worker's.
+    public func settleCorrections(_ settlements: [CorrectionSettlement], lane: String, now: Date, lease: LaneLease?)
+        async throws
+    {
+        guard !settlements.isEmpty else { return }
+        try await pool.write { db in try Self.write(settlements, lane: lane, now: now.timeIntervalSince1970, db: db) }
+    }
+
+    public func nextCorrectionDue(lane: String) async throws -> Date? {
+        try await pool.read { db in
+            try Double.fetchOne(
+                db,
+                sql: """
+                    SELECT MIN(cl.next_attempt_at) FROM correction_lanes cl JOIN deliveries d ON d.seq = cl.seq
+                    WHERE cl.lane = ? AND cl.state = \(CorrectionLaneState.pending.rawValue) AND d.state NOT IN (\(DeliveryState.queued.sql), \(DeliveryState.voidedUnconfirmed.sql))
+                    """, arguments: [lane]
+            ).map { Date(timeIntervalSince1970: $0) }
+        }
+    }
+
+    /// Writes settlements, each only while its correction is still pending on the lane.
+    static func write(_ settlements: [CorrectionSettlement], lane: String, now t: Double, db: Database) throws {
+        for s in settlements {
+            try db.execute(
+                sql: """
+                    UPDATE correction_lanes SET state = ?, reason_code = ?, reason_message = ?,
+                        attempts = attempts + ?, next_attempt_at = ?, updated_at = ?
+                    WHERE event = ? AND number = ? AND lane = ? AND state = \(CorrectionLaneState.pending.rawValue)
+                    """,
+                arguments: [
+                    s.state.rawValue, s.reason?.code, s.reason?.description, s.attempted ? 1 : 0,
+                    s.retryAt?.timeIntervalSince1970 ?? 0, t, s.eventKey, s.number, lane,
+                ])
+        }
+    }
+
+    /// Which of `corrections` are still pending on `lane`.
+    static func pendingCorrections(_ corrections: [CorrectionRef], lane: String, db: Database) throws -> Set<CorrectionRef>
+    {
+        try Set(
+            corrections.filter { ref in
+                try Bool.fetchOne(
+                    db,
+                    sql: """
+                        SELECT 1 FROM correction_lanes WHERE event = ? AND number = ? AND lane = ? AND state = \(CorrectionLaneState.pending.rawValue)
+                        """, arguments: [ref.eventKey, ref.number, lane]) != nil
+            })
     }
 }

@@ -254,6 +254,19 @@ extension Spool {
                     CREATE INDEX deliveries_voided_unconfirmed ON deliveries (lane) WHERE state = 6;
                     """)
         }
+        m.registerMigration("v10: delivering corrections") { db in
+            // Each correction lane names its event's row there (the row it waits for to settle),
+            // and counts its attempts at the provider and when the next is due.
+            try db.execute(
+                sql: """
+                    ALTER TABLE correction_lanes ADD COLUMN seq INTEGER;
+                    ALTER TABLE correction_lanes ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE correction_lanes ADD COLUMN next_attempt_at REAL NOT NULL DEFAULT 0;
+                    UPDATE correction_lanes SET seq = (
+                        SELECT d.seq FROM deliveries d WHERE d.event = correction_lanes.event AND d.lane = correction_lanes.lane
+                        AND d.window_record = 0 ORDER BY d.seq LIMIT 1);
+                    """)
+        }
         return m
     }
 }

@@ -16,7 +16,8 @@ extension Spool: LedgerStore {
             var snapshot = WindowSnapshot()
             let decoder = JSONDecoder(), encoder = JSONEncoder()
             switch reading {
-            case .keys(let keys, let rows):
+            case .keys(let keys, let rows, let corrections):
+                snapshot.pendingCorrections = try Self.pendingCorrections(corrections, lane: lane, db: db)
                 // Only rows still queued now, inside the write: a row another fold took first
                 // (reads that overlapped, or a worker that bypassed the worker lock) counts once.
                 let seqs = "[" + rows.map { String($0) }.joined(separator: ",") + "]"
@@ -84,6 +85,7 @@ extension Spool: LedgerStore {
                     try encoder.encode(state),
                 ])
             }
+            try Self.write(changes.settle, lane: lane, now: t, db: db)
             if !changes.folded.isEmpty {
                 let folded = try RawStatement(
                     db,

@@ -81,6 +81,15 @@ public protocol UsageLedger: AnyObject, Sendable {
     func confirmVoids(lane: String, lease: LaneLease?) async throws
     /// The corrections of the events `ids` (every correction when nil), oldest first.
     func corrections(of ids: [String]?) async throws -> [CorrectionRecord]
+    /// Up to `limit` corrections pending on `lane` and due at `now` whose event's row there has
+    /// settled (it is no longer queued), oldest first.
+    func dueCorrections(lane: String, now: Date, limit: Int) async throws -> [DueCorrection]
+    /// Writes what came of corrections on `lane`, each only while it is still pending there;
+    /// with a lease, only while it is still the lane's (else ``LeaseLostError``).
+    func settleCorrections(_ settlements: [CorrectionSettlement], lane: String, now: Date, lease: LaneLease?)
+        async throws
+    /// When the next correction pending on `lane` whose row has settled is due; nil: none.
+    func nextCorrectionDue(lane: String) async throws -> Date?
     /// Dead-letters a lane's undelivered work with reason `lane_removed`.
     func dropLane(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int)
 

@@ -23,7 +23,7 @@ public struct OrbSink: UsageSink {
     /// The settings in use (the key prints masked).
     public let settings: OrbSettings
     private let client: any HTTPClient
-    private let orb: OrbClient
+    let orb: OrbClient
     private let clock: any UsageClock
 
     /// Orb's allowance for clock drift.

@@ -209,11 +209,15 @@ public struct StripeClient: Sendable {
 
     /// Cancels a meter event by its identifier (only within 24 hours of Stripe receiving it).
     /// Uses the v1 form endpoint, or the v2 JSON one when `settings.api` is v2 or the stream.
-    public func cancelMeterEvent(eventName: String, identifier: String) async throws -> StripeMeterEventAdjustment {
+    /// `idempotencyKey`: the same on every retry of one cancel (by default derived from the
+    /// event name and identifier).
+    public func cancelMeterEvent(
+        eventName: String, identifier: String, idempotencyKey: String? = nil
+    ) async throws -> StripeMeterEventAdjustment {
         guard !identifier.isEmpty, identifier.count <= 100 else {
             throw UsageBillingError(.invalidInput, "identifier must be 1–100 characters", field: "identifier")
         }
-        let key = EventID.derived(from: ["stripe-cancel", eventName, identifier])
+        let key = idempotencyKey ?? EventID.derived(from: ["stripe-cancel", eventName, identifier])
         if settings.api == .v1 {
             return try await post(
                 "/v1/billing/meter_event_adjustments",

@@ -19,8 +19,8 @@ public struct StripeSink: UsageSink {
     public let name: String
     /// The settings in use (the secret prints masked).
     public let settings: StripeSettings
-    private let client: any HTTPClient
-    private let clock: any UsageClock
+    let client: any HTTPClient
+    let clock: any UsageClock
     private let session: StripeSessionCache
     /// A v1 or v2 meter-event request's URL and headers (all but `Idempotency-Key`), made once:
     /// they are the same for every event.
