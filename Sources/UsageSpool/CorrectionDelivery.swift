@@ -153,25 +153,32 @@ extension LedgerStore {
         let folding = keyed, formula = spec.formula
         _ = try await windowTransaction(
             lane: lane,
-            reading: .keys(keys, rows: [], corrections: due.map { CorrectionRef(eventKey: $0.eventKey, number: $0.number) }),
+            reading: .keys(
+                keys, rows: [], corrections: due.map { CorrectionRef(eventKey: $0.eventKey, number: $0.number) }),
             now: now, exclusive: false
         ) { snapshot in
             var states = Dictionary(snapshot.windows.map { ($0.key, $0.state) }, uniquingKeysWith: { a, _ in a })
             var changes = WindowChanges(dirty: true)
             var touched: [WindowKey] = [], seen = Set<WindowKey>()
             for (correction, key) in folding
-            where snapshot.pendingCorrections.contains(CorrectionRef(eventKey: correction.eventKey, number: correction.number)) {
+            where snapshot.pendingCorrections.contains(
+                CorrectionRef(eventKey: correction.eventKey, number: correction.number))
+            {
                 var settlement = CorrectionSettlement(
-                    eventKey: correction.eventKey, number: correction.number, state: .applied, reason: nil, retryAt: nil,
+                    eventKey: correction.eventKey, number: correction.number, state: .applied, reason: nil,
+                    retryAt: nil,
                     attempted: false)
-                if let state = states[key], let unfolded = WindowAggregator.unfold(correction.event, from: state, formula: formula) {
+                if let state = states[key],
+                    let unfolded = WindowAggregator.unfold(correction.event, from: state, formula: formula)
+                {
                     states[key] = unfolded
                     if seen.insert(key).inserted { touched.append(key) }
                 } else {
                     settlement.state = .dead
                     settlement.reason = .local(
                         "window_not_revisable", field: nil,
-                        "the window '\(correction.event.id)' was folded into is gone from the ledger or cannot drop one event. By hand: correct that window's record at the provider")
+                        "the window '\(correction.event.id)' was folded into is gone from the ledger or cannot drop one event. By hand: correct that window's record at the provider"
+                    )
                 }
                 changes.settle.append(settlement)
             }

@@ -39,7 +39,8 @@ extension DeliveryWorker {
                     break
                 } catch {
                     // The whole sink is unusable (credentials): the correction waits, like events do.
-                    logger.error("the lane's sink failed a correction; it stays pending", metadata: ["error": "\(error)"])
+                    logger.error(
+                        "the lane's sink failed a correction; it stays pending", metadata: ["error": "\(error)"])
                     let at = clock.now().addingTimeInterval(60)
                     settled.append(
                         CorrectionSettlement(
@@ -47,7 +48,8 @@ extension DeliveryWorker {
                             reason: .local("lane_error", field: nil, "\(error)"), retryAt: at, attempted: true))
                     continue
                 }
-                settled.append(LedgerEngine.settlement(of: correction, outcome: outcome, policy: policy, now: clock.now()))
+                settled.append(
+                    LedgerEngine.settlement(of: correction, outcome: outcome, policy: policy, now: clock.now()))
             }
         }
         if let spec, !folds.isEmpty {
@@ -57,7 +59,9 @@ extension DeliveryWorker {
         try await spool.settleCorrections(settled, lane: lane, now: clock.now(), lease: lease)
         let ids = Dictionary(due.map { ($0.eventKey, $0.event.id) }, uniquingKeysWith: { a, _ in a })
         for settlement in settled {
-            let outcome = settlement.state == .pending ? "retrying" : settlement.state.label.replacingOccurrences(of: " ", with: "_")
+            let outcome =
+                settlement.state == .pending
+                ? "retrying" : settlement.state.label.replacingOccurrences(of: " ", with: "_")
             Self.correctionCounter(lane: lane, outcome: outcome).increment()
             if settlement.state == .dead, let reason = settlement.reason {
                 logger.warning(

@@ -302,7 +302,8 @@ extension PostgresLedger {
     }
 
     /// Writes settlements, each only while its correction is still pending on the lane.
-    func write(_ settlements: [CorrectionSettlement], lane: String, now t: Double, _ c: PostgresConnection) async throws {
+    func write(_ settlements: [CorrectionSettlement], lane: String, now t: Double, _ c: PostgresConnection) async throws
+    {
         guard !settlements.isEmpty else { return }
         try await c.query(
             """

@@ -153,7 +153,8 @@ extension Spool {
             ).map { row in
                 DueCorrection(
                     eventKey: row[0], number: row[1], kind: CorrectionKind(rawValue: row[2]) ?? .void,
-                    event: try PayloadCodec.decode(row[7] as Data), rowState: DeliveryState(rawValue: row[5]) ?? .queued,
+                    event: try PayloadCodec.decode(row[7] as Data),
+                    rowState: DeliveryState(rawValue: row[5]) ?? .queued,
                     rowUpdatedAt: Date(timeIntervalSince1970: row[6]), attempts: row[3],
                     recordedAt: Date(timeIntervalSince1970: row[4]))
             }
@@ -197,8 +198,9 @@ extension Spool {
     }
 
     /// Which of `corrections` are still pending on `lane`.
-    static func pendingCorrections(_ corrections: [CorrectionRef], lane: String, db: Database) throws -> Set<CorrectionRef>
-    {
+    static func pendingCorrections(_ corrections: [CorrectionRef], lane: String, db: Database) throws -> Set<
+        CorrectionRef
+    > {
         try Set(
             corrections.filter { ref in
                 try Bool.fetchOne(

@@ -22,7 +22,7 @@ public struct ChargebeeSink: UsageSink {
     public let name: String
     /// The settings in use (the key prints masked).
     public let settings: ChargebeeSettings
-    private let client: any HTTPClient
+    let client: any HTTPClient
     private let clock: any UsageClock
 
     /// Usage events must be at most 12 hours old (and not more than 5 minutes ahead).
@@ -116,7 +116,11 @@ public struct ChargebeeSink: UsageSink {
         return .success((subscription, fields))
     }
 
-    private func deliverUsage(_ event: UsageEvent) async throws -> DeliveryOutcome {
+    func deliverUsage(_ event: UsageEvent) async throws -> DeliveryOutcome {
+        let info = AggregateInfo(event)
+        if event.quantity < 0, info.revision > 0, let total = info.total, total >= 0 {
+            return try await replaceWindow(event, info: info, total: total)
+        }
         let prepared: (subscription: String, fields: [(String, String)])
         switch usageFields(event) {
         case .failure(let reason): return .rejected(reason)

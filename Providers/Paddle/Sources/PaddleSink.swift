@@ -66,7 +66,7 @@ public struct PaddleSink: UsageSink {
             return .failure(
                 .local(
                     "quantity_negative", field: "quantity",
-                    "Paddle charges quantities ≥ 1; \(DecimalFormat.plain(usage)) is negative (use aggregate.report: increments with a sum or count formula)"
+                    "Paddle charges quantities ≥ 1; \(DecimalFormat.plain(usage)) is negative: events were voided from a window Paddle had already charged. By hand: credit the customer for \(DecimalFormat.plain(-usage)) with an adjustment on the transaction that charged the window"
                 ))
         }
         var scaled = usage / settings.unitsPerQuantity
