@@ -45,13 +45,16 @@ public struct CorrectionRecord: Sendable, Hashable {
     public var recordedAt: Date
     /// Each lane of the event, and where the correction stands there.
     public var lanes: [String: CorrectionLaneState]
+    /// Per lane, why the correction stands as it does, where there is a reason: a dead one's
+    /// cause and manual fix, or a pending one's last failed attempt.
+    public var notes: [String: String] = [:]
 
     /// The correction's own id, sent as the provider's idempotency key wherever it takes one.
     public var id: String { EventID.derived(from: [eventID, "correction", String(number)]) }
 
     public init(
         eventID: String, number: Int, kind: CorrectionKind, reason: String, recordedAt: Date,
-        lanes: [String: CorrectionLaneState]
+        lanes: [String: CorrectionLaneState], notes: [String: String] = [:]
     ) {
         self.eventID = eventID
         self.number = number
@@ -59,6 +62,7 @@ public struct CorrectionRecord: Sendable, Hashable {
         self.reason = reason
         self.recordedAt = recordedAt
         self.lanes = lanes
+        self.notes = notes
     }
 }
 
@@ -79,6 +83,7 @@ extension CorrectionRecord {
             "kind": .string(kind.rawValue), "reason": .string(reason),
             "recorded_at": .string(RFC3339.format(recordedAt)),
             "lanes": .object(lanes.mapValues { .string($0.label) }),
+            "notes": .object(notes.mapValues { .string($0) }),
         ])
     }
 }

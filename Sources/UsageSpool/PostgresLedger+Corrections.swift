@@ -209,12 +209,13 @@ extension PostgresLedger {
                     recordedAt: Date(timeIntervalSince1970: at), lanes: [:]))
         }
         let events = Array(records.keys)
-        for try await (key, number, lane, state) in try await c.query(
-            "SELECT event, number, lane, state FROM ub_correction_lanes WHERE event = ANY(\(events)::int8[])",
+        for try await (key, number, lane, state, note) in try await c.query(
+            "SELECT event, number, lane, state, reason_message FROM ub_correction_lanes WHERE event = ANY(\(events)::int8[])",
             logger: logger
-        ).decode((Int64, Int32, String, Int16).self) {
+        ).decode((Int64, Int32, String, Int16, String?).self) {
             if let i = records[key]?.firstIndex(where: { $0.number == Int(number) }) {
                 records[key]?[i].lanes[lane] = CorrectionLaneState(rawValue: Int(state)) ?? .pending
+                if let note { records[key]?[i].notes[lane] = note }
             }
         }
         return records.values.flatMap { $0 }.sorted {

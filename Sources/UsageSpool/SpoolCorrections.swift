@@ -98,11 +98,13 @@ extension Spool {
     }
 
     static func corrections(event key: Int64, id: String, db: Database) throws -> [CorrectionRecord] {
-        var lanes: [Int: [String: CorrectionLaneState]] = [:]
+        var lanes: [Int: [String: CorrectionLaneState]] = [:], notes: [Int: [String: String]] = [:]
         for row in try Row.fetchAll(
-            db, sql: "SELECT number, lane, state FROM correction_lanes WHERE event = ?", arguments: [key])
+            db, sql: "SELECT number, lane, state, reason_message FROM correction_lanes WHERE event = ?",
+            arguments: [key])
         {
             lanes[row[0], default: [:]][row[1]] = CorrectionLaneState(rawValue: row[2]) ?? .pending
+            if let note: String = row[3] { notes[row[0], default: [:]][row[1]] = note }
         }
         return try Row.fetchAll(
             db, sql: "SELECT number, kind, reason, recorded_at FROM corrections WHERE event = ? ORDER BY number",
@@ -110,7 +112,8 @@ extension Spool {
         ).map { row in
             CorrectionRecord(
                 eventID: id, number: row[0], kind: CorrectionKind(rawValue: row[1]) ?? .void, reason: row[2],
-                recordedAt: Date(timeIntervalSince1970: row[3]), lanes: lanes[row[0]] ?? [:])
+                recordedAt: Date(timeIntervalSince1970: row[3]), lanes: lanes[row[0]] ?? [:],
+                notes: notes[row[0]] ?? [:])
         }
     }
 
@@ -136,8 +139,11 @@ extension Spool {
 
 /// The spool's side of delivering corrections (``CorrectionDelivery``).
 extension Spool {
-    public func dueCorrections(lane: String, now: Date, limit: Int) async throws -> [DueCorrection] {
-        try await pool.read { db in
+    // The worker's reads are synchronous, as on the rest of its path: an async read waits for a
+    // reader on another thread and is resumed on the cooperative pool, which synchronous reads
+    // waiting for readers there can exhaust.
+    public func dueCorrections(lane: String, now: Date, limit: Int) throws -> [DueCorrection] {
+        try pool.read { db in
             try Row.fetchAll(
                 db,
                 sql: """
@@ -169,8 +175,8 @@ extension Spool {
         try await pool.write { db in try Self.write(settlements, lane: lane, now: now.timeIntervalSince1970, db: db) }
     }
 
-    public func nextCorrectionDue(lane: String) async throws -> Date? {
-        try await pool.read { db in
+    public func nextCorrectionDue(lane: String) throws -> Date? {
+        try pool.read { db in
             try Double.fetchOne(
                 db,
                 sql: """

@@ -11,10 +11,12 @@ struct VoidCommand: AsyncParsableCommand {
         discussion: """
             The ledger keeps each event and records the void as a correction of its own, with the reason. \
             On a lane where the event has not been sent yet it is withheld: the provider never sees it. \
-            Where the provider has it already, the correction is pending: this release records it but does \
-            not send it yet, so correct it at the provider by hand (each provider's README, section \
-            Corrections, says how and for how long). Voiding an event twice voids it once. An id the ledger \
-            does not hold refuses the whole command (exit 2), and nothing is voided.
+            Where the provider has it already, the correction is pending, and the worker applies it the \
+            provider's own way (a cancel, a deprecation, a compensating event, or a lowered window; each \
+            provider's README, section Corrections, says which and for how long). Where the provider cannot \
+            take it, the correction is dead and `corrections` says what to do by hand. Voiding an event twice \
+            voids it once. An id the ledger does not hold refuses the whole command (exit 2), and nothing is \
+            voided.
 
             Examples:
               usage-billing void evt_123 --reason "retry loop" --spool usage.spool
@@ -64,7 +66,8 @@ struct CorrectionsCommand: AsyncParsableCommand {
         usage: "usage-billing corrections [<id>...] [--spool <spool>] [--json]",
         discussion: """
             Per lane: withheld (voided before it was sent; the provider never saw it), pending (the provider \
-            has the event; correct it there), applied, dead, or not needed (a dead letter there).
+            has the event; the worker applies the correction), applied, dead (the provider cannot take it: \
+            the line below says why and what to do by hand), or not needed (a dead letter there).
 
             Examples:
               usage-billing corrections --spool usage.spool
@@ -104,12 +107,12 @@ private func describeLanes(_ c: CorrectionRecord) -> String {
         let meaning =
             switch state {
             case .withheld: "never sent"
-            case .pending:
-                "the provider has it; this release does not send corrections yet: correct it there (its README, section Corrections)"
+            case .pending: "the provider has it; the worker applies the correction"
             case .applied: "applied at the provider"
-            case .dead: "the provider cannot take it; correct it there by hand"
+            case .dead: "the provider cannot take it"
             case .notNeeded: "a dead letter there; nothing to correct"
             }
-        return "  \(lane): \(state.label) (\(meaning))"
+        let note = c.notes[lane].map { "\n      \($0)" } ?? ""
+        return "  \(lane): \(state.label) (\(meaning))\(note)"
     }.joined(separator: "\n")
 }

@@ -107,6 +107,10 @@ struct LaneStateMachineTests {
         }
         #expect(restart == 0)
         m.rowsRead([])
+        guard case .applyCorrections = m.next(now: Self.now) else {
+            Issue.record("nothing in flight and every mark written: corrections due are applied"); return
+        }
+        m.correctionsApplied(more: false, windowsChanged: false)
         guard case .checkIdle = m.next(now: Self.now) else {
             Issue.record("nothing due: ask when the next row is"); return
         }
@@ -121,6 +125,10 @@ struct LaneStateMachineTests {
         var m = Self.machine(untilEmpty: false)
         _ = m.next(now: Self.now)
         m.rowsRead([])
+        guard case .applyCorrections = m.next(now: Self.now) else {
+            Issue.record("an empty lane applies its due corrections"); return
+        }
+        m.correctionsApplied(more: false, windowsChanged: false)
         guard case .checkIdle = m.next(now: Self.now) else {
             Issue.record("an empty lane checks when the next row is due"); return
         }
@@ -129,6 +137,47 @@ struct LaneStateMachineTests {
         guard case .sleep(let d) = m.next(now: Self.now) else { Issue.record("a lane that runs on sleeps"); return }
         #expect(abs(d.seconds - expected) < 1e-6, "slept \(d)")
         guard case .read = m.next(now: Self.now) else { Issue.record("and looks again after"); return }
+    }
+
+    /// Corrections are applied only once the pass has nothing in flight and nothing unwritten:
+    /// a full step asks for more, and voids folded into windows start a new pass, whose window
+    /// check emits the lowered revisions.
+    @Test func correctionsWaitForAQuietLaneAndFoldedVoidsStartANewPass() throws {
+        var m = Self.machine(inFlight: 1)
+        _ = m.next(now: Self.now)
+        m.rowsRead(Self.rows(["a"]))
+        let batch = try #require(Self.delivered(m.next(now: Self.now)))
+        guard case .awaitCompletion = m.next(now: Self.now) else {
+            Issue.record("a batch in flight: no correction yet"); return
+        }
+        m.batchFinished(seqs: batch.rows.map(\.seq), keys: batch.keys, marks: [(1, .delivered)], latency: nil)
+        guard case .writeMarks(let id, _) = m.next(now: Self.now) else { Issue.record("its mark first"); return }
+        m.marksWritten(id)
+        var action = m.next(now: Self.now)
+        while case .read = action {
+            m.rowsRead([])
+            action = m.next(now: Self.now)
+        }
+        guard case .applyCorrections(let limit) = action else { Issue.record("then corrections: \(action)"); return }
+        #expect(limit == Machine.correctionsPerStep)
+        m.correctionsApplied(more: true, windowsChanged: false)
+        guard case .applyCorrections = m.next(now: Self.now) else { Issue.record("a full step asks again"); return }
+
+        var windowed = Self.machine(aggregation: .init(grace: .seconds(60), closeAll: true))
+        guard case .readRaw = windowed.next(now: Self.now) else { Issue.record("a windowed lane folds first"); return }
+        windowed.rawRowsRead([])
+        guard case .checkWindows = windowed.next(now: Self.now) else { Issue.record("then checks windows"); return }
+        windowed.windowsChecked(nextEnd: nil)
+        action = windowed.next(now: Self.now)
+        while case .read = action {
+            windowed.rowsRead([])
+            action = windowed.next(now: Self.now)
+        }
+        guard case .applyCorrections = action else { Issue.record("then corrections: \(action)"); return }
+        windowed.correctionsApplied(more: false, windowsChanged: true)
+        guard case .readRaw = windowed.next(now: Self.now) else {
+            Issue.record("voids folded into windows: a new pass, which emits them"); return
+        }
     }
 
     @Test func stoppingStartsNothingNewAndFinishesWhatIsInFlight() throws {
