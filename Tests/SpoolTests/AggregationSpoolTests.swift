@@ -88,7 +88,7 @@ private func usage(_ id: String, minute: Double, _ quantity: Decimal) -> UsageEv
 
 private let quickRetries = RetryPolicy(baseDelay: .milliseconds(10), maxDelay: .milliseconds(50), maxAttempts: 10)
 
-@Suite("Aggregation windows in the spool", .timeLimit(.minutes(1)))
+@Suite("Aggregation windows in the spool", .timeLimit(.minutes(3)))
 struct AggregationSpoolTests {
     /// Windows live in the spool: a restart mid-window neither loses nor double-counts, each
     /// window is billed once when it closes, and late events go out as the next revision.
