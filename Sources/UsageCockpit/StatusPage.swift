@@ -81,6 +81,7 @@ public struct StatusPage: Sendable {
                         HTML.escape(s.lane), "\(s.queued)", "\(s.retrying)", "\(s.delivered)", "\(s.duplicates)",
                         HTML.escape(age),
                         deadCount == 0 ? "0" : "\(deadCount)<br><span class=\"sub\">\(reasons)</span>",
+                        HTML.escape(s.correctionSummary ?? "–"),
                         Charts.sparkline(history[s.lane] ?? [], title: "\(s.lane) backlog, \(historySpan)"),
                     ]
                 )
@@ -88,7 +89,7 @@ public struct StatusPage: Sendable {
             body += HTML.table(
                 [
                     "lane", "queued", "retrying", "delivered", "duplicates", "oldest queued", "dead letters",
-                    "backlog, \(historySpan)",
+                    "corrections", "backlog, \(historySpan)",
                 ], rows, numeric: [1, 2, 3, 4, 5])
             body += "\n"
         }

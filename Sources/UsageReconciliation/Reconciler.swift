@@ -214,7 +214,7 @@ public struct Reconciler: Sendable {
             let (providerRows, providerProblems) = try await reconcile(
                 provider: provider, kind: kind, lanes: providerLanes, namers: namers,
                 readBack: readBack, options: options, customerFilter: customerFilter,
-                voided: Set(corrections.filter { $0.kind == .void }.map(\.eventID)))
+                voided: Set(corrections.map(\.eventID)))
             rows += providerRows
             problems += providerProblems
         }

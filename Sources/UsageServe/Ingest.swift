@@ -152,6 +152,52 @@ public final class IngestHandler: Sendable {
         }
     }
 
+    /// `POST /v1/events/{id}/amend` once authorised and its body read:
+    /// `{"quantity": 120, "reason": "…"}`. 200 with the correction and `replacement_id` (the
+    /// replacement is recorded before this answers; amending again to the same quantity answers
+    /// the same amend, `already_amended: true`), 400 for a body without a number or a reason,
+    /// 404 for an id the ledger does not hold.
+    public func amend(id: String, body: Data) async -> IngestReply {
+        let reply = await amendReply(id: id, body: body)
+        Self.count(reply)
+        return reply
+    }
+
+    private func amendReply(id: String, body: Data) async -> IngestReply {
+        // A JSON number, read through its shortest decimal text (0.1 stays 0.1), or a decimal string.
+        let quantity: Decimal? =
+            switch JSONValue.parse(body)?["quantity"] {
+            case .number(let n)? where n.isFinite: Decimal(string: String(n), locale: Locale(identifier: "en_US_POSIX"))
+            case .string(let s)? where s.wholeMatch(of: /-?[0-9]+(\.[0-9]+)?/) != nil:
+                Decimal(string: s, locale: Locale(identifier: "en_US_POSIX"))
+            default: nil
+            }
+        guard case .object(let object)? = JSONValue.parse(body), let quantity,
+            let reason = object["reason"]?.stringValue, !reason.trimmingCharacters(in: .whitespaces).isEmpty
+        else {
+            return Self.error(
+                400, "invalid_request",
+                "the body must be a JSON object with a number \"quantity\" and a non-empty \"reason\"",
+                fix: #"send {"quantity": 120, "reason": "why it should be billed so"}"#)
+        }
+        do {
+            let result = try await spool.amend(id, quantity: quantity, reason: reason, now: Date())
+            _ = try await spool.record([try UsagePipeline.entry(result.replacement, router: router)], now: Date())
+            return IngestReply(status: 200, headers: [], body: result.json)
+        } catch let error as UsageBillingError where error.code == .invalidInput {
+            return Self.error(
+                error.message.contains("holds no event") ? 404 : 400,
+                error.message.contains("holds no event") ? "event_not_found" : "invalid_request",
+                error.message, fix: error.fix ?? "check the request")
+        } catch {
+            logger.error("amend failed", metadata: ["error": "\(error)"])
+            return Self.error(
+                503, "ledger_unavailable", "the ledger could not record the amend",
+                fix: "retry later with the same body: an amend to the same quantity is made once",
+                headers: [("Retry-After", "5")])
+        }
+    }
+
     /// The answer to a body over ``ServeSettings/maxBodyBytes``.
     public func tooLarge() -> IngestReply {
         Self.error(

@@ -92,6 +92,14 @@ public enum IngestServer {
             guard let body = await readBody(&request, handler) else { return counted(handler.tooLarge()) }
             return reply(await handler.void(id: context.parameters.get("id") ?? "", body: Data(buffer: body)))
         }
+        router.post("/v1/events/:id/amend") { request, context -> Response in
+            guard handler.authorises(request.headers[.authorization]) else {
+                return counted(IngestHandler.unauthorised)
+            }
+            var request = request
+            guard let body = await readBody(&request, handler) else { return counted(handler.tooLarge()) }
+            return reply(await handler.amend(id: context.parameters.get("id") ?? "", body: Data(buffer: body)))
+        }
         addHealthAndMetrics(to: router, registry: registry)
         router.get("/readyz") { _, _ -> Response in
             if let problem = backlog.problem {

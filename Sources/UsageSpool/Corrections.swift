@@ -5,6 +5,9 @@ import UsageBilling
 public enum CorrectionKind: String, Sendable, Hashable {
     /// The event should not have been billed.
     case void
+    /// The event should have had another quantity: it leaves its lanes as a void does, and a
+    /// replacement event under the correction's id carries the quantity.
+    case amend
 }
 
 /// Where a correction stands on one lane of its event.
@@ -48,13 +51,18 @@ public struct CorrectionRecord: Sendable, Hashable {
     /// Per lane, why the correction stands as it does, where there is a reason: a dead one's
     /// cause and manual fix, or a pending one's last failed attempt.
     public var notes: [String: String] = [:]
+    /// An amend's new quantity.
+    public var quantity: Decimal?
 
     /// The correction's own id, sent as the provider's idempotency key wherever it takes one.
     public var id: String { EventID.derived(from: [eventID, "correction", String(number)]) }
+    /// An amend's replacement event's id (the correction's own id stays the key of the request
+    /// that takes the original back, e.g. a compensating event's id, so the two never meet).
+    public var replacementID: String { EventID.derived(from: [eventID, "replacement", String(number)]) }
 
     public init(
         eventID: String, number: Int, kind: CorrectionKind, reason: String, recordedAt: Date,
-        lanes: [String: CorrectionLaneState], notes: [String: String] = [:]
+        lanes: [String: CorrectionLaneState], notes: [String: String] = [:], quantity: Decimal? = nil
     ) {
         self.eventID = eventID
         self.number = number
@@ -63,6 +71,7 @@ public struct CorrectionRecord: Sendable, Hashable {
         self.recordedAt = recordedAt
         self.lanes = lanes
         self.notes = notes
+        self.quantity = quantity
     }
 }
 
@@ -84,6 +93,7 @@ extension CorrectionRecord {
             "recorded_at": .string(RFC3339.format(recordedAt)),
             "lanes": .object(lanes.mapValues { .string($0.label) }),
             "notes": .object(notes.mapValues { .string($0) }),
+            "quantity": quantity.map { .string(DecimalFormat.plain($0)) } ?? .null,
         ])
     }
 }
@@ -163,32 +173,102 @@ extension LedgerEngine {
                 changes.answers.append(.already(earlier))
                 continue
             }
-            if snapshot.rows.contains(where: \.isWindowRecord) {
+            if let amend = snapshot.corrections.last(where: { $0.kind == .amend }) {
                 throw UsageBillingError(
                     .invalidInput,
-                    "'\(id)' is an aggregation window's record, not an event that was recorded",
-                    fix: "void the events the window sums; the window is revised from them")
+                    "'\(id)' was amended (correction \(amend.number)); its usage is now the replacement event '\(amend.replacementID)'",
+                    fix: "void '\(amend.replacementID)' instead", field: "id")
             }
-            var lanes: [String: CorrectionLaneState] = [:], seqs: [String: Int64] = [:]
-            for row in snapshot.rows {
-                seqs[row.lane] = row.seq
-                switch row.state {
-                case .queued where row.attempts == 0 && !row.sendStarted:
-                    changes.voidRows.append((row.seq, changes.corrections.count, row.lane))
-                    lanes[row.lane] = .withheld
-                case .queued, .delivered, .duplicate, .aggregated:
-                    lanes[row.lane] = .pending
-                case .dead, .voided, .voidedUnconfirmed:
-                    lanes[row.lane] = .notNeeded
-                }
-            }
+            try refuseWindowRecord(id, snapshot)
             let record = CorrectionRecord(
                 eventID: id, number: (snapshot.corrections.map(\.number).max() ?? 0) + 1, kind: .void,
-                reason: reason, recordedAt: Date(timeIntervalSince1970: now.timeIntervalSince1970), lanes: lanes)
+                reason: reason, recordedAt: Date(timeIntervalSince1970: now.timeIntervalSince1970), lanes: [:])
             changes.answers.append(.new(changes.corrections.count))
-            changes.corrections.append((snapshot.key, record, seqs))
+            takeOut(snapshot, record, into: &changes)
         }
         return changes
+    }
+
+    /// Decides an amend of `id` to `quantity`: the event leaves every lane as a void would
+    /// (its first amend), a replacement event under the correction's id carries the quantity,
+    /// and the replacement of an earlier amend (`previous`, as the caller read it before the
+    /// transaction) is voided: an amend after an amend supersedes it. Amending to the quantity
+    /// the latest amend set answers that amend.
+    static func amend(
+        _ id: String, to quantity: Decimal, previous: String?, snapshots: [String: CorrectionSnapshot],
+        reason: String, now: Date
+    ) throws -> CorrectionChanges {
+        var changes = CorrectionChanges()
+        guard let snapshot = snapshots[id] else { return changes }
+        if snapshot.corrections.contains(where: { $0.kind == .void }) {
+            throw UsageBillingError(
+                .invalidInput, "'\(id)' was voided; there is no usage left to amend",
+                fix: "record a new event with the right quantity", field: "id")
+        }
+        try refuseWindowRecord(id, snapshot)
+        let latest = snapshot.corrections.filter { $0.kind == .amend }.max { $0.number < $1.number }
+        if let latest, latest.quantity == quantity {
+            changes.answers.append(.already(latest))
+            return changes
+        }
+        guard latest?.replacementID == previous else {
+            throw UsageBillingError(
+                .transport, "another correction of '\(id)' landed while this one was being made",
+                fix: "run the amend again: it is made against the latest correction")
+        }
+        let at = Date(timeIntervalSince1970: now.timeIntervalSince1970)
+        var record = CorrectionRecord(
+            eventID: id, number: (snapshot.corrections.map(\.number).max() ?? 0) + 1, kind: .amend, reason: reason,
+            recordedAt: at, lanes: [:], quantity: quantity)
+        changes.answers.append(.new(changes.corrections.count))
+        if latest == nil {
+            takeOut(snapshot, record, into: &changes)
+        } else {
+            // The event left its lanes with the first amend; the earlier replacement leaves now.
+            record.lanes = Dictionary(snapshot.rows.map { ($0.lane, .notNeeded) }, uniquingKeysWith: { a, _ in a })
+            changes.corrections.append((snapshot.key, record, [:]))
+            if let previous, let replaced = snapshots[previous] {
+                let superseded = CorrectionRecord(
+                    eventID: previous, number: (replaced.corrections.map(\.number).max() ?? 0) + 1, kind: .void,
+                    reason: "superseded by amend \(record.number) of \(id): \(reason)", recordedAt: at, lanes: [:])
+                if !replaced.corrections.contains(where: { $0.kind == .void }) {
+                    takeOut(replaced, superseded, into: &changes)
+                }
+            }
+        }
+        return changes
+    }
+
+    private static func refuseWindowRecord(_ id: String, _ snapshot: CorrectionSnapshot) throws {
+        if snapshot.rows.contains(where: \.isWindowRecord) {
+            throw UsageBillingError(
+                .invalidInput,
+                "'\(id)' is an aggregation window's record, not an event that was recorded",
+                fix: "correct the events the window sums; the window is revised from them")
+        }
+    }
+
+    /// Adds `record` (its lanes decided here) to `changes`, taking its event out of every lane:
+    /// a row never tried leaves the queue (`withheld`); a row tried, delivered or folded into a
+    /// window gets the correction `pending`; a dead row needs none.
+    private static func takeOut(
+        _ snapshot: CorrectionSnapshot, _ record: CorrectionRecord, into changes: inout CorrectionChanges
+    ) {
+        var record = record
+        var seqs: [String: Int64] = [:]
+        for row in snapshot.rows {
+            seqs[row.lane] = row.seq
+            switch row.state {
+            case .queued where row.attempts == 0 && !row.sendStarted:
+                changes.voidRows.append((row.seq, changes.corrections.count, row.lane))
+                record.lanes[row.lane] = .withheld
+            case .queued, .delivered, .duplicate, .aggregated:
+                record.lanes[row.lane] = .pending
+            case .dead, .voided, .voidedUnconfirmed:
+                record.lanes[row.lane] = .notNeeded
+            }
+        }
+        changes.corrections.append((snapshot.key, record, seqs))
     }
 
     /// The refusal of a correction naming ids the ledger does not hold: nothing was written.
@@ -224,5 +304,58 @@ extension LedgerStore {
             guard missing.isEmpty else { throw LedgerEngine.unknownEvents(missing, ledger: location) }
             return try LedgerEngine.void(unique, snapshots: snapshots, reason: trimmed, now: now)
         }.results
+    }
+}
+
+/// What amending one event did.
+public struct AmendResult: Sendable, Hashable {
+    /// The amend: the new one, or the latest when it already set this quantity.
+    public var correction: CorrectionRecord
+    /// Whether the latest amend already set this quantity (nothing new was recorded).
+    public var alreadyAmended: Bool
+    /// The event that carries the new quantity: the original's customer, name, timestamp and
+    /// properties under the correction's id. Recording it again changes nothing.
+    public var replacement: UsageEvent
+
+    /// The correction's ``CorrectionRecord/json`` with `already_amended` and the replacement's id.
+    public var json: JSONValue {
+        guard case .object(var object) = correction.json else { return correction.json }
+        object["already_amended"] = .bool(alreadyAmended)
+        object["replacement_id"] = .string(replacement.id)
+        return .object(object)
+    }
+}
+
+extension LedgerStore {
+    /// Amends the event `id` to `quantity`, in one transaction (see
+    /// ``LedgerEngine/amend(_:to:previous:snapshots:reason:now:)``), and returns the
+    /// replacement event, which the caller records on the lanes the config routes it to.
+    public func amend(_ id: String, quantity: Decimal, reason: String, now: Date) async throws -> AmendResult {
+        let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else {
+            throw UsageBillingError(
+                .invalidInput, "a correction needs a reason",
+                fix: "say why, e.g. --reason \"the customer was on the wrong plan\"", field: "reason")
+        }
+        guard !quantity.isNaN else {
+            throw UsageBillingError(
+                .invalidInput, "the quantity is not a number", fix: "give a number", field: "quantity")
+        }
+        let previous = try await corrections(of: [id]).filter { $0.kind == .amend }.max { $0.number < $1.number }?
+            .replacementID
+        let location = self.location
+        let changes = try await correctionTransaction(ids: [id] + (previous.map { [$0] } ?? []), now: now) {
+            snapshots in
+            guard snapshots[id] != nil else { throw LedgerEngine.unknownEvents([id], ledger: location) }
+            return try LedgerEngine.amend(
+                id, to: quantity, previous: previous, snapshots: snapshots, reason: trimmed, now: now)
+        }
+        guard let result = changes.results.first, let original = try await storedEvents(ids: [id])[id] else {
+            throw LedgerEngine.unknownEvents([id], ledger: location)
+        }
+        var replacement = original
+        replacement.id = result.correction.replacementID
+        replacement.quantity = result.correction.quantity ?? quantity
+        return AmendResult(correction: result.correction, alreadyAmended: result.alreadyVoid, replacement: replacement)
     }
 }

@@ -62,6 +62,7 @@ extension PostgresLedger {
         ALTER TABLE ub_correction_lanes ADD COLUMN seq bigint, ADD COLUMN attempts integer NOT NULL DEFAULT 0,
             ADD COLUMN next_attempt_at double precision NOT NULL DEFAULT 0
         """,
+        "ALTER TABLE ub_corrections ADD COLUMN quantity text",
         """
         UPDATE ub_correction_lanes l SET seq = (SELECT min(d.seq) FROM ub_deliveries d
             WHERE d.event = l.event AND d.lane = l.lane AND NOT d.window_record)
@@ -109,8 +110,9 @@ extension PostgresLedger {
             for (key, record, seqs) in changes.corrections {
                 try await c.query(
                     """
-                    INSERT INTO ub_corrections (event, number, kind, reason, recorded_at)
-                    VALUES (\(key), \(record.number), \(record.kind.rawValue), \(record.reason), \(t))
+                    INSERT INTO ub_corrections (event, number, kind, reason, recorded_at, quantity)
+                    VALUES (\(key), \(record.number), \(record.kind.rawValue), \(record.reason), \(t),
+                            \(record.quantity.map { DecimalFormat.plain($0) }))
                     """, logger: self.logger)
                 let lanes = record.lanes.sorted { $0.key < $1.key }
                 try await c.query(
@@ -195,18 +197,19 @@ extension PostgresLedger {
     func correctionRecords(keys: [Int64]?, _ c: PostgresConnection) async throws -> [CorrectionRecord] {
         let filter: PostgresQuery =
             if let keys {
-                "SELECT c.event, e.id, c.number, c.kind, c.reason, c.recorded_at FROM ub_corrections c JOIN ub_events e ON e.key = c.event WHERE c.event = ANY(\(keys)::int8[])"
+                "SELECT c.event, e.id, c.number, c.kind, c.reason, c.recorded_at, c.quantity FROM ub_corrections c JOIN ub_events e ON e.key = c.event WHERE c.event = ANY(\(keys)::int8[])"
             } else {
-                "SELECT c.event, e.id, c.number, c.kind, c.reason, c.recorded_at FROM ub_corrections c JOIN ub_events e ON e.key = c.event"
+                "SELECT c.event, e.id, c.number, c.kind, c.reason, c.recorded_at, c.quantity FROM ub_corrections c JOIN ub_events e ON e.key = c.event"
             }
         var records: [Int64: [CorrectionRecord]] = [:]
-        for try await (key, id, number, kind, reason, at) in try await c.query(filter, logger: logger).decode(
-            (Int64, String, Int32, String, String, Double).self)
+        for try await (key, id, number, kind, reason, at, quantity) in try await c.query(filter, logger: logger).decode(
+            (Int64, String, Int32, String, String, Double, String?).self)
         {
             records[key, default: []].append(
                 CorrectionRecord(
                     eventID: id, number: Int(number), kind: CorrectionKind(rawValue: kind) ?? .void, reason: reason,
-                    recordedAt: Date(timeIntervalSince1970: at), lanes: [:]))
+                    recordedAt: Date(timeIntervalSince1970: at), lanes: [:],
+                    quantity: quantity.flatMap { Decimal(string: $0) }))
         }
         let events = Array(records.keys)
         for try await (key, number, lane, state, note) in try await c.query(

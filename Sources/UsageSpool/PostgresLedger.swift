@@ -385,6 +385,15 @@ public final class PostgresLedger: UsageLedger {
                 }
                 byLane[lane] = s
             }
+            for try await (lane, state, count) in try await self.client.query(
+                "SELECT lane, state, COUNT(*) FROM ub_correction_lanes GROUP BY lane, state", logger: self.logger
+            )
+            .decode((String, Int16, Int).self) {
+                guard let state = CorrectionLaneState(rawValue: Int(state)) else { continue }
+                var s = byLane[lane] ?? LaneStatus(lane: lane)
+                s.corrections[state] = count
+                byLane[lane] = s
+            }
             for try await (lane, open) in try await self.client.query(
                 "SELECT lane, COUNT(*) FROM ub_windows WHERE dirty GROUP BY lane", logger: self.logger
             )

@@ -30,6 +30,15 @@ public struct LaneStatus: Sendable, Hashable {
     public var dead: [String: Int] = [:]
     /// When the oldest queued event was recorded.
     public var oldestQueued: Date?
+    /// Corrections of the lane's events, by where they stand on it.
+    public var corrections: [CorrectionLaneState: Int] = [:]
+
+    /// The corrections as `status` says them: "2 applied, 1 pending"; nil when there are none.
+    public var correctionSummary: String? {
+        guard !corrections.isEmpty else { return nil }
+        return CorrectionLaneState.allCases.compactMap { state in corrections[state].map { "\($0) \(state.label)" } }
+            .joined(separator: ", ")
+    }
 }
 
 /// A dead letter: an event one lane gave up on, with the reason.
@@ -522,6 +531,15 @@ public final class Spool: UsageLedger {
                 case .voided?, .voidedUnconfirmed?: s.voided += count
                 case nil: break
                 }
+                byLane[lane] = s
+            }
+            for row in try Row.fetchAll(
+                db, sql: "SELECT lane, state, COUNT(*) FROM correction_lanes GROUP BY lane, state")
+            {
+                let lane: String = row[0]
+                guard let state = CorrectionLaneState(rawValue: row[1]) else { continue }
+                var s = byLane[lane] ?? LaneStatus(lane: lane)
+                s.corrections[state] = row[2]
                 byLane[lane] = s
             }
             for row in try Row.fetchAll(db, sql: "SELECT lane, COUNT(*) FROM windows WHERE dirty = 1 GROUP BY lane") {

@@ -25,8 +25,12 @@ extension Spool {
             }
             for (key, record, seqs) in changes.corrections {
                 try db.execute(
-                    sql: "INSERT INTO corrections (event, number, kind, reason, recorded_at) VALUES (?, ?, ?, ?, ?)",
-                    arguments: [key, record.number, record.kind.rawValue, record.reason, t])
+                    sql:
+                        "INSERT INTO corrections (event, number, kind, reason, recorded_at, quantity) VALUES (?, ?, ?, ?, ?, ?)",
+                    arguments: [
+                        key, record.number, record.kind.rawValue, record.reason, t,
+                        record.quantity.map { DecimalFormat.plain($0) },
+                    ])
                 for (lane, state) in record.lanes {
                     try db.execute(
                         sql:
@@ -107,13 +111,14 @@ extension Spool {
             if let note: String = row[3] { notes[row[0], default: [:]][row[1]] = note }
         }
         return try Row.fetchAll(
-            db, sql: "SELECT number, kind, reason, recorded_at FROM corrections WHERE event = ? ORDER BY number",
+            db,
+            sql: "SELECT number, kind, reason, recorded_at, quantity FROM corrections WHERE event = ? ORDER BY number",
             arguments: [key]
         ).map { row in
             CorrectionRecord(
                 eventID: id, number: row[0], kind: CorrectionKind(rawValue: row[1]) ?? .void, reason: row[2],
                 recordedAt: Date(timeIntervalSince1970: row[3]), lanes: lanes[row[0]] ?? [:],
-                notes: notes[row[0]] ?? [:])
+                notes: notes[row[0]] ?? [:], quantity: (row[4] as String?).flatMap { Decimal(string: $0) })
         }
     }
 

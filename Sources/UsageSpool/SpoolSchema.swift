@@ -262,6 +262,7 @@ extension Spool {
                     ALTER TABLE correction_lanes ADD COLUMN seq INTEGER;
                     ALTER TABLE correction_lanes ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
                     ALTER TABLE correction_lanes ADD COLUMN next_attempt_at REAL NOT NULL DEFAULT 0;
+                    ALTER TABLE corrections ADD COLUMN quantity TEXT;
                     UPDATE correction_lanes SET seq = (
                         SELECT d.seq FROM deliveries d WHERE d.event = correction_lanes.event AND d.lane = correction_lanes.lane
                         AND d.window_record = 0 ORDER BY d.seq LIMIT 1);

@@ -75,6 +75,9 @@ public protocol UsageLedger: AnyObject, Sendable {
     )
     /// Voids the events `ids` (see ``LedgerStore/void(_:reason:now:)``).
     func void(_ ids: [String], reason: String, now: Date) async throws -> [VoidResult]
+    /// Amends one event's quantity (see ``LedgerStore/amend(_:quantity:reason:now:)``); the
+    /// caller records the replacement it returns.
+    func amend(_ id: String, quantity: Decimal, reason: String, now: Date) async throws -> AmendResult
     /// Confirms the lane's voids made while this worker held it (``DeliveryState/voidedUnconfirmed``):
     /// called when the lane has nothing in flight and no mark unwritten. With a lease
     /// (``PostgresLedger``), only while it is still the lane's.

@@ -71,6 +71,18 @@ public final class UsagePipeline: Sendable {
         try await spool.void(ids, reason: reason, now: Date())
     }
 
+    /// Amends a recorded event to `quantity`, with the reason: the event leaves its lanes as a
+    /// void does, and its replacement (the correction's id, the new quantity) is recorded on the
+    /// lanes the config routes it to. An amend after an amend supersedes it; amending again to
+    /// the same quantity changes nothing (and records the replacement again, a no-op, so a call
+    /// that died between the two finishes).
+    @discardableResult
+    public func amend(_ id: String, quantity: Decimal, reason: String) async throws -> AmendResult {
+        let result = try await spool.amend(id, quantity: quantity, reason: reason, now: Date())
+        try await record([result.replacement])
+        return result
+    }
+
     /// Delivers until every row recorded so far is final. Lanes that bill per window emit every
     /// window with new events first (`closingOpenWindows`, default), so everything recorded is
     /// billed; events arriving later for the same window go out as the window's next revision.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import UsageBilling
+import UsageRouting
 import UsageSpool
 
 struct VoidCommand: AsyncParsableCommand {
@@ -59,6 +60,66 @@ struct VoidCommand: AsyncParsableCommand {
     }
 }
 
+struct AmendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "amend",
+        abstract: "Amend a recorded event's quantity: it should have been billed differently.",
+        usage: "usage-billing amend <id> --quantity <q> --reason <text> [-c <config>] [--spool <spool>]",
+        discussion: """
+            The event leaves its lanes as a void does (withheld where it was not sent yet; taken back at the \
+            provider where it was), and a replacement event with the new quantity is recorded under the \
+            correction's id, on the lanes the config routes it to: the worker delivers it like any event. \
+            An amend after an amend supersedes it (the earlier replacement is voided); amending again to \
+            the same quantity changes nothing. `corrections` lists it.
+
+            Examples:
+              usage-billing amend evt_123 --quantity 120 --reason "metered twice" -c routing.yaml --spool usage.spool
+              usage-billing amend evt_123 --quantity 0 --reason "free tier" --json
+            """)
+    @Argument(help: "The id of the event to amend, as recorded.") var id: String
+    @Option(help: "The quantity it should have had.") var quantity: String?
+    @Option(help: "Why: kept with the correction, shown by `corrections`.") var reason: String?
+    @Option(name: .shortAndLong, help: "The routing config: where the replacement goes.") var config: String =
+        "routing.yaml"
+    @OptionGroup var spoolOption: SpoolOption
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        guard let text = quantity, text.wholeMatch(of: /-?[0-9]+(\.[0-9]+)?/) != nil,
+            let quantity = Decimal(string: text, locale: Locale(identifier: "en_US_POSIX"))
+        else {
+            throw CLIFailure.badInput(
+                "--quantity \(quantity.map { "'\($0)' is not a number" } ?? "is required"). Fix: give the quantity the event should have had, e.g. --quantity 120"
+            )
+        }
+        guard let reason, !reason.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw CLIFailure.badInput(
+                "an amend needs a reason. Fix: add --reason \"…\" (kept with the correction, e.g. \"metered twice\")")
+        }
+        let config = try loadConfig(config, needsSecrets: false)
+        let spool = try await openSpool(spoolOption.spool, existing: true)
+        let result: AmendResult
+        do {
+            result = try await spool.amend(id, quantity: quantity, reason: reason, now: Date())
+            let router = try Router(config: config, client: DryRunHTTPClient(keep: 0, secrets: []))
+            _ = try await spool.record([try UsagePipeline.entry(result.replacement, router: router)], now: Date())
+        } catch {
+            throw CLIFailure.from(error)
+        }
+        if json {
+            print(result.json.description)
+            return
+        }
+        let c = result.correction
+        print(
+            result.alreadyAmended
+                ? "\(c.eventID) was amended to \(DecimalFormat.plain(quantity)) already (correction \(c.number)); nothing changed."
+                : "Amended \(c.eventID) to \(DecimalFormat.plain(quantity)) (correction \(c.number)); the replacement \(result.replacement.id) is queued."
+        )
+        print(describeLanes(c))
+    }
+}
+
 struct CorrectionsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "corrections",
@@ -94,7 +155,8 @@ struct CorrectionsCommand: AsyncParsableCommand {
             return
         }
         for c in records {
-            print("\(c.eventID) \(c.kind.rawValue) #\(c.number) at \(RFC3339.format(c.recordedAt)): \(c.reason)")
+            let to = c.quantity.map { " to \(DecimalFormat.plain($0)) (replacement \(c.replacementID))" } ?? ""
+            print("\(c.eventID) \(c.kind.rawValue)\(to) #\(c.number) at \(RFC3339.format(c.recordedAt)): \(c.reason)")
             print(describeLanes(c))
         }
     }

@@ -52,6 +52,14 @@ struct Demo: AsyncParsableCommand {
         let outcome = try await DemoRun.run(config: routing, events: loaded, faults: faults, seed: seed) { print($0) }
         print("\nSpool drained in \(String(format: "%.2f", outcome.elapsed.seconds)) s:")
         print(describe(outcome.lanes).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        if let voided = outcome.voided {
+            print(
+                "\nVoided \(voided.eventID) after delivery (\(voided.reason)); the worker took it back at each provider its own way:"
+            )
+            for (lane, state) in voided.lanes.sorted(by: { $0.key < $1.key }) {
+                print("  \(lane): \(state.label)\(voided.notes[lane].map { " (\($0))" } ?? "")")
+            }
+        }
         print(
             "The emulator answered \(outcome.requests.values.reduce(0, +)) requests ("
                 + outcome.requests.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
@@ -72,7 +80,7 @@ struct Demo: AsyncParsableCommand {
             "\nThe report as a page: \(URL(fileURLWithPath: report).standardizedFileURL.path) (open it in a browser).")
         guard outcome.passed else {
             print(
-                "\nFAILED: \(outcome.report.mismatches.count) total(s) disagree, \(outcome.lost.count) provider ledger(s) differ from the events, \(outcome.deadLetters) dead letter(s), \(outcome.queued) still queued."
+                "\nFAILED: \(outcome.report.mismatches.count) total(s) disagree, \(outcome.lost.count) provider ledger(s) differ from the events, \(outcome.deadLetters) dead letter(s), \(outcome.queued) still queued\(outcome.voided.map { $0.lanes.values.allSatisfy { $0 == .applied } ? "" : ", the void not applied everywhere" } ?? "")."
             )
             throw ExitCode(ExitCodes.someRejected)
         }

@@ -156,6 +156,7 @@ func describe(
                     ? " (" + s.dead.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
                         + ")" : ""))
         if s.voided > 0 { parts.append("voided \(s.voided) before sending") }
+        if let corrections = s.correctionSummary { parts.append("corrections: \(corrections)") }
         if s.aggregated > 0 || s.openWindows > 0 {
             parts.append("aggregated \(s.aggregated) into windows, \(s.openWindows) with events not yet billed")
         }
@@ -231,6 +232,15 @@ struct Status: AsyncParsableCommand {
                             "delivered": .number(Double(s.delivered)), "duplicates": .number(Double(s.duplicates)),
                             "aggregated": .number(Double(s.aggregated)), "open_windows": .number(Double(s.openWindows)),
                             "voided": .number(Double(s.voided)),
+                            "corrections": .object(
+                                Dictionary(
+                                    s.corrections.map {
+                                        (
+                                            $0.key.label.replacingOccurrences(of: " ", with: "_"),
+                                            .number(Double($0.value))
+                                        )
+                                    },
+                                    uniquingKeysWith: { a, _ in a })),
                             "dead": .object(s.dead.mapValues { .number(Double($0)) }),
                             "oldest_queued": s.oldestQueued.map { .string(RFC3339.format($0)) } ?? .null,
                             "orphaned": .bool(check.orphans.contains(s.lane)),

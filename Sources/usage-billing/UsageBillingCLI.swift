@@ -34,7 +34,8 @@ struct UsageBillingCLI: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Demo.self, Emulate.self, ConfigCommand.self, Send.self, Import.self, Serve.self, Worker.self, Status.self,
-            Lanes.self, DLQ.self, VoidCommand.self, CorrectionsCommand.self, SpoolCommand.self, Meters.self,
+            Lanes.self, DLQ.self, VoidCommand.self, AmendCommand.self, CorrectionsCommand.self, SpoolCommand.self,
+            Meters.self,
             Summary.self,
             Reconcile.self,
         ]

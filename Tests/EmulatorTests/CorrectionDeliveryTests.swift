@@ -54,7 +54,6 @@ struct CorrectionDeliveryTests {
         #expect(after.first?.correction.lanes[lane.name] == .pending)
         try await pipeline.flush()
         let state = try #require(try await pipeline.spool.corrections(of: [events[1].id]).first?.lanes[lane.name])
-        let requests = emulator.requests(kind)
         if sink is any CorrectionSink || windowed {
             #expect(state == .applied, "\(kind): \(state.label)")
             let laneStatus = try #require(try await pipeline.spool.status().first)
@@ -73,7 +72,27 @@ struct CorrectionDeliveryTests {
             #expect(state == .dead, "\(kind): a provider with no way to void gets a dead correction")
         }
 
+        // Amend after delivery: the event is taken back as a void is, and its replacement with
+        // the new quantity is delivered; an amend after an amend supersedes it.
+        if (sink is any CorrectionSink || windowed), try await pipeline.spool.status().first?.dead.isEmpty == true {
+            let first = try await pipeline.amend(events[2].id, quantity: 7, reason: "metered in the wrong unit")
+            #expect(first.correction.kind == .amend && !first.alreadyAmended && first.replacement.quantity == 7)
+            try await pipeline.flush()
+            #expect(await Self.net(emulator, kind) == 7, "\(kind): the amended quantity replaces the original")
+            let second = try await pipeline.amend(events[2].id, quantity: 4, reason: "and again")
+            #expect(second.replacement.id != first.replacement.id)
+            try await pipeline.flush()
+            #expect(await Self.net(emulator, kind) == 4, "\(kind): the second amend supersedes the first")
+            let same = try await pipeline.amend(events[2].id, quantity: 4, reason: "retried")
+            #expect(same.alreadyAmended && same.replacement.id == second.replacement.id)
+            let replaced = try await pipeline.spool.corrections(of: [first.replacement.id]).first
+            #expect(
+                replaced?.kind == .void && replaced?.lanes[lane.name] == .applied,
+                "\(kind): \(String(describing: replaced))")
+        }
+
         // Twice is once: the second void answers the first and sends nothing.
+        let requests = emulator.requests(kind)
         let again = try await pipeline.void([events[1].id], reason: "again")
         #expect(again.first?.alreadyVoid == true)
         try await pipeline.flush()
