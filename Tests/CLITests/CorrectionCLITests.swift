@@ -9,8 +9,9 @@ import UsageTestSupport
 struct CorrectionCLITests {
     /// Three events recorded for a primary and a shadow, one voided before the worker runs: the
     /// providers never see it, the others arrive once. Voiding a delivered event says the
-    /// correction is pending there; voiding again changes nothing; an unknown id is refused
-    /// naming it, and nothing is voided.
+    /// correction is pending there, and the next worker applies it; voiding again changes
+    /// nothing; an unknown id is refused naming it, and nothing is voided. An amend replaces an
+    /// event's quantity at both providers.
     @Test func aVoidBeforeDeliveryIsNeverSentAndAfterItIsPending() async throws {
         let emulator = try await UsageEmulator.start()
         let config = try LaneEditCLITests.config(
@@ -64,11 +65,29 @@ struct CorrectionCLITests {
         let noReason = try await CLI.run(["void", "void-0", "--spool", spool])
         #expect(noReason.status == 2 && noReason.output.contains("--reason"), "\(noReason.output)")
 
+        // The next worker applies the late void at both providers, and an amend's replacement.
+        let amend = try await CLI.run([
+            "amend", "void-0", "--quantity", "10", "--reason", "metered in the wrong unit", "-c", config, "--spool",
+            spool,
+        ])
+        #expect(amend.status == 0 && amend.output.contains("Amended void-0 to 10"), "\(amend.output)")
+        let badQuantity = try await CLI.run([
+            "amend", "void-0", "--quantity", "ten", "--reason", "x", "-c", config, "--spool", spool,
+        ])
+        #expect(badQuantity.status == 2 && badQuantity.output.contains("--quantity"), "\(badQuantity.output)")
+        let drained = try await CLI.run(["worker", "-c", config, "--spool", spool, "--until-empty"])
+        #expect(drained.status == 0, "\(drained.output)")
+        for provider in ["openmeter", "orb"] {
+            let net = await emulator.accepted(provider).reduce(Decimal(0)) { $0 + $1.quantity }
+            #expect(net == 10, "\(provider): void-2 taken back, void-0 billed as 10, got \(net)")
+        }
+
         let listed = try await CLI.run(["corrections", "--spool", spool])
         #expect(listed.status == 0, "\(listed.output)")
+        #expect(listed.output.contains("void-0 amend to 10"), "\(listed.output)")
         #expect(
             listed.output.contains("void-1 void #1") && listed.output.contains("duplicate from a retry loop")
-                && listed.output.contains("void-2 void #1") && !listed.output.contains("void-0"), "\(listed.output)")
+                && listed.output.contains("void-2 void #1"), "\(listed.output)")
         let status = try await CLI.run(["status", "--spool", spool])
         #expect(status.output.contains("voided 1 before sending"), "\(status.output)")
         await emulator.shutdown()
@@ -109,10 +128,37 @@ struct CorrectionCLITests {
         }
         #expect(Set(["200", "400", "401", "404"]).isSubset(of: Set(documented.keys)))
         #expect(Set(required.compactMap(\.stringValue)).isSubset(of: Set(answered.keys)), "\(answered.keys)")
+        // serve's worker applies the void: OpenMeter gets the compensating event, and bills nothing.
+        func net() async -> Decimal { await live.emulator.accepted("openmeter").reduce(0) { $0 + $1.quantity } }
+        #expect(try await eventually { await net() == 0 }, "the void was applied at OpenMeter")
+
+        // Amend: another event, then its quantity changed through serve.
+        #expect(try await live.serve.post(live.client, ServeCLITests.event("sv-2")).status == 202)
+        #expect(try await eventually { await live.emulator.accepted("openmeter").contains { $0.key == "sv-2" } })
+        let amendPath = "/v1/events/sv-2/amend"
+        let noQuantity = try await live.serve.post(live.client, #"{"reason":"x"}"#, path: amendPath)
+        #expect(
+            noQuantity.status == 400 && noQuantity.json?["error"]?["fix"]?.stringValue?.contains("quantity") == true)
+        let amended = try await live.serve.post(
+            live.client, #"{"quantity": 9, "reason": "metered twice"}"#, path: amendPath)
+        #expect(
+            amended.status == 200 && amended.json?["kind"] == .string("amend"), "\(String(describing: amended.json))")
+        #expect(amended.json?["quantity"] == .string("9") && amended.json?["replacement_id"]?.stringValue != nil)
+        let amendedNet = try await eventually { await net() == 9 }
+        #expect(amendedNet, "OpenMeter bills the amended quantity")
+        let unknownAmend = try await live.serve.post(
+            live.client, #"{"quantity": 1, "reason": "typo"}"#, path: "/v1/events/nope/amend")
+        #expect(unknownAmend.status == 404)
+        guard case .object(let amendDoc)? = spec["paths"]?["/v1/events/{id}/amend"]?["post"]?["responses"] else {
+            Issue.record("docs/ingest.openapi.json does not document the amend endpoint")
+            return
+        }
+        #expect(Set(["200", "400", "401", "404"]).isSubset(of: Set(amendDoc.keys)))
         live.serve.process.kill(SIGTERM)
         #expect(await live.serve.process.exitStatus() == 0)
         let listed = try await CLI.run(["corrections", "--spool", live.spool])
         #expect(listed.output.contains("sv-1 void #1") && listed.output.contains("test customer"), "\(listed.output)")
+        #expect(listed.output.contains("sv-2 amend to 9"), "\(listed.output)")
         await live.emulator.shutdown()
     }
 }

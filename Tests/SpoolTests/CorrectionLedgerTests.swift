@@ -160,6 +160,47 @@ struct CorrectionLedgerTests {
         third.lock?.release()
     }
 
+    /// An amend takes the event out as a void does and hands back its replacement; recorded, it
+    /// is queued like any event. The same quantity again is the same amend; another quantity
+    /// supersedes it, voiding the earlier replacement. An amended event cannot be voided (its
+    /// replacement is named), nor a voided one amended; an unknown id is refused.
+    @Test(arguments: LedgerKind.allCases)
+    func anAmendReplacesTheEventAndASecondSupersedesIt(_ kind: LedgerKind) async throws {
+        let (ledger, batch) = try await ledgerWithTwoEvents(kind, "amend")
+        let first = try await ledger.amend(batch[0].id, quantity: 42, reason: "wrong unit", now: Date())
+        #expect(!first.alreadyAmended && first.correction.kind == .amend && first.correction.quantity == 42)
+        #expect(first.correction.lanes == ["a/x": .pending, "b/x": .withheld])
+        #expect(
+            first.replacement.id == first.correction.replacementID && first.replacement.quantity == 42
+                && first.replacement.customer == batch[0].customer
+                && abs(first.replacement.timestamp.timeIntervalSince(batch[0].timestamp)) < 0.001)
+        try await ledger.record([RecordEntry(event: first.replacement, lanes: ["a/x", "b/x"])], now: Date())
+        let due = try await ledger.due(lane: "b/x", limit: 10, now: Date(), windowRecords: nil, after: 0)
+        #expect(due.map(\.event.id).contains(first.replacement.id) && !due.map(\.event.id).contains(batch[0].id))
+
+        let same = try await ledger.amend(batch[0].id, quantity: 42, reason: "retried", now: Date())
+        #expect(same.alreadyAmended && same.correction.number == first.correction.number)
+
+        let second = try await ledger.amend(batch[0].id, quantity: 40, reason: "and again", now: Date())
+        #expect(
+            !second.alreadyAmended && second.correction.number == 2 && second.replacement.id != first.replacement.id)
+        #expect(second.correction.lanes.values.allSatisfy { $0 == .notNeeded }, "the original left with the first")
+        let superseded = try #require(try await ledger.corrections(of: [first.replacement.id]).first)
+        #expect(superseded.kind == .void && superseded.lanes == ["a/x": .withheld, "b/x": .withheld])
+
+        await #expect(throws: UsageBillingError.self) {
+            try await ledger.void([batch[0].id], reason: "no", now: Date())
+        }
+        _ = try await ledger.void([batch[1].id], reason: "gone", now: Date())
+        await #expect(throws: UsageBillingError.self) {
+            try await ledger.amend(batch[1].id, quantity: 1, reason: "no", now: Date())
+        }
+        await #expect(throws: UsageBillingError.self) {
+            try await ledger.amend("nope", quantity: 1, reason: "no", now: Date())
+        }
+        #expect(try await ledger.corrections(of: ["nope"]).isEmpty)
+    }
+
     /// A dead letter needs no correction; a folded or retried row gets it pending.
     @Test(arguments: LedgerKind.allCases)
     func deadRowsNeedNoneAndTriedRowsArePending(_ kind: LedgerKind) async throws {
