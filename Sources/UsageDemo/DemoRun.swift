@@ -31,6 +31,8 @@ public enum DemoRun {
         public var elapsed: Duration
         /// The event the demo voided after delivery, as the ledger holds its correction then.
         public var voided: CorrectionRecord?
+        /// The event the demo amended after delivery.
+        public var amended: AmendResult?
 
         public var deadLetters: Int { lanes.map { $0.dead.values.reduce(0, +) }.reduce(0, +) }
         public var queued: Int { lanes.map(\.queued).reduce(0, +) }
@@ -38,6 +40,7 @@ public enum DemoRun {
         public var passed: Bool {
             report.isClean && lost.isEmpty && deadLetters == 0 && queued == 0
                 && (voided?.lanes.values.allSatisfy { $0 == .applied } ?? true)
+                && (amended?.correction.lanes.values.allSatisfy { $0 == .applied } ?? true)
         }
     }
 
@@ -117,7 +120,7 @@ public enum DemoRun {
         // One delivered event turns out wrong: voided, and the worker takes it back at every
         // provider that has it, each its own way. The first event whose lanes all take a void
         // as a request of their own (windowed lanes fold it into a revision instead).
-        let voidable = recorded.first { event in
+        let takesCorrections = { (event: UsageEvent) -> Bool in
             guard let d = routing.decide(event) else { return false }
             return ([d.primary] + d.shadows).allSatisfy { provider in
                 pipeline.router.lanes.filter { $0.provider == provider }.contains { lane in
@@ -128,18 +131,36 @@ public enum DemoRun {
                 }
             }
         }
-        var voided: CorrectionRecord?
+        let correctable = recorded.filter(takesCorrections)
+        let voidable = correctable.first
+        // Another turns out metered in the wrong unit: amended to twice its quantity.
+        let amendable = correctable.dropFirst().first
+        var voided: CorrectionRecord?, amended: AmendResult?
         if let voidable {
             _ = try await pipeline.void([voidable.id], reason: "demo: a duplicate from a retry loop")
+        }
+        if let amendable {
+            amended = try await pipeline.amend(
+                amendable.id, quantity: amendable.quantity * 2, reason: "demo: metered in the wrong unit")
+        }
+        if voidable != nil || amendable != nil {
             try await pipeline.flush()
-            voided = try await pipeline.spool.corrections(of: [voidable.id]).first
+            if let voidable { voided = try await pipeline.spool.corrections(of: [voidable.id]).first }
+            if let amendable, let latest = try await pipeline.spool.corrections(of: [amendable.id]).last,
+                var result = amended
+            {
+                result.correction = latest
+                amended = result
+            }
         }
         // What each provider should bill, from the events and the routing decisions: the
         // spool's ledger must hold exactly this.
         var expected: [String: Decimal] = [:]
         for event in recorded where event.id != voidable?.id {
             guard let d = routing.decide(event) else { continue }
-            for provider in [d.primary] + d.shadows { expected[provider, default: 0] += event.quantity }
+            let quantity =
+                event.id == amendable?.id ? (amended?.replacement.quantity ?? event.quantity) : event.quantity
+            for provider in [d.primary] + d.shadows { expected[provider, default: 0] += quantity }
         }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
@@ -159,7 +180,7 @@ public enum DemoRun {
         return Outcome(
             report: report, from: from, to: to, lanes: try await pipeline.spool.status(), lost: lost,
             requests: stats.requests, injected: stats.injected.values.flatMap(\.values).reduce(0, +), elapsed: elapsed,
-            voided: voided)
+            voided: voided, amended: amended)
     }
 
     /// The events of an NDJSON file. A bad line is an error naming it.

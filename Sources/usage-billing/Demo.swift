@@ -60,6 +60,15 @@ struct Demo: AsyncParsableCommand {
                 print("  \(lane): \(state.label)\(voided.notes[lane].map { " (\($0))" } ?? "")")
             }
         }
+        if let amended = outcome.amended {
+            let c = amended.correction
+            print(
+                "Amended \(c.eventID) to \(DecimalFormat.plain(amended.replacement.quantity)) (\(c.reason)): taken back as a void is, and its replacement \(amended.replacement.id) delivered:"
+            )
+            for (lane, state) in c.lanes.sorted(by: { $0.key < $1.key }) {
+                print("  \(lane): \(state.label)\(c.notes[lane].map { " (\($0))" } ?? "")")
+            }
+        }
         print(
             "The emulator answered \(outcome.requests.values.reduce(0, +)) requests ("
                 + outcome.requests.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
@@ -80,7 +89,7 @@ struct Demo: AsyncParsableCommand {
             "\nThe report as a page: \(URL(fileURLWithPath: report).standardizedFileURL.path) (open it in a browser).")
         guard outcome.passed else {
             print(
-                "\nFAILED: \(outcome.report.mismatches.count) total(s) disagree, \(outcome.lost.count) provider ledger(s) differ from the events, \(outcome.deadLetters) dead letter(s), \(outcome.queued) still queued\(outcome.voided.map { $0.lanes.values.allSatisfy { $0 == .applied } ? "" : ", the void not applied everywhere" } ?? "")."
+                "\nFAILED: \(outcome.report.mismatches.count) total(s) disagree, \(outcome.lost.count) provider ledger(s) differ from the events, \(outcome.deadLetters) dead letter(s), \(outcome.queued) still queued\(([outcome.voided, outcome.amended?.correction].compactMap { $0 }.allSatisfy { $0.lanes.values.allSatisfy { $0 == .applied } } ? "" : ", a correction not applied everywhere"))."
             )
             throw ExitCode(ExitCodes.someRejected)
         }
