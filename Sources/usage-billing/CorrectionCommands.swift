@@ -64,7 +64,7 @@ struct AmendCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "amend",
         abstract: "Amend a recorded event's quantity: it should have been billed differently.",
-        usage: "usage-billing amend <id> --quantity <q> --reason <text> [-c <config>] [--spool <spool>]",
+        usage: "usage-billing amend <id> --quantity <q> --reason <text> [-c <config>]",
         discussion: """
             The event leaves its lanes as a void does (withheld where it was not sent yet; taken back at the \
             provider where it was), and a replacement event with the new quantity is recorded under the \
@@ -73,7 +73,7 @@ struct AmendCommand: AsyncParsableCommand {
             the same quantity changes nothing. `corrections` lists it.
 
             Examples:
-              usage-billing amend evt_123 --quantity 120 --reason "metered twice" -c routing.yaml --spool usage.spool
+              usage-billing amend evt_123 --quantity 120 --reason "metered twice"
               usage-billing amend evt_123 --quantity 0 --reason "free tier" --json
             """)
     @Argument(help: "The id of the event to amend, as recorded.") var id: String
