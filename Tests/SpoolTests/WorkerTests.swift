@@ -23,7 +23,7 @@ final class SwitchableServer: Sendable {
     }
 }
 
-@Suite("Delivery worker", .timeLimit(.minutes(2)))
+@Suite("Delivery worker", .timeLimit(.minutes(5)))
 struct WorkerTests {
     /// One lane's provider is down for a long stretch; the other lane delivers everything in the
     /// meantime; the failed lane catches up afterwards.
@@ -51,7 +51,7 @@ struct WorkerTests {
         let worker = Task { try await pipeline.flush() }
 
         // Stripe's lane finishes while OpenMeter is still down.
-        let stripeDone = try await eventually {
+        let stripeDone = try await eventually(within: .seconds(200)) {
             try await pipeline.spool.status().first { $0.lane == "stripe/api_request" }?.delivered == n
         }
         #expect(stripeDone, "the healthy lane did not finish while the other was down")
@@ -324,7 +324,7 @@ struct ReadAheadTests {
     }
 }
 
-@Suite("Held marks", .timeLimit(.minutes(1)))
+@Suite("Held marks", .timeLimit(.minutes(3)))
 struct MarkHoldTests {
     /// Nothing is handed out before `rows` marks or `age` (by the lane's clock) have gathered,
     /// unless forced; what is handed out is every mark held, in order, and the hold is empty after.
