@@ -140,16 +140,24 @@ public final class IngestHandler: Sendable {
                 return Self.error(500, "internal", "the ledger answered nothing for \(id)", fix: "try again")
             }
             return IngestReply(status: 200, headers: [], body: result.json)
-        } catch let error as UsageBillingError where error.code == .invalidInput {
-            return Self.error(
-                error.field == "id" ? 404 : 400, error.field == "id" ? "event_not_found" : "invalid_request",
-                error.message, fix: error.fix ?? "check the request")
         } catch {
-            logger.error("void failed", metadata: ["error": "\(error)"])
-            return Self.error(
-                503, "ledger_unavailable", "the ledger could not record the correction",
-                fix: "retry later: nothing was voided", headers: [("Retry-After", "5")])
+            return correctionRefusal(error, nothing: "nothing was voided")
         }
+    }
+
+    /// The answer to a correction the ledger refused or could not record: 404 for an id it does
+    /// not hold, 400 for a correction the event cannot take, 503 while the ledger is unavailable.
+    private func correctionRefusal(_ error: any Error, nothing: String) -> IngestReply {
+        if let error = error as? UsageBillingError, error.code == .notFound || error.code == .invalidInput {
+            return Self.error(
+                error.code == .notFound ? 404 : 400, error.code == .notFound ? "event_not_found" : "invalid_request",
+                error.message, fix: error.fix ?? "check the request")
+        }
+        logger.error("correction failed", metadata: ["error": "\(error)"])
+        return Self.error(
+            503, "ledger_unavailable", "the ledger could not record the correction",
+            fix: "retry later with the same body: \(nothing), and the same correction is made once",
+            headers: [("Retry-After", "5")])
     }
 
     /// `POST /v1/events/{id}/amend` once authorised and its body read:
@@ -167,9 +175,8 @@ public final class IngestHandler: Sendable {
         // A JSON number, read through its shortest decimal text (0.1 stays 0.1), or a decimal string.
         let quantity: Decimal? =
             switch JSONValue.parse(body)?["quantity"] {
-            case .number(let n)? where n.isFinite: Decimal(string: String(n), locale: Locale(identifier: "en_US_POSIX"))
-            case .string(let s)? where s.wholeMatch(of: /-?[0-9]+(\.[0-9]+)?/) != nil:
-                Decimal(string: s, locale: Locale(identifier: "en_US_POSIX"))
+            case .number(let n)? where n.isFinite: DecimalFormat.parse(String(n))
+            case .string(let s)?: DecimalFormat.parse(s)
             default: nil
             }
         guard case .object(let object)? = JSONValue.parse(body), let quantity,
@@ -184,17 +191,8 @@ public final class IngestHandler: Sendable {
             let result = try await spool.amend(id, quantity: quantity, reason: reason, now: Date())
             _ = try await spool.record([try UsagePipeline.entry(result.replacement, router: router)], now: Date())
             return IngestReply(status: 200, headers: [], body: result.json)
-        } catch let error as UsageBillingError where error.code == .invalidInput {
-            return Self.error(
-                error.message.contains("holds no event") ? 404 : 400,
-                error.message.contains("holds no event") ? "event_not_found" : "invalid_request",
-                error.message, fix: error.fix ?? "check the request")
         } catch {
-            logger.error("amend failed", metadata: ["error": "\(error)"])
-            return Self.error(
-                503, "ledger_unavailable", "the ledger could not record the amend",
-                fix: "retry later with the same body: an amend to the same quantity is made once",
-                headers: [("Retry-After", "5")])
+            return correctionRefusal(error, nothing: "nothing was amended")
         }
     }
 

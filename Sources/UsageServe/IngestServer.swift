@@ -84,21 +84,18 @@ public enum IngestServer {
                 headers: request.headers.map { ($0.name.canonicalName, $0.value) })
             return reply(answer)
         }
-        router.post("/v1/events/:id/void") { request, context -> Response in
-            guard handler.authorises(request.headers[.authorization]) else {
-                return counted(IngestHandler.unauthorised)
+        // Corrections: authorised, the body read within the limit, then the handler's answer.
+        for (path, correct) in [
+            ("/v1/events/:id/void", handler.void), ("/v1/events/:id/amend", handler.amend),
+        ] as [(String, @Sendable (String, Data) async -> IngestReply)] {
+            router.post(RouterPath(path)) { request, context -> Response in
+                guard handler.authorises(request.headers[.authorization]) else {
+                    return counted(IngestHandler.unauthorised)
+                }
+                var request = request
+                guard let body = await readBody(&request, handler) else { return counted(handler.tooLarge()) }
+                return reply(await correct(context.parameters.get("id") ?? "", Data(buffer: body)))
             }
-            var request = request
-            guard let body = await readBody(&request, handler) else { return counted(handler.tooLarge()) }
-            return reply(await handler.void(id: context.parameters.get("id") ?? "", body: Data(buffer: body)))
-        }
-        router.post("/v1/events/:id/amend") { request, context -> Response in
-            guard handler.authorises(request.headers[.authorization]) else {
-                return counted(IngestHandler.unauthorised)
-            }
-            var request = request
-            guard let body = await readBody(&request, handler) else { return counted(handler.tooLarge()) }
-            return reply(await handler.amend(id: context.parameters.get("id") ?? "", body: Data(buffer: body)))
         }
         addHealthAndMetrics(to: router, registry: registry)
         router.get("/readyz") { _, _ -> Response in

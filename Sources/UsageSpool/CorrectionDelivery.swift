@@ -19,7 +19,7 @@ public struct DueCorrection: Sendable {
     public var recordedAt: Date
 
     /// The correction's own id (``CorrectionRecord/id``).
-    public var id: String { EventID.derived(from: [event.id, "correction", String(number)]) }
+    public var id: String { CorrectionRecord.id(eventID: event.id, number: number) }
 }
 
 /// What came of a correction on one lane, for the ledger to write.

@@ -55,7 +55,12 @@ public struct CorrectionRecord: Sendable, Hashable {
     public var quantity: Decimal?
 
     /// The correction's own id, sent as the provider's idempotency key wherever it takes one.
-    public var id: String { EventID.derived(from: [eventID, "correction", String(number)]) }
+    public var id: String { Self.id(eventID: eventID, number: number) }
+
+    /// The id of correction `number` of the event `eventID`.
+    static func id(eventID: String, number: Int) -> String {
+        EventID.derived(from: [eventID, "correction", String(number)])
+    }
     /// An amend's replacement event's id (the correction's own id stays the key of the request
     /// that takes the original back, e.g. a compensating event's id, so the two never meet).
     public var replacementID: String { EventID.derived(from: [eventID, "replacement", String(number)]) }
@@ -275,7 +280,7 @@ extension LedgerEngine {
     static func unknownEvents(_ ids: [String], ledger: String) -> UsageBillingError {
         let shown = ids.prefix(5).map { "'\($0)'" }.joined(separator: ", ") + (ids.count > 5 ? " …" : "")
         return UsageBillingError(
-            .invalidInput,
+            .notFound,
             "the ledger \(ledger) holds no event with id \(shown); nothing was corrected",
             fix:
                 "check the id (it is the event's `id`, as recorded), and the ledger (--spool): `usage-billing status` shows what it holds",

@@ -19,7 +19,8 @@ extension DeliveryWorker {
         guard !due.isEmpty else { return (false, false) }
         let spec = sink.capabilities.aggregation
         let provider = Lane(name: lane).flatMap { router.config.kindName(ofProvider: $0.provider) } ?? sink.name
-        let corrections = LaneCorrections(formula: spec?.formula, sends: sink is any CorrectionSink, provider: provider)
+        let corrector = sink as? any CorrectionSink
+        let corrections = LaneCorrections(formula: spec?.formula, sends: corrector != nil, provider: provider)
         var folds: [DueCorrection] = [], settled: [CorrectionSettlement] = []
         for correction in due {
             switch LedgerEngine.step(for: correction, lane: corrections) {
@@ -30,10 +31,10 @@ extension DeliveryWorker {
                         eventKey: correction.eventKey, number: correction.number, state: state, reason: reason,
                         retryAt: nil, attempted: false))
             case .send:
-                guard let sink = sink as? any CorrectionSink else { continue }
+                guard let corrector else { continue }  // `step` sends only where there is one
                 let outcome: DeliveryOutcome
                 do {
-                    outcome = try await sink.void(
+                    outcome = try await corrector.void(
                         correction.event, deliveredAt: correction.rowUpdatedAt, correctionID: correction.id)
                 } catch is CancellationError {
                     break

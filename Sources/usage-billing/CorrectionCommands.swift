@@ -85,9 +85,7 @@ struct AmendCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        guard let text = quantity, text.wholeMatch(of: /-?[0-9]+(\.[0-9]+)?/) != nil,
-            let quantity = Decimal(string: text, locale: Locale(identifier: "en_US_POSIX"))
-        else {
+        guard let text = quantity, let quantity = DecimalFormat.parse(text) else {
             throw CLIFailure.badInput(
                 "--quantity \(quantity.map { "'\($0)' is not a number" } ?? "is required"). Fix: give the quantity the event should have had, e.g. --quantity 120"
             )

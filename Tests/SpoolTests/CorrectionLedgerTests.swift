@@ -65,7 +65,7 @@ struct CorrectionLedgerTests {
             try await ledger.void([batch[1].id, "evt_nope"], reason: "typo", now: Date())
         } throws: { error in
             let e = error as? UsageBillingError
-            return e?.code == .invalidInput && e?.message.contains("'evt_nope'") == true && e?.fix != nil
+            return e?.code == .notFound && e?.message.contains("'evt_nope'") == true && e?.fix != nil
         }
         #expect(try await ledger.corrections(of: nil).isEmpty, "nothing was voided")
         #expect(try await ledger.queuedCount(lane: "b/x") == 3)

@@ -9,13 +9,12 @@ import UsageBilling
 /// dedupes. A record already on an invoice cannot be deleted: that is final, with the manual fix.
 extension ChargebeeSink {
     func replaceWindow(_ event: UsageEvent, info: AggregateInfo, total: Decimal) async throws -> DeliveryOutcome {
-        let subscription = settings.mapping.providerCustomer(for: event)
-        guard let itemPrice = settings.itemPrice(for: event.name) else {
-            return .rejected(
-                .local(
-                    "item_price_missing", field: "item_price_id",
-                    "no item price for '\(event.name)'; add it to item_prices or set item_price_id"))
-        }
+        var replacement = event
+        replacement.quantity = total
+        // The record to create, checked as any usage is, before anything is deleted.
+        guard case .success(let (subscription, fields)) = usageFields(replacement),
+            let itemPrice = fields.first(where: { $0.0 == "item_price_id" })?.1
+        else { return try await deliverUsage(replacement) }
         let start = info.windowStart
         do {
             let chargebee = try ChargebeeClient(settings: settings, client: client)
@@ -43,8 +42,6 @@ extension ChargebeeSink {
         } catch {
             return try DeliveryOutcome.ofCorrection(failingWith: error)
         }
-        var replacement = event
-        replacement.quantity = total
         return try await deliverUsage(replacement)
     }
 }
