@@ -176,7 +176,7 @@ public final class IngestHandler: Sendable {
         let quantity: Decimal? =
             switch JSONValue.parse(body)?["quantity"] {
             case .number(let n)? where n.isFinite: DecimalFormat.parse(String(n))
-            case .string(let s)?: DecimalFormat.parse(s)
+            case .string(let s)?: DecimalFormat.parseExactly(s)
             default: nil
             }
         guard case .object(let object)? = JSONValue.parse(body), let quantity,

@@ -85,7 +85,7 @@ struct AmendCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        guard let text = quantity, let quantity = DecimalFormat.parse(text) else {
+        guard let text = quantity, let quantity = DecimalFormat.parseExactly(text) else {
             throw CLIFailure.badInput(
                 "--quantity \(quantity.map { "'\($0)' is not a number" } ?? "is required"). Fix: give the quantity the event should have had, e.g. --quantity 120"
             )

@@ -548,6 +548,17 @@ struct DecimalTextTests {
         #expect(DecimalFormat.parse(text) == reference, "\(text)")
     }
 
+    /// A typed value is the whole text or nothing.
+    @Test(
+        arguments: [
+            ("150", "150"), ("-0.25", "-0.25"), ("1e3", "1000"), ("2.5E-3", "0.0025"), (".5", "0.5"), ("3x", nil),
+            ("1.2.3", nil), (" 1", nil), ("+5", nil), ("", nil), ("-", nil), ("1e", nil), ("e3", nil), ("NaN", nil),
+        ] as [(String, String?)])
+    func parseExactlyTakesOnlyAWholeNumber(_ text: String, _ expected: String?) {
+        #expect(
+            DecimalFormat.parseExactly(text) == expected.flatMap { Decimal(string: $0, locale: Self.posix) }, "\(text)")
+    }
+
     @Test(arguments: [
         "0", "7", "-42", "9223372036854775807", "-9223372036854775808", "12345678901234567890123", "0.1", "-0.25",
         "1.5", "0.000001", "100000000000000000000",

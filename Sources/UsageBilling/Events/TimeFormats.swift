@@ -158,6 +158,39 @@ public enum DecimalFormat {
         return d
     }
 
+    /// ``parse(_:)`` where the whole text must be the number: Foundation alone reads `3x` as 3
+    /// and `1.2.3` as 1.2, which a value a person typed must not be.
+    public static func parseExactly(_ text: String) -> Decimal? {
+        isPlainNumber(text.utf8) ? parse(text) : nil
+    }
+
+    /// `-`? digits (`.` digits?)? or `.` digits, then (`e`|`E` (`+`|`-`)? digits)?.
+    private static func isPlainNumber(_ utf8: String.UTF8View) -> Bool {
+        var i = utf8.makeIterator()
+        var c = i.next()
+        if c == UInt8(ascii: "-") { c = i.next() }
+        func digits() -> Int {
+            var n = 0
+            while let d = c, d >= UInt8(ascii: "0") && d <= UInt8(ascii: "9") {
+                n += 1
+                c = i.next()
+            }
+            return n
+        }
+        var mantissa = digits()
+        if c == UInt8(ascii: ".") {
+            c = i.next()
+            mantissa += digits()
+        }
+        guard mantissa > 0 else { return false }
+        if c == UInt8(ascii: "e") || c == UInt8(ascii: "E") {
+            c = i.next()
+            if c == UInt8(ascii: "+") || c == UInt8(ascii: "-") { c = i.next() }
+            guard digits() > 0 else { return false }
+        }
+        return c == nil
+    }
+
     /// Whether `value` has no fractional part.
     public static func isWhole(_ value: Decimal) -> Bool {
         var v = value
