@@ -113,6 +113,9 @@ public final class UsageEmulator: Sendable {
             )
         >
     let seed: UInt64
+    /// How far the emulator's clock runs ahead of the one it was started with: moved forward by
+    /// ``advanceClock(by:)`` so a test can see a provider's time limits pass without waiting.
+    private let clockOffset: Locked<TimeInterval>
     /// Whether writes past a provider's documented rate limit are answered 429 (`rate_limit` in
     /// ``statistics``' injected counts).
     public let enforcesRateLimits: Bool
@@ -135,7 +138,8 @@ public final class UsageEmulator: Sendable {
         options: EmulationOptions = EmulationOptions(), rateLimits: Bool = false,
         now: @escaping @Sendable () -> Date = { Date() }
     ) async throws -> UsageEmulator {
-        let context = EmulationContext(options: options, now: now)
+        let offset = Locked<TimeInterval>(0)
+        let context = EmulationContext(options: options, now: { now().addingTimeInterval(offset.current) })
         let list = emulations.flatMap { $0.make(context) }
         let providers = Dictionary(list.map { ($0.prefix, $0) }, uniquingKeysWith: { first, _ in first })
         let box = Box()
@@ -143,7 +147,7 @@ public final class UsageEmulator: Sendable {
             port: port, threads: 2, immediate: { request in box.emulator?.route(request) ?? .now(.close) })
         let emulator = UsageEmulator(
             server: server, providers: providers, registered: emulations, faults: faults, seed: seed,
-            rateLimits: rateLimits)
+            rateLimits: rateLimits, clockOffset: offset)
         box.emulator = emulator
         return emulator
     }
@@ -158,8 +162,9 @@ public final class UsageEmulator: Sendable {
 
     private init(
         server: LoopbackHTTPServer, providers: [String: any EmulatedProvider], registered: [EmulationKind],
-        faults: [String: FaultPlan], seed: UInt64, rateLimits: Bool
+        faults: [String: FaultPlan], seed: UInt64, rateLimits: Bool, clockOffset: Locked<TimeInterval>
     ) {
+        self.clockOffset = clockOffset
         self.server = server
         self.registered = registered
         enforcesRateLimits = rateLimits
@@ -175,6 +180,19 @@ public final class UsageEmulator: Sendable {
 
     /// Stops the server.
     public func shutdown() async { await server.shutdown() }
+
+    /// Moves the emulator's clock forward: every provider's time rules (Stripe's 24-hour cancel,
+    /// Orb's billing periods, Metronome's 34 days, Chargebee's invoicing) then read the later
+    /// time, as if that much time had passed since the requests it holds. It never moves back.
+    /// - Returns: how far ahead of the real clock the emulator now runs.
+    @discardableResult
+    public func advanceClock(by interval: Duration) -> Duration {
+        let seconds = max(0, interval.seconds)
+        return .seconds(
+            clockOffset.with {
+                $0 += seconds; return $0
+            })
+    }
 
     /// Replaces a provider's fault plan at run time (`chargebee` covers both its hosts).
     public func setFaults(_ kind: String, _ plan: FaultPlan) {
@@ -232,7 +250,8 @@ public final class UsageEmulator: Sendable {
     /// The control API under `/_emulator/` (loopback only, no key), for a running `emulate`:
     /// `GET /_emulator/stats` (per provider: requests, accepted usages, their distinct keys and
     /// total quantity, faults injected); `PUT /_emulator/faults/{provider|all}` with a fault spec as the body
-    /// (`429=0.1,500=0.05`), `DELETE` to clear it; `POST /_emulator/reset[?provider=…]`.
+    /// (`429=0.1,500=0.05`), `DELETE` to clear it; `POST /_emulator/reset[?provider=…]`;
+    /// `POST /_emulator/clock?advance=25h` moves the emulator's clock forward (``advanceClock(by:)``).
     private func control(_ request: LoopbackHTTPServer.Request) async -> HTTPResponse {
         let parts = Array(request.path.split(separator: "/").map(String.init).dropFirst())  // after "_emulator"
         let kinds = self.kinds
@@ -290,9 +309,17 @@ public final class UsageEmulator: Sendable {
             reset(kind)
             return Reply.json(200, .object(["reset": .array((kind.map { [$0] } ?? kinds).map(JSONValue.string))]))
         }
+        if request.method == "POST", parts == ["clock"] {
+            let text = request.query.first { $0.0 == "advance" }?.1 ?? ""
+            guard let interval = DurationText.parse(text), interval > .zero else {
+                return failure(400, "advance '\(text)' is not a duration; use e.g. POST /_emulator/clock?advance=25h")
+            }
+            let ahead = advanceClock(by: interval)
+            return Reply.json(200, .object(["ahead_seconds": .number(ahead.seconds)]))
+        }
         return failure(
             404,
-            "the control API has GET /_emulator/stats, PUT|DELETE /_emulator/faults/{provider|all} (body: a fault spec such as 429=0.1,500=0.05) and POST /_emulator/reset[?provider=…]"
+            "the control API has GET /_emulator/stats, PUT|DELETE /_emulator/faults/{provider|all} (body: a fault spec such as 429=0.1,500=0.05), POST /_emulator/reset[?provider=…] and POST /_emulator/clock?advance=25h"
         )
     }
 

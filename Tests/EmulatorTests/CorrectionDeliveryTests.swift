@@ -100,8 +100,9 @@ struct CorrectionDeliveryTests {
         await emulator.shutdown()
     }
 
-    /// Stripe cancels only within 24 hours of receiving an event: a later void is refused before
-    /// any request, with the manual fix; within the window it is one adjustment.
+    /// Stripe cancels only within 24 hours of receiving an event: a void the ledger knows to be
+    /// later is refused before any request, one Stripe refuses is refused the same way, both with
+    /// the manual fix; within the window it is one adjustment.
     @Test func aLateStripeCancelIsRefusedWithTheFix() async throws {
         let emulator = try await UsageEmulator.start()
         let config = try emulatorConfig(emulator, routes: "  - { events: [api_request], to: stripe }\n")
@@ -123,6 +124,23 @@ struct CorrectionDeliveryTests {
         #expect(await emulator.accepted("stripe").count == 1, "the late cancel sent nothing")
         #expect(try await sink.void(event, deliveredAt: Date(), correctionID: "c-now") == .accepted)
         #expect(await emulator.accepted("stripe").isEmpty, "the cancel within the window took it back")
+
+        // Stripe received an event earlier than the ledger's mark says (the mark recorded a
+        // duplicate answer, say): the local check passes, Stripe refuses, and the refusal is as final.
+        let earlier = UsageEvent(
+            id: "received-earlier", name: "api_request", customer: "acme", timestamp: Date().addingTimeInterval(-60),
+            quantity: 6)
+        #expect(try await sink.deliver([earlier]) == [.accepted])
+        emulator.advanceClock(by: .seconds(25 * 3600))
+        let refused = try await sink.void(earlier, deliveredAt: Date(), correctionID: "c-refused")
+        guard case .rejected(let byStripe) = refused else {
+            Issue.record("Stripe's refusal of a late cancel must be final: \(refused)")
+            return
+        }
+        #expect(
+            byStripe.code == "cancel_window_passed" && byStripe.origin == .provider && byStripe.httpStatus == 400
+                && byStripe.message.contains("By hand"), "\(byStripe)")
+        #expect(await emulator.accepted("stripe").map(\.quantity) == [6], "the refused cancel took nothing back")
         await emulator.shutdown()
     }
 }

@@ -57,7 +57,7 @@ struct EmulatorAPITests {
     }
 
     /// Cancelling an event takes it out of the meter's summaries (v1 form and v2 JSON
-    /// adjustments alike); 24 hours after Stripe received it, a cancel changes nothing.
+    /// adjustments alike); 24 hours after Stripe received it, a cancel is refused and changes nothing.
     @Test(arguments: [StripeMeteringAPI.v1, .v2])
     func cancelledEventsLeaveTheSummaries(_ api: StripeMeteringAPI) async throws {
         let clock = Locked(Date())
@@ -88,8 +88,13 @@ struct EmulatorAPITests {
         #expect(adjustment.status == "pending" && adjustment.type == "cancel" && (adjustment.id != nil) == (api == .v2))
         #expect(try await total() == 40, "the cancelled 20 no longer counts")
         clock.with { $0 = $0.addingTimeInterval(25 * 3600) }
-        _ = try await billing.cancelMeterEvent(eventName: "api_requests", identifier: events[2].id)
-        #expect(try await total() == 40, "past 24 hours a cancel changes nothing")
+        do {
+            _ = try await billing.cancelMeterEvent(eventName: "api_requests", identifier: events[2].id)
+            Issue.record("a cancel 25 hours after Stripe received the event was taken")
+        } catch let error as UsageBillingError {
+            #expect(error.httpStatus == 400 && error.message.contains("invalid_cancel_configuration"), "\(error)")
+        }
+        #expect(try await total() == 40, "past 24 hours a cancel is refused and changes nothing")
         await emulator.shutdown()
     }
 

@@ -29,13 +29,23 @@ private func chargebeeInjected(status: Int, retryAfter: Bool) -> HTTPResponse {
 /// refused with `duplicate_entry`; one record per subscription, item price and `usage_date`;
 /// `chargebee-idempotency-key` replays the first answer for 30 minutes) and `GET /api/v2/usages`
 /// (filters `subscription_id[is]`, `item_price_id[is]`, `usage_date[between]`; `next_offset`
-/// paging, 2 per page when `limit` asks for less).
+/// paging, 2 per page when `limit` asks for less). A record is invoiced 31 days after it was
+/// created (``invoicedAfter``).
 final class ChargebeeEmulation: EmulatedProvider {
     let prefix = "chargebee"
     private let now: @Sendable () -> Date
     private struct Record {
         var id: String; var subscription: String; var itemPrice: String; var quantity: Decimal; var date: Int64;
-        var note: String?
+        var note: String?; var created: Date
+    }
+    /// How long after its creation a record is on an invoice: the emulator's subscriptions renew
+    /// monthly, and a renewal invoices the usage of the term that ended, so by 31 days any
+    /// record has been invoiced. An invoiced record carries `invoice_id` and cannot be deleted.
+    static let invoicedAfter: TimeInterval = 31 * 86_400
+
+    private func invoiceID(_ r: Record, at: Date) -> String? {
+        at.timeIntervalSince(r.created) >= Self.invoicedAfter
+            ? "inv_emu_" + EventID.derived(from: [r.subscription, String(r.date / 2_678_400)]).suffix(12) : nil
     }
     private struct State { var records: [Record] = []; var replies: [String: HTTPResponse] = [:] }
     private let state = Locked(State())
@@ -56,6 +66,7 @@ final class ChargebeeEmulation: EmulatedProvider {
     }
 
     private func usageJSON(_ r: Record) -> JSONValue {
+        let at = now()
         var o: [String: JSONValue] = [
             "id": .string(r.id), "usage_date": .number(Double(r.date)), "subscription_id": .string(r.subscription),
             "item_price_id": .string(r.itemPrice), "quantity": .string(DecimalFormat.plain(r.quantity)),
@@ -63,6 +74,7 @@ final class ChargebeeEmulation: EmulatedProvider {
             "object": .string("usage"), "created_at": .number(Double(r.date)), "updated_at": .number(Double(r.date)),
         ]
         if let note = r.note { o["note"] = .string(note) }
+        if let invoice = invoiceID(r, at: at) { o["invoice_id"] = .string(invoice) }
         return .object(o)
     }
 
@@ -116,6 +128,11 @@ final class ChargebeeEmulation: EmulatedProvider {
                 return chargebeeError(
                     404, "resource_not_found", "Sorry, we couldn't find that resource", type: "invalid_request")
             }
+            if invoiceID(s.records[i], at: now()) != nil {
+                return chargebeeError(
+                    400, "invalid_state_for_request", "The usage \(id) is already invoiced and cannot be deleted.",
+                    param: "id")
+            }
             let record = s.records.remove(at: i)
             return Reply.json(200, .object(["usage": usageJSON(record)]))
         }
@@ -159,7 +176,7 @@ final class ChargebeeEmulation: EmulatedProvider {
             }
             let record = Record(
                 id: id, subscription: subscription, itemPrice: itemPrice, quantity: quantity, date: date,
-                note: f["note"])
+                note: f["note"], created: now())
             s.records.append(record)
             return Reply.json(200, .object(["usage": usageJSON(record)]))
         }

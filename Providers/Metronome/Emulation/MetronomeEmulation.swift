@@ -4,7 +4,9 @@ import UsageEmulatorCore
 
 /// Metronome `POST /v1/ingest` (a bare array; dedup by `transaction_id` for 34 days, silently),
 /// `POST /v1/usage` (per customer and billable metric = event type, summing the event type's
-/// value property, in day or hour windows) and `GET /v1/customers?ingest_alias=`.
+/// value property, in day or hour windows) and `GET /v1/customers?ingest_alias=`. An event
+/// backdated more than 34 days is refused with a 400 (Metronome documents the limit, not the
+/// answer; the emulator's message names it).
 ///
 /// Ingest aliases: an event's `customer_id` that is not a UUID is an ingest alias of a customer
 /// whose Metronome id is derived from it, and usage answers name that id, as Metronome's do.
@@ -16,7 +18,14 @@ final class MetronomeEmulation: EmulatedProvider {
     private let state = Locked(State())
     func reset() { state.with { $0 = State() } }
 
-    init(valueProperties: MeterValueProperties) { self.valueProperties = valueProperties }
+    private let now: @Sendable () -> Date
+    /// How far back Metronome takes an event's timestamp (metronome.md: backdated up to 34 days).
+    static let backdatingLimit: TimeInterval = 34 * 86_400
+
+    init(valueProperties: MeterValueProperties, now: @escaping @Sendable () -> Date) {
+        self.valueProperties = valueProperties
+        self.now = now
+    }
 
     func accepted() async -> [AcceptedUsage] { state.with { $0.usage } }
 
@@ -54,6 +63,7 @@ final class MetronomeEmulation: EmulatedProvider {
             guard let events = r.json?.arrayValue, (1...100).contains(events.count) else {
                 return Reply.json(400, .object(["message": .string("body must be an array of 1 to 100 events")]))
             }
+            let received = now()
             var valid: [AcceptedUsage] = []
             valid.reserveCapacity(events.count)
             for (i, e) in events.enumerated() {
@@ -66,6 +76,15 @@ final class MetronomeEmulation: EmulatedProvider {
                         .object([
                             "message": .string(
                                 "body/\(i) must have transaction_id, customer_id, event_type and an RFC 3339 timestamp")
+                        ]))
+                }
+                guard at >= received.addingTimeInterval(-Self.backdatingLimit) else {
+                    return Reply.json(
+                        400,
+                        .object([
+                            "message": .string(
+                                "body/\(i)/timestamp is more than 34 days in the past; events can be backdated up to 34 days"
+                            )
                         ]))
                 }
                 valid.append(
@@ -132,7 +151,12 @@ public enum EmulatedMetronome {
         kind: "metronome", adapterSettings: "api_key: metronome_REDACTED, events_per_second: 100000000",
         realHosts: ["api.metronome.com": "metronome"],
         meters: .sumQuantityProperty, endpoints: { ["endpoint": "\($0)/metronome"] },
-        make: { [MetronomeEmulation(valueProperties: MeterValueProperties($0.options[MeterSums.self].properties))] })
+        make: {
+            [
+                MetronomeEmulation(
+                    valueProperties: MeterValueProperties($0.options[MeterSums.self].properties), now: $0.now)
+            ]
+        })
 }
 
 extension MetronomeEmulation {

@@ -11,7 +11,9 @@ extension MetronomeSink: CorrectionSink {
 
     public func void(_ event: UsageEvent, deliveredAt: Date?, correctionID: String) async throws -> DeliveryOutcome {
         let outcome = try await deliver([event.compensating(id: correctionID)]).first ?? .possiblyDelivered
-        guard case .rejected(var reason) = outcome, reason.code == "timestamp_too_old" else { return outcome }
+        // Refused before sending (older than 34 days by this clock) or by Metronome (a 4xx: by
+        // its clock, or for any reason the event itself once passed): final, with the fix.
+        guard case .rejected(var reason) = outcome else { return outcome }
         reason.message +=
             "; the void cannot be sent as a compensating event. By hand: ask Metronome to correct the usage, or credit the customer's invoice"
         return .rejected(reason)

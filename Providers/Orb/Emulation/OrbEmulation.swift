@@ -301,11 +301,24 @@ final class OrbEmulation: EmulatedProvider {
     /// Orb's default limit on amended and deprecated events, per customer.
     static let correctionLimit = (events: 100, days: 100.0)
 
+    /// Whether Orb still amends or deprecates an event at `timestamp`, at `at`. With a grace
+    /// period set, an event older than it is refused (the account's own rule). Without one, the
+    /// emulator's customers are billed by calendar month (UTC) and the grace period is taken to
+    /// last the whole next period: an event before the previous month is refused.
+    static func correctable(_ timestamp: Date, at: Date, grace: TimeInterval?) -> Bool {
+        if let grace { return timestamp >= at.addingTimeInterval(-grace) }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
+        let month = calendar.dateInterval(of: .month, for: at)?.start ?? at
+        let previous = calendar.date(byAdding: .month, value: -1, to: month) ?? month
+        return timestamp >= previous
+    }
+
     /// `PUT /v1/events/{id}` (amend: the body is the whole new event, with the original's
     /// timestamp and customer) and `PUT /v1/events/{id}/deprecate`. Both refuse an event outside
-    /// the grace period, when one is set (the emulator's stand-in for "the current billing period
-    /// or the previous one's grace period"), and a customer's 101st correction in 100 days.
-    /// Repeating a correction answers as the first did and counts once.
+    /// "the current billing period or the previous one's grace period" (``correctable(_:at:grace:)``)
+    /// and a customer's 101st correction in 100 days. Repeating a correction answers as the first
+    /// did and counts once.
     private func correct(_ r: EmulatedRequest) -> HTTPResponse {
         let parts = r.path.dropFirst("/v1/events/".count).split(separator: "/").map(String.init)
         guard let id = parts.first.flatMap({ $0.removingPercentEncoding }), parts.count <= 2,
@@ -321,7 +334,7 @@ final class OrbEmulation: EmulatedProvider {
                 return notFound("No event with id \(id)")
             }
             let original = s.usage[index]
-            if let grace = gracePeriod, original.timestamp < at.addingTimeInterval(-grace) {
+            if !Self.correctable(original.timestamp, at: at, grace: gracePeriod) {
                 return validationError(
                     ["body", "timestamp"],
                     "The event's timestamp is not within the customer's current billing period or the previous period's grace period; use a backfill with replace_existing_events"

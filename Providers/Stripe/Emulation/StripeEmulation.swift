@@ -456,7 +456,12 @@ final class StripeEmulation: EmulatedProvider {
     /// `POST /v1/billing/meter_event_adjustments` (form) and `POST /v2/billing/meter_event_adjustments`
     /// (JSON): cancel one event by identifier. Stripe answers `pending` and applies it later (an
     /// identifier it does not hold is reported asynchronously); here an event of that name received
-    /// within the last 24 hours leaves the ledger at once, so summaries stop counting it.
+    /// within the last 24 hours leaves the ledger at once, so summaries stop counting it. Stripe
+    /// documents the 24 hours but not how a later cancel fails: the emulator refuses it with the
+    /// 400 `invalid_cancel_configuration` the v2 spec lists, so a client can be shown handling the
+    /// refusal (the adapter also refuses before sending when it knows the event is that old).
+    static let cancelWindow: TimeInterval = 24 * 3600
+
     private func adjustment(_ r: EmulatedRequest, v2: Bool) -> HTTPResponse {
         let name: String?, type: String?, identifier: String?
         if v2 {
@@ -486,12 +491,21 @@ final class StripeEmulation: EmulatedProvider {
                     "Missing required param: type (cancel) and cancel[identifier].", param: "cancel[identifier]")
         }
         let at = now()
-        state.with { s in
-            if let i = s.usage.lastIndex(where: { $0.key == identifier && $0.meter == name }),
-                let received = s.usage[i].receivedAt, at.timeIntervalSince(received) <= 86_400
-            {
-                s.usage.remove(at: i)
-            }
+        let late = state.with { s -> Bool in
+            guard let i = s.usage.lastIndex(where: { $0.key == identifier && $0.meter == name }),
+                let received = s.usage[i].receivedAt
+            else { return false }
+            guard at.timeIntervalSince(received) <= Self.cancelWindow else { return true }
+            s.usage.remove(at: i)
+            return false
+        }
+        if late {
+            let message =
+                "The meter event '\(identifier)' was received more than 24 hours ago; you can only cancel events within 24 hours of Stripe receiving them."
+            return v2
+                ? v2Error(400, "invalid_request_error", "invalid_cancel_configuration", message)
+                : error(
+                    400, "invalid_request_error", "invalid_cancel_configuration", message, param: "cancel[identifier]")
         }
         var reply: [String: JSONValue] = [
             "object": .string(v2 ? "v2.billing.meter_event_adjustment" : "billing.meter_event_adjustment"),
