@@ -66,6 +66,26 @@ public struct ConformanceResult: Sendable {
 /// and checks the expectations plus the scenario's own invariants (local rejections make no
 /// request; retries resend the same body and Idempotency-Key; a split respects the batch limit...).
 public enum ConformanceRunner {
+    /// A correction fixture's void, reported under the correction's id.
+    private static func void(
+        _ correction: FixtureCorrection, fixture: Fixture, sink: any UsageSink, failures: inout [String]
+    ) async throws -> RetryingDeliverer.Report {
+        guard let event = fixture.events.first(where: { $0.id == correction.void }) else {
+            failures.append("correction: no event \(correction.void) among the fixture's events")
+            return RetryingDeliverer.Report(eventID: correction.correctionID, history: [])
+        }
+        guard let sink = sink as? any CorrectionSink else {
+            failures.append("correction: the sink takes no voids (it is no CorrectionSink)")
+            return RetryingDeliverer.Report(eventID: correction.correctionID, history: [])
+        }
+        let deliveredAt = correction.deliveredAt.flatMap(RFC3339.parse)
+        if correction.deliveredAt != nil && deliveredAt == nil {
+            failures.append("correction: delivered_at '\(correction.deliveredAt ?? "")' is not RFC 3339")
+        }
+        let outcome = try await sink.void(event, deliveredAt: deliveredAt, correctionID: correction.correctionID)
+        return RetryingDeliverer.Report(eventID: correction.correctionID, history: [outcome])
+    }
+
     /// Runs one fixture.
     public static func run(
         _ fixture: Fixture, named name: String, scenario: ConformanceScenario?,
@@ -80,9 +100,13 @@ public enum ConformanceRunner {
         do {
             let sink = try subject.makeSink(fixture.settings ?? .object([:]), replay, clock)
             maxBatch = sink.capabilities.maxBatchSize
-            let deliverer = RetryingDeliverer(sink: sink, policy: subject.retryPolicy, clock: clock)
-            var rng = SeededGenerator(seed: 42)
-            reports = try await deliverer.deliver(fixture.events, using: &rng)
+            if let correction = fixture.correction {
+                reports = [try await void(correction, fixture: fixture, sink: sink, failures: &failures)]
+            } else {
+                let deliverer = RetryingDeliverer(sink: sink, policy: subject.retryPolicy, clock: clock)
+                var rng = SeededGenerator(seed: 42)
+                reports = try await deliverer.deliver(fixture.events, using: &rng)
+            }
         } catch {
             thrown = error
         }

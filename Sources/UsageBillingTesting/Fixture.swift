@@ -4,6 +4,11 @@ import UsageBilling
 /// One recorded scenario: adapter settings, input events, the HTTP exchanges in order, and the
 /// expected outcome per event. Stored as JSON under `Providers/<Name>/Fixtures/`.
 ///
+/// A fixture with a `correction` (`{"void": "evt_1", "correction_id": "ubc_…", "delivered_at":
+/// "…"}`) voids that event instead of delivering the events: the sink's
+/// ``CorrectionSink/void(_:deliveredAt:correctionID:)`` must make the exchanges, and its answer is
+/// checked against `expected[correction_id]` (one outcome).
+///
 /// ```json
 /// {
 ///   "scenario": "rate_limited_with_retry_after",
@@ -42,9 +47,11 @@ public struct Fixture: Sendable, Codable {
     public var expected: [String: [ExpectedOutcome]]
     /// For scenarios where the sink throws: the error code (`configuration`, `not_found`, ...).
     public var expectedError: String?
+    /// A void to make instead of delivering `events`.
+    public var correction: FixtureCorrection?
 
     private enum CodingKeys: String, CodingKey {
-        case scenario, description, source, now, settings, events, exchanges, expected
+        case scenario, description, source, now, settings, events, exchanges, expected, correction
         case expectedError = "expected_error"
     }
 
@@ -84,6 +91,7 @@ public struct Fixture: Sendable, Codable {
         exchanges = try c.decodeIfPresent([FixtureExchange].self, forKey: .exchanges) ?? []
         expected = try c.decodeIfPresent([String: [ExpectedOutcome]].self, forKey: .expected) ?? [:]
         expectedError = try c.decodeIfPresent(String.self, forKey: .expectedError)
+        correction = try c.decodeIfPresent(FixtureCorrection.self, forKey: .correction)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -97,6 +105,7 @@ public struct Fixture: Sendable, Codable {
         try c.encode(exchanges, forKey: .exchanges)
         if !expected.isEmpty { try c.encode(expected, forKey: .expected) }
         try c.encodeIfPresent(expectedError, forKey: .expectedError)
+        try c.encodeIfPresent(correction, forKey: .correction)
     }
 
     /// Loads a fixture file, with the file name in any error.
@@ -115,6 +124,23 @@ public struct Fixture: Sendable, Codable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return try encoder.encode(self)
+    }
+}
+
+/// The void a correction fixture makes: of which of its events, under which correction id, and
+/// when the ledger marked the event delivered.
+public struct FixtureCorrection: Sendable, Codable, Hashable {
+    /// The id of the event (one of the fixture's `events`) to void.
+    public var void: String
+    /// The correction's id (its idempotency key at the provider).
+    public var correctionID: String
+    /// When the ledger marked the event delivered (RFC 3339), if it did.
+    public var deliveredAt: String?
+
+    private enum CodingKeys: String, CodingKey {
+        case void
+        case correctionID = "correction_id"
+        case deliveredAt = "delivered_at"
     }
 }
 

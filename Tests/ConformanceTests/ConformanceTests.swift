@@ -107,6 +107,24 @@ struct RunnerSelfTests {
         #expect(result.failures.contains { $0.contains("never requested") })
     }
 
+    /// A correction fixture catches a void sent under another idempotency key, and a void the
+    /// adapter answers otherwise than the fixture expects (here: refused locally, as too late).
+    @Test func aVoidUnderAnotherKeyOrAnswerIsCaught() async throws {
+        let url = try stripeSubject.fixturesDirectory.appending(path: "void_cancel_adjustment.json")
+        var rekeyed = try Fixture.load(url)
+        let correction = try #require(rekeyed.correction)
+        rekeyed.correction?.correctionID = correction.correctionID + "-other"
+        rekeyed.expected = [correction.correctionID + "-other": rekeyed.expected[correction.correctionID] ?? []]
+        let keyed = await ConformanceRunner.run(rekeyed, named: "x", scenario: nil, subject: try stripeSubject)
+        #expect(keyed.failures.contains { $0.contains("Idempotency-Key") }, "\(keyed.failures)")
+        var late = try Fixture.load(url)
+        late.correction?.deliveredAt = RFC3339.format((late.now ?? Date()).addingTimeInterval(-25 * 3600))
+        let refused = await ConformanceRunner.run(late, named: "x", scenario: nil, subject: try stripeSubject)
+        #expect(
+            refused.failures.contains { $0.contains("expected accepted") }
+                && refused.failures.contains { $0.contains("never requested") }, "\(refused.failures)")
+    }
+
     @Test func replayComparesFormAsMultisetAndJSONByValue() {
         let expected = FixtureRequest(
             method: "POST", url: "https://x.test/a?b=1&c=2", headers: ["Idempotency-Key": "k"], form: "x=1&y[z]=2&x=3")

@@ -15,6 +15,12 @@ public struct RetryingDeliverer: Sendable {
         public var history: [DeliveryOutcome]
         /// The last outcome.
         public var final: DeliveryOutcome { history.last ?? .possiblyDelivered }
+
+        /// The report of `eventID` with `history`.
+        public init(eventID: String, history: [DeliveryOutcome]) {
+            self.eventID = eventID
+            self.history = history
+        }
     }
 
     /// The sink events go to.
