@@ -231,10 +231,12 @@ struct FleetCLITests {
 }
 
 extension FleetCLITests {
-    /// The crash test with corrections: one recorder's events are voided, in `void` processes,
-    /// while a second recorder records and 3 workers are SIGKILLed at random on one PostgreSQL
-    /// ledger. At the end every void is withheld (never sent) or applied (cancelled at Stripe), so
-    /// Stripe holds exactly the ids not voided, each once; nothing is queued.
+    /// The crash test with corrections: one recorder's events are voided and amended (some
+    /// twice), in `void` and `amend` processes, while a second recorder records and 3 workers are
+    /// SIGKILLed at random on one PostgreSQL ledger. At the end every correction is withheld
+    /// (never sent) or applied (cancelled at Stripe), so Stripe holds exactly the ids neither
+    /// voided nor amended plus each amend's latest replacement with its quantity, each once;
+    /// nothing is queued, and reconcile is clean.
     @Test func voidsWhileWorkersAreKilledAreWithheldOrAppliedAndStripeBillsTheRestOnce() async throws {
         let emulator = try await UsageEmulator.start(faults: ["stripe": .mixed(0.1, timeouts: 0)], seed: 9)
         let ledger = try await PostgresServer.shared().database("fleetvoid")
@@ -266,11 +268,25 @@ extension FleetCLITests {
         var workers = try (0..<3).map { try start(workerArgs, "worker-\($0)") }
         var rng = SeededGenerator(seed: UInt64(Date().timeIntervalSince1970))
         let voided = stride(from: 0, to: n, by: 4).map { "fv-\($0)" }
-        let chunks = stride(from: 0, to: voided.count, by: 10).map { Array(voided[$0..<min($0 + 10, voided.count)]) }
+        let chunks = stride(from: 0, to: voided.count, by: 5).map { Array(voided[$0..<min($0 + 5, voided.count)]) }
+        // One amend per round (of events never voided: 2 mod 4); the first three amended again later, superseding the first.
+        let amended = stride(from: 2, to: n, by: 28).map { "fv-\($0)" }
+        let amends = amended.enumerated().map { ($1, 10 + $0) } + amended.prefix(3).enumerated().map { ($1, 100 + $0) }
+        var replacements: [String: (id: String, quantity: Int)] = [:]
         var kills = 0
         for (round, chunk) in chunks.enumerated() {
             let void = try await CLI.run(["void"] + chunk + ["--reason", "fleet", "--spool", ledger])
             #expect(void.status == 0, "\(void.output)")
+            if round < amends.count {
+                let (id, quantity) = amends[round]
+                let amend = try await CLI.run([
+                    "amend", id, "--quantity", String(quantity), "--reason", "fleet", "-c", config, "--spool", ledger,
+                    "--json",
+                ])
+                let replacement = JSONValue.parse(Data(amend.output.utf8))?["replacement_id"]?.stringValue
+                #expect(amend.status == 0 && replacement != nil, "\(amend.output)")
+                if let replacement { replacements[id] = (replacement, quantity) }
+            }
             if round % 2 == 1 {
                 let victim = Int.random(in: 0..<workers.count, using: &rng)
                 workers[victim].kill(SIGKILL)
@@ -288,10 +304,18 @@ extension FleetCLITests {
         // Stripe holds exactly the events not voided: a withheld void's event never arrived, an
         // applied one's was cancelled (once: a cancel finds it only once), and every other id
         // arrived once.
-        let accepted = await emulator.accepted("stripe").compactMap(\.key)
+        #expect(amends.count <= chunks.count && replacements.count == amended.count)
+        let usages = await emulator.accepted("stripe")
+        let accepted = usages.compactMap(\.key)
         #expect(accepted.count == Set(accepted).count, "an id reached Stripe twice")
-        let kept = Set((0..<(2 * n)).map { "fv-\($0)" }).subtracting(voided)
-        #expect(Set(accepted) == kept, "Stripe bills exactly the ids not voided")
+        let kept = Set((0..<(2 * n)).map { "fv-\($0)" }).subtracting(voided).subtracting(amended)
+        #expect(
+            Set(accepted) == kept.union(replacements.values.map(\.id)),
+            "Stripe bills exactly the ids neither voided nor amended, and each amend's latest replacement")
+        for (id, replacement) in replacements {
+            let billed = usages.filter { $0.key == replacement.id }.map(\.quantity)
+            #expect(billed == [Decimal(replacement.quantity)], "\(id)'s replacement billed \(billed)")
+        }
         let listed = try await CLI.run(["corrections", "--spool", ledger, "--json"])
         var states: [String: String] = [:]
         for correction in JSONValue.parse(Data(listed.output.utf8))?.arrayValue ?? [] {
@@ -299,10 +323,14 @@ extension FleetCLITests {
                 states[id] = correction["lanes"]?["stripe/api_request"]?.stringValue
             }
         }
-        #expect(states.count == voided.count, "\(listed.output)")
+        // Every correction: the voids, the amends, and the voids of the superseded replacements.
+        #expect(states.count == voided.count + amended.count + 3, "\(listed.output)")
+        // The latest correction of an event amended twice takes back nothing more: its first
+        // amend already took the original back.
         var withheld = 0
-        for id in voided {
-            #expect(states[id] == "withheld" || states[id] == "applied", "\(id): \(states[id] ?? "none")")
+        for id in states.keys {
+            let settled: Set<String> = amended.prefix(3).contains(id) ? ["not needed"] : ["withheld", "applied"]
+            #expect(states[id].map(settled.contains) == true, "\(id): \(states[id] ?? "none")")
             if states[id] == "withheld" { withheld += 1 }
         }
         // Reconcile nets the voids on both sides: the ledger counts the events not voided, Stripe
@@ -318,7 +346,7 @@ extension FleetCLITests {
         let lanes = JSONValue.parse(Data(status.output.utf8))?.arrayValue ?? []
         #expect(!lanes.isEmpty && lanes.allSatisfy { $0["queued"] == .number(0) }, "\(status.output)")
         print(
-            "fleet void test: \(2 * n) events, \(voided.count) voided in \(chunks.count) void processes, 3 workers, SIGKILLs=\(kills): \(withheld) withheld, \(voided.count - withheld) applied"
+            "fleet void test: \(2 * n) events, \(voided.count) voided in \(chunks.count) void processes, \(amends.count) amends of \(amended.count) events, 3 workers, SIGKILLs=\(kills): \(withheld) withheld, \(states.count - withheld) applied"
         )
         await emulator.shutdown()
     }
