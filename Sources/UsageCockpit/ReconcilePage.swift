@@ -84,11 +84,37 @@ extension ReconcileReport {
                     "status", "customers", "\(provider) customer", "meter", "window", "recorded", "reported",
                     "difference", "why",
                 ], table, numeric: [5, 6, 7])
+            body += corrections(of: provider)
             body += "\n</section>\n"
         }
         body +=
             "<footer>usage-billing reconcile: the spool's ledger against each provider's read-back API. Mismatches are settled windows that differ beyond the tolerance; pending windows are younger than --settle.</footer>"
         return HTML.page(title: "\(title) \(RFC3339.format(from)) – \(RFC3339.format(to))", body: body)
+    }
+
+    /// The provider's corrections: how many stand where, then the latest of them (the JSON and
+    /// `usage-billing corrections` list all), each with its reason and, when dead, the fix.
+    func corrections(of provider: String) -> String {
+        let mine = corrections.filter { $0.provider == provider }
+        guard !mine.isEmpty else { return "" }
+        let shown = 100
+        let summary = correctionSummary.first { $0.hasPrefix(provider + ": ") }.map {
+            String($0.dropFirst(provider.count + 2))
+        }
+        var out =
+            "\n<h3>Corrections</h3>\n<p class=\"sub\" id=\"corrections-\(HTML.escape(provider))\">\(HTML.escape(summary ?? "")): the recorded totals above count what the ledger holds after them\(mine.count > shown ? "; the last \(shown) shown, `usage-billing corrections` lists all" : "").</p>\n"
+        let table = mine.suffix(shown).map { c -> (cls: String, cells: [String]) in
+            (
+                c.state == "dead" ? "mismatch" : c.state == "pending" ? "pending" : "",
+                [
+                    HTML.escape(c.eventID), HTML.escape(c.what), HTML.escape(c.lane),
+                    "<span class=\"status \(c.state == "dead" ? "mismatch" : c.state == "pending" ? "pending" : "match")\">\(HTML.escape(c.state))</span>",
+                    HTML.escape(c.reason), HTML.escape(c.note ?? ""),
+                ]
+            )
+        }
+        out += HTML.table(["event", "correction", "lane", "state", "reason", "note"], table, numeric: [])
+        return out
     }
 
     /// A UTC formatter for `pattern`.

@@ -32,8 +32,18 @@ extension ReconcileReport {
         var out = ([render(header)] + lines.map(render)).joined(separator: "\n")
         for problem in mappingProblems { out += "\nmapping: " + problem }
         for line in pendingCorrections { out += "\ncorrection: " + line }
+        for line in correctionSummary { out += "\ncorrections: " + line }
         out += "\n" + verdict
         return out
+    }
+
+    /// Per provider with corrections, how many stand where: `stripe: 2 applied, 1 withheld`.
+    public var correctionSummary: [String] {
+        Dictionary(grouping: corrections, by: \.provider).sorted { $0.key < $1.key }.map { provider, list in
+            let counts = Dictionary(grouping: list, by: \.state).mapValues(\.count)
+            return "\(provider): "
+                + counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+        }
     }
 
     /// One line: how many rows match, mismatch, are pending or unreadable.
@@ -44,10 +54,21 @@ extension ReconcileReport {
             + (mappingProblems.isEmpty ? "" : ", \(mappingProblems.count) mapping problem(s)")
     }
 
-    /// The report as JSON: `{rows: [...], mapping_problems: [...], pending_corrections: [...], clean: Bool}`.
+    /// The report as JSON: `{rows: [...], mapping_problems: [...], pending_corrections: [...],
+    /// corrections: [...], clean: Bool}`.
     public func json() -> Data {
         JSONValue.object([
             "clean": .bool(isClean),
+            "corrections": .array(
+                corrections.map { c in
+                    .object([
+                        "provider": .string(c.provider), "lane": .string(c.lane), "event_id": .string(c.eventID),
+                        "kind": .string(c.kind),
+                        "quantity": c.quantity.map { .string(DecimalFormat.plain($0)) } ?? .null,
+                        "reason": .string(c.reason), "state": .string(c.state),
+                        "note": c.note.map(JSONValue.string) ?? .null,
+                    ])
+                }),
             "mapping_problems": .array(mappingProblems.map(JSONValue.string)),
             "pending_corrections": .array(pendingCorrections.map(JSONValue.string)),
             "rows": .array(
@@ -124,5 +145,16 @@ extension ReconcileReport {
         }
         mappingProblems = root["mapping_problems"]?.arrayValue?.compactMap(\.stringValue) ?? []
         pendingCorrections = root["pending_corrections"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        corrections = (root["corrections"]?.arrayValue ?? []).compactMap { c in
+            guard let provider = c["provider"]?.stringValue, let lane = c["lane"]?.stringValue,
+                let eventID = c["event_id"]?.stringValue, let kind = c["kind"]?.stringValue,
+                let state = c["state"]?.stringValue
+            else { return nil }
+            return ReconcileCorrection(
+                provider: provider, lane: lane, eventID: eventID, kind: kind,
+                quantity: c["quantity"]?.stringValue.flatMap(DecimalFormat.parse),
+                reason: c["reason"]?.stringValue ?? "",
+                state: state, note: c["note"]?.stringValue)
+        }
     }
 }

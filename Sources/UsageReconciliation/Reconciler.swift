@@ -92,6 +92,39 @@ public struct ReconcileRow: Sendable, Hashable {
     }
 }
 
+/// A correction as a reconciliation shows it: on one lane, with its state there.
+public struct ReconcileCorrection: Sendable, Hashable {
+    public var provider: String
+    public var lane: String
+    public var eventID: String
+    /// `void` or `amend`.
+    public var kind: String
+    /// An amend's new quantity.
+    public var quantity: Decimal?
+    public var reason: String
+    /// `withheld`, `pending`, `applied`, `dead` or `not needed`.
+    public var state: String
+    /// Why a dead correction is dead, and what to do by hand.
+    public var note: String?
+
+    public init(
+        provider: String, lane: String, eventID: String, kind: String, quantity: Decimal?, reason: String,
+        state: String, note: String?
+    ) {
+        self.provider = provider
+        self.lane = lane
+        self.eventID = eventID
+        self.kind = kind
+        self.quantity = quantity
+        self.reason = reason
+        self.state = state
+        self.note = note
+    }
+
+    /// `void` or `amend to 7`.
+    public var what: String { quantity.map { "\(kind) to \(DecimalFormat.plain($0))" } ?? kind }
+}
+
 /// The result of a reconciliation.
 public struct ReconcileReport: Sendable {
     /// Every compared total, mismatches first, then unreadable, pending and matching ones.
@@ -101,6 +134,9 @@ public struct ReconcileReport: Sendable {
     /// Per provider, the corrections recorded but not yet applied there, with their reasons: the
     /// provider still counts those events, so they show as a difference until corrected.
     public var pendingCorrections: [String] = []
+    /// Every correction recorded for the providers compared, one per lane it touches: what the
+    /// ledger nets out of the recorded totals, and where each stands at the provider.
+    public var corrections: [ReconcileCorrection] = []
     /// Rows that disagree beyond the tolerance in settled windows.
     public var mismatches: [ReconcileRow] { rows.filter { $0.status == .mismatch } }
     /// Whether everything settled matches and every provider could be read.
@@ -174,6 +210,7 @@ public struct Reconciler: Sendable {
         let customerFilter = options.customers.map(Set.init)
         let corrections = try await spool.corrections(of: nil)
         var pending: [String] = []
+        var listed: [ReconcileCorrection] = []
         var rows: [ReconcileRow] = []
         for provider in providers {
             guard let kind = config.providers[provider]?.kind else {
@@ -186,6 +223,15 @@ public struct Reconciler: Sendable {
             }
             let providerLanes = lanes.filter { $0.provider == provider }
             guard let first = providerLanes.first else { continue }
+            for c in corrections {
+                for lane in providerLanes {
+                    guard let state = c.lanes[lane.name] else { continue }
+                    listed.append(
+                        ReconcileCorrection(
+                            provider: provider, lane: lane.name, eventID: c.eventID, kind: c.kind.rawValue,
+                            quantity: c.quantity, reason: c.reason, state: state.label, note: c.notes[lane.name]))
+                }
+            }
             let waiting = corrections.filter { c in providerLanes.contains { c.lanes[$0.name] == .pending } }
             if !waiting.isEmpty {
                 let reasons = Array(Set(waiting.map(\.reason))).sorted()
@@ -223,7 +269,8 @@ public struct Reconciler: Sendable {
                 $1.status, $1.provider, $1.providerCustomer, $1.meter, $1.start
             )
         }
-        return ReconcileReport(rows: rows, mappingProblems: problems, pendingCorrections: pending)
+        return ReconcileReport(
+            rows: rows, mappingProblems: problems, pendingCorrections: pending, corrections: listed)
     }
 
     /// One provider's rows and mapping problems: its ledger from the spool, folded into its

@@ -58,6 +58,9 @@ struct CockpitBrowserTests {
         let spool = FileManager.default.temporaryDirectory.appending(path: "ub-cockpit-\(UUID().uuidString).spool").path
         #expect(try await CLI.run(["import", events, "-c", config, "--spool", spool]).status == 0)
         #expect(try await CLI.run(["worker", "-c", config, "--spool", spool, "--until-empty"]).status == 0)
+        // One delivered event voided and taken back at both: the report lists it per provider.
+        #expect(try await CLI.run(["void", "cockpit-1", "--reason", "test customer", "--spool", spool]).status == 0)
+        #expect(try await CLI.run(["worker", "-c", config, "--spool", spool, "--until-empty"]).status == 0)
         // Three more recorded and not yet delivered: their windows disagree, the lanes behind.
         let late = try CLI.temp(
             "late.ndjson",
@@ -95,6 +98,10 @@ struct CockpitBrowserTests {
         #expect(page.contains("lane behind"))
         #expect(page.contains("your customers acme and globex are all billed on orb customer"))
         #expect(page.contains(Self.escaped) && !page.contains("<script"), "a customer id is text, never markup")
+        for provider in ["stripe", "orb"] {
+            #expect(page.contains("id=\"corrections-\(provider)\">1 applied"), "\(provider)'s void is listed")
+        }
+        #expect(page.contains("<td>cockpit-1</td>") && page.contains("test customer"))
         let statusDOM = try await browser.dumpDOM("file://" + status)
         #expect(
             statusDOM.contains("<td>stripe/api_request</td>") && statusDOM.contains("<td>orb/api_request</td>"),

@@ -69,6 +69,32 @@ struct CockpitPageTests {
         #expect(!one.contains("Side by side") && one.contains("class=\"verdict ok\""))
     }
 
+    /// Each provider's section lists its corrections under a count per state: a dead one with
+    /// its fix, an amend with its quantity; user text stays text.
+    @Test func reconcileReportShowsEachProvidersCorrections() throws {
+        var report = Self.report
+        report.corrections = [
+            ReconcileCorrection(
+                provider: "stripe", lane: "stripe/api_request", eventID: "evt_1", kind: "void", quantity: nil,
+                reason: Self.hostile, state: "dead", note: "cancel_window_passed: By hand: credit the customer"),
+            ReconcileCorrection(
+                provider: "stripe", lane: "stripe/api_request", eventID: "evt_2", kind: "amend", quantity: 7,
+                reason: "wrong unit", state: "applied", note: nil),
+            ReconcileCorrection(
+                provider: "orb", lane: "orb/api_request", eventID: "evt_1", kind: "void", quantity: nil,
+                reason: "test customer", state: "pending", note: nil),
+        ]
+        let html = report.html(from: Self.day, to: Self.day.addingTimeInterval(2 * 86_400), generatedAt: Self.day)
+        Self.expectInert(html)
+        let stripe = try #require(html.range(of: "id=\"corrections-stripe\">1 applied, 1 dead"))
+        let orb = try #require(html.range(of: "id=\"corrections-orb\">1 pending"))
+        let stripeSection = try #require(html.range(of: "id=\"provider-stripe\""))
+        #expect(orb.lowerBound < stripeSection.lowerBound && stripeSection.lowerBound < stripe.lowerBound)
+        #expect(html.contains("amend to 7") && html.contains("By hand: credit the customer"))
+        #expect(!Self.report.html(from: Self.day, to: Self.day).contains("<h3>Corrections</h3>"))
+        #expect(report.table().contains("corrections: stripe: 1 applied, 1 dead"))
+    }
+
     @Test func statusPageShowsLanesBacklogAndTheSavedReconciliation() throws {
         var lane = LaneStatus(lane: "stripe/api_request")
         lane.queued = 12

@@ -21,6 +21,12 @@ struct DemoRunTests {
         let providers = Set(outcome.report.rows.map(\.provider))
         #expect(providers == Set(config.providers.keys), "every provider of the config is read back")
         #expect(steps.lines.contains { $0.hasPrefix("Providers: ") }, "the run says what it does as it goes")
+        // Its report shows the void and the amend on every lane they reached, applied.
+        let voided = try #require(outcome.voided), amended = try #require(outcome.amended)
+        for (eventID, kind) in [(voided.eventID, "void"), (amended.correction.eventID, "amend")] {
+            let shown = outcome.report.corrections.filter { $0.eventID == eventID && $0.kind == kind }
+            #expect(!shown.isEmpty && shown.allSatisfy { $0.state == "applied" }, "\(eventID): \(shown)")
+        }
     }
 
     @Test func badInputIsRefusedBeforeAnythingStarts() async throws {
