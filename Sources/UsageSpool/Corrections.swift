@@ -87,6 +87,9 @@ public struct VoidResult: Sendable, Hashable {
     public var correction: CorrectionRecord
     /// Whether it was void before this call.
     public var alreadyVoid: Bool
+    /// The id the call named, when it is not the voided event's: an amended event, whose usage
+    /// is its latest replacement, so voiding it voids that replacement.
+    public var amendedID: String?
 }
 
 extension CorrectionRecord {
@@ -104,10 +107,12 @@ extension CorrectionRecord {
 }
 
 extension VoidResult {
-    /// The correction's ``CorrectionRecord/json`` with `already_void`.
+    /// The correction's ``CorrectionRecord/json`` with `already_void` (and `amended_id` when
+    /// the call named an amended event).
     public var json: JSONValue {
         guard case .object(var object) = correction.json else { return correction.json }
         object["already_void"] = .bool(alreadyVoid)
+        if let amendedID { object["amended_id"] = .string(amendedID) }
         return .object(object)
     }
 }
@@ -156,8 +161,8 @@ struct CorrectionChanges: Sendable {
     var results: [VoidResult] {
         answers.map { answer in
             switch answer {
-            case .new(let i): VoidResult(correction: corrections[i].record, alreadyVoid: false)
-            case .already(let record): VoidResult(correction: record, alreadyVoid: true)
+            case .new(let i): VoidResult(correction: corrections[i].record, alreadyVoid: false, amendedID: nil)
+            case .already(let record): VoidResult(correction: record, alreadyVoid: true, amendedID: nil)
             }
         }
     }
@@ -178,11 +183,13 @@ extension LedgerEngine {
                 changes.answers.append(.already(earlier))
                 continue
             }
+            // The caller voids an amended event's replacement instead; an amend that landed
+            // since it looked is refused rather than voiding the wrong event.
             if let amend = snapshot.corrections.last(where: { $0.kind == .amend }) {
                 throw UsageBillingError(
                     .invalidInput,
-                    "'\(id)' was amended (correction \(amend.number)); its usage is now the replacement event '\(amend.replacementID)'",
-                    fix: "void '\(amend.replacementID)' instead", field: "id")
+                    "'\(id)' was amended (correction \(amend.number)) while this void was made; its usage is now the replacement event '\(amend.replacementID)'",
+                    fix: "run the void again: it then voids the replacement", field: "id")
             }
             try refuseWindowRecord(id, snapshot)
             let record = CorrectionRecord(
@@ -291,11 +298,29 @@ extension LedgerEngine {
 extension LedgerStore {
     /// Voids the events `ids`, in one transaction: each gets a correction (or keeps the one that
     /// voided it before), rows not yet tried leave the queue, and the other lanes get the
-    /// correction pending. An id the ledger does not hold refuses the whole call.
+    /// correction pending. An id the ledger does not hold refuses the whole call. An amended
+    /// event's usage is its latest replacement: naming it voids that replacement.
     public func void(_ ids: [String], reason: String, now: Date) async throws -> [VoidResult] {
+        var amendedBy: [String: String] = [:]  // replacement id → the amended id the call named
+        var resolved: [String] = []
+        for id in ids {
+            var current = id
+            // A replacement may itself be amended; each step follows the latest amend.
+            for _ in 0..<16 {
+                guard
+                    let amend = try await corrections(of: [current]).filter({ $0.kind == .amend }).max(by: {
+                        $0.number < $1.number
+                    })
+                else { break }
+                current = amend.replacementID
+            }
+            if current != id { amendedBy[current] = id }
+            resolved.append(current)
+        }
         var seen = Set<String>()
-        let unique = ids.filter { seen.insert($0).inserted }
+        let unique = resolved.filter { seen.insert($0).inserted }
         guard !unique.isEmpty else { return [] }
+        let amendedFor = amendedBy
         let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else {
             throw UsageBillingError(
@@ -306,9 +331,21 @@ extension LedgerStore {
         let location = self.location
         return try await correctionTransaction(ids: unique, now: now) { snapshots in
             let missing = unique.filter { snapshots[$0] == nil }
+            if let replacement = missing.first(where: { amendedFor[$0] != nil }), let amended = amendedFor[replacement]
+            {
+                throw UsageBillingError(
+                    .invalidInput,
+                    "'\(amended)' was amended, and its replacement '\(replacement)' is not recorded: the amend did not finish; nothing was voided",
+                    fix: "run the same `usage-billing amend \(amended)` again (it records the replacement), then void",
+                    field: "id")
+            }
             guard missing.isEmpty else { throw LedgerEngine.unknownEvents(missing, ledger: location) }
             return try LedgerEngine.void(unique, snapshots: snapshots, reason: trimmed, now: now)
-        }.results
+        }.results.map { result in
+            var result = result
+            result.amendedID = amendedFor[result.correction.eventID]
+            return result
+        }
     }
 }
 

@@ -54,7 +54,8 @@ struct VoidCommand: AsyncParsableCommand {
             print(
                 result.alreadyVoid
                     ? "\(c.eventID) was voided already (correction \(c.number), \(RFC3339.format(c.recordedAt)): \(c.reason)); nothing changed."
-                    : "Voided \(c.eventID) (correction \(c.number), id \(c.id)).")
+                    : "Voided \(c.eventID) (correction \(c.number), id \(c.id))."
+                        + (result.amendedID.map { " It is the replacement that carries amended \($0)'s usage." } ?? ""))
             print(describeLanes(c))
         }
     }

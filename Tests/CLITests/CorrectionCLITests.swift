@@ -90,6 +90,17 @@ struct CorrectionCLITests {
                 && listed.output.contains("void-2 void #1"), "\(listed.output)")
         let status = try await CLI.run(["status", "--spool", spool])
         #expect(status.output.contains("voided 1 before sending"), "\(status.output)")
+
+        // Voiding the amended event voids its replacement, which carries its usage now.
+        let voidAmended = try await CLI.run(["void", "void-0", "--reason", "no usage after all", "--spool", spool])
+        #expect(
+            voidAmended.status == 0 && voidAmended.output.contains("replacement that carries amended void-0"),
+            "\(voidAmended.output)")
+        #expect(try await CLI.run(["worker", "-c", config, "--spool", spool, "--until-empty"]).status == 0)
+        for provider in ["openmeter", "orb"] {
+            let net = await emulator.accepted(provider).reduce(Decimal(0)) { $0 + $1.quantity }
+            #expect(net == 0, "\(provider): nothing is billed any more, got \(net)")
+        }
         await emulator.shutdown()
     }
 

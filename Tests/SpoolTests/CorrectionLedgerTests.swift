@@ -162,8 +162,8 @@ struct CorrectionLedgerTests {
 
     /// An amend takes the event out as a void does and hands back its replacement; recorded, it
     /// is queued like any event. The same quantity again is the same amend; another quantity
-    /// supersedes it, voiding the earlier replacement. An amended event cannot be voided (its
-    /// replacement is named), nor a voided one amended; an unknown id is refused.
+    /// supersedes it, voiding the earlier replacement. Voiding an amended event voids its latest
+    /// replacement (its usage now), once; a voided event cannot be amended; an unknown id is refused.
     @Test(arguments: LedgerKind.allCases)
     func anAmendReplacesTheEventAndASecondSupersedesIt(_ kind: LedgerKind) async throws {
         let (ledger, batch) = try await ledgerWithTwoEvents(kind, "amend")
@@ -188,9 +188,19 @@ struct CorrectionLedgerTests {
         let superseded = try #require(try await ledger.corrections(of: [first.replacement.id]).first)
         #expect(superseded.kind == .void && superseded.lanes == ["a/x": .withheld, "b/x": .withheld])
 
-        await #expect(throws: UsageBillingError.self) {
-            try await ledger.void([batch[0].id], reason: "no", now: Date())
+        // Until the second replacement is recorded (the amend did not finish), a void says so.
+        await #expect {
+            try await ledger.void([batch[0].id], reason: "no usage after all", now: Date())
+        } throws: { error in
+            (error as? UsageBillingError)?.fix?.contains("usage-billing amend \(batch[0].id)") == true
         }
+        try await ledger.record([RecordEntry(event: second.replacement, lanes: ["a/x", "b/x"])], now: Date())
+        let voided = try #require(try await ledger.void([batch[0].id], reason: "no usage after all", now: Date()).first)
+        #expect(
+            voided.correction.eventID == second.replacement.id && voided.amendedID == batch[0].id
+                && !voided.alreadyVoid && voided.correction.lanes == ["a/x": .withheld, "b/x": .withheld])
+        let again = try #require(try await ledger.void([batch[0].id], reason: "again", now: Date()).first)
+        #expect(again.alreadyVoid && again.correction.number == voided.correction.number)
         _ = try await ledger.void([batch[1].id], reason: "gone", now: Date())
         await #expect(throws: UsageBillingError.self) {
             try await ledger.amend(batch[1].id, quantity: 1, reason: "no", now: Date())
