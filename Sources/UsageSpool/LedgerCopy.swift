@@ -33,6 +33,30 @@ public struct LedgerWindow: Sendable {
     public var state: Data
 }
 
+/// One correction as stored, named by its event's id (event keys differ between ledgers), with
+/// where it stands on each lane.
+public struct LedgerCorrection: Sendable, Hashable {
+    public var eventID: String
+    public var number: Int
+    public var kind: String
+    public var reason: String
+    public var recordedAt: Double
+    public var quantity: String?
+    public var lanes: [Lane]
+
+    /// One lane of the correction, with everything the worker has written on it. The row it waits
+    /// for is found again in the target: the event's raw row on that lane.
+    public struct Lane: Sendable, Hashable {
+        public var lane: String
+        public var state: Int
+        public var reasonCode: String?
+        public var reasonMessage: String?
+        public var updatedAt: Double
+        public var attempts: Int
+        public var nextAttemptAt: Double
+    }
+}
+
 /// What a copy did.
 public struct LedgerCopyReport: Sendable {
     /// Events read from the source.
@@ -41,9 +65,12 @@ public struct LedgerCopyReport: Sendable {
     public var copied = 0
     /// Windows the target did not have.
     public var windows = 0
+    /// Corrections the target did not have.
+    public var corrections = 0
 }
 
-/// Copies every event (with all its rows, in every state) and every window of `source` into
+/// Copies every event (with all its rows, in every state), every window and every correction
+/// (with its lanes) of `source` into
 /// `target`, `batch` events per transaction, in the source's order. An event the target has
 /// already is left as it is, rows and all, so an interrupted copy is resumed by running it
 /// again: nothing is lost or doubled. Refuses while a worker holds a lease on either ledger (run
@@ -78,5 +105,6 @@ public func copyLedger(
         progress(report)
     }
     report.windows = try await target.importWindows(try await source.exportWindows())
+    report.corrections = try await target.importCorrections(try await source.exportCorrections())
     return report
 }

@@ -110,4 +110,74 @@ extension PostgresLedger {
             ON CONFLICT (lane, customer, meter, start) DO NOTHING RETURNING 1
             """)
     }
+
+    public func exportCorrections() async throws -> [LedgerCorrection] {
+        try await run {
+            var out: [LedgerCorrection] = []
+            var index: [String: Int] = [:]
+            for try await (id, number, kind, reason, recorded, quantity) in try await self.client.query(
+                """
+                SELECT e.id, c.number, c.kind, c.reason, c.recorded_at, c.quantity
+                FROM ub_corrections c JOIN ub_events e ON e.key = c.event ORDER BY c.event, c.number
+                """, logger: self.logger
+            ).decode((String, Int, String, String, Double, String?).self) {
+                index["\(id)\u{1F}\(number)"] = out.count
+                out.append(
+                    LedgerCorrection(
+                        eventID: id, number: number, kind: kind, reason: reason, recordedAt: recorded,
+                        quantity: quantity, lanes: []))
+            }
+            for try await (id, number, lane, state, code, message, updated, attempts, next) in try await self.client
+                .query(
+                    """
+                    SELECT e.id, l.number, l.lane, l.state, l.reason_code, l.reason_message, l.updated_at, l.attempts, l.next_attempt_at
+                    FROM ub_correction_lanes l JOIN ub_events e ON e.key = l.event ORDER BY l.event, l.number, l.lane
+                    """, logger: self.logger
+                ).decode((String, Int, String, Int16, String?, String?, Double, Int, Double).self)
+            {
+                guard let i = index["\(id)\u{1F}\(number)"] else { continue }
+                out[i].lanes.append(
+                    LedgerCorrection.Lane(
+                        lane: lane, state: Int(state), reasonCode: code, reasonMessage: message, updatedAt: updated,
+                        attempts: attempts, nextAttemptAt: next))
+            }
+            return out
+        }
+    }
+
+    public func importCorrections(_ corrections: [LedgerCorrection]) async throws -> Int {
+        guard !corrections.isEmpty else { return 0 }
+        return try await transaction { c in
+            var copied = 0
+            for correction in corrections {
+                var inserted = false
+                for try await _ in try await c.query(
+                    """
+                    INSERT INTO ub_corrections (event, number, kind, reason, recorded_at, quantity)
+                    SELECT key, \(correction.number), \(correction.kind), \(correction.reason), \(correction.recordedAt),
+                        \(correction.quantity)
+                    FROM ub_events WHERE id = \(correction.eventID)
+                    ON CONFLICT (event, number) DO NOTHING RETURNING 1
+                    """, logger: self.logger
+                ) { inserted = true }
+                guard inserted else { continue }  // the target has it, or not its event
+                let lanes = correction.lanes
+                try await c.query(
+                    """
+                    INSERT INTO ub_correction_lanes (event, number, lane, state, reason_code, reason_message, updated_at, attempts, next_attempt_at, seq)
+                    SELECT e.key, \(correction.number), l.lane, l.state, NULLIF(l.code, ''), NULLIF(l.message, ''), l.updated,
+                        l.attempts, l.next,
+                        (SELECT MIN(d.seq) FROM ub_deliveries d WHERE d.event = e.key AND d.lane = l.lane AND NOT d.window_record)
+                    FROM ub_events e,
+                        unnest(\(lanes.map(\.lane))::text[], \(lanes.map { Int16($0.state) })::int2[],
+                            \(lanes.map { $0.reasonCode ?? "" })::text[], \(lanes.map { $0.reasonMessage ?? "" })::text[],
+                            \(lanes.map(\.updatedAt))::float8[], \(lanes.map(\.attempts))::int4[],
+                            \(lanes.map(\.nextAttemptAt))::float8[]) AS l(lane, state, code, message, updated, attempts, next)
+                    WHERE e.id = \(correction.eventID)
+                    """, logger: self.logger)
+                copied += 1
+            }
+            return copied
+        }
+    }
 }

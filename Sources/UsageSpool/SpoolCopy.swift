@@ -99,4 +99,69 @@ extension Spool {
             return copied
         }
     }
+
+    public func exportCorrections() async throws -> [LedgerCorrection] {
+        try await pool.read { db in
+            var out: [LedgerCorrection] = []
+            var index: [String: Int] = [:]
+            for row in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT e.id, c.number, c.kind, c.reason, c.recorded_at, c.quantity
+                    FROM corrections c JOIN events e ON e.key = c.event ORDER BY c.event, c.number
+                    """)
+            {
+                index["\(row[0] as String)\u{1F}\(row[1] as Int)"] = out.count
+                out.append(
+                    LedgerCorrection(
+                        eventID: row[0], number: row[1], kind: row[2], reason: row[3], recordedAt: row[4],
+                        quantity: row[5], lanes: []))
+            }
+            for row in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT e.id, l.number, l.lane, l.state, l.reason_code, l.reason_message, l.updated_at, l.attempts, l.next_attempt_at
+                    FROM correction_lanes l JOIN events e ON e.key = l.event ORDER BY l.event, l.number, l.lane
+                    """)
+            {
+                guard let i = index["\(row[0] as String)\u{1F}\(row[1] as Int)"] else { continue }
+                out[i].lanes.append(
+                    LedgerCorrection.Lane(
+                        lane: row[2], state: row[3], reasonCode: row[4], reasonMessage: row[5], updatedAt: row[6],
+                        attempts: row[7], nextAttemptAt: row[8]))
+            }
+            return out
+        }
+    }
+
+    public func importCorrections(_ corrections: [LedgerCorrection]) async throws -> Int {
+        guard !corrections.isEmpty else { return 0 }
+        return try await pool.write { db in
+            var copied = 0
+            let correction = try db.cachedStatement(
+                sql: """
+                    INSERT OR IGNORE INTO corrections (event, number, kind, reason, recorded_at, quantity)
+                    SELECT key, ?, ?, ?, ?, ? FROM events WHERE id = ?
+                    """)
+            let lane = try db.cachedStatement(
+                sql: """
+                    INSERT INTO correction_lanes (event, number, lane, state, reason_code, reason_message, updated_at, attempts, next_attempt_at, seq)
+                    SELECT e.key, ?, ?, ?, ?, ?, ?, ?, ?,
+                        (SELECT MIN(d.seq) FROM deliveries d WHERE d.event = e.key AND d.lane = ? AND d.window_record = 0)
+                    FROM events e WHERE e.id = ?
+                    """)
+            for c in corrections {
+                try correction.execute(arguments: [c.number, c.kind, c.reason, c.recordedAt, c.quantity, c.eventID])
+                guard db.changesCount > 0 else { continue }  // the target has it, or not its event
+                for l in c.lanes {
+                    try lane.execute(arguments: [
+                        c.number, l.lane, l.state, l.reasonCode, l.reasonMessage, l.updatedAt, l.attempts,
+                        l.nextAttemptAt, l.lane, c.eventID,
+                    ])
+                }
+                copied += 1
+            }
+            return copied
+        }
+    }
 }

@@ -126,6 +126,11 @@ public protocol UsageLedger: AnyObject, Sendable {
     func exportWindows() async throws -> [LedgerWindow]
     /// Writes the windows this ledger does not have; returns how many.
     func importWindows(_ windows: [LedgerWindow]) async throws -> Int
+    /// Every correction, with its lanes.
+    func exportCorrections() async throws -> [LedgerCorrection]
+    /// Writes the corrections this ledger does not have, of events it holds, in one
+    /// transaction; returns how many.
+    func importCorrections(_ corrections: [LedgerCorrection]) async throws -> Int
 }
 
 /// Held for a worker's whole run; released when it returns.

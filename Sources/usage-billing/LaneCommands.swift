@@ -186,7 +186,7 @@ struct SpoolCopy: AsyncParsableCommand {
         }
         if isatty(STDERR_FILENO) == 1 { printError("") }
         print(
-            "Copied \(report.copied) of \(report.events) event(s) (the rest were there already) and \(report.windows) window(s) from \(source.location) to \(target.location)."
+            "Copied \(report.copied) of \(report.events) event(s) (the rest were there already), \(report.windows) window(s) and \(report.corrections) correction(s) from \(source.location) to \(target.location)."
         )
         print(describe(try await target.status()))
     }

@@ -380,12 +380,22 @@ struct LedgerCopyTests {
             try await spool.due(lane: "recurly/seats", limit: 10, now: Date(), windowRecords: false, after: 0),
             lane: "recurly/seats", spec: spec, now: Date())
 
+        // Corrections: a void of a delivered event (pending on stripe, withheld on orb), a void of
+        // a queued one (withheld), an amend with its replacement recorded.
+        _ = try await spool.void(["cp-0", "cp-20"], reason: "test customer", now: Date())
+        let amend = try await spool.amend("cp-21", quantity: 9, reason: "wrong unit", now: Date())
+        try await spool.record(
+            [RecordEntry(event: amend.replacement, lanes: ["stripe/api_request", "orb/api_request"])], now: Date())
+        let corrections = try await spool.corrections(of: nil)
+        #expect(corrections.count == 3)
+
         let postgres = try await LedgerKind.postgres.make("copy")
         // Interrupted: the first batch only, then the whole copy again.
         let first = try await spool.exportEntries(afterKey: 0, limit: 10)
         #expect(try await postgres.importEntries(first) == 10)
         let report = try await copyLedger(from: spool, to: postgres, batch: 7)
-        #expect(report.events == 36 && report.copied == 26 && report.windows == 1)
+        #expect(report.events == 37 && report.copied == 27 && report.windows == 1 && report.corrections == 3)
+        #expect(try await postgres.corrections(of: nil) == corrections, "every correction, with its lanes")
         #expect(try await copyLedger(from: spool, to: postgres).copied == 0, "a second run copies nothing")
         #expect(try await postgres.status() == (try await spool.status()))
         #expect(
@@ -395,8 +405,13 @@ struct LedgerCopyTests {
             try await postgres.deadLetters(reason: nil, limit: 10).map(\.eventID).sorted() == ["cp-2", "cp-unrouted"])
 
         let back = try Spool(path: tempPath("copy-back.spool"))
-        #expect(try await copyLedger(from: postgres, to: back).copied == 36)
+        let again = try await copyLedger(from: postgres, to: back)
+        #expect(again.copied == 37 && again.corrections == 3)
         #expect(try await back.status() == (try await spool.status()))
+        #expect(try await back.corrections(of: nil) == corrections)
+        // The copied pending void waits on the copied row: the worker's query finds it due.
+        let due = try back.dueCorrections(lane: "stripe/api_request", now: Date(), limit: 10)
+        #expect(due.map(\.event.id).contains("cp-0"), "\(due.map(\.event.id))")
         await #expect(throws: UsageBillingError.self) { _ = try await copyLedger(from: back, to: back) }
     }
 }
