@@ -222,7 +222,7 @@ public final class DeliveryWorker: Sendable {
         }
         return UsageBillingError(
             .configuration,
-            "the spool \(spoolPath) holds undelivered events on \(orphans.count) lane(s) that \(config.file) no longer has: "
+            "the spool \(spoolPath) holds undelivered work on \(orphans.count) lane(s) that \(config.file) no longer has: "
                 + orphans.map(\.description).joined(separator: "; "),
             fix: fixes.joined(separator: "; ") + "; or put their routes back in the config",
             field: "routes")

@@ -104,6 +104,14 @@ enum LedgerEngine {
             origin: .local)
     }
 
+    static func correctionLaneRemoved(_ lane: String) -> RejectionReason {
+        RejectionReason(
+            code: "lane_removed",
+            message:
+                "the routing config no longer has the lane \(lane), so the correction was not applied there; dropped by `usage-billing lanes drop`. By hand: correct the event at the provider, or credit the customer",
+            origin: .local)
+    }
+
     /// Each window's record (when it has new events) and its state after it, in the snapshot's
     /// order.
     static func emit(_ snapshot: WindowSnapshot, spec: AggregationSpec, lane: String, into changes: inout WindowChanges)
@@ -179,11 +187,31 @@ extension LedgerStore {
 
     /// Dead-letters everything `lane` has not delivered, with reason `lane_removed`: its queued
     /// rows, and a record for each window with events not yet billed (the increment since its
-    /// last record). Nothing is deleted: `lanes reassign` and `dlq retry --reason lane_removed`
-    /// bring them back. Refused while a worker delivers the lane. Returns the rows and window
-    /// records dead-lettered.
+    /// last record); its corrections not yet applied are dead with the same reason and the manual
+    /// fix. Nothing is deleted: `lanes reassign` and `dlq retry --reason lane_removed` bring the
+    /// rows back. Refused while a worker delivers the lane. Returns the rows and window records
+    /// dead-lettered, and the corrections left dead.
     @discardableResult
-    public func dropLane(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int) {
+    public func dropLane(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int, corrections: Int) {
+        let dropped = try await dropRows(lane, now: now)
+        // Every row is settled now (delivered, duplicate, dead), so every pending correction is due.
+        let reason = LedgerEngine.correctionLaneRemoved(lane)
+        var corrections = 0
+        while true {
+            let due = try await dueCorrections(lane: lane, now: .distantFuture, limit: 500)
+            guard !due.isEmpty else { break }
+            try await settleCorrections(
+                due.map {
+                    CorrectionSettlement(
+                        eventKey: $0.eventKey, number: $0.number, state: .dead, reason: reason, retryAt: nil,
+                        attempted: false)
+                }, lane: lane, now: now, lease: nil)
+            corrections += due.count
+        }
+        return (dropped.rows, dropped.windows, corrections)
+    }
+
+    private func dropRows(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int) {
         let reason = LedgerEngine.laneRemoved(lane)
         // The lane's config is gone; the records only need ids and increments, which any spec gives.
         let spec = AggregationSpec(window: .fixed(seconds: 3600), report: .increments)

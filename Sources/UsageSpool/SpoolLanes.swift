@@ -3,19 +3,24 @@ import GRDB
 import UsageBilling
 
 /// A lane the spool holds undelivered work for (queued or retrying rows, windows with events not
-/// yet billed) that the routing config no longer has: nothing delivers it until it is moved
-/// (`lanes reassign`) or dead-lettered (`lanes drop`).
+/// yet billed, corrections not yet applied at the provider) that the routing config no longer
+/// has: nothing delivers it until it is moved (`lanes reassign`) or dead-lettered (`lanes drop`).
 public struct OrphanedLane: Sendable, Hashable, CustomStringConvertible {
     public var lane: String
     public var queued: Int
     public var retrying: Int
     public var openWindows: Int
+    /// Corrections pending there: the provider still bills those events.
+    public var pendingCorrections: Int = 0
     /// When its oldest queued row was recorded.
     public var oldestQueued: Date?
 
     public var description: String {
         var parts = ["\(queued) queued (\(retrying) retrying)"]
         if openWindows > 0 { parts.append("\(openWindows) window(s) with events not yet billed") }
+        if pendingCorrections > 0 {
+            parts.append("\(pendingCorrections) correction(s) not yet applied at the provider")
+        }
         if let oldest = oldestQueued { parts.append("oldest recorded \(RFC3339.format(oldest))") }
         return "\(lane): " + parts.joined(separator: ", ")
     }
@@ -38,12 +43,13 @@ extension UsageLedger {
     /// Lanes with undelivered work that `known` (the config's lane names) does not have.
     public func orphanedLanes(known: Set<String>) async throws -> [OrphanedLane] {
         try await status().compactMap { s in
-            guard s.lane != Spool.unroutedLane, !known.contains(s.lane), s.queued > 0 || s.openWindows > 0 else {
-                return nil
-            }
+            let pending = s.corrections[.pending] ?? 0
+            guard s.lane != Spool.unroutedLane, !known.contains(s.lane),
+                s.queued > 0 || s.openWindows > 0 || pending > 0
+            else { return nil }
             return OrphanedLane(
                 lane: s.lane, queued: s.queued, retrying: s.retrying, openWindows: s.openWindows,
-                oldestQueued: s.oldestQueued)
+                pendingCorrections: pending, oldestQueued: s.oldestQueued)
         }
     }
 }

@@ -94,7 +94,7 @@ public protocol UsageLedger: AnyObject, Sendable {
     /// When the next correction pending on `lane` whose row has settled is due; nil: none.
     func nextCorrectionDue(lane: String) async throws -> Date?
     /// Dead-letters a lane's undelivered work with reason `lane_removed`.
-    func dropLane(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int)
+    func dropLane(_ lane: String, now: Date) async throws -> (rows: Int, windows: Int, corrections: Int)
 
     /// What one worker holds for the whole run before it delivers anything, or nil when the
     /// ledger hands out lanes one by one (``acquireLease(lane:owner:ttl:)``). The SQLite spool
@@ -186,7 +186,7 @@ extension UsageLedger {
     public func deadLetters() async throws -> [DeadLetter] { try await deadLetters(reason: nil, limit: 100) }
     public func retryDeadLetters() async throws -> Int { try await retryDeadLetters(reason: nil, now: Date()) }
     public func purgeDeadLetters() async throws -> Int { try await purgeDeadLetters(reason: nil) }
-    public func dropLane(_ lane: String) async throws -> (rows: Int, windows: Int) {
+    public func dropLane(_ lane: String) async throws -> (rows: Int, windows: Int, corrections: Int) {
         try await dropLane(lane, now: Date())
     }
     public func rejectDelivered(_ rejections: [(identifier: String, reason: RejectionReason)], provider: String)

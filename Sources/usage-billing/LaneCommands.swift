@@ -139,7 +139,9 @@ struct LanesDrop: AsyncParsableCommand {
             let dropped = try await spool.dropLane(lane, now: Date())
             print(
                 "Dead-lettered \(dropped.rows) row(s) and \(dropped.windows) window record(s) of \(lane) (reason lane_removed)."
-            )
+                    + (dropped.corrections > 0
+                        ? " \(dropped.corrections) correction(s) not yet applied there are dead: correct them at the provider by hand (`usage-billing corrections` lists them)."
+                        : ""))
         } catch {
             throw CLIFailure.badInput("\(error)")
         }

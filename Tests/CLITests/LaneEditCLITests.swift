@@ -176,6 +176,78 @@ struct LaneEditCLITests {
         await emulator.shutdown()
     }
 
+    /// A void recorded under one config and still pending at the provider when the config is
+    /// edited: applied after the edit wherever the event's lane lives on (its provider renamed:
+    /// the void follows the rows `lanes reassign` moves). A lane removed with a void pending on it
+    /// is refused like a lane with queued events, and `lanes drop` leaves the void dead with the
+    /// manual fix: never silently left behind.
+    @Test(arguments: edits)
+    func aVoidPendingAcrossAnEditIsAppliedOrRefusedLoudly(_ edit: Edit) async throws {
+        let emulator = try await UsageEmulator.start()
+        let a = try Self.config(Edit.providers, Edit.original, emulator, tag: "void-edit-a")
+        let b = try Self.config(edit.providers, edit.routes, emulator, tag: "void-edit-b")
+        let spool = FileManager.default.temporaryDirectory.appending(
+            path: "ub-cli-void-edit-\(UUID().uuidString).spool"
+        )
+        .path
+        let now = Date()
+        let lines = (0..<6).map { i in
+            #"{"id":"ve-\#(i)","name":"\#(i < 3 ? "api_request" : "storage_gb")","customer":"acme","timestamp":"\#(RFC3339.format(now.addingTimeInterval(-Double(i) - 60)))","quantity":\#(i + 1)}"#
+        }
+        #expect(
+            try await CLI.run([
+                "import", try CLI.temp("ve.ndjson", lines.joined(separator: "\n")), "-c", a, "--spool", spool,
+            ]).status == 0)
+        #expect(try await CLI.run(["worker", "-c", a, "--spool", spool, "--until-empty"]).status == 0)
+        let voided = try await CLI.run(["void", "ve-1", "ve-4", "--reason", "test customer", "--spool", spool])
+        #expect(voided.status == 0 && voided.output.contains("pending"), "\(voided.output)")
+
+        // The storage lane survives every edit but the removals; its pending void then refuses.
+        let stranded = edit.storage == nil || edit.storage?.kind != "openmeter"
+        let orphaned = edit.orphaned.filter { $0.hasPrefix("stripe/") } + (stranded ? ["openmeter/storage_*"] : [])
+        if !orphaned.isEmpty {
+            let refused = try await CLI.run(["worker", "-c", b, "--spool", spool, "--until-empty"])
+            #expect(
+                refused.status == 2 && orphaned.allSatisfy { refused.output.contains("\($0): 0 queued") }
+                    && refused.output.contains("1 correction(s) not yet applied at the provider"), "\(refused.output)")
+            let status = try await CLI.run(["status", "--spool", spool, "-c", b])
+            #expect(status.status == 1 && orphaned.allSatisfy { status.output.contains("\($0) (ORPHANED") })
+            for lane in orphaned {
+                let command =
+                    lane.hasPrefix("stripe/")
+                    ? ["lanes", "reassign", lane, edit.suggested ?? "", "-c", b] : ["lanes", "drop", lane, "--yes"]
+                let resolved = try await CLI.run(command + ["--spool", spool])
+                #expect(resolved.status == 0, "\(command): \(resolved.output)")
+                if command[1] == "drop" {
+                    #expect(
+                        resolved.output.contains("1 correction(s) not yet applied there are dead"), "\(resolved.output)"
+                    )
+                }
+            }
+        }
+        let worker = try await CLI.run(["worker", "-c", b, "--spool", spool, "--until-empty"])
+        #expect(worker.status == 0, "\(worker.output)")
+        let cancelled = await !emulator.accepted("stripe").contains { $0.key == "ve-1" }
+        if edit.apiRequests?.meter != "api_request" {
+            // The cancel goes out under the lane's current event name, and Stripe ignores a
+            // cancel for a name the identifier was not sent under (README: Fixing wrong usage).
+            withKnownIssue("a void is sent with the route's event name as the config has it now") {
+                #expect(cancelled, "the void reached Stripe")
+            }
+        } else {
+            #expect(cancelled, "the void reached Stripe")
+        }
+        let storage = try await CLI.run(["corrections", "ve-4", "--spool", spool])
+        if stranded {
+            #expect(storage.output.contains("dead") && storage.output.contains("By hand"), "\(storage.output)")
+            #expect(await emulator.accepted("openmeter").reduce(Decimal(0)) { $0 + $1.quantity } == 15)
+        } else {
+            #expect(storage.output.contains("applied"), "\(storage.output)")
+            #expect(await emulator.accepted("openmeter").reduce(Decimal(0)) { $0 + $1.quantity } == 10)
+        }
+        await emulator.shutdown()
+    }
+
     /// `--until-empty` with rows the worker could not deliver (a provider that answers 503 to
     /// everything, retried until the run is stopped) exits non-zero with a one-line summary.
     @Test func untilEmptyNeverExitsZeroWithRowsLeft() async throws {
