@@ -47,7 +47,9 @@ struct CorrectionProviderCLITests {
         }
     }
 
-    @Test(arguments: UsageEmulator.kinds)
+    // One provider at a time: each case runs a dozen processes, and eight at once starve the
+    // suite's timing-sensitive tests.
+    @Test(.serialized, arguments: UsageEmulator.kinds)
     func voidAndAmendThroughTheCLI(_ kind: String) async throws {
         let emulator = try await UsageEmulator.start()
         defer { Task { await emulator.shutdown() } }

@@ -181,7 +181,7 @@ struct LaneEditCLITests {
     /// the void follows the rows `lanes reassign` moves). A lane removed with a void pending on it
     /// is refused like a lane with queued events, and `lanes drop` leaves the void dead with the
     /// manual fix: never silently left behind.
-    @Test(arguments: edits)
+    @Test(.serialized, arguments: edits)
     func aVoidPendingAcrossAnEditIsAppliedOrRefusedLoudly(_ edit: Edit) async throws {
         let emulator = try await UsageEmulator.start()
         let a = try Self.config(Edit.providers, Edit.original, emulator, tag: "void-edit-a")

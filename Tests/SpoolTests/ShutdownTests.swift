@@ -9,7 +9,7 @@ import UsageRouting
 import UsageSpool
 import UsageTestSupport
 
-@Suite("Graceful shutdown", .timeLimit(.minutes(1)))
+@Suite("Graceful shutdown", .timeLimit(.minutes(3)))
 struct ShutdownTests {
     /// Graceful shutdown while batches are in flight (OpenMeter keeps up to 8 at once): they complete
     /// and are marked, nothing after them is started, and the rest stays queued for the next run.
