@@ -173,6 +173,12 @@ extension LedgerStore {
                 {
                     states[key] = unfolded
                     if seen.insert(key).inserted { touched.append(key) }
+                    // Applied in the ledger; the provider sees it as the window's next revision,
+                    // which may still be refused there (a dead letter then says what to do).
+                    settlement.reason = .local(
+                        "folded", field: nil,
+                        "folded out of its window (\(key.meter) from \(RFC3339.format(Date(timeIntervalSince1970: TimeInterval(key.start))))); the window's next revision carries it to the provider, and `usage-billing dlq list` shows it if the provider refuses that revision"
+                    )
                 } else {
                     settlement.state = .dead
                     settlement.reason = .local(

@@ -169,7 +169,7 @@ private func describeLanes(_ c: CorrectionRecord) -> String {
             switch state {
             case .withheld: "never sent"
             case .pending: "the provider has it; the worker applies the correction"
-            case .applied: "applied at the provider"
+            case .applied: c.notes[lane] == nil ? "applied at the provider" : "applied"
             case .dead: "the provider cannot take it"
             case .notNeeded: "a dead letter there; nothing to correct"
             }

@@ -140,8 +140,10 @@ struct CorrectionProviderCLITests {
                 note?.contains("By hand") == true || note?.contains("by hand") == true, "\(run.kind): \(note ?? "")")
             return
         }
-        // Folded into a window: the window's lowered revision is the dead letter.
+        // Folded into a window: the window's lowered revision is the dead letter, and the
+        // correction's note says where to look.
         #expect(state == "applied", "\(run.kind): \(state ?? "no state")")
+        #expect(note?.contains("folded") == true && note?.contains("dlq list") == true, "\(run.kind): \(note ?? "")")
         let letters = try await run.cli(["dlq", "list"])
         #expect(
             letters.output.contains("By hand") || letters.output.contains("by hand"), "\(run.kind): \(letters.output)")

@@ -42,7 +42,7 @@ extension StripeSink: CorrectionSink {
         RejectionReason(
             code: "cancel_window_passed",
             message:
-                "Stripe cancels a meter event only within 24 hours of receiving it; \(why). By hand: credit the customer for it (a credit note on the invoice that billed it, or a customer balance adjustment), then `usage-billing corrections \(event.id)` shows this lane as dead",
+                "Stripe cancels a meter event only within 24 hours of receiving it; \(why). By hand: credit the customer for it (a credit note on the invoice that billed it, or a customer balance adjustment)",
             field: "id", origin: origin)
     }
 }
