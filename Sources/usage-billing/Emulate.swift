@@ -21,12 +21,13 @@ struct Emulate: AsyncParsableCommand {
             answer), delay=50ms@0.2, and reads=1 (read-back queries fail too).
 
             While it runs, a control API on the same port changes faults and state (no \
-            key; loopback only; E is http://127.0.0.1:12111). Set, clear, read, and \
-            forget what it accepted:
+            key; loopback only; E is http://127.0.0.1:12111). Set, clear, read, forget \
+            what it accepted, and move its clock past the providers' correction limits:
               curl -X PUT --data '429=0.2' $E/_emulator/faults/orb   # or faults/all
               curl -X DELETE $E/_emulator/faults/orb
               curl $E/_emulator/stats        # requests, accepted, injected
               curl -X POST "$E/_emulator/reset?provider=stripe"
+              curl -X POST "$E/_emulator/clock?advance=25h"  # past Stripe's 24 h
 
             Examples:
               usage-billing emulate --port 12111
