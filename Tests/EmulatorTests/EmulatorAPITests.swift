@@ -336,7 +336,7 @@ struct EmulatorAPITests {
 /// The control API a running `usage-billing emulate` serves under `/_emulator/`.
 @Suite("Emulator control API")
 struct EmulatorControlTests {
-    @Test func faultsAtRunTimeStatsAndReset() async throws {
+    @Test func faultsAtRunTimeStatsResetAndClock() async throws {
         let emulator = try await UsageEmulator.start()
         let http = try CurlHTTPClient()
         defer { http.shutdown() }
@@ -379,6 +379,18 @@ struct EmulatorControlTests {
         #expect(bad.0 == 400 && bad.1?["error"]?.stringValue?.contains("500=2") == true, "\(String(describing: bad.1))")
         #expect(try await control(.put, "faults/acme", "500=0.1").0 == 404)
         #expect(try await control(.get, "nothing").0 == 404)
+
+        // The clock moves forward: the event Stripe took now is past its 24-hour cancel window.
+        let moved = try await control(.post, "clock?advance=25h")
+        #expect(moved.0 == 200 && moved.1?["ahead_seconds"] == .number(90_000), "\(String(describing: moved.1))")
+        let late = try await sink.void(event, deliveredAt: Date(), correctionID: "ctl-void")
+        guard case .rejected(let reason) = late else {
+            Issue.record("a cancel after the clock moved 25 h was taken: \(late)"); return
+        }
+        #expect(reason.code == "cancel_window_passed" && reason.origin == .provider)
+        let badClock = try await control(.post, "clock?advance=tomorrow")
+        #expect(badClock.0 == 400 && badClock.1?["error"]?.stringValue?.contains("25h") == true)
+        #expect(try await control(.post, "clock").0 == 400)
         await emulator.shutdown()
     }
 }
