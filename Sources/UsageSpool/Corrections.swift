@@ -303,10 +303,12 @@ extension LedgerStore {
     public func void(_ ids: [String], reason: String, now: Date) async throws -> [VoidResult] {
         var amendedBy: [String: String] = [:]  // replacement id → the amended id the call named
         var resolved: [String] = []
+        // One read for the whole call; only an amended event's chain is followed further.
+        let amended = Set(try await corrections(of: ids).filter { $0.kind == .amend }.map(\.eventID))
         for id in ids {
             var current = id
             // A replacement may itself be amended; each step follows the latest amend.
-            for _ in 0..<16 {
+            for _ in 0..<16 where amended.contains(id) {
                 guard
                     let amend = try await corrections(of: [current]).filter({ $0.kind == .amend }).max(by: {
                         $0.number < $1.number
