@@ -104,11 +104,13 @@ extension ReconcileReport {
         var out =
             "\n<h3>Corrections</h3>\n<p class=\"sub\" id=\"corrections-\(HTML.escape(provider))\">\(HTML.escape(summary ?? "")): the recorded totals above count what the ledger holds after them\(mine.count > shown ? "; the last \(shown) shown, `usage-billing corrections` lists all" : "").</p>\n"
         let table = mine.suffix(shown).map { c -> (cls: String, cells: [String]) in
-            (
-                c.state == "dead" ? "mismatch" : c.state == "pending" ? "pending" : "",
+            // Dead reads as a mismatch (the provider still bills it), pending as pending.
+            let status = c.state == .dead ? "mismatch" : c.state == .pending ? "pending" : "match"
+            return (
+                status == "match" ? "" : status,
                 [
                     HTML.escape(c.eventID), HTML.escape(c.what), HTML.escape(c.lane),
-                    "<span class=\"status \(c.state == "dead" ? "mismatch" : c.state == "pending" ? "pending" : "match")\">\(HTML.escape(c.state))</span>",
+                    "<span class=\"status \(status)\">\(HTML.escape(c.state.label))</span>",
                     HTML.escape(c.reason), HTML.escape(c.note ?? ""),
                 ]
             )

@@ -1,5 +1,6 @@
 import Foundation
 import UsageBilling
+import UsageSpool
 
 extension ReconcileReport {
     /// A plain-text table: one line per row, mismatches first, then the mapping problems and a
@@ -42,7 +43,8 @@ extension ReconcileReport {
         Dictionary(grouping: corrections, by: \.provider).sorted { $0.key < $1.key }.map { provider, list in
             let counts = Dictionary(grouping: list, by: \.state).mapValues(\.count)
             return "\(provider): "
-                + counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+                + CorrectionLaneState.allCases.compactMap { state in counts[state].map { "\($0) \(state.label)" } }
+                .joined(separator: ", ")
         }
     }
 
@@ -63,9 +65,9 @@ extension ReconcileReport {
                 corrections.map { c in
                     .object([
                         "provider": .string(c.provider), "lane": .string(c.lane), "event_id": .string(c.eventID),
-                        "kind": .string(c.kind),
+                        "kind": .string(c.kind.rawValue),
                         "quantity": c.quantity.map { .string(DecimalFormat.plain($0)) } ?? .null,
-                        "reason": .string(c.reason), "state": .string(c.state),
+                        "reason": .string(c.reason), "state": .string(c.state.label),
                         "note": c.note.map(JSONValue.string) ?? .null,
                     ])
                 }),
@@ -147,8 +149,9 @@ extension ReconcileReport {
         pendingCorrections = root["pending_corrections"]?.arrayValue?.compactMap(\.stringValue) ?? []
         corrections = (root["corrections"]?.arrayValue ?? []).compactMap { c in
             guard let provider = c["provider"]?.stringValue, let lane = c["lane"]?.stringValue,
-                let eventID = c["event_id"]?.stringValue, let kind = c["kind"]?.stringValue,
-                let state = c["state"]?.stringValue
+                let eventID = c["event_id"]?.stringValue,
+                let kind = c["kind"]?.stringValue.flatMap(CorrectionKind.init(rawValue:)),
+                let state = CorrectionLaneState.allCases.first(where: { $0.label == c["state"]?.stringValue })
             else { return nil }
             return ReconcileCorrection(
                 provider: provider, lane: lane, eventID: eventID, kind: kind,

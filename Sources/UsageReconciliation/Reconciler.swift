@@ -97,19 +97,17 @@ public struct ReconcileCorrection: Sendable, Hashable {
     public var provider: String
     public var lane: String
     public var eventID: String
-    /// `void` or `amend`.
-    public var kind: String
+    public var kind: CorrectionKind
     /// An amend's new quantity.
     public var quantity: Decimal?
     public var reason: String
-    /// `withheld`, `pending`, `applied`, `dead` or `not needed`.
-    public var state: String
+    public var state: CorrectionLaneState
     /// Why a dead correction is dead, and what to do by hand.
     public var note: String?
 
     public init(
-        provider: String, lane: String, eventID: String, kind: String, quantity: Decimal?, reason: String,
-        state: String, note: String?
+        provider: String, lane: String, eventID: String, kind: CorrectionKind, quantity: Decimal?, reason: String,
+        state: CorrectionLaneState, note: String?
     ) {
         self.provider = provider
         self.lane = lane
@@ -122,7 +120,7 @@ public struct ReconcileCorrection: Sendable, Hashable {
     }
 
     /// `void` or `amend to 7`.
-    public var what: String { quantity.map { "\(kind) to \(DecimalFormat.plain($0))" } ?? kind }
+    public var what: String { quantity.map { "\(kind.rawValue) to \(DecimalFormat.plain($0))" } ?? kind.rawValue }
 }
 
 /// The result of a reconciliation.
@@ -228,8 +226,8 @@ public struct Reconciler: Sendable {
                     guard let state = c.lanes[lane.name] else { continue }
                     listed.append(
                         ReconcileCorrection(
-                            provider: provider, lane: lane.name, eventID: c.eventID, kind: c.kind.rawValue,
-                            quantity: c.quantity, reason: c.reason, state: state.label, note: c.notes[lane.name]))
+                            provider: provider, lane: lane.name, eventID: c.eventID, kind: c.kind,
+                            quantity: c.quantity, reason: c.reason, state: state, note: c.notes[lane.name]))
                 }
             }
             let waiting = corrections.filter { c in providerLanes.contains { c.lanes[$0.name] == .pending } }

@@ -197,9 +197,14 @@ extension LedgerStore {
         // Every row is settled now (delivered, duplicate, dead), so every pending correction is due.
         let reason = LedgerEngine.correctionLaneRemoved(lane)
         var corrections = 0
+        var settled = Set<CorrectionRef>()
         while true {
             let due = try await dueCorrections(lane: lane, now: .distantFuture, limit: 500)
-            guard !due.isEmpty else { break }
+            // A settlement is written only while pending; one that comes back was not (a worker
+            // took the lane meanwhile, which the exclusive drop refuses): stop rather than spin.
+            let refs = due.map { CorrectionRef(eventKey: $0.eventKey, number: $0.number) }
+            guard !due.isEmpty, settled.isDisjoint(with: refs) else { break }
+            settled.formUnion(refs)
             try await settleCorrections(
                 due.map {
                     CorrectionSettlement(

@@ -75,14 +75,14 @@ struct CockpitPageTests {
         var report = Self.report
         report.corrections = [
             ReconcileCorrection(
-                provider: "stripe", lane: "stripe/api_request", eventID: "evt_1", kind: "void", quantity: nil,
-                reason: Self.hostile, state: "dead", note: "cancel_window_passed: By hand: credit the customer"),
+                provider: "stripe", lane: "stripe/api_request", eventID: "evt_1", kind: .void, quantity: nil,
+                reason: Self.hostile, state: .dead, note: "cancel_window_passed: By hand: credit the customer"),
             ReconcileCorrection(
-                provider: "stripe", lane: "stripe/api_request", eventID: "evt_2", kind: "amend", quantity: 7,
-                reason: "wrong unit", state: "applied", note: nil),
+                provider: "stripe", lane: "stripe/api_request", eventID: "evt_2", kind: .amend, quantity: 7,
+                reason: "wrong unit", state: .applied, note: nil),
             ReconcileCorrection(
-                provider: "orb", lane: "orb/api_request", eventID: "evt_1", kind: "void", quantity: nil,
-                reason: "test customer", state: "pending", note: nil),
+                provider: "orb", lane: "orb/api_request", eventID: "evt_1", kind: .void, quantity: nil,
+                reason: "test customer", state: .pending, note: nil),
         ]
         let html = report.html(from: Self.day, to: Self.day.addingTimeInterval(2 * 86_400), generatedAt: Self.day)
         Self.expectInert(html)

@@ -4,6 +4,7 @@ import Testing
 import UsageBilling
 import UsageDemo
 import UsageRouting
+import UsageSpool
 
 /// The demo as the library runs it: the repository's example config and events against the
 /// emulator of every provider, with faults, reconciled per provider.
@@ -23,9 +24,9 @@ struct DemoRunTests {
         #expect(steps.lines.contains { $0.hasPrefix("Providers: ") }, "the run says what it does as it goes")
         // Its report shows the void and the amend on every lane they reached, applied.
         let voided = try #require(outcome.voided), amended = try #require(outcome.amended)
-        for (eventID, kind) in [(voided.eventID, "void"), (amended.correction.eventID, "amend")] {
+        for (eventID, kind) in [(voided.eventID, CorrectionKind.void), (amended.correction.eventID, .amend)] {
             let shown = outcome.report.corrections.filter { $0.eventID == eventID && $0.kind == kind }
-            #expect(!shown.isEmpty && shown.allSatisfy { $0.state == "applied" }, "\(eventID): \(shown)")
+            #expect(!shown.isEmpty && shown.allSatisfy { $0.state == .applied }, "\(eventID): \(shown)")
         }
     }
 

@@ -168,9 +168,9 @@ struct ReconcileTests {
             "\(report.pendingCorrections)")
         #expect(report.table().contains("correction: openmeter"))
         // Both corrections are listed with where they stand, in the table, the JSON and the page.
-        let listed = report.corrections.map { "\($0.eventID) \($0.state) \($0.reason)" }.sorted()
+        let listed = report.corrections.map { "\($0.eventID) \($0.state.label) \($0.reason)" }.sorted()
         #expect(listed == ["void-1 pending test customer", "void-2 withheld bad deploy"], "\(listed)")
-        #expect(report.table().contains("corrections: openmeter: 1 pending, 1 withheld"), "\(report.table())")
+        #expect(report.table().contains("corrections: openmeter: 1 withheld, 1 pending"), "\(report.table())")
         #expect(try ReconcileReport(json: report.json()).corrections == report.corrections)
         await setup.close()
     }

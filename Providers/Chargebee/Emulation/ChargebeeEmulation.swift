@@ -45,7 +45,9 @@ final class ChargebeeEmulation: EmulatedProvider {
 
     private func invoiceID(_ r: Record, at: Date) -> String? {
         at.timeIntervalSince(r.created) >= Self.invoicedAfter
-            ? "inv_emu_" + EventID.derived(from: [r.subscription, String(r.date / 2_678_400)]).suffix(12) : nil
+            ? "inv_emu_"
+                + EventID.derived(from: [r.subscription, String(r.date / Int64(Self.invoicedAfter))]).suffix(12)
+            : nil
     }
     private struct State { var records: [Record] = []; var replies: [String: HTTPResponse] = [:] }
     private let state = Locked(State())
